@@ -1,0 +1,1 @@
+"""Chapter 3: attention mechanisms, from plain dot products to multi-head causal attention."""

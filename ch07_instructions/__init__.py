@@ -1,0 +1,1 @@
+"""Chapter 7: finetuning to follow instructions (not written yet)."""

@@ -1,0 +1,286 @@
+"""Fetch the course's datasets by name, offline when a mirror folder is configured.
+
+Every file the course uses is listed once in DATASETS with its sha256. `fetch(name)`
+looks in three places, in order, and returns the first copy whose checksum matches:
+
+1. the project's `data/` folder (a file fetched earlier);
+2. a local mirror folder named by the environment variable LLM_COURSE_DATA_MIRROR
+   (a folder with the same layout as `data/`; CI points it at `../shared/data`);
+3. the canonical URLs, one after the other, with a progress bar.
+
+A file is written to a temporary name beside its destination and renamed only after
+its checksum matches, so a failed or interrupted fetch never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tempfile
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+MIRROR_ENV = "LLM_COURSE_DATA_MIRROR"
+DATA_DIR_ENV = "LLM_COURSE_DATA_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: str  # relative to data/ and to a mirror folder
+    sha256: str
+    urls: tuple[str, ...]
+    licence: str
+    archive_member: str | None = None  # the URLs serve a zip holding this file
+    normalize_newlines: bool = False  # compare after CRLF -> LF and one trailing newline
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset(
+            name="the-verdict",
+            path="the-verdict.txt",
+            sha256="b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
+                "01_main-chapter-code/the-verdict.txt",
+            ),
+            licence="public domain (Edith Wharton, 1908)",
+        ),
+        Dataset(
+            name="sms-spam-collection",
+            path="SMSSpamCollection",
+            sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+            urls=(
+                "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+                "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip",
+            ),
+            licence="CC BY 4.0 (UCI Machine Learning Repository, Almeida & Hidalgo 2011)",
+            archive_member="SMSSpamCollection",
+            normalize_newlines=True,
+        ),
+        Dataset(
+            name="instruction-data",
+            path="instruction-data.json",
+            sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "01_main-chapter-code/instruction-data.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        Dataset(
+            name="instruction-data-with-preference",
+            path="instruction-data-with-preference.json",
+            sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        Dataset(
+            name="gpt2-encoder",
+            path="gpt2/encoder.json",
+            sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",),
+            licence="MIT (OpenAI GPT-2)",
+        ),
+        Dataset(
+            name="gpt2-vocab",
+            path="gpt2/vocab.bpe",
+            sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",),
+            licence="MIT (OpenAI GPT-2)",
+        ),
+    ]
+}
+
+
+class DataFetchError(RuntimeError):
+    """No source gave a file with the expected checksum; the message lists what was tried."""
+
+
+def data_dir() -> Path:
+    """The folder fetched files are kept in: `data/` in the project, or $LLM_COURSE_DATA_DIR."""
+    return Path(os.environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data")
+
+
+def mirror_dir() -> Path | None:
+    value = os.environ.get(MIRROR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(
+    name: str,
+    *,
+    download: bool = True,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Return the path of dataset `name` in data/, fetching it first if needed.
+
+    With download=False only data/ and the mirror are tried (no network access).
+    Raises DataFetchError, listing every source tried and how to fix it.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    dataset = DATASETS[name]
+    target = data_dir() / dataset.path
+    tried: list[str] = []
+
+    if target.exists():
+        actual = sha256_of(target)
+        if actual == dataset.sha256:
+            return target
+        # Keep the user's file (nothing lost), but never use it.
+        aside = target.with_name(target.name + ".corrupt")
+        os.replace(target, aside)
+        warnings.warn(f"{target} had the wrong sha256 ({actual[:12]}…); moved it to {aside}",
+                      stacklevel=2)
+        tried.append(f"{target}: wrong sha256 {actual[:12]}…, moved aside to {aside.name}")
+    else:
+        tried.append(f"{target}: not there")
+
+    mirror = mirror_dir()
+    if mirror is None:
+        tried.append(f"mirror: not configured (${MIRROR_ENV} is not set)")
+    elif not (mirror / dataset.path).is_file():
+        tried.append(f"mirror: {mirror / dataset.path} not there")
+    else:
+        source = mirror / dataset.path
+        error = _install(target, dataset, lambda dst: _copy(source, dst))
+        if error is None:
+            return target
+        tried.append(f"mirror: {source}: {error}")
+
+    if download:
+        for url in dataset.urls:
+            error = _install(target, dataset,
+                             lambda dst, url=url: _download(url, dst, progress, timeout))
+            if error is None:
+                return target
+            tried.append(f"{url}: {error}")
+    else:
+        tried.append("download: not attempted (download=False)")
+
+    raise DataFetchError(
+        f"could not fetch dataset {name!r} ({dataset.path}). Tried:\n"
+        + "\n".join(f"  - {line}" for line in tried)
+        + f"\nTo fix: connect to the internet, or set {MIRROR_ENV} to a folder that holds "
+        f"{dataset.path} (sha256 {dataset.sha256}), or place that file at {target}."
+    )
+
+
+def _install(target: Path, dataset: Dataset, write: Callable) -> str | None:
+    """Write a candidate with `write(file)` to a temporary file, verify, then rename it into place.
+
+    Returns None on success, else a short reason; the temporary file never survives.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        if dataset.archive_member:
+            _extract_member(tmp, dataset.archive_member)
+        if dataset.normalize_newlines:
+            data = tmp.read_bytes().replace(b"\r\n", b"\n").rstrip(b"\n") + b"\n"
+            tmp.write_bytes(data)
+        actual = sha256_of(tmp)
+        if actual != dataset.sha256:
+            return f"wrong sha256 {actual[:12]}… (expected {dataset.sha256[:12]}…)"
+        os.replace(tmp, target)
+        return None
+    except (OSError, http.client.HTTPException, zipfile.BadZipFile, KeyError) as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy(source: Path, dst) -> None:
+    with open(source, "rb") as src:
+        shutil.copyfileobj(src, dst)
+
+
+def _download(url: str, dst, progress: bool, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "llm-from-scratch-course"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                  disable=not progress) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                dst.write(block)
+                received += len(block)
+                bar.update(len(block))
+        if total is not None and received != total:
+            raise OSError(f"connection closed after {received} of {total} bytes")
+
+
+def _extract_member(archive: Path, member: str) -> None:
+    """Replace the zip file `archive` by the content of its file named `member`."""
+    with zipfile.ZipFile(archive) as zf:
+        names = {Path(n).name: n for n in zf.namelist()}
+        if member not in names:
+            raise KeyError(f"{member!r} not in the zip (it holds {sorted(names)})")
+        data = zf.read(names[member])
+    archive.write_bytes(data)
+
+
+def prepare_tiktoken_cache() -> None:
+    """Let `tiktoken.get_encoding("gpt2")` work offline when GPT-2's BPE files are at hand.
+
+    tiktoken caches each file it downloads in $TIKTOKEN_CACHE_DIR under sha1(url). If that
+    variable is unset we point it at data/tiktoken, and copy GPT-2's encoder.json and
+    vocab.bpe there from data/ or the mirror. tiktoken still checks their hashes. Without
+    a local copy this does nothing, and tiktoken downloads the files itself.
+    """
+    cache = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken")))
+    for name in ("gpt2-encoder", "gpt2-vocab"):
+        dataset = DATASETS[name]
+        cached = cache / hashlib.sha1(dataset.urls[0].encode()).hexdigest()
+        if cached.exists():
+            continue
+        try:
+            source = fetch(name, download=False)
+        except DataFetchError:
+            continue
+        _install(cached, dataset, lambda dst, source=source: _copy(source, dst))
+
+
+def read_text(name: str) -> str:
+    """Fetch a text dataset and return its content (UTF-8)."""
+    return fetch(name).read_text(encoding="utf-8")
+
+
+__all__ = [
+    "DATASETS",
+    "DataFetchError",
+    "Dataset",
+    "data_dir",
+    "fetch",
+    "mirror_dir",
+    "prepare_tiktoken_cache",
+    "read_text",
+    "sha256_of",
+]

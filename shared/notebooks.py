@@ -1,0 +1,157 @@
+"""The notebooks are the source; this turns them into modules and keeps them honest.
+
+    python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module
+    python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
+    python -m shared.notebooks run    NOTEBOOK ...     execute in place, then export
+
+With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant.
+
+Export: the code cells tagged `export`, in order, become `<notebook>.py` beside the
+notebook, under a header naming the source, followed by an `__all__` of the public names
+they define. Check: the module equals a fresh export and the notebook is normalised
+(see `normalize`). Run: execute with one thread and no per-run metadata (timings,
+widget state), so stored outputs are reproducible and diffs show real changes only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+from shared.data import PROJECT_ROOT
+
+EXPORT_TAG = "export"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+CELL_METADATA_KEPT = ("tags",)
+
+
+def chapter_notebooks() -> list[Path]:
+    return sorted(PROJECT_ROOT.glob("ch*/*.ipynb"))
+
+
+def module_path(notebook: Path) -> Path:
+    return notebook.with_suffix(".py")
+
+
+def export_source(notebook: Path) -> str | None:
+    """The module text for `notebook`, or None if it has no cells tagged `export`."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells
+             if c.cell_type == "code" and EXPORT_TAG in c.metadata.get("tags", [])]
+    if not cells:
+        return None
+    chunks = []
+    for cell in cells:
+        source = cell.source.strip("\n")
+        for line in source.splitlines():
+            if line.lstrip().startswith(("%", "!")):
+                raise ValueError(f"{notebook}: exported cell has notebook-only syntax: {line!r}")
+        chunks.append(source)
+    body = "\n\n\n".join(chunks)
+    tree = ast.parse(body, filename=str(notebook))  # a SyntaxError names the notebook
+    relative = notebook.resolve().relative_to(PROJECT_ROOT).as_posix()
+    header = (
+        f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
+        "# Do not edit: change the notebook's cells tagged `export`, then export again.\n\n"
+    )
+    names = ",\n".join(f"    {name!r}" for name in public_names(tree))
+    return f"{header}{body}\n\n\n__all__ = [\n{names},\n]\n"
+
+
+def public_names(tree: ast.Module) -> list[str]:
+    """Top-level classes, functions and assigned names that do not start with `_`."""
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.extend(t.id for t in targets if isinstance(t, ast.Name))
+    return [n for n in dict.fromkeys(names) if not n.startswith("_")]
+
+
+def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop what changes from run to run or machine to machine but carries no meaning."""
+    nb.metadata = nbformat.from_dict(
+        {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    )
+    for cell in nb.cells:
+        cell.metadata = nbformat.from_dict(
+            {k: v for k, v in cell.metadata.items() if k in CELL_METADATA_KEPT}
+        )
+    return nb
+
+
+def is_normalized(notebook: Path) -> bool:
+    """True when the file is exactly what `run` writes: no per-run metadata, same layout."""
+    text = notebook.read_text(encoding="utf-8")
+    expected = nbformat.writes(normalize(nbformat.reads(text, as_version=4)))
+    return text.rstrip("\n") == expected.rstrip("\n")
+
+
+def export(notebook: Path, check: bool = False) -> bool:
+    """Write (or with check=True, compare) the module of `notebook`. True when up to date."""
+    expected = export_source(notebook)
+    target = module_path(notebook)
+    if expected is None:
+        return True
+    actual = target.read_text() if target.exists() else ""
+    if actual == expected:
+        return True
+    if check:
+        diff = difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+            fromfile=f"{notebook.name} (export)", tofile=str(target),
+        )
+        sys.stdout.writelines(diff)
+        print(f"\n{target} differs from {notebook}: run `python -m shared.notebooks export`.")
+        return False
+    target.write_text(expected)
+    print(f"wrote {target}")
+    return True
+
+
+def run(notebook: Path, timeout: int = 1800) -> None:
+    """Execute `notebook` in place (one thread, from its own folder), normalise it, export it."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it; see shared/pytest_setup.py
+    nb = nbformat.read(notebook, as_version=4)
+    executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
+    executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    nbformat.write(normalize(nb), notebook)
+    print(f"executed {notebook}")
+    export(notebook)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.notebooks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["export", "check", "run"])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    notebooks = [p.resolve() for p in args.notebooks] or chapter_notebooks()
+    if args.command == "run":
+        if not args.notebooks:
+            parser.error("name the notebook(s) to run")
+        for notebook in notebooks:
+            run(notebook)
+        return 0
+    ok = True
+    for notebook in notebooks:
+        ok &= export(notebook, check=args.command == "check")
+        if args.command == "check" and not is_normalized(notebook):
+            print(f"{notebook} holds per-run metadata: run `python -m shared.notebooks run` on it.")
+            ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Tests of shared.data: each source in turn, checksums, clear errors, no partial files."""
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+
+import pytest
+
+from shared import data
+
+CONTENT = b"The quick brown fox.\n" * 100
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server on 127.0.0.1; set `server.routes[path] = bytes or callable`."""
+    routes = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = routes.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            if callable(body):
+                body(self)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.routes = routes
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def dataset(monkeypatch, tmp_path):
+    """Register a small test dataset; data/ is a fresh temporary folder, no mirror set."""
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.delenv(data.MIRROR_ENV, raising=False)
+
+    def register(urls=(), content=CONTENT, **kwargs):
+        ds = data.Dataset(name="test-set", path="sub/test.txt",
+                          sha256=hashlib.sha256(content).hexdigest(), urls=tuple(urls),
+                          licence="test", **kwargs)
+        monkeypatch.setitem(data.DATASETS, ds.name, ds)
+        return ds
+
+    return register
+
+
+def leftovers(folder):
+    return [p.name for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+def test_uses_existing_file_with_matching_checksum(dataset, tmp_path):
+    dataset(urls=["http://127.0.0.1:9/never-contacted"])
+    target = tmp_path / "data" / "sub" / "test.txt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(CONTENT)
+    assert data.fetch("test-set") == target
+
+
+def test_copies_from_mirror(dataset, tmp_path, monkeypatch):
+    dataset()
+    mirror = tmp_path / "mirror"
+    (mirror / "sub").mkdir(parents=True)
+    (mirror / "sub" / "test.txt").write_bytes(CONTENT)
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    path = data.fetch("test-set")
+    assert path.read_bytes() == CONTENT
+    assert path.parent.parent == tmp_path / "data"
+
+
+def test_corrupt_mirror_file_is_rejected_and_not_kept(dataset, tmp_path, monkeypatch):
+    dataset()
+    mirror = tmp_path / "mirror"
+    (mirror / "sub").mkdir(parents=True)
+    (mirror / "sub" / "test.txt").write_bytes(b"tampered")
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    with pytest.raises(data.DataFetchError, match="wrong sha256"):
+        data.fetch("test-set")
+    assert not (tmp_path / "data" / "sub" / "test.txt").exists()
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_corrupt_local_file_is_moved_aside_and_replaced(dataset, tmp_path, server):
+    server.routes["/test.txt"] = CONTENT
+    dataset(urls=[server.url + "/test.txt"])
+    target = tmp_path / "data" / "sub" / "test.txt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"my edits")
+    with pytest.warns(UserWarning, match="wrong sha256"):
+        path = data.fetch("test-set", progress=False)
+    assert path.read_bytes() == CONTENT
+    assert (target.parent / "test.txt.corrupt").read_bytes() == b"my edits"
+
+
+def test_downloads_trying_fallback_urls(dataset, server):
+    server.routes["/good.txt"] = CONTENT
+    dataset(urls=[server.url + "/missing.txt", server.url + "/good.txt"])
+    assert data.fetch("test-set", progress=False).read_bytes() == CONTENT
+
+
+def test_download_with_wrong_checksum_leaves_nothing(dataset, server, tmp_path):
+    server.routes["/bad.txt"] = b"not what was promised"
+    dataset(urls=[server.url + "/bad.txt"])
+    with pytest.raises(data.DataFetchError, match="wrong sha256"):
+        data.fetch("test-set", progress=False)
+    assert not (tmp_path / "data" / "sub" / "test.txt").exists()
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_truncated_download_leaves_nothing(dataset, server, tmp_path):
+    def truncated(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(CONTENT)))
+        handler.end_headers()
+        handler.wfile.write(CONTENT[:100])  # then the connection closes
+
+    server.routes["/cut.txt"] = truncated
+    dataset(urls=[server.url + "/cut.txt"])
+    with pytest.raises(data.DataFetchError, match="cut.txt"):
+        data.fetch("test-set", progress=False)
+    assert list((tmp_path / "data").rglob("*.txt")) == []
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_no_source_error_lists_what_was_tried_and_the_fix(dataset):
+    dataset(urls=["http://127.0.0.1:9/unreachable.txt"])  # port 9: nothing listens
+    with pytest.raises(data.DataFetchError) as error:
+        data.fetch("test-set", progress=False, timeout=5)
+    message = str(error.value)
+    assert "not there" in message
+    assert f"${data.MIRROR_ENV} is not set" in message
+    assert "127.0.0.1:9/unreachable.txt" in message
+    assert f"set {data.MIRROR_ENV}" in message
+
+
+def test_download_false_never_touches_the_network(dataset):
+    dataset(urls=["http://127.0.0.1:9/unreachable.txt"])
+    with pytest.raises(data.DataFetchError, match="download=False"):
+        data.fetch("test-set", download=False)
+
+
+def test_zip_member_extracted_and_newlines_normalised(dataset, server):
+    crlf = CONTENT.replace(b"\n", b"\r\n")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("readme.txt", "other file")
+        zf.writestr("test.txt", crlf)
+    server.routes["/archive.zip"] = archive.getvalue()
+    dataset(urls=[server.url + "/archive.zip"], archive_member="test.txt",
+            normalize_newlines=True)
+    assert data.fetch("test-set", progress=False).read_bytes() == CONTENT
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(KeyError, match="the-verdict"):
+        data.fetch("no-such-dataset")
+
+
+def test_registry_matches_data_readme():
+    readme = (data.PROJECT_ROOT / "data" / "README.md").read_text()
+    for ds in data.DATASETS.values():
+        assert ds.sha256 in readme, ds.name
+        assert ds.urls[0] in readme, ds.name
+
+
+def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
+    """Needs GPT-2's BPE files in data/ or the mirror (CI sets the mirror)."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(data.MIRROR_ENV, str(data.mirror_dir() or data.PROJECT_ROOT / "data"))
+    # A fresh interpreter whose network access fails loudly proves nothing is downloaded.
+    code = (
+        "import socket\n"
+        "def no_network(*a, **k): raise OSError('network used')\n"
+        "socket.socket.connect = no_network\n"
+        "import shared, tiktoken\n"
+        "print(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[15496, 11, 995]"
