@@ -27,6 +27,7 @@ from shared.data import (
 from shared.plotting import heatmap
 from shared.utils import get_device, set_seed
 
+
 # In reading order. A new chapter module is added here and nowhere else.
 CHAPTER_MODULES = (
     "ch02_text_data.text_data",

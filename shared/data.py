@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+
 MIRROR_ENV = "LLM_COURSE_DATA_MIRROR"
 DATA_DIR_ENV = "LLM_COURSE_DATA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

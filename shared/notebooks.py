@@ -26,6 +26,7 @@ import nbformat
 
 from shared.data import PROJECT_ROOT
 
+
 EXPORT_TAG = "export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
@@ -55,7 +56,10 @@ def export_source(notebook: Path) -> str | None:
         chunks.append(source)
     body = "\n\n\n".join(chunks)
     tree = ast.parse(body, filename=str(notebook))  # a SyntaxError names the notebook
-    relative = notebook.resolve().relative_to(PROJECT_ROOT).as_posix()
+    try:
+        relative = notebook.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:  # a notebook outside the project
+        relative = notebook.name
     header = (
         f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
         "# Do not edit: change the notebook's cells tagged `export`, then export again.\n\n"

@@ -10,6 +10,7 @@ import pytest
 
 from shared import data
 
+
 CONTENT = b"The quick brown fox.\n" * 100
 
 

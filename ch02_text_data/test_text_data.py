@@ -1,0 +1,208 @@
+"""Tests of chapter 2's exported code: tokenizers, BPE (parity with tiktoken), data loaders."""
+
+import random
+
+import pytest
+import tiktoken
+import torch
+
+from ch02_text_data.text_data import (
+    BPETokenizer,
+    GPTDatasetV1,
+    SimpleTokenizerV1,
+    SimpleTokenizerV2,
+    build_vocabulary,
+    create_dataloader_v1,
+    simple_tokenize,
+)
+from shared import fetch, read_text
+
+
+@pytest.fixture(scope="module")
+def verdict():
+    return read_text("the-verdict")
+
+
+@pytest.fixture(scope="module")
+def gpt2_bpe():
+    return BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
+
+
+@pytest.fixture(scope="module")
+def tiktoken_gpt2():
+    return tiktoken.get_encoding("gpt2")
+
+
+# Simple tokenizers ------------------------------------------------------------------------
+
+def test_simple_tokenize_splits_punctuation_and_drops_whitespace():
+    assert simple_tokenize('Hello, world--"yes"?  ok') == [
+        "Hello", ",", "world", "--", '"', "yes", '"', "?", "ok"]
+
+
+def test_v1_round_trip_on_known_words(verdict):
+    tokenizer = SimpleTokenizerV1(build_vocabulary(simple_tokenize(verdict)))
+    text = "It was the last he painted, you know."
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_v1_unknown_word_is_a_clear_error(verdict):
+    tokenizer = SimpleTokenizerV1(build_vocabulary(simple_tokenize(verdict)))
+    with pytest.raises(KeyError, match="'Hello' is not in the vocabulary"):
+        tokenizer.encode("Hello, do you like tea?")
+
+
+def test_v2_maps_unknown_words_and_keeps_endoftext(verdict):
+    vocab = build_vocabulary(simple_tokenize(verdict), special_tokens=["<|endoftext|>", "<|unk|>"])
+    tokenizer = SimpleTokenizerV2(vocab)
+    ids = tokenizer.encode("Hello the <|endoftext|> palace")
+    assert ids == [vocab["<|unk|>"], vocab["the"], vocab["<|endoftext|>"], vocab["<|unk|>"]]
+    assert tokenizer.decode(ids) == "<|unk|> the <|endoftext|> <|unk|>"
+
+
+def test_vocabulary_is_sorted_with_specials_last():
+    vocab = build_vocabulary(["b", "a", "b"], special_tokens=["<|x|>"])
+    assert vocab == {"a": 0, "b": 1, "<|x|>": 2}
+
+
+# BPE: GPT-2 parity --------------------------------------------------------------------------
+
+def random_text(rng: random.Random, length: int) -> str:
+    """Text mixing scripts, digits, punctuation, contractions and whitespace runs."""
+    pieces = ["the", " The", "'s", "'ll", "don't", " 42", "3.14", "!!", "?", " ", "  ", "   ",
+              "\n", "\n\n", "\t", " \t ", "naïve", "Ünïcödé", "日本語", "привет", "😀", "🚀",
+              "e\u0301", "\u00a0", "--", "...", "(x)", "{}", "#", "@user", "http://a.b/c?d=e"]
+    return "".join(rng.choice(pieces) for _ in range(length))
+
+
+def test_bpe_matches_tiktoken_on_random_text(gpt2_bpe, tiktoken_gpt2):
+    rng = random.Random(0)
+    for _ in range(300):
+        text = random_text(rng, rng.randint(1, 40))
+        assert gpt2_bpe.encode(text) == tiktoken_gpt2.encode(text), repr(text)
+
+
+def test_bpe_matches_tiktoken_on_random_code_points(gpt2_bpe, tiktoken_gpt2):
+    rng = random.Random(1)
+    # Printable code points from several blocks: Latin, Greek, CJK, symbols, emoji.
+    blocks = [(0x20, 0x7E), (0xA0, 0x17F), (0x370, 0x3FF), (0x4E00, 0x4E80), (0x2000, 0x206F),
+              (0x1F600, 0x1F64F)]
+    for _ in range(200):
+        chars = []
+        for _ in range(rng.randint(1, 30)):
+            low, high = rng.choice(blocks)
+            chars.append(chr(rng.randint(low, high)))
+        text = "".join(chars)
+        assert gpt2_bpe.encode(text) == tiktoken_gpt2.encode(text), repr(text)
+
+
+def test_bpe_special_tokens_like_tiktoken(gpt2_bpe, tiktoken_gpt2):
+    text = "first<|endoftext|>second <|endoftext|> third"
+    allowed = {"<|endoftext|>"}
+    assert gpt2_bpe.encode(text, allowed_special=allowed) == tiktoken_gpt2.encode(
+        text, allowed_special=allowed)
+    assert gpt2_bpe.encode(text, allowed_special="all").count(50256) == 2
+    with pytest.raises(ValueError, match="allowed_special"):
+        gpt2_bpe.encode(text)
+
+
+def test_bpe_decode_round_trip_and_bad_id(gpt2_bpe, verdict):
+    assert gpt2_bpe.decode(gpt2_bpe.encode(verdict)) == verdict
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        gpt2_bpe.decode([50257])
+
+
+def test_mismatched_gpt2_files_are_rejected(tmp_path):
+    vocab_lines = fetch("gpt2-vocab").read_text(encoding="utf-8").splitlines()
+    vocab_lines[1], vocab_lines[2] = vocab_lines[2], vocab_lines[1]  # swap two merges
+    (tmp_path / "vocab.bpe").write_text("\n".join(vocab_lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="disagree at merge 0"):
+        BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), tmp_path / "vocab.bpe")
+
+
+# BPE: training ----------------------------------------------------------------------------
+
+CORPUS = ("low lower lowest newer newest wider widest the the the then there these those " * 20
+          + "Ünïcödé 日本 😀 " * 3)
+
+
+def test_training_reaches_requested_size_and_is_deterministic():
+    first = BPETokenizer.train(CORPUS, vocab_size=300)
+    second = BPETokenizer.train(CORPUS, vocab_size=300)
+    assert first.n_vocab == 300
+    assert len(first.merges) == 300 - 256 - 1
+    assert first.special_tokens == {"<|endoftext|>": 299}
+    assert first.merges == second.merges
+    assert b" the" in first.ranks
+
+
+def test_training_merges_the_most_frequent_pair_first():
+    tokenizer = BPETokenizer.train("ab ab ab cd", vocab_size=258, special_tokens=())
+    assert tokenizer.merges[0] == (b"a", b"b")
+    assert tokenizer.encode("ab") == [256]
+
+
+def test_training_stops_when_nothing_is_left_to_merge():
+    tokenizer = BPETokenizer.train("aaaa", vocab_size=400, special_tokens=())
+    assert tokenizer.n_vocab == 256 + 2  # "aa", then "aaaa"
+    assert tokenizer.encode("aaaa") == [257]
+
+
+def test_trained_tokenizer_round_trips_unseen_text():
+    tokenizer = BPETokenizer.train(CORPUS, vocab_size=300)
+    text = random_text(random.Random(2), 200)
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_trained_tokenizer_saved_in_gpt2_format_reloads_and_agrees_with_tiktoken(tmp_path):
+    tokenizer = BPETokenizer.train(CORPUS, vocab_size=320)
+    tokenizer.save_gpt2_files(tmp_path)
+    reloaded = BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+    reference = tiktoken.Encoding(name="trained", pat_str=tokenizer.pattern,
+                                  mergeable_ranks=tokenizer.ranks,
+                                  special_tokens=tokenizer.special_tokens)
+    text = CORPUS + random_text(random.Random(3), 100)
+    assert reloaded.encode(text) == tokenizer.encode(text) == reference.encode(text)
+
+
+def test_vocab_size_too_small_is_an_error():
+    with pytest.raises(ValueError, match="at least 257"):
+        BPETokenizer.train("abc", vocab_size=100)
+
+
+# Data loading -----------------------------------------------------------------------------
+
+def test_dataloader_shapes_and_target_shift(verdict):
+    loader = create_dataloader_v1(verdict, batch_size=8, max_length=4, stride=4, shuffle=False)
+    inputs, targets = next(iter(loader))
+    assert inputs.shape == targets.shape == (8, 4)
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])  # targets are inputs shifted by one
+    ids = tiktoken.get_encoding("gpt2").encode(verdict)
+    assert inputs[0].tolist() == ids[:4] and targets[0].tolist() == ids[1:5]
+
+
+@pytest.mark.parametrize("stride", [1, 3, 4, 7])
+def test_stride_is_the_distance_between_windows(stride):
+    tokenizer = tiktoken.get_encoding("gpt2")
+    text = " ".join(str(n) for n in range(100))
+    ids = tokenizer.encode(text)
+    dataset = GPTDatasetV1(text, tokenizer, max_length=4, stride=stride)
+    assert len(dataset) == len(range(0, len(ids) - 4, stride))
+    for k in range(len(dataset)):
+        inputs, targets = dataset[k]
+        assert inputs.tolist() == ids[k * stride:k * stride + 4]
+        assert targets.tolist() == ids[k * stride + 1:k * stride + 5]
+
+
+def test_text_shorter_than_context_is_a_clear_error():
+    with pytest.raises(ValueError, match="max_length \\+ 1"):
+        create_dataloader_v1("Too short.", max_length=256)
+
+
+def test_dataloader_accepts_our_bpe_tokenizer(verdict, gpt2_bpe):
+    ours = create_dataloader_v1(verdict, batch_size=2, max_length=8, stride=8, shuffle=False,
+                                tokenizer=gpt2_bpe)
+    reference = create_dataloader_v1(verdict, batch_size=2, max_length=8, stride=8,
+                                     shuffle=False)
+    for (a, b), (c, d) in zip(ours, reference):
+        assert torch.equal(a, c) and torch.equal(b, d)

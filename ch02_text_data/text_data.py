@@ -1,0 +1,274 @@
+# Generated from ch02_text_data/text_data.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells tagged `export`, then export again.
+
+"""Chapter 2: turning text into token ids and training examples.
+
+Simple regex tokenisers, a byte-level BPE tokenizer compatible with GPT-2, and the
+sliding-window dataset that feeds next-token prediction.
+"""
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import regex
+import tiktoken
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
+
+
+def simple_tokenize(text: str) -> list[str]:
+    """Split text into words and punctuation marks; whitespace is dropped."""
+    return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
+
+
+def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
+    """Map each distinct token (sorted) to an id, then append the special tokens."""
+    words = sorted(set(tokens))
+    return {token: i for i, token in enumerate([*words, *special_tokens])}
+
+
+class SimpleTokenizerV1:
+    """Regex tokenizer with a fixed vocabulary; an unknown word is an error."""
+
+    def __init__(self, vocab: dict[str, int]):
+        self.str_to_int = vocab
+        self.int_to_str = {i: token for token, i in vocab.items()}
+
+    def encode(self, text: str) -> list[int]:
+        tokens = simple_tokenize(text)
+        unknown = [t for t in tokens if t not in self.str_to_int]
+        if unknown:
+            raise KeyError(
+                f"{unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown token(s)); "
+                "SimpleTokenizerV2 maps unknown words to <|unk|>"
+            )
+        return [self.str_to_int[t] for t in tokens]
+
+    def decode(self, ids: list[int]) -> str:
+        text = " ".join(self.int_to_str[i] for i in ids)
+        return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
+
+
+class SimpleTokenizerV2(SimpleTokenizerV1):
+    """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
+
+    UNKNOWN = "<|unk|>"
+
+    def encode(self, text: str) -> list[int]:
+        unknown_id = self.str_to_int[self.UNKNOWN]
+        return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
+
+
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def gpt2_byte_to_char() -> dict[int, str]:
+    """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    others = [b for b in range(256) if b not in printable]
+    mapping = {b: chr(b) for b in printable}
+    mapping.update({b: chr(256 + n) for n, b in enumerate(others)})
+    return mapping
+
+
+class BPETokenizer:
+    """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
+
+    `ranks` maps each token's bytes to its id; a lower id means an earlier merge, and
+    encoding applies merges in that order (as tiktoken does).
+    """
+
+    def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int],
+                 merges: list[tuple[bytes, bytes]], pattern: str = GPT2_SPLIT_PATTERN):
+        self.ranks = ranks
+        self.special_tokens = special_tokens
+        self.merges = merges
+        self.pattern = pattern
+        self._split = regex.compile(pattern)
+        self._id_to_bytes = {i: token for token, i in ranks.items()}
+        self._id_to_bytes.update({i: s.encode("utf-8") for s, i in special_tokens.items()})
+        self._cache: dict[str, list[int]] = {}  # chunk -> ids; words repeat a lot
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self._id_to_bytes)
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
+              pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
+        """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
+        n_merges = vocab_size - 256 - len(special_tokens)
+        if n_merges < 0:
+            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}")
+        ranks = {bytes([b]): b for b in range(256)}
+        merges: list[tuple[bytes, bytes]] = []
+        chunks = Counter(regex.findall(pattern, text))
+        sequences = {tuple(chunk.encode("utf-8")): n for chunk, n in chunks.items()}
+        id_to_bytes = {i: token for token, i in ranks.items()}
+        while len(merges) < n_merges:
+            pair_counts: Counter = Counter()
+            for seq, n in sequences.items():
+                for pair in zip(seq, seq[1:]):
+                    pair_counts[pair] += n
+            if not pair_counts:
+                break  # every chunk is a single token: nothing left to merge
+            # The most frequent pair; ties go to the pair of smaller ids (deterministic).
+            (a, b), _ = max(pair_counts.items(),
+                            key=lambda item: (item[1], -item[0][0], -item[0][1]))
+            merged = id_to_bytes[a] + id_to_bytes[b]
+            new_id = ranks.get(merged)
+            if new_id is None:  # the same bytes can arise from two different pairs
+                new_id = ranks[merged] = len(ranks)
+                id_to_bytes[new_id] = merged
+                merges.append((id_to_bytes[a], id_to_bytes[b]))
+            sequences = {_merge_pair(seq, (a, b), new_id): n for seq, n in sequences.items()}
+        first_special = len(ranks)
+        specials = {s: first_special + i for i, s in enumerate(special_tokens)}
+        return cls(ranks, specials, merges, pattern)
+
+    @classmethod
+    def from_gpt2_files(cls, encoder_json, vocab_bpe) -> "BPETokenizer":
+        """Load GPT-2's `encoder.json` (token -> id) and `vocab.bpe` (merges, in order)."""
+        char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
+        encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
+        specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
+        ranks = {bytes(char_to_byte[c] for c in token): i
+                 for token, i in encoder.items() if token not in specials}
+        lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
+        merges = [tuple(bytes(char_to_byte[c] for c in part) for part in line.split(" "))
+                  for line in lines[1:] if line]  # the first line is a version comment
+        for n, (a, b) in enumerate(merges):
+            if ranks.get(a + b) != 256 + n:
+                raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n}: "
+                                 "they are not from the same tokenizer")
+        return cls(ranks, specials, merges)
+
+    def save_gpt2_files(self, folder) -> None:
+        """Write `encoder.json` and `vocab.bpe` in GPT-2's format."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        to_char = gpt2_byte_to_char()
+        as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
+        by_id = sorted(self.ranks.items(), key=lambda item: item[1])
+        encoder = {as_text(token): i for token, i in by_id}
+        encoder.update(self.special_tokens)
+        (folder / "encoder.json").write_text(json.dumps(encoder, ensure_ascii=False),
+                                             encoding="utf-8")
+        lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in self.merges]
+        (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
+        """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
+        (or it is "all"); any other special token in the text is an error, as in tiktoken."""
+        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
+        for special in set(self.special_tokens) - allowed:
+            if special in text:
+                raise ValueError(f"text contains the special token {special!r}; pass "
+                                 f"allowed_special={{{special!r}}} to encode it as one token")
+        ids: list[int] = []
+        if allowed:  # cut the text at each allowed special token, keeping the token
+            parts = re.split("(" + "|".join(map(re.escape, sorted(allowed))) + ")", text)
+        else:
+            parts = [text]
+        for part in parts:
+            if part in allowed:
+                ids.append(self.special_tokens[part])
+            else:
+                for chunk in self._split.findall(part):
+                    ids.extend(self._encode_chunk(chunk))
+        return ids
+
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        if chunk in self._cache:
+            return self._cache[chunk]
+        parts = [bytes([b]) for b in chunk.encode("utf-8")]
+        while len(parts) > 1:
+            # The neighbouring pair whose merged token was learned first (leftmost on ties).
+            rank, i = min((self.ranks.get(parts[i] + parts[i + 1], float("inf")), i)
+                          for i in range(len(parts) - 1))
+            if rank == float("inf"):
+                break
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        ids = [self.ranks[part] for part in parts]
+        if len(self._cache) < 100_000:
+            self._cache[chunk] = ids
+        return ids
+
+    def decode_bytes(self, ids) -> bytes:
+        try:
+            return b"".join(self._id_to_bytes[int(i)] for i in ids)
+        except KeyError as error:
+            raise ValueError(f"token id {error.args[0]} is not in the vocabulary "
+                             f"(ids 0..{self.n_vocab - 1})") from None
+
+    def decode(self, ids) -> str:
+        # A multi-byte character cut between tokens decodes to the replacement character.
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+def _merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
+    """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
+    if pair[0] not in seq:
+        return seq
+    out, i = [], 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(seq[i])
+            i += 1
+    return tuple(out)
+
+
+class GPTDatasetV1(Dataset):
+    """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
+
+    def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
+        if max_length < 1 or stride < 1:
+            raise ValueError(f"max_length and stride must be positive, got {max_length}, {stride}")
+        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
+        if len(token_ids) <= max_length:
+            raise ValueError(f"the text has {len(token_ids)} tokens, but one example needs "
+                             f"max_length + 1 = {max_length + 1}; use a longer text or a "
+                             "smaller max_length")
+        self.input_ids, self.target_ids = [], []
+        for start in range(0, len(token_ids) - max_length, stride):
+            window = token_ids[start:start + max_length + 1]
+            self.input_ids.append(torch.tensor(window[:-1]))
+            self.target_ids.append(torch.tensor(window[1:]))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index):
+        return self.input_ids[index], self.target_ids[index]
+
+
+def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
+                         stride: int = 128, shuffle: bool = True, drop_last: bool = True,
+                         num_workers: int = 0, tokenizer=None) -> DataLoader:
+    """Batches of (inputs, targets) from `txt`; GPT-2's tokenizer unless another is given."""
+    tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
+    dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      num_workers=num_workers)
+
+
+__all__ = [
+    'SIMPLE_SPLIT_PATTERN',
+    'simple_tokenize',
+    'build_vocabulary',
+    'SimpleTokenizerV1',
+    'SimpleTokenizerV2',
+    'GPT2_SPLIT_PATTERN',
+    'gpt2_byte_to_char',
+    'BPETokenizer',
+    'GPTDatasetV1',
+    'create_dataloader_v1',
+]

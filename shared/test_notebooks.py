@@ -1,0 +1,117 @@
+"""Tests of the notebook tooling, and repository-wide checks that CI runs with the rest."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+import shared
+from shared import notebooks
+
+
+def make_notebook(path, cells):
+    """cells: (source, tags) pairs; a markdown cell when tags is None."""
+    nb = nbformat.v4.new_notebook()
+    for i, (source, tags) in enumerate(cells):
+        cell = (nbformat.v4.new_markdown_cell(source) if tags is None
+                else nbformat.v4.new_code_cell(source))
+        cell.id = f"cell-{i}"
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    nbformat.write(notebooks.normalize(nb), path)
+    return path
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    return make_notebook(tmp_path / "lesson.ipynb", [
+        ("# A lesson", None),
+        ('"""Module docstring."""\nimport math', ["export"]),
+        ("print('scratch work')", []),
+        ("def area(r):\n    return math.pi * r * r\n\n_helper = 1\nUNIT = 'm'", ["export"]),
+        ("area(2)", []),
+    ])
+
+
+def test_export_writes_only_tagged_cells_with_header_and_all(notebook):
+    assert notebooks.export(notebook)
+    module = notebook.with_suffix(".py").read_text()
+    assert module.startswith("# Generated from lesson.ipynb")
+    assert "scratch work" not in module and "area(2)" not in module
+    assert "__all__ = [\n    'area',\n    'UNIT',\n]" in module
+    namespace = {}
+    exec(module, namespace)
+    assert namespace["area"](1) == pytest.approx(3.14159, abs=1e-5)
+
+
+def test_check_passes_on_fresh_export_and_fails_with_diff_on_drift(notebook, capsys):
+    notebooks.export(notebook)
+    assert notebooks.export(notebook, check=True)
+    module = notebook.with_suffix(".py")
+    module.write_text(module.read_text().replace("math.pi * r * r", "3 * r * r"))
+    assert not notebooks.export(notebook, check=True)
+    output = capsys.readouterr().out
+    assert "-    return math.pi * r * r" in output and "+    return 3 * r * r" in output
+    assert notebooks.main(["check", str(notebook)]) == 1
+
+
+def test_check_fails_when_module_is_missing(notebook):
+    assert not notebooks.export(notebook, check=True)
+
+
+def test_magics_in_exported_cells_are_rejected(tmp_path):
+    nb = make_notebook(tmp_path / "m.ipynb", [("%timeit 1 + 1", ["export"])])
+    with pytest.raises(ValueError, match="notebook-only syntax"):
+        notebooks.export_source(nb)
+
+
+def test_check_flags_per_run_metadata(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    nb.metadata["language_info"]["version"] = "3.11.7"
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+    nbformat.write(nb, notebook)
+    notebooks.export(notebook)
+    assert not notebooks.is_normalized(notebook)
+    assert notebooks.main(["check", str(notebook)]) == 1
+
+
+# Repository-wide checks --------------------------------------------------------------------
+
+def test_every_chapter_module_matches_its_notebook():
+    assert notebooks.chapter_notebooks(), "no chapter notebooks found"
+    assert notebooks.main(["check"]) == 0, "run `python -m shared.notebooks export`"
+
+
+def test_stored_notebooks_hold_outputs_of_a_real_execution():
+    for path in notebooks.chapter_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        counts = [c.execution_count for c in code]
+        assert None not in counts, f"{path}: unexecuted cells"
+        assert counts == list(range(1, len(code) + 1)), f"{path}: not run top to bottom"
+        assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_ruff_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(notebooks.PROJECT_ROOT)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shared_reexports_every_chapter_name():
+    import importlib
+
+    for module_name in shared.CHAPTER_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            assert getattr(shared, name) is getattr(module, name)
+    namespace = {}
+    exec("from shared import *", namespace)
+    assert {"fetch", "set_seed", "SimpleTokenizerV2", "BPETokenizer"} <= set(namespace)
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        shared.NoSuchThing  # noqa: B018
