@@ -1,0 +1,115 @@
+"""Tests of chapter 3's attention modules: shapes, causality, equality with PyTorch's SDPA."""
+
+import pytest
+import torch
+from torch import nn
+
+from ch03_attention.attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SelfAttention_v1,
+    SelfAttention_v2,
+)
+
+
+CAUSAL_MODULES = {
+    "CausalAttention": lambda: CausalAttention(16, 8, context_length=12, dropout=0.0),
+    "MultiHeadAttentionWrapper": lambda: MultiHeadAttentionWrapper(16, 8, 12, 0.0, num_heads=3),
+    "MultiHeadAttention": lambda: MultiHeadAttention(16, 8, 12, 0.0, num_heads=4, qkv_bias=True),
+}
+
+
+def test_self_attention_shapes_and_v2_equals_v1_with_the_same_weights():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3)
+    v2 = SelfAttention_v2(3, 2)
+    v1 = SelfAttention_v1(3, 2)
+    with torch.no_grad():  # nn.Linear stores W transposed: y = x @ W.T
+        v1.W_query.copy_(v2.W_query.weight.T)
+        v1.W_key.copy_(v2.W_key.weight.T)
+        v1.W_value.copy_(v2.W_value.weight.T)
+    assert v1(x).shape == (6, 2)
+    torch.testing.assert_close(v1(x), v2(x))
+
+
+@pytest.mark.parametrize("name", CAUSAL_MODULES)
+def test_output_shape(name):
+    torch.manual_seed(0)
+    module = CAUSAL_MODULES[name]()
+    out = module(torch.randn(2, 12, 16))
+    expected_width = 8 * 3 if name == "MultiHeadAttentionWrapper" else 8
+    assert out.shape == (2, 12, expected_width)
+
+
+@pytest.mark.parametrize("name", CAUSAL_MODULES)
+def test_changing_a_future_token_never_changes_an_earlier_output(name):
+    torch.manual_seed(0)
+    module = CAUSAL_MODULES[name]().eval()
+    x = torch.randn(1, 10, 16)
+    reference = module(x)
+    for position in range(10):
+        changed = x.clone()
+        changed[0, position] += torch.randn(16)
+        out = module(changed)
+        torch.testing.assert_close(out[0, :position], reference[0, :position])
+        assert not torch.allclose(out[0, position], reference[0, position])
+
+
+@pytest.mark.parametrize("name", CAUSAL_MODULES)
+def test_inputs_shorter_than_context_work_and_longer_ones_are_a_clear_error(name):
+    module = CAUSAL_MODULES[name]()
+    assert module(torch.randn(1, 5, 16)).shape[1] == 5
+    with pytest.raises(ValueError, match="context_length=12"):
+        module(torch.randn(1, 13, 16))
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_multi_head_attention_equals_scaled_dot_product_attention(qkv_bias):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(64, 48, context_length=32, dropout=0.0, num_heads=6,
+                             qkv_bias=qkv_bias).eval()
+    x = torch.randn(3, 20, 64)
+    with torch.no_grad():
+        q, k, v = (mha.split_heads(p(x)) for p in (mha.W_query, mha.W_key, mha.W_value))
+        fused = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        expected = mha.out_proj(fused.transpose(1, 2).reshape(3, 20, 48))
+        torch.testing.assert_close(mha(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_wrapper_heads_equal_split_heads_with_the_same_weights():
+    """A wrapper of h heads of width d equals one d*h-wide split-head layer (before out_proj)."""
+    torch.manual_seed(0)
+    wrapper = MultiHeadAttentionWrapper(16, 4, 12, 0.0, num_heads=3)
+    mha = MultiHeadAttention(16, 12, 12, 0.0, num_heads=3)
+    with torch.no_grad():
+        for name in ("W_query", "W_key", "W_value"):
+            stacked = torch.cat([getattr(h, name).weight for h in wrapper.heads])
+            getattr(mha, name).weight.copy_(stacked)
+        mha.out_proj.weight.copy_(torch.eye(12))
+        mha.out_proj.bias.zero_()
+    x = torch.randn(2, 12, 16)
+    torch.testing.assert_close(mha(x), wrapper(x))
+
+
+def test_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 8, 12, dropout=0.5, num_heads=2)
+    x = torch.randn(2, 12, 16)
+    assert not torch.equal(mha(x), mha(x))  # two different dropout masks
+    mha.eval()
+    assert torch.equal(mha(x), mha(x))
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MultiHeadAttention(16, 10, 12, 0.0, num_heads=3)
+
+
+def test_mask_is_a_saved_buffer_not_a_parameter():
+    mha = MultiHeadAttention(16, 8, 12, 0.0, num_heads=2)
+    assert "mask" in mha.state_dict()
+    assert all(name != "mask" for name, _ in mha.named_parameters())
+    assert list(mha.state_dict()) == [
+        "mask", "W_query.weight", "W_key.weight", "W_value.weight",
+        "out_proj.weight", "out_proj.bias"]
