@@ -2,7 +2,7 @@
 
     python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
-    python -m shared.notebooks run    NOTEBOOK ...     execute in place, then export
+    python -m shared.notebooks run    [NOTEBOOK ...]   execute in place, then export
 
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant.
 
@@ -143,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or chapter_notebooks()
     if args.command == "run":
-        if not args.notebooks:
-            parser.error("name the notebook(s) to run")
         for notebook in notebooks:
             run(notebook)
         return 0
