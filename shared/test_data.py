@@ -181,13 +181,15 @@ def test_registry_matches_data_readme():
 
 
 def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
-    """Needs GPT-2's BPE files in data/ or the mirror (CI sets the mirror)."""
+    """GPT-2's BPE files, fetched the normal way, then served as a mirror to an empty data/."""
     import subprocess
     import sys
 
+    mirror = data.fetch("gpt2-encoder").parent.parent  # data/ (or wherever fetch keeps them)
+    data.fetch("gpt2-vocab")
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
-    monkeypatch.setenv(data.MIRROR_ENV, str(data.mirror_dir() or data.PROJECT_ROOT / "data"))
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
     # A fresh interpreter whose network access fails loudly proves nothing is downloaded.
     code = (
         "import socket\n"
@@ -199,3 +201,4 @@ def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[15496, 11, 995]"
+    assert len(list((tmp_path / "data" / "tiktoken").iterdir())) == 2
