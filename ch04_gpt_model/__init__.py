@@ -1,1 +1,1 @@
-"""Chapter 4: implementing a GPT model from scratch (not written yet)."""
+"""Chapter 4: implementing a GPT model from scratch."""

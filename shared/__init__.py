@@ -32,6 +32,7 @@ from shared.utils import get_device, set_seed
 CHAPTER_MODULES = (
     "ch02_text_data.text_data",
     "ch03_attention.attention",
+    "ch04_gpt_model.gpt_model",
 )
 
 INFRASTRUCTURE = [

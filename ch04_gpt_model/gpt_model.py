@@ -1,0 +1,169 @@
+# Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells tagged `export`, then export again.
+
+"""Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
+
+import torch
+from torch import nn
+
+from ch03_attention.attention import MultiHeadAttention
+
+
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,     # GPT-2's BPE vocabulary (chapter 2)
+    "context_length": 1024,  # the longest input the positional embedding covers
+    "emb_dim": 768,          # width of every token vector
+    "n_heads": 12,           # attention heads per layer
+    "n_layers": 12,          # Transformer blocks
+    "drop_rate": 0.1,        # dropout probability
+    "qkv_bias": False,       # bias in the query/key/value projections (True for OpenAI's weights)
+}
+
+
+class LayerNorm(nn.Module):
+    """Normalise each vector over its last dimension, then scale and shift (learned)."""
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
+
+
+class GELU(nn.Module):
+    """GELU, tanh approximation (as in GPT-2)."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: widen 4x, GELU, project back."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+def validate_config(cfg: dict) -> None:
+    """Raise ValueError, naming the problem, for a configuration that cannot build a GPT."""
+    required = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate",
+                "qkv_bias"]
+    missing = [key for key in required if key not in cfg]
+    if missing:
+        raise ValueError(f"the configuration lacks {missing}")
+    for key in ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"]:
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg["emb_dim"] % cfg["n_heads"]:
+        raise ValueError(f"emb_dim ({cfg['emb_dim']}) must be divisible by "
+                         f"n_heads ({cfg['n_heads']})")
+    if not 0 <= cfg["drop_rate"] < 1:
+        raise ValueError(f"drop_rate must be in [0, 1), got {cfg['drop_rate']}")
+
+
+class GPTModel(nn.Module):
+    """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
+
+    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head.
+    """
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        validate_config(cfg)
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        if cfg.get("tie_weights", False):
+            self.out_head.weight = self.tok_emb.weight
+
+    def forward(self, in_idx):
+        num_tokens = in_idx.shape[1]
+        if num_tokens > self.pos_emb.num_embeddings:
+            raise ValueError(f"the input has {num_tokens} tokens; the model's context_length is "
+                             f"{self.pos_emb.num_embeddings}")
+        positions = torch.arange(num_tokens, device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        x = self.final_norm(self.trf_blocks(x))
+        return self.out_head(x)
+
+
+GPT2_SIZES = {
+    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
+    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
+    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
+    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+}
+
+
+def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
+    """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
+    if size not in GPT2_SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
+    return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Distinct parameters: a tied matrix is counted once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+                         context_size: int) -> torch.Tensor:
+    """Greedy decoding: append the most likely next token `max_new_tokens` times."""
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model(idx[:, -context_size:])[:, -1, :]  # last position only
+        next_id = logits.argmax(dim=-1, keepdim=True)  # softmax would not change the argmax
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+__all__ = [
+    'GPT_CONFIG_124M',
+    'LayerNorm',
+    'GELU',
+    'FeedForward',
+    'TransformerBlock',
+    'validate_config',
+    'GPTModel',
+    'GPT2_SIZES',
+    'gpt2_config',
+    'count_parameters',
+    'generate_text_simple',
+]

@@ -1,0 +1,149 @@
+"""Tests of chapter 4's GPT model: compatibility with the book's model, config checks, tying."""
+
+import pytest
+import torch
+from torch import nn
+
+from ch04_gpt_model.gpt_model import (
+    GELU,
+    GPT_CONFIG_124M,
+    GPTModel,
+    LayerNorm,
+    count_parameters,
+    generate_text_simple,
+    gpt2_config,
+    validate_config,
+)
+
+
+TINY = {"vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": True}
+
+
+def tokens(batch=2, length=10, vocab=97, seed=0):
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_layer_norm_equals_torch_layer_norm():
+    x = torch.randn(4, 7, 32)
+    torch.testing.assert_close(LayerNorm(32)(x), nn.LayerNorm(32, eps=1e-5)(x))
+
+
+def test_gelu_equals_torch_tanh_gelu():
+    x = torch.linspace(-6, 6, 1001)
+    torch.testing.assert_close(GELU()(x), nn.functional.gelu(x, approximate="tanh"))
+
+
+def test_output_shape_and_causality():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    ids = tokens()
+    logits = model(ids)
+    assert logits.shape == (2, 10, 97)
+    changed = ids.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 97
+    torch.testing.assert_close(model(changed)[:, :6], logits[:, :6])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_heads": 5}, "divisible by n_heads"),
+    ({"emb_dim": 0}, "emb_dim must be a positive integer"),
+    ({"n_layers": -1}, "n_layers must be a positive integer"),
+    ({"vocab_size": 1.5}, "vocab_size must be a positive integer"),
+    ({"drop_rate": 1.0}, "drop_rate"),
+])
+def test_invalid_configurations_fail_at_construction(change, message):
+    with pytest.raises(ValueError, match=message):
+        GPTModel({**TINY, **change})
+
+
+def test_missing_config_key_is_named():
+    config = dict(TINY)
+    del config["qkv_bias"]
+    with pytest.raises(ValueError, match="qkv_bias"):
+        validate_config(config)
+
+
+def test_input_longer_than_context_is_a_clear_error():
+    with pytest.raises(ValueError, match="context_length is 16"):
+        GPTModel(TINY)(tokens(length=17))
+
+
+def test_weight_tying_shares_one_trained_matrix():
+    torch.manual_seed(0)
+    tied = GPTModel({**TINY, "tie_weights": True})
+    untied = GPTModel(TINY)
+    assert tied.out_head.weight is tied.tok_emb.weight
+    assert count_parameters(untied) - count_parameters(tied) == 97 * 32
+    tied(tokens()).sum().backward()
+    optimizer = torch.optim.SGD(tied.parameters(), lr=0.1)
+    before = tied.tok_emb.weight.detach().clone()
+    optimizer.step()
+    assert not torch.equal(before, tied.out_head.weight)
+    assert tied.out_head.weight is tied.tok_emb.weight
+
+
+def test_gpt2_small_parameter_counts_on_the_meta_device():
+    with torch.device("meta"):
+        untied = GPTModel(GPT_CONFIG_124M)
+        tied = GPTModel(gpt2_config(tie_weights=True))
+    assert count_parameters(untied) == 163_009_536
+    assert count_parameters(tied) == 124_412_160
+    assert count_parameters(untied) * 4 / 1024**2 == pytest.approx(621.83, abs=0.005)
+
+
+def test_gpt2_config_sizes_and_unknown_size():
+    assert gpt2_config("gpt2-xl (1558M)")["n_heads"] == 25
+    assert gpt2_config(context_length=256)["context_length"] == 256
+    with pytest.raises(ValueError, match="unknown size"):
+        gpt2_config("gpt2-huge")
+
+
+def test_generate_text_simple_is_greedy_and_crops_long_prompts():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = tokens(batch=1, length=30)  # longer than the context of 16
+    out = generate_text_simple(model, prompt, max_new_tokens=5, context_size=16)
+    assert out.shape == (1, 35)
+    assert torch.equal(out[:, :30], prompt)
+    expected_first = model(prompt[:, -16:])[0, -1].argmax()
+    assert out[0, 30] == expected_first
+
+
+# The book's reference implementation as a test oracle (installed --no-deps by .ci/run).
+
+def book_model(config):
+    oracle = pytest.importorskip(
+        "llms_from_scratch.ch04",
+        reason="the oracle: pip install --no-deps llms-from-scratch==1.0.19",
+    )
+    return oracle.GPTModel(config)
+
+
+def test_same_seed_gives_the_books_initial_weights_and_logits():
+    torch.manual_seed(123)
+    book = book_model(TINY)
+    torch.manual_seed(123)
+    ours = GPTModel(TINY)
+    assert list(book.state_dict()) == list(ours.state_dict())
+    for key, value in book.state_dict().items():
+        assert torch.equal(value, ours.state_dict()[key]), key
+    ids = tokens()
+    torch.testing.assert_close(book.eval()(ids), ours.eval()(ids), rtol=0, atol=0)
+
+
+def test_checkpoints_move_between_the_books_model_and_ours(tmp_path):
+    torch.manual_seed(1)
+    book = book_model(TINY).eval()
+    torch.save(book.state_dict(), tmp_path / "book.pth")
+    ours = GPTModel(TINY).eval()
+    result = ours.load_state_dict(torch.load(tmp_path / "book.pth", weights_only=True))
+    assert not result.missing_keys and not result.unexpected_keys
+    ids = tokens()
+    torch.testing.assert_close(ours(ids), book(ids))
+
+    torch.manual_seed(2)
+    ours_trained = GPTModel(TINY).eval()
+    torch.save(ours_trained.state_dict(), tmp_path / "ours.pth")
+    book.load_state_dict(torch.load(tmp_path / "ours.pth", weights_only=True))
+    torch.testing.assert_close(book(ids), ours_trained(ids))
