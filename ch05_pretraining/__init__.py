@@ -1,1 +1,1 @@
-"""Chapter 5: pretraining on unlabelled data (not written yet)."""
+"""Chapter 5: pretraining on unlabelled data."""

@@ -33,6 +33,7 @@ CHAPTER_MODULES = (
     "ch02_text_data.text_data",
     "ch03_attention.attention",
     "ch04_gpt_model.gpt_model",
+    "ch05_pretraining.pretraining",
 )
 
 INFRASTRUCTURE = [

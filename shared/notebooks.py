@@ -126,13 +126,13 @@ def run(notebook: Path, timeout: int = 1800) -> None:
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it; see shared/pytest_setup.py
+    export(notebook)  # first too: the notebook may import its own chapter through `shared`
     nb = nbformat.read(notebook, as_version=4)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     nbformat.write(normalize(nb), notebook)
     print(f"executed {notebook}")
-    export(notebook)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,242 @@
+"""Tests of chapter 5: losses, the training loop, decoding, checkpoints, the LR schedule."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ch04_gpt_model.gpt_model import GPTModel
+from ch05_pretraining.pretraining import (
+    _nucleus,
+    calc_loss_batch,
+    calc_loss_loader,
+    cosine_schedule,
+    generate,
+    load_checkpoint,
+    save_checkpoint,
+    train_model_simple,
+)
+
+
+TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.1, "qkv_bias": False}
+
+
+class NextIdModel(nn.Module):
+    """Predicts (last id + 1) mod vocab with certainty: a model whose outputs we know."""
+
+    def __init__(self, vocab=10):
+        super().__init__()
+        self.vocab = vocab
+        self.seen_lengths = []
+
+    def forward(self, idx):
+        self.seen_lengths.append(idx.shape[1])
+        return nn.functional.one_hot((idx + 1) % self.vocab, self.vocab).float() * 10
+
+
+def loaders(n=24, generator=None):
+    """(input, target) windows of a repeating sequence the model can learn; the training
+    loader shuffles with the global generator (as the course's loaders do) or `generator`."""
+    ids = torch.arange(n * 9) % 23
+    windows = ids.unfold(0, 9, 9)
+    data = TensorDataset(windows[:, :-1], windows[:, 1:])
+    return (DataLoader(data, batch_size=4, shuffle=True, drop_last=True, generator=generator),
+            DataLoader(data, batch_size=4, shuffle=False))
+
+
+# Losses ------------------------------------------------------------------------------------
+
+def test_calc_loss_batch_is_mean_negative_log_probability_of_targets():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    x, y = torch.randint(0, 50, (2, 5)), torch.randint(0, 50, (2, 5))
+    log_probs = torch.log_softmax(model(x), dim=-1)
+    expected = -log_probs.gather(-1, y.unsqueeze(-1)).mean()
+    torch.testing.assert_close(calc_loss_batch(x, y, model, "cpu"), expected)
+
+
+def test_calc_loss_loader_limits_batches_and_handles_empty_loaders():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    _, val = loaders()
+    with torch.no_grad():
+        first_two = calc_loss_loader(val, model, "cpu", num_batches=2)
+        by_hand = [calc_loss_batch(x, y, model, "cpu").item() for x, y in list(val)[:2]]
+        assert first_two == pytest.approx(sum(by_hand) / 2)
+        assert calc_loss_loader(val, model, "cpu", num_batches=1000) == pytest.approx(
+            calc_loss_loader(val, model, "cpu"))
+    empty = DataLoader(TensorDataset(torch.zeros(0, 8, dtype=torch.long)), batch_size=2)
+    assert math.isnan(calc_loss_loader(empty, model, "cpu"))
+
+
+# Training ----------------------------------------------------------------------------------
+
+def train(eval_freq, epochs=3, seed=0, generator=None):
+    torch.manual_seed(seed)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    train_loader, val_loader = loaders(generator=generator)
+    losses = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", epochs,
+                                eval_freq=eval_freq, eval_iter=2, start_context=None,
+                                tokenizer=None, progress=False)
+    return model, losses
+
+
+def test_loss_decreases_on_a_small_run():
+    _, (train_losses, val_losses, tokens_seen) = train(eval_freq=5, epochs=6)
+    assert train_losses[-1] < train_losses[0] - 1.0
+    assert val_losses[-1] < val_losses[0] - 1.0
+    assert tokens_seen == sorted(tokens_seen) and tokens_seen[-1] > tokens_seen[0]
+
+
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_evaluation_frequency_does_not_change_the_trained_weights(own_generator):
+    def generator():
+        return torch.Generator().manual_seed(3) if own_generator else None
+
+    often, _ = train(eval_freq=1, generator=generator())
+    never, _ = train(eval_freq=None, generator=generator())
+    for key, value in often.state_dict().items():
+        assert torch.equal(value, never.state_dict()[key]), key
+
+
+def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):
+    train_loader, val_loader = loaders()
+
+    def run(model, optimizer, epochs):
+        train_model_simple(model, train_loader, val_loader, optimizer, "cpu", epochs,
+                           eval_freq=3, eval_iter=1, start_context=None, tokenizer=None,
+                           progress=False)
+
+    torch.manual_seed(5)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    run(model, optimizer, 4)
+    uninterrupted = model.state_dict()
+
+    torch.manual_seed(5)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    run(model, optimizer, 2)
+    save_checkpoint(tmp_path / "ckpt.pth", model, optimizer, epoch=2)
+    torch.manual_seed(999)  # anything may happen between stop and restart
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    assert load_checkpoint(tmp_path / "ckpt.pth", model, optimizer)["epoch"] == 2
+    run(model, optimizer, 2)
+    for key, value in uninterrupted.items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_gradient_clipping_and_schedule_are_applied():
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    train_loader, val_loader = loaders()
+    seen = []
+    original_step = optimizer.step
+
+    def recording_step(*args, **kwargs):
+        norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        seen.append((optimizer.param_groups[0]["lr"], norm.item()))
+        return original_step(*args, **kwargs)
+
+    optimizer.step = recording_step
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 1, eval_freq=None,
+                       eval_iter=1, start_context=None, tokenizer=None,
+                       lr_schedule=lambda step: 0.01 * (step + 1), max_grad_norm=0.5,
+                       progress=False)
+    assert [lr for lr, _ in seen] == pytest.approx([0.01 * (i + 1) for i in range(len(seen))])
+    assert all(norm <= 0.5 + 1e-5 for _, norm in seen)
+
+
+# Checkpoint errors -------------------------------------------------------------------------
+
+def test_checkpoint_for_another_shape_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "small.pth", GPTModel(TINY))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        load_checkpoint(tmp_path / "small.pth", GPTModel({**TINY, "emb_dim": 32}))
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "ckpt.pth", GPTModel(TINY))
+    data = (tmp_path / "ckpt.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pth", GPTModel(TINY))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.pth", GPTModel(TINY))
+
+
+def test_save_leaves_no_temporary_file(tmp_path):
+    save_checkpoint(tmp_path / "ckpt.pth", GPTModel(TINY))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
+
+
+# Decoding ----------------------------------------------------------------------------------
+
+def test_greedy_decoding_follows_the_model():
+    out = generate(NextIdModel(), torch.tensor([[3]]), max_new_tokens=4, context_size=5)
+    assert out.tolist() == [[3, 4, 5, 6, 7]]
+
+
+def test_top_k_1_sampling_equals_greedy():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[1, 2, 3]])
+    greedy = generate(model, prompt, 10, context_size=8)
+    sampled = generate(model, prompt, 10, context_size=8, temperature=1.5, top_k=1)
+    assert torch.equal(greedy, sampled)
+
+
+def test_fixed_seed_reproduces_sampled_text_and_other_seeds_differ():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[1, 2, 3]])
+
+    def sample(seed):
+        torch.manual_seed(seed)
+        return generate(model, prompt, 20, context_size=8, temperature=2.0, top_p=0.95)
+
+    assert torch.equal(sample(1), sample(1))
+    assert not torch.equal(sample(1), sample(2))
+
+
+def test_long_prompts_are_cropped_to_the_context():
+    model = NextIdModel()
+    out = generate(model, torch.arange(30).unsqueeze(0) % 10, max_new_tokens=3, context_size=5)
+    assert out.shape == (1, 33)
+    assert set(model.seen_lengths) == {5}
+
+
+def test_generation_stops_at_eos_without_appending_it():
+    out = generate(NextIdModel(), torch.tensor([[3]]), max_new_tokens=10, context_size=5,
+                   eos_id=6)
+    assert out.tolist() == [[3, 4, 5]]
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    torch.testing.assert_close(_nucleus(probs, 0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    torch.testing.assert_close(_nucleus(probs, 0.5), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(_nucleus(probs, 1.0), probs)
+
+
+# Learning-rate schedule --------------------------------------------------------------------
+
+def test_cosine_schedule_warms_up_then_decays_to_the_minimum():
+    schedule = cosine_schedule(peak_lr=1.0, total_steps=110, warmup_steps=10, initial_lr=0.1,
+                               min_lr=0.01)
+    assert schedule(0) == pytest.approx(0.1)
+    assert schedule(5) == pytest.approx(0.55)
+    assert schedule(10) == pytest.approx(1.0)
+    assert schedule(60) == pytest.approx(0.505)
+    assert schedule(110) == pytest.approx(0.01)
+    decay = [schedule(s) for s in range(10, 111)]
+    assert decay == sorted(decay, reverse=True)
