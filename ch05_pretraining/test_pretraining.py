@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
 from ch05_pretraining.pretraining import (
     _nucleus,
     calc_loss_batch,
@@ -184,6 +184,14 @@ def test_save_leaves_no_temporary_file(tmp_path):
 def test_greedy_decoding_follows_the_model():
     out = generate(NextIdModel(), torch.tensor([[3]]), max_new_tokens=4, context_size=5)
     assert out.tolist() == [[3, 4, 5, 6, 7]]
+
+
+def test_generate_with_defaults_is_chapter_4s_greedy_decoder():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42, 7, 1, 2, 3]])  # longer than the context
+    torch.testing.assert_close(generate(model, prompt, 12, context_size=8),
+                               generate_text_simple(model, prompt, 12, context_size=8))
 
 
 def test_top_k_1_sampling_equals_greedy():

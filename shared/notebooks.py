@@ -2,7 +2,7 @@
 
     python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
-    python -m shared.notebooks run    [NOTEBOOK ...]   execute in place, then export
+    python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
 
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant.
 
@@ -122,11 +122,13 @@ def export(notebook: Path, check: bool = False) -> bool:
 
 
 def run(notebook: Path, timeout: int = 1800) -> None:
-    """Execute `notebook` in place (one thread, from its own folder), normalise it, export it."""
+    """Export `notebook`'s module, then execute the notebook in place (one thread, from its own
+    folder) and normalise it. Exporting first lets a notebook import its own chapter through
+    `shared`; the module depends only on the cells' source, so it needs no second export."""
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
+    export(notebook)
     os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it; see shared/pytest_setup.py
-    export(notebook)  # first too: the notebook may import its own chapter through `shared`
     nb = nbformat.read(notebook, as_version=4)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
