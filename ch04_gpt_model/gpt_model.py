@@ -6,7 +6,7 @@
 import torch
 from torch import nn
 
-from ch03_attention.attention import MultiHeadAttention
+from shared import MultiHeadAttention
 
 
 GPT_CONFIG_124M = {
