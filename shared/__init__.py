@@ -23,6 +23,7 @@ from shared.data import (
     mirror_dir,
     prepare_tiktoken_cache,
     read_text,
+    sha256_of,
 )
 from shared.plotting import heatmap
 from shared.utils import get_device, set_seed
@@ -37,7 +38,7 @@ CHAPTER_MODULES = (
 )
 
 INFRASTRUCTURE = [
-    "DATASETS", "DataFetchError", "Dataset", "data_dir", "fetch", "mirror_dir",
+    "DATASETS", "DataFetchError", "Dataset", "data_dir", "fetch", "mirror_dir", "sha256_of",
     "prepare_tiktoken_cache", "read_text", "heatmap", "get_device", "set_seed",
 ]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import tempfile
@@ -38,11 +39,41 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Dataset:
     name: str
     path: str  # relative to data/ and to a mirror folder
-    sha256: str
+    sha256: str | None  # None only where no published checksum was available to us
     urls: tuple[str, ...]
     licence: str
     archive_member: str | None = None  # the URLs serve a zip holding this file
     normalize_newlines: bool = False  # compare after CRLF -> LF and one trailing newline
+    size: int | None = None  # bytes, checked before the (slow) checksum
+    check: Callable[[Path], None] | None = None  # structural check; raises ValueError
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ValueError unless `path` is a complete safetensors file.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each tensor's
+    byte range, then the data. A file is complete when the ranges cover its data exactly, so
+    a truncated download is caught even without a published checksum.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{size} bytes is too short for a safetensors file")
+        header_len = int.from_bytes(prefix, "little")
+        if header_len > min(size - 8, 100_000_000):
+            raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"unreadable safetensors header: {error}") from None
+    if not isinstance(header, dict):
+        raise ValueError("the safetensors header is not a JSON object")
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    expected = 8 + header_len + max(ends, default=0)
+    if expected != size:
+        raise ValueError(f"the header describes {expected} bytes but the file has {size} "
+                         f"(truncated download?)")
 
 
 DATASETS: dict[str, Dataset] = {
@@ -107,6 +138,30 @@ DATASETS: dict[str, Dataset] = {
     ]
 }
 
+GPT2_WEIGHT_REPOS = {  # dataset name -> Hugging Face repository of OpenAI's weights
+    "gpt2-small-weights": "openai-community/gpt2",
+    "gpt2-medium-weights": "openai-community/gpt2-medium",
+    "gpt2-large-weights": "openai-community/gpt2-large",
+    "gpt2-xl-weights": "openai-community/gpt2-xl",
+}
+# Only the 124M file's checksum and size were available to us (published with revision
+# 607a30d of openai-community/gpt2); the larger files are verified structurally.
+_GPT2_WEIGHT_CHECKSUMS = {
+    "gpt2-small-weights": ("248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
+                           548_105_171),
+}
+for _name, _repo in GPT2_WEIGHT_REPOS.items():
+    _sha256, _size = _GPT2_WEIGHT_CHECKSUMS.get(_name, (None, None))
+    DATASETS[_name] = Dataset(
+        name=_name,
+        path=f"gpt2-weights/{_repo.split('/')[1]}/model.safetensors",
+        sha256=_sha256,
+        size=_size,
+        urls=(f"https://huggingface.co/{_repo}/resolve/main/model.safetensors",),
+        licence="MIT (OpenAI GPT-2)",
+        check=check_safetensors,
+    )
+
 
 class DataFetchError(RuntimeError):
     """No source gave a file with the expected checksum; the message lists what was tried."""
@@ -149,15 +204,14 @@ def fetch(
     tried: list[str] = []
 
     if target.exists():
-        actual = sha256_of(target)
-        if actual == dataset.sha256:
+        problem = _verify(target, dataset)
+        if problem is None:
             return target
         # Keep the user's file (nothing lost), but never use it.
         aside = target.with_name(target.name + ".corrupt")
         os.replace(target, aside)
-        warnings.warn(f"{target} had the wrong sha256 ({actual[:12]}…); moved it to {aside}",
-                      stacklevel=2)
-        tried.append(f"{target}: wrong sha256 {actual[:12]}…, moved aside to {aside.name}")
+        warnings.warn(f"{target}: {problem}; moved it to {aside}", stacklevel=2)
+        tried.append(f"{target}: {problem}, moved aside to {aside.name}")
     else:
         tried.append(f"{target}: not there")
 
@@ -187,7 +241,8 @@ def fetch(
         f"could not fetch dataset {name!r} ({dataset.path}). Tried:\n"
         + "\n".join(f"  - {line}" for line in tried)
         + f"\nTo fix: connect to the internet, or set {MIRROR_ENV} to a folder that holds "
-        f"{dataset.path} (sha256 {dataset.sha256}), or place that file at {target}."
+        f"{dataset.path}{f' (sha256 {dataset.sha256})' if dataset.sha256 else ''}, "
+        f"or place that file at {target}."
     )
 
 
@@ -207,15 +262,31 @@ def _install(target: Path, dataset: Dataset, write: Callable) -> str | None:
         if dataset.normalize_newlines:
             data = tmp.read_bytes().replace(b"\r\n", b"\n").rstrip(b"\n") + b"\n"
             tmp.write_bytes(data)
-        actual = sha256_of(tmp)
-        if actual != dataset.sha256:
-            return f"wrong sha256 {actual[:12]}… (expected {dataset.sha256[:12]}…)"
+        problem = _verify(tmp, dataset)
+        if problem is not None:
+            return problem
         os.replace(tmp, target)
         return None
     except (OSError, http.client.HTTPException, zipfile.BadZipFile, KeyError) as error:
         return f"{type(error).__name__}: {error}"
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _verify(path: Path, dataset: Dataset) -> str | None:
+    """None if `path` is the dataset's file, else what is wrong with it."""
+    if dataset.size is not None and path.stat().st_size != dataset.size:
+        return f"wrong size {path.stat().st_size:,} bytes (expected {dataset.size:,})"
+    if dataset.check is not None:
+        try:
+            dataset.check(path)
+        except ValueError as error:
+            return f"not a valid file: {error}"
+    if dataset.sha256 is not None:
+        actual = sha256_of(path)
+        if actual != dataset.sha256:
+            return f"wrong sha256 {actual[:12]}… (expected {dataset.sha256[:12]}…)"
+    return None
 
 
 def _copy(source: Path, dst) -> None:
@@ -278,6 +349,8 @@ __all__ = [
     "DATASETS",
     "DataFetchError",
     "Dataset",
+    "GPT2_WEIGHT_REPOS",
+    "check_safetensors",
     "data_dir",
     "fetch",
     "mirror_dir",

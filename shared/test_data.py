@@ -7,6 +7,7 @@ import threading
 import zipfile
 
 import pytest
+import torch
 
 from shared import data
 
@@ -176,8 +177,66 @@ def test_unknown_dataset_name():
 def test_registry_matches_data_readme():
     readme = (data.PROJECT_ROOT / "data" / "README.md").read_text()
     for ds in data.DATASETS.values():
-        assert ds.sha256 in readme, ds.name
+        assert ds.sha256 is None or ds.sha256 in readme, ds.name
         assert ds.urls[0] in readme, ds.name
+        assert f"`{ds.name}`" in readme, ds.name
+
+
+def safetensors_bytes(n_floats=1000):
+    import safetensors.torch
+    return safetensors.torch.save({"w": torch.arange(n_floats, dtype=torch.float32)})
+
+
+def test_size_is_checked_before_the_checksum(dataset, server):
+    server.routes["/short.txt"] = CONTENT[:-1]
+    dataset(urls=[server.url + "/short.txt"], size=len(CONTENT))
+    with pytest.raises(data.DataFetchError, match=f"wrong size {len(CONTENT) - 1:,} bytes"):
+        data.fetch("test-set", progress=False)
+
+
+def test_structural_check_without_a_checksum(monkeypatch, tmp_path, server):
+    """A file with no published checksum is accepted only when it is complete."""
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.delenv(data.MIRROR_ENV, raising=False)
+    complete = safetensors_bytes()
+    server.routes["/cut.safetensors"] = complete[:-8]  # a server that ends the file early
+    server.routes["/good.safetensors"] = complete
+    ds = data.Dataset(name="weights", path="w/model.safetensors", sha256=None,
+                      urls=(server.url + "/cut.safetensors", server.url + "/good.safetensors"),
+                      licence="test", check=data.check_safetensors)
+    monkeypatch.setitem(data.DATASETS, ds.name, ds)
+    with pytest.warns(UserWarning, match="not a valid file"):
+        target = tmp_path / "data" / ds.path
+        target.parent.mkdir(parents=True)
+        target.write_bytes(complete[: len(complete) // 2])  # an interrupted earlier copy
+        path = data.fetch("weights", progress=False)
+    assert path.read_bytes() == complete
+    assert (target.parent / "model.safetensors.corrupt").exists()
+    assert leftovers(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:5], "too short"),
+    (lambda b: (10**12).to_bytes(8, "little") + b[8:], "does not fit"),
+    (lambda b: b[:8] + b"{" * (len(b) - 8), "unreadable safetensors header"),
+    (lambda b: b + b"extra", "the header describes"),
+])
+def test_check_safetensors_names_the_problem(tmp_path, damage, message):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(safetensors_bytes())
+    data.check_safetensors(path)
+    path.write_bytes(damage(safetensors_bytes()))
+    with pytest.raises(ValueError, match=message):
+        data.check_safetensors(path)
+
+
+def test_gpt2_weight_datasets_point_at_the_hugging_face_files():
+    for name, repo in data.GPT2_WEIGHT_REPOS.items():
+        ds = data.DATASETS[name]
+        assert ds.urls == (f"https://huggingface.co/{repo}/resolve/main/model.safetensors",)
+        assert ds.check is data.check_safetensors
+    small = data.DATASETS["gpt2-small-weights"]
+    assert (small.size, small.sha256[:8]) == (548_105_171, "248dfc39")
 
 
 def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
