@@ -222,7 +222,8 @@ def fetch(
         tried.append(f"mirror: {mirror / dataset.path} not there")
     else:
         source = mirror / dataset.path
-        error = _install(target, dataset, lambda dst: _copy(source, dst))
+        # The mirror has data/'s layout: an archive's member is already extracted there.
+        error = _install(target, dataset, lambda dst: _copy(source, dst), extract=False)
         if error is None:
             return target
         tried.append(f"mirror: {source}: {error}")
@@ -246,7 +247,7 @@ def fetch(
     )
 
 
-def _install(target: Path, dataset: Dataset, write: Callable) -> str | None:
+def _install(target: Path, dataset: Dataset, write: Callable, extract: bool = True) -> str | None:
     """Write a candidate with `write(file)` to a temporary file, verify, then rename it into place.
 
     Returns None on success, else a short reason; the temporary file never survives.
@@ -257,7 +258,7 @@ def _install(target: Path, dataset: Dataset, write: Callable) -> str | None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        if dataset.archive_member:
+        if dataset.archive_member and extract:
             _extract_member(tmp, dataset.archive_member)
         if dataset.normalize_newlines:
             data = tmp.read_bytes().replace(b"\r\n", b"\n").rstrip(b"\n") + b"\n"
@@ -337,7 +338,7 @@ def prepare_tiktoken_cache() -> None:
             source = fetch(name, download=False)
         except DataFetchError:
             continue
-        _install(cached, dataset, lambda dst, source=source: _copy(source, dst))
+        _install(cached, dataset, lambda dst, source=source: _copy(source, dst), extract=False)
 
 
 def read_text(name: str) -> str:

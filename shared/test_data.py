@@ -169,6 +169,17 @@ def test_zip_member_extracted_and_newlines_normalised(dataset, server):
     assert data.fetch("test-set", progress=False).read_bytes() == CONTENT
 
 
+def test_mirror_holds_the_extracted_member_of_an_archive(dataset, tmp_path, monkeypatch):
+    """The mirror has data/'s layout, so for a zipped dataset it holds the extracted file."""
+    dataset(urls=["http://127.0.0.1:9/archive.zip"], archive_member="test.txt",
+            normalize_newlines=True)
+    mirror = tmp_path / "mirror"
+    (mirror / "sub").mkdir(parents=True)
+    (mirror / "sub" / "test.txt").write_bytes(CONTENT)
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    assert data.fetch("test-set", download=False).read_bytes() == CONTENT
+
+
 def test_unknown_dataset_name():
     with pytest.raises(KeyError, match="the-verdict"):
         data.fetch("no-such-dataset")
