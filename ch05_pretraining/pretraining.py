@@ -3,14 +3,21 @@
 
 """Chapter 5: pretraining a GPT on unlabelled text, decoding strategies, checkpoints."""
 
+import json
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import safetensors.torch
 import torch
+from torch import nn
 from tqdm.auto import tqdm
+
+from shared import GPT2_SIZES, GPT_CONFIG_124M, GPTModel, fetch
+from shared.data import check_safetensors
 
 
 def text_to_token_ids(text: str, tokenizer) -> torch.Tensor:
@@ -43,20 +50,11 @@ def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
 
 
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
-    """Training and validation loss on `eval_iter` batches each, without dropout.
-
-    Iterating a shuffling loader draws random numbers (from the global generator, or the
-    loader's own). Both are restored afterwards, so evaluating never changes the training run:
-    eval_freq does not alter the trained weights.
-    """
-    generators = [g for g in (train_loader.generator, val_loader.generator) if g is not None]
-    states = [g.get_state() for g in generators]
+    """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
-    for generator, state in zip(generators, states):
-        generator.set_state(state)
     model.train()
     return train_loss, val_loss
 
@@ -72,15 +70,18 @@ def generate_and_print_sample(model, tokenizer, device, start_context, max_new_t
 
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, *, lr_schedule=None,
-                       max_grad_norm=None, progress=True):
+                       max_grad_norm=None, start_step=0, progress=True):
     """Train for `num_epochs`; returns (train_losses, val_losses, tokens_seen) per evaluation.
 
     lr_schedule: optional function step -> learning rate, applied before every step.
     max_grad_norm: clip the gradient norm to this value before every step.
+    start_step: steps already taken (when resuming), so evaluations and the schedule continue.
     eval_freq=None never evaluates; start_context=None prints no samples.
+    progress=False trains silently: no progress bar, no printed losses or samples.
     """
+    log = tqdm.write if progress else (lambda message: None)
     train_losses, val_losses, track_tokens_seen = [], [], []
-    tokens_seen, global_step = 0, -1
+    tokens_seen, global_step = 0, start_step - 1
     with tqdm(total=num_epochs * len(train_loader), desc="training", unit="step",
               disable=not progress) as bar:
         for epoch in range(num_epochs):
@@ -105,9 +106,9 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     track_tokens_seen.append(tokens_seen)
-                    tqdm.write(f"Ep {epoch + 1} (Step {global_step:06d}): "
-                               f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-            if start_context:
+                    log(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+            if start_context and progress:
                 generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen
 
@@ -207,6 +208,192 @@ def cosine_schedule(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, min_lr
     return lr_at
 
 
+GPT2_WEIGHTS = {  # GPT2_SIZES name -> dataset of OpenAI's weights in shared.data
+    "gpt2-small (124M)": "gpt2-small-weights",
+    "gpt2-medium (355M)": "gpt2-medium-weights",
+    "gpt2-large (774M)": "gpt2-large-weights",
+    "gpt2-xl (1558M)": "gpt2-xl-weights",
+}
+_MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
+
+
+def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
+    """Path of OpenAI's GPT-2 weights of `size` (safetensors), downloaded on first use."""
+    if size not in GPT2_WEIGHTS:
+        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_WEIGHTS)}")
+    return fetch(GPT2_WEIGHTS[size], progress=progress)
+
+
+def read_gpt2_weights(path) -> dict[str, torch.Tensor]:
+    """The tensors of a GPT-2 safetensors file (or of a folder's model.safetensors).
+
+    Names are normalised to those of OpenAI's release: a `transformer.` prefix (transformers'
+    GPT2LMHeadModel) is removed and the causal-mask buffers `h.N.attn.bias` are dropped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no GPT-2 weights at {path}")
+    try:
+        check_safetensors(path)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a complete safetensors file: {error}") from None
+    params = {}
+    for name, tensor in safetensors.torch.load_file(path).items():
+        name = name.removeprefix("transformer.")
+        if not _MASK_BUFFER.fullmatch(name):
+            params[name] = tensor
+    return params
+
+
+def _gpt2_layout(gpt) -> list[tuple[str, list]]:
+    """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
+    layout = [("wte.weight", [gpt.tok_emb.weight]), ("wpe.weight", [gpt.pos_emb.weight])]
+    for i, block in enumerate(gpt.trf_blocks):
+        att, fc, proj = block.att, block.ff.layers[0], block.ff.layers[2]
+        qkv_bias = [att.W_query.bias, att.W_key.bias, att.W_value.bias]
+        if att.W_query.bias is None:  # GPT-2 always has these biases: zeros stand in for them
+            qkv_bias = [att.W_query.weight.new_zeros(att.d_out)] * 3
+        layout += [
+            (f"h.{i}.ln_1.weight", [block.norm1.scale]),
+            (f"h.{i}.ln_1.bias", [block.norm1.shift]),
+            (f"h.{i}.attn.c_attn.weight", [att.W_query.weight, att.W_key.weight,
+                                           att.W_value.weight]),
+            (f"h.{i}.attn.c_attn.bias", qkv_bias),
+            (f"h.{i}.attn.c_proj.weight", [att.out_proj.weight]),
+            (f"h.{i}.attn.c_proj.bias", [att.out_proj.bias]),
+            (f"h.{i}.ln_2.weight", [block.norm2.scale]),
+            (f"h.{i}.ln_2.bias", [block.norm2.shift]),
+            (f"h.{i}.mlp.c_fc.weight", [fc.weight]),
+            (f"h.{i}.mlp.c_fc.bias", [fc.bias]),
+            (f"h.{i}.mlp.c_proj.weight", [proj.weight]),
+            (f"h.{i}.mlp.c_proj.bias", [proj.bias]),
+        ]
+    layout += [("ln_f.weight", [gpt.final_norm.scale]), ("ln_f.bias", [gpt.final_norm.shift])]
+    if gpt.out_head.weight is not gpt.tok_emb.weight:
+        layout.append(("lm_head.weight", [gpt.out_head.weight]))
+    return layout
+
+
+def _is_conv1d(name: str) -> bool:
+    """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
+    return name.endswith("weight") and any(f".{m}." in name for m in ("c_attn", "c_proj", "c_fc"))
+
+
+def _is_parameters(parts: list) -> bool:
+    return all(isinstance(p, nn.Parameter) for p in parts)
+
+
+def _to_gpt2(name: str, parts: list) -> torch.Tensor:
+    """Our parameters -> the tensor GPT-2 stores under `name`."""
+    if _is_conv1d(name):
+        return torch.cat([p.detach().T for p in parts], dim=1)
+    return torch.cat([p.detach() for p in parts], dim=0)
+
+
+def load_weights_into_gpt(gpt, params: dict) -> None:
+    """Copy GPT-2 weights `params` (names as read_gpt2_weights returns them) into `gpt`.
+
+    Every name and shape is checked first; on any mismatch nothing is copied and ValueError
+    lists the problems. Without `lm_head.weight` (OpenAI's files) the output head gets the
+    token embedding, as GPT-2 ties the two.
+    """
+    layout = _gpt2_layout(gpt)
+    head_from_wte = layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params
+    if head_from_wte:
+        layout = layout[:-1]
+    problems = [f"unexpected tensor {name}"
+                for name in sorted(set(params) - {name for name, _ in layout})]
+    for name, parts in layout:
+        if name not in params:
+            problems.append(f"missing tensor {name}")
+            continue
+        expected = tuple(_to_gpt2(name, parts).shape)
+        if tuple(params[name].shape) != expected:
+            problems.append(f"{name} has shape {tuple(params[name].shape)}, the model "
+                            f"needs {expected}")
+        elif not _is_parameters(parts) and params[name].any():
+            problems.append(f"{name} holds query/key/value biases: build the model with "
+                            f"qkv_bias=True")
+    if problems:
+        raise ValueError("these weights do not fit the model:\n  " + "\n  ".join(problems))
+
+    with torch.no_grad():
+        for name, parts in layout:
+            if not _is_parameters(parts):
+                continue
+            conv1d = _is_conv1d(name)
+            pieces = params[name].split([p.shape[0] for p in parts], dim=1 if conv1d else 0)
+            for param, piece in zip(parts, pieces):
+                param.copy_(piece.T if conv1d else piece)
+        if head_from_wte:
+            gpt.out_head.weight.copy_(gpt.tok_emb.weight)
+
+
+def save_gpt2_safetensors(gpt, folder) -> Path:
+    """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
+
+    transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
+    is not tied to the token embedding also writes lm_head.weight.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: _to_gpt2(name, parts).contiguous() for name, parts in _gpt2_layout(gpt)}
+    att = gpt.trf_blocks[0].att
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": gpt.tok_emb.num_embeddings,
+        "n_positions": gpt.pos_emb.num_embeddings,
+        "n_embd": gpt.tok_emb.embedding_dim,
+        "n_layer": len(gpt.trf_blocks),
+        "n_head": att.num_heads,
+        "activation_function": "gelu_new",  # the tanh approximation, as our GELU
+        "layer_norm_epsilon": gpt.final_norm.eps,
+        "embd_pdrop": gpt.drop_emb.p,
+        "attn_pdrop": att.dropout.p,
+        "resid_pdrop": gpt.trf_blocks[0].drop_shortcut.p,
+        "tie_word_embeddings": "lm_head.weight" not in tensors,
+    }
+    if gpt.tok_emb.num_embeddings > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
+        config["bos_token_id"] = config["eos_token_id"] = 50256
+    tmp = folder / "model.safetensors.tmp"
+    safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"})
+    os.replace(tmp, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def load_gpt2(source: str = "gpt2-small (124M)", **overrides):
+    """A GPTModel holding GPT-2 weights.
+
+    `source` is a size of GPT2_WEIGHTS (OpenAI's weights, downloaded once) or a GPT-2
+    safetensors file or folder. The configuration follows the tensors' shapes, with
+    qkv_bias=True; the number of heads comes from a config.json beside the file, else from
+    GPT2_SIZES by width. `overrides` change the rest (for example drop_rate=0.0).
+    """
+    path = download_gpt2_weights(source) if source in GPT2_WEIGHTS else Path(source)
+    params = read_gpt2_weights(path)
+    vocab_size, emb_dim = params["wte.weight"].shape
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    if config_file.is_file():
+        n_heads = json.loads(config_file.read_text())["n_head"]
+    else:
+        widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
+        if emb_dim not in widths and "n_heads" not in overrides:
+            raise ValueError(f"{path}: no config.json gives the number of heads for width "
+                             f"{emb_dim}; pass n_heads=...")
+        n_heads = widths.get(emb_dim)
+    cfg = {**GPT_CONFIG_124M, "vocab_size": vocab_size, "emb_dim": emb_dim, "n_heads": n_heads,
+           "context_length": params["wpe.weight"].shape[0], "qkv_bias": True,
+           "n_layers": len({name.split(".")[1] for name in params if name.startswith("h.")}),
+           **overrides}
+    gpt = GPTModel(cfg)
+    load_weights_into_gpt(gpt, params)
+    return gpt
+
+
 __all__ = [
     'text_to_token_ids',
     'token_ids_to_text',
@@ -220,4 +407,10 @@ __all__ = [
     'save_checkpoint',
     'load_checkpoint',
     'cosine_schedule',
+    'GPT2_WEIGHTS',
+    'download_gpt2_weights',
+    'read_gpt2_weights',
+    'load_weights_into_gpt',
+    'save_gpt2_safetensors',
+    'load_gpt2',
 ]

@@ -1,0 +1,166 @@
+"""Tests of chapter 5's GPT-2 weight loading and export, with transformers as the reference.
+
+OpenAI's weights are not downloaded here: the tests build checkpoints in the published format
+from randomly initialised transformers models, which use the same tensor names and layouts.
+"""
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from ch04_gpt_model.gpt_model import GPTModel
+from ch05_pretraining.pretraining import (
+    download_gpt2_weights,
+    load_gpt2,
+    load_weights_into_gpt,
+    read_gpt2_weights,
+    save_gpt2_safetensors,
+)
+from shared import data
+
+
+transformers = pytest.importorskip("transformers")  # in requirements.txt; never absent in CI
+
+SMALL = {"vocab_size": 300, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2,
+         "drop_rate": 0.0, "qkv_bias": True}
+
+
+def random_hf_model(seed=0, **config):
+    torch.manual_seed(seed)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)).eval()
+
+
+def save_in_published_layout(hf_model, path):
+    """Write `hf_model` as OpenAI's model.safetensors is laid out on the Hugging Face Hub:
+    GPT2Model names without a prefix, no lm_head (tied to wte), and each block's causal mask
+    stored as a float32 tensor h.N.attn.bias of shape (1, 1, n_positions, n_positions)."""
+    state = {name: t.contiguous() for name, t in hf_model.transformer.state_dict().items()}
+    n = hf_model.config.n_positions
+    mask = torch.tril(torch.ones(n, n)).view(1, 1, n, n)
+    for i in range(hf_model.config.n_layer):
+        state[f"h.{i}.attn.bias"] = mask.clone()
+    safetensors.torch.save_file(state, path, metadata={"format": "pt"})
+
+
+def assert_same_logits(ours, hf_model, vocab_size, length=20):
+    ids = torch.randint(0, vocab_size, (2, length), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf_model(ids).logits
+        actual = ours.eval()(ids)
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max().item() < 1e-4
+
+
+def test_transformers_checkpoint_loads_with_the_same_logits_small(tmp_path):
+    hf_model = random_hf_model(vocab_size=300, n_positions=32, n_embd=64, n_layer=2, n_head=4)
+    hf_model.save_pretrained(tmp_path)  # writes transformer.-prefixed names, no lm_head
+    ours = load_gpt2(tmp_path)
+    assert_same_logits(ours, hf_model, 300)
+    assert torch.equal(ours.out_head.weight, ours.tok_emb.weight)  # GPT-2's tied head
+
+
+def test_gpt2_124m_shape_in_both_layouts_gives_transformers_logits(tmp_path):
+    hf_model = random_hf_model()  # GPT2Config() is GPT-2 small: 124M, context 1024
+    hf_model.save_pretrained(tmp_path / "saved")
+    published = tmp_path / "published" / "model.safetensors"
+    published.parent.mkdir()
+    save_in_published_layout(hf_model, published)
+
+    header_len = int.from_bytes(published.read_bytes()[:8], "little")
+    # The data section matches the size of OpenAI's file (548,105,171 bytes including
+    # its 14,283-byte header), so the layout has the same tensors, shapes and dtypes.
+    assert published.stat().st_size - 8 - header_len == 548_105_171 - 8 - 14_283
+
+    for source in (tmp_path / "saved", published):  # no config.json beside `published`
+        ours = load_gpt2(source)
+        assert sum(p.numel() for p in ours.parameters()) == 163_037_184  # untied copy of wte
+        assert_same_logits(ours, hf_model, 50257, length=64)
+
+
+def test_book_style_loading_into_a_model_built_from_its_config(tmp_path):
+    hf_model = random_hf_model(vocab_size=300, n_positions=32, n_embd=64, n_layer=2, n_head=4)
+    path = tmp_path / "model.safetensors"
+    save_in_published_layout(hf_model, path)
+    ours = GPTModel(SMALL)
+    load_weights_into_gpt(ours, read_gpt2_weights(path))
+    assert_same_logits(ours, hf_model, 300)
+
+
+@pytest.mark.parametrize("options", [{"qkv_bias": True}, {"qkv_bias": False},
+                                     {"qkv_bias": False, "tie_weights": True}])
+def test_our_checkpoint_loads_in_transformers_with_the_same_logits(tmp_path, options):
+    torch.manual_seed(3)
+    ours = GPTModel({**SMALL, **options}).eval()
+    if options["qkv_bias"]:
+        for block in ours.trf_blocks:  # non-zero biases, so that a wrong split would show
+            torch.nn.init.normal_(block.att.W_key.bias)
+    save_gpt2_safetensors(ours, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["tie_word_embeddings"] == options.get("tie_weights", False)
+
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    assert_same_logits(ours, hf_model, 300)
+
+    reloaded = load_gpt2(tmp_path, drop_rate=0.0)
+    assert_same_logits(reloaded, hf_model, 300)
+    if options == {"qkv_bias": True}:
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(),
+                                                      reloaded.state_dict().values()))
+
+
+def test_wrong_shapes_fail_before_anything_is_copied(tmp_path):
+    save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
+    params = read_gpt2_weights(tmp_path)
+
+    deeper = GPTModel({**SMALL, "n_layers": 3})
+    before = {k: v.clone() for k, v in deeper.state_dict().items()}
+    with pytest.raises(ValueError, match=r"missing tensor h\.2\.ln_1\.weight"):
+        load_weights_into_gpt(deeper, params)
+    assert all(torch.equal(before[k], v) for k, v in deeper.state_dict().items())
+
+    with pytest.raises(ValueError, match=r"unexpected tensor h\.1\.ln_1\.weight"):
+        load_weights_into_gpt(GPTModel({**SMALL, "n_layers": 1}), params)
+    with pytest.raises(ValueError, match=r"h\.0\.attn\.c_attn\.weight has shape \(64, 192\), "
+                                         r"the model needs \(32, 96\)"):
+        load_weights_into_gpt(GPTModel({**SMALL, "emb_dim": 32}), params)
+
+
+def test_nonzero_qkv_biases_need_a_model_with_qkv_bias(tmp_path):
+    torch.manual_seed(0)
+    with_bias = GPTModel(SMALL)
+    torch.nn.init.normal_(with_bias.trf_blocks[0].att.W_query.bias)
+    save_gpt2_safetensors(with_bias, tmp_path)
+    with pytest.raises(ValueError, match="build the model with qkv_bias=True"):
+        load_weights_into_gpt(GPTModel({**SMALL, "qkv_bias": False}), read_gpt2_weights(tmp_path))
+
+
+def test_truncated_and_missing_files_are_clear_errors(tmp_path):
+    save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(ValueError, match="not a complete safetensors file.*truncated"):
+        read_gpt2_weights(path)
+    with pytest.raises(FileNotFoundError, match="no GPT-2 weights"):
+        read_gpt2_weights(tmp_path / "nothing-here")
+
+
+def test_weights_come_through_the_data_mirror(tmp_path, monkeypatch):
+    """download_gpt2_weights uses the course's fetch: here from a mirror folder, offline."""
+    hf_model = random_hf_model(vocab_size=300, n_positions=32, n_embd=1024, n_layer=1,
+                               n_head=16)
+    mirror = tmp_path / "mirror"
+    source = mirror / data.DATASETS["gpt2-medium-weights"].path
+    source.parent.mkdir(parents=True)
+    save_in_published_layout(hf_model, source)
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+
+    path = download_gpt2_weights("gpt2-medium (355M)", progress=False)
+    assert path == tmp_path / "data" / "gpt2-weights" / "gpt2-medium" / "model.safetensors"
+    ours = load_gpt2("gpt2-medium (355M)")  # 16 heads, from GPT2_SIZES by the width 1024
+    assert_same_logits(ours, hf_model, 300)
+
+    with pytest.raises(ValueError, match="unknown size"):
+        download_gpt2_weights("gpt2-huge")
