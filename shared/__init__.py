@@ -35,6 +35,7 @@ CHAPTER_MODULES = (
     "ch03_attention.attention",
     "ch04_gpt_model.gpt_model",
     "ch05_pretraining.pretraining",
+    "ch06_classification.classification",
 )
 
 INFRASTRUCTURE = [

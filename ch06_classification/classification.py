@@ -1,0 +1,248 @@
+# Generated from ch06_classification/classification.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells tagged `export`, then export again.
+
+"""Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
+
+import math
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from shared import fetch
+
+
+def load_sms_spam() -> pd.DataFrame:
+    """The SMS Spam Collection as a DataFrame with columns Label ('ham'/'spam') and Text."""
+    return pd.read_csv(fetch("sms-spam-collection"), sep="\t", header=None,
+                       names=["Label", "Text"])
+
+
+def create_balanced_dataset(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
+    """Undersample every label to the size of the rarest one (a seeded random choice)."""
+    smallest = df["Label"].value_counts().min()
+    parts = [group.sample(smallest, random_state=seed) if len(group) > smallest else group
+             for _, group in df.groupby("Label", sort=False)]
+    return pd.concat(parts)
+
+
+def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, seed: int = 123):
+    """Shuffle (seeded), then cut into train / validation / test; test gets the rest."""
+    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac < 1):
+        raise ValueError("need 0 < train_frac, 0 <= validation_frac, and their sum below 1")
+    df = df.sample(frac=1, random_state=seed).reset_index(drop=True)
+    train_end = int(len(df) * train_frac)
+    validation_end = train_end + int(len(df) * validation_frac)
+    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+
+
+class SpamDataset(Dataset):
+    """Token ids of each text, truncated and padded to `max_length`, with integer labels.
+
+    max_length=None uses the longest text in this file; pass the training set's value to the
+    validation and test sets. Longer texts keep their first max_length tokens.
+    """
+
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
+        data = pd.read_csv(csv_file)
+        encoded = [tokenizer.encode(text) for text in data["Text"]]
+        self.max_length = max_length or max(len(ids) for ids in encoded)
+        self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
+                              for ids in encoded]
+        self.labels = data["Label"].tolist()
+
+    def __getitem__(self, index):
+        return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def add_classification_head(model, num_classes: int = 2):
+    """Replace the language-model head by a fresh linear layer to `num_classes` outputs."""
+    model.out_head = nn.Linear(model.out_head.in_features, num_classes)
+    return model
+
+
+def train_only_last_block(model):
+    """Freeze all parameters except the last Transformer block, final norm and output head."""
+    for param in model.parameters():
+        param.requires_grad = False
+    for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
+        for param in module.parameters():
+            param.requires_grad = True
+    return model
+
+
+def count_trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _last_token_logits(model, input_batch):
+    context_length = model.pos_emb.num_embeddings
+    return model(input_batch[:, :context_length])[:, -1, :]
+
+
+def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
+    """Share of correctly classified examples in the first `num_batches` batches (all)."""
+    model.eval()
+    correct, total = 0, 0
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    with torch.no_grad():
+        for i, (input_batch, target_batch) in enumerate(data_loader):
+            if i >= num_batches:
+                break
+            predicted = _last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
+            correct += (predicted == target_batch.to(device)).sum().item()
+            total += len(target_batch)
+    return correct / total if total else float("nan")
+
+
+def calc_classification_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
+    """Cross-entropy of the last position's class logits."""
+    logits = _last_token_logits(model, input_batch.to(device))
+    return nn.functional.cross_entropy(logits, target_batch.to(device))
+
+
+def calc_classification_loss_loader(data_loader, model, device, num_batches=None) -> float:
+    if len(data_loader) == 0:
+        return float("nan")
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total += calc_classification_loss_batch(input_batch, target_batch, model, device).item()
+    return total / num_batches
+
+
+def evaluate_classifier(model, train_loader, val_loader, device, eval_iter):
+    """Training and validation loss on `eval_iter` batches each, without dropout."""
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_classification_loss_loader(train_loader, model, device, eval_iter)
+        val_loss = calc_classification_loss_loader(val_loader, model, device, eval_iter)
+    model.train()
+    return train_loss, val_loss
+
+
+def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
+                            eval_freq, eval_iter, *, progress=True):
+    """Finetune a classifier; returns train/val losses (every eval_freq steps), train/val
+    accuracies (every epoch, on eval_iter batches) and the examples seen at each loss.
+
+    progress=False trains silently: no progress bar and no printed evaluations.
+    """
+    log = tqdm.write if progress else (lambda message: None)
+    train_losses, val_losses, train_accs, val_accs, track_examples = [], [], [], [], []
+    examples_seen, global_step = 0, -1
+    with tqdm(total=num_epochs * len(train_loader), desc="finetuning", unit="step",
+              disable=not progress) as bar:
+        for epoch in range(num_epochs):
+            model.train()
+            for input_batch, target_batch in train_loader:
+                optimizer.zero_grad()
+                loss = calc_classification_loss_batch(input_batch, target_batch, model, device)
+                loss.backward()
+                optimizer.step()
+                examples_seen += input_batch.shape[0]
+                global_step += 1
+                bar.update(1)
+                if eval_freq and global_step % eval_freq == 0:
+                    train_loss, val_loss = evaluate_classifier(model, train_loader, val_loader,
+                                                               device, eval_iter)
+                    train_losses.append(train_loss)
+                    val_losses.append(val_loss)
+                    track_examples.append(examples_seen)
+                    log(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                               f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+            train_accs.append(calc_accuracy_loader(train_loader, model, device, eval_iter))
+            val_accs.append(calc_accuracy_loader(val_loader, model, device, eval_iter))
+            log(f"Training accuracy: {train_accs[-1]:.2%} | "
+                f"Validation accuracy: {val_accs[-1]:.2%}")
+    return train_losses, val_losses, train_accs, val_accs, track_examples
+
+
+def plot_values(epochs_seen, examples_seen, train_values, val_values, label="loss"):
+    """Training and validation curves against epochs (bottom) and examples seen (top)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs_seen, train_values, label=f"training {label}")
+    ax.plot(epochs_seen, val_values, linestyle="-.", label=f"validation {label}")
+    ax.set(xlabel="epochs", ylabel=label)
+    ax.legend()
+    top = ax.twiny()
+    top.plot(examples_seen, train_values, alpha=0)
+    top.set_xlabel("examples seen")
+    fig.tight_layout()
+    return fig
+
+
+def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
+    """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
+    model.eval()
+    ids = tokenizer.encode(text)
+    max_length = min(max_length or len(ids), model.pos_emb.num_embeddings)
+    ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
+    with torch.no_grad():
+        logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
+    return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
+
+
+class LoRALayer(nn.Module):
+    """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
+
+    def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(in_dim, rank))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initialises weights
+        self.B = nn.Parameter(torch.zeros(rank, out_dim))
+        self.scaling = alpha / rank
+
+    def forward(self, x):
+        return self.scaling * (x @ self.A @ self.B)
+
+
+class LinearWithLoRA(nn.Module):
+    """A (frozen) linear layer plus a trainable LoRA update."""
+
+    def __init__(self, linear: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.linear = linear
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
+
+    def forward(self, x):
+        return self.linear(x) + self.lora(x)
+
+
+def replace_linear_with_lora(model, rank: int, alpha: float):
+    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA."""
+    for name, module in model.named_children():
+        if isinstance(module, nn.Linear):
+            setattr(model, name, LinearWithLoRA(module, rank, alpha))
+        else:
+            replace_linear_with_lora(module, rank, alpha)
+    return model
+
+
+__all__ = [
+    'load_sms_spam',
+    'create_balanced_dataset',
+    'random_split',
+    'SpamDataset',
+    'add_classification_head',
+    'train_only_last_block',
+    'count_trainable_parameters',
+    'calc_accuracy_loader',
+    'calc_classification_loss_batch',
+    'calc_classification_loss_loader',
+    'evaluate_classifier',
+    'train_classifier_simple',
+    'plot_values',
+    'classify_review',
+    'LoRALayer',
+    'LinearWithLoRA',
+    'replace_linear_with_lora',
+]

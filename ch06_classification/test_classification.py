@@ -1,0 +1,196 @@
+"""Tests of chapter 6: data preparation, the classifier, its training and LoRA."""
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ch04_gpt_model.gpt_model import GPTModel
+from ch06_classification.classification import (
+    LinearWithLoRA,
+    LoRALayer,
+    SpamDataset,
+    add_classification_head,
+    calc_accuracy_loader,
+    calc_classification_loss_loader,
+    classify_review,
+    count_trainable_parameters,
+    create_balanced_dataset,
+    load_sms_spam,
+    random_split,
+    replace_linear_with_lora,
+    train_classifier_simple,
+    train_only_last_block,
+)
+
+
+TINY = {"vocab_size": 60, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": False}
+
+
+class LetterTokenizer:
+    def encode(self, text, allowed_special=None):
+        return [ord(c) % 50 for c in text]
+
+
+def unbalanced_frame():
+    return pd.DataFrame({"Label": ["ham"] * 30 + ["spam"] * 7,
+                         "Text": [f"message {i}" for i in range(37)]})
+
+
+# Data --------------------------------------------------------------------------------------
+
+def test_sms_spam_collection_has_the_books_counts():
+    counts = load_sms_spam()["Label"].value_counts()
+    assert (counts["ham"], counts["spam"]) == (4825, 747)
+
+
+def test_balancing_keeps_every_minority_example_and_is_seeded():
+    df = unbalanced_frame()
+    balanced = create_balanced_dataset(df, seed=1)
+    assert balanced["Label"].value_counts().to_dict() == {"ham": 7, "spam": 7}
+    spam = balanced[balanced["Label"] == "spam"]["Text"]
+    assert set(spam) == set(df[df["Label"] == "spam"]["Text"])
+    assert balanced.equals(create_balanced_dataset(df, seed=1))
+    assert not balanced.equals(create_balanced_dataset(df, seed=2))
+
+
+def test_split_sizes_disjointness_and_seed():
+    df = pd.DataFrame({"Label": [0, 1] * 747, "Text": [str(i) for i in range(1494)]})
+    train, validation, test = random_split(df, 0.7, 0.1, seed=123)
+    assert (len(train), len(validation), len(test)) == (1045, 149, 300)  # the book's sizes
+    texts = [set(part["Text"]) for part in (train, validation, test)]
+    assert set.union(*texts) == set(df["Text"]) and sum(map(len, texts)) == 1494
+    again = random_split(df, 0.7, 0.1, seed=123)
+    assert all(a.equals(b) for a, b in zip((train, validation, test), again))
+    with pytest.raises(ValueError):
+        random_split(df, 0.9, 0.2)
+
+
+def test_dataset_pads_with_endoftext_and_truncates(tmp_path):
+    path = tmp_path / "split.csv"
+    pd.DataFrame({"Label": [0, 1, 1], "Text": ["ab", "abcd", "a" * 50]}).to_csv(path, index=None)
+    longest = SpamDataset(path, LetterTokenizer())
+    assert longest.max_length == 50
+    capped = SpamDataset(path, LetterTokenizer(), max_length=3, pad_token_id=99)
+    ids, label = capped[0]
+    assert ids.tolist() == [97 % 50, 98 % 50, 99] and label.item() == 0
+    assert capped[2][0].tolist() == [97 % 50] * 3  # truncated to its first tokens
+    assert len(capped) == 3 and all(len(capped[i][0]) == 3 for i in range(3))
+
+
+# The classifier ----------------------------------------------------------------------------
+
+def tiny_classifier(seed=0):
+    torch.manual_seed(seed)
+    return add_classification_head(GPTModel(TINY))
+
+
+def test_head_gives_two_logits_at_every_position():
+    model = tiny_classifier()
+    assert model(torch.randint(0, 60, (3, 10))).shape == (3, 10, 2)
+
+
+def test_only_last_block_final_norm_and_head_train():
+    model = train_only_last_block(tiny_classifier())
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    expected = {name for name, _ in model.named_parameters()
+                if name.startswith(("trf_blocks.1.", "final_norm.", "out_head."))}
+    assert trainable == expected
+    assert count_trainable_parameters(model) == sum(
+        p.numel() for name, p in model.named_parameters() if name in expected)
+
+
+class ParityClassifier(nn.Module):
+    """Class = last token id mod 2, with certainty: a model whose accuracy we know."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos_emb = nn.Embedding(8, 1)
+
+    def forward(self, ids):
+        return nn.functional.one_hot(ids % 2, 2).float() * 10
+
+
+def test_accuracy_counts_correct_predictions():
+    inputs = torch.tensor([[1, 2], [1, 3], [0, 4], [0, 5]])
+    labels = torch.tensor([0, 1, 1, 1])  # parity of the last token: right, right, wrong, right
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    assert calc_accuracy_loader(loader, ParityClassifier(), "cpu") == 0.75
+    assert calc_accuracy_loader(loader, ParityClassifier(), "cpu", num_batches=1) == 1.0
+
+
+def test_inputs_longer_than_the_context_are_cropped_not_an_error():
+    model = tiny_classifier()
+    long_inputs = torch.randint(0, 60, (4, 40))  # context is 16
+    loader = DataLoader(TensorDataset(long_inputs, torch.tensor([0, 1, 0, 1])), batch_size=2)
+    assert 0 <= calc_accuracy_loader(loader, model, "cpu") <= 1
+    assert calc_classification_loss_loader(loader, model, "cpu") > 0
+    assert classify_review("x" * 100, model, LetterTokenizer(), "cpu") in ("spam", "not spam")
+    assert classify_review("x" * 100, model, LetterTokenizer(), "cpu", max_length=500) in (
+        "spam", "not spam")
+
+
+def separable_loaders():
+    """Class 1 sequences contain token 7, class 0 sequences never do."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randint(10, 60, (64, 12), generator=generator)
+    labels = torch.arange(64) % 2
+    inputs[labels == 1, 3] = 7
+    data = TensorDataset(inputs, labels)
+    return DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8)
+
+
+def test_training_learns_a_separable_task():
+    model = tiny_classifier()
+    train_loader, val_loader = separable_loaders()
+    before = calc_accuracy_loader(val_loader, model, "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 15,
+                                     eval_freq=10, eval_iter=2, progress=False)
+    train_losses, val_losses, train_accs, val_accs, examples = losses
+    assert train_losses[-1] < train_losses[0] and examples[-1] == examples[0] + 8 * 10 * (
+        len(examples) - 1)
+    assert len(train_accs) == 15
+    assert calc_accuracy_loader(val_loader, model, "cpu") >= max(0.95, before)
+
+
+# LoRA --------------------------------------------------------------------------------------
+
+def test_lora_layer_shapes_and_scaling():
+    lora = LoRALayer(8, 4, rank=2, alpha=6)
+    assert lora.A.shape == (8, 2) and lora.B.shape == (2, 4)
+    nn.init.normal_(lora.B)
+    x = torch.randn(3, 8)
+    assert torch.allclose(lora(x), 3.0 * (x @ lora.A @ lora.B))
+
+
+def test_lora_with_b_zero_leaves_the_model_unchanged():
+    model = tiny_classifier()
+    ids = torch.randint(0, 60, (2, 10))
+    before = model(ids)
+    replace_linear_with_lora(model, rank=4, alpha=8)
+    assert torch.equal(model(ids), before)
+    wrapped = [m for m in model.modules() if isinstance(m, LinearWithLoRA)]
+    assert len(wrapped) == 2 * 6 + 1  # q, k, v, out_proj and two feed-forward layers; head
+
+
+def test_only_lora_parameters_train():
+    model = tiny_classifier()
+    for param in model.parameters():
+        param.requires_grad = False
+    replace_linear_with_lora(model, rank=2, alpha=2)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.endswith((".lora.A", ".lora.B")) for name in trainable)
+
+    frozen = {name: p.clone() for name, p in model.named_parameters() if not p.requires_grad}
+    train_loader, val_loader = separable_loaders()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
+                            eval_freq=None, eval_iter=1, progress=False)
+    for name, param in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), name
+    assert any(p.abs().sum() > 0 for name, p in model.named_parameters()
+               if name.endswith(".lora.B"))
