@@ -36,6 +36,7 @@ CHAPTER_MODULES = (
     "ch04_gpt_model.gpt_model",
     "ch05_pretraining.pretraining",
     "ch06_classification.classification",
+    "ch07_instructions.instructions",
 )
 
 INFRASTRUCTURE = [

@@ -1,0 +1,197 @@
+# Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells tagged `export`, then export again.
+
+"""Chapter 7: instruction finetuning, response generation, and evaluation."""
+
+import json
+import random
+import urllib.error
+import urllib.request
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from shared import fetch, generate, text_to_token_ids, token_ids_to_text
+
+
+def load_instruction_data() -> list[dict]:
+    """The course's 1,100 instruction-response pairs (instruction, input, output)."""
+    return json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
+
+
+def format_input(entry: dict) -> str:
+    """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
+    text = ("Below is an instruction that describes a task. "
+            "Write a response that appropriately completes the request."
+            f"\n\n### Instruction:\n{entry['instruction']}")
+    if entry.get("input"):
+        text += f"\n\n### Input:\n{entry['input']}"
+    return text
+
+
+RESPONSE_HEADER = "\n\n### Response:\n"
+
+
+def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123):
+    """(train, validation, test): train_frac and test_frac of the entries, validation the rest.
+    The entries are shuffled with `seed` first; seed=None keeps their order."""
+    if seed is not None:
+        data = random.Random(seed).sample(data, len(data))
+    train_end = int(len(data) * train_frac)
+    test_end = train_end + int(len(data) * test_frac)
+    return data[:train_end], data[test_end:], data[train_end:test_end]
+
+
+class InstructionDataset(Dataset):
+    """Token ids of each entry's full text (prompt, response header, response).
+
+    With mask_instruction=True, items are (ids, prompt_length) so that custom_collate_fn can
+    exclude the prompt from the loss.
+    """
+
+    def __init__(self, data: list, tokenizer, mask_instruction: bool = False):
+        self.data = data
+        self.mask_instruction = mask_instruction
+        self.encoded_texts, self.prompt_lengths = [], []
+        for entry in data:
+            prompt = format_input(entry) + RESPONSE_HEADER
+            self.encoded_texts.append(tokenizer.encode(prompt + entry["output"]))
+            self.prompt_lengths.append(len(tokenizer.encode(prompt)))
+
+    def __getitem__(self, index):
+        if self.mask_instruction:
+            return self.encoded_texts[index], self.prompt_lengths[index]
+        return self.encoded_texts[index]
+
+    def __len__(self):
+        return len(self.data)
+
+
+def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
+                      device="cpu"):
+    """Pad a batch of token-id lists into (inputs, targets) tensors.
+
+    Targets are the inputs shifted by one. Each sequence ends with one pad token
+    (<|endoftext|>) it is trained to predict; the padding after it is `ignore_index` in the
+    targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
+    Sequences are truncated to `allowed_max_length` tokens.
+    """
+    items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
+    max_length = max(len(ids) + 1 for ids, _ in items)
+    inputs, targets = [], []
+    for ids, prompt_length in items:
+        padded = torch.tensor(ids + [pad_token_id] * (max_length - len(ids)))
+        input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()
+        target_ids[len(ids):] = ignore_index  # position len(ids) - 1 keeps the end-of-text
+        if prompt_length:
+            target_ids[:prompt_length - 1] = ignore_index  # targets that are prompt tokens
+        if allowed_max_length is not None:
+            input_ids, target_ids = input_ids[:allowed_max_length], target_ids[:allowed_max_length]
+        inputs.append(input_ids)
+        targets.append(target_ids)
+    return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+
+
+def extract_response(generated_text: str, prompt: str) -> str:
+    """The part of `generated_text` after `prompt`, without a repeated response header."""
+    return generated_text[len(prompt):].replace("### Response:", "").strip()
+
+
+def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
+                       key="model_response", progress=True):
+    """Add the model's greedy response to every entry of `data` under `key`; returns data."""
+    model.eval()
+    context_size = model.pos_emb.num_embeddings
+    for entry in tqdm(data, desc="generating", unit="response", disable=not progress):
+        prompt = format_input(entry) + RESPONSE_HEADER
+        token_ids = generate(model, text_to_token_ids(prompt, tokenizer).to(device),
+                             max_new_tokens=max_new_tokens, context_size=context_size,
+                             eos_id=eos_id)
+        entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
+    return data
+
+
+def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
+    """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
+
+
+OLLAMA_URL = "http://localhost:11434/api/chat"
+
+
+class OllamaError(RuntimeError):
+    """The Ollama server could not be reached or gave no usable answer."""
+
+
+def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, seed: int = 123,
+                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
+    """Send one user message to an Ollama server's /api/chat endpoint; return its reply."""
+    request = urllib.request.Request(url, method="POST", headers={
+        "Content-Type": "application/json"}, data=json.dumps({
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
+            "stream": False,
+        }).encode("utf-8"))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", "replace")[:200]
+        raise OllamaError(f"Ollama at {url} answered HTTP {error.code}: {detail} (is the model "
+                          f"pulled? run `ollama pull {model}`)") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise OllamaError(f"no Ollama server at {url} ({getattr(error, 'reason', error)}). "
+                          f"Install it from https://ollama.com, start it with `ollama serve`, "
+                          f"and fetch the judge with `ollama pull {model}`.") from None
+    try:  # one JSON object, or one per line if the server streams anyway
+        parts = [json.loads(line) for line in body.splitlines() if line.strip()]
+        return "".join(part["message"]["content"] for part in parts)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer: {body[:200]!r}") from None
+
+
+def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
+    """True if an Ollama server answers at the host and port of `url`."""
+    base = url.split("/api/")[0]
+    try:
+        with urllib.request.urlopen(base + "/api/tags", timeout=timeout):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def generate_model_scores(data: list, key: str = "model_response", model: str = "llama3",
+                          url: str = OLLAMA_URL, progress: bool = True) -> list:
+    """Ask the judge to score each entry's `key` from 0 to 100; None where it gave no number."""
+    scores = []
+    for entry in tqdm(data, desc="scoring", unit="response", disable=not progress):
+        prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
+                  f"Reference answer: {entry['output']}\n\n"
+                  f"Rate the following answer from 0 (useless) to 100 (as good as the "
+                  f"reference): {entry[key]}\n\nReply with the number only.")
+        reply = query_model(prompt, model=model, url=url).strip()
+        scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
+    return scores
+
+
+__all__ = [
+    'load_instruction_data',
+    'format_input',
+    'RESPONSE_HEADER',
+    'split_instruction_data',
+    'InstructionDataset',
+    'custom_collate_fn',
+    'extract_response',
+    'generate_responses',
+    'rouge_l_scores',
+    'OLLAMA_URL',
+    'OllamaError',
+    'query_model',
+    'ollama_is_running',
+    'generate_model_scores',
+]

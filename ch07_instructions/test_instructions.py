@@ -1,0 +1,224 @@
+"""Tests of chapter 7: formatting, splitting, batching, masking, responses and evaluation."""
+
+import http.server
+import json
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from ch07_instructions.instructions import (
+    RESPONSE_HEADER,
+    InstructionDataset,
+    OllamaError,
+    custom_collate_fn,
+    extract_response,
+    format_input,
+    generate_model_scores,
+    generate_responses,
+    load_instruction_data,
+    ollama_is_running,
+    query_model,
+    rouge_l_scores,
+    split_instruction_data,
+)
+
+
+class LetterTokenizer:
+    """One id per character: easy to count, and decode(encode(t)) == t."""
+
+    def encode(self, text, allowed_special=None):
+        return [ord(c) for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+# Data --------------------------------------------------------------------------------------
+
+def test_instruction_data_and_the_split_sizes():
+    data = load_instruction_data()
+    assert len(data) == 1100 and {"instruction", "input", "output"} <= set(data[0])
+    train, validation, test = split_instruction_data(data)
+    assert (len(train), len(validation), len(test)) == (935, 55, 110)
+    ids = [id(entry) for part in (train, validation, test) for entry in part]
+    assert len(set(ids)) == 1100
+    assert split_instruction_data(data)[2] == test  # seeded
+    assert split_instruction_data(data, seed=None)[0] == data[:935]  # the book's order
+
+
+def test_format_input_with_and_without_input():
+    with_input = format_input({"instruction": "Add.", "input": "1 and 2", "output": "3"})
+    assert with_input.endswith("### Instruction:\nAdd.\n\n### Input:\n1 and 2")
+    without = format_input({"instruction": "Say hi.", "input": "", "output": "Hi"})
+    assert without.endswith("### Instruction:\nSay hi.") and "### Input" not in without
+
+
+# Collate -----------------------------------------------------------------------------------
+
+def test_collate_shifts_pads_and_ignores_all_but_the_first_pad():
+    inputs, targets = custom_collate_fn([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]], pad_token_id=50)
+    assert inputs.tolist() == [[0, 1, 2, 3, 4], [5, 6, 50, 50, 50], [7, 8, 9, 50, 50]]
+    assert targets.tolist() == [[1, 2, 3, 4, 50], [6, 50, -100, -100, -100],
+                                [8, 9, 50, -100, -100]]
+
+
+def test_collate_keeps_an_endoftext_that_belongs_to_the_text():
+    _, targets = custom_collate_fn([[1, 50, 2], [3]], pad_token_id=50)
+    assert targets.tolist() == [[50, 2, 50], [50, -100, -100]]
+
+
+def test_collate_truncates_to_the_allowed_maximum_length():
+    inputs, targets = custom_collate_fn([list(range(10)), [1, 2]], allowed_max_length=4)
+    assert inputs.shape == targets.shape == (2, 4)
+    assert targets[0].tolist() == [1, 2, 3, 4]
+
+
+def test_collate_masks_the_prompt_when_given_its_length():
+    _, targets = custom_collate_fn([([10, 11, 12, 13, 14], 3), [20, 21]], pad_token_id=50)
+    # prompt = 10 11 12: the targets 11 and 12 are prompt tokens; 13 is the first response
+    assert targets.tolist() == [[-100, -100, 13, 14, 50], [21, 50, -100, -100, -100]]
+
+
+def test_dataset_encodes_the_full_text_and_the_prompt_length():
+    entry = {"instruction": "Add.", "input": "", "output": "3"}
+    plain = InstructionDataset([entry], LetterTokenizer())
+    prompt = format_input(entry) + RESPONSE_HEADER
+    assert plain[0] == [ord(c) for c in prompt + "3"]
+    masked = InstructionDataset([entry], LetterTokenizer(), mask_instruction=True)
+    ids, prompt_length = masked[0]
+    assert ids == plain[0] and prompt_length == len(prompt)
+    _, targets = custom_collate_fn([masked[0]])
+    assert [t for t in targets[0].tolist() if t != -100] == [ord("3"), 50256]
+
+
+def test_ignored_targets_do_not_change_the_loss():
+    logits = torch.randn(6, 9)
+    targets = torch.tensor([1, 2, 3, -100, -100, -100])
+    full = nn.functional.cross_entropy(logits, targets)
+    assert torch.allclose(full, nn.functional.cross_entropy(logits[:3], targets[:3]))
+
+
+# Responses ---------------------------------------------------------------------------------
+
+def test_extract_response():
+    prompt = "### Instruction:\nSay hi." + RESPONSE_HEADER
+    assert extract_response(prompt + "Hello there.", prompt) == "Hello there."
+
+
+class ScriptedModel(nn.Module):
+    """Emits the ids of `reply`, one per step, then id 0 (eos) forever."""
+
+    def __init__(self, reply, context=400):
+        super().__init__()
+        self.reply = [ord(c) for c in reply]
+        self.pos_emb = nn.Embedding(context, 1)
+        self.prompt_length = None
+
+    def forward(self, ids):
+        if self.prompt_length is None or ids.shape[1] < self.prompt_length:
+            self.prompt_length = ids.shape[1]
+        step = ids.shape[1] - self.prompt_length
+        next_id = self.reply[step] if step < len(self.reply) else 0
+        return nn.functional.one_hot(torch.tensor([[next_id] * ids.shape[1]]), 300).float()
+
+
+def test_generate_responses_stops_at_eos_and_stores_the_response():
+    data = [{"instruction": "Say hi.", "input": "", "output": "Hi"}]
+    generate_responses(ScriptedModel("Hi!"), data, LetterTokenizer(), "cpu", max_new_tokens=20,
+                       eos_id=0, progress=False)
+    assert data[0]["model_response"] == "Hi!"
+
+
+# Evaluation --------------------------------------------------------------------------------
+
+def test_rouge_l_scores():
+    data = [{"output": "the cat sat on the mat", "model_response": "the cat sat on the mat"},
+            {"output": "the cat sat on the mat", "model_response": "dogs bark"},
+            {"output": "the cat sat", "model_response": "the cat sat on the mat"}]
+    perfect, unrelated, partial = rouge_l_scores(data)
+    assert perfect == pytest.approx(100) and unrelated == 0
+    assert partial == pytest.approx(100 * 2 * (3 / 6) * 1 / (3 / 6 + 1))
+
+
+@pytest.fixture
+def ollama_server():
+    """A local server that speaks Ollama's /api/chat; `server.reply(request) -> (code, body)`."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append((self.path, body))
+            code, reply = httpd.reply(body)
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def do_GET(self):
+            self.send_response(200 if self.path == "/api/tags" else 404)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.requests = requests
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def chat_answer(content):
+    return json.dumps({"model": "llama3", "message": {"role": "assistant", "content": content},
+                       "done": True}).encode()
+
+
+def test_query_model_sends_a_reproducible_chat_request(ollama_server):
+    ollama_server.reply = lambda body: (200, chat_answer("Paris"))
+    assert query_model("Capital of France?", url=ollama_server.url) == "Paris"
+    path, body = ollama_server.requests[0]
+    assert path == "/api/chat" and body["model"] == "llama3" and body["stream"] is False
+    assert body["messages"] == [{"role": "user", "content": "Capital of France?"}]
+    assert body["options"]["seed"] == 123 and body["options"]["temperature"] == 0
+
+
+def test_query_model_reads_a_streamed_answer(ollama_server):
+    lines = b"\n".join([chat_answer("Par"), chat_answer("is")])
+    ollama_server.reply = lambda body: (200, lines)
+    assert query_model("?", url=ollama_server.url) == "Paris"
+
+
+@pytest.mark.parametrize("code, body, message", [
+    (200, b"<html>not json</html>", "unexpected answer"),
+    (200, b'{"done": true}', "unexpected answer"),
+    (404, b'{"error": "model \'llama3\' not found"}', "HTTP 404.*ollama pull llama3"),
+])
+def test_query_model_garbage_is_a_clear_error(ollama_server, code, body, message):
+    ollama_server.reply = lambda request: (code, body)
+    with pytest.raises(OllamaError, match=message):
+        query_model("?", url=ollama_server.url)
+
+
+def test_server_down_is_a_clear_error():
+    url = "http://127.0.0.1:9/api/chat"  # port 9: nothing listens
+    assert not ollama_is_running(url)
+    with pytest.raises(OllamaError, match="no Ollama server at .*ollama serve"):
+        query_model("?", url=url, timeout=5)
+
+
+def test_judge_scores_each_response(ollama_server):
+    replies = iter(["87", "not a number", "12"])
+    ollama_server.reply = lambda body: (200, chat_answer(next(replies)))
+    data = [{"instruction": f"Task {i}", "input": "", "output": "x", "model_response": "y"}
+            for i in range(3)]
+    assert ollama_is_running(ollama_server.url)
+    assert generate_model_scores(data, url=ollama_server.url, progress=False) == [87, None, 12]
+    prompt = ollama_server.requests[0][1]["messages"][0]["content"]
+    assert "Task 0" in prompt and "Reference answer: x" in prompt and prompt.count("y") >= 1
