@@ -36,8 +36,12 @@ def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
-def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
-    """Average batch loss over the first `num_batches` batches (all by default)."""
+def calc_loss_loader(data_loader, model, device, num_batches=None,
+                     loss_batch=calc_loss_batch) -> float:
+    """Average batch loss over the first `num_batches` batches (all by default).
+
+    loss_batch computes one batch's loss; chapter 6 passes its classification loss.
+    """
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
@@ -45,16 +49,17 @@ def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
-        total += calc_loss_batch(input_batch, target_batch, model, device).item()
+        total += loss_batch(input_batch, target_batch, model, device).item()
     return total / num_batches
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter):
+def evaluate_model(model, train_loader, val_loader, device, eval_iter,
+                   loss_batch=calc_loss_batch):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
     with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+        train_loss = calc_loss_loader(train_loader, model, device, eval_iter, loss_batch)
+        val_loss = calc_loss_loader(val_loader, model, device, eval_iter, loss_batch)
     model.train()
     return train_loss, val_loss
 

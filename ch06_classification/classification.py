@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from shared import fetch
+from shared import calc_loss_loader, evaluate_model, fetch
 
 
 def load_sms_spam() -> pd.DataFrame:
@@ -108,25 +108,9 @@ def calc_classification_loss_batch(input_batch, target_batch, model, device) -> 
 
 
 def calc_classification_loss_loader(data_loader, model, device, num_batches=None) -> float:
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total += calc_classification_loss_batch(input_batch, target_batch, model, device).item()
-    return total / num_batches
-
-
-def evaluate_classifier(model, train_loader, val_loader, device, eval_iter):
-    """Training and validation loss on `eval_iter` batches each, without dropout."""
-    model.eval()
-    with torch.no_grad():
-        train_loss = calc_classification_loss_loader(train_loader, model, device, eval_iter)
-        val_loss = calc_classification_loss_loader(val_loader, model, device, eval_iter)
-    model.train()
-    return train_loss, val_loss
+    """Chapter 5's calc_loss_loader with the classification loss."""
+    return calc_loss_loader(data_loader, model, device, num_batches,
+                            loss_batch=calc_classification_loss_batch)
 
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
@@ -152,8 +136,9 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
                 global_step += 1
                 bar.update(1)
                 if eval_freq and global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_classifier(model, train_loader, val_loader,
-                                                               device, eval_iter)
+                    train_loss, val_loss = evaluate_model(
+                        model, train_loader, val_loader, device, eval_iter,
+                        loss_batch=calc_classification_loss_batch)
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     track_examples.append(examples_seen)
@@ -238,7 +223,6 @@ __all__ = [
     'calc_accuracy_loader',
     'calc_classification_loss_batch',
     'calc_classification_loss_loader',
-    'evaluate_classifier',
     'train_classifier_simple',
     'plot_values',
     'classify_review',
