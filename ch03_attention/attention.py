@@ -55,7 +55,7 @@ class CausalAttention(nn.Module):
                                                 diagonal=1))
 
     def forward(self, x):
-        num_tokens = _check_length(x, self.mask)
+        num_tokens = _check_length(x.shape[1], self.mask)
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         attn_scores = queries @ keys.transpose(1, 2)
         attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
@@ -64,8 +64,7 @@ class CausalAttention(nn.Module):
         return self.dropout(attn_weights) @ values
 
 
-def _check_length(x, mask) -> int:
-    num_tokens = x.shape[1]
+def _check_length(num_tokens: int, mask) -> int:
     if num_tokens > mask.shape[0]:
         raise ValueError(f"the input has {num_tokens} tokens but the attention layer was built "
                          f"for context_length={mask.shape[0]}; crop the input to the last "
@@ -89,16 +88,21 @@ class MultiHeadAttentionWrapper(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention with the heads split from one projection each."""
+    """Causal multi-head self-attention with the heads split from one projection each.
+
+    use_sdpa=True computes the same attention with PyTorch's fused kernel (section 3.6).
+    forward(x, kv_cache) continues a sequence whose earlier keys and values sit in the cache.
+    """
 
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 num_heads: int, qkv_bias: bool = False):
+                 num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
         if num_heads < 1 or d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
         self.d_out = d_out
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
+        self.use_sdpa = use_sdpa
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -112,20 +116,67 @@ class MultiHeadAttention(nn.Module):
         batch, num_tokens, _ = x.shape
         return x.view(batch, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x):
-        batch, num_tokens = x.shape[0], _check_length(x, self.mask)
+    def forward(self, x, kv_cache=None):
+        batch, num_tokens = x.shape[:2]
+        start = kv_cache.length if kv_cache is not None else 0  # positions already seen
+        _check_length(start + num_tokens, self.mask)
         queries = self.split_heads(self.W_query(x))
         keys = self.split_heads(self.W_key(x))
         values = self.split_heads(self.W_value(x))
+        if kv_cache is not None:  # prepend the earlier tokens' keys and values
+            keys, values = kv_cache.update(keys, values)
 
-        attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, tokens)
-        attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
-                                              -torch.inf)
-        attn_weights = torch.softmax(attn_scores / self.head_dim ** 0.5, dim=-1)
-        context = self.dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
+        if self.use_sdpa and start == 0:  # is_causal lets PyTorch pick its fastest kernel
+            context = nn.functional.scaled_dot_product_attention(
+                queries, keys, values, is_causal=True,
+                dropout_p=self.dropout.p if self.training else 0.0)
+        else:
+            # query i sits at position start + i and may see keys 0 .. start + i
+            future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
+            if self.use_sdpa:
+                context = nn.functional.scaled_dot_product_attention(
+                    queries, keys, values, attn_mask=~future,
+                    dropout_p=self.dropout.p if self.training else 0.0)
+            else:
+                attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
+                attn_scores = attn_scores.masked_fill(future, -torch.inf)
+                attn_weights = torch.softmax(attn_scores / self.head_dim ** 0.5, dim=-1)
+                context = self.dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
         context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
         return self.out_proj(context)
+
+
+class KVCache:
+    """The keys and values one attention layer has computed so far, kept for reuse.
+
+    Memory for `max_tokens` positions is allocated once, on first use, and each update writes
+    into it: concatenating instead would copy the whole cache at every generated token.
+    """
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+        self.length = 0  # positions filled
+        self.keys = self.values = None
+
+    def reset(self):
+        """Forget the cached tokens (before a new prompt); the memory is kept."""
+        self.length = 0
+
+    def update(self, keys, values):
+        """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
+        start, end = self.length, self.length + keys.shape[2]
+        if end > self.max_tokens:
+            raise ValueError(f"the KV cache has room for {self.max_tokens} positions; {start} are "
+                             f"filled and {keys.shape[2]} more do not fit")
+        shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
+        if start == 0 and (self.keys is None or self.keys.shape != shape
+                           or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
+            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
+        self.keys[:, :, start:end] = keys
+        self.values[:, :, start:end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
 
 
 __all__ = [
@@ -134,4 +185,5 @@ __all__ = [
     'CausalAttention',
     'MultiHeadAttentionWrapper',
     'MultiHeadAttention',
+    'KVCache',
 ]

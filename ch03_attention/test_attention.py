@@ -6,6 +6,7 @@ from torch import nn
 
 from ch03_attention.attention import (
     CausalAttention,
+    KVCache,
     MultiHeadAttention,
     MultiHeadAttentionWrapper,
     SelfAttention_v1,
@@ -113,3 +114,70 @@ def test_mask_is_a_saved_buffer_not_a_parameter():
     assert list(mha.state_dict()) == [
         "mask", "W_query.weight", "W_key.weight", "W_value.weight",
         "out_proj.weight", "out_proj.bias"]
+
+
+# The KV cache and the fused kernel -----------------------------------------------------------
+
+def gpt2_like_attention(use_sdpa=False):
+    torch.manual_seed(0)
+    return MultiHeadAttention(32, 32, context_length=20, dropout=0.0, num_heads=4,
+                              qkv_bias=True, use_sdpa=use_sdpa).eval()
+
+
+@pytest.mark.parametrize("use_sdpa", [False, True])
+@pytest.mark.parametrize("chunks", [[1] * 12, [5, 1, 1, 3, 2], [12]])
+def test_cached_attention_in_chunks_equals_attention_over_the_whole_sequence(use_sdpa, chunks):
+    mha = gpt2_like_attention(use_sdpa)
+    x = torch.randn(3, 12, 32)
+    cache, pieces, start = KVCache(max_tokens=20), [], 0
+    with torch.no_grad():
+        whole = mha(x)
+        for size in chunks:
+            pieces.append(mha(x[:, start:start + size], kv_cache=cache))
+            start += size
+    assert cache.length == 12
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_kernel_equals_explicit_softmax_with_the_same_weights():
+    x = torch.randn(2, 20, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(gpt2_like_attention(True)(x), gpt2_like_attention(False)(x),
+                                   atol=1e-6, rtol=1e-5)
+
+
+def test_fused_kernel_keeps_gradients_and_dropout_only_in_training():
+    mha = gpt2_like_attention(True)
+    mha.dropout.p = 0.5
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        assert torch.equal(mha(x), mha(x))  # eval: no dropout
+    mha.train()
+    torch.manual_seed(1)
+    first = mha(x)
+    torch.manual_seed(2)
+    assert not torch.equal(first, mha(x))
+    first.sum().backward()
+    assert mha.W_query.weight.grad is not None
+
+
+def test_kv_cache_is_allocated_once_and_reused_after_reset():
+    mha, cache = gpt2_like_attention(), KVCache(max_tokens=20)
+    with torch.no_grad():
+        mha(torch.randn(1, 4, 32), kv_cache=cache)
+        memory = cache.keys.data_ptr()
+        assert cache.keys.shape == (1, 4, 20, 8)  # (batch, heads, max_tokens, head_dim)
+        mha(torch.randn(1, 1, 32), kv_cache=cache)
+        assert cache.keys.data_ptr() == memory
+        cache.reset()
+        fresh = torch.randn(1, 3, 32)
+        torch.testing.assert_close(mha(fresh, kv_cache=cache), mha(fresh))  # old tokens gone
+        assert cache.keys.data_ptr() == memory and cache.length == 3
+
+
+def test_kv_cache_overflow_is_a_clear_error():
+    mha, cache = gpt2_like_attention(), KVCache(max_tokens=6)
+    with torch.no_grad():
+        mha(torch.randn(1, 5, 32), kv_cache=cache)
+        with pytest.raises(ValueError, match="room for 6 positions; 5 are filled"):
+            mha(torch.randn(1, 2, 32), kv_cache=cache)

@@ -6,7 +6,7 @@
 import torch
 from torch import nn
 
-from shared import MultiHeadAttention
+from shared import KVCache, MultiHeadAttention
 
 
 GPT_CONFIG_124M = {
@@ -65,14 +65,15 @@ class TransformerBlock(nn.Module):
         self.att = MultiHeadAttention(
             d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
             num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
+            use_sdpa=cfg.get("sdpa", False),
         )
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg["emb_dim"])
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
-    def forward(self, x):
-        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+    def forward(self, x, kv_cache=None):
+        x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
@@ -97,7 +98,8 @@ def validate_config(cfg: dict) -> None:
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
 
-    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head.
+    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head;
+    cfg["sdpa"] (default False) computes attention with PyTorch's fused kernel.
     """
 
     def __init__(self, cfg: dict):
@@ -112,15 +114,31 @@ class GPTModel(nn.Module):
         if cfg.get("tie_weights", False):
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, in_idx):
-        num_tokens = in_idx.shape[1]
-        if num_tokens > self.pos_emb.num_embeddings:
-            raise ValueError(f"the input has {num_tokens} tokens; the model's context_length is "
-                             f"{self.pos_emb.num_embeddings}")
-        positions = torch.arange(num_tokens, device=in_idx.device)
+    def forward(self, in_idx, kv_caches=None, last_only=False):
+        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens).
+
+        kv_caches (from make_kv_caches): in_idx continues the tokens already cached, whose keys
+        and values are reused, not recomputed. last_only: logits for the last position alone,
+        shape (batch, 1, vocab), all that generation needs.
+        """
+        start = kv_caches[0].length if kv_caches else 0
+        num_tokens, context_length = in_idx.shape[1], self.pos_emb.num_embeddings
+        if start + num_tokens > context_length:
+            cached = f" after {start} cached tokens" if start else ""
+            raise ValueError(f"the input has {num_tokens} tokens{cached}; the model's "
+                             f"context_length is {context_length}")
+        positions = torch.arange(start, start + num_tokens, device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
-        x = self.final_norm(self.trf_blocks(x))
-        return self.out_head(x)
+        for i, block in enumerate(self.trf_blocks):
+            x = block(x, kv_caches[i] if kv_caches else None)
+        if last_only:  # the head is a quarter of GPT-2 small: skip it where nobody looks
+            x = x[:, -1:]
+        return self.out_head(self.final_norm(x))
+
+    def make_kv_caches(self, max_tokens=None):
+        """One empty KVCache per block, with room for max_tokens (default: the context)."""
+        max_tokens = min(max_tokens or self.pos_emb.num_embeddings, self.pos_emb.num_embeddings)
+        return [KVCache(max_tokens) for _ in self.trf_blocks]
 
 
 GPT2_SIZES = {

@@ -147,3 +147,49 @@ def test_checkpoints_move_between_the_books_model_and_ours(tmp_path):
     torch.save(ours_trained.state_dict(), tmp_path / "ours.pth")
     book.load_state_dict(torch.load(tmp_path / "ours.pth", weights_only=True))
     torch.testing.assert_close(book(ids), ours_trained(ids))
+
+
+# Options used by chapter 5: KV caches, last-position logits, the fused kernel ----------------
+
+def test_cached_forward_in_chunks_equals_the_full_forward():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    ids = tokens(length=16)
+    caches = model.make_kv_caches()
+    assert len(caches) == TINY["n_layers"] and caches[0].max_tokens == 16
+    with torch.no_grad():
+        full = model(ids)
+        pieces = [model(ids[:, :9], caches)] + [model(ids[:, i:i + 1], caches)
+                                                  for i in range(9, 16)]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_last_only_gives_the_last_positions_logits():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    ids = tokens()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:])
+
+
+def test_the_cache_cannot_outgrow_the_context():
+    model = GPTModel(TINY).eval()
+    caches = model.make_kv_caches()
+    with torch.no_grad():
+        model(tokens(length=15), caches)
+        with pytest.raises(ValueError, match="2 tokens after 15 cached tokens; the model's "
+                                             "context_length is 16"):
+            model(tokens(length=2), caches)
+
+
+def test_sdpa_config_computes_the_same_logits_and_gradients():
+    torch.manual_seed(0)
+    explicit = GPTModel(TINY)
+    fused = GPTModel({**TINY, "sdpa": True})
+    fused.load_state_dict(explicit.state_dict())
+    ids = tokens()
+    torch.testing.assert_close(fused(ids), explicit(ids), atol=1e-5, rtol=1e-5)
+    explicit(ids).sum().backward()
+    fused(ids).sum().backward()
+    torch.testing.assert_close(fused.tok_emb.weight.grad, explicit.tok_emb.weight.grad,
+                               atol=1e-4, rtol=1e-4)

@@ -75,7 +75,8 @@ def generate_and_print_sample(model, tokenizer, device, start_context, max_new_t
 
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, *, lr_schedule=None,
-                       max_grad_norm=None, start_step=0, progress=True):
+                       max_grad_norm=None, start_step=0, progress=True, grad_accum_steps=1,
+                       autocast_dtype=None):
     """Train for `num_epochs`; returns (train_losses, val_losses, tokens_seen) per evaluation.
 
     lr_schedule: optional function step -> learning rate, applied before every step.
@@ -83,26 +84,38 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     start_step: steps already taken (when resuming), so evaluations and the schedule continue.
     eval_freq=None never evaluates; start_context=None prints no samples.
     progress=False trains silently: no progress bar, no printed losses or samples.
+    grad_accum_steps: batches whose gradients are averaged into one optimizer step (5.8).
+    autocast_dtype: e.g. torch.bfloat16 runs the forward pass in mixed precision (5.8).
     """
     log = tqdm.write if progress else (lambda message: None)
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, start_step - 1
-    with tqdm(total=num_epochs * len(train_loader), desc="training", unit="step",
+    num_batches = len(train_loader)
+    steps_per_epoch = math.ceil(num_batches / grad_accum_steps)
+    device_type = torch.device(device).type
+    with tqdm(total=num_epochs * steps_per_epoch, desc="training", unit="step",
               disable=not progress) as bar:
         for epoch in range(num_epochs):
             model.train()
-            for input_batch, target_batch in train_loader:
-                global_step += 1
-                if lr_schedule is not None:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr_schedule(global_step)
-                optimizer.zero_grad()
-                loss = calc_loss_batch(input_batch, target_batch, model, device)
-                loss.backward()
+            for i, (input_batch, target_batch) in enumerate(train_loader):
+                group_start = i - i % grad_accum_steps  # first batch of this optimizer step
+                group_size = min(grad_accum_steps, num_batches - group_start)
+                if i == group_start:
+                    global_step += 1
+                    if lr_schedule is not None:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr_schedule(global_step)
+                    optimizer.zero_grad()
+                with torch.autocast(device_type, dtype=autocast_dtype,
+                                    enabled=autocast_dtype is not None):
+                    loss = calc_loss_batch(input_batch, target_batch, model, device)
+                (loss / group_size).backward()  # the step's gradient: the mean over its batches
+                tokens_seen += input_batch.numel()
+                if i < group_start + group_size - 1:
+                    continue  # more batches to accumulate before this step
                 if max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 optimizer.step()
-                tokens_seen += input_batch.numel()
                 bar.update(1)
 
                 if eval_freq and global_step % eval_freq == 0:
@@ -119,17 +132,31 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
 
 
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
-             top_p=None, eos_id=None):
+             top_p=None, eos_id=None, use_cache=True):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
     temperature 0 decodes greedily; above 0 it samples from softmax(logits / temperature),
     optionally restricted to the `top_k` most likely tokens and/or to the smallest set whose
     probability reaches `top_p`. Generation stops early when every sequence produces `eos_id`
     (which is not appended). Prompts longer than `context_size` are cropped to their end.
+
+    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
+    new token. Once the text outgrows `context_size` the window slides, every position shifts
+    and nothing cached stays valid: from then on each step recomputes the whole window. The
+    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
+    logits) runs uncached.
     """
+    kv_caches = None
+    if use_cache and hasattr(model, "make_kv_caches"):
+        kv_caches = model.make_kv_caches(context_size)  # fresh for every prompt
     for _ in range(max_new_tokens):
         with torch.no_grad():
-            logits = model(idx[:, -context_size:])[:, -1, :]
+            if kv_caches is None:
+                logits = model(idx[:, -context_size:])[:, -1]
+            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
+                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
+            else:  # the window slid: positions shifted, the cache is stale
+                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
         if top_k is not None:
             kth_largest = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
             logits = logits.masked_fill(logits < kth_largest, -torch.inf)

@@ -270,3 +270,107 @@ def test_cosine_schedule_warms_up_then_decays_to_the_minimum():
     assert schedule(110) == pytest.approx(0.01)
     decay = [schedule(s) for s in range(10, 111)]
     assert decay == sorted(decay, reverse=True)
+
+
+# KV-cache generation (5.7) -----------------------------------------------------------------
+
+def test_cached_greedy_decoding_gives_the_uncached_tokens_for_200_tokens():
+    torch.manual_seed(0)
+    model = GPTModel({**TINY, "context_length": 64, "emb_dim": 32}).eval()
+    prompt = torch.tensor([[4, 8, 15, 16, 23]])
+    cached = generate(model, prompt, 200, context_size=64)  # slides past the context at 64
+    uncached = generate(model, prompt, 200, context_size=64, use_cache=False)
+    assert cached.shape == (1, 205)
+    assert torch.equal(cached, uncached)
+
+
+@pytest.mark.parametrize("options", [{"temperature": 1.5}, {"temperature": 1.0, "top_k": 5},
+                                     {"temperature": 2.0, "top_p": 0.9}])
+def test_cached_sampling_draws_the_same_tokens_as_uncached(options):
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    torch.manual_seed(7)
+    cached = generate(model, prompt, 12, context_size=8, **options)
+    torch.manual_seed(7)
+    uncached = generate(model, prompt, 12, context_size=8, use_cache=False, **options)
+    assert torch.equal(cached, uncached)
+
+
+def test_the_cache_feeds_each_token_once_until_the_window_slides():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    fed = []
+    model.tok_emb.register_forward_hook(lambda module, args, out: fed.append(args[0].shape[1]))
+    generate(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)
+    assert fed == [3, 1, 1, 1, 1, 1]  # prefill, then one token per step
+    fed.clear()
+    generate(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)  # a fresh cache per call
+    assert fed[0] == 3
+    fed.clear()
+    generate(model, torch.tensor([[1, 2, 3, 4, 5, 6]]), 5, context_size=8)
+    assert fed == [6, 1, 1, 8, 8]  # 9 tokens no longer fit: full windows from then on
+
+
+def test_cached_generation_stops_at_eos():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[1, 2, 3]])
+    free = generate(model, prompt, 10, context_size=8)
+    eos = free[0, 5].item()
+    stopped = generate(model, prompt, 10, context_size=8, eos_id=eos)
+    first_eos = (free[0, 3:] == eos).nonzero()[0].item() + 3
+    assert torch.equal(stopped, free[:, :first_eos])
+
+
+# The fast path's training options (5.8) ----------------------------------------------------
+
+def test_gradient_accumulation_over_two_half_batches_equals_one_full_batch():
+    def train(batch_size, grad_accum_steps):
+        torch.manual_seed(0)
+        model = GPTModel({**TINY, "drop_rate": 0.0})
+        ids = torch.arange(8 * 9) % 23
+        windows = ids.unfold(0, 9, 9)
+        data = TensorDataset(windows[:, :-1], windows[:, 1:])
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        train_model_simple(model, loader, loader, optimizer, "cpu", 2, None, 1, None, None,
+                           progress=False, grad_accum_steps=grad_accum_steps)
+        return model, optimizer
+
+    full, full_opt = train(batch_size=4, grad_accum_steps=1)
+    accumulated, acc_opt = train(batch_size=2, grad_accum_steps=2)
+    assert acc_opt.state[next(iter(acc_opt.state))]["step"] == 4  # 2 epochs x 2 steps
+    for a, b in zip(full.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_an_uneven_last_group_is_averaged_over_its_own_batches():
+    torch.manual_seed(0)
+    model = GPTModel({**TINY, "drop_rate": 0.0})
+    ids = torch.arange(3 * 9) % 23
+    windows = ids.unfold(0, 9, 9)
+    loader = DataLoader(TensorDataset(windows[:, :-1], windows[:, 1:]), batch_size=1)
+    grads = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # record gradients, change nothing
+    optimizer.step = lambda: grads.append(model.out_head.weight.grad.clone())
+    train_model_simple(model, loader, loader, optimizer, "cpu", 1, None, 1, None, None,
+                       progress=False, grad_accum_steps=2)
+    assert len(grads) == 2  # batches {0, 1}, then {2} alone
+    model.zero_grad()
+    calc_loss_batch(*next(iter(DataLoader(loader.dataset, batch_size=3))), model, "cpu")
+    x, y = loader.dataset[2]
+    calc_loss_batch(x[None], y[None], model, "cpu").backward()
+    torch.testing.assert_close(grads[1], model.out_head.weight.grad)
+
+
+def test_bf16_autocast_trains_and_keeps_float32_weights():
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    train_loader, val_loader = loaders()
+    before = calc_loss_loader(val_loader, model, "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 5, None, 1, None,
+                       None, progress=False, autocast_dtype=torch.bfloat16)
+    assert model.out_head.weight.dtype == torch.float32
+    assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
