@@ -76,7 +76,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context, max_new_t
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, *, lr_schedule=None,
                        max_grad_norm=None, start_step=0, progress=True, grad_accum_steps=1,
-                       autocast_dtype=None):
+                       autocast_dtype=None, after_step=None):
     """Train for `num_epochs`; returns (train_losses, val_losses, tokens_seen) per evaluation.
 
     lr_schedule: optional function step -> learning rate, applied before every step.
@@ -86,6 +86,8 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     progress=False trains silently: no progress bar, no printed losses or samples.
     grad_accum_steps: batches whose gradients are averaged into one optimizer step (5.8).
     autocast_dtype: e.g. torch.bfloat16 runs the forward pass in mixed precision (5.8).
+    after_step: called as after_step(step, train_losses, val_losses) after every step and its
+    evaluation; the pretraining script (pretrain.py) logs and saves checkpoints from it.
     """
     log = tqdm.write if progress else (lambda message: None)
     train_losses, val_losses, track_tokens_seen = [], [], []
@@ -126,6 +128,8 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                     track_tokens_seen.append(tokens_seen)
                     log(f"Ep {epoch + 1} (Step {global_step:06d}): "
                         f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+                if after_step is not None:
+                    after_step(global_step, train_losses, val_losses)
             if start_context and progress:
                 generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen

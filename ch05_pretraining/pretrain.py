@@ -1,0 +1,253 @@
+"""Pretrain a GPT on a folder of text files, on one CPU, one GPU, or many with torchrun.
+
+    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000
+    torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small
+    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --resume
+
+Everything is chapter 5's: GPTModel, train_model_simple with its fast options, the
+appendix-D learning-rate schedule (linear warmup, cosine decay) and gradient clipping. What
+this script adds is what training at scale needs:
+
+* The *.txt files are tokenised once, joined by <|endoftext|>, into a memory-mapped file of
+  uint16 token ids (OUT/tokens.bin): later runs and every process read it without loading it.
+  The last --val-fraction of the tokens is the validation split.
+* Batches are random windows drawn from a generator seeded by (seed, step), so a step's data
+  does not depend on what ran before it: a resumed run sees exactly the batches it would have.
+* With torchrun, each process trains a DistributedDataParallel replica on its own share of the
+  global batch (gloo on CPUs, nccl on GPUs); DDP averages the gradients, so the replicas stay
+  identical. The effective batch is --batch x processes x --grad-accum.
+* Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
+  process's random-number state; --resume continues from it and gives the same weights as an
+  uninterrupted run. OUT/log.jsonl records the evaluations.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tiktoken
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from shared import (
+    GPT2_SIZES,
+    GPTModel,
+    cosine_schedule,
+    gpt2_config,
+    load_checkpoint,
+    save_checkpoint,
+    train_model_simple,
+)
+
+
+def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
+    """Token ids of every *.txt file in `folder`, cached in `token_file` (uint16)."""
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise SystemExit(f"no .txt files in {folder}")
+    fingerprint = hashlib.sha256()
+    for file in files:
+        fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
+                           .encode())
+    manifest = token_file.with_suffix(".json")
+    if not (token_file.is_file() and manifest.is_file()
+            and json.loads(manifest.read_text())["fingerprint"] == fingerprint.hexdigest()):
+        tokenizer = tiktoken.get_encoding("gpt2")
+        ids = []
+        for file in files:
+            ids += tokenizer.encode(file.read_text(encoding="utf-8"),
+                                    allowed_special={"<|endoftext|>"})
+            ids.append(tokenizer.eot_token)  # documents are separated as in GPT-2's data
+        tmp = token_file.with_name(token_file.name + ".tmp")
+        np.array(ids, dtype=np.uint16).tofile(tmp)
+        os.replace(tmp, token_file)
+        manifest.write_text(json.dumps({"fingerprint": fingerprint.hexdigest(),
+                                        "files": [f.name for f in files], "tokens": len(ids)}))
+    return np.memmap(token_file, dtype=np.uint16, mode="r")
+
+
+class RandomWindows:
+    """Batches of (input, target) windows at random offsets into `tokens`, one per call slot.
+
+    Slot i of the sequence draws from a generator seeded by (seed, first_slot + i) the
+    offsets of the whole global batch and keeps this process's share: the data of a step is
+    fixed by its number alone, whatever ran before, on any number of processes.
+    """
+
+    def __init__(self, tokens, context, batch, num_slots, seed, first_slot=0, rank=0,
+                 world_size=1):
+        if len(tokens) <= context + 1:
+            raise SystemExit(f"{len(tokens)} tokens cannot fill one window of {context + 1}")
+        self.tokens, self.context, self.batch = tokens, context, batch
+        self.num_slots, self.seed, self.first_slot = num_slots, seed, first_slot
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self):
+        return self.num_slots
+
+    def __iter__(self):
+        for slot in range(self.first_slot, self.first_slot + self.num_slots):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + slot)
+            offsets = torch.randint(0, len(self.tokens) - self.context - 1,
+                                    (self.batch * self.world_size,), generator=generator)
+            mine = offsets[self.rank * self.batch:(self.rank + 1) * self.batch]
+            rows = np.stack([self.tokens[o:o + self.context + 1] for o in mine.tolist()])
+            rows = torch.from_numpy(rows.astype(np.int64))
+            yield rows[:, :-1], rows[:, 1:]
+
+
+def parameters_sha256(model) -> str:
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n")[1:]))
+    parser.add_argument("--data", type=Path, required=True, help="folder of .txt files")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for tokens, checkpoints and the log")
+    parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES))
+    parser.add_argument("--emb-dim", type=int, help="override the size's width")
+    parser.add_argument("--n-layers", type=int, help="override the size's depth")
+    parser.add_argument("--n-heads", type=int, help="override the size's heads")
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--drop-rate", type=float, default=0.1)
+    parser.add_argument("--batch", type=int, default=8, help="sequences per process per step")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=6e-4, help="peak learning rate")
+    parser.add_argument("--min-lr", type=float, default=6e-5)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0)
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--eval-batches", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    parser.add_argument("--stop-after", type=int,
+                        help="stop after this step, checkpointed, as a job's time limit would")
+    parser.add_argument("--fast", action="store_true",
+                        help="tied weights, SDPA, fused AdamW, bf16 autocast where supported")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    distributed = "RANK" in os.environ  # started by torchrun
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    main_process = rank == 0
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if main_process:  # one process tokenises; the others wait, then map the same file
+        tokenize_folder(args.data, args.out / "tokens.bin")
+    if distributed:
+        dist.barrier()
+    tokens = tokenize_folder(args.data, args.out / "tokens.bin")
+    split = int(len(tokens) * (1 - args.val_fraction))
+    train_tokens, val_tokens = tokens[:split], tokens[split:]
+
+    overrides = {k: v for k, v in {"emb_dim": args.emb_dim, "n_layers": args.n_layers,
+                                   "n_heads": args.n_heads}.items() if v is not None}
+    cfg = gpt2_config(args.size, context_length=args.context, drop_rate=args.drop_rate,
+                      tie_weights=args.fast, sdpa=args.fast, **overrides)
+    torch.manual_seed(args.seed)  # the same initial weights in every process
+    model = GPTModel(cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
+                                  weight_decay=args.weight_decay, fused=args.fast or None)
+    bf16 = args.fast and (device.type == "cuda" or "avx512_bf16" in _cpu_flags())
+    start_step, log_path = 0, args.out / "log.jsonl"
+    checkpoint_path = args.out / "checkpoint.pt"
+    if not args.resume and main_process:
+        log_path.unlink(missing_ok=True)
+    if args.resume:
+        try:
+            state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"cannot resume: {error}") from None
+        if state["config"] != cfg:
+            raise SystemExit(f"{checkpoint_path} was trained with {state['config']}, not {cfg}")
+        start_step = state["step"] + 1
+        rng_states = state["rng_states"]
+        if len(rng_states) == world_size:  # exact: each process continues its own stream
+            torch.set_rng_state(rng_states[rank])
+        elif main_process:
+            print(f"resuming on {world_size} processes, not {len(rng_states)}: same data, "
+                  "new dropout masks", file=sys.stderr)
+    if args.compile:
+        model.compile()
+    replica = DistributedDataParallel(model) if distributed else model  # syncs initial weights
+
+    last_step = args.steps - 1 if args.stop_after is None else min(args.stop_after, args.steps - 1)
+    remaining = max(0, last_step + 1 - start_step)
+    train_loader = RandomWindows(train_tokens, args.context, args.batch,
+                                 remaining * args.grad_accum, args.seed,
+                                 start_step * args.grad_accum, rank, world_size)
+    val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
+                               args.seed + 1)  # the same validation windows in every process
+
+    def after_step(step, train_losses, val_losses):
+        if step % args.eval_every == 0 and main_process:
+            with log_path.open("a") as log:
+                log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
+                                      "val_loss": val_losses[-1], "time": time.time()}) + "\n")
+        if (step + 1) % args.checkpoint_every == 0 or step == last_step:
+            rng_states = [torch.get_rng_state()]
+            if distributed:
+                rng_states = [None] * world_size
+                dist.all_gather_object(rng_states, torch.get_rng_state())
+            if main_process:
+                save_checkpoint(checkpoint_path, model, optimizer, step=step, config=cfg,
+                                rng_states=rng_states)
+
+    if main_process:
+        print(f"{world_size} process(es) on {device.type}; {len(train_tokens):,} training and "
+              f"{len(val_tokens):,} validation tokens; steps {start_step}..{last_step}; "
+              f"{args.batch * world_size * args.grad_accum} sequences of {args.context} per step",
+              flush=True)
+    start = time.perf_counter()
+    train_model_simple(
+        replica, train_loader, val_loader, optimizer, device, num_epochs=1,
+        eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
+        tokenizer=None, start_step=start_step, grad_accum_steps=args.grad_accum,
+        lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
+        max_grad_norm=args.max_grad_norm, progress=main_process and not args.quiet,
+        autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
+    seconds = time.perf_counter() - start
+    (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
+    if main_process:
+        trained = remaining * args.batch * world_size * args.grad_accum * args.context
+        print(f"{trained:,} tokens in {seconds:.1f} s: {trained / max(seconds, 1e-9):,.0f} "
+              "tokens/s", flush=True)
+    if distributed:
+        dist.destroy_process_group()
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Tests of the pretraining script: tokenising once, exact resume, and DDP with torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ch05_pretraining import pretrain
+from shared import read_text
+
+
+SCRIPT = Path(pretrain.__file__)
+TINY = ["--size", "gpt2-small (124M)", "--emb-dim", "32", "--n-layers", "2", "--n-heads", "2",
+        "--context", "32", "--batch", "2", "--lr", "3e-3", "--min-lr", "3e-4",
+        "--warmup-steps", "2", "--eval-every", "5", "--eval-batches", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    """The Verdict as two documents."""
+    folder = tmp_path_factory.mktemp("texts")
+    story = read_text("the-verdict")
+    (folder / "a.txt").write_text(story[:10_000], encoding="utf-8")
+    (folder / "b.txt").write_text(story[10_000:], encoding="utf-8")
+    return folder
+
+
+def final_weights(run):
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_the_folder_is_tokenised_once_into_a_memory_map(texts, tmp_path):
+    tokens = pretrain.tokenize_folder(texts, tmp_path / "tokens.bin")
+    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
+    assert (tokens == 50256).sum() == 2  # one <|endoftext|> after each document
+    manifest = json.loads((tmp_path / "tokens.json").read_text())
+    assert manifest["files"] == ["a.txt", "b.txt"] and manifest["tokens"] == len(tokens)
+    modified = (tmp_path / "tokens.bin").stat().st_mtime_ns
+    pretrain.tokenize_folder(texts, tmp_path / "tokens.bin")
+    assert (tmp_path / "tokens.bin").stat().st_mtime_ns == modified  # reused, not rewritten
+
+
+def test_a_step_draws_the_same_windows_whatever_ran_before_and_ranks_split_them():
+    tokens = np.arange(1000, dtype=np.uint16)
+    whole = list(pretrain.RandomWindows(tokens, 8, 4, num_slots=5, seed=1))
+    later = list(pretrain.RandomWindows(tokens, 8, 4, num_slots=2, seed=1, first_slot=3))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(whole[3:], later, strict=True))
+    halves = [list(pretrain.RandomWindows(tokens, 8, 2, 5, 1, rank=r, world_size=2))
+              for r in (0, 1)]
+    for step, (inputs, targets) in enumerate(whole):
+        torch.testing.assert_close(torch.cat([halves[0][step][0], halves[1][step][0]]), inputs)
+        assert torch.equal(targets[:, :-1], inputs[:, 1:])
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(texts, tmp_path):
+    common = ["--data", str(texts), *TINY, "--steps", "12", "--checkpoint-every", "4"]
+    pretrain.main([*common, "--out", str(tmp_path / "straight")])
+    pretrain.main([*common, "--out", str(tmp_path / "resumed"), "--stop-after", "6"])
+    stopped = final_weights(tmp_path / "resumed")
+    pretrain.main([*common, "--out", str(tmp_path / "resumed"), "--resume"])
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert not torch.equal(stopped["tok_emb.weight"], resumed["tok_emb.weight"])
+    for name in straight:  # dropout is on: the random-number streams must continue exactly
+        assert torch.equal(straight[name], resumed[name]), name
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed/log.jsonl").open()]
+    assert steps == [0, 5, 10]
+
+
+def test_resuming_with_another_model_is_refused(texts, tmp_path):
+    common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
+    pretrain.main(common)
+    with pytest.raises(SystemExit, match="was trained with"):
+        pretrain.main([*common, "--drop-rate", "0.2", "--resume"])
+    with pytest.raises(SystemExit, match="cannot resume: .* does not fit this model"):
+        pretrain.main([*common, "--context", "16", "--resume"])
+    with pytest.raises(SystemExit, match="cannot resume: no checkpoint"):
+        pretrain.main([*common, "--out", str(tmp_path / "elsewhere"), "--resume"])
+
+
+def torchrun(args, processes):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", str(SCRIPT), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts, tmp_path):
+    args = ["--data", str(texts), *TINY, "--steps", "30", "--drop-rate", "0.0",
+            "--eval-every", "10", "--checkpoint-every", "100"]
+    output = torchrun([*args, "--out", str(tmp_path / "ddp")], processes=2)
+    assert "2 process(es) on cpu" in output and "4 sequences of 32 per step" in output
+    hashes = [(tmp_path / f"ddp/weights-rank{r}.sha256").read_text() for r in (0, 1)]
+    assert hashes[0] == hashes[1]
+    log = [json.loads(line) for line in (tmp_path / "ddp/log.jsonl").open()]
+    assert [row["step"] for row in log] == [0, 10, 20]
+    assert log[-1]["val_loss"] < log[0]["val_loss"] - 1.0
+
+    # DDP averages the two halves' gradients: one process with the whole batch agrees
+    pretrain.main([*args, "--batch", "4", "--out", str(tmp_path / "single")])
+    single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], atol=2e-4, rtol=1e-3)
