@@ -9,18 +9,19 @@ Variants, all with the same dimensions, random weights and random token ids:
   ours, fast         the same model and loop with the fast options of section 5.8 switched on
   book               llms-from-scratch's GPTModel (if installed), the book's training step
   transformers       transformers' GPT2LMHeadModel (if installed), the same step
-Rounds are interleaved (A B C D, A B C D, ...) so that a noisy machine slows every variant
-alike; the table reports the median round. Peak memory is measured per variant: on CUDA with
-torch.cuda.max_memory_allocated, on the CPU as the peak resident memory of a child process that
-runs only that variant. --keep-freed-memory tells glibc's allocator to keep freed memory (5.8).
+Every measurement runs in a fresh process that builds one variant, takes one warm-up step
+(and compiles, with --compile), then times --steps steps: models never share a heap, and each
+variant is measured under glibc's default allocator and with freed memory kept
+(shared.keep_freed_memory), in the same run. The processes are interleaved and rotated
+(A B C D, B C D A, ...) so that a noisy machine slows every variant alike; the table reports
+the median round. Peak memory: torch.cuda.max_memory_allocated on CUDA, else the process's
+peak resident memory (VmHWM).
 """
 
 import argparse
 import contextlib
-import ctypes
-import os
+import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,31 +30,13 @@ from pathlib import Path
 
 import torch
 
-from shared import GPTModel, gpt2_config, train_model_simple
-
-
-GLIBC_M_TRIM_THRESHOLD, GLIBC_M_MMAP_MAX = -1, -4
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory instead of returning it to the kernel.
-
-    By default, blocks above 128 KiB-32 MiB come from mmap and go back with munmap when freed,
-    and each fresh page faults on first touch; a training step allocates and frees gigabytes.
-    """
-    libc = ctypes.CDLL("libc.so.6")
-    ok = libc.mallopt(GLIBC_M_MMAP_MAX, 0) and libc.mallopt(GLIBC_M_TRIM_THRESHOLD, 2**30)
-    if not ok:
-        raise RuntimeError("mallopt refused the settings")
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bfloat16 dot products (AVX512_BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from shared import (
+    GPTModel,
+    gpt2_config,
+    keep_freed_memory,
+    supports_fast_bf16,
+    train_model_simple,
+)
 
 
 FAST_OPTIONS = ["tie_weights", "sdpa", "fused_adamw", "bf16_autocast", "compile"]
@@ -110,7 +93,7 @@ def variants(args):
     """name -> zero-argument function building (model, train_step)."""
     cfg = gpt2_config(args.size, context_length=args.context)
     fast = [o for o in FAST_OPTIONS if o != "compile" or args.compile]
-    if args.device == "cpu" and not cpu_has_bf16():
+    if not supports_fast_bf16(args.device):
         fast.remove("bf16_autocast")
     found = {}
     if args.ablation:
@@ -142,20 +125,38 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def measure_memory(name, args):
-    """Peak memory of building and training one variant, in GiB."""
-    if args.device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        model, train_step = variants(args)[name]()
-        train_step(random_batches(args, 50257)[:2])
-        synchronize(args.device)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        del model, train_step
-        return peak
-    command = [sys.executable, __file__, "--only", name, *sys.argv[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+def peak_memory_gib(device) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM"))
+               .split()[1]) / 2**20
+
+
+def measure_in_this_process(args):
+    """Child: build args.only, warm up, time args.steps steps; print seconds and peak GiB."""
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep-freed-memory needs glibc")
+    torch.manual_seed(0)
+    _, train_step = variants(args)[args.only]()
+    batches = random_batches(args, 50257)
+    train_step(batches[:1])  # first-call allocations, kernel choice, compilation
+    synchronize(args.device)
+    start = time.perf_counter()
+    train_step(batches)
+    synchronize(args.device)
+    print(json.dumps({"seconds": time.perf_counter() - start,
+                      "peak_gib": peak_memory_gib(args.device)}))
+
+
+def measure(name, keep, args):
+    command = [sys.executable, __file__, *sys.argv[1:], "--only", name]
+    if keep:
+        command.append("--keep-freed-memory")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{name} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -163,63 +164,55 @@ def main():
     parser.add_argument("--size", default="gpt2-small (124M)")
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3, help="training steps per round")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per process")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="include torch.compile")
     parser.add_argument("--ablation", action="store_true",
                         help="our default path with each fast option on its own")
-    parser.add_argument("--keep-freed-memory", action="store_true")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory column")
-    parser.add_argument("--only", help=argparse.SUPPRESS)  # child process: one variant's memory
+    parser.add_argument("--allocator", choices=["both", "default", "keep"],
+                        default="both" if sys.platform == "linux" else "default",
+                        help="glibc's default, freed memory kept, or both (Linux)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # child: measure this variant
+    parser.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.keep_freed_memory:
-        keep_freed_memory()
-    torch.manual_seed(0)
-
-    if args.only:  # child: build and train one variant, print its peak resident memory
-        model, train_step = variants(args)[args.only]()
-        train_step(random_batches(args, 50257)[:2])
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    if args.only:
+        measure_in_this_process(args)
         return
 
-    builders = variants(args)
+    allocators = {"both": [False, True], "default": [False], "keep": [True]}[args.allocator]
+    runs = [(name, keep) for name in variants(args) for keep in allocators]
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {args.size}, context {args.context}, "
-          f"batch {args.batch}, {args.steps} steps x {args.rounds} rounds"
-          + (", glibc keeps freed memory" if args.keep_freed_memory else ""))
-    models = {name: build() for name, build in builders.items()}
-    batches = random_batches(args, 50257)
-    for name, (_, train_step) in models.items():  # warm-up (and compilation) outside the clock
-        start = time.perf_counter()
-        train_step(batches[:1])
-        synchronize(args.device)
-        print(f"  warm-up {name}: {time.perf_counter() - start:.1f} s", flush=True)
-    seconds = {name: [] for name in models}
+          f"batch {args.batch}, {args.steps} steps per process, {args.rounds} rounds of "
+          f"{len(runs)} processes", flush=True)
+    results = {run: [] for run in runs}
     for round_index in range(args.rounds):
-        for name, (_, train_step) in models.items():
-            synchronize(args.device)
-            start = time.perf_counter()
-            train_step(batches)
-            synchronize(args.device)
-            seconds[name].append(time.perf_counter() - start)
+        shift = round_index % len(runs)
+        for name, keep in runs[shift:] + runs[:shift]:  # each round starts with another
+            results[name, keep].append(measure(name, keep, args))
         print(f"  round {round_index + 1}/{args.rounds} done", flush=True)
-    del models
 
     tokens = args.steps * args.batch * args.context
-    baseline = next((n for n in seconds if n.startswith("book")), "ours, default")
-    baseline_rate = tokens / statistics.median(seconds[baseline])
-    rows = []
-    for name, times in seconds.items():
-        rate = tokens / statistics.median(times)
-        memory = "" if args.no_memory else f"{measure_memory(name, args):.2f}"
-        rows.append((name, f"{rate:,.0f}", f"{rate / baseline_rate:.2f}x", memory))
-    header = ("variant", "tokens/s", f"vs {baseline.split(' (')[0]}", "peak memory GiB")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    for row in [header, ["-" * w for w in widths], *rows]:
+    rate = {run: tokens / statistics.median(r["seconds"] for r in rows)
+            for run, rows in results.items()}
+    baseline_name = next((n for n, _ in runs if n.startswith("book")), "ours, default")
+    header = ["variant"]
+    for keep in allocators:
+        label = "freed memory kept" if keep else "default malloc"
+        header += [f"tokens/s, {label}", f"vs {baseline_name.split(' (')[0]}", "peak GiB"]
+    table = []
+    for name in variants(args):
+        row = [name]
+        for keep in allocators:
+            peak = max(r["peak_gib"] for r in results[name, keep])
+            row += [f"{rate[name, keep]:,.0f}",
+                    f"{rate[name, keep] / rate[baseline_name, keep]:.2f}x", f"{peak:.2f}"]
+        table.append(row)
+    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *table]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

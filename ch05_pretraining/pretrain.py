@@ -40,8 +40,10 @@ from shared import (
     GPTModel,
     cosine_schedule,
     gpt2_config,
+    keep_freed_memory,
     load_checkpoint,
     save_checkpoint,
+    supports_fast_bf16,
     train_model_simple,
 )
 
@@ -142,11 +144,15 @@ def parse_args(argv=None):
                         help="tied weights, SDPA, fused AdamW, bf16 autocast where supported")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--release-freed-memory", action="store_true",
+                        help="keep glibc's default of returning freed memory to the system")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if not args.release_freed_memory:
+        keep_freed_memory()  # fewer page faults per step (section 5.8)
     distributed = "RANK" in os.environ  # started by torchrun
     device = torch.device("cpu")
     if torch.cuda.is_available():
@@ -174,7 +180,7 @@ def main(argv=None):
     model = GPTModel(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay, fused=args.fast or None)
-    bf16 = args.fast and (device.type == "cuda" or "avx512_bf16" in _cpu_flags())
+    bf16 = args.fast and supports_fast_bf16(device)
     start_step, log_path = 0, args.out / "log.jsonl"
     checkpoint_path = args.out / "checkpoint.pt"
     if not args.resume and main_process:
@@ -240,13 +246,6 @@ def main(argv=None):
               "tokens/s", flush=True)
     if distributed:
         dist.destroy_process_group()
-
-
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

@@ -430,6 +430,24 @@ def load_gpt2(source: str = "gpt2-small (124M)", **overrides):
     return gpt
 
 
+def supports_fast_bf16(device) -> bool:
+    """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
+
+    True for CUDA GPUs from Ampere on and for CPUs with AVX512_BF16 or AMX instructions;
+    elsewhere bf16 is emulated and usually slower than float32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 __all__ = [
     'text_to_token_ids',
     'token_ids_to_text',
@@ -449,4 +467,5 @@ __all__ = [
     'load_weights_into_gpt',
     'save_gpt2_safetensors',
     'load_gpt2',
+    'supports_fast_bf16',
 ]

@@ -26,7 +26,7 @@ from shared.data import (
     sha256_of,
 )
 from shared.plotting import heatmap
-from shared.utils import get_device, set_seed
+from shared.utils import get_device, keep_freed_memory, set_seed
 
 
 # In reading order. A new chapter module is added here and nowhere else.
@@ -42,6 +42,7 @@ CHAPTER_MODULES = (
 INFRASTRUCTURE = [
     "DATASETS", "DataFetchError", "Dataset", "data_dir", "fetch", "mirror_dir", "sha256_of",
     "prepare_tiktoken_cache", "read_text", "heatmap", "get_device", "set_seed",
+    "keep_freed_memory",
 ]
 
 _chapter_names: dict[str, str] | None = None  # exported name -> module name
