@@ -126,22 +126,17 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None:  # prepend the earlier tokens' keys and values
             keys, values = kv_cache.update(keys, values)
 
-        if self.use_sdpa and start == 0:  # is_causal lets PyTorch pick its fastest kernel
+        # query i sits at position start + i and may see keys 0 .. start + i
+        future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
+        if self.use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
             context = nn.functional.scaled_dot_product_attention(
-                queries, keys, values, is_causal=True,
-                dropout_p=self.dropout.p if self.training else 0.0)
+                queries, keys, values, attn_mask=None if start == 0 else ~future,
+                is_causal=start == 0, dropout_p=self.dropout.p if self.training else 0.0)
         else:
-            # query i sits at position start + i and may see keys 0 .. start + i
-            future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
-            if self.use_sdpa:
-                context = nn.functional.scaled_dot_product_attention(
-                    queries, keys, values, attn_mask=~future,
-                    dropout_p=self.dropout.p if self.training else 0.0)
-            else:
-                attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
-                attn_scores = attn_scores.masked_fill(future, -torch.inf)
-                attn_weights = torch.softmax(attn_scores / self.head_dim ** 0.5, dim=-1)
-                context = self.dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
+            attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
+            attn_scores = attn_scores.masked_fill(future, -torch.inf)
+            attn_weights = torch.softmax(attn_scores / self.head_dim ** 0.5, dim=-1)
+            context = self.dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
         context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
         return self.out_proj(context)

@@ -75,10 +75,10 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
 
 
 class RandomWindows:
-    """Batches of (input, target) windows at random offsets into `tokens`, one per call slot.
+    """`num_slots` batches of (input, target) windows at random offsets into `tokens`.
 
-    Slot i of the sequence draws from a generator seeded by (seed, first_slot + i) the
-    offsets of the whole global batch and keeps this process's share: the data of a step is
+    Batch i draws the offsets of the whole global batch (batch x world_size) from a generator
+    seeded by (seed, first_slot + i) and keeps this process's share. So the data of a step is
     fixed by its number alone, whatever ran before, on any number of processes.
     """
 

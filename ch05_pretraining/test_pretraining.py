@@ -358,19 +358,22 @@ def test_an_uneven_last_group_is_averaged_over_its_own_batches():
                        progress=False, grad_accum_steps=2)
     assert len(grads) == 2  # batches {0, 1}, then {2} alone
     model.zero_grad()
-    calc_loss_batch(*next(iter(DataLoader(loader.dataset, batch_size=3))), model, "cpu")
     x, y = loader.dataset[2]
     calc_loss_batch(x[None], y[None], model, "cpu").backward()
     torch.testing.assert_close(grads[1], model.out_head.weight.grad)
 
 
-def test_bf16_autocast_trains_and_keeps_float32_weights():
+def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
     torch.manual_seed(0)
     model = GPTModel(TINY)
+    head_dtypes = set()
+    model.out_head.register_forward_hook(lambda module, args, out: head_dtypes.add(out.dtype))
     train_loader, val_loader = loaders()
     before = calc_loss_loader(val_loader, model, "cpu")
+    head_dtypes.clear()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 5, None, 1, None,
                        None, progress=False, autocast_dtype=torch.bfloat16)
+    assert head_dtypes == {torch.bfloat16}
     assert model.out_head.weight.dtype == torch.float32
     assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
