@@ -9,8 +9,9 @@ With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant.
 Export: the code cells tagged `export`, in order, become `<notebook>.py` beside the
 notebook, under a header naming the source, followed by an `__all__` of the public names
 they define. Check: the module equals a fresh export and the notebook is normalised
-(see `normalize`). Run: execute with one thread and no per-run metadata (timings,
-widget state), so stored outputs are reproducible and diffs show real changes only.
+(see `normalize`). Run: execute with pinned numerics (shared/numerics.py) and no per-run
+metadata (timings, widget state), so stored outputs are reproducible and diffs show real
+changes only.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import os
 import sys
 from pathlib import Path
 
 import nbformat
 
 from shared.data import PROJECT_ROOT
+from shared.numerics import pin_numerics
 
 
 EXPORT_TAG = "export"
@@ -122,13 +123,13 @@ def export(notebook: Path, check: bool = False) -> bool:
 
 
 def run(notebook: Path, timeout: int = 1800) -> None:
-    """Export `notebook`'s module, then execute the notebook in place (one thread, from its own
-    folder) and normalise it. Exporting first lets a notebook import its own chapter through
+    """Export `notebook`'s module, then execute the notebook in place (pinned numerics, from its
+    own folder) and normalise it. Exporting first lets a notebook import its own chapter through
     `shared`; the module depends only on the cells' source, so it needs no second export."""
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     export(notebook)
-    os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it; see shared/pytest_setup.py
+    pin_numerics()  # the kernel inherits the environment; see shared/numerics.py
     nb = nbformat.read(notebook, as_version=4)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})

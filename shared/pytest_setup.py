@@ -1,14 +1,12 @@
 """Settings every test run needs; pyproject.toml loads this plugin (`-p shared.pytest_setup`).
 
-The stored notebook outputs were produced with one thread (`python -m shared.notebooks run`
-sets the same). Thread count changes float summation order, so nbval would see other digits
-with two threads: pin it here, before torch is imported and before nbval starts kernels,
-which inherit the environment.
+The stored notebook outputs were produced under shared.numerics.PINNED_NUMERICS (one
+thread, AVX2 kernels; `python -m shared.notebooks run` sets the same). Pin them here,
+before any kernel runs and before nbval starts kernels, which inherit the environment.
 """
 
-import os
+from shared.numerics import pin_numerics
 
 
 def pytest_configure(config):
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ["MKL_NUM_THREADS"] = "1"
+    pin_numerics()
