@@ -1,6 +1,6 @@
 """The notebooks are the source; this turns them into modules and keeps them honest.
 
-    python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module
+    python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module (and the stub)
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import difflib
 import sys
 from pathlib import Path
@@ -79,6 +80,65 @@ def public_names(tree: ast.Module) -> list[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.extend(t.id for t in targets if isinstance(t, ast.Name))
     return [n for n in dict.fromkeys(names) if not n.startswith("_")]
+
+
+STUB_PATH = PROJECT_ROOT / "shared" / "__init__.pyi"
+
+
+def facade_stub_source() -> str:
+    """The text of shared/__init__.pyi: what `shared` holds, spelled out for static tools.
+
+    `shared` imports chapter modules lazily (a module-level __getattr__), which editors cannot
+    follow: jedi (IPython's and JupyterLab's completer) and pyright find nothing behind
+    `from shared import GPTModel`. This stub states every name as a static re-export, so
+    go-to-definition and signature help land in the chapter module that defines it.
+    """
+    facade = PROJECT_ROOT / "shared" / "__init__.py"
+    tree = ast.parse(facade.read_text(encoding="utf-8"))
+    lines = []
+    for node in tree.body:  # the facade's own static imports and public definitions
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared."):
+            names = ", ".join(f"{a.name} as {a.asname or a.name}" for a in node.names)
+            lines.append(f"from {node.module} import {names}")
+        elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            signature = copy.copy(node)
+            signature.body, signature.decorator_list = [ast.Expr(ast.Constant(...))], []
+            lines.append(ast.unparse(signature))
+        elif isinstance(node, ast.Assign) and all(
+                isinstance(t, ast.Name) and not t.id.startswith("_") for t in node.targets):
+            lines.append(ast.unparse(node))
+    lines.append("")
+    lines.append("# Every chapter's exports, as `from shared import X` finds them at run time.")
+    from shared import CHAPTER_MODULES
+
+    for module_name in CHAPTER_MODULES:
+        path = PROJECT_ROOT / Path(*module_name.split(".")).with_suffix(".py")
+        if not path.exists():
+            continue
+        names = public_names(ast.parse(path.read_text(encoding="utf-8")))
+        lines.append(f"from {module_name} import (")
+        lines.extend(f"    {name} as {name}," for name in names)
+        lines.append(")")
+    header = ("# Generated from shared/__init__.py and the chapter modules by\n"
+              "# `python -m shared.notebooks export`. Do not edit.\n\n")
+    return header + "\n".join(lines) + "\n"
+
+
+def export_stub(check: bool = False) -> bool:
+    """Write (or with check=True, compare) shared/__init__.pyi. True when up to date."""
+    expected = facade_stub_source()
+    actual = STUB_PATH.read_text(encoding="utf-8") if STUB_PATH.exists() else ""
+    if actual == expected:
+        return True
+    if check:
+        sys.stdout.writelines(difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+            fromfile="shared/__init__.pyi (export)", tofile=str(STUB_PATH)))
+        print(f"\n{STUB_PATH} is out of date: run `python -m shared.notebooks export`.")
+        return False
+    STUB_PATH.write_text(expected, encoding="utf-8")
+    print(f"wrote {STUB_PATH}")
+    return True
 
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -148,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         for notebook in notebooks:
             run(notebook)
+        export_stub()
         return 0
     ok = True
     for notebook in notebooks:
@@ -155,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check" and not is_normalized(notebook):
             print(f"{notebook} holds per-run metadata: run `python -m shared.notebooks run` on it.")
             ok = False
+    ok &= export_stub(check=args.command == "check")
     return 0 if ok else 1
 
 

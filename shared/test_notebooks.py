@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -115,3 +116,55 @@ def test_shared_reexports_every_chapter_name():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         shared.NoSuchThing  # noqa: B018
+
+
+# Editors see through the lazy facade (shared/__init__.pyi) --------------------------------
+
+def definition_files() -> dict[str, Path]:
+    """Every name `shared` exports -> the file that defines it, from the facade's own imports
+    and the chapter modules' __all__ (nothing here consults the stub)."""
+    import ast
+    import importlib.util
+
+    facade = ast.parse((notebooks.PROJECT_ROOT / "shared" / "__init__.py").read_text())
+    modules = {alias.asname or alias.name: node.module for node in facade.body
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared.")
+               for alias in node.names}
+    modules.update(shared.chapter_exports())
+    return {name: Path(importlib.util.find_spec(module).origin) for name, module in modules.items()}
+
+
+def test_jedi_goes_from_every_shared_name_to_its_definition_with_its_signature():
+    import inspect
+
+    import jedi
+
+    project = jedi.Project(notebooks.PROJECT_ROOT)
+    probe = notebooks.PROJECT_ROOT / "probe.py"  # never written: jedi only needs a location
+    files = definition_files()
+    assert set(files) == set(shared.__all__)
+    for name, expected in files.items():
+        script = jedi.Script(f"from shared import {name}\n{name}(", path=probe, project=project)
+        found = script.goto(2, 0, follow_imports=True)
+        assert [d.module_path for d in found] == [expected], name
+        value = getattr(shared, name)
+        if inspect.isfunction(value) or inspect.isclass(value):
+            signatures = script.get_signatures(2, len(name) + 1)
+            assert signatures, f"no signature help for {name}"
+            try:
+                parameters = inspect.signature(value).parameters.values()
+            except ValueError:  # an exception class with Exception's built-in __init__
+                continue
+            named = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            # jedi may spell out what **kwargs is passed on to (heatmap's go to imshow)
+            assert [p.name for p in signatures[0].params][:len(named)] == named, name
+
+
+def test_the_stub_is_checked_for_drift(monkeypatch, tmp_path, capsys):
+    stale = tmp_path / "__init__.pyi"
+    stale.write_text(notebooks.facade_stub_source().replace("GPTModel as GPTModel,\n", ""))
+    monkeypatch.setattr(notebooks, "STUB_PATH", stale)
+    assert not notebooks.export_stub(check=True)
+    assert "-    GPTModel as GPTModel," in capsys.readouterr().out
+    assert notebooks.export_stub()
+    assert notebooks.export_stub(check=True)

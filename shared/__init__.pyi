@@ -1,0 +1,100 @@
+# Generated from shared/__init__.py and the chapter modules by
+# `python -m shared.notebooks export`. Do not edit.
+
+from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, Dataset as Dataset, data_dir as data_dir, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
+from shared.plotting import heatmap as heatmap
+from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, set_seed as set_seed
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch06_classification.classification', 'ch07_instructions.instructions')
+INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'Dataset', 'data_dir', 'fetch', 'mirror_dir', 'sha256_of', 'prepare_tiktoken_cache', 'read_text', 'heatmap', 'get_device', 'set_seed', 'keep_freed_memory']
+def chapter_exports() -> dict[str, str]:
+    ...
+
+# Every chapter's exports, as `from shared import X` finds them at run time.
+from ch02_text_data.text_data import (
+    SIMPLE_SPLIT_PATTERN as SIMPLE_SPLIT_PATTERN,
+    simple_tokenize as simple_tokenize,
+    build_vocabulary as build_vocabulary,
+    SimpleTokenizerV1 as SimpleTokenizerV1,
+    SimpleTokenizerV2 as SimpleTokenizerV2,
+    GPT2_SPLIT_PATTERN as GPT2_SPLIT_PATTERN,
+    gpt2_byte_to_char as gpt2_byte_to_char,
+    BPETokenizer as BPETokenizer,
+    GPTDatasetV1 as GPTDatasetV1,
+    create_dataloader_v1 as create_dataloader_v1,
+)
+from ch03_attention.attention import (
+    SelfAttention_v1 as SelfAttention_v1,
+    SelfAttention_v2 as SelfAttention_v2,
+    CausalAttention as CausalAttention,
+    MultiHeadAttentionWrapper as MultiHeadAttentionWrapper,
+    MultiHeadAttention as MultiHeadAttention,
+    KVCache as KVCache,
+)
+from ch04_gpt_model.gpt_model import (
+    GPT_CONFIG_124M as GPT_CONFIG_124M,
+    LayerNorm as LayerNorm,
+    GELU as GELU,
+    FeedForward as FeedForward,
+    TransformerBlock as TransformerBlock,
+    validate_config as validate_config,
+    GPTModel as GPTModel,
+    GPT2_SIZES as GPT2_SIZES,
+    gpt2_config as gpt2_config,
+    count_parameters as count_parameters,
+    generate_text_simple as generate_text_simple,
+)
+from ch05_pretraining.pretraining import (
+    text_to_token_ids as text_to_token_ids,
+    token_ids_to_text as token_ids_to_text,
+    calc_loss_batch as calc_loss_batch,
+    calc_loss_loader as calc_loss_loader,
+    evaluate_model as evaluate_model,
+    generate_and_print_sample as generate_and_print_sample,
+    train_model_simple as train_model_simple,
+    generate as generate,
+    plot_losses as plot_losses,
+    save_checkpoint as save_checkpoint,
+    load_checkpoint as load_checkpoint,
+    cosine_schedule as cosine_schedule,
+    GPT2_WEIGHTS as GPT2_WEIGHTS,
+    download_gpt2_weights as download_gpt2_weights,
+    read_gpt2_weights as read_gpt2_weights,
+    load_weights_into_gpt as load_weights_into_gpt,
+    save_gpt2_safetensors as save_gpt2_safetensors,
+    load_gpt2 as load_gpt2,
+    supports_fast_bf16 as supports_fast_bf16,
+)
+from ch06_classification.classification import (
+    load_sms_spam as load_sms_spam,
+    create_balanced_dataset as create_balanced_dataset,
+    random_split as random_split,
+    SpamDataset as SpamDataset,
+    add_classification_head as add_classification_head,
+    train_only_last_block as train_only_last_block,
+    count_trainable_parameters as count_trainable_parameters,
+    calc_accuracy_loader as calc_accuracy_loader,
+    calc_classification_loss_batch as calc_classification_loss_batch,
+    calc_classification_loss_loader as calc_classification_loss_loader,
+    train_classifier_simple as train_classifier_simple,
+    plot_values as plot_values,
+    classify_review as classify_review,
+    LoRALayer as LoRALayer,
+    LinearWithLoRA as LinearWithLoRA,
+    replace_linear_with_lora as replace_linear_with_lora,
+)
+from ch07_instructions.instructions import (
+    load_instruction_data as load_instruction_data,
+    format_input as format_input,
+    RESPONSE_HEADER as RESPONSE_HEADER,
+    split_instruction_data as split_instruction_data,
+    InstructionDataset as InstructionDataset,
+    custom_collate_fn as custom_collate_fn,
+    extract_response as extract_response,
+    generate_responses as generate_responses,
+    rouge_l_scores as rouge_l_scores,
+    OLLAMA_URL as OLLAMA_URL,
+    OllamaError as OllamaError,
+    query_model as query_model,
+    ollama_is_running as ollama_is_running,
+    generate_model_scores as generate_model_scores,
+)
