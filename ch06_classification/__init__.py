@@ -1,1 +1,1 @@
-"""Chapter 6: finetuning for spam classification (not written yet)."""
+"""Chapter 6: finetuning for spam classification."""

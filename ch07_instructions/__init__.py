@@ -1,1 +1,1 @@
-"""Chapter 7: finetuning to follow instructions (not written yet)."""
+"""Chapter 7: finetuning to follow instructions."""
