@@ -4,7 +4,8 @@
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
 
-With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant.
+With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check and run
+also write or check shared/__init__.pyi, the stub that shows editors what `shared` holds.
 
 Export: the code cells tagged `export`, in order, become `<notebook>.py` beside the
 notebook, under a header naming the source, followed by an `__all__` of the public names

@@ -16,22 +16,35 @@ settings before any kernel starts; kernels inherit them from the environment.
 """
 
 import os
+import re
 import sys
 
 
-PINNED_NUMERICS = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2",
-}
+def has_avx2() -> bool:
+    """Whether this is a Linux machine whose processor has AVX2 and FMA (read from /proc)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:  # not Linux
+        return False
+    return all(re.search(rf"\b{flag}\b", flags) for flag in ("avx2", "fma"))
 
 
-def pin_numerics(environ=os.environ) -> None:
-    """Set PINNED_NUMERICS in `environ` (by default this process's, inherited by children)."""
-    environ.update(PINNED_NUMERICS)
+def pinned_numerics() -> dict[str, str]:
+    """One thread everywhere; the AVX2 kernel choices only where the processor has AVX2 (ATen
+    does not check, and would run instructions an older processor lacks)."""
+    pins = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if has_avx2():
+        pins.update({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"})
+    return pins
+
+
+def pin_numerics() -> None:
+    """Set pinned_numerics() in this process's environment, which child processes inherit."""
+    pins = pinned_numerics()
+    os.environ.update(pins)
     torch = sys.modules.get("torch")
-    if torch is not None and environ is os.environ:
+    if torch is not None:
         # Already imported: its thread pool may have read the environment before this.
         # (ATen reads its capability and MKL its branch at the first kernel, not at import.)
-        torch.set_num_threads(int(PINNED_NUMERICS["OMP_NUM_THREADS"]))
+        torch.set_num_threads(int(pins["OMP_NUM_THREADS"]))

@@ -1,8 +1,11 @@
 """Settings every test run needs; pyproject.toml loads this plugin (`-p shared.pytest_setup`).
 
-The stored notebook outputs were produced under shared.numerics.PINNED_NUMERICS (one
-thread, AVX2 kernels; `python -m shared.notebooks run` sets the same). Pin them here,
-before any kernel runs and before nbval starts kernels, which inherit the environment.
+The stored notebook outputs were produced under shared.numerics.pinned_numerics() (one
+thread, AVX2 kernels; `python -m shared.notebooks run` sets the same). They are pinned here,
+before nbval starts kernels, which inherit the environment. Importing this plugin imports
+`shared`, and so torch, first: pin_numerics re-pins torch's threads, and ATen and MKL read
+their settings at the first kernel, which runs later. shared/test_numerics.py checks that
+the pins took effect in this process and in the processes it starts.
 """
 
 from shared.numerics import pin_numerics

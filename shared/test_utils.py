@@ -6,6 +6,7 @@ import sys
 
 import matplotlib
 import numpy as np
+import pytest
 import torch
 
 from shared import get_device, heatmap, set_seed
@@ -68,6 +69,7 @@ def steady_state_faults(mode):
     return sorted(faults[-10:])[5]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator, Linux only")
 def test_keep_freed_memory_stops_page_faults_on_reallocation():
     # Default glibc: every allocation maps fresh 4 KiB pages (or 2 MiB ones under
     # transparent huge pages, hence a generous lower bound).
