@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 
+from shared import CHAPTER_MODULES
 from shared.data import PROJECT_ROOT
 from shared.numerics import pin_numerics
 
@@ -110,8 +111,6 @@ def facade_stub_source() -> str:
             lines.append(ast.unparse(node))
     lines.append("")
     lines.append("# Every chapter's exports, as `from shared import X` finds them at run time.")
-    from shared import CHAPTER_MODULES
-
     for module_name in CHAPTER_MODULES:
         path = PROJECT_ROOT / Path(*module_name.split(".")).with_suffix(".py")
         if not path.exists():
