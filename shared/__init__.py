@@ -27,6 +27,7 @@ from shared.data import (
     read_text,
     sha256_of,
 )
+from shared.exercises import check_answer
 from shared.plotting import heatmap
 from shared.utils import get_device, keep_freed_memory, set_seed
 
@@ -44,7 +45,7 @@ CHAPTER_MODULES = (
 INFRASTRUCTURE = [
     "DATASETS", "DataFetchError", "Dataset", "data_dir", "fetch", "mirror_dir", "sha256_of",
     "prepare_tiktoken_cache", "read_text", "heatmap", "get_device", "set_seed",
-    "keep_freed_memory",
+    "keep_freed_memory", "check_answer",
 ]
 
 _chapter_names: dict[str, str] | None = None  # exported name -> module name

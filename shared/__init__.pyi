@@ -2,10 +2,11 @@
 # `python -m shared.notebooks export`. Do not edit.
 
 from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, Dataset as Dataset, data_dir as data_dir, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
+from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, set_seed as set_seed
 CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch06_classification.classification', 'ch07_instructions.instructions')
-INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'Dataset', 'data_dir', 'fetch', 'mirror_dir', 'sha256_of', 'prepare_tiktoken_cache', 'read_text', 'heatmap', 'get_device', 'set_seed', 'keep_freed_memory']
+INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'Dataset', 'data_dir', 'fetch', 'mirror_dir', 'sha256_of', 'prepare_tiktoken_cache', 'read_text', 'heatmap', 'get_device', 'set_seed', 'keep_freed_memory', 'check_answer']
 def chapter_exports() -> dict[str, str]:
     ...
 
