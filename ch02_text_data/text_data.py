@@ -3,8 +3,9 @@
 
 """Chapter 2: turning text into token ids and training examples.
 
-Simple regex tokenisers, a byte-level BPE tokenizer compatible with GPT-2, and the
-sliding-window dataset that feeds next-token prediction.
+Simple regex tokenisers, a byte-level BPE tokenizer compatible with GPT-2 (built from small
+functions: counting pairs, merging them, learning and replaying merges, GPT-2's file format),
+and the sliding-window dataset that feeds next-token prediction.
 """
 
 import json
@@ -64,7 +65,73 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
 
 
+def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
+    """How often each pair of neighbouring ids occurs; a sequence seen `n` times counts `n`."""
+    counts: Counter = Counter()
+    for seq, n in sequences.items():
+        for pair in zip(seq, seq[1:]):
+            counts[pair] += n
+    return counts
+
+
+def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
+    """The commonest pair; ties go to the pair of smaller ids, so training is deterministic."""
+    (a, b), _ = max(pair_counts.items(), key=lambda item: (item[1], -item[0][0], -item[0][1]))
+    return a, b
+
+
+def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
+    """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
+    if pair[0] not in seq:
+        return seq
+    out, i = [], 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(seq[i])
+            i += 1
+    return tuple(out)
+
+
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
+                 ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
+    """Learn up to `n_merges` byte-pair merges on `text`: the token ranks and the merges."""
+    ranks = {bytes([b]): b for b in range(256)}
+    id_to_bytes = {i: token for token, i in ranks.items()}
+    merges: list[tuple[bytes, bytes]] = []
+    chunks = Counter(regex.findall(pattern, text))  # merges never cross chunk boundaries
+    sequences = {tuple(chunk.encode("utf-8")): n for chunk, n in chunks.items()}
+    while len(merges) < n_merges:
+        pair_counts = count_pairs(sequences)
+        if not pair_counts:
+            break  # every chunk is a single token: nothing left to merge
+        a, b = most_frequent_pair(pair_counts)
+        merged = id_to_bytes[a] + id_to_bytes[b]
+        new_id = ranks.get(merged)
+        if new_id is None:  # the same bytes can arise from two different pairs
+            new_id = ranks[merged] = len(ranks)
+            id_to_bytes[new_id] = merged
+            merges.append((id_to_bytes[a], id_to_bytes[b]))
+        sequences = {merge_pair(seq, (a, b), new_id): n for seq, n in sequences.items()}
+    return ranks, merges
+
+
+def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
+    """The token ids of one pre-tokenised chunk: merge the lowest-ranked pair until none is left."""
+    parts = [bytes([b]) for b in piece]
+    while len(parts) > 1:
+        # The neighbouring pair whose merged token was learned first (leftmost on ties).
+        rank, i = min((ranks.get(parts[i] + parts[i + 1], float("inf")), i)
+                      for i in range(len(parts) - 1))
+        if rank == float("inf"):
+            break
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return [ranks[part] for part in parts]
 
 
 def gpt2_byte_to_char() -> dict[int, str]:
@@ -76,6 +143,56 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
+def read_gpt2_files(encoder_json, vocab_bpe):
+    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges)."""
+    char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
+    as_bytes = lambda token: bytes(char_to_byte[c] for c in token)  # noqa: E731
+    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
+    specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
+    ranks = {as_bytes(token): i for token, i in encoder.items() if token not in specials}
+    lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
+    merges = [tuple(as_bytes(part) for part in line.split(" "))
+              for line in lines[1:] if line]  # the first line is a version comment
+    for n, (a, b) in enumerate(merges):
+        if ranks.get(a + b) != 256 + n:
+            raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n}: "
+                             "they are not from the same tokenizer")
+    return ranks, specials, merges
+
+
+def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
+    """Write `encoder.json` and `vocab.bpe` in GPT-2's format into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    to_char = gpt2_byte_to_char()
+    as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
+    encoder = {as_text(token): i for token, i in sorted(ranks.items(), key=lambda t: t[1])}
+    encoder.update(special_tokens)
+    (folder / "encoder.json").write_text(json.dumps(encoder, ensure_ascii=False),
+                                         encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in merges]
+    (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
+                         ) -> list[tuple[str, bool]]:
+    """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order.
+
+    A special token in the text that is not allowed is an error, as in tiktoken; "all"
+    allows every special token.
+    """
+    allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
+    for special in set(special_tokens) - allowed:
+        if special in text:
+            raise ValueError(f"text contains the special token {special!r}; pass "
+                             f"allowed_special={{{special!r}}} to encode it as one token")
+    if not allowed:
+        return [(text, False)]
+    # A capturing group keeps the separators; they land at the odd positions of the split.
+    parts = re.split("(" + "|".join(map(re.escape, sorted(allowed))) + ")", text)
+    return [(part, k % 2 == 1) for k, part in enumerate(parts)]
+
+
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
 
@@ -85,9 +202,7 @@ class BPETokenizer:
 
     def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int],
                  merges: list[tuple[bytes, bytes]], pattern: str = GPT2_SPLIT_PATTERN):
-        self.ranks = ranks
-        self.special_tokens = special_tokens
-        self.merges = merges
+        self.ranks, self.special_tokens, self.merges = ranks, special_tokens, merges
         self.pattern = pattern
         self._split = regex.compile(pattern)
         self._id_to_bytes = {i: token for token, i in ranks.items()}
@@ -105,78 +220,26 @@ class BPETokenizer:
         n_merges = vocab_size - 256 - len(special_tokens)
         if n_merges < 0:
             raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}")
-        ranks = {bytes([b]): b for b in range(256)}
-        merges: list[tuple[bytes, bytes]] = []
-        chunks = Counter(regex.findall(pattern, text))
-        sequences = {tuple(chunk.encode("utf-8")): n for chunk, n in chunks.items()}
-        id_to_bytes = {i: token for token, i in ranks.items()}
-        while len(merges) < n_merges:
-            pair_counts: Counter = Counter()
-            for seq, n in sequences.items():
-                for pair in zip(seq, seq[1:]):
-                    pair_counts[pair] += n
-            if not pair_counts:
-                break  # every chunk is a single token: nothing left to merge
-            # The most frequent pair; ties go to the pair of smaller ids (deterministic).
-            (a, b), _ = max(pair_counts.items(),
-                            key=lambda item: (item[1], -item[0][0], -item[0][1]))
-            merged = id_to_bytes[a] + id_to_bytes[b]
-            new_id = ranks.get(merged)
-            if new_id is None:  # the same bytes can arise from two different pairs
-                new_id = ranks[merged] = len(ranks)
-                id_to_bytes[new_id] = merged
-                merges.append((id_to_bytes[a], id_to_bytes[b]))
-            sequences = {_merge_pair(seq, (a, b), new_id): n for seq, n in sequences.items()}
-        first_special = len(ranks)
-        specials = {s: first_special + i for i, s in enumerate(special_tokens)}
+        ranks, merges = learn_merges(text, n_merges, pattern)
+        specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, merges, pattern)
 
     @classmethod
     def from_gpt2_files(cls, encoder_json, vocab_bpe) -> "BPETokenizer":
         """Load GPT-2's `encoder.json` (token -> id) and `vocab.bpe` (merges, in order)."""
-        char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
-        encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-        specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
-        ranks = {bytes(char_to_byte[c] for c in token): i
-                 for token, i in encoder.items() if token not in specials}
-        lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
-        merges = [tuple(bytes(char_to_byte[c] for c in part) for part in line.split(" "))
-                  for line in lines[1:] if line]  # the first line is a version comment
-        for n, (a, b) in enumerate(merges):
-            if ranks.get(a + b) != 256 + n:
-                raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n}: "
-                                 "they are not from the same tokenizer")
-        return cls(ranks, specials, merges)
+        return cls(*read_gpt2_files(encoder_json, vocab_bpe))
 
     def save_gpt2_files(self, folder) -> None:
         """Write `encoder.json` and `vocab.bpe` in GPT-2's format."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        to_char = gpt2_byte_to_char()
-        as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
-        by_id = sorted(self.ranks.items(), key=lambda item: item[1])
-        encoder = {as_text(token): i for token, i in by_id}
-        encoder.update(self.special_tokens)
-        (folder / "encoder.json").write_text(json.dumps(encoder, ensure_ascii=False),
-                                             encoding="utf-8")
-        lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in self.merges]
-        (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_gpt2_files(folder, self.ranks, self.special_tokens, self.merges)
 
     def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
         """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
         (or it is "all"); any other special token in the text is an error, as in tiktoken."""
-        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        for special in set(self.special_tokens) - allowed:
-            if special in text:
-                raise ValueError(f"text contains the special token {special!r}; pass "
-                                 f"allowed_special={{{special!r}}} to encode it as one token")
         ids: list[int] = []
-        if allowed:  # cut the text at each allowed special token, keeping the token
-            parts = re.split("(" + "|".join(map(re.escape, sorted(allowed))) + ")", text)
-        else:
-            parts = [text]
-        for part in parts:
-            if part in allowed:
+        for part, is_special in split_special_tokens(text, self.special_tokens,
+                                                     allowed_special):
+            if is_special:
                 ids.append(self.special_tokens[part])
             else:
                 for chunk in self._split.findall(part):
@@ -184,19 +247,11 @@ class BPETokenizer:
         return ids
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        if chunk in self._cache:
-            return self._cache[chunk]
-        parts = [bytes([b]) for b in chunk.encode("utf-8")]
-        while len(parts) > 1:
-            # The neighbouring pair whose merged token was learned first (leftmost on ties).
-            rank, i = min((self.ranks.get(parts[i] + parts[i + 1], float("inf")), i)
-                          for i in range(len(parts) - 1))
-            if rank == float("inf"):
-                break
-            parts[i:i + 2] = [parts[i] + parts[i + 1]]
-        ids = [self.ranks[part] for part in parts]
-        if len(self._cache) < 100_000:
-            self._cache[chunk] = ids
+        ids = self._cache.get(chunk)
+        if ids is None:
+            ids = apply_merges(chunk.encode("utf-8"), self.ranks)
+            if len(self._cache) < 100_000:
+                self._cache[chunk] = ids
         return ids
 
     def decode_bytes(self, ids) -> bytes:
@@ -209,21 +264,6 @@ class BPETokenizer:
     def decode(self, ids) -> str:
         # A multi-byte character cut between tokens decodes to the replacement character.
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-
-def _merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
-    """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
-    if pair[0] not in seq:
-        return seq
-    out, i = [], 0
-    while i < len(seq):
-        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(seq[i])
-            i += 1
-    return tuple(out)
 
 
 class GPTDatasetV1(Dataset):
@@ -266,8 +306,16 @@ __all__ = [
     'build_vocabulary',
     'SimpleTokenizerV1',
     'SimpleTokenizerV2',
+    'count_pairs',
+    'most_frequent_pair',
+    'merge_pair',
     'GPT2_SPLIT_PATTERN',
+    'learn_merges',
+    'apply_merges',
     'gpt2_byte_to_char',
+    'read_gpt2_files',
+    'write_gpt2_files',
+    'split_special_tokens',
     'BPETokenizer',
     'GPTDatasetV1',
     'create_dataloader_v1',
