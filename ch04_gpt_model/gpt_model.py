@@ -78,6 +78,11 @@ class TransformerBlock(nn.Module):
         return x
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Distinct parameters: a tied matrix is counted once."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def validate_config(cfg: dict) -> None:
     """Raise ValueError, naming the problem, for a configuration that cannot build a GPT."""
     required = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate",
@@ -156,11 +161,6 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Distinct parameters: a tied matrix is counted once."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
     """Greedy decoding: append the most likely next token `max_new_tokens` times."""
@@ -178,10 +178,10 @@ __all__ = [
     'GELU',
     'FeedForward',
     'TransformerBlock',
+    'count_parameters',
     'validate_config',
     'GPTModel',
     'GPT2_SIZES',
     'gpt2_config',
-    'count_parameters',
     'generate_text_simple',
 ]
