@@ -87,61 +87,6 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
-class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention with the heads split from one projection each.
-
-    use_sdpa=True computes the same attention with PyTorch's fused kernel (section 3.6).
-    forward(x, kv_cache) continues a sequence whose earlier keys and values sit in the cache.
-    """
-
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
-        super().__init__()
-        if num_heads < 1 or d_out % num_heads != 0:
-            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-        self.d_out = d_out
-        self.num_heads = num_heads
-        self.head_dim = d_out // num_heads
-        self.use_sdpa = use_sdpa
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)  # mixes the concatenated heads
-        self.dropout = nn.Dropout(dropout)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length),
-                                                diagonal=1))
-
-    def split_heads(self, x):
-        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)"""
-        batch, num_tokens, _ = x.shape
-        return x.view(batch, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def forward(self, x, kv_cache=None):
-        batch, num_tokens = x.shape[:2]
-        start = kv_cache.length if kv_cache is not None else 0  # positions already seen
-        _check_length(start + num_tokens, self.mask)
-        queries = self.split_heads(self.W_query(x))
-        keys = self.split_heads(self.W_key(x))
-        values = self.split_heads(self.W_value(x))
-        if kv_cache is not None:  # prepend the earlier tokens' keys and values
-            keys, values = kv_cache.update(keys, values)
-
-        # query i sits at position start + i and may see keys 0 .. start + i
-        future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
-        if self.use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
-            context = nn.functional.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=None if start == 0 else ~future,
-                is_causal=start == 0, dropout_p=self.dropout.p if self.training else 0.0)
-        else:
-            attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
-            attn_scores = attn_scores.masked_fill(future, -torch.inf)
-            attn_weights = torch.softmax(attn_scores / self.head_dim ** 0.5, dim=-1)
-            context = self.dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
-
-        context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
-        return self.out_proj(context)
-
-
 class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
 
@@ -174,11 +119,69 @@ class KVCache:
         return self.keys[:, :, :end], self.values[:, :, :end]
 
 
+def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
+    """Masked softmax attention over (batch, heads, tokens, head_dim) tensors.
+
+    `future` marks the keys each query may not see; `start` counts the cached positions.
+    """
+    if use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
+        return nn.functional.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=None if start == 0 else ~future,
+            is_causal=start == 0, dropout_p=dropout.p if training else 0.0)
+    attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
+    attn_scores = attn_scores.masked_fill(future, -torch.inf)
+    attn_weights = torch.softmax(attn_scores / queries.shape[-1] ** 0.5, dim=-1)
+    return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with the heads split from one projection each.
+
+    use_sdpa=True: PyTorch's fused kernel; forward(x, kv_cache): continue a cached sequence.
+    """
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
+                 num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
+        super().__init__()
+        if num_heads < 1 or d_out % num_heads != 0:
+            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
+        self.use_sdpa = use_sdpa
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)  # mixes the concatenated heads
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length),
+                                                diagonal=1))
+
+    def split_heads(self, x):
+        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)"""
+        batch, num_tokens, _ = x.shape
+        return x.view(batch, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, kv_cache=None):
+        batch, num_tokens = x.shape[:2]
+        start = kv_cache.length if kv_cache is not None else 0  # positions already seen
+        _check_length(start + num_tokens, self.mask)
+        queries = self.split_heads(self.W_query(x))
+        keys = self.split_heads(self.W_key(x))
+        values = self.split_heads(self.W_value(x))
+        if kv_cache is not None:  # prepend the earlier tokens' keys and values
+            keys, values = kv_cache.update(keys, values)
+        # query i sits at position start + i and may see keys 0 .. start + i
+        future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
+        context = _attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
+                          self.training)
+        context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+
 __all__ = [
     'SelfAttention_v1',
     'SelfAttention_v2',
     'CausalAttention',
     'MultiHeadAttentionWrapper',
-    'MultiHeadAttention',
     'KVCache',
+    'MultiHeadAttention',
 ]
