@@ -37,8 +37,8 @@ def pipeline_overview():
     d.arrow((27.0, 10.3), (31.4, 10.3))
     d.text(29.2, 9.6, "batches", size=8, color=COLORS["muted"])
     d.text(29.2, 11.1, "(2.6)", size=8, color=COLORS["muted"])
-    d.text(22, 14.2, "Each step is one section of this chapter; only the last arrow is "
-           "a neural network.", size=8, style="italic", color=COLORS["muted"])
+    d.text(22, 14.2, "Each step is one section of this chapter; the embedding vectors are "
+           "trained with the model.", size=8, style="italic", color=COLORS["muted"])
     return d
 
 
@@ -186,7 +186,7 @@ def bpe_merges():
     for k, (sequences, merged, count) in enumerate(steps):
         y = 3.0 + 3.0 * k
         label = ("start: single characters" if merged is None
-                 else f"merge {k}: '{merged}' (seen {count}×)")
+                 else f"merge {k}, id {255 + k}: '{merged}' ({count}×)")
         d.text(0.5, y + 0.6, label, size=8, ha="left",
                weight="bold" if merged else "normal")
         x = 12.5
