@@ -19,7 +19,7 @@ from pathlib import Path
 from shared.data import (
     DATASETS,
     DataFetchError,
-    Dataset,
+    DataFile,
     data_dir,
     fetch,
     mirror_dir,
@@ -43,7 +43,7 @@ CHAPTER_MODULES = (
 )
 
 INFRASTRUCTURE = [
-    "DATASETS", "DataFetchError", "Dataset", "data_dir", "fetch", "mirror_dir", "sha256_of",
+    "DATASETS", "DataFetchError", "DataFile", "data_dir", "fetch", "mirror_dir", "sha256_of",
     "prepare_tiktoken_cache", "read_text", "heatmap", "get_device", "set_seed",
     "keep_freed_memory", "check_answer",
 ]
@@ -60,7 +60,7 @@ def chapter_exports() -> dict[str, str]:
     global _chapter_names
     if _chapter_names is None:
         names: dict[str, str] = {}
-        for module_name in CHAPTER_MODULES:
+        for module_name in present_chapter_modules():
             for name in _literal_all(module_name):
                 if name in names or name in INFRASTRUCTURE:
                     raise ImportError(
@@ -70,6 +70,18 @@ def chapter_exports() -> dict[str, str]:
                 names[name] = module_name
         _chapter_names = names
     return _chapter_names
+
+
+def present_chapter_modules() -> list[str]:
+    """The chapter modules that are here: a project may hold `shared/` and some chapters only."""
+    present = []
+    for module_name in CHAPTER_MODULES:
+        try:
+            if importlib.util.find_spec(module_name) is not None:
+                present.append(module_name)
+        except ModuleNotFoundError:  # the chapter's folder (its package) is absent
+            pass
+    return present
 
 
 def _literal_all(module_name: str) -> list[str]:
@@ -90,7 +102,9 @@ def __getattr__(name: str):
         return INFRASTRUCTURE + list(chapter_exports())
     module_name = chapter_exports().get(name)
     if module_name is None:
-        raise AttributeError(f"module 'shared' has no attribute {name!r}")
+        absent = [m.split(".")[0] for m in CHAPTER_MODULES if m not in present_chapter_modules()]
+        hint = f" (absent chapter folders: {', '.join(absent)})" if absent else ""
+        raise AttributeError(f"module 'shared' has no attribute {name!r}{hint}")
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value

@@ -36,7 +36,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
-class Dataset:
+class DataFile:
+    """One file the course downloads: where it goes, where it comes from, how it is checked."""
+
     name: str
     path: str  # relative to data/ and to a mirror folder
     sha256: str | None  # None only where no published checksum was available to us
@@ -76,68 +78,6 @@ def check_safetensors(path: Path) -> None:
                          f"(truncated download?)")
 
 
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in [
-        Dataset(
-            name="the-verdict",
-            path="the-verdict.txt",
-            sha256="b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
-                "01_main-chapter-code/the-verdict.txt",
-            ),
-            licence="public domain (Edith Wharton, 1908)",
-        ),
-        Dataset(
-            name="sms-spam-collection",
-            path="SMSSpamCollection",
-            sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
-            urls=(
-                "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-                "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip",
-            ),
-            licence="CC BY 4.0 (UCI Machine Learning Repository, Almeida & Hidalgo 2011)",
-            archive_member="SMSSpamCollection",
-            normalize_newlines=True,
-        ),
-        Dataset(
-            name="instruction-data",
-            path="instruction-data.json",
-            sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "01_main-chapter-code/instruction-data.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        Dataset(
-            name="instruction-data-with-preference",
-            path="instruction-data-with-preference.json",
-            sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "04_preference-tuning-with-dpo/instruction-data-with-preference.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        Dataset(
-            name="gpt2-encoder",
-            path="gpt2/encoder.json",
-            sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",),
-            licence="MIT (OpenAI GPT-2)",
-        ),
-        Dataset(
-            name="gpt2-vocab",
-            path="gpt2/vocab.bpe",
-            sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",),
-            licence="MIT (OpenAI GPT-2)",
-        ),
-    ]
-}
-
 GPT2_WEIGHT_REPOS = {  # dataset name -> Hugging Face repository of OpenAI's weights
     "gpt2-small-weights": "openai-community/gpt2",
     "gpt2-medium-weights": "openai-community/gpt2-medium",
@@ -150,18 +90,83 @@ _GPT2_WEIGHT_CHECKSUMS = {
     "gpt2-small-weights": ("248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
                            548_105_171),
 }
-for _name, _repo in GPT2_WEIGHT_REPOS.items():
-    _sha256, _size = _GPT2_WEIGHT_CHECKSUMS.get(_name, (None, None))
-    DATASETS[_name] = Dataset(
-        name=_name,
-        path=f"gpt2-weights/{_repo.split('/')[1]}/model.safetensors",
-        sha256=_sha256,
-        size=_size,
-        urls=(f"https://huggingface.co/{_repo}/resolve/main/model.safetensors",),
+
+
+def _gpt2_weights(name: str, repo: str) -> DataFile:
+    sha256, size = _GPT2_WEIGHT_CHECKSUMS.get(name, (None, None))
+    return DataFile(
+        name=name,
+        path=f"gpt2-weights/{repo.split('/')[1]}/model.safetensors",
+        sha256=sha256,
+        size=size,
+        urls=(f"https://huggingface.co/{repo}/resolve/main/model.safetensors",),
         licence="MIT (OpenAI GPT-2)",
         check=check_safetensors,
     )
 
+
+DATASETS: dict[str, DataFile] = {
+    d.name: d
+    for d in [
+        DataFile(
+            name="the-verdict",
+            path="the-verdict.txt",
+            sha256="b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
+                "01_main-chapter-code/the-verdict.txt",
+            ),
+            licence="public domain (Edith Wharton, 1908)",
+        ),
+        DataFile(
+            name="sms-spam-collection",
+            path="SMSSpamCollection",
+            sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+            urls=(
+                "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+                "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip",
+            ),
+            licence="CC BY 4.0 (UCI Machine Learning Repository, Almeida & Hidalgo 2011)",
+            archive_member="SMSSpamCollection",
+            normalize_newlines=True,
+        ),
+        DataFile(
+            name="instruction-data",
+            path="instruction-data.json",
+            sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "01_main-chapter-code/instruction-data.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        DataFile(
+            name="instruction-data-with-preference",
+            path="instruction-data-with-preference.json",
+            sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        DataFile(
+            name="gpt2-encoder",
+            path="gpt2/encoder.json",
+            sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",),
+            licence="MIT (OpenAI GPT-2)",
+        ),
+        DataFile(
+            name="gpt2-vocab",
+            path="gpt2/vocab.bpe",
+            sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            urls=("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",),
+            licence="MIT (OpenAI GPT-2)",
+        ),
+        *(_gpt2_weights(name, repo) for name, repo in GPT2_WEIGHT_REPOS.items()),
+    ]
+}
 
 class DataFetchError(RuntimeError):
     """No source gave a file with the expected checksum; the message lists what was tried."""
@@ -247,7 +252,7 @@ def fetch(
     )
 
 
-def _install(target: Path, dataset: Dataset, write: Callable, extract: bool = True) -> str | None:
+def _install(target: Path, dataset: DataFile, write: Callable, extract: bool = True) -> str | None:
     """Write a candidate with `write(file)` to a temporary file, verify, then rename it into place.
 
     Returns None on success, else a short reason; the temporary file never survives.
@@ -274,7 +279,7 @@ def _install(target: Path, dataset: Dataset, write: Callable, extract: bool = Tr
         tmp.unlink(missing_ok=True)
 
 
-def _verify(path: Path, dataset: Dataset) -> str | None:
+def _verify(path: Path, dataset: DataFile) -> str | None:
     """None if `path` is the dataset's file, else what is wrong with it."""
     if dataset.size is not None and path.stat().st_size != dataset.size:
         return f"wrong size {path.stat().st_size:,} bytes (expected {dataset.size:,})"
@@ -349,7 +354,7 @@ def read_text(name: str) -> str:
 __all__ = [
     "DATASETS",
     "DataFetchError",
-    "Dataset",
+    "DataFile",
     "GPT2_WEIGHT_REPOS",
     "check_safetensors",
     "data_dir",

@@ -3,6 +3,8 @@
     python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module (and the stub)
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
+    python -m shared.notebooks standalone CHAPTER [-o FILE]
+                                                      one self-contained module for a chapter
 
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check and run
 also write or check shared/__init__.pyi, the stub that shows editors what `shared` holds.
@@ -198,12 +200,37 @@ def run(notebook: Path, timeout: int = 1800) -> None:
     print(f"executed {notebook}")
 
 
+def write_standalone(chapters: list[Path], output: Path | None) -> int:
+    """The `standalone` command: one chapter's self-contained module, to stdout or a file."""
+    from shared.standalone import StandaloneError, standalone_source
+
+    if len(chapters) != 1:
+        print("standalone takes one chapter folder, e.g. ch04_gpt_model", file=sys.stderr)
+        return 2
+    try:
+        source = standalone_source(chapters[0])
+    except StandaloneError as error:
+        print(f"standalone: {error}", file=sys.stderr)
+        return 1
+    if output is None:
+        sys.stdout.write(source)
+    else:
+        output.write_text(source, encoding="utf-8")
+        print(f"wrote {output} ({len(source.splitlines())} lines)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["export", "check", "run"])
-    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("command", choices=["export", "check", "run", "standalone"])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks; for standalone, one chapter folder")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="standalone: write the module here instead of to stdout")
     args = parser.parse_args(argv)
+    if args.command == "standalone":
+        return write_standalone(args.notebooks, args.output)
     notebooks = [p.resolve() for p in args.notebooks] or chapter_notebooks()
     if args.command == "run":
         for notebook in notebooks:

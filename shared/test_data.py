@@ -54,7 +54,7 @@ def dataset(monkeypatch, tmp_path):
     monkeypatch.delenv(data.MIRROR_ENV, raising=False)
 
     def register(urls=(), content=CONTENT, **kwargs):
-        ds = data.Dataset(name="test-set", path="sub/test.txt",
+        ds = data.DataFile(name="test-set", path="sub/test.txt",
                           sha256=hashlib.sha256(content).hexdigest(), urls=tuple(urls),
                           licence="test", **kwargs)
         monkeypatch.setitem(data.DATASETS, ds.name, ds)
@@ -212,7 +212,7 @@ def test_structural_check_without_a_checksum(monkeypatch, tmp_path, server):
     complete = safetensors_bytes()
     server.routes["/cut.safetensors"] = complete[:-8]  # a server that ends the file early
     server.routes["/good.safetensors"] = complete
-    ds = data.Dataset(name="weights", path="w/model.safetensors", sha256=None,
+    ds = data.DataFile(name="weights", path="w/model.safetensors", sha256=None,
                       urls=(server.url + "/cut.safetensors", server.url + "/good.safetensors"),
                       licence="test", check=data.check_safetensors)
     monkeypatch.setitem(data.DATASETS, ds.name, ds)
