@@ -113,8 +113,8 @@ def vocabulary_lookup():
         d.arrow((tx, ty + 0.7), (ix, iy - 0.7), color=COLORS["muted"])
     d.text(0.5, 11.6, "decode: int_to_str[id], the inverted table", size=8, ha="left",
            color=COLORS["muted"])
-    table = [["!", "0"], ['"', "1"], ["'", "2"], ["⋮", "⋮"], ["he", "533"], ["⋮", "⋮"],
-             ["the", "988"], ["⋮", "⋮"], ["yourself", "1129"]]
+    table = [["!", "0"], ['"', "1"], ["'", "2"], ["…", "…"], ["he", "533"], ["…", "…"],
+             ["the", "988"], ["…", "…"], ["yourself", "1129"]]
     d.text(27.5, 2.3, "vocabulary (sorted, 1,130 entries)", size=8, weight="bold")
     for k, (tok, i) in enumerate(table):
         y = 3.0 + k * 1.05
