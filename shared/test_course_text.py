@@ -1,0 +1,86 @@
+"""Each chapter reads as a complete teaching text beside the book: the book's section numbers
+in order, its exercises plus ours, a worked Solutions section, figures, and explanation.
+
+The thresholds are the course's promises (README, "Chapters"), not style preferences: a
+chapter that drops a section, an exercise or its solution fails here.
+"""
+
+import re
+
+import nbformat
+import pytest
+
+from shared.data import PROJECT_ROOT
+
+
+# chapter folder -> (the book's numbered sections, the book's exercises)
+BOOK = {
+    "ch02_text_data": (["2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8"], ["2.1", "2.2"]),
+    "ch03_attention": (["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"], ["3.1", "3.2", "3.3"]),
+    "ch04_gpt_model": (["4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7"], ["4.1", "4.2", "4.3"]),
+}
+MIN_OWN_EXERCISES = 2
+MIN_FIGURES = 8
+MIN_WORDS = 3000
+BEYOND = "(beyond the book)"
+
+
+def read(chapter: str) -> nbformat.NotebookNode:
+    (notebook,) = (PROJECT_ROOT / chapter).glob("*.ipynb")
+    return nbformat.read(notebook, as_version=4)
+
+
+def headings(nb, level: int) -> list[str]:
+    marker = "#" * level + " "
+    return [line[len(marker):].strip() for cell in nb.cells if cell.cell_type == "markdown"
+            for line in cell.source.splitlines() if line.startswith(marker)]
+
+
+def numbered(titles: list[str]) -> list[tuple[str, str]]:
+    return [(m.group(1), title) for title in titles
+            if (m := re.match(r"(\d+\.\d+)\s", title))]
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_sections_carry_the_books_numbers_in_order(chapter):
+    sections, _ = BOOK[chapter]
+    found = numbered(headings(read(chapter), 2))
+    numbers = [number for number, _ in found]
+    assert numbers[:len(sections)] == sections, f"{chapter}: sections {numbers}"
+    for number, title in found[len(sections):]:  # what we add after the book's sections
+        assert BEYOND in title, f"{chapter}: section {number} follows the book's; mark it {BEYOND}"
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_exercises_are_the_books_and_ours_each_with_a_solution(chapter):
+    _, book_exercises = BOOK[chapter]
+    nb = read(chapter)
+    level2 = headings(nb, 2)
+    assert level2[-2:] == ["Exercises", "Solutions"], f"{chapter} must end with both sections"
+    exercises = [m.group(1) for t in headings(nb, 3) if (m := re.match(r"Exercise (\d+\.\d+)", t))]
+    solutions = [m.group(1) for t in headings(nb, 3) if (m := re.match(r"Solution (\d+\.\d+)", t))]
+    assert exercises[:len(book_exercises)] == book_exercises
+    assert len(exercises) >= len(book_exercises) + MIN_OWN_EXERCISES
+    assert solutions == exercises, "every exercise gets one solution, in the same order"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for exercise in exercises:  # each has a check that says right or wrong
+        assert f'check_answer("{exercise}"' in text, f"no check_answer for exercise {exercise}"
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_enough_figures_and_explanation(chapter):
+    nb = read(chapter)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    words = sum(len(re.sub(r"```.*?```", "", m, flags=re.S).split()) for m in markdown)
+    diagrams = sum(len(re.findall(r"!\[[^\]]*\]\(figures/[^)]+\.svg\)", m)) for m in markdown)
+    plots = sum(1 for c in nb.cells for o in c.get("outputs", [])
+                if "image/png" in o.get("data", {}))
+    assert words >= MIN_WORDS, f"{chapter}: {words} words of explanation"
+    assert diagrams + plots >= MIN_FIGURES, f"{chapter}: {diagrams} diagrams, {plots} plots"
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_stored_run_shows_no_error(chapter):
+    errors = [i for i, c in enumerate(read(chapter).cells)
+              for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == [], f"{chapter}: cells {errors} store an error (Run All would show it)"
