@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
     """Token ids of every *.txt file in `folder`, cached in `token_file` (uint16)."""
     files = sorted(folder.glob("*.txt"))
     if not files:
-        raise SystemExit(f"no .txt files in {folder}")
+        raise FileNotFoundError(f"no .txt files in {folder}")
     fingerprint = hashlib.sha256()
     for file in files:
         fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
@@ -82,10 +83,10 @@ class RandomWindows:
     fixed by its number alone, whatever ran before, on any number of processes.
     """
 
-    def __init__(self, tokens, context, batch, num_slots, seed, first_slot=0, rank=0,
-                 world_size=1):
+    def __init__(self, tokens: np.ndarray, context: int, batch: int, num_slots: int, seed: int,
+                 first_slot: int = 0, rank: int = 0, world_size: int = 1):
         if len(tokens) <= context + 1:
-            raise SystemExit(f"{len(tokens)} tokens cannot fill one window of {context + 1}")
+            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {context + 1}")
         self.tokens, self.context, self.batch = tokens, context, batch
         self.num_slots, self.seed, self.first_slot = num_slots, seed, first_slot
         self.rank, self.world_size = rank, world_size
@@ -104,14 +105,14 @@ class RandomWindows:
             yield rows[:, :-1], rows[:, 1:]
 
 
-def parameters_sha256(model) -> str:
+def parameters_sha256(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
-def parse_args(argv=None):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[1:]))
@@ -149,62 +150,96 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.release_freed_memory:
-        keep_freed_memory()  # fewer page faults per step (section 5.8)
-    distributed = "RANK" in os.environ  # started by torchrun
+@dataclass
+class Process:
+    """Where this process runs and which share of the work is its own."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 or dist.is_initialized()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def set_up_process() -> Process:
+    """The device, and under torchrun the process group (gloo on CPUs, nccl on GPUs)."""
     device = torch.device("cpu")
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    if distributed:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    main_process = rank == 0
+    if "RANK" not in os.environ:  # not started by torchrun
+        return Process(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Process(device, dist.get_rank(), dist.get_world_size())
 
+
+def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation token ids; one process tokenises, the others wait."""
     args.out.mkdir(parents=True, exist_ok=True)
-    if main_process:  # one process tokenises; the others wait, then map the same file
+    if process.main:
         tokenize_folder(args.data, args.out / "tokens.bin")
-    if distributed:
+    if process.distributed:
         dist.barrier()
     tokens = tokenize_folder(args.data, args.out / "tokens.bin")
     split = int(len(tokens) * (1 - args.val_fraction))
-    train_tokens, val_tokens = tokens[:split], tokens[split:]
+    return tokens[:split], tokens[split:]
 
+
+def build(args: argparse.Namespace, process: Process
+          ) -> tuple[dict, GPTModel, torch.optim.Optimizer]:
+    """The configuration, the model (the same initial weights in every process), AdamW."""
     overrides = {k: v for k, v in {"emb_dim": args.emb_dim, "n_layers": args.n_layers,
                                    "n_heads": args.n_heads}.items() if v is not None}
     cfg = gpt2_config(args.size, context_length=args.context, drop_rate=args.drop_rate,
                       tie_weights=args.fast, sdpa=args.fast, **overrides)
-    torch.manual_seed(args.seed)  # the same initial weights in every process
-    model = GPTModel(cfg).to(device)
+    torch.manual_seed(args.seed)
+    model = GPTModel(cfg).to(process.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay, fused=args.fast or None)
-    bf16 = args.fast and supports_fast_bf16(device)
-    start_step, log_path = 0, args.out / "log.jsonl"
-    checkpoint_path = args.out / "checkpoint.pt"
-    if not args.resume and main_process:
-        log_path.unlink(missing_ok=True)
-    if args.resume:
-        try:
-            state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False)
-        except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"cannot resume: {error}") from None
-        if state["config"] != cfg:
-            raise SystemExit(f"{checkpoint_path} was trained with {state['config']}, not {cfg}")
-        start_step = state["step"] + 1
-        rng_states = state["rng_states"]
-        if len(rng_states) == world_size:  # exact: each process continues its own stream
-            torch.set_rng_state(rng_states[rank])
-        elif main_process:
-            print(f"resuming on {world_size} processes, not {len(rng_states)}: same data, "
-                  "new dropout masks", file=sys.stderr)
+    return cfg, model, optimizer
+
+
+def resume(checkpoint_path: Path, cfg: dict, model: GPTModel,
+           optimizer: torch.optim.Optimizer, process: Process) -> int:
+    """Load the checkpoint into model and optimizer; the first step still to run.
+
+    Raises ValueError when there is no usable checkpoint or it was trained with another
+    configuration. Each process continues its own random stream when the number of
+    processes is unchanged; otherwise the data is the same and only dropout masks differ.
+    """
+    try:
+        state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False)
+    except (FileNotFoundError, ValueError) as error:
+        raise ValueError(f"cannot resume: {error}") from None
+    if state["config"] != cfg:
+        raise ValueError(f"{checkpoint_path} was trained with {state['config']}, not {cfg}")
+    rng_states = state["rng_states"]
+    if len(rng_states) == process.world_size:
+        torch.set_rng_state(rng_states[process.rank])
+    elif process.main:
+        print(f"resuming on {process.world_size} processes, not {len(rng_states)}: same data, "
+              "new dropout masks", file=sys.stderr)
+    return state["step"] + 1
+
+
+def run(args: argparse.Namespace, process: Process, cfg: dict, model: GPTModel,
+        optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
+        start_step: int) -> None:
+    """Train from start_step to the last step, logging, checkpointing and timing."""
+    train_tokens, val_tokens = tokens
+    log_path, checkpoint_path = args.out / "log.jsonl", args.out / "checkpoint.pt"
     if args.compile:
         model.compile()
-    replica = DistributedDataParallel(model) if distributed else model  # syncs initial weights
-
+    replica = DistributedDataParallel(model) if process.distributed else model  # syncs weights
     last_step = args.steps - 1 if args.stop_after is None else min(args.stop_after, args.steps - 1)
     remaining = max(0, last_step + 1 - start_step)
+    world_size, rank = process.world_size, process.rank
     train_loader = RandomWindows(train_tokens, args.context, args.batch,
                                  remaining * args.grad_accum, args.seed,
                                  start_step * args.grad_accum, rank, world_size)
@@ -212,41 +247,63 @@ def main(argv=None):
                                args.seed + 1)  # the same validation windows in every process
 
     def after_step(step, train_losses, val_losses):
-        if step % args.eval_every == 0 and main_process:
+        if step % args.eval_every == 0 and process.main:
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
                                       "val_loss": val_losses[-1], "time": time.time()}) + "\n")
         if (step + 1) % args.checkpoint_every == 0 or step == last_step:
             rng_states = [torch.get_rng_state()]
-            if distributed:
+            if process.distributed:
                 rng_states = [None] * world_size
                 dist.all_gather_object(rng_states, torch.get_rng_state())
-            if main_process:
+            if process.main:
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=cfg,
                                 rng_states=rng_states)
 
-    if main_process:
-        print(f"{world_size} process(es) on {device.type}; {len(train_tokens):,} training and "
-              f"{len(val_tokens):,} validation tokens; steps {start_step}..{last_step}; "
-              f"{args.batch * world_size * args.grad_accum} sequences of {args.context} per step",
-              flush=True)
+    if process.main:
+        print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
+              f"training and {len(val_tokens):,} validation tokens; steps "
+              f"{start_step}..{last_step}; {args.batch * world_size * args.grad_accum} "
+              f"sequences of {args.context} per step", flush=True)
+    bf16 = args.fast and supports_fast_bf16(process.device)
     start = time.perf_counter()
     train_model_simple(
-        replica, train_loader, val_loader, optimizer, device, num_epochs=1,
+        replica, train_loader, val_loader, optimizer, process.device, num_epochs=1,
         eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
         tokenizer=None, start_step=start_step, grad_accum_steps=args.grad_accum,
         lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
-        max_grad_norm=args.max_grad_norm, progress=main_process and not args.quiet,
+        max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
         autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
-    if main_process:
+    if process.main:
         trained = remaining * args.batch * world_size * args.grad_accum * args.context
         print(f"{trained:,} tokens in {seconds:.1f} s: {trained / max(seconds, 1e-9):,.0f} "
               "tokens/s", flush=True)
-    if distributed:
-        dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Pretrain as the command line says; raises ValueError or FileNotFoundError on bad input."""
+    args = parse_args(argv)
+    if not args.release_freed_memory:
+        keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
+    process = set_up_process()
+    try:
+        tokens = load_tokens(args, process)
+        cfg, model, optimizer = build(args, process)
+        start_step = 0
+        if args.resume:
+            start_step = resume(args.out / "checkpoint.pt", cfg, model, optimizer, process)
+        elif process.main:
+            (args.out / "log.jsonl").unlink(missing_ok=True)
+        run(args, process, cfg, model, optimizer, tokens, start_step)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        sys.exit(f"pretrain.py: {error}")

@@ -74,11 +74,11 @@ def test_an_interrupted_run_resumes_to_the_same_weights(texts, tmp_path):
 def test_resuming_with_another_model_is_refused(texts, tmp_path):
     common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
     pretrain.main(common)
-    with pytest.raises(SystemExit, match="was trained with"):
+    with pytest.raises(ValueError, match="was trained with"):
         pretrain.main([*common, "--drop-rate", "0.2", "--resume"])
-    with pytest.raises(SystemExit, match="cannot resume: .* does not fit this model"):
+    with pytest.raises(ValueError, match="cannot resume: .* does not fit this model"):
         pretrain.main([*common, "--context", "16", "--resume"])
-    with pytest.raises(SystemExit, match="cannot resume: no checkpoint"):
+    with pytest.raises(ValueError, match="cannot resume: no checkpoint"):
         pretrain.main([*common, "--out", str(tmp_path / "elsewhere"), "--resume"])
 
 
@@ -107,3 +107,14 @@ def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts
     single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], atol=2e-4, rtol=1e-3)
+
+
+def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no .txt files"):
+        pretrain.main(["--data", str(empty), "--out", str(tmp_path / "run")])
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(empty),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"pretrain.py: no .txt files in {empty}"
