@@ -42,10 +42,13 @@ CHAPTER_MODULES = (
     "ch07_instructions.instructions",
 )
 
+# What `shared` itself provides: every name imported above from its own modules, read from
+# this file so that a new helper is added in one place, its import.
 INFRASTRUCTURE = [
-    "DATASETS", "DataFetchError", "DataFile", "data_dir", "fetch", "mirror_dir", "sha256_of",
-    "prepare_tiktoken_cache", "read_text", "heatmap", "get_device", "set_seed",
-    "keep_freed_memory", "check_answer",
+    alias.asname or alias.name
+    for node in ast.parse(Path(__file__).read_text(encoding="utf-8")).body
+    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared.")
+    for alias in node.names
 ]
 
 _chapter_names: dict[str, str] | None = None  # exported name -> module name

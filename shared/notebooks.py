@@ -110,7 +110,14 @@ def facade_stub_source() -> str:
             lines.append(ast.unparse(signature))
         elif isinstance(node, ast.Assign) and all(
                 isinstance(t, ast.Name) and not t.id.startswith("_") for t in node.targets):
-            lines.append(ast.unparse(node))
+            try:
+                ast.literal_eval(node.value)
+                lines.append(ast.unparse(node))
+            except ValueError:  # computed at import: the stub states the value it computes
+                import shared
+
+                name = node.targets[0].id
+                lines.append(f"{name} = {getattr(shared, name)!r}")
     lines.append("")
     lines.append("# Every chapter's exports, as `from shared import X` finds them at run time.")
     for module_name in CHAPTER_MODULES:
