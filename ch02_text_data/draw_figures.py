@@ -16,14 +16,18 @@ def pipeline_overview():
     d = Diagram(44, 15, "From text to the vectors a GPT model reads")
     d.box(0.5, 5.2, 7.5, 1.6, '"the cat sat"', fill=COLORS["text"], family="monospace")
     d.text(4.25, 3.6, "text", size=8, color=COLORS["muted"])
-    d.row(10.5, 5.2, ["the", " cat", " sat"], w=2.4, h=1.6, fill=COLORS["token"],
+    # "␣" marks the leading space each GPT-2 token carries (2.5); the ids are those of
+    # "the", " cat" and " sat".
+    d.row(10.5, 5.2, ["the", "␣cat", "␣sat"], w=2.4, h=1.6, fill=COLORS["token"],
           family="monospace", gap=0.3)
     d.arrow((8.1, 6.0), (10.4, 6.0))
     d.text(9.25, 4.6, "tokenise", size=8, color=COLORS["muted"])
     d.text(14.25, 3.6, "tokens (2.2, 2.5)", size=8, color=COLORS["muted"])
+    d.text(14.25, 7.6, "␣ = the leading space, part of the token", size=7,
+           color=COLORS["muted"])
     ids = d.row(19.5, 5.2, ["1169", "3797", "3332"], w=2.4, h=1.6, fill=COLORS["id"],
                 family="monospace", gap=0.3)
-    d.arrow((18.0, 6.0), (19.4, 6.0))
+    d.arrow((18.4, 6.0), (19.4, 6.0))
     d.text(23.25, 3.6, "token ids (2.3)", size=8, color=COLORS["muted"])
     # One column vector per id, drawn as a small stack of cells.
     for k, (ix, _) in enumerate(ids):
@@ -50,11 +54,12 @@ def embedding_space():
     d.text(27.6, 16.6, "dimension 1", size=8, color=COLORS["muted"], ha="right")
     d.text(2.2, 2.8, "dimension 2", size=8, color=COLORS["muted"], rotation=90, va="top")
     groups = [
-        ("animals", COLORS["token"], [("cat", 6, 5), ("dog", 7.6, 4.2), ("horse", 5.6, 7.0),
-                                     ("bird", 8.3, 6.4)]),
-        ("fruit", COLORS["embedding"], [("apple", 19, 5), ("pear", 21, 4), ("banana", 20.4, 6.8)]),
-        ("verbs of motion", COLORS["id"], [("run", 12, 12), ("walk", 14, 13.2),
-                                           ("swim", 11.4, 14.1), ("fly", 14.8, 11.4)]),
+        ("animals", COLORS["token"], [("cat", 5.5, 5), ("dog", 8.8, 4.2), ("horse", 5.2, 7.2),
+                                     ("bird", 8.6, 6.6)]),
+        ("fruit", COLORS["embedding"], [("apple", 19, 5), ("pear", 22.4, 4.0),
+                                        ("banana", 20.6, 7.0)]),
+        ("verbs of motion", COLORS["id"], [("run", 11.0, 12.0), ("walk", 14.6, 13.0),
+                                           ("swim", 11.2, 14.2), ("fly", 15.0, 10.9)]),
     ]
     for name, fill, words in groups:
         for word, x, y in words:
@@ -63,9 +68,9 @@ def embedding_space():
         ys = [y for _, _, y in words]
         d.text(sum(xs) / len(xs), max(ys) + 1.2, name, size=8, style="italic",
                color=COLORS["muted"])
-    d.arrow((8.3, 6.0), (19.6, 6.6), curve=-0.15, dashed=True, both=True,
+    d.arrow((10.3, 5.6), (17.5, 5.4), curve=-0.15, dashed=True, both=True,
             color=COLORS["muted"])
-    d.text(14, 8.0, "far apart: unrelated", size=8, color=COLORS["muted"])
+    d.text(14, 7.6, "far apart: unrelated", size=8, color=COLORS["muted"])
     d.text(15.5, 17.3, "Illustrative, made-up coordinates in 2 dimensions; GPT-2 small uses 768.",
            size=8, style="italic", color=COLORS["muted"])
     return d
@@ -76,8 +81,10 @@ def regex_split():
     d = Diagram(40, 10.5, "Splitting on whitespace and punctuation, then dropping the spaces")
     d.box(0.5, 1.8, 16, 1.4, '"Hello, world. Is this-- a test?"', fill=COLORS["text"],
           family="monospace")
-    pieces = ["Hello", ",", " ", "world", ".", " ", "Is", " ", "this", "--", " ", "a", " ",
-              "test", "?"]
+    from ch02_text_data.text_data import SIMPLE_SPLIT_PATTERN
+
+    # The pieces re.split keeps (empty strings dropped), computed with the chapter's pattern.
+    pieces = [p for p in SIMPLE_SPLIT_PATTERN.split("Hello, world. Is this-- a test?") if p]
     widths = [3.0 if len(p) > 2 else 1.4 for p in pieces]
     x = 0.5
     for piece, w in zip(pieces, widths):
@@ -92,7 +99,8 @@ def regex_split():
     d.row(0.5, 7.6, kept, w=2.5, h=1.3, fill=COLORS["token"], family="monospace", size=8,
           gap=0.25)
     d.arrow((8.5, 5.8), (8.5, 7.5))
-    d.text(9.0, 6.65, "drop the whitespace pieces (grey): 11 tokens", size=8, ha="left",
+    d.text(9.0, 6.65, f"drop the whitespace pieces (grey): {len(kept)} tokens", size=8,
+           ha="left",
            color=COLORS["muted"])
     d.text(20, 9.9, "Punctuation becomes tokens of its own, so \"world.\" and \"world\" "
            "share the token \"world\".", size=8, style="italic", color=COLORS["muted"])
@@ -141,7 +149,7 @@ def special_tokens():
     labels = doc1 + ["<|endoftext|>"] + doc2
     x, starts, ends = 0.5, [], []
     for label, fill in zip(labels, fills):
-        w = 4.4 if label == "<|endoftext|>" else 0.45 * len(label) + 0.8
+        w = 6.2 if label == "<|endoftext|>" else 0.45 * len(label) + 0.8
         d.box(x, 3.0, w, 1.3, label, fill=fill, family="monospace", size=8)
         if label in ("Hello", "palace"):
             d.text(x + w / 2, 5.2, "→ <|unk|>", size=8, family="monospace",
@@ -151,7 +159,7 @@ def special_tokens():
         x += w + 0.2
     d.brace(starts[0], ends[len(doc1) - 1], 2.7, "document 1", below=False)
     d.brace(starts[len(doc1) + 1], ends[-1], 2.7, "document 2", below=False)
-    d.text(starts[len(doc1)] + 2.2, 5.2,
+    d.text(starts[len(doc1)] + 3.1, 5.2,
            "↑ separator: what follows does not continue what came before", size=8,
            color=COLORS["muted"])
     d.text(23, 8.4, "Pink: words outside the 1,130-word vocabulary, both encoded as the "
@@ -264,7 +272,8 @@ def sliding_window():
     d.arrow((x0 + 0.3, 17.0), (x0 + 4 * cell + 0.3, 17.0), color=COLORS["accent"])
     d.text(x0 + 4 * cell + 0.8, 17.0, "stride = 4: the next window starts 4 ids later "
            "(stride 1 would start at 367)", size=8, ha="left", color=COLORS["accent"])
-    d.text(x0 + 16.5 * 1, 4.4, "the target is the input shifted one id to the right",
+    d.text(x0 + 16.5 * 1, 4.4, "the target window starts one token later: "
+           "targets[i] = inputs[i + 1]",
            size=8, ha="left", style="italic", color=COLORS["muted"])
     return d
 
