@@ -136,8 +136,8 @@ def ffn_expansion():
     for a, b in [(2.6, 4.5), (11.1, 13.5), (15.1, 16.3), (19.3, 20.5), (22.1, 24.4),
                  (31.0, 33)]:
         d.arrow((a, mid), (b, mid))
-    d.text(7.8, 12.3, "2,362,368 weights", size=7, color=MUTED)
-    d.text(27.7, 12.3, "2,360,064 weights", size=7, color=MUTED)
+    d.text(7.8, 12.3, "2,362,368 parameters", size=7, color=MUTED)
+    d.text(27.7, 12.3, "2,360,064 parameters", size=7, color=MUTED)
     d.text(19, 17.0, "applied to every token separately: (batch, tokens, 768) in and out",
            size=8, color=COLORS["accent"])
     return d
