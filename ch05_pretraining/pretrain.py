@@ -112,34 +112,68 @@ def parameters_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+class UsageError(ValueError):
+    """A command-line flag that cannot work; raised before any data is read."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage and exit; we raise instead
+        raise UsageError(message)
+
+
+def _number(kind, low, low_inclusive=True, high=None):
+    """An argparse type: `kind` (int or float) within [low, high) or (low, high)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            expected = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+        too_low = value < low if low_inclusive else value <= low
+        if too_low or (high is not None and value >= high):
+            bound = f"at least {low}" if low_inclusive else f"greater than {low}"
+            bound += f" and less than {high}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"{value} must be {bound}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT = _number(int, 1)              # steps, batch sizes, intervals: 1 or more
+NON_NEGATIVE = _number(int, 0)
+POSITIVE = _number(float, 0, low_inclusive=False)
+RATE = _number(float, 0, high=1)     # dropout, validation share: [0, 1)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[1:]))
+    """The command line, checked: raises UsageError naming the flag before any work starts."""
+    parser = _Parser(description=__doc__.split("\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="\n".join(__doc__.split("\n")[1:]))
     parser.add_argument("--data", type=Path, required=True, help="folder of .txt files")
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for tokens, checkpoints and the log")
     parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES))
-    parser.add_argument("--emb-dim", type=int, help="override the size's width")
-    parser.add_argument("--n-layers", type=int, help="override the size's depth")
-    parser.add_argument("--n-heads", type=int, help="override the size's heads")
-    parser.add_argument("--context", type=int, default=256)
-    parser.add_argument("--drop-rate", type=float, default=0.1)
-    parser.add_argument("--batch", type=int, default=8, help="sequences per process per step")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--lr", type=float, default=6e-4, help="peak learning rate")
-    parser.add_argument("--min-lr", type=float, default=6e-5)
-    parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--max-grad-norm", type=float, default=1.0)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--eval-batches", type=int, default=10)
-    parser.add_argument("--checkpoint-every", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--emb-dim", type=COUNT, help="override the size's width")
+    parser.add_argument("--n-layers", type=COUNT, help="override the size's depth")
+    parser.add_argument("--n-heads", type=COUNT, help="override the size's heads")
+    parser.add_argument("--context", type=COUNT, default=256)
+    parser.add_argument("--drop-rate", type=RATE, default=0.1)
+    parser.add_argument("--batch", type=COUNT, default=8, help="sequences per process per step")
+    parser.add_argument("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
+    parser.add_argument("--steps", type=COUNT, default=1000)
+    parser.add_argument("--lr", type=POSITIVE, default=6e-4, help="peak learning rate")
+    parser.add_argument("--min-lr", type=_number(float, 0), default=6e-5)
+    parser.add_argument("--warmup-steps", type=NON_NEGATIVE, default=100)
+    parser.add_argument("--weight-decay", type=_number(float, 0), default=0.1)
+    parser.add_argument("--max-grad-norm", type=POSITIVE, default=1.0)
+    parser.add_argument("--val-fraction", type=_number(float, 0, False, 1), default=0.1)
+    parser.add_argument("--eval-every", type=COUNT, default=100)
+    parser.add_argument("--eval-batches", type=COUNT, default=10)
+    parser.add_argument("--checkpoint-every", type=COUNT, default=500)
+    parser.add_argument("--seed", type=NON_NEGATIVE, default=123)
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
-    parser.add_argument("--stop-after", type=int,
+    parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
     parser.add_argument("--fast", action="store_true",
                         help="tied weights, SDPA, fused AdamW, bf16 autocast where supported")
@@ -147,7 +181,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--release-freed-memory", action="store_true",
                         help="keep glibc's default of returning freed memory to the system")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    problems = []
+    if not args.data.is_dir():
+        problems.append(f"--data {args.data} is not a folder")
+    if args.min_lr > args.lr:
+        problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
+    if args.warmup_steps >= args.steps:
+        problems.append(f"--warmup-steps {args.warmup_steps} leaves no step of --steps "
+                        f"{args.steps} after warmup")
+    if args.stop_after is not None and args.stop_after >= args.steps:
+        problems.append(f"--stop-after {args.stop_after} is not before the last step "
+                        f"({args.steps - 1})")
+    width = args.emb_dim or GPT2_SIZES[args.size]["emb_dim"]
+    heads = args.n_heads or GPT2_SIZES[args.size]["n_heads"]
+    if width % heads:
+        problems.append(f"the width {width} does not split into {heads} heads")
+    if problems:
+        raise UsageError("; ".join(problems))
+    return args
 
 
 @dataclass
@@ -305,5 +357,8 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+    except UsageError as error:  # a bad flag: one line and status 2, as command lines do
+        print(f"pretrain.py: error: {error} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, FileNotFoundError) as error:  # bad data or checkpoint: status 1
         sys.exit(f"pretrain.py: {error}")

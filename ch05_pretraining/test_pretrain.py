@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,37 @@ def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path
                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == f"pretrain.py: no .txt files in {empty}"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "-1"], "argument --steps: -1 must be at least 1"),
+    (["--steps", "ten"], "argument --steps: 'ten' is not an integer"),
+    (["--eval-every", "0"], "argument --eval-every: 0 must be at least 1"),
+    (["--batch", "0"], "argument --batch: 0 must be at least 1"),
+    (["--grad-accum", "0"], "argument --grad-accum: 0 must be at least 1"),
+    (["--lr", "0"], "argument --lr: 0.0 must be greater than 0"),
+    (["--drop-rate", "1"], "argument --drop-rate: 1.0 must be at least 0 and less than 1"),
+    (["--val-fraction", "0"], "argument --val-fraction: 0.0 must be greater than 0"),
+    (["--min-lr", "1", "--lr", "0.1"], "--min-lr 1.0 is above --lr 0.1"),
+    (["--steps", "10", "--warmup-steps", "10"], "--warmup-steps 10 leaves no step"),
+    (["--steps", "10", "--stop-after", "10"], "--stop-after 10 is not before the last step (9)"),
+    (["--emb-dim", "30", "--n-heads", "4"], "the width 30 does not split into 4 heads"),
+    (["--size", "gpt2-tiny"], "argument --size: invalid choice: 'gpt2-tiny'"),
+])
+def test_invalid_flags_are_refused_before_reading_data(flags, message, texts, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(pretrain.UsageError, match=re.escape(message)):
+        pretrain.main(["--data", str(texts), "--out", str(out), *flags])
+    assert not out.exists()  # nothing was tokenised or written
+
+
+def test_an_invalid_flag_exits_2_with_one_line(texts, tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(texts),
+                             "--out", str(tmp_path / "run"), "--steps", "-1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "pretrain.py: error: argument --steps: -1 must be at least 1 (see --help)"]
+    missing = subprocess.run([sys.executable, str(SCRIPT), "--data", str(tmp_path / "nowhere"),
+                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
