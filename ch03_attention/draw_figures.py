@@ -30,6 +30,13 @@ def causal_weights() -> torch.Tensor:
         return torch.softmax(scores.masked_fill(future, -torch.inf) / 2**0.5, dim=-1)
 
 
+def blend(color: str, towards: str, strength: float) -> str:
+    """Mix two hex colours: strength 0 gives `color`, 1 gives `towards`."""
+    a = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(towards[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * strength):02x}" for x, y in zip(a, b))
+
+
 def note(d: Diagram, x, y, text, ha="center", size=8):
     d.text(x, y, text, size=size, color=COLORS["muted"], ha=ha)
 
@@ -101,7 +108,7 @@ def bahdanau_attention():
         alphas.append(d.box(sx - 1.2, 9.6, 2.4, 1.2, f"{w:.2f}", fill=COLORS["attention"],
                             size=8, edge=COLORS["accent"] if w > 0.5 else COLORS["edge"]))
         d.arrow((sx, sy - 0.75), (sx, 10.9))
-    note(d, 21.5, 10.2, "weights α (softmax, sum to 1)", ha="left")
+    note(d, 25.2, 10.2, "weights α (softmax, sum to 1)", ha="left")
     ctx = d.box(8.6, 4.6, 5, 1.6, "context c", fill=COLORS["output"])
     for ax_, _ in alphas:
         d.arrow((ax_, 9.5), (ctx[0], 6.3), color=COLORS["muted"])
@@ -112,8 +119,14 @@ def bahdanau_attention():
     d.arrow((20.6, 2.3), (22.5, 4.3))
     d.box(31, 4.7, 4.4, 1.4, "read", fill=COLORS["output"])
     d.arrow((27.1, 5.4), (30.9, 5.4))
-    d.arrow((24.5, 6.5), (states[-1][0] + 0.4, 9.4), "scores from s(t-1) and each h_j",
-            curve=-0.25, dashed=True, label_offset=(1.2, 0.2))
+    # s(t-1) is scored against every h_j: one dashed line from the decoder feeds all weights
+    bus_y = 11.9
+    d.line([(24.5, 6.5), (24.5, bus_y), (states[0][0] + 0.7, bus_y)], dashed=True,
+           color=COLORS["accent"])
+    for sx, _ in states:
+        d.arrow((sx + 0.7, bus_y), (sx + 0.7, 10.85), dashed=True, color=COLORS["accent"])
+    note(d, 25.2, 8.0, "a score for every h_j,", ha="left")
+    note(d, 25.2, 8.8, "from s(t-1) and h_j", ha="left")
     return d
 
 
@@ -147,13 +160,18 @@ def attention_matrices():
     scores = INPUTS @ INPUTS.T
     weights = torch.softmax(scores, dim=-1)
     context = weights @ INPUTS
-    d = Diagram(46, 14.5, "All queries at once: three matrix products")
+    d = Diagram(46, 14.5, "All queries at once: two matrix products and a row-wise softmax")
     d.grid(4.5, 4, scores.tolist(), cell=1.5, cell_h=1.2, fill=COLORS["attention"],
            row_labels=WORDS, size=7)
     note(d, 9, 12.3, "scores Ω = X Xᵀ  (6×6)")
     d.arrow((14, 7.6), (16.4, 7.6), "softmax", label_offset=(0, -0.7))
+    first_cell = len(d.ax.patches)
     d.grid(17, 4, weights.tolist(), cell=1.5, cell_h=1.2, fill=COLORS["attention"],
-           shade=True, col_labels=WORDS, size=7, highlight={(1, j) for j in range(6)})
+           col_labels=WORDS, size=7, highlight={(1, j) for j in range(6)})
+    # a light shading of our own, so the dark cell text stays readable on the largest weights
+    top = weights.max().item()
+    for cell, w in zip(d.ax.patches[first_cell:], weights.flatten().tolist()):
+        cell.set_facecolor(blend(COLORS["attention"], COLORS["accent"], 0.45 * w / top))
     note(d, 21.5, 12.3, "weights A, each row sums to 1")
     d.arrow((26.5, 7.6), (29.4, 7.6), "A X", label_offset=(0, -0.7))
     d.grid(30, 4, context.tolist(), cell=1.5, cell_h=1.2, fill=COLORS["output"], size=7,
@@ -257,7 +275,7 @@ def multihead_wrapper():
 
 @figure
 def multihead_split_merge():
-    d = Diagram(51, 20, "Splitting one projection into heads, and merging them back")
+    d = Diagram(56, 20, "Splitting one projection into heads, and merging them back")
     # one token's query vector, cut into two heads
     note(d, 1, 2.6, "one token's query (d_out = 4, 2 heads):", ha="left")
     d.row(21, 2.0, ["q1", "q2", "q3", "q4"], w=1.6, h=1.2, gap=0,
