@@ -212,9 +212,14 @@ def fetch(
         problem = _verify(target, dataset)
         if problem is None:
             return target
-        # Keep the user's file (nothing lost), but never use it.
-        aside = target.with_name(target.name + ".corrupt")
-        os.replace(target, aside)
+        # Keep the user's file (nothing lost, earlier ones included), but never use it.
+        aside = _free_name(target.with_name(target.name + ".corrupt"))
+        try:
+            os.replace(target, aside)
+        except OSError as error:
+            raise DataFetchError(f"{target}: {problem}, and it cannot be moved aside "
+                                 f"({error}); remove it or make {target.parent} writable"
+                                 ) from None
         warnings.warn(f"{target}: {problem}; moved it to {aside}", stacklevel=2)
         tried.append(f"{target}: {problem}, moved aside to {aside.name}")
     else:
@@ -255,12 +260,15 @@ def fetch(
 def _install(target: Path, dataset: DataFile, write: Callable, extract: bool = True) -> str | None:
     """Write a candidate with `write(file)` to a temporary file, verify, then rename it into place.
 
-    Returns None on success, else a short reason; the temporary file never survives.
+    Returns None on success, else a short reason (a folder that cannot be written included);
+    the temporary file never survives.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                        suffix=".part")
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as f:
             write(f)
         if dataset.archive_member and extract:
@@ -273,10 +281,22 @@ def _install(target: Path, dataset: DataFile, write: Callable, extract: bool = T
             return problem
         os.replace(tmp, target)
         return None
+    except PermissionError as error:
+        return f"cannot write to {target.parent} ({error.strerror})"
     except (OSError, http.client.HTTPException, zipfile.BadZipFile, KeyError) as error:
         return f"{type(error).__name__}: {error}"
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`, ...: the first that does not exist yet."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
 
 
 def _verify(path: Path, dataset: DataFile) -> str | None:
@@ -337,13 +357,17 @@ def prepare_tiktoken_cache() -> None:
     for name in ("gpt2-encoder", "gpt2-vocab"):
         dataset = DATASETS[name]
         cached = cache / hashlib.sha1(dataset.urls[0].encode()).hexdigest()
-        if cached.exists():
-            continue
         try:
+            if cached.exists():
+                continue
             source = fetch(name, download=False)
-        except DataFetchError:
-            continue
-        _install(cached, dataset, lambda dst, source=source: _copy(source, dst), extract=False)
+        except (DataFetchError, OSError):
+            continue  # no local copy (or no way to reach it): tiktoken downloads it itself
+        problem = _install(cached, dataset, lambda dst, source=source: _copy(source, dst),
+                           extract=False)
+        if problem is not None:  # best effort: a read-only cache must not break `import shared`
+            warnings.warn(f"could not prepare tiktoken's offline cache: {problem}",
+                          stacklevel=2)
 
 
 def read_text(name: str) -> str:

@@ -5,6 +5,7 @@ import http.server
 import io
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,6 +109,11 @@ def test_corrupt_local_file_is_moved_aside_and_replaced(dataset, tmp_path, serve
         path = data.fetch("test-set", progress=False)
     assert path.read_bytes() == CONTENT
     assert (target.parent / "test.txt.corrupt").read_bytes() == b"my edits"
+    target.write_bytes(b"my second edits")  # a second bad copy never replaces the first
+    with pytest.warns(UserWarning, match="moved it to .*test.txt.corrupt.1"):
+        data.fetch("test-set", progress=False)
+    assert (target.parent / "test.txt.corrupt").read_bytes() == b"my edits"
+    assert (target.parent / "test.txt.corrupt.1").read_bytes() == b"my second edits"
 
 
 def test_downloads_trying_fallback_urls(dataset, server):
@@ -272,3 +278,49 @@ def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[15496, 11, 995]"
     assert len(list((tmp_path / "data" / "tiktoken").iterdir())) == 2
+
+
+def run_without_permission_override(code: str, env: dict):
+    """Run `code` in a fresh interpreter that file permissions apply to. Root ignores a
+    folder's write bit, so as root the capabilities that override permissions are dropped
+    (util-linux's setpriv); any other user is already bound by them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions cannot be enforced")
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
+    import os
+    import shutil
+    import stat
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="read-only-data-"))  # /tmp, reachable by nobody
+    try:
+        folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+                     | stat.S_IROTH | stat.S_IXOTH)
+        env = {data.DATA_DIR_ENV: str(folder)}
+        code = (
+            "import os; os.environ.pop('TIKTOKEN_CACHE_DIR', None)\n"
+            "import shared\n"
+            "try:\n"
+            "    shared.fetch('the-verdict', download=False)\n"
+            "except shared.DataFetchError as error:\n"
+            "    print(error)\n"
+        )
+        mirror = data.mirror_dir() or data.fetch("the-verdict").parent
+        result = run_without_permission_override(code, {**env, data.MIRROR_ENV: str(mirror)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"cannot write to {folder}" in result.stdout
+        assert os.listdir(folder) == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
