@@ -158,8 +158,10 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label="los
     ax.plot(epochs_seen, val_values, linestyle="-.", label=f"validation {label}")
     ax.set(xlabel="epochs", ylabel=label)
     ax.legend()
+    # Same scale as the bottom axis: each epoch sits above the examples seen by then.
     top = ax.twiny()
-    top.plot(examples_seen, train_values, alpha=0)
+    examples_per_epoch = float(examples_seen[-1]) / float(epochs_seen[-1])
+    top.set_xlim(*(limit * examples_per_epoch for limit in ax.get_xlim()))
     top.set_xlabel("examples seen")
     fig.tight_layout()
     return fig
