@@ -1,5 +1,6 @@
 """Tests of chapter 6: data preparation, the classifier, its training and LoRA."""
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -18,6 +19,7 @@ from ch06_classification.classification import (
     count_trainable_parameters,
     create_balanced_dataset,
     load_sms_spam,
+    plot_values,
     random_split,
     replace_linear_with_lora,
     train_classifier_simple,
@@ -154,6 +156,17 @@ def test_training_learns_a_separable_task():
         len(examples) - 1)
     assert len(train_accs) == 15
     assert calc_accuracy_loader(val_loader, model, "cpu") >= max(0.95, before)
+
+
+def test_plot_values_aligns_examples_seen_with_epochs():
+    # Accuracies measured at the end of epochs 1..3 of 1,040 examples each: the top axis
+    # must put 1,040 above epoch 1 (it once started at 0 there).
+    fig = plot_values(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1040.0, 2080.0, 3120.0]),
+                      [0.9, 0.95, 0.97], [0.88, 0.9, 0.93], label="accuracy")
+    bottom, top = fig.axes
+    assert top.get_xlim() == pytest.approx(tuple(1040 * x for x in bottom.get_xlim()))
+    assert top.get_xlabel() == "examples seen"
+    plt.close(fig)
 
 
 # LoRA --------------------------------------------------------------------------------------
