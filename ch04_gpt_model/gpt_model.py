@@ -3,6 +3,8 @@
 
 """Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
 
+import difflib
+
 import torch
 from torch import nn
 
@@ -83,40 +85,76 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def validate_config(cfg: dict) -> None:
-    """Raise ValueError, naming the problem, for a configuration that cannot build a GPT."""
-    required = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate",
-                "qkv_bias"]
-    missing = [key for key in required if key not in cfg]
+REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
+                        "drop_rate", "qkv_bias")
+OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
+
+
+def check_config_keys(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> None:
+    """Raise for a key that is missing, or unknown (a misspelling would otherwise be ignored)."""
+    if not isinstance(cfg, dict):
+        raise TypeError(f"the configuration must be a dict, got {type(cfg).__name__}")
+    valid = [*REQUIRED_CONFIG_KEYS, *optional_keys]
+    unknown = []
+    for key in cfg:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            unknown.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if unknown:
+        raise ValueError(f"unknown configuration key {', '.join(unknown)}; "
+                         f"the keys are {', '.join(valid)}")
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in cfg]
     if missing:
-        raise ValueError(f"the configuration lacks {missing}")
-    for key in ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"]:
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
+        raise ValueError(f"the configuration lacks {', '.join(missing)}")
+
+
+def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
+    """The configuration with its defaults filled in, once it is known to build a GPT.
+
+    Raises ValueError (a bad value) or TypeError (a wrong type) naming the key and the value.
+    """
+    check_config_keys(cfg, optional_keys)
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{key} must be a positive integer, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
     if cfg["emb_dim"] % cfg["n_heads"]:
         raise ValueError(f"emb_dim ({cfg['emb_dim']}) must be divisible by "
                          f"n_heads ({cfg['n_heads']})")
-    if not 0 <= cfg["drop_rate"] < 1:
-        raise ValueError(f"drop_rate must be in [0, 1), got {cfg['drop_rate']}")
+    rate = cfg["drop_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"drop_rate must be a number in [0, 1), got {rate!r}")
+    if not 0 <= rate < 1:
+        raise ValueError(f"drop_rate must be in [0, 1), got {rate}")
+    flags = ["qkv_bias", *(k for k, default in optional_keys.items() if isinstance(default, bool))]
+    for key in flags:
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise TypeError(f"{key} must be True or False, got {cfg[key]!r}")
+    return {**optional_keys, **cfg}
 
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
 
     cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head;
-    cfg["sdpa"] (default False) computes attention with PyTorch's fused kernel.
+    cfg["sdpa"] (default False) computes attention with PyTorch's fused kernel. The checked
+    configuration, defaults filled in, is kept as `model.cfg`.
     """
+
+    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS  # a subclass that reads more keys adds them here
 
     def __init__(self, cfg: dict):
         super().__init__()
-        validate_config(cfg)
+        self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-        if cfg.get("tie_weights", False):
+        if cfg["tie_weights"]:
             self.out_head.weight = self.tok_emb.weight
 
     def forward(self, in_idx, kv_caches=None, last_only=False):
@@ -127,7 +165,7 @@ class GPTModel(nn.Module):
         shape (batch, 1, vocab), all that generation needs.
         """
         start = kv_caches[0].length if kv_caches else 0
-        num_tokens, context_length = in_idx.shape[1], self.pos_emb.num_embeddings
+        num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         if start + num_tokens > context_length:
             cached = f" after {start} cached tokens" if start else ""
             raise ValueError(f"the input has {num_tokens} tokens{cached}; the model's "
@@ -142,7 +180,8 @@ class GPTModel(nn.Module):
 
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
-        max_tokens = min(max_tokens or self.pos_emb.num_embeddings, self.pos_emb.num_embeddings)
+        context_length = self.cfg["context_length"]
+        max_tokens = min(max_tokens or context_length, context_length)
         return [KVCache(max_tokens) for _ in self.trf_blocks]
 
 
@@ -179,6 +218,9 @@ __all__ = [
     'FeedForward',
     'TransformerBlock',
     'count_parameters',
+    'REQUIRED_CONFIG_KEYS',
+    'OPTIONAL_CONFIG_KEYS',
+    'check_config_keys',
     'validate_config',
     'GPTModel',
     'GPT2_SIZES',

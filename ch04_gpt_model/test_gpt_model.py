@@ -45,16 +45,40 @@ def test_output_shape_and_causality():
     torch.testing.assert_close(model(changed)[:, :6], logits[:, :6])
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"n_heads": 5}, "divisible by n_heads"),
-    ({"emb_dim": 0}, "emb_dim must be a positive integer"),
-    ({"n_layers": -1}, "n_layers must be a positive integer"),
-    ({"vocab_size": 1.5}, "vocab_size must be a positive integer"),
-    ({"drop_rate": 1.0}, "drop_rate"),
+@pytest.mark.parametrize("change, error, message", [
+    ({"n_heads": 5}, ValueError, "divisible by n_heads"),
+    ({"emb_dim": 0}, ValueError, "emb_dim must be a positive integer, got 0"),
+    ({"n_layers": -1}, ValueError, "n_layers must be a positive integer, got -1"),
+    ({"vocab_size": 1.5}, TypeError, "vocab_size must be a positive integer, got 1.5"),
+    ({"n_layers": True}, TypeError, "n_layers must be a positive integer, got True"),
+    ({"context_length": None}, TypeError, "context_length must be a positive integer, got None"),
+    ({"drop_rate": 1.0}, ValueError, r"drop_rate must be in \[0, 1\), got 1.0"),
+    ({"drop_rate": "0.1"}, TypeError, "drop_rate must be a number in .*, got '0.1'"),
+    ({"qkv_bias": "no"}, TypeError, "qkv_bias must be True or False, got 'no'"),
+    ({"tie_weights": 1}, TypeError, "tie_weights must be True or False, got 1"),
+    ({"tie_weight": True}, ValueError, "unknown configuration key 'tie_weight' "
+                                       r"\(did you mean 'tie_weights'\?\); the keys are"),
+    ({"learning_rate": 1e-3}, ValueError, "unknown configuration key 'learning_rate'; "
+                                          "the keys are vocab_size, .*, sdpa"),
 ])
-def test_invalid_configurations_fail_at_construction(change, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_configurations_fail_at_construction(change, error, message):
+    with pytest.raises(error, match=message):
         GPTModel({**TINY, **change})
+
+
+def test_the_model_keeps_its_checked_configuration():
+    model = GPTModel(TINY)
+    assert model.cfg == {**TINY, "tie_weights": False, "sdpa": False}
+    assert model.cfg is not TINY  # a later change to the caller's dict changes nothing
+
+
+def test_a_subclass_declares_the_keys_it_adds():
+    class WithExtraRate(GPTModel):
+        OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "drop_rate_attn": 0.0}
+
+    assert WithExtraRate({**TINY, "drop_rate_attn": 0.2}).cfg["drop_rate_attn"] == 0.2
+    with pytest.raises(ValueError, match="drop_rate_attn"):
+        GPTModel({**TINY, "drop_rate_attn": 0.2})
 
 
 def test_missing_config_key_is_named():
