@@ -177,15 +177,6 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-def _nucleus(probs, top_p):
-    """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
-    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return kept / kept.sum(dim=-1, keepdim=True)
-
-
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Losses against epochs (bottom axis) and tokens seen (top axis)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -198,6 +189,15 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     top.set_xlabel("tokens seen")
     fig.tight_layout()
     return fig
+
+
+def _nucleus(probs, top_p):
+    """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
+    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return kept / kept.sum(dim=-1, keepdim=True)
 
 
 def save_checkpoint(path, model, optimizer=None, **extra) -> None:
@@ -232,16 +232,6 @@ def load_checkpoint(path, model, optimizer=None, restore_rng=True) -> dict:
     if restore_rng:
         torch.set_rng_state(state["torch_rng"])
     return state
-
-
-def cosine_schedule(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, min_lr=0.0):
-    """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
-    def lr_at(step):
-        if step < warmup_steps:
-            return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
-    return lr_at
 
 
 GPT2_WEIGHTS = {  # GPT2_SIZES name -> dataset of OpenAI's weights in shared.data
@@ -430,6 +420,16 @@ def load_gpt2(source: str = "gpt2-small (124M)", **overrides):
     return gpt
 
 
+def cosine_schedule(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, min_lr=0.0):
+    """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
+    def lr_at(step):
+        if step < warmup_steps:
+            return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr_at
+
+
 def supports_fast_bf16(device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
 
@@ -460,12 +460,12 @@ __all__ = [
     'plot_losses',
     'save_checkpoint',
     'load_checkpoint',
-    'cosine_schedule',
     'GPT2_WEIGHTS',
     'download_gpt2_weights',
     'read_gpt2_weights',
     'load_weights_into_gpt',
     'save_gpt2_safetensors',
     'load_gpt2',
+    'cosine_schedule',
     'supports_fast_bf16',
 ]
