@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -91,6 +92,19 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
         inputs.append(input_ids)
         targets.append(target_ids)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+
+
+def sequence_logprobs(logits, targets, ignore_index=-100):
+    """log p(sequence): the sum of each target token's log-probability, per sequence.
+
+    logits (batch, length, vocab) and targets (batch, length); targets equal to
+    `ignore_index` (prompt, padding) are left out of the sum. Returns shape (batch,).
+    """
+    mask = targets != ignore_index
+    log_probs = torch.log_softmax(logits, dim=-1)
+    # gather needs a valid index everywhere; the masked positions are zeroed afterwards
+    token_log_probs = log_probs.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1))
+    return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
 def extract_response(generated_text: str, prompt: str) -> str:
@@ -179,6 +193,80 @@ def generate_model_scores(data: list, key: str = "model_response", model: str = 
     return scores
 
 
+class PreferenceDataset(Dataset):
+    """Token ids of prompt + chosen and prompt + rejected response for each entry.
+
+    Items are {"chosen": (ids, prompt_length), "rejected": (ids, prompt_length)}: the form in
+    which custom_collate_fn ignores the prompt in the targets.
+    """
+
+    def __init__(self, data: list, tokenizer):
+        self.data = data
+        self.items = []
+        for entry in data:
+            prompt = format_input(entry) + RESPONSE_HEADER
+            prompt_length = len(tokenizer.encode(prompt))
+            self.items.append({kind: (tokenizer.encode(prompt + entry[kind]), prompt_length)
+                               for kind in ("chosen", "rejected")})
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __len__(self):
+        return len(self.items)
+
+
+def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, device="cpu"):
+    """{"chosen": (inputs, targets), "rejected": (inputs, targets)} for a batch of pairs.
+
+    Only response tokens (and each response's end-of-text) are targets; prompt and padding
+    are -100, exactly as custom_collate_fn does for items with a prompt length.
+    """
+    return {kind: custom_collate_fn([item[kind] for item in batch], pad_token_id=pad_token_id,
+                                    allowed_max_length=allowed_max_length, device=device)
+            for kind in ("chosen", "rejected")}
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+             beta: float = 0.1):
+    """The DPO loss, averaged over pairs, and each pair's implicit rewards.
+
+    Arguments are per-pair sequence log-probabilities (shape (batch,)) under the trained
+    policy and the frozen reference. Returns (loss, chosen_rewards, rejected_rewards); the
+    rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
+    """
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
+    """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient."""
+    logps = {}
+    for kind in ("chosen", "rejected"):
+        inputs, targets = batch[kind]
+        logps[kind] = sequence_logprobs(policy(inputs), targets)
+        with torch.no_grad():
+            logps[f"ref_{kind}"] = sequence_logprobs(reference(inputs), targets)
+    return dpo_loss(logps["chosen"], logps["rejected"], logps["ref_chosen"],
+                    logps["ref_rejected"], beta)
+
+
+def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
+    """Mean DPO loss, mean reward margin and preference accuracy (margin > 0) over `loader`."""
+    policy.eval()
+    losses, margins = [], []
+    with torch.no_grad():
+        for batch in loader:
+            loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
+            losses.append(loss.item() * len(chosen))
+            margins.append(chosen - rejected)
+    margins = torch.cat(margins)
+    return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),
+            "accuracy": (margins > 0).float().mean().item()}
+
+
 __all__ = [
     'load_instruction_data',
     'format_input',
@@ -186,6 +274,7 @@ __all__ = [
     'split_instruction_data',
     'InstructionDataset',
     'custom_collate_fn',
+    'sequence_logprobs',
     'extract_response',
     'generate_responses',
     'rouge_l_scores',
@@ -194,4 +283,9 @@ __all__ = [
     'query_model',
     'ollama_is_running',
     'generate_model_scores',
+    'PreferenceDataset',
+    'preference_collate_fn',
+    'dpo_loss',
+    'dpo_loss_batch',
+    'evaluate_preferences',
 ]

@@ -2,6 +2,7 @@
 
 import http.server
 import json
+import math
 import threading
 
 import pytest
@@ -12,15 +13,21 @@ from ch07_instructions.instructions import (
     RESPONSE_HEADER,
     InstructionDataset,
     OllamaError,
+    PreferenceDataset,
     custom_collate_fn,
+    dpo_loss,
+    dpo_loss_batch,
+    evaluate_preferences,
     extract_response,
     format_input,
     generate_model_scores,
     generate_responses,
     load_instruction_data,
     ollama_is_running,
+    preference_collate_fn,
     query_model,
     rouge_l_scores,
+    sequence_logprobs,
     split_instruction_data,
 )
 
@@ -222,3 +229,92 @@ def test_judge_scores_each_response(ollama_server):
     assert generate_model_scores(data, url=ollama_server.url, progress=False) == [87, None, 12]
     prompt = ollama_server.requests[0][1]["messages"][0]["content"]
     assert "Task 0" in prompt and "Reference answer: x" in prompt and prompt.count("y") >= 1
+
+
+# Preference tuning (DPO) -------------------------------------------------------------------
+
+def test_sequence_logprobs_sums_the_counted_targets_only():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5)
+    targets = torch.tensor([[1, 3, -100, -100], [-100, 0, 4, 2]])
+    expected = []
+    for b in range(2):
+        total = 0.0
+        for t in range(4):
+            if targets[b, t] != -100:  # log of the softmax probability, written out
+                row = [math.exp(v) for v in logits[b, t].tolist()]
+                total += math.log(row[targets[b, t]] / sum(row))
+        expected.append(total)
+    assert sequence_logprobs(logits, targets).tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_dpo_loss_on_a_hand_computed_pair():
+    loss, chosen, rejected = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]),
+                                      torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)
+    # rewards 0.5 * (-1 + 2) = 0.5 and 0.5 * (-3 + 2) = -0.5; margin 1
+    assert chosen.item() == pytest.approx(0.5) and rejected.item() == pytest.approx(-0.5)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)))
+
+
+def test_dpo_loss_matches_the_formula_elementwise():
+    torch.manual_seed(1)
+    pc, pr, rc, rr = (torch.randn(6) * 5 for _ in range(4))
+    beta = 0.3
+    loss, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta=beta)
+    per_pair = [math.log(1 + math.exp(-beta * ((a - c) - (b - d))))
+                for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())]
+    assert loss.item() == pytest.approx(sum(per_pair) / 6, rel=1e-5)
+    assert torch.allclose(chosen, beta * (pc - rc)) and torch.allclose(rejected, beta * (pr - rr))
+    assert not chosen.requires_grad
+
+
+def test_dpo_loss_is_log_2_when_the_policy_is_the_reference_and_its_gradient_favours_chosen():
+    chosen = torch.tensor([-4.0, -9.0], requires_grad=True)
+    rejected = torch.tensor([-5.0, -2.0], requires_grad=True)
+    loss, _, _ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach(), beta=0.1)
+    assert loss.item() == pytest.approx(math.log(2))
+    loss.backward()
+    assert (chosen.grad < 0).all() and (rejected.grad > 0).all()  # descent raises chosen
+
+
+def test_preference_batches_count_only_response_tokens():
+    entry = {"instruction": "Add.", "input": "", "output": "3", "chosen": "3", "rejected": "x y"}
+    dataset = PreferenceDataset([entry], LetterTokenizer())
+    prompt_length = len(format_input(entry) + RESPONSE_HEADER)
+    assert dataset[0]["chosen"][1] == dataset[0]["rejected"][1] == prompt_length
+    batch = preference_collate_fn([dataset[0]], pad_token_id=0)
+    for kind, response in [("chosen", "3"), ("rejected", "x y")]:
+        inputs, targets = batch[kind]
+        assert [t for t in targets[0].tolist() if t != -100] == [ord(c) for c in response] + [0]
+        assert inputs.shape == targets.shape
+
+
+class BigramModel(nn.Module):
+    """Logits that depend only on the current token: a tiny trainable language model."""
+
+    def __init__(self, vocab=8):
+        super().__init__()
+        self.table = nn.Embedding(vocab, vocab)
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+def test_dpo_training_raises_the_margin_and_evaluation_reports_it():
+    torch.manual_seed(2)
+    policy = BigramModel()
+    reference = BigramModel()
+    reference.load_state_dict(policy.state_dict())
+    items = [{"chosen": ([1, 2, 3], 1), "rejected": ([1, 4, 5], 1)}] * 4
+    batch = preference_collate_fn(items, pad_token_id=0)
+    before = evaluate_preferences([batch], policy, reference)
+    assert before["margin"] == 0 and before["loss"] == pytest.approx(math.log(2))
+    optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+    for _ in range(20):
+        loss, _, _ = dpo_loss_batch(batch, policy, reference, beta=0.5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = evaluate_preferences([batch], policy, reference, beta=0.5)
+    assert after["margin"] > 0 and after["accuracy"] == 1 and after["loss"] < math.log(2)
+    assert all(p.grad is None for p in reference.parameters())

@@ -1,0 +1,256 @@
+"""Chapter 7's diagrams, drawn as SVG into figures/: `python ch07_instructions/draw_figures.py`."""
+
+from pathlib import Path
+
+from shared.diagrams import COLORS, Diagram, main, registry
+
+
+FIGURES, figure = registry()
+
+MUTED = COLORS["muted"]
+
+
+def _note(d, x, y, text, **kwargs):
+    d.text(x, y, text, size=8, color=MUTED, **kwargs)
+
+
+@figure
+def finetuning_pipeline():
+    d = Diagram(44, 15, "Instruction finetuning in three stages")
+    stages = [
+        ("1  Prepare the data", COLORS["token"],
+         ["7.2  download, template, split", "7.3  collate: pad, shift, mask", "7.4  data loaders"]),
+        ("2  Finetune", COLORS["weight"],
+         ["7.5  load the pretrained model", "7.6  train on the responses", "7.7  generate, save"]),
+        ("3  Evaluate", COLORS["output"],
+         ["7.8  ROUGE-L (offline)", "7.8  an LLM as judge", "7.10  preferences: DPO"]),
+    ]
+    for k, (title, fill, steps) in enumerate(stages):
+        x = 0.5 + k * 14.6
+        d.box(x, 2.0, 13.4, 1.5, title, fill=fill, weight="bold")
+        for j, step in enumerate(steps):
+            dashed = step.startswith("7.10")
+            d.box(x + 0.6, 4.3 + j * 2.1, 12.2, 1.6, step, fill=COLORS["block"], size=8,
+                  dashed=dashed)
+        if k < 2:
+            d.arrow((x + 13.5, 2.75), (x + 14.5, 2.75))
+    d.box(0.5, 11.3, 13.4, 1.5, "1,100 instruction → response pairs", fill=COLORS["text"],
+          size=8)
+    d.box(15.1, 11.3, 13.4, 1.5, "a pretrained GPT (chapter 5)", fill=COLORS["embedding"],
+          size=8)
+    d.box(29.7, 11.3, 13.4, 1.5, "scores and responses on JSON", fill=COLORS["text"], size=8)
+    _note(d, 22, 14.0, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
+          "what is new lives in the data (stage 1) and in judging free text (stage 3).",
+          style="italic")
+    return d
+
+
+@figure
+def prompt_template():
+    d = Diagram(44, 17, "One entry, written in the Alpaca template")
+    entry = [("instruction", "Rewrite the sentence in passive voice."),
+             ("input", "The chef cooks the meal."),
+             ("output", "The meal is cooked by the chef.")]
+    d.text(0.5, 2.2, "the entry (JSON)", size=8, ha="left", weight="bold")
+    for k, (key, value) in enumerate(entry):
+        y = 3.0 + k * 2.0
+        d.box(0.5, y, 4.2, 1.5, key, fill=COLORS["id"], family="monospace", size=8)
+        d.box(4.9, y, 12.6, 1.5, value, fill=COLORS["text"], size=7.5)
+    d.text(20.5, 2.2, "the text the model reads", size=8, ha="left", weight="bold")
+    lines = [("Below is an instruction that describes a task. Write a", COLORS["masked"]),
+             ("response that appropriately completes the request.", COLORS["masked"]),
+             ("", None),
+             ("### Instruction:", COLORS["token"]),
+             ("Rewrite the sentence in passive voice.", COLORS["token"]),
+             ("", None),
+             ("### Input:", COLORS["position"]),
+             ("The chef cooks the meal.", COLORS["position"]),
+             ("", None),
+             ("### Response:", COLORS["embedding"]),
+             ("The meal is cooked by the chef.<|endoftext|>", COLORS["embedding"])]
+    for k, (line, fill) in enumerate(lines):
+        if line:
+            d.box(20.5, 3.0 + k * 1.05, 23.0, 1.0, line, fill=fill, family="monospace",
+                  size=7, rounded=False, linewidth=0.4)
+    for k, target in [(0, 7.2), (1, 10.35), (2, 13.5)]:
+        d.arrow((17.6, 3.75 + k * 2.0), (20.4, target), color=COLORS["accent"])
+    d.brace(0.5, 17.5, 9.3, "the prompt ends at '### Response:'; the output follows it")
+    _note(d, 22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
+          "'### Input:' section.", style="italic")
+    return d
+
+
+@figure
+def targets_shifted():
+    d = Diagram(40, 9.5, "Targets are the inputs shifted by one token")
+    tokens = ["### Response:", "The", " meal", " is", " cooked", ".", "<|eot|>"]
+    cell = 4.6
+    d.text(0.5, 3.1, "inputs", size=8, ha="left", weight="bold")
+    d.text(0.5, 6.1, "targets", size=8, ha="left", weight="bold")
+    for k, token in enumerate(tokens[:-1]):
+        d.box(4.5 + k * cell, 2.5, cell - 0.3, 1.2, token, fill=COLORS["token"],
+              family="monospace", size=7.5)
+    for k, token in enumerate(tokens[1:]):
+        d.box(4.5 + k * cell, 5.5, cell - 0.3, 1.2, token, fill=COLORS["output"],
+              family="monospace", size=7.5)
+        d.arrow((4.5 + k * cell + 2.15, 3.8), (4.5 + (k + 1) * cell + 2.15 - cell, 5.4),
+                color=MUTED)
+    _note(d, 20, 8.3, "At every position the model predicts the next token; the last "
+          "target is the end-of-text token (<|eot|>), so it learns to stop.", style="italic")
+    return d
+
+
+@figure
+def padding_and_masking():
+    d = Diagram(44, 16.5, "A batch: pad to the longest, keep one end-of-text, ignore the rest")
+    eot = "eot"
+    seqs = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
+    width = 6
+    inputs, targets = [], []
+    for seq in seqs:
+        padded = seq + [eot] * (width - len(seq))
+        inputs.append([str(v) for v in padded[:-1]])
+        targets.append([str(v) for v in padded[1:len(seq) + 1]] +
+                       [None] * (width - 1 - len(seq)))
+    d.text(7.0, 2.3, "inputs (padded with <|endoftext|>)", size=8, weight="bold")
+    d.grid(1.5, 3.0, inputs, cell=2.2, cell_h=1.3, fill=COLORS["id"], fmt="",
+           row_labels=["1", "2", "3"])
+    d.text(28.0, 2.3, "targets (shifted; -100 after the first eot)", size=8, weight="bold")
+    d.grid(17.5, 3.0, targets, cell=2.2, cell_h=1.3, fill=COLORS["output"], fmt="",
+           highlight={(1, 1), (2, 2), (0, 4)})
+    d.text(29.5, 3.65, "← the end-of-text each sequence learns to emit", size=7.5,
+           ha="left", color=COLORS["accent"])
+    for i, row in enumerate(targets):
+        for j, value in enumerate(row):
+            if value is None:
+                d.text(17.5 + 2.2 * j + 1.1, 3.0 + 1.3 * i + 0.65, "-100", size=7.5,
+                       family="monospace", color=MUTED)
+    d.arrow((12.8, 4.95), (17.3, 4.95), "shift by one", label_offset=(0.0, -0.7))
+    d.box(1.5, 8.6, 41.5, 5.6, "", fill=COLORS["block"])
+    d.text(2.2, 9.5, "cross_entropy(logits, targets, ignore_index=-100) averages only over "
+           "the coloured targets:", size=8, ha="left", family="monospace")
+    d.text(2.2, 11.0, "  • padding is not trained (it would teach 'eot after eot' and "
+           "dominate short sequences)", size=8, ha="left")
+    d.text(2.2, 12.4, "  • the first eot is trained: without it the model would never "
+           "learn to stop answering", size=8, ha="left")
+    _note(d, 22, 15.4, "Grey cells carry the target -100. Each batch is padded only to its "
+          "own longest sequence.", style="italic")
+    return d
+
+
+@figure
+def instruction_masking():
+    d = Diagram(44, 11, "Masking the instruction: the loss sees only the response")
+    prompt = ["Below", "…", "###", "Instruction", ":", "…", "###", "Response", ":"]
+    response = ["The", "meal", "is", "cooked", ".", "eot"]
+    cell = 2.55
+    for k, tok in enumerate(prompt + response):
+        fill = COLORS["token"] if k < len(prompt) else COLORS["embedding"]
+        d.box(5.5 + k * cell, 2.5, cell - 0.2, 1.2, tok, fill=fill, size=6.5 if len(tok) > 6 else 7,
+              rounded=False)
+    d.text(0.5, 3.1, "text", size=8, ha="left", weight="bold")
+    d.text(0.5, 5.3, "targets,", size=8, ha="left", weight="bold")
+    d.text(0.5, 6.2, "default", size=8, ha="left", weight="bold")
+    d.text(0.5, 8.3, "targets,", size=8, ha="left", weight="bold")
+    d.text(0.5, 9.2, "masked", size=8, ha="left", weight="bold")
+    for k in range(len(prompt) + len(response) - 1):
+        fill = COLORS["output"]
+        d.box(5.5 + k * cell, 5.1, cell - 0.2, 1.2, "✓", fill=fill, size=8, rounded=False)
+        masked = k < len(prompt) - 1
+        d.box(5.5 + k * cell, 8.1, cell - 0.2, 1.2, "-100" if masked else "✓",
+              fill=COLORS["masked"] if masked else fill, size=7, rounded=False)
+    d.brace(5.5, 5.5 + (len(prompt) - 1) * cell - 0.2, 9.4,
+            "prompt tokens are not predicted")
+    _note(d, 33.5, 4.5, "all tokens predicted (the book's default)")
+    return d
+
+
+@figure
+def before_and_after():
+    d = Diagram(44, 15.8, "The same prompt, three models")
+    d.box(0.5, 2.2, 13.0, 3.6, "", fill=COLORS["text"])
+    d.text(1.0, 3.0, "### Instruction:", size=7.5, ha="left", family="monospace")
+    d.text(1.0, 3.9, "Name the capital", size=7.5, ha="left", family="monospace")
+    d.text(1.0, 4.8, "of Italy.  ### Response:", size=7.5, ha="left", family="monospace")
+    rows = [("random weights", COLORS["masked"], "ingredients Mayor 3712 flock …",
+             "a uniform guess: loss ≈ ln 50,257 ≈ 10.8"),
+            ("pretrained on text", COLORS["embedding"],
+             "### Instruction: Name the capital of …",
+             "fluent, but continues the page: no answer, no stop"),
+            ("+ instruction finetuning", COLORS["weight"], "The capital of Italy is Rome.<eot>",
+             "answers in the template's format, then emits eot")]
+    for k, (name, fill, text, note) in enumerate(rows):
+        y = 2.2 + k * 3.9
+        d.box(15.5, y, 9.2, 1.6, name, fill=fill, size=8, weight="bold")
+        d.box(25.3, y, 18.2, 1.6, text, fill=COLORS["block"], family="monospace", size=7)
+        _note(d, 34.2, y + 2.3, note, style="italic")
+        d.arrow((13.6, 4.0), (15.4, y + 0.8), color=MUTED)
+    _note(d, 22, 13.9, "Illustrative texts. This notebook's run shows row 1, and of row 3 "
+          "the format and the stop, not the knowledge;", style="italic")
+    _note(d, 22, 14.9, "rows 2 and 3 as drawn need OpenAI's pretrained weights "
+          "(the book profile).", style="italic")
+    return d
+
+
+@figure
+def preference_batch():
+    d = Diagram(44, 13, "A preference pair: two sequences sharing one prompt")
+    cell = 2.3
+    prompt = ["P1", "P2", "P3", "P4"]
+    chosen = ["C1", "C2", "C3", "eot"]
+    rejected = ["R1", "R2", "R3", "R4", "R5", "eot"]
+    for k, (name, resp) in enumerate([("chosen", chosen), ("rejected", rejected)]):
+        y = 2.6 + k * 4.6
+        d.text(0.5, y + 0.6, name, size=8, ha="left", weight="bold")
+        labels = prompt + resp
+        fills = [COLORS["token"]] * 4 + [COLORS["embedding"] if k == 0 else COLORS["attention"]
+                                         ] * len(resp)
+        labels += ["pad"] * (10 - len(labels))
+        fills += [COLORS["masked"]] * (10 - len(fills))
+        d.row(6.0, y, labels, w=cell - 0.2, h=1.1, gap=0.2, fills=fills, size=7.5,
+              family="monospace")
+        mask = ["0"] * 3 + ["1"] * len(resp) + ["0"] * (10 - 3 - len(resp))
+        d.row(6.0, y + 1.4, mask, w=cell - 0.2, h=0.9, gap=0.2, fill=COLORS["block"],
+              size=7, family="monospace")
+        _note(d, 30.0, y + 1.85, "← counted target (1) or -100 (0)", ha="left")
+    d.brace(6.0, 6.0 + 4 * cell - 0.2, 2.3, "the same prompt", below=False)
+    _note(d, 22, 11.8, "The mask of a target sits one place earlier than its token (targets "
+          "are shifted); each sequence's score is the sum of log p over its 1s.",
+          style="italic")
+    return d
+
+
+@figure
+def dpo_objective():
+    d = Diagram(44, 16, "DPO: raise the chosen answer, relative to a frozen reference")
+    d.box(0.5, 5.6, 6.5, 1.8, "prompt x", fill=COLORS["text"])
+    d.box(9.0, 2.5, 8.0, 1.6, "chosen  y_w", fill=COLORS["embedding"])
+    d.box(9.0, 8.9, 8.0, 1.6, "rejected  y_l", fill=COLORS["attention"])
+    d.arrow((7.1, 6.2), (8.9, 3.3))
+    d.arrow((7.1, 6.8), (8.9, 9.7))
+    d.box(20.0, 1.8, 9.0, 1.5, "policy π_θ (trained)", fill=COLORS["weight"], size=8)
+    d.box(20.0, 3.9, 9.0, 1.5, "reference π_ref (frozen)", fill=COLORS["masked"], size=8)
+    d.box(20.0, 8.2, 9.0, 1.5, "policy π_θ (trained)", fill=COLORS["weight"], size=8)
+    d.box(20.0, 10.3, 9.0, 1.5, "reference π_ref (frozen)", fill=COLORS["masked"], size=8)
+    for y0, ys in [(3.3, (2.55, 4.65)), (9.7, (8.95, 11.05))]:
+        for y in ys:
+            d.arrow((17.1, y0), (19.9, y), color=MUTED)
+    d.box(31.0, 2.6, 12.5, 1.8, "r_w = β·(log π_θ − log π_ref)(y_w)", fill=COLORS["output"],
+          size=7.5)
+    d.box(31.0, 9.0, 12.5, 1.8, "r_l = β·(log π_θ − log π_ref)(y_l)", fill=COLORS["output"],
+          size=7.5)
+    d.arrow((29.1, 3.5), (30.9, 3.5), color=MUTED)
+    d.arrow((29.1, 9.9), (30.9, 9.9), color=MUTED)
+    d.box(31.0, 5.8, 12.5, 1.8, "loss = −log σ(r_w − r_l)", fill=COLORS["block"],
+          weight="bold", size=8, edge=COLORS["accent"])
+    d.arrow((37.2, 4.5), (37.2, 5.7), color=COLORS["accent"])
+    d.arrow((37.2, 8.9), (37.2, 7.7), color=COLORS["accent"])
+    _note(d, 22, 13.4, "The rewards are implicit: how much more likely the policy makes an "
+          "answer than the reference does.", style="italic")
+    _note(d, 22, 14.6, "The loss falls as the margin r_w − r_l grows; the reference keeps the "
+          "policy from drifting far.", style="italic")
+    return d
+
+
+if __name__ == "__main__":
+    main(FIGURES, Path(__file__).parent / "figures")
