@@ -187,9 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--data {args.data} is not a folder")
     if args.min_lr > args.lr:
         problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
-    if args.warmup_steps >= args.steps:
-        problems.append(f"--warmup-steps {args.warmup_steps} leaves no step of --steps "
-                        f"{args.steps} after warmup")
+    if args.warmup_steps > args.steps:
+        problems.append(f"--warmup-steps {args.warmup_steps} is longer than --steps {args.steps}")
     if args.stop_after is not None and args.stop_after >= args.steps:
         problems.append(f"--stop-after {args.stop_after} is not before the last step "
                         f"({args.steps - 1})")

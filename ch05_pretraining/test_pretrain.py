@@ -131,7 +131,7 @@ def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path
     (["--drop-rate", "1"], "argument --drop-rate: 1.0 must be at least 0 and less than 1"),
     (["--val-fraction", "0"], "argument --val-fraction: 0.0 must be greater than 0"),
     (["--min-lr", "1", "--lr", "0.1"], "--min-lr 1.0 is above --lr 0.1"),
-    (["--steps", "10", "--warmup-steps", "10"], "--warmup-steps 10 leaves no step"),
+    (["--steps", "10", "--warmup-steps", "11"], "--warmup-steps 11 is longer than --steps 10"),
     (["--steps", "10", "--stop-after", "10"], "--stop-after 10 is not before the last step (9)"),
     (["--emb-dim", "30", "--n-heads", "4"], "the width 30 does not split into 4 heads"),
     (["--size", "gpt2-tiny"], "argument --size: invalid choice: 'gpt2-tiny'"),
