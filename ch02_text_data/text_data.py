@@ -1,5 +1,5 @@
 # Generated from ch02_text_data/text_data.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 2: turning text into token ids and training examples.
 

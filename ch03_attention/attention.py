@@ -1,5 +1,5 @@
 # Generated from ch03_attention/attention.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 3: attention, from trainable self-attention to multi-head causal attention."""
 

@@ -1,5 +1,5 @@
 # Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
 

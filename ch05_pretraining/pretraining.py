@@ -1,5 +1,5 @@
 # Generated from ch05_pretraining/pretraining.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 5: pretraining a GPT on unlabelled text, decoding strategies, checkpoints."""
 

@@ -1,5 +1,5 @@
 # Generated from ch06_classification/classification.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 

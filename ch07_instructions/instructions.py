@@ -1,5 +1,5 @@
 # Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells tagged `export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
 
 """Chapter 7: instruction finetuning, response generation, and evaluation."""
 

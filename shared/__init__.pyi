@@ -1,13 +1,15 @@
 # Generated from shared/__init__.py and the chapter modules by
 # `python -m shared.notebooks export`. Do not edit.
 
-from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, Dataset as Dataset, data_dir as data_dir, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
+from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, DataFile as DataFile, data_dir as data_dir, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, set_seed as set_seed
 CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch06_classification.classification', 'ch07_instructions.instructions')
-INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'Dataset', 'data_dir', 'fetch', 'mirror_dir', 'sha256_of', 'prepare_tiktoken_cache', 'read_text', 'heatmap', 'get_device', 'set_seed', 'keep_freed_memory', 'check_answer']
+INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'set_seed']
 def chapter_exports() -> dict[str, str]:
+    ...
+def present_chapter_modules() -> list[str]:
     ...
 
 # Every chapter's exports, as `from shared import X` finds them at run time.
@@ -17,8 +19,16 @@ from ch02_text_data.text_data import (
     build_vocabulary as build_vocabulary,
     SimpleTokenizerV1 as SimpleTokenizerV1,
     SimpleTokenizerV2 as SimpleTokenizerV2,
+    count_pairs as count_pairs,
+    most_frequent_pair as most_frequent_pair,
+    merge_pair as merge_pair,
     GPT2_SPLIT_PATTERN as GPT2_SPLIT_PATTERN,
+    learn_merges as learn_merges,
+    apply_merges as apply_merges,
     gpt2_byte_to_char as gpt2_byte_to_char,
+    read_gpt2_files as read_gpt2_files,
+    write_gpt2_files as write_gpt2_files,
+    split_special_tokens as split_special_tokens,
     BPETokenizer as BPETokenizer,
     GPTDatasetV1 as GPTDatasetV1,
     create_dataloader_v1 as create_dataloader_v1,
@@ -28,8 +38,8 @@ from ch03_attention.attention import (
     SelfAttention_v2 as SelfAttention_v2,
     CausalAttention as CausalAttention,
     MultiHeadAttentionWrapper as MultiHeadAttentionWrapper,
-    MultiHeadAttention as MultiHeadAttention,
     KVCache as KVCache,
+    MultiHeadAttention as MultiHeadAttention,
 )
 from ch04_gpt_model.gpt_model import (
     GPT_CONFIG_124M as GPT_CONFIG_124M,
@@ -37,11 +47,14 @@ from ch04_gpt_model.gpt_model import (
     GELU as GELU,
     FeedForward as FeedForward,
     TransformerBlock as TransformerBlock,
+    count_parameters as count_parameters,
+    REQUIRED_CONFIG_KEYS as REQUIRED_CONFIG_KEYS,
+    OPTIONAL_CONFIG_KEYS as OPTIONAL_CONFIG_KEYS,
+    check_config_keys as check_config_keys,
     validate_config as validate_config,
     GPTModel as GPTModel,
     GPT2_SIZES as GPT2_SIZES,
     gpt2_config as gpt2_config,
-    count_parameters as count_parameters,
     generate_text_simple as generate_text_simple,
 )
 from ch05_pretraining.pretraining import (
@@ -56,13 +69,13 @@ from ch05_pretraining.pretraining import (
     plot_losses as plot_losses,
     save_checkpoint as save_checkpoint,
     load_checkpoint as load_checkpoint,
-    cosine_schedule as cosine_schedule,
     GPT2_WEIGHTS as GPT2_WEIGHTS,
     download_gpt2_weights as download_gpt2_weights,
     read_gpt2_weights as read_gpt2_weights,
     load_weights_into_gpt as load_weights_into_gpt,
     save_gpt2_safetensors as save_gpt2_safetensors,
     load_gpt2 as load_gpt2,
+    cosine_schedule as cosine_schedule,
     supports_fast_bf16 as supports_fast_bf16,
 )
 from ch06_classification.classification import (
@@ -90,6 +103,7 @@ from ch07_instructions.instructions import (
     split_instruction_data as split_instruction_data,
     InstructionDataset as InstructionDataset,
     custom_collate_fn as custom_collate_fn,
+    sequence_logprobs as sequence_logprobs,
     extract_response as extract_response,
     generate_responses as generate_responses,
     rouge_l_scores as rouge_l_scores,
@@ -98,4 +112,9 @@ from ch07_instructions.instructions import (
     query_model as query_model,
     ollama_is_running as ollama_is_running,
     generate_model_scores as generate_model_scores,
+    PreferenceDataset as PreferenceDataset,
+    preference_collate_fn as preference_collate_fn,
+    dpo_loss as dpo_loss,
+    dpo_loss_batch as dpo_loss_batch,
+    evaluate_preferences as evaluate_preferences,
 )

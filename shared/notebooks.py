@@ -9,8 +9,8 @@
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check and run
 also write or check shared/__init__.pyi, the stub that shows editors what `shared` holds.
 
-Export: the code cells tagged `export`, in order, become `<notebook>.py` beside the
-notebook, under a header naming the source, followed by an `__all__` of the public names
+Export: the code cells whose first line is `#| export` (a marker every viewer shows, as in
+nbdev), in order and without that line, become `<notebook>.py` beside the notebook, under a header naming the source, followed by an `__all__` of the public names
 they define. Check: the module equals a fresh export and the notebook is normalised
 (see `normalize`). Run: execute with pinned numerics (shared/numerics.py) and no per-run
 metadata (timings, widget state), so stored outputs are reproducible and diffs show real
@@ -33,7 +33,7 @@ from shared.data import PROJECT_ROOT
 from shared.numerics import pin_numerics
 
 
-EXPORT_TAG = "export"
+EXPORT_MARKER = "#| export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
 
@@ -46,16 +46,26 @@ def module_path(notebook: Path) -> Path:
     return notebook.with_suffix(".py")
 
 
+def is_exported(cell) -> bool:
+    return cell.cell_type == "code" and cell.source.lstrip().startswith(EXPORT_MARKER)
+
+
 def export_source(notebook: Path) -> str | None:
-    """The module text for `notebook`, or None if it has no cells tagged `export`."""
+    """The module text for `notebook`, or None if no cell is marked `#| export`."""
     nb = nbformat.read(notebook, as_version=4)
-    cells = [c for c in nb.cells
-             if c.cell_type == "code" and EXPORT_TAG in c.metadata.get("tags", [])]
+    for index, cell in enumerate(nb.cells):
+        if "export" in cell.metadata.get("tags", []) and not is_exported(cell):
+            raise ValueError(f"{notebook}: cell {index} has the old `export` tag; "
+                             f"start it with a `{EXPORT_MARKER}` line instead")
+    cells = [c for c in nb.cells if is_exported(c)]
     if not cells:
         return None
     chunks = []
     for cell in cells:
-        source = cell.source.strip("\n")
+        marker, _, source = cell.source.lstrip().partition("\n")
+        if marker.strip() != EXPORT_MARKER:
+            raise ValueError(f"{notebook}: {marker!r}: the marker line holds nothing else")
+        source = source.strip("\n")
         for line in source.splitlines():
             if line.lstrip().startswith(("%", "!")):
                 raise ValueError(f"{notebook}: exported cell has notebook-only syntax: {line!r}")
@@ -68,7 +78,7 @@ def export_source(notebook: Path) -> str | None:
         relative = notebook.name
     header = (
         f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
-        "# Do not edit: change the notebook's cells tagged `export`, then export again.\n\n"
+        "# Do not edit: change the notebook's cells marked `#| export`, then export again.\n\n"
     )
     names = ",\n".join(f"    {name!r}" for name in public_names(tree))
     return f"{header}{body}\n\n\n__all__ = [\n{names},\n]\n"

@@ -12,7 +12,8 @@ from shared import notebooks
 
 
 def make_notebook(path, cells):
-    """cells: (source, tags) pairs; a markdown cell when tags is None."""
+    """cells: (source, tags) pairs; a markdown cell when tags is None. Exported cells start
+    with the `#| export` marker line."""
     nb = nbformat.v4.new_notebook()
     for i, (source, tags) in enumerate(cells):
         cell = (nbformat.v4.new_markdown_cell(source) if tags is None
@@ -29,17 +30,18 @@ def make_notebook(path, cells):
 def notebook(tmp_path):
     return make_notebook(tmp_path / "lesson.ipynb", [
         ("# A lesson", None),
-        ('"""Module docstring."""\nimport math', ["export"]),
+        ('#| export\n"""Module docstring."""\nimport math', []),
         ("print('scratch work')", []),
-        ("def area(r):\n    return math.pi * r * r\n\n_helper = 1\nUNIT = 'm'", ["export"]),
+        ("#| export\ndef area(r):\n    return math.pi * r * r\n\n_helper = 1\nUNIT = 'm'", []),
         ("area(2)", []),
     ])
 
 
-def test_export_writes_only_tagged_cells_with_header_and_all(notebook):
+def test_export_writes_only_marked_cells_with_header_and_all(notebook):
     assert notebooks.export(notebook)
     module = notebook.with_suffix(".py").read_text()
     assert module.startswith("# Generated from lesson.ipynb")
+    assert "#| export" not in module
     assert "scratch work" not in module and "area(2)" not in module
     assert "__all__ = [\n    'area',\n    'UNIT',\n]" in module
     namespace = {}
@@ -63,8 +65,14 @@ def test_check_fails_when_module_is_missing(notebook):
 
 
 def test_magics_in_exported_cells_are_rejected(tmp_path):
-    nb = make_notebook(tmp_path / "m.ipynb", [("%timeit 1 + 1", ["export"])])
+    nb = make_notebook(tmp_path / "m.ipynb", [("#| export\n%timeit 1 + 1", [])])
     with pytest.raises(ValueError, match="notebook-only syntax"):
+        notebooks.export_source(nb)
+
+
+def test_the_old_export_tag_is_refused_with_the_fix(tmp_path):
+    nb = make_notebook(tmp_path / "m.ipynb", [("import math", ["export"])])
+    with pytest.raises(ValueError, match="start it with a `#| export` line"):
         notebooks.export_source(nb)
 
 
