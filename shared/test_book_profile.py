@@ -1,4 +1,4 @@
-"""The book profile's branches of chapters 6 and 7 run, not only the default profile's.
+"""The book profile's branches of chapter 6 run, not only the default profile's.
 
 The stored outputs come from the default profile; the book profile (LLM_COURSE_PROFILE=book)
 uses OpenAI's GPT-2 weights where the book does, which cannot be downloaded here. A learner
@@ -7,8 +7,9 @@ in transformers' format); this test does the same with a tiny randomly initialis
 transformers builds offline, executes each notebook top to bottom in that profile, and fails on
 any error. Outputs are not compared: they are the book's setup on a model that knows nothing.
 
-Chapter 5 is not here yet: its book profile trains GPT-2 124M from scratch several times,
-which takes far longer than CI allows; it needs a shorter setting that still runs every branch.
+Chapters 5 and 7 are not here yet. Chapter 5's book profile trains GPT-2 124M from scratch
+several times, far longer than CI allows; chapter 7's passed this test once outside CI but took
+18 minutes on a busy 2-core machine. Both need a shorter setting that still runs every branch.
 """
 
 import time
@@ -22,7 +23,6 @@ from shared.data import DATA_DIR_ENV, PROJECT_ROOT
 
 BOOK_PROFILE_NOTEBOOKS = [
     PROJECT_ROOT / "ch06_classification" / "classification.ipynb",
-    PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb",
 ]
 
 
