@@ -10,11 +10,11 @@ With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check a
 also write or check shared/__init__.pyi, the stub that shows editors what `shared` holds.
 
 Export: the code cells whose first line is `#| export` (a marker every viewer shows, as in
-nbdev), in order and without that line, become `<notebook>.py` beside the notebook, under a header naming the source, followed by an `__all__` of the public names
-they define. Check: the module equals a fresh export and the notebook is normalised
-(see `normalize`). Run: execute with pinned numerics (shared/numerics.py) and no per-run
-metadata (timings, widget state), so stored outputs are reproducible and diffs show real
-changes only.
+nbdev), in order and without that line, become `<notebook>.py` beside the notebook, under a
+header naming the source, followed by an `__all__` of the public names they define.
+Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
+Run: execute with pinned numerics (shared/numerics.py) and no per-run metadata (timings,
+widget state), so stored outputs are reproducible and diffs show real changes only.
 """
 
 from __future__ import annotations
