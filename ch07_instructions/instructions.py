@@ -1,7 +1,7 @@
 # Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 
-"""Chapter 7: instruction finetuning, response generation, and evaluation."""
+"""Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO)."""
 
 import json
 import random
