@@ -10,10 +10,6 @@ FIGURES, figure = registry()
 MUTED = COLORS["muted"]
 
 
-def _note(d, x, y, text, **kwargs):
-    d.text(x, y, text, size=8, color=MUTED, **kwargs)
-
-
 @figure
 def finetuning_pipeline():
     d = Diagram(44, 15, "Instruction finetuning in three stages")
@@ -39,7 +35,7 @@ def finetuning_pipeline():
     d.box(15.1, 11.3, 13.4, 1.5, "a pretrained GPT (chapter 5)", fill=COLORS["embedding"],
           size=8)
     d.box(29.7, 11.3, 13.4, 1.5, "scores and responses on JSON", fill=COLORS["text"], size=8)
-    _note(d, 22, 14.0, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
+    d.note(22, 14.0, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
           "what is new lives in the data (stage 1) and in judging free text (stage 3).",
           style="italic")
     return d
@@ -75,7 +71,7 @@ def prompt_template():
     for k, target in [(0, 7.2), (1, 10.35), (2, 13.5)]:
         d.arrow((17.6, 3.75 + k * 2.0), (20.4, target), color=COLORS["accent"])
     d.brace(0.5, 17.5, 9.3, "the prompt ends at '### Response:'; the output follows it")
-    _note(d, 22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
+    d.note(22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
           "'### Input:' section.", style="italic")
     return d
 
@@ -95,7 +91,7 @@ def targets_shifted():
               family="monospace", size=7.5)
         d.arrow((4.5 + k * cell + 2.15, 3.8), (4.5 + (k + 1) * cell + 2.15 - cell, 5.4),
                 color=MUTED)
-    _note(d, 20, 8.3, "At every position the model predicts the next token; the last "
+    d.note(20, 8.3, "At every position the model predicts the next token; the last "
           "target is the end-of-text token (<|eot|>), so it learns to stop.", style="italic")
     return d
 
@@ -133,7 +129,7 @@ def padding_and_masking():
            "dominate short sequences)", size=8, ha="left")
     d.text(2.2, 12.4, "  • the first eot is trained: without it the model would never "
            "learn to stop answering", size=8, ha="left")
-    _note(d, 22, 15.4, "Grey cells carry the target -100. Each batch is padded only to its "
+    d.note(22, 15.4, "Grey cells carry the target -100. Each batch is padded only to its "
           "own longest sequence.", style="italic")
     return d
 
@@ -161,7 +157,7 @@ def instruction_masking():
               fill=COLORS["masked"] if masked else fill, size=7, rounded=False)
     d.brace(5.5, 5.5 + (len(prompt) - 1) * cell - 0.2, 9.4,
             "prompt tokens are not predicted")
-    _note(d, 33.5, 4.5, "all tokens predicted (the book's default)")
+    d.note(33.5, 4.5, "all tokens predicted (the book's default)")
     return d
 
 
@@ -183,11 +179,11 @@ def before_and_after():
         y = 2.2 + k * 3.9
         d.box(15.5, y, 9.2, 1.6, name, fill=fill, size=8, weight="bold")
         d.box(25.3, y, 18.2, 1.6, text, fill=COLORS["block"], family="monospace", size=7)
-        _note(d, 34.2, y + 2.3, note, style="italic")
+        d.note(34.2, y + 2.3, note, style="italic")
         d.arrow((13.6, 4.0), (15.4, y + 0.8), color=MUTED)
-    _note(d, 22, 13.9, "Illustrative texts. This notebook's run shows row 1, and of row 3 "
+    d.note(22, 13.9, "Illustrative texts. This notebook's run shows row 1, and of row 3 "
           "the format and the stop, not the knowledge;", style="italic")
-    _note(d, 22, 14.9, "rows 2 and 3 as drawn need OpenAI's pretrained weights "
+    d.note(22, 14.9, "rows 2 and 3 as drawn need OpenAI's pretrained weights "
           "(the book profile).", style="italic")
     return d
 
@@ -212,9 +208,9 @@ def preference_batch():
         mask = ["0"] * 3 + ["1"] * len(resp) + ["0"] * (10 - 3 - len(resp))
         d.row(6.0, y + 1.4, mask, w=cell - 0.2, h=0.9, gap=0.2, fill=COLORS["block"],
               size=7, family="monospace")
-        _note(d, 30.0, y + 1.85, "← counted target (1) or -100 (0)", ha="left")
+        d.note(30.0, y + 1.85, "← counted target (1) or -100 (0)", ha="left")
     d.brace(6.0, 6.0 + 4 * cell - 0.2, 2.3, "the same prompt", below=False)
-    _note(d, 22, 11.8, "The mask of a target sits one place earlier than its token (targets "
+    d.note(22, 11.8, "The mask of a target sits one place earlier than its token (targets "
           "are shifted); each sequence's score is the sum of log p over its 1s.",
           style="italic")
     return d
@@ -245,9 +241,9 @@ def dpo_objective():
           weight="bold", size=8, edge=COLORS["accent"])
     d.arrow((37.2, 4.5), (37.2, 5.7), color=COLORS["accent"])
     d.arrow((37.2, 8.9), (37.2, 7.7), color=COLORS["accent"])
-    _note(d, 22, 13.4, "The rewards are implicit: how much more likely the policy makes an "
+    d.note(22, 13.4, "The rewards are implicit: how much more likely the policy makes an "
           "answer than the reference does.", style="italic")
-    _note(d, 22, 14.6, "The loss falls as the margin r_w − r_l grows; the reference keeps the "
+    d.note(22, 14.6, "The loss falls as the margin r_w − r_l grows; the reference keeps the "
           "policy from drifting far.", style="italic")
     return d
 

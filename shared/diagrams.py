@@ -66,6 +66,10 @@ class Diagram:
         self.ax.text(x, y, label, fontsize=size, color=color, ha=ha, va=va,
                      fontweight=weight, fontstyle=style, family=family, rotation=rotation)
 
+    def note(self, x: float, y: float, label: str, *, size: float = FONT_SIZE - 1, **kwargs):
+        """A small muted annotation (a caption inside the drawing)."""
+        self.text(x, y, label, size=size, color=COLORS["muted"], **kwargs)
+
     def box(self, x: float, y: float, w: float, h: float, label: str = "", *,
             fill: str = COLORS["block"], edge: str = COLORS["edge"], size: float = FONT_SIZE,
             color: str = COLORS["edge"], weight: str = "normal", family: str = "sans-serif",
@@ -168,13 +172,16 @@ class Diagram:
         return path
 
 
+def blend(color: str, towards: str, strength: float) -> str:
+    """Mix two hex colours: strength 0 gives `color`, 1 gives `towards`."""
+    a = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(towards[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * strength):02x}" for x, y in zip(a, b))
+
+
 def _shade(hex_color: str, strength: float) -> str:
-    """Blend `hex_color` towards the accent colour by `strength` in [0, 1]."""
-    strength = min(max(strength, 0.0), 1.0) * 0.75
-    base = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
-    accent = [int(COLORS["accent"][i:i + 2], 16) for i in (1, 3, 5)]
-    mixed = [round(b + (a - b) * strength) for b, a in zip(base, accent)]
-    return "#" + "".join(f"{c:02x}" for c in mixed)
+    """Blend `hex_color` towards the accent colour by `strength` in [0, 1] (at most 75%)."""
+    return blend(hex_color, COLORS["accent"], min(max(strength, 0.0), 1.0) * 0.75)
 
 
 FigureRegistry = dict[str, Callable[[], Diagram]]
