@@ -9,6 +9,7 @@ and the sliding-window dataset that feeds next-token prediction.
 """
 
 import json
+import operator
 import re
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,8 @@ SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
 def simple_tokenize(text: str) -> list[str]:
     """Split text into words and punctuation marks; whitespace is dropped."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
 
 
@@ -31,6 +34,21 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
     words = sorted(set(tokens))
     return {token: i for i, token in enumerate([*words, *special_tokens])}
+
+
+def _look_up_ids(id_to_token: dict, ids) -> list:
+    """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
+    tokens = []
+    for i in ids:
+        try:
+            i = operator.index(i)  # ints and integer tensors, not 1.5
+        except TypeError:
+            raise TypeError(f"token ids must be integers, got {i!r}") from None
+        if i not in id_to_token:
+            raise ValueError(f"token id {i} is not in the vocabulary "
+                             f"(ids 0..{len(id_to_token) - 1})")
+        tokens.append(id_to_token[i])
+    return tokens
 
 
 class SimpleTokenizerV1:
@@ -51,7 +69,7 @@ class SimpleTokenizerV1:
         return [self.str_to_int[t] for t in tokens]
 
     def decode(self, ids: list[int]) -> str:
-        text = " ".join(self.int_to_str[i] for i in ids)
+        text = " ".join(_look_up_ids(self.int_to_str, ids))
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
@@ -59,6 +77,12 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
     """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
 
     UNKNOWN = "<|unk|>"
+
+    def __init__(self, vocab: dict[str, int]):
+        if self.UNKNOWN not in vocab:  # else every unknown word would fail at encode time
+            raise ValueError(f"SimpleTokenizerV2 needs {self.UNKNOWN!r} in the vocabulary; build "
+                             f"it with build_vocabulary(tokens, special_tokens=[{self.UNKNOWN!r}])")
+        super().__init__(vocab)
 
     def encode(self, text: str) -> list[int]:
         unknown_id = self.str_to_int[self.UNKNOWN]
@@ -98,9 +122,18 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
+def check_count(name: str, value, minimum: int) -> None:
+    """Raise unless `value` is an int >= minimum (True is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
     """Learn up to `n_merges` byte-pair merges on `text`: the token ranks and the merges."""
+    check_count("n_merges", n_merges, 0)
     ranks = {bytes([b]): b for b in range(256)}
     id_to_bytes = {i: token for token, i in ranks.items()}
     merges: list[tuple[bytes, bytes]] = []
@@ -144,20 +177,53 @@ def gpt2_byte_to_char() -> dict[int, str]:
 
 
 def read_gpt2_files(encoder_json, vocab_bpe):
-    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges)."""
+    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges).
+
+    A malformed file is a ValueError that names the file and the line (or the token).
+    """
     char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
-    as_bytes = lambda token: bytes(char_to_byte[c] for c in token)  # noqa: E731
-    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
+
+    def as_bytes(token: str, where: str) -> bytes:
+        unknown = [c for c in token if c not in char_to_byte]
+        if unknown:
+            raise ValueError(f"{where}: token {token!r} has {unknown[0]!r}, which is not one of "
+                             "GPT-2's 256 byte characters")
+        return bytes(char_to_byte[c] for c in token)
+
+    encoder_text, bpe_text = _read_utf8(encoder_json), _read_utf8(vocab_bpe)
+    try:
+        encoder = json.loads(encoder_text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{encoder_json}, line {error.lineno}: not valid JSON ({error.msg})"
+                         ) from None
+    if not isinstance(encoder, dict) or not all(type(i) is int for i in encoder.values()):
+        raise ValueError(f"{encoder_json} must be a JSON object mapping tokens to integer ids")
     specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
-    ranks = {as_bytes(token): i for token, i in encoder.items() if token not in specials}
-    lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
-    merges = [tuple(as_bytes(part) for part in line.split(" "))
-              for line in lines[1:] if line]  # the first line is a version comment
+    ranks = {as_bytes(token, str(encoder_json)): i
+             for token, i in encoder.items() if token not in specials}
+    merges, line_numbers = [], []
+    for number, line in enumerate(bpe_text.splitlines()[1:], start=2):  # line 1: a version
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise ValueError(f"{vocab_bpe}, line {number}: expected two tokens separated by one "
+                             f"space, got {line!r}")
+        merges.append(tuple(as_bytes(part, f"{vocab_bpe}, line {number}") for part in parts))
+        line_numbers.append(number)
     for n, (a, b) in enumerate(merges):
         if ranks.get(a + b) != 256 + n:
-            raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n}: "
-                             "they are not from the same tokenizer")
+            raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n} (line "
+                             f"{line_numbers[n]}): they are not from the same tokenizer")
     return ranks, specials, merges
+
+
+def _read_utf8(path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # its own message does not name the file
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded)"
+                         ) from None
 
 
 def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
@@ -181,7 +247,14 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     A special token in the text that is not allowed is an error, as in tiktoken; "all"
     allows every special token.
     """
+    if isinstance(allowed_special, str) and allowed_special != "all":  # set("<|x|>") is chars
+        raise TypeError(f"allowed_special must be 'all' or a set of special tokens, got "
+                        f"{allowed_special!r}; did you mean {{{allowed_special!r}}}?")
     allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
+    unknown = allowed - set(special_tokens)
+    if unknown:
+        raise ValueError(f"allowed_special has {sorted(unknown)[0]!r}, which is not a special "
+                         f"token of this tokenizer (it has {sorted(special_tokens) or 'none'})")
     for special in set(special_tokens) - allowed:
         if special in text:
             raise ValueError(f"text contains the special token {special!r}; pass "
@@ -217,9 +290,11 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
+        check_count("vocab_size", vocab_size, 0)
         n_merges = vocab_size - 256 - len(special_tokens)
         if n_merges < 0:
-            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}")
+            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}, "
+                             f"got {vocab_size}")
         ranks, merges = learn_merges(text, n_merges, pattern)
         specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, merges, pattern)
@@ -236,6 +311,14 @@ class BPETokenizer:
     def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
         """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
         (or it is "all"); any other special token in the text is an error, as in tiktoken."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates ("\ud800") have no UTF-8 bytes. As tiktoken does, a pair is
+            # joined into its character and a lone one becomes U+FFFD, the replacement character.
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         ids: list[int] = []
         for part, is_special in split_special_tokens(text, self.special_tokens,
                                                      allowed_special):
@@ -255,11 +338,7 @@ class BPETokenizer:
         return ids
 
     def decode_bytes(self, ids) -> bytes:
-        try:
-            return b"".join(self._id_to_bytes[int(i)] for i in ids)
-        except KeyError as error:
-            raise ValueError(f"token id {error.args[0]} is not in the vocabulary "
-                             f"(ids 0..{self.n_vocab - 1})") from None
+        return b"".join(_look_up_ids(self._id_to_bytes, ids))
 
     def decode(self, ids) -> str:
         # A multi-byte character cut between tokens decodes to the replacement character.
@@ -270,8 +349,8 @@ class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
 
     def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
-        if max_length < 1 or stride < 1:
-            raise ValueError(f"max_length and stride must be positive, got {max_length}, {stride}")
+        check_count("max_length", max_length, 1)
+        check_count("stride", stride, 1)
         token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         if len(token_ids) <= max_length:
             raise ValueError(f"the text has {len(token_ids)} tokens, but one example needs "
@@ -294,8 +373,14 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
                          stride: int = 128, shuffle: bool = True, drop_last: bool = True,
                          num_workers: int = 0, tokenizer=None) -> DataLoader:
     """Batches of (inputs, targets) from `txt`; GPT-2's tokenizer unless another is given."""
+    check_count("batch_size", batch_size, 1)  # before the text is tokenised
+    check_count("num_workers", num_workers, 0)
     tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
+    if drop_last and len(dataset) < batch_size:  # the loader would silently yield nothing
+        raise ValueError(f"the text gives {len(dataset)} windows, fewer than "
+                         f"batch_size={batch_size}, and drop_last=True drops the incomplete "
+                         "batch; use a smaller batch_size or drop_last=False")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       num_workers=num_workers)
 
@@ -310,6 +395,7 @@ __all__ = [
     'most_frequent_pair',
     'merge_pair',
     'GPT2_SPLIT_PATTERN',
+    'check_count',
     'learn_merges',
     'apply_merges',
     'gpt2_byte_to_char',

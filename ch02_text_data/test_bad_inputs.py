@@ -1,0 +1,284 @@
+"""Bad inputs to chapter 2's code: each is refused with an error that names it (issue 14)."""
+
+import json
+
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ch02_text_data.text_data import (
+    BPETokenizer,
+    GPTDatasetV1,
+    SimpleTokenizerV1,
+    SimpleTokenizerV2,
+    build_vocabulary,
+    create_dataloader_v1,
+    gpt2_byte_to_char,
+    learn_merges,
+    read_gpt2_files,
+    split_special_tokens,
+)
+from shared import fetch, read_text
+
+
+@pytest.fixture(scope="module")
+def verdict():
+    return read_text("the-verdict")
+
+
+@pytest.fixture(scope="module")
+def trained(verdict):
+    return BPETokenizer.train(verdict, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def gpt2_bpe():
+    return BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
+
+
+@pytest.fixture(scope="module")
+def tiktoken_gpt2():
+    return tiktoken.get_encoding("gpt2")
+
+
+VOCAB = build_vocabulary(["a", "b", "."], special_tokens=["<|endoftext|>", "<|unk|>"])  # 5 ids
+
+
+# Simple tokenizers ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [SimpleTokenizerV1, SimpleTokenizerV2])
+@pytest.mark.parametrize("bad_id", [5, -1, 10**9])
+def test_simple_decode_names_an_unknown_id(cls, bad_id):
+    with pytest.raises(ValueError, match=rf"token id {bad_id} is not in the vocabulary "
+                                         r"\(ids 0\.\.4\)"):
+        cls(VOCAB).decode([0, bad_id])
+
+
+@pytest.mark.parametrize("bad_id", [1.5, "1", None])
+def test_simple_decode_refuses_ids_that_are_not_integers(bad_id):
+    with pytest.raises(TypeError, match=f"token ids must be integers, got {bad_id!r}"):
+        SimpleTokenizerV1(VOCAB).decode([0, bad_id])
+
+
+def test_simple_encode_names_the_unknown_word():
+    with pytest.raises(KeyError, match="'zebra' is not in the vocabulary"):
+        SimpleTokenizerV1(VOCAB).encode("a zebra.")
+
+
+@pytest.mark.parametrize("cls", [SimpleTokenizerV1, SimpleTokenizerV2])
+@pytest.mark.parametrize("text, kind", [(5, "int"), (None, "NoneType"), (b"a", "bytes")])
+def test_simple_encode_refuses_text_that_is_not_a_str(cls, text, kind):
+    with pytest.raises(TypeError, match=f"text must be a str, got {kind}"):
+        cls(VOCAB).encode(text)
+
+
+def test_v2_needs_unk_in_its_vocabulary():
+    with pytest.raises(ValueError, match=r"SimpleTokenizerV2 needs '<\|unk\|>' in the vocabulary"):
+        SimpleTokenizerV2(build_vocabulary(["a", "b"]))
+
+
+# BPE: ids, special tokens, surrogates -----------------------------------------------------
+
+@pytest.mark.parametrize("bad_id", [300, -1, 10**9])
+def test_bpe_decode_names_an_unknown_id(trained, bad_id):
+    with pytest.raises(ValueError, match=rf"token id {bad_id} is not in the vocabulary "
+                                         r"\(ids 0\.\.299\)"):
+        trained.decode([72, bad_id])
+
+
+@pytest.mark.parametrize("bad_id", [1.5, "7", None])
+def test_bpe_decode_refuses_ids_that_are_not_integers(trained, bad_id):
+    # int(1.5) would silently decode token 1
+    with pytest.raises(TypeError, match=f"token ids must be integers, got {bad_id!r}"):
+        trained.decode([72, bad_id])
+
+
+def test_bpe_encode_refuses_text_that_is_not_a_str(trained):
+    with pytest.raises(TypeError, match="text must be a str, got list"):
+        trained.encode(["hello"])
+
+
+def test_bpe_names_a_disallowed_special_token(trained):
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'; pass allowed_special"):
+        trained.encode("one<|endoftext|>two")
+
+
+@pytest.mark.parametrize("allowed", [{"<|foo|>"}, {"<|endoftext|>", "<|foo|>"}])
+def test_bpe_names_an_unknown_allowed_special_token(trained, allowed):
+    with pytest.raises(ValueError, match=r"allowed_special has '<\|foo\|>', which is not a "
+                                         r"special token of this tokenizer \(it has "
+                                         r"\['<\|endoftext\|>'\]\)"):
+        trained.encode("hi <|foo|>", allowed_special=allowed)
+
+
+def test_allowed_special_as_a_bare_string_is_refused():
+    # set("<|endoftext|>") would be a set of characters
+    with pytest.raises(TypeError, match=r"allowed_special must be 'all' or a set of special "
+                                        r"tokens, got '<\|endoftext\|>'; did you mean"):
+        split_special_tokens("a<|endoftext|>", {"<|endoftext|>": 5}, "<|endoftext|>")
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "x\ud83d\ude00y", "\ud800\ud800 !",
+                                  "caf\udce9"])
+def test_lone_surrogates_encode_as_tiktoken_does(gpt2_bpe, tiktoken_gpt2, text):
+    assert gpt2_bpe.encode(text) == tiktoken_gpt2.encode(text)
+
+
+def test_bpe_train_and_learn_merges_refuse_bad_counts():
+    with pytest.raises(ValueError, match="n_merges must be an integer >= 0, got -1"):
+        learn_merges("aaaa", -1)
+    with pytest.raises(TypeError, match="n_merges must be an integer >= 0, got 1.5"):
+        learn_merges("aaaa", 1.5)
+    with pytest.raises(TypeError, match="vocab_size must be an integer >= 0, got '300'"):
+        BPETokenizer.train("aaaa", "300")
+    with pytest.raises(ValueError, match="vocab_size must be at least 257, got 100"):
+        BPETokenizer.train("aaaa", 100)
+
+
+# Hypothesis: round trips and parity with tiktoken on arbitrary Unicode ----------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_trained_tokenizer_round_trips_any_text(trained, text):
+    # "all": Hypothesis also tries the module's string constants, "<|endoftext|>" among them
+    assert trained.decode(trained.encode(text, allowed_special="all")) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_gpt2_tokenizer_round_trips_any_text(gpt2_bpe, text):
+    assert gpt2_bpe.decode(gpt2_bpe.encode(text, allowed_special="all")) == text
+
+
+with_surrogates = st.text(st.one_of(
+    st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(with_surrogates)
+def test_gpt2_tokenizer_equals_tiktoken_on_any_text_even_with_surrogates(gpt2_bpe, tiktoken_gpt2,
+                                                                         text):
+    assert (gpt2_bpe.encode(text, allowed_special="all")
+            == tiktoken_gpt2.encode(text, allowed_special="all"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=-5, max_value=310), max_size=20))
+def test_decode_accepts_every_known_id_and_names_the_first_unknown(trained, ids):
+    unknown = [i for i in ids if not 0 <= i < 300]
+    if unknown:
+        with pytest.raises(ValueError, match=f"token id {unknown[0]} is not in the vocabulary"):
+            trained.decode(ids)
+    else:
+        assert trained.decode_bytes(ids) == b"".join(trained._id_to_bytes[i] for i in ids)
+
+
+# GPT-2's files ------------------------------------------------------------------------------
+
+def byte_encoder() -> dict:
+    """A valid encoder.json's content: the 256 byte tokens, then one merge, "a" + "b"."""
+    encoder = {char: byte for byte, char in gpt2_byte_to_char().items()}
+    encoder["ab"] = 256
+    encoder["<|endoftext|>"] = 257
+    return encoder
+
+
+@pytest.mark.parametrize("encoder_text, bpe_text, error, message", [
+    # encoder.json
+    ('{\n"a": 0,\n"b": 1,,\n}', "#version: 0.2\n", ValueError,
+     r"encoder\.json, line 3: not valid JSON"),
+    ("[1, 2]", "#version: 0.2\n", ValueError,
+     r"encoder\.json must be a JSON object mapping tokens to integer ids"),
+    ('{"a": "0"}', "#version: 0.2\n", ValueError,
+     r"encoder\.json must be a JSON object mapping tokens to integer ids"),
+    ('{"a\u4e00": 0}', "#version: 0.2\n", ValueError,
+     "encoder\\.json: token 'a\u4e00' has '\u4e00', which is not one of GPT-2's 256 byte"),
+    # vocab.bpe, lines counted from 1 (line 1 is the version comment)
+    (None, "#version: 0.2\nab\n", ValueError,
+     r"vocab\.bpe, line 2: expected two tokens separated by one space, got 'ab'"),
+    (None, "#version: 0.2\n\na b c\n", ValueError,
+     r"vocab\.bpe, line 3: expected two tokens separated by one space, got 'a b c'"),
+    (None, "#version: 0.2\na \u4e00\n", ValueError,
+     "vocab\\.bpe, line 2: token '\u4e00' has '\u4e00', which is not one of GPT-2's 256 byte"),
+    (None, "#version: 0.2\n\nb a\n", ValueError,
+     r"vocab\.bpe and .*encoder\.json disagree at merge 0 \(line 3\)"),
+])
+def test_malformed_gpt2_files_name_the_file_and_line(tmp_path, encoder_text, bpe_text, error,
+                                                     message):
+    encoder_json, vocab_bpe = tmp_path / "encoder.json", tmp_path / "vocab.bpe"
+    encoder_json.write_text(encoder_text or json.dumps(byte_encoder()), encoding="utf-8")
+    vocab_bpe.write_text(bpe_text, encoding="utf-8")
+    with pytest.raises(error, match=message):
+        read_gpt2_files(encoder_json, vocab_bpe)
+
+
+@pytest.mark.parametrize("broken", ["encoder.json", "vocab.bpe"])
+def test_gpt2_files_that_are_not_utf8_are_named(tmp_path, broken):
+    (tmp_path / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
+    (tmp_path / broken).write_bytes(b"\xff\xfe not UTF-8")
+    with pytest.raises(ValueError, match=rf"{broken} is not UTF-8 text \(byte 0"):
+        read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+
+
+def test_the_valid_files_of_these_tests_load(tmp_path):
+    """The malformed cases above differ from these files in one place each."""
+    (tmp_path / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
+    ranks, specials, merges = read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+    assert merges == [(b"a", b"b")] and ranks[b"ab"] == 256 and specials == {"<|endoftext|>": 257}
+
+
+# Datasets and loaders -------------------------------------------------------------------------
+
+TEXT = "the cat sat on the mat. " * 20
+
+
+@pytest.mark.parametrize("max_length, stride, error, message", [
+    (0, 1, ValueError, "max_length must be an integer >= 1, got 0"),
+    (-4, 1, ValueError, "max_length must be an integer >= 1, got -4"),
+    (2.5, 1, TypeError, "max_length must be an integer >= 1, got 2.5"),
+    ("4", 1, TypeError, "max_length must be an integer >= 1, got '4'"),
+    (True, 1, TypeError, "max_length must be an integer >= 1, got True"),
+    (4, 0, ValueError, "stride must be an integer >= 1, got 0"),
+    (4, -2, ValueError, "stride must be an integer >= 1, got -2"),
+    (4, None, TypeError, "stride must be an integer >= 1, got None"),
+    (1000, 1, ValueError, r"the text has \d+ tokens, but one example needs max_length \+ 1 = "
+                          "1001"),
+])
+def test_dataset_names_a_bad_window(tiktoken_gpt2, max_length, stride, error, message):
+    with pytest.raises(error, match=message):
+        GPTDatasetV1(TEXT, tiktoken_gpt2, max_length, stride)
+
+
+class RefusingTokenizer:
+    """A tokenizer that fails the test if anything tokenises before the arguments are checked."""
+
+    def encode(self, text, allowed_special=None):
+        raise AssertionError("the text was tokenised before the arguments were checked")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": -1}, ValueError, "batch_size must be an integer >= 1, got -1"),
+    ({"batch_size": 2.0}, TypeError, "batch_size must be an integer >= 1, got 2.0"),
+    ({"num_workers": -1}, ValueError, "num_workers must be an integer >= 0, got -1"),
+    ({"max_length": 0}, ValueError, "max_length must be an integer >= 1, got 0"),
+    ({"stride": 0}, ValueError, "stride must be an integer >= 1, got 0"),
+])
+def test_loader_refuses_bad_counts_before_tokenising(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        create_dataloader_v1(TEXT, tokenizer=RefusingTokenizer(),
+                             **{"batch_size": 2, "max_length": 4, "stride": 4, **kwargs})
+
+
+def test_loader_that_would_yield_no_batch_is_an_error(tiktoken_gpt2):
+    n_windows = len(GPTDatasetV1(TEXT, tiktoken_gpt2, 4, 4))
+    with pytest.raises(ValueError, match=f"the text gives {n_windows} windows, fewer than "
+                                         f"batch_size={n_windows + 1}, and drop_last=True"):
+        create_dataloader_v1(TEXT, batch_size=n_windows + 1, max_length=4, stride=4,
+                             drop_last=True)
+    loader = create_dataloader_v1(TEXT, batch_size=n_windows + 1, max_length=4, stride=4,
+                                  drop_last=False)
+    assert len(loader) == 1  # without drop_last the one short batch is kept
