@@ -6,6 +6,8 @@
 import torch
 from torch import nn
 
+from shared import check_count
+
 
 class SelfAttention_v1(nn.Module):
     """Self-attention with raw weight matrices, to show the arithmetic."""
@@ -17,6 +19,9 @@ class SelfAttention_v1(nn.Module):
         self.W_value = nn.Parameter(torch.rand(d_in, d_out))
 
     def forward(self, x):
+        if x.dim() != 2:  # keys.T of a batch would reverse every axis, not swap the last two
+            raise ValueError(f"SelfAttention_v1 takes one sequence of shape (tokens, d_in), "
+                             f"got {tuple(x.shape)}")
         queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
         attn_scores = queries @ keys.T
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
@@ -45,6 +50,7 @@ class CausalAttention(nn.Module):
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
                  qkv_bias: bool = False):
         super().__init__()
+        _check_sizes(d_in, d_out, context_length, dropout)
         self.d_out = d_out
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -55,7 +61,7 @@ class CausalAttention(nn.Module):
                                                 diagonal=1))
 
     def forward(self, x):
-        num_tokens = _check_length(x.shape[1], self.mask)
+        num_tokens = _check_input(x, self.W_query.in_features, self.mask)
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         attn_scores = queries @ keys.transpose(1, 2)
         attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
@@ -64,12 +70,28 @@ class CausalAttention(nn.Module):
         return self.dropout(attn_weights) @ values
 
 
-def _check_length(num_tokens: int, mask) -> int:
+def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
+    """Raise unless the sizes are positive integers and dropout is a rate in [0, 1)."""
+    for name, value in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
+                        ("num_heads", num_heads)]:
+        check_count(name, value, 1)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not 0 <= dropout < 1:  # nn.Dropout accepts 1.0, which zeroes every weight
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+
+
+def _check_input(x, d_in: int, mask, start: int = 0) -> int:
+    """The number of new tokens in x, once x is (batch, tokens, d_in) and fits the context."""
+    if x.dim() != 3 or x.shape[2] != d_in:
+        raise ValueError(f"the input must have shape (batch, tokens, d_in={d_in}), "
+                         f"got {tuple(x.shape)}")
+    num_tokens = start + x.shape[1]
     if num_tokens > mask.shape[0]:
         raise ValueError(f"the input has {num_tokens} tokens but the attention layer was built "
                          f"for context_length={mask.shape[0]}; crop the input to the last "
                          f"{mask.shape[0]} tokens")
-    return num_tokens
+    return x.shape[1]
 
 
 class MultiHeadAttentionWrapper(nn.Module):
@@ -78,6 +100,7 @@ class MultiHeadAttentionWrapper(nn.Module):
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
                  num_heads: int, qkv_bias: bool = False):
         super().__init__()
+        check_count("num_heads", num_heads, 1)
         self.heads = nn.ModuleList(
             CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
             for _ in range(num_heads)
@@ -95,6 +118,7 @@ class KVCache:
     """
 
     def __init__(self, max_tokens: int):
+        check_count("max_tokens", max_tokens, 1)
         self.max_tokens = max_tokens
         self.length = 0  # positions filled
         self.keys = self.values = None
@@ -105,10 +129,22 @@ class KVCache:
 
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
+        if keys.dim() != 4 or values.shape != keys.shape:
+            raise ValueError("keys and values must both have shape (batch, heads, new_tokens, "
+                             f"head_dim), got {tuple(keys.shape)} and {tuple(values.shape)}")
         start, end = self.length, self.length + keys.shape[2]
         if end > self.max_tokens:
             raise ValueError(f"the KV cache has room for {self.max_tokens} positions; {start} are "
                              f"filled and {keys.shape[2]} more do not fit")
+        kept, new = self.keys, keys
+        if start > 0 and (new.shape[:2] != kept.shape[:2] or new.shape[3] != kept.shape[3]
+                          or new.dtype != kept.dtype or new.device != kept.device):
+            # writing them would fail, or silently convert them, halfway through a sequence
+            raise ValueError(
+                f"the cache holds {start} positions of (batch, heads, head_dim) = "
+                f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new "
+                f"keys are {(*new.shape[:2], new.shape[3])}, {new.dtype} on {new.device}: "
+                "call reset() before a new sequence")
         shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
         if start == 0 and (self.keys is None or self.keys.shape != shape
                            or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
@@ -143,7 +179,8 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
                  num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
-        if num_heads < 1 or d_out % num_heads != 0:
+        _check_sizes(d_in, d_out, context_length, dropout, num_heads)
+        if d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
         self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
@@ -161,9 +198,9 @@ class MultiHeadAttention(nn.Module):
         return x.view(batch, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x, kv_cache=None):
-        batch, num_tokens = x.shape[:2]
         start = kv_cache.length if kv_cache is not None else 0  # positions already seen
-        _check_length(start + num_tokens, self.mask)
+        num_tokens = _check_input(x, self.W_query.in_features, self.mask, start)
+        batch = x.shape[0]
         queries = self.split_heads(self.W_query(x))
         keys = self.split_heads(self.W_key(x))
         values = self.split_heads(self.W_value(x))
