@@ -8,7 +8,7 @@ import difflib
 import torch
 from torch import nn
 
-from shared import KVCache, MultiHeadAttention
+from shared import KVCache, MultiHeadAttention, check_count
 
 
 GPT_CONFIG_124M = {
@@ -164,6 +164,7 @@ class GPTModel(nn.Module):
         and values are reused, not recomputed. last_only: logits for the last position alone,
         shape (batch, 1, vocab), all that generation needs.
         """
+        _check_token_ids(in_idx, self.cfg["vocab_size"])
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         if start + num_tokens > context_length:
@@ -181,8 +182,30 @@ class GPTModel(nn.Module):
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
         context_length = self.cfg["context_length"]
+        if max_tokens is not None:
+            check_count("max_tokens", max_tokens, 1)  # 0 must not mean "the default"
         max_tokens = min(max_tokens or context_length, context_length)
         return [KVCache(max_tokens) for _ in self.trf_blocks]
+
+
+def _check_token_ids(in_idx, vocab_size: int) -> None:
+    """Raise unless in_idx is a (batch, tokens) tensor of ids in 0 .. vocab_size - 1."""
+    if not isinstance(in_idx, torch.Tensor) or in_idx.dtype not in (torch.long, torch.int):
+        kind = in_idx.dtype if isinstance(in_idx, torch.Tensor) else type(in_idx).__name__
+        raise TypeError(f"in_idx must be a tensor of integer token ids (torch.long), got {kind}")
+    if in_idx.dim() != 2 or in_idx.numel() == 0:
+        hint = "; add a batch axis with in_idx.unsqueeze(0)" if in_idx.dim() == 1 else ""
+        raise ValueError(f"in_idx must have shape (batch, tokens), with at least one token, "
+                         f"got {tuple(in_idx.shape)}{hint}")
+    # A compiled graph would split at this data-dependent branch; meta tensors hold no values.
+    if torch.compiler.is_compiling() or in_idx.is_meta:
+        return
+    # One reduction and one check: the embedding's own error ("index out of range in self")
+    # names neither the id nor the vocabulary, and on a GPU it is an opaque device assert.
+    low, high = torch.aminmax(in_idx)
+    if (low < 0) | (high >= vocab_size):  # one host sync, not two
+        raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
+                         f"vocabulary: ids must be in 0..{vocab_size - 1}")
 
 
 GPT2_SIZES = {
@@ -203,6 +226,14 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
     """Greedy decoding: append the most likely next token `max_new_tokens` times."""
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"idx must be a (batch, tokens) tensor of token ids, "
+                        f"got {type(idx).__name__}")
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(f"idx must be a (batch, tokens) tensor with at least one token, "
+                         f"got {tuple(idx.shape)}")
+    check_count("max_new_tokens", max_new_tokens, 0)
+    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
     for _ in range(max_new_tokens):
         with torch.no_grad():
             logits = model(idx[:, -context_size:])[:, -1, :]  # last position only
