@@ -29,7 +29,7 @@ from shared.data import (
 )
 from shared.exercises import check_answer
 from shared.plotting import heatmap
-from shared.utils import get_device, keep_freed_memory, set_seed
+from shared.utils import get_device, keep_freed_memory, progress_bar, set_seed
 
 
 # In reading order. A new chapter module is added here and nowhere else.

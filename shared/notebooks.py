@@ -23,6 +23,7 @@ import argparse
 import ast
 import copy
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import nbformat
 from shared import CHAPTER_MODULES
 from shared.data import PROJECT_ROOT
 from shared.numerics import pin_numerics
+from shared.utils import TEXT_PROGRESS_ENV
 
 
 EXPORT_MARKER = "#| export"
@@ -209,6 +211,7 @@ def run(notebook: Path, timeout: int = 1800) -> None:
 
     export(notebook)
     pin_numerics()  # the kernel inherits the environment; see shared/numerics.py
+    os.environ[TEXT_PROGRESS_ENV] = "1"  # stored bars show their last frame: see progress_bar
     nb = nbformat.read(notebook, as_version=4)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})

@@ -5,11 +5,16 @@ thread, AVX2 kernels; `python -m shared.notebooks run` sets the same). They are 
 before nbval starts kernels, which inherit the environment. Importing this plugin imports
 `shared`, and so torch, first: pin_numerics re-pins torch's threads, and ATen and MKL read
 their settings at the first kernel, which runs later. shared/test_numerics.py checks that
-the pins took effect in this process and in the processes it starts.
+the pins took effect in this process and in the processes it starts. Progress bars are text,
+as in the stored outputs (shared.utils.progress_bar).
 """
 
+import os
+
 from shared.numerics import pin_numerics
+from shared.utils import TEXT_PROGRESS_ENV
 
 
 def pytest_configure(config):
     pin_numerics()
+    os.environ[TEXT_PROGRESS_ENV] = "1"  # text progress bars, as in the stored outputs

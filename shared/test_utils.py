@@ -1,4 +1,4 @@
-"""Tests of the small shared helpers: seeding, device choice, plotting."""
+"""Tests of the small shared helpers: seeding, device choice, plotting, progress bars."""
 
 import random
 import subprocess
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import get_device, heatmap, set_seed
+from shared import get_device, heatmap, progress_bar, set_seed
+from shared.utils import TEXT_PROGRESS_ENV
 
 
 matplotlib.use("Agg")
@@ -76,3 +77,19 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
     assert steady_state_faults("default") > PAGES_PER_ALLOCATION // 1000
     # Kept: the same pages are reused, so (almost) nothing faults.
     assert steady_state_faults("keep") < PAGES_PER_ALLOCATION // 100
+
+
+def test_stored_runs_get_a_text_bar_on_stdout_that_ends_finished(capsys, monkeypatch):
+    """With LLM_COURSE_TEXT_PROGRESS=1 (stored notebook runs), the bar is text on stdout,
+    so a notebook saves its last frame: the finished bar, after the lines it wrote."""
+    monkeypatch.setenv(TEXT_PROGRESS_ENV, "1")
+    with progress_bar(total=3, desc="work") as bar:
+        for step in range(3):
+            bar.write(f"line {step}")
+            bar.update(1)
+    out = capsys.readouterr()
+    shown = [line.rsplit("\r", 1)[-1] for line in out.out.split("\n") if line.strip()]
+    shown = [line for line in shown if line.strip()]
+    assert shown[:3] == ["line 0", "line 1", "line 2"]
+    assert shown[-1].startswith("work: 100%|") and "3/3" in shown[-1]
+    assert out.err == ""

@@ -1,7 +1,10 @@
-"""Small helpers every chapter uses: reproducible seeds, the device to run on, the allocator."""
+"""Small helpers every chapter uses: reproducible seeds, the device to run on, the allocator,
+progress bars."""
 
 import ctypes
+import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -43,3 +46,24 @@ def keep_freed_memory() -> bool:
     except OSError:
         return False
     return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+
+
+TEXT_PROGRESS_ENV = "LLM_COURSE_TEXT_PROGRESS"
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm progress bar: a widget in a live notebook, text in a terminal and in stored runs.
+
+    A notebook saves a widget bar as its first frame ("0%"): the later frames live only in
+    the browser. A text bar is saved as text, and its last frame is the finished bar. So
+    `python -m shared.notebooks run` and the test run set LLM_COURSE_TEXT_PROGRESS=1, and the
+    stored outputs show each bar finished; a learner running the notebook sees the widget.
+    The text bar goes to stdout, where the lines its `write` prints go too: they stay above
+    the bar, in order, instead of splitting it across separate stdout and stderr outputs.
+    """
+    if os.environ.get(TEXT_PROGRESS_ENV) == "1":
+        from tqdm.std import tqdm
+        kwargs.setdefault("file", sys.stdout)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, **kwargs)
