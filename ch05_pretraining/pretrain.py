@@ -242,9 +242,8 @@ def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray,
     return tokens[:split], tokens[split:]
 
 
-def build(args: argparse.Namespace, process: Process
-          ) -> tuple[dict, GPTModel, torch.optim.Optimizer]:
-    """The configuration, the model (the same initial weights in every process), AdamW."""
+def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.optim.Optimizer]:
+    """The model (the same initial weights in every process; its config is model.cfg), AdamW."""
     overrides = {k: v for k, v in {"emb_dim": args.emb_dim, "n_layers": args.n_layers,
                                    "n_heads": args.n_heads}.items() if v is not None}
     cfg = gpt2_config(args.size, context_length=args.context, drop_rate=args.drop_rate,
@@ -253,11 +252,11 @@ def build(args: argparse.Namespace, process: Process
     model = GPTModel(cfg).to(process.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay, fused=args.fast or None)
-    return cfg, model, optimizer
+    return model, optimizer
 
 
-def resume(checkpoint_path: Path, cfg: dict, model: GPTModel,
-           optimizer: torch.optim.Optimizer, process: Process) -> int:
+def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimizer,
+           process: Process) -> int:
     """Load the checkpoint into model and optimizer; the first step still to run.
 
     Raises ValueError when there is no usable checkpoint or it was trained with another
@@ -268,8 +267,9 @@ def resume(checkpoint_path: Path, cfg: dict, model: GPTModel,
         state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False)
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"cannot resume: {error}") from None
-    if state["config"] != cfg:
-        raise ValueError(f"{checkpoint_path} was trained with {state['config']}, not {cfg}")
+    if state["config"] != model.cfg:
+        raise ValueError(f"{checkpoint_path} was trained with {state['config']}, "
+                         f"not {model.cfg}")
     rng_states = state["rng_states"]
     if len(rng_states) == process.world_size:
         torch.set_rng_state(rng_states[process.rank])
@@ -279,7 +279,7 @@ def resume(checkpoint_path: Path, cfg: dict, model: GPTModel,
     return state["step"] + 1
 
 
-def run(args: argparse.Namespace, process: Process, cfg: dict, model: GPTModel,
+def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
         start_step: int) -> None:
     """Train from start_step to the last step, logging, checkpointing and timing."""
@@ -308,7 +308,7 @@ def run(args: argparse.Namespace, process: Process, cfg: dict, model: GPTModel,
                 rng_states = [None] * world_size
                 dist.all_gather_object(rng_states, torch.get_rng_state())
             if process.main:
-                save_checkpoint(checkpoint_path, model, optimizer, step=step, config=cfg,
+                save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
                                 rng_states=rng_states)
 
     if process.main:
@@ -341,13 +341,13 @@ def main(argv: list[str] | None = None) -> None:
     process = set_up_process()
     try:
         tokens = load_tokens(args, process)
-        cfg, model, optimizer = build(args, process)
+        model, optimizer = build(args, process)
         start_step = 0
         if args.resume:
-            start_step = resume(args.out / "checkpoint.pt", cfg, model, optimizer, process)
+            start_step = resume(args.out / "checkpoint.pt", model, optimizer, process)
         elif process.main:
             (args.out / "log.jsonl").unlink(missing_ok=True)
-        run(args, process, cfg, model, optimizer, tokens, start_step)
+        run(args, process, model, optimizer, tokens, start_step)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

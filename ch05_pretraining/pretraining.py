@@ -8,36 +8,44 @@ import math
 import os
 import pickle
 import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import safetensors.torch
+import tiktoken
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from shared import GPT2_SIZES, GPT_CONFIG_124M, GPTModel, fetch
+from shared import GPT2_SIZES, GPTModel, fetch, gpt2_config, progress_bar
 from shared.data import check_safetensors
 
 
-def text_to_token_ids(text: str, tokenizer) -> torch.Tensor:
+Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batch, tokens)
+Loader = Collection[Batch]  # a DataLoader, or any sized iterable of batches
+Device = str | torch.device
+LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
+
+
+def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
     return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
 
 
-def token_ids_to_text(token_ids: torch.Tensor, tokenizer) -> str:
+def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
+def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
+                    device: Device) -> torch.Tensor:
     """Mean cross-entropy of the next-token predictions for one batch."""
     logits = model(input_batch.to(device))
     targets = target_batch.to(device)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
-def calc_loss_loader(data_loader, model, device, num_batches=None,
-                     loss_batch=calc_loss_batch) -> float:
+def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
+                     num_batches: int | None = None, loss_batch: LossFn = calc_loss_batch) -> float:
     """Average batch loss over the first `num_batches` batches (all by default).
 
     loss_batch computes one batch's loss; chapter 6 passes its classification loss.
@@ -53,8 +61,8 @@ def calc_loss_loader(data_loader, model, device, num_batches=None,
     return total / num_batches
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter,
-                   loss_batch=calc_loss_batch):
+def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
+                   eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
     with torch.no_grad():
@@ -64,79 +72,99 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter,
     return train_loss, val_loss
 
 
-def generate_and_print_sample(model, tokenizer, device, start_context, max_new_tokens=50):
+def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, device: Device,
+                              start_context: str, max_new_tokens: int = 50,
+                              log: Callable[[str], object] = print) -> None:
     model.eval()
-    context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
-    token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
-    tqdm.write(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
+    token_ids = generate(model, encoded, max_new_tokens=max_new_tokens,
+                         context_size=model.cfg["context_length"])
+    log(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
 
 
-def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
-                       eval_freq, eval_iter, start_context, tokenizer, *, lr_schedule=None,
-                       max_grad_norm=None, start_step=0, progress=True, grad_accum_steps=1,
-                       autocast_dtype=None, after_step=None):
-    """Train for `num_epochs`; returns (train_losses, val_losses, tokens_seen) per evaluation.
+def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
+    """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == grad_accum_steps:
+            yield group
+            group = []
+    if group:
+        yield group
 
-    lr_schedule: optional function step -> learning rate, applied before every step.
-    max_grad_norm: clip the gradient norm to this value before every step.
-    start_step: steps already taken (when resuming), so evaluations and the schedule continue.
-    eval_freq=None never evaluates; start_context=None prints no samples.
-    progress=False trains silently: no progress bar, no printed losses or samples.
-    grad_accum_steps: batches whose gradients are averaged into one optimizer step (5.8).
-    autocast_dtype: e.g. torch.bfloat16 runs the forward pass in mixed precision (5.8).
-    after_step: called as after_step(step, train_losses, val_losses) after every step and its
-    evaluation; the pretraining script (pretrain.py) logs and saves checkpoints from it.
+
+def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
+                   device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
+                   max_grad_norm: float | None = None,
+                   autocast_dtype: torch.dtype | None = None) -> None:
+    """One update from the mean gradient of `batches`: usually one batch, several in 5.8."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    optimizer.zero_grad()
+    for input_batch, target_batch in batches:
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            loss = loss_batch(input_batch, target_batch, model, device)
+        (loss / len(batches)).backward()  # so the step's gradient is the mean over its batches
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+
+
+def train_model_simple(
+        model: nn.Module, train_loader: Loader, val_loader: Loader,
+        optimizer: torch.optim.Optimizer, device: Device, num_epochs: int, eval_freq: int | None,
+        eval_iter: int, start_context: str | None = None,
+        tokenizer: tiktoken.Encoding | None = None, *, loss_batch: LossFn = calc_loss_batch,
+        count_seen: Callable[[torch.Tensor], int] = torch.Tensor.numel,
+        after_epoch: Callable[[int], str | None] | None = None,
+        after_step: Callable[[int, list[float], list[float]], object] | None = None,
+        lr_schedule: Callable[[int], float] | None = None, max_grad_norm: float | None = None,
+        start_step: int = 0, grad_accum_steps: int = 1, autocast_dtype: torch.dtype | None = None,
+        progress: bool = True) -> tuple[list[float], list[float], list[int]]:
+    """Train for `num_epochs`; returns (train_losses, val_losses, seen) at each evaluation.
+
+    eval_freq=None never evaluates, start_context=None prints no samples, progress=False is
+    silent. Chapter 6 passes loss_batch, count_seen (len: examples, not tokens) and after_epoch
+    (which may return a line to print); the other options are explained where they are used.
     """
-    log = tqdm.write if progress else (lambda message: None)
-    train_losses, val_losses, track_tokens_seen = [], [], []
-    tokens_seen, global_step = 0, start_step - 1
-    num_batches = len(train_loader)
-    steps_per_epoch = math.ceil(num_batches / grad_accum_steps)
-    device_type = torch.device(device).type
-    with tqdm(total=num_epochs * steps_per_epoch, desc="training", unit="step",
-              disable=not progress) as bar:
+    train_losses, val_losses, track_seen = [], [], []
+    seen, step = 0, start_step - 1
+    with progress_bar(total=num_epochs * math.ceil(len(train_loader) / grad_accum_steps),
+                      desc="training", unit="step", disable=not progress) as bar:
+        log = bar.write if progress else (lambda message: None)
         for epoch in range(num_epochs):
             model.train()
-            for i, (input_batch, target_batch) in enumerate(train_loader):
-                group_start = i - i % grad_accum_steps  # first batch of this optimizer step
-                group_size = min(grad_accum_steps, num_batches - group_start)
-                if i == group_start:
-                    global_step += 1
-                    if lr_schedule is not None:
-                        for group in optimizer.param_groups:
-                            group["lr"] = lr_schedule(global_step)
-                    optimizer.zero_grad()
-                with torch.autocast(device_type, dtype=autocast_dtype,
-                                    enabled=autocast_dtype is not None):
-                    loss = calc_loss_batch(input_batch, target_batch, model, device)
-                (loss / group_size).backward()  # the step's gradient: the mean over its batches
-                tokens_seen += input_batch.numel()
-                if i < group_start + group_size - 1:
-                    continue  # more batches to accumulate before this step
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
+            for batches in batches_per_step(train_loader, grad_accum_steps):
+                step += 1
+                optimizer_step(model, batches, optimizer, device, loss_batch,
+                               lr=lr_schedule(step) if lr_schedule else None,
+                               max_grad_norm=max_grad_norm, autocast_dtype=autocast_dtype)
+                seen += sum(count_seen(input_batch) for input_batch, _ in batches)
                 bar.update(1)
-
-                if eval_freq and global_step % eval_freq == 0:
+                if eval_freq and step % eval_freq == 0:
                     train_loss, val_loss = evaluate_model(model, train_loader, val_loader,
-                                                          device, eval_iter)
+                                                          device, eval_iter, loss_batch)
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
-                    track_tokens_seen.append(tokens_seen)
-                    log(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                    track_seen.append(seen)
+                    log(f"Ep {epoch + 1} (Step {step:06d}): "
                         f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
                 if after_step is not None:
-                    after_step(global_step, train_losses, val_losses)
+                    after_step(step, train_losses, val_losses)
             if start_context and progress:
-                generate_and_print_sample(model, tokenizer, device, start_context)
-    return train_losses, val_losses, track_tokens_seen
+                generate_and_print_sample(model, tokenizer, device, start_context, log=log)
+            if after_epoch is not None and (message := after_epoch(epoch)):
+                log(message)
+    return train_losses, val_losses, track_seen
 
 
-def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
-             top_p=None, eos_id=None, use_cache=True):
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int,
+             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+             eos_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
     temperature 0 decodes greedily; above 0 it samples from softmax(logits / temperature),
@@ -177,16 +205,21 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
-    """Losses against epochs (bottom axis) and tokens seen (top axis)."""
+def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
+                val_values: Sequence[float], label: str = "loss",
+                seen_label: str = "tokens seen") -> plt.Figure:
+    """Training and validation curves against epochs (bottom axis) and what the model has seen
+    by then (top axis: tokens here, examples in chapter 6)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs_seen, train_losses, label="training loss")
-    ax.plot(epochs_seen, val_losses, linestyle="-.", label="validation loss")
-    ax.set(xlabel="epochs", ylabel="loss")
-    ax.legend(loc="upper right")
-    top = ax.twiny()  # same curves, measured in tokens
-    top.plot(tokens_seen, train_losses, alpha=0)
-    top.set_xlabel("tokens seen")
+    ax.plot(epochs_seen, train_values, label=f"training {label}")
+    ax.plot(epochs_seen, val_values, linestyle="-.", label=f"validation {label}")
+    ax.set(xlabel="epochs", ylabel=label)
+    ax.legend()
+    # The top axis is the bottom one rescaled, so each epoch sits above what was seen by then.
+    top = ax.twiny()
+    seen_per_epoch = float(seen[-1]) / float(epochs_seen[-1])
+    top.set_xlim(*(limit * seen_per_epoch for limit in ax.get_xlim()))
+    top.set_xlabel(seen_label)
     fig.tight_layout()
     return fig
 
@@ -200,7 +233,8 @@ def _nucleus(probs, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-def save_checkpoint(path, model, optimizer=None, **extra) -> None:
+def save_checkpoint(path: str | Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
     """Save model, optimizer and RNG state (plus any `extra` values) to `path`, atomically."""
     path = Path(path)
     state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
@@ -211,7 +245,9 @@ def save_checkpoint(path, model, optimizer=None, **extra) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model, optimizer=None, restore_rng=True) -> dict:
+def load_checkpoint(path: str | Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    restore_rng: bool = True) -> dict:
     """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -234,23 +270,18 @@ def load_checkpoint(path, model, optimizer=None, restore_rng=True) -> dict:
     return state
 
 
-GPT2_WEIGHTS = {  # GPT2_SIZES name -> dataset of OpenAI's weights in shared.data
-    "gpt2-small (124M)": "gpt2-small-weights",
-    "gpt2-medium (355M)": "gpt2-medium-weights",
-    "gpt2-large (774M)": "gpt2-large-weights",
-    "gpt2-xl (1558M)": "gpt2-xl-weights",
-}
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
 
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
-    """Path of OpenAI's GPT-2 weights of `size` (safetensors), downloaded on first use."""
-    if size not in GPT2_WEIGHTS:
-        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_WEIGHTS)}")
-    return fetch(GPT2_WEIGHTS[size], progress=progress)
+    """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
+    first use. shared.data registers them as "gpt2-small-weights" and so on."""
+    if size not in GPT2_SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
+    return fetch(size.split()[0] + "-weights", progress=progress)
 
 
-def read_gpt2_weights(path) -> dict[str, torch.Tensor]:
+def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a GPT-2 safetensors file (or of a folder's model.safetensors).
 
     Names are normalised to those of OpenAI's release: a `transformer.` prefix (transformers'
@@ -318,7 +349,7 @@ def _to_gpt2(name: str, parts: list) -> torch.Tensor:
     return torch.cat([p.detach() for p in parts], dim=0)
 
 
-def load_weights_into_gpt(gpt, params: dict) -> None:
+def load_weights_into_gpt(gpt: GPTModel, params: dict[str, torch.Tensor]) -> None:
     """Copy GPT-2 weights `params` (names as read_gpt2_weights returns them) into `gpt`.
 
     Every name and shape is checked first; on any mismatch nothing is copied and ValueError
@@ -357,7 +388,7 @@ def load_weights_into_gpt(gpt, params: dict) -> None:
             gpt.out_head.weight.copy_(gpt.tok_emb.weight)
 
 
-def save_gpt2_safetensors(gpt, folder) -> Path:
+def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
 
     transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
@@ -366,23 +397,23 @@ def save_gpt2_safetensors(gpt, folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {name: _to_gpt2(name, parts).contiguous() for name, parts in _gpt2_layout(gpt)}
-    att = gpt.trf_blocks[0].att
+    cfg = gpt.cfg
     config = {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
-        "vocab_size": gpt.tok_emb.num_embeddings,
-        "n_positions": gpt.pos_emb.num_embeddings,
-        "n_embd": gpt.tok_emb.embedding_dim,
-        "n_layer": len(gpt.trf_blocks),
-        "n_head": att.num_heads,
+        "vocab_size": cfg["vocab_size"],
+        "n_positions": cfg["context_length"],
+        "n_embd": cfg["emb_dim"],
+        "n_layer": cfg["n_layers"],
+        "n_head": cfg["n_heads"],
         "activation_function": "gelu_new",  # the tanh approximation, as our GELU
         "layer_norm_epsilon": gpt.final_norm.eps,
-        "embd_pdrop": gpt.drop_emb.p,
-        "attn_pdrop": att.dropout.p,
-        "resid_pdrop": gpt.trf_blocks[0].drop_shortcut.p,
+        "embd_pdrop": cfg["drop_rate"],
+        "attn_pdrop": cfg["drop_rate"],
+        "resid_pdrop": cfg["drop_rate"],
         "tie_word_embeddings": "lm_head.weight" not in tensors,
     }
-    if gpt.tok_emb.num_embeddings > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
+    if cfg["vocab_size"] > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
         config["bos_token_id"] = config["eos_token_id"] = 50256
     tmp = folder / "model.safetensors.tmp"
     safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"})
@@ -391,36 +422,50 @@ def save_gpt2_safetensors(gpt, folder) -> Path:
     return folder
 
 
-def load_gpt2(source: str = "gpt2-small (124M)", **overrides):
-    """A GPTModel holding GPT-2 weights.
+def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
+    """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
+    drop_rate=0.0).
 
-    `source` is a size of GPT2_WEIGHTS (OpenAI's weights, downloaded once) or a GPT-2
-    safetensors file or folder. The configuration follows the tensors' shapes, with
-    qkv_bias=True; the number of heads comes from a config.json beside the file, else from
-    GPT2_SIZES by width. `overrides` change the rest (for example drop_rate=0.0).
+    `source` is a size of GPT2_SIZES (OpenAI's weights, downloaded once; the configuration is
+    that size's) or a GPT-2 safetensors file or folder, configured by the config.json beside
+    it. A bare file without one (as OpenAI's are cached) is configured from its tensors'
+    shapes, with the number of heads of the GPT-2 size of that width.
     """
-    path = download_gpt2_weights(source) if source in GPT2_WEIGHTS else Path(source)
-    params = read_gpt2_weights(path)
-    vocab_size, emb_dim = params["wte.weight"].shape
-    config_file = (path if path.is_dir() else path.parent) / "config.json"
-    if config_file.is_file():
-        n_heads = json.loads(config_file.read_text())["n_head"]
+    if source in GPT2_SIZES:
+        path, cfg = download_gpt2_weights(source), gpt2_config(source)
     else:
-        widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
-        if emb_dim not in widths and "n_heads" not in overrides:
-            raise ValueError(f"{path}: no config.json gives the number of heads for width "
-                             f"{emb_dim}; pass n_heads=...")
-        n_heads = widths.get(emb_dim)
-    cfg = {**GPT_CONFIG_124M, "vocab_size": vocab_size, "emb_dim": emb_dim, "n_heads": n_heads,
-           "context_length": params["wpe.weight"].shape[0], "qkv_bias": True,
-           "n_layers": len({name.split(".")[1] for name in params if name.startswith("h.")}),
-           **overrides}
-    gpt = GPTModel(cfg)
-    load_weights_into_gpt(gpt, params)
+        path = Path(source)
+        cfg = _config_beside(path)
+    params = read_gpt2_weights(path)
+    gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
+                    **overrides})
+    load_weights_into_gpt(gpt, params)  # checks every name and shape first
     return gpt
 
 
-def cosine_schedule(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, min_lr=0.0):
+def _config_beside(path: Path) -> dict | None:
+    """Our configuration from the transformers config.json beside a checkpoint, if there is one."""
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    if not config_file.is_file():
+        return None
+    hf = json.loads(config_file.read_text())
+    return gpt2_config(vocab_size=hf["vocab_size"], context_length=hf["n_positions"],
+                       emb_dim=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"])
+
+
+def _config_from_shapes(params: dict, overrides: dict) -> dict:
+    vocab_size, emb_dim = params["wte.weight"].shape
+    widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
+    if emb_dim not in widths and "n_heads" not in overrides:
+        raise ValueError(f"no config.json gives the number of heads for width {emb_dim}; "
+                         "pass n_heads=...")
+    return gpt2_config(vocab_size=vocab_size, emb_dim=emb_dim, n_heads=widths.get(emb_dim),
+                       context_length=params["wpe.weight"].shape[0],
+                       n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
+
+
+def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
+                    initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
     def lr_at(step):
         if step < warmup_steps:
@@ -430,7 +475,7 @@ def cosine_schedule(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, min_lr
     return lr_at
 
 
-def supports_fast_bf16(device) -> bool:
+def supports_fast_bf16(device: Device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
 
     True for CUDA GPUs from Ampere on and for CPUs with AVX512_BF16 or AMX instructions;
@@ -449,18 +494,23 @@ def supports_fast_bf16(device) -> bool:
 
 
 __all__ = [
+    'Batch',
+    'Loader',
+    'Device',
+    'LossFn',
     'text_to_token_ids',
     'token_ids_to_text',
     'calc_loss_batch',
     'calc_loss_loader',
     'evaluate_model',
     'generate_and_print_sample',
+    'batches_per_step',
+    'optimizer_step',
     'train_model_simple',
     'generate',
-    'plot_losses',
+    'plot_values',
     'save_checkpoint',
     'load_checkpoint',
-    'GPT2_WEIGHTS',
     'download_gpt2_weights',
     'read_gpt2_weights',
     'load_weights_into_gpt',

@@ -159,8 +159,11 @@ def test_weights_come_through_the_data_mirror(tmp_path, monkeypatch):
 
     path = download_gpt2_weights("gpt2-medium (355M)", progress=False)
     assert path == tmp_path / "data" / "gpt2-weights" / "gpt2-medium" / "model.safetensors"
-    ours = load_gpt2("gpt2-medium (355M)")  # 16 heads, from GPT2_SIZES by the width 1024
+    ours = load_gpt2(path)  # a bare file: 16 heads, from GPT2_SIZES by the width 1024
     assert_same_logits(ours, hf_model, 300)
+    # By its size's name, the model is GPT-2 medium's, and this small file does not fit it.
+    with pytest.raises(ValueError, match="shape"):
+        load_gpt2("gpt2-medium (355M)")
 
     with pytest.raises(ValueError, match="unknown size"):
         download_gpt2_weights("gpt2-huge")

@@ -2,6 +2,7 @@
 
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -10,11 +11,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
 from ch05_pretraining.pretraining import (
     _nucleus,
+    batches_per_step,
     calc_loss_batch,
     calc_loss_loader,
     cosine_schedule,
     generate,
     load_checkpoint,
+    plot_values,
     save_checkpoint,
     train_model_simple,
 )
@@ -121,6 +124,60 @@ def test_training_matches_the_books_loop_draw_for_draw():
     assert ours == book
     for key, value in our_weights.items():
         assert torch.equal(value, book_weights[key]), key
+
+
+def test_training_reports_losses_and_samples_through_the_progress_bar(capsys, monkeypatch):
+    """In a stored run (text bars), the losses and the sample print above the finished bar."""
+    monkeypatch.setenv("LLM_COURSE_TEXT_PROGRESS", "1")
+
+    class DigitTokenizer:
+        def encode(self, text, allowed_special=None):
+            return [int(c) for c in text]
+
+        def decode(self, ids):
+            return "".join(str(i % 10) for i in ids)
+
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    train_loader, val_loader = loaders()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 2, eval_freq=5,
+                       eval_iter=1, start_context="123", tokenizer=DigitTokenizer(),
+                       after_epoch=lambda epoch: f"epoch {epoch + 1} done")
+    # What a notebook shows: on each line, the text after its last carriage return.
+    lines = [line.rsplit("\r", 1)[-1] for line in capsys.readouterr().out.split("\n")]
+    shown = [line for line in lines if line.strip()]
+    assert shown[0].startswith("Ep 1 (Step 000000): Train loss")
+    assert "epoch 1 done" in shown and "epoch 2 done" in shown
+    assert shown[-1].startswith("training: 100%|") and "12/12" in shown[-1]
+
+
+def test_after_epoch_and_count_seen_adapt_the_loop_to_other_tasks():
+    train_loader, val_loader = loaders()
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    epochs = []
+    _, _, seen = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
+                                    eval_freq=6, eval_iter=1, count_seen=len,
+                                    after_epoch=epochs.append, progress=False)
+    assert epochs == [0, 1] and seen == [4, 28]  # examples (batches of 4), steps 0 and 6
+
+
+def test_batches_per_step_groups_batches_and_keeps_a_short_last_group():
+    assert list(batches_per_step(range(5), 2)) == [[0, 1], [2, 3], [4]]
+    assert list(batches_per_step(range(3))) == [[0], [1], [2]]
+
+
+def test_plot_values_puts_what_was_seen_above_each_epoch():
+    # Accuracies measured at the end of epochs 1..3 of 1,040 examples each: the top axis
+    # must put 1,040 above epoch 1 (it once started at 0 there).
+    fig = plot_values(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1040.0, 2080.0, 3120.0]),
+                      [0.9, 0.95, 0.97], [0.88, 0.9, 0.93], label="accuracy",
+                      seen_label="examples seen")
+    bottom, top = fig.axes
+    assert top.get_xlim() == pytest.approx(tuple(1040 * x for x in bottom.get_xlim()))
+    assert top.get_xlabel() == "examples seen" and bottom.get_ylabel() == "accuracy"
+    plt.close(fig)
 
 
 def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):

@@ -5,14 +5,12 @@
 
 import math
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from shared import calc_loss_loader, evaluate_model, fetch
+from shared import calc_loss_loader, fetch, train_model_simple
 
 
 def load_sms_spam() -> pd.DataFrame:
@@ -82,8 +80,7 @@ def count_trainable_parameters(model) -> int:
 
 
 def _last_token_logits(model, input_batch):
-    context_length = model.pos_emb.num_embeddings
-    return model(input_batch[:, :context_length])[:, -1, :]
+    return model(input_batch[:, :model.cfg["context_length"]])[:, -1, :]
 
 
 def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
@@ -114,64 +111,31 @@ def calc_classification_loss_loader(data_loader, model, device, num_batches=None
 
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
-                            eval_freq, eval_iter, *, progress=True):
-    """Finetune a classifier; returns train/val losses (every eval_freq steps), train/val
-    accuracies (every epoch, on eval_iter batches) and the examples seen at each loss.
-
-    progress=False trains silently: no progress bar and no printed evaluations.
+                            eval_freq, eval_iter, **options):
+    """Finetune a classifier with chapter 5's train_model_simple; returns train/val losses
+    (every eval_freq steps), train/val accuracies (every epoch, on eval_iter batches) and the
+    examples seen at each loss. `options` go to train_model_simple (progress, lr_schedule,
+    max_grad_norm, grad_accum_steps, autocast_dtype, ...).
     """
-    log = tqdm.write if progress else (lambda message: None)
-    train_losses, val_losses, train_accs, val_accs, track_examples = [], [], [], [], []
-    examples_seen, global_step = 0, -1
-    with tqdm(total=num_epochs * len(train_loader), desc="finetuning", unit="step",
-              disable=not progress) as bar:
-        for epoch in range(num_epochs):
-            model.train()
-            for input_batch, target_batch in train_loader:
-                optimizer.zero_grad()
-                loss = calc_classification_loss_batch(input_batch, target_batch, model, device)
-                loss.backward()
-                optimizer.step()
-                examples_seen += input_batch.shape[0]
-                global_step += 1
-                bar.update(1)
-                if eval_freq and global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_model(
-                        model, train_loader, val_loader, device, eval_iter,
-                        loss_batch=calc_classification_loss_batch)
-                    train_losses.append(train_loss)
-                    val_losses.append(val_loss)
-                    track_examples.append(examples_seen)
-                    log(f"Ep {epoch + 1} (Step {global_step:06d}): "
-                               f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-            train_accs.append(calc_accuracy_loader(train_loader, model, device, eval_iter))
-            val_accs.append(calc_accuracy_loader(val_loader, model, device, eval_iter))
-            log(f"Training accuracy: {train_accs[-1]:.2%} | "
-                f"Validation accuracy: {val_accs[-1]:.2%}")
-    return train_losses, val_losses, train_accs, val_accs, track_examples
+    train_accs, val_accs = [], []
 
+    def measure_accuracy(epoch):
+        train_accs.append(calc_accuracy_loader(train_loader, model, device, eval_iter))
+        val_accs.append(calc_accuracy_loader(val_loader, model, device, eval_iter))
+        return f"Training accuracy: {train_accs[-1]:.2%} | Validation accuracy: {val_accs[-1]:.2%}"
 
-def plot_values(epochs_seen, examples_seen, train_values, val_values, label="loss"):
-    """Training and validation curves against epochs (bottom) and examples seen (top)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs_seen, train_values, label=f"training {label}")
-    ax.plot(epochs_seen, val_values, linestyle="-.", label=f"validation {label}")
-    ax.set(xlabel="epochs", ylabel=label)
-    ax.legend()
-    # Same scale as the bottom axis: each epoch sits above the examples seen by then.
-    top = ax.twiny()
-    examples_per_epoch = float(examples_seen[-1]) / float(epochs_seen[-1])
-    top.set_xlim(*(limit * examples_per_epoch for limit in ax.get_xlim()))
-    top.set_xlabel("examples seen")
-    fig.tight_layout()
-    return fig
+    train_losses, val_losses, examples_seen = train_model_simple(
+        model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
+        loss_batch=calc_classification_loss_batch, count_seen=len, after_epoch=measure_accuracy,
+        **options)
+    return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
     model.eval()
     ids = tokenizer.encode(text)
-    max_length = min(max_length or len(ids), model.pos_emb.num_embeddings)
+    max_length = min(max_length or len(ids), model.cfg["context_length"])
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
     with torch.no_grad():
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
@@ -226,7 +190,6 @@ __all__ = [
     'calc_classification_loss_batch',
     'calc_classification_loss_loader',
     'train_classifier_simple',
-    'plot_values',
     'classify_review',
     'LoRALayer',
     'LinearWithLoRA',

@@ -1,6 +1,5 @@
 """Tests of chapter 6: data preparation, the classifier, its training and LoRA."""
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -19,7 +18,6 @@ from ch06_classification.classification import (
     count_trainable_parameters,
     create_balanced_dataset,
     load_sms_spam,
-    plot_values,
     random_split,
     replace_linear_with_lora,
     train_classifier_simple,
@@ -109,7 +107,7 @@ class ParityClassifier(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.pos_emb = nn.Embedding(8, 1)
+        self.cfg = {"context_length": 8}  # all the classifier functions read of a GPTModel
 
     def forward(self, ids):
         return nn.functional.one_hot(ids % 2, 2).float() * 10
@@ -158,15 +156,24 @@ def test_training_learns_a_separable_task():
     assert calc_accuracy_loader(val_loader, model, "cpu") >= max(0.95, before)
 
 
-def test_plot_values_aligns_examples_seen_with_epochs():
-    # Accuracies measured at the end of epochs 1..3 of 1,040 examples each: the top axis
-    # must put 1,040 above epoch 1 (it once started at 0 there).
-    fig = plot_values(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1040.0, 2080.0, 3120.0]),
-                      [0.9, 0.95, 0.97], [0.88, 0.9, 0.93], label="accuracy")
-    bottom, top = fig.axes
-    assert top.get_xlim() == pytest.approx(tuple(1040 * x for x in bottom.get_xlim()))
-    assert top.get_xlabel() == "examples seen"
-    plt.close(fig)
+def test_gradient_accumulation_comes_from_chapter_5s_loop():
+    """Two accumulated batches of 4 make the same steps as one batch of 8 (no dropout)."""
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randint(10, 60, (32, 12), generator=generator)
+    data = TensorDataset(inputs, torch.arange(32) % 2)
+    results = []
+    for batch_size, grad_accum_steps in [(8, 1), (4, 2)]:
+        model = tiny_classifier()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loader = DataLoader(data, batch_size=batch_size)
+        *_, examples = train_classifier_simple(
+            model, loader, loader, optimizer, "cpu", 1, eval_freq=1, eval_iter=1,
+            progress=False, grad_accum_steps=grad_accum_steps)
+        results.append((model, examples))
+    (whole, whole_examples), (accumulated, accumulated_examples) = results
+    assert whole_examples == accumulated_examples == [8, 16, 24, 32]  # examples, not tokens
+    for p, q in zip(whole.parameters(), accumulated.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
 # LoRA --------------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ import urllib.request
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from shared import fetch, generate, text_to_token_ids, token_ids_to_text
+from shared import fetch, generate, progress_bar, text_to_token_ids, token_ids_to_text
 
 
 def load_instruction_data() -> list[dict]:
@@ -116,11 +115,10 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
                        key="model_response", progress=True):
     """Add the model's greedy response to every entry of `data` under `key`; returns data."""
     model.eval()
-    context_size = model.pos_emb.num_embeddings
-    for entry in tqdm(data, desc="generating", unit="response", disable=not progress):
+    for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
         prompt = format_input(entry) + RESPONSE_HEADER
         token_ids = generate(model, text_to_token_ids(prompt, tokenizer).to(device),
-                             max_new_tokens=max_new_tokens, context_size=context_size,
+                             max_new_tokens, context_size=model.cfg["context_length"],
                              eos_id=eos_id)
         entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
     return data
@@ -183,7 +181,7 @@ def generate_model_scores(data: list, key: str = "model_response", model: str = 
                           url: str = OLLAMA_URL, progress: bool = True) -> list:
     """Ask the judge to score each entry's `key` from 0 to 100; None where it gave no number."""
     scores = []
-    for entry in tqdm(data, desc="scoring", unit="response", disable=not progress):
+    for entry in progress_bar(data, desc="scoring", unit="response", disable=not progress):
         prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
                   f"Reference answer: {entry['output']}\n\n"
                   f"Rate the following answer from 0 (useless) to 100 (as good as the "

@@ -120,7 +120,7 @@ class ScriptedModel(nn.Module):
     def __init__(self, reply, context=400):
         super().__init__()
         self.reply = [ord(c) for c in reply]
-        self.pos_emb = nn.Embedding(context, 1)
+        self.cfg = {"context_length": context}  # what generate_responses reads of a GPTModel
         self.prompt_length = None
 
     def forward(self, ids):

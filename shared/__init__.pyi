@@ -4,9 +4,9 @@
 from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, DataFile as DataFile, data_dir as data_dir, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
-from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, set_seed as set_seed
+from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, progress_bar as progress_bar, set_seed as set_seed
 CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch06_classification.classification', 'ch07_instructions.instructions')
-INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'set_seed']
+INFRASTRUCTURE = ['DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'progress_bar', 'set_seed']
 def chapter_exports() -> dict[str, str]:
     ...
 def present_chapter_modules() -> list[str]:
@@ -23,6 +23,7 @@ from ch02_text_data.text_data import (
     most_frequent_pair as most_frequent_pair,
     merge_pair as merge_pair,
     GPT2_SPLIT_PATTERN as GPT2_SPLIT_PATTERN,
+    check_count as check_count,
     learn_merges as learn_merges,
     apply_merges as apply_merges,
     gpt2_byte_to_char as gpt2_byte_to_char,
@@ -58,18 +59,23 @@ from ch04_gpt_model.gpt_model import (
     generate_text_simple as generate_text_simple,
 )
 from ch05_pretraining.pretraining import (
+    Batch as Batch,
+    Loader as Loader,
+    Device as Device,
+    LossFn as LossFn,
     text_to_token_ids as text_to_token_ids,
     token_ids_to_text as token_ids_to_text,
     calc_loss_batch as calc_loss_batch,
     calc_loss_loader as calc_loss_loader,
     evaluate_model as evaluate_model,
     generate_and_print_sample as generate_and_print_sample,
+    batches_per_step as batches_per_step,
+    optimizer_step as optimizer_step,
     train_model_simple as train_model_simple,
     generate as generate,
-    plot_losses as plot_losses,
+    plot_values as plot_values,
     save_checkpoint as save_checkpoint,
     load_checkpoint as load_checkpoint,
-    GPT2_WEIGHTS as GPT2_WEIGHTS,
     download_gpt2_weights as download_gpt2_weights,
     read_gpt2_weights as read_gpt2_weights,
     load_weights_into_gpt as load_weights_into_gpt,
@@ -90,7 +96,6 @@ from ch06_classification.classification import (
     calc_classification_loss_batch as calc_classification_loss_batch,
     calc_classification_loss_loader as calc_classification_loss_loader,
     train_classifier_simple as train_classifier_simple,
-    plot_values as plot_values,
     classify_review as classify_review,
     LoRALayer as LoRALayer,
     LinearWithLoRA as LinearWithLoRA,
