@@ -8,6 +8,16 @@ and into transformers' GPT2LMHeadModel), decode the same prompt greedily, and mu
 same tokens; the table says whether they did. Rounds are interleaved and rotated so that a
 noisy machine slows every variant alike; the table reports the median round, in new tokens
 per second (prompt processing included).
+
+The limit: generating one token reads every weight once, so at batch 1 decoding is bound by
+memory bandwidth, not arithmetic. The weights read per token are the model's parameters times
+the bytes per element, less the two embedding tables, of which only one row each is read, plus
+the output head (the token embedding matrix when tied, counted once). Effective bandwidth =
+weights read per token x tokens/s; it is compared with the machine's read bandwidth, measured in
+the same run under the same thread settings: the best rate of a sum over a 512 MiB tensor and of
+a matrix-vector product over a 512 MiB matrix, each timed several times. An uncached variant
+reads the weights once per token too, but does far more arithmetic with them: its fraction shows
+how far it is from the limit, not what limits it.
 """
 
 import argparse
@@ -19,7 +29,7 @@ import time
 
 import torch
 
-from shared import GPTModel, generate, gpt2_config, save_gpt2_safetensors
+from shared import GPTModel, count_parameters, generate, gpt2_config, save_gpt2_safetensors
 
 
 def our_variants(model, args):
@@ -42,6 +52,8 @@ def book_variants(model, args):
         from llms_from_scratch.kv_cache.gpt2 import GPTModel as BookCachedGPTModel
         book_cached = BookCachedGPTModel(model_config(args)).eval()
         book_cached.load_state_dict(state, strict=False)  # it builds masks on the fly
+        if not hasattr(book_cached, "cfg"):  # llms-from-scratch 1.0.19's generate reads model.cfg
+            book_cached.cfg = model_config(args)
         if not torch.equal(book_cached.out_head.weight, model.out_head.weight):
             raise RuntimeError("the book's cached model did not take our weights")
         found["book, KV cache (llms_from_scratch.kv_cache)"] = (
@@ -64,6 +76,31 @@ def transformers_variants(model, args):
                                    use_cache=use_cache, pad_token_id=0)
         return run
     return {"transformers, no cache": decode(False), "transformers, KV cache": decode(True)}
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights read to generate one token (see the module docstring)."""
+    embeddings = {id(model.tok_emb.weight), id(model.pos_emb.weight)}
+    read = [p for p in model.parameters() if id(p) not in embeddings]
+    if id(model.out_head.weight) in embeddings:  # tied: the head reads the whole matrix
+        read.append(model.out_head.weight)
+    return sum(p.numel() * p.element_size() for p in read)
+
+
+def read_bandwidth(repeats=5) -> dict:
+    """{kernel: best bytes/s} reading 512 MiB of float32 with a sum and a matrix-vector product."""
+    data = torch.randn(2**27, generator=torch.Generator().manual_seed(0))  # 512 MiB
+    matrix, vector = data.view(2**16, 2**11), torch.randn(2**11)
+    found = {}
+    for name, read in [("sum", data.sum), ("matrix-vector", lambda: matrix @ vector)]:
+        read()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            read()
+            seconds.append(time.perf_counter() - start)
+        found[name] = data.numel() * data.element_size() / min(seconds)
+    return found
 
 
 def model_config(args):
@@ -90,6 +127,7 @@ def main():
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {args.size}, prompt "
           f"{args.prompt_tokens} tokens, {args.new_tokens} new tokens, {args.rounds} rounds")
+    bandwidth = read_bandwidth()  # again after the rounds: the best of both counts
 
     seconds, outputs, failures = {name: [] for name in decoders}, {}, {}
     names = list(decoders)
@@ -106,19 +144,31 @@ def main():
                 continue
             seconds[name].append(time.perf_counter() - start)
         print(f"  round {round_index + 1}/{args.rounds} done", flush=True)
+    bandwidth = {name: max(rate, again) for (name, rate), again
+                 in zip(bandwidth.items(), read_bandwidth().values(), strict=True)}
+    peak = max(bandwidth.values())
+    weight_bytes = weight_bytes_per_token(model)
+    print(f"weights read per token: {weight_bytes / 1e6:.0f} MB (of {count_parameters(model):,} "
+          f"parameters: all but the embedding tables, plus the tied output head once); "
+          f"measured read bandwidth ({torch.get_num_threads()} threads): "
+          + ", ".join(f"{name} {rate / 1e9:.1f} GB/s" for name, rate in bandwidth.items()))
 
     reference = outputs["ours, no cache"]
     uncached_rate = args.new_tokens / statistics.median(seconds["ours, no cache"])
-    header = ("variant", "tokens/s", "vs ours, no cache", "same tokens as ours, no cache")
+    header = ("variant", "tokens/s", "vs ours, no cache", "weights read/s", "of read bandwidth",
+              "same tokens as ours, no cache")
     rows = []
     for name in decoders:
         if name in failures:
-            rows.append((name, failures[name], "", ""))
+            rows.append((name, failures[name], "", "", "", ""))
             continue
         rate = args.new_tokens / statistics.median(seconds[name])
         same = torch.equal(outputs[name][:, :reference.shape[1]], reference)
-        rows.append((name, f"{rate:.1f}", f"{rate / uncached_rate:.2f}x", "yes" if same else "NO"))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+        effective = rate * weight_bytes
+        rows.append((name, f"{rate:.1f}", f"{rate / uncached_rate:.2f}x",
+                     f"{effective / 1e9:.1f} GB/s", f"{effective / peak:.0%}",
+                     "yes" if same else "NO"))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
 

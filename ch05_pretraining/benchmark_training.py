@@ -16,11 +16,28 @@ variant is measured under glibc's default allocator and with freed memory kept
 (A B C D, B C D A, ...) so that a noisy machine slows every variant alike; the table reports
 the median round. Peak memory: torch.cuda.max_memory_allocated on CUDA, else the process's
 peak resident memory (VmHWM).
+
+The limit: the same run also measures the machine's own matrix-multiply throughput, under the
+same thread settings: torch.matmul on float32 matrices shaped like the model's (rows = batch x
+context, at least 2048; columns d_model -> 4 d_model, 4 d_model -> d_model, d_model -> vocab),
+each timed several times, before and after the rounds; the best rate is the peak. Where bf16 is
+native (shared.supports_fast_bf16) the same is measured in bfloat16. Each variant's achieved
+FLOP/s counts the model's FLOPs, the same for every variant of the same dimensions:
+
+    FLOPs per token = 6 N + 12 n_layers d_model context
+
+N is the number of weights in matrix multiplications (every nn.Linear weight, the output head
+included, tied or not; embeddings, biases and LayerNorms are left out): forward 2 N, backward
+4 N. The second term is attention's two matmuls (scores and weighted sum), forward and backward,
+counted over the full context as in the PaLM paper (a causal mask would halve it). FLOP/s =
+tokens/s x FLOPs per token; MFU = FLOP/s / measured peak, the bf16 peak for variants that
+autocast to bf16, else the float32 peak.
 """
 
 import argparse
 import contextlib
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -146,6 +163,52 @@ def measure_in_this_process(args):
                       "peak_gib": peak_memory_gib(args.device)}))
 
 
+def flops_per_token(cfg, args) -> int:
+    """6 N + 12 n_layers d_model context (see the module docstring)."""
+    model = GPTModel({**cfg, "tie_weights": False})
+    matmul_weights = sum(m.weight.numel() for m in model.modules()
+                         if isinstance(m, torch.nn.Linear))
+    return 6 * matmul_weights + 12 * cfg["n_layers"] * cfg["emb_dim"] * args.context
+
+
+def matmul_peak(args, dtype, repeats=5) -> float:
+    """The best FLOP/s of torch.matmul on float32 (or dtype) matrices shaped like the model's."""
+    cfg = gpt2_config(args.size, context_length=args.context)
+    d, rows = cfg["emb_dim"], max(args.batch * args.context, 2048)
+    shapes = [(rows, d, 4 * d), (rows, 4 * d, d), (rows, d, cfg["vocab_size"])]
+    best = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for m, k, n in shapes:
+        a = torch.randn(m, k, generator=generator).to(args.device, dtype)
+        b = torch.randn(k, n, generator=generator).to(args.device, dtype)
+        out = torch.empty(m, n, device=args.device, dtype=dtype)
+        torch.matmul(a, b, out=out)  # first call: allocation, kernel choice
+        calls = 1
+        for _ in range(repeats):
+            synchronize(args.device)
+            start = time.perf_counter()
+            for _ in range(calls):
+                torch.matmul(a, b, out=out)
+            synchronize(args.device)
+            seconds = time.perf_counter() - start
+            best = max(best, 2 * m * k * n * calls / seconds)
+            if seconds < 0.05:  # too short to time well (a fast GPU): more calls per timing
+                calls = min(1000, math.ceil(calls * 0.05 / max(seconds, 1e-6)))
+    return best
+
+
+def measure_peaks(args) -> dict:
+    """{dtype name: best matmul FLOP/s} for float32 and, where native, bfloat16."""
+    peaks = {"float32": matmul_peak(args, torch.float32)}
+    if supports_fast_bf16(args.device):
+        peaks["bf16"] = matmul_peak(args, torch.bfloat16)
+    return peaks
+
+
+def format_flops(rate: float) -> str:
+    return f"{rate / 1e12:.1f} TFLOP/s" if rate >= 1e12 else f"{rate / 1e9:.0f} GFLOP/s"
+
+
 def measure(name, keep, args):
     command = [sys.executable, __file__, *sys.argv[1:], "--only", name]
     if keep:
@@ -183,12 +246,19 @@ def main():
           f"{platform.processor() or platform.machine()}, {args.size}, context {args.context}, "
           f"batch {args.batch}, {args.steps} steps per process, {args.rounds} rounds of "
           f"{len(runs)} processes", flush=True)
+    peaks = measure_peaks(args)  # again after the rounds: the best of both counts
     results = {run: [] for run in runs}
     for round_index in range(args.rounds):
         shift = round_index % len(runs)
         for name, keep in runs[shift:] + runs[:shift]:  # each round starts with another
             results[name, keep].append(measure(name, keep, args))
         print(f"  round {round_index + 1}/{args.rounds} done", flush=True)
+    peaks = {name: max(peak, rate) for (name, peak), rate
+             in zip(peaks.items(), measure_peaks(args).values(), strict=True)}
+    flops = flops_per_token(gpt2_config(args.size, context_length=args.context), args)
+    print(f"measured matmul peak ({torch.get_num_threads()} threads): "
+          + ", ".join(f"{name} {format_flops(peak)}" for name, peak in peaks.items())
+          + f"; model FLOPs per token (6 N + 12 n_layers d_model context): {flops / 1e9:.2f} G")
 
     tokens = args.steps * args.batch * args.context
     rate = {run: tokens / statistics.median(r["seconds"] for r in rows)
@@ -197,14 +267,19 @@ def main():
     header = ["variant"]
     for keep in allocators:
         label = "freed memory kept" if keep else "default malloc"
-        header += [f"tokens/s, {label}", f"vs {baseline_name.split(' (')[0]}", "peak GiB"]
+        header += [f"tokens/s, {label}", f"vs {baseline_name.split(' (')[0]}", "FLOP/s", "MFU",
+                   "peak GiB"]
     table = []
     for name in variants(args):
         row = [name]
+        precision = "bf16" if "bf16_autocast" in name and "bf16" in peaks else "float32"
         for keep in allocators:
             peak = max(r["peak_gib"] for r in results[name, keep])
+            achieved = rate[name, keep] * flops
             row += [f"{rate[name, keep]:,.0f}",
-                    f"{rate[name, keep] / rate[baseline_name, keep]:.2f}x", f"{peak:.2f}"]
+                    f"{rate[name, keep] / rate[baseline_name, keep]:.2f}x",
+                    format_flops(achieved), f"{achieved / peaks[precision]:.0%} of {precision}",
+                    f"{peak:.2f}"]
         table.append(row)
     widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *table]:
