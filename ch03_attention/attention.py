@@ -51,7 +51,7 @@ class CausalAttention(nn.Module):
                  qkv_bias: bool = False):
         super().__init__()
         _check_sizes(d_in, d_out, context_length, dropout)
-        self.d_out = d_out
+        self.d_in, self.d_out = d_in, d_out
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -61,7 +61,7 @@ class CausalAttention(nn.Module):
                                                 diagonal=1))
 
     def forward(self, x):
-        num_tokens = _check_input(x, self.W_query.in_features, self.mask)
+        num_tokens = _check_input(x, self.d_in, self.mask)
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         attn_scores = queries @ keys.transpose(1, 2)
         attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
@@ -182,7 +182,8 @@ class MultiHeadAttention(nn.Module):
         _check_sizes(d_in, d_out, context_length, dropout, num_heads)
         if d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-        self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
+        self.d_in, self.d_out = d_in, d_out  # d_in: the projections may be swapped (LoRA)
+        self.num_heads, self.head_dim = num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -199,7 +200,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, kv_cache=None):
         start = kv_cache.length if kv_cache is not None else 0  # positions already seen
-        num_tokens = _check_input(x, self.W_query.in_features, self.mask, start)
+        num_tokens = _check_input(x, self.d_in, self.mask, start)
         batch = x.shape[0]
         queries = self.split_heads(self.W_query(x))
         keys = self.split_heads(self.W_key(x))
