@@ -4,6 +4,7 @@
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 
 import math
+import numbers
 
 import pandas as pd
 import torch
@@ -37,20 +38,50 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, se
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
+def _check_positive_int(name, value):
+    """Counts (max_length, num_batches, rank, ...) are positive ints; a bool is not a count."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_spam_frame(data, csv_file):
+    """Name the first bad row: an empty text would be classified from padding alone."""
+    if not {"Label", "Text"} <= set(data.columns):
+        raise ValueError(f"{csv_file} needs the columns Label and Text, "
+                         f"but has {list(data.columns)}")
+    if data.empty:
+        raise ValueError(f"{csv_file} has no messages")
+    for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{csv_file}: the Text of row {row} (line {row + 2}) is empty or "
+                             f"missing, got {text!r}; every message needs text to classify")
+        if not (isinstance(label, numbers.Integral)
+                or isinstance(label, float) and label.is_integer()) or label < 0:
+            raise ValueError(f"{csv_file}: the Label of row {row} (line {row + 2}) must be a "
+                             f"class index (0, 1, ...), got {label!r}")
+
+
 class SpamDataset(Dataset):
     """Token ids of each text, truncated and padded to `max_length`, with integer labels.
 
     max_length=None uses the longest text in this file; pass the training set's value to the
-    validation and test sets. Longer texts keep their first max_length tokens.
+    validation and test sets. Longer texts keep their first max_length tokens. The file is
+    checked first: columns Label and Text, no empty text, integer labels.
     """
 
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
-        data = pd.read_csv(csv_file)
+        if max_length is not None:
+            _check_positive_int("max_length", max_length)
+        data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
+                           na_values={"Label": [""]})
+        _check_spam_frame(data, csv_file)
         encoded = [tokenizer.encode(text) for text in data["Text"]]
         self.max_length = max_length or max(len(ids) for ids in encoded)
         self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
                               for ids in encoded]
-        self.labels = data["Label"].tolist()
+        self.labels = data["Label"].astype(int).tolist()
 
     def __getitem__(self, index):
         return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
@@ -61,6 +92,10 @@ class SpamDataset(Dataset):
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
+    if num_classes < 2:  # a classifier chooses between classes
+        raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes}")
     model.out_head = nn.Linear(model.out_head.in_features, num_classes)
     return model
 
@@ -83,8 +118,18 @@ def _last_token_logits(model, input_batch):
     return model(input_batch[:, :model.cfg["context_length"]])[:, -1, :]
 
 
+def _check_loader(data_loader, num_batches=None, name="data_loader"):
+    """An accuracy or a loss over no examples means nothing: refuse it instead of a nan."""
+    if num_batches is not None:
+        _check_positive_int("num_batches", num_batches)
+    if len(data_loader) == 0:
+        raise ValueError(f"{name} has no batches (an empty dataset, or fewer examples than "
+                         f"one batch with drop_last=True)")
+
+
 def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
     """Share of correctly classified examples in the first `num_batches` batches (all)."""
+    _check_loader(data_loader, num_batches)
     model.eval()
     correct, total = 0, 0
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
@@ -95,7 +140,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
             predicted = _last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
             correct += (predicted == target_batch.to(device)).sum().item()
             total += len(target_batch)
-    return correct / total if total else float("nan")
+    return correct / total
 
 
 def calc_classification_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
@@ -106,6 +151,7 @@ def calc_classification_loss_batch(input_batch, target_batch, model, device) -> 
 
 def calc_classification_loss_loader(data_loader, model, device, num_batches=None) -> float:
     """Chapter 5's calc_loss_loader with the classification loss."""
+    _check_loader(data_loader, num_batches)
     return calc_loss_loader(data_loader, model, device, num_batches,
                             loss_batch=calc_classification_loss_batch)
 
@@ -117,6 +163,9 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     examples seen at each loss. `options` go to train_model_simple (progress, lr_schedule,
     max_grad_norm, grad_accum_steps, autocast_dtype, ...).
     """
+    # checked now, not after the first epoch's training
+    _check_loader(train_loader, name="train_loader")
+    _check_loader(val_loader, eval_iter, name="val_loader")
     train_accs, val_accs = [], []
 
     def measure_accuracy(epoch):
@@ -133,8 +182,14 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
-    model.eval()
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    if max_length is not None:
+        _check_positive_int("max_length", max_length)
     ids = tokenizer.encode(text)
+    if not ids:  # the model would classify padding alone
+        raise ValueError("text is empty: there is nothing to classify")
+    model.eval()
     max_length = min(max_length or len(ids), model.cfg["context_length"])
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
     with torch.no_grad():
@@ -142,10 +197,19 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
 
 
+def _check_lora(rank, alpha):
+    _check_positive_int("rank", rank)
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a positive number, got {alpha!r}")
+    if not (math.isfinite(alpha) and alpha > 0):  # alpha / rank scales every update
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+
+
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
+        _check_lora(rank, alpha)
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initialises weights
@@ -170,6 +234,7 @@ class LinearWithLoRA(nn.Module):
 
 def replace_linear_with_lora(model, rank: int, alpha: float):
     """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA."""
+    _check_lora(rank, alpha)  # before the first layer is replaced
     for name, module in model.named_children():
         if isinstance(module, nn.Linear):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))
