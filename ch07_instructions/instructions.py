@@ -3,9 +3,15 @@
 
 """Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO)."""
 
+import http.client
 import json
+import math
 import random
+import socket
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import torch
@@ -20,8 +26,27 @@ def load_instruction_data() -> list[dict]:
     return json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
 
 
+def _check_entry(entry, keys, index=None):
+    """A missing key names the entry (its index when known) instead of a bare KeyError."""
+    where = "entry" if index is None else f"entry {index}"
+    if not isinstance(entry, dict):
+        raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+    for key in keys:
+        if key not in entry:
+            raise ValueError(f"{where} has no {key!r} key (its keys: {sorted(entry)})")
+        if not isinstance(entry[key], str):
+            raise TypeError(f"{where}: {key!r} must be a string, got {entry[key]!r}")
+
+
+def _check_entries(data, keys):
+    """Every entry, before any work (or any entry changes)."""
+    for index, entry in enumerate(data):
+        _check_entry(entry, keys, index)
+
+
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
+    _check_entry(entry, ("instruction",))
     text = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request."
             f"\n\n### Instruction:\n{entry['instruction']}")
@@ -51,6 +76,7 @@ class InstructionDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer, mask_instruction: bool = False):
+        _check_entries(data, ("instruction", "output"))
         self.data = data
         self.mask_instruction = mask_instruction
         self.encoded_texts, self.prompt_lengths = [], []
@@ -75,9 +101,32 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     Targets are the inputs shifted by one. Each sequence ends with one pad token
     (<|endoftext|>) it is trained to predict; the padding after it is `ignore_index` in the
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
-    Sequences are truncated to `allowed_max_length` tokens.
+    Sequences are truncated to `allowed_max_length` tokens. An item left with no target at all
+    (its prompt fills allowed_max_length) is an error: it would teach nothing, and a batch of
+    such items has a loss of 0 / 0 = nan.
     """
+    if allowed_max_length is not None:
+        if isinstance(allowed_max_length, bool) or not isinstance(allowed_max_length, int):
+            raise TypeError(f"allowed_max_length must be a positive integer or None, "
+                            f"got {allowed_max_length!r}")
+        if allowed_max_length <= 0:
+            raise ValueError(f"allowed_max_length must be a positive integer or None, "
+                             f"got {allowed_max_length}")
+    if len(batch) == 0:
+        raise ValueError("the batch is empty: there is nothing to collate")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
+    for i, (ids, prompt_length) in enumerate(items):
+        if len(ids) == 0:
+            raise ValueError(f"item {i} of the batch has no tokens")
+        if not 0 <= prompt_length <= len(ids):
+            raise ValueError(f"item {i} of the batch: prompt_length must be in 0..{len(ids)} "
+                             f"(its length), got {prompt_length}")
+        # the targets that count are positions prompt_length - 1 .. len(ids) - 1
+        if allowed_max_length is not None and max(prompt_length - 1, 0) >= allowed_max_length:
+            raise ValueError(f"item {i} of the batch has no target left: its prompt has "
+                             f"{prompt_length} tokens and allowed_max_length={allowed_max_length}"
+                             f" cuts off its whole response; raise allowed_max_length or leave "
+                             f"out entries with prompts that long")
     max_length = max(len(ids) + 1 for ids, _ in items)
     inputs, targets = [], []
     for ids, prompt_length in items:
@@ -114,6 +163,7 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
     """Add the model's greedy response to every entry of `data` under `key`; returns data."""
+    _check_entries(data, ("instruction",))  # before the first entry is changed
     model.eval()
     for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
         prompt = format_input(entry) + RESPONSE_HEADER
@@ -128,6 +178,8 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
     from rouge_score import rouge_scorer
 
+    _check_entries(data, ("output", key))
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
@@ -141,30 +193,94 @@ class OllamaError(RuntimeError):
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
-    """Send one user message to an Ollama server's /api/chat endpoint; return its reply."""
-    request = urllib.request.Request(url, method="POST", headers={
-        "Content-Type": "application/json"}, data=json.dumps({
-            "model": model,
-            "messages": [{"role": "user", "content": prompt}],
-            "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
-            "stream": False,
-        }).encode("utf-8"))
+    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
+
+    `timeout` (seconds) bounds the whole request, from connecting to the reply's last byte.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"url must start with http:// or https://, got {url!r}")
+    request = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
+        "stream": False,
+    }).encode("utf-8")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read().decode("utf-8")
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", "replace")[:200]
-        raise OllamaError(f"Ollama at {url} answered HTTP {error.code}: {detail} (is the model "
-                          f"pulled? run `ollama pull {model}`)") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise OllamaError(f"no Ollama server at {url} ({getattr(error, 'reason', error)}). "
-                          f"Install it from https://ollama.com, start it with `ollama serve`, "
-                          f"and fetch the judge with `ollama pull {model}`.") from None
+        status, reply = _post_before_deadline(url, request, timeout)
+    except TimeoutError:
+        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
+                          f"limit for the whole request; pass a larger timeout for a slow "
+                          f"model)") from None
+    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
+        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
+                          f"({error!r})") from None
+    except OSError as error:
+        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
+                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
+                          f"judge with `ollama pull {model}`.") from None
+    if status >= 400:
+        detail = reply.decode("utf-8", "replace")[:200]
+        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} (is the model "
+                          f"pulled? run `ollama pull {model}`)")
+    try:
+        body = reply.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
+                          f"{reply[error.start]:#04x} at position {error.start}): "
+                          f"{reply[:200]!r}") from None
     try:  # one JSON object, or one per line if the server streams anyway
         parts = [json.loads(line) for line in body.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
+                          f"{body[:200]!r}") from None
+    try:
         return "".join(part["message"]["content"] for part in parts)
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer: {body[:200]!r}") from None
+    except (KeyError, TypeError):
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
+                          f"message.content: {body[:200]!r}") from None
+
+
+def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+    """POST `body` as JSON; return (status, reply), or raise TimeoutError after `timeout` s.
+
+    A socket's timeout limits each read, so a server that sends a byte now and then could
+    hold a caller for ever; a timer shuts the connection down at the deadline instead.
+    """
+    deadline = time.monotonic() + timeout
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection.connect()  # at most `timeout`
+    sock, expired = connection.sock, threading.Event()
+
+    def expire():
+        expired.set()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a read that is waiting
+        except OSError:
+            pass
+
+    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        status, reply = response.status, response.read()
+    except (http.client.HTTPException, OSError):
+        if not expired.is_set():
+            raise
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():
+        raise TimeoutError(f"no complete answer within {timeout} s")
+    return status, reply
 
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
@@ -180,6 +296,7 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
 def generate_model_scores(data: list, key: str = "model_response", model: str = "llama3",
                           url: str = OLLAMA_URL, progress: bool = True) -> list:
     """Ask the judge to score each entry's `key` from 0 to 100; None where it gave no number."""
+    _check_entries(data, ("instruction", "output", key))
     scores = []
     for entry in progress_bar(data, desc="scoring", unit="response", disable=not progress):
         prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
@@ -199,6 +316,7 @@ class PreferenceDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer):
+        _check_entries(data, ("instruction", "chosen", "rejected"))
         self.data = data
         self.items = []
         for entry in data:
@@ -220,9 +338,28 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     Only response tokens (and each response's end-of-text) are targets; prompt and padding
     are -100, exactly as custom_collate_fn does for items with a prompt length.
     """
-    return {kind: custom_collate_fn([item[kind] for item in batch], pad_token_id=pad_token_id,
-                                    allowed_max_length=allowed_max_length, device=device)
-            for kind in ("chosen", "rejected")}
+    if len(batch) == 0:
+        raise ValueError("the batch is empty: there is nothing to collate")
+    for i, item in enumerate(batch):
+        if not isinstance(item, dict) or not {"chosen", "rejected"} <= item.keys():
+            raise ValueError(f"item {i} of the batch must be a dict with the keys 'chosen' and "
+                             f"'rejected', got {type(item).__name__}")
+    collated = {}
+    for kind in ("chosen", "rejected"):
+        try:
+            collated[kind] = custom_collate_fn(
+                [item[kind] for item in batch], pad_token_id=pad_token_id,
+                allowed_max_length=allowed_max_length, device=device)
+        except ValueError as error:  # say which side of the pair
+            raise ValueError(f"{kind}: {error}") from None
+    return collated
+
+
+def _check_beta(beta):
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a positive number, got {beta!r}")
+    if not (math.isfinite(beta) and beta > 0):  # beta <= 0 ignores or inverts the preferences
+        raise ValueError(f"beta must be a positive number, got {beta!r}")
 
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
@@ -233,6 +370,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     policy and the frozen reference. Returns (loss, chosen_rewards, rejected_rewards); the
     rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
     """
+    _check_beta(beta)
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
@@ -241,6 +379,19 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
 
 def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
     """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient."""
+    _check_beta(beta)
+    for kind in ("chosen", "rejected"):
+        if not isinstance(batch, dict) or kind not in batch:
+            raise ValueError(f"batch must be a dict from preference_collate_fn with the keys "
+                             f"'chosen' and 'rejected'; {kind!r} is missing")
+        # a sequence without targets has log-probability 0 under both models: no signal
+        no_target = ~(batch[kind][1] != -100).any(dim=1)
+        if no_target.any():
+            raise ValueError(f"{kind} sequence {no_target.nonzero()[0].item()} of the batch has "
+                             f"no target (all -100)")
+    if len(batch["chosen"][1]) != len(batch["rejected"][1]):
+        raise ValueError(f"batch has {len(batch['chosen'][1])} chosen and "
+                         f"{len(batch['rejected'][1])} rejected sequences; they come in pairs")
     logps = {}
     for kind in ("chosen", "rejected"):
         inputs, targets = batch[kind]
@@ -260,6 +411,8 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
             loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
             losses.append(loss.item() * len(chosen))
             margins.append(chosen - rejected)
+    if not margins:
+        raise ValueError("loader gave no batches: there is nothing to evaluate")
     margins = torch.cat(margins)
     return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),
             "accuracy": (margins > 0).float().mean().item()}

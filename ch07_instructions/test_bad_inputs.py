@@ -1,0 +1,341 @@
+"""Bad inputs to chapter 7: entries, collate functions, DPO, and a misbehaving Ollama server."""
+
+import http.server
+import json
+import math
+import threading
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from ch07_instructions.instructions import (
+    InstructionDataset,
+    OllamaError,
+    PreferenceDataset,
+    custom_collate_fn,
+    dpo_loss,
+    dpo_loss_batch,
+    evaluate_preferences,
+    format_input,
+    generate_model_scores,
+    generate_responses,
+    preference_collate_fn,
+    query_model,
+    rouge_l_scores,
+)
+
+
+class LetterTokenizer:
+    def encode(self, text, allowed_special=None):
+        return [ord(c) for c in text]
+
+
+ENTRY = {"instruction": "Add.", "input": "1 and 2", "output": "3", "chosen": "3",
+         "rejected": "4"}
+
+
+# Entries with a missing key ------------------------------------------------------------------
+
+@pytest.mark.parametrize("build, bad, error, message", [
+    (lambda d: InstructionDataset(d, LetterTokenizer()), {"instruction": "x"}, ValueError,
+     r"entry 1 has no 'output' key \(its keys: \['instruction'\]\)"),
+    (lambda d: InstructionDataset(d, LetterTokenizer()), {"output": "x"}, ValueError,
+     r"entry 1 has no 'instruction' key \(its keys: \['output'\]\)"),
+    (lambda d: InstructionDataset(d, LetterTokenizer()), {"instruction": "x", "output": None},
+     TypeError, "entry 1: 'output' must be a string, got None"),
+    (lambda d: InstructionDataset(d, LetterTokenizer(), mask_instruction=True), "a string",
+     TypeError, "entry 1 must be a dict, got str"),
+    (lambda d: PreferenceDataset(d, LetterTokenizer()), {"instruction": "x", "chosen": "y"},
+     ValueError, "entry 1 has no 'rejected' key"),
+    (lambda d: PreferenceDataset(d, LetterTokenizer()),
+     {"instruction": "x", "chosen": "y", "rejected": 3}, TypeError,
+     "entry 1: 'rejected' must be a string, got 3"),
+    (lambda d: rouge_l_scores(d), {"output": "x"}, ValueError,
+     "entry 1 has no 'model_response' key"),
+    (lambda d: generate_model_scores(d, url="http://127.0.0.1:9/api/chat", progress=False),
+     {"instruction": "x", "output": "y"}, ValueError, "entry 1 has no 'model_response' key"),
+])
+def test_an_entry_missing_a_key_is_named_by_index_and_key(build, bad, error, message):
+    data = [{**ENTRY, "model_response": "3"}, bad]
+    with pytest.raises(error, match=message):
+        build(data)
+
+
+@pytest.mark.parametrize("entry, error, message", [
+    ({"input": "x"}, ValueError, r"entry has no 'instruction' key \(its keys: \['input'\]\)"),
+    ({"instruction": None}, TypeError, "entry: 'instruction' must be a string, got None"),
+    (["Add."], TypeError, "entry must be a dict, got list"),
+])
+def test_format_input_names_the_missing_key(entry, error, message):
+    with pytest.raises(error, match=message):
+        format_input(entry)
+
+
+def test_generate_responses_changes_no_entry_when_one_is_bad():
+    data = [dict(ENTRY), {"output": "no instruction"}]
+    with pytest.raises(ValueError, match="entry 1 has no 'instruction' key"):
+        generate_responses(None, data, LetterTokenizer(), "cpu", progress=False)
+    assert data == [ENTRY, {"output": "no instruction"}]  # the first got no response
+
+
+# custom_collate_fn: bad arguments, and masking plus truncation -----------------------------
+
+@pytest.mark.parametrize("batch, limit, error, message", [
+    ([], None, ValueError, "the batch is empty"),
+    ([[1, 2]], 0, ValueError, "allowed_max_length must be a positive integer or None, got 0"),
+    ([[1, 2]], -4, ValueError, "allowed_max_length must be a positive integer or None, got -4"),
+    ([[1, 2]], 2.0, TypeError, "allowed_max_length must be a positive integer or None, got 2.0"),
+    ([[1, 2]], True, TypeError, "allowed_max_length must be a positive integer or None, got True"),
+    ([[1, 2], []], None, ValueError, "item 1 of the batch has no tokens"),
+    ([([1, 2], 3)], None, ValueError, r"item 0 of the batch: prompt_length must be in 0\.\.2"),
+    ([([1, 2], -1)], None, ValueError, r"prompt_length must be in 0\.\.2 \(its length\), got -1"),
+    ([[1, 2, 3], ([1, 2, 3, 4, 5], 4)], 3, ValueError,
+     "item 1 of the batch has no target left: its prompt has 4 tokens and "
+     "allowed_max_length=3 cuts off its whole response"),
+    ([([1, 2, 3, 4, 5], 6)], 3, ValueError, "item 0"),  # prompt longer than the item
+])
+def test_collate_bad_inputs(batch, limit, error, message):
+    with pytest.raises(error, match=message):
+        custom_collate_fn(batch, allowed_max_length=limit)
+
+
+def test_collate_keeps_an_item_whose_last_prompt_position_is_inside_the_limit():
+    # prompt of 4: the first target that counts is at position 3, the 4th and last kept
+    _, targets = custom_collate_fn([([1, 2, 3, 4, 5], 4)], allowed_max_length=4)
+    assert targets.tolist() == [[-100, -100, -100, 5]]
+
+
+def test_the_old_nan_case_is_now_an_error_and_the_loss_stays_finite():
+    batch = [([1, 2, 3, 4, 5, 6], 5), ([1, 2, 3, 4, 5, 6, 7], 6)]
+    with pytest.raises(ValueError, match="item 0 of the batch has no target left"):
+        custom_collate_fn(batch, pad_token_id=0, allowed_max_length=4)
+    inputs, targets = custom_collate_fn(batch, pad_token_id=0, allowed_max_length=6)
+    logits = torch.zeros(*inputs.shape, 60)
+    assert torch.isfinite(nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()))
+
+
+@st.composite
+def collate_cases(draw):
+    pad = draw(st.integers(0, 60))
+    token = st.integers(0, 60).filter(lambda t: t != pad)
+    lengths = draw(st.lists(st.integers(1, 12), min_size=1, max_size=5))
+    masked = draw(st.booleans())
+    items = []
+    for length in lengths:
+        ids = draw(st.lists(token, min_size=length, max_size=length))
+        items.append((ids, draw(st.integers(0, length))) if masked else ids)
+    limit = draw(st.none() | st.integers(1, 14))
+    return items, pad, limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(collate_cases())
+def test_collate_properties(case):
+    items, pad, limit = case
+    pairs = [item if isinstance(item, tuple) else (item, 0) for item in items]
+    no_target = [i for i, (_, prompt_length) in enumerate(pairs)
+                 if limit is not None and max(prompt_length - 1, 0) >= limit]
+    if no_target:
+        with pytest.raises(ValueError, match=f"item {no_target[0]} of the batch has no target"):
+            custom_collate_fn(items, pad_token_id=pad, allowed_max_length=limit)
+        return
+    inputs, targets = custom_collate_fn(items, pad_token_id=pad, allowed_max_length=limit)
+    longest = max(len(ids) for ids, _ in pairs)
+    width = longest if limit is None else min(longest, limit)
+    assert inputs.shape == targets.shape == (len(items), width)  # never longer than the limit
+    for row, (ids, prompt_length) in enumerate(pairs):
+        full = ids + [pad]
+        expected_inputs = (ids + [pad] * longest)[:width]
+        expected_targets = [full[j + 1] if max(prompt_length - 1, 0) <= j < len(ids) else -100
+                            for j in range(width)]
+        assert inputs[row].tolist() == expected_inputs
+        assert targets[row].tolist() == expected_targets
+        kept = targets[row].tolist()
+        assert any(t != -100 for t in kept)  # every sequence teaches something
+        if pad in kept:  # every target after the first end-of-text is ignored
+            assert all(t == -100 for t in kept[kept.index(pad) + 1:])
+    logits = torch.randn(*inputs.shape, 61)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    assert torch.isfinite(loss)
+
+
+# Preference batches and DPO -----------------------------------------------------------------
+
+PAIR = {"chosen": ([1, 2, 3, 4], 2), "rejected": ([1, 2, 5], 2)}
+
+
+@pytest.mark.parametrize("batch, limit, error, message", [
+    ([], None, ValueError, "the batch is empty"),
+    ([PAIR], 0, ValueError, "chosen: allowed_max_length must be a positive integer or None"),
+    ([PAIR, {"chosen": ([1], 0)}], None, ValueError,
+     "item 1 of the batch must be a dict with the keys 'chosen' and 'rejected', got dict"),
+    ([PAIR, ([1, 2], 1)], None, ValueError, "item 1 of the batch must be a dict .* got tuple"),
+    ([PAIR, {"chosen": ([1, 2, 3], 1), "rejected": ([1, 2, 3, 4], 4)}], 2, ValueError,
+     "rejected: item 1 of the batch has no target left: its prompt has 4 tokens"),
+])
+def test_preference_collate_bad_inputs(batch, limit, error, message):
+    with pytest.raises(error, match=message):
+        preference_collate_fn(batch, pad_token_id=0, allowed_max_length=limit)
+
+
+class BigramModel(nn.Module):
+    def __init__(self, vocab=8):
+        super().__init__()
+        self.table = nn.Embedding(vocab, vocab)
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+@pytest.mark.parametrize("beta, error", [
+    (0, ValueError), (-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+    ("0.1", TypeError), (None, TypeError),
+])
+def test_beta_must_be_a_positive_number(beta, error):
+    zeros = torch.zeros(2)
+    with pytest.raises(error, match=f"beta must be a positive number, got {beta!r}"):
+        dpo_loss(zeros, zeros, zeros, zeros, beta=beta)
+    batch = preference_collate_fn([PAIR], pad_token_id=0)
+    with pytest.raises(error, match="beta must be a positive number"):
+        dpo_loss_batch(batch, BigramModel(), BigramModel(), beta=beta)
+
+
+def test_dpo_loss_batch_refuses_a_sequence_without_targets_before_any_forward_pass():
+    inputs = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    good = torch.tensor([[-100, 3, 0], [2, 3, 0]])
+    empty = torch.tensor([[2, 3, 0], [-100, -100, -100]])
+    policy = BigramModel()
+    calls = []
+    policy.register_forward_hook(lambda *args: calls.append(1))
+    batch = {"chosen": (inputs, good), "rejected": (inputs, empty)}
+    with pytest.raises(ValueError, match=r"rejected sequence 1 of the batch has no target"):
+        dpo_loss_batch(batch, policy, BigramModel())
+    assert calls == []
+    unpaired = {"chosen": (inputs, good), "rejected": (inputs[:1], good[:1])}
+    with pytest.raises(ValueError, match="2 chosen and 1 rejected sequences"):
+        dpo_loss_batch(unpaired, policy, BigramModel())
+    with pytest.raises(ValueError, match="'rejected' is missing"):
+        dpo_loss_batch({"chosen": (inputs, good)}, policy, BigramModel())
+
+
+def test_evaluate_preferences_on_an_empty_loader_is_an_error():
+    with pytest.raises(ValueError, match="loader gave no batches"):
+        evaluate_preferences([], BigramModel(), BigramModel())
+
+
+# The Ollama client against a misbehaving local server ----------------------------------------
+
+def chat_answer(content):
+    return json.dumps({"message": {"role": "assistant", "content": content},
+                       "done": True}).encode()
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server; `server.behave(handler)` decides how it answers each POST."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            try:
+                httpd.behave(self)
+            except OSError:  # the client gave up and closed the connection
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def answer(body, pieces=1, pause=0.0, before=0.0, length=None):
+    """A behaviour: wait `before` s, then send `body` in `pieces`, `pause` s apart."""
+
+    def behave(handler):
+        time.sleep(before)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body) if length is None else length))
+        handler.end_headers()
+        size = math.ceil(len(body) / pieces)
+        for start in range(0, len(body), size):
+            handler.wfile.write(body[start:start + size])
+            handler.wfile.flush()
+            time.sleep(pause)
+
+    return behave
+
+
+def timed_query(url, timeout):
+    start = time.monotonic()
+    try:
+        return query_model("?", url=url, timeout=timeout), time.monotonic() - start
+    except OllamaError as error:
+        return error, time.monotonic() - start
+
+
+@pytest.mark.parametrize("behave", [
+    pytest.param(answer(chat_answer("late"), before=3.0), id="slow to start"),
+    pytest.param(answer(chat_answer("a trickle of bytes"), pieces=40, pause=0.1), id="trickle"),
+])
+def test_the_timeout_is_a_deadline_for_the_whole_request(server, behave):
+    # each read waits far less than the timeout: a per-read timeout would never fire
+    server.behave = behave
+    error, seconds = timed_query(server.url, timeout=0.8)
+    assert isinstance(error, OllamaError)
+    assert "gave no complete answer within 0.8 s" in str(error)
+    assert seconds < 2.0
+
+
+def test_headers_that_trickle_also_meet_the_deadline(server):
+    def behave(handler):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n":
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    server.behave = behave
+    error, seconds = timed_query(server.url, timeout=0.8)
+    assert isinstance(error, OllamaError) and "within 0.8 s" in str(error) and seconds < 2.0
+
+
+def test_an_answer_in_pieces_within_the_deadline_is_read_whole(server):
+    server.behave = answer(chat_answer("Paris, in pieces"), pieces=4, pause=0.05)
+    reply, seconds = timed_query(server.url, timeout=5)
+    assert reply == "Paris, in pieces"
+
+
+@pytest.mark.parametrize("behave, message", [
+    (answer(b"\xff\xfe{}"), r"not UTF-8 text \(byte 0xff at position 0\)"),
+    (answer(chat_answer("caf") + b"\xe9"), r"not UTF-8 text \(byte 0xe9 at position \d+\)"),
+    (answer(b"<html>busy</html>"), r"unexpected answer, not JSON \(Expecting value"),
+    (answer(b'{"done": true}'), r"unexpected answer, without message.content"),
+    (answer(b"[1, 2]"), r"unexpected answer, without message.content"),
+    (answer(chat_answer("cut"), length=500), r"broke off its answer"),
+])
+def test_bad_replies_are_ollama_errors_that_name_the_problem(server, behave, message):
+    server.behave = behave
+    with pytest.raises(OllamaError, match=message):
+        query_model("?", url=server.url, timeout=5)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"timeout": 0}, ValueError, "timeout must be a positive number of seconds, got 0"),
+    ({"timeout": -1.5}, ValueError, "timeout must be a positive number of seconds, got -1.5"),
+    ({"timeout": float("nan")}, ValueError, "timeout must be .* got nan"),
+    ({"timeout": "5"}, TypeError, "timeout must be a positive number of seconds, got '5'"),
+    ({"timeout": None}, TypeError, "timeout must be a positive number of seconds, got None"),
+    ({"url": "localhost:11434/api/chat"}, ValueError,
+     "url must start with http:// or https://, got 'localhost:11434/api/chat'"),
+])
+def test_query_model_bad_arguments(options, error, message):
+    with pytest.raises(error, match=message):
+        query_model("?", **options)
