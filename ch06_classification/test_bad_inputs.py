@@ -21,6 +21,7 @@ from ch06_classification.classification import (
     train_classifier_simple,
 )
 
+
 TINY = {"vocab_size": 300, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
         "drop_rate": 0.0, "qkv_bias": False}
 
