@@ -10,6 +10,7 @@ this script adds is what training at scale needs:
 
 * The *.txt files are tokenised once, joined by <|endoftext|>, into a memory-mapped file of
   uint16 token ids (OUT/tokens.bin): later runs and every process read it without loading it.
+  Its manifest (OUT/tokens.json) records the files and a checksum: a damaged cache is rebuilt.
   The last --val-fraction of the tokens is the validation split.
 * Batches are random windows drawn from a generator seeded by (seed, step), so a step's data
   does not depend on what ran before it: a resumed run sees exactly the batches it would have.
@@ -18,12 +19,14 @@ this script adds is what training at scale needs:
   identical. The effective batch is --batch x processes x --grad-accum.
 * Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
   process's random-number state; --resume continues from it and gives the same weights as an
-  uninterrupted run. OUT/log.jsonl records the evaluations.
+  uninterrupted run, refusing a checkpoint of another model, seed or data. OUT/log.jsonl
+  records the evaluations (after a resume, without the steps that are run again).
 """
 
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -50,7 +53,11 @@ from shared import (
 
 
 def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
-    """Token ids of every *.txt file in `folder`, cached in `token_file` (uint16)."""
+    """Token ids of every *.txt file in `folder`, cached in `token_file` (uint16).
+
+    The manifest beside it (.json) names the files (by name, size and time) and the tokens'
+    count and sha256; a cache that does not match it, truncated or damaged, is rebuilt.
+    """
     files = sorted(folder.glob("*.txt"))
     if not files:
         raise FileNotFoundError(f"no .txt files in {folder}")
@@ -59,20 +66,57 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
         fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
                            .encode())
     manifest = token_file.with_suffix(".json")
-    if not (token_file.is_file() and manifest.is_file()
-            and json.loads(manifest.read_text())["fingerprint"] == fingerprint.hexdigest()):
+    if not _cache_is_intact(token_file, manifest, fingerprint.hexdigest()):
         tokenizer = tiktoken.get_encoding("gpt2")
         ids = []
         for file in files:
-            ids += tokenizer.encode(file.read_text(encoding="utf-8"),
-                                    allowed_special={"<|endoftext|>"})
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as error:  # name the file, not just the byte
+                raise ValueError(f"{file} is not UTF-8 text (byte {error.start}: "
+                                 f"{error.reason}); convert it to UTF-8 or move it out of "
+                                 f"{folder}") from None
+            ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
             ids.append(tokenizer.eot_token)  # documents are separated as in GPT-2's data
-        tmp = token_file.with_name(token_file.name + ".tmp")
-        np.array(ids, dtype=np.uint16).tofile(tmp)
-        os.replace(tmp, token_file)
-        manifest.write_text(json.dumps({"fingerprint": fingerprint.hexdigest(),
-                                        "files": [f.name for f in files], "tokens": len(ids)}))
+        array = memoryview(np.array(ids, dtype=np.uint16))  # written and hashed, not copied
+        _write_atomically(token_file, array)
+        _write_atomically(manifest, json.dumps({
+            "fingerprint": fingerprint.hexdigest(), "files": [f.name for f in files],
+            "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()}).encode())
     return np.memmap(token_file, dtype=np.uint16, mode="r")
+
+
+def _write_atomically(path: Path, data: bytes | memoryview) -> None:
+    """Write under a temporary name, then rename: readers see the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _cache_is_intact(token_file: Path, manifest: Path, fingerprint: str) -> bool:
+    """Whether token_file holds the tokens its manifest describes, for these text files."""
+    try:
+        recorded = json.loads(manifest.read_text())
+        if recorded["fingerprint"] != fingerprint:
+            return False
+        if token_file.stat().st_size != 2 * recorded["tokens"]:  # truncated or grown
+            return False
+        return token_sha256(token_file) == recorded["sha256"]  # damaged in place
+    except (OSError, ValueError, KeyError, TypeError):  # missing, or a damaged manifest
+        return False
+
+
+def token_sha256(token_file: Path) -> str:
+    """The sha256 of the token cache, read in 16 MiB pieces."""
+    digest = hashlib.sha256()
+    with token_file.open("rb") as tokens:
+        while piece := tokens.read(1 << 24):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 class RandomWindows:
@@ -126,8 +170,10 @@ def _number(kind, low, low_inclusive=True, high=None):
     def parse(text):
         try:
             value = kind(text)
+            if not math.isfinite(value):  # float("nan") and float("inf") parse
+                raise ValueError
         except ValueError:
-            expected = "an integer" if kind is int else "a number"
+            expected = "an integer" if kind is int else "a finite number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
         too_low = value < low if low_inclusive else value <= low
         if too_low or (high is not None and value >= high):
@@ -171,7 +217,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=COUNT, default=100)
     parser.add_argument("--eval-batches", type=COUNT, default=10)
     parser.add_argument("--checkpoint-every", type=COUNT, default=500)
-    parser.add_argument("--seed", type=NON_NEGATIVE, default=123)
+    # Data windows are seeded by seed * 1_000_003 + step, and torch's seeds end at 2**64.
+    parser.add_argument("--seed", type=_number(int, 0, high=2**32), default=123)
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
@@ -185,6 +232,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     problems = []
     if not args.data.is_dir():
         problems.append(f"--data {args.data} is not a folder")
+    if args.out.exists() and not args.out.is_dir():
+        problems.append(f"--out {args.out} is a file, not a folder")
     if args.min_lr > args.lr:
         problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
     if args.warmup_steps > args.steps:
@@ -239,7 +288,17 @@ def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray,
         dist.barrier()
     tokens = tokenize_folder(args.data, args.out / "tokens.bin")
     split = int(len(tokens) * (1 - args.val_fraction))
+    for name, part in (("training", tokens[:split]), ("validation", tokens[split:])):
+        if len(part) <= args.context + 1:  # RandomWindows needs one window and a shift
+            raise ValueError(f"the {name} split has {len(part):,} tokens, too few for one "
+                             f"window of --context {args.context} + 1: add text or change "
+                             f"--val-fraction ({args.val_fraction}) or --context")
     return tokens[:split], tokens[split:]
+
+
+def data_checksum(args: argparse.Namespace) -> str:
+    """The sha256 of the tokens (from the manifest), which resume compares."""
+    return json.loads((args.out / "tokens.json").read_text())["sha256"]
 
 
 def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.optim.Optimizer]:
@@ -256,20 +315,19 @@ def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.o
 
 
 def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimizer,
-           process: Process) -> int:
+           process: Process, expect: dict | None = None) -> int:
     """Load the checkpoint into model and optimizer; the first step still to run.
 
-    Raises ValueError when there is no usable checkpoint or it was trained with another
-    configuration. Each process continues its own random stream when the number of
-    processes is unchanged; otherwise the data is the same and only dropout masks differ.
+    Raises ValueError, with model and optimizer untouched, when there is no usable checkpoint
+    or it was trained with another configuration or other `expect`ed values (the seed, the
+    data). Each process continues its own random stream when the number of processes is
+    unchanged; otherwise the data is the same and only dropout masks differ.
     """
     try:
-        state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False)
+        state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False,
+                                expect={"config": model.cfg, **(expect or {})})
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"cannot resume: {error}") from None
-    if state["config"] != model.cfg:
-        raise ValueError(f"{checkpoint_path} was trained with {state['config']}, "
-                         f"not {model.cfg}")
     rng_states = state["rng_states"]
     if len(rng_states) == process.world_size:
         torch.set_rng_state(rng_states[process.rank])
@@ -309,7 +367,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 dist.all_gather_object(rng_states, torch.get_rng_state())
             if process.main:
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
-                                rng_states=rng_states)
+                                rng_states=rng_states, seed=args.seed,
+                                data_sha256=data_checksum(args), val_fraction=args.val_fraction)
 
     if process.main:
         print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
@@ -333,6 +392,24 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
               "tokens/s", flush=True)
 
 
+def trim_log(log_path: Path, start_step: int) -> None:
+    """Keep the log's lines of steps before start_step (none for a new run).
+
+    A run stopped after its last checkpoint has logged steps that a resume runs (and logs)
+    again; a crash can leave half a line. Both go, so each step is logged once.
+    """
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] < start_step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    _write_atomically(log_path, "".join(kept).encode())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Pretrain as the command line says; raises ValueError or FileNotFoundError on bad input."""
     args = parse_args(argv)
@@ -344,9 +421,16 @@ def main(argv: list[str] | None = None) -> None:
         model, optimizer = build(args, process)
         start_step = 0
         if args.resume:
-            start_step = resume(args.out / "checkpoint.pt", model, optimizer, process)
-        elif process.main:
-            (args.out / "log.jsonl").unlink(missing_ok=True)
+            start_step = resume(args.out / "checkpoint.pt", model, optimizer, process,
+                                expect={"seed": args.seed, "data_sha256": data_checksum(args),
+                                        "val_fraction": args.val_fraction})
+            last_step = args.steps - 1 if args.stop_after is None else args.stop_after
+            if start_step > last_step:
+                raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
+                                 f"ends at step {last_step}: nothing left to train (raise "
+                                 "--steps or --stop-after)")
+        if process.main:
+            trim_log(args.out / "log.jsonl", start_step)
         run(args, process, model, optimizer, tokens, start_step)
     finally:
         if dist.is_initialized():

@@ -5,6 +5,7 @@
 
 import json
 import math
+import numbers
 import os
 import pickle
 import re
@@ -17,7 +18,7 @@ import tiktoken
 import torch
 from torch import nn
 
-from shared import GPT2_SIZES, GPTModel, fetch, gpt2_config, progress_bar
+from shared import GPT2_SIZES, GPTModel, check_count, fetch, gpt2_config, progress_bar
 from shared.data import check_safetensors
 
 
@@ -25,6 +26,16 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batc
 Loader = Collection[Batch]  # a DataLoader, or any sized iterable of batches
 Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
+
+
+def _check_number(name: str, value, valid: str, low: float = 0.0, high: float = math.inf,
+                  low_open: bool = False) -> None:
+    """Raise unless `value` is a finite real number in [low, high] ((low, high] if low_open)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {valid}, got {value!r}")
+    above_low = value > low if low_open else value >= low
+    if not (above_low and value <= high and math.isfinite(value)):  # nan fails every test
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
@@ -50,6 +61,8 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
 
     loss_batch computes one batch's loss; chapter 6 passes its classification loss.
     """
+    if num_batches is not None:
+        check_count("num_batches", num_batches, 1)  # 0 batches would divide by zero
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
@@ -64,6 +77,7 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
     """Training and validation loss on `eval_iter` batches each, without dropout."""
+    check_count("eval_iter", eval_iter, 1)
     model.eval()
     with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, eval_iter, loss_batch)
@@ -131,6 +145,17 @@ def train_model_simple(
     silent. Chapter 6 passes loss_batch, count_seen (len: examples, not tokens) and after_epoch
     (which may return a line to print); the other options are explained where they are used.
     """
+    # Checked here, once, not in the helpers called at every step.
+    check_count("num_epochs", num_epochs, 0)
+    check_count("grad_accum_steps", grad_accum_steps, 1)
+    check_count("start_step", start_step, 0)
+    if eval_freq is not None:  # None never evaluates; 0 is refused rather than meaning None
+        check_count("eval_freq", eval_freq, 1)
+        check_count("eval_iter", eval_iter, 1)
+    if max_grad_norm is not None:  # 0 would zero every update, a negative one reverse it
+        _check_number("max_grad_norm", max_grad_norm, "a positive number or None", low_open=True)
+    if start_context and progress and tokenizer is None:
+        raise ValueError("start_context needs a tokenizer to encode it and decode the samples")
     train_losses, val_losses, track_seen = [], [], []
     seen, step = 0, start_step - 1
     with progress_bar(total=num_epochs * math.ceil(len(train_loader) / grad_accum_steps),
@@ -178,6 +203,23 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_s
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
     logits) runs uncached.
     """
+    is_ids = isinstance(idx, torch.Tensor) and not (
+        idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool)
+    if not is_ids:
+        kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise TypeError(f"idx must be a tensor of integer token ids, got {kind}")
+    if idx.dim() != 2 or idx.numel() == 0:
+        hint = "; add a batch axis with idx.unsqueeze(0)" if idx.dim() == 1 else ""
+        raise ValueError(f"idx must have shape (batch, tokens), with at least one token, "
+                         f"got {tuple(idx.shape)}{hint}")
+    check_count("max_new_tokens", max_new_tokens, 0)
+    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
+    # A negative temperature would decode greedily without a word: refuse it instead.
+    _check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
+    if top_k is not None:
+        check_count("top_k", top_k, 1)
+    if top_p is not None:
+        _check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
     kv_caches = None
     if use_cache and hasattr(model, "make_kv_caches"):
         kv_caches = model.make_kv_caches(context_size)  # fresh for every prompt
@@ -193,6 +235,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_s
             kth_largest = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
             logits = logits.masked_fill(logits < kth_largest, -torch.inf)
         if temperature > 0:
+            # The same softmax, shifted so the largest logit is 0: a tiny temperature or
+            # huge logits then give -inf for the others, not inf - inf = nan.
+            logits = logits - logits.amax(dim=-1, keepdim=True)
             probs = torch.softmax(logits / temperature, dim=-1)
             if top_p is not None:
                 probs = _nucleus(probs, top_p)
@@ -228,7 +273,9 @@ def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
-    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+    drop = before >= top_p
+    drop[..., 0] = False  # the most likely token stays even if top_p rounds to 0 in float32
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
     kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return kept / kept.sum(dim=-1, keepdim=True)
 
@@ -237,18 +284,30 @@ def save_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
     """Save model, optimizer and RNG state (plus any `extra` values) to `path`, atomically."""
     path = Path(path)
+    if "torch_rng" in extra:  # "model" and "optimizer" are taken by the arguments
+        raise ValueError("an extra value may not be named torch_rng: save_checkpoint stores "
+                         "the generator's state under that name")
     state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a value pickle cannot store, Ctrl-C: no debris
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
-                    restore_rng: bool = True) -> dict:
-    """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`)."""
+                    restore_rng: bool = True, expect: dict | None = None) -> dict:
+    """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`).
+
+    All or nothing: the model state, the optimizer state, the RNG state and the `expect`ed
+    extra values (say {"seed": 123}) are all checked first; on any mismatch ValueError lists
+    the problems and model, optimizer and RNG are untouched.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -256,18 +315,93 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
         raise ValueError(f"{path} is not a readable checkpoint (truncated or damaged?): "
                          f"{error}") from None
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        detail = str(error).splitlines()[1:3]
-        raise ValueError(f"{path} does not fit this model ({first_line} "
-                         f"{' '.join(line.strip() for line in detail)})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(_not_a_checkpoint(path, state))
+    problems = _model_state_problems(state["model"], model.state_dict())
+    if optimizer is not None:
+        problems += _optimizer_state_problems(state.get("optimizer"), optimizer)
+    rng = state.get("torch_rng")
+    if restore_rng and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8
+                            and rng.shape == torch.get_rng_state().shape):
+        problems.append("holds no valid random-number state (pass restore_rng=False)")
+    for key, value in (expect or {}).items():
+        if key not in state:
+            problems.append(f"records no {key} (expected {value!r})")
+        elif state[key] != value:
+            problems.append(f"was trained with {key}={state[key]!r}, not {value!r}")
+    if problems:
+        raise ValueError(f"{path} " + "; ".join(problems))
+    model.load_state_dict(state["model"])  # nothing below can fail after the checks above
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if restore_rng:
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(rng)
     return state
+
+
+def _not_a_checkpoint(path, state) -> str:
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor)
+                                                 for v in state.values()):
+        return (f"{path} holds a plain state_dict ({len(state)} tensors, weights only), not a "
+                f"checkpoint of save_checkpoint: load it with "
+                f"model.load_state_dict(torch.load(path))")
+    kind = (f"a dict with keys {sorted(map(str, state))[:6]}" if isinstance(state, dict)
+            else f"a {type(state).__name__}")
+    return f"{path} is not a checkpoint of save_checkpoint: it holds {kind}, no 'model'"
+
+
+def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `saved` (a state_dict) from loading into a model whose own is `wanted`."""
+    if not isinstance(saved, dict):
+        return [f"holds a {type(saved).__name__} as its model state, not a state_dict"]
+    found = [f"missing {name}" for name in wanted if name not in saved]
+    found += [f"unexpected {name}" for name in saved if name not in wanted]
+    for name, tensor in wanted.items():
+        value = saved.get(name)
+        if value is not None and not isinstance(value, torch.Tensor):
+            found.append(f"{name} is a {type(value).__name__}, not a tensor")
+        elif value is not None and value.shape != tensor.shape:
+            found.append(f"{name} has shape {tuple(value.shape)}, the model needs "
+                         f"{tuple(tensor.shape)}")
+    more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
+    return [f"does not fit this model ({'; '.join(found[:4])}{more})"] if found else []
+
+
+# Optimizer state that is one number per weight (Adam's averages, SGD's momentum, ...).
+_PER_WEIGHT_STATE = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
+                     "square_avg", "sum", "grad_avg", "acc_delta"}
+
+
+def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[str]:
+    """What keeps `saved` (an optimizer's state_dict) from loading into `optimizer`."""
+    if saved is None:
+        return ["holds no optimizer state (pass optimizer=None to load the model alone)"]
+    if not (isinstance(saved, dict) and isinstance(saved.get("param_groups"), list)
+            and isinstance(saved.get("state"), dict)):
+        return ["holds an optimizer state that is not an optimizer's state_dict"]
+    ours = optimizer.param_groups
+    sizes = [len(group.get("params", [])) for group in saved["param_groups"]]
+    if sizes != [len(group["params"]) for group in ours]:
+        return [f"has optimizer parameter groups of {sizes} tensors, this optimizer "
+                f"{[len(group['params']) for group in ours]}"]
+    options = {key for group in saved["param_groups"] for key in group}
+    if unknown := sorted(options - {key for group in ours for key in group}):
+        return [f"has optimizer options {unknown} that {type(optimizer).__name__} lacks "
+                "(saved by another kind of optimizer?)"]
+    index_to_param = dict(zip([i for group in saved["param_groups"] for i in group["params"]],
+                              [p for group in ours for p in group["params"]]))
+    found = []
+    for index, values in saved["state"].items():
+        param = index_to_param.get(index)
+        if param is None:
+            found.append(f"optimizer state for parameter {index!r}, which no group lists")
+            continue
+        for name, value in values.items():
+            if name in _PER_WEIGHT_STATE and getattr(value, "shape", None) != param.shape:
+                found.append(f"optimizer {name} of parameter {index} has shape "
+                             f"{tuple(getattr(value, 'shape', ()))}, the parameter "
+                             f"{tuple(param.shape)}")
+    return found[:4]
 
 
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
@@ -467,6 +601,15 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
+    check_count("total_steps", total_steps, 1)
+    check_count("warmup_steps", warmup_steps, 0)
+    if warmup_steps > total_steps:
+        raise ValueError(f"warmup_steps ({warmup_steps}) must not exceed total_steps "
+                         f"({total_steps})")
+    for name, rate in (("peak_lr", peak_lr), ("initial_lr", initial_lr), ("min_lr", min_lr)):
+        _check_number(name, rate, "a number >= 0")
+    if min_lr > peak_lr:
+        raise ValueError(f"min_lr ({min_lr}) must not exceed peak_lr ({peak_lr})")
     def lr_at(step):
         if step < warmup_steps:
             return initial_lr + (peak_lr - initial_lr) * step / warmup_steps

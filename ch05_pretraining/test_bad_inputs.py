@@ -1,0 +1,559 @@
+"""Bad inputs to chapter 5 and to pretrain.py: clear errors, and nothing half-changed."""
+
+import copy
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ch05_pretraining import pretrain
+from ch05_pretraining.pretraining import (
+    calc_loss_loader,
+    cosine_schedule,
+    evaluate_model,
+    generate,
+    load_checkpoint,
+    save_checkpoint,
+    train_model_simple,
+)
+from shared import GPTModel, read_text
+
+
+TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
+        "drop_rate": 0.0, "qkv_bias": False}
+
+
+def tiny_model(seed=0, **change):
+    torch.manual_seed(seed)
+    return GPTModel({**TINY, **change}).eval()
+
+
+def batches(n=2):
+    ids = torch.arange(2 * 5).reshape(2, 5) % TINY["vocab_size"]
+    return [(ids, (ids + 1) % TINY["vocab_size"])] * n
+
+
+# generate ----------------------------------------------------------------------------------
+
+PROMPT = torch.tensor([[1, 2, 3]])
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"top_k": 0}, ValueError, "top_k must be an integer >= 1, got 0"),
+    ({"top_k": -3}, ValueError, "top_k must be an integer >= 1, got -3"),
+    ({"top_k": 2.0}, TypeError, "top_k must be an integer >= 1, got 2.0"),
+    ({"top_k": True}, TypeError, "top_k must be an integer >= 1, got True"),
+    ({"top_p": 0}, ValueError, r"top_p must be a number in \(0, 1\], got 0"),
+    ({"top_p": -0.5}, ValueError, r"top_p must be a number in \(0, 1\], got -0.5"),
+    ({"top_p": 1.5}, ValueError, r"top_p must be a number in \(0, 1\], got 1.5"),
+    ({"top_p": float("nan")}, ValueError, r"top_p must be a number in \(0, 1\], got nan"),
+    ({"top_p": "0.9"}, TypeError, r"top_p must be a number in \(0, 1\], got '0.9'"),
+    ({"temperature": -1.0}, ValueError, r"temperature must be a number >= 0 .*got -1.0"),
+    ({"temperature": float("nan")}, ValueError, "temperature must be a number >= 0 .*got nan"),
+    ({"temperature": float("inf")}, ValueError, "temperature must be a number >= 0 .*got inf"),
+    ({"temperature": None}, TypeError, "temperature must be a number >= 0 .*got None"),
+    ({"max_new_tokens": -1}, ValueError, "max_new_tokens must be an integer >= 0, got -1"),
+    ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens must be an integer >= 0, got 2.5"),
+    ({"context_size": 0}, ValueError, "context_size must be an integer >= 1, got 0"),
+    ({"context_size": -4}, ValueError, "context_size must be an integer >= 1, got -4"),
+    ({"context_size": 0, "use_cache": False}, ValueError,
+     "context_size must be an integer >= 1, got 0"),
+])
+def test_generate_names_a_bad_sampling_argument(change, error, message):
+    args = {"max_new_tokens": 3, "context_size": 8, "temperature": 1.0, **change}
+    with pytest.raises(error, match=message):
+        generate(tiny_model(), PROMPT, **args)
+
+
+@pytest.mark.parametrize("idx, error, message", [
+    (torch.tensor([1, 2, 3]), ValueError,
+     r"idx must have shape \(batch, tokens\).*got \(3,\); add a batch axis"),
+    (torch.zeros(1, 0, dtype=torch.long), ValueError, r"with at least one token, got \(1, 0\)"),
+    (torch.zeros(0, 3, dtype=torch.long), ValueError, r"with at least one token, got \(0, 3\)"),
+    (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, r"got \(1, 2, 3\)"),
+    (torch.tensor([[1.0, 2.0]]), TypeError, "idx must be a tensor of integer token ids, "
+                                            "got torch.float32"),
+    (torch.tensor([[True]]), TypeError, "integer token ids, got torch.bool"),
+    ([[1, 2]], TypeError, "integer token ids, got list"),
+])
+@pytest.mark.parametrize("max_new_tokens", [0, 2])
+def test_generate_names_a_bad_prompt_even_when_nothing_is_generated(idx, error, message,
+                                                                     max_new_tokens):
+    with pytest.raises(error, match=message):
+        generate(tiny_model(), idx, max_new_tokens=max_new_tokens, context_size=8)
+
+
+def test_an_id_outside_the_vocabulary_is_named():
+    with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
+        generate(tiny_model(), torch.tensor([[1, 50]]), max_new_tokens=1, context_size=8)
+
+
+def fixed_logits(values):
+    """A 'model' that predicts the same logits after any prompt (generate accepts one)."""
+    logits = torch.tensor(values, dtype=torch.float32)
+    return lambda ids: logits.expand(ids.shape[0], ids.shape[1], len(values))
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(finite, min_size=1, max_size=40),
+       temperature=st.floats(1e-30, 100.0),
+       top_k=st.none() | st.integers(1, 45),
+       top_p=st.none() | st.floats(0.0, 1.0, exclude_min=True),
+       seed=st.integers(0, 2**16))
+def test_sampling_draws_only_from_the_kept_tokens(values, temperature, top_k, top_p, seed):
+    torch.manual_seed(seed)
+    out = generate(fixed_logits(values), torch.zeros(2, 1, dtype=torch.long), 1, 4,
+                   temperature=temperature, top_k=top_k, top_p=top_p)
+    logits = torch.tensor(values, dtype=torch.float64)
+    if top_k is not None:  # ties with the k-th largest stay in
+        kth = torch.topk(logits, min(top_k, len(values))).values[-1]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
+    for chosen in out[:, -1].tolist():
+        assert 0 <= chosen < len(values) and logits[chosen] > -torch.inf
+        assert probs[chosen] > 0 or probs.isnan().any()
+        if top_p is not None:  # the mass of strictly more likely tokens is below top_p
+            before = probs[probs > probs[chosen]].sum().item()
+            assert before < top_p + 1e-4
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(finite, min_size=1, max_size=40, unique=True),
+       temperature=st.floats(1e-30, 100.0), top_p=st.none() | st.floats(0.01, 1.0))
+def test_top_k_1_is_greedy_on_any_logits(values, temperature, top_p):
+    model = fixed_logits(values)
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    greedy = generate(model, prompt, 3, 4)
+    assert torch.equal(generate(model, prompt, 3, 4, temperature=temperature, top_k=1,
+                                top_p=top_p), greedy)
+    assert greedy[0, -1].item() == int(np.argmax(values))
+
+
+def test_a_top_p_too_small_for_float32_keeps_the_most_likely_token():
+    # 5e-324 rounds to 0 in float32: the nucleus used to drop every token (nan probabilities)
+    out = generate(fixed_logits([0.0, 2.0, 1.0]), PROMPT, 3, 8, temperature=1.0, top_p=5e-324)
+    assert out[0, 3:].tolist() == [1] * 3
+
+
+def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing():
+    # logits / 1e-40 overflow to inf in float32; softmax of inf is nan and multinomial fails
+    out = generate(fixed_logits([1.0, 3.0, 2.0]), PROMPT, 5, 8, temperature=1e-40)
+    assert out[0, 3:].tolist() == [1] * 5
+
+
+# Counts ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_batches, error", [(0, ValueError), (-1, ValueError),
+                                                (1.5, TypeError), (True, TypeError)])
+def test_calc_loss_loader_refuses_a_count_below_one(num_batches, error):
+    with pytest.raises(error, match=f"num_batches must be an integer >= 1, got {num_batches}"):
+        calc_loss_loader(batches(), tiny_model(), "cpu", num_batches)
+
+
+@pytest.mark.parametrize("eval_iter", [0, -2])
+def test_evaluate_model_refuses_eval_iter_below_one(eval_iter):
+    model = tiny_model().train()
+    with pytest.raises(ValueError, match=f"eval_iter must be an integer >= 1, got {eval_iter}"):
+        evaluate_model(model, batches(), batches(), "cpu", eval_iter)
+    assert model.training  # not left in eval mode
+
+
+GOOD_TRAINING = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1}
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"num_epochs": -1}, ValueError, "num_epochs must be an integer >= 0, got -1"),
+    ({"num_epochs": 1.0}, TypeError, "num_epochs must be an integer >= 0, got 1.0"),
+    ({"eval_freq": 0}, ValueError, "eval_freq must be an integer >= 1, got 0"),
+    ({"eval_freq": -5}, ValueError, "eval_freq must be an integer >= 1, got -5"),
+    ({"eval_iter": 0}, ValueError, "eval_iter must be an integer >= 1, got 0"),
+    ({"grad_accum_steps": 0}, ValueError, "grad_accum_steps must be an integer >= 1, got 0"),
+    ({"grad_accum_steps": -2}, ValueError, "grad_accum_steps must be an integer >= 1, got -2"),
+    ({"start_step": -1}, ValueError, "start_step must be an integer >= 0, got -1"),
+    ({"max_grad_norm": 0.0}, ValueError, "max_grad_norm must be a positive number or None, "
+                                         "got 0.0"),
+    ({"max_grad_norm": -1.0}, ValueError, "max_grad_norm must be a positive number .*got -1.0"),
+    ({"max_grad_norm": float("nan")}, ValueError, "max_grad_norm must be .*got nan"),
+    ({"max_grad_norm": "1"}, TypeError, "max_grad_norm must be a positive number .*got '1'"),
+    ({"start_context": "Every effort"}, ValueError, "start_context needs a tokenizer"),
+])
+def test_train_model_simple_refuses_bad_arguments_before_training(change, error, message):
+    model = tiny_model()
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    with pytest.raises(error, match=message):
+        train_model_simple(model, batches(), batches(), optimizer, "cpu",
+                           **{**GOOD_TRAINING, **change}, progress=True)
+    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
+    assert not optimizer.state  # no step was taken
+
+
+def test_no_evaluation_needs_no_eval_iter():
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    assert train_model_simple(model, batches(), [], optimizer, "cpu", 1, None, 0,
+                              progress=False) == ([], [], [])
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ({"total_steps": 0}, ValueError, "total_steps must be an integer >= 1, got 0"),
+    ({"total_steps": -10}, ValueError, "total_steps must be an integer >= 1, got -10"),
+    ({"total_steps": 10.0}, TypeError, "total_steps must be an integer >= 1, got 10.0"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps must be an integer >= 0, got -1"),
+    ({"warmup_steps": 11}, ValueError, r"warmup_steps \(11\) must not exceed total_steps \(10\)"),
+    ({"peak_lr": -1e-3}, ValueError, "peak_lr must be a number >= 0, got -0.001"),
+    ({"peak_lr": float("nan")}, ValueError, "peak_lr must be a number >= 0, got nan"),
+    ({"peak_lr": "1e-3"}, TypeError, "peak_lr must be a number >= 0, got '1e-3'"),
+    ({"initial_lr": -1e-5}, ValueError, "initial_lr must be a number >= 0, got -1e-05"),
+    ({"min_lr": -1e-5}, ValueError, "min_lr must be a number >= 0, got -1e-05"),
+    ({"min_lr": 0.1}, ValueError, r"min_lr \(0.1\) must not exceed peak_lr \(0.001\)"),
+])
+def test_cosine_schedule_refuses_bad_arguments(args, error, message):
+    with pytest.raises(error, match=message):
+        cosine_schedule(**{"peak_lr": 1e-3, "total_steps": 10, **args})
+
+
+def test_cosine_schedule_allows_warmup_over_every_step():
+    schedule = cosine_schedule(1.0, total_steps=4, warmup_steps=4)
+    assert [schedule(step) for step in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+# Checkpoints: all or nothing -----------------------------------------------------------------
+
+def trained(seed, **change):
+    """A model and AdamW after one step, so the optimizer has state."""
+    model = tiny_model(seed, **change)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1, progress=False)
+    return model, optimizer
+
+
+def same(a, b):
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
+def write_plain_state_dict(path):
+    torch.save(trained(1)[0].state_dict(), path)
+
+
+def write_other_shape(path):
+    save_checkpoint(path, *trained(1, emb_dim=8), step=1)
+
+
+def write_other_param_groups(path):  # fits the model: only the optimizer does not
+    model, _ = trained(1)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}])
+    save_checkpoint(path, model, optimizer, step=1)
+
+
+def write_without_optimizer(path):
+    save_checkpoint(path, trained(1)[0], step=1)
+
+
+def write_sgd_state(path):
+    model, _ = trained(1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1, progress=False)
+    save_checkpoint(path, model, optimizer, step=1)
+
+
+def write_wrong_adam_shape(path):
+    save_checkpoint(path, *trained(1), step=1)
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    torch.save(state, path)
+
+
+def write_bad_rng(path):
+    save_checkpoint(path, *trained(1), step=1)
+    state = torch.load(path, weights_only=True)
+    state["torch_rng"] = torch.zeros(7)
+    torch.save(state, path)
+
+
+def write_truncated(path):
+    save_checkpoint(path, *trained(1), step=1)
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+def write_a_list(path):
+    torch.save([1, 2, 3], path)
+
+
+def write_good(path):
+    save_checkpoint(path, *trained(1), step=1)
+
+
+@pytest.mark.parametrize("write, options, message", [
+    (write_plain_state_dict, {}, r"holds a plain state_dict \(\d+ tensors, weights only\), "
+     r"not a checkpoint of save_checkpoint: load it with "
+     r"model\.load_state_dict\(torch\.load\(path\)\)"),
+    (write_other_shape, {}, r"does not fit this model \(tok_emb.weight has shape \(50, 8\), "
+                            r"the model needs \(50, 16\)"),
+    (write_other_param_groups, {}, r"has optimizer parameter groups of \[\d+, \d+\] tensors, "
+                                   r"this optimizer \[\d+\]"),
+    (write_without_optimizer, {}, r"holds no optimizer state \(pass optimizer=None"),
+    (write_sgd_state, {}, r"has optimizer options \['dampening', 'momentum', 'nesterov'\] "
+                          "that AdamW lacks"),
+    (write_wrong_adam_shape, {}, r"optimizer exp_avg of parameter 0 has shape \(3,\), "
+                                 r"the parameter \(50, 16\)"),
+    (write_bad_rng, {}, "holds no valid random-number state"),
+    (write_truncated, {}, "is not a readable checkpoint"),
+    (write_a_list, {}, "is not a checkpoint of save_checkpoint: it holds a list, no 'model'"),
+    (write_good, {"expect": {"step": 2}}, "was trained with step=1, not 2"),
+    (write_good, {"expect": {"seed": 123}}, "records no seed"),
+])
+def test_a_failed_load_leaves_model_optimizer_and_rng_exactly_as_they_were(
+        write, options, message, tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    write(path)
+    model, optimizer = trained(0)
+    weights = {name: t.clone() for name, t in model.state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path, model, optimizer, **options)
+    assert same(model.state_dict(), weights)
+    assert same(optimizer.state_dict(), optimizer_state)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_good_load_changes_all_three(tmp_path):  # so the test above can fail
+    save_checkpoint(tmp_path / "good.pth", *trained(1), step=1)
+    saved_rng = torch.get_rng_state()
+    torch.rand(5)
+    model, optimizer = trained(0)
+    weights, moments = model.state_dict()["tok_emb.weight"].clone(), optimizer.state_dict()
+    state = load_checkpoint(tmp_path / "good.pth", model, optimizer, expect={"step": 1})
+    assert state["step"] == 1
+    assert not torch.equal(model.state_dict()["tok_emb.weight"], weights)
+    assert not same(optimizer.state_dict()["state"], moments["state"])
+    assert torch.equal(torch.get_rng_state(), saved_rng)
+
+
+def test_a_failed_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    model, optimizer = trained(0)
+    save_checkpoint(path, model, optimizer, step=1)
+    before = path.read_bytes()
+    with pytest.raises(Exception, match="(?i)pickle|local"):
+        save_checkpoint(path, model, optimizer, step=2, callback=lambda: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
+    assert path.read_bytes() == before
+
+
+def test_a_failed_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr("ch05_pretraining.pretraining.os.replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "checkpoint.pth", tiny_model())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_extra_value_cannot_overwrite_the_generator_state(tmp_path):
+    with pytest.raises(ValueError, match="an extra value may not be named torch_rng"):
+        save_checkpoint(tmp_path / "c.pth", tiny_model(), torch_rng=torch.zeros(3))
+    assert list(tmp_path.iterdir()) == []
+
+
+# pretrain.py -------------------------------------------------------------------------------
+
+SCRIPT = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context", "32",
+          "--batch", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-steps", "2",
+          "--eval-every", "5", "--eval-batches", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("texts")
+    story = read_text("the-verdict")
+    (folder / "a.txt").write_text(story[:10_000], encoding="utf-8")
+    (folder / "b.txt").write_text(story[10_000:], encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--emb-dim", "0"], "argument --emb-dim: 0 must be at least 1"),
+    (["--n-layers", "0"], "argument --n-layers: 0 must be at least 1"),
+    (["--n-layers", "2.5"], "argument --n-layers: '2.5' is not an integer"),
+    (["--n-heads", "-2"], "argument --n-heads: -2 must be at least 1"),
+    (["--context", "0"], "argument --context: 0 must be at least 1"),
+    (["--drop-rate", "-0.1"], "argument --drop-rate: -0.1 must be at least 0 and less than 1"),
+    (["--drop-rate", "nan"], "argument --drop-rate: 'nan' is not a finite number"),
+    (["--batch", "-1"], "argument --batch: -1 must be at least 1"),
+    (["--grad-accum", "-1"], "argument --grad-accum: -1 must be at least 1"),
+    (["--steps", "0"], "argument --steps: 0 must be at least 1"),
+    (["--lr", "-0.001"], "argument --lr: -0.001 must be greater than 0"),
+    (["--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
+    (["--lr", "inf"], "argument --lr: 'inf' is not a finite number"),
+    (["--min-lr=-1e-5"], "argument --min-lr: -1e-05 must be at least 0"),
+    (["--warmup-steps", "-1"], "argument --warmup-steps: -1 must be at least 0"),
+    (["--weight-decay", "-0.1"], "argument --weight-decay: -0.1 must be at least 0"),
+    (["--weight-decay", "nan"], "argument --weight-decay: 'nan' is not a finite number"),
+    (["--max-grad-norm", "0"], "argument --max-grad-norm: 0.0 must be greater than 0"),
+    (["--max-grad-norm=-inf"], "argument --max-grad-norm: '-inf' is not a finite number"),
+    (["--val-fraction", "1"], "argument --val-fraction: 1.0 must be greater than 0 and less "
+                              "than 1"),
+    (["--eval-batches", "0"], "argument --eval-batches: 0 must be at least 1"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: 0 must be at least 1"),
+    (["--seed", "-1"], "argument --seed: -1 must be at least 0"),
+    (["--seed", str(2**32)], f"argument --seed: {2**32} must be at least 0 and less than "
+                             f"{2**32}"),
+    (["--stop-after", "-1"], "argument --stop-after: -1 must be at least 0"),
+])
+def test_every_numeric_flag_is_checked_before_reading_data(flags, message, texts, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(pretrain.UsageError, match=re.escape(message)):
+        pretrain.main(["--data", str(texts), "--out", str(out), *flags])
+    assert not out.exists()
+
+
+def test_out_must_not_be_a_file(texts, tmp_path):
+    (tmp_path / "run").write_text("")
+    with pytest.raises(pretrain.UsageError, match="--out .*run is a file, not a folder"):
+        pretrain.main(["--data", str(texts), "--out", str(tmp_path / "run")])
+
+
+def test_a_non_utf8_file_is_named(tmp_path):
+    (tmp_path / "good.txt").write_text("Hello there.", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("Caf\u00e9 cr\u00e8me".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 3: "
+                                         r"invalid continuation byte\); convert it"):
+        pretrain.tokenize_folder(tmp_path, tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
+    result = subprocess.run([sys.executable, str(pretrain.__file__), "--data", str(tmp_path),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert re.match(r"pretrain.py: .*latin1.txt is not UTF-8 text", result.stderr)
+
+
+def test_too_small_a_split_is_named(texts, tmp_path):
+    with pytest.raises(ValueError, match="the validation split has [0-9,]+ tokens, too few for "
+                                         "one window of --context 2000"):
+        pretrain.main(["--data", str(texts), "--out", str(tmp_path), "--context", "2000",
+                       "--val-fraction", "0.05", "--emb-dim", "8", "--n-heads", "2"])
+
+
+def damage_truncate(token_file, manifest):
+    token_file.write_bytes(token_file.read_bytes()[:1000])
+
+
+def damage_in_place(token_file, manifest):
+    data = bytearray(token_file.read_bytes())
+    data[100:104] = b"\xff\xff\xff\xff"
+    token_file.write_bytes(bytes(data))
+
+
+def damage_manifest(token_file, manifest):
+    manifest.write_text('{"fingerprint": ')
+
+
+def old_manifest(token_file, manifest):  # no checksum: cannot be trusted
+    recorded = json.loads(manifest.read_text())
+    del recorded["sha256"]
+    manifest.write_text(json.dumps(recorded))
+
+
+def damage_remove_tokens(token_file, manifest):
+    token_file.unlink()
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_in_place, damage_manifest,
+                                    old_manifest, damage_remove_tokens])
+def test_a_damaged_token_cache_is_rebuilt(damage, texts, tmp_path):
+    token_file, manifest = tmp_path / "tokens.bin", tmp_path / "tokens.json"
+    good = np.array(pretrain.tokenize_folder(texts, token_file))
+    damage(token_file, manifest)
+    assert np.array_equal(pretrain.tokenize_folder(texts, token_file), good)
+    recorded = json.loads(manifest.read_text())
+    assert recorded["tokens"] == len(good)
+    assert recorded["sha256"] == pretrain.token_sha256(token_file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.bin", "tokens.json"]
+
+
+def test_the_manifest_is_written_atomically(texts, tmp_path, monkeypatch):
+    token_file, manifest = tmp_path / "tokens.bin", tmp_path / "tokens.json"
+    pretrain.tokenize_folder(texts, token_file)
+    before = manifest.read_text()
+    damage_truncate(token_file, manifest)
+    real_replace = pretrain.os.replace
+
+    def fail_for_the_manifest(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")
+        real_replace(src, dst)
+    monkeypatch.setattr(pretrain.os, "replace", fail_for_the_manifest)
+    with pytest.raises(OSError, match="disk full"):
+        pretrain.tokenize_folder(texts, token_file)
+    assert manifest.read_text() == before  # the old one, whole; no half-written file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.bin", "tokens.json"]
+
+
+def logged_steps(out):
+    return [json.loads(line)["step"] for line in (out / "log.jsonl").open()]
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--seed", "7"], "was trained with seed=123, not 7"),
+    (["--val-fraction", "0.2"], "was trained with val_fraction=0.1, not 0.2"),
+])
+def test_resume_checks_the_seed_and_the_split(change, message, texts, tmp_path):
+    common = ["--data", str(texts), *SCRIPT, "--steps", "2", "--out", str(tmp_path)]
+    pretrain.main(common)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=f"cannot resume: .*{re.escape(message)}"):
+        pretrain.main([*common, *change, "--resume"])
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+
+
+def test_resume_checks_the_data(texts, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text((texts / "a.txt").read_text(), encoding="utf-8")
+    common = ["--data", str(data), *SCRIPT, "--steps", "2", "--out", str(tmp_path / "run")]
+    pretrain.main(common)
+    (data / "a.txt").write_text((texts / "b.txt").read_text(), encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot resume: .*was trained with data_sha256='"):
+        pretrain.main([*common, "--resume"])
+
+
+def test_resuming_a_finished_run_says_nothing_is_left(texts, tmp_path):
+    common = ["--data", str(texts), *SCRIPT, "--steps", "2", "--out", str(tmp_path)]
+    pretrain.main(common)
+    with pytest.raises(ValueError, match="the checkpoint is at step 1 and this run ends at "
+                                         "step 1: nothing left to train"):
+        pretrain.main([*common, "--resume"])
+
+
+def test_the_log_has_each_step_once_after_resuming_from_an_older_checkpoint(texts, tmp_path):
+    common = ["--data", str(texts), *SCRIPT, "--steps", "12", "--checkpoint-every", "4",
+              "--out", str(tmp_path)]
+    pretrain.main([*common, "--stop-after", "6"])
+    at_step_6 = (tmp_path / "checkpoint.pt").read_bytes()
+    pretrain.main([*common, "--resume", "--stop-after", "10"])
+    assert logged_steps(tmp_path) == [0, 5, 10]
+    # As if the run had died after logging step 10 but before checkpointing it, mid-line:
+    (tmp_path / "checkpoint.pt").write_bytes(at_step_6)
+    with (tmp_path / "log.jsonl").open("a") as log:
+        log.write('{"step": 11, "train_lo')
+    pretrain.main([*common, "--resume"])
+    assert logged_steps(tmp_path) == [0, 5, 10]
