@@ -2,6 +2,7 @@
 
     python ch05_pretraining/benchmark_book_run.py              # default path, then fast path
     python ch05_pretraining/benchmark_book_run.py --pinned     # as the notebooks run in CI
+    python ch05_pretraining/benchmark_book_run.py --only fast  # one of the two runs
 
 The run is the book's: GPT-2 small (124M) at context 256, trained from scratch on The
 Verdict for 10 epochs with batches of 2, AdamW (lr 4e-4, weight decay 0.1), both losses on
@@ -56,6 +57,7 @@ def book_run(fast: bool) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pinned", action="store_true", help="the notebooks' pinned numerics")
+    parser.add_argument("--only", choices=["default", "fast"], help="run one path only")
     args = parser.parse_args()
     if args.pinned:
         pin_numerics()
@@ -64,6 +66,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, pinned numerics: {args.pinned}")
     for name, fast in [("default path", False), ("fast path", True)]:
+        if args.only and not name.startswith(args.only):
+            continue
         seconds, train_loss, val_loss = book_run(fast)
         print(f"{name}: {seconds / 60:.1f} min; last losses: train {train_loss:.3f}, "
               f"validation {val_loss:.3f}", flush=True)
