@@ -164,7 +164,7 @@ class GPTModel(nn.Module):
         and values are reused, not recomputed. last_only: logits for the last position alone,
         shape (batch, 1, vocab), all that generation needs.
         """
-        _check_token_ids(in_idx, self.cfg["vocab_size"])
+        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         if start + num_tokens > context_length:
@@ -188,21 +188,22 @@ class GPTModel(nn.Module):
         return [KVCache(max_tokens) for _ in self.trf_blocks]
 
 
-def _check_token_ids(in_idx, vocab_size: int) -> None:
-    """Raise unless in_idx is a (batch, tokens) tensor of ids in 0 .. vocab_size - 1."""
-    if not isinstance(in_idx, torch.Tensor) or in_idx.dtype not in (torch.long, torch.int):
-        kind = in_idx.dtype if isinstance(in_idx, torch.Tensor) else type(in_idx).__name__
-        raise TypeError(f"in_idx must be a tensor of integer token ids (torch.long), got {kind}")
-    if in_idx.dim() != 2 or in_idx.numel() == 0:
-        hint = "; add a batch axis with in_idx.unsqueeze(0)" if in_idx.dim() == 1 else ""
-        raise ValueError(f"in_idx must have shape (batch, tokens), with at least one token, "
-                         f"got {tuple(in_idx.shape)}{hint}")
+def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
+    """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
+    each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
+    if ids.dim() != 2 or ids.numel() == 0:
+        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
+        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
+                         f"got {tuple(ids.shape)}{hint}")
     # A compiled graph would split at this data-dependent branch; meta tensors hold no values.
-    if torch.compiler.is_compiling() or in_idx.is_meta:
+    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
         return
     # One reduction and one check: the embedding's own error ("index out of range in self")
     # names neither the id nor the vocabulary, and on a GPU it is an opaque device assert.
-    low, high = torch.aminmax(in_idx)
+    low, high = torch.aminmax(ids)
     if (low < 0) | (high >= vocab_size):  # one host sync, not two
         raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
                          f"vocabulary: ids must be in 0..{vocab_size - 1}")
@@ -226,12 +227,7 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
     """Greedy decoding: append the most likely next token `max_new_tokens` times."""
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"idx must be a (batch, tokens) tensor of token ids, "
-                        f"got {type(idx).__name__}")
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"idx must be a (batch, tokens) tensor with at least one token, "
-                         f"got {tuple(idx.shape)}")
+    check_token_ids(idx, "idx")
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
     for _ in range(max_new_tokens):
@@ -254,6 +250,7 @@ __all__ = [
     'check_config_keys',
     'validate_config',
     'GPTModel',
+    'check_token_ids',
     'GPT2_SIZES',
     'gpt2_config',
     'generate_text_simple',

@@ -150,11 +150,11 @@ def test_forward_accepts_exactly_the_ids_of_the_vocabulary(model, rows):
     ({"context_size": -1}, ValueError, "context_size must be an integer >= 1, got -1"),
     ({"context_size": 8.0}, TypeError, "context_size must be an integer >= 1, got 8.0"),
     ({"idx": torch.tensor([1, 2])}, ValueError,
-     r"idx must be a \(batch, tokens\) tensor with at least one token, got \(2,\)"),
+     r"idx must have shape \(batch, tokens\), with at least one token, got \(2,\); add a batch"),
     ({"idx": torch.zeros(1, 0, dtype=torch.long)}, ValueError,
-     r"idx must be a \(batch, tokens\) tensor with at least one token, got \(1, 0\)"),
+     r"idx must have shape \(batch, tokens\), with at least one token, got \(1, 0\)"),
     ({"idx": [[1, 2]]}, TypeError,
-     r"idx must be a \(batch, tokens\) tensor of token ids, got list"),
+     r"idx must be a tensor of integer token ids \(torch.long\), got list"),
     ({"idx": torch.tensor([[1, 99]])}, ValueError, "token id 99 is outside the vocabulary"),
 ])
 def test_generate_text_simple_names_a_bad_argument(model, kwargs, error, message):

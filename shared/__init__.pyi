@@ -54,6 +54,7 @@ from ch04_gpt_model.gpt_model import (
     check_config_keys as check_config_keys,
     validate_config as validate_config,
     GPTModel as GPTModel,
+    check_token_ids as check_token_ids,
     GPT2_SIZES as GPT2_SIZES,
     gpt2_config as gpt2_config,
     generate_text_simple as generate_text_simple,
