@@ -18,7 +18,15 @@ import tiktoken
 import torch
 from torch import nn
 
-from shared import GPT2_SIZES, GPTModel, check_count, fetch, gpt2_config, progress_bar
+from shared import (
+    GPT2_SIZES,
+    GPTModel,
+    check_count,
+    check_token_ids,
+    fetch,
+    gpt2_config,
+    progress_bar,
+)
 from shared.data import check_safetensors
 
 
@@ -203,15 +211,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_s
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
     logits) runs uncached.
     """
-    is_ids = isinstance(idx, torch.Tensor) and not (
-        idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool)
-    if not is_ids:
-        kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
-        raise TypeError(f"idx must be a tensor of integer token ids, got {kind}")
-    if idx.dim() != 2 or idx.numel() == 0:
-        hint = "; add a batch axis with idx.unsqueeze(0)" if idx.dim() == 1 else ""
-        raise ValueError(f"idx must have shape (batch, tokens), with at least one token, "
-                         f"got {tuple(idx.shape)}{hint}")
+    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
     # A negative temperature would decode greedily without a word: refuse it instead.

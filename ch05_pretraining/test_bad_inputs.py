@@ -77,10 +77,10 @@ def test_generate_names_a_bad_sampling_argument(change, error, message):
     (torch.zeros(1, 0, dtype=torch.long), ValueError, r"with at least one token, got \(1, 0\)"),
     (torch.zeros(0, 3, dtype=torch.long), ValueError, r"with at least one token, got \(0, 3\)"),
     (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, r"got \(1, 2, 3\)"),
-    (torch.tensor([[1.0, 2.0]]), TypeError, "idx must be a tensor of integer token ids, "
-                                            "got torch.float32"),
-    (torch.tensor([[True]]), TypeError, "integer token ids, got torch.bool"),
-    ([[1, 2]], TypeError, "integer token ids, got list"),
+    (torch.tensor([[1.0, 2.0]]), TypeError,
+     r"idx must be a tensor of integer token ids \(torch.long\), got torch.float32"),
+    (torch.tensor([[True]]), TypeError, r"integer token ids \(torch.long\), got torch.bool"),
+    ([[1, 2]], TypeError, r"integer token ids \(torch.long\), got list"),
 ])
 @pytest.mark.parametrize("max_new_tokens", [0, 2])
 def test_generate_names_a_bad_prompt_even_when_nothing_is_generated(idx, error, message,

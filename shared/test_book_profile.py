@@ -10,8 +10,8 @@ any error. Outputs are not compared: they are the book's setup on a model that k
 In full, the book profile takes far longer than CI allows (chapter 5 trains GPT-2 small from
 scratch several times; chapter 7 passed once in 18 minutes on a busy 2-core machine). So the
 test also sets LLM_COURSE_QUICK=1: each notebook cuts its data to a few batches (and chapter 5
-its from-scratch model to one layer, one epoch), and every other line runs as in the book
-profile.
+its from-scratch model to one narrow layer and one epoch), and every other line runs as in the
+book profile.
 """
 
 import time
