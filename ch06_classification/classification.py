@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from shared import calc_loss_loader, fetch, train_model_simple
+from shared import calc_loss_loader, check_count, fetch, train_model_simple
 
 
 def load_sms_spam() -> pd.DataFrame:
@@ -36,14 +36,6 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, se
     train_end = int(len(df) * train_frac)
     validation_end = train_end + int(len(df) * validation_frac)
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
-
-
-def _check_positive_int(name, value):
-    """Counts (max_length, num_batches, rank, ...) are positive ints; a bool is not a count."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_spam_frame(data, csv_file):
@@ -73,7 +65,7 @@ class SpamDataset(Dataset):
 
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
         if max_length is not None:
-            _check_positive_int("max_length", max_length)
+            check_count("max_length", max_length, 1)
         data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
                            na_values={"Label": [""]})
         _check_spam_frame(data, csv_file)
@@ -121,7 +113,7 @@ def _last_token_logits(model, input_batch):
 def _check_loader(data_loader, num_batches=None, name="data_loader"):
     """An accuracy or a loss over no examples means nothing: refuse it instead of a nan."""
     if num_batches is not None:
-        _check_positive_int("num_batches", num_batches)
+        check_count("num_batches", num_batches, 1)
     if len(data_loader) == 0:
         raise ValueError(f"{name} has no batches (an empty dataset, or fewer examples than "
                          f"one batch with drop_last=True)")
@@ -185,7 +177,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     if max_length is not None:
-        _check_positive_int("max_length", max_length)
+        check_count("max_length", max_length, 1)
     ids = tokenizer.encode(text)
     if not ids:  # the model would classify padding alone
         raise ValueError("text is empty: there is nothing to classify")
@@ -198,7 +190,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
 
 
 def _check_lora(rank, alpha):
-    _check_positive_int("rank", rank)
+    check_count("rank", rank, 1)
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha must be a positive number, got {alpha!r}")
     if not (math.isfinite(alpha) and alpha > 0):  # alpha / rank scales every update

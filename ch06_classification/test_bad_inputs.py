@@ -87,7 +87,7 @@ def test_texts_that_pandas_would_read_as_missing_are_messages(tmp_path):
 def test_max_length_must_be_a_positive_integer(tmp_path, max_length, error):
     path = tmp_path / "spam.csv"
     path.write_text(GOOD)
-    with pytest.raises(error, match=re.escape(f"max_length must be a positive integer, "
+    with pytest.raises(error, match=re.escape(f"max_length must be an integer >= 1, "
                                               f"got {max_length!r}")):
         SpamDataset(path, ByteTokenizer(), max_length=max_length)
 
@@ -112,7 +112,7 @@ def test_an_empty_loader_is_an_error_not_nan(function, make_loader):
     (0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
 ])
 def test_num_batches_must_be_a_positive_integer(function, num_batches, error):
-    with pytest.raises(error, match=f"num_batches must be a positive integer, got {num_batches}"):
+    with pytest.raises(error, match=f"num_batches must be an integer >= 1, got {num_batches}"):
         function(loader(), classifier(), "cpu", num_batches)
 
 
@@ -133,7 +133,7 @@ def test_an_empty_batch_is_named():
 @pytest.mark.parametrize("train, val, eval_iter, message", [
     (loader(0), loader(), 1, "train_loader has no batches"),
     (loader(), loader(0), 1, "val_loader has no batches"),
-    (loader(), loader(), 0, "num_batches must be a positive integer, got 0"),
+    (loader(), loader(), 0, "num_batches must be an integer >= 1, got 0"),
 ])
 def test_training_refuses_empty_loaders_before_any_step(train, val, eval_iter, message):
     model = classifier()
@@ -165,10 +165,10 @@ def test_num_classes_must_be_at_least_two(num_classes, error):
 # LoRA ---------------------------------------------------------------------------------------
 
 LORA_BAD = [
-    (0, 16, ValueError, "rank must be a positive integer, got 0"),
-    (-4, 16, ValueError, "rank must be a positive integer, got -4"),
-    (2.0, 16, TypeError, "rank must be a positive integer, got 2.0"),
-    (True, 16, TypeError, "rank must be a positive integer, got True"),
+    (0, 16, ValueError, "rank must be an integer >= 1, got 0"),
+    (-4, 16, ValueError, "rank must be an integer >= 1, got -4"),
+    (2.0, 16, TypeError, "rank must be an integer >= 1, got 2.0"),
+    (True, 16, TypeError, "rank must be an integer >= 1, got True"),
     (4, 0, ValueError, "alpha must be a positive number, got 0"),
     (4, -8, ValueError, "alpha must be a positive number, got -8"),
     (4, float("nan"), ValueError, "alpha must be a positive number, got nan"),
@@ -202,9 +202,9 @@ def test_replace_linear_with_lora_changes_nothing_on_bad_arguments(rank, alpha, 
     ("", 5, ValueError, "text is empty"),
     (None, None, TypeError, "text must be a string, got NoneType"),
     (["hi"], None, TypeError, "text must be a string, got list"),
-    ("hi", 0, ValueError, "max_length must be a positive integer, got 0"),
-    ("hi", -3, ValueError, "max_length must be a positive integer, got -3"),
-    ("hi", 4.0, TypeError, "max_length must be a positive integer, got 4.0"),
+    ("hi", 0, ValueError, "max_length must be an integer >= 1, got 0"),
+    ("hi", -3, ValueError, "max_length must be an integer >= 1, got -3"),
+    ("hi", 4.0, TypeError, "max_length must be an integer >= 1, got 4.0"),
 ])
 def test_classify_review_bad_inputs(text, max_length, error, message):
     with pytest.raises(error, match=message):
