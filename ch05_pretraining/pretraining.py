@@ -21,6 +21,7 @@ from torch import nn
 from shared import (
     GPT2_SIZES,
     GPTModel,
+    KVCache,
     check_count,
     check_token_ids,
     fetch,
@@ -618,6 +619,112 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
+class FastDecoder:
+    """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
+
+    Called like the model (`generate(FastDecoder(model), ...)`), it returns the same logits to
+    float32 precision, as in evaluation mode (no dropout). It copies the weights: build it after
+    training. weight_dtype=torch.bfloat16 stores the matrices in bfloat16, half the bytes read
+    per token; activations are rounded to bfloat16 for each product.
+    """
+
+    def __init__(self, model: GPTModel, weight_dtype: torch.dtype = torch.float32):
+        if weight_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"weight_dtype must be torch.float32 or torch.bfloat16, "
+                             f"got {weight_dtype}")
+        linears = [model.out_head, *(m for b in model.trf_blocks for m in _block_linears(b))]
+        if not all(type(m) is nn.Linear for m in linears):  # e.g. chapter 7's LoRA layers
+            raise TypeError("FastDecoder copies plain nn.Linear layers; merge adapters into "
+                            "the weights first")
+        self.cfg, self.weight_dtype = model.cfg, weight_dtype
+        self.eps = model.final_norm.eps
+        with torch.no_grad():
+            self.tok_emb = model.tok_emb.weight.detach().clone()
+            self.pos_emb = model.pos_emb.weight.detach().clone()
+            self.blocks = [self._block(block) for block in model.trf_blocks]
+            self.final_norm = _norm(model.final_norm)
+            self.head = self._matrix(model.out_head.weight), _bias(model.out_head)
+
+    def _block(self, block):
+        att, (fc1, _, fc2) = block.att, block.ff.layers
+        qkv = (att.W_query, att.W_key, att.W_value)
+        qkv_bias = None if att.W_query.bias is None else torch.cat([m.bias for m in qkv])
+        return {"norm1": _norm(block.norm1), "norm2": _norm(block.norm2),
+                "qkv": (self._matrix(torch.cat([m.weight for m in qkv])), qkv_bias),
+                "out": (self._matrix(att.out_proj.weight), _bias(att.out_proj)),
+                "fc1": (self._matrix(fc1.weight), _bias(fc1)),
+                "fc2": (self._matrix(fc2.weight), _bias(fc2))}
+
+    def _matrix(self, weight):
+        if self.weight_dtype == torch.float32:  # (in, out): a row times it streams it in order
+            return weight.detach().t().contiguous()
+        return weight.detach().to(self.weight_dtype).contiguous()  # (out, in), for torch.mv
+
+    def _linear(self, x, weight_and_bias):
+        weight, bias = weight_and_bias
+        rows = x.reshape(-1, x.shape[-1])
+        if self.weight_dtype == torch.float32:
+            out = rows @ weight if bias is None else torch.addmm(bias, rows, weight)
+        else:  # one row: PyTorch's bf16 matrix-vector kernel, about twice F.linear's speed
+            out = (torch.mv(weight, rows[0].to(weight.dtype))[None] if rows.shape[0] == 1
+                   else nn.functional.linear(rows.to(weight.dtype), weight)).float()
+            out = out if bias is None else out + bias
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    def make_kv_caches(self, max_tokens: int | None = None) -> list[KVCache]:
+        """One empty KVCache per block, with room for max_tokens (default: the context)."""
+        context_length = self.cfg["context_length"]
+        if max_tokens is not None:
+            check_count("max_tokens", max_tokens, 1)
+        return [KVCache(min(max_tokens or context_length, context_length)) for _ in self.blocks]
+
+    def __call__(self, in_idx: torch.Tensor, kv_caches: list[KVCache] | None = None,
+                 last_only: bool = False) -> torch.Tensor:
+        """Logits, exactly as GPTModel.forward(in_idx, kv_caches, last_only) computes them."""
+        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
+        batch, num_tokens = in_idx.shape
+        start = kv_caches[0].length if kv_caches else 0
+        if start + num_tokens > self.cfg["context_length"]:
+            raise ValueError(f"the input has {num_tokens} tokens after {start} cached tokens; "
+                             f"the model's context_length is {self.cfg['context_length']}")
+        width, heads = self.cfg["emb_dim"], self.cfg["n_heads"]
+        mask = None  # one new token may see every cached key; a prompt alone is plain causal
+        if num_tokens > 1 and start > 0:  # query i sits at start + i: keys 0 .. start + i
+            mask = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
+                              device=in_idx.device).tril(start)
+        x = self.tok_emb[in_idx] + self.pos_emb[start:start + num_tokens]
+        for i, block in enumerate(self.blocks):
+            qkv = self._linear(nn.functional.layer_norm(x, (width,), *block["norm1"], self.eps),
+                               block["qkv"])
+            queries, keys, values = qkv.view(batch, num_tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+            if kv_caches:
+                keys, values = kv_caches[i].update(keys, values)
+            context = nn.functional.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=mask, is_causal=num_tokens > 1 and mask is None)
+            x = x + self._linear(context.transpose(1, 2).reshape(batch, num_tokens, width),
+                                 block["out"])
+            hidden = self._linear(nn.functional.layer_norm(x, (width,), *block["norm2"], self.eps),
+                                  block["fc1"])
+            x = x + self._linear(nn.functional.gelu(hidden, approximate="tanh"), block["fc2"])
+        if last_only:
+            x = x[:, -1:]
+        return self._linear(nn.functional.layer_norm(x, (width,), *self.final_norm, self.eps),
+                            self.head)
+
+
+def _block_linears(block):
+    att, ff = block.att, block.ff.layers
+    return [att.W_query, att.W_key, att.W_value, att.out_proj, ff[0], ff[2]]
+
+
+def _norm(layer_norm):
+    return layer_norm.scale.detach().clone(), layer_norm.shift.detach().clone()
+
+
+def _bias(linear):
+    return None if linear.bias is None else linear.bias.detach().clone()
+
+
 def supports_fast_bf16(device: Device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
 
@@ -660,5 +767,6 @@ __all__ = [
     'save_gpt2_safetensors',
     'load_gpt2',
     'cosine_schedule',
+    'FastDecoder',
     'supports_fast_bf16',
 ]

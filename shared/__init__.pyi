@@ -83,6 +83,7 @@ from ch05_pretraining.pretraining import (
     save_gpt2_safetensors as save_gpt2_safetensors,
     load_gpt2 as load_gpt2,
     cosine_schedule as cosine_schedule,
+    FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
 )
 from ch06_classification.classification import (
