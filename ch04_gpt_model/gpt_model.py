@@ -157,12 +157,11 @@ class GPTModel(nn.Module):
         if cfg["tie_weights"]:
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, in_idx, kv_caches=None, last_only=False):
-        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens).
+    def hidden_states(self, in_idx, kv_caches=None):
+        """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits.
 
         kv_caches (from make_kv_caches): in_idx continues the tokens already cached, whose keys
-        and values are reused, not recomputed. last_only: logits for the last position alone,
-        shape (batch, 1, vocab), all that generation needs.
+        and values are reused, not recomputed.
         """
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = kv_caches[0].length if kv_caches else 0
@@ -175,9 +174,18 @@ class GPTModel(nn.Module):
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for i, block in enumerate(self.trf_blocks):
             x = block(x, kv_caches[i] if kv_caches else None)
+        return self.final_norm(x)
+
+    def forward(self, in_idx, kv_caches=None, last_only=False):
+        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens).
+
+        kv_caches: as for hidden_states. last_only: logits for the last position alone, shape
+        (batch, 1, vocab), all that generation needs.
+        """
+        x = self.hidden_states(in_idx, kv_caches)
         if last_only:  # the head is a quarter of GPT-2 small: skip it where nobody looks
             x = x[:, -1:]
-        return self.out_head(self.final_norm(x))
+        return self.out_head(x)
 
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""

@@ -199,6 +199,16 @@ def test_last_only_gives_the_last_positions_logits():
         torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:])
 
 
+def test_hidden_states_are_what_the_head_turns_into_logits():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    ids = tokens()
+    with torch.no_grad():
+        hidden = model.hidden_states(ids)
+        assert hidden.shape == (*ids.shape, TINY["emb_dim"])
+        assert torch.equal(model.out_head(hidden), model(ids))
+
+
 def test_the_cache_cannot_outgrow_the_context():
     model = GPTModel(TINY).eval()
     caches = model.make_kv_caches()
