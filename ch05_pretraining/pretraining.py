@@ -743,6 +743,93 @@ def supports_fast_bf16(device: Device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
+    at a time: forward keeps one number per row (its log-sum-exp), backward recomputes each
+    chunk's logits. Under autocast the products run in its dtype, the softmax in float32."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size, ignore_index):
+        device = hidden.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        product_dtype = autocast if autocast and hidden.dtype != torch.float64 else hidden.dtype
+        sum_dtype = torch.promote_types(product_dtype, torch.float32)
+        valid = targets != ignore_index
+        safe_targets = targets.where(valid, 0)  # any class: ignored rows are masked out below
+        weight_cast = weight.to(product_dtype)  # once, not once per chunk
+        log_sum_exp = torch.empty(len(hidden), dtype=sum_dtype, device=hidden.device)
+        total = torch.zeros((), dtype=sum_dtype, device=hidden.device)
+        with torch.autocast(device, enabled=False):  # the casts above are autocast's own
+            for rows in _chunks(len(hidden), chunk_size):
+                logits = (hidden[rows].to(product_dtype) @ weight_cast.T).to(sum_dtype)
+                log_sum_exp[rows] = logits.logsumexp(dim=1)
+                target_logits = logits.gather(1, safe_targets[rows, None]).squeeze(1)
+                total += ((log_sum_exp[rows] - target_logits) * valid[rows]).sum()
+        count = valid.sum()
+        ctx.save_for_backward(hidden, weight, safe_targets, valid, count, log_sum_exp)
+        ctx.chunk_size, ctx.product_dtype = chunk_size, product_dtype
+        loss = total / count  # nan when every target is ignored, as in F.cross_entropy
+        return loss.float() if autocast else loss.to(hidden.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        hidden, weight, safe_targets, valid, count, log_sum_exp = ctx.saved_tensors
+        # d loss / d logits = (softmax - one_hot(target)) * grad_loss / count, 0 where ignored
+        scale = (grad_loss.to(log_sum_exp.dtype) / count.clamp(min=1)) * valid
+        weight_cast = weight.to(ctx.product_dtype)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=log_sum_exp.dtype, device=weight.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for rows in _chunks(len(hidden), ctx.chunk_size):
+                hidden_cast = hidden[rows].to(ctx.product_dtype)
+                logits = (hidden_cast @ weight_cast.T).to(log_sum_exp.dtype)
+                grad_logits = logits.sub_(log_sum_exp[rows, None]).exp_()  # softmax, in place
+                grad_logits[torch.arange(len(grad_logits)), safe_targets[rows]] -= 1
+                grad_logits = (grad_logits * scale[rows, None]).to(ctx.product_dtype)
+                grad_hidden[rows] = grad_logits @ weight_cast
+                # bf16 products are summed in float32, a block of the vocabulary at a time,
+                # so that the float32 copy `add_` makes of each stays small
+                for vocab in _chunks(len(weight), 8192):
+                    grad_weight[vocab] += grad_logits[:, vocab].T @ hidden_cast
+        return grad_hidden, grad_weight.to(weight.dtype), None, None, None
+
+
+def _chunks(length: int, size: int) -> Iterator[slice]:
+    return (slice(start, start + size) for start in range(0, length, size))
+
+
+def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                          chunk_size: int = 256, ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross-entropy of the logits hidden @ weight.T, never all of them at once.
+
+    hidden (..., d); weight (vocab, d), as nn.Linear stores it; targets (...) class ids, or
+    ignore_index for positions left out of the mean. Memory for logits: chunk_size x vocab.
+    256 rows measured as fast as any larger chunk (fewer rows make slow, thin products).
+    """
+    check_count("chunk_size", chunk_size, 1)
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")
+    if hidden.shape[:-1] != targets.shape or hidden.shape[-1:] != weight.shape[1:]:
+        raise ValueError(f"hidden {tuple(hidden.shape)}, weight {tuple(weight.shape)} and "
+                         f"targets {tuple(targets.shape)} do not fit: hidden must be (..., d), "
+                         "weight (vocab, d) and targets hidden's shape without d")
+    targets = targets.reshape(-1)
+    outside = (targets != ignore_index) & ((targets < 0) | (targets >= len(weight)))
+    if outside.any():  # F.cross_entropy would fail with an opaque index error
+        raise ValueError(f"target {targets[outside][0].item()} is outside the vocabulary: "
+                         f"targets must be in 0..{len(weight) - 1}, or {ignore_index} to ignore")
+    return ChunkedCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), weight,
+                                     targets.long(), chunk_size, ignore_index)
+
+
+def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tensor,
+                            model: nn.Module, device: Device) -> torch.Tensor:
+    """calc_loss_batch without the (batch, tokens, vocab) logits: `loss_batch=` for the loop."""
+    hidden = model.hidden_states(input_batch.to(device))
+    return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
+
+
 __all__ = [
     'Batch',
     'Loader',
@@ -769,4 +856,7 @@ __all__ = [
     'cosine_schedule',
     'FastDecoder',
     'supports_fast_bf16',
+    'ChunkedCrossEntropy',
+    'chunked_cross_entropy',
+    'calc_loss_batch_chunked',
 ]

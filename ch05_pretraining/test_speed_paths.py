@@ -1,11 +1,18 @@
-"""Tests of chapter 5's inference and memory switches: FastDecoder (5.7)."""
+"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss (5.8)."""
 
 import pytest
 import torch
 from torch import nn
 
 from ch04_gpt_model.gpt_model import GPTModel
-from ch05_pretraining.pretraining import FastDecoder, generate
+from ch05_pretraining.pretraining import (
+    FastDecoder,
+    calc_loss_batch,
+    calc_loss_batch_chunked,
+    chunked_cross_entropy,
+    generate,
+    optimizer_step,
+)
 
 
 SMALL = {"vocab_size": 97, "context_length": 24, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
@@ -116,3 +123,178 @@ def test_fast_decoder_rejects_what_it_cannot_copy_or_compute():
         decoder(torch.tensor([[97]]))
     with pytest.raises(ValueError, match="max_tokens"):
         decoder.make_kv_caches(0)
+
+
+# The chunked loss (5.8) ----------------------------------------------------------------------
+
+ROWS, WIDTH, CLASSES = 23, 16, 97  # 23 rows: a prime, so no chunk size from 2 to 22 divides it
+
+
+def loss_inputs(rows=ROWS, width=WIDTH, classes=CLASSES, dtype=torch.float32, ignore_every=0,
+                ignore_index=-100):
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(rows, width, generator=generator, dtype=dtype).requires_grad_()
+    weight = (torch.randn(classes, width, generator=generator, dtype=dtype) / 2).requires_grad_()
+    targets = torch.randint(0, classes, (rows,), generator=generator)
+    if ignore_every:
+        targets[::ignore_every] = ignore_index
+    return hidden, weight, targets
+
+
+def loss_and_gradients(loss_fn, hidden, weight, targets, grad_scale=1.0):
+    loss = loss_fn(hidden, weight, targets)
+    return (loss.detach(), *torch.autograd.grad(loss * grad_scale, (hidden, weight)))
+
+
+def full_logits_loss(ignore_index=-100):
+    return lambda h, w, t: nn.functional.cross_entropy(h @ w.T, t, ignore_index=ignore_index)
+
+
+def chunked_loss(chunk_size, ignore_index=-100):
+    return lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size, ignore_index)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 7, ROWS - 1, ROWS, ROWS + 1, 1000])
+@pytest.mark.parametrize("ignore_every", [0, 3])
+def test_chunked_loss_and_gradients_equal_the_full_logits_ones(chunk_size, ignore_every):
+    inputs = loss_inputs(ignore_every=ignore_every)
+    for got, want in zip(loss_and_gradients(chunked_loss(chunk_size), *inputs),
+                         loss_and_gradients(full_logits_loss(), *inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("ignore_index", [-1, 0, 5])  # 0 and 5 are also classes
+def test_chunked_loss_ignores_any_ignore_index(ignore_index):
+    inputs = loss_inputs(ignore_every=4, ignore_index=ignore_index)
+    for got, want in zip(loss_and_gradients(chunked_loss(5, ignore_index), *inputs),
+                         loss_and_gradients(full_logits_loss(ignore_index), *inputs)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("grad_scale", [0.3, -2.0, 0.0])
+def test_chunked_loss_scales_its_gradients_by_the_incoming_one(grad_scale):
+    # gradient accumulation backpropagates loss / steps, not the loss itself
+    inputs = loss_inputs(ignore_every=5)
+    for got, want in zip(loss_and_gradients(chunked_loss(4), *inputs, grad_scale),
+                         loss_and_gradients(full_logits_loss(), *inputs, grad_scale)):
+        torch.testing.assert_close(got, want)
+
+
+def test_chunked_loss_with_large_logits():
+    hidden, weight, targets = loss_inputs(rows=30, classes=400, ignore_every=7)
+    with torch.no_grad():
+        weight.mul_(15)  # logits with a spread of ~30: most probabilities underflow float32
+    probs = torch.softmax(hidden @ weight.T, dim=1)
+    assert (probs < torch.finfo(torch.float32).tiny).float().mean() > 0.3
+    for got, want in zip(loss_and_gradients(chunked_loss(8), hidden, weight, targets),
+                         loss_and_gradients(full_logits_loss(), hidden, weight, targets)):
+        torch.testing.assert_close(got, want)
+
+
+def test_chunked_loss_takes_batched_shapes():
+    hidden, weight, targets = loss_inputs(rows=24, ignore_every=7)
+    batched = hidden.detach().reshape(2, 12, WIDTH).requires_grad_()
+    got = loss_and_gradients(chunked_loss(5), batched, weight, targets.reshape(2, 12).int())
+    want = loss_and_gradients(full_logits_loss(), batched.flatten(0, 1), weight, targets)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1].reshape(2, 12, WIDTH))
+    torch.testing.assert_close(got[2], want[2])
+
+
+def test_chunked_loss_of_only_ignored_targets_is_nan_with_zero_gradients():
+    hidden, weight, targets = loss_inputs()
+    targets[:] = -100
+    got = loss_and_gradients(chunked_loss(4), hidden, weight, targets)
+    want = loss_and_gradients(full_logits_loss(), hidden, weight, targets)
+    assert torch.isnan(got[0]) and torch.isnan(want[0])
+    for g, w in zip(got[1:], want[1:]):
+        torch.testing.assert_close(g, w)
+        assert not g.any()
+
+
+def test_chunked_loss_in_float64_passes_gradcheck():
+    hidden, weight, targets = loss_inputs(rows=6, width=3, classes=5, dtype=torch.float64,
+                                          ignore_every=4)
+    got = loss_and_gradients(chunked_loss(4), hidden, weight, targets)
+    assert got[0].dtype == torch.float64
+    for g, w in zip(got, loss_and_gradients(full_logits_loss(), hidden, weight, targets)):
+        torch.testing.assert_close(g, w)
+    assert torch.autograd.gradcheck(lambda h, w: chunked_cross_entropy(h, w, targets, 4),
+                                    (hidden, weight))
+
+
+def test_chunked_loss_keeps_no_logits_for_backward():
+    hidden, weight, targets = loss_inputs(rows=64, classes=500)
+
+    def saved_sizes(loss_fn):
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda tensor: sizes.append(tensor.numel()) or tensor, lambda tensor: tensor):
+            loss_fn(hidden, weight, targets)
+        return sizes
+
+    assert max(saved_sizes(chunked_loss(8))) == 500 * WIDTH  # the weight is the largest
+    assert max(saved_sizes(full_logits_loss())) == 64 * 500  # the full logits: it can fail
+
+
+def test_chunked_loss_under_autocast_follows_the_full_logits_precision():
+    hidden, weight, targets = loss_inputs(rows=40, classes=300, ignore_every=6)
+
+    def run(loss_fn, autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(hidden, weight, targets)
+        return (loss.detach(), *torch.autograd.grad(loss, (hidden, weight)))  # outside, as in 5.8
+
+    got, want = run(chunked_loss(7), True), run(full_logits_loss(), True)
+    in_float32 = run(full_logits_loss(), False)
+    assert got[0].dtype == got[1].dtype == got[2].dtype == torch.float32
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1.6e-2, atol=1e-5)  # bfloat16's tolerances
+    # the same bf16 products, the softmax in float32 in both: the loss and the hidden states'
+    # gradient agree to float32 precision, and a float32 computation would not
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(got[0], in_float32[0])
+
+
+def tiny_gpt(tie_weights):
+    torch.manual_seed(123)
+    return GPTModel({"vocab_size": 1000, "context_length": 16, "emb_dim": 32, "n_heads": 2,
+                     "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False,
+                     "tie_weights": tie_weights, "sdpa": True})
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_a_training_step_with_the_chunked_loss_moves_the_weights_alike(tie_weights):
+    tokens = torch.randint(0, 1000, (3, 13), generator=torch.Generator().manual_seed(0))
+    batch = [(tokens[:, :-1], tokens[:, 1:])]
+    trained = []
+    for loss_batch in (calc_loss_batch, calc_loss_batch_chunked):
+        model = tiny_gpt(tie_weights)
+        optimizer_step(model, batch, torch.optim.SGD(model.parameters(), lr=0.5), "cpu",
+                       loss_batch)
+        trained.append(dict(model.named_parameters()))
+    untrained = dict(tiny_gpt(tie_weights).named_parameters())
+    for name, parameter in trained[0].items():
+        torch.testing.assert_close(trained[1][name], parameter, msg=name)
+        assert not torch.equal(parameter, untrained[name]), name  # the step moved it
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1., 2, 3, 4])), {},
+     TypeError, "integer class ids"),
+    ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, 2, 3, 4])),
+     {"chunk_size": 0}, ValueError, "chunk_size"),
+    ((torch.randn(4, WIDTH), torch.randn(WIDTH, CLASSES), torch.tensor([1, 2, 3, 4])), {},
+     ValueError, r"weight \(vocab, d\)"),
+    ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, 2, 3])), {},
+     ValueError, "do not fit"),
+    ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, CLASSES, 3, 4])), {},
+     ValueError, "target 97 is outside the vocabulary"),
+    ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, -100, 3, 4])),
+     {"ignore_index": -1}, ValueError, "target -100 is outside"),
+])
+def test_chunked_loss_rejects_inputs_that_do_not_fit(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        chunked_cross_entropy(*args, **kwargs)

@@ -85,6 +85,9 @@ from ch05_pretraining.pretraining import (
     cosine_schedule as cosine_schedule,
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
+    ChunkedCrossEntropy as ChunkedCrossEntropy,
+    chunked_cross_entropy as chunked_cross_entropy,
+    calc_loss_batch_chunked as calc_loss_batch_chunked,
 )
 from ch06_classification.classification import (
     load_sms_spam as load_sms_spam,
