@@ -7,6 +7,7 @@
 Variants, all with the same dimensions, random weights and random token ids:
   ours, default      GPTModel as the notebooks build it, chapter 5's train_model_simple, AdamW
   ours, fast         the same model and loop with the fast options of section 5.8 switched on
+  ours, fast + chunked_loss   and the loss computed without the full logits (less memory)
   book               llms-from-scratch's GPTModel (if installed), the book's training step
   transformers       transformers' GPT2LMHeadModel (if installed), the same step
 Every measurement runs in a fresh process that builds one variant, takes one warm-up step
@@ -49,6 +50,8 @@ import torch
 
 from shared import (
     GPTModel,
+    calc_loss_batch,
+    calc_loss_batch_chunked,
     gpt2_config,
     keep_freed_memory,
     supports_fast_bf16,
@@ -57,6 +60,7 @@ from shared import (
 
 
 FAST_OPTIONS = ["tie_weights", "sdpa", "fused_adamw", "bf16_autocast", "compile"]
+FAST_VARIANT_OPTIONS = {}  # variant name -> its fast options, where the name does not list them
 
 
 def our_variant(cfg, args, options=()):
@@ -68,10 +72,11 @@ def our_variant(cfg, args, options=()):
     if "compile" in options:
         model.compile()
     autocast = torch.bfloat16 if "bf16_autocast" in options else None
+    loss_batch = calc_loss_batch_chunked if "chunked_loss" in options else calc_loss_batch
 
     def train_step(batches):
         train_model_simple(model, batches, [], optimizer, args.device, 1, None, 0, None, None,
-                           progress=False, autocast_dtype=autocast)
+                           progress=False, autocast_dtype=autocast, loss_batch=loss_batch)
     return train_step
 
 
@@ -108,7 +113,7 @@ def transformers_variant(cfg, args):
 
 def variants(args):
     """name -> zero-argument function building that variant's train_step."""
-    cfg = gpt2_config(args.size, context_length=args.context)
+    cfg = gpt2_config(args.size, context_length=args.context, drop_rate=args.drop_rate)
     fast = [o for o in FAST_OPTIONS if o != "compile" or args.compile]
     if not supports_fast_bf16(args.device):
         fast.remove("bf16_autocast")
@@ -117,7 +122,10 @@ def variants(args):
         for option in fast:
             found[f"ours + {option}"] = lambda option=option: our_variant(cfg, args, [option])
     found["ours, fast (" + ", ".join(fast) + ")"] = lambda: our_variant(cfg, args, fast)
-    if not args.ablation:
+    # Memory, not speed: the loss without the full logits (section 5.8), on top of the fast path
+    found["ours, fast + chunked_loss"] = lambda: our_variant(cfg, args, [*fast, "chunked_loss"])
+    FAST_VARIANT_OPTIONS["ours, fast + chunked_loss"] = fast
+    if not (args.ablation or args.ours_only):
         with contextlib.suppress(ImportError):
             import llms_from_scratch.ch04  # noqa: F401
             found["book (llms-from-scratch)"] = lambda: book_variant(cfg, args)
@@ -224,6 +232,11 @@ def main():
     parser.add_argument("--size", default="gpt2-small (124M)")
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--ours-only", action="store_true",
+                        help="leave out the book's code and transformers")
+    parser.add_argument("--drop-rate", type=float, default=0.1,
+                        help="dropout (the book's 0.1; with dropout, attention on a CPU stores "
+                             "its tokens x tokens weights even with sdpa)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per process")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -272,7 +285,8 @@ def main():
     table = []
     for name in variants(args):
         row = [name]
-        precision = "bf16" if "bf16_autocast" in name and "bf16" in peaks else "float32"
+        autocast = "bf16_autocast" in name + str(FAST_VARIANT_OPTIONS.get(name, ""))
+        precision = "bf16" if autocast and "bf16" in peaks else "float32"
         for keep in allocators:
             peak = max(r["peak_gib"] for r in results[name, keep])
             achieved = rate[name, keep] * flops
