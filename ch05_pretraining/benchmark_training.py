@@ -232,6 +232,8 @@ def main():
     parser.add_argument("--size", default="gpt2-small (124M)")
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--match", default="",
+                        help="measure only the variants whose name contains this text")
     parser.add_argument("--ours-only", action="store_true",
                         help="leave out the book's code and transformers")
     parser.add_argument("--drop-rate", type=float, default=0.1,
@@ -254,7 +256,8 @@ def main():
         return
 
     allocators = {"both": [False, True], "default": [False], "keep": [True]}[args.allocator]
-    runs = [(name, keep) for name in variants(args) for keep in allocators]
+    measured = [name for name in variants(args) if args.match in name]
+    runs = [(name, keep) for name in measured for keep in allocators]
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {args.size}, context {args.context}, "
           f"batch {args.batch}, {args.steps} steps per process, {args.rounds} rounds of "
@@ -276,14 +279,15 @@ def main():
     tokens = args.steps * args.batch * args.context
     rate = {run: tokens / statistics.median(r["seconds"] for r in rows)
             for run, rows in results.items()}
-    baseline_name = next((n for n, _ in runs if n.startswith("book")), "ours, default")
+    baseline_name = next((n for n in measured if n.startswith("book")),
+                         "ours, default" if "ours, default" in measured else measured[0])
     header = ["variant"]
     for keep in allocators:
         label = "freed memory kept" if keep else "default malloc"
         header += [f"tokens/s, {label}", f"vs {baseline_name.split(' (')[0]}", "FLOP/s", "MFU",
                    "peak GiB"]
     table = []
-    for name in variants(args):
+    for name in measured:
         row = [name]
         autocast = "bf16_autocast" in name + str(FAST_VARIANT_OPTIONS.get(name, ""))
         precision = "bf16" if autocast and "bf16" in peaks else "float32"
