@@ -638,9 +638,9 @@ class FastDecoder:
                             "the weights first")
         self.cfg, self.weight_dtype = model.cfg, weight_dtype
         self.eps = model.final_norm.eps
-        with torch.no_grad():
-            self.tok_emb = model.tok_emb.weight.detach().clone()
-            self.pos_emb = model.pos_emb.weight.detach().clone()
+        with torch.no_grad():  # all in float32, whatever the model's dtype
+            self.tok_emb = model.tok_emb.weight.detach().float().clone()
+            self.pos_emb = model.pos_emb.weight.detach().float().clone()
             self.blocks = [self._block(block) for block in model.trf_blocks]
             self.final_norm = _norm(model.final_norm)
             self.head = self._matrix(model.out_head.weight), _bias(model.out_head)
@@ -648,7 +648,7 @@ class FastDecoder:
     def _block(self, block):
         att, (fc1, _, fc2) = block.att, block.ff.layers
         qkv = (att.W_query, att.W_key, att.W_value)
-        qkv_bias = None if att.W_query.bias is None else torch.cat([m.bias for m in qkv])
+        qkv_bias = None if att.W_query.bias is None else torch.cat([m.bias for m in qkv]).float()
         return {"norm1": _norm(block.norm1), "norm2": _norm(block.norm2),
                 "qkv": (self._matrix(torch.cat([m.weight for m in qkv])), qkv_bias),
                 "out": (self._matrix(att.out_proj.weight), _bias(att.out_proj)),
@@ -657,7 +657,7 @@ class FastDecoder:
 
     def _matrix(self, weight):
         if self.weight_dtype == torch.float32:  # (in, out): a row times it streams it in order
-            return weight.detach().t().contiguous()
+            return weight.detach().float().t().contiguous()
         return weight.detach().to(self.weight_dtype).contiguous()  # (out, in), for torch.mv
 
     def _linear(self, x, weight_and_bias):
@@ -721,11 +721,11 @@ def _block_linears(block):
 
 
 def _norm(layer_norm):
-    return layer_norm.scale.detach().clone(), layer_norm.shift.detach().clone()
+    return layer_norm.scale.detach().float().clone(), layer_norm.shift.detach().float().clone()
 
 
 def _bias(linear):
-    return None if linear.bias is None else linear.bias.detach().clone()
+    return None if linear.bias is None else linear.bias.detach().float().clone()
 
 
 def supports_fast_bf16(device: Device) -> bool:
@@ -790,12 +790,13 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                 hidden_cast = hidden[rows].to(ctx.product_dtype)
                 logits = (hidden_cast @ weight_cast.T).to(log_sum_exp.dtype)
                 grad_logits = _flushed_exp_(logits.sub_(log_sum_exp[rows, None]))  # softmax
-                grad_logits[torch.arange(len(grad_logits)), safe_targets[rows]] -= 1
+                grad_logits[torch.arange(len(grad_logits), device=grad_logits.device),
+                            safe_targets[rows]] -= 1
                 grad_logits = (grad_logits * scale[rows, None]).to(ctx.product_dtype)
                 grad_hidden[rows] = grad_logits @ weight_cast
                 # bf16 products are summed in float32, a block of the vocabulary at a time,
                 # so that the float32 copy `add_` makes of each stays small
-                for vocab in _chunks(len(weight), 8192):
+                for vocab in _chunks(len(weight), 8192) if ctx.needs_input_grad[1] else ():
                     grad_weight[vocab] += grad_logits[:, vocab].T @ hidden_cast
         return grad_hidden, grad_weight.to(weight.dtype), None, None, None
 
@@ -842,7 +843,13 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
 
 def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tensor,
                             model: nn.Module, device: Device) -> torch.Tensor:
-    """calc_loss_batch without the (batch, tokens, vocab) logits: `loss_batch=` for the loop."""
+    """calc_loss_batch without the (batch, tokens, vocab) logits: `loss_batch=` for the loop.
+
+    It calls model.hidden_states, not the model: model.compile(), which compiles forward, does
+    not reach it.
+    """
+    if model.out_head.bias is not None:  # the chunks multiply by the weight alone
+        raise ValueError("calc_loss_batch_chunked needs an output head without a bias")
     hidden = model.hidden_states(input_batch.to(device))
     return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
 

@@ -85,6 +85,15 @@ def test_fast_decoder_takes_a_classifiers_head_with_a_bias():
         torch.testing.assert_close(FastDecoder(model)(ids), model(ids))
 
 
+def test_fast_decoder_computes_in_float32_whatever_the_models_dtype():
+    model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 6))
+    with torch.no_grad():
+        expected = FastDecoder(model)(ids)
+        logits = FastDecoder(model.to(torch.bfloat16))(ids)
+    assert logits.dtype == torch.float32
+    assert (logits - expected).abs().max() < 0.05 * expected.abs().max()  # weights rounded once
+
+
 def test_fast_decoder_with_bf16_weights_is_close_and_reads_half_the_bytes():
     model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 12))
     decoder = FastDecoder(model, torch.bfloat16)
@@ -279,6 +288,14 @@ def test_a_training_step_with_the_chunked_loss_moves_the_weights_alike(tie_weigh
     for name, parameter in trained[0].items():
         torch.testing.assert_close(trained[1][name], parameter, msg=name)
         assert not torch.equal(parameter, untrained[name]), name  # the step moved it
+
+
+def test_the_chunked_batch_loss_refuses_a_head_with_a_bias():
+    model = tiny_gpt(tie_weights=False)
+    model.out_head = nn.Linear(32, 1000)  # the chunks multiply by the weight alone
+    tokens = torch.randint(0, 1000, (1, 9))
+    with pytest.raises(ValueError, match="without a bias"):
+        calc_loss_batch_chunked(tokens[:, :-1], tokens[:, 1:], model, "cpu")
 
 
 @pytest.mark.parametrize("args, kwargs, error, match", [
