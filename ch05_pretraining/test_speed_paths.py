@@ -268,10 +268,8 @@ def test_chunked_loss_under_autocast_follows_the_full_logits_precision():
 
 
 def tiny_gpt(tie_weights):
-    torch.manual_seed(123)
-    return GPTModel({"vocab_size": 1000, "context_length": 16, "emb_dim": 32, "n_heads": 2,
-                     "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False,
-                     "tie_weights": tie_weights, "sdpa": True})
+    return small_model(123, vocab_size=1000, context_length=16, n_heads=2, drop_rate=0.0,
+                       qkv_bias=False, tie_weights=tie_weights, sdpa=True)
 
 
 @pytest.mark.parametrize("tie_weights", [True, False])
