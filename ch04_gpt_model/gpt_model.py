@@ -138,7 +138,8 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
 
-    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head;
+    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head, and
+    starts both embeddings at GPT-2's scales;
     cfg["sdpa"] (default False) computes attention with PyTorch's fused kernel. The checked
     configuration, defaults filled in, is kept as `model.cfg`.
     """
@@ -155,6 +156,13 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
+            # As output weights, nn.Embedding's N(0, 1) rows would give logits of std ~sqrt(emb_dim)
+            # and a first loss in the hundreds: start from GPT-2's scales instead (tokens 0.02,
+            # positions 0.01). Scaling the draws, not redrawing, leaves every other random number
+            # as in the untied model.
+            with torch.no_grad():
+                self.tok_emb.weight.mul_(0.02)
+                self.pos_emb.weight.mul_(0.01)
             self.out_head.weight = self.tok_emb.weight
 
     def hidden_states(self, in_idx, kv_caches=None):

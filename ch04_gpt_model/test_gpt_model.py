@@ -1,5 +1,8 @@
 """Tests of chapter 4's GPT model: compatibility with the book's model, config checks, tying."""
 
+import hashlib
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -105,6 +108,52 @@ def test_weight_tying_shares_one_trained_matrix():
     optimizer.step()
     assert not torch.equal(before, tied.out_head.weight)
     assert tied.out_head.weight is tied.tok_emb.weight
+
+
+def state_dict_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_untied_initial_weights_are_unchanged_by_the_tying_fix():
+    # Digests of GPTModel's state_dict at seed 123, recorded before tied models got GPT-2's
+    # initial scales: the untied (book) path must draw and store exactly what it did.
+    torch.manual_seed(123)
+    assert state_dict_digest(GPTModel(gpt2_config(n_layers=2))) == (
+        "24b964420da9511cc31ff9cfefe5af2fbbc7c9afd8805815605a362f25228cd4")
+    torch.manual_seed(123)
+    small = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)
+    assert state_dict_digest(GPTModel(small)) == (
+        "daf956e533dfa3da56bd2ebd225c5f8fcdf1094b5d986e2b120a0c8f66c76bac")
+
+
+def test_tied_model_starts_at_the_loss_of_a_uniform_guess():
+    """At GPT-2 small's dimensions, tied and untied models start near ln(vocab_size)."""
+    ids = torch.randint(0, 50257, (2, 65), generator=torch.Generator().manual_seed(0))
+    for tie in (True, False):
+        torch.manual_seed(123)
+        model = GPTModel(gpt2_config(tie_weights=tie, drop_rate=0.0)).eval()
+        with torch.no_grad():
+            loss = nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1),
+                                               ids[:, 1:].flatten())
+        assert abs(loss.item() - math.log(50257)) < 0.5, (tie, loss.item())
+
+
+def test_tying_scales_the_drawn_embeddings_and_draws_nothing_more():
+    torch.manual_seed(0)
+    tied = GPTModel({**TINY, "tie_weights": True})
+    after_tied = torch.rand(1)
+    torch.manual_seed(0)
+    untied = GPTModel(TINY)
+    assert torch.equal(torch.rand(1), after_tied)  # the same random numbers come next
+    torch.testing.assert_close(tied.tok_emb.weight, 0.02 * untied.tok_emb.weight)
+    torch.testing.assert_close(tied.pos_emb.weight, 0.01 * untied.pos_emb.weight)
+    for name, param in untied.state_dict().items():
+        if name not in ("tok_emb.weight", "pos_emb.weight", "out_head.weight"):
+            assert torch.equal(param, tied.state_dict()[name]), name
 
 
 def test_gpt2_small_parameter_counts_on_the_meta_device():
