@@ -90,3 +90,49 @@ def test_stored_run_shows_no_error(chapter):
     errors = [i for i, c in enumerate(read(chapter).cells)
               for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == [], f"{chapter}: cells {errors} store an error (Run All would show it)"
+
+
+def exercise_cells(nb) -> list[str]:
+    """The code cells between the Exercises and the Solutions headings."""
+    cells, inside = [], False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            level2 = [line[3:].strip() for line in cell.source.splitlines()
+                      if line.startswith("## ")]
+            if "Solutions" in level2:
+                break
+            inside = inside or "Exercises" in level2
+        elif inside:
+            cells.append(cell.source)
+    return cells
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_exercise_cells_hold_no_answer(chapter):
+    """An exercise cell asks and checks: it neither holds nor computes the expected value."""
+    import ast
+
+    from shared.exercises import exercise_spec
+    from shared.test_exercises import revealing_strings
+
+    cells = exercise_cells(read(chapter))
+    assert cells, f"{chapter} has no exercise cells"
+    for source in cells:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_answer":
+                assert len(node.args) == 2, f"check_answer with an expected value: {source}"
+                assert all(isinstance(k.value, ast.Name) for k in node.keywords), (
+                    f"check_answer is given an expression, not one of the learner's "
+                    f"objects: {source}")
+            names = [t for t in ast.walk(node) if isinstance(t, ast.Name)
+                     and isinstance(t.ctx, ast.Store)]
+            for name in names:
+                assert not re.match(r"_*(expected|solution|correct)", name.id), (
+                    f"{name.id} computes the answer in view: {source}")
+    text = "\n".join(cells)
+    for number in re.findall(r'check_answer\("(\d+\.\d+)"', text):
+        spec = exercise_spec(number)
+        if spec.check is None and not (spec.examples and spec.examples().get("given")):
+            for shown in revealing_strings(spec.expected()):
+                assert not re.search(rf"(?<![\d.]){re.escape(shown)}(?!\d)", text), (
+                    f"exercise {number}'s answer ({shown}) is in view")
