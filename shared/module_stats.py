@@ -1,0 +1,118 @@
+"""How much of each chapter module is the lesson, and how much is input checking.
+
+    python -m shared.module_stats            # a table of every chapter module
+
+Per module: code lines (not blank, not a comment, not a docstring), validation lines and their
+share, and the number of public names (`__all__`). A line counts as validation when it belongs
+to:
+
+* a function whose name says it checks (`check_*`, `_check_*`, `validate_*`, `*_problems`);
+* a call statement of such a function (`check_count("top_k", top_k, 1)`);
+* an `if` without `else` whose body ends by raising (`if x < 0: raise ValueError(...)`);
+* an `assert`, or an `except` clause that only re-raises (a clearer error for a library's).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import io
+import re
+import sys
+import tokenize
+from pathlib import Path
+
+
+VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
+
+
+def _span(node: ast.AST) -> set[int]:
+    return set(range(node.lineno, node.end_lineno + 1))
+
+
+def _docstring_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                lines |= _span(body[0])
+    return lines
+
+
+def _comment_or_blank_lines(source: str) -> set[int]:
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                              tokenize.DEDENT, tokenize.ENDMARKER):
+            code_lines |= set(range(token.start[0], token.end[0] + 1))
+    return set(range(1, len(source.splitlines()) + 1)) - code_lines
+
+
+def _called_name(call: ast.Call) -> str:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+
+
+def validation_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and VALIDATOR.fullmatch(
+                node.name):
+            lines |= _span(node)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+                and VALIDATOR.fullmatch(_called_name(node.value)):
+            lines |= _span(node)
+        elif isinstance(node, ast.If) and not node.orelse and isinstance(node.body[-1], ast.Raise):
+            lines |= _span(node)
+        elif isinstance(node, ast.Assert):
+            lines |= _span(node)
+        elif isinstance(node, ast.ExceptHandler) and all(isinstance(s, ast.Raise)
+                                                         for s in node.body):
+            lines |= _span(node)
+    return lines
+
+
+def module_stats(path: Path) -> dict:
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    not_code = _comment_or_blank_lines(source) | _docstring_lines(tree)
+    code = set(range(1, len(source.splitlines()) + 1)) - not_code
+    validation = validation_lines(tree) & code
+    public = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__"
+                                                for t in node.targets):
+            public = ast.literal_eval(node.value)
+    return {"lines": len(source.splitlines()), "code": len(code),
+            "validation": len(validation), "public": len(public)}
+
+
+def chapter_module_paths() -> list[tuple[str, Path]]:
+    from shared import CHAPTER_MODULES
+
+    paths = []
+    for name in CHAPTER_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            paths.append((name, Path(spec.origin)))
+    return paths
+
+
+def main() -> int:
+    rows = [(name, module_stats(path)) for name, path in chapter_module_paths()]
+    print(f"{'module':40} {'lines':>6} {'code':>6} {'validation':>11} {'share':>6} {'public':>7}")
+    for name, s in rows:
+        print(f"{name:40} {s['lines']:6} {s['code']:6} {s['validation']:11} "
+              f"{s['validation'] / s['code']:6.1%} {s['public']:7}")
+    total_code = sum(s["code"] for _, s in rows)
+    total_validation = sum(s["validation"] for _, s in rows)
+    print(f"{'all chapter modules':40} {sum(s['lines'] for _, s in rows):6} {total_code:6} "
+          f"{total_validation:11} {total_validation / total_code:6.1%} "
+          f"{sum(s['public'] for _, s in rows):7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
