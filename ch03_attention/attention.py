@@ -148,11 +148,11 @@ class KVCache:
         shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
         if start == 0 and (self.keys is None or self.keys.shape != shape
                            or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
-            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
-        self.keys[:, :, start:end] = keys
+            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)  # (1)
+        self.keys[:, :, start:end] = keys  # (2) write into the next free positions
         self.values[:, :, start:end] = values
         self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        return self.keys[:, :, :end], self.values[:, :, :end]  # (3) views: nothing is copied
 
 
 def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
@@ -182,7 +182,9 @@ class MultiHeadAttention(nn.Module):
         _check_sizes(d_in, d_out, context_length, dropout, num_heads)
         if d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-        self.d_in, self.d_out = d_in, d_out  # d_in: the projections may be swapped (LoRA)
+        # d_in is kept for the input check: chapter 6 may wrap the projections (LoRA), and
+        # the wrappers do not say their width
+        self.d_in, self.d_out = d_in, d_out
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)

@@ -128,18 +128,18 @@ def context_vector_one_query():
     values = INPUTS.tolist()
     d.grid(5, 3, values, cell=1.6, cell_h=1.2, fill=COLORS["embedding"], row_labels=WORDS,
            highlight={(1, 0), (1, 1), (1, 2)})
-    d.note(7.4, 2.1, "inputs x_j")
+    d.note(7.4, 2.1, "inputs x⁽ʲ⁾")
     d.grid(15, 3, [[s] for s in scores.tolist()], cell=1.8, cell_h=1.2,
            fill=COLORS["attention"])
-    d.note(15.9, 2.1, "ω_j = x_2 · x_j")
-    d.arrow((10.1, 6.6), (14.8, 6.6), "dot with x_2", label_offset=(0, -0.7))
+    d.note(15.9, 2.1, "ω = x⁽²⁾ · x⁽ʲ⁾")
+    d.arrow((10.1, 6.6), (14.8, 6.6), "dot with x⁽²⁾", label_offset=(0, -0.7))
     d.grid(22.5, 3, [[w] for w in weights.tolist()], cell=1.8, cell_h=1.2,
            fill=COLORS["attention"], shade=True)
-    d.note(23.4, 2.1, "α_j = softmax(ω)_j")
+    d.note(23.4, 2.1, "α = softmax(ω)")
     d.arrow((17.1, 6.6), (22.3, 6.6), "softmax", label_offset=(0, -0.7))
     d.grid(34, 6, [context.tolist()], cell=1.6, cell_h=1.2, fill=COLORS["output"])
-    d.note(36.4, 5.1, "z_2 = Σ_j α_j x_j")
-    d.arrow((24.6, 6.6), (33.8, 6.6), "weighted sum of rows x_j", label_offset=(0, -0.7))
+    d.note(36.4, 5.1, "z⁽²⁾ = Σ α x⁽ʲ⁾")
+    d.arrow((24.6, 6.6), (33.8, 6.6), "weighted sum of the rows x⁽ʲ⁾", label_offset=(0, -0.7))
     d.note(21, 11.9, "darker = larger weight; the weights are positive and sum to 1")
     return d
 
@@ -326,7 +326,8 @@ def kv_cache_growth():
                highlight={(0, s)})
         d.arrow((9.9, y + 0.7), (11.9, y + 0.7), color=COLORS["accent"])
         d.note(31, y + 0.4, "project 1 token, append k, v;", ha="left")
-        d.note(31, y + 1.1, f"its query attends over {s + 1} keys", ha="left")
+        keys = "1 key" if s == 0 else f"{s + 1} keys"
+        d.note(31, y + 1.1, f"its query attends over {keys}", ha="left")
     d.note(22, 14.9, "outlined: computed this step; the rest is read back, never recomputed")
     return d
 
