@@ -76,9 +76,21 @@ def gpt_skeleton():
     return d
 
 
+def _relu_output_row():
+    """The first row of the ReLU output that the notebook's section 4.2 normalises."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(123)
+    batch_example = torch.randn(2, 5)
+    layer = nn.Sequential(nn.Linear(5, 6), nn.ReLU())
+    with torch.no_grad():
+        return layer(batch_example)[0].tolist()
+
+
 @figure
 def layernorm_steps():
-    values = [0.22, 0.34, 0.00, 0.53, 0.00, 0.00]
+    values = _relu_output_row()  # shown to 2 decimals
     mean = sum(values) / len(values)
     var = sum((v - mean) ** 2 for v in values) / len(values)
     centred = [v - mean for v in values]

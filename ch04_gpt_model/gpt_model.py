@@ -81,7 +81,8 @@ class TransformerBlock(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Distinct parameters: a tied matrix is counted once."""
+    """The numbers in the model's parameters. parameters() yields each Parameter object once,
+    so a matrix shared by two modules (weight tying, 4.6.1) counts once."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -133,6 +134,28 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
         if key in cfg and not isinstance(cfg[key], bool):
             raise TypeError(f"{key} must be True or False, got {cfg[key]!r}")
     return {**optional_keys, **cfg}
+
+
+def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
+    """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
+    each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
+    if ids.dim() != 2 or ids.numel() == 0:
+        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
+        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
+                         f"got {tuple(ids.shape)}{hint}")
+    # The values are not read while torch.compile traces the model (a branch on them would cut
+    # the compiled code in two) or on the meta device (its tensors have no values).
+    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
+        return
+    # The embedding's own error ("index out of range in self") names neither the id nor the
+    # vocabulary, and on a GPU it is an opaque device assert.
+    low, high = torch.aminmax(ids)  # both extremes in one pass over the ids
+    if (low < 0) | (high >= vocab_size):  # one test: a GPU waits for its result once, not twice
+        raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
+                         f"vocabulary: ids must be in 0..{vocab_size - 1}")
 
 
 class GPTModel(nn.Module):
@@ -204,27 +227,6 @@ class GPTModel(nn.Module):
         return [KVCache(max_tokens) for _ in self.trf_blocks]
 
 
-def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
-    """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
-    each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
-    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
-        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
-    if ids.dim() != 2 or ids.numel() == 0:
-        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
-        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
-                         f"got {tuple(ids.shape)}{hint}")
-    # A compiled graph would split at this data-dependent branch; meta tensors hold no values.
-    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
-        return
-    # One reduction and one check: the embedding's own error ("index out of range in self")
-    # names neither the id nor the vocabulary, and on a GPU it is an opaque device assert.
-    low, high = torch.aminmax(ids)
-    if (low < 0) | (high >= vocab_size):  # one host sync, not two
-        raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
-                         f"vocabulary: ids must be in 0..{vocab_size - 1}")
-
-
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
     "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
@@ -265,8 +267,8 @@ __all__ = [
     'OPTIONAL_CONFIG_KEYS',
     'check_config_keys',
     'validate_config',
-    'GPTModel',
     'check_token_ids',
+    'GPTModel',
     'GPT2_SIZES',
     'gpt2_config',
     'generate_text_simple',
