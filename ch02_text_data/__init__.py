@@ -1,1 +1,1 @@
-"""Chapter 2: working with text data (tokenisation, BPE, data loaders, embeddings)."""
+"""Chapter 2: working with text data (tokenization, BPE, data loaders, embeddings)."""

@@ -1,5 +1,6 @@
 """Chapter 2's diagrams, drawn as SVG into figures/: `python ch02_text_data/draw_figures.py`."""
 
+import json
 from pathlib import Path
 
 from shared.diagrams import COLORS, Diagram, main, registry
@@ -21,7 +22,7 @@ def pipeline_overview():
     d.row(10.5, 5.2, ["the", "␣cat", "␣sat"], w=2.4, h=1.6, fill=COLORS["token"],
           family="monospace", gap=0.3)
     d.arrow((8.1, 6.0), (10.4, 6.0))
-    d.text(9.25, 4.6, "tokenise", size=8, color=COLORS["muted"])
+    d.text(9.25, 4.6, "tokenize", size=8, color=COLORS["muted"])
     d.text(14.25, 3.6, "tokens (2.2, 2.5)", size=8, color=COLORS["muted"])
     d.text(14.25, 7.6, "␣ = the leading space, part of the token", size=7,
            color=COLORS["muted"])
@@ -46,30 +47,37 @@ def pipeline_overview():
     return d
 
 
+# The made-up word vectors of section 2.1, in chart coordinates (x to the right, y upwards).
+# The notebook measures distances in the same file, so the picture and its numbers agree.
+EMBEDDING_SPACE = Path(__file__).parent / "figures" / "embedding_space.json"
+
+
 @figure
 def embedding_space():
+    groups = json.loads(EMBEDDING_SPACE.read_text(encoding="utf-8"))["groups"]
+    origin_x, origin_y = 3, 16  # where the chart's (0, 0) sits in the drawing (y grows down)
+
+    def at(xy):
+        return origin_x + xy[0], origin_y - xy[1]
+
     d = Diagram(30, 18, "Words as points: similar meanings sit close together")
-    d.line([(3, 16), (28, 16)], color=COLORS["muted"])
-    d.line([(3, 16), (3, 2.2)], color=COLORS["muted"])
+    d.line([(origin_x, origin_y), (28, origin_y)], color=COLORS["muted"])
+    d.line([(origin_x, origin_y), (origin_x, 2.2)], color=COLORS["muted"])
     d.text(27.6, 16.6, "dimension 1", size=8, color=COLORS["muted"], ha="right")
     d.text(2.2, 2.8, "dimension 2", size=8, color=COLORS["muted"], rotation=90, va="top")
-    groups = [
-        ("animals", COLORS["token"], [("cat", 5.5, 5), ("dog", 8.8, 4.2), ("horse", 5.2, 7.2),
-                                     ("bird", 8.6, 6.6)]),
-        ("fruit", COLORS["embedding"], [("apple", 19, 5), ("pear", 22.4, 4.0),
-                                        ("banana", 20.6, 7.0)]),
-        ("verbs of motion", COLORS["id"], [("run", 11.0, 12.0), ("walk", 14.6, 13.0),
-                                           ("swim", 11.2, 14.2), ("fly", 15.0, 10.9)]),
-    ]
-    for name, fill, words in groups:
-        for word, x, y in words:
-            d.box(x - 1.4, y - 0.45, 2.8, 0.9, word, fill=fill, size=8)
-        xs = [x for _, x, _ in words]
-        ys = [y for _, _, y in words]
+    fills = {"animals": COLORS["token"], "fruit": COLORS["embedding"],
+             "verbs of motion": COLORS["id"]}
+    for name, words in groups.items():
+        points = [at(xy) for xy in words.values()]
+        for word, (x, y) in zip(words, points):
+            d.box(x - 1.4, y - 0.45, 2.8, 0.9, word, fill=fills[name], size=8)
+        xs, ys = [x for x, _ in points], [y for _, y in points]
         d.text(sum(xs) / len(xs), max(ys) + 1.2, name, size=8, style="italic",
                color=COLORS["muted"])
-    d.arrow((10.3, 5.6), (17.5, 5.4), curve=-0.15, dashed=True, both=True,
-            color=COLORS["muted"])
+    (_, cat_y), (dog_x, _) = at(groups["animals"]["cat"]), at(groups["animals"]["dog"])
+    apple_x, apple_y = at(groups["fruit"]["apple"])
+    d.arrow((dog_x + 1.5, cat_y + 0.6), (apple_x - 1.5, apple_y + 0.4), curve=-0.15,
+            dashed=True, both=True, color=COLORS["muted"])
     d.text(14, 7.6, "far apart: unrelated", size=8, color=COLORS["muted"])
     d.text(15.5, 17.3, "Illustrative, made-up coordinates in 2 dimensions; GPT-2 small uses 768.",
            size=8, style="italic", color=COLORS["muted"])
@@ -230,7 +238,8 @@ def byte_to_char():
            weight="bold")
     d.row(21, 3.0, [f"{b}→{to_char[b]}" for b in (0, 9, 10, 32, 173)], w=2.6, h=1.1,
           fill=COLORS["weight"], size=8, family="monospace")
-    examples = [(" the", "a word with its leading space"), ("café", "é is two bytes in UTF-8")]
+    examples = [(" the", "a word with its leading space"),
+                ("café", "é is two bytes in UTF-8, not the byte 233")]
     for k, (text, note) in enumerate(examples):
         y = 6.2 + 3.2 * k
         raw = text.encode("utf-8")
@@ -272,8 +281,8 @@ def sliding_window():
     d.arrow((x0 + 0.3, 17.0), (x0 + 4 * cell + 0.3, 17.0), color=COLORS["accent"])
     d.text(x0 + 4 * cell + 0.8, 17.0, "stride = 4: the next window starts 4 ids later "
            "(stride 1 would start at 367)", size=8, ha="left", color=COLORS["accent"])
-    d.text(x0 + 16.5 * 1, 4.4, "the target window starts one token later: "
-           "targets[i] = inputs[i + 1]",
+    d.text(x0 + 13.2, 4.4, "the target window starts one token later: "
+           "target i is the id after input i",
            size=8, ha="left", style="italic", color=COLORS["muted"])
     return d
 

@@ -253,10 +253,10 @@ def test_dataset_names_a_bad_window(tiktoken_gpt2, max_length, stride, error, me
 
 
 class RefusingTokenizer:
-    """A tokenizer that fails the test if anything tokenises before the arguments are checked."""
+    """A tokenizer that fails the test if anything tokenizes before the arguments are checked."""
 
     def encode(self, text, allowed_special=None):
-        raise AssertionError("the text was tokenised before the arguments were checked")
+        raise AssertionError("the text was tokenized before the arguments were checked")
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -267,7 +267,7 @@ class RefusingTokenizer:
     ({"max_length": 0}, ValueError, "max_length must be an integer >= 1, got 0"),
     ({"stride": 0}, ValueError, "stride must be an integer >= 1, got 0"),
 ])
-def test_loader_refuses_bad_counts_before_tokenising(kwargs, error, message):
+def test_loader_refuses_bad_counts_before_tokenizing(kwargs, error, message):
     with pytest.raises(error, match=message):
         create_dataloader_v1(TEXT, tokenizer=RefusingTokenizer(),
                              **{"batch_size": 2, "max_length": 4, "stride": 4, **kwargs})

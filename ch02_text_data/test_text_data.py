@@ -13,7 +13,9 @@ from ch02_text_data.text_data import (
     SimpleTokenizerV2,
     build_vocabulary,
     create_dataloader_v1,
+    gpt2_byte_to_char,
     simple_tokenize,
+    write_gpt2_files,
 )
 from shared import fetch, read_text
 
@@ -163,6 +165,37 @@ def test_trained_tokenizer_saved_in_gpt2_format_reloads_and_agrees_with_tiktoken
                                   special_tokens=tokenizer.special_tokens)
     text = CORPUS + random_text(random.Random(3), 100)
     assert reloaded.encode(text) == tokenizer.encode(text) == reference.encode(text)
+
+
+def test_saved_files_are_read_by_tools_that_take_ids_from_encoder_json(tmp_path):
+    """2.5.3's claim: Hugging Face's GPT2Tokenizer reads our files (ids from encoder.json)."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = BPETokenizer.train(CORPUS, vocab_size=320)
+    tokenizer.save_gpt2_files(tmp_path)
+    hf = transformers.GPT2Tokenizer(str(tmp_path / "encoder.json"), str(tmp_path / "vocab.bpe"))
+    text = CORPUS + random_text(random.Random(4), 100)
+    assert hf.encode(text) == tokenizer.encode(text)
+
+
+def test_tiktokens_file_reader_refuses_our_byte_order(tmp_path):
+    """2.5.3's claim: tiktoken's reader recomputes GPT-2's byte ids (space = 220), ours differ."""
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    tokenizer = BPETokenizer.train(CORPUS, vocab_size=320)
+    assert tokenizer.ranks[b" "] == 32
+    tokenizer.save_gpt2_files(tmp_path)
+    with pytest.raises(AssertionError):
+        data_gym_to_mergeable_bpe_ranks(str(tmp_path / "vocab.bpe"),
+                                        str(tmp_path / "encoder.json"))
+    # The byte order is the only difference: renumbered printable-first, the files are read.
+    order = sorted(range(256), key=lambda b: gpt2_byte_to_char()[b] != chr(b))
+    renumbered = {**tokenizer.ranks, **{bytes([b]): i for i, b in enumerate(order)}}
+    assert renumbered[b" "] == 220
+    write_gpt2_files(tmp_path / "renumbered", renumbered, tokenizer.special_tokens,
+                     tokenizer.merges)
+    assert data_gym_to_mergeable_bpe_ranks(str(tmp_path / "renumbered" / "vocab.bpe"),
+                                           str(tmp_path / "renumbered" / "encoder.json")
+                                           ) == renumbered
 
 
 def test_vocab_size_too_small_is_an_error():

@@ -3,7 +3,7 @@
 
 """Chapter 2: turning text into token ids and training examples.
 
-Simple regex tokenisers, a byte-level BPE tokenizer compatible with GPT-2 (built from small
+Simple regex tokenizers, a byte-level BPE tokenizer compatible with GPT-2 (built from small
 functions: counting pairs, merging them, learning and replaying merges, GPT-2's file format),
 and the sliding-window dataset that feeds next-token prediction.
 """
@@ -100,6 +100,7 @@ def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
 
 def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
     """The commonest pair; ties go to the pair of smaller ids, so training is deterministic."""
+    # The highest count wins; on equal counts, -a and then -b make the smaller ids win.
     (a, b), _ = max(pair_counts.items(), key=lambda item: (item[1], -item[0][0], -item[0][1]))
     return a, b
 
@@ -155,7 +156,7 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
 
 
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
-    """The token ids of one pre-tokenised chunk: merge the lowest-ranked pair until none is left."""
+    """The token ids of one pre-tokenized chunk: merge the lowest-ranked pair until none is left."""
     parts = [bytes([b]) for b in piece]
     while len(parts) > 1:
         # The neighbouring pair whose merged token was learned first (leftmost on ties).
@@ -181,6 +182,8 @@ def read_gpt2_files(encoder_json, vocab_bpe):
 
     A malformed file is a ValueError that names the file and the line (or the token).
     """
+    # What matters: the ids come from encoder.json, the merges from vocab.bpe's lines in order.
+    # Most of the rest checks the files, so that a malformed one is an error naming the line.
     char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
 
     def as_bytes(token: str, where: str) -> bytes:
@@ -316,8 +319,9 @@ class BPETokenizer:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            # Lone surrogates ("\ud800") have no UTF-8 bytes. As tiktoken does, a pair is
-            # joined into its character and a lone one becomes U+FFFD, the replacement character.
+            # A str can hold lone surrogates ("\ud800"), halves of a UTF-16 pair that have no
+            # UTF-8 bytes. As tiktoken does, a pair is joined into its character and a lone one
+            # becomes U+FFFD, the replacement character, rather than fail.
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         ids: list[int] = []
         for part, is_special in split_special_tokens(text, self.special_tokens,
@@ -373,7 +377,7 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
                          stride: int = 128, shuffle: bool = True, drop_last: bool = True,
                          num_workers: int = 0, tokenizer=None) -> DataLoader:
     """Batches of (inputs, targets) from `txt`; GPT-2's tokenizer unless another is given."""
-    check_count("batch_size", batch_size, 1)  # before the text is tokenised
+    check_count("batch_size", batch_size, 1)  # before the text is tokenized
     check_count("num_workers", num_workers, 0)
     tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
