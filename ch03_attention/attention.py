@@ -161,6 +161,7 @@ def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     `future` marks the keys each query may not see; `start` counts the cached positions.
     """
     if use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
+        # SDPA's boolean mask marks the keys a query MAY see: the opposite of `future`
         return nn.functional.scaled_dot_product_attention(
             queries, keys, values, attn_mask=None if start == 0 else ~future,
             is_causal=start == 0, dropout_p=dropout.p if training else 0.0)

@@ -286,8 +286,8 @@ def _mask_example():
 @value_exercise("3.5", rel_tol=1e-3, abs_tol=1e-4, hints=[
     "Run each module on `inputs` and on the changed copy, and subtract the outputs: one row of "
     "differences per token.",
-    "For each row take the largest absolute entry, (after - before).abs().amax(dim=-1); "
-    "CausalAttention wants a batch axis: causal(x.unsqueeze(0))[0].",
+    "For each row take the largest absolute entry of the difference; CausalAttention wants a "
+    "batch axis, so give it a batch of one and take that one back out.",
 ], mistakes=[
     (lambda expected, **given: _per_token(**given, measure=lambda d: d.norm(dim=-1)),
      "These are the lengths (norms) of the changes; the exercise asks for the largest absolute "
