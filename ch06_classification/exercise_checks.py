@@ -89,8 +89,8 @@ def _model_problem(candidate):
     "requires_grad = False on its token embedding's weight only, give AdamW the parameters "
     "that still require gradients, and train.",
     "A model that learned anything classifies the validation messages far above chance after "
-    "50 steps of 8 messages; check that your loop calls backward() and optimizer.step(), and "
-    "that it trains the model you hand in.",
+    "one epoch; check that your loop calls backward() and optimizer.step() on an optimizer "
+    "given the parameters that require gradients, and that you hand in the model it trained.",
 ], examples=lambda: {
     "given": {"val_loader": _tiny_setup()[1]},
     "right": [_tiny_variant(freeze_embedding=True)],
