@@ -66,6 +66,8 @@ class SpamDataset(Dataset):
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
         if max_length is not None:
             check_count("max_length", max_length, 1)
+        # every Text stays a string (a message may be "NA" or "null"); only an empty Label is
+        # missing, so that the check below can name its row
         data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
                            na_values={"Label": [""]})
         _check_spam_frame(data, csv_file)

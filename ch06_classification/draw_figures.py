@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import tiktoken
+
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -37,7 +39,7 @@ def finetuning_pipeline():
     d = Diagram(40, 10.5, "This chapter in four stages")
     stages = [
         ("1  prepare the data", "6.2 balance, split\n6.3 pad into batches", COLORS["token"]),
-        ("2  set up the model", "6.4 start pretrained\n6.5 add a 2-way head", COLORS["weight"]),
+        ("2  set up the model", "6.4 load a GPT\n6.5 add a 2-way head", COLORS["weight"]),
         ("3  finetune, evaluate", "6.6 loss, accuracy\n6.7 train on labels", COLORS["embedding"]),
         ("4  use it", "6.8 classify new\nmessages; save, load", COLORS["output"]),
     ]
@@ -48,7 +50,7 @@ def finetuning_pipeline():
         d.text(x + w / 2, 6, detail, size=8, color=MUTED)
         if i:
             d.arrow((x - gap, 3), (x, 3))
-    d.text(20, 9.2, "beyond the book: 6.9 LoRA trains ~1% of the parameters instead",
+    d.text(20, 9.2, "beyond the book: 6.9 LoRA trains low-rank updates, 1-2% of the parameters",
            size=8, color=COLORS["accent"], style="italic")
     return d
 
@@ -82,33 +84,38 @@ def dataset_pipeline():
     return d
 
 
+def gpt2_tokens(text):
+    """The text as GPT-2's tokenizer cuts it, one string per token."""
+    tokenizer = tiktoken.get_encoding("gpt2")
+    return [tokenizer.decode([i]) for i in tokenizer.encode(text)]
+
+
 @figure
 def padding_to_longest():
     d = Diagram(40, 14.5, "Padding every message to the longest training message")
-    rows = [
-        ("message 1", ["Ok", " lar", "...", " J", "oking"], 5),
-        ("message 2", ["Free", " entry", " in", " 2", " a", " w", "kly", " comp"], 8),
-        ("message 3", ["U", " dun", " say"], 3),
-    ]
-    width = 8
-    for r, (name, tokens, n) in enumerate(rows):
+    rows = [(f"message {i}", gpt2_tokens(text)) for i, text in
+            enumerate(["Ok lar... Joking", "Free entry in 2 a wkly comp", "U dun say"], 1)]
+    width = max(len(tokens) for _, tokens in rows)
+    w, gap = 2.4, 0.15
+    for r, (name, tokens) in enumerate(rows):
         y = 2.2 + r * 1.6
         d.text(5.2, y + 0.6, name, size=8, ha="right", color=MUTED)
-        labels = tokens + [PAD] * (width - n)
-        fills = [COLORS["token"]] * n + [COLORS["masked"]] * (width - n)
-        d.row(5.6, y, labels, w=2.6, h=1.2, gap=0.15, fills=fills, size=7, family="monospace")
-    end = 5.6 + width * 2.75 - 0.15
-    d.brace(5.6, end, 7.1, "max_length = longest training message (here 8; in the data 120)")
-    d.text(end + 0.4, 4.2, "one rectangular\nbatch tensor\n(3, 8)", size=8, ha="left",
-           color=COLORS["accent"])
+        labels = tokens + [PAD] * (width - len(tokens))
+        fills = [COLORS["token"]] * len(tokens) + [COLORS["masked"]] * (width - len(tokens))
+        d.row(5.6, y, labels, w=w, h=1.2, gap=gap, fills=fills, size=7, family="monospace")
+    end = 5.6 + width * (w + gap) - gap
+    d.brace(5.6, end, 7.1, f"max_length = longest training message (here {width}; "
+                           "in the data 120)")
+    d.text(end + 0.4, 4.2, f"one rectangular\nbatch tensor\n({len(rows)}, {width})", size=8,
+           ha="left", color=COLORS["accent"])
     # A longer message from another split is cut to the same length.
     y = 9.4
     d.text(5.2, y + 0.6, "longer", size=8, ha="right", color=MUTED)
-    labels = ["URG", "ENT", "!", " Your", " mobile", " number", " has", " won"]
-    d.row(5.6, y, labels, w=2.6, h=1.2, gap=0.15, fill=COLORS["token"], size=7,
+    longer = gpt2_tokens("URGENT! Your mobile number has won a 2,000 prize")
+    d.row(5.6, y, longer[:width], w=w, h=1.2, gap=gap, fill=COLORS["token"], size=7,
           family="monospace")
-    d.row(end + 0.3, y, [" a", " 2", ",", "000"], w=1.7, h=1.2, gap=0.1, fill=COLORS["masked"],
-          size=7, family="monospace")
+    d.row(end + 0.3, y, longer[width:width + 4], w=1.7, h=1.2, gap=0.1,
+          fill=COLORS["masked"], size=7, family="monospace")
     d.line([(end + 0.15, y - 0.3), (end + 0.15, y + 1.5)], color=COLORS["accent"], linewidth=2)
     d.text(end + 3.9, y + 2.1, "truncated: cut off", size=7, color=COLORS["accent"])
     d.text(20, 13.5, f"padding token: <|endoftext|>, id {PAD}; the model reads it like any "
@@ -118,7 +125,7 @@ def padding_to_longest():
 
 @figure
 def classification_head():
-    d = Diagram(40, 16.5, "Swapping the output head: 50,257 token scores become 2 class scores")
+    d = Diagram(40, 17.5, "Swapping the output head: 50,257 token scores become 2 class scores")
     stack = [("token ids  (batch, tokens)", COLORS["id"]),
              ("embeddings", COLORS["embedding"]),
              ("Transformer blocks", COLORS["block"]),
@@ -129,12 +136,14 @@ def classification_head():
             d.arrow((12, 2 + i * 2.6 - 0.75), (12, 2 + i * 2.6))
     y = 2 + 4 * 2.6
     d.arrow((12, y - 0.75), (12, y + 0.1))
-    d.box(8, y + 0.2, 8, 1.8, "new head 768 → 2", fill=COLORS["weight"], size=8,
+    d.box(8, y + 0.2, 8, 1.8, "new head d → 2", fill=COLORS["weight"], size=8,
           weight="bold")
-    d.text(12, y + 2.9, "new, random at first, always trained", size=7, color=MUTED)
-    d.box(0.5, y + 0.2, 6.5, 1.8, "old head\n768 → 50,257", fill=COLORS["masked"], size=7,
+    d.text(12, y + 2.9, "new: random at first, then trained", size=7, color=MUTED)
+    d.box(0.5, y + 0.2, 6.5, 1.8, "old head\nd → 50,257", fill=COLORS["masked"], size=7,
           color=MUTED, dashed=True)
     d.text(3.75, y + 2.9, "replaced", size=7, color=MUTED)
+    d.text(9, y + 4.0, "d = 768 in GPT-2 small, 128 in the default profile", size=7,
+           color=MUTED)
     # The output: one row of two logits per position; only the last row is used.
     tokens = ["You", " won", " $", "1000", " call", " now"]
     values = [[0.2, -0.1], [0.4, 0.3], [-0.2, 0.6], [0.1, 0.9], [0.3, 1.2], [-0.8, 2.1]]
