@@ -1,5 +1,7 @@
 """Chapter 5's diagrams, drawn as SVG into figures/: `python ch05_pretraining/draw_figures.py`."""
 
+import functools
+import math
 from pathlib import Path
 
 from shared.diagrams import COLORS, Diagram, main, registry
@@ -35,16 +37,38 @@ def shift_inputs_targets():
     return d
 
 
+@functools.cache
+def book_model_numbers():
+    """5.1.2's numbers, computed as the notebook computes them (not copied from its output):
+    the book's untrained GPT-2 small (seed 123) on the two example texts. Returns the targets'
+    probabilities and their logs (2 x 3 lists), the loss and the perplexity."""
+    import torch
+
+    from shared import GPTModel, gpt2_config, set_seed
+
+    set_seed(123)
+    model = GPTModel(gpt2_config("gpt2-small (124M)", context_length=256)).eval()
+    inputs = torch.tensor([[16833, 3626, 6100], [40, 1107, 588]])
+    targets = torch.tensor([[3626, 6100, 345], [1107, 588, 11311]])
+    with torch.no_grad():
+        probas = torch.softmax(model(inputs), dim=-1)
+    target_probas = probas.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    log_probas = torch.log(target_probas)
+    loss = -log_probas.mean().item()
+    return target_probas.tolist(), log_probas.tolist(), loss, math.exp(loss)
+
+
 @figure
 def cross_entropy_steps():
+    probs, logs, loss, perplexity = book_model_numbers()
     d = Diagram(40, 17, "From logits to the loss, one step at a time (the book's model)")
     steps = [("logits", "(2, 3, 50257)", COLORS["output"]),
              ("softmax", "probabilities", COLORS["output"]),
              ("pick the\ntarget's", "(2, 3)", COLORS["id"]),
              ("log", "(2, 3)", COLORS["id"]),
              ("mean", "one number", COLORS["id"]),
-             ("negate", "loss 10.794", COLORS["weight"]),
-             ("exp", "perplexity\n48,726", COLORS["weight"])]
+             ("negate", f"loss {loss:.3f}", COLORS["weight"]),
+             ("exp", f"perplexity\n{perplexity:,.0f}", COLORS["weight"])]
     w, gap = 4.6, 1.0
     for i, (name, shape, fill) in enumerate(steps):
         x = 0.6 + i * (w + gap)
@@ -52,8 +76,6 @@ def cross_entropy_steps():
         d.text(x + w / 2, 5.3, shape, size=8, color=MUTED)
         if i:
             d.arrow((x - gap, 3.3), (x, 3.3))
-    probs = [[7.454e-5, 3.106e-5, 1.156e-5], [1.034e-5, 5.678e-5, 4.756e-6]]
-    logs = [[-9.504, -10.379, -11.368], [-11.480, -9.776, -12.256]]
     d.text(8.5, 7.6, "probability of each target token", size=8, color=MUTED)
     d.grid(3.5, 8.6, probs, cell=3.3, cell_h=1.1, fmt="{:.2e}", fill=COLORS["id"],
            row_labels=["text 1", "text 2"])
@@ -61,14 +83,14 @@ def cross_entropy_steps():
     d.arrow((13.6, 9.7), (15.4, 9.7), "log", label_offset=(0, -0.6))
     d.grid(15.6, 8.6, logs, cell=3.0, cell_h=1.1, fmt="{:.3f}", fill=COLORS["id"])
     d.arrow((24.6, 9.7), (26.6, 9.7), "mean", label_offset=(0, -0.6))
-    d.box(26.8, 9.1, 4.0, 1.2, "-10.794", fill=COLORS["id"])
+    d.box(26.8, 9.1, 4.0, 1.2, f"{-loss:.3f}", fill=COLORS["id"])
     d.arrow((31.0, 9.7), (33.4, 9.7), "× -1", label_offset=(0, -0.6))
-    d.box(33.6, 9.1, 4.6, 1.2, "loss 10.794", fill=COLORS["weight"])
+    d.box(33.6, 9.1, 4.6, 1.2, f"loss {loss:.3f}", fill=COLORS["weight"])
     d.box(0.6, 13.0, 38.6, 3.2, "", fill=COLORS["block"], dashed=True)
     d.text(19.9, 13.9, "in practice: flatten batch and positions, then one call does all five "
            "steps (softmax, pick, log, mean, negate)", size=8)
     d.text(19.9, 15.2, "cross_entropy(logits.flatten(0, 1) → (6, 50257),  "
-           "targets.flatten() → (6,))  =  10.794", size=8, family="monospace",
+           f"targets.flatten() → (6,))  =  {loss:.3f}", size=8, family="monospace",
            color=COLORS["accent"])
     return d
 
