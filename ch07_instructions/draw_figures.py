@@ -12,30 +12,31 @@ MUTED = COLORS["muted"]
 
 @figure
 def finetuning_pipeline():
-    d = Diagram(44, 15, "Instruction finetuning in three stages")
+    d = Diagram(44, 17.2, "Instruction finetuning in three stages")
     stages = [
         ("1  Prepare the data", COLORS["token"],
-         ["7.2  download, template, split", "7.3  collate: pad, shift, mask", "7.4  data loaders"]),
+         ["7.2  load, template, split", "7.3  collate: pad, shift, mask", "7.4  data loaders"]),
         ("2  Finetune", COLORS["weight"],
-         ["7.5  load the pretrained model", "7.6  train on the responses", "7.7  generate, save"]),
+         ["7.5  the model before finetuning", "7.6  train: next-token loss",
+          "7.7  generate responses, save"]),
         ("3  Evaluate", COLORS["output"],
-         ["7.8  ROUGE-L (offline)", "7.8  an LLM as judge", "7.10  preferences: DPO"]),
+         ["7.6  response loss vs baselines", "7.8  ROUGE-L (offline)", "7.8  an LLM as judge"]),
     ]
     for k, (title, fill, steps) in enumerate(stages):
         x = 0.5 + k * 14.6
         d.box(x, 2.0, 13.4, 1.5, title, fill=fill, weight="bold")
         for j, step in enumerate(steps):
-            dashed = step.startswith("7.10")
-            d.box(x + 0.6, 4.3 + j * 2.1, 12.2, 1.6, step, fill=COLORS["block"], size=8,
-                  dashed=dashed)
+            d.box(x + 0.6, 4.3 + j * 2.1, 12.2, 1.6, step, fill=COLORS["block"], size=8)
         if k < 2:
             d.arrow((x + 13.5, 2.75), (x + 14.5, 2.75))
     d.box(0.5, 11.3, 13.4, 1.5, "1,100 instruction → response pairs", fill=COLORS["text"],
           size=8)
-    d.box(15.1, 11.3, 13.4, 1.5, "a pretrained GPT (chapter 5)", fill=COLORS["embedding"],
+    d.box(15.1, 11.3, 13.4, 1.5, "GPT-2 medium (book) or random weights", fill=COLORS["embedding"],
           size=8)
-    d.box(29.7, 11.3, 13.4, 1.5, "scores and responses on JSON", fill=COLORS["text"], size=8)
-    d.note(22, 14.0, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
+    d.box(29.7, 11.3, 13.4, 1.5, "responses (JSON), scores", fill=COLORS["text"], size=8)
+    d.box(15.7, 13.4, 26.8, 1.5, "beyond the book, 7.10: preference tuning (DPO) from the "
+          "finetuned model", fill=COLORS["block"], size=8, dashed=True)
+    d.note(22, 16.3, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
           "what is new lives in the data (stage 1) and in judging free text (stage 3).",
           style="italic")
     return d
@@ -79,7 +80,7 @@ def prompt_template():
 @figure
 def targets_shifted():
     d = Diagram(40, 9.5, "Targets are the inputs shifted by one token")
-    tokens = ["### Response:", "The", " meal", " is", " cooked", ".", "<|eot|>"]
+    tokens = ["### Response:", "The", " meal", " is", " cooked", ".", "<|endoftext|>"]
     cell = 4.6
     d.text(0.5, 3.1, "inputs", size=8, ha="left", weight="bold")
     d.text(0.5, 6.1, "targets", size=8, ha="left", weight="bold")
@@ -88,11 +89,12 @@ def targets_shifted():
               family="monospace", size=7.5)
     for k, token in enumerate(tokens[1:]):
         d.box(4.5 + k * cell, 5.5, cell - 0.3, 1.2, token, fill=COLORS["output"],
-              family="monospace", size=7.5)
+              family="monospace", size=6.5 if len(token) > 12 else 7.5)
         d.arrow((4.5 + k * cell + 2.15, 3.8), (4.5 + (k + 1) * cell + 2.15 - cell, 5.4),
                 color=MUTED)
     d.note(20, 8.3, "At every position the model predicts the next token; the last "
-          "target is the end-of-text token (<|eot|>), so it learns to stop.", style="italic")
+          "target is the end-of-text token, so it learns to stop (tokens simplified).",
+          style="italic")
     return d
 
 
@@ -136,7 +138,7 @@ def padding_and_masking():
 
 @figure
 def instruction_masking():
-    d = Diagram(44, 11, "Masking the instruction: the loss sees only the response")
+    d = Diagram(44, 12, "Masking the instruction: the loss sees only the response")
     prompt = ["Below", "…", "###", "Instruction", ":", "…", "###", "Response", ":"]
     response = ["The", "meal", "is", "cooked", ".", "eot"]
     cell = 2.55
@@ -158,39 +160,50 @@ def instruction_masking():
     d.brace(5.5, 5.5 + (len(prompt) - 1) * cell - 0.2, 9.4,
             "prompt tokens are not predicted")
     d.note(33.5, 4.5, "all tokens predicted (the book's default)")
+    d.note(22, 11.3, "Tokens simplified: the real prompts are about 44 tokens long. "
+           "eot is <|endoftext|>.", style="italic")
     return d
 
 
+# Rows 2 and 3 quote the book's repository (rasbt/LLMs-from-scratch,
+# ch07/01_main-chapter-code/ch07.ipynb, commit ce80a19, read on 2026-11-23): GPT-2 medium's
+# response to the validation prompt before finetuning (section 7.5) and after (7.6's sample).
 @figure
 def before_and_after():
-    d = Diagram(44, 15.8, "The same prompt, three models")
-    d.box(0.5, 2.2, 13.0, 3.6, "", fill=COLORS["text"])
-    d.text(1.0, 3.0, "### Instruction:", size=7.5, ha="left", family="monospace")
-    d.text(1.0, 3.9, "Name the capital", size=7.5, ha="left", family="monospace")
-    d.text(1.0, 4.8, "of Italy.  ### Response:", size=7.5, ha="left", family="monospace")
-    rows = [("random weights", COLORS["masked"], "ingredients Mayor 3712 flock …",
-             "a uniform guess: loss ≈ ln 50,257 ≈ 10.8"),
-            ("pretrained on text", COLORS["embedding"],
-             "### Instruction: Name the capital of …",
-             "fluent, but continues the page: no answer, no stop"),
-            ("+ instruction finetuning", COLORS["weight"], "The capital of Italy is Rome.<eot>",
-             "answers in the template's format, then emits eot")]
+    d = Diagram(44, 17.0, "One prompt, three models: the book's example")
+    d.box(0.5, 2.2, 13.0, 4.6, "", fill=COLORS["text"])
+    prompt = ["### Instruction:", "Convert the active", "sentence to passive:",
+              "'The chef cooks the", "meal every day.'"]
+    for k, line in enumerate(prompt):
+        d.text(1.0, 3.0 + k * 0.85, line, size=7.5, ha="left", family="monospace")
+    rows = [("random weights", COLORS["masked"], "random tokens, up to the token limit",
+             "this notebook's default start: no words, no stop"),
+            ("GPT-2 medium, pretrained", COLORS["embedding"],
+             "The chef cooks the meal every day. ### Instruction: …",
+             "fluent, but continues the page: repeats input and instruction"),
+            ("+ instruction finetuning", COLORS["weight"],
+             "The meal is cooked every day by the chef.<|endoftext|>",
+             "answers, then emits the end-of-text token")]
     for k, (name, fill, text, note) in enumerate(rows):
         y = 2.2 + k * 3.9
-        d.box(15.5, y, 9.2, 1.6, name, fill=fill, size=8, weight="bold")
-        d.box(25.3, y, 18.2, 1.6, text, fill=COLORS["block"], family="monospace", size=7)
-        d.note(34.2, y + 2.3, note, style="italic")
-        d.arrow((13.6, 4.0), (15.4, y + 0.8), color=MUTED)
-    d.note(22, 13.9, "Illustrative texts. This notebook's run shows row 1, and of row 3 "
-          "the format and the stop, not the knowledge;", style="italic")
-    d.note(22, 14.9, "rows 2 and 3 as drawn need OpenAI's pretrained weights "
-          "(the book profile).", style="italic")
+        d.box(15.0, y, 9.7, 1.6, name, fill=fill, size=8, weight="bold")
+        quoted = k > 0  # row 1 describes; rows 2 and 3 quote the book's outputs
+        d.box(25.3, y, 18.2, 1.6, text, fill=COLORS["block"], size=6.5 if quoted else 8,
+              family="monospace" if quoted else "sans-serif")
+        d.note(34.4, y + 2.3, note, style="italic")
+        d.arrow((13.6, 4.5), (14.9, y + 0.8), color=MUTED)
+    d.note(22, 14.3, "Rows 2 and 3: GPT-2 medium's responses as the book's repository reports "
+          "them (rasbt/LLMs-from-scratch, ch07.ipynb,", style="italic")
+    d.note(22, 15.2, "commit ce80a19, read 2026-11-23). This notebook's default run shows row 1; "
+          "its finetuned model learns the format and the stop,", style="italic")
+    d.note(22, 16.1, "not the answer. The book profile (section 7.9) runs this example with "
+           "OpenAI's weights.", style="italic")
     return d
 
 
 @figure
 def preference_batch():
-    d = Diagram(44, 13, "A preference pair: two sequences sharing one prompt")
+    d = Diagram(44, 13.4, "A preference pair: two sequences sharing one prompt")
     cell = 2.3
     prompt = ["P1", "P2", "P3", "P4"]
     chosen = ["C1", "C2", "C3", "eot"]
@@ -213,6 +226,7 @@ def preference_batch():
     d.note(22, 11.8, "The mask of a target sits one place earlier than its token (targets "
           "are shifted); each sequence's score is the sum of log p over its 1s.",
           style="italic")
+    d.note(22, 12.6, "eot is <|endoftext|>; the padding after it is ignored.", style="italic")
     return d
 
 

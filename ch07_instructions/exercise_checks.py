@@ -1,0 +1,377 @@
+"""Checks of chapter 7's exercises: the right answers are worked out here, out of the
+learner's sight (reading this file gives them away: try the exercise first)."""
+
+import functools
+
+import tiktoken
+import torch
+from torch import nn
+
+from shared import (
+    RESPONSE_HEADER,
+    GPTModel,
+    LinearWithLoRA,
+    custom_collate_fn,
+    evaluate_preferences,
+    format_input,
+    gpt2_config,
+    preference_collate_fn,
+    replace_linear_with_lora,
+    sequence_logprobs,
+)
+from shared.exercises import NOT_TRIED, difference, property_exercise, value_exercise
+
+
+@functools.cache
+def _gpt2():
+    return tiktoken.get_encoding("gpt2")
+
+
+# Exercise 7.1 -------------------------------------------------------------------------------
+
+# Stand-ins in the data's form: every entry has an "input", empty when there is none.
+PHI3_ENTRIES = (
+    {"instruction": "Name the capital of Italy.", "input": "", "output": "Rome."},
+    {"instruction": "Correct the spelling of the word.", "input": "Ocassion",
+     "output": "Occasion"},
+    {"instruction": "Sort the numbers.", "input": "3, 1, 2", "output": "1, 2, 3"},
+)
+
+
+def _phi3(entry):
+    text = f"<|user|>\n{entry['instruction']}"
+    if entry["input"]:
+        text += f"\n{entry['input']}"
+    return text + "\n<|assistant|>\n"
+
+
+def _tokens_saved(train_data, alpaca_end=RESPONSE_HEADER):
+    count = _gpt2().encode
+    return sum(len(count(format_input(entry) + alpaca_end)) - len(count(_phi3(entry)))
+               for entry in train_data) / len(train_data)
+
+
+def _template_problem(format_input_phi3):
+    if not callable(format_input_phi3):
+        return (f"format_input_phi3 should be your function, not a "
+                f"{type(format_input_phi3).__name__}.")
+    for entry in PHI3_ENTRIES:
+        where = "with an input" if entry["input"] else "without an input"
+        try:
+            text = format_input_phi3(dict(entry))
+        except Exception as error:  # noqa: BLE001 - the learner's code may fail in any way
+            return (f"format_input_phi3 raises {type(error).__name__}: {error} for an entry "
+                    f"{where}.")
+        if text is None:
+            return NOT_TRIED
+        if not isinstance(text, str):
+            return f"format_input_phi3 should return a string, not a {type(text).__name__}."
+        if text != _phi3(entry):
+            return (f"format_input_phi3 gives a different text than the template for an entry "
+                    f"{where}: check the markers and every line break (print "
+                    f"repr(format_input_phi3(entry)) to see them).")
+    return None
+
+
+@property_exercise("7.1", hints=[
+    "Build the text piece by piece as the template says, then compare "
+    "print(repr(format_input_phi3(entry))) for an entry with an input and one without.",
+    "Count with tokenizer.encode: for each entry of train_data, the tokens of "
+    "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry); then "
+    "average over train_data.",
+], examples=lambda: {
+    "given": {"format_input_phi3": _phi3, "train_data": list(PHI3_ENTRIES)},
+    "right": [_tokens_saved(PHI3_ENTRIES)],
+    "wrong": [_tokens_saved(PHI3_ENTRIES) + 1, _tokens_saved(PHI3_ENTRIES, alpaca_end=""),
+              -_tokens_saved(PHI3_ENTRIES), "17"],
+})
+def shorter_template(answer, format_input_phi3, train_data):
+    problem = _template_problem(format_input_phi3)
+    if problem:
+        return problem
+    expected = _tokens_saved(train_data)
+    tolerance = {"rel_tol": 0, "abs_tol": 0.051}  # a mean rounded to one decimal is right
+    mistakes = [
+        (_tokens_saved(train_data, alpaca_end=""),
+         "The Alpaca prompt the chapter trains with ends with RESPONSE_HEADER: count it too."),
+        (-expected, "The sign is reversed: count Alpaca's tokens minus Phi-3's."),
+        (expected * len(train_data), "That is the total over train_data; the exercise asks for "
+                                     "the mean per entry."),
+    ]
+    for mistaken, message in mistakes:
+        if (difference(answer, mistaken, **tolerance) is None
+                and difference(answer, expected, **tolerance) is not None):
+            return message
+    return difference(answer, expected, **tolerance)
+
+
+# Exercise 7.2 -------------------------------------------------------------------------------
+
+@functools.cache
+def _masking_cases():
+    """Batches of (ids, prompt_length) items, from short to several items long."""
+    generator = torch.Generator().manual_seed(7)
+    cases = []
+    for n_items in (1, 3, 4, 6):
+        items = []
+        for _ in range(n_items):
+            length = int(torch.randint(2, 14, (1,), generator=generator))
+            ids = torch.randint(0, 50_000, (length,), generator=generator).tolist()
+            prompt_length = int(torch.randint(1, length + 1, (1,), generator=generator))
+            items.append((ids, prompt_length))
+        cases.append(items)
+    return cases
+
+
+def _mask(targets, prompt_lengths, shift=1):
+    masked = targets.clone()
+    for row, prompt_length in enumerate(prompt_lengths):
+        masked[row, :max(prompt_length - shift, 0)] = -100
+    return masked
+
+
+@property_exercise("7.2", hints=[
+    "Target i is token i + 1. Which targets are tokens of the prompt, and which one is the "
+    "response's first token?",
+    "For a prompt of p tokens, set the first p - 1 targets of its row to ignore_index, in a "
+    "clone of targets, and leave everything else as it is.",
+], examples=lambda: {
+    "right": [_mask],
+    "wrong": [lambda targets, lengths: _mask(targets, lengths, shift=0),
+              lambda targets, lengths: _mask(targets, lengths, shift=2),
+              lambda targets, lengths: targets.clone(),
+              lambda targets, lengths: targets.copy_(_mask(targets, lengths))],
+})
+def prompt_masking(mask_prompt_targets):
+    if not callable(mask_prompt_targets):
+        return (f"The answer is your function mask_prompt_targets itself, not a "
+                f"{type(mask_prompt_targets).__name__}.")
+    for items in _masking_cases():
+        plain = custom_collate_fn([ids for ids, _ in items])[1]
+        expected = custom_collate_fn(items)[1]
+        prompt_lengths = [prompt_length for _, prompt_length in items]
+        given = plain.clone()
+        try:
+            theirs = mask_prompt_targets(given, list(prompt_lengths))
+        except Exception as error:  # noqa: BLE001 - the learner's code may fail in any way
+            return (f"mask_prompt_targets raises {type(error).__name__}: {error} for a batch "
+                    f"of {len(items)} items.")
+        if theirs is None:
+            return NOT_TRIED
+        if not torch.equal(given, plain):
+            return ("Your function changed the targets it was given: work on a copy "
+                    "(targets.clone()) and return that.")
+        if not isinstance(theirs, torch.Tensor) or theirs.shape != plain.shape:
+            return "mask_prompt_targets should return a tensor of the same shape as targets."
+        if torch.equal(theirs, expected):
+            continue
+        if torch.equal(theirs, _mask(plain, prompt_lengths, shift=0)):
+            return ("One target too many is masked in each row: the prompt's last position "
+                    "predicts the response's first token, which must stay.")
+        if torch.equal(theirs, _mask(plain, prompt_lengths, shift=2)):
+            return "One prompt target too few is masked in each row."
+        return (f"For a batch of {len(items)} items your targets differ from those of "
+                f"custom_collate_fn with prompt lengths.")
+    return None
+
+
+# Exercise 7.3 -------------------------------------------------------------------------------
+
+def _sorted_positions(lengths, batch_size=8, descending=False, drop_last=False, extra=0):
+    ordered = sorted(lengths, reverse=descending)
+    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    if drop_last and len(batches[-1]) < batch_size:
+        batches = batches[:-1]
+    return sum(len(batch) * (max(batch) + extra) for batch in batches)
+
+
+@value_exercise("7.3", hints=[
+    "Sort the lengths, shortest first, and take them 8 at a time; each batch costs its number "
+    "of texts times its longest length.",
+    "sorted(lengths), then the slices [i:i + 8] for i in range(0, len(lengths), 8); add up "
+    "len(batch) * max(batch). Keep the last, shorter batch.",
+], mistakes=[
+    (lambda expected, lengths: sum(lengths),
+     "That counts the tokens of text; each batch also holds the padding up to its longest text."),
+    (lambda expected, lengths: _sorted_positions(lengths, descending=True),
+     "Sort shortest first: from longest to shortest, the short batch lands elsewhere."),
+    (lambda expected, lengths: _sorted_positions(lengths, drop_last=True),
+     "Keep the last batch of fewer texts: the exercise counts every text once."),
+    (lambda expected, lengths: _sorted_positions(lengths, extra=1),
+     "The inputs are as long as the longest text of the batch: the extra end-of-text token "
+     "goes into the targets only."),
+    (lambda expected, lengths: 8 * sum(max(sorted(lengths)[i:i + 8])
+                                       for i in range(0, len(lengths), 8)),
+     "The last batch holds fewer than 8 texts: count only those it holds."),
+], examples=lambda: {"given": {"lengths": [5, 9, 3, 12, 7, 7, 30, 2, 11, 4, 6, 8, 10, 13, 1,
+                                           16, 5]}})
+def sorted_batch_positions(lengths):
+    return _sorted_positions(lengths)
+
+
+# Exercise 7.4 -------------------------------------------------------------------------------
+
+def _response_loss(model, loader):
+    """Mean cross-entropy over the response tokens of `loader` (prompts masked)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for inputs, targets in loader:
+            total -= sequence_logprobs(model(inputs), targets).sum().item()
+            count += int((targets != -100).sum())
+    return total / count
+
+
+def _tiny_gpt():
+    return GPTModel(gpt2_config(vocab_size=64, context_length=16, emb_dim=16, n_heads=2,
+                                n_layers=1, drop_rate=0.0))
+
+
+@functools.cache
+def _tiny_lora():
+    """A tiny frozen GPT with LoRA layers, trained one step; its 'loader'; its loss."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _tiny_gpt()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        replace_linear_with_lora(model, rank=8, alpha=16)
+        loader = [custom_collate_fn([([1, 2, 3, 4, 5, 6], 3), ([7, 8, 9, 10], 2)],
+                                    pad_token_id=0)]
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=0.01)
+        inputs, targets = loader[0]
+        loss = nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+        loss.backward()
+        optimizer.step()
+    return model, loader, _response_loss(model, loader)
+
+
+@property_exercise("7.4", hints=[
+    "Freeze first (requires_grad_(False) on every parameter), then "
+    "replace_linear_with_lora(lora_model, rank=8, alpha=16): only the new A and B matrices "
+    "train. Put the model on device.",
+    "After set_seed(123), run 40 batches of train_loader through AdamW over "
+    "[p for p in lora_model.parameters() if p.requires_grad]; then answer "
+    "response_loss(lora_model, masked_val_loader).",
+], examples=lambda: {
+    "given": {"lora_model": _tiny_lora()[0], "masked_val_loader": _tiny_lora()[1]},
+    "right": [_tiny_lora()[2]],
+    "wrong": [_tiny_lora()[2] + 0.5, _tiny_lora()[2] * 2, "low"],
+})
+def lora_finetuning(answer, lora_model, masked_val_loader):
+    if lora_model is None:
+        return NOT_TRIED
+    if not isinstance(lora_model, nn.Module):
+        return f"lora_model should be your model, not a {type(lora_model).__name__}."
+    wrapped = [m for m in lora_model.modules() if isinstance(m, LinearWithLoRA)]
+    if not wrapped:
+        return "lora_model has no LoRA layers: apply replace_linear_with_lora to it."
+    inside = {id(m.linear) for m in wrapped}
+    bare = [m for m in lora_model.modules() if isinstance(m, nn.Linear) and id(m) not in inside]
+    if bare:
+        return (f"{len(bare)} linear layer(s) of lora_model have no LoRA update: "
+                f"replace_linear_with_lora replaces every one.")
+    if any(m.lora.A.shape[1] != 8 or abs(m.lora.scaling - 2.0) > 1e-9 for m in wrapped):
+        return "The LoRA layers should have rank 8 and alpha 16."
+    lora_ids = {id(p) for m in wrapped for p in m.lora.parameters()}
+    if any(p.requires_grad for p in lora_model.parameters() if id(p) not in lora_ids):
+        return ("Some of the original weights still train: freeze every parameter before "
+                "adding the LoRA layers.")
+    if not all(p.requires_grad for m in wrapped for p in m.lora.parameters()):
+        return "The LoRA layers' own A and B matrices should be trainable."
+    if all(bool((m.lora.B == 0).all()) for m in wrapped):
+        return "Every LoRA B matrix is still zero: lora_model has not been trained yet."
+    problem = difference(answer, _response_loss(lora_model, masked_val_loader),
+                         rel_tol=0, abs_tol=1e-3)
+    if problem:
+        return (f"{problem} Measure the lora_model you pass, after its training, with "
+                f"response_loss(lora_model, masked_val_loader).")
+    return None
+
+
+# Exercise 7.5 -------------------------------------------------------------------------------
+
+def _unigram_loss(train=(5, 5, 7), validation=(5, 9), vocab_size=10, smoothing=1,
+                  log=torch.log, reduce=torch.mean):
+    counts = torch.bincount(torch.tensor(train), minlength=vocab_size).double()
+    probs = (counts + smoothing) / (counts.sum() + smoothing * vocab_size)
+    return reduce(-log(probs[torch.tensor(validation)])).item()
+
+
+@value_exercise("7.5", hints=[
+    "Add one to every token's count, then divide by the total count plus the vocabulary "
+    "size; a target's loss is -ln of its probability.",
+    "Token 5 then counts 3 and token 9 counts 1, out of 3 + 10; average the two targets' "
+    "losses.",
+], mistakes=[
+    (lambda expected: _unigram_loss(reduce=torch.sum),
+     "That is the sum over the two targets; the loss is their mean."),
+    (lambda expected: _unigram_loss(log=torch.log10),
+     "Nats are natural logarithms: use ln, not log10."),
+    (lambda expected: _unigram_loss(log=torch.log2),
+     "Nats are natural logarithms: log2 gives bits."),
+])
+def unigram_by_hand():
+    return _unigram_loss()
+
+
+# Exercise 7.6 -------------------------------------------------------------------------------
+
+_BETA = 0.1
+
+
+@value_exercise("7.6", hints=[
+    "Chain rule: the loss depends on the policy's log-probabilities only through the margin "
+    "m = β·(change of chosen) − β·(change of rejected). What is the derivative of −log σ(m) "
+    "at m = 0?",
+    "d(−log σ(m))/dm = −σ(−m); multiply it by dm/d log π(chosen) = β and by "
+    "dm/d log π(rejected) = −β. Or let autograd do it: dpo_loss on tensors made with "
+    "requires_grad=True.",
+], mistakes=[
+    (lambda expected: (-0.5, 0.5),
+     "Those are the derivatives for β = 1: the margin is β times the log-ratios."),
+    (lambda expected: (-expected[0], -expected[1]),
+     "The signs: raising the chosen response's probability lowers the loss, so that "
+     "derivative is negative."),
+    (lambda expected: (-_BETA, _BETA),
+     "σ's factor is missing: at m = 0 the derivative of −log σ(m) is −σ(0), not −1."),
+])
+def dpo_first_gradient():
+    return (-_BETA / 2, _BETA / 2)
+
+
+# Exercise 7.7 -------------------------------------------------------------------------------
+
+@functools.cache
+def _tiny_preferences():
+    """A tiny reference, a perturbed copy as the policy, and a batch of four pairs."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        reference = _tiny_gpt().eval()
+        policy = _tiny_gpt().eval()
+        policy.load_state_dict(reference.state_dict())
+        with torch.no_grad():
+            for parameter in policy.parameters():
+                parameter.add_(0.3 * torch.randn_like(parameter))
+    pairs = [{"chosen": ([1, 2, 3, 4, 5], 3), "rejected": ([1, 2, 3, 6, 7, 8], 3)},
+             {"chosen": ([9, 10, 11], 2), "rejected": ([9, 10, 12, 13], 2)},
+             {"chosen": ([14, 15, 16, 17], 2), "rejected": ([14, 15, 18], 2)},
+             {"chosen": ([20, 21, 22, 23, 24], 4), "rejected": ([20, 21, 22, 23, 25], 4)}]
+    return policy, reference, preference_collate_fn(pairs, pad_token_id=0)
+
+
+@value_exercise("7.7", hints=[
+    "evaluate_preferences returns a dict of three numbers; the accuracy is the fraction of "
+    "pairs whose margin is positive.",
+    "evaluate_preferences([first_test_batch], policy, reference, beta=1.0)['accuracy'].",
+], mistakes=[
+    (lambda expected, policy, reference, first_test_batch: evaluate_preferences(
+        [first_test_batch], policy, reference, beta=1.0)["margin"],
+     "That is the mean margin; the exercise asks for the accuracy."),
+    (lambda expected, **given: expected * 100,
+     "Give the accuracy as a fraction between 0 and 1, not as a percentage."),
+], examples=lambda: {"given": dict(zip(("policy", "reference", "first_test_batch"),
+                                       _tiny_preferences()))})
+def accuracy_with_a_larger_beta(policy, reference, first_test_batch):
+    return evaluate_preferences([first_test_batch], policy, reference, beta=1.0)["accuracy"]

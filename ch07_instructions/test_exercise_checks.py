@@ -1,0 +1,72 @@
+"""Chapter 7's exercise checks beyond what shared/test_exercises.py runs for every exercise:
+the parts of a property check that the learner's *given* objects decide (their function,
+their model), and the book's numbers the notebook plots."""
+
+import copy
+
+from ch07_instructions import book_run
+from ch07_instructions import exercise_checks as checks
+from shared import check_answer
+
+
+def test_7_1_checks_the_function_before_the_number(capsys):
+    entries = list(checks.PHI3_ENTRIES)
+    right = checks._tokens_saved(entries)
+    assert check_answer("7.1", right, format_input_phi3=checks._phi3, train_data=entries)
+    assert not check_answer("7.1", right, format_input_phi3=lambda entry: None,
+                            train_data=entries)
+    assert "no answer yet" in capsys.readouterr().out
+
+    def no_newline_after_the_marker(entry):
+        return checks._phi3(entry).rstrip("\n")
+
+    assert not check_answer("7.1", right, format_input_phi3=no_newline_after_the_marker,
+                            train_data=entries)
+    out = capsys.readouterr().out
+    assert "different text than the template" in out and "without an input" in out
+
+    def input_always(entry):
+        return f"<|user|>\n{entry['instruction']}\n{entry['input']}\n<|assistant|>\n"
+
+    assert not check_answer("7.1", right, format_input_phi3=input_always, train_data=entries)
+    assert "entry without an input" in capsys.readouterr().out
+
+
+def test_7_2_names_the_off_by_one_and_refuses_changing_the_input(capsys):
+    assert check_answer("7.2", checks._mask)
+    assert not check_answer("7.2", lambda targets, lengths: checks._mask(targets, lengths, 0))
+    assert "One target too many" in capsys.readouterr().out
+    assert not check_answer("7.2", lambda t, lengths: t.copy_(checks._mask(t, lengths)))
+    assert "changed the targets it was given" in capsys.readouterr().out
+
+
+def test_7_4_inspects_the_model_it_is_given(capsys):
+    model, loader, loss = checks._tiny_lora()
+    assert check_answer("7.4", loss, lora_model=model, masked_val_loader=loader)
+
+    untrained = copy.deepcopy(model)
+    for module in untrained.modules():
+        if isinstance(module, checks.LinearWithLoRA):
+            module.lora.B.data.zero_()
+    assert not check_answer("7.4", loss, lora_model=untrained, masked_val_loader=loader)
+    assert "still zero" in capsys.readouterr().out
+
+    not_frozen = copy.deepcopy(model)
+    for parameter in not_frozen.parameters():
+        parameter.requires_grad_(True)
+    assert not check_answer("7.4", loss, lora_model=not_frozen, masked_val_loader=loader)
+    assert "still train" in capsys.readouterr().out
+
+    plain = checks._tiny_gpt()
+    assert not check_answer("7.4", loss, lora_model=plain, masked_val_loader=loader)
+    assert "no LoRA layers" in capsys.readouterr().out
+
+
+def test_the_books_logged_run_is_one_consistent_table():
+    assert book_run.STEPS_PER_EPOCH == 935 // 8
+    assert book_run.LOGGED_STEPS == list(range(0, 2 * book_run.STEPS_PER_EPOCH - 1, 5))
+    assert len(book_run.TRAIN_LOSS) == len(book_run.VAL_LOSS) == len(book_run.LOGGED_STEPS)
+    # the log's first and last lines, and the losses before training
+    assert (book_run.TRAIN_LOSS[0], book_run.VAL_LOSS[0]) == (2.637, 2.626)
+    assert (book_run.TRAIN_LOSS[-1], book_run.VAL_LOSS[-1]) == (0.292, 0.659)
+    assert book_run.INITIAL == {"train": 3.826, "val": 3.762}
