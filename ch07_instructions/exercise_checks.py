@@ -302,8 +302,8 @@ def _unigram_loss(train=(5, 5, 7), validation=(5, 9), vocab_size=10, smoothing=1
 @value_exercise("7.5", hints=[
     "Add one to every token's count, then divide by the total count plus the vocabulary "
     "size; a target's loss is -ln of its probability.",
-    "Token 5 then counts 3 and token 9 counts 1, out of 3 + 10; average the two targets' "
-    "losses.",
+    "Write down each target token's count plus one and the total plus the vocabulary size; "
+    "the loss is the mean of the two targets' -ln p, not their sum.",
 ], mistakes=[
     (lambda expected: _unigram_loss(reduce=torch.sum),
      "That is the sum over the two targets; the loss is their mean."),
@@ -325,8 +325,8 @@ _BETA = 0.1
     "Chain rule: the loss depends on the policy's log-probabilities only through the margin "
     "m = β·(change of chosen) − β·(change of rejected). What is the derivative of −log σ(m) "
     "at m = 0?",
-    "d(−log σ(m))/dm = −σ(−m); multiply it by dm/d log π(chosen) = β and by "
-    "dm/d log π(rejected) = −β. Or let autograd do it: dpo_loss on tensors made with "
+    "Differentiate −log σ(m) with respect to m (σ'(m) = σ(m)·σ(−m)), then go through m to each "
+    "log-probability. Or let autograd do it: dpo_loss on tensors made with "
     "requires_grad=True.",
 ], mistakes=[
     (lambda expected: (-0.5, 0.5),
@@ -364,7 +364,8 @@ def _tiny_preferences():
 @value_exercise("7.7", hints=[
     "evaluate_preferences returns a dict of three numbers; the accuracy is the fraction of "
     "pairs whose margin is positive.",
-    "evaluate_preferences([first_test_batch], policy, reference, beta=1.0)['accuracy'].",
+    "Only the sign of each margin counts for the accuracy: does multiplying by a positive β "
+    "ever change a sign? Then measure it as the exercise says.",
 ], mistakes=[
     (lambda expected, policy, reference, first_test_batch: evaluate_preferences(
         [first_test_batch], policy, reference, beta=1.0)["margin"],
