@@ -337,7 +337,7 @@ def gpt2_xl_parameters():
 
 
 VOCAB_SIZE = 50257
-UNIGRAM_ADD = 0.01  # added to every count of section 5.2's unigram baseline
+UNIGRAM_ADD = 0.01  # added to every count by exercise 5.7's unigram model
 
 
 def _bigram_loss(train_data, val_loader, unigram_add=UNIGRAM_ADD, use_bigram=True, log=math.log):
@@ -365,16 +365,16 @@ def _bigram_example():
 @value_exercise("5.7", rel_tol=0, abs_tol=0.01, hints=[
     "Count pairs over the training tokens (collections.Counter(zip(ids[:-1], ids[1:]))); "
     "p(b | a) mixes half the pair's share of what follows a with half the unigram probability "
-    "of b from 5.2.",
+    "of b from the exercise's unigram formula.",
     "Where a never has a successor in the training text, the pair's half is 0 and only the "
     "unigram half remains. Average -math.log(p) over every (input, target) position of "
     "val_loader: x.flatten() and y.flatten() of each batch.",
 ], mistakes=[
     (lambda expected, **given: _bigram_loss(**given, use_bigram=False),
-     "That is the unigram baseline of 5.2, which ignores the previous token; mix in the "
+     "That is the unigram model alone, which ignores the previous token; mix in the "
      "bigram half."),
     (lambda expected, **given: _bigram_loss(**given, unigram_add=1),
-     "The unigram half adds 0.01 to every count, as in 5.2, not 1."),
+     "The unigram half adds 0.01 to every count, as the exercise's formula says, not 1."),
     (lambda expected, **given: _bigram_loss(**given, log=math.log2),
      "These are bits (logarithm base 2); losses are in nats (natural logarithm), as "
      "cross_entropy computes them."),
