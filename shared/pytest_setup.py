@@ -6,15 +6,21 @@ before nbval starts kernels, which inherit the environment. Importing this plugi
 `shared`, and so torch, first: pin_numerics re-pins torch's threads, and ATen and MKL read
 their settings at the first kernel, which runs later. shared/test_numerics.py checks that
 the pins took effect in this process and in the processes it starts. Progress bars are text,
-as in the stored outputs (shared.utils.progress_bar).
+as in the stored outputs (shared.utils.progress_bar). glibc keeps freed memory for reuse in
+every process of the run (shared.utils.keep_freed_memory, in this one; the equivalent
+environment variables for the processes it starts): the notebooks and tests train, and every
+training step would otherwise fault its activations back in page by page. It changes no
+computed value, only where memory comes from.
 """
 
 import os
 
 from shared.numerics import pin_numerics
-from shared.utils import TEXT_PROGRESS_ENV
+from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV, keep_freed_memory
 
 
 def pytest_configure(config):
     pin_numerics()
     os.environ[TEXT_PROGRESS_ENV] = "1"  # text progress bars, as in the stored outputs
+    keep_freed_memory()
+    os.environ.update(KEEP_FREED_MEMORY_ENV)

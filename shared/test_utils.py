@@ -1,5 +1,6 @@
 """Tests of the small shared helpers: seeding, device choice, plotting, progress bars."""
 
+import os
 import random
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from shared import get_device, heatmap, progress_bar, set_seed
-from shared.utils import TEXT_PROGRESS_ENV
+from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV
 
 
 matplotlib.use("Agg")
@@ -65,8 +66,10 @@ def steady_state_faults(mode):
     setting is process-wide). Measured here, glibc settles into reusing the freed block after
     2 to 8 allocations, not always at the first; the last 10 are well past that."""
     command = [sys.executable, "-c", PAGE_FAULTS_OF_REALLOCATION, mode]
+    # glibc's defaults: without the variables that the test run sets for its own processes
+    env = {k: v for k, v in os.environ.items() if k not in KEEP_FREED_MEMORY_ENV}
     faults = [int(n) for n in subprocess.run(command, capture_output=True, text=True,
-                                             check=True).stdout.split()]
+                                             check=True, env=env).stdout.split()]
     return sorted(faults[-10:])[5]
 
 
@@ -77,6 +80,15 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
     assert steady_state_faults("default") > PAGES_PER_ALLOCATION // 1000
     # Kept: the same pages are reused, so (almost) nothing faults.
     assert steady_state_faults("keep") < PAGES_PER_ALLOCATION // 100
+
+
+def test_the_test_run_keeps_freed_memory_in_the_processes_it_starts():
+    """shared.pytest_setup sets glibc's variables, so kernels and subprocesses inherit them."""
+    command = [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_MMAP_MAX_'), "
+               "os.environ.get('MALLOC_TRIM_THRESHOLD_'))"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [KEEP_FREED_MEMORY_ENV["MALLOC_MMAP_MAX_"],
+                   KEEP_FREED_MEMORY_ENV["MALLOC_TRIM_THRESHOLD_"]]
 
 
 def test_stored_runs_get_a_text_bar_on_stdout_that_ends_finished(capsys, monkeypatch):

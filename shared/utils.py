@@ -29,6 +29,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
+# The same setting for a process not yet started, read by glibc when it starts
+KEEP_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def keep_freed_memory() -> bool:
