@@ -1,5 +1,8 @@
 # Generated from ch02_text_data/text_data.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% text_data.ipynb cell 1, Chapter 2 — Working with text data
 
 """Chapter 2: turning text into token ids and training examples.
 
@@ -19,6 +22,10 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from shared import check_count
+
+
+# %% text_data.ipynb cell 13, 2.2 Cutting text into tokens
 
 SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
@@ -30,11 +37,15 @@ def simple_tokenize(text: str) -> list[str]:
     return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
 
 
+# %% text_data.ipynb cell 17, 2.3 From tokens to ids: a vocabulary
+
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
     words = sorted(set(tokens))
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
+
+# %% text_data.ipynb cell 20, 2.3 From tokens to ids: a vocabulary
 
 def _look_up_ids(id_to_token: dict, ids) -> list:
     """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
@@ -73,6 +84,8 @@ class SimpleTokenizerV1:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
+# %% text_data.ipynb cell 25, 2.4 Special tokens: `<|unk|>` and `<|endoftext|>`
+
 class SimpleTokenizerV2(SimpleTokenizerV1):
     """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
 
@@ -88,6 +101,8 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         unknown_id = self.str_to_int[self.UNKNOWN]
         return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
 
+
+# %% text_data.ipynb cell 33, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
     """How often each pair of neighbouring ids occurs; a sequence seen `n` times counts `n`."""
@@ -105,6 +120,8 @@ def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
     return a, b
 
 
+# %% text_data.ipynb cell 36, 2.5.1 The merge rule, learned from counts (beyond the book)
+
 def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
     if pair[0] not in seq:
@@ -120,16 +137,12 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     return tuple(out)
 
 
+# %% text_data.ipynb cell 40, 2.5.2 Training on The Verdict (beyond the book)
+
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-def check_count(name: str, value, minimum: int) -> None:
-    """Raise unless `value` is an int >= minimum (True is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
+# %% text_data.ipynb cell 43, 2.5.2 Training on The Verdict (beyond the book)
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
@@ -155,6 +168,8 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
     return ranks, merges
 
 
+# %% text_data.ipynb cell 47, 2.5.2 Training on The Verdict (beyond the book)
+
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The token ids of one pre-tokenized chunk: merge the lowest-ranked pair until none is left."""
     parts = [bytes([b]) for b in piece]
@@ -168,6 +183,8 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
+# %% text_data.ipynb cell 52, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
     printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
@@ -176,6 +193,8 @@ def gpt2_byte_to_char() -> dict[int, str]:
     mapping.update({b: chr(256 + n) for n, b in enumerate(others)})
     return mapping
 
+
+# %% text_data.ipynb cell 57, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges).
@@ -243,6 +262,8 @@ def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
     (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+# %% text_data.ipynb cell 59, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order.
@@ -268,6 +289,8 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     parts = re.split("(" + "|".join(map(re.escape, sorted(allowed))) + ")", text)
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
+
+# %% text_data.ipynb cell 62, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
@@ -349,6 +372,8 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
+# %% text_data.ipynb cell 75, 2.6 Sampling training examples with a sliding window
+
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
 
@@ -399,7 +424,6 @@ __all__ = [
     'most_frequent_pair',
     'merge_pair',
     'GPT2_SPLIT_PATTERN',
-    'check_count',
     'learn_merges',
     'apply_merges',
     'gpt2_byte_to_char',

@@ -1,5 +1,8 @@
 # Generated from ch03_attention/attention.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% attention.ipynb cell 1, Chapter 3 — Coding attention mechanisms
 
 """Chapter 3: attention, from trainable self-attention to multi-head causal attention."""
 
@@ -8,6 +11,8 @@ from torch import nn
 
 from shared import check_count
 
+
+# %% attention.ipynb cell 31, 3.4.2 A compact self-attention class
 
 class SelfAttention_v1(nn.Module):
     """Self-attention with raw weight matrices, to show the arithmetic."""
@@ -28,6 +33,8 @@ class SelfAttention_v1(nn.Module):
         return attn_weights @ values
 
 
+# %% attention.ipynb cell 36, 3.4.2 A compact self-attention class
+
 class SelfAttention_v2(nn.Module):
     """Self-attention with nn.Linear projections."""
 
@@ -43,6 +50,8 @@ class SelfAttention_v2(nn.Module):
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         return attn_weights @ values
 
+
+# %% attention.ipynb cell 52, 3.5.3 A causal attention class
 
 class CausalAttention(nn.Module):
     """Single-head causal self-attention with dropout on the attention weights."""
@@ -94,6 +103,8 @@ def _check_input(x, d_in: int, mask, start: int = 0) -> int:
     return x.shape[1]
 
 
+# %% attention.ipynb cell 58, 3.6.1 Stacking single-head modules
+
 class MultiHeadAttentionWrapper(nn.Module):
     """Several CausalAttention heads run one after another; outputs concatenated."""
 
@@ -109,6 +120,8 @@ class MultiHeadAttentionWrapper(nn.Module):
     def forward(self, x):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
+
+# %% attention.ipynb cell 80, 3.7.2 A key-value cache for generation
 
 class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
@@ -155,6 +168,8 @@ class KVCache:
         return self.keys[:, :, :end], self.values[:, :, :end]  # (3) views: nothing is copied
 
 
+# %% attention.ipynb cell 83, 3.7.3 The final `MultiHeadAttention`
+
 def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors.
 
@@ -170,6 +185,8 @@ def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     attn_weights = torch.softmax(attn_scores / queries.shape[-1] ** 0.5, dim=-1)
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
+
+# %% attention.ipynb cell 84, 3.7.3 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.

@@ -1,5 +1,8 @@
 # Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% gpt_model.ipynb cell 1, Chapter 4 — Implementing a GPT model from scratch
 
 """Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
 
@@ -8,8 +11,10 @@ import difflib
 import torch
 from torch import nn
 
-from shared import KVCache, MultiHeadAttention, check_count
+from shared import KVCache, MultiHeadAttention, check_count, check_token_ids
 
+
+# %% gpt_model.ipynb cell 4, The configuration
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary (chapter 2)
@@ -21,6 +26,8 @@ GPT_CONFIG_124M = {
     "qkv_bias": False,       # bias in the query/key/value projections (True for OpenAI's weights)
 }
 
+
+# %% gpt_model.ipynb cell 20, Before and after, on a small layer
 
 class LayerNorm(nn.Module):
     """Normalise each vector over its last dimension, then scale and shift (learned)."""
@@ -37,12 +44,16 @@ class LayerNorm(nn.Module):
         return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
+# %% gpt_model.ipynb cell 25, 4.3 A feed-forward network with GELU activations
+
 class GELU(nn.Module):
     """GELU, tanh approximation (as in GPT-2)."""
 
     def forward(self, x):
         return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
 
+
+# %% gpt_model.ipynb cell 31, 4.3 A feed-forward network with GELU activations
 
 class FeedForward(nn.Module):
     """Position-wise MLP: widen 4x, GELU, project back."""
@@ -58,6 +69,8 @@ class FeedForward(nn.Module):
     def forward(self, x):
         return self.layers(x)
 
+
+# %% gpt_model.ipynb cell 38, 4.5 Connecting attention and feed-forward in a Transformer block
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -80,11 +93,15 @@ class TransformerBlock(nn.Module):
         return x
 
 
+# %% gpt_model.ipynb cell 44, How many parameters, how much memory?
+
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
     so a matrix shared by two modules (weight tying, 4.6.1) counts once."""
     return sum(p.numel() for p in model.parameters())
 
+
+# %% gpt_model.ipynb cell 51, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "drop_rate", "qkv_bias")
@@ -108,6 +125,8 @@ def check_config_keys(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> 
     if missing:
         raise ValueError(f"the configuration lacks {', '.join(missing)}")
 
+
+# %% gpt_model.ipynb cell 52, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
     """The configuration with its defaults filled in, once it is known to build a GPT.
@@ -136,27 +155,7 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     return {**optional_keys, **cfg}
 
 
-def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
-    """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
-    each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
-    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
-        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
-    if ids.dim() != 2 or ids.numel() == 0:
-        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
-        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
-                         f"got {tuple(ids.shape)}{hint}")
-    # The values are not read while torch.compile traces the model (a branch on them would cut
-    # the compiled code in two) or on the meta device (its tensors have no values).
-    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
-        return
-    # The embedding's own error ("index out of range in self") names neither the id nor the
-    # vocabulary, and on a GPU it is an opaque device assert.
-    low, high = torch.aminmax(ids)  # both extremes in one pass over the ids
-    if (low < 0) | (high >= vocab_size):  # one test: a GPU waits for its result once, not twice
-        raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
-                         f"vocabulary: ids must be in 0..{vocab_size - 1}")
-
+# %% gpt_model.ipynb cell 56, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
@@ -227,6 +226,8 @@ class GPTModel(nn.Module):
         return [KVCache(max_tokens) for _ in self.trf_blocks]
 
 
+# %% gpt_model.ipynb cell 60, 4.6.2 All four GPT-2 sizes, without allocating them (beyond the book)
+
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
     "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
@@ -241,6 +242,8 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
         raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
+
+# %% gpt_model.ipynb cell 67, 4.7 Generating text
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -267,7 +270,6 @@ __all__ = [
     'OPTIONAL_CONFIG_KEYS',
     'check_config_keys',
     'validate_config',
-    'check_token_ids',
     'GPTModel',
     'GPT2_SIZES',
     'gpt2_config',

@@ -1,5 +1,8 @@
 # Generated from ch05_pretraining/pretraining.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% pretraining.ipynb cell 2, Chapter 5 — Pretraining on unlabelled data
 
 """Chapter 5: pretraining a GPT on unlabelled text, decoding strategies, checkpoints."""
 
@@ -47,6 +50,8 @@ def _check_number(name: str, value, valid: str, low: float = 0.0, high: float = 
         raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
+# %% pretraining.ipynb cell 5, 5.1.1 What the untrained model writes
+
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
     return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
@@ -55,6 +60,8 @@ def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
+
+# %% pretraining.ipynb cell 21, 5.1.3 Training and validation losses on The Verdict
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
@@ -83,6 +90,8 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
     return total / num_batches
 
 
+# %% pretraining.ipynb cell 25, 5.2 Training an LLM
+
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
     """Training and validation loss on `eval_iter` batches each, without dropout."""
@@ -105,6 +114,8 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
     log(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
 
+
+# %% pretraining.ipynb cell 27, 5.2 Training an LLM
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -136,6 +147,8 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
 
+
+# %% pretraining.ipynb cell 29, 5.2 Training an LLM
 
 def train_model_simple(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -196,6 +209,8 @@ def train_model_simple(
     return train_losses, val_losses, track_seen
 
 
+# %% pretraining.ipynb cell 31, 5.2 Training an LLM
+
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              eos_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
@@ -251,6 +266,8 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_s
     return idx
 
 
+# %% pretraining.ipynb cell 33, 5.2 Training an LLM
+
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
                 seen_label: str = "tokens seen") -> plt.Figure:
@@ -270,6 +287,8 @@ def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_value
     return fig
 
 
+# %% pretraining.ipynb cell 42, 5.3.2 Top-k sampling
+
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
     sorted_probs, order = probs.sort(dim=-1, descending=True)
@@ -280,6 +299,8 @@ def _nucleus(probs, top_p):
     kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return kept / kept.sum(dim=-1, keepdim=True)
 
+
+# %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
 
 def save_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
@@ -405,6 +426,8 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
     return found[:4]
 
 
+# %% pretraining.ipynb cell 58, 5.5 Loading pretrained weights from OpenAI
+
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
 
@@ -439,6 +462,8 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
+# %% pretraining.ipynb cell 60, 5.5 Loading pretrained weights from OpenAI
+
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
     layout = [("wte.weight", [gpt.tok_emb.weight]), ("wpe.weight", [gpt.pos_emb.weight])]
@@ -468,6 +493,8 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     return layout
 
 
+# %% pretraining.ipynb cell 62, 5.5 Loading pretrained weights from OpenAI
+
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
     return name.endswith("weight") and any(f".{m}." in name for m in ("c_attn", "c_proj", "c_fc"))
@@ -483,6 +510,8 @@ def _to_gpt2(name: str, parts: list) -> torch.Tensor:
         return torch.cat([p.detach().T for p in parts], dim=1)
     return torch.cat([p.detach() for p in parts], dim=0)
 
+
+# %% pretraining.ipynb cell 64, 5.5 Loading pretrained weights from OpenAI
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict[str, torch.Tensor]) -> None:
     """Copy GPT-2 weights `params` (names as read_gpt2_weights returns them) into `gpt`.
@@ -523,6 +552,8 @@ def load_weights_into_gpt(gpt: GPTModel, params: dict[str, torch.Tensor]) -> Non
             gpt.out_head.weight.copy_(gpt.tok_emb.weight)
 
 
+# %% pretraining.ipynb cell 66, 5.5 Loading pretrained weights from OpenAI
+
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
 
@@ -556,6 +587,8 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
 
+
+# %% pretraining.ipynb cell 68, 5.5 Loading pretrained weights from OpenAI
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -599,6 +632,8 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
+# %% pretraining.ipynb cell 79, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
@@ -618,6 +653,8 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
         return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
     return lr_at
 
+
+# %% pretraining.ipynb cell 93, What limits decoding speed
 
 class FastDecoder:
     """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
@@ -728,6 +765,8 @@ def _bias(linear):
     return None if linear.bias is None else linear.bias.detach().float().clone()
 
 
+# %% pretraining.ipynb cell 101, 5.8 A fast training path (beyond the book)
+
 def supports_fast_bf16(device: Device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
 
@@ -745,6 +784,8 @@ def supports_fast_bf16(device: Device) -> bool:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
+
+# %% pretraining.ipynb cell 109, Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows

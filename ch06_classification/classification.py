@@ -1,5 +1,8 @@
 # Generated from ch06_classification/classification.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% classification.ipynb cell 2, Chapter 6 — Finetuning for classification: a spam filter
 
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 
@@ -14,11 +17,15 @@ from torch.utils.data import Dataset
 from shared import calc_loss_loader, check_count, fetch, train_model_simple
 
 
+# %% classification.ipynb cell 6, 6.2 Preparing the dataset
+
 def load_sms_spam() -> pd.DataFrame:
     """The SMS Spam Collection as a DataFrame with columns Label ('ham'/'spam') and Text."""
     return pd.read_csv(fetch("sms-spam-collection"), sep="\t", header=None,
                        names=["Label", "Text"])
 
+
+# %% classification.ipynb cell 11, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
@@ -37,6 +44,8 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, se
     validation_end = train_end + int(len(df) * validation_frac)
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
+
+# %% classification.ipynb cell 17, 6.3 Data loaders: padding and truncation
 
 def _check_spam_frame(data, csv_file):
     """Name the first bad row: an empty text would be classified from padding alone."""
@@ -84,6 +93,8 @@ class SpamDataset(Dataset):
         return len(self.labels)
 
 
+# %% classification.ipynb cell 32, 6.5 Adding a classification head
+
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
@@ -93,6 +104,8 @@ def add_classification_head(model, num_classes: int = 2):
     model.out_head = nn.Linear(model.out_head.in_features, num_classes)
     return model
 
+
+# %% classification.ipynb cell 36, Which layers to train
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
@@ -107,6 +120,8 @@ def train_only_last_block(model):
 def count_trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+
+# %% classification.ipynb cell 42, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
     return model(input_batch[:, :model.cfg["context_length"]])[:, -1, :]
@@ -150,6 +165,8 @@ def calc_classification_loss_loader(data_loader, model, device, num_batches=None
                             loss_batch=calc_classification_loss_batch)
 
 
+# %% classification.ipynb cell 46, 6.7 Finetuning on supervised data
+
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter, **options):
     """Finetune a classifier with chapter 5's train_model_simple; returns train/val losses
@@ -174,6 +191,8 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
+# %% classification.ipynb cell 60, 6.8 Using the model as a spam classifier
+
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
     if not isinstance(text, str):
@@ -190,6 +209,8 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
 
+
+# %% classification.ipynb cell 67, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 def _check_lora(rank, alpha):
     check_count("rank", rank, 1)

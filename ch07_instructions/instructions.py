@@ -1,5 +1,8 @@
 # Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% instructions.ipynb cell 2, Chapter 7 — Instruction finetuning
 
 """Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO)."""
 
@@ -21,10 +24,14 @@ from torch.utils.data import Dataset
 from shared import fetch, generate, progress_bar, text_to_token_ids, token_ids_to_text
 
 
+# %% instructions.ipynb cell 6, 7.2 Preparing the dataset
+
 def load_instruction_data() -> list[dict]:
     """The course's 1,100 instruction-response pairs (instruction, input, output)."""
     return json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
 
+
+# %% instructions.ipynb cell 9, The prompt template
 
 def _check_entry(entry, keys, index=None):
     """A missing key names the entry (its index when known) instead of a bare KeyError."""
@@ -58,6 +65,8 @@ def format_input(entry: dict) -> str:
 RESPONSE_HEADER = "\n\n### Response:\n"
 
 
+# %% instructions.ipynb cell 12, Training, validation and test sets
+
 def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123):
     """(train, validation, test): train_frac and test_frac of the entries, validation the rest.
     The entries are shuffled with `seed` first; seed=None keeps their order."""
@@ -67,6 +76,8 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
     test_end = train_end + int(len(data) * test_frac)
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
+
+# %% instructions.ipynb cell 16, 7.3 Organising data into batches
 
 class InstructionDataset(Dataset):
     """Token ids of each entry's full text (prompt, response header, response).
@@ -93,6 +104,8 @@ class InstructionDataset(Dataset):
     def __len__(self):
         return len(self.data)
 
+
+# %% instructions.ipynb cell 22, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -142,6 +155,8 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
+# %% instructions.ipynb cell 37, 7.5 Loading a pretrained model, and its answers before finetuning
+
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
 
@@ -154,6 +169,8 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     token_log_probs = log_probs.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1))
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
+
+# %% instructions.ipynb cell 59, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
@@ -174,6 +191,8 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
+# %% instructions.ipynb cell 70, An automatic score: ROUGE-L
+
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
     from rouge_score import rouge_scorer
@@ -183,6 +202,8 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
+
+# %% instructions.ipynb cell 73, An LLM as the judge, through Ollama
 
 OLLAMA_URL = "http://localhost:11434/api/chat"
 
@@ -283,6 +304,8 @@ def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, b
     return status, reply
 
 
+# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
+
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server answers at the host and port of `url`."""
     base = url.split("/api/")[0]
@@ -307,6 +330,8 @@ def generate_model_scores(data: list, key: str = "model_response", model: str = 
         scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
     return scores
 
+
+# %% instructions.ipynb cell 82, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -354,6 +379,8 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
             raise ValueError(f"{kind}: {error}") from None
     return collated
 
+
+# %% instructions.ipynb cell 85, The DPO loss, derived
 
 def _check_beta(beta):
     if isinstance(beta, bool) or not isinstance(beta, (int, float)):

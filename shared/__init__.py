@@ -16,6 +16,17 @@ import importlib
 import importlib.util
 from pathlib import Path
 
+from shared.checks import (
+    check,
+    check_choice,
+    check_count,
+    check_flag,
+    check_keys,
+    check_number,
+    check_shape,
+    check_token_ids,
+    check_type,
+)
 from shared.data import (
     DATASETS,
     DataFetchError,
@@ -29,15 +40,25 @@ from shared.data import (
 )
 from shared.exercises import check_answer
 from shared.plotting import heatmap
-from shared.utils import get_device, keep_freed_memory, progress_bar, set_seed
+from shared.utils import (
+    get_device,
+    keep_freed_memory,
+    progress_bar,
+    set_seed,
+    write_atomically,
+)
 
 
-# In reading order. A new chapter module is added here and nowhere else.
+# In reading order, a chapter's lesson module first. A new module is added here and nowhere
+# else.
 CHAPTER_MODULES = (
     "ch02_text_data.text_data",
     "ch03_attention.attention",
     "ch04_gpt_model.gpt_model",
     "ch05_pretraining.pretraining",
+    "ch05_pretraining.checkpoints",
+    "ch05_pretraining.gpt2_weights",
+    "ch05_pretraining.fast_path",
     "ch06_classification.classification",
     "ch07_instructions.instructions",
 )
@@ -54,8 +75,16 @@ INFRASTRUCTURE = [
 _chapter_names: dict[str, str] | None = None  # exported name -> module name
 
 
+# Names the book itself defines in two chapters (chapter 6 redefines chapter 5's loss and
+# evaluation for classification). Each chapter module keeps the book's name; `shared` gives the
+# first chapter's, and the later one is imported from its module, e.g.
+# `from ch06_classification.classification import calc_loss_batch`.
+BOOK_NAMES_REDEFINED = ("calc_loss_batch", "calc_loss_loader", "evaluate_model", "plot_values")
+
+
 def chapter_exports() -> dict[str, str]:
-    """Map every name the chapters export to its module; names must be unique.
+    """Map every name the chapters export to its module; names must be unique, except the
+    book's own redefinitions (BOOK_NAMES_REDEFINED), which map to the first chapter's.
 
     Read from each module's literal `__all__` (written by the exporter) without importing
     the module, so asking `shared` for an unknown name costs nothing.
@@ -65,6 +94,8 @@ def chapter_exports() -> dict[str, str]:
         names: dict[str, str] = {}
         for module_name in present_chapter_modules():
             for name in _literal_all(module_name):
+                if name in names and name in BOOK_NAMES_REDEFINED:
+                    continue
                 if name in names or name in INFRASTRUCTURE:
                     raise ImportError(
                         f"{name!r} is exported by both {module_name} and "

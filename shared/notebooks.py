@@ -11,7 +11,10 @@ also write or check shared/__init__.pyi, the stub that shows editors what `share
 
 Export: the code cells whose first line is `#| export` (a marker every viewer shows, as in
 nbdev), in order and without that line, become `<notebook>.py` beside the notebook, under a
-header naming the source, followed by an `__all__` of the public names they define.
+header naming the source, followed by an `__all__` of the public names they define. A cell
+marked `#| export <module>` goes to `<module>.py` in the same folder instead, so one notebook
+can teach several modules. Each block is preceded by a `# %% <notebook> cell N, <section>`
+line naming the cell it came from.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/numerics.py) and no per-run metadata (timings,
 widget state), so stored outputs are reproducible and diffs show real changes only.
@@ -44,46 +47,83 @@ def chapter_notebooks() -> list[Path]:
     return sorted(PROJECT_ROOT.glob("ch*/*.ipynb"))
 
 
-def module_path(notebook: Path) -> Path:
-    return notebook.with_suffix(".py")
+def module_path(notebook: Path, module: str | None = None) -> Path:
+    """Where a notebook's cells marked `#| export` (or `#| export <module>`) are written."""
+    return notebook.with_suffix(".py") if module is None else notebook.with_name(f"{module}.py")
 
 
 def is_exported(cell) -> bool:
     return cell.cell_type == "code" and cell.source.lstrip().startswith(EXPORT_MARKER)
 
 
-def export_source(notebook: Path) -> str | None:
-    """The module text for `notebook`, or None if no cell is marked `#| export`."""
+def export_target(notebook: Path, cell, index: int) -> str | None:
+    """The module a marked cell goes to: None for the notebook's own, else the name given."""
+    marker = cell.source.lstrip().partition("\n")[0].split()
+    if marker[:2] != ["#|", "export"] or len(marker) > 3 or (
+            len(marker) == 3 and not marker[2].isidentifier()):
+        raise ValueError(f"{notebook}: cell {index}: {' '.join(marker)!r}: the marker line is "
+                         f"`{EXPORT_MARKER}` or `{EXPORT_MARKER} <module>`, nothing else")
+    if len(marker) == 3 and marker[2] != notebook.stem:
+        return marker[2]
+    return None
+
+
+def cell_reference(notebook: Path, cells, index: int) -> str:
+    """`# %% <notebook> cell N, <section>`: where an exported block came from (as nbdev marks
+    it), so that a traceback's line leads to its cell. `# %%` is also the cell separator of
+    editors' percent format (VS Code, Jupytext, Spyder)."""
+    section = ""
+    for cell in reversed(cells[:index]):
+        headings = [line for line in cell.source.splitlines() if line.startswith("#")]
+        if cell.cell_type == "markdown" and headings:
+            section = ", " + headings[-1].lstrip("#").strip()
+            break
+    reference = f"# %% {notebook.name} cell {index}{section}"
+    return reference if len(reference) <= 99 else reference[:96] + "..."  # ruff's line length
+
+
+def export_sources(notebook: Path) -> dict[Path, str]:
+    """The text of every module `notebook` exports, by path (empty if no cell is marked).
+
+    Cells marked `#| export` go to `<notebook>.py`; cells marked `#| export <module>` go to
+    `<module>.py` in the same folder, so that one chapter can teach several modules.
+    """
     nb = nbformat.read(notebook, as_version=4)
+    chunks: dict[str | None, list[str]] = {}
     for index, cell in enumerate(nb.cells):
         if "export" in cell.metadata.get("tags", []) and not is_exported(cell):
             raise ValueError(f"{notebook}: cell {index} has the old `export` tag; "
                              f"start it with a `{EXPORT_MARKER}` line instead")
-    cells = [c for c in nb.cells if is_exported(c)]
-    if not cells:
-        return None
-    chunks = []
-    for cell in cells:
-        marker, _, source = cell.source.lstrip().partition("\n")
-        if marker.strip() != EXPORT_MARKER:
-            raise ValueError(f"{notebook}: {marker!r}: the marker line holds nothing else")
-        source = source.strip("\n")
+        if not is_exported(cell):
+            continue
+        target = export_target(notebook, cell, index)
+        source = cell.source.lstrip().partition("\n")[2].strip("\n")
         for line in source.splitlines():
             if line.lstrip().startswith(("%", "!")):
                 raise ValueError(f"{notebook}: exported cell has notebook-only syntax: {line!r}")
-        chunks.append(source)
-    body = "\n\n\n".join(chunks)
-    tree = ast.parse(body, filename=str(notebook))  # a SyntaxError names the notebook
+        chunks.setdefault(target, []).append(
+            f"{cell_reference(notebook, nb.cells, index)}\n\n{source}")
     try:
         relative = notebook.resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:  # a notebook outside the project
         relative = notebook.name
     header = (
         f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
-        "# Do not edit: change the notebook's cells marked `#| export`, then export again.\n\n"
+        "# Do not edit: change the notebook's cells marked `#| export`, then export again.\n"
+        "# Each `# %%` line names the cell the code below it came from.\n\n"
     )
-    names = ",\n".join(f"    {name!r}" for name in public_names(tree))
-    return f"{header}{body}\n\n\n__all__ = [\n{names},\n]\n"
+    modules = {}
+    for target, parts in chunks.items():
+        body = "\n\n\n".join(parts)
+        tree = ast.parse(body, filename=str(notebook))  # a SyntaxError names the notebook
+        names = ",\n".join(f"    {name!r}" for name in public_names(tree))
+        modules[module_path(notebook, target)] = f"{header}{body}\n\n\n__all__ = [\n{names},\n]\n"
+    return modules
+
+
+def export_source(notebook: Path) -> str | None:
+    """The text of the notebook's own module (`<notebook>.py`), or None if it exports none."""
+    return export_sources(notebook).get(module_path(notebook))
 
 
 def public_names(tree: ast.Module) -> list[str]:
@@ -132,11 +172,14 @@ def facade_stub_source() -> str:
                 lines.append(f"{name} = {getattr(shared, name)!r}")
     lines.append("")
     lines.append("# Every chapter's exports, as `from shared import X` finds them at run time.")
+    seen: set[str] = set()
     for module_name in CHAPTER_MODULES:
         path = PROJECT_ROOT / Path(*module_name.split(".")).with_suffix(".py")
         if not path.exists():
             continue
-        names = public_names(ast.parse(path.read_text(encoding="utf-8")))
+        names = [n for n in public_names(ast.parse(path.read_text(encoding="utf-8")))
+                 if n not in seen]  # a book name redefined later: `shared` gives the first
+        seen.update(names)
         lines.append(f"from {module_name} import (")
         lines.extend(f"    {name} as {name}," for name in names)
         lines.append(")")
@@ -182,25 +225,24 @@ def is_normalized(notebook: Path) -> bool:
 
 
 def export(notebook: Path, check: bool = False) -> bool:
-    """Write (or with check=True, compare) the module of `notebook`. True when up to date."""
-    expected = export_source(notebook)
-    target = module_path(notebook)
-    if expected is None:
-        return True
-    actual = target.read_text() if target.exists() else ""
-    if actual == expected:
-        return True
-    if check:
-        diff = difflib.unified_diff(
-            expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-            fromfile=f"{notebook.name} (export)", tofile=str(target),
-        )
-        sys.stdout.writelines(diff)
-        print(f"\n{target} differs from {notebook}: run `python -m shared.notebooks export`.")
-        return False
-    target.write_text(expected)
-    print(f"wrote {target}")
-    return True
+    """Write (or with check=True, compare) the modules of `notebook`. True when up to date."""
+    ok = True
+    for target, expected in export_sources(notebook).items():
+        actual = target.read_text() if target.exists() else ""
+        if actual == expected:
+            continue
+        if check:
+            diff = difflib.unified_diff(
+                expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                fromfile=f"{notebook.name} (export)", tofile=str(target),
+            )
+            sys.stdout.writelines(diff)
+            print(f"\n{target} differs from {notebook}: run `python -m shared.notebooks export`.")
+            ok = False
+            continue
+        target.write_text(expected)
+        print(f"wrote {target}")
+    return ok
 
 
 def run(notebook: Path, timeout: int = 1800) -> None:

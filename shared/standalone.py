@@ -24,7 +24,7 @@ from shared.data import PROJECT_ROOT
 
 
 PROJECT_PACKAGES = {"shared"} | {name.split(".")[0] for name in CHAPTER_MODULES}
-INFRASTRUCTURE_MODULES = ("shared.data", "shared.utils", "shared.plotting")
+INFRASTRUCTURE_MODULES = ("shared.checks", "shared.data", "shared.utils", "shared.plotting")
 
 # Definitions whose meaning depends on where the file lives: in a standalone module, the
 # folder holding the file plays the role of the project root (its data/ sits beside it).
@@ -57,13 +57,18 @@ class ModuleInfo:
 
 
 def chapter_module_name(chapter: str | Path) -> str:
-    """'ch04_gpt_model' (or a path to it) -> 'ch04_gpt_model.gpt_model'."""
-    folder = Path(chapter).name.rstrip("/")
+    """'ch04_gpt_model' (or a path to it) -> 'ch04_gpt_model.gpt_model', the chapter's lesson
+    module; a module name ('ch05_pretraining.gpt2_weights') names one of its other modules."""
+    name = Path(chapter).name.rstrip("/")
+    if name in CHAPTER_MODULES:
+        return name
     for module_name in CHAPTER_MODULES:
-        if module_name.split(".")[0] == folder:
+        if module_name.split(".")[0] == name:
             return module_name
-    known = ", ".join(m.split(".")[0] for m in CHAPTER_MODULES)
-    raise StandaloneError(f"no chapter folder {folder!r}; the chapters are: {known}")
+    known = ", ".join(dict.fromkeys(m.split(".")[0] for m in CHAPTER_MODULES))
+    raise StandaloneError(f"no chapter folder {name!r}; the chapters are: {known}"
+                          + (f" (and their modules: {', '.join(CHAPTER_MODULES)})"
+                             if "." in name else ""))
 
 
 def module_file(module_name: str) -> Path:
@@ -159,7 +164,9 @@ def facade_origins() -> dict[str, tuple[str, str]]:
 def standalone_source(chapter: str | Path) -> str:
     """The text of one module holding `chapter`'s exports and all they use from this project."""
     target = chapter_module_name(chapter)
-    in_reach = (*INFRASTRUCTURE_MODULES, *CHAPTER_MODULES[:CHAPTER_MODULES.index(target) + 1])
+    chapter_folder = target.split(".")[0]
+    last = max(i for i, m in enumerate(CHAPTER_MODULES) if m.split(".")[0] == chapter_folder)
+    in_reach = (*INFRASTRUCTURE_MODULES, *CHAPTER_MODULES[:last + 1])  # its chapter, earlier ones
     modules = {name: parse_module(name) for name in in_reach
                if importlib.util.find_spec(name) is not None}
     origins = facade_origins()

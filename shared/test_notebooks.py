@@ -76,6 +76,33 @@ def test_the_old_export_tag_is_refused_with_the_fix(tmp_path):
         notebooks.export_source(nb)
 
 
+def test_a_named_marker_exports_to_its_own_module_with_cell_references(tmp_path):
+    nb = make_notebook(tmp_path / "lesson.ipynb", [
+        ("# A lesson\n## 1.1 Areas", None),
+        ("#| export\nimport math\n\ndef area(r):\n    return math.pi * r * r", []),
+        ("## 1.2 Files", None),
+        ("#| export formats\ndef to_text(x):\n    return str(x)", []),
+        ("#| export lesson\nUNIT = 'm'", []),  # the notebook's own name: its own module
+    ])
+    assert notebooks.export(nb)
+    lesson, formats = (tmp_path / "lesson.py").read_text(), (tmp_path / "formats.py").read_text()
+    assert "# %% lesson.ipynb cell 1, 1.1 Areas\n" in lesson
+    assert "# %% lesson.ipynb cell 4, 1.2 Files\n" in lesson and "UNIT = 'm'" in lesson
+    assert "to_text" not in lesson and "__all__ = [\n    'area',\n    'UNIT',\n]" in lesson
+    assert "# %% lesson.ipynb cell 3, 1.2 Files\n" in formats
+    assert "__all__ = [\n    'to_text',\n]" in formats
+    assert notebooks.export(nb, check=True)
+    (tmp_path / "formats.py").write_text(formats.replace("str(x)", "repr(x)"))
+    assert not notebooks.export(nb, check=True)  # drift in a second module is caught too
+
+
+@pytest.mark.parametrize("marker", ["#| export two words", "#| export not-a-name", "#| exports"])
+def test_a_malformed_marker_is_refused_naming_the_cell(tmp_path, marker):
+    nb = make_notebook(tmp_path / "m.ipynb", [(f"{marker}\nx = 1", [])])
+    with pytest.raises(ValueError, match="cell 0: .*the marker line is"):
+        notebooks.export_sources(nb)
+
+
 def test_check_flags_per_run_metadata(notebook):
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata["language_info"]["version"] = "3.11.7"
@@ -112,9 +139,12 @@ def test_ruff_finds_nothing():
 def test_shared_reexports_every_chapter_name():
     import importlib
 
-    for module_name in shared.CHAPTER_MODULES:
+    for module_name in shared.present_chapter_modules():
         module = importlib.import_module(module_name)
         for name in module.__all__:
+            if shared.chapter_exports()[name] != module_name:  # a book name redefined later
+                assert name in shared.BOOK_NAMES_REDEFINED
+                continue
             assert getattr(shared, name) is getattr(module, name)
     namespace = {}
     exec("from shared import *", namespace)

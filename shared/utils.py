@@ -5,6 +5,8 @@ import ctypes
 import os
 import random
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,23 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` to write a temporary file beside `path`, then rename it to `path`.
+
+    A reader sees the old file or the new one, never half of one; a failure (a full disk, a
+    value that cannot be stored, Ctrl-C) leaves the old file and no temporary one behind.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def get_device(prefer: str | None = None) -> torch.device:

@@ -1,0 +1,119 @@
+"""The course's validation vocabulary: one line at a function's boundary says what is valid.
+
+Every chapter checks its inputs with these, so that a teaching class carries one line of
+checks, not ten, and every message has the same shape: the argument's name, what would be
+valid, and the bad value (`max_new_tokens must be an integer >= 0, got -1`). A wrong type
+raises TypeError, a wrong value ValueError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Collection, Iterable
+
+
+def check(condition: bool, message: str, error: type[Exception] = ValueError) -> None:
+    """Raise `error(message)` unless `condition`: for a rule the other checks do not name."""
+    if not condition:
+        raise error(message)
+
+
+def check_count(name: str, value, minimum: int) -> None:
+    """Raise unless `value` is an int >= minimum (True is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value, valid: str, low: float = 0.0, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """Raise unless `value` is a finite real number in [low, high] (an end excluded if open);
+    `valid` says so in words: "a number in [0, 1)"."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {valid}, got {value!r}")
+    above_low = value > low if low_open else value >= low
+    below_high = value < high if high_open else value <= high
+    if not (above_low and below_high and math.isfinite(value)):  # nan fails every test
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
+
+
+def check_flag(name: str, value) -> None:
+    """Raise unless `value` is True or False (1, "yes" and None are not flags)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(name: str, value, choices: Collection) -> None:
+    """Raise unless `value` is one of `choices`, naming the nearest one for a misspelling."""
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown {name} {value!r}{hint}; choose one of {list(choices)}")
+
+
+def check_type(name: str, value, types: type | tuple[type, ...], valid: str) -> None:
+    """Raise TypeError unless `value` is an instance of `types`; `valid` says it in words."""
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {valid}, got {type(value).__name__}")
+
+
+def check_keys(name: str, mapping, required: Iterable[str], optional: Iterable[str] = ()
+               ) -> None:
+    """Raise unless `mapping` is a dict holding every required key and no unknown one (a
+    misspelt key would otherwise be ignored): "unknown configuration key 'emb_dims' (did you
+    mean 'emb_dim'?)"."""
+    required = list(required)
+    valid = [*required, *optional]
+    if not isinstance(mapping, dict):
+        raise TypeError(f"the {name} must be a dict, got {type(mapping).__name__}")
+    unknown = []
+    for key in mapping:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            unknown.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if unknown:
+        raise ValueError(f"unknown {name} key {', '.join(unknown)}; "
+                         f"the keys are {', '.join(valid)}")
+    missing = [key for key in required if key not in mapping]
+    if missing:
+        raise ValueError(f"the {name} lacks {', '.join(missing)}")
+
+
+def check_shape(name: str, tensor, dims: Iterable, hint: str = "") -> None:
+    """Raise unless `tensor` has one axis per entry of `dims`: a label (any size), or a
+    (label, size) pair that must match: ("batch", "tokens", ("d_in", 768)) reads
+    "(batch, tokens, d_in=768)" in the message."""
+    dims = list(dims)
+    labels = [d if isinstance(d, str) else f"{d[0]}={d[1]}" for d in dims]
+    sizes = [None if isinstance(d, str) else d[1] for d in dims]
+    shape = tuple(tensor.shape)
+    if len(shape) != len(dims) or any(s is not None and s != n for s, n in zip(sizes, shape)):
+        raise ValueError(f"{name} must have shape ({', '.join(labels)}), got {shape}{hint}")
+
+
+def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
+    """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
+    each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
+    import torch  # here, so that the checks above need nothing beyond the standard library
+
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
+    if ids.dim() != 2 or ids.numel() == 0:
+        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
+        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
+                         f"got {tuple(ids.shape)}{hint}")
+    # The values are not read while torch.compile traces the model (a branch on them would cut
+    # the compiled code in two) or on the meta device (its tensors have no values).
+    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
+        return
+    # The embedding's own error ("index out of range in self") names neither the id nor the
+    # vocabulary, and on a GPU it is an opaque device assert.
+    low, high = torch.aminmax(ids)  # both extremes in one pass over the ids
+    if (low < 0) | (high >= vocab_size):  # one test: a GPU waits for its result once, not twice
+        raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
+                         f"vocabulary: ids must be in 0..{vocab_size - 1}")
