@@ -1,0 +1,88 @@
+"""The validation vocabulary: each check passes what is valid and names the bad value."""
+
+import math
+
+import pytest
+import torch
+
+from shared.checks import (
+    check,
+    check_choice,
+    check_count,
+    check_flag,
+    check_keys,
+    check_number,
+    check_shape,
+    check_token_ids,
+    check_type,
+)
+
+
+def test_check_raises_the_given_error_only_when_the_condition_fails():
+    check(True, "never shown")
+    with pytest.raises(TypeError, match="^the reason$"):
+        check(False, "the reason", TypeError)
+
+
+@pytest.mark.parametrize("value, error", [(True, TypeError), (2.0, TypeError), ("3", TypeError),
+                                          (0, ValueError), (-1, ValueError)])
+def test_check_count_refuses_non_counts(value, error):
+    check_count("n", 1, 1)
+    with pytest.raises(error, match=rf"^n must be an integer >= 1, got {value!r}$"):
+        check_count("n", value, 1)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, math.nan, math.inf])
+def test_check_number_honours_open_and_closed_ends(value):
+    check_number("rate", 0.0, "a number in [0, 1)", high=1.0, high_open=True)
+    with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\), got"):
+        check_number("rate", value, "a number in [0, 1)", high=1.0, high_open=True)
+    with pytest.raises(TypeError, match="got True"):
+        check_number("rate", True, "a number in [0, 1)")
+    with pytest.raises(ValueError):
+        check_number("top_p", 0.0, "a number in (0, 1]", high=1.0, low_open=True)
+
+
+def test_check_flag_choice_and_type_name_the_value_and_what_is_valid():
+    check_flag("sdpa", False)
+    with pytest.raises(TypeError, match="sdpa must be True or False, got 1"):
+        check_flag("sdpa", 1)
+    check_choice("size", "small", ["small", "medium"])
+    with pytest.raises(ValueError, match=r"unknown size 'smal' \(did you mean 'small'\?\); "
+                                         r"choose one of \['small', 'medium'\]"):
+        check_choice("size", "smal", ["small", "medium"])
+    with pytest.raises(TypeError, match="cfg must be a dict, got list"):
+        check_type("cfg", [], dict, "a dict")
+
+
+def test_check_keys_names_unknown_and_missing_keys():
+    check_keys("configuration", {"a": 1, "b": 2}, ["a"], ["b"])
+    with pytest.raises(TypeError, match="the configuration must be a dict, got tuple"):
+        check_keys("configuration", (), ["a"])
+    with pytest.raises(ValueError, match=r"unknown configuration key 'bb' \(did you mean 'b'\?\); "
+                                         "the keys are a, b"):
+        check_keys("configuration", {"a": 1, "bb": 2}, ["a"], ["b"])
+    with pytest.raises(ValueError, match="the configuration lacks a"):
+        check_keys("configuration", {"b": 1}, ["a"], ["b"])
+
+
+def test_check_shape_reads_labels_and_fixed_sizes():
+    x = torch.zeros(2, 3, 4)
+    check_shape("x", x, ("batch", "tokens", ("d_in", 4)))
+    with pytest.raises(ValueError, match=r"^x must have shape \(batch, tokens, d_in=5\), "
+                                         r"got \(2, 3, 4\)$"):
+        check_shape("x", x, ("batch", "tokens", ("d_in", 5)))
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4\); try x\[0\]$"):
+        check_shape("x", x, ("tokens", "d_in"), hint="; try x[0]")
+
+
+def test_check_token_ids_checks_type_shape_and_vocabulary():
+    check_token_ids(torch.tensor([[0, 9]]), "idx", vocab_size=10)
+    with pytest.raises(TypeError, match="idx must be a tensor of integer token ids"):
+        check_token_ids([[1, 2]], "idx")
+    with pytest.raises(ValueError, match=r"add a batch axis with idx.unsqueeze\(0\)"):
+        check_token_ids(torch.tensor([1, 2]), "idx")
+    with pytest.raises(ValueError, match=r"token id 10 is outside the vocabulary: ids must be "
+                                         r"in 0..9"):
+        check_token_ids(torch.tensor([[1, 10]]), "idx", vocab_size=10)
+    check_token_ids(torch.tensor([[10**6]], device="meta"), "idx", vocab_size=10)  # no values
