@@ -678,7 +678,8 @@ def train_model(
 
     Returns (train_losses, val_losses, seen) at each evaluation, and the learning rate of each
     step. lr_schedule(step) replaces the built-in schedule; warmup_steps also says when
-    clipping starts. after_step(step, train_losses, val_losses) runs after every step.
+    clipping starts. after_step(step, train_losses, val_losses) runs after every step;
+    progress=False prints nothing (no bar, losses or samples).
     """
     check_count("n_epochs", n_epochs, 0)
     check_count("warmup_steps", warmup_steps, 0)
