@@ -223,10 +223,9 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int 
 def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                top_p: float | None = None) -> torch.Tensor:
     """The next token id (..., 1) for logits (..., vocab), picked as next_token_probs says."""
-    probs = next_token_probs(logits, temperature, top_k, top_p)
-    if temperature == 0:  # greedy: no random number is drawn
-        return probs.argmax(dim=-1, keepdim=True)
-    return torch.multinomial(probs, num_samples=1)
+    if temperature == 0:  # greedy, without a random number (top-k cannot change the argmax)
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
 
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
