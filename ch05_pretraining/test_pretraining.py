@@ -18,15 +18,14 @@ from ch05_pretraining.pretraining import (
     find_highest_gradient,
     generate,
     generate_and_print_sample,
-    load_checkpoint,
     next_token,
     next_token_probs,
     plot_losses,
     plot_values,
-    save_checkpoint,
     train_model,
     train_model_simple,
 )
+from shared import load_checkpoint, save_checkpoint  # chapter 5's checkpoints module
 
 
 TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
