@@ -7,7 +7,8 @@
 The run is the book's: GPT-2 small (124M) at context 256, trained from scratch on The
 Verdict for 10 epochs with batches of 2, AdamW (lr 4e-4, weight decay 0.1), both losses on
 5 batches every 5 steps and a greedy sample after each epoch. It runs twice through chapter
-5's train_model_simple: as the notebook builds the model, and with the fast options of
+5's train_model (at the book's constant learning rate, without clipping: the loop of
+train_model_simple): as the notebook builds the model, and with the fast options of
 section 5.8 that leave the model's arithmetic as the book's (SDPA, fused AdamW, and bf16
 autocast where the processor has native bf16; no weight tying, no compilation). Prints the
 wall time of each run and its last losses. --pinned applies the notebooks' pinned numerics
@@ -32,7 +33,7 @@ def book_run(fast: bool) -> tuple[float, float, float]:
         read_text,
         set_seed,
         supports_fast_bf16,
-        train_model_simple,
+        train_model,
     )
 
     tokenizer = tiktoken.get_encoding("gpt2")
@@ -48,9 +49,10 @@ def book_run(fast: bool) -> tuple[float, float, float]:
                                   fused=True if fast else None)
     autocast = torch.bfloat16 if fast and supports_fast_bf16("cpu") else None
     start = time.perf_counter()
-    train_losses, val_losses, _ = train_model_simple(
-        model, *loaders, optimizer, "cpu", num_epochs=10, eval_freq=5, eval_iter=5,
-        start_context="Every effort moves you", tokenizer=tokenizer, autocast_dtype=autocast)
+    train_losses, val_losses, *_ = train_model(
+        model, *loaders, optimizer, "cpu", n_epochs=10, eval_freq=5, eval_iter=5,
+        start_context="Every effort moves you", tokenizer=tokenizer, warmup_steps=0,
+        lr_schedule=lambda step: 4e-4, max_grad_norm=None, autocast_dtype=autocast)
     return time.perf_counter() - start, train_losses[-1], val_losses[-1]
 
 

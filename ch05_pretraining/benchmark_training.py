@@ -5,7 +5,7 @@
     python ch05_pretraining/benchmark_training.py --device cuda --context 1024 --batch 16
 
 Variants, all with the same dimensions, random weights and random token ids:
-  ours, default      GPTModel as the notebooks build it, chapter 5's train_model_simple, AdamW
+  ours, default      GPTModel as the notebooks build it, chapter 5's train_model, AdamW
   ours, fast         the same model and loop with the fast options of section 5.8 switched on
   ours, fast + chunked_loss   and the loss computed without the full logits (less memory)
   book               llms-from-scratch's GPTModel (if installed), the book's training step
@@ -55,7 +55,7 @@ from shared import (
     gpt2_config,
     keep_freed_memory,
     supports_fast_bf16,
-    train_model_simple,
+    train_model,
 )
 
 
@@ -75,8 +75,9 @@ def our_variant(cfg, args, options=()):
     loss_batch = calc_loss_batch_chunked if "chunked_loss" in options else calc_loss_batch
 
     def train_step(batches):
-        train_model_simple(model, batches, [], optimizer, args.device, 1, None, 0, None, None,
-                           progress=False, autocast_dtype=autocast, loss_batch=loss_batch)
+        train_model(model, batches, [], optimizer, args.device, 1, None, 0, None, None, 0,
+                    lr_schedule=lambda step: 4e-4, max_grad_norm=None, progress=False,
+                    autocast_dtype=autocast, loss_batch=loss_batch)
     return train_step
 
 

@@ -16,11 +16,11 @@ from shared import (
     GPTDatasetV1,
     GPTModel,
     batches_per_step,
+    calc_loss_batch,
     calc_loss_loader,
     generate,
     gpt2_config,
     save_checkpoint,
-    train_model_simple,
 )
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
@@ -86,7 +86,7 @@ def _entropy(probs):
 
 
 @value_exercise("5.2", rel_tol=1e-3, hints=[
-    "sampling_distribution(next_token_logits, **options) gives the probabilities of one "
+    "next_token_probs(next_token_logits, **options) gives the probabilities of one "
     "setting; H = -sum(p * ln p), summed over the words whose probability is not 0.",
     "Leave out the zeros (0 * ln 0 counts as 0, but torch computes nan), and use the natural "
     "logarithm, torch.log: the answer is in nats.",
@@ -108,8 +108,7 @@ def _texts_for_seeds(model, options, seeds=range(5), max_new_tokens=15):
     texts = set()
     for seed in seeds:
         torch.manual_seed(seed)
-        ids = generate(model, prompt, max_new_tokens, context_size=model.cfg["context_length"],
-                       **options)
+        ids = generate(model, prompt, max_new_tokens, **options)
         texts.add(tuple(ids[0].tolist()))
     return texts
 
@@ -167,9 +166,17 @@ def _resume_batches(seed):
     return [(row[:, :-1], row[:, 1:]) for row in ids]
 
 
+def _train(model, optimizer, batches):
+    """The book's training step on each batch, silently."""
+    model.train()
+    for input_batch, target_batch in batches:
+        optimizer.zero_grad()
+        calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
+        optimizer.step()
+
+
 def _one_more_step(model, optimizer):
-    train_model_simple(model, _resume_batches(1)[:1], [], optimizer, "cpu", num_epochs=1,
-                       eval_freq=None, eval_iter=1, progress=False)
+    _train(model, optimizer, _resume_batches(1)[:1])
 
 
 def _resume_problem(resume):
@@ -177,8 +184,7 @@ def _resume_problem(resume):
         torch.manual_seed(0)
         trained = GPTModel(_RESUME_CFG)
         optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-3, weight_decay=0.1)
-        train_model_simple(trained, _resume_batches(0), [], optimizer, "cpu", num_epochs=1,
-                           eval_freq=None, eval_iter=1, progress=False)
+        _train(trained, optimizer, _resume_batches(0))
         path = Path(folder) / "checkpoint.pth"
         save_checkpoint(path, trained, optimizer, step=2)
         saved = {name: p.detach().clone() for name, p in trained.named_parameters()}
@@ -439,5 +445,5 @@ def steps_per_epoch_formula(steps_per_epoch):
         if theirs != _steps_per_epoch(n, length, batch, accum):
             return (f"For n_tokens={n}, context_length={length}, batch_size={batch}, "
                     f"grad_accum_steps={accum} your formula gives {theirs!r}, and "
-                    f"train_model_simple takes a different number of steps.")
+                    f"train_model takes a different number of steps.")
     return None

@@ -4,9 +4,9 @@
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --resume
 
-Everything is chapter 5's: GPTModel, train_model_simple with its fast options, the
-appendix-D learning-rate schedule (linear warmup, cosine decay) and gradient clipping. What
-this script adds is what training at scale needs:
+Everything is chapter 5's: GPTModel and train_model, appendix D's loop (linear warmup, cosine
+decay, gradient clipping from the end of warmup) with its fast options. What this script adds
+is what training at scale needs:
 
 * The *.txt files are tokenised once, joined by <|endoftext|>, into a memory-mapped file of
   uint16 token ids (OUT/tokens.bin): later runs and every process read it without loading it.
@@ -48,7 +48,8 @@ from shared import (
     load_checkpoint,
     save_checkpoint,
     supports_fast_bf16,
-    train_model_simple,
+    train_model,
+    write_atomically,
 )
 
 
@@ -79,22 +80,11 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
             ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
             ids.append(tokenizer.eot_token)  # documents are separated as in GPT-2's data
         array = memoryview(np.array(ids, dtype=np.uint16))  # written and hashed, not copied
-        _write_atomically(token_file, array)
-        _write_atomically(manifest, json.dumps({
+        write_atomically(token_file, lambda tmp: tmp.write_bytes(array))
+        write_atomically(manifest, lambda tmp: tmp.write_text(json.dumps({
             "fingerprint": fingerprint.hexdigest(), "files": [f.name for f in files],
-            "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()}).encode())
+            "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()})))
     return np.memmap(token_file, dtype=np.uint16, mode="r")
-
-
-def _write_atomically(path: Path, data: bytes | memoryview) -> None:
-    """Write under a temporary name, then rename: readers see the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _cache_is_intact(token_file: Path, manifest: Path, fingerprint: str) -> bool:
@@ -381,10 +371,11 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
               f"sequences of {args.context} per step", flush=True)
     bf16 = args.fast and supports_fast_bf16(process.device)
     start = time.perf_counter()
-    train_model_simple(
-        replica, train_loader, val_loader, optimizer, process.device, num_epochs=1,
+    train_model(
+        replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
         eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
-        tokenizer=None, start_step=start_step, grad_accum_steps=args.grad_accum,
+        tokenizer=None, warmup_steps=args.warmup_steps, start_step=start_step,
+        grad_accum_steps=args.grad_accum,  # the schedule spans the whole run, not this part
         lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
         max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
         autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
@@ -411,7 +402,7 @@ def trim_log(log_path: Path, start_step: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue
-    _write_atomically(log_path, "".join(kept).encode())
+    write_atomically(log_path, lambda tmp: tmp.write_text("".join(kept)))
 
 
 def main(argv: list[str] | None = None) -> None:

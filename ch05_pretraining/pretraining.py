@@ -8,7 +8,6 @@
 
 import json
 import math
-import numbers
 import os
 import pickle
 import re
@@ -25,9 +24,12 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     KVCache,
+    check,
     check_count,
+    check_number,
     check_token_ids,
     fetch,
+    generate_text_simple,
     gpt2_config,
     progress_bar,
 )
@@ -38,16 +40,6 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batc
 Loader = Collection[Batch]  # a DataLoader, or any sized iterable of batches
 Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
-
-
-def _check_number(name: str, value, valid: str, low: float = 0.0, high: float = math.inf,
-                  low_open: bool = False) -> None:
-    """Raise unless `value` is a finite real number in [low, high] ((low, high] if low_open)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {valid}, got {value!r}")
-    above_low = value > low if low_open else value >= low
-    if not (above_low and value <= high and math.isfinite(value)):  # nan fails every test
-        raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
 # %% pretraining.ipynb cell 5, 5.1.1 What the untrained model writes
@@ -107,48 +99,19 @@ def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, d
 def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, device: Device,
                               start_context: str, max_new_tokens: int = 50,
                               log: Callable[[str], object] = print) -> None:
+    """Print the model's greedy continuation of `start_context` on one line."""
     model.eval()
+    context_size = model.pos_emb.weight.shape[0]  # the model's own context length
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
-    token_ids = generate(model, encoded, max_new_tokens=max_new_tokens,
-                         context_size=model.cfg["context_length"])
+    token_ids = generate_text_simple(model, encoded, max_new_tokens, context_size)
     log(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
 
 
 # %% pretraining.ipynb cell 27, 5.2 Training an LLM
 
-def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
-    """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
-    group = []
-    for batch in loader:
-        group.append(batch)
-        if len(group) == grad_accum_steps:
-            yield group
-            group = []
-    if group:
-        yield group
+_NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
-
-def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
-                   device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
-                   max_grad_norm: float | None = None,
-                   autocast_dtype: torch.dtype | None = None) -> None:
-    """One update from the mean gradient of `batches`: usually one batch, several in 5.8."""
-    if lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-    optimizer.zero_grad()
-    for input_batch, target_batch in batches:
-        with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
-                            enabled=autocast_dtype is not None):
-            loss = loss_batch(input_batch, target_batch, model, device)
-        (loss / len(batches)).backward()  # so the step's gradient is the mean over its batches
-    if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-
-
-# %% pretraining.ipynb cell 29, 5.2 Training an LLM
 
 def train_model_simple(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -157,40 +120,28 @@ def train_model_simple(
         tokenizer: tiktoken.Encoding | None = None, *, loss_batch: LossFn = calc_loss_batch,
         count_seen: Callable[[torch.Tensor], int] = torch.Tensor.numel,
         after_epoch: Callable[[int], str | None] | None = None,
-        after_step: Callable[[int, list[float], list[float]], object] | None = None,
-        lr_schedule: Callable[[int], float] | None = None, max_grad_norm: float | None = None,
-        start_step: int = 0, grad_accum_steps: int = 1, autocast_dtype: torch.dtype | None = None,
-        progress: bool = True) -> tuple[list[float], list[float], list[int]]:
+) -> tuple[list[float], list[float], list[int]]:
     """Train for `num_epochs`; returns (train_losses, val_losses, seen) at each evaluation.
 
-    eval_freq=None never evaluates, start_context=None prints no samples, progress=False is
-    silent. Chapter 6 passes loss_batch, count_seen (len: examples, not tokens) and after_epoch
-    (which may return a line to print); the other options are explained where they are used.
+    eval_freq=None never evaluates; start_context=None prints no samples.
     """
-    # Checked here, once, not in the helpers called at every step.
     check_count("num_epochs", num_epochs, 0)
-    check_count("grad_accum_steps", grad_accum_steps, 1)
-    check_count("start_step", start_step, 0)
     if eval_freq is not None:  # None never evaluates; 0 is refused rather than meaning None
         check_count("eval_freq", eval_freq, 1)
         check_count("eval_iter", eval_iter, 1)
-    if max_grad_norm is not None:  # 0 would zero every update, a negative one reverse it
-        _check_number("max_grad_norm", max_grad_norm, "a positive number or None", low_open=True)
-    if start_context and progress and tokenizer is None:
-        raise ValueError("start_context needs a tokenizer to encode it and decode the samples")
+    check(not start_context or tokenizer is not None, _NEEDS_TOKENIZER)
     train_losses, val_losses, track_seen = [], [], []
-    seen, step = 0, start_step - 1
-    with progress_bar(total=num_epochs * math.ceil(len(train_loader) / grad_accum_steps),
-                      desc="training", unit="step", disable=not progress) as bar:
-        log = bar.write if progress else (lambda message: None)
+    seen, step = 0, -1
+    with progress_bar(total=num_epochs * len(train_loader), desc="training", unit="step") as bar:
         for epoch in range(num_epochs):
             model.train()
-            for batches in batches_per_step(train_loader, grad_accum_steps):
+            for input_batch, target_batch in train_loader:
+                optimizer.zero_grad()
+                loss = loss_batch(input_batch, target_batch, model, device)
+                loss.backward()
+                optimizer.step()
+                seen += count_seen(input_batch)
                 step += 1
-                optimizer_step(model, batches, optimizer, device, loss_batch,
-                               lr=lr_schedule(step) if lr_schedule else None,
-                               max_grad_norm=max_grad_norm, autocast_dtype=autocast_dtype)
-                seen += sum(count_seen(input_batch) for input_batch, _ in batches)
                 bar.update(1)
                 if eval_freq and step % eval_freq == 0:
                     train_loss, val_loss = evaluate_model(model, train_loader, val_loader,
@@ -198,75 +149,16 @@ def train_model_simple(
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     track_seen.append(seen)
-                    log(f"Ep {epoch + 1} (Step {step:06d}): "
-                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-                if after_step is not None:
-                    after_step(step, train_losses, val_losses)
-            if start_context and progress:
-                generate_and_print_sample(model, tokenizer, device, start_context, log=log)
+                    bar.write(f"Ep {epoch + 1} (Step {step:06d}): "
+                              f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+            if start_context:
+                generate_and_print_sample(model, tokenizer, device, start_context, log=bar.write)
             if after_epoch is not None and (message := after_epoch(epoch)):
-                log(message)
+                bar.write(message)
     return train_losses, val_losses, track_seen
 
 
-# %% pretraining.ipynb cell 31, 5.2 Training an LLM
-
-def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int,
-             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-             eos_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
-    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
-
-    temperature 0 decodes greedily; above 0 it samples from softmax(logits / temperature),
-    optionally restricted to the `top_k` most likely tokens and/or to the smallest set whose
-    probability reaches `top_p`. Generation stops early when every sequence produces `eos_id`
-    (which is not appended). Prompts longer than `context_size` are cropped to their end.
-
-    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
-    new token. Once the text outgrows `context_size` the window slides, every position shifts
-    and nothing cached stays valid: from then on each step recomputes the whole window. The
-    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
-    logits) runs uncached.
-    """
-    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
-    check_count("max_new_tokens", max_new_tokens, 0)
-    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
-    # A negative temperature would decode greedily without a word: refuse it instead.
-    _check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
-    if top_k is not None:
-        check_count("top_k", top_k, 1)
-    if top_p is not None:
-        _check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
-    kv_caches = None
-    if use_cache and hasattr(model, "make_kv_caches"):
-        kv_caches = model.make_kv_caches(context_size)  # fresh for every prompt
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            if kv_caches is None:
-                logits = model(idx[:, -context_size:])[:, -1]
-            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
-                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
-            else:  # the window slid: positions shifted, the cache is stale
-                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
-        if top_k is not None:
-            kth_largest = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-            logits = logits.masked_fill(logits < kth_largest, -torch.inf)
-        if temperature > 0:
-            # The same softmax, shifted so the largest logit is 0: a tiny temperature or
-            # huge logits then give -inf for the others, not inf - inf = nan.
-            logits = logits - logits.amax(dim=-1, keepdim=True)
-            probs = torch.softmax(logits / temperature, dim=-1)
-            if top_p is not None:
-                probs = _nucleus(probs, top_p)
-            next_id = torch.multinomial(probs, num_samples=1)
-        else:
-            next_id = logits.argmax(dim=-1, keepdim=True)
-        if eos_id is not None and bool((next_id == eos_id).all()):
-            break
-        idx = torch.cat([idx, next_id], dim=1)
-    return idx
-
-
-# %% pretraining.ipynb cell 33, 5.2 Training an LLM
+# %% pretraining.ipynb cell 30, 5.2 Training an LLM
 
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
@@ -287,7 +179,14 @@ def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_value
     return fig
 
 
-# %% pretraining.ipynb cell 42, 5.3.2 Top-k sampling
+def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
+                train_losses: Sequence[float], val_losses: Sequence[float]) -> None:
+    """The book's name: plot_values of the losses against epochs and tokens seen, shown."""
+    plot_values(epochs_seen, tokens_seen, train_losses, val_losses)
+    plt.show()
+
+
+# %% pretraining.ipynb cell 39, 5.3.2 Top-k sampling
 
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
@@ -300,7 +199,81 @@ def _nucleus(probs, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
+# %% pretraining.ipynb cell 41, 5.3.3 One `generate` for all strategies
+
+def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
+                     top_p: float | None = None) -> torch.Tensor:
+    """The probability of each token being picked next, from one position's logits (..., vocab).
+
+    Only the top_k largest logits stay; temperature 0 puts all probability on the largest
+    (greedy); above 0 it is softmax(logits / temperature), cut to the nucleus top_p.
+    """
+    if top_k is not None:
+        kth_largest = torch.topk(logits, min(top_k, logits.shape[-1])).values[..., -1:]
+        logits = logits.masked_fill(logits < kth_largest, -torch.inf)
+    if temperature == 0:
+        return nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    # The same softmax, shifted so the largest logit is 0: a tiny temperature or huge logits
+    # then give -inf for the others, not inf - inf = nan.
+    logits = logits - logits.amax(dim=-1, keepdim=True)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return probs if top_p is None else _nucleus(probs, top_p)
+
+
+def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
+               top_p: float | None = None) -> torch.Tensor:
+    """The next token id (..., 1) for logits (..., vocab), picked as next_token_probs says."""
+    if temperature == 0:  # greedy, without a random number (top-k cannot change the argmax)
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
+
+
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+             context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
+             eos_id: int | None = None, *, top_p: float | None = None,
+             use_cache: bool = True) -> torch.Tensor:
+    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
+
+    Each step picks the next token with next_token (temperature, top_k, top_p). Generation
+    stops early when every sequence produces `eos_id` (which is not appended). Prompts longer
+    than `context_size` (by default the model's context length) are cropped to their end.
+
+    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
+    new token. Once the text outgrows `context_size` the window slides, every position shifts
+    and nothing cached stays valid: from then on each step recomputes the whole window. The
+    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
+    logits) runs uncached.
+    """
+    if context_size is None:  # read from the model, as GPTModel and the book's model have it
+        context_size = model.pos_emb.weight.shape[0]
+    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
+    check_count("max_new_tokens", max_new_tokens, 0)
+    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
+    # A negative temperature would decode greedily without a word: refuse it instead.
+    check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
+    if top_k is not None:
+        check_count("top_k", top_k, 1)
+    if top_p is not None:
+        check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
+    kv_caches = None
+    if use_cache and hasattr(model, "make_kv_caches"):
+        kv_caches = model.make_kv_caches(context_size)  # fresh for every prompt
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            if kv_caches is None:
+                logits = model(idx[:, -context_size:])[:, -1]
+            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
+                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
+            else:  # the window slid: positions shifted, the cache is stale
+                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
+        next_id = next_token(logits, temperature, top_k, top_p)
+        if eos_id is not None and bool((next_id == eos_id).all()):
+            break
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+# %% pretraining.ipynb cell 49, 5.4 Saving and loading model weights
 
 def save_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
@@ -426,7 +399,7 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
     return found[:4]
 
 
-# %% pretraining.ipynb cell 58, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 57, 5.5 Loading pretrained weights from OpenAI
 
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
@@ -462,7 +435,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% pretraining.ipynb cell 60, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 59, 5.5 Loading pretrained weights from OpenAI
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -493,7 +466,7 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     return layout
 
 
-# %% pretraining.ipynb cell 62, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 61, 5.5 Loading pretrained weights from OpenAI
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -511,7 +484,7 @@ def _to_gpt2(name: str, parts: list) -> torch.Tensor:
     return torch.cat([p.detach() for p in parts], dim=0)
 
 
-# %% pretraining.ipynb cell 64, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 63, 5.5 Loading pretrained weights from OpenAI
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict[str, torch.Tensor]) -> None:
     """Copy GPT-2 weights `params` (names as read_gpt2_weights returns them) into `gpt`.
@@ -552,7 +525,7 @@ def load_weights_into_gpt(gpt: GPTModel, params: dict[str, torch.Tensor]) -> Non
             gpt.out_head.weight.copy_(gpt.tok_emb.weight)
 
 
-# %% pretraining.ipynb cell 66, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 65, 5.5 Loading pretrained weights from OpenAI
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -588,7 +561,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     return folder
 
 
-# %% pretraining.ipynb cell 68, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 67, 5.5 Loading pretrained weights from OpenAI
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -632,29 +605,137 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% pretraining.ipynb cell 79, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 78, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
     check_count("total_steps", total_steps, 1)
     check_count("warmup_steps", warmup_steps, 0)
-    if warmup_steps > total_steps:
-        raise ValueError(f"warmup_steps ({warmup_steps}) must not exceed total_steps "
-                         f"({total_steps})")
+    check(warmup_steps <= total_steps,
+          f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})")
     for name, rate in (("peak_lr", peak_lr), ("initial_lr", initial_lr), ("min_lr", min_lr)):
-        _check_number(name, rate, "a number >= 0")
-    if min_lr > peak_lr:
-        raise ValueError(f"min_lr ({min_lr}) must not exceed peak_lr ({peak_lr})")
+        check_number(name, rate, "a number >= 0")
+    check(min_lr <= peak_lr, f"min_lr ({min_lr}) must not exceed peak_lr ({peak_lr})")
+
     def lr_at(step):
-        if step < warmup_steps:
-            return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
+        if step < warmup_steps:  # the increment per step, as appendix D computes it
+            return initial_lr + step * ((peak_lr - initial_lr) / warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
     return lr_at
 
 
-# %% pretraining.ipynb cell 93, What limits decoding speed
+# %% pretraining.ipynb cell 81, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+
+def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
+    """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == grad_accum_steps:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
+                   device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
+                   max_grad_norm: float | None = None,
+                   autocast_dtype: torch.dtype | None = None) -> None:
+    """One update from the mean gradient of `batches`: usually one batch, several in 5.8."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    optimizer.zero_grad()
+    for input_batch, target_batch in batches:
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            loss = loss_batch(input_batch, target_batch, model, device)
+        (loss / len(batches)).backward()  # so the step's gradient is the mean over its batches
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+
+
+# %% pretraining.ipynb cell 82, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+
+def train_model(
+        model: nn.Module, train_loader: Loader, val_loader: Loader,
+        optimizer: torch.optim.Optimizer, device: Device, n_epochs: int, eval_freq: int | None,
+        eval_iter: int, start_context: str | None, tokenizer: tiktoken.Encoding | None,
+        warmup_steps: int, initial_lr: float = 3e-05, min_lr: float = 1e-6, *,
+        loss_batch: LossFn = calc_loss_batch,
+        count_seen: Callable[[torch.Tensor], int] = torch.Tensor.numel,
+        after_epoch: Callable[[int], str | None] | None = None,
+        after_step: Callable[[int, list[float], list[float]], object] | None = None,
+        lr_schedule: Callable[[int], float] | None = None, max_grad_norm: float | None = 1.0,
+        start_step: int = 0, grad_accum_steps: int = 1, autocast_dtype: torch.dtype | None = None,
+        progress: bool = True) -> tuple[list[float], list[float], list[int], list[float]]:
+    """train_model_simple with warmup, cosine decay and clipping (the book's appendix D).
+
+    Returns (train_losses, val_losses, seen) at each evaluation, and the learning rate of each
+    step. lr_schedule(step) replaces the built-in schedule; warmup_steps also says when
+    clipping starts. after_step(step, train_losses, val_losses) runs after every step;
+    progress=False prints nothing (no bar, losses or samples).
+    """
+    check_count("n_epochs", n_epochs, 0)
+    check_count("warmup_steps", warmup_steps, 0)
+    check_count("grad_accum_steps", grad_accum_steps, 1)
+    check_count("start_step", start_step, 0)
+    if eval_freq is not None:  # None never evaluates; 0 is refused rather than meaning None
+        check_count("eval_freq", eval_freq, 1)
+        check_count("eval_iter", eval_iter, 1)
+    if max_grad_norm is not None:  # 0 would zero every update, a negative one reverse it
+        check_number("max_grad_norm", max_grad_norm, "a positive number or None", low_open=True)
+    check(not start_context or tokenizer is not None, _NEEDS_TOKENIZER)
+    steps_per_epoch = math.ceil(len(train_loader) / grad_accum_steps)
+    if lr_schedule is None:  # from initial_lr up to the optimizer's rate, then down to min_lr
+        lr_schedule = cosine_schedule(optimizer.param_groups[0]["lr"],
+                                      max(1, n_epochs * steps_per_epoch), warmup_steps,
+                                      initial_lr, min_lr)
+    train_losses, val_losses, track_seen, track_lrs = [], [], [], []
+    seen, step = 0, start_step - 1
+    with progress_bar(total=n_epochs * steps_per_epoch, desc="training", unit="step",
+                      disable=not progress) as bar:
+        log = bar.write if progress else (lambda message: None)
+        for epoch in range(n_epochs):
+            model.train()
+            for batches in batches_per_step(train_loader, grad_accum_steps):
+                step += 1
+                track_lrs.append(lr_schedule(step))
+                optimizer_step(model, batches, optimizer, device, loss_batch, lr=track_lrs[-1],
+                               max_grad_norm=max_grad_norm if step >= warmup_steps else None,
+                               autocast_dtype=autocast_dtype)
+                seen += sum(count_seen(input_batch) for input_batch, _ in batches)
+                bar.update(1)
+                if eval_freq and step % eval_freq == 0:
+                    train_loss, val_loss = evaluate_model(model, train_loader, val_loader,
+                                                          device, eval_iter, loss_batch)
+                    train_losses.append(train_loss)
+                    val_losses.append(val_loss)
+                    track_seen.append(seen)
+                    log(f"Ep {epoch + 1} (Step {step:06d}): "
+                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+                if after_step is not None:
+                    after_step(step, train_losses, val_losses)
+            if start_context and progress:
+                generate_and_print_sample(model, tokenizer, device, start_context, log=log)
+            if after_epoch is not None and (message := after_epoch(epoch)):
+                log(message)
+    return train_losses, val_losses, track_seen, track_lrs
+
+
+# %% pretraining.ipynb cell 86, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+
+def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
+    """The largest entry of any parameter's gradient (None before the first backward pass)."""
+    highest = [param.grad.max() for param in model.parameters() if param.grad is not None]
+    return max(highest) if highest else None
+
+
+# %% pretraining.ipynb cell 99, What limits decoding speed
 
 class FastDecoder:
     """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
@@ -765,7 +846,7 @@ def _bias(linear):
     return None if linear.bias is None else linear.bias.detach().float().clone()
 
 
-# %% pretraining.ipynb cell 101, 5.8 A fast training path (beyond the book)
+# %% pretraining.ipynb cell 107, 5.8 A fast training path (beyond the book)
 
 def supports_fast_bf16(device: Device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
@@ -785,7 +866,7 @@ def supports_fast_bf16(device: Device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% pretraining.ipynb cell 109, Less memory: the loss without the logits
+# %% pretraining.ipynb cell 115, Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
@@ -906,11 +987,12 @@ __all__ = [
     'calc_loss_loader',
     'evaluate_model',
     'generate_and_print_sample',
-    'batches_per_step',
-    'optimizer_step',
     'train_model_simple',
-    'generate',
     'plot_values',
+    'plot_losses',
+    'next_token_probs',
+    'next_token',
+    'generate',
     'save_checkpoint',
     'load_checkpoint',
     'download_gpt2_weights',
@@ -919,6 +1001,10 @@ __all__ = [
     'save_gpt2_safetensors',
     'load_gpt2',
     'cosine_schedule',
+    'batches_per_step',
+    'optimizer_step',
+    'train_model',
+    'find_highest_gradient',
     'FastDecoder',
     'supports_fast_bf16',
     'ChunkedCrossEntropy',

@@ -20,6 +20,7 @@ from ch05_pretraining.pretraining import (
     generate,
     load_checkpoint,
     save_checkpoint,
+    train_model,
     train_model_simple,
 )
 from shared import GPTModel, read_text
@@ -170,14 +171,35 @@ def test_evaluate_model_refuses_eval_iter_below_one(eval_iter):
 
 
 GOOD_TRAINING = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1}
+BAD_LOOP_ARGUMENTS = [
+    ({"eval_freq": 0}, ValueError, "eval_freq must be an integer >= 1, got 0"),
+    ({"eval_freq": -5}, ValueError, "eval_freq must be an integer >= 1, got -5"),
+    ({"eval_iter": 0}, ValueError, "eval_iter must be an integer >= 1, got 0"),
+    ({"start_context": "Every effort"}, ValueError, "start_context needs a tokenizer"),
+]
 
 
 @pytest.mark.parametrize("change, error, message", [
     ({"num_epochs": -1}, ValueError, "num_epochs must be an integer >= 0, got -1"),
     ({"num_epochs": 1.0}, TypeError, "num_epochs must be an integer >= 0, got 1.0"),
-    ({"eval_freq": 0}, ValueError, "eval_freq must be an integer >= 1, got 0"),
-    ({"eval_freq": -5}, ValueError, "eval_freq must be an integer >= 1, got -5"),
-    ({"eval_iter": 0}, ValueError, "eval_iter must be an integer >= 1, got 0"),
+    *BAD_LOOP_ARGUMENTS,
+])
+def test_train_model_simple_refuses_bad_arguments_before_training(change, error, message):
+    model = tiny_model()
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    with pytest.raises(error, match=message):
+        train_model_simple(model, batches(), batches(), optimizer, "cpu",
+                           **{**GOOD_TRAINING, **change})
+    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
+    assert not optimizer.state  # no step was taken
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"n_epochs": -1}, ValueError, "n_epochs must be an integer >= 0, got -1"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps must be an integer >= 0, got -1"),
+    ({"warmup_steps": 3}, ValueError, r"warmup_steps \(3\) must not exceed total_steps \(2\)"),
+    *BAD_LOOP_ARGUMENTS,
     ({"grad_accum_steps": 0}, ValueError, "grad_accum_steps must be an integer >= 1, got 0"),
     ({"grad_accum_steps": -2}, ValueError, "grad_accum_steps must be an integer >= 1, got -2"),
     ({"start_step": -1}, ValueError, "start_step must be an integer >= 0, got -1"),
@@ -186,15 +208,15 @@ GOOD_TRAINING = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1}
     ({"max_grad_norm": -1.0}, ValueError, "max_grad_norm must be a positive number .*got -1.0"),
     ({"max_grad_norm": float("nan")}, ValueError, "max_grad_norm must be .*got nan"),
     ({"max_grad_norm": "1"}, TypeError, "max_grad_norm must be a positive number .*got '1'"),
-    ({"start_context": "Every effort"}, ValueError, "start_context needs a tokenizer"),
 ])
-def test_train_model_simple_refuses_bad_arguments_before_training(change, error, message):
+def test_train_model_refuses_bad_arguments_before_training(change, error, message):
     model = tiny_model()
     before = {name: t.clone() for name, t in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    good = {"n_epochs": 1, "eval_freq": 1, "eval_iter": 1, "start_context": None,
+            "tokenizer": None, "warmup_steps": 0}
     with pytest.raises(error, match=message):
-        train_model_simple(model, batches(), batches(), optimizer, "cpu",
-                           **{**GOOD_TRAINING, **change}, progress=True)
+        train_model(model, batches(), batches(), optimizer, "cpu", **{**good, **change})
     assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
     assert not optimizer.state  # no step was taken
 
@@ -202,8 +224,9 @@ def test_train_model_simple_refuses_bad_arguments_before_training(change, error,
 def test_no_evaluation_needs_no_eval_iter():
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
-    assert train_model_simple(model, batches(), [], optimizer, "cpu", 1, None, 0,
-                              progress=False) == ([], [], [])
+    assert train_model_simple(model, batches(), [], optimizer, "cpu", 1, None, 0) == ([], [], [])
+    assert train_model(model, batches(), [], optimizer, "cpu", 1, None, 0, None, None, 0,
+                       progress=False)[:3] == ([], [], [])
 
 
 @pytest.mark.parametrize("args, error, message", [
@@ -235,7 +258,7 @@ def trained(seed, **change):
     """A model and AdamW after one step, so the optimizer has state."""
     model = tiny_model(seed, **change)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1, progress=False)
+    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1)
     return model, optimizer
 
 
@@ -272,7 +295,7 @@ def write_without_optimizer(path):
 def write_sgd_state(path):
     model, _ = trained(1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1, progress=False)
+    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1)
     save_checkpoint(path, model, optimizer, step=1)
 
 

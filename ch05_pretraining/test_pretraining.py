@@ -1,4 +1,4 @@
-"""Tests of chapter 5: losses, the training loop, decoding, checkpoints, the LR schedule."""
+"""Tests of chapter 5: losses, the training loops, decoding, checkpoints, the LR schedule."""
 
 import math
 
@@ -15,12 +15,17 @@ from ch05_pretraining.pretraining import (
     calc_loss_batch,
     calc_loss_loader,
     cosine_schedule,
+    find_highest_gradient,
     generate,
-    load_checkpoint,
+    generate_and_print_sample,
+    next_token,
+    next_token_probs,
+    plot_losses,
     plot_values,
-    save_checkpoint,
+    train_model,
     train_model_simple,
 )
+from shared import load_checkpoint, save_checkpoint  # chapter 5's checkpoints module
 
 
 TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
@@ -84,7 +89,7 @@ def train(eval_freq, epochs=3, seed=0, generator=None):
     train_loader, val_loader = loaders(generator=generator)
     losses = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", epochs,
                                 eval_freq=eval_freq, eval_iter=2, start_context=None,
-                                tokenizer=None, progress=False)
+                                tokenizer=None)
     return model, losses
 
 
@@ -116,14 +121,52 @@ def test_training_matches_the_books_loop_draw_for_draw():
         model = GPTModel(TINY)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
         train_loader, val_loader = loaders()
-        extra = {"progress": False} if loop is train_model_simple else {}
         losses = loop(model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=2,
-                      eval_iter=2, start_context="abc", tokenizer=LetterTokenizer(), **extra)
+                      eval_iter=2, start_context="abc", tokenizer=LetterTokenizer())
         results.append((losses, model.state_dict()))
     (ours, our_weights), (book, book_weights) = results
     assert ours == book
     for key, value in our_weights.items():
         assert torch.equal(value, book_weights[key]), key
+
+
+def test_train_model_matches_appendix_d_draw_for_draw():
+    """Appendix D's train_model (warmup, cosine decay, clipping from the end of warmup, in the
+    book's repository's corrected version) and ours: the same losses, rates and weights."""
+    oracle = pytest.importorskip("llms_from_scratch.appendix_d",
+                                 reason="the book's package is installed by .ci/run")
+    results = []
+    for loop in (train_model, oracle.train_model):
+        torch.manual_seed(0)
+        model = GPTModel(TINY)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+        train_loader, val_loader = loaders()
+        extra = {"progress": False} if loop is train_model else {}
+        results.append((loop(model, train_loader, val_loader, optimizer, "cpu", 3, 2, 2, "abc",
+                             LetterTokenizer(), warmup_steps=4, initial_lr=1e-4, min_lr=1e-5,
+                             **extra), model.state_dict()))
+    (ours, our_weights), (book, book_weights) = results
+    assert ours == book
+    for key, value in our_weights.items():
+        assert torch.equal(value, book_weights[key]), key
+
+
+def test_the_helpers_work_on_the_books_own_model(capsys):
+    """The book's GPTModel has no cfg: the context length comes from its position embedding."""
+    book = pytest.importorskip("llms_from_scratch.ch04", reason="installed by .ci/run")
+    torch.manual_seed(0)
+    model = book.GPTModel(TINY)
+    generate_and_print_sample(model, LetterTokenizer(), "cpu", "abc", max_new_tokens=3)
+    assert len(capsys.readouterr().out.strip()) == 6
+    prompt = torch.tensor([[1, 2, 3]])
+    assert torch.equal(generate(model.eval(), prompt, 12),
+                       generate_text_simple(model, prompt, 12, context_size=8))
+    train_loader, val_loader = loaders()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 1, eval_freq=5,
+                       eval_iter=1, start_context="abc", tokenizer=LetterTokenizer())
+    train_model(model, train_loader, val_loader, optimizer, "cpu", 1, 5, 1, "abc",
+                LetterTokenizer(), warmup_steps=2)
 
 
 def test_training_reports_losses_and_samples_through_the_progress_bar(capsys, monkeypatch):
@@ -159,7 +202,7 @@ def test_after_epoch_and_count_seen_adapt_the_loop_to_other_tasks():
     epochs = []
     _, _, seen = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
                                     eval_freq=6, eval_iter=1, count_seen=len,
-                                    after_epoch=epochs.append, progress=False)
+                                    after_epoch=epochs.append)
     assert epochs == [0, 1] and seen == [4, 28]  # examples (batches of 4), steps 0 and 6
 
 
@@ -180,13 +223,23 @@ def test_plot_values_puts_what_was_seen_above_each_epoch():
     plt.close(fig)
 
 
+def test_plot_losses_takes_the_books_arguments_and_returns_nothing():
+    assert plot_losses([1.0, 2.0], [100, 200], [5.0, 4.0], [5.5, 5.0]) is None
+    bottom, top = plt.gcf().axes
+    assert bottom.get_ylabel() == "loss" and top.get_xlabel() == "tokens seen"
+    plt.close("all")
+
+
 def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):
     train_loader, val_loader = loaders()
 
+    schedule = cosine_schedule(3e-3, 4 * len(train_loader), warmup_steps=3)  # the whole run's
+
     def run(model, optimizer, epochs, start_step=0):
-        return train_model_simple(model, train_loader, val_loader, optimizer, "cpu", epochs,
-                                  eval_freq=5, eval_iter=1, start_context=None, tokenizer=None,
-                                  start_step=start_step, progress=False)[0]
+        return train_model(model, train_loader, val_loader, optimizer, "cpu", epochs,
+                           eval_freq=5, eval_iter=1, start_context=None, tokenizer=None,
+                           warmup_steps=3, lr_schedule=schedule, start_step=start_step,
+                           progress=False)[0]
 
     torch.manual_seed(5)
     model = GPTModel(TINY)
@@ -224,12 +277,36 @@ def test_gradient_clipping_and_schedule_are_applied():
         return original_step(*args, **kwargs)
 
     optimizer.step = recording_step
-    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 1, eval_freq=None,
-                       eval_iter=1, start_context=None, tokenizer=None,
-                       lr_schedule=lambda step: 0.01 * (step + 1), max_grad_norm=0.5,
-                       progress=False)
+    *_, lrs = train_model(model, train_loader, val_loader, optimizer, "cpu", 1, eval_freq=None,
+                          eval_iter=1, start_context=None, tokenizer=None, warmup_steps=2,
+                          lr_schedule=lambda step: 0.01 * (step + 1), max_grad_norm=0.5,
+                          progress=False)
     assert [lr for lr, _ in seen] == pytest.approx([0.01 * (i + 1) for i in range(len(seen))])
-    assert all(norm <= 0.5 + 1e-5 for _, norm in seen)
+    assert lrs == [lr for lr, _ in seen]
+    assert any(norm > 0.5 for _, norm in seen[:2])  # warmup: not clipped yet
+    assert all(norm <= 0.5 + 1e-5 for _, norm in seen[2:])
+
+
+def test_train_model_warms_up_to_the_optimizers_rate_and_decays_to_min_lr():
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_loader, val_loader = loaders()
+    *_, lrs = train_model(model, train_loader, val_loader, optimizer, "cpu", 2, None, 1, None,
+                          None, warmup_steps=4, initial_lr=1e-4, min_lr=1e-5, progress=False)
+    assert lrs == [cosine_schedule(1e-3, len(lrs), 4, 1e-4, 1e-5)(step)
+                   for step in range(len(lrs))]
+    assert lrs[0] == 1e-4 and max(lrs) == lrs[4] == pytest.approx(1e-3)
+
+
+def test_find_highest_gradient_is_the_largest_entry_of_any_gradient():
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    assert find_highest_gradient(model) is None
+    x = torch.randint(0, 50, (2, 5))
+    calc_loss_batch(x, x, model, "cpu").backward()
+    highest = max(p.grad.max() for p in model.parameters() if p.grad is not None)
+    assert find_highest_gradient(model) == highest
 
 
 # Checkpoint errors -------------------------------------------------------------------------
@@ -308,6 +385,41 @@ def test_generation_stops_at_eos_without_appending_it():
     assert out.tolist() == [[3, 4, 5]]
 
 
+def test_next_token_probs_is_one_step_of_each_strategy():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    torch.testing.assert_close(next_token_probs(logits), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(next_token_probs(logits, temperature=1.0),
+                               torch.softmax(logits, dim=-1))
+    torch.testing.assert_close(next_token_probs(logits, temperature=2.0),
+                               torch.softmax(logits / 2, dim=-1))
+    top_2 = next_token_probs(logits, temperature=1.0, top_k=2)
+    expected = torch.zeros(1, 4)
+    expected[0, :2] = torch.softmax(torch.tensor([2.0, 1.0]), dim=-1)
+    torch.testing.assert_close(top_2, expected)
+    nucleus = next_token_probs(logits, temperature=1.0, top_p=0.5)
+    assert nucleus[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    vector = next_token_probs(logits[0], temperature=1.0, top_k=3)  # one row, no batch axis
+    assert vector.shape == (4,) and vector[3] == 0
+
+
+def test_next_token_draws_a_random_number_only_when_sampling():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    state = torch.get_rng_state()
+    assert next_token(logits).tolist() == [[0]]
+    assert torch.equal(torch.get_rng_state(), state)  # greedy: no draw
+    torch.manual_seed(3)
+    drawn = next_token(logits, temperature=1.0)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, torch.multinomial(torch.softmax(logits, -1), 1))
+
+
+def test_generate_reads_the_context_length_from_the_model():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42, 7, 1, 2, 3]])  # longer than the context
+    assert torch.equal(generate(model, prompt, 5), generate(model, prompt, 5, context_size=8))
+
+
 def test_nucleus_keeps_the_smallest_set_reaching_p():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     torch.testing.assert_close(_nucleus(probs, 0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
@@ -382,6 +494,11 @@ def test_cached_generation_stops_at_eos():
 
 # The fast path's training options (5.8) ----------------------------------------------------
 
+def plain(lr):
+    """train_model's options for 5.2's loop: a constant rate, no clipping, silent."""
+    return {"lr_schedule": lambda step: lr, "max_grad_norm": None, "progress": False}
+
+
 def test_gradient_accumulation_over_two_half_batches_equals_one_full_batch():
     def train(batch_size, grad_accum_steps):
         torch.manual_seed(0)
@@ -391,8 +508,8 @@ def test_gradient_accumulation_over_two_half_batches_equals_one_full_batch():
         data = TensorDataset(windows[:, :-1], windows[:, 1:])
         loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        train_model_simple(model, loader, loader, optimizer, "cpu", 2, None, 1, None, None,
-                           progress=False, grad_accum_steps=grad_accum_steps)
+        train_model(model, loader, loader, optimizer, "cpu", 2, None, 1, None, None, 0,
+                    **plain(1e-2), grad_accum_steps=grad_accum_steps)
         return model, optimizer
 
     full, full_opt = train(batch_size=4, grad_accum_steps=1)
@@ -411,8 +528,8 @@ def test_an_uneven_last_group_is_averaged_over_its_own_batches():
     grads = []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # record gradients, change nothing
     optimizer.step = lambda: grads.append(model.out_head.weight.grad.clone())
-    train_model_simple(model, loader, loader, optimizer, "cpu", 1, None, 1, None, None,
-                       progress=False, grad_accum_steps=2)
+    train_model(model, loader, loader, optimizer, "cpu", 1, None, 1, None, None, 0,
+                **plain(0.0), grad_accum_steps=2)
     assert len(grads) == 2  # batches {0, 1}, then {2} alone
     model.zero_grad()
     x, y = loader.dataset[2]
@@ -429,8 +546,8 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
     before = calc_loss_loader(val_loader, model, "cpu")
     head_dtypes.clear()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 5, None, 1, None,
-                       None, progress=False, autocast_dtype=torch.bfloat16)
+    train_model(model, train_loader, val_loader, optimizer, "cpu", 5, None, 1, None, None, 0,
+                **plain(5e-3), autocast_dtype=torch.bfloat16)
     assert head_dtypes == {torch.bfloat16}
     assert model.out_head.weight.dtype == torch.float32
     assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
