@@ -16,11 +16,11 @@ from shared import (
     GPTDatasetV1,
     GPTModel,
     batches_per_step,
+    calc_loss_batch,
     calc_loss_loader,
     generate,
     gpt2_config,
     save_checkpoint,
-    train_model_simple,
 )
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
@@ -167,9 +167,17 @@ def _resume_batches(seed):
     return [(row[:, :-1], row[:, 1:]) for row in ids]
 
 
+def _train(model, optimizer, batches):
+    """Training steps as the loop takes them, without evaluation."""
+    model.train()
+    for inputs, targets in batches:
+        optimizer.zero_grad()
+        calc_loss_batch(inputs, targets, model, "cpu").backward()
+        optimizer.step()
+
+
 def _one_more_step(model, optimizer):
-    train_model_simple(model, _resume_batches(1)[:1], [], optimizer, "cpu", num_epochs=1,
-                       eval_freq=None, eval_iter=1, progress=False)
+    _train(model, optimizer, _resume_batches(1)[:1])
 
 
 def _resume_problem(resume):
@@ -177,8 +185,7 @@ def _resume_problem(resume):
         torch.manual_seed(0)
         trained = GPTModel(_RESUME_CFG)
         optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-3, weight_decay=0.1)
-        train_model_simple(trained, _resume_batches(0), [], optimizer, "cpu", num_epochs=1,
-                           eval_freq=None, eval_iter=1, progress=False)
+        _train(trained, optimizer, _resume_batches(0))
         path = Path(folder) / "checkpoint.pth"
         save_checkpoint(path, trained, optimizer, step=2)
         saved = {name: p.detach().clone() for name, p in trained.named_parameters()}

@@ -75,14 +75,29 @@ from ch05_pretraining.pretraining import (
     train_model_simple as train_model_simple,
     generate as generate,
     plot_values as plot_values,
+    cosine_schedule as cosine_schedule,
+)
+from ch05_pretraining.checkpoints import (
     save_checkpoint as save_checkpoint,
     load_checkpoint as load_checkpoint,
+)
+from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
     read_gpt2_weights as read_gpt2_weights,
+    GPT2_LAYOUT_CONFIG_KEYS as GPT2_LAYOUT_CONFIG_KEYS,
+    check_gpt2_architecture as check_gpt2_architecture,
+    gpt2_tensors as gpt2_tensors,
     load_weights_into_gpt as load_weights_into_gpt,
     save_gpt2_safetensors as save_gpt2_safetensors,
     load_gpt2 as load_gpt2,
-    cosine_schedule as cosine_schedule,
+    BOOK_GPT2_SIZES as BOOK_GPT2_SIZES,
+    download_and_load_gpt2 as download_and_load_gpt2,
+    book_gpt2_params as book_gpt2_params,
+    assign as assign,
+    download_file as download_file,
+    load_gpt2_params_from_tf_ckpt as load_gpt2_params_from_tf_ckpt,
+)
+from ch05_pretraining.fast_path import (
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
     ChunkedCrossEntropy as ChunkedCrossEntropy,
