@@ -138,12 +138,13 @@ def _architecture_problems(model, reference) -> tuple[list[str], list[str]]:
                 if type(expected[name]) is nn.Linear else "")
              for name, module in model.named_modules()
              if name in expected and name and type(module) is not type(expected[name])]
-    found = dict(model.named_parameters())
+    found, wanted = (dict(m.named_parameters(remove_duplicate=False)) for m in (model, reference))
     shapes = [f"{name} of shape {tuple(found[name].shape)}, GPTModel(model.cfg) has "
-              f"{tuple(p.shape)}" for name, p in reference.named_parameters()
-              if name in found and found[name].shape != p.shape]
+              f"{tuple(p.shape)}" if name in found else f"a model without {name}"
+              for name, p in wanted.items()
+              if name not in found or found[name].shape != p.shape]
     shapes += [f"{name}, a parameter GPTModel does not have" for name in found
-               if name not in dict(reference.named_parameters())]
+               if name not in wanted]
     return kinds[:3], shapes[:3]
 
 

@@ -158,3 +158,11 @@ def test_the_modules_the_check_knows_are_chapter_4s():
     assert type(model.trf_blocks[0].ff) is FeedForward
     assert type(model.trf_blocks[0].ff.layers[1]) is GELU
     assert type(model.final_norm) is LayerNorm
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_missing_parameter_is_refused(user, tmp_path):
+    model = model_of()
+    model.trf_blocks[1].att.out_proj = nn.Linear(16, 16, bias=False)  # same type, no bias
+    with pytest.raises(ValueError, match=r"a model without trf_blocks.1.att.out_proj.bias"):
+        USERS[user](model, tmp_path)
