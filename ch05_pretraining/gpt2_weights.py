@@ -215,6 +215,22 @@ def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
             gpt.out_head.weight.copy_(gpt.tok_emb.weight)
 
 
+def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
+    """The book's nested params (see book_gpt2_params, below) -> tensors under GPT-2's names."""
+    def flatten(prefix, tree):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flatten(f"{prefix}{key}.", value)
+            else:
+                yield prefix + {"w": "weight", "g": "weight", "b": "bias"}[key], value
+
+    flat = {"wte.weight": nested["wte"], "wpe.weight": nested["wpe"],
+            "ln_f.weight": nested["g"], "ln_f.bias": nested["b"]}
+    for i, block in enumerate(nested["blocks"]):
+        flat.update(flatten(f"h.{i}.", block))
+    return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
+
+
 # %% pretraining.ipynb cell 68, 5.5 Loading pretrained weights from OpenAI
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
@@ -341,22 +357,6 @@ def book_gpt2_params(params: dict[str, torch.Tensor]) -> dict:
             norm = module.split(".")[-1].startswith("ln_")
             place[{"weight": "g" if norm else "w", "bias": "b"}[leaf]] = array
     return nested
-
-
-def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
-    """The book's nested params -> tensors under GPT-2's file names (book_gpt2_params undone)."""
-    def flatten(prefix, tree):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flatten(f"{prefix}{key}.", value)
-            else:
-                yield prefix + {"w": "weight", "g": "weight", "b": "bias"}[key], value
-
-    flat = {"wte.weight": nested["wte"], "wpe.weight": nested["wpe"],
-            "ln_f.weight": nested["g"], "ln_f.bias": nested["b"]}
-    for i, block in enumerate(nested["blocks"]):
-        flat.update(flatten(f"h.{i}.", block))
-    return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
 def assign(left: torch.Tensor, right) -> nn.Parameter:
