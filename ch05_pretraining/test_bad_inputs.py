@@ -13,17 +13,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ch05_pretraining import pretrain
+from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
 from ch05_pretraining.pretraining import (
     calc_loss_loader,
     cosine_schedule,
     evaluate_model,
     generate,
-    load_checkpoint,
-    save_checkpoint,
     train_model,
     train_model_simple,
 )
-from shared import GPTModel, read_text
+from shared import GPTModel, calc_loss_batch, read_text
 
 
 TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
@@ -258,8 +257,14 @@ def trained(seed, **change):
     """A model and AdamW after one step, so the optimizer has state."""
     model = tiny_model(seed, **change)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1)
+    one_step(model, optimizer)
     return model, optimizer
+
+
+def one_step(model, optimizer):
+    for inputs, targets in batches(1):
+        calc_loss_batch(inputs, targets, model, "cpu").backward()
+        optimizer.step()
 
 
 def same(a, b):
@@ -295,7 +300,7 @@ def write_without_optimizer(path):
 def write_sgd_state(path):
     model, _ = trained(1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    train_model_simple(model, batches(1), [], optimizer, "cpu", 1, None, 1)
+    one_step(model, optimizer)
     save_checkpoint(path, model, optimizer, step=1)
 
 
@@ -387,7 +392,7 @@ def test_a_failed_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_path)
 def test_a_failed_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
     def refuse(*args):
         raise OSError("disk full")
-    monkeypatch.setattr("ch05_pretraining.pretraining.os.replace", refuse)
+    monkeypatch.setattr("shared.utils.os.replace", refuse)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "checkpoint.pth", tiny_model())
     assert list(tmp_path.iterdir()) == []

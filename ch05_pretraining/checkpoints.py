@@ -1,0 +1,140 @@
+# Generated from ch05_pretraining/pretraining.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% pretraining.ipynb cell 49, 5.4 Saving and loading model weights
+
+"""Chapter 5, section 5.4: training checkpoints (model, optimizer and random-number state),
+saved atomically and loaded all or nothing."""
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared import check, write_atomically
+
+
+# %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
+
+def save_checkpoint(path: str | Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
+    """Save model, optimizer and RNG state (plus any `extra` values) to `path`, atomically."""
+    check("torch_rng" not in extra,  # "model" and "optimizer" are taken by the arguments
+          "an extra value may not be named torch_rng: save_checkpoint stores the generator's "
+          "state under that name")
+    state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    write_atomically(path, lambda tmp: torch.save(state, tmp))  # a crash leaves no half file
+
+
+def load_checkpoint(path: str | Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    restore_rng: bool = True, expect: dict | None = None) -> dict:
+    """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`).
+
+    All or nothing: the model state, the optimizer state, the RNG state and the `expect`ed
+    extra values (say {"seed": 123}) are all checked first; on any mismatch ValueError lists
+    the problems and model, optimizer and RNG are untouched.
+    """
+    check(Path(path).is_file(), f"no checkpoint at {path}", FileNotFoundError)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or damaged?): "
+                         f"{error}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(_not_a_checkpoint(path, state))
+    problems = _model_state_problems(state["model"], model.state_dict())
+    if optimizer is not None:
+        problems += _optimizer_state_problems(state.get("optimizer"), optimizer)
+    rng = state.get("torch_rng")
+    if restore_rng and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8
+                            and rng.shape == torch.get_rng_state().shape):
+        problems.append("holds no valid random-number state (pass restore_rng=False)")
+    for key, value in (expect or {}).items():
+        if key not in state:
+            problems.append(f"records no {key} (expected {value!r})")
+        elif state[key] != value:
+            problems.append(f"was trained with {key}={state[key]!r}, not {value!r}")
+    if problems:
+        raise ValueError(f"{path} " + "; ".join(problems))
+    model.load_state_dict(state["model"])  # nothing below can fail after the checks above
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if restore_rng:
+        torch.set_rng_state(rng)
+    return state
+
+
+def _not_a_checkpoint(path, state) -> str:
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor)
+                                                 for v in state.values()):
+        return (f"{path} holds a plain state_dict ({len(state)} tensors, weights only), not a "
+                f"checkpoint of save_checkpoint: load it with "
+                f"model.load_state_dict(torch.load(path))")
+    kind = (f"a dict with keys {sorted(map(str, state))[:6]}" if isinstance(state, dict)
+            else f"a {type(state).__name__}")
+    return f"{path} is not a checkpoint of save_checkpoint: it holds {kind}, no 'model'"
+
+
+def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `saved` (a state_dict) from loading into a model whose own is `wanted`."""
+    if not isinstance(saved, dict):
+        return [f"holds a {type(saved).__name__} as its model state, not a state_dict"]
+    found = [f"missing {name}" for name in wanted if name not in saved]
+    found += [f"unexpected {name}" for name in saved if name not in wanted]
+    for name, tensor in wanted.items():
+        value = saved.get(name)
+        if value is not None and not isinstance(value, torch.Tensor):
+            found.append(f"{name} is a {type(value).__name__}, not a tensor")
+        elif value is not None and value.shape != tensor.shape:
+            found.append(f"{name} has shape {tuple(value.shape)}, the model needs "
+                         f"{tuple(tensor.shape)}")
+    more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
+    return [f"does not fit this model ({'; '.join(found[:4])}{more})"] if found else []
+
+
+# Optimizer state that is one number per weight (Adam's averages, SGD's momentum, ...).
+_PER_WEIGHT_STATE = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
+                     "square_avg", "sum", "grad_avg", "acc_delta"}
+
+
+def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[str]:
+    """What keeps `saved` (an optimizer's state_dict) from loading into `optimizer`."""
+    if saved is None:
+        return ["holds no optimizer state (pass optimizer=None to load the model alone)"]
+    if not (isinstance(saved, dict) and isinstance(saved.get("param_groups"), list)
+            and isinstance(saved.get("state"), dict)):
+        return ["holds an optimizer state that is not an optimizer's state_dict"]
+    ours = optimizer.param_groups
+    sizes = [len(group.get("params", [])) for group in saved["param_groups"]]
+    if sizes != [len(group["params"]) for group in ours]:
+        return [f"has optimizer parameter groups of {sizes} tensors, this optimizer "
+                f"{[len(group['params']) for group in ours]}"]
+    options = {key for group in saved["param_groups"] for key in group}
+    if unknown := sorted(options - {key for group in ours for key in group}):
+        return [f"has optimizer options {unknown} that {type(optimizer).__name__} lacks "
+                "(saved by another kind of optimizer?)"]
+    index_to_param = dict(zip([i for group in saved["param_groups"] for i in group["params"]],
+                              [p for group in ours for p in group["params"]]))
+    found = []
+    for index, values in saved["state"].items():
+        param = index_to_param.get(index)
+        if param is None:
+            found.append(f"optimizer state for parameter {index!r}, which no group lists")
+            continue
+        for name, value in values.items():
+            if name in _PER_WEIGHT_STATE and getattr(value, "shape", None) != param.shape:
+                found.append(f"optimizer {name} of parameter {index} has shape "
+                             f"{tuple(getattr(value, 'shape', ()))}, the parameter "
+                             f"{tuple(param.shape)}")
+    return found[:4]
+
+
+__all__ = [
+    'save_checkpoint',
+    'load_checkpoint',
+]
