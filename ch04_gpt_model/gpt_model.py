@@ -121,9 +121,9 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
     cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        valid = f"{key} must be a positive integer, got {cfg[key]!r}"
-        check(isinstance(cfg[key], int) and not isinstance(cfg[key], bool), valid, TypeError)
-        check(cfg[key] >= 1, valid)
+        message = f"{key} must be a positive integer, got {cfg[key]!r}"
+        check(isinstance(cfg[key], int) and not isinstance(cfg[key], bool), message, TypeError)
+        check(cfg[key] >= 1, message)
     check(cfg["emb_dim"] % cfg["n_heads"] == 0,
           f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     rate = cfg["drop_rate"]
@@ -176,9 +176,9 @@ class GPTModel(nn.Module):
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         if start + num_tokens > context_length:
-            raise ValueError(f"the input has {num_tokens} tokens"
-                             + (f" after {start} cached tokens" if start else "")
-                             + f"; the model's context_length is {context_length}")
+            cached = f" after {start} cached tokens" if start else ""
+            raise ValueError(f"the input has {num_tokens} tokens{cached}; the model's "
+                             f"context_length is {context_length}")
         positions = torch.arange(start, start + num_tokens, device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for i, block in enumerate(self.trf_blocks):
