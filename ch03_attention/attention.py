@@ -92,8 +92,9 @@ def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
 
 def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
     """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
-    check(x.dim() == 3 and x.shape[2] == d_in,
-          f"the input must have shape (batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
+    if x.dim() != 3 or x.shape[2] != d_in:
+        raise ValueError(f"the input must have shape (batch, tokens, d_in={d_in}), "
+                         f"got {tuple(x.shape)}")
     if start + x.shape[1] > context_length:
         raise ValueError(f"the input has {start + x.shape[1]} tokens but the attention layer was "
                          f"built for context_length={context_length}; crop the input to the last "
@@ -145,8 +146,7 @@ class KVCache:
         if end > self.max_tokens:
             raise ValueError(f"the KV cache has room for {self.max_tokens} positions; {start} are "
                              f"filled and {keys.shape[2]} more do not fit")
-        kept, new = self.keys, keys
-        # writing other shapes would fail, or other dtypes silently convert, halfway through
+        kept, new = self.keys, keys  # writing another shape fails, another dtype converts
         if start > 0 and ((new.shape[:2], new.shape[3], new.dtype, new.device) !=
                           (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)):
             raise ValueError(
