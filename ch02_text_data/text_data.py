@@ -22,7 +22,7 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check_count
+from shared import check, check_count
 
 
 # %% text_data.ipynb cell 13, 2.2 Cutting text into tokens
@@ -32,8 +32,7 @@ SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
 def simple_tokenize(text: str) -> list[str]:
     """Split text into words and punctuation marks; whitespace is dropped."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check(isinstance(text, str), f"text must be a str, got {type(text).__name__}", TypeError)
     return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
 
 
@@ -55,7 +54,7 @@ def _look_up_ids(id_to_token: dict, ids) -> list:
             i = operator.index(i)  # ints and integer tensors, not 1.5
         except TypeError:
             raise TypeError(f"token ids must be integers, got {i!r}") from None
-        if i not in id_to_token:
+        if i not in id_to_token:  # an if, not check(): a message is built only on failure
             raise ValueError(f"token id {i} is not in the vocabulary "
                              f"(ids 0..{len(id_to_token) - 1})")
         tokens.append(id_to_token[i])
@@ -73,10 +72,8 @@ class SimpleTokenizerV1:
         tokens = simple_tokenize(text)
         unknown = [t for t in tokens if t not in self.str_to_int]
         if unknown:
-            raise KeyError(
-                f"{unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown token(s)); "
-                "SimpleTokenizerV2 maps unknown words to <|unk|>"
-            )
+            raise KeyError(f"{unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown "
+                           "token(s)); SimpleTokenizerV2 maps unknown words to <|unk|>")
         return [self.str_to_int[t] for t in tokens]
 
     def decode(self, ids: list[int]) -> str:
@@ -92,9 +89,9 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
     UNKNOWN = "<|unk|>"
 
     def __init__(self, vocab: dict[str, int]):
-        if self.UNKNOWN not in vocab:  # else every unknown word would fail at encode time
-            raise ValueError(f"SimpleTokenizerV2 needs {self.UNKNOWN!r} in the vocabulary; build "
-                             f"it with build_vocabulary(tokens, special_tokens=[{self.UNKNOWN!r}])")
+        check(self.UNKNOWN in vocab,  # else every unknown word would fail at encode time
+              f"SimpleTokenizerV2 needs {self.UNKNOWN!r} in the vocabulary; build it with "
+              f"build_vocabulary(tokens, special_tokens=[{self.UNKNOWN!r}])")
         super().__init__(vocab)
 
     def encode(self, text: str) -> list[int]:
@@ -197,10 +194,8 @@ def gpt2_byte_to_char() -> dict[int, str]:
 # %% text_data.ipynb cell 57, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
-    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges).
-
-    A malformed file is a ValueError that names the file and the line (or the token).
-    """
+    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
+    file is a ValueError that names the file and the line (or the token)."""
     # What matters: the ids come from encoder.json, the merges from vocab.bpe's lines in order.
     # Most of the rest checks the files, so that a malformed one is an error naming the line.
     char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
@@ -218,8 +213,8 @@ def read_gpt2_files(encoder_json, vocab_bpe):
     except json.JSONDecodeError as error:
         raise ValueError(f"{encoder_json}, line {error.lineno}: not valid JSON ({error.msg})"
                          ) from None
-    if not isinstance(encoder, dict) or not all(type(i) is int for i in encoder.values()):
-        raise ValueError(f"{encoder_json} must be a JSON object mapping tokens to integer ids")
+    check(isinstance(encoder, dict) and all(type(i) is int for i in encoder.values()),
+          f"{encoder_json} must be a JSON object mapping tokens to integer ids")
     specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
     ranks = {as_bytes(token, str(encoder_json)): i
              for token, i in encoder.items() if token not in specials}
@@ -266,23 +261,20 @@ def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
-    """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order.
-
-    A special token in the text that is not allowed is an error, as in tiktoken; "all"
-    allows every special token.
-    """
-    if isinstance(allowed_special, str) and allowed_special != "all":  # set("<|x|>") is chars
-        raise TypeError(f"allowed_special must be 'all' or a set of special tokens, got "
-                        f"{allowed_special!r}; did you mean {{{allowed_special!r}}}?")
+    """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
+    special token in the text that is not allowed is an error, as in tiktoken; "all" allows
+    every special token."""
+    check(not isinstance(allowed_special, str) or allowed_special == "all",  # set("<|x|>"): chars
+          f"allowed_special must be 'all' or a set of special tokens, got {allowed_special!r}; "
+          f"did you mean {{{allowed_special!r}}}?", TypeError)
     allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
     unknown = allowed - set(special_tokens)
     if unknown:
         raise ValueError(f"allowed_special has {sorted(unknown)[0]!r}, which is not a special "
                          f"token of this tokenizer (it has {sorted(special_tokens) or 'none'})")
     for special in set(special_tokens) - allowed:
-        if special in text:
-            raise ValueError(f"text contains the special token {special!r}; pass "
-                             f"allowed_special={{{special!r}}} to encode it as one token")
+        check(special not in text, f"text contains the special token {special!r}; pass "
+                                   f"allowed_special={{{special!r}}} to encode it as one token")
     if not allowed:
         return [(text, False)]
     # A capturing group keeps the separators; they land at the odd positions of the split.
@@ -318,9 +310,8 @@ class BPETokenizer:
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
         check_count("vocab_size", vocab_size, 0)
         n_merges = vocab_size - 256 - len(special_tokens)
-        if n_merges < 0:
-            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}, "
-                             f"got {vocab_size}")
+        check(n_merges >= 0, f"vocab_size must be at least {256 + len(special_tokens)}, got "
+                             f"{vocab_size}")
         ranks, merges = learn_merges(text, n_merges, pattern)
         specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, merges, pattern)
@@ -337,8 +328,7 @@ class BPETokenizer:
     def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
         """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
         (or it is "all"); any other special token in the text is an error, as in tiktoken."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        check(isinstance(text, str), f"text must be a str, got {type(text).__name__}", TypeError)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
@@ -381,10 +371,8 @@ class GPTDatasetV1(Dataset):
         check_count("max_length", max_length, 1)
         check_count("stride", stride, 1)
         token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
-        if len(token_ids) <= max_length:
-            raise ValueError(f"the text has {len(token_ids)} tokens, but one example needs "
-                             f"max_length + 1 = {max_length + 1}; use a longer text or a "
-                             "smaller max_length")
+        check(len(token_ids) > max_length, f"the text has {len(token_ids)} tokens, but one example "
+              f"needs max_length + 1 = {max_length + 1}; use a longer text or a smaller max_length")
         self.input_ids, self.target_ids = [], []
         for start in range(0, len(token_ids) - max_length, stride):
             window = token_ids[start:start + max_length + 1]
@@ -406,10 +394,9 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
     check_count("num_workers", num_workers, 0)
     tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
-    if drop_last and len(dataset) < batch_size:  # the loader would silently yield nothing
-        raise ValueError(f"the text gives {len(dataset)} windows, fewer than "
-                         f"batch_size={batch_size}, and drop_last=True drops the incomplete "
-                         "batch; use a smaller batch_size or drop_last=False")
+    check(not drop_last or len(dataset) >= batch_size,  # else the loader would yield nothing
+          f"the text gives {len(dataset)} windows, fewer than batch_size={batch_size}, and "
+          "drop_last=True drops the incomplete batch; use a smaller batch_size or drop_last=False")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       num_workers=num_workers)
 

@@ -9,7 +9,7 @@
 import torch
 from torch import nn
 
-from shared import check_count
+from shared import check, check_count
 
 
 # %% attention.ipynb cell 31, 3.4.2 A compact self-attention class
@@ -24,9 +24,8 @@ class SelfAttention_v1(nn.Module):
         self.W_value = nn.Parameter(torch.rand(d_in, d_out))
 
     def forward(self, x):
-        if x.dim() != 2:  # keys.T of a batch would reverse every axis, not swap the last two
-            raise ValueError(f"SelfAttention_v1 takes one sequence of shape (tokens, d_in), "
-                             f"got {tuple(x.shape)}")
+        check(x.dim() == 2,  # keys.T of a batch would reverse every axis, not swap the last two
+              f"SelfAttention_v1 takes one sequence of shape (tokens, d_in), got {tuple(x.shape)}")
         queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
         attn_scores = queries @ keys.T
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
@@ -70,7 +69,8 @@ class CausalAttention(nn.Module):
                                                 diagonal=1))
 
     def forward(self, x):
-        num_tokens = _check_input(x, self.d_in, self.mask)
+        _check_input(x, self.d_in, len(self.mask))
+        b, num_tokens, d_in = x.shape
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         attn_scores = queries @ keys.transpose(1, 2)
         attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
@@ -80,27 +80,25 @@ class CausalAttention(nn.Module):
 
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
-    """Raise unless the sizes are positive integers and dropout is a rate in [0, 1)."""
-    for name, value in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
-                        ("num_heads", num_heads)]:
-        check_count(name, value, 1)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    if not 0 <= dropout < 1:  # nn.Dropout accepts 1.0, which zeroes every weight
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    """Raise unless the sizes are counts, dropout is in [0, 1) and the heads split d_out."""
+    for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
+                       ("num_heads", num_heads)]:
+        check_count(name, size, 1)
+    check(isinstance(dropout, (int, float)) and not isinstance(dropout, bool),
+          f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
+    check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
+    check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
 
 
-def _check_input(x, d_in: int, mask, start: int = 0) -> int:
-    """The number of new tokens in x, once x is (batch, tokens, d_in) and fits the context."""
+def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
+    """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
     if x.dim() != 3 or x.shape[2] != d_in:
         raise ValueError(f"the input must have shape (batch, tokens, d_in={d_in}), "
                          f"got {tuple(x.shape)}")
-    num_tokens = start + x.shape[1]
-    if num_tokens > mask.shape[0]:
-        raise ValueError(f"the input has {num_tokens} tokens but the attention layer was built "
-                         f"for context_length={mask.shape[0]}; crop the input to the last "
-                         f"{mask.shape[0]} tokens")
-    return x.shape[1]
+    if start + x.shape[1] > context_length:
+        raise ValueError(f"the input has {start + x.shape[1]} tokens but the attention layer was "
+                         f"built for context_length={context_length}; crop the input to the last "
+                         f"{context_length} tokens")
 
 
 # %% attention.ipynb cell 58, 3.6.1 Stacking single-head modules
@@ -127,8 +125,7 @@ class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
 
     Memory for `max_tokens` positions is allocated once, on first use, and each update writes
-    into it: concatenating instead would copy the whole cache at every generated token.
-    """
+    into it: concatenating instead would copy the whole cache at every generated token."""
 
     def __init__(self, max_tokens: int):
         check_count("max_tokens", max_tokens, 1)
@@ -149,10 +146,9 @@ class KVCache:
         if end > self.max_tokens:
             raise ValueError(f"the KV cache has room for {self.max_tokens} positions; {start} are "
                              f"filled and {keys.shape[2]} more do not fit")
-        kept, new = self.keys, keys
-        if start > 0 and (new.shape[:2] != kept.shape[:2] or new.shape[3] != kept.shape[3]
-                          or new.dtype != kept.dtype or new.device != kept.device):
-            # writing them would fail, or silently convert them, halfway through a sequence
+        kept, new = self.keys, keys  # writing another shape fails, another dtype converts
+        if start > 0 and ((new.shape[:2], new.shape[3], new.dtype, new.device) !=
+                          (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)):
             raise ValueError(
                 f"the cache holds {start} positions of (batch, heads, head_dim) = "
                 f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new "
@@ -171,10 +167,8 @@ class KVCache:
 # %% attention.ipynb cell 83, 3.7.3 The final `MultiHeadAttention`
 
 def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
-    """Masked softmax attention over (batch, heads, tokens, head_dim) tensors.
-
-    `future` marks the keys each query may not see; `start` counts the cached positions.
-    """
+    """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
+    the keys each query may not see; `start` counts the cached positions."""
     if use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
         # SDPA's boolean mask marks the keys a query MAY see: the opposite of `future`
         return nn.functional.scaled_dot_product_attention(
@@ -191,17 +185,13 @@ def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.
 
-    use_sdpa=True: PyTorch's fused kernel; forward(x, kv_cache): continue a cached sequence.
-    """
+    use_sdpa=True: PyTorch's fused kernel; forward(x, kv_cache): continue a cached sequence."""
 
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
                  num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
         _check_sizes(d_in, d_out, context_length, dropout, num_heads)
-        if d_out % num_heads != 0:
-            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-        # d_in is kept for the input check: chapter 6 may wrap the projections (LoRA), and
-        # the wrappers do not say their width
+        # d_in is kept for the input check: chapter 6's LoRA wrappers do not say their width
         self.d_in, self.d_out = d_in, d_out
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
@@ -220,8 +210,8 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, kv_cache=None):
         start = kv_cache.length if kv_cache is not None else 0  # positions already seen
-        num_tokens = _check_input(x, self.d_in, self.mask, start)
-        batch = x.shape[0]
+        _check_input(x, self.d_in, len(self.mask), start)
+        batch, num_tokens, _ = x.shape
         queries = self.split_heads(self.W_query(x))
         keys = self.split_heads(self.W_key(x))
         values = self.split_heads(self.W_value(x))

@@ -6,12 +6,17 @@
 
 """Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
 
-import difflib
-
 import torch
 from torch import nn
 
-from shared import KVCache, MultiHeadAttention, check_count, check_token_ids
+from shared import (
+    KVCache,
+    MultiHeadAttention,
+    check,
+    check_count,
+    check_keys,
+    check_token_ids,
+)
 
 
 # %% gpt_model.ipynb cell 4, The configuration
@@ -108,51 +113,27 @@ REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-def check_config_keys(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> None:
-    """Raise for a key that is missing, or unknown (a misspelling would otherwise be ignored)."""
-    if not isinstance(cfg, dict):
-        raise TypeError(f"the configuration must be a dict, got {type(cfg).__name__}")
-    valid = [*REQUIRED_CONFIG_KEYS, *optional_keys]
-    unknown = []
-    for key in cfg:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            unknown.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    if unknown:
-        raise ValueError(f"unknown configuration key {', '.join(unknown)}; "
-                         f"the keys are {', '.join(valid)}")
-    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in cfg]
-    if missing:
-        raise ValueError(f"the configuration lacks {', '.join(missing)}")
-
-
 # %% gpt_model.ipynb cell 52, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
-    """The configuration with its defaults filled in, once it is known to build a GPT.
-
-    Raises ValueError (a bad value) or TypeError (a wrong type) naming the key and the value.
-    """
-    check_config_keys(cfg, optional_keys)
+    """The configuration with its defaults filled in, once it is known to build a GPT; a bad
+    value raises ValueError, a wrong type TypeError, naming the key and the value."""
+    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
+    cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{key} must be a positive integer, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if cfg["emb_dim"] % cfg["n_heads"]:
-        raise ValueError(f"emb_dim ({cfg['emb_dim']}) must be divisible by "
-                         f"n_heads ({cfg['n_heads']})")
+        message = f"{key} must be a positive integer, got {cfg[key]!r}"
+        check(isinstance(cfg[key], int) and not isinstance(cfg[key], bool), message, TypeError)
+        check(cfg[key] >= 1, message)
+    check(cfg["emb_dim"] % cfg["n_heads"] == 0,
+          f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     rate = cfg["drop_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-        raise TypeError(f"drop_rate must be a number in [0, 1), got {rate!r}")
-    if not 0 <= rate < 1:
-        raise ValueError(f"drop_rate must be in [0, 1), got {rate}")
-    flags = ["qkv_bias", *(k for k, default in optional_keys.items() if isinstance(default, bool))]
-    for key in flags:
-        if key in cfg and not isinstance(cfg[key], bool):
-            raise TypeError(f"{key} must be True or False, got {cfg[key]!r}")
-    return {**optional_keys, **cfg}
+    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
+          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
+    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
+    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
+        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
+              TypeError)
+    return cfg
 
 
 # %% gpt_model.ipynb cell 56, 4.6.1 The final GPTModel: checks and options (beyond the book)
@@ -161,9 +142,8 @@ class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
 
     cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head, and
-    starts both embeddings at GPT-2's scales;
-    cfg["sdpa"] (default False) computes attention with PyTorch's fused kernel. The checked
-    configuration, defaults filled in, is kept as `model.cfg`.
+    starts both embeddings at GPT-2's scales; cfg["sdpa"] (default False) computes attention
+    with PyTorch's fused kernel. The checked configuration, defaults filled in, is `model.cfg`.
     """
 
     OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS  # a subclass that reads more keys adds them here
@@ -191,8 +171,7 @@ class GPTModel(nn.Module):
         """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits.
 
         kv_caches (from make_kv_caches): in_idx continues the tokens already cached, whose keys
-        and values are reused, not recomputed.
-        """
+        and values are reused, not recomputed."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
@@ -210,8 +189,7 @@ class GPTModel(nn.Module):
         """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens).
 
         kv_caches: as for hidden_states. last_only: logits for the last position alone, shape
-        (batch, 1, vocab), all that generation needs.
-        """
+        (batch, 1, vocab), all that generation needs."""
         x = self.hidden_states(in_idx, kv_caches)
         if last_only:  # the head is a quarter of GPT-2 small: skip it where nobody looks
             x = x[:, -1:]
@@ -220,10 +198,9 @@ class GPTModel(nn.Module):
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
         context_length = self.cfg["context_length"]
-        if max_tokens is not None:
-            check_count("max_tokens", max_tokens, 1)  # 0 must not mean "the default"
-        max_tokens = min(max_tokens or context_length, context_length)
-        return [KVCache(max_tokens) for _ in self.trf_blocks]
+        max_tokens = context_length if max_tokens is None else max_tokens  # 0 is not "the default"
+        check_count("max_tokens", max_tokens, 1)
+        return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
 # %% gpt_model.ipynb cell 60, 4.6.2 All four GPT-2 sizes, without allocating them (beyond the book)
@@ -268,7 +245,6 @@ __all__ = [
     'count_parameters',
     'REQUIRED_CONFIG_KEYS',
     'OPTIONAL_CONFIG_KEYS',
-    'check_config_keys',
     'validate_config',
     'GPTModel',
     'GPT2_SIZES',
