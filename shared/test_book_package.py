@@ -147,14 +147,11 @@ def serve_downloads_from_the_course_data() -> None:
 
 def install_the_course_as_the_book() -> None:
     """Replace the book's chapter modules by the course's names (see the module docstring)."""
-    import pkgutil
-
-    # The package's own modules first, so that its bonus variants bind the package's code.
-    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if not module.name.endswith(("llama3", "qwen3", ".tests")) and ".tests." not in module.name:
-            importlib.import_module(module.name)
-    for module in BOOK_MODULES:
-        original = sys.modules[f"{package.__name__}.{module}"]
+    # The package's own modules first (they import each other), so that its bonus variants
+    # bind the package's code; its kv_cache modules import none of them.
+    originals = {module: importlib.import_module(f"{package.__name__}.{module}")
+                 for module in BOOK_MODULES}
+    for module, original in originals.items():
         replacement = types.ModuleType(original.__name__, f"The course, under the book's "
                                                            f"{module} names.")
         for name in BONUS.get(module, ()):
@@ -176,6 +173,9 @@ RUNNER = textwrap.dedent("""
     pin_numerics()
     harness.serve_downloads_from_the_course_data()
     harness.install_the_course_as_the_book()
+    import llms_from_scratch.ch04, shared  # the book's names are the course's; bonus, the book's
+    assert llms_from_scratch.ch04.GPTModel is shared.GPTModel
+    assert llms_from_scratch.ch04.GPTModelFast.__module__ == "llms_from_scratch.ch04"
     sys.exit(pytest.main(sys.argv[1:]))
 """)
 
