@@ -21,10 +21,10 @@ from ch05_pretraining.pretraining import (
     save_checkpoint,
     train_model_simple,
 )
-from conftest import TINY_GPT
 
 
-TINY = {**TINY_GPT, "n_layers": 2, "drop_rate": 0.1}
+TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.1, "qkv_bias": False}
 
 
 class NextIdModel(nn.Module):
