@@ -190,7 +190,8 @@ def run_book_tests(workdir: Path, tests=BOOK_TESTS) -> tuple[int, dict[str, tupl
                "--rootdir", str(PACKAGE_DIR), "-p", "no:cacheprovider", "-q",
                "--continue-on-collection-errors", f"--junitxml={report}",
                *(str(PACKAGE_DIR / "tests" / test) for test in tests)]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
                             timeout=1200)
     output = result.stdout + result.stderr
