@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,27 +18,11 @@ from ch02_text_data.text_data import (
     read_gpt2_files,
     split_special_tokens,
 )
-from shared import fetch, read_text
-
-
-@pytest.fixture(scope="module")
-def verdict():
-    return read_text("the-verdict")
 
 
 @pytest.fixture(scope="module")
 def trained(verdict):
     return BPETokenizer.train(verdict, vocab_size=300)
-
-
-@pytest.fixture(scope="module")
-def gpt2_bpe():
-    return BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
-
-
-@pytest.fixture(scope="module")
-def tiktoken_gpt2():
-    return tiktoken.get_encoding("gpt2")
 
 
 VOCAB = build_vocabulary(["a", "b", "."], special_tokens=["<|endoftext|>", "<|unk|>"])  # 5 ids

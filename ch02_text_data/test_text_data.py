@@ -17,22 +17,7 @@ from ch02_text_data.text_data import (
     simple_tokenize,
     write_gpt2_files,
 )
-from shared import fetch, read_text
-
-
-@pytest.fixture(scope="module")
-def verdict():
-    return read_text("the-verdict")
-
-
-@pytest.fixture(scope="module")
-def gpt2_bpe():
-    return BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
-
-
-@pytest.fixture(scope="module")
-def tiktoken_gpt2():
-    return tiktoken.get_encoding("gpt2")
+from shared import fetch
 
 
 # Simple tokenizers ------------------------------------------------------------------------

@@ -8,16 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, validate_config
-
-
-TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
-        "drop_rate": 0.0, "qkv_bias": False}
+from conftest import TINY_GPT as TINY
+from conftest import tiny_gpt
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return GPTModel(TINY).eval()
+    return tiny_gpt()
 
 
 # Configurations: wrong types and values (chapter 4's own tests cover more) -------------------

@@ -17,10 +17,11 @@ from ch04_gpt_model.gpt_model import (
     gpt2_config,
     validate_config,
 )
+from conftest import TINY_GPT
 
 
-TINY = {"vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
-        "drop_rate": 0.0, "qkv_bias": True}
+TINY = {**TINY_GPT, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
+        "n_layers": 2, "qkv_bias": True}
 
 
 def tokens(batch=2, length=10, vocab=97, seed=0):

@@ -22,16 +22,9 @@ from ch05_pretraining.pretraining import (
     train_model,
     train_model_simple,
 )
-from shared import GPTModel, calc_loss_batch, read_text
-
-
-TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
-        "drop_rate": 0.0, "qkv_bias": False}
-
-
-def tiny_model(seed=0, **change):
-    torch.manual_seed(seed)
-    return GPTModel({**TINY, **change}).eval()
+from conftest import TINY_GPT as TINY
+from conftest import tiny_gpt as tiny_model
+from shared import calc_loss_batch
 
 
 def batches(n=2):
@@ -409,15 +402,6 @@ def test_an_extra_value_cannot_overwrite_the_generator_state(tmp_path):
 SCRIPT = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context", "32",
           "--batch", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-steps", "2",
           "--eval-every", "5", "--eval-batches", "2", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def texts(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("texts")
-    story = read_text("the-verdict")
-    (folder / "a.txt").write_text(story[:10_000], encoding="utf-8")
-    (folder / "b.txt").write_text(story[10_000:], encoding="utf-8")
-    return folder
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -146,16 +146,13 @@ def test_truncated_and_missing_files_are_clear_errors(tmp_path):
         read_gpt2_weights(tmp_path / "nothing-here")
 
 
-def test_weights_come_through_the_data_mirror(tmp_path, monkeypatch):
+def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
     """download_gpt2_weights uses the course's fetch: here from a mirror folder, offline."""
     hf_model = random_hf_model(vocab_size=300, n_positions=32, n_embd=1024, n_layer=1,
                                n_head=16)
-    mirror = tmp_path / "mirror"
-    source = mirror / data.DATASETS["gpt2-medium-weights"].path
+    source = data_mirror / data.DATASETS["gpt2-medium-weights"].path
     source.parent.mkdir(parents=True)
     save_in_published_layout(hf_model, source)
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
 
     path = download_gpt2_weights("gpt2-medium (355M)", progress=False)
     assert path == tmp_path / "data" / "gpt2-weights" / "gpt2-medium" / "model.safetensors"

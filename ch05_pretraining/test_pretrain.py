@@ -12,23 +12,12 @@ import pytest
 import torch
 
 from ch05_pretraining import pretrain
-from shared import read_text
 
 
 SCRIPT = Path(pretrain.__file__)
 TINY = ["--size", "gpt2-small (124M)", "--emb-dim", "32", "--n-layers", "2", "--n-heads", "2",
         "--context", "32", "--batch", "2", "--lr", "3e-3", "--min-lr", "3e-4",
         "--warmup-steps", "2", "--eval-every", "5", "--eval-batches", "2", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def texts(tmp_path_factory):
-    """The Verdict as two documents."""
-    folder = tmp_path_factory.mktemp("texts")
-    story = read_text("the-verdict")
-    (folder / "a.txt").write_text(story[:10_000], encoding="utf-8")
-    (folder / "b.txt").write_text(story[10_000:], encoding="utf-8")
-    return folder
 
 
 def final_weights(run):

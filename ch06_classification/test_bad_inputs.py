@@ -20,10 +20,10 @@ from ch06_classification.classification import (
     replace_linear_with_lora,
     train_classifier_simple,
 )
+from conftest import TINY_GPT, tiny_gpt
 
 
-TINY = {"vocab_size": 300, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
-        "drop_rate": 0.0, "qkv_bias": False}
+TINY = {**TINY_GPT, "vocab_size": 300}  # room for ByteTokenizer's 256 ids
 
 
 class ByteTokenizer:
@@ -34,8 +34,7 @@ class ByteTokenizer:
 
 
 def classifier():
-    torch.manual_seed(0)
-    return add_classification_head(GPTModel(TINY)).eval()
+    return add_classification_head(tiny_gpt(**TINY)).eval()
 
 
 def loader(num_examples=4, batch_size=2, **options):

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ch04_gpt_model.gpt_model import GPTModel
 from ch06_classification.classification import (
     LinearWithLoRA,
     LoRALayer,
@@ -23,10 +22,10 @@ from ch06_classification.classification import (
     train_classifier_simple,
     train_only_last_block,
 )
+from conftest import TINY_GPT, tiny_gpt
 
 
-TINY = {"vocab_size": 60, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
-        "drop_rate": 0.0, "qkv_bias": False}
+TINY = {**TINY_GPT, "vocab_size": 60, "context_length": 16, "n_layers": 2}
 
 
 class LetterTokenizer:
@@ -83,8 +82,7 @@ def test_dataset_pads_with_endoftext_and_truncates(tmp_path):
 # The classifier ----------------------------------------------------------------------------
 
 def tiny_classifier(seed=0):
-    torch.manual_seed(seed)
-    return add_classification_head(GPTModel(TINY))
+    return add_classification_head(tiny_gpt(seed, **TINY).train())
 
 
 def test_head_gives_two_logits_at_every_position():

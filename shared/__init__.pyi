@@ -52,7 +52,6 @@ from ch04_gpt_model.gpt_model import (
     count_parameters as count_parameters,
     REQUIRED_CONFIG_KEYS as REQUIRED_CONFIG_KEYS,
     OPTIONAL_CONFIG_KEYS as OPTIONAL_CONFIG_KEYS,
-    check_config_keys as check_config_keys,
     validate_config as validate_config,
     GPTModel as GPTModel,
     GPT2_SIZES as GPT2_SIZES,

@@ -76,23 +76,19 @@ def test_uses_existing_file_with_matching_checksum(dataset, tmp_path):
     assert data.fetch("test-set") == target
 
 
-def test_copies_from_mirror(dataset, tmp_path, monkeypatch):
+def test_copies_from_mirror(dataset, data_mirror, tmp_path):
     dataset()
-    mirror = tmp_path / "mirror"
-    (mirror / "sub").mkdir(parents=True)
-    (mirror / "sub" / "test.txt").write_bytes(CONTENT)
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    (data_mirror / "sub").mkdir()
+    (data_mirror / "sub" / "test.txt").write_bytes(CONTENT)
     path = data.fetch("test-set")
     assert path.read_bytes() == CONTENT
     assert path.parent.parent == tmp_path / "data"
 
 
-def test_corrupt_mirror_file_is_rejected_and_not_kept(dataset, tmp_path, monkeypatch):
+def test_corrupt_mirror_file_is_rejected_and_not_kept(dataset, data_mirror, tmp_path):
     dataset()
-    mirror = tmp_path / "mirror"
-    (mirror / "sub").mkdir(parents=True)
-    (mirror / "sub" / "test.txt").write_bytes(b"tampered")
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    (data_mirror / "sub").mkdir()
+    (data_mirror / "sub" / "test.txt").write_bytes(b"tampered")
     with pytest.raises(data.DataFetchError, match="wrong sha256"):
         data.fetch("test-set")
     assert not (tmp_path / "data" / "sub" / "test.txt").exists()
@@ -175,14 +171,12 @@ def test_zip_member_extracted_and_newlines_normalised(dataset, server):
     assert data.fetch("test-set", progress=False).read_bytes() == CONTENT
 
 
-def test_mirror_holds_the_extracted_member_of_an_archive(dataset, tmp_path, monkeypatch):
+def test_mirror_holds_the_extracted_member_of_an_archive(dataset, data_mirror):
     """The mirror has data/'s layout, so for a zipped dataset it holds the extracted file."""
     dataset(urls=["http://127.0.0.1:9/archive.zip"], archive_member="test.txt",
             normalize_newlines=True)
-    mirror = tmp_path / "mirror"
-    (mirror / "sub").mkdir(parents=True)
-    (mirror / "sub" / "test.txt").write_bytes(CONTENT)
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    (data_mirror / "sub").mkdir()
+    (data_mirror / "sub" / "test.txt").write_bytes(CONTENT)
     assert data.fetch("test-set", download=False).read_bytes() == CONTENT
 
 

@@ -1,0 +1,51 @@
+"""Test fixtures that tests in more than one folder use; each is defined here once.
+
+pytest loads this file for every test under the repository (fixtures nearer a test, in a
+chapter's own conftest.py, are defined there). Settings for the whole run (pinned numerics,
+text progress bars) are the plugin shared/pytest_setup.py, loaded by pyproject's addopts.
+
+- `TINY_GPT`, `tiny_gpt(seed=0, **change)`: the tiny test GPT, a chapter-4 `GPTModel` small
+  enough to train in milliseconds. A test file that needs another shape states only what
+  differs (`{**TINY_GPT, "n_layers": 2}`). Plain names rather than fixtures, because test
+  files use them at import time (in parametrize lists and module-level helpers):
+  `from conftest import TINY_GPT, tiny_gpt`.
+- `tiktoken_gpt2`: GPT-2's tokenizer (tiktoken's "gpt2" encoding), built once per run.
+- `data_mirror`: an empty temporary data mirror (`$LLM_COURSE_DATA_MIRROR`, see
+  shared/data.py) and an empty temporary data/ folder; put files at a dataset's `path`.
+"""
+
+import pytest
+import torch
+
+from shared import data
+
+
+TINY_GPT = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
+            "drop_rate": 0.0, "qkv_bias": False}
+
+
+def tiny_gpt(seed=0, **change):
+    """A tiny GPT (`TINY_GPT` with `change`), initialised from `seed`, in eval mode."""
+    from ch04_gpt_model.gpt_model import GPTModel  # on first use, after the run's numerics pins
+
+    torch.manual_seed(seed)
+    return GPTModel({**TINY_GPT, **change}).eval()
+
+
+@pytest.fixture(scope="session")
+def tiktoken_gpt2():
+    import tiktoken
+
+    return tiktoken.get_encoding("gpt2")
+
+
+@pytest.fixture
+def data_mirror(tmp_path, monkeypatch):
+    """An empty mirror folder, set as $LLM_COURSE_DATA_MIRROR, with data/ a fresh temporary
+    folder (tmp_path / "data"): a test writes a dataset's file at `data_mirror / dataset.path`
+    and `fetch` copies it from there, offline."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+    return mirror
