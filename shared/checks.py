@@ -6,8 +6,6 @@ valid, and the bad value (`max_new_tokens must be an integer >= 0, got -1`). A w
 raises TypeError, a wrong value ValueError.
 """
 
-from __future__ import annotations
-
 import difflib
 import math
 import numbers
