@@ -51,7 +51,8 @@ def main(rates):
                                       lr=lr, weight_decay=0.1)
 
         def measure_accuracy(epoch, model=model):  # as the notebook's finetune: same draws
-            calc_accuracy_loader(train_loader, model, "cpu", num_batches=5)
+            for loader in (train_loader, val_loader):
+                calc_accuracy_loader(loader, model, "cpu", num_batches=5)
 
         train_model(model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=None,
                     eval_iter=5, start_context=None, tokenizer=None, warmup_steps=0,
