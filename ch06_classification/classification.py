@@ -6,15 +6,18 @@
 
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 
+import itertools
 import math
 import numbers
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from shared import calc_loss_loader, check_count, fetch, train_model_simple
+from shared import check, check_count, check_number, check_type, fetch, train_model_simple
 
 
 # %% classification.ipynb cell 6, 6.2 Preparing the dataset
@@ -25,9 +28,22 @@ def load_sms_spam() -> pd.DataFrame:
                        names=["Label", "Text"])
 
 
+def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
+    """The book's downloader, with its parameters: puts the collection at `data_file_path`.
+
+    The file comes from `fetch` (the UCI zip, its backup copy or the local mirror, checksum
+    verified), so `url` and `zip_path` are accepted for the book's calls but not used.
+    """
+    if Path(data_file_path).exists():
+        print(f"{data_file_path} already exists: nothing to download")
+        return
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fetch("sms-spam-collection"), data_file_path)
+
+
 # %% classification.ipynb cell 11, Balancing the classes
 
-def create_balanced_dataset(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
+def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
     smallest = df["Label"].value_counts().min()
     parts = [group.sample(smallest, random_state=seed) if len(group) > smallest else group
@@ -35,10 +51,10 @@ def create_balanced_dataset(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
     return pd.concat(parts)
 
 
-def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, seed: int = 123):
+def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *, seed: int = 123):
     """Shuffle (seeded), then cut into train / validation / test; test gets the rest."""
-    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac < 1):
-        raise ValueError("need 0 < train_frac, 0 <= validation_frac, and their sum below 1")
+    check(0 < train_frac and 0 <= validation_frac and train_frac + validation_frac < 1,
+          "need 0 < train_frac, 0 <= validation_frac, and their sum below 1")
     df = df.sample(frac=1, random_state=seed).reset_index(drop=True)
     train_end = int(len(df) * train_frac)
     validation_end = train_end + int(len(df) * validation_frac)
@@ -49,19 +65,15 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, se
 
 def _check_spam_frame(data, csv_file):
     """Name the first bad row: an empty text would be classified from padding alone."""
-    if not {"Label", "Text"} <= set(data.columns):
-        raise ValueError(f"{csv_file} needs the columns Label and Text, "
-                         f"but has {list(data.columns)}")
-    if data.empty:
-        raise ValueError(f"{csv_file} has no messages")
+    check({"Label", "Text"} <= set(data.columns),
+          f"{csv_file} needs the columns Label and Text, but has {list(data.columns)}")
+    check(not data.empty, f"{csv_file} has no messages")
     for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
-        if not isinstance(text, str) or not text:
-            raise ValueError(f"{csv_file}: the Text of row {row} (line {row + 2}) is empty or "
-                             f"missing, got {text!r}; every message needs text to classify")
-        if not (isinstance(label, numbers.Integral)
-                or isinstance(label, float) and label.is_integer()) or label < 0:
-            raise ValueError(f"{csv_file}: the Label of row {row} (line {row + 2}) must be a "
-                             f"class index (0, 1, ...), got {label!r}")
+        where = f"of row {row} (line {row + 2})"
+        check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
+              f"missing, got {text!r}; every message needs text to classify")
+        check(isinstance(label, numbers.Real) and float(label).is_integer() and label >= 0,
+              f"{csv_file}: the Label {where} must be a class index (0, 1, ...), got {label!r}")
 
 
 class SpamDataset(Dataset):
@@ -96,12 +108,14 @@ class SpamDataset(Dataset):
 # %% classification.ipynb cell 32, 6.5 Adding a classification head
 
 def add_classification_head(model, num_classes: int = 2):
-    """Replace the language-model head by a fresh linear layer to `num_classes` outputs."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
-    if num_classes < 2:  # a classifier chooses between classes
-        raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes}")
+    """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
+    record them in the configuration, cfg["num_classes"] (the book's GPTModel has no cfg)."""
+    check(isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool),
+          f"num_classes must be an integer of at least 2, got {num_classes!r}", TypeError)
+    check(num_classes >= 2, f"num_classes must be an integer of at least 2, got {num_classes}")
     model.out_head = nn.Linear(model.out_head.in_features, num_classes)
+    if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
+        model.cfg = {**model.cfg, "num_classes": num_classes}
     return model
 
 
@@ -124,16 +138,16 @@ def count_trainable_parameters(model) -> int:
 # %% classification.ipynb cell 42, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
-    return model(input_batch[:, :model.cfg["context_length"]])[:, -1, :]
+    context_length = model.pos_emb.num_embeddings  # not model.cfg: the book's GPTModel has none
+    return model(input_batch[:, :context_length])[:, -1, :]
 
 
 def _check_loader(data_loader, num_batches=None, name="data_loader"):
     """An accuracy or a loss over no examples means nothing: refuse it instead of a nan."""
     if num_batches is not None:
         check_count("num_batches", num_batches, 1)
-    if len(data_loader) == 0:
-        raise ValueError(f"{name} has no batches (an empty dataset, or fewer examples than "
-                         f"one batch with drop_last=True)")
+    check(len(data_loader) > 0, f"{name} has no batches (an empty dataset, or fewer examples "
+          f"than one batch with drop_last=True)")
 
 
 def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
@@ -152,42 +166,56 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
     return correct / total
 
 
-def calc_classification_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
-    """Cross-entropy of the last position's class logits."""
+def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
+    """The classification loss: cross-entropy of the last position's class logits."""
     logits = _last_token_logits(model, input_batch.to(device))
     return nn.functional.cross_entropy(logits, target_batch.to(device))
 
 
-def calc_classification_loss_loader(data_loader, model, device, num_batches=None) -> float:
-    """Chapter 5's calc_loss_loader with the classification loss."""
+def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
+    """Mean classification loss over the first `num_batches` batches (all by default)."""
     _check_loader(data_loader, num_batches)
-    return calc_loss_loader(data_loader, model, device, num_batches,
-                            loss_batch=calc_classification_loss_batch)
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    batches = itertools.islice(data_loader, num_batches)
+    return sum(calc_loss_batch(x, y, model, device).item() for x, y in batches) / num_batches
+
+
+def evaluate_model(model, train_loader, val_loader, device, eval_iter):
+    """Training and validation classification loss on `eval_iter` batches each, no dropout."""
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train()
+    return train_loss, val_loss
 
 
 # %% classification.ipynb cell 46, 6.7 Finetuning on supervised data
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
-                            eval_freq, eval_iter, **options):
+                            eval_freq, eval_iter):
     """Finetune a classifier with chapter 5's train_model_simple; returns train/val losses
     (every eval_freq steps), train/val accuracies (every epoch, on eval_iter batches) and the
-    examples seen at each loss. `options` go to train_model_simple (progress, lr_schedule,
-    max_grad_norm, grad_accum_steps, autocast_dtype, ...).
+    number of examples trained on.
     """
     # checked now, not after the first epoch's training
     _check_loader(train_loader, name="train_loader")
     _check_loader(val_loader, eval_iter, name="val_loader")
-    train_accs, val_accs = [], []
+    train_accs, val_accs, examples_seen = [], [], 0
+
+    def count_examples(input_batch):
+        nonlocal examples_seen
+        examples_seen += len(input_batch)
+        return len(input_batch)
 
     def measure_accuracy(epoch):
         train_accs.append(calc_accuracy_loader(train_loader, model, device, eval_iter))
         val_accs.append(calc_accuracy_loader(val_loader, model, device, eval_iter))
         return f"Training accuracy: {train_accs[-1]:.2%} | Validation accuracy: {val_accs[-1]:.2%}"
 
-    train_losses, val_losses, examples_seen = train_model_simple(
+    train_losses, val_losses, _ = train_model_simple(
         model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
-        loss_batch=calc_classification_loss_batch, count_seen=len, after_epoch=measure_accuracy,
-        **options)
+        loss_batch=calc_loss_batch, count_seen=count_examples, after_epoch=measure_accuracy)
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
@@ -195,15 +223,13 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    check_type("text", text, str, "a string")
     if max_length is not None:
         check_count("max_length", max_length, 1)
     ids = tokenizer.encode(text)
-    if not ids:  # the model would classify padding alone
-        raise ValueError("text is empty: there is nothing to classify")
+    check(len(ids) > 0, "text is empty: there is nothing to classify")  # padding alone is not
     model.eval()
-    max_length = min(max_length or len(ids), model.cfg["context_length"])
+    max_length = min(max_length or len(ids), model.pos_emb.num_embeddings)
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
     with torch.no_grad():
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
@@ -212,19 +238,12 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
 
 # %% classification.ipynb cell 67, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
-def _check_lora(rank, alpha):
-    check_count("rank", rank, 1)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a positive number, got {alpha!r}")
-    if not (math.isfinite(alpha) and alpha > 0):  # alpha / rank scales every update
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-
-
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
-        _check_lora(rank, alpha)
+        check_count("rank", rank, 1)
+        check_number("alpha", alpha, "a positive number", low_open=True)  # it scales every update
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initialises weights
@@ -248,8 +267,8 @@ class LinearWithLoRA(nn.Module):
 
 
 def replace_linear_with_lora(model, rank: int, alpha: float):
-    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA."""
-    _check_lora(rank, alpha)  # before the first layer is replaced
+    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA. A bad rank or alpha
+    stops it at the first layer, before that layer is replaced."""
     for name, module in model.named_children():
         if isinstance(module, nn.Linear):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))
@@ -260,6 +279,7 @@ def replace_linear_with_lora(model, rank: int, alpha: float):
 
 __all__ = [
     'load_sms_spam',
+    'download_and_unzip_spam_data',
     'create_balanced_dataset',
     'random_split',
     'SpamDataset',
@@ -267,8 +287,9 @@ __all__ = [
     'train_only_last_block',
     'count_trainable_parameters',
     'calc_accuracy_loader',
-    'calc_classification_loss_batch',
-    'calc_classification_loss_loader',
+    'calc_loss_batch',
+    'calc_loss_loader',
+    'evaluate_model',
     'train_classifier_simple',
     'classify_review',
     'LoRALayer',

@@ -17,13 +17,13 @@ from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
+    calc_loss_batch,
     create_balanced_dataset,
     load_sms_spam,
     random_split,
     replace_linear_with_lora,
-    train_classifier_simple,
 )
-from shared import GPTModel, data_dir, gpt2_config, set_seed
+from shared import GPTModel, data_dir, gpt2_config, set_seed, train_model
 
 
 def main(rates):
@@ -49,8 +49,16 @@ def main(rates):
         set_seed(123)
         optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad),
                                       lr=lr, weight_decay=0.1)
-        train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 3,
-                                eval_freq=None, eval_iter=5, progress=False)
+
+        def measure_accuracy(epoch, model=model):  # as the notebook's finetune: same draws
+            for loader in (train_loader, val_loader):
+                calc_accuracy_loader(loader, model, "cpu", num_batches=5)
+
+        train_model(model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=None,
+                    eval_iter=5, start_context=None, tokenizer=None, warmup_steps=0,
+                    lr_schedule=lambda step, lr=lr: lr, max_grad_norm=None,
+                    loss_batch=calc_loss_batch, count_seen=len, after_epoch=measure_accuracy,
+                    progress=False)
         print(f"lr {lr:g}: validation accuracy {calc_accuracy_loader(val_loader, model, 'cpu'):.1%}"
               f" (test {calc_accuracy_loader(test_loader, model, 'cpu'):.1%})", flush=True)
 

@@ -14,8 +14,8 @@ from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
-    calc_classification_loss_batch,
-    calc_classification_loss_loader,
+    calc_loss_batch,
+    calc_loss_loader,
     classify_review,
     replace_linear_with_lora,
     train_classifier_simple,
@@ -99,14 +99,14 @@ EMPTY_LOADERS = [
 ]
 
 
-@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_classification_loss_loader])
+@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_loss_loader])
 @pytest.mark.parametrize("make_loader", EMPTY_LOADERS)
 def test_an_empty_loader_is_an_error_not_nan(function, make_loader):
     with pytest.raises(ValueError, match="data_loader has no batches"):
         function(make_loader(), classifier(), "cpu")
 
 
-@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_classification_loss_loader])
+@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_loss_loader])
 @pytest.mark.parametrize("num_batches, error", [
     (0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
 ])
@@ -115,7 +115,7 @@ def test_num_batches_must_be_a_positive_integer(function, num_batches, error):
         function(loader(), classifier(), "cpu", num_batches)
 
 
-@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_classification_loss_loader])
+@pytest.mark.parametrize("function", [calc_accuracy_loader, calc_loss_loader])
 def test_num_batches_above_the_loader_length_uses_every_batch(function):
     model, data = classifier(), loader()
     assert function(data, model, "cpu", 100) == function(data, model, "cpu")
@@ -124,7 +124,7 @@ def test_num_batches_above_the_loader_length_uses_every_batch(function):
 def test_an_empty_batch_is_named():
     empty = (torch.zeros(0, 6, dtype=torch.long), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match=r"got \(0, 6\)"):
-        calc_classification_loss_batch(*empty, classifier(), "cpu")
+        calc_loss_batch(*empty, classifier(), "cpu")
     with pytest.raises(ValueError, match=r"got \(0, 6\)"):
         calc_accuracy_loader([empty], classifier(), "cpu")
 
@@ -140,7 +140,7 @@ def test_training_refuses_empty_loaders_before_any_step(train, val, eval_iter, m
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=message):
         train_classifier_simple(model, train, val, optimizer, "cpu", num_epochs=1, eval_freq=1,
-                                eval_iter=eval_iter, progress=False)
+                                eval_iter=eval_iter)
     after = parameters(model)
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert optimizer.state_dict()["state"] == {}

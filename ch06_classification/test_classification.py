@@ -12,10 +12,13 @@ from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
-    calc_classification_loss_loader,
+    calc_loss_batch,
+    calc_loss_loader,
     classify_review,
     count_trainable_parameters,
     create_balanced_dataset,
+    download_and_unzip_spam_data,
+    evaluate_model,
     load_sms_spam,
     random_split,
     replace_linear_with_lora,
@@ -105,7 +108,7 @@ class ParityClassifier(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.cfg = {"context_length": 8}  # all the classifier functions read of a GPTModel
+        self.pos_emb = nn.Embedding(8, 1)  # its rows: all the classifier functions read of a GPT
 
     def forward(self, ids):
         return nn.functional.one_hot(ids % 2, 2).float() * 10
@@ -124,7 +127,7 @@ def test_inputs_longer_than_the_context_are_cropped_not_an_error():
     long_inputs = torch.randint(0, 60, (4, 40))  # context is 16
     loader = DataLoader(TensorDataset(long_inputs, torch.tensor([0, 1, 0, 1])), batch_size=2)
     assert 0 <= calc_accuracy_loader(loader, model, "cpu") <= 1
-    assert calc_classification_loss_loader(loader, model, "cpu") > 0
+    assert calc_loss_loader(loader, model, "cpu") > 0
     assert classify_review("x" * 100, model, LetterTokenizer(), "cpu") in ("spam", "not spam")
     assert classify_review("x" * 100, model, LetterTokenizer(), "cpu", max_length=500) in (
         "spam", "not spam")
@@ -146,32 +149,12 @@ def test_training_learns_a_separable_task():
     before = calc_accuracy_loader(val_loader, model, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 15,
-                                     eval_freq=10, eval_iter=2, progress=False)
-    train_losses, val_losses, train_accs, val_accs, examples = losses
-    assert train_losses[-1] < train_losses[0] and examples[-1] == examples[0] + 8 * 10 * (
-        len(examples) - 1)
-    assert len(train_accs) == 15
+                                     eval_freq=10, eval_iter=2)
+    train_losses, val_losses, train_accs, val_accs, examples_seen = losses
+    assert train_losses[-1] < train_losses[0]
+    assert examples_seen == 15 * 64  # the book's examples_seen: every example trained on
+    assert len(train_accs) == len(val_accs) == 15
     assert calc_accuracy_loader(val_loader, model, "cpu") >= max(0.95, before)
-
-
-def test_gradient_accumulation_comes_from_chapter_5s_loop():
-    """Two accumulated batches of 4 make the same steps as one batch of 8 (no dropout)."""
-    generator = torch.Generator().manual_seed(1)
-    inputs = torch.randint(10, 60, (32, 12), generator=generator)
-    data = TensorDataset(inputs, torch.arange(32) % 2)
-    results = []
-    for batch_size, grad_accum_steps in [(8, 1), (4, 2)]:
-        model = tiny_classifier()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        loader = DataLoader(data, batch_size=batch_size)
-        *_, examples = train_classifier_simple(
-            model, loader, loader, optimizer, "cpu", 1, eval_freq=1, eval_iter=1,
-            progress=False, grad_accum_steps=grad_accum_steps)
-        results.append((model, examples))
-    (whole, whole_examples), (accumulated, accumulated_examples) = results
-    assert whole_examples == accumulated_examples == [8, 16, 24, 32]  # examples, not tokens
-    for p, q in zip(whole.parameters(), accumulated.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
 # LoRA --------------------------------------------------------------------------------------
@@ -206,9 +189,91 @@ def test_only_lora_parameters_train():
     train_loader, val_loader = separable_loaders()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
-                            eval_freq=None, eval_iter=1, progress=False)
+                            eval_freq=100, eval_iter=1)
     for name, param in model.named_parameters():
         if name in frozen:
             assert torch.equal(param, frozen[name]), name
     assert any(p.abs().sum() > 0 for name, p in model.named_parameters()
                if name.endswith(".lora.B"))
+
+
+# The book's names, on a model of the book's shape ---------------------------------------------
+
+def books_classifier():
+    """The book's own GPTModel (no cfg attribute) with its head replaced, as the book does."""
+    from llms_from_scratch.ch04 import GPTModel as BooksGPTModel
+
+    torch.manual_seed(0)
+    model = BooksGPTModel(TINY)
+    model.out_head = nn.Linear(TINY["emb_dim"], 2)
+    return model
+
+
+def test_the_classification_helpers_work_on_the_books_model():
+    model = books_classifier()
+    assert not hasattr(model, "cfg")
+    train_loader, val_loader = separable_loaders()
+    long_inputs = DataLoader(TensorDataset(torch.randint(0, 60, (4, 40)), torch.arange(4) % 2),
+                             batch_size=2)  # longer than the context: cropped, not an error
+    assert 0 <= calc_accuracy_loader(long_inputs, model, "cpu") <= 1
+    assert calc_loss_loader(long_inputs, model, "cpu") > 0
+    x, y = next(iter(val_loader))
+    assert calc_loss_batch(x, y, model, "cpu").item() > 0
+    train_loss, val_loss = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=2)
+    assert train_loss > 0 and val_loss > 0
+    assert classify_review("x" * 100, model, LetterTokenizer(), "cpu") in ("spam", "not spam")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=2, eval_freq=4,
+        eval_iter=1)
+    assert examples_seen == 2 * 64 and len(train_accs) == 2
+    # the book's plotting lines accept what it returns
+    examples_seen_tensor = torch.linspace(0, examples_seen, len(train_losses))
+    assert examples_seen_tensor[-1].item() == examples_seen
+
+
+def test_the_books_spam_download_works_from_the_mirror(tmp_path, capsys):
+    extracted = tmp_path / "sms_spam_collection"
+    data_file = extracted / "SMSSpamCollection.tsv"
+    url = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+    download_and_unzip_spam_data(url, tmp_path / "sms_spam_collection.zip", extracted, data_file)
+    df = pd.read_csv(data_file, sep="\t", header=None, names=["Label", "Text"])
+    assert df["Label"].value_counts().to_dict() == {"ham": 4825, "spam": 747}
+    download_and_unzip_spam_data(url, tmp_path / "sms_spam_collection.zip", extracted, data_file)
+    assert "already exists" in capsys.readouterr().out
+
+
+def test_the_configuration_describes_the_classifier():
+    model = tiny_classifier()
+    assert model.cfg["num_classes"] == model.out_head.out_features == 2
+    assert "num_classes" not in TINY  # the caller's dict is not changed
+    assert add_classification_head(GPTModel(TINY), 3).cfg["num_classes"] == 3
+
+
+@pytest.mark.skipif("num_classes" not in GPTModel.OPTIONAL_CONFIG_KEYS,
+                    reason="chapter 4's GPTModel does not yet build a head from num_classes")
+def test_a_classifier_is_rebuilt_from_its_configuration():
+    model = tiny_classifier()
+    rebuilt = GPTModel(model.cfg)
+    rebuilt.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 60, (2, 10))
+    assert torch.equal(rebuilt.eval()(ids), model.eval()(ids))
+
+
+def test_appendix_e_and_chapter_6_names_have_the_books_parameters():
+    import inspect
+
+    from llms_from_scratch import appendix_e, ch06
+
+    from ch06_classification import classification
+
+    for book, names in [(appendix_e, ("LoRALayer", "LinearWithLoRA", "replace_linear_with_lora")),
+                        (ch06, ("download_and_unzip_spam_data", "create_balanced_dataset",
+                                "random_split", "SpamDataset", "calc_accuracy_loader",
+                                "calc_loss_batch", "calc_loss_loader", "evaluate_model",
+                                "train_classifier_simple", "classify_review"))]:
+        for name in names:
+            ours = inspect.signature(getattr(classification, name)).parameters
+            theirs = inspect.signature(getattr(book, name)).parameters
+            assert list(ours)[:len(theirs)] == list(theirs), name
+            assert all(p.kind is p.KEYWORD_ONLY for p in list(ours.values())[len(theirs):]), name

@@ -8,20 +8,29 @@
 
 import http.client
 import json
-import math
 import random
+import shutil
 import socket
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from shared import fetch, generate, progress_bar, text_to_token_ids, token_ids_to_text
+from shared import (
+    check,
+    check_number,
+    fetch,
+    generate,
+    progress_bar,
+    text_to_token_ids,
+    token_ids_to_text,
+)
 
 
 # %% instructions.ipynb cell 6, 7.2 Preparing the dataset
@@ -31,18 +40,23 @@ def load_instruction_data() -> list[dict]:
     return json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
 
 
+def download_and_load_file(file_path, url):
+    """The book's loader: the entries, copied to `file_path` first from `fetch` (`url` unused)."""
+    if not Path(file_path).exists():
+        shutil.copyfile(fetch("instruction-data"), file_path)
+    return json.loads(Path(file_path).read_text(encoding="utf-8"))
+
+
 # %% instructions.ipynb cell 9, The prompt template
 
 def _check_entry(entry, keys, index=None):
     """A missing key names the entry (its index when known) instead of a bare KeyError."""
     where = "entry" if index is None else f"entry {index}"
-    if not isinstance(entry, dict):
-        raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+    check(isinstance(entry, dict), f"{where} must be a dict, got {type(entry).__name__}", TypeError)
     for key in keys:
-        if key not in entry:
-            raise ValueError(f"{where} has no {key!r} key (its keys: {sorted(entry)})")
-        if not isinstance(entry[key], str):
-            raise TypeError(f"{where}: {key!r} must be a string, got {entry[key]!r}")
+        check(key in entry, f"{where} has no {key!r} key (its keys: {sorted(entry)})")
+        check(isinstance(entry[key], str), f"{where}: {key!r} must be a string, got "
+              f"{entry[key]!r}", TypeError)
 
 
 def _check_entries(data, keys):
@@ -105,7 +119,27 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 22, 7.3 Organising data into batches
+# %% instructions.ipynb cell 18, 7.3 Organising data into batches
+
+def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    max_length = max(len(item) for item in batch)
+    padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
+    return torch.tensor(padded).to(device)
+
+
+# %% instructions.ipynb cell 21, 7.3 Organising data into batches
+
+def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
+    max_length = max(len(item) + 1 for item in batch)
+    inputs, targets = [], []
+    for item in batch:
+        padded = item + [pad_token_id] * (max_length - len(item))
+        inputs.append(padded[:-1])
+        targets.append(padded[1:])
+    return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
+
+
+# %% instructions.ipynb cell 24, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -118,28 +152,22 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     (its prompt fills allowed_max_length) is an error: it would teach nothing, and a batch of
     such items has a loss of 0 / 0 = nan.
     """
-    if allowed_max_length is not None:
-        if isinstance(allowed_max_length, bool) or not isinstance(allowed_max_length, int):
-            raise TypeError(f"allowed_max_length must be a positive integer or None, "
-                            f"got {allowed_max_length!r}")
-        if allowed_max_length <= 0:
-            raise ValueError(f"allowed_max_length must be a positive integer or None, "
-                             f"got {allowed_max_length}")
-    if len(batch) == 0:
-        raise ValueError("the batch is empty: there is nothing to collate")
+    limit = allowed_max_length
+    check(limit is None or type(limit) is int, f"allowed_max_length must be a positive integer "
+          f"or None, got {limit!r}", TypeError)
+    check(limit is None or limit > 0, f"allowed_max_length must be a positive integer or None, "
+          f"got {limit}")
+    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
     for i, (ids, prompt_length) in enumerate(items):
-        if len(ids) == 0:
-            raise ValueError(f"item {i} of the batch has no tokens")
-        if not 0 <= prompt_length <= len(ids):
-            raise ValueError(f"item {i} of the batch: prompt_length must be in 0..{len(ids)} "
-                             f"(its length), got {prompt_length}")
+        check(len(ids) > 0, f"item {i} of the batch has no tokens")
+        check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
+              f"0..{len(ids)} (its length), got {prompt_length}")
         # the targets that count are positions prompt_length - 1 .. len(ids) - 1
-        if allowed_max_length is not None and max(prompt_length - 1, 0) >= allowed_max_length:
-            raise ValueError(f"item {i} of the batch has no target left: its prompt has "
-                             f"{prompt_length} tokens and allowed_max_length={allowed_max_length}"
-                             f" cuts off its whole response; raise allowed_max_length or leave "
-                             f"out entries with prompts that long")
+        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
+              f"left: its prompt has {prompt_length} tokens and allowed_max_length={limit} cuts "
+              f"off its whole response; raise allowed_max_length or leave out entries with "
+              f"prompts that long")
     max_length = max(len(ids) + 1 for ids, _ in items)
     inputs, targets = [], []
     for ids, prompt_length in items:
@@ -148,14 +176,14 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
         target_ids[len(ids):] = ignore_index  # position len(ids) - 1 keeps the end-of-text
         if prompt_length:
             target_ids[:prompt_length - 1] = ignore_index  # targets that are prompt tokens
-        if allowed_max_length is not None:
-            input_ids, target_ids = input_ids[:allowed_max_length], target_ids[:allowed_max_length]
+        if limit is not None:
+            input_ids, target_ids = input_ids[:limit], target_ids[:limit]
         inputs.append(input_ids)
         targets.append(target_ids)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 37, 7.5 Loading a pretrained model, and its answers before finetuning
+# %% instructions.ipynb cell 39, 7.5 Loading a pretrained model, and its answers before finetuning
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -170,7 +198,7 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 59, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 61, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
@@ -191,7 +219,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 70, An automatic score: ROUGE-L
+# %% instructions.ipynb cell 72, An automatic score: ROUGE-L
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -203,7 +231,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 73, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
 
 OLLAMA_URL = "http://localhost:11434/api/chat"
 
@@ -212,18 +240,15 @@ class OllamaError(RuntimeError):
     """The Ollama server could not be reached or gave no usable answer."""
 
 
-def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, seed: int = 123,
+def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
     `timeout` (seconds) bounds the whole request, from connecting to the reply's last byte.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"url must start with http:// or https://, got {url!r}")
+    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
+          f"url must start with http:// or https://, got {url!r}")
     request = json.dumps({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -304,7 +329,7 @@ def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, b
     return status, reply
 
 
-# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 77, An LLM as the judge, through Ollama
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server answers at the host and port of `url`."""
@@ -316,22 +341,31 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
         return False
 
 
-def generate_model_scores(data: list, key: str = "model_response", model: str = "llama3",
-                          url: str = OLLAMA_URL, progress: bool = True) -> list:
-    """Ask the judge to score each entry's `key` from 0 to 100; None where it gave no number."""
-    _check_entries(data, ("instruction", "output", key))
+def check_if_running(process_name: str) -> bool:
+    """The book's check: True if a running process has `process_name` in its name (psutil)."""
+    import psutil
+
+    return any(process_name in (p.info["name"] or "") for p in psutil.process_iter(["name"]))
+
+
+def generate_model_scores(json_data: list, json_key: str = "model_response",
+                          model: str = "llama3", *, url: str = OLLAMA_URL,
+                          progress: bool = True) -> list:
+    """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
+    number."""
+    _check_entries(json_data, ("instruction", "output", json_key))
     scores = []
-    for entry in progress_bar(data, desc="scoring", unit="response", disable=not progress):
+    for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
         prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
                   f"Reference answer: {entry['output']}\n\n"
                   f"Rate the following answer from 0 (useless) to 100 (as good as the "
-                  f"reference): {entry[key]}\n\nReply with the number only.")
+                  f"reference): {entry[json_key]}\n\nReply with the number only.")
         reply = query_model(prompt, model=model, url=url).strip()
         scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
     return scores
 
 
-# %% instructions.ipynb cell 82, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 84, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -363,12 +397,11 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     Only response tokens (and each response's end-of-text) are targets; prompt and padding
     are -100, exactly as custom_collate_fn does for items with a prompt length.
     """
-    if len(batch) == 0:
-        raise ValueError("the batch is empty: there is nothing to collate")
+    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
     for i, item in enumerate(batch):
-        if not isinstance(item, dict) or not {"chosen", "rejected"} <= item.keys():
-            raise ValueError(f"item {i} of the batch must be a dict with the keys 'chosen' and "
-                             f"'rejected', got {type(item).__name__}")
+        check(isinstance(item, dict) and {"chosen", "rejected"} <= item.keys(), f"item {i} of "
+              f"the batch must be a dict with the keys 'chosen' and 'rejected', got "
+              f"{type(item).__name__}")
     collated = {}
     for kind in ("chosen", "rejected"):
         try:
@@ -380,14 +413,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 85, The DPO loss, derived
-
-def _check_beta(beta):
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta must be a positive number, got {beta!r}")
-    if not (math.isfinite(beta) and beta > 0):  # beta <= 0 ignores or inverts the preferences
-        raise ValueError(f"beta must be a positive number, got {beta!r}")
-
+# %% instructions.ipynb cell 87, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):
@@ -397,7 +423,8 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     policy and the frozen reference. Returns (loss, chosen_rewards, rejected_rewards); the
     rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
     """
-    _check_beta(beta)
+    # beta <= 0 would ignore or invert the preferences
+    check_number("beta", beta, "a positive number", low_open=True)
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
@@ -405,20 +432,18 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
 
 
 def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
-    """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient."""
-    _check_beta(beta)
+    """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient.
+    dpo_loss checks beta."""
     for kind in ("chosen", "rejected"):
-        if not isinstance(batch, dict) or kind not in batch:
-            raise ValueError(f"batch must be a dict from preference_collate_fn with the keys "
-                             f"'chosen' and 'rejected'; {kind!r} is missing")
+        check(isinstance(batch, dict) and kind in batch, f"batch must be a dict from "
+              f"preference_collate_fn with the keys 'chosen' and 'rejected'; {kind!r} is missing")
         # a sequence without targets has log-probability 0 under both models: no signal
         no_target = ~(batch[kind][1] != -100).any(dim=1)
-        if no_target.any():
-            raise ValueError(f"{kind} sequence {no_target.nonzero()[0].item()} of the batch has "
-                             f"no target (all -100)")
-    if len(batch["chosen"][1]) != len(batch["rejected"][1]):
-        raise ValueError(f"batch has {len(batch['chosen'][1])} chosen and "
-                         f"{len(batch['rejected'][1])} rejected sequences; they come in pairs")
+        check(not no_target.any(), f"{kind} sequence {no_target.int().argmax().item()} of the "
+              f"batch has no target (all -100)")
+    check(len(batch["chosen"][1]) == len(batch["rejected"][1]), f"batch has "
+          f"{len(batch['chosen'][1])} chosen and {len(batch['rejected'][1])} rejected "
+          f"sequences; they come in pairs")
     logps = {}
     for kind in ("chosen", "rejected"):
         inputs, targets = batch[kind]
@@ -438,8 +463,7 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
             loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
             losses.append(loss.item() * len(chosen))
             margins.append(chosen - rejected)
-    if not margins:
-        raise ValueError("loader gave no batches: there is nothing to evaluate")
+    check(len(margins) > 0, "loader gave no batches: there is nothing to evaluate")
     margins = torch.cat(margins)
     return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),
             "accuracy": (margins > 0).float().mean().item()}
@@ -447,10 +471,13 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
 
 __all__ = [
     'load_instruction_data',
+    'download_and_load_file',
     'format_input',
     'RESPONSE_HEADER',
     'split_instruction_data',
     'InstructionDataset',
+    'custom_collate_draft_1',
+    'custom_collate_draft_2',
     'custom_collate_fn',
     'sequence_logprobs',
     'extract_response',
@@ -460,6 +487,7 @@ __all__ = [
     'OllamaError',
     'query_model',
     'ollama_is_running',
+    'check_if_running',
     'generate_model_scores',
     'PreferenceDataset',
     'preference_collate_fn',

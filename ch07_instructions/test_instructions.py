@@ -318,3 +318,52 @@ def test_dpo_training_raises_the_margin_and_evaluation_reports_it():
     after = evaluate_preferences([batch], policy, reference, beta=0.5)
     assert after["margin"] > 0 and after["accuracy"] == 1 and after["loss"] < math.log(2)
     assert all(p.grad is None for p in reference.parameters())
+
+
+# The book's names and parameters ---------------------------------------------------------------
+
+def test_the_books_names_have_the_books_parameters():
+    import inspect
+
+    from llms_from_scratch import ch07 as book
+
+    from ch07_instructions import instructions
+
+    for name in ("download_and_load_file", "format_input", "custom_collate_draft_1",
+                 "custom_collate_draft_2", "custom_collate_fn", "check_if_running",
+                 "query_model", "generate_model_scores"):
+        ours = inspect.signature(getattr(instructions, name)).parameters
+        theirs = inspect.signature(getattr(book, name)).parameters
+        # the book's parameters first, in its order; anything more is optional
+        assert list(ours)[:len(theirs)] == list(theirs), name
+        assert all(p.default is not p.empty or p.kind is p.VAR_KEYWORD
+                   for p in list(ours.values())[len(theirs):]), name
+
+
+def test_the_books_download_and_load_file_works_from_the_mirror(tmp_path):
+    from ch07_instructions.instructions import download_and_load_file
+
+    url = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+           "01_main-chapter-code/instruction-data.json")
+    path = tmp_path / "instruction-data.json"
+    data = download_and_load_file(path, url)
+    assert len(data) == 1100 and path.exists()
+    assert download_and_load_file(path, url) == data  # read from file_path the second time
+
+
+def test_the_collate_drafts_pad_and_shift():
+    from ch07_instructions.instructions import custom_collate_draft_1, custom_collate_draft_2
+
+    batch = [[0, 1, 2], [3]]
+    assert custom_collate_draft_1(batch, pad_token_id=9).tolist() == [[0, 1, 2], [3, 9, 9]]
+    inputs, targets = custom_collate_draft_2(batch, pad_token_id=9)
+    assert inputs.tolist() == [[0, 1, 2], [3, 9, 9]]
+    assert targets.tolist() == [[1, 2, 9], [9, 9, 9]]
+
+
+def test_check_if_running_finds_this_python_process():
+    from ch07_instructions.instructions import check_if_running
+
+    pytest.importorskip("psutil")
+    assert check_if_running("python")
+    assert not check_if_running("no process has this name 7f3a")

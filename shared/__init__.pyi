@@ -110,6 +110,7 @@ from ch05_pretraining.fast_path import (
 )
 from ch06_classification.classification import (
     load_sms_spam as load_sms_spam,
+    download_and_unzip_spam_data as download_and_unzip_spam_data,
     create_balanced_dataset as create_balanced_dataset,
     random_split as random_split,
     SpamDataset as SpamDataset,
@@ -117,8 +118,6 @@ from ch06_classification.classification import (
     train_only_last_block as train_only_last_block,
     count_trainable_parameters as count_trainable_parameters,
     calc_accuracy_loader as calc_accuracy_loader,
-    calc_classification_loss_batch as calc_classification_loss_batch,
-    calc_classification_loss_loader as calc_classification_loss_loader,
     train_classifier_simple as train_classifier_simple,
     classify_review as classify_review,
     LoRALayer as LoRALayer,
@@ -127,10 +126,13 @@ from ch06_classification.classification import (
 )
 from ch07_instructions.instructions import (
     load_instruction_data as load_instruction_data,
+    download_and_load_file as download_and_load_file,
     format_input as format_input,
     RESPONSE_HEADER as RESPONSE_HEADER,
     split_instruction_data as split_instruction_data,
     InstructionDataset as InstructionDataset,
+    custom_collate_draft_1 as custom_collate_draft_1,
+    custom_collate_draft_2 as custom_collate_draft_2,
     custom_collate_fn as custom_collate_fn,
     sequence_logprobs as sequence_logprobs,
     extract_response as extract_response,
@@ -140,6 +142,7 @@ from ch07_instructions.instructions import (
     OllamaError as OllamaError,
     query_model as query_model,
     ollama_is_running as ollama_is_running,
+    check_if_running as check_if_running,
     generate_model_scores as generate_model_scores,
     PreferenceDataset as PreferenceDataset,
     preference_collate_fn as preference_collate_fn,
