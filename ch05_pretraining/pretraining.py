@@ -52,7 +52,8 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
 
 
 def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
-                     num_batches: int | None = None, loss_batch: LossFn = calc_loss_batch) -> float:
+                     num_batches: int | None = None,
+                     loss_batch: LossFn = calc_loss_batch) -> float:
     """Average batch loss over the first `num_batches` batches (all by default).
 
     loss_batch computes one batch's loss; chapter 6 passes its classification loss.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,7 @@ def standalone_source(chapter: str | Path) -> str:
         {id(d): d for info in modules.values() for d in info.definitions
          if any((d.module, n) in wanted for n in d.names)}.values(),
         key=lambda d: (list(modules).index(d.module), d.order))
+    rename_book_redefinitions(chosen)
     defined: dict[str, str] = {}
     for definition in chosen:
         for name in definition.names:
@@ -262,6 +264,23 @@ def standalone_source(chapter: str | Path) -> str:
     text = "\n".join(header + body) + "\n"
     ast.parse(text)  # never hand out a file that does not parse
     return text
+
+
+def rename_book_redefinitions(chosen: list[Definition]) -> None:
+    """A book name that a later chapter defines again (shared.BOOK_NAMES_REDEFINED, such as
+    chapter 6's calc_loss_batch): in one file the earlier chapter's copy, where it is defined
+    and used, becomes private, `_calc_loss_batch`, and the later chapter's keeps the name."""
+    from shared import BOOK_NAMES_REDEFINED
+
+    for name in BOOK_NAMES_REDEFINED:
+        modules = list(dict.fromkeys(d.module for d in chosen if name in d.names))
+        for module in modules[:-1]:
+            private = f"_{name}"  # one character longer: the lines still fit
+            for d in chosen:
+                if d.module == module and name in d.names | d.uses:
+                    d.source = re.sub(rf"(?<![\w.]){name}\b", private, d.source)
+                    d.names = {private if n == name else n for n in d.names}
+                    d.uses = {private if n == name else n for n in d.uses}
 
 
 def public_names_of(info: ModuleInfo) -> list[str]:
