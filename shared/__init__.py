@@ -79,7 +79,7 @@ _chapter_names: dict[str, str] | None = None  # exported name -> module name
 # evaluation for classification). Each chapter module keeps the book's name; `shared` gives the
 # first chapter's, and the later one is imported from its module, e.g.
 # `from ch06_classification.classification import calc_loss_batch`.
-BOOK_NAMES_REDEFINED = ("calc_loss_batch", "calc_loss_loader", "evaluate_model", "plot_values")
+BOOK_NAMES_REDEFINED = ("calc_loss_batch", "calc_loss_loader", "evaluate_model")
 
 
 def chapter_exports() -> dict[str, str]:

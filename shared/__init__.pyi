@@ -8,7 +8,7 @@ from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
 CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch06_classification.classification', 'ch07_instructions.instructions')
 INFRASTRUCTURE = ['check', 'check_choice', 'check_count', 'check_flag', 'check_keys', 'check_number', 'check_shape', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'progress_bar', 'set_seed', 'write_atomically']
-BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model', 'plot_values')
+BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
     ...
 def present_chapter_modules() -> list[str]:
