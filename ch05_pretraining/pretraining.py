@@ -233,8 +233,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
     logits) runs uncached.
     """
-    if context_size is None:  # read from the model, as GPTModel and the book's model have it
-        context_size = model.pos_emb.weight.shape[0]
+    if context_size is None:  # the model's own: its config's (the book's model has no cfg)
+        cfg = getattr(model, "cfg", None)
+        context_size = cfg["context_length"] if cfg else model.pos_emb.weight.shape[0]
     check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt

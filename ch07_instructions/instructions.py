@@ -9,7 +9,6 @@
 import http.client
 import json
 import random
-import shutil
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset
 from shared import (
     check,
     check_number,
+    download_file,
     fetch,
     generate,
     progress_bar,
@@ -41,9 +41,11 @@ def load_instruction_data() -> list[dict]:
 
 
 def download_and_load_file(file_path, url):
-    """The book's loader: the entries, copied to `file_path` first from `fetch` (`url` unused)."""
+    """The book's loader: the JSON entries at `url`, saved to `file_path` first if it is not
+    there. The course's own file (the book's URL) comes through `fetch`: from data/ or the local
+    mirror, checksum verified; any other `url` (the book's exercise 7.3) is downloaded."""
     if not Path(file_path).exists():
-        shutil.copyfile(fetch("instruction-data"), file_path)
+        download_file(url, file_path)
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
 
 
@@ -122,6 +124,7 @@ class InstructionDataset(Dataset):
 # %% instructions.ipynb cell 18, 7.3 Organising data into batches
 
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
     max_length = max(len(item) for item in batch)
     padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
     return torch.tensor(padded).to(device)
@@ -130,6 +133,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
 # %% instructions.ipynb cell 21, 7.3 Organising data into batches
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
+    """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
     max_length = max(len(item) + 1 for item in batch)
     inputs, targets = [], []
     for item in batch:
@@ -213,8 +217,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
         prompt = format_input(entry) + RESPONSE_HEADER
         token_ids = generate(model, text_to_token_ids(prompt, tokenizer).to(device),
-                             max_new_tokens, context_size=model.cfg["context_length"],
-                             eos_id=eos_id)
+                             max_new_tokens, eos_id=eos_id)  # context: the model's own
         entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
     return data
 
@@ -342,7 +345,8 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
 
 
 def check_if_running(process_name: str) -> bool:
-    """The book's check: True if a running process has `process_name` in its name (psutil)."""
+    """The book's check: True if a running process has `process_name` in its name. It needs
+    psutil (installed with JupyterLab, or `pip install psutil`)."""
     import psutil
 
     return any(process_name in (p.info["name"] or "") for p in psutil.process_iter(["name"]))
