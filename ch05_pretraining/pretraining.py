@@ -175,7 +175,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 39, 5.3.2 Top-k sampling
+# %% pretraining.ipynb cell 39, 5.3.2 Top-k sampling (and top-p)
 
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
