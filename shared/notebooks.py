@@ -229,6 +229,9 @@ def export(notebook: Path, check: bool = False) -> bool:
     ok = True
     for target, expected in export_sources(notebook).items():
         actual = target.read_text() if target.exists() else ""
+        if actual and not actual.startswith("# Generated from "):  # a hand-written file
+            raise ValueError(f"{notebook}: a cell exports to {target.name}, which export did "
+                             "not write: rename the module in the `#| export` line")
         if actual == expected:
             continue
         if check:

@@ -96,6 +96,20 @@ def test_a_named_marker_exports_to_its_own_module_with_cell_references(tmp_path)
     assert not notebooks.export(nb, check=True)  # drift in a second module is caught too
 
 
+def test_export_never_overwrites_a_file_it_did_not_write(tmp_path):
+    nb = make_notebook(tmp_path / "lesson.ipynb", [("#| export exercise_checks\nx = 1", [])])
+    (tmp_path / "exercise_checks.py").write_text("HAND_WRITTEN = True\n")
+    with pytest.raises(ValueError, match="exercise_checks.py, which export did not write"):
+        notebooks.export(nb)
+    assert (tmp_path / "exercise_checks.py").read_text() == "HAND_WRITTEN = True\n"
+
+
+def test_every_exported_module_is_a_chapter_module_of_shared():
+    exported = {f"{path.parent.name}.{path.stem}" for nb in notebooks.chapter_notebooks()
+                for path in notebooks.export_sources(nb)}
+    assert exported == set(shared.CHAPTER_MODULES)  # a new `#| export foo` is listed there
+
+
 @pytest.mark.parametrize("marker", ["#| export two words", "#| export not-a-name", "#| exports"])
 def test_a_malformed_marker_is_refused_naming_the_cell(tmp_path, marker):
     nb = make_notebook(tmp_path / "m.ipynb", [(f"{marker}\nx = 1", [])])
