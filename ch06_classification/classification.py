@@ -9,7 +9,9 @@
 import itertools
 import math
 import numbers
+import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +19,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from shared import check, check_count, check_number, check_type, fetch, train_model_simple
+from shared import (
+    DATASETS,
+    check,
+    check_count,
+    check_number,
+    check_type,
+    download_file,
+    fetch,
+    train_model_simple,
+)
 
 
 # %% classification.ipynb cell 6, 6.2 Preparing the dataset
@@ -31,14 +42,21 @@ def load_sms_spam() -> pd.DataFrame:
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """The book's downloader, with its parameters: puts the collection at `data_file_path`.
 
-    The file comes from `fetch` (the UCI zip, its backup copy or the local mirror, checksum
-    verified), so `url` and `zip_path` are accepted for the book's calls but not used.
+    The course's own zip (UCI's URL or its backup) comes through `fetch`: from data/ or the
+    local mirror, checksum verified. Any other `url` is downloaded to `zip_path` and unpacked
+    into `extracted_path`, as the book does.
     """
     if Path(data_file_path).exists():
         print(f"{data_file_path} already exists: nothing to download")
         return
     Path(extracted_path).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(fetch("sms-spam-collection"), data_file_path)
+    if url in DATASETS["sms-spam-collection"].urls:
+        shutil.copyfile(fetch("sms-spam-collection"), data_file_path)
+        return
+    download_file(url, zip_path)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(extracted_path)
+    os.replace(Path(extracted_path) / "SMSSpamCollection", data_file_path)
 
 
 # %% classification.ipynb cell 11, Balancing the classes

@@ -275,3 +275,20 @@ def test_appendix_e_and_chapter_6_names_have_the_books_parameters():
             theirs = inspect.signature(getattr(book, name)).parameters
             assert list(ours)[:len(theirs)] == list(theirs), name
             assert all(p.kind is p.KEYWORD_ONLY for p in list(ours.values())[len(theirs):]), name
+
+
+def test_the_books_spam_download_fetches_another_url_as_the_book_does(tmp_path, monkeypatch):
+    import zipfile
+
+    from ch06_classification import classification
+
+    def download_file(url, destination):  # stands in for the network
+        assert url == "https://example.org/spam.zip"
+        with zipfile.ZipFile(destination, "w") as archive:
+            archive.writestr("SMSSpamCollection", "ham\thello\n")
+
+    monkeypatch.setattr(classification, "download_file", download_file)
+    extracted = tmp_path / "other"
+    download_and_unzip_spam_data("https://example.org/spam.zip", tmp_path / "spam.zip",
+                                 extracted, extracted / "data.tsv")
+    assert (extracted / "data.tsv").read_text() == "ham\thello\n"  # not the course's file
