@@ -1,5 +1,5 @@
 # Generated from ch05_pretraining/pretraining.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Do not edit: change the notebook's cells marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% pretraining.ipynb cell 49, 5.4 Saving and loading model weights

@@ -107,13 +107,14 @@ def export_sources(notebook: Path) -> dict[Path, str]:
         relative = notebook.resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:  # a notebook outside the project
         relative = notebook.name
-    header = (
-        f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
-        "# Do not edit: change the notebook's cells marked `#| export`, then export again.\n"
-        "# Each `# %%` line names the cell the code below it came from.\n\n"
-    )
     modules = {}
     for target, parts in chunks.items():
+        marker = EXPORT_MARKER if target is None else f"{EXPORT_MARKER} {target}"
+        header = (
+            f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
+            f"# Do not edit: change the notebook's cells marked `{marker}`, then export again.\n"
+            "# Each `# %%` line names the cell the code below it came from.\n\n"
+        )
         body = "\n\n\n".join(parts)
         tree = ast.parse(body, filename=str(notebook))  # a SyntaxError names the notebook
         names = ",\n".join(f"    {name!r}" for name in public_names(tree))
