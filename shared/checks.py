@@ -9,21 +9,21 @@ raises TypeError, a wrong value ValueError.
 import difflib
 import math
 import numbers
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 
-def check(condition: bool, message: str, error: type[Exception] = ValueError) -> None:
-    """Raise `error(message)` unless `condition`: for a rule the other checks do not name."""
+def check(condition: bool, message, error: type[Exception] = ValueError) -> None:
+    """Raise `error(message)` unless `condition`; a lambda message is built only on failure."""
     if not condition:
-        raise error(message)
+        raise error(message() if callable(message) else message)
 
 
-def check_count(name: str, value, minimum: int) -> None:
-    """Raise unless `value` is an int >= minimum (True is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_count(name: str, value, minimum: int, valid: str = "") -> None:
+    """Raise unless `value` is an int >= minimum (True is not a count); `valid` may word it."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or value < minimum:
+        raise (ValueError if is_int else TypeError)(
+            f"{name} must be {valid or f'an integer >= {minimum}'}, got {value!r}")
 
 
 def check_number(name: str, value, valid: str, low: float = 0.0, high: float = math.inf,
@@ -79,6 +79,28 @@ def check_keys(name: str, mapping, required: Iterable[str], optional: Iterable[s
     missing = [key for key in required if key not in mapping]
     if missing:
         raise ValueError(f"the {name} lacks {', '.join(missing)}")
+
+
+def check_entry(entry, keys: Iterable[str], where: str = "entry") -> None:
+    """Raise unless `entry` is a dict holding a str under each of `keys`; `where` names it:
+    "entry 3 has no 'output' key (its keys: ['input', 'instruction'])"."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+    for key in keys:
+        if key not in entry:
+            raise ValueError(f"{where} has no {key!r} key (its keys: {sorted(map(str, entry))})")
+        if not isinstance(entry[key], str):
+            raise TypeError(f"{where}: {key!r} must be a string, got {entry[key]!r}")
+
+
+def check_entries(data: Sequence, keys: Iterable[str]) -> None:
+    """check_entry for every entry of the list `data`, named by its index, before any work (a
+    generator would be used up by the check)."""
+    if not isinstance(data, Sequence) or isinstance(data, str):
+        raise TypeError(f"data must be a list of entries (dicts), got {type(data).__name__}")
+    keys = tuple(keys)
+    for index, entry in enumerate(data):
+        check_entry(entry, keys, f"entry {index}")
 
 
 def check_shape(name: str, tensor, dims: Iterable, hint: str = "") -> None:

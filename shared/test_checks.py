@@ -9,6 +9,8 @@ from shared.checks import (
     check,
     check_choice,
     check_count,
+    check_entries,
+    check_entry,
     check_flag,
     check_keys,
     check_number,
@@ -22,6 +24,9 @@ def test_check_raises_the_given_error_only_when_the_condition_fails():
     check(True, "never shown")
     with pytest.raises(TypeError, match="^the reason$"):
         check(False, "the reason", TypeError)
+    check(True, lambda: 1 / 0)  # a lazy message is built only on failure
+    with pytest.raises(ValueError, match="^built late$"):
+        check(False, lambda: "built late")
 
 
 @pytest.mark.parametrize("value, error", [(True, TypeError), (2.0, TypeError), ("3", TypeError),
@@ -30,6 +35,8 @@ def test_check_count_refuses_non_counts(value, error):
     check_count("n", 1, 1)
     with pytest.raises(error, match=rf"^n must be an integer >= 1, got {value!r}$"):
         check_count("n", value, 1)
+    with pytest.raises(error, match=rf"^n must be a positive integer, got {value!r}$"):
+        check_count("n", value, 1, "a positive integer")
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, math.nan, math.inf])
@@ -64,6 +71,25 @@ def test_check_keys_names_unknown_and_missing_keys():
         check_keys("configuration", {"a": 1, "bb": 2}, ["a"], ["b"])
     with pytest.raises(ValueError, match="the configuration lacks a"):
         check_keys("configuration", {"b": 1}, ["a"], ["b"])
+
+
+@pytest.mark.parametrize("entry, error, message", [
+    (["x"], TypeError, "entry 1 must be a dict, got list"),
+    ({"a": "x"}, ValueError, r"entry 1 has no 'b' key \(its keys: \['a'\]\)"),
+    ({"a": "x", "b": 2}, TypeError, "entry 1: 'b' must be a string, got 2"),
+])
+def test_check_entries_names_the_entry_and_the_key(entry, error, message):
+    check_entries([{"a": "x", "b": "y"}], ("a", "b"))
+    with pytest.raises(error, match=message):
+        check_entries(({"a": "x", "b": "y"}, entry), ("a", "b"))
+    with pytest.raises(error, match=message.replace("entry 1", "the pair")):
+        check_entry(entry, ["a", "b"], "the pair")
+
+
+@pytest.mark.parametrize("data", [iter([{"a": "x"}]), {"a": "x"}, "a"])
+def test_check_entries_wants_a_list_not_a_generator_or_one_entry(data):
+    with pytest.raises(TypeError, match="data must be a list of entries"):
+        check_entries(data, ("a",))
 
 
 def test_check_shape_reads_labels_and_fixed_sizes():
