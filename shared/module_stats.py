@@ -6,7 +6,8 @@ Per module: code lines (not blank, not a comment, not a docstring), validation l
 share, and the number of public names (`__all__`). A line counts as validation when it belongs
 to:
 
-* a function whose name says it checks (`check_*`, `_check_*`, `validate_*`, `*_problems`);
+* a function whose name says it checks (`check_*`, `_check_*`, `validate_*`, `*_problems`),
+  unless it is annotated `-> bool` (the book's `check_if_running` answers a question);
 * a call statement of such a function (`check_count("top_k", top_k, 1)`);
 * an `if` without `else` whose body ends by raising (`if x < 0: raise ValueError(...)`);
 * an `assert`, or an `except` clause that only re-raises (a clearer error for a library's).
@@ -55,11 +56,16 @@ def _called_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
 
 
+def _answers(function: ast.FunctionDef) -> bool:
+    """Whether `function` is a question (annotated `-> bool`) rather than a check."""
+    return isinstance(function.returns, ast.Name) and function.returns.id == "bool"
+
+
 def validation_lines(tree: ast.Module) -> set[int]:
     lines: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and VALIDATOR.fullmatch(
-                node.name):
+                node.name) and not _answers(node):
             lines |= _span(node)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
                 and VALIDATOR.fullmatch(_called_name(node.value)):
