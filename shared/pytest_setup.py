@@ -24,3 +24,20 @@ def pytest_configure(config):
     os.environ[TEXT_PROGRESS_ENV] = "1"  # text progress bars, as in the stored outputs
     keep_freed_memory()
     os.environ.update(KEEP_FREED_MEMORY_ENV)
+
+
+# The longest test files, longest first (minutes on 2 cores). pytest-xdist hands out whole files
+# in collection order (`--no-loadscope-reorder` in pyproject.toml: its default order puts files
+# with many tests first, so these one-test files came last and ran alone at the end of the run).
+LONGEST_FIRST = (
+    "ch05_pretraining/pretraining.ipynb",
+    "ch07_instructions/instructions.ipynb",
+    "shared/test_book_profile.py",
+    "shared/test_book_package.py",
+    "ch06_classification/classification.ipynb",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
