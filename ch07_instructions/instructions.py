@@ -4,17 +4,11 @@
 
 # %% instructions.ipynb cell 2, Chapter 7 — Instruction finetuning
 
-"""Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO)."""
+"""Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO).
+The LLM judge's client is beside it, in judge.py."""
 
-import http.client
 import json
 import random
-import socket
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -23,6 +17,9 @@ from torch.utils.data import Dataset
 
 from shared import (
     check,
+    check_count,
+    check_entries,
+    check_entry,
     check_number,
     download_file,
     fetch,
@@ -51,25 +48,9 @@ def download_and_load_file(file_path, url):
 
 # %% instructions.ipynb cell 9, The prompt template
 
-def _check_entry(entry, keys, index=None):
-    """A missing key names the entry (its index when known) instead of a bare KeyError."""
-    where = "entry" if index is None else f"entry {index}"
-    check(isinstance(entry, dict), f"{where} must be a dict, got {type(entry).__name__}", TypeError)
-    for key in keys:
-        check(key in entry, f"{where} has no {key!r} key (its keys: {sorted(entry)})")
-        check(isinstance(entry[key], str), f"{where}: {key!r} must be a string, got "
-              f"{entry[key]!r}", TypeError)
-
-
-def _check_entries(data, keys):
-    """Every entry, before any work (or any entry changes)."""
-    for index, entry in enumerate(data):
-        _check_entry(entry, keys, index)
-
-
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
-    _check_entry(entry, ("instruction",))
+    check_entry(entry, ("instruction",))
     text = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request."
             f"\n\n### Instruction:\n{entry['instruction']}")
@@ -103,7 +84,7 @@ class InstructionDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer, mask_instruction: bool = False):
-        _check_entries(data, ("instruction", "output"))
+        check_entries(data, ("instruction", "output"))
         self.data = data
         self.mask_instruction = mask_instruction
         self.encoded_texts, self.prompt_lengths = [], []
@@ -157,10 +138,8 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     such items has a loss of 0 / 0 = nan.
     """
     limit = allowed_max_length
-    check(limit is None or type(limit) is int, f"allowed_max_length must be a positive integer "
-          f"or None, got {limit!r}", TypeError)
-    check(limit is None or limit > 0, f"allowed_max_length must be a positive integer or None, "
-          f"got {limit}")
+    if limit is not None:
+        check_count("allowed_max_length", limit, 1, "a positive integer or None")
     check(len(batch) > 0, "the batch is empty: there is nothing to collate")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
     for i, (ids, prompt_length) in enumerate(items):
@@ -212,7 +191,7 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
     """Add the model's greedy response to every entry of `data` under `key`; returns data."""
-    _check_entries(data, ("instruction",))  # before the first entry is changed
+    check_entries(data, ("instruction",))  # before the first entry is changed
     model.eval()
     for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
         prompt = format_input(entry) + RESPONSE_HEADER
@@ -228,148 +207,13 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
     from rouge_score import rouge_scorer
 
-    _check_entries(data, ("output", key))
+    check_entries(data, ("output", key))
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
-
-OLLAMA_URL = "http://localhost:11434/api/chat"
-
-
-class OllamaError(RuntimeError):
-    """The Ollama server could not be reached or gave no usable answer."""
-
-
-def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
-                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
-    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
-
-    `timeout` (seconds) bounds the whole request, from connecting to the reply's last byte.
-    """
-    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
-    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
-          f"url must start with http:// or https://, got {url!r}")
-    request = json.dumps({
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
-        "stream": False,
-    }).encode("utf-8")
-    try:
-        status, reply = _post_before_deadline(url, request, timeout)
-    except TimeoutError:
-        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
-                          f"limit for the whole request; pass a larger timeout for a slow "
-                          f"model)") from None
-    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
-        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
-                          f"({error!r})") from None
-    except OSError as error:
-        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
-                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
-                          f"judge with `ollama pull {model}`.") from None
-    if status >= 400:
-        detail = reply.decode("utf-8", "replace")[:200]
-        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} (is the model "
-                          f"pulled? run `ollama pull {model}`)")
-    try:
-        body = reply.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
-                          f"{reply[error.start]:#04x} at position {error.start}): "
-                          f"{reply[:200]!r}") from None
-    try:  # one JSON object, or one per line if the server streams anyway
-        parts = [json.loads(line) for line in body.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
-                          f"{body[:200]!r}") from None
-    try:
-        return "".join(part["message"]["content"] for part in parts)
-    except (KeyError, TypeError):
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
-                          f"message.content: {body[:200]!r}") from None
-
-
-def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-    """POST `body` as JSON; return (status, reply), or raise TimeoutError after `timeout` s.
-
-    A socket's timeout limits each read, so a server that sends a byte now and then could
-    hold a caller for ever; a timer shuts the connection down at the deadline instead.
-    """
-    deadline = time.monotonic() + timeout
-    parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
-    connection.connect()  # at most `timeout`
-    sock, expired = connection.sock, threading.Event()
-
-    def expire():
-        expired.set()
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a read that is waiting
-        except OSError:
-            pass
-
-    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        status, reply = response.status, response.read()
-    except (http.client.HTTPException, OSError):
-        if not expired.is_set():
-            raise
-    finally:
-        timer.cancel()
-        connection.close()
-    if expired.is_set():
-        raise TimeoutError(f"no complete answer within {timeout} s")
-    return status, reply
-
-
-# %% instructions.ipynb cell 77, An LLM as the judge, through Ollama
-
-def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
-    """True if an Ollama server answers at the host and port of `url`."""
-    base = url.split("/api/")[0]
-    try:
-        with urllib.request.urlopen(base + "/api/tags", timeout=timeout):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def check_if_running(process_name: str) -> bool:
-    """The book's check: True if a running process has `process_name` in its name. It needs
-    psutil (installed with JupyterLab, or `pip install psutil`)."""
-    import psutil
-
-    return any(process_name in (p.info["name"] or "") for p in psutil.process_iter(["name"]))
-
-
-def generate_model_scores(json_data: list, json_key: str = "model_response",
-                          model: str = "llama3", *, url: str = OLLAMA_URL,
-                          progress: bool = True) -> list:
-    """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
-    number."""
-    _check_entries(json_data, ("instruction", "output", json_key))
-    scores = []
-    for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
-        prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
-                  f"Reference answer: {entry['output']}\n\n"
-                  f"Rate the following answer from 0 (useless) to 100 (as good as the "
-                  f"reference): {entry[json_key]}\n\nReply with the number only.")
-        reply = query_model(prompt, model=model, url=url).strip()
-        scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
-    return scores
-
-
-# %% instructions.ipynb cell 84, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 87, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -379,7 +223,7 @@ class PreferenceDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer):
-        _check_entries(data, ("instruction", "chosen", "rejected"))
+        check_entries(data, ("instruction", "chosen", "rejected"))
         self.data = data
         self.items = []
         for entry in data:
@@ -402,6 +246,8 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     are -100, exactly as custom_collate_fn does for items with a prompt length.
     """
     check(len(batch) > 0, "the batch is empty: there is nothing to collate")
+    if allowed_max_length is not None:  # here, not as one side's error below
+        check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
     for i, item in enumerate(batch):
         check(isinstance(item, dict) and {"chosen", "rejected"} <= item.keys(), f"item {i} of "
               f"the batch must be a dict with the keys 'chosen' and 'rejected', got "
@@ -417,7 +263,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 87, The DPO loss, derived
+# %% instructions.ipynb cell 90, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):
@@ -487,12 +333,6 @@ __all__ = [
     'extract_response',
     'generate_responses',
     'rouge_l_scores',
-    'OLLAMA_URL',
-    'OllamaError',
-    'query_model',
-    'ollama_is_running',
-    'check_if_running',
-    'generate_model_scores',
     'PreferenceDataset',
     'preference_collate_fn',
     'dpo_loss',

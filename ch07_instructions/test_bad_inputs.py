@@ -14,19 +14,17 @@ from torch import nn
 
 from ch07_instructions.instructions import (
     InstructionDataset,
-    OllamaError,
     PreferenceDataset,
     custom_collate_fn,
     dpo_loss,
     dpo_loss_batch,
     evaluate_preferences,
     format_input,
-    generate_model_scores,
     generate_responses,
     preference_collate_fn,
-    query_model,
     rouge_l_scores,
 )
+from ch07_instructions.judge import OllamaError, generate_model_scores, query_model
 
 
 class LetterTokenizer:
@@ -170,7 +168,7 @@ PAIR = {"chosen": ([1, 2, 3, 4], 2), "rejected": ([1, 2, 5], 2)}
 
 @pytest.mark.parametrize("batch, limit, error, message", [
     ([], None, ValueError, "the batch is empty"),
-    ([PAIR], 0, ValueError, "chosen: allowed_max_length must be a positive integer or None"),
+    ([PAIR], 0, ValueError, "^allowed_max_length must be a positive integer or None, got 0"),
     ([PAIR, {"chosen": ([1], 0)}], None, ValueError,
      "item 1 of the batch must be a dict with the keys 'chosen' and 'rejected', got dict"),
     ([PAIR, ([1, 2], 1)], None, ValueError, "item 1 of the batch must be a dict .* got tuple"),

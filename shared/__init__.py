@@ -20,6 +20,8 @@ from shared.checks import (
     check,
     check_choice,
     check_count,
+    check_entries,
+    check_entry,
     check_flag,
     check_keys,
     check_number,
@@ -61,6 +63,7 @@ CHAPTER_MODULES = (
     "ch05_pretraining.fast_path",
     "ch06_classification.classification",
     "ch07_instructions.instructions",
+    "ch07_instructions.judge",
 )
 
 # What `shared` itself provides: every name imported above from its own modules, read from

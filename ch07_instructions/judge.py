@@ -1,0 +1,168 @@
+# Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells marked `#| export judge`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
+
+"""Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
+turning every way the server can fail into one OllamaError; generate_model_scores asks it to
+score each response against its reference."""
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+# format_input: 7.2's prompt template, from the lesson module
+from shared import check, check_entries, check_number, format_input, progress_bar
+
+
+OLLAMA_URL = "http://localhost:11434/api/chat"
+
+
+class OllamaError(RuntimeError):
+    """The Ollama server could not be reached or gave no usable answer."""
+
+
+# %% instructions.ipynb cell 76, An LLM as the judge, through Ollama
+
+def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
+                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
+    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
+
+    `timeout` (seconds) bounds the whole request, from connecting to the reply's last byte.
+    """
+    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
+          f"url must start with http:// or https://, got {url!r}")
+    request = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
+        "stream": False,
+    }).encode("utf-8")
+    try:
+        status, reply = _post_before_deadline(url, request, timeout)
+    except TimeoutError:
+        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
+                          f"limit for the whole request; pass a larger timeout for a slow "
+                          f"model)") from None
+    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
+        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
+                          f"({error!r})") from None
+    except OSError as error:
+        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
+                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
+                          f"judge with `ollama pull {model}`.") from None
+    if status >= 400:
+        detail = reply.decode("utf-8", "replace")[:200]
+        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} (is the model "
+                          f"pulled? run `ollama pull {model}`)")
+    try:
+        body = reply.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
+                          f"{reply[error.start]:#04x} at position {error.start}): "
+                          f"{reply[:200]!r}") from None
+    try:  # one JSON object, or one per line if the server streams anyway
+        parts = [json.loads(line) for line in body.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
+                          f"{body[:200]!r}") from None
+    try:
+        return "".join(part["message"]["content"] for part in parts)
+    except (KeyError, TypeError):
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
+                          f"message.content: {body[:200]!r}") from None
+
+
+# %% instructions.ipynb cell 78, An LLM as the judge, through Ollama
+
+def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+    """POST `body` as JSON; return (status, reply), or raise TimeoutError after `timeout` s.
+
+    A socket's timeout limits each read, so a server that sends a byte now and then could
+    hold a caller for ever; a timer shuts the connection down at the deadline instead.
+    """
+    deadline = time.monotonic() + timeout
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection.connect()  # at most `timeout`
+    sock, expired = connection.sock, threading.Event()
+
+    def expire():
+        expired.set()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a read that is waiting
+        except OSError:
+            pass
+
+    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        status, reply = response.status, response.read()
+    except (http.client.HTTPException, OSError):
+        if not expired.is_set():
+            raise
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():
+        raise TimeoutError(f"no complete answer within {timeout} s")
+    return status, reply
+
+
+# %% instructions.ipynb cell 80, An LLM as the judge, through Ollama
+
+def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
+    """True if an Ollama server answers at the host and port of `url`."""
+    base = url.split("/api/")[0]
+    try:
+        with urllib.request.urlopen(base + "/api/tags", timeout=timeout):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def check_if_running(process_name: str) -> bool:
+    """The book's check: True if a running process has `process_name` in its name. It needs
+    psutil (installed with JupyterLab, or `pip install psutil`)."""
+    import psutil
+
+    return any(process_name in (p.info["name"] or "") for p in psutil.process_iter(["name"]))
+
+
+def generate_model_scores(json_data: list, json_key: str = "model_response",
+                          model: str = "llama3", *, url: str = OLLAMA_URL,
+                          progress: bool = True) -> list:
+    """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
+    number."""
+    check_entries(json_data, ("instruction", "output", json_key))
+    scores = []
+    for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
+        prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
+                  f"Reference answer: {entry['output']}\n\n"
+                  f"Rate the following answer from 0 (useless) to 100 (as good as the "
+                  f"reference): {entry[json_key]}\n\nReply with the number only.")
+        reply = query_model(prompt, model=model, url=url).strip()
+        scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
+    return scores
+
+
+__all__ = [
+    'OLLAMA_URL',
+    'OllamaError',
+    'query_model',
+    'ollama_is_running',
+    'check_if_running',
+    'generate_model_scores',
+]
