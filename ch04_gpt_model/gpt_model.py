@@ -13,8 +13,11 @@ from shared import (
     KVCache,
     MultiHeadAttention,
     check,
+    check_choice,
     check_count,
+    check_flag,
     check_keys,
+    check_rate,
     check_token_ids,
 )
 
@@ -121,18 +124,12 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
     cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        message = f"{key} must be a positive integer, got {cfg[key]!r}"
-        check(isinstance(cfg[key], int) and not isinstance(cfg[key], bool), message, TypeError)
-        check(cfg[key] >= 1, message)
+        check_count(key, cfg[key], 1, "a positive integer")
     check(cfg["emb_dim"] % cfg["n_heads"] == 0,
           f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
-    rate = cfg["drop_rate"]
-    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
-          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
-    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
+    check_rate("drop_rate", cfg["drop_rate"])
     for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
-              TypeError)
+        check_flag(key, cfg[key])
     return cfg
 
 
@@ -215,8 +212,7 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    if size not in GPT2_SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
+    check_choice("size", size, GPT2_SIZES)
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 
