@@ -9,7 +9,7 @@
 import torch
 from torch import nn
 
-from shared import check, check_count, check_rate, check_shape
+from shared import check, check_count
 
 
 # %% attention.ipynb cell 31, 3.4.2 A compact self-attention class
@@ -84,13 +84,16 @@ def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
     for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
                        ("num_heads", num_heads)]:
         check_count(name, size, 1)
-    check_rate("dropout", dropout)
+    check(isinstance(dropout, (int, float)) and not isinstance(dropout, bool),
+          f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
+    check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
     check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
 
 
 def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
     """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
-    check_shape("the input", x, ("batch", "tokens", ("d_in", d_in)))
+    check(x.dim() == 3 and x.shape[2] == d_in, lambda: "the input must have shape "
+          f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
     check(start + x.shape[1] <= context_length, lambda: f"the input has {start + x.shape[1]} "
           f"tokens but the attention layer was built for context_length={context_length}; crop "
           f"the input to the last {context_length} tokens")

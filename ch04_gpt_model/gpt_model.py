@@ -13,11 +13,8 @@ from shared import (
     KVCache,
     MultiHeadAttention,
     check,
-    check_choice,
     check_count,
-    check_flag,
     check_keys,
-    check_rate,
     check_token_ids,
 )
 
@@ -127,9 +124,13 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
         check_count(key, cfg[key], 1, "a positive integer")
     check(cfg["emb_dim"] % cfg["n_heads"] == 0,
           f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
-    check_rate("drop_rate", cfg["drop_rate"])
+    rate = cfg["drop_rate"]
+    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
+          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
+    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
     for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check_flag(key, cfg[key])
+        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
+              TypeError)
     return cfg
 
 
@@ -212,7 +213,7 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check_choice("size", size, GPT2_SIZES)
+    check(size in GPT2_SIZES, f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 

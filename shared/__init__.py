@@ -25,7 +25,6 @@ from shared.checks import (
     check_flag,
     check_keys,
     check_number,
-    check_rate,
     check_shape,
     check_token_ids,
     check_type,

@@ -38,14 +38,6 @@ def check_number(name: str, value, valid: str, low: float = 0.0, high: float = m
         raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
-def check_rate(name: str, value) -> None:
-    """Raise unless `value` is a number in [0, 1), such as a dropout rate (1 would drop all)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    if not 0 <= value < 1:  # nan fails it too
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-
-
 def check_flag(name: str, value) -> None:
     """Raise unless `value` is True or False (1, "yes" and None are not flags)."""
     if not isinstance(value, bool):

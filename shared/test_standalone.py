@@ -127,6 +127,22 @@ def test_standalone_keeps_only_what_is_used():
     assert "class MultiHeadAttention" in source and "class SelfAttention_v1" not in source
 
 
+# Each chapter's standalone copy at the filing of issue 23 ("The lesson on top"), in lines: a
+# copy must not grow past it. A new shared check is copied into every chapter that calls it,
+# so it has to save more lines than it brings.
+STANDALONE_LINES_AT_ISSUE_23 = {"ch02_text_data": 411, "ch03_attention": 242,
+                                "ch04_gpt_model": 425, "ch05_pretraining": 1635,
+                                "ch06_classification": 914, "ch07_instructions": 944}
+
+
+@pytest.mark.parametrize("chapter", sorted(STANDALONE_LINES_AT_ISSUE_23))
+def test_standalone_copy_does_not_grow(chapter):
+    lines = len(standalone_source(chapter).splitlines())
+    assert lines <= STANDALONE_LINES_AT_ISSUE_23[chapter], (
+        f"{chapter}'s standalone copy has {lines} lines, "
+        f"more than the {STANDALONE_LINES_AT_ISSUE_23[chapter]} it had at issue 23")
+
+
 def test_standalone_refuses_an_unknown_chapter():
     with pytest.raises(StandaloneError, match="ch04_gpt_model"):
         chapter_module_name("ch99_missing")
