@@ -137,21 +137,8 @@ class KVCache:
 
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
-        if keys.dim() != 4 or values.shape != keys.shape:
-            raise ValueError("keys and values must both have shape (batch, heads, new_tokens, "
-                             f"head_dim), got {tuple(keys.shape)} and {tuple(values.shape)}")
+        self._check_update(keys, values)
         start, end = self.length, self.length + keys.shape[2]
-        if end > self.max_tokens:
-            raise ValueError(f"the KV cache has room for {self.max_tokens} positions; {start} are "
-                             f"filled and {keys.shape[2]} more do not fit")
-        kept, new = self.keys, keys  # writing another shape fails, another dtype converts
-        if start > 0 and ((new.shape[:2], new.shape[3], new.dtype, new.device) !=
-                          (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)):
-            raise ValueError(
-                f"the cache holds {start} positions of (batch, heads, head_dim) = "
-                f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new "
-                f"keys are {(*new.shape[:2], new.shape[3])}, {new.dtype} on {new.device}: "
-                "call reset() before a new sequence")
         shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
         if start == 0 and (self.keys is None or self.keys.shape != shape
                            or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
@@ -160,6 +147,21 @@ class KVCache:
         self.values[:, :, start:end] = values
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]  # (3) views: nothing is copied
+
+    def _check_update(self, keys, values) -> None:
+        """Raise unless the new keys fit and match the cached ones (a new dtype would convert)."""
+        check(keys.dim() == 4 and values.shape == keys.shape, lambda: "keys and values must both "
+              f"have shape (batch, heads, new_tokens, head_dim), got {tuple(keys.shape)} and "
+              f"{tuple(values.shape)}")
+        start, kept, new = self.length, self.keys, keys
+        check(start + new.shape[2] <= self.max_tokens, lambda: f"the KV cache has room for "
+              f"{self.max_tokens} positions; {start} are filled and {new.shape[2]} more do not fit")
+        check(start == 0 or ((new.shape[:2], new.shape[3], new.dtype, new.device) ==
+                             (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)), lambda:
+              f"the cache holds {start} positions of (batch, heads, head_dim) = "
+              f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new keys "
+              f"are {(*new.shape[:2], new.shape[3])}, {new.dtype} on {new.device}: call reset() "
+              "before a new sequence")
 
 
 # %% attention.ipynb cell 83, 3.7.3 The final `MultiHeadAttention`
