@@ -65,8 +65,7 @@ class CausalAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.dropout = nn.Dropout(dropout)
         # 1 above the diagonal marks the future positions each query must not see.
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length),
-                                                diagonal=1))
+        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
 
     def forward(self, x):
         _check_input(x, self.d_in, len(self.mask))
@@ -166,7 +165,7 @@ class KVCache:
 
 # %% attention.ipynb cell 83, 3.7.3 The final `MultiHeadAttention`
 
-def _attend(queries, keys, values, future, start, dropout, use_sdpa, training):
+def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
     the keys each query may not see; `start` counts the cached positions."""
     if use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
@@ -200,8 +199,7 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)  # mixes the concatenated heads
         self.dropout = nn.Dropout(dropout)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length),
-                                                diagonal=1))
+        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
 
     def split_heads(self, x):
         """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)"""
@@ -219,8 +217,8 @@ class MultiHeadAttention(nn.Module):
             keys, values = kv_cache.update(keys, values)
         # query i sits at position start + i and may see keys 0 .. start + i
         future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
-        context = _attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
-                          self.training)
+        context = attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
+                         self.training)
         context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
         return self.out_proj(context)
 
@@ -231,5 +229,6 @@ __all__ = [
     'CausalAttention',
     'MultiHeadAttentionWrapper',
     'KVCache',
+    'attend',
     'MultiHeadAttention',
 ]
