@@ -170,14 +170,8 @@ class GPTModel(nn.Module):
 
         kv_caches (from make_kv_caches): in_idx continues the tokens already cached, whose keys
         and values are reused, not recomputed."""
-        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        start = kv_caches[0].length if kv_caches else 0
-        num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
-        if start + num_tokens > context_length:
-            cached = f" after {start} cached tokens" if start else ""
-            raise ValueError(f"the input has {num_tokens} tokens{cached}; the model's "
-                             f"context_length is {context_length}")
-        positions = torch.arange(start, start + num_tokens, device=in_idx.device)
+        start = self._check_input(in_idx, kv_caches)  # how many tokens are cached
+        positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for i, block in enumerate(self.trf_blocks):
             x = block(x, kv_caches[i] if kv_caches else None)
@@ -192,6 +186,16 @@ class GPTModel(nn.Module):
         if last_only:  # the head is a quarter of GPT-2 small: skip it where nobody looks
             x = x[:, -1:]
         return self.out_head(x)
+
+    def _check_input(self, in_idx, kv_caches) -> int:
+        """Raise unless in_idx's token ids fit after the cached ones; return the cached count."""
+        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
+        start = kv_caches[0].length if kv_caches else 0
+        num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
+        check(start + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
+              + (f" after {start} cached tokens" if start else "")
+              + f"; the model's context_length is {context_length}")
+        return start
 
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""

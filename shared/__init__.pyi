@@ -6,7 +6,7 @@ from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, 
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch06_classification.classification', 'ch07_instructions.instructions', 'ch07_instructions.judge')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch06_classification.classification', 'ch07_instructions.instructions', 'ch07_instructions.judge')
 INFRASTRUCTURE = ['check', 'check_choice', 'check_count', 'check_entries', 'check_entry', 'check_flag', 'check_keys', 'check_number', 'check_shape', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
@@ -41,6 +41,7 @@ from ch03_attention.attention import (
     CausalAttention as CausalAttention,
     MultiHeadAttentionWrapper as MultiHeadAttentionWrapper,
     KVCache as KVCache,
+    attend as attend,
     MultiHeadAttention as MultiHeadAttention,
 )
 from ch04_gpt_model.gpt_model import (
@@ -57,6 +58,21 @@ from ch04_gpt_model.gpt_model import (
     GPT2_SIZES as GPT2_SIZES,
     gpt2_config as gpt2_config,
     generate_text_simple as generate_text_simple,
+)
+from ch04_gpt_model.modern import (
+    RMSNorm as RMSNorm,
+    rope_frequencies as rope_frequencies,
+    rope_angles as rope_angles,
+    apply_rope as apply_rope,
+    SwiGLU as SwiGLU,
+    GroupedQueryAttention as GroupedQueryAttention,
+    OPEN_MODEL_CONFIGS as OPEN_MODEL_CONFIGS,
+    MoEFeedForward as MoEFeedForward,
+    ModernBlock as ModernBlock,
+    MODERN_REQUIRED_KEYS as MODERN_REQUIRED_KEYS,
+    MODERN_OPTIONAL_KEYS as MODERN_OPTIONAL_KEYS,
+    validate_modern_config as validate_modern_config,
+    ModernGPTModel as ModernGPTModel,
 )
 from ch05_pretraining.pretraining import (
     Batch as Batch,

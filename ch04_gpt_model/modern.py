@@ -1,0 +1,291 @@
+# Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
+# Do not edit: change the notebook's cells marked `#| export modern`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% gpt_model.ipynb cell 73, 4.8 Beyond GPT-2: the block of today's open models (beyond the book)
+
+"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3):
+RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a mixture of
+experts, and ModernGPTModel, the chapter's GPTModel built from them."""
+
+import torch
+from torch import nn
+
+from shared import GPTModel, attend, check, check_count, check_flag, check_keys, check_number
+
+
+# %% gpt_model.ipynb cell 75, 4.8.1 RMSNorm
+
+class RMSNorm(nn.Module):
+    """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
+    without the mean and the shift."""
+
+    def __init__(self, emb_dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(emb_dim))
+
+    def forward(self, x):
+        x32 = x.float()  # a mean of squares in bfloat16 would lose most of its digits
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+# %% gpt_model.ipynb cell 79, 4.8.2 Rotary position embeddings (RoPE)
+
+def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) -> torch.Tensor:
+    """The head_dim // 2 turning speeds of RoPE (radians per position), fastest first.
+    rope_freq (Llama 3.1 and later): slow the slow pairs down for a longer context."""
+    freqs = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    if rope_freq is None:
+        return freqs
+    factor, old_context = rope_freq["factor"], rope_freq["original_context_length"]
+    low, high = rope_freq["low_freq_factor"], rope_freq["high_freq_factor"]
+    wavelengths = 2 * torch.pi / freqs  # positions per full turn
+    # 0 for pairs turning slower than the old context shows (divide by factor), 1 for fast ones
+    # (keep), a blend between
+    keep = ((old_context / wavelengths - low) / (high - low)).clamp(0, 1)
+    return (1 - keep) * freqs / factor + keep * freqs
+
+
+def rope_angles(freqs: torch.Tensor, start: int, num_tokens: int):
+    """cos and sin of position * speed, (num_tokens, head_dim), for positions start onwards;
+    pair i is numbers i and i + head_dim / 2, so the speeds appear twice."""
+    positions = torch.arange(start, start + num_tokens, dtype=torch.float32,
+                             device=freqs.device)
+    angles = positions[:, None] * freqs[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Turn each pair of x (batch, heads, tokens, head_dim) by its position's angle."""
+    first, second = x.chunk(2, dim=-1)
+    turned_90 = torch.cat([-second, first], dim=-1)  # each pair turned by a right angle
+    return x * cos.to(x.dtype) + turned_90 * sin.to(x.dtype)
+
+
+# %% gpt_model.ipynb cell 86, 4.8.3 SwiGLU: a gated feed-forward
+
+class SwiGLU(nn.Module):
+    """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases."""
+
+    def __init__(self, emb_dim: int, hidden_dim: int):
+        super().__init__()
+        self.gate = nn.Linear(emb_dim, hidden_dim, bias=False)
+        self.up = nn.Linear(emb_dim, hidden_dim, bias=False)
+        self.down = nn.Linear(hidden_dim, emb_dim, bias=False)
+
+    def forward(self, x):
+        return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+# %% gpt_model.ipynb cell 89, 4.8.4 Grouped-query attention and QK-norm
+
+class GroupedQueryAttention(nn.Module):
+    """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
+    key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head."""
+
+    def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
+                 dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
+                 norm_eps: float = 1e-6, use_sdpa: bool = False):
+        super().__init__()
+        check(num_heads % num_kv_groups == 0, f"n_heads ({num_heads}) must be divisible by "
+              f"n_kv_groups ({num_kv_groups})")
+        self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
+        self.use_sdpa = use_sdpa
+        self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False)
+        self.q_norm = RMSNorm(head_dim, norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(head_dim, norm_eps) if qk_norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x, heads):
+        """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)"""
+        return x.view(*x.shape[:2], heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, kv_cache=None, rope=None):
+        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles for these tokens."""
+        start = kv_cache.length if kv_cache is not None else 0
+        batch, num_tokens, _ = x.shape
+        queries = self.q_norm(self.split_heads(self.W_query(x), self.num_heads))
+        keys = self.k_norm(self.split_heads(self.W_key(x), self.num_kv_groups))
+        values = self.split_heads(self.W_value(x), self.num_kv_groups)
+        queries, keys = apply_rope(queries, *rope), apply_rope(keys, *rope)
+        if kv_cache is not None:  # it stores the shared heads only
+            keys, values = kv_cache.update(keys, values)
+        group_size = self.num_heads // self.num_kv_groups  # each query head meets its group's
+        keys = keys.repeat_interleave(group_size, dim=1)
+        values = values.repeat_interleave(group_size, dim=1)
+        future = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
+                            device=x.device).triu(start + 1)
+        context = attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
+                         self.training)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
+
+
+# %% gpt_model.ipynb cell 91, 4.8.4 Grouped-query attention and QK-norm
+
+OPEN_MODEL_CONFIGS = {
+    "llama-3.2-1b": {
+        "vocab_size": 128_256, "context_length": 131_072, "emb_dim": 2048, "n_heads": 32,
+        "n_layers": 16, "hidden_dim": 8192, "n_kv_groups": 8, "rope_base": 500_000.0,
+        "rope_freq": {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_context_length": 8192},
+        "norm_eps": 1e-5, "tie_weights": True,
+    },
+    "qwen3-0.6b": {
+        "vocab_size": 151_936, "context_length": 40_960, "emb_dim": 1024, "n_heads": 16,
+        "n_layers": 28, "hidden_dim": 3072, "head_dim": 128, "n_kv_groups": 8, "qk_norm": True,
+        "rope_base": 1_000_000.0, "norm_eps": 1e-6, "tie_weights": True,
+    },
+    "qwen3-30b-a3b": {
+        "vocab_size": 151_936, "context_length": 262_144, "emb_dim": 2048, "n_heads": 32,
+        "n_layers": 48, "head_dim": 128, "n_kv_groups": 4, "qk_norm": True,
+        "rope_base": 10_000_000.0, "num_experts": 128, "num_experts_per_tok": 8,
+        "moe_hidden_dim": 768, "norm_eps": 1e-6,
+    },
+}
+
+
+# %% gpt_model.ipynb cell 95, 4.8.5 A mixture of experts
+
+class MoEFeedForward(nn.Module):
+    """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
+    best-scoring experts, whose outputs are mixed by the router's probabilities."""
+
+    def __init__(self, emb_dim: int, hidden_dim: int, num_experts: int,
+                 num_experts_per_tok: int, norm_topk_prob: bool = True):
+        super().__init__()
+        self.num_experts_per_tok, self.norm_topk_prob = num_experts_per_tok, norm_topk_prob
+        self.router = nn.Linear(emb_dim, num_experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim) for _ in range(num_experts))
+
+    def forward(self, x):
+        tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
+        probs = torch.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
+        weights, chosen = probs.topk(self.num_experts_per_tok, dim=-1)  # (tokens, k) each
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = weights.to(x.dtype)
+        out = torch.zeros_like(tokens)
+        for e in chosen.unique().tolist():  # an expert no token chose does no work
+            token_ids, slot = (chosen == e).nonzero(as_tuple=True)
+            expert_out = self.experts[e](tokens[token_ids]) * weights[token_ids, slot, None]
+            out.index_add_(0, token_ids, expert_out)
+        return out.view_as(x)
+
+
+# %% gpt_model.ipynb cell 99, 4.8.6 `ModernGPTModel`
+
+class ModernBlock(nn.Module):
+    """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
+    attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.att = GroupedQueryAttention(
+            cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
+            dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"], qk_norm=cfg["qk_norm"],
+            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"])
+        if cfg["num_experts"]:
+            self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
+                                     cfg["num_experts_per_tok"], cfg["norm_topk_prob"])
+        else:
+            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"])
+        self.norm1 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
+        self.norm2 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x, kv_cache=None, rope=None):
+        x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache, rope))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+# %% gpt_model.ipynb cell 100, 4.8.6 `ModernGPTModel`
+
+MODERN_REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
+                        "n_kv_groups", "rope_base")
+MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE sizes, must be set
+    "hidden_dim": None, "head_dim": None, "qk_norm": False, "norm_eps": 1e-6, "rope_freq": None,
+    "drop_rate": 0.0, "qkv_bias": False, "tie_weights": False, "sdpa": False,
+    "num_experts": 0, "num_experts_per_tok": 0, "moe_hidden_dim": None, "norm_topk_prob": True,
+}
+
+
+def validate_modern_config(cfg: dict) -> dict:
+    """As validate_config, for ModernGPTModel: the configuration with defaults filled in and
+    head_dim worked out (emb_dim // n_heads unless given)."""
+    check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
+    cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
+    moe = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
+    for key in (*MODERN_REQUIRED_KEYS[:-1], *(moe if cfg["num_experts"] else ["hidden_dim"])):
+        check_count(key, cfg[key], 1, "a positive integer")
+    if cfg["head_dim"] is None:
+        check(cfg["emb_dim"] % cfg["n_heads"] == 0, f"emb_dim ({cfg['emb_dim']}) must be "
+              f"divisible by n_heads ({cfg['n_heads']}), or head_dim given")
+        cfg["head_dim"] = cfg["emb_dim"] // cfg["n_heads"]
+    check_count("head_dim", cfg["head_dim"], 2, "an even integer >= 2 (RoPE turns pairs)")
+    check(cfg["head_dim"] % 2 == 0, f"head_dim must be an even integer >= 2 (RoPE turns "
+          f"pairs), got {cfg['head_dim']}")
+    check(cfg["num_experts_per_tok"] <= cfg["num_experts"], "num_experts_per_tok "
+          f"({cfg['num_experts_per_tok']}) must be at most num_experts ({cfg['num_experts']})")
+    check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
+    check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
+    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
+    for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob"):
+        check_flag(key, cfg[key])
+    return cfg
+
+
+# %% gpt_model.ipynb cell 101, 4.8.6 `ModernGPTModel`
+
+class ModernGPTModel(GPTModel):
+    """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
+    attention instead of a learned table. forward and make_kv_caches, and so generation, the
+    training loops and finetuning, are GPTModel's."""
+
+    OPTIONAL_CONFIG_KEYS = MODERN_OPTIONAL_KEYS
+
+    def __init__(self, cfg: dict):
+        nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
+        self.cfg = cfg = validate_modern_config(cfg)
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        if cfg["tie_weights"]:
+            with torch.no_grad():  # as in GPTModel: GPT-2's scale, not nn.Embedding's N(0, 1)
+                self.tok_emb.weight.mul_(0.02)
+            self.out_head.weight = self.tok_emb.weight
+
+    def hidden_states(self, in_idx, kv_caches=None):
+        start = self._check_input(in_idx, kv_caches)
+        freqs = rope_frequencies(self.cfg["head_dim"], self.cfg["rope_base"],
+                                 self.cfg["rope_freq"]).to(in_idx.device)
+        rope = rope_angles(freqs, start, in_idx.shape[1])  # the same angles for every layer
+        x = self.drop_emb(self.tok_emb(in_idx))
+        for i, block in enumerate(self.trf_blocks):
+            x = block(x, kv_caches[i] if kv_caches else None, rope)
+        return self.final_norm(x)
+
+
+__all__ = [
+    'RMSNorm',
+    'rope_frequencies',
+    'rope_angles',
+    'apply_rope',
+    'SwiGLU',
+    'GroupedQueryAttention',
+    'OPEN_MODEL_CONFIGS',
+    'MoEFeedForward',
+    'ModernBlock',
+    'MODERN_REQUIRED_KEYS',
+    'MODERN_OPTIONAL_KEYS',
+    'validate_modern_config',
+    'ModernGPTModel',
+]

@@ -1,0 +1,228 @@
+"""Section 4.8's ModernGPTModel against two independent implementations of the same
+architectures: transformers' Llama, Qwen3 and Qwen3-MoE, and the book package's Llama 3 and
+Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the published
+Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
+
+import pytest
+import safetensors.torch
+import torch
+import transformers
+
+from shared import (
+    GPTModel,
+    ModernGPTModel,
+    apply_rope,
+    rope_angles,
+    rope_frequencies,
+    validate_modern_config,
+)
+
+
+VOCAB = 257
+LLAMA3_FREQ = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_context_length": 16}  # Llama 3's scaling, at a context of 16
+
+# name: (transformers class, its config, our config); small, but every option switched on
+ARCHITECTURES = {
+    "llama3": ("LlamaForCausalLM", transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128,
+        rope_theta=500_000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+         "n_layers": 2, "hidden_dim": 96, "n_kv_groups": 2, "rope_base": 500_000.0,
+         "rope_freq": LLAMA3_FREQ, "norm_eps": 1e-5, "tie_weights": True}),
+    "qwen3": ("Qwen3ForCausalLM", transformers.Qwen3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        rope_theta=1_000_000.0, tie_word_embeddings=True),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+         "n_layers": 2, "hidden_dim": 96, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
+         "rope_base": 1_000_000.0, "tie_weights": True}),
+    **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
+       transformers.Qwen3MoeConfig(
+           vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+           num_experts=8, num_experts_per_tok=2, norm_topk_prob=norm, num_hidden_layers=2,
+           num_attention_heads=8, num_key_value_heads=2, head_dim=16,
+           max_position_embeddings=128, rope_theta=1_000_000.0),
+       {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+        "n_layers": 2, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
+        "rope_base": 1_000_000.0, "num_experts": 8, "num_experts_per_tok": 2,
+        "moe_hidden_dim": 32, "norm_topk_prob": norm})
+       for norm in (True, False)},
+}
+
+
+def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
+    """Our parameters under their names in a Hugging Face Llama/Qwen3 checkpoint."""
+    names = {"model.embed_tokens.weight": model.tok_emb.weight,
+             "model.norm.weight": model.final_norm.weight}
+    if model.out_head.weight is not model.tok_emb.weight:
+        names["lm_head.weight"] = model.out_head.weight
+    for i, block in enumerate(model.trf_blocks):
+        p, att = f"model.layers.{i}.", block.att
+        names[p + "input_layernorm.weight"] = block.norm1.weight
+        names[p + "post_attention_layernorm.weight"] = block.norm2.weight
+        for ours, theirs in [("W_query", "q"), ("W_key", "k"), ("W_value", "v"), ("out_proj", "o")]:
+            names[f"{p}self_attn.{theirs}_proj.weight"] = getattr(att, ours).weight
+        if model.cfg["qk_norm"]:
+            names[p + "self_attn.q_norm.weight"] = att.q_norm.weight
+            names[p + "self_attn.k_norm.weight"] = att.k_norm.weight
+        if model.cfg["num_experts"]:
+            names[p + "mlp.gate.weight"] = block.ff.router.weight
+            experts = {f"mlp.experts.{e}.": expert for e, expert in enumerate(block.ff.experts)}
+        else:
+            experts = {"mlp.": block.ff}
+        for prefix, ff in experts.items():
+            for part in ("gate", "up", "down"):
+                names[f"{p}{prefix}{part}_proj.weight"] = getattr(ff, part).weight
+    return names
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURES))
+def pair(request, tmp_path_factory):
+    """(name, transformers' model, the published-format tensors it saved, ours loaded from them)"""
+    class_name, hf_config, cfg = ARCHITECTURES[request.param]
+    torch.manual_seed(0)
+    reference = getattr(transformers, class_name)(hf_config).eval()
+    folder = tmp_path_factory.mktemp(request.param)
+    reference.save_pretrained(folder)
+    tensors = safetensors.torch.load_file(folder / "model.safetensors")
+    ours = ModernGPTModel(cfg).eval()
+    names = hf_names(ours)
+    assert sorted(names) == sorted(tensors)  # every published tensor has a place, and only one
+    with torch.no_grad():
+        for name, parameter in names.items():
+            parameter.copy_(tensors[name])
+    return request.param, reference, tensors, ours
+
+
+def greedy(model, prompt, steps):
+    """`steps` greedy tokens after `prompt`, through our KV cache."""
+    caches, ids = model.make_kv_caches(prompt.shape[1] + steps), prompt
+    with torch.no_grad():
+        logits = model(prompt, caches, last_only=True)
+        for _ in range(steps):
+            next_id = logits[:, -1].argmax(dim=-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=1)
+            logits = model(next_id, caches, last_only=True)
+    return ids
+
+
+def test_logits_and_greedy_tokens_match_transformers(pair):
+    name, reference, _, ours = pair
+    ids = torch.randint(0, VOCAB, (2, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        difference = (reference(ids).logits - ours(ids)).abs().max().item()
+    assert difference <= 1e-4, f"{name}: logits differ by {difference}"
+    prompt = ids[:1, :5]
+    expected = reference.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0)
+    assert torch.equal(greedy(ours, prompt, 30), expected)
+
+
+def book_model(name, tensors):
+    """The book package's Llama 3 or Qwen3 model, with `tensors` loaded by its own loader."""
+    _, _, cfg = ARCHITECTURES[name]
+    book_cfg = {"vocab_size": VOCAB, "context_length": cfg["context_length"],
+                "emb_dim": cfg["emb_dim"], "n_heads": cfg["n_heads"],
+                "n_layers": cfg["n_layers"], "n_kv_groups": cfg["n_kv_groups"],
+                "rope_base": cfg["rope_base"], "dtype": torch.float32}
+    if name == "llama3":
+        from llms_from_scratch import llama3 as book
+        model = book.Llama3Model({**book_cfg, "hidden_dim": cfg["hidden_dim"],
+                                  "rope_freq": LLAMA3_FREQ})
+        book.load_weights_into_llama(model, model.cfg, tensors)
+    else:
+        from llms_from_scratch import qwen3 as book
+        book_cfg.update(head_dim=cfg["head_dim"], qk_norm=True)
+        if cfg.get("num_experts"):
+            book_cfg.update(num_experts=cfg["num_experts"], moe_intermediate_size=32,
+                            num_experts_per_tok=cfg["num_experts_per_tok"])
+        else:
+            book_cfg["hidden_dim"] = cfg["hidden_dim"]
+        model = book.Qwen3Model(book_cfg)
+        book.load_weights_into_qwen(model, book_cfg, tensors)
+    return model.eval()
+
+
+# The book's MoE always renormalises the chosen experts' weights: no qwen3_moe_plain
+@pytest.mark.parametrize("pair", ["llama3", "qwen3", "qwen3_moe_norm"], indirect=True)
+def test_logits_and_greedy_tokens_match_the_book_package(pair):
+    name, _, tensors, ours = pair
+    book = book_model(name, tensors)
+    ids = torch.randint(0, VOCAB, (2, 24), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        difference = (book(ids) - ours(ids)).abs().max().item()
+        assert difference <= 1e-4, f"{name}: logits differ from the book package's by {difference}"
+        expected = ids[:1, :5]
+        for _ in range(30):  # the book's models have no cache: the whole sequence each step
+            expected = torch.cat([expected, book(expected)[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(greedy(ours, ids[:1, :5], 30), expected)
+
+
+def test_rope_scores_depend_on_distance_only():
+    freqs = rope_frequencies(16, 10_000.0)
+    q, k = torch.randn(2, 1, 1, 16).unbind(0)
+    def at(x, position):
+        return apply_rope(x, *rope_angles(freqs, position, 1))
+
+    scores = [(at(q, m) * at(k, m - 3)).sum() for m in (3, 50, 700)]
+    assert torch.allclose(torch.stack(scores), scores[0].expand(3), atol=1e-4)
+
+
+def test_llama3_frequency_scaling_keeps_fast_and_slows_slow_pairs():
+    plain = rope_frequencies(64, 500_000.0)
+    scaled = rope_frequencies(64, 500_000.0, {**LLAMA3_FREQ, "original_context_length": 8192})
+    assert scaled[0] == plain[0] and torch.equal(scaled[-1], plain[-1] / 32)
+    assert ((scaled <= plain) & (scaled >= plain / 32)).all()
+
+
+TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_kv_groups": 2,
+        "n_layers": 1, "hidden_dim": 32, "rope_base": 10_000.0}
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"hidden_dim": None}, TypeError, "hidden_dim must be a positive integer, got None"),
+    ({"n_kv_groups": 3}, ValueError, r"n_heads \(4\) must be divisible by n_kv_groups \(3\)"),
+    ({"head_dim": 3}, ValueError, "head_dim must be an even integer >= 2"),
+    ({"emb_dim": 18}, ValueError, r"emb_dim \(18\) must be divisible by n_heads \(4\)"),
+    ({"num_experts": 2, "num_experts_per_tok": 3, "moe_hidden_dim": 8}, ValueError,
+     r"num_experts_per_tok \(3\) must be at most num_experts \(2\)"),
+    ({"rope_base": 1}, ValueError, "rope_base must be a number > 1, got 1"),
+    ({"qk_norm": 1}, TypeError, "qk_norm must be True or False, got 1"),
+    ({"pos_emb": True}, ValueError, "pos_emb"),
+])
+def test_bad_configurations_are_refused_by_name(change, error, message):
+    with pytest.raises(error, match=message):
+        ModernGPTModel({**TINY, **change})
+
+
+def test_gpt2_paths_refuse_a_modern_model():
+    from shared import FastDecoder, check_gpt2_architecture
+    model = ModernGPTModel(TINY)
+    with pytest.raises(ValueError, match="does not support the configuration key"):
+        check_gpt2_architecture(model)
+    with pytest.raises(ValueError, match="n_kv_groups"):
+        FastDecoder(model)
+
+
+def test_a_modern_model_trains_and_generates_with_chapter_5s_code():
+    from shared import calc_loss_batch, generate
+    torch.manual_seed(0)
+    model = ModernGPTModel({**validate_modern_config(TINY), "qk_norm": True})
+    assert isinstance(model, GPTModel)
+    batch = torch.randint(0, 50, (2, 9))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = calc_loss_batch(batch[:, :-1], batch[:, 1:], model, "cpu")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    model.eval()
+    prompt = batch[:1, :4]
+    cached = generate(model, prompt, max_new_tokens=8, context_size=16)
+    assert cached.shape == (1, 12) and torch.equal(cached, greedy(model, prompt, 8))
