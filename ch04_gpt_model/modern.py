@@ -106,7 +106,7 @@ class GroupedQueryAttention(nn.Module):
         """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)"""
         return x.view(*x.shape[:2], heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, kv_cache=None, rope=None):
+    def forward(self, x, rope, kv_cache=None):
         """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles for these tokens."""
         start = kv_cache.length if kv_cache is not None else 0
         batch, num_tokens, _ = x.shape
@@ -199,8 +199,8 @@ class ModernBlock(nn.Module):
         self.norm2 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
-    def forward(self, x, kv_cache=None, rope=None):
-        x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache, rope))
+    def forward(self, x, rope, kv_cache=None):
+        x = x + self.drop_shortcut(self.att(self.norm1(x), rope, kv_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
@@ -222,7 +222,8 @@ def validate_modern_config(cfg: dict) -> dict:
     check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
     cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
     moe = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
-    for key in (*MODERN_REQUIRED_KEYS[:-1], *(moe if cfg["num_experts"] else ["hidden_dim"])):
+    counts = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
+    for key in (*counts, *(moe if cfg["num_experts"] else ["hidden_dim"])):
         check_count(key, cfg[key], 1, "a positive integer")
     if cfg["head_dim"] is None:
         check(cfg["emb_dim"] % cfg["n_heads"] == 0, f"emb_dim ({cfg['emb_dim']}) must be "
@@ -270,7 +271,7 @@ class ModernGPTModel(GPTModel):
         rope = rope_angles(freqs, start, in_idx.shape[1])  # the same angles for every layer
         x = self.drop_emb(self.tok_emb(in_idx))
         for i, block in enumerate(self.trf_blocks):
-            x = block(x, kv_caches[i] if kv_caches else None, rope)
+            x = block(x, rope, kv_caches[i] if kv_caches else None)
         return self.final_norm(x)
 
 
