@@ -9,6 +9,9 @@ text progress bars) are the plugin shared/pytest_setup.py, loaded by pyproject's
   differs (`{**TINY_GPT, "n_layers": 2}`). Plain names rather than fixtures, because test
   files use them at import time (in parametrize lists and module-level helpers):
   `from conftest import TINY_GPT, tiny_gpt`.
+- `TINY_QWEN3`, `tiny_qwen3(seed=0, **change)`: the same for chapter 4's `ModernGPTModel`
+  (section 4.8) in Qwen3's shape: grouped-query attention with QK-norm, a head_dim of its own,
+  tied embeddings.
 - `tiktoken_gpt2`: GPT-2's tokenizer (tiktoken's "gpt2" encoding), built once per run.
 - `data_mirror`: an empty temporary data mirror (`$LLM_COURSE_DATA_MIRROR`, see
   shared/data.py) and an empty temporary data/ folder; put files at a dataset's `path`.
@@ -30,6 +33,20 @@ def tiny_gpt(seed=0, **change):
 
     torch.manual_seed(seed)
     return GPTModel({**TINY_GPT, **change}).eval()
+
+
+TINY_QWEN3 = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 4,
+              "n_kv_groups": 2, "head_dim": 8, "n_layers": 1, "hidden_dim": 32,
+              "qk_norm": True, "rope_base": 10_000.0, "tie_weights": True}
+
+
+def tiny_qwen3(seed=0, **change):
+    """A tiny Qwen3-style ModernGPTModel (`TINY_QWEN3` with `change`), from `seed`, in eval
+    mode."""
+    from ch04_gpt_model.modern import ModernGPTModel
+
+    torch.manual_seed(seed)
+    return ModernGPTModel({**TINY_QWEN3, **change}).eval()
 
 
 @pytest.fixture(scope="session")

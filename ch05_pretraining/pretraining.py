@@ -85,12 +85,17 @@ def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, d
     return train_loss, val_loss
 
 
+def context_length_of(model: nn.Module) -> int:
+    """The longest input `model` takes: its config's, or its position table's (the book's)."""
+    return model.cfg["context_length"] if hasattr(model, "cfg") else model.pos_emb.num_embeddings
+
+
 def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, device: Device,
                               start_context: str, max_new_tokens: int = 50,
                               log: Callable[[str], object] = print) -> None:
     """Print the model's greedy continuation of `start_context` on one line."""
     model.eval()
-    context_size = model.pos_emb.weight.shape[0]  # the model's own context length
+    context_size = context_length_of(model)
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
     token_ids = generate_text_simple(model, encoded, max_new_tokens, context_size)
     log(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
@@ -233,9 +238,8 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
     logits) runs uncached.
     """
-    if context_size is None:  # the model's own: its config's (the book's model has no cfg)
-        cfg = getattr(model, "cfg", None)
-        context_size = cfg["context_length"] if cfg else model.pos_emb.weight.shape[0]
+    if context_size is None:
+        context_size = context_length_of(model)
     check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
@@ -246,8 +250,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     if top_p is not None:
         check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
     kv_caches = None
-    if use_cache and hasattr(model, "make_kv_caches"):
-        kv_caches = model.make_kv_caches(context_size)  # fresh for every prompt
+    if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
+        room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
+        kv_caches = model.make_kv_caches(room)
     for _ in range(max_new_tokens):
         with torch.no_grad():
             if kv_caches is None:
@@ -403,6 +408,7 @@ __all__ = [
     'calc_loss_batch',
     'calc_loss_loader',
     'evaluate_model',
+    'context_length_of',
     'generate_and_print_sample',
     'train_model_simple',
     'plot_values',

@@ -25,6 +25,7 @@ from shared import (
     check_count,
     check_number,
     check_type,
+    context_length_of,
     download_file,
     fetch,
     train_model_simple,
@@ -156,8 +157,7 @@ def count_trainable_parameters(model) -> int:
 # %% classification.ipynb cell 42, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
-    context_length = model.pos_emb.num_embeddings  # not model.cfg: the book's GPTModel has none
-    return model(input_batch[:, :context_length])[:, -1, :]
+    return model(input_batch[:, :context_length_of(model)])[:, -1, :]
 
 
 def _check_loader(data_loader, num_batches=None, name="data_loader"):
@@ -214,8 +214,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
                             eval_freq, eval_iter):
     """Finetune a classifier with chapter 5's train_model_simple; returns train/val losses
     (every eval_freq steps), train/val accuracies (every epoch, on eval_iter batches) and the
-    number of examples trained on.
-    """
+    number of examples trained on."""
     # checked now, not after the first epoch's training
     _check_loader(train_loader, name="train_loader")
     _check_loader(val_loader, eval_iter, name="val_loader")
@@ -247,7 +246,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     ids = tokenizer.encode(text)
     check(len(ids) > 0, "text is empty: there is nothing to classify")  # padding alone is not
     model.eval()
-    max_length = min(max_length or len(ids), model.pos_emb.num_embeddings)
+    max_length = min(max_length or len(ids), context_length_of(model))
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
     with torch.no_grad():
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))

@@ -62,6 +62,7 @@ CHAPTER_MODULES = (
     "ch05_pretraining.checkpoints",
     "ch05_pretraining.gpt2_weights",
     "ch05_pretraining.fast_path",
+    "ch05_pretraining.open_weights",
     "ch06_classification.classification",
     "ch07_instructions.instructions",
     "ch07_instructions.judge",

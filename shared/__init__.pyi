@@ -6,7 +6,7 @@ from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, 
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch06_classification.classification', 'ch07_instructions.instructions', 'ch07_instructions.judge')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch06_classification.classification', 'ch07_instructions.instructions', 'ch07_instructions.judge')
 INFRASTRUCTURE = ['check', 'check_choice', 'check_count', 'check_entries', 'check_entry', 'check_flag', 'check_keys', 'check_number', 'check_shape', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
@@ -84,6 +84,7 @@ from ch05_pretraining.pretraining import (
     calc_loss_batch as calc_loss_batch,
     calc_loss_loader as calc_loss_loader,
     evaluate_model as evaluate_model,
+    context_length_of as context_length_of,
     generate_and_print_sample as generate_and_print_sample,
     train_model_simple as train_model_simple,
     plot_values as plot_values,
@@ -123,6 +124,19 @@ from ch05_pretraining.fast_path import (
     ChunkedCrossEntropy as ChunkedCrossEntropy,
     chunked_cross_entropy as chunked_cross_entropy,
     calc_loss_batch_chunked as calc_loss_batch_chunked,
+)
+from ch05_pretraining.open_weights import (
+    OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
+    config_from_hf as config_from_hf,
+    hf_layout as hf_layout,
+    tensor_files as tensor_files,
+    load_open_model as load_open_model,
+    download_open_model as download_open_model,
+    LLAMA3_SPLIT_PATTERN as LLAMA3_SPLIT_PATTERN,
+    LLAMA3_SPECIAL_TOKENS as LLAMA3_SPECIAL_TOKENS,
+    load_llama3_tokenizer as load_llama3_tokenizer,
+    HFTokenizer as HFTokenizer,
+    chat_prompt as chat_prompt,
 )
 from ch06_classification.classification import (
     load_sms_spam as load_sms_spam,
