@@ -43,7 +43,7 @@ def config_from_hf(hf: dict) -> dict:
         cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
                "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
                "n_layers": hf["num_hidden_layers"],
-               "n_kv_groups": hf.get("num_key_value_heads", hf["num_attention_heads"]),
+               "n_kv_groups": hf.get("num_key_value_heads") or hf["num_attention_heads"],
                "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
                "head_dim": hf.get("head_dim"), "qk_norm": hf["model_type"] != "llama",
                "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
@@ -52,7 +52,7 @@ def config_from_hf(hf: dict) -> dict:
             cfg["rope_freq"] = {**{key: rope[key] for key in names},
                                 "original_context_length": rope["original_max_position_embeddings"]}
         if hf["model_type"] == "qwen3_moe":
-            cfg.update(num_experts=hf.get("num_experts", hf.get("num_local_experts")),
+            cfg.update(num_experts=hf.get("num_experts") or hf["num_local_experts"],
                        num_experts_per_tok=hf["num_experts_per_tok"],
                        moe_hidden_dim=hf["moe_intermediate_size"],
                        norm_topk_prob=hf["norm_topk_prob"])
@@ -111,24 +111,34 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     mode; dtype None keeps the stored one (bfloat16 for the published models). All names and
     shapes are checked before any tensor is read."""
     folder = Path(folder)
+    check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,
+          f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
     check((folder / "config.json").is_file(), f"no config.json in {folder}: expected a Hugging "
           "Face model folder (download_open_model makes one)", FileNotFoundError)
     cfg = config_from_hf(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)
+    if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
+        files.pop("lm_head.weight", None)
     missing, unknown = sorted(set(layout) - set(files)), sorted(set(files) - set(layout))
-    check(not missing and not unknown, f"{folder} does not match its config.json: missing "
-          f"{missing[:3] or 'nothing'}, unexpected {unknown[:3] or 'nothing'}")
-    expected, state = model.state_dict(), {}
-    for path in sorted(set(files.values())):
+    check(not missing and not unknown, f"the tensors in {folder} are not those its config.json "
+          f"describes: missing {missing[:3] or 'none'}, unexpected {unknown[:3] or 'none'}")
+    expected, by_file = model.state_dict(), {}
+    for name, path in files.items():
+        by_file.setdefault(path, []).append(name)
+    for path, names in by_file.items():  # every shape first, from the files' headers
+        with safetensors.safe_open(path, framework="pt") as f:
+            for name, shape in ((n, tuple(f.get_slice(n).get_shape())) for n in names):
+                wanted = tuple(expected[layout[name]].shape)
+                check(shape == wanted, f"{name} in {path.name} has shape {shape}; config.json "
+                      f"implies {wanted}")
+    state = {}
+    for path, names in by_file.items():
         with safetensors.safe_open(path, framework="pt") as f:  # memory-mapped
-            for name in (n for n in f.keys() if files[n] == path):
+            for name in names:
                 tensor = f.get_tensor(name)
-                ours = layout[name]
-                check(tensor.shape == expected[ours].shape, f"{name} in {path.name} has shape "
-                      f"{tuple(tensor.shape)}; config.json implies {tuple(expected[ours].shape)}")
-                state[ours] = tensor if dtype is None else tensor.to(dtype)
+                state[layout[name]] = tensor if dtype is None else tensor.to(dtype)
     if cfg["tie_weights"]:
         state["out_head.weight"] = state["tok_emb.weight"]
     model.load_state_dict(state, assign=True)  # the tensors become the parameters: no copy
@@ -174,8 +184,9 @@ def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
 
 
 class HFTokenizer:
-    """A Hugging Face tokenizer.json (Qwen3's), read by the `tokenizers` library, with
-    tiktoken's encode and decode. Special tokens written in the text become those tokens."""
+    """A Hugging Face tokenizer.json (Qwen3's), read by the `tokenizers` library, behind an
+    encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text become
+    those tokens (tiktoken's allowed_special="all"), as in transformers."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
@@ -195,12 +206,12 @@ class HFTokenizer:
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
     `style` ("llama3" or "qwen3"), then the opening of the assistant's turn. thinking=False
-    gives Qwen3 the empty reasoning block that asks it to answer directly."""
+    gives Qwen3 the empty reasoning block that asks it to answer directly (Llama 3 has none)."""
     check_choice("style", style, ("llama3", "qwen3"))
     check_entries(messages, ("role", "content"))
     if style == "llama3":
-        turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}"
-                        "<|eot_id|>" for m in messages)
+        turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n"  # stripped,
+                        f"{m['content'].strip()}<|eot_id|>" for m in messages)  # as Meta's is
         return f"<|begin_of_text|>{turns}<|start_header_id|>assistant<|end_header_id|>\n\n"
     turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")

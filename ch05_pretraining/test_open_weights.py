@@ -83,6 +83,18 @@ def test_bfloat16_weights_stay_bfloat16_and_tied(tmp_path):
     assert as_float.tok_emb.weight.dtype == torch.float32
 
 
+def test_a_tied_checkpoint_with_a_stored_head_loads_and_a_bad_dtype_is_refused(tmp_path):
+    saved("qwen3", tmp_path, shard="1GB")
+    tensors = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone()
+    safetensors.torch.save_file(tensors, tmp_path / "model.safetensors")
+    model = load_open_model(tmp_path)
+    assert model.out_head.weight is model.tok_emb.weight
+    with pytest.raises(TypeError, match="dtype must be None or a floating-point torch.dtype, "
+                                        "got 'bfloat16'"):
+        load_open_model(tmp_path, dtype="bfloat16")
+
+
 def rewrite_config(folder, **changes):
     config = json.loads((folder / "config.json").read_text())
     config.update(changes)
