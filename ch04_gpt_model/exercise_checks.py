@@ -408,3 +408,61 @@ def layer_norm_invariances():
     with torch.no_grad():
         return [layer_norm_relation(norm(change), norm(x))
                 for change in (10 * x, x + 3, -x, 0.001 * x)]
+
+
+# Exercise 4.7 --------------------------------------------------------------------------------
+
+def _qwen3_block_counts(**change):
+    from ch04_gpt_model.modern import OPEN_MODEL_CONFIGS, ModernBlock, validate_modern_config
+
+    cfg = validate_modern_config({**OPEN_MODEL_CONFIGS["qwen3-0.6b"], **change})
+    with torch.device("meta"):
+        block = ModernBlock(cfg)
+    return (count_parameters(block.att), count_parameters(block.ff),
+            count_parameters(block.norm1) + count_parameters(block.norm2))
+
+
+@value_exercise("4.7", hints=[
+    "Count matrix by matrix: each nn.Linear without a bias has in × out parameters, and each "
+    "RMSNorm one weight per number it normalises.",
+    "The query matrix maps emb_dim to n_heads × head_dim numbers, the key and value matrices "
+    "to n_kv_groups × head_dim each; QK-norm's two RMSNorms work on one head (head_dim).",
+], mistakes=[
+    (lambda expected: _qwen3_block_counts(head_dim=None),
+     "Qwen3 sets head_dim itself: 128, not emb_dim // n_heads = 64."),
+    (lambda expected: _qwen3_block_counts(n_kv_groups=16),
+     "That is multi-head attention: the keys and values have n_kv_groups heads, not n_heads."),
+    (lambda expected: (expected[0] - 256, *expected[1:]),
+     "The attention's count includes QK-norm's two RMSNorms."),
+    (lambda expected: (expected[0], expected[1] * 2 // 3, expected[2]),
+     "SwiGLU has three matrices: gate, up and down."),
+    (lambda expected: (*expected[:2], 2 * expected[2]),
+     "RMSNorm has a scale and no shift: one weight per number."),
+])
+def qwen3_block_counts():
+    return _qwen3_block_counts()
+
+
+# Exercise 4.8 --------------------------------------------------------------------------------
+
+def _kv_cache_gib(kv_heads, bytes_per_number=2, tensors=2):
+    layers, head_dim, tokens = 32, 4096 // 32, 131_072  # Llama 3.1 8B's config.json
+    return tensors * layers * kv_heads * head_dim * bytes_per_number * tokens / 2**30
+
+
+@value_exercise("4.8", hints=[
+    "Per token and layer the cache keeps a key and a value vector for every key-value head, "
+    "each head_dim numbers; head_dim is hidden_size / num_attention_heads.",
+    "Multiply by the layers, the 2 bytes of a bfloat16 number and the 131,072 tokens; a GiB "
+    "is 2**30 bytes. Without grouping, there would be one key-value head per query head.",
+], mistakes=[
+    (lambda expected: (_kv_cache_gib(8, tensors=1), _kv_cache_gib(32, tensors=1)),
+     "The cache holds keys and values: two vectors per head, layer and token."),
+    (lambda expected: (_kv_cache_gib(8, bytes_per_number=4), _kv_cache_gib(32, bytes_per_number=4)),
+     "That is float32; a bfloat16 number takes 2 bytes."),
+    (lambda expected: tuple(gib * 2**30 / 1e9 for gib in expected),
+     "Those are GB (10**9 bytes); the answer is in GiB (2**30 bytes)."),
+    (lambda expected: expected[::-1], "The grouped-query cache is the smaller of the two."),
+])
+def llama_8b_kv_cache():
+    return (_kv_cache_gib(8), _kv_cache_gib(32))

@@ -26,7 +26,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(emb_dim))
 
     def forward(self, x):
-        x32 = x.float()  # a mean of squares in bfloat16 would lose most of its digits
+        x32 = x.float()  # the statistic in float32, as Llama and Qwen3 compute it
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 
@@ -65,7 +65,7 @@ def apply_rope(x, cos, sin):
     return x * cos.to(x.dtype) + turned_90 * sin.to(x.dtype)
 
 
-# %% gpt_model.ipynb cell 86, 4.8.3 SwiGLU: a gated feed-forward
+# %% gpt_model.ipynb cell 87, 4.8.3 SwiGLU: a gated feed-forward
 
 class SwiGLU(nn.Module):
     """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases."""
@@ -80,7 +80,7 @@ class SwiGLU(nn.Module):
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
 
-# %% gpt_model.ipynb cell 89, 4.8.4 Grouped-query attention and QK-norm
+# %% gpt_model.ipynb cell 90, 4.8.4 Grouped-query attention and QK-norm
 
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
@@ -119,6 +119,7 @@ class GroupedQueryAttention(nn.Module):
         group_size = self.num_heads // self.num_kv_groups  # each query head meets its group's
         keys = keys.repeat_interleave(group_size, dim=1)
         values = values.repeat_interleave(group_size, dim=1)
+        # query r sits at position start + r: it may not see the keys after it
         future = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
                             device=x.device).triu(start + 1)
         context = attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
@@ -126,7 +127,7 @@ class GroupedQueryAttention(nn.Module):
         return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
 
 
-# %% gpt_model.ipynb cell 91, 4.8.4 Grouped-query attention and QK-norm
+# %% gpt_model.ipynb cell 92, 4.8.4 Grouped-query attention and QK-norm
 
 OPEN_MODEL_CONFIGS = {
     "llama-3.2-1b": {
@@ -141,7 +142,7 @@ OPEN_MODEL_CONFIGS = {
         "n_layers": 28, "hidden_dim": 3072, "head_dim": 128, "n_kv_groups": 8, "qk_norm": True,
         "rope_base": 1_000_000.0, "norm_eps": 1e-6, "tie_weights": True,
     },
-    "qwen3-30b-a3b": {
+    "qwen3-30b-a3b-2507": {
         "vocab_size": 151_936, "context_length": 262_144, "emb_dim": 2048, "n_heads": 32,
         "n_layers": 48, "head_dim": 128, "n_kv_groups": 4, "qk_norm": True,
         "rope_base": 10_000_000.0, "num_experts": 128, "num_experts_per_tok": 8,
@@ -150,7 +151,7 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
-# %% gpt_model.ipynb cell 95, 4.8.5 A mixture of experts
+# %% gpt_model.ipynb cell 96, 4.8.5 A mixture of experts
 
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
@@ -165,6 +166,7 @@ class MoEFeedForward(nn.Module):
 
     def forward(self, x):
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
+        # float32, as Qwen3 computes it: in bfloat16, close scores could swap their ranks
         probs = torch.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
         weights, chosen = probs.topk(self.num_experts_per_tok, dim=-1)  # (tokens, k) each
         if self.norm_topk_prob:
@@ -172,13 +174,14 @@ class MoEFeedForward(nn.Module):
         weights = weights.to(x.dtype)
         out = torch.zeros_like(tokens)
         for e in chosen.unique().tolist():  # an expert no token chose does no work
+            # the tokens that chose expert e, and which of their k choices it was
             token_ids, slot = (chosen == e).nonzero(as_tuple=True)
             expert_out = self.experts[e](tokens[token_ids]) * weights[token_ids, slot, None]
             out.index_add_(0, token_ids, expert_out)
         return out.view_as(x)
 
 
-# %% gpt_model.ipynb cell 99, 4.8.6 `ModernGPTModel`
+# %% gpt_model.ipynb cell 100, 4.8.6 `ModernGPTModel`
 
 class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
@@ -205,7 +208,7 @@ class ModernBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 100, 4.8.6 `ModernGPTModel`
+# %% gpt_model.ipynb cell 101, 4.8.6 `ModernGPTModel`
 
 MODERN_REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "n_kv_groups", "rope_base")
@@ -230,8 +233,8 @@ def validate_modern_config(cfg: dict) -> dict:
               f"divisible by n_heads ({cfg['n_heads']}), or head_dim given")
         cfg["head_dim"] = cfg["emb_dim"] // cfg["n_heads"]
     check_count("head_dim", cfg["head_dim"], 2, "an even integer >= 2 (RoPE turns pairs)")
-    check(cfg["head_dim"] % 2 == 0, f"head_dim must be an even integer >= 2 (RoPE turns "
-          f"pairs), got {cfg['head_dim']}")
+    check(cfg["head_dim"] % 2 == 0, f"head_dim must be even (RoPE turns pairs), got "
+          f"{cfg['head_dim']}")
     check(cfg["num_experts_per_tok"] <= cfg["num_experts"], "num_experts_per_tok "
           f"({cfg['num_experts_per_tok']}) must be at most num_experts ({cfg['num_experts']})")
     check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
@@ -242,20 +245,19 @@ def validate_modern_config(cfg: dict) -> dict:
     return cfg
 
 
-# %% gpt_model.ipynb cell 101, 4.8.6 `ModernGPTModel`
+# %% gpt_model.ipynb cell 102, 4.8.6 `ModernGPTModel`
 
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table. forward and make_kv_caches, and so generation, the
     training loops and finetuning, are GPTModel's."""
 
-    OPTIONAL_CONFIG_KEYS = MODERN_OPTIONAL_KEYS
-
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
         self.cfg = cfg = validate_modern_config(cfg)
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        # a Sequential for GPTModel's parameter names; hidden_states calls each block itself
         self.trf_blocks = nn.Sequential(*[ModernBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)

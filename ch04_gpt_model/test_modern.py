@@ -185,7 +185,7 @@ TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_
 @pytest.mark.parametrize("change, error, message", [
     ({"hidden_dim": None}, TypeError, "hidden_dim must be a positive integer, got None"),
     ({"n_kv_groups": 3}, ValueError, r"n_heads \(4\) must be divisible by n_kv_groups \(3\)"),
-    ({"head_dim": 3}, ValueError, "head_dim must be an even integer >= 2"),
+    ({"head_dim": 3}, ValueError, "head_dim must be even .RoPE turns pairs., got 3"),
     ({"emb_dim": 18}, ValueError, r"emb_dim \(18\) must be divisible by n_heads \(4\)"),
     ({"num_experts": 2, "num_experts_per_tok": 3, "moe_hidden_dim": 8}, ValueError,
      r"num_experts_per_tok \(3\) must be at most num_experts \(2\)"),
