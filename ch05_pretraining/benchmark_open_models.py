@@ -1,17 +1,19 @@
-"""Section 5.9's loader and 4.8's ModernGPTModel at Qwen3-0.6B's dimensions, against
-transformers on the same machine: peak memory while loading, and greedy decoding speed with
-the tokens compared. The weights are random (no real ones can be downloaded here), saved by
-transformers in the published format and dtype (bfloat16).
+"""Section 5.9's loader, 4.8's ModernGPTModel and 5.9.2's FastModernDecoder at Qwen3-0.6B's
+dimensions, against transformers on the same machine: peak memory while loading, and greedy
+decoding speed with the tokens compared. The weights are random (no real ones can be
+downloaded here), saved by transformers in the published format and dtype (bfloat16).
 
-    python ch05_pretraining/benchmark_open_models.py [--new-tokens 32] [--rounds 3]
+    python ch05_pretraining/benchmark_open_models.py [--new-tokens 32] [--rounds 5]
         [--dtype float32] [--layers 28]
 
 Loading is measured in fresh processes: each imports what it needs, notes its peak resident
 memory, loads the folder and runs one token through the model (the files are memory-mapped, so
 a weight is read only when first used), and reports how much the peak grew. Decoding runs both
-models from the same folder in --dtype (float32 by default: a processor without bfloat16
-arithmetic is slow at it), greedy, from a 16-token prompt; tokens per second is the median over
---rounds.
+models from the same folder in --dtype (float32 by default, the dtype FastModernDecoder
+computes in whatever --dtype: under bfloat16 it reads twice the bytes of the other two and its
+tokens may differ), greedy, from a 16-token prompt.
+The rounds are interleaved, in alternating order, so that a drift of the machine hits every
+decoder alike; tokens per second is the median over --rounds.
 """
 
 import argparse
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from shared import OPEN_MODEL_CONFIGS, generate, load_open_model
+from shared import OPEN_MODEL_CONFIGS, FastModernDecoder, generate, load_open_model
 
 
 LOAD_PROBE = """
@@ -78,11 +80,13 @@ def load_memory(folder: Path) -> None:
 
 def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int) -> None:
     ours = load_open_model(folder, dtype=dtype)
+    fast = FastModernDecoder(ours)  # float32 whatever --dtype: it computes in float32 only
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     prompt = torch.randint(0, ours.cfg["vocab_size"], (1, 16),
                            generator=torch.Generator().manual_seed(1))
     runs = {
         "ours (generate, KV cache)": lambda: generate(ours, prompt, new_tokens),
+        "ours (FastModernDecoder)": lambda: generate(fast, prompt, new_tokens),
         "transformers (generate)": lambda: theirs.generate(
             prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=0, eos_token_id=None),
@@ -90,8 +94,8 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int)
     tokens, speeds = {}, {name: [] for name in runs}
     for run in runs.values():
         run()  # warm-up
-    for _ in range(rounds):
-        for name, run in runs.items():  # interleaved, so drifts of the machine hit both
+    for round_ in range(rounds):
+        for name, run in list(runs.items())[::1 if round_ % 2 == 0 else -1]:
             start = time.perf_counter()
             with torch.no_grad():
                 tokens[name] = run()
@@ -99,16 +103,17 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int)
     print(f"greedy decoding, {dtype}, prompt 16 tokens, {new_tokens} new, median of {rounds}:")
     for name, values in speeds.items():
         print(f"  {name:<32} {statistics.median(values):6.2f} tokens/s")
-    (a, b), (name_a, name_b) = tokens.values(), tokens.keys()
-    print(f"  identical tokens: {torch.equal(a, b)} ({name_a} vs {name_b})")
-    ratio = statistics.median(speeds[name_a]) / statistics.median(speeds[name_b])
-    print(f"  ours / transformers: {ratio:.2f}x")
+    *ours_names, reference = runs
+    for name in ours_names:
+        ratio = statistics.median(speeds[name]) / statistics.median(speeds[reference])
+        print(f"  {name} / transformers: {ratio:.2f}x; identical tokens: "
+              f"{torch.equal(tokens[name], tokens[reference])}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--layers", type=int, default=28, help="28 is Qwen3-0.6B's")
     args = parser.parse_args()

@@ -447,3 +447,41 @@ def steps_per_epoch_formula(steps_per_epoch):
                     f"grad_accum_steps={accum} your formula gives {theirs!r}, and "
                     f"train_model takes a different number of steps.")
     return None
+
+
+# Exercise 5.9 --------------------------------------------------------------------------------
+
+def _moe_read_per_token(bytes_per_number=2, experts_read=None, embedding_read=False):
+    from shared import OPEN_MODEL_CONFIGS, ModernGPTModel
+
+    cfg = OPEN_MODEL_CONFIGS["qwen3-30b-a3b-2507"]
+    with torch.device("meta"):
+        model = ModernGPTModel(cfg)
+
+    def matrices(module):
+        return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
+
+    chosen = cfg["num_experts_per_tok"] if experts_read is None else experts_read
+    read = sum(matrices(block.att) + block.ff.router.weight.numel()
+               + chosen * matrices(block.ff.experts[0]) for block in model.trf_blocks)
+    read += model.out_head.weight.numel() + (model.tok_emb.weight.numel() if embedding_read else 0)
+    gb = read * bytes_per_number / 1e9
+    return gb, 20 / gb
+
+
+@value_exercise("5.9", rel_tol=2e-3, hints=[
+    "Per token and block, the attention's four matrices and the router are read whole; of the "
+    "experts, only the ones the router chose for this token.",
+    "The output head is a matrix of its own here (not tied) and is read whole; of the token "
+    "embedding only the new token's row is read. A bfloat16 number is 2 bytes; the bound in "
+    "tokens/s is the bandwidth divided by the bytes read per token.",
+], mistakes=[
+    (lambda expected: _moe_read_per_token(experts_read=128),
+     "A token runs through the num_experts_per_tok experts its router chose, not all of them."),
+    (lambda expected: _moe_read_per_token(embedding_read=True),
+     "Of the token embedding a single row is read per token, not the whole matrix."),
+    (lambda expected: _moe_read_per_token(bytes_per_number=4),
+     "That is float32; the published weights are bfloat16, 2 bytes each."),
+])
+def moe_bytes_per_token():
+    return _moe_read_per_token()

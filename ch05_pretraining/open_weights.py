@@ -29,13 +29,15 @@ def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3 or Qwen3 (dense or MoE) config.json;
     an option the model does not compute is refused by name, never dropped."""
     check_choice("model_type", hf.get("model_type"), OPEN_MODEL_TYPES)
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}  # transformers 5, 4
+    # transformers 5 names RoPE's settings rope_parameters (rope_theta among them); 4 named
+    # them rope_scaling, with rope_theta beside
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
-    unsupported = [f"{key}={hf.get(key, default)!r}" for key, default, ours in [
-        ("attention_bias", False, False), ("mlp_bias", False, False),
-        ("hidden_act", "silu", "silu"), ("use_sliding_window", False, False),
-        ("mlp_only_layers", [], []), ("decoder_sparse_step", 1, 1)]
-        if hf.get(key, default) != ours]
+    computed = {"attention_bias": False, "mlp_bias": False, "hidden_act": "silu",  # key: what
+                "use_sliding_window": False, "mlp_only_layers": [], "decoder_sparse_step": 1,
+                "quantization_config": None}  # ours computes, also a missing key's meaning
+    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
+                   if hf.get(key, value) != value]
     if rope_type not in ("default", "llama3"):
         unsupported.append(f"RoPE scaling {rope_type!r} (only Llama 3's)")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
@@ -45,7 +47,8 @@ def config_from_hf(hf: dict) -> dict:
                "n_layers": hf["num_hidden_layers"],
                "n_kv_groups": hf.get("num_key_value_heads") or hf["num_attention_heads"],
                "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
-               "head_dim": hf.get("head_dim"), "qk_norm": hf["model_type"] != "llama",
+               "head_dim": hf.get("head_dim"),
+               "qk_norm": hf["model_type"] != "llama",  # Qwen3's QK-norm, dense and MoE
                "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
         if rope_type == "llama3":
             names = ("factor", "low_freq_factor", "high_freq_factor")
@@ -75,6 +78,7 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
         attention.update(q_norm="q_norm", k_norm="k_norm")
+    # the feed-forward's name prefixes: one per expert, or one empty prefix for a dense model
     experts = ({f"experts.{e}.": f"experts.{e}." for e in range(model.cfg["num_experts"])}
                if model.cfg["num_experts"] else {"": ""})
     for i in range(model.cfg["n_layers"]):
@@ -129,8 +133,9 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
         by_file.setdefault(path, []).append(name)
     for path, names in by_file.items():  # every shape first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
-            for name, shape in ((n, tuple(f.get_slice(n).get_shape())) for n in names):
-                wanted = tuple(expected[layout[name]].shape)
+            for name in names:
+                shape, wanted = tuple(f.get_slice(name).get_shape()), tuple(
+                    expected[layout[name]].shape)
                 check(shape == wanted, f"{name} in {path.name} has shape {shape}; config.json "
                       f"implies {wanted}")
     state = {}

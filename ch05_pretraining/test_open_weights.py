@@ -105,6 +105,10 @@ def rewrite_config(folder, **changes):
     ({"model_type": "gpt2"}, "unknown model_type 'gpt2'"),
     ({"attention_bias": True}, "does not compute attention_bias=True"),
     ({"hidden_act": "gelu"}, "does not compute hidden_act='gelu'"),
+    ({"quantization_config": {"quant_method": "fp8"}},  # as Qwen3-0.6B-FP8's config.json
+     r"does not compute quantization_config=\{'quant_method': 'fp8'\}"),
+    ({"use_sliding_window": True, "mlp_bias": True},
+     "does not compute mlp_bias=True, use_sliding_window=True"),
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_parameters": None},
      "RoPE scaling 'yarn'"),
     ({"rms_norm_eps": 0}, "norm_eps must be a number > 0, got 0"),

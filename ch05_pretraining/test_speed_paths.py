@@ -1,4 +1,5 @@
-"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss (5.8)."""
+"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss (5.8),
+FastModernDecoder (5.9.2)."""
 
 import pytest
 import torch
@@ -7,10 +8,12 @@ from torch import nn
 from ch04_gpt_model.gpt_model import GPTModel
 from ch05_pretraining.fast_path import (
     FastDecoder,
+    FastModernDecoder,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
 )
 from ch05_pretraining.pretraining import calc_loss_batch, generate
+from conftest import tiny_qwen3
 
 
 SMALL = {"vocab_size": 97, "context_length": 24, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
@@ -131,6 +134,106 @@ def test_fast_decoder_rejects_what_it_cannot_copy_or_compute():
         decoder(torch.tensor([[97]]))
     with pytest.raises(ValueError, match="max_tokens"):
         decoder.make_kv_caches(0)
+
+
+# FastModernDecoder (5.9.2) -------------------------------------------------------------------
+
+MODERN_SHAPES = {  # each a configuration the decoder's fused products must reproduce
+    "qwen3": {},  # QK-norm, 2 key/value heads for 4 query heads, a tied head
+    "llama3": {"qk_norm": False, "tie_weights": False, "head_dim": None, "rope_base": 500_000.0,
+               "rope_freq": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_context_length": 4}},
+    "multi-head, biases": {"n_kv_groups": 4, "qkv_bias": True, "n_layers": 2},
+    "one key/value head": {"n_kv_groups": 1, "context_length": 24},
+}
+
+
+def modern_model(shape, **change):
+    model = tiny_qwen3(**{"context_length": 16, **MODERN_SHAPES[shape], **change})
+    with torch.no_grad():  # norms away from their initial ones, so that a lost scale shows
+        for name, parameter in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                parameter.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("shape", MODERN_SHAPES)
+def test_fast_modern_decoder_gives_the_models_logits(shape):
+    model = modern_model(shape)
+    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
+    decoder = FastModernDecoder(model)
+    with torch.no_grad():
+        expected = model(ids)
+        torch.testing.assert_close(decoder(ids), expected)
+        torch.testing.assert_close(decoder(ids, last_only=True), expected[:, -1:])
+
+
+@pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
+def test_fast_modern_decoder_continues_a_cache_in_pieces_of_any_size(split):
+    model = modern_model("qwen3")
+    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
+    decoder = FastModernDecoder(model)
+    caches, pieces, start = decoder.make_kv_caches(), [], 0
+    with torch.no_grad():
+        for size in split:  # rotary angles must start at the cached length
+            pieces.append(decoder(ids[:, start:start + size], caches))
+            start += size
+        torch.testing.assert_close(torch.cat(pieces, dim=1), model(ids))
+    assert caches[0].length == 12
+
+
+@pytest.mark.parametrize("shape", MODERN_SHAPES)
+def test_fast_modern_decoder_generates_the_models_tokens_even_past_the_context(shape):
+    model = modern_model(shape)
+    prompt = torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
+    expected = generate(model, prompt, 40, use_cache=False)  # the window slides after 16
+    assert torch.equal(generate(FastModernDecoder(model), prompt, 40), expected)
+
+
+def test_fast_modern_decoder_is_a_float32_copy_in_evaluation_mode():
+    model = modern_model("qwen3", drop_rate=0.5)
+    ids = torch.randint(0, 50, (1, 8), generator=torch.Generator().manual_seed(3))
+    decoder = FastModernDecoder(model.train())  # dropout on in the model: not in the decoder
+    with torch.no_grad():
+        before = decoder(ids)
+        torch.testing.assert_close(before, model.eval()(ids))
+        torch.testing.assert_close(FastModernDecoder(model.to(torch.bfloat16))(ids),
+                                   model.float()(ids))  # the bf16 weights, computed in float32
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # changing the model afterwards leaves the copy alone
+        assert torch.equal(decoder(ids), before)
+    assert before.dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", ["qwen3", "llama3"])
+def test_fast_modern_decoder_copies_a_tied_matrix_once(shape):
+    model = modern_model(shape)
+    decoder = FastModernDecoder(model)
+    copied = {tensor.untyped_storage().data_ptr(): tensor.numel()
+              for block in decoder.blocks for tensor in block.values() if tensor is not None}
+    for tensor in (decoder.tok_emb, decoder.head, decoder.final_norm):
+        copied[tensor.untyped_storage().data_ptr()] = tensor.numel()
+    assert sum(copied.values()) == sum(p.numel() for p in model.parameters())  # 4 bytes each
+    assert (decoder.tok_emb.untyped_storage().data_ptr()
+            == decoder.head.untyped_storage().data_ptr()) == model.cfg["tie_weights"]
+
+
+def test_fast_modern_decoder_refuses_what_it_does_not_compute():
+    with pytest.raises(TypeError, match="model must be a ModernGPTModel .FastDecoder takes "
+                                        "GPTModel., got GPTModel"):
+        FastModernDecoder(small_model())
+    moe = tiny_qwen3(hidden_dim=None, num_experts=4, num_experts_per_tok=2, moe_hidden_dim=8)
+    with pytest.raises(ValueError, match="mixture of experts: generate with the model itself"):
+        FastModernDecoder(moe)
+    decoder = FastModernDecoder(modern_model("qwen3"))
+    with pytest.raises(ValueError, match="context_length is 16"):
+        decoder(torch.zeros(1, 17, dtype=torch.long))
+    caches = decoder.make_kv_caches(10)
+    decoder(torch.zeros(1, 8, dtype=torch.long), caches)
+    with pytest.raises(ValueError, match="room for 10 positions; 8 are filled"):
+        decoder(torch.zeros(1, 3, dtype=torch.long), caches)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        decoder(torch.tensor([[50]]))
 
 
 # The chunked loss (5.8) ----------------------------------------------------------------------

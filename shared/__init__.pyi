@@ -124,6 +124,7 @@ from ch05_pretraining.fast_path import (
     ChunkedCrossEntropy as ChunkedCrossEntropy,
     chunked_cross_entropy as chunked_cross_entropy,
     calc_loss_batch_chunked as calc_loss_batch_chunked,
+    FastModernDecoder as FastModernDecoder,
 )
 from ch05_pretraining.open_weights import (
     OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
