@@ -21,6 +21,11 @@ is what training at scale needs:
   process's random-number state; --resume continues from it and gives the same weights as an
   uninterrupted run, refusing a checkpoint of another model, seed or data. OUT/log.jsonl
   records the evaluations (after a resume, without the steps that are run again).
+* A run never destroys another's work. A new run into a folder that holds one is refused
+  unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
+  kernel, so a killed run leaves no stale lock) and a second run into OUT is refused, naming
+  the first. SIGTERM (kill, timeout, a job scheduler's time limit) and Ctrl-C stop the run at
+  the end of the step under way, with a checkpoint; a second Ctrl-C stops it at once.
 """
 
 import argparse
@@ -28,7 +33,10 @@ import hashlib
 import json
 import math
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,12 @@ import tiktoken
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+
+try:
+    import fcntl  # the kernel's file locks; Windows has none (see lock_run_folder)
+except ImportError:
+    fcntl = None
 
 from shared import (
     GPT2_SIZES,
@@ -210,6 +224,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Data windows are seeded by seed * 1_000_003 + step, and torch's seeds end at 2**64.
     parser.add_argument("--seed", type=_number(int, 0, high=2**32), default=123)
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an OUT that holds a run, deleting its checkpoint "
+                             "and log")
     parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
     parser.add_argument("--fast", action="store_true",
@@ -224,6 +241,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep glibc's default of returning freed memory to the system")
     args = parser.parse_args(argv)
     problems = []
+    if args.resume and args.overwrite:
+        problems.append("--resume continues the run in --out and --overwrite replaces it: "
+                        "give one of them")
     if not args.data.is_dir():
         problems.append(f"--data {args.data} is not a folder")
     if args.out.exists() and not args.out.is_dir():
@@ -271,6 +291,105 @@ def set_up_process() -> Process:
         return Process(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Process(device, dist.get_rank(), dist.get_world_size())
+
+
+class RunFolderBusyError(ValueError):
+    """Another run holds the --out folder."""
+
+
+def claim_run_folder(args: argparse.Namespace):
+    """Lock OUT/run.lock for as long as the returned file stays open, once OUT is free.
+
+    Refuses, touching nothing, a folder that another run holds (naming it) or that holds a run
+    this one would destroy (check_fresh_start). The lock is the kernel's (flock): it goes with
+    the process, so a crashed or killed run leaves none behind. Without flock (Windows) the
+    folder is not locked, and a warning says so.
+    """
+    args.out.mkdir(parents=True, exist_ok=True)
+    lock = (args.out / "run.lock").open("a+")
+    try:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        check_fresh_start(args)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise RunFolderBusyError(f"--out {args.out} is in use by {holder}: wait for that run "
+                                 "to end, stop it, or choose another folder") from None
+    except BaseException:
+        lock.close()
+        raise
+    if fcntl is None:
+        print("pretrain.py: this system has no flock: nothing stops a second run into "
+              f"{args.out}", file=sys.stderr)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()} on {socket.gethostname()} (started "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    lock.flush()
+    return lock
+
+
+RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
+
+
+def check_fresh_start(args: argparse.Namespace) -> None:
+    """Refuse a new run into a folder holding a run, unless --resume or --overwrite says what
+    to do with it; with --overwrite, delete that run's files (the token cache is kept)."""
+    found = [name for name in RUN_FILES if (args.out / name).exists()]
+    if not found or args.resume:
+        return
+    if not args.overwrite:
+        raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
+                         "to continue it or --overwrite to replace it, or choose another "
+                         "folder")
+    for path in [*(args.out / name for name in RUN_FILES), *args.out.glob("weights-rank*")]:
+        path.unlink(missing_ok=True)
+
+
+class RunStoppedError(Exception):
+    """Training stopped early on a signal; `step` is the last step done (None: before any)."""
+
+    def __init__(self, signal_name: str, step: int | None, checkpoint: Path | None = None):
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        where = ("before training began" if step is None else
+                 f"after step {step}, checkpointed in {checkpoint}: continue with --resume")
+        super().__init__(f"stopped by {signal_name} {where}")
+
+
+class StopSignals:
+    """SIGTERM and Ctrl-C (SIGINT) as a request to stop, while the `with` block runs.
+
+    Before training begins nothing is worth saving, so a signal stops at once (RunStoppedError).
+    While `deferring` (in the training loop) it only sets `requested`; the loop checkpoints at
+    the end of the step and stops. A second Ctrl-C stops at once. Handlers can only be set in
+    the main thread; elsewhere the signals keep their usual effect.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested, self.deferring, self.previous = None, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if not self.deferring:
+            raise RunStoppedError(name, None)
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: at once, as Ctrl-C usually is
+        self.requested = name
+        print(f"\n{name}: stopping at the end of this step, with a checkpoint (Ctrl-C again "
+              "to stop at once)", file=sys.stderr, flush=True)
 
 
 def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +452,12 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
 
 def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
-        start_step: int) -> None:
-    """Train from start_step to the last step, logging, checkpointing and timing."""
+        start_step: int, signals: StopSignals | None = None) -> None:
+    """Train from start_step to the last step, logging, checkpointing and timing.
+
+    Raises RunStoppedError, after checkpointing the step under way, when `signals` asks to stop.
+    """
+    signals = signals or StopSignals()
     train_tokens, val_tokens = tokens
     log_path, checkpoint_path = args.out / "log.jsonl", args.out / "checkpoint.pt"
     if args.compile:
@@ -354,7 +477,12 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
                                       "val_loss": val_losses[-1], "time": time.time()}) + "\n")
-        if (step + 1) % args.checkpoint_every == 0 or step == last_step:
+        stop = signals.requested is not None
+        if process.distributed:  # every process stops after the same step, or DDP would hang
+            flag = torch.tensor([int(stop)], device=process.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if (step + 1) % args.checkpoint_every == 0 or step == last_step or stop:
             rng_states = [torch.get_rng_state()]
             if process.distributed:
                 rng_states = [None] * world_size
@@ -363,6 +491,9 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
                                 rng_states=rng_states, seed=args.seed,
                                 data_sha256=data_checksum(args), val_fraction=args.val_fraction)
+        if stop and step < last_step:
+            raise RunStoppedError(signals.requested or "a signal to another process", step,
+                             checkpoint_path)
 
     if process.main:
         print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
@@ -371,6 +502,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
               f"sequences of {args.context} per step", flush=True)
     bf16 = args.fast and supports_fast_bf16(process.device)
     start = time.perf_counter()
+    signals.deferring = True
     train_model(
         replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
         eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
@@ -379,6 +511,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
         lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
         max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
         autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
+    signals.deferring = False
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
     if process.main:
@@ -406,30 +539,42 @@ def trim_log(log_path: Path, start_step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Pretrain as the command line says; raises ValueError or FileNotFoundError on bad input."""
+    """Pretrain as the command line says; raises ValueError or FileNotFoundError on bad input,
+    RunStoppedError on SIGTERM or Ctrl-C (after a checkpoint, once training has begun)."""
     args = parse_args(argv)
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
     process = set_up_process()
+    lock = None
     try:
-        tokens = load_tokens(args, process)
-        model, optimizer = build(args, process)
-        start_step = 0
-        if args.resume:
-            start_step = resume(args.out / "checkpoint.pt", model, optimizer, process,
-                                expect={"seed": args.seed, "data_sha256": data_checksum(args),
-                                        "val_fraction": args.val_fraction})
-            last_step = args.steps - 1 if args.stop_after is None else args.stop_after
-            if start_step > last_step:
-                raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
-                                 f"ends at step {last_step}: nothing left to train (raise "
-                                 "--steps or --stop-after)")
         if process.main:
-            trim_log(args.out / "log.jsonl", start_step)
-        run(args, process, model, optimizer, tokens, start_step)
+            lock = claim_run_folder(args)
+        with StopSignals() as signals:
+            train(args, process, signals)
     finally:
+        if lock is not None:
+            lock.close()
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> None:
+    """Tokenise, build, resume if asked, and run: main's work once the folder is ours."""
+    tokens = load_tokens(args, process)
+    model, optimizer = build(args, process)
+    start_step = 0
+    if args.resume:
+        start_step = resume(args.out / "checkpoint.pt", model, optimizer, process,
+                            expect={"seed": args.seed, "data_sha256": data_checksum(args),
+                                    "val_fraction": args.val_fraction})
+        last_step = args.steps - 1 if args.stop_after is None else args.stop_after
+        if start_step > last_step:
+            raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
+                             f"ends at step {last_step}: nothing left to train (raise "
+                             "--steps or --stop-after)")
+    if process.main:
+        trim_log(args.out / "log.jsonl", start_step)
+    run(args, process, model, optimizer, tokens, start_step, signals)
 
 
 if __name__ == "__main__":
@@ -438,5 +583,12 @@ if __name__ == "__main__":
     except UsageError as error:  # a bad flag: one line and status 2, as command lines do
         print(f"pretrain.py: error: {error} (see --help)", file=sys.stderr)
         sys.exit(2)
+    except RunStoppedError as stopped:  # the status a shell gives a process ended by that signal
+        print(f"pretrain.py: {stopped}", file=sys.stderr)
+        sys.exit(128 + signal.Signals[stopped.signal_name].value
+                 if stopped.signal_name in signal.Signals.__members__ else 1)
+    except KeyboardInterrupt:
+        sys.exit("pretrain.py: stopped at once by Ctrl-C; --resume continues from the last "
+                 "checkpoint")
     except (ValueError, FileNotFoundError) as error:  # bad data or checkpoint: status 1
         sys.exit(f"pretrain.py: {error}")

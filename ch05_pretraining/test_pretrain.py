@@ -3,8 +3,11 @@
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +145,90 @@ def test_an_invalid_flag_exits_2_with_one_line(texts, tmp_path):
     missing = subprocess.run([sys.executable, str(SCRIPT), "--data", str(tmp_path / "nowhere"),
                               "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+# A run never destroys another's work ---------------------------------------------------------
+
+def folder_state(folder: Path) -> dict:
+    """Every file's bytes and modification time: what 'untouched' means."""
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in sorted(folder.iterdir())}
+
+
+def test_sigterm_checkpoints_at_a_step_boundary_and_the_resume_is_bit_identical(texts, tmp_path):
+    common = ["--data", str(texts), *TINY, "--steps", "60", "--checkpoint-every", "1000"]
+    pretrain.main([*common, "--out", str(tmp_path / "straight")])
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *common, "--out", str(out)],
+                               stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    while process.poll() is None and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.01)  # until step 5 is logged: mid-run, with steps still to go
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr  # what a shell reports for it
+    stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 5 <= stopped_at < 59
+    assert stderr.splitlines()[-1] == (f"pretrain.py: stopped by SIGTERM after step {stopped_at},"
+                                       f" checkpointed in {out / 'checkpoint.pt'}: continue "
+                                       "with --resume")
+    assert not list(out.glob("*.tmp")) and not list(out.glob("weights-rank*"))
+    pretrain.main([*common, "--out", str(out), "--resume"])
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(out)
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_path):
+    common = ["--data", str(texts), *TINY, "--steps", "3", "--out", str(tmp_path)]
+    pretrain.main(common)
+    before = folder_state(tmp_path)
+    with pytest.raises(pretrain.UsageError, match=re.escape(
+            f"--out {tmp_path} holds a run (checkpoint.pt, log.jsonl): pass --resume to "
+            "continue it or --overwrite to replace it")):
+        pretrain.main(common)
+    assert folder_state(tmp_path) == before
+    with pytest.raises(pretrain.UsageError, match="give one of them"):
+        pretrain.main([*common, "--resume", "--overwrite"])
+    pretrain.main([*common, "--steps", "6", "--overwrite"])  # asked for: a new run replaces it
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").open()]
+    assert steps == [0, 5] and torch.load(tmp_path / "checkpoint.pt")["step"] == 5
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_path):
+    out = tmp_path / "run"
+    lock = pretrain.claim_run_folder(pretrain.parse_args(["--data", str(texts), "--out",
+                                                          str(out)]))  # as a run holds it
+    try:
+        before = folder_state(out)
+        result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(texts), *TINY,
+                                 "--steps", "3", "--out", str(out)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"pretrain.py: --out {out} is in use by process {os.getpid()} on "
+            f"{socket.gethostname()} (started {lock_started(out)}): wait for that run to end, "
+            "stop it, or choose another folder"]
+        assert folder_state(out) == before
+    finally:
+        lock.close()
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "3", "--out", str(out)])  # free now
+
+
+def lock_started(out: Path) -> str:
+    return re.search(r"\(started (.*)\)", (out / "run.lock").read_text()).group(1)
+
+
+def test_a_signal_before_training_stops_at_once_and_one_while_training_waits_for_the_step():
+    with pretrain.StopSignals() as signals:
+        with pytest.raises(pretrain.RunStoppedError, match="stopped by SIGTERM before training"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes: it raises well before this ends
+        signals.deferring = True
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert signals.requested == "SIGINT"  # noted, for the end of the step
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
