@@ -7,6 +7,7 @@
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and random-number state),
 saved atomically and loaded all or nothing."""
 
+import io
 import pickle
 from pathlib import Path
 
@@ -24,6 +25,12 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     check("torch_rng" not in extra,  # "model" and "optimizer" are taken by the arguments
           "an extra value may not be named torch_rng: save_checkpoint stores the generator's "
           "state under that name")
+    for key, value in extra.items():  # refused now, not when load_checkpoint reads it back
+        if not _loads_back(value):
+            raise ValueError(f"the extra value {key}={value!r} ({type(value).__name__}) could "
+                             "not be loaded back: load_checkpoint reads with torch.load("
+                             "weights_only=True), which takes numbers, strings, lists, tuples, "
+                             "dicts and tensors (convert it: float(x), str(path), vars(args))")
     state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -69,6 +76,18 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     return state
 
 
+def _loads_back(value) -> bool:
+    """Whether torch.load(weights_only=True), as load_checkpoint reads, accepts `value`."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except (pickle.PicklingError, pickle.UnpicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def _not_a_checkpoint(path, state) -> str:
     if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor)
                                                  for v in state.values()):
@@ -94,7 +113,30 @@ def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
             found.append(f"{name} has shape {tuple(value.shape)}, the model needs "
                          f"{tuple(tensor.shape)}")
     more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
-    return [f"does not fit this model ({'; '.join(found[:4])}{more})"] if found else []
+    if found:
+        return [f"does not fit this model ({'; '.join(found[:4])}{more})"]
+    # Loading an untied checkpoint into a tied model would overwrite the one shared matrix
+    # with whichever copy loads last; a tied one into an untied model would split it in two.
+    ours, theirs = _tied_pairs(wanted), _tied_pairs(saved)
+    found = [f"this model ties {a} and {b} (one matrix), the checkpoint holds two different "
+             f"ones (saved from an untied model)" for a, b in sorted(ours - theirs)
+             if not torch.equal(saved[a], saved[b])]
+    found += [f"the checkpoint ties {a} and {b} (saved from a tied model), this model keeps "
+              f"them apart" for a, b in sorted(theirs - ours)]
+    return found
+
+
+def _tied_pairs(state: dict) -> set[tuple[str, str]]:
+    """Pairs of names whose tensors are one tensor (tied weights share their memory)."""
+    first = {}
+    pairs = set()
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.numel():
+            key = (tensor.data_ptr(), tensor.shape, tensor.stride())
+            if key in first:
+                pairs.add((first[key], name))
+            first.setdefault(key, name)
+    return pairs
 
 
 # Optimizer state that is one number per weight (Adam's averages, SGD's momentum, ...).

@@ -1,10 +1,12 @@
 """Bad inputs to chapter 5 and to pretrain.py: clear errors, and nothing half-changed."""
 
+import argparse
 import copy
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,6 +397,33 @@ def test_an_extra_value_cannot_overwrite_the_generator_state(tmp_path):
     with pytest.raises(ValueError, match="an extra value may not be named torch_rng"):
         save_checkpoint(tmp_path / "c.pth", tiny_model(), torch_rng=torch.zeros(3))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, kind", [(np.float32(1.5), "float32"),
+                                         (Path("runs/a"), "PosixPath|WindowsPath"),
+                                         (argparse.Namespace(lr=0.1), "Namespace"),
+                                         ({"ok": [1, 2], "bad": {np.int64(3)}}, "dict")])
+def test_an_extra_the_loader_would_refuse_is_refused_at_save_time(value, kind, tmp_path):
+    with pytest.raises(ValueError, match=rf"the extra value note=.* \(({kind})\) could not be "
+                                         r"loaded back: .*weights_only=True"):
+        save_checkpoint(tmp_path / "c.pth", tiny_model(), note=value)
+    assert list(tmp_path.iterdir()) == []  # no file, not a file the loader refuses later
+
+
+@pytest.mark.parametrize("saved_tied", [False, True])
+def test_a_checkpoint_is_refused_by_a_model_tied_otherwise(saved_tied, tmp_path):
+    saved, loading = tiny_model(tie_weights=saved_tied), tiny_model(1, tie_weights=not saved_tied)
+    save_checkpoint(tmp_path / "c.pth", saved)
+    before = copy.deepcopy(loading.state_dict())
+    message = (r"the checkpoint ties tok_emb.weight and out_head.weight \(saved from a tied "
+               r"model\), this model keeps them apart" if saved_tied else
+               r"this model ties tok_emb.weight and out_head.weight \(one matrix\), the "
+               r"checkpoint holds two different ones \(saved from an untied model\)")
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(tmp_path / "c.pth", loading, restore_rng=False)
+    for name, tensor in loading.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    load_checkpoint(tmp_path / "c.pth", tiny_model(2, tie_weights=saved_tied))  # its own kind
 
 
 # pretrain.py -------------------------------------------------------------------------------
