@@ -190,6 +190,9 @@ class GPTModel(nn.Module):
     def _check_input(self, in_idx, kv_caches) -> int:
         """Raise unless in_idx's token ids fit after the cached ones; return the cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
+        check(not kv_caches or len(kv_caches) == len(self.trf_blocks), lambda: f"kv_caches "
+              f"has {len(kv_caches)} caches for {len(self.trf_blocks)} blocks: make them with "
+              "this model's make_kv_caches")
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         check(start + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"

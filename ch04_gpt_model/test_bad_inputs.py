@@ -87,7 +87,8 @@ def test_ids_that_are_not_an_integer_tensor_are_named(model, ids, got):
 ])
 def test_ids_of_the_wrong_shape_are_named(model, shape, hint):
     with pytest.raises(ValueError, match=re.escape(
-            "in_idx must have shape (batch, tokens), with at least one token, "
+            "in_idx must have shape (batch, tokens), with at least one token (a prompt cannot "
+            "be empty), "
             f"got {shape}{hint}")):
         model(torch.zeros(shape, dtype=torch.long))
 
@@ -147,9 +148,10 @@ def test_forward_accepts_exactly_the_ids_of_the_vocabulary(model, rows):
     ({"context_size": -1}, ValueError, "context_size must be an integer >= 1, got -1"),
     ({"context_size": 8.0}, TypeError, "context_size must be an integer >= 1, got 8.0"),
     ({"idx": torch.tensor([1, 2])}, ValueError,
-     r"idx must have shape \(batch, tokens\), with at least one token, got \(2,\); add a batch"),
+     r"idx must have shape \(batch, tokens\), with at least one token .*, got \(2,\); add a batch"),
     ({"idx": torch.zeros(1, 0, dtype=torch.long)}, ValueError,
-     r"idx must have shape \(batch, tokens\), with at least one token, got \(1, 0\)"),
+     r"idx must have shape \(batch, tokens\), with at least one token \(a prompt cannot be "
+     r"empty\), got \(1, 0\)"),
     ({"idx": [[1, 2]]}, TypeError,
      r"idx must be a tensor of integer token ids \(torch.long\), got list"),
     ({"idx": torch.tensor([[1, 99]])}, ValueError, "token id 99 is outside the vocabulary"),

@@ -38,6 +38,9 @@ def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
+    check(token_ids.dim() == 1 or token_ids.shape[0] == 1, lambda: f"token_ids holds a batch of "
+          f"{token_ids.shape[0]} sequences, this decodes one: [token_ids_to_text(row, "
+          "tokenizer) for row in token_ids]")
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
@@ -228,9 +231,11 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              use_cache: bool = True) -> torch.Tensor:
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
-    Each step picks the next token with next_token (temperature, top_k, top_p). Generation
-    stops early when every sequence produces `eos_id` (which is not appended). Prompts longer
-    than `context_size` (by default the model's context length) are cropped to their end.
+    Each step picks the next token with next_token (temperature, top_k, top_p). A sequence
+    that produces `eos_id` has ended: while others go on, it is padded with eos_id; generation
+    stops when every sequence has ended (the last eos_id is not appended). Prompts longer than
+    `context_size` (at most, and by default, the model's context length) are cropped to their
+    end.
 
     use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
     new token. Once the text outgrows `context_size` the window slides, every position shifts
@@ -238,17 +243,26 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
     logits) runs uncached.
     """
-    if context_size is None:
-        context_size = context_length_of(model)
+    model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
+                     else None)  # a function from ids to logits says nothing of its context
+    context_size = model_context if context_size is None else context_size
     check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
+    check(model_context is None or context_size <= model_context, lambda: f"context_size "
+          f"{context_size} is longer than the model's context_length {model_context}")
+    if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
+        check_count("eos_id", eos_id, 0, "a token id (an int), such as tokenizer.eot_token")
+        vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
+        check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
+              f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
     # A negative temperature would decode greedily without a word: refuse it instead.
     check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
     if top_k is not None:
         check_count("top_k", top_k, 1)
     if top_p is not None:
         check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
+    ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     kv_caches = None
     if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
         room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
@@ -262,8 +276,11 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
             else:  # the window slid: positions shifted, the cache is stale
                 logits = model(idx[:, -context_size:], last_only=True)[:, -1]
         next_id = next_token(logits, temperature, top_k, top_p)
-        if eos_id is not None and bool((next_id == eos_id).all()):
-            break
+        if eos_id is not None:
+            ended |= next_id == eos_id
+            if bool(ended.all()):
+                break
+            next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
         idx = torch.cat([idx, next_id], dim=1)
     return idx
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from ch05_pretraining.pretraining import (
     cosine_schedule,
     evaluate_model,
     generate,
+    token_ids_to_text,
     train_model,
     train_model_simple,
 )
@@ -69,8 +71,9 @@ def test_generate_names_a_bad_sampling_argument(change, error, message):
 @pytest.mark.parametrize("idx, error, message", [
     (torch.tensor([1, 2, 3]), ValueError,
      r"idx must have shape \(batch, tokens\).*got \(3,\); add a batch axis"),
-    (torch.zeros(1, 0, dtype=torch.long), ValueError, r"with at least one token, got \(1, 0\)"),
-    (torch.zeros(0, 3, dtype=torch.long), ValueError, r"with at least one token, got \(0, 3\)"),
+    (torch.zeros(1, 0, dtype=torch.long), ValueError,
+     r"with at least one token \(a prompt cannot be empty\), got \(1, 0\)"),
+    (torch.zeros(0, 3, dtype=torch.long), ValueError, r"with at least one token .*, got \(0, 3\)"),
     (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, r"got \(1, 2, 3\)"),
     (torch.tensor([[1.0, 2.0]]), TypeError,
      r"idx must be a tensor of integer token ids \(torch.long\), got torch.float32"),
@@ -87,6 +90,64 @@ def test_generate_names_a_bad_prompt_even_when_nothing_is_generated(idx, error, 
 def test_an_id_outside_the_vocabulary_is_named():
     with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
         generate(tiny_model(), torch.tensor([[1, 50]]), max_new_tokens=1, context_size=8)
+
+
+# Batched decoding ----------------------------------------------------------------------------
+
+def test_a_row_that_ends_is_padded_while_the_others_go_on():
+    model, prompts = tiny_model(3), torch.tensor([[1, 2, 3], [4, 5, 6]])
+    free = generate(model, prompts, 6, 8)
+    eos_id = free[0, 4].item()  # the second token row 0 writes: it ends there
+    assert eos_id not in free[1, 3:].tolist() and eos_id not in free[0, 3:4].tolist()
+    batch = generate(model, prompts, 6, 8, eos_id=eos_id)
+    alone = [generate(model, row[None], 6, 8, eos_id=eos_id)[0] for row in prompts]
+    assert len(alone[0]) == 4 and len(alone[1]) == 9  # as a batch of one: eos not appended
+    assert batch[0].tolist() == alone[0].tolist() + [eos_id] * 5  # padded with eos_id
+    assert torch.equal(batch[1], alone[1])  # the other row went on, unchanged
+
+
+@pytest.mark.parametrize("eos_id, error, message", [
+    ("<|endoftext|>", TypeError, "eos_id must be a token id \\(an int\\), such as "
+                                 "tokenizer.eot_token, got '<\\|endoftext\\|>'"),
+    (torch.tensor(7), TypeError, "eos_id must be a token id \\(an int\\)"),
+    (-1, ValueError, "eos_id must be a token id \\(an int\\), such as tokenizer.eot_token, "
+                     "got -1"),
+    (50256, ValueError, "eos_id 50256 is not a token id: this model's are 0..49"),
+])
+def test_an_eos_id_that_is_not_a_token_id_is_refused(eos_id, error, message):
+    with pytest.raises(error, match=message):
+        generate(tiny_model(), PROMPT, 3, 8, eos_id=eos_id)
+
+
+def test_a_context_size_past_the_models_is_refused_before_generating():
+    model = tiny_model()
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match="context_size 9 is longer than the model's "
+                                         "context_length 8"):
+        generate(model, PROMPT, 3, context_size=9)
+    assert calls == []
+
+
+def test_kv_caches_of_another_model_are_refused():
+    model, deeper = tiny_model(), tiny_model(n_layers=2)
+    with pytest.raises(ValueError, match="kv_caches has 2 caches for 1 blocks: make them with "
+                                         "this model's make_kv_caches"):
+        model(PROMPT, deeper.make_kv_caches())
+    wider = tiny_model(emb_dim=32)
+    caches = wider.make_kv_caches()
+    wider(PROMPT, caches)  # filled with another model's keys
+    with pytest.raises(ValueError, match=r"the cache holds 3 positions of .* call reset\(\)"):
+        model(PROMPT, caches)
+
+
+def test_a_batch_of_ids_is_decoded_row_by_row_not_as_one():
+    tokenizer = tiktoken.get_encoding("gpt2")
+    ids = torch.tensor([[15496, 995], [15496, 995]])
+    with pytest.raises(ValueError, match="token_ids holds a batch of 2 sequences, this decodes "
+                                         "one: \\[token_ids_to_text\\(row, tokenizer\\) for"):
+        token_ids_to_text(ids, tokenizer)
+    assert [token_ids_to_text(row, tokenizer) for row in ids] == ["Hello world"] * 2
 
 
 def fixed_logits(values):

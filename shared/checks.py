@@ -125,8 +125,8 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
         raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
     if ids.dim() != 2 or ids.numel() == 0:
         hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
-        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token, "
-                         f"got {tuple(ids.shape)}{hint}")
+        raise ValueError(f"{name} must have shape (batch, tokens), with at least one token (a "
+                         f"prompt cannot be empty), got {tuple(ids.shape)}{hint}")
     # The values are not read while torch.compile traces the model (a branch on them would cut
     # the compiled code in two) or on the meta device (its tensors have no values).
     if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
