@@ -9,7 +9,7 @@
 import torch
 from torch import nn
 
-from shared import check, check_count
+from shared import check, check_count, check_memory
 
 
 # %% attention.ipynb cell 31, 3.4.2 A compact self-attention class
@@ -87,6 +87,7 @@ def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
           f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
     check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
     check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+    check_memory("context_length", context_length, 4 * context_length**2, "its causal mask")
 
 
 def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:

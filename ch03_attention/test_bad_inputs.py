@@ -50,6 +50,16 @@ def test_constructor_names_a_bad_argument(name, change, error, message):
         build(name, **change)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_a_causal_mask_too_big_for_memory_is_refused_before_allocating(name):
+    # 10 million positions: a 364 TiB mask, past any machine's memory
+    with pytest.raises(ValueError, match=r"context_length 10,000,000 needs [0-9,.]+ GiB for its "
+                                         r"causal mask, more than this machine's [0-9,.]+ GiB"):
+        build(name, context_length=10_000_000)
+    with torch.device("meta"):  # tensors without memory: nothing to refuse
+        assert all(buffer.is_meta for buffer in build(name, context_length=10_000_000).buffers())
+
+
 @pytest.mark.parametrize("name", MULTI)
 @pytest.mark.parametrize("num_heads, error, message", [
     (0, ValueError, "num_heads must be an integer >= 1, got 0"),

@@ -15,6 +15,7 @@ from shared import (
     check,
     check_count,
     check_keys,
+    check_memory,
     check_token_ids,
 )
 
@@ -149,6 +150,8 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
+        check_memory("context_length", cfg["context_length"], 4 * cfg["context_length"] ** 2 *
+                     cfg["n_layers"], f"{cfg['n_layers']} layers' causal masks")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])

@@ -165,3 +165,10 @@ def test_generate_text_simple_names_a_bad_argument(model, kwargs, error, message
 def test_zero_new_tokens_returns_the_prompt(model):
     prompt = torch.tensor([[1, 2]])
     assert torch.equal(generate_text_simple(model, prompt, 0, 8), prompt)
+
+
+def test_causal_masks_that_together_exceed_memory_are_refused_before_any_is_made():
+    # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each
+    with pytest.raises(ValueError, match=r"context_length 16,384 needs 1,000.0 GiB for 1000 "
+                                         r"layers' causal masks, more than this machine's"):
+        GPTModel({**TINY, "context_length": 16_384, "n_layers": 1000})

@@ -24,6 +24,7 @@ from shared.checks import (
     check_entry,
     check_flag,
     check_keys,
+    check_memory,
     check_number,
     check_shape,
     check_token_ids,

@@ -9,6 +9,7 @@ raises TypeError, a wrong value ValueError.
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Collection, Iterable, Sequence
 
 
@@ -137,3 +138,17 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     if (low < 0) | (high >= vocab_size):  # one test: a GPU waits for its result once, not twice
         raise ValueError(f"token id {low.item() if low < 0 else high.item()} is outside the "
                          f"vocabulary: ids must be in 0..{vocab_size - 1}")
+
+
+def check_memory(name: str, value, nbytes: int, what: str) -> None:
+    """Raise unless `nbytes` (what `value` of `name` would allocate, `what`) fit in this
+    machine's memory: refused with a message, not left to the allocator or the OOM killer."""
+    import torch
+
+    try:  # Linux and macOS; elsewhere there is nothing to compare with
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    check(nbytes <= total or torch.get_default_device().type == "meta", lambda: f"{name} "
+          f"{value:,} needs {nbytes / 2**30:,.1f} GiB for {what}, more than this machine's "
+          f"{total / 2**30:,.1f} GiB of memory")
