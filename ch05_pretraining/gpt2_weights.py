@@ -239,9 +239,9 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
     is not tied to the token embedding also writes lm_head.weight.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)  # only now: a refused model leaves no folder
     cfg = gpt.cfg
     config = {
         "architectures": ["GPT2LMHeadModel"],
@@ -290,12 +290,28 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
     return gpt
 
 
+def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
+    """A Hugging Face config.json, refused naming the file if it is not a JSON object of one
+    of `model_types`: a damaged download, or a folder of another architecture."""
+    try:
+        hf = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{config_file} is not valid JSON ({error}): damaged or cut short? "
+                         "download it again") from None
+    check(isinstance(hf, dict), f"{config_file} holds a JSON {type(hf).__name__}, not an "
+          "object of settings")
+    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
+          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
+          "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3 and Qwen3 ones)")
+    return hf
+
+
 def _config_beside(path: Path) -> dict | None:
     """Our configuration from the transformers config.json beside a checkpoint, if there is one."""
     config_file = (path if path.is_dir() else path.parent) / "config.json"
     if not config_file.is_file():
         return None
-    hf = json.loads(config_file.read_text())
+    hf = read_config_json(config_file, ("gpt2",))
     return gpt2_config(vocab_size=hf["vocab_size"], context_length=hf["n_positions"],
                        emb_dim=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"])
 
@@ -423,6 +439,7 @@ __all__ = [
     'load_weights_into_gpt',
     'save_gpt2_safetensors',
     'load_gpt2',
+    'read_config_json',
     'BOOK_GPT2_SIZES',
     'download_and_load_gpt2',
     'book_gpt2_params',

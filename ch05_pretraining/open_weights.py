@@ -17,7 +17,14 @@ import tiktoken.load
 import tokenizers
 import torch
 
-from shared import ModernGPTModel, check, check_choice, check_entries, mirror_dir
+from shared import (
+    ModernGPTModel,
+    check,
+    check_choice,
+    check_entries,
+    mirror_dir,
+    read_config_json,
+)
 
 
 # %% pretraining.ipynb cell 126, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
@@ -119,7 +126,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
           f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
     check((folder / "config.json").is_file(), f"no config.json in {folder}: expected a Hugging "
           "Face model folder (download_open_model makes one)", FileNotFoundError)
-    cfg = config_from_hf(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    cfg = config_from_hf(read_config_json(folder / "config.json", OPEN_MODEL_TYPES))
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)

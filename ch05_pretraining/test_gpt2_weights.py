@@ -164,3 +164,37 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
 
     with pytest.raises(ValueError, match="unknown size"):
         download_gpt2_weights("gpt2-huge")
+
+
+def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder(tmp_path):
+    from ch06_classification.classification import (
+        add_classification_head,
+        replace_linear_with_lora,
+    )
+
+    classifier = GPTModel(SMALL)
+    add_classification_head(classifier, 2)
+    with pytest.raises(ValueError, match=r"does not support the configuration key\(s\) "
+                                         r"\['num_classes'\]"):
+        save_gpt2_safetensors(classifier, tmp_path / "classifier")
+    adapted = GPTModel(SMALL)
+    replace_linear_with_lora(adapted, rank=2, alpha=4)
+    with pytest.raises(TypeError, match="a LinearWithLoRA where GPTModel has a Linear \\(an "
+                                        "adapter\\? merge adapters into the weights first\\)"):
+        save_gpt2_safetensors(adapted, tmp_path / "adapted")
+    assert list(tmp_path.iterdir()) == []  # no folder, empty or half-written
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model_type": "llama", "vocab_size": 300}, r"config.json describes a 'llama' model, not "
+                                                 r"'gpt2' \(load_gpt2 loads GPT-2 folders, "
+                                                 "load_open_model Llama 3 and Qwen3 ones\\)"),
+    ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
+    ([1, 2], "config.json holds a JSON list, not an object of settings"),
+])
+def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
+    save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
+    text = config if isinstance(config, str) else json.dumps(config)
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_gpt2(tmp_path)

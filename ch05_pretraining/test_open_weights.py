@@ -102,7 +102,8 @@ def rewrite_config(folder, **changes):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"model_type": "gpt2"}, "unknown model_type 'gpt2'"),
+    ({"model_type": "gpt2"}, r"config.json describes a 'gpt2' model, not 'llama' or 'qwen3' or "
+                             r"'qwen3_moe' \(load_gpt2 loads GPT-2 folders"),
     ({"attention_bias": True}, "does not compute attention_bias=True"),
     ({"hidden_act": "gelu"}, "does not compute hidden_act='gelu'"),
     ({"quantization_config": {"quant_method": "fp8"}},  # as Qwen3-0.6B-FP8's config.json
@@ -121,6 +122,18 @@ def rewrite_config(folder, **changes):
 def test_a_folder_its_config_does_not_describe_is_refused(tmp_path, changes, message):
     saved("qwen3", tmp_path, shard="1GB")
     rewrite_config(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message):
+        load_open_model(tmp_path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"model_type": "qwen3", "hidden_size": 6', r"config.json is not valid JSON \(Expecting"),
+    ("[1, 2]", "config.json holds a JSON list, not an object of settings"),
+    ("", r"config.json is not valid JSON .*download it again"),
+])
+def test_a_damaged_config_json_is_named(tmp_path, text, message):
+    saved("qwen3", tmp_path, shard="1GB")
+    (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match=message):
         load_open_model(tmp_path)
 

@@ -111,6 +111,7 @@ from ch05_pretraining.gpt2_weights import (
     load_weights_into_gpt as load_weights_into_gpt,
     save_gpt2_safetensors as save_gpt2_safetensors,
     load_gpt2 as load_gpt2,
+    read_config_json as read_config_json,
     BOOK_GPT2_SIZES as BOOK_GPT2_SIZES,
     download_and_load_gpt2 as download_and_load_gpt2,
     book_gpt2_params as book_gpt2_params,
