@@ -91,6 +91,13 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
                 raise ValueError(f"{file} is not UTF-8 text (byte {error.start}: "
                                  f"{error.reason}); convert it to UTF-8 or move it out of "
                                  f"{folder}") from None
+            nul = text.find("\0")  # valid UTF-8, but no text holds it: a binary or UTF-16 file
+            if nul >= 0:
+                raise ValueError(f"{file} holds a NUL character (at character {nul:,}): a binary "
+                                 f"or UTF-16 file? convert it to UTF-8 text or move it out of "
+                                 f"{folder}")
+            # "<|endoftext|>" written in a file is the separator token, on purpose: corpora are
+            # often files of many documents joined by it, as GPT-2's were
             ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
             ids.append(tokenizer.eot_token)  # documents are separated as in GPT-2's data
         array = memoryview(np.array(ids, dtype=np.uint16))  # written and hashed, not copied

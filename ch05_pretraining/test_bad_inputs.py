@@ -550,6 +550,25 @@ def test_a_non_utf8_file_is_named(tmp_path):
     assert re.match(r"pretrain.py: .*latin1.txt is not UTF-8 text", result.stderr)
 
 
+@pytest.mark.parametrize("name, data", [
+    ("program.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00"),  # bytes valid as UTF-8, yet binary
+    ("utf16.txt", "Hello".encode("utf-16-le")),
+])
+def test_a_binary_or_utf16_file_is_named_not_tokenised(tmp_path, name, data):
+    (tmp_path / "good.txt").write_text("Hello there.", encoding="utf-8")
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match=rf"{name} holds a NUL character \(at character \d+\): "
+                                         r"a binary or UTF-16 file\?"):
+        pretrain.tokenize_folder(tmp_path, tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
+
+
+def test_an_end_of_text_written_in_a_file_is_the_separator_token(tmp_path):
+    (tmp_path / "joined.txt").write_text("One.<|endoftext|>Two.", encoding="utf-8")
+    tokens = pretrain.tokenize_folder(tmp_path, tmp_path / "out.bin")
+    assert list(tokens).count(50256) == 2  # the one written, and the one after the file
+
+
 def test_too_small_a_split_is_named(texts, tmp_path):
     with pytest.raises(ValueError, match="the validation split has [0-9,]+ tokens, too few for "
                                          "one window of --context 2000"):
