@@ -80,11 +80,12 @@ def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, d
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     check_count("eval_iter", eval_iter, 1)
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, eval_iter, loss_batch)
         val_loss = calc_loss_loader(val_loader, model, device, eval_iter, loss_batch)
-    model.train()
+    model.train(was_training)  # the book sets train(); a model evaluated in eval mode stays so
     return train_loss, val_loss
 
 
@@ -97,12 +98,13 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
                               start_context: str, max_new_tokens: int = 50,
                               log: Callable[[str], object] = print) -> None:
     """Print the model's greedy continuation of `start_context` on one line."""
+    was_training = model.training
     model.eval()
     context_size = context_length_of(model)
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
     token_ids = generate_text_simple(model, encoded, max_new_tokens, context_size)
     log(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
-    model.train()
+    model.train(was_training)
 
 
 # %% pretraining.ipynb cell 27, 5.2 Training an LLM
@@ -162,16 +164,22 @@ def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_value
                 seen_label: str = "tokens seen") -> plt.Figure:
     """Training and validation curves against epochs (bottom axis) and what the model has seen
     by then (top axis: tokens here, examples in chapter 6)."""
+    check(len(epochs_seen) == len(seen) == len(train_values) == len(val_values) > 0, lambda:
+          "plot_values needs as many epochs, seen counts, training and validation values as "
+          f"there were evaluations, at least one; got {len(epochs_seen)}, {len(seen)}, "
+          f"{len(train_values)} and {len(val_values)} (no evaluations? give eval_freq)")
+    marker = "o" if len(train_values) == 1 else None  # one evaluation is a point, not a line
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs_seen, train_values, label=f"training {label}")
-    ax.plot(epochs_seen, val_values, linestyle="-.", label=f"validation {label}")
+    ax.plot(epochs_seen, train_values, marker=marker, label=f"training {label}")
+    ax.plot(epochs_seen, val_values, linestyle="-.", marker=marker, label=f"validation {label}")
     ax.set(xlabel="epochs", ylabel=label)
     ax.legend()
     # The top axis is the bottom one rescaled, so each epoch sits above what was seen by then.
-    top = ax.twiny()
-    seen_per_epoch = float(seen[-1]) / float(epochs_seen[-1])
-    top.set_xlim(*(limit * seen_per_epoch for limit in ax.get_xlim()))
-    top.set_xlabel(seen_label)
+    if float(epochs_seen[-1]) > 0:  # an evaluation at epoch 0 alone gives no scale for it
+        top = ax.twiny()
+        seen_per_epoch = float(seen[-1]) / float(epochs_seen[-1])
+        top.set_xlim(*(limit * seen_per_epoch for limit in ax.get_xlim()))
+        top.set_xlabel(seen_label)
     fig.tight_layout()
     return fig
 

@@ -22,6 +22,8 @@ from ch05_pretraining.pretraining import (
     cosine_schedule,
     evaluate_model,
     generate,
+    generate_and_print_sample,
+    plot_values,
     token_ids_to_text,
     train_model,
     train_model_simple,
@@ -680,3 +682,38 @@ def test_the_log_has_each_step_once_after_resuming_from_an_older_checkpoint(text
         log.write('{"step": 11, "train_lo')
     pretrain.main([*common, "--resume"])
     assert logged_steps(tmp_path) == [0, 5, 10]
+
+
+# Evaluation and plotting ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluation_and_samples_leave_the_model_in_the_mode_it_was_in(training):
+    model = tiny_model().train(training)
+    evaluate_model(model, batches(), batches(), "cpu", eval_iter=1)
+    assert model.training is training and all(m.training is training for m in model.modules())
+    generate_and_print_sample(model, FakeTokenizer(), "cpu", "ab", max_new_tokens=1,
+                              log=lambda line: None)
+    assert model.training is training
+
+
+class FakeTokenizer:
+    """Ids are letters' positions: enough for a 50-token model."""
+
+    def encode(self, text, allowed_special=()):
+        return [ord(c) - ord("a") for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i % 26 + ord("a")) for i in ids)
+
+
+def test_a_run_with_one_evaluation_plots_a_point_and_none_says_why():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figure = plot_values([0.0], [0], [5.0], [5.5])  # one evaluation, at epoch 0
+    assert [line.get_marker() for line in figure.axes[0].lines] == ["o", "o"]
+    with pytest.raises(ValueError, match=r"got 0, 0, 0 and 0 \(no evaluations\? give eval_freq\)"):
+        plot_values([], [], [], [])
+    with pytest.raises(ValueError, match="got 2, 2, 2 and 1"):
+        plot_values([0.5, 1.0], [10, 20], [5.0, 4.0], [5.5])
+    matplotlib.pyplot.close("all")
