@@ -13,6 +13,7 @@ from shared import (
     KVCache,
     MultiHeadAttention,
     check,
+    check_choice,
     check_count,
     check_keys,
     check_memory,
@@ -223,7 +224,7 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check(size in GPT2_SIZES, f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
+    check_choice("size", size, GPT2_SIZES)  # names the nearest size of a near miss
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 

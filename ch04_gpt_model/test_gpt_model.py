@@ -171,6 +171,9 @@ def test_gpt2_config_sizes_and_unknown_size():
     assert gpt2_config(context_length=256)["context_length"] == 256
     with pytest.raises(ValueError, match="unknown size"):
         gpt2_config("gpt2-huge")
+    with pytest.raises(ValueError, match=r"unknown size 'gpt2-small' \(did you mean 'gpt2-small "
+                                         r"\(124M\)'\?\); choose one of \['gpt2-small \(124M\)'"):
+        gpt2_config("gpt2-small")
 
 
 def test_generate_text_simple_is_greedy_and_crops_long_prompts():

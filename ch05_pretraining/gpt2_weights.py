@@ -45,7 +45,7 @@ _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
     """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
     first use. shared.data registers them as "gpt2-small-weights" and so on."""
-    check(size in GPT2_SIZES, f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
+    check_choice("size", size, GPT2_SIZES)  # names the nearest size of a near miss
     return fetch(size.split()[0] + "-weights", progress=progress)
 
 
@@ -282,6 +282,8 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
         path, cfg = download_gpt2_weights(source), gpt2_config(source)
     else:
         path = Path(source)
+        check(path.exists(), lambda: f"{str(source)!r} is neither a file or folder nor a GPT-2 "
+              f"size ({', '.join(GPT2_SIZES)})", FileNotFoundError)
         cfg = _config_beside(path)
     params = read_gpt2_weights(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
