@@ -5,15 +5,20 @@ import random
 import pytest
 import tiktoken
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ch02_text_data.text_data import (
     BPETokenizer,
     GPTDatasetV1,
     SimpleTokenizerV1,
     SimpleTokenizerV2,
+    apply_merges,
+    apply_merges_fast,
     build_vocabulary,
     create_dataloader_v1,
     gpt2_byte_to_char,
+    learn_merges,
     simple_tokenize,
     write_gpt2_files,
 )
@@ -105,6 +110,41 @@ def test_mismatched_gpt2_files_are_rejected(tmp_path):
     (tmp_path / "vocab.bpe").write_text("\n".join(vocab_lines) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="disagree at merge 0"):
         BPETokenizer.from_gpt2_files(fetch("gpt2-encoder"), tmp_path / "vocab.bpe")
+
+
+# BPE: the heap-based merge gives the lesson's ids -------------------------------------------
+
+# Bytes of any kind, text of any script, and runs from a few letters that merge a lot.
+PIECES = st.one_of(st.binary(max_size=200), st.text(max_size=100).map(str.encode),
+                   st.text(alphabet="etaoin shrdl", max_size=200).map(str.encode))
+
+
+@settings(max_examples=300, deadline=None)
+@given(PIECES)
+def test_fast_merge_equals_apply_merges_with_gpt2_ranks(gpt2_bpe, piece):
+    assert apply_merges_fast(piece, gpt2_bpe.ranks) == apply_merges(piece, gpt2_bpe.ranks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab c", max_size=60), st.integers(0, 40),
+       st.text(alphabet="ab cd", max_size=80).map(str.encode))
+def test_fast_merge_equals_apply_merges_with_small_trained_vocabularies(text, n_merges, piece):
+    ranks, _ = learn_merges(text, n_merges)  # few letters: long tokens, many ties and repeats
+    assert apply_merges_fast(piece, ranks) == apply_merges(piece, ranks)
+
+
+def test_fast_merge_ranks_the_merged_bytes_whichever_pair_made_them():
+    # "bc" is merged first, so "abc" arises as "a" + "bc", not as the learned "ab" + "c".
+    ranks = {**{bytes([b]): b for b in range(256)}, b"bc": 256, b"ab": 257, b"abc": 258}
+    assert apply_merges_fast(b"abc", ranks) == apply_merges(b"abc", ranks) == [258]
+    assert apply_merges_fast(b"", ranks) == apply_merges(b"", ranks) == []
+
+
+def test_long_run_without_spaces_encodes_to_tiktokens_ids(gpt2_bpe, tiktoken_gpt2):
+    # One chunk of 50,000 letters: a size where apply_merges, quadratic, is far too slow.
+    text = "".join(random.Random(5).choices("abcdefghijklmnopqrstuvwxyz", k=50_000))
+    fresh = BPETokenizer(gpt2_bpe.ranks, gpt2_bpe.special_tokens, gpt2_bpe.merges)
+    assert fresh.encode(text) == tiktoken_gpt2.encode(text)
 
 
 # BPE: training ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ functions: counting pairs, merging them, learning and replaying merges, GPT-2's 
 and the sliding-window dataset that feeds next-token prediction.
 """
 
+import heapq
 import json
 import operator
 import re
@@ -180,7 +181,35 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 52, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 49, 2.5.2 Training on The Verdict (beyond the book)
+
+def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
+    """The ids of `apply_merges`, in O(n log n) time: a heap of pairs over linked parts."""
+    n = len(piece)
+    parts = [bytes([b]) for b in piece]  # parts[i]: the part that starts at byte i, b"" if none
+    after, before = list(range(1, n + 1)), list(range(-1, n - 1))  # where the neighbours start
+
+    def rank(i):  # the rank of the pair that starts at part i; None if it is no token
+        return ranks.get(parts[i] + parts[after[i]]) if after[i] < n else None
+
+    heap = [(rank(i), i) for i in range(n - 1) if rank(i) is not None]
+    heapq.heapify(heap)  # pops the lowest rank first, leftmost on ties: apply_merges's order
+    while heap:
+        r, i = heapq.heappop(heap)
+        if not parts[i] or rank(i) != r:
+            continue  # stale: part i, or its neighbour, changed after this entry was pushed
+        j = after[i]
+        parts[i], parts[j] = parts[i] + parts[j], b""  # part j joins part i
+        after[i] = after[j]
+        if after[i] < n:
+            before[after[i]] = i
+        for k in (before[i], i):  # only the pairs on either side of the new part changed
+            if k >= 0 and rank(k) is not None:
+                heapq.heappush(heap, (rank(k), k))
+    return [ranks[part] for part in parts if part]
+
+
+# %% text_data.ipynb cell 56, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -191,7 +220,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 57, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 61, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -257,7 +286,7 @@ def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
     (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# %% text_data.ipynb cell 59, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 63, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
@@ -282,7 +311,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 62, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 66, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
@@ -349,7 +378,7 @@ class BPETokenizer:
     def _encode_chunk(self, chunk: str) -> list[int]:
         ids = self._cache.get(chunk)
         if ids is None:
-            ids = apply_merges(chunk.encode("utf-8"), self.ranks)
+            ids = apply_merges_fast(chunk.encode("utf-8"), self.ranks)
             if len(self._cache) < 100_000:
                 self._cache[chunk] = ids
         return ids
@@ -362,7 +391,7 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-# %% text_data.ipynb cell 75, 2.6 Sampling training examples with a sliding window
+# %% text_data.ipynb cell 79, 2.6 Sampling training examples with a sliding window
 
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
@@ -413,6 +442,7 @@ __all__ = [
     'GPT2_SPLIT_PATTERN',
     'learn_merges',
     'apply_merges',
+    'apply_merges_fast',
     'gpt2_byte_to_char',
     'read_gpt2_files',
     'write_gpt2_files',

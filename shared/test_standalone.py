@@ -129,8 +129,9 @@ def test_standalone_keeps_only_what_is_used():
 
 # Each chapter's standalone copy at the filing of issue 23 ("The lesson on top"), in lines: a
 # copy must not grow past it. A new shared check is copied into every chapter that calls it,
-# so it has to save more lines than it brings.
-STANDALONE_LINES_AT_ISSUE_23 = {"ch02_text_data": 411, "ch03_attention": 242,
+# so it has to save more lines than it brings. Raised since only for new teaching code: ch02 by
+# 28 (issue 25: apply_merges_fast, the O(n log n) merge beside the lesson's apply_merges).
+STANDALONE_LINES_AT_ISSUE_23 = {"ch02_text_data": 439, "ch03_attention": 242,
                                 "ch04_gpt_model": 425, "ch05_pretraining": 1635,
                                 "ch06_classification": 914, "ch07_instructions": 944}
 
