@@ -27,6 +27,7 @@ from ch02_text_data.text_data import (
     GPT2_SPLIT_PATTERN as GPT2_SPLIT_PATTERN,
     learn_merges as learn_merges,
     apply_merges as apply_merges,
+    apply_merges_fast as apply_merges_fast,
     gpt2_byte_to_char as gpt2_byte_to_char,
     read_gpt2_files as read_gpt2_files,
     write_gpt2_files as write_gpt2_files,
