@@ -6,9 +6,9 @@
 
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 
+import contextlib
 import itertools
 import math
-import numbers
 import os
 import shutil
 import zipfile
@@ -24,7 +24,6 @@ from shared import (
     check,
     check_count,
     check_number,
-    check_type,
     context_length_of,
     download_file,
     fetch,
@@ -42,11 +41,8 @@ def load_sms_spam() -> pd.DataFrame:
 
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """The book's downloader, with its parameters: puts the collection at `data_file_path`.
-
-    The course's own zip (UCI's URL or its backup) comes through `fetch`: from data/ or the
-    local mirror, checksum verified. Any other `url` is downloaded to `zip_path` and unpacked
-    into `extracted_path`, as the book does.
-    """
+    The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
+    mirror, verified; any other `url` is downloaded to zip_path, unzipped to extracted_path."""
     if Path(data_file_path).exists():
         print(f"{data_file_path} already exists: nothing to download")
         return
@@ -82,17 +78,19 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
 
 # %% classification.ipynb cell 17, 6.3 Data loaders: padding and truncation
 
-def _check_spam_frame(data, csv_file):
-    """Name the first bad row: an empty text would be classified from padding alone."""
-    check({"Label", "Text"} <= set(data.columns),
-          f"{csv_file} needs the columns Label and Text, but has {list(data.columns)}")
+def _check_spam_frame(data, csv_file, num_classes):
+    """Name the first bad row: an empty text (padding alone) or a label that is no class.
+    Labels are compared as numbers: one that is not makes pandas read all of them as text."""
+    check({"Label", "Text"} <= set(data.columns),  # :.80 cuts a binary file's long "header"
+          f"{csv_file} needs the columns Label and Text, but has {list(data.columns)!r:.80}")
     check(not data.empty, f"{csv_file} has no messages")
-    for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
+    values = pd.to_numeric(data["Label"], errors="coerce")  # nan where not a number
+    for row, (text, label, value) in enumerate(zip(data["Text"], data["Label"], values)):
         where = f"of row {row} (line {row + 2})"
         check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
               f"missing, got {text!r}; every message needs text to classify")
-        check(isinstance(label, numbers.Real) and float(label).is_integer() and label >= 0,
-              f"{csv_file}: the Label {where} must be a class index (0, 1, ...), got {label!r}")
+        check(float(value).is_integer() and 0 <= value < num_classes, f"{csv_file}: the Label "
+              f"{where} must be a class index in 0..{num_classes - 1}, got {label!r}")
 
 
 class SpamDataset(Dataset):
@@ -100,17 +98,22 @@ class SpamDataset(Dataset):
 
     max_length=None uses the longest text in this file; pass the training set's value to the
     validation and test sets. Longer texts keep their first max_length tokens. The file is
-    checked first: columns Label and Text, no empty text, integer labels.
+    checked first: UTF-8, columns Label and Text, no empty text, labels 0 to num_classes - 1.
     """
 
-    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *, num_classes=2):
         if max_length is not None:
             check_count("max_length", max_length, 1)
-        # every Text stays a string (a message may be "NA" or "null"); only an empty Label is
-        # missing, so that the check below can name its row
-        data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
-                           na_values={"Label": [""]})
-        _check_spam_frame(data, csv_file)
+        check_count("num_classes", num_classes, 2, "an integer of at least 2")
+        check(not isinstance(csv_file, pd.DataFrame), "csv_file must be a CSV file, got a "
+              "DataFrame: save it first, df.to_csv(path, index=False)", TypeError)
+        try:  # every Text stays a string (a message may be "NA" or "null"); only an empty
+            # Label is missing, so that the check below can name its row
+            data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
+                               na_values={"Label": [""]})
+        except ValueError as error:  # pandas' parser errors, and UnicodeDecodeError
+            raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
+        _check_spam_frame(data, csv_file, num_classes)
         encoded = [tokenizer.encode(text) for text in data["Text"]]
         self.max_length = max_length or max(len(ids) for ids in encoded)
         self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
@@ -128,11 +131,15 @@ class SpamDataset(Dataset):
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
-    record them in the configuration, cfg["num_classes"] (the book's GPTModel has no cfg)."""
-    check(isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool),
-          f"num_classes must be an integer of at least 2, got {num_classes!r}", TypeError)
-    check(num_classes >= 2, f"num_classes must be an integer of at least 2, got {num_classes}")
-    model.out_head = nn.Linear(model.out_head.in_features, num_classes)
+    record them in cfg["num_classes"] (the book's GPTModel has no cfg). A trained head is
+    never replaced: a classifier's head, or one wrapped by LoRA, is refused."""
+    check_count("num_classes", num_classes, 2, "an integer of at least 2")
+    head = getattr(model, "out_head", None)
+    check(isinstance(head, nn.Linear), f"model.out_head must be the language model's "
+          f"nn.Linear head, got {type(head).__name__} (add the head before LoRA)", TypeError)
+    check(head.out_features == model.tok_emb.num_embeddings, f"model already has a classification "
+          f"head ({head.out_features} outputs): to start again, build or load the model again")
+    model.out_head = nn.Linear(head.in_features, num_classes)
     if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
         model.cfg = {**model.cfg, "num_classes": num_classes}
     return model
@@ -142,6 +149,8 @@ def add_classification_head(model, num_classes: int = 2):
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
+    check(all(hasattr(model, n) for n in ("trf_blocks", "final_norm", "out_head")), "model must "
+          f"be a GPT (trf_blocks, final_norm, out_head), not {type(model).__name__}", TypeError)
     for param in model.parameters():
         param.requires_grad = False
     for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
@@ -157,7 +166,23 @@ def count_trainable_parameters(model) -> int:
 # %% classification.ipynb cell 42, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
-    return model(input_batch[:, :context_length_of(model)])[:, -1, :]
+    logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
+    vocab_size = getattr(getattr(model, "tok_emb", None), "num_embeddings", None)
+    check(logits.shape[-1] != vocab_size, lambda: f"model has no classification head: "
+          f"{vocab_size:,} outputs, one per token; call add_classification_head(model) first")
+    return logits
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Evaluation mode, without gradients; afterwards each module is back in its own mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            yield model.eval()
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _check_loader(data_loader, num_batches=None, name="data_loader"):
@@ -171,13 +196,10 @@ def _check_loader(data_loader, num_batches=None, name="data_loader"):
 def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
     """Share of correctly classified examples in the first `num_batches` batches (all)."""
     _check_loader(data_loader, num_batches)
-    model.eval()
     correct, total = 0, 0
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    with torch.no_grad():
-        for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i >= num_batches:
-                break
+    with _evaluating(model):
+        for input_batch, target_batch in itertools.islice(data_loader, num_batches):
             predicted = _last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
             correct += (predicted == target_batch.to(device)).sum().item()
             total += len(target_batch)
@@ -200,12 +222,9 @@ def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
 
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation classification loss on `eval_iter` batches each, no dropout."""
-    model.eval()
-    with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
-    model.train()
-    return train_loss, val_loss
+    with _evaluating(model):
+        return (calc_loss_loader(train_loader, model, device, num_batches=eval_iter),
+                calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
 
 
 # %% classification.ipynb cell 46, 6.7 Finetuning on supervised data
@@ -215,8 +234,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     """Finetune a classifier with chapter 5's train_model_simple; returns train/val losses
     (every eval_freq steps), train/val accuracies (every epoch, on eval_iter batches) and the
     number of examples trained on."""
-    # checked now, not after the first epoch's training
-    _check_loader(train_loader, name="train_loader")
+    _check_loader(train_loader, name="train_loader")  # now, not after an epoch of training
     _check_loader(val_loader, eval_iter, name="val_loader")
     train_accs, val_accs, examples_seen = [], [], 0
 
@@ -240,15 +258,14 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
-    check_type("text", text, str, "a string")
+    check(isinstance(text, str), f"text must be a string, got {type(text).__name__}", TypeError)
     if max_length is not None:
         check_count("max_length", max_length, 1)
     ids = tokenizer.encode(text)
     check(len(ids) > 0, "text is empty: there is nothing to classify")  # padding alone is not
-    model.eval()
     max_length = min(max_length or len(ids), context_length_of(model))
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
-    with torch.no_grad():
+    with _evaluating(model):
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
 
@@ -284,8 +301,10 @@ class LinearWithLoRA(nn.Module):
 
 
 def replace_linear_with_lora(model, rank: int, alpha: float):
-    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA. A bad rank or alpha
-    stops it at the first layer, before that layer is replaced."""
+    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA. Refused before any
+    change: a model with LoRA layers already, a bad rank or alpha (by the first LoRALayer)."""
+    check(not any(isinstance(m, LinearWithLoRA) for m in model.modules()), "model already has "
+          "LoRA layers: replace_linear_with_lora wraps each linear layer once")
     for name, module in model.named_children():
         if isinstance(module, nn.Linear):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))

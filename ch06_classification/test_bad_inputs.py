@@ -17,8 +17,10 @@ from ch06_classification.classification import (
     calc_loss_batch,
     calc_loss_loader,
     classify_review,
+    evaluate_model,
     replace_linear_with_lora,
     train_classifier_simple,
+    train_only_last_block,
 )
 from conftest import TINY_GPT, tiny_gpt
 
@@ -213,3 +215,248 @@ def test_classify_review_bad_inputs(text, max_length, error, message):
 def test_classify_review_still_truncates_long_texts():
     label = classify_review("x" * 50, classifier(), ByteTokenizer(), "cpu", max_length=20)
     assert label in ("spam", "not spam")
+
+
+# Issue 25: helpers that change a model check everything first; evaluation keeps the mode ------
+
+def flags(model):
+    return {name: p.requires_grad for name, p in model.named_parameters()}
+
+
+def module_types(model):
+    return {name: type(module) for name, module in model.named_modules()}
+
+
+def modes(model):
+    return {name: module.training for name, module in model.named_modules()}
+
+
+@pytest.mark.parametrize("missing", ["trf_blocks", "final_norm", "out_head"])
+def test_train_only_last_block_refuses_a_model_without_a_gpt_part_and_freezes_nothing(missing):
+    model = classifier()
+    delattr(model, missing)
+    before = flags(model)
+    with pytest.raises(TypeError, match=r"model must be a GPT \(trf_blocks, final_norm, "
+                                        r"out_head\), not GPTModel"):
+        train_only_last_block(model)
+    assert flags(model) == before and all(before.values())  # nothing half-frozen
+
+
+def test_train_only_last_block_still_freezes_all_but_the_last_block():
+    model = train_only_last_block(classifier())
+    trainable = {name for name, flag in flags(model).items() if flag}
+    assert trainable and all(name.startswith(("trf_blocks.0.", "final_norm.", "out_head."))
+                             for name in trainable)
+
+
+def lora_classifier():
+    return replace_linear_with_lora(classifier(), rank=2, alpha=4)
+
+
+@pytest.mark.parametrize("make_model, error, message", [
+    pytest.param(classifier, ValueError, r"model already has a classification head \(2 outputs\)"
+                 r": to start again, build or load the model again", id="a classifier"),
+    pytest.param(lora_classifier, TypeError, r"model.out_head must be the language model's "
+                 r"nn.Linear head, got LinearWithLoRA \(add the head before LoRA\)", id="LoRA"),
+    pytest.param(lambda: nn.Sequential(nn.Linear(4, 4)), TypeError,
+                 "model.out_head must be .* got NoneType", id="no out_head"),
+])
+def test_add_classification_head_never_replaces_a_trained_head(make_model, error, message):
+    model = make_model()
+    head, types, before = getattr(model, "out_head", None), module_types(model), flags(model)
+    cfg = dict(getattr(model, "cfg", {}))
+    with pytest.raises(error, match=message):
+        add_classification_head(model, num_classes=3)
+    assert getattr(model, "out_head", None) is head and module_types(model) == types
+    assert flags(model) == before and dict(getattr(model, "cfg", {})) == cfg
+
+
+def test_replace_linear_with_lora_refuses_a_model_that_has_lora_layers():
+    model = lora_classifier()
+    types, before = module_types(model), flags(model)
+    with pytest.raises(ValueError, match="model already has LoRA layers: "
+                                         "replace_linear_with_lora wraps each linear layer once"):
+        replace_linear_with_lora(model, rank=2, alpha=4)
+    assert module_types(model) == types and flags(model) == before
+    assert not any(isinstance(m.linear, LinearWithLoRA) for m in model.modules()
+                   if isinstance(m, LinearWithLoRA))  # no LoRA layer inside another
+
+
+def lm_model():
+    return tiny_gpt(**TINY)  # out_head: 300 outputs, one per token
+
+
+NO_HEAD = r"model has no classification head: 300 outputs, one per token; " \
+          r"call add_classification_head\(model\) first"
+
+
+@pytest.mark.parametrize("use", [
+    pytest.param(lambda model: calc_accuracy_loader(loader(), model, "cpu"), id="accuracy"),
+    pytest.param(lambda model: calc_loss_loader(loader(), model, "cpu"), id="loss loader"),
+    pytest.param(lambda model: calc_loss_batch(*next(iter(loader())), model, "cpu"),
+                 id="loss batch"),
+    pytest.param(lambda model: evaluate_model(model, loader(), loader(), "cpu", 1),
+                 id="evaluate_model"),
+    pytest.param(lambda model: classify_review("hi", model, ByteTokenizer(), "cpu"),
+                 id="classify_review"),
+])
+@pytest.mark.parametrize("make_model", [
+    pytest.param(lm_model, id="language model"),
+    pytest.param(lambda: replace_linear_with_lora(lm_model(), 2, 4), id="LoRA language model"),
+])
+def test_classification_helpers_refuse_a_language_model_head(use, make_model):
+    model = make_model().train()
+    before = modes(model)
+    with pytest.raises(ValueError, match=NO_HEAD):
+        use(model)
+    assert modes(model) == before  # the mode is restored on the way out
+
+
+def test_training_a_language_model_as_a_classifier_is_refused_before_any_step():
+    model = lm_model()
+    before = parameters(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=NO_HEAD):
+        train_classifier_simple(model, loader(), loader(), optimizer, "cpu", num_epochs=1,
+                                eval_freq=1, eval_iter=1)
+    after = parameters(model)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert optimizer.state_dict()["state"] == {}
+
+
+def test_a_lora_classifier_is_a_classifier():
+    assert 0 <= calc_accuracy_loader(loader(), lora_classifier(), "cpu") <= 1
+
+
+def mixed_modes():
+    """A model in training mode whose first block is in evaluation mode (a frozen part)."""
+    model = classifier().train()
+    model.trf_blocks[0].eval()
+    return model
+
+
+@pytest.mark.parametrize("use", [
+    pytest.param(lambda model: calc_accuracy_loader(loader(), model, "cpu"), id="accuracy"),
+    pytest.param(lambda model: calc_loss_loader(loader(), model, "cpu"), id="loss loader"),
+    pytest.param(lambda model: evaluate_model(model, loader(), loader(), "cpu", 1),
+                 id="evaluate_model"),
+    pytest.param(lambda model: classify_review("hi", model, ByteTokenizer(), "cpu"),
+                 id="classify_review"),
+])
+@pytest.mark.parametrize("make_model", [
+    pytest.param(lambda: classifier().train(), id="training"),
+    pytest.param(lambda: classifier().eval(), id="evaluation"),
+    pytest.param(mixed_modes, id="mixed"),
+])
+def test_evaluation_helpers_restore_each_modules_mode(use, make_model):
+    model = make_model()
+    before = modes(model)
+    use(model)
+    assert modes(model) == before
+
+
+def test_evaluation_runs_without_dropout_and_without_gradients():
+    model = add_classification_head(tiny_gpt(**{**TINY, "drop_rate": 0.5})).train()
+    data = loader(num_examples=8)
+    assert evaluate_model(model, data, data, "cpu", 4) == evaluate_model(model, data, data,
+                                                                         "cpu", 4)
+    seen = []
+    model.out_head.register_forward_hook(
+        lambda module, inputs, output: seen.append((module.training, output.requires_grad)))
+    calc_accuracy_loader(data, model, "cpu")
+    classify_review("hi", model, ByteTokenizer(), "cpu")
+    assert seen and all(state == (False, False) for state in seen)
+    assert model.training
+
+
+# Issue 25: labels outside the head's classes, files that are not CSV text ---------------------
+
+@pytest.mark.parametrize("csv, num_classes, message", [
+    ("Label,Text\n0,hi\n2,see you\n", 2, r"the Label of row 1 \(line 3\) must be a class index "
+     r"in 0\.\.1, got 2"),
+    ("Label,Text\n0,hi\n1,yo\n3,see you\n", 3, r"row 2 \(line 4\) .* in 0\.\.2, got 3"),
+    ("Label,Text\n0,hi\n1,yo\n2.0,ok\nham,see you\n", 3, r"row 3 \(line 5\) .* got 'ham'"),
+    ("Label,Text\n0,hi\n1.5,yo\n", 2, r"row 1 \(line 3\) .* got 1\.5"),
+    ("Label,Text\n0,hi\n1,yo\nnan,see you\n", 2, r"row 2 \(line 4\) .* got 'nan'"),
+    ("Label,Text\n0,hi\n1,yo\ninf,see you\n", 2, r"row 2 \(line 4\) .* got inf"),
+])
+def test_a_label_outside_the_heads_classes_is_named_by_file_and_row(tmp_path, csv, num_classes,
+                                                                      message):
+    path = tmp_path / "spam.csv"
+    path.write_text(csv)
+    with pytest.raises(ValueError, match=message) as caught:
+        SpamDataset(path, ByteTokenizer(), num_classes=num_classes)
+    assert str(path) in str(caught.value)
+
+
+def test_one_text_label_does_not_blame_the_rows_before_it(tmp_path):
+    # pandas reads every label as text when one is not a number: row 2 is the bad one
+    path = tmp_path / "spam.csv"
+    path.write_text("Label,Text\n0,hi\n1,yo\nspam,see you\n")
+    with pytest.raises(ValueError, match=r"the Label of row 2 \(line 4\) .* got 'spam'"):
+        SpamDataset(path, ByteTokenizer())
+
+
+def test_more_classes_need_num_classes(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("Label,Text\n0,hi\n1,yo\n2,see you\n")
+    assert SpamDataset(path, ByteTokenizer(), num_classes=3).labels == [0, 1, 2]
+    with pytest.raises(ValueError, match="got 2"):
+        SpamDataset(path, ByteTokenizer())
+    for bad, error in [(1, ValueError), (2.0, TypeError), ("3", TypeError), (None, TypeError)]:
+        with pytest.raises(error, match=f"num_classes must be an integer of at least 2, got "
+                                        f"{bad!r}"):
+            SpamDataset(path, ByteTokenizer(), num_classes=bad)
+
+
+@pytest.mark.parametrize("content, message", [
+    pytest.param(bytes(range(256)) * 8, r"is not a UTF-8 CSV file \(", id="binary"),
+    pytest.param("Label,Text\n0,hi\n".encode("utf-16"), r"is not a UTF-8 CSV file \('utf-8' "
+                 r"codec can't decode byte 0xff", id="UTF-16"),
+    pytest.param("Label,Text\n0,café\n".encode("latin-1"), "is not a UTF-8 CSV file", id="Latin-1"),
+    pytest.param(b"", r"is not a UTF-8 CSV file \(No columns to parse from file\)", id="empty"),
+    pytest.param(b"\0" * 4096, r"needs the columns Label and Text, but has \['\\x00\\x00",
+                 id="NUL-filled"),
+    pytest.param(b"Label,Text\n0,hi\n" + b"\0" * 64 + b"\n1,yo\n",
+                 r"the Text of row 1 \(line 3\) is empty", id="NUL-filled block"),
+])
+def test_a_file_that_is_not_a_csv_text_is_named(tmp_path, content, message):
+    path = tmp_path / "spam.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as caught:
+        SpamDataset(path, ByteTokenizer())
+    assert str(caught.value).startswith(str(path))
+    assert len(str(caught.value)) < 300  # a NUL-filled "header" is not printed whole
+
+
+def test_a_dataframe_is_not_a_csv_file():
+    import pandas as pd
+
+    frame = pd.DataFrame({"Label": [0, 1], "Text": ["hi", "WIN"]})
+    with pytest.raises(TypeError, match=r"csv_file must be a CSV file, got a DataFrame: save it "
+                                        r"first, df.to_csv\(path, index=False\)"):
+        SpamDataset(frame, ByteTokenizer())
+
+
+# Issue 25: plotting a run with one evaluation, or none ----------------------------------------
+
+def test_a_run_with_one_evaluation_plots_and_one_with_none_says_why():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared import plot_values
+
+    model = classifier()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    data = loader()
+    train_losses, val_losses, train_accs, val_accs, seen = train_classifier_simple(
+        model, data, data, optimizer, "cpu", num_epochs=1, eval_freq=100, eval_iter=1)
+    assert len(train_losses) == len(train_accs) == 1  # one evaluation, after the first step
+    batch_seen = torch.tensor([2.0])  # chapter 6's axes: examples seen at each evaluation
+    plt.close(plot_values(batch_seen / seen, batch_seen, train_losses, val_losses))
+    plt.close(plot_values(torch.tensor([1.0]), torch.tensor([float(seen)]), train_accs,
+                          val_accs, label="accuracy"))
+    with pytest.raises(ValueError, match=r"no evaluations\? give eval_freq"):
+        plot_values([], [], [], [])
