@@ -25,7 +25,6 @@ from shared import (
     fetch,
     generate,
     progress_bar,
-    text_to_token_ids,
     token_ids_to_text,
 )
 
@@ -76,22 +75,33 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
 
 # %% instructions.ipynb cell 16, 7.3 Organising data into batches
 
+def _encode(tokenizer, text):
+    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
+    entry may mention it; a sequence's real end of text is the collate function's pad id."""
+    if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
+        return tokenizer.encode(text, disallowed_special=())
+    return tokenizer.encode(text)
+
+
 class InstructionDataset(Dataset):
     """Token ids of each entry's full text (prompt, response header, response).
 
     With mask_instruction=True, items are (ids, prompt_length) so that custom_collate_fn can
-    exclude the prompt from the loss.
+    exclude the prompt from the loss. An empty output is refused, naming its entry.
     """
 
     def __init__(self, data: list, tokenizer, mask_instruction: bool = False):
         check_entries(data, ("instruction", "output"))
+        for index, entry in enumerate(data):  # an empty answer would teach to answer nothing
+            check(entry["output"].strip(), f"entry {index}: 'output' is empty "
+                  f"({entry['output']!r}): fill it in or leave the entry out")
         self.data = data
         self.mask_instruction = mask_instruction
         self.encoded_texts, self.prompt_lengths = [], []
         for entry in data:
             prompt = format_input(entry) + RESPONSE_HEADER
-            self.encoded_texts.append(tokenizer.encode(prompt + entry["output"]))
-            self.prompt_lengths.append(len(tokenizer.encode(prompt)))
+            self.encoded_texts.append(_encode(tokenizer, prompt + entry["output"]))
+            self.prompt_lengths.append(len(_encode(tokenizer, prompt)))
 
     def __getitem__(self, index):
         if self.mask_instruction:
@@ -143,6 +153,8 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     check(len(batch) > 0, "the batch is empty: there is nothing to collate")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
     for i, (ids, prompt_length) in enumerate(items):
+        check(isinstance(ids, list), f"item {i} of the batch must be a list of token ids, got "
+              f"{type(ids).__name__} (a tensor's .tolist() gives one)", TypeError)
         check(len(ids) > 0, f"item {i} of the batch has no tokens")
         check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
               f"0..{len(ids)} (its length), got {prompt_length}")
@@ -192,12 +204,14 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
                        key="model_response", progress=True):
     """Add the model's greedy response to every entry of `data` under `key`; returns data."""
     check_entries(data, ("instruction",))  # before the first entry is changed
+    was_training = model.training
     model.eval()
     for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
         prompt = format_input(entry) + RESPONSE_HEADER
-        token_ids = generate(model, text_to_token_ids(prompt, tokenizer).to(device),
+        token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
                              max_new_tokens, eos_id=eos_id)  # context: the model's own
         entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
+    model.train(was_training)  # as it was: generating must not switch dropout off for good
     return data
 
 
@@ -219,17 +233,22 @@ class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
 
     Items are {"chosen": (ids, prompt_length), "rejected": (ids, prompt_length)}: the form in
-    which custom_collate_fn ignores the prompt in the targets.
+    which custom_collate_fn ignores the prompt in the targets. A pair of two equal answers is
+    refused, unless keep_identical=True.
     """
 
-    def __init__(self, data: list, tokenizer):
+    def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
         check_entries(data, ("instruction", "chosen", "rejected"))
+        for index, entry in enumerate(data):  # its loss is log 2 whatever the model does
+            check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {index}: "
+                  f"'chosen' and 'rejected' are the same answer, from which DPO learns nothing; "
+                  f"leave it out, or pass keep_identical=True")
         self.data = data
         self.items = []
         for entry in data:
             prompt = format_input(entry) + RESPONSE_HEADER
-            prompt_length = len(tokenizer.encode(prompt))
-            self.items.append({kind: (tokenizer.encode(prompt + entry[kind]), prompt_length)
+            prompt_length = len(_encode(tokenizer, prompt))
+            self.items.append({kind: (_encode(tokenizer, prompt + entry[kind]), prompt_length)
                                for kind in ("chosen", "rejected")})
 
     def __getitem__(self, index):
@@ -258,8 +277,8 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
             collated[kind] = custom_collate_fn(
                 [item[kind] for item in batch], pad_token_id=pad_token_id,
                 allowed_max_length=allowed_max_length, device=device)
-        except ValueError as error:  # say which side of the pair
-            raise ValueError(f"{kind}: {error}") from None
+        except (TypeError, ValueError) as error:  # say which side of the pair
+            raise type(error)(f"{kind}: {error}") from None
     return collated
 
 
@@ -306,6 +325,7 @@ def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
 
 def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
     """Mean DPO loss, mean reward margin and preference accuracy (margin > 0) over `loader`."""
+    was_training = policy.training
     policy.eval()
     losses, margins = [], []
     with torch.no_grad():
@@ -313,6 +333,7 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
             loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
             losses.append(loss.item() * len(chosen))
             margins.append(chosen - rejected)
+    policy.train(was_training)
     check(len(margins) > 0, "loader gave no batches: there is nothing to evaluate")
     margins = torch.cat(margins)
     return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),

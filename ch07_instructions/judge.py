@@ -13,9 +13,7 @@ import json
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 # format_input: 7.2's prompt template, from the lesson module
 from shared import check, check_entries, check_number, format_input, progress_bar
@@ -46,7 +44,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
         "stream": False,
     }).encode("utf-8")
     try:
-        status, reply = _post_before_deadline(url, request, timeout)
+        status, location, reply = _request_before_deadline(url, request, timeout)
     except TimeoutError:
         raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
                           f"limit for the whole request; pass a larger timeout for a slow "
@@ -58,10 +56,15 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
         raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
                           f"https://ollama.com, start it with `ollama serve`, and fetch the "
                           f"judge with `ollama pull {model}`.") from None
+    if 300 <= status < 400:  # not followed: the answer must come from the server at url
+        raise OllamaError(f"Ollama at {url} answered with a redirect (HTTP {status}) to "
+                          f"{location}: give the server's own address as url")
     if status >= 400:
         detail = reply.decode("utf-8", "replace")[:200]
         raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} (is the model "
                           f"pulled? run `ollama pull {model}`)")
+    if not reply.strip():  # not an empty answer from the model: no answer at all
+        raise OllamaError(f"Ollama at {url} sent an empty reply (HTTP {status}, no JSON)")
     try:
         body = reply.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -82,8 +85,10 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
 
 # %% instructions.ipynb cell 78, An LLM as the judge, through Ollama
 
-def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-    """POST `body` as JSON; return (status, reply), or raise TimeoutError after `timeout` s.
+def _request_before_deadline(url: str, body: bytes | None, timeout: float
+                             ) -> tuple[int, str | None, bytes]:
+    """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply),
+    or raise TimeoutError after `timeout` s. A redirect is returned, not followed.
 
     A socket's timeout limits each read, so a server that sends a byte now and then could
     hold a caller for ever; a timer shuts the connection down at the deadline instead.
@@ -107,9 +112,10 @@ def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, b
     timer.start()
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        connection.request("GET" if body is None else "POST", path, body,
+                           {} if body is None else {"Content-Type": "application/json"})
         response = connection.getresponse()
-        status, reply = response.status, response.read()
+        status, location, reply = response.status, response.getheader("Location"), response.read()
     except (http.client.HTTPException, OSError):
         if not expired.is_set():
             raise
@@ -118,19 +124,23 @@ def _post_before_deadline(url: str, body: bytes, timeout: float) -> tuple[int, b
         connection.close()
     if expired.is_set():
         raise TimeoutError(f"no complete answer within {timeout} s")
-    return status, reply
+    return status, location, reply
 
 
 # %% instructions.ipynb cell 80, An LLM as the judge, through Ollama
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
-    """True if an Ollama server answers at the host and port of `url`."""
-    base = url.split("/api/")[0]
+    """True if an Ollama server at the host and port of `url` lists its models within
+    `timeout` seconds, a deadline for the whole request; a redirect or an empty reply is no."""
+    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
+          f"url must start with http:// or https://, got {url!r}")
     try:
-        with urllib.request.urlopen(base + "/api/tags", timeout=timeout):
-            return True
-    except (urllib.error.URLError, OSError):
+        status, _, reply = _request_before_deadline(url.split("/api/")[0] + "/api/tags", None,
+                                                    timeout)
+    except (http.client.HTTPException, OSError):  # TimeoutError is an OSError
         return False
+    return status == 200 and bool(reply.strip())
 
 
 def check_if_running(process_name: str) -> bool:

@@ -3,9 +3,11 @@
 import http.server
 import json
 import math
+import re
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -24,7 +26,12 @@ from ch07_instructions.instructions import (
     preference_collate_fn,
     rouge_l_scores,
 )
-from ch07_instructions.judge import OllamaError, generate_model_scores, query_model
+from ch07_instructions.judge import (
+    OllamaError,
+    generate_model_scores,
+    ollama_is_running,
+    query_model,
+)
 
 
 class LetterTokenizer:
@@ -239,6 +246,10 @@ def server():
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
+            self.do_GET()
+
+        def do_GET(self):
+            httpd.paths.append(self.path)
             try:
                 httpd.behave(self)
             except OSError:  # the client gave up and closed the connection
@@ -249,6 +260,7 @@ def server():
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
+    httpd.paths = []
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd
     httpd.shutdown()
@@ -337,3 +349,216 @@ def test_bad_replies_are_ollama_errors_that_name_the_problem(server, behave, mes
 def test_query_model_bad_arguments(options, error, message):
     with pytest.raises(error, match=message):
         query_model("?", **options)
+
+
+# Issue 25: empty answers, special-token spellings, equal pairs, tensors for lists -------------
+
+class CountingTokenizer(LetterTokenizer):
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, text, allowed_special=None):
+        self.calls += 1
+        return super().encode(text)
+
+
+@pytest.mark.parametrize("output", ["", "   ", "\n\t "])
+@pytest.mark.parametrize("mask_instruction", [False, True])
+def test_an_empty_output_is_refused_by_its_entry_before_any_work(output, mask_instruction):
+    tokenizer = CountingTokenizer()
+    data = [dict(ENTRY), {**ENTRY, "output": output}]
+    with pytest.raises(ValueError, match=re.escape(f"entry 1: 'output' is empty ({output!r}): "
+                                                   f"fill it in or leave the entry out")):
+        InstructionDataset(data, tokenizer, mask_instruction=mask_instruction)
+    assert tokenizer.calls == 0 and data[1]["output"] == output
+
+
+SPECIAL = "<|endoftext|>"
+
+
+@pytest.mark.parametrize("field", ["instruction", "input", "output"])
+def test_a_special_tokens_spelling_in_an_entry_is_text(tiktoken_gpt2, field):
+    entry = {**ENTRY, field: f"what does {SPECIAL} mean?"}
+    dataset = InstructionDataset([entry], tiktoken_gpt2, mask_instruction=True)
+    ids, prompt_length = dataset[0]
+    text = format_input(entry) + "\n\n### Response:\n" + entry["output"]
+    assert ids == tiktoken_gpt2.encode(text, disallowed_special=())
+    assert 50256 not in ids and tiktoken_gpt2.decode(ids) == text
+    _, targets = custom_collate_fn([dataset[0]])
+    assert targets[0].tolist().count(50256) == 1  # the one end of text: the collate function's
+    assert prompt_length == len(tiktoken_gpt2.encode(text[:len(text) - len(entry["output"])],
+                                                     disallowed_special=()))
+
+
+def test_a_special_tokens_spelling_in_a_preference_pair_is_text(tiktoken_gpt2):
+    pair = {**ENTRY, "chosen": f"ends with {SPECIAL}", "rejected": SPECIAL}
+    item = PreferenceDataset([pair], tiktoken_gpt2)[0]
+    for kind in ("chosen", "rejected"):
+        ids, _ = item[kind]
+        assert 50256 not in ids and tiktoken_gpt2.decode(ids).endswith(pair[kind])
+
+
+def test_generate_responses_reads_a_special_tokens_spelling_as_text(tiktoken_gpt2):
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos_emb = nn.Embedding(512, 1)
+            self.prompts = []
+
+        def forward(self, ids):
+            self.prompts.append(ids[0].tolist())
+            logits = torch.zeros(*ids.shape, 50257)
+            logits[..., 50256] = 1.0  # stop at once
+            return logits
+
+    model = Recorder()
+    entry = {"instruction": f"Explain {SPECIAL}.", "input": ""}
+    generate_responses(model, [entry], tiktoken_gpt2, "cpu", max_new_tokens=3, progress=False)
+    prompt = format_input(entry) + "\n\n### Response:\n"
+    assert model.prompts[0] == tiktoken_gpt2.encode(prompt, disallowed_special=())
+    assert entry["model_response"] == ""
+
+
+PAIR_ENTRY = {"instruction": "Add.", "input": "1 and 2", "chosen": "3", "rejected": "4"}
+
+
+@pytest.mark.parametrize("answer", ["3", "", "  "])
+def test_a_pair_of_equal_answers_is_refused_by_its_entry_before_any_work(answer):
+    tokenizer = CountingTokenizer()
+    data = [PAIR_ENTRY, {**PAIR_ENTRY, "chosen": answer, "rejected": answer}]
+    with pytest.raises(ValueError, match="entry 1: 'chosen' and 'rejected' are the same answer, "
+                                         "from which DPO learns nothing; leave it out, or pass "
+                                         "keep_identical=True"):
+        PreferenceDataset(data, tokenizer)
+    assert tokenizer.calls == 0
+
+
+def test_equal_answers_are_kept_on_request_and_their_loss_is_constant():
+    data = [PAIR_ENTRY, {**PAIR_ENTRY, "rejected": "3"}]
+    dataset = PreferenceDataset(data, LetterTokenizer(), keep_identical=True)
+    assert len(dataset) == 2 and dataset[1]["chosen"] == dataset[1]["rejected"]
+    assert PreferenceDataset([{**PAIR_ENTRY, "rejected": "3 "}], LetterTokenizer())  # differ
+    batch = preference_collate_fn([dataset[1]], pad_token_id=0)
+    policy = nn.Sequential(nn.Embedding(256, 256))  # LetterTokenizer: one id per character
+    loss, _, _ = dpo_loss_batch(batch, policy, nn.Sequential(nn.Embedding(256, 256)))
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(2))
+    assert policy[0].weight.grad.abs().max() == 0  # nothing to learn from it
+
+
+@pytest.mark.parametrize("batch, kind", [
+    ([torch.tensor([1, 2, 3]), torch.tensor([4, 5])], "Tensor"),
+    ([np.array([1, 2, 3]), np.array([4, 5, 6])], "ndarray"),  # used to add the pad id silently
+    (torch.tensor([[1, 2, 3], [4, 5, 6]]), "Tensor"),
+    ([[1, 2, 3], (torch.tensor([1, 2, 3]), 1)], "Tensor"),
+])
+def test_collate_refuses_tensors_where_lists_of_ids_are_expected(batch, kind):
+    item = 1 if isinstance(batch, list) and isinstance(batch[0], list) else 0
+    with pytest.raises(TypeError, match=f"item {item} of the batch must be a list of token ids, "
+                                        f"got {kind} \\(a tensor's .tolist\\(\\) gives one\\)"):
+        custom_collate_fn(batch)
+
+
+def test_preference_collate_names_the_side_with_a_tensor():
+    pair = {"chosen": ([1, 2, 3], 1), "rejected": (torch.tensor([1, 2, 4]), 1)}
+    with pytest.raises(TypeError, match="^rejected: item 0 of the batch must be a list of token "
+                                        "ids, got Tensor"):
+        preference_collate_fn([pair], pad_token_id=0)
+
+
+# Issue 25: ollama_is_running has a deadline; a redirect or an empty body is an error ------------
+
+def redirect(handler):
+    handler.send_response(302)
+    handler.send_header("Location", "http://127.0.0.1:9/api/chat")
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+@pytest.mark.parametrize("behave, message", [
+    (redirect, r"answered with a redirect \(HTTP 302\) to http://127.0.0.1:9/api/chat: give the "
+               r"server's own address as url"),
+    (answer(b""), r"sent an empty reply \(HTTP 200, no JSON\)"),
+    (answer(b"\n  \n"), r"sent an empty reply"),
+])
+def test_a_redirect_or_an_empty_body_is_an_error_not_an_empty_answer(server, behave, message):
+    server.behave = behave
+    with pytest.raises(OllamaError, match=message):
+        query_model("?", url=server.url, timeout=5)
+    assert server.paths == ["/api/chat"]  # the redirect was not followed
+
+
+def test_an_empty_answer_from_the_model_is_still_an_answer(server):
+    server.behave = answer(chat_answer(""))
+    assert query_model("?", url=server.url, timeout=5) == ""
+
+
+def timed_check(url, timeout):
+    start = time.monotonic()
+    return ollama_is_running(url, timeout=timeout), time.monotonic() - start
+
+
+@pytest.mark.parametrize("behave", [
+    pytest.param(answer(b'{"models": []}', before=3.0), id="slow to start"),
+    pytest.param(answer(b'{"models": [' + b" " * 40 + b"]}", pieces=40, pause=0.1), id="trickle"),
+])
+def test_ollama_is_running_has_a_deadline_for_the_whole_request(server, behave):
+    server.behave = behave
+    running, seconds = timed_check(server.url, timeout=0.8)
+    assert running is False and seconds < 2.0
+    assert server.paths == ["/api/tags"]
+
+
+def redirect_to_a_list_of_models(handler):
+    """/api/tags redirects to /moved, on the same server, which lists models."""
+    if handler.path != "/moved":
+        handler.send_response(301)
+        handler.send_header("Location", "/moved")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return
+    answer(b'{"models": []}')(handler)
+
+
+@pytest.mark.parametrize("behave, running", [
+    (answer(b'{"models": []}'), True),
+    (redirect, False),
+    (redirect_to_a_list_of_models, False),
+    (answer(b""), False),
+    (answer(b"{}", pieces=2, pause=0.05), True),
+])
+def test_ollama_is_running_says_no_to_a_redirect_or_an_empty_reply(server, behave, running):
+    server.behave = behave
+    assert ollama_is_running(server.url, timeout=5) is running
+    assert server.paths == ["/api/tags"]  # the redirect was not followed
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"timeout": 0}, ValueError, "timeout must be a positive number of seconds, got 0"),
+    ({"timeout": "2"}, TypeError, "timeout must be a positive number of seconds, got '2'"),
+    ({"url": "localhost:11434"}, ValueError, "url must start with http:// or https://"),
+])
+def test_ollama_is_running_bad_arguments(options, error, message):
+    with pytest.raises(error, match=message):
+        ollama_is_running(**options)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training, tiktoken_gpt2):
+    from ch07_instructions.instructions import (
+        PreferenceDataset,
+        evaluate_preferences,
+        generate_responses,
+        preference_collate_fn,
+    )
+    from conftest import tiny_gpt
+
+    model = tiny_gpt(vocab_size=50257, context_length=64).train(training)
+    entry = {"instruction": "Say hi.", "input": "", "chosen": "Hi.", "rejected": "No."}
+    generate_responses(model, [dict(entry)], tiktoken_gpt2, "cpu", max_new_tokens=2,
+                       progress=False)
+    assert model.training is training
+    pairs = PreferenceDataset([entry], tiktoken_gpt2)
+    batch = preference_collate_fn([pairs[0]])
+    evaluate_preferences([batch], model, tiny_gpt(vocab_size=50257, context_length=64), beta=0.1)
+    assert model.training is training
