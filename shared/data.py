@@ -350,15 +350,20 @@ def prepare_tiktoken_cache() -> None:
 
     tiktoken caches each file it downloads in $TIKTOKEN_CACHE_DIR under sha1(url). If that
     variable is unset we point it at data/tiktoken, and copy GPT-2's encoder.json and
-    vocab.bpe there from data/ or the mirror. tiktoken still checks their hashes. Without
-    a local copy this does nothing, and tiktoken downloads the files itself.
+    vocab.bpe there from data/ or the mirror, unless a copy with the right checksum is there
+    already (so a read-only cache that holds both is only read). tiktoken still checks their
+    hashes. Without a local copy this does nothing, and tiktoken downloads the files itself;
+    an empty TIKTOKEN_CACHE_DIR is tiktoken's "no cache", and nothing is written either.
     """
-    cache = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken")))
+    folder = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken"))
+    if not folder:  # not Path(""), the current folder
+        return
+    cache = Path(folder)
     for name in ("gpt2-encoder", "gpt2-vocab"):
         dataset = DATASETS[name]
         cached = cache / hashlib.sha1(dataset.urls[0].encode()).hexdigest()
         try:
-            if cached.exists():
+            if cached.is_file() and _verify(cached, dataset) is None:
                 continue
             source = fetch(name, download=False)
         except (DataFetchError, OSError):
@@ -366,8 +371,10 @@ def prepare_tiktoken_cache() -> None:
         problem = _install(cached, dataset, lambda dst, source=source: _copy(source, dst),
                            extract=False)
         if problem is not None:  # best effort: a read-only cache must not break `import shared`
-            warnings.warn(f"could not prepare tiktoken's offline cache: {problem}",
-                          stacklevel=2)
+            warnings.warn(f"could not prepare tiktoken's offline cache: {problem}. "
+                          f"tiktoken.get_encoding('gpt2') needs {cached.name} there (a copy of "
+                          f"{source}): make {cache} writable, or point TIKTOKEN_CACHE_DIR at a "
+                          f"writable folder", stacklevel=2)
 
 
 def read_text(name: str) -> str:

@@ -318,3 +318,106 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
         assert os.listdir(folder) == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# Issue 25: tiktoken's cache, read-only or turned off, never reaches the network ---------------
+
+NO_NETWORK = (  # a fresh interpreter in which any use of the network fails loudly
+    "import socket\n"
+    "def no_network(*a, **k): raise OSError('network used')\n"
+    "socket.socket.connect = no_network\n"
+    "socket.getaddrinfo = no_network\n"
+    "import warnings; warnings.filterwarnings('error', 'could not prepare')\n"
+)
+LOAD_GPT2 = "import shared, tiktoken\nprint(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n"
+
+
+def gpt2_cache_files():
+    """{sha1(url) name: bytes}: GPT-2's BPE files as tiktoken caches them."""
+    import hashlib
+
+    return {hashlib.sha1(data.DATASETS[name].urls[0].encode()).hexdigest():
+            data.fetch(name).read_bytes() for name in ("gpt2-encoder", "gpt2-vocab")}
+
+
+def snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_tiktoken_gpt2_loads_offline_from_a_read_only_cache_that_holds_its_files(tmp_path):
+    import stat
+
+    files = gpt2_cache_files()
+    mirror = data.fetch("gpt2-encoder").parent.parent
+    cache, data_folder = tmp_path / "cache", tmp_path / "data"
+    cache.mkdir()
+    data_folder.mkdir()
+    for name, content in files.items():
+        (cache / name).write_bytes(content)
+        (cache / name).chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    read_only = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+    cache.chmod(read_only)
+    data_folder.chmod(read_only)
+    before = snapshot(cache)
+    try:
+        result = run_without_permission_override(NO_NETWORK + LOAD_GPT2, {
+            "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(data_folder),
+            data.MIRROR_ENV: str(mirror)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "[15496, 11, 995]"
+        assert snapshot(cache) == before and list(data_folder.iterdir()) == []
+    finally:
+        cache.chmod(0o755)
+        data_folder.chmod(0o755)
+
+
+def test_a_cached_file_that_fails_its_checksum_is_replaced_from_the_mirror(tmp_path):
+    files = gpt2_cache_files()
+    mirror = data.fetch("gpt2-encoder").parent.parent
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    damaged = sorted(files)[0]
+    for name, content in files.items():
+        (cache / name).write_bytes(content[:1000] if name == damaged else content)
+    result = run_without_permission_override(NO_NETWORK + LOAD_GPT2, {
+        "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(tmp_path / "data"),
+        data.MIRROR_ENV: str(mirror)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[15496, 11, 995]"
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == files
+
+
+def test_a_read_only_cache_without_the_files_says_what_to_do(tmp_path):
+    import stat
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "import shared\n")
+    try:
+        result = run_without_permission_override(code, {
+            "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(tmp_path / "data"),
+            data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent)})
+        assert result.returncode == 0, result.stderr[-2000:]  # import shared still works
+        assert f"cannot write to {cache}" in result.stderr
+        assert f"make {cache} writable, or point TIKTOKEN_CACHE_DIR at a writable" in result.stderr
+        assert list(cache.iterdir()) == []
+    finally:
+        cache.chmod(0o755)
+
+
+def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": "", data.DATA_DIR_ENV: str(tmp_path / "data"),
+           data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent),
+           "PYTHONPATH": str(data.PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-c", NO_NETWORK + "import shared\n"], cwd=work,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(work.iterdir()) == []  # not two 1.5 MB files in the current folder
