@@ -42,7 +42,7 @@ def load_sms_spam() -> pd.DataFrame:
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """The book's downloader, with its parameters: puts the collection at `data_file_path`.
     The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
-    mirror, verified; any other `url` is downloaded to zip_path, unzipped to extracted_path."""
+    mirror, checksum verified; any other `url` is downloaded and unzipped as the book does."""
     if Path(data_file_path).exists():
         print(f"{data_file_path} already exists: nothing to download")
         return
@@ -80,7 +80,7 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
 
 def _check_spam_frame(data, csv_file, num_classes):
     """Name the first bad row: an empty text (padding alone) or a label that is no class.
-    Labels are compared as numbers: one that is not makes pandas read all of them as text."""
+    One label that is not a number makes pandas read the column as text: hence to_numeric."""
     check({"Label", "Text"} <= set(data.columns),  # :.80 cuts a binary file's long "header"
           f"{csv_file} needs the columns Label and Text, but has {list(data.columns)!r:.80}")
     check(not data.empty, f"{csv_file} has no messages")
@@ -90,7 +90,8 @@ def _check_spam_frame(data, csv_file, num_classes):
         check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
               f"missing, got {text!r}; every message needs text to classify")
         check(float(value).is_integer() and 0 <= value < num_classes, f"{csv_file}: the Label "
-              f"{where} must be a class index in 0..{num_classes - 1}, got {label!r}")
+              f"{where} must be a class index in 0..{num_classes - 1} (num_classes={num_classes}), "
+              f"got {label!r}")
 
 
 class SpamDataset(Dataset):
@@ -131,8 +132,8 @@ class SpamDataset(Dataset):
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
-    record them in cfg["num_classes"] (the book's GPTModel has no cfg). A trained head is
-    never replaced: a classifier's head, or one wrapped by LoRA, is refused."""
+    record them in cfg["num_classes"] (the book's GPTModel has no cfg). A classification head
+    is never replaced: a classifier's head, or one wrapped by LoRA, is refused."""
     check_count("num_classes", num_classes, 2, "an integer of at least 2")
     head = getattr(model, "out_head", None)
     check(isinstance(head, nn.Linear), f"model.out_head must be the language model's "

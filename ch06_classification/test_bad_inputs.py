@@ -373,8 +373,9 @@ def test_evaluation_runs_without_dropout_and_without_gradients():
 
 @pytest.mark.parametrize("csv, num_classes, message", [
     ("Label,Text\n0,hi\n2,see you\n", 2, r"the Label of row 1 \(line 3\) must be a class index "
-     r"in 0\.\.1, got 2"),
-    ("Label,Text\n0,hi\n1,yo\n3,see you\n", 3, r"row 2 \(line 4\) .* in 0\.\.2, got 3"),
+     r"in 0\.\.1 \(num_classes=2\), got 2"),
+    ("Label,Text\n0,hi\n1,yo\n3,see you\n", 3, r"row 2 \(line 4\) .* in 0\.\.2 \(num_classes=3\), "
+     r"got 3"),
     ("Label,Text\n0,hi\n1,yo\n2.0,ok\nham,see you\n", 3, r"row 3 \(line 5\) .* got 'ham'"),
     ("Label,Text\n0,hi\n1.5,yo\n", 2, r"row 1 \(line 3\) .* got 1\.5"),
     ("Label,Text\n0,hi\n1,yo\nnan,see you\n", 2, r"row 2 \(line 4\) .* got 'nan'"),

@@ -206,12 +206,14 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     check_entries(data, ("instruction",))  # before the first entry is changed
     was_training = model.training
     model.eval()
-    for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
-        prompt = format_input(entry) + RESPONSE_HEADER
-        token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
-                             max_new_tokens, eos_id=eos_id)  # context: the model's own
-        entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
-    model.train(was_training)  # as it was: generating must not switch dropout off for good
+    try:
+        for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
+            prompt = format_input(entry) + RESPONSE_HEADER
+            token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
+                                 max_new_tokens, eos_id=eos_id)  # context: the model's own
+            entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
+    finally:  # as it was: generating must not switch dropout off for good
+        model.train(was_training)
     return data
 
 
@@ -239,7 +241,7 @@ class PreferenceDataset(Dataset):
 
     def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
         check_entries(data, ("instruction", "chosen", "rejected"))
-        for index, entry in enumerate(data):  # its loss is log 2 whatever the model does
+        for index, entry in enumerate(data):  # log 2 whatever the model does (no dropout)
             check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {index}: "
                   f"'chosen' and 'rejected' are the same answer, from which DPO learns nothing; "
                   f"leave it out, or pass keep_identical=True")
