@@ -119,10 +119,10 @@ def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
     # with whichever copy loads last; a tied one into an untied model would split it in two.
     ours, theirs = _tied_pairs(wanted), _tied_pairs(saved)
     found = [f"this model ties {a} and {b} (one matrix), the checkpoint holds two different "
-             f"ones (saved from an untied model)" for a, b in sorted(ours - theirs)
-             if not torch.equal(saved[a], saved[b])]
+             f"ones (saved from an untied model: build this one untied, tie_weights=False)"
+             for a, b in sorted(ours - theirs) if not torch.equal(saved[a], saved[b])]
     found += [f"the checkpoint ties {a} and {b} (saved from a tied model), this model keeps "
-              f"them apart" for a, b in sorted(theirs - ours)]
+              f"them apart (build it tied, tie_weights=True)" for a, b in sorted(theirs - ours)]
     return found
 
 

@@ -282,8 +282,8 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
         path, cfg = download_gpt2_weights(source), gpt2_config(source)
     else:
         path = Path(source)
-        check(path.exists(), lambda: f"{str(source)!r} is neither a file or folder nor a GPT-2 "
-              f"size ({', '.join(GPT2_SIZES)})", FileNotFoundError)
+        check(path.exists(), lambda: f"{str(source)!r} is not a file or folder, nor a GPT-2 size "
+              f"({', '.join(GPT2_SIZES)})", FileNotFoundError)
         cfg = _config_beside(path)
     params = read_gpt2_weights(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,

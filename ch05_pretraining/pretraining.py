@@ -240,27 +240,30 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
     Each step picks the next token with next_token (temperature, top_k, top_p). A sequence
-    that produces `eos_id` has ended: while others go on, it is padded with eos_id; generation
-    stops when every sequence has ended (the last eos_id is not appended). Prompts longer than
-    `context_size` (at most, and by default, the model's context length) are cropped to their
-    end.
+    that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
+    others go on. Generation stops when every sequence has ended, and the step on which the last
+    ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
+    cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
+    context length; a longer one is refused) are cropped to their end.
 
     use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
     new token. Once the text outgrows `context_size` the window slides, every position shifts
     and nothing cached stays valid: from then on each step recomputes the whole window. The
     tokens are the same either way. A model without `make_kv_caches` (any function from ids to
-    logits) runs uncached.
+    logits) runs uncached, and needs a context_size.
     """
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
     context_size = model_context if context_size is None else context_size
     check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
+    check(context_size is not None, "model has no context length (a function of ids?): pass "
+          "context_size", TypeError)
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
     check(model_context is None or context_size <= model_context, lambda: f"context_size "
           f"{context_size} is longer than the model's context_length {model_context}")
     if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
-        check_count("eos_id", eos_id, 0, "a token id (an int), such as tokenizer.eot_token")
+        check_count("eos_id", eos_id, 0, "a token id (an int >= 0), such as tokenizer.eot_token")
         vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
         check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
               f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")

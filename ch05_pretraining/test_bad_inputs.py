@@ -109,10 +109,10 @@ def test_a_row_that_ends_is_padded_while_the_others_go_on():
 
 
 @pytest.mark.parametrize("eos_id, error, message", [
-    ("<|endoftext|>", TypeError, "eos_id must be a token id \\(an int\\), such as "
+    ("<|endoftext|>", TypeError, "eos_id must be a token id \\(an int >= 0\\), such as "
                                  "tokenizer.eot_token, got '<\\|endoftext\\|>'"),
-    (torch.tensor(7), TypeError, "eos_id must be a token id \\(an int\\)"),
-    (-1, ValueError, "eos_id must be a token id \\(an int\\), such as tokenizer.eot_token, "
+    (torch.tensor(7), TypeError, "eos_id must be a token id \\(an int >= 0\\)"),
+    (-1, ValueError, "eos_id must be a token id \\(an int >= 0\\), such as tokenizer.eot_token, "
                      "got -1"),
     (50256, ValueError, "eos_id 50256 is not a token id: this model's are 0..49"),
 ])
@@ -479,9 +479,11 @@ def test_a_checkpoint_is_refused_by_a_model_tied_otherwise(saved_tied, tmp_path)
     save_checkpoint(tmp_path / "c.pth", saved)
     before = copy.deepcopy(loading.state_dict())
     message = (r"the checkpoint ties tok_emb.weight and out_head.weight \(saved from a tied "
-               r"model\), this model keeps them apart" if saved_tied else
+               r"model\), this model keeps them apart \(build it tied, tie_weights=True\)"
+               if saved_tied else
                r"this model ties tok_emb.weight and out_head.weight \(one matrix\), the "
-               r"checkpoint holds two different ones \(saved from an untied model\)")
+               r"checkpoint holds two different ones \(saved from an untied model: build this one "
+               r"untied, tie_weights=False\)")
     with pytest.raises(ValueError, match=message):
         load_checkpoint(tmp_path / "c.pth", loading, restore_rng=False)
     for name, tensor in loading.state_dict().items():

@@ -164,7 +164,7 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
 
     with pytest.raises(ValueError, match="unknown size"):
         download_gpt2_weights("gpt2-huge")
-    with pytest.raises(FileNotFoundError, match=r"'gpt2-small' is neither a file or folder nor a "
+    with pytest.raises(FileNotFoundError, match=r"'gpt2-small' is not a file or folder, nor a "
                                                 r"GPT-2 size \(gpt2-small \(124M\), gpt2-medium"):
         load_gpt2("gpt2-small")  # a near miss of a size's name, not a path
 
