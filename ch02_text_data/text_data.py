@@ -169,35 +169,37 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
 # %% text_data.ipynb cell 47, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
-    """The token ids of one pre-tokenized chunk: merge the lowest-ranked pair until none is left."""
+    """The token ids of one pre-tokenized chunk: merge the lowest-ranked neighbouring pair
+    until no neighbouring pair forms a known token."""
     parts = [bytes([b]) for b in piece]
     while len(parts) > 1:
         # The neighbouring pair whose merged token was learned first (leftmost on ties).
-        rank, i = min((ranks.get(parts[i] + parts[i + 1], float("inf")), i)
-                      for i in range(len(parts) - 1))
+        rank, i = min((ranks.get(parts[k] + parts[k + 1], float("inf")), k)
+                      for k in range(len(parts) - 1))
         if rank == float("inf"):
             break
         parts[i:i + 2] = [parts[i] + parts[i + 1]]
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 49, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 53, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The ids of `apply_merges`, in O(n log n) time: a heap of pairs over linked parts."""
     n = len(piece)
     parts = [bytes([b]) for b in piece]  # parts[i]: the part that starts at byte i, b"" if none
-    after, before = list(range(1, n + 1)), list(range(-1, n - 1))  # where the neighbours start
+    # where part i's neighbours start; n: no right neighbour, -1: no left one
+    after, before = list(range(1, n + 1)), list(range(-1, n - 1))
 
-    def rank(i):  # the rank of the pair that starts at part i; None if it is no token
+    def rank(i):  # the rank of the pair part i + its right neighbour; None: no neighbour or token
         return ranks.get(parts[i] + parts[after[i]]) if after[i] < n else None
 
-    heap = [(rank(i), i) for i in range(n - 1) if rank(i) is not None]
+    heap = [(r, i) for i in range(n - 1) if (r := rank(i)) is not None]
     heapq.heapify(heap)  # pops the lowest rank first, leftmost on ties: apply_merges's order
     while heap:
         r, i = heapq.heappop(heap)
         if not parts[i] or rank(i) != r:
-            continue  # stale: part i, or its neighbour, changed after this entry was pushed
+            continue  # stale: part i, or its right neighbour, changed since this was pushed
         j = after[i]
         parts[i], parts[j] = parts[i] + parts[j], b""  # part j joins part i
         after[i] = after[j]
@@ -209,7 +211,7 @@ def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts if part]
 
 
-# %% text_data.ipynb cell 56, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 57, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -220,7 +222,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 61, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 62, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -286,7 +288,7 @@ def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
     (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# %% text_data.ipynb cell 63, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 64, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
@@ -311,7 +313,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 66, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 67, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
@@ -391,7 +393,7 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-# %% text_data.ipynb cell 79, 2.6 Sampling training examples with a sliding window
+# %% text_data.ipynb cell 80, 2.6 Sampling training examples with a sliding window
 
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
