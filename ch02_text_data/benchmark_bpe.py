@@ -16,7 +16,6 @@ most of an hour). Each time comes with its growth per doubling of the length, (t
 are checked against tiktoken's.
 """
 
-import argparse
 import math
 import os
 import platform
@@ -31,6 +30,7 @@ import torch
 
 from ch02_text_data.text_data import BPETokenizer, apply_merges
 from shared import fetch, read_text
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 LONG_RUNS = (2_000, 20_000, 200_000)
@@ -88,8 +88,8 @@ def long_runs(loaded: BPETokenizer, reference, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=number_arg(int, 1), default=5)
     parser.add_argument("--long-runs", action="store_true",
                         help="also time runs of letters without spaces (one long chunk each)")
     args = parser.parse_args()
@@ -126,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

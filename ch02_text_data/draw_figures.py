@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -342,4 +343,4 @@ def input_embeddings():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

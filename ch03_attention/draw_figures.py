@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, blend, main, registry
 
 
@@ -333,4 +334,4 @@ def kv_cache_growth():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from matplotlib.patches import Circle
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -250,4 +251,4 @@ def generation_loop():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

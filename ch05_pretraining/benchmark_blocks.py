@@ -12,7 +12,6 @@ whole loaders, and, for the modern model (which has no position table), the loss
 trained on), against the same tokens predicted from their last 64 tokens only.
 """
 
-import argparse
 import contextlib
 import io
 import statistics
@@ -31,6 +30,7 @@ from shared import (
     set_seed,
     train_model_simple,
 )
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 GPT2_BLOCK = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)
@@ -58,9 +58,10 @@ def position_losses(model, ids: torch.Tensor, stride: int = 32) -> dict[str, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 124, 125])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=number_arg(int, 0, 2**32 - 1), nargs="+",
+                        default=[123, 124, 125])  # NumPy's seeds
+    parser.add_argument("--epochs", type=number_arg(int, 1), default=10)
     args = parser.parse_args()
     text = read_text("the-verdict")
     split = int(0.9 * len(text))
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,10 +15,10 @@ wall time of each run and its last losses. --pinned applies the notebooks' pinne
 (one thread, AVX2 kernels), as the stored outputs and CI do.
 """
 
-import argparse
 import platform
 import time
 
+from shared.command_line import CommandParser, run_main
 from shared.numerics import pin_numerics
 
 
@@ -57,7 +57,7 @@ def book_run(fast: bool) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pinned", action="store_true", help="the notebooks' pinned numerics")
     parser.add_argument("--only", choices=["default", "fast"], help="run one path only")
     args = parser.parse_args()
@@ -76,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,7 +26,6 @@ reads the weights once per token too, but does far more arithmetic with them: it
 how far it is from the limit, not what limits it.
 """
 
-import argparse
 import contextlib
 import platform
 import statistics
@@ -43,6 +42,7 @@ from shared import (
     gpt2_config,
     save_gpt2_safetensors,
 )
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 FAST, FAST_BF16 = "ours, FastDecoder", "ours, FastDecoder, bf16 weights"
@@ -140,12 +140,12 @@ def model_config(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="gpt2-small (124M)")
-    parser.add_argument("--context", type=int, default=1024)
-    parser.add_argument("--prompt-tokens", type=int, default=10)
-    parser.add_argument("--new-tokens", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--context", type=number_arg(int, 1), default=1024)
+    parser.add_argument("--prompt-tokens", type=number_arg(int, 1), default=10)
+    parser.add_argument("--new-tokens", type=number_arg(int, 1), default=200)
+    parser.add_argument("--rounds", type=number_arg(int, 1), default=2)
     parser.add_argument("--cached-only", action="store_true",
                         help="leave out the uncached variants (most of the run time)")
     args = parser.parse_args()
@@ -226,4 +226,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

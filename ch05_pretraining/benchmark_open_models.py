@@ -16,7 +16,6 @@ The rounds are interleaved, in alternating order, so that a drift of the machine
 decoder alike; tokens per second is the median over --rounds.
 """
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import torch
 import transformers
 
 from shared import OPEN_MODEL_CONFIGS, FastModernDecoder, generate, load_open_model
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 LOAD_PROBE = """
@@ -111,11 +111,12 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=number_arg(int, 1), default=32)
+    parser.add_argument("--rounds", type=number_arg(int, 1), default=5)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--layers", type=int, default=28, help="28 is Qwen3-0.6B's")
+    parser.add_argument("--layers", type=number_arg(int, 1), default=28,
+                        help="28 is Qwen3-0.6B's")
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

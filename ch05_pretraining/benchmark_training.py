@@ -57,6 +57,7 @@ from shared import (
     supports_fast_bf16,
     train_model,
 )
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 FAST_OPTIONS = ["tie_weights", "sdpa", "fused_adamw", "bf16_autocast", "compile"]
@@ -220,6 +221,18 @@ def format_flops(rate: float) -> str:
     return f"{rate / 1e12:.1f} TFLOP/s" if rate >= 1e12 else f"{rate / 1e9:.0f} GFLOP/s"
 
 
+def device_arg(text: str) -> str:
+    """An argparse `type`: a device torch knows, and CUDA only where there is one."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1 "
+                                         "...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device")
+    return text
+
+
 def measure(name, keep, args):
     command = [sys.executable, __file__, *sys.argv[1:], "--only", name]
     if keep:
@@ -231,20 +244,22 @@ def measure(name, keep, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="gpt2-small (124M)")
-    parser.add_argument("--context", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--context", type=number_arg(int, 1), default=256)
+    parser.add_argument("--batch", type=number_arg(int, 1), default=2)
     parser.add_argument("--match", default="",
                         help="measure only the variants whose name contains this text")
     parser.add_argument("--ours-only", action="store_true",
                         help="leave out the book's code and transformers")
-    parser.add_argument("--drop-rate", type=float, default=0.1,
+    parser.add_argument("--drop-rate", type=number_arg(float, 0, 1), default=0.1,
                         help="dropout (the book's 0.1; with dropout, attention on a CPU stores "
                              "its tokens x tokens weights even with sdpa)")
-    parser.add_argument("--steps", type=int, default=3, help="timed training steps per process")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=number_arg(int, 1), default=3,
+                        help="timed training steps per process")
+    parser.add_argument("--rounds", type=number_arg(int, 1), default=3)
+    parser.add_argument("--device", type=device_arg,
+                        default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="include torch.compile")
     parser.add_argument("--ablation", action="store_true",
                         help="our default path with each fast option on its own")
@@ -310,4 +325,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

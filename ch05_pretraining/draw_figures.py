@@ -4,6 +4,7 @@ import functools
 import math
 from pathlib import Path
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -202,4 +203,4 @@ def gpt2_weight_mapping():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import tiktoken
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -273,4 +274,4 @@ def lora_update():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

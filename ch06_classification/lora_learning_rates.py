@@ -7,8 +7,6 @@ About 1.5 minutes per rate on one CPU thread. Reproduces the notebook's run at 2
 (its test accuracy is printed too, for that comparison only: the choice uses validation).
 """
 
-import sys
-
 import tiktoken
 import torch
 from torch.utils.data import DataLoader
@@ -24,6 +22,7 @@ from ch06_classification.classification import (
     replace_linear_with_lora,
 )
 from shared import GPTModel, data_dir, gpt2_config, set_seed, train_model
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 def main(rates):
@@ -64,4 +63,7 @@ def main(rates):
 
 
 if __name__ == "__main__":
-    main([float(r) for r in sys.argv[1:]] or [5e-4, 1e-3, 2e-3, 4e-3])
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lr", nargs="*", type=number_arg(float, 0),
+                        default=[5e-4, 1e-3, 2e-3, 4e-3], help="learning rates to try")
+    run_main(lambda: main(parser.parse_args().lr))

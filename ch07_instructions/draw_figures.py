@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from shared.command_line import run_main
 from shared.diagrams import COLORS, Diagram, main, registry
 
 
@@ -263,4 +264,4 @@ def dpo_objective():
 
 
 if __name__ == "__main__":
-    main(FIGURES, Path(__file__).parent / "figures")
+    run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))

@@ -19,9 +19,10 @@ import ast
 import importlib.util
 import io
 import re
-import sys
 import tokenize
 from pathlib import Path
+
+from shared.command_line import CommandParser, run_main
 
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
@@ -106,7 +107,9 @@ def chapter_module_paths() -> list[tuple[str, Path]]:
     return paths
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    CommandParser(prog="python -m shared.module_stats",
+                  description=__doc__.splitlines()[0]).parse_args(argv)  # --help, or no arguments
     rows = [(name, module_stats(path)) for name, path in chapter_module_paths()]
     print(f"{'module':40} {'lines':>6} {'code':>6} {'validation':>11} {'share':>6} {'public':>7}")
     for name, s in rows:
@@ -121,4 +124,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

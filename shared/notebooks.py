@@ -26,6 +26,7 @@ import argparse
 import ast
 import copy
 import difflib
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from pathlib import Path
 import nbformat
 
 from shared import CHAPTER_MODULES
+from shared.command_line import CommandParser, run_main
 from shared.data import PROJECT_ROOT
 from shared.numerics import pin_numerics
 from shared.utils import TEXT_PROGRESS_ENV
@@ -41,10 +43,40 @@ from shared.utils import TEXT_PROGRESS_ENV
 EXPORT_MARKER = "#| export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
+EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
 
 
 def chapter_notebooks() -> list[Path]:
     return sorted(PROJECT_ROOT.glob("ch*/*.ipynb"))
+
+
+def check_notebook_path(path: Path) -> None:
+    """Fail, naming `path` and what would do, unless it is a .ipynb file."""
+    same_name = path.with_suffix(".ipynb")  # pretraining.py -> pretraining.ipynb
+    found = [same_name] if same_name.is_file() else sorted(
+        (path if path.is_dir() else path.parent).glob("*.ipynb"))
+    hint = f"give a .ipynb path, e.g. {found[0] if found else EXAMPLE_NOTEBOOK}"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a notebook ({hint})")
+    if path.suffix != ".ipynb":
+        raise ValueError(f"{path} is not a notebook ({hint})")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such notebook ({hint})")
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook in `path`; a ValueError naming the file when it holds something else."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ValueError(f"{path} is not a notebook: not JSON ({error})") from None
+    if not (isinstance(data, dict) and isinstance(data.get("cells"), list)):
+        raise ValueError(f"{path} is not a notebook: its JSON has no list of \"cells\"")
+    try:
+        return nbformat.reads(text, as_version=4)
+    except (ValueError, nbformat.ValidationError) as error:  # nbformat's messages span lines
+        raise ValueError(f"{path} is not a valid notebook: {str(error).splitlines()[0]}") from None
 
 
 def module_path(notebook: Path, module: str | None = None) -> Path:
@@ -68,17 +100,20 @@ def export_target(notebook: Path, cell, index: int) -> str | None:
     return None
 
 
+def cell_label(cells, index: int) -> str:
+    """`cell N, <section>`: the cell's index and the last heading above it."""
+    for cell in reversed(cells[:index]):
+        headings = [line for line in cell.source.splitlines() if line.startswith("#")]
+        if cell.cell_type == "markdown" and headings:
+            return f"cell {index}, {headings[-1].lstrip('#').strip()}"
+    return f"cell {index}"
+
+
 def cell_reference(notebook: Path, cells, index: int) -> str:
     """`# %% <notebook> cell N, <section>`: where an exported block came from (as nbdev marks
     it), so that a traceback's line leads to its cell. `# %%` is also the cell separator of
     editors' percent format (VS Code, Jupytext, Spyder)."""
-    section = ""
-    for cell in reversed(cells[:index]):
-        headings = [line for line in cell.source.splitlines() if line.startswith("#")]
-        if cell.cell_type == "markdown" and headings:
-            section = ", " + headings[-1].lstrip("#").strip()
-            break
-    reference = f"# %% {notebook.name} cell {index}{section}"
+    reference = f"# %% {notebook.name} {cell_label(cells, index)}"
     return reference if len(reference) <= 99 else reference[:96] + "..."  # ruff's line length
 
 
@@ -88,7 +123,7 @@ def export_sources(notebook: Path) -> dict[Path, str]:
     Cells marked `#| export` go to `<notebook>.py`; cells marked `#| export <module>` go to
     `<module>.py` in the same folder, so that one chapter can teach several modules.
     """
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     chunks: dict[str | None, list[str]] = {}
     for index, cell in enumerate(nb.cells):
         if "export" in cell.metadata.get("tags", []) and not is_exported(cell):
@@ -100,7 +135,15 @@ def export_sources(notebook: Path) -> dict[Path, str]:
         source = cell.source.lstrip().partition("\n")[2].strip("\n")
         for line in source.splitlines():
             if line.lstrip().startswith(("%", "!")):
-                raise ValueError(f"{notebook}: exported cell has notebook-only syntax: {line!r}")
+                raise ValueError(f"{notebook} {cell_label(nb.cells, index)}: an exported cell "
+                                 f"has notebook-only syntax: {line!r}")
+        try:  # the whole cell, its marker line a comment: line numbers as the notebook shows
+            ast.parse(cell.source)
+        except SyntaxError as error:
+            lines = cell.source.splitlines()
+            line = lines[error.lineno - 1].strip() if 0 < (error.lineno or 0) <= len(lines) else ""
+            raise SyntaxError(f"{notebook} {cell_label(nb.cells, index)}, line {error.lineno}: "
+                              f"{error.msg}" + (f": {line}" if line else "")) from None
         chunks.setdefault(target, []).append(
             f"{cell_reference(notebook, nb.cells, index)}\n\n{source}")
     try:
@@ -221,7 +264,7 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def is_normalized(notebook: Path) -> bool:
     """True when the file is exactly what `run` writes: no per-run metadata, same layout."""
     text = notebook.read_text(encoding="utf-8")
-    expected = nbformat.writes(normalize(nbformat.reads(text, as_version=4)))
+    expected = nbformat.writes(normalize(read_notebook(notebook)))
     return text.rstrip("\n") == expected.rstrip("\n")
 
 
@@ -258,7 +301,7 @@ def run(notebook: Path, timeout: int = 1800) -> None:
     export(notebook)
     pin_numerics()  # the kernel inherits the environment; see shared/numerics.py
     os.environ[TEXT_PROGRESS_ENV] = "1"  # stored bars show their last frame: see progress_bar
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
@@ -266,18 +309,17 @@ def run(notebook: Path, timeout: int = 1800) -> None:
     print(f"executed {notebook}")
 
 
-def write_standalone(chapters: list[Path], output: Path | None) -> int:
+def write_standalone(chapter: Path, output: Path | None) -> int:
     """The `standalone` command: one chapter's self-contained module, to stdout or a file."""
-    from shared.standalone import StandaloneError, standalone_source
+    from shared.standalone import standalone_source
 
-    if len(chapters) != 1:
-        print("standalone takes one chapter folder, e.g. ch04_gpt_model", file=sys.stderr)
-        return 2
-    try:
-        source = standalone_source(chapters[0])
-    except StandaloneError as error:
-        print(f"standalone: {error}", file=sys.stderr)
-        return 1
+    if output is not None and output.is_dir():
+        raise ValueError(f"-o {output} is a folder: give a file path, e.g. "
+                         f"{output / (chapter.name + '.py')}")
+    if output is not None and not output.parent.is_dir():
+        raise FileNotFoundError(f"-o {output}: there is no folder {output.parent} to write it "
+                                "in (create it first)")
+    source = standalone_source(chapter)
     if output is None:
         sys.stdout.write(source)
     else:
@@ -287,8 +329,8 @@ def write_standalone(chapters: list[Path], output: Path | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="python -m shared.notebooks", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["export", "check", "run", "standalone"])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks; for standalone, one chapter folder")
@@ -296,8 +338,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="standalone: write the module here instead of to stdout")
     args = parser.parse_args(argv)
     if args.command == "standalone":
-        return write_standalone(args.notebooks, args.output)
-    notebooks = [p.resolve() for p in args.notebooks] or chapter_notebooks()
+        if len(args.notebooks) != 1:
+            parser.error(f"standalone takes one chapter folder, e.g. ch04_gpt_model (got "
+                         f"{len(args.notebooks)})")
+        return write_standalone(args.notebooks[0], args.output)
+    if args.output is not None:
+        parser.error(f"-o/--output is for standalone only, not {args.command}")
+    for notebook in args.notebooks:  # every path before any is written: nothing half-done
+        check_notebook_path(notebook)
+    notebooks = args.notebooks or chapter_notebooks()
     if args.command == "run":
         for notebook in notebooks:
             run(notebook)
@@ -314,4 +363,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
