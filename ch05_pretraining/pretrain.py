@@ -49,7 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 try:
-    import fcntl  # the kernel's file locks; Windows has none (see lock_run_folder)
+    import fcntl  # the kernel's file locks; Windows has none (see claim_run_folder)
 except ImportError:
     fcntl = None
 
@@ -314,9 +314,18 @@ def claim_run_folder(args: argparse.Namespace):
     """
     args.out.mkdir(parents=True, exist_ok=True)
     lock = (args.out / "run.lock").open("a+")
+    locked = fcntl is not None
     try:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if locked:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:  # BlockingIOError: held; others: no flock on this disk
+                if isinstance(error, BlockingIOError):
+                    raise
+                locked = False
+        if not locked:
+            print(f"pretrain.py: no file lock on this system or disk: nothing stops a second "
+                  f"run into {args.out}", file=sys.stderr)
         check_fresh_start(args)
     except BlockingIOError:
         lock.seek(0)
@@ -327,9 +336,6 @@ def claim_run_folder(args: argparse.Namespace):
     except BaseException:
         lock.close()
         raise
-    if fcntl is None:
-        print("pretrain.py: this system has no flock: nothing stops a second run into "
-              f"{args.out}", file=sys.stderr)
     lock.seek(0)
     lock.truncate()
     lock.write(f"process {os.getpid()} on {socket.gethostname()} (started "
@@ -343,35 +349,42 @@ RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is o
 
 def check_fresh_start(args: argparse.Namespace) -> None:
     """Refuse a new run into a folder holding a run, unless --resume or --overwrite says what
-    to do with it; with --overwrite, delete that run's files (the token cache is kept)."""
+    to do with it (--overwrite deletes it once the new run is ready to train: remove_run)."""
     found = [name for name in RUN_FILES if (args.out / name).exists()]
-    if not found or args.resume:
-        return
-    if not args.overwrite:
+    if found and not (args.resume or args.overwrite):
         raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
                          "to continue it or --overwrite to replace it, or choose another "
                          "folder")
-    for path in [*(args.out / name for name in RUN_FILES), *args.out.glob("weights-rank*")]:
+
+
+def remove_run(out: Path) -> None:
+    """Delete a run's files (for --overwrite); the token cache is kept."""
+    for path in [*(out / name for name in RUN_FILES), *out.glob("weights-rank*.sha256")]:
         path.unlink(missing_ok=True)
 
 
-class RunStoppedError(Exception):
-    """Training stopped early on a signal; `step` is the last step done (None: before any)."""
+class RunStoppedError(BaseException):
+    """Training stopped early on a signal; `step` is the last step done (None: before any).
 
-    def __init__(self, signal_name: str, step: int | None, checkpoint: Path | None = None):
-        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+    A BaseException, as KeyboardInterrupt is, so that no library's `except Exception` can
+    swallow it on its way out."""
+
+    def __init__(self, signum: int, step: int | None, checkpoint: Path | None = None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
         where = ("before training began" if step is None else
                  f"after step {step}, checkpointed in {checkpoint}: continue with --resume")
-        super().__init__(f"stopped by {signal_name} {where}")
+        super().__init__(f"stopped by {signal.Signals(signum).name} {where}")
 
 
 class StopSignals:
     """SIGTERM and Ctrl-C (SIGINT) as a request to stop, while the `with` block runs.
 
     Before training begins nothing is worth saving, so a signal stops at once (RunStoppedError).
-    While `deferring` (in the training loop) it only sets `requested`; the loop checkpoints at
-    the end of the step and stops. A second Ctrl-C stops at once. Handlers can only be set in
-    the main thread; elsewhere the signals keep their usual effect.
+    Once `deferring` (from the training loop on) it only sets `requested` (the signal's number);
+    the loop checkpoints at the end of the step and stops. A second Ctrl-C stops at once.
+    Handlers can only be set in the main thread; elsewhere the signals keep their usual effect.
+    Under torchrun each worker gets the signal; torchrun kills them --shutdown-timeout seconds
+    later (30 by default), which must cover the rest of a step and a checkpoint.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -381,22 +394,24 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc_info):
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
+        again = self.requested is not None
+        self.requested = signum  # set first: if the raise below were swallowed, the loop stops
         if not self.deferring:
-            raise RunStoppedError(name, None)
-        if self.requested and signum == signal.SIGINT:
+            raise RunStoppedError(signum, None)
+        if again and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: at once, as Ctrl-C usually is
-        self.requested = name
-        print(f"\n{name}: stopping at the end of this step, with a checkpoint (Ctrl-C again "
-              "to stop at once)", file=sys.stderr, flush=True)
+        # os.write, not print: the handler may interrupt a print to stderr (the progress bar)
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping at the end of this step, with "
+                    "a checkpoint (Ctrl-C again to stop at once)\n".encode())
 
 
 def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray, np.ndarray]:
@@ -484,11 +499,12 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
                                       "val_loss": val_losses[-1], "time": time.time()}) + "\n")
-        stop = signals.requested is not None
+        signum = signals.requested or 0
         if process.distributed:  # every process stops after the same step, or DDP would hang
-            flag = torch.tensor([int(stop)], device=process.device)
+            flag = torch.tensor([signum], device=process.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
+            signum = int(flag.item())
+        stop = signum > 0
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or stop:
             rng_states = [torch.get_rng_state()]
             if process.distributed:
@@ -499,8 +515,9 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                 rng_states=rng_states, seed=args.seed,
                                 data_sha256=data_checksum(args), val_fraction=args.val_fraction)
         if stop and step < last_step:
-            raise RunStoppedError(signals.requested or "a signal to another process", step,
-                             checkpoint_path)
+            if process.distributed:  # no process exits while the checkpoint is being written
+                dist.barrier()
+            raise RunStoppedError(signum, step, checkpoint_path)
 
     if process.main:
         print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
@@ -518,7 +535,6 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
         lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
         max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
         autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
-    signals.deferring = False
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
     if process.main:
@@ -580,6 +596,8 @@ def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> N
                              f"ends at step {last_step}: nothing left to train (raise "
                              "--steps or --stop-after)")
     if process.main:
+        if args.overwrite:  # only now: a run that fails to start leaves the old one intact
+            remove_run(args.out)
         trim_log(args.out / "log.jsonl", start_step)
     run(args, process, model, optimizer, tokens, start_step, signals)
 
@@ -592,10 +610,10 @@ if __name__ == "__main__":
         sys.exit(2)
     except RunStoppedError as stopped:  # the status a shell gives a process ended by that signal
         print(f"pretrain.py: {stopped}", file=sys.stderr)
-        sys.exit(128 + signal.Signals[stopped.signal_name].value
-                 if stopped.signal_name in signal.Signals.__members__ else 1)
+        sys.exit(128 + stopped.signum)
     except KeyboardInterrupt:
-        sys.exit("pretrain.py: stopped at once by Ctrl-C; --resume continues from the last "
-                 "checkpoint")
-    except (ValueError, FileNotFoundError) as error:  # bad data or checkpoint: status 1
+        print("pretrain.py: stopped at once by Ctrl-C; --out holds the last checkpoint saved, "
+              "if any", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except (ValueError, OSError) as error:  # bad data, checkpoint or folder: status 1
         sys.exit(f"pretrain.py: {error}")
