@@ -79,7 +79,7 @@ class CausalAttention(nn.Module):
 
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
-    """Raise unless the sizes are counts, dropout is in [0, 1) and the heads split d_out."""
+    """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
     for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
                        ("num_heads", num_heads)]:
         check_count(name, size, 1)
@@ -87,7 +87,8 @@ def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
           f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
     check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
     check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-    check_memory("context_length", context_length, 4 * context_length**2, "its causal mask")
+    # the mask is context_length**2 float32s (4 bytes), and its triu a second copy while built
+    check_memory("context_length", context_length, 8 * context_length**2, "its causal mask")
 
 
 def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:

@@ -151,8 +151,9 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
+        # each block's attention checks its own mask (3.5.3); all of them must fit together
         check_memory("context_length", cfg["context_length"], 4 * cfg["context_length"] ** 2 *
-                     cfg["n_layers"], f"{cfg['n_layers']} layers' causal masks")
+                     (cfg["n_layers"] + 1), f"{cfg['n_layers']:,} causal masks")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
@@ -194,9 +195,9 @@ class GPTModel(nn.Module):
     def _check_input(self, in_idx, kv_caches) -> int:
         """Raise unless in_idx's token ids fit after the cached ones; return the cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        check(not kv_caches or len(kv_caches) == len(self.trf_blocks), lambda: f"kv_caches "
-              f"has {len(kv_caches)} caches for {len(self.trf_blocks)} blocks: make them with "
-              "this model's make_kv_caches")
+        check(not kv_caches or len(kv_caches) == len(self.trf_blocks), lambda: f"kv_caches: "
+              f"{len(kv_caches)} given, {len(self.trf_blocks)} needed (one per block): make them "
+              "with this model's make_kv_caches")
         start = kv_caches[0].length if kv_caches else 0
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         check(start + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
@@ -224,7 +225,7 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check_choice("size", size, GPT2_SIZES)  # names the nearest size of a near miss
+    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" is told the nearest size's name
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 

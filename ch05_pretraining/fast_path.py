@@ -95,9 +95,9 @@ class FastDecoder:
         """Raise unless in_idx holds token ids that fit after the cached ones; return how many
         positions are cached."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        check(not kv_caches or len(kv_caches) == len(self.blocks), lambda: f"kv_caches has "
-              f"{len(kv_caches)} caches for {len(self.blocks)} blocks: make them with this "
-              "model's make_kv_caches")
+        check(not kv_caches or len(kv_caches) == len(self.blocks), lambda: f"kv_caches: "
+              f"{len(kv_caches)} given, {len(self.blocks)} needed (one per block): make them with "
+              "this model's make_kv_caches")
         start = kv_caches[0].length if kv_caches else 0
         check(start + in_idx.shape[1] <= self.cfg["context_length"],
               f"the input has {in_idx.shape[1]} tokens after {start} cached tokens; "

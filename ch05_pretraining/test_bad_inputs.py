@@ -133,8 +133,8 @@ def test_a_context_size_past_the_models_is_refused_before_generating():
 
 def test_kv_caches_of_another_model_are_refused():
     model, deeper = tiny_model(), tiny_model(n_layers=2)
-    with pytest.raises(ValueError, match="kv_caches has 2 caches for 1 blocks: make them with "
-                                         "this model's make_kv_caches"):
+    with pytest.raises(ValueError, match=r"kv_caches: 2 given, 1 needed \(one per block\): make "
+                                         "them with this model's make_kv_caches"):
         model(PROMPT, deeper.make_kv_caches())
     wider = tiny_model(emb_dim=32)
     caches = wider.make_kv_caches()

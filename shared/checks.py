@@ -141,8 +141,8 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
 
 
 def check_memory(name: str, value, nbytes: int, what: str) -> None:
-    """Raise unless `nbytes` (what `value` of `name` would allocate, `what`) fit in this
-    machine's memory: refused with a message, not left to the allocator or the OOM killer."""
+    """Raise unless `nbytes` (what `value` of `name` would allocate, `what`) could fit in this
+    machine's physical memory at all: a size that never could is refused before allocating."""
     import torch
 
     try:  # Linux and macOS; elsewhere there is nothing to compare with
