@@ -330,12 +330,14 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
     was_training = policy.training
     policy.eval()
     losses, margins = [], []
-    with torch.no_grad():
-        for batch in loader:
-            loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
-            losses.append(loss.item() * len(chosen))
-            margins.append(chosen - rejected)
-    policy.train(was_training)
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
+                losses.append(loss.item() * len(chosen))
+                margins.append(chosen - rejected)
+    finally:  # even when a batch fails
+        policy.train(was_training)
     check(len(margins) > 0, "loader gave no batches: there is nothing to evaluate")
     margins = torch.cat(margins)
     return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),

@@ -98,10 +98,14 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=timeout)
     connection.connect()  # at most `timeout`
-    sock, expired = connection.sock, threading.Event()
+    sock, expired, answered = connection.sock, threading.Event(), threading.Event()
+    first = threading.Lock()  # the deadline or the whole answer, whichever comes first
 
     def expire():
-        expired.set()
+        with first:
+            if answered.is_set():
+                return
+            expired.set()
         try:
             sock.shutdown(socket.SHUT_RDWR)  # wakes a read that is waiting
         except OSError:
@@ -116,13 +120,16 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
                            {} if body is None else {"Content-Type": "application/json"})
         response = connection.getresponse()
         status, location, reply = response.status, response.getheader("Location"), response.read()
+        with first:
+            if not expired.is_set():
+                answered.set()
     except (http.client.HTTPException, OSError):
         if not expired.is_set():
             raise
     finally:
         timer.cancel()
         connection.close()
-    if expired.is_set():
+    if expired.is_set():  # a reply read after it may be cut short
         raise TimeoutError(f"no complete answer within {timeout} s")
     return status, location, reply
 

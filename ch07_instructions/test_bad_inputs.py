@@ -509,6 +509,28 @@ def test_ollama_is_running_has_a_deadline_for_the_whole_request(server, behave):
     assert server.paths == ["/api/tags"]
 
 
+class TimerFiringAtCancel:
+    """A threading.Timer whose deadline passes just as the reply has been read: it fires when
+    cancelled, the latest moment a real timer could fire."""
+
+    def __init__(self, interval, function):
+        self.function = function
+
+    def start(self):
+        pass
+
+    def cancel(self):
+        self.function()
+
+
+def test_a_deadline_passing_after_the_whole_reply_was_read_is_no_timeout(server, monkeypatch):
+    from ch07_instructions import judge
+
+    server.behave = answer(b'{"models": []}')
+    monkeypatch.setattr(judge.threading, "Timer", TimerFiringAtCancel)
+    assert ollama_is_running(server.url, timeout=5) is True
+
+
 def redirect_to_a_list_of_models(handler):
     """/api/tags redirects to /moved, on the same server, which lists models."""
     if handler.path != "/moved":
@@ -561,4 +583,7 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
     pairs = PreferenceDataset([entry], tiktoken_gpt2)
     batch = preference_collate_fn([pairs[0]])
     evaluate_preferences([batch], model, tiny_gpt(vocab_size=50257, context_length=64), beta=0.1)
+    assert model.training is training
+    with pytest.raises(ValueError, match="batch must be a dict"):  # restored all the same
+        evaluate_preferences([{}], model, tiny_gpt(vocab_size=50257, context_length=64))
     assert model.training is training
