@@ -307,10 +307,11 @@ class RunFolderBusyError(ValueError):
 def claim_run_folder(args: argparse.Namespace):
     """Lock OUT/run.lock for as long as the returned file stays open, once OUT is free.
 
-    Refuses, touching nothing, a folder that another run holds (naming it) or that holds a run
-    this one would destroy (check_fresh_start). The lock is the kernel's (flock): it goes with
-    the process, so a crashed or killed run leaves none behind. Without flock (Windows) the
-    folder is not locked, and a warning says so.
+    Refuses a folder that another run holds (naming it) or that holds a run this one would
+    destroy (check_fresh_start), changing nothing in it but an empty run.lock where it had none.
+    The lock is the kernel's (flock): it goes with the process, so a crashed or killed run
+    leaves none behind. Without flock (Windows) the folder is not locked, and a warning says
+    so. release_run_folder empties the holder's line, so that no finished run is named.
     """
     args.out.mkdir(parents=True, exist_ok=True)
     lock = (args.out / "run.lock").open("a+")
@@ -344,12 +345,38 @@ def claim_run_folder(args: argparse.Namespace):
     return lock
 
 
+def release_run_folder(lock) -> None:
+    """Let go of the folder claim_run_folder locked; its run.lock no longer names this run."""
+    lock.truncate(0)
+    lock.close()
+
+
+def claim_on_every_rank(args: argparse.Namespace, process: Process):
+    """Rank 0 claims the folder (claim_run_folder); under torchrun, if it is refused, the other
+    ranks stop too, instead of waiting for rank 0 at the first collective call."""
+    lock, refusal = None, None
+    if process.main:
+        try:
+            lock = claim_run_folder(args)
+        except Exception as error:  # raised below, once the other ranks know
+            refusal = error
+    if process.distributed:
+        refused = [refusal is not None]
+        dist.broadcast_object_list(refused)
+        if refused[0] and not process.main:
+            raise ValueError(f"rank {process.rank}: stopped, as rank 0 could not take --out "
+                             f"{args.out} (its message says why)")
+    if refusal is not None:
+        raise refusal
+    return lock
+
+
 RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
 
 
 def check_fresh_start(args: argparse.Namespace) -> None:
     """Refuse a new run into a folder holding a run, unless --resume or --overwrite says what
-    to do with it (--overwrite deletes it once the new run is ready to train: remove_run)."""
+    to do with it (--overwrite deletes it once the new run has trained a step: remove_run)."""
     found = [name for name in RUN_FILES if (args.out / name).exists()]
     if found and not (args.resume or args.overwrite):
         raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
@@ -494,7 +521,13 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
 
+    old_run = args.overwrite and process.main  # --overwrite: kept until a step is trained
+
     def after_step(step, train_losses, val_losses):
+        nonlocal old_run
+        if old_run:
+            remove_run(args.out)
+            old_run = False
         if step % args.eval_every == 0 and process.main:
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
@@ -570,13 +603,12 @@ def main(argv: list[str] | None = None) -> None:
     process = set_up_process()
     lock = None
     try:
-        if process.main:
-            lock = claim_run_folder(args)
+        lock = claim_on_every_rank(args, process)
         with StopSignals() as signals:
             train(args, process, signals)
     finally:
         if lock is not None:
-            lock.close()
+            release_run_folder(lock)
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -595,9 +627,7 @@ def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> N
             raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
                              f"ends at step {last_step}: nothing left to train (raise "
                              "--steps or --stop-after)")
-    if process.main:
-        if args.overwrite:  # only now: a run that fails to start leaves the old one intact
-            remove_run(args.out)
+    if process.main and not args.overwrite:  # --overwrite: run() removes the old log
         trim_log(args.out / "log.jsonl", start_step)
     run(args, process, model, optimizer, tokens, start_step, signals)
 

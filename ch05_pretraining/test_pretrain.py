@@ -75,11 +75,13 @@ def test_resuming_with_another_model_is_refused(texts, tmp_path):
         pretrain.main([*common, "--out", str(tmp_path / "elsewhere"), "--resume"])
 
 
-def torchrun(args, processes):
+def torchrun(args, processes, check=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={processes}", str(SCRIPT), *args]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    if not check:
+        return result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -188,7 +190,8 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_the_resume_is_bit_identical(
         assert torch.equal(straight[name], resumed[name]), name
 
 
-def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_path):
+def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_path,
+                                                                      monkeypatch):
     common = ["--data", str(texts), *TINY, "--steps", "3", "--out", str(tmp_path)]
     pretrain.main(common)
     before = folder_state(tmp_path)
@@ -199,10 +202,18 @@ def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_p
     assert folder_state(tmp_path) == before
     with pytest.raises(pretrain.UsageError, match="give one of them"):
         pretrain.main([*common, "--resume", "--overwrite"])
+    kept = {name: before[name] for name in ("checkpoint.pt", "log.jsonl")}
     with pytest.raises(ValueError, match="too few for one window"):  # fails before training:
         pretrain.main([*common, "--context", "5000", "--emb-dim", "8", "--overwrite"])
-    kept = {name: before[name] for name in ("checkpoint.pt", "log.jsonl")}
     assert {name: folder_state(tmp_path)[name] for name in kept} == kept  # the old run stays
+
+    def out_of_memory(*args, **kwargs):  # as the first step's activations might be
+        raise RuntimeError("out of memory")
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain, "train_model", out_of_memory)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            pretrain.main([*common, "--overwrite"])
+    assert {name: folder_state(tmp_path)[name] for name in kept} == kept  # still there
     pretrain.main([*common, "--steps", "6", "--overwrite"])  # asked for: a new run replaces it
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").open()]
     assert steps == [0, 5] and torch.load(tmp_path / "checkpoint.pt")["step"] == 5
@@ -224,8 +235,24 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_
             "stop it, or choose another folder"]
         assert folder_state(out) == before
     finally:
-        lock.close()
+        pretrain.release_run_folder(lock)
+    assert (out / "run.lock").read_text() == ""  # a run that let go is no longer named
     pretrain.main(["--data", str(texts), *TINY, "--steps", "3", "--out", str(out)])  # free now
+    assert (out / "run.lock").read_text() == ""
+
+
+def test_under_torchrun_every_rank_stops_when_rank_0_is_refused_the_folder(texts, tmp_path):
+    common = ["--data", str(texts), *TINY, "--steps", "3", "--out", str(tmp_path)]
+    pretrain.main(common)
+    before = folder_state(tmp_path)
+    result = torchrun(common, processes=2, check=False)
+    assert result.returncode != 0
+    assert f"--out {tmp_path} holds a run (checkpoint.pt, log.jsonl)" in result.stderr
+    assert (f"rank 1: stopped, as rank 0 could not take --out {tmp_path} (its message says "
+            "why)") in result.stderr
+    # torchrun prints a traceback of its own for any failed worker; none comes from a worker
+    assert 'pretrain.py", line' not in result.stderr and "Connection reset" not in result.stderr
+    assert folder_state(tmp_path) == before
 
 
 def lock_started(out: Path) -> str:
