@@ -95,9 +95,10 @@ def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
     """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
     check(x.dim() == 3 and x.shape[2] == d_in, lambda: "the input must have shape "
           f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
-    check(start + x.shape[1] <= context_length, lambda: f"the input has {start + x.shape[1]} "
-          f"tokens but the attention layer was built for context_length={context_length}; crop "
-          f"the input to the last {context_length} tokens")
+    check(start + x.shape[1] <= context_length, lambda: f"the input has {x.shape[1]} tokens"
+          + (f" after {start} cached ones" if start else "") + " but the attention layer was "
+          f"built for context_length={context_length}; crop the input to the last "
+          f"{context_length} tokens" + (", cached ones included" if start else ""))
 
 
 # %% attention.ipynb cell 58, 3.6.1 Stacking single-head modules

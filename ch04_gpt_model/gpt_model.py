@@ -151,9 +151,10 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
-        # each block's attention checks its own mask (3.5.3); all of them must fit together
-        check_memory("context_length", cfg["context_length"], 4 * cfg["context_length"] ** 2 *
-                     (cfg["n_layers"] + 1), f"{cfg['n_layers']:,} causal masks")
+        # each block checks only its own mask: n_layers masks, and a copy while one is built (3.5.3)
+        check_memory("context_length", cfg["context_length"],
+                     4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1),
+                     f"{cfg['n_layers']:,} causal masks and a copy while one is built")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
