@@ -65,7 +65,11 @@ def load_checkpoint(path: str | Path, model: nn.Module,
         if key not in state:
             problems.append(f"records no {key} (expected {value!r})")
         elif state[key] != value:
-            problems.append(f"was trained with {key}={state[key]!r}, not {value!r}")
+            saved = state[key]
+            if isinstance(saved, dict) and isinstance(value, dict):  # name what differs, only
+                keys = sorted(k for k in saved | value if saved.get(k) != value.get(k))
+                saved, value = ({k: d.get(k) for k in keys} for d in (saved, value))
+            problems.append(f"was trained with {key}={saved!r}, not {value!r}")
     if problems:
         raise ValueError(f"{path} " + "; ".join(problems))
     model.load_state_dict(state["model"])  # nothing below can fail after the checks above

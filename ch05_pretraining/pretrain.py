@@ -1,8 +1,8 @@
 """Pretrain a GPT on a folder of text files, on one CPU, one GPU, or many with torchrun.
 
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000
-    torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small
-    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --resume
+    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000 --resume
+    torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
 Everything is chapter 5's: GPTModel and train_model, appendix D's loop (linear warmup, cosine
 decay, gradient clipping from the end of warmup) with its fast options. What this script adds
@@ -76,6 +76,10 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
     files = sorted(folder.glob("*.txt"))
     if not files:
         raise FileNotFoundError(f"no .txt files in {folder}")
+    odd = [file.name for file in files if not file.is_file()]  # reading a pipe would wait
+    if odd:
+        raise ValueError(f"{folder}: {', '.join(odd)}: not a regular file (a folder, a pipe or "
+                         "a broken link named *.txt); move it out of the folder")
     fingerprint = hashlib.sha256()
     for file in files:
         fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
@@ -176,6 +180,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _path(text):
+    """An argparse type: a path, not empty ("" would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return Path(text)
+
+
 def _number(kind, low, low_inclusive=True, high=None):
     """An argparse type: `kind` (int or float) within [low, high) or (low, high)."""
     def parse(text):
@@ -207,8 +218,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(description=__doc__.split("\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="\n".join(__doc__.split("\n")[1:]))
-    parser.add_argument("--data", type=Path, required=True, help="folder of .txt files")
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("--data", type=_path, required=True, help="folder of .txt files")
+    parser.add_argument("--out", type=_path, required=True,
                         help="folder for tokens, checkpoints and the log")
     parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES))
     parser.add_argument("--emb-dim", type=COUNT, help="override the size's width")
@@ -255,6 +266,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--data {args.data} is not a folder")
     if args.out.exists() and not args.out.is_dir():
         problems.append(f"--out {args.out} is a file, not a folder")
+    elif args.resume and not (args.out / "checkpoint.pt").is_file():
+        problems.append(f"--resume: {args.out} holds no checkpoint.pt to continue")
     if args.min_lr > args.lr:
         problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
     if args.warmup_steps > args.steps:
@@ -313,7 +326,10 @@ def claim_run_folder(args: argparse.Namespace):
     leaves none behind. Without flock (Windows) the folder is not locked, and a warning says
     so. release_run_folder empties the holder's line, so that no finished run is named.
     """
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {args.out} cannot be made: {error.strerror}") from None
     lock = (args.out / "run.lock").open("a+")
     locked = fcntl is not None
     try:
@@ -476,13 +492,20 @@ def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.o
     return model, optimizer
 
 
+def training_settings(args: argparse.Namespace) -> dict:
+    """The flags besides the model's that decide its weights: a resume must repeat them."""
+    return {name: getattr(args, name) for name in (
+        "batch", "grad_accum", "lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm")}
+
+
 def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimizer,
-           process: Process, expect: dict | None = None) -> int:
+           process: Process, expect: dict | None = None, steps: int | None = None) -> int:
     """Load the checkpoint into model and optimizer; the first step still to run.
 
     Raises ValueError, with model and optimizer untouched, when there is no usable checkpoint
     or it was trained with another configuration or other `expect`ed values (the seed, the
-    data). Each process continues its own random stream when the number of processes is
+    data, the training settings). Another number of `steps` is allowed (it extends or shortens
+    the run) and said. Each process continues its own random stream when the number of processes is
     unchanged; otherwise the data is the same and only dropout masks differ.
     """
     try:
@@ -490,6 +513,9 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
                                 expect={"config": model.cfg, **(expect or {})})
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"cannot resume: {error}") from None
+    if steps is not None and state.get("steps", steps) != steps and process.main:
+        print(f"resuming with --steps {steps}, not the {state['steps']} this run began with: "
+              "the learning-rate schedule is computed for the new length", file=sys.stderr)
     rng_states = state["rng_states"]
     if len(rng_states) == process.world_size:
         torch.set_rng_state(rng_states[process.rank])
@@ -546,7 +572,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             if process.main:
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
                                 rng_states=rng_states, seed=args.seed,
-                                data_sha256=data_checksum(args), val_fraction=args.val_fraction)
+                                data_sha256=data_checksum(args), val_fraction=args.val_fraction,
+                                training=training_settings(args), steps=args.steps)
         if stop and step < last_step:
             if process.distributed:  # no process exits while the checkpoint is being written
                 dist.barrier()
@@ -621,7 +648,8 @@ def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> N
     if args.resume:
         start_step = resume(args.out / "checkpoint.pt", model, optimizer, process,
                             expect={"seed": args.seed, "data_sha256": data_checksum(args),
-                                    "val_fraction": args.val_fraction})
+                                    "val_fraction": args.val_fraction,
+                                    "training": training_settings(args)}, steps=args.steps)
         last_step = args.steps - 1 if args.stop_after is None else args.stop_after
         if start_step > last_step:
             raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "

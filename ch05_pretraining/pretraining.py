@@ -244,7 +244,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     others go on. Generation stops when every sequence has ended, and the step on which the last
     ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
     cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
-    context length; a longer one is refused) are cropped to their end.
+    context length; a longer one is refused) are cropped to their end. The rows are prompts of
+    one length: nothing masks padding, so a padded prompt reads its pad tokens as text and
+    continues differently than alone; generate prompts of other lengths one at a time.
 
     use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
     new token. Once the text outgrows `context_size` the window slides, every position shifts

@@ -67,12 +67,55 @@ def test_an_interrupted_run_resumes_to_the_same_weights(texts, tmp_path):
 def test_resuming_with_another_model_is_refused(texts, tmp_path):
     common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
     pretrain.main(common)
-    with pytest.raises(ValueError, match="was trained with"):
+    with pytest.raises(ValueError, match=r"was trained with config=\{'drop_rate': 0.1\}, not "
+                                         r"\{'drop_rate': 0.2\}$"):  # only what differs
         pretrain.main([*common, "--drop-rate", "0.2", "--resume"])
     with pytest.raises(ValueError, match="cannot resume: .* does not fit this model"):
         pretrain.main([*common, "--context", "16", "--resume"])
-    with pytest.raises(ValueError, match="cannot resume: no checkpoint"):
-        pretrain.main([*common, "--out", str(tmp_path / "elsewhere"), "--resume"])
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(pretrain.UsageError, match=f"--resume: {elsewhere} holds no checkpoint"):
+        pretrain.main([*common, "--out", str(elsewhere), "--resume"])
+    assert not elsewhere.exists()  # refused before making a folder or tokenising into it
+
+
+def test_a_resume_must_repeat_the_training_settings_but_may_change_the_steps(texts, tmp_path,
+                                                                            capsys):
+    common = ["--data", str(texts), *TINY, "--steps", "4", "--out", str(tmp_path)]
+    pretrain.main([*common, "--stop-after", "1"])
+    before = folder_state(tmp_path)
+    with pytest.raises(ValueError, match=r"was trained with training=\{'grad_accum': 1, 'lr': "
+                                         r"0.003\}, not \{'grad_accum': 2, 'lr': 0.5\}$"):
+        pretrain.main([*common, "--resume", "--lr", "0.5", "--grad-accum", "2"])
+    before.pop("run.lock")  # held and let go by the refused run; the run's files are untouched
+    assert {name: state for name, state in folder_state(tmp_path).items()
+            if name != "run.lock"} == before
+    capsys.readouterr()
+    pretrain.main([*common, "--steps", "6", "--resume"])  # a longer run: said, not refused
+    assert ("resuming with --steps 6, not the 4 this run began with: the learning-rate schedule "
+            "is computed for the new length") in capsys.readouterr().err
+    assert torch.load(tmp_path / "checkpoint.pt")["step"] == 5
+
+
+def test_paths_that_cannot_work_are_named_before_anything_is_made(texts, tmp_path):
+    for flag in ("--data", "--out"):  # "" would mean the current folder
+        paths = {"--data": str(texts), "--out": str(tmp_path / "run"), flag: ""}
+        with pytest.raises(pretrain.UsageError, match=f"argument {flag}: an empty path"):
+            pretrain.main(["--data", paths["--data"], "--out", paths["--out"], *TINY])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(pretrain.UsageError, match=f"--out {tmp_path / 'a_file' / 'run'} cannot "
+                                                  "be made: Not a directory"):
+        pretrain.main(["--data", str(texts), "--out", str(tmp_path / "a_file" / "run"), *TINY])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on Windows")
+def test_a_pipe_or_a_folder_named_txt_is_refused_not_read(texts, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text((texts / "a.txt").read_text())
+    (data / "notes.txt").mkdir()
+    os.mkfifo(data / "pipe.txt")  # reading it would wait for a writer for ever
+    with pytest.raises(ValueError, match=f"{data}: notes.txt, pipe.txt: not a regular file"):
+        pretrain.tokenize_folder(data, tmp_path / "tokens.bin")
 
 
 def torchrun(args, processes, check=True):
