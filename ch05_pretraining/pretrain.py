@@ -19,7 +19,8 @@ is what training at scale needs:
   identical. The effective batch is --batch x processes x --grad-accum.
 * Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
   process's random-number state; --resume continues from it and gives the same weights as an
-  uninterrupted run, refusing a checkpoint of another model, seed or data. OUT/log.jsonl
+  uninterrupted run, refusing a checkpoint of another model, seed, data or training settings
+  (--lr, --batch, ...; a new --steps is allowed, and stretches the schedule). OUT/log.jsonl
   records the evaluations (after a resume, without the steps that are run again).
 * A run never destroys another's work. A new run into a folder that holds one is refused
   unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
@@ -244,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUT that holds a run, deleting its checkpoint "
-                             "and log")
+                             "and log once the new run has trained a step")
     parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
     parser.add_argument("--fast", action="store_true",
