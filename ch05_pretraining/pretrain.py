@@ -20,8 +20,8 @@ is what training at scale needs:
 * Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
   process's random-number state; --resume continues from it and gives the same weights as an
   uninterrupted run, refusing a checkpoint of another model, seed, data or training settings
-  (--lr, --batch, ...; a new --steps is allowed, and stretches the schedule). OUT/log.jsonl
-  records the evaluations (after a resume, without the steps that are run again).
+  (--lr, --batch x processes, ...; a new --steps is allowed, and stretches the schedule).
+  OUT/log.jsonl records the evaluations (after a resume, without the steps run again).
 * A run never destroys another's work. A new run into a folder that holds one is refused
   unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
   kernel, so a killed run leaves no stale lock) and a second run into OUT is refused, naming
@@ -493,10 +493,11 @@ def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.o
     return model, optimizer
 
 
-def training_settings(args: argparse.Namespace) -> dict:
-    """The flags besides the model's that decide its weights: a resume must repeat them."""
-    return {name: getattr(args, name) for name in (
-        "batch", "grad_accum", "lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm")}
+def training_settings(args: argparse.Namespace, world_size: int) -> dict:
+    """The flags besides the model's that decide its weights: a resume must repeat them. The
+    batch counts all processes' sequences, which fix a step's windows (RandomWindows)."""
+    return {"batch_x_processes": args.batch * world_size, **{name: getattr(args, name) for name
+            in ("grad_accum", "lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm")}}
 
 
 def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimizer,
@@ -574,7 +575,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
                                 rng_states=rng_states, seed=args.seed,
                                 data_sha256=data_checksum(args), val_fraction=args.val_fraction,
-                                training=training_settings(args), steps=args.steps)
+                                training=training_settings(args, world_size),
+                                steps=args.steps)
         if stop and step < last_step:
             if process.distributed:  # no process exits while the checkpoint is being written
                 dist.barrier()
@@ -650,7 +652,8 @@ def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> N
         start_step = resume(args.out / "checkpoint.pt", model, optimizer, process,
                             expect={"seed": args.seed, "data_sha256": data_checksum(args),
                                     "val_fraction": args.val_fraction,
-                                    "training": training_settings(args)}, steps=args.steps)
+                                    "training": training_settings(args, process.world_size)},
+                            steps=args.steps)
         last_step = args.steps - 1 if args.stop_after is None else args.stop_after
         if start_step > last_step:
             raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "

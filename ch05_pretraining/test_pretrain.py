@@ -146,6 +146,14 @@ def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], atol=2e-4, rtol=1e-3)
 
+    # a resume on one process must keep the 4 sequences a step: --batch 4, not 2
+    with pytest.raises(ValueError, match=r"training=\{'batch_x_processes': 4\}, not "
+                                         r"\{'batch_x_processes': 2\}"):
+        pretrain.main([*args, "--steps", "32", "--out", str(tmp_path / "ddp"), "--resume"])
+    pretrain.main([*args, "--steps", "32", "--batch", "4", "--out", str(tmp_path / "ddp"),
+                   "--resume"])
+    assert torch.load(tmp_path / "ddp/checkpoint.pt")["step"] == 31
+
 
 def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path):
     empty = tmp_path / "empty"
