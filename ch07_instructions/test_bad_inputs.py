@@ -275,7 +275,7 @@ def answer(body, pieces=1, pause=0.0, before=0.0, length=None):
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(body) if length is None else length))
         handler.end_headers()
-        size = math.ceil(len(body) / pieces)
+        size = max(1, math.ceil(len(body) / pieces))  # an empty body: headers alone
         for start in range(0, len(body), size):
             handler.wfile.write(body[start:start + size])
             handler.wfile.flush()
