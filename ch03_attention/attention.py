@@ -97,8 +97,8 @@ def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
           f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
     check(start + x.shape[1] <= context_length, lambda: f"the input has {x.shape[1]} tokens"
           + (f" after {start} cached ones" if start else "") + " but the attention layer was "
-          f"built for context_length={context_length}; crop the input to the last "
-          f"{context_length} tokens" + (", cached ones included" if start else ""))
+          f"built for context_length={context_length}; crop the text to its last "
+          f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
 
 
 # %% attention.ipynb cell 58, 3.6.1 Stacking single-head modules

@@ -150,9 +150,10 @@ def test_attention_past_the_context_leaves_the_cache_unchanged():
     mha, cache = build("MultiHeadAttention").eval(), KVCache(max_tokens=20)
     mha(torch.rand(1, 4, 8), cache)
     kept = cache.keys[:, :, :4].clone()
-    with pytest.raises(ValueError, match="the input has 3 tokens after 4 cached ones but the "
-                                         "attention layer was built for context_length=6; crop "
-                                         "the input to the last 6 tokens, cached ones included"):
+    with pytest.raises(ValueError, match=r"the input has 3 tokens after 4 cached ones but the "
+                                         r"attention layer was built for context_length=6; crop "
+                                         r"the text to its last 6 tokens \(reset\(\) the cache, "
+                                         r"then feed them\)"):
         mha(torch.rand(1, 3, 8), cache)
     assert cache.length == 4 and torch.equal(cache.keys[:, :, :4], kept)
 

@@ -226,7 +226,7 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" is told the nearest size's name
+    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 

@@ -30,7 +30,8 @@ def save_checkpoint(path: str | Path, model: nn.Module,
             raise ValueError(f"the extra value {key}={value!r} ({type(value).__name__}) could "
                              "not be loaded back: load_checkpoint reads with torch.load("
                              "weights_only=True), which takes numbers, strings, lists, tuples, "
-                             "dicts and tensors (convert it: float(x), str(path), vars(args))")
+                             "dicts and tensors (convert it: float(x), str(path), a dict of "
+                             "those for an argparse Namespace)")
     state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -43,8 +44,9 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`).
 
     All or nothing: the model state, the optimizer state, the RNG state and the `expect`ed
-    extra values (say {"seed": 123}) are all checked first; on any mismatch ValueError lists
-    the problems and model, optimizer and RNG are untouched.
+    extra values (say {"seed": 123}; of a dict, such as a config, the keys that differ are
+    named) are all checked first; on any mismatch ValueError lists the problems and model,
+    optimizer and RNG are untouched.
     """
     check(Path(path).is_file(), f"no checkpoint at {path}", FileNotFoundError)
     try:
@@ -65,11 +67,11 @@ def load_checkpoint(path: str | Path, model: nn.Module,
         if key not in state:
             problems.append(f"records no {key} (expected {value!r})")
         elif state[key] != value:
-            saved = state[key]
-            if isinstance(saved, dict) and isinstance(value, dict):  # name what differs, only
-                keys = sorted(k for k in saved | value if saved.get(k) != value.get(k))
-                saved, value = ({k: d.get(k) for k in keys} for d in (saved, value))
-            problems.append(f"was trained with {key}={saved!r}, not {value!r}")
+            saved, wanted = state[key], value
+            if isinstance(saved, dict) and isinstance(wanted, dict):  # a config: name what differs
+                keys = sorted(k for k in saved | wanted if saved.get(k) != wanted.get(k))
+                saved, wanted = {k: saved.get(k) for k in keys}, {k: wanted.get(k) for k in keys}
+            problems.append(f"was trained with {key}={saved!r}, not {wanted!r}")
     if problems:
         raise ValueError(f"{path} " + "; ".join(problems))
     model.load_state_dict(state["model"])  # nothing below can fail after the checks above

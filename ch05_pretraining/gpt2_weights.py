@@ -45,7 +45,7 @@ _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
     """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
     first use. shared.data registers them as "gpt2-small-weights" and so on."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" is told the nearest size's name
+    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
     return fetch(size.split()[0] + "-weights", progress=progress)
 
 

@@ -2,6 +2,7 @@
 
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000 --resume
+                                        # after a stop: Ctrl-C, SIGTERM or --stop-after
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
 Everything is chapter 5's: GPTModel and train_model, appendix D's loop (linear warmup, cosine
@@ -222,13 +223,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=_path, required=True, help="folder of .txt files")
     parser.add_argument("--out", type=_path, required=True,
                         help="folder for tokens, checkpoints and the log")
-    parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES))
+    parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES),
+                        help='quoted, as in --size "gpt2-medium (355M)"')
     parser.add_argument("--emb-dim", type=COUNT, help="override the size's width")
     parser.add_argument("--n-layers", type=COUNT, help="override the size's depth")
     parser.add_argument("--n-heads", type=COUNT, help="override the size's heads")
     parser.add_argument("--context", type=COUNT, default=256)
     parser.add_argument("--drop-rate", type=RATE, default=0.1)
-    parser.add_argument("--batch", type=COUNT, default=8, help="sequences per process per step")
+    parser.add_argument("--batch", type=COUNT, default=8,
+                        help="sequences per process per micro-batch (a step takes --grad-accum "
+                             "of them)")
     parser.add_argument("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
     parser.add_argument("--steps", type=COUNT, default=1000)
     parser.add_argument("--lr", type=POSITIVE, default=6e-4, help="peak learning rate")

@@ -244,9 +244,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     others go on. Generation stops when every sequence has ended, and the step on which the last
     ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
     cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
-    context length; a longer one is refused) are cropped to their end. The rows are prompts of
-    one length: nothing masks padding, so a padded prompt reads its pad tokens as text and
-    continues differently than alone; generate prompts of other lengths one at a time.
+    context length; a context_size above it is refused) are cropped to their end. All rows
+    must be prompts of one length: nothing masks padding, so a padded prompt reads its pad
+    tokens as text and continues differently than alone; generate other lengths one at a time.
 
     use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
     new token. Once the text outgrows `context_size` the window slides, every position shifts
@@ -269,7 +269,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
         vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
         check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
               f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
-    # A negative temperature would decode greedily without a word: refuse it instead.
+    # A negative temperature would favour the least likely tokens without a word: refuse it.
     check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
     if top_k is not None:
         check_count("top_k", top_k, 1)

@@ -334,7 +334,7 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
         with torch.no_grad():
             for batch in loader:
                 loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
-                losses.append(loss.item() * len(chosen))
+                losses.append(loss.item() * len(chosen))  # a batch's mean x its pairs
                 margins.append(chosen - rejected)
     finally:  # even when a batch fails
         policy.train(was_training)
