@@ -133,14 +133,16 @@ class SpamDataset(Dataset):
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
     record them in cfg["num_classes"] (the book's GPTModel has no cfg). A classification head
-    is never replaced: a classifier's head, or one wrapped by LoRA, is refused."""
+    is never replaced: a classifier's head, or one wrapped by LoRA, is refused. The new head
+    goes on the device of the head it replaces."""
     check_count("num_classes", num_classes, 2, "an integer of at least 2")
     head = getattr(model, "out_head", None)
     check(isinstance(head, nn.Linear), f"model.out_head must be the language model's "
           f"nn.Linear head, got {type(head).__name__} (add the head before LoRA)", TypeError)
     check(head.out_features == model.tok_emb.num_embeddings, f"model already has a classification "
           f"head ({head.out_features} outputs): to start again, build or load the model again")
-    model.out_head = nn.Linear(head.in_features, num_classes)
+    # Drawn on the CPU, as the book draws it, then moved: the same start on every device
+    model.out_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
     if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
         model.cfg = {**model.cfg, "num_classes": num_classes}
     return model
@@ -290,12 +292,14 @@ class LoRALayer(nn.Module):
 
 
 class LinearWithLoRA(nn.Module):
-    """A (frozen) linear layer plus a trainable LoRA update."""
+    """A (frozen) linear layer plus a trainable LoRA update, on the linear layer's device."""
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
         self.linear = linear
-        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
+        # A is drawn on the CPU, as the book draws it, then moved: the same A on every device
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
+            linear.weight.device)
 
     def forward(self, x):
         return self.linear(x) + self.lora(x)

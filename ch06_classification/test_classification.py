@@ -198,6 +198,47 @@ def test_only_lora_parameters_train():
                if name.endswith(".lora.B"))
 
 
+# Devices: what chapter 6 adds to a model goes where the model is -------------------------------
+# The meta device (shapes without values) stands in for a GPU on this CPU-only machine.
+
+def test_a_new_head_and_lora_layers_go_on_the_models_device_with_the_same_draws():
+    rng_states = {}
+    for device in ("cpu", "meta"):
+        model = GPTModel(TINY).to(device)
+        torch.manual_seed(0)
+        replace_linear_with_lora(add_classification_head(model), rank=2, alpha=4)
+        assert {param.device.type for param in model.parameters()} == {device}
+        rng_states[device] = torch.get_rng_state()
+    # drawn on the CPU wherever the model is: the same values, and the same draws after them
+    assert torch.equal(rng_states["cpu"], rng_states["meta"])
+
+
+def test_a_training_step_of_a_lora_classifier_stays_on_the_models_device():
+    model = replace_linear_with_lora(add_classification_head(GPTModel(TINY).to("meta")), 2, 4)
+    inputs, targets = torch.randint(0, 60, (2, 10)), torch.tensor([0, 1])  # on the CPU
+    loss = calc_loss_batch(inputs, targets, model, "meta")
+    loss.backward()
+    assert loss.device.type == "meta"
+    assert all(p.grad.device.type == "meta" for name, p in model.named_parameters()
+               if name.endswith((".lora.A", ".lora.B")))
+
+
+def test_6_2s_check_evaluates_the_model_on_its_own_device(monkeypatch):
+    from ch06_classification import exercise_checks
+
+    devices = []
+
+    def calc_accuracy_loader(data_loader, model, device, num_batches=None):
+        devices.append(torch.device(device))
+        return 1.0
+
+    monkeypatch.setattr(exercise_checks, "calc_accuracy_loader", calc_accuracy_loader)
+    model = add_classification_head(GPTModel(TINY)).to("meta")
+    model.tok_emb.weight.requires_grad = False
+    assert exercise_checks.frozen_embedding_classifier(model, val_loader=None) is None
+    assert devices == [torch.device("meta")]
+
+
 # The book's names, on a model of the book's shape ---------------------------------------------
 
 def books_classifier():
