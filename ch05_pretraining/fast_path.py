@@ -139,20 +139,26 @@ class FastDecoder:
 
 # %% pretraining.ipynb cell 112, 5.8 A fast training path (beyond the book)
 
+_CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
+
+
 def supports_fast_bf16(device: str | torch.device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively (so autocast pays off).
 
-    True for CUDA GPUs from Ampere on and for CPUs with AVX512_BF16 or AMX instructions;
-    elsewhere bf16 is emulated and usually slower than float32.
+    True for CUDA GPUs of compute capability 8.0 or above (A100, the RTX 30 series, H100 and
+    newer) and for CPUs with AVX512_BF16 or AMX instructions. A T4 (7.5), a V100 (7.0) and a
+    CPU with AVX2 only emulate bf16, usually slower than float32: False, as for a Mac's GPU
+    (MPS) and any other device, which this does not vouch for.
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # is_bf16_supported() alone also counts a T4's emulation
+        return (torch.cuda.is_bf16_supported(including_emulation=False)
+                and torch.cuda.get_device_capability(device) >= (8, 0))
     if device.type != "cpu":
         return False
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+        flags = _CPUINFO.read_text()
+    except OSError:  # not Linux (macOS, Windows): no list to read, so no claim
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

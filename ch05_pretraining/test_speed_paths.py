@@ -1,16 +1,18 @@
-"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss (5.8),
-FastModernDecoder (5.9.2)."""
+"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss and
+the bf16 switch (5.8), FastModernDecoder (5.9.2)."""
 
 import pytest
 import torch
 from torch import nn
 
 from ch04_gpt_model.gpt_model import GPTModel
+from ch05_pretraining import fast_path
 from ch05_pretraining.fast_path import (
     FastDecoder,
     FastModernDecoder,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
+    supports_fast_bf16,
 )
 from ch05_pretraining.pretraining import calc_loss_batch, generate
 from conftest import tiny_qwen3
@@ -415,3 +417,62 @@ def test_the_chunked_batch_loss_refuses_a_head_with_a_bias():
 def test_chunked_loss_rejects_inputs_that_do_not_fit(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         chunked_cross_entropy(*args, **kwargs)
+
+
+# supports_fast_bf16, which decides bf16 autocast (5.8, pretrain.py --fast) ---------------------
+
+GPU_CAPABILITIES = {"T4": (7, 5), "V100": (7, 0), "A100": (8, 0), "RTX 3090": (8, 6),
+                    "H100": (9, 0)}
+
+
+def pretend_cuda_gpu(monkeypatch, capability):
+    """torch.cuda's answers on a machine with one GPU of this compute capability, as torch
+    gives them: bf16 is supported from 8.0 on, and below that too while emulation counts
+    (is_bf16_supported's default), as it does on a T4 or a V100."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
+                        capability >= (8, 0) or including_emulation)
+
+
+@pytest.mark.parametrize("gpu, native", [("T4", False), ("V100", False), ("A100", True),
+                                         ("RTX 3090", True), ("H100", True)])
+def test_bf16_counts_as_native_on_a_gpu_of_compute_capability_8_or_above(monkeypatch, gpu,
+                                                                          native):
+    pretend_cuda_gpu(monkeypatch, GPU_CAPABILITIES[gpu])
+    assert torch.cuda.is_bf16_supported()  # torch's default answer: yes, even emulated
+    assert supports_fast_bf16("cuda") is native
+    assert supports_fast_bf16(torch.device("cuda", 0)) is native
+
+
+def test_bf16_needs_both_of_torchs_answers_on_a_gpu(monkeypatch):
+    pretend_cuda_gpu(monkeypatch, (8, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert supports_fast_bf16("cuda") is False
+
+
+AVX2_ONLY_FLAGS = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 "
+                   "clflush mmx fxsr sse sse2 ht syscall nx lm constant_tsc pni pclmulqdq ssse3 "
+                   "fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand bmi1 avx2 "
+                   "bmi2 adx sha_ni")  # an AMD EPYC of the Zen 2 and 3 generations
+
+
+@pytest.mark.parametrize("flags, native", [
+    (AVX2_ONLY_FLAGS, False),
+    (AVX2_ONLY_FLAGS + " avx512f avx512bw avx512_vnni", False),  # AVX-512 without its bf16
+    (AVX2_ONLY_FLAGS + " avx512f avx512_bf16", True),
+    (AVX2_ONLY_FLAGS + " avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", True),
+])
+def test_bf16_counts_as_native_on_a_cpu_with_avx512_bf16_or_amx(monkeypatch, tmp_path, flags,
+                                                                native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(fast_path, "_CPUINFO", cpuinfo)
+    assert supports_fast_bf16("cpu") is native
+
+
+def test_bf16_is_not_counted_where_nothing_says_it_is_native(monkeypatch, tmp_path):
+    monkeypatch.setattr(fast_path, "_CPUINFO", tmp_path / "absent")  # macOS, Windows: no list
+    assert supports_fast_bf16("cpu") is False
+    for device in ("mps", "meta", torch.device("mps")):
+        assert supports_fast_bf16(device) is False
