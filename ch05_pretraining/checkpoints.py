@@ -4,11 +4,12 @@
 
 # %% pretraining.ipynb cell 49, 5.4 Saving and loading model weights
 
-"""Chapter 5, section 5.4: training checkpoints (model, optimizer and random-number state),
-saved atomically and loaded all or nothing."""
+"""Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
+states), saved atomically and loaded all or nothing, on any device."""
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,12 +20,19 @@ from shared import check, write_atomically
 
 # %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
 
+# Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
+# always; each CUDA GPU's (dropout on a GPU) once CUDA is in use; the Mac GPU's (MPS) where
+# there is one. A run on one device draws from the CPU's generator and that device's.
+_RNG_KEYS = ("torch_rng", "cuda_rng", "mps_rng")
+
+
 def save_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
-    """Save model, optimizer and RNG state (plus any `extra` values) to `path`, atomically."""
-    check("torch_rng" not in extra,  # "model" and "optimizer" are taken by the arguments
-          "an extra value may not be named torch_rng: save_checkpoint stores the generator's "
-          "state under that name")
+    """Save model, optimizer and the random generators' states (plus any `extra` values) to
+    `path`, atomically."""
+    taken = [key for key in _RNG_KEYS if key in extra]  # "model", "optimizer": the arguments'
+    check(not taken, lambda: f"an extra value may not be named {taken[0]}: save_checkpoint "
+          "stores a generator's state under that name")
     for key, value in extra.items():  # refused now, not when load_checkpoint reads it back
         if not _loads_back(value):
             raise ValueError(f"the extra value {key}={value!r} ({type(value).__name__}) could "
@@ -32,7 +40,7 @@ def save_checkpoint(path: str | Path, model: nn.Module,
                              "weights_only=True), which takes numbers, strings, lists, tuples, "
                              "dicts and tensors (convert it: float(x), str(path), a dict of "
                              "those for an argparse Namespace)")
-    state = {"model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
+    state = {"model": model.state_dict(), **generator_states(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     write_atomically(path, lambda tmp: torch.save(state, tmp))  # a crash leaves no half file
@@ -43,10 +51,16 @@ def load_checkpoint(path: str | Path, model: nn.Module,
                     restore_rng: bool = True, expect: dict | None = None) -> dict:
     """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`).
 
-    All or nothing: the model state, the optimizer state, the RNG state and the `expect`ed
-    extra values (say {"seed": 123}; of a dict, such as a config, the keys that differ are
-    named) are all checked first; on any mismatch ValueError lists the problems and model,
-    optimizer and RNG are untouched.
+    All or nothing: the model state, the optimizer state, the generators' states and the
+    `expect`ed extra values (say {"seed": 123}; of a dict, such as a config, the keys that
+    differ are named) are all checked first; on any mismatch ValueError lists the problems and
+    model, optimizer and generators are untouched.
+
+    The checkpoint may come from another device: the weights and the optimizer's state end on
+    the model's. restore_rng restores every generator whose state the checkpoint holds and
+    this machine has; one it lacks (a GPU's, saved on a GPU and loaded on a CPU-only machine)
+    is skipped with a warning that names it. A generator the checkpoint does not hold (a
+    GPU's, in one saved on the CPU) keeps its state.
     """
     check(Path(path).is_file(), f"no checkpoint at {path}", FileNotFoundError)
     try:
@@ -56,13 +70,11 @@ def load_checkpoint(path: str | Path, model: nn.Module,
                          f"{error}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(_not_a_checkpoint(path, state))
-    problems = _model_state_problems(state["model"], model.state_dict())
+    problems = _model_state_problems(state["model"], model)
     if optimizer is not None:
         problems += _optimizer_state_problems(state.get("optimizer"), optimizer)
-    rng = state.get("torch_rng")
-    if restore_rng and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8
-                            and rng.shape == torch.get_rng_state().shape):
-        problems.append("holds no valid random-number state (pass restore_rng=False)")
+    if restore_rng:
+        problems += _generator_problems(state)
     for key, value in (expect or {}).items():
         if key not in state:
             problems.append(f"records no {key} (expected {value!r})")
@@ -75,11 +87,66 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     if problems:
         raise ValueError(f"{path} " + "; ".join(problems))
     model.load_state_dict(state["model"])  # nothing below can fail after the checks above
-    if optimizer is not None:
+    if optimizer is not None:  # its state is moved to its parameters' device, as it loads
         optimizer.load_state_dict(state["optimizer"])
-    if restore_rng:
-        torch.set_rng_state(rng)
+    if restore_rng and (skipped := restore_generators(state)):
+        warnings.warn(f"{path} holds the random state of {' and of '.join(skipped)}, which "
+                      "this machine lacks: not restored, so dropout draws other masks than the "
+                      "saved run would have (restore_rng=False restores no generator and says "
+                      "nothing)", stacklevel=2)
     return state
+
+
+def generator_states() -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """The state of every random generator a run may draw from, named as in _RNG_KEYS."""
+    states = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_initialized():  # only once in use: asking would start CUDA
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()  # one per GPU
+    if torch.backends.mps.is_available():
+        states["mps_rng"] = torch.mps.get_rng_state()
+    return states
+
+
+def restore_generators(states: dict) -> list[str]:
+    """Set each generator to its state in `states` (as generator_states gives them); the names
+    of the devices whose states this machine cannot take."""
+    torch.set_rng_state(states["torch_rng"])
+    skipped = []
+    saved = states.get("cuda_rng", [])
+    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index, state in enumerate(saved[:here]):
+        torch.cuda.set_rng_state(state, index)
+    if len(saved) > here:
+        missing = range(here, len(saved))
+        skipped.append(f"CUDA GPU{'s' if len(missing) > 1 else ''} "
+                       f"{', '.join(map(str, missing))}")
+    if "mps_rng" in states:
+        if torch.backends.mps.is_available():
+            torch.mps.set_rng_state(states["mps_rng"])
+        else:
+            skipped.append("a Mac's GPU (MPS)")
+    return skipped
+
+
+def _generator_problems(state: dict) -> list[str]:
+    """What keeps the generators' states in `state` from being restored here."""
+    def fits(saved, current):
+        return (isinstance(saved, torch.Tensor) and saved.dtype == torch.uint8
+                and saved.shape == current.shape)
+
+    if not fits(state.get("torch_rng"), torch.get_rng_state()):
+        return ["holds no valid random-number state (pass restore_rng=False)"]
+    saved = state.get("cuda_rng", [])  # one state per GPU; those of GPUs not here are skipped
+    here = (torch.cuda.get_rng_state_all() if isinstance(saved, list) and saved
+            and torch.cuda.is_available() else [])
+    if not isinstance(saved, list) or not all(map(fits, saved, here)):
+        return ["holds a CUDA random-number state that this machine's GPUs cannot take "
+                "(pass restore_rng=False)"]
+    if ("mps_rng" in state and torch.backends.mps.is_available()
+            and not fits(state["mps_rng"], torch.mps.get_rng_state())):
+        return ["holds an MPS random-number state that this Mac cannot take (pass "
+                "restore_rng=False)"]
+    return []
 
 
 def _loads_back(value) -> bool:
@@ -105,8 +172,9 @@ def _not_a_checkpoint(path, state) -> str:
     return f"{path} is not a checkpoint of save_checkpoint: it holds {kind}, no 'model'"
 
 
-def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
-    """What keeps `saved` (a state_dict) from loading into a model whose own is `wanted`."""
+def _model_state_problems(saved, model: nn.Module) -> list[str]:
+    """What keeps `saved` (a state_dict) from loading into `model`."""
+    wanted = model.state_dict(keep_vars=True)  # its own tensors: tied ones are one object
     if not isinstance(saved, dict):
         return [f"holds a {type(saved).__name__} as its model state, not a state_dict"]
     found = [f"missing {name}" for name in wanted if name not in saved]
@@ -118,6 +186,8 @@ def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
         elif value is not None and value.shape != tensor.shape:
             found.append(f"{name} has shape {tuple(value.shape)}, the model needs "
                          f"{tuple(tensor.shape)}")
+        elif value is not None and value.is_meta:  # torch.load gives meta tensors back as such
+            found.append(f"{name} holds no values (saved from a model on the meta device)")
     more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
     if found:
         return [f"does not fit this model ({'; '.join(found[:4])}{more})"]
@@ -133,12 +203,14 @@ def _model_state_problems(saved, wanted: dict[str, torch.Tensor]) -> list[str]:
 
 
 def _tied_pairs(state: dict) -> set[tuple[str, str]]:
-    """Pairs of names whose tensors are one tensor (tied weights share their memory)."""
+    """Pairs of names whose tensors are one tensor: tied weights share their memory (on the
+    meta device, which has none, they are one object: a model's own, state_dict(keep_vars))."""
     first = {}
     pairs = set()
     for name, tensor in state.items():
         if isinstance(tensor, torch.Tensor) and tensor.numel():
-            key = (tensor.data_ptr(), tensor.shape, tensor.stride())
+            key = id(tensor) if tensor.is_meta else (tensor.data_ptr(), tensor.shape,
+                                                     tensor.stride())
             if key in first:
                 pairs.add((first[key], name))
             first.setdefault(key, name)
@@ -185,4 +257,6 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
 __all__ = [
     'save_checkpoint',
     'load_checkpoint',
+    'generator_states',
+    'restore_generators',
 ]

@@ -376,6 +376,13 @@ def write_bad_rng(path):
     torch.save(state, path)
 
 
+def write_from_the_meta_device(path):  # shapes without values: nothing to load
+    model, optimizer = trained(1)
+    model.to("meta")
+    optimizer.load_state_dict(optimizer.state_dict())  # its state follows the parameters
+    save_checkpoint(path, model, optimizer, step=1)
+
+
 def write_truncated(path):
     save_checkpoint(path, *trained(1), step=1)
     path.write_bytes(path.read_bytes()[:2000])
@@ -403,6 +410,8 @@ def write_good(path):
     (write_wrong_adam_shape, {}, r"optimizer exp_avg of parameter 0 has shape \(3,\), "
                                  r"the parameter \(50, 16\)"),
     (write_bad_rng, {}, "holds no valid random-number state"),
+    (write_from_the_meta_device, {}, r"tok_emb.weight holds no values \(saved from a model on "
+                                     r"the meta device\)"),
     (write_truncated, {}, "is not a readable checkpoint"),
     (write_a_list, {}, "is not a checkpoint of save_checkpoint: it holds a list, no 'model'"),
     (write_good, {"expect": {"step": 2}}, "was trained with step=1, not 2"),
@@ -456,10 +465,35 @@ def test_a_failed_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_extra_value_cannot_overwrite_the_generator_state(tmp_path):
-    with pytest.raises(ValueError, match="an extra value may not be named torch_rng"):
-        save_checkpoint(tmp_path / "c.pth", tiny_model(), torch_rng=torch.zeros(3))
+@pytest.mark.parametrize("name", ["torch_rng", "cuda_rng", "mps_rng"])
+def test_an_extra_value_cannot_overwrite_a_generator_state(name, tmp_path):
+    with pytest.raises(ValueError, match=f"an extra value may not be named {name}"):
+        save_checkpoint(tmp_path / "c.pth", tiny_model(), **{name: torch.zeros(3)})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("cuda_rng", [torch.zeros(16, dtype=torch.uint8), torch.zeros(7, dtype=torch.uint8)],
+     "holds a CUDA random-number state that this machine's GPUs cannot take"),
+    ("cuda_rng", torch.zeros(16, dtype=torch.uint8), "holds a CUDA random-number state"),
+    ("mps_rng", torch.zeros(3), "holds an MPS random-number state that this Mac cannot take"),
+])
+def test_a_gpu_generator_state_that_does_not_fit_is_refused_before_anything_changes(
+        key, value, message, tmp_path, pretend_gpus):
+    generators = pretend_gpus(2)
+    path = tmp_path / "c.pth"
+    save_checkpoint(path, *trained(1), step=1)
+    state = torch.load(path, weights_only=True)
+    state[key] = value
+    torch.save(state, path)
+    model, optimizer = trained(0)
+    weights = copy.deepcopy(model.state_dict())
+    rng, cuda, mps = torch.get_rng_state(), list(generators.cuda), generators.mps
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path, model, optimizer)
+    assert same(model.state_dict(), weights)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert same(generators.cuda, cuda) and torch.equal(generators.mps, mps)
 
 
 @pytest.mark.parametrize("value, kind", [(np.float32(1.5), "float32"),

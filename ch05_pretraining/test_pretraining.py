@@ -263,6 +263,71 @@ def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):
         assert torch.equal(value, model.state_dict()[key]), key
 
 
+def trained_tiny(steps=1, device="cpu"):
+    """A TINY model and its AdamW after `steps` steps, both on `device`."""
+    torch.manual_seed(3)
+    model = GPTModel(TINY).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for input_batch, target_batch in list(loaders()[0])[:steps]:
+        optimizer.zero_grad()
+        calc_loss_batch(input_batch, target_batch, model, device).backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def test_a_checkpoint_restores_every_generator_a_run_draws_from(tmp_path, pretend_gpus):
+    generators = pretend_gpus(2)
+    save_checkpoint(tmp_path / "c.pth", *trained_tiny())
+    saved = torch.load(tmp_path / "c.pth", weights_only=True)
+    assert [len(saved["cuda_rng"]), saved["mps_rng"].shape] == [2, (16,)]  # every GPU's
+    cpu, cuda, mps = torch.get_rng_state(), list(generators.cuda), generators.mps
+    generators.draw()
+    assert not torch.equal(torch.get_rng_state(), cpu) and not torch.equal(generators.mps, mps)
+    load_checkpoint(tmp_path / "c.pth", *trained_tiny())
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert all(map(torch.equal, generators.cuda, cuda)) and torch.equal(generators.mps, mps)
+
+
+def test_a_checkpoint_without_gpu_generators_leaves_them_as_they_are(tmp_path, pretend_gpus):
+    save_checkpoint(tmp_path / "c.pth", *trained_tiny())  # on this CPU-only machine
+    assert {"cuda_rng", "mps_rng"}.isdisjoint(torch.load(tmp_path / "c.pth", weights_only=True))
+    cpu = torch.get_rng_state()
+    generators = pretend_gpus()
+    generators.draw()
+    cuda, mps = list(generators.cuda), generators.mps
+    load_checkpoint(tmp_path / "c.pth", *trained_tiny())
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert all(map(torch.equal, generators.cuda, cuda)) and torch.equal(generators.mps, mps)
+
+
+def test_gpu_generators_a_cpu_only_machine_lacks_are_skipped_and_named(tmp_path, monkeypatch,
+                                                                       pretend_gpus):
+    pretend_gpus(2)
+    save_checkpoint(tmp_path / "c.pth", *trained_tiny(), step=1)
+    cpu = torch.get_rng_state()
+    monkeypatch.undo()  # back to this machine: a CPU and no GPU
+    torch.rand(1)
+    model, optimizer = trained_tiny(0)
+    with pytest.warns(UserWarning, match=r"holds the random state of CUDA GPUs 0, 1 and of a "
+                                         r"Mac's GPU \(MPS\), which this machine lacks"):
+        assert load_checkpoint(tmp_path / "c.pth", model, optimizer)["step"] == 1
+    assert torch.equal(torch.get_rng_state(), cpu)  # what this machine has is restored
+    for name, tensor in trained_tiny()[0].state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_a_checkpoint_loads_into_a_model_on_another_device(tmp_path):
+    save_checkpoint(tmp_path / "c.pth", *trained_tiny(2))
+    model, optimizer = trained_tiny(0, device="meta")  # a stand-in for a GPU: shapes only
+    with pytest.warns(UserWarning, match="meta parameter"):  # torch: values cannot go there
+        load_checkpoint(tmp_path / "c.pth", model, optimizer)
+    assert {tensor.device.type for tensor in model.state_dict().values()} == {"meta"}
+    state = optimizer.state_dict()["state"]
+    assert {value.device.type for values in state.values() for name, value in values.items()
+            if name != "step"} == {"meta"}  # AdamW's averages follow the parameters
+    assert [int(values["step"]) for values in state.values()] == [2] * len(state)
+
+
 def test_gradient_clipping_and_schedule_are_applied():
     torch.manual_seed(0)
     model = GPTModel(TINY)

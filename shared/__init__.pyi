@@ -102,6 +102,8 @@ from ch05_pretraining.pretraining import (
 from ch05_pretraining.checkpoints import (
     save_checkpoint as save_checkpoint,
     load_checkpoint as load_checkpoint,
+    generator_states as generator_states,
+    restore_generators as restore_generators,
 )
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
