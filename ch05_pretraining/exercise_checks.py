@@ -19,7 +19,9 @@ from shared import (
     calc_loss_batch,
     calc_loss_loader,
     generate,
+    generator_states,
     gpt2_config,
+    restore_generators,
     save_checkpoint,
 )
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
@@ -32,15 +34,23 @@ def _gpt2():
 
 @contextlib.contextmanager
 def _untouched(model=None):
-    """Leave the global random state and the model's train/eval mode as they were: checking
-    an answer must not change what the notebook's later cells print."""
+    """Leave every random generator (the CPU's, and a GPU's that sampling on it draws from) and
+    the model's train/eval mode as they were: checking an answer must not change what the
+    notebook's later cells print."""
     training = model.training if model is not None else None
-    with torch.random.fork_rng(devices=[]):
-        try:
-            yield
-        finally:
-            if model is not None:
-                model.train(training)
+    states = generator_states()
+    try:
+        yield
+    finally:
+        restore_generators(states)
+        if model is not None:
+            model.train(training)
+
+
+def _device_of(model):
+    """Where the learner's model is (a GPU, if 5.1.3's `device` is one): the check's inputs go
+    there too."""
+    return next(model.parameters()).device
 
 
 # The toy example of section 5.3: nine words and their next-token logits.
@@ -104,7 +114,7 @@ def sampling_entropies():
 
 
 def _texts_for_seeds(model, options, seeds=range(5), max_new_tokens=15):
-    prompt = torch.tensor([_gpt2().encode("Every effort moves you")])
+    prompt = torch.tensor([_gpt2().encode("Every effort moves you")], device=_device_of(model))
     texts = set()
     for seed in seeds:
         torch.manual_seed(seed)
@@ -167,11 +177,11 @@ def _resume_batches(seed):
 
 
 def _train(model, optimizer, batches):
-    """The book's training step on each batch, silently."""
+    """The book's training step on each batch, silently, where the model is."""
     model.train()
     for input_batch, target_batch in batches:
         optimizer.zero_grad()
-        calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
+        calc_loss_batch(input_batch, target_batch, model, _device_of(model)).backward()
         optimizer.step()
 
 
@@ -204,9 +214,16 @@ def _resume_problem(resume):
                     f"{type(resumed_optimizer).__name__}.")
         theirs = dict(model.named_parameters())
         if set(theirs) != set(saved) or not all(
-                theirs[name].shape == p.shape and torch.equal(theirs[name].detach(), p)
+                theirs[name].shape == p.shape and torch.equal(theirs[name].detach(),
+                                                              p.to(theirs[name].device))
                 for name, p in saved.items()):
             return "Your model does not hold the weights that were saved."
+        # The run that never stopped takes its next step where the learner's model is (a GPU
+        # rounds differently from the CPU); loading its own state moves AdamW's state along.
+        device = _device_of(model)
+        saved = {name: p.to(device) for name, p in saved.items()}
+        trained.to(device)
+        optimizer.load_state_dict(optimizer.state_dict())
         _one_more_step(trained, optimizer)
         _one_more_step(model, resumed_optimizer)
         if all(torch.equal(theirs[name].detach(), p) for name, p in saved.items()):
@@ -274,8 +291,9 @@ def resume_from_checkpoint(resume):
 def _losses(model, train_loader, val_loader, num_batches=None):
     with _untouched(model), torch.no_grad():
         model.eval()
-        return (calc_loss_loader(train_loader, model, "cpu", num_batches),
-                calc_loss_loader(val_loader, model, "cpu", num_batches))
+        device = _device_of(model)
+        return (calc_loss_loader(train_loader, model, device, num_batches),
+                calc_loss_loader(val_loader, model, device, num_batches))
 
 
 def _tiny_loader(n_batches, seed, vocab_size=6200):
