@@ -194,7 +194,7 @@ def test_trained_tokenizer_saved_in_gpt2_format_reloads_and_agrees_with_tiktoken
 
 def test_saved_files_are_read_by_tools_that_take_ids_from_encoder_json(tmp_path):
     """2.5.3's claim: Hugging Face's GPT2Tokenizer reads our files (ids from encoder.json)."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     tokenizer = BPETokenizer.train(CORPUS, vocab_size=320)
     tokenizer.save_gpt2_files(tmp_path)
     hf = transformers.GPT2Tokenizer(str(tmp_path / "encoder.json"), str(tmp_path / "vocab.bpe"))

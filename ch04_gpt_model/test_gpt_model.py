@@ -187,13 +187,10 @@ def test_generate_text_simple_is_greedy_and_crops_long_prompts():
     assert out[0, 30] == expected_first
 
 
-# The book's reference implementation as a test oracle (installed --no-deps by .ci/run).
+# The book's reference implementation as a test oracle (the README's set-up installs it).
 
 def book_model(config):
-    oracle = pytest.importorskip(
-        "llms_from_scratch.ch04",
-        reason="the oracle: pip install --no-deps llms-from-scratch==1.0.19",
-    )
+    from llms_from_scratch import ch04 as oracle
     return oracle.GPTModel(config)
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 import safetensors.torch
 import torch
+import transformers
 
 from ch04_gpt_model.gpt_model import GPTModel
 from ch05_pretraining.gpt2_weights import (
@@ -20,8 +21,6 @@ from ch05_pretraining.gpt2_weights import (
 )
 from shared import data
 
-
-transformers = pytest.importorskip("transformers")  # in requirements.txt; never absent in CI
 
 SMALL = {"vocab_size": 300, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2,
          "drop_rate": 0.0, "qkv_bias": True}

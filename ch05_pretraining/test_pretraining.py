@@ -113,8 +113,7 @@ class LetterTokenizer:
 def test_training_matches_the_books_loop_draw_for_draw():
     """Same seed, same model, same data: the book's train_model_simple (the llms-from-scratch
     package, a test oracle) and ours report the same losses and end with the same weights."""
-    oracle = pytest.importorskip("llms_from_scratch.ch05",
-                                 reason="the book's package is installed by .ci/run")
+    from llms_from_scratch import ch05 as oracle
     results = []
     for loop in (train_model_simple, oracle.train_model_simple):
         torch.manual_seed(0)
@@ -133,8 +132,7 @@ def test_training_matches_the_books_loop_draw_for_draw():
 def test_train_model_matches_appendix_d_draw_for_draw():
     """Appendix D's train_model (warmup, cosine decay, clipping from the end of warmup, in the
     book's repository's corrected version) and ours: the same losses, rates and weights."""
-    oracle = pytest.importorskip("llms_from_scratch.appendix_d",
-                                 reason="the book's package is installed by .ci/run")
+    from llms_from_scratch import appendix_d as oracle
     results = []
     for loop in (train_model, oracle.train_model):
         torch.manual_seed(0)
@@ -153,7 +151,7 @@ def test_train_model_matches_appendix_d_draw_for_draw():
 
 def test_the_helpers_work_on_the_books_own_model(capsys):
     """The book's GPTModel has no cfg: the context length comes from its position embedding."""
-    book = pytest.importorskip("llms_from_scratch.ch04", reason="installed by .ci/run")
+    from llms_from_scratch import ch04 as book
     torch.manual_seed(0)
     model = book.GPTModel(TINY)
     generate_and_print_sample(model, LetterTokenizer(), "cpu", "abc", max_new_tokens=3)

@@ -367,6 +367,5 @@ def test_the_collate_drafts_pad_and_shift():
 def test_check_if_running_finds_this_python_process():
     from ch07_instructions.judge import check_if_running
 
-    pytest.importorskip("psutil")
     assert check_if_running("python")
     assert not check_if_running("no process has this name 7f3a")

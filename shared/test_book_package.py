@@ -36,13 +36,11 @@ import types
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import shared
 from shared.data import PROJECT_ROOT
 
 
-package = pytest.importorskip("llms_from_scratch")  # in requirements.txt
+package = importlib.import_module("llms_from_scratch")  # the README's set-up installs it
 PACKAGE_DIR = Path(package.__file__).parent
 # The book module -> the course's chapter package that teaches it.
 BOOK_MODULES = {

@@ -33,8 +33,8 @@ BOOK_PROFILE_NOTEBOOKS = [
 @pytest.fixture(scope="module")
 def tiny_gpt2_checkpoint(tmp_path_factory):
     """A GPT-2 in the published format (GPT-2's vocabulary and context, 2 narrow layers)."""
-    transformers = pytest.importorskip("transformers")  # in requirements.txt
     import torch
+    import transformers  # in requirements.txt
 
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=50257, n_positions=1024, n_embd=64,
