@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% text_data.ipynb cell 1, Chapter 2 — Working with text data
+# %% text_data.ipynb cell 2, Chapter 2 — Working with text data
 
 """Chapter 2: turning text into token ids and training examples.
 
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from shared import check, check_count
 
 
-# %% text_data.ipynb cell 13, 2.2 Cutting text into tokens
+# %% text_data.ipynb cell 14, 2.2 Cutting text into tokens
 
 SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
@@ -37,7 +37,7 @@ def simple_tokenize(text: str) -> list[str]:
     return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
 
 
-# %% text_data.ipynb cell 17, 2.3 From tokens to ids: a vocabulary
+# %% text_data.ipynb cell 18, 2.3 From tokens to ids: a vocabulary
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
@@ -45,7 +45,7 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
 
-# %% text_data.ipynb cell 20, 2.3 From tokens to ids: a vocabulary
+# %% text_data.ipynb cell 21, 2.3 From tokens to ids: a vocabulary
 
 def _look_up_ids(id_to_token: dict, ids) -> list:
     """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
@@ -82,7 +82,7 @@ class SimpleTokenizerV1:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
-# %% text_data.ipynb cell 25, 2.4 Special tokens: `<|unk|>` and `<|endoftext|>`
+# %% text_data.ipynb cell 26, 2.4 Special tokens: `<|unk|>` and `<|endoftext|>`
 
 class SimpleTokenizerV2(SimpleTokenizerV1):
     """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
@@ -100,7 +100,7 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
 
 
-# %% text_data.ipynb cell 33, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 34, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
     """How often each pair of neighbouring ids occurs; a sequence seen `n` times counts `n`."""
@@ -118,7 +118,7 @@ def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
     return a, b
 
 
-# %% text_data.ipynb cell 36, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 37, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
@@ -135,12 +135,12 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     return tuple(out)
 
 
-# %% text_data.ipynb cell 40, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 41, 2.5.2 Training on The Verdict (beyond the book)
 
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-# %% text_data.ipynb cell 43, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 44, 2.5.2 Training on The Verdict (beyond the book)
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
@@ -166,7 +166,7 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
     return ranks, merges
 
 
-# %% text_data.ipynb cell 47, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 48, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The token ids of one pre-tokenized chunk: merge the lowest-ranked neighbouring pair
@@ -182,7 +182,7 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 53, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 54, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The ids of `apply_merges`, in O(n log n) time: a heap of pairs over linked parts."""
@@ -211,7 +211,7 @@ def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts if part]
 
 
-# %% text_data.ipynb cell 57, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 58, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -222,7 +222,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 62, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 63, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -288,7 +288,7 @@ def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
     (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# %% text_data.ipynb cell 64, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 65, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
@@ -313,7 +313,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 67, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 68, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
@@ -393,7 +393,7 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-# %% text_data.ipynb cell 80, 2.6 Sampling training examples with a sliding window
+# %% text_data.ipynb cell 81, 2.6 Sampling training examples with a sliding window
 
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""

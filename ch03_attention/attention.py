@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% attention.ipynb cell 1, Chapter 3 — Coding attention mechanisms
+# %% attention.ipynb cell 2, Chapter 3 — Coding attention mechanisms
 
 """Chapter 3: attention, from trainable self-attention to multi-head causal attention."""
 
@@ -12,7 +12,7 @@ from torch import nn
 from shared import check, check_count, check_memory
 
 
-# %% attention.ipynb cell 31, 3.4.2 A compact self-attention class
+# %% attention.ipynb cell 32, 3.4.2 A compact self-attention class
 
 class SelfAttention_v1(nn.Module):
     """Self-attention with raw weight matrices, to show the arithmetic."""
@@ -32,7 +32,7 @@ class SelfAttention_v1(nn.Module):
         return attn_weights @ values
 
 
-# %% attention.ipynb cell 36, 3.4.2 A compact self-attention class
+# %% attention.ipynb cell 37, 3.4.2 A compact self-attention class
 
 class SelfAttention_v2(nn.Module):
     """Self-attention with nn.Linear projections."""
@@ -50,7 +50,7 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
-# %% attention.ipynb cell 52, 3.5.3 A causal attention class
+# %% attention.ipynb cell 53, 3.5.3 A causal attention class
 
 class CausalAttention(nn.Module):
     """Single-head causal self-attention with dropout on the attention weights."""
@@ -101,7 +101,7 @@ def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
           f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
 
 
-# %% attention.ipynb cell 58, 3.6.1 Stacking single-head modules
+# %% attention.ipynb cell 59, 3.6.1 Stacking single-head modules
 
 class MultiHeadAttentionWrapper(nn.Module):
     """Several CausalAttention heads run one after another; outputs concatenated."""
@@ -119,7 +119,7 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
-# %% attention.ipynb cell 80, 3.7.2 A key-value cache for generation
+# %% attention.ipynb cell 81, 3.7.2 A key-value cache for generation
 
 class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
@@ -166,7 +166,7 @@ class KVCache:
               "before a new sequence")
 
 
-# %% attention.ipynb cell 83, 3.7.3 The final `MultiHeadAttention`
+# %% attention.ipynb cell 84, 3.7.3 The final `MultiHeadAttention`
 
 def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
@@ -182,7 +182,7 @@ def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 84, 3.7.3 The final `MultiHeadAttention`
+# %% attention.ipynb cell 85, 3.7.3 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.

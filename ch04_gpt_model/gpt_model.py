@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% gpt_model.ipynb cell 1, Chapter 4 — Implementing a GPT model from scratch
+# %% gpt_model.ipynb cell 2, Chapter 4 — Implementing a GPT model from scratch
 
 """Chapter 4: the GPT-2 architecture, built from chapter 3's multi-head attention."""
 
@@ -21,7 +21,7 @@ from shared import (
 )
 
 
-# %% gpt_model.ipynb cell 4, The configuration
+# %% gpt_model.ipynb cell 5, The configuration
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary (chapter 2)
@@ -34,7 +34,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# %% gpt_model.ipynb cell 20, Before and after, on a small layer
+# %% gpt_model.ipynb cell 21, Before and after, on a small layer
 
 class LayerNorm(nn.Module):
     """Normalise each vector over its last dimension, then scale and shift (learned)."""
@@ -51,7 +51,7 @@ class LayerNorm(nn.Module):
         return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
-# %% gpt_model.ipynb cell 25, 4.3 A feed-forward network with GELU activations
+# %% gpt_model.ipynb cell 26, 4.3 A feed-forward network with GELU activations
 
 class GELU(nn.Module):
     """GELU, tanh approximation (as in GPT-2)."""
@@ -60,7 +60,7 @@ class GELU(nn.Module):
         return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
 
 
-# %% gpt_model.ipynb cell 31, 4.3 A feed-forward network with GELU activations
+# %% gpt_model.ipynb cell 32, 4.3 A feed-forward network with GELU activations
 
 class FeedForward(nn.Module):
     """Position-wise MLP: widen 4x, GELU, project back."""
@@ -77,7 +77,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# %% gpt_model.ipynb cell 38, 4.5 Connecting attention and feed-forward in a Transformer block
+# %% gpt_model.ipynb cell 39, 4.5 Connecting attention and feed-forward in a Transformer block
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -100,7 +100,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 44, How many parameters, how much memory?
+# %% gpt_model.ipynb cell 45, How many parameters, how much memory?
 
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
@@ -108,14 +108,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# %% gpt_model.ipynb cell 51, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 52, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "drop_rate", "qkv_bias")
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-# %% gpt_model.ipynb cell 52, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 53, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
     """The configuration with its defaults filled in, once it is known to build a GPT; a bad
@@ -136,7 +136,7 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     return cfg
 
 
-# %% gpt_model.ipynb cell 56, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 57, 4.6.1 The final GPTModel: checks and options (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
@@ -214,7 +214,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 60, 4.6.2 All four GPT-2 sizes, without allocating them (beyond the book)
+# %% gpt_model.ipynb cell 61, 4.6.2 All four GPT-2 sizes, without allocating them (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -230,7 +230,7 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 
-# %% gpt_model.ipynb cell 67, 4.7 Generating text
+# %% gpt_model.ipynb cell 68, 4.7 Generating text
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
