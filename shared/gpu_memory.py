@@ -1,0 +1,111 @@
+"""How much GPU memory the book profile's training steps take, worked out without a GPU.
+
+    python -m shared.gpu_memory
+
+For each training step of chapters 5-7 in the book profile (the model, batch and tokens of the
+notebook's own settings), PyTorch's MemTracker counts the tensors alive at the step's peak:
+weights, gradients, AdamW's two averages (with the temporaries of its multi-tensor update, the
+default for CUDA tensors), activations kept for the backward pass. The tensors are fake
+(FakeTensorMode: shapes and dtypes, no values, no computation), so this runs in seconds on a
+CPU. It is arithmetic, not a measurement: a real GPU adds CUDA's own context and its caching
+allocator's rounding, and a notebook keeps on its device whatever else it holds at the time
+(earlier models, their optimizers). README.md, "Which profile fits a free T4", quotes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.distributed._tools.mem_tracker import MemTracker
+
+from shared import GPTModel, gpt2_config
+
+
+GiB = 2**30
+
+
+def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> torch.Tensor:
+    """GPTModel's forward pass, written out so that the first `frozen_blocks` blocks run without
+    autograd, as frozen layers do (they keep no activations); the model's own forward checks
+    the token ids' values, which fake tensors do not have."""
+    positions = torch.arange(token_ids.shape[1])
+    with torch.no_grad() if frozen_blocks else contextlib.nullcontext():
+        x = model.drop_emb(model.tok_emb(token_ids) + model.pos_emb(positions))
+        for block in model.trf_blocks[:frozen_blocks]:
+            x = block(x)
+    for block in model.trf_blocks[frozen_blocks:]:
+        x = block(x)
+    return model.out_head(model.final_norm(x))
+
+
+def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | None = None,
+                       last_block_only: bool = False) -> dict[str, float]:
+    """GiB alive at the peak of one AdamW training step (the second: the first creates AdamW's
+    averages), by kind, and "Total". num_classes: chapter 6's classification head and its loss
+    on the last token; last_block_only: only the last block, final norm and head train."""
+    with FakeTensorMode():
+        model = GPTModel(cfg)
+        if num_classes:
+            model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes)
+        frozen = cfg["n_layers"] - 1 if last_block_only else 0
+        trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
+                    for p in m.parameters()] if last_block_only else list(model.parameters()))
+        optimizer = torch.optim.AdamW(trained, lr=1e-4, foreach=True)
+        inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens))
+        targets = torch.randint(0, num_classes or cfg["vocab_size"],
+                                (batch,) if num_classes else (batch, tokens))
+        tracker = MemTracker()
+        for step in range(2):
+            if step == 1:
+                tracker.track_external(model, optimizer, inputs, targets)
+            with tracker if step == 1 else contextlib.nullcontext():
+                optimizer.zero_grad()
+                logits = logits_of(model, inputs, frozen)
+                logits = logits[:, -1] if num_classes else logits.flatten(0, 1)
+                loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
+                del logits  # as in the course's loops, which keep only the loss
+                loss.backward()
+                optimizer.step()
+    peak = {}
+    for by_kind in tracker.get_tracker_snapshot("peak").values():
+        for kind, nbytes in by_kind.items():
+            name = str(kind).rsplit(".", 1)[-1].lower()
+            peak[name] = peak.get(name, 0) + nbytes / GiB
+    return peak
+
+
+def book_profile_steps() -> dict[str, dict[str, float]]:
+    """The training steps of the book profile, with the notebooks' settings."""
+    small_from_scratch = gpt2_config("gpt2-small (124M)", context_length=256)  # 5.2
+    openai_small = gpt2_config("gpt2-small (124M)", qkv_bias=True, drop_rate=0.0)  # load_gpt2
+    openai_medium = gpt2_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0)
+    return {
+        "5.2 GPT-2 small from scratch, batch 2 x 256 tokens":
+            training_step_peak(small_from_scratch, 2, 256),
+        "6.7 GPT-2 small, last block and head, batch 8 x 120":
+            training_step_peak(openai_small, 8, 120, num_classes=2, last_block_only=True),
+        "6.9 GPT-2 small, all layers, batch 8 x 120":
+            training_step_peak(openai_small, 8, 120, num_classes=2),
+        "exercise 6.1, last block, batch 8 x 1,024":
+            training_step_peak(openai_small, 8, 1024, num_classes=2, last_block_only=True),
+        "7.6 GPT-2 medium, all layers, batch 8 x 91":
+            training_step_peak(openai_medium, 8, 91),
+    }
+
+
+def main() -> int:
+    kinds = ["param", "grad", "opt", "act", "temp", "buffer"]
+    print(f"{'training step (book profile), GiB at its peak':54} "
+          + " ".join(f"{k:>6}" for k in kinds) + "  total")
+    for name, peak in book_profile_steps().items():
+        print(f"{name:54} " + " ".join(f"{peak.get(k, 0):6.2f}" for k in kinds)
+              + f"  {peak['total']:5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    from shared.command_line import run_main
+
+    run_main(main)
