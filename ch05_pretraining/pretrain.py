@@ -1,4 +1,4 @@
-"""Pretrain a GPT on a folder of text files, on one CPU, one GPU, or many with torchrun.
+"""Pretrain a GPT on a folder of text files, on one CPU or GPU, or on many with torchrun.
 
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000
     python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000 --resume
@@ -6,8 +6,10 @@
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
 Everything is chapter 5's: GPTModel and train_model, appendix D's loop (linear warmup, cosine
-decay, gradient clipping from the end of warmup) with its fast options. What this script adds
-is what training at scale needs:
+decay, gradient clipping from the end of warmup) with its fast options. It trains on the device
+shared.get_device() picks: an NVIDIA GPU (CUDA), else a Mac's GPU (MPS), else the CPU; the
+environment variable LLM_COURSE_DEVICE names another. What this script adds is what training
+at scale needs:
 
 * The *.txt files are tokenised once, joined by <|endoftext|>, into a memory-mapped file of
   uint16 token ids (OUT/tokens.bin): later runs and every process read it without loading it.
@@ -16,13 +18,21 @@ is what training at scale needs:
 * Batches are random windows drawn from a generator seeded by (seed, step), so a step's data
   does not depend on what ran before it: a resumed run sees exactly the batches it would have.
 * With torchrun, each process trains a DistributedDataParallel replica on its own share of the
-  global batch (gloo on CPUs, nccl on GPUs); DDP averages the gradients, so the replicas stay
-  identical. The effective batch is --batch x processes x --grad-accum.
+  global batch (nccl on CUDA GPUs, one per process; gloo on CPUs: on a Mac the processes train
+  on the CPU, as torch.distributed cannot exchange MPS tensors); DDP averages the gradients, so
+  the replicas stay identical. The effective batch is --batch x processes x --grad-accum.
+* --fast turns on SDPA, weight tying, fused AdamW and, where the device multiplies bf16
+  natively (CUDA compute capability 8.0 and above: A100, RTX 30 series, H100; CPUs with
+  AVX512_BF16 or AMX), bf16 autocast; elsewhere (a T4, a V100, a CPU with AVX2 only, a Mac)
+  the products stay float32, which emulated bf16 would only slow down.
 * Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
-  process's random-number state; --resume continues from it and gives the same weights as an
-  uninterrupted run, refusing a checkpoint of another model, seed, data or training settings
-  (--lr, --batch x processes, ...; a new --steps is allowed, and stretches the schedule).
-  OUT/log.jsonl records the evaluations (after a resume, without the steps run again).
+  process's random-number states (the CPU's, and its GPU's); --resume continues from it and
+  gives the same weights as an uninterrupted run (bit for bit on CPUs; on GPUs, whose kernels
+  may round differently from run to run, to rounding, unless the run calls
+  torch.use_deterministic_algorithms(True): chapter 5, section 5.4.1), refusing a checkpoint of
+  another model, seed, data or training settings (--lr, --batch x processes, ...; a new --steps
+  is allowed, and stretches the schedule). OUT/log.jsonl records the evaluations (after a
+  resume, without the steps run again).
 * A run never destroys another's work. A new run into a folder that holds one is refused
   unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
   kernel, so a killed run leaves no stale lock) and a second run into OUT is refused, naming
@@ -59,9 +69,12 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     cosine_schedule,
+    generator_states,
+    get_device,
     gpt2_config,
     keep_freed_memory,
     load_checkpoint,
+    restore_generators,
     save_checkpoint,
     supports_fast_bf16,
     train_model,
@@ -307,15 +320,28 @@ class Process:
 
 
 def set_up_process() -> Process:
-    """The device, and under torchrun the process group (gloo on CPUs, nccl on GPUs)."""
-    device = torch.device("cpu")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    """The device (shared.get_device: CUDA, then MPS, then the CPU; LLM_COURSE_DEVICE names
+    another), and under torchrun the process group (nccl on CUDA GPUs, gloo on CPUs)."""
+    device = get_device()
+    torchrun = "RANK" in os.environ
+    if device.type == "cuda":  # under torchrun, each process its own GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", device.index or 0)))
         torch.cuda.set_device(device)
-    if "RANK" not in os.environ:  # not started by torchrun
+    elif device.type == "mps" and torchrun:  # no collective exchanges MPS tensors
+        device = torch.device("cpu")
+        if os.environ["RANK"] == "0":
+            print("pretrain.py: torch.distributed cannot exchange tensors on a Mac's GPU (MPS): "
+                  "the processes train on the CPU (one process, without torchrun, uses the "
+                  "GPU)", file=sys.stderr)
+    if not torchrun:
         return Process(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Process(device, dist.get_rank(), dist.get_world_size())
+
+
+# torch's fused AdamW kernels, on the devices this script picks; elsewhere (LLM_COURSE_DEVICE
+# naming another) --fast leaves AdamW unfused
+FUSED_ADAMW_DEVICES = ("cuda", "mps", "cpu")
 
 
 class RunFolderBusyError(ValueError):
@@ -492,8 +518,9 @@ def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.o
                       tie_weights=args.fast, sdpa=args.fast, **overrides)
     torch.manual_seed(args.seed)
     model = GPTModel(cfg).to(process.device)
+    fused = args.fast and process.device.type in FUSED_ADAMW_DEVICES
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
-                                  weight_decay=args.weight_decay, fused=args.fast or None)
+                                  weight_decay=args.weight_decay, fused=fused or None)
     return model, optimizer
 
 
@@ -511,8 +538,9 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
     Raises ValueError, with model and optimizer untouched, when there is no usable checkpoint
     or it was trained with another configuration or other `expect`ed values (the seed, the
     data, the training settings). Another number of `steps` is allowed (it extends or shortens
-    the run) and said. Each process continues its own random stream when the number of processes is
-    unchanged; otherwise the data is the same and only dropout masks differ.
+    the run) and said. Each process continues its own random streams (its CPU's and its GPU's)
+    when the number of processes and the kind of device are unchanged; otherwise the data is
+    the same and only dropout masks differ.
     """
     try:
         state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False,
@@ -522,12 +550,21 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
     if steps is not None and state.get("steps", steps) != steps and process.main:
         print(f"resuming with --steps {steps}, not the {state['steps']} this run began with: "
               "the learning-rate schedule is computed for the new length", file=sys.stderr)
-    rng_states = state["rng_states"]
-    if len(rng_states) == process.world_size:
-        torch.set_rng_state(rng_states[process.rank])
-    elif process.main:
-        print(f"resuming on {process.world_size} processes, not {len(rng_states)}: same data, "
-              "new dropout masks", file=sys.stderr)
+    rng_states, device = state["rng_states"], process.device.type
+    if len(rng_states) != process.world_size:
+        if process.main:
+            print(f"resuming on {process.world_size} processes, not {len(rng_states)}: same "
+                  "data, new dropout masks", file=sys.stderr)
+        return state["step"] + 1
+    mine = rng_states[process.rank]
+    if isinstance(mine, torch.Tensor):  # saved by an earlier pretrain.py: the CPU's alone
+        mine = {"torch_rng": mine}
+    restore_generators(mine)  # those this machine has
+    saved_on = state.get("device")  # None: an earlier pretrain.py, which kept the CPU's alone
+    if process.main and saved_on != device and (saved_on or device != "cpu"):
+        where = f"on {saved_on}" if saved_on else "by an earlier pretrain.py, without GPU state"
+        print(f"resuming on {device}; the checkpoint was saved {where}, whose dropout drew from "
+              "another generator: same data, new dropout masks", file=sys.stderr)
     return state["step"] + 1
 
 
@@ -571,14 +608,15 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             signum = int(flag.item())
         stop = signum > 0
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or stop:
-            rng_states = [torch.get_rng_state()]
+            rng_states = [generator_states()]  # the CPU's generator, and the GPU's
             if process.distributed:
                 rng_states = [None] * world_size
-                dist.all_gather_object(rng_states, torch.get_rng_state())
+                dist.all_gather_object(rng_states, generator_states())
             if process.main:
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
-                                rng_states=rng_states, seed=args.seed,
-                                data_sha256=data_checksum(args), val_fraction=args.val_fraction,
+                                rng_states=rng_states, device=process.device.type,
+                                seed=args.seed, data_sha256=data_checksum(args),
+                                val_fraction=args.val_fraction,
                                 training=training_settings(args, world_size),
                                 steps=args.steps)
         if stop and step < last_step:
@@ -586,12 +624,14 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 dist.barrier()
             raise RunStoppedError(signum, step, checkpoint_path)
 
+    bf16 = args.fast and supports_fast_bf16(process.device)
     if process.main:
         print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
               f"training and {len(val_tokens):,} validation tokens; steps "
               f"{start_step}..{last_step}; {args.batch * world_size * args.grad_accum} "
-              f"sequences of {args.context} per step", flush=True)
-    bf16 = args.fast and supports_fast_bf16(process.device)
+              f"sequences of {args.context} per step"
+              + (f"; products in {'bfloat16' if bf16 else 'float32'}" if args.fast else ""),
+              flush=True)
     start = time.perf_counter()
     signals.deferring = True
     train_model(

@@ -155,6 +155,120 @@ def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts
     assert torch.load(tmp_path / "ddp/checkpoint.pt")["step"] == 31
 
 
+# Devices: CUDA, then MPS, then the CPU ------------------------------------------------------
+
+def pretend_machine(monkeypatch, cuda=0, mps=False, torchrun=None):
+    """torch answers as on a machine with `cuda` CUDA GPUs and perhaps a Mac's GPU; torchrun
+    = (rank, local rank, processes) sets torchrun's variables. Returns the devices that
+    torch.cuda.set_device was given and the process groups that were asked for."""
+    monkeypatch.delenv("LLM_COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    chosen, groups = [], []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(pretrain.dist, "init_process_group", groups.append)
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    if torchrun:
+        rank, local_rank, processes = torchrun
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        monkeypatch.setattr(pretrain.dist, "get_rank", lambda: rank)
+        monkeypatch.setattr(pretrain.dist, "get_world_size", lambda: processes)
+    return chosen, groups
+
+
+@pytest.mark.parametrize("cuda, mps, torchrun, device, group", [
+    (0, False, None, "cpu", None),
+    (0, False, (1, 1, 2), "cpu", "gloo"),
+    (2, True, None, "cuda:0", None),  # CUDA first
+    (8, False, (11, 3, 16), "cuda:3", "nccl"),  # each process its own GPU: its local rank
+    (0, True, None, "mps", None),  # then a Mac's GPU
+    (0, True, (1, 1, 2), "cpu", "gloo"),  # no collective takes MPS tensors: the CPU
+])
+def test_the_device_is_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, torchrun, device,
+                                                  group):
+    chosen, groups = pretend_machine(monkeypatch, cuda, mps, torchrun)
+    process = pretrain.set_up_process()
+    assert process.device == torch.device(device)
+    assert chosen == ([process.device] if process.device.type == "cuda" else [])
+    assert groups == ([group] if group else [])
+    assert (process.rank, process.world_size) == ((torchrun[0], torchrun[2]) if torchrun
+                                                  else (0, 1))
+
+
+def test_torchrun_on_a_mac_says_that_its_processes_use_the_cpu(monkeypatch, capsys):
+    pretend_machine(monkeypatch, mps=True, torchrun=(0, 0, 2))
+    assert pretrain.set_up_process().device == torch.device("cpu")
+    assert "cannot exchange tensors on a Mac's GPU (MPS)" in capsys.readouterr().err
+
+
+def test_llm_course_device_chooses_the_device(monkeypatch):
+    pretend_machine(monkeypatch, cuda=1, mps=True)
+    monkeypatch.setenv("LLM_COURSE_DEVICE", "cpu")  # through shared.get_device
+    assert pretrain.set_up_process().device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device, fused", [("cpu", True), ("meta", None)])
+def test_fast_fuses_adamw_only_on_a_device_with_the_fused_kernel(texts, tmp_path, device,
+                                                                 fused):
+    args = pretrain.parse_args(["--data", str(texts), "--out", str(tmp_path), *TINY, "--fast"])
+    model, optimizer = pretrain.build(args, pretrain.Process(torch.device(device)))
+    assert optimizer.defaults["fused"] is fused
+    assert {p.device.type for p in model.parameters()} == {device}
+
+
+def resume_into(path, process):
+    """pretrain.resume of the checkpoint at `path` into a fresh TINY model, as `process`."""
+    args = pretrain.parse_args(["--data", str(path.parent), "--out", str(path.parent), *TINY])
+    return pretrain.resume(path, *pretrain.build(args, pretrain.Process(torch.device("cpu"))),
+                           process)
+
+
+def save_run_checkpoint(path, rng_states, **extra):
+    """A checkpoint as run() saves it, with these per-process generator states."""
+    args = pretrain.parse_args(["--data", str(path.parent), "--out", str(path.parent), *TINY])
+    model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
+    pretrain.save_checkpoint(path, model, optimizer, step=3, config=model.cfg,
+                             rng_states=rng_states, **extra)
+
+
+def test_a_resume_restores_each_processs_cpu_and_gpu_generators(tmp_path, pretend_gpus,
+                                                                capsys):
+    generators = pretend_gpus(2)
+    states = []
+    for _ in range(2):  # what two processes would gather: each its own streams
+        generators.draw()
+        states.append(pretrain.generator_states())
+    save_run_checkpoint(tmp_path / "checkpoint.pt", states, device="cuda")
+    generators.draw()
+    process = pretrain.Process(torch.device("cuda", 1), rank=1, world_size=2)
+    assert resume_into(tmp_path / "checkpoint.pt", process) == 4
+    assert torch.equal(torch.get_rng_state(), states[1]["torch_rng"])
+    assert all(map(torch.equal, generators.cuda, states[1]["cuda_rng"]))
+    assert capsys.readouterr().err == ""  # rank 1 says nothing; nor would rank 0 here
+
+
+@pytest.mark.parametrize("saved, device, message", [
+    ({"device": "cuda"}, "cpu", "resuming on cpu; the checkpoint was saved on cuda"),
+    ({"device": "cpu"}, "cuda", "resuming on cuda; the checkpoint was saved on cpu"),
+    ({}, "cuda", "resuming on cuda; the checkpoint was saved by an earlier pretrain.py"),
+    ({}, "cpu", None),  # an earlier pretrain.py's CPU state: all a CPU run draws from
+    ({"device": "mps"}, "mps", None),
+])
+def test_a_resume_on_another_kind_of_device_says_the_dropout_masks_change(
+        tmp_path, capsys, saved, device, message):
+    cpu = torch.get_rng_state()
+    rng_states = [cpu] if not saved else [{"torch_rng": cpu}]  # earlier: the CPU's state alone
+    save_run_checkpoint(tmp_path / "checkpoint.pt", rng_states, **saved)
+    torch.rand(3)
+    assert resume_into(tmp_path / "checkpoint.pt", pretrain.Process(torch.device(device))) == 4
+    assert torch.equal(torch.get_rng_state(), cpu)  # the data's generator, whatever the device
+    err = capsys.readouterr().err
+    assert (message in err and "same data, new dropout masks" in err) if message else err == ""
+
+
 def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
