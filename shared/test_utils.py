@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from shared import get_device, heatmap, progress_bar, set_seed
-from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV
+from shared.utils import DEVICE_ENV, KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV
 
 
 matplotlib.use("Agg")
@@ -30,10 +30,51 @@ def test_set_seed_reproduces_python_numpy_and_torch():
     assert draw_all() != first
 
 
-def test_get_device_prefers_what_is_asked_and_falls_back_to_an_available_device():
+def test_get_device_prefers_what_is_asked_and_falls_back_to_an_available_device(monkeypatch):
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
     assert get_device("cpu") == torch.device("cpu")
     device = get_device()
     assert torch.zeros(1, device=device).device.type == device.type
+
+
+def test_get_device_takes_the_device_the_variable_names(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "fakegpu")  # the tests' stand-in GPU, registered on demand
+    device = get_device()
+    assert device.type == "fakegpu"
+    assert str(torch.ones(2, device=device).device) == "fakegpu:0"
+    assert get_device("cpu") == torch.device("cpu")  # an argument is more specific
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert get_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "")  # an empty variable is unset
+    assert get_device() == get_device(None) and get_device().type in ("cpu", "cuda", "mps")
+
+
+def test_get_device_finds_the_gpus_torch_sees(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv(DEVICE_ENV, "cuda:1")
+    assert get_device() == torch.device("cuda", 1)
+    assert get_device("cuda") == torch.device("cuda")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("gpu", r"LLM_COURSE_DEVICE must be one of \"cpu\", \"cuda\", \"cuda:<index>\", \"mps\" or "
+            r"\"fakegpu\" \(the tests' stand-in GPU\), got 'gpu'"),
+    ("cuda:x", "LLM_COURSE_DEVICE must be one of .* got 'cuda:x'"),
+    ("CPU", "LLM_COURSE_DEVICE must be one of .* got 'CPU'"),
+    ("cuda", r"LLM_COURSE_DEVICE must name a device this machine has, got 'cuda' \(PyTorch "
+             r"sees 0 cuda devices here\)"),
+    ("cuda:2", r"got 'cuda:2' \(PyTorch sees 2 cuda devices here\)"),
+    ("mps", r"got 'mps' \(PyTorch sees 0 mps devices here\)"),
+    ("fakegpu:1", r"got 'fakegpu:1' \(PyTorch sees 1 fakegpu device here\)"),
+])
+def test_a_device_that_is_not_here_is_refused_naming_the_variable(monkeypatch, value, message):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if value == "cuda:2" else 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv(DEVICE_ENV, value)
+    with pytest.raises(ValueError, match=message):
+        get_device()
+    with pytest.raises(ValueError, match=message.replace("LLM_COURSE_DEVICE", "prefer")):
+        get_device(value)
 
 
 def test_heatmap_labels_and_values():

@@ -36,15 +36,42 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+DEVICE_ENV = "LLM_COURSE_DEVICE"
+# What get_device accepts, with how many devices of each kind there are (an index must be
+# below it: "cuda:1" needs two GPUs). fakegpu is the tests' stand-in GPU (shared/fake_gpu.py).
+DEVICE_KINDS = {"cpu": lambda: 1, "cuda": lambda: torch.cuda.device_count(),
+                "mps": lambda: int(torch.backends.mps.is_available()), "fakegpu": lambda: 1}
+
+
 def get_device(prefer: str | None = None) -> torch.device:
-    """The fastest device available (CUDA, then Apple's MPS, then the CPU), or `prefer`."""
-    if prefer is not None:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The device to run on: `prefer`, else $LLM_COURSE_DEVICE, else the fastest available
+    (CUDA, then Apple's MPS, then the CPU).
+
+    Both name a device as PyTorch does ("cpu", "cuda", "cuda:1", "mps"), and one that is not
+    here is refused. The variable lets a learner choose a device without editing a notebook
+    (LLM_COURSE_DEVICE=cpu keeps a run on the CPU of a machine with a GPU), and lets the
+    tests run a notebook with its model on "fakegpu", a stand-in GPU that catches tensors
+    left on the CPU (see shared/fake_gpu.py). An empty variable counts as unset.
+    """
+    name, wanted = ("prefer", prefer) if prefer is not None else (
+        DEVICE_ENV, os.environ.get(DEVICE_ENV) or None)
+    if wanted is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = str(wanted).partition(":")
+    valid = 'one of "cpu", "cuda", "cuda:<index>", "mps" or "fakegpu" (the tests\' stand-in GPU)'
+    if kind not in DEVICE_KINDS or not (index == "" or index.isdigit()):
+        raise ValueError(f"{name} must be {valid}, got {wanted!r}")
+    count = DEVICE_KINDS[kind]()
+    if int(index or 0) >= count:
+        raise ValueError(f"{name} must name a device this machine has, got {wanted!r} "
+                         f"(PyTorch sees {count} {kind} device{'' if count == 1 else 's'} here)")
+    if kind == "fakegpu":
+        import shared.fake_gpu  # noqa: F401 - importing registers the device
+    return torch.device(wanted)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
