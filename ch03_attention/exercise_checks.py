@@ -106,9 +106,10 @@ def v1_computes_what_v2_computes(sa_v1, sa_v2):
     if problem:
         return problem
     generator, d_in = _generator(), sa_v2.W_query.in_features
+    device = sa_v2.W_query.weight.device  # drawn on the CPU, the same inputs on every device
     with torch.no_grad():
         for num_tokens in (1, 4, 9):  # inputs of either sign, unlike the chapter's
-            x = 2 * torch.randn(num_tokens, d_in, generator=generator)
+            x = 2 * torch.randn(num_tokens, d_in, generator=generator).to(device)
             if not torch.allclose(sa_v1(x), sa_v2(x), rtol=1e-4, atol=1e-5):
                 return (f"On a random input of shape ({num_tokens}, {d_in}) your module's "
                         "context vectors differ from sa_v2's.")
@@ -150,7 +151,8 @@ def wrapper_gives_two_features(mha, batch):
     mha.eval()  # dropout changes values, never shapes; eval keeps the check quiet
     try:
         with torch.no_grad():
-            for x in (batch, torch.randn(1, min(4, longest), d_in, generator=_generator())):
+            shorter = torch.randn(1, min(4, longest), d_in, generator=_generator())
+            for x in (batch, shorter.to(batch.device)):
                 features = mha(x).shape[-1]
                 if features != 2:
                     return (f"Your wrapper gives each token {features} features; the exercise "
