@@ -133,15 +133,13 @@ class SpamDataset(Dataset):
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
     record them in cfg["num_classes"] (the book's GPTModel has no cfg). A classification head
-    is never replaced: a classifier's head, or one wrapped by LoRA, is refused. The new head
-    goes on the device of the head it replaces."""
+    is never replaced: a classifier's head, or one wrapped by LoRA, is refused."""
     check_count("num_classes", num_classes, 2, "an integer of at least 2")
     head = getattr(model, "out_head", None)
     check(isinstance(head, nn.Linear), f"model.out_head must be the language model's "
           f"nn.Linear head, got {type(head).__name__} (add the head before LoRA)", TypeError)
     check(head.out_features == model.tok_emb.num_embeddings, f"model already has a classification "
           f"head ({head.out_features} outputs): to start again, build or load the model again")
-    # Drawn on the CPU, as the book draws it, then moved: the same start on every device
     model.out_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
     if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
         model.cfg = {**model.cfg, "num_classes": num_classes}
@@ -154,11 +152,9 @@ def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
     check(all(hasattr(model, n) for n in ("trf_blocks", "final_norm", "out_head")), "model must "
           f"be a GPT (trf_blocks, final_norm, out_head), not {type(model).__name__}", TypeError)
-    for param in model.parameters():
-        param.requires_grad = False
+    model.requires_grad_(False)  # requires_grad = False on every parameter
     for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
-        for param in module.parameters():
-            param.requires_grad = True
+        module.requires_grad_(True)
     return model
 
 
@@ -297,7 +293,7 @@ class LinearWithLoRA(nn.Module):
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
         self.linear = linear
-        # A is drawn on the CPU, as the book draws it, then moved: the same A on every device
+        # A is drawn on the CPU, as in the book, then moved: the same A on every device
         self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
             linear.weight.device)
 
