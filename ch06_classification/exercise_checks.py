@@ -188,7 +188,9 @@ _COUNT_SETTINGS = [dict(emb_dim=d, n_heads=h, n_layers=n, qkv_bias=b)
 
 
 def _trainable_after_last_block(cfg):
-    with torch.random.fork_rng():  # small models; the learner's random state is untouched
+    # Small models, drawn on the CPU: its generator alone is forked (no GPU's state is copied),
+    # and the learner's random state is untouched
+    with torch.random.fork_rng(devices=[]):
         model = train_only_last_block(add_classification_head(GPTModel(cfg)))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
