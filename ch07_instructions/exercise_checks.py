@@ -250,7 +250,7 @@ def _tiny_lora():
 @property_exercise("7.4", hints=[
     "Freeze first (requires_grad_(False) on every parameter), then "
     "replace_linear_with_lora(lora_model, rank=8, alpha=16): only the new A and B matrices "
-    "train. Put the model on device.",
+    "train, and they go on the device of the layers they wrap.",
     "After set_seed(123), run 40 batches of train_loader through AdamW over "
     "[p for p in lora_model.parameters() if p.requires_grad]; then answer "
     "response_loss(lora_model, masked_val_loader).",
