@@ -36,6 +36,7 @@ torch 2.13): the device is PyTorch's spare "PrivateUse1" backend, renamed. A pro
 that backend only once.
 """
 
+import copy
 import functools
 
 import torch
@@ -96,6 +97,18 @@ class FakeGPUTensor(torch.Tensor):
 
     def untyped_storage(self):
         return self.cpu_values.untyped_storage()
+
+    def __deepcopy__(self, memo):  # torch's would rebuild it from that storage, shapeless
+        if id(self) not in memo:
+            copied = FakeGPUTensor(copy.deepcopy(self.cpu_values.detach(), memo))
+            copied.requires_grad_(self.requires_grad)
+            for key, value in self.__dict__.items():  # a parameter's mark, say
+                if key != "cpu_values":
+                    setattr(copied, key, copy.deepcopy(value, memo))
+            if self.grad is not None:
+                copied.grad = copy.deepcopy(self.grad, memo)
+            memo[id(self)] = copied
+        return memo[id(self)]
 
     def __reduce_ex__(self, protocol):  # torch.save, pickle: the values, as a CPU tensor
         return self.cpu_values.__reduce_ex__(protocol)

@@ -78,6 +78,8 @@ def test_the_stand_in_computes_what_the_cpu_computes_and_says_it_is_elsewhere():
                  torch.ones(3, 3, device=GPU).tril(), x.to("fakegpu:0")):
         assert on_the_gpu(made)
     assert torch.arange(3, device=GPU).tolist() == [0, 1, 2]
+    copied = copy.deepcopy(y)
+    assert on_the_gpu(copied) and copied.shape == y.shape and torch.equal(copied.cpu(), x)
     back = y.cpu()
     assert type(back) is torch.Tensor and back.device.type == "cpu"
     assert type(y.to("cpu")) is torch.Tensor
@@ -133,6 +135,10 @@ def test_a_model_trains_saves_and_loads_on_the_stand_in_as_on_the_cpu(tmp_path):
     assert loss == cpu_loss
     assert all(on_the_gpu(p, p.grad) for p in model.parameters())
     assert all(on_the_gpu(t) for s in optimizer.state.values() for k, t in s.items() if k != "step")
+    twin = copy.deepcopy(model)
+    assert all(on_the_gpu(p) and p.shape == q.shape and isinstance(p, nn.Parameter)
+               for p, q in zip(twin.parameters(), model.parameters()))
+    assert torch.equal(twin.eval()(batch.to(GPU)).cpu(), model.eval()(batch.to(GPU)).cpu())
     with pytest.raises(RuntimeError, match=MIXED):
         model(batch)
     torch.save(model.state_dict(), tmp_path / "weights.pth")
