@@ -23,7 +23,7 @@ from torch.distributed._tools.mem_tracker import MemTracker
 from shared import GPTModel, gpt2_config
 
 
-GiB = 2**30
+GB = 1e9  # as chapter 7 counts (section 7.9), and as GPU makers state memory
 
 
 def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> torch.Tensor:
@@ -42,7 +42,7 @@ def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> t
 
 def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | None = None,
                        last_block_only: bool = False) -> dict[str, float]:
-    """GiB alive at the peak of one AdamW training step (the second: the first creates AdamW's
+    """GB alive at the peak of one AdamW training step (the second: the first creates AdamW's
     averages), by kind, and "Total". num_classes: chapter 6's classification head and its loss
     on the last token; last_block_only: only the last block, final norm and head train."""
     with FakeTensorMode():
@@ -72,7 +72,7 @@ def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | No
     for by_kind in tracker.get_tracker_snapshot("peak").values():
         for kind, nbytes in by_kind.items():
             name = str(kind).rsplit(".", 1)[-1].lower()
-            peak[name] = peak.get(name, 0) + nbytes / GiB
+            peak[name] = peak.get(name, 0) + nbytes / GB
     return peak
 
 
@@ -97,7 +97,7 @@ def book_profile_steps() -> dict[str, dict[str, float]]:
 
 def main() -> int:
     kinds = ["param", "grad", "opt", "act", "temp", "buffer"]
-    print(f"{'training step (book profile), GiB at its peak':54} "
+    print(f"{'training step (book profile), GB at its peak':54} "
           + " ".join(f"{k:>6}" for k in kinds) + "  total")
     for name, peak in book_profile_steps().items():
         print(f"{name:54} " + " ".join(f"{peak.get(k, 0):6.2f}" for k in kinds)

@@ -4,14 +4,14 @@ free T4"): checked on a small GPT, where the counts can be worked out by hand.""
 import torch
 
 from shared import GPTModel, gpt2_config
-from shared.gpu_memory import GiB, training_step_peak
+from shared.gpu_memory import GB, training_step_peak
 
 
 SMALL = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)
 
 
 def gib(count: int) -> float:
-    return 4 * count / GiB  # float32
+    return 4 * count / GB  # float32
 
 
 def test_a_full_training_step_holds_weights_gradients_and_adamws_state():
