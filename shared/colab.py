@@ -4,7 +4,8 @@ Colab opens a notebook on its own, with nothing of the course around it, while e
 imports `shared` and earlier chapters. So each chapter's notebook has this cell as its first code
 cell (right after the chapter's title). On Colab it finds the course (a copy in /content or at
 the top of the learner's Google Drive) or clones it from the address the learner writes in it,
-installs requirements.txt (Colab's own torch, a CUDA build, meets `torch>=2.5` and is kept),
+installs the part of requirements.txt above its line "# Colab stops here" (Colab's own torch, a
+CUDA build, meets `torch>=2.5` and is kept; its own Jupyter is not replaced),
 puts the course on sys.path and works from the chapter's folder, as Jupyter does on your own
 machine. Anywhere else the cell does nothing: one `if` on a module Python has already loaded.
 The cell cannot import the course (it is what brings it), so it uses the standard library only.
@@ -48,9 +49,11 @@ if "google.colab" in sys.modules:
     else:
         raise RuntimeError("no copy of the course in /content or at the top of your Drive: "
                            "write its git address in COURSE_GIT_URL, above")
-    if course not in sys.path:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r",
-                        "requirements.txt"], cwd=course, check=True)
+    if course not in sys.path:  # what the course imports; Colab's own Jupyter stays
+        with open(os.path.join(course, "requirements.txt")) as file:
+            needs = file.read().split("# Colab stops here")[0]
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", "/dev/stdin"],
+                       input=needs, text=True, cwd=course, check=True)
         sys.path.insert(0, course)
     os.chdir(os.path.join(course, "CHAPTER_FOLDER"))'''
 

@@ -63,10 +63,9 @@ def test_ci_refuses_a_readme_without_the_marked_blocks(tmp_path):
     assert result.returncode != 0 and "needs one line starting" in result.stderr
 
 
-def test_the_set_up_installs_every_requirements_file_and_the_books_package():
+def test_the_set_up_installs_the_requirements_and_the_books_package():
     setup = "\n".join(readme_block("set-up"))
-    for name in ("requirements.txt", "requirements-local.txt"):
-        assert (PROJECT_ROOT / name).is_file() and f"-r {name}" in setup
+    assert "pip install -r requirements.txt" in setup
     book = re.search(r"^pip install --no-deps llms-from-scratch==(\S+)", setup, re.M)
     assert book, "the book's package, which the tests compare the course with"
     import llms_from_scratch  # the tests' reference, installed by that line
@@ -122,7 +121,7 @@ def on_colab(tmp_path, monkeypatch):
 
     def run(command, **kwargs):
         if command[:3] == [sys.executable, "-m", "pip"]:
-            pip_calls.append((command[3:], kwargs["cwd"]))
+            pip_calls.append((command[3:], kwargs["cwd"], kwargs.get("input")))
             return subprocess.CompletedProcess(command, 0)
         return real_run(command, **kwargs)
 
@@ -140,15 +139,26 @@ def make_course(folder):
     (folder / "shared" / "colab.py").write_text("")
     (folder / "ch04_gpt_model").mkdir()
     (folder / "ch04_gpt_model" / "gpt_model.ipynb").write_text("{}")
-    (folder / "requirements.txt").write_text("")
+    (folder / "requirements.txt").write_text(
+        (PROJECT_ROOT / "requirements.txt").read_text(encoding="utf-8"))
     return folder
+
+
+def installs_the_course_part(pip_call, course):
+    """The pip call installs requirements.txt above its Colab line: the course, not Jupyter."""
+    arguments, cwd, needs = pip_call
+    assert arguments == ["install", "--quiet", "-r", "/dev/stdin"] and cwd == str(course)
+    lines = [line.split(">=")[0] for line in needs.splitlines() if not line.startswith("#")]
+    assert "-e ." in lines and "tiktoken" in lines and "torch" in lines
+    assert not {"jupyterlab", "ipykernel", "pytest"} & set(lines)
+    return True
 
 
 def test_on_colab_the_cell_uses_a_copy_already_there(on_colab):
     course = make_course(on_colab.content / "my-course")
     on_colab.run_cell()
-    assert on_colab.pip_calls == [(["install", "--quiet", "-r", "requirements.txt"],
-                                   str(course))]
+    assert len(on_colab.pip_calls) == 1
+    assert installs_the_course_part(on_colab.pip_calls[0], course)
     assert sys.path[0] == str(course)
     assert Path.cwd() == course / "ch04_gpt_model"
     on_colab.run_cell()  # run again (Run All twice): installed once
@@ -163,7 +173,8 @@ def test_on_colab_the_cell_clones_the_address_it_is_given(on_colab, tmp_path):
     on_colab.run_cell(url=origin.as_uri())  # ends in .git, as a git host's address does
     clone = on_colab.content / "llm-course"
     assert (clone / "shared" / "colab.py").is_file() and sys.path[0] == str(clone)
-    assert on_colab.pip_calls == [(["install", "--quiet", "-r", "requirements.txt"], str(clone))]
+    assert len(on_colab.pip_calls) == 1
+    assert installs_the_course_part(on_colab.pip_calls[0], clone)
 
 
 def test_on_colab_without_a_copy_or_an_address_the_cell_says_what_to_do(on_colab):
