@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 49, 5.4 Saving and loading model weights
+# %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
 
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
 states), saved atomically and loaded all or nothing, on any device."""
@@ -18,7 +18,7 @@ from torch import nn
 from shared import check, write_atomically
 
 
-# %% pretraining.ipynb cell 50, 5.4 Saving and loading model weights
+# %% pretraining.ipynb cell 51, 5.4 Saving and loading model weights
 
 # Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
 # always; each CUDA GPU's (dropout on a GPU) once CUDA is in use; the Mac GPU's (MPS) where

@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export open_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 125, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 126, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 """Chapter 5, section 5.9 (beyond the book): Llama 3 and Qwen3 checkpoints in their published
 Hugging Face format (config.json, safetensors, one file or shards with an index) loaded into
@@ -27,7 +27,7 @@ from shared import (
 )
 
 
-# %% pretraining.ipynb cell 126, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 127, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe")  # config.json's model_type
 
@@ -74,7 +74,7 @@ def config_from_hf(hf: dict) -> dict:
     return cfg
 
 
-# %% pretraining.ipynb cell 128, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 129, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     """Each tensor name of a Hugging Face Llama/Qwen3 checkpoint -> our parameter's name."""
@@ -102,7 +102,7 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     return layout
 
 
-# %% pretraining.ipynb cell 129, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 130, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def tensor_files(folder: Path) -> dict[str, Path]:
     """Each tensor name of a model folder -> the safetensors file that holds it."""
@@ -159,7 +159,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     return model.eval()
 
 
-# %% pretraining.ipynb cell 131, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 132, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def download_open_model(repo_id: str, local_dir: str | Path | None = None,
                         token: str | None = None) -> Path:
@@ -173,7 +173,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "*.json", "*.safetensors", "original/tokenizer.model"]))
 
 
-# %% pretraining.ipynb cell 136, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 137, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -213,7 +213,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% pretraining.ipynb cell 138, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 139, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of

@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 2, Chapter 5 — Pretraining on unlabelled data
+# %% pretraining.ipynb cell 3, Chapter 5 — Pretraining on unlabelled data
 
 """Chapter 5: pretraining a GPT on unlabelled text: the loss, the training loops, decoding."""
 
@@ -30,7 +30,7 @@ Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 
-# %% pretraining.ipynb cell 5, 5.1.1 What the untrained model writes
+# %% pretraining.ipynb cell 6, 5.1.1 What the untrained model writes
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
@@ -44,7 +44,7 @@ def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> 
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# %% pretraining.ipynb cell 21, 5.1.3 Training and validation losses on The Verdict
+# %% pretraining.ipynb cell 22, 5.1.3 Training and validation losses on The Verdict
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
@@ -74,7 +74,7 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
     return total / num_batches
 
 
-# %% pretraining.ipynb cell 25, 5.2 Training an LLM
+# %% pretraining.ipynb cell 26, 5.2 Training an LLM
 
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
@@ -107,7 +107,7 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
     model.train(was_training)
 
 
-# %% pretraining.ipynb cell 27, 5.2 Training an LLM
+# %% pretraining.ipynb cell 28, 5.2 Training an LLM
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
@@ -157,7 +157,7 @@ def train_model_simple(
     return train_losses, val_losses, track_seen
 
 
-# %% pretraining.ipynb cell 30, 5.2 Training an LLM
+# %% pretraining.ipynb cell 31, 5.2 Training an LLM
 
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
@@ -191,7 +191,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 39, 5.3.2 Top-k sampling (and top-p)
+# %% pretraining.ipynb cell 40, 5.3.2 Top-k sampling (and top-p)
 
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
@@ -204,7 +204,7 @@ def _nucleus(probs, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# %% pretraining.ipynb cell 41, 5.3.3 One `generate` for all strategies
+# %% pretraining.ipynb cell 42, 5.3.3 One `generate` for all strategies
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                      top_p: float | None = None) -> torch.Tensor:
@@ -298,7 +298,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     return idx
 
 
-# %% pretraining.ipynb cell 82, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 83, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -319,7 +319,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 85, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 86, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -352,7 +352,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 86, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 87, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -420,7 +420,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 90, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 91, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""

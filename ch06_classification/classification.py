@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% classification.ipynb cell 2, Chapter 6 — Finetuning for classification: a spam filter
+# %% classification.ipynb cell 3, Chapter 6 — Finetuning for classification: a spam filter
 
 """Chapter 6: finetuning a GPT for text classification (spam detection), and LoRA."""
 
@@ -31,7 +31,7 @@ from shared import (
 )
 
 
-# %% classification.ipynb cell 6, 6.2 Preparing the dataset
+# %% classification.ipynb cell 7, 6.2 Preparing the dataset
 
 def load_sms_spam() -> pd.DataFrame:
     """The SMS Spam Collection as a DataFrame with columns Label ('ham'/'spam') and Text."""
@@ -56,7 +56,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     os.replace(Path(extracted_path) / "SMSSpamCollection", data_file_path)
 
 
-# %% classification.ipynb cell 11, Balancing the classes
+# %% classification.ipynb cell 12, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
@@ -76,7 +76,7 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# %% classification.ipynb cell 17, 6.3 Data loaders: padding and truncation
+# %% classification.ipynb cell 18, 6.3 Data loaders: padding and truncation
 
 def _check_spam_frame(data, csv_file, num_classes):
     """Name the first bad row: an empty text (padding alone) or a label that is no class.
@@ -128,7 +128,7 @@ class SpamDataset(Dataset):
         return len(self.labels)
 
 
-# %% classification.ipynb cell 32, 6.5 Adding a classification head
+# %% classification.ipynb cell 33, 6.5 Adding a classification head
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
@@ -146,7 +146,7 @@ def add_classification_head(model, num_classes: int = 2):
     return model
 
 
-# %% classification.ipynb cell 36, Which layers to train
+# %% classification.ipynb cell 37, Which layers to train
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
@@ -162,7 +162,7 @@ def count_trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# %% classification.ipynb cell 42, 6.6 Classification loss and accuracy
+# %% classification.ipynb cell 43, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
     logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
@@ -226,7 +226,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
                 calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
 
 
-# %% classification.ipynb cell 46, 6.7 Finetuning on supervised data
+# %% classification.ipynb cell 47, 6.7 Finetuning on supervised data
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
@@ -253,7 +253,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% classification.ipynb cell 60, 6.8 Using the model as a spam classifier
+# %% classification.ipynb cell 61, 6.8 Using the model as a spam classifier
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
@@ -269,7 +269,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
 
 
-# %% classification.ipynb cell 67, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
+# %% classification.ipynb cell 68, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""

@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% instructions.ipynb cell 2, Chapter 7 — Instruction finetuning
+# %% instructions.ipynb cell 3, Chapter 7 — Instruction finetuning
 
 """Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO).
 The LLM judge's client is beside it, in judge.py."""
@@ -29,7 +29,7 @@ from shared import (
 )
 
 
-# %% instructions.ipynb cell 6, 7.2 Preparing the dataset
+# %% instructions.ipynb cell 7, 7.2 Preparing the dataset
 
 def load_instruction_data() -> list[dict]:
     """The course's 1,100 instruction-response pairs (instruction, input, output)."""
@@ -45,7 +45,7 @@ def download_and_load_file(file_path, url):
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
 
 
-# %% instructions.ipynb cell 9, The prompt template
+# %% instructions.ipynb cell 10, The prompt template
 
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
@@ -61,7 +61,7 @@ def format_input(entry: dict) -> str:
 RESPONSE_HEADER = "\n\n### Response:\n"
 
 
-# %% instructions.ipynb cell 12, Training, validation and test sets
+# %% instructions.ipynb cell 13, Training, validation and test sets
 
 def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123):
     """(train, validation, test): train_frac and test_frac of the entries, validation the rest.
@@ -73,7 +73,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
-# %% instructions.ipynb cell 16, 7.3 Organising data into batches
+# %% instructions.ipynb cell 17, 7.3 Organising data into batches
 
 def _encode(tokenizer, text):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
@@ -112,7 +112,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 18, 7.3 Organising data into batches
+# %% instructions.ipynb cell 19, 7.3 Organising data into batches
 
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
@@ -121,7 +121,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(padded).to(device)
 
 
-# %% instructions.ipynb cell 21, 7.3 Organising data into batches
+# %% instructions.ipynb cell 22, 7.3 Organising data into batches
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
@@ -134,7 +134,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 24, 7.3 Organising data into batches
+# %% instructions.ipynb cell 25, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -178,7 +178,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 39, 7.5 Loading a pretrained model, and its answers before finetuning
+# %% instructions.ipynb cell 40, 7.5 Loading a pretrained model, and its answers before finetuning
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -193,7 +193,7 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 61, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 62, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
@@ -217,7 +217,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 72, An automatic score: ROUGE-L
+# %% instructions.ipynb cell 73, An automatic score: ROUGE-L
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -229,7 +229,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 87, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 88, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -284,7 +284,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 90, The DPO loss, derived
+# %% instructions.ipynb cell 91, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):
