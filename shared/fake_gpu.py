@@ -128,6 +128,9 @@ def run_on_cpu(func, args, kwargs):
         check_same_device(func, [args[0], *args[2:]])
     elif func not in CROSS_DEVICE:
         check_same_device(func, [*args, *kwargs.values()])
+    if func is aten.histc.default and not args[0].is_floating_point():  # CUDA counts integers,
+        counts = run_on_cpu(func, (args[0].float(), *args[1:]), kwargs)  # the CPU only floats
+        return counts.to(args[0].dtype)  # (transformers' MoE layers count this way off the CPU)
     out = func(*map(_cpu_side, args), **{k: _cpu_side(v) for k, v in kwargs.items()})
     if func is aten._to_copy.default and _is_cpu(kwargs.get("device")):
         return out  # .cpu(), .to("cpu")

@@ -12,6 +12,12 @@ scratch several times; chapter 7 passed once in 18 minutes on a busy 2-core mach
 test also sets LLM_COURSE_QUICK=1: each notebook cuts its data to a few batches (and chapter 5
 its from-scratch model to one narrow layer and one epoch), and every other line runs as in the
 book profile.
+
+The book profile is the one a learner runs on a GPU (its `device` is `get_device()`), so the
+test runs it on one: LLM_COURSE_DEVICE=fakegpu makes `get_device()` return the stand-in GPU of
+shared/fake_gpu.py, where any tensor a cell, an exercise check or a solution leaves on the CPU
+and mixes with the model's stops the run with CUDA's device-mismatch error. A last cell checks
+that the notebook's `device` and its model were there.
 """
 
 import time
@@ -21,6 +27,7 @@ import pytest
 from nbclient import NotebookClient
 
 from shared.data import DATA_DIR_ENV, PROJECT_ROOT
+from shared.utils import DEVICE_ENV
 
 
 BOOK_PROFILE_NOTEBOOKS = [
@@ -28,6 +35,10 @@ BOOK_PROFILE_NOTEBOOKS = [
     PROJECT_ROOT / "ch06_classification" / "classification.ipynb",
     PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb",
 ]
+
+
+# The notebook's own device and its model's, printed by a cell added at the end
+ON_THE_STAND_IN_GPU = 'print(f"device {device}, model on {next(model.parameters()).device}")'
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,9 @@ def test_book_profile_runs_top_to_bottom(notebook, tiny_gpt2_checkpoint, tmp_pat
     monkeypatch.setenv("LLM_COURSE_QUICK", "1")
     monkeypatch.setenv("LLM_COURSE_GPT2_CHECKPOINT", str(tiny_gpt2_checkpoint))
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))  # what the run saves stays here
+    monkeypatch.setenv(DEVICE_ENV, "fakegpu")
     nb = nbformat.read(notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(ON_THE_STAND_IN_GPU))
     client = NotebookClient(nb, timeout=1800, kernel_name="python3",
                             # run where the files it writes (checkpoints) cannot collide with a
                             # default-profile run of the same notebook in the other test worker
@@ -62,3 +75,4 @@ def test_book_profile_runs_top_to_bottom(notebook, tiny_gpt2_checkpoint, tmp_pat
     profile_lines = [o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
                      if "profile:" in o.get("text", "")]
     assert any("profile: book (quick check)" in line for line in profile_lines)
+    assert nb.cells[-1].outputs[0]["text"] == "device fakegpu, model on fakegpu:0\n"

@@ -112,6 +112,9 @@ def test_what_cuda_allows_across_devices_the_stand_in_allows():
         g.numpy()
     with pytest.raises(TypeError, match="numpy"):
         np.asarray(g)
+    counts = torch.histc(torch.tensor([0, 1, 1, 3], dtype=torch.int32, device=GPU), bins=4,
+                         min=0, max=3)  # CUDA counts integers (the CPU refuses them)
+    assert on_the_gpu(counts) and counts.dtype == torch.int32 and counts.tolist() == [1, 2, 0, 1]
 
 
 def test_a_model_trains_saves_and_loads_on_the_stand_in_as_on_the_cpu(tmp_path):
@@ -164,10 +167,13 @@ def cpu_loader(n=4, length=8, vocab=TINY_GPT["vocab_size"]):
 
 
 class CharTokenizer:
-    """A tokenizer for the tiny models: one id per character (below the vocabulary)."""
+    """A tokenizer for the tiny models: one id per character, below `vocab_size`."""
+
+    def __init__(self, vocab_size=TINY_GPT["vocab_size"]):
+        self.vocab_size = vocab_size
 
     def encode(self, text, allowed_special=frozenset()):
-        return [ord(c) % TINY_GPT["vocab_size"] for c in text]
+        return [ord(c) % self.vocab_size for c in text]
 
     def decode(self, token_ids):
         return "".join(chr(97 + i % 26) for i in token_ids)
@@ -380,14 +386,9 @@ def chapter_7_instructions():
         assert all(on_the_gpu(t) for t in (out if isinstance(out, tuple) else (out,)))
     inputs, targets = shared.custom_collate_fn(batch, pad_token_id=0, device=GPU)
     assert on_the_gpu(shared.sequence_logprobs(model(inputs), targets))
-    data = shared.generate_responses(model, instruction_entries(), CharTokenizer300(), GPU,
+    data = shared.generate_responses(model, instruction_entries(), CharTokenizer(300), GPU,
                                      max_new_tokens=3, eos_id=0, progress=False)
     assert all(isinstance(entry["model_response"], str) for entry in data)
-
-
-class CharTokenizer300(CharTokenizer):
-    def encode(self, text, allowed_special=frozenset()):
-        return [ord(c) % 300 for c in text]
 
 
 @case
