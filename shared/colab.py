@@ -38,8 +38,8 @@ if "google.colab" in sys.modules:
     import os
     import subprocess
 
-    copies = sorted(glob.glob("/content/*/shared/colab.py")
-                    + glob.glob("/content/drive/MyDrive/*/shared/colab.py"))
+    copies = (sorted(glob.glob("/content/*/shared/colab.py"))  # /content first, then Drive
+              + sorted(glob.glob("/content/drive/MyDrive/*/shared/colab.py")))
     if copies:
         course = os.path.dirname(os.path.dirname(copies[0]))
     elif COURSE_GIT_URL:
@@ -47,14 +47,15 @@ if "google.colab" in sys.modules:
         course = os.path.join("/content", name)
         subprocess.run(["git", "clone", "--depth", "1", COURSE_GIT_URL, course], check=True)
     else:
-        raise RuntimeError("no copy of the course in /content or at the top of your Drive: "
-                           "write its git address in COURSE_GIT_URL, above")
+        raise RuntimeError("no copy of the course in /content or in a folder at the top of "
+                           "your Drive (mounted?): write its git address in COURSE_GIT_URL")
     if course not in sys.path:  # what the course imports; Colab's own Jupyter stays
         with open(os.path.join(course, "requirements.txt")) as file:
             needs = file.read().split("# Colab stops here")[0]
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", "/dev/stdin"],
                        input=needs, text=True, cwd=course, check=True)
         sys.path.insert(0, course)
+        print("the course:", course)
     os.chdir(os.path.join(course, "CHAPTER_FOLDER"))'''
 
 

@@ -165,6 +165,14 @@ def test_on_colab_the_cell_uses_a_copy_already_there(on_colab):
     assert len(on_colab.pip_calls) == 1
 
 
+def test_on_colab_a_copy_in_content_comes_before_one_on_drive(on_colab, capsys):
+    make_course(on_colab.content / "drive" / "MyDrive" / "old-course")  # sorts first by path
+    fresh = make_course(on_colab.content / "llm-course")
+    on_colab.run_cell()
+    assert sys.path[0] == str(fresh) and installs_the_course_part(on_colab.pip_calls[0], fresh)
+    assert f"the course: {fresh}" in capsys.readouterr().out
+
+
 def test_on_colab_the_cell_clones_the_address_it_is_given(on_colab, tmp_path):
     origin = make_course(tmp_path / "origin" / "llm-course.git")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(origin)]
