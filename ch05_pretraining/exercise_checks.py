@@ -152,8 +152,9 @@ def _tiny_gpt(vocab_size=6200, context_length=16, seed=0):  # the prompt's ids a
                                               {"temperature": 0.7, "top_k": 5}]}})
 def deterministic_settings(model, candidates):
     # One answer per model state: each wrong try would otherwise generate 450 tokens again.
+    # Summed in float32 where the model is (a Mac's GPU has no float64), fetched at once.
     with torch.no_grad():
-        fingerprint = tuple(float(p.double().sum()) for p in model.parameters())
+        fingerprint = tuple(torch.stack([p.float().sum() for p in model.parameters()]).tolist())
     key = (id(model), repr(candidates), fingerprint)
     if key not in _DETERMINISTIC:
         with _untouched(model):

@@ -1,0 +1,65 @@
+"""Tests of chapter 5's exercise checks beyond shared/test_exercises.py (which gives each its
+right and wrong answers) and shared/test_devices.py (each with the model on a stand-in GPU)."""
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from ch05_pretraining import exercise_checks
+from shared import GPTModel, gpt2_config, load_checkpoint
+from shared.fake_gpu import FAKE_GPU
+
+
+class NoFloat64OffTheCPU(TorchFunctionMode):
+    """Fails on any float64 tensor made on a device other than the CPU: a Mac's GPU (MPS) has
+    no float64, so code that makes one there works on CUDA and the CPU and crashes on a Mac."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(result):
+            if (isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64
+                    and tensor.device.type != "cpu"):
+                raise AssertionError(f"{func} made a float64 tensor on {tensor.device}, "
+                                     "which MPS cannot")
+        return result
+
+
+def test_the_mode_catches_float64_on_a_gpu():  # so that the test below can fail
+    with NoFloat64OffTheCPU():
+        torch.ones(2, dtype=torch.float64).sum()  # on the CPU: allowed
+        with pytest.raises(AssertionError, match="made a float64 tensor on fakegpu:0"):
+            torch.ones(2, device=FAKE_GPU).double()
+
+
+def tiny_gpt(context_length):
+    torch.manual_seed(0)
+    return GPTModel(gpt2_config(vocab_size=6200, context_length=context_length, emb_dim=8,
+                                n_heads=2, n_layers=1)).to(FAKE_GPU)
+
+
+def check_5_3():
+    answer = exercise_checks.deterministic_settings(
+        tiny_gpt(16), [{}, {"temperature": 1.0}, {"temperature": 1.0, "top_k": 1}])
+    assert answer == [0, 2]
+
+
+def check_5_4():
+    def resume_on_the_gpu(path, cfg):
+        model = GPTModel(cfg).to(FAKE_GPU)
+        optimizer = torch.optim.AdamW(model.parameters())
+        load_checkpoint(path, model, optimizer)
+        return model, optimizer
+    assert exercise_checks.resume_from_checkpoint(resume_on_the_gpu) is None
+
+
+def check_5_5():
+    batches = [(torch.arange(8)[None], torch.arange(1, 9)[None])]
+    losses = exercise_checks.pretrained_losses(tiny_gpt(8), batches, batches)
+    assert all(isinstance(loss, float) for loss in losses)
+
+
+@pytest.mark.parametrize("check", [check_5_3, check_5_4, check_5_5])
+def test_a_check_of_a_model_on_a_gpu_makes_no_float64_tensor_there(check):
+    with NoFloat64OffTheCPU():
+        check()
