@@ -10,6 +10,7 @@ states), saved atomically and loaded all or nothing, on any device."""
 import io
 import pickle
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -21,15 +22,22 @@ from shared import check, write_atomically
 # %% pretraining.ipynb cell 51, 5.4 Saving and loading model weights
 
 # Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
-# always; each CUDA GPU's (dropout on a GPU) once CUDA is in use; the Mac GPU's (MPS) where
-# there is one. A run on one device draws from the CPU's generator and that device's.
+# always; a CUDA GPU's (by its number) or the Mac GPU's (MPS) when the model is there, as
+# dropout on a GPU draws from that GPU's generator. A model on one device draws from the CPU's
+# generator and that device's, and from no other.
 _RNG_KEYS = ("torch_rng", "cuda_rng", "mps_rng")
+_CUDA_STATE_BYTES = 16  # a CUDA GPU's generator state: its seed and its offset, 8 bytes each
 
 
 def save_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
-    """Save model, optimizer and the random generators' states (plus any `extra` values) to
-    `path`, atomically."""
+    """Save model, optimizer and the states of the random generators the model draws from (the
+    CPU's and its device's), plus any `extra` values, to `path`, atomically."""
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    on_meta = [name for name, tensor in tensors.items() if tensor.is_meta]
+    check(not on_meta, lambda: f"model is on the meta device ({on_meta[0]} has a shape but no "
+          "values): a checkpoint of it could not be loaded; give it values first (to_empty, "
+          "then load or train its weights)")
     taken = [key for key in _RNG_KEYS if key in extra]  # "model", "optimizer": the arguments'
     check(not taken, lambda: f"an extra value may not be named {taken[0]}: save_checkpoint "
           "stores a generator's state under that name")
@@ -40,7 +48,8 @@ def save_checkpoint(path: str | Path, model: nn.Module,
                              "weights_only=True), which takes numbers, strings, lists, tuples, "
                              "dicts and tensors (convert it: float(x), str(path), a dict of "
                              "those for an argparse Namespace)")
-    state = {"model": model.state_dict(), **generator_states(), **extra}
+    devices = {tensor.device for tensor in tensors.values()}
+    state = {"model": model.state_dict(), **generator_states(devices), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     write_atomically(path, lambda tmp: torch.save(state, tmp))  # a crash leaves no half file
@@ -48,13 +57,15 @@ def save_checkpoint(path: str | Path, model: nn.Module,
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
-                    restore_rng: bool = True, expect: dict | None = None) -> dict:
+                    restore_rng: bool = True, expect: dict | None = None, *,
+                    validate: Callable[[dict], list[str]] | None = None) -> dict:
     """Load a checkpoint written by save_checkpoint into `model` (and `optimizer`).
 
     All or nothing: the model state, the optimizer state, the generators' states and the
     `expect`ed extra values (say {"seed": 123}; of a dict, such as a config, the keys that
     differ are named) are all checked first; on any mismatch ValueError lists the problems and
-    model, optimizer and generators are untouched.
+    model, optimizer and generators are untouched. `validate`, a function of the checkpoint's
+    dict that returns what else is wrong (["holds ...", ...]), adds its checks to these.
 
     The checkpoint may come from another device: the weights and the optimizer's state end on
     the model's. restore_rng restores every generator whose state the checkpoint holds and
@@ -74,7 +85,8 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     if optimizer is not None:
         problems += _optimizer_state_problems(state.get("optimizer"), optimizer)
     if restore_rng:
-        problems += _generator_problems(state)
+        problems += [f"{problem} (pass restore_rng=False)"
+                     for problem in generator_problems(state)]
     for key, value in (expect or {}).items():
         if key not in state:
             problems.append(f"records no {key} (expected {value!r})")
@@ -84,6 +96,8 @@ def load_checkpoint(path: str | Path, model: nn.Module,
                 keys = sorted(k for k in saved | wanted if saved.get(k) != wanted.get(k))
                 saved, wanted = {k: saved.get(k) for k in keys}, {k: wanted.get(k) for k in keys}
             problems.append(f"was trained with {key}={saved!r}, not {wanted!r}")
+    if validate is not None:
+        problems += validate(state)
     if problems:
         raise ValueError(f"{path} " + "; ".join(problems))
     model.load_state_dict(state["model"])  # nothing below can fail after the checks above
@@ -97,12 +111,22 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     return state
 
 
-def generator_states() -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """The state of every random generator a run may draw from, named as in _RNG_KEYS."""
+def generator_states(devices: Iterable[str | torch.device] | None = None) -> dict:
+    """The states of the random generators a run draws from, named as in _RNG_KEYS: the CPU's
+    and those of the GPUs among `devices` (by default every GPU: each CUDA GPU's once CUDA is
+    in use, the Mac's where there is one). CUDA GPUs' states are keyed by the GPU's number."""
     states = {"torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_initialized():  # only once in use: asking would start CUDA
-        states["cuda_rng"] = torch.cuda.get_rng_state_all()  # one per GPU
-    if torch.backends.mps.is_available():
+    if devices is None:  # a GPU's state only once CUDA is in use: asking would start it
+        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+        mps = torch.backends.mps.is_available()
+    else:
+        devices = [torch.device(device) for device in devices]
+        cuda = sorted({torch.cuda.current_device() if device.index is None else device.index
+                       for device in devices if device.type == "cuda"})
+        mps = any(device.type == "mps" for device in devices)
+    if cuda:
+        states["cuda_rng"] = {index: torch.cuda.get_rng_state(index) for index in cuda}
+    if mps:
         states["mps_rng"] = torch.mps.get_rng_state()
     return states
 
@@ -112,12 +136,12 @@ def restore_generators(states: dict) -> list[str]:
     of the devices whose states this machine cannot take."""
     torch.set_rng_state(states["torch_rng"])
     skipped = []
-    saved = states.get("cuda_rng", [])
+    saved = states.get("cuda_rng", {})
     here = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    for index, state in enumerate(saved[:here]):
-        torch.cuda.set_rng_state(state, index)
-    if len(saved) > here:
-        missing = range(here, len(saved))
+    for index, state in saved.items():
+        if index < here:
+            torch.cuda.set_rng_state(state, index)  # queued until CUDA starts, if it has not
+    if missing := [index for index in saved if index >= here]:
         skipped.append(f"CUDA GPU{'s' if len(missing) > 1 else ''} "
                        f"{', '.join(map(str, missing))}")
     if "mps_rng" in states:
@@ -128,24 +152,30 @@ def restore_generators(states: dict) -> list[str]:
     return skipped
 
 
-def _generator_problems(state: dict) -> list[str]:
-    """What keeps the generators' states in `state` from being restored here."""
-    def fits(saved, current):
+def generator_problems(states: dict) -> list[str]:
+    """What keeps `states` (as generator_states gives them) from being restored here."""
+    def fits(saved, size):
         return (isinstance(saved, torch.Tensor) and saved.dtype == torch.uint8
-                and saved.shape == current.shape)
+                and saved.shape == (size,))
 
-    if not fits(state.get("torch_rng"), torch.get_rng_state()):
-        return ["holds no valid random-number state (pass restore_rng=False)"]
-    saved = state.get("cuda_rng", [])  # one state per GPU; those of GPUs not here are skipped
-    here = (torch.cuda.get_rng_state_all() if isinstance(saved, list) and saved
-            and torch.cuda.is_available() else [])
-    if not isinstance(saved, list) or not all(map(fits, saved, here)):
-        return ["holds a CUDA random-number state that this machine's GPUs cannot take "
-                "(pass restore_rng=False)"]
-    if ("mps_rng" in state and torch.backends.mps.is_available()
-            and not fits(state["mps_rng"], torch.mps.get_rng_state())):
-        return ["holds an MPS random-number state that this Mac cannot take (pass "
-                "restore_rng=False)"]
+    def cuda_fits(index, saved):
+        if not (isinstance(index, int) and index >= 0):
+            return False
+        if index >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            return True  # a GPU this machine lacks: skipped when restoring
+        size = (torch.cuda.get_rng_state(index).numel() if torch.cuda.is_initialized()
+                else _CUDA_STATE_BYTES)  # asking an idle GPU would start CUDA
+        return fits(saved, size)
+
+    if not (isinstance(states, dict)
+            and fits(states.get("torch_rng"), torch.get_rng_state().numel())):
+        return ["holds no valid random-number state"]
+    saved = states.get("cuda_rng", {})  # one state per GPU, keyed by its number
+    if not isinstance(saved, dict) or not all(map(cuda_fits, saved, saved.values())):
+        return ["holds a CUDA random-number state that this machine's GPUs cannot take"]
+    if ("mps_rng" in states and torch.backends.mps.is_available()
+            and not fits(states["mps_rng"], torch.mps.get_rng_state().numel())):
+        return ["holds an MPS random-number state that this Mac cannot take"]
     return []
 
 
@@ -259,4 +289,5 @@ __all__ = [
     'load_checkpoint',
     'generator_states',
     'restore_generators',
+    'generator_problems',
 ]
