@@ -16,6 +16,21 @@ def texts(tmp_path_factory):
     return folder
 
 
+# The tests of these files run pretrain.py and expect a resume to give the uninterrupted run's
+# weights bit for bit, which holds on the CPU; on a learner's GPU (the default device there) a
+# resume is exact only to rounding.
+PRETRAIN_TESTS = {"test_pretrain.py", "test_bad_inputs.py"}
+
+
+@pytest.fixture(autouse=True)
+def pretrain_on_the_cpu(request, monkeypatch):
+    """LLM_COURSE_DEVICE=cpu for the tests of PRETRAIN_TESTS (and the runs they start). A test
+    that chooses the device itself overrides it with the same monkeypatch (test_pretrain.py's
+    pretend_machine unsets it)."""
+    if request.node.path.name in PRETRAIN_TESTS:
+        monkeypatch.setenv("LLM_COURSE_DEVICE", "cpu")
+
+
 class PretendGenerators:
     """torch.cuda's and torch.mps's generator functions on a machine with `gpus` CUDA GPUs and
     a Mac's GPU, each generator's state kept here (16 bytes, as CUDA's are), so that a test on

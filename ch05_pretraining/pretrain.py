@@ -18,21 +18,24 @@ at scale needs:
 * Batches are random windows drawn from a generator seeded by (seed, step), so a step's data
   does not depend on what ran before it: a resumed run sees exactly the batches it would have.
 * With torchrun, each process trains a DistributedDataParallel replica on its own share of the
-  global batch (nccl on CUDA GPUs, one per process; gloo on CPUs: on a Mac the processes train
-  on the CPU, as torch.distributed cannot exchange MPS tensors); DDP averages the gradients, so
-  the replicas stay identical. The effective batch is --batch x processes x --grad-accum.
+  global batch (nccl on CUDA GPUs, one per process: the GPU of its local rank, so that
+  LLM_COURSE_DEVICE may say "cuda" but not name one GPU; gloo on CPUs: on a Mac the processes
+  train on the CPU, as torch.distributed cannot exchange MPS tensors); DDP averages the
+  gradients, so the replicas stay identical. The effective batch is --batch x processes x
+  --grad-accum.
 * --fast turns on SDPA, weight tying, fused AdamW and, where the device multiplies bf16
   natively (CUDA compute capability 8.0 and above: A100, RTX 30 series, H100; CPUs with
-  AVX512_BF16 or AMX), bf16 autocast; elsewhere (a T4, a V100, a CPU with AVX2 only, a Mac)
-  the products stay float32, which emulated bf16 would only slow down.
+  AVX512_BF16 or AMX, on Linux), bf16 autocast; elsewhere (a T4, a V100, a CPU with AVX2
+  only, a Mac) the products stay float32, which emulated bf16 would only slow down.
 * Every --checkpoint-every steps, OUT/checkpoint.pt gets the model, optimizer, step and every
-  process's random-number states (the CPU's, and its GPU's); --resume continues from it and
-  gives the same weights as an uninterrupted run (bit for bit on CPUs; on GPUs, whose kernels
-  may round differently from run to run, to rounding, unless the run calls
-  torch.use_deterministic_algorithms(True): chapter 5, section 5.4.1), refusing a checkpoint of
-  another model, seed, data or training settings (--lr, --batch x processes, ...; a new --steps
-  is allowed, and stretches the schedule). OUT/log.jsonl records the evaluations (after a
-  resume, without the steps run again).
+  process's random-number states (the CPU's, and the GPUs'); --resume continues from it and
+  gives the same weights as an uninterrupted run: bit for bit on CPUs; on GPUs, whose kernels
+  may round differently from run to run, to rounding. This script does not request
+  deterministic algorithms; for bit for bit on a GPU, add
+  torch.use_deterministic_algorithms(True) at its start (chapter 5, section 5.4.1). --resume
+  refuses a checkpoint of another model, seed, data or training settings (--lr, --batch x
+  processes, ...; a new --steps is allowed, and stretches the schedule). OUT/log.jsonl records
+  the evaluations (after a resume, without the steps run again).
 * A run never destroys another's work. A new run into a folder that holds one is refused
   unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
   kernel, so a killed run leaves no stale lock) and a second run into OUT is refused, naming
@@ -69,6 +72,7 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     cosine_schedule,
+    generator_problems,
     generator_states,
     get_device,
     gpt2_config,
@@ -321,9 +325,15 @@ class Process:
 
 def set_up_process() -> Process:
     """The device (shared.get_device: CUDA, then MPS, then the CPU; LLM_COURSE_DEVICE names
-    another), and under torchrun the process group (nccl on CUDA GPUs, gloo on CPUs)."""
+    another), and under torchrun the process group (nccl on CUDA GPUs, gloo on CPUs). Under
+    torchrun each process trains on the GPU of its local rank, so LLM_COURSE_DEVICE may name
+    the kind ("cuda", "cpu") but not one GPU ("cuda:1"): that is refused."""
     device = get_device()
     torchrun = "RANK" in os.environ
+    if torchrun and device.type == "cuda" and device.index is not None:
+        raise UsageError(f"LLM_COURSE_DEVICE={device} names one GPU, but under torchrun each "
+                         "process trains on the GPU of its local rank (LOCAL_RANK): set "
+                         "LLM_COURSE_DEVICE=cuda, and CUDA_VISIBLE_DEVICES to choose the GPUs")
     if device.type == "cuda":  # under torchrun, each process its own GPU
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", device.index or 0)))
         torch.cuda.set_device(device)
@@ -540,25 +550,40 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
     data, the training settings). Another number of `steps` is allowed (it extends or shortens
     the run) and said. Each process continues its own random streams (its CPU's and its GPU's)
     when the number of processes and the kind of device are unchanged; otherwise the data is
-    the same and only dropout masks differ.
+    the same and only dropout masks differ. Those states are checked with the rest, before
+    anything is loaded.
     """
+    def own_generators(state):  # this process's generator states; None: none to continue
+        rng_states = state.get("rng_states")
+        if not isinstance(rng_states, list) or len(rng_states) != process.world_size:
+            return None
+        mine = rng_states[process.rank]  # an earlier pretrain.py kept the CPU's state alone
+        return {"torch_rng": mine} if isinstance(mine, torch.Tensor) else mine
+
+    def generators_problems(state):
+        if not isinstance(state.get("rng_states"), list):
+            return ["holds no list of the processes' random-number states (rng_states): not "
+                    "a checkpoint of pretrain.py"]
+        mine = own_generators(state)
+        problems = generator_problems(mine) if mine is not None else []
+        return [f"{problem} (the random-number states of process {process.rank})"
+                for problem in problems]
+
     try:
         state = load_checkpoint(checkpoint_path, model, optimizer, restore_rng=False,
-                                expect={"config": model.cfg, **(expect or {})})
+                                expect={"config": model.cfg, **(expect or {})},
+                                validate=generators_problems)
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"cannot resume: {error}") from None
     if steps is not None and state.get("steps", steps) != steps and process.main:
         print(f"resuming with --steps {steps}, not the {state['steps']} this run began with: "
               "the learning-rate schedule is computed for the new length", file=sys.stderr)
-    rng_states, device = state["rng_states"], process.device.type
-    if len(rng_states) != process.world_size:
+    mine, device = own_generators(state), process.device.type
+    if mine is None:
         if process.main:
-            print(f"resuming on {process.world_size} processes, not {len(rng_states)}: same "
-                  "data, new dropout masks", file=sys.stderr)
+            print(f"resuming on {process.world_size} processes, not "
+                  f"{len(state['rng_states'])}: same data, new dropout masks", file=sys.stderr)
         return state["step"] + 1
-    mine = rng_states[process.rank]
-    if isinstance(mine, torch.Tensor):  # saved by an earlier pretrain.py: the CPU's alone
-        mine = {"torch_rng": mine}
     restore_generators(mine)  # those this machine has
     saved_on = state.get("device")  # None: an earlier pretrain.py, which kept the CPU's alone
     if process.main and saved_on != device and (saved_on or device != "cpu"):
@@ -608,7 +633,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             signum = int(flag.item())
         stop = signum > 0
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or stop:
-            rng_states = [generator_states()]  # the CPU's generator, and the GPU's
+            rng_states = [generator_states()]  # the CPU's generator, and the GPUs'
             if process.distributed:
                 rng_states = [None] * world_size
                 dist.all_gather_object(rng_states, generator_states())

@@ -210,6 +210,24 @@ def test_llm_course_device_chooses_the_device(monkeypatch):
     assert pretrain.set_up_process().device == torch.device("cpu")
 
 
+def test_under_torchrun_a_gpu_named_by_llm_course_device_is_refused(monkeypatch):
+    chosen, groups = pretend_machine(monkeypatch, cuda=2, torchrun=(0, 0, 2))
+    monkeypatch.setenv("LLM_COURSE_DEVICE", "cuda:1")  # each process takes its LOCAL_RANK's
+    with pytest.raises(pretrain.UsageError, match=r"LLM_COURSE_DEVICE=cuda:1 names one GPU, "
+                                                  r"but under torchrun each process trains on "
+                                                  r"the GPU of its local rank"):
+        pretrain.set_up_process()
+    assert chosen == groups == []  # refused before a GPU or a process group is taken
+    monkeypatch.setenv("LLM_COURSE_DEVICE", "cuda")  # a kind, not one GPU: each its own
+    assert pretrain.set_up_process().device == torch.device("cuda", 0)
+
+
+def test_these_tests_train_on_the_cpu_whatever_gpu_the_machine_has(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a learner's GPU box
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pretrain.set_up_process().device == torch.device("cpu")  # conftest.py's doing
+
+
 @pytest.mark.parametrize("device, fused", [("cpu", True), ("meta", None)])
 def test_fast_fuses_adamw_only_on_a_device_with_the_fused_kernel(texts, tmp_path, device,
                                                                  fused):
@@ -248,6 +266,30 @@ def test_a_resume_restores_each_processs_cpu_and_gpu_generators(tmp_path, preten
     assert torch.equal(torch.get_rng_state(), states[1]["torch_rng"])
     assert all(map(torch.equal, generators.cuda, states[1]["cuda_rng"].values()))
     assert capsys.readouterr().err == ""  # rank 1 says nothing; nor would rank 0 here
+
+
+@pytest.mark.parametrize("rank, bad", [(0, {"torch_rng": torch.zeros(7, dtype=torch.uint8)}),
+                                       (1, {"torch_rng": torch.get_rng_state(),
+                                            "cuda_rng": {0: torch.zeros(3)}}),
+                                       (1, "not the states")])
+def test_a_resume_refuses_a_processs_damaged_generator_states_before_loading_anything(
+        tmp_path, pretend_gpus, rank, bad):
+    pretend_gpus(1)
+    states = [pretrain.generator_states(), pretrain.generator_states()]
+    states[rank] = bad
+    save_run_checkpoint(tmp_path / "checkpoint.pt", states, device="cuda")
+    args = pretrain.parse_args(["--data", str(tmp_path), "--out", str(tmp_path), *TINY])
+    torch.manual_seed(0)  # weights other than the checkpoint's
+    model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    cpu = torch.get_rng_state()
+    with pytest.raises(ValueError, match=rf"^cannot resume: .*checkpoint.pt holds .* \(the "
+                                         rf"random-number states of process {rank}\)$"):
+        pretrain.resume(tmp_path / "checkpoint.pt", model, optimizer,
+                        pretrain.Process(torch.device("cpu"), rank=rank, world_size=2))
+    assert all(torch.equal(model.state_dict()[name], w) for name, w in weights.items())
+    assert optimizer.state_dict()["state"] == {}  # no AdamW state loaded either
+    assert torch.equal(torch.get_rng_state(), cpu)
 
 
 @pytest.mark.parametrize("saved, device, message", [
