@@ -325,7 +325,7 @@ class Process:
 
 def set_up_process() -> Process:
     """The device (shared.get_device: CUDA, then MPS, then the CPU; LLM_COURSE_DEVICE names
-    another), and under torchrun the process group (nccl on CUDA GPUs, gloo on CPUs). Under
+    another), and under torchrun the process group (process_group_backend). Under
     torchrun each process trains on the GPU of its local rank, so LLM_COURSE_DEVICE may name
     the kind ("cuda", "cpu") but not one GPU ("cuda:1"): that is refused."""
     device = get_device()
@@ -345,8 +345,14 @@ def set_up_process() -> Process:
                   "GPU)", file=sys.stderr)
     if not torchrun:
         return Process(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(process_group_backend(device))
     return Process(device, dist.get_rank(), dist.get_world_size())
+
+
+def process_group_backend(device: torch.device) -> str:
+    """nccl between CUDA GPUs where PyTorch has it; gloo on CPUs, and on Windows, whose builds
+    have no nccl (gloo exchanges CUDA tensors too, more slowly)."""
+    return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
 
 
 # torch's fused AdamW kernels, on the devices this script picks; elsewhere (LLM_COURSE_DEVICE

@@ -165,6 +165,7 @@ def pretend_machine(monkeypatch, cuda=0, mps=False, torchrun=None):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(pretrain.dist, "is_nccl_available", lambda: cuda > 0)  # Linux's builds
     chosen, groups = [], []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(pretrain.dist, "init_process_group", groups.append)
@@ -220,6 +221,15 @@ def test_under_torchrun_a_gpu_named_by_llm_course_device_is_refused(monkeypatch)
     assert chosen == groups == []  # refused before a GPU or a process group is taken
     monkeypatch.setenv("LLM_COURSE_DEVICE", "cuda")  # a kind, not one GPU: each its own
     assert pretrain.set_up_process().device == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("device, has_nccl, backend", [
+    ("cuda", True, "nccl"), ("cuda", False, "gloo"),  # Windows' builds have no nccl
+    ("cpu", True, "gloo"), ("cpu", False, "gloo")])
+def test_the_process_group_is_nccl_between_gpus_where_torch_has_it(monkeypatch, device,
+                                                                    has_nccl, backend):
+    monkeypatch.setattr(pretrain.dist, "is_nccl_available", lambda: has_nccl)
+    assert pretrain.process_group_backend(torch.device(device)) == backend
 
 
 def test_these_tests_train_on_the_cpu_whatever_gpu_the_machine_has(monkeypatch):
