@@ -60,6 +60,7 @@ def test_get_device_finds_the_gpus_torch_sees(monkeypatch):
     ("gpu", r"LLM_COURSE_DEVICE must be one of \"cpu\", \"cuda\", \"cuda:<index>\", \"mps\" or "
             r"\"fakegpu\" \(the tests' stand-in GPU\), got 'gpu'"),
     ("cuda:x", "LLM_COURSE_DEVICE must be one of .* got 'cuda:x'"),
+    ("cuda:", "LLM_COURSE_DEVICE must be one of .* got 'cuda:'"),  # torch's own message is vaguer
     ("CPU", "LLM_COURSE_DEVICE must be one of .* got 'CPU'"),
     ("cuda", r"LLM_COURSE_DEVICE must name a device this machine has, got 'cuda' \(PyTorch "
              r"sees 0 cuda devices here\)"),

@@ -61,9 +61,9 @@ def get_device(prefer: str | None = None) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind, _, index = str(wanted).partition(":")
+    kind, colon, index = str(wanted).partition(":")
     valid = 'one of "cpu", "cuda", "cuda:<index>", "mps" or "fakegpu" (the tests\' stand-in GPU)'
-    if kind not in DEVICE_KINDS or not (index == "" or index.isdigit()):
+    if kind not in DEVICE_KINDS or (colon and not index.isdigit()):  # "cuda:" is no device
         raise ValueError(f"{name} must be {valid}, got {wanted!r}")
     count = DEVICE_KINDS[kind]()
     if int(index or 0) >= count:
