@@ -22,6 +22,7 @@ from shared.checks import (
     check_count,
     check_entries,
     check_entry,
+    check_finite,
     check_flag,
     check_keys,
     check_memory,

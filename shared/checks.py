@@ -39,6 +39,18 @@ def check_number(name: str, value, valid: str, low: float = 0.0, high: float = m
         raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
+def check_finite(name: str, value, where: str = "") -> float:
+    """Return `value` (a number or a one-element tensor) as a float; raise FloatingPointError
+    if it is nan or infinite. Training loops call it on each step's loss, `where` naming the
+    step, so that a run that diverged stops there instead of training on nan weights."""
+    number = float(value)  # a tensor on a GPU waits for its value here
+    if not math.isfinite(number):
+        raise FloatingPointError(f"{name} became {number}{where}: training stopped there, as "
+                                 "every later update would be nan (a lower learning rate or "
+                                 "clipping the gradients usually avoids it)")
+    return number
+
+
 def check_flag(name: str, value) -> None:
     """Raise unless `value` is True or False (1, "yes" and None are not flags)."""
     if not isinstance(value, bool):

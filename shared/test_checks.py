@@ -11,6 +11,7 @@ from shared.checks import (
     check_count,
     check_entries,
     check_entry,
+    check_finite,
     check_flag,
     check_keys,
     check_number,
@@ -112,3 +113,13 @@ def test_check_token_ids_checks_type_shape_and_vocabulary():
                                          r"in 0..9"):
         check_token_ids(torch.tensor([[1, 10]]), "idx", vocab_size=10)
     check_token_ids(torch.tensor([[10**6]], device="meta"), "idx", vocab_size=10)  # no values
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -math.inf, torch.tensor(math.nan),
+                                   torch.tensor([math.inf])])
+def test_check_finite_stops_a_diverged_loss_naming_where(value):
+    assert check_finite("the loss", 2.5) == 2.5
+    assert check_finite("the loss", torch.tensor(0.25)) == 0.25
+    with pytest.raises(FloatingPointError, match=r"^the loss became (nan|-?inf) at step 7: "
+                                                 r"training stopped there"):
+        check_finite("the loss", value, " at step 7")
