@@ -133,11 +133,14 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
     import torch  # here, so that the checks above need nothing beyond the standard library
 
-    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int):
-        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+    is_tensor = isinstance(ids, torch.Tensor)
+    # An empty tensor is refused as empty, whatever its dtype (torch.tensor([]) is float32).
+    if not is_tensor or (ids.dtype not in (torch.long, torch.int) and ids.numel()):
+        kind = ids.dtype if is_tensor else type(ids).__name__
         raise TypeError(f"{name} must be a tensor of integer token ids (torch.long), got {kind}")
     if ids.dim() != 2 or ids.numel() == 0:
-        hint = f"; add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""
+        one_row = ids.dim() == 1 and ids.numel()  # an empty row needs tokens, not an axis
+        hint = f"; add a batch axis with {name}.unsqueeze(0)" if one_row else ""
         raise ValueError(f"{name} must have shape (batch, tokens), with at least one token (a "
                          f"prompt cannot be empty), got {tuple(ids.shape)}{hint}")
     # The values are not read while torch.compile traces the model (a branch on them would cut
