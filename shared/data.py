@@ -208,6 +208,9 @@ def fetch(
     target = data_dir() / dataset.path
     tried: list[str] = []
 
+    if target.is_dir():  # a learner's folder: never moved aside or written into
+        raise DataFetchError(f"dataset {name!r} must be the file {target}, but that is a "
+                             "folder; move or rename it, and fetch puts the file there")
     if target.exists():
         problem = _verify(target, dataset)
         if problem is None:
@@ -229,7 +232,9 @@ def fetch(
     if mirror is None:
         tried.append(f"mirror: not configured (${MIRROR_ENV} is not set)")
     elif not (mirror / dataset.path).is_file():
-        tried.append(f"mirror: {mirror / dataset.path} not there")
+        folder = (mirror / dataset.path).is_dir()
+        tried.append(f"mirror: {mirror / dataset.path} "
+                     f"{'is a folder, not a file' if folder else 'not there'}")
     else:
         source = mirror / dataset.path
         # The mirror has data/'s layout: an archive's member is already extracted there.
@@ -351,30 +356,65 @@ def prepare_tiktoken_cache() -> None:
     tiktoken caches each file it downloads in $TIKTOKEN_CACHE_DIR under sha1(url). If that
     variable is unset we point it at data/tiktoken, and copy GPT-2's encoder.json and
     vocab.bpe there from data/ or the mirror, unless a copy with the right checksum is there
-    already (so a read-only cache that holds both is only read). tiktoken still checks their
-    hashes. Without a local copy this does nothing, and tiktoken downloads the files itself;
-    an empty TIKTOKEN_CACHE_DIR is tiktoken's "no cache", and nothing is written either.
+    already (so a read-only cache that holds both is only read). A cache that lacks them and
+    cannot be written is replaced by one that can (data/tiktoken, else a folder in the
+    temporary folder): the files are copied there, TIKTOKEN_CACHE_DIR points there, and a
+    warning names it. tiktoken still checks the files' hashes. Without a local copy this does
+    nothing, and tiktoken downloads the files itself; an empty TIKTOKEN_CACHE_DIR is tiktoken's
+    "no cache", and nothing is written either.
     """
     folder = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken"))
     if not folder:  # not Path(""), the current folder
         return
     cache = Path(folder)
+    problem = _fill_tiktoken_cache(cache)
+    if problem is None:
+        return
+    user = f"-{os.getuid()}" if hasattr(os, "getuid") else ""  # /tmp is shared between users
+    temporary = Path(tempfile.gettempdir()) / f"llm-course-tiktoken{user}"
+    for other in (data_dir() / "tiktoken", temporary):
+        if other != cache and _fill_tiktoken_cache(other) is None:
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(other)
+            warnings.warn(f"tiktoken's cache {cache} cannot be written ({problem}) and lacks "
+                          f"GPT-2's BPE files; they were copied to {other}, and "
+                          f"TIKTOKEN_CACHE_DIR now points at {other}", stacklevel=2)
+            return
+    # Best effort: a read-only cache must not break `import shared`.
+    warnings.warn(f"could not prepare tiktoken's offline cache: {problem}. "
+                  f"tiktoken.get_encoding('gpt2') needs GPT-2's BPE files there: make {cache} "
+                  f"writable, or point TIKTOKEN_CACHE_DIR at a writable folder", stacklevel=2)
+
+
+def _fill_tiktoken_cache(cache: Path) -> str | None:
+    """Copy GPT-2's BPE files that tiktoken's cache `cache` lacks into it, from data/ or the
+    mirror. None if that worked or nothing is at hand to copy, else why it failed."""
     for name in ("gpt2-encoder", "gpt2-vocab"):
         dataset = DATASETS[name]
         cached = cache / hashlib.sha1(dataset.urls[0].encode()).hexdigest()
         try:
             if cached.is_file() and _verify(cached, dataset) is None:
                 continue
-            source = fetch(name, download=False)
-        except (DataFetchError, OSError):
-            continue  # no local copy (or no way to reach it): tiktoken downloads it itself
+            source = _local_copy(name)
+        except OSError as error:  # an unreadable cached file, say
+            return f"{type(error).__name__}: {error}"
+        if source is None:
+            continue  # no local copy: tiktoken downloads it itself
         problem = _install(cached, dataset, lambda dst, source=source: _copy(source, dst),
                            extract=False)
-        if problem is not None:  # best effort: a read-only cache must not break `import shared`
-            warnings.warn(f"could not prepare tiktoken's offline cache: {problem}. "
-                          f"tiktoken.get_encoding('gpt2') needs {cached.name} there (a copy of "
-                          f"{source}): make {cache} writable, or point TIKTOKEN_CACHE_DIR at a "
-                          f"writable folder", stacklevel=2)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _local_copy(name: str) -> Path | None:
+    """Dataset `name` in data/ (copied there from the mirror if need be), else in the mirror
+    (data/ may be read-only); None if neither has it."""
+    try:
+        return fetch(name, download=False)
+    except (DataFetchError, OSError):
+        mirror = mirror_dir()
+        source = mirror / DATASETS[name].path if mirror is not None else None
+        return source if source is not None and source.is_file() else None  # _install verifies
 
 
 def read_text(name: str) -> str:

@@ -299,10 +299,11 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="read-only-data-"))  # /tmp, reachable by nobody
+    temp = Path(tempfile.mkdtemp(prefix="temp-"))  # where tiktoken's cache goes instead
     try:
         folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
                      | stat.S_IROTH | stat.S_IXOTH)
-        env = {data.DATA_DIR_ENV: str(folder)}
+        env = {data.DATA_DIR_ENV: str(folder), "TMPDIR": str(temp)}
         code = (
             "import os; os.environ.pop('TIKTOKEN_CACHE_DIR', None)\n"
             "import shared\n"
@@ -318,6 +319,7 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
         assert os.listdir(folder) == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # Issue 25: tiktoken's cache, read-only or turned off, never reaches the network ---------------
@@ -387,24 +389,61 @@ def test_a_cached_file_that_fails_its_checksum_is_replaced_from_the_mirror(tmp_p
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == files
 
 
-def test_a_read_only_cache_without_the_files_says_what_to_do(tmp_path):
+@pytest.mark.parametrize("data_writable", [True, False])
+def test_a_read_only_empty_cache_is_replaced_by_a_writable_one_it_names(tmp_path, data_writable):
+    """Issue 36: with GPT-2's files in the mirror, a read-only, empty TIKTOKEN_CACHE_DIR makes
+    `import shared` fill a writable cache (data/tiktoken, else one in the temporary folder) and
+    point tiktoken there, saying so; before, tiktoken went to the network."""
     import stat
 
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    cache.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    read_only = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+    cache, data_folder, temp = tmp_path / "cache", tmp_path / "data", tmp_path / "tmp"
+    for folder in (cache, data_folder, temp):
+        folder.mkdir()
+    cache.chmod(read_only)
+    if not data_writable:
+        data_folder.chmod(read_only)
+    code = NO_NETWORK + LOAD_GPT2 + "import os; print(os.environ['TIKTOKEN_CACHE_DIR'])\n"
+    try:
+        result = run_without_permission_override(code, {
+            "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(data_folder),
+            data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent), "TMPDIR": str(temp)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        ids, chosen = result.stdout.strip().splitlines()
+        assert ids == "[15496, 11, 995]"
+        expected = data_folder / "tiktoken" if data_writable else next(temp.iterdir())
+        assert chosen == str(expected) and sorted(p.name for p in expected.iterdir()) == sorted(
+            gpt2_cache_files())
+        assert f"tiktoken's cache {cache} cannot be written" in result.stderr
+        assert f"TIKTOKEN_CACHE_DIR now points at {expected}" in result.stderr
+        assert list(cache.iterdir()) == []
+    finally:
+        cache.chmod(0o755)
+        data_folder.chmod(0o755)
+
+
+def test_a_read_only_cache_without_any_writable_one_says_what_to_do(tmp_path):
+    import stat
+
+    read_only = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+    cache, data_folder, temp = tmp_path / "cache", tmp_path / "data", tmp_path / "tmp"
+    for folder in (cache, data_folder, temp):
+        folder.mkdir()
+        folder.chmod(read_only)
     code = ("import warnings; warnings.simplefilter('always')\n"
+            f"import tempfile; tempfile.tempdir = {str(temp)!r}\n"  # else it skips to /tmp
             "import shared\n")
     try:
         result = run_without_permission_override(code, {
-            "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(tmp_path / "data"),
+            "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(data_folder),
             data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent)})
         assert result.returncode == 0, result.stderr[-2000:]  # import shared still works
         assert f"cannot write to {cache}" in result.stderr
         assert f"make {cache} writable, or point TIKTOKEN_CACHE_DIR at a writable" in result.stderr
-        assert list(cache.iterdir()) == []
+        assert [list(f.iterdir()) for f in (cache, data_folder, temp)] == [[], [], []]
     finally:
-        cache.chmod(0o755)
+        for folder in (cache, data_folder, temp):
+            folder.chmod(0o755)
 
 
 def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_path):
@@ -421,3 +460,50 @@ def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(work.iterdir()) == []  # not two 1.5 MB files in the current folder
+
+
+# Issue 36: a folder where a data file should be; failed fetches leave nothing -----------------
+
+def test_a_folder_where_the_data_file_should_be_is_named_and_left_alone(dataset, data_mirror,
+                                                                        tmp_path):
+    dataset()
+    target = tmp_path / "data" / "sub" / "test.txt"
+    (target / "inside").mkdir(parents=True)  # the learner's folder, with something in it
+    (data_mirror / "sub").mkdir()
+    (data_mirror / "sub" / "test.txt").write_bytes(CONTENT)
+    with pytest.raises(data.DataFetchError, match=rf"dataset 'test-set' must be the file {target},"
+                                                  r" but that is a folder; move or rename it"):
+        data.fetch("test-set")
+    with pytest.raises(data.DataFetchError, match="but that is a folder"):
+        data.read_text("test-set")
+    assert [p.name for p in target.iterdir()] == ["inside"]
+
+
+def test_a_folder_in_the_mirror_is_named(dataset, data_mirror):
+    dataset()
+    (data_mirror / "sub" / "test.txt").mkdir(parents=True)
+    with pytest.raises(data.DataFetchError, match=r"mirror: .*test\.txt is a folder, not a file"):
+        data.fetch("test-set", download=False)
+
+
+def test_a_zip_without_the_member_leaves_nothing(dataset, server, tmp_path):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("readme.txt", "other file")
+    server.routes["/archive.zip"] = archive.getvalue()
+    dataset(urls=[server.url + "/archive.zip"], archive_member="test.txt")
+    with pytest.raises(data.DataFetchError, match=r"'test.txt' not in the zip"):
+        data.fetch("test-set", progress=False)
+    assert [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+
+
+def test_an_interrupted_download_leaves_nothing(dataset, monkeypatch, tmp_path):
+    def interrupted(url, dst, progress, timeout):
+        dst.write(CONTENT[:100])
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the file
+
+    monkeypatch.setattr(data, "_download", interrupted)
+    dataset(urls=["http://127.0.0.1:9/test.txt"])
+    with pytest.raises(KeyboardInterrupt):
+        data.fetch("test-set", progress=False)
+    assert [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
