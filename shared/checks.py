@@ -43,7 +43,8 @@ def check_finite(name: str, value, where: str = "") -> float:
     """Return `value` (a number or a one-element tensor) as a float; raise FloatingPointError
     if it is nan or infinite. Training loops call it on each step's loss, `where` naming the
     step, so that a run that diverged stops there instead of training on nan weights."""
-    number = float(value)  # a tensor on a GPU waits for its value here
+    # a tensor on a GPU waits for its value here; detached, as a loss needs its graph later
+    number = float(value.detach() if hasattr(value, "detach") else value)
     if not math.isfinite(number):
         raise FloatingPointError(f"{name} became {number}{where}: training stopped there, as "
                                  "every later update would be nan (a lower learning rate or "

@@ -1,6 +1,7 @@
 """The validation vocabulary: each check passes what is valid and names the bad value."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -120,6 +121,9 @@ def test_check_token_ids_checks_type_shape_and_vocabulary():
 def test_check_finite_stops_a_diverged_loss_naming_where(value):
     assert check_finite("the loss", 2.5) == 2.5
     assert check_finite("the loss", torch.tensor(0.25)) == 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a loss with its graph is read without a warning
+        assert check_finite("the loss", torch.tensor(0.5, requires_grad=True) * 1) == 0.5
     with pytest.raises(FloatingPointError, match=r"^the loss became (nan|-?inf) at step 7: "
                                                  r"training stopped there"):
         check_finite("the loss", value, " at step 7")
