@@ -8,6 +8,7 @@
 states), saved atomically and loaded all or nothing, on any device."""
 
 import io
+import json
 import pickle
 import warnings
 from collections.abc import Callable, Iterable
@@ -30,9 +31,15 @@ _CUDA_STATE_BYTES = 16  # a CUDA GPU's generator state: its seed and its offset,
 
 
 def save_checkpoint(path: str | Path, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
+                    optimizer: torch.optim.Optimizer | None = None, *, replace: bool = False,
+                    **extra) -> None:
     """Save model, optimizer and the states of the random generators the model draws from (the
-    CPU's and its device's), plus any `extra` values, to `path`, atomically."""
+    CPU's and its device's), plus any `extra` values, to `path`, atomically.
+
+    A checkpoint of the same model at `path` (the same weights' names and shapes, and the same
+    `config` if both record one) is overwritten, as a run does every few steps; anything else
+    there (another model's checkpoint, a file of another kind) is refused unless replace=True.
+    """
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     on_meta = [name for name, tensor in tensors.items() if tensor.is_meta]
     check(not on_meta, lambda: f"model is on the meta device ({on_meta[0]} has a shape but no "
@@ -48,6 +55,11 @@ def save_checkpoint(path: str | Path, model: nn.Module,
                              "weights_only=True), which takes numbers, strings, lists, tuples, "
                              "dicts and tensors (convert it: float(x), str(path), a dict of "
                              "those for an argparse Namespace)")
+    check(not Path(path).is_dir(), f"{path} is a folder: save_checkpoint writes a file (give "
+          "a file name in it, such as checkpoint.pth)")
+    if not replace and (held := _held_instead(Path(path), model, extra.get("config"))):
+        raise ValueError(f"{path} {held}: save_checkpoint overwrites only a checkpoint of the "
+                         "same model; pass replace=True to replace it, or choose another path")
     devices = {tensor.device for tensor in tensors.values()}
     state = {"model": model.state_dict(), **generator_states(devices), **extra}
     if optimizer is not None:
@@ -73,6 +85,8 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     is skipped with a warning that names it. A generator the checkpoint does not hold (a
     GPU's, in one saved on the CPU) keeps its state.
     """
+    if (other := _another_format(Path(path))) is not None:  # a model folder, a safetensors file
+        raise ValueError(f"{path} {other}")
     check(Path(path).is_file(), f"no checkpoint at {path}", FileNotFoundError)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -200,6 +214,78 @@ def _not_a_checkpoint(path, state) -> str:
     kind = (f"a dict with keys {sorted(map(str, state))[:6]}" if isinstance(state, dict)
             else f"a {type(state).__name__}")
     return f"{path} is not a checkpoint of save_checkpoint: it holds {kind}, no 'model'"
+
+
+def _held_instead(path: Path, model: nn.Module, config) -> str | None:
+    """What `path` holds instead of a checkpoint of `model` (with `config`, if not None); None
+    if it holds nothing or such a checkpoint."""
+    if not path.exists():
+        return None
+    try:  # mapped, not read: only the names and shapes are compared
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # mmap needs torch.save's zip format; an older file is read whole
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any file torch cannot read is not a checkpoint
+        return "holds a file that is not a checkpoint (torch.load cannot read it)"
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        kind = ("a plain state_dict" if isinstance(saved, dict) and saved
+                and all(isinstance(value, torch.Tensor) for value in saved.values())
+                else f"a {type(saved).__name__}")
+        return f"holds {kind}, not a checkpoint of save_checkpoint"
+    if problems := _model_state_problems(saved["model"], model):
+        return f"holds a checkpoint of another model: it {problems[0]}"
+    theirs = saved.get("config")
+    if isinstance(config, dict) and isinstance(theirs, dict) and theirs != config:
+        keys = sorted(k for k in theirs | config if theirs.get(k) != config.get(k))
+        return (f"holds a checkpoint of another model (its config differs: "
+                f"{ {k: theirs.get(k) for k in keys} }, this model's "
+                f"{ {k: config.get(k) for k in keys} })")
+    return None
+
+
+def _another_format(path: Path) -> str | None:
+    """How to load `path` if it is a folder or a safetensors file (GPT-2's, a published
+    model's), which load_checkpoint does not read; None for any other file."""
+    if path.is_file():
+        with open(path, "rb") as file:  # safetensors: an 8-byte header length, then its JSON
+            start = file.read(9)
+        if len(start) < 9 or start[8:] != b"{":
+            return None
+    elif not path.is_dir():
+        return None
+    folder = path if path.is_dir() else path.parent
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model_type"]
+    except (OSError, ValueError, KeyError, TypeError):  # no config.json, or not one of a model
+        model_type = None
+    gpt2 = ("holds GPT-2 weights in safetensors (as save_gpt2_safetensors writes them), not a "
+            "checkpoint of save_checkpoint: load them with load_gpt2(path), which builds the "
+            "GPTModel they describe")
+    if model_type == "gpt2":
+        return gpt2
+    if model_type is not None:
+        from shared import OPEN_MODEL_TYPES  # here: chapter 5's loader of published models
+
+        loader = ("load_open_model(folder)" if model_type in OPEN_MODEL_TYPES else
+                  "transformers' AutoModelForCausalLM.from_pretrained(folder); the course's "
+                  f"load_open_model(folder) reads {', '.join(OPEN_MODEL_TYPES)}")
+        return (f"holds a Hugging Face {model_type!r} model (config.json), not a checkpoint of "
+                f"save_checkpoint: load it with {loader}")
+    if path.is_dir():
+        return ("is a folder, not a checkpoint file: give the path of the file save_checkpoint "
+                "wrote")
+    import safetensors
+
+    try:
+        with safetensors.safe_open(path, framework="pt") as file:
+            names = [name.removeprefix("transformer.") for name in file.keys()]
+    except Exception:  # a damaged one: torch.load's error will say so
+        return None
+    if "wte.weight" in names:
+        return gpt2
+    return ("holds safetensors weights, not a checkpoint of save_checkpoint: read them with "
+            "safetensors.torch.load_file(path)")
 
 
 def _model_state_problems(saved, model: nn.Module) -> list[str]:

@@ -17,6 +17,7 @@ from torch import nn
 from shared import (
     check,
     check_count,
+    check_finite,
     check_number,
     check_token_ids,
     generate_text_simple,
@@ -34,7 +35,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
-    return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
+    ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    return torch.tensor(ids, dtype=torch.long).unsqueeze(0)  # long even when empty
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
@@ -49,6 +51,9 @@ def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
     """Mean cross-entropy of the next-token predictions for one batch."""
+    check(target_batch.shape == input_batch.shape, lambda: "target_batch must have "
+          "input_batch's shape (one target per input token): target_batch has shape "
+          f"{tuple(target_batch.shape)}, input_batch {tuple(input_batch.shape)}")
     logits = model(input_batch.to(device))
     targets = target_batch.to(device)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
@@ -137,6 +142,7 @@ def train_model_simple(
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()
                 loss = loss_batch(input_batch, target_batch, model, device)
+                check_finite("the loss", loss, f" at step {step + 1}")  # before the update
                 loss.backward()
                 optimizer.step()
                 seen += count_seen(input_batch)
@@ -336,17 +342,23 @@ def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iter
 def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
                    device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
                    max_grad_norm: float | None = None,
-                   autocast_dtype: torch.dtype | None = None) -> None:
-    """One update from the mean gradient of `batches`: usually one batch, several in 5.8."""
+                   autocast_dtype: torch.dtype | None = None, step: int | None = None) -> None:
+    """One update from the mean gradient of `batches`: usually one batch, several in 5.8.
+    A loss that is nan or infinite stops it before the update (FloatingPointError naming
+    `step`): the weights stay as they were."""
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
     optimizer.zero_grad()
+    mean_loss = 0.0
     for input_batch, target_batch in batches:
         with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
             loss = loss_batch(input_batch, target_batch, model, device)
-        (loss / len(batches)).backward()  # so the step's gradient is the mean over its batches
+        loss = loss / len(batches)  # so the step's gradient is the mean over its batches
+        loss.backward()
+        mean_loss += loss.detach()
+    check_finite("the loss", mean_loss, "" if step is None else f" at step {step}")
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
@@ -400,7 +412,7 @@ def train_model(
                 track_lrs.append(lr_schedule(step))
                 optimizer_step(model, batches, optimizer, device, loss_batch, lr=track_lrs[-1],
                                max_grad_norm=max_grad_norm if step >= warmup_steps else None,
-                               autocast_dtype=autocast_dtype)
+                               autocast_dtype=autocast_dtype, step=step)
                 seen += sum(count_seen(input_batch) for input_batch, _ in batches)
                 bar.update(1)
                 if eval_freq and step % eval_freq == 0:

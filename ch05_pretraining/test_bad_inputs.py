@@ -754,3 +754,171 @@ def test_a_run_with_one_evaluation_plots_a_point_and_none_says_why():
     with pytest.raises(ValueError, match="got 2, 2, 2 and 1"):
         plot_values([0.5, 1.0], [10, 20], [5.0, 4.0], [5.5])
     matplotlib.pyplot.close("all")
+
+
+# Issue 36: an empty prompt, targets of another shape, a file of another kind -----------------
+
+def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
+    from shared import generate_text_simple, text_to_token_ids
+
+    ids = text_to_token_ids("", tiktoken.get_encoding("gpt2"))
+    assert ids.dtype == torch.long and ids.shape == (1, 0)  # it was a float tensor
+    empty = r"idx must have shape \(batch, tokens\), with at least one token \(a prompt cannot " \
+            r"be empty\), got \(1, 0\)$"
+    for prompt in (ids, torch.tensor([[]])):  # torch.tensor([[]]) is float32
+        with pytest.raises(ValueError, match=empty):
+            generate(tiny_model(), prompt, max_new_tokens=2)
+        with pytest.raises(ValueError, match=empty):
+            generate_text_simple(tiny_model(), prompt, 2, 8)
+
+
+@pytest.mark.parametrize("targets", [torch.zeros(3, 5, dtype=torch.long),
+                                     torch.zeros(2, 4, dtype=torch.long),
+                                     torch.zeros(10, dtype=torch.long)])
+def test_targets_of_another_shape_than_the_inputs_are_refused_naming_both(targets):
+    inputs = torch.zeros(2, 5, dtype=torch.long)
+    model = torch.nn.Module()  # not called: a model call would fail with another message
+    with pytest.raises(ValueError, match=rf"target_batch must have input_batch's shape \(one "
+                                         rf"target per input token\): target_batch has shape "
+                                         rf"{re.escape(str(tuple(targets.shape)))}, input_batch "
+                                         r"\(2, 5\)"):
+        calc_loss_batch(inputs, targets, model, "cpu")
+
+
+def test_a_gpt2_safetensors_file_or_folder_gets_a_suggestion_that_works(tmp_path):
+    from shared import load_gpt2, save_gpt2_safetensors
+
+    saved = tiny_model(3)
+    folder = save_gpt2_safetensors(saved, tmp_path / "export")
+    for path in (folder / "model.safetensors", folder):
+        model = tiny_model()
+        before = copy.deepcopy(model.state_dict())
+        with pytest.raises(ValueError, match=r"holds GPT-2 weights in safetensors \(as "
+                                             r"save_gpt2_safetensors writes them\), not a "
+                                             r"checkpoint of save_checkpoint: load them with "
+                                             r"load_gpt2\(path\)") as refusal:
+            load_checkpoint(path, model)
+        assert same(model.state_dict(), before)  # nothing loaded
+        assert f"{path}" in str(refusal.value)
+        loaded = load_gpt2(path)  # the suggestion works
+        ids = torch.tensor([[1, 2, 3]])
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.eval()(ids), saved(ids), rtol=0, atol=1e-6)
+
+
+def test_a_published_model_folder_gets_a_suggestion_that_works(tmp_path):
+    import transformers
+
+    from shared import load_open_model
+
+    torch.manual_seed(0)
+    transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, intermediate_size=32, max_position_embeddings=16,
+        tie_word_embeddings=True)).save_pretrained(tmp_path)
+    for path in (tmp_path, tmp_path / "model.safetensors"):
+        with pytest.raises(ValueError, match=r"holds a Hugging Face 'qwen3' model \(config.json"
+                                             r"\), not a checkpoint of save_checkpoint: load it "
+                                             r"with load_open_model\(folder\)"):
+            load_checkpoint(path, tiny_model())
+    assert load_open_model(tmp_path).cfg["emb_dim"] == 16  # the suggestion works
+
+
+def test_a_plain_state_dict_gets_a_suggestion_that_works(tmp_path):
+    saved = tiny_model(3)
+    torch.save(saved.state_dict(), tmp_path / "weights.pth")
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"load it with model\.load_state_dict\(torch\.load\("
+                                         r"path\)\)"):
+        load_checkpoint(tmp_path / "weights.pth", model)
+    model.load_state_dict(torch.load(tmp_path / "weights.pth"))  # the suggestion works
+    assert same(model.state_dict(), saved.state_dict())
+
+
+# Issue 36, item 7: nothing a learner has is lost or poisoned --------------------------------
+
+def write_text_file(path):
+    path.write_text("my notes\n")
+
+
+def write_other_model(path):
+    save_checkpoint(path, tiny_model(emb_dim=8), step=1)
+
+
+def write_other_config(path):  # the same shapes, another model: n_heads differs
+    model = tiny_model(n_heads=4)
+    save_checkpoint(path, model, config=model.cfg)
+
+
+@pytest.mark.parametrize("write, message", [
+    (write_text_file, r"holds a file that is not a checkpoint \(torch.load cannot read it\)"),
+    (write_a_list, r"holds a list, not a checkpoint of save_checkpoint"),
+    (write_other_model, r"holds a checkpoint of another model: it does not fit this model "
+                        r"\(tok_emb.weight has shape \(50, 8\), the model needs \(50, 16\)"),
+    (write_other_config, r"holds a checkpoint of another model \(its config differs: "
+                         r"\{'n_heads': 4\}, this model's \{'n_heads': 2\}\)"),
+])
+def test_save_checkpoint_refuses_a_path_holding_something_else_unless_told(write, message,
+                                                                         tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    write(path)
+    before = path.read_bytes()
+    model = tiny_model()
+    with pytest.raises(ValueError, match=message + r".*pass replace=True to replace it"):
+        save_checkpoint(path, model, config=model.cfg)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    save_checkpoint(path, model, config=model.cfg, replace=True)  # told: replaced whole
+    load_checkpoint(path, tiny_model(1), expect={"config": model.cfg})
+
+
+def test_save_checkpoint_overwrites_the_same_models_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    model, optimizer = trained(0)
+    save_checkpoint(path, model, optimizer, step=1, config=model.cfg)
+    one_step(model, optimizer)
+    save_checkpoint(path, model, optimizer, step=2, config=model.cfg)  # as training does
+    assert load_checkpoint(path, *trained(1))["step"] == 2
+
+
+def test_save_checkpoint_refuses_a_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"is a folder: save_checkpoint writes a file"):
+        save_checkpoint(tmp_path, tiny_model(), replace=True)
+
+
+def nan_batches():
+    model = tiny_model()
+    (inputs, targets), = batches(1)
+    return model, [(inputs, targets), (inputs, torch.full_like(targets, -100))]  # 0/0 = nan
+
+
+@pytest.mark.parametrize("loop", ["simple", "appendix D", "appendix D, accumulated"])
+def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
+    model, loader = nan_batches()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    steps = []
+    if loop == "simple":
+        run = lambda: train_model_simple(model, loader, [], optimizer, "cpu", 2, None, 1)  # noqa
+        where = "at step 1"
+    else:
+        accumulate = 2 if "accumulated" in loop else 1
+        run = lambda: train_model(  # noqa: E731
+            model, loader, [], optimizer, "cpu", 2, None, 1, None, None, 0,
+            grad_accum_steps=accumulate, progress=False,
+            after_step=lambda step, *_: steps.append(step))
+        where = "at step 0" if accumulate == 2 else "at step 1"
+    after_first = {}
+    original_step = optimizer.step
+
+    def step_and_remember(*args, **kwargs):  # the weights after each update
+        original_step(*args, **kwargs)
+        after_first.update({name: t.clone() for name, t in model.state_dict().items()})
+    optimizer.step = step_and_remember
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match=rf"^the loss became nan {where}: training "
+                                                 "stopped there"):
+        run()
+    expected = before if where == "at step 0" else after_first
+    assert all(torch.equal(t, expected[name]) for name, t in model.state_dict().items())
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+    if loop != "simple":  # no after_step (where pretrain.py checkpoints) for the nan step
+        assert steps == ([] if where == "at step 0" else [0])
