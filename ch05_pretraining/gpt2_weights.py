@@ -12,6 +12,8 @@ loading, saving and the fast path (fast_path.FastDecoder) all use it, and it ref
 it does not describe exactly (check_gpt2_architecture).
 """
 
+import filecmp
+import http.client
 import json
 import re
 import shutil
@@ -344,10 +346,11 @@ def download_and_load_gpt2(model_size: str, models_dir: str | Path) -> tuple[dic
     cfg = gpt2_config(BOOK_GPT2_SIZES[model_size])
     settings = {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
                 "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
-    folder = Path(models_dir) / model_size
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "hparams.json").write_text(json.dumps(settings, indent=2) + "\n")
     params = read_gpt2_weights(download_gpt2_weights(BOOK_GPT2_SIZES[model_size]))
+    folder = Path(models_dir) / model_size  # only now: a failed download leaves no folder
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomically(folder / "hparams.json",
+                     lambda tmp: tmp.write_text(json.dumps(settings, indent=2) + "\n"))
     return settings, book_gpt2_params(params)
 
 
@@ -385,25 +388,41 @@ def assign(left: torch.Tensor, right) -> nn.Parameter:
     return nn.Parameter(right.detach().clone().to(left.dtype))
 
 
-def download_file(url: str, destination: str | Path, backup_url: str | None = None) -> None:
+def download_file(url: str, destination: str | Path, backup_url: str | None = None, *,
+                  replace: bool = False) -> None:
     """The book's downloader: `url` (or else `backup_url`) to `destination`, skipped when a file
     of the same size is there. A file the course knows (shared.DATASETS) comes through its
-    data fetching instead: from data/ or the local mirror, verified."""
+    data fetching instead: from data/ or the local mirror, verified (and skipped when the same
+    bytes are there). The file is written whole or not at all; another file at `destination`
+    is refused unless replace=True."""
+    destination = Path(destination)
+    check(not destination.is_dir(), f"destination {destination} is a folder: give the path "
+          "of the file to write in it")
+
+    def check_replaceable(source):  # a file the learner has is not overwritten unasked
+        check(replace or not destination.exists(), f"{destination} holds another file than "
+              f"the one at {source}: pass replace=True to replace it, or choose another path")
+
     known = [name for name, data in DATASETS.items() if {url, backup_url} & set(data.urls)]
     if known:
-        shutil.copyfile(fetch(known[0]), destination)
+        verified = fetch(known[0])
+        if destination.is_file() and filecmp.cmp(verified, destination, shallow=False):
+            return
+        check_replaceable(url)
+        write_atomically(destination, lambda tmp: shutil.copyfile(verified, tmp))
         return
     errors = []
     for source in [url, backup_url] if backup_url else [url]:
         try:
             with urllib.request.urlopen(source, timeout=30) as response:
                 size = int(response.headers.get("Content-Length") or -1)
-                if Path(destination).is_file() and Path(destination).stat().st_size == size:
+                if destination.is_file() and destination.stat().st_size == size:
                     return
+                check_replaceable(source)
                 write_atomically(destination, lambda tmp: tmp.write_bytes(response.read()))
                 return
-        except OSError as error:  # urllib's errors are OSErrors
-            errors.append(f"{source}: {error}")
+        except (OSError, http.client.HTTPException) as error:  # a connection cut short too
+            errors.append(f"{source}: {error!r}")
     raise OSError("could not download " + "; ".join(errors))
 
 
