@@ -1,6 +1,7 @@
-"""Bad inputs to chapter 2's code: each is refused with an error that names it (issue 14)."""
+"""Bad inputs to chapter 2's code: each is refused with an error that names it (issues 14, 36)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from ch02_text_data.text_data import (
     learn_merges,
     read_gpt2_files,
     split_special_tokens,
+    write_gpt2_files,
 )
 
 
@@ -265,3 +267,168 @@ def test_loader_that_would_yield_no_batch_is_an_error(tiktoken_gpt2):
     loader = create_dataloader_v1(TEXT, batch_size=n_windows + 1, max_length=4, stride=4,
                                   drop_last=False)
     assert len(loader) == 1  # without drop_last the one short batch is kept
+
+
+# Issue 36: special tokens in the wrong container, duplicated ids, allowed_special=None ---------
+
+@pytest.mark.parametrize("special_tokens, error, message", [
+    ("<|unk|>", TypeError, r"special_tokens must be a list of strings \(their order gives the "
+                           r"ids\), got '<\|unk\|>'; did you mean \['<\|unk\|>'\]\?"),
+    ({"<|a|>"}, TypeError, r"special_tokens must be a list of strings \(their order gives the "
+                           r"ids\), got \{'<\|a\|>'\}$"),
+    ([1], TypeError, r"special_tokens must be a list of strings .*, got \[1\]"),
+    ([""], ValueError, r"special_tokens cannot hold the empty string"),
+    (["<|unk|>", "<|x|>", "<|unk|>"], ValueError,
+     r"special_tokens has '<\|unk\|>' twice; each needs one id"),
+])
+def test_build_vocabulary_refuses_special_tokens_in_the_wrong_container(special_tokens, error,
+                                                                        message):
+    with pytest.raises(error, match=message):
+        build_vocabulary(["a", "b"], special_tokens=special_tokens)
+
+
+def test_build_vocabulary_refuses_a_text_where_tokens_should_be():
+    # sorted(set("a cat")) would be a vocabulary of letters
+    with pytest.raises(TypeError, match=r"tokens must be a list of tokens, got a str \('a cat'\);"
+                                        r" split the text first"):
+        build_vocabulary("a cat")
+
+
+def test_a_special_token_among_the_tokens_keeps_the_ids_dense():
+    """Text that already holds "<|endoftext|>" keeps its id, and the other special tokens follow:
+    every id is below len(vocab), the size of the embedding that holds them. (Before, the token
+    got a second id, one past the end, and its first id was left unused.)"""
+    vocab = build_vocabulary(["b", "<|endoftext|>", "a"], special_tokens=["<|endoftext|>",
+                                                                          "<|unk|>"])
+    assert vocab == {"<|endoftext|>": 0, "a": 1, "b": 2, "<|unk|>": 3}
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+
+
+@pytest.mark.parametrize("special_tokens, error, message", [
+    ("<|endoftext|>", TypeError, r"special_tokens must be a list of strings .*, got "
+                                 r"'<\|endoftext\|>'; did you mean \['<\|endoftext\|>'\]\?"),
+    (("<|endoftext|>", "<|endoftext|>"), ValueError, r"special_tokens has '<\|endoftext\|>' twice"),
+    (("<|a|>", None), TypeError, r"special_tokens must be a list of strings .*, got "
+                                 r"\('<\|a\|>', None\)"),
+])
+def test_bpe_training_refuses_special_tokens_in_the_wrong_container(special_tokens, error,
+                                                                    message):
+    with pytest.raises(error, match=message):
+        BPETokenizer.train("aaaa bbbb", vocab_size=300, special_tokens=special_tokens)
+
+
+def test_bpe_n_vocab_holds_every_id_and_an_id_is_one_token():
+    ranks = {bytes([b]): b for b in range(256)}
+    sparse = BPETokenizer(ranks, {"<|endoftext|>": 300}, [])  # as tiktoken: max id + 1
+    assert sparse.n_vocab == 301
+    with pytest.raises(ValueError, match="token ids must be distinct, but two tokens have the "
+                                         "id 65"):
+        BPETokenizer(ranks, {"<|endoftext|>": 65}, [])
+
+
+def test_encoder_json_with_a_token_twice_is_named(tmp_path):
+    encoder = json.dumps(byte_encoder())[:-1] + ', "<|endoftext|>": 258}'
+    (tmp_path / "encoder.json").write_text(encoder, encoding="utf-8")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"encoder\.json has the token '<\|endoftext\|>' more "
+                                         r"than once \(ids \[257, 258\]\)"):
+        read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+
+
+@pytest.mark.parametrize("allowed, shown", [(None, "None"), (5, "5"), ({1}, r"\{1\}")])
+def test_allowed_special_that_is_not_all_or_a_set_of_strings_is_refused(trained, allowed, shown):
+    # tiktoken accepts "all" or a set of strings too; with None it fails inside (set - None)
+    with pytest.raises(TypeError, match=rf"allowed_special must be 'all' or a set of special "
+                                        rf"tokens, got {shown}; set\(\) allows none"):
+        trained.encode("a", allowed_special=allowed)
+
+
+@pytest.mark.parametrize("allowed", [["<|endoftext|>"], ("<|endoftext|>",),
+                                     frozenset({"<|endoftext|>"})])
+def test_allowed_special_as_a_list_tuple_or_frozenset_is_accepted(trained, allowed):
+    assert trained.encode("a<|endoftext|>", allowed_special=allowed)[-1] == 299
+
+
+# Issue 36: a folder where a file should be -----------------------------------------------------
+
+def write_byte_files(folder: Path) -> None:
+    (folder / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
+    (folder / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("argument", ["encoder_json", "vocab_bpe"])
+def test_a_folder_where_a_gpt2_file_should_be_is_named(tmp_path, argument):
+    write_byte_files(tmp_path)
+    paths = {"encoder_json": tmp_path / "encoder.json", "vocab_bpe": tmp_path / "vocab.bpe",
+             argument: tmp_path}
+    with pytest.raises(ValueError, match=rf"{argument} must be a file, got the folder "
+                                         rf".*; pass .*{Path(paths[argument]).name}"):
+        read_gpt2_files(**paths)
+    assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+
+
+@pytest.mark.parametrize("txt, kind", [(Path("the-verdict.txt"), "PosixPath"), (None, "NoneType"),
+                                        (["a", "b"], "list")])
+def test_dataset_refuses_a_path_where_the_text_should_be(tiktoken_gpt2, txt, kind):
+    if isinstance(txt, Path):
+        kind = type(txt).__name__
+    message = rf"txt must be the text itself \(a str\), not a path to read, got {kind}"
+    with pytest.raises(TypeError, match=message):
+        GPTDatasetV1(txt, RefusingTokenizer(), 4, 4)
+    with pytest.raises(TypeError, match=message):
+        create_dataloader_v1(txt, batch_size=1, max_length=4, stride=4,
+                             tokenizer=RefusingTokenizer())
+
+
+# Issue 36, item 7: the tokenizer's files are written whole, never over something else ----------
+
+def saved(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_saving_into_a_folder_that_holds_other_files_is_refused(trained, tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"a learner's model")
+    before = saved(tmp_path)
+    with pytest.raises(ValueError, match=rf"{tmp_path} holds model\.safetensors, not this "
+                                         r"tokenizer's files; pass replace=True"):
+        trained.save_gpt2_files(tmp_path)
+    assert saved(tmp_path) == before
+    trained.save_gpt2_files(tmp_path, replace=True)
+    assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe"
+                                        ).ranks == trained.ranks
+    assert (tmp_path / "model.safetensors").read_bytes() == b"a learner's model"
+
+
+def test_saving_over_another_tokenizer_is_refused_unless_replace(trained, tmp_path):
+    other = BPETokenizer.train("aaaa bbbb", vocab_size=260)
+    other.save_gpt2_files(tmp_path)
+    other.save_gpt2_files(tmp_path)  # the same files again: nothing is lost
+    before = saved(tmp_path)
+    with pytest.raises(ValueError, match=r"holds encoder\.json, vocab\.bpe, not this "
+                                         r"tokenizer's files; pass replace=True"):
+        trained.save_gpt2_files(tmp_path)
+    assert saved(tmp_path) == before
+    trained.save_gpt2_files(tmp_path, replace=True)
+    assert sorted(saved(tmp_path)) == ["encoder.json", "vocab.bpe"]
+    assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe"
+                                        ).merges == trained.merges
+
+
+def test_saving_into_a_file_is_refused(trained, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"folder must be a folder, got the file .*notes\.txt"):
+        trained.save_gpt2_files(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_write_that_fails_leaves_no_half_tokenizer(trained, tmp_path):
+    bad_merges = [*trained.merges, ("a", "b")]  # str, not bytes: found only while writing
+    with pytest.raises(KeyError):
+        write_gpt2_files(tmp_path / "new", trained.ranks, trained.special_tokens, bad_merges)
+    assert not (tmp_path / "new").exists() or saved(tmp_path / "new") == {}  # no encoder.json alone
+    trained.save_gpt2_files(tmp_path / "old")
+    before = saved(tmp_path / "old")
+    with pytest.raises(KeyError):
+        write_gpt2_files(tmp_path / "old", trained.ranks, trained.special_tokens, bad_merges,
+                         replace=True)
+    assert saved(tmp_path / "old") == before  # the earlier files whole, no temporary file

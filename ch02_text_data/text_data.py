@@ -14,8 +14,10 @@ and the sliding-window dataset that feeds next-token prediction.
 import heapq
 import json
 import operator
+import os
 import re
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import regex
@@ -40,9 +42,28 @@ def simple_tokenize(text: str) -> list[str]:
 # %% text_data.ipynb cell 18, 2.3 From tokens to ids: a vocabulary
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
-    """Map each distinct token (sorted) to an id, then append the special tokens."""
-    words = sorted(set(tokens))
-    return {token: i for i, token in enumerate([*words, *special_tokens])}
+    """Map each distinct token (sorted) to an id, then append the special tokens (one that is
+    among the tokens already keeps its id): the ids are 0 .. len - 1, an embedding's rows."""
+    check(not isinstance(tokens, str), lambda: f"tokens must be a list of tokens, got a str "
+          f"({tokens[:30]!r}); split the text first: build_vocabulary(simple_tokenize(text))",
+          TypeError)  # sorted(set(text)) would be its letters
+    known = set(tokens)
+    words = sorted(known)
+    new = [s for s in _check_special_tokens(special_tokens) if s not in known]
+    return {token: i for i, token in enumerate([*words, *new])}
+
+
+def _check_special_tokens(special_tokens) -> list:
+    """Refuse special tokens that are not a list (or tuple) of distinct, non-empty strings."""
+    check(isinstance(special_tokens, (list, tuple))  # not a str's letters, nor a set's any order
+          and all(isinstance(token, str) for token in special_tokens), lambda: "special_tokens "
+          f"must be a list of strings (their order gives the ids), got {special_tokens!r}"
+          + (f"; did you mean [{special_tokens!r}]?" if isinstance(special_tokens, str) else ""),
+          TypeError)
+    check("" not in special_tokens, "special_tokens cannot hold the empty string")
+    twice = [token for token in special_tokens if special_tokens.count(token) > 1]
+    check(not twice, lambda: f"special_tokens has {twice[0]!r} twice; each needs one id")
+    return list(special_tokens)
 
 
 # %% text_data.ipynb cell 21, 2.3 From tokens to ids: a vocabulary
@@ -238,9 +259,16 @@ def read_gpt2_files(encoder_json, vocab_bpe):
                              "GPT-2's 256 byte characters")
         return bytes(char_to_byte[c] for c in token)
 
-    encoder_text, bpe_text = _read_utf8(encoder_json), _read_utf8(vocab_bpe)
+    def one_id_per_token(pairs):  # json.loads would keep only the last id of a repeated token
+        twice = [token for token, n in Counter(token for token, _ in pairs).items() if n > 1]
+        check(not twice, lambda: f"{encoder_json} has the token {twice[0]!r} more than once "
+              f"(ids {[i for token, i in pairs if token == twice[0]]})")
+        return dict(pairs)
+
+    encoder_text = _read_utf8(encoder_json, "encoder_json")
+    bpe_text = _read_utf8(vocab_bpe, "vocab_bpe")
     try:
-        encoder = json.loads(encoder_text)
+        encoder = json.loads(encoder_text, object_pairs_hook=one_id_per_token)
     except json.JSONDecodeError as error:
         raise ValueError(f"{encoder_json}, line {error.lineno}: not valid JSON ({error.msg})"
                          ) from None
@@ -266,7 +294,10 @@ def read_gpt2_files(encoder_json, vocab_bpe):
     return ranks, specials, merges
 
 
-def _read_utf8(path) -> str:
+def _read_utf8(path, name: str) -> str:
+    file = name.replace("_", ".")  # encoder_json -> encoder.json
+    check(not Path(path).is_dir(), lambda: f"{name} must be a file, got the folder {path}; pass "
+          f"{Path(path) / file} if {file} is in it")
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:  # its own message does not name the file
@@ -274,18 +305,35 @@ def _read_utf8(path) -> str:
                          ) from None
 
 
-def write_gpt2_files(folder, ranks, special_tokens, merges) -> None:
-    """Write `encoder.json` and `vocab.bpe` in GPT-2's format into `folder`."""
+def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = False) -> None:
+    """Write `encoder.json` and `vocab.bpe` in GPT-2's format into `folder`, both in full
+    before either replaces an earlier file. A folder holding other files, or another
+    tokenizer's two, is refused unless `replace=True`, which replaces the two (other files are
+    left alone)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check(not folder.exists() or folder.is_dir(), f"folder must be a folder, got the file {folder}")
+    check(isinstance(replace, bool), f"replace must be True or False, got {replace!r}", TypeError)
     to_char = gpt2_byte_to_char()
     as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
     encoder = {as_text(token): i for token, i in sorted(ranks.items(), key=lambda t: t[1])}
     encoder.update(special_tokens)
-    (folder / "encoder.json").write_text(json.dumps(encoder, ensure_ascii=False),
-                                         encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in merges]
-    (folder / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    files = {"encoder.json": json.dumps(encoder, ensure_ascii=False).encode("utf-8"),
+             "vocab.bpe": ("\n".join(lines) + "\n").encode("utf-8")}
+    if folder.is_dir() and not replace:  # another tokenizer's files, or a folder of other things
+        differ = sorted(p.name for p in folder.iterdir()
+                        if p.name not in files or p.is_dir() or p.read_bytes() != files[p.name])
+        check(not differ, lambda: f"{folder} holds {', '.join(differ)}, not this tokenizer's "
+              "files; pass replace=True to write its two there anyway, or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:  # both files are written in full before either replaces an earlier one
+        for name, content in files.items():
+            (folder / f".{name}.tmp").write_bytes(content)
+        for name in files:
+            os.replace(folder / f".{name}.tmp", folder / name)
+    finally:
+        for name in files:
+            (folder / f".{name}.tmp").unlink(missing_ok=True)
 
 
 # %% text_data.ipynb cell 65, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
@@ -295,9 +343,12 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    check(not isinstance(allowed_special, str) or allowed_special == "all",  # set("<|x|>"): chars
-          f"allowed_special must be 'all' or a set of special tokens, got {allowed_special!r}; "
-          f"did you mean {{{allowed_special!r}}}?", TypeError)
+    # As tiktoken's: "all" or a set of strings (a list or tuple too); set("<|x|>") would be chars.
+    check(allowed_special == "all" or isinstance(allowed_special, (AbstractSet, list, tuple))
+          and all(isinstance(token, str) for token in allowed_special), lambda: "allowed_special "
+          f"must be 'all' or a set of special tokens, got {allowed_special!r}; " + (f"did you "
+          f"mean {{{allowed_special!r}}}?" if isinstance(allowed_special, str) else "set() allows "
+          "none"), TypeError)
     allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
     unknown = allowed - set(special_tokens)
     if unknown:
@@ -329,16 +380,21 @@ class BPETokenizer:
         self._split = regex.compile(pattern)
         self._id_to_bytes = {i: token for token, i in ranks.items()}
         self._id_to_bytes.update({i: s.encode("utf-8") for s, i in special_tokens.items()})
+        ids = [*ranks.values(), *special_tokens.values()]
+        check(len(self._id_to_bytes) == len(ids), lambda: "token ids must be distinct, but two "
+              f"tokens have the id {Counter(ids).most_common(1)[0][0]}")
         self._cache: dict[str, list[int]] = {}  # chunk -> ids; words repeat a lot
 
     @property
     def n_vocab(self) -> int:
-        return len(self._id_to_bytes)
+        """The largest id + 1, as in tiktoken: an embedding of n_vocab rows holds every id."""
+        return max(self._id_to_bytes, default=-1) + 1
 
     @classmethod
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
+        special_tokens = _check_special_tokens(special_tokens)
         check_count("vocab_size", vocab_size, 0)
         n_merges = vocab_size - 256 - len(special_tokens)
         check(n_merges >= 0, f"vocab_size must be at least {256 + len(special_tokens)}, got "
@@ -352,9 +408,9 @@ class BPETokenizer:
         """Load GPT-2's `encoder.json` (token -> id) and `vocab.bpe` (merges, in order)."""
         return cls(*read_gpt2_files(encoder_json, vocab_bpe))
 
-    def save_gpt2_files(self, folder) -> None:
-        """Write `encoder.json` and `vocab.bpe` in GPT-2's format."""
-        write_gpt2_files(folder, self.ranks, self.special_tokens, self.merges)
+    def save_gpt2_files(self, folder, *, replace: bool = False) -> None:
+        """Write `encoder.json` and `vocab.bpe` in GPT-2's format (see write_gpt2_files)."""
+        write_gpt2_files(folder, self.ranks, self.special_tokens, self.merges, replace=replace)
 
     def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
         """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
@@ -401,6 +457,8 @@ class GPTDatasetV1(Dataset):
     def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
         check_count("max_length", max_length, 1)
         check_count("stride", stride, 1)
+        check(isinstance(txt, str), lambda: "txt must be the text itself (a str), not a path to "
+              f"read, got {type(txt).__name__}", TypeError)
         token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         check(len(token_ids) > max_length, f"the text has {len(token_ids)} tokens, but one example "
               f"needs max_length + 1 = {max_length + 1}; use a longer text or a smaller max_length")
