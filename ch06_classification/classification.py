@@ -28,6 +28,7 @@ from shared import (
     download_file,
     fetch,
     train_model_simple,
+    write_atomically,
 )
 
 
@@ -42,18 +43,33 @@ def load_sms_spam() -> pd.DataFrame:
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """The book's downloader, with its parameters: puts the collection at `data_file_path`.
     The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
-    mirror, checksum verified; any other `url` is downloaded and unzipped as the book does."""
+    mirror, checksum verified; any other `url` is downloaded to `zip_path` as the book does,
+    and its SMSSpamCollection alone unpacked. Nothing is overwritten, nor left half-written."""
+    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
+          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
     if Path(data_file_path).exists():
         print(f"{data_file_path} already exists: nothing to download")
         return
+    ours = url in DATASETS["sms-spam-collection"].urls
+    check(ours or not Path(zip_path).exists(), f"zip_path {zip_path} is there already: remove "
+          "it, or choose another zip_path for the download")
     Path(extracted_path).mkdir(parents=True, exist_ok=True)
-    if url in DATASETS["sms-spam-collection"].urls:
-        shutil.copyfile(fetch("sms-spam-collection"), data_file_path)
+    if ours:
+        source = fetch("sms-spam-collection")
+        write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
         return
     download_file(url, zip_path)
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(extracted_path)
-    os.replace(Path(extracted_path) / "SMSSpamCollection", data_file_path)
+    try:  # on any failure the download goes too, so that a next call starts afresh
+        with zipfile.ZipFile(zip_path) as archive:
+            collection = archive.read("SMSSpamCollection")
+        write_atomically(data_file_path, lambda tmp: tmp.write_bytes(collection))
+    except (zipfile.BadZipFile, KeyError):
+        os.remove(zip_path)
+        raise ValueError(f"{zip_path}, downloaded from {url}, is not a zip archive holding "
+                         "SMSSpamCollection; removed it") from None
+    except BaseException:
+        os.remove(zip_path)
+        raise
 
 
 # %% classification.ipynb cell 12, Balancing the classes
@@ -85,13 +101,25 @@ def _check_spam_frame(data, csv_file, num_classes):
           f"{csv_file} needs the columns Label and Text, but has {list(data.columns)!r:.80}")
     check(not data.empty, f"{csv_file} has no messages")
     values = pd.to_numeric(data["Label"], errors="coerce")  # nan where not a number
+    names = [*dict.fromkeys(data["Label"].dropna())]  # class names, when no label is a number
+    hint = "" if values.notna().any() or len(names) > 20 else (
+        f'; map each label to a class index first: df["Label"] = df["Label"].map('
+        f"{ {name: index for index, name in enumerate(names)} }), with num_classes={len(names)}")
     for row, (text, label, value) in enumerate(zip(data["Text"], data["Label"], values)):
         where = f"of row {row} (line {row + 2})"
         check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
               f"missing, got {text!r}; every message needs text to classify")
         check(float(value).is_integer() and 0 <= value < num_classes, f"{csv_file}: the Label "
               f"{where} must be a class index in 0..{num_classes - 1} (num_classes={num_classes}), "
-              f"got {label!r}")
+              f"got {label!r}{hint}")
+
+
+def _encode_as_text(tokenizer, text):
+    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text, as
+    in chapter 7: a message may contain it, and it must not read as the padding id."""
+    if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
+        return tokenizer.encode(text, disallowed_special=())
+    return tokenizer.encode(text)
 
 
 class SpamDataset(Dataset):
@@ -115,7 +143,7 @@ class SpamDataset(Dataset):
         except ValueError as error:  # pandas' parser errors, and UnicodeDecodeError
             raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
         _check_spam_frame(data, csv_file, num_classes)
-        encoded = [tokenizer.encode(text) for text in data["Text"]]
+        encoded = [_encode_as_text(tokenizer, text) for text in data["Text"]]
         self.max_length = max_length or max(len(ids) for ids in encoded)
         self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
                               for ids in encoded]
@@ -140,9 +168,10 @@ def add_classification_head(model, num_classes: int = 2):
           f"nn.Linear head, got {type(head).__name__} (add the head before LoRA)", TypeError)
     check(head.out_features == model.tok_emb.num_embeddings, f"model already has a classification "
           f"head ({head.out_features} outputs): to start again, build or load the model again")
-    model.out_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
+    new_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
     if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
         model.cfg = {**model.cfg, "num_classes": num_classes}
+    model.out_head = new_head  # last, so that a failure above leaves the language model
     return model
 
 
@@ -255,18 +284,24 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
 
 # %% classification.ipynb cell 61, 6.8 Using the model as a spam classifier
 
-def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
-    """'spam' or 'not spam' for `text`, padded/truncated to max_length and the context."""
+def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
+                    labels=("not spam", "spam")):
+    """The label of `text`'s class, padded/truncated to max_length and the context: `labels`
+    names the classes in order (the book's two by default); labels=None gives the index."""
     check(isinstance(text, str), f"text must be a string, got {type(text).__name__}", TypeError)
     if max_length is not None:
         check_count("max_length", max_length, 1)
-    ids = tokenizer.encode(text)
+    ids = _encode_as_text(tokenizer, text)
     check(len(ids) > 0, "text is empty: there is nothing to classify")  # padding alone is not
     max_length = min(max_length or len(ids), context_length_of(model))
     ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))
     with _evaluating(model):
         logits = _last_token_logits(model, torch.tensor(ids, device=device).unsqueeze(0))
-    return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
+    check(labels is None or len(labels) == logits.shape[-1], lambda: f"the model's head has "
+          f"{logits.shape[-1]} classes but labels has {len(labels)} ({', '.join(map(repr, labels))}"
+          "): pass labels= with one name per class, or labels=None for the class index")
+    index = logits.argmax(dim=-1).item()
+    return index if labels is None else labels[index]
 
 
 # %% classification.ipynb cell 68, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
@@ -302,15 +337,16 @@ class LinearWithLoRA(nn.Module):
 
 
 def replace_linear_with_lora(model, rank: int, alpha: float):
-    """Wrap every nn.Linear inside `model` (recursively) in LinearWithLoRA. Refused before any
-    change: a model with LoRA layers already, a bad rank or alpha (by the first LoRALayer)."""
+    """Wrap every nn.Linear inside `model` in LinearWithLoRA, in the book's order (its draws).
+    All or nothing: every wrapper is built before the first is put in (a bad rank or alpha, or
+    memory running out, leaves the model as it was). A model with LoRA layers is refused."""
     check(not any(isinstance(m, LinearWithLoRA) for m in model.modules()), "model already has "
           "LoRA layers: replace_linear_with_lora wraps each linear layer once")
-    for name, module in model.named_children():
-        if isinstance(module, nn.Linear):
-            setattr(model, name, LinearWithLoRA(module, rank, alpha))
-        else:
-            replace_linear_with_lora(module, rank, alpha)
+    linears = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
+               if name and isinstance(module, nn.Linear)]  # depth first, as the book recurses
+    wrappers = [LinearWithLoRA(linear, rank, alpha) for _, linear in linears]
+    for (name, _), wrapper in zip(linears, wrappers):
+        model.set_submodule(name, wrapper)
     return model
 
 

@@ -1,6 +1,7 @@
 """Bad inputs to chapter 6: spam CSVs, loaders, the head, LoRA, classify_review; clear errors."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from ch06_classification.classification import (
     calc_loss_batch,
     calc_loss_loader,
     classify_review,
+    download_and_unzip_spam_data,
     evaluate_model,
     replace_linear_with_lora,
     train_classifier_simple,
@@ -461,3 +463,253 @@ def test_a_run_with_one_evaluation_plots_and_one_with_none_says_why():
                           val_accs, label="accuracy"))
     with pytest.raises(ValueError, match=r"no evaluations\? give eval_freq"):
         plot_values([], [], [], [])
+
+
+# Issue 36: classes by name, special-token text, nothing lost or half-changed --------------------
+
+def three_class_model():
+    return add_classification_head(tiny_gpt(**TINY), num_classes=3).eval()
+
+
+@pytest.mark.parametrize("make_model, labels, message", [
+    pytest.param(three_class_model, ("not spam", "spam"), r"the model's head has 3 classes but "
+                 r"labels has 2 \('not spam', 'spam'\): pass labels= with one name per class, "
+                 r"or labels=None for the class index", id="3 classes, default labels"),
+    pytest.param(classifier, ["a", "b", "c"], r"the model's head has 2 classes but labels has 3 "
+                 r"\('a', 'b', 'c'\)", id="2 classes, 3 labels"),
+])
+def test_classify_review_refuses_labels_of_another_number_than_the_heads(make_model, labels,
+                                                                        message):
+    model = make_model()
+    with pytest.raises(ValueError, match=message):
+        classify_review("hello", model, ByteTokenizer(), "cpu", labels=labels)
+
+
+def test_classify_review_names_any_number_of_classes():
+    model = three_class_model()
+    logits = model(torch.tensor([list(b"hello")]))[0, -1]
+    index = logits.argmax().item()
+    assert classify_review("hello", model, ByteTokenizer(), "cpu", labels=None) == index
+    assert classify_review("hello", model, ByteTokenizer(), "cpu",
+                           labels=["red", "green", "blue"]) == ["red", "green", "blue"][index]
+    two = classifier()  # the book's two classes keep the book's words
+    spam = two(torch.tensor([list(b"hello")]))[0, -1].argmax().item() == 1
+    assert classify_review("hello", two, ByteTokenizer(), "cpu") == ("spam" if spam
+                                                                     else "not spam")
+
+
+@pytest.mark.parametrize("csv, num_classes, hint", [
+    ("Label,Text\nham,hi\nspam,WIN\nham,ok\n", 2,
+     """map each label to a class index first: df["Label"] = df["Label"]"""
+     """.map({'ham': 0, 'spam': 1}), with num_classes=2"""),
+    ("Label,Text\npython,def f\nlegal,MIT\nchangelog,v2\n", 2,
+     """.map({'python': 0, 'legal': 1, 'changelog': 2}), with num_classes=3"""),
+    ("Label,Text\npython,def f\nlegal,MIT\nchangelog,v2\n", 3,
+     """.map({'python': 0, 'legal': 1, 'changelog': 2}), with num_classes=3"""),
+])
+def test_text_labels_are_refused_with_the_mapping_that_makes_them_indices(tmp_path, csv,
+                                                                          num_classes, hint):
+    path = tmp_path / "topics.csv"
+    path.write_text(csv)
+    with pytest.raises(ValueError, match=r"the Label of row 0 \(line 2\) must be a class index"
+                       ) as caught:
+        SpamDataset(path, ByteTokenizer(), num_classes=num_classes)
+    assert str(caught.value).endswith(hint)
+
+
+def test_labels_that_are_partly_numbers_get_no_mapping(tmp_path):
+    path = tmp_path / "topics.csv"
+    path.write_text("Label,Text\n0,hi\n1,yo\nspam,WIN\n")
+    with pytest.raises(ValueError, match=r"row 2 \(line 4\) .* got 'spam'$"):
+        SpamDataset(path, ByteTokenizer())
+
+
+def test_special_token_text_in_the_data_is_encoded_as_text(tmp_path, tiktoken_gpt2):
+    # A message may mention "<|endoftext|>": it is text, as in chapter 7's data, never the
+    # padding id 50256 (and not tiktoken's refusal of a special token)
+    path = tmp_path / "spam.csv"
+    path.write_text("Label,Text\n0,see you\n1,WIN <|endoftext|> now\n")
+    dataset = SpamDataset(path, tiktoken_gpt2)
+    as_text = tiktoken_gpt2.encode("WIN <|endoftext|> now", disallowed_special=())
+    assert dataset.encoded_texts[1] == as_text and 50256 not in as_text
+    assert dataset.encoded_texts[0][-1] == 50256  # the shorter message is padded, as before
+    model = add_classification_head(tiny_gpt(**{**TINY, "vocab_size": 50257}))
+    assert classify_review("WIN <|endoftext|> now", model, tiktoken_gpt2, "cpu") in (
+        "spam", "not spam")
+
+
+class PoisonedSGD(torch.optim.SGD):
+    """SGD whose third update makes the model's head nan, as a diverging run would."""
+
+    def __init__(self, model, **options):
+        super().__init__(model.parameters(), **options)
+        self.head, self.updates = model.out_head, 0
+
+    def step(self, closure=None):
+        super().step(closure)
+        self.updates += 1
+        if self.updates == 3:
+            with torch.no_grad():
+                self.head.weight.fill_(float("nan"))
+
+
+def test_training_stops_at_the_step_whose_loss_is_not_finite():
+    model = classifier()
+    optimizer = PoisonedSGD(model, lr=0.01)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 3\b.*training "
+                                                 r"stopped there"):
+        train_classifier_simple(model, loader(num_examples=16), loader(), optimizer, "cpu",
+                                num_epochs=2, eval_freq=100, eval_iter=1)
+    assert optimizer.updates == 3  # no update from the nan loss
+
+
+# Item 7: the spam download writes nothing half, and overwrites nothing -----------------------
+
+SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+
+
+def test_an_interrupted_copy_of_the_collection_leaves_no_file_to_be_taken_for_it(
+        tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from ch06_classification import classification
+
+    def half_a_copy(source, destination):
+        with open(source, "rb") as file, open(destination, "wb") as out:
+            out.write(file.read(1000))
+        raise KeyboardInterrupt  # Ctrl-C during the copy
+
+    data_file = tmp_path / "SMSSpamCollection.tsv"
+    with monkeypatch.context() as patch:
+        patch.setattr(classification, "shutil", SimpleNamespace(copyfile=half_a_copy))
+        with pytest.raises(KeyboardInterrupt):
+            classification.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip",
+                                                        tmp_path, data_file)
+    assert list(tmp_path.iterdir()) == []
+    classification.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip", tmp_path,
+                                                data_file)
+    assert "already exists" not in capsys.readouterr().out
+    assert len(data_file.read_text(encoding="utf-8").splitlines()) == 5574
+
+
+def fake_download(files):
+    """download_file's stand-in: writes a zip holding `files` (name -> text), or junk."""
+    import zipfile
+
+    def download_file(url, destination):
+        if files is None:
+            Path(destination).write_bytes(b"<html>Not found</html>")
+            return
+        with zipfile.ZipFile(destination, "w") as archive:
+            for name, text in files.items():
+                archive.writestr(name, text)
+    return download_file
+
+
+def test_another_urls_zip_is_unpacked_without_overwriting_the_folders_files(tmp_path,
+                                                                            monkeypatch):
+    from ch06_classification import classification
+
+    monkeypatch.setattr(classification, "download_file", fake_download(
+        {"SMSSpamCollection": "ham\thello\n", "readme": "the archive's readme"}))
+    (tmp_path / "readme").write_text("my own notes")
+    classification.download_and_unzip_spam_data("https://example.org/spam.zip",
+                                                tmp_path / "spam.zip", tmp_path,
+                                                tmp_path / "data.tsv")
+    assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"
+    assert (tmp_path / "readme").read_text() == "my own notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.tsv", "readme", "spam.zip"]
+
+
+@pytest.mark.parametrize("files", [None, {"readme": "no collection here"}])
+def test_a_download_that_is_not_the_collection_is_named_and_not_kept(tmp_path, monkeypatch,
+                                                                     files):
+    from ch06_classification import classification
+
+    monkeypatch.setattr(classification, "download_file", fake_download(files))
+    with pytest.raises(ValueError, match=r"spam.zip, downloaded from https://example.org/x.zip,"
+                                         r" is not a zip archive holding SMSSpamCollection; "
+                                         r"removed it"):
+        classification.download_and_unzip_spam_data("https://example.org/x.zip",
+                                                    tmp_path / "spam.zip", tmp_path,
+                                                    tmp_path / "data.tsv")
+    assert list(tmp_path.iterdir()) == []  # no bad zip for the next call to reuse
+
+
+def test_a_zip_path_that_holds_a_file_is_neither_overwritten_nor_removed(tmp_path):
+    (tmp_path / "spam.zip").write_text("my own file")
+    with pytest.raises(ValueError, match=r"zip_path .*spam.zip is there already: remove it, or "
+                                         r"choose another zip_path for the download"):
+        download_and_unzip_spam_data("https://example.org/x.zip", tmp_path / "spam.zip",
+                                     tmp_path, tmp_path / "data.tsv")
+    assert (tmp_path / "spam.zip").read_text() == "my own file"
+
+
+def test_a_folder_as_the_data_file_is_refused_not_taken_for_the_collection(tmp_path):
+    folder = tmp_path / "SMSSpamCollection.tsv"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"data_file_path .*SMSSpamCollection.tsv is a folder"):
+        download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip", tmp_path, folder)
+
+
+# Item 7: LoRA and the head change the model whole or not at all ----------------------------
+
+def test_a_failure_midway_through_lora_leaves_the_model_as_it_was(monkeypatch):
+    from ch06_classification import classification
+
+    model = classifier()
+    types, before = module_types(model), parameters(model)
+    built = []
+
+    class OutOfMemoryOnTheFifth(LoRALayer):
+        def __init__(self, *args):
+            built.append(1)
+            if len(built) == 5:
+                raise torch.OutOfMemoryError("out of memory (as a large layer may be)")
+            super().__init__(*args)
+
+    monkeypatch.setattr(classification, "LoRALayer", OutOfMemoryOnTheFifth)
+    with pytest.raises(torch.OutOfMemoryError):
+        replace_linear_with_lora(model, rank=2, alpha=4)
+    assert module_types(model) == types
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+
+
+def test_lora_wraps_the_layers_in_the_books_order_with_the_books_draws():
+    from llms_from_scratch.appendix_e import replace_linear_with_lora as books
+
+    ours, theirs = classifier(), classifier()
+    torch.manual_seed(1)
+    replace_linear_with_lora(ours, rank=2, alpha=4)
+    torch.manual_seed(1)
+    books(theirs, rank=2, alpha=4)
+    ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
+    assert list(ours_state) == list(theirs_state)
+    assert all(torch.equal(ours_state[name], theirs_state[name]) for name in ours_state)
+
+
+def test_a_head_that_cannot_record_its_classes_leaves_the_language_head():
+    model = tiny_gpt(**TINY)
+    head = model.out_head
+    model.cfg = None  # not a configuration dict
+    with pytest.raises(TypeError):
+        add_classification_head(model, 3)
+    assert model.out_head is head
+
+
+def test_a_failure_after_the_download_removes_it_so_that_a_next_call_starts_afresh(
+        tmp_path, monkeypatch):
+    from ch06_classification import classification
+
+    monkeypatch.setattr(classification, "download_file", fake_download(
+        {"SMSSpamCollection": "ham\thello\n"}))
+    missing_folder = tmp_path / "not made" / "data.tsv"  # its folder is not extracted_path
+    with pytest.raises(FileNotFoundError):
+        classification.download_and_unzip_spam_data("https://example.org/x.zip",
+                                                    tmp_path / "spam.zip", tmp_path,
+                                                    missing_folder)
+    assert list(tmp_path.iterdir()) == []
+    classification.download_and_unzip_spam_data("https://example.org/x.zip",
+                                                tmp_path / "spam.zip", tmp_path,
+                                                tmp_path / "data.tsv")
+    assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"

@@ -333,3 +333,48 @@ def test_the_books_spam_download_fetches_another_url_as_the_book_does(tmp_path, 
     download_and_unzip_spam_data("https://example.org/spam.zip", tmp_path / "spam.zip",
                                  extracted, extracted / "data.tsv")
     assert (extracted / "data.tsv").read_text() == "ham\thello\n"  # not the course's file
+
+
+# More than two classes (issue 36) ----------------------------------------------------------
+
+ANIMALS = ["cat", "dog", "owl"]  # the classes, by index
+
+
+def animal_texts(count, seed):
+    """`count` texts per class, "<3 random letters> <animal>": all of one length, so that the
+    last position, which decides, holds the animal's last letter."""
+    generator = torch.Generator().manual_seed(seed)
+    letters = torch.randint(0, 8, (count * len(ANIMALS), 3), generator=generator)
+    rows = [(k % len(ANIMALS), "".join("abcdefgh"[i] for i in row) + " " + ANIMALS[k % 3])
+            for k, row in enumerate(letters.tolist())]
+    return pd.DataFrame(rows, columns=["Label", "Text"])
+
+
+def test_a_three_class_classifier_trains_and_answers_with_its_class_names(tmp_path):
+    for name, seed in [("train", 0), ("validation", 1)]:
+        animal_texts(8, seed).to_csv(tmp_path / f"{name}.csv", index=False)
+    train_set = SpamDataset(tmp_path / "train.csv", LetterTokenizer(), pad_token_id=0,
+                            num_classes=3)
+    val_set = SpamDataset(tmp_path / "validation.csv", LetterTokenizer(), pad_token_id=0,
+                          max_length=train_set.max_length, num_classes=3)
+    assert sorted(set(train_set.labels)) == [0, 1, 2]
+    train_loader = DataLoader(train_set, batch_size=8, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(0))
+    val_loader = DataLoader(val_set, batch_size=8)
+    torch.manual_seed(0)
+    model = add_classification_head(GPTModel(TINY), num_classes=3)
+    assert model.cfg["num_classes"] == 3
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train_losses, _, train_accs, val_accs, seen = train_classifier_simple(
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=8, eval_freq=5,
+        eval_iter=1)
+    assert seen == 8 * 24 and train_losses[-1] < train_losses[0] / 2
+    assert calc_accuracy_loader(val_loader, model, "cpu") == 1.0
+    for index, animal in enumerate(ANIMALS):
+        text = f"hey {animal}"  # new texts, never trained on
+        assert classify_review(text, model, LetterTokenizer(), "cpu", pad_token_id=0,
+                               labels=ANIMALS) == animal
+        assert classify_review(text, model, LetterTokenizer(), "cpu", pad_token_id=0,
+                               labels=None) == index
+    with pytest.raises(ValueError, match="the model's head has 3 classes but labels has 2"):
+        classify_review("hey owl", model, LetterTokenizer(), "cpu", pad_token_id=0)
