@@ -140,7 +140,8 @@ class SpamDataset(Dataset):
             # Label is missing, so that the check below can name its row
             data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
                                na_values={"Label": [""]})
-        except ValueError as error:  # pandas' parser errors, and UnicodeDecodeError
+        except (ValueError, IsADirectoryError) as error:  # pandas' parser errors, a
+            # UnicodeDecodeError, and a folder given for the file
             raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
         _check_spam_frame(data, csv_file, num_classes)
         encoded = [_encode_as_text(tokenizer, text) for text in data["Text"]]

@@ -713,3 +713,10 @@ def test_a_failure_after_the_download_removes_it_so_that_a_next_call_starts_afre
                                                 tmp_path / "spam.zip", tmp_path,
                                                 tmp_path / "data.tsv")
     assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"
+
+
+def test_a_folder_given_for_the_csv_file_is_named(tmp_path):
+    folder = tmp_path / "train.csv"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"train.csv is not a UTF-8 CSV file \(.*Is a directory"):
+        SpamDataset(folder, ByteTokenizer())
