@@ -67,6 +67,19 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     write_atomically(path, lambda tmp: torch.save(state, tmp))  # a crash leaves no half file
 
 
+def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -> None:
+    """Save `model.state_dict()` alone to `path`, as torch.save(model.state_dict(), path) does
+    (load it with model.load_state_dict(torch.load(path))), atomically. As save_checkpoint, it
+    overwrites only the same model's weights, anything else unless replace=True."""
+    check(not Path(path).is_dir(), f"{path} is a folder: save_weights writes a file (give a "
+          "file name in it, such as model.pth)")
+    if not replace and (held := _held_instead(Path(path), model, None, plain=True)):
+        raise ValueError(f"{path} {held}: save_weights overwrites only the same model's "
+                         "weights; pass replace=True to replace it, or choose another path")
+    state = model.state_dict()
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     restore_rng: bool = True, expect: dict | None = None, *,
@@ -216,9 +229,9 @@ def _not_a_checkpoint(path, state) -> str:
     return f"{path} is not a checkpoint of save_checkpoint: it holds {kind}, no 'model'"
 
 
-def _held_instead(path: Path, model: nn.Module, config) -> str | None:
-    """What `path` holds instead of a checkpoint of `model` (with `config`, if not None); None
-    if it holds nothing or such a checkpoint."""
+def _held_instead(path: Path, model: nn.Module, config, plain: bool = False) -> str | None:
+    """What `path` holds instead of a checkpoint of `model` (with `config`, if not None), or
+    with plain=True instead of `model`'s state_dict alone; None if nothing or that."""
     if not path.exists():
         return None
     try:  # mapped, not read: only the names and shapes are compared
@@ -228,13 +241,18 @@ def _held_instead(path: Path, model: nn.Module, config) -> str | None:
             saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # any file torch cannot read is not a checkpoint
         return "holds a file that is not a checkpoint (torch.load cannot read it)"
-    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        kind = ("a plain state_dict" if isinstance(saved, dict) and saved
-                and all(isinstance(value, torch.Tensor) for value in saved.values())
+    weights = (isinstance(saved, dict) and saved
+               and all(isinstance(value, torch.Tensor) for value in saved.values()))
+    if plain and not weights:
+        kind = ("a checkpoint of save_checkpoint" if isinstance(saved, dict) and "model" in saved
                 else f"a {type(saved).__name__}")
+        return f"holds {kind}, not a model's state_dict"
+    if not plain and not (isinstance(saved, dict) and isinstance(saved.get("model"), dict)):
+        kind = "a plain state_dict" if weights else f"a {type(saved).__name__}"
         return f"holds {kind}, not a checkpoint of save_checkpoint"
-    if problems := _model_state_problems(saved["model"], model):
-        return f"holds a checkpoint of another model: it {problems[0]}"
+    if problems := _model_state_problems(saved if plain else saved["model"], model):
+        return f"holds {'the weights' if plain else 'a checkpoint'} of another model: it " \
+               f"{problems[0]}"
     theirs = saved.get("config")
     if isinstance(config, dict) and isinstance(theirs, dict) and theirs != config:
         keys = sorted(k for k in theirs | config if theirs.get(k) != config.get(k))
@@ -264,14 +282,10 @@ def _another_format(path: Path) -> str | None:
             "GPTModel they describe")
     if model_type == "gpt2":
         return gpt2
-    if model_type is not None:
-        from shared import OPEN_MODEL_TYPES  # here: chapter 5's loader of published models
-
-        loader = ("load_open_model(folder)" if model_type in OPEN_MODEL_TYPES else
-                  "transformers' AutoModelForCausalLM.from_pretrained(folder); the course's "
-                  f"load_open_model(folder) reads {', '.join(OPEN_MODEL_TYPES)}")
+    if model_type is not None:  # section 5.9's loader names the families it reads, if not this
         return (f"holds a Hugging Face {model_type!r} model (config.json), not a checkpoint of "
-                f"save_checkpoint: load it with {loader}")
+                "save_checkpoint: load it with load_open_model(folder) (section 5.9), or with "
+                "transformers' AutoModelForCausalLM.from_pretrained(folder)")
     if path.is_dir():
         return ("is a folder, not a checkpoint file: give the path of the file save_checkpoint "
                 "wrote")
@@ -372,6 +386,7 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
 
 __all__ = [
     'save_checkpoint',
+    'save_weights',
     'load_checkpoint',
     'generator_states',
     'restore_generators',

@@ -1001,3 +1001,27 @@ def test_a_failed_download_and_load_gpt2_leaves_no_folder(tmp_path, monkeypatch)
     with pytest.raises(DataFetchError):
         gpt2_weights.download_and_load_gpt2("124M", tmp_path / "gpt2")
     assert list(tmp_path.iterdir()) == []  # no models_dir/124M with hparams.json alone
+
+
+def test_save_weights_overwrites_the_same_models_weights_and_refuses_anything_else(tmp_path):
+    from shared import save_weights
+
+    path = tmp_path / "model.pth"
+    torch.save(tiny_model(3).state_dict(), path)  # as the book saves weights
+    save_weights(path, tiny_model(4))  # the same model's weights: overwritten
+    model = tiny_model()
+    model.load_state_dict(torch.load(path))  # the book's way to load them
+    assert same(model.state_dict(), tiny_model(4).state_dict())
+    for write, message in [(write_other_model, r"holds a checkpoint of save_checkpoint, not a "
+                                               r"model's state_dict"),
+                           (lambda p: torch.save(tiny_model(emb_dim=8).state_dict(), p),
+                            r"holds the weights of another model: it does not fit this model"),
+                           (write_text_file, "holds a file that is not a checkpoint")]:
+        path.unlink()
+        write(path)
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match=message + ".*pass replace=True"):
+            save_weights(path, tiny_model())
+        assert path.read_bytes() == before
+    save_weights(path, tiny_model(), replace=True)
+    assert same(torch.load(path), tiny_model().state_dict())

@@ -26,6 +26,7 @@ from shared import (
     generate,
     progress_bar,
     token_ids_to_text,
+    write_atomically,
 )
 
 
@@ -195,6 +196,31 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
 
 # %% instructions.ipynb cell 62, 7.7 Extracting and saving responses
 
+def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
+    """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
+    file there holding responses to the same entries (an earlier run's) is overwritten;
+    anything else only with replace=True."""
+    check_entries(data, ("instruction",))
+    path = Path(path)
+    check(not path.is_dir(), f"{path} is a folder: give the path of the JSON file to write")
+
+    def prompts(entries):
+        return [(e.get("instruction"), e.get("input")) if isinstance(e, dict) else e
+                for e in entries]
+
+    if path.exists() and not replace:
+        try:
+            held = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):  # not JSON: something else
+            held = None
+        check(isinstance(held, list) and prompts(held) == prompts(data), f"{path} holds "
+              f"something else than responses to these {len(data)} entries: pass replace=True "
+              "to replace it, or choose another path")
+    text = json.dumps(data, indent=1)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
@@ -355,6 +381,7 @@ __all__ = [
     'custom_collate_draft_2',
     'custom_collate_fn',
     'sequence_logprobs',
+    'save_responses',
     'extract_response',
     'generate_responses',
     'rouge_l_scores',

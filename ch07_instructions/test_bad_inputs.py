@@ -587,3 +587,70 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
     with pytest.raises(ValueError, match="batch must be a dict"):  # restored all the same
         evaluate_preferences([{}], model, tiny_gpt(vocab_size=50257, context_length=64))
     assert model.training is training
+
+
+# Issue 36, item 7: nothing a learner has is lost or poisoned ---------------------------------
+
+def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp_path):
+    from ch07_instructions.instructions import save_responses
+
+    entries = [{"instruction": "Name a colour.", "input": "", "output": "Red.",
+                "model_response": "Blue."}]
+    path = save_responses(entries, tmp_path / "responses.json")
+    entries[0]["model_response"] = "Green."
+    save_responses(entries, path)  # the same entries, answered again: overwritten
+    assert json.loads(path.read_text())[0]["model_response"] == "Green."
+    for other in ("my notes", json.dumps({"a": 1}),
+                  json.dumps([{"instruction": "Another task.", "output": "x"}])):
+        path.write_text(other)
+        with pytest.raises(ValueError, match=r"responses.json holds something else than "
+                                             r"responses to these 1 entries: pass replace=True"):
+            save_responses(entries, path)
+        assert path.read_text() == other
+    save_responses(entries, path, replace=True)
+    assert json.loads(path.read_text()) == entries
+    with pytest.raises(ValueError, match="is a folder"):
+        save_responses(entries, tmp_path)
+
+
+def test_a_failed_save_of_responses_keeps_the_earlier_file(tmp_path):
+    from ch07_instructions.instructions import save_responses
+
+    path = tmp_path / "responses.json"
+    entries = [{"instruction": "Name a colour.", "model_response": "Blue."}]
+    save_responses(entries, path)
+    before = path.read_text()
+    entries[0]["model_response"] = object()  # json cannot write it
+    with pytest.raises(TypeError):
+        save_responses(entries, path)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_the_dpo_loop_stops_at_a_nan_loss_before_updating_the_policy():
+    """Runs section 7.10's loop cell (ch07-137) with a policy whose logits are nan."""
+    import nbformat
+
+    from conftest import tiny_gpt
+    from shared import check_finite, set_seed
+    from shared.data import PROJECT_ROOT
+
+    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
+    loop = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-137")
+    policy, reference = tiny_gpt(1), tiny_gpt(2)
+    with torch.no_grad():
+        policy.final_norm.scale[0] = math.nan  # every logit nan: the loss is nan
+    before = {name: t.clone() for name, t in policy.state_dict().items()}
+    ids = torch.tensor([[1, 2, 3, 4]])
+    targets = torch.tensor([[-100, 3, 4, 5]])
+    batch = {"chosen": (ids, targets), "rejected": (ids + 1, targets.clamp(min=0) + 1)}
+    namespace = {"torch": torch, "time": time, "set_seed": set_seed, "PROFILE": "default",
+                 "dpo_loss_batch": dpo_loss_batch, "evaluate_preferences": evaluate_preferences,
+                 "check_finite": check_finite, "pref_train_loader": [batch],
+                 "pref_test_loader": [batch], "policy": policy, "reference": reference,
+                 "before": {"margin": 0.0, "accuracy": 0.0}}
+    with pytest.raises(FloatingPointError, match=r"^the DPO loss became nan at step 1: "
+                                                 "training stopped there"):
+        exec(loop, namespace)
+    assert all(torch.equal(t.nan_to_num(), before[name].nan_to_num())
+               for name, t in policy.state_dict().items())
+    assert not namespace["dpo_optimizer"].state  # no update was taken

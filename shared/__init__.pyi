@@ -101,6 +101,7 @@ from ch05_pretraining.pretraining import (
 )
 from ch05_pretraining.checkpoints import (
     save_checkpoint as save_checkpoint,
+    save_weights as save_weights,
     load_checkpoint as load_checkpoint,
     generator_states as generator_states,
     restore_generators as restore_generators,
@@ -171,6 +172,7 @@ from ch07_instructions.instructions import (
     custom_collate_draft_2 as custom_collate_draft_2,
     custom_collate_fn as custom_collate_fn,
     sequence_logprobs as sequence_logprobs,
+    save_responses as save_responses,
     extract_response as extract_response,
     generate_responses as generate_responses,
     rouge_l_scores as rouge_l_scores,
