@@ -279,6 +279,11 @@ def chapter_5_checkpoints(tmp_path):
         assert all(torch.equal(p.detach().cpu(), s) for p, s in zip(restored.parameters(), saved))
         device = next(restored.parameters()).device
         shared.optimizer_step(restored, list(cpu_loader(2)), restored_optimizer, device)
+    shared.save_weights(tmp_path / "weights.pth", model)
+    shared.save_weights(tmp_path / "weights.pth", model)  # the same model's: overwritten
+    cpu_copy = tiny_gpt(seed=1)
+    cpu_copy.load_state_dict(torch.load(tmp_path / "weights.pth", map_location="cpu"))
+    assert all(torch.equal(p.detach(), s) for p, s in zip(cpu_copy.parameters(), saved))
 
 
 @case
