@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,7 @@ class Definition:
     names: set[str]      # what it binds
     uses: set[str]       # the names it reads
     source: str
+    local_imports: dict[str, tuple[str, str]] = field(default_factory=dict)  # as project_imports
 
 
 @dataclass
@@ -94,12 +97,19 @@ def names_bound(node: ast.stmt) -> set[str]:
     return bound
 
 
-def source_with_comments(lines: list[str], node: ast.stmt) -> str:
-    """The statement's source with its decorators and the comment lines right above it."""
+def source_with_comments(lines: list[str], node: ast.stmt, skip=()) -> str:
+    """The statement's source with its decorators and the comment lines right above it, less
+    the statements in `skip` (each with a blank line after it)."""
     start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
     while start > 0 and lines[start - 1].startswith("#"):
         start -= 1
-    return "\n".join(lines[start:node.end_lineno])
+    dropped = set()
+    for statement in skip:
+        dropped |= set(range(statement.lineno - 1, statement.end_lineno))
+        if statement.end_lineno < len(lines) and not lines[statement.end_lineno].strip():
+            dropped.add(statement.end_lineno)
+    return "\n".join(line for i, line in enumerate(lines[start:node.end_lineno], start)
+                     if i not in dropped)
 
 
 def is_project_module(module: str | None) -> bool:
@@ -129,17 +139,18 @@ def parse_module(module_name: str) -> ModuleInfo:
                 info.imports.setdefault(bound, []).append(ast.unparse(single))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
                                ast.Assign, ast.AnnAssign)):
-            nested = [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
-                      and is_project_module(n.module)]
-            if nested:
-                raise StandaloneError(f"{module_name}: a local import from {nested[0].module} "
-                                      "inside a definition; import it at the top of the module")
             if isinstance(node, ast.Assign) and names_bound(node) == {"__all__"}:
                 continue
+            # A project import inside a definition (one that would make an import cycle at the
+            # top) names a definition the one file holds anyway: it is dropped from the copy.
+            nested = [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
+                      and is_project_module(n.module)]
             source = RELOCATED.get((module_name, next(iter(names_bound(node)), "")))
             info.definitions.append(Definition(
                 module_name, order, names_bound(node), names_read(node) - names_bound(node),
-                source or source_with_comments(lines, node)))
+                source or source_with_comments(lines, node, skip=nested),
+                {alias.asname or alias.name: (n.module, alias.name)
+                 for n in nested for alias in n.names}))
         elif isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'":
             continue
         else:
@@ -184,8 +195,13 @@ def standalone_source(chapter: str | Path) -> str:
 
     wanted: set[tuple[str, str]] = set()          # (module, name) definitions needed
     needed_imports: dict[str, set[str]] = {}     # module -> bound import names used
+    # A chapter (not one module named) brings what its notebook uses from earlier chapters.
+    earlier = [origins.get(name, ("", "")) if module == "shared" else (module, name)
+               for module, name in ([] if "." in str(chapter) else lesson_imports(target))]
+    brought = [(module, name) for module, name in earlier
+               if module in CHAPTER_MODULES and module.split(".")[0] < chapter_folder]
     pending = [(target, name) for d in modules[target].definitions for name in d.names
-               if not name.startswith("_")]
+               if not name.startswith("_")] + brought
     while pending:
         module, name = pending.pop()
         if (module, name) in wanted:
@@ -198,6 +214,8 @@ def standalone_source(chapter: str | Path) -> str:
         for used in definition.uses:
             if any(used in d.names for d in info.definitions):
                 pending.append((module, used))
+            elif used in definition.local_imports:
+                pending.append(resolve(*definition.local_imports[used]))
             elif used in info.project_imports:
                 pending.append(resolve(*info.project_imports[used]))
             elif used in info.imports:
@@ -225,16 +243,29 @@ def standalone_source(chapter: str | Path) -> str:
             third_party.update(dict.fromkeys(modules[module].imports[bound]))
     sources = sorted({d.module for d in chosen}, key=list(modules).index)
     imports = dict.fromkeys(line for module in sources for line in modules[module].future)
-    what = "module" if "." in target else "chapter's lesson module"
+    packages = pip_packages(third_party)
+    offline = mirror_source() if "tiktoken" in packages else []
+    if offline:
+        third_party.update(dict.fromkeys(MIRROR_IMPORTS))
+    given = target if "." in str(chapter) else chapter_folder
+    what = ("Everything this module exports, with what it uses" if "." in str(chapter) else
+            "Everything this chapter's lesson module exports and what its notebook uses from "
+            "earlier chapters (in `__all__`), with what those use")
     header = [
         f'"""{target}, standalone.',
         "",
-        f"Generated by `python -m shared.notebooks standalone {target}`.",
+        f"Generated by `python -m shared.notebooks standalone {given}`.",
         "",
-        f"Everything this {what} exports, with what it uses from earlier chapters and from",
-        "the course's `shared` package, in one file that imports nothing from the course. From:",
+        *textwrap.wrap(f"{what} from earlier chapters and from the course's `shared` package, "
+                       "in one file that imports nothing from the course. From:", 92),
         "",
         *[f"- {source_label(module)}" for module in sources],
+        "",
+        *(["Its imports beyond the standard library need:", "",
+           f"    pip install {' '.join(packages)}"] if packages else
+          ["It imports the standard library only."]),
+        *(["", "Offline, it reads GPT-2's tokenizer files from $LLM_COURSE_DATA_MIRROR, as the",
+           "course does."] if offline else []),
         '"""',
         "",
     ]
@@ -244,6 +275,7 @@ def standalone_source(chapter: str | Path) -> str:
                         if import_sort_key(line)[0] == section), key=import_sort_key)
         body += [*lines, ""] if lines else []
     body.append("")
+    body += offline
     previous = last = None
     for definition in chosen:
         if definition.module != previous:
@@ -254,10 +286,10 @@ def standalone_source(chapter: str | Path) -> str:
         body.append(definition.source.strip("\n"))
         last = definition
     body += ["", ""]
-    # The chapter's own exports first, then what it brought along (GPTModel for chapter 5...).
+    # What `import *` gives: the chapter's own exports, then what its notebook uses from earlier
+    # chapters (GPTModel for chapter 5...); not the helpers those bring (check, fetch, ...).
     public = public_names_of(modules[target]) + [
-        name for d in chosen if d.module != target for name in sorted(d.names)
-        if not name.startswith("_")]
+        name for d in chosen for name in sorted(d.names) if (d.module, name) in brought]
     public = list(dict.fromkeys(public))
     body.append("__all__ = [")
     body.extend(f"    {name!r}," for name in public)
@@ -265,6 +297,90 @@ def standalone_source(chapter: str | Path) -> str:
     text = "\n".join(header + body) + "\n"
     ast.parse(text)  # never hand out a file that does not parse
     return text
+
+
+MIRROR_IMPORTS = ("import hashlib", "import os", "import shutil", "import warnings",
+                  "from pathlib import Path")
+
+
+MIRROR_CODE = '''# ---- offline: the course's data mirror ----------------------------------------
+
+
+# As `import shared` does in the course: with $MIRROR_ENV set (a folder laid
+# out as the course's data/), tiktoken.get_encoding("gpt2") reads GPT-2's files from
+# it, not from the network. tiktoken looks for a file in $TIKTOKEN_CACHE_DIR under the
+# sha1 of its URL (and checks its hash), so the mirror's files are copied there; unless
+# that variable is set, the cache is data/tiktoken beside this file. Without the mirror
+# variable, nothing here runs.
+def _tiktoken_files_from_mirror() -> None:
+    mirror = os.environ.get("MIRROR_ENV")
+    if not mirror:
+        return
+    beside = Path(__file__).resolve().parent / "data" / "tiktoken"
+    cache = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(beside))
+    if not cache:  # TIKTOKEN_CACHE_DIR empty: tiktoken's "no cache"
+        return
+    for path, url in {
+FILES
+    }.items():
+        source = Path(mirror).expanduser() / path
+        cached = Path(cache) / hashlib.sha1(url.encode()).hexdigest()
+        if source.is_file() and not cached.is_file():
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                partial = cached.with_name(cached.name + ".partial")
+                shutil.copyfile(source, partial)
+                os.replace(partial, cached)  # tiktoken never finds half a file
+            except OSError as error:  # tiktoken then downloads it, as without a mirror
+                warnings.warn(f"could not copy {source} to {cached}: {error}", stacklevel=2)
+
+
+_tiktoken_files_from_mirror()
+
+'''
+
+
+def mirror_source() -> list[str]:
+    """A copy's small equivalent of `import shared`'s prepare_tiktoken_cache, run on import: with
+    the data mirror variable set, GPT-2's BPE files go from the mirror to tiktoken's cache."""
+    from shared.data import DATASETS, MIRROR_ENV
+
+    files = "\n".join(f"        {json.dumps(f.path)}:\n            {json.dumps(f.urls[0])},"
+                      for f in (DATASETS["gpt2-encoder"], DATASETS["gpt2-vocab"]))
+    return MIRROR_CODE.replace("MIRROR_ENV", MIRROR_ENV).replace("FILES", files).split("\n")
+
+
+def pip_packages(import_lines) -> list[str]:
+    """The distributions to install for the third-party imports among `import_lines`, by the
+    installed packages' own metadata (the module `yaml` comes from PyYAML)."""
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()
+    modules = {line.split()[1].split(".")[0] for line in import_lines}
+    modules -= {*sys.stdlib_module_names, "__future__"}
+    return sorted({distributions.get(m, [m])[0] for m in modules}, key=str.lower)
+
+
+def lesson_imports(module_name: str) -> list[tuple[str, str]]:
+    """(module, name) for each name the module's notebook imports from the course in its lesson:
+    the cells it exports to this module and the cells it does not export at all."""
+    notebook = module_file(module_name).with_suffix(".ipynb")
+    if not notebook.exists():
+        return []
+    found = []
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+        marker = source.lstrip().partition("\n")[0].split()
+        if marker[:2] == ["#|", "export"] and marker[2:] not in ([], [notebook.stem]):
+            continue  # exported to another module of the chapter
+        try:  # a line of notebook syntax (%timeit, !pip) is not Python: read it as `pass`
+            tree = ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", source, flags=re.M))
+        except SyntaxError:
+            continue
+        found += [(node.module, alias.name) for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and is_project_module(node.module)
+                  for alias in node.names]
+    return list(dict.fromkeys(found))
 
 
 def rename_book_redefinitions(chosen: list[Definition]) -> None:
@@ -276,12 +392,38 @@ def rename_book_redefinitions(chosen: list[Definition]) -> None:
     for name in BOOK_NAMES_REDEFINED:
         modules = list(dict.fromkeys(d.module for d in chosen if name in d.names))
         for module in modules[:-1]:
-            private = f"_{name}"  # one character longer: the lines still fit
+            private = f"_{name}"
             for d in chosen:
                 if d.module == module and name in d.names | d.uses:
-                    d.source = re.sub(rf"(?<![\w.]){name}\b", private, d.source)
+                    d.source = fit_lines(re.sub(rf"(?<![\w.]){name}\b", private, d.source))
                     d.names = {private if n == name else n for n in d.names}
                     d.uses = {private if n == name else n for n in d.uses}
+
+
+LINE_LENGTH = 100  # the project's (pyproject.toml's ruff line-length)
+
+
+def fit_lines(source: str) -> str:
+    """Break each line a rename made too long after its last comma that fits, continuing
+    below the bracket open at that point (or at the line's own indent)."""
+    lines = []
+    for line in source.splitlines():
+        while len(line) > LINE_LENGTH and ", " in line[:LINE_LENGTH]:
+            cut = line.rindex(", ", 0, LINE_LENGTH) + 1
+            opened = [i for i, c in enumerate(line[:cut]) if c in "([{"]
+            closed = sum(c in ")]}" for c in line[:cut])
+            indent = (opened[len(opened) - closed - 1] + 1 if len(opened) > closed
+                      else len(line) - len(line.lstrip()))
+            lines.append(line[:cut])
+            line = " " * indent + line[cut:].lstrip()
+        lines.append(line)
+    text = "\n".join(lines)
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        raise StandaloneError(f"a renamed line does not fit in {LINE_LENGTH} characters and "
+                              f"cannot be broken after a comma: {error}") from None
+    return text
 
 
 def public_names_of(info: ModuleInfo) -> list[str]:
