@@ -3,6 +3,8 @@
     python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module (and the stub)
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
+    python -m shared.notebooks run NOTEBOOK -o OUT     execute into OUT, leaving the notebook
+                                                      as it was
     python -m shared.notebooks standalone CHAPTER [-o FILE]
                                                       one self-contained module for a chapter
 
@@ -17,7 +19,12 @@ can teach several modules. Each block is preceded by a `# %% <notebook> cell N, 
 line naming the cell it came from.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/numerics.py) and no per-run metadata (timings,
-widget state), so stored outputs are reproducible and diffs show real changes only.
+widget state), so stored outputs are reproducible and diffs show real changes only. In place,
+it regenerates the stored outputs (the contributors' command). With -o OUT, a learner's run:
+the executed notebook goes to OUT, a .ipynb file, or a folder (one that exists or a path
+ending in /; the only form for several notebooks), leaving the notebook as it was; an OUT that
+is a notebook being run is refused, and so is one that exists unless --overwrite is given.
+The modules are exported first either way (rewritten only when their cells changed).
 """
 
 from __future__ import annotations
@@ -292,10 +299,11 @@ def export(notebook: Path, check: bool = False) -> bool:
     return ok
 
 
-def run(notebook: Path, timeout: int = 1800) -> None:
-    """Export `notebook`'s module, then execute the notebook in place (pinned numerics, from its
-    own folder) and normalise it. Exporting first lets a notebook import its own chapter through
-    `shared`; the module depends only on the cells' source, so it needs no second export."""
+def run(notebook: Path, timeout: int = 1800, output: Path | None = None) -> None:
+    """Export `notebook`'s module, then execute the notebook (pinned numerics, from its own
+    folder) and normalise it, in place or into `output`. Exporting first lets a notebook import
+    its own chapter through `shared`; the module depends only on the cells' source, so it needs
+    no second export."""
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     export(notebook)
@@ -305,8 +313,35 @@ def run(notebook: Path, timeout: int = 1800) -> None:
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
-    nbformat.write(normalize(nb), notebook)
-    print(f"executed {notebook}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(normalize(nb), output or notebook)
+    print(f"executed {notebook}" + (f" into {output}" if output else ""))
+
+
+def run_outputs(notebooks: list[Path], output: str, overwrite: bool) -> dict[Path, Path]:
+    """Where `run -o output` writes each notebook; refuses, naming it, an output that is one of
+    the notebooks or, unless `overwrite`, a file that exists."""
+    folder = Path(output).expanduser()
+    as_folder = output.endswith(("/", os.sep)) or folder.is_dir() or len(notebooks) != 1
+    if as_folder and folder.exists() and not folder.is_dir():
+        raise ValueError(f"-o {output} is a file: for {len(notebooks)} notebooks give a folder")
+    if not as_folder and folder.suffix != ".ipynb":
+        raise ValueError(f"-o {output}: a notebook file's name ends with .ipynb (for a "
+                         f"folder, end the path with /: {output}/)")
+    targets = {nb: folder / nb.name if as_folder else folder for nb in notebooks}
+    sources = {nb.resolve(): nb for nb in notebooks}
+    for target in targets.values():
+        if target.resolve() in sources:
+            raise ValueError(f"-o {output}: {target} is the notebook being run "
+                             f"({sources[target.resolve()]}); give another path, or leave out "
+                             "-o to execute it in place (which rewrites its stored outputs)")
+        if target.exists() and not overwrite:
+            raise ValueError(f"-o {output}: {target} exists; add --overwrite to replace it, or "
+                             "give another path")
+    if len(set(targets.values())) < len(targets):
+        raise ValueError(f"-o {output}: two notebooks have the same name; run them one by one")
+    return targets
 
 
 def write_standalone(chapter: Path, output: Path | None) -> int:
@@ -334,22 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["export", "check", "run", "standalone"])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks; for standalone, one chapter folder")
-    parser.add_argument("-o", "--output", type=Path,
-                        help="standalone: write the module here instead of to stdout")
+    parser.add_argument("-o", "--output",
+                        help="run: where the executed notebook goes, a .ipynb file or a folder "
+                             "(ending in / or existing), leaving the notebook as it was; "
+                             "standalone: the module's file (default: stdout)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run -o: replace an output file that exists (default: refuse)")
     args = parser.parse_args(argv)
+    if args.overwrite and not (args.command == "run" and args.output is not None):
+        parser.error("--overwrite goes with run -o OUT only")
     if args.command == "standalone":
         if len(args.notebooks) != 1:
             parser.error(f"standalone takes one chapter folder, e.g. ch04_gpt_model (got "
                          f"{len(args.notebooks)})")
-        return write_standalone(args.notebooks[0], args.output)
-    if args.output is not None:
-        parser.error(f"-o/--output is for standalone only, not {args.command}")
+        output = None if args.output is None else Path(args.output).expanduser()
+        return write_standalone(args.notebooks[0], output)
+    if args.output is not None and args.command != "run":
+        parser.error(f"-o/--output is for run and standalone only, not {args.command}")
     for notebook in args.notebooks:  # every path before any is written: nothing half-done
         check_notebook_path(notebook)
     notebooks = args.notebooks or chapter_notebooks()
     if args.command == "run":
+        outputs = ({} if args.output is None else
+                   run_outputs(notebooks, args.output, args.overwrite))
         for notebook in notebooks:
-            run(notebook)
+            run(notebook, output=outputs.get(notebook))
         export_stub()
         return 0
     ok = True

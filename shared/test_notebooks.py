@@ -127,6 +127,46 @@ def test_check_flags_per_run_metadata(notebook):
     assert notebooks.main(["check", str(notebook)]) == 1
 
 
+def test_run_with_output_writes_the_executed_notebook_elsewhere(tmp_path, monkeypatch):
+    source = make_notebook(tmp_path / "tiny.ipynb", [("# Tiny", None), ("print(6 * 7)", [])])
+    before = source.read_bytes()
+    # In this process: its environment is restored afterwards, and the repository's stub is left
+    # to the export tests (a run rewrites it when it is out of date).
+    monkeypatch.setenv(notebooks.TEXT_PROGRESS_ENV, "0")
+    monkeypatch.setattr(notebooks, "pin_numerics", lambda: None)
+    monkeypatch.setattr(notebooks, "export_stub", lambda: True)
+    assert notebooks.main(["run", str(source), "-o", f"{tmp_path / 'runs'}/"]) == 0
+    assert source.read_bytes() == before  # the source notebook is untouched
+    executed = nbformat.read(tmp_path / "runs" / "tiny.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0].text == "42\n"
+    assert executed.cells[1].execution_count == 1
+
+
+def test_run_refuses_an_output_that_would_overwrite_a_file(tmp_path, capsys):
+    source = make_notebook(tmp_path / "tiny.ipynb", [("print(1)", [])])
+    before = source.read_bytes()
+    taken = tmp_path / "taken.ipynb"
+    taken.write_text("a learner's notebook")
+    for output, message in [(source, "is the notebook being run"), (taken, "--overwrite"),
+                            (tmp_path / "tiny.txt", "ends with .ipynb"),
+                            (tmp_path, "is the notebook being run")]:  # a folder: tiny.ipynb
+        with pytest.raises(ValueError, match=message) as refused:
+            notebooks.main(["run", str(source), "-o", str(output)])
+        assert str(output if output != tmp_path else source) in str(refused.value)
+    with pytest.raises(SystemExit):  # --overwrite only with -o
+        notebooks.main(["run", str(source), "--overwrite"])
+    assert "--overwrite" in capsys.readouterr().err
+    assert source.read_bytes() == before and taken.read_text() == "a learner's notebook"
+
+
+def test_run_documents_its_output_option(capsys):
+    with pytest.raises(SystemExit):
+        notebooks.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "run NOTEBOOK -o" in help_text and "--overwrite" in help_text
+    assert "leaving the notebook as it was" in help_text
+
+
 # Repository-wide checks --------------------------------------------------------------------
 
 def test_every_chapter_module_matches_its_notebook():
