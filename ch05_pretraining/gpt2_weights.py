@@ -15,9 +15,12 @@ it does not describe exactly (check_gpt2_architecture).
 import filecmp
 import http.client
 import json
+import os
 import re
 import shutil
 import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +32,10 @@ from shared import (
     DATASETS,
     GPT2_SIZES,
     GPTModel,
+    ModernGPTModel,
     check,
     check_choice,
+    check_flag,
     check_type,
     fetch,
     gpt2_config,
@@ -235,15 +240,18 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
 
 # %% pretraining.ipynb cell 68, 5.5 Loading pretrained weights from OpenAI
 
-def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
+def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
 
     transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
-    is not tied to the token embedding also writes lm_head.weight.
+    is not tied to the token embedding also writes lm_head.weight. The folder is written whole
+    or not at all (write_model_folder): a model of the same architecture that this function
+    saved there before is replaced, a folder holding anything else only with replace=True.
     """
+    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block, Llama 3 "
+          "and Qwen3's), which GPT-2's format cannot describe: save it with save_open_model "
+          "(5.9)", TypeError)
     tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)  # only now: a refused model leaves no folder
     cfg = gpt.cfg
     config = {
         "architectures": ["GPT2LMHeadModel"],
@@ -262,11 +270,85 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path) -> Path:
     }
     if cfg["vocab_size"] > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
         config["bos_token_id"] = config["eos_token_id"] = 50256
-    metadata = {"format": "pt"}
-    write_atomically(folder / "model.safetensors",
-                     lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata))
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return folder
+
+    def write(tmp: Path) -> None:
+        safetensors.torch.save_file(tensors, tmp / "model.safetensors",
+                                    metadata={"format": "pt", SAVED_BY: "save_gpt2_safetensors"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    same = {key: value for key, value in config.items() if not key.endswith("_pdrop")}
+    write_model_folder(folder, write, "save_gpt2_safetensors", r"config\.json|model\.safetensors",
+                       same, replace)
+    return Path(folder)
+
+
+SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
+
+
+def write_model_folder(folder: str | Path, write: Callable[[Path], object], writer: str,
+                       names: str, same: dict, replace: bool = False) -> None:
+    """Call `write(tmp)` to fill a new folder beside `folder`, then put it in `folder`'s place:
+    a reader finds the old content or the new, never a mix of both, and a failure (a full
+    disk, Ctrl-C) leaves the old content and no temporary folder.
+
+    An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
+    there before for a model of the same architecture (paths the regular expression `names`
+    matches, weights whose metadata name `writer`, a config.json holding `same`), or when
+    `replace` is True: anything else is another model, or your own work.
+    """
+    check_flag("replace", replace)
+    path = Path(os.path.abspath(folder))
+    if path.exists() and not replace:
+        old = _saved_config(path, writer, names)
+        check(old is not None, lambda: (f"{folder} is a file" if not path.is_dir() else
+              f"{folder} holds {', '.join(sorted(p.name for p in path.iterdir())[:5])}") +
+              f", which {writer} did not write: pass replace=True to replace it (everything in "
+              "it is deleted), or choose another folder", FileExistsError)
+        differ = [f"{key}={old.get(key)!r} (this model's: {value!r})"
+                  for key, value in same.items() if old and old.get(key) != value]
+        check(not differ, lambda: f"{folder} holds another model, which {writer} saved: "
+              f"{', '.join(differ[:3])}; pass replace=True to replace it, or choose another "
+              "folder", FileExistsError)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a sibling: same disk,
+    old_path = tmp.with_suffix(".old")  # so the renames below move no data
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if path.exists() or path.is_symlink():
+            os.replace(path, old_path)
+        os.replace(tmp, path)
+    except BaseException:
+        if not path.exists() and (old_path.exists() or old_path.is_symlink()):
+            os.replace(old_path, path)  # put the old content back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old_path.is_dir() and not old_path.is_symlink():
+        shutil.rmtree(old_path)
+    else:
+        old_path.unlink(missing_ok=True)
+
+
+def _saved_config(folder: Path, writer: str, names: str) -> dict | None:
+    """The config.json of what `writer` saved in `folder` ({} for an empty folder), or None if
+    the folder holds anything else: see write_model_folder."""
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    entries = list(folder.rglob("*"))
+    if not entries:
+        return {}
+    if any(p.is_symlink() or not re.fullmatch(names, p.relative_to(folder).as_posix())
+           for p in entries):
+        return None
+    try:
+        for path in (p for p in entries if p.suffix == ".safetensors"):
+            with safetensors.safe_open(path, framework="pt") as f:
+                if (f.metadata() or {}).get(SAVED_BY) != writer:
+                    return None
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except Exception:  # unreadable, or no config.json: not what the writer leaves
+        return None
+    return config if isinstance(config, dict) else None
 
 
 # %% pretraining.ipynb cell 70, 5.5 Loading pretrained weights from OpenAI
@@ -459,6 +541,8 @@ __all__ = [
     'gpt2_tensors',
     'load_weights_into_gpt',
     'save_gpt2_safetensors',
+    'SAVED_BY',
+    'write_model_folder',
     'load_gpt2',
     'read_config_json',
     'BOOK_GPT2_SIZES',

@@ -6,25 +6,34 @@
 
 """Chapter 5, section 5.9 (beyond the book): Llama 3 and Qwen3 checkpoints in their published
 Hugging Face format (config.json, safetensors, one file or shards with an index) loaded into
-chapter 4's ModernGPTModel without a second copy in memory."""
+chapter 4's ModernGPTModel without a second copy in memory, and saved back in that format."""
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import safetensors
+import safetensors.torch
 import tiktoken
 import tiktoken.load
 import tokenizers
 import torch
+from torch import nn
 
 from shared import (
+    SAVED_BY,
+    GPTModel,
     ModernGPTModel,
     check,
     check_choice,
     check_entries,
     mirror_dir,
     read_config_json,
+    validate_modern_config,
+    write_model_folder,
 )
+from shared.data import check_safetensors
 
 
 # %% pretraining.ipynb cell 127, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
@@ -77,11 +86,9 @@ def config_from_hf(hf: dict) -> dict:
 # %% pretraining.ipynb cell 129, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3 checkpoint -> our parameter's name."""
-    layout = {"model.embed_tokens.weight": "tok_emb.weight",
-              "model.norm.weight": "final_norm.weight"}
-    if not model.cfg["tie_weights"]:
-        layout["lm_head.weight"] = "out_head.weight"
+    """Each tensor name of a Hugging Face Llama/Qwen3 checkpoint -> our parameter's name, in
+    the order transformers stores them."""
+    layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
         attention.update(q_norm="q_norm", k_norm="k_norm")
@@ -99,22 +106,39 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
         for theirs, mine in experts.items():
             for part in ("gate", "up", "down"):
                 layout[f"{hf}mlp.{theirs}{part}_proj.weight"] = f"{ours}ff.{mine}{part}.weight"
+    layout["model.norm.weight"] = "final_norm.weight"
+    if not model.cfg["tie_weights"]:  # a tied head is the embedding: no tensor of its own
+        layout["lm_head.weight"] = "out_head.weight"
     return layout
 
 
 # %% pretraining.ipynb cell 130, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def tensor_files(folder: Path) -> dict[str, Path]:
-    """Each tensor name of a model folder -> the safetensors file that holds it."""
-    index = folder / "model.safetensors.index.json"
+    """Each tensor name of a model folder -> the safetensors file that holds it. Each file is
+    checked whole first: an interrupted download can leave an index without all its shards,
+    or a file cut short, and neither may pass for a model."""
+    index, single = folder / "model.safetensors.index.json", folder / "model.safetensors"
     if index.is_file():  # shards: the index says where each tensor is
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        return {name: folder / file for name, file in weight_map.items()}
-    single = folder / "model.safetensors"
-    check(single.is_file(), f"{folder} has neither model.safetensors nor "
-          "model.safetensors.index.json", FileNotFoundError)
-    with safetensors.safe_open(single, framework="pt") as f:
-        return dict.fromkeys(f.keys(), single)
+        files = {name: folder / file for name, file in weight_map.items()}
+    else:
+        check(single.is_file(), f"{folder} has neither model.safetensors nor "
+              "model.safetensors.index.json", FileNotFoundError)
+        files = {}
+    for path in sorted(set(files.values())) if files else [single]:
+        check(path.is_file(), f"{path.name}, which {index.name} lists, is missing in {folder}: "
+              "an interrupted download? download_open_model fetches what is missing",
+              FileNotFoundError)
+        try:
+            check_safetensors(path)  # its header against its size: a few bytes read
+        except ValueError as error:
+            raise ValueError(f"{path.name} is not a complete safetensors file ({error}): "
+                             "download it again") from None
+    if not files:
+        with safetensors.safe_open(single, framework="pt") as f:
+            files = dict.fromkeys(f.keys(), single)
+    return files
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
@@ -173,7 +197,200 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "*.json", "*.safetensors", "original/tokenizer.model"]))
 
 
-# %% pretraining.ipynb cell 137, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 137, Saving a model in the published format (beyond the book)
+
+# The families the course writes, by config.json's model_type: transformers' class for it,
+# whether a ModernGPTModel configuration is of that family, and the keys only it has. Another
+# family (Gemma 3) is one more entry, with its tensor names in hf_layout.
+OPEN_MODEL_FAMILIES = {
+    "llama": ("LlamaForCausalLM", lambda cfg: not cfg["qk_norm"] and not cfg["num_experts"],
+              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "mlp_bias": False}),
+    "qwen3": ("Qwen3ForCausalLM", lambda cfg: cfg["qk_norm"] and not cfg["num_experts"],
+              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "use_sliding_window": False}),
+    "qwen3_moe": ("Qwen3MoeForCausalLM", lambda cfg: cfg["qk_norm"] and cfg["num_experts"] > 0,
+                  lambda cfg: {"num_experts": cfg["num_experts"], "decoder_sparse_step": 1,
+                               "num_experts_per_tok": cfg["num_experts_per_tok"],
+                               "moe_intermediate_size": cfg["moe_hidden_dim"],
+                               "norm_topk_prob": cfg["norm_topk_prob"], "mlp_only_layers": []}),
+}
+
+
+def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
+    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
+    the published Llama 3 and Qwen3 folders spell it (rope_theta and rope_scaling, torch_dtype),
+    which transformers 4 and 5 both read."""
+    families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
+    check(families, lambda: f"no family the course saves has qk_norm={cfg['qk_norm']} with "
+          f"num_experts={cfg['num_experts']} (a mixture of experts is Qwen3's, with QK-norm)")
+    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3 and Qwen3 have no query/key/value "
+          "biases, so their config.json cannot describe this model")
+    architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
+    rope = cfg["rope_freq"]
+    return {"architectures": [architecture], "model_type": families[0],
+            "vocab_size": cfg["vocab_size"], "hidden_size": cfg["emb_dim"],
+            "num_hidden_layers": cfg["n_layers"], "num_attention_heads": cfg["n_heads"],
+            "num_key_value_heads": cfg["n_kv_groups"], "head_dim": cfg["head_dim"],
+            "max_position_embeddings": cfg["context_length"], "rms_norm_eps": cfg["norm_eps"],
+            "rope_theta": cfg["rope_base"], "rope_scaling": rope and {
+                "rope_type": "llama3", "factor": rope["factor"],
+                "low_freq_factor": rope["low_freq_factor"],
+                "high_freq_factor": rope["high_freq_factor"],
+                "original_max_position_embeddings": rope["original_context_length"]},
+            "hidden_act": "silu", "attention_bias": False,
+            "tie_word_embeddings": cfg["tie_weights"],
+            "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
+
+
+# %% pretraining.ipynb cell 139, Saving a model in the published format (beyond the book)
+
+_SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
+               r"|original")  # what save_open_model writes, and below what it copies
+SOURCE_FILES = ("generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+                "chat_template.jinja", "original/tokenizer.model")
+_SAVED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # as transformers reads them
+
+
+def save_open_model(model: ModernGPTModel, folder: str | Path, *,
+                    dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
+                    source: str | Path | None = None, replace: bool = False) -> Path:
+    """Write `model` as a Hugging Face folder that load_open_model and transformers'
+    from_pretrained read, as the published Llama 3 and Qwen3 are written: config.json and
+    model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index;
+    a tied head is not stored apart from the embedding. dtype None keeps the model's own.
+
+    `source`, the folder the model was loaded from, gives the tokenizer's files,
+    generation_config.json, and config.json's settings other than the architecture (its
+    special tokens' ids); it must describe this model. Everything is checked before anything
+    is written, and the folder is written whole or not at all (write_model_folder): a model of
+    the same architecture that this function saved there before is replaced, a folder holding
+    anything else only with replace=True.
+    """
+    check_open_model(model)
+    stored = {p.dtype for p in model.parameters()}
+    check(dtype in (None, *_SAVED_DTYPES), f"dtype must be None or one of "
+          f"{', '.join(map(str, _SAVED_DTYPES))}, got {dtype!r}")
+    check(dtype is not None or len(stored) == 1, lambda: f"the model's parameters have several "
+          f"dtypes ({', '.join(sorted(map(str, stored)))}): pass the one to save as dtype=")
+    dtype = dtype or stored.pop()
+    shard_bytes = _size_in_bytes(max_shard_size)
+    folder = Path(folder)
+    parts = Path(folder.absolute()).parts  # <cache>/models--Qwen--Qwen3-0.6B/snapshots/<hash>
+    check(not any(a.startswith("models--") and b == "snapshots" for a, b in zip(parts, parts[1:])),
+          f"{folder} is in Hugging Face's download cache, where the next load would take it "
+          "for the published model: choose a folder of your own")
+    config = config_to_hf(model.cfg, dtype)
+    if source is not None:
+        config = {**_settings_of(Path(source), model, folder), **config}
+
+    layout, state = hf_layout(model), model.state_dict()
+    sizes = {name: state[ours].numel() * dtype.itemsize for name, ours in layout.items()}
+    shards, size = [[]], 0  # tensor names, in order: at most shard_bytes a file, or one tensor
+    for name, nbytes in sizes.items():
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    files = {"model.safetensors": shards[0]} if len(shards) == 1 else {
+        f"model-{i:05d}-of-{len(shards):05d}.safetensors": names
+        for i, names in enumerate(shards, start=1)}
+
+    def write(tmp: Path) -> None:
+        for file, names in files.items():  # one file's tensors in memory at a time
+            tensors = {name: state[layout[name]].detach().to("cpu", dtype).contiguous()
+                       for name in names}
+            safetensors.torch.save_file(tensors, tmp / file,
+                                        metadata={"format": "pt", SAVED_BY: "save_open_model"})
+        if len(files) > 1:  # as transformers writes it
+            index = {"metadata": {"total_parameters": sum(p.numel() for p in model.parameters()),
+                                  "total_size": sum(sizes.values())},
+                     "weight_map": {name: file for file, names in files.items() for name in names}}
+            (tmp / "model.safetensors.index.json").write_text(
+                json.dumps(index, indent=2, sort_keys=True) + "\n")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        for name in SOURCE_FILES if source is not None else ():
+            if (Path(source) / name).is_file():
+                (tmp / name).parent.mkdir(exist_ok=True)
+                shutil.copyfile(Path(source) / name, tmp / name)
+
+    names = "|".join([_SAVED_FILES, *map(re.escape, SOURCE_FILES)])
+    same = {key: value for key, value in config_to_hf(model.cfg, dtype).items()
+            if key != "torch_dtype"}  # the architecture: the old folder's must be the same
+    write_model_folder(folder, write, "save_open_model", names, same, replace)
+    return folder
+
+
+def check_open_model(model) -> None:
+    """Refuse, saying what to do instead, a model that save_open_model would write wrongly: not
+    a ModernGPTModel, a classifier, or one with modules or parameters ModernGPTModel(model.cfg)
+    does not have (an unmerged LoRA adapter)."""
+    check(isinstance(model, ModernGPTModel), lambda: f"model must be a ModernGPTModel, got "
+          f"{type(model).__name__}" + (": save a GPTModel with save_gpt2_safetensors (5.5)"
+                                       if isinstance(model, GPTModel) else ""), TypeError)
+    head, vocab_size = model.out_head, model.cfg["vocab_size"]
+    outputs = model.cfg.get("num_classes") or (
+        head.weight.shape[0] if isinstance(head, nn.Linear) else vocab_size)
+    check(outputs == vocab_size, f"model has a classification head ({outputs} outputs, the "
+          f"vocabulary has {vocab_size}), which a language model's folder has no place for: save "
+          "a classifier with save_checkpoint (5.4) and load it into a model given the same head")
+    overridden = [name for name in ("forward", "hidden_states")
+                  if getattr(type(model), name) is not getattr(ModernGPTModel, name)]
+    check(not overridden, f"{type(model).__name__} overrides ModernGPTModel's "
+          f"{' and '.join(overridden)}, which the saved folder would not compute", TypeError)
+    with torch.device("meta"):  # shapes and types only: no memory, no random draws
+        reference = ModernGPTModel(model.cfg)
+    expected = dict(reference.named_modules())
+    odd = [f"{name}: a {type(module).__name__} where ModernGPTModel has a "
+           f"{type(expected[name]).__name__}" for name, module in model.named_modules()
+           if name in expected and type(module) is not type(expected[name])]
+    check(not odd, lambda: f"model has modules save_open_model cannot write: "
+          f"{'; '.join(odd[:3])}. An unmerged LoRA adapter (6.9) is merged first: merge each "
+          "adapter into its linear layer (with torch.no_grad(): layer.linear.weight += "
+          "layer.lora.scaling * (layer.lora.A @ layer.lora.B).T), then put layer.linear in "
+          "the adapter's place", TypeError)
+    found, wanted = (dict(m.named_parameters()) for m in (model, reference))
+    odd = [f"{name} {tuple(found[name].shape) if name in found else 'missing'}, expected "
+           f"{tuple(p.shape)}" for name, p in wanted.items()
+           if name not in found or found[name].shape != p.shape]
+    odd += [f"{name}, which ModernGPTModel does not have" for name in found if name not in wanted]
+    check(not odd, lambda: f"model's parameters are not ModernGPTModel(model.cfg)'s: "
+          f"{'; '.join(odd[:3])}")
+    on_meta = [name for name, p in found.items() if p.is_meta]
+    check(not on_meta, lambda: f"model is on the meta device ({on_meta[0]} has a shape but no "
+          "values): load or train its weights first")
+
+
+def _size_in_bytes(size: int | str) -> int:
+    """max_shard_size as a number of bytes: an int, or a string such as "5GB" or "500MB"."""
+    match = (re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]B)", size.strip(), re.IGNORECASE)
+             if isinstance(size, str) else None)
+    value = (float(match[1]) * _SIZE_UNITS[match[2].upper()] if match else
+             size if isinstance(size, int) and not isinstance(size, bool) else 0)
+    check(value >= 1, f"max_shard_size must be a number of bytes or a size such as '5GB' (KB, "
+          f"MB, GB, TB: powers of 1000), got {size!r}")
+    return int(value)
+
+
+def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
+    """The source folder's config.json without what config_to_hf writes (the architecture, in
+    its spelling, and the dtype), refused unless it describes `model`."""
+    check((source / "config.json").is_file(), f"no config.json in {source}: source must be the "
+          "Hugging Face folder the model was loaded from", FileNotFoundError)
+    check(source.resolve() != folder.resolve(), f"the folder to write is source itself "
+          f"({source}): save to another folder, and keep the one the model came from")
+    hf = read_config_json(source / "config.json", OPEN_MODEL_TYPES)
+    theirs = validate_modern_config(config_from_hf(hf))  # with the defaults filled in
+    differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in
+              theirs.items() if key not in ("drop_rate", "sdpa") and value != model.cfg[key]]
+    check(not differ, lambda: f"source {source} describes another model: {'; '.join(differ[:3])}")
+    written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",
+               "num_local_experts", "transformers_version"}  # spelt by config_to_hf, or stale
+    return {key: value for key, value in hf.items() if key not in written}
+
+
+# %% pretraining.ipynb cell 143, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -213,7 +430,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% pretraining.ipynb cell 139, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 145, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -236,6 +453,11 @@ __all__ = [
     'tensor_files',
     'load_open_model',
     'download_open_model',
+    'OPEN_MODEL_FAMILIES',
+    'config_to_hf',
+    'SOURCE_FILES',
+    'save_open_model',
+    'check_open_model',
     'LLAMA3_SPLIT_PATTERN',
     'LLAMA3_SPECIAL_TOKENS',
     'load_llama3_tokenizer',

@@ -200,3 +200,61 @@ def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, con
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match=message):
         load_gpt2(tmp_path)
+
+
+def test_a_modern_model_is_pointed_to_save_open_model(tmp_path):
+    from conftest import tiny_qwen3
+
+    with pytest.raises(TypeError, match=r"gpt is a ModernGPTModel.*save it with "
+                                        r"save_open_model"):
+        save_gpt2_safetensors(tiny_qwen3(), tmp_path / "modern")
+    assert list(tmp_path.iterdir()) == []
+
+
+def folder_files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_folder_holding_anything_else_is_replaced_only_when_asked_and_then_whole(tmp_path):
+    folder = tmp_path / "export"
+    random_hf_model(vocab_size=300, n_positions=32, n_embd=64, n_layer=2,
+                    n_head=4).save_pretrained(folder)  # another model's files
+    before = folder_files(folder)
+    with pytest.raises(FileExistsError, match=r"export holds config\.json, "
+                                              r"generation_config\.json, model\.safetensors, "
+                                              r"which save_gpt2_safetensors did not write: "
+                                              r"pass replace=True"):
+        save_gpt2_safetensors(GPTModel(SMALL), folder)
+    assert folder_files(folder) == before
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(FileExistsError, match="a-file is a file"):
+        save_gpt2_safetensors(GPTModel(SMALL), tmp_path / "a-file")
+
+    save_gpt2_safetensors(GPTModel(SMALL), folder, replace=True)
+    assert sorted(folder_files(folder)) == ["config.json", "model.safetensors"]
+    torch.manual_seed(1)
+    second = GPTModel(SMALL)
+    save_gpt2_safetensors(second, folder)  # its own earlier save: replaced without asking
+    assert torch.equal(load_gpt2(folder).tok_emb.weight, second.tok_emb.weight)
+    with pytest.raises(FileExistsError, match=r"export holds another model, which "
+                                              r"save_gpt2_safetensors saved: n_layer=2 \(this "
+                                              r"model's: 1\); pass replace=True"):
+        save_gpt2_safetensors(GPTModel({**SMALL, "n_layers": 1}), folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "export"]
+
+
+def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    folder = tmp_path / "export"
+    save_gpt2_safetensors(GPTModel(SMALL), folder)
+    before = folder_files(folder)
+
+    def config_fails(self, *args, **kwargs):  # the weights are written, then config.json fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(folder), "write_text", config_fails)
+    torch.manual_seed(1)
+    with pytest.raises(OSError, match="No space left"):
+        save_gpt2_safetensors(GPTModel(SMALL), folder)
+    monkeypatch.undo()
+    assert folder_files(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]

@@ -11,8 +11,10 @@ import tokenizers
 import torch
 import transformers
 
+from conftest import TINY_GPT
 from shared import (
     OPEN_MODEL_CONFIGS,
+    GPTModel,
     HFTokenizer,
     chat_prompt,
     config_from_hf,
@@ -20,6 +22,7 @@ from shared import (
     load_llama3_tokenizer,
     load_open_model,
     read_text,
+    save_open_model,
 )
 
 
@@ -272,3 +275,228 @@ def test_qwen3_tokenizer_matches_transformers_and_the_book(qwen3_tokenizer_folde
 def test_tokenizer_bad_inputs_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# Saving (save_open_model): what the course writes, transformers reads into the same logits.
+def course_round_trip(name, tmp_path, **options):
+    """transformers' model saved as published, loaded by the course, saved by the course, and
+    read back by transformers: (the original, the course's model, what transformers read)."""
+    reference = saved(name, tmp_path / "published", shard="1GB")
+    model = load_open_model(tmp_path / "published")
+    folder = save_open_model(model, tmp_path / "ours", **options)
+    reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    return reference, model, reread
+
+
+def stored_tensors(folder):
+    return {name: tensor for path in sorted(folder.glob("*.safetensors"))
+            for name, tensor in safetensors.torch.load_file(path).items()}
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_a_saved_model_reads_back_in_transformers_with_the_same_logits_and_tokens(name,
+                                                                                  tmp_path):
+    reference, model, reread = course_round_trip(name, tmp_path)
+    assert type(reread) is type(reference)
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-5
+    greedy = dict(max_new_tokens=10, do_sample=False, pad_token_id=0)
+    assert torch.equal(reread.generate(ids[:1, :4], **greedy),
+                       reference.generate(ids[:1, :4], **greedy))
+    stored = stored_tensors(tmp_path / "ours")  # a tied head is the embedding, stored once
+    assert ("lm_head.weight" in stored) == (not model.cfg["tie_weights"])
+    reloaded = load_open_model(tmp_path / "ours")
+    assert reloaded.cfg == model.cfg
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(),
+                                                  model.state_dict().values()))
+    config = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert config["torch_dtype"] == "float32" and "rope_parameters" not in config  # published
+
+
+def test_a_sharded_save_has_transformers_names_and_index_and_reads_back(tmp_path):
+    reference, model, reread = course_round_trip("qwen3_moe", tmp_path, max_shard_size="100KB")
+    folder = tmp_path / "ours"
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 2
+    assert [p.name for p in shards] == [f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                                        for i in range(1, len(shards) + 1)]
+    assert not (folder / "model.safetensors").exists()
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    stored = stored_tensors(folder)
+    assert index["weight_map"].keys() == stored.keys()
+    assert index["metadata"]["total_size"] == sum(t.nbytes for t in stored.values())
+    for shard in shards:  # at most 100 kB, unless one tensor alone is larger
+        names = safetensors.torch.load_file(shard)
+        assert sum(t.nbytes for t in names.values()) <= 100_000 or len(names) == 1
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-5
+
+
+def test_bfloat16_halves_the_files_and_rounds_the_weights(tmp_path):
+    saved("llama3", tmp_path / "published", shard="1GB")
+    model = load_open_model(tmp_path / "published")  # float32, as transformers saved it
+    save_open_model(model, tmp_path / "f32")
+    save_open_model(model, tmp_path / "bf16", dtype=torch.bfloat16)
+    sizes = [(tmp_path / kind / "model.safetensors").stat().st_size for kind in ("f32", "bf16")]
+    assert 0.49 < sizes[1] / sizes[0] < 0.51
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["torch_dtype"] == \
+        "bfloat16"
+    rounded = load_open_model(tmp_path / "bf16")
+    assert rounded.tok_emb.weight.dtype == torch.bfloat16
+    assert torch.equal(rounded.tok_emb.weight, model.tok_emb.weight.bfloat16())
+    assert model.tok_emb.weight.dtype == torch.float32  # the model itself is not changed
+
+
+def test_source_gives_the_tokenizer_files_and_token_ids_and_must_be_this_model(tmp_path):
+    published = tmp_path / "published"
+    saved("qwen3", published, shard="1GB")
+    rewrite_config(published, eos_token_id=7, rope_parameters=None, rope_theta=10_000.0,
+                   transformers_version="5.24.0")
+    (published / "tokenizer.json").write_text("{}")
+    (published / "README.md").write_text("the original's model card")
+    model = load_open_model(published)
+    save_open_model(model, tmp_path / "ours", source=published)
+    assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]
+    config = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert config["eos_token_id"] == 7 and config["rope_theta"] == 10_000.0
+    assert "transformers_version" not in config
+    other = tmp_path / "other"
+    saved("llama3", other, shard="1GB")
+    with pytest.raises(ValueError, match=r"source .*other describes another model: .*"
+                                         r"qk_norm=False, the model has True"):
+        save_open_model(model, tmp_path / "mixed", source=other)
+    with pytest.raises(ValueError, match="the folder to write is source itself"):
+        save_open_model(model, published, source=published, replace=True)
+    assert not (tmp_path / "mixed").exists()
+
+
+def tiny_modern(**change):
+    from conftest import tiny_qwen3
+
+    return tiny_qwen3(**{"vocab_size": 300, **change})
+
+
+def with_lora(model):
+    from ch06_classification.classification import replace_linear_with_lora
+
+    return replace_linear_with_lora(model, rank=2, alpha=4)
+
+
+def with_classifier(model):
+    from ch06_classification.classification import add_classification_head
+
+    return add_classification_head(model, 3)
+
+
+@pytest.mark.parametrize("make, options, error, message", [
+    (lambda: with_classifier(tiny_modern()), {}, ValueError,
+     r"model has a classification head \(3 outputs, the vocabulary has 300\).*save a "
+     r"classifier with save_checkpoint"),
+    (lambda: with_lora(tiny_modern()), {}, TypeError,
+     r"trf_blocks\.0\.att\.W_query: a LinearWithLoRA where ModernGPTModel has a Linear.*"
+     r"merge each adapter into its linear layer"),
+    (lambda: GPTModel({**TINY_GPT, "vocab_size": 300}), {}, TypeError,
+     r"model must be a ModernGPTModel, got GPTModel: save a GPTModel with "
+     r"save_gpt2_safetensors"),
+    (lambda: tiny_modern(qkv_bias=True), {}, ValueError, "qkv_bias=True"),
+    (lambda: tiny_modern(num_experts=2, num_experts_per_tok=1, moe_hidden_dim=8,
+                         qk_norm=False), {}, ValueError, "no family"),
+    (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be None or one of"),
+    (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError,
+     r"max_shard_size must be a number of bytes or a size such as '5GB'"),
+    (tiny_modern, {"max_shard_size": 0}, ValueError, "max_shard_size"),
+    (tiny_modern, {"replace": "yes"}, TypeError, "replace must be True or False"),
+    (tiny_modern, {"source": "nowhere"}, FileNotFoundError, "no config.json in nowhere"),
+])
+def test_what_cannot_be_saved_is_refused_before_anything_is_written(tmp_path, make, options,
+                                                                    error, message):
+    with pytest.raises(error, match=message):
+        save_open_model(make(), tmp_path / "out", **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def test_a_folder_holding_anything_else_is_replaced_only_when_asked_and_then_whole(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"out holds notes\.txt, which save_open_model "
+                                              r"did not write: pass replace=True"):
+        save_open_model(tiny_modern(), folder)
+    assert snapshot(folder) == {"notes.txt": b"mine"}
+    published = tmp_path / "published"  # another model's files, as transformers writes them
+    saved("qwen3", published, shard="1GB")
+    before = snapshot(published)
+    with pytest.raises(FileExistsError, match="did not write"):
+        save_open_model(tiny_modern(), published)
+    assert snapshot(published) == before
+
+    save_open_model(tiny_modern(), folder, max_shard_size="10KB", replace=True)
+    assert "notes.txt" not in snapshot(folder) and len(list(folder.glob("model-*"))) > 2
+    save_open_model(tiny_modern(seed=1), folder)  # its own earlier save: replaced, no question
+    assert sorted(snapshot(folder)) == ["config.json", "model.safetensors"]  # no old shard
+    assert torch.equal(load_open_model(folder).tok_emb.weight, tiny_modern(seed=1).tok_emb.weight)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    folder = tmp_path / "out"
+    save_open_model(tiny_modern(), folder, max_shard_size="10KB")
+    before = snapshot(folder)
+    written = []
+
+    def disk_full_at_the_second_file(tensors, path, metadata=None):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        original_save(tensors, path, metadata=metadata)
+
+    original_save = safetensors.torch.save_file
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full_at_the_second_file)
+    with pytest.raises(OSError, match="No space left"):
+        save_open_model(tiny_modern(seed=1), folder, max_shard_size="10KB")
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
+    with pytest.raises(OSError, match="No space left"):
+        save_open_model(tiny_modern(seed=1), tmp_path / "new", max_shard_size="10KB")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_hugging_face_cache_folder_is_never_written(tmp_path):
+    snapshot_folder = tmp_path / "hub" / "models--Qwen--Qwen3-0.6B" / "snapshots" / "abc123"
+    with pytest.raises(ValueError, match="Hugging Face's download cache"):
+        save_open_model(tiny_modern(), snapshot_folder, replace=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_incomplete_folder_is_named_before_any_tensor_is_read(tmp_path):
+    """What an interrupted download can leave: an index naming a shard that is not there, or a
+    shard cut short. Each is named, with what to do, instead of a raw error."""
+    saved("qwen3", tmp_path)
+    shards = sorted(tmp_path.glob("model-*.safetensors"))
+    shards[1].unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{shards[1].name}, which model\.safetensors\."
+                                                r"index\.json lists, is missing.*download"):
+        load_open_model(tmp_path)
+    saved("qwen3", tmp_path)
+    shards[2].write_bytes(shards[2].read_bytes()[:-100])
+    with pytest.raises(ValueError, match=rf"{shards[2].name} is not a complete safetensors file"
+                                         r".*truncated.*download"):
+        load_open_model(tmp_path)
+
+
+def test_an_earlier_save_of_another_architecture_is_not_replaced_unasked(tmp_path):
+    save_open_model(tiny_modern(), tmp_path / "out")
+    with pytest.raises(FileExistsError, match=r"out holds another model, which save_open_model "
+                                              r"saved: num_hidden_layers=1 \(this model's: 2\)"):
+        save_open_model(tiny_modern(n_layers=2), tmp_path / "out")
+    assert load_open_model(tmp_path / "out").cfg["n_layers"] == 1
+    save_open_model(tiny_modern(n_layers=2), tmp_path / "out", replace=True)
+    assert load_open_model(tmp_path / "out").cfg["n_layers"] == 2
