@@ -1,8 +1,17 @@
 """Pretrain a GPT on a folder of text files, on one CPU or GPU, or on many with torchrun.
 
-    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000
-    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/small --steps 2000 --resume
-                                        # after a stop: Ctrl-C, SIGTERM or --stop-after
+A first run, small enough for a laptop's CPU (minutes; the README says how long it took where):
+
+    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/tiny \\
+        --emb-dim 128 --n-layers 2 --n-heads 4 --context 64 --steps 300
+    python ch05_pretraining/pretrain.py --data my_texts/ --out runs/tiny --resume --steps 600
+                                        # after a stop (Ctrl-C, SIGTERM, --stop-after) or to go on
+    python ch05_pretraining/pretrain.py --out runs/tiny --generate "Every effort moves you"
+    python ch05_pretraining/pretrain.py --out runs/tiny --export runs/tiny-hf  # for transformers
+
+Without the size flags it trains GPT-2 small (124 M parameters, a 2 GB checkpoint): a GPU's
+work (a CPU takes tens of seconds a step, and warns when its estimate is hours). On many GPUs:
+
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
 Everything is chapter 5's: GPTModel and train_model, appendix D's loop (linear warmup, cosine
@@ -33,14 +42,20 @@ at scale needs:
   may round differently from run to run, to rounding. This script does not request
   deterministic algorithms; for bit for bit on a GPU, add
   torch.use_deterministic_algorithms(True) at its start (chapter 5, section 5.4.1). --resume
-  refuses a checkpoint of another model, seed, data or training settings (--lr, --batch x
-  processes, ...; a new --steps is allowed, and stretches the schedule). OUT/log.jsonl records
-  the evaluations (after a resume, without the steps run again).
-* A run never destroys another's work. A new run into a folder that holds one is refused
-  unless told --resume or --overwrite; while a run trains, OUT/run.lock is locked (by the
-  kernel, so a killed run leaves no stale lock) and a second run into OUT is refused, naming
-  the first. SIGTERM (kill, timeout, a job scheduler's time limit) and Ctrl-C stop the run at
-  the end of the step under way, with a checkpoint; a second Ctrl-C stops it at once.
+  takes the model's and the training's settings from the checkpoint: a flag given that differs
+  from the run's is refused by name (a new --steps is allowed, and stretches the schedule; so
+  are --eval-every, --eval-batches and --checkpoint-every). OUT/log.jsonl records the
+  evaluations (after a resume, without the steps run again); OUT/weights-rank<r>.sha256 the
+  sha256 of each process's final weights (equal: the replicas stayed identical).
+* load_run(OUT) returns the run's model (GPTModel); --generate and --export use it.
+* A run never destroys another's work. A new run into a folder that holds one, or files no
+  run writes, is refused unless told --resume or --overwrite (which replaces the folder's
+  contents whole, once the new run has trained a step); while a run trains, OUT/run.lock is
+  locked (by the kernel, so a killed run leaves no stale lock) and a second run into OUT is
+  refused, naming the first. SIGTERM (kill, timeout, a job scheduler's time limit) and Ctrl-C
+  stop the run at the end of the step under way, with a checkpoint; a second Ctrl-C stops it
+  at once. A loss or weights that become nan or infinite stop the run at that step, without
+  saving them: the checkpoint keeps the last good step.
 """
 
 import argparse
@@ -48,6 +63,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -61,6 +77,7 @@ import tiktoken
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 
 try:
@@ -71,7 +88,9 @@ except ImportError:
 from shared import (
     GPT2_SIZES,
     GPTModel,
+    check_finite,
     cosine_schedule,
+    generate,
     generator_problems,
     generator_states,
     get_device,
@@ -80,7 +99,10 @@ from shared import (
     load_checkpoint,
     restore_generators,
     save_checkpoint,
+    save_gpt2_safetensors,
     supports_fast_bf16,
+    text_to_token_ids,
+    token_ids_to_text,
     train_model,
     write_atomically,
 )
@@ -232,41 +254,66 @@ POSITIVE = _number(float, 0, low_inclusive=False)
 RATE = _number(float, 0, high=1)     # dropout, validation share: [0, 1)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, checked: raises UsageError naming the flag before any work starts."""
-    parser = _Parser(description=__doc__.split("\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each flag's default after its help (none for a flag
+    whose default is no value: its help says what it means)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# Flags that only say how this invocation runs (not the run's model or training), and those a
+# resume may change: the run's other settings come from its checkpoint.
+RESUME_MAY_CHANGE = {"data", "out", "resume", "steps", "stop_after", "eval_every",
+                     "eval_batches", "checkpoint_every", "compile", "quiet",
+                     "release_freed_memory"}
+USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k", "seed"}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(description=__doc__.split("\n")[0], formatter_class=_Formatter,
                      epilog="\n".join(__doc__.split("\n")[1:]))
-    parser.add_argument("--data", type=_path, required=True, help="folder of .txt files")
+    parser.add_argument("--data", type=_path, help="folder of .txt files (needed to train)")
     parser.add_argument("--out", type=_path, required=True,
-                        help="folder for tokens, checkpoints and the log")
+                        help="the run's folder: tokens, checkpoint, log")
     parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES),
-                        help='quoted, as in --size "gpt2-medium (355M)"')
+                        help='the model, quoted, as in --size "gpt2-medium (355M)"')
     parser.add_argument("--emb-dim", type=COUNT, help="override the size's width")
     parser.add_argument("--n-layers", type=COUNT, help="override the size's depth")
     parser.add_argument("--n-heads", type=COUNT, help="override the size's heads")
-    parser.add_argument("--context", type=COUNT, default=256)
-    parser.add_argument("--drop-rate", type=RATE, default=0.1)
+    parser.add_argument("--context", type=COUNT, default=256, help="tokens the model reads")
+    parser.add_argument("--drop-rate", type=RATE, default=0.1, help="dropout")
     parser.add_argument("--batch", type=COUNT, default=8,
                         help="sequences per process per micro-batch (a step takes --grad-accum "
                              "of them)")
     parser.add_argument("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
-    parser.add_argument("--steps", type=COUNT, default=1000)
+    parser.add_argument("--steps", type=COUNT, default=1000, help="steps of the whole run")
     parser.add_argument("--lr", type=POSITIVE, default=6e-4, help="peak learning rate")
-    parser.add_argument("--min-lr", type=_number(float, 0), default=6e-5)
-    parser.add_argument("--warmup-steps", type=NON_NEGATIVE, default=100)
-    parser.add_argument("--weight-decay", type=_number(float, 0), default=0.1)
-    parser.add_argument("--max-grad-norm", type=POSITIVE, default=1.0)
-    parser.add_argument("--val-fraction", type=_number(float, 0, False, 1), default=0.1)
-    parser.add_argument("--eval-every", type=COUNT, default=100)
-    parser.add_argument("--eval-batches", type=COUNT, default=10)
-    parser.add_argument("--checkpoint-every", type=COUNT, default=500)
+    parser.add_argument("--min-lr", type=_number(float, 0), default=6e-5,
+                        help="learning rate at the last step")
+    parser.add_argument("--warmup-steps", type=NON_NEGATIVE, default=100,
+                        help="steps of linear warmup; gradient clipping starts after them")
+    parser.add_argument("--weight-decay", type=_number(float, 0), default=0.1, help="AdamW's")
+    parser.add_argument("--max-grad-norm", type=POSITIVE, default=1.0, help="clipping")
+    parser.add_argument("--val-fraction", type=_number(float, 0, False, 1), default=0.1,
+                        help="the last share of the tokens, held out for validation")
+    parser.add_argument("--eval-every", type=COUNT, default=100,
+                        help="steps between evaluations (printed, and logged in OUT/log.jsonl)")
+    parser.add_argument("--eval-batches", type=COUNT, default=10, help="batches per evaluation")
+    parser.add_argument("--checkpoint-every", type=COUNT, default=500,
+                        help="steps between checkpoints (and one at the end)")
     # Data windows are seeded by seed * 1_000_003 + step, and torch's seeds end at 2**64.
-    parser.add_argument("--seed", type=_number(int, 0, high=2**32), default=123)
-    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    parser.add_argument("--seed", type=_number(int, 0, high=2**32), default=123,
+                        help="the model's initial weights and the data's windows; --generate's "
+                             "sampling")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/checkpoint.pt; a flag left out takes the "
+                             "run's value, not the default shown here")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in an OUT that holds a run, deleting its checkpoint "
-                             "and log once the new run has trained a step")
+                        help="start afresh in an OUT that holds a run or other files, deleting "
+                             "everything in it once the new run has trained a step")
     parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
     parser.add_argument("--fast", action="store_true",
@@ -276,20 +323,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "for both roles; 38.6 M fewer parameters at GPT-2 small), "
                              "which learns differently")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (the evaluation lines and the rest are printed)")
     parser.add_argument("--release-freed-memory", action="store_true",
                         help="keep glibc's default of returning freed memory to the system")
-    args = parser.parse_args(argv)
+    using = parser.add_argument_group("using a run's model (with --out alone, no training)")
+    using.add_argument("--generate", metavar="PROMPT",
+                       help="print the run's continuation of PROMPT")
+    using.add_argument("--new-tokens", type=COUNT, default=50, help="tokens --generate adds")
+    using.add_argument("--temperature", type=_number(float, 0), default=0.8,
+                       help="--generate's sampling temperature (0: the likeliest token)")
+    using.add_argument("--top-k", type=COUNT, default=40,
+                       help="--generate samples from this many likeliest tokens")
+    using.add_argument("--export", type=_path, metavar="FOLDER",
+                       help="write the run's model as a Hugging Face GPT-2 checkpoint "
+                            "(save_gpt2_safetensors) into FOLDER: a new or empty one, or an "
+                            "earlier export of a model of the same shape, which it replaces")
+    return parser
+
+
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The destinations of the flags the command line gives (not left to their defaults)."""
+    parser = make_parser()
+    for action in parser._actions:  # argparse has no public way to tell given from default
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: raises UsageError naming the flag before any work starts.
+
+    With --resume, the settings the command line leaves out are the run's (its checkpoint's),
+    and one it gives that differs from the run's is refused, naming both values."""
+    args = make_parser().parse_args(argv)
+    given = given_flags(argv)
+    if args.generate is not None or args.export is not None:
+        others = sorted(given - USING_A_RUN)
+        if others:
+            raise UsageError(f"--generate and --export use the run in --out and train nothing: "
+                             f"leave out {', '.join(flag_name(d) for d in others)}")
+        if args.generate is not None and not args.generate.strip():
+            raise UsageError("argument --generate: an empty prompt")
+        if not (args.out / "checkpoint.pt").is_file():
+            raise UsageError(f"--out {args.out} holds no checkpoint.pt: not a run of "
+                             "pretrain.py, or one that saved none yet")
+        return args
     problems = []
+    if args.data is None:
+        problems.append("--data is required to train (--generate and --export need only "
+                        "--out)")
+    elif not args.data.is_dir():
+        problems.append(f"--data {args.data} is not a folder")
     if args.resume and args.overwrite:
         problems.append("--resume continues the run in --out and --overwrite replaces it: "
                         "give one of them")
-    if not args.data.is_dir():
-        problems.append(f"--data {args.data} is not a folder")
     if args.out.exists() and not args.out.is_dir():
         problems.append(f"--out {args.out} is a file, not a folder")
     elif args.resume and not (args.out / "checkpoint.pt").is_file():
         problems.append(f"--resume: {args.out} holds no checkpoint.pt to continue")
+    elif args.resume:
+        problems += take_run_settings(args, given, int(os.environ.get("WORLD_SIZE", "1")))
     if args.min_lr > args.lr:
         problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
     if args.warmup_steps > args.steps:
@@ -304,6 +397,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if problems:
         raise UsageError("; ".join(problems))
     return args
+
+
+def flag_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's dict, its tensors memory-mapped (read only where used)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or damaged?): "
+                         f"{error}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ValueError(f"{path} holds no model configuration (config): not a checkpoint of "
+                         "pretrain.py")
+    return state
+
+
+def run_settings(state: dict, world_size: int) -> dict:
+    """The flags a pretrain.py checkpoint records (those it holds), by destination."""
+    config, training = state["config"], state.get("training") or {}
+    settings = {"emb_dim": config.get("emb_dim"), "n_layers": config.get("n_layers"),
+                "n_heads": config.get("n_heads"), "context": config.get("context_length"),
+                "drop_rate": config.get("drop_rate"), "fast": bool(config.get("tie_weights")),
+                "seed": state.get("seed"), "val_fraction": state.get("val_fraction"),
+                "steps": state.get("steps"), **(state.get("cadence") or {}),
+                **{name: training.get(name) for name in ("grad_accum", "lr", "min_lr",
+                   "warmup_steps", "weight_decay", "max_grad_norm")}}
+    if isinstance(training.get("batch_x_processes"), int):
+        settings["batch"] = training["batch_x_processes"] / world_size
+    return {dest: value for dest, value in settings.items() if value is not None}
+
+
+def take_run_settings(args: argparse.Namespace, given: set[str], world_size: int) -> list[str]:
+    """Set args to the run's settings (from OUT/checkpoint.pt) where the command line leaves
+    them out; return the given flags that differ from the run's, each named with both values."""
+    state = read_checkpoint(args.out / "checkpoint.pt")
+    settings = run_settings(state, world_size)
+    differ = []
+    for dest, value in settings.items():
+        if dest not in given:
+            continue
+        if dest == "batch":
+            if args.batch != value:
+                differ.append(f"--batch {args.batch} on {world_size} process(es) makes "
+                              f"{args.batch * world_size} sequences a step, the run's "
+                              f"{round(value * world_size)}")
+        elif dest == "fast":
+            if args.fast != value:
+                differ.append("--fast: the run was trained without it")
+        elif dest not in RESUME_MAY_CHANGE and getattr(args, dest) != value:
+            differ.append(f"{flag_name(dest)} {getattr(args, dest)} differs from the run's "
+                          f"{value}")
+    if "size" in given:  # a size's dimensions that no flag overrides
+        for dest, value in GPT2_SIZES[args.size].items():
+            if dest not in given and settings.get(dest) not in (None, value):
+                differ.append(f'--size "{args.size}" has {flag_name(dest)} {value}, the '
+                              f"run's {settings[dest]}")
+    if differ:
+        return [f"--resume continues the run in {args.out} with its own settings: "
+                f"{'; '.join(differ)} (leave the flag out, or choose another --out)"]
+    batch = settings.get("batch")
+    if batch is not None and batch != int(batch):
+        return [f"the run's {round(batch * world_size)} sequences a step do not split among "
+                f"{world_size} processes"]
+    for dest, value in settings.items():
+        if dest not in given:
+            setattr(args, dest, int(value) if dest == "batch" else value)
+    return []
 
 
 @dataclass
@@ -435,22 +598,40 @@ def claim_on_every_rank(args: argparse.Namespace, process: Process):
 
 
 RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
+FRESH_FILES = ("tokens.bin", "tokens.json", "run.lock")  # what a new run makes before a step
 
 
 def check_fresh_start(args: argparse.Namespace) -> None:
-    """Refuse a new run into a folder holding a run, unless --resume or --overwrite says what
-    to do with it (--overwrite deletes it once the new run has trained a step: remove_run)."""
+    """Refuse a new run into a folder holding a run or files no run writes, unless --resume
+    or --overwrite says what to do with it (--overwrite deletes them once the new run has
+    trained a step: remove_run)."""
+    if args.resume or args.overwrite:
+        return
     found = [name for name in RUN_FILES if (args.out / name).exists()]
-    if found and not (args.resume or args.overwrite):
+    if found:
         raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
                          "to continue it or --overwrite to replace it, or choose another "
                          "folder")
+    others = sorted(path.name + "/" * path.is_dir() for path in args.out.iterdir()
+                    if path.name not in FRESH_FILES)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
+                                         else "")
+        raise UsageError(f"--out {args.out} holds files that are not a run of pretrain.py "
+                         f"({shown}): choose a new or empty folder, or pass --overwrite to "
+                         "delete everything in it")
 
 
 def remove_run(out: Path) -> None:
-    """Delete a run's files (for --overwrite); the token cache is kept."""
-    for path in [*(out / name for name in RUN_FILES), *out.glob("weights-rank*.sha256")]:
-        path.unlink(missing_ok=True)
+    """Delete everything in `out` but the new run's token cache and lock (for --overwrite):
+    the old run, and any other files, so that nothing of it is mistaken for the new run's."""
+    for path in out.iterdir():
+        if path.name in FRESH_FILES:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 class RunStoppedError(BaseException):
@@ -599,12 +780,32 @@ def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimi
     return state["step"] + 1
 
 
+LONG_CPU_RUN = 3600  # seconds: an estimate above it on a CPU is said, once
+
+
+def long_run_warning(seconds_per_step: float, steps_left: int) -> str | None:
+    """What to say when the rest of a CPU run would take more than LONG_CPU_RUN, else None."""
+    estimate = seconds_per_step * steps_left
+    if estimate <= LONG_CPU_RUN:
+        return None
+    return (f"pretrain.py: at {seconds_per_step:.2g} s a step, the {steps_left:,} steps left "
+            f"take about {estimate / 3600:.1f} h on this CPU. A model that trains in minutes "
+            "there: --emb-dim 128 --n-layers 2 --n-heads 4 --context 64 (or a GPU)")
+
+
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
         start_step: int, signals: StopSignals | None = None) -> None:
     """Train from start_step to the last step, logging, checkpointing and timing.
 
-    Raises RunStoppedError, after checkpointing the step under way, when `signals` asks to stop.
+    Raises RunStoppedError, after checkpointing the step under way, when `signals` asks to stop;
+    FloatingPointError, saving nothing of that step, when its loss (train_model checks it),
+    its evaluated losses or the weights to be saved are nan or infinite: the checkpoint keeps
+    the last step saved before.
     """
     signals = signals or StopSignals()
     train_tokens, val_tokens = tokens
@@ -620,11 +821,15 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                  start_step * args.grad_accum, rank, world_size)
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
-
+    saved = [start_step - 1 if args.resume else None]  # the step checkpoint.pt holds
     old_run = args.overwrite and process.main  # --overwrite: kept until a step is trained
+    step_ends = []  # when the first steps ended, for the CPU's estimate
 
     def after_step(step, train_losses, val_losses):
         nonlocal old_run
+        if step % args.eval_every == 0:  # (train_model stops at a training loss of nan)
+            check_finite("the training loss (evaluated)", train_losses[-1], f" at step {step}")
+            check_finite("the validation loss", val_losses[-1], f" at step {step}")
         if old_run:
             remove_run(args.out)
             old_run = False
@@ -632,6 +837,14 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
                                       "val_loss": val_losses[-1], "time": time.time()}) + "\n")
+            if args.quiet:  # train_model prints its lines only with its bar: the same here
+                print(f"Ep 1 (Step {step:06d}): Train loss {train_losses[-1]:.3f}, "
+                      f"Val loss {val_losses[-1]:.3f}", flush=True)
+        if process.main and process.device.type == "cpu" and len(step_ends) < 2:
+            step_ends.append(time.perf_counter())  # the first step also warms up: timed apart
+            if len(step_ends) == 2 and (warning := long_run_warning(
+                    step_ends[1] - step_ends[0], last_step - step)):
+                tqdm.write(warning, file=sys.stderr)
         signum = signals.requested or 0
         if process.distributed:  # every process stops after the same step, or DDP would hang
             flag = torch.tensor([signum], device=process.device)
@@ -639,6 +852,11 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             signum = int(flag.item())
         stop = signum > 0
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or stop:
+            if not weights_are_finite(model):  # the same in every process: DDP's replicas
+                raise FloatingPointError(f"the weights became nan or infinite at step {step}:"
+                                         " training stopped there, as every later update "
+                                         "would be nan (a lower learning rate usually avoids "
+                                         "it)")
             rng_states = [generator_states()]  # the CPU's generator, and the GPUs'
             if process.distributed:
                 rng_states = [None] * world_size
@@ -649,7 +867,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                 seed=args.seed, data_sha256=data_checksum(args),
                                 val_fraction=args.val_fraction,
                                 training=training_settings(args, world_size),
-                                steps=args.steps)
+                                steps=args.steps, cadence=cadence(args))
+            saved[0] = step
         if stop and step < last_step:
             if process.distributed:  # no process exits while the checkpoint is being written
                 dist.barrier()
@@ -665,20 +884,37 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
               flush=True)
     start = time.perf_counter()
     signals.deferring = True
-    train_model(
-        replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
-        eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
-        tokenizer=None, warmup_steps=args.warmup_steps, start_step=start_step,
-        grad_accum_steps=args.grad_accum,  # the schedule spans the whole run, not this part
-        lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
-        max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
-        autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
+    try:
+        train_model(
+            replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
+            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
+            tokenizer=None, warmup_steps=args.warmup_steps, start_step=start_step,
+            grad_accum_steps=args.grad_accum,  # the schedule spans the whole run, not this part
+            lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
+            max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
+            autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
+    except FloatingPointError as error:
+        kept = (f"{checkpoint_path} keeps step {saved[0]}, the last saved" if saved[0] is not None
+                else f"the run that was in {args.out} is untouched" if old_run
+                else "no checkpoint was saved")
+        raise FloatingPointError(f"{error}; {kept}") from None
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
     if process.main:
         trained = remaining * args.batch * world_size * args.grad_accum * args.context
         print(f"{trained:,} tokens in {seconds:.1f} s: {trained / max(seconds, 1e-9):,.0f} "
               "tokens/s", flush=True)
+        script = os.path.relpath(__file__)
+        print(f"the model after step {last_step}: {checkpoint_path}. Generate from it with\n"
+              f"  python {script} --out {args.out} --generate \"Every effort moves you\"\n"
+              f"or in Python: from ch05_pretraining.pretrain import load_run; "
+              f"model = load_run({str(args.out)!r})", flush=True)
+
+
+def cadence(args: argparse.Namespace) -> dict:
+    """The evaluation and checkpoint intervals, which a resume keeps unless told others."""
+    return {name: getattr(args, name) for name in ("eval_every", "eval_batches",
+                                                   "checkpoint_every")}
 
 
 def trim_log(log_path: Path, start_step: int) -> None:
@@ -703,6 +939,9 @@ def main(argv: list[str] | None = None) -> None:
     """Pretrain as the command line says; raises ValueError or FileNotFoundError on bad input,
     RunStoppedError on SIGTERM or Ctrl-C (after a checkpoint, once training has begun)."""
     args = parse_args(argv)
+    if args.generate is not None or args.export is not None:
+        use_run(args)
+        return
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
     process = set_up_process()
@@ -716,6 +955,37 @@ def main(argv: list[str] | None = None) -> None:
             release_run_folder(lock)
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
+    """The model of the pretrain.py run in `out`, as its checkpoint holds it, on `device`, in
+    eval mode. Leaves the caller's random numbers as they were."""
+    path = Path(out) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} holds no checkpoint.pt: not a run of pretrain.py, or "
+                                "one that saved none yet")
+    with torch.random.fork_rng(devices=[]):  # GPTModel draws initial weights, then replaced
+        model = GPTModel(read_checkpoint(path)["config"])
+    load_checkpoint(path, model, restore_rng=False)
+    return model.to(device).eval()
+
+
+def use_run(args: argparse.Namespace) -> None:
+    """--export and --generate: the run's model written for transformers, or continuing a
+    prompt (sampled with --temperature and --top-k, seeded by --seed)."""
+    model = load_run(args.out, get_device())
+    if args.export is not None:
+        save_gpt2_safetensors(model, args.export)
+        print(f"wrote {args.export / 'model.safetensors'} and config.json: "
+              f"transformers.GPT2LMHeadModel.from_pretrained({str(args.export)!r}) reads them",
+              flush=True)
+    if args.generate is not None:
+        tokenizer = tiktoken.get_encoding("gpt2")
+        torch.manual_seed(args.seed)
+        prompt = text_to_token_ids(args.generate, tokenizer).to(model.pos_emb.weight.device)
+        ids = generate(model, prompt, max_new_tokens=args.new_tokens, temperature=args.temperature,
+                       top_k=args.top_k)
+        print(token_ids_to_text(ids.cpu(), tokenizer), flush=True)
 
 
 def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> None:
@@ -752,5 +1022,5 @@ if __name__ == "__main__":
         print("pretrain.py: stopped at once by Ctrl-C; --out holds the last checkpoint saved, "
               "if any", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
-    except (ValueError, OSError) as error:  # bad data, checkpoint or folder: status 1
-        sys.exit(f"pretrain.py: {error}")
+    except (ValueError, OSError, FloatingPointError) as error:  # bad data, checkpoint or folder,
+        sys.exit(f"pretrain.py: {error}")  # or a loss that became nan: status 1

@@ -1,6 +1,8 @@
 """Tests of the pretraining script: tokenising once, exact resume, and DDP with torchrun."""
 
+import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -12,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 
 from ch05_pretraining import pretrain
+from shared import generate, load_gpt2, text_to_token_ids, token_ids_to_text
 
 
 SCRIPT = Path(pretrain.__file__)
@@ -64,27 +68,43 @@ def test_an_interrupted_run_resumes_to_the_same_weights(texts, tmp_path):
     assert steps == [0, 5, 10]
 
 
-def test_resuming_with_another_model_is_refused(texts, tmp_path):
+def refused_resume(out, *differences):
+    """The message of a resume refused for flags that differ from the run's."""
+    return re.escape(f"--resume continues the run in {out} with its own settings: "
+                     f"{'; '.join(differences)} (leave the flag out, or choose another --out)")
+
+
+def test_resuming_with_another_model_is_refused_naming_the_flags(texts, tmp_path):
     common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
     pretrain.main(common)
-    with pytest.raises(ValueError, match=r"was trained with config=\{'drop_rate': 0.1\}, not "
-                                         r"\{'drop_rate': 0.2\}$"):  # only what differs
-        pretrain.main([*common, "--drop-rate", "0.2", "--resume"])
-    with pytest.raises(ValueError, match="cannot resume: .* does not fit this model"):
-        pretrain.main([*common, "--context", "16", "--resume"])
+    before = folder_state(tmp_path)
+    for flags, differences in [
+            (["--drop-rate", "0.2"], ["--drop-rate 0.2 differs from the run's 0.1"]),
+            (["--context", "16", "--emb-dim", "768"], ["--emb-dim 768 differs from the run's 32",
+                                                       "--context 16 differs from the run's 32"]),
+            (["--size", "gpt2-medium (355M)", "--emb-dim", "32"], [
+                '--size "gpt2-medium (355M)" has --n-layers 24, the run\'s 2',
+                '--size "gpt2-medium (355M)" has --n-heads 16, the run\'s 2']),
+            (["--fast"], ["--fast: the run was trained without it"])]:
+        with pytest.raises(pretrain.UsageError, match="^" + refused_resume(tmp_path,
+                                                                           *differences)):
+            pretrain.main(["--data", str(texts), "--out", str(tmp_path), *flags, "--resume"])
+    assert {name: state for name, state in folder_state(tmp_path).items()
+            if name != "run.lock"} == {n: s for n, s in before.items() if n != "run.lock"}
     elsewhere = tmp_path / "elsewhere"
     with pytest.raises(pretrain.UsageError, match=f"--resume: {elsewhere} holds no checkpoint"):
         pretrain.main([*common, "--out", str(elsewhere), "--resume"])
     assert not elsewhere.exists()  # refused before making a folder or tokenising into it
 
 
-def test_a_resume_must_repeat_the_training_settings_but_may_change_the_steps(texts, tmp_path,
-                                                                            capsys):
+def test_a_resume_refuses_other_training_settings_but_may_change_the_steps(texts, tmp_path,
+                                                                          capsys):
     common = ["--data", str(texts), *TINY, "--steps", "4", "--out", str(tmp_path)]
     pretrain.main([*common, "--stop-after", "1"])
     before = folder_state(tmp_path)
-    with pytest.raises(ValueError, match=r"was trained with training=\{'grad_accum': 1, 'lr': "
-                                         r"0.003\}, not \{'grad_accum': 2, 'lr': 0.5\}$"):
+    with pytest.raises(pretrain.UsageError, match=refused_resume(
+            tmp_path, "--grad-accum 2 differs from the run's 1",
+            "--lr 0.5 differs from the run's 0.003")):
         pretrain.main([*common, "--resume", "--lr", "0.5", "--grad-accum", "2"])
     before.pop("run.lock")  # held and let go by the refused run; the run's files are untouched
     assert {name: state for name, state in folder_state(tmp_path).items()
@@ -94,6 +114,138 @@ def test_a_resume_must_repeat_the_training_settings_but_may_change_the_steps(tex
     assert ("resuming with --steps 6, not the 4 this run began with: the learning-rate schedule "
             "is computed for the new length") in capsys.readouterr().err
     assert torch.load(tmp_path / "checkpoint.pt")["step"] == 5
+
+
+def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(texts, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "run"
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "8", "--checkpoint-every", "3",
+                   "--fast", "--out", str(out), "--stop-after", "3"])  # a job's time limit
+    pretrain.main(["--data", str(texts), "--out", str(out), "--resume"])  # the run's settings
+    assert torch.load(out / "checkpoint.pt")["step"] == 7
+    pretrain.main(["--data", str(texts), "--out", str(out), "--resume", "--steps", "10"])
+    finished = torch.load(out / "checkpoint.pt")
+    assert finished["step"] == 9 and finished["config"]["emb_dim"] == 32
+    assert finished["config"]["tie_weights"]  # --fast, taken from the run too
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").open()] == [0, 5]
+    printed = capsys.readouterr().out
+    assert "Ep 1 (Step 000005): Train loss" in printed  # --quiet hides the bar alone
+    assert (f'python {os.path.relpath(SCRIPT)} --out {out} --generate "Every effort moves you"'
+            in printed)
+
+    torch.manual_seed(1)
+    model = pretrain.load_run(out)
+    after = torch.rand(1)
+    torch.manual_seed(1)
+    assert torch.equal(after, torch.rand(1))  # load_run leaves the caller's random numbers
+    assert not model.training and model.cfg == finished["config"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, finished["model"][name]), name
+    pretrain.main(["--out", str(out), "--generate", "Every effort", "--new-tokens", "5"])
+    tokenizer = tiktoken.get_encoding("gpt2")
+    torch.manual_seed(123)  # --seed's default
+    expected = generate(model, text_to_token_ids("Every effort", tokenizer), 5,
+                        temperature=0.8, top_k=40)
+    assert capsys.readouterr().out == token_ids_to_text(expected, tokenizer) + "\n"
+
+    pretrain.main(["--out", str(out), "--export", str(tmp_path / "hf")])
+    exported = load_gpt2(tmp_path / "hf")
+    ids = torch.tensor([[464, 1110, 318, 257]])
+    torch.testing.assert_close(exported.eval()(ids), model(ids))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds notes.md, which save_gpt2_safetensors did "
+                                              "not write"):  # nothing of a learner's is lost
+        pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine")])
+    with pytest.raises(pretrain.UsageError, match="train nothing: leave out --lr, --resume"):
+        pretrain.main(["--out", str(out), "--generate", "Hi", "--resume", "--lr", "1"])
+
+
+def test_help_shows_every_default_and_a_first_example_for_a_cpu():
+    parser = pretrain.make_parser()
+    shown = " ".join(parser.format_help().split())  # argparse wraps lines anywhere
+    for action in parser._actions:
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in shown, action.dest
+    first = shown.index("pretrain.py --data my_texts/ --out runs/tiny")
+    assert "--emb-dim 128 --n-layers 2 --n-heads 4 --context 64" in shown[first:first + 200]
+    assert "no progress bar (the evaluation lines and the rest are printed)" in shown
+    assert "weights-rank<r>.sha256 the sha256 of each process's final weights" in shown
+
+
+def test_a_long_run_on_a_cpu_says_so_once(texts, tmp_path, monkeypatch, capsys):
+    assert pretrain.long_run_warning(30.0, 1999) == (
+        "pretrain.py: at 30 s a step, the 1,999 steps left take about 16.7 h on this CPU. "
+        "A model that trains in minutes there: --emb-dim 128 --n-layers 2 --n-heads 4 "
+        "--context 64 (or a GPU)")
+    assert pretrain.long_run_warning(0.5, 1000) is None
+    monkeypatch.setattr(pretrain, "LONG_CPU_RUN", 0)  # as if each step took hours
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "6", "--out", str(tmp_path)])
+    said = [line for line in capsys.readouterr().err.splitlines() if "on this CPU" in line]
+    assert len(said) == 1 and "the 4 steps left take about" in said[0]
+
+
+def test_a_run_whose_loss_becomes_nan_stops_there_keeping_the_last_good_checkpoint(texts,
+                                                                                  tmp_path):
+    # A learning rate that really diverges: after warmup's first steps the weights are so
+    # large that step 3's loss overflows to nan
+    run = ["--data", str(texts), *TINY, "--lr", "1e11", "--warmup-steps", "1000", "--steps",
+           "1000", "--stop-after", "20", "--checkpoint-every", "2", "--out", str(tmp_path)]
+    result = subprocess.run([sys.executable, str(SCRIPT), *run], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    # the training loss, which train_model checks before step 3's update
+    assert re.fullmatch(r"pretrain.py: the loss became nan at step 3: "
+                        f"training stopped there, .*; {re.escape(str(tmp_path))}/checkpoint.pt "
+                        "keeps step 1, the last saved", result.stderr.splitlines()[-1])
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 1
+    assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
+
+
+def test_weights_that_became_infinite_are_not_saved(texts, tmp_path, monkeypatch):
+    """As when one update overflows: the loss before it was finite, the weights after it not."""
+    build = pretrain.build
+
+    def build_overflowing_at_step_2(args, process):
+        model, optimizer = build(args, process)
+        update, updates = optimizer.step, []
+
+        def step(*args, **kwargs):
+            update(*args, **kwargs)
+            updates.append(True)
+            if len(updates) == 3:
+                with torch.no_grad():
+                    model.tok_emb.weight[0, 0] = math.inf
+        monkeypatch.setattr(optimizer, "step", step)
+        return model, optimizer
+    monkeypatch.setattr(pretrain, "build", build_overflowing_at_step_2)
+    with pytest.raises(FloatingPointError, match=re.escape(
+            "the weights became nan or infinite at step 2: training stopped there")) as error:
+        pretrain.main(["--data", str(texts), *TINY, "--steps", "6", "--checkpoint-every", "1",
+                       "--out", str(tmp_path)])
+    assert str(error.value).endswith(f"{tmp_path / 'checkpoint.pt'} keeps step 1, the last saved")
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 1
+    assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
+
+
+def test_a_new_run_into_a_folder_of_other_files_is_refused_and_overwrite_replaces_it_whole(
+        texts, tmp_path):
+    (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "pictures").mkdir()
+    common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
+    before = folder_state(tmp_path)
+    with pytest.raises(pretrain.UsageError, match=re.escape(
+            f"--out {tmp_path} holds files that are not a run of pretrain.py (notes.md, "
+            "pictures/): choose a new or empty folder, or pass --overwrite to delete "
+            "everything in it")):
+        pretrain.main(common)
+    assert {n: s for n, s in folder_state(tmp_path).items() if n != "run.lock"} == before
+    pretrain.main([*common, "--overwrite"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "checkpoint.pt", "log.jsonl", "run.lock", "tokens.bin", "tokens.json",
+        "weights-rank0.sha256"]
 
 
 def test_paths_that_cannot_work_are_named_before_anything_is_made(texts, tmp_path):
@@ -147,8 +299,8 @@ def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts
         torch.testing.assert_close(ddp[name], single[name], atol=2e-4, rtol=1e-3)
 
     # a resume on one process must keep the 4 sequences a step: --batch 4, not 2
-    with pytest.raises(ValueError, match=r"training=\{'batch_x_processes': 4\}, not "
-                                         r"\{'batch_x_processes': 2\}"):
+    with pytest.raises(pretrain.UsageError, match=re.escape(
+            "--batch 2 on 1 process(es) makes 2 sequences a step, the run's 4")):
         pretrain.main([*args, "--steps", "32", "--out", str(tmp_path / "ddp"), "--resume"])
     pretrain.main([*args, "--steps", "32", "--batch", "4", "--out", str(tmp_path / "ddp"),
                    "--resume"])
@@ -370,7 +522,7 @@ def test_an_invalid_flag_exits_2_with_one_line(texts, tmp_path):
 
 def folder_state(folder: Path) -> dict:
     """Every file's bytes and modification time: what 'untouched' means."""
-    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+    return {path.name: (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
             for path in sorted(folder.iterdir())}
 
 
