@@ -228,6 +228,9 @@ def _path(text):
     return Path(text)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _number(kind, low, low_inclusive=True, high=None):
     """An argparse type: `kind` (int or float) within [low, high) or (low, high)."""
     def parse(text):
@@ -238,6 +241,9 @@ def _number(kind, low, low_inclusive=True, high=None):
         except ValueError:
             expected = "an integer" if kind is int else "a finite number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+        if kind is float and abs(value) > FLOAT32_MAX:  # PyTorch would refuse it mid-step
+            raise argparse.ArgumentTypeError(f"{value} is beyond float32's range (at most "
+                                             f"{FLOAT32_MAX:.1e}), in which training computes")
         too_low = value < low if low_inclusive else value <= low
         if too_low or (high is not None and value >= high):
             bound = f"at least {low}" if low_inclusive else f"greater than {low}"

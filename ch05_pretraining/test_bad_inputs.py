@@ -547,6 +547,8 @@ SCRIPT = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context", "
     (["--lr", "-0.001"], "argument --lr: -0.001 must be greater than 0"),
     (["--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
     (["--lr", "inf"], "argument --lr: 'inf' is not a finite number"),
+    (["--lr", "1e39"], "argument --lr: 1e+39 is beyond float32's range (at most 3.4e+38), "
+                       "in which training computes"),
     (["--min-lr=-1e-5"], "argument --min-lr: -1e-05 must be at least 0"),
     (["--warmup-steps", "-1"], "argument --warmup-steps: -1 must be at least 0"),
     (["--weight-decay", "-0.1"], "argument --weight-decay: -0.1 must be at least 0"),

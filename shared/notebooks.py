@@ -5,7 +5,7 @@
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
     python -m shared.notebooks run NOTEBOOK -o OUT     execute into OUT, leaving the notebook
                                                       as it was
-    python -m shared.notebooks standalone CHAPTER [-o FILE]
+    python -m shared.notebooks standalone CHAPTER [-o FILE [--overwrite]]
                                                       one self-contained module for a chapter
 
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check and run
@@ -344,9 +344,11 @@ def run_outputs(notebooks: list[Path], output: str, overwrite: bool) -> dict[Pat
     return targets
 
 
-def write_standalone(chapter: Path, output: Path | None) -> int:
-    """The `standalone` command: one chapter's self-contained module, to stdout or a file."""
+def write_standalone(chapter: Path, output: Path | None, overwrite: bool = False) -> int:
+    """The `standalone` command: one chapter's self-contained module, to stdout or a file
+    (a file that exists only with `overwrite`: it may be the learner's own edited copy)."""
     from shared.standalone import standalone_source
+    from shared.utils import write_atomically
 
     if output is not None and output.is_dir():
         raise ValueError(f"-o {output} is a folder: give a file path, e.g. "
@@ -354,11 +356,14 @@ def write_standalone(chapter: Path, output: Path | None) -> int:
     if output is not None and not output.parent.is_dir():
         raise FileNotFoundError(f"-o {output}: there is no folder {output.parent} to write it "
                                 "in (create it first)")
+    if output is not None and output.exists() and not overwrite:
+        raise ValueError(f"-o {output}: the file exists; add --overwrite to replace it, or "
+                         "give another path")
     source = standalone_source(chapter)
     if output is None:
         sys.stdout.write(source)
     else:
-        output.write_text(source, encoding="utf-8")
+        write_atomically(output, lambda tmp: tmp.write_text(source, encoding="utf-8"))
         print(f"wrote {output} ({len(source.splitlines())} lines)", file=sys.stderr)
     return 0
 
@@ -374,16 +379,17 @@ def main(argv: list[str] | None = None) -> int:
                              "(ending in / or existing), leaving the notebook as it was; "
                              "standalone: the module's file (default: stdout)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="run -o: replace an output file that exists (default: refuse)")
+                        help="run -o, standalone -o: replace an output file that exists "
+                             "(default: refuse)")
     args = parser.parse_args(argv)
-    if args.overwrite and not (args.command == "run" and args.output is not None):
-        parser.error("--overwrite goes with run -o OUT only")
+    if args.overwrite and not (args.command in ("run", "standalone") and args.output is not None):
+        parser.error("--overwrite goes with run -o OUT or standalone -o FILE only")
     if args.command == "standalone":
         if len(args.notebooks) != 1:
             parser.error(f"standalone takes one chapter folder, e.g. ch04_gpt_model (got "
                          f"{len(args.notebooks)})")
         output = None if args.output is None else Path(args.output).expanduser()
-        return write_standalone(args.notebooks[0], output)
+        return write_standalone(args.notebooks[0], output, args.overwrite)
     if args.output is not None and args.command != "run":
         parser.error(f"-o/--output is for run and standalone only, not {args.command}")
     for notebook in args.notebooks:  # every path before any is written: nothing half-done

@@ -252,6 +252,21 @@ def test_command_line_writes_the_module(tmp_path):
     assert target.read_text(encoding="utf-8") == standalone_source("ch04_gpt_model")
 
 
+def test_command_line_keeps_a_file_that_exists_unless_told(tmp_path):
+    target = tmp_path / "gpt.py"
+    target.write_text("# my edited copy\n", encoding="utf-8")
+    command = [sys.executable, "-m", "shared.notebooks", "standalone", "ch04_gpt_model",
+               "-o", str(target)]
+    refused = subprocess.run(command, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    assert refused.returncode != 0
+    assert "exists; add --overwrite" in refused.stderr, refused.stderr
+    assert target.read_text(encoding="utf-8") == "# my edited copy\n"
+    replaced = subprocess.run(command + ["--overwrite"], cwd=PROJECT_ROOT, text=True,
+                              capture_output=True)
+    assert replaced.returncode == 0, replaced.stderr
+    assert target.read_text(encoding="utf-8") == standalone_source("ch04_gpt_model")
+
+
 def test_shared_works_with_some_chapters_only(tmp_path):
     for folder in ("shared", "ch02_text_data", "ch03_attention", "ch04_gpt_model"):
         shutil.copytree(PROJECT_ROOT / folder, tmp_path / folder,
