@@ -156,7 +156,7 @@ def test_standalone_into_a_folder_asks_for_a_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, problem", [
     (["standalone", "ch03_attention", "ch04_gpt_model"], "standalone takes one chapter folder"),
-    (["export", "-o", "x.py"], "-o/--output is for standalone only"),
+    (["export", "-o", "x.py"], "-o/--output is for run and standalone only, not export"),
     (["exports"], "invalid choice: 'exports'"),
 ])
 def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
