@@ -336,6 +336,18 @@ def chapter_5_open_model_loader(tmp_path):
     assert torch.equal(out.cpu(), shared.generate(model, ids(1, 3), 4))
 
 
+@case
+def chapter_5_open_model_saver(tmp_path):
+    """save_open_model writes a model that is on the device; loaded back on the CPU: the same
+    weights."""
+    model = tiny_qwen3().to(GPU)
+    shared.check_open_model(model)
+    shared.save_open_model(model, tmp_path / "saved", max_shard_size="10KB")  # shards as well
+    loaded = shared.load_open_model(tmp_path / "saved")
+    expected = tiny_qwen3().state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.state_dict().items())
+
+
 def classifier():
     torch.manual_seed(0)
     return shared.add_classification_head(tiny_gpt())
