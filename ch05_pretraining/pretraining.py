@@ -142,8 +142,8 @@ def train_model_simple(
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()
                 loss = loss_batch(input_batch, target_batch, model, device)
-                check_finite("the loss", loss, f" at step {step + 1}")  # before the update
-                loss.backward()
+                loss.backward()  # queued first: reading the loss waits for a GPU
+                check_finite("the loss", loss, step=step + 1)  # before the update
                 optimizer.step()
                 seen += count_seen(input_batch)
                 step += 1
@@ -358,7 +358,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
         loss = loss / len(batches)  # so the step's gradient is the mean over its batches
         loss.backward()
         mean_loss += loss.detach()
-    check_finite("the loss", mean_loss, "" if step is None else f" at step {step}")
+    check_finite("the loss", mean_loss, step=step)
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()

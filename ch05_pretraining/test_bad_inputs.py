@@ -921,6 +921,8 @@ def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
         run()
     expected = before if where == "at step 0" else after_first
     assert all(torch.equal(t, expected[name]) for name, t in model.state_dict().items())
+    # checked after backward (a GPU has it queued before the loss is read), not before
+    assert all(p.grad is not None for p in model.parameters())
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
     if loop != "simple":  # no after_step (where pretrain.py checkpoints) for the nan step
         assert steps == ([] if where == "at step 0" else [0])

@@ -39,16 +39,20 @@ def check_number(name: str, value, valid: str, low: float = 0.0, high: float = m
         raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
-def check_finite(name: str, value, where: str = "") -> float:
+def check_finite(name: str, value, *, step: int | None = None) -> float:
     """Return `value` (a number or a one-element tensor) as a float; raise FloatingPointError
-    if it is nan or infinite. Training loops call it on each step's loss, `where` naming the
-    step, so that a run that diverged stops there instead of training on nan weights."""
+    if it is nan or infinite. Training loops call it on each step's loss, with the `step`'s
+    number, so that a run that diverged stops there instead of training on nan weights."""
     # a tensor on a GPU waits for its value here; detached, as a loss needs its graph later
     number = float(value.detach() if hasattr(value, "detach") else value)
     if not math.isfinite(number):
-        raise FloatingPointError(f"{name} became {number}{where}: training stopped there, as "
-                                 "every later update would be nan (a lower learning rate or "
-                                 "clipping the gradients usually avoids it)")
+        at_step = "" if step is None else f" at step {step}"
+        raise FloatingPointError(
+            f"{name} became {number}{at_step}: training stopped there, as every later update "
+            "would be nan. Two causes are common: a batch whose targets are all -100 (the "
+            "ignore_index: no token to average over, 0/0), which a batch of only padding or "
+            "masked prompt gives (drop such examples, or let each keep a target); or a "
+            "diverging run, which a lower learning rate or clipping the gradients avoids")
     return number
 
 
@@ -56,6 +60,21 @@ def check_flag(name: str, value) -> None:
     """Raise unless `value` is True or False (1, "yes" and None are not flags)."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_strings(name: str, value, valid: str = "a list of strings") -> None:
+    """Raise unless `value` is a list or tuple of distinct, non-empty strings: a str would be
+    read letter by letter, and a set has no order (say, of the ids they get)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+        hint = f"; did you mean [{value!r}]?" if isinstance(value, str) else ""
+        raise TypeError(f"{name} must be {valid}, got {value!r}{hint}")
+    if "" in value:
+        raise ValueError(f"{name} cannot hold the empty string")
+    seen = set()
+    for s in value:
+        if s in seen:
+            raise ValueError(f"{name} has {s!r} twice; each must appear once")
+        seen.add(s)
 
 
 def check_choice(name: str, value, choices: Collection) -> None:
