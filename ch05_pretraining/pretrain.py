@@ -48,14 +48,15 @@ at scale needs:
   evaluations (after a resume, without the steps run again); OUT/weights-rank<r>.sha256 the
   sha256 of each process's final weights (equal: the replicas stayed identical).
 * load_run(OUT) returns the run's model (GPTModel); --generate and --export use it.
-* A run never destroys another's work. A new run into a folder that holds one, or files no
-  run writes, is refused unless told --resume or --overwrite (which replaces the folder's
-  contents whole, once the new run has trained a step); while a run trains, OUT/run.lock is
-  locked (by the kernel, so a killed run leaves no stale lock) and a second run into OUT is
-  refused, naming the first. SIGTERM (kill, timeout, a job scheduler's time limit) and Ctrl-C
-  stop the run at the end of the step under way, with a checkpoint; a second Ctrl-C stops it
-  at once. A loss or weights that become nan or infinite stop the run at that step, without
-  saving them: the checkpoint keeps the last good step.
+* A run never destroys another's work. A new run into a folder that holds one is refused
+  unless told --resume or --overwrite (which deletes the old run's files once the new run has
+  trained a step); a folder that holds files no run writes is refused even with --overwrite
+  (move them, or choose another --out), and so is a --data inside --out; while a run trains,
+  OUT/run.lock is locked (by the kernel, so a killed run leaves no stale lock) and a second
+  run into OUT is refused, naming the first. SIGTERM (kill, timeout, a job scheduler's time
+  limit) and Ctrl-C stop the run at the end of the step under way, with a checkpoint; a second
+  Ctrl-C stops it at once. A loss or weights that become nan or infinite stop the run at that
+  step, without saving them: the checkpoint keeps the last good step.
 """
 
 import argparse
@@ -63,7 +64,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import re
 import signal
 import socket
 import sys
@@ -275,7 +276,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 RESUME_MAY_CHANGE = {"data", "out", "resume", "steps", "stop_after", "eval_every",
                      "eval_batches", "checkpoint_every", "compile", "quiet",
                      "release_freed_memory"}
-USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k", "seed"}
+USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k", "seed",
+               "overwrite"}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -318,8 +320,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="continue OUT/checkpoint.pt; a flag left out takes the "
                              "run's value, not the default shown here")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in an OUT that holds a run or other files, deleting "
-                             "everything in it once the new run has trained a step")
+                        help="start afresh in an OUT that holds a run, deleting the run's files "
+                             "once the new run has trained a step (an OUT holding files no run "
+                             "writes is refused even so); with --export, replace FOLDER")
     parser.add_argument("--stop-after", type=NON_NEGATIVE,
                         help="stop after this step, checkpointed, as a job's time limit would")
     parser.add_argument("--fast", action="store_true",
@@ -344,7 +347,9 @@ def make_parser() -> argparse.ArgumentParser:
     using.add_argument("--export", type=_path, metavar="FOLDER",
                        help="write the run's model as a Hugging Face GPT-2 checkpoint "
                             "(save_gpt2_safetensors) into FOLDER: a new or empty one, or an "
-                            "earlier export of a model of the same shape, which it replaces")
+                            "earlier export of a model of the same shape, which it replaces "
+                            "(add --overwrite to replace a folder holding anything else, "
+                            "deleting everything in it)")
     return parser
 
 
@@ -370,6 +375,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"leave out {', '.join(flag_name(d) for d in others)}")
         if args.generate is not None and not args.generate.strip():
             raise UsageError("argument --generate: an empty prompt")
+        if args.overwrite and args.export is None:
+            raise UsageError("--overwrite with --generate: it replaces a training run's folder, "
+                             "or --export's FOLDER; leave it out")
+        if args.export is not None and holds(args.export, args.out):
+            raise UsageError(f"--export {args.export} is --out or holds it: the export would "
+                             "replace the run it is made from; choose another FOLDER")
+        if args.export is not None and holds(args.export, Path.cwd()):
+            raise UsageError(f"--export {args.export} is the current folder or holds it; "
+                             "choose another FOLDER")
         if not (args.out / "checkpoint.pt").is_file():
             raise UsageError(f"--out {args.out} holds no checkpoint.pt: not a run of "
                              "pretrain.py, or one that saved none yet")
@@ -380,6 +394,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--out)")
     elif not args.data.is_dir():
         problems.append(f"--data {args.data} is not a folder")
+    elif holds(args.out, args.data):
+        problems.append(f"--data {args.data} is inside --out {args.out} (or is it): a run's "
+                        "folder holds only its own files; choose an --out outside the texts' "
+                        "folder")
     if args.resume and args.overwrite:
         problems.append("--resume continues the run in --out and --overwrite replaces it: "
                         "give one of them")
@@ -403,6 +421,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if problems:
         raise UsageError("; ".join(problems))
     return args
+
+
+def holds(folder: Path, path: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def flag_name(dest: str) -> str:
@@ -537,7 +560,8 @@ def claim_run_folder(args: argparse.Namespace):
     """Lock OUT/run.lock for as long as the returned file stays open, once OUT is free.
 
     Refuses a folder that another run holds (naming it) or that holds a run this one would
-    destroy (check_fresh_start), changing nothing in it but an empty run.lock where it had none.
+    destroy or files no run writes (check_fresh_start); a folder refused for its files is left
+    as it was (no run.lock is made in it).
     The lock is the kernel's (flock): it goes with the process, so a crashed or killed run
     leaves none behind. Without flock (Windows) the folder is not locked, and a warning says
     so. release_run_folder empties the holder's line, so that no finished run is named.
@@ -546,6 +570,8 @@ def claim_run_folder(args: argparse.Namespace):
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {args.out} cannot be made: {error.strerror}") from None
+    if not (args.out / "run.lock").exists():  # not a run's folder: nothing is written into it
+        check_fresh_start(args)  # unless it may be (checked again below, under the lock)
     lock = (args.out / "run.lock").open("a+")
     locked = fcntl is not None
     try:
@@ -605,38 +631,44 @@ def claim_on_every_rank(args: argparse.Namespace, process: Process):
 
 RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
 FRESH_FILES = ("tokens.bin", "tokens.json", "run.lock")  # what a new run makes before a step
+# every file a run writes: those, each process's weights-rank<r>.sha256, and the temporary
+# <name>.tmp that write_atomically leaves only if the process is killed mid-write
+A_RUNS_FILE = re.compile(r"(checkpoint\.pt|log\.jsonl|tokens\.bin|tokens\.json|run\.lock"
+                         r"|weights-rank\d+\.sha256)(\.tmp)?")
+
+
+def written_by_a_run(path: Path) -> bool:
+    return A_RUNS_FILE.fullmatch(path.name) is not None and (path.is_symlink()
+                                                              or not path.is_dir())
 
 
 def check_fresh_start(args: argparse.Namespace) -> None:
-    """Refuse a new run into a folder holding a run or files no run writes, unless --resume
-    or --overwrite says what to do with it (--overwrite deletes them once the new run has
-    trained a step: remove_run)."""
-    if args.resume or args.overwrite:
+    """Refuse a new run into a folder holding files no run writes (even with --overwrite), or
+    a run, unless --resume or --overwrite says what to do with it (--overwrite deletes the
+    run's files once the new run has trained a step: remove_run)."""
+    if args.resume:
         return
-    found = [name for name in RUN_FILES if (args.out / name).exists()]
-    if found:
-        raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
-                         "to continue it or --overwrite to replace it, or choose another "
-                         "folder")
     others = sorted(path.name + "/" * path.is_dir() for path in args.out.iterdir()
-                    if path.name not in FRESH_FILES)
+                    if not written_by_a_run(path))
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
                                          else "")
         raise UsageError(f"--out {args.out} holds files that are not a run of pretrain.py "
-                         f"({shown}): choose a new or empty folder, or pass --overwrite to "
-                         "delete everything in it")
+                         f"({shown}), which a run never deletes, even with --overwrite: move "
+                         "them, or choose a new or empty --out")
+    found = [name for name in RUN_FILES if (args.out / name).exists()]
+    if found and not args.overwrite:
+        raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
+                         "to continue it or --overwrite to replace it, or choose another "
+                         "folder")
 
 
 def remove_run(out: Path) -> None:
-    """Delete everything in `out` but the new run's token cache and lock (for --overwrite):
-    the old run, and any other files, so that nothing of it is mistaken for the new run's."""
+    """Delete the old run's files in `out` (for --overwrite): its checkpoint, log and weights'
+    hashes, so that nothing of it is mistaken for the new run's. The new run's token cache and
+    lock stay, and any file that is not a run's (check_fresh_start refused those before)."""
     for path in out.iterdir():
-        if path.name in FRESH_FILES:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
+        if written_by_a_run(path) and path.name not in FRESH_FILES:
             path.unlink(missing_ok=True)
 
 
@@ -796,7 +828,8 @@ def long_run_warning(seconds_per_step: float, steps_left: int) -> str | None:
         return None
     return (f"pretrain.py: at {seconds_per_step:.2g} s a step, the {steps_left:,} steps left "
             f"take about {estimate / 3600:.1f} h on this CPU. A model that trains in minutes "
-            "there: --emb-dim 128 --n-layers 2 --n-heads 4 --context 64 (or a GPU)")
+            "there, in a new --out: --emb-dim 128 --n-layers 2 --n-heads 4 --context 64 (or a "
+            "GPU)")
 
 
 def weights_are_finite(model: torch.nn.Module) -> bool:
@@ -834,8 +867,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
     def after_step(step, train_losses, val_losses):
         nonlocal old_run
         if step % args.eval_every == 0:  # (train_model stops at a training loss of nan)
-            check_finite("the training loss (evaluated)", train_losses[-1], f" at step {step}")
-            check_finite("the validation loss", val_losses[-1], f" at step {step}")
+            check_finite("the training loss (evaluated)", train_losses[-1], step=step)
+            check_finite("the validation loss", val_losses[-1], step=step)
         if old_run:
             remove_run(args.out)
             old_run = False
@@ -981,7 +1014,11 @@ def use_run(args: argparse.Namespace) -> None:
     prompt (sampled with --temperature and --top-k, seeded by --seed)."""
     model = load_run(args.out, get_device())
     if args.export is not None:
-        save_gpt2_safetensors(model, args.export)
+        try:
+            save_gpt2_safetensors(model, args.export, replace=args.overwrite)
+        except FileExistsError as error:  # its words are Python's: replace=True
+            raise FileExistsError(str(error).replace("pass replace=True", "add --overwrite")
+                                  ) from None
         print(f"wrote {args.export / 'model.safetensors'} and config.json: "
               f"transformers.GPT2LMHeadModel.from_pretrained({str(args.export)!r}) reads them",
               flush=True)

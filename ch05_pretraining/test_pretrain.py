@@ -154,9 +154,20 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     torch.testing.assert_close(exported.eval()(ids), model(ids))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.md").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds notes.md, which save_gpt2_safetensors did "
-                                              "not write"):  # nothing of a learner's is lost
+    with pytest.raises(FileExistsError, match=re.escape(
+            "holds notes.md, which save_gpt2_safetensors did not write: add --overwrite to "
+            "replace it (everything in it is deleted)")):  # nothing of a learner's is lost
         pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine")])
+    pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine"), "--overwrite"])
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["config.json",
+                                                                     "model.safetensors"]
+    for folder in (out, tmp_path):  # the export would replace the run it is made from
+        with pytest.raises(pretrain.UsageError, match=re.escape(
+                f"--export {folder} is --out or holds it")):
+            pretrain.main(["--out", str(out), "--export", str(folder), "--overwrite"])
+    with pytest.raises(pretrain.UsageError, match="--overwrite with --generate"):
+        pretrain.main(["--out", str(out), "--generate", "Hi", "--overwrite"])
+    assert torch.load(out / "checkpoint.pt")["step"] == 9
     with pytest.raises(pretrain.UsageError, match="train nothing: leave out --lr, --resume"):
         pretrain.main(["--out", str(out), "--generate", "Hi", "--resume", "--lr", "1"])
 
@@ -176,8 +187,8 @@ def test_help_shows_every_default_and_a_first_example_for_a_cpu():
 def test_a_long_run_on_a_cpu_says_so_once(texts, tmp_path, monkeypatch, capsys):
     assert pretrain.long_run_warning(30.0, 1999) == (
         "pretrain.py: at 30 s a step, the 1,999 steps left take about 16.7 h on this CPU. "
-        "A model that trains in minutes there: --emb-dim 128 --n-layers 2 --n-heads 4 "
-        "--context 64 (or a GPU)")
+        "A model that trains in minutes there, in a new --out: --emb-dim 128 --n-layers 2 "
+        "--n-heads 4 --context 64 (or a GPU)")  # --resume would refuse other size flags
     assert pretrain.long_run_warning(0.5, 1000) is None
     monkeypatch.setattr(pretrain, "LONG_CPU_RUN", 0)  # as if each step took hours
     pretrain.main(["--data", str(texts), *TINY, "--steps", "6", "--out", str(tmp_path)])
@@ -191,13 +202,12 @@ def test_a_run_whose_loss_becomes_nan_stops_there_keeping_the_last_good_checkpoi
     # large that step 3's loss overflows to nan
     run = ["--data", str(texts), *TINY, "--lr", "1e11", "--warmup-steps", "1000", "--steps",
            "1000", "--stop-after", "20", "--checkpoint-every", "2", "--out", str(tmp_path)]
-    result = subprocess.run([sys.executable, str(SCRIPT), *run], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 1
+    with pytest.raises(FloatingPointError) as error:  # the command line: status 1, this line
+        pretrain.main(run)
     # the training loss, which train_model checks before step 3's update
-    assert re.fullmatch(r"pretrain.py: the loss became nan at step 3: "
-                        f"training stopped there, .*; {re.escape(str(tmp_path))}/checkpoint.pt "
-                        "keeps step 1, the last saved", result.stderr.splitlines()[-1])
+    assert re.fullmatch(r"the loss became nan at step 3: training stopped there, .*; "
+                        f"{re.escape(str(tmp_path))}/checkpoint.pt keeps step 1, the last saved",
+                        str(error.value))
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 1
     assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
@@ -230,22 +240,57 @@ def test_weights_that_became_infinite_are_not_saved(texts, tmp_path, monkeypatch
     assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
 
 
-def test_a_new_run_into_a_folder_of_other_files_is_refused_and_overwrite_replaces_it_whole(
+def test_a_folder_of_other_files_is_refused_even_with_overwrite_and_left_as_it_was(
         texts, tmp_path):
     (tmp_path / "notes.md").write_text("mine")
     (tmp_path / "pictures").mkdir()
+    (tmp_path / "log.jsonl").mkdir()  # a folder, whatever its name, is not a run's file
     common = ["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)]
     before = folder_state(tmp_path)
-    with pytest.raises(pretrain.UsageError, match=re.escape(
-            f"--out {tmp_path} holds files that are not a run of pretrain.py (notes.md, "
-            "pictures/): choose a new or empty folder, or pass --overwrite to delete "
-            "everything in it")):
-        pretrain.main(common)
-    assert {n: s for n, s in folder_state(tmp_path).items() if n != "run.lock"} == before
-    pretrain.main([*common, "--overwrite"])
+    for overwrite in ([], ["--overwrite"]):
+        with pytest.raises(pretrain.UsageError, match=re.escape(
+                f"--out {tmp_path} holds files that are not a run of pretrain.py (log.jsonl/, "
+                "notes.md, pictures/), which a run never deletes, even with --overwrite: move "
+                "them, or choose a new or empty --out")):
+            pretrain.main([*common, *overwrite])
+        assert folder_state(tmp_path) == before  # not even a run.lock was made
+    for name in ("pictures", "log.jsonl"):
+        (tmp_path / name).rmdir()
+    (tmp_path / "notes.md").unlink()
+    pretrain.main(common)  # emptied: a run may use it
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "checkpoint.pt", "log.jsonl", "run.lock", "tokens.bin", "tokens.json",
         "weights-rank0.sha256"]
+
+
+def test_overwrite_deletes_only_the_files_a_run_writes_never_the_texts_or_the_folder(
+        texts, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "texts").mkdir(parents=True)  # the learner's texts inside the run's folder
+    for file in texts.iterdir():
+        (run / "texts" / file.name).write_text(file.read_text())
+    before = folder_state(run / "texts")
+    for data in (run / "texts", run):
+        with pytest.raises(pretrain.UsageError, match=re.escape(
+                f"--data {data} is inside --out {run} (or is it)")):
+            pretrain.main(["--data", str(data), *TINY, "--steps", "2", "--out", str(run),
+                           "--overwrite"])
+    assert folder_state(run / "texts") == before
+    monkeypatch.chdir(tmp_path)  # --out . is the current folder, which holds run/
+    with pytest.raises(pretrain.UsageError, match=re.escape(
+            "--out . holds files that are not a run of pretrain.py (run/)")):
+        pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", ".",
+                       "--overwrite"])
+    assert folder_state(run / "texts") == before
+
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", "done"])
+    (tmp_path / "done" / "weights-rank1.sha256").write_text("")  # as a torchrun run leaves
+    (tmp_path / "done" / "checkpoint.pt.tmp").write_text("")  # as a killed write leaves
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", "done",
+                   "--overwrite"])
+    assert sorted(path.name for path in (tmp_path / "done").iterdir()) == [
+        "checkpoint.pt", "log.jsonl", "run.lock", "tokens.bin", "tokens.json",
+        "weights-rank0.sha256"]  # the new run's, not the old run's rank 1 or half-written file
 
 
 def test_paths_that_cannot_work_are_named_before_anything_is_made(texts, tmp_path):
@@ -401,14 +446,16 @@ def test_fast_fuses_adamw_only_on_a_device_with_the_fused_kernel(texts, tmp_path
 
 def resume_into(path, process):
     """pretrain.resume of the checkpoint at `path` into a fresh TINY model, as `process`."""
-    args = pretrain.parse_args(["--data", str(path.parent), "--out", str(path.parent), *TINY])
+    args = pretrain.parse_args(["--data", str(path.parent.parent), "--out", str(path.parent),
+                                *TINY])  # any folder of texts outside --out
     return pretrain.resume(path, *pretrain.build(args, pretrain.Process(torch.device("cpu"))),
                            process)
 
 
 def save_run_checkpoint(path, rng_states, **extra):
     """A checkpoint as run() saves it, with these per-process generator states."""
-    args = pretrain.parse_args(["--data", str(path.parent), "--out", str(path.parent), *TINY])
+    args = pretrain.parse_args(["--data", str(path.parent.parent), "--out", str(path.parent),
+                                *TINY])  # any folder of texts outside --out
     model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
     pretrain.save_checkpoint(path, model, optimizer, step=3, config=model.cfg,
                              rng_states=rng_states, **extra)
@@ -440,7 +487,7 @@ def test_a_resume_refuses_a_processs_damaged_generator_states_before_loading_any
     states = [pretrain.generator_states(), pretrain.generator_states()]
     states[rank] = bad
     save_run_checkpoint(tmp_path / "checkpoint.pt", states, device="cuda")
-    args = pretrain.parse_args(["--data", str(tmp_path), "--out", str(tmp_path), *TINY])
+    args = pretrain.parse_args(["--data", str(tmp_path.parent), "--out", str(tmp_path), *TINY])
     torch.manual_seed(0)  # weights other than the checkpoint's
     model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
     weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
