@@ -272,14 +272,14 @@ def test_loader_that_would_yield_no_batch_is_an_error(tiktoken_gpt2):
 # Issue 36: special tokens in the wrong container, duplicated ids, allowed_special=None ---------
 
 @pytest.mark.parametrize("special_tokens, error, message", [
-    ("<|unk|>", TypeError, r"special_tokens must be a list of strings \(their order gives the "
+    ("<|unk|>", TypeError, r"special_tokens must be a list of strings \(their order gives "
                            r"ids\), got '<\|unk\|>'; did you mean \['<\|unk\|>'\]\?"),
-    ({"<|a|>"}, TypeError, r"special_tokens must be a list of strings \(their order gives the "
+    ({"<|a|>"}, TypeError, r"special_tokens must be a list of strings \(their order gives "
                            r"ids\), got \{'<\|a\|>'\}$"),
     ([1], TypeError, r"special_tokens must be a list of strings .*, got \[1\]"),
     ([""], ValueError, r"special_tokens cannot hold the empty string"),
     (["<|unk|>", "<|x|>", "<|unk|>"], ValueError,
-     r"special_tokens has '<\|unk\|>' twice; each needs one id"),
+     r"special_tokens has '<\|unk\|>' twice; each must appear once"),
 ])
 def test_build_vocabulary_refuses_special_tokens_in_the_wrong_container(special_tokens, error,
                                                                         message):
@@ -287,20 +287,13 @@ def test_build_vocabulary_refuses_special_tokens_in_the_wrong_container(special_
         build_vocabulary(["a", "b"], special_tokens=special_tokens)
 
 
-def test_build_vocabulary_refuses_a_text_where_tokens_should_be():
-    # sorted(set("a cat")) would be a vocabulary of letters
-    with pytest.raises(TypeError, match=r"tokens must be a list of tokens, got a str \('a cat'\);"
-                                        r" split the text first"):
-        build_vocabulary("a cat")
-
-
-def test_a_special_token_among_the_tokens_keeps_the_ids_dense():
-    """Text that already holds "<|endoftext|>" keeps its id, and the other special tokens follow:
-    every id is below len(vocab), the size of the embedding that holds them. (Before, the token
-    got a second id, one past the end, and its first id was left unused.)"""
+def test_a_special_token_among_the_tokens_gets_one_id_at_the_end():
+    """Text that already holds "<|endoftext|>" numbers it once, as a special token after the
+    words: every id is below len(vocab), the size of the embedding that holds them. (The book's
+    comprehension gave it a second id, one past the end, and left its first id unused.)"""
     vocab = build_vocabulary(["b", "<|endoftext|>", "a"], special_tokens=["<|endoftext|>",
                                                                           "<|unk|>"])
-    assert vocab == {"<|endoftext|>": 0, "a": 1, "b": 2, "<|unk|>": 3}
+    assert vocab == {"a": 0, "b": 1, "<|endoftext|>": 2, "<|unk|>": 3}
     assert sorted(vocab.values()) == list(range(len(vocab)))
 
 
@@ -386,17 +379,34 @@ def saved(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
-def test_saving_into_a_folder_that_holds_other_files_is_refused(trained, tmp_path):
+def test_saving_into_a_folder_of_other_files_adds_the_two_and_leaves_the_rest(trained,
+                                                                             tmp_path):
+    """save_gpt2_files(".") in a project folder overwrites nothing, so it is not refused."""
     (tmp_path / "model.safetensors").write_bytes(b"a learner's model")
-    before = saved(tmp_path)
-    with pytest.raises(ValueError, match=rf"{tmp_path} holds model\.safetensors, not this "
-                                         r"tokenizer's files; pass replace=True"):
-        trained.save_gpt2_files(tmp_path)
-    assert saved(tmp_path) == before
-    trained.save_gpt2_files(tmp_path, replace=True)
+    (tmp_path / "notes").mkdir()
+    trained.save_gpt2_files(tmp_path)
     assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe"
                                         ).ranks == trained.ranks
     assert (tmp_path / "model.safetensors").read_bytes() == b"a learner's model"
+    assert sorted(saved_names(tmp_path)) == ["encoder.json", "model.safetensors", "notes",
+                                             "vocab.bpe"]  # no temporary file left
+
+
+def saved_names(folder: Path) -> list:
+    return [p.name for p in folder.iterdir()]
+
+
+@pytest.mark.parametrize("held", ["encoder.json", "vocab.bpe"])
+def test_one_file_of_another_tokenizer_is_refused_unless_replace(trained, tmp_path, held):
+    (tmp_path / held).write_text("a learner's own file")
+    with pytest.raises(ValueError, match=rf"{tmp_path} holds another tokenizer's {held}; pass "
+                                         r"replace=True"):
+        trained.save_gpt2_files(tmp_path)
+    assert saved_names(tmp_path) == [held]
+    assert (tmp_path / held).read_text() == "a learner's own file"
+    trained.save_gpt2_files(tmp_path, replace=True)
+    assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe"
+                                        ).merges == trained.merges
 
 
 def test_saving_over_another_tokenizer_is_refused_unless_replace(trained, tmp_path):
@@ -404,8 +414,8 @@ def test_saving_over_another_tokenizer_is_refused_unless_replace(trained, tmp_pa
     other.save_gpt2_files(tmp_path)
     other.save_gpt2_files(tmp_path)  # the same files again: nothing is lost
     before = saved(tmp_path)
-    with pytest.raises(ValueError, match=r"holds encoder\.json, vocab\.bpe, not this "
-                                         r"tokenizer's files; pass replace=True"):
+    with pytest.raises(ValueError, match=r"holds another tokenizer's encoder\.json and "
+                                         r"vocab\.bpe; pass replace=True"):
         trained.save_gpt2_files(tmp_path)
     assert saved(tmp_path) == before
     trained.save_gpt2_files(tmp_path, replace=True)

@@ -14,7 +14,6 @@ and the sliding-window dataset that feeds next-token prediction.
 import heapq
 import json
 import operator
-import os
 import re
 from collections import Counter
 from collections.abc import Set as AbstractSet
@@ -25,7 +24,7 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check, check_count
+from shared import check, check_count, check_flag, check_strings, write_atomically
 
 
 # %% text_data.ipynb cell 14, 2.2 Cutting text into tokens
@@ -42,28 +41,10 @@ def simple_tokenize(text: str) -> list[str]:
 # %% text_data.ipynb cell 18, 2.3 From tokens to ids: a vocabulary
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
-    """Map each distinct token (sorted) to an id, then append the special tokens (one that is
-    among the tokens already keeps its id): the ids are 0 .. len - 1, an embedding's rows."""
-    check(not isinstance(tokens, str), lambda: f"tokens must be a list of tokens, got a str "
-          f"({tokens[:30]!r}); split the text first: build_vocabulary(simple_tokenize(text))",
-          TypeError)  # sorted(set(text)) would be its letters
-    known = set(tokens)
-    words = sorted(known)
-    new = [s for s in _check_special_tokens(special_tokens) if s not in known]
-    return {token: i for i, token in enumerate([*words, *new])}
-
-
-def _check_special_tokens(special_tokens) -> list:
-    """Refuse special tokens that are not a list (or tuple) of distinct, non-empty strings."""
-    check(isinstance(special_tokens, (list, tuple))  # not a str's letters, nor a set's any order
-          and all(isinstance(token, str) for token in special_tokens), lambda: "special_tokens "
-          f"must be a list of strings (their order gives the ids), got {special_tokens!r}"
-          + (f"; did you mean [{special_tokens!r}]?" if isinstance(special_tokens, str) else ""),
-          TypeError)
-    check("" not in special_tokens, "special_tokens cannot hold the empty string")
-    twice = [token for token in special_tokens if special_tokens.count(token) > 1]
-    check(not twice, lambda: f"special_tokens has {twice[0]!r} twice; each needs one id")
-    return list(special_tokens)
+    """Map each distinct token (sorted) to an id, then append the special tokens."""
+    check_strings("special_tokens", special_tokens, "a list of strings (their order gives ids)")
+    words = sorted(set(tokens).difference(special_tokens))  # each token gets one id
+    return {token: i for i, token in enumerate([*words, *special_tokens])}
 
 
 # %% text_data.ipynb cell 21, 2.3 From tokens to ids: a vocabulary
@@ -307,12 +288,11 @@ def _read_utf8(path, name: str) -> str:
 
 def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = False) -> None:
     """Write `encoder.json` and `vocab.bpe` in GPT-2's format into `folder`, both in full
-    before either replaces an earlier file. A folder holding other files, or another
-    tokenizer's two, is refused unless `replace=True`, which replaces the two (other files are
-    left alone)."""
+    before either replaces an earlier file. Another tokenizer's encoder.json or vocab.bpe
+    there is refused unless `replace=True`; other files in the folder are left alone."""
     folder = Path(folder)
     check(not folder.exists() or folder.is_dir(), f"folder must be a folder, got the file {folder}")
-    check(isinstance(replace, bool), f"replace must be True or False, got {replace!r}", TypeError)
+    check_flag("replace", replace)
     to_char = gpt2_byte_to_char()
     as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
     encoder = {as_text(token): i for token, i in sorted(ranks.items(), key=lambda t: t[1])}
@@ -320,20 +300,17 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in merges]
     files = {"encoder.json": json.dumps(encoder, ensure_ascii=False).encode("utf-8"),
              "vocab.bpe": ("\n".join(lines) + "\n").encode("utf-8")}
-    if folder.is_dir() and not replace:  # another tokenizer's files, or a folder of other things
-        differ = sorted(p.name for p in folder.iterdir()
-                        if p.name not in files or p.is_dir() or p.read_bytes() != files[p.name])
-        check(not differ, lambda: f"{folder} holds {', '.join(differ)}, not this tokenizer's "
-              "files; pass replace=True to write its two there anyway, or choose another folder")
+    differ = [name for name in files if (folder / name).exists() and not replace
+              and ((folder / name).is_dir() or (folder / name).read_bytes() != files[name])]
+    check(not differ, lambda: f"{folder} holds another tokenizer's {' and '.join(differ)}; pass "
+          "replace=True to replace them, or choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
-    try:  # both files are written in full before either replaces an earlier one
-        for name, content in files.items():
-            (folder / f".{name}.tmp").write_bytes(content)
-        for name in files:
-            os.replace(folder / f".{name}.tmp", folder / name)
-    finally:
-        for name in files:
-            (folder / f".{name}.tmp").unlink(missing_ok=True)
+
+    def write_both(encoder_tmp):  # both written in full before either is renamed
+        encoder_tmp.write_bytes(files["encoder.json"])
+        write_atomically(folder / "vocab.bpe", lambda tmp: tmp.write_bytes(files["vocab.bpe"]))
+
+    write_atomically(folder / "encoder.json", write_both)
 
 
 # %% text_data.ipynb cell 65, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
@@ -394,7 +371,8 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
-        special_tokens = _check_special_tokens(special_tokens)
+        check_strings("special_tokens", special_tokens,
+                      "a list of strings (their order gives ids)")
         check_count("vocab_size", vocab_size, 0)
         n_merges = vocab_size - 256 - len(special_tokens)
         check(n_merges >= 0, f"vocab_size must be at least {256 + len(special_tokens)}, got "

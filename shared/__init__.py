@@ -28,6 +28,7 @@ from shared.checks import (
     check_memory,
     check_number,
     check_shape,
+    check_strings,
     check_token_ids,
     check_type,
 )
