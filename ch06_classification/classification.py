@@ -114,12 +114,26 @@ def _check_spam_frame(data, csv_file, num_classes):
               f"got {label!r}{hint}")
 
 
-def _encode_as_text(tokenizer, text):
-    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text, as
-    in chapter 7: a message may contain it, and it must not read as the padding id."""
+def _encode_as_text(tokenizer, text, where="text"):
+    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") must not
+    read as that token (the padding id, say). tiktoken encodes it as text, as in chapter 7.
+    Chapter 2's BPETokenizer and chapter 5's HFTokenizer cannot: a text holding one of their
+    special tokens is refused, naming `where`. Another tokenizer's encode is used as it is."""
     if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
         return tokenizer.encode(text, disallowed_special=())
+    held = [token for token in _special_tokens_of(tokenizer) if token in text]
+    check(not held, lambda: f"{where} holds {held[0]!r}, which this tokenizer reads as a "
+          "special token, not as text; remove it, or use a tiktoken encoding, which keeps it "
+          "as text")
     return tokenizer.encode(text)
+
+
+def _special_tokens_of(tokenizer) -> list:
+    """The special tokens of a BPETokenizer, or of an HFTokenizer's tokenizers.Tokenizer."""
+    if hasattr(tokenizer, "special_tokens"):
+        return list(tokenizer.special_tokens)
+    added = getattr(getattr(tokenizer, "tokenizer", None), "get_added_tokens_decoder", dict)()
+    return [token.content for token in added.values() if token.special]
 
 
 class SpamDataset(Dataset):
@@ -144,7 +158,9 @@ class SpamDataset(Dataset):
             # UnicodeDecodeError, and a folder given for the file
             raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
         _check_spam_frame(data, csv_file, num_classes)
-        encoded = [_encode_as_text(tokenizer, text) for text in data["Text"]]
+        encoded = [_encode_as_text(tokenizer, text,
+                                   f"{csv_file}: the Text of row {row} (line {row + 2})")
+                   for row, text in enumerate(data["Text"])]
         self.max_length = max_length or max(len(ids) for ids in encoded)
         self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
                               for ids in encoded]
@@ -351,6 +367,24 @@ def replace_linear_with_lora(model, rank: int, alpha: float):
     return model
 
 
+def merge_lora(model):
+    """Fold each LinearWithLoRA's update into its linear layer, W + (alpha / rank) (A B)^T,
+    and put that nn.Linear (same device, dtype and requires_grad) in the wrapper's place: the
+    same outputs, no adapters left, as tools that know nothing of LoRA need. In place, one
+    layer at a time (no second copy of the model); returns `model`."""
+    wrapped = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
+               if name and isinstance(module, LinearWithLoRA)]
+    merged = set()  # a wrapper that sits at two places is merged once
+    with torch.no_grad():
+        for name, wrapper in wrapped:
+            if id(wrapper) not in merged:
+                lora, weight = wrapper.lora, wrapper.linear.weight
+                weight.copy_(weight + lora.scaling * (lora.A @ lora.B).T)  # x A B = x (A B)
+                merged.add(id(wrapper))
+            model.set_submodule(name, wrapper.linear)
+    return model
+
+
 __all__ = [
     'load_sms_spam',
     'download_and_unzip_spam_data',
@@ -369,4 +403,5 @@ __all__ = [
     'LoRALayer',
     'LinearWithLoRA',
     'replace_linear_with_lora',
+    'merge_lora',
 ]

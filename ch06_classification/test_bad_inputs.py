@@ -538,6 +538,41 @@ def test_special_token_text_in_the_data_is_encoded_as_text(tmp_path, tiktoken_gp
         "spam", "not spam")
 
 
+def qwen_like_tokenizer(folder: Path):
+    """A tokenizer.json of a few words with "<|endoftext|>" registered as a special token,
+    read by chapter 5's HFTokenizer, which encodes that spelling as its id (here 3)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from ch05_pretraining.open_weights import HFTokenizer
+
+    tokenizer = Tokenizer(models.WordLevel({"WIN": 0, "now": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens(["<|endoftext|>"])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return HFTokenizer(folder)
+
+
+def test_special_token_text_is_refused_where_the_tokenizer_cannot_keep_it_as_text(tmp_path):
+    """Only tiktoken encodes "<|endoftext|>" as text: HFTokenizer would make it the padding id
+    (silently), and BPETokenizer refuses it without naming the row. Text without it passes."""
+    from ch02_text_data.text_data import BPETokenizer
+
+    path = tmp_path / "spam.csv"
+    path.write_text("Label,Text\n0,WIN now\n1,WIN <|endoftext|> now\n")
+    hf = qwen_like_tokenizer(tmp_path)
+    assert hf.encode("WIN <|endoftext|> now") == [0, 3, 1]  # what the dataset would have held
+    bpe = BPETokenizer.train("WIN now", vocab_size=260)
+    for tokenizer, pad_token_id in [(hf, 3), (bpe, bpe.special_tokens["<|endoftext|>"])]:
+        with pytest.raises(ValueError, match=r"spam\.csv: the Text of row 1 \(line 3\) holds "
+                                             r"'<\|endoftext\|>', which this tokenizer"):
+            SpamDataset(path, tokenizer, pad_token_id=pad_token_id)
+        model = add_classification_head(tiny_gpt(**TINY))
+        with pytest.raises(ValueError, match=r"^text holds '<\|endoftext\|>'"):
+            classify_review("WIN <|endoftext|>", model, tokenizer, "cpu", pad_token_id=pad_token_id)
+    path.write_text("Label,Text\n0,WIN now\n1,WIN\n")
+    assert SpamDataset(path, hf, pad_token_id=3).encoded_texts == [[0, 1], [0, 3]]
+
+
 class PoisonedSGD(torch.optim.SGD):
     """SGD whose third update makes the model's head nan, as a diverging run would."""
 

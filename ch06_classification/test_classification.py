@@ -20,6 +20,7 @@ from ch06_classification.classification import (
     download_and_unzip_spam_data,
     evaluate_model,
     load_sms_spam,
+    merge_lora,
     random_split,
     replace_linear_with_lora,
     train_classifier_simple,
@@ -196,6 +197,36 @@ def test_only_lora_parameters_train():
             assert torch.equal(param, frozen[name]), name
     assert any(p.abs().sum() > 0 for name, p in model.named_parameters()
                if name.endswith(".lora.B"))
+
+
+def test_merge_lora_leaves_plain_linear_layers_with_the_same_outputs():
+    model = replace_linear_with_lora(tiny_classifier().eval(), rank=2, alpha=6)
+    for name, param in model.named_parameters():
+        if name.endswith(".lora.B"):
+            nn.init.normal_(param, std=0.1)  # B = 0 would merge nothing
+    ids = torch.randint(0, 60, (2, 10))
+    before = model(ids)
+    rng = torch.get_rng_state()
+    assert merge_lora(model) is model
+    assert torch.equal(torch.get_rng_state(), rng)  # no draws
+    assert torch.allclose(model(ids), before, atol=1e-5, rtol=0)
+    assert not any(isinstance(m, (LinearWithLoRA, LoRALayer)) for m in model.modules())
+    assert set(model.state_dict()) == set(tiny_classifier().state_dict())  # a plain classifier's
+    assert merge_lora(model) is model  # nothing left to merge: unchanged
+    assert torch.allclose(model(ids), before, atol=1e-5, rtol=0)
+
+
+def test_merge_lora_keeps_the_dtype_and_device():
+    model = replace_linear_with_lora(tiny_classifier().eval(), rank=2, alpha=4).double()
+    nn.init.normal_(model.out_head.lora.B)
+    ids = torch.randint(0, 60, (1, 6))
+    before = model(ids)
+    merge_lora(model)
+    assert type(model.out_head) is nn.Linear and model.out_head.weight.dtype == torch.float64
+    assert torch.allclose(model(ids), before, atol=1e-12, rtol=0)
+    meta = replace_linear_with_lora(add_classification_head(GPTModel(TINY).to("meta")), 2, 4)
+    merge_lora(meta)
+    assert {p.device.type for p in meta.parameters()} == {"meta"}
 
 
 # Devices: what chapter 6 adds to a model goes where the model is -------------------------------

@@ -167,6 +167,7 @@ from ch06_classification.classification import (
     LoRALayer as LoRALayer,
     LinearWithLoRA as LinearWithLoRA,
     replace_linear_with_lora as replace_linear_with_lora,
+    merge_lora as merge_lora,
 )
 from ch07_instructions.instructions import (
     load_instruction_data as load_instruction_data,
