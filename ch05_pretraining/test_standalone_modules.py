@@ -9,7 +9,13 @@ import pytest
 
 from shared.data import PROJECT_ROOT
 from shared.standalone import standalone_source
-from shared.test_standalone import ALL_PACKAGES, refuse_imports_of, run_python
+from shared.test_standalone import (
+    ALL_PACKAGES,
+    imports_only_what_the_header_names,
+    refuse_imports_of,
+    run_python,
+    third_party_of,
+)
 
 
 USES = {
@@ -51,10 +57,12 @@ def test_the_module_works_alone_outside_the_repository(module, tmp_path):
     source = standalone_source(module)
     path = tmp_path / f"{module.split('.')[1]}_standalone.py"
     path.write_text(source, encoding="utf-8")
-    code = (refuse_imports_of(ALL_PACKAGES) + f"from {path.stem} import *\n"
-            + textwrap.dedent(USES[module]))
+    code = (refuse_imports_of(ALL_PACKAGES) + imports_only_what_the_header_names(path.stem, source)
+            + f"from {path.stem} import *\n" + textwrap.dedent(USES[module]))
     result = run_python(code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    header, optional, imports, guarded = third_party_of(source)
+    assert header == imports and optional == guarded
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache",
                            "--config", str(PROJECT_ROOT / "pyproject.toml"),
                            "--select", "F,I,E", "--ignore", "E501", str(path)],

@@ -195,11 +195,18 @@ def standalone_source(chapter: str | Path) -> str:
 
     wanted: set[tuple[str, str]] = set()          # (module, name) definitions needed
     needed_imports: dict[str, set[str]] = {}     # module -> bound import names used
-    # A chapter (not one module named) brings what its notebook uses from earlier chapters.
-    earlier = [origins.get(name, ("", "")) if module == "shared" else (module, name)
-               for module, name in ([] if "." in str(chapter) else lesson_imports(target))]
-    brought = [(module, name) for module, name in earlier
-               if module in CHAPTER_MODULES and module.split(".")[0] < chapter_folder]
+    # A chapter brings what its notebook uses from earlier chapters; one module named brings
+    # the names it imports from the course's other chapter modules (GPTModel for gpt2_weights).
+    if "." in str(chapter):
+        earlier = [resolve(module, name) for module, name in
+                   modules[target].project_imports.values()]
+        brought = [(module, name) for module, name in earlier
+                   if module in CHAPTER_MODULES and module != target]
+    else:
+        earlier = [origins.get(name, ("", "")) if module == "shared" else (module, name)
+                   for module, name in lesson_imports(target)]
+        brought = [(module, name) for module, name in earlier
+                   if module in CHAPTER_MODULES and module.split(".")[0] < chapter_folder]
     pending = [(target, name) for d in modules[target].definitions for name in d.names
                if not name.startswith("_")] + brought
     while pending:
@@ -243,12 +250,23 @@ def standalone_source(chapter: str | Path) -> str:
             third_party.update(dict.fromkeys(modules[module].imports[bound]))
     sources = sorted({d.module for d in chosen}, key=list(modules).index)
     imports = dict.fromkeys(line for module in sources for line in modules[module].future)
-    packages = pip_packages(third_party)
+    # A function may import a package only when called (progress_bar imports tqdm): those count
+    # too; one guarded by `except ImportError` is optional, named with the functions using it.
+    within = [(module, guarded, name) for d in chosen for name in sorted(d.names)[:1]
+              for module, guarded in imports_within(d.source)]
+    packages = pip_packages([line.split()[1] for line in third_party]
+                            + [module for module, guarded, _ in within if not guarded])
+    optional: dict[str, list[str]] = {}
+    for module, guarded, name in within:
+        for package in pip_packages([module]) if guarded else []:
+            if package not in packages:
+                optional.setdefault(package, []).append(name)
     offline = mirror_source() if "tiktoken" in packages else []
     if offline:
         third_party.update(dict.fromkeys(MIRROR_IMPORTS))
     given = target if "." in str(chapter) else chapter_folder
-    what = ("Everything this module exports, with what it uses" if "." in str(chapter) else
+    what = ("Everything this module exports and the names it imports from the course's other "
+            "chapter modules (in `__all__`), with what those use" if "." in str(chapter) else
             "Everything this chapter's lesson module exports and what its notebook uses from "
             "earlier chapters (in `__all__`), with what those use")
     header = [
@@ -264,8 +282,12 @@ def standalone_source(chapter: str | Path) -> str:
         *(["Its imports beyond the standard library need:", "",
            f"    pip install {' '.join(packages)}"] if packages else
           ["It imports the standard library only."]),
-        *(["", "Offline, it reads GPT-2's tokenizer files from $LLM_COURSE_DATA_MIRROR, as the",
-           "course does."] if offline else []),
+        *[line for package, users in optional.items() for line in (
+            "", *textwrap.wrap(f"Optional: `pip install {package}`, for "
+                               f"{', '.join(dict.fromkeys(users))} only.", 92))],
+        *(["", "Offline, it copies GPT-2's tokenizer files from $LLM_COURSE_DATA_MIRROR into",
+           "tiktoken's cache where missing (less than the course does: see the code's comment)."]
+          if offline else []),
         '"""',
         "",
     ]
@@ -286,8 +308,9 @@ def standalone_source(chapter: str | Path) -> str:
         body.append(definition.source.strip("\n"))
         last = definition
     body += ["", ""]
-    # What `import *` gives: the chapter's own exports, then what its notebook uses from earlier
-    # chapters (GPTModel for chapter 5...); not the helpers those bring (check, fetch, ...).
+    # What `import *` gives: the chapter's (or module's) own exports, then what its notebook
+    # uses from earlier chapters (GPTModel for chapter 5...), or what the module imports from
+    # other chapter modules; not the helpers those bring (check, fetch, ...).
     public = public_names_of(modules[target]) + [
         name for d in chosen for name in sorted(d.names) if (d.module, name) in brought]
     public = list(dict.fromkeys(public))
@@ -306,12 +329,12 @@ MIRROR_IMPORTS = ("import hashlib", "import os", "import shutil", "import warnin
 MIRROR_CODE = '''# ---- offline: the course's data mirror ----------------------------------------
 
 
-# As `import shared` does in the course: with $MIRROR_ENV set (a folder laid
-# out as the course's data/), tiktoken.get_encoding("gpt2") reads GPT-2's files from
-# it, not from the network. tiktoken looks for a file in $TIKTOKEN_CACHE_DIR under the
-# sha1 of its URL (and checks its hash), so the mirror's files are copied there; unless
-# that variable is set, the cache is data/tiktoken beside this file. Without the mirror
-# variable, nothing here runs.
+# With $MIRROR_ENV set (a folder laid out as the course's data/), tiktoken reads
+# GPT-2's files from it: tiktoken looks in $TIKTOKEN_CACHE_DIR (default here: data/tiktoken
+# beside this file) for a file named by the sha1 of its URL, so one missing there is copied
+# from the mirror. Less than `import shared` does: a damaged cached file is not replaced
+# (tiktoken's hash check then downloads it), and a cache that cannot be written gets a
+# warning, not another folder. Without the mirror variable, nothing here runs.
 def _tiktoken_files_from_mirror() -> None:
     mirror = os.environ.get("MIRROR_ENV")
     if not mirror:
@@ -350,15 +373,36 @@ def mirror_source() -> list[str]:
     return MIRROR_CODE.replace("MIRROR_ENV", MIRROR_ENV).replace("FILES", files).split("\n")
 
 
-def pip_packages(import_lines) -> list[str]:
-    """The distributions to install for the third-party imports among `import_lines`, by the
+def pip_packages(module_names) -> list[str]:
+    """The distributions to install for the third-party modules among `module_names`, by the
     installed packages' own metadata (the module `yaml` comes from PyYAML)."""
     from importlib.metadata import packages_distributions
 
     distributions = packages_distributions()
-    modules = {line.split()[1].split(".")[0] for line in import_lines}
+    modules = {name.split(".")[0] for name in module_names}
     modules -= {*sys.stdlib_module_names, "__future__"}
     return sorted({distributions.get(m, [m])[0] for m in modules}, key=str.lower)
+
+
+def imports_within(source: str) -> list[tuple[str, bool]]:
+    """(module, guarded) for each import in a definition's body, at any depth; guarded: inside
+    a `try` whose handlers catch ImportError (the code runs, or says what to install, without
+    it)."""
+    tree = ast.parse(source)
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                handler.type is not None and {"ImportError", "ModuleNotFoundError"}
+                & names_read(handler.type) for handler in node.handlers):
+            guarded |= {id(n) for statement in node.body for n in ast.walk(statement)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in guarded) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, id(node) in guarded))
+    return [(module, is_guarded) for module, is_guarded in found
+            if not is_project_module(module)]
 
 
 def lesson_imports(module_name: str) -> list[tuple[str, str]]:
@@ -444,11 +488,13 @@ def source_label(module_name: str) -> str:
         return shown.name
 
 
-def import_sort_key(line: str) -> tuple[int, int, str]:
-    """Standard library, then third-party; `import x` before `from x import y` (as isort)."""
+def import_sort_key(line: str) -> tuple[int, int, str, str]:
+    """Standard library, then third-party; `import x` before `from x import y`; the same
+    module's lines by what they import (`from m import A` before `from m import B as C`), as
+    isort."""
     module = line.split()[1]
     stdlib = module.split(".")[0] in sys.stdlib_module_names
-    return (0 if stdlib else 1, line.startswith("from"), module.lower())
+    return (0 if stdlib else 1, line.startswith("from"), module.lower(), line)
 
 
 def merge_from_imports(lines) -> list[str]:
