@@ -198,27 +198,32 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
-    file there holding responses to the same entries (an earlier run's) is overwritten;
-    anything else only with replace=True."""
+    file there of saved responses (a JSON list of entries, each with an instruction and a key
+    ending in "_response", as generate_responses writes) is overwritten, whatever entries it
+    answered (a run on part of the test set replaces a run on all of it); anything else only
+    with replace=True."""
     check_entries(data, ("instruction",))
     path = Path(path)
     check(not path.is_dir(), f"{path} is a folder: give the path of the JSON file to write")
-
-    def prompts(entries):
-        return [(e.get("instruction"), e.get("input")) if isinstance(e, dict) else e
-                for e in entries]
-
     if path.exists() and not replace:
         try:
             held = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError):  # not JSON: something else
             held = None
-        check(isinstance(held, list) and prompts(held) == prompts(data), f"{path} holds "
-              f"something else than responses to these {len(data)} entries: pass replace=True "
-              "to replace it, or choose another path")
+        check(_holds_responses(held), f"{path} holds something else than saved responses (a "
+              "JSON list of entries, each with an instruction and a *_response): pass "
+              "replace=True to replace it, or choose another path")
     text = json.dumps(data, indent=1)
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
+
+
+def _holds_responses(held) -> bool:
+    """Whether a JSON value is what save_responses writes: a list of entries, each with an
+    instruction and a response (generate_responses' key, model_response or base_response)."""
+    return isinstance(held, list) and all(
+        isinstance(entry, dict) and "instruction" in entry
+        and any(key.endswith("_response") for key in entry) for entry in held)
 
 
 def extract_response(generated_text: str, prompt: str) -> str:

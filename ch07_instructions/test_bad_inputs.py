@@ -600,17 +600,35 @@ def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp
     entries[0]["model_response"] = "Green."
     save_responses(entries, path)  # the same entries, answered again: overwritten
     assert json.loads(path.read_text())[0]["model_response"] == "Green."
-    for other in ("my notes", json.dumps({"a": 1}),
-                  json.dumps([{"instruction": "Another task.", "output": "x"}])):
+    for other in ("my notes", json.dumps({"a": 1}), json.dumps([1]),
+                  json.dumps([{"instruction": "Another task.", "output": "x"}])):  # a data set
         path.write_text(other)
-        with pytest.raises(ValueError, match=r"responses.json holds something else than "
-                                             r"responses to these 1 entries: pass replace=True"):
+        with pytest.raises(ValueError, match=r"responses.json holds something else than saved "
+                                             r"responses \(a JSON list of entries, each with an "
+                                             r"instruction and a \*_response\): pass replace=True"):
             save_responses(entries, path)
         assert path.read_text() == other
     save_responses(entries, path, replace=True)
     assert json.loads(path.read_text()) == entries
     with pytest.raises(ValueError, match="is a folder"):
         save_responses(entries, tmp_path)
+
+
+def test_save_responses_replaces_responses_to_other_entries(tmp_path):
+    """Section 7.7 run again on part of test_data (or another model's base_response file) must
+    replace the earlier run's responses, not be refused for answering other entries."""
+    from ch07_instructions.instructions import save_responses
+
+    entries = [{"instruction": f"Name colour {i}.", "input": "", "output": "Red.",
+                "model_response": "Blue."} for i in range(3)]
+    path = save_responses(entries, tmp_path / "responses.json")
+    save_responses(entries[:1], path)
+    assert json.loads(path.read_text()) == entries[:1]
+    base = [{"instruction": "Say hi.", "base_response": "hi"}]
+    save_responses(base, path)
+    assert json.loads(path.read_text()) == base
+    save_responses(entries, save_responses([], path))  # an empty list holds nothing to lose
+    assert json.loads(path.read_text()) == entries
 
 
 def test_a_failed_save_of_responses_keeps_the_earlier_file(tmp_path):
