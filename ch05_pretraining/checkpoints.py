@@ -36,9 +36,10 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     """Save model, optimizer and the states of the random generators the model draws from (the
     CPU's and its device's), plus any `extra` values, to `path`, atomically.
 
-    A checkpoint of the same model at `path` (the same weights' names and shapes, and the same
-    `config` if both record one) is overwritten, as a run does every few steps; anything else
-    there (another model's checkpoint, a file of another kind) is refused unless replace=True.
+    A checkpoint at `path` of a model of the same architecture (the same weights' names and
+    shapes, and the same `config` if both record one) is overwritten, as a run does every few
+    steps: any run of that architecture matches, not only this model's. Anything else there (a
+    checkpoint of another architecture, a file of another kind) is refused unless replace=True.
     """
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     on_meta = [name for name, tensor in tensors.items() if tensor.is_meta]
@@ -58,8 +59,9 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     check(not Path(path).is_dir(), f"{path} is a folder: save_checkpoint writes a file (give "
           "a file name in it, such as checkpoint.pth)")
     if not replace and (held := _held_instead(Path(path), model, extra.get("config"))):
-        raise ValueError(f"{path} {held}: save_checkpoint overwrites only a checkpoint of the "
-                         "same model; pass replace=True to replace it, or choose another path")
+        raise ValueError(f"{path} {held}: save_checkpoint overwrites unasked only a checkpoint "
+                         "of a model with the same weights' names and shapes; pass replace=True "
+                         "to replace it, or choose another path")
     devices = {tensor.device for tensor in tensors.values()}
     state = {"model": model.state_dict(), **generator_states(devices), **extra}
     if optimizer is not None:
@@ -69,13 +71,13 @@ def save_checkpoint(path: str | Path, model: nn.Module,
 
 def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -> None:
     """Save `model.state_dict()` alone to `path`, as torch.save(model.state_dict(), path) does
-    (load it with model.load_state_dict(torch.load(path))), atomically. As save_checkpoint, it
-    overwrites only the same model's weights, anything else unless replace=True."""
+    (load it with model.load_state_dict(torch.load(path))), atomically. It overwrites weights
+    of the same names and shapes (any model's), anything else only with replace=True."""
     check(not Path(path).is_dir(), f"{path} is a folder: save_weights writes a file (give a "
           "file name in it, such as model.pth)")
     if not replace and (held := _held_instead(Path(path), model, None, plain=True)):
-        raise ValueError(f"{path} {held}: save_weights overwrites only the same model's "
-                         "weights; pass replace=True to replace it, or choose another path")
+        raise ValueError(f"{path} {held}: save_weights overwrites only weights of the same "
+                         "names and shapes; pass replace=True to replace it, or give another path")
     state = model.state_dict()
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 

@@ -13,6 +13,7 @@ it does not describe exactly (check_gpt2_architecture).
 """
 
 import filecmp
+import glob
 import http.client
 import json
 import os
@@ -20,7 +21,7 @@ import re
 import shutil
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -287,28 +288,23 @@ SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the funct
 
 def write_model_folder(folder: str | Path, write: Callable[[Path], object], writer: str,
                        names: str, same: dict, replace: bool = False) -> None:
-    """Call `write(tmp)` to fill a new folder beside `folder`, then put it in `folder`'s place:
-    a reader finds the old content or the new, never a mix of both, and a failure (a full
-    disk, Ctrl-C) leaves the old content and no temporary folder.
+    """Call `write(tmp)` to fill a new folder beside `folder`, then rename it into `folder`'s
+    place: a reader finds the old content or the new, never a mix of both, and an exception
+    (a full disk, Ctrl-C) leaves the old content and no temporary folder. Between the two
+    renames `folder` is absent for an instant: a process killed there (SIGKILL, a power cut)
+    leaves the old content in a hidden sibling `.NAME.xxxxxxxx.old`, which the next call names
+    instead of writing.
 
     An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
     there before for a model of the same architecture (paths the regular expression `names`
     matches, weights whose metadata name `writer`, a config.json holding `same`), or when
-    `replace` is True: anything else is another model, or your own work.
+    `replace` is True: anything else is another model, or your own work. Even replace=True
+    replaces only files and the sub-folders `names` matches, and never the home folder, the
+    current folder or one holding it: a folder named by mistake never loses a tree.
     """
     check_flag("replace", replace)
     path = Path(os.path.abspath(folder))
-    if path.exists() and not replace:
-        old = _saved_config(path, writer, names)
-        check(old is not None, lambda: (f"{folder} is a file" if not path.is_dir() else
-              f"{folder} holds {', '.join(sorted(p.name for p in path.iterdir())[:5])}") +
-              f", which {writer} did not write: pass replace=True to replace it (everything in "
-              "it is deleted), or choose another folder", FileExistsError)
-        differ = [f"{key}={old.get(key)!r} (this model's: {value!r})"
-                  for key, value in same.items() if old and old.get(key) != value]
-        check(not differ, lambda: f"{folder} holds another model, which {writer} saved: "
-              f"{', '.join(differ[:3])}; pass replace=True to replace it, or choose another "
-              "folder", FileExistsError)
+    _check_replaceable(folder, path, writer, names, same, replace)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a sibling: same disk,
     old_path = tmp.with_suffix(".old")  # so the renames below move no data
@@ -329,26 +325,79 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
         old_path.unlink(missing_ok=True)
 
 
-def _saved_config(folder: Path, writer: str, names: str) -> dict | None:
-    """The config.json of what `writer` saved in `folder` ({} for an empty folder), or None if
-    the folder holds anything else: see write_model_folder."""
-    if not folder.is_dir() or folder.is_symlink():
-        return None
-    entries = list(folder.rglob("*"))
-    if not entries:
-        return {}
-    if any(p.is_symlink() or not re.fullmatch(names, p.relative_to(folder).as_posix())
-           for p in entries):
-        return None
+def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, same: dict,
+                       replace: bool) -> None:
+    """Raise FileExistsError, saying what to do, unless write_model_folder may put a new save
+    at `path` (see there). Only what it must is read: it stops at the first entry it refuses."""
+    def refuse(what: str, hint: str = "pass replace=True to replace it (everything in it is "
+               "deleted), or choose another folder") -> None:
+        raise FileExistsError(f"{folder} {what}: {hint}")
+
+    real, cwd, home = Path(os.path.realpath(path)), Path.cwd(), Path.home().resolve()
+    if real == home or real == cwd or real in cwd.parents:
+        refuse("is the home folder" if real == home else "is the current folder or holds it",
+               f"{writer} replaces its folder whole, so give it one of the model's own, such "
+               f"as {Path(folder) / 'model'}")
+    if not path.exists() and not path.is_symlink():
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
+            refuse(f"is missing, and {stale} holds what was there before a save was killed "
+                   "between its two renames", f"rename it back to {folder} (or delete it), "
+                   "then save again")
+        return
+    if path.is_symlink() or not path.is_dir():
+        if not replace:
+            refuse(f"is {'a link' if path.is_symlink() else 'a file'}, which {writer} did not "
+                   "write")
+        return
+    for relative, entry in _walk(path, lambda relative: re.fullmatch(names, relative)):
+        own = re.fullmatch(names, relative) and not entry.is_symlink()
+        if replace and entry.is_dir(follow_symlinks=False) and not own:
+            refuse(f"holds the folder {relative}, which {writer} does not write", "replace=True "
+                   f"replaces only files and the folders {writer} writes; empty it yourself, "
+                   "or choose another folder")
+        if not replace and not own:
+            refuse(f"holds {relative}, which {writer} did not write")
+        if not replace and relative.endswith(".safetensors") and not _saved_by(entry, writer):
+            refuse(f"holds {relative}, which {writer} did not write (its metadata does not name "
+                   f"{writer}: another program's save, or one by an earlier version of the "
+                   "course)")
+    if replace or not any(path.iterdir()):
+        return
     try:
-        for path in (p for p in entries if p.suffix == ".safetensors"):
-            with safetensors.safe_open(path, framework="pt") as f:
-                if (f.metadata() or {}).get(SAVED_BY) != writer:
-                    return None
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except Exception:  # unreadable, or no config.json: not what the writer leaves
-        return None
-    return config if isinstance(config, dict) else None
+        old = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        old = None
+    if not isinstance(old, dict):
+        refuse(f"holds no readable config.json beside the weights, so it is not a save of "
+               f"{writer}")
+    differ = [f"{key}={old.get(key)!r} (this model's: {value!r})"
+              for key, value in same.items() if old.get(key) != value]
+    if differ:
+        refuse(f"holds another model, which {writer} saved: {', '.join(differ[:3])}",
+               "pass replace=True to replace it, or choose another folder")
+
+
+def _walk(folder: Path, descend: Callable[[str], object], prefix: str = ""
+          ) -> Iterator[tuple[str, os.DirEntry]]:
+    """(path relative to `folder`, entry) for each entry in it, lazily and in name order,
+    going into the sub-folders `descend` accepts: a check that stops at the first entry it
+    refuses never walks a large tree (a home folder named by mistake)."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        relative = prefix + entry.name
+        yield relative, entry
+        if entry.is_dir(follow_symlinks=False) and descend(relative):
+            yield from _walk(Path(entry.path), descend, relative + "/")
+
+
+def _saved_by(entry: os.DirEntry, writer: str) -> bool:
+    """Whether the safetensors file `entry` names `writer` in its metadata."""
+    try:
+        with safetensors.safe_open(entry.path, framework="pt") as f:
+            return (f.metadata() or {}).get(SAVED_BY) == writer
+    except Exception:  # unreadable: not what the writer leaves
+        return False
 
 
 # %% pretraining.ipynb cell 70, 5.5 Loading pretrained weights from OpenAI

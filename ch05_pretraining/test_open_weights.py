@@ -4,6 +4,7 @@ anything the model does not compute, or a folder that does not match its config,
 
 import base64
 import json
+import os
 
 import pytest
 import safetensors.torch
@@ -500,3 +501,78 @@ def test_an_earlier_save_of_another_architecture_is_not_replaced_unasked(tmp_pat
     assert load_open_model(tmp_path / "out").cfg["n_layers"] == 1
     save_open_model(tiny_modern(n_layers=2), tmp_path / "out", replace=True)
     assert load_open_model(tmp_path / "out").cfg["n_layers"] == 2
+
+
+def test_replace_never_deletes_a_tree_named_by_mistake(tmp_path, monkeypatch):
+    """replace=True replaces files and the saver's own folders (original/), nothing else: a
+    folder holding a sub-folder (a project's .git), the current folder, one holding it, and
+    the home folder are refused before anything is written or deleted."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "notes.txt").write_text("mine")
+    before = snapshot(project)
+    with pytest.raises(FileExistsError, match=r"project holds the folder \.git, which "
+                                              r"save_open_model does not write: replace=True "
+                                              r"replaces only files"):
+        save_open_model(tiny_modern(), project, replace=True)
+    assert snapshot(project) == before and (project / ".git").is_dir()
+    monkeypatch.chdir(project / ".git")
+    for folder in (".", project, tmp_path):
+        with pytest.raises(FileExistsError, match=r"is the current folder or holds it: "
+                                                  r"save_open_model replaces its folder whole"):
+            save_open_model(tiny_modern(), folder, replace=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    with pytest.raises(FileExistsError, match=r"home is the home folder"):
+        save_open_model(tiny_modern(), tmp_path / "home", replace=True)
+    assert snapshot(project) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "project"]
+    published = tmp_path / "published"  # files and original/: replaced when asked
+    (published / "original").mkdir(parents=True)
+    (published / "original" / "tokenizer.model").write_text("ranks")
+    (published / "config.json").write_text("{}")
+    save_open_model(tiny_modern(), published, replace=True)
+    assert sorted(snapshot(published)) == ["config.json", "model.safetensors"]
+
+
+def test_a_refusal_reads_no_more_of_a_folder_than_it_must(tmp_path, monkeypatch):
+    """Pointed at a large folder (the home folder), the check stops at its first entry that is
+    not the saver's: one folder listed, not the whole tree walked."""
+    folder = tmp_path / "home"
+    for i in range(3):
+        (folder / f"tree{i}" / "deeper").mkdir(parents=True)
+    (folder / "a-notes.txt").write_text("mine")
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(path) or real_scandir(path))
+    with pytest.raises(FileExistsError, match=r"home holds a-notes\.txt"):
+        save_open_model(tiny_modern(), folder)
+    assert len(listed) <= 1
+
+
+def test_a_save_killed_between_its_renames_is_named_not_hidden(tmp_path):
+    """Killed (SIGKILL) between moving the old folder aside and the new one in, a save leaves
+    the old content in .NAME.xxxxxxxx.old: the next save names it rather than leaving it
+    there unseen."""
+    save_open_model(tiny_modern(), tmp_path / "out")
+    (tmp_path / "out").rename(tmp_path / ".out.0123abcd.old")
+    for replace in (False, True):
+        with pytest.raises(FileExistsError, match=r"out is missing, and .*\.out\.0123abcd\.old "
+                                                  r"holds what was there before a save was "
+                                                  r"killed.*rename it back"):
+            save_open_model(tiny_modern(seed=1), tmp_path / "out", replace=replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.0123abcd.old"]
+
+
+def test_a_folder_saved_without_the_savers_mark_hints_at_an_older_save(tmp_path):
+    model = tiny_modern()
+    save_open_model(model, tmp_path / "out")
+    weights = tmp_path / "out" / "model.safetensors"
+    safetensors.torch.save_file(safetensors.torch.load_file(weights), weights)  # no saved_by
+    with pytest.raises(FileExistsError, match=r"holds model\.safetensors, which save_open_model "
+                                              r"did not write \(its metadata does not name "
+                                              r"save_open_model: another program's save, or one "
+                                              r"by an earlier version of the course\): pass "
+                                              r"replace=True"):
+        save_open_model(model, tmp_path / "out")
+    save_open_model(model, tmp_path / "out", replace=True)

@@ -1,6 +1,7 @@
 """Tests of chapter 5: losses, the training loops, decoding, checkpoints, the LR schedule."""
 
 import math
+import os
 
 import matplotlib.pyplot as plt
 import pytest
@@ -686,3 +687,27 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
     assert head_dtypes == {torch.bfloat16}
     assert model.out_head.weight.dtype == torch.float32
     assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
+
+
+def test_section_5_4s_cell_saves_again_after_a_change_of_model(tmp_path, monkeypatch):
+    """Cell ch05-n34 writes the notebook's own model_and_optimizer.pth; re-run after a change
+    of profile, LLM_COURSE_QUICK or MODEL_CONFIG, it replaces the earlier run's checkpoint of
+    another architecture instead of stopping at it."""
+    import nbformat
+
+    from shared.data import PROJECT_ROOT
+
+    nb = nbformat.read(PROJECT_ROOT / "ch05_pretraining" / "pretraining.ipynb", as_version=4)
+    cell = next(cell.source for cell in nb.cells if cell.get("id") == "ch05-n34")
+    monkeypatch.chdir(tmp_path)
+    for emb_dim in (16, 8):  # the earlier run's model, then one of another configuration
+        torch.manual_seed(3)
+        model = GPTModel({**TINY, "emb_dim": emb_dim})
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        input_batch, target_batch = next(iter(loaders()[1]))
+        calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
+        optimizer.step()  # the cell counts AdamW's state
+        exec(cell, {"save_checkpoint": save_checkpoint, "model": model, "optimizer": optimizer,
+                    "TRAINING": {"num_epochs": 1}, "train_loader": [None] * 3, "torch": torch,
+                    "os": os, "print": lambda *args: None})
+    assert torch.load("model_and_optimizer.pth")["model"]["tok_emb.weight"].shape[1] == 8
