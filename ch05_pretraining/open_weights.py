@@ -346,10 +346,9 @@ def check_open_model(model) -> None:
            f"{type(expected[name]).__name__}" for name, module in model.named_modules()
            if name in expected and type(module) is not type(expected[name])]
     check(not odd, lambda: f"model has modules save_open_model cannot write: "
-          f"{'; '.join(odd[:3])}. An unmerged LoRA adapter (6.9) is merged first: merge each "
-          "adapter into its linear layer (with torch.no_grad(): layer.linear.weight += "
-          "layer.lora.scaling * (layer.lora.A @ layer.lora.B).T), then put layer.linear in "
-          "the adapter's place", TypeError)
+          f"{'; '.join(odd[:3])}. An unmerged LoRA adapter is merged first: merge the "
+          "adapters with merge_lora(model) (6.9), which folds each into its linear layer",
+          TypeError)
     found, wanted = (dict(m.named_parameters()) for m in (model, reference))
     odd = [f"{name} {tuple(found[name].shape) if name in found else 'missing'}, expected "
            f"{tuple(p.shape)}" for name, p in wanted.items()

@@ -386,6 +386,12 @@ def chapter_6_lora():
     calc_loss_batch(x, y, model, GPU).backward()
     layer = shared.LinearWithLoRA(nn.Linear(4, 3).to(GPU), rank=2, alpha=2)
     assert on_the_gpu(layer(torch.ones(1, 4, device=GPU)))
+    with torch.no_grad():
+        expected = model(x.to(GPU)).cpu()
+        shared.merge_lora(model)  # the adapters folded in, on the device
+        assert not any(isinstance(m, shared.LinearWithLoRA) for m in model.modules())
+        assert all(on_the_gpu(p) for p in model.parameters())
+        torch.testing.assert_close(model(x.to(GPU)).cpu(), expected)
 
 
 def instruction_entries():
