@@ -10,7 +10,8 @@ A first run, small enough for a laptop's CPU (minutes; the README says how long 
     python ch05_pretraining/pretrain.py --out runs/tiny --export runs/tiny-hf  # for transformers
 
 Without the size flags it trains GPT-2 small (124 M parameters, a 2 GB checkpoint): a GPU's
-work (a CPU takes tens of seconds a step, and warns when its estimate is hours). On many GPUs:
+work (a step took 6.8 s on the README's 2-core CPU, so its 1,000 steps about 2 h; on a CPU a
+run whose estimate is over an hour says so). On many GPUs:
 
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
@@ -56,7 +57,9 @@ at scale needs:
   run into OUT is refused, naming the first. SIGTERM (kill, timeout, a job scheduler's time
   limit) and Ctrl-C stop the run at the end of the step under way, with a checkpoint; a second
   Ctrl-C stops it at once. A loss or weights that become nan or infinite stop the run at that
-  step, without saving them: the checkpoint keeps the last good step.
+  step, without saving them: the checkpoint keeps the last good step (a --resume would repeat
+  the same steps: start again with a lower --lr and --overwrite). A run refused before
+  training (bad text, too few tokens) removes what it made in OUT.
 """
 
 import argparse
@@ -115,13 +118,7 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
     The manifest beside it (.json) names the files (by name, size and time) and the tokens'
     count and sha256; a cache that does not match it, truncated or damaged, is rebuilt.
     """
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise FileNotFoundError(f"no .txt files in {folder}")
-    odd = [file.name for file in files if not file.is_file()]  # reading a pipe would wait
-    if odd:
-        raise ValueError(f"{folder}: {', '.join(odd)}: not a regular file (a folder, a pipe or "
-                         "a broken link named *.txt); move it out of the folder")
+    files = text_files(folder)
     fingerprint = hashlib.sha256()
     for file in files:
         fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
@@ -152,6 +149,20 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
             "fingerprint": fingerprint.hexdigest(), "files": [f.name for f in files],
             "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()})))
     return np.memmap(token_file, dtype=np.uint16, mode="r")
+
+
+def text_files(folder: Path) -> list[Path]:
+    """The *.txt files directly in `folder`, sorted; raises FileNotFoundError when there are
+    none, ValueError when one is not a regular file."""
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no .txt files (pretrain.py reads the *.txt "
+                                "files directly in it)")
+    odd = [file.name for file in files if not file.is_file()]  # reading a pipe would wait
+    if odd:
+        raise ValueError(f"{folder}: {', '.join(odd)}: not a regular file (a folder, a pipe or "
+                         "a broken link named *.txt); move it out of the folder")
+    return files
 
 
 def _cache_is_intact(token_file: Path, manifest: Path, fingerprint: str) -> bool:
@@ -398,13 +409,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--data {args.data} is inside --out {args.out} (or is it): a run's "
                         "folder holds only its own files; choose an --out outside the texts' "
                         "folder")
+    else:
+        try:  # the checks that need no reading; the text's are tokenize_folder's
+            text_files(args.data)
+        except (FileNotFoundError, ValueError) as error:
+            problems.append(f"--data {error}")
     if args.resume and args.overwrite:
         problems.append("--resume continues the run in --out and --overwrite replaces it: "
                         "give one of them")
     if args.out.exists() and not args.out.is_dir():
         problems.append(f"--out {args.out} is a file, not a folder")
     elif args.resume and not (args.out / "checkpoint.pt").is_file():
-        problems.append(f"--resume: {args.out} holds no checkpoint.pt to continue")
+        problems.append(f"--resume: {args.out} holds no checkpoint.pt to continue" + (
+            ", as its run stopped before saving one: start it again with --overwrite"
+            if (args.out / "log.jsonl").is_file() else ""))
     elif args.resume:
         problems += take_run_settings(args, given, int(os.environ.get("WORLD_SIZE", "1")))
     if args.min_lr > args.lr:
@@ -416,7 +434,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"({args.steps - 1})")
     width = args.emb_dim or GPT2_SIZES[args.size]["emb_dim"]
     heads = args.n_heads or GPT2_SIZES[args.size]["n_heads"]
-    if width % heads:
+    if width % heads and not args.resume:  # a resume's model is the run's: checked above
         problems.append(f"the width {width} does not split into {heads} heads")
     if problems:
         raise UsageError("; ".join(problems))
@@ -657,6 +675,10 @@ def check_fresh_start(args: argparse.Namespace) -> None:
                          f"({shown}), which a run never deletes, even with --overwrite: move "
                          "them, or choose a new or empty --out")
     found = [name for name in RUN_FILES if (args.out / name).exists()]
+    if found == ["log.jsonl"] and not args.overwrite:  # nothing for --resume to continue
+        raise UsageError(f"--out {args.out} holds a run stopped before its first checkpoint "
+                         "(log.jsonl): start it again with --overwrite, or choose another "
+                         "folder")
     if found and not args.overwrite:
         raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
                          "to continue it or --overwrite to replace it, or choose another "
@@ -936,7 +958,9 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
         kept = (f"{checkpoint_path} keeps step {saved[0]}, the last saved" if saved[0] is not None
                 else f"the run that was in {args.out} is untouched" if old_run
                 else "no checkpoint was saved")
-        raise FloatingPointError(f"{error}; {kept}") from None
+        # a --resume would repeat the same steps (same batches, same dropout masks)
+        raise FloatingPointError(f"{error}; {kept}: start the run again with a lower --lr and "
+                                 f"--overwrite (or in a new --out)") from None
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
     if process.main:
@@ -985,10 +1009,11 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
     process = set_up_process()
     lock = None
+    made = not_there_yet(args.out) if process.main else []
     try:
         lock = claim_on_every_rank(args, process)
         with StopSignals() as signals:
-            train(args, process, signals)
+            train(args, process, signals, made)
     finally:
         if lock is not None:
             release_run_folder(lock)
@@ -997,9 +1022,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
-    """The model of the pretrain.py run in `out`, as its checkpoint holds it, on `device`, in
-    eval mode. Leaves the caller's random numbers as they were."""
-    path = Path(out) / "checkpoint.pt"
+    """The model of the pretrain.py run in `out` (its folder, or its checkpoint.pt), as its
+    checkpoint holds it, on `device`, in eval mode. Leaves the caller's random numbers as they
+    were."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"load_run: out must be the run's folder (a str or a Path), not {out!r} "
+                        f"({type(out).__name__})")
+    path = Path(out)
+    if path.name != "checkpoint.pt" or not path.is_file():  # the checkpoint itself is taken
+        if path.is_file():
+            raise NotADirectoryError(f"load_run: {out} is a file: give the run's folder (the "
+                                    "--out of pretrain.py) or its checkpoint.pt")
+        path = path / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{out} holds no checkpoint.pt: not a run of pretrain.py, or "
                                 "one that saved none yet")
@@ -1031,8 +1065,23 @@ def use_run(args: argparse.Namespace) -> None:
         print(token_ids_to_text(ids.cpu(), tokenizer), flush=True)
 
 
-def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> None:
-    """Tokenise, build, resume if asked, and run: main's work once the folder is ours."""
+def train(args: argparse.Namespace, process: Process, signals: StopSignals,
+          made: list[Path] | None = None) -> None:
+    """Tokenise, build, resume if asked, and run: main's work once the folder is ours. Refused
+    before training (bad text, too few tokens, a checkpoint that does not fit), it removes the
+    paths in `made` (not_there_yet's: what this invocation created), leaving --out as it was."""
+    try:
+        tokens, model, optimizer, start_step = prepare(args, process)
+    except BaseException:
+        remove_made(made or [])
+        raise
+    if process.main and not args.overwrite:  # --overwrite: run() removes the old log
+        trim_log(args.out / "log.jsonl", start_step)
+    run(args, process, model, optimizer, tokens, start_step, signals)
+
+
+def prepare(args: argparse.Namespace, process: Process):
+    """The tokens, the model and its optimizer (resumed if asked), and the first step to run."""
     tokens = load_tokens(args, process)
     model, optimizer = build(args, process)
     start_step = 0
@@ -1047,9 +1096,28 @@ def train(args: argparse.Namespace, process: Process, signals: StopSignals) -> N
             raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
                              f"ends at step {last_step}: nothing left to train (raise "
                              "--steps or --stop-after)")
-    if process.main and not args.overwrite:  # --overwrite: run() removes the old log
-        trim_log(args.out / "log.jsonl", start_step)
-    run(args, process, model, optimizer, tokens, start_step, signals)
+    return tokens, model, optimizer, start_step
+
+
+def not_there_yet(out: Path) -> list[Path]:
+    """What a run into `out` would create that is not there now: the folders (`out` and any
+    missing parents, innermost first) after the files a run makes before its first step."""
+    folders = [folder for folder in (out, *out.parents) if not folder.exists()]
+    files = [out / name for name in FRESH_FILES if not (out / name).exists()]
+    return files + folders
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove what this invocation created (not_there_yet's list): files, then the folders it
+    made, each only if empty now."""
+    for path in made:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()  # refuses a folder something else wrote into meanwhile
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

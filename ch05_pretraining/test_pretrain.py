@@ -97,6 +97,15 @@ def test_resuming_with_another_model_is_refused_naming_the_flags(texts, tmp_path
     assert not elsewhere.exists()  # refused before making a folder or tokenising into it
 
 
+def test_a_resumes_heads_are_checked_against_the_runs_width_not_gpt2_smalls(texts, tmp_path):
+    pretrain.main(["--data", str(texts), *TINY, "--emb-dim", "128", "--n-heads", "4",
+                   "--steps", "2", "--out", str(tmp_path)])
+    with pytest.raises(pretrain.UsageError, match="^" + refused_resume(
+            tmp_path, "--n-heads 5 differs from the run's 4") + "$"):  # no word of width 768
+        pretrain.main(["--data", str(texts), "--out", str(tmp_path), "--resume", "--n-heads",
+                       "5"])
+
+
 def test_a_resume_refuses_other_training_settings_but_may_change_the_steps(texts, tmp_path,
                                                                           capsys):
     common = ["--data", str(texts), *TINY, "--steps", "4", "--out", str(tmp_path)]
@@ -172,6 +181,19 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
         pretrain.main(["--out", str(out), "--generate", "Hi", "--resume", "--lr", "1"])
 
 
+def test_load_run_takes_the_runs_folder_or_its_checkpoint_and_refuses_others(texts, tmp_path):
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(tmp_path)])
+    model = pretrain.load_run(tmp_path / "checkpoint.pt")  # the file, as a learner may give
+    assert torch.equal(model.tok_emb.weight, final_weights(tmp_path)["tok_emb.weight"])
+    with pytest.raises(NotADirectoryError, match=re.escape(
+            f"load_run: {tmp_path / 'log.jsonl'} is a file: give the run's folder (the --out "
+            "of pretrain.py) or its checkpoint.pt")):
+        pretrain.load_run(tmp_path / "log.jsonl")
+    with pytest.raises(TypeError, match=re.escape(
+            "load_run: out must be the run's folder (a str or a Path), not 3 (int)")):
+        pretrain.load_run(3)
+
+
 def test_help_shows_every_default_and_a_first_example_for_a_cpu():
     parser = pretrain.make_parser()
     shown = " ".join(parser.format_help().split())  # argparse wraps lines anywhere
@@ -206,11 +228,30 @@ def test_a_run_whose_loss_becomes_nan_stops_there_keeping_the_last_good_checkpoi
         pretrain.main(run)
     # the training loss, which train_model checks before step 3's update
     assert re.fullmatch(r"the loss became nan at step 3: training stopped there, .*; "
-                        f"{re.escape(str(tmp_path))}/checkpoint.pt keeps step 1, the last saved",
-                        str(error.value))
+                        f"{re.escape(str(tmp_path))}/checkpoint.pt keeps step 1, the last saved: "
+                        r"start the run again with a lower --lr and --overwrite \(or in a new "
+                        r"--out\)", str(error.value))  # a --resume would diverge there again
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 1
     assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
+
+
+def test_a_run_stopped_by_nan_before_its_first_checkpoint_names_the_way_out(texts, tmp_path):
+    run = ["--data", str(texts), *TINY, "--lr", "1e11", "--warmup-steps", "1000", "--steps",
+           "1000", "--stop-after", "20", "--out", str(tmp_path)]  # a checkpoint at step 499
+    with pytest.raises(FloatingPointError, match=re.escape(
+            "no checkpoint was saved: start the run again with a lower --lr and --overwrite")):
+        pretrain.main(run)
+    for flags, message in [([], f"--out {tmp_path} holds a run stopped before its first "
+                                "checkpoint (log.jsonl): start it again with --overwrite"),
+                           (["--resume"], f"--resume: {tmp_path} holds no checkpoint.pt to "
+                                          "continue, as its run stopped before saving one: "
+                                          "start it again with --overwrite")]:
+        with pytest.raises(pretrain.UsageError, match=re.escape(message)):
+            pretrain.main(["--data", str(texts), "--out", str(tmp_path), *flags])
+    pretrain.main([*run, "--lr", "3e-3", "--steps", "2", "--warmup-steps", "1", "--stop-after",
+                   "1", "--overwrite"])  # the way out works
+    assert torch.load(tmp_path / "checkpoint.pt")["step"] == 1
 
 
 def test_weights_that_became_infinite_are_not_saved(texts, tmp_path, monkeypatch):
@@ -234,7 +275,7 @@ def test_weights_that_became_infinite_are_not_saved(texts, tmp_path, monkeypatch
             "the weights became nan or infinite at step 2: training stopped there")) as error:
         pretrain.main(["--data", str(texts), *TINY, "--steps", "6", "--checkpoint-every", "1",
                        "--out", str(tmp_path)])
-    assert str(error.value).endswith(f"{tmp_path / 'checkpoint.pt'} keeps step 1, the last saved")
+    assert f"{tmp_path / 'checkpoint.pt'} keeps step 1, the last saved: start" in str(error.value)
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 1
     assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())
@@ -446,16 +487,16 @@ def test_fast_fuses_adamw_only_on_a_device_with_the_fused_kernel(texts, tmp_path
 
 def resume_into(path, process):
     """pretrain.resume of the checkpoint at `path` into a fresh TINY model, as `process`."""
-    args = pretrain.parse_args(["--data", str(path.parent.parent), "--out", str(path.parent),
-                                *TINY])  # any folder of texts outside --out
+    args = pretrain.make_parser().parse_args(["--data", "unread", "--out", str(path.parent),
+                                              *TINY])  # the flags alone: no data is read
     return pretrain.resume(path, *pretrain.build(args, pretrain.Process(torch.device("cpu"))),
                            process)
 
 
 def save_run_checkpoint(path, rng_states, **extra):
     """A checkpoint as run() saves it, with these per-process generator states."""
-    args = pretrain.parse_args(["--data", str(path.parent.parent), "--out", str(path.parent),
-                                *TINY])  # any folder of texts outside --out
+    args = pretrain.make_parser().parse_args(["--data", "unread", "--out", str(path.parent),
+                                              *TINY])  # the flags alone: no data is read
     model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
     pretrain.save_checkpoint(path, model, optimizer, step=3, config=model.cfg,
                              rng_states=rng_states, **extra)
@@ -487,7 +528,7 @@ def test_a_resume_refuses_a_processs_damaged_generator_states_before_loading_any
     states = [pretrain.generator_states(), pretrain.generator_states()]
     states[rank] = bad
     save_run_checkpoint(tmp_path / "checkpoint.pt", states, device="cuda")
-    args = pretrain.parse_args(["--data", str(tmp_path.parent), "--out", str(tmp_path), *TINY])
+    args = pretrain.make_parser().parse_args(["--data", "unread", "--out", str(tmp_path), *TINY])
     torch.manual_seed(0)  # weights other than the checkpoint's
     model, optimizer = pretrain.build(args, pretrain.Process(torch.device("cpu")))
     weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -520,15 +561,42 @@ def test_a_resume_on_another_kind_of_device_says_the_dropout_masks_change(
     assert (message in err and "same data, new dropout masks" in err) if message else err == ""
 
 
-def test_bad_input_raises_in_python_and_is_one_line_on_the_command_line(tmp_path):
+def test_a_data_folder_without_texts_is_a_usage_error_and_makes_no_out(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="no .txt files"):
-        pretrain.main(["--data", str(empty), "--out", str(tmp_path / "run")])
+    out = tmp_path / "runs" / "run"
+    message = (f"--data {empty} holds no .txt files (pretrain.py reads the *.txt files "
+               "directly in it)")
+    with pytest.raises(pretrain.UsageError, match=re.escape(message)):
+        pretrain.main(["--data", str(empty), "--out", str(out)])
+    (empty / "notes.md").write_text("not a .txt file")
     result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(empty),
-                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"pretrain.py: no .txt files in {empty}"
+                             "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2  # a flag that cannot work, as the others
+    assert result.stderr.strip() == f"pretrain.py: error: {message} (see --help)"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("problem", ["latin-1", "too few tokens"])
+def test_data_refused_after_the_folder_was_made_leaves_nothing_this_run_made(texts, tmp_path,
+                                                                             problem):
+    data, flags = texts, ["--context", "100000"]
+    if problem == "latin-1":
+        data, flags = tmp_path / "data", []
+        data.mkdir()
+        (data / "a.txt").write_bytes("Caf\u00e9".encode("latin-1"))
+    made, kept = tmp_path / "runs" / "new", tmp_path / "kept"
+    kept.mkdir()  # an empty folder that was there stays, as it was
+    for out in (made, kept):
+        with pytest.raises(ValueError, match="not UTF-8" if flags == [] else "too few"):
+            pretrain.main(["--data", str(data), *TINY, *flags, "--out", str(out)])
+    assert not (tmp_path / "runs").exists() and list(kept.iterdir()) == []
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(kept)])
+    before = folder_state(kept)
+    with pytest.raises(ValueError, match="too few"):  # a run's own files stay, cache included
+        pretrain.main(["--data", str(texts), *TINY, "--context", "100000", "--overwrite",
+                       "--out", str(kept)])
+    assert sorted(folder_state(kept)) == sorted(before)
 
 
 @pytest.mark.parametrize("flags, message", [
