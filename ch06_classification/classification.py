@@ -45,10 +45,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
     mirror, checksum verified; any other `url` is downloaded to `zip_path` as the book does,
     and its SMSSpamCollection alone unpacked. Nothing is overwritten, nor left half-written."""
-    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
-          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
-    if Path(data_file_path).exists():
-        print(f"{data_file_path} already exists: nothing to download")
+    if _spam_data_is_there(data_file_path):
         return
     ours = url in DATASETS["sms-spam-collection"].urls
     check(ours or not Path(zip_path).exists(), f"zip_path {zip_path} is there already: remove "
@@ -57,8 +54,26 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     if ours:
         source = fetch("sms-spam-collection")
         write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
-        return
-    download_file(url, zip_path)
+    else:
+        download_file(url, zip_path)
+        _unpack_spam_collection(url, zip_path, data_file_path)
+
+
+# %% classification.ipynb cell 8, 6.2 Preparing the dataset
+
+# The course's checks for the downloader above (beyond the book).
+def _spam_data_is_there(data_file_path) -> bool:
+    """True, said so, when the collection is there already; a folder in its place is refused."""
+    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
+          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
+    if Path(data_file_path).exists():
+        print(f"{data_file_path} already exists: nothing to download")
+        return True
+    return False
+
+
+def _unpack_spam_collection(url, zip_path, data_file_path):
+    """Write the zip's SMSSpamCollection to data_file_path, whole or not at all."""
     try:  # on any failure the download goes too, so that a next call starts afresh
         with zipfile.ZipFile(zip_path) as archive:
             collection = archive.read("SMSSpamCollection")
@@ -72,7 +87,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
         raise
 
 
-# %% classification.ipynb cell 12, Balancing the classes
+# %% classification.ipynb cell 13, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
@@ -92,7 +107,53 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# %% classification.ipynb cell 18, 6.3 Data loaders: padding and truncation
+# %% classification.ipynb cell 21, 6.3 Data loaders: padding and truncation
+
+class SpamDataset(Dataset):
+    """Token ids of each text, truncated and padded to `max_length`, with integer labels.
+
+    max_length=None uses the longest text in this file; pass the training set's value to the
+    validation and test sets. Longer texts keep their first max_length tokens. The file is
+    checked first: UTF-8, columns Label and Text, no empty text, labels 0 to num_classes - 1.
+    """
+
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *, num_classes=2):
+        data = _read_spam_csv(csv_file, max_length, num_classes)  # the course's checks, below
+        encoded = [_encode_as_text(tokenizer, text, f"{csv_file}: the Text of row {row} "
+                                   f"(line {row + 2})") for row, text in enumerate(data["Text"])]
+        self.max_length = max_length or max(len(ids) for ids in encoded)
+        self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
+                              for ids in encoded]
+        self.labels = data["Label"].astype(int).tolist()
+
+    def __getitem__(self, index):
+        return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
+
+    def __len__(self):
+        return len(self.labels)
+
+
+# %% classification.ipynb cell 22, 6.3 Data loaders: padding and truncation
+
+# The course's checks for SpamDataset above (beyond the book): the arguments and the file,
+# before anything is tokenised, and a special token's spelling kept as text.
+def _read_spam_csv(csv_file, max_length, num_classes) -> pd.DataFrame:
+    """The file's rows, once the arguments and the rows are checked."""
+    if max_length is not None:
+        check_count("max_length", max_length, 1)
+    check_count("num_classes", num_classes, 2, "an integer of at least 2")
+    check(not isinstance(csv_file, pd.DataFrame), "csv_file must be a CSV file, got a "
+          "DataFrame: save it first, df.to_csv(path, index=False)", TypeError)
+    try:  # every Text stays a string (a message may be "NA" or "null"); only an empty
+        # Label is missing, so that the check below can name its row
+        data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
+                           na_values={"Label": [""]})
+    except (ValueError, IsADirectoryError) as error:  # pandas' parser errors, a
+        # UnicodeDecodeError, and a folder given for the file
+        raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
+    _check_spam_frame(data, csv_file, num_classes)
+    return data
+
 
 def _check_spam_frame(data, csv_file, num_classes):
     """Name the first bad row: an empty text (padding alone) or a label that is no class.
@@ -101,10 +162,13 @@ def _check_spam_frame(data, csv_file, num_classes):
           f"{csv_file} needs the columns Label and Text, but has {list(data.columns)!r:.80}")
     check(not data.empty, f"{csv_file} has no messages")
     values = pd.to_numeric(data["Label"], errors="coerce")  # nan where not a number
-    names = [*dict.fromkeys(data["Label"].dropna())]  # class names, when no label is a number
+    # class names, when no label is a number, sorted: a file's first row decides nothing
+    names = sorted(set(data["Label"].dropna()), key=str)
     hint = "" if values.notna().any() or len(names) > 20 else (
         f'; map each label to a class index first: df["Label"] = df["Label"].map('
-        f"{ {name: index for index, name in enumerate(names)} }), with num_classes={len(names)}")
+        f"{ {name: index for index, name in enumerate(names)} }), with num_classes="
+        f"{len(names)}, and name the classes in that order: classify_review(..., "
+        f"labels={names})")
     for row, (text, label, value) in enumerate(zip(data["Text"], data["Label"], values)):
         where = f"of row {row} (line {row + 2})"
         check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
@@ -117,8 +181,9 @@ def _check_spam_frame(data, csv_file, num_classes):
 def _encode_as_text(tokenizer, text, where="text"):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") must not
     read as that token (the padding id, say). tiktoken encodes it as text, as in chapter 7.
-    Chapter 2's BPETokenizer and chapter 5's HFTokenizer cannot: a text holding one of their
-    special tokens is refused, naming `where`. Another tokenizer's encode is used as it is."""
+    Chapter 2's BPETokenizer and chapter 5's HFTokenizer cannot keep it as text: a text
+    holding one of their special tokens is refused, naming `where` (a row of the file, say).
+    Another tokenizer's encode is used as it is."""
     if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
         return tokenizer.encode(text, disallowed_special=())
     held = [token for token in _special_tokens_of(tokenizer) if token in text]
@@ -136,44 +201,7 @@ def _special_tokens_of(tokenizer) -> list:
     return [token.content for token in added.values() if token.special]
 
 
-class SpamDataset(Dataset):
-    """Token ids of each text, truncated and padded to `max_length`, with integer labels.
-
-    max_length=None uses the longest text in this file; pass the training set's value to the
-    validation and test sets. Longer texts keep their first max_length tokens. The file is
-    checked first: UTF-8, columns Label and Text, no empty text, labels 0 to num_classes - 1.
-    """
-
-    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *, num_classes=2):
-        if max_length is not None:
-            check_count("max_length", max_length, 1)
-        check_count("num_classes", num_classes, 2, "an integer of at least 2")
-        check(not isinstance(csv_file, pd.DataFrame), "csv_file must be a CSV file, got a "
-              "DataFrame: save it first, df.to_csv(path, index=False)", TypeError)
-        try:  # every Text stays a string (a message may be "NA" or "null"); only an empty
-            # Label is missing, so that the check below can name its row
-            data = pd.read_csv(csv_file, dtype={"Text": str}, keep_default_na=False,
-                               na_values={"Label": [""]})
-        except (ValueError, IsADirectoryError) as error:  # pandas' parser errors, a
-            # UnicodeDecodeError, and a folder given for the file
-            raise ValueError(f"{csv_file} is not a UTF-8 CSV file ({str(error).strip()})") from None
-        _check_spam_frame(data, csv_file, num_classes)
-        encoded = [_encode_as_text(tokenizer, text,
-                                   f"{csv_file}: the Text of row {row} (line {row + 2})")
-                   for row, text in enumerate(data["Text"])]
-        self.max_length = max_length or max(len(ids) for ids in encoded)
-        self.encoded_texts = [ids[:self.max_length] + [pad_token_id] * (self.max_length - len(ids))
-                              for ids in encoded]
-        self.labels = data["Label"].astype(int).tolist()
-
-    def __getitem__(self, index):
-        return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
-
-    def __len__(self):
-        return len(self.labels)
-
-
-# %% classification.ipynb cell 33, 6.5 Adding a classification head
+# %% classification.ipynb cell 37, 6.5 Adding a classification head
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
@@ -192,7 +220,7 @@ def add_classification_head(model, num_classes: int = 2):
     return model
 
 
-# %% classification.ipynb cell 37, Which layers to train
+# %% classification.ipynb cell 41, Which layers to train
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
@@ -208,7 +236,7 @@ def count_trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# %% classification.ipynb cell 43, 6.6 Classification loss and accuracy
+# %% classification.ipynb cell 47, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
     logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
@@ -272,7 +300,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
                 calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
 
 
-# %% classification.ipynb cell 47, 6.7 Finetuning on supervised data
+# %% classification.ipynb cell 51, 6.7 Finetuning on supervised data
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
@@ -299,13 +327,17 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% classification.ipynb cell 61, 6.8 Using the model as a spam classifier
+# %% classification.ipynb cell 65, 6.8 Using the model as a spam classifier
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
                     labels=("not spam", "spam")):
-    """The label of `text`'s class, padded/truncated to max_length and the context: `labels`
-    names the classes in order (the book's two by default); labels=None gives the index."""
+    """Name of the predicted class of `text` (padded or truncated to max_length and the
+    context); `labels` names classes 0, 1, ..., or None for the index. Pass the training
+    dataset's max_length, as the book does: a model trained on padded inputs may answer
+    differently without the padding, and nothing says so."""
     check(isinstance(text, str), f"text must be a string, got {type(text).__name__}", TypeError)
+    check(not isinstance(labels, str), f"labels must be a list of class names, one per class, "
+          f"or None, got the string {labels!r}", TypeError)
     if max_length is not None:
         check_count("max_length", max_length, 1)
     ids = _encode_as_text(tokenizer, text)
@@ -321,7 +353,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return index if labels is None else labels[index]
 
 
-# %% classification.ipynb cell 68, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
+# %% classification.ipynb cell 72, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
@@ -354,7 +386,8 @@ class LinearWithLoRA(nn.Module):
 
 
 def replace_linear_with_lora(model, rank: int, alpha: float):
-    """Wrap every nn.Linear inside `model` in LinearWithLoRA, in the book's order (its draws).
+    """Wrap every nn.Linear inside `model` in LinearWithLoRA, in the book's order, so A's
+    random values are drawn in the same sequence.
     All or nothing: every wrapper is built before the first is put in (a bad rank or alpha, or
     memory running out, leaves the model as it was). A model with LoRA layers is refused."""
     check(not any(isinstance(m, LinearWithLoRA) for m in model.modules()), "model already has "
@@ -368,10 +401,12 @@ def replace_linear_with_lora(model, rank: int, alpha: float):
 
 
 def merge_lora(model):
-    """Fold each LinearWithLoRA's update into its linear layer, W + (alpha / rank) (A B)^T,
-    and put that nn.Linear (same device, dtype and requires_grad) in the wrapper's place: the
-    same outputs, no adapters left, as tools that know nothing of LoRA need. In place, one
-    layer at a time (no second copy of the model); returns `model`."""
+    """Fold each LinearWithLoRA's update into its linear layer, W + (alpha / rank) (A B)^T
+    (nn.Linear stores W as out x in and computes x W^T), and put that nn.Linear (same device
+    and dtype) in the wrapper's place: the same outputs up to float rounding, no adapters left,
+    as tools that know nothing of LoRA need. In place, one layer at a time (no second copy of
+    the model); returns `model`. The merged layers stay as frozen as they were (requires_grad
+    False after LoRA's freezing): call model.requires_grad_(True) to train them further."""
     wrapped = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
                if name and isinstance(module, LinearWithLoRA)]
     merged = set()  # a wrapper that sits at two places is merged once

@@ -485,6 +485,14 @@ def test_classify_review_refuses_labels_of_another_number_than_the_heads(make_mo
         classify_review("hello", model, ByteTokenizer(), "cpu", labels=labels)
 
 
+@pytest.mark.parametrize("labels", ["abc", "spam"])
+def test_classify_review_refuses_a_string_for_labels(labels):
+    # A string is a sequence of letters: labels="abc" named class 0 'a' instead of failing
+    with pytest.raises(TypeError, match=r"labels must be a list of class names, one per class, "
+                       rf"or None, got the string '{labels}'"):
+        classify_review("hello", three_class_model(), ByteTokenizer(), "cpu", labels=labels)
+
+
 def test_classify_review_names_any_number_of_classes():
     model = three_class_model()
     logits = model(torch.tensor([list(b"hello")]))[0, -1]
@@ -501,11 +509,19 @@ def test_classify_review_names_any_number_of_classes():
 @pytest.mark.parametrize("csv, num_classes, hint", [
     ("Label,Text\nham,hi\nspam,WIN\nham,ok\n", 2,
      """map each label to a class index first: df["Label"] = df["Label"]"""
-     """.map({'ham': 0, 'spam': 1}), with num_classes=2"""),
+     """.map({'ham': 0, 'spam': 1}), with num_classes=2, and name the classes in that order: """
+     """classify_review(..., labels=['ham', 'spam'])"""),
+    # The map is in sorted order, not the file's: a file that starts with spam still gets
+    # ham 0 and spam 1, the order the default labels ("not spam", "spam") name
+    ("Label,Text\nspam,WIN\nham,hi\nham,ok\n", 2,
+     """.map({'ham': 0, 'spam': 1}), with num_classes=2, and name the classes in that order: """
+     """classify_review(..., labels=['ham', 'spam'])"""),
     ("Label,Text\npython,def f\nlegal,MIT\nchangelog,v2\n", 2,
-     """.map({'python': 0, 'legal': 1, 'changelog': 2}), with num_classes=3"""),
+     """.map({'changelog': 0, 'legal': 1, 'python': 2}), with num_classes=3, and name the """
+     """classes in that order: classify_review(..., labels=['changelog', 'legal', 'python'])"""),
     ("Label,Text\npython,def f\nlegal,MIT\nchangelog,v2\n", 3,
-     """.map({'python': 0, 'legal': 1, 'changelog': 2}), with num_classes=3"""),
+     """.map({'changelog': 0, 'legal': 1, 'python': 2}), with num_classes=3, and name the """
+     """classes in that order: classify_review(..., labels=['changelog', 'legal', 'python'])"""),
 ])
 def test_text_labels_are_refused_with_the_mapping_that_makes_them_indices(tmp_path, csv,
                                                                           num_classes, hint):
