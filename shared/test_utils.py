@@ -147,3 +147,13 @@ def test_stored_runs_get_a_text_bar_on_stdout_that_ends_finished(capsys, monkeyp
     assert shown[:3] == ["line 0", "line 1", "line 2"]
     assert shown[-1].startswith("work: 100%|") and "3/3" in shown[-1]
     assert out.err == ""
+
+
+def test_write_atomically_names_a_missing_folder_not_its_temporary_file(tmp_path):
+    from shared.utils import write_atomically
+
+    target = tmp_path / "no such folder" / "responses.json"
+    with pytest.raises(FileNotFoundError, match=r"there is no folder .*no such folder to write "
+                       r"responses\.json in \(create it first\)"):
+        write_atomically(target, lambda tmp: tmp.write_text("[]"))
+    assert not (tmp_path / "no such folder").exists()
