@@ -60,8 +60,8 @@ def save_checkpoint(path: str | Path, model: nn.Module,
           "a file name in it, such as checkpoint.pth)")
     if not replace and (held := _held_instead(Path(path), model, extra.get("config"))):
         raise ValueError(f"{path} {held}: save_checkpoint overwrites unasked only a checkpoint "
-                         "of a model with the same weights' names and shapes; pass replace=True "
-                         "to replace it, or choose another path")
+                         "of the same weights' names and shapes, and the same config if both "
+                         "record one; pass replace=True to replace it, or choose another path")
     devices = {tensor.device for tensor in tensors.values()}
     state = {"model": model.state_dict(), **generator_states(devices), **extra}
     if optimizer is not None:

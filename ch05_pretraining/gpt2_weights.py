@@ -21,6 +21,7 @@ import re
 import shutil
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -239,50 +240,10 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% pretraining.ipynb cell 68, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 69, 5.5 Loading pretrained weights from OpenAI
 
-def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
-    """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
-
-    transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
-    is not tied to the token embedding also writes lm_head.weight. The folder is written whole
-    or not at all (write_model_folder): a model of the same architecture that this function
-    saved there before is replaced, a folder holding anything else only with replace=True.
-    """
-    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block, Llama 3 "
-          "and Qwen3's), which GPT-2's format cannot describe: save it with save_open_model "
-          "(5.9)", TypeError)
-    tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
-    cfg = gpt.cfg
-    config = {
-        "architectures": ["GPT2LMHeadModel"],
-        "model_type": "gpt2",
-        "vocab_size": cfg["vocab_size"],
-        "n_positions": cfg["context_length"],
-        "n_embd": cfg["emb_dim"],
-        "n_layer": cfg["n_layers"],
-        "n_head": cfg["n_heads"],
-        "activation_function": "gelu_new",  # the tanh approximation, as our GELU
-        "layer_norm_epsilon": gpt.final_norm.eps,
-        "embd_pdrop": cfg["drop_rate"],
-        "attn_pdrop": cfg["drop_rate"],
-        "resid_pdrop": cfg["drop_rate"],
-        "tie_word_embeddings": "lm_head.weight" not in tensors,
-    }
-    if cfg["vocab_size"] > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
-        config["bos_token_id"] = config["eos_token_id"] = 50256
-
-    def write(tmp: Path) -> None:
-        safetensors.torch.save_file(tensors, tmp / "model.safetensors",
-                                    metadata={"format": "pt", SAVED_BY: "save_gpt2_safetensors"})
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-    same = {key: value for key, value in config.items() if not key.endswith("_pdrop")}
-    write_model_folder(folder, write, "save_gpt2_safetensors", r"config\.json|model\.safetensors",
-                       same, replace)
-    return Path(folder)
-
-
+# Beyond the book: writing a model's folder whole or not at all, for save_gpt2_safetensors
+# and 5.9's save_open_model.
 SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
 
 
@@ -293,7 +254,8 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
     (a full disk, Ctrl-C) leaves the old content and no temporary folder. Between the two
     renames `folder` is absent for an instant: a process killed there (SIGKILL, a power cut)
     leaves the old content in a hidden sibling `.NAME.xxxxxxxx.old`, which the next call names
-    instead of writing.
+    instead of writing. A process killed while writing leaves its hidden `.NAME.xxxxxxxx.tmp`,
+    which the next call names in a warning (it may hold gigabytes).
 
     An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
     there before for a model of the same architecture (paths the regular expression `names`
@@ -305,6 +267,10 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
     check_flag("replace", replace)
     path = Path(os.path.abspath(folder))
     _check_replaceable(folder, path, writer, names, same, replace)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILL
+        warnings.warn(f"{stale} is left by a save to {folder} that was killed while writing "
+                      "(part of that save, maybe gigabytes): delete it, unless a save to "
+                      f"{folder} is running now", stacklevel=3)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a sibling: same disk,
     old_path = tmp.with_suffix(".old")  # so the renames below move no data
@@ -402,6 +368,52 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
 
 # %% pretraining.ipynb cell 70, 5.5 Loading pretrained weights from OpenAI
 
+def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
+    """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
+
+    transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
+    is not tied to the token embedding also writes lm_head.weight. The folder is written whole
+    or not at all (write_model_folder): a model of the same architecture that this function
+    saved there before is replaced, a folder holding anything else only with replace=True.
+    """
+    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block, Llama 3 "
+          "and Qwen3's), which GPT-2's format cannot describe: save it with save_open_model "
+          "(5.9)", TypeError)
+    tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
+    cfg = gpt.cfg
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg["vocab_size"],
+        "n_positions": cfg["context_length"],
+        "n_embd": cfg["emb_dim"],
+        "n_layer": cfg["n_layers"],
+        "n_head": cfg["n_heads"],
+        "activation_function": "gelu_new",  # the tanh approximation, as our GELU
+        "layer_norm_epsilon": gpt.final_norm.eps,
+        "embd_pdrop": cfg["drop_rate"],
+        "attn_pdrop": cfg["drop_rate"],
+        "resid_pdrop": cfg["drop_rate"],
+        "tie_word_embeddings": "lm_head.weight" not in tensors,
+    }
+    if cfg["vocab_size"] > 50256:  # GPT-2's <|endoftext|> exists in this vocabulary
+        config["bos_token_id"] = config["eos_token_id"] = 50256
+
+    def write(tmp: Path) -> None:
+        safetensors.torch.save_file(tensors, tmp / "model.safetensors",
+                                    metadata={"format": "pt", SAVED_BY: "save_gpt2_safetensors"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    # dropout is a training setting, not the architecture: a save with another drop_rate
+    # computes the same logits, so it is replaced like any save of the same model
+    same = {key: value for key, value in config.items() if not key.endswith("_pdrop")}
+    write_model_folder(folder, write, "save_gpt2_safetensors", r"config\.json|model\.safetensors",
+                       same, replace)
+    return Path(folder)
+
+
+# %% pretraining.ipynb cell 72, 5.5 Loading pretrained weights from OpenAI
+
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
     drop_rate=0.0).
@@ -461,7 +473,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% pretraining.ipynb cell 81, The book's names
+# %% pretraining.ipynb cell 83, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
@@ -589,9 +601,9 @@ __all__ = [
     'check_gpt2_architecture',
     'gpt2_tensors',
     'load_weights_into_gpt',
-    'save_gpt2_safetensors',
     'SAVED_BY',
     'write_model_folder',
+    'save_gpt2_safetensors',
     'load_gpt2',
     'read_config_json',
     'BOOK_GPT2_SIZES',

@@ -142,7 +142,7 @@ def train_model_simple(
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()
                 loss = loss_batch(input_batch, target_batch, model, device)
-                loss.backward()  # queued first: reading the loss waits for a GPU
+                loss.backward()  # first, so a GPU is already busy while we read the loss
                 check_finite("the loss", loss, step=step + 1)  # before the update
                 optimizer.step()
                 seen += count_seen(input_batch)
@@ -304,7 +304,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     return idx
 
 
-# %% pretraining.ipynb cell 83, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 85, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -325,7 +325,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 86, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 88, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -364,7 +364,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 87, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 89, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -432,7 +432,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 91, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 93, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""

@@ -866,7 +866,9 @@ def test_save_checkpoint_refuses_a_path_holding_something_else_unless_told(write
     write(path)
     before = path.read_bytes()
     model = tiny_model()
-    with pytest.raises(ValueError, match=message + r".*pass replace=True to replace it"):
+    with pytest.raises(ValueError, match=message + r".*: save_checkpoint overwrites unasked only a "
+                       r"checkpoint of the same weights' names and shapes, and the same config if "
+                       r"both record one; pass replace=True to replace it"):
         save_checkpoint(path, model, config=model.cfg)
     assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
     save_checkpoint(path, model, config=model.cfg, replace=True)  # told: replaced whole

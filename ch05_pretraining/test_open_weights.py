@@ -564,6 +564,18 @@ def test_a_save_killed_between_its_renames_is_named_not_hidden(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.0123abcd.old"]
 
 
+def test_a_save_killed_while_writing_leaves_a_folder_the_next_save_names(tmp_path):
+    """Killed (SIGKILL) while writing, a save leaves its hidden .NAME.xxxxxxxx.tmp, which may
+    hold gigabytes: the next save to that folder warns, naming it, and leaves it alone."""
+    stale = tmp_path / ".out.0123abcd.tmp"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half a save")
+    with pytest.warns(UserWarning, match=r"\.out\.0123abcd\.tmp is left by a save to .*out that "
+                                         r"was killed while writing.*delete it"):
+        save_open_model(tiny_modern(), tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.0123abcd.tmp", "out"]
+
+
 def test_a_folder_saved_without_the_savers_mark_hints_at_an_older_save(tmp_path):
     model = tiny_modern()
     save_open_model(model, tmp_path / "out")

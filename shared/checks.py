@@ -49,10 +49,10 @@ def check_finite(name: str, value, *, step: int | None = None) -> float:
         at_step = "" if step is None else f" at step {step}"
         raise FloatingPointError(
             f"{name} became {number}{at_step}: training stopped there, as every later update "
-            "would be nan. Two causes are common: a batch whose targets are all -100 (the "
-            "ignore_index: no token to average over, 0/0), which a batch of only padding or "
-            "masked prompt gives (drop such examples, or let each keep a target); or a "
-            "diverging run, which a lower learning rate or clipping the gradients avoids")
+            "would be nan. Two causes are common: a batch whose targets are all -100 (chapter "
+            "7's ignore_index: no token to average over, 0/0), which a batch of only padding or "
+            "masked prompt (chapter 7) gives (drop such examples, or let each keep a target); "
+            "or a diverging run, which a lower learning rate or clipping the gradients avoids")
     return number
 
 

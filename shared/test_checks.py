@@ -126,7 +126,8 @@ def test_check_finite_stops_a_diverged_loss_naming_where(value):
         assert check_finite("the loss", torch.tensor(0.5, requires_grad=True) * 1) == 0.5
     with pytest.raises(FloatingPointError, match=r"^the loss became (nan|-?inf) at step 7: "
                                                  r"training stopped there.*targets are all "
-                                                 r"-100 \(the ignore_index.*learning rate"):
+                                                 r"-100 \(chapter 7's ignore_index.*masked "
+                                                 r"prompt \(chapter 7\).*learning rate"):
         check_finite("the loss", value, step=7)
     with pytest.raises(FloatingPointError, match=r"^the loss became (nan|-?inf): training"):
         check_finite("the loss", value)
