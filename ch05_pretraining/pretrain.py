@@ -967,7 +967,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
         trained = remaining * args.batch * world_size * args.grad_accum * args.context
         print(f"{trained:,} tokens in {seconds:.1f} s: {trained / max(seconds, 1e-9):,.0f} "
               "tokens/s", flush=True)
-        script = os.path.relpath(__file__)
+        script = os.path.relpath(__file__)  # as typed from here; absolute when it is far away
+        script = script if not script.startswith(os.pardir) else os.path.abspath(__file__)
         print(f"the model after step {last_step}: {checkpoint_path}. Generate from it with\n"
               f"  python {script} --out {args.out} --generate \"Every effort moves you\"\n"
               f"or in Python: from ch05_pretraining.pretrain import load_run; "
