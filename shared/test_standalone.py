@@ -283,10 +283,12 @@ def test_standalone_keeps_only_what_is_used():
 # into cells of their own, marked as the course's, which costs their headers and helpers' defs;
 # classify_review's refusal of a string for labels and its docstring on max_length; the label
 # map's message naming classify_review's labels; merge_lora's docstring on the transpose and
-# on frozen layers).
-STANDALONE_LINES_CAP = {"ch02_text_data": 566, "ch03_attention": 263, "ch04_gpt_model": 462,
-                        "ch05_pretraining": 1038, "ch06_classification": 2230,
-                        "ch07_instructions": 2042}
+# on frozen layers). Then ch02, ch06 and ch07 3 each for write_atomically naming a missing
+# folder instead of its temporary file (commit 64c6951), and ch07 1 more for chapter 7's
+# responses writer as the cold-read fixes left it (2043 lines at c0a1c1a, before that commit).
+STANDALONE_LINES_CAP = {"ch02_text_data": 569, "ch03_attention": 263, "ch04_gpt_model": 462,
+                        "ch05_pretraining": 1038, "ch06_classification": 2233,
+                        "ch07_instructions": 2046}
 
 
 @pytest.mark.parametrize("chapter", sorted(STANDALONE_LINES_CAP))
