@@ -58,7 +58,8 @@ at scale needs:
   limit) and Ctrl-C stop the run at the end of the step under way, with a checkpoint; a second
   Ctrl-C stops it at once. A loss or weights that become nan or infinite stop the run at that
   step, without saving them: the checkpoint keeps the last good step (a --resume would repeat
-  the same steps: start again with a lower --lr and --overwrite). A run refused before
+  the same steps: start again with a lower --lr in a new OUT, which keeps the checkpoint;
+  --overwrite would delete it). A run refused before
   training (bad text, too few tokens) removes what it made in OUT.
 """
 
@@ -389,9 +390,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.overwrite and args.export is None:
             raise UsageError("--overwrite with --generate: it replaces a training run's folder, "
                              "or --export's FOLDER; leave it out")
-        if args.export is not None and holds(args.export, args.out):
+        if args.export is not None and (holds(args.export, args.out)
+                                        or holds(args.out, args.export)):
             raise UsageError(f"--export {args.export} is --out or holds it: the export would "
-                             "replace the run it is made from; choose another FOLDER")
+                             "replace the run it is made from (or, inside it, block its "
+                             "--overwrite); choose another FOLDER")
         if args.export is not None and holds(args.export, Path.cwd()):
             raise UsageError(f"--export {args.export} is the current folder or holds it; "
                              "choose another FOLDER")
@@ -959,8 +962,10 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 else f"the run that was in {args.out} is untouched" if old_run
                 else "no checkpoint was saved")
         # a --resume would repeat the same steps (same batches, same dropout masks)
-        raise FloatingPointError(f"{error}; {kept}: start the run again with a lower --lr and "
-                                 f"--overwrite (or in a new --out)") from None
+        way_out = ("start again with a lower --lr in a new --out, which keeps this checkpoint "
+                   "(--overwrite would delete it)") if saved[0] is not None else (
+                   "start the run again with a lower --lr and --overwrite (or in a new --out)")
+        raise FloatingPointError(f"{error}; {kept}: {way_out}") from None
     seconds = time.perf_counter() - start
     (args.out / f"weights-rank{rank}.sha256").write_text(parameters_sha256(model) + "\n")
     if process.main:

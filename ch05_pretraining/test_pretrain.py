@@ -170,7 +170,7 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine"), "--overwrite"])
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["config.json",
                                                                      "model.safetensors"]
-    for folder in (out, tmp_path):  # the export would replace the run it is made from
+    for folder in (out, tmp_path, out / "hf"):  # it would replace the run, or block --overwrite
         with pytest.raises(pretrain.UsageError, match=re.escape(
                 f"--export {folder} is --out or holds it")):
             pretrain.main(["--out", str(out), "--export", str(folder), "--overwrite"])
@@ -229,8 +229,8 @@ def test_a_run_whose_loss_becomes_nan_stops_there_keeping_the_last_good_checkpoi
     # the training loss, which train_model checks before step 3's update
     assert re.fullmatch(r"the loss became nan at step 3: training stopped there, .*; "
                         f"{re.escape(str(tmp_path))}/checkpoint.pt keeps step 1, the last saved: "
-                        r"start the run again with a lower --lr and --overwrite \(or in a new "
-                        r"--out\)", str(error.value))  # a --resume would diverge there again
+                        r"start again with a lower --lr in a new --out, which keeps this "
+                        r"checkpoint \(--overwrite would delete it\)", str(error.value))
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 1
     assert all(tensor.isfinite().all() for tensor in checkpoint["model"].values())

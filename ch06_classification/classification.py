@@ -405,16 +405,26 @@ def merge_lora(model):
     (nn.Linear stores W as out x in and computes x W^T), and put that nn.Linear (same device
     and dtype) in the wrapper's place: the same outputs up to float rounding, no adapters left,
     as tools that know nothing of LoRA need. In place, one layer at a time (no second copy of
-    the model); returns `model`. The merged layers stay as frozen as they were (requires_grad
-    False after LoRA's freezing): call model.requires_grad_(True) to train them further."""
+    the model); returns `model`. A head tied to the embedding gets a weight of its own (the
+    update is the head's), and the model's cfg then says tie_weights False. The merged layers
+    stay as frozen as they were (requires_grad False after LoRA's freezing): call
+    model.requires_grad_(True) to train them further."""
     wrapped = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
                if name and isinstance(module, LinearWithLoRA)]
+    weights = [id(p) for _, p in model.named_parameters(remove_duplicate=False)]
     merged = set()  # a wrapper that sits at two places is merged once
     with torch.no_grad():
         for name, wrapper in wrapped:
             if id(wrapper) not in merged:
-                lora, weight = wrapper.lora, wrapper.linear.weight
-                weight.copy_(weight + lora.scaling * (lora.A @ lora.B).T)  # x A B = x (A B)
+                linear, lora = wrapper.linear, wrapper.lora
+                weight = linear.weight + lora.scaling * (lora.A @ lora.B).T  # x A B = x (A B)
+                if weights.count(id(linear.weight)) > 1:  # a head tied to the embedding: untie it,
+                    linear.weight = nn.Parameter(  # or the update would change the embedding
+                        weight, requires_grad=linear.weight.requires_grad)
+                    if getattr(model, "cfg", {}).get("tie_weights"):  # savers then write
+                        model.cfg = {**model.cfg, "tie_weights": False}  # the head apart
+                else:
+                    linear.weight.copy_(weight)
                 merged.add(id(wrapper))
             model.set_submodule(name, wrapper.linear)
     return model

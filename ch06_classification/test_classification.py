@@ -26,7 +26,7 @@ from ch06_classification.classification import (
     train_classifier_simple,
     train_only_last_block,
 )
-from conftest import TINY_GPT, tiny_gpt
+from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
 from shared import GPTModel
 
 
@@ -409,3 +409,23 @@ def test_a_three_class_classifier_trains_and_answers_with_its_class_names(tmp_pa
                                labels=None) == index
     with pytest.raises(ValueError, match="the model's head has 3 classes but labels has 2"):
         classify_review("hey owl", model, LetterTokenizer(), "cpu", pad_token_id=0)
+
+
+def test_merge_lora_unties_a_head_tied_to_the_embedding():
+    model = tiny_qwen3()  # its head is its token embedding, as Qwen3-0.6B's
+    assert model.out_head.weight is model.tok_emb.weight
+    replace_linear_with_lora(model, rank=2, alpha=4)
+    torch.manual_seed(1)
+    for module in model.modules():  # B starts at zero: any merge would pass without this
+        if isinstance(module, LoRALayer):
+            module.B.data.normal_(std=0.1)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        expected = model(ids)
+    embedding = model.tok_emb.weight.detach().clone()
+    merge_lora(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), expected, atol=1e-5, rtol=0)
+    assert torch.equal(model.tok_emb.weight, embedding)  # the head's update is the head's alone
+    assert model.out_head.weight is not model.tok_emb.weight
+    assert model.cfg["tie_weights"] is False  # so a saver writes the head of its own
