@@ -2,6 +2,8 @@
 
     python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module (and the stub)
     python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
+    python -m shared.notebooks normalize [NOTEBOOK ...] rewrite without per-run metadata and
+                                                      with the Solutions collapsed (no run)
     python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
     python -m shared.notebooks run NOTEBOOK -o OUT     execute into OUT, leaving the notebook
                                                       as it was
@@ -35,6 +37,7 @@ import copy
 import difflib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -50,6 +53,7 @@ from shared.utils import TEXT_PROGRESS_ENV
 EXPORT_MARKER = "#| export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
+SOLUTIONS_HEADING = re.compile(r"^##\s+Solutions\b")
 EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
 
 
@@ -256,8 +260,36 @@ def export_stub(check: bool = False) -> bool:
     return True
 
 
+def solution_cells(cells) -> list[int]:
+    """The cells of the notebook's "## Solutions" section, after its heading."""
+    start = next((i for i, cell in enumerate(cells) if cell.cell_type == "markdown"
+                  and any(SOLUTIONS_HEADING.match(line) for line in cell.source.splitlines())),
+                 None)
+    if start is None:
+        return []
+    inside = []
+    for index in range(start + 1, len(cells)):
+        if cells[index].cell_type == "markdown" and any(
+                line.startswith(("# ", "## ")) for line in cells[index].source.splitlines()):
+            break  # a section of its own after the solutions
+        inside.append(index)
+    return inside
+
+
+def collapsed(cell) -> dict:
+    """How JupyterLab shows a solution cell: closed, so that working an exercise does not show
+    the next one's answer; a cell holding only `### Solution N.M` stays open, as a signpost."""
+    if cell.cell_type == "code":
+        return {"source_hidden": True, "outputs_hidden": True}
+    if all(line.startswith("#") or not line.strip() for line in cell.source.splitlines()):
+        return {}
+    return {"source_hidden": True}
+
+
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop what changes from run to run or machine to machine but carries no meaning."""
+    """Drop what changes from run to run or machine to machine but carries no meaning, and
+    collapse the Solutions section's cells (JupyterLab's `jupyter` cell metadata; nbval still
+    executes and compares them)."""
     nb.metadata = nbformat.from_dict(
         {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     )
@@ -265,6 +297,10 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata = nbformat.from_dict(
             {k: v for k, v in cell.metadata.items() if k in CELL_METADATA_KEPT}
         )
+    for index in solution_cells(nb.cells):
+        hidden = collapsed(nb.cells[index])
+        if hidden:
+            nb.cells[index].metadata["jupyter"] = nbformat.from_dict(hidden)
     return nb
 
 
@@ -371,7 +407,8 @@ def write_standalone(chapter: Path, output: Path | None, overwrite: bool = False
 def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(prog="python -m shared.notebooks", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["export", "check", "run", "standalone"])
+    parser.add_argument("command", choices=["export", "check", "run", "normalize",
+                                                   "standalone"])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks; for standalone, one chapter folder")
     parser.add_argument("-o", "--output",
@@ -401,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in notebooks:
             run(notebook, output=outputs.get(notebook))
         export_stub()
+        return 0
+    if args.command == "normalize":  # metadata only: the stored outputs stay as they are
+        for notebook in notebooks:
+            nbformat.write(normalize(read_notebook(notebook)), notebook)
         return 0
     ok = True
     for notebook in notebooks:

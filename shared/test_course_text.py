@@ -136,3 +136,19 @@ def test_exercise_cells_hold_no_answer(chapter):
             for shown in revealing_strings(spec.expected()):
                 assert not re.search(rf"(?<![\d.]){re.escape(shown)}(?!\d)", text), (
                     f"exercise {number}'s answer ({shown}) is in view")
+
+
+# Text that narrates the course's own history instead of saying what is true now (issue 37).
+HISTORY = re.compile(
+    r"stored before|earlier stored|previously stored|superseded|measured before the|"
+    r"the (?:chart|output|table) stored before|used to (?:print|show|say)|"
+    r"earlier version of this|before (?:the|this) fix|"
+    r"(?:was|were) fixed\b|no longer (?:prints|shows|says)", re.I)
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_no_passage_narrates_the_courses_own_history(chapter):
+    found = [(index, match.group(0)) for index, cell in enumerate(read(chapter).cells)
+             if cell.cell_type == "markdown" for match in [HISTORY.search(cell.source)] if match]
+    assert not found, (f"{chapter}: cells narrating an earlier output or a fix (say what is "
+                       f"true now, with one machine and date): {found}")

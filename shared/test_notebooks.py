@@ -287,3 +287,42 @@ def test_the_stub_is_checked_for_drift(monkeypatch, tmp_path, capsys):
     assert "-    GPTModel as GPTModel," in capsys.readouterr().out
     assert notebooks.export_stub()
     assert notebooks.export_stub(check=True)
+
+
+def test_normalize_collapses_the_solutions_but_their_signposts(tmp_path):
+    path = make_notebook(tmp_path / "lesson.ipynb", [
+        ("## 1.1 A section", None), ("x = 1", []),
+        ("## Exercises\n\n### Exercise 1.1: Why?", None), ("answer = None", []),
+        ("## Solutions", None), ("### Solution 1.1", None), ("Because of this:", None),
+        ("print(2)", []),
+    ])
+    cells = nbformat.read(path, as_version=4).cells
+    assert notebooks.solution_cells(cells) == [5, 6, 7]
+    assert [c.metadata.get("jupyter") for c in cells] == [None] * 6 + [
+        {"source_hidden": True}, {"source_hidden": True, "outputs_hidden": True}]
+    cells[1].metadata["jupyter"] = {"source_hidden": True}  # a reader's collapse elsewhere
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = cells
+    assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
+
+
+@pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=lambda p: p.stem)
+def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
+    """Issue 37: working an exercise in JupyterLab does not show the next one's answer; each
+    `### Solution N.M` heading stays open, alone in its cell, so a learner finds the one wanted."""
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    inside = notebooks.solution_cells(cells)
+    assert inside, f"{notebook_path.name}: no '## Solutions' section"
+    signposts = 0
+    for index in inside:
+        cell = cells[index]
+        expected = notebooks.collapsed(cell)
+        assert cell.metadata.get("jupyter", {}) == expected, (
+            f"{notebook_path.name}: solution cell {index} is not collapsed: run "
+            "`python -m shared.notebooks normalize`")
+        if cell.cell_type == "markdown" and not expected:
+            signposts += 1
+            assert all(line.startswith("### Solution") or not line.strip()
+                       for line in cell.source.splitlines()), (
+                f"{notebook_path.name}: cell {index} is open but holds more than a heading")
+    assert signposts >= 4, f"{notebook_path.name}: {signposts} '### Solution' signposts"

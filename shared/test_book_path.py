@@ -1,0 +1,283 @@
+"""The book's path never depends on what goes beyond the book (issue 37, must-show 3).
+
+A learner who follows only the book's sections must be able to skip every subsection marked
+"(beyond the book)" and still run each cell they read. The rule, simple enough to state here:
+
+- A heading whose text says "(beyond the book)" opens a region that runs until the next
+  heading of the same or a higher level (as many or fewer `#`) that does not say it; its
+  subsections belong to it. The book's path is every cell before the chapter's closing part
+  (the first `## Summary` or `## Exercises` heading) outside such regions.
+- Each outermost region opens, right under its heading, with one line
+  `*Beyond the book: <what it adds>. The book's path resumes at <where>.*`
+- A book-path code cell must not use a name whose definition, at that point of the notebook,
+  lies in a beyond-the-book cell: the last cell that bound the name itself (a `def`, an
+  assignment, an import from a library), or, for a name that comes from the course (`from
+  shared import name`, `shared.name`), the cell that exports it. Uses are found as in
+  `test_first_use.py`: a function's body counts where the function is called.
+- A library import repeated in a beyond-the-book cell does not move a name that the book's
+  path had already imported.
+
+`python shared/test_book_path.py` prints, per chapter, the book's path (its sections and cell
+numbers), the sections beyond the book, and every violation.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+
+if __name__ == "__main__":  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared import notebooks  # noqa: E402
+from shared.test_first_use import _relative, _Uses, exported_names  # noqa: E402
+
+
+BEYOND = "(beyond the book)"
+OPENING = re.compile(r"^\*Beyond the book: .+ The book's path resumes .+\*$")
+CLOSING_PART = re.compile(r"^##\s+(Summary|Exercises)\b")
+
+
+def headings(cell) -> list[tuple[int, str]]:
+    if cell.cell_type != "markdown":
+        return []
+    found = []
+    for line in cell.source.splitlines():
+        match = re.match(r"^(#+)\s+(.*)", line)
+        if match:
+            found.append((len(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def classify(cells) -> list[str]:
+    """Each cell's part: 'book', 'beyond', or 'closing' (summary, exercises, solutions)."""
+    parts, stack, closing = [], [], False  # stack: (level, is_beyond) of open headings
+    for cell in cells:
+        for level, text in headings(cell):
+            if level == 2 and CLOSING_PART.match("## " + text):
+                closing = True
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, BEYOND in text))
+        if closing:
+            parts.append("closing")
+        else:
+            parts.append("beyond" if any(beyond for _, beyond in stack) else "book")
+    return parts
+
+
+def opening_line_problems(notebook: Path) -> list[str]:
+    """Outermost beyond-the-book headings whose cell lacks the opening line."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    parts = classify(cells)
+    problems = []
+    for index, cell in enumerate(cells):
+        if parts[index] == "closing" or cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        for number, line in enumerate(lines):
+            if not line.startswith("#") or BEYOND not in line:
+                continue
+            # Outermost: the region was not already open above this heading.
+            level = len(line) - len(line.lstrip("#"))
+            enclosing = [h for h in _open_headings(cells, index, number) if h[0] < level]
+            if any(BEYOND in text for _, text in enclosing):
+                continue
+            following = next((l.strip() for l in lines[number + 1:] if l.strip()), "")
+            if not OPENING.match(following):
+                problems.append(f"{_relative(notebook)}: cell {index} ({line.strip()}): the "
+                                f"first line under the heading should be `*Beyond the book: "
+                                f"<what it adds>. The book's path resumes at <where>.*`, "
+                                f"got {following[:80]!r}")
+            break
+    return problems
+
+
+def _open_headings(cells, index, line_number):
+    """The headings open just before line `line_number` of cell `index` (level, text)."""
+    stack = []
+    for i, cell in enumerate(cells[:index + 1]):
+        source = cell.source.splitlines()[:line_number] if i == index else None
+        for level, text in (headings(cell) if source is None else
+                            headings(nbformat.v4.new_markdown_cell("\n".join(source)))):
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, text))
+    return stack
+
+
+def section_of(cells, index: int) -> str:
+    for cell in reversed(cells[:index + 1]):
+        found = headings(cell)
+        if found:
+            return found[-1][1]
+    return ""
+
+
+def book_path_violations(notebook: Path) -> list[dict]:
+    """Every book-path code cell's use of a name defined, at that point, beyond the book."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    parts = classify(cells)
+    exports: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        if notebooks.is_exported(cell):
+            for name in exported_names(cell):
+                exports.setdefault(name, index)
+    defined: dict[str, int | None] = {}  # name -> cell that defined it (None: from the course)
+    deferred: dict[str, set[str]] = {}
+    violations, reported = [], set()
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        uses = _Uses()
+        uses.cell(ast.parse(cell.source))
+        if parts[index] == "book":
+            loaded, todo = set(), list(uses.now)
+            while todo:
+                name = todo.pop()
+                if name not in loaded:
+                    loaded.add(name)
+                    todo.extend(deferred.get(name, ()))
+            for name in sorted(loaded - reported - uses.bound):  # bound here: its own
+                where = defined[name] if name in defined else exports.get(name)
+                if name in defined and where is None:
+                    where = exports.get(name)  # a course name: taught where it is exported
+                if where is not None and parts[where] == "beyond":
+                    reported.add(name)
+                    violations.append({
+                        "notebook": _relative(notebook), "name": name, "use": index,
+                        "use_section": section_of(cells, index), "defined": where,
+                        "defined_section": section_of(cells, where)})
+        for name, body in uses.deferred.items():
+            deferred[name] = body
+        library_imports = _library_imports(cell.source)
+        for name in uses.bound:
+            if parts[index] == "beyond" and name in library_imports and name in defined:
+                continue  # the same library imported again changes nothing the path sees
+            defined[name] = index
+        for name in uses.imported:
+            defined[name] = None
+        if notebooks.is_exported(cell):
+            for name in exported_names(cell):
+                defined[name] = index
+    return violations
+
+
+def _library_imports(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and not (
+                node.module or "").startswith(("shared", "ch0")):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def describe(v: dict) -> str:
+    return (f"{v['notebook']}: {v['name']} used on the book's path in cell {v['use']} "
+            f"({v['use_section']}), defined beyond the book in cell {v['defined']} "
+            f"({v['defined_section']})")
+
+
+def outline(notebook: Path) -> str:
+    """The book's path and the beyond-the-book sections of one notebook, with cell numbers."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    parts = classify(cells)
+    lines, current = [f"{_relative(notebook)}:"], None
+    for index, cell in enumerate(cells):
+        found = headings(cell)
+        if parts[index] == "closing":
+            break
+        if found:
+            current = (parts[index], found[0][1], index)
+            lines.append(f"  {'book  ' if parts[index] == 'book' else 'beyond'} cell {index:>3}: "
+                         f"{'#' * found[0][0]} {found[0][1]}")
+    book = [i for i, part in enumerate(parts) if part == "book"]
+    code = [i for i in book if cells[i].cell_type == "code"]
+    lines.append(f"  the book's path: {len(book)} cells ({len(code)} code) of "
+                 f"{parts.index('closing') if 'closing' in parts else len(cells)} before the "
+                 "closing part")
+    del current
+    return "\n".join(lines)
+
+
+CHAPTERS = notebooks.chapter_notebooks()
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_no_book_path_cell_uses_a_name_defined_beyond_the_book(notebook):
+    violations = book_path_violations(notebook)
+    assert not violations, ("the book's path depends on a beyond-the-book cell:\n"
+                            + "\n".join(map(describe, violations)))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_each_beyond_the_book_part_opens_saying_what_it_adds_and_where_the_path_resumes(
+        notebook):
+    problems = opening_line_problems(notebook)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_the_book_path_is_most_of_the_chapter_up_to_its_exercises(notebook):
+    parts = classify(nbformat.read(notebook, as_version=4).cells)
+    assert "closing" in parts, f"{notebook.name}: no '## Summary' or '## Exercises' heading"
+    assert parts.count("book") >= 20, f"{notebook.name}: the book's path has too few cells"
+
+
+def test_the_rule_sees_uses_of_beyond_the_book_definitions_and_nothing_else(tmp_path):
+    def code(source):
+        return nbformat.v4.new_code_cell(source)
+
+    def markdown(source):
+        return nbformat.v4.new_markdown_cell(source)
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        markdown("# Chapter 9"),
+        code("import math\nfrom shared import final, other"),             # 1
+        markdown("## 9.1 Drafts"),
+        code("def final(x):\n    return x\nvalue = final(1)"),           # 3: the draft
+        markdown("### 9.1.1 The final version (beyond the book)\n\n*Beyond the book: the "
+                 "checks. The book's path resumes at 9.2.*"),
+        code("#| export\ndef final(x):\n    return x\n\ndef other():\n    return 2\n"
+             "import math\nvalue = 5\nhelper_value = 7"),                # 5
+        markdown("#### A detail"),
+        code("def uses_helper():\n    return helper_value"),            # 7
+        markdown("## 9.2 Back on the path"),
+        code("math.sqrt(final(4))"),           # 9: final is now the beyond export
+        code("print(value)"),                  # 10: rebound beyond the book
+        code("uses_helper()"),                 # 11: through a function defined beyond
+        code("value = 3\nprint(value)"),       # 12: bound here first: fine
+        code("shared.other()"),                # 13: a course name exported beyond the book
+        markdown("## 9.3 Opening\n\n### 9.3.1 Checks (beyond the book)\n\nno opening line"),
+        code("shared.other()"),                # 15: beyond the book itself
+        markdown("## Exercises"),
+        code("final(1), helper_value"),        # 17: closing part, not checked
+    ]
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    assert classify(nb.cells) == (["book"] * 4 + ["beyond"] * 4 + ["book"] * 6 + ["beyond"] * 2
+                                  + ["closing"] * 2)
+    found = [(v["name"], v["use"], v["defined"]) for v in book_path_violations(path)]
+    assert found == [("final", 9, 5), ("value", 10, 5), ("helper_value", 11, 5),
+                     ("uses_helper", 11, 7), ("other", 13, 5)]
+    problems = opening_line_problems(path)
+    assert len(problems) == 1 and "cell 14" in problems[0] and "9.3.1" in problems[0]
+
+
+if __name__ == "__main__":
+    chosen = [Path(a) for a in sys.argv[1:]] or CHAPTERS
+    for nb in chosen:
+        print(outline(nb))
+        found = book_path_violations(nb)
+        for line in [*map(describe, found), *opening_line_problems(nb)]:
+            print("  VIOLATION", line)
+        print()
