@@ -15,7 +15,7 @@ TINY_CORPUS = {"tea": 4, "team": 3, "steam": 2, "eat": 3}
 
 @figure
 def pipeline_overview():
-    d = Diagram(44, 15, "From text to the vectors a GPT model reads")
+    d = Diagram(46, 15, "From text to the vectors a GPT model reads")
     d.box(0.5, 5.2, 7.5, 1.6, '"the cat sat"', fill=COLORS["text"], family="monospace")
     d.text(4.25, 3.6, "text", size=8, color=COLORS["muted"])
     # "␣" marks the leading space each GPT-2 token carries (2.5); the ids are those of
@@ -27,24 +27,27 @@ def pipeline_overview():
     d.text(14.25, 3.6, "tokens (2.2, 2.5)", size=8, color=COLORS["muted"])
     d.text(14.25, 7.6, "␣ = the leading space, part of the token", size=7,
            color=COLORS["muted"])
-    ids = d.row(19.5, 5.2, ["1169", "3797", "3332"], w=2.4, h=1.6, fill=COLORS["id"],
-                family="monospace", gap=0.3)
+    d.row(19.5, 5.2, ["1169", "3797", "3332"], w=2.4, h=1.6, fill=COLORS["id"],
+          family="monospace", gap=0.3)
     d.arrow((18.4, 6.0), (19.4, 6.0))
-    d.text(23.25, 3.6, "token ids (2.3)", size=8, color=COLORS["muted"])
-    # One column vector per id, drawn as a small stack of cells.
-    for k, (ix, _) in enumerate(ids):
-        d.grid(ix - 0.35, 9.0, [[0.3 - 0.2 * k], [-0.1 * k], [0.5], ["⋮"]], cell=0.7, cell_h=0.7,
-               fmt="", fill=COLORS["embedding"])
-        d.arrow((ix, 6.9), (ix, 8.9))
-    d.text(23.25, 12.4, "token + position embeddings (2.7, 2.8)", size=8,
+    d.text(23.4, 3.6, "token ids (2.3-2.5)", size=8, color=COLORS["muted"])
+    # Batches of ids go into the model; its first layers turn each id into a vector.
+    d.arrow((27.4, 6.0), (32.1, 6.0))
+    d.text(29.75, 4.6, "batches", size=8, color=COLORS["muted"])
+    d.text(29.75, 7.4, "of ids (2.6)", size=8, color=COLORS["muted"])
+    d.box(31.5, 2.2, 14.0, 10.7, "", fill=COLORS["block"])
+    d.text(38.5, 3.2, "GPT model", weight="bold")
+    d.box(32.2, 4.0, 12.6, 4.6, "", fill=COLORS["embedding"])
+    d.text(38.5, 4.8, "token + position embeddings", size=8)
+    d.text(38.5, 5.8, "(2.7, 2.8): one vector per id", size=8)
+    for k, x in enumerate((36.4, 38.2, 40.0)):  # one column vector per id
+        d.grid(x, 6.4, [[0.3 - 0.2 * k], [-0.1 * k], ["⋮"]], cell=0.7, cell_h=0.6, fmt="",
+               fill=COLORS["embedding"])
+    d.arrow((38.5, 8.7), (38.5, 9.6))
+    d.box(32.2, 9.7, 12.6, 2.5, "attention and the rest\n(chapters 3-4)", size=8)
+    d.text(23, 14.2, "Each step is one section of this chapter; the embeddings are the "
+           "model's first layers, trained with it.", size=8, style="italic",
            color=COLORS["muted"])
-    d.box(31.5, 8.6, 11.5, 3.4, "GPT model\n(chapters 3-4)", fill=COLORS["block"],
-          weight="bold")
-    d.arrow((27.0, 10.3), (31.4, 10.3))
-    d.text(29.2, 9.6, "batches", size=8, color=COLORS["muted"])
-    d.text(29.2, 11.1, "(2.6)", size=8, color=COLORS["muted"])
-    d.text(22, 14.2, "Each step is one section of this chapter; the embedding vectors are "
-           "trained with the model.", size=8, style="italic", color=COLORS["muted"])
     return d
 
 
@@ -149,7 +152,7 @@ def vocabulary_lookup():
 
 @figure
 def special_tokens():
-    d = Diagram(46, 9.5, "Two special tokens: a separator and a stand-in for unknown words")
+    d = Diagram(46, 8.0, "Two special tokens: a separator and a stand-in for unknown words")
     doc1 = ["Hello", ",", "do", "you", "like", "tea", "?"]
     doc2 = ["In", "the", "sunlit", "terraces", "of", "the", "palace", "."]
     fills = [COLORS["attention"] if w in ("Hello", "palace") else COLORS["token"]
@@ -171,7 +174,7 @@ def special_tokens():
     d.text(starts[len(doc1)] + 3.1, 5.2,
            "↑ separator: what follows does not continue what came before", size=8,
            color=COLORS["muted"])
-    d.text(23, 8.4, "Pink: words outside the 1,130-word vocabulary, both encoded as the "
+    d.text(23, 7.0, "Pink: words outside the 1,130-token vocabulary, both encoded as the "
            "same <|unk|> id.", size=8, style="italic", color=COLORS["muted"])
     return d
 
