@@ -40,10 +40,18 @@ def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
-    check(token_ids.dim() == 1 or token_ids.shape[0] == 1, lambda: f"token_ids holds a batch of "
-          f"{token_ids.shape[0]} sequences, this decodes one: [token_ids_to_text(row, "
-          "tokenizer) for row in token_ids]")
-    return tokenizer.decode(token_ids.squeeze(0).tolist())
+    """Decode one sequence of ids, (tokens) or (1, tokens), to text."""
+    _check_one_sequence(token_ids)
+    return tokenizer.decode(token_ids.reshape(-1).tolist())  # a list even for one token
+
+
+def _check_one_sequence(token_ids: torch.Tensor) -> None:
+    check(token_ids.dim() == 1 or (token_ids.dim() == 2 and token_ids.shape[0] == 1), lambda:
+          "token_ids is a single id (a 0-d tensor): pass token_ids.reshape(1)"
+          if token_ids.dim() == 0 else f"token_ids holds a batch of {token_ids.shape[0]} "
+          "sequences, this decodes one: [token_ids_to_text(row, tokenizer) for row in token_ids]"
+          if token_ids.dim() == 2 else f"token_ids has shape {tuple(token_ids.shape)}: this "
+          "decodes one sequence, of shape (tokens) or (1, tokens)")
 
 
 # %% pretraining.ipynb cell 22, 5.1.3 Training and validation losses on The Verdict
@@ -197,7 +205,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 40, 5.3.2 Top-k sampling (and top-p)
+# %% pretraining.ipynb cell 44, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
 
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
@@ -210,7 +218,7 @@ def _nucleus(probs, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# %% pretraining.ipynb cell 42, 5.3.3 One `generate` for all strategies
+# %% pretraining.ipynb cell 46, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                      top_p: float | None = None) -> torch.Tensor:
@@ -239,72 +247,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
 
 
-def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
-             context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
-             eos_id: int | None = None, *, top_p: float | None = None,
-             use_cache: bool = True) -> torch.Tensor:
-    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
-
-    Each step picks the next token with next_token (temperature, top_k, top_p). A sequence
-    that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
-    others go on. Generation stops when every sequence has ended, and the step on which the last
-    ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
-    cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
-    context length; a context_size above it is refused) are cropped to their end. All rows
-    must be prompts of one length: nothing masks padding, so a padded prompt reads its pad
-    tokens as text and continues differently than alone; generate other lengths one at a time.
-
-    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
-    new token. Once the text outgrows `context_size` the window slides, every position shifts
-    and nothing cached stays valid: from then on each step recomputes the whole window. The
-    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
-    logits) runs uncached, and needs a context_size.
-    """
-    model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
-                     else None)  # a function from ids to logits says nothing of its context
-    context_size = model_context if context_size is None else context_size
-    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
-    check(context_size is not None, "model has no context length (a function of ids?): pass "
-          "context_size", TypeError)
-    check_count("max_new_tokens", max_new_tokens, 0)
-    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
-    check(model_context is None or context_size <= model_context, lambda: f"context_size "
-          f"{context_size} is longer than the model's context_length {model_context}")
-    if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
-        check_count("eos_id", eos_id, 0, "a token id (an int >= 0), such as tokenizer.eot_token")
-        vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
-        check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
-              f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
-    # A negative temperature would favour the least likely tokens without a word: refuse it.
-    check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
-    if top_k is not None:
-        check_count("top_k", top_k, 1)
-    if top_p is not None:
-        check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
-    ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-    kv_caches = None
-    if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
-        room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
-        kv_caches = model.make_kv_caches(room)
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            if kv_caches is None:
-                logits = model(idx[:, -context_size:])[:, -1]
-            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
-                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
-            else:  # the window slid: positions shifted, the cache is stale
-                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
-        next_id = next_token(logits, temperature, top_k, top_p)
-        if eos_id is not None:
-            ended |= next_id == eos_id
-            if bool(ended.all()):
-                break
-            next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
-        idx = torch.cat([idx, next_id], dim=1)
-    return idx
-
-
-# %% pretraining.ipynb cell 85, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 106, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -325,7 +268,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 88, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 109, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -364,7 +307,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 89, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 110, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -432,12 +375,79 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 93, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 114, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
     highest = [param.grad.max() for param in model.parameters() if param.grad is not None]
     return max(highest) if highest else None
+
+
+# %% pretraining.ipynb cell 119, 5.7 Faster generation: the KV cache (beyond the book)
+
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+             context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
+             eos_id: int | None = None, *, top_p: float | None = None,
+             use_cache: bool = True) -> torch.Tensor:
+    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
+
+    Each step picks the next token with next_token (temperature, top_k, top_p). A sequence
+    that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
+    others go on. Generation stops when every sequence has ended, and the step on which the last
+    ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
+    cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
+    context length; a context_size above it is refused) are cropped to their end. All rows
+    must be prompts of one length: nothing masks padding, so a padded prompt reads its pad
+    tokens as text and continues differently than alone; generate other lengths one at a time.
+
+    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
+    new token. Once the text outgrows `context_size` the window slides, every position shifts
+    and nothing cached stays valid: from then on each step recomputes the whole window. The
+    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
+    logits) runs uncached, and needs a context_size.
+    """
+    model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
+                     else None)  # a function from ids to logits says nothing of its context
+    context_size = model_context if context_size is None else context_size
+    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
+    check(context_size is not None, "model has no context length (a function of ids?): pass "
+          "context_size", TypeError)
+    check_count("max_new_tokens", max_new_tokens, 0)
+    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
+    check(model_context is None or context_size <= model_context, lambda: f"context_size "
+          f"{context_size} is longer than the model's context_length {model_context}")
+    if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
+        check_count("eos_id", eos_id, 0, "a token id (an int >= 0), such as tokenizer.eot_token")
+        vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
+        check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
+              f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
+    # A negative temperature would favour the least likely tokens without a word: refuse it.
+    check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
+    if top_k is not None:
+        check_count("top_k", top_k, 1)
+    if top_p is not None:
+        check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
+    ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
+    kv_caches = None
+    if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
+        room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
+        kv_caches = model.make_kv_caches(room)
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            if kv_caches is None:
+                logits = model(idx[:, -context_size:])[:, -1]
+            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
+                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
+            else:  # the window slid: positions shifted, the cache is stale
+                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
+        next_id = next_token(logits, temperature, top_k, top_p)
+        if eos_id is not None:
+            ended |= next_id == eos_id
+            if bool(ended.all()):
+                break
+            next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
 
 
 __all__ = [
@@ -457,10 +467,10 @@ __all__ = [
     'plot_losses',
     'next_token_probs',
     'next_token',
-    'generate',
     'cosine_schedule',
     'batches_per_step',
     'optimizer_step',
     'train_model',
     'find_highest_gradient',
+    'generate',
 ]

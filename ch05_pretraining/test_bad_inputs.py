@@ -152,6 +152,20 @@ def test_a_batch_of_ids_is_decoded_row_by_row_not_as_one():
     assert [token_ids_to_text(row, tokenizer) for row in ids] == ["Hello world"] * 2
 
 
+def test_one_token_decodes_in_any_shape_the_check_admits():
+    """A one-token (1,) or (1, 1) tensor decodes to its token (squeeze(0) made the first a 0-d
+    tensor, whose tolist() is an int that decode refuses); a 0-d id or a 3-d tensor is named."""
+    tokenizer = tiktoken.get_encoding("gpt2")
+    assert token_ids_to_text(torch.tensor([15496]), tokenizer) == "Hello"
+    assert token_ids_to_text(torch.tensor([[15496]]), tokenizer) == "Hello"
+    assert [token_ids_to_text(row, tokenizer) for row in torch.tensor([[15496], [995]])] == [
+        "Hello", " world"]
+    with pytest.raises(ValueError, match=r"a single id \(a 0-d tensor\): pass token_ids.reshape"):
+        token_ids_to_text(torch.tensor(15496), tokenizer)
+    with pytest.raises(ValueError, match=r"token_ids has shape \(1, 1, 2\): this decodes one"):
+        token_ids_to_text(torch.tensor([[[15496, 995]]]), tokenizer)
+
+
 def fixed_logits(values):
     """A 'model' that predicts the same logits after any prompt (generate accepts one)."""
     logits = torch.tensor(values, dtype=torch.float32)
