@@ -276,14 +276,22 @@ def solution_cells(cells) -> list[int]:
     return inside
 
 
+def is_signpost(cell) -> bool:
+    """A markdown cell of headings only (`### Solution N.M`)."""
+    return cell.cell_type == "markdown" and all(
+        line.startswith("#") or not line.strip() for line in cell.source.splitlines())
+
+
 def collapsed(cell) -> dict:
-    """How JupyterLab shows a solution cell: closed, so that working an exercise does not show
-    the next one's answer; a cell holding only `### Solution N.M` stays open, as a signpost."""
+    """How a solution cell opens: closed, so that working an exercise does not show the next
+    one's answer (the `jupyter` metadata JupyterLab and VS Code read). A signpost stays
+    visible, its section folded (JupyterLab's `jp-MarkdownHeadingCollapsed`): a collapsed cell
+    still shows its first line, and a solution's first line may give its answer away."""
     if cell.cell_type == "code":
-        return {"source_hidden": True, "outputs_hidden": True}
-    if all(line.startswith("#") or not line.strip() for line in cell.source.splitlines()):
-        return {}
-    return {"source_hidden": True}
+        return {"jupyter": {"source_hidden": True, "outputs_hidden": True}}
+    if is_signpost(cell):
+        return {"jp-MarkdownHeadingCollapsed": True}
+    return {"jupyter": {"source_hidden": True}}
 
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -298,9 +306,7 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             {k: v for k, v in cell.metadata.items() if k in CELL_METADATA_KEPT}
         )
     for index in solution_cells(nb.cells):
-        hidden = collapsed(nb.cells[index])
-        if hidden:
-            nb.cells[index].metadata["jupyter"] = nbformat.from_dict(hidden)
+        nb.cells[index].metadata.update(nbformat.from_dict(collapsed(nb.cells[index])))
     return nb
 
 
