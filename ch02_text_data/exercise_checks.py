@@ -18,19 +18,39 @@ def _gpt2():
     return tiktoken.get_encoding("gpt2")
 
 
-@value_exercise("2.1", hints=[
+def _pieces():
+    return [_gpt2().decode([i]) for i in _gpt2().encode(MADE_UP)]
+
+
+@property_exercise("2.1", hints=[
     "encode gives the ids; decode([i]) turns a single id back into the text it stands for.",
     "Keep the pieces in order, as strings; a space belongs to the piece that follows it.",
-], mistakes=[
-    (lambda expected: _gpt2().encode(MADE_UP),
-     "These are the ids; the answer is the text each id stands for on its own."),
-    (lambda expected: MADE_UP.split(),
-     "These are the words; the tokenizer cuts them into smaller pieces."),
-    (lambda expected: list(MADE_UP),
-     "These are the characters; most tokens here are longer than one character."),
-])
-def pieces_of_made_up_words():
-    return [_gpt2().decode([i]) for i in _gpt2().encode(MADE_UP)]
+], examples=lambda: {
+    "right": [_pieces()],
+    "wrong": [_gpt2().encode(MADE_UP), MADE_UP.split(), list(MADE_UP), _pieces()[:-1],
+              ["Vlorptik", " quenzal"], "".join(_pieces())],
+})
+def pieces_of_made_up_words(answer):
+    """Right when the answer is the tokenizer's pieces; what is wrong never says how many."""
+    recognised = [
+        (_gpt2().encode(MADE_UP),
+         "These are the ids; the answer is the text each id stands for on its own."),
+        (MADE_UP.split(), "These are the words; the tokenizer cuts them into smaller pieces."),
+        (list(MADE_UP),
+         "These are the characters; most tokens here are longer than one character."),
+    ]
+    if not isinstance(answer, (list, tuple)):
+        return f"The answer should be a list of strings, not a {type(answer).__name__}."
+    for mistaken, message in recognised:
+        if list(answer) == mistaken:
+            return message
+    if not all(isinstance(piece, str) for piece in answer):
+        return "The answer should be a list of strings, one per token."
+    if "".join(answer) != MADE_UP:
+        return "Joined together, your pieces do not give the string back."
+    if list(answer) != _pieces():
+        return "Your pieces give the string back, but the tokenizer cuts it elsewhere."
+    return None
 
 
 def _batches(max_length, drop_last=True):

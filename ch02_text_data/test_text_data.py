@@ -202,8 +202,9 @@ def test_saved_files_are_read_by_tools_that_take_ids_from_encoder_json(tmp_path)
     assert hf.encode(text) == tokenizer.encode(text)
 
 
-def test_tiktokens_file_reader_refuses_our_byte_order(tmp_path):
-    """2.5.3's claim: tiktoken's reader recomputes GPT-2's byte ids (space = 220), ours differ."""
+def test_tiktokens_file_reader_refuses_our_byte_order_unless_asked(tmp_path):
+    """2.5.3's claim: by default tiktoken's reader recomputes GPT-2's byte ids (space = 220),
+    which ours do not follow; clobber_one_byte_tokens=True takes them from encoder.json."""
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
     tokenizer = BPETokenizer.train(CORPUS, vocab_size=320)
@@ -221,6 +222,10 @@ def test_tiktokens_file_reader_refuses_our_byte_order(tmp_path):
     assert data_gym_to_mergeable_bpe_ranks(str(tmp_path / "renumbered" / "vocab.bpe"),
                                            str(tmp_path / "renumbered" / "encoder.json")
                                            ) == renumbered
+    # Asked to take the single-byte ids from encoder.json, it reads our own files exactly.
+    assert data_gym_to_mergeable_bpe_ranks(str(tmp_path / "vocab.bpe"),
+                                           str(tmp_path / "encoder.json"),
+                                           clobber_one_byte_tokens=True) == tokenizer.ranks
 
 
 def test_vocab_size_too_small_is_an_error():

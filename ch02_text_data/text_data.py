@@ -47,7 +47,7 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
 
-# %% text_data.ipynb cell 21, 2.3 From tokens to ids: a vocabulary
+# %% text_data.ipynb cell 30, 2.4.1 The tokenizers' checks (beyond the book)
 
 def _look_up_ids(id_to_token: dict, ids) -> list:
     """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
@@ -84,7 +84,7 @@ class SimpleTokenizerV1:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
-# %% text_data.ipynb cell 26, 2.4 Special tokens: `<|unk|>` and `<|endoftext|>`
+# %% text_data.ipynb cell 31, 2.4.1 The tokenizers' checks (beyond the book)
 
 class SimpleTokenizerV2(SimpleTokenizerV1):
     """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
@@ -102,7 +102,7 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
 
 
-# %% text_data.ipynb cell 34, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 39, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
     """How often each pair of neighbouring ids occurs; a sequence seen `n` times counts `n`."""
@@ -114,13 +114,13 @@ def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
 
 
 def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
-    """The commonest pair; ties go to the pair of smaller ids, so training is deterministic."""
+    """The commonest pair; ties go to the pair of smaller ids, whatever the counting order."""
     # The highest count wins; on equal counts, -a and then -b make the smaller ids win.
     (a, b), _ = max(pair_counts.items(), key=lambda item: (item[1], -item[0][0], -item[0][1]))
     return a, b
 
 
-# %% text_data.ipynb cell 37, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 42, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
@@ -137,12 +137,12 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     return tuple(out)
 
 
-# %% text_data.ipynb cell 41, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 46, 2.5.2 Training on The Verdict (beyond the book)
 
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-# %% text_data.ipynb cell 44, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 49, 2.5.2 Training on The Verdict (beyond the book)
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
@@ -168,7 +168,7 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
     return ranks, merges
 
 
-# %% text_data.ipynb cell 48, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 53, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The token ids of one pre-tokenized chunk: merge the lowest-ranked neighbouring pair
@@ -184,7 +184,7 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 54, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 59, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The ids of `apply_merges`, in O(n log n) time: a heap of pairs over linked parts."""
@@ -213,7 +213,7 @@ def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts if part]
 
 
-# %% text_data.ipynb cell 58, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 63, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -224,7 +224,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 63, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 66, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -313,14 +313,15 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     write_atomically(folder / "encoder.json", write_both)
 
 
-# %% text_data.ipynb cell 65, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 71, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    # As tiktoken's: "all" or a set of strings (a list or tuple too); set("<|x|>") would be chars.
+    # As tiktoken's: "all" or a set of strings (a list or tuple too). A lone string is refused:
+    # as a set it would be its characters.
     check(allowed_special == "all" or isinstance(allowed_special, (AbstractSet, list, tuple))
           and all(isinstance(token, str) for token in allowed_special), lambda: "allowed_special "
           f"must be 'all' or a set of special tokens, got {allowed_special!r}; " + (f"did you "
@@ -341,7 +342,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 68, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 74, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
@@ -427,7 +428,7 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-# %% text_data.ipynb cell 81, 2.6 Sampling training examples with a sliding window
+# %% text_data.ipynb cell 94, 2.6.1 The loader's checks and a tokenizer option (beyond the book)
 
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
