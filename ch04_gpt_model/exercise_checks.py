@@ -253,7 +253,7 @@ def _three_dropouts_problem(make_model):
     for key in _RATE_KEYS.values():
         try:
             make_model({**_SMALL, **_RATE_SETTINGS[0], key: 1.5})
-        except (ValueError, TypeError):
+        except ValueError:
             continue
         except Exception as error:  # noqa: BLE001
             return f"With {key}=1.5 it raises {type(error).__name__}, not a ValueError."
@@ -303,9 +303,9 @@ def _example_models():
     "GPTModel refuses configuration keys it does not know: a subclass declares its extra keys, "
     "with defaults, in its class attribute OPTIONAL_CONFIG_KEYS. Then find the three places "
     "where GPTModel and TransformerBlock create their dropout modules.",
-    "After super().__init__(cfg), replace model.drop_emb and, in every block, "
-    "block.drop_shortcut and block.att.dropout by new nn.Dropout modules with the three rates; "
-    "check each rate first, as validate_config checks drop_rate.",
+    "After super().__init__(cfg), each of the three places holds a dropout built with drop_rate: "
+    "give each place its own rate, in every block, in a module that the forward pass calls; "
+    "and refuse a bad rate before anything is built.",
 ], examples=_example_models)
 def three_dropout_rates(make_model):
     if isinstance(make_model, nn.Module):
@@ -365,11 +365,12 @@ def _embedding_share(size, tie):
 @value_exercise("4.5", hints=[
     "With tie_weights=True the head's weight is the embedding's Parameter: count_parameters "
     "counts it once, and the module tok_emb holds it.",
-    "For each size, build the tied model inside `with torch.device(\"meta\")` and divide "
-    "count_parameters(model.tok_emb) by count_parameters(model), both of the tied model.",
+    "Both counts come from the same tied model, built on the meta device: the part is the "
+    "module that holds the shared matrix, the whole is the model, in which that matrix counts "
+    "once.",
 ], mistakes=[
     (lambda expected: {size: _embedding_share(size, False) for size in expected},
-     "These are the untied shares of 4.6.2; build the models with tie_weights=True."),
+     "These are the untied shares of 4.7.2; build the models with tie_weights=True."),
     (lambda expected: {size: 100 * share for size, share in expected.items()},
      "These look like percentages; the answer is a fraction between 0 and 1."),
     (lambda expected: {size: 2 * _embedding_share(size, False) for size in expected},

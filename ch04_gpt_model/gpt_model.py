@@ -104,18 +104,18 @@ class TransformerBlock(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
-    so a matrix shared by two modules (weight tying, 4.6.1) counts once."""
+    so a matrix shared by two modules (weight tying, 4.7.1) counts once."""
     return sum(p.numel() for p in model.parameters())
 
 
-# %% gpt_model.ipynb cell 52, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 61, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "drop_rate", "qkv_bias")
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-# %% gpt_model.ipynb cell 53, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 62, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
     """The configuration with its defaults filled in, once it is known to build a GPT; a bad
@@ -136,7 +136,7 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     return cfg
 
 
-# %% gpt_model.ipynb cell 57, 4.6.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 66, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
@@ -214,23 +214,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 61, 4.6.2 All four GPT-2 sizes, without allocating them (beyond the book)
-
-GPT2_SIZES = {
-    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
-
-
-def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
-    """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
-    return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
-
-
-# %% gpt_model.ipynb cell 68, 4.7 Generating text
+# %% gpt_model.ipynb cell 73, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -246,6 +230,22 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
+# %% gpt_model.ipynb cell 76, 4.7.2 All four GPT-2 sizes, without allocating them (beyond the book)
+
+GPT2_SIZES = {
+    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
+    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
+    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
+    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+}
+
+
+def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
+    """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
+    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
+    return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
+
+
 __all__ = [
     'GPT_CONFIG_124M',
     'LayerNorm',
@@ -257,7 +257,7 @@ __all__ = [
     'OPTIONAL_CONFIG_KEYS',
     'validate_config',
     'GPTModel',
+    'generate_text_simple',
     'GPT2_SIZES',
     'gpt2_config',
-    'generate_text_simple',
 ]
