@@ -42,8 +42,8 @@ def gpt_architecture():
     (cx, top), (_, bottom) = ends[3]
     d.box(2, top, 19, 2.0, fill=COLORS["block"], linewidth=1.6)
     d.text(cx, top + 0.6, "Transformer block  × 12", weight="bold")
-    d.text(cx, top + 1.4, "LayerNorm → attention → add;  LayerNorm → FFN → add", size=7,
-           color=MUTED)
+    d.text(cx, top + 1.4, "norm → attention → dropout → add;  norm → FFN → dropout → add",
+           size=7, color=MUTED)
     shapes = ["(batch, tokens)", "(batch, tokens, 768)", "(batch, tokens, 768)",
               "(batch, tokens, 768)", "(batch, tokens, 768)", "(batch, tokens, 50257)",
               "(batch, tokens, 50257)"]
