@@ -24,8 +24,7 @@ class SelfAttention_v1(nn.Module):
         self.W_value = nn.Parameter(torch.rand(d_in, d_out))
 
     def forward(self, x):
-        check(x.dim() == 2,  # keys.T of a batch would reverse every axis, not swap the last two
-              f"SelfAttention_v1 takes one sequence of shape (tokens, d_in), got {tuple(x.shape)}")
+        check(x.dim() == 2, f"SelfAttention_v1 takes one (tokens, d_in) sequence, got {x.shape}")
         queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
         attn_scores = queries @ keys.T
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
@@ -48,57 +47,6 @@ class SelfAttention_v2(nn.Module):
         attn_scores = queries @ keys.transpose(-2, -1)
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         return attn_weights @ values
-
-
-# %% attention.ipynb cell 53, 3.5.3 A causal attention class
-
-class CausalAttention(nn.Module):
-    """Single-head causal self-attention with dropout on the attention weights."""
-
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 qkv_bias: bool = False):
-        super().__init__()
-        _check_sizes(d_in, d_out, context_length, dropout)
-        self.d_in, self.d_out = d_in, d_out
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.dropout = nn.Dropout(dropout)
-        # 1 above the diagonal marks the future positions each query must not see.
-        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
-
-    def forward(self, x):
-        _check_input(x, self.d_in, len(self.mask))
-        b, num_tokens, d_in = x.shape
-        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
-        attn_scores = queries @ keys.transpose(1, 2)
-        attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
-                                              -torch.inf)
-        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
-        return self.dropout(attn_weights) @ values
-
-
-def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
-    """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
-    for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
-                       ("num_heads", num_heads)]:
-        check_count(name, size, 1)
-    check(isinstance(dropout, (int, float)) and not isinstance(dropout, bool),
-          f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
-    check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
-    check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-    # the mask is context_length**2 float32s (4 bytes), and its triu a second copy while built
-    check_memory("context_length", context_length, 8 * context_length**2, "its causal mask")
-
-
-def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
-    """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
-    check(x.dim() == 3 and x.shape[2] == d_in, lambda: "the input must have shape "
-          f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
-    check(start + x.shape[1] <= context_length, lambda: f"the input has {x.shape[1]} tokens"
-          + (f" after {start} cached ones" if start else "") + " but the attention layer was "
-          f"built for context_length={context_length}; crop the text to its last "
-          f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
 
 
 # %% attention.ipynb cell 59, 3.6.1 Stacking single-head modules
@@ -166,7 +114,58 @@ class KVCache:
               "before a new sequence")
 
 
-# %% attention.ipynb cell 84, 3.7.3 The final `MultiHeadAttention`
+# %% attention.ipynb cell 84, 3.7.3 The exported classes: input checks
+
+def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
+    """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
+    for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
+                       ("num_heads", num_heads)]:
+        check_count(name, size, 1)
+    check(isinstance(dropout, (int, float)) and not isinstance(dropout, bool),
+          f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
+    check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
+    check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+    # the mask is context_length**2 float32s (4 bytes), and its triu a second copy while built
+    check_memory("context_length", context_length, 8 * context_length**2, "its causal mask")
+
+
+def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
+    """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
+    check(x.dim() == 3 and x.shape[2] == d_in, lambda: "the input must have shape "
+          f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
+    check(start + x.shape[1] <= context_length, lambda: f"the input has {x.shape[1]} tokens"
+          + (f" after {start} cached ones" if start else "") + " but the attention layer was "
+          f"built for context_length={context_length}; crop the text to its last "
+          f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
+
+
+class CausalAttention(nn.Module):
+    """Single-head causal self-attention with dropout on the attention weights."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
+                 qkv_bias: bool = False):
+        super().__init__()
+        _check_sizes(d_in, d_out, context_length, dropout)
+        self.d_in, self.d_out = d_in, d_out
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.dropout = nn.Dropout(dropout)
+        # 1 above the diagonal marks the future positions each query must not see.
+        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
+
+    def forward(self, x):
+        _check_input(x, self.d_in, len(self.mask))
+        b, num_tokens, d_in = x.shape
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        attn_scores = queries @ keys.transpose(1, 2)
+        attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
+                                              -torch.inf)
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return self.dropout(attn_weights) @ values
+
+
+# %% attention.ipynb cell 87, 3.7.4 The final `MultiHeadAttention`
 
 def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
@@ -176,13 +175,13 @@ def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
         return nn.functional.scaled_dot_product_attention(
             queries, keys, values, attn_mask=None if start == 0 else ~future,
             is_causal=start == 0, dropout_p=dropout.p if training else 0.0)
-    attn_scores = queries @ keys.transpose(2, 3)  # (batch, heads, tokens, keys)
+    attn_scores = queries @ keys.transpose(2, 3)  # every query against every key
     attn_scores = attn_scores.masked_fill(future, -torch.inf)
     attn_weights = torch.softmax(attn_scores / queries.shape[-1] ** 0.5, dim=-1)
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 85, 3.7.3 The final `MultiHeadAttention`
+# %% attention.ipynb cell 88, 3.7.4 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.
@@ -229,9 +228,9 @@ class MultiHeadAttention(nn.Module):
 __all__ = [
     'SelfAttention_v1',
     'SelfAttention_v2',
-    'CausalAttention',
     'MultiHeadAttentionWrapper',
     'KVCache',
+    'CausalAttention',
     'attend',
     'MultiHeadAttention',
 ]

@@ -279,10 +279,10 @@ def multihead_split_merge():
     def step(x, y, shape, w=7.6, fill=COLORS["output"]):
         return d.box(x, y, w, 1.6, shape, fill=fill, size=8, family="monospace")
 
-    xs = [0.5, 13, 25.5, 40.5]  # left edges of the four columns of boxes
+    xs = [0.5, 12.4, 25.5, 40.5]  # left edges of the four columns of boxes
     widths = [7.6, 7.6, 9.6, 9.6]
     labels_down = ["W_query", "view", "transpose(1, 2)"]
-    labels_up = ["out_proj", "view", "transpose(1, 2)"]
+    labels_up = ["out_proj", "contiguous().view", "transpose(1, 2)"]
     y1, y2, y3 = 6.2, 11.2, 16.2
     for x, w, shape, fill in zip(xs, widths, ["(b, T, d_in)", "(b, T, d_out)",
                                              "(b, T, h, d_head)", "(b, h, T, d_head)"],
@@ -301,10 +301,10 @@ def multihead_split_merge():
     centre = xs[3] + widths[3] / 2
     d.note(centre, y1 + 2.3, "same for keys and values")
     d.arrow((centre, y1 + 2.9), (centre, y2 - 0.1), "Q Kᵀ", label_offset=(0.3, 0))
-    step(xs[3], y2, "(b, h, T, T)", w=widths[3], fill=COLORS["attention"])
+    step(xs[3], y2, "scores", w=widths[3], fill=COLORS["attention"])
     d.note(33, y2 + 0.4, "one T × T score matrix per head,")
     d.note(33, y2 + 1.2, "all heads in one batched matmul")
-    d.arrow((centre, y2 + 1.7), (centre, y3 - 0.1), "mask, softmax, @ V",
+    d.arrow((centre, y2 + 1.7), (centre, y3 - 0.1), "/ √d_head, mask, softmax, @ V",
             label_offset=(0.3, 0))
     d.note(17, y3 + 2.6, "heads concatenated back: d_out = h · d_head")
     return d

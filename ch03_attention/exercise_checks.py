@@ -142,11 +142,14 @@ def wrapper_gives_two_features(mha, batch):
                 f"{type(mha).__name__}.")
     if len(mha.heads) != 2:
         return f"Your wrapper has {len(mha.heads)} head(s); the exercise keeps 2."
-    d_in = mha.heads[0].d_in
+    d_in = mha.heads[0].W_query.in_features
     if d_in != batch.shape[-1]:
         return (f"Your wrapper takes d_in={d_in} features per token, and the chapter's batch "
                 f"has {batch.shape[-1]}.")
     longest = mha.heads[0].mask.shape[0]
+    if longest < batch.shape[1]:
+        return (f"Your wrapper was built for context_length={longest}, and the chapter's batch "
+                f"has {batch.shape[1]} tokens: the context must hold all of them.")
     mha_was_training = mha.training
     mha.eval()  # dropout changes values, never shapes; eval keeps the check quiet
     try:
@@ -299,6 +302,9 @@ def _mask_example():
     (lambda expected, **given: {"without mask": expected["with mask"],
                                 "with mask": expected["without mask"]},
      "The two lists are swapped: which of the modules has the mask?"),
+    (lambda expected, **given: {key: torch.tensor(values) for key, values in expected.items()},
+     "The answer holds tensors; the exercise asks for lists of numbers (tensor.tolist() makes "
+     "one)."),
 ], examples=lambda: {"given": _mask_example()})
 def changes_per_token(no_mask, causal, inputs):
     return _per_token(no_mask, causal, inputs, measure=lambda d: d.abs().amax(dim=-1))

@@ -96,8 +96,8 @@ def test_more_tokens_than_the_context_is_named(name):
 
 def test_self_attention_v1_takes_one_sequence():
     # keys.T of a batch reverses every axis: with batch == d_out it would silently compute junk
-    with pytest.raises(ValueError, match=r"SelfAttention_v1 takes one sequence of shape "
-                                         r"\(tokens, d_in\), got \(4, 5, 8\)"):
+    with pytest.raises(ValueError, match=r"SelfAttention_v1 takes one \(tokens, d_in\) "
+                                         r"sequence, got torch.Size\(\[4, 5, 8\]\)"):
         SelfAttention_v1(8, 4)(torch.rand(4, 5, 8))
 
 
