@@ -320,8 +320,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    # As tiktoken's: "all" or a set of strings (a list or tuple too). A lone string is refused:
-    # as a set it would be its characters.
+    # As tiktoken's: "all" or a set of strings (or a list, a tuple); not one str (a set of chars).
     check(allowed_special == "all" or isinstance(allowed_special, (AbstractSet, list, tuple))
           and all(isinstance(token, str) for token in allowed_special), lambda: "allowed_special "
           f"must be 'all' or a set of special tokens, got {allowed_special!r}; " + (f"did you "
