@@ -45,13 +45,10 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
     mirror, checksum verified; any other `url` is downloaded to `zip_path` as the book does,
     and its SMSSpamCollection alone unpacked. Nothing is overwritten, nor left half-written."""
-    if _spam_data_is_there(data_file_path):
+    if _spam_data_is_there(url, zip_path, data_file_path):  # the checks: end of 6.2
         return
-    ours = url in DATASETS["sms-spam-collection"].urls
-    check(ours or not Path(zip_path).exists(), f"zip_path {zip_path} is there already: remove "
-          "it, or choose another zip_path for the download")
     Path(extracted_path).mkdir(parents=True, exist_ok=True)
-    if ours:
+    if url in DATASETS["sms-spam-collection"].urls:  # the course's copy, checksum verified
         source = fetch("sms-spam-collection")
         write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
     else:
@@ -59,35 +56,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
         _unpack_spam_collection(url, zip_path, data_file_path)
 
 
-# %% classification.ipynb cell 8, 6.2 Preparing the dataset
-
-# The course's checks for the downloader above (beyond the book).
-def _spam_data_is_there(data_file_path) -> bool:
-    """True, said so, when the collection is there already; a folder in its place is refused."""
-    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
-          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
-    if Path(data_file_path).exists():
-        print(f"{data_file_path} already exists: nothing to download")
-        return True
-    return False
-
-
-def _unpack_spam_collection(url, zip_path, data_file_path):
-    """Write the zip's SMSSpamCollection to data_file_path, whole or not at all."""
-    try:  # on any failure the download goes too, so that a next call starts afresh
-        with zipfile.ZipFile(zip_path) as archive:
-            collection = archive.read("SMSSpamCollection")
-        write_atomically(data_file_path, lambda tmp: tmp.write_bytes(collection))
-    except (zipfile.BadZipFile, KeyError):
-        os.remove(zip_path)
-        raise ValueError(f"{zip_path}, downloaded from {url}, is not a zip archive holding "
-                         "SMSSpamCollection; removed it") from None
-    except BaseException:
-        os.remove(zip_path)
-        raise
-
-
-# %% classification.ipynb cell 13, Balancing the classes
+# %% classification.ipynb cell 12, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
@@ -107,7 +76,37 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# %% classification.ipynb cell 21, 6.3 Data loaders: padding and truncation
+# %% classification.ipynb cell 16, The downloader's checks (beyond the book)
+
+def _spam_data_is_there(url, zip_path, data_file_path) -> bool:
+    """True, said so, when the collection is there already. Refused: a folder in its place,
+    and a zip_path that a download would overwrite."""
+    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
+          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
+    if Path(data_file_path).exists():
+        print(f"{data_file_path} already exists: nothing to download")
+        return True
+    check(url in DATASETS["sms-spam-collection"].urls or not Path(zip_path).exists(),
+          f"zip_path {zip_path} is there already: remove it, or choose another zip_path")
+    return False
+
+
+def _unpack_spam_collection(url, zip_path, data_file_path):
+    """Write the zip's SMSSpamCollection to data_file_path, whole or not at all."""
+    try:  # on any failure the download goes too, so that a next call starts afresh
+        with zipfile.ZipFile(zip_path) as archive:
+            collection = archive.read("SMSSpamCollection")
+        write_atomically(data_file_path, lambda tmp: tmp.write_bytes(collection))
+    except (zipfile.BadZipFile, KeyError):
+        os.remove(zip_path)
+        raise ValueError(f"{zip_path}, downloaded from {url}, is not a zip archive holding "
+                         "SMSSpamCollection; removed it") from None
+    except BaseException:
+        os.remove(zip_path)
+        raise
+
+
+# %% classification.ipynb cell 29, The dataset's checks (beyond the book)
 
 class SpamDataset(Dataset):
     """Token ids of each text, truncated and padded to `max_length`, with integer labels.
@@ -118,7 +117,7 @@ class SpamDataset(Dataset):
     """
 
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *, num_classes=2):
-        data = _read_spam_csv(csv_file, max_length, num_classes)  # the course's checks, below
+        data = _read_spam_csv(csv_file, max_length, num_classes)  # the checks listed above
         encoded = [_encode_as_text(tokenizer, text, f"{csv_file}: the Text of row {row} "
                                    f"(line {row + 2})") for row, text in enumerate(data["Text"])]
         self.max_length = max_length or max(len(ids) for ids in encoded)
@@ -133,10 +132,10 @@ class SpamDataset(Dataset):
         return len(self.labels)
 
 
-# %% classification.ipynb cell 22, 6.3 Data loaders: padding and truncation
+# %% classification.ipynb cell 30, The dataset's checks (beyond the book)
 
-# The course's checks for SpamDataset above (beyond the book): the arguments and the file,
-# before anything is tokenised, and a special token's spelling kept as text.
+# SpamDataset's checks: the arguments and the file, before anything is tokenised, and a
+# special token's spelling kept as text.
 def _read_spam_csv(csv_file, max_length, num_classes) -> pd.DataFrame:
     """The file's rows, once the arguments and the rows are checked."""
     if max_length is not None:
@@ -201,7 +200,7 @@ def _special_tokens_of(tokenizer) -> list:
     return [token.content for token in added.values() if token.special]
 
 
-# %% classification.ipynb cell 37, 6.5 Adding a classification head
+# %% classification.ipynb cell 42, 6.5 Adding a classification head
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
@@ -220,7 +219,7 @@ def add_classification_head(model, num_classes: int = 2):
     return model
 
 
-# %% classification.ipynb cell 41, Which layers to train
+# %% classification.ipynb cell 46, Which layers to train
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
@@ -236,7 +235,7 @@ def count_trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# %% classification.ipynb cell 47, 6.6 Classification loss and accuracy
+# %% classification.ipynb cell 52, 6.6 Classification loss and accuracy
 
 def _last_token_logits(model, input_batch):
     logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
@@ -300,7 +299,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
                 calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
 
 
-# %% classification.ipynb cell 51, 6.7 Finetuning on supervised data
+# %% classification.ipynb cell 56, 6.7 Finetuning on supervised data
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
@@ -327,7 +326,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% classification.ipynb cell 65, 6.8 Using the model as a spam classifier
+# %% classification.ipynb cell 80, The final classify_review, and more than two classes (beyond ...
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
                     labels=("not spam", "spam")):
@@ -353,7 +352,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return index if labels is None else labels[index]
 
 
-# %% classification.ipynb cell 72, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
+# %% classification.ipynb cell 82, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
@@ -363,7 +362,7 @@ class LoRALayer(nn.Module):
         check_number("alpha", alpha, "a positive number", low_open=True)  # it scales every update
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initialises weights
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # nn.Linear's call: |A| < 1/sqrt(rank)
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
         self.scaling = alpha / rank
 

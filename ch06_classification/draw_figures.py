@@ -51,7 +51,7 @@ def finetuning_pipeline():
         d.text(x + w / 2, 6, detail, size=8, color=MUTED)
         if i:
             d.arrow((x - gap, 3), (x, 3))
-    d.text(20, 9.2, "beyond the book: 6.9 LoRA trains low-rank updates, 1-2% of the parameters",
+    d.text(20, 9.2, "beyond the book: 6.9 LoRA trains low-rank updates, 1.1% to 2.1% of the parameters",
            size=8, color=COLORS["accent"], style="italic")
     return d
 
@@ -77,7 +77,7 @@ def dataset_pipeline():
         x += width
     d.text(32.25, 6.5, "70% / 10% / the rest (20%)", size=7, color=MUTED)
     notes = ["train: fits the weights", "validation: watch overfitting, choose settings",
-             "test: used once, at the end"]
+             "test: measured only, never used to choose"]
     for i, note in enumerate(notes):
         d.text(24.5, 7.8 + 1.0 * i, note, size=7, ha="left", color=MUTED)
     d.text(20, 11.2, "each split is saved as CSV, so every later step reads the same messages",

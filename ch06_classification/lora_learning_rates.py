@@ -1,11 +1,15 @@
 """How section 6.9's LoRA learning rate was chosen: the default profile's LoRA run (rank 16,
 alpha 16, 3 epochs, seed 123) at a few learning rates, judged on the whole validation set.
 
-    OMP_NUM_THREADS=1 python ch06_classification/lora_learning_rates.py [lr ...]
+    python ch06_classification/lora_learning_rates.py [lr ...]
 
-About 1.5 minutes per rate on one CPU thread. Reproduces the notebook's run at 2e-3 exactly
-(its test accuracy is printed too, for that comparison only: the choice uses validation).
+It trains as the notebook's `finetune` does (train_classifier_simple, 6.7's settings), on one
+CPU thread with the notebook's pinned numerics, so its run at 2e-3 reproduces the notebook's
+(whose test accuracy it prints too, for that comparison only: the choice uses validation).
 """
+
+import contextlib
+import io
 
 import tiktoken
 import torch
@@ -15,17 +19,19 @@ from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
-    calc_loss_batch,
     create_balanced_dataset,
     load_sms_spam,
     random_split,
     replace_linear_with_lora,
+    train_classifier_simple,
 )
-from shared import GPTModel, data_dir, gpt2_config, set_seed, train_model
+from shared import GPTModel, data_dir, gpt2_config, set_seed
 from shared.command_line import CommandParser, number_arg, run_main
+from shared.numerics import pin_numerics
 
 
 def main(rates):
+    pin_numerics()  # one thread, and the kernels the notebook's stored outputs use
     tokenizer = tiktoken.get_encoding("gpt2")
     balanced = create_balanced_dataset(load_sms_spam())
     balanced["Label"] = balanced["Label"].map({"ham": 0, "spam": 1})
@@ -48,16 +54,9 @@ def main(rates):
         set_seed(123)
         optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad),
                                       lr=lr, weight_decay=0.1)
-
-        def measure_accuracy(epoch, model=model):  # as the notebook's finetune: same draws
-            for loader in (train_loader, val_loader):
-                calc_accuracy_loader(loader, model, "cpu", num_batches=5)
-
-        train_model(model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=None,
-                    eval_iter=5, start_context=None, tokenizer=None, warmup_steps=0,
-                    lr_schedule=lambda step, lr=lr: lr, max_grad_norm=None,
-                    loss_batch=calc_loss_batch, count_seen=len, after_epoch=measure_accuracy,
-                    progress=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # its log: not needed here
+            train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu",
+                                    num_epochs=3, eval_freq=50, eval_iter=5)
         print(f"lr {lr:g}: validation accuracy {calc_accuracy_loader(val_loader, model, 'cpu'):.1%}"
               f" (test {calc_accuracy_loader(test_loader, model, 'cpu'):.1%})", flush=True)
 
