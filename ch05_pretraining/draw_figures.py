@@ -164,7 +164,7 @@ def checkpoint_contents():
     d.box(1.2, 12.0, 13.6, 1.6, '"epoch", "step": where it stopped', fill=COLORS["text"], size=8)
     d.box(21, 3.5, 14, 2.2, "generate, evaluate, finetune", fill=COLORS["output"], size=8)
     d.box(21, 6.5, 14, 2.2, "continue training smoothly", fill=COLORS["output"], size=8)
-    d.box(21, 9.8, 14, 2.6, "continue bit for bit, as if\nnever stopped (5.4.1)",
+    d.box(21, 9.8, 14, 2.6, "continue bit for bit, as if\nnever stopped (5.4.2)",
           fill=COLORS["output"], size=8)
     d.arrow((14.8, 4.6), (21, 4.6), "weights only", label_offset=(0, -0.5))
     d.arrow((14.8, 7.6), (21, 7.6), "+ optimizer", label_offset=(0, -0.5))
@@ -177,10 +177,10 @@ def gpt2_weight_mapping():
     d = Diagram(40, 18, "GPT-2's tensors (Hugging Face file) → our GPTModel, block N")
     rows = [("wte.weight, wpe.weight", "tok_emb.weight, pos_emb.weight", "copy"),
             ("h.N.ln_1 / ln_2 .weight, .bias", "norm1 / norm2 .scale, .shift", "copy"),
-            ("h.N.attn.c_attn.weight (768, 2304)", "W_query, W_key, W_value (768, 768) each",
-             "split in 3, transpose"),
+            ("h.N.attn.c_attn .weight, .bias", "W_query, W_key, W_value .weight, .bias",
+             "split in 3 + weight.T"),
             ("h.N.attn.c_proj, mlp.c_fc, mlp.c_proj", "out_proj, ff.layers[0], ff.layers[2]",
-             "transpose (Conv1D)"),
+             "weight.T (Conv1D)"),
             ("ln_f.weight, .bias", "final_norm.scale, .shift", "copy"),
             ("(no lm_head in the file)", "out_head.weight", "copy of wte (tied)"),
             ("h.N.attn.bias (causal mask)", "(not a weight: skipped)", "dropped")]
@@ -194,7 +194,7 @@ def gpt2_weight_mapping():
         d.box(24.5, y, 15, 1.5, ours, fill=COLORS["masked"] if dropped else COLORS["weight"],
               size=7.5, family="monospace")
         d.arrow((15.0, y + 0.75), (24.5, y + 0.75), dashed=dropped,
-                color=COLORS["accent"] if "transpose" in how else COLORS["edge"])
+                color=COLORS["accent"] if ".T" in how else COLORS["edge"])
         d.text(19.75, y + 0.35, how, size=7.5, color=MUTED)
     d.text(20, 17.2, "the mask buffer is in the file because transformers saved it with "
            "the weights; OpenAI's TensorFlow checkpoints have no such tensor", size=7.5,

@@ -42,7 +42,7 @@ at scale needs:
   gives the same weights as an uninterrupted run: bit for bit on CPUs; on GPUs, whose kernels
   may round differently from run to run, to rounding. This script does not request
   deterministic algorithms; for bit for bit on a GPU, add
-  torch.use_deterministic_algorithms(True) at its start (chapter 5, section 5.4.1). --resume
+  torch.use_deterministic_algorithms(True) at its start (chapter 5, section 5.4.2). --resume
   takes the model's and the training's settings from the checkpoint: a flag given that differs
   from the run's is refused by name (a new --steps is allowed, and stretches the schedule; so
   are --eval-every, --eval-batches and --checkpoint-every). OUT/log.jsonl records the
