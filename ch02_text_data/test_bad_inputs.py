@@ -187,7 +187,7 @@ def byte_encoder() -> dict:
     (None, "#version: 0.2\na \u4e00\n", ValueError,
      "vocab\\.bpe, line 2: token '\u4e00' has '\u4e00', which is not one of GPT-2's 256 byte"),
     (None, "#version: 0.2\n\nb a\n", ValueError,
-     r"vocab\.bpe and .*encoder\.json disagree at merge 0 \(line 3\)"),
+     r"vocab\.bpe and .*encoder\.json disagree at merge 1 \(line 3\)"),
 ])
 def test_malformed_gpt2_files_name_the_file_and_line(tmp_path, encoder_text, bpe_text, error,
                                                      message):

@@ -11,20 +11,15 @@ functions: counting pairs, merging them, learning and replaying merges, GPT-2's 
 and the sliding-window dataset that feeds next-token prediction.
 """
 
-import heapq
 import json
-import operator
 import re
-from collections import Counter
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-import regex
 import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check, check_count, check_flag, check_strings, write_atomically
+from shared import check, check_strings
 
 
 # %% text_data.ipynb cell 14, 2.2 Cutting text into tokens
@@ -48,6 +43,9 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
 
 
 # %% text_data.ipynb cell 30, 2.4.1 The tokenizers' checks (beyond the book)
+
+import operator  # noqa: E402 - imported where the chapter first uses it
+
 
 def _look_up_ids(id_to_token: dict, ids) -> list:
     """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
@@ -104,6 +102,9 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
 
 # %% text_data.ipynb cell 39, 2.5.1 The merge rule, learned from counts (beyond the book)
 
+from collections import Counter  # noqa: E402
+
+
 def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
     """How often each pair of neighbouring ids occurs; a sequence seen `n` times counts `n`."""
     counts: Counter = Counter()
@@ -139,10 +140,16 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
 
 # %% text_data.ipynb cell 46, 2.5.2 Training on The Verdict (beyond the book)
 
+import regex  # noqa: E402
+
+
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 # %% text_data.ipynb cell 49, 2.5.2 Training on The Verdict (beyond the book)
+
+from shared import check_count  # noqa: E402
+
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
@@ -186,6 +193,9 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
 
 # %% text_data.ipynb cell 59, 2.5.2 Training on The Verdict (beyond the book)
 
+import heapq  # noqa: E402
+
+
 def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The ids of `apply_merges`, in O(n log n) time: a heap of pairs over linked parts."""
     n = len(piece)
@@ -225,6 +235,9 @@ def gpt2_byte_to_char() -> dict[int, str]:
 
 
 # %% text_data.ipynb cell 66, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+
+from shared import check_flag, write_atomically  # noqa: E402
+
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -268,10 +281,10 @@ def read_gpt2_files(encoder_json, vocab_bpe):
                              f"space, got {line!r}")
         merges.append(tuple(as_bytes(part, f"{vocab_bpe}, line {number}") for part in parts))
         line_numbers.append(number)
-    for n, (a, b) in enumerate(merges):
-        if ranks.get(a + b) != 256 + n:
+    for n, (a, b) in enumerate(merges, start=1):  # merge n makes id 255 + n, as in 2.5.1
+        if ranks.get(a + b) != 255 + n:
             raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n} (line "
-                             f"{line_numbers[n]}): they are not from the same tokenizer")
+                             f"{line_numbers[n - 1]}): they are not from the same tokenizer")
     return ranks, specials, merges
 
 
@@ -314,6 +327,9 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
 
 
 # %% text_data.ipynb cell 71, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+
+from collections.abc import Set as AbstractSet  # noqa: E402
+
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          ) -> list[tuple[str, bool]]:
