@@ -9,27 +9,6 @@
 import torch
 from torch import nn
 
-from shared import check, check_count, check_memory
-
-
-# %% attention.ipynb cell 32, 3.4.2 A compact self-attention class
-
-class SelfAttention_v1(nn.Module):
-    """Self-attention with raw weight matrices, to show the arithmetic."""
-
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
-
-    def forward(self, x):
-        check(x.dim() == 2, f"SelfAttention_v1 takes one (tokens, d_in) sequence, got {x.shape}")
-        queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
-        attn_scores = queries @ keys.T
-        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
-        return attn_weights @ values
-
 
 # %% attention.ipynb cell 37, 3.4.2 A compact self-attention class
 
@@ -49,25 +28,10 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
-# %% attention.ipynb cell 59, 3.6.1 Stacking single-head modules
-
-class MultiHeadAttentionWrapper(nn.Module):
-    """Several CausalAttention heads run one after another; outputs concatenated."""
-
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 num_heads: int, qkv_bias: bool = False):
-        super().__init__()
-        check_count("num_heads", num_heads, 1)
-        self.heads = nn.ModuleList(
-            CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
-            for _ in range(num_heads)
-        )
-
-    def forward(self, x):
-        return torch.cat([head(x) for head in self.heads], dim=-1)
-
-
 # %% attention.ipynb cell 81, 3.7.2 A key-value cache for generation
+
+from shared import check, check_count, check_memory  # noqa: E402 - imported where first used
+
 
 class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
@@ -114,7 +78,7 @@ class KVCache:
               "before a new sequence")
 
 
-# %% attention.ipynb cell 84, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 86, 3.7.3 The exported classes: input checks
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
     """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
@@ -165,7 +129,43 @@ class CausalAttention(nn.Module):
         return self.dropout(attn_weights) @ values
 
 
-# %% attention.ipynb cell 87, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 89, 3.7.3 The exported classes: input checks
+
+class SelfAttention_v1(nn.Module):
+    """Self-attention with raw weight matrices, to show the arithmetic."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+
+    def forward(self, x):
+        check(x.dim() == 2, lambda: "SelfAttention_v1 takes one (tokens, d_in) sequence, got "
+              f"{x.shape}")
+        queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
+        attn_scores = queries @ keys.T
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return attn_weights @ values
+
+
+class MultiHeadAttentionWrapper(nn.Module):
+    """Several CausalAttention heads run one after another; outputs concatenated."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
+                 num_heads: int, qkv_bias: bool = False):
+        super().__init__()
+        check_count("num_heads", num_heads, 1)
+        self.heads = nn.ModuleList(
+            CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+            for _ in range(num_heads)
+        )
+
+    def forward(self, x):
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+
+
+# %% attention.ipynb cell 92, 3.7.4 The final `MultiHeadAttention`
 
 def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
@@ -181,7 +181,7 @@ def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 88, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 93, 3.7.4 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.
@@ -192,7 +192,7 @@ class MultiHeadAttention(nn.Module):
                  num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
         _check_sizes(d_in, d_out, context_length, dropout, num_heads)
-        # d_in is kept for the input check: chapter 6's LoRA wrappers do not say their width
+        # d_in is kept for the input check (the projections may be replaced by other layers)
         self.d_in, self.d_out = d_in, d_out
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
@@ -226,11 +226,11 @@ class MultiHeadAttention(nn.Module):
 
 
 __all__ = [
-    'SelfAttention_v1',
     'SelfAttention_v2',
-    'MultiHeadAttentionWrapper',
     'KVCache',
     'CausalAttention',
+    'SelfAttention_v1',
+    'MultiHeadAttentionWrapper',
     'attend',
     'MultiHeadAttention',
 ]
