@@ -35,8 +35,8 @@ def _block_counts(size):
 
 @value_exercise("4.1", hints=[
     "A block's feed-forward network and attention are its attributes ff and att, and "
-    "count_parameters counts any module; build the block from gpt2_config with GPT-2 "
-    "medium's name.",
+    "count_parameters counts any module; build the block from the configuration the exercise "
+    "gives, with GPT-2 medium's width and heads.",
     "By hand, with d = emb_dim: the feed-forward network has two d × 4d matrices, each linear "
     "layer with a bias; the attention has four d × d matrices, and only its output projection "
     "has a bias (qkv_bias is False).",
@@ -109,7 +109,7 @@ def _formula_problem(count):
             continue
         setting = ", ".join(f"{name}={size}" for name, size in zip(_SIZE_NAMES, sizes))
         message = (f"For {setting} your formula gives {value:,}, "
-                   f"{'more' if value > truth else 'fewer'} than GPTModel holds.")
+                   f"{'more' if value > truth else 'fewer'} than the model holds.")
         # Which sizes the gap depends on: change each alone and see whether the gap moves.
         moved = []
         for i, name in enumerate(_SIZE_NAMES):
@@ -137,7 +137,7 @@ def _right_count(v, t, d, n):
 @property_exercise("4.2", hints=[
     "Count one part at a time: the two embeddings, one Transformer block (attention, "
     "feed-forward network, two LayerNorms), the final LayerNorm and the output head. Only the "
-    "blocks repeat n_layers times, and nothing depends on n_heads.",
+    "blocks repeat n_layers times.",
     "An embedding table has one row per token or position; a LayerNorm has a scale and a "
     "shift of emb_dim each; the query, key and value projections have no bias, the attention's "
     "output projection and both feed-forward layers have one; the output head has none.",
@@ -258,12 +258,42 @@ def _three_dropouts_problem(make_model):
         except Exception as error:  # noqa: BLE001
             return f"With {key}=1.5 it raises {type(error).__name__}, not a ValueError."
         return (f"With {key}=1.5 your model is built without complaint; a rate outside "
-                "[0, 1) should raise a ValueError, as drop_rate's does.")
+                "[0, 1) should raise a ValueError.")
     return None
 
 
+class _BookModel(nn.Module):
+    """The book's GPT model, as the notebook's PlainGPTModel (4.6) writes it: what the exercise
+    subclasses. Not exported, so the examples below use this copy."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        positions = torch.arange(in_idx.shape[1], device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        return self.out_head(self.final_norm(self.trf_blocks(x)))
+
+
 def _example_models():
-    class Right(GPTModel):
+    class Right(_BookModel):
+        def __init__(self, cfg):
+            for key in _RATE_KEYS.values():
+                if not 0 <= cfg[key] < 1:
+                    raise ValueError(f"{key} must be in [0, 1), got {cfg[key]}")
+            super().__init__(cfg)
+            self.drop_emb = nn.Dropout(cfg["drop_rate_emb"])
+            for block in self.trf_blocks:
+                block.drop_shortcut = nn.Dropout(cfg["drop_rate_shortcut"])
+                block.att.dropout = nn.Dropout(cfg["drop_rate_attn"])
+
+    class RightFinal(GPTModel):  # the same on 4.7.1's GPTModel, which refuses unknown keys
         OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "drop_rate_emb": 0.0,
                                 "drop_rate_shortcut": 0.0, "drop_rate_attn": 0.0}
 
@@ -278,7 +308,7 @@ def _example_models():
 
     class Unchecked(Right):  # sets p after construction: nothing refuses 1.5
         def __init__(self, cfg):
-            GPTModel.__init__(self, cfg)
+            _BookModel.__init__(self, cfg)
             self.drop_emb.p = cfg["drop_rate_emb"]
             for block in self.trf_blocks:
                 block.drop_shortcut.p = cfg["drop_rate_shortcut"]
@@ -296,13 +326,14 @@ def _example_models():
             self.trf_blocks[0].drop_shortcut.p = cfg["drop_rate_shortcut"]
             self.trf_blocks[0].att.dropout.p = cfg["drop_rate_attn"]
 
-    return {"right": [Right], "wrong": [GPTModel, Unchecked, Swapped, FirstBlockOnly]}
+    return {"right": [Right, RightFinal],
+            "wrong": [_BookModel, GPTModel, Unchecked, Swapped, FirstBlockOnly]}
 
 
 @property_exercise("4.3", hints=[
-    "GPTModel refuses configuration keys it does not know: a subclass declares its extra keys, "
-    "with defaults, in its class attribute OPTIONAL_CONFIG_KEYS. Then find the three places "
-    "where GPTModel and TransformerBlock create their dropout modules.",
+    "Find the three places where PlainGPTModel (4.6) and TransformerBlock (4.5) create their "
+    "dropout modules, and the attribute each is kept in; the attention's is inside chapter 3's "
+    "MultiHeadAttention.",
     "After super().__init__(cfg), each of the three places holds a dropout built with drop_rate: "
     "give each place its own rate, in every block, in a module that the forward pass calls; "
     "and refuse a bad rate before anything is built.",
@@ -396,7 +427,8 @@ def layer_norm_relation(changed, original, atol=1e-4):
     "can it be ignored, and next to which not?",
 ], mistakes=[
     (lambda expected: [*expected[:3], expected[0]],
-     "Right for the first three; for the last, compare the variance of 0.001·x with ε."),
+     "One of your four predictions is wrong: for each change, compare the changed input's "
+     "variance with ε as well."),
     (lambda expected: [expected[0], "different", *expected[2:]],
      "Adding 3 to every feature also adds 3 to the mean: what happens to x minus its mean?"),
     (lambda expected: ["different", *expected[1:]],

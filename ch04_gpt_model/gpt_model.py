@@ -9,16 +9,7 @@
 import torch
 from torch import nn
 
-from shared import (
-    KVCache,
-    MultiHeadAttention,
-    check,
-    check_choice,
-    check_count,
-    check_keys,
-    check_memory,
-    check_token_ids,
-)
+from shared import MultiHeadAttention
 
 
 # %% gpt_model.ipynb cell 5, The configuration
@@ -77,7 +68,56 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# %% gpt_model.ipynb cell 39, 4.5 Connecting attention and feed-forward in a Transformer block
+# %% gpt_model.ipynb cell 45, How many parameters, how much memory?
+
+def count_parameters(model: nn.Module) -> int:
+    """The numbers in the model's parameters. parameters() yields each Parameter object once,
+    so a matrix shared by two modules (weight tying, 4.7.1) counts once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# %% gpt_model.ipynb cell 61, 4.7.1 The final GPTModel: checks and options (beyond the book)
+
+from shared import (  # noqa: E402 - the checks are imported where the chapter first uses them
+    KVCache,
+    check,
+    check_choice,
+    check_count,
+    check_keys,
+    check_memory,
+    check_token_ids,
+)
+
+
+# %% gpt_model.ipynb cell 62, 4.7.1 The final GPTModel: checks and options (beyond the book)
+
+REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
+                        "drop_rate", "qkv_bias")
+OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
+
+
+# %% gpt_model.ipynb cell 63, 4.7.1 The final GPTModel: checks and options (beyond the book)
+
+def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
+    """The configuration with its defaults filled in, once it is known to build a GPT; a bad
+    value raises ValueError, a wrong type TypeError, naming the key and the value."""
+    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
+    cfg = {**optional_keys, **cfg}
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        check_count(key, cfg[key], 1, "a positive integer")
+    check(cfg["emb_dim"] % cfg["n_heads"] == 0,
+          f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
+    rate = cfg["drop_rate"]
+    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
+          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
+    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
+    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
+        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
+              TypeError)
+    return cfg
+
+
+# %% gpt_model.ipynb cell 67, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -100,43 +140,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 45, How many parameters, how much memory?
-
-def count_parameters(model: nn.Module) -> int:
-    """The numbers in the model's parameters. parameters() yields each Parameter object once,
-    so a matrix shared by two modules (weight tying, 4.7.1) counts once."""
-    return sum(p.numel() for p in model.parameters())
-
-
-# %% gpt_model.ipynb cell 61, 4.7.1 The final GPTModel: checks and options (beyond the book)
-
-REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                        "drop_rate", "qkv_bias")
-OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
-
-
-# %% gpt_model.ipynb cell 62, 4.7.1 The final GPTModel: checks and options (beyond the book)
-
-def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
-    """The configuration with its defaults filled in, once it is known to build a GPT; a bad
-    value raises ValueError, a wrong type TypeError, naming the key and the value."""
-    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
-    cfg = {**optional_keys, **cfg}
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        check_count(key, cfg[key], 1, "a positive integer")
-    check(cfg["emb_dim"] % cfg["n_heads"] == 0,
-          f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
-    rate = cfg["drop_rate"]
-    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
-          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
-    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
-    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
-              TypeError)
-    return cfg
-
-
-# %% gpt_model.ipynb cell 66, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 69, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
@@ -214,7 +218,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 73, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 76, 4.7.1 The final GPTModel: checks and options (beyond the book)
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -230,7 +234,7 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
-# %% gpt_model.ipynb cell 76, 4.7.2 All four GPT-2 sizes, without allocating them (beyond the book)
+# %% gpt_model.ipynb cell 79, 4.7.2 All four GPT-2 sizes, without allocating them (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -251,11 +255,11 @@ __all__ = [
     'LayerNorm',
     'GELU',
     'FeedForward',
-    'TransformerBlock',
     'count_parameters',
     'REQUIRED_CONFIG_KEYS',
     'OPTIONAL_CONFIG_KEYS',
     'validate_config',
+    'TransformerBlock',
     'GPTModel',
     'generate_text_simple',
     'GPT2_SIZES',
