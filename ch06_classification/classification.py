@@ -87,7 +87,8 @@ def _spam_data_is_there(url, zip_path, data_file_path) -> bool:
         print(f"{data_file_path} already exists: nothing to download")
         return True
     check(url in DATASETS["sms-spam-collection"].urls or not Path(zip_path).exists(),
-          f"zip_path {zip_path} is there already: remove it, or choose another zip_path")
+          f"zip_path {zip_path} is there already: remove it, or choose another zip_path "
+          "for the download")
     return False
 
 

@@ -51,7 +51,8 @@ def finetuning_pipeline():
         d.text(x + w / 2, 6, detail, size=8, color=MUTED)
         if i:
             d.arrow((x - gap, 3), (x, 3))
-    d.text(20, 9.2, "beyond the book: 6.9 LoRA trains low-rank updates, 1.1% to 2.1% of the parameters",
+    d.text(20, 9.2,
+           "beyond the book: 6.9 LoRA trains low-rank updates, 1.1% to 2.1% of the parameters",
            size=8, color=COLORS["accent"], style="italic")
     return d
 
