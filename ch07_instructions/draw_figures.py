@@ -72,7 +72,7 @@ def prompt_template():
                   size=7, rounded=False, linewidth=0.4)
     for k, target in [(0, 7.2), (1, 10.35), (2, 13.5)]:
         d.arrow((17.6, 3.75 + k * 2.0), (20.4, target), color=COLORS["accent"])
-    d.brace(0.5, 17.5, 9.3, "the prompt ends at '### Response:'; the output follows it")
+    d.brace(0.5, 17.5, 9.3, "instruction and input form the prompt; the output follows")
     d.note(22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
           "'### Input:' section.", style="italic")
     return d
@@ -178,7 +178,7 @@ def before_and_after():
     for k, line in enumerate(prompt):
         d.text(1.0, 3.0 + k * 0.85, line, size=7.5, ha="left", family="monospace")
     rows = [("random weights", COLORS["masked"], "random tokens, up to the token limit",
-             "this notebook's default start: no words, no stop"),
+             "this notebook's default start: random words, no stop"),
             ("GPT-2 medium, pretrained", COLORS["embedding"],
              "The chef cooks the meal every day. ### Instruction: …",
              "fluent, but continues the page: repeats input and instruction"),

@@ -1,8 +1,13 @@
 """Checks of chapter 7's exercises: the right answers are worked out here, out of the
 learner's sight (reading this file gives them away: try the exercise first)."""
 
+import contextlib
+import copy
 import functools
+import itertools
+import random
 
+import numpy as np
 import tiktoken
 import torch
 from torch import nn
@@ -11,6 +16,7 @@ from shared import (
     RESPONSE_HEADER,
     GPTModel,
     LinearWithLoRA,
+    LoRALayer,
     custom_collate_fn,
     evaluate_preferences,
     format_input,
@@ -18,6 +24,7 @@ from shared import (
     preference_collate_fn,
     replace_linear_with_lora,
     sequence_logprobs,
+    set_seed,
 )
 from shared.exercises import NOT_TRIED, difference, property_exercise, value_exercise
 
@@ -133,8 +140,9 @@ def _mask(targets, prompt_lengths, shift=1):
 @property_exercise("7.2", hints=[
     "Target i is token i + 1. Which targets are tokens of the prompt, and which one is the "
     "response's first token?",
-    "For a prompt of p tokens, set the first p - 1 targets of its row to ignore_index, in a "
-    "clone of targets, and leave everything else as it is.",
+    "Write out a text whose prompt has 3 tokens: which positions' targets are prompt tokens, "
+    "and which position's target is the response's first token? Mask exactly the former, "
+    "row by row, in a copy of targets.",
 ], examples=lambda: {
     "right": [_mask],
     "wrong": [lambda targets, lengths: _mask(targets, lengths, shift=0),
@@ -188,8 +196,9 @@ def _sorted_positions(lengths, batch_size=8, descending=False, drop_last=False, 
 @value_exercise("7.3", hints=[
     "Sort the lengths, shortest first, and take them 8 at a time; each batch costs its number "
     "of texts times its longest length.",
-    "sorted(lengths), then the slices [i:i + 8] for i in range(0, len(lengths), 8); add up "
-    "len(batch) * max(batch). Keep the last, shorter batch.",
+    "Try a small case by hand: lengths [3, 1, 2] in batches of 2 sort into [1, 2] and [3], "
+    "which cost 2 x 2 + 1 x 3 = 7 positions. Do the same with all the lengths, in batches of "
+    "8, keeping the last, shorter batch.",
 ], mistakes=[
     (lambda expected, lengths: sum(lengths),
      "That counts the tokens of text; each batch also holds the padding up to its longest text."),
@@ -211,6 +220,9 @@ def sorted_batch_positions(lengths):
 
 # Exercise 7.4 -------------------------------------------------------------------------------
 
+LORA_STEPS = 40  # the exercise's number of steps (fewer when train_loader is shorter)
+
+
 def _response_loss(model, loader):
     """Mean cross-entropy over the response tokens of `loader` (prompts masked)."""
     model.eval()
@@ -222,49 +234,88 @@ def _response_loss(model, loader):
     return total / count
 
 
+def _seeded(seed):
+    """set_seed(seed) inside, every random generator as it was outside."""
+    @contextlib.contextmanager
+    def seeded():
+        states = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng():
+            set_seed(seed)
+            try:
+                yield
+            finally:
+                random.setstate(states[0])
+                np.random.set_state(states[1])
+    return seeded()
+
+
+def _lora_steps(model, train_loader, lr, weight_decay, steps=LORA_STEPS):
+    """The exercise's training from its set_seed(123) on: `steps` steps of AdamW over the
+    trainable parameters, with the loss over all counted targets."""
+    with _seeded(123):
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=lr, weight_decay=weight_decay)
+        model.train()
+        for inputs, targets in itertools.islice(train_loader, steps):
+            loss = nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _do_the_exercise(base_model, train_loader, lr, weight_decay, steps=LORA_STEPS):
+    """The exercise done on a copy of `base_model` (other `steps`: the tests' wrong models)."""
+    model = copy.deepcopy(base_model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    with _seeded(123):
+        replace_linear_with_lora(model, rank=8, alpha=16)
+    _lora_steps(model, train_loader, lr, weight_decay, steps)
+    return model
+
+
 def _tiny_gpt():
     return GPTModel(gpt2_config(vocab_size=64, context_length=16, emb_dim=16, n_heads=2,
                                 n_layers=1, drop_rate=0.0))
 
 
 @functools.cache
-def _tiny_lora():
-    """A tiny frozen GPT with LoRA layers, trained one step; its 'loader'; its loss."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = _tiny_gpt()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        replace_linear_with_lora(model, rank=8, alpha=16)
-        loader = [custom_collate_fn([([1, 2, 3, 4, 5, 6], 3), ([7, 8, 9, 10], 2)],
+def _tiny_setting():
+    """A tiny base model, a shuffled training loader of 40 batches, a masked 'validation
+    loader', and the exercise's settings (TRAINING's lr and weight decay), in the notebook's
+    form."""
+    with _seeded(0):
+        base_model = _tiny_gpt().eval()
+        texts = [torch.randint(1, 64, (int(torch.randint(3, 12, (1,))),)).tolist()
+                 for _ in range(80)]
+    train_loader = torch.utils.data.DataLoader(
+        texts, batch_size=2, shuffle=True, drop_last=True,
+        collate_fn=functools.partial(custom_collate_fn, pad_token_id=0))
+    val_loader = [custom_collate_fn([([1, 2, 3, 4, 5, 6], 3), ([7, 8, 9, 10], 2)],
                                     pad_token_id=0)]
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=0.01)
-        inputs, targets = loader[0]
-        loss = nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
-        loss.backward()
-        optimizer.step()
-    return model, loader, _response_loss(model, loader)
+    return {"base_model": base_model, "train_loader": train_loader,
+            "masked_val_loader": val_loader, "training": {"lr": 0.01, "weight_decay": 0.1}}
 
 
-@property_exercise("7.4", hints=[
-    "Freeze first (requires_grad_(False) on every parameter), then "
-    "replace_linear_with_lora(lora_model, rank=8, alpha=16): only the new A and B matrices "
-    "train, and they go on the device of the layers they wrap.",
-    "After set_seed(123), run 40 batches of train_loader through AdamW over "
-    "[p for p in lora_model.parameters() if p.requires_grad]; then answer "
-    "response_loss(lora_model, masked_val_loader).",
-], examples=lambda: {
-    "given": {"lora_model": _tiny_lora()[0], "masked_val_loader": _tiny_lora()[1]},
-    "right": [_tiny_lora()[2]],
-    "wrong": [_tiny_lora()[2] + 0.5, _tiny_lora()[2] * 2, "low"],
-})
-def lora_finetuning(answer, lora_model, masked_val_loader):
-    if lora_model is None:
-        return NOT_TRIED
+@functools.cache
+def _tiny_lora():
+    """The tiny setting's right LoRA model, and its loss: the exercise done there."""
+    setting = _tiny_setting()
+    model = _do_the_exercise(setting["base_model"], setting["train_loader"],
+                             **setting["training"])
+    return model, _response_loss(model, setting["masked_val_loader"])
+
+
+def _lora_layers(model):
+    return [m for _, m in model.named_modules(remove_duplicate=False)
+            if isinstance(m, LinearWithLoRA)]
+
+
+def _structure_problem(lora_model, base_model):
+    """What is wrong with lora_model's make-up (frozen copy of base_model, rank-8 LoRA)."""
     if not isinstance(lora_model, nn.Module):
         return f"lora_model should be your model, not a {type(lora_model).__name__}."
-    wrapped = [m for m in lora_model.modules() if isinstance(m, LinearWithLoRA)]
+    wrapped = _lora_layers(lora_model)
     if not wrapped:
         return "lora_model has no LoRA layers: apply replace_linear_with_lora to it."
     inside = {id(m.linear) for m in wrapped}
@@ -280,13 +331,71 @@ def lora_finetuning(answer, lora_model, masked_val_loader):
                 "adding the LoRA layers.")
     if not all(p.requires_grad for m in wrapped for p in m.lora.parameters()):
         return "The LoRA layers' own A and B matrices should be trainable."
+    frozen = {name.replace(".linear.", "."): p for name, p in lora_model.named_parameters()
+              if id(p) not in lora_ids}
+    base = dict(base_model.named_parameters())
+    if frozen.keys() != base.keys() or not all(
+            frozen[name].shape == p.shape and torch.equal(frozen[name], p)
+            for name, p in base.items()):
+        return ("lora_model's frozen weights are not base_model's: LoRA goes on a copy of "
+                "base_model, the model before finetuning (not on the finetuned model).")
     if all(bool((m.lora.B == 0).all()) for m in wrapped):
         return "Every LoRA B matrix is still zero: lora_model has not been trained yet."
-    problem = difference(answer, _response_loss(lora_model, masked_val_loader),
-                         rel_tol=0, abs_tol=1e-3)
+    return None
+
+
+@property_exercise("7.4", hints=[
+    "Freeze first (requires_grad_(False) on every parameter), then set_seed(123) and "
+    "replace_linear_with_lora(lora_model, rank=8, alpha=16): only the new A and B matrices "
+    "train, and A's random start is then the same as the check's.",
+    "Call set_seed(123) twice: right before replace_linear_with_lora and right before the "
+    "loop over the first 40 batches of train_loader; take AdamW over the parameters that "
+    "require gradients, with TRAINING[\"lr\"] and TRAINING[\"weight_decay\"]. Then measure "
+    "response_loss(lora_model, masked_val_loader).",
+], examples=lambda: {
+    "given": {"lora_model": _tiny_lora()[0], **_tiny_setting()},
+    "right": [_tiny_lora()[1]],
+    "wrong": [_tiny_lora()[1] + 0.5, _tiny_lora()[1] * 2, "low"],
+})
+def lora_finetuning(answer, lora_model, base_model, train_loader, masked_val_loader, training):
+    if lora_model is None:
+        return NOT_TRIED
+    problem = _structure_problem(lora_model, base_model)
+    if problem:
+        return problem
+    measured = _response_loss(lora_model, masked_val_loader)
+    problem = difference(answer, measured, rel_tol=0, abs_tol=1e-3)
     if problem:
         return (f"{problem} Measure the lora_model you pass, after its training, with "
                 f"response_loss(lora_model, masked_val_loader).")
+    # The exercise redone on lora_model itself (its LoRA matrices set back to their seeded
+    # start, then restored): no second copy of the model, whatever its size.
+    wrapped = _lora_layers(lora_model)
+    kept = [(p.detach().clone(), None if p.grad is None else p.grad.clone())
+            for m in wrapped for p in (m.lora.A, m.lora.B)]
+    was_training = lora_model.training
+    try:
+        with _seeded(123):  # replace_linear_with_lora's draws, in its order
+            starts = [LoRALayer(m.lora.A.shape[0], m.lora.B.shape[1], 8, 16) for m in wrapped]
+        with torch.no_grad():
+            for m, start in zip(wrapped, starts):
+                m.lora.A.copy_(start.A)
+                m.lora.B.zero_()
+        _lora_steps(lora_model, train_loader, training["lr"], training["weight_decay"])
+        expected = _response_loss(lora_model, masked_val_loader)
+    finally:
+        with torch.no_grad():
+            for p, (value, grad) in zip((p for m in wrapped for p in (m.lora.A, m.lora.B)),
+                                        kept):
+                p.copy_(value)
+                p.grad = grad
+        lora_model.train(was_training)
+    if difference(measured, expected, rel_tol=0, abs_tol=1e-3) is not None:
+        return ("Your LoRA model is not the one the exercise's 40 steps make from base_model "
+                f"(its loss on the responses is {'higher' if measured > expected else 'lower'}). "
+                "Check set_seed(123) right before replace_linear_with_lora and right before "
+                "the loop, exactly 40 batches of train_loader, and AdamW's lr and "
+                "weight_decay.")
     return None
 
 
@@ -330,7 +439,8 @@ _BETA = 0.1
     "requires_grad=True.",
 ], mistakes=[
     (lambda expected: (-0.5, 0.5),
-     "Those are the derivatives for β = 1: the margin is β times the log-ratios."),
+     "Where does β enter? The margin is β times the difference of the log-ratios, and the "
+     "chain rule goes through the margin."),
     (lambda expected: (-expected[0], -expected[1]),
      "The signs: raising the chosen response's probability lowers the loss, so that "
      "derivative is negative."),

@@ -144,42 +144,51 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     Targets are the inputs shifted by one. Each sequence ends with one pad token
     (<|endoftext|>) it is trained to predict; the padding after it is `ignore_index` in the
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
-    Sequences are truncated to `allowed_max_length` tokens. An item left with no target at all
-    (its prompt fills allowed_max_length) is an error: it would teach nothing, and a batch of
-    such items has a loss of 0 / 0 = nan.
+    Sequences are truncated to `allowed_max_length` tokens.
     """
-    limit = allowed_max_length
-    if limit is not None:
-        check_count("allowed_max_length", limit, 1, "a positive integer or None")
-    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
+    _check_collate_batch(batch, allowed_max_length)  # an error that names the item at fault
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
-    for i, (ids, prompt_length) in enumerate(items):
-        check(isinstance(ids, list), f"item {i} of the batch must be a list of token ids, got "
-              f"{type(ids).__name__} (a tensor's .tolist() gives one)", TypeError)
-        check(len(ids) > 0, f"item {i} of the batch has no tokens")
-        check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
-              f"0..{len(ids)} (its length), got {prompt_length}")
-        # the targets that count are positions prompt_length - 1 .. len(ids) - 1
-        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
-              f"left: its prompt has {prompt_length} tokens and allowed_max_length={limit} cuts "
-              f"off its whole response; raise allowed_max_length or leave out entries with "
-              f"prompts that long")
-    max_length = max(len(ids) + 1 for ids, _ in items)
+    max_length = max(len(ids) + 1 for ids, _ in items)  # + 1: every sequence's end-of-text
     inputs, targets = [], []
     for ids, prompt_length in items:
-        padded = torch.tensor(ids + [pad_token_id] * (max_length - len(ids)))
-        input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()
+        padded = torch.tensor(ids + [pad_token_id] * (max_length - len(ids)))  # pad
+        input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()  # shift by one
         target_ids[len(ids):] = ignore_index  # position len(ids) - 1 keeps the end-of-text
         if prompt_length:
             target_ids[:prompt_length - 1] = ignore_index  # targets that are prompt tokens
-        if limit is not None:
-            input_ids, target_ids = input_ids[:limit], target_ids[:limit]
+        if allowed_max_length is not None:  # truncate
+            input_ids = input_ids[:allowed_max_length]
+            target_ids = target_ids[:allowed_max_length]
         inputs.append(input_ids)
         targets.append(target_ids)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 40, 7.5 Loading a pretrained model, and its answers before finetuning
+# %% instructions.ipynb cell 27, 7.3 Organising data into batches
+
+def _check_collate_batch(batch, allowed_max_length):
+    """custom_collate_fn's input checks; each error names the item at fault."""
+    limit = allowed_max_length
+    if limit is not None:  # a slice [:0] or [:-1] would silently drop tokens
+        check_count("allowed_max_length", limit, 1, "a positive integer or None")
+    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
+    for i, item in enumerate(batch):
+        ids, prompt_length = item if isinstance(item, tuple) else (item, 0)
+        # a tensor would be added to the padding element by element, not extended by it
+        check(isinstance(ids, list), f"item {i} of the batch must be a list of token ids, got "
+              f"{type(ids).__name__} (a tensor's .tolist() gives one)", TypeError)
+        check(len(ids) > 0, f"item {i} of the batch has no tokens")
+        check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
+              f"0..{len(ids)} (its length), got {prompt_length}")
+        # the targets that count are positions prompt_length - 1 .. len(ids) - 1; with none
+        # left, a batch of such items has a loss of 0 / 0 = nan
+        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
+              f"left: its prompt has {prompt_length} tokens and allowed_max_length={limit} cuts "
+              f"off its whole response; raise allowed_max_length or leave out entries with "
+              f"prompts that long")
+
+
+# %% instructions.ipynb cell 42, 7.5 Loading a pretrained model, and its answers before finetuning
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -194,7 +203,7 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 62, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 65, 7.7 Extracting and saving responses
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -248,7 +257,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 73, An automatic score: ROUGE-L
+# %% instructions.ipynb cell 76, An automatic score: ROUGE-L
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -260,7 +269,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 88, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 97, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -315,7 +324,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 91, The DPO loss, derived
+# %% instructions.ipynb cell 100, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):

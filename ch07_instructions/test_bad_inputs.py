@@ -664,7 +664,7 @@ def test_the_dpo_loop_stops_at_a_nan_loss_before_updating_the_policy():
     namespace = {"torch": torch, "time": time, "set_seed": set_seed, "PROFILE": "default",
                  "dpo_loss_batch": dpo_loss_batch, "evaluate_preferences": evaluate_preferences,
                  "check_finite": check_finite, "pref_train_loader": [batch],
-                 "pref_test_loader": [batch], "policy": policy, "reference": reference,
+                 "pref_val_loader": [batch], "policy": policy, "reference": reference,
                  "before": {"margin": 0.0, "accuracy": 0.0}}
     with pytest.raises(FloatingPointError, match=r"^the DPO loss became nan at step 1: "
                                                  "training stopped there"):

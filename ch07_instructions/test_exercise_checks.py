@@ -4,6 +4,8 @@ their model), and the book's numbers the notebook plots."""
 
 import copy
 
+import torch
+
 from ch07_instructions import book_run
 from ch07_instructions import exercise_checks as checks
 from shared import check_answer
@@ -41,25 +43,53 @@ def test_7_2_names_the_off_by_one_and_refuses_changing_the_input(capsys):
 
 
 def test_7_4_inspects_the_model_it_is_given(capsys):
-    model, loader, loss = checks._tiny_lora()
-    assert check_answer("7.4", loss, lora_model=model, masked_val_loader=loader)
+    model, loss = checks._tiny_lora()
+    setting = checks._tiny_setting()
+    assert check_answer("7.4", loss, lora_model=model, **setting)
 
     untrained = copy.deepcopy(model)
     for module in untrained.modules():
         if isinstance(module, checks.LinearWithLoRA):
             module.lora.B.data.zero_()
-    assert not check_answer("7.4", loss, lora_model=untrained, masked_val_loader=loader)
+    assert not check_answer("7.4", loss, lora_model=untrained, **setting)
     assert "still zero" in capsys.readouterr().out
 
     not_frozen = copy.deepcopy(model)
     for parameter in not_frozen.parameters():
         parameter.requires_grad_(True)
-    assert not check_answer("7.4", loss, lora_model=not_frozen, masked_val_loader=loader)
+    assert not check_answer("7.4", loss, lora_model=not_frozen, **setting)
     assert "still train" in capsys.readouterr().out
 
     plain = checks._tiny_gpt()
-    assert not check_answer("7.4", loss, lora_model=plain, masked_val_loader=loader)
+    assert not check_answer("7.4", loss, lora_model=plain, **setting)
     assert "no LoRA layers" in capsys.readouterr().out
+
+
+def test_7_4_tells_the_exercise_from_a_finetuned_copy_and_from_a_single_step(capsys):
+    """Issue 37, item 4: both fakes measure their own loss honestly, and are still refused."""
+    setting = checks._tiny_setting()
+    train = (setting["train_loader"], setting["training"]["lr"],
+             setting["training"]["weight_decay"])
+
+    finetuned = copy.deepcopy(setting["base_model"])  # a stand-in for 7.6's finetuned model
+    with torch.no_grad():
+        for parameter in finetuned.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    on_the_finetuned_model = checks._do_the_exercise(finetuned, *train)
+    loss = checks._response_loss(on_the_finetuned_model, setting["masked_val_loader"])
+    assert not check_answer("7.4", loss, lora_model=on_the_finetuned_model, **setting)
+    assert "frozen weights are not base_model's" in capsys.readouterr().out
+
+    one_step = checks._do_the_exercise(setting["base_model"], *train, steps=1)
+    loss = checks._response_loss(one_step, setting["masked_val_loader"])
+    assert not check_answer("7.4", loss, lora_model=one_step, **setting)
+    assert "not the one the exercise's 40 steps make" in capsys.readouterr().out
+
+    # the check redoes the exercise on the learner's model and gives it back unchanged
+    model, loss = checks._tiny_lora()
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    assert check_answer("7.4", loss, lora_model=model, **setting)
+    assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
 
 
 def test_the_books_logged_run_is_one_consistent_table():

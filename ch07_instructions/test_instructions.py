@@ -369,3 +369,27 @@ def test_check_if_running_finds_this_python_process():
 
     assert check_if_running("python")
     assert not check_if_running("no process has this name 7f3a")
+
+
+def test_the_book_sized_judge_on_the_books_path_asks_and_reads_as_judge_py_does(monkeypatch):
+    """7.8 shows a client of the book's size (cells ch07-043a and ch07-043c); judge.py's
+    generate_model_scores must send the same prompt and read the same scores."""
+    import nbformat
+
+    from ch07_instructions import judge
+    from shared import progress_bar
+    from shared.data import PROJECT_ROOT
+
+    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
+    source = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-043c")
+    entry = {"instruction": "Name a colour.", "input": "", "output": "Blue.",
+             "model_response": "Red."}
+    namespace = {"format_input": format_input, "progress_bar": progress_bar, "test_data": [entry]}
+    exec(source, namespace)
+    for reply in ["87", " 100\n", "101", "about 50", "", "-3", "0"]:
+        sent = []
+        monkeypatch.setattr(judge, "query_model", lambda prompt, sent=sent, reply=reply, **_:
+                            sent.append(prompt) or reply)
+        assert judge.generate_model_scores([entry], progress=False) == [
+            namespace["read_score"](reply)]
+        assert sent == [namespace["judge_prompt"](entry)]

@@ -194,7 +194,7 @@ def memory(size, lengths):
 def test_section_7_9_states_the_memory_that_this_count_gives(book_lengths):
     assert book_lengths == {"text": 91, "chosen": 114, "rejected": 99}
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046b")
+    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
     words = " ".join(text.split())
     rows = {"weights and masks": "five models' weights and masks",
             "optimizer states": "three optimizers' states", "gradients": "three models' gradients",
@@ -346,7 +346,7 @@ def test_pytorchs_memory_tracker_finds_the_peaks_of_the_count(book_lengths, monk
         assert peaks[stage] == pytest.approx(counted, abs=0.01), stage
     assert peaks["solution 7.4"] < peaks["7.10"]
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046b")
+    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
     assert (f"Solution 7.4, after DPO, stays below the peak ({peaks['solution 7.4']:.1f} GB)"
             in " ".join(text.split()))
 
