@@ -255,7 +255,9 @@ def test_the_rule_sees_uses_of_beyond_the_book_definitions_and_nothing_else(tmp_
         code("math.sqrt(final(4))"),           # 9: final is now the beyond export
         code("print(value)"),                  # 10: rebound beyond the book
         code("uses_helper()"),                 # 11: through a function defined beyond
-        code("value = 3\nprint(value)"),       # 12: bound here first: fine
+        code("value = 3\nprint(value)\n"
+             "def own(helper_value):\n    final = 2\n    return helper_value + final\n"
+             "own(1)"),                        # 12: bound here first, and locals: fine
         code("shared.other()"),                # 13: a course name exported beyond the book
         markdown("## 9.3 Opening\n\n### 9.3.1 Checks (beyond the book)\n\nno opening line"),
         code("shared.other()"),                # 15: beyond the book itself

@@ -59,14 +59,16 @@ class _Uses(ast.NodeVisitor):
     def cell(self, tree: ast.Module):
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                inner = _Uses()
+                loads = set()
                 for child in (node.body if isinstance(node, ast.ClassDef) else [node]):
+                    inner = _Uses()
                     inner.visit_body(child)
+                    loads |= inner.now - _locals(child, inner)
                 # Decorators, defaults and base classes run when the definition runs.
                 for expr in [*node.decorator_list, *getattr(node, "bases", []),
                              *_defaults(node)]:
                     self.visit(expr)
-                self.deferred[node.name] = inner.now | set().union(*inner.deferred.values())
+                self.deferred[node.name] = loads
                 self.bound.add(node.name)
             else:
                 self.visit(node)
@@ -109,6 +111,16 @@ class _Uses(ast.NodeVisitor):
 
     def visit_Lambda(self, node):
         self.visit(node.body)
+
+
+def _locals(node, uses: _Uses) -> set[str]:
+    """A function's own names: its parameters and what its body binds (not a global's use)."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return set()
+    args = node.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs,
+              *([args.vararg] if args.vararg else []), *([args.kwarg] if args.kwarg else [])]
+    return uses.bound | {a.arg for a in params}
 
 
 def _defaults(node):
