@@ -246,8 +246,8 @@ def last_block_count_formula(count):
     "Use the training split's majority, not the test split's: a classifier decides before it "
     "sees any test label. The answer is a share between 0 and 1.",
 ], mistakes=[
-    (lambda expected, train_df, test_df: max(test_df["Label"].mean(),
-                                             1 - test_df["Label"].mean()),
+    (lambda expected, train_df, test_df: float(max(test_df["Label"].mean(),
+                                                   1 - test_df["Label"].mean())),
      "This is the test split's own majority class; a classifier cannot know it in advance: "
      "use the training split's."),
     (lambda expected, **given: 100 * expected,

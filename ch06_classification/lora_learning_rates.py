@@ -4,7 +4,7 @@ alpha 16, 3 epochs, seed 123) at a few learning rates, judged on the whole valid
     python ch06_classification/lora_learning_rates.py [lr ...]
 
 It trains as the notebook's `finetune` does (train_classifier_simple, 6.7's settings), on one
-CPU thread with the notebook's pinned numerics, so its run at 2e-3 reproduces the notebook's
+CPU thread with the notebook's pinned numerics, so its run at 1e-3 reproduces the notebook's
 (whose test accuracy it prints too, for that comparison only: the choice uses validation).
 """
 
