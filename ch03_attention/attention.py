@@ -28,7 +28,7 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
-# %% attention.ipynb cell 81, 3.7.2 A key-value cache for generation
+# %% attention.ipynb cell 80, 3.7.2 A key-value cache for generation
 
 from shared import check, check_count, check_memory  # noqa: E402 - imported where first used
 
@@ -78,7 +78,7 @@ class KVCache:
               "before a new sequence")
 
 
-# %% attention.ipynb cell 86, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 85, 3.7.3 The exported classes: input checks
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
     """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
@@ -129,7 +129,7 @@ class CausalAttention(nn.Module):
         return self.dropout(attn_weights) @ values
 
 
-# %% attention.ipynb cell 89, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 88, 3.7.3 The exported classes: input checks
 
 class SelfAttention_v1(nn.Module):
     """Self-attention with raw weight matrices, to show the arithmetic."""
@@ -165,7 +165,7 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
-# %% attention.ipynb cell 92, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 91, 3.7.4 The final `MultiHeadAttention`
 
 def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
@@ -181,7 +181,7 @@ def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 93, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 92, 3.7.4 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.

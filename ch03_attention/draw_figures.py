@@ -302,7 +302,7 @@ def multihead_split_merge():
     d.note(centre, y1 + 2.3, "same for keys and values")
     d.arrow((centre, y1 + 2.9), (centre, y2 - 0.1), "Q Kᵀ", label_offset=(0.3, 0))
     step(xs[3], y2, "scores", w=widths[3], fill=COLORS["attention"])
-    d.note(33, y2 + 0.4, "one T × T score matrix per head,")
+    d.note(33, y2 + 0.4, "each head's queries against its keys,")
     d.note(33, y2 + 1.2, "all heads in one batched matmul")
     d.arrow((centre, y2 + 1.7), (centre, y3 - 0.1), "/ √d_head, mask, softmax, @ V",
             label_offset=(0.3, 0))

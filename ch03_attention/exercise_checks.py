@@ -6,6 +6,8 @@ moves the notebook's global random state.
 """
 
 import functools
+import math
+import numbers
 
 import torch
 from torch import nn
@@ -18,7 +20,13 @@ from shared import (
     SelfAttention_v1,
     SelfAttention_v2,
 )
-from shared.exercises import NOT_TRIED, property_exercise, value_exercise
+from shared.exercises import (
+    NOT_TRIED,
+    difference,
+    plain,
+    property_exercise,
+    value_exercise,
+)
 
 
 ROLES = ("W_query", "W_key", "W_value")
@@ -212,21 +220,64 @@ def _score_shape(batch_size, num_tokens, d_out, num_heads):
         return tuple((queries @ keys.transpose(2, 3)).shape)
 
 
+def _wrong_scores_bytes():
+    """Typical wrong answers to the memory question (for the tests)."""
+    right = _scores_bytes()
+    return [right // 16, right // 8, right // 4, right * 8, right // 1024, right / 2**20,
+            right + 1, 2 * right, "512 MiB"]
+
+
+# The memory question: the scores of one layer of GPT-2 medium (1,024 dimensions in 16 heads)
+# for 8 sequences of 1,024 tokens, float32
+MEMORY_SETTING = {"batch_size": 8, "num_tokens": 1024, "d_out": 1024, "num_heads": 16}
+
+
+def _scores_bytes():
+    shape = _score_shape(*MEMORY_SETTING.values())
+    return torch.Size(shape).numel() * 4  # float32: 4 bytes per number
+
+
+def _scores_bytes_problem(answer):
+    """What is wrong with a number of bytes given for the memory question, or None."""
+    answer, expected = plain(answer), _scores_bytes()
+    if isinstance(answer, bool) or not math.isfinite(answer):
+        return difference(answer, expected)  # says what kind of number is wanted
+    for factor, why in [
+        (MEMORY_SETTING["num_heads"], "every head has score matrices of its own"),
+        (MEMORY_SETTING["batch_size"], "every sequence of the batch has scores of its own"),
+        (4, "that counts numbers; the exercise asks for bytes, 4 per float32"),
+        (MEMORY_SETTING["num_tokens"], "a score matrix compares every query with every key"),
+    ]:
+        if answer * factor == expected:
+            return f"That memory leaves something out: {why}."
+    if answer == 8 * expected:
+        return "That counts bits; the exercise asks for bytes."
+    if 0 < answer < 2**20:
+        return (f"{answer!r} bytes is less than one MiB: the answer is a number of bytes; if you "
+                "worked it out in MiB or GiB, convert it.")
+    return difference(answer, expected)
+
+
 @property_exercise("3.4", hints=[
     "Section 3.6.2: the heads become a batch axis, and every (sequence, head) pair gets its own "
     "score matrix, which compares every query with every key.",
     "Follow the shapes: after the split the queries are (batch, heads, tokens, head_dim); "
-    "what does @ with the transposed keys leave?",
+    "what does @ with the transposed keys leave? For the memory, multiply the sizes of that "
+    "shape and the bytes per number.",
 ], examples=lambda: {
-    "right": [lambda b, t, d, h: (b, h, t, t), lambda b, t, d, h: torch.Size([b, h, t, t])],
+    "right": [lambda b, t, d, h: (b, h, t, t), lambda b, t, d, h: torch.Size([b, h, t, t]),
+              _scores_bytes(), float(_scores_bytes()), torch.tensor(_scores_bytes())],
     "wrong": [lambda b, t, d, h: (b, t, t), lambda b, t, d, h: (b, h, t, d // h),
               lambda b, t, d, h: (b, t, h, t), lambda b, t, d, h: (b, h, d, d),
-              lambda b, t, d, h: b * h * t * t],
+              lambda b, t, d, h: b * h * t * t, *_wrong_scores_bytes()],
 })
 def score_shape_rule(score_shape):
+    """The answer is either the function score_shape or the number of bytes of the scores."""
     if not callable(score_shape):
-        return ("The answer is your function score_shape itself, not a "
-                f"{type(score_shape).__name__}.")
+        if isinstance(plain(score_shape), numbers.Real):
+            return _scores_bytes_problem(score_shape)
+        return ("The answer is your function score_shape itself, or the memory of the scores "
+                f"in bytes, not a {type(score_shape).__name__}.")
     for b, t, d, h in SCORE_SETTINGS:
         try:
             theirs = score_shape(b, t, d, h)

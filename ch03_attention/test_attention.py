@@ -181,3 +181,26 @@ def test_kv_cache_overflow_is_a_clear_error():
         mha(torch.randn(1, 5, 32), kv_cache=cache)
         with pytest.raises(ValueError, match="room for 6 positions; 5 are filled"):
             mha(torch.randn(1, 2, 32), kv_cache=cache)
+
+
+def test_exercise_3_4_memory_is_checked_and_a_wrong_value_gets_a_hint_not_the_value(capsys):
+    """Issue 37: the memory question of Exercise 3.4 is checked, and no wrong answer is told
+    the right number of bytes (nor in MiB)."""
+    import re
+
+    from ch03_attention import exercise_checks
+    from shared.exercises import check_answer
+
+    right = exercise_checks._scores_bytes()
+    assert right == 8 * 16 * 1024 * 1024 * 4  # GPT-2 medium's scores, 8 x 1,024 tokens, float32
+    assert check_answer("3.4", right) and check_answer("3.4", float(right))
+    revealing = {str(right), f"{right:,}", f"{right / 2**20:g} MiB", f"{right / 2**20:g}MiB",
+                 f"{right / 2**30:g} GiB"}
+    capsys.readouterr()
+    for wrong in exercise_checks._wrong_scores_bytes() + [right - 1, 3 * right, 10**6]:
+        assert not check_answer("3.4", wrong)
+        out = capsys.readouterr().out
+        assert out.startswith("Exercise 3.4: not yet. ") and "Hint: " in out, out
+        for text in revealing:
+            if text != str(wrong):  # the learner's own number may be echoed back
+                assert not re.search(rf"(?<![\d.]){re.escape(text)}(?!\d)", out), out
