@@ -72,7 +72,7 @@ class FeedForward(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
-    so a matrix shared by two modules (weight tying, 4.7.1) counts once."""
+    so a matrix that two modules share (weight tying) counts once."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -155,7 +155,8 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
-        # each block checks only its own mask: n_layers masks, and a copy while one is built (3.5.3)
+        # the blocks' causal masks (3.5.3): n_layers float32 T x T matrices, 4 * T**2 bytes each,
+        # plus a temporary copy while a block builds its own (each block checks only its own)
         check_memory("context_length", cfg["context_length"],
                      4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1),
                      f"{cfg['n_layers']:,} causal masks and a copy while one is built")
