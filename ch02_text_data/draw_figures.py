@@ -105,15 +105,15 @@ def regex_split():
               fill=COLORS["masked"] if space else COLORS["token"], dashed=space)
         x += w + 0.25
     d.arrow((8.5, 3.3), (8.5, 4.3))
-    d.text(9.0, 3.8, "re.split with a capturing group: separators are kept", size=8,
-           ha="left", color=COLORS["muted"])
+    d.text(9.0, 3.8, "re.split with a capturing group: separators are kept "
+           "(the empty strings it also returns are not drawn)", size=8, ha="left",
+           color=COLORS["muted"])
     kept = [p for p in pieces if p != " "]
     d.row(0.5, 7.6, kept, w=2.5, h=1.3, fill=COLORS["token"], family="monospace", size=8,
           gap=0.25)
     d.arrow((8.5, 5.8), (8.5, 7.5))
-    d.text(9.0, 6.65, f"drop the whitespace pieces (grey): {len(kept)} tokens", size=8,
-           ha="left",
-           color=COLORS["muted"])
+    d.text(9.0, 6.65, f"drop the whitespace pieces (grey) and the empty strings: {len(kept)} "
+           "tokens", size=8, ha="left", color=COLORS["muted"])
     d.text(20, 9.9, "Punctuation becomes tokens of its own, so \"world.\" and \"world\" "
            "share the token \"world\".", size=8, style="italic", color=COLORS["muted"])
     return d
