@@ -40,22 +40,6 @@ def load_sms_spam() -> pd.DataFrame:
                        names=["Label", "Text"])
 
 
-def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
-    """The book's downloader, with its parameters: puts the collection at `data_file_path`.
-    The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
-    mirror, checksum verified; any other `url` is downloaded to `zip_path` as the book does,
-    and its SMSSpamCollection alone unpacked. Nothing is overwritten, nor left half-written."""
-    if _spam_data_is_there(url, zip_path, data_file_path):  # the checks: end of 6.2
-        return
-    Path(extracted_path).mkdir(parents=True, exist_ok=True)
-    if url in DATASETS["sms-spam-collection"].urls:  # the course's copy, checksum verified
-        source = fetch("sms-spam-collection")
-        write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
-    else:
-        download_file(url, zip_path)
-        _unpack_spam_collection(url, zip_path, data_file_path)
-
-
 # %% classification.ipynb cell 12, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
@@ -76,7 +60,23 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# %% classification.ipynb cell 16, The downloader's checks (beyond the book)
+# %% classification.ipynb cell 16, The book's downloader, and its checks (beyond the book)
+
+def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
+    """The book's downloader, with its parameters: puts the collection at `data_file_path`.
+    The course's own zip (UCI's URL or its backup) comes through `fetch`, from data/ or the
+    mirror, checksum verified; any other `url` is downloaded to `zip_path` as the book does,
+    and its SMSSpamCollection alone unpacked. Nothing is overwritten, nor left half-written."""
+    if _spam_data_is_there(url, zip_path, data_file_path):  # the checks: below
+        return
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    if url in DATASETS["sms-spam-collection"].urls:  # the course's copy, checksum verified
+        source = fetch("sms-spam-collection")
+        write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
+    else:
+        download_file(url, zip_path)
+        _unpack_spam_collection(url, zip_path, data_file_path)
+
 
 def _spam_data_is_there(url, zip_path, data_file_path) -> bool:
     """True, said so, when the collection is there already. Refused: a folder in its place,
@@ -201,7 +201,23 @@ def _special_tokens_of(tokenizer) -> list:
     return [token.content for token in added.values() if token.special]
 
 
-# %% classification.ipynb cell 42, 6.5 Adding a classification head
+# %% classification.ipynb cell 46, Which layers to train
+
+def train_only_last_block(model):
+    """Freeze all parameters except the last Transformer block, final norm and output head."""
+    check(all(hasattr(model, n) for n in ("trf_blocks", "final_norm", "out_head")), "model must "
+          f"be a GPT (trf_blocks, final_norm, out_head), not {type(model).__name__}", TypeError)
+    model.requires_grad_(False)  # requires_grad = False on every parameter
+    for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
+        module.requires_grad_(True)
+    return model
+
+
+def count_trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# %% classification.ipynb cell 81, The classification head
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
@@ -220,23 +236,7 @@ def add_classification_head(model, num_classes: int = 2):
     return model
 
 
-# %% classification.ipynb cell 46, Which layers to train
-
-def train_only_last_block(model):
-    """Freeze all parameters except the last Transformer block, final norm and output head."""
-    check(all(hasattr(model, n) for n in ("trf_blocks", "final_norm", "out_head")), "model must "
-          f"be a GPT (trf_blocks, final_norm, out_head), not {type(model).__name__}", TypeError)
-    model.requires_grad_(False)  # requires_grad = False on every parameter
-    for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
-        module.requires_grad_(True)
-    return model
-
-
-def count_trainable_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# %% classification.ipynb cell 52, 6.6 Classification loss and accuracy
+# %% classification.ipynb cell 83, Loss and accuracy
 
 def _last_token_logits(model, input_batch):
     logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
@@ -300,7 +300,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
                 calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
 
 
-# %% classification.ipynb cell 56, 6.7 Finetuning on supervised data
+# %% classification.ipynb cell 85, The training loop
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
@@ -327,7 +327,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% classification.ipynb cell 80, The final classify_review, and more than two classes (beyond ...
+# %% classification.ipynb cell 88, The final classify_review, and more than two classes
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
                     labels=("not spam", "spam")):
@@ -353,7 +353,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return index if labels is None else labels[index]
 
 
-# %% classification.ipynb cell 82, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
+# %% classification.ipynb cell 90, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
@@ -432,13 +432,13 @@ def merge_lora(model):
 
 __all__ = [
     'load_sms_spam',
-    'download_and_unzip_spam_data',
     'create_balanced_dataset',
     'random_split',
+    'download_and_unzip_spam_data',
     'SpamDataset',
-    'add_classification_head',
     'train_only_last_block',
     'count_trainable_parameters',
+    'add_classification_head',
     'calc_accuracy_loader',
     'calc_loss_batch',
     'calc_loss_loader',
