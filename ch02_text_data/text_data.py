@@ -191,7 +191,7 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 59, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 59, 2.5.3 A merge loop without a cost cliff (beyond the book)
 
 import heapq  # noqa: E402
 
@@ -223,7 +223,7 @@ def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts if part]
 
 
-# %% text_data.ipynb cell 65, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 65, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -234,7 +234,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 68, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 68, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 from shared import check_flag, write_atomically  # noqa: E402
 
@@ -326,7 +326,7 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     write_atomically(folder / "encoder.json", write_both)
 
 
-# %% text_data.ipynb cell 73, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 73, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 from collections.abc import Set as AbstractSet  # noqa: E402
 
@@ -357,7 +357,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 76, 2.5.3 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 76, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
