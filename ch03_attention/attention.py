@@ -30,7 +30,7 @@ class SelfAttention_v2(nn.Module):
 
 # %% attention.ipynb cell 80, 3.7.2 A key-value cache for generation
 
-from shared import check, check_count, check_memory  # noqa: E402 - imported where first used
+from shared import check, check_count  # noqa: E402 - imported where first used
 
 
 class KVCache:
@@ -79,6 +79,9 @@ class KVCache:
 
 
 # %% attention.ipynb cell 85, 3.7.3 The exported classes: input checks
+
+from shared import check_memory  # noqa: E402 - imported where first used
+
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
     """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
