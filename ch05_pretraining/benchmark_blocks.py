@@ -1,15 +1,15 @@
 """Section 5.9.3's comparison over several seeds: GPT-2's block and the modern block of 4.8,
 trained on The Verdict with the same budget (the notebook trains each once, from seed 123).
 
-    python ch05_pretraining/benchmark_blocks.py [--seeds 123 124 125] [--epochs 10]
+    python ch05_pretraining/benchmark_blocks.py [--seeds 123 124 125] [--epochs 10] [--pinned]
 
 For each seed, both models start from that seed and see the same shuffled batches; the runs
 draw their random numbers as the notebook's do (the same evaluations), so that with the
-notebook runner's numerics (shared/numerics.py: one thread, AVX2 kernels) seed 123 gives the
-notebook's numbers. Printed: parameters, the final training and validation losses over the
-whole loaders, and, for the modern model (which has no position table), the loss on windows of
-128 validation tokens starting every 32 at positions 0-63 (trained on) and 64-127 (never
-trained on), against the same tokens predicted from their last 64 tokens only.
+notebook runner's numerics (--pinned, shared/numerics.py: one thread, AVX2 kernels) seed 123
+gives the notebook's numbers. Printed: parameters, the final training and validation losses
+over the whole loaders, and, for the modern model (which has no position table), the loss on
+windows of 128 validation tokens starting every 32 at positions 0-63 (trained on) and 64-127
+(never trained on), against the same tokens predicted from their last 64 tokens only.
 """
 
 import contextlib
@@ -31,6 +31,7 @@ from shared import (
     train_model_simple,
 )
 from shared.command_line import CommandParser, number_arg, run_main
+from shared.numerics import pin_numerics
 
 
 GPT2_BLOCK = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)
@@ -62,7 +63,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=number_arg(int, 0, 2**32 - 1), nargs="+",
                         default=[123, 124, 125])  # NumPy's seeds
     parser.add_argument("--epochs", type=number_arg(int, 1), default=10)
+    parser.add_argument("--pinned", action="store_true",
+                        help="the notebooks' pinned numerics (one thread, AVX2 kernels)")
     args = parser.parse_args()
+    if args.pinned:
+        pin_numerics()  # before the first kernel, which is when ATen and MKL read the pins
     text = read_text("the-verdict")
     split = int(0.9 * len(text))
     val_ids = torch.tensor(tiktoken.get_encoding("gpt2").encode(text[split:]))

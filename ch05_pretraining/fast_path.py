@@ -78,7 +78,7 @@ class FastDecoder:
         rows = x.reshape(-1, x.shape[-1])
         if self.weight_dtype == torch.float32:
             out = rows @ weight if bias is None else torch.addmm(bias, rows, weight)
-        else:  # one row: PyTorch's bf16 matrix-vector kernel, about twice F.linear's speed
+        else:  # one row: torch.mv, PyTorch's bf16 matrix-vector kernel; more rows: F.linear
             out = (torch.mv(weight, rows[0].to(weight.dtype))[None] if rows.shape[0] == 1
                    else nn.functional.linear(rows.to(weight.dtype), weight)).float()
             out = out if bias is None else out + bias
@@ -104,7 +104,7 @@ class FastDecoder:
               f"the model's context_length is {self.cfg['context_length']}")
         return start
 
-    @torch.inference_mode()  # no autograd bookkeeping at all: measured 2% faster than no_grad
+    @torch.inference_mode()  # no autograd bookkeeping at all, not even no_grad's version counters
     def __call__(self, in_idx: torch.Tensor, kv_caches: list[KVCache] | None = None,
                  last_only: bool = False) -> torch.Tensor:
         """Logits as GPTModel.forward(in_idx, kv_caches, last_only) computes them (as inference
@@ -137,7 +137,7 @@ class FastDecoder:
                             self.head)
 
 
-# %% pretraining.ipynb cell 138, 5.8 A fast training path (beyond the book)
+# %% pretraining.ipynb cell 139, 5.8 A fast training path (beyond the book)
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -163,7 +163,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% pretraining.ipynb cell 146, Less memory: the loss without the logits
+# %% pretraining.ipynb cell 147, Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
@@ -228,9 +228,10 @@ def _flushed_exp_(x: torch.Tensor) -> torch.Tensor:
     """exp(x) in place, exactly 0 where it would be below 2**24 x the dtype's least normal number.
 
     Such terms (below 2e-31 in float32) change a log-sum-exp, a sum of at least 1, by nothing
-    float32 can hold. Kept, many would be denormal numbers, which x86 processors handle 10-100x
-    slower: an untrained GPT-2's tied head spreads its logits so widely that nearly all of its
-    probabilities are that small, and the chunk's weight-gradient product took 80x longer.
+    float32 can hold. Kept, many would be denormal numbers, which x86 processors handle many
+    times slower than normal ones: a head whose logits spread very widely (a tied head started
+    from N(0, 1) draws, for one) makes nearly all of its probabilities that small, and the
+    chunk's weight-gradient product many times slower.
     """
     floor = math.log(torch.finfo(x.dtype).tiny) + 24 * math.log(2)  # -70.7 in float32
     return torch.threshold_(x, floor, -math.inf).exp_()  # exp(-inf) is exactly 0
@@ -242,7 +243,8 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
 
     hidden (..., d); weight (vocab, d), as nn.Linear stores it; targets (...) class ids, or
     ignore_index for positions left out of the mean. Memory for logits: chunk_size x vocab.
-    256 rows measured as fast as any larger chunk (fewer rows make slow, thin products).
+    256 rows hold 51 MB of logits at GPT-2's vocabulary, in products still large enough to run
+    fast; far fewer rows make thin, slow products.
     """
     check_count("chunk_size", chunk_size, 1)
     check(not (targets.is_floating_point() or targets.dtype == torch.bool),
@@ -273,7 +275,7 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
     return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
 
 
-# %% pretraining.ipynb cell 175, 5.9.2 Decoding at speed
+# %% pretraining.ipynb cell 176, 5.9.2 Decoding at speed
 
 class FastModernDecoder:
     """FastDecoder for a dense ModernGPTModel (4.8; 5.9 loads the open models into it): an
