@@ -403,8 +403,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
     new token. Once the text outgrows `context_size` the window slides, every position shifts
     and nothing cached stays valid: from then on each step recomputes the whole window. The
-    tokens are the same either way. A model without `make_kv_caches` (any function from ids to
-    logits) runs uncached, and needs a context_size.
+    tokens are the same either way, to float32 rounding (a near-tie may differ). A model
+    without `make_kv_caches` (any function from ids to logits) runs uncached, and needs a
+    context_size.
     """
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
