@@ -69,8 +69,8 @@ def _toy_distribution(temperature, top_k=None):
 @value_exercise("5.1", rel_tol=1e-3, abs_tol=1e-9, hints=[
     "Temperature divides the logits before the softmax; read the entry of \"pizza\" "
     "(vocab[\"pizza\"]) from each of the three softmax results.",
-    "torch.softmax(next_token_logits / T, dim=0) for T in temperatures, indexed with "
-    "vocab[\"pizza\"]; .item() turns each entry into a plain number.",
+    "Divide the logits, not the probabilities, by the temperature, and give each answer as a "
+    "plain number (a tensor's .item()), in the order T=1, 0.1, 5.",
 ], mistakes=[
     (lambda expected: [0.0, 0.0, 0.049],
      "These are the sampling cell's counts divided by 1,000, an estimate; the exercise asks "
@@ -339,9 +339,8 @@ def _state_dict_count(size, **options):
 
 
 @value_exercise("5.6", hints=[
-    "Build GPTModel(gpt2_config(\"gpt2-xl (1558M)\", qkv_bias=True)) inside "
-    "`with torch.device(\"meta\"):` and add up p.numel() over model.parameters(); then the "
-    "same with tie_weights=True.",
+    "Build each model as load_gpt2 builds GPT-2 (look at its options), on the meta device, and "
+    "count the numbers in its parameters; a tied head is one matrix in two roles.",
     "GPT-2 has query/key/value biases (qkv_bias=True: gpt2_config leaves them out by default), "
     "and parameters() lists a shared matrix once, so the tied count needs no subtraction.",
 ], mistakes=[

@@ -197,7 +197,63 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "*.json", "*.safetensors", "original/tokenizer.model"]))
 
 
-# %% pretraining.ipynb cell 163, Saving a model in the published format (beyond the book)
+# %% pretraining.ipynb cell 163, 5.9.1 Their tokenizers and chat templates
+
+LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIAL_TOKENS = (  # ids 128000 onwards; the rest of the 256 are reserved
+    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
+    "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>")
+
+
+def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
+    """Llama 3's tokenizer from its tiktoken-format file (original/tokenizer.model): the ranks,
+    Meta's split pattern, and 256 special tokens numbered after the ranks."""
+    path = Path(path)
+    check(path.is_file(), f"no tokenizer file at {path}", FileNotFoundError)
+    ranks = tiktoken.load.load_tiktoken_bpe(str(path))
+    reserved = range(2, 2 + 256 - len(LLAMA3_SPECIAL_TOKENS))  # 256 special tokens in all
+    names = [*LLAMA3_SPECIAL_TOKENS, *(f"<|reserved_special_token_{i}|>" for i in reserved)]
+    return tiktoken.Encoding(path.stem, pat_str=LLAMA3_SPLIT_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={name: len(ranks) + i for i, name in enumerate(names)})
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer.json (Qwen3's), read by the `tokenizers` library, behind an
+    encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text become
+    those tokens (tiktoken's allowed_special="all"), as in transformers."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        path = path / "tokenizer.json" if path.is_dir() else path
+        check(path.is_file(), f"no tokenizer.json at {path}", FileNotFoundError)
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+# %% pretraining.ipynb cell 165, 5.9.1 Their tokenizers and chat templates
+
+def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
+    """The text a chat model continues: each {"role", "content"} message in the markers of
+    `style` ("llama3" or "qwen3"), then the opening of the assistant's turn. thinking=False
+    gives Qwen3 the empty reasoning block that asks it to answer directly (Llama 3 has none)."""
+    check_choice("style", style, ("llama3", "qwen3"))
+    check_entries(messages, ("role", "content"))
+    if style == "llama3":
+        turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n"  # stripped,
+                        f"{m['content'].strip()}<|eot_id|>" for m in messages)  # as Meta's is
+        return f"<|begin_of_text|>{turns}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
+
+
+# %% pretraining.ipynb cell 180, 5.9.4 Saving a model in the published format
 
 # The families the course writes, by config.json's model_type: transformers' class for it,
 # whether a ModernGPTModel configuration is of that family, and the keys only it has. A family
@@ -241,7 +297,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% pretraining.ipynb cell 165, Saving a model in the published format (beyond the book)
+# %% pretraining.ipynb cell 182, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -389,62 +445,6 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     return {key: value for key, value in hf.items() if key not in written}
 
 
-# %% pretraining.ipynb cell 169, 5.9.1 Their tokenizers and chat templates
-
-LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-LLAMA3_SPECIAL_TOKENS = (  # ids 128000 onwards; the rest of the 256 are reserved
-    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
-    "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>")
-
-
-def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
-    """Llama 3's tokenizer from its tiktoken-format file (original/tokenizer.model): the ranks,
-    Meta's split pattern, and 256 special tokens numbered after the ranks."""
-    path = Path(path)
-    check(path.is_file(), f"no tokenizer file at {path}", FileNotFoundError)
-    ranks = tiktoken.load.load_tiktoken_bpe(str(path))
-    reserved = range(2, 2 + 256 - len(LLAMA3_SPECIAL_TOKENS))  # 256 special tokens in all
-    names = [*LLAMA3_SPECIAL_TOKENS, *(f"<|reserved_special_token_{i}|>" for i in reserved)]
-    return tiktoken.Encoding(path.stem, pat_str=LLAMA3_SPLIT_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={name: len(ranks) + i for i, name in enumerate(names)})
-
-
-class HFTokenizer:
-    """A Hugging Face tokenizer.json (Qwen3's), read by the `tokenizers` library, behind an
-    encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text become
-    those tokens (tiktoken's allowed_special="all"), as in transformers."""
-
-    def __init__(self, path: str | Path):
-        path = Path(path)
-        path = path / "tokenizer.json" if path.is_dir() else path
-        check(path.is_file(), f"no tokenizer.json at {path}", FileNotFoundError)
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
-
-
-# %% pretraining.ipynb cell 171, 5.9.1 Their tokenizers and chat templates
-
-def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
-    """The text a chat model continues: each {"role", "content"} message in the markers of
-    `style` ("llama3" or "qwen3"), then the opening of the assistant's turn. thinking=False
-    gives Qwen3 the empty reasoning block that asks it to answer directly (Llama 3 has none)."""
-    check_choice("style", style, ("llama3", "qwen3"))
-    check_entries(messages, ("role", "content"))
-    if style == "llama3":
-        turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n"  # stripped,
-                        f"{m['content'].strip()}<|eot_id|>" for m in messages)  # as Meta's is
-        return f"<|begin_of_text|>{turns}<|start_header_id|>assistant<|end_header_id|>\n\n"
-    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
-
-
 __all__ = [
     'OPEN_MODEL_TYPES',
     'config_from_hf',
@@ -452,14 +452,14 @@ __all__ = [
     'tensor_files',
     'load_open_model',
     'download_open_model',
-    'OPEN_MODEL_FAMILIES',
-    'config_to_hf',
-    'SOURCE_FILES',
-    'save_open_model',
-    'check_open_model',
     'LLAMA3_SPLIT_PATTERN',
     'LLAMA3_SPECIAL_TOKENS',
     'load_llama3_tokenizer',
     'HFTokenizer',
     'chat_prompt',
+    'OPEN_MODEL_FAMILIES',
+    'config_to_hf',
+    'SOURCE_FILES',
+    'save_open_model',
+    'check_open_model',
 ]

@@ -242,7 +242,7 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int 
 def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                top_p: float | None = None) -> torch.Tensor:
     """The next token id (..., 1) for logits (..., vocab), picked as next_token_probs says."""
-    if temperature == 0:  # greedy, without a random number (top-k cannot change the argmax)
+    if temperature == 0:  # greedy, without a random number
         return logits.argmax(dim=-1, keepdim=True)
     return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
 
