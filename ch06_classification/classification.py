@@ -327,7 +327,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% classification.ipynb cell 88, The final classify_review, and more than two classes
+# %% classification.ipynb cell 89, The final classify_review, and more than two classes
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
                     labels=("not spam", "spam")):
@@ -353,7 +353,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return index if labels is None else labels[index]
 
 
-# %% classification.ipynb cell 90, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
+# %% classification.ipynb cell 91, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
