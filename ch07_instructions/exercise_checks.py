@@ -114,73 +114,74 @@ def shorter_template(answer, format_input_phi3, train_data):
 
 # Exercise 7.2 -------------------------------------------------------------------------------
 
-@functools.cache
-def _masking_cases():
-    """Batches of (ids, prompt_length) items, from short to several items long."""
-    generator = torch.Generator().manual_seed(7)
-    cases = []
-    for n_items in (1, 3, 4, 6):
-        items = []
-        for _ in range(n_items):
-            length = int(torch.randint(2, 14, (1,), generator=generator))
-            ids = torch.randint(0, 50_000, (length,), generator=generator).tolist()
-            prompt_length = int(torch.randint(1, length + 1, (1,), generator=generator))
-            items.append((ids, prompt_length))
-        cases.append(items)
-    return cases
+# Stand-ins in the data's form: with and without an input, short and longer responses.
+MASKING_ENTRIES = PHI3_ENTRIES + (
+    {"instruction": "Rewrite the sentence in the passive voice.",
+     "input": "The chef cooks the meal every day.",
+     "output": "The meal is cooked every day by the chef."},
+    {"instruction": "What is an antonym of 'complicated'?", "input": "",
+     "output": "An antonym of 'complicated' is 'simple'."},
+)
 
 
-def _mask(targets, prompt_lengths, shift=1):
-    masked = targets.clone()
-    for row, prompt_length in enumerate(prompt_lengths):
-        masked[row, :max(prompt_length - shift, 0)] = -100
-    return masked
+def _encode(text):
+    return _gpt2().encode(text, disallowed_special=())
+
+
+def _masking_items(entries, keep_header=True):
+    """The book's masking (instruction and input) or, keep_header=False, this chapter's."""
+    return [(_encode(format_input(entry) + RESPONSE_HEADER + entry["output"]),
+             len(_encode(format_input(entry) + ("" if keep_header else RESPONSE_HEADER))))
+            for entry in entries]
 
 
 @property_exercise("7.2", hints=[
-    "Target i is token i + 1. Which targets are tokens of the prompt, and which one is the "
-    "response's first token?",
-    "Write out a text whose prompt has 3 tokens: which positions' targets are prompt tokens, "
-    "and which position's target is the response's first token? Mask exactly the former, "
-    "row by row, in a copy of targets.",
+    "The book masks the targets of the instruction and its input, the text format_input(entry) "
+    "returns, and of nothing after it.",
+    "custom_collate_fn masks the targets of an item's first prompt_length tokens but the last; "
+    "so prompt_length is the number of tokens of format_input(entry) alone, and the ids are "
+    "those of the whole text.",
 ], examples=lambda: {
-    "right": [_mask],
-    "wrong": [lambda targets, lengths: _mask(targets, lengths, shift=0),
-              lambda targets, lengths: _mask(targets, lengths, shift=2),
-              lambda targets, lengths: targets.clone(),
-              lambda targets, lengths: targets.copy_(_mask(targets, lengths))],
+    "right": [_masking_items],
+    "wrong": [lambda entries: _masking_items(entries, keep_header=False),
+              lambda entries: [ids for ids, _ in _masking_items(entries)],
+              lambda entries: [(ids, length + 1) for ids, length in _masking_items(entries)],
+              lambda entries: [(ids[:length], length)
+                               for ids, length in _masking_items(entries)]],
 })
-def prompt_masking(mask_prompt_targets):
-    if not callable(mask_prompt_targets):
-        return (f"The answer is your function mask_prompt_targets itself, not a "
-                f"{type(mask_prompt_targets).__name__}.")
-    for items in _masking_cases():
-        plain = custom_collate_fn([ids for ids, _ in items])[1]
-        expected = custom_collate_fn(items)[1]
-        prompt_lengths = [prompt_length for _, prompt_length in items]
-        given = plain.clone()
-        try:
-            theirs = mask_prompt_targets(given, list(prompt_lengths))
-        except Exception as error:  # noqa: BLE001 - the learner's code may fail in any way
-            return (f"mask_prompt_targets raises {type(error).__name__}: {error} for a batch "
-                    f"of {len(items)} items.")
-        if theirs is None:
-            return NOT_TRIED
-        if not torch.equal(given, plain):
-            return ("Your function changed the targets it was given: work on a copy "
-                    "(targets.clone()) and return that.")
-        if not isinstance(theirs, torch.Tensor) or theirs.shape != plain.shape:
-            return "mask_prompt_targets should return a tensor of the same shape as targets."
-        if torch.equal(theirs, expected):
-            continue
-        if torch.equal(theirs, _mask(plain, prompt_lengths, shift=0)):
-            return ("One target too many is masked in each row: the prompt's last position "
-                    "predicts the response's first token, which must stay.")
-        if torch.equal(theirs, _mask(plain, prompt_lengths, shift=2)):
-            return "One prompt target too few is masked in each row."
-        return (f"For a batch of {len(items)} items your targets differ from those of "
-                f"custom_collate_fn with prompt lengths.")
-    return None
+def book_masking(book_masking_items):
+    if not callable(book_masking_items):
+        return (f"The answer is your function book_masking_items itself, not a "
+                f"{type(book_masking_items).__name__}.")
+    entries = [dict(entry) for entry in MASKING_ENTRIES]
+    try:
+        theirs = book_masking_items(entries)
+    except Exception as error:  # noqa: BLE001 - the learner's code may fail in any way
+        return f"book_masking_items raises {type(error).__name__}: {error}."
+    if theirs is None:
+        return NOT_TRIED
+    if not isinstance(theirs, list) or len(theirs) != len(entries):
+        return (f"book_masking_items should return a list of {len(entries)} items for "
+                f"{len(entries)} entries, one per entry.")
+    expected = _masking_items(entries)
+    try:
+        their_inputs, their_targets = custom_collate_fn(theirs)
+    except (TypeError, ValueError) as error:
+        return f"custom_collate_fn refuses your items: {error}"
+    inputs, targets = custom_collate_fn(expected)
+    if their_inputs.shape != inputs.shape or not torch.equal(their_inputs, inputs):
+        return ("The token ids differ from those of the whole text: each item's ids encode "
+                "format_input(entry) + RESPONSE_HEADER + entry['output'].")
+    if torch.equal(their_targets, targets):
+        return None
+    if torch.equal(their_targets, custom_collate_fn(_masking_items(entries, False))[1]):
+        return ("That is this chapter's masking, which masks the response header too; the "
+                "book's keeps the header's tokens among the targets.")
+    if not (their_targets[:, 0] == -100).any():
+        return ("Nothing of the prompt is masked: give each item as a tuple (ids, "
+                "prompt_length), with the number of prompt tokens whose targets the book masks.")
+    return ("Your items mask a different number of targets than the book's: count the tokens "
+            "of format_input(entry) alone, the instruction and its input.")
 
 
 # Exercise 7.3 -------------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 42, 7.5 Loading a pretrained model, and its answers before finetuning
+# %% instructions.ipynb cell 43, 7.5 Loading a pretrained model, and its answers before finetuning
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -203,7 +203,7 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 65, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 66, 7.7 Extracting and saving responses
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -257,7 +257,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 76, An automatic score: ROUGE-L
+# %% instructions.ipynb cell 80, An automatic score: ROUGE-L (beyond the book)
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -269,7 +269,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 97, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 102, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -324,7 +324,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 100, The DPO loss, derived
+# %% instructions.ipynb cell 105, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):

@@ -34,12 +34,26 @@ def test_7_1_checks_the_function_before_the_number(capsys):
     assert "entry without an input" in capsys.readouterr().out
 
 
-def test_7_2_names_the_off_by_one_and_refuses_changing_the_input(capsys):
-    assert check_answer("7.2", checks._mask)
-    assert not check_answer("7.2", lambda targets, lengths: checks._mask(targets, lengths, 0))
-    assert "One target too many" in capsys.readouterr().out
-    assert not check_answer("7.2", lambda t, lengths: t.copy_(checks._mask(t, lengths)))
-    assert "changed the targets it was given" in capsys.readouterr().out
+def test_7_2_takes_the_books_masking_and_hints_at_ours(capsys):
+    assert check_answer("7.2", checks._masking_items)
+    assert "right" in capsys.readouterr().out
+    ours = lambda entries: checks._masking_items(entries, keep_header=False)  # noqa: E731
+    assert not check_answer("7.2", ours)
+    out = capsys.readouterr().out
+    assert "masks the response header too" in out
+    assert "Exercise 7.2: right" not in out
+    assert not check_answer("7.2", lambda entries: [ids for ids, _ in
+                                                    checks._masking_items(entries)])
+    assert "Nothing of the prompt is masked" in capsys.readouterr().out
+
+
+def test_7_2_expected_masking_keeps_the_header_as_targets():
+    entry = checks.MASKING_ENTRIES[0]
+    ((ids, book_length),) = checks._masking_items([entry])
+    ((_, our_length),) = checks._masking_items([entry], keep_header=False)
+    assert our_length - book_length == len(checks._encode(checks.RESPONSE_HEADER))
+    targets = checks.custom_collate_fn([(ids, book_length)])[1][0]
+    assert targets[book_length - 2] == -100 and targets[book_length - 1] != -100
 
 
 def test_7_4_inspects_the_model_it_is_given(capsys):
