@@ -257,7 +257,9 @@ def _lora_steps(model, train_loader, lr, weight_decay, steps=LORA_STEPS):
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                       lr=lr, weight_decay=weight_decay)
         model.train()
+        device = next(model.parameters()).device  # the learner's model may be on a GPU
         for inputs, targets in itertools.islice(train_loader, steps):
+            inputs, targets = inputs.to(device), targets.to(device)
             loss = nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
             optimizer.zero_grad()
             loss.backward()
