@@ -190,21 +190,17 @@ def outline(notebook: Path) -> str:
     """The book's path and the beyond-the-book sections of one notebook, with cell numbers."""
     cells = nbformat.read(notebook, as_version=4).cells
     parts = classify(cells)
-    lines, current = [f"{_relative(notebook)}:"], None
-    for index, cell in enumerate(cells):
+    closing = parts.index("closing") if "closing" in parts else len(cells)
+    lines = [f"{_relative(notebook)}:"]
+    for index, cell in enumerate(cells[:closing]):
         found = headings(cell)
-        if parts[index] == "closing":
-            break
         if found:
-            current = (parts[index], found[0][1], index)
-            lines.append(f"  {'book  ' if parts[index] == 'book' else 'beyond'} cell {index:>3}: "
-                         f"{'#' * found[0][0]} {found[0][1]}")
+            level, text = found[0]
+            lines.append(f"  {parts[index]:6} cell {index:>3}: {'#' * level} {text}")
     book = [i for i, part in enumerate(parts) if part == "book"]
     code = [i for i in book if cells[i].cell_type == "code"]
-    lines.append(f"  the book's path: {len(book)} cells ({len(code)} code) of "
-                 f"{parts.index('closing') if 'closing' in parts else len(cells)} before the "
-                 "closing part")
-    del current
+    lines.append(f"  the book's path: {len(book)} cells ({len(code)} code) of {closing} before "
+                 "the closing part")
     return "\n".join(lines)
 
 
