@@ -33,16 +33,40 @@ class SelfAttention_v2(nn.Module):
 from shared import check, check_count  # noqa: E402 - imported where first used
 
 
+def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
+                window: int | None = None, device=None) -> torch.Tensor:
+    """(num_queries, num_keys) bools, True for a key the query may NOT see. Query i sits at
+    position start + i; the keys are the num_keys latest positions up to the last query
+    (default: all, start + num_queries); window: each query sees at most its `window` latest
+    positions, itself included."""
+    end = start + num_queries  # one past the last query's position
+    num_keys = end if num_keys is None else num_keys
+    check(0 < num_keys <= end and (window is None or window >= 1), lambda: "causal_mask needs "
+          f"1 <= num_keys <= start + num_queries ({end}) and a window >= 1, got num_keys="
+          f"{num_keys}, window={window}")
+    queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
+    keys = torch.arange(end - num_keys, end, device=device)  # a row of positions
+    hidden = keys > queries  # the future
+    if window is not None:
+        hidden |= keys <= queries - window  # too far back
+    return hidden
+
+
+# %% attention.ipynb cell 83, 3.7.2 A key-value cache for generation
+
 class KVCache:
     """The keys and values one attention layer has computed so far, kept for reuse.
 
     Memory for `max_tokens` positions is allocated once, on first use, and each update writes
-    into it: concatenating instead would copy the whole cache at every generated token."""
+    into it: concatenating instead would copy the whole cache at every generated token.
+    window: a sliding-window layer's cache, which keeps only the window - 1 latest positions."""
 
-    def __init__(self, max_tokens: int):
+    def __init__(self, max_tokens: int, *, window: int | None = None):
         check_count("max_tokens", max_tokens, 1)
-        self.max_tokens = max_tokens
-        self.length = 0  # positions filled
+        if window is not None:
+            check_count("window", window, 1)
+        self.max_tokens, self.window = max_tokens, window
+        self.length = 0  # positions seen (all of them kept, without a window)
         self.keys = self.values = None
 
     def reset(self):
@@ -52,6 +76,8 @@ class KVCache:
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
         self._check_update(keys, values)
+        if self.window is not None:
+            return self._update_window(keys, values)
         start, end = self.length, self.length + keys.shape[2]
         shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
         if start == 0 and (self.keys is None or self.keys.shape != shape
@@ -61,6 +87,17 @@ class KVCache:
         self.values[:, :, start:end] = values
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]  # (3) views: nothing is copied
+
+    def _update_window(self, keys, values):
+        """The kept positions and the new ones; keep their window - 1 latest (end of 3.7.2)."""
+        start, self.length = self.length, self.length + keys.shape[2]
+        if start > 0:  # the kept positions come first
+            keys = torch.cat([self.keys, keys], dim=2)
+            values = torch.cat([self.values, values], dim=2)
+        first_kept = keys.shape[2] - min(keys.shape[2], self.window - 1)
+        # copies: a view would keep all of `keys` (a long prompt's) in memory
+        self.keys, self.values = keys[:, :, first_kept:].clone(), values[:, :, first_kept:].clone()
+        return keys, values
 
     def _check_update(self, keys, values) -> None:
         """Raise unless the new keys fit and match the cached ones (a new dtype would convert)."""
@@ -78,7 +115,7 @@ class KVCache:
               "before a new sequence")
 
 
-# %% attention.ipynb cell 85, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 93, 3.7.3 The exported classes: input checks
 
 from shared import check_memory  # noqa: E402 - imported where first used
 
@@ -132,7 +169,7 @@ class CausalAttention(nn.Module):
         return self.dropout(attn_weights) @ values
 
 
-# %% attention.ipynb cell 88, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 96, 3.7.3 The exported classes: input checks
 
 class SelfAttention_v1(nn.Module):
     """Self-attention with raw weight matrices, to show the arithmetic."""
@@ -168,23 +205,36 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
-# %% attention.ipynb cell 91, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 99, 3.7.4 The final `MultiHeadAttention`
 
-def attend(queries, keys, values, future, start, dropout, use_sdpa, training):
-    """Masked softmax attention over (batch, heads, tokens, head_dim) tensors: `future` marks
-    the keys each query may not see; `start` counts the cached positions."""
-    if use_sdpa:  # with nothing cached, is_causal lets PyTorch pick its fastest kernel
-        # SDPA's boolean mask marks the keys a query MAY see: the opposite of `future`
+def attend(queries, keys, values, start, dropout, use_sdpa, training, *, window=None,
+           scale=None):
+    """Causal softmax attention over (batch, heads, tokens, head_dim) tensors, masked by
+    causal_mask: the queries sit at positions start onwards, the keys are the latest positions
+    up to the last query. window: a sliding window. Keys and values may have fewer heads, each
+    shared by a group of query heads. scale: the scores' factor (default 1 / sqrt(head_dim))."""
+    num_queries, num_keys = queries.shape[2], keys.shape[2]
+    grouped = keys.shape[1] != queries.shape[1]
+    if use_sdpa:
+        plain = start == 0 and num_queries == num_keys and (window is None or window >= num_keys)
+        # SDPA's boolean mask marks the keys a query MAY see: the opposite of causal_mask's
+        allowed = None if plain else ~causal_mask(num_queries, start, num_keys, window,
+                                                  queries.device)
         return nn.functional.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=None if start == 0 else ~future,
-            is_causal=start == 0, dropout_p=dropout.p if training else 0.0)
+            queries, keys, values, attn_mask=allowed, is_causal=plain,
+            dropout_p=dropout.p if training else 0.0, scale=scale, enable_gqa=grouped)
+    if grouped:  # a copy of each key and value head for every query head of its group
+        keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)
+        values = values.repeat_interleave(queries.shape[1] // values.shape[1], dim=1)
     attn_scores = queries @ keys.transpose(2, 3)  # every query against every key
-    attn_scores = attn_scores.masked_fill(future, -torch.inf)
-    attn_weights = torch.softmax(attn_scores / queries.shape[-1] ** 0.5, dim=-1)
+    hidden = causal_mask(num_queries, start, num_keys, window, queries.device)
+    attn_scores = attn_scores.masked_fill(hidden, -torch.inf)
+    attn_scores = attn_scores / queries.shape[-1] ** 0.5 if scale is None else attn_scores * scale
+    attn_weights = torch.softmax(attn_scores, dim=-1)
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 92, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 100, 3.7.4 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.
@@ -204,6 +254,7 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)  # mixes the concatenated heads
         self.dropout = nn.Dropout(dropout)
+        # the book's mask, kept for its state_dict and the length check; attend builds its own
         self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
 
     def split_heads(self, x):
@@ -221,8 +272,7 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None:  # prepend the earlier tokens' keys and values
             keys, values = kv_cache.update(keys, values)
         # query i sits at position start + i and may see keys 0 .. start + i
-        future = self.mask[start:start + num_tokens, :start + num_tokens].bool()
-        context = attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
+        context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
                          self.training)
         context = context.transpose(1, 2).contiguous().view(batch, num_tokens, self.d_out)
         return self.out_proj(context)
@@ -230,6 +280,7 @@ class MultiHeadAttention(nn.Module):
 
 __all__ = [
     'SelfAttention_v2',
+    'causal_mask',
     'KVCache',
     'CausalAttention',
     'SelfAttention_v1',

@@ -11,6 +11,8 @@ from ch03_attention.attention import (
     MultiHeadAttentionWrapper,
     SelfAttention_v1,
     SelfAttention_v2,
+    attend,
+    causal_mask,
 )
 
 
@@ -204,3 +206,119 @@ def test_exercise_3_4_memory_is_checked_and_a_wrong_value_gets_a_hint_not_the_va
         for text in revealing:
             if text != str(wrong):  # the learner's own number may be echoed back
                 assert not re.search(rf"(?<![\d.]){re.escape(text)}(?!\d)", out), out
+
+
+# One mask for every path: causal_mask, sliding windows, grouped heads -------------------------
+
+def test_causal_mask_without_a_window_is_the_books_mask_sliced():
+    book = torch.ones(12, 12).triu(diagonal=1).bool()
+    for start in range(12):
+        for new in range(1, 13 - start):
+            assert torch.equal(causal_mask(new, start), book[start:start + new, :start + new])
+            for num_keys in range(1, start + new + 1):  # the latest keys only (a windowed cache)
+                assert torch.equal(causal_mask(new, start, num_keys),
+                                   book[start:start + new, start + new - num_keys:start + new])
+
+
+def visible(query, key, window):
+    """The definition, one pair at a time: a query sees itself and its window - 1 predecessors."""
+    return key <= query and (window is None or key > query - window)
+
+
+@pytest.mark.parametrize("window", [None, 1, 2, 3, 7, 30])
+def test_causal_mask_hides_exactly_the_future_and_the_keys_past_the_window(window):
+    for start, new, num_keys in [(0, 9, 9), (4, 3, 7), (10, 1, 11), (10, 2, 3), (5, 4, 6)]:
+        first_key = start + new - num_keys
+        expected = torch.tensor([[not visible(start + i, first_key + j, window)
+                                  for j in range(num_keys)] for i in range(new)])
+        assert torch.equal(causal_mask(new, start, num_keys, window), expected)
+
+
+def test_causal_mask_refuses_keys_it_cannot_place():
+    with pytest.raises(ValueError, match="num_keys=6"):
+        causal_mask(2, 3, num_keys=6)  # only 5 positions up to the last query
+    with pytest.raises(ValueError, match="window=0"):
+        causal_mask(2, 3, window=0)
+
+
+def attention_by_definition(q, k, v, window, scale):
+    """Softmax attention computed from `visible`, independently of causal_mask and attend."""
+    heads, tokens = q.shape[1], q.shape[2]
+    k, v = (t.repeat_interleave(heads // t.shape[1], dim=1) for t in (k, v))
+    scores = (q @ k.transpose(2, 3)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    hidden = torch.tensor([[not visible(i, j, window) for j in range(tokens)]
+                           for i in range(tokens)])
+    return torch.softmax(scores.masked_fill(hidden, -torch.inf), dim=-1) @ v
+
+
+def random_splits(total, count, generator):
+    """`count` random ways to cut `total` tokens into consecutive pieces (one: all at once)."""
+    splits = [[total]]
+    for _ in range(count - 1):
+        count_cuts = torch.randint(1, total, (1,), generator=generator).item()
+        cuts = (torch.randperm(total - 1, generator=generator)[:count_cuts] + 1).sort().values
+        edges = [0, *cuts.tolist(), total]
+        splits.append([b - a for a, b in zip(edges, edges[1:])])
+    return splits
+
+
+@pytest.mark.parametrize("window", [None, 1, 2, 5, 16, 40])
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_fused_and_explicit_attention_agree_for_any_mask_with_and_without_a_cache(window,
+                                                                                  kv_heads):
+    """Issue 38: the fused path honours the mask as the explicit path does, for causal and
+    sliding-window masks, whole or continued through a cache in pieces of any size."""
+    generator = torch.Generator().manual_seed(window or 0)
+    tokens, dropout = 16, nn.Dropout(0.0)
+    q = torch.randn(2, 4, tokens, 8, generator=generator)
+    k, v = torch.randn(2, 2, kv_heads, tokens, 8, generator=generator).unbind(0)
+    for scale in (None, 0.3):
+        expected = attention_by_definition(q, k, v, window, scale)
+        for use_sdpa in (False, True):
+            whole = attend(q, k, v, 0, dropout, use_sdpa, False, window=window, scale=scale)
+            torch.testing.assert_close(whole, expected, atol=1e-5, rtol=1e-5)
+            for sizes in random_splits(tokens, 5, generator):
+                for cache in (KVCache(tokens), KVCache(tokens, window=window)):
+                    pieces, start = [], 0
+                    for size in sizes:
+                        new = slice(start, start + size)
+                        keys, values = cache.update(k[:, :, new], v[:, :, new])
+                        pieces.append(attend(q[:, :, new], keys, values, start, dropout,
+                                             use_sdpa, False, window=window, scale=scale))
+                        start += size
+                    assert cache.length == tokens
+                    if cache.window is not None:  # all that the next query could still see
+                        assert cache.keys.shape[2] == min(tokens, window - 1)
+                    torch.testing.assert_close(torch.cat(pieces, dim=2), expected,
+                                               atol=1e-5, rtol=1e-5, msg=f"{sizes}, {use_sdpa}")
+
+
+def test_the_fused_path_uses_is_causal_only_for_the_plain_causal_mask(monkeypatch):
+    calls = []
+    sdpa = nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["is_causal"], kwargs["attn_mask"] is None))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(nn.functional, "scaled_dot_product_attention", spy)
+    queries = torch.randn(1, 2, 6, 4)
+    for start, num_keys, window in [(0, 6, None), (0, 6, 6), (0, 6, 5), (3, 9, None),
+                                    (3, 6, None)]:
+        keys = torch.randn(1, 2, num_keys, 4)
+        attend(queries, keys, keys, start, nn.Dropout(0.0), True, False, window=window)
+    assert calls == [(True, True), (True, True), (False, False), (False, False), (False, False)]
+
+
+def test_a_windowed_cache_keeps_the_window_less_one_and_counts_every_position():
+    cache = KVCache(100, window=4)
+    keys = torch.arange(10.0).view(1, 1, 10, 1)
+    returned, _ = cache.update(keys[:, :, :6], keys[:, :, :6])
+    assert returned.shape[2] == 6 and cache.keys.flatten().tolist() == [3.0, 4.0, 5.0]
+    returned, _ = cache.update(keys[:, :, 6:7], keys[:, :, 6:7])
+    assert returned.flatten().tolist() == [3.0, 4.0, 5.0, 6.0] and cache.length == 7
+    cache.reset()
+    returned, _ = cache.update(keys[:, :, :2], keys[:, :, :2])
+    assert returned.flatten().tolist() == [0.0, 1.0] and cache.length == 2
+    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+        KVCache(10, window=0)

@@ -38,6 +38,7 @@ from ch02_text_data.text_data import (
 )
 from ch03_attention.attention import (
     SelfAttention_v2 as SelfAttention_v2,
+    causal_mask as causal_mask,
     KVCache as KVCache,
     CausalAttention as CausalAttention,
     SelfAttention_v1 as SelfAttention_v1,
