@@ -6,12 +6,22 @@
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3):
 RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a mixture of
-experts, and ModernGPTModel, the chapter's GPTModel built from them."""
+experts, sliding windows, and ModernGPTModel, the chapter's GPTModel built from them."""
 
 import torch
 from torch import nn
 
-from shared import GPTModel, attend, check, check_count, check_flag, check_keys, check_number
+from shared import (
+    GPTModel,
+    KVCache,
+    attend,
+    check,
+    check_choice,
+    check_count,
+    check_flag,
+    check_keys,
+    check_number,
+)
 
 
 # %% gpt_model.ipynb cell 90, 4.8.1 RMSNorm
@@ -84,16 +94,17 @@ class SwiGLU(nn.Module):
 
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
-    key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head."""
+    key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head;
+    window: a local layer's sliding window (4.8.7), None for a global layer."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
-                 norm_eps: float = 1e-6, use_sdpa: bool = False):
+                 norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None):
         super().__init__()
         check(num_heads % num_kv_groups == 0, f"n_heads ({num_heads}) must be divisible by "
               f"n_kv_groups ({num_kv_groups})")
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
-        self.use_sdpa = use_sdpa
+        self.use_sdpa, self.window = use_sdpa, window
         self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
@@ -116,14 +127,9 @@ class GroupedQueryAttention(nn.Module):
         queries, keys = apply_rope(queries, *rope), apply_rope(keys, *rope)
         if kv_cache is not None:  # it stores the shared heads only
             keys, values = kv_cache.update(keys, values)
-        group_size = self.num_heads // self.num_kv_groups  # each query head meets its group's
-        keys = keys.repeat_interleave(group_size, dim=1)
-        values = values.repeat_interleave(group_size, dim=1)
-        # query r sits at position start + r: it may not see the keys after it
-        future = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
-                            device=x.device).triu(start + 1)
-        context = attend(queries, keys, values, future, start, self.dropout, self.use_sdpa,
-                         self.training)
+        # query r sits at position start + r; attend shares each key head among its group
+        context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
+                         self.training, window=self.window)
         return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
 
 
@@ -187,12 +193,13 @@ class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
     attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, window: int | None = None):
+        """window: this layer's sliding window (a local layer, 4.8.7); None: a global layer."""
         super().__init__()
         self.att = GroupedQueryAttention(
             cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
             dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"], qk_norm=cfg["qk_norm"],
-            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"])
+            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window)
         if cfg["num_experts"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
                                      cfg["num_experts_per_tok"], cfg["norm_topk_prob"])
@@ -216,6 +223,7 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "hidden_dim": None, "head_dim": None, "qk_norm": False, "norm_eps": 1e-6, "rope_freq": None,
     "drop_rate": 0.0, "qkv_bias": False, "tie_weights": False, "sdpa": False,
     "num_experts": 0, "num_experts_per_tok": 0, "moe_hidden_dim": None, "norm_topk_prob": True,
+    "sliding_window": None, "layer_types": None,  # layer_types None: every layer global
 }
 
 
@@ -242,15 +250,35 @@ def validate_modern_config(cfg: dict) -> dict:
     check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
     for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob"):
         check_flag(key, cfg[key])
+    _check_sliding_window(cfg["sliding_window"], cfg["layer_types"], cfg["n_layers"])
     return cfg
+
+
+def _check_sliding_window(window, layer_types, n_layers) -> None:
+    """Raise unless layer_types is None or one "local" or "global" per layer, and a window is
+    given exactly when some layer is local (neither would otherwise be silently ignored)."""
+    if window is not None:
+        check_count("sliding_window", window, 1, "a positive integer or None")
+    if layer_types is not None:
+        check(isinstance(layer_types, (list, tuple)), f"layer_types must be a list of 'local' "
+              f"and 'global', one per layer, got {layer_types!r}", TypeError)
+        check(len(layer_types) == n_layers, f"layer_types has {len(layer_types)} entries; "
+              f"n_layers is {n_layers}: give one per layer")
+        for kind in layer_types:
+            check_choice("layer type", kind, ("global", "local"))
+    local = layer_types is not None and "local" in layer_types
+    check(local or window is None, f"sliding_window is {window} but no layer is local: give "
+          "layer_types too (['local'] * n_layers for a window in every layer)")
+    check(window is not None or not local, "layer_types has local layers but sliding_window is "
+          "None: give the window")
 
 
 # %% gpt_model.ipynb cell 117, 4.8.6 `ModernGPTModel`
 
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
-    attention instead of a learned table. forward and make_kv_caches, and so generation, the
-    training loops and finetuning, are GPTModel's."""
+    attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
+    calls local. forward, and so generation, the training loops and finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
@@ -258,7 +286,9 @@ class ModernGPTModel(GPTModel):
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         # a Sequential for GPTModel's parameter names; hidden_states calls each block itself
-        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg) for _ in range(cfg["n_layers"])])
+        windows = [cfg["sliding_window"] if kind == "local" else None
+                   for kind in cfg["layer_types"] or ["global"] * cfg["n_layers"]]
+        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, window) for window in windows])
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
@@ -275,6 +305,11 @@ class ModernGPTModel(GPTModel):
         for i, block in enumerate(self.trf_blocks):
             x = block(x, rope, kv_caches[i] if kv_caches else None)
         return self.final_norm(x)
+
+    def make_kv_caches(self, max_tokens=None):
+        """GPTModel's caches, windowed for the local layers: they keep window - 1 positions."""
+        return [KVCache(cache.max_tokens, window=block.att.window)
+                for cache, block in zip(super().make_kv_caches(max_tokens), self.trf_blocks)]
 
 
 __all__ = [

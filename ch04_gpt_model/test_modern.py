@@ -22,6 +22,8 @@ VOCAB = 257
 LLAMA3_FREQ = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_context_length": 16}  # Llama 3's scaling, at a context of 16
 
+SLIDING_WINDOW = 5
+
 # name: (transformers class, its config, our config); small, but every option switched on
 ARCHITECTURES = {
     "llama3": ("LlamaForCausalLM", transformers.LlamaConfig(
@@ -40,6 +42,17 @@ ARCHITECTURES = {
         {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
          "n_layers": 2, "hidden_dim": 96, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
          "rope_base": 1_000_000.0, "tie_weights": True}),
+    # local (sliding-window) and global layers; the texts below are longer than the window
+    "qwen3_sliding": ("Qwen3ForCausalLM", transformers.Qwen3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        rope_theta=1_000_000.0, tie_word_embeddings=True, use_sliding_window=True,
+        sliding_window=SLIDING_WINDOW,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+         "n_layers": 3, "hidden_dim": 96, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
+         "rope_base": 1_000_000.0, "tie_weights": True, "sliding_window": SLIDING_WINDOW,
+         "layer_types": ["local", "global", "local"]}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -121,6 +134,45 @@ def test_logits_and_greedy_tokens_match_transformers(pair):
     assert torch.equal(greedy(ours, prompt, 30), expected)
 
 
+@pytest.mark.parametrize("pair", ["qwen3_sliding"], indirect=True)
+def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
+    """Issue 38: local layers see their window only, fused or explicit, whole or continued
+    through windowed caches in pieces of any size, and those caches keep window - 1 positions."""
+    _, reference, _, ours = pair
+    ids = torch.randint(0, VOCAB, (2, 23), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(ids).logits
+        for sdpa in (False, True):
+            for block in ours.trf_blocks:
+                block.att.use_sdpa = sdpa
+            torch.testing.assert_close(ours(ids), expected, atol=1e-4, rtol=1e-4)
+            for sizes in ([23], [1] * 23, [5, 3, 15], [9, 1, 6, 7], [4, 4, 4, 11]):
+                caches, pieces, start = ours.make_kv_caches(), [], 0
+                for size in sizes:
+                    pieces.append(ours(ids[:, start:start + size], caches))
+                    start += size
+                torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-4,
+                                           rtol=1e-4, msg=f"sdpa={sdpa}, pieces {sizes}")
+                assert [c.window for c in caches] == [SLIDING_WINDOW, None, SLIDING_WINDOW]
+                assert all(c.keys.shape[2] == SLIDING_WINDOW - 1 for c in caches[::2])
+                assert all(c.length == 23 for c in caches)
+    for block in ours.trf_blocks:
+        block.att.use_sdpa = False
+
+
+def test_a_window_changes_only_what_it_hides():
+    """The same weights with every layer global: the first `window` positions agree."""
+    torch.manual_seed(0)
+    local = ModernGPTModel({**TINY, "n_layers": 2, "sliding_window": 3,
+                            "layer_types": ["local", "global"]}).eval()
+    plain = ModernGPTModel({**TINY, "n_layers": 2}).eval()
+    plain.load_state_dict(local.state_dict())
+    ids = torch.randint(0, 50, (1, 10))
+    with torch.no_grad():
+        same = (local(ids) - plain(ids)).abs().amax(dim=-1)[0] < 1e-6
+    assert same.tolist() == [True] * 3 + [False] * 7
+
+
 def book_model(name, tensors):
     """The book package's Llama 3 or Qwen3 model, with `tensors` loaded by its own loader."""
     _, _, cfg = ARCHITECTURES[name]
@@ -192,6 +244,15 @@ TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_
     ({"rope_base": 1}, ValueError, "rope_base must be a number > 1, got 1"),
     ({"qk_norm": 1}, TypeError, "qk_norm must be True or False, got 1"),
     ({"pos_emb": True}, ValueError, "pos_emb"),
+    ({"sliding_window": 4}, ValueError, "sliding_window is 4 but no layer is local"),
+    ({"layer_types": ["local"]}, ValueError,
+     "layer_types has local layers but sliding_window is None"),
+    ({"layer_types": ["local", "global"], "sliding_window": 4}, ValueError,
+     "layer_types has 2 entries; n_layers is 1"),
+    ({"layer_types": ["locl"], "sliding_window": 4}, ValueError, "did you mean 'local'"),
+    ({"layer_types": "local", "sliding_window": 4}, TypeError, "layer_types must be a list"),
+    ({"sliding_window": 0, "layer_types": ["local"]}, ValueError,
+     "sliding_window must be a positive integer or None, got 0"),
 ])
 def test_bad_configurations_are_refused_by_name(change, error, message):
     with pytest.raises(error, match=message):
