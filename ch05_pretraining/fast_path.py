@@ -291,6 +291,8 @@ class FastModernDecoder:
         check_type("model", model, ModernGPTModel, "a ModernGPTModel (FastDecoder takes GPTModel)")
         check(not model.cfg["num_experts"], "FastModernDecoder computes dense feed-forwards; "
               "this model has a mixture of experts: generate with the model itself")
+        check(model.cfg["sliding_window"] is None, "FastModernDecoder computes global attention "
+              "only; this model has sliding-window layers: generate with the model itself")
         self.cfg = dict(model.cfg)
 
         def matrix(*linears):  # input-major (in, out); several side by side: one product

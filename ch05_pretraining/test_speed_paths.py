@@ -227,6 +227,9 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
     moe = tiny_qwen3(hidden_dim=None, num_experts=4, num_experts_per_tok=2, moe_hidden_dim=8)
     with pytest.raises(ValueError, match="mixture of experts: generate with the model itself"):
         FastModernDecoder(moe)
+    windowed = tiny_qwen3(n_layers=2, sliding_window=4, layer_types=["local", "global"])
+    with pytest.raises(ValueError, match="sliding-window layers: generate with the model itself"):
+        FastModernDecoder(windowed)
     decoder = FastModernDecoder(modern_model("qwen3"))
     with pytest.raises(ValueError, match="context_length is 16"):
         decoder(torch.zeros(1, 17, dtype=torch.long))
