@@ -4,9 +4,10 @@
 
 # %% gpt_model.ipynb cell 88, 4.8 Beyond GPT-2: the block of today's open models (beyond the book)
 
-"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3):
-RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a mixture of
-experts, sliding windows, and ModernGPTModel, the chapter's GPTModel built from them."""
+"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
+Gemma 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
+mixture of experts, sliding windows, Gemma 3's options, and ModernGPTModel, the chapter's
+GPTModel built from them."""
 
 import torch
 from torch import nn
@@ -28,16 +29,19 @@ from shared import (
 
 class RMSNorm(nn.Module):
     """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
-    without the mean and the shift."""
+    without the mean and the shift. unit_offset (Gemma's, 4.8.8): scale by 1 + weight, the
+    weight starting at 0."""
 
-    def __init__(self, emb_dim: int, eps: float = 1e-6):
+    def __init__(self, emb_dim: int, eps: float = 1e-6, unit_offset: bool = False):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(emb_dim))
+        self.eps, self.unit_offset = eps, unit_offset
+        self.weight = nn.Parameter(torch.zeros(emb_dim) if unit_offset else torch.ones(emb_dim))
 
     def forward(self, x):
         x32 = x.float()  # the statistic in float32, as Llama and Qwen3 compute it
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        if self.unit_offset:  # Gemma scales in float32 too, and casts last
+            return (x32 * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * x32.to(x.dtype)
 
 
@@ -78,16 +82,21 @@ def apply_rope(x, cos, sin):
 # %% gpt_model.ipynb cell 102, 4.8.3 SwiGLU: a gated feed-forward
 
 class SwiGLU(nn.Module):
-    """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases."""
+    """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases.
+    activation="gelu_tanh": GELU's tanh approximation gates instead, Gemma's GeGLU (4.8.8)."""
 
-    def __init__(self, emb_dim: int, hidden_dim: int):
+    def __init__(self, emb_dim: int, hidden_dim: int, activation: str = "silu"):
         super().__init__()
         self.gate = nn.Linear(emb_dim, hidden_dim, bias=False)
         self.up = nn.Linear(emb_dim, hidden_dim, bias=False)
         self.down = nn.Linear(hidden_dim, emb_dim, bias=False)
+        self.activation = activation
 
     def forward(self, x):
-        return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+        gate = self.gate(x)
+        if self.activation == "gelu_tanh":
+            return self.down(nn.functional.gelu(gate, approximate="tanh") * self.up(x))
+        return self.down(nn.functional.silu(gate) * self.up(x))
 
 
 # %% gpt_model.ipynb cell 105, 4.8.4 Grouped-query attention and QK-norm
@@ -95,22 +104,24 @@ class SwiGLU(nn.Module):
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
     key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head;
-    window: a local layer's sliding window (4.8.7), None for a global layer."""
+    window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
+    scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8)."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
-                 norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None):
+                 norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
+                 scale: float | None = None, norm_unit_offset: bool = False):
         super().__init__()
         check(num_heads % num_kv_groups == 0, f"n_heads ({num_heads}) must be divisible by "
               f"n_kv_groups ({num_kv_groups})")
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
-        self.use_sdpa, self.window = use_sdpa, window
+        self.use_sdpa, self.window, self.scale = use_sdpa, window, scale
         self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False)
-        self.q_norm = RMSNorm(head_dim, norm_eps) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(head_dim, norm_eps) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(head_dim, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(head_dim, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
     def split_heads(self, x, heads):
@@ -129,7 +140,7 @@ class GroupedQueryAttention(nn.Module):
             keys, values = kv_cache.update(keys, values)
         # query r sits at position start + r; attend shares each key head among its group
         context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
-                         self.training, window=self.window)
+                         self.training, window=self.window, scale=self.scale)
         return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
 
 
@@ -191,27 +202,37 @@ class MoEFeedForward(nn.Module):
 
 class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
-    attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward."""
+    attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward; cfg["post_norms"]
+    adds Gemma 3's norm on each sublayer's output (4.8.8)."""
 
     def __init__(self, cfg: dict, window: int | None = None):
         """window: this layer's sliding window (a local layer, 4.8.7); None: a global layer."""
         super().__init__()
+        scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
         self.att = GroupedQueryAttention(
             cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
             dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"], qk_norm=cfg["qk_norm"],
-            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window)
+            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window,
+            scale=None if scalar is None else scalar ** -0.5,
+            norm_unit_offset=cfg["norm_unit_offset"])
         if cfg["num_experts"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
                                      cfg["num_experts_per_tok"], cfg["norm_topk_prob"])
         else:
-            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"])
-        self.norm1 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
-        self.norm2 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
+            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], cfg["ffn_activation"])
+
+        def norm():
+            return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
+
+        self.norm1, self.norm2 = norm(), norm()
+        # Gemma 3 norms each sublayer's output too, before the shortcut adds it
+        self.post_norm1 = norm() if cfg["post_norms"] else nn.Identity()
+        self.post_norm2 = norm() if cfg["post_norms"] else nn.Identity()
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
     def forward(self, x, rope, kv_cache=None):
-        x = x + self.drop_shortcut(self.att(self.norm1(x), rope, kv_cache))
-        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        x = x + self.drop_shortcut(self.post_norm1(self.att(self.norm1(x), rope, kv_cache)))
+        x = x + self.drop_shortcut(self.post_norm2(self.ff(self.norm2(x))))
         return x
 
 
@@ -224,6 +245,9 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "drop_rate": 0.0, "qkv_bias": False, "tie_weights": False, "sdpa": False,
     "num_experts": 0, "num_experts_per_tok": 0, "moe_hidden_dim": None, "norm_topk_prob": True,
     "sliding_window": None, "layer_types": None,  # layer_types None: every layer global
+    # Gemma 3's (4.8.8); the defaults are Llama's and Qwen3's
+    "norm_unit_offset": False, "post_norms": False, "ffn_activation": "silu",
+    "scale_embeddings": False, "query_pre_attn_scalar": None, "rope_local_base": None,
 }
 
 
@@ -248,9 +272,11 @@ def validate_modern_config(cfg: dict) -> dict:
     check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
     check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
     check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
-    for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob"):
+    for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob",
+                "norm_unit_offset", "post_norms", "scale_embeddings"):
         check_flag(key, cfg[key])
     _check_sliding_window(cfg["sliding_window"], cfg["layer_types"], cfg["n_layers"])
+    _check_gemma3_keys(cfg)
     return cfg
 
 
@@ -273,12 +299,30 @@ def _check_sliding_window(window, layer_types, n_layers) -> None:
           "None: give the window")
 
 
+def _check_gemma3_keys(cfg: dict) -> None:
+    """Raise unless Gemma 3's keys (4.8.8) have values the model computes, and each one given
+    is used: a local RoPE base needs local layers, GELU's gate a dense feed-forward."""
+    check_choice("ffn_activation", cfg["ffn_activation"], ("silu", "gelu_tanh"))
+    check(cfg["ffn_activation"] == "silu" or not cfg["num_experts"], f"ffn_activation is "
+          f"{cfg['ffn_activation']!r}, but the mixture of experts' experts are SwiGLUs (silu)")
+    if cfg["query_pre_attn_scalar"] is not None:
+        check_number("query_pre_attn_scalar", cfg["query_pre_attn_scalar"],
+                     "a number > 0 or None", 0, low_open=True)
+    if cfg["rope_local_base"] is not None:
+        check_number("rope_local_base", cfg["rope_local_base"], "a number > 1 or None", 1,
+                     low_open=True)
+        check(cfg["layer_types"] is not None and "local" in cfg["layer_types"],
+              f"rope_local_base is {cfg['rope_local_base']} but no layer is local: give "
+              "layer_types and sliding_window too, or leave rope_local_base None")
+
+
 # %% gpt_model.ipynb cell 117, 4.8.6 `ModernGPTModel`
 
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
-    calls local. forward, and so generation, the training loops and finetuning, are GPTModel's."""
+    calls local; Gemma 3's options (4.8.8). forward, and so generation, the training loops and
+    finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
@@ -289,7 +333,7 @@ class ModernGPTModel(GPTModel):
         windows = [cfg["sliding_window"] if kind == "local" else None
                    for kind in cfg["layer_types"] or ["global"] * cfg["n_layers"]]
         self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, window) for window in windows])
-        self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"])
+        self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
             with torch.no_grad():  # as in GPTModel: GPT-2's scale, not nn.Embedding's N(0, 1)
@@ -298,12 +342,19 @@ class ModernGPTModel(GPTModel):
 
     def hidden_states(self, in_idx, kv_caches=None):
         start = self._check_input(in_idx, kv_caches)
-        freqs = rope_frequencies(self.cfg["head_dim"], self.cfg["rope_base"],
-                                 self.cfg["rope_freq"]).to(in_idx.device)
-        rope = rope_angles(freqs, start, in_idx.shape[1])  # the same angles for every layer
-        x = self.drop_emb(self.tok_emb(in_idx))
+        cfg, num_tokens = self.cfg, in_idx.shape[1]
+        freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
+        rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens)
+        if cfg["rope_local_base"] is not None:  # Gemma 3's local layers: a base of their own
+            local_freqs = rope_frequencies(cfg["head_dim"], cfg["rope_local_base"])
+            local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)
+        x = self.tok_emb(in_idx)
+        if cfg["scale_embeddings"]:  # Gemma: times sqrt(emb_dim), first cast to x's dtype
+            x = x * torch.tensor(cfg["emb_dim"] ** 0.5, dtype=x.dtype, device=x.device)
+        x = self.drop_emb(x)
         for i, block in enumerate(self.trf_blocks):
-            x = block(x, rope, kv_caches[i] if kv_caches else None)
+            x = block(x, rope if block.att.window is None else local_rope,
+                      kv_caches[i] if kv_caches else None)
         return self.final_norm(x)
 
     def make_kv_caches(self, max_tokens=None):

@@ -1,6 +1,6 @@
 """Section 4.8's ModernGPTModel against two independent implementations of the same
-architectures: transformers' Llama, Qwen3 and Qwen3-MoE, and the book package's Llama 3 and
-Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the published
+architectures: transformers' Llama, Qwen3, Qwen3-MoE and Gemma 3, and the book package's Llama 3
+and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the published
 Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
 
 import pytest
@@ -53,6 +53,20 @@ ARCHITECTURES = {
          "n_layers": 3, "hidden_dim": 96, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
          "rope_base": 1_000_000.0, "tie_weights": True, "sliding_window": SLIDING_WINDOW,
          "layer_types": ["local", "global", "local"]}),
+    # Gemma 3: 5 local layers to 1 global, windows shorter than the texts below, a query scale
+    # apart from head_dim, two RoPE bases; fixture() randomises its norms, which start at 0
+    "gemma3": ("Gemma3ForCausalLM", transformers.Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=24, max_position_embeddings=128,
+        sliding_window=SLIDING_WINDOW, query_pre_attn_scalar=20, rope_theta=1_000_000.0,
+        rope_local_base_freq=10_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+        eos_token_id=None),  # Gemma's default, 1, would stop generate() early
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 4,
+         "n_layers": 6, "hidden_dim": 96, "n_kv_groups": 1, "head_dim": 24, "qk_norm": True,
+         "rope_base": 1_000_000.0, "rope_local_base": 10_000.0, "tie_weights": True,
+         "sliding_window": SLIDING_WINDOW, "layer_types": ["local"] * 5 + ["global"],
+         "query_pre_attn_scalar": 20, "norm_unit_offset": True, "post_norms": True,
+         "ffn_activation": "gelu_tanh", "scale_embeddings": True}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -68,7 +82,7 @@ ARCHITECTURES = {
 
 
 def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
-    """Our parameters under their names in a Hugging Face Llama/Qwen3 checkpoint."""
+    """Our parameters under their names in a Hugging Face Llama/Qwen3/Gemma 3 checkpoint."""
     names = {"model.embed_tokens.weight": model.tok_emb.weight,
              "model.norm.weight": model.final_norm.weight}
     if model.out_head.weight is not model.tok_emb.weight:
@@ -76,7 +90,12 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
     for i, block in enumerate(model.trf_blocks):
         p, att = f"model.layers.{i}.", block.att
         names[p + "input_layernorm.weight"] = block.norm1.weight
-        names[p + "post_attention_layernorm.weight"] = block.norm2.weight
+        if model.cfg["post_norms"]:  # Gemma's: its post_attention_layernorm is a post-norm
+            names[p + "post_attention_layernorm.weight"] = block.post_norm1.weight
+            names[p + "pre_feedforward_layernorm.weight"] = block.norm2.weight
+            names[p + "post_feedforward_layernorm.weight"] = block.post_norm2.weight
+        else:
+            names[p + "post_attention_layernorm.weight"] = block.norm2.weight
         for ours, theirs in [("W_query", "q"), ("W_key", "k"), ("W_value", "v"), ("out_proj", "o")]:
             names[f"{p}self_attn.{theirs}_proj.weight"] = getattr(att, ours).weight
         if model.cfg["qk_norm"]:
@@ -99,6 +118,11 @@ def pair(request, tmp_path_factory):
     class_name, hf_config, cfg = ARCHITECTURES[request.param]
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
+    if request.param == "gemma3":  # Gemma's norms start at 0 (a scale of 1): make them matter
+        with torch.no_grad():
+            for name, parameter in reference.named_parameters():
+                if "norm" in name:
+                    parameter.normal_(0.0, 0.3)
     folder = tmp_path_factory.mktemp(request.param)
     reference.save_pretrained(folder)
     tensors = safetensors.torch.load_file(folder / "model.safetensors")
@@ -134,11 +158,14 @@ def test_logits_and_greedy_tokens_match_transformers(pair):
     assert torch.equal(greedy(ours, prompt, 30), expected)
 
 
-@pytest.mark.parametrize("pair", ["qwen3_sliding"], indirect=True)
+@pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3"], indirect=True)
 def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
     """Issue 38: local layers see their window only, fused or explicit, whole or continued
-    through windowed caches in pieces of any size, and those caches keep window - 1 positions."""
+    through windowed caches in pieces of any size, and those caches keep window - 1 positions;
+    30 greedy tokens through those caches, fused, are transformers' too."""
     _, reference, _, ours = pair
+    windows = [block.att.window for block in ours.trf_blocks]
+    assert SLIDING_WINDOW in windows and None in windows
     ids = torch.randint(0, VOCAB, (2, 23), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = reference(ids).logits
@@ -153,9 +180,12 @@ def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
                     start += size
                 torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-4,
                                            rtol=1e-4, msg=f"sdpa={sdpa}, pieces {sizes}")
-                assert [c.window for c in caches] == [SLIDING_WINDOW, None, SLIDING_WINDOW]
-                assert all(c.keys.shape[2] == SLIDING_WINDOW - 1 for c in caches[::2])
+                assert [c.window for c in caches] == windows
+                assert all(c.keys.shape[2] == SLIDING_WINDOW - 1 for c in caches if c.window)
                 assert all(c.length == 23 for c in caches)
+        prompt = ids[:1, :5]  # still fused
+        expected = reference.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0)
+        assert torch.equal(greedy(ours, prompt, 30), expected)
     for block in ours.trf_blocks:
         block.att.use_sdpa = False
 
@@ -253,6 +283,20 @@ TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_
     ({"layer_types": "local", "sliding_window": 4}, TypeError, "layer_types must be a list"),
     ({"sliding_window": 0, "layer_types": ["local"]}, ValueError,
      "sliding_window must be a positive integer or None, got 0"),
+    ({"ffn_activation": "gelu"}, ValueError,
+     r"unknown ffn_activation 'gelu' \(did you mean 'gelu_tanh'\?\)"),
+    ({"ffn_activation": "gelu_tanh", "hidden_dim": None, "num_experts": 2,
+      "num_experts_per_tok": 1, "moe_hidden_dim": 8}, ValueError,
+     "the mixture of experts' experts are SwiGLUs"),
+    ({"norm_unit_offset": 1}, TypeError, "norm_unit_offset must be True or False, got 1"),
+    ({"post_norms": None}, TypeError, "post_norms must be True or False, got None"),
+    ({"scale_embeddings": "yes"}, TypeError, "scale_embeddings must be True or False"),
+    ({"query_pre_attn_scalar": 0}, ValueError,
+     "query_pre_attn_scalar must be a number > 0 or None, got 0"),
+    ({"rope_local_base": 1.0, "sliding_window": 4, "layer_types": ["local"]}, ValueError,
+     "rope_local_base must be a number > 1 or None, got 1.0"),
+    ({"rope_local_base": 10_000.0}, ValueError,
+     "rope_local_base is 10000.0 but no layer is local"),
 ])
 def test_bad_configurations_are_refused_by_name(change, error, message):
     with pytest.raises(error, match=message):
@@ -287,3 +331,27 @@ def test_a_modern_model_trains_and_generates_with_chapter_5s_code():
     prompt = batch[:1, :4]
     cached = generate(model, prompt, max_new_tokens=8, context_size=16)
     assert cached.shape == (1, 12) and torch.equal(cached, greedy(model, prompt, 8))
+
+
+
+def test_gemma3s_keys_each_change_what_they_name():
+    """Each Gemma 3 key alone changes the logits of the same weights; norm_unit_offset's
+    weights start at 0 (a scale of 1), and w - 1 under it scales as w does without."""
+    torch.manual_seed(0)
+    cfg = {**TINY, "n_layers": 2}
+    plain = ModernGPTModel(cfg).eval()
+    ids = torch.randint(0, 50, (1, 10))
+    with torch.no_grad():
+        expected = plain(ids)
+        offset = ModernGPTModel({**cfg, "norm_unit_offset": True}).eval()
+        assert not any(p.any() for name, p in offset.named_parameters() if "norm" in name)
+        offset.load_state_dict({name: p - 1 if "norm" in name else p
+                                for name, p in plain.state_dict().items()})
+        torch.testing.assert_close(offset(ids), expected)
+        for change in [{"post_norms": True}, {"ffn_activation": "gelu_tanh"},
+                       {"scale_embeddings": True}, {"query_pre_attn_scalar": 3},
+                       {"rope_local_base": 100.0, "sliding_window": 16,  # hides nothing here
+                        "layer_types": ["local", "global"]}]:
+            model = ModernGPTModel({**cfg, **change}).eval()
+            model.load_state_dict(plain.state_dict(), strict="post_norms" not in change)
+            assert (model(ids) - expected).abs().max() > 1e-3, change
