@@ -363,6 +363,30 @@ class ModernGPTModel(GPTModel):
                 for cache, block in zip(super().make_kv_caches(max_tokens), self.trf_blocks)]
 
 
+# %% gpt_model.ipynb cell 129, 4.8.8 Gemma 3
+
+OPEN_MODEL_CONFIGS = {
+    **OPEN_MODEL_CONFIGS,
+    "gemma-3-270m": {
+        "vocab_size": 262_144, "context_length": 32_768, "emb_dim": 640, "n_heads": 4,
+        "n_layers": 18, "hidden_dim": 2048, "head_dim": 256, "n_kv_groups": 1, "qk_norm": True,
+        "rope_base": 1_000_000.0, "rope_local_base": 10_000.0, "sliding_window": 512,
+        "layer_types": (["local"] * 5 + ["global"]) * 3, "query_pre_attn_scalar": 256,
+        "norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
+        "scale_embeddings": True, "norm_eps": 1e-6, "tie_weights": True,
+    },
+    "gemma-3-1b": {
+        "vocab_size": 262_144, "context_length": 32_768, "emb_dim": 1152, "n_heads": 4,
+        "n_layers": 26, "hidden_dim": 6912, "head_dim": 256, "n_kv_groups": 1, "qk_norm": True,
+        "rope_base": 1_000_000.0, "rope_local_base": 10_000.0, "sliding_window": 512,
+        "layer_types": (["local"] * 5 + ["global"]) * 4 + ["local"] * 2,
+        "query_pre_attn_scalar": 256, "norm_unit_offset": True, "post_norms": True,
+        "ffn_activation": "gelu_tanh", "scale_embeddings": True, "norm_eps": 1e-6,
+        "tie_weights": True,
+    },
+}
+
+
 __all__ = [
     'RMSNorm',
     'rope_frequencies',
