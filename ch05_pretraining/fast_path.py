@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from shared import (
+    MODERN_OPTIONAL_KEYS,
     GPTModel,
     KVCache,
     ModernGPTModel,
@@ -291,6 +292,11 @@ class FastModernDecoder:
         check_type("model", model, ModernGPTModel, "a ModernGPTModel (FastDecoder takes GPTModel)")
         check(not model.cfg["num_experts"], "FastModernDecoder computes dense feed-forwards; "
               "this model has a mixture of experts: generate with the model itself")
+        gemma = [f"{key}={model.cfg[key]!r}" for key in ("norm_unit_offset", "post_norms",
+                 "ffn_activation", "scale_embeddings", "query_pre_attn_scalar", "rope_local_base")
+                 if model.cfg[key] != MODERN_OPTIONAL_KEYS[key]]
+        check(not gemma, lambda: f"FastModernDecoder computes Llama's and Qwen3's block; this "
+              f"model has {', '.join(gemma)} (Gemma 3's, 4.8.8): generate with the model itself")
         check(model.cfg["sliding_window"] is None, "FastModernDecoder computes global attention "
               "only; this model has sliding-window layers: generate with the model itself")
         self.cfg = dict(model.cfg)

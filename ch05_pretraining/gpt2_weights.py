@@ -449,7 +449,7 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
           "object of settings")
     check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
           f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
-          "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3 and Qwen3 ones)")
+          "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3, Qwen3 and Gemma 3 ones)")
     return hf
 
 

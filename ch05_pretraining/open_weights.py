@@ -4,9 +4,10 @@
 
 # %% pretraining.ipynb cell 152, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3 and Qwen3 checkpoints in their published
-Hugging Face format (config.json, safetensors, one file or shards with an index) loaded into
-chapter 4's ModernGPTModel without a second copy in memory, and saved back in that format."""
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3 and Gemma 3 checkpoints in their
+published Hugging Face format (config.json, safetensors, one file or shards with an index)
+loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved back in that
+format."""
 
 import json
 import re
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from shared import (
+    MODERN_OPTIONAL_KEYS,
     SAVED_BY,
     GPTModel,
     ModernGPTModel,
@@ -38,13 +40,15 @@ from shared.data import check_safetensors
 
 # %% pretraining.ipynb cell 153, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
-OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe")  # config.json's model_type
+OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text")  # config.json's model_type
 
 
 def config_from_hf(hf: dict) -> dict:
-    """ModernGPTModel's configuration for a Llama 3 or Qwen3 (dense or MoE) config.json;
-    an option the model does not compute is refused by name, never dropped."""
+    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE) or Gemma 3 (text)
+    config.json; an option the model does not compute is refused by name, never dropped."""
     check_choice("model_type", hf.get("model_type"), OPEN_MODEL_TYPES)
+    if hf["model_type"] == "gemma3_text":
+        return _gemma3_config(hf)
     # transformers 5 names RoPE's settings rope_parameters (rope_theta among them); 4 named
     # them rope_scaling, with rope_theta beside
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
@@ -83,11 +87,62 @@ def config_from_hf(hf: dict) -> dict:
     return cfg
 
 
+_GEMMA3_LAYER_TYPES = {"sliding_attention": "local", "full_attention": "global"}
+
+
+def _gemma3_config(hf: dict) -> dict:
+    """config_from_hf for Gemma 3's text models (270M, 1B): 4.8.8's keys switched on, and the
+    layers' kinds, the window and the two RoPE bases read as transformers reads them."""
+    # transformers 5 writes each kind of layer's RoPE settings in rope_parameters; the published
+    # files (transformers 4) have rope_theta, rope_local_base_freq and rope_scaling
+    rope = hf.get("rope_parameters") or {}
+    ropes = {"global": rope.get("full_attention") or hf.get("rope_scaling") or {},
+             "local": rope.get("sliding_attention") or {}}
+    computed = {"attention_bias": False, "hidden_activation": "gelu_pytorch_tanh",
+                "attn_logit_softcapping": None, "final_logit_softcapping": None,
+                "use_bidirectional_attention": False, "quantization_config": None}
+    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
+                   if hf.get(key, value) != value]
+    for kind, settings in ropes.items():
+        rope_type = settings.get("rope_type", settings.get("type", "default"))
+        if rope_type != "default":  # Gemma 3 4B and up stretch their global layers' RoPE
+            unsupported.append(f"RoPE scaling {rope_type!r} in the {kind} layers")
+    try:
+        n_layers, every = hf["num_hidden_layers"], hf.get("sliding_window_pattern", 6)
+        kinds = hf.get("layer_types") or [  # as transformers fills them in: every 6th global
+            "full_attention" if (i + 1) % every == 0 else "sliding_attention"
+            for i in range(n_layers)]
+        unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                        if kind not in _GEMMA3_LAYER_TYPES]
+        check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+        for key in ("head_dim", "query_pre_attn_scalar"):  # transformers has no default here
+            check(hf[key] is not None, f"config.json's {key} is null; a gemma3_text model "
+                  "needs a number")
+        cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+               "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+               "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
+               "head_dim": hf["head_dim"], "n_kv_groups": hf["num_key_value_heads"],
+               "qk_norm": True, "rope_base": float(ropes["global"].get(
+                   "rope_theta", hf.get("rope_theta", 1_000_000.0))),
+               "query_pre_attn_scalar": hf["query_pre_attn_scalar"], "norm_unit_offset": True,
+               "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True,
+               "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", True)}
+        layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
+        if "local" in layer_types:  # else no window, and no second base, to give
+            cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
+                       rope_local_base=float(ropes["local"].get(
+                           "rope_theta", hf.get("rope_local_base_freq", 10_000.0))))
+    except KeyError as error:
+        raise ValueError(f"config.json has no {error.args[0]!r}, which a gemma3_text model "
+                         "needs") from None
+    return cfg
+
+
 # %% pretraining.ipynb cell 155, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3 checkpoint -> our parameter's name, in
-    the order transformers stores them."""
+    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3 checkpoint -> our parameter's
+    name, in the order transformers stores them."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
@@ -98,7 +153,12 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     for i in range(model.cfg["n_layers"]):
         hf, ours = f"model.layers.{i}.", f"trf_blocks.{i}."
         layout[hf + "input_layernorm.weight"] = ours + "norm1.weight"
-        layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
+        if model.cfg["post_norms"]:  # Gemma 3's: its post_attention_layernorm is a post-norm
+            layout[hf + "post_attention_layernorm.weight"] = ours + "post_norm1.weight"
+            layout[hf + "pre_feedforward_layernorm.weight"] = ours + "norm2.weight"
+            layout[hf + "post_feedforward_layernorm.weight"] = ours + "post_norm2.weight"
+        else:
+            layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
         for theirs, mine in attention.items():
             layout[f"{hf}self_attn.{theirs}.weight"] = f"{ours}att.{mine}.weight"
         if model.cfg["num_experts"]:
@@ -142,7 +202,7 @@ def tensor_files(folder: Path) -> dict[str, Path]:
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
-    """A ModernGPTModel with the weights of a Hugging Face Llama 3 or Qwen3 folder, in eval
+    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
     mode; dtype None keeps the stored one (bfloat16 for the published models). All names and
     shapes are checked before any tensor is read."""
     folder = Path(folder)
@@ -187,7 +247,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
 
 def download_open_model(repo_id: str, local_dir: str | Path | None = None,
                         token: str | None = None) -> Path:
-    """The folder of a Hub model ("Qwen/Qwen3-0.6B", "meta-llama/Llama-3.2-1B"): from the
+    """The folder of a Hub model ("Qwen/Qwen3-0.6B", "google/gemma-3-1b-it"): from the
     course's data mirror if it holds one, else downloaded (config, weights, tokenizer files)."""
     mirror = mirror_dir()
     if mirror is not None and (mirror / repo_id / "config.json").is_file():
@@ -220,9 +280,9 @@ def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
 
 
 class HFTokenizer:
-    """A Hugging Face tokenizer.json (Qwen3's), read by the `tokenizers` library, behind an
-    encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text become
-    those tokens (tiktoken's allowed_special="all"), as in transformers."""
+    """A Hugging Face tokenizer.json (Qwen3's, Gemma 3's), read by the `tokenizers` library,
+    behind an encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text
+    become those tokens (tiktoken's allowed_special="all"), as in transformers."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
@@ -241,10 +301,19 @@ class HFTokenizer:
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
-    `style` ("llama3" or "qwen3"), then the opening of the assistant's turn. thinking=False
-    gives Qwen3 the empty reasoning block that asks it to answer directly (Llama 3 has none)."""
-    check_choice("style", style, ("llama3", "qwen3"))
+    `style` ("llama3", "qwen3" or "gemma3"), then the opening of the assistant's turn.
+    thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly (the
+    others have none)."""
+    check_choice("style", style, ("llama3", "qwen3", "gemma3"))
     check_entries(messages, ("role", "content"))
+    if style == "gemma3":  # no system turn: a system message opens the first user turn
+        prefix, turns = "", messages
+        if messages and messages[0]["role"] == "system":
+            prefix, turns = messages[0]["content"] + "\n\n", messages[1:]
+        body = "".join(f"<start_of_turn>{'model' if m['role'] == 'assistant' else m['role']}\n"
+                       f"{prefix if i == 0 else ''}{m['content'].strip()}<end_of_turn>\n"
+                       for i, m in enumerate(turns))
+        return f"<bos>{body}<start_of_turn>model\n"
     if style == "llama3":
         turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n"  # stripped,
                         f"{m['content'].strip()}<|eot_id|>" for m in messages)  # as Meta's is
@@ -255,31 +324,73 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
 
 # %% pretraining.ipynb cell 180, 5.9.4 Saving a model in the published format
 
+_GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
+               "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
+# The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
+_FAMILY_KEYS = (*_GEMMA3_KEYS, "query_pre_attn_scalar", "rope_local_base", "sliding_window")
+
+
+def _llama_or_qwen3(cfg: dict) -> bool:
+    return all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in _FAMILY_KEYS)
+
+
+def _gemma3(cfg: dict) -> bool:
+    return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()) and cfg["qk_norm"]
+            and not cfg["num_experts"] and cfg["rope_freq"] is None)
+
+
+def _gemma3_keys(cfg: dict) -> dict:
+    """config.json's Gemma 3 settings; a setting the model leaves at its default is written as
+    the value that computes the same (no window: no local layer reads it)."""
+    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
+    return {"intermediate_size": cfg["hidden_dim"], "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": cfg["query_pre_attn_scalar"] or cfg["head_dim"],
+            "sliding_window": cfg["sliding_window"] or cfg["context_length"],
+            "layer_types": [{"local": "sliding_attention", "global": "full_attention"}[kind]
+                            for kind in kinds],
+            "rope_local_base_freq": cfg["rope_local_base"] or cfg["rope_base"],
+            "attn_logit_softcapping": None, "final_logit_softcapping": None,
+            "use_bidirectional_attention": False}
+
+
 # The families the course writes, by config.json's model_type: transformers' class for it,
 # whether a ModernGPTModel configuration is of that family, and the keys only it has. A family
 # that ModernGPTModel computes is one more entry, with its tensor names in hf_layout.
 OPEN_MODEL_FAMILIES = {
-    "llama": ("LlamaForCausalLM", lambda cfg: not cfg["qk_norm"] and not cfg["num_experts"],
-              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "mlp_bias": False}),
-    "qwen3": ("Qwen3ForCausalLM", lambda cfg: cfg["qk_norm"] and not cfg["num_experts"],
-              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "use_sliding_window": False}),
-    "qwen3_moe": ("Qwen3MoeForCausalLM", lambda cfg: cfg["qk_norm"] and cfg["num_experts"] > 0,
+    "llama": ("LlamaForCausalLM", lambda cfg: _llama_or_qwen3(cfg) and not cfg["qk_norm"]
+              and not cfg["num_experts"],
+              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "mlp_bias": False,
+                           "hidden_act": "silu"}),
+    "qwen3": ("Qwen3ForCausalLM", lambda cfg: _llama_or_qwen3(cfg) and cfg["qk_norm"]
+              and not cfg["num_experts"],
+              lambda cfg: {"intermediate_size": cfg["hidden_dim"], "use_sliding_window": False,
+                           "hidden_act": "silu"}),
+    "qwen3_moe": ("Qwen3MoeForCausalLM", lambda cfg: _llama_or_qwen3(cfg) and cfg["qk_norm"]
+                  and cfg["num_experts"] > 0,
                   lambda cfg: {"num_experts": cfg["num_experts"], "decoder_sparse_step": 1,
                                "num_experts_per_tok": cfg["num_experts_per_tok"],
                                "moe_intermediate_size": cfg["moe_hidden_dim"],
-                               "norm_topk_prob": cfg["norm_topk_prob"], "mlp_only_layers": []}),
+                               "norm_topk_prob": cfg["norm_topk_prob"], "mlp_only_layers": [],
+                               "hidden_act": "silu"}),
+    "gemma3_text": ("Gemma3ForCausalLM", _gemma3, _gemma3_keys),
 }
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
     """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
-    the published Llama 3 and Qwen3 folders spell it (rope_theta and rope_scaling, torch_dtype),
-    which transformers reads (5.24.0 is the version the course is tested with)."""
+    the published Llama 3, Qwen3 and Gemma 3 folders spell it (rope_theta and rope_scaling,
+    torch_dtype), which transformers reads (5.24.0 is the version the course is tested with)."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
-    check(families, lambda: f"no family the course saves has qk_norm={cfg['qk_norm']} with "
-          f"num_experts={cfg['num_experts']} (a mixture of experts is Qwen3's, with QK-norm)")
-    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3 and Qwen3 have no query/key/value "
-          "biases, so their config.json cannot describe this model")
+    settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
+                                                  *_FAMILY_KEYS)
+                if key in ("qk_norm", "num_experts") or cfg[key] != MODERN_OPTIONAL_KEYS[key]]
+    check(families, lambda: f"no family the course saves has {', '.join(settings)}: Llama 3 "
+          "has neither QK-norm nor experts, Qwen3 QK-norm, Qwen3-MoE both, and none of the "
+          "three a sliding window or a key of 4.8.8; Gemma 3 has QK-norm and all of "
+          f"{', '.join(f'{key}={value!r}' for key, value in _GEMMA3_KEYS.items())}, without "
+          "experts or Llama 3's RoPE scaling")
+    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3, Qwen3 and Gemma 3 have no "
+          "query/key/value biases, so their config.json cannot describe this model")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
     rope = cfg["rope_freq"]
     return {"architectures": [architecture], "model_type": families[0],
@@ -292,8 +403,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
                 "low_freq_factor": rope["low_freq_factor"],
                 "high_freq_factor": rope["high_freq_factor"],
                 "original_max_position_embeddings": rope["original_context_length"]},
-            "hidden_act": "silu", "attention_bias": False,
-            "tie_word_embeddings": cfg["tie_weights"],
+            "attention_bias": False, "tie_word_embeddings": cfg["tie_weights"],
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 

@@ -190,7 +190,8 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
 @pytest.mark.parametrize("config, message", [
     ({"model_type": "llama", "vocab_size": 300}, r"config.json describes a 'llama' model, not "
                                                  r"'gpt2' \(load_gpt2 loads GPT-2 folders, "
-                                                 "load_open_model Llama 3 and Qwen3 ones\\)"),
+                                                 r"load_open_model Llama 3, Qwen3 and Gemma 3 "
+                                                 r"ones\)"),
     ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
     ([1, 2], "config.json holds a JSON list, not an object of settings"),
 ])

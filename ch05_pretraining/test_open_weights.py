@@ -17,6 +17,7 @@ from shared import (
     OPEN_MODEL_CONFIGS,
     GPTModel,
     HFTokenizer,
+    ModernGPTModel,
     chat_prompt,
     config_from_hf,
     download_open_model,
@@ -40,12 +41,22 @@ REFERENCES = {
     "qwen3_moe": lambda: transformers.Qwen3MoeForCausalLM(transformers.Qwen3MoeConfig(
         **SMALL, moe_intermediate_size=32, num_experts=8, num_experts_per_tok=2, head_dim=16,
         norm_topk_prob=True)),
+    # 6 layers, 5 local with a window shorter than the 20-token texts below, two RoPE bases, a
+    # query scale apart from head_dim; eos_token_id None: Gemma's 1 would stop generate() early
+    "gemma3": lambda: transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(
+        **{**SMALL, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1},
+        intermediate_size=96, head_dim=24, sliding_window=6, query_pre_attn_scalar=20,
+        rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, eos_token_id=None)),
 }
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):
     torch.manual_seed(0)
     reference = REFERENCES[name]().to(dtype).eval()
+    with torch.no_grad():  # Gemma's norms start at 0 (a scale of 1): make a wrong offset show
+        for parameter_name, parameter in reference.named_parameters():
+            if name == "gemma3" and "norm" in parameter_name:
+                parameter.normal_(0.0, 0.3)
     reference.save_pretrained(folder, max_shard_size=shard)
     return reference
 
@@ -107,7 +118,7 @@ def rewrite_config(folder, **changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"model_type": "gpt2"}, r"config.json describes a 'gpt2' model, not 'llama' or 'qwen3' or "
-                             r"'qwen3_moe' \(load_gpt2 loads GPT-2 folders"),
+                             r"'qwen3_moe' or 'gemma3_text' \(load_gpt2 loads GPT-2 folders"),
     ({"attention_bias": True}, "does not compute attention_bias=True"),
     ({"hidden_act": "gelu"}, "does not compute hidden_act='gelu'"),
     ({"quantization_config": {"quant_method": "fp8"}},  # as Qwen3-0.6B-FP8's config.json
@@ -156,6 +167,74 @@ def test_a_missing_config_key_or_folder_is_named(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="has neither model.safetensors"):
         load_open_model(tmp_path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"attn_logit_softcapping": 50.0}, "does not compute attn_logit_softcapping=50.0"),
+    ({"final_logit_softcapping": 30.0}, "does not compute final_logit_softcapping=30.0"),
+    ({"use_bidirectional_attention": True}, "does not compute use_bidirectional_attention=True"),
+    ({"hidden_activation": "gelu"}, "does not compute hidden_activation='gelu'"),
+    ({"attention_bias": True}, "does not compute attention_bias=True"),
+    # Gemma 3 4B's setting, in the published (transformers 4) spelling
+    ({"rope_parameters": None, "rope_theta": 1e6, "rope_local_base_freq": 1e4,
+      "rope_scaling": {"rope_type": "linear", "factor": 8.0}},
+     "RoPE scaling 'linear' in the global layers"),
+    ({"layer_types": ["chunked_attention"] * 6}, "layer type 'chunked_attention'"),
+    ({"query_pre_attn_scalar": None}, "config.json's query_pre_attn_scalar is null"),
+])
+def test_a_gemma3_folder_asking_for_what_the_model_does_not_compute_is_refused(
+        tmp_path, changes, message):
+    saved("gemma3", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message):
+        load_open_model(tmp_path)
+
+
+def test_a_gemma3_config_needs_its_query_scalar(tmp_path):
+    saved("gemma3", tmp_path, shard="1GB")
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["query_pre_attn_scalar"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json has no 'query_pre_attn_scalar', which a "
+                                         "gemma3_text model needs"):
+        load_open_model(tmp_path)
+
+
+# Gemma 3 270M's and 1B's config.json as published on the Hub (google/gemma-3-270m,
+# google/gemma-3-1b-pt), in transformers 4's spelling; the 1B's gives its layer pattern as
+# sliding_window_pattern, the 270M's as layer_types
+GEMMA3_PUBLISHED = {
+    name: {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+           "vocab_size": 262_144, "num_attention_heads": 4, "num_key_value_heads": 1,
+           "head_dim": 256, "max_position_embeddings": 32_768, "query_pre_attn_scalar": 256,
+           "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+           "rope_scaling": None, "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
+           "attention_bias": False, "attn_logit_softcapping": None,
+           "final_logit_softcapping": None, "bos_token_id": 2, "eos_token_id": 1,
+           "pad_token_id": 0, **sizes}
+    for name, sizes in {
+        "gemma-3-270m": {"hidden_size": 640, "intermediate_size": 2048, "num_hidden_layers": 18,
+                         "_sliding_window_pattern": 6, "use_bidirectional_attention": False,
+                         "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 3},
+        "gemma-3-1b": {"hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+                       "sliding_window_pattern": 6}}.items()}
+
+
+@pytest.mark.parametrize("name", list(GEMMA3_PUBLISHED))
+def test_gemma3s_published_configs_translate_to_4_8_8s_and_count_as_transformers_does(name,
+                                                                                        tmp_path):
+    published = GEMMA3_PUBLISHED[name]
+    assert config_from_hf(published) == OPEN_MODEL_CONFIGS[name]
+    (tmp_path / "config.json").write_text(json.dumps(published))
+    hf_config = transformers.AutoConfig.from_pretrained(tmp_path)  # as transformers reads it
+    assert hf_config.layer_types == [{"local": "sliding_attention", "global": "full_attention"}[
+        kind] for kind in OPEN_MODEL_CONFIGS[name]["layer_types"]]
+    assert config_from_hf(hf_config.to_dict()) == OPEN_MODEL_CONFIGS[name]  # transformers 5's
+    with torch.device("meta"):
+        theirs = transformers.Gemma3ForCausalLM(hf_config)
+        ours = ModernGPTModel(OPEN_MODEL_CONFIGS[name])
+    assert sum(p.numel() for p in ours.parameters()) == sum(
+        p.numel() for p in theirs.parameters())
 
 
 def test_published_configs_translate_to_4_8s_configurations():
@@ -264,6 +343,103 @@ def test_qwen3_tokenizer_matches_transformers_and_the_book(qwen3_tokenizer_folde
     book = Qwen3Tokenizer(str(qwen3_tokenizer_folder / "tokenizer.json"),
                           add_generation_prompt=True, add_thinking=thinking)
     assert ours.encode(prompt) == book.encode(TEXT)
+
+
+GEMMA3_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>",
+                         "<end_of_turn>"]
+
+
+@pytest.fixture(scope="module")
+def gemma3_tokenizer_folder(tmp_path_factory):
+    """A tokenizer.json as Gemma 3 publishes it (transformers' GemmaConverter writes the same
+    pipeline): spaces replaced by '▁', no pre-tokenizer split (the Split on ' ' meets none after
+    that), BPE with byte fallback (the 256 tokens <0x00>..<0xFF> after the special tokens) and
+    fused unknowns, <bos> added by the post-processor; merges learned from The Verdict."""
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    def pipeline(tokenizer):
+        tokenizer.normalizer = normalizers.Replace(" ", "▁")
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "),
+                                               decoders.ByteFallback(), decoders.Fuse()])
+        return tokenizer
+
+    learner = pipeline(tokenizers.Tokenizer(models.BPE(unk_token="<unk>")))
+    learner.train_from_iterator([read_text("the-verdict")], trainers.BpeTrainer(
+        vocab_size=700, show_progress=False, special_tokens=GEMMA3_SPECIAL_TOKENS))
+    learned = json.loads(learner.to_str())["model"]
+    vocab = {token: i for i, token in enumerate(
+        [*GEMMA3_SPECIAL_TOKENS, *(f"<0x{b:02X}>" for b in range(256)),
+         *(t for t in sorted(learned["vocab"], key=learned["vocab"].get)
+           if t not in GEMMA3_SPECIAL_TOKENS)])}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    tokenizer = pipeline(tokenizers.Tokenizer(models.BPE(
+        vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True)))
+    tokenizer.add_special_tokens(GEMMA3_SPECIAL_TOKENS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
+    folder = tmp_path_factory.mktemp("gemma3")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>",
+        "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>",
+        "add_bos_token": True, "add_eos_token": False, "chat_template": GEMMA3_CHAT_TEMPLATE}))
+    return folder
+
+
+# Gemma 3's chat template (google/gemma-3-*-it), its text part: a system message opens the
+# first user turn, the assistant's role is "model", each content trimmed
+GEMMA3_CHAT_TEMPLATE = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {{- message['content'] | trim }}
+    {{- '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
+
+
+def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_folder):
+    """Ours reads the file with `tokenizers`; transformers' GemmaTokenizer rebuilds Gemma's
+    pipeline around the file's vocabulary and merges: the same ids, <bos> first only where
+    transformers adds special tokens, and the chat prompt equal to the template's."""
+    ours = HFTokenizer(gemma3_tokenizer_folder)
+    reference = transformers.AutoTokenizer.from_pretrained(gemma3_tokenizer_folder)
+    assert type(reference).__name__ == "GemmaTokenizer"
+    code = "def f(x):\n    return x ** 2  # squares\n\n\n    \tend   "
+    conversation = [*MESSAGES, {"role": "assistant", "content": "  Fine.  "},
+                    {"role": "user", "content": "And 2 × 3?"}]
+    prompt = chat_prompt(conversation, "gemma3")
+    assert prompt == reference.apply_chat_template(conversation, tokenize=False,
+                                                   add_generation_prompt=True)
+    assert prompt.startswith("<bos><start_of_turn>user\nAnswer briefly.\n\nHello")
+    for text in (TEXT, code, prompt):
+        ids = ours.encode(text)
+        assert ids == reference.encode(text, add_special_tokens=False)
+        if text != prompt:
+            assert reference.encode(text) == [2, *ids]  # transformers' default adds <bos>
+        assert ours.decode(ids) == text
+    fallback = ours.encode("😀")  # not in the learned vocabulary: its 4 UTF-8 bytes
+    assert [ours.tokenizer.id_to_token(i) for i in fallback] == ["<0xF0>", "<0x9F>", "<0x98>",
+                                                                 "<0x80>"]
+    assert ours.encode("<start_of_turn>model\n")[0] == 5
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -405,6 +581,13 @@ def with_classifier(model):
     (lambda: tiny_modern(qkv_bias=True), {}, ValueError, "qkv_bias=True"),
     (lambda: tiny_modern(num_experts=2, num_experts_per_tok=1, moe_hidden_dim=8,
                          qk_norm=False), {}, ValueError, "no family"),
+    # a Qwen3 with a sliding window: its config.json would lose the window
+    (lambda: tiny_modern(n_layers=2, sliding_window=4, layer_types=["local", "global"]), {},
+     ValueError, r"no family the course saves has qk_norm=True, num_experts=0, "
+                 r"sliding_window=4: .*none of the three a sliding window"),
+    (lambda: tiny_modern(post_norms=True), {}, ValueError,
+     r"no family the course saves has qk_norm=True, num_experts=0, post_norms=True: .*Gemma 3 "
+     r"has QK-norm and all of norm_unit_offset=True, post_norms=True"),
     (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be None or one of"),
     (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError,
      r"max_shard_size must be a number of bytes or a size such as '5GB'"),

@@ -230,6 +230,16 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
     windowed = tiny_qwen3(n_layers=2, sliding_window=4, layer_types=["local", "global"])
     with pytest.raises(ValueError, match="sliding-window layers: generate with the model itself"):
         FastModernDecoder(windowed)
+    for change, named in [({"norm_unit_offset": True}, "norm_unit_offset=True"),  # Gemma 3's
+                          ({"post_norms": True}, "post_norms=True"),
+                          ({"ffn_activation": "gelu_tanh"}, "ffn_activation='gelu_tanh'"),
+                          ({"scale_embeddings": True}, "scale_embeddings=True"),
+                          ({"query_pre_attn_scalar": 6}, "query_pre_attn_scalar=6"),
+                          ({"rope_local_base": 100.0, "n_layers": 2, "sliding_window": 4,
+                            "layer_types": ["local", "global"]}, "rope_local_base=100.0")]:
+        with pytest.raises(ValueError, match=f"this model has {named} .Gemma 3's, 4.8.8.: "
+                                             "generate with the model itself"):
+            FastModernDecoder(tiny_qwen3(**change))
     decoder = FastModernDecoder(modern_model("qwen3"))
     with pytest.raises(ValueError, match="context_length is 16"):
         decoder(torch.zeros(1, 17, dtype=torch.long))
