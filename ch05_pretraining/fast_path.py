@@ -276,7 +276,7 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
     return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
 
 
-# %% pretraining.ipynb cell 170, 5.9.2 Decoding at speed
+# %% pretraining.ipynb cell 176, 5.9.2 Decoding at speed
 
 class FastModernDecoder:
     """FastDecoder for a dense ModernGPTModel (4.8; 5.9 loads the open models into it): an

@@ -299,8 +299,11 @@ def test_standalone_keeps_only_what_is_used():
 # check), attend's mask on the fused path, grouped heads and scale, and KVCache's window (a
 # windowed cache keeps window - 1 positions). Measured against 54002ff's copies: ch03 263 -> 312,
 # ch04 463 -> 511, ch05 1048 -> 1096, ch07 2063 -> 2111 (ch06, 2126 -> 2174, stays under its cap).
+# Then ch05 by 22 for Gemma 3 (issue 38, 4.8.8): its copy holds OPEN_MODEL_CONFIGS, which 4.8.8
+# extends with the two Gemma 3 configurations in a definition of its own (so that 4.8.4's and
+# 4.8.6's tables keep their three models): 20 lines and two blank ones, ch05 1096 -> 1118.
 STANDALONE_LINES_CAP = {"ch02_text_data": 569, "ch03_attention": 312, "ch04_gpt_model": 511,
-                        "ch05_pretraining": 1096, "ch06_classification": 2252,
+                        "ch05_pretraining": 1118, "ch06_classification": 2252,
                         "ch07_instructions": 2111}
 
 
