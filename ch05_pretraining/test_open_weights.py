@@ -201,8 +201,9 @@ def test_a_gemma3_config_needs_its_query_scalar(tmp_path):
 
 
 # Gemma 3 270M's and 1B's config.json as published on the Hub (google/gemma-3-270m,
-# google/gemma-3-1b-pt), in transformers 4's spelling; the 1B's gives its layer pattern as
-# sliding_window_pattern, the 270M's as layer_types
+# google/gemma-3-1b-pt), in transformers 4's spelling, the architecture's keys transcribed (no
+# download here); the 1B's gives its layer pattern as sliding_window_pattern, the 270M's as
+# layer_types
 GEMMA3_PUBLISHED = {
     name: {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
            "vocab_size": 262_144, "num_attention_heads": 4, "num_key_value_heads": 1,
