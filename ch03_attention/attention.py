@@ -217,11 +217,12 @@ def attend(queries, keys, values, start, dropout, use_sdpa, training, *, window=
     grouped = keys.shape[1] != queries.shape[1]
     if use_sdpa:
         plain = start == 0 and num_queries == num_keys and (window is None or window >= num_keys)
+        sees_all = num_queries == 1 and (window is None or window >= num_keys)  # a new token
         # SDPA's boolean mask marks the keys a query MAY see: the opposite of causal_mask's
-        allowed = None if plain else ~causal_mask(num_queries, start, num_keys, window,
-                                                  queries.device)
+        allowed = None if plain or sees_all else ~causal_mask(num_queries, start, num_keys,
+                                                              window, queries.device)
         return nn.functional.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=allowed, is_causal=plain,
+            queries, keys, values, attn_mask=allowed, is_causal=plain and not sees_all,
             dropout_p=dropout.p if training else 0.0, scale=scale, enable_gqa=grouped)
     if grouped:  # a copy of each key and value head for every query head of its group
         keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)

@@ -18,11 +18,14 @@ from torch import nn
 
 from shared import (
     MODERN_OPTIONAL_KEYS,
+    MODERN_REQUIRED_KEYS,
     GPTModel,
     KVCache,
     ModernGPTModel,
     apply_rope,
+    attend,
     check,
+    check_architecture,
     check_count,
     check_gpt2_architecture,
     check_token_ids,
@@ -47,7 +50,7 @@ class FastDecoder:
     def __init__(self, model: GPTModel, weight_dtype: torch.dtype = torch.float32):
         check(weight_dtype in (torch.float32, torch.bfloat16),
               f"weight_dtype must be torch.float32 or torch.bfloat16, got {weight_dtype}")
-        check_gpt2_architecture(model, "FastDecoder")  # it computes that architecture only
+        check_gpt2_architecture(model, "FastDecoder", "generate with the model itself")
         self.cfg, self.weight_dtype = dict(model.cfg), weight_dtype
         self.eps = model.final_norm.eps
         # Built from GPT-2's layout of the weights (5.5), fresh float32 copies: the fused
@@ -114,10 +117,6 @@ class FastDecoder:
         start = self._check_input(in_idx, kv_caches)
         batch, num_tokens = in_idx.shape
         width, heads = self.cfg["emb_dim"], self.cfg["n_heads"]
-        mask = None  # one new token may see every cached key; a prompt alone is plain causal
-        if num_tokens > 1 and start > 0:  # query i sits at start + i: keys 0 .. start + i
-            mask = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
-                              device=in_idx.device).tril(start)
         x = self.tok_emb[in_idx] + self.pos_emb[start:start + num_tokens]
         for i, block in enumerate(self.blocks):
             qkv = self._linear(nn.functional.layer_norm(x, (width,), *block["norm1"], self.eps),
@@ -125,8 +124,7 @@ class FastDecoder:
             queries, keys, values = qkv.view(batch, num_tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
             if kv_caches:
                 keys, values = kv_caches[i].update(keys, values)
-            context = nn.functional.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=mask, is_causal=num_tokens > 1 and mask is None)
+            context = attend(queries, keys, values, start, None, True, False)  # 3.7's, fused
             x = x + self._linear(context.transpose(1, 2).reshape(batch, num_tokens, width),
                                  block["out"])
             hidden = self._linear(nn.functional.layer_norm(x, (width,), *block["norm2"], self.eps),
@@ -278,6 +276,13 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
 
 # %% pretraining.ipynb cell 176, 5.9.2 Decoding at speed
 
+# The configuration keys FastModernDecoder computes: Llama 3's and Qwen3's dense block. Every
+# other option of ModernGPTModel (experts, sliding windows, Gemma 3's, any added later) must be
+# at its default: a model that uses one is refused, not computed wrongly.
+FAST_MODERN_CONFIG_KEYS = (*MODERN_REQUIRED_KEYS, "hidden_dim", "head_dim", "qk_norm",
+                           "norm_eps", "rope_freq", "drop_rate", "qkv_bias", "tie_weights", "sdpa")
+
+
 class FastModernDecoder:
     """FastDecoder for a dense ModernGPTModel (4.8; 5.9 loads the open models into it): an
     inference-only float32 copy of its weights, laid out for generating token by token.
@@ -290,15 +295,8 @@ class FastModernDecoder:
 
     def __init__(self, model: ModernGPTModel):
         check_type("model", model, ModernGPTModel, "a ModernGPTModel (FastDecoder takes GPTModel)")
-        check(not model.cfg["num_experts"], "FastModernDecoder computes dense feed-forwards; "
-              "this model has a mixture of experts: generate with the model itself")
-        gemma = [f"{key}={model.cfg[key]!r}" for key in ("norm_unit_offset", "post_norms",
-                 "ffn_activation", "scale_embeddings", "query_pre_attn_scalar", "rope_local_base")
-                 if model.cfg[key] != MODERN_OPTIONAL_KEYS[key]]
-        check(not gemma, lambda: f"FastModernDecoder computes Llama's and Qwen3's block; this "
-              f"model has {', '.join(gemma)} (Gemma 3's, 4.8.8): generate with the model itself")
-        check(model.cfg["sliding_window"] is None, "FastModernDecoder computes global attention "
-              "only; this model has sliding-window layers: generate with the model itself")
+        check_architecture(model, ModernGPTModel, "FastModernDecoder", FAST_MODERN_CONFIG_KEYS,
+                           MODERN_OPTIONAL_KEYS, "generate with the model itself")
         self.cfg = dict(model.cfg)
 
         def matrix(*linears):  # input-major (in, out); several side by side: one product
@@ -338,10 +336,6 @@ class FastModernDecoder:
         heads, groups, head_dim = self.cfg["n_heads"], self.cfg["n_kv_groups"], self.cfg["head_dim"]
         width, eps = self.cfg["emb_dim"], self.cfg["norm_eps"]
         cos, sin = rope_angles(self.freqs.to(in_idx.device), start, num_tokens)
-        mask = None  # as in FastDecoder: one new token may see every cached key
-        if num_tokens > 1 and start > 0:
-            mask = torch.ones(num_tokens, start + num_tokens, dtype=torch.bool,
-                              device=in_idx.device).tril(start)
         x = self.tok_emb[in_idx]
         for i, block in enumerate(self.blocks):
             qkv = nn.functional.rms_norm(x, (width,), block["norm1"], eps) @ block["qkv"]
@@ -356,9 +350,7 @@ class FastModernDecoder:
             queries, keys = apply_rope(queries, cos, sin), apply_rope(keys, cos, sin)
             if kv_caches:
                 keys, values = kv_caches[i].update(keys, values)
-            context = nn.functional.scaled_dot_product_attention(  # enable_gqa: no head copies
-                queries, keys, values, attn_mask=mask, is_causal=num_tokens > 1 and mask is None,
-                enable_gqa=True)
+            context = attend(queries, keys, values, start, None, True, False)
             x = x + context.transpose(1, 2).reshape(batch, num_tokens, -1) @ block["out"]
             gate, up = (nn.functional.rms_norm(x, (width,), block["norm2"], eps)
                         @ block["gate_up"]).chunk(2, dim=-1)
@@ -374,5 +366,6 @@ __all__ = [
     'ChunkedCrossEntropy',
     'chunked_cross_entropy',
     'calc_loss_batch_chunked',
+    'FAST_MODERN_CONFIG_KEYS',
     'FastModernDecoder',
 ]

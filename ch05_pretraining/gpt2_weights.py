@@ -118,43 +118,72 @@ GPT2_LAYOUT_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads",
                            "drop_rate", "qkv_bias", "tie_weights", "sdpa")
 
 
-def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout") -> None:
-    """Raise unless `model` is what the GPT-2 layout describes: a GPTModel whose config has only
-    GPT2_LAYOUT_CONFIG_KEYS, that overrides no forward, and whose modules and parameters have
-    exactly the types and shapes of GPTModel(model.cfg). Anything else (a changed block or
-    norm, an unmerged adapter, a classification head) would be computed or saved wrongly."""
-    check_type("model", model, GPTModel, "a GPTModel")
-    unknown = sorted(set(model.cfg) - set(GPT2_LAYOUT_CONFIG_KEYS))
-    check(not unknown, f"{user} does not support the configuration key(s) {unknown}; it "
-          f"knows {', '.join(GPT2_LAYOUT_CONFIG_KEYS)}")
-    overridden = [name for name in ("forward", "hidden_states")
-                  if getattr(type(model), name) is not getattr(GPTModel, name)]
-    check(not overridden, f"{user} does not support {type(model).__name__}: it overrides "
-          f"GPTModel's {' and '.join(overridden)}", TypeError)
-    with torch.device("meta"):  # shapes and types only: no memory, no random draws
-        reference = GPTModel(model.cfg)
-    kinds, shapes = _architecture_problems(model, reference)
-    check(not kinds, f"{user} does not support {'; '.join(kinds)}", TypeError)
-    check(not shapes, f"{user} does not support {'; '.join(shapes)}")
+def check_architecture(model: nn.Module, family: type, user: str, config_keys,
+                       options: dict | None = None, instead: str = "") -> None:
+    """Raise, naming what differs, unless `model` computes exactly what `family` computes with
+    the configuration keys `config_keys` (any other key must be one of `options`, a dict of
+    option: default, left at its default). `user` recomputes the model from its weights (a fast
+    decoder) or writes them in a layout (a saver), and would get anything else wrong: a changed
+    method, block or norm, a hook, an unmerged adapter, a classification head, a key it does
+    not know. Compared with family(model.cfg) built on the meta device (shapes only, no memory,
+    no random draws). `instead`: what to do instead, added to every refusal."""
+    def refuse_unless(ok, message, error=ValueError):
+        check(ok, lambda: f"{user} does not support {message()}" + (f": {instead}" if instead
+                                                                        else ""), error)
 
-
-def _architecture_problems(model, reference) -> tuple[list[str], list[str]]:
-    """The modules whose type and the parameters whose shape differ from `reference`'s."""
+    family_name = family.__name__
+    check_type("model", model, family, f"a {family_name}")
+    head, vocab_size = getattr(model, "out_head", None), model.cfg["vocab_size"]
+    outputs = model.cfg.get("num_classes") or (
+        head.weight.shape[0] if isinstance(head, nn.Linear) else vocab_size)
+    refuse_unless(outputs == vocab_size, lambda: f"a classification head ({outputs} outputs, "
+                  f"the vocabulary has {vocab_size}), only a language model's head")
+    options = options or {}
+    odd = [f"{key}={model.cfg[key]!r}" for key in model.cfg if key not in config_keys
+           and (key not in options or model.cfg[key] != options[key])]
+    refuse_unless(not odd, lambda: f"the configuration {', '.join(odd)}; it computes "
+                  f"{', '.join(config_keys)}" + (", the other options at their defaults"
+                                                 if options else ""))
+    own = family.__mro__[:family.__mro__.index(nn.Module)]  # family and its bases below Module
+    methods = {name for cls in own for name, method in vars(cls).items()
+               if callable(method) and not name.startswith("__")}
+    overridden = sorted(name for name in methods
+                        if getattr(type(model), name) is not getattr(family, name))
+    refuse_unless(not overridden, lambda: f"{type(model).__name__}: it overrides "
+                  f"{family_name}'s {' and '.join(overridden)}", TypeError)
+    hooked = [name or "the model" for name, module in model.named_modules()
+              if module._forward_hooks or module._forward_pre_hooks]
+    refuse_unless(not hooked, lambda: f"hooks, and {hooked[0]} has one (remove it with the "
+                  "handle register_forward_hook returned)", TypeError)
+    with torch.device("meta"):
+        reference = family(model.cfg)
     expected = dict(reference.named_modules())
-    kinds = [f"{name}: a {type(module).__name__} where GPTModel has a "
-             f"{type(expected[name]).__name__}"
-             + (" (an adapter? merge adapters into the weights first)"
-                if type(expected[name]) is nn.Linear else "")
-             for name, module in model.named_modules()
-             if name in expected and name and type(module) is not type(expected[name])]
+    odd_modules = [(name, type(module), type(expected[name]))
+                   for name, module in model.named_modules()
+                   if name and name in expected and type(module) is not type(expected[name])]
+    refuse_unless(not odd_modules, lambda: "; ".join(
+        f"{name}: a {kind.__name__} where {family_name} has a {wanted.__name__}"
+        for name, kind, wanted in odd_modules[:3]) + (
+        " (adapters? merge them into the weights first: merge_lora, 6.9)"
+        if any(wanted is nn.Linear for *_, wanted in odd_modules) else ""), TypeError)
     found, wanted = (dict(m.named_parameters(remove_duplicate=False)) for m in (model, reference))
-    shapes = [f"{name} of shape {tuple(found[name].shape)}, GPTModel(model.cfg) has "
+    shapes = [f"{name} of shape {tuple(found[name].shape)}, {family_name}(model.cfg) has "
               f"{tuple(p.shape)}" if name in found else f"a model without {name}"
               for name, p in wanted.items()
               if name not in found or found[name].shape != p.shape]
-    shapes += [f"{name}, a parameter GPTModel does not have" for name in found
+    shapes += [f"{name}, a parameter {family_name} does not have" for name in found
                if name not in wanted]
-    return kinds[:3], shapes[:3]
+    refuse_unless(not shapes, lambda: "; ".join(shapes[:3]))
+
+
+def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
+                            instead: str = "") -> None:
+    """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
+    configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
+    check(not isinstance(model, ModernGPTModel), f"{user} describes GPT-2's block, not a "
+          "ModernGPTModel's: save_open_model (5.9) saves one, FastModernDecoder decodes it",
+          TypeError)
+    check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
 # %% pretraining.ipynb cell 82, 5.5 Loading pretrained weights from OpenAI
@@ -598,6 +627,7 @@ __all__ = [
     'download_gpt2_weights',
     'read_gpt2_weights',
     'GPT2_LAYOUT_CONFIG_KEYS',
+    'check_architecture',
     'check_gpt2_architecture',
     'gpt2_tensors',
     'load_weights_into_gpt',

@@ -24,10 +24,12 @@ from torch import nn
 
 from shared import (
     MODERN_OPTIONAL_KEYS,
+    MODERN_REQUIRED_KEYS,
     SAVED_BY,
     GPTModel,
     ModernGPTModel,
     check,
+    check_architecture,
     check_choice,
     check_entries,
     mirror_dir,
@@ -489,9 +491,9 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
 
 def check_open_model(model) -> None:
-    """Refuse, saying what to do instead, a model that save_open_model would write wrongly: not
-    a ModernGPTModel, a classifier, or one with modules or parameters ModernGPTModel(model.cfg)
-    does not have (an unmerged LoRA adapter)."""
+    """Refuse, saying what to do instead, a model that save_open_model would write wrongly:
+    anything but a ModernGPTModel as ModernGPTModel(model.cfg) computes it (check_architecture):
+    a GPTModel, a classifier, one with an unmerged LoRA adapter, or one without its weights."""
     check(isinstance(model, ModernGPTModel), lambda: f"model must be a ModernGPTModel, got "
           f"{type(model).__name__}" + (": save a GPTModel with save_gpt2_safetensors (5.5)"
                                        if isinstance(model, GPTModel) else ""), TypeError)
@@ -501,28 +503,9 @@ def check_open_model(model) -> None:
     check(outputs == vocab_size, f"model has a classification head ({outputs} outputs, the "
           f"vocabulary has {vocab_size}), which a language model's folder has no place for: save "
           "a classifier with save_checkpoint (5.4) and load it into a model given the same head")
-    overridden = [name for name in ("forward", "hidden_states")
-                  if getattr(type(model), name) is not getattr(ModernGPTModel, name)]
-    check(not overridden, f"{type(model).__name__} overrides ModernGPTModel's "
-          f"{' and '.join(overridden)}, which the saved folder would not compute", TypeError)
-    with torch.device("meta"):  # shapes and types only: no memory, no random draws
-        reference = ModernGPTModel(model.cfg)
-    expected = dict(reference.named_modules())
-    odd = [f"{name}: a {type(module).__name__} where ModernGPTModel has a "
-           f"{type(expected[name]).__name__}" for name, module in model.named_modules()
-           if name in expected and type(module) is not type(expected[name])]
-    check(not odd, lambda: f"model has modules save_open_model cannot write: "
-          f"{'; '.join(odd[:3])}. An unmerged LoRA adapter is merged first: merge the "
-          "adapters with merge_lora(model) (6.9), which folds each into its linear layer",
-          TypeError)
-    found, wanted = (dict(m.named_parameters()) for m in (model, reference))
-    odd = [f"{name} {tuple(found[name].shape) if name in found else 'missing'}, expected "
-           f"{tuple(p.shape)}" for name, p in wanted.items()
-           if name not in found or found[name].shape != p.shape]
-    odd += [f"{name}, which ModernGPTModel does not have" for name in found if name not in wanted]
-    check(not odd, lambda: f"model's parameters are not ModernGPTModel(model.cfg)'s: "
-          f"{'; '.join(odd[:3])}")
-    on_meta = [name for name, p in found.items() if p.is_meta]
+    check_architecture(model, ModernGPTModel, "save_open_model",
+                       (*MODERN_REQUIRED_KEYS, *MODERN_OPTIONAL_KEYS))
+    on_meta = [name for name, p in model.named_parameters() if p.is_meta]
     check(not on_meta, lambda: f"model is on the meta device ({on_meta[0]} has a shape but no "
           "values): load or train its weights first")
 

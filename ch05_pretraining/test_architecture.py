@@ -1,17 +1,23 @@
-"""One architecture source: FastDecoder and GPT-2's file layout (ch05 gpt2_weights, fast_path)
-describe chapter 4's GPTModel exactly, and refuse anything else rather than compute it wrongly."""
+"""One refusal rule (ch05 gpt2_weights.check_architecture) for everything that recomputes or
+writes a model from its weights: FastDecoder and GPT-2's file layout describe chapter 4's
+GPTModel exactly, FastModernDecoder and save_open_model 4.8's ModernGPTModel, and each refuses
+anything else rather than compute or save it wrongly. One attack set runs against all of them."""
 
 import pytest
 import torch
 from torch import nn
 
 from ch04_gpt_model.gpt_model import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
-from ch05_pretraining.fast_path import FastDecoder
+from ch04_gpt_model.modern import ModernGPTModel
+from ch05_pretraining.fast_path import FastDecoder, FastModernDecoder
 from ch05_pretraining.gpt2_weights import (
     gpt2_tensors,
     load_weights_into_gpt,
     save_gpt2_safetensors,
 )
+from ch05_pretraining.open_weights import save_open_model
+from ch06_classification.classification import add_classification_head, replace_linear_with_lora
+from conftest import tiny_qwen3
 
 
 SMALL = {"vocab_size": 61, "context_length": 12, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
@@ -95,25 +101,9 @@ def test_an_unknown_config_key_is_refused(user, tmp_path):
         OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "rope": False}
 
     model = model_of(RopeGPT, rope=True)  # ... that the fast path and the layout do not know
-    with pytest.raises(ValueError,
-                       match=r"does not support the configuration key\(s\) \['rope'\]"):
+    with pytest.raises(ValueError, match=r"does not support the configuration rope=True; it "
+                                         r"computes vocab_size, context_length"):
         USERS[user](model, tmp_path)
-
-
-@pytest.mark.parametrize("user", USERS)
-def test_an_unmerged_adapter_and_a_classification_head_are_refused(user, tmp_path):
-    from ch06_classification.classification import replace_linear_with_lora
-
-    adapted = model_of()
-    replace_linear_with_lora(adapted.trf_blocks, rank=2, alpha=4)
-    with pytest.raises(TypeError, match=r"a LinearWithLoRA where GPTModel has a Linear \(an "
-                                        r"adapter\? merge adapters into the weights first\)"):
-        USERS[user](adapted, tmp_path)
-    classifier = model_of()
-    classifier.out_head = nn.Linear(SMALL["emb_dim"], 2)
-    with pytest.raises(ValueError, match=r"out_head.weight of shape \(2, 16\), GPTModel\(model"
-                                         r".cfg\) has \(61, 16\); out_head.bias, a parameter"):
-        USERS[user](classifier, tmp_path)
 
 
 def test_a_subclass_that_changes_nothing_the_layout_describes_is_accepted(tmp_path):
@@ -166,3 +156,111 @@ def test_a_missing_parameter_is_refused(user, tmp_path):
     model.trf_blocks[1].att.out_proj = nn.Linear(16, 16, bias=False)  # same type, no bias
     with pytest.raises(ValueError, match=r"a model without trf_blocks.1.att.out_proj.bias"):
         USERS[user](model, tmp_path)
+
+
+# The attack set, against both families and everything that recomputes or writes them --------
+
+def modern_of(cls=ModernGPTModel, **change):
+    model = tiny_qwen3(n_layers=2, context_length=12)
+    if cls is not ModernGPTModel:
+        model.__class__ = cls  # the same weights, the subclass's methods
+    with torch.no_grad():  # norms away from 1, so that a swapped norm computes something else
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.uniform_(0.5, 1.5)
+    model.cfg = {**model.cfg, **change}
+    return model
+
+
+def gpt_of(cls=GPTModel, **change):
+    model = model_of(cls)
+    model.cfg = {**model.cfg, **change}
+    return model
+
+
+FAMILIES = {  # family: (a small model of it, a norm of the other family, its users)
+    GPTModel: (gpt_of, lambda width: nn.RMSNorm(width), {
+        "FastDecoder": lambda model, tmp_path: FastDecoder(model),
+        "FastDecoder (bf16)": lambda model, tmp_path: FastDecoder(model, torch.bfloat16),
+        "the GPT-2 layout (saving)": save}),
+    ModernGPTModel: (modern_of, lambda width: nn.LayerNorm(width), {
+        "FastModernDecoder": lambda model, tmp_path: FastModernDecoder(model),
+        "save_open_model": lambda model, tmp_path: save_open_model(model, tmp_path / "out")}),
+}
+CASES = [(family, user) for family, (_, _, users) in FAMILIES.items() for user in users]
+
+
+def subclass(family, method):
+    """A learner's subclass whose `method` doubles what the family's computes."""
+    def doubled(self, *args, **kwargs):
+        return 2 * getattr(family, method)(self, *args, **kwargs)
+    return type(f"Doubled{method.title().replace('_', '')}", (family,), {method: doubled})
+
+
+def lora(model):
+    replace_linear_with_lora(model.trf_blocks, rank=2, alpha=4)
+    with torch.no_grad():  # B starts at zero; a trained adapter has moved it
+        for name, parameter in model.named_parameters():
+            if name.endswith(".B"):
+                parameter.normal_()
+    return model
+
+
+def swapped_norm(model, other_norm):
+    model.trf_blocks[0].norm1 = other_norm(model.cfg["emb_dim"])
+    return model
+
+
+def hooked(model):
+    model.trf_blocks[0].register_forward_hook(lambda module, inputs, output: 2 * output)
+    return model
+
+
+ATTACKS = {  # attack: (make the model, error, what the message must say)
+    "forward overridden": (lambda family, build, norm: build(subclass(family, "forward")),
+                           TypeError, r"DoubledForward: it overrides \w+'s forward"),
+    "hidden_states overridden": (
+        lambda family, build, norm: build(subclass(family, "hidden_states")),
+        TypeError, r"DoubledHiddenStates: it overrides \w+'s hidden_states"),
+    "classification head": (lambda family, build, norm: add_classification_head(build(), 2),
+                            ValueError, r"classification head \(2 outputs, "
+                                       r"the vocabulary has \d+\)"),
+    "unmerged adapters": (lambda family, build, norm: lora(build()), TypeError,
+                          r"a LinearWithLoRA where \w+ has a Linear.* \(adapters\? merge them "
+                          r"into the weights first: merge_lora, 6.9\)"),
+    "swapped norm": (lambda family, build, norm: swapped_norm(build(), norm), TypeError,
+                     r"trf_blocks.0.norm1: a (RMSNorm|LayerNorm) where \w+ has a \w+"),
+    "forward hook": (lambda family, build, norm: hooked(build()), TypeError,
+                     r"does not support hooks, and trf_blocks.0 has one"),
+    "unknown config key": (lambda family, build, norm: build(logit_softcap=30.0), ValueError,
+                           r"does not support the configuration logit_softcap=30.0; it computes"),
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
+def test_every_user_refuses_the_attack_set(family, user, attack, tmp_path):
+    build, other_norm, users = FAMILIES[family]
+    make, error, message = ATTACKS[attack]
+    model, ids = make(family, build, other_norm), torch.tensor([[1, 2, 3, 4]])
+    if attack != "unknown config key":  # a key nothing reads changes nothing; the rest compute
+        with torch.no_grad():  # something else than the family's model with the same weights
+            plain = build()
+            changed = model(ids)
+            assert changed.shape != plain(ids).shape or not torch.allclose(changed, plain(ids))
+    with pytest.raises(error, match=message):
+        users[user](model, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written, not even half
+
+
+@pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
+def test_a_subclass_that_changes_nothing_is_computed_exactly(family, user, tmp_path):
+    build, _, users = FAMILIES[family]
+    named = type("Named", (family,), {"describe": lambda self: "mine"})  # a new method only
+    model = build(named)
+    ids = torch.randint(0, 40, (2, 10), generator=torch.Generator().manual_seed(0))
+    result = users[user](model, tmp_path)
+    if callable(result) and not isinstance(result, nn.Module):  # a decoder: the same logits
+        with torch.no_grad():
+            tolerance = {"rtol": 0.05, "atol": 0.05} if "bf16" in user else {}
+            torch.testing.assert_close(result(ids), model(ids), **tolerance)

@@ -176,13 +176,13 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
 
     classifier = GPTModel(SMALL)
     add_classification_head(classifier, 2)
-    with pytest.raises(ValueError, match=r"does not support the configuration key\(s\) "
-                                         r"\['num_classes'\]"):
+    with pytest.raises(ValueError, match=r"does not support a classification head \(2 outputs, "
+                                         r"the vocabulary has \d+\)"):
         save_gpt2_safetensors(classifier, tmp_path / "classifier")
     adapted = GPTModel(SMALL)
     replace_linear_with_lora(adapted, rank=2, alpha=4)
-    with pytest.raises(TypeError, match="a LinearWithLoRA where GPTModel has a Linear \\(an "
-                                        "adapter\\? merge adapters into the weights first\\)"):
+    with pytest.raises(TypeError, match="a LinearWithLoRA where GPTModel has a Linear.* "
+                                        "\\(adapters\\? merge them into the weights first"):
         save_gpt2_safetensors(adapted, tmp_path / "adapted")
     assert list(tmp_path.iterdir()) == []  # no folder, empty or half-written
 

@@ -1,6 +1,8 @@
 """Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss and
 the bf16 switch (5.8), FastModernDecoder (5.9.2)."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -84,8 +86,8 @@ def test_fast_decoder_is_a_copy_in_evaluation_mode():
 def test_fast_decoder_refuses_a_classifiers_head():
     model = small_model()
     model.out_head = nn.Linear(SMALL["emb_dim"], 2)  # chapter 6's replacement head
-    with pytest.raises(ValueError, match=r"FastDecoder does not support out_head.weight of "
-                                         r"shape \(2, 32\)"):
+    with pytest.raises(ValueError, match=r"FastDecoder does not support a classification head "
+                                         r"\(2 outputs, the vocabulary has 97\)"):
         FastDecoder(model)
 
 
@@ -123,7 +125,7 @@ def test_fast_decoder_rejects_what_it_cannot_copy_or_compute():
         FastDecoder(model, torch.float16)
     adapted = small_model()
     adapted.trf_blocks[0].att.W_query = nn.Sequential(nn.Linear(32, 32))  # not a plain Linear
-    with pytest.raises(TypeError, match="merge adapters"):
+    with pytest.raises(TypeError, match="merge them into the weights first: merge_lora"):
         FastDecoder(adapted)
     decoder = FastDecoder(model)
     with pytest.raises(ValueError, match="context_length is 24"):
@@ -224,11 +226,16 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
     with pytest.raises(TypeError, match="model must be a ModernGPTModel .FastDecoder takes "
                                         "GPTModel., got GPTModel"):
         FastModernDecoder(small_model())
+    # one rule (check_architecture): every option but Llama's and Qwen3's dense block at its
+    # default (the attack set of test_architecture.py covers the rest)
+    refused = "FastModernDecoder does not support the configuration "
     moe = tiny_qwen3(hidden_dim=None, num_experts=4, num_experts_per_tok=2, moe_hidden_dim=8)
-    with pytest.raises(ValueError, match="mixture of experts: generate with the model itself"):
+    with pytest.raises(ValueError, match=refused + "num_experts=4, num_experts_per_tok=2, "
+                                         "moe_hidden_dim=8; .*: generate with the model itself"):
         FastModernDecoder(moe)
     windowed = tiny_qwen3(n_layers=2, sliding_window=4, layer_types=["local", "global"])
-    with pytest.raises(ValueError, match="sliding-window layers: generate with the model itself"):
+    with pytest.raises(ValueError, match=refused + re.escape(
+            "sliding_window=4, layer_types=['local', 'global']")):
         FastModernDecoder(windowed)
     for change, named in [({"norm_unit_offset": True}, "norm_unit_offset=True"),  # Gemma 3's
                           ({"post_norms": True}, "post_norms=True"),
@@ -237,8 +244,7 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
                           ({"query_pre_attn_scalar": 6}, "query_pre_attn_scalar=6"),
                           ({"rope_local_base": 100.0, "n_layers": 2, "sliding_window": 4,
                             "layer_types": ["local", "global"]}, "rope_local_base=100.0")]:
-        with pytest.raises(ValueError, match=f"this model has {named} .Gemma 3's, 4.8.8.: "
-                                             "generate with the model itself"):
+        with pytest.raises(ValueError, match=refused + ".*" + re.escape(named)):
             FastModernDecoder(tiny_qwen3(**change))
     decoder = FastModernDecoder(modern_model("qwen3"))
     with pytest.raises(ValueError, match="context_length is 16"):

@@ -112,6 +112,7 @@ from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
     read_gpt2_weights as read_gpt2_weights,
     GPT2_LAYOUT_CONFIG_KEYS as GPT2_LAYOUT_CONFIG_KEYS,
+    check_architecture as check_architecture,
     check_gpt2_architecture as check_gpt2_architecture,
     gpt2_tensors as gpt2_tensors,
     load_weights_into_gpt as load_weights_into_gpt,
@@ -133,6 +134,7 @@ from ch05_pretraining.fast_path import (
     ChunkedCrossEntropy as ChunkedCrossEntropy,
     chunked_cross_entropy as chunked_cross_entropy,
     calc_loss_batch_chunked as calc_loss_batch_chunked,
+    FAST_MODERN_CONFIG_KEYS as FAST_MODERN_CONFIG_KEYS,
     FastModernDecoder as FastModernDecoder,
 )
 from ch05_pretraining.open_weights import (
