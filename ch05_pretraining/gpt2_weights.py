@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export gpt2_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 75, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 78, 5.5 Loading pretrained weights from OpenAI
 
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
 save a GPTModel in their format, and the book's names for the same steps.
@@ -46,7 +46,7 @@ from shared import (
 from shared.data import check_safetensors
 
 
-# %% pretraining.ipynb cell 76, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 79, 5.5 Loading pretrained weights from OpenAI
 
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
@@ -80,7 +80,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% pretraining.ipynb cell 80, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 83, 5.5 Loading pretrained weights from OpenAI
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -186,7 +186,7 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% pretraining.ipynb cell 82, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 85, 5.5 Loading pretrained weights from OpenAI
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -210,7 +210,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% pretraining.ipynb cell 92, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 95, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
     """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
@@ -269,7 +269,7 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% pretraining.ipynb cell 95, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 98, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
 
 # Writing a model's folder whole or not at all, for save_gpt2_safetensors
 # and 5.9's save_open_model.
@@ -395,7 +395,7 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
         return False
 
 
-# %% pretraining.ipynb cell 96, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 99, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -441,7 +441,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% pretraining.ipynb cell 98, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 101, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -502,7 +502,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% pretraining.ipynb cell 104, The book's names
+# %% pretraining.ipynb cell 107, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}

@@ -205,49 +205,121 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 44, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
+# %% pretraining.ipynb cell 44, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
 
-def _nucleus(probs, top_p):
-    """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
-    drop = before >= top_p
-    drop[..., 0] = False  # the most likely token stays even if top_p rounds to 0 in float32
-    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return kept / kept.sum(dim=-1, keepdim=True)
+# A logits processor takes one position's logits (..., vocab) and the token ids so far
+# (..., length) and returns new logits; a token whose logit is -inf can no longer be picked.
+# The decoding step applies a list of them in order, then picks from what is left.
+
+class RepetitionPenalty:
+    """CTRL's penalty (Keskar et al., 2019): the logit of every token already in the sequence,
+    prompt included, is divided by `penalty` where positive and multiplied where negative, so
+    a penalty above 1 makes a repeat less likely."""
+
+    def __init__(self, penalty: float):
+        self.penalty = penalty
+
+    def __call__(self, logits, tokens):
+        seen = logits.gather(-1, tokens)
+        return logits.scatter(-1, tokens, torch.where(seen > 0, seen / self.penalty,
+                                                      seen * self.penalty))
 
 
-# %% pretraining.ipynb cell 46, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
+class TopK:
+    """Keep the k largest logits (5.3.3)."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, logits, tokens):
+        kth_largest = torch.topk(logits, min(self.k, logits.shape[-1])).values[..., -1:]
+        return logits.masked_fill(logits < kth_largest, -torch.inf)
+
+
+class Temperature:
+    """Divide the logits by the temperature (5.3.2), which must be above 0 (0 is greedy: no
+    division). Shifted first so that the largest logit is 0: a tiny temperature or huge logits
+    then give -inf for the others, not inf - inf = nan."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, logits, tokens):
+        return (logits - logits.amax(dim=-1, keepdim=True)) / self.temperature
+
+
+class TopP:
+    """Keep the nucleus: the most likely tokens whose probabilities first add up to top_p."""
+
+    def __init__(self, top_p: float):
+        self.top_p = top_p
+
+    def __call__(self, logits, tokens):
+        sorted_probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely ones
+        drop = before >= self.top_p
+        drop[..., 0] = False  # the most likely token stays even if top_p rounds to 0 in float32
+        return logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -torch.inf)
+
+
+class MinP:
+    """Min-p (Nguyen et al., 2024): drop every token less likely than min_p times the most
+    likely one, a cut that follows the model's confidence."""
+
+    def __init__(self, min_p: float):
+        self.min_p = min_p
+
+    def __call__(self, logits, tokens):
+        probs = torch.softmax(logits, dim=-1)
+        return logits.masked_fill(probs < self.min_p * probs.amax(dim=-1, keepdim=True),
+                                  -torch.inf)
+
+
+# %% pretraining.ipynb cell 46, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
+
+def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
+                        top_p: float | None = None, min_p: float | None = None,
+                        repetition_penalty: float | None = None) -> list:
+    """generate's sampling options as the processors of one decoding step, in the order
+    transformers applies them. Greedy decoding (temperature 0) needs only the penalty: the
+    cuts all keep the largest logit."""
+    processors = [] if repetition_penalty is None else [RepetitionPenalty(repetition_penalty)]
+    if temperature == 0:
+        return processors
+    options = [(top_k, TopK), (temperature, Temperature), (top_p, TopP), (min_p, MinP)]
+    return processors + [make(value) for value, make in options if value is not None]
+
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
-                     top_p: float | None = None) -> torch.Tensor:
-    """The probability of each token being picked next, from one position's logits (..., vocab).
-
-    Only the top_k largest logits stay; temperature 0 puts all probability on the largest
-    (greedy); above 0 it is softmax(logits / temperature), cut to the nucleus top_p.
-    """
-    if top_k is not None:
-        kth_largest = torch.topk(logits, min(top_k, logits.shape[-1])).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_largest, -torch.inf)
+                     top_p: float | None = None, *, min_p: float | None = None,
+                     repetition_penalty: float | None = None,
+                     tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """The probability of each token being picked next, from one position's logits (..., vocab)
+    and, for the repetition penalty, the token ids so far: all on the largest processed logit
+    when greedy (temperature 0), else their softmax."""
+    for process in sampling_processors(temperature, top_k, top_p, min_p, repetition_penalty):
+        logits = process(logits, tokens)
     if temperature == 0:
         return nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
-    # The same softmax, shifted so the largest logit is 0: a tiny temperature or huge logits
-    # then give -inf for the others, not inf - inf = nan.
-    logits = logits - logits.amax(dim=-1, keepdim=True)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return probs if top_p is None else _nucleus(probs, top_p)
+    return torch.softmax(logits, dim=-1)
 
 
 def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
-               top_p: float | None = None) -> torch.Tensor:
-    """The next token id (..., 1) for logits (..., vocab), picked as next_token_probs says."""
-    if temperature == 0:  # greedy, without a random number
+               top_p: float | None = None, *, processors: list | None = None,
+               tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """The next token id (..., 1) for logits (..., vocab): `processors` (default: those of
+    temperature, top_k and top_p) applied in order, then the largest logit when greedy (no
+    random number is drawn), else a draw from their softmax."""
+    if processors is None:
+        processors = sampling_processors(temperature, top_k, top_p)
+    for process in processors:
+        logits = process(logits, tokens)
+    if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
+    return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
 
 
-# %% pretraining.ipynb cell 106, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 109, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -268,7 +340,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 109, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 112, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -307,7 +379,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 110, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 113, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -375,7 +447,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 114, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 117, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
@@ -383,15 +455,18 @@ def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     return max(highest) if highest else None
 
 
-# %% pretraining.ipynb cell 119, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 122, 5.7 Faster generation: the KV cache (beyond the book)
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
              eos_id: int | None = None, *, top_p: float | None = None,
-             use_cache: bool = True) -> torch.Tensor:
+             min_p: float | None = None, repetition_penalty: float | None = None,
+             logits_processors: Sequence[Callable] = (), use_cache: bool = True) -> torch.Tensor:
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
-    Each step picks the next token with next_token (temperature, top_k, top_p). A sequence
+    Each step picks the next token with next_token: `logits_processors` (your own, each
+    called as process(logits, tokens_so_far) -> logits), then sampling_processors' for
+    repetition_penalty, top_k, temperature, top_p and min_p, then greedy or a draw. A sequence
     that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
     others go on. Generation stops when every sequence has ended, and the step on which the last
     ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
@@ -428,6 +503,15 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
         check_count("top_k", top_k, 1)
     if top_p is not None:
         check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
+    if min_p is not None:
+        check_number("min_p", min_p, "a number in [0, 1]", high=1.0)
+    if repetition_penalty is not None:
+        check_number("repetition_penalty", repetition_penalty, "a number > 0 (1 changes "
+                     "nothing)", low_open=True)
+    check(all(callable(process) for process in logits_processors), "logits_processors must be "
+          "callables process(logits, tokens) -> logits", TypeError)
+    processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
+                                                           repetition_penalty)]
     ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     kv_caches = None
     if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
@@ -441,7 +525,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                 logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
             else:  # the window slid: positions shifted, the cache is stale
                 logits = model(idx[:, -context_size:], last_only=True)[:, -1]
-        next_id = next_token(logits, temperature, top_k, top_p)
+        next_id = next_token(logits, temperature, processors=processors, tokens=idx)
         if eos_id is not None:
             ended |= next_id == eos_id
             if bool(ended.all()):
@@ -466,6 +550,12 @@ __all__ = [
     'train_model_simple',
     'plot_values',
     'plot_losses',
+    'RepetitionPenalty',
+    'TopK',
+    'Temperature',
+    'TopP',
+    'MinP',
+    'sampling_processors',
     'next_token_probs',
     'next_token',
     'cosine_schedule',

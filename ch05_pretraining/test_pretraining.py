@@ -11,7 +11,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
 from ch05_pretraining.pretraining import (
-    _nucleus,
+    MinP,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
     batches_per_step,
     calc_loss_batch,
     calc_loss_loader,
@@ -23,6 +27,7 @@ from ch05_pretraining.pretraining import (
     next_token_probs,
     plot_losses,
     plot_values,
+    sampling_processors,
     train_model,
     train_model_simple,
 )
@@ -556,11 +561,82 @@ def test_generate_reads_the_context_length_from_the_model():
     assert torch.equal(generate(model, prompt, 5), generate(model, prompt, 5, context_size=8))
 
 
-def test_nucleus_keeps_the_smallest_set_reaching_p():
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    for top_p, expected in [(0.7, [0.625, 0.375, 0.0, 0.0]), (0.5, [1.0, 0.0, 0.0, 0.0]),
+                            (1.0, [0.5, 0.3, 0.15, 0.05])]:
+        torch.testing.assert_close(torch.softmax(TopP(top_p)(logits, None), dim=-1),
+                                   torch.tensor([expected]))
+
+
+# Logits processors (5.3.4) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("options", [
+    {"temperature": 0.7}, {"temperature": 1.0, "top_k": 5}, {"temperature": 1.3, "top_p": 0.8},
+    {"temperature": 1.0, "min_p": 0.05}, {"temperature": 0.9, "repetition_penalty": 1.3},
+    {"temperature": 0.8, "top_k": 20, "top_p": 0.9, "min_p": 0.02, "repetition_penalty": 1.2},
+])
+def test_the_processors_give_transformers_probabilities(options):
+    import transformers
+
+    hf = transformers.LogitsProcessorList()
+    if "repetition_penalty" in options:
+        hf.append(transformers.RepetitionPenaltyLogitsProcessor(options["repetition_penalty"]))
+    hf.append(transformers.TemperatureLogitsWarper(options["temperature"]))
+    for key, make in [("top_k", transformers.TopKLogitsWarper),
+                      ("top_p", transformers.TopPLogitsWarper),
+                      ("min_p", transformers.MinPLogitsWarper)]:
+        if key in options:
+            hf.append(make(options[key]))
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4, 50, generator=generator)
+    tokens = torch.randint(0, 50, (4, 12), generator=generator)
+    expected = torch.softmax(hf(tokens, logits.clone()), dim=-1)
+    torch.testing.assert_close(next_token_probs(logits, tokens=tokens, **options), expected)
+
+
+def test_a_repetition_penalty_makes_repeats_rarer_and_one_changes_nothing():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 1.5]])
+    tokens = torch.tensor([[0, 1, 1]])  # tokens 0 and 1 were seen
+    assert RepetitionPenalty(2.0)(logits, tokens).tolist() == [[1.0, -2.0, 0.5, 1.5]]
+    assert torch.equal(RepetitionPenalty(1.0)(logits, tokens), logits)
+    assert next_token(logits).item() == 0
+    greedy = sampling_processors(repetition_penalty=2.0)  # it applies when greedy too
+    assert next_token(logits, processors=greedy, tokens=tokens).item() == 3
+
+
+def test_min_p_keeps_the_tokens_at_least_min_p_times_as_likely_as_the_best():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    torch.testing.assert_close(_nucleus(probs, 0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
-    torch.testing.assert_close(_nucleus(probs, 0.5), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
-    torch.testing.assert_close(_nucleus(probs, 1.0), probs)
+    kept = torch.softmax(MinP(0.2)(probs.log(), None), dim=-1)  # 0.2 * 0.5 = 0.1: 0.05 goes
+    torch.testing.assert_close(kept, torch.tensor([[0.5, 0.3, 0.15, 0.0]]) / 0.95)
+
+
+def test_sampling_processors_are_generates_options_in_transformers_order():
+    assert [type(p) for p in sampling_processors(1.0, 5, 0.9, 0.1, 1.2)] == [
+        RepetitionPenalty, TopK, Temperature, TopP, MinP]
+    assert [type(p) for p in sampling_processors(0.0, 5, 0.9, 0.1, 1.2)] == [RepetitionPenalty]
+    assert sampling_processors() == []
+
+
+def test_generate_takes_your_own_processor_and_the_fast_decoder_gives_the_same_tokens():
+    from ch05_pretraining.fast_path import FastDecoder
+
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[4, 8, 15]])
+    plain = generate(model, prompt, 6)
+
+    def ban(token):
+        return lambda logits, tokens: logits.index_fill(-1, torch.tensor([token]), -torch.inf)
+
+    banned = generate(model, prompt, 6, logits_processors=[ban(plain[0, 3].item())])
+    assert plain[0, 3].item() not in banned[0, 3:].tolist()
+    for options in [{"repetition_penalty": 1.5}, {"temperature": 1.0, "min_p": 0.1},
+                    {"logits_processors": [ban(plain[0, 3].item())]}]:
+        torch.manual_seed(1)
+        expected = generate(model, prompt, 6, **options)
+        torch.manual_seed(1)
+        assert torch.equal(generate(FastDecoder(model), prompt, 6, **options), expected)
 
 
 # Learning-rate schedule --------------------------------------------------------------------
