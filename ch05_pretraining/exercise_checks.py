@@ -495,7 +495,7 @@ def _moe_read_per_token(bytes_per_number=2, experts_read=8, embedding_read=False
     return gb, 20 / gb
 
 
-@value_exercise("5.9", rel_tol=2e-3, hints=[
+@value_exercise("5.9", rel_tol=1e-2, hints=[  # 1%: the solution's 6.08 GB and 3.3 tokens/s
     "Per token and block, the attention's four matrices and the router are read whole; of the "
     "experts, only the ones the router chose for this token.",
     "The output head is a matrix of its own here (not tied) and is read whole; of the token "

@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export open_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 162, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 165, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 """Chapter 5, section 5.9 (beyond the book): Llama 3 and Qwen3 checkpoints in their published
 Hugging Face format (config.json, safetensors, one file or shards with an index) loaded into
@@ -36,7 +36,7 @@ from shared import (
 from shared.data import check_safetensors
 
 
-# %% pretraining.ipynb cell 163, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 166, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe")  # config.json's model_type
 
@@ -83,7 +83,7 @@ def config_from_hf(hf: dict) -> dict:
     return cfg
 
 
-# %% pretraining.ipynb cell 165, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 168, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     """Each tensor name of a Hugging Face Llama/Qwen3 checkpoint -> our parameter's name, in
@@ -112,7 +112,7 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     return layout
 
 
-# %% pretraining.ipynb cell 166, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 169, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def tensor_files(folder: Path) -> dict[str, Path]:
     """Each tensor name of a model folder -> the safetensors file that holds it. Each file is
@@ -183,7 +183,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     return model.eval()
 
 
-# %% pretraining.ipynb cell 168, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
+# %% pretraining.ipynb cell 171, 5.9 Loading today's open models: Llama 3 and Qwen3 (beyond the ...
 
 def download_open_model(repo_id: str, local_dir: str | Path | None = None,
                         token: str | None = None) -> Path:
@@ -194,10 +194,11 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         return mirror / repo_id
     from huggingface_hub import snapshot_download  # only needed here, and it is slow to import
     return Path(snapshot_download(repo_id, local_dir=local_dir, token=token, allow_patterns=[
-        "*.json", "*.safetensors", "original/tokenizer.model"]))
+        "*.json", "*.safetensors", "merges.txt", "chat_template.jinja",  # SOURCE_FILES, 5.9.4
+        "original/tokenizer.model"]))
 
 
-# %% pretraining.ipynb cell 173, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 176, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -237,7 +238,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% pretraining.ipynb cell 175, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 178, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -253,7 +254,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% pretraining.ipynb cell 190, 5.9.4 Saving a model in the published format
+# %% pretraining.ipynb cell 193, 5.9.4 Saving a model in the published format
 
 # The families the course writes, by config.json's model_type: transformers' class for it,
 # whether a ModernGPTModel configuration is of that family, and the keys only it has. A family
@@ -297,7 +298,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% pretraining.ipynb cell 192, 5.9.4 Saving a model in the published format
+# %% pretraining.ipynb cell 195, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies

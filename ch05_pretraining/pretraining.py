@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 34, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
+# %% pretraining.ipynb cell 35, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 """Chapter 5: pretraining a GPT on unlabelled text: the loss, the training loops, decoding."""
 
@@ -31,7 +31,7 @@ Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 
-# %% pretraining.ipynb cell 35, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
+# %% pretraining.ipynb cell 36, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
@@ -64,7 +64,7 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
     return total / num_batches
 
 
-# %% pretraining.ipynb cell 36, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
+# %% pretraining.ipynb cell 37, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
@@ -97,7 +97,7 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
     model.train(was_training)
 
 
-# %% pretraining.ipynb cell 37, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
+# %% pretraining.ipynb cell 38, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
@@ -148,7 +148,7 @@ def train_model_simple(
     return train_losses, val_losses, track_seen
 
 
-# %% pretraining.ipynb cell 38, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
+# %% pretraining.ipynb cell 39, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
@@ -182,7 +182,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 51, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
+# %% pretraining.ipynb cell 52, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
 
 def _nucleus(probs, top_p):
     """Zero all but the most likely tokens whose cumulative probability first reaches top_p."""
@@ -195,7 +195,7 @@ def _nucleus(probs, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# %% pretraining.ipynb cell 53, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
+# %% pretraining.ipynb cell 54, 5.3.4 Top-p, and the decoding step on its own (beyond the book)
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                      top_p: float | None = None) -> torch.Tensor:
@@ -224,7 +224,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), num_samples=1)
 
 
-# %% pretraining.ipynb cell 114, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 117, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -245,7 +245,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 117, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 120, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -284,7 +284,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 118, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 121, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -352,7 +352,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 122, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 125, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
@@ -360,7 +360,7 @@ def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     return max(highest) if highest else None
 
 
-# %% pretraining.ipynb cell 127, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 130, 5.7 Faster generation: the KV cache (beyond the book)
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
@@ -428,7 +428,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     return idx
 
 
-# %% pretraining.ipynb cell 129, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 132, 5.7 Faster generation: the KV cache (beyond the book)
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
