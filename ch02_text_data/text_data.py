@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')  # the split of 2.2
 
 
-from shared import check, check_strings  # noqa: E402 - the helpers of the checks below
+from shared import check, check_strings
 
 
 def simple_tokenize(text: str) -> list[str]:
@@ -39,7 +39,7 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
 
 # %% text_data.ipynb cell 30, 2.4.1 The tokenizers' checks (beyond the book)
 
-import operator  # noqa: E402 - imported where the chapter first uses it
+import operator
 
 
 def _look_up_ids(id_to_token: dict, ids) -> list:
@@ -50,7 +50,7 @@ def _look_up_ids(id_to_token: dict, ids) -> list:
             i = operator.index(i)  # ints and integer tensors, not 1.5
         except TypeError:
             raise TypeError(f"token ids must be integers, got {i!r}") from None
-        if i not in id_to_token:  # an if, not check(): a message is built only on failure
+        if i not in id_to_token:  # a plain if: it runs once per id, and costs less than check()
             raise ValueError(f"token id {i} is not in the vocabulary "
                              f"(ids 0..{len(id_to_token) - 1})")
         tokens.append(id_to_token[i])
@@ -95,9 +95,9 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
 
 
-# %% text_data.ipynb cell 39, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 41, 2.5.1 The merge rule, learned from counts (beyond the book)
 
-from collections import Counter  # noqa: E402
+from collections import Counter
 
 
 def count_pairs(sequences: dict[tuple[int, ...], int]) -> Counter:
@@ -116,7 +116,7 @@ def most_frequent_pair(pair_counts: Counter) -> tuple[int, int]:
     return a, b
 
 
-# %% text_data.ipynb cell 42, 2.5.1 The merge rule, learned from counts (beyond the book)
+# %% text_data.ipynb cell 44, 2.5.1 The merge rule, learned from counts (beyond the book)
 
 def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     """Replace each occurrence of `pair` in `seq`, left to right, by `new_id`."""
@@ -133,17 +133,17 @@ def merge_pair(seq: tuple, pair: tuple, new_id: int) -> tuple:
     return tuple(out)
 
 
-# %% text_data.ipynb cell 46, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 48, 2.5.2 Training on The Verdict (beyond the book)
 
-import regex  # noqa: E402
+import regex
 
 
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-# %% text_data.ipynb cell 49, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 51, 2.5.2 Training on The Verdict (beyond the book)
 
-from shared import check_count  # noqa: E402
+from shared import check_count
 
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
@@ -170,7 +170,7 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
     return ranks, merges
 
 
-# %% text_data.ipynb cell 53, 2.5.2 Training on The Verdict (beyond the book)
+# %% text_data.ipynb cell 55, 2.5.2 Training on The Verdict (beyond the book)
 
 def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """The token ids of one pre-tokenized chunk: merge the lowest-ranked neighbouring pair
@@ -186,9 +186,9 @@ def apply_merges(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts]
 
 
-# %% text_data.ipynb cell 59, 2.5.3 A merge loop without a cost cliff (beyond the book)
+# %% text_data.ipynb cell 61, 2.5.3 A merge loop without a cost cliff (beyond the book)
 
-import heapq  # noqa: E402
+import heapq
 
 
 def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
@@ -218,7 +218,7 @@ def apply_merges_fast(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[part] for part in parts if part]
 
 
-# %% text_data.ipynb cell 65, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 67, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 def gpt2_byte_to_char() -> dict[int, str]:
     """GPT-2's printable stand-in character for each byte, as used in its BPE files."""
@@ -229,9 +229,9 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% text_data.ipynb cell 68, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 70, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
-from shared import check_flag, write_atomically  # noqa: E402
+from shared import check_flag, write_atomically
 
 
 def read_gpt2_files(encoder_json, vocab_bpe):
@@ -308,10 +308,15 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     lines = ["#version: 0.2"] + [f"{as_text(a)} {as_text(b)}" for a, b in merges]
     files = {"encoder.json": json.dumps(encoder, ensure_ascii=False).encode("utf-8"),
              "vocab.bpe": ("\n".join(lines) + "\n").encode("utf-8")}
-    differ = [name for name in files if (folder / name).exists() and not replace
-              and ((folder / name).is_dir() or (folder / name).read_bytes() != files[name])]
-    check(not differ, lambda: f"{folder} holds another tokenizer's {' and '.join(differ)}; pass "
-          "replace=True to replace them, or choose another folder")
+
+    def holds_another(name):  # a file (or folder) of that name, other than the one we write
+        path = folder / name
+        return path.exists() and (path.is_dir() or path.read_bytes() != files[name])
+
+    clashes = [] if replace else [name for name in files if holds_another(name)]
+    names = " and ".join(clashes)
+    check(not clashes, f"{folder} holds another tokenizer's {names}; pass replace=True to "
+          "replace them, or choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
 
     def write_both(encoder_tmp):  # both written in full before either is renamed
@@ -321,9 +326,9 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     write_atomically(folder / "encoder.json", write_both)
 
 
-# %% text_data.ipynb cell 73, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 75, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
-from collections.abc import Set as AbstractSet  # noqa: E402
+from collections.abc import Set as AbstractSet
 
 
 def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
@@ -331,12 +336,15 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    # As tiktoken's: "all" or a set of strings (or a list, a tuple); not one str (a set of chars).
-    check(allowed_special == "all" or isinstance(allowed_special, (AbstractSet, list, tuple))
-          and all(isinstance(token, str) for token in allowed_special), lambda: "allowed_special "
-          f"must be 'all' or a set of special tokens, got {allowed_special!r}; " + (f"did you "
-          f"mean {{{allowed_special!r}}}?" if isinstance(allowed_special, str) else "set() allows "
-          "none"), TypeError)
+    # As tiktoken's: "all", or a set (or a list, a tuple) of special tokens. Any other str is
+    # refused: set(allowed_special) would be the set of its characters.
+    is_str = isinstance(allowed_special, str)
+    valid = allowed_special == "all" if is_str else (
+        isinstance(allowed_special, (AbstractSet, list, tuple))
+        and all(isinstance(token, str) for token in allowed_special))
+    hint = f"did you mean {set([allowed_special])}?" if is_str else "set() allows none"
+    check(valid, lambda: "allowed_special must be 'all' or a set of special tokens, got "
+          f"{allowed_special!r}; {hint}", TypeError)
     allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
     unknown = allowed - set(special_tokens)
     if unknown:
@@ -344,7 +352,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
                          f"token of this tokenizer (it has {sorted(special_tokens) or 'none'})")
     for special in set(special_tokens) - allowed:
         check(special not in text, f"text contains the special token {special!r}; pass "
-                                   f"allowed_special={{{special!r}}} to encode it as one token")
+                                   f"allowed_special={set([special])} to encode it as one token")
     if not allowed:
         return [(text, False)]
     # A capturing group keeps the separators; they land at the odd positions of the split.
@@ -352,7 +360,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% text_data.ipynb cell 76, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
+# %% text_data.ipynb cell 78, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with tikto...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.

@@ -72,7 +72,7 @@ class FeedForward(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
-    so a matrix that two modules share (weight tying) counts once."""
+    so a matrix that two modules share (weight tying, 4.6) counts once."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -155,8 +155,8 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
-        # the blocks' causal masks (3.5.3): n_layers float32 T x T matrices, 4 * T**2 bytes each,
-        # plus a temporary copy while a block builds its own (each block checks only its own)
+        # n_layers causal masks (3.5.3), 4 * T**2 bytes each, and a temporary one while a block
+        # builds its own. Each block checks only its own mask; the model checks the total here.
         check_memory("context_length", cfg["context_length"],
                      4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1),
                      f"{cfg['n_layers']:,} causal masks and a copy while one is built")

@@ -274,7 +274,7 @@ def _resume_other_parameters(path, cfg):
 
 @property_exercise("5.4", hints=[
     "Build a GPTModel(cfg) and an AdamW over its parameters, then copy both saved states "
-    "into them: load_checkpoint of 5.4 does that (or torch.load and each object's "
+    "into them: load_checkpoint of 5.4.1 does that (or torch.load and each object's "
     "load_state_dict).",
     "The optimizer's state holds AdamW's two running averages per weight and its step count; "
     "its learning rate and weight decay come back from the file too, so AdamW's defaults are "
@@ -495,7 +495,7 @@ def _moe_read_per_token(bytes_per_number=2, experts_read=8, embedding_read=False
     return gb, 20 / gb
 
 
-@value_exercise("5.9", rel_tol=2e-3, hints=[
+@value_exercise("5.9", rel_tol=1e-2, hints=[  # 1%: the solution's 6.08 GB and 3.3 tokens/s
     "Per token and block, the attention's four matrices and the router are read whole; of the "
     "experts, only the ones the router chose for this token.",
     "The output head is a matrix of its own here (not tied) and is read whole; of the token "

@@ -2,26 +2,20 @@
 # Do not edit: change the notebook's cells marked `#| export gpt2_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 78, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 99, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
 
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
 save a GPTModel in their format, and the book's names for the same steps.
 
-One description of the architecture, `_gpt2_layout`, maps GPT-2's tensors to our parameters;
-loading, saving and the fast path (fast_path.FastDecoder) all use it, and it refuses any model
-it does not describe exactly (check_gpt2_architecture).
+One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading, saving and
+fast_path.FastDecoder alike.
 """
 
-import filecmp
 import glob
-import http.client
 import json
 import os
 import re
 import shutil
-import urllib.request
-import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,7 +40,7 @@ from shared import (
 from shared.data import check_safetensors
 
 
-# %% pretraining.ipynb cell 79, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 100, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
@@ -80,7 +74,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% pretraining.ipynb cell 83, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 102, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -112,8 +106,9 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     return layout
 
 
-# The configuration keys the layout describes (chapter 4's GPTModel and its two options);
-# an architecture option added to GPTModel must be added here, with its tensors, to be used.
+# The configuration keys the layout describes (chapter 4's GPTModel with its options
+# `tie_weights` and `sdpa`, 5.8); an architecture option added to GPTModel must be added here,
+# with its tensors, to be used.
 GPT2_LAYOUT_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                            "drop_rate", "qkv_bias", "tie_weights", "sdpa")
 
@@ -180,13 +175,10 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
                             instead: str = "") -> None:
     """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
     configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
-    check(not isinstance(model, ModernGPTModel), f"{user} describes GPT-2's block, not a "
-          "ModernGPTModel's: save_open_model (5.9) saves one, FastModernDecoder decodes it",
-          TypeError)
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% pretraining.ipynb cell 85, 5.5 Loading pretrained weights from OpenAI
+# %% pretraining.ipynb cell 104, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -210,7 +202,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% pretraining.ipynb cell 95, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 106, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
     """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
@@ -269,7 +261,7 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% pretraining.ipynb cell 98, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 109, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 # Writing a model's folder whole or not at all, for save_gpt2_safetensors
 # and 5.9's save_open_model.
@@ -293,6 +285,9 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
     replaces only files and the sub-folders `names` matches, and never the home folder, the
     current folder or one holding it: a folder named by mistake never loses a tree.
     """
+    import uuid
+    import warnings
+
     check_flag("replace", replace)
     path = Path(os.path.abspath(folder))
     _check_replaceable(folder, path, writer, names, same, replace)
@@ -354,8 +349,7 @@ def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, 
             refuse(f"holds {relative}, which {writer} did not write")
         if not replace and relative.endswith(".safetensors") and not _saved_by(entry, writer):
             refuse(f"holds {relative}, which {writer} did not write (its metadata does not name "
-                   f"{writer}: another program's save, or one by an earlier version of the "
-                   "course)")
+                   f"{writer}: another program's save)")
     if replace or not any(path.iterdir()):
         return
     try:
@@ -395,7 +389,7 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
         return False
 
 
-# %% pretraining.ipynb cell 99, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% pretraining.ipynb cell 110, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -441,7 +435,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% pretraining.ipynb cell 101, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% pretraining.ipynb cell 112, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -502,7 +496,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% pretraining.ipynb cell 107, The book's names
+# %% pretraining.ipynb cell 118, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
@@ -567,6 +561,10 @@ def download_file(url: str, destination: str | Path, backup_url: str | None = No
     data fetching instead: from data/ or the local mirror, verified (and skipped when the same
     bytes are there). The file is written whole or not at all; another file at `destination`
     is refused unless replace=True."""
+    import filecmp  # these three serve this downloader alone
+    import http.client
+    import urllib.request
+
     destination = Path(destination)
     check(not destination.is_dir(), f"destination {destination} is a folder: give the path "
           "of the file to write in it")

@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 3, Chapter 5 — Pretraining on unlabelled data
+# %% pretraining.ipynb cell 35, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 """Chapter 5: pretraining a GPT on unlabelled text: the loss, the training loops, decoding."""
 
@@ -31,30 +31,7 @@ Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 
-# %% pretraining.ipynb cell 6, 5.1.1 What the untrained model writes
-
-def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
-    """Encode `text` to a (1, tokens) tensor: a batch of one."""
-    ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
-    return torch.tensor(ids, dtype=torch.long).unsqueeze(0)  # long even when empty
-
-
-def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
-    """Decode one sequence of ids, (tokens) or (1, tokens), to text."""
-    _check_one_sequence(token_ids)
-    return tokenizer.decode(token_ids.reshape(-1).tolist())  # a list even for one token
-
-
-def _check_one_sequence(token_ids: torch.Tensor) -> None:
-    check(token_ids.dim() == 1 or (token_ids.dim() == 2 and token_ids.shape[0] == 1), lambda:
-          "token_ids is a single id (a 0-d tensor): pass token_ids.reshape(1)"
-          if token_ids.dim() == 0 else f"token_ids holds a batch of {token_ids.shape[0]} "
-          "sequences, this decodes one: [token_ids_to_text(row, tokenizer) for row in token_ids]"
-          if token_ids.dim() == 2 else f"token_ids has shape {tuple(token_ids.shape)}: this "
-          "decodes one sequence, of shape (tokens) or (1, tokens)")
-
-
-# %% pretraining.ipynb cell 22, 5.1.3 Training and validation losses on The Verdict
+# %% pretraining.ipynb cell 36, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
@@ -87,7 +64,7 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
     return total / num_batches
 
 
-# %% pretraining.ipynb cell 26, 5.2 Training an LLM
+# %% pretraining.ipynb cell 37, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
@@ -120,7 +97,7 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
     model.train(was_training)
 
 
-# %% pretraining.ipynb cell 28, 5.2 Training an LLM
+# %% pretraining.ipynb cell 38, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
@@ -171,7 +148,7 @@ def train_model_simple(
     return train_losses, val_losses, track_seen
 
 
-# %% pretraining.ipynb cell 31, 5.2 Training an LLM
+# %% pretraining.ipynb cell 39, 5.2.1 The exported helpers and loop: checks and hooks (beyond th...
 
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
@@ -205,7 +182,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 44, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
+# %% pretraining.ipynb cell 52, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
 
 # A logits processor takes one position's logits (..., vocab) and the token ids so far
 # (..., length) and returns new logits; a token whose logit is -inf can no longer be picked.
@@ -275,7 +252,7 @@ class MinP:
                                   -torch.inf)
 
 
-# %% pretraining.ipynb cell 46, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
+# %% pretraining.ipynb cell 54, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
 
 def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, min_p: float | None = None,
@@ -319,7 +296,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
 
 
-# %% pretraining.ipynb cell 109, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 120, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -340,7 +317,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 112, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 123, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -379,7 +356,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 113, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 124, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -447,7 +424,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 117, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 128, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
@@ -455,7 +432,7 @@ def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     return max(highest) if highest else None
 
 
-# %% pretraining.ipynb cell 122, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 133, 5.7 Faster generation: the KV cache (beyond the book)
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
@@ -535,13 +512,38 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     return idx
 
 
+# %% pretraining.ipynb cell 135, 5.7 Faster generation: the KV cache (beyond the book)
+
+def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
+    """Encode `text` to a (1, tokens) tensor: a batch of one."""
+    ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    return torch.tensor(ids, dtype=torch.long).unsqueeze(0)  # long even when empty
+
+
+def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
+    """Decode one sequence of ids, (tokens) or (1, tokens), to text."""
+    _check_one_sequence(token_ids)
+    return tokenizer.decode(token_ids.reshape(-1).tolist())  # a list even for one token
+
+
+def _check_one_sequence(token_ids: torch.Tensor) -> None:
+    """Refuse anything but one sequence of ids, saying what to pass instead."""
+    shape = tuple(token_ids.shape)
+    if len(shape) == 0:
+        raise ValueError("token_ids is a single id (a 0-d tensor): pass token_ids.reshape(1)")
+    if len(shape) == 2 and shape[0] != 1:
+        raise ValueError(f"token_ids holds a batch of {shape[0]} sequences, this decodes one: "
+                         "[token_ids_to_text(row, tokenizer) for row in token_ids]")
+    if len(shape) > 2:
+        raise ValueError(f"token_ids has shape {shape}: this decodes one sequence, of shape "
+                         "(tokens) or (1, tokens)")
+
+
 __all__ = [
     'Batch',
     'Loader',
     'Device',
     'LossFn',
-    'text_to_token_ids',
-    'token_ids_to_text',
     'calc_loss_batch',
     'calc_loss_loader',
     'evaluate_model',
@@ -564,4 +566,6 @@ __all__ = [
     'train_model',
     'find_highest_gradient',
     'generate',
+    'text_to_token_ids',
+    'token_ids_to_text',
 ]

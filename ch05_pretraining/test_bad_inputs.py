@@ -986,6 +986,7 @@ def test_download_file_of_another_url_refuses_another_file_and_keeps_the_same(tm
 @pytest.mark.parametrize("known", [True, False])
 def test_a_failed_download_leaves_no_partial_file(known, tmp_path, monkeypatch):
     import http.client
+    import urllib.request
 
     from ch05_pretraining import gpt2_weights
 
@@ -1005,7 +1006,7 @@ def test_a_failed_download_leaves_no_partial_file(known, tmp_path, monkeypatch):
         Path(destination).write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(gpt2_weights.urllib.request, "urlopen", lambda *a, **k: BrokenResponse())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: BrokenResponse())
     monkeypatch.setattr(gpt2_weights.shutil, "copyfile", broken_copy)
     url = VERDICT_URL if known else "https://example.com/other.txt"
     with pytest.raises(OSError, match="disk full" if known else "could not download .*"

@@ -63,3 +63,19 @@ def check_5_5():
 def test_a_check_of_a_model_on_a_gpu_makes_no_float64_tensor_there(check):
     with NoFloat64OffTheCPU():
         check()
+
+
+def test_exercise_5_9_accepts_rounded_answers_and_names_each_mistake(capsys):
+    """The solution's rounded (6.08, 3.3) is right (1% tolerance); each named mistake, rounded
+    the same way, is still refused with its own hint."""
+    from shared import check_answer
+
+    assert check_answer("5.9", (6.08, 3.3))
+    read = exercise_checks._moe_read_per_token
+    for mistake, hint in [(read(experts_read=128), "not all of them"),
+                          (read(embedding_read=True), "a single row"),
+                          (read(bytes_per_number=4), "That is float32")]:
+        rounded = tuple(round(value, 2) for value in mistake)
+        capsys.readouterr()
+        assert not check_answer("5.9", rounded)
+        assert hint in capsys.readouterr().out

@@ -767,8 +767,7 @@ def test_a_folder_saved_without_the_savers_mark_hints_at_an_older_save(tmp_path)
     safetensors.torch.save_file(safetensors.torch.load_file(weights), weights)  # no saved_by
     with pytest.raises(FileExistsError, match=r"holds model\.safetensors, which save_open_model "
                                               r"did not write \(its metadata does not name "
-                                              r"save_open_model: another program's save, or one "
-                                              r"by an earlier version of the course\): pass "
+                                              r"save_open_model: another program's save\): pass "
                                               r"replace=True"):
         save_open_model(model, tmp_path / "out")
     save_open_model(model, tmp_path / "out", replace=True)

@@ -34,7 +34,7 @@ def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFram
 
 # %% classification.ipynb cell 17, The exported `random_split`
 
-from shared import check  # noqa: E402 - imported where the chapter first uses it
+from shared import check
 
 
 def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *, seed: int = 123):
@@ -49,12 +49,12 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, *,
 
 # %% classification.ipynb cell 19, The book's downloader, and its checks
 
-import os  # noqa: E402 - the downloader's imports, where the chapter first uses them
-import shutil  # noqa: E402
-import zipfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import os
+import shutil
+import zipfile
+from pathlib import Path
 
-from shared import DATASETS, download_file, write_atomically  # noqa: E402
+from shared import DATASETS, download_file, write_atomically
 
 
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
@@ -113,7 +113,7 @@ class SpamDataset(Dataset):
     """
 
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *, num_classes=2):
-        data = _read_spam_csv(csv_file, max_length, num_classes)  # the checks listed above
+        data = _read_spam_csv(csv_file, max_length, num_classes)  # checks: list above, code below
         encoded = [_encode_as_text(tokenizer, text, f"{csv_file}: the Text of row {row} "
                                    f"(line {row + 2})") for row, text in enumerate(data["Text"])]
         self.max_length = max_length or max(len(ids) for ids in encoded)
@@ -132,7 +132,7 @@ class SpamDataset(Dataset):
 
 # SpamDataset's checks: the arguments and the file, before anything is tokenised, and a
 # special token's spelling kept as text.
-from shared import check_count  # noqa: E402 - imported where the chapter first uses it
+from shared import check_count
 
 
 def _read_spam_csv(csv_file, max_length, num_classes) -> pd.DataFrame:
@@ -236,10 +236,10 @@ def add_classification_head(model, num_classes: int = 2):
 
 # %% classification.ipynb cell 90, Loss and accuracy
 
-import contextlib  # noqa: E402 - imported where the chapter first uses it
-import itertools  # noqa: E402
+import contextlib
+import itertools
 
-from shared import context_length_of  # noqa: E402
+from shared import context_length_of
 
 
 def _last_token_logits(model, input_batch):
@@ -306,7 +306,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
 
 # %% classification.ipynb cell 92, The training loop
 
-from shared import train_model_simple  # noqa: E402 - imported where the chapter first uses it
+from shared import train_model_simple
 
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
@@ -362,9 +362,9 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
 
 # %% classification.ipynb cell 98, 6.9 Parameter-efficient finetuning with LoRA (beyond the book)
 
-import math  # noqa: E402 - imported where the chapter first uses it
+import math
 
-from shared import check_number  # noqa: E402
+from shared import check_number
 
 
 class LoRALayer(nn.Module):
@@ -375,7 +375,9 @@ class LoRALayer(nn.Module):
         check_number("alpha", alpha, "a positive number", low_open=True)  # it scales every update
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # nn.Linear's call: |A| < 1/sqrt(rank)
+        # nn.Linear's initialisation: uniform in (-1/sqrt(fan_in), 1/sqrt(fan_in)), where
+        # fan_in is A's second dimension, the rank
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
         self.scaling = alpha / rank
 

@@ -17,13 +17,13 @@ from shared import (
     GPTModel,
     LinearWithLoRA,
     LoRALayer,
+    calc_loss_loader,
     custom_collate_fn,
     evaluate_preferences,
     format_input,
     gpt2_config,
     preference_collate_fn,
     replace_linear_with_lora,
-    sequence_logprobs,
     set_seed,
 )
 from shared.exercises import NOT_TRIED, difference, property_exercise, value_exercise
@@ -221,18 +221,15 @@ def sorted_batch_positions(lengths):
 
 # Exercise 7.4 -------------------------------------------------------------------------------
 
-LORA_STEPS = 40  # the exercise's number of steps (fewer when train_loader is shorter)
+LORA_STEPS = 41  # the exercise's number of steps (fewer when train_loader is shorter): the
+# updates up to section 7.6's second evaluation
 
 
-def _response_loss(model, loader):
-    """Mean cross-entropy over the response tokens of `loader` (prompts masked)."""
+def _val_loss(model, loader, num_batches):
+    """The validation loss as section 7.6's training log measures it (evaluation mode)."""
     model.eval()
-    total, count = 0.0, 0
     with torch.no_grad():
-        for inputs, targets in loader:
-            total -= sequence_logprobs(model(inputs), targets).sum().item()
-            count += int((targets != -100).sum())
-    return total / count
+        return calc_loss_loader(loader, model, next(model.parameters()).device, num_batches)
 
 
 def _seeded(seed):
@@ -284,8 +281,8 @@ def _tiny_gpt():
 
 @functools.cache
 def _tiny_setting():
-    """A tiny base model, a shuffled training loader of 40 batches, a masked 'validation
-    loader', and the exercise's settings (TRAINING's lr and weight decay), in the notebook's
+    """A tiny base model, a shuffled training loader of 40 batches, a 'validation loader',
+    and the exercise's settings (TRAINING's lr, weight decay and eval_iter), in the notebook's
     form."""
     with _seeded(0):
         base_model = _tiny_gpt().eval()
@@ -297,7 +294,8 @@ def _tiny_setting():
     val_loader = [custom_collate_fn([([1, 2, 3, 4, 5, 6], 3), ([7, 8, 9, 10], 2)],
                                     pad_token_id=0)]
     return {"base_model": base_model, "train_loader": train_loader,
-            "masked_val_loader": val_loader, "training": {"lr": 0.01, "weight_decay": 0.1}}
+            "val_loader": val_loader,
+            "training": {"lr": 0.01, "weight_decay": 0.1, "eval_iter": 1}}
 
 
 @functools.cache
@@ -305,8 +303,8 @@ def _tiny_lora():
     """The tiny setting's right LoRA model, and its loss: the exercise done there."""
     setting = _tiny_setting()
     model = _do_the_exercise(setting["base_model"], setting["train_loader"],
-                             **setting["training"])
-    return model, _response_loss(model, setting["masked_val_loader"])
+                             setting["training"]["lr"], setting["training"]["weight_decay"])
+    return model, _val_loss(model, setting["val_loader"], 1)
 
 
 def _lora_layers(model):
@@ -352,25 +350,27 @@ def _structure_problem(lora_model, base_model):
     "replace_linear_with_lora(lora_model, rank=8, alpha=16): only the new A and B matrices "
     "train, and A's random start is then the same as the check's.",
     "Call set_seed(123) twice: right before replace_linear_with_lora and right before the "
-    "loop over the first 40 batches of train_loader; take AdamW over the parameters that "
+    "loop over the first 41 batches of train_loader; take AdamW over the parameters that "
     "require gradients, with TRAINING[\"lr\"] and TRAINING[\"weight_decay\"]. Then measure "
-    "response_loss(lora_model, masked_val_loader).",
+    "in evaluation mode, under torch.no_grad(): calc_loss_loader(val_loader, lora_model, "
+    "device, num_batches=TRAINING[\"eval_iter\"]).",
 ], examples=lambda: {
     "given": {"lora_model": _tiny_lora()[0], **_tiny_setting()},
     "right": [_tiny_lora()[1]],
     "wrong": [_tiny_lora()[1] + 0.5, _tiny_lora()[1] * 2, "low"],
 })
-def lora_finetuning(answer, lora_model, base_model, train_loader, masked_val_loader, training):
+def lora_finetuning(answer, lora_model, base_model, train_loader, val_loader, training):
     if lora_model is None:
         return NOT_TRIED
     problem = _structure_problem(lora_model, base_model)
     if problem:
         return problem
-    measured = _response_loss(lora_model, masked_val_loader)
+    measured = _val_loss(lora_model, val_loader, training["eval_iter"])
     problem = difference(answer, measured, rel_tol=0, abs_tol=1e-3)
     if problem:
         return (f"{problem} Measure the lora_model you pass, after its training, with "
-                f"response_loss(lora_model, masked_val_loader).")
+                f"calc_loss_loader(val_loader, lora_model, device, "
+                f"num_batches=TRAINING['eval_iter']), in evaluation mode.")
     # The exercise redone on lora_model itself (its LoRA matrices set back to their seeded
     # start, then restored): no second copy of the model, whatever its size.
     wrapped = _lora_layers(lora_model)
@@ -385,7 +385,7 @@ def lora_finetuning(answer, lora_model, base_model, train_loader, masked_val_loa
                 m.lora.A.copy_(start.A)
                 m.lora.B.zero_()
         _lora_steps(lora_model, train_loader, training["lr"], training["weight_decay"])
-        expected = _response_loss(lora_model, masked_val_loader)
+        expected = _val_loss(lora_model, val_loader, training["eval_iter"])
     finally:
         with torch.no_grad():
             for p, (value, grad) in zip((p for m in wrapped for p in (m.lora.A, m.lora.B)),
@@ -394,10 +394,10 @@ def lora_finetuning(answer, lora_model, base_model, train_loader, masked_val_loa
                 p.grad = grad
         lora_model.train(was_training)
     if difference(measured, expected, rel_tol=0, abs_tol=1e-3) is not None:
-        return ("Your LoRA model is not the one the exercise's 40 steps make from base_model "
-                f"(its loss on the responses is {'higher' if measured > expected else 'lower'}). "
+        return ("Your LoRA model is not the one the exercise's 41 steps make from base_model "
+                f"(its validation loss is {'higher' if measured > expected else 'lower'}). "
                 "Check set_seed(123) right before replace_linear_with_lora and right before "
-                "the loop, exactly 40 batches of train_loader, and AdamW's lr and "
+                "the loop, exactly 41 batches of train_loader, and AdamW's lr and "
                 "weight_decay.")
     return None
 

@@ -84,6 +84,30 @@ def _encode(tokenizer, text):
     return tokenizer.encode(text)
 
 
+# %% instructions.ipynb cell 20, 7.3 Organising data into batches
+
+def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
+    max_length = max(len(item) for item in batch)
+    padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
+    return torch.tensor(padded).to(device)
+
+
+# %% instructions.ipynb cell 23, 7.3 Organising data into batches
+
+def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
+    """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
+    max_length = max(len(item) + 1 for item in batch)
+    inputs, targets = [], []
+    for item in batch:
+        padded = item + [pad_token_id] * (max_length - len(item))
+        inputs.append(padded[:-1])
+        targets.append(padded[1:])
+    return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
+
+
+# %% instructions.ipynb cell 34, The final dataset and collate function, with their checks (beyo...
+
 class InstructionDataset(Dataset):
     """Token ids of each entry's full text (prompt, response header, response).
 
@@ -113,29 +137,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 19, 7.3 Organising data into batches
-
-def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
-    """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
-    max_length = max(len(item) for item in batch)
-    padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
-    return torch.tensor(padded).to(device)
-
-
-# %% instructions.ipynb cell 22, 7.3 Organising data into batches
-
-def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
-    """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
-    max_length = max(len(item) + 1 for item in batch)
-    inputs, targets = [], []
-    for item in batch:
-        padded = item + [pad_token_id] * (max_length - len(item))
-        inputs.append(padded[:-1])
-        targets.append(padded[1:])
-    return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
-
-
-# %% instructions.ipynb cell 25, 7.3 Organising data into batches
+# %% instructions.ipynb cell 36, The final dataset and collate function, with their checks (beyo...
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -164,7 +166,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 27, 7.3 Organising data into batches
+# %% instructions.ipynb cell 37, The final dataset and collate function, with their checks (beyo...
 
 def _check_collate_batch(batch, allowed_max_length):
     """custom_collate_fn's input checks; each error names the item at fault."""
@@ -188,7 +190,7 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 43, 7.5 Loading a pretrained model, and its answers before finetuning
+# %% instructions.ipynb cell 48, The loss on responses, and two baselines (beyond the book)
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -203,7 +205,31 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 66, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 74, 7.7 Extracting and saving responses
+
+def extract_response(generated_text: str, prompt: str) -> str:
+    """The part of `generated_text` after `prompt`, without a repeated response header."""
+    return generated_text[len(prompt):].replace("### Response:", "").strip()
+
+
+def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
+                       key="model_response", progress=True):
+    """Add the model's greedy response to every entry of `data` under `key`; returns data."""
+    check_entries(data, ("instruction",))  # before the first entry is changed
+    was_training = model.training
+    model.eval()
+    try:
+        for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
+            prompt = format_input(entry) + RESPONSE_HEADER
+            token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
+                                 max_new_tokens, eos_id=eos_id)  # context: the model's own
+            entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
+    finally:  # as it was: generating must not switch dropout off for good
+        model.train(was_training)
+    return data
+
+
+# %% instructions.ipynb cell 87, Saving without overwriting the wrong file (beyond the book)
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -235,29 +261,7 @@ def _holds_responses(held) -> bool:
         and any(key.endswith("_response") for key in entry) for entry in held)
 
 
-def extract_response(generated_text: str, prompt: str) -> str:
-    """The part of `generated_text` after `prompt`, without a repeated response header."""
-    return generated_text[len(prompt):].replace("### Response:", "").strip()
-
-
-def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
-                       key="model_response", progress=True):
-    """Add the model's greedy response to every entry of `data` under `key`; returns data."""
-    check_entries(data, ("instruction",))  # before the first entry is changed
-    was_training = model.training
-    model.eval()
-    try:
-        for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
-            prompt = format_input(entry) + RESPONSE_HEADER
-            token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
-                                 max_new_tokens, eos_id=eos_id)  # context: the model's own
-            entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
-    finally:  # as it was: generating must not switch dropout off for good
-        model.train(was_training)
-    return data
-
-
-# %% instructions.ipynb cell 80, An automatic score: ROUGE-L (beyond the book)
+# %% instructions.ipynb cell 92, An automatic score: ROUGE-L (beyond the book)
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -269,7 +273,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 102, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 114, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -324,7 +328,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 105, The DPO loss, derived
+# %% instructions.ipynb cell 117, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):
@@ -390,14 +394,14 @@ __all__ = [
     'format_input',
     'RESPONSE_HEADER',
     'split_instruction_data',
-    'InstructionDataset',
     'custom_collate_draft_1',
     'custom_collate_draft_2',
+    'InstructionDataset',
     'custom_collate_fn',
     'sequence_logprobs',
-    'save_responses',
     'extract_response',
     'generate_responses',
+    'save_responses',
     'rouge_l_scores',
     'PreferenceDataset',
     'preference_collate_fn',

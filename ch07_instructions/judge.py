@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% instructions.ipynb cell 90, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 102, A sturdier judge client (beyond the book)
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
 turning every way the server can fail into one OllamaError; generate_model_scores asks it to
@@ -26,7 +26,7 @@ class OllamaError(RuntimeError):
     """The Ollama server could not be reached or gave no usable answer."""
 
 
-# %% instructions.ipynb cell 91, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 103, A sturdier judge client (beyond the book)
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
@@ -83,7 +83,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% instructions.ipynb cell 93, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 105, A sturdier judge client (beyond the book)
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
@@ -134,7 +134,7 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% instructions.ipynb cell 95, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 107, A sturdier judge client (beyond the book)
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server at the host and port of `url` lists its models within
@@ -171,7 +171,7 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
                   f"Rate the following answer from 0 (useless) to 100 (as good as the "
                   f"reference): {entry[json_key]}\n\nReply with the number only.")
         reply = query_model(prompt, model=model, url=url).strip()
-        scores.append(int(reply) if reply.isdigit() and int(reply) <= 100 else None)
+        scores.append(int(reply) if reply.isdecimal() and int(reply) <= 100 else None)
     return scores
 
 

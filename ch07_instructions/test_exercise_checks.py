@@ -90,14 +90,14 @@ def test_7_4_tells_the_exercise_from_a_finetuned_copy_and_from_a_single_step(cap
         for parameter in finetuned.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     on_the_finetuned_model = checks._do_the_exercise(finetuned, *train)
-    loss = checks._response_loss(on_the_finetuned_model, setting["masked_val_loader"])
+    loss = checks._val_loss(on_the_finetuned_model, setting["val_loader"], 1)
     assert not check_answer("7.4", loss, lora_model=on_the_finetuned_model, **setting)
     assert "frozen weights are not base_model's" in capsys.readouterr().out
 
     one_step = checks._do_the_exercise(setting["base_model"], *train, steps=1)
-    loss = checks._response_loss(one_step, setting["masked_val_loader"])
+    loss = checks._val_loss(one_step, setting["val_loader"], 1)
     assert not check_answer("7.4", loss, lora_model=one_step, **setting)
-    assert "not the one the exercise's 40 steps make" in capsys.readouterr().out
+    assert "not the one the exercise's 41 steps make" in capsys.readouterr().out
 
     # the check redoes the exercise on the learner's model and gives it back unchanged
     model, loss = checks._tiny_lora()

@@ -29,7 +29,14 @@ from ch07_instructions.instructions import (
     split_instruction_data,
 )
 from conftest import tiny_gpt
-from shared import GPTModel, fetch, gpt2_config, replace_linear_with_lora, train_model
+from shared import (
+    GPTModel,
+    fetch,
+    gpt2_config,
+    replace_linear_with_lora,
+    train_model,
+    train_model_simple,
+)
 from shared.data import PROJECT_ROOT
 from shared.gpu_memory import logits_of
 
@@ -228,19 +235,26 @@ def test_section_7_9_states_the_memory_that_this_count_gives(book_lengths):
         assert cells == [columns["medium"][k], columns["small"][k]], row
 
 
-def test_chapter_5s_loop_frees_the_gradients_before_each_forward_pass_and_keeps_the_last():
-    """Where section 7.9 puts the gradients of sections 7.6 and 7.6.1 (chapter 5's train_model,
-    as the notebook calls it), and that the DPO loop of 7.10 clears them after its forward."""
-    model = tiny_gpt(vocab_size=300, context_length=16).train()
-    grads_at_forward = []
-    model.register_forward_pre_hook(lambda module, args: grads_at_forward.append(
-        [p.grad is None for p in module.parameters()]))
-    batches = [custom_collate_fn([[1, 2, 3, 4], [5, 6, 7]], pad_token_id=0) for _ in range(3)]
-    train_model(model, batches, [], torch.optim.AdamW(model.parameters()), "cpu", n_epochs=1,
-                eval_freq=None, eval_iter=1, start_context=None, tokenizer=None, warmup_steps=0,
-                lr_schedule=lambda step: 1e-3, max_grad_norm=None, progress=False)
-    assert len(grads_at_forward) == 3 and all(all(step) for step in grads_at_forward)
-    assert all(p.grad is not None for p in model.parameters())
+def test_chapter_5s_loops_free_the_gradients_before_each_forward_pass_and_keep_the_last():
+    """Where section 7.9 puts the gradients of sections 7.6 and 7.6.1 (chapter 5's
+    train_model_simple and train_model, as the notebook calls them), and that the DPO loop of
+    7.10 clears them after its forward."""
+    for loop in ("train_model_simple", "train_model"):
+        model = tiny_gpt(vocab_size=300, context_length=16).train()
+        grads_at_forward = []
+        model.register_forward_pre_hook(lambda module, args, seen=grads_at_forward: seen.append(
+            [p.grad is None for p in module.parameters()]))
+        batches = [custom_collate_fn([[1, 2, 3, 4], [5, 6, 7]], pad_token_id=0) for _ in range(3)]
+        optimizer = torch.optim.AdamW(model.parameters())
+        if loop == "train_model_simple":  # section 7.6
+            train_model_simple(model, batches, [], optimizer, "cpu", num_epochs=1, eval_freq=None,
+                               eval_iter=1)
+        else:  # section 7.6.1
+            train_model(model, batches, [], optimizer, "cpu", n_epochs=1, eval_freq=None,
+                        eval_iter=1, start_context=None, tokenizer=None, warmup_steps=0,
+                        lr_schedule=lambda step: 1e-3, max_grad_norm=None, progress=False)
+        assert len(grads_at_forward) == 3 and all(all(step) for step in grads_at_forward), loop
+        assert all(p.grad is not None for p in model.parameters()), loop
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
     dpo = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-137")
     assert (dpo.index("dpo_loss_batch(") < dpo.index("dpo_optimizer.zero_grad()")
@@ -278,8 +292,9 @@ def tracked_peaks(size, lengths, monkeypatch):
                                  foreach=True, **settings)
 
     def train(model, optimizer):
-        """Section 7.6's call, on one of its longest batches: AdamW's first step makes its
-        averages before its update, so it peaks as every later step does."""
+        """A training step of sections 7.6 and 7.6.1 (train_model_simple's and train_model's
+        steps hold the same tensors), on one of its longest batches: AdamW's first step makes
+        its averages before its update, so it peaks as every later step does."""
         train_model(model, [batch(lengths["text"])], [], optimizer, "cpu", n_epochs=1,
                     eval_freq=None, eval_iter=1, start_context=None, tokenizer=None,
                     warmup_steps=0, lr_schedule=lambda step: 5e-5, max_grad_norm=None,
@@ -322,7 +337,7 @@ def tracked_peaks(size, lengths, monkeypatch):
                 loss.backward()
                 dpo_optimizer.step()
         peaks["7.10"] = peak()
-        with tracker:  # Solution 7.4: LoRA on a frozen copy of base_model, 40 steps
+        with tracker:  # Solution 7.4: LoRA on a frozen copy of base_model, 41 steps
             lora_model = GPTModel(cfg).requires_grad_(False)
             replace_linear_with_lora(lora_model, rank=8, alpha=16)
             lora_optimizer = adamw(lora_model, lr=5e-5, weight_decay=0.1)

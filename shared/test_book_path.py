@@ -169,6 +169,62 @@ def book_path_violations(notebook: Path) -> list[dict]:
     return violations
 
 
+EXERCISE = re.compile(r"^#{3,}\s+(Exercise|Solution)\s+(\d+\.\d+)\b")
+
+
+def book_exercise_cells(cells, parts) -> set[int]:
+    """The cells of the book's exercises and their solutions: those under an `### Exercise N.M`
+    heading that does not say "beyond the book", and under the matching `### Solution N.M`."""
+    beyond_exercises, chosen, current = set(), set(), None
+    for index, cell in enumerate(cells):
+        for _, text in headings(cell):
+            match = EXERCISE.match("### " + text)
+            if match:
+                kind, number = match.groups()
+                if kind == "Exercise" and "beyond the book" in text:
+                    beyond_exercises.add(number)
+                current = None if number in beyond_exercises else number
+            else:
+                current = None
+        if parts[index] == "closing" and current is not None:
+            chosen.add(index)
+    return chosen
+
+
+def book_exercise_violations(notebook: Path) -> list[dict]:
+    """Names that a code cell of a book exercise, or of its solution, reads from the notebook
+    but that only a beyond-the-book cell defines: a learner who skipped those parts gets a
+    NameError. A name the book's path also defines (a draft the final version replaced) is
+    fine here, and so is anything the exercise cells define or import themselves."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    parts = classify(cells)
+    exercises = book_exercise_cells(cells, parts)
+    on_path: set[str] = set()  # bound on the book's path or in the closing part
+    beyond: dict[str, int] = {}  # name -> the first beyond-the-book cell that binds it
+    violations = []
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        uses = _Uses()
+        uses.cell(ast.parse(cell.source))
+        if index in exercises:
+            for name in sorted(set(uses.now) - uses.bound - uses.imported - on_path):
+                if name in beyond:
+                    violations.append({
+                        "notebook": _relative(notebook), "name": name, "use": index,
+                        "use_section": section_of(cells, index), "defined": beyond[name],
+                        "defined_section": section_of(cells, beyond[name])})
+        bound = set(uses.bound) | set(uses.imported)
+        if notebooks.is_exported(cell):
+            bound |= set(exported_names(cell))
+        for name in bound:
+            if parts[index] == "beyond":
+                beyond.setdefault(name, index)
+            else:
+                on_path.add(name)
+    return violations
+
+
 def _library_imports(source: str) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(source)):
@@ -215,6 +271,15 @@ def test_no_book_path_cell_uses_a_name_defined_beyond_the_book(notebook):
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_the_books_exercises_and_their_solutions_run_on_the_books_path_alone(notebook):
+    violations = book_exercise_violations(notebook)
+    assert not violations, ("a book exercise or its solution needs a beyond-the-book cell "
+                            "(mark the exercise '(ours, beyond the book)', or define what it "
+                            "needs on the path or in the exercise):\n"
+                            + "\n".join(map(describe, violations)))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
 def test_each_beyond_the_book_part_opens_saying_what_it_adds_and_where_the_path_resumes(
         notebook):
     problems = opening_line_problems(notebook)
@@ -228,13 +293,15 @@ def test_the_book_path_is_most_of_the_chapter_up_to_its_exercises(notebook):
     assert parts.count("book") >= 20, f"{notebook.name}: the book's path has too few cells"
 
 
+def code(source):
+    return nbformat.v4.new_code_cell(source)
+
+
+def markdown(source):
+    return nbformat.v4.new_markdown_cell(source)
+
+
 def test_the_rule_sees_uses_of_beyond_the_book_definitions_and_nothing_else(tmp_path):
-    def code(source):
-        return nbformat.v4.new_code_cell(source)
-
-    def markdown(source):
-        return nbformat.v4.new_markdown_cell(source)
-
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         markdown("# Chapter 9"),
@@ -271,11 +338,37 @@ def test_the_rule_sees_uses_of_beyond_the_book_definitions_and_nothing_else(tmp_
     assert len(problems) == 1 and "cell 14" in problems[0] and "9.3.1" in problems[0]
 
 
+def test_a_book_exercise_may_use_drafts_but_not_what_only_a_beyond_part_defines(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        markdown("## 9.1 Drafts"),
+        code("def final(x):\n    return x"),                                      # 1
+        markdown("### 9.1.1 Final (beyond the book)\n\n*Beyond the book: x. The book's path "
+                 "resumes at the exercises.*"),
+        code("def final(x):\n    return x\nonly_beyond = 3\nalso_beyond = 4"),     # 3
+        markdown("## Exercises\n\n### Exercise 9.1: the book's"),
+        code("final(1), only_beyond"),                                          # 5: flagged
+        markdown("### Exercise 9.2: ours (ours, beyond the book)"),
+        code("only_beyond"),                                                    # 7: marked
+        markdown("### Exercise 9.3: the book's, importing what it needs"),
+        code("from shared import only_beyond\nmine = only_beyond"),             # 9
+        markdown("## Solutions\n\n### Solution 9.1"),
+        code("also_beyond + mine"),                                             # 11: flagged
+        markdown("### Solution 9.2"),
+        code("only_beyond"),                                                    # 13: marked
+    ]
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    found = [(v["name"], v["use"]) for v in book_exercise_violations(path)]
+    assert found == [("only_beyond", 5), ("also_beyond", 11)]
+
+
 if __name__ == "__main__":
     chosen = [Path(a) for a in sys.argv[1:]] or CHAPTERS
     for nb in chosen:
         print(outline(nb))
         found = book_path_violations(nb)
+        found += book_exercise_violations(nb)
         for line in [*map(describe, found), *opening_line_problems(nb)]:
             print("  VIOLATION", line)
         print()
