@@ -302,18 +302,19 @@ def test_standalone_keeps_only_what_is_used():
 # isdecimal). ch06 and ch07 +1 more for chapter 5's text helpers moved beside generate
 # (3d03c4e), which both copies carry.
 # Issue 38 ("one mask, honoured everywhere"; sliding windows) added 48 lines to every copy that
-# holds chapter 3's attention and 49 to chapter 3's own (its import line moved): causal_mask,
-# the one mask builder (with its check), attend's mask on the fused path, grouped heads and
-# scale, and KVCache's window (a windowed cache keeps window - 1 positions). Measured against 54002ff's copies: ch03 263 -> 312,
-# ch04 463 -> 511, ch05 1048 -> 1096, ch07 2063 -> 2111 (ch06, 2126 -> 2174, stays under its cap).
+# holds chapter 3's attention and 49 to chapter 3's own (its import line moved): causal_mask, the
+# one mask builder (with its check), attend's mask on the fused path, grouped heads and scale, and
+# KVCache's window (a windowed cache keeps window - 1 positions). Measured against 54002ff's
+# copies: ch03 263 -> 312, ch04 463 -> 511, ch05 1048 -> 1096, ch07 2063 -> 2111 (ch06, 2126 ->
+# 2174, stays under its cap).
 # Then ch05 by 22 for Gemma 3 (issue 38, 4.8.8): its copy holds OPEN_MODEL_CONFIGS, which 4.8.8
 # extends with the two Gemma 3 configurations in a definition of its own (so that 4.8.4's and
 # 4.8.6's tables keep their three models): 20 lines and two blank ones, ch05 1096 -> 1118.
 # Then issue 38's one refusal rule (check_architecture, 5.5.1, in every copy that holds chapter
-# 5's GPT-2 layout), its logits processors (5.3.4, in every copy that holds chapter 5's
-# generate) and attend's case of one new token that sees every key (in every copy of chapter
-# 3's attention), with the sliding windows and Gemma 3 above, measured on the merge of main's
-# 760ddf5 into issue 38's branch.
+# 5's GPT-2 layout), its logits processors (5.3.4, in every copy that holds chapter 5's generate)
+# and attend's case of one new token that sees every key (in every copy of chapter 3's attention),
+# with the sliding windows and Gemma 3 above, measured on the merge of main's 760ddf5 into issue
+# 38's branch.
 STANDALONE_LINES_CAP = {"ch02_text_data": 577, "ch03_attention": 313, "ch04_gpt_model": 512,
                         "ch05_pretraining": 1210, "ch06_classification": 2211,
                         "ch07_instructions": 2261}
