@@ -276,11 +276,14 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
 
 # %% pretraining.ipynb cell 192, 5.9.2 Decoding at speed
 
-# The configuration keys FastModernDecoder computes: Llama 3's and Qwen3's dense block. Every
-# other option of ModernGPTModel (experts, sliding windows, Gemma 3's, any added later) must be
+# The configuration keys FastModernDecoder computes: the dense blocks of Llama 3, Qwen3 and
+# Gemma 3. Every other option of ModernGPTModel (a mixture of experts, any added later) must be
 # at its default: a model that uses one is refused, not computed wrongly.
 FAST_MODERN_CONFIG_KEYS = (*MODERN_REQUIRED_KEYS, "hidden_dim", "head_dim", "qk_norm",
-                           "norm_eps", "rope_freq", "drop_rate", "qkv_bias", "tie_weights", "sdpa")
+                           "norm_eps", "rope_freq", "drop_rate", "qkv_bias", "tie_weights", "sdpa",
+                           "sliding_window", "layer_types", "norm_unit_offset", "post_norms",
+                           "ffn_activation", "scale_embeddings", "query_pre_attn_scalar",
+                           "rope_local_base")
 
 
 class FastModernDecoder:
@@ -290,22 +293,25 @@ class FastModernDecoder:
     Called like the model (`generate(FastModernDecoder(model), ...)`), it returns the logits the
     model computes in float32 and evaluation mode, to float32 precision. The copy takes 4 bytes
     per parameter (Qwen3-0.6B: 2.4 GB) besides the model: build it after loading or training.
-    Query/key/value biases, which ModernGPTModel allows (qkv_bias), are kept.
+    Query/key/value biases (qkv_bias), sliding windows and Gemma 3's options are kept.
     """
 
     def __init__(self, model: ModernGPTModel):
         check_type("model", model, ModernGPTModel, "a ModernGPTModel (FastDecoder takes GPTModel)")
         check_architecture(model, ModernGPTModel, "FastModernDecoder", FAST_MODERN_CONFIG_KEYS,
                            MODERN_OPTIONAL_KEYS, "generate with the model itself")
-        self.cfg = dict(model.cfg)
+        self.cfg = cfg = dict(model.cfg)
 
         def matrix(*linears):  # input-major (in, out); several side by side: one product
             return torch.cat([linear.weight.detach().float() for linear in linears]).T.contiguous()
 
-        def weight(module):  # a norm's scale, or None where the model has no norm (Identity)
-            return module.weight.detach().float().clone() if hasattr(module, "weight") else None
+        def weight(module):  # a norm's scale (Gemma's 1 + weight), None for no norm (Identity)
+            if not hasattr(module, "weight"):
+                return None
+            scale = module.weight.detach().float()
+            return 1.0 + scale if cfg["norm_unit_offset"] else scale.clone()
 
-        self.blocks = []
+        self.blocks, self.windows = [], []
         for block in model.trf_blocks:
             att, ff = block.att, block.ff
             qkv_bias = None
@@ -314,19 +320,27 @@ class FastModernDecoder:
                                       att.W_value.bias]).detach().float()
             self.blocks.append({
                 "norm1": weight(block.norm1), "norm2": weight(block.norm2),
+                "post_norm1": weight(block.post_norm1), "post_norm2": weight(block.post_norm2),
                 "q_norm": weight(att.q_norm), "k_norm": weight(att.k_norm),
                 "qkv": matrix(att.W_query, att.W_key, att.W_value), "qkv_bias": qkv_bias,
                 "out": matrix(att.out_proj), "gate_up": matrix(ff.gate, ff.up),
                 "down": matrix(ff.down)})
+            self.windows.append(att.window)  # None: a global layer
+        self.scale = model.trf_blocks[0].att.scale  # None: 1 / sqrt(head_dim)
         self.final_norm, self.head = weight(model.final_norm), matrix(model.out_head)
         # a tied head is the token embedding: its rows are read from the head's copy, no second
         self.tok_emb = (self.head.T if model.out_head.weight is model.tok_emb.weight
                         else model.tok_emb.weight.detach().float().clone())
-        self.freqs = rope_frequencies(self.cfg["head_dim"], self.cfg["rope_base"],
-                                      self.cfg["rope_freq"])
+        self.freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
+        self.local_freqs = self.freqs if cfg["rope_local_base"] is None else rope_frequencies(
+            cfg["head_dim"], cfg["rope_local_base"])
 
-    # the same caches and input check as FastDecoder's: they read only cfg and blocks
-    make_kv_caches, _check_input = FastDecoder.make_kv_caches, FastDecoder._check_input
+    _check_input = FastDecoder._check_input  # FastDecoder's: it reads only cfg and blocks
+
+    def make_kv_caches(self, max_tokens: int | None = None) -> list[KVCache]:
+        """FastDecoder's caches, windowed for the local layers, as the model's."""
+        return [KVCache(cache.max_tokens, window=window) for cache, window
+                in zip(FastDecoder.make_kv_caches(self, max_tokens), self.windows)]
 
     @torch.inference_mode()
     def __call__(self, in_idx: torch.Tensor, kv_caches: list[KVCache] | None = None,
@@ -336,29 +350,39 @@ class FastModernDecoder:
         batch, num_tokens = in_idx.shape
         heads, groups, head_dim = self.cfg["n_heads"], self.cfg["n_kv_groups"], self.cfg["head_dim"]
         width, eps = self.cfg["emb_dim"], self.cfg["norm_eps"]
-        cos, sin = rope_angles(self.freqs.to(in_idx.device), start, num_tokens)
+
+        def norm(x, scale, size=width):
+            return x if scale is None else nn.functional.rms_norm(x, (size,), scale, eps)
+
+        rope = rope_angles(self.freqs.to(in_idx.device), start, num_tokens)
+        local_rope = rope_angles(self.local_freqs.to(in_idx.device), start, num_tokens)
         x = self.tok_emb[in_idx]
-        for i, block in enumerate(self.blocks):
-            qkv = nn.functional.rms_norm(x, (width,), block["norm1"], eps) @ block["qkv"]
+        if self.cfg["scale_embeddings"]:  # Gemma's: times sqrt(emb_dim)
+            x = x * torch.tensor(width ** 0.5, dtype=x.dtype, device=x.device)
+        for i, (block, window) in enumerate(zip(self.blocks, self.windows)):
+            cos, sin = rope if window is None else local_rope
+            qkv = norm(x, block["norm1"]) @ block["qkv"]
             if block["qkv_bias"] is not None:
                 qkv = qkv + block["qkv_bias"]
             queries, keys, values = (
                 part.view(batch, num_tokens, -1, head_dim).transpose(1, 2)
                 for part in qkv.split([heads * head_dim, groups * head_dim, groups * head_dim], -1))
-            if block["q_norm"] is not None:
-                queries = nn.functional.rms_norm(queries, (head_dim,), block["q_norm"], eps)
-                keys = nn.functional.rms_norm(keys, (head_dim,), block["k_norm"], eps)
+            queries = norm(queries, block["q_norm"], head_dim)
+            keys = norm(keys, block["k_norm"], head_dim)
             queries, keys = apply_rope(queries, cos, sin), apply_rope(keys, cos, sin)
             if kv_caches:
                 keys, values = kv_caches[i].update(keys, values)
-            context = attend(queries, keys, values, start, None, True, False)
-            x = x + context.transpose(1, 2).reshape(batch, num_tokens, -1) @ block["out"]
-            gate, up = (nn.functional.rms_norm(x, (width,), block["norm2"], eps)
-                        @ block["gate_up"]).chunk(2, dim=-1)
-            x = x + (nn.functional.silu(gate) * up) @ block["down"]
+            context = attend(queries, keys, values, start, None, True, False, window=window,
+                             scale=self.scale)
+            out = context.transpose(1, 2).reshape(batch, num_tokens, -1) @ block["out"]
+            x = x + norm(out, block["post_norm1"])
+            gate, up = (norm(x, block["norm2"]) @ block["gate_up"]).chunk(2, dim=-1)
+            gate = (nn.functional.gelu(gate, approximate="tanh")
+                    if self.cfg["ffn_activation"] == "gelu_tanh" else nn.functional.silu(gate))
+            x = x + norm((gate * up) @ block["down"], block["post_norm2"])
         if last_only:
             x = x[:, -1:]
-        return nn.functional.rms_norm(x, (width,), self.final_norm, eps) @ self.head
+        return norm(x, self.final_norm) @ self.head
 
 
 __all__ = [
