@@ -1,7 +1,6 @@
 """Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss and
 the bf16 switch (5.8), FastModernDecoder (5.9.2)."""
 
-import re
 
 import pytest
 import torch
