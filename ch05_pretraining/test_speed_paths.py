@@ -485,3 +485,20 @@ def test_bf16_is_not_counted_where_nothing_says_it_is_native(monkeypatch, tmp_pa
     assert supports_fast_bf16("cpu") is False
     for device in ("mps", "meta", torch.device("mps")):
         assert supports_fast_bf16(device) is False
+
+
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3"])
+def test_fast_modern_decoder_in_bfloat16_stores_half_the_bytes_and_stays_close(shape):
+    model = modern_model(shape)
+    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(4))
+    decoder = FastModernDecoder(model, torch.bfloat16)
+    assert decoder.blocks[0]["qkv"].dtype == torch.bfloat16 and decoder.head.dtype == torch.bfloat16
+    caches, pieces = decoder.make_kv_caches(), []
+    with torch.no_grad():
+        expected = model(ids)
+        for start in range(12):  # one token at a time: torch.mv's bf16 path
+            pieces.append(decoder(ids[:, start:start + 1], caches))
+        for logits in (decoder(ids), torch.cat(pieces, dim=1)):  # bf16 rounding, a few % at most
+            assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
+    with pytest.raises(ValueError, match="weight_dtype must be torch.float32 or torch.bfloat16"):
+        FastModernDecoder(model, torch.float16)
