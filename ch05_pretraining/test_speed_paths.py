@@ -2,6 +2,8 @@
 the bf16 switch (5.8), FastModernDecoder (5.9.2)."""
 
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -498,7 +500,9 @@ def test_fast_modern_decoder_in_bfloat16_stores_half_the_bytes_and_stays_close(s
         expected = model(ids)
         for start in range(12):  # one token at a time: torch.mv's bf16 path
             pieces.append(decoder(ids[:, start:start + 1], caches))
-        for logits in (decoder(ids), torch.cat(pieces, dim=1)):  # bf16 rounding, a few % at most
-            assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
+        # bf16 rounding: off by no more than the model itself computing in bfloat16
+        model_error = (copy.deepcopy(model).to(torch.bfloat16)(ids).float() - expected).abs().max()
+        for logits in (decoder(ids), torch.cat(pieces, dim=1)):
+            assert (logits - expected).abs().max() <= 1.5 * model_error
     with pytest.raises(ValueError, match="weight_dtype must be torch.float32 or torch.bfloat16"):
         FastModernDecoder(model, torch.float16)
