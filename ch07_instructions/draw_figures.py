@@ -162,7 +162,7 @@ def instruction_masking():
               fill=COLORS["masked"] if masked else fill, size=7, rounded=False)
     d.brace(5.5, 5.5 + (len(prompt) - 1) * cell - 0.2, 9.4,
             "prompt tokens are not predicted")
-    d.note(22, 11.3, "Tokens simplified: the real prompts are about 44 tokens long. "
+    d.note(22, 11.3, "Tokens simplified: the real prompts are several times longer. "
            "eot is <|endoftext|>.", style="italic")
     return d
 
