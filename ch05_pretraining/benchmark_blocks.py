@@ -46,7 +46,7 @@ def position_losses(model, ids: torch.Tensor, stride: int = 32) -> dict[str, flo
     64-127 when tokens 64-127 are read as a fresh window of their own (position 64 + j then
     sees only the j + 1 tokens 64 to 64 + j, not the 64 tokens before it)."""
     windows = ids.unfold(0, 129, stride)
-    sums = {"0-63": 0.0, "64-127": 0.0, "64-127, 64 tokens of context": 0.0}
+    sums = {"0-63": 0.0, "64-127": 0.0, "64-127, as a fresh window": 0.0}
     with torch.no_grad():
         for batch in windows.split(8):  # (8, 129): the logits of 8 windows at a time
             whole = torch.nn.functional.cross_entropy(
@@ -55,7 +55,7 @@ def position_losses(model, ids: torch.Tensor, stride: int = 32) -> dict[str, flo
                 model(batch[:, 64:-1]).transpose(1, 2), batch[:, 65:], reduction="none")
             sums["0-63"] += whole[:, :64].mean(1).sum().item()
             sums["64-127"] += whole[:, 64:].mean(1).sum().item()
-            sums["64-127, 64 tokens of context"] += cut.mean(1).sum().item()
+            sums["64-127, as a fresh window"] += cut.mean(1).sum().item()
     return {key: total / len(windows) for key, total in sums.items()}
 
 
