@@ -9,7 +9,8 @@ notebook runner's numerics (--pinned, shared/numerics.py: one thread, AVX2 kerne
 gives the notebook's numbers. Printed: parameters, the final training and validation losses
 over the whole loaders, and, for the modern model (which has no position table), the loss on
 windows of 128 validation tokens starting every 32 at positions 0-63 (trained on) and 64-127
-(never trained on), against the same tokens predicted from their last 64 tokens only.
+(never trained on), against the same tokens 64-127 read as a fresh 64-token window of their
+own, where position 64 + j is predicted from only the j + 1 tokens 64 to 64 + j.
 """
 
 import contextlib
@@ -42,10 +43,10 @@ MODERN_BLOCK = {"vocab_size": 50_257, "context_length": 128, "emb_dim": 128, "n_
 
 def position_losses(model, ids: torch.Tensor, stride: int = 32) -> dict[str, float]:
     """Mean next-token loss over 128-token windows of ids at positions 0-63 and 64-127, and at
-    64-127 when each window is cut to its last 64 tokens (a sliding window of the training
-    length)."""
+    64-127 when tokens 64-127 are read as a fresh window of their own (position 64 + j then
+    sees only the j + 1 tokens 64 to 64 + j, not the 64 tokens before it)."""
     windows = ids.unfold(0, 129, stride)
-    sums = {"0-63": 0.0, "64-127": 0.0, "64-127, 64 tokens of context": 0.0}
+    sums = {"0-63": 0.0, "64-127": 0.0, "64-127, as a fresh window": 0.0}
     with torch.no_grad():
         for batch in windows.split(8):  # (8, 129): the logits of 8 windows at a time
             whole = torch.nn.functional.cross_entropy(
@@ -54,7 +55,7 @@ def position_losses(model, ids: torch.Tensor, stride: int = 32) -> dict[str, flo
                 model(batch[:, 64:-1]).transpose(1, 2), batch[:, 65:], reduction="none")
             sums["0-63"] += whole[:, :64].mean(1).sum().item()
             sums["64-127"] += whole[:, 64:].mean(1).sum().item()
-            sums["64-127, 64 tokens of context"] += cut.mean(1).sum().item()
+            sums["64-127, as a fresh window"] += cut.mean(1).sum().item()
     return {key: total / len(windows) for key, total in sums.items()}
 
 

@@ -148,9 +148,11 @@ def instruction_masking():
         d.box(5.5 + k * cell, 2.5, cell - 0.2, 1.2, tok, fill=fill, size=6.5 if len(tok) > 6 else 7,
               rounded=False)
     d.text(0.5, 3.1, "text", size=8, ha="left", weight="bold")
-    d.text(0.5, 5.3, "targets,", size=8, ha="left", weight="bold")
-    d.text(0.5, 6.2, "default", size=8, ha="left", weight="bold")
-    d.text(0.5, 8.3, "targets,", size=8, ha="left", weight="bold")
+    d.text(5.5, 4.5, "Under each token: the target predicted at that position (the next token), "
+           "✓ trained or -100 ignored", size=7.5, ha="left", color=COLORS["muted"])
+    d.text(0.5, 5.3, "default", size=8, ha="left", weight="bold")
+    d.text(0.5, 6.2, "(the book)", size=8, ha="left", weight="bold")
+    d.text(0.5, 8.3, "prompt", size=8, ha="left", weight="bold")
     d.text(0.5, 9.2, "masked", size=8, ha="left", weight="bold")
     for k in range(len(prompt) + len(response) - 1):
         fill = COLORS["output"]
@@ -160,8 +162,7 @@ def instruction_masking():
               fill=COLORS["masked"] if masked else fill, size=7, rounded=False)
     d.brace(5.5, 5.5 + (len(prompt) - 1) * cell - 0.2, 9.4,
             "prompt tokens are not predicted")
-    d.note(33.5, 4.5, "all tokens predicted (the book's default)")
-    d.note(22, 11.3, "Tokens simplified: the real prompts are about 44 tokens long. "
+    d.note(22, 11.3, "Tokens simplified: the real prompts are several times longer. "
            "eot is <|endoftext|>.", style="italic")
     return d
 

@@ -74,17 +74,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
-# %% instructions.ipynb cell 17, 7.3 Organising data into batches
-
-def _encode(tokenizer, text):
-    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
-    entry may mention it; a sequence's real end of text is the collate function's pad id."""
-    if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
-        return tokenizer.encode(text, disallowed_special=())
-    return tokenizer.encode(text)
-
-
-# %% instructions.ipynb cell 20, 7.3 Organising data into batches
+# %% instructions.ipynb cell 19, 7.3 Organising data into batches
 
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
@@ -93,7 +83,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(padded).to(device)
 
 
-# %% instructions.ipynb cell 23, 7.3 Organising data into batches
+# %% instructions.ipynb cell 22, 7.3 Organising data into batches
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
@@ -106,6 +96,16 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
+# %% instructions.ipynb cell 33, The final dataset and collate function, with their checks (beyo...
+
+def _encode(tokenizer, text):
+    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
+    entry may mention it; a sequence's real end of text is the collate function's pad id."""
+    if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
+        return tokenizer.encode(text, disallowed_special=())
+    return tokenizer.encode(text)
+
+
 # %% instructions.ipynb cell 34, The final dataset and collate function, with their checks (beyo...
 
 class InstructionDataset(Dataset):
@@ -115,7 +115,7 @@ class InstructionDataset(Dataset):
     exclude the prompt from the loss. An empty output is refused, naming its entry.
     """
 
-    def __init__(self, data: list, tokenizer, mask_instruction: bool = False):
+    def __init__(self, data: list, tokenizer, *, mask_instruction: bool = False):
         check_entries(data, ("instruction", "output"))
         for index, entry in enumerate(data):  # an empty answer would teach to answer nothing
             check(entry["output"].strip(), f"entry {index}: 'output' is empty "
@@ -190,7 +190,7 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 48, The loss on responses, and two baselines (beyond the book)
+# %% instructions.ipynb cell 50, The loss on responses, and two baselines (beyond the book)
 
 def sequence_logprobs(logits, targets, ignore_index=-100):
     """log p(sequence): the sum of each target token's log-probability, per sequence.
@@ -205,12 +205,14 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% instructions.ipynb cell 74, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 76, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
+
+# %% instructions.ipynb cell 90, Generating and saving, with checks (beyond the book)
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -229,7 +231,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 87, Saving without overwriting the wrong file (beyond the book)
+# %% instructions.ipynb cell 92, Generating and saving, with checks (beyond the book)
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -261,7 +263,7 @@ def _holds_responses(held) -> bool:
         and any(key.endswith("_response") for key in entry) for entry in held)
 
 
-# %% instructions.ipynb cell 92, An automatic score: ROUGE-L (beyond the book)
+# %% instructions.ipynb cell 97, An automatic score: ROUGE-L (beyond the book)
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
@@ -273,7 +275,7 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 
-# %% instructions.ipynb cell 114, Batching pairs: only response tokens count
+# %% instructions.ipynb cell 119, Batching pairs: only response tokens count
 
 class PreferenceDataset(Dataset):
     """Token ids of prompt + chosen and prompt + rejected response for each entry.
@@ -328,7 +330,7 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     return collated
 
 
-# %% instructions.ipynb cell 117, The DPO loss, derived
+# %% instructions.ipynb cell 122, The DPO loss, derived
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1):

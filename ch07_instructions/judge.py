@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% instructions.ipynb cell 102, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 107, A sturdier judge client (beyond the book)
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
 turning every way the server can fail into one OllamaError; generate_model_scores asks it to
@@ -15,8 +15,7 @@ import threading
 import time
 import urllib.parse
 
-# format_input: 7.2's prompt template, from the lesson module
-from shared import check, check_entries, check_number, format_input, progress_bar
+from shared import check, check_entries, check_number, progress_bar
 
 
 OLLAMA_URL = "http://localhost:11434/api/chat"
@@ -26,7 +25,7 @@ class OllamaError(RuntimeError):
     """The Ollama server could not be reached or gave no usable answer."""
 
 
-# %% instructions.ipynb cell 103, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 108, A sturdier judge client (beyond the book)
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
@@ -83,7 +82,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% instructions.ipynb cell 105, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 110, A sturdier judge client (beyond the book)
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
@@ -134,7 +133,7 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% instructions.ipynb cell 107, A sturdier judge client (beyond the book)
+# %% instructions.ipynb cell 112, A sturdier judge client (beyond the book)
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server at the host and port of `url` lists its models within
@@ -163,6 +162,8 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
                           progress: bool = True) -> list:
     """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
     number."""
+    from shared import format_input  # 7.2's template (imported here, the notebook's stays)
+
     check_entries(json_data, ("instruction", "output", json_key))
     scores = []
     for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):

@@ -300,7 +300,8 @@ def test_standalone_keeps_only_what_is_used():
 # train_model); ch07 +56 (7.6 trains with the book's train_model_simple, whose 45 lines the copy
 # now carries, 1904d24; the collate checks in a helper of their own; the score reader's
 # isdecimal). ch06 and ch07 +1 more for chapter 5's text helpers moved beside generate
-# (3d03c4e), which both copies carry.
+# (3d03c4e), which both copies carry. ch05 +1: Exercise 5.6's cell imports GPT2_SIZES from
+# shared itself, since the gpt2_weights header that imported it moved into 5.5.1 (43e2a6b).
 # Issue 38 ("one mask, honoured everywhere"; sliding windows) added 48 lines to every copy that
 # holds chapter 3's attention and 49 to chapter 3's own (its import line moved): causal_mask, the
 # one mask builder (with its check), attend's mask on the fused path, grouped heads and scale, and
@@ -313,8 +314,8 @@ def test_standalone_keeps_only_what_is_used():
 # Then issue 38's one refusal rule (check_architecture, 5.5.1, in every copy that holds chapter
 # 5's GPT-2 layout), its logits processors (5.3.4, in every copy that holds chapter 5's generate)
 # and attend's case of one new token that sees every key (in every copy of chapter 3's attention),
-# with the sliding windows and Gemma 3 above, measured on the merge of main's 760ddf5 into issue
-# 38's branch.
+# with the sliding windows and Gemma 3 above, and FastModernDecoder's Gemma 3 and bf16 paths,
+# measured on the merge of main's 9be68dc into issue 38's branch.
 STANDALONE_LINES_CAP = {"ch02_text_data": 577, "ch03_attention": 313, "ch04_gpt_model": 512,
                         "ch05_pretraining": 1210, "ch06_classification": 2211,
                         "ch07_instructions": 2261}
