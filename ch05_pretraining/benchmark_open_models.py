@@ -17,9 +17,9 @@ the summing rate.
 Loading is measured in fresh processes: each imports what it needs, notes its peak resident
 memory, loads the folder and runs one token through the model (the files are memory-mapped, so
 a weight is read only when first used), and reports how much the peak grew. Decoding runs both
-models from the same folder in --dtype (float32 by default, the dtype FastModernDecoder
-computes in whatever --dtype: under bfloat16 it reads twice the bytes of the other two and its
-tokens may differ), greedy, from a 16-token prompt.
+models from the same folder in --dtype (float32 by default; FastModernDecoder keeps its
+matrices in --dtype too, and computes everything else in float32, so under bfloat16 its tokens
+may differ from the others'), greedy, from a 16-token prompt.
 The rounds are interleaved, in alternating order, so that a drift of the machine hits every
 decoder alike; tokens per second is the median over --rounds.
 """
@@ -134,8 +134,8 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
     runs = {"ours (generate, KV cache)": lambda: generate(ours, prompt, new_tokens)}
     read = {"ours (generate, KV cache)": bytes_read_per_token(
         list(ours.parameters()), ours.tok_emb.weight, ours.out_head.weight)}
-    try:  # float32 whatever --dtype: it computes in float32 only
-        fast = FastModernDecoder(ours)
+    try:  # its matrices in --dtype (float32 or bfloat16), the rest in float32
+        fast = FastModernDecoder(ours, dtype)
     except ValueError as refusal:
         print(f"FastModernDecoder: refused ({str(refusal)[:100]}...)")
     else:
