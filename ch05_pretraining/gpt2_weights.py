@@ -161,6 +161,14 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
         for name, kind, wanted in odd_modules[:3]) + (
         " (adapters? merge them into the weights first: merge_lora, 6.9)"
         if any(wanted is nn.Linear for *_, wanted in odd_modules) else ""), TypeError)
+    extra = [name for name, _ in model.named_modules() if name and name not in expected]
+    refuse_unless(not extra, lambda: f"modules {family_name}(model.cfg) does not have: "
+                  f"{', '.join(extra[:3])}", TypeError)
+    replaced = [f"{name or 'model'}.{attr}" for name, module in model.named_modules()
+                for attr, value in vars(module).items()
+                if callable(value) and callable(getattr(type(module), attr, None))]
+    refuse_unless(not replaced, lambda: f"methods replaced on an instance: "
+                  f"{', '.join(replaced[:3])}", TypeError)
     found, wanted = (dict(m.named_parameters(remove_duplicate=False)) for m in (model, reference))
     shapes = [f"{name} of shape {tuple(found[name].shape)}, {family_name}(model.cfg) has "
               f"{tuple(p.shape)}" if name in found else f"a model without {name}"

@@ -232,6 +232,8 @@ class TopP:
         self.top_p = top_p
 
     def __call__(self, logits, tokens):
+        if self.top_p >= 1:  # everything: float32 sums of the tail can reach 1 before its end
+            return logits
         sorted_probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely ones
         drop = before >= self.top_p
@@ -257,9 +259,9 @@ class MinP:
 def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, min_p: float | None = None,
                         repetition_penalty: float | None = None) -> list:
-    """generate's sampling options as the processors of one decoding step, in the order
-    transformers applies them. Greedy decoding (temperature 0) needs only the penalty: the
-    cuts all keep the largest logit."""
+    """generate's sampling options as the processors of one decoding step: transformers'
+    order, except that top-k comes before the temperature (the two commute). Greedy decoding
+    (temperature 0) needs only the penalty: the cuts all keep the largest logit."""
     processors = [] if repetition_penalty is None else [RepetitionPenalty(repetition_penalty)]
     if temperature == 0:
         return processors

@@ -264,3 +264,30 @@ def test_a_subclass_that_changes_nothing_is_computed_exactly(family, user, tmp_p
         with torch.no_grad():
             tolerance = {"rtol": 0.05, "atol": 0.05} if "bf16" in user else {}
             torch.testing.assert_close(result(ids), model(ids), **tolerance)
+
+
+@pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
+def test_a_method_replaced_on_an_instance_is_refused(family, user, tmp_path):
+    build, _, users = FAMILIES[family]
+    model, ids = build(), torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        plain = model(ids)
+    block = model.trf_blocks[0]
+    block.forward = lambda x, *args, **kwargs: 2 * x  # the block skipped, the input doubled
+    with torch.no_grad():
+        assert not torch.allclose(model(ids), plain)  # the model computes something else
+    with pytest.raises(TypeError, match=r"methods replaced on an instance: trf_blocks.0.forward"):
+        users[user](model, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_module_the_family_does_not_have_is_refused(user, tmp_path):
+    model = model_of()
+    model.trf_blocks[0].ff.layers.append(nn.ReLU())  # no parameters, another function
+    with torch.no_grad():
+        assert not torch.allclose(model(torch.tensor([[1, 2, 3]])),
+                                  model_of()(torch.tensor([[1, 2, 3]])))
+    with pytest.raises(TypeError, match=r"modules GPTModel\(model.cfg\) does not have: "
+                                        r"trf_blocks.0.ff.layers.3"):
+        USERS[user](model, tmp_path)

@@ -561,6 +561,11 @@ def test_generate_reads_the_context_length_from_the_model():
     assert torch.equal(generate(model, prompt, 5), generate(model, prompt, 5, context_size=8))
 
 
+def test_top_p_of_1_keeps_every_token_of_a_large_vocabulary():
+    logits = 3 * torch.randn(4, 50257, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(TopP(1.0)(logits, None), logits)  # float32 sums reach 1 before the end
+
+
 def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
     for top_p, expected in [(0.7, [0.625, 0.375, 0.0, 0.0]), (0.5, [1.0, 0.0, 0.0, 0.0]),
