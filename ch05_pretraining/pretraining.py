@@ -189,9 +189,9 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
 # The decoding step applies a list of them in order, then picks from what is left.
 
 class RepetitionPenalty:
-    """CTRL's penalty (Keskar et al., 2019): the logit of every token already in the sequence,
-    prompt included, is divided by `penalty` where positive and multiplied where negative, so
-    a penalty above 1 makes a repeat less likely."""
+    """CTRL's penalty (Keskar et al., 2019), as transformers implements it: the logit of every
+    token already in the sequence, prompt included, is divided by `penalty` where positive and
+    multiplied where negative, so a penalty above 1 makes a repeat less likely."""
 
     def __init__(self, penalty: float):
         self.penalty = penalty
