@@ -222,7 +222,7 @@ def attend(queries, keys, values, start, dropout, use_sdpa, training, *, window=
         allowed = None if plain or sees_all else ~causal_mask(num_queries, start, num_keys,
                                                               window, queries.device)
         return nn.functional.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=allowed, is_causal=plain and not sees_all,
+            queries, keys, values, attn_mask=allowed, is_causal=plain,
             dropout_p=dropout.p if training else 0.0, scale=scale, enable_gqa=grouped)
     if grouped:  # a copy of each key and value head for every query head of its group
         keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)

@@ -157,7 +157,8 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
                    for name, module in model.named_modules()
                    if name and name in expected and type(module) is not type(expected[name])]
     refuse_unless(not odd_modules, lambda: "; ".join(
-        f"{name}: a {kind.__name__} where {family_name} has a {wanted.__name__}"
+        f"{name}: a {_class_name(kind, wanted)} where {family_name} has a "
+        f"{_class_name(wanted, kind)}"
         for name, kind, wanted in odd_modules[:3]) + (
         " (adapters? merge them into the weights first: merge_lora, 6.9)"
         if any(wanted is nn.Linear for *_, wanted in odd_modules) else ""), TypeError)
@@ -179,10 +180,19 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
     refuse_unless(not shapes, lambda: "; ".join(shapes[:3]))
 
 
+def _class_name(cls, other) -> str:
+    """cls's name, with its module where `other` has the same name (nn.LayerNorm, ours)."""
+    same = cls.__name__ == other.__name__
+    return f"{cls.__module__}.{cls.__qualname__}" if same else cls.__name__
+
+
 def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
                             instead: str = "") -> None:
     """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
     configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
+    check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, and "
+          "this is a model of 4.8's modern family (it has rope_base): FastModernDecoder decodes "
+          "it, save_open_model saves it", TypeError)
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
@@ -407,8 +417,8 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     or not at all (write_model_folder): a model of the same architecture that this function
     saved there before is replaced, a folder holding anything else only with replace=True.
     """
-    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block, Llama 3 "
-          "and Qwen3's), which GPT-2's format cannot describe: save it with save_open_model "
+    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block: Llama 3's, "
+          "Qwen3's, Gemma 3's), which GPT-2's format cannot describe: save it with save_open_model "
           "(5.9)", TypeError)
     tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
     cfg = gpt.cfg

@@ -349,8 +349,8 @@ def _gemma3_keys(cfg: dict) -> dict:
     return {"intermediate_size": cfg["hidden_dim"], "hidden_activation": "gelu_pytorch_tanh",
             "query_pre_attn_scalar": cfg["query_pre_attn_scalar"] or cfg["head_dim"],
             "sliding_window": cfg["sliding_window"] or cfg["context_length"],
-            "layer_types": [{"local": "sliding_attention", "global": "full_attention"}[kind]
-                            for kind in kinds],
+            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
+                            in _GEMMA3_LAYER_TYPES.items() if ours == kind],
             "rope_local_base_freq": cfg["rope_local_base"] or cfg["rope_base"],
             "attn_logit_softcapping": None, "final_logit_softcapping": None,
             "use_bidirectional_attention": False}

@@ -276,6 +276,8 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int 
     """The probability of each token being picked next, from one position's logits (..., vocab)
     and, for the repetition penalty, the token ids so far: all on the largest processed logit
     when greedy (temperature 0), else their softmax."""
+    check(repetition_penalty is None or tokens is not None, "repetition_penalty needs the "
+          "token ids so far: pass tokens=", TypeError)
     for process in sampling_processors(temperature, top_k, top_p, min_p, repetition_penalty):
         logits = process(logits, tokens)
     if temperature == 0:

@@ -177,9 +177,10 @@ def test_fast_modern_decoder_gives_the_models_logits(shape):
         torch.testing.assert_close(decoder(ids, last_only=True), expected[:, -1:])
 
 
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3"])  # gemma3: windowed caches
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
-def test_fast_modern_decoder_continues_a_cache_in_pieces_of_any_size(split):
-    model = modern_model("qwen3")
+def test_fast_modern_decoder_continues_a_cache_in_pieces_of_any_size(split, shape):
+    model = modern_model(shape)
     ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
     decoder = FastModernDecoder(model)
     caches, pieces, start = decoder.make_kv_caches(), [], 0
@@ -492,13 +493,13 @@ def test_bf16_is_not_counted_where_nothing_says_it_is_native(monkeypatch, tmp_pa
 @pytest.mark.parametrize("shape", ["qwen3", "gemma3"])
 def test_fast_modern_decoder_in_bfloat16_stores_half_the_bytes_and_stays_close(shape):
     model = modern_model(shape)
-    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(4))
+    ids = torch.randint(0, 50, (1, 12), generator=torch.Generator().manual_seed(4))
     decoder = FastModernDecoder(model, torch.bfloat16)
     assert decoder.blocks[0]["qkv"].dtype == torch.bfloat16 and decoder.head.dtype == torch.bfloat16
     caches, pieces = decoder.make_kv_caches(), []
     with torch.no_grad():
         expected = model(ids)
-        for start in range(12):  # one token at a time: torch.mv's bf16 path
+        for start in range(12):  # one row, one token at a time: torch.mv's bf16 path
             pieces.append(decoder(ids[:, start:start + 1], caches))
         # bf16 rounding: off by no more than the model itself computing in bfloat16
         model_error = (copy.deepcopy(model).to(torch.bfloat16)(ids).float() - expected).abs().max()

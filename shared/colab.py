@@ -5,7 +5,7 @@ imports `shared` and earlier chapters. So each chapter's notebook has this cell 
 cell (right after the chapter's title). On Colab it finds the course (a copy in /content or at
 the top of the learner's Google Drive) or clones it from the address the learner writes in it,
 installs the part of requirements.txt above its line "# Colab stops here" (Colab's own torch, a
-CUDA build, meets `torch>=2.5` and is kept; its own Jupyter is not replaced),
+CUDA build, meets `torch>=2.7` and is kept; its own Jupyter is not replaced),
 puts the course on sys.path and works from the chapter's folder, as Jupyter does on your own
 machine. Anywhere else the cell does nothing: one `if` on a module Python has already loaded.
 The cell cannot import the course (it is what brings it), so it uses the standard library only.
