@@ -291,3 +291,22 @@ def test_a_module_the_family_does_not_have_is_refused(user, tmp_path):
     with pytest.raises(TypeError, match=r"modules GPTModel\(model.cfg\) does not have: "
                                         r"trf_blocks.0.ff.layers.3"):
         USERS[user](model, tmp_path)
+
+
+@pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
+def test_a_hook_registered_for_every_module_is_refused(family, user, tmp_path):
+    build, _, users = FAMILIES[family]
+    model, ids = build(), torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        plain = model(ids)
+    handle = nn.modules.module.register_module_forward_hook(  # doubles every module's output
+        lambda module, inputs, output: 2 * output if torch.is_tensor(output) else output)
+    try:
+        with torch.no_grad():
+            assert not torch.allclose(model(ids), plain)  # the model computes something else
+        with pytest.raises(TypeError, match=r"hooks, and one is registered for every module"):
+            users[user](model, tmp_path)
+    finally:
+        handle.remove()
+    assert not any(tmp_path.iterdir())
+    users[user](model, tmp_path / "after")  # with the hook removed, accepted again
