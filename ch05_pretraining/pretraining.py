@@ -203,7 +203,7 @@ class RepetitionPenalty:
 
 
 class TopK:
-    """Keep the k largest logits (5.3.3)."""
+    """Keep the k largest logits (5.3.2)."""
 
     def __init__(self, k: int):
         self.k = k
@@ -214,7 +214,7 @@ class TopK:
 
 
 class Temperature:
-    """Divide the logits by the temperature (5.3.2), which must be above 0 (0 is greedy: no
+    """Divide the logits by the temperature (5.3.1), which must be above 0 (0 is greedy: no
     division). Shifted first so that the largest logit is 0: a tiny temperature or huge logits
     then give -inf for the others, not inf - inf = nan."""
 

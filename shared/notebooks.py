@@ -53,6 +53,9 @@ from shared.utils import TEXT_PROGRESS_ENV
 EXPORT_MARKER = "#| export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
+# A code cell that opens collapsed in JupyterLab: the long exported code of a part beyond the
+# book (checks, savers, fast paths), whose prose says what it does (the tag Jupyter Book uses)
+HIDE_INPUT_TAG = "hide-input"
 SOLUTIONS_HEADING = re.compile(r"^##\s+Solutions\b")
 EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
 
@@ -296,8 +299,8 @@ def collapsed(cell) -> dict:
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Drop what changes from run to run or machine to machine but carries no meaning, and
-    collapse the Solutions section's cells (JupyterLab's `jupyter` cell metadata; nbval still
-    executes and compares them)."""
+    collapse the Solutions section's cells and the code of cells tagged `hide-input`
+    (JupyterLab's `jupyter` cell metadata; nbval still executes and compares them)."""
     nb.metadata = nbformat.from_dict(
         {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     )
@@ -305,6 +308,9 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata = nbformat.from_dict(
             {k: v for k, v in cell.metadata.items() if k in CELL_METADATA_KEPT}
         )
+    for cell in nb.cells:
+        if HIDE_INPUT_TAG in cell.metadata.get("tags", []):
+            cell.metadata["jupyter"] = nbformat.from_dict({"source_hidden": True})
     for index in solution_cells(nb.cells):
         nb.cells[index].metadata.update(nbformat.from_dict(collapsed(nb.cells[index])))
     return nb

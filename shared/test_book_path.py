@@ -293,6 +293,22 @@ def test_the_book_path_is_most_of_the_chapter_up_to_its_exercises(notebook):
     assert parts.count("book") >= 20, f"{notebook.name}: the book's path has too few cells"
 
 
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_only_exported_code_beyond_the_book_opens_collapsed(notebook):
+    """A cell tagged hide-input opens collapsed in JupyterLab: never a cell of the book's path,
+    only the exported code of a part beyond the book, and JupyterLab's metadata says so."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    for index, (cell, part) in enumerate(zip(cells, classify(cells))):
+        if notebooks.HIDE_INPUT_TAG not in cell.metadata.get("tags", []):
+            continue
+        assert part == "beyond" and cell.cell_type == "code" and cell.source.startswith(
+            notebooks.EXPORT_MARKER), f"{notebook.name}: cell {index} is tagged " \
+            f"{notebooks.HIDE_INPUT_TAG} but is not exported code beyond the book"
+        assert cell.metadata.get("jupyter") == {"source_hidden": True}, (
+            f"{notebook.name}: cell {index} is not collapsed: run "
+            "`python -m shared.notebooks normalize`")
+
+
 def code(source):
     return nbformat.v4.new_code_cell(source)
 

@@ -307,6 +307,16 @@ def test_normalize_collapses_the_solutions_but_their_signposts(tmp_path):
     assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
 
 
+def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
+    path = make_notebook(tmp_path / "lesson.ipynb", [
+        ("## 1.1 A section", None), ("#| export\ndef f():\n    return 1", ["hide-input"]),
+        ("f()", [])])
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[1].metadata["jupyter"] == {"source_hidden": True}  # its output stays open
+    assert "jupyter" not in cells[2].metadata
+    assert notebooks.is_normalized(path)
+
+
 @pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=lambda p: p.stem)
 def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
     """Issue 37: working an exercise in JupyterLab does not show the next one's answer; each
