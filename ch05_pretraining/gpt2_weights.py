@@ -149,11 +149,14 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
     hooked = [name or "the model" for name, module in model.named_modules()
               if module._forward_hooks or module._forward_pre_hooks]
     refuse_unless(not hooked, lambda: f"hooks, and {hooked[0]} has one (remove it with the "
-                  "handle register_forward_hook returned)", TypeError)
+                  "handle register_forward_hook or register_forward_pre_hook returned)",
+                  TypeError)
     everywhere = nn.modules.module  # hooks registered for every module at once
     refuse_unless(not (everywhere._global_forward_hooks or everywhere._global_forward_pre_hooks),
                   lambda: "hooks, and one is registered for every module (remove it with the "
-                  "handle register_module_forward_hook returned)", TypeError)
+                  "handle register_module_forward_hook or register_module_forward_pre_hook "
+                  "returned, or leave the `with` block of the tool that registered it, such as "
+                  "FlopCounterMode)", TypeError)
     with torch.device("meta"):
         reference = family(model.cfg)
     expected = dict(reference.named_modules())

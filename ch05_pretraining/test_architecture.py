@@ -293,14 +293,25 @@ def test_a_module_the_family_does_not_have_is_refused(user, tmp_path):
         USERS[user](model, tmp_path)
 
 
+def double_every_output():
+    return nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: 2 * output if torch.is_tensor(output) else output)
+
+
+def double_every_input():
+    return nn.modules.module.register_module_forward_pre_hook(
+        lambda module, inputs: tuple(2 * x if torch.is_tensor(x) and x.is_floating_point() else x
+                                      for x in inputs))
+
+
+@pytest.mark.parametrize("register", [double_every_output, double_every_input])
 @pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
-def test_a_hook_registered_for_every_module_is_refused(family, user, tmp_path):
+def test_a_hook_registered_for_every_module_is_refused(family, user, register, tmp_path):
     build, _, users = FAMILIES[family]
     model, ids = build(), torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         plain = model(ids)
-    handle = nn.modules.module.register_module_forward_hook(  # doubles every module's output
-        lambda module, inputs, output: 2 * output if torch.is_tensor(output) else output)
+    handle = register()
     try:
         with torch.no_grad():
             assert not torch.allclose(model(ids), plain)  # the model computes something else

@@ -459,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     for notebook in notebooks:
         ok &= export(notebook, check=args.command == "check")
         if args.command == "check" and not is_normalized(notebook):
-            print(f"{notebook} holds per-run metadata: run `python -m shared.notebooks run` on it.")
+            print(f"{notebook} holds per-run metadata or unfolded cells: run `python -m "
+                  "shared.notebooks normalize` on it (metadata only; `run` re-executes it).")
             ok = False
     ok &= export_stub(check=args.command == "check")
     return 0 if ok else 1

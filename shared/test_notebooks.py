@@ -315,6 +315,9 @@ def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
     assert cells[1].metadata["jupyter"] == {"source_hidden": True}  # its output stays open
     assert "jupyter" not in cells[2].metadata
     assert notebooks.is_normalized(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].metadata["tags"] = []  # the tag removed: the cell opens again
+    assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
 
 
 @pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=lambda p: p.stem)
