@@ -53,8 +53,8 @@ from shared.utils import TEXT_PROGRESS_ENV
 EXPORT_MARKER = "#| export"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 CELL_METADATA_KEPT = ("tags",)
-# A code cell that opens collapsed in JupyterLab: the long exported code of a part beyond the
-# book (checks, savers, fast paths), whose prose says what it does (the tag Jupyter Book uses)
+# A code cell that opens folded in JupyterLab: exported machinery of a part beyond the book
+# (checks, savers, fast paths), whose prose says what it does (the tag Jupyter Book uses)
 HIDE_INPUT_TAG = "hide-input"
 SOLUTIONS_HEADING = re.compile(r"^##\s+Solutions\b")
 EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
