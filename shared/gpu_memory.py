@@ -10,6 +10,8 @@ default for CUDA tensors), activations kept for the backward pass. The tensors a
 CPU. It is arithmetic, not a measurement: a real GPU adds CUDA's own context and its caching
 allocator's rounding, and a notebook keeps on its device whatever else it holds at the time
 (earlier models, their optimizers). README.md, "Which profile fits a free T4", quotes it.
+On a machine with a CUDA GPU it also runs each step there and prints what CUDA's allocator
+held at its peak ("measured").
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> t
     """GPTModel's forward pass, written out so that the first `frozen_blocks` blocks run without
     autograd, as frozen layers do (they keep no activations); the model's own forward checks
     the token ids' values, which fake tensors do not have."""
-    positions = torch.arange(token_ids.shape[1])
+    positions = torch.arange(token_ids.shape[1], device=token_ids.device)
     with torch.no_grad() if frozen_blocks else contextlib.nullcontext():
         x = model.drop_emb(model.tok_emb(token_ids) + model.pos_emb(positions))
         for block in model.trf_blocks[:frozen_blocks]:
@@ -76,32 +78,65 @@ def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | No
     return peak
 
 
-def book_profile_steps() -> dict[str, dict[str, float]]:
-    """The training steps of the book profile, with the notebooks' settings."""
+def measured_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | None = None,
+                       last_block_only: bool = False) -> float:
+    """GB that CUDA's allocator holds at the peak of the same step on the GPU, real tensors
+    (random values; the values change no size), with nothing else on the device."""
+    device = torch.device("cuda")
+    model = GPTModel(cfg).to(device)
+    if num_classes:
+        model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes, device=device)
+    frozen = cfg["n_layers"] - 1 if last_block_only else 0
+    trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
+                for p in m.parameters()] if last_block_only else list(model.parameters()))
+    optimizer = torch.optim.AdamW(trained, lr=1e-4)  # foreach, CUDA's default
+    inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens), device=device)
+    targets = torch.randint(0, num_classes or cfg["vocab_size"],
+                            (batch,) if num_classes else (batch, tokens), device=device)
+    for step in range(2):
+        if step == 1:
+            torch.cuda.reset_peak_memory_stats()
+        optimizer.zero_grad()
+        logits = logits_of(model, inputs, frozen)
+        logits = logits[:, -1] if num_classes else logits.flatten(0, 1)
+        loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
+        del logits
+        loss.backward()
+        optimizer.step()
+    peak = torch.cuda.max_memory_allocated() / GB
+    del model, optimizer, inputs, targets, loss
+    torch.cuda.empty_cache()
+    return peak
+
+
+def book_profile_steps() -> dict[str, tuple]:
+    """The training steps of the book profile, with the notebooks' settings: the arguments
+    of training_step_peak."""
     small_from_scratch = gpt2_config("gpt2-small (124M)", context_length=256)  # 5.2
     openai_small = gpt2_config("gpt2-small (124M)", qkv_bias=True, drop_rate=0.0)  # load_gpt2
     openai_medium = gpt2_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0)
     return {
-        "5.2 GPT-2 small from scratch, batch 2 x 256 tokens":
-            training_step_peak(small_from_scratch, 2, 256),
+        "5.2 GPT-2 small from scratch, batch 2 x 256 tokens": (small_from_scratch, 2, 256),
         "6.7 GPT-2 small, last block and head, batch 8 x 120":
-            training_step_peak(openai_small, 8, 120, num_classes=2, last_block_only=True),
-        "6.9 GPT-2 small, all layers, batch 8 x 120":
-            training_step_peak(openai_small, 8, 120, num_classes=2),
-        "exercise 6.1, last block, batch 8 x 1,024":
-            training_step_peak(openai_small, 8, 1024, num_classes=2, last_block_only=True),
-        "7.6 GPT-2 medium, all layers, batch 8 x 91":
-            training_step_peak(openai_medium, 8, 91),
+            (openai_small, 8, 120, 2, True),
+        "6.9 GPT-2 small, all layers, batch 8 x 120": (openai_small, 8, 120, 2),
+        "exercise 6.1, last block, batch 8 x 1,024": (openai_small, 8, 1024, 2, True),
+        "7.6 GPT-2 medium, all layers, batch 8 x 91": (openai_medium, 8, 91),
     }
 
 
 def main() -> int:
+    on_gpu = torch.cuda.is_available()  # then each step is also run, and measured
+    if on_gpu:
+        print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
     kinds = ["param", "grad", "opt", "act", "temp", "buffer"]
     print(f"{'training step (book profile), GB at its peak':54} "
-          + " ".join(f"{k:>6}" for k in kinds) + "  total")
-    for name, peak in book_profile_steps().items():
+          + " ".join(f"{k:>6}" for k in kinds) + "  total" + (" measured" if on_gpu else ""))
+    for name, arguments in book_profile_steps().items():
+        peak = training_step_peak(*arguments)
         print(f"{name:54} " + " ".join(f"{peak.get(k, 0):6.2f}" for k in kinds)
-              + f"  {peak['total']:5.2f}")
+              + f"  {peak['total']:5.2f}"
+              + (f" {measured_step_peak(*arguments):8.2f}" if on_gpu else ""))
     return 0
 
 
