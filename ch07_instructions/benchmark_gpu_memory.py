@@ -50,6 +50,7 @@ from shared import (
     train_model_simple,
 )
 
+
 GB = 1e9  # as section 7.9 counts, and as GPU makers state memory
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}

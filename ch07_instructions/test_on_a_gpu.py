@@ -1,6 +1,6 @@
 """What running chapter 7 on a GPU needs, checked on the CPU: tensors made on the device they
 are given (the `meta` device stands in, where nothing reads values), and the GPU memory that
-section 7.9 works out, recounted from the models and the data, and counted again by PyTorch's
+section 7.9 measures, counted from the models and the data, and counted again by PyTorch's
 MemTracker as the notebook's steps run on fake tensors.
 
 shared/test_devices.py runs the chapter's functions and exercise checks on a stand-in GPU."""
@@ -129,7 +129,7 @@ def saved_for_backward(model, batch, length):
     return sum(saved.values())
 
 
-def test_what_a_training_step_keeps_per_token_is_the_count_the_text_gives():
+def test_what_a_training_step_keeps_per_token_is_the_count_this_file_uses():
     """Per token: each block 32 x emb_dim numbers plus n_heads attention weights per position;
     the output the vocabulary's log-probabilities plus 4 x emb_dim. A narrow model, two blocks
     against one, shows it (up to a few numbers per token: the layer norms' means and
@@ -166,8 +166,8 @@ def activations(cfg, batch, length):
 
 
 def memory(size, lengths):
-    """Section 7.9's count, in GB: the rows of the table at the peak (a DPO step in 7.10) and
-    the peak of each stage."""
+    """The count behind section 7.9's measured peaks, in GB: what a DPO step in 7.10 holds at
+    its peak, by kind of tensor, and the peak of each stage."""
     model = gpt2_as_load_gpt2_builds_it(size)
     cfg = model.cfg
     weights = sum(p.numel() for p in model.parameters()) * FLOAT
@@ -198,45 +198,29 @@ def memory(size, lengths):
         name: value / GB for name, value in stages.items()}
 
 
-def test_section_7_9_states_the_memory_that_this_count_gives(book_lengths):
+def test_section_7_9s_measured_peaks_agree_with_this_count(book_lengths):
+    """Section 7.9 states the peaks that benchmark_gpu_memory.py measured on a GPU, and that
+    they agree with this count to within 3%; GPT-2 medium's count is the one the rest of this
+    file checks, tensor by tensor."""
     assert book_lengths == {"text": 91, "chosen": 114, "rejected": 99}
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
     text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
-    words = " ".join(text.split())
-    rows = {"weights and masks": "five models' weights and masks",
-            "optimizer states": "three optimizers' states", "gradients": "three models' gradients",
-            "activations": "one DPO step's activations",
-            "reference logits": "the reference's logits, for a moment"}
-    columns = {}
-    for size in SIZES:
-        table, stages = memory(size, book_lengths)
-        columns[size] = [f"{table[name]:.1f} GB" for name in rows] + [
-            f"about {stages['7.10']:.0f} GB"]
-        if size == "medium":
-            assert [f"{stages[stage]:.1f}" for stage in stages] == [
-                "10.0", "16.6", "18.4", "29.6"]
-            assert ("holds about 10 GB while section 7.6 trains (the step and `base_model`), "
-                    "16.6 GB in 7.6.1") in words
-            assert "and 18.4 GB while 7.7 reloads" in words
-            model = gpt2_as_load_gpt2_builds_it(size)
-            weights = sum(p.numel() for p in model.parameters()) * FLOAT / GB
-            step = 5 * weights + sum(b.numel() for b in model.buffers()) * FLOAT / GB
-            assert f"temporary copy, {step:.1f} GB" in words
-            text_activations = activations(model.cfg, 8, book_lengths["text"]) / GB
-            assert f"{text_activations:.1f} GB for section 7.6's longest batch" in words
-        else:
-            assert stages["7.10"] == pytest.approx(12.2, abs=0.05)
-    columns["medium"].insert(0, "406,286,336")
-    columns["small"].insert(0, "163,037,184")
-    rows = {"parameters": "parameters of one model", **rows}
-    for k, row in enumerate([*rows.values(), "**in all**"]):
+    assert "agree with the measurement to within 3%" in " ".join(text.split())
+    rows = {"7.6": "7.6, finetuning", "7.6.1": "7.6.1, two more runs",
+            "7.7": "7.7, reloading the saved weights", "7.10": "7.10, a DPO step"}
+    counted = {size: memory(size, book_lengths)[1] for size in SIZES}
+    assert [f"{counted['medium'][stage]:.1f}" for stage in rows] == [
+        "10.0", "16.6", "18.4", "29.6"]
+    for stage, row in rows.items():
         line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
-        cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")[1:]]
-        assert cells == [columns["medium"][k], columns["small"][k]], row
+        stated = [float(cell.strip().removesuffix(" GB"))
+                  for cell in line.strip("|").split("|")[1:]]
+        for size, measured in zip(SIZES, stated):
+            assert counted[size][stage] == pytest.approx(measured, rel=0.03), (size, stage)
 
 
 def test_chapter_5s_loops_free_the_gradients_before_each_forward_pass_and_keep_the_last():
-    """Where section 7.9 puts the gradients of sections 7.6 and 7.6.1 (chapter 5's
+    """Where this count puts the gradients of sections 7.6 and 7.6.1 (chapter 5's
     train_model_simple and train_model, as the notebook calls them), and that the DPO loop of
     7.10 clears them after its forward."""
     for loop in ("train_model_simple", "train_model"):
@@ -360,10 +344,6 @@ def test_pytorchs_memory_tracker_finds_the_peaks_of_the_count(book_lengths, monk
     for stage, counted in stages.items():
         assert peaks[stage] == pytest.approx(counted, abs=0.01), stage
     assert peaks["solution 7.4"] < peaks["7.10"]
-    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
-    assert (f"Solution 7.4, after DPO, stays below the peak ({peaks['solution 7.4']:.1f} GB)"
-            in " ".join(text.split()))
 
 
 def settings_cell(environment, monkeypatch):

@@ -1,4 +1,4 @@
-"""How much GPU memory the book profile's training steps take, worked out without a GPU.
+"""How much GPU memory the book profile's training steps take: counted, and measured on a GPU.
 
     python -m shared.gpu_memory
 
@@ -6,12 +6,12 @@ For each training step of chapters 5-7 in the book profile (the model, batch and
 notebook's own settings), PyTorch's MemTracker counts the tensors alive at the step's peak:
 weights, gradients, AdamW's two averages (with the temporaries of its multi-tensor update, the
 default for CUDA tensors), activations kept for the backward pass. The tensors are fake
-(FakeTensorMode: shapes and dtypes, no values, no computation), so this runs in seconds on a
-CPU. It is arithmetic, not a measurement: a real GPU adds CUDA's own context and its caching
-allocator's rounding, and a notebook keeps on its device whatever else it holds at the time
-(earlier models, their optimizers). README.md, "Which profile fits a free T4", quotes it.
-On a machine with a CUDA GPU it also runs each step there and prints what CUDA's allocator
-held at its peak ("measured").
+(FakeTensorMode: shapes and dtypes, no values, no computation), so the count runs in seconds
+on a CPU. The count is arithmetic, not a measurement: a real GPU adds CUDA's own context and
+its caching allocator's rounding, and a notebook keeps on its device whatever else it holds at
+the time (earlier models, their optimizers). On a machine with a CUDA GPU the script also runs
+each step there and prints what CUDA's allocator held at its peak ("measured"). README.md,
+"Which profile fits a free T4", quotes both.
 """
 
 from __future__ import annotations
