@@ -3,6 +3,7 @@
     python ch07_instructions/benchmark_gpu_memory.py                  # GPT-2 medium, downloaded
     python ch07_instructions/benchmark_gpu_memory.py --size small
     python ch07_instructions/benchmark_gpu_memory.py --random-weights # no download: same memory
+    python ch07_instructions/benchmark_gpu_memory.py --memory-limit 15.5  # as on a smaller card
 
 Section 7.9 counts the memory tensor by tensor (and test_on_a_gpu.py checks that count with
 PyTorch's MemTracker on fake tensors). This script runs the notebook's own steps on a real
@@ -13,7 +14,8 @@ optimizers and gradients). Only the batches are fewer: each training stage runs 
 the first on the longest batch of the book's split, which is where a step peaks.
 
 The weights' values change no memory figure, so --random-weights builds the model load_gpt2
-builds, with random values, and downloads nothing. It needs a CUDA GPU.
+builds, with random values, and downloads nothing. --memory-limit caps what PyTorch may take
+of the GPU, to see where a smaller card runs out of memory. It needs a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from shared import (
 
 GB = 1e9  # as section 7.9 counts, and as GPU makers state memory
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
+STAGES = ["7.5: model and base_model", "7.6: finetuning", "7.6.1: two more runs",
+          "7.7: reloading", "7.10: DPO", "Solution 7.4: LoRA"]
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}
 
 
@@ -72,6 +76,8 @@ def longest_first(items, collate, batch_size, *lengths):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=SIZES, default="medium")
+    parser.add_argument("--memory-limit", type=float, metavar="GB",
+                        help="let PyTorch use at most this much of the GPU, as a smaller card")
     parser.add_argument("--random-weights", action="store_true",
                         help="random values in load_gpt2's model: the same memory, no download")
     args = parser.parse_args()
@@ -85,6 +91,12 @@ def main() -> int:
         return load_gpt2(SIZES[args.size], drop_rate=0.0)
 
     torch.zeros(1, device=device)  # CUDA's context
+    if args.memory_limit:
+        total = torch.cuda.mem_get_info()[1]
+        if not 0 < args.memory_limit * GB <= total:
+            parser.error(f"--memory-limit must be above 0 and at most this GPU's "
+                         f"{total / GB:.1f} GB, got {args.memory_limit}")
+        torch.cuda.set_per_process_memory_fraction(args.memory_limit * GB / total)
     free, total = torch.cuda.mem_get_info()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}: {total / GB:.1f} GB in "
           f"all, {(total - free - torch.cuda.memory_reserved()) / GB:.2f} GB taken before "
@@ -124,63 +136,67 @@ def main() -> int:
     def adamw(model, **settings):
         return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], **settings)
 
-    # 7.5: the model and its copy before finetuning
-    model = model_as_the_notebook_loads_it().to(device)
-    base_model = copy.deepcopy(model).eval()
-    stage("7.5: model and base_model")
-    # 7.6: train_model_simple, as the notebook calls it
-    set_seed(123)
-    optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-    train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
-                       eval_freq=1, eval_iter=2, start_context=None, tokenizer=tokenizer)
-    stage("7.6: finetuning")
-    # 7.6.1: a rerun from base_model, then the masked run, while `model` keeps its state
-    for run in ("rerun", "masked"):
-        trained = (copy.deepcopy(base_model) if run == "rerun"
-                   else model_as_the_notebook_loads_it().to(device))
-        trained_optimizer = adamw(trained, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-        train_model(trained, train_batches if run == "rerun" else masked_batches,
-                    val_batches, trained_optimizer, device, n_epochs=1, eval_freq=None,
-                    eval_iter=1, start_context=None, tokenizer=tokenizer, warmup_steps=0,
-                    lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None, progress=False)
-        if run == "rerun":
-            del trained, trained_optimizer
-    masked_model, masked_optimizer = trained, trained_optimizer
-    stage("7.6.1: two more runs")
-    # 7.7: the finetuned weights saved and loaded into a copy of base_model
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "finetuned.pth"
-        torch.save(model.state_dict(), path)
-        reloaded = copy.deepcopy(base_model)
-        reloaded.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    stage("7.7: reloading")
-    # 7.10: DPO, the policy a copy of `model`, the reference the reloaded model
-    reference = reloaded.eval().requires_grad_(False)
-    policy = copy.deepcopy(model)
-    evaluate_preferences(pref_val_batches, policy, reference, beta=0.1)
-    set_seed(123)
-    dpo_optimizer = torch.optim.AdamW(policy.parameters(), lr=5e-6, weight_decay=0.0)
-    for batch in pref_batches:
-        policy.train()
-        loss, _, _ = dpo_loss_batch(batch, policy, reference, beta=0.1)
-        dpo_optimizer.zero_grad()
-        loss.backward()
-        dpo_optimizer.step()
-    stage("7.10: DPO")
-    # Solution 7.4: LoRA on a frozen copy of base_model
-    lora_model = copy.deepcopy(base_model).requires_grad_(False)
-    set_seed(123)
-    replace_linear_with_lora(lora_model, rank=8, alpha=16)
-    lora_optimizer = adamw(lora_model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-    lora_model.train()
-    for inputs, targets in itertools.islice(train_batches, 3):
-        loss = torch.nn.functional.cross_entropy(lora_model(inputs).flatten(0, 1),
-                                                 targets.flatten())
-        lora_optimizer.zero_grad()
-        loss.backward()
-        lora_optimizer.step()
-    stage("Solution 7.4: LoRA")
-    del masked_model, masked_optimizer, optimizer, policy, dpo_optimizer, lora_optimizer
+    try:
+        # 7.5: the model and its copy before finetuning
+        model = model_as_the_notebook_loads_it().to(device)
+        base_model = copy.deepcopy(model).eval()
+        stage("7.5: model and base_model")
+        # 7.6: train_model_simple, as the notebook calls it
+        set_seed(123)
+        optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
+        train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
+                           eval_freq=1, eval_iter=2, start_context=None, tokenizer=tokenizer)
+        stage("7.6: finetuning")
+        # 7.6.1: a rerun from base_model, then the masked run, while `model` keeps its state
+        for run in ("rerun", "masked"):
+            trained = (copy.deepcopy(base_model) if run == "rerun"
+                       else model_as_the_notebook_loads_it().to(device))
+            trained_optimizer = adamw(trained, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
+            train_model(trained, train_batches if run == "rerun" else masked_batches,
+                        val_batches, trained_optimizer, device, n_epochs=1, eval_freq=None,
+                        eval_iter=1, start_context=None, tokenizer=tokenizer, warmup_steps=0,
+                        lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None, progress=False)
+            if run == "rerun":
+                del trained, trained_optimizer
+        masked_model, masked_optimizer = trained, trained_optimizer
+        stage("7.6.1: two more runs")
+        # 7.7: the finetuned weights saved and loaded into a copy of base_model
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "finetuned.pth"
+            torch.save(model.state_dict(), path)
+            reloaded = copy.deepcopy(base_model)
+            reloaded.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        stage("7.7: reloading")
+        # 7.10: DPO, the policy a copy of `model`, the reference the reloaded model
+        reference = reloaded.eval().requires_grad_(False)
+        policy = copy.deepcopy(model)
+        evaluate_preferences(pref_val_batches, policy, reference, beta=0.1)
+        set_seed(123)
+        dpo_optimizer = torch.optim.AdamW(policy.parameters(), lr=5e-6, weight_decay=0.0)
+        for batch in pref_batches:
+            policy.train()
+            loss, _, _ = dpo_loss_batch(batch, policy, reference, beta=0.1)
+            dpo_optimizer.zero_grad()
+            loss.backward()
+            dpo_optimizer.step()
+        stage("7.10: DPO")
+        # Solution 7.4: LoRA on a frozen copy of base_model
+        lora_model = copy.deepcopy(base_model).requires_grad_(False)
+        set_seed(123)
+        replace_linear_with_lora(lora_model, rank=8, alpha=16)
+        lora_optimizer = adamw(lora_model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
+        lora_model.train()
+        for inputs, targets in itertools.islice(train_batches, 3):
+            loss = torch.nn.functional.cross_entropy(lora_model(inputs).flatten(0, 1),
+                                                     targets.flatten())
+            lora_optimizer.zero_grad()
+            loss.backward()
+            lora_optimizer.step()
+        stage("Solution 7.4: LoRA")
+        del masked_model, masked_optimizer, optimizer, policy, dpo_optimizer, lora_optimizer
+    except torch.OutOfMemoryError:  # a card too small: say where it ran out
+        ran_out = next(name for name in STAGES if name not in peaks)
+        print(f"out of memory in {ran_out}, under the limit of {args.memory_limit} GB")
 
     # reserved: what the caching allocator took from the GPU, its tensors and the free blocks it
     # keeps for reuse; the GPU must hold that, plus CUDA's context
