@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 67, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 65, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
 states), saved atomically and loaded all or nothing, on any device."""
@@ -20,7 +20,7 @@ from torch import nn
 from shared import check, write_atomically
 
 
-# %% pretraining.ipynb cell 69, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 67, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 # Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
 # always; a CUDA GPU's (by its number) or the Mac GPU's (MPS) when the model is there, as
@@ -82,7 +82,7 @@ def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-# %% pretraining.ipynb cell 71, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 69, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
@@ -142,7 +142,7 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     return state
 
 
-# %% pretraining.ipynb cell 73, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 71, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 def generator_states(devices: Iterable[str | torch.device] | None = None) -> dict:
     """The states of the random generators a run draws from, named as in _RNG_KEYS: the CPU's
@@ -212,7 +212,7 @@ def generator_problems(states: dict) -> list[str]:
     return []
 
 
-# %% pretraining.ipynb cell 75, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 73, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 def _loads_back(value) -> bool:
     """Whether torch.load(weights_only=True), as load_checkpoint reads, accepts `value`."""
@@ -310,7 +310,7 @@ def _another_format(path: Path) -> str | None:
             "safetensors.torch.load_file(path)")
 
 
-# %% pretraining.ipynb cell 77, 5.4.1 Checkpoints that check what they load (beyond the book)
+# %% pretraining.ipynb cell 75, 5.4.1 Checkpoints that check what they load (beyond the book)
 
 def _model_state_problems(saved, model: nn.Module) -> list[str]:
     """What keeps `saved` (a state_dict) from loading into `model`."""

@@ -182,7 +182,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 52, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
+# %% pretraining.ipynb cell 50, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
 
 # A logits processor takes one position's logits (..., vocab) and the token ids so far
 # (..., length) and returns new logits; a token whose logit is -inf can no longer be picked.
@@ -254,7 +254,7 @@ class MinP:
                                   -torch.inf)
 
 
-# %% pretraining.ipynb cell 54, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
+# %% pretraining.ipynb cell 52, 5.3.4 Top-p, min-p, a repetition penalty: the decoding step on i...
 
 def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, min_p: float | None = None,
@@ -300,7 +300,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
 
 
-# %% pretraining.ipynb cell 121, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 119, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
@@ -321,7 +321,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% pretraining.ipynb cell 124, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 122, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -360,7 +360,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% pretraining.ipynb cell 125, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 123, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -428,7 +428,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% pretraining.ipynb cell 129, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
+# %% pretraining.ipynb cell 127, 5.6 Warmup, cosine decay and gradient clipping (beyond the book)
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
@@ -436,7 +436,7 @@ def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     return max(highest) if highest else None
 
 
-# %% pretraining.ipynb cell 134, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 132, 5.7 Faster generation: the KV cache (beyond the book)
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
@@ -516,7 +516,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     return idx
 
 
-# %% pretraining.ipynb cell 136, 5.7 Faster generation: the KV cache (beyond the book)
+# %% pretraining.ipynb cell 134, 5.7 Faster generation: the KV cache (beyond the book)
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""

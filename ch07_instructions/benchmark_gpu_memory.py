@@ -5,17 +5,20 @@
     python ch07_instructions/benchmark_gpu_memory.py --random-weights # no download: same memory
     python ch07_instructions/benchmark_gpu_memory.py --memory-limit 15.5  # as on a smaller card
 
-Section 7.9 counts the memory tensor by tensor (and test_on_a_gpu.py checks that count with
-PyTorch's MemTracker on fake tensors). This script runs the notebook's own steps on a real
-device, with the book profile's models and settings, and prints what CUDA's caching allocator
-reports at the peak of each stage: sections 7.6, 7.6.1, 7.7, 7.10 and Solution 7.4. Each stage
-keeps what the notebook keeps alive at that point (`base_model`, earlier models, their
-optimizers and gradients). Only the batches are fewer: each training stage runs a few steps,
-the first on the longest batch of the book's split, which is where a step peaks.
+Section 7.9 quotes what this script measures; test_on_a_gpu.py counts the same peaks tensor by
+tensor, and checks that count with PyTorch's MemTracker on fake tensors. This script runs the
+notebook's own steps on a real device, with the book profile's models and settings, and prints
+what CUDA's caching allocator reports at the peak of each stage: sections 7.6, 7.6.1, 7.7, 7.10
+and Solution 7.4. Each stage keeps what the notebook keeps alive at that point (`base_model`,
+earlier models, their optimizers and gradients). Only the batches are fewer: each training
+stage runs three steps, the second on the longest batch of the book's split. (A step of AdamW
+peaks in its update, with the batch's activations gone; a DPO step peaks at the end of its
+forward pass, with the activations and the previous step's gradients and averages, so its
+longest batch comes after a first step.)
 
 The weights' values change no memory figure, so --random-weights builds the model load_gpt2
-builds, with random values, and downloads nothing. --memory-limit caps what PyTorch may take
-of the GPU, to see where a smaller card runs out of memory. It needs a CUDA GPU.
+builds, with random values, and downloads nothing. --memory-limit caps what PyTorch may take of
+the GPU, to see where a smaller card runs out of memory. It needs a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -53,23 +56,23 @@ from shared import (
 )
 
 
-GB = 1e9  # as section 7.9 counts, and as GPU makers state memory
+GB = 1e9  # as section 7.9 states memory, and as GPU makers do
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
 STAGES = ["7.5: model and base_model", "7.6: finetuning", "7.6.1: two more runs",
           "7.7: reloading", "7.10: DPO", "Solution 7.4: LoRA"]
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}
 
 
-def longest_first(items, collate, batch_size, *lengths):
-    """Three batches of `items`, the first of the longest ones (where a step peaks): it takes
-    the longest item by each of the `lengths` functions in turn."""
+def longest_second(items, collate, batch_size, *lengths):
+    """Three batches of `items`, the second of the longest ones: it takes the longest item by
+    each of the `lengths` functions in turn."""
     orders = [sorted(range(len(items)), key=length, reverse=True) for length in lengths]
     first = []
     for index in itertools.chain.from_iterable(zip(*orders)):
         if len(first) < batch_size and index not in first:
             first.append(index)
     rest = [i for i in orders[0] if i not in first]
-    batches = [first, rest[:batch_size], rest[-batch_size:]]
+    batches = [rest[-batch_size:], first, rest[:batch_size]]
     return [collate([items[i] for i in batch]) for batch in batches]
 
 
@@ -91,7 +94,7 @@ def main() -> int:
         return load_gpt2(SIZES[args.size], drop_rate=0.0)
 
     torch.zeros(1, device=device)  # CUDA's context
-    if args.memory_limit:
+    if args.memory_limit is not None:
         total = torch.cuda.mem_get_info()[1]
         if not 0 < args.memory_limit * GB <= total:
             parser.error(f"--memory-limit must be above 0 and at most this GPU's "
@@ -106,24 +109,26 @@ def main() -> int:
     train_data, val_data, _ = split_instruction_data(load_instruction_data(), seed=None)
     collate = partial(custom_collate_fn, allowed_max_length=BOOK["context_length"], device=device)
     texts = InstructionDataset(train_data, tokenizer).encoded_texts
-    train_batches = longest_first(texts, collate, BOOK["batch_size"], lambda i: len(texts[i]))
+    train_batches = longest_second(texts, collate, BOOK["batch_size"], lambda i: len(texts[i]))
     masked = InstructionDataset(train_data, tokenizer, mask_instruction=True)
-    masked_batches = longest_first([masked[i] for i in range(len(masked))], collate,
+    masked_batches = longest_second([masked[i] for i in range(len(masked))], collate,
                                    BOOK["batch_size"], lambda i: len(masked.encoded_texts[i]))
     val_texts = InstructionDataset(val_data, tokenizer).encoded_texts
-    val_batches = [collate(val_texts[i:i + 8]) for i in range(0, 40, 8)]
+    val_batches = [collate(val_texts[i:i + BOOK["batch_size"]])
+                   for i in range(0, 5 * BOOK["batch_size"], BOOK["batch_size"])]
     preferences = json.loads(fetch("instruction-data-with-preference").read_text(encoding="utf-8"))
     pref_train, pref_val, _ = split_instruction_data(preferences, seed=None)
     pref_collate = partial(preference_collate_fn, allowed_max_length=BOOK["context_length"],
                            device=device)
     pairs = PreferenceDataset(pref_train, tokenizer, keep_identical=True).items
-    pref_batches = longest_first(pairs, pref_collate, 8, lambda i: len(pairs[i]["chosen"][0]),
-                                 lambda i: len(pairs[i]["rejected"][0]))
+    pref_batches = longest_second(pairs, pref_collate, BOOK["batch_size"],
+                                  lambda i: len(pairs[i]["chosen"][0]),
+                                  lambda i: len(pairs[i]["rejected"][0]))
     pref_val_items = PreferenceDataset(pref_val[:16], tokenizer, keep_identical=True).items
     pref_val_batches = [pref_collate(pref_val_items[i:i + 8]) for i in (0, 8)]
-    longest = {"text": train_batches[0][0].shape[1],
-               "chosen": pref_batches[0]["chosen"][0].shape[1],
-               "rejected": pref_batches[0]["rejected"][0].shape[1]}
+    longest = {"text": train_batches[1][0].shape[1],
+               "chosen": pref_batches[1]["chosen"][0].shape[1],
+               "rejected": pref_batches[1]["rejected"][0].shape[1]}
     print(f"GPT-2 {args.size}; the longest batches: {longest} tokens, 8 sequences each")
 
     peaks = {}
@@ -147,18 +152,21 @@ def main() -> int:
         train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
                            eval_freq=1, eval_iter=2, start_context=None, tokenizer=tokenizer)
         stage("7.6: finetuning")
-        # 7.6.1: a rerun from base_model, then the masked run, while `model` keeps its state
-        for run in ("rerun", "masked"):
-            trained = (copy.deepcopy(base_model) if run == "rerun"
-                       else model_as_the_notebook_loads_it().to(device))
+        # 7.6.1: a rerun from base_model, deleted after it, then the masked run, which stays;
+        # `model` keeps its optimizer and gradients all the while
+        def train(trained, batches):
             trained_optimizer = adamw(trained, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-            train_model(trained, train_batches if run == "rerun" else masked_batches,
-                        val_batches, trained_optimizer, device, n_epochs=1, eval_freq=None,
-                        eval_iter=1, start_context=None, tokenizer=tokenizer, warmup_steps=0,
-                        lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None, progress=False)
-            if run == "rerun":
-                del trained, trained_optimizer
-        masked_model, masked_optimizer = trained, trained_optimizer
+            train_model(trained, batches, val_batches, trained_optimizer, device, n_epochs=1,
+                        eval_freq=None, eval_iter=1, start_context=None, tokenizer=tokenizer,
+                        warmup_steps=0, lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None,
+                        progress=False)
+            return trained_optimizer
+
+        rerun = copy.deepcopy(base_model)
+        rerun_optimizer = train(rerun, train_batches)
+        del rerun, rerun_optimizer
+        masked_model = model_as_the_notebook_loads_it().to(device)
+        masked_optimizer = train(masked_model, masked_batches)  # noqa: F841 (kept, as there)
         stage("7.6.1: two more runs")
         # 7.7: the finetuned weights saved and loaded into a copy of base_model
         with tempfile.TemporaryDirectory() as folder:
@@ -186,17 +194,17 @@ def main() -> int:
         replace_linear_with_lora(lora_model, rank=8, alpha=16)
         lora_optimizer = adamw(lora_model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
         lora_model.train()
-        for inputs, targets in itertools.islice(train_batches, 3):
+        for inputs, targets in train_batches:
             loss = torch.nn.functional.cross_entropy(lora_model(inputs).flatten(0, 1),
                                                      targets.flatten())
             lora_optimizer.zero_grad()
             loss.backward()
             lora_optimizer.step()
         stage("Solution 7.4: LoRA")
-        del masked_model, masked_optimizer, optimizer, policy, dpo_optimizer, lora_optimizer
     except torch.OutOfMemoryError:  # a card too small: say where it ran out
         ran_out = next(name for name in STAGES if name not in peaks)
-        print(f"out of memory in {ran_out}, under the limit of {args.memory_limit} GB")
+        print(f"out of memory in {ran_out}"
+              + (f", under the limit of {args.memory_limit} GB" if args.memory_limit else ""))
 
     # reserved: what the caching allocator took from the GPU, its tensors and the free blocks it
     # keeps for reuse; the GPU must hold that, plus CUDA's context

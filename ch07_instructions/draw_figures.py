@@ -216,11 +216,12 @@ def preference_batch():
         labels = prompt + resp
         fills = [COLORS["token"]] * 4 + [COLORS["embedding"] if k == 0 else COLORS["attention"]
                                          ] * len(resp)
-        labels += ["pad"] * (10 - len(labels))
-        fills += [COLORS["masked"]] * (10 - len(fills))
+        padded = 9 if k == 0 else 10  # each side to the longest of its kind in the batch
+        labels += ["pad"] * (padded - len(labels))
+        fills += [COLORS["masked"]] * (padded - len(fills))
         d.row(6.0, y, labels, w=cell - 0.2, h=1.1, gap=0.2, fills=fills, size=7.5,
               family="monospace")
-        mask = ["0"] * 3 + ["1"] * len(resp) + ["0"] * (10 - 3 - len(resp))
+        mask = ["0"] * 3 + ["1"] * len(resp) + ["0"] * (padded - 3 - len(resp))
         d.row(6.0, y + 1.4, mask, w=cell - 0.2, h=0.9, gap=0.2, fill=COLORS["block"],
               size=7, family="monospace")
         d.note(30.0, y + 1.85, "← counted target (1) or -100 (0)", ha="left")
@@ -228,7 +229,8 @@ def preference_batch():
     d.note(22, 11.8, "The mask of a target sits one place earlier than its token (targets "
           "are shifted); each sequence's score is the sum of log p over its 1s.",
           style="italic")
-    d.note(22, 12.6, "eot is <|endoftext|>; the padding after it is ignored.", style="italic")
+    d.note(22, 12.6, "eot is <|endoftext|>. Each side is padded to the longest sequence of its "
+           "kind in the batch; padding is ignored.", style="italic")
     return d
 
 

@@ -200,12 +200,12 @@ def memory(size, lengths):
 
 def test_section_7_9s_measured_peaks_agree_with_this_count(book_lengths):
     """Section 7.9 states the peaks that benchmark_gpu_memory.py measured on a GPU, and that
-    they agree with this count to within 3%; GPT-2 medium's count is the one the rest of this
+    they agree with this count to within 4%; GPT-2 medium's count is the one the rest of this
     file checks, tensor by tensor."""
     assert book_lengths == {"text": 91, "chosen": 114, "rejected": 99}
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
     text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
-    assert "agree with the measurement to within 3%" in " ".join(text.split())
+    assert "agree with the measurement to within 4%" in " ".join(text.split())
     rows = {"7.6": "7.6, finetuning", "7.6.1": "7.6.1, two more runs",
             "7.7": "7.7, reloading the saved weights", "7.10": "7.10, a DPO step"}
     counted = {size: memory(size, book_lengths)[1] for size in SIZES}
@@ -216,7 +216,7 @@ def test_section_7_9s_measured_peaks_agree_with_this_count(book_lengths):
         stated = [float(cell.strip().removesuffix(" GB"))
                   for cell in line.strip("|").split("|")[1:]]
         for size, measured in zip(SIZES, stated):
-            assert counted[size][stage] == pytest.approx(measured, rel=0.03), (size, stage)
+            assert counted[size][stage] == pytest.approx(measured, rel=0.04), (size, stage)
 
 
 def test_chapter_5s_loops_free_the_gradients_before_each_forward_pass_and_keep_the_last():

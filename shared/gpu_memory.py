@@ -25,7 +25,7 @@ from torch.distributed._tools.mem_tracker import MemTracker
 from shared import GPTModel, gpt2_config
 
 
-GB = 1e9  # as chapter 7 counts (section 7.9), and as GPU makers state memory
+GB = 1e9  # as chapter 7 states memory (section 7.9), and as GPU makers do
 
 
 def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> torch.Tensor:
@@ -104,7 +104,7 @@ def measured_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | No
         loss.backward()
         optimizer.step()
     peak = torch.cuda.max_memory_allocated() / GB
-    del model, optimizer, inputs, targets, loss
+    del model, trained, optimizer, inputs, targets, loss
     torch.cuda.empty_cache()
     return peak
 
