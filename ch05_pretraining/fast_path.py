@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export fast_path`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 144, 5.7.1 What limits decoding speed
+# %% pretraining.ipynb cell 145, 5.7.1 What limits decoding speed
 
 """Chapter 5, sections 5.7, 5.8 and 5.9.2: the fast paths. FastDecoder generates token by token
 from a copy of a GPTModel's weights in GPT-2's layout (gpt2_weights), FastModernDecoder from a
@@ -36,7 +36,7 @@ from shared import (
 )
 
 
-# %% pretraining.ipynb cell 145, 5.7.1 What limits decoding speed
+# %% pretraining.ipynb cell 146, 5.7.1 What limits decoding speed
 
 class FastDecoder:
     """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
@@ -136,7 +136,7 @@ class FastDecoder:
                             self.head)
 
 
-# %% pretraining.ipynb cell 156, 5.8 A fast training path (beyond the book)
+# %% pretraining.ipynb cell 157, 5.8 A fast training path (beyond the book)
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -162,7 +162,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% pretraining.ipynb cell 162, 5.8.2 Less memory: the loss without the logits
+# %% pretraining.ipynb cell 163, 5.8.2 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
@@ -274,7 +274,7 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
     return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
 
 
-# %% pretraining.ipynb cell 191, 5.9.2 Decoding at speed
+# %% pretraining.ipynb cell 192, 5.9.2 Decoding at speed
 
 # The configuration keys FastModernDecoder computes: the dense blocks of Llama 3, Qwen3 and
 # Gemma 3. Every other option of ModernGPTModel (a mixture of experts, any added later) must be

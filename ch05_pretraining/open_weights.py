@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export open_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 167, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
+# %% pretraining.ipynb cell 168, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
 
 """Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3 and Gemma 3 checkpoints in their
 published Hugging Face format (config.json, safetensors, one file or shards with an index)
@@ -40,7 +40,7 @@ from shared import (
 from shared.data import check_safetensors
 
 
-# %% pretraining.ipynb cell 168, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
+# %% pretraining.ipynb cell 169, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text")  # config.json's model_type
 
@@ -140,7 +140,7 @@ def _gemma3_config(hf: dict) -> dict:
     return cfg
 
 
-# %% pretraining.ipynb cell 170, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
+# %% pretraining.ipynb cell 171, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3 checkpoint -> our parameter's
@@ -174,7 +174,7 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     return layout
 
 
-# %% pretraining.ipynb cell 171, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
+# %% pretraining.ipynb cell 172, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
 
 def tensor_files(folder: Path) -> dict[str, Path]:
     """Each tensor name of a model folder -> the safetensors file that holds it. Each file is
@@ -245,7 +245,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     return model.eval()
 
 
-# %% pretraining.ipynb cell 173, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
+# %% pretraining.ipynb cell 174, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3 (be...
 
 def download_open_model(repo_id: str, local_dir: str | Path | None = None,
                         token: str | None = None) -> Path:
@@ -260,7 +260,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% pretraining.ipynb cell 181, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 182, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -300,7 +300,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% pretraining.ipynb cell 183, 5.9.1 Their tokenizers and chat templates
+# %% pretraining.ipynb cell 184, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -325,7 +325,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% pretraining.ipynb cell 201, 5.9.4 Saving a model in the published format
+# %% pretraining.ipynb cell 202, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -410,7 +410,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% pretraining.ipynb cell 203, 5.9.4 Saving a model in the published format
+# %% pretraining.ipynb cell 204, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -434,7 +434,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     special tokens' ids); it must describe this model. Everything is checked before anything
     is written, and the folder is written whole or not at all (write_model_folder): a model of
     the same architecture that this function saved there before is replaced, a folder holding
-    anything else only with replace=True.
+    anything else only with replace=True, which deletes the files it held.
     """
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
