@@ -5,16 +5,16 @@
     python ch07_instructions/benchmark_gpu_memory.py --random-weights # no download: same memory
     python ch07_instructions/benchmark_gpu_memory.py --memory-limit 15.5  # as on a smaller card
 
-Section 7.9 quotes what this script measures; test_on_a_gpu.py counts the same peaks tensor by
-tensor, and checks that count with PyTorch's MemTracker on fake tensors. This script runs the
-notebook's own steps on a real device, with the book profile's models and settings, and prints
-what CUDA's caching allocator reports at the peak of each stage: sections 7.6, 7.6.1, 7.7, 7.10
-and Solution 7.4. Each stage keeps what the notebook keeps alive at that point (`base_model`,
-earlier models, their optimizers and gradients). Only the batches are fewer: each training
-stage runs three steps, the second on the longest batch of the book's split. (A step of AdamW
-peaks in its update, with the batch's activations gone; a DPO step peaks at the end of its
-forward pass, with the activations and the previous step's gradients and averages, so its
-longest batch comes after a first step.)
+README.md ("Which profile fits a free T4") quotes what this script measures; test_on_a_gpu.py
+counts the same peaks tensor by tensor, and checks that count with PyTorch's MemTracker on fake
+tensors. This script runs the notebook's own steps on a real device, with the book profile's
+models and settings, and prints what CUDA's caching allocator reports at the peak of each
+stage: sections 7.6, 7.6.1, 7.7, 7.10 and Solution 7.4. Each stage keeps what the notebook
+keeps alive at that point (`base_model`, earlier models, their optimizers and gradients). Only
+the batches are fewer: each training stage runs three steps, the second on the longest batch of
+the book's split. (A step of AdamW peaks in its update, with the batch's activations gone; a
+DPO step peaks at the end of its forward pass, with the activations and the previous step's
+gradients and averages, so its longest batch comes after a first step.)
 
 The weights' values change no memory figure, so --random-weights builds the model load_gpt2
 builds, with random values, and downloads nothing. --memory-limit caps what PyTorch may take of
@@ -56,7 +56,7 @@ from shared import (
 )
 
 
-GB = 1e9  # as section 7.9 states memory, and as GPU makers do
+GB = 1e9  # as the README states memory, and as GPU makers do
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
 STAGES = ["7.5: model and base_model", "7.6: finetuning", "7.6.1: two more runs",
           "7.7: reloading", "7.10: DPO", "Solution 7.4: LoRA"]

@@ -1,7 +1,7 @@
 """What running chapter 7 on a GPU needs, checked on the CPU: tensors made on the device they
 are given (the `meta` device stands in, where nothing reads values), and the GPU memory that
-section 7.9 measures, counted from the models and the data, and counted again by PyTorch's
-MemTracker as the notebook's steps run on fake tensors.
+the README measures for chapter 7, counted from the models and the data, and counted again
+by PyTorch's MemTracker as the notebook's steps run on fake tensors.
 
 shared/test_devices.py runs the chapter's functions and exercise checks on a stand-in GPU."""
 
@@ -89,7 +89,7 @@ def test_generate_responses_builds_its_prompts_on_the_device_it_is_given(monkeyp
                            eos_id=None, progress=False)
 
 
-# Section 7.9's GPU memory ------------------------------------------------------------------
+# Chapter 7's GPU memory (README.md, "Which profile fits a free T4") ------------------------
 
 GB = 1e9
 FLOAT = 4  # bytes: everything is float32
@@ -166,8 +166,8 @@ def activations(cfg, batch, length):
 
 
 def memory(size, lengths):
-    """The count behind section 7.9's measured peaks, in GB: what a DPO step in 7.10 holds at
-    its peak, by kind of tensor, and the peak of each stage."""
+    """The count behind the README's measured peaks for chapter 7, in GB: what a DPO step in
+    7.10 holds at its peak, by kind of tensor, and the peak of each stage."""
     model = gpt2_as_load_gpt2_builds_it(size)
     cfg = model.cfg
     weights = sum(p.numel() for p in model.parameters()) * FLOAT
@@ -199,12 +199,12 @@ def memory(size, lengths):
 
 
 def test_section_7_9s_measured_peaks_agree_with_this_count(book_lengths):
-    """Section 7.9 states the peaks that benchmark_gpu_memory.py measured on a GPU, and that
+    """The README states the peaks that benchmark_gpu_memory.py measured on a GPU, and that
     they agree with this count to within 4%; GPT-2 medium's count is the one the rest of this
     file checks, tensor by tensor."""
     assert book_lengths == {"text": 91, "chosen": 114, "rejected": 99}
-    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    text = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-046c")
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    text = readme[readme.index("Chapter 7's memory, section by section"):]
     assert "agree with the measurement to within 4%" in " ".join(text.split())
     rows = {"7.6": "7.6, finetuning", "7.6.1": "7.6.1, two more runs",
             "7.7": "7.7, reloading the saved weights", "7.10": "7.10, a DPO step"}
@@ -246,7 +246,7 @@ def test_chapter_5s_loops_free_the_gradients_before_each_forward_pass_and_keep_t
 
 
 def tracked_peaks(size, lengths, monkeypatch):
-    """GB at the peak of each stage of section 7.9, the notebook's steps run on fake tensors
+    """GB at the peak of each stage of the notebook, its steps run on fake tensors
     (shapes, no values) while PyTorch's MemTracker counts the tensors alive. A copy of a model
     is a new model of the same size (deepcopy under FakeTensorMode gives tensors of another fake
     mode), as a copy holds weights and masks and no gradients."""

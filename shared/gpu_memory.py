@@ -25,7 +25,7 @@ from torch.distributed._tools.mem_tracker import MemTracker
 from shared import GPTModel, gpt2_config
 
 
-GB = 1e9  # as chapter 7 states memory (section 7.9), and as GPU makers do
+GB = 1e9  # as the README states GPU memory, and as GPU makers do
 
 
 def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> torch.Tensor:
