@@ -23,7 +23,6 @@ the GPU, to see where a smaller card runs out of memory. It needs a CUDA GPU.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import json
@@ -54,10 +53,12 @@ from shared import (
     train_model,
     train_model_simple,
 )
+from shared.command_line import CommandParser, number_arg, run_main
 
 
 GB = 1e9  # as the README states memory, and as GPU makers do
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
+# The notebook's stages, in the order main runs them and records their peaks
 STAGES = ["7.5: model and base_model", "7.6: finetuning", "7.6.1: two more runs",
           "7.7: reloading", "7.10: DPO", "Solution 7.4: LoRA"]
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}
@@ -77,9 +78,9 @@ def longest_second(items, collate, batch_size, *lengths):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=SIZES, default="medium")
-    parser.add_argument("--memory-limit", type=float, metavar="GB",
+    parser.add_argument("--memory-limit", type=number_arg(float, low=0), metavar="GB",
                         help="let PyTorch use at most this much of the GPU, as a smaller card")
     parser.add_argument("--random-weights", action="store_true",
                         help="random values in load_gpt2's model: the same memory, no download")
@@ -124,8 +125,10 @@ def main() -> int:
     pref_batches = longest_second(pairs, pref_collate, BOOK["batch_size"],
                                   lambda i: len(pairs[i]["chosen"][0]),
                                   lambda i: len(pairs[i]["rejected"][0]))
-    pref_val_items = PreferenceDataset(pref_val[:16], tokenizer, keep_identical=True).items
-    pref_val_batches = [pref_collate(pref_val_items[i:i + 8]) for i in (0, 8)]
+    pref_val_items = PreferenceDataset(pref_val[:2 * BOOK["batch_size"]], tokenizer,
+                                       keep_identical=True).items
+    pref_val_batches = [pref_collate(pref_val_items[i:i + BOOK["batch_size"]])
+                        for i in (0, BOOK["batch_size"])]
     longest = {"text": train_batches[1][0].shape[1],
                "chosen": pref_batches[1]["chosen"][0].shape[1],
                "rejected": pref_batches[1]["rejected"][0].shape[1]}
@@ -133,9 +136,10 @@ def main() -> int:
 
     peaks = {}
 
-    def stage(name):  # each stage's peak, and what it leaves alive for the next
-        peaks[name] = (torch.cuda.max_memory_allocated() / GB, torch.cuda.memory_allocated() / GB,
-                       torch.cuda.max_memory_reserved() / GB)
+    def stage():  # the next stage's peak, and what it leaves alive for the one after
+        peaks[STAGES[len(peaks)]] = (torch.cuda.max_memory_allocated() / GB,
+                                     torch.cuda.memory_allocated() / GB,
+                                     torch.cuda.max_memory_reserved() / GB)
         torch.cuda.reset_peak_memory_stats()
 
     def adamw(model, **settings):
@@ -145,13 +149,13 @@ def main() -> int:
         # 7.5: the model and its copy before finetuning
         model = model_as_the_notebook_loads_it().to(device)
         base_model = copy.deepcopy(model).eval()
-        stage("7.5: model and base_model")
+        stage()
         # 7.6: train_model_simple, as the notebook calls it
         set_seed(123)
         optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
         train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
                            eval_freq=1, eval_iter=2, start_context=None, tokenizer=tokenizer)
-        stage("7.6: finetuning")
+        stage()
         # 7.6.1: a rerun from base_model, deleted after it, then the masked run, which stays;
         # `model` keeps its optimizer and gradients all the while
         def train(trained, batches):
@@ -167,14 +171,14 @@ def main() -> int:
         del rerun, rerun_optimizer
         masked_model = model_as_the_notebook_loads_it().to(device)
         masked_optimizer = train(masked_model, masked_batches)  # noqa: F841 (kept, as there)
-        stage("7.6.1: two more runs")
+        stage()
         # 7.7: the finetuned weights saved and loaded into a copy of base_model
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "finetuned.pth"
             torch.save(model.state_dict(), path)
             reloaded = copy.deepcopy(base_model)
             reloaded.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        stage("7.7: reloading")
+        stage()
         # 7.10: DPO, the policy a copy of `model`, the reference the reloaded model
         reference = reloaded.eval().requires_grad_(False)
         policy = copy.deepcopy(model)
@@ -187,7 +191,7 @@ def main() -> int:
             dpo_optimizer.zero_grad()
             loss.backward()
             dpo_optimizer.step()
-        stage("7.10: DPO")
+        stage()
         # Solution 7.4: LoRA on a frozen copy of base_model
         lora_model = copy.deepcopy(base_model).requires_grad_(False)
         set_seed(123)
@@ -200,10 +204,9 @@ def main() -> int:
             lora_optimizer.zero_grad()
             loss.backward()
             lora_optimizer.step()
-        stage("Solution 7.4: LoRA")
+        stage()
     except torch.OutOfMemoryError:  # a card too small: say where it ran out
-        ran_out = next(name for name in STAGES if name not in peaks)
-        print(f"out of memory in {ran_out}"
+        print(f"out of memory in {STAGES[len(peaks)]}"
               + (f", under the limit of {args.memory_limit} GB" if args.memory_limit else ""))
 
     # reserved: what the caching allocator took from the GPU, its tensors and the free blocks it
@@ -215,6 +218,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from shared.command_line import run_main
-
     run_main(main)

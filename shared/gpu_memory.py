@@ -42,34 +42,47 @@ def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> t
     return model.out_head(model.final_norm(x))
 
 
+def _step_parts(cfg: dict, batch: int, tokens: int, num_classes: int | None,
+                last_block_only: bool, device: str | torch.device = "cpu") -> tuple:
+    """What one training step needs: the model, its AdamW (foreach: CUDA's default), a batch
+    of random token ids and targets on `device`, and how many blocks stay frozen."""
+    with torch.device(device):  # made there: under FakeTensorMode a .to() cannot swap tensors
+        model = GPTModel(cfg)
+        if num_classes:
+            model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes)
+    frozen = cfg["n_layers"] - 1 if last_block_only else 0
+    trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
+                for p in m.parameters()] if last_block_only else list(model.parameters()))
+    optimizer = torch.optim.AdamW(trained, lr=1e-4, foreach=True)
+    inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens), device=device)
+    targets = torch.randint(0, num_classes or cfg["vocab_size"],
+                            (batch,) if num_classes else (batch, tokens), device=device)
+    return model, optimizer, inputs, targets, frozen
+
+
+def _train_step(model, optimizer, inputs, targets, frozen) -> None:
+    optimizer.zero_grad()
+    logits = logits_of(model, inputs, frozen)
+    classify = targets.dim() == 1  # chapter 6: one label per sequence, from its last token
+    logits = logits[:, -1] if classify else logits.flatten(0, 1)
+    loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
+    del logits  # as in the course's loops, which keep only the loss
+    loss.backward()
+    optimizer.step()
+
+
 def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | None = None,
                        last_block_only: bool = False) -> dict[str, float]:
     """GB alive at the peak of one AdamW training step (the second: the first creates AdamW's
     averages), by kind, and "Total". num_classes: chapter 6's classification head and its loss
     on the last token; last_block_only: only the last block, final norm and head train."""
     with FakeTensorMode():
-        model = GPTModel(cfg)
-        if num_classes:
-            model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes)
-        frozen = cfg["n_layers"] - 1 if last_block_only else 0
-        trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
-                    for p in m.parameters()] if last_block_only else list(model.parameters()))
-        optimizer = torch.optim.AdamW(trained, lr=1e-4, foreach=True)
-        inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens))
-        targets = torch.randint(0, num_classes or cfg["vocab_size"],
-                                (batch,) if num_classes else (batch, tokens))
+        parts = _step_parts(cfg, batch, tokens, num_classes, last_block_only)
+        _train_step(*parts)
         tracker = MemTracker()
-        for step in range(2):
-            if step == 1:
-                tracker.track_external(model, optimizer, inputs, targets)
-            with tracker if step == 1 else contextlib.nullcontext():
-                optimizer.zero_grad()
-                logits = logits_of(model, inputs, frozen)
-                logits = logits[:, -1] if num_classes else logits.flatten(0, 1)
-                loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
-                del logits  # as in the course's loops, which keep only the loss
-                loss.backward()
-                optimizer.step()
+        tracker.track_external(*parts[:4])
+        with tracker:
+            _train_step(*parts)
     peak = {}
     for by_kind in tracker.get_tracker_snapshot("peak").values():
         for kind, nbytes in by_kind.items():
@@ -80,33 +93,15 @@ def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | No
 
 def measured_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | None = None,
                        last_block_only: bool = False) -> float:
-    """GB that CUDA's allocator holds at the peak of the same step on the GPU, real tensors
-    (random values; the values change no size), with nothing else on the device."""
-    device = torch.device("cuda")
-    model = GPTModel(cfg).to(device)
-    if num_classes:
-        model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes, device=device)
-    frozen = cfg["n_layers"] - 1 if last_block_only else 0
-    trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
-                for p in m.parameters()] if last_block_only else list(model.parameters()))
-    optimizer = torch.optim.AdamW(trained, lr=1e-4)  # foreach, CUDA's default
-    inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens), device=device)
-    targets = torch.randint(0, num_classes or cfg["vocab_size"],
-                            (batch,) if num_classes else (batch, tokens), device=device)
-    for step in range(2):
-        if step == 1:
-            torch.cuda.reset_peak_memory_stats()
-        optimizer.zero_grad()
-        logits = logits_of(model, inputs, frozen)
-        logits = logits[:, -1] if num_classes else logits.flatten(0, 1)
-        loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
-        del logits
-        loss.backward()
-        optimizer.step()
-    peak = torch.cuda.max_memory_allocated() / GB
-    del model, trained, optimizer, inputs, targets, loss
+    """GB that CUDA's allocator holds at the peak of the same step on a GPU, with real tensors
+    (random values change no size) and nothing else on the device."""
+    parts = _step_parts(cfg, batch, tokens, num_classes, last_block_only, "cuda")
+    _train_step(*parts)
+    torch.cuda.reset_peak_memory_stats()
+    _train_step(*parts)
+    del parts
     torch.cuda.empty_cache()
-    return peak
+    return torch.cuda.max_memory_allocated() / GB
 
 
 def book_profile_steps() -> dict[str, tuple]:

@@ -178,6 +178,8 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
      2, "argument --new-tokens: 'x' is not an integer >= 1"),
     ("ch05_pretraining/benchmark_training.py", ["--device", "gpu"],
      2, "argument --device: 'gpu' is not a torch device"),
+    ("ch07_instructions/benchmark_gpu_memory.py", ["--memory-limit", "x"],
+     2, "argument --memory-limit: 'x' is not a number >= 0"),
     ("ch06_classification/lora_learning_rates.py", ["abc"],
      2, "argument lr: 'abc' is not a number >= 0"),
     ("shared/module_stats.py", ["extra"], 2, "unrecognized arguments: extra"),
