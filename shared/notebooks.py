@@ -60,8 +60,42 @@ SOLUTIONS_HEADING = re.compile(r"^##\s+Solutions\b")
 EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
 
 
+COMPANION_PREFIX = "beyond_"  # beyond_1_<topic>.ipynb: a companion notebook, in reading order
+
+
 def chapter_notebooks() -> list[Path]:
+    """Every notebook of every chapter: lessons and companions."""
     return sorted(PROJECT_ROOT.glob("ch*/*.ipynb"))
+
+
+def is_companion(notebook: Path) -> bool:
+    """A companion notebook (`beyond_N_<topic>.ipynb`): one topic past the book, beside the
+    lesson, exporting its own module."""
+    return notebook.name.startswith(COMPANION_PREFIX)
+
+
+def notebook_id(notebook: Path) -> str:
+    """`ch05_pretraining/beyond_1_checkpoints`: a notebook's name in test ids."""
+    return f"{notebook.parent.name}/{notebook.stem}"
+
+
+def lesson_notebooks() -> list[Path]:
+    """Each chapter's lesson notebook: the book's chapter (the one that is not a companion)."""
+    return [nb for nb in chapter_notebooks() if not is_companion(nb)]
+
+
+def lesson_notebook(chapter: Path) -> Path:
+    """The lesson notebook of a chapter folder."""
+    (lesson,) = [nb for nb in sorted(chapter.glob("*.ipynb")) if not is_companion(nb)]
+    return lesson
+
+
+def companion_notebooks(chapter: Path) -> list[Path]:
+    """A chapter folder's companion notebooks, in reading order (beyond_1_..., beyond_2_...)."""
+    def order(path: Path):
+        number = path.stem[len(COMPANION_PREFIX):].partition("_")[0]
+        return (int(number) if number.isdigit() else 10**6, path.name)
+    return sorted((nb for nb in chapter.glob("*.ipynb") if is_companion(nb)), key=order)
 
 
 def check_notebook_path(path: Path) -> None:

@@ -15,6 +15,8 @@ computed value, only where memory comes from.
 
 import os
 
+import pytest
+
 from shared.numerics import pin_numerics
 from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV, keep_freed_memory
 
@@ -26,18 +28,49 @@ def pytest_configure(config):
     os.environ.update(KEEP_FREED_MEMORY_ENV)
 
 
-# The longest test files, longest first (minutes on 2 cores). pytest-xdist hands out whole files
-# in collection order (`--no-loadscope-reorder` in pyproject.toml: its default order puts files
+# The longest test files, longest first (minutes on 2 cores). pytest-xdist hands out whole groups
+# in collection order (`--no-loadscope-reorder` in pyproject.toml: its default order puts groups
 # with many tests first, so these one-test files came last and ran alone at the end of the run).
+# A chapter's notebooks are one group, its lesson first: a companion then finds the files its
+# lesson saved instead of making them again (`--dist loadgroup`; every other test file is a
+# group of its own, as `--dist loadfile` would make it).
 LONGEST_FIRST = (
-    "ch05_pretraining/pretraining.ipynb",
-    "ch07_instructions/instructions.ipynb",
+    "ch05_pretraining",
+    "ch07_instructions",
     "shared/test_book_profile.py",
     "shared/test_book_package.py",
-    "ch06_classification/classification.ipynb",
+    "ch06_classification",
 )
 
 
+def test_group(item) -> str:
+    """The xdist group of a collected test: its chapter folder for a notebook, else its file."""
+    path = item.nodeid.split("::")[0]
+    return path.split("/")[0] if path.endswith(".ipynb") else path
+
+
+def notebook_order(path: str) -> tuple:
+    """A chapter's lesson before its companions, and these in their numbered order."""
+    from pathlib import PurePosixPath
+
+    from shared.notebooks import COMPANION_PREFIX
+
+    name = PurePosixPath(path).stem
+    if not name.startswith(COMPANION_PREFIX):
+        return (0, 0, name)
+    number = name[len(COMPANION_PREFIX):].partition("_")[0]
+    return (1, int(number) if number.isdigit() else 10**6, name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker hook reads the groups
 def pytest_collection_modifyitems(items):
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(test_group(item)))
+
+    def key(item):
+        path = item.nodeid.split("::")[0]
+        within = notebook_order(path) if path.endswith(".ipynb") else ()
+        return (rank.get(test_group(item), len(rank)), within)
+
+    items.sort(key=key)  # stable: a file's tests keep their order

@@ -82,6 +82,15 @@ def module_file(module_name: str) -> Path:
     return Path(spec.origin)
 
 
+def source_notebook(module_name: str) -> Path | None:
+    """The notebook a generated module was exported from, read from its header's first line
+    (`# Generated from ch05_pretraining/beyond_1_checkpoints.ipynb by ...`); None for a
+    hand-written module."""
+    first = module_file(module_name).read_text(encoding="utf-8").partition("\n")[0]
+    match = re.match(r"# Generated from (\S+\.ipynb) ", first)
+    return PROJECT_ROOT / match.group(1) if match else None
+
+
 def names_read(node: ast.AST) -> set[str]:
     """Every plain name `node` reads, including inside annotations, defaults and bodies."""
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
@@ -408,14 +417,15 @@ def imports_within(source: str) -> list[tuple[str, bool]]:
 def lesson_imports(module_name: str) -> list[tuple[str, str]]:
     """(module, name) for each name the module's notebook imports from the course in its lesson:
     the cells it exports to this module and the cells it does not export at all."""
-    notebook = module_file(module_name).with_suffix(".ipynb")
-    if not notebook.exists():
+    notebook = source_notebook(module_name)
+    if notebook is None or not notebook.exists():
         return []
     found = []
     for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
         source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
         marker = source.lstrip().partition("\n")[0].split()
-        if marker[:2] == ["#|", "export"] and marker[2:] not in ([], [notebook.stem]):
+        exported_to = (marker[2:] or [notebook.stem])[0] if marker[:2] == ["#|", "export"] else None
+        if exported_to is not None and exported_to != module_name.rpartition(".")[2]:
             continue  # exported to another module of the chapter
         try:  # a line of notebook syntax (%timeit, !pip) is not Python: read it as `pass`
             tree = ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", source, flags=re.M))
@@ -480,8 +490,8 @@ def public_names_of(info: ModuleInfo) -> list[str]:
 def source_label(module_name: str) -> str:
     """The file a reader should look at: the notebook for chapters, the module otherwise."""
     path = module_file(module_name)
-    notebook = path.with_suffix(".ipynb")
-    shown = notebook if notebook.exists() else path
+    notebook = source_notebook(module_name)
+    shown = notebook if notebook is not None and notebook.exists() else path
     try:
         return shown.resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:

@@ -17,6 +17,17 @@ A learner who follows only the book's sections must be able to skip every subsec
 - A library import repeated in a beyond-the-book cell does not move a name that the book's
   path had already imported.
 
+These rules apply to each chapter's lesson notebook. What goes past the book beyond that lives
+in companion notebooks beside the lesson (`beyond_N_<topic>.ipynb`), each exporting its own
+module, and three rules keep the two apart:
+
+- a lesson exports only its own module (cells marked plain `#| export`); a companion marks
+  every exported cell `#| export <module>`, one module of its own, never the lesson's;
+- a companion's module never rebinds a lesson name (their exported names are disjoint);
+- a lesson never uses a name that a companion of its own chapter exports, nor imports a
+  companion's module: a learner who reads only the lesson runs every cell of it. Later chapters
+  may use any module through `shared`.
+
 `python shared/test_book_path.py` prints, per chapter, the book's path (its sections and cell
 numbers), the sections beyond the book, and every violation.
 """
@@ -260,17 +271,92 @@ def outline(notebook: Path) -> str:
     return "\n".join(lines)
 
 
-CHAPTERS = notebooks.chapter_notebooks()
+def companion_exports(chapter: Path) -> dict[str, tuple[Path, str]]:
+    """Each name (and module name) the chapter's companions export -> (companion, module)."""
+    found = {}
+    for companion in notebooks.companion_notebooks(chapter):
+        cells = nbformat.read(companion, as_version=4).cells
+        for index, cell in enumerate(cells):
+            if notebooks.is_exported(cell):
+                module = notebooks.export_target(companion, cell, index) or companion.stem
+                found.setdefault(module, (companion, module))
+                for name in exported_names(cell):
+                    found.setdefault(name, (companion, module))
+    return found
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def _course_names_used(source: str) -> set[str]:
+    """Names a cell takes from the course: `from shared import X`, `shared.X`, and the modules
+    of `from chNN_folder import module` / `import chNN_folder.module` / `from chNN_folder.module
+    import X` (the module's name)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            if parts[0] == "shared" and len(parts) == 1:
+                names.update(alias.name for alias in node.names)
+            elif parts[0].startswith("ch0"):
+                names.update(parts[1:2] or [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[1] for alias in node.names
+                         if alias.name.startswith("ch0") and "." in alias.name)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id == "shared"):
+            names.add(node.attr)
+    return names
+
+
+def lesson_companion_violations(chapter: Path) -> list[str]:
+    """Every place where the lesson of `chapter` uses what a companion of its own chapter
+    exports, and every export marker that breaks the one-module-each rule."""
+    lesson = notebooks.lesson_notebook(chapter)
+    exported = companion_exports(chapter)
+    problems = []
+    for index, cell in enumerate(nbformat.read(lesson, as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        if notebooks.is_exported(cell) and notebooks.export_target(lesson, cell, index):
+            problems.append(f"{_relative(lesson)}: cell {index} exports to "
+                            f"{notebooks.export_target(lesson, cell, index)}.py: a lesson "
+                            "exports only its own module (plain `#| export`)")
+        for name in sorted(_course_names_used(cell.source) & set(exported)):
+            companion, module = exported[name]
+            problems.append(f"{_relative(lesson)}: cell {index} uses {name}, which "
+                            f"{_relative(companion)} exports ({module}.py): the lesson must "
+                            "run without its companions")
+    lesson_names = set(notebooks.public_names(ast.parse(
+        notebooks.export_source(lesson) or "")))
+    for companion in notebooks.companion_notebooks(chapter):
+        modules = set()
+        for index, cell in enumerate(nbformat.read(companion, as_version=4).cells):
+            if not notebooks.is_exported(cell):
+                continue
+            module = notebooks.export_target(companion, cell, index)
+            if module is None or module == lesson.stem:
+                problems.append(f"{_relative(companion)}: cell {index}: a companion marks its "
+                                "exported cells `#| export <its module>`, not the lesson's")
+            modules.add(module)
+            for name in sorted(set(exported_names(cell)) & lesson_names):
+                problems.append(f"{_relative(companion)}: cell {index} rebinds the lesson's "
+                                f"{name}: give the companion's version a name of its own")
+        if len(modules) > 1:
+            problems.append(f"{_relative(companion)} exports to {sorted(map(str, modules))}: "
+                            "one module per companion")
+    return problems
+
+
+CHAPTERS = notebooks.lesson_notebooks()
+CHAPTER_FOLDERS = sorted({nb.parent for nb in notebooks.chapter_notebooks()})
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=notebooks.notebook_id)
 def test_no_book_path_cell_uses_a_name_defined_beyond_the_book(notebook):
     violations = book_path_violations(notebook)
     assert not violations, ("the book's path depends on a beyond-the-book cell:\n"
                             + "\n".join(map(describe, violations)))
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=notebooks.notebook_id)
 def test_the_books_exercises_and_their_solutions_run_on_the_books_path_alone(notebook):
     violations = book_exercise_violations(notebook)
     assert not violations, ("a book exercise or its solution needs a beyond-the-book cell "
@@ -279,27 +365,35 @@ def test_the_books_exercises_and_their_solutions_run_on_the_books_path_alone(not
                             + "\n".join(map(describe, violations)))
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=notebooks.notebook_id)
 def test_each_beyond_the_book_part_opens_saying_what_it_adds_and_where_the_path_resumes(
         notebook):
     problems = opening_line_problems(notebook)
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=notebooks.notebook_id)
 def test_the_book_path_is_most_of_the_chapter_up_to_its_exercises(notebook):
     parts = classify(nbformat.read(notebook, as_version=4).cells)
     assert "closing" in parts, f"{notebook.name}: no '## Summary' or '## Exercises' heading"
     assert parts.count("book") >= 20, f"{notebook.name}: the book's path has too few cells"
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("chapter", CHAPTER_FOLDERS, ids=lambda p: p.name)
+def test_a_lesson_never_uses_what_its_own_companions_export(chapter):
+    problems = lesson_companion_violations(chapter)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
 def test_only_exported_code_beyond_the_book_opens_collapsed(notebook):
     """A cell tagged hide-input opens collapsed in JupyterLab: never a cell of the book's path,
-    only the exported code of a part beyond the book, and JupyterLab's metadata says so."""
+    only the exported code of a part beyond the book (a companion is beyond the book
+    throughout), and JupyterLab's metadata says so."""
     cells = nbformat.read(notebook, as_version=4).cells
+    parts = (["beyond"] * len(cells) if notebooks.is_companion(notebook) else classify(cells))
     folded = 0
-    for index, (cell, part) in enumerate(zip(cells, classify(cells))):
+    for index, (cell, part) in enumerate(zip(cells, parts)):
         if notebooks.HIDE_INPUT_TAG not in cell.metadata.get("tags", []):
             continue
         folded += 1
@@ -385,12 +479,44 @@ def test_a_book_exercise_may_use_drafts_but_not_what_only_a_beyond_part_defines(
     assert found == [("only_beyond", 5), ("also_beyond", 11)]
 
 
+def test_the_rule_catches_a_lesson_that_uses_its_companion(tmp_path):
+    """A deliberate violation of each companion rule, in a chapter folder made here."""
+    chapter = tmp_path / "ch09_demo"
+    chapter.mkdir()
+
+    def write(name, sources):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [markdown("# Chapter 9")] + [code(source) for source in sources]
+        nbformat.write(nb, chapter / name)
+
+    write("lesson.ipynb", ["#| export\ndef lesson_name():\n    return 1",
+                           "from shared import lesson_name\nlesson_name()"])
+    write("beyond_1_extra.ipynb", ["#| export extra\ndef extra_name():\n    return 2"])
+    assert lesson_companion_violations(chapter) == []
+
+    write("lesson.ipynb", ["#| export\ndef lesson_name():\n    return 1",
+                           "from shared import extra_name\nextra_name()",  # 2
+                           "import shared\nshared.extra_name()",              # 3
+                           "from ch09_demo import extra",                      # 4
+                           "#| export extra\nmore = 1"])                        # 5
+    write("beyond_1_extra.ipynb", ["#| export extra\ndef extra_name():\n    return 2",
+                                   "#| export\nloose = 1",                      # 2
+                                   "#| export extra\ndef lesson_name():\n    return 3"])  # 3
+    problems = lesson_companion_violations(chapter)
+    assert [p.split(": ", 1)[1][:7] for p in problems[:6]] == [
+        "cell 2 ", "cell 3 ", "cell 4 ", "cell 5 ", "cell 2:", "cell 3 "], problems
+    assert "extra_name" in problems[0] and "beyond_1_extra.ipynb" in problems[0]
+    assert "rebinds the lesson's lesson_name" in problems[5]
+    assert problems[6].startswith("beyond_1_extra.ipynb exports to") and len(problems) == 7
+
+
 if __name__ == "__main__":
     chosen = [Path(a) for a in sys.argv[1:]] or CHAPTERS
     for nb in chosen:
         print(outline(nb))
         found = book_path_violations(nb)
         found += book_exercise_violations(nb)
-        for line in [*map(describe, found), *opening_line_problems(nb)]:
+        for line in [*map(describe, found), *opening_line_problems(nb),
+                     *lesson_companion_violations(nb.parent)]:
             print("  VIOLATION", line)
         print()

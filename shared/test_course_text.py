@@ -10,6 +10,7 @@ import re
 import nbformat
 import pytest
 
+from shared import notebooks
 from shared.data import PROJECT_ROOT
 
 
@@ -32,8 +33,7 @@ BEYOND = "(beyond the book)"
 
 
 def read(chapter: str) -> nbformat.NotebookNode:
-    (notebook,) = (PROJECT_ROOT / chapter).glob("*.ipynb")
-    return nbformat.read(notebook, as_version=4)
+    return nbformat.read(notebooks.lesson_notebook(PROJECT_ROOT / chapter), as_version=4)
 
 
 def headings(nb, level: int) -> list[str]:
@@ -57,20 +57,37 @@ def test_sections_carry_the_books_numbers_in_order(chapter):
         assert BEYOND in title, f"{chapter}: section {number} follows the book's; mark it {BEYOND}"
 
 
-@pytest.mark.parametrize("chapter", sorted(BOOK))
-def test_exercises_are_the_books_and_ours_each_with_a_solution(chapter):
-    _, book_exercises = BOOK[chapter]
-    nb = read(chapter)
+def exercises_of(nb) -> list[str]:
+    return [m.group(1) for t in headings(nb, 3) if (m := re.match(r"Exercise (\d+\.\d+)", t))]
+
+
+def check_exercises_and_solutions(name: str, nb) -> list[str]:
+    """A notebook's exercises: both closing sections, one solution each in the same order, and
+    a `check_answer` for each. Returns the exercise numbers."""
     level2 = headings(nb, 2)
-    assert level2[-2:] == ["Exercises", "Solutions"], f"{chapter} must end with both sections"
-    exercises = [m.group(1) for t in headings(nb, 3) if (m := re.match(r"Exercise (\d+\.\d+)", t))]
+    assert level2[-2:] == ["Exercises", "Solutions"], f"{name} must end with both sections"
+    exercises = exercises_of(nb)
     solutions = [m.group(1) for t in headings(nb, 3) if (m := re.match(r"Solution (\d+\.\d+)", t))]
-    assert exercises[:len(book_exercises)] == book_exercises
-    assert len(exercises) >= len(book_exercises) + MIN_OWN_EXERCISES
-    assert solutions == exercises, "every exercise gets one solution, in the same order"
+    assert solutions == exercises, f"{name}: every exercise gets one solution, in the same order"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for exercise in exercises:  # each has a check that says right or wrong
-        assert f'check_answer("{exercise}"' in text, f"no check_answer for exercise {exercise}"
+        assert f'check_answer("{exercise}"' in text, f"{name}: no check_answer for {exercise}"
+    return exercises
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK))
+def test_exercises_are_the_books_and_ours_each_with_a_solution(chapter):
+    """The lesson holds the book's exercises first; with its companions' exercises (each in the
+    notebook it exercises), the chapter adds at least MIN_OWN_EXERCISES of ours."""
+    _, book_exercises = BOOK[chapter]
+    exercises = check_exercises_and_solutions(chapter, read(chapter))
+    assert exercises[:len(book_exercises)] == book_exercises
+    for companion in notebooks.companion_notebooks(PROJECT_ROOT / chapter):
+        nb = nbformat.read(companion, as_version=4)
+        if exercises_of(nb):
+            exercises += check_exercises_and_solutions(companion.name, nb)
+    assert len(set(exercises)) == len(exercises), f"{chapter}: an exercise number twice"
+    assert len(exercises) >= len(book_exercises) + MIN_OWN_EXERCISES
 
 
 @pytest.mark.parametrize("chapter", sorted(BOOK))
@@ -85,11 +102,11 @@ def test_enough_figures_and_explanation(chapter):
     assert diagrams + plots >= MIN_FIGURES, f"{chapter}: {diagrams} diagrams, {plots} plots"
 
 
-@pytest.mark.parametrize("chapter", sorted(BOOK))
-def test_stored_run_shows_no_error(chapter):
-    errors = [i for i, c in enumerate(read(chapter).cells)
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
+def test_stored_run_shows_no_error(notebook):
+    errors = [i for i, c in enumerate(nbformat.read(notebook, as_version=4).cells)
               for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == [], f"{chapter}: cells {errors} store an error (Run All would show it)"
+    assert errors == [], f"{notebook.name}: cells {errors} store an error (Run All would show it)"
 
 
 def exercise_cells(nb) -> list[str]:
@@ -107,15 +124,18 @@ def exercise_cells(nb) -> list[str]:
     return cells
 
 
-@pytest.mark.parametrize("chapter", sorted(BOOK))
-def test_exercise_cells_hold_no_answer(chapter):
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
+def test_exercise_cells_hold_no_answer(notebook):
     """An exercise cell asks and checks: it neither holds nor computes the expected value."""
     import ast
 
     from shared.exercises import exercise_spec
     from shared.test_exercises import revealing_strings
 
-    cells = exercise_cells(read(chapter))
+    chapter = notebook.name
+    cells = exercise_cells(nbformat.read(notebook, as_version=4))
+    if notebooks.is_companion(notebook) and not cells:
+        pytest.skip("a companion without exercises")
     assert cells, f"{chapter} has no exercise cells"
     for source in cells:
         for node in ast.walk(ast.parse(source)):
@@ -146,9 +166,10 @@ HISTORY = re.compile(
     r"(?:was|were) fixed\b|no longer (?:prints|shows|says)", re.I)
 
 
-@pytest.mark.parametrize("chapter", sorted(BOOK))
-def test_no_passage_narrates_the_courses_own_history(chapter):
-    found = [(index, match.group(0)) for index, cell in enumerate(read(chapter).cells)
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
+def test_no_passage_narrates_the_courses_own_history(notebook):
+    cells = nbformat.read(notebook, as_version=4).cells
+    found = [(index, match.group(0)) for index, cell in enumerate(cells)
              if cell.cell_type == "markdown" for match in [HISTORY.search(cell.source)] if match]
-    assert not found, (f"{chapter}: cells narrating an earlier output or a fix (say what is "
+    assert not found, (f"{notebook.name}: cells narrating an earlier output or a fix (say what is "
                        f"true now, with one machine and date): {found}")

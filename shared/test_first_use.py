@@ -187,7 +187,7 @@ def describe(v: dict) -> str:
             f"exported in cell {v['export']} ({v['export_section']})")
 
 
-@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
 def test_no_exported_name_is_used_before_the_cell_that_exports_it(notebook):
     violations = first_use_violations(notebook)
     assert not violations, "used before it is taught:\n" + "\n".join(map(describe, violations))

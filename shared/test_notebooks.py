@@ -320,12 +320,14 @@ def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
     assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
 
 
-@pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
 def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
     """Issue 37: working an exercise in JupyterLab does not show the next one's answer; each
     `### Solution N.M` heading stays open, alone in its cell, so a learner finds the one wanted."""
     cells = nbformat.read(notebook_path, as_version=4).cells
     inside = notebooks.solution_cells(cells)
+    if notebooks.is_companion(notebook_path) and not inside:
+        pytest.skip("a companion without exercises")
     assert inside, f"{notebook_path.name}: no '## Solutions' section"
     signposts = 0
     for index in inside:

@@ -89,7 +89,7 @@ def test_no_test_skips_for_a_package_the_set_up_installs():
 # The Colab cell --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(),
-                         ids=lambda path: path.parent.name)
+                         ids=notebooks.notebook_id)
 def test_every_chapter_notebook_starts_with_the_colab_cell(notebook):
     nb = nbformat.read(notebook, as_version=4)
     index = colab.first_code_cell(nb)
