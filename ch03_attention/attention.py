@@ -10,6 +10,24 @@ import torch
 from torch import nn
 
 
+# %% attention.ipynb cell 32, 3.4.2 A compact self-attention class
+
+class SelfAttention_v1(nn.Module):
+    """Self-attention with raw weight matrices, to show the arithmetic."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+
+    def forward(self, x):
+        queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
+        attn_scores = queries @ keys.T
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return attn_weights @ values
+
+
 # %% attention.ipynb cell 37, 3.4.2 A compact self-attention class
 
 class SelfAttention_v2(nn.Module):
@@ -28,96 +46,51 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
-# %% attention.ipynb cell 80, 3.7.2 A key-value cache for generation
+# %% attention.ipynb cell 53, 3.5.3 A causal attention class
 
-from shared import check, check_count  # noqa: E402 - imported where first used
+class CausalAttention(nn.Module):
+    """Single-head causal self-attention with dropout on the attention weights."""
 
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
+                 qkv_bias: bool = False):
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.dropout = nn.Dropout(dropout)
+        # 1 above the diagonal marks the future positions each query must not see.
+        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
 
-def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
-                window: int | None = None, device=None) -> torch.Tensor:
-    """(num_queries, num_keys) bools, True for a key the query may NOT see. Query i sits at
-    position start + i; the keys are the num_keys latest positions up to the last query
-    (default: all, start + num_queries); window: each query sees at most its `window` latest
-    positions, itself included."""
-    end = start + num_queries  # one past the last query's position
-    num_keys = end if num_keys is None else num_keys
-    check(0 < num_keys <= end and (window is None or window >= 1), lambda: "causal_mask needs "
-          f"1 <= num_keys <= start + num_queries ({end}) and a window >= 1, got num_keys="
-          f"{num_keys}, window={window}")
-    queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
-    keys = torch.arange(end - num_keys, end, device=device)  # a row of positions
-    hidden = keys > queries  # the future
-    if window is not None:
-        hidden |= keys <= queries - window  # too far back
-    return hidden
-
-
-# %% attention.ipynb cell 83, 3.7.2 A key-value cache for generation
-
-class KVCache:
-    """The keys and values one attention layer has computed so far, kept for reuse.
-
-    Memory for `max_tokens` positions is allocated once, on first use, and each update writes
-    into it: concatenating instead would copy the whole cache at every generated token.
-    window: a sliding-window layer's cache, which keeps only the window - 1 latest positions."""
-
-    def __init__(self, max_tokens: int, *, window: int | None = None):
-        check_count("max_tokens", max_tokens, 1)
-        if window is not None:
-            check_count("window", window, 1)
-        self.max_tokens, self.window = max_tokens, window
-        self.length = 0  # positions seen (all of them kept, without a window)
-        self.keys = self.values = None
-
-    def reset(self):
-        """Forget the cached tokens (before a new prompt); the memory is kept."""
-        self.length = 0
-
-    def update(self, keys, values):
-        """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
-        self._check_update(keys, values)
-        if self.window is not None:
-            return self._update_window(keys, values)
-        start, end = self.length, self.length + keys.shape[2]
-        shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
-        if start == 0 and (self.keys is None or self.keys.shape != shape
-                           or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
-            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)  # (1)
-        self.keys[:, :, start:end] = keys  # (2) write into the next free positions
-        self.values[:, :, start:end] = values
-        self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]  # (3) views: nothing is copied
-
-    def _update_window(self, keys, values):
-        """The kept positions and the new ones; keep their window - 1 latest (end of 3.7.2)."""
-        start, self.length = self.length, self.length + keys.shape[2]
-        if start > 0:  # the kept positions come first
-            keys = torch.cat([self.keys, keys], dim=2)
-            values = torch.cat([self.values, values], dim=2)
-        first_kept = keys.shape[2] - min(keys.shape[2], self.window - 1)
-        # copies: a view would keep all of `keys` (a long prompt's) in memory
-        self.keys, self.values = keys[:, :, first_kept:].clone(), values[:, :, first_kept:].clone()
-        return keys, values
-
-    def _check_update(self, keys, values) -> None:
-        """Raise unless the new keys fit and match the cached ones (a new dtype would convert)."""
-        check(keys.dim() == 4 and values.shape == keys.shape, lambda: "keys and values must both "
-              f"have shape (batch, heads, new_tokens, head_dim), got {tuple(keys.shape)} and "
-              f"{tuple(values.shape)}")
-        start, kept, new = self.length, self.keys, keys
-        check(start + new.shape[2] <= self.max_tokens, lambda: f"the KV cache has room for "
-              f"{self.max_tokens} positions; {start} are filled and {new.shape[2]} more do not fit")
-        check(start == 0 or ((new.shape[:2], new.shape[3], new.dtype, new.device) ==
-                             (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)), lambda:
-              f"the cache holds {start} positions of (batch, heads, head_dim) = "
-              f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new keys "
-              f"are {(*new.shape[:2], new.shape[3])}, {new.dtype} on {new.device}: call reset() "
-              "before a new sequence")
+    def forward(self, x):
+        b, num_tokens, d_in = x.shape
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        attn_scores = queries @ keys.transpose(1, 2)
+        attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
+                                              -torch.inf)
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return self.dropout(attn_weights) @ values
 
 
-# %% attention.ipynb cell 93, 3.7.3 The exported classes: input checks
+# %% attention.ipynb cell 59, 3.6.1 Stacking single-head modules
 
-from shared import check_memory  # noqa: E402 - imported where first used
+class MultiHeadAttentionWrapper(nn.Module):
+    """Several CausalAttention heads run one after another; outputs concatenated."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
+                 num_heads: int, qkv_bias: bool = False):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+            for _ in range(num_heads)
+        )
+
+    def forward(self, x):
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+
+
+# %% attention.ipynb cell 73, 3.7.3 The exported classes: input checks
+
+from shared import check, check_count, check_memory  # noqa: E402 - imported where first used
 
 
 def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
@@ -143,76 +116,36 @@ def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
           f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
 
 
-class CausalAttention(nn.Module):
-    """Single-head causal self-attention with dropout on the attention weights."""
+# %% attention.ipynb cell 75, 3.7.4 The final `MultiHeadAttention`
 
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 qkv_bias: bool = False):
-        super().__init__()
-        _check_sizes(d_in, d_out, context_length, dropout)
-        self.d_in, self.d_out = d_in, d_out
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.dropout = nn.Dropout(dropout)
-        # 1 above the diagonal marks the future positions each query must not see.
-        self.register_buffer("mask", torch.ones(context_length, context_length).triu(diagonal=1))
-
-    def forward(self, x):
-        _check_input(x, self.d_in, len(self.mask))
-        b, num_tokens, d_in = x.shape
-        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
-        attn_scores = queries @ keys.transpose(1, 2)
-        attn_scores = attn_scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens],
-                                              -torch.inf)
-        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
-        return self.dropout(attn_weights) @ values
+def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
+                window: int | None = None, device=None) -> torch.Tensor:
+    """(num_queries, num_keys) bools, True for a key the query may NOT see. Query i sits at
+    position start + i; the keys are the num_keys latest positions up to the last query
+    (default: all, start + num_queries); window: each query sees at most its `window` latest
+    positions, itself included."""
+    end = start + num_queries  # one past the last query's position
+    num_keys = end if num_keys is None else num_keys
+    check(0 < num_keys <= end and (window is None or window >= 1), lambda: "causal_mask needs "
+          f"1 <= num_keys <= start + num_queries ({end}) and a window >= 1, got num_keys="
+          f"{num_keys}, window={window}")
+    queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
+    keys = torch.arange(end - num_keys, end, device=device)  # a row of positions
+    hidden = keys > queries  # the future
+    if window is not None:
+        hidden |= keys <= queries - window  # too far back
+    return hidden
 
 
-# %% attention.ipynb cell 96, 3.7.3 The exported classes: input checks
-
-class SelfAttention_v1(nn.Module):
-    """Self-attention with raw weight matrices, to show the arithmetic."""
-
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
-
-    def forward(self, x):
-        check(x.dim() == 2, lambda: "SelfAttention_v1 takes one (tokens, d_in) sequence, got "
-              f"{x.shape}")
-        queries, keys, values = x @ self.W_query, x @ self.W_key, x @ self.W_value
-        attn_scores = queries @ keys.T
-        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
-        return attn_weights @ values
-
-
-class MultiHeadAttentionWrapper(nn.Module):
-    """Several CausalAttention heads run one after another; outputs concatenated."""
-
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 num_heads: int, qkv_bias: bool = False):
-        super().__init__()
-        check_count("num_heads", num_heads, 1)
-        self.heads = nn.ModuleList(
-            CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
-            for _ in range(num_heads)
-        )
-
-    def forward(self, x):
-        return torch.cat([head(x) for head in self.heads], dim=-1)
-
-
-# %% attention.ipynb cell 99, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 76, 3.7.4 The final `MultiHeadAttention`
 
 def attend(queries, keys, values, start, dropout, use_sdpa, training, *, window=None,
            scale=None):
     """Causal softmax attention over (batch, heads, tokens, head_dim) tensors, masked by
     causal_mask: the queries sit at positions start onwards, the keys are the latest positions
     up to the last query. window: a sliding window. Keys and values may have fewer heads, each
-    shared by a group of query heads. scale: the scores' factor (default 1 / sqrt(head_dim))."""
+    shared by a group of query heads. scale: the scores' factor (default 1 / sqrt(head_dim)).
+    training switches dropout on the fused path; the explicit path follows dropout's own mode."""
     num_queries, num_keys = queries.shape[2], keys.shape[2]
     grouped = keys.shape[1] != queries.shape[1]
     if use_sdpa:
@@ -235,7 +168,7 @@ def attend(queries, keys, values, start, dropout, use_sdpa, training, *, window=
     return dropout(attn_weights) @ values  # (batch, heads, tokens, head_dim)
 
 
-# %% attention.ipynb cell 100, 3.7.4 The final `MultiHeadAttention`
+# %% attention.ipynb cell 77, 3.7.4 The final `MultiHeadAttention`
 
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with the heads split from one projection each.
@@ -280,12 +213,11 @@ class MultiHeadAttention(nn.Module):
 
 
 __all__ = [
-    'SelfAttention_v2',
-    'causal_mask',
-    'KVCache',
-    'CausalAttention',
     'SelfAttention_v1',
+    'SelfAttention_v2',
+    'CausalAttention',
     'MultiHeadAttentionWrapper',
+    'causal_mask',
     'attend',
     'MultiHeadAttention',
 ]
