@@ -42,7 +42,7 @@ class LayerNorm(nn.Module):
         return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
-# %% gpt_model.ipynb cell 29, 4.3 A feed-forward network with GELU activations
+# %% gpt_model.ipynb cell 25, 4.3 A feed-forward network with GELU activations
 
 class GELU(nn.Module):
     """GELU, tanh approximation (as in GPT-2)."""
@@ -51,7 +51,7 @@ class GELU(nn.Module):
         return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
 
 
-# %% gpt_model.ipynb cell 35, 4.3 A feed-forward network with GELU activations
+# %% gpt_model.ipynb cell 31, 4.3 A feed-forward network with GELU activations
 
 class FeedForward(nn.Module):
     """Position-wise MLP: widen 4x, GELU, project back."""
@@ -68,7 +68,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# %% gpt_model.ipynb cell 48, How many parameters, how much memory?
+# %% gpt_model.ipynb cell 44, How many parameters, how much memory?
 
 def count_parameters(model: nn.Module) -> int:
     """The numbers in the model's parameters. parameters() yields each Parameter object once,
@@ -76,7 +76,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# %% gpt_model.ipynb cell 64, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
 from shared import (  # noqa: E402 - the checks are imported where the chapter first uses them
     KVCache,
@@ -89,18 +89,17 @@ from shared import (  # noqa: E402 - the checks are imported where the chapter f
 )
 
 
-# %% gpt_model.ipynb cell 65, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
 
 REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "drop_rate", "qkv_bias")
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-# %% gpt_model.ipynb cell 66, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
 
 def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
-    """The configuration with its defaults filled in, once it is known to build a GPT; a bad
-    value raises ValueError, a wrong type TypeError, naming the key and the value."""
+    """cfg with its defaults filled in; a bad value raises ValueError, a wrong type TypeError."""
     check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
     cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
@@ -117,7 +116,7 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     return cfg
 
 
-# %% gpt_model.ipynb cell 70, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 64, 4.7.1 The final `GPTModel` (beyond the book)
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -140,23 +139,18 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 72, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 65, 4.7.1 The final `GPTModel` (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
-
-    cfg["tie_weights"] (default False) shares one matrix between tok_emb and out_head, and
-    starts both embeddings at GPT-2's scales; cfg["sdpa"] (default False) computes attention
-    with PyTorch's fused kernel. The checked configuration, defaults filled in, is `model.cfg`.
-    """
+    cfg["tie_weights"] shares tok_emb's matrix with out_head; cfg["sdpa"]: fused attention."""
 
     OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS  # a subclass that reads more keys adds them here
 
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
-        # n_layers causal masks (3.5.3), 4 * T**2 bytes each, and a temporary one while a block
-        # builds its own. Each block checks only its own mask; the model checks the total here.
+        # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
         check_memory("context_length", cfg["context_length"],
                      4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1),
                      f"{cfg['n_layers']:,} causal masks and a copy while one is built")
@@ -167,20 +161,15 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
-            # As output weights, nn.Embedding's N(0, 1) rows would give logits of std ~sqrt(emb_dim)
-            # and a first loss in the hundreds: start from GPT-2's scales instead (tokens 0.02,
-            # positions 0.01). Scaling the draws, not redrawing, leaves every other random number
-            # as in the untied model.
+            # N(0, 1) rows would give logits of std ~sqrt(emb_dim): start at GPT-2's scales
             with torch.no_grad():
                 self.tok_emb.weight.mul_(0.02)
                 self.pos_emb.weight.mul_(0.01)
             self.out_head.weight = self.tok_emb.weight
 
     def hidden_states(self, in_idx, kv_caches=None):
-        """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits.
-
-        kv_caches (from make_kv_caches): in_idx continues the tokens already cached, whose keys
-        and values are reused, not recomputed."""
+        """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits;
+        with kv_caches (from make_kv_caches), in_idx continues the tokens already cached."""
         start = self._check_input(in_idx, kv_caches)  # how many tokens are cached
         positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
@@ -189,10 +178,8 @@ class GPTModel(nn.Module):
         return self.final_norm(x)
 
     def forward(self, in_idx, kv_caches=None, last_only=False):
-        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens).
-
-        kv_caches: as for hidden_states. last_only: logits for the last position alone, shape
-        (batch, 1, vocab), all that generation needs."""
+        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens); last_only: the
+        last position's alone, (batch, 1, vocab), all that generation needs."""
         x = self.hidden_states(in_idx, kv_caches)
         if last_only:  # the head is ~1/4 of untied GPT-2 small: skip it where nobody looks
             x = x[:, -1:]
@@ -219,7 +206,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 79, 4.7.1 The final GPTModel: checks and options (beyond the book)
+# %% gpt_model.ipynb cell 67, 4.7.1 The final `GPTModel` (beyond the book)
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -235,7 +222,7 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
-# %% gpt_model.ipynb cell 82, 4.7.2 All four GPT-2 sizes, without allocating them (beyond the book)
+# %% gpt_model.ipynb cell 68, 4.7.1 The final `GPTModel` (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},

@@ -1,8 +1,8 @@
-# Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
+# Generated from ch04_gpt_model/beyond_3_modern_blocks.ipynb by `python -m shared.notebooks export`.
 # Do not edit: change the notebook's cells marked `#| export modern`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% gpt_model.ipynb cell 88, 4.8 Beyond GPT-2: the block of today's open models (beyond the book)
+# %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
 Gemma 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
@@ -25,7 +25,7 @@ from shared import (
 )
 
 
-# %% gpt_model.ipynb cell 90, 4.8.1 RMSNorm
+# %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm
 
 class RMSNorm(nn.Module):
     """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
@@ -45,7 +45,7 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
-# %% gpt_model.ipynb cell 94, 4.8.2 Rotary position embeddings (RoPE)
+# %% beyond_3_modern_blocks.ipynb cell 10, 4.8.2 Rotary position embeddings (RoPE)
 
 def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) -> torch.Tensor:
     """The head_dim // 2 turning speeds of RoPE (radians per position), fastest first.
@@ -79,7 +79,7 @@ def apply_rope(x, cos, sin):
     return x * cos.to(x.dtype) + turned_90 * sin.to(x.dtype)
 
 
-# %% gpt_model.ipynb cell 102, 4.8.3 SwiGLU: a gated feed-forward
+# %% beyond_3_modern_blocks.ipynb cell 18, 4.8.3 SwiGLU: a gated feed-forward
 
 class SwiGLU(nn.Module):
     """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases.
@@ -99,7 +99,7 @@ class SwiGLU(nn.Module):
         return self.down(nn.functional.silu(gate) * self.up(x))
 
 
-# %% gpt_model.ipynb cell 105, 4.8.4 Grouped-query attention and QK-norm
+# %% beyond_3_modern_blocks.ipynb cell 21, 4.8.4 Grouped-query attention and QK-norm
 
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
@@ -144,7 +144,7 @@ class GroupedQueryAttention(nn.Module):
         return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
 
 
-# %% gpt_model.ipynb cell 107, 4.8.4 Grouped-query attention and QK-norm
+# %% beyond_3_modern_blocks.ipynb cell 23, 4.8.4 Grouped-query attention and QK-norm
 
 OPEN_MODEL_CONFIGS = {
     "llama-3.2-1b": {
@@ -168,7 +168,7 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
-# %% gpt_model.ipynb cell 111, 4.8.5 A mixture of experts
+# %% beyond_3_modern_blocks.ipynb cell 27, 4.8.5 A mixture of experts
 
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
@@ -198,7 +198,7 @@ class MoEFeedForward(nn.Module):
         return out.view_as(x)
 
 
-# %% gpt_model.ipynb cell 115, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 31, 4.8.6 `ModernGPTModel`
 
 class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
@@ -236,7 +236,7 @@ class ModernBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 116, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 32, 4.8.6 `ModernGPTModel`
 
 MODERN_REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "n_kv_groups", "rope_base")
@@ -316,7 +316,7 @@ def _check_gemma3_keys(cfg: dict) -> None:
               "layer_types and sliding_window too, or leave rope_local_base None")
 
 
-# %% gpt_model.ipynb cell 117, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 33, 4.8.6 `ModernGPTModel`
 
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
@@ -363,7 +363,7 @@ class ModernGPTModel(GPTModel):
                 for cache, block in zip(super().make_kv_caches(max_tokens), self.trf_blocks)]
 
 
-# %% gpt_model.ipynb cell 129, 4.8.8 Gemma 3
+# %% beyond_3_modern_blocks.ipynb cell 45, 4.8.8 Gemma 3
 
 OPEN_MODEL_CONFIGS = {
     **OPEN_MODEL_CONFIGS,
