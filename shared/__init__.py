@@ -61,6 +61,8 @@ CHAPTER_MODULES = (
     "ch02_text_data.text_data",
     "ch03_attention.attention",
     "ch04_gpt_model.gpt_model",
+    "ch04_gpt_model.activation_drift",
+    "ch04_gpt_model.model_sizes",
     "ch04_gpt_model.modern",
     "ch05_pretraining.pretraining",
     "ch05_pretraining.checkpoints",
