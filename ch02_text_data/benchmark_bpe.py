@@ -28,7 +28,7 @@ import regex
 import tiktoken
 import torch
 
-from ch02_text_data.text_data import BPETokenizer, apply_merges
+from ch02_text_data.bpe import BPETokenizer, apply_merges
 from shared import fetch, read_text
 from shared.command_line import CommandParser, number_arg, run_main
 

@@ -1,9 +1,10 @@
-"""Fixtures of chapter 2's tests (test_text_data.py, test_bad_inputs.py); GPT-2's tiktoken
-tokenizer, `tiktoken_gpt2`, is the repository's (conftest.py at the root)."""
+"""Fixtures of chapter 2's tests (test_text_data.py, test_bad_inputs.py, test_bpe.py,
+test_bpe_bad_inputs.py); GPT-2's tiktoken tokenizer, `tiktoken_gpt2`, is the repository's
+(conftest.py at the root)."""
 
 import pytest
 
-from ch02_text_data.text_data import BPETokenizer
+from ch02_text_data.bpe import BPETokenizer
 from shared import fetch, read_text
 
 

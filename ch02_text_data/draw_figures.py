@@ -181,7 +181,7 @@ def special_tokens():
 
 def _tiny_bpe_steps(n_steps: int):
     """The first merges of byte-level BPE on TINY_CORPUS, computed with the chapter's code."""
-    from ch02_text_data.text_data import count_pairs, merge_pair, most_frequent_pair
+    from ch02_text_data.bpe import count_pairs, merge_pair, most_frequent_pair
 
     sequences = {tuple(word.encode("utf-8")): n for word, n in TINY_CORPUS.items()}
     names = {b: chr(b) for b in range(256)}
@@ -230,7 +230,7 @@ def bpe_merges():
 
 @figure
 def byte_to_char():
-    from ch02_text_data.text_data import gpt2_byte_to_char
+    from ch02_text_data.bpe import gpt2_byte_to_char
 
     to_char = gpt2_byte_to_char()
     d = Diagram(40, 13, "GPT-2's files write every byte as one printable character")

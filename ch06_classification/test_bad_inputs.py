@@ -571,7 +571,7 @@ def qwen_like_tokenizer(folder: Path):
 def test_special_token_text_is_refused_where_the_tokenizer_cannot_keep_it_as_text(tmp_path):
     """Only tiktoken encodes "<|endoftext|>" as text: HFTokenizer would make it the padding id
     (silently), and BPETokenizer refuses it without naming the row. Text without it passes."""
-    from ch02_text_data.text_data import BPETokenizer
+    from ch02_text_data.bpe import BPETokenizer
 
     path = tmp_path / "spam.csv"
     path.write_text("Label,Text\n0,WIN now\n1,WIN <|endoftext|> now\n")

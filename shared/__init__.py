@@ -59,6 +59,8 @@ from shared.utils import (
 # else.
 CHAPTER_MODULES = (
     "ch02_text_data.text_data",
+    "ch02_text_data.bpe",
+    "ch02_text_data.positions",
     "ch03_attention.attention",
     "ch04_gpt_model.gpt_model",
     "ch04_gpt_model.activation_drift",
