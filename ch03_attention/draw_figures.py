@@ -102,7 +102,7 @@ def bahdanau_attention():
     ctx = d.box(8.6, 4.6, 5, 1.6, "context c", fill=COLORS["output"])
     for ax_, _ in alphas:
         d.arrow((ax_, 9.5), (ctx[0], 6.3), color=COLORS["muted"])
-    d.note(1.0, 7.6, "Σ α_j · h_j", ha="left")
+    d.note(1.0, 7.6, "Σ αⱼ · hⱼ", ha="left")
     d.box(22, 4.4, 5, 2, "decoder\nstep t", fill=COLORS["block"])
     d.arrow((13.7, 5.4), (21.9, 5.4))
     d.box(16, 1.6, 4.5, 1.3, "state s(t-1)", fill=COLORS["embedding"], size=8)
@@ -115,8 +115,8 @@ def bahdanau_attention():
            color=COLORS["accent"])
     for sx, _ in states:
         d.arrow((sx + 0.7, bus_y), (sx + 0.7, 10.85), dashed=True, color=COLORS["accent"])
-    d.note(25.2, 8.0, "a score for every h_j,", ha="left")
-    d.note(25.2, 8.8, "from s(t-1) and h_j", ha="left")
+    d.note(25.2, 8.0, "a score for every hⱼ,", ha="left")
+    d.note(25.2, 8.8, "from s(t-1) and hⱼ", ha="left")
     return d
 
 
