@@ -146,10 +146,7 @@ def gpt2_byte_to_char() -> dict[int, str]:
     return mapping
 
 
-# %% beyond_1_bpe.ipynb cell 34, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
-
-from shared import check_flag, write_atomically
-
+# %% beyond_1_bpe.ipynb cell 36, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
     """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
@@ -211,6 +208,11 @@ def _read_utf8(path, name: str) -> str:
                          ) from None
 
 
+# %% beyond_1_bpe.ipynb cell 37, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
+
+from shared import check_flag, write_atomically
+
+
 def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = False) -> None:
     """Write `encoder.json` and `vocab.bpe` in GPT-2's format into `folder`, both in full
     before either replaces an earlier file. Another tokenizer's encoder.json or vocab.bpe
@@ -243,7 +245,7 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     write_atomically(folder / "encoder.json", write_both)
 
 
-# %% beyond_1_bpe.ipynb cell 39, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
+# %% beyond_1_bpe.ipynb cell 42, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
 from collections.abc import Set as AbstractSet
 
@@ -253,8 +255,8 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    # As tiktoken's: "all", or a set (or a list, a tuple) of special tokens. Any other str is
-    # refused: set(allowed_special) would be the set of its characters.
+    # As tiktoken's: "all", or a set of special tokens; a list or a tuple works too (tiktoken
+    # refuses them). Any other str is refused: set(allowed_special) would be its characters.
     is_str = isinstance(allowed_special, str)
     valid = allowed_special == "all" if is_str else (
         isinstance(allowed_special, (AbstractSet, list, tuple))
@@ -277,7 +279,7 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     return [(part, k % 2 == 1) for k, part in enumerate(parts)]
 
 
-# %% beyond_1_bpe.ipynb cell 42, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
+# %% beyond_1_bpe.ipynb cell 45, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
 class BPETokenizer:
     """Byte-level byte-pair encoding, trainable, and id-for-id compatible with GPT-2's files.
