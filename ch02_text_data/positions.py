@@ -2,7 +2,7 @@
 # Do not edit: change the notebook's cells marked `#| export positions`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_positions.ipynb cell 4, Absolute or relative, in more detail
+# %% beyond_2_positions.ipynb cell 5, Learned and sinusoidal positions, before training
 
 """Chapter 2, beyond the book: the original Transformer's fixed sinusoidal position code
 (beyond_2_positions.ipynb)."""
