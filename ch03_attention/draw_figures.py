@@ -32,6 +32,23 @@ def causal_weights() -> torch.Tensor:
 
 
 @figure
+def chapter_roadmap():
+    d = Diagram(46, 9.5, "The chapter's four steps, each built on the one before")
+    steps = [("3.3", "simplified\nself-attention", "weights from the\ninputs themselves"),
+             ("3.4", "self-attention", "trainable query, key\nand value projections"),
+             ("3.5", "causal attention", "no token sees the\ntokens after it"),
+             ("3.6", "multi-head\nattention", "several heads\nside by side")]
+    for i, (section, name, what) in enumerate(steps):
+        x = 1 + i * 11.4
+        d.box(x, 2.6, 9, 2.6, name, fill=COLORS["block"] if i < 3 else COLORS["output"])
+        d.note(x + 4.5, 1.9, f"section {section}")
+        d.note(x + 4.5, 6.6, what)
+        if i < 3:
+            d.arrow((x + 9.1, 3.9), (x + 11.3, 3.9))
+    return d
+
+
+@figure
 def word_by_word_translation():
     d = Diagram(46, 14.5, "Translating word by word gets the order wrong")
     german = ["Gestern", "habe", "ich", "ein", "Buch", "gelesen"]
