@@ -407,6 +407,8 @@ def _embedding_share(size, tie):
      "These look like percentages; the answer is a fraction between 0 and 1."),
     (lambda expected: {size: 2 * _embedding_share(size, False) for size in expected},
      "That is both vocabulary-sized matrices of the untied model; the tied model has one."),
+    (lambda expected: {size: round(share, 3) for size, share in expected.items()},
+     "Close: these look rounded, as a printout shows them; compute the fractions with code."),
 ])
 def tied_embedding_shares():
     return {size: _embedding_share(size, True) for size in GPT2_SIZES}

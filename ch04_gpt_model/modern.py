@@ -260,6 +260,8 @@ def validate_modern_config(cfg: dict) -> dict:
     counts = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
     for key in (*counts, *(moe if cfg["num_experts"] else ["hidden_dim"])):
         check_count(key, cfg[key], 1, "a positive integer")
+    check(cfg["n_heads"] % cfg["n_kv_groups"] == 0, f"n_heads ({cfg['n_heads']}) must be "
+          f"divisible by n_kv_groups ({cfg['n_kv_groups']})")  # before the embedding is built
     if cfg["head_dim"] is None:
         check(cfg["emb_dim"] % cfg["n_heads"] == 0, f"emb_dim ({cfg['emb_dim']}) must be "
               f"divisible by n_heads ({cfg['n_heads']}), or head_dim given")

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from shared import (
+    OPEN_MODEL_CONFIGS,
     GPTModel,
     ModernGPTModel,
     apply_rope,
@@ -308,6 +309,15 @@ def test_bad_configurations_are_refused_by_name(change, error, message):
     with pytest.raises(error, match=message):
         ModernGPTModel({**TINY, **change})
 
+
+
+@pytest.mark.parametrize("n_kv_groups", [5, 32])
+def test_key_value_groups_that_do_not_divide_the_heads_are_refused_before_any_weight(n_kv_groups):
+    # Qwen3-0.6B's 151,936 x 1,024 embedding would otherwise be allocated first
+    cfg = {**OPEN_MODEL_CONFIGS["qwen3-0.6b"], "n_kv_groups": n_kv_groups}
+    with pytest.raises(ValueError, match=rf"n_heads \(16\) must be divisible by n_kv_groups "
+                                         rf"\({n_kv_groups}\)"):
+        validate_modern_config(cfg)
 
 def test_gpt2_paths_refuse_a_modern_model():
     from shared import FastDecoder, check_gpt2_architecture
