@@ -1,5 +1,6 @@
-# Generated from ch02_text_data/beyond_1_bpe.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export bpe`, then export again.
+# Generated from ch02_text_data/beyond_1_bpe.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export bpe`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% beyond_1_bpe.ipynb cell 2, Chapter 2, beyond the book: byte-pair encoding from scratch

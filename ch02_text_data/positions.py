@@ -1,5 +1,6 @@
-# Generated from ch02_text_data/beyond_2_positions.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export positions`, then export again.
+# Generated from ch02_text_data/beyond_2_positions.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export positions`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% beyond_2_positions.ipynb cell 5, Learned and sinusoidal positions, before training

@@ -1,5 +1,6 @@
-# Generated from ch02_text_data/text_data.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Generated from ch02_text_data/text_data.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% text_data.ipynb cell 2, Chapter 2 — Working with text data

@@ -1,5 +1,6 @@
-# Generated from ch03_attention/attention.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Generated from ch03_attention/attention.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% attention.ipynb cell 2, Chapter 3 — Coding attention mechanisms

@@ -1,5 +1,6 @@
-# Generated from ch04_gpt_model/gpt_model.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Generated from ch04_gpt_model/gpt_model.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% gpt_model.ipynb cell 2, Chapter 4 — Implementing a GPT model from scratch

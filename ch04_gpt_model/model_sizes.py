@@ -1,5 +1,6 @@
-# Generated from ch04_gpt_model/beyond_2_final_model.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export model_sizes`, then export again.
+# Generated from ch04_gpt_model/beyond_2_final_model.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export model_sizes`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% beyond_2_final_model.ipynb cell 18, 4.7.2 All four GPT-2 sizes, without allocating them

@@ -1,5 +1,6 @@
-# Generated from ch04_gpt_model/beyond_3_modern_blocks.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export modern`, then export again.
+# Generated from ch04_gpt_model/beyond_3_modern_blocks.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export modern`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models

@@ -202,8 +202,9 @@ def export_sources(notebook: Path) -> dict[Path, str]:
     for target, parts in chunks.items():
         marker = EXPORT_MARKER if target is None else f"{EXPORT_MARKER} {target}"
         header = (
-            f"# Generated from {relative} by `python -m shared.notebooks export`.\n"
-            f"# Do not edit: change the notebook's cells marked `{marker}`, then export again.\n"
+            f"# Generated from {relative}\n"
+            f"# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells\n"
+            f"# marked `{marker}`, then export again.\n"
             "# Each `# %%` line names the cell the code below it came from.\n\n"
         )
         body = "\n\n\n".join(parts)

@@ -84,10 +84,10 @@ def module_file(module_name: str) -> Path:
 
 def source_notebook(module_name: str) -> Path | None:
     """The notebook a generated module was exported from, read from its header's first line
-    (`# Generated from ch05_pretraining/beyond_1_checkpoints.ipynb by ...`); None for a
+    (`# Generated from ch05_pretraining/beyond_1_checkpoints.ipynb`); None for a
     hand-written module."""
     first = module_file(module_name).read_text(encoding="utf-8").partition("\n")[0]
-    match = re.match(r"# Generated from (\S+\.ipynb) ", first)
+    match = re.match(r"# Generated from (\S+\.ipynb)$", first)
     return PROJECT_ROOT / match.group(1) if match else None
 
 
