@@ -343,3 +343,26 @@ def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
                 f"{notebook_path.name}: cell {index} is a heading other than a solution's")
     least = 1 if notebooks.is_companion(notebook_path) else 4  # a companion may have one
     assert signposts >= least, f"{notebook_path.name}: {signposts} '### Solution' signposts"
+
+
+# What each file of a chapter folder is (README.md, "Layout") ------------------------------------
+
+HAND_WRITTEN = {"__init__.py", "conftest.py", "exercise_checks.py", "draw_figures.py"}
+README_LAYOUT = (notebooks.PROJECT_ROOT / "README.md").read_text(encoding="utf-8").partition(
+    "## Layout")[2].partition("\n## ")[0]
+
+
+@pytest.mark.parametrize("chapter", sorted(notebooks.PROJECT_ROOT.glob("ch0*/")),
+                         ids=lambda p: p.name)
+def test_every_file_of_a_chapter_is_of_a_kind_the_readme_names(chapter):
+    for path in sorted(chapter.glob("*.py")):
+        first = path.read_text(encoding="utf-8").partition("\n")[0]
+        if first.startswith("# Generated from "):
+            assert f"{chapter.name}.{path.stem}" in shared.CHAPTER_MODULES, path
+        elif not (path.name in HAND_WRITTEN or path.name.startswith(("test_", "benchmark_"))):
+            assert f"{chapter.name}/{path.name}" in README_LAYOUT, (
+                f"{path.relative_to(notebooks.PROJECT_ROOT)}: a hand-written file the README's "
+                "Layout does not name (say what it is there, or name it as its kind)")
+    for notebook in chapter.glob("*.ipynb"):
+        assert notebook.parent == chapter  # lesson or beyond_N_<topic>: lesson_notebook checks
+    notebooks.lesson_notebook(chapter)  # exactly one lesson
