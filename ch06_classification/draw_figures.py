@@ -52,7 +52,7 @@ def finetuning_pipeline():
         if i:
             d.arrow((x - gap, 3), (x, 3))
     d.text(20, 9.2,
-           "beyond the book: 6.9 LoRA trains low-rank updates, 1.1% to 2.1% of the parameters",
+           "beyond the book, in a companion: LoRA trains 1.1% to 2.1% of the parameters",
            size=8, color=COLORS["accent"], style="italic")
     return d
 
@@ -194,7 +194,7 @@ def trainable_layers():
     columns = [
         ("last block (book)", [False, False, False, True, True, True], False),
         ("all layers", [True] * 6, False),
-        ("LoRA (6.9)", [False] * 6, True),
+        ("LoRA (companion)", [False] * 6, True),
     ]
     for c, (title, trainable, lora) in enumerate(columns):
         x = 1 + c * 13

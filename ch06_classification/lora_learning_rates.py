@@ -1,9 +1,9 @@
-"""How section 6.9's LoRA learning rate was chosen: the default profile's LoRA run (rank 16,
+"""How beyond_3_lora.ipynb's LoRA learning rate was chosen: the default profile's LoRA run (rank 16,
 alpha 16, 3 epochs, seed 123) at a few learning rates, judged on the whole validation set.
 
     python ch06_classification/lora_learning_rates.py [lr ...]
 
-It trains as the notebook's `finetune` does (train_classifier_simple, 6.7's settings), on one
+It trains as that notebook's `finetune` does (train_classifier_simple, 6.7's settings), on one
 CPU thread with the notebook's pinned numerics, so its run at 1e-3 reproduces the notebook's
 (whose test accuracy it prints too, for that comparison only: the choice uses validation).
 """
@@ -16,15 +16,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from ch06_classification.classification import (
-    SpamDataset,
-    add_classification_head,
     calc_accuracy_loader,
     create_balanced_dataset,
     load_sms_spam,
+)
+from ch06_classification.final_versions import (
+    SpamDataset,
+    add_classification_head,
     random_split,
-    replace_linear_with_lora,
     train_classifier_simple,
 )
+from ch06_classification.lora import replace_linear_with_lora
 from shared import GPTModel, data_dir, gpt2_config, set_seed
 from shared.command_line import CommandParser, number_arg, run_main
 from shared.numerics import pin_numerics

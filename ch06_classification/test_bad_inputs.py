@@ -10,20 +10,20 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ch04_gpt_model.gpt_model import GPTModel
 from ch06_classification.classification import (
-    LinearWithLoRA,
-    LoRALayer,
-    SpamDataset,
-    add_classification_head,
     calc_accuracy_loader,
     calc_loss_batch,
     calc_loss_loader,
+    evaluate_model,
+)
+from ch06_classification.final_versions import (
+    SpamDataset,
+    add_classification_head,
     classify_review,
     download_and_unzip_spam_data,
-    evaluate_model,
-    replace_linear_with_lora,
     train_classifier_simple,
     train_only_last_block,
 )
+from ch06_classification.lora import replace_linear_with_lora
 from conftest import TINY_GPT, tiny_gpt
 
 
@@ -167,36 +167,6 @@ def test_num_classes_must_be_at_least_two(num_classes, error):
 
 # LoRA ---------------------------------------------------------------------------------------
 
-LORA_BAD = [
-    (0, 16, ValueError, "rank must be an integer >= 1, got 0"),
-    (-4, 16, ValueError, "rank must be an integer >= 1, got -4"),
-    (2.0, 16, TypeError, "rank must be an integer >= 1, got 2.0"),
-    (True, 16, TypeError, "rank must be an integer >= 1, got True"),
-    (4, 0, ValueError, "alpha must be a positive number, got 0"),
-    (4, -8, ValueError, "alpha must be a positive number, got -8"),
-    (4, float("nan"), ValueError, "alpha must be a positive number, got nan"),
-    (4, float("inf"), ValueError, "alpha must be a positive number, got inf"),
-    (4, "16", TypeError, "alpha must be a positive number, got '16'"),
-]
-
-
-@pytest.mark.parametrize("rank, alpha, error, message", LORA_BAD)
-def test_lora_layer_refuses_bad_rank_and_alpha(rank, alpha, error, message):
-    with pytest.raises(error, match=message):
-        LoRALayer(8, 8, rank, alpha)
-    with pytest.raises(error, match=message):
-        LinearWithLoRA(nn.Linear(8, 8), rank, alpha)
-
-
-@pytest.mark.parametrize("rank, alpha, error, message", LORA_BAD)
-def test_replace_linear_with_lora_changes_nothing_on_bad_arguments(rank, alpha, error, message):
-    model = classifier()
-    modules = dict(model.named_modules())
-    with pytest.raises(error, match=message):
-        replace_linear_with_lora(model, rank, alpha)
-    assert dict(model.named_modules()) == modules
-    assert not any(isinstance(m, LinearWithLoRA) for m in model.modules())
-
 
 # classify_review -----------------------------------------------------------------------------
 
@@ -271,17 +241,6 @@ def test_add_classification_head_never_replaces_a_trained_head(make_model, error
         add_classification_head(model, num_classes=3)
     assert getattr(model, "out_head", None) is head and module_types(model) == types
     assert flags(model) == before and dict(getattr(model, "cfg", {})) == cfg
-
-
-def test_replace_linear_with_lora_refuses_a_model_that_has_lora_layers():
-    model = lora_classifier()
-    types, before = module_types(model), flags(model)
-    with pytest.raises(ValueError, match="model already has LoRA layers: "
-                                         "replace_linear_with_lora wraps each linear layer once"):
-        replace_linear_with_lora(model, rank=2, alpha=4)
-    assert module_types(model) == types and flags(model) == before
-    assert not any(isinstance(m.linear, LinearWithLoRA) for m in model.modules()
-                   if isinstance(m, LinearWithLoRA))  # no LoRA layer inside another
 
 
 def lm_model():
@@ -623,7 +582,7 @@ def test_an_interrupted_copy_of_the_collection_leaves_no_file_to_be_taken_for_it
         tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from ch06_classification import classification
+    from ch06_classification import final_versions
 
     def half_a_copy(source, destination):
         with open(source, "rb") as file, open(destination, "wb") as out:
@@ -632,12 +591,12 @@ def test_an_interrupted_copy_of_the_collection_leaves_no_file_to_be_taken_for_it
 
     data_file = tmp_path / "SMSSpamCollection.tsv"
     with monkeypatch.context() as patch:
-        patch.setattr(classification, "shutil", SimpleNamespace(copyfile=half_a_copy))
+        patch.setattr(final_versions, "shutil", SimpleNamespace(copyfile=half_a_copy))
         with pytest.raises(KeyboardInterrupt):
-            classification.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip",
+            final_versions.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip",
                                                         tmp_path, data_file)
     assert list(tmp_path.iterdir()) == []
-    classification.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip", tmp_path,
+    final_versions.download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip", tmp_path,
                                                 data_file)
     assert "already exists" not in capsys.readouterr().out
     assert len(data_file.read_text(encoding="utf-8").splitlines()) == 5574
@@ -659,12 +618,12 @@ def fake_download(files):
 
 def test_another_urls_zip_is_unpacked_without_overwriting_the_folders_files(tmp_path,
                                                                             monkeypatch):
-    from ch06_classification import classification
+    from ch06_classification import final_versions
 
-    monkeypatch.setattr(classification, "download_file", fake_download(
+    monkeypatch.setattr(final_versions, "download_file", fake_download(
         {"SMSSpamCollection": "ham\thello\n", "readme": "the archive's readme"}))
     (tmp_path / "readme").write_text("my own notes")
-    classification.download_and_unzip_spam_data("https://example.org/spam.zip",
+    final_versions.download_and_unzip_spam_data("https://example.org/spam.zip",
                                                 tmp_path / "spam.zip", tmp_path,
                                                 tmp_path / "data.tsv")
     assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"
@@ -675,13 +634,13 @@ def test_another_urls_zip_is_unpacked_without_overwriting_the_folders_files(tmp_
 @pytest.mark.parametrize("files", [None, {"readme": "no collection here"}])
 def test_a_download_that_is_not_the_collection_is_named_and_not_kept(tmp_path, monkeypatch,
                                                                      files):
-    from ch06_classification import classification
+    from ch06_classification import final_versions
 
-    monkeypatch.setattr(classification, "download_file", fake_download(files))
+    monkeypatch.setattr(final_versions, "download_file", fake_download(files))
     with pytest.raises(ValueError, match=r"spam.zip, downloaded from https://example.org/x.zip,"
                                          r" is not a zip archive holding SMSSpamCollection; "
                                          r"removed it"):
-        classification.download_and_unzip_spam_data("https://example.org/x.zip",
+        final_versions.download_and_unzip_spam_data("https://example.org/x.zip",
                                                     tmp_path / "spam.zip", tmp_path,
                                                     tmp_path / "data.tsv")
     assert list(tmp_path.iterdir()) == []  # no bad zip for the next call to reuse
@@ -703,40 +662,16 @@ def test_a_folder_as_the_data_file_is_refused_not_taken_for_the_collection(tmp_p
         download_and_unzip_spam_data(SPAM_URL, tmp_path / "spam.zip", tmp_path, folder)
 
 
+def test_extracted_path_as_the_data_file_is_refused_before_anything_is_made(tmp_path):
+    folder = tmp_path / "sms_spam_collection"  # not there yet: the book's code would make it
+    for url in (SPAM_URL, "https://example.org/x.zip"):
+        with pytest.raises(ValueError, match=r"data_file_path .*sms_spam_collection is "
+                                             r"extracted_path, a folder"):
+            download_and_unzip_spam_data(url, tmp_path / "spam.zip", folder, folder)
+    assert list(tmp_path.iterdir()) == []
+
+
 # Item 7: LoRA and the head change the model whole or not at all ----------------------------
-
-def test_a_failure_midway_through_lora_leaves_the_model_as_it_was(monkeypatch):
-    from ch06_classification import classification
-
-    model = classifier()
-    types, before = module_types(model), parameters(model)
-    built = []
-
-    class OutOfMemoryOnTheFifth(LoRALayer):
-        def __init__(self, *args):
-            built.append(1)
-            if len(built) == 5:
-                raise torch.OutOfMemoryError("out of memory (as a large layer may be)")
-            super().__init__(*args)
-
-    monkeypatch.setattr(classification, "LoRALayer", OutOfMemoryOnTheFifth)
-    with pytest.raises(torch.OutOfMemoryError):
-        replace_linear_with_lora(model, rank=2, alpha=4)
-    assert module_types(model) == types
-    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
-
-
-def test_lora_wraps_the_layers_in_the_books_order_with_the_books_draws():
-    from llms_from_scratch.appendix_e import replace_linear_with_lora as books
-
-    ours, theirs = classifier(), classifier()
-    torch.manual_seed(1)
-    replace_linear_with_lora(ours, rank=2, alpha=4)
-    torch.manual_seed(1)
-    books(theirs, rank=2, alpha=4)
-    ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
-    assert list(ours_state) == list(theirs_state)
-    assert all(torch.equal(ours_state[name], theirs_state[name]) for name in ours_state)
 
 
 def test_a_head_that_cannot_record_its_classes_leaves_the_language_head():
@@ -750,17 +685,17 @@ def test_a_head_that_cannot_record_its_classes_leaves_the_language_head():
 
 def test_a_failure_after_the_download_removes_it_so_that_a_next_call_starts_afresh(
         tmp_path, monkeypatch):
-    from ch06_classification import classification
+    from ch06_classification import final_versions
 
-    monkeypatch.setattr(classification, "download_file", fake_download(
+    monkeypatch.setattr(final_versions, "download_file", fake_download(
         {"SMSSpamCollection": "ham\thello\n"}))
     missing_folder = tmp_path / "not made" / "data.tsv"  # its folder is not extracted_path
     with pytest.raises(FileNotFoundError):
-        classification.download_and_unzip_spam_data("https://example.org/x.zip",
+        final_versions.download_and_unzip_spam_data("https://example.org/x.zip",
                                                     tmp_path / "spam.zip", tmp_path,
                                                     missing_folder)
     assert list(tmp_path.iterdir()) == []
-    classification.download_and_unzip_spam_data("https://example.org/x.zip",
+    final_versions.download_and_unzip_spam_data("https://example.org/x.zip",
                                                 tmp_path / "spam.zip", tmp_path,
                                                 tmp_path / "data.tsv")
     assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"

@@ -7,26 +7,24 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ch06_classification.classification import (
-    LinearWithLoRA,
-    LoRALayer,
-    SpamDataset,
-    add_classification_head,
     calc_accuracy_loader,
     calc_loss_batch,
     calc_loss_loader,
-    classify_review,
-    count_trainable_parameters,
     create_balanced_dataset,
-    download_and_unzip_spam_data,
     evaluate_model,
     load_sms_spam,
-    merge_lora,
+)
+from ch06_classification.final_versions import (
+    SpamDataset,
+    add_classification_head,
+    classify_review,
+    count_trainable_parameters,
+    download_and_unzip_spam_data,
     random_split,
-    replace_linear_with_lora,
     train_classifier_simple,
     train_only_last_block,
 )
-from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
+from conftest import TINY_GPT, tiny_gpt
 from shared import GPTModel
 
 
@@ -161,97 +159,9 @@ def test_training_learns_a_separable_task():
 
 # LoRA --------------------------------------------------------------------------------------
 
-def test_lora_layer_shapes_and_scaling():
-    lora = LoRALayer(8, 4, rank=2, alpha=6)
-    assert lora.A.shape == (8, 2) and lora.B.shape == (2, 4)
-    nn.init.normal_(lora.B)
-    x = torch.randn(3, 8)
-    assert torch.allclose(lora(x), 3.0 * (x @ lora.A @ lora.B))
-
-
-def test_lora_with_b_zero_leaves_the_model_unchanged():
-    model = tiny_classifier()
-    ids = torch.randint(0, 60, (2, 10))
-    before = model(ids)
-    replace_linear_with_lora(model, rank=4, alpha=8)
-    assert torch.equal(model(ids), before)
-    wrapped = [m for m in model.modules() if isinstance(m, LinearWithLoRA)]
-    assert len(wrapped) == 2 * 6 + 1  # q, k, v, out_proj and two feed-forward layers; head
-
-
-def test_only_lora_parameters_train():
-    model = tiny_classifier()
-    for param in model.parameters():
-        param.requires_grad = False
-    replace_linear_with_lora(model, rank=2, alpha=2)
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(name.endswith((".lora.A", ".lora.B")) for name in trainable)
-
-    frozen = {name: p.clone() for name, p in model.named_parameters() if not p.requires_grad}
-    train_loader, val_loader = separable_loaders()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
-                            eval_freq=100, eval_iter=1)
-    for name, param in model.named_parameters():
-        if name in frozen:
-            assert torch.equal(param, frozen[name]), name
-    assert any(p.abs().sum() > 0 for name, p in model.named_parameters()
-               if name.endswith(".lora.B"))
-
-
-def test_merge_lora_leaves_plain_linear_layers_with_the_same_outputs():
-    model = replace_linear_with_lora(tiny_classifier().eval(), rank=2, alpha=6)
-    for name, param in model.named_parameters():
-        if name.endswith(".lora.B"):
-            nn.init.normal_(param, std=0.1)  # B = 0 would merge nothing
-    ids = torch.randint(0, 60, (2, 10))
-    before = model(ids)
-    rng = torch.get_rng_state()
-    assert merge_lora(model) is model
-    assert torch.equal(torch.get_rng_state(), rng)  # no draws
-    assert torch.allclose(model(ids), before, atol=1e-5, rtol=0)
-    assert not any(isinstance(m, (LinearWithLoRA, LoRALayer)) for m in model.modules())
-    assert set(model.state_dict()) == set(tiny_classifier().state_dict())  # a plain classifier's
-    assert merge_lora(model) is model  # nothing left to merge: unchanged
-    assert torch.allclose(model(ids), before, atol=1e-5, rtol=0)
-
-
-def test_merge_lora_keeps_the_dtype_and_device():
-    model = replace_linear_with_lora(tiny_classifier().eval(), rank=2, alpha=4).double()
-    nn.init.normal_(model.out_head.lora.B)
-    ids = torch.randint(0, 60, (1, 6))
-    before = model(ids)
-    merge_lora(model)
-    assert type(model.out_head) is nn.Linear and model.out_head.weight.dtype == torch.float64
-    assert torch.allclose(model(ids), before, atol=1e-12, rtol=0)
-    meta = replace_linear_with_lora(add_classification_head(GPTModel(TINY).to("meta")), 2, 4)
-    merge_lora(meta)
-    assert {p.device.type for p in meta.parameters()} == {"meta"}
-
 
 # Devices: what chapter 6 adds to a model goes where the model is -------------------------------
 # The meta device (shapes without values) stands in for a GPU on this CPU-only machine.
-
-def test_a_new_head_and_lora_layers_go_on_the_models_device_with_the_same_draws():
-    rng_states = {}
-    for device in ("cpu", "meta"):
-        model = GPTModel(TINY).to(device)
-        torch.manual_seed(0)
-        replace_linear_with_lora(add_classification_head(model), rank=2, alpha=4)
-        assert {param.device.type for param in model.parameters()} == {device}
-        rng_states[device] = torch.get_rng_state()
-    # drawn on the CPU wherever the model is: the same values, and the same draws after them
-    assert torch.equal(rng_states["cpu"], rng_states["meta"])
-
-
-def test_a_training_step_of_a_lora_classifier_stays_on_the_models_device():
-    model = replace_linear_with_lora(add_classification_head(GPTModel(TINY).to("meta")), 2, 4)
-    inputs, targets = torch.randint(0, 60, (2, 10)), torch.tensor([0, 1])  # on the CPU
-    loss = calc_loss_batch(inputs, targets, model, "meta")
-    loss.backward()
-    assert loss.device.type == "meta"
-    assert all(p.grad.device.type == "meta" for name, p in model.named_parameters()
-               if name.endswith((".lora.A", ".lora.B")))
 
 
 def test_6_2s_check_evaluates_the_model_on_its_own_device(monkeypatch):
@@ -338,15 +248,17 @@ def test_appendix_e_and_chapter_6_names_have_the_books_parameters():
 
     from llms_from_scratch import appendix_e, ch06
 
-    from ch06_classification import classification
+    from ch06_classification import classification, final_versions, lora
 
+    modules = (classification, final_versions, lora)
     for book, names in [(appendix_e, ("LoRALayer", "LinearWithLoRA", "replace_linear_with_lora")),
                         (ch06, ("download_and_unzip_spam_data", "create_balanced_dataset",
                                 "random_split", "SpamDataset", "calc_accuracy_loader",
                                 "calc_loss_batch", "calc_loss_loader", "evaluate_model",
                                 "train_classifier_simple", "classify_review"))]:
         for name in names:
-            ours = inspect.signature(getattr(classification, name)).parameters
+            ours = next(getattr(m, name) for m in modules if hasattr(m, name))
+            ours = inspect.signature(ours).parameters
             theirs = inspect.signature(getattr(book, name)).parameters
             assert list(ours)[:len(theirs)] == list(theirs), name
             assert all(p.kind is p.KEYWORD_ONLY for p in list(ours.values())[len(theirs):]), name
@@ -355,14 +267,14 @@ def test_appendix_e_and_chapter_6_names_have_the_books_parameters():
 def test_the_books_spam_download_fetches_another_url_as_the_book_does(tmp_path, monkeypatch):
     import zipfile
 
-    from ch06_classification import classification
+    from ch06_classification import final_versions
 
     def download_file(url, destination):  # stands in for the network
         assert url == "https://example.org/spam.zip"
         with zipfile.ZipFile(destination, "w") as archive:
             archive.writestr("SMSSpamCollection", "ham\thello\n")
 
-    monkeypatch.setattr(classification, "download_file", download_file)
+    monkeypatch.setattr(final_versions, "download_file", download_file)
     extracted = tmp_path / "other"
     download_and_unzip_spam_data("https://example.org/spam.zip", tmp_path / "spam.zip",
                                  extracted, extracted / "data.tsv")
@@ -414,21 +326,3 @@ def test_a_three_class_classifier_trains_and_answers_with_its_class_names(tmp_pa
         classify_review("hey owl", model, LetterTokenizer(), "cpu", pad_token_id=0)
 
 
-def test_merge_lora_unties_a_head_tied_to_the_embedding():
-    model = tiny_qwen3()  # its head is its token embedding, as Qwen3-0.6B's
-    assert model.out_head.weight is model.tok_emb.weight
-    replace_linear_with_lora(model, rank=2, alpha=4)
-    torch.manual_seed(1)
-    for module in model.modules():  # B starts at zero: any merge would pass without this
-        if isinstance(module, LoRALayer):
-            module.B.data.normal_(std=0.1)
-    ids = torch.tensor([[1, 2, 3, 4]])
-    with torch.no_grad():
-        expected = model(ids)
-    embedding = model.tok_emb.weight.detach().clone()
-    merge_lora(model)
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids), expected, atol=1e-5, rtol=0)
-    assert torch.equal(model.tok_emb.weight, embedding)  # the head's update is the head's alone
-    assert model.out_head.weight is not model.tok_emb.weight
-    assert model.cfg["tie_weights"] is False  # so a saver writes the head of its own

@@ -72,6 +72,9 @@ CHAPTER_MODULES = (
     "ch05_pretraining.fast_path",
     "ch05_pretraining.open_weights",
     "ch06_classification.classification",
+    "ch06_classification.final_versions",
+    "ch06_classification.mistakes",
+    "ch06_classification.lora",
     "ch07_instructions.instructions",
     "ch07_instructions.judge",
 )
