@@ -290,6 +290,12 @@ def _first_words(frame):
      "shorter (\"URGENT!\" begins with the token \"UR\")."),
     (lambda expected, **given: 100 * expected,
      "Give the accuracy as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(100 * expected, 1),  # the printed percentage
+     "Give the accuracy as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(100 * expected, 2),
+     "Give the accuracy as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(expected, 2),
+     "This looks rounded: give the accuracy as computed, to at least three decimals."),
 ], examples=lambda: {"given": {"train_df": _TRAIN, "validation_df": _VALIDATION}})
 def first_token_lookup_accuracy(train_df, validation_df):
     return _lookup_accuracy(train_df, validation_df)
@@ -405,6 +411,12 @@ def _flagged_share(model, texts, max_length, batch_size=64):
      "This is the share classified as ham; the question asks for the share flagged as spam."),
     (lambda expected, **given: 100 * expected,
      "Give the share as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(100 * expected, 1),  # the printed percentage
+     "Give the share as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(100 * expected, 2),
+     "Give the share as a number between 0 and 1, not as a percentage."),
+    (lambda expected, **given: round(expected, 2),
+     "This looks rounded: give the share as computed, to at least three decimals."),
 ], examples=lambda: {"given": {"model": _tiny_spam_model(), "df": _COLLECTION,
                                "balanced_df": _COLLECTION.iloc[:4],
                                "train_dataset": SimpleNamespace(max_length=5)}})
