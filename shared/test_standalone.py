@@ -109,10 +109,10 @@ USES = {
         print(token_ids_to_text(ids, tokenizer))
     """,
     "ch06_classification": """
-        import torch
-        layer = LinearWithLoRA(torch.nn.Linear(8, 4), rank=2, alpha=4)
-        x = torch.rand(3, 8)
-        assert torch.equal(layer(x), layer.linear(x))  # LoRA's B starts at zero
+        import pandas as pd
+        df = pd.DataFrame({"Label": ["ham"] * 5 + ["spam"] * 2, "Text": list("abcdefg")})
+        balanced = create_balanced_dataset(df)
+        assert balanced["Label"].value_counts().to_dict() == {"ham": 2, "spam": 2}
     """,
     "ch07_instructions": """
         entry = {"instruction": "Add the numbers.", "input": "1 and 2", "output": "3"}
