@@ -5,8 +5,10 @@ import functools
 import math
 
 import tiktoken
+import torch
 
-from shared import BPETokenizer, GPTDatasetV1, create_dataloader_v1, read_text
+from shared import (BPETokenizer, GPTDatasetV1, create_dataloader_v1, read_text,
+                    sinusoidal_positions)
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
 
@@ -149,3 +151,23 @@ def compression_ratios():
 ])
 def endoftext_as_text():
     return len(_gpt2().encode("<|endoftext|>", disallowed_special=()))
+
+
+def _sinusoidal_similarity_to_position_0(n_positions=200, dim=64):
+    code = torch.nn.functional.normalize(sinusoidal_positions(n_positions, dim).double(), dim=1)
+    return code @ code[0]
+
+
+@value_exercise("2.6", rel_tol=0, abs_tol=0, hints=[
+    "The similarity of two positions depends only on how far apart they are: compare position 0 "
+    "with positions 1, 2, 3, ... (cosine_similarity_matrix of sinusoidal_positions(200, 64)).",
+    "The similarity does not fall steadily: go through the distances in order and stop at the "
+    "first one below 0.5, rather than searching by halves.",
+], mistakes=[
+    (lambda expected: 29,
+     "29 is the distance of the least similar pair among the 32 positions plotted; the question "
+     "asks for the first distance whose similarity is below 0.5."),
+])
+def first_distance_below_half():
+    similarity = _sinusoidal_similarity_to_position_0()
+    return next(distance for distance in range(1, len(similarity)) if similarity[distance] < 0.5)
