@@ -96,8 +96,9 @@ def _entropy(probs):
 
 
 @value_exercise("5.2", rel_tol=1e-3, hints=[
-    "next_token_probs(next_token_logits, **options) gives the probabilities of one "
-    "setting; H = -sum(p * ln p), summed over the words whose probability is not 0.",
+    "Keep the top k logits, divide by the temperature and take the softmax (5.3.1, 5.3.2): "
+    "that is one setting's distribution; H = -sum(p * ln p), over the words whose "
+    "probability is not 0.",
     "Leave out the zeros (0 * ln 0 counts as 0, but torch computes nan), and use the natural "
     "logarithm, torch.log: the answer is in nats.",
 ], mistakes=[
@@ -134,21 +135,21 @@ def _tiny_gpt(vocab_size=6200, context_length=16, seed=0):  # the prompt's ids a
     "A setting is deterministic when no random number decides the token: greedy decoding "
     "(temperature 0), or sampling from a distribution that has a single token left.",
     "Try each setting with set_seed(0) to set_seed(4) on the model in eval mode and compare the "
-    "texts; then think about what top_k=1, or a small top_p at a high temperature, leaves.",
+    "texts; then think about what top_k=1, or top_k=2 at a high temperature, leaves.",
 ], mistakes=[
     (lambda expected, **given: [0],
      "Greedy decoding is one; another setting leaves a single candidate token whatever the "
      "temperature, and a third decodes greedily too."),
     (lambda expected, **given: sorted(set(expected) | {4}),
-     "A small top_p keeps a single token only when that token alone has probability at least "
-     "top_p; at temperature 2 the most likely token can fall below that."),
+     "top_k=2 leaves two candidate tokens, and at temperature 2 the random draw still chooses "
+     "between them."),
     (lambda expected, **given: [i for i in expected if i != 3],
      "temperature=0 decodes greedily, whatever top_k is: top-k cannot change the argmax."),
 ], examples=lambda: {"given": {"model": _tiny_gpt(),
                                "candidates": [{}, {"temperature": 1.0},
                                               {"temperature": 1.0, "top_k": 1},
                                               {"temperature": 0.0, "top_k": 40},
-                                              {"temperature": 2.0, "top_p": 0.01},
+                                              {"temperature": 2.0, "top_k": 2},
                                               {"temperature": 0.7, "top_k": 5}]}})
 def deterministic_settings(model, candidates):
     # One answer per model state: each wrong try would otherwise generate 450 tokens again.
@@ -274,8 +275,7 @@ def _resume_other_parameters(path, cfg):
 
 @property_exercise("5.4", hints=[
     "Build a GPTModel(cfg) and an AdamW over its parameters, then copy both saved states "
-    "into them: load_checkpoint of 5.4.1 does that (or torch.load and each object's "
-    "load_state_dict).",
+    "into them: torch.load the file, then each object's load_state_dict, as in 5.4.",
     "The optimizer's state holds AdamW's two running averages per weight and its step count; "
     "its learning rate and weight decay come back from the file too, so AdamW's defaults are "
     "fine when you build it. Return (model, optimizer).",

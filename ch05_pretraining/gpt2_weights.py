@@ -1,8 +1,9 @@
-# Generated from ch05_pretraining/pretraining.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export gpt2_weights`, then export again.
+# Generated from ch05_pretraining/beyond_2_gpt2_files.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export gpt2_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 98, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% beyond_2_gpt2_files.ipynb cell 10, 5.5.1 The checked loader, and GPT-2's files both ways
 
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
 save a GPTModel in their format, and the book's names for the same steps.
@@ -40,7 +41,7 @@ from shared import (
 from shared.data import check_safetensors
 
 
-# %% pretraining.ipynb cell 99, 5.5.1 The checked loader, and GPT-2's files both ways (beyond th...
+# %% beyond_2_gpt2_files.ipynb cell 11, 5.5.1 The checked loader, and GPT-2's files both ways
 
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
 
@@ -74,7 +75,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% pretraining.ipynb cell 101, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 13, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -203,7 +204,7 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% pretraining.ipynb cell 103, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 15, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -227,7 +228,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% pretraining.ipynb cell 105, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 17, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
     """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
@@ -286,7 +287,7 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% pretraining.ipynb cell 108, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # Writing a model's folder whole or not at all, for save_gpt2_safetensors
 # and 5.9's save_open_model.
@@ -414,7 +415,7 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
         return False
 
 
-# %% pretraining.ipynb cell 109, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -461,7 +462,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% pretraining.ipynb cell 111, 5.5.1 The checked loader, and GPT-2's files both ways (beyond t...
+# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -522,7 +523,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% pretraining.ipynb cell 117, The book's names
+# %% beyond_2_gpt2_files.ipynb cell 31, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}

@@ -9,14 +9,15 @@ from torch import nn
 
 from ch04_gpt_model.gpt_model import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
 from ch04_gpt_model.modern import ModernGPTModel
-from ch05_pretraining.fast_path import FastDecoder, FastModernDecoder
+from ch05_pretraining.fast_path import FastDecoder
 from ch05_pretraining.gpt2_weights import (
     gpt2_tensors,
     load_weights_into_gpt,
     save_gpt2_safetensors,
 )
-from ch05_pretraining.open_weights import save_open_model
-from ch06_classification.classification import add_classification_head, replace_linear_with_lora
+from ch05_pretraining.open_weights import FastModernDecoder, save_open_model
+from ch06_classification.final_versions import add_classification_head
+from ch06_classification.lora import replace_linear_with_lora
 from conftest import tiny_qwen3
 
 

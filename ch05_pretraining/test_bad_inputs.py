@@ -17,17 +17,16 @@ from hypothesis import strategies as st
 
 from ch05_pretraining import pretrain
 from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
+from ch05_pretraining.decoding import generate
 from ch05_pretraining.pretraining import (
     calc_loss_loader,
-    cosine_schedule,
     evaluate_model,
-    generate,
     generate_and_print_sample,
     plot_values,
     token_ids_to_text,
-    train_model,
     train_model_simple,
 )
+from ch05_pretraining.training import cosine_schedule, train_model
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt as tiny_model
 from shared import calc_loss_batch

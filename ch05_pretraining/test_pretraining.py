@@ -10,26 +10,30 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
-from ch05_pretraining.pretraining import (
+from ch05_pretraining.decoding import (
     MinP,
     RepetitionPenalty,
     Temperature,
     TopK,
     TopP,
-    batches_per_step,
-    calc_loss_batch,
-    calc_loss_loader,
-    cosine_schedule,
-    find_highest_gradient,
     generate,
-    generate_and_print_sample,
     next_token,
     next_token_probs,
+    sampling_processors,
+)
+from ch05_pretraining.pretraining import (
+    calc_loss_batch,
+    calc_loss_loader,
+    generate_and_print_sample,
     plot_losses,
     plot_values,
-    sampling_processors,
-    train_model,
     train_model_simple,
+)
+from ch05_pretraining.training import (
+    batches_per_step,
+    cosine_schedule,
+    find_highest_gradient,
+    train_model,
 )
 from shared import generator_states, load_checkpoint, save_checkpoint  # chapter 5's checkpoints
 
@@ -771,14 +775,15 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
 
 
 def test_section_5_4s_cell_saves_again_after_a_change_of_model(tmp_path, monkeypatch):
-    """Cell ch05-n34 writes the notebook's own model_and_optimizer.pth; re-run after a change
-    of profile, LLM_COURSE_QUICK or MODEL_CONFIG, it replaces the earlier run's checkpoint of
-    another architecture instead of stopping at it."""
+    """Cell ch05-n34 (beyond_1_checkpoints) writes the notebook's own trained_checkpoint.pth;
+    re-run after a change of profile, LLM_COURSE_QUICK or MODEL_CONFIG, it replaces the earlier
+    run's checkpoint of another architecture instead of stopping at it."""
     import nbformat
 
     from shared.data import PROJECT_ROOT
 
-    nb = nbformat.read(PROJECT_ROOT / "ch05_pretraining" / "pretraining.ipynb", as_version=4)
+    nb = nbformat.read(PROJECT_ROOT / "ch05_pretraining" / "beyond_1_checkpoints.ipynb",
+                     as_version=4)
     cell = next(cell.source for cell in nb.cells if cell.get("id") == "ch05-n34")
     monkeypatch.chdir(tmp_path)
     for emb_dim in (16, 8):  # the earlier run's model, then one of another configuration
@@ -791,4 +796,4 @@ def test_section_5_4s_cell_saves_again_after_a_change_of_model(tmp_path, monkeyp
         exec(cell, {"save_checkpoint": save_checkpoint, "model": model, "optimizer": optimizer,
                     "TRAINING": {"num_epochs": 1}, "train_loader": [None] * 3, "torch": torch,
                     "os": os, "print": lambda *args: None})
-    assert torch.load("model_and_optimizer.pth")["model"]["tok_emb.weight"].shape[1] == 8
+    assert torch.load("trained_checkpoint.pth")["model"]["tok_emb.weight"].shape[1] == 8

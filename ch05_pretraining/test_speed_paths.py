@@ -10,14 +10,15 @@ from torch import nn
 
 from ch04_gpt_model.gpt_model import GPTModel
 from ch05_pretraining import fast_path
+from ch05_pretraining.decoding import generate
 from ch05_pretraining.fast_path import (
     FastDecoder,
-    FastModernDecoder,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
     supports_fast_bf16,
 )
-from ch05_pretraining.pretraining import calc_loss_batch, generate
+from ch05_pretraining.open_weights import FastModernDecoder
+from ch05_pretraining.pretraining import calc_loss_batch
 from conftest import tiny_qwen3
 
 

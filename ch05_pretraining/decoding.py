@@ -1,0 +1,229 @@
+# Generated from ch05_pretraining/beyond_3_decoding.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export decoding`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% beyond_3_decoding.ipynb cell 9, Chapter 5, beyond the book: decoding
+
+"""Chapter 5, beyond the book: the decoding step on its own (logits processors for a repetition
+penalty, top-k, temperature, top-p and min-p; next_token_probs and next_token) and the final
+generate, with a KV cache (sections 5.3.4 and 5.7)."""
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from shared import check, check_count, check_number, check_token_ids, context_length_of
+
+
+# %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
+
+# A logits processor takes one position's logits (..., vocab) and the token ids so far
+# (..., length) and returns new logits; a token whose logit is -inf can no longer be picked.
+# The decoding step applies a list of them in order, then picks from what is left.
+
+class RepetitionPenalty:
+    """CTRL's penalty (Keskar et al., 2019), as transformers implements it: the logit of every
+    token already in the sequence, prompt included, is divided by `penalty` where positive and
+    multiplied where negative, so a penalty above 1 makes a repeat less likely."""
+
+    def __init__(self, penalty: float):
+        self.penalty = penalty
+
+    def __call__(self, logits, tokens):
+        seen = logits.gather(-1, tokens)
+        return logits.scatter(-1, tokens, torch.where(seen > 0, seen / self.penalty,
+                                                      seen * self.penalty))
+
+
+class TopK:
+    """Keep the k largest logits (5.3.2)."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, logits, tokens):
+        kth_largest = torch.topk(logits, min(self.k, logits.shape[-1])).values[..., -1:]
+        return logits.masked_fill(logits < kth_largest, -torch.inf)
+
+
+class Temperature:
+    """Divide the logits by the temperature (5.3.1), which must be above 0 (0 is greedy: no
+    division). Shifted first so that the largest logit is 0: a tiny temperature or huge logits
+    then give -inf for the others, not inf - inf = nan."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, logits, tokens):
+        return (logits - logits.amax(dim=-1, keepdim=True)) / self.temperature
+
+
+class TopP:
+    """Keep the nucleus: the most likely tokens whose probabilities first add up to top_p."""
+
+    def __init__(self, top_p: float):
+        self.top_p = top_p
+
+    def __call__(self, logits, tokens):
+        if self.top_p >= 1:  # everything: float32 sums of the tail can reach 1 before its end
+            return logits
+        sorted_probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely ones
+        drop = before >= self.top_p
+        drop[..., 0] = False  # the most likely token stays even if top_p rounds to 0 in float32
+        return logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -torch.inf)
+
+
+class MinP:
+    """Min-p (Nguyen et al., 2024): drop every token less likely than min_p times the most
+    likely one, a cut that follows the model's confidence."""
+
+    def __init__(self, min_p: float):
+        self.min_p = min_p
+
+    def __call__(self, logits, tokens):
+        probs = torch.softmax(logits, dim=-1)
+        return logits.masked_fill(probs < self.min_p * probs.amax(dim=-1, keepdim=True),
+                                  -torch.inf)
+
+
+# %% beyond_3_decoding.ipynb cell 13, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
+
+def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
+                        top_p: float | None = None, min_p: float | None = None,
+                        repetition_penalty: float | None = None) -> list:
+    """generate's sampling options as the processors of one decoding step: transformers'
+    order, except that top-k comes before the temperature (the two commute). Greedy decoding
+    (temperature 0) needs only the penalty: the cuts all keep the largest logit."""
+    processors = [] if repetition_penalty is None else [RepetitionPenalty(repetition_penalty)]
+    if temperature == 0:
+        return processors
+    options = [(top_k, TopK), (temperature, Temperature), (top_p, TopP), (min_p, MinP)]
+    return processors + [make(value) for value, make in options if value is not None]
+
+
+def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
+                     top_p: float | None = None, *, min_p: float | None = None,
+                     repetition_penalty: float | None = None,
+                     tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """The probability of each token being picked next, from one position's logits (..., vocab)
+    and, for the repetition penalty, the token ids so far: all on the largest processed logit
+    when greedy (temperature 0), else their softmax."""
+    check(repetition_penalty is None or tokens is not None, "repetition_penalty needs the "
+          "token ids so far: pass tokens=", TypeError)
+    for process in sampling_processors(temperature, top_k, top_p, min_p, repetition_penalty):
+        logits = process(logits, tokens)
+    if temperature == 0:
+        return nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    return torch.softmax(logits, dim=-1)
+
+
+def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
+               top_p: float | None = None, *, processors: list | None = None,
+               tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """The next token id (..., 1) for logits (..., vocab): `processors` (default: those of
+    temperature, top_k and top_p) applied in order, then the largest logit when greedy (no
+    random number is drawn), else a draw from their softmax."""
+    if processors is None:
+        processors = sampling_processors(temperature, top_k, top_p)
+    for process in processors:
+        logits = process(logits, tokens)
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
+
+
+# %% beyond_3_decoding.ipynb cell 25, 5.7 Faster generation: the KV cache
+
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+             context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
+             eos_id: int | None = None, *, top_p: float | None = None,
+             min_p: float | None = None, repetition_penalty: float | None = None,
+             logits_processors: Sequence[Callable] = (), use_cache: bool = True) -> torch.Tensor:
+    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
+
+    Each step picks the next token with next_token: `logits_processors` (your own, each
+    called as process(logits, tokens_so_far) -> logits), then sampling_processors' for
+    repetition_penalty, top_k, temperature, top_p and min_p, then greedy or a draw. A sequence
+    that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
+    others go on. Generation stops when every sequence has ended, and the step on which the last
+    ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
+    cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
+    context length; a context_size above it is refused) are cropped to their end. All rows
+    must be prompts of one length: nothing masks padding, so a padded prompt reads its pad
+    tokens as text and continues differently than alone; generate other lengths one at a time.
+
+    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
+    new token. Once the text outgrows `context_size` the window slides, every position shifts
+    and nothing cached stays valid: from then on each step recomputes the whole window. The
+    tokens are the same either way, to float32 rounding (a near-tie may differ). A model
+    without `make_kv_caches` (any function from ids to logits) runs uncached, and needs a
+    context_size.
+    """
+    model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
+                     else None)  # a function from ids to logits says nothing of its context
+    context_size = model_context if context_size is None else context_size
+    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
+    check(context_size is not None, "model has no context length (a function of ids?): pass "
+          "context_size", TypeError)
+    check_count("max_new_tokens", max_new_tokens, 0)
+    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
+    check(model_context is None or context_size <= model_context, lambda: f"context_size "
+          f"{context_size} is longer than the model's context_length {model_context}")
+    if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
+        check_count("eos_id", eos_id, 0, "a token id (an int >= 0), such as tokenizer.eot_token")
+        vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
+        check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
+              f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
+    # A negative temperature would favour the least likely tokens without a word: refuse it.
+    check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
+    if top_k is not None:
+        check_count("top_k", top_k, 1)
+    if top_p is not None:
+        check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
+    if min_p is not None:
+        check_number("min_p", min_p, "a number in [0, 1]", high=1.0)
+    if repetition_penalty is not None:
+        check_number("repetition_penalty", repetition_penalty, "a number > 0 (1 changes "
+                     "nothing)", low_open=True)
+    check(all(callable(process) for process in logits_processors), "logits_processors must be "
+          "callables process(logits, tokens) -> logits", TypeError)
+    processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
+                                                           repetition_penalty)]
+    ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
+    kv_caches = None
+    if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
+        room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
+        kv_caches = model.make_kv_caches(room)
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            if kv_caches is None:
+                logits = model(idx[:, -context_size:])[:, -1]
+            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
+                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
+            else:  # the window slid: positions shifted, the cache is stale
+                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
+        next_id = next_token(logits, temperature, processors=processors, tokens=idx)
+        if eos_id is not None:
+            ended |= next_id == eos_id
+            if bool(ended.all()):
+                break
+            next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+__all__ = [
+    'RepetitionPenalty',
+    'TopK',
+    'Temperature',
+    'TopP',
+    'MinP',
+    'sampling_processors',
+    'next_token_probs',
+    'next_token',
+    'generate',
+]

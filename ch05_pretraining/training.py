@@ -1,0 +1,179 @@
+# Generated from ch05_pretraining/beyond_4_training.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export training`, then export again.
+# Each `# %%` line names the cell the code below it came from.
+
+# %% beyond_4_training.ipynb cell 8, Chapter 5, beyond the book: warmup, cosine decay and gradie...
+
+"""Chapter 5, beyond the book: the book's appendix D (warmup, cosine decay and gradient
+clipping) in a second training loop, train_model, with the hooks longer runs need."""
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+import tiktoken
+import torch
+from torch import nn
+
+from shared import (
+    Batch,
+    Device,
+    Loader,
+    LossFn,
+    calc_loss_batch,
+    check,
+    check_count,
+    check_finite,
+    check_number,
+    evaluate_model,
+    generate_and_print_sample,
+    progress_bar,
+)
+
+
+_NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
+
+
+# %% beyond_4_training.ipynb cell 10, 5.6 Warmup, cosine decay and gradient clipping
+
+def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
+                    initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
+    """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
+    check_count("total_steps", total_steps, 1)
+    check_count("warmup_steps", warmup_steps, 0)
+    check(warmup_steps <= total_steps,
+          f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})")
+    for name, rate in (("peak_lr", peak_lr), ("initial_lr", initial_lr), ("min_lr", min_lr)):
+        check_number(name, rate, "a number >= 0")
+    check(min_lr <= peak_lr, f"min_lr ({min_lr}) must not exceed peak_lr ({peak_lr})")
+
+    def lr_at(step):
+        if step < warmup_steps:  # the increment per step, as appendix D computes it
+            return initial_lr + step * ((peak_lr - initial_lr) / warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr_at
+
+
+# %% beyond_4_training.ipynb cell 13, 5.6 Warmup, cosine decay and gradient clipping
+
+def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
+    """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == grad_accum_steps:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
+                   device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
+                   max_grad_norm: float | None = None,
+                   autocast_dtype: torch.dtype | None = None, step: int | None = None) -> None:
+    """One update from the mean gradient of `batches`: usually one batch, several in 5.8.
+    A loss that is nan or infinite stops it before the update (FloatingPointError naming
+    `step`): the weights stay as they were."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    optimizer.zero_grad()
+    mean_loss = 0.0
+    for input_batch, target_batch in batches:
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            loss = loss_batch(input_batch, target_batch, model, device)
+        loss = loss / len(batches)  # so the step's gradient is the mean over its batches
+        loss.backward()
+        mean_loss += loss.detach()
+    check_finite("the loss", mean_loss, step=step)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+
+
+# %% beyond_4_training.ipynb cell 14, 5.6 Warmup, cosine decay and gradient clipping
+
+def train_model(
+        model: nn.Module, train_loader: Loader, val_loader: Loader,
+        optimizer: torch.optim.Optimizer, device: Device, n_epochs: int, eval_freq: int | None,
+        eval_iter: int, start_context: str | None, tokenizer: tiktoken.Encoding | None,
+        warmup_steps: int, initial_lr: float = 3e-05, min_lr: float = 1e-6, *,
+        loss_batch: LossFn = calc_loss_batch,
+        count_seen: Callable[[torch.Tensor], int] = torch.Tensor.numel,
+        after_epoch: Callable[[int], str | None] | None = None,
+        after_step: Callable[[int, list[float], list[float]], object] | None = None,
+        lr_schedule: Callable[[int], float] | None = None, max_grad_norm: float | None = 1.0,
+        start_step: int = 0, grad_accum_steps: int = 1, autocast_dtype: torch.dtype | None = None,
+        progress: bool = True) -> tuple[list[float], list[float], list[int], list[float]]:
+    """train_model_simple with warmup, cosine decay and clipping (the book's appendix D).
+
+    Returns (train_losses, val_losses, seen) at each evaluation, and the learning rate of each
+    step. lr_schedule(step) replaces the built-in schedule; warmup_steps also says when
+    clipping starts. after_step(step, train_losses, val_losses) runs after every step;
+    progress=False prints nothing (no bar, losses or samples).
+    """
+    check_count("n_epochs", n_epochs, 0)
+    check_count("warmup_steps", warmup_steps, 0)
+    check_count("grad_accum_steps", grad_accum_steps, 1)
+    check_count("start_step", start_step, 0)
+    if eval_freq is not None:  # None never evaluates; 0 is refused rather than meaning None
+        check_count("eval_freq", eval_freq, 1)
+        check_count("eval_iter", eval_iter, 1)
+    if max_grad_norm is not None:  # 0 would zero every update, a negative one reverse it
+        check_number("max_grad_norm", max_grad_norm, "a positive number or None", low_open=True)
+    check(not start_context or tokenizer is not None, _NEEDS_TOKENIZER)
+    steps_per_epoch = math.ceil(len(train_loader) / grad_accum_steps)
+    if lr_schedule is None:  # from initial_lr up to the optimizer's rate, then down to min_lr
+        lr_schedule = cosine_schedule(optimizer.param_groups[0]["lr"],
+                                      max(1, n_epochs * steps_per_epoch), warmup_steps,
+                                      initial_lr, min_lr)
+    train_losses, val_losses, track_seen, track_lrs = [], [], [], []
+    seen, step = 0, start_step - 1
+    with progress_bar(total=n_epochs * steps_per_epoch, desc="training", unit="step",
+                      disable=not progress) as bar:
+        log = bar.write if progress else (lambda message: None)
+        for epoch in range(n_epochs):
+            model.train()
+            for batches in batches_per_step(train_loader, grad_accum_steps):
+                step += 1
+                track_lrs.append(lr_schedule(step))
+                optimizer_step(model, batches, optimizer, device, loss_batch, lr=track_lrs[-1],
+                               max_grad_norm=max_grad_norm if step >= warmup_steps else None,
+                               autocast_dtype=autocast_dtype, step=step)
+                seen += sum(count_seen(input_batch) for input_batch, _ in batches)
+                bar.update(1)
+                if eval_freq and step % eval_freq == 0:
+                    train_loss, val_loss = evaluate_model(model, train_loader, val_loader,
+                                                          device, eval_iter, loss_batch)
+                    train_losses.append(train_loss)
+                    val_losses.append(val_loss)
+                    track_seen.append(seen)
+                    log(f"Ep {epoch + 1} (Step {step:06d}): "
+                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+                if after_step is not None:
+                    after_step(step, train_losses, val_losses)
+            if start_context and progress:
+                generate_and_print_sample(model, tokenizer, device, start_context, log=log)
+            if after_epoch is not None and (message := after_epoch(epoch)):
+                log(message)
+    return train_losses, val_losses, track_seen, track_lrs
+
+
+# %% beyond_4_training.ipynb cell 18, 5.6 Warmup, cosine decay and gradient clipping
+
+def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
+    """The largest entry of any parameter's gradient (None before the first backward pass)."""
+    highest = [param.grad.max() for param in model.parameters() if param.grad is not None]
+    return max(highest) if highest else None
+
+
+__all__ = [
+    'cosine_schedule',
+    'batches_per_step',
+    'optimizer_step',
+    'train_model',
+    'find_highest_gradient',
+]
