@@ -152,16 +152,13 @@ def _tiny_gpt(vocab_size=6200, context_length=16, seed=0):  # the prompt's ids a
                                               {"temperature": 2.0, "top_k": 2},
                                               {"temperature": 0.7, "top_k": 5}]}})
 def deterministic_settings(model, candidates):
-    # One answer per model state: each wrong try would otherwise generate 450 tokens again.
-    # Summed in float32 where the model is (a Mac's GPU has no float64), fetched at once.
-    with torch.no_grad():
-        fingerprint = tuple(torch.stack([p.float().sum() for p in model.parameters()]).tolist())
-    key = (id(model), repr(candidates), fingerprint)
-    if key not in _DETERMINISTIC:
-        with _untouched(model):
-            model.eval()
-            _DETERMINISTIC[key] = [i for i, options in enumerate(candidates)
-                                   if len(_texts_for_seeds(model, options)) == 1]
+    # Decided on a fixed untrained model, not on the learner's `model`: a model trained long
+    # enough can give one token nearly all the probability, so that a setting which leaves two
+    # tokens happens to give one text for five seeds, though a random number still decides.
+    key = repr(candidates)
+    if key not in _DETERMINISTIC:  # each wrong try would otherwise generate 450 tokens again
+        _DETERMINISTIC[key] = [i for i, options in enumerate(candidates)
+                               if len(_texts_for_seeds(_tiny_gpt(), options)) == 1]
     return list(_DETERMINISTIC[key])
 
 
