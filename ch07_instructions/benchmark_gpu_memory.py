@@ -33,14 +33,16 @@ from pathlib import Path
 import tiktoken
 import torch
 
-from ch07_instructions.instructions import (
-    InstructionDataset,
+from ch07_instructions.dpo import (
     PreferenceDataset,
-    custom_collate_fn,
     dpo_loss_batch,
     evaluate_preferences,
-    load_instruction_data,
     preference_collate_fn,
+)
+from ch07_instructions.instructions import (
+    InstructionDataset,
+    custom_collate_fn,
+    load_instruction_data,
     split_instruction_data,
 )
 from shared import (

@@ -1,18 +1,18 @@
-# Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export`, then export again.
+# Generated from ch07_instructions/instructions.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
 # %% instructions.ipynb cell 3, Chapter 7 — Instruction finetuning
 
-"""Chapter 7: instruction finetuning, responses, evaluation, and preference tuning (DPO).
-The LLM judge's client is beside it, in judge.py."""
+"""Chapter 7: instruction finetuning: the data, its batches, and the model's responses.
+The companion notebooks' modules are beside it: evaluation.py, judge.py and dpo.py."""
 
 import json
 import random
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from shared import (
@@ -20,7 +20,6 @@ from shared import (
     check_count,
     check_entries,
     check_entry,
-    check_number,
     download_file,
     fetch,
     generate,
@@ -190,29 +189,14 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 50, The loss on responses, and two baselines (beyond the book)
-
-def sequence_logprobs(logits, targets, ignore_index=-100):
-    """log p(sequence): the sum of each target token's log-probability, per sequence.
-
-    logits (batch, length, vocab) and targets (batch, length); targets equal to
-    `ignore_index` (prompt, padding) are left out of the sum. Returns shape (batch,).
-    """
-    mask = targets != ignore_index
-    log_probs = torch.log_softmax(logits, dim=-1)
-    # gather needs a valid index everywhere; the masked positions are zeroed afterwards
-    token_log_probs = log_probs.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1))
-    return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
-
-
-# %% instructions.ipynb cell 76, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 56, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 90, Generating and saving, with checks (beyond the book)
+# %% instructions.ipynb cell 67, Generating and saving, with checks (beyond the book)
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -231,7 +215,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 92, Generating and saving, with checks (beyond the book)
+# %% instructions.ipynb cell 69, Generating and saving, with checks (beyond the book)
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -263,133 +247,6 @@ def _holds_responses(held) -> bool:
         and any(key.endswith("_response") for key in entry) for entry in held)
 
 
-# %% instructions.ipynb cell 97, An automatic score: ROUGE-L (beyond the book)
-
-def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
-    """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
-    from rouge_score import rouge_scorer
-
-    check_entries(data, ("output", key))
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
-
-
-# %% instructions.ipynb cell 118, Batching pairs: only response tokens count
-
-class PreferenceDataset(Dataset):
-    """Token ids of prompt + chosen and prompt + rejected response for each entry.
-
-    Items are {"chosen": (ids, prompt_length), "rejected": (ids, prompt_length)}: the form in
-    which custom_collate_fn ignores the prompt in the targets. A pair of two equal answers is
-    refused, unless keep_identical=True.
-    """
-
-    def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
-        check_entries(data, ("instruction", "chosen", "rejected"))
-        for index, entry in enumerate(data):  # log 2 whatever the model does (no dropout)
-            check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {index}: "
-                  f"'chosen' and 'rejected' are the same answer, from which DPO learns nothing; "
-                  f"leave it out, or pass keep_identical=True")
-        self.data = data
-        self.items = []
-        for entry in data:
-            prompt = format_input(entry) + RESPONSE_HEADER
-            prompt_length = len(_encode(tokenizer, prompt))
-            self.items.append({kind: (_encode(tokenizer, prompt + entry[kind]), prompt_length)
-                               for kind in ("chosen", "rejected")})
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-    def __len__(self):
-        return len(self.items)
-
-
-def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, device="cpu"):
-    """{"chosen": (inputs, targets), "rejected": (inputs, targets)} for a batch of pairs.
-
-    Only response tokens (and each response's end-of-text) are targets; prompt and padding
-    are -100, exactly as custom_collate_fn does for items with a prompt length.
-    """
-    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
-    if allowed_max_length is not None:  # here, not as one side's error below
-        check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
-    for i, item in enumerate(batch):
-        check(isinstance(item, dict) and {"chosen", "rejected"} <= item.keys(), f"item {i} of "
-              f"the batch must be a dict with the keys 'chosen' and 'rejected', got "
-              f"{type(item).__name__}")
-    collated = {}
-    for kind in ("chosen", "rejected"):
-        try:
-            collated[kind] = custom_collate_fn(
-                [item[kind] for item in batch], pad_token_id=pad_token_id,
-                allowed_max_length=allowed_max_length, device=device)
-        except (TypeError, ValueError) as error:  # say which side of the pair
-            raise type(error)(f"{kind}: {error}") from None
-    return collated
-
-
-# %% instructions.ipynb cell 121, The DPO loss, derived
-
-def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-             beta: float = 0.1):
-    """The DPO loss, averaged over pairs, and each pair's implicit rewards.
-
-    Arguments are per-pair sequence log-probabilities (shape (batch,)) under the trained
-    policy and the frozen reference. Returns (loss, chosen_rewards, rejected_rewards); the
-    rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
-    """
-    # beta <= 0 would ignore or invert the preferences
-    check_number("beta", beta, "a positive number", low_open=True)
-    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
-    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
-    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
-    return loss, chosen_rewards.detach(), rejected_rewards.detach()
-
-
-def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
-    """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient.
-    dpo_loss checks beta."""
-    for kind in ("chosen", "rejected"):
-        check(isinstance(batch, dict) and kind in batch, f"batch must be a dict from "
-              f"preference_collate_fn with the keys 'chosen' and 'rejected'; {kind!r} is missing")
-        # a sequence without targets has log-probability 0 under both models: no signal
-        no_target = ~(batch[kind][1] != -100).any(dim=1)
-        check(not no_target.any(), f"{kind} sequence {no_target.int().argmax().item()} of the "
-              f"batch has no target (all -100)")
-    check(len(batch["chosen"][1]) == len(batch["rejected"][1]), f"batch has "
-          f"{len(batch['chosen'][1])} chosen and {len(batch['rejected'][1])} rejected "
-          f"sequences; they come in pairs")
-    logps = {}
-    for kind in ("chosen", "rejected"):
-        inputs, targets = batch[kind]
-        logps[kind] = sequence_logprobs(policy(inputs), targets)
-        with torch.no_grad():
-            logps[f"ref_{kind}"] = sequence_logprobs(reference(inputs), targets)
-    return dpo_loss(logps["chosen"], logps["rejected"], logps["ref_chosen"],
-                    logps["ref_rejected"], beta)
-
-
-def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
-    """Mean DPO loss, mean reward margin and preference accuracy (margin > 0) over `loader`."""
-    was_training = policy.training
-    policy.eval()
-    losses, margins = [], []
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                loss, chosen, rejected = dpo_loss_batch(batch, policy, reference, beta)
-                losses.append(loss.item() * len(chosen))  # a batch's mean x its pairs
-                margins.append(chosen - rejected)
-    finally:  # even when a batch fails
-        policy.train(was_training)
-    check(len(margins) > 0, "loader gave no batches: there is nothing to evaluate")
-    margins = torch.cat(margins)
-    return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),
-            "accuracy": (margins > 0).float().mean().item()}
-
-
 __all__ = [
     'load_instruction_data',
     'download_and_load_file',
@@ -400,14 +257,7 @@ __all__ = [
     'custom_collate_draft_2',
     'InstructionDataset',
     'custom_collate_fn',
-    'sequence_logprobs',
     'extract_response',
     'generate_responses',
     'save_responses',
-    'rouge_l_scores',
-    'PreferenceDataset',
-    'preference_collate_fn',
-    'dpo_loss',
-    'dpo_loss_batch',
-    'evaluate_preferences',
 ]

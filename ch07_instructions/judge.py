@@ -1,8 +1,9 @@
-# Generated from ch07_instructions/instructions.ipynb by `python -m shared.notebooks export`.
-# Do not edit: change the notebook's cells marked `#| export judge`, then export again.
+# Generated from ch07_instructions/beyond_2_judge.ipynb
+# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% instructions.ipynb cell 107, A sturdier judge client (beyond the book)
+# %% beyond_2_judge.ipynb cell 3, What goes wrong with the small client
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
 turning every way the server can fail into one OllamaError; generate_model_scores asks it to
@@ -25,7 +26,7 @@ class OllamaError(RuntimeError):
     """The Ollama server could not be reached or gave no usable answer."""
 
 
-# %% instructions.ipynb cell 108, A sturdier judge client (beyond the book)
+# %% beyond_2_judge.ipynb cell 4, What goes wrong with the small client
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
@@ -82,7 +83,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% instructions.ipynb cell 110, A sturdier judge client (beyond the book)
+# %% beyond_2_judge.ipynb cell 6, What goes wrong with the small client
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
@@ -133,7 +134,7 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% instructions.ipynb cell 112, A sturdier judge client (beyond the book)
+# %% beyond_2_judge.ipynb cell 8, What goes wrong with the small client
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server at the host and port of `url` lists its models within

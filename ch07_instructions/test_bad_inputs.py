@@ -14,17 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ch07_instructions.instructions import (
-    InstructionDataset,
+from ch07_instructions.dpo import (
     PreferenceDataset,
-    custom_collate_fn,
     dpo_loss,
     dpo_loss_batch,
     evaluate_preferences,
+    preference_collate_fn,
+)
+from ch07_instructions.evaluation import (
+    rouge_l_scores,
+)
+from ch07_instructions.instructions import (
+    InstructionDataset,
+    custom_collate_fn,
     format_input,
     generate_responses,
-    preference_collate_fn,
-    rouge_l_scores,
 )
 from ch07_instructions.judge import (
     OllamaError,
@@ -567,11 +571,13 @@ def test_ollama_is_running_bad_arguments(options, error, message):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training, tiktoken_gpt2):
-    from ch07_instructions.instructions import (
+    from ch07_instructions.dpo import (
         PreferenceDataset,
         evaluate_preferences,
-        generate_responses,
         preference_collate_fn,
+    )
+    from ch07_instructions.instructions import (
+        generate_responses,
     )
     from conftest import tiny_gpt
 
@@ -645,14 +651,14 @@ def test_a_failed_save_of_responses_keeps_the_earlier_file(tmp_path):
 
 
 def test_the_dpo_loop_stops_at_a_nan_loss_before_updating_the_policy():
-    """Runs section 7.10's loop cell (ch07-137) with a policy whose logits are nan."""
+    """Runs section 7.10's loop cell (ch07-137, beyond_3_dpo.ipynb) with a nan policy."""
     import nbformat
 
     from conftest import tiny_gpt
     from shared import check_finite, set_seed
     from shared.data import PROJECT_ROOT
 
-    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
+    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "beyond_3_dpo.ipynb", as_version=4)
     loop = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-137")
     policy, reference = tiny_gpt(1), tiny_gpt(2)
     with torch.no_grad():

@@ -6,6 +6,7 @@ by PyTorch's MemTracker as the notebook's steps run on fake tensors.
 shared/test_devices.py runs the chapter's functions and exercise checks on a stand-in GPU."""
 
 import json
+import sys
 
 import nbformat
 import pytest
@@ -13,19 +14,22 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import MemTracker
 
-from ch05_pretraining import pretraining
-from ch06_classification import classification
+from ch06_classification import lora
 from ch07_instructions import instructions
-from ch07_instructions.instructions import (
+from ch07_instructions.dpo import (
     PreferenceDataset,
+    dpo_loss,
+    preference_collate_fn,
+)
+from ch07_instructions.evaluation import (
+    sequence_logprobs,
+)
+from ch07_instructions.instructions import (
     custom_collate_draft_1,
     custom_collate_draft_2,
     custom_collate_fn,
-    dpo_loss,
     generate_responses,
     load_instruction_data,
-    preference_collate_fn,
-    sequence_logprobs,
     split_instruction_data,
 )
 from conftest import tiny_gpt
@@ -239,7 +243,7 @@ def test_chapter_5s_loops_free_the_gradients_before_each_forward_pass_and_keep_t
                         lr_schedule=lambda step: 1e-3, max_grad_norm=None, progress=False)
         assert len(grads_at_forward) == 3 and all(all(step) for step in grads_at_forward), loop
         assert all(p.grad is not None for p in model.parameters()), loop
-    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
+    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "beyond_3_dpo.ipynb", as_version=4)
     dpo = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-137")
     assert (dpo.index("dpo_loss_batch(") < dpo.index("dpo_optimizer.zero_grad()")
             < dpo.index("loss.backward()") < dpo.index("dpo_optimizer.step()"))
@@ -254,9 +258,12 @@ def tracked_peaks(size, lengths, monkeypatch):
     monkeypatch.setattr(GPTModel, "forward", lambda self, ids: logits_of(self, ids, 0))
     # The training loop reads each loss's value to stop at a nan (check_finite): fake tensors
     # have none, and reading a number allocates nothing the count would miss
-    monkeypatch.setattr(pretraining, "check_finite", lambda name, value, **where: value)
+    # (in the modules of both loops: chapter 5 may define them in different modules)
+    for loop in (train_model, train_model_simple):
+        monkeypatch.setattr(sys.modules[loop.__module__], "check_finite",
+                            lambda name, value, **where: value)
     # LoRA's layers are made where the model is already: nothing to move
-    monkeypatch.setattr(classification.LoRALayer, "to", lambda self, device: self)
+    monkeypatch.setattr(lora.LoRALayer, "to", lambda self, device: self)
     cfg = gpt2_as_load_gpt2_builds_it(size).cfg
     tracker = MemTracker()
     # Totals only: the per-module statistics refuse a module called twice in a step, as the

@@ -1,0 +1,133 @@
+"""Tests of judge.py (beyond_2_judge.ipynb): the LLM judge's client."""
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from ch07_instructions.instructions import (
+    format_input,
+)
+from ch07_instructions.judge import (
+    OllamaError,
+    generate_model_scores,
+    ollama_is_running,
+    query_model,
+)
+
+
+@pytest.fixture
+def ollama_server():
+    """A local server that speaks Ollama's /api/chat; `server.reply(request) -> (code, body)`."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append((self.path, body))
+            code, reply = httpd.reply(body)
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def do_GET(self):
+            self.send_response(200 if self.path == "/api/tags" else 404)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.requests = requests
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def chat_answer(content):
+    return json.dumps({"model": "llama3", "message": {"role": "assistant", "content": content},
+                       "done": True}).encode()
+
+
+def test_query_model_sends_a_reproducible_chat_request(ollama_server):
+    ollama_server.reply = lambda body: (200, chat_answer("Paris"))
+    assert query_model("Capital of France?", url=ollama_server.url) == "Paris"
+    path, body = ollama_server.requests[0]
+    assert path == "/api/chat" and body["model"] == "llama3" and body["stream"] is False
+    assert body["messages"] == [{"role": "user", "content": "Capital of France?"}]
+    assert body["options"]["seed"] == 123 and body["options"]["temperature"] == 0
+
+
+def test_query_model_reads_a_streamed_answer(ollama_server):
+    lines = b"\n".join([chat_answer("Par"), chat_answer("is")])
+    ollama_server.reply = lambda body: (200, lines)
+    assert query_model("?", url=ollama_server.url) == "Paris"
+
+
+@pytest.mark.parametrize("code, body, message", [
+    (200, b"<html>not json</html>", "unexpected answer"),
+    (200, b'{"done": true}', "unexpected answer"),
+    (404, b'{"error": "model \'llama3\' not found"}', "HTTP 404.*ollama pull llama3"),
+])
+def test_query_model_garbage_is_a_clear_error(ollama_server, code, body, message):
+    ollama_server.reply = lambda request: (code, body)
+    with pytest.raises(OllamaError, match=message):
+        query_model("?", url=ollama_server.url)
+
+
+def test_server_down_is_a_clear_error():
+    url = "http://127.0.0.1:9/api/chat"  # port 9: nothing listens
+    assert not ollama_is_running(url)
+    with pytest.raises(OllamaError, match="no Ollama server at .*ollama serve"):
+        query_model("?", url=url, timeout=5)
+
+
+def test_judge_scores_each_response(ollama_server):
+    replies = iter(["87", "not a number", "12"])
+    ollama_server.reply = lambda body: (200, chat_answer(next(replies)))
+    data = [{"instruction": f"Task {i}", "input": "", "output": "x", "model_response": "y"}
+            for i in range(3)]
+    assert ollama_is_running(ollama_server.url)
+    assert generate_model_scores(data, url=ollama_server.url, progress=False) == [87, None, 12]
+    prompt = ollama_server.requests[0][1]["messages"][0]["content"]
+    assert "Task 0" in prompt and "Reference answer: x" in prompt and prompt.count("y") >= 1
+
+
+def test_check_if_running_finds_this_process():
+    import psutil
+
+    from ch07_instructions.judge import check_if_running
+
+    # this process's own name: "python", or "pytest" when pytest runs as its own script
+    assert check_if_running(psutil.Process().name())
+    assert not check_if_running("no process has this name 7f3a")
+
+
+def test_the_book_sized_judge_on_the_books_path_asks_and_reads_as_judge_py_does(monkeypatch):
+    """7.8 shows a client of the book's size (cells ch07-043a and ch07-043c); judge.py's
+    generate_model_scores must send the same prompt and read the same scores."""
+    import nbformat
+
+    from ch07_instructions import judge
+    from shared import progress_bar
+    from shared.data import PROJECT_ROOT
+
+    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
+    source = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-043c")
+    entry = {"instruction": "Name a colour.", "input": "", "output": "Blue.",
+             "model_response": "Red."}
+    namespace = {"format_input": format_input, "progress_bar": progress_bar, "test_data": [entry]}
+    exec(source, namespace)
+    for reply in ["87", " 100\n", "101", "about 50", "", "-3", "0"]:
+        sent = []
+        monkeypatch.setattr(judge, "query_model", lambda prompt, sent=sent, reply=reply, **_:
+                            sent.append(prompt) or reply)
+        assert judge.generate_model_scores([entry], progress=False) == [
+            namespace["read_score"](reply)]
+        assert sent == [namespace["judge_prompt"](entry)]
