@@ -7,8 +7,7 @@ import math
 import tiktoken
 import torch
 
-from shared import (BPETokenizer, GPTDatasetV1, create_dataloader_v1, read_text,
-                    sinusoidal_positions)
+from shared import BPETokenizer, GPTDatasetV1, create_dataloader_v1, read_text, sinusoidal_positions
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
 
