@@ -103,8 +103,8 @@ USES = {
                            eval_freq=None, eval_iter=1)
         after = calc_loss_loader(loader, model, "cpu")
         assert after < before - 1.0, (before, after)
-        ids = generate(model.eval(), text_to_token_ids("Every effort", tokenizer),
-                       max_new_tokens=6, context_size=16, temperature=1.0, top_k=5)
+        ids = generate_text_simple(model.eval(), text_to_token_ids("Every effort", tokenizer),
+                                   max_new_tokens=6, context_size=16)
         assert ids.shape == (1, 8)
         print(token_ids_to_text(ids, tokenizer))
     """,
@@ -225,12 +225,13 @@ def exported_by(source: str) -> set[str]:
 def test_a_copy_exports_the_chapters_names_not_the_helpers_it_brings():
     exported = exported_by(standalone_source("ch05_pretraining"))
     assert {"GPTModel", "gpt2_config", "create_dataloader_v1", "train_model_simple",
-            "generate", "calc_loss_batch"} <= exported
+            "generate_text_simple", "calc_loss_batch"} <= exported
     assert not {"check", "check_count", "progress_bar"} & exported
     # one module's copy: its names and those it imports from other chapter modules
     exported = exported_by(standalone_source("ch05_pretraining.gpt2_weights"))
     assert {"load_gpt2", "save_gpt2_safetensors", "GPTModel", "gpt2_config"} <= exported
     assert not {"check", "fetch", "write_atomically", "DATASETS"} & exported
+    assert {"generate", "TopP"} <= exported_by(standalone_source("ch05_pretraining.decoding"))
 
 
 def make_mirror(folder):
