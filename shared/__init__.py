@@ -62,6 +62,7 @@ CHAPTER_MODULES = (
     "ch02_text_data.bpe",
     "ch02_text_data.positions",
     "ch03_attention.attention",
+    "ch03_attention.kv_cache",
     "ch04_gpt_model.gpt_model",
     "ch04_gpt_model.activation_drift",
     "ch04_gpt_model.model_sizes",
@@ -69,6 +70,8 @@ CHAPTER_MODULES = (
     "ch05_pretraining.pretraining",
     "ch05_pretraining.checkpoints",
     "ch05_pretraining.gpt2_weights",
+    "ch05_pretraining.decoding",
+    "ch05_pretraining.training",
     "ch05_pretraining.fast_path",
     "ch05_pretraining.open_weights",
     "ch06_classification.classification",
@@ -76,7 +79,9 @@ CHAPTER_MODULES = (
     "ch06_classification.mistakes",
     "ch06_classification.lora",
     "ch07_instructions.instructions",
+    "ch07_instructions.evaluation",
     "ch07_instructions.judge",
+    "ch07_instructions.dpo",
 )
 
 # What `shared` itself provides: every name imported above from its own modules, read from
