@@ -558,13 +558,13 @@ def tiny_modern(**change):
 
 
 def with_lora(model):
-    from ch06_classification.classification import replace_linear_with_lora
+    from ch06_classification.lora import replace_linear_with_lora
 
     return replace_linear_with_lora(model, rank=2, alpha=4)
 
 
 def with_classifier(model):
-    from ch06_classification.classification import add_classification_head
+    from ch06_classification.final_versions import add_classification_head
 
     return add_classification_head(model, 3)
 
