@@ -1,5 +1,6 @@
 """Tests of the notebook tooling, and repository-wide checks that CI runs with the rest."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -366,3 +367,14 @@ def test_every_file_of_a_chapter_is_of_a_kind_the_readme_names(chapter):
     for notebook in chapter.glob("*.ipynb"):
         assert notebook.parent == chapter  # lesson or beyond_N_<topic>: lesson_notebook checks
     notebooks.lesson_notebook(chapter)  # exactly one lesson
+
+
+def test_the_readme_chapter_table_names_every_notebook():
+    """README.md's chapter table: one row per notebook, lesson and companions (issue 47)."""
+    text = (notebooks.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.partition("## Chapters")[2].partition("\n\n")[2].partition("\n\n")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and ".ipynb" in line]
+    named = [path for row in rows for path in re.findall(r"\[`(ch0[^`]+\.ipynb)`\]", row)]
+    expected = [nb.relative_to(notebooks.PROJECT_ROOT).as_posix()
+                for nb in notebooks.chapter_notebooks()]
+    assert sorted(named) == sorted(expected), "run the table's rows past the chapter folders"
