@@ -36,7 +36,8 @@ class PreferenceDataset(Dataset):
 
     def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
         check_entries(data, ("instruction", "chosen", "rejected"))
-        for index, entry in enumerate(data):  # log 2 whatever the model does (no dropout)
+        # an identical pair's loss is log 2 for any model (without dropout): it gives no gradient
+        for index, entry in enumerate(data):
             check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {index}: "
                   f"'chosen' and 'rejected' are the same answer, from which DPO learns nothing; "
                   f"leave it out, or pass keep_identical=True")

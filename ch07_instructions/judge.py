@@ -163,7 +163,7 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
                           progress: bool = True) -> list:
     """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
     number."""
-    from shared import format_input  # 7.2's template (imported here, the notebook's stays)
+    from shared import format_input  # 7.2's template, imported when the function runs
 
     check_entries(json_data, ("instruction", "output", json_key))
     scores = []
