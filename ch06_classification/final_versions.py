@@ -13,13 +13,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ch06_classification.classification import (  # the lesson's loss and accuracy
-    _check_loader,
-    _evaluating,
-    _last_token_logits,
-    calc_accuracy_loader,
-    calc_loss_batch,
-)
 from shared import check, context_length_of, fetch
 
 
@@ -190,7 +183,7 @@ def _special_tokens_of(tokenizer) -> list:
     return [token.content for token in added.values() if token.special]
 
 
-# %% beyond_1_checks.ipynb cell 14, Freezing layers, and the classification head
+# %% beyond_1_checks.ipynb cell 16, Freezing layers, and the classification head
 
 def train_only_last_block(model):
     """Freeze all parameters except the last Transformer block, final norm and output head."""
@@ -206,7 +199,7 @@ def count_trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# %% beyond_1_checks.ipynb cell 16, Freezing layers, and the classification head
+# %% beyond_1_checks.ipynb cell 18, Freezing layers, and the classification head
 
 def add_classification_head(model, num_classes: int = 2):
     """Replace the language-model head by a fresh linear layer to `num_classes` outputs, and
@@ -225,7 +218,75 @@ def add_classification_head(model, num_classes: int = 2):
     return model
 
 
-# %% beyond_1_checks.ipynb cell 19, The training loop
+# %% beyond_1_checks.ipynb cell 21, Loss and accuracy
+
+import contextlib
+import itertools
+
+
+def _last_token_logits(model, input_batch):
+    logits = model(input_batch[:, :context_length_of(model)])[:, -1, :]
+    vocab_size = getattr(getattr(model, "tok_emb", None), "num_embeddings", None)
+    check(logits.shape[-1] != vocab_size, lambda: f"model has no classification head: "
+          f"{vocab_size:,} outputs, one per token; call add_classification_head(model) first")
+    return logits
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Evaluation mode, without gradients; afterwards each module is back in its own mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            yield model.eval()
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _check_loader(data_loader, num_batches=None, name="data_loader"):
+    """An accuracy or a loss over no examples means nothing: refuse it, rather than divide by 0."""
+    if num_batches is not None:
+        check_count("num_batches", num_batches, 1)
+    check(len(data_loader) > 0, f"{name} has no batches (an empty dataset, or fewer examples "
+          f"than one batch with drop_last=True)")
+
+
+def calc_accuracy_loader(data_loader, model, device, num_batches=None) -> float:
+    """Share of correctly classified examples in the first `num_batches` batches (all)."""
+    _check_loader(data_loader, num_batches)
+    correct, total = 0, 0
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    with _evaluating(model):
+        for input_batch, target_batch in itertools.islice(data_loader, num_batches):
+            predicted = _last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
+            correct += (predicted == target_batch.to(device)).sum().item()
+            total += len(target_batch)
+    return correct / total
+
+
+def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
+    """The classification loss: cross-entropy of the last position's class logits."""
+    logits = _last_token_logits(model, input_batch.to(device))
+    return nn.functional.cross_entropy(logits, target_batch.to(device))
+
+
+def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
+    """Mean classification loss over the first `num_batches` batches (all by default)."""
+    _check_loader(data_loader, num_batches)
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    batches = itertools.islice(data_loader, num_batches)
+    return sum(calc_loss_batch(x, y, model, device).item() for x, y in batches) / num_batches
+
+
+def evaluate_model(model, train_loader, val_loader, device, eval_iter):
+    """Training and validation classification loss on `eval_iter` batches each, no dropout."""
+    with _evaluating(model):
+        return (calc_loss_loader(train_loader, model, device, num_batches=eval_iter),
+                calc_loss_loader(val_loader, model, device, num_batches=eval_iter))
+
+
+# %% beyond_1_checks.ipynb cell 26, The training loop
 
 from shared import train_model_simple
 
@@ -255,7 +316,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# %% beyond_1_checks.ipynb cell 21, The lesson's classifier, for the companion notebooks
+# %% beyond_1_checks.ipynb cell 28, The lesson's classifier, for the companion notebooks
 
 import contextlib
 import io
@@ -345,7 +406,7 @@ def lesson_setup(classifier_path="review_classifier.pth") -> SimpleNamespace:
         build_classifier=build_classifier, model=model.eval())
 
 
-# %% beyond_1_checks.ipynb cell 26, The final classify_review, and more than two classes
+# %% beyond_1_checks.ipynb cell 33, The final classify_review, and more than two classes
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256, *,
                     labels=("not spam", "spam")):
@@ -378,6 +439,10 @@ __all__ = [
     'train_only_last_block',
     'count_trainable_parameters',
     'add_classification_head',
+    'calc_accuracy_loader',
+    'calc_loss_batch',
+    'calc_loss_loader',
+    'evaluate_model',
     'train_classifier_simple',
     'lesson_setup',
     'classify_review',

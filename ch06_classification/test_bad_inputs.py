@@ -9,17 +9,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ch04_gpt_model.gpt_model import GPTModel
-from ch06_classification.classification import (
-    calc_accuracy_loader,
-    calc_loss_batch,
-    calc_loss_loader,
-    evaluate_model,
-)
 from ch06_classification.final_versions import (
     SpamDataset,
     add_classification_head,
+    calc_accuracy_loader,
+    calc_loss_batch,
+    calc_loss_loader,
     classify_review,
     download_and_unzip_spam_data,
+    evaluate_model,
     train_classifier_simple,
     train_only_last_block,
 )

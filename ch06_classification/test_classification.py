@@ -6,20 +6,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ch06_classification.classification import (
-    calc_accuracy_loader,
-    calc_loss_batch,
-    calc_loss_loader,
-    create_balanced_dataset,
-    evaluate_model,
-    load_sms_spam,
-)
+from ch06_classification.classification import create_balanced_dataset, load_sms_spam
 from ch06_classification.final_versions import (
     SpamDataset,
     add_classification_head,
+    calc_accuracy_loader,
+    calc_loss_batch,
+    calc_loss_loader,
     classify_review,
     count_trainable_parameters,
     download_and_unzip_spam_data,
+    evaluate_model,
     random_split,
     train_classifier_simple,
     train_only_last_block,

@@ -5,8 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from ch06_classification.classification import calc_loss_batch
-from ch06_classification.final_versions import add_classification_head, train_classifier_simple
+from ch06_classification.final_versions import (
+    add_classification_head,
+    calc_loss_batch,
+    train_classifier_simple,
+)
 from ch06_classification.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
 from ch06_classification.test_bad_inputs import (
     classifier,
