@@ -1,4 +1,4 @@
-"""The GPU memory chapter 7's book profile holds, measured on a GPU, stage by stage.
+"""The GPU memory chapter 7's book profile holds, measured on a GPU, notebook by notebook.
 
     python ch07_instructions/benchmark_gpu_memory.py                  # GPT-2 medium, downloaded
     python ch07_instructions/benchmark_gpu_memory.py --size small
@@ -7,23 +7,38 @@
 
 README.md ("Which profile fits a free T4") quotes what this script measures; test_on_a_gpu.py
 counts the same peaks tensor by tensor, and checks that count with PyTorch's MemTracker on fake
-tensors. This script runs the notebook's own steps on a real device, with the book profile's
+tensors. This script runs the notebooks' own steps on a real device, with the book profile's
 models and settings, and prints what CUDA's caching allocator reports at the peak of each
-stage: sections 7.6, 7.6.1, 7.7, 7.10 and Solution 7.4. Each stage keeps what the notebook
-keeps alive at that point (`base_model`, earlier models, their optimizers and gradients). Only
-the batches are fewer: each training stage runs three steps, the second on the longest batch of
-the book's split. (A step of AdamW peaks in its update, with the batch's activations gone; a
-DPO step peaks at the end of its forward pass, with the activations and the previous step's
-gradients and averages, so its longest batch comes after a first step.)
+stage. Chapter 7 is three notebooks that use the GPU, each run in a fresh kernel, so each
+starts here with nothing on the GPU (everything the one before kept is deleted and the
+allocator's cache emptied):
+
+* instructions.ipynb, the lesson: 7.5 (`model` and `base_model`), 7.6 (finetuning), 7.7 (saving
+  the weights and loading them into a copy of `base_model`), Solution 7.4 (LoRA on another
+  copy), each stage keeping what the lesson keeps alive (`model` keeps its optimizer and
+  gradients);
+* beyond_1_measuring.ipynb: finetuned_instruction_run (`base_model`, and the lesson's saved
+  weights loaded into a copy of it), then 7.6.1's two runs (a rerun, deleted after it, then the
+  masked run, which stays);
+* beyond_3_dpo.ipynb: the same loading, then 7.10 (the policy a copy of the finetuned model,
+  the reference the finetuned model itself; `run` keeps `base_model`).
+
+Only the batches are fewer: each training stage runs three steps, the second on the longest
+batch of the book's split. (A step of AdamW peaks in its update, with the batch's activations
+gone; a DPO step peaks at the end of its forward pass, with the activations and the previous
+step's gradients and averages, so its longest batch comes after a first step.)
+beyond_2_judge.ipynb puts nothing on the GPU but Ollama's judge, which is not PyTorch's.
 
 The weights' values change no memory figure, so --random-weights builds the model load_gpt2
 builds, with random values, and downloads nothing. --memory-limit caps what PyTorch may take of
-the GPU, to see where a smaller card runs out of memory. It needs a CUDA GPU.
+the GPU, to see where a smaller card runs out of memory (a notebook that runs out does not stop
+the next one). It needs a CUDA GPU.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import itertools
 import json
 import tempfile
@@ -60,9 +75,13 @@ from shared.command_line import CommandParser, number_arg, run_main
 
 GB = 1e9  # as the README states memory, and as GPU makers do
 SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
-# The notebook's stages, in the order main runs them and records their peaks
-STAGES = ["7.5: model and base_model", "7.6: finetuning", "7.6.1: two more runs",
-          "7.7: reloading", "7.10: DPO", "Solution 7.4: LoRA"]
+# Each notebook's stages, in the order it runs them
+NOTEBOOKS = {
+    "instructions": ["7.5: model and base_model", "7.6: finetuning", "7.7: saving, reloading",
+                     "Solution 7.4: LoRA"],
+    "beyond_1_measuring": ["loading the lesson's model", "7.6.1: two more runs"],
+    "beyond_3_dpo": ["loading the lesson's model", "7.10: a DPO step"],
+}
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}
 
 
@@ -91,7 +110,7 @@ def main() -> int:
         parser.error("this measures CUDA's allocator: it needs an NVIDIA GPU")
     device = torch.device("cuda")
 
-    def model_as_the_notebook_loads_it():
+    def gpt2_as_loaded():  # on the CPU, as load_gpt2 returns it
         if args.random_weights:
             return GPTModel({**gpt2_config(SIZES[args.size]), "qkv_bias": True, "drop_rate": 0.0})
         return load_gpt2(SIZES[args.size], drop_rate=0.0)
@@ -112,78 +131,94 @@ def main() -> int:
     train_data, val_data, _ = split_instruction_data(load_instruction_data(), seed=None)
     collate = partial(custom_collate_fn, allowed_max_length=BOOK["context_length"], device=device)
     texts = InstructionDataset(train_data, tokenizer).encoded_texts
-    train_batches = longest_second(texts, collate, BOOK["batch_size"], lambda i: len(texts[i]))
     masked = InstructionDataset(train_data, tokenizer, mask_instruction=True)
-    masked_batches = longest_second([masked[i] for i in range(len(masked))], collate,
-                                   BOOK["batch_size"], lambda i: len(masked.encoded_texts[i]))
     val_texts = InstructionDataset(val_data, tokenizer).encoded_texts
-    val_batches = [collate(val_texts[i:i + BOOK["batch_size"]])
-                   for i in range(0, 5 * BOOK["batch_size"], BOOK["batch_size"])]
     preferences = json.loads(fetch("instruction-data-with-preference").read_text(encoding="utf-8"))
     pref_train, pref_val, _ = split_instruction_data(preferences, seed=None)
     pref_collate = partial(preference_collate_fn, allowed_max_length=BOOK["context_length"],
                            device=device)
     pairs = PreferenceDataset(pref_train, tokenizer, keep_identical=True).items
-    pref_batches = longest_second(pairs, pref_collate, BOOK["batch_size"],
-                                  lambda i: len(pairs[i]["chosen"][0]),
-                                  lambda i: len(pairs[i]["rejected"][0]))
     pref_val_items = PreferenceDataset(pref_val[:2 * BOOK["batch_size"]], tokenizer,
                                        keep_identical=True).items
-    pref_val_batches = [pref_collate(pref_val_items[i:i + BOOK["batch_size"]])
-                        for i in (0, BOOK["batch_size"])]
-    longest = {"text": train_batches[1][0].shape[1],
-               "chosen": pref_batches[1]["chosen"][0].shape[1],
-               "rejected": pref_batches[1]["rejected"][0].shape[1]}
-    print(f"GPT-2 {args.size}; the longest batches: {longest} tokens, 8 sequences each")
-
-    peaks = {}
-
-    def stage():  # the next stage's peak, and what it leaves alive for the one after
-        peaks[STAGES[len(peaks)]] = (torch.cuda.max_memory_allocated() / GB,
-                                     torch.cuda.memory_allocated() / GB,
-                                     torch.cuda.max_memory_reserved() / GB)
-        torch.cuda.reset_peak_memory_stats()
+    longest = {"text": max(map(len, texts)),
+               "chosen": max(len(pair["chosen"][0]) for pair in pairs),
+               "rejected": max(len(pair["rejected"][0]) for pair in pairs)}
+    print(f"GPT-2 {args.size}; the longest sequences: {longest} tokens, 8 to a batch")
 
     def adamw(model, **settings):
         return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], **settings)
 
-    try:
-        # 7.5: the model and its copy before finetuning
-        model = model_as_the_notebook_loads_it().to(device)
+    def batches():  # made in each notebook, on the device, as its loaders make them
+        return {"train": longest_second(texts, collate, BOOK["batch_size"],
+                                        lambda i: len(texts[i])),
+                "masked": longest_second([masked[i] for i in range(len(masked))], collate,
+                                         BOOK["batch_size"],
+                                         lambda i: len(masked.encoded_texts[i])),
+                "val": [collate(val_texts[i:i + BOOK["batch_size"]])
+                        for i in range(0, 5 * BOOK["batch_size"], BOOK["batch_size"])]}
+
+    def train(model, train_batches, val_batches):  # train_model, as 7.6.1 calls it
+        optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
+        train_model(model, train_batches, val_batches, optimizer, device, n_epochs=1,
+                    eval_freq=None, eval_iter=1, start_context=None, tokenizer=tokenizer,
+                    warmup_steps=0, lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None,
+                    progress=False)
+        return optimizer
+
+    def lesson(stage, saved):
+        data = batches()
+        model = gpt2_as_loaded().to(device)  # 7.5
         base_model = copy.deepcopy(model).eval()
         stage()
-        # 7.6: train_model_simple, as the notebook calls it
-        set_seed(123)
-        optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-        train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
+        set_seed(123)  # 7.6: train_model_simple, as the lesson calls it
+        optimizer = adamw(model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])  # noqa: F841
+        train_model_simple(model, data["train"], data["val"], optimizer, device, num_epochs=1,
                            eval_freq=1, eval_iter=2, start_context=None, tokenizer=tokenizer)
         stage()
-        # 7.6.1: a rerun from base_model, deleted after it, then the masked run, which stays;
-        # `model` keeps its optimizer and gradients all the while
-        def train(trained, batches):
-            trained_optimizer = adamw(trained, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-            train_model(trained, batches, val_batches, trained_optimizer, device, n_epochs=1,
-                        eval_freq=None, eval_iter=1, start_context=None, tokenizer=tokenizer,
-                        warmup_steps=0, lr_schedule=lambda step: BOOK["lr"], max_grad_norm=None,
-                        progress=False)
-            return trained_optimizer
+        torch.save(model.state_dict(), saved)  # 7.7: saved, and loaded into a copy of base_model
+        reloaded = copy.deepcopy(base_model)
+        reloaded.load_state_dict(torch.load(saved, map_location=device, weights_only=True))
+        stage()
+        lora_model = copy.deepcopy(base_model).requires_grad_(False)  # Solution 7.4
+        set_seed(123)
+        replace_linear_with_lora(lora_model, rank=8, alpha=16)
+        lora_optimizer = adamw(lora_model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
+        lora_model.train()
+        for inputs, targets in data["train"]:
+            loss = torch.nn.functional.cross_entropy(lora_model(inputs).flatten(0, 1),
+                                                     targets.flatten())
+            lora_optimizer.zero_grad()
+            loss.backward()
+            lora_optimizer.step()
+        stage()
 
-        rerun = copy.deepcopy(base_model)
-        rerun_optimizer = train(rerun, train_batches)
+    def finetuned_instruction_run(saved):  # the companions' loading, of the lesson's file
+        base_model = gpt2_as_loaded().to(device).eval()
+        model = copy.deepcopy(base_model)
+        model.load_state_dict(torch.load(saved, map_location=device, weights_only=True))
+        return base_model, model.eval()
+
+    def measuring(stage, saved):
+        base_model, model = finetuned_instruction_run(saved)  # noqa: F841 (kept, as there)
+        data = batches()
+        stage()
+        rerun = copy.deepcopy(base_model)  # 7.6.1: the rerun, deleted after it
+        rerun_optimizer = train(rerun, data["train"], data["val"])
         del rerun, rerun_optimizer
-        masked_model = model_as_the_notebook_loads_it().to(device)
-        masked_optimizer = train(masked_model, masked_batches)  # noqa: F841 (kept, as there)
+        masked_model = copy.deepcopy(base_model)  # the masked run, which stays
+        masked_optimizer = train(masked_model, data["masked"], data["val"])  # noqa: F841
         stage()
-        # 7.7: the finetuned weights saved and loaded into a copy of base_model
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "finetuned.pth"
-            torch.save(model.state_dict(), path)
-            reloaded = copy.deepcopy(base_model)
-            reloaded.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+
+    def dpo(stage, saved):
+        base_model, model = finetuned_instruction_run(saved)  # noqa: F841 (`run` keeps both)
+        pref_batches = longest_second(pairs, pref_collate, BOOK["batch_size"],
+                                      lambda i: len(pairs[i]["chosen"][0]),
+                                      lambda i: len(pairs[i]["rejected"][0]))
+        pref_val_batches = [pref_collate(pref_val_items[i:i + BOOK["batch_size"]])
+                            for i in (0, BOOK["batch_size"])]
         stage()
-        # 7.10: DPO, the policy a copy of `model`, the reference the reloaded model
-        reference = reloaded.eval().requires_grad_(False)
         policy = copy.deepcopy(model)
+        reference = model.eval().requires_grad_(False)
         evaluate_preferences(pref_val_batches, policy, reference, beta=0.1)
         set_seed(123)
         dpo_optimizer = torch.optim.AdamW(policy.parameters(), lr=5e-6, weight_decay=0.0)
@@ -194,28 +229,44 @@ def main() -> int:
             loss.backward()
             dpo_optimizer.step()
         stage()
-        # Solution 7.4: LoRA on a frozen copy of base_model
-        lora_model = copy.deepcopy(base_model).requires_grad_(False)
-        set_seed(123)
-        replace_linear_with_lora(lora_model, rank=8, alpha=16)
-        lora_optimizer = adamw(lora_model, lr=BOOK["lr"], weight_decay=BOOK["weight_decay"])
-        lora_model.train()
-        for inputs, targets in train_batches:
-            loss = torch.nn.functional.cross_entropy(lora_model(inputs).flatten(0, 1),
-                                                     targets.flatten())
-            lora_optimizer.zero_grad()
-            loss.backward()
-            lora_optimizer.step()
-        stage()
-    except torch.OutOfMemoryError:  # a card too small: say where it ran out
-        print(f"out of memory in {STAGES[len(peaks)]}"
-              + (f", under the limit of {args.memory_limit} GB" if args.memory_limit else ""))
+
+    peaks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder) / "gpt-instruction-finetuned.pth"  # the lesson's section 7.7 file
+        for notebook, run in [("instructions", lesson), ("beyond_1_measuring", measuring),
+                              ("beyond_3_dpo", dpo)]:
+            if not saved.exists():  # the lesson ran out of memory before saving: its weights
+                torch.save(gpt2_as_loaded().state_dict(), saved)  # take the same room
+            # a fresh kernel: nothing of the notebook before on the GPU
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            # what is left is cuBLAS's workspace, which a fresh kernel makes at its first product
+            left = torch.cuda.memory_allocated() / GB
+            assert left < 0.1, f"{left:.2f} GB of the notebook before is left"
+            print(f"{notebook}: {left:.3f} GB left on the GPU before it")
+            stages = NOTEBOOKS[notebook]
+
+            def stage(notebook=notebook, stages=stages):  # the next stage's peak, and what
+                # it leaves alive for the one after
+                peaks[notebook, stages[sum(key[0] == notebook for key in peaks)]] = (
+                    torch.cuda.max_memory_allocated() / GB, torch.cuda.memory_allocated() / GB,
+                    torch.cuda.max_memory_reserved() / GB)
+                torch.cuda.reset_peak_memory_stats()
+
+            try:
+                run(stage, saved)
+            except torch.OutOfMemoryError:  # a card too small: say where it ran out
+                where = stages[sum(key[0] == notebook for key in peaks)]
+                print(f"{notebook}: out of memory in {where}"
+                      + (f", under the limit of {args.memory_limit} GB" if args.memory_limit
+                         else ""))
 
     # reserved: what the caching allocator took from the GPU, its tensors and the free blocks it
     # keeps for reuse; the GPU must hold that, plus CUDA's context
-    print(f"{'stage of the notebook':28} {'peak, GB':>9} {'held after':>11} {'reserved':>9}")
-    for name, (peak, held, reserved) in peaks.items():
-        print(f"{name:28} {peak:9.2f} {held:11.2f} {reserved:9.2f}")
+    print(f"{'notebook':19} {'stage':27} {'peak, GB':>9} {'held after':>11} {'reserved':>9}")
+    for (notebook, name), (peak, held, reserved) in peaks.items():
+        print(f"{notebook:19} {name:27} {peak:9.2f} {held:11.2f} {reserved:9.2f}")
     return 0
 
 
