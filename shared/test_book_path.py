@@ -379,6 +379,19 @@ def test_the_book_path_is_most_of_the_chapter_up_to_its_exercises(notebook):
     assert parts.count("book") >= 20, f"{notebook.name}: the book's path has too few cells"
 
 
+MAX_BEYOND_SHARE = 0.15  # of a lesson's source lines; the rest lives in companion notebooks
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=notebooks.notebook_id)
+def test_at_most_15_percent_of_a_lesson_goes_beyond_the_book(notebook):
+    cells = nbformat.read(notebook, as_version=4).cells
+    lines = [len(cell.source.splitlines()) for cell in cells]
+    beyond = sum(n for n, part in zip(lines, classify(cells)) if part == "beyond")
+    assert beyond <= MAX_BEYOND_SHARE * sum(lines), (
+        f"{notebook.name}: {beyond} of {sum(lines)} source lines sit in parts marked "
+        f"{BEYOND!r}, more than {MAX_BEYOND_SHARE:.0%}: move a topic to a companion notebook")
+
+
 @pytest.mark.parametrize("chapter", CHAPTER_FOLDERS, ids=lambda p: p.name)
 def test_a_lesson_never_uses_what_its_own_companions_export(chapter):
     problems = lesson_companion_violations(chapter)
