@@ -168,7 +168,7 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
         f"{name}: a {_class_name(kind, wanted)} where {family_name} has a "
         f"{_class_name(wanted, kind)}"
         for name, kind, wanted in odd_modules[:3]) + (
-        " (adapters? merge them into the weights first: merge_lora, 6.9)"
+        " (adapters? merge them into the weights first: merge_lora, chapter 6)"
         if any(wanted is nn.Linear for *_, wanted in odd_modules) else ""), TypeError)
     extra = [name for name, _ in model.named_modules() if name and name not in expected]
     refuse_unless(not extra, lambda: f"modules {family_name}(model.cfg) does not have: "

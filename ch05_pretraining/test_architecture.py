@@ -228,7 +228,7 @@ ATTACKS = {  # attack: (make the model, error, what the message must say)
                                        r"the vocabulary has \d+\)"),
     "unmerged adapters": (lambda family, build, norm: lora(build()), TypeError,
                           r"a LinearWithLoRA where \w+ has a Linear.* \(adapters\? merge them "
-                          r"into the weights first: merge_lora, 6.9\)"),
+                          r"into the weights first: merge_lora, chapter 6\)"),
     "swapped norm": (lambda family, build, norm: swapped_norm(build(), norm), TypeError,
                      r"trf_blocks.0.norm1: a (RMSNorm|LayerNorm) where \w+ has a \w+"),
     "forward hook": (lambda family, build, norm: hooked(build()), TypeError,
