@@ -6,7 +6,7 @@ from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, 
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch03_attention.attention', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch06_classification.classification', 'ch07_instructions.instructions', 'ch07_instructions.judge')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.model_sizes', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch06_classification.classification', 'ch06_classification.final_versions', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
 INFRASTRUCTURE = ['check', 'check_choice', 'check_count', 'check_entries', 'check_entry', 'check_finite', 'check_flag', 'check_keys', 'check_memory', 'check_number', 'check_shape', 'check_strings', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
@@ -19,8 +19,13 @@ from ch02_text_data.text_data import (
     SIMPLE_SPLIT_PATTERN as SIMPLE_SPLIT_PATTERN,
     simple_tokenize as simple_tokenize,
     build_vocabulary as build_vocabulary,
+    look_up_ids as look_up_ids,
     SimpleTokenizerV1 as SimpleTokenizerV1,
     SimpleTokenizerV2 as SimpleTokenizerV2,
+    GPTDatasetV1 as GPTDatasetV1,
+    create_dataloader_v1 as create_dataloader_v1,
+)
+from ch02_text_data.bpe import (
     count_pairs as count_pairs,
     most_frequent_pair as most_frequent_pair,
     merge_pair as merge_pair,
@@ -33,18 +38,21 @@ from ch02_text_data.text_data import (
     write_gpt2_files as write_gpt2_files,
     split_special_tokens as split_special_tokens,
     BPETokenizer as BPETokenizer,
-    GPTDatasetV1 as GPTDatasetV1,
-    create_dataloader_v1 as create_dataloader_v1,
+)
+from ch02_text_data.positions import (
+    sinusoidal_positions as sinusoidal_positions,
 )
 from ch03_attention.attention import (
-    SelfAttention_v2 as SelfAttention_v2,
-    causal_mask as causal_mask,
-    KVCache as KVCache,
-    CausalAttention as CausalAttention,
     SelfAttention_v1 as SelfAttention_v1,
+    SelfAttention_v2 as SelfAttention_v2,
+    CausalAttention as CausalAttention,
     MultiHeadAttentionWrapper as MultiHeadAttentionWrapper,
+    causal_mask as causal_mask,
     attend as attend,
     MultiHeadAttention as MultiHeadAttention,
+)
+from ch03_attention.kv_cache import (
+    KVCache as KVCache,
 )
 from ch04_gpt_model.gpt_model import (
     GPT_CONFIG_124M as GPT_CONFIG_124M,
@@ -60,6 +68,12 @@ from ch04_gpt_model.gpt_model import (
     generate_text_simple as generate_text_simple,
     GPT2_SIZES as GPT2_SIZES,
     gpt2_config as gpt2_config,
+)
+from ch04_gpt_model.activation_drift import (
+    activation_scales as activation_scales,
+)
+from ch04_gpt_model.model_sizes import (
+    parameter_groups as parameter_groups,
 )
 from ch04_gpt_model.modern import (
     RMSNorm as RMSNorm,
@@ -89,20 +103,6 @@ from ch05_pretraining.pretraining import (
     train_model_simple as train_model_simple,
     plot_values as plot_values,
     plot_losses as plot_losses,
-    RepetitionPenalty as RepetitionPenalty,
-    TopK as TopK,
-    Temperature as Temperature,
-    TopP as TopP,
-    MinP as MinP,
-    sampling_processors as sampling_processors,
-    next_token_probs as next_token_probs,
-    next_token as next_token,
-    cosine_schedule as cosine_schedule,
-    batches_per_step as batches_per_step,
-    optimizer_step as optimizer_step,
-    train_model as train_model,
-    find_highest_gradient as find_highest_gradient,
-    generate as generate,
     text_to_token_ids as text_to_token_ids,
     token_ids_to_text as token_ids_to_text,
 )
@@ -113,6 +113,7 @@ from ch05_pretraining.checkpoints import (
     generator_states as generator_states,
     restore_generators as restore_generators,
     generator_problems as generator_problems,
+    lesson_run as lesson_run,
 )
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
@@ -134,14 +135,30 @@ from ch05_pretraining.gpt2_weights import (
     download_file as download_file,
     load_gpt2_params_from_tf_ckpt as load_gpt2_params_from_tf_ckpt,
 )
+from ch05_pretraining.decoding import (
+    RepetitionPenalty as RepetitionPenalty,
+    TopK as TopK,
+    Temperature as Temperature,
+    TopP as TopP,
+    MinP as MinP,
+    sampling_processors as sampling_processors,
+    next_token_probs as next_token_probs,
+    next_token as next_token,
+    generate as generate,
+)
+from ch05_pretraining.training import (
+    cosine_schedule as cosine_schedule,
+    batches_per_step as batches_per_step,
+    optimizer_step as optimizer_step,
+    train_model as train_model,
+    find_highest_gradient as find_highest_gradient,
+)
 from ch05_pretraining.fast_path import (
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
     ChunkedCrossEntropy as ChunkedCrossEntropy,
     chunked_cross_entropy as chunked_cross_entropy,
     calc_loss_batch_chunked as calc_loss_batch_chunked,
-    FAST_MODERN_CONFIG_KEYS as FAST_MODERN_CONFIG_KEYS,
-    FastModernDecoder as FastModernDecoder,
 )
 from ch05_pretraining.open_weights import (
     OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
@@ -155,6 +172,8 @@ from ch05_pretraining.open_weights import (
     load_llama3_tokenizer as load_llama3_tokenizer,
     HFTokenizer as HFTokenizer,
     chat_prompt as chat_prompt,
+    FAST_MODERN_CONFIG_KEYS as FAST_MODERN_CONFIG_KEYS,
+    FastModernDecoder as FastModernDecoder,
     OPEN_MODEL_FAMILIES as OPEN_MODEL_FAMILIES,
     config_to_hf as config_to_hf,
     SOURCE_FILES as SOURCE_FILES,
@@ -164,6 +183,8 @@ from ch05_pretraining.open_weights import (
 from ch06_classification.classification import (
     load_sms_spam as load_sms_spam,
     create_balanced_dataset as create_balanced_dataset,
+)
+from ch06_classification.final_versions import (
     random_split as random_split,
     download_and_unzip_spam_data as download_and_unzip_spam_data,
     SpamDataset as SpamDataset,
@@ -172,7 +193,14 @@ from ch06_classification.classification import (
     add_classification_head as add_classification_head,
     calc_accuracy_loader as calc_accuracy_loader,
     train_classifier_simple as train_classifier_simple,
+    lesson_setup as lesson_setup,
     classify_review as classify_review,
+)
+from ch06_classification.mistakes import (
+    prompted_answer as prompted_answer,
+    predictions as predictions,
+)
+from ch06_classification.lora import (
     LoRALayer as LoRALayer,
     LinearWithLoRA as LinearWithLoRA,
     replace_linear_with_lora as replace_linear_with_lora,
@@ -188,16 +216,17 @@ from ch07_instructions.instructions import (
     custom_collate_draft_2 as custom_collate_draft_2,
     InstructionDataset as InstructionDataset,
     custom_collate_fn as custom_collate_fn,
-    sequence_logprobs as sequence_logprobs,
     extract_response as extract_response,
     generate_responses as generate_responses,
     save_responses as save_responses,
+)
+from ch07_instructions.evaluation import (
+    LESSON_SETTINGS as LESSON_SETTINGS,
+    InstructionRun as InstructionRun,
+    finetuned_instruction_run as finetuned_instruction_run,
+    sequence_logprobs as sequence_logprobs,
+    response_logprobs as response_logprobs,
     rouge_l_scores as rouge_l_scores,
-    PreferenceDataset as PreferenceDataset,
-    preference_collate_fn as preference_collate_fn,
-    dpo_loss as dpo_loss,
-    dpo_loss_batch as dpo_loss_batch,
-    evaluate_preferences as evaluate_preferences,
 )
 from ch07_instructions.judge import (
     OLLAMA_URL as OLLAMA_URL,
@@ -206,4 +235,11 @@ from ch07_instructions.judge import (
     ollama_is_running as ollama_is_running,
     check_if_running as check_if_running,
     generate_model_scores as generate_model_scores,
+)
+from ch07_instructions.dpo import (
+    PreferenceDataset as PreferenceDataset,
+    preference_collate_fn as preference_collate_fn,
+    dpo_loss as dpo_loss,
+    dpo_loss_batch as dpo_loss_batch,
+    evaluate_preferences as evaluate_preferences,
 )
