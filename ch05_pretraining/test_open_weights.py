@@ -575,7 +575,7 @@ def with_classifier(model):
      r"classifier with save_checkpoint"),
     (lambda: with_lora(tiny_modern()), {}, TypeError,
      r"trf_blocks\.0\.att\.W_query: a LinearWithLoRA where ModernGPTModel has a Linear.*"
-     r"merge them into the weights first: merge_lora, 6\.9"),
+     r"merge them into the weights first: merge_lora, chapter 6"),
     (lambda: GPTModel({**TINY_GPT, "vocab_size": 300}), {}, TypeError,
      r"model must be a ModernGPTModel, got GPTModel: save a GPTModel with "
      r"save_gpt2_safetensors"),

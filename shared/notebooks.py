@@ -101,8 +101,9 @@ def companion_notebooks(chapter: Path) -> list[Path]:
 def check_notebook_path(path: Path) -> None:
     """Fail, naming `path` and what would do, unless it is a .ipynb file."""
     same_name = path.with_suffix(".ipynb")  # pretraining.py -> pretraining.ipynb
-    found = [same_name] if same_name.is_file() else sorted(
-        (path if path.is_dir() else path.parent).glob("*.ipynb"))
+    folder = path if path.is_dir() else path.parent
+    found = [same_name] if same_name.is_file() else sorted(  # a lesson before its companions
+        folder.glob("*.ipynb"), key=lambda notebook: (is_companion(notebook), notebook.name))
     hint = f"give a .ipynb path, e.g. {found[0] if found else EXAMPLE_NOTEBOOK}"
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a notebook ({hint})")

@@ -15,8 +15,6 @@ computed value, only where memory comes from.
 
 import os
 
-import pytest
-
 from shared.numerics import pin_numerics
 from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV, keep_freed_memory
 
@@ -31,9 +29,9 @@ def pytest_configure(config):
 # The longest test files, longest first (minutes on 2 cores). pytest-xdist hands out whole groups
 # in collection order (`--no-loadscope-reorder` in pyproject.toml: its default order puts groups
 # with many tests first, so these one-test files came last and ran alone at the end of the run).
-# A chapter's notebooks are one group, its lesson first: a companion then finds the files its
-# lesson saved instead of making them again (`--dist loadgroup`; every other test file is a
-# group of its own, as `--dist loadfile` would make it).
+# A chapter's notebooks are one group, its lesson first, run by one worker: a companion then finds
+# the files its lesson saved instead of making them again, and never reads one while the lesson
+# writes it. Every other test file is a group of its own, as `--dist loadfile` makes it.
 LONGEST_FIRST = (
     "ch05_pretraining",
     "ch07_instructions",
@@ -43,9 +41,9 @@ LONGEST_FIRST = (
 )
 
 
-def test_group(item) -> str:
-    """The xdist group of a collected test: its chapter folder for a notebook, else its file."""
-    path = item.nodeid.split("::")[0]
+def test_group(nodeid: str) -> str:
+    """The group of a collected test: its chapter folder for a notebook's cell, else its file."""
+    path = nodeid.split("::")[0]
     return path.split("/")[0] if path.endswith(".ipynb") else path
 
 
@@ -62,15 +60,25 @@ def notebook_order(path: str) -> tuple:
     return (1, int(number) if number.isdigit() else 10**6, name)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker hook reads the groups
 def pytest_collection_modifyitems(items):
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(test_group(item)))
 
     def key(item):
         path = item.nodeid.split("::")[0]
         within = notebook_order(path) if path.endswith(".ipynb") else ()
-        return (rank.get(test_group(item), len(rank)), within)
+        return (rank.get(test_group(item.nodeid), len(rank)), within)
 
     items.sort(key=key)  # stable: a file's tests keep their order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler by scope (`--dist loadfile`), with a chapter's notebooks as one
+    scope. (xdist's own `--dist loadgroup` marks scopes by rewriting node ids, which pytest 9
+    no longer allows.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return ChapterScheduling(config, log)
