@@ -364,9 +364,8 @@ def test_every_file_of_a_chapter_is_of_a_kind_the_readme_names(chapter):
             assert f"{chapter.name}/{path.name}" in README_LAYOUT, (
                 f"{path.relative_to(notebooks.PROJECT_ROOT)}: a hand-written file the README's "
                 "Layout does not name (say what it is there, or name it as its kind)")
-    for notebook in chapter.glob("*.ipynb"):
-        assert notebook.parent == chapter  # lesson or beyond_N_<topic>: lesson_notebook checks
-    notebooks.lesson_notebook(chapter)  # exactly one lesson
+    lessons = [nb.name for nb in chapter.glob("*.ipynb") if not notebooks.is_companion(nb)]
+    assert len(lessons) == 1, f"{chapter.name}: one lesson notebook, not {lessons}"
 
 
 def test_the_readme_chapter_table_names_every_notebook():
