@@ -3,7 +3,7 @@
 # marked `#| export fast_path`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_5_fast_paths.ipynb cell 9, 5.7.1 What limits decoding speed
+# %% beyond_5_fast_paths.ipynb cell 10, 5.7.1 What limits decoding speed
 
 """Chapter 5, beyond the book, sections 5.7.1 and 5.8: the fast paths. FastDecoder generates
 token by token from a copy of a GPTModel's weights in GPT-2's layout (gpt2_weights); the chunked
@@ -28,7 +28,7 @@ from shared import (
 )
 
 
-# %% beyond_5_fast_paths.ipynb cell 10, 5.7.1 What limits decoding speed
+# %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
 
 class FastDecoder:
     """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
@@ -128,7 +128,7 @@ class FastDecoder:
                             self.head)
 
 
-# %% beyond_5_fast_paths.ipynb cell 21, 5.8 A fast training path
+# %% beyond_5_fast_paths.ipynb cell 22, 5.8 A fast training path
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -154,7 +154,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 27, 5.8.2 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 28, 5.8.2 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
