@@ -3,7 +3,7 @@
 # marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_1_checkpoints.ipynb cell 8, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 10, 5.4.1 Checkpoints that check what they load
 
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
 states), saved atomically and loaded all or nothing, on any device."""
@@ -22,7 +22,7 @@ from torch import nn
 from shared import check, write_atomically
 
 
-# %% beyond_1_checkpoints.ipynb cell 10, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 12, 5.4.1 Checkpoints that check what they load
 
 # Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
 # always; a CUDA GPU's (by its number) or the Mac GPU's (MPS) when the model is there, as
@@ -84,7 +84,7 @@ def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-# %% beyond_1_checkpoints.ipynb cell 12, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 14, 5.4.1 Checkpoints that check what they load
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
@@ -144,7 +144,7 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     return state
 
 
-# %% beyond_1_checkpoints.ipynb cell 14, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 16, 5.4.1 Checkpoints that check what they load
 
 def generator_states(devices: Iterable[str | torch.device] | None = None) -> dict:
     """The states of the random generators a run draws from, named as in _RNG_KEYS: the CPU's
@@ -214,7 +214,7 @@ def generator_problems(states: dict) -> list[str]:
     return []
 
 
-# %% beyond_1_checkpoints.ipynb cell 16, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 18, 5.4.1 Checkpoints that check what they load
 
 def _loads_back(value) -> bool:
     """Whether torch.load(weights_only=True), as load_checkpoint reads, accepts `value`."""
@@ -312,7 +312,7 @@ def _another_format(path: Path) -> str | None:
             "safetensors.torch.load_file(path)")
 
 
-# %% beyond_1_checkpoints.ipynb cell 18, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 20, 5.4.1 Checkpoints that check what they load
 
 def _model_state_problems(saved, model: nn.Module) -> list[str]:
     """What keeps `saved` (a state_dict) from loading into `model`."""
@@ -396,7 +396,7 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
     return found[:4]
 
 
-# %% beyond_1_checkpoints.ipynb cell 20, The lesson's run
+# %% beyond_1_checkpoints.ipynb cell 22, The lesson's run
 
 def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_loader: Iterable,
                device: torch.device | str, tokenizer, path: str | Path = "lesson_run.pth"):
