@@ -95,7 +95,30 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 33, The final dataset and collate function, with their checks (beyo...
+# %% instructions.ipynb cell 48, 7.7 Extracting and saving responses
+
+def extract_response(generated_text: str, prompt: str) -> str:
+    """The part of `generated_text` after `prompt`, without a repeated response header."""
+    return generated_text[len(prompt):].replace("### Response:", "").strip()
+
+
+# %% instructions.ipynb cell 62, An LLM as the judge, through Ollama
+
+def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
+    """The judge's prompt: the task in the chapter's template, the reference, the response."""
+    return (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
+            f"Reference answer: {entry['output']}\n\n"
+            f"Rate the following answer from 0 (useless) to 100 (as good as the "
+            f"reference): {entry[json_key]}\n\nReply with the number only.")
+
+
+def read_score(reply: str) -> int | None:
+    """The judge's score: a whole number from 0 to 100 alone, else None."""
+    reply = reply.strip()
+    return int(reply) if reply.isdecimal() and int(reply) <= 100 else None
+
+
+# %% instructions.ipynb cell 69, The dataset and collate function, with their checks
 
 def _encode(tokenizer, text):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
@@ -105,7 +128,7 @@ def _encode(tokenizer, text):
     return tokenizer.encode(text)
 
 
-# %% instructions.ipynb cell 34, The final dataset and collate function, with their checks (beyo...
+# %% instructions.ipynb cell 70, The dataset and collate function, with their checks
 
 class InstructionDataset(Dataset):
     """Token ids of each entry's full text (prompt, response header, response).
@@ -136,7 +159,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 36, The final dataset and collate function, with their checks (beyo...
+# %% instructions.ipynb cell 72, The dataset and collate function, with their checks
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -165,7 +188,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 37, The final dataset and collate function, with their checks (beyo...
+# %% instructions.ipynb cell 73, The dataset and collate function, with their checks
 
 def _check_collate_batch(batch, allowed_max_length):
     """custom_collate_fn's input checks; each error names the item at fault."""
@@ -189,14 +212,7 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 56, 7.7 Extracting and saving responses
-
-def extract_response(generated_text: str, prompt: str) -> str:
-    """The part of `generated_text` after `prompt`, without a repeated response header."""
-    return generated_text[len(prompt):].replace("### Response:", "").strip()
-
-
-# %% instructions.ipynb cell 67, Generating and saving, with checks (beyond the book)
+# %% instructions.ipynb cell 77, Generating and saving, with checks
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -215,7 +231,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 69, Generating and saving, with checks (beyond the book)
+# %% instructions.ipynb cell 79, Generating and saving, with checks
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -255,9 +271,11 @@ __all__ = [
     'split_instruction_data',
     'custom_collate_draft_1',
     'custom_collate_draft_2',
+    'extract_response',
+    'judge_prompt',
+    'read_score',
     'InstructionDataset',
     'custom_collate_fn',
-    'extract_response',
     'generate_responses',
     'save_responses',
 ]

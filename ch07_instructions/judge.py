@@ -32,7 +32,9 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
-    `timeout` (seconds) bounds the whole request, from connecting to the reply's last byte.
+    `timeout` (seconds) bounds the request from the open connection to the reply's last byte;
+    connecting waits at most `timeout` for each address of the host it tries, and looking the
+    host up (instant for localhost) is left to the system's resolver.
     """
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
@@ -83,7 +85,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 6, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 8, A deadline for the whole request
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
@@ -134,7 +136,7 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% beyond_2_judge.ipynb cell 8, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 10, The rest of the judge
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if an Ollama server at the host and port of `url` lists its models within
@@ -163,17 +165,13 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
                           progress: bool = True) -> list:
     """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
     number."""
-    from shared import format_input  # 7.2's template, imported when the function runs
+    from shared import judge_prompt, read_score  # the lesson's (7.8), imported when it runs
 
     check_entries(json_data, ("instruction", "output", json_key))
     scores = []
     for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
-        prompt = (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
-                  f"Reference answer: {entry['output']}\n\n"
-                  f"Rate the following answer from 0 (useless) to 100 (as good as the "
-                  f"reference): {entry[json_key]}\n\nReply with the number only.")
-        reply = query_model(prompt, model=model, url=url).strip()
-        scores.append(int(reply) if reply.isdecimal() and int(reply) <= 100 else None)
+        scores.append(read_score(query_model(judge_prompt(entry, json_key), model=model,
+                                             url=url)))
     return scores
 
 
