@@ -214,9 +214,11 @@ from ch07_instructions.instructions import (
     split_instruction_data as split_instruction_data,
     custom_collate_draft_1 as custom_collate_draft_1,
     custom_collate_draft_2 as custom_collate_draft_2,
+    extract_response as extract_response,
+    judge_prompt as judge_prompt,
+    read_score as read_score,
     InstructionDataset as InstructionDataset,
     custom_collate_fn as custom_collate_fn,
-    extract_response as extract_response,
     generate_responses as generate_responses,
     save_responses as save_responses,
 )
