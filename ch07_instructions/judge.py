@@ -23,7 +23,10 @@ OLLAMA_URL = "http://localhost:11434/api/chat"
 
 
 class OllamaError(RuntimeError):
-    """The Ollama server could not be reached or gave no usable answer."""
+    """The Ollama server could not be reached or gave no usable answer. Raised by
+    generate_model_scores, its `scores` holds the scores of the entries before the failed one."""
+
+    scores: list | None = None
 
 
 # %% beyond_2_judge.ipynb cell 4, What goes wrong with the small client
@@ -90,7 +93,8 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
     """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply),
-    or raise TimeoutError after `timeout` s. A redirect is returned, not followed.
+    or raise TimeoutError after `timeout` s (ConnectionError if connecting takes that long). A
+    redirect is returned, not followed.
 
     A socket's timeout limits each read, so a server that sends a byte now and then could
     hold a caller for ever; a timer shuts the connection down at the deadline instead.
@@ -99,7 +103,10 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     parts = urllib.parse.urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=timeout)
-    connection.connect()  # at most `timeout`
+    try:
+        connection.connect()  # at most `timeout` for each address
+    except TimeoutError:  # no server reached: not a slow answer
+        raise ConnectionError(f"could not connect within {timeout} s") from None
     sock, expired, answered = connection.sock, threading.Event(), threading.Event()
     first = threading.Lock()  # the deadline or the whole answer, whichever comes first
 
@@ -164,14 +171,20 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
                           model: str = "llama3", *, url: str = OLLAMA_URL,
                           progress: bool = True) -> list:
     """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
-    number."""
-    from shared import judge_prompt, read_score  # the lesson's (7.8), imported when it runs
+    number. A failed request ends the run with an OllamaError whose `scores` holds the scores
+    before it: `json_data[len(error.scores):]` is what is left to score."""
+    # the lesson's (7.8), imported here so that importing this module does not load the lesson's
+    from shared import judge_prompt, read_score
 
     check_entries(json_data, ("instruction", "output", json_key))
     scores = []
     for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
-        scores.append(read_score(query_model(judge_prompt(entry, json_key), model=model,
-                                             url=url)))
+        try:
+            reply = query_model(judge_prompt(entry, json_key), model=model, url=url)
+        except OllamaError as error:  # the run ends, and the scores so far go with the error
+            error.scores = scores
+            raise
+        scores.append(read_score(reply))
     return scores
 
 

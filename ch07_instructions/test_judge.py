@@ -99,6 +99,31 @@ def test_judge_scores_each_response(ollama_server):
     assert "Task 0" in prompt and "Reference answer: x" in prompt and prompt.count("y") >= 1
 
 
+def test_a_failed_request_ends_the_run_and_keeps_the_scores_before_it(ollama_server):
+    replies = iter([(200, chat_answer("87")), (200, chat_answer("no")), (404, b"{}")])
+    ollama_server.reply = lambda body: next(replies)
+    data = [{"instruction": f"Task {i}", "input": "", "output": "x", "model_response": "y"}
+            for i in range(4)]
+    with pytest.raises(OllamaError, match="HTTP 404") as caught:
+        generate_model_scores(data, url=ollama_server.url, progress=False)
+    assert caught.value.scores == [87, None] and len(ollama_server.requests) == 3
+    assert OllamaError("raised elsewhere").scores is None
+
+
+def test_a_connect_timeout_blames_the_connection_not_the_model(monkeypatch):
+    import http.client
+
+    def connect(self):
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", connect)
+    with pytest.raises(OllamaError, match=r"no Ollama server at .*could not connect within 5") \
+            as caught:
+        query_model("?", url="http://10.255.255.1:11434/api/chat", timeout=5)
+    assert "no complete answer" not in str(caught.value)
+    assert not ollama_is_running("http://10.255.255.1:11434/api/chat")
+
+
 def test_check_if_running_finds_this_process():
     import psutil
 
