@@ -23,21 +23,22 @@ OLLAMA_URL = "http://localhost:11434/api/chat"
 
 
 class OllamaError(RuntimeError):
-    """The Ollama server could not be reached or gave no usable answer. Raised by
-    generate_model_scores, its `scores` holds the scores of the entries before the failed one."""
+    """The Ollama server could not be reached or gave no usable answer. When
+    generate_model_scores raises it, `scores` holds the scores of the entries before the failed
+    one; from query_model, `scores` is None."""
 
     scores: list | None = None
 
 
-# %% beyond_2_judge.ipynb cell 4, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 5, What goes wrong with the small client
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
-    `timeout` (seconds) bounds the request from the open connection to the reply's last byte;
-    connecting waits at most `timeout` for each address of the host it tries, and looking the
-    host up (instant for localhost) is left to the system's resolver.
+    `timeout` (seconds) bounds the request from the call to the reply's last byte, connecting
+    included; connecting may itself take up to `timeout` for each address of the host it
+    tries, and looking the host up (instant for localhost) is left to the system's resolver.
     """
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
@@ -88,7 +89,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 8, A deadline for the whole request
+# %% beyond_2_judge.ipynb cell 9, A deadline for the whole request
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
@@ -143,11 +144,12 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% beyond_2_judge.ipynb cell 10, The rest of the judge
+# %% beyond_2_judge.ipynb cell 11, The rest of the judge
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
-    """True if an Ollama server at the host and port of `url` lists its models within
-    `timeout` seconds, a deadline for the whole request; a redirect or an empty reply is no."""
+    """True if the server at the host and port of `url` answers /api/tags as Ollama does, with
+    HTTP 200 and a JSON object holding "models", within `timeout` seconds (a deadline for the
+    whole request); a redirect or any other reply is no."""
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
           f"url must start with http:// or https://, got {url!r}")
@@ -156,7 +158,11 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
                                                     timeout)
     except (http.client.HTTPException, OSError):  # TimeoutError is an OSError
         return False
-    return status == 200 and bool(reply.strip())
+    try:
+        listing = json.loads(reply)
+    except ValueError:  # not JSON, or not UTF-8 text
+        return False
+    return status == 200 and isinstance(listing, dict) and "models" in listing
 
 
 def check_if_running(process_name: str) -> bool:
@@ -169,10 +175,11 @@ def check_if_running(process_name: str) -> bool:
 
 def generate_model_scores(json_data: list, json_key: str = "model_response",
                           model: str = "llama3", *, url: str = OLLAMA_URL,
-                          progress: bool = True) -> list:
+                          timeout: float = 120.0, progress: bool = True) -> list:
     """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
-    number. A failed request ends the run with an OllamaError whose `scores` holds the scores
-    before it: `json_data[len(error.scores):]` is what is left to score."""
+    number. `timeout` is query_model's, for each request. A failed request ends the run with
+    an OllamaError whose `scores` holds the scores before it: `json_data[len(error.scores):]`
+    is what is left to score."""
     # the lesson's (7.8), imported here so that importing this module does not load the lesson's
     from shared import judge_prompt, read_score
 
@@ -180,7 +187,8 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
     scores = []
     for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
         try:
-            reply = query_model(judge_prompt(entry, json_key), model=model, url=url)
+            reply = query_model(judge_prompt(entry, json_key), model=model, url=url,
+                                timeout=timeout)
         except OllamaError as error:  # the run ends, and the scores so far go with the error
             error.scores = scores
             raise

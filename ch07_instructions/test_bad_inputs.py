@@ -551,7 +551,8 @@ def redirect_to_a_list_of_models(handler):
     (redirect, False),
     (redirect_to_a_list_of_models, False),
     (answer(b""), False),
-    (answer(b"{}", pieces=2, pause=0.05), True),
+    (answer(b"{}"), False),  # HTTP 200 and JSON, but not Ollama's list of models
+    (answer(b'{"models": []}', pieces=2, pause=0.05), True),
 ])
 def test_ollama_is_running_says_no_to_a_redirect_or_an_empty_reply(server, behave, running):
     server.behave = behave

@@ -33,16 +33,18 @@ def ollama_server():
             self.wfile.write(reply)
 
         def do_GET(self):
+            reply = httpd.tags if self.path == "/api/tags" else b"{}"
             self.send_response(200 if self.path == "/api/tags" else 404)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(reply)
 
         def log_message(self, *args):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.requests = requests
+    httpd.tags = b'{"models": []}'  # Ollama's answer to /api/tags with no model pulled
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd
@@ -156,3 +158,56 @@ def test_the_book_sized_judge_on_the_books_path_asks_and_reads_as_judge_py_does(
         assert judge.generate_model_scores([entry], progress=False) == [
             namespace["read_score"](reply)]
         assert sent == [namespace["judge_prompt"](entry)]
+
+
+@pytest.mark.parametrize("tags", [b"{}", b"<html>a web server</html>", b"[]", b"\xff"])
+def test_ollama_is_running_wants_ollamas_list_of_models(ollama_server, tags):
+    ollama_server.tags = tags
+    assert not ollama_is_running(ollama_server.url)
+
+
+def test_generate_model_scores_gives_its_timeout_to_each_request(monkeypatch):
+    from ch07_instructions import judge
+
+    seen = []
+    monkeypatch.setattr(judge, "query_model", lambda prompt, **options: seen.append(options)
+                        or "50")
+    data = [{"instruction": "Task", "input": "", "output": "x", "model_response": "y"}] * 2
+    assert judge.generate_model_scores(data, progress=False) == [50, 50]
+    assert judge.generate_model_scores(data, timeout=7.5, progress=False) == [50, 50]
+    assert [options["timeout"] for options in seen] == [120.0, 120.0, 7.5, 7.5]
+
+
+def test_a_trickling_reply_is_cut_off_at_the_deadline():
+    """Each read gets a byte well within the limit; the deadline ends the whole request."""
+    import http.server
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for _ in range(20):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(OllamaError, match=r"no complete answer within 0\.5 s"):
+            query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
+        assert time.monotonic() - start < 1.5  # the trickle itself lasts 2 s
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
