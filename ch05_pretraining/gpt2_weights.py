@@ -75,7 +75,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% beyond_2_gpt2_files.ipynb cell 13, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 14, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -204,7 +204,7 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 15, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 16, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -228,7 +228,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 17, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 18, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
     """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
@@ -287,7 +287,7 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # Writing a model's folder whole or not at all, for save_gpt2_safetensors
 # and 5.9's save_open_model.
@@ -415,7 +415,7 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
         return False
 
 
-# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -462,7 +462,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 24, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -523,7 +523,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% beyond_2_gpt2_files.ipynb cell 34, The book's names
+# %% beyond_2_gpt2_files.ipynb cell 35, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
