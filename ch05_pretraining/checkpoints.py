@@ -403,11 +403,12 @@ def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_l
     """The lesson's section 5.2 run: (model, optimizer, (train_losses, val_losses, tokens_seen)).
 
     Read from `path`, which the lesson writes in 5.4, when it holds a run of `model_config` and
-    `training`; otherwise trained as the lesson trains it and saved to `path`."""
+    `training`; otherwise trained as the lesson trains it and saved to `path`, replacing a run
+    of other settings (a cache: it can always be trained again)."""
     from shared import GPTModel, set_seed, train_model_simple  # the lesson's
 
     path = Path(path)
-    saved = torch.load(path, weights_only=True) if path.is_file() else None
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
     if saved is not None and (saved.get("config"), saved.get("training")) == (model_config,
                                                                              training):
         model = GPTModel(model_config).to(device)
@@ -426,8 +427,9 @@ def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_l
                                     eval_freq=training["eval_freq"],
                                     eval_iter=training["eval_iter"],
                                     start_context="Every effort moves you", tokenizer=tokenizer)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "losses": losses, "config": model_config, "training": training}, path)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses,
+             "config": model_config, "training": training}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))  # another settings' file: replaced
     return model, optimizer, losses
 
 

@@ -794,6 +794,7 @@ def test_section_5_4s_cell_saves_again_after_a_change_of_model(tmp_path, monkeyp
         calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
         optimizer.step()  # the cell counts AdamW's state
         exec(cell, {"save_checkpoint": save_checkpoint, "model": model, "optimizer": optimizer,
-                    "TRAINING": {"num_epochs": 1}, "train_loader": [None] * 3, "torch": torch,
-                    "os": os, "print": lambda *args: None})
+                    "MODEL_CONFIG": model.cfg, "TRAINING": {"num_epochs": 1},
+                    "train_loader": [None] * 3, "torch": torch, "os": os,
+                    "print": lambda *args: None})
     assert torch.load("trained_checkpoint.pth")["model"]["tok_emb.weight"].shape[1] == 8
