@@ -147,21 +147,13 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
 
     Each step picks the next token with next_token: `logits_processors` (your own, each
     called as process(logits, tokens_so_far) -> logits), then sampling_processors' for
-    repetition_penalty, top_k, temperature, top_p and min_p, then greedy or a draw. A sequence
-    that produces `eos_id` has ended: it keeps that eos_id and is padded with eos_id while the
-    others go on. Generation stops when every sequence has ended, and the step on which the last
-    ones end appends nothing (so a single sequence, as in the book, never shows its eos_id):
-    cut each row at its first eos_id. Prompts longer than `context_size` (default: the model's
-    context length; a context_size above it is refused) are cropped to their end. All rows
-    must be prompts of one length: nothing masks padding, so a padded prompt reads its pad
-    tokens as text and continues differently than alone; generate other lengths one at a time.
-
-    use_cache (section 5.7) keeps every layer's keys and values, so each step computes only the
-    new token. Once the text outgrows `context_size` the window slides, every position shifts
-    and nothing cached stays valid: from then on each step recomputes the whole window. The
-    tokens are the same either way, to float32 rounding (a near-tie may differ). A model
-    without `make_kv_caches` (any function from ids to logits) runs uncached, and needs a
-    context_size.
+    repetition_penalty, top_k, temperature, top_p and min_p, then greedy or a draw. A row that
+    produces `eos_id` is padded with it; generation stops when all have (cut each row at its
+    first eos_id). Rows must be prompts of one length: padding is not masked. Prompts longer
+    than `context_size` (default and maximum: the model's context length) are cropped to their
+    end. use_cache (section 5.7) keeps every layer's keys and values until the text outgrows
+    context_size; a model without `make_kv_caches` (any function from ids to logits) runs
+    uncached, and needs a context_size.
     """
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
