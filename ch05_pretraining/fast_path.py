@@ -154,7 +154,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 28, 5.8.2 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 30, 5.8.2 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
