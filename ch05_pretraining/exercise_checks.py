@@ -66,7 +66,7 @@ def _toy_distribution(temperature, top_k=None):
     return torch.softmax(logits / temperature, dim=0)
 
 
-@value_exercise("5.1", rel_tol=1e-3, abs_tol=1e-9, hints=[
+@value_exercise("5.1", rel_tol=1e-2, abs_tol=1e-9, hints=[  # 1%: three figures, as printed, pass
     "Temperature divides the logits before the softmax; read the entry of \"pizza\" "
     "(vocab[\"pizza\"]) from each of the three softmax results.",
     "Divide the logits, not the probabilities, by the temperature, and give each answer as a "
@@ -336,7 +336,7 @@ def _state_dict_count(size, **options):
 
 
 @value_exercise("5.6", hints=[
-    "Build each model as load_gpt2 builds GPT-2 (look at its options), on the meta device, and "
+    "Build each model as 5.5 builds `gpt` (look at its options), on the meta device, and "
     "count the numbers in its parameters; a tied head is one matrix in two roles.",
     "GPT-2 has query/key/value biases (qkv_bias=True: gpt2_config leaves them out by default), "
     "and parameters() lists a shared matrix once, so the tied count needs no subtraction.",
@@ -344,7 +344,7 @@ def _state_dict_count(size, **options):
     (lambda expected: (_parameter_count("gpt2-xl (1558M)"),
                        _parameter_count("gpt2-xl (1558M)", tie_weights=True)),
      "These counts leave out GPT-2's query/key/value biases: build with qkv_bias=True, as "
-     "load_gpt2 does."),
+     "5.5 does."),
     (lambda expected: (_state_dict_count("gpt2-xl (1558M)", qkv_bias=True),
                        _state_dict_count("gpt2-xl (1558M)", qkv_bias=True, tie_weights=True)),
      "These count the state_dict, which holds each block's causal-mask buffer too; count "
