@@ -95,14 +95,14 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 48, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 50, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 62, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 64, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
@@ -118,7 +118,7 @@ def read_score(reply: str) -> int | None:
     return int(reply) if reply.isdecimal() and int(reply) <= 100 else None
 
 
-# %% instructions.ipynb cell 69, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 71, The dataset and collate function, with their checks
 
 def _encode(tokenizer, text):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
@@ -128,7 +128,7 @@ def _encode(tokenizer, text):
     return tokenizer.encode(text)
 
 
-# %% instructions.ipynb cell 70, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 72, The dataset and collate function, with their checks
 
 class InstructionDataset(Dataset):
     """Token ids of each entry's full text (prompt, response header, response).
@@ -159,7 +159,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 72, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 74, The dataset and collate function, with their checks
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -188,7 +188,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 73, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 75, The dataset and collate function, with their checks
 
 def _check_collate_batch(batch, allowed_max_length):
     """custom_collate_fn's input checks; each error names the item at fault."""
@@ -212,7 +212,7 @@ def _check_collate_batch(batch, allowed_max_length):
               f"prompts that long")
 
 
-# %% instructions.ipynb cell 77, Generating and saving, with checks
+# %% instructions.ipynb cell 79, Generating and saving, with checks
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -231,7 +231,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 79, Generating and saving, with checks
+# %% instructions.ipynb cell 81, Generating and saving, with checks
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
