@@ -3,7 +3,7 @@
 # marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_judge.ipynb cell 3, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 6, What goes wrong with the small client
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
 turning every way the server can fail into one OllamaError; generate_model_scores asks it to
@@ -30,7 +30,7 @@ class OllamaError(RuntimeError):
     scores: list | None = None
 
 
-# %% beyond_2_judge.ipynb cell 5, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 8, What goes wrong with the small client
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
@@ -57,7 +57,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"model)") from None
     except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
         raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
-                          f"({error!r})") from None
+                          f"({error.__cause__ or error!r})") from None
     except OSError as error:
         raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
                           f"https://ollama.com, start it with `ollama serve`, and fetch the "
@@ -67,8 +67,14 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"{location}: give the server's own address as url")
     if status >= 400:
         detail = reply.decode("utf-8", "replace")[:200]
-        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} (is the model "
-                          f"pulled? run `ollama pull {model}`)")
+        if status == 404:  # Ollama's answer for a model it does not have
+            advice = f"is the model pulled? run `ollama pull {model}`"
+        elif status >= 500:
+            advice = ("an error in the server, which its message names; one possible cause is "
+                      "a judge that needs more memory than the machine has")
+        else:
+            advice = "the server refused the request; its message says why"
+        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} ({advice})")
     if not reply.strip():  # not an empty answer from the model: no answer at all
         raise OllamaError(f"Ollama at {url} sent an empty reply (HTTP {status}, no JSON)")
     try:
@@ -89,13 +95,14 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 9, A deadline for the whole request
+# %% beyond_2_judge.ipynb cell 12, A deadline for the whole request
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
     """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply),
     or raise TimeoutError after `timeout` s (ConnectionError if connecting takes that long). A
-    redirect is returned, not followed.
+    redirect is returned, not followed. Once connected, a failure is an HTTPException (an
+    OSError such as a reset is its __cause__): only a failure to connect is another OSError.
 
     A socket's timeout limits each read, so a server that sends a byte now and then could
     hold a caller for ever; a timer shuts the connection down at the deadline instead.
@@ -133,9 +140,12 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
         with first:
             if not expired.is_set():
                 answered.set()
-    except (http.client.HTTPException, OSError):
+    except (http.client.HTTPException, TimeoutError):
         if not expired.is_set():
             raise
+    except OSError as error:  # a reset, say: the server was reached, then the answer broke off
+        if not expired.is_set():
+            raise http.client.HTTPException(f"connection lost: {error!r}") from error
     finally:
         timer.cancel()
         connection.close()
@@ -144,12 +154,13 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     return status, location, reply
 
 
-# %% beyond_2_judge.ipynb cell 11, The rest of the judge
+# %% beyond_2_judge.ipynb cell 14, The rest of the judge
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
-    """True if the server at the host and port of `url` answers /api/tags as Ollama does, with
-    HTTP 200 and a JSON object holding "models", within `timeout` seconds (a deadline for the
-    whole request); a redirect or any other reply is no."""
+    """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
+    holding "models", within `timeout` seconds (a deadline for the whole request); a redirect
+    or any other reply is no. /api/tags replaces what follows "/api/" in `url` (or is added to
+    its end if it has none): http://host:11434/api/chat asks http://host:11434/api/tags."""
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
           f"url must start with http:// or https://, got {url!r}")

@@ -83,6 +83,52 @@ def test_query_model_garbage_is_a_clear_error(ollama_server, code, body, message
         query_model("?", url=ollama_server.url)
 
 
+@pytest.mark.parametrize("code, body, message", [
+    (500, b'{"error": "out of memory"}', r"HTTP 500: .*out of memory.*more memory than"),
+    (400, b'{"error": "invalid options"}', r"HTTP 400: .*invalid options.*refused the request"),
+])
+def test_only_a_404_suggests_pulling_the_model(ollama_server, code, body, message):
+    ollama_server.reply = lambda request: (code, body)
+    with pytest.raises(OllamaError, match=message) as caught:
+        query_model("?", url=ollama_server.url)
+    assert "ollama pull" not in str(caught.value)
+
+
+def test_a_reset_after_connecting_is_a_broken_answer_not_a_missing_server():
+    """The server sends its headers and a few bytes, then resets the connection."""
+    import http.server
+    import socket
+    import struct
+    import time
+
+    class Reset(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"mess')
+            time.sleep(0.2)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))  # closing resets
+            self.connection.close()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Reset)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(OllamaError, match=r"broke off its answer .*ConnectionResetError") \
+                as caught:
+            query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
+        assert "no Ollama server" not in str(caught.value)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_server_down_is_a_clear_error():
     url = "http://127.0.0.1:9/api/chat"  # port 9: nothing listens
     assert not ollama_is_running(url)
