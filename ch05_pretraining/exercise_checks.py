@@ -336,15 +336,16 @@ def _state_dict_count(size, **options):
 
 
 @value_exercise("5.6", hints=[
-    "Build each model as 5.5 builds `gpt` (look at its options), on the meta device, and "
-    "count the numbers in its parameters; a tied head is one matrix in two roles.",
+    "Build each model with gpt2_config(size, qkv_bias=True) (GPT-2's context of 1024), on the "
+    "meta device, and count the numbers in its parameters; a tied head is one matrix in two "
+    "roles.",
     "GPT-2 has query/key/value biases (qkv_bias=True: gpt2_config leaves them out by default), "
     "and parameters() lists a shared matrix once, so the tied count needs no subtraction.",
 ], mistakes=[
     (lambda expected: (_parameter_count("gpt2-xl (1558M)"),
                        _parameter_count("gpt2-xl (1558M)", tie_weights=True)),
      "These counts leave out GPT-2's query/key/value biases: build with qkv_bias=True, as "
-     "5.5 does."),
+     "GPT-2 has them."),
     (lambda expected: (_state_dict_count("gpt2-xl (1558M)", qkv_bias=True),
                        _state_dict_count("gpt2-xl (1558M)", qkv_bias=True, tie_weights=True)),
      "These count the state_dict, which holds each block's causal-mask buffer too; count "
