@@ -3,7 +3,7 @@
 # marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_1_checkpoints.ipynb cell 10, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 8, The lesson's run
 
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
 states), saved atomically and loaded all or nothing, on any device."""
@@ -22,7 +22,44 @@ from torch import nn
 from shared import check, write_atomically
 
 
-# %% beyond_1_checkpoints.ipynb cell 12, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 9, The lesson's run
+
+def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_loader: Iterable,
+               device: torch.device | str, tokenizer, path: str | Path = "lesson_run.pth"):
+    """The lesson's section 5.2 run: (model, optimizer, (train_losses, val_losses, tokens_seen)).
+
+    Read from `path`, which the lesson writes in 5.4, when it holds a run of `model_config` and
+    `training`; otherwise trained as the lesson trains it and saved to `path`, replacing a run
+    of other settings (a cache: it can always be trained again)."""
+    from shared import GPTModel, set_seed, train_model_simple  # the lesson's
+
+    path = Path(path)
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if saved is not None and (saved.get("config"), saved.get("training")) == (model_config,
+                                                                             training):
+        model = GPTModel(model_config).to(device)
+        model.load_state_dict(saved["model"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
+                                      weight_decay=training["weight_decay"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return model, optimizer, tuple(saved["losses"])
+    set_seed(123)  # as the lesson's training cell (5.2)
+    model = GPTModel(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
+                                  weight_decay=training["weight_decay"])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        losses = train_model_simple(model, train_loader, val_loader, optimizer, device,
+                                    num_epochs=training["num_epochs"],
+                                    eval_freq=training["eval_freq"],
+                                    eval_iter=training["eval_iter"],
+                                    start_context="Every effort moves you", tokenizer=tokenizer)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses,
+             "config": model_config, "training": training}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))  # another settings' file: replaced
+    return model, optimizer, losses
+
+
+# %% beyond_1_checkpoints.ipynb cell 15, 5.4.1 Checkpoints that check what they load
 
 # Where a checkpoint keeps each generator's state: the CPU's (shuffling, and dropout on the CPU)
 # always; a CUDA GPU's (by its number) or the Mac GPU's (MPS) when the model is there, as
@@ -84,7 +121,7 @@ def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-# %% beyond_1_checkpoints.ipynb cell 14, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 17, 5.4.1 Checkpoints that check what they load
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
@@ -144,7 +181,7 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     return state
 
 
-# %% beyond_1_checkpoints.ipynb cell 16, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 19, 5.4.1 Checkpoints that check what they load
 
 def generator_states(devices: Iterable[str | torch.device] | None = None) -> dict:
     """The states of the random generators a run draws from, named as in _RNG_KEYS: the CPU's
@@ -214,7 +251,7 @@ def generator_problems(states: dict) -> list[str]:
     return []
 
 
-# %% beyond_1_checkpoints.ipynb cell 18, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 21, 5.4.1 Checkpoints that check what they load
 
 def _loads_back(value) -> bool:
     """Whether torch.load(weights_only=True), as load_checkpoint reads, accepts `value`."""
@@ -312,7 +349,7 @@ def _another_format(path: Path) -> str | None:
             "safetensors.torch.load_file(path)")
 
 
-# %% beyond_1_checkpoints.ipynb cell 20, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 23, 5.4.1 Checkpoints that check what they load
 
 def _model_state_problems(saved, model: nn.Module) -> list[str]:
     """What keeps `saved` (a state_dict) from loading into `model`."""
@@ -396,49 +433,12 @@ def _optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[s
     return found[:4]
 
 
-# %% beyond_1_checkpoints.ipynb cell 22, The lesson's run
-
-def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_loader: Iterable,
-               device: torch.device | str, tokenizer, path: str | Path = "lesson_run.pth"):
-    """The lesson's section 5.2 run: (model, optimizer, (train_losses, val_losses, tokens_seen)).
-
-    Read from `path`, which the lesson writes in 5.4, when it holds a run of `model_config` and
-    `training`; otherwise trained as the lesson trains it and saved to `path`, replacing a run
-    of other settings (a cache: it can always be trained again)."""
-    from shared import GPTModel, set_seed, train_model_simple  # the lesson's
-
-    path = Path(path)
-    saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
-    if saved is not None and (saved.get("config"), saved.get("training")) == (model_config,
-                                                                             training):
-        model = GPTModel(model_config).to(device)
-        model.load_state_dict(saved["model"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
-                                      weight_decay=training["weight_decay"])
-        optimizer.load_state_dict(saved["optimizer"])
-        return model, optimizer, tuple(saved["losses"])
-    set_seed(123)  # as the lesson's training cell (5.2)
-    model = GPTModel(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
-                                  weight_decay=training["weight_decay"])
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        losses = train_model_simple(model, train_loader, val_loader, optimizer, device,
-                                    num_epochs=training["num_epochs"],
-                                    eval_freq=training["eval_freq"],
-                                    eval_iter=training["eval_iter"],
-                                    start_context="Every effort moves you", tokenizer=tokenizer)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses,
-             "config": model_config, "training": training}
-    write_atomically(path, lambda tmp: torch.save(state, tmp))  # another settings' file: replaced
-    return model, optimizer, losses
-
-
 __all__ = [
+    'lesson_run',
     'save_checkpoint',
     'save_weights',
     'load_checkpoint',
     'generator_states',
     'restore_generators',
     'generator_problems',
-    'lesson_run',
 ]

@@ -156,7 +156,7 @@ def top_k_filtering():
 def checkpoint_contents():
     d = Diagram(36, 15, "What a checkpoint holds, and what each part makes possible")
     d.box(0.5, 1.8, 15, 12.4, "", fill=COLORS["block"], dashed=True)
-    d.text(8, 2.6, "model_and_optimizer.pth", size=8, family="monospace")
+    d.text(8, 2.6, "trained_checkpoint.pth", size=8, family="monospace")
     d.box(1.2, 3.5, 13.6, 2.2, '"model": weights (state_dict)', fill=COLORS["weight"], size=8)
     d.box(1.2, 6.3, 13.6, 2.6, '"optimizer": AdamW step count,\n2 running averages per weight',
           fill=COLORS["weight"], size=8)
@@ -164,11 +164,13 @@ def checkpoint_contents():
     d.box(1.2, 12.0, 13.6, 1.6, '"epoch", "step": where it stopped', fill=COLORS["text"], size=8)
     d.box(21, 3.5, 14, 2.2, "generate, evaluate, finetune", fill=COLORS["output"], size=8)
     d.box(21, 6.5, 14, 2.2, "continue training smoothly", fill=COLORS["output"], size=8)
-    d.box(21, 9.8, 14, 2.6, "continue bit for bit, as if\nnever stopped (5.4.2)",
+    d.box(21, 9.2, 14, 2.4, "continue bit for bit, as if\nnever stopped (5.4.2)",
           fill=COLORS["output"], size=8)
+    d.box(21, 12.0, 14, 1.6, "where to go on; a schedule's step", fill=COLORS["output"], size=8)
     d.arrow((14.8, 4.6), (21, 4.6), "weights only", label_offset=(0, -0.5))
     d.arrow((14.8, 7.6), (21, 7.6), "+ optimizer", label_offset=(0, -0.5))
-    d.arrow((14.8, 10.5), (21, 11.0), "+ RNG and step", label_offset=(0, -0.7))
+    d.arrow((14.8, 10.5), (21, 10.4), "+ generator state", label_offset=(0, -0.6))
+    d.arrow((14.8, 12.8), (21, 12.8), "+ epoch, step", label_offset=(0, -0.5))
     return d
 
 
