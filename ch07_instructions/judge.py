@@ -12,6 +12,7 @@ score each response against its reference."""
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -30,79 +31,15 @@ class OllamaError(RuntimeError):
     scores: list | None = None
 
 
-# %% beyond_2_judge.ipynb cell 8, What goes wrong with the small client
-
-def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
-                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
-    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
-
-    `timeout` (seconds) bounds the request from the call to the reply's last byte, connecting
-    included; connecting may itself take up to `timeout` for each address of the host it
-    tries, and looking the host up (instant for localhost) is left to the system's resolver.
-    """
-    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
-    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
-          f"url must start with http:// or https://, got {url!r}")
-    request = json.dumps({
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
-        "stream": False,
-    }).encode("utf-8")
-    try:
-        status, location, reply = _request_before_deadline(url, request, timeout)
-    except TimeoutError:
-        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
-                          f"limit for the whole request; pass a larger timeout for a slow "
-                          f"model)") from None
-    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
-        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
-                          f"({error.__cause__ or error!r})") from None
-    except OSError as error:
-        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
-                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
-                          f"judge with `ollama pull {model}`.") from None
-    if 300 <= status < 400:  # not followed: the answer must come from the server at url
-        raise OllamaError(f"Ollama at {url} answered with a redirect (HTTP {status}) to "
-                          f"{location}: give the server's own address as url")
-    if status >= 400:
-        detail = reply.decode("utf-8", "replace")[:200]
-        if status == 404:  # Ollama's answer for a model it does not have
-            advice = f"is the model pulled? run `ollama pull {model}`"
-        elif status >= 500:
-            advice = ("an error in the server, which its message names; one possible cause is "
-                      "a judge that needs more memory than the machine has")
-        else:
-            advice = "the server refused the request; its message says why"
-        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} ({advice})")
-    if not reply.strip():  # not an empty answer from the model: no answer at all
-        raise OllamaError(f"Ollama at {url} sent an empty reply (HTTP {status}, no JSON)")
-    try:
-        body = reply.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
-                          f"{reply[error.start]:#04x} at position {error.start}): "
-                          f"{reply[:200]!r}") from None
-    try:  # one JSON object, or one per line if the server streams anyway
-        parts = [json.loads(line) for line in body.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
-                          f"{body[:200]!r}") from None
-    try:
-        return "".join(part["message"]["content"] for part in parts)
-    except (KeyError, TypeError):
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
-                          f"message.content: {body[:200]!r}") from None
-
-
-# %% beyond_2_judge.ipynb cell 12, A deadline for the whole request
+# %% beyond_2_judge.ipynb cell 10, A deadline for the whole request
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
     """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply),
     or raise TimeoutError after `timeout` s (ConnectionError if connecting takes that long). A
-    redirect is returned, not followed. Once connected, a failure is an HTTPException (an
-    OSError such as a reset is its __cause__): only a failure to connect is another OSError.
+    redirect is returned, not followed. A TLS handshake that fails after connecting raises
+    ssl.SSLError. Once connected, any other failure is an HTTPException (an OSError such as a
+    reset is its __cause__): only a failure to connect is another OSError.
 
     A socket's timeout limits each read, so a server that sends a byte now and then could
     hold a caller for ever; a timer shuts the connection down at the deadline instead.
@@ -112,9 +49,15 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=timeout)
     try:
-        connection.connect()  # at most `timeout` for each address
-    except TimeoutError:  # no server reached: not a slow answer
-        raise ConnectionError(f"could not connect within {timeout} s") from None
+        connection.connect()  # at most `timeout` for each address, then the TLS handshake
+    except ssl.SSLError:  # connected, but the handshake failed
+        raise
+    except OSError as error:
+        if connection.sock is not None:  # connected (sock is set), then the handshake broke off
+            raise ssl.SSLError(f"TLS handshake broke off: {error!r}") from error
+        if isinstance(error, TimeoutError):  # no server reached: not a slow answer
+            raise ConnectionError(f"could not connect within {timeout} s") from None
+        raise
     sock, expired, answered = connection.sock, threading.Event(), threading.Event()
     first = threading.Lock()  # the deadline or the whole answer, whichever comes first
 
@@ -152,6 +95,79 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     if expired.is_set():  # a reply read after it may be cut short
         raise TimeoutError(f"no complete answer within {timeout} s")
     return status, location, reply
+
+
+# %% beyond_2_judge.ipynb cell 12, `query_model`: one error for each failure
+
+def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
+                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
+    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
+
+    `timeout` (seconds) bounds the request from the call to the reply's last byte, connecting
+    included; connecting may itself take up to `timeout` for each address of the host it
+    tries, and looking the host up (instant for localhost) is left to the system's resolver.
+    """
+    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
+          f"url must start with http:// or https://, got {url!r}")
+    request = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
+        "stream": False,
+    }).encode("utf-8")
+    try:
+        status, location, reply = _request_before_deadline(url, request, timeout)
+    except TimeoutError:
+        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
+                          f"limit for the whole request; pass a larger timeout for a slow "
+                          f"model)") from None
+    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
+        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
+                          f"({error.__cause__ or error!r})") from None
+    except ssl.SSLError as error:  # before OSError: a server was reached
+        plain = "http://" + url.split("://", 1)[1]
+        raise OllamaError(f"the server at {url} did not complete a TLS handshake ({error!r}); "
+                          f"Ollama serves plain http://: try {plain}") from None
+    except OSError as error:
+        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
+                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
+                          f"judge with `ollama pull {model}`.") from None
+    if 300 <= status < 400:  # not followed: the answer must come from the server at url
+        raise OllamaError(f"Ollama at {url} answered with a redirect (HTTP {status}) to "
+                          f"{location}: give the server's own address as url")
+    if status >= 400:
+        detail = reply.decode("utf-8", "replace")[:200]
+        if status == 404:  # Ollama's answer for a model it does not have, or a wrong path
+            advice = (f"is the model pulled? run `ollama pull {model}`; and does url end in "
+                      f"/api/chat?")
+        elif status >= 500:
+            advice = ("an error in the server, which its message names; one possible cause is "
+                      "a judge that needs more memory than the machine has")
+        else:
+            advice = "the server refused the request; its message says why"
+        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} ({advice})")
+    if not reply.strip():  # not an empty answer from the model: no answer at all
+        raise OllamaError(f"Ollama at {url} sent an empty reply (HTTP {status}, no JSON)")
+    try:
+        body = reply.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
+                          f"{reply[error.start]:#04x} at position {error.start}): "
+                          f"{reply[:200]!r}") from None
+    try:  # one JSON object (what "stream": False asks for)
+        parts = [json.loads(body)]
+    except json.JSONDecodeError:
+        try:  # or one per line, if the server streams anyway
+            parts = [json.loads(line) for line in body.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
+                              f"{body[:200]!r}") from None
+    try:
+        return "".join(part["message"]["content"] for part in parts)
+    except (KeyError, TypeError):
+        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
+                          f"message.content: {body[:200]!r}") from None
 
 
 # %% beyond_2_judge.ipynb cell 14, The rest of the judge

@@ -257,3 +257,19 @@ def test_a_trickling_reply_is_cut_off_at_the_deadline():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_https_to_a_plain_http_server_is_a_tls_error_not_a_missing_server(ollama_server):
+    """A learner who types https://localhost:11434 reaches Ollama, which serves plain HTTP."""
+    url = ollama_server.url.replace("http://", "https://")
+    with pytest.raises(OllamaError, match=r"did not complete a TLS handshake .*SSLError.*"
+                                          r"plain http://: try http://127\.0\.0\.1") as caught:
+        query_model("?", url=url, timeout=5)
+    assert "no Ollama server" not in str(caught.value)
+    assert not ollama_is_running(url, timeout=5)
+
+
+def test_a_json_reply_over_several_lines_is_read_as_one_object(ollama_server):
+    reply = json.dumps({"message": {"role": "assistant", "content": "85"}}, indent=2).encode()
+    ollama_server.reply = lambda body: (200, reply)
+    assert query_model("?", url=ollama_server.url) == "85"
