@@ -116,7 +116,8 @@ class FastDecoder:
             queries, keys, values = qkv.view(batch, num_tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
             if kv_caches:
                 keys, values = kv_caches[i].update(keys, values)
-            context = attend(queries, keys, values, start, None, True, False)  # 3.7's, fused
+            context = attend(queries, keys, values, start, dropout=None, use_sdpa=True,
+                             training=False)  # 3.7's, fused
             x = x + self._linear(context.transpose(1, 2).reshape(batch, num_tokens, width),
                                  block["out"])
             hidden = self._linear(nn.functional.layer_norm(x, (width,), *block["norm2"], self.eps),
@@ -128,7 +129,7 @@ class FastDecoder:
                             self.head)
 
 
-# %% beyond_5_fast_paths.ipynb cell 22, 5.8 A fast training path
+# %% beyond_5_fast_paths.ipynb cell 23, 5.8.2 Seven switches
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -154,7 +155,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 30, 5.8.2 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 31, 5.8.3 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
