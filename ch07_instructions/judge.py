@@ -128,7 +128,8 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
     except ssl.SSLError as error:  # before OSError: a server was reached
         plain = "http://" + url.split("://", 1)[1]
         raise OllamaError(f"the server at {url} did not complete a TLS handshake ({error!r}); "
-                          f"Ollama serves plain http://: try {plain}") from None
+                          f"Ollama serves plain http://: try {plain} (or, behind an HTTPS "
+                          f"proxy, its certificate was refused)") from None
     except OSError as error:
         raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
                           f"https://ollama.com, start it with `ollama serve`, and fetch the "
