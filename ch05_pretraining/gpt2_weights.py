@@ -206,7 +206,7 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 19, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 18, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -230,7 +230,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
     """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
@@ -289,7 +289,7 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 24, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # Writing a model's folder whole or not at all, for save_gpt2_safetensors
 # and 5.9's save_open_model.
@@ -417,7 +417,7 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
         return False
 
 
-# %% beyond_2_gpt2_files.ipynb cell 25, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -464,7 +464,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 29, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 25, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -525,7 +525,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% beyond_2_gpt2_files.ipynb cell 40, The book's names
+# %% beyond_2_gpt2_files.ipynb cell 38, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
