@@ -1,5 +1,6 @@
 """Tests of judge.py (beyond_2_judge.ipynb): the LLM judge's client."""
 
+import contextlib
 import http.server
 import json
 import threading
@@ -15,6 +16,19 @@ from ch07_instructions.judge import (
     ollama_is_running,
     query_model,
 )
+
+
+@contextlib.contextmanager
+def serving(handler):
+    """A local HTTP server with `handler`, in a thread, for the length of the block."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture
@@ -42,14 +56,11 @@ def ollama_server():
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.requests = requests
-    httpd.tags = b'{"models": []}'  # Ollama's answer to /api/tags with no model pulled
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as httpd:
+        httpd.requests = requests
+        httpd.tags = b'{"models": []}'  # Ollama's answer to /api/tags with no model pulled
+        httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/api/chat"
+        yield httpd
 
 
 def chat_answer(content):
@@ -96,7 +107,6 @@ def test_only_a_404_suggests_pulling_the_model(ollama_server, code, body, messag
 
 def test_a_reset_after_connecting_is_a_broken_answer_not_a_missing_server():
     """The server sends its headers and a few bytes, then resets the connection."""
-    import http.server
     import socket
     import struct
     import time
@@ -116,17 +126,11 @@ def test_a_reset_after_connecting_is_a_broken_answer_not_a_missing_server():
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Reset)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(Reset) as httpd:
         with pytest.raises(OllamaError, match=r"broke off its answer .*ConnectionResetError") \
                 as caught:
             query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
         assert "no Ollama server" not in str(caught.value)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_server_down_is_a_clear_error():
@@ -226,7 +230,6 @@ def test_generate_model_scores_gives_its_timeout_to_each_request(monkeypatch):
 
 def test_a_trickling_reply_is_cut_off_at_the_deadline():
     """Each read gets a byte well within the limit; the deadline ends the whole request."""
-    import http.server
     import time
 
     class Trickle(http.server.BaseHTTPRequestHandler):
@@ -246,17 +249,11 @@ def test_a_trickling_reply_is_cut_off_at_the_deadline():
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(Trickle) as httpd:
         start = time.monotonic()
         with pytest.raises(OllamaError, match=r"no complete answer within 0\.5 s"):
             query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
         assert time.monotonic() - start < 1.5  # the trickle itself lasts 2 s
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_https_to_a_plain_http_server_is_a_tls_error_not_a_missing_server(ollama_server):
