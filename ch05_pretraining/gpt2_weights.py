@@ -12,12 +12,9 @@ One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading, 
 fast_path.FastDecoder alike.
 """
 
-import glob
 import json
-import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +25,16 @@ from torch import nn
 from shared import (
     DATASETS,
     GPT2_SIZES,
+    SAVED_BY,
     GPTModel,
     ModernGPTModel,
     check,
+    check_architecture,
     check_choice,
-    check_flag,
-    check_type,
     fetch,
     gpt2_config,
     write_atomically,
+    write_model_folder,
 )
 from shared.data import check_safetensors
 
@@ -114,86 +112,6 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
 # with its tensors, to be used.
 GPT2_LAYOUT_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                            "drop_rate", "qkv_bias", "tie_weights", "sdpa")
-
-
-def check_architecture(model: nn.Module, family: type, user: str, config_keys,
-                       options: dict | None = None, instead: str = "") -> None:
-    """Raise, naming what differs, unless `model` computes exactly what `family` computes with
-    the configuration keys `config_keys` (any other key must be one of `options`, a dict of
-    option: default, left at its default). `user` recomputes the model from its weights (a fast
-    decoder) or writes them in a layout (a saver), and would get anything else wrong: a changed
-    method, block or norm, a hook, an unmerged adapter, a classification head, a key it does
-    not know. Compared with family(model.cfg) built on the meta device (shapes only, no memory,
-    no random draws). `instead`: what to do instead, added to every refusal."""
-    def refuse_unless(ok, message, error=ValueError):
-        check(ok, lambda: f"{user} does not support {message()}" + (f": {instead}" if instead
-                                                                        else ""), error)
-
-    family_name = family.__name__
-    check_type("model", model, family, f"a {family_name}")
-    head, vocab_size = getattr(model, "out_head", None), model.cfg["vocab_size"]
-    outputs = model.cfg.get("num_classes") or (
-        head.weight.shape[0] if isinstance(head, nn.Linear) else vocab_size)
-    refuse_unless(outputs == vocab_size, lambda: f"a classification head ({outputs} outputs, "
-                  f"the vocabulary has {vocab_size}), only a language model's head")
-    options = options or {}
-    odd = [f"{key}={model.cfg[key]!r}" for key in model.cfg if key not in config_keys
-           and (key not in options or model.cfg[key] != options[key])]
-    refuse_unless(not odd, lambda: f"the configuration {', '.join(odd)}; it computes "
-                  f"{', '.join(config_keys)}" + (", the other options at their defaults"
-                                                 if options else ""))
-    own = family.__mro__[:family.__mro__.index(nn.Module)]  # family and its bases below Module
-    methods = {name for cls in own for name, method in vars(cls).items()
-               if callable(method) and not name.startswith("__")}
-    overridden = sorted(name for name in methods
-                        if getattr(type(model), name) is not getattr(family, name))
-    refuse_unless(not overridden, lambda: f"{type(model).__name__}: it overrides "
-                  f"{family_name}'s {' and '.join(overridden)}", TypeError)
-    hooked = [name or "the model" for name, module in model.named_modules()
-              if module._forward_hooks or module._forward_pre_hooks]
-    refuse_unless(not hooked, lambda: f"hooks, and {hooked[0]} has one (remove it with the "
-                  "handle register_forward_hook or register_forward_pre_hook returned)",
-                  TypeError)
-    everywhere = nn.modules.module  # hooks registered for every module at once
-    refuse_unless(not (everywhere._global_forward_hooks or everywhere._global_forward_pre_hooks),
-                  lambda: "hooks, and one is registered for every module (remove it with the "
-                  "handle register_module_forward_hook or register_module_forward_pre_hook "
-                  "returned, or leave the `with` block of the tool that registered it, such as "
-                  "FlopCounterMode)", TypeError)
-    with torch.device("meta"):
-        reference = family(model.cfg)
-    expected = dict(reference.named_modules())
-    odd_modules = [(name, type(module), type(expected[name]))
-                   for name, module in model.named_modules()
-                   if name and name in expected and type(module) is not type(expected[name])]
-    refuse_unless(not odd_modules, lambda: "; ".join(
-        f"{name}: a {_class_name(kind, wanted)} where {family_name} has a "
-        f"{_class_name(wanted, kind)}"
-        for name, kind, wanted in odd_modules[:3]) + (
-        " (adapters? merge them into the weights first: merge_lora, chapter 6)"
-        if any(wanted is nn.Linear for *_, wanted in odd_modules) else ""), TypeError)
-    extra = [name for name, _ in model.named_modules() if name and name not in expected]
-    refuse_unless(not extra, lambda: f"modules {family_name}(model.cfg) does not have: "
-                  f"{', '.join(extra[:3])}", TypeError)
-    replaced = [f"{name or 'model'}.{attr}" for name, module in model.named_modules()
-                for attr, value in vars(module).items()
-                if callable(value) and callable(getattr(type(module), attr, None))]
-    refuse_unless(not replaced, lambda: f"methods replaced on an instance: "
-                  f"{', '.join(replaced[:3])}", TypeError)
-    found, wanted = (dict(m.named_parameters(remove_duplicate=False)) for m in (model, reference))
-    shapes = [f"{name} of shape {tuple(found[name].shape)}, {family_name}(model.cfg) has "
-              f"{tuple(p.shape)}" if name in found else f"a model without {name}"
-              for name, p in wanted.items()
-              if name not in found or found[name].shape != p.shape]
-    shapes += [f"{name}, a parameter {family_name} does not have" for name in found
-               if name not in wanted]
-    refuse_unless(not shapes, lambda: "; ".join(shapes[:3]))
-
-
-def _class_name(cls, other) -> str:
-    """cls's name, with its module where `other` has the same name (nn.LayerNorm, ours)."""
-    same = cls.__name__ == other.__name__
-    return f"{cls.__module__}.{cls.__qualname__}" if same else cls.__name__
 
 
 def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
@@ -291,134 +209,6 @@ def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
 
 # %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
 
-# Writing a model's folder whole or not at all, for save_gpt2_safetensors
-# and 5.9's save_open_model.
-SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
-
-
-def write_model_folder(folder: str | Path, write: Callable[[Path], object], writer: str,
-                       names: str, same: dict, replace: bool = False) -> None:
-    """Call `write(tmp)` to fill a new folder beside `folder`, then rename it into `folder`'s
-    place: a reader finds the old content or the new, never a mix of both, and an exception
-    (a full disk, Ctrl-C) leaves the old content and no temporary folder. Between the two
-    renames `folder` is absent for an instant: a process killed there (SIGKILL, a power cut)
-    leaves the old content in a hidden sibling `.NAME.xxxxxxxx.old`, which the next call names
-    instead of writing. A process killed while writing leaves its hidden `.NAME.xxxxxxxx.tmp`,
-    which the next call names in a warning (it may hold gigabytes).
-
-    An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
-    there before for a model of the same architecture (paths the regular expression `names`
-    matches, weights whose metadata name `writer`, a config.json holding `same`), or when
-    `replace` is True: anything else is another model, or your own work. Even replace=True
-    replaces only files and the sub-folders `names` matches, and never the home folder, the
-    current folder or one holding it: a folder named by mistake never loses a tree.
-    """
-    import uuid
-    import warnings
-
-    check_flag("replace", replace)
-    path = Path(os.path.abspath(folder))
-    _check_replaceable(folder, path, writer, names, same, replace)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILL
-        warnings.warn(f"{stale} is left by a save to {folder} that was killed while writing "
-                      "(part of that save, maybe gigabytes): delete it, unless a save to "
-                      f"{folder} is running now", stacklevel=3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a sibling: same disk,
-    old_path = tmp.with_suffix(".old")  # so the renames below move no data
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if path.exists() or path.is_symlink():
-            os.replace(path, old_path)
-        os.replace(tmp, path)
-    except BaseException:
-        if not path.exists() and (old_path.exists() or old_path.is_symlink()):
-            os.replace(old_path, path)  # put the old content back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old_path.is_dir() and not old_path.is_symlink():
-        shutil.rmtree(old_path)
-    else:
-        old_path.unlink(missing_ok=True)
-
-
-def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, same: dict,
-                       replace: bool) -> None:
-    """Raise FileExistsError, saying what to do, unless write_model_folder may put a new save
-    at `path` (see there). Only what it must is read: it stops at the first entry it refuses."""
-    def refuse(what: str, hint: str = "pass replace=True to replace it (everything in it is "
-               "deleted), or choose another folder") -> None:
-        raise FileExistsError(f"{folder} {what}: {hint}")
-
-    real, cwd, home = Path(os.path.realpath(path)), Path.cwd(), Path.home().resolve()
-    if real == home or real == cwd or real in cwd.parents:
-        refuse("is the home folder" if real == home else "is the current folder or holds it",
-               f"{writer} replaces its folder whole, so give it one of the model's own, such "
-               f"as {Path(folder) / 'model'}")
-    if not path.exists() and not path.is_symlink():
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
-            refuse(f"is missing, and {stale} holds what was there before a save was killed "
-                   "between its two renames", f"rename it back to {folder} (or delete it), "
-                   "then save again")
-        return
-    if path.is_symlink() or not path.is_dir():
-        if not replace:
-            refuse(f"is {'a link' if path.is_symlink() else 'a file'}, which {writer} did not "
-                   "write")
-        return
-    for relative, entry in _walk(path, lambda relative: re.fullmatch(names, relative)):
-        own = re.fullmatch(names, relative) and not entry.is_symlink()
-        if replace and entry.is_dir(follow_symlinks=False) and not own:
-            refuse(f"holds the folder {relative}, which {writer} does not write", "replace=True "
-                   f"replaces only files and the folders {writer} writes; empty it yourself, "
-                   "or choose another folder")
-        if not replace and not own:
-            refuse(f"holds {relative}, which {writer} did not write")
-        if not replace and relative.endswith(".safetensors") and not _saved_by(entry, writer):
-            refuse(f"holds {relative}, which {writer} did not write (its metadata does not name "
-                   f"{writer}: another program's save)")
-    if replace or not any(path.iterdir()):
-        return
-    try:
-        old = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        old = None
-    if not isinstance(old, dict):
-        refuse(f"holds no readable config.json beside the weights, so it is not a save of "
-               f"{writer}")
-    differ = [f"{key}={old.get(key)!r} (this model's: {value!r})"
-              for key, value in same.items() if old.get(key) != value]
-    if differ:
-        refuse(f"holds another model, which {writer} saved: {', '.join(differ[:3])}",
-               "pass replace=True to replace it, or choose another folder")
-
-
-def _walk(folder: Path, descend: Callable[[str], object], prefix: str = ""
-          ) -> Iterator[tuple[str, os.DirEntry]]:
-    """(path relative to `folder`, entry) for each entry in it, lazily and in name order,
-    going into the sub-folders `descend` accepts: a check that stops at the first entry it
-    refuses never walks a large tree (a home folder named by mistake)."""
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda entry: entry.name)
-    for entry in entries:
-        relative = prefix + entry.name
-        yield relative, entry
-        if entry.is_dir(follow_symlinks=False) and descend(relative):
-            yield from _walk(Path(entry.path), descend, relative + "/")
-
-
-def _saved_by(entry: os.DirEntry, writer: str) -> bool:
-    """Whether the safetensors file `entry` names `writer` in its metadata."""
-    try:
-        with safetensors.safe_open(entry.path, framework="pt") as f:
-            return (f.metadata() or {}).get(SAVED_BY) == writer
-    except Exception:  # unreadable: not what the writer leaves
-        return False
-
-
-# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
-
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
 
@@ -464,7 +254,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 25, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 24, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -525,7 +315,7 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% beyond_2_gpt2_files.ipynb cell 38, The book's names
+# %% beyond_2_gpt2_files.ipynb cell 37, The book's names
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
                    "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
@@ -654,12 +444,9 @@ __all__ = [
     'download_gpt2_weights',
     'read_gpt2_weights',
     'GPT2_LAYOUT_CONFIG_KEYS',
-    'check_architecture',
     'check_gpt2_architecture',
     'gpt2_tensors',
     'load_weights_into_gpt',
-    'SAVED_BY',
-    'write_model_folder',
     'save_gpt2_safetensors',
     'load_gpt2',
     'read_config_json',

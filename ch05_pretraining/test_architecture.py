@@ -1,4 +1,4 @@
-"""One refusal rule (ch05 gpt2_weights.check_architecture) for everything that recomputes or
+"""One refusal rule (shared/architecture.py, check_architecture) for everything that recomputes or
 writes a model from its weights: FastDecoder and GPT-2's file layout describe chapter 4's
 GPTModel exactly, FastModernDecoder and save_open_model 4.8's ModernGPTModel, and each refuses
 anything else rather than compute or save it wrongly. One attack set runs against all of them."""

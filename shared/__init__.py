@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
+from shared.architecture import check_architecture
 from shared.checks import (
     check,
     check_choice,
@@ -45,6 +46,7 @@ from shared.data import (
 )
 from shared.exercises import check_answer
 from shared.plotting import heatmap
+from shared.safe_files import SAVED_BY, write_model_folder
 from shared.utils import (
     get_device,
     keep_freed_memory,

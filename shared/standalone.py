@@ -27,7 +27,8 @@ from shared.data import PROJECT_ROOT
 
 
 PROJECT_PACKAGES = {"shared"} | {name.split(".")[0] for name in CHAPTER_MODULES}
-INFRASTRUCTURE_MODULES = ("shared.checks", "shared.data", "shared.utils", "shared.plotting")
+INFRASTRUCTURE_MODULES = ("shared.checks", "shared.data", "shared.utils", "shared.plotting",
+                          "shared.architecture", "shared.safe_files")
 
 # Definitions whose meaning depends on where the file lives: in a standalone module, the
 # folder holding the file plays the role of the project root (its data/ sits beside it).

@@ -1,0 +1,147 @@
+"""A model's folder written whole or not at all, and never over someone's work:
+`write_model_folder`, which chapter 5's savers (`save_gpt2_safetensors`, 5.5.1;
+`save_open_model`, 5.9) call in one line.
+
+What it guarantees:
+- a reader of the folder finds the old save or the new one, never a mix; an exception (a full
+  disk, Ctrl-C) leaves the old content and no temporary folder;
+- an existing folder is replaced only when it holds an earlier save of the same writer for a
+  model of the same architecture, or is empty, unless `replace=True`;
+- even `replace=True` never replaces the home folder, the current folder or one holding it, nor
+  a sub-folder the writer does not write (a project's `.git`).
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import safetensors
+
+from shared.checks import check_flag
+
+
+SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
+
+
+def write_model_folder(folder: str | Path, write: Callable[[Path], object], writer: str,
+                       names: str, same: dict, replace: bool = False) -> None:
+    """Call `write(tmp)` to fill a new folder beside `folder`, then rename it into `folder`'s
+    place: a reader finds the old content or the new, never a mix of both, and an exception
+    (a full disk, Ctrl-C) leaves the old content and no temporary folder. Between the two
+    renames `folder` is absent for an instant: a process killed there (SIGKILL, a power cut)
+    leaves the old content in a hidden sibling `.NAME.xxxxxxxx.old`, which the next call names
+    instead of writing. A process killed while writing leaves its hidden `.NAME.xxxxxxxx.tmp`,
+    which the next call names in a warning (it may hold gigabytes).
+
+    An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
+    there before for a model of the same architecture (paths the regular expression `names`
+    matches, weights whose metadata name `writer`, a config.json holding `same`), or when
+    `replace` is True: anything else is another model, or your own work. Even replace=True
+    replaces only files and the sub-folders `names` matches, and never the home folder, the
+    current folder or one holding it: a folder named by mistake never loses a tree.
+    """
+    check_flag("replace", replace)
+    path = Path(os.path.abspath(folder))
+    _check_replaceable(folder, path, writer, names, same, replace)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILL
+        warnings.warn(f"{stale} is left by a save to {folder} that was killed while writing "
+                      "(part of that save, maybe gigabytes): delete it, unless a save to "
+                      f"{folder} is running now", stacklevel=3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a sibling: same disk,
+    old_path = tmp.with_suffix(".old")  # so the renames below move no data
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if path.exists() or path.is_symlink():
+            os.replace(path, old_path)
+        os.replace(tmp, path)
+    except BaseException:
+        if not path.exists() and (old_path.exists() or old_path.is_symlink()):
+            os.replace(old_path, path)  # put the old content back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old_path.is_dir() and not old_path.is_symlink():
+        shutil.rmtree(old_path)
+    else:
+        old_path.unlink(missing_ok=True)
+
+
+def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, same: dict,
+                       replace: bool) -> None:
+    """Raise FileExistsError, saying what to do, unless write_model_folder may put a new save
+    at `path` (see there). Only what it must is read: it stops at the first entry it refuses."""
+    def refuse(what: str, hint: str = "pass replace=True to replace it (everything in it is "
+               "deleted), or choose another folder") -> None:
+        raise FileExistsError(f"{folder} {what}: {hint}")
+
+    real, cwd, home = Path(os.path.realpath(path)), Path.cwd(), Path.home().resolve()
+    if real == home or real == cwd or real in cwd.parents:
+        refuse("is the home folder" if real == home else "is the current folder or holds it",
+               f"{writer} replaces its folder whole, so give it one of the model's own, such "
+               f"as {Path(folder) / 'model'}")
+    if not path.exists() and not path.is_symlink():
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
+            refuse(f"is missing, and {stale} holds what was there before a save was killed "
+                   "between its two renames", f"rename it back to {folder} (or delete it), "
+                   "then save again")
+        return
+    if path.is_symlink() or not path.is_dir():
+        if not replace:
+            refuse(f"is {'a link' if path.is_symlink() else 'a file'}, which {writer} did not "
+                   "write")
+        return
+    for relative, entry in _walk(path, lambda relative: re.fullmatch(names, relative)):
+        own = re.fullmatch(names, relative) and not entry.is_symlink()
+        if replace and entry.is_dir(follow_symlinks=False) and not own:
+            refuse(f"holds the folder {relative}, which {writer} does not write", "replace=True "
+                   f"replaces only files and the folders {writer} writes; empty it yourself, "
+                   "or choose another folder")
+        if not replace and not own:
+            refuse(f"holds {relative}, which {writer} did not write")
+        if not replace and relative.endswith(".safetensors") and not _saved_by(entry, writer):
+            refuse(f"holds {relative}, which {writer} did not write (its metadata does not name "
+                   f"{writer}: another program's save)")
+    if replace or not any(path.iterdir()):
+        return
+    try:
+        old = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        old = None
+    if not isinstance(old, dict):
+        refuse(f"holds no readable config.json beside the weights, so it is not a save of "
+               f"{writer}")
+    differ = [f"{key}={old.get(key)!r} (this model's: {value!r})"
+              for key, value in same.items() if old.get(key) != value]
+    if differ:
+        refuse(f"holds another model, which {writer} saved: {', '.join(differ[:3])}",
+               "pass replace=True to replace it, or choose another folder")
+
+
+def _walk(folder: Path, descend: Callable[[str], object], prefix: str = ""
+          ) -> Iterator[tuple[str, os.DirEntry]]:
+    """(path relative to `folder`, entry) for each entry in it, lazily and in name order,
+    going into the sub-folders `descend` accepts: a check that stops at the first entry it
+    refuses never walks a large tree (a home folder named by mistake)."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        relative = prefix + entry.name
+        yield relative, entry
+        if entry.is_dir(follow_symlinks=False) and descend(relative):
+            yield from _walk(Path(entry.path), descend, relative + "/")
+
+
+def _saved_by(entry: os.DirEntry, writer: str) -> bool:
+    """Whether the safetensors file `entry` names `writer` in its metadata."""
+    try:
+        with safetensors.safe_open(entry.path, framework="pt") as f:
+            return (f.metadata() or {}).get(SAVED_BY) == writer
+    except Exception:  # unreadable: not what the writer leaves
+        return False
