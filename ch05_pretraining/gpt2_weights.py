@@ -108,7 +108,7 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
 # %% beyond_2_gpt2_files.ipynb cell 16, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # The configuration keys the layout describes (chapter 4's GPTModel with its options
-# `tie_weights` and `sdpa`, 5.8); an architecture option added to GPTModel must be added here,
+# `tie_weights` and `sdpa`); an architecture option added to GPTModel must be added here,
 # with its tensors, to be used.
 GPT2_LAYOUT_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                            "drop_rate", "qkv_bias", "tie_weights", "sdpa")
