@@ -1,5 +1,4 @@
-"""Bad inputs to chapter 2's lesson module: each is refused with an error that names it
-(issues 14, 36)."""
+"""Bad inputs to chapter 2's lesson module: each is refused with an error that names it."""
 
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def test_loader_that_would_yield_no_batch_is_an_error(tiktoken_gpt2):
     assert len(loader) == 1  # without drop_last the one short batch is kept
 
 
-# Issue 36: special tokens in the wrong container, duplicated ids, allowed_special=None ---------
+# Special tokens in the wrong container, duplicated ids, allowed_special=None -------------------
 
 @pytest.mark.parametrize("special_tokens, error, message", [
     ("<|unk|>", TypeError, r"special_tokens must be a list of strings \(their order gives "

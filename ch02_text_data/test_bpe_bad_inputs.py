@@ -1,5 +1,4 @@
-"""Bad inputs to bpe.py (beyond_1_bpe.ipynb): each is refused with an error that names it
-(issues 14, 36)."""
+"""Bad inputs to bpe.py (beyond_1_bpe.ipynb): each is refused with an error that names it."""
 
 import json
 from pathlib import Path
@@ -220,7 +219,7 @@ def test_allowed_special_as_a_list_tuple_or_frozenset_is_accepted(trained, allow
     assert trained.encode("a<|endoftext|>", allowed_special=allowed)[-1] == 299
 
 
-# Issue 36: a folder where a file should be -----------------------------------------------------
+# A folder where a file should be ---------------------------------------------------------------
 
 def write_byte_files(folder: Path) -> None:
     (folder / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
@@ -238,7 +237,7 @@ def test_a_folder_where_a_gpt2_file_should_be_is_named(tmp_path, argument):
     assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
-# Issue 36, item 7: the tokenizer's files are written whole, never over something else ----------
+# The tokenizer's files are written whole, never over something else ----------------------------
 
 def saved(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in folder.iterdir()}

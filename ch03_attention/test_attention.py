@@ -151,7 +151,7 @@ def test_fused_kernel_keeps_gradients_and_dropout_only_in_training():
 
 
 def test_exercise_3_4_memory_is_checked_and_a_wrong_value_gets_a_hint_not_the_value(capsys):
-    """Issue 37: the memory question of Exercise 3.4 is checked, and no wrong answer is told
+    """The memory question of Exercise 3.4 is checked, and no wrong answer is told
     the right number of bytes (nor in MiB)."""
     import re
 

@@ -75,7 +75,7 @@ def random_splits(total, count, generator):
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 def test_fused_and_explicit_attention_agree_for_any_mask_with_and_without_a_cache(window,
                                                                                   kv_heads):
-    """Issue 38: the fused path honours the mask as the explicit path does, for causal and
+    """The fused path honours the mask as the explicit path does, for causal and
     sliding-window masks, whole or continued through a cache in pieces of any size."""
     generator = torch.Generator().manual_seed(window or 0)
     tokens, dropout = 16, nn.Dropout(0.0)

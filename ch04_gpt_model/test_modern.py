@@ -161,7 +161,7 @@ def test_logits_and_greedy_tokens_match_transformers(pair):
 
 @pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3"], indirect=True)
 def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
-    """Issue 38: local layers see their window only, fused or explicit, whole or continued
+    """Local layers see their window only, fused or explicit, whole or continued
     through windowed caches in pieces of any size, and those caches keep window - 1 positions;
     30 greedy tokens through those caches, fused, are transformers' too."""
     _, reference, _, ours = pair

@@ -775,7 +775,7 @@ def test_a_run_with_one_evaluation_plots_a_point_and_none_says_why():
     matplotlib.pyplot.close("all")
 
 
-# Issue 36: an empty prompt, targets of another shape, a file of another kind -----------------
+# An empty prompt, targets of another shape, a file of another kind ---------------------------
 
 def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
     from shared import generate_text_simple, text_to_token_ids
@@ -854,7 +854,7 @@ def test_a_plain_state_dict_gets_a_suggestion_that_works(tmp_path):
     assert same(model.state_dict(), saved.state_dict())
 
 
-# Issue 36, item 7: nothing a learner has is lost or poisoned --------------------------------
+# Nothing a learner has is lost or poisoned --------------------------------------------------
 
 def write_text_file(path):
     path.write_text("my notes\n")

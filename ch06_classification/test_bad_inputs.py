@@ -187,7 +187,7 @@ def test_classify_review_still_truncates_long_texts():
     assert label in ("spam", "not spam")
 
 
-# Issue 25: helpers that change a model check everything first; evaluation keeps the mode ------
+# Helpers that change a model check everything first; evaluation keeps the mode ----------------
 
 def flags(model):
     return {name: p.requires_grad for name, p in model.named_parameters()}
@@ -328,7 +328,7 @@ def test_evaluation_runs_without_dropout_and_without_gradients():
     assert model.training
 
 
-# Issue 25: labels outside the head's classes, files that are not CSV text ---------------------
+# Labels outside the head's classes, files that are not CSV text -------------------------------
 
 @pytest.mark.parametrize("csv, num_classes, message", [
     ("Label,Text\n0,hi\n2,see you\n", 2, r"the Label of row 1 \(line 3\) must be a class index "
@@ -398,7 +398,7 @@ def test_a_dataframe_is_not_a_csv_file():
         SpamDataset(frame, ByteTokenizer())
 
 
-# Issue 25: plotting a run with one evaluation, or none ----------------------------------------
+# Plotting a run with one evaluation, or none --------------------------------------------------
 
 def test_a_run_with_one_evaluation_plots_and_one_with_none_says_why():
     import matplotlib
@@ -422,7 +422,7 @@ def test_a_run_with_one_evaluation_plots_and_one_with_none_says_why():
         plot_values([], [], [], [])
 
 
-# Issue 36: classes by name, special-token text, nothing lost or half-changed --------------------
+# Classes by name, special-token text, nothing lost or half-changed ------------------------------
 
 def three_class_model():
     return add_classification_head(tiny_gpt(**TINY), num_classes=3).eval()

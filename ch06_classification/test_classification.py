@@ -278,7 +278,7 @@ def test_the_books_spam_download_fetches_another_url_as_the_book_does(tmp_path, 
     assert (extracted / "data.tsv").read_text() == "ham\thello\n"  # not the course's file
 
 
-# More than two classes (issue 36) ----------------------------------------------------------
+# More than two classes ---------------------------------------------------------------------
 
 ANIMALS = ["cat", "dog", "owl"]  # the classes, by index
 

@@ -80,7 +80,7 @@ def test_7_4_inspects_the_model_it_is_given(capsys):
 
 
 def test_7_4_tells_the_exercise_from_a_finetuned_copy_and_from_a_single_step(capsys):
-    """Issue 37, item 4: both fakes measure their own loss honestly, and are still refused."""
+    """Both fakes measure their own loss honestly, and are still refused."""
     setting = checks._tiny_setting()
     train = (setting["train_loader"], setting["training"]["lr"],
              setting["training"]["weight_decay"])

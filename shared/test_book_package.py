@@ -1,4 +1,4 @@
-"""The book's own package tests, run against the course (issue 23, item 8; must-show 6).
+"""The book's own package tests, run against the course.
 
 A learner with the book open types the book's names. The `llms_from_scratch` package (the
 book's code, in requirements.txt) ships tests for chapters 2-7 and appendices D and E; here

@@ -1,4 +1,4 @@
-"""The book's path never depends on what goes beyond the book (issue 37, must-show 3).
+"""The book's path never depends on what goes beyond the book.
 
 A learner who follows only the book's sections must be able to skip every subsection marked
 "(beyond the book)" and still run each cell they read. The rule, simple enough to state here:

@@ -158,7 +158,7 @@ def test_exercise_cells_hold_no_answer(notebook):
                     f"exercise {number}'s answer ({shown}) is in view")
 
 
-# Text that narrates the course's own history instead of saying what is true now (issue 37).
+# Text that narrates the course's own history instead of saying what is true now.
 HISTORY = re.compile(
     r"stored before|earlier stored|previously stored|superseded|measured before the|"
     r"the (?:chart|output|table) stored before|used to (?:print|show|say)|"

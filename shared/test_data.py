@@ -322,7 +322,7 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-# Issue 25: tiktoken's cache, read-only or turned off, never reaches the network ---------------
+# tiktoken's cache, read-only or turned off, never reaches the network -------------------------
 
 NO_NETWORK = (  # a fresh interpreter in which any use of the network fails loudly
     "import socket\n"
@@ -391,7 +391,7 @@ def test_a_cached_file_that_fails_its_checksum_is_replaced_from_the_mirror(tmp_p
 
 @pytest.mark.parametrize("data_writable", [True, False])
 def test_a_read_only_empty_cache_is_replaced_by_a_writable_one_it_names(tmp_path, data_writable):
-    """Issue 36: with GPT-2's files in the mirror, a read-only, empty TIKTOKEN_CACHE_DIR makes
+    """With GPT-2's files in the mirror, a read-only, empty TIKTOKEN_CACHE_DIR makes
     `import shared` fill a writable cache (data/tiktoken, else one in the temporary folder) and
     point tiktoken there, saying so; before, tiktoken went to the network."""
     import stat
@@ -462,7 +462,7 @@ def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_
     assert list(work.iterdir()) == []  # not two 1.5 MB files in the current folder
 
 
-# Issue 36: a folder where a data file should be; failed fetches leave nothing -----------------
+# A folder where a data file should be; failed fetches leave nothing ---------------------------
 
 def test_a_folder_where_the_data_file_should_be_is_named_and_left_alone(dataset, data_mirror,
                                                                         tmp_path):

@@ -1,4 +1,4 @@
-"""No notebook uses an exported name before the cell that exports it (issue 23, must-show 2).
+"""No notebook uses an exported name before the cell that exports it.
 
 A learner reads a chapter top to bottom: a function must be taught (exported) before any cell
 calls it. The rule, kept simple enough to state here:

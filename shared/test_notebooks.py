@@ -323,7 +323,7 @@ def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
 
 @pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
 def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
-    """Issue 37: working an exercise in JupyterLab does not show the next one's answer; each
+    """Working an exercise in JupyterLab does not show the next one's answer; each
     `### Solution N.M` heading stays open, alone in its cell, so a learner finds the one wanted."""
     cells = nbformat.read(notebook_path, as_version=4).cells
     inside = notebooks.solution_cells(cells)
@@ -369,7 +369,7 @@ def test_every_file_of_a_chapter_is_of_a_kind_the_readme_names(chapter):
 
 
 def test_the_readme_chapter_table_names_every_notebook():
-    """README.md's chapter table: one row per notebook, lesson and companions (issue 47)."""
+    """README.md's chapter table: one row per notebook, lesson and companions."""
     text = (notebooks.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     table = text.partition("## Chapters")[2].partition("\n\n")[2].partition("\n\n")[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and ".ipynb" in line]

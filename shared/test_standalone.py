@@ -251,83 +251,10 @@ def test_standalone_keeps_only_what_is_used():
     assert "class MultiHeadAttention" in source and "class SelfAttention_v1" not in source
 
 
-# Each chapter's standalone copy, in lines, first as it was at the filing of issue 23 ("The lesson
-# on top"): a copy must not grow past its cap. A new shared check is copied into every chapter
-# that calls it, so it has to save more lines than it brings. Raised since only on purpose, at
-# issue 25: ch02 by 30 (apply_merges_fast, the O(n log n) merge beside the lesson's apply_merges);
-# ch03 by 17, ch04 by 32, ch06 by 20 and ch07 by 5 for the boundary checks that issue asked for
-# (check_memory, copied into each chapter that builds attention; check_choice's nearest size name;
-# the KV-cache count; chapter 6's head, label and mode checks; chapter 7's mode restored even when
-# generation fails); then, after a cold read, ch03 by 2 and ch04 by 4 (ch03's lines and its own)
-# for a comment saying why a causal mask costs twice its size while it is built and for an input-
-# length message that counts cached tokens apart, and ch07 by 4 for evaluate_preferences restoring
-# the mode when a batch fails (a try/finally) and generate's docstring saying that padding is not
-# masked. At issue 36 ("a chapter copied whole") every copy changed on purpose, measured on that
-# issue's starting commit, 82b2f43: a header naming the packages to install (4 lines); in each
-# copy that imports tiktoken (all but ch03's and ch04's) the code that reads GPT-2's tokenizer
-# files from the data mirror offline (about 40 lines with its imports); `__all__` holding the
-# teaching names only (a few lines fewer); and a chapter's copy holding what its notebook uses
-# from earlier chapters, so that it does what the chapter does. So ch02 441 -> 489, ch03 261 ->
-# 263, ch04 461 -> 459 (its notebook's earlier-chapter names, MultiHeadAttention and KVCache, were
-# in it already), ch05 529 -> 1005 (GPTModel, gpt2_config, chapter 2's loader,
-# OPEN_MODEL_CONFIGS), ch06 934 -> 1987 (the GPT, load_gpt2 with GPT-2's weight formats,
-# save_checkpoint and load_checkpoint, train_model), ch07 953 -> 1864 (the GPT, load_gpt2, LoRA,
-# train_model). The same issue's refusals of bad input and of writes over other files (its items
-# 3, 6 and 7, landed by commit 2319621) added ch02 57 lines, ch04 3, ch05 29, ch06 171 and ch07
-# 169. Then ch05, ch06 and ch07 4 each for check_finite naming the commonest nan of finetuning,
-# a batch whose targets are all -100 (commit 1bb1061), and ch02 20 for chapter 2's review
-# (commit f4da9d9: shared's check_strings, which BPETokenizer.train and build_vocabulary share).
-# Chapters 6 and 7's review: ch06 35 (merge_lora, and the refusal of a special token's spelling
-# with tokenizers that cannot keep it as text, commit 87a7230; its copy was 2164 lines before,
-# 2 over the cap, from a change of the same day not traced here), ch07 5 (save_responses knows
-# a responses file by its kind, commit 7486ed8). A learner's cold read of chapter 6 then: ch06
-# 31 (the book's SpamDataset and downloader cut back near the book's size, their checks moved
-# into cells of their own, marked as the course's, which costs their headers and helpers' defs;
-# classify_review's refusal of a string for labels and its docstring on max_length; the label
-# map's message naming classify_review's labels; merge_lora's docstring on the transpose and
-# on frozen layers). Then ch02, ch06 and ch07 3 each for write_atomically naming a missing
-# folder instead of its temporary file (commit 64c6951), and ch07 1 more for chapter 7's
-# responses writer as the cold-read fixes left it (2043 lines at c0a1c1a, before that commit).
-# Then ch06 10 for merge_lora untying a head tied to the embedding (its update changed the
-# embedding too), found by the last review of issue 36. Issue 37 ("the book's path first")
-# moved the exported cells behind book-sized drafts: imports now sit in the cells that first
-# use them (two blank lines each in a copy), token_ids_to_text decodes a one-token tensor and
-# names a 0-d one (+4, in ch05-ch07), the mask-memory comments say what they count (+1),
-# chapter 6's downloader names the zip it would overwrite, and chapter 7's collate function
-# truncates in the book's two lines with its checks in a helper of their own: ch04 +1, ch05
-# +10, ch06 +9, ch07 +17, measured against 96c88bd's copies. Then the last cold reads of issue
-# 37: ch02 +8 (split_special_tokens' and write_gpt2_files' checks in named steps, b0711d5); ch05
-# +4 (_check_one_sequence as three plain ifs, 98cea45); ch06
-# -117 (its exported cells import only what they use, so the copy no longer carries chapter 5's
-# train_model); ch07 +56 (7.6 trains with the book's train_model_simple, whose 45 lines the copy
-# now carries, 1904d24; the collate checks in a helper of their own; the score reader's
-# isdecimal). ch06 and ch07 +1 more for chapter 5's text helpers moved beside generate
-# (3d03c4e), which both copies carry. ch05 +1: Exercise 5.6's cell imports GPT2_SIZES from
-# shared itself, since the gpt2_weights header that imported it moved into 5.5.1 (43e2a6b).
-# Issue 38 ("one mask, honoured everywhere"; sliding windows) added 48 lines to every copy that
-# holds chapter 3's attention and 49 to chapter 3's own (its import line moved): causal_mask, the
-# one mask builder (with its check), attend's mask on the fused path, grouped heads and scale, and
-# KVCache's window (a windowed cache keeps window - 1 positions). Measured against 54002ff's
-# copies: ch03 263 -> 312, ch04 463 -> 511, ch05 1048 -> 1096, ch07 2063 -> 2111 (ch06, 2126 ->
-# 2174, stays under its cap).
-# Then ch05 by 22 for Gemma 3 (issue 38, 4.8.8): its copy holds OPEN_MODEL_CONFIGS, which 4.8.8
-# extends with the two Gemma 3 configurations in a definition of its own (so that 4.8.4's and
-# 4.8.6's tables keep their three models): 20 lines and two blank ones, ch05 1096 -> 1118.
-# Then the rest of issue 38, counted on its merge with main (whose caps were ch03 263, ch04 463,
-# ch05 1053, ch06 2136, ch07 2120): the sliding windows and Gemma 3 above, its one refusal rule
-# (check_architecture, 5.5.1, in every copy of chapter 5's GPT-2 layout), its logits processors
-# (5.3.4, in every copy of chapter 5's generate) and attend's case of one new token that sees
-# every key: ch03 313 (+50), ch04 512 (+49), ch05 1210 (+157), ch06 2211 (+75), ch07 2261
-# (+141).
-# Then check_architecture's refusal of modules the family lacks and of methods replaced on an
-# instance (+8 where chapter 5's GPT-2 layout is copied), and TopP's no-cut at top_p >= 1 (+2
-# where chapter 5's generate is copied), found by the cold read of issue 38's chapter 5 text.
-# Then, from the review of the whole change: repetition_penalty without tokens named (+2
-# where chapter 5's next_token_probs is copied), the GPT-2 layout naming FastModernDecoder for
-# a modern model and module names qualified where two classes share one (+10 where the layout
-# is copied). Then check_architecture's refusal of a hook registered for every module
-# (register_module_forward_hook), and its messages naming the pre-hook registrations and a
-# tool's with block: ch06 2229 -> 2236, ch07 2281 -> 2288 (ch05's copy stays at 1214).
+# Each chapter's standalone copy, in lines: a copy must not grow past its cap. A new shared check
+# is copied into every chapter that calls it, so it has to save more lines than it brings. A cap
+# is raised only on purpose, with the reason and the measured counts in the commit's message, and
+# lowered when a copy shrinks.
 STANDALONE_LINES_CAP = {"ch02_text_data": 577, "ch03_attention": 313, "ch04_gpt_model": 512,
                         "ch05_pretraining": 1214, "ch06_classification": 2236,
                         "ch07_instructions": 2288}
