@@ -3,19 +3,19 @@
 # marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_judge.ipynb cell 6, What goes wrong with the small client
+# %% beyond_2_judge.ipynb cell 18, How `judge.py` tells the failures apart
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
-turning every way the server can fail into one OllamaError; generate_model_scores asks it to
-score each response against its reference."""
+turning every way the request can fail into one OllamaError that says what to do;
+generate_model_scores asks it to score each response against its reference."""
 
 import http.client
 import json
-import socket
 import ssl
-import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 from shared import check, check_entries, check_number, progress_bar
 
@@ -31,85 +31,71 @@ class OllamaError(RuntimeError):
     scores: list | None = None
 
 
-# %% beyond_2_judge.ipynb cell 10, A deadline for the whole request
+def _check_url(url) -> None:
+    """The one check of a url: http:// or https://, a host, and a port from 1 to 65535 if any."""
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    try:
+        good = (parts is not None and parts.scheme in ("http", "https")
+                and bool(parts.hostname) and parts.port != 0)
+    except ValueError:  # .port raises for a port that is not a number up to 65535
+        good = False
+    check(good, f"url must look like http://host:port/api/chat (or https://), with a port from "
+                f"1 to 65535; got {url!r}", ValueError if isinstance(url, str) else TypeError)
+
+
+# %% beyond_2_judge.ipynb cell 20, How `judge.py` tells the failures apart
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):  # no new request: the redirect comes back as a reply
+        return None
+
 
 def _request_before_deadline(url: str, body: bytes | None, timeout: float
                              ) -> tuple[int, str | None, bytes]:
-    """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply),
-    or raise TimeoutError after `timeout` s (ConnectionError if connecting takes that long). A
-    redirect is returned, not followed. A TLS handshake that fails after connecting raises
-    ssl.SSLError. Once connected, any other failure is an HTTPException (an OSError such as a
-    reset is its __cause__): only a failure to connect is another OSError.
+    """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply).
+    A redirect or an error status is returned, not followed or raised. Raises URLError when
+    the request could not be sent (its `reason` says why), TimeoutError when a read waits
+    `timeout` s or the reply is not complete `timeout` s after the call, and another OSError
+    or an http.client.HTTPException when the reply breaks off.
 
-    A socket's timeout limits each read, so a server that sends a byte now and then could
-    hold a caller for ever; a timer shuts the connection down at the deadline instead.
+    Each read of the socket waits at most `timeout` s, and each read of the body starts before
+    the deadline, so the body ends by the deadline plus one read. Before the body, urlopen
+    connects (up to `timeout` s for each address of the host it tries) and reads the status
+    line and headers under the per-read wait alone.
     """
     deadline = time.monotonic() + timeout
-    parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
-        connection.connect()  # at most `timeout` for each address, then the TLS handshake
-    except ssl.SSLError:  # connected, but the handshake failed
-        raise
-    except OSError as error:
-        if connection.sock is not None:  # connected (sock is set), then the handshake broke off
-            raise ssl.SSLError(f"TLS handshake broke off: {error!r}") from error
-        if isinstance(error, TimeoutError):  # no server reached: not a slow answer
-            raise ConnectionError(f"could not connect within {timeout} s") from None
-        raise
-    sock, expired, answered = connection.sock, threading.Event(), threading.Event()
-    first = threading.Lock()  # the deadline or the whole answer, whichever comes first
-
-    def expire():
-        with first:
-            if answered.is_set():
-                return
-            expired.set()
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a read that is waiting
-        except OSError:
-            pass
-
-    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("GET" if body is None else "POST", path, body,
-                           {} if body is None else {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        status, location, reply = response.status, response.getheader("Location"), response.read()
-        with first:
-            if not expired.is_set():
-                answered.set()
-    except (http.client.HTTPException, TimeoutError):
-        if not expired.is_set():
-            raise
-    except OSError as error:  # a reset, say: the server was reached, then the answer broke off
-        if not expired.is_set():
-            raise http.client.HTTPException(f"connection lost: {error!r}") from error
-    finally:
-        timer.cancel()
-        connection.close()
-    if expired.is_set():  # a reply read after it may be cut short
-        raise TimeoutError(f"no complete answer within {timeout} s")
-    return status, location, reply
+        response = urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout)
+    except urllib.error.HTTPError as error:  # a 3xx, 4xx or 5xx: a reply all the same
+        response = error
+    with response:
+        reply = b""
+        while time.monotonic() < deadline:  # each read of the body starts before the deadline
+            piece = response.read1(65536)  # what one read of the socket brings
+            if not piece:  # the end of the reply
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and len(reply) < int(length):  # read1 ends quietly at a cut
+                    raise http.client.IncompleteRead(reply, int(length) - len(reply))
+                return response.status, response.headers.get("Location"), reply
+            reply += piece
+    raise TimeoutError(f"no complete answer within {timeout} s")
 
 
-# %% beyond_2_judge.ipynb cell 12, `query_model`: one error for each failure
+# %% beyond_2_judge.ipynb cell 22, How `judge.py` tells the failures apart
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
-    `timeout` (seconds) bounds the request from the call to the reply's last byte, connecting
-    included; connecting may itself take up to `timeout` for each address of the host it
-    tries, and looking the host up (instant for localhost) is left to the system's resolver.
+    `timeout` (seconds) is the deadline for the whole request, from the call to the reply's
+    last byte, and the longest wait of each read: a read of the reply that starts before the
+    deadline may end after it. For a host of one address and headers sent in one piece, the
+    call ends within twice `timeout`.
     """
+    _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
-    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
-          f"url must start with http:// or https://, got {url!r}")
     request = json.dumps({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -118,22 +104,23 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
     }).encode("utf-8")
     try:
         status, location, reply = _request_before_deadline(url, request, timeout)
-    except TimeoutError:
-        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (the "
-                          f"limit for the whole request; pass a larger timeout for a slow "
-                          f"model)") from None
-    except http.client.HTTPException as error:  # before OSError: RemoteDisconnected is both
-        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
-                          f"({error.__cause__ or error!r})") from None
-    except ssl.SSLError as error:  # before OSError: a server was reached
-        plain = "http://" + url.split("://", 1)[1]
-        raise OllamaError(f"the server at {url} did not complete a TLS handshake ({error!r}); "
-                          f"Ollama serves plain http://: try {plain} (or, behind an HTTPS "
-                          f"proxy, its certificate was refused)") from None
-    except OSError as error:
-        raise OllamaError(f"no Ollama server at {url} ({error!r}). Install it from "
+    except TimeoutError:  # a read waited `timeout` s, or the deadline passed
+        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (pass a "
+                          f"larger timeout for a slow model)") from None
+    except urllib.error.URLError as error:  # before OSError: the request could not be sent
+        if isinstance(error.reason, ssl.SSLError):  # a server, but no TLS handshake
+            plain = "http://" + url.split("://", 1)[1]
+            raise OllamaError(f"the server at {url} did not complete a TLS handshake "
+                              f"({error.reason!r}); Ollama serves plain http://: try {plain} "
+                              f"(or, behind an HTTPS proxy, its certificate was refused)") from None
+        why = (f"could not connect within {timeout} s" if isinstance(error.reason, TimeoutError)
+               else repr(error.reason))
+        raise OllamaError(f"no Ollama server at {url} ({why}). Install it from "
                           f"https://ollama.com, start it with `ollama serve`, and fetch the "
                           f"judge with `ollama pull {model}`.") from None
+    except (http.client.HTTPException, OSError) as error:  # a server, then the reply broke off
+        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
+                          f"({error!r})") from None
     if 300 <= status < 400:  # not followed: the answer must come from the server at url
         raise OllamaError(f"Ollama at {url} answered with a redirect (HTTP {status}) to "
                           f"{location}: give the server's own address as url")
@@ -171,20 +158,19 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 14, The rest of the judge
+# %% beyond_2_judge.ipynb cell 24, When a scoring run fails partway
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
-    holding "models", within `timeout` seconds (a deadline for the whole request); a redirect
-    or any other reply is no. /api/tags replaces what follows "/api/" in `url` (or is added to
-    its end if it has none): http://host:11434/api/chat asks http://host:11434/api/tags."""
+    holding "models", within `timeout` seconds (as query_model's); a redirect or any other
+    reply is no. /api/tags replaces the url's path from "/api" on, or follows the host:
+    http://host:11434/api/chat and http://host:11434/ both ask http://host:11434/api/tags."""
+    _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
-    check(urllib.parse.urlsplit(url).scheme in ("http", "https"),
-          f"url must start with http:// or https://, got {url!r}")
+    tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
     try:
-        status, _, reply = _request_before_deadline(url.split("/api/")[0] + "/api/tags", None,
-                                                    timeout)
-    except (http.client.HTTPException, OSError):  # TimeoutError is an OSError
+        status, _, reply = _request_before_deadline(tags, None, timeout)
+    except (http.client.HTTPException, OSError):  # URLError and TimeoutError are OSErrors
         return False
     try:
         listing = json.loads(reply)

@@ -47,8 +47,9 @@ def ollama_server():
             self.wfile.write(reply)
 
         def do_GET(self):
-            reply = httpd.tags if self.path == "/api/tags" else b"{}"
-            self.send_response(200 if self.path == "/api/tags" else 404)
+            asked = self.requestline.split()[1] == "/api/tags"  # as sent: self.path drops a "/"
+            reply = httpd.tags if asked else b"{}"
+            self.send_response(200 if asked else 404)
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)
@@ -228,32 +229,70 @@ def test_generate_model_scores_gives_its_timeout_to_each_request(monkeypatch):
     assert [options["timeout"] for options in seen] == [120.0, 120.0, 7.5, 7.5]
 
 
-def test_a_trickling_reply_is_cut_off_at_the_deadline():
-    """Each read gets a byte well within the limit; the deadline ends the whole request."""
+def lines_every(pause, count, length=None):
+    """A handler class that sends `count` JSON lines of a streamed answer, `pause` s apart."""
     import time
 
-    class Trickle(http.server.BaseHTTPRequestHandler):
+    class Lines(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(200)
-            self.send_header("Content-Length", "100")
+            if length is not None:
+                self.send_header("Content-Length", str(length))
             self.end_headers()
             try:
-                for _ in range(20):
-                    self.wfile.write(b" ")
+                for i in range(count):
+                    self.wfile.write(chat_answer(str(i % 10)) + b"\n")
                     self.wfile.flush()
-                    time.sleep(0.1)
-            except OSError:
+                    time.sleep(pause)
+            except OSError:  # the client hung up
                 pass
 
         def log_message(self, *args):
             pass
 
-    with serving(Trickle) as httpd:
-        start = time.monotonic()
-        with pytest.raises(OllamaError, match=r"no complete answer within 0\.5 s"):
-            query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
-        assert time.monotonic() - start < 1.5  # the trickle itself lasts 2 s
+    return Lines
+
+
+def timed(url, timeout):
+    import time
+
+    start = time.monotonic()
+    try:
+        return query_model("?", url=url, timeout=timeout), time.monotonic() - start
+    except OllamaError as error:
+        return error, time.monotonic() - start
+
+
+@pytest.mark.parametrize("length", [None, 10_000])  # the end announced by closing, or a length
+def test_a_trickling_reply_is_cut_off_at_the_deadline(length):
+    """Each read gets a line well within the limit; the deadline ends the whole request."""
+    with serving(lines_every(0.1, 20, length)) as httpd:  # the trickle itself lasts 2 s
+        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
+    assert isinstance(error, OllamaError) and "no complete answer within 0.5 s" in str(error)
+    assert 0.5 <= seconds < 1.0  # the deadline, then at most the one read that crossed it
+
+
+def test_a_trickle_ends_by_the_deadline_plus_one_read():
+    """A line comes at 0.8 s, before the 1 s deadline, the next at 1.6 s: the read waiting for
+    it crosses the deadline, and the request ends when it returns, within twice the timeout."""
+    with serving(lines_every(0.8, 5)) as httpd:  # 4 s in all
+        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=1.0)
+    assert isinstance(error, OllamaError) and "no complete answer within 1.0 s" in str(error)
+    assert 1.4 <= seconds < 2.0
+
+
+def test_a_streamed_reply_complete_within_the_deadline_is_returned_whole():
+    with serving(lines_every(0.1, 5)) as httpd:
+        reply, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
+    assert reply == "01234" and seconds < 5
+
+
+def test_a_stall_is_cut_off_after_one_read_of_timeout_seconds():
+    with serving(lines_every(3.0, 2)) as httpd:  # one line, then nothing for 3 s
+        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
+    assert isinstance(error, OllamaError) and "no complete answer within 0.5 s" in str(error)
+    assert 0.5 <= seconds < 1.0
 
 
 def test_https_to_a_plain_http_server_is_a_tls_error_not_a_missing_server(ollama_server):
@@ -270,3 +309,10 @@ def test_a_json_reply_over_several_lines_is_read_as_one_object(ollama_server):
     reply = json.dumps({"message": {"role": "assistant", "content": "85"}}, indent=2).encode()
     ollama_server.reply = lambda body: (200, reply)
     assert query_model("?", url=ollama_server.url) == "85"
+
+
+@pytest.mark.parametrize("suffix", ["/api/chat", "/api/", "/api", "/", ""])
+def test_ollama_is_running_asks_api_tags_whatever_the_path(ollama_server, suffix):
+    base = ollama_server.url.removesuffix("/api/chat")
+    assert ollama_is_running(base + suffix)
+
