@@ -195,7 +195,11 @@ def _resume_problem(resume):
         optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-3, weight_decay=0.1)
         _train(trained, optimizer, _resume_batches(0))
         path = Path(folder) / "checkpoint.pth"
-        save_checkpoint(path, trained, optimizer, step=2)
+        # under the book's keys (section 5.4) and save_checkpoint's: a resume written either
+        # way reads it
+        save_checkpoint(path, trained, optimizer, step=2,
+                        model_state_dict=trained.state_dict(),
+                        optimizer_state_dict=optimizer.state_dict())
         saved = {name: p.detach().clone() for name, p in trained.named_parameters()}
         try:
             result = resume(path, dict(_RESUME_CFG))
@@ -245,18 +249,18 @@ def _resume_with_load_checkpoint(path, cfg):
     return model, optimizer
 
 
-def _resume_by_hand(path, cfg):
+def _resume_by_hand(path, cfg):  # as the book's exercise solution, with its keys
     state = torch.load(path, weights_only=True)
     model = GPTModel(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["model_state_dict"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)  # load_state_dict restores lr
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(state["optimizer_state_dict"])
     return model, optimizer
 
 
 def _resume_model_only(path, cfg):
     model = GPTModel(cfg)
-    model.load_state_dict(torch.load(path, weights_only=True)["model"])
+    model.load_state_dict(torch.load(path, weights_only=True)["model_state_dict"])
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
 
 
