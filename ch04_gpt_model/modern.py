@@ -278,9 +278,25 @@ def validate_modern_config(cfg: dict) -> dict:
     for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob",
                 "norm_unit_offset", "post_norms", "scale_embeddings"):
         check_flag(key, cfg[key])
+    if cfg["rope_freq"] is not None:
+        _check_rope_freq(cfg["rope_freq"])
     _check_sliding_window(cfg["sliding_window"], cfg["layer_types"], cfg["n_layers"])
     _check_gemma3_keys(cfg)
     return cfg
+
+
+def _check_rope_freq(rope_freq) -> None:
+    """Raise unless rope_freq is Llama 3's scaling (4.8.2) with numbers that keep every speed
+    finite: a factor 0, or low_freq_factor equal to high_freq_factor, divides by zero."""
+    check_keys("rope_freq", rope_freq, ("factor", "low_freq_factor", "high_freq_factor",
+                                        "original_context_length"))
+    check_number("rope_freq's factor", rope_freq["factor"], "a number >= 1", 1)
+    check_number("rope_freq's low_freq_factor", rope_freq["low_freq_factor"], "a number > 0", 0,
+                 low_open=True)
+    check_number("rope_freq's high_freq_factor", rope_freq["high_freq_factor"],
+                 "a number above low_freq_factor", rope_freq["low_freq_factor"], low_open=True)
+    check_count("rope_freq's original_context_length", rope_freq["original_context_length"], 1,
+                "a positive integer")
 
 
 def _check_sliding_window(window, layer_types, n_layers) -> None:

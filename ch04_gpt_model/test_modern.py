@@ -304,6 +304,19 @@ TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_
      "rope_local_base must be a number > 1 or None, got 1.0"),
     ({"rope_local_base": 10_000.0}, ValueError,
      "rope_local_base is 10000.0 but no layer is local"),
+    # Llama 3's RoPE scaling: transformers' key name, or numbers that make every logit nan
+    ({"rope_freq": {**{k: v for k, v in LLAMA3_FREQ.items() if k != "original_context_length"},
+                    "original_max_position_embeddings": 16}}, ValueError,
+     "unknown rope_freq key 'original_max_position_embeddings'"),
+    ({"rope_freq": {**LLAMA3_FREQ, "factor": 0.0}}, ValueError,
+     "rope_freq's factor must be a number >= 1, got 0.0"),
+    ({"rope_freq": {**LLAMA3_FREQ, "factor": "8.0"}}, TypeError,
+     "rope_freq's factor must be a number >= 1, got '8.0'"),
+    ({"rope_freq": {**LLAMA3_FREQ, "high_freq_factor": 1.0}}, ValueError,
+     "rope_freq's high_freq_factor must be a number above low_freq_factor, got 1.0"),
+    ({"rope_freq": {**LLAMA3_FREQ, "original_context_length": 16.0}}, TypeError,
+     "rope_freq's original_context_length must be a positive integer, got 16.0"),
+    ({"rope_freq": [32.0, 1.0, 4.0, 16]}, TypeError, "the rope_freq must be a dict, got list"),
 ])
 def test_bad_configurations_are_refused_by_name(change, error, message):
     with pytest.raises(error, match=message):
