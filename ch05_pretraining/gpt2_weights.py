@@ -52,24 +52,32 @@ def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True
 
 
 def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a GPT-2 safetensors file (or of a folder's model.safetensors).
+    """The tensors of a GPT-2 safetensors file, or of a folder's model.safetensors (or of the
+    shards its model.safetensors.index.json lists, as transformers saves a large model).
 
     Names are normalised to those of OpenAI's release: a `transformer.` prefix (transformers'
     GPT2LMHeadModel) is removed and the causal-mask buffers `h.N.attn.bias` are dropped.
     """
-    path = Path(path)
+    path, files = Path(path), [Path(path)]
     if path.is_dir():
-        path = path / "model.safetensors"
-    check(path.is_file(), f"no GPT-2 weights at {path}", FileNotFoundError)
-    try:
-        check_safetensors(path)
-    except ValueError as error:
-        raise ValueError(f"{path} is not a complete safetensors file: {error}") from None
+        index = path / "model.safetensors.index.json"
+        files = [path / "model.safetensors"]
+        if index.is_file() and not files[0].exists():
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = [path / name for name in sorted(set(weight_map.values()))]
     params = {}
-    for name, tensor in safetensors.torch.load_file(path).items():
-        name = name.removeprefix("transformer.")
-        if not _MASK_BUFFER.fullmatch(name):
-            params[name] = tensor
+    for file in files:
+        check(file.is_file(), f"no GPT-2 weights at {file}", FileNotFoundError)
+        try:
+            check_safetensors(file)
+        except ValueError as error:
+            raise ValueError(f"{file} is not a safetensors file, or is cut short ({error}); "
+                             "PyTorch's pytorch_model.bin is not read: use the model.safetensors "
+                             "published beside it") from None
+        for name, tensor in safetensors.torch.load_file(file).items():
+            name = name.removeprefix("transformer.")
+            if not _MASK_BUFFER.fullmatch(name):
+                params[name] = tensor
     return params
 
 

@@ -139,7 +139,7 @@ def test_truncated_and_missing_files_are_clear_errors(tmp_path):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-1000])
-    with pytest.raises(ValueError, match="not a complete safetensors file.*truncated"):
+    with pytest.raises(ValueError, match="is not a safetensors file, or is cut short.*truncated"):
         read_gpt2_weights(path)
     with pytest.raises(FileNotFoundError, match="no GPT-2 weights"):
         read_gpt2_weights(tmp_path / "nothing-here")
@@ -256,3 +256,23 @@ def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypa
     monkeypatch.undo()
     assert folder_files(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_a_folder_of_shards_is_read_whole(tmp_path):
+    hf = random_hf_model(vocab_size=300, n_positions=32, n_embd=64, n_layer=2, n_head=4)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")  # transformers' shards
+    assert not (tmp_path / "sharded" / "model.safetensors").exists()
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 1
+    hf.save_pretrained(tmp_path / "whole")
+    sharded, whole = (read_gpt2_weights(tmp_path / name) for name in ("sharded", "whole"))
+    assert sorted(sharded) == sorted(whole)
+    assert all(torch.equal(sharded[name], whole[name]) for name in whole)
+    load_gpt2(tmp_path / "sharded")  # configured by the config.json beside the shards
+
+
+def test_pytorchs_pickled_weights_are_named_not_taken_for_a_damaged_file(tmp_path):
+    path = tmp_path / "pytorch_model.bin"
+    torch.save({"wte.weight": torch.zeros(4, 2)}, path)
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file, or is "
+                                         r"cut short .*use the model\.safetensors"):
+        read_gpt2_weights(path)
