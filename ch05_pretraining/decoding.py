@@ -52,13 +52,15 @@ class TopK:
 class Temperature:
     """Divide the logits by the temperature (5.3.1), which must be above 0 (0 is greedy: no
     division). Shifted first so that the largest logit is 0: a tiny temperature or huge logits
-    then give -inf for the others, not inf - inf = nan."""
+    then give -inf for the others, not inf - inf = nan. A temperature the logits' dtype rounds
+    to 0 (1e-46 in float32) divides as by its smallest normal number: greedy, in effect."""
 
     def __init__(self, temperature: float):
         self.temperature = temperature
 
     def __call__(self, logits, tokens):
-        return (logits - logits.amax(dim=-1, keepdim=True)) / self.temperature
+        temperature = max(self.temperature, torch.finfo(logits.dtype).tiny)
+        return (logits - logits.amax(dim=-1, keepdim=True)) / temperature
 
 
 class TopP:

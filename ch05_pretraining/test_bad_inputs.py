@@ -29,7 +29,7 @@ from ch05_pretraining.pretraining import (
 from ch05_pretraining.training import cosine_schedule, train_model
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt as tiny_model
-from shared import calc_loss_batch
+from shared import calc_loss_batch, sha256_of
 
 
 def batches(n=2):
@@ -221,9 +221,13 @@ def test_a_top_p_too_small_for_float32_keeps_the_most_likely_token():
     assert out[0, 3:].tolist() == [1] * 3
 
 
-def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing():
-    # logits / 1e-40 overflow to inf in float32; softmax of inf is nan and multinomial fails
-    out = generate(fixed_logits([1.0, 3.0, 2.0]), PROMPT, 5, 8, temperature=1e-40)
+@pytest.mark.parametrize("temperature, dtype", [(1e-40, torch.float32), (1e-46, torch.float32),
+                                                (1e-9, torch.float16), (5e-324, torch.bfloat16)])
+def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing(temperature, dtype):
+    # logits / 1e-40 overflow to inf in float32; 1e-46 (or 1e-9 for float16 logits) rounds to 0
+    # in the logits' dtype, and 0 / 0 is nan: softmax of either fails multinomial
+    model = fixed_logits([1.0, 3.0, 2.0])
+    out = generate(lambda ids: model(ids).to(dtype), PROMPT, 5, 8, temperature=temperature)
     assert out[0, 3:].tolist() == [1] * 5
 
 
@@ -667,7 +671,7 @@ def test_a_damaged_token_cache_is_rebuilt(damage, texts, tmp_path):
     assert np.array_equal(pretrain.tokenize_folder(texts, token_file), good)
     recorded = json.loads(manifest.read_text())
     assert recorded["tokens"] == len(good)
-    assert recorded["sha256"] == pretrain.token_sha256(token_file)
+    assert recorded["sha256"] == sha256_of(token_file)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.bin", "tokens.json"]
 
 
