@@ -18,7 +18,15 @@ import tiktoken
 import torch
 
 from ch05_pretraining import pretrain
-from shared import generate, load_gpt2, text_to_token_ids, token_ids_to_text
+from shared import (
+    GPTModel,
+    generate,
+    load_gpt2,
+    save_gpt2_safetensors,
+    text_to_token_ids,
+    token_ids_to_text,
+)
+from shared.safe_files import RunStoppedError, StopSignals, claim_run_folder, release_run_folder
 
 
 SCRIPT = Path(pretrain.__file__)
@@ -161,15 +169,13 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     exported = load_gpt2(tmp_path / "hf")
     ids = torch.tensor([[464, 1110, 318, 257]])
     torch.testing.assert_close(exported.eval()(ids), model(ids))
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.md").write_text("mine")
-    with pytest.raises(FileExistsError, match=re.escape(
-            "holds notes.md, which save_gpt2_safetensors did not write: add --overwrite to "
-            "replace it (everything in it is deleted)")):  # nothing of a learner's is lost
-        pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine")])
-    pretrain.main(["--out", str(out), "--export", str(tmp_path / "mine"), "--overwrite"])
-    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["config.json",
-                                                                     "model.safetensors"]
+    torch.manual_seed(1)
+    save_gpt2_safetensors(GPTModel({**model.cfg, "n_layers": 1}), tmp_path / "other")
+    with pytest.raises(FileExistsError, match=r"holds another model, which "
+                                              r"save_gpt2_safetensors saved: .* add --overwrite"):
+        pretrain.main(["--out", str(out), "--export", str(tmp_path / "other")])
+    pretrain.main(["--out", str(out), "--export", str(tmp_path / "other"), "--overwrite"])
+    assert load_gpt2(tmp_path / "other").cfg["n_layers"] == model.cfg["n_layers"]
     for folder in (out, tmp_path, out / "hf"):  # it would replace the run, or block --overwrite
         with pytest.raises(pretrain.UsageError, match=re.escape(
                 f"--export {folder} is --out or holds it")):
@@ -179,6 +185,32 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     assert torch.load(out / "checkpoint.pt")["step"] == 9
     with pytest.raises(pretrain.UsageError, match="train nothing: leave out --lr, --resume"):
         pretrain.main(["--out", str(out), "--generate", "Hi", "--resume", "--lr", "1"])
+
+
+def test_export_with_overwrite_never_deletes_a_learners_own_files(texts, tmp_path):
+    """A new user's --export FOLDER --overwrite into their folder of texts deleted them: a
+    FOLDER holding files that save_gpt2_safetensors does not write is refused, naming one, with
+    or without --overwrite, and nothing in it changes."""
+    out = tmp_path / "run"
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(out)])
+    mine = tmp_path / "mytexts"
+    mine.mkdir()
+    for name in ("bread", "letters", "notes", "poems", "story"):
+        (mine / f"{name}.txt").write_text(f"my own {name}")
+    before = folder_state(mine)
+    for overwrite in (["--overwrite"], []):
+        with pytest.raises(FileExistsError, match=r"bread\.txt"):
+            pretrain.main(["--out", str(out), "--export", str(mine), *overwrite])
+        assert folder_state(mine) == before
+    with pytest.raises(FileExistsError, match=re.escape(
+            f"--export {mine} holds files that save_gpt2_safetensors does not write (bread.txt, "
+            "letters.txt, notes.txt, poems.txt, story.txt), which pretrain.py never deletes, "
+            "even with --overwrite: move them, or choose a new or empty FOLDER")):
+        pretrain.main(["--out", str(out), "--export", str(mine), "--overwrite"])
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(FileExistsError, match="a-file is a file, which pretrain.py never"):
+        pretrain.main(["--out", str(out), "--export", str(tmp_path / "a-file"), "--overwrite"])
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 def test_load_run_takes_the_runs_folder_or_its_checkpoint_and_refuses_others(texts, tmp_path):
@@ -705,8 +737,8 @@ def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_p
 
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_path):
     out = tmp_path / "run"
-    lock = pretrain.claim_run_folder(pretrain.parse_args(["--data", str(texts), "--out",
-                                                          str(out)]))  # as a run holds it
+    out.mkdir()
+    lock = claim_run_folder(out)  # as a run holds it
     try:
         before = folder_state(out)
         result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(texts), *TINY,
@@ -719,7 +751,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_
             "stop it, or choose another folder"]
         assert folder_state(out) == before
     finally:
-        pretrain.release_run_folder(lock)
+        release_run_folder(lock)
     assert (out / "run.lock").read_text() == ""  # a run that let go is no longer named
     pretrain.main(["--data", str(texts), *TINY, "--steps", "3", "--out", str(out)])  # free now
     assert (out / "run.lock").read_text() == ""
@@ -746,8 +778,8 @@ def lock_started(out: Path) -> str:
 @POSIX_SIGNALS
 def test_a_signal_before_training_stops_at_once_and_one_while_training_waits_for_the_step():
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with pretrain.StopSignals() as signals:
-        with pytest.raises(pretrain.RunStoppedError, match="stopped by SIGTERM before training"):
+    with StopSignals() as signals:
+        with pytest.raises(RunStoppedError, match="stopped by SIGTERM before training"):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler runs between bytecodes: it raises well before this ends
         assert signals.requested == signal.SIGTERM  # noted too, in case the raise is swallowed

@@ -1,14 +1,22 @@
-"""A model's folder written whole or not at all, and never over someone's work:
-`write_model_folder`, which chapter 5's savers (`save_gpt2_safetensors`, 5.5.1;
-`save_open_model`, 5.9) call in one line.
+"""Files and runs protected: what the course writes never destroys someone's work.
 
-What it guarantees:
+A model's folder, written whole or not at all: `write_model_folder`, which chapter 5's savers
+(`save_gpt2_safetensors`, 5.5.1; `save_open_model`, 5.9) call in one line.
 - a reader of the folder finds the old save or the new one, never a mix; an exception (a full
   disk, Ctrl-C) leaves the old content and no temporary folder;
 - an existing folder is replaced only when it holds an earlier save of the same writer for a
   model of the same architecture, or is empty, unless `replace=True`;
 - even `replace=True` never replaces the home folder, the current folder or one holding it, nor
   a sub-folder the writer does not write (a project's `.git`).
+
+A training run's folder, for ch05_pretraining/pretrain.py, which says which files a run writes:
+- `not_ours`: the files in a folder that a program did not write (a folder it may replace must
+  hold none);
+- `claim_run_folder` / `release_run_folder`: one run at a time in a folder (a kernel lock that
+  a killed run does not leave behind), `RunFolderBusyError` naming the run that holds it;
+- `not_there_yet` / `remove_made`: a run refused before it trained leaves the folder as it was;
+  `remove_files`: an old run's files go, nothing else;
+- `StopSignals` / `RunStoppedError`: SIGTERM and Ctrl-C stop a run at the end of a step.
 """
 
 import glob
@@ -16,6 +24,11 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
+import sys
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -145,3 +158,144 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
             return (f.metadata() or {}).get(SAVED_BY) == writer
     except Exception:  # unreadable: not what the writer leaves
         return False
+
+
+# A training run's folder ---------------------------------------------------------------------
+
+def not_ours(folder: Path, names: str) -> str:
+    """The entries of `folder` that are not files named as the regular expression `names` says
+    (matched against the whole name), for a message: at most five, sorted, a folder's name
+    ending in "/", then how many more; "" when there are none. A folder is never ours, whatever
+    its name: what removes our files removes files only."""
+    others = sorted(path.name + "/" * path.is_dir() for path in folder.iterdir()
+                    if not re.fullmatch(names, path.name)
+                    or (path.is_dir() and not path.is_symlink()))
+    return ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+
+
+def remove_files(folder: Path, names: str, keep: tuple[str, ...] = ()) -> None:
+    """Delete the files (never a folder) in `folder` whose whole names `names` matches, except
+    those named in `keep`."""
+    for path in folder.iterdir():
+        if (re.fullmatch(names, path.name) and path.name not in keep
+                and (path.is_symlink() or not path.is_dir())):
+            path.unlink(missing_ok=True)
+
+
+def not_there_yet(folder: Path, files: tuple[str, ...]) -> list[Path]:
+    """What writing `files` into `folder` would create that is not there now: those files, then
+    the missing folders (`folder` and its missing parents, innermost first); for remove_made."""
+    return ([folder / name for name in files if not (folder / name).exists()]
+            + [path for path in (folder, *folder.parents) if not path.exists()])
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove what not_there_yet listed: its files, then its folders, each only if empty now (a
+    folder something else wrote into meanwhile stays). Errors are ignored: it cleans up after
+    another error, which is the one to report."""
+    for path in made:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+class RunFolderBusyError(ValueError):
+    """Another run holds the folder (claim_run_folder)."""
+
+
+def claim_run_folder(folder: Path, check: Callable[[], None] = lambda: None):
+    """Lock `folder`/run.lock for as long as the returned file stays open; `folder` must exist.
+
+    `check()` raises if the folder may not take a run (its files); it runs under the lock, and
+    also before run.lock is made in a folder that has none, so that a refused folder is left as
+    it was. Another run's hold raises RunFolderBusyError naming it (process, machine, start).
+    The lock is the kernel's (flock): it goes with the process, so a crashed or killed run
+    leaves none behind. Without flock (Windows, some network disks) nothing is locked, and a
+    line on stderr says so. release_run_folder empties the holder's line.
+    """
+    if not (folder / "run.lock").exists():
+        check()
+    lock = (folder / "run.lock").open("a+")
+    try:
+        try:
+            import fcntl  # the kernel's file locks: Windows has none (an ImportError)
+
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RunFolderBusyError(f"--out {folder} is in use by {holder}: wait for that run "
+                                     "to end, stop it, or choose another folder") from None
+        except (ImportError, OSError):
+            print(f"no file lock on this system or disk: nothing stops a second run into "
+                  f"{folder}", file=sys.stderr)
+        check()
+    except BaseException:
+        lock.close()
+        raise
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()} on {socket.gethostname()} (started "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    lock.flush()
+    return lock
+
+
+def release_run_folder(lock) -> None:
+    """Let go of the folder claim_run_folder locked; its run.lock no longer names this run."""
+    lock.truncate(0)
+    lock.close()
+
+
+class RunStoppedError(BaseException):
+    """Training stopped early on a signal; `step` is the last step done (None: before any).
+
+    A BaseException, as KeyboardInterrupt is, so that no library's `except Exception` can
+    swallow it on its way out."""
+
+    def __init__(self, signum: int, step: int | None, checkpoint: Path | None = None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        where = ("before training began" if step is None else
+                 f"after step {step}, checkpointed in {checkpoint}: continue with --resume")
+        super().__init__(f"stopped by {signal.Signals(signum).name} {where}")
+
+
+class StopSignals:
+    """SIGTERM and Ctrl-C (SIGINT) as a request to stop, while the `with` block runs.
+
+    Until `deferring` is set nothing is worth saving, so a signal stops at once
+    (RunStoppedError). Once it is (the training loop sets it), a signal only sets `requested`
+    (its number): the loop checkpoints at the end of the step and stops. A second Ctrl-C stops
+    at once. Handlers can only be set in the main thread; elsewhere the signals keep their
+    usual effect. The handlers in place before are put back on leaving the block.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested, self.deferring, self.previous = None, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame):
+        again = self.requested is not None
+        self.requested = signum  # set first: if the raise below were swallowed, the loop stops
+        if not self.deferring:
+            raise RunStoppedError(signum, None)
+        if again and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        # os.write, not print: the handler may interrupt a print to stderr (a progress bar)
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping at the end of this step, with "
+                    "a checkpoint (Ctrl-C again to stop at once)\n".encode())

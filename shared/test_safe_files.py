@@ -1,13 +1,26 @@
-"""write_model_folder (shared/safe_files.py): a model's folder written whole or not at all, and
-never over someone's work. The savers that call it are tested with their formats in chapter 5."""
+"""shared/safe_files.py: write_model_folder (a model's folder written whole or not at all, and
+never over someone's work; the savers that call it are tested with their formats in chapter 5),
+and a training run's folder (pretrain.py's runs are tested in ch05_pretraining/test_pretrain.py)."""
 
 import json
+import os
+import sys
 
 import pytest
 import safetensors.torch
 import torch
 
-from shared.safe_files import SAVED_BY, write_model_folder
+from shared.safe_files import (
+    SAVED_BY,
+    RunFolderBusyError,
+    claim_run_folder,
+    not_ours,
+    not_there_yet,
+    release_run_folder,
+    remove_files,
+    remove_made,
+    write_model_folder,
+)
 
 
 NAMES = r"config\.json|model\.safetensors"
@@ -115,3 +128,63 @@ def test_what_a_killed_save_left_is_named(tmp_path):
     (tmp_path / ".model.89abcdef.tmp").mkdir()  # killed while writing
     with pytest.warns(UserWarning, match=r"\.model\.89abcdef\.tmp is left by a save"):
         save(folder)
+
+
+# A training run's folder: not_ours, remove_files, not_there_yet and remove_made, claim_run_folder
+
+RUNS_FILE = r"(checkpoint\.pt|log\.jsonl)(\.tmp)?"
+
+
+def test_not_ours_names_every_other_entry_and_any_folder(tmp_path):
+    assert not_ours(tmp_path, RUNS_FILE) == ""
+    (tmp_path / "checkpoint.pt").write_text("")
+    (tmp_path / "log.jsonl.tmp").write_text("")
+    assert not_ours(tmp_path, RUNS_FILE) == ""
+    (tmp_path / "log.jsonl").mkdir()  # a folder is never a run's file, whatever its name
+    for name in "abcdef":
+        (tmp_path / f"{name}.txt").write_text("mine")
+    assert not_ours(tmp_path, RUNS_FILE) == "a.txt, b.txt, c.txt, d.txt, e.txt and 2 more"
+
+
+def test_remove_files_deletes_only_matching_files_and_keeps_what_it_is_told(tmp_path):
+    for name in ("checkpoint.pt", "log.jsonl", "notes.txt"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "checkpoint.pt.tmp").mkdir()
+    remove_files(tmp_path, RUNS_FILE, keep=("log.jsonl",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt.tmp", "log.jsonl",
+                                                          "notes.txt"]
+
+
+def test_remove_made_removes_what_was_not_there_and_nothing_else(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "keep.txt").write_text("mine")
+    out = tmp_path / "runs" / "a" / "b"
+    made = not_there_yet(out, ("tokens.bin", "run.lock"))
+    out.mkdir(parents=True)
+    (out / "tokens.bin").write_text("")
+    remove_made(made)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["keep.txt"]
+    out.mkdir(parents=True)
+    (out / "late.txt").write_text("written meanwhile")  # a folder not empty now stays
+    remove_made(not_there_yet(out, ("tokens.bin",)))
+    assert (out / "late.txt").read_text() == "written meanwhile"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_claimed_run_folder_refuses_a_second_claim_naming_the_first(tmp_path):
+    lock = claim_run_folder(tmp_path)
+    try:
+        with pytest.raises(RunFolderBusyError, match=rf"is in use by process {os.getpid()} on "):
+            claim_run_folder(tmp_path)
+    finally:
+        release_run_folder(lock)
+    assert (tmp_path / "run.lock").read_text() == ""
+    release_run_folder(claim_run_folder(tmp_path))  # free again
+
+
+def test_a_folder_the_check_refuses_gets_no_run_lock(tmp_path):
+    def refuse():
+        raise ValueError("not a run's folder")
+    with pytest.raises(ValueError, match="not a run's folder"):
+        claim_run_folder(tmp_path, check=refuse)
+    assert list(tmp_path.iterdir()) == []
