@@ -739,7 +739,9 @@ def main(argv: list[str] | None = None) -> None:
                 model, optimizer = build(args, process)
                 start_step = 0 if not args.resume else resume(
                     args.out / "checkpoint.pt", model, optimizer, process, steps=args.steps,
-                    expect={"data_sha256": data_checksum(args)})  # the flags: parse_args's
+                    expect={"seed": args.seed, "data_sha256": data_checksum(args),
+                            "val_fraction": args.val_fraction,
+                            "training": training_settings(args, process.world_size)})
                 if start_step > (last := args.steps - 1 if args.stop_after is None
                                  else args.stop_after):
                     raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
