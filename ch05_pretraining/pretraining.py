@@ -3,7 +3,7 @@
 # marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% pretraining.ipynb cell 67, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 68, The exported helpers and loop the exercises use (beyond the book)
 
 """Chapter 5: pretraining a GPT on unlabelled text: the loss, the loop, the text helpers."""
 
@@ -29,7 +29,7 @@ Device = str | torch.device
 LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 
-# %% pretraining.ipynb cell 68, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 69, The exported helpers and loop the exercises use (beyond the book)
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
@@ -62,7 +62,7 @@ def calc_loss_loader(data_loader: Loader, model: nn.Module, device: Device,
     return total / num_batches
 
 
-# %% pretraining.ipynb cell 69, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 70, The exported helpers and loop the exercises use (beyond the book)
 
 def evaluate_model(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
@@ -95,7 +95,7 @@ def generate_and_print_sample(model: nn.Module, tokenizer: tiktoken.Encoding, de
     model.train(was_training)
 
 
-# %% pretraining.ipynb cell 70, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 71, The exported helpers and loop the exercises use (beyond the book)
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
@@ -146,7 +146,7 @@ def train_model_simple(
     return train_losses, val_losses, track_seen
 
 
-# %% pretraining.ipynb cell 71, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 72, The exported helpers and loop the exercises use (beyond the book)
 
 def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_values: Sequence[float],
                 val_values: Sequence[float], label: str = "loss",
@@ -180,7 +180,7 @@ def plot_losses(epochs_seen: Sequence[float], tokens_seen: Sequence[float],
     plt.show()
 
 
-# %% pretraining.ipynb cell 72, The exported helpers and loop the exercises use (beyond the book)
+# %% pretraining.ipynb cell 73, The exported helpers and loop the exercises use (beyond the book)
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a (1, tokens) tensor: a batch of one."""
