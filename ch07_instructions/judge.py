@@ -158,13 +158,13 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 24, When a scoring run fails partway
+# %% beyond_2_judge.ipynb cell 27, When a scoring run fails partway
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
     holding "models", within `timeout` seconds (as query_model's); a redirect or any other
-    reply is no. /api/tags replaces the url's path from "/api" on, or follows the host:
-    http://host:11434/api/chat and http://host:11434/ both ask http://host:11434/api/tags."""
+    reply is no. /api/tags replaces the url's path from "/api" on (http://host:11434/api/chat
+    asks http://host:11434/api/tags); a url without "/api" gets it appended."""
     _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
