@@ -10,6 +10,7 @@ published Hugging Face format (config.json, safetensors, one file or shards with
 loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved back in that
 format."""
 
+import base64
 import json
 import re
 import shutil
@@ -18,7 +19,6 @@ from pathlib import Path
 import safetensors
 import safetensors.torch
 import tiktoken
-import tiktoken.load
 import tokenizers
 import torch
 from torch import nn
@@ -204,34 +204,61 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+# config.json's keys for the configuration keys it spells otherwise (the first one it sets)
+_HF_KEYS = {"context_length": "max_position_embeddings", "emb_dim": "hidden_size",
+            "n_heads": "num_attention_heads", "n_layers": "num_hidden_layers",
+            "n_kv_groups": "num_key_value_heads", "hidden_dim": "intermediate_size",
+            "moe_hidden_dim": "moe_intermediate_size", "norm_eps": "rms_norm_eps",
+            "rope_base": "rope_theta rope_parameters", "rope_freq": "rope_scaling rope_parameters",
+            "rope_local_base": "rope_local_base_freq rope_parameters",
+            "tie_weights": "tie_word_embeddings"}
+
+
+def _with_file_keys(message: str, hf: dict) -> str:
+    """A message about config.json `hf` in the configuration's keys, with the file's beside."""
+    named = [f"{ours} is config.json's " + next(
+                 (key for key in keys.split() if hf.get(key) is not None), keys.split()[0])
+             for ours, keys in _HF_KEYS.items() if re.search(rf"\b{ours}\b", message)]
+    return f"{message} ({', '.join(named)})" if named else message
+
+
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
-    mode; dtype None keeps the stored one (bfloat16 for the published models). All names and
-    shapes are checked before any tensor is read."""
+    mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
+    the same for every tensor. All names, shapes and dtypes are checked before any tensor is
+    read."""
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,
           f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
     check((folder / "config.json").is_file(), f"no config.json in {folder}: expected a Hugging "
           "Face model folder (download_open_model makes one)", FileNotFoundError)
-    cfg = config_from_hf(read_config_json(folder / "config.json", OPEN_MODEL_TYPES))
-    with torch.device("meta"):  # shapes only: the parameters will be the tensors read
-        model = ModernGPTModel(cfg)
+    hf = read_config_json(folder / "config.json", OPEN_MODEL_TYPES)
+    cfg = config_from_hf(hf)
+    try:
+        with torch.device("meta"):  # shapes only: the parameters will be the tensors read
+            model = ModernGPTModel(cfg)
+    except (TypeError, ValueError) as error:  # its message names the configuration's keys
+        raise type(error)(f"{folder / 'config.json'}: {_with_file_keys(str(error), hf)}") from None
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
     missing, unknown = sorted(set(layout) - set(files)), sorted(set(files) - set(layout))
     check(not missing and not unknown, f"the tensors in {folder} are not those its config.json "
           f"describes: missing {missing[:3] or 'none'}, unexpected {unknown[:3] or 'none'}")
-    expected, by_file = model.state_dict(), {}
+    expected, by_file, stored = model.state_dict(), {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
-    for path, names in by_file.items():  # every shape first, from the files' headers
+    for path, names in by_file.items():  # every shape and dtype first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
             for name in names:
-                shape, wanted = tuple(f.get_slice(name).get_shape()), tuple(
-                    expected[layout[name]].shape)
+                header = f.get_slice(name)
+                shape, wanted = tuple(header.get_shape()), tuple(expected[layout[name]].shape)
                 check(shape == wanted, f"{name} in {path.name} has shape {shape}; config.json "
                       f"implies {wanted}")
+                stored.setdefault(header.get_dtype(), path.name)
+    check(dtype is not None or len(stored) == 1, lambda: f"the weights in {folder} are of several "
+          f"dtypes ({', '.join(f'{kind} in {file}' for kind, file in stored.items())}): a "
+          "conversion stopped halfway? convert it again whole, or pass dtype= to cast all to one")
     state = {}
     for path, names in by_file.items():
         with safetensors.safe_open(path, framework="pt") as f:  # memory-mapped
@@ -271,12 +298,24 @@ LLAMA3_SPECIAL_TOKENS = (  # ids 128000 onwards; the rest of the 256 are reserve
     "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>")
 
 
+_TIKTOKEN_LINE = re.compile(rb"([A-Za-z0-9+/]+={0,2}) (\d+)")  # a token's bytes in base64, its rank
+
+
 def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
     """Llama 3's tokenizer from its tiktoken-format file (original/tokenizer.model): the ranks,
     Meta's split pattern, and 256 special tokens numbered after the ranks."""
     path = Path(path)
     check(path.is_file(), f"no tokenizer file at {path}", FileNotFoundError)
-    ranks = tiktoken.load.load_tiktoken_bpe(str(path))
+    # read here: tiktoken.load.load_tiktoken_bpe keeps a copy of each file it reads in
+    # TIKTOKEN_CACHE_DIR under the file's path, and reads that copy after the file is replaced
+    lines = path.read_bytes().splitlines() or [b""]
+    matches = [_TIKTOKEN_LINE.fullmatch(line) for line in lines]
+    bad = next((rank for rank, match in enumerate(matches)
+                if not match or int(match[2]) != rank), None)
+    check(bad is None, lambda: f"{path} is not in tiktoken's format ('<base64 bytes> <rank>' per "
+          f"line, ranks from 0; line {bad + 1} is {lines[bad][:40]!r}): cut short? download it "
+          "again. Llama 3's is original/tokenizer.model (a tokenizer.json: HFTokenizer)")
+    ranks = {base64.b64decode(match[1]): rank for rank, match in enumerate(matches)}
     reserved = range(2, 2 + 256 - len(LLAMA3_SPECIAL_TOKENS))  # 256 special tokens in all
     names = [*LLAMA3_SPECIAL_TOKENS, *(f"<|reserved_special_token_{i}|>" for i in reserved)]
     return tiktoken.Encoding(path.stem, pat_str=LLAMA3_SPLIT_PATTERN, mergeable_ranks=ranks,
@@ -292,7 +331,12 @@ class HFTokenizer:
         path = Path(path)
         path = path / "tokenizer.json" if path.is_dir() else path
         check(path.is_file(), f"no tokenizer.json at {path}", FileNotFoundError)
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as error:  # the library's bare Exception, naming no file
+            raise ValueError(f"{path} is not a `tokenizers` file ({error}): an error page or a "
+                             "cut-short download in its place? download it again (Llama 3's "
+                             "original/tokenizer.model: load_llama3_tokenizer)") from None
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -307,12 +351,17 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
     `style` ("llama3", "qwen3" or "gemma3"), then the opening of the assistant's turn.
     thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly (the
-    others have none)."""
+    others have none). Each role is "system", "user" or "assistant" (Gemma 3 has a system
+    message only first), and there is at least one message."""
     check_choice("style", style, ("llama3", "qwen3", "gemma3"))
     check_entries(messages, ("role", "content"))
+    check(messages, "messages is empty: the prompt would ask the model to answer nothing")
+    roles = ("system", "user", "assistant")  # Gemma 3's system message can only be the first
+    for i, message in enumerate(messages):
+        check_choice(f"messages[{i}]['role']", message["role"], roles[style == "gemma3" and i > 0:])
     if style == "gemma3":  # no system turn: a system message opens the first user turn
         prefix, turns = "", messages
-        if messages and messages[0]["role"] == "system":
+        if messages[0]["role"] == "system":
             prefix, turns = messages[0]["content"] + "\n\n", messages[1:]
         body = "".join(f"<start_of_turn>{'model' if m['role'] == 'assistant' else m['role']}\n"
                        f"{prefix if i == 0 else ''}{m['content'].strip()}<end_of_turn>\n"
@@ -663,7 +712,8 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     theirs = validate_modern_config(config_from_hf(hf))  # with the defaults filled in
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in
               theirs.items() if key not in ("drop_rate", "sdpa") and value != model.cfg[key]]
-    check(not differ, lambda: f"source {source} describes another model: {'; '.join(differ[:3])}")
+    check(not differ, lambda: _with_file_keys(f"source {source} describes another model: "
+                                              f"{'; '.join(differ[:3])}", hf))
     written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",
                "num_local_experts", "transformers_version"}  # spelt by config_to_hf, or stale
     return {key: value for key, value in hf.items() if key not in written}

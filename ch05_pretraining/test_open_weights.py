@@ -110,6 +110,20 @@ def test_a_tied_checkpoint_with_a_stored_head_loads_and_a_bad_dtype_is_refused(t
         load_open_model(tmp_path, dtype="bfloat16")
 
 
+def test_weights_of_several_dtypes_are_refused_naming_the_file_unless_a_dtype_is_given(tmp_path):
+    """A float32 folder with one shard re-saved in float16 (a conversion stopped halfway)."""
+    reference = saved("qwen3", tmp_path)
+    last = sorted(tmp_path.glob("model-*.safetensors"))[-1]
+    halved = {name: t.half() for name, t in safetensors.torch.load_file(last).items()}
+    safetensors.torch.save_file(halved, last, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"of several dtypes \(.*F16 in {last.name}\).*dtype="):
+        load_open_model(tmp_path)
+    model = load_open_model(tmp_path, dtype=torch.float32)  # cast on purpose: it computes
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() < 0.01
+
+
 def rewrite_config(folder, **changes):
     config = json.loads((folder / "config.json").read_text())
     config.update(changes)
@@ -150,6 +164,28 @@ def test_a_damaged_config_json_is_named(tmp_path, text, message):
     saved("qwen3", tmp_path, shard="1GB")
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match=message):
+        load_open_model(tmp_path)
+
+
+@pytest.mark.parametrize("name, changes, error, message", [
+    ("gemma3", {"num_hidden_layers": 5}, ValueError,
+     r"config.json: layer_types has 6 entries; n_layers is 5.*n_layers is config.json's "
+     r"num_hidden_layers"),
+    ("qwen3", {"hidden_size": "64"}, TypeError,
+     r"emb_dim must be a positive integer, got '64'.*emb_dim is config.json's hidden_size"),
+    ("qwen3", {"num_key_value_heads": 3}, ValueError,
+     r"n_heads \(8\) must be divisible by n_kv_groups \(3\).*n_heads is config.json's "
+     r"num_attention_heads, n_kv_groups is config.json's num_key_value_heads"),
+    ("llama3", {"rope_parameters": None, "rope_theta": 500_000.0, "rope_scaling": {
+        "rope_type": "llama3", "factor": "32.0", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16}}, TypeError,
+     r"rope_freq's factor must be a number >= 1, got '32.0'.*rope_freq is config.json's "
+     r"rope_scaling"),
+])
+def test_config_json_messages_name_the_files_keys(tmp_path, name, changes, error, message):
+    saved(name, tmp_path, shard="1GB")
+    rewrite_config(tmp_path, **changes)
+    with pytest.raises(error, match=message):
         load_open_model(tmp_path)
 
 
@@ -449,10 +485,50 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
     (lambda: load_llama3_tokenizer("nowhere/tokenizer.model"), FileNotFoundError,
      "no tokenizer file at"),
     (lambda: HFTokenizer("nowhere"), FileNotFoundError, "no tokenizer.json at"),
+    (lambda: chat_prompt([{"role": "human", "content": "Hi"}], "llama3"), ValueError,
+     r"unknown messages\[0\]\['role'\] 'human'; choose one of \['system', 'user', 'assistant'\]"),
+    (lambda: chat_prompt([], "qwen3"), ValueError, "messages is empty"),
+    (lambda: chat_prompt([{"role": "user", "content": "Hi"},
+                          {"role": "system", "content": "Be brief."}], "gemma3"),
+     ValueError, r"unknown messages\[1\]\['role'\] 'system'; choose one of \['user', "),
 ])
 def test_tokenizer_bad_inputs_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_tokenizer_file_that_is_an_error_page_is_named_with_its_cause(tmp_path):
+    """An HTML page saved as tokenizer.json (a blocked download), given to either reader."""
+    (tmp_path / "tokenizer.json").write_text("<!DOCTYPE html><html><body>403 Forbidden</body>"
+                                             "</html>\n")
+    with pytest.raises(ValueError, match=r"tokenizer.json is not a `tokenizers` file \(expected "
+                                         r"value at line 1.*download it again"):
+        HFTokenizer(tmp_path)
+
+
+def test_a_tokenizer_json_given_to_load_llama3_tokenizer_names_the_file_it_reads(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{\n  "version": "1.0",\n  "model": {}\n}\n')
+    with pytest.raises(ValueError, match=r"tokenizer.json is not in tiktoken's format.*line 1 "
+                                         r"is b'\{'.*Llama 3's is original/tokenizer.model \(a "
+                                         r"tokenizer.json: HFTokenizer\)"):
+        load_llama3_tokenizer(tmp_path / "tokenizer.json")
+
+
+def test_a_cut_tokenizer_model_downloaded_again_loads_whole(llama3_tokenizer_file, tmp_path,
+                                                            monkeypatch):
+    """A failed load leaves nothing behind: tiktoken's own reader kept a copy of each file in
+    TIKTOKEN_CACHE_DIR under its path, and read that copy after the file was replaced."""
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    whole = llama3_tokenizer_file.read_bytes()
+    path = tmp_path / "original" / "tokenizer.model"
+    path.parent.mkdir()
+    path.write_bytes(whole[:whole.index(b"\n", len(whole) // 2) + 4])  # cut in a token
+    with pytest.raises(ValueError, match=r"tokenizer.model is not in tiktoken's format.*line "
+                                         r"\d+ is b'.*download it again"):
+        load_llama3_tokenizer(path)
+    path.write_bytes(whole)  # downloaded again
+    assert load_llama3_tokenizer(path).n_vocab == 128_256
+    assert not (tmp_path / "cache").exists()
 
 
 # Saving (save_open_model): what the course writes, transformers reads into the same logits.
