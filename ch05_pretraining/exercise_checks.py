@@ -366,7 +366,8 @@ VOCAB_SIZE = 50257
 UNIGRAM_ADD = 0.01  # added to every count by exercise 5.7's unigram model
 
 
-def _bigram_loss(train_data, val_loader, unigram_add=UNIGRAM_ADD, use_bigram=True, log=math.log):
+def _bigram_loss(train_data, val_loader, unigram_add=UNIGRAM_ADD, use_bigram=True, log=math.log,
+                 halve_unseen=False):
     ids = _gpt2().encode(train_data)
     counts, pairs = collections.Counter(ids), collections.Counter(zip(ids[:-1], ids[1:]))
     followed = collections.Counter(ids[:-1])  # how often each token has a successor
@@ -375,7 +376,10 @@ def _bigram_loss(train_data, val_loader, unigram_add=UNIGRAM_ADD, use_bigram=Tru
         for a, b in zip(inputs.flatten().tolist(), targets.flatten().tolist()):
             p = (counts[b] + unigram_add) / (len(ids) + unigram_add * VOCAB_SIZE)
             if use_bigram:
-                p = 0.5 * (pairs[a, b] / followed[a] if followed[a] else 0.0) + 0.5 * p
+                if followed[a]:  # else the pairs say nothing: the unigram alone
+                    p = 0.5 * pairs[a, b] / followed[a] + 0.5 * p
+                elif halve_unseen:  # the mistake: probabilities that sum to 1/2
+                    p = 0.5 * p
             total -= log(p)
             n += 1
     return total / n
@@ -392,8 +396,8 @@ def _bigram_example():
     "Count pairs over the training tokens (collections.Counter(zip(ids[:-1], ids[1:]))); "
     "p(b | a) mixes half the pair's share of what follows a with half the unigram probability "
     "of b from the exercise's unigram formula.",
-    "Where a never has a successor in the training text, the pair's half is 0 and only the "
-    "unigram half remains. Average -math.log(p) over every (input, target) position of "
+    "Where a never has a successor in the training text, the pairs say nothing and p(b | a) "
+    "is the unigram probability alone. Average -math.log(p) over every (input, target) position of "
     "val_loader: x.flatten() and y.flatten() of each batch.",
 ], mistakes=[
     (lambda expected, **given: _bigram_loss(**given, use_bigram=False),
@@ -404,6 +408,9 @@ def _bigram_example():
     (lambda expected, **given: _bigram_loss(**given, log=math.log2),
      "These are bits (logarithm base 2); losses are in nats (natural logarithm), as "
      "cross_entropy computes them."),
+    (lambda expected, **given: _bigram_loss(**given, halve_unseen=True),
+     "Where a never has a successor in the training text, use the unigram probability whole, "
+     "not half of it: the probabilities of all b must sum to 1."),
 ], examples=_bigram_example)
 def bigram_baseline(train_data, val_loader):
     return _bigram_loss(train_data, val_loader)
