@@ -91,8 +91,9 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
 
     `timeout` (seconds) is the deadline for the whole request, from the call to the reply's
     last byte, and the longest wait of each read: a read of the reply that starts before the
-    deadline may end after it. For an http:// url whose host has one address and whose headers
-    come in one read, the call ends within twice `timeout`, the name lookup aside.
+    deadline may end after it. For an http:// url whose host has one address, whose headers
+    come in one read and whose body is not sent in chunks with trickling size lines, the call
+    ends within twice `timeout`, the name lookup aside.
     """
     _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
