@@ -32,12 +32,14 @@ class OllamaError(RuntimeError):
 
 
 def _check_url(url) -> None:
-    """The one check of a url: http:// or https://, a host, and a port from 1 to 65535 if any."""
-    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    """The one check of a url: http:// or https://, a host a name lookup can take, a port from 1
+    to 65535 if any, and no space or control character (which no request line may hold)."""
     try:
-        good = (parts is not None and parts.scheme in ("http", "https")
-                and bool(parts.hostname) and parts.port != 0)
-    except ValueError:  # .port raises for a port that is not a number up to 65535
+        parts = urllib.parse.urlsplit(url)
+        good = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                and parts.port != 0 and url.isprintable() and " " not in url)
+        parts.hostname.encode("idna")  # UnicodeError (a ValueError) for an empty label, say
+    except (ValueError, AttributeError, TypeError):  # a bad port or bracket; not a str
         good = False
     check(good, f"url must look like http://host:port/api/chat (or https://), with a port from "
                 f"1 to 65535; got {url!r}", ValueError if isinstance(url, str) else TypeError)
@@ -89,9 +91,9 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
-    `timeout` (seconds) is the deadline for the whole request, from the call to the reply's
-    last byte, and the longest wait of each read: a read of the reply that starts before the
-    deadline may end after it. For an http:// url whose host has one address, whose headers
+    `timeout` (seconds): each read waits at most this long, and no read of the reply's body
+    starts later than this long after the call, so a reply that trickles is cut off (a read
+    started before that may end after it). For an http:// url whose host has one address, whose headers
     come in one read and whose body is not sent in chunks with trickling size lines, the call
     ends within twice `timeout`, the name lookup aside.
     """

@@ -342,7 +342,13 @@ def test_bad_replies_are_ollama_errors_that_name_the_problem(server, behave, mes
     ({"url": "http://localhost:99999/api/chat"}, ValueError, "url must .* from 1 to 65535"),
     ({"url": "http://localhost:0/api/chat"}, ValueError, "url must .* from 1 to 65535"),
     ({"url": "http:///api/chat"}, ValueError, "url must look like http://host:port"),
+    ({"url": "http://127.0.0.1:9/api chat"}, ValueError,
+     "url must .* got 'http://127.0.0.1:9/api chat'"),
+    ({"url": "http://localhost:11434/api/chat\n"}, ValueError, "url must look like"),
+    ({"url": "http://exämple..com/api/chat"}, ValueError, "url must look like"),
+    ({"url": "http://[::1/api/chat"}, ValueError, "url must look like"),
     ({"url": None}, TypeError, "url must look like .* got None"),
+    ({"url": b"http://localhost:11434/api/chat"}, TypeError, "url must look like"),
 ])
 def test_query_model_bad_arguments(options, error, message):
     with pytest.raises(error, match=message):
