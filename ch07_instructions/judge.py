@@ -93,9 +93,9 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
 
     `timeout` (seconds): each read waits at most this long, and no read of the reply's body
     starts later than this long after the call, so a reply that trickles is cut off (a read
-    started before that may end after it). For an http:// url whose host has one address, whose headers
-    come in one read and whose body is not sent in chunks with trickling size lines, the call
-    ends within twice `timeout`, the name lookup aside.
+    started before that may end after it). For an http:// url whose host has one address,
+    whose headers come in one read and whose body is not sent in chunks with trickling size
+    lines, the call ends within twice `timeout`, the name lookup aside.
     """
     _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)

@@ -16,6 +16,7 @@ from ch07_instructions.judge import (
     ollama_is_running,
     query_model,
 )
+from ch07_instructions.test_bad_inputs import timed_query  # a query, and how long it took
 
 
 @contextlib.contextmanager
@@ -254,21 +255,11 @@ def lines_every(pause, count, length=None):
     return Lines
 
 
-def timed(url, timeout):
-    import time
-
-    start = time.monotonic()
-    try:
-        return query_model("?", url=url, timeout=timeout), time.monotonic() - start
-    except OllamaError as error:
-        return error, time.monotonic() - start
-
-
 @pytest.mark.parametrize("length", [None, 10_000])  # the end announced by closing, or a length
 def test_a_trickling_reply_is_cut_off_at_the_deadline(length):
     """Each read gets a line well within the limit; the deadline ends the whole request."""
     with serving(lines_every(0.1, 20, length)) as httpd:  # the trickle itself lasts 2 s
-        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
+        error, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
     assert isinstance(error, OllamaError) and "no complete answer within 0.5 s" in str(error)
     assert 0.5 <= seconds < 1.0  # the deadline, then at most the one read that crossed it
 
@@ -277,20 +268,20 @@ def test_a_trickle_ends_by_the_deadline_plus_one_read():
     """A line comes at 0.8 s, before the 1 s deadline, the next at 1.6 s: the read waiting for
     it crosses the deadline, and the request ends when it returns, within twice the timeout."""
     with serving(lines_every(0.8, 5)) as httpd:  # 4 s in all
-        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=1.0)
+        error, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=1.0)
     assert isinstance(error, OllamaError) and "no complete answer within 1.0 s" in str(error)
     assert 1.4 <= seconds < 2.0
 
 
 def test_a_streamed_reply_complete_within_the_deadline_is_returned_whole():
     with serving(lines_every(0.1, 5)) as httpd:
-        reply, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
+        reply, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
     assert reply == "01234" and seconds < 5
 
 
 def test_a_stall_is_cut_off_after_one_read_of_timeout_seconds():
     with serving(lines_every(3.0, 2)) as httpd:  # one line, then nothing for 3 s
-        error, seconds = timed(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
+        error, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=0.5)
     assert isinstance(error, OllamaError) and "no complete answer within 0.5 s" in str(error)
     assert 0.5 <= seconds < 1.0
 
