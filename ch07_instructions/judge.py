@@ -3,7 +3,7 @@
 # marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_judge.ipynb cell 18, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 21, How `judge.py` tells the failures apart
 
 """Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
 turning every way the request can fail into one OllamaError that says what to do;
@@ -45,26 +45,21 @@ def _check_url(url) -> None:
                 f"1 to 65535; got {url!r}", ValueError if isinstance(url, str) else TypeError)
 
 
-# %% beyond_2_judge.ipynb cell 20, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 23, How `judge.py` tells the failures apart
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args):  # no new request: the redirect comes back as a reply
         return None
 
 
-def _request_before_deadline(url: str, body: bytes | None, timeout: float
-                             ) -> tuple[int, str | None, bytes]:
+def _request_with_body_deadline(url: str, body: bytes | None, timeout: float
+                                ) -> tuple[int, str | None, bytes]:
     """POST `body` as JSON, or GET if it is None; return (status, the Location header, reply).
-    A redirect or an error status is returned, not followed or raised. Raises URLError when
-    the request could not be sent (its `reason` says why), TimeoutError when a read waits
-    `timeout` s or the reply is not complete `timeout` s after the call, and another OSError
-    or an http.client.HTTPException when the reply breaks off.
-
-    Each read of the socket waits at most `timeout` s, and each read of the body starts before
-    the deadline, so the body ends by the deadline plus one read. Before the body, urlopen
-    connects (up to `timeout` s for each address of the host it tries) and reads the status
-    line and headers under the per-read wait alone.
-    """
+    A redirect or an error status is returned, not followed or raised. Each read of the socket
+    waits at most `timeout` s, and no read of the body starts later than `timeout` s after the
+    call. Raises URLError when the request could not be sent (its `reason` says why),
+    TimeoutError when a read waits `timeout` s or the body is not complete by then, and another
+    OSError or an http.client.HTTPException when the reply breaks off."""
     deadline = time.monotonic() + timeout
     headers = {} if body is None else {"Content-Type": "application/json"}
     request = urllib.request.Request(url, data=body, headers=headers)
@@ -85,17 +80,15 @@ def _request_before_deadline(url: str, body: bytes | None, timeout: float
     raise TimeoutError(f"no complete answer within {timeout} s")
 
 
-# %% beyond_2_judge.ipynb cell 22, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 25, How `judge.py` tells the failures apart
 
 def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
 
     `timeout` (seconds): each read waits at most this long, and no read of the reply's body
-    starts later than this long after the call, so a reply that trickles is cut off (a read
-    started before that may end after it). For an http:// url whose host has one address,
-    whose headers come in one read and whose body is not sent in chunks with trickling size
-    lines, the call ends within twice `timeout`, the name lookup aside.
+    starts later than this long after the call, so a reply that trickles is cut off. A call to
+    a local Ollama ends within twice `timeout` (beyond_2_judge.ipynb says when exactly).
     """
     _check_url(url)
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
@@ -106,7 +99,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
         "stream": False,
     }).encode("utf-8")
     try:
-        status, location, reply = _request_before_deadline(url, request, timeout)
+        status, location, reply = _request_with_body_deadline(url, request, timeout)
     except TimeoutError:  # a read waited `timeout` s, or the deadline passed
         raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (pass a "
                           f"larger timeout for a slow model)") from None
@@ -161,7 +154,7 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
                           f"message.content: {body[:200]!r}") from None
 
 
-# %% beyond_2_judge.ipynb cell 27, When a scoring run fails partway
+# %% beyond_2_judge.ipynb cell 32, When a scoring run fails partway
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
@@ -172,7 +165,7 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
     try:
-        status, _, reply = _request_before_deadline(tags, None, timeout)
+        status, _, reply = _request_with_body_deadline(tags, None, timeout)
     except (http.client.HTTPException, OSError):  # URLError and TimeoutError are OSErrors
         return False
     try:
@@ -197,7 +190,8 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
     number. `timeout` is query_model's, for each request. A failed request ends the run with
     an OllamaError whose `scores` holds the scores before it: `json_data[len(error.scores):]`
     is what is left to score."""
-    # the lesson's (7.8), imported here so that importing this module does not load the lesson's
+    # the lesson's (7.8), imported here, not at the top, so that importing judge.py does not
+    # load the lesson's module, which imports torch
     from shared import judge_prompt, read_score
 
     check_entries(json_data, ("instruction", "output", json_key))

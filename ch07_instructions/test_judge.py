@@ -230,13 +230,15 @@ def test_generate_model_scores_gives_its_timeout_to_each_request(monkeypatch):
     assert [options["timeout"] for options in seen] == [120.0, 120.0, 7.5, 7.5]
 
 
-def lines_every(pause, count, length=None):
-    """A handler class that sends `count` JSON lines of a streamed answer, `pause` s apart."""
+def lines_every(pause, count, length=None, before=0.0):
+    """A handler class that sends `count` JSON lines of a streamed answer, `pause` s apart,
+    its headers `before` s after the request."""
     import time
 
     class Lines(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(before)
             self.send_response(200)
             if length is not None:
                 self.send_header("Content-Length", str(length))
@@ -271,6 +273,16 @@ def test_a_trickle_ends_by_the_deadline_plus_one_read():
         error, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=1.0)
     assert isinstance(error, OllamaError) and "no complete answer within 1.0 s" in str(error)
     assert 1.4 <= seconds < 2.0
+
+
+def test_the_deadline_counts_from_the_call_not_from_the_headers():
+    """The headers and a first line come at 0.7 s, the next lines 0.8 s apart: the body read
+    started before the 1 s deadline returns at 1.5 s and ends the call, within twice the
+    timeout (a deadline counted from the headers would let one more read start, to 2.3 s)."""
+    with serving(lines_every(0.8, 5, before=0.7)) as httpd:
+        error, seconds = timed_query(f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=1.0)
+    assert isinstance(error, OllamaError) and "no complete answer within 1.0 s" in str(error)
+    assert 1.3 <= seconds < 2.0
 
 
 def test_a_streamed_reply_complete_within_the_deadline_is_returned_whole():
