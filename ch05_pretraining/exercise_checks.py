@@ -304,25 +304,37 @@ def _tiny_loader(n_batches, seed, vocab_size=6200):
     return [(row[:, :-1], row[:, 1:]) for row in ids]
 
 
+def _gaps(model, train_loader, val_loader, book_losses, num_batches=None):
+    """(gpt's validation minus training loss, the same for the book's two numbers)."""
+    train_loss, val_loss = _losses(model, train_loader, val_loader, num_batches)
+    return val_loss - train_loss, book_losses[1] - book_losses[0]
+
+
 @value_exercise("5.5", rel_tol=1e-4, hints=[
-    "calc_loss_loader(loader, gpt, device) over each whole loader, with gpt in eval mode "
-    "(no dropout) and under torch.no_grad().",
-    "Leave num_batches out, so that every batch counts, and give (training loss, validation "
-    "loss) as plain numbers.",
+    "A gap is the validation loss minus the training loss. For gpt: calc_loss_loader(loader, "
+    "gpt, device) over each whole loader, with gpt in eval mode (no dropout) and under "
+    "torch.no_grad(). For the book's GPT-2: its two numbers in book_gpt2_losses.",
+    "Leave num_batches out, so that every batch counts; use book_gpt2_losses as given; and give "
+    "(gpt's gap, the book's GPT-2's gap) as plain numbers. A gap can be negative.",
 ], mistakes=[
-    (lambda expected, **given: tuple(math.exp(loss) for loss in expected),
-     "These look like perplexities (e to the loss); the exercise asks for the losses."),
-    (lambda expected, **given: _losses(**given, num_batches=5),
-     "These are the losses of the first 5 batches (the training loop's eval_iter); average "
-     "over every batch."),
-    (lambda expected, **given: (expected[1], expected[0]),
-     "The right numbers, in the wrong order: the training loss first, then the validation "
+    (lambda expected, **given: tuple(-gap for gap in expected),
+     "You subtracted the other way round: a gap is the validation loss minus the training "
      "loss."),
+    (lambda expected, **given: _losses(given["model"], given["train_loader"],
+                                       given["val_loader"]),
+     "These look like gpt's training and validation losses; the exercise asks for two gaps, "
+     "each the validation loss minus the training loss."),
+    (lambda expected, **given: _gaps(**given, num_batches=5),
+     "gpt's gap here comes from the first 5 batches of each loader (the training loop's "
+     "eval_iter); average over every batch."),
+    (lambda expected, **given: (expected[1], expected[0]),
+     "The right numbers, in the wrong order: gpt's gap first, then the book's GPT-2's."),
 ], examples=lambda: {"given": {"model": _tiny_gpt(context_length=8),
                                "train_loader": _tiny_loader(8, 1),
-                               "val_loader": _tiny_loader(3, 2)}})
-def pretrained_losses(model, train_loader, val_loader):
-    return _losses(model, train_loader, val_loader)
+                               "val_loader": _tiny_loader(3, 2),
+                               "book_losses": (3.755, 3.560)}})
+def pretrained_gaps(model, train_loader, val_loader, book_losses):
+    return _gaps(model, train_loader, val_loader, book_losses)
 
 
 @functools.cache
