@@ -52,8 +52,9 @@ class TopK:
 class Temperature:
     """Divide the logits by the temperature (5.3.1), which must be above 0 (0 is greedy: no
     division). Shifted first so that the largest logit is 0: a tiny temperature or huge logits
-    then give -inf for the others, not inf - inf = nan. A temperature the logits' dtype rounds
-    to 0 (1e-46 in float32) divides as by its smallest normal number: greedy, in effect."""
+    then give -inf for the others, not inf - inf = nan. A temperature below the dtype's
+    smallest normal number (torch.finfo(dtype).tiny, 1.18e-38 in float32) divides as by that
+    number: greedy, in effect."""
 
     def __init__(self, temperature: float):
         self.temperature = temperature
@@ -128,7 +129,8 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
                tokens: torch.Tensor | None = None) -> torch.Tensor:
     """The next token id (..., 1) for logits (..., vocab): `processors` (default: those of
     temperature, top_k and top_p) applied in order, then the largest logit when greedy (no
-    random number is drawn), else a draw from their softmax."""
+    random number is drawn), else a draw from their softmax. `temperature` alone decides
+    which: with your own `processors`, pass the temperature too."""
     if processors is None:
         processors = sampling_processors(temperature, top_k, top_p)
     for process in processors:
@@ -138,7 +140,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
 
 
-# %% beyond_3_decoding.ipynb cell 25, 5.7 Faster generation: the KV cache
+# %% beyond_3_decoding.ipynb cell 26, 5.7 Faster generation: the KV cache
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
@@ -198,7 +200,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                 logits = model(idx[:, -context_size:])[:, -1]
             elif idx.shape[1] <= context_size:  # only the tokens not cached yet
                 logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
-            else:  # the window slid: positions shifted, the cache is stale
+            else:  # the window slid: every cached key and value is stale (5.7)
                 logits = model(idx[:, -context_size:], last_only=True)[:, -1]
         next_id = next_token(logits, temperature, processors=processors, tokens=idx)
         if eos_id is not None:
