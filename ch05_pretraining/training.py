@@ -37,15 +37,21 @@ _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the 
 # %% beyond_4_training.ipynb cell 10, 5.6 Warmup, cosine decay and gradient clipping
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
-                    initial_lr: float = 0.0, min_lr: float = 0.0) -> Callable[[int], float]:
-    """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`."""
+                    initial_lr: float = 0.0, min_lr: float = 0.0, *,
+                    peak_name: str = "peak_lr") -> Callable[[int], float]:
+    """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`
+    (peak_name: what the messages call the peak)."""
     check_count("total_steps", total_steps, 1)
     check_count("warmup_steps", warmup_steps, 0)
     check(warmup_steps <= total_steps,
           f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})")
     for name, rate in (("peak_lr", peak_lr), ("initial_lr", initial_lr), ("min_lr", min_lr)):
         check_number(name, rate, "a number >= 0")
-    check(min_lr <= peak_lr, f"min_lr ({min_lr}) must not exceed peak_lr ({peak_lr})")
+    check(not warmup_steps or initial_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) must "
+          f"not exceed {peak_name} ({peak_lr}): a warmup rises from initial_lr to the peak. Pass "
+          f"an initial_lr of at most {peak_lr} (0, or a tenth of the peak), or warmup_steps=0")
+    check(min_lr <= peak_lr, lambda: f"min_lr ({min_lr}) must not exceed {peak_name} "
+          f"({peak_lr}): the decay falls from the peak to min_lr")
 
     def lr_at(step):
         if step < warmup_steps:  # the increment per step, as appendix D computes it
@@ -72,19 +78,27 @@ def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iter
 def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.optim.Optimizer,
                    device: Device, loss_batch: LossFn = calc_loss_batch, *, lr: float | None = None,
                    max_grad_norm: float | None = None,
-                   autocast_dtype: torch.dtype | None = None, step: int | None = None) -> None:
+                   autocast_dtype: torch.dtype | None = None, step: int | None = None,
+                   first_batch: int | None = None) -> None:
     """One update from the mean gradient of `batches`: usually one batch, several in 5.8.
     A loss that is nan or infinite stops it before the update (FloatingPointError naming
-    `step`): the weights stay as they were."""
+    `step`): the weights stay as they were. With first_batch (the index of batches[0] in its
+    epoch), an error in a batch's loss names the batch."""
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
     optimizer.zero_grad()
     mean_loss = 0.0
-    for input_batch, target_batch in batches:
-        with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
-                            enabled=autocast_dtype is not None):
-            loss = loss_batch(input_batch, target_batch, model, device)
+    for index, (input_batch, target_batch) in enumerate(batches, first_batch or 0):
+        try:
+            with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
+                                enabled=autocast_dtype is not None):
+                loss = loss_batch(input_batch, target_batch, model, device)
+        except (ValueError, TypeError, IndexError, RuntimeError) as error:  # a collate bug...
+            if first_batch is not None and error.args and isinstance(error.args[0], str):
+                error.args = (f"batch {index} of the epoch, counting from 0 (step {step}): "
+                              f"{error.args[0]}", *error.args[1:])  # its type and traceback kept
+            raise
         loss = loss / len(batches)  # so the step's gradient is the mean over its batches
         loss.backward()
         mean_loss += loss.detach()
@@ -129,7 +143,7 @@ def train_model(
     if lr_schedule is None:  # from initial_lr up to the optimizer's rate, then down to min_lr
         lr_schedule = cosine_schedule(optimizer.param_groups[0]["lr"],
                                       max(1, n_epochs * steps_per_epoch), warmup_steps,
-                                      initial_lr, min_lr)
+                                      initial_lr, min_lr, peak_name="the optimizer's lr")
     train_losses, val_losses, track_seen, track_lrs = [], [], [], []
     seen, step = 0, start_step - 1
     with progress_bar(total=n_epochs * steps_per_epoch, desc="training", unit="step",
@@ -137,12 +151,13 @@ def train_model(
         log = bar.write if progress else (lambda message: None)
         for epoch in range(n_epochs):
             model.train()
-            for batches in batches_per_step(train_loader, grad_accum_steps):
+            for in_epoch, batches in enumerate(batches_per_step(train_loader, grad_accum_steps)):
                 step += 1
                 track_lrs.append(lr_schedule(step))
                 optimizer_step(model, batches, optimizer, device, loss_batch, lr=track_lrs[-1],
                                max_grad_norm=max_grad_norm if step >= warmup_steps else None,
-                               autocast_dtype=autocast_dtype, step=step)
+                               autocast_dtype=autocast_dtype, step=step,
+                               first_batch=in_epoch * grad_accum_steps)
                 seen += sum(count_seen(input_batch) for input_batch, _ in batches)
                 bar.update(1)
                 if eval_freq and step % eval_freq == 0:
