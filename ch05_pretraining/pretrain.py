@@ -41,6 +41,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,8 @@ def make_parser() -> argparse.ArgumentParser:
              "AMX, on Linux), and tied input/output embeddings: a different model from the "
              "book's (38.6 M fewer parameters at GPT-2 small), which learns differently")
     add("--compile", action="store_true", help="torch.compile the model")
+    add("--join-timeout", type=POSITIVE, default=300,
+        help="seconds a process under torchrun (RANK set) waits for the others to start")
     add("--quiet", action="store_true",
         help="no progress bar (the evaluation lines and the rest are printed)")
     add("--release-freed-memory", action="store_true",
@@ -428,7 +431,7 @@ class Process:
     main = property(lambda self: self.rank == 0)
 
 
-def set_up_process() -> Process:
+def set_up_process(join_timeout: float = 300) -> Process:
     """The device (shared.get_device), and under torchrun the process group, each process on
     the GPU of its local rank."""
     device, torchrun = get_device(), "RANK" in os.environ
@@ -447,8 +450,27 @@ def set_up_process() -> Process:
                   "GPU)", file=sys.stderr)
     if not torchrun:
         return Process(device)
-    dist.init_process_group(process_group_backend(device))
+    join_process_group(process_group_backend(device), join_timeout)
     return Process(device, dist.get_rank(), dist.get_world_size())
+
+
+def join_process_group(backend: str, timeout: float) -> None:
+    """init_process_group, saying first what it waits for, and giving up (TimeoutError) after
+    `timeout` s, not torch's silent 30 minutes; the collectives keep torch's timeout."""
+    env = os.environ.get
+    waits = (f"rank {env('RANK')} of {env('WORLD_SIZE')} waits for the others at "
+             f"{env('MASTER_ADDR')}:{env('MASTER_PORT')}, at most {timeout:g} s (--join-timeout)")
+    hint = "" if env("TORCHELASTIC_RUN_ID") else ("; started without torchrun, its variables "
+                                                  "left set? unset RANK, WORLD_SIZE, MASTER_ADDR"
+                                                  " and MASTER_PORT to train in one process")
+    print(f"pretrain.py: {waits}{hint}", file=sys.stderr, flush=True)
+    joining = dist.rendezvous("env://", timeout=timedelta(seconds=timeout))  # a generator
+    try:
+        store, rank, world_size = next(joining)
+    except dist.DistError as error:
+        raise TimeoutError(f"{waits}: they did not all come ({error}){hint}") from None
+    store.set_timeout(dist.default_pg_timeout)  # for the collectives, as init_process_group's
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
 
 
 def process_group_backend(device: torch.device) -> str:
@@ -729,7 +751,7 @@ def main(argv: list[str] | None = None) -> None:
         return use_run(args)
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
-    process, lock = set_up_process(), None
+    process, lock = set_up_process(args.join_timeout), None
     made = safe_files.not_there_yet(args.out, FRESH_FILES) if process.main else []
     try:
         lock = claim_out(args, process)

@@ -425,6 +425,31 @@ def test_torchrun_on_two_cpu_processes_keeps_replicas_identical_and_learns(texts
     assert torch.load(tmp_path / "ddp/checkpoint.pt")["step"] == 31
 
 
+def test_a_process_left_alone_by_torchruns_variables_says_what_it_waits_for_and_gives_up(
+        texts, tmp_path):
+    with socket.socket() as free:  # a port that no process listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}  # a torchrun job's, started with plain python
+    env.pop("TORCHELASTIC_RUN_ID", None)
+    out = tmp_path / "run"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(texts), *TINY,
+                             "--steps", "3", "--out", str(out), "--join-timeout", "2"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"pretrain.py: rank 0 of 2 waits for the others at 127.0.0.1:{port}, "
+                        "at most 2 s (--join-timeout); started without torchrun, its variables "
+                        "left set? unset RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT to train "
+                        "in one process")
+    assert result.returncode == 1 and lines[-1].startswith(
+        f"pretrain.py: rank 0 of 2 waits for the others at 127.0.0.1:{port}, at most 2 s "
+        "(--join-timeout): they did not all come (")
+    assert time.monotonic() - started < 60  # python's start, torch's import and 2 s, not 30 min
+    assert not out.exists()  # nothing was made
+
+
 # Devices: CUDA, then MPS, then the CPU ------------------------------------------------------
 
 def pretend_machine(monkeypatch, cuda=0, mps=False, torchrun=None):
@@ -438,7 +463,8 @@ def pretend_machine(monkeypatch, cuda=0, mps=False, torchrun=None):
     monkeypatch.setattr(pretrain.dist, "is_nccl_available", lambda: cuda > 0)  # Linux's builds
     chosen, groups = [], []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    monkeypatch.setattr(pretrain.dist, "init_process_group", groups.append)
+    monkeypatch.setattr(pretrain, "join_process_group", lambda backend, timeout:
+                        groups.append(backend))
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     if torchrun:
