@@ -355,7 +355,7 @@ def test_query_model_bad_arguments(options, error, message):
         query_model("?", **options)
 
 
-# Issue 25: empty answers, special-token spellings, equal pairs, tensors for lists -------------
+# Entries and batches: empty answers, special-token spellings, equal pairs, tensors for lists -----
 
 class CountingTokenizer(LetterTokenizer):
     def __init__(self):
@@ -470,7 +470,7 @@ def test_preference_collate_names_the_side_with_a_tensor():
         preference_collate_fn([pair], pad_token_id=0)
 
 
-# Issue 25: ollama_is_running has a deadline; a redirect or an empty body is an error ------------
+# ollama_is_running and query_model: a deadline, a redirect, an empty body; the model's mode ------
 
 def redirect(handler):
     handler.send_response(302)
@@ -575,7 +575,7 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
     assert model.training is training
 
 
-# Issue 36, item 7: nothing a learner has is lost or poisoned ---------------------------------
+# save_responses and the DPO loop: nothing a learner has is lost or poisoned ----------------------
 
 def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp_path):
     from ch07_instructions.instructions import save_responses
