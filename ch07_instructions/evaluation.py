@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from shared import (
     GPTModel,
     InstructionDataset,
+    check,
     check_entries,
     custom_collate_fn,
     data_dir,
@@ -177,11 +178,18 @@ def response_logprobs(model, entries: list, tokenizer, *, batch_size: int = 8,
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, tokenizers
 
     check_entries(data, ("output", key))
+    # rouge-score reads words of the letters a-z and digits only, so a reference without one
+    # (empty, or in another script) would score 0 against any response, an identical one too
+    tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
+    unreadable = [i for i, entry in enumerate(data) if not tokenizer.tokenize(entry["output"])]
+    check(not unreadable, lambda: f"data: the reference 'output' of entries {unreadable[:5]} has "
+          "no word rouge-score can read (it reads the letters a-z and digits only): drop those "
+          "entries, or score them another way")
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizer)
     return [100 * scorer.score(entry["output"], entry[key])["rougeL"].fmeasure for entry in data]
 
 

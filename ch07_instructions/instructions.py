@@ -66,6 +66,7 @@ RESPONSE_HEADER = "\n\n### Response:\n"
 def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123):
     """(train, validation, test): train_frac and test_frac of the entries, validation the rest.
     The entries are shuffled with `seed` first; seed=None keeps their order."""
+    check(not any(isinstance(e, list) for e in data), "data holds lists, not entries: unnest it")
     if seed is not None:
         data = random.Random(seed).sample(data, len(data))
     train_end = int(len(data) * train_frac)
@@ -208,8 +209,7 @@ def _check_collate_batch(batch, allowed_max_length):
         # left, a batch of such items has a loss of 0 / 0 = nan
         check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
               f"left: its prompt has {prompt_length} tokens and allowed_max_length={limit} cuts "
-              f"off its whole response; raise allowed_max_length or leave out entries with "
-              f"prompts that long")
+              "off its whole response; raise allowed_max_length or drop entries that long")
 
 
 # %% instructions.ipynb cell 79, Generating and saving, with checks

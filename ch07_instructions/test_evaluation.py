@@ -22,6 +22,16 @@ def test_rouge_l_scores():
     assert partial == pytest.approx(100 * 2 * (3 / 6) * 1 / (3 / 6 + 1))
 
 
+@pytest.mark.parametrize("reference", ["", "猫坐在垫子上", "Η γάτα κάθισε"])
+def test_rouge_l_refuses_a_reference_it_cannot_read(reference):
+    # rouge-score reads a-z and digits only: such a reference would score 0 even against itself
+    data = [{"output": "the cat sat", "model_response": "the cat sat"},
+            {"output": reference, "model_response": reference}]
+    with pytest.raises(ValueError, match=r"data: the reference 'output' of entries \[1\] has no "
+                                         "word rouge-score can read"):
+        rouge_l_scores(data)
+
+
 
 
 def test_sequence_logprobs_sums_the_counted_targets_only():

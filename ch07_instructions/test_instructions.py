@@ -2,6 +2,7 @@
 masking and responses."""
 
 
+import pytest
 import torch
 from torch import nn
 
@@ -38,6 +39,12 @@ def test_instruction_data_and_the_split_sizes():
     assert len(set(ids)) == 1100
     assert split_instruction_data(data)[2] == test  # seeded
     assert split_instruction_data(data, seed=None)[0] == data[:935]  # the book's order
+
+
+def test_split_refuses_a_list_nested_one_level_too_deep():
+    entries = [{"instruction": "Add.", "input": "", "output": "3"}] * 20
+    with pytest.raises(ValueError, match="data holds lists, not entries"):
+        split_instruction_data([entries])  # would give sets of 0, 1 and 0 entries
 
 
 def test_format_input_with_and_without_input():
