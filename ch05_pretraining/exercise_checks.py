@@ -18,6 +18,7 @@ from shared import (
     batches_per_step,
     calc_loss_batch,
     calc_loss_loader,
+    check,
     generate,
     generator_states,
     gpt2_config,
@@ -50,7 +51,10 @@ def _untouched(model=None):
 def _device_of(model):
     """Where the learner's model is (a GPU, if 5.1.3's `device` is one): the check's inputs go
     there too."""
-    return next(model.parameters()).device
+    device = next(model.parameters()).device
+    check(device.type != "meta", "model is on the meta device (its tensors have shapes but no "
+          "values), and this check runs it: build it on a real device, or load weights into it")
+    return device
 
 
 # The toy example of section 5.3: nine words and their next-token logits.
@@ -291,9 +295,9 @@ def resume_from_checkpoint(resume):
 
 
 def _losses(model, train_loader, val_loader, num_batches=None):
+    device = _device_of(model)  # before _untouched copies the model
     with _untouched(model), torch.no_grad():
         model.eval()
-        device = _device_of(model)
         return (calc_loss_loader(train_loader, model, device, num_batches),
                 calc_loss_loader(val_loader, model, device, num_batches))
 

@@ -79,3 +79,14 @@ def test_exercise_5_9_accepts_rounded_answers_and_names_each_mistake(capsys):
         capsys.readouterr()
         assert not check_answer("5.9", rounded)
         assert hint in capsys.readouterr().out
+
+
+def test_a_check_that_runs_the_model_refuses_one_on_the_meta_device():
+    from shared import check_answer
+
+    with torch.device("meta"):  # as 4.6 builds GPT-2's sizes, to count without memory
+        model = GPTModel(gpt2_config(vocab_size=6200, context_length=16, emb_dim=8, n_heads=2,
+                                     n_layers=1))
+    with pytest.raises(ValueError, match="model is on the meta device"):
+        check_answer("5.5", (0.0, 0.0), model=model, train_loader=[], val_loader=[],
+                     book_losses=(3.755, 3.560))
