@@ -710,8 +710,9 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
           f"({source}): save to another folder, and keep the one the model came from")
     hf = read_config_json(source / "config.json", OPEN_MODEL_TYPES)
     theirs = validate_modern_config(config_from_hf(hf))  # with the defaults filled in
-    differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in
-              theirs.items() if key not in ("drop_rate", "sdpa") and value != model.cfg[key]]
+    # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
+    differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
+              if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
     check(not differ, lambda: _with_file_keys(f"source {source} describes another model: "
                                               f"{'; '.join(differ[:3])}", hf))
     written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",

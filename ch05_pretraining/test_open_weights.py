@@ -847,3 +847,22 @@ def test_a_folder_saved_without_the_savers_mark_hints_at_an_older_save(tmp_path)
                                               r"replace=True"):
         save_open_model(model, tmp_path / "out")
     save_open_model(model, tmp_path / "out", replace=True)
+
+
+def test_a_tied_model_untied_by_merge_lora_saves_with_its_source_and_reads_back(tmp_path):
+    from ch06_classification.lora import merge_lora
+
+    published = tmp_path / "published"
+    saved("qwen3", published, shard="1GB")  # tie_word_embeddings: true
+    model = merge_lora(with_lora(load_open_model(published)))
+    torch.manual_seed(1)
+    with torch.no_grad():  # a head apart from the embedding, as a LoRA update leaves it
+        model.out_head.weight.add_(0.01 * torch.randn_like(model.out_head.weight))
+    assert not model.cfg["tie_weights"]
+    save_open_model(model, tmp_path / "ours", source=published)
+    config = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+    reread = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    ids = torch.randint(0, 300, (1, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (reread(ids).logits - model.eval()(ids)).abs().max() <= 1e-5
