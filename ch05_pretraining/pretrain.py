@@ -57,7 +57,6 @@ from shared import (
     check_finite,
     cosine_schedule,
     generate,
-    generator_problems,
     generator_states,
     get_device,
     gpt2_config,
@@ -74,6 +73,7 @@ from shared import (
     train_model,
     write_atomically,
 )
+from shared.architecture import generator_problems
 
 
 RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
@@ -370,11 +370,7 @@ def flag(dest: str) -> str:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint's dict, its tensors memory-mapped (read only where used)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint (truncated or damaged?): "
-                         f"{error}") from None
+    state = safe_files.read_torch_file(path, mmap=True)
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise ValueError(f"{path} holds no model configuration (config): not a checkpoint of "
                          "pretrain.py")

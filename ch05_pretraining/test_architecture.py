@@ -1,7 +1,9 @@
 """One refusal rule (shared/architecture.py, check_architecture) for everything that recomputes or
 writes a model from its weights: FastDecoder and GPT-2's file layout describe chapter 4's
 GPTModel exactly, FastModernDecoder and save_open_model 4.8's ModernGPTModel, and each refuses
-anything else rather than compute or save it wrongly. One attack set runs against all of them."""
+anything else rather than compute or save it wrongly. One attack set runs against all of them.
+And what keeps a saved state from loading (model_state_problems, optimizer_state_problems,
+generator_problems; load_checkpoint's refusals are tested in test_checkpoints.py)."""
 
 import pytest
 import torch
@@ -18,7 +20,12 @@ from ch05_pretraining.gpt2_weights import (
 from ch05_pretraining.open_weights import FastModernDecoder, save_open_model
 from ch06_classification.final_versions import add_classification_head
 from ch06_classification.lora import replace_linear_with_lora
-from conftest import tiny_qwen3
+from conftest import tiny_gpt, tiny_qwen3
+from shared.architecture import (
+    generator_problems,
+    model_state_problems,
+    optimizer_state_problems,
+)
 
 
 SMALL = {"vocab_size": 61, "context_length": 12, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
@@ -322,3 +329,54 @@ def test_a_hook_registered_for_every_module_is_refused(family, user, register, t
         handle.remove()
     assert not any(tmp_path.iterdir())
     users[user](model, tmp_path / "after")  # with the hook removed, accepted again
+
+
+# A saved state against what it loads into ---------------------------------------------------
+
+def test_model_state_problems_names_each_weight_that_does_not_fit_and_counts_the_rest():
+    model = tiny_gpt()
+    assert model_state_problems(tiny_gpt(1).state_dict(), model) == []
+    assert model_state_problems([1, 2], model) == [
+        "holds a list as its model state, not a state_dict"]
+    wider = tiny_gpt(emb_dim=8).state_dict()
+    [problem] = model_state_problems({**wider, "extra": torch.zeros(1)}, model)
+    assert problem.startswith("does not fit this model (tok_emb.weight: (50, 8) in the "
+                              "checkpoint, (50, 16) in this model; ")
+    assert problem.endswith(" more)")  # four named, then how many more
+    del wider["tok_emb.weight"]
+    assert "tok_emb.weight: missing in the checkpoint" in model_state_problems(wider, model)[0]
+
+
+def test_model_state_problems_refuses_weights_tied_otherwise():
+    tied, untied = tiny_gpt(tie_weights=True), tiny_gpt(tie_weights=False)
+    assert "tie_weights=True" in model_state_problems(tied.state_dict(), untied)[0]
+    assert "tie_weights=False" in model_state_problems(untied.state_dict(), tied)[0]
+
+
+def test_optimizer_state_problems_names_the_groups_options_and_shapes_that_differ():
+    model = tiny_gpt()
+    adam = torch.optim.AdamW(model.parameters())
+    model(torch.tensor([[1, 2]])).sum().backward()
+    adam.step()
+    saved = adam.state_dict()
+    assert optimizer_state_problems(saved, torch.optim.AdamW(model.parameters())) == []
+    assert "pass optimizer=None" in optimizer_state_problems(None, adam)[0]
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    assert "that SGD lacks" in optimizer_state_problems(saved, sgd)[0]
+    two_groups = torch.optim.AdamW([{"params": [model.tok_emb.weight]},
+                                    {"params": list(model.parameters())[1:]}])
+    assert "parameter groups of" in optimizer_state_problems(saved, two_groups)[0]
+    saved["state"][0]["exp_avg"] = torch.zeros(3)
+    assert optimizer_state_problems(saved, adam) == [
+        "optimizer exp_avg of parameter 0 has shape (3,), the parameter (50, 16)"]
+
+
+def test_generator_problems_refuses_a_state_this_machine_cannot_take(pretend_gpus):
+    pretend_gpus(1)
+    good = {"torch_rng": torch.get_rng_state()}
+    assert generator_problems(good) == []
+    assert generator_problems({**good, "cuda_rng": {5: torch.zeros(3)}}) == []  # a GPU it lacks
+    for bad, problem in [({}, "no valid random-number state"),
+                         ({**good, "cuda_rng": {0: torch.zeros(7, dtype=torch.uint8)}}, "CUDA"),
+                         ({**good, "mps_rng": torch.zeros(2)}, "MPS")]:
+        assert problem in generator_problems(bad)[0]

@@ -1,7 +1,5 @@
 """Bad inputs to chapter 5 and to pretrain.py: clear errors, and nothing half-changed."""
 
-import argparse
-import copy
 import json
 import re
 import subprocess
@@ -16,7 +14,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ch05_pretraining import pretrain
-from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
 from ch05_pretraining.decoding import generate
 from ch05_pretraining.pretraining import (
     calc_loss_loader,
@@ -330,223 +327,6 @@ def test_cosine_schedule_allows_warmup_over_every_step():
     assert [schedule(step) for step in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
-# Checkpoints: all or nothing -----------------------------------------------------------------
-
-def trained(seed, **change):
-    """A model and AdamW after one step, so the optimizer has state."""
-    model = tiny_model(seed, **change)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    one_step(model, optimizer)
-    return model, optimizer
-
-
-def one_step(model, optimizer):
-    for inputs, targets in batches(1):
-        calc_loss_batch(inputs, targets, model, "cpu").backward()
-        optimizer.step()
-
-
-def same(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
-    return a == b
-
-
-def write_plain_state_dict(path):
-    torch.save(trained(1)[0].state_dict(), path)
-
-
-def write_other_shape(path):
-    save_checkpoint(path, *trained(1, emb_dim=8), step=1)
-
-
-def write_other_param_groups(path):  # fits the model: only the optimizer does not
-    model, _ = trained(1)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}])
-    save_checkpoint(path, model, optimizer, step=1)
-
-
-def write_without_optimizer(path):
-    save_checkpoint(path, trained(1)[0], step=1)
-
-
-def write_sgd_state(path):
-    model, _ = trained(1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    one_step(model, optimizer)
-    save_checkpoint(path, model, optimizer, step=1)
-
-
-def write_wrong_adam_shape(path):
-    save_checkpoint(path, *trained(1), step=1)
-    state = torch.load(path, weights_only=True)
-    state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
-    torch.save(state, path)
-
-
-def write_bad_rng(path):
-    save_checkpoint(path, *trained(1), step=1)
-    state = torch.load(path, weights_only=True)
-    state["torch_rng"] = torch.zeros(7)
-    torch.save(state, path)
-
-
-def write_from_the_meta_device(path):  # shapes without values: nothing to load
-    save_checkpoint(path, *trained(1), step=1)  # save_checkpoint refuses a meta model; by hand:
-    state = torch.load(path, weights_only=True)
-    state["model"] = {name: tensor.to("meta") for name, tensor in state["model"].items()}
-    torch.save(state, path)
-
-
-def write_truncated(path):
-    save_checkpoint(path, *trained(1), step=1)
-    path.write_bytes(path.read_bytes()[:2000])
-
-
-def write_a_list(path):
-    torch.save([1, 2, 3], path)
-
-
-def write_good(path):
-    save_checkpoint(path, *trained(1), step=1)
-
-
-@pytest.mark.parametrize("write, options, message", [
-    (write_plain_state_dict, {}, r"holds a plain state_dict \(\d+ tensors, weights only\), "
-     r"not a checkpoint of save_checkpoint: load it with "
-     r"model\.load_state_dict\(torch\.load\(path\)\)"),
-    (write_other_shape, {}, r"does not fit this model \(tok_emb.weight has shape \(50, 8\), "
-                            r"the model needs \(50, 16\)"),
-    (write_other_param_groups, {}, r"has optimizer parameter groups of \[\d+, \d+\] tensors, "
-                                   r"this optimizer \[\d+\]"),
-    (write_without_optimizer, {}, r"holds no optimizer state \(pass optimizer=None"),
-    (write_sgd_state, {}, r"has optimizer options \['dampening', 'momentum', 'nesterov'\] "
-                          "that AdamW lacks"),
-    (write_wrong_adam_shape, {}, r"optimizer exp_avg of parameter 0 has shape \(3,\), "
-                                 r"the parameter \(50, 16\)"),
-    (write_bad_rng, {}, "holds no valid random-number state"),
-    (write_from_the_meta_device, {}, r"tok_emb.weight holds no values \(saved from a model on "
-                                     r"the meta device\)"),
-    (write_truncated, {}, "is not a readable checkpoint"),
-    (write_a_list, {}, "is not a checkpoint of save_checkpoint: it holds a list, no 'model'"),
-    (write_good, {"expect": {"step": 2}}, "was trained with step=1, not 2"),
-    (write_good, {"expect": {"seed": 123}}, "records no seed"),
-])
-def test_a_failed_load_leaves_model_optimizer_and_rng_exactly_as_they_were(
-        write, options, message, tmp_path):
-    path = tmp_path / "checkpoint.pth"
-    write(path)
-    model, optimizer = trained(0)
-    weights = {name: t.clone() for name, t in model.state_dict().items()}
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    rng = torch.get_rng_state()
-    with pytest.raises(ValueError, match=message):
-        load_checkpoint(path, model, optimizer, **options)
-    assert same(model.state_dict(), weights)
-    assert same(optimizer.state_dict(), optimizer_state)
-    assert torch.equal(torch.get_rng_state(), rng)
-
-
-def test_a_good_load_changes_all_three(tmp_path):  # so the test above can fail
-    save_checkpoint(tmp_path / "good.pth", *trained(1), step=1)
-    saved_rng = torch.get_rng_state()
-    torch.rand(5)
-    model, optimizer = trained(0)
-    weights, moments = model.state_dict()["tok_emb.weight"].clone(), optimizer.state_dict()
-    state = load_checkpoint(tmp_path / "good.pth", model, optimizer, expect={"step": 1})
-    assert state["step"] == 1
-    assert not torch.equal(model.state_dict()["tok_emb.weight"], weights)
-    assert not same(optimizer.state_dict()["state"], moments["state"])
-    assert torch.equal(torch.get_rng_state(), saved_rng)
-
-
-def test_a_failed_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_path):
-    path = tmp_path / "checkpoint.pth"
-    model, optimizer = trained(0)
-    save_checkpoint(path, model, optimizer, step=1)
-    before = path.read_bytes()
-    with pytest.raises(Exception, match="(?i)pickle|local"):
-        save_checkpoint(path, model, optimizer, step=2, callback=lambda: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
-    assert path.read_bytes() == before
-
-
-def test_a_failed_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
-    def refuse(*args):
-        raise OSError("disk full")
-    monkeypatch.setattr("shared.utils.os.replace", refuse)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(tmp_path / "checkpoint.pth", tiny_model())
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("name", ["torch_rng", "cuda_rng", "mps_rng"])
-def test_an_extra_value_cannot_overwrite_a_generator_state(name, tmp_path):
-    with pytest.raises(ValueError, match=f"an extra value may not be named {name}"):
-        save_checkpoint(tmp_path / "c.pth", tiny_model(), **{name: torch.zeros(3)})
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("key, value, message", [
-    ("cuda_rng", {0: torch.zeros(16, dtype=torch.uint8), 1: torch.zeros(7, dtype=torch.uint8)},
-     "holds a CUDA random-number state that this machine's GPUs cannot take"),
-    ("cuda_rng", torch.zeros(16, dtype=torch.uint8), "holds a CUDA random-number state"),
-    ("cuda_rng", {-1: torch.zeros(16, dtype=torch.uint8)}, "holds a CUDA random-number state"),
-    ("mps_rng", torch.zeros(3), "holds an MPS random-number state that this Mac cannot take"),
-])
-def test_a_gpu_generator_state_that_does_not_fit_is_refused_before_anything_changes(
-        key, value, message, tmp_path, pretend_gpus):
-    generators = pretend_gpus(2)
-    path = tmp_path / "c.pth"
-    save_checkpoint(path, *trained(1), step=1)
-    state = torch.load(path, weights_only=True)
-    state[key] = value
-    torch.save(state, path)
-    model, optimizer = trained(0)
-    weights = copy.deepcopy(model.state_dict())
-    rng, cuda, mps = torch.get_rng_state(), list(generators.cuda), generators.mps
-    with pytest.raises(ValueError, match=message):
-        load_checkpoint(path, model, optimizer)
-    assert same(model.state_dict(), weights)
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert same(generators.cuda, cuda) and torch.equal(generators.mps, mps)
-
-
-@pytest.mark.parametrize("value, kind", [(np.float32(1.5), "float32"),
-                                         (Path("runs/a"), "PosixPath|WindowsPath"),
-                                         (argparse.Namespace(lr=0.1), "Namespace"),
-                                         ({"ok": [1, 2], "bad": {np.int64(3)}}, "dict")])
-def test_an_extra_the_loader_would_refuse_is_refused_at_save_time(value, kind, tmp_path):
-    with pytest.raises(ValueError, match=rf"the extra value note=.* \(({kind})\) could not be "
-                                         r"loaded back: .*weights_only=True"):
-        save_checkpoint(tmp_path / "c.pth", tiny_model(), note=value)
-    assert list(tmp_path.iterdir()) == []  # no file, not a file the loader refuses later
-
-
-@pytest.mark.parametrize("saved_tied", [False, True])
-def test_a_checkpoint_is_refused_by_a_model_tied_otherwise(saved_tied, tmp_path):
-    saved, loading = tiny_model(tie_weights=saved_tied), tiny_model(1, tie_weights=not saved_tied)
-    save_checkpoint(tmp_path / "c.pth", saved)
-    before = copy.deepcopy(loading.state_dict())
-    message = (r"the checkpoint ties tok_emb.weight and out_head.weight \(saved from a tied "
-               r"model\), this model keeps them apart \(build it tied, tie_weights=True\)"
-               if saved_tied else
-               r"this model ties tok_emb.weight and out_head.weight \(one matrix\), the "
-               r"checkpoint holds two different ones \(saved from an untied model: build this one "
-               r"untied, tie_weights=False\)")
-    with pytest.raises(ValueError, match=message):
-        load_checkpoint(tmp_path / "c.pth", loading, restore_rng=False)
-    for name, tensor in loading.state_dict().items():
-        assert torch.equal(tensor, before[name]), name
-    load_checkpoint(tmp_path / "c.pth", tiny_model(2, tie_weights=saved_tied))  # its own kind
-
-
 # pretrain.py -------------------------------------------------------------------------------
 
 SCRIPT = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context", "32",
@@ -779,7 +559,7 @@ def test_a_run_with_one_evaluation_plots_a_point_and_none_says_why():
     matplotlib.pyplot.close("all")
 
 
-# An empty prompt, targets of another shape, a file of another kind ---------------------------
+# An empty prompt, targets of another shape -------------------------------------------------
 
 def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
     from shared import generate_text_simple, text_to_token_ids
@@ -808,107 +588,7 @@ def test_targets_of_another_shape_than_the_inputs_are_refused_naming_both(target
         calc_loss_batch(inputs, targets, model, "cpu")
 
 
-def test_a_gpt2_safetensors_file_or_folder_gets_a_suggestion_that_works(tmp_path):
-    from shared import load_gpt2, save_gpt2_safetensors
-
-    saved = tiny_model(3)
-    folder = save_gpt2_safetensors(saved, tmp_path / "export")
-    for path in (folder / "model.safetensors", folder):
-        model = tiny_model()
-        before = copy.deepcopy(model.state_dict())
-        with pytest.raises(ValueError, match=r"holds GPT-2 weights in safetensors \(as "
-                                             r"save_gpt2_safetensors writes them\), not a "
-                                             r"checkpoint of save_checkpoint: load them with "
-                                             r"load_gpt2\(path\)") as refusal:
-            load_checkpoint(path, model)
-        assert same(model.state_dict(), before)  # nothing loaded
-        assert f"{path}" in str(refusal.value)
-        loaded = load_gpt2(path)  # the suggestion works
-        ids = torch.tensor([[1, 2, 3]])
-        with torch.no_grad():
-            torch.testing.assert_close(loaded.eval()(ids), saved(ids), rtol=0, atol=1e-6)
-
-
-def test_a_published_model_folder_gets_a_suggestion_that_works(tmp_path):
-    import transformers
-
-    from shared import load_open_model
-
-    torch.manual_seed(0)
-    transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=8, intermediate_size=32, max_position_embeddings=16,
-        tie_word_embeddings=True)).save_pretrained(tmp_path)
-    for path in (tmp_path, tmp_path / "model.safetensors"):
-        with pytest.raises(ValueError, match=r"holds a Hugging Face 'qwen3' model \(config.json"
-                                             r"\), not a checkpoint of save_checkpoint: load it "
-                                             r"with load_open_model\(folder\)"):
-            load_checkpoint(path, tiny_model())
-    assert load_open_model(tmp_path).cfg["emb_dim"] == 16  # the suggestion works
-
-
-def test_a_plain_state_dict_gets_a_suggestion_that_works(tmp_path):
-    saved = tiny_model(3)
-    torch.save(saved.state_dict(), tmp_path / "weights.pth")
-    model = tiny_model()
-    with pytest.raises(ValueError, match=r"load it with model\.load_state_dict\(torch\.load\("
-                                         r"path\)\)"):
-        load_checkpoint(tmp_path / "weights.pth", model)
-    model.load_state_dict(torch.load(tmp_path / "weights.pth"))  # the suggestion works
-    assert same(model.state_dict(), saved.state_dict())
-
-
 # Nothing a learner has is lost or poisoned --------------------------------------------------
-
-def write_text_file(path):
-    path.write_text("my notes\n")
-
-
-def write_other_model(path):
-    save_checkpoint(path, tiny_model(emb_dim=8), step=1)
-
-
-def write_other_config(path):  # the same shapes, another model: n_heads differs
-    model = tiny_model(n_heads=4)
-    save_checkpoint(path, model, config=model.cfg)
-
-
-@pytest.mark.parametrize("write, message", [
-    (write_text_file, r"holds a file that is not a checkpoint \(torch.load cannot read it\)"),
-    (write_a_list, r"holds a list, not a checkpoint of save_checkpoint"),
-    (write_other_model, r"holds a checkpoint of another model: it does not fit this model "
-                        r"\(tok_emb.weight has shape \(50, 8\), the model needs \(50, 16\)"),
-    (write_other_config, r"holds a checkpoint of another model \(its config differs: "
-                         r"\{'n_heads': 4\}, this model's \{'n_heads': 2\}\)"),
-])
-def test_save_checkpoint_refuses_a_path_holding_something_else_unless_told(write, message,
-                                                                         tmp_path):
-    path = tmp_path / "checkpoint.pth"
-    write(path)
-    before = path.read_bytes()
-    model = tiny_model()
-    with pytest.raises(ValueError, match=message + r".*: save_checkpoint overwrites unasked only a "
-                       r"checkpoint of the same weights' names and shapes, and the same config if "
-                       r"both record one; pass replace=True to replace it"):
-        save_checkpoint(path, model, config=model.cfg)
-    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
-    save_checkpoint(path, model, config=model.cfg, replace=True)  # told: replaced whole
-    load_checkpoint(path, tiny_model(1), expect={"config": model.cfg})
-
-
-def test_save_checkpoint_overwrites_the_same_models_checkpoint(tmp_path):
-    path = tmp_path / "checkpoint.pth"
-    model, optimizer = trained(0)
-    save_checkpoint(path, model, optimizer, step=1, config=model.cfg)
-    one_step(model, optimizer)
-    save_checkpoint(path, model, optimizer, step=2, config=model.cfg)  # as training does
-    assert load_checkpoint(path, *trained(1))["step"] == 2
-
-
-def test_save_checkpoint_refuses_a_folder(tmp_path):
-    with pytest.raises(ValueError, match=r"is a folder: save_checkpoint writes a file"):
-        save_checkpoint(tmp_path, tiny_model(), replace=True)
-
 
 def nan_batches():
     model = tiny_model()
@@ -1029,27 +709,3 @@ def test_a_failed_download_and_load_gpt2_leaves_no_folder(tmp_path, monkeypatch)
     with pytest.raises(DataFetchError):
         gpt2_weights.download_and_load_gpt2("124M", tmp_path / "gpt2")
     assert list(tmp_path.iterdir()) == []  # no models_dir/124M with hparams.json alone
-
-
-def test_save_weights_overwrites_the_same_models_weights_and_refuses_anything_else(tmp_path):
-    from shared import save_weights
-
-    path = tmp_path / "model.pth"
-    torch.save(tiny_model(3).state_dict(), path)  # as the book saves weights
-    save_weights(path, tiny_model(4))  # the same model's weights: overwritten
-    model = tiny_model()
-    model.load_state_dict(torch.load(path))  # the book's way to load them
-    assert same(model.state_dict(), tiny_model(4).state_dict())
-    for write, message in [(write_other_model, r"holds a checkpoint of save_checkpoint, not a "
-                                               r"model's state_dict"),
-                           (lambda p: torch.save(tiny_model(emb_dim=8).state_dict(), p),
-                            r"holds the weights of another model: it does not fit this model"),
-                           (write_text_file, "holds a file that is not a checkpoint")]:
-        path.unlink()
-        write(path)
-        before = path.read_bytes()
-        with pytest.raises(ValueError, match=message + ".*pass replace=True"):
-            save_weights(path, tiny_model())
-        assert path.read_bytes() == before
-    save_weights(path, tiny_model(), replace=True)
-    assert same(torch.load(path), tiny_model().state_dict())

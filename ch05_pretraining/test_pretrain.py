@@ -226,6 +226,27 @@ def test_load_run_takes_the_runs_folder_or_its_checkpoint_and_refuses_others(tex
         pretrain.load_run(3)
 
 
+def test_read_checkpoint_says_a_newer_torch_wrote_the_file_and_refuses_any_damage_as_such(
+        tmp_path):
+    from ch05_pretraining.test_checkpoints import newer_torch_file
+
+    path = tmp_path / "checkpoint.pt"
+    newer_torch_file(path)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path} was written by a newer torch? It calls torch._utils._rebuild_tensor_v9")):
+        pretrain.read_checkpoint(path)
+    torch.save({"config": {"emb_dim": 4}, "seed": 1}, path)
+    data = path.read_bytes()
+    for position in range(0, len(data), 7):  # whatever torch raises, one ValueError
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        path.write_bytes(damaged)
+        try:
+            pretrain.read_checkpoint(path)  # the damage may be where torch does not look
+        except ValueError as error:  # anything else fails the test
+            assert str(path) in str(error)
+
+
 def test_help_shows_every_default_and_a_first_example_for_a_cpu():
     parser = pretrain.make_parser()
     shown = " ".join(parser.format_help().split())  # argparse wraps lines anywhere

@@ -1,7 +1,6 @@
 """Tests of chapter 5: losses, the training loops, decoding, checkpoints, the LR schedule."""
 
 import math
-import os
 
 import matplotlib.pyplot as plt
 import pytest
@@ -35,7 +34,7 @@ from ch05_pretraining.training import (
     find_highest_gradient,
     train_model,
 )
-from shared import generator_states, load_checkpoint, save_checkpoint  # chapter 5's checkpoints
+from shared import load_checkpoint, save_checkpoint  # chapter 5's checkpoints
 
 
 TINY = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
@@ -271,143 +270,6 @@ def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path):
         assert torch.equal(value, model.state_dict()[key]), key
 
 
-def trained_tiny(steps=1, device="cpu"):
-    """A TINY model and its AdamW after `steps` steps, both on `device`."""
-    torch.manual_seed(3)
-    model = GPTModel(TINY).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for input_batch, target_batch in list(loaders()[0])[:steps]:
-        optimizer.zero_grad()
-        calc_loss_batch(input_batch, target_batch, model, device).backward()
-        optimizer.step()
-    return model, optimizer
-
-
-def test_a_checkpoint_keeps_the_cpus_generator_and_those_of_the_models_devices(tmp_path,
-                                                                             pretend_gpus):
-    pretend_gpus(8)  # a machine with 8 CUDA GPUs in use and a Mac's GPU
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny())  # a model on the CPU
-    saved = torch.load(tmp_path / "c.pth", weights_only=True)
-    assert {"cuda_rng", "mps_rng"}.isdisjoint(saved)  # it drew from none of them
-    assert torch.equal(saved["torch_rng"], torch.get_rng_state())
-    # a model on GPU 3 draws from that GPU's generator alone; on the Mac's GPU, from its own
-    assert list(generator_states(["cpu", torch.device("cuda", 3)])["cuda_rng"]) == [3]
-    assert generator_states([torch.device("mps")]).keys() == {"torch_rng", "mps_rng"}
-    assert generator_states().keys() == {"torch_rng", "cuda_rng", "mps_rng"}  # all of them
-    assert list(generator_states()["cuda_rng"]) == list(range(8))
-
-
-def with_gpu_generators(path, devices):
-    """Add to the checkpoint at `path` the states of `devices`' generators, as save_checkpoint
-    keeps them for a model on those devices (none can be made here)."""
-    state = torch.load(path, weights_only=True)
-    state.update(generator_states(devices))
-    torch.save(state, path)
-
-
-def test_a_checkpoint_restores_every_generator_a_run_draws_from(tmp_path, pretend_gpus):
-    generators = pretend_gpus(2)
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny())
-    with_gpu_generators(tmp_path / "c.pth", ["cuda:0", "cuda:1", "mps"])
-    cpu, cuda, mps = torch.get_rng_state(), list(generators.cuda), generators.mps
-    generators.draw()
-    assert not torch.equal(torch.get_rng_state(), cpu) and not torch.equal(generators.mps, mps)
-    load_checkpoint(tmp_path / "c.pth", *trained_tiny())
-    assert torch.equal(torch.get_rng_state(), cpu)
-    assert all(map(torch.equal, generators.cuda, cuda)) and torch.equal(generators.mps, mps)
-
-
-def test_a_gpus_state_is_checked_and_restored_without_starting_cuda(tmp_path, pretend_gpus):
-    generators = pretend_gpus(2)
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny())
-    with_gpu_generators(tmp_path / "c.pth", ["cuda:1"])
-    saved = generators.cuda[1]
-    generators.draw()
-    generators.initialized = False  # a CPU model, on a machine whose CUDA is not yet in use
-    load_checkpoint(tmp_path / "c.pth", *trained_tiny())  # fails if it asks a GPU its state
-    assert torch.equal(generators.cuda[1], saved)  # set, as torch.cuda does it: lazily
-    state = torch.load(tmp_path / "c.pth", weights_only=True)
-    state["cuda_rng"][1] = torch.zeros(7, dtype=torch.uint8)  # not a CUDA generator's state
-    torch.save(state, tmp_path / "c.pth")
-    with pytest.raises(ValueError, match="holds a CUDA random-number state that this "
-                                         "machine's GPUs cannot take"):
-        load_checkpoint(tmp_path / "c.pth", *trained_tiny())
-
-
-def test_a_checkpoint_without_gpu_generators_leaves_them_as_they_are(tmp_path, pretend_gpus,
-                                                                     pretend_cpu_only):
-    pretend_cpu_only()
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny())
-    assert {"cuda_rng", "mps_rng"}.isdisjoint(torch.load(tmp_path / "c.pth", weights_only=True))
-    cpu = torch.get_rng_state()
-    generators = pretend_gpus()
-    generators.draw()
-    cuda, mps = list(generators.cuda), generators.mps
-    load_checkpoint(tmp_path / "c.pth", *trained_tiny())
-    assert torch.equal(torch.get_rng_state(), cpu)
-    assert all(map(torch.equal, generators.cuda, cuda)) and torch.equal(generators.mps, mps)
-
-
-def test_gpu_generators_a_cpu_only_machine_lacks_are_skipped_and_named(tmp_path, pretend_gpus,
-                                                                       pretend_cpu_only):
-    pretend_gpus(2)
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny(), step=1)
-    with_gpu_generators(tmp_path / "c.pth", ["cuda:0", "cuda:1", "mps"])  # a model on them
-    cpu = torch.get_rng_state()
-    pretend_cpu_only()
-    torch.rand(1)
-    model, optimizer = trained_tiny(0)
-    with pytest.warns(UserWarning, match=r"holds the random state of CUDA GPUs 0, 1 and of a "
-                                         r"Mac's GPU \(MPS\), which this machine lacks"):
-        assert load_checkpoint(tmp_path / "c.pth", model, optimizer)["step"] == 1
-    assert torch.equal(torch.get_rng_state(), cpu)  # what this machine has is restored
-    for name, tensor in trained_tiny()[0].state_dict().items():
-        assert torch.equal(model.state_dict()[name], tensor), name
-
-
-def test_a_checkpoint_loads_into_a_model_on_the_meta_device_which_keeps_no_values(tmp_path):
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny(2))
-    model, optimizer = trained_tiny(0, device="meta")  # shapes only: nothing to copy into
-    with pytest.warns(UserWarning, match="meta parameter"):  # torch: values cannot go there
-        load_checkpoint(tmp_path / "c.pth", model, optimizer)
-    assert {tensor.device.type for tensor in model.state_dict().values()} == {"meta"}
-    state = optimizer.state_dict()["state"]
-    assert {value.device.type for values in state.values() for name, value in values.items()
-            if name != "step"} == {"meta"}  # AdamW's averages follow the parameters
-    assert [int(values["step"]) for values in state.values()] == [2] * len(state)
-
-
-def test_a_cpu_checkpoint_loads_its_values_into_a_model_on_a_gpu(tmp_path):
-    from shared.fake_gpu import FAKE_GPU  # the tests' stand-in GPU: values, and CUDA's checks
-
-    trained, trained_optimizer = trained_tiny(2)
-    save_checkpoint(tmp_path / "c.pth", trained, trained_optimizer, step=2)
-    saved_rng = torch.get_rng_state()
-    torch.rand(1)
-    model, optimizer = trained_tiny(0, device=FAKE_GPU)
-    assert load_checkpoint(tmp_path / "c.pth", model, optimizer)["step"] == 2
-    assert torch.equal(torch.get_rng_state(), saved_rng)
-    for name, tensor in trained.state_dict().items():
-        assert model.state_dict()[name].device == FAKE_GPU, name
-        assert torch.equal(model.state_dict()[name].cpu(), tensor), name
-    theirs, ours = trained_optimizer.state_dict()["state"], optimizer.state_dict()["state"]
-    for index, values in theirs.items():
-        for name, value in values.items():
-            assert ours[index][name].device == (FAKE_GPU if name != "step" else value.device)
-            assert torch.equal(ours[index][name].cpu(), value), (index, name)
-
-
-def test_a_model_on_the_meta_device_is_refused_before_a_file_is_written(tmp_path):
-    save_checkpoint(tmp_path / "c.pth", *trained_tiny(), step=1)
-    before = (tmp_path / "c.pth").read_bytes()
-    model, optimizer = trained_tiny(0, device="meta")
-    with pytest.raises(ValueError, match=r"^model is on the meta device \(tok_emb.weight has "
-                                         r"a shape but no values\)"):
-        save_checkpoint(tmp_path / "c.pth", model, optimizer, step=2)
-    assert (tmp_path / "c.pth").read_bytes() == before  # the good checkpoint is kept
-    assert [path.name for path in tmp_path.iterdir()] == ["c.pth"]
-
-
 def test_gradient_clipping_and_schedule_are_applied():
     torch.manual_seed(0)
     model = GPTModel(TINY)
@@ -452,32 +314,6 @@ def test_find_highest_gradient_is_the_largest_entry_of_any_gradient():
     calc_loss_batch(x, x, model, "cpu").backward()
     highest = max(p.grad.max() for p in model.parameters() if p.grad is not None)
     assert find_highest_gradient(model) == highest
-
-
-# Checkpoint errors -------------------------------------------------------------------------
-
-def test_checkpoint_for_another_shape_is_a_clear_error(tmp_path):
-    save_checkpoint(tmp_path / "small.pth", GPTModel(TINY))
-    with pytest.raises(ValueError, match="does not fit this model"):
-        load_checkpoint(tmp_path / "small.pth", GPTModel({**TINY, "emb_dim": 32}))
-
-
-def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    save_checkpoint(tmp_path / "ckpt.pth", GPTModel(TINY))
-    data = (tmp_path / "ckpt.pth").read_bytes()
-    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load_checkpoint(tmp_path / "cut.pth", GPTModel(TINY))
-
-
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "nothing.pth", GPTModel(TINY))
-
-
-def test_save_leaves_no_temporary_file(tmp_path):
-    save_checkpoint(tmp_path / "ckpt.pth", GPTModel(TINY))
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
 
 
 # Decoding ----------------------------------------------------------------------------------
@@ -772,29 +608,3 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
     assert head_dtypes == {torch.bfloat16}
     assert model.out_head.weight.dtype == torch.float32
     assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
-
-
-def test_section_5_4s_cell_saves_again_after_a_change_of_model(tmp_path, monkeypatch):
-    """Cell ch05-n34 (beyond_1_checkpoints) writes the notebook's own trained_checkpoint.pth;
-    re-run after a change of profile, LLM_COURSE_QUICK or MODEL_CONFIG, it replaces the earlier
-    run's checkpoint of another architecture instead of stopping at it."""
-    import nbformat
-
-    from shared.data import PROJECT_ROOT
-
-    nb = nbformat.read(PROJECT_ROOT / "ch05_pretraining" / "beyond_1_checkpoints.ipynb",
-                     as_version=4)
-    cell = next(cell.source for cell in nb.cells if cell.get("id") == "ch05-n34")
-    monkeypatch.chdir(tmp_path)
-    for emb_dim in (16, 8):  # the earlier run's model, then one of another configuration
-        torch.manual_seed(3)
-        model = GPTModel({**TINY, "emb_dim": emb_dim})
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        input_batch, target_batch = next(iter(loaders()[1]))
-        calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
-        optimizer.step()  # the cell counts AdamW's state
-        exec(cell, {"save_checkpoint": save_checkpoint, "model": model, "optimizer": optimizer,
-                    "MODEL_CONFIG": model.cfg, "TRAINING": {"num_epochs": 1},
-                    "train_loader": [None] * 3, "torch": torch, "os": os,
-                    "print": lambda *args: None})
-    assert torch.load("trained_checkpoint.pth")["model"]["tok_emb.weight"].shape[1] == 8

@@ -115,7 +115,6 @@ from ch05_pretraining.checkpoints import (
     load_checkpoint as load_checkpoint,
     generator_states as generator_states,
     restore_generators as restore_generators,
-    generator_problems as generator_problems,
 )
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,

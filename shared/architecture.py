@@ -7,6 +7,11 @@ names that describe one architecture. Both would silently get a changed model wr
 overridden, a block or norm swapped, a hook, an unmerged LoRA adapter, a classification head, a
 configuration key they do not know. So they compare the model with `family(model.cfg)` built on
 the meta device (shapes only: no memory, no random draws) and refuse, naming what differs.
+
+And what keeps a saved state from loading, for chapter 5's `load_checkpoint` (5.4.1) and
+pretrain.py, each a list of problems (empty: it fits): `model_state_problems` (names, shapes and
+tied weights), `optimizer_state_problems` (groups, options, per-weight state) and
+`generator_problems` (the random generators' states, against this machine's).
 """
 
 import torch
@@ -93,3 +98,91 @@ def _class_name(cls, other) -> str:
     """cls's name, with its module where `other` has the same name (nn.LayerNorm, ours)."""
     same = cls.__name__ == other.__name__
     return f"{cls.__module__}.{cls.__qualname__}" if same else cls.__name__
+
+
+# A saved state against what it loads into ---------------------------------------------------
+
+def model_state_problems(saved, model: nn.Module) -> list[str]:
+    """What keeps `saved` (a state_dict) from loading into `model`: names, shapes and ties."""
+    if not isinstance(saved, dict):
+        return [f"holds a {type(saved).__name__} as its model state, not a state_dict"]
+    wanted = model.state_dict(keep_vars=True)  # its own tensors: tied ones share their memory
+    ours = {name: tuple(tensor.shape) for name, tensor in wanted.items()}
+    theirs = {name: tuple(value.shape) if isinstance(value, torch.Tensor) and not value.is_meta
+              else "no values" for name, value in saved.items()}  # meta: a file saved by hand
+    found = [f"{name}: {theirs.get(name, 'missing')} in the checkpoint, {ours.get(name, 'none')} "
+             "in this model" for name in {**ours, **theirs} if theirs.get(name) != ours.get(name)]
+    if found:
+        more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
+        return [f"does not fit this model ({'; '.join(found[:4])}{more})"]
+    # An untied checkpoint loaded into a tied model would overwrite the one shared matrix with
+    # whichever copy loads last; a tied one loaded into an untied model would split it in two.
+    ours, theirs = _tied_pairs(wanted), _tied_pairs(saved)
+    found = [f"this model ties {a} and {b} (one matrix), the checkpoint holds two different "
+             f"ones (saved from an untied model: build this one untied, tie_weights=False)"
+             for a, b in sorted(ours - theirs) if not torch.equal(saved[a], saved[b])]
+    return found + [f"the checkpoint ties {a} and {b} (saved from a tied model), this model "
+                    f"keeps them apart (build it tied, tie_weights=True)"
+                    for a, b in sorted(theirs - ours)]
+
+
+def _tied_pairs(state: dict) -> set[tuple[str, str]]:
+    """Pairs of names whose tensors are one tensor: tied weights share their memory."""
+    first = {}
+    for name, tensor in [(name, tensor) for name, tensor in state.items() if tensor.numel()]:
+        first.setdefault((tensor.data_ptr(), tensor.shape, tensor.stride()), []).append(name)
+    return {(names[0], name) for names in first.values() for name in names[1:]}
+
+
+# Optimizer state that is one number per weight (Adam's averages, SGD's momentum, ...).
+_PER_WEIGHT_STATE = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
+                     "square_avg", "sum", "grad_avg", "acc_delta"}
+
+
+def optimizer_state_problems(saved, optimizer: torch.optim.Optimizer) -> list[str]:
+    """What keeps `saved` (an optimizer's state_dict) from loading into `optimizer`."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("param_groups"), list)
+            and isinstance(saved.get("state"), dict)):
+        return ["holds no optimizer state (pass optimizer=None to load the model alone)"
+                if saved is None else "holds an optimizer state that is not a state_dict"]
+    groups, ours = saved["param_groups"], optimizer.param_groups
+    sizes = [len(group.get("params", [])) for group in groups]
+    our_sizes = [len(group["params"]) for group in ours]
+    if sizes != our_sizes:
+        return [f"has optimizer parameter groups of {sizes} tensors, this optimizer {our_sizes}"]
+    if unknown := sorted({key for g in groups for key in g} - {key for g in ours for key in g}):
+        return [f"has optimizer options {unknown} that {type(optimizer).__name__} lacks "
+                "(saved by another kind of optimizer?)"]
+    params = dict(zip([i for g in groups for i in g["params"]],
+                      [tuple(p.shape) for g in ours for p in g["params"]]))
+    return [f"optimizer {name} of parameter {index} has shape "
+            f"{tuple(getattr(value, 'shape', ()))}, the parameter {params.get(index, 'none')}"
+            for index, values in saved["state"].items() for name, value in values.items()
+            if name in _PER_WEIGHT_STATE
+            and tuple(getattr(value, "shape", (None,))) != params.get(index)][:4]
+
+
+_CUDA_STATE_BYTES = 16  # a CUDA GPU's generator state: its seed and its offset, 8 bytes each
+
+
+def generator_problems(states: dict) -> list[str]:
+    """What keeps `states` (as chapter 5's generator_states gives them: "torch_rng", and
+    "cuda_rng" by GPU number, "mps_rng") from being restored on this machine; a GPU it lacks is
+    no problem (restore_generators skips it). No GPU is asked its state: that would start CUDA."""
+    def fits(saved, size):
+        return (isinstance(saved, torch.Tensor) and saved.dtype == torch.uint8
+                and saved.shape == (size,))
+
+    if not (isinstance(states, dict)
+            and fits(states.get("torch_rng"), torch.get_rng_state().numel())):
+        return ["holds no valid random-number state"]
+    cuda = states.get("cuda_rng", {})
+    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not isinstance(cuda, dict) or not all(
+            isinstance(index, int) and index >= 0
+            and (index >= here or fits(state, _CUDA_STATE_BYTES)) for index, state in cuda.items()):
+        return ["holds a CUDA random-number state that this machine's GPUs cannot take"]
+    if ("mps_rng" in states and torch.backends.mps.is_available()
+            and not fits(states["mps_rng"], torch.mps.get_rng_state().numel())):
+        return ["holds an MPS random-number state that this Mac cannot take"]
+    return []

@@ -92,6 +92,15 @@ def check_type(name: str, value, types: type | tuple[type, ...], valid: str) -> 
         raise TypeError(f"{name} must be {valid}, got {type(value).__name__}")
 
 
+def check_has_values(name: str, module, what_to_do: str) -> None:
+    """Raise ValueError unless every tensor of `module` (an nn.Module) has values: one on the
+    meta device has a shape only, nothing to save, compute with or load into. `what_to_do`
+    ends the message."""
+    meta = next((key for key, t in module.state_dict(keep_vars=True).items() if t.is_meta), None)
+    check(meta is None, lambda: f"{name} is on the meta device ({meta} has a shape but no "
+          f"values): {what_to_do}")
+
+
 def check_keys(name: str, mapping, required: Iterable[str], optional: Iterable[str] = ()
                ) -> None:
     """Raise unless `mapping` is a dict holding every required key and no unknown one (a

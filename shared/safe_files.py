@@ -9,6 +9,13 @@ A model's folder, written whole or not at all: `write_model_folder`, which chapt
 - even `replace=True` never replaces the home folder, the current folder or one holding it, nor
   a sub-folder the writer does not write (a project's `.git`).
 
+One file of torch.save's, for chapter 5's checkpoints (5.4.1) and pretrain.py:
+- `read_torch_file`: read with weights_only=True (no code in the file runs); any failure is one
+  error that says the file is not readable, and one a newer torch wrote says so;
+- `check_file_replaceable`: a saver overwrites only what it would write itself, unless told;
+- `check_loads_back`: a value that torch.load(weights_only=True) could not read back is refused
+  when it is saved, not found when it is loaded.
+
 A training run's folder, for ch05_pretraining/pretrain.py, which says which files a run writes:
 - `not_ours`: the files in a folder that a program did not write (a folder it may replace must
   hold none);
@@ -20,8 +27,10 @@ A training run's folder, for ch05_pretraining/pretrain.py, which says which file
 """
 
 import glob
+import io
 import json
 import os
+import pkgutil
 import re
 import shutil
 import signal
@@ -31,12 +40,14 @@ import threading
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import safetensors
+import torch
 
-from shared.checks import check_flag
+from shared.checks import check, check_flag
 
 
 SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
@@ -158,6 +169,63 @@ def _saved_by(entry: os.DirEntry, writer: str) -> bool:
             return (f.metadata() or {}).get(SAVED_BY) == writer
     except Exception:  # unreadable: not what the writer leaves
         return False
+
+
+# One file of torch.save's ---------------------------------------------------------------------
+
+def read_torch_file(path: str | Path, mmap: bool = False):
+    """What torch.save wrote to `path`, read onto the CPU with torch.load(weights_only=True):
+    tensors and plain values only, no code in the file runs (`mmap`: tensors mapped, read only
+    where used, when the file is torch's zip format). A missing file is FileNotFoundError, any
+    failure to read it one ValueError, and a file a newer torch wrote is named as such."""
+    check(Path(path).exists(), f"no checkpoint at {path}", FileNotFoundError)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True,
+                          mmap=mmap and zipfile.is_zipfile(path))  # not before torch 1.6's
+    except Exception as error:  # a damaged file raises anything: IndexError, UnicodeDecodeError
+        cause = str(error).rpartition("WeightsUnpickler error: ")[2].partition("\n")[0]
+        unknown = re.match(r"Unsupported global: GLOBAL (torch\.\S+)", cause)
+        try:  # a function of torch's that this torch lacks: a newer torch wrote the file
+            newer = unknown and pkgutil.resolve_name(unknown[1]) is None
+        except (ImportError, AttributeError):
+            newer = True
+        check(not newer, lambda: f"{path} was written by a newer torch? It calls {unknown[1]}, "
+              f"which this torch ({torch.__version__}) lacks: upgrade torch, then load it again")
+        raise ValueError(f"{path} is not a readable checkpoint (truncated, damaged, or not "
+                         f"written by torch.save): {type(error).__name__}: {cause}") from None
+
+
+def check_file_replaceable(path: str | Path, writer: str, replace: bool,
+                           ours: Callable[[object], bool]) -> None:
+    """Refuse a folder at `path` and, unless `replace`, a file that `ours` does not accept (it
+    is given what torch.load(weights_only=True) reads from the file, None if it reads nothing):
+    a run overwrites its own file, a typo in a path no other file."""
+    check_flag("replace", replace)
+    check(not Path(path).is_dir(), f"{path} is a folder: {writer} writes a file (give a file "
+          "name in it, such as model.pth)")
+    if replace or not Path(path).exists():
+        return
+    try:  # mapped, not read: a check compares names and shapes
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not torch.save's file (or one older than torch 1.6, never ours)
+        saved = None
+    check(ours(saved), f"{path} holds something other than what {writer} saves for a model "
+          "of this architecture (the same weights' names and shapes, and config if both record "
+          "one), which is all it overwrites unasked: pass replace=True, or choose another path")
+
+
+def check_loads_back(name: str, value, reader: str) -> None:
+    """Raise ValueError unless torch.load(weights_only=True), as `reader` reads the file, would
+    load `value` back: a value it cannot read is refused when saved, not found when loaded."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    except Exception:  # pickling errors, and torch's refusal of a class it does not load
+        raise ValueError(f"{name}={value!r} ({type(value).__name__}) could not be loaded back: "
+                         f"{reader}'s torch.load(weights_only=True) takes numbers, strings, "
+                         "lists, tuples, dicts and tensors (convert it: float(x), str(path), "
+                         "vars(args))") from None
 
 
 # A training run's folder ---------------------------------------------------------------------

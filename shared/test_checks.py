@@ -14,6 +14,7 @@ from shared.checks import (
     check_entry,
     check_finite,
     check_flag,
+    check_has_values,
     check_keys,
     check_number,
     check_shape,
@@ -131,3 +132,15 @@ def test_check_finite_stops_a_diverged_loss_naming_where(value):
         check_finite("the loss", value, step=7)
     with pytest.raises(FloatingPointError, match=r"^the loss became (nan|-?inf): training"):
         check_finite("the loss", value)
+
+
+def test_check_has_values_names_a_tensor_on_the_meta_device_and_what_to_do():
+    check_has_values("model", torch.nn.Linear(2, 3), "never shown")
+    with pytest.raises(ValueError) as refusal:
+        check_has_values("net", torch.nn.Linear(2, 3, device="meta"), "build it on the CPU")
+    assert str(refusal.value) == ("net is on the meta device (weight has a shape but no values): "
+                                  "build it on the CPU")
+    norm = torch.nn.BatchNorm1d(3)
+    norm.register_buffer("running_mean", torch.zeros(3, device="meta"))  # a buffer counts too
+    with pytest.raises(ValueError, match=r"^norm is on the meta device \(running_mean "):
+        check_has_values("norm", norm, "give it values")

@@ -1,10 +1,13 @@
 """shared/safe_files.py: write_model_folder (a model's folder written whole or not at all, and
 never over someone's work; the savers that call it are tested with their formats in chapter 5),
-and a training run's folder (pretrain.py's runs are tested in ch05_pretraining/test_pretrain.py)."""
+one file of torch.save's (read, replaced, its values checked; chapter 5's checkpoints are tested
+in ch05_pretraining/test_checkpoints.py), and a training run's folder (pretrain.py's runs are
+tested in ch05_pretraining/test_pretrain.py)."""
 
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -13,9 +16,12 @@ import torch
 from shared.safe_files import (
     SAVED_BY,
     RunFolderBusyError,
+    check_file_replaceable,
+    check_loads_back,
     claim_run_folder,
     not_ours,
     not_there_yet,
+    read_torch_file,
     release_run_folder,
     remove_files,
     remove_made,
@@ -128,6 +134,64 @@ def test_what_a_killed_save_left_is_named(tmp_path):
     (tmp_path / ".model.89abcdef.tmp").mkdir()  # killed while writing
     with pytest.warns(UserWarning, match=r"\.model\.89abcdef\.tmp is left by a save"):
         save(folder)
+
+
+# One file of torch.save's: read_torch_file, check_file_replaceable, check_loads_back --------
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_read_torch_file_reads_tensors_and_values_in_either_format(mmap, tmp_path):
+    state = {"w": torch.arange(3.0), "step": 7}
+    torch.save(state, tmp_path / "new.pt")
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=False)  # torch < 1.6
+    for name in ("new.pt", "old.pt"):  # mmap maps what it can, and reads an old file whole
+        read = read_torch_file(tmp_path / name, mmap=mmap)
+        assert read["step"] == 7 and torch.equal(read["w"], state["w"])
+
+
+@pytest.mark.parametrize("write, error", [
+    (lambda path: None, FileNotFoundError),
+    (lambda path: path.write_text("my notes\n"), ValueError),
+    (lambda path: path.mkdir(), ValueError),
+    (lambda path: torch.save({"w": torch.zeros(9)}, path) or path.write_bytes(
+        path.read_bytes()[:200]), ValueError),  # truncated
+    (lambda path: torch.save({"call": print}, path), ValueError),  # code: weights_only refuses
+])
+def test_read_torch_file_refuses_what_it_cannot_read_naming_the_path(write, error, tmp_path):
+    path = tmp_path / "file.pt"
+    write(path)
+    with pytest.raises(error) as refusal:
+        read_torch_file(path, mmap=True)
+    assert str(path) in str(refusal.value) and "newer torch" not in str(refusal.value)
+
+
+def test_check_file_replaceable_refuses_a_folder_and_what_ours_rejects_unless_told(tmp_path):
+    seen = []
+
+    def ours(saved):
+        seen.append(saved)
+        return isinstance(saved, dict) and saved.get("kind") == "mine"
+
+    check_file_replaceable(tmp_path / "new.pt", "my_saver", False, ours)  # nothing there yet
+    with pytest.raises(ValueError, match="is a folder: my_saver writes a file"):
+        check_file_replaceable(tmp_path, "my_saver", True, ours)  # not even when told
+    with pytest.raises(TypeError, match="replace"):
+        check_file_replaceable(tmp_path / "new.pt", "my_saver", "yes", ours)
+    torch.save({"kind": "mine"}, tmp_path / "mine.pt")
+    check_file_replaceable(tmp_path / "mine.pt", "my_saver", False, ours)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    with pytest.raises(ValueError, match="what my_saver saves .*: pass replace=True"):
+        check_file_replaceable(tmp_path / "notes.txt", "my_saver", False, ours)
+    assert seen == [{"kind": "mine"}, None]  # a file torch cannot read: None
+    check_file_replaceable(tmp_path / "notes.txt", "my_saver", True, ours)
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"  # a check writes nothing
+
+
+@pytest.mark.parametrize("value", [Path("runs/a"), {"ok": [1], "bad": Path("b")}, lambda: None])
+def test_check_loads_back_refuses_what_weights_only_cannot_read_naming_it(value):
+    check_loads_back("step", {"lr": 0.1, "seen": [1, (2, "a")], "w": torch.zeros(2)}, "reader")
+    with pytest.raises(ValueError, match=r"^the extra value note=.* could not be loaded back: "
+                                         r"reader's torch.load\(weights_only=True\)"):
+        check_loads_back("the extra value note", value, "reader")
 
 
 # A training run's folder: not_ours, remove_files, not_there_yet and remove_made, claim_run_folder
