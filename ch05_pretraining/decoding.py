@@ -10,12 +10,14 @@ penalty, top-k, temperature, top-p and min-p; next_token_probs and next_token) a
 generate, with a KV cache (sections 5.3.4 and 5.7)."""
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from shared import check, check_count, check_number, check_token_ids, context_length_of
+from shared.checks import check_has_values
 
 
 # %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
@@ -153,18 +155,20 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     called as process(logits, tokens_so_far) -> logits), then sampling_processors' for
     repetition_penalty, top_k, temperature, top_p and min_p, then greedy or a draw. A row that
     produces `eos_id` is padded with it; generation stops when all have (cut each row at its
-    first eos_id). Rows must be prompts of one length: padding is not masked. Prompts longer
-    than `context_size` (default and maximum: the model's context length) are cropped to their
-    end. use_cache (section 5.7) keeps every layer's keys and values until the text outgrows
-    context_size; a model without `make_kv_caches` (any function from ids to logits) runs
-    uncached, and needs a context_size.
+    first eos_id). Rows must be prompts of one length: padding is not masked. A prompt longer
+    than `context_size` (default and maximum: the model's context length) is cropped to its end,
+    with a warning; an open model's (ModernGPTModel's) is refused, since its start holds what
+    the model needs (<bos>, a chat's turn markers). use_cache (section 5.7) keeps every layer's
+    keys and values until the text outgrows context_size; a model without `make_kv_caches` (any
+    function from ids to logits) runs uncached, and needs a context_size.
     """
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
     context_size = model_context if context_size is None else context_size
     check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
-    check(context_size is not None, "model has no context length (a function of ids?): pass "
-          "context_size", TypeError)
+    if isinstance(model, nn.Module):  # one built on the meta device has no weights to run
+        check_has_values("model", model, "build it on a real device")
+    check(context_size is not None, "pass context_size: model has no context length", TypeError)
     check_count("max_new_tokens", max_new_tokens, 0)
     check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
     check(model_context is None or context_size <= model_context, lambda: f"context_size "
@@ -187,6 +191,12 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                      "nothing)", low_open=True)
     check(all(callable(process) for process in logits_processors), "logits_processors must be "
           "callables process(logits, tokens) -> logits", TypeError)
+    if idx.shape[1] > context_size:
+        too_long = f"the prompt has {idx.shape[1]} tokens, more than context_size={context_size}"
+        check(not _is_open_model(model), lambda: f"{too_long}, and an open model's is not cropped "
+              "(its start holds <bos> and a chat's turn markers): shorten the prompt")
+        warnings.warn(f"{too_long}: generate reads only its last {context_size} (its first "
+                      f"{idx.shape[1] - context_size} are dropped)", stacklevel=2)
     processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
                                                            repetition_penalty)]
     ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
@@ -210,6 +220,13 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
             next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
         idx = torch.cat([idx, next_id], dim=1)
     return idx
+
+
+def _is_open_model(model) -> bool:
+    """Whether `model` is 5.9's (Llama 3, Qwen3, Gemma 3): its prompt's start is <bos> and, in
+    a chat, the turn markers, without which it continues text it was never trained on."""
+    from shared import FastModernDecoder, ModernGPTModel  # here: open_weights imports this module
+    return isinstance(model, (ModernGPTModel, FastModernDecoder))
 
 
 __all__ = [
