@@ -112,8 +112,7 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     state = read_torch_file(path)  # weights_only: no code in the file runs
     check(isinstance(state, dict) and "model" in state, lambda: f"{path} is not a checkpoint "
           "of save_checkpoint, a dict with the model's state_dict under 'model' (this "
-          f"{type(state).__name__} has none); weights alone, as torch.save(model.state_dict(), "
-          "path) writes them, load with model.load_state_dict(torch.load(path))")
+          f"{type(state).__name__} has none); {_how_to_load(state)}")
     problems = model_state_problems(state["model"], model)
     if optimizer is not None:
         problems += optimizer_state_problems(state.get("optimizer"), optimizer)
@@ -137,6 +136,16 @@ def load_checkpoint(path: str | Path, model: nn.Module,
                       "machine lacks: not restored, so dropout draws other masks than the saved "
                       "run would have (restore_rng=False restores no generator)", stacklevel=2)
     return state
+
+
+def _how_to_load(state) -> str:
+    """What loads a file of the book's, which load_checkpoint does not read."""
+    if isinstance(state, dict) and "model_state_dict" in state:  # 5.4's dictionary
+        return ("it holds the book's dictionary of 5.4: load it with model.load_state_dict("
+                "checkpoint['model_state_dict']) and optimizer.load_state_dict(checkpoint["
+                "'optimizer_state_dict'])")
+    return ("weights alone, as torch.save(model.state_dict(), path) writes them, load with "
+            "model.load_state_dict(torch.load(path))")
 
 
 # %% beyond_1_checkpoints.ipynb cell 19, 5.4.1 Checkpoints that check what they load

@@ -136,7 +136,10 @@ CHECKPOINT = "checkpoint.pth"
 LOAD_REFUSALS = [  # (what is at the path, options, exception, a name the message must hold)
     (lambda path: None, {}, FileNotFoundError, CHECKPOINT),
     (lambda path: torch.save(trained(1)[0].state_dict(), path), {}, ValueError,
-     "model.load_state_dict(torch.load(path))"),  # the lesson's plain state_dict (5.4)
+     "model.load_state_dict(torch.load(path))"),  # the book's plain state_dict
+    (lambda path: torch.save({"model_state_dict": trained(1)[0].state_dict(),  # 5.4's dictionary
+                              "optimizer_state_dict": trained(1)[1].state_dict()}, path),
+     {}, ValueError, "model.load_state_dict(checkpoint['model_state_dict'])"),
     (lambda path: torch.save([1, 2, 3], path), {}, ValueError, CHECKPOINT),
     (truncated, {}, ValueError, CHECKPOINT),
     (safetensors_file, {}, ValueError, CHECKPOINT),
