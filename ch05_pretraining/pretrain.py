@@ -16,7 +16,7 @@ run whose estimate is over an hour says so). On many GPUs:
 
 nanoGPT's train.py made of chapter 5's GPTModel and appendix D's train_model, on the device
 shared.get_device() picks (CUDA, else MPS, else the CPU; LLM_COURSE_DEVICE names another), plus:
-* the *.txt files tokenised once into OUT/tokens.bin (uint16, memory-mapped, checksummed);
+* the *.txt files tokenised once into OUT/tokens.bin (shared.data.tokenize_folder);
 * random windows seeded by (seed, step): --resume gives the weights of an uninterrupted run
   (bit for bit on CPUs; on GPUs to rounding, unless torch.use_deterministic_algorithms(True)),
   with the run's settings (a flag that differs is refused; --steps and the evaluation and
@@ -25,9 +25,9 @@ shared.get_device() picks (CUDA, else MPS, else the CPU; LLM_COURSE_DEVICE names
   rank (nccl) or on the CPU (gloo): a step takes --batch x processes x --grad-accum sequences;
 * OUT/log.jsonl, the evaluations; OUT/weights-rank<r>.sha256 the sha256 of each process's final
   weights; load_run(OUT), the run's model;
-* nothing destroyed that a run did not write (shared/safe_files.py): an OUT holding a run needs
-  --resume or --overwrite; one holding other files, or an --export FOLDER holding files no
-  export writes, is refused even with --overwrite; OUT/run.lock keeps a second run out;
+* nothing destroyed that a run did not write (shared/safe_files.py's RunFolder): an OUT holding
+  a run needs --resume or --overwrite; one holding other files, or an --export FOLDER holding
+  files no export writes, is refused even with --overwrite; one run at a time in an OUT;
   SIGTERM and Ctrl-C stop at the end of a step, with a checkpoint; a nan loss stops the run
   before it is saved; a run refused before training removes what it made.
 """
@@ -35,7 +35,6 @@ shared.get_device() picks (CUDA, else MPS, else the CPU; LLM_COURSE_DEVICE names
 import argparse
 import hashlib
 import json
-import math
 import os
 import signal
 import sys
@@ -66,76 +65,21 @@ from shared import (
     safe_files,
     save_checkpoint,
     save_gpt2_safetensors,
-    sha256_of,
     supports_fast_bf16,
     text_to_token_ids,
     token_ids_to_text,
     train_model,
-    write_atomically,
 )
 from shared.architecture import generator_problems
-
-
-RUN_FILES = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.bin is only a cache
-FRESH_FILES = ("tokens.bin", "tokens.json", "run.lock")  # what a new run makes before a step
-# Every file a run writes: those, each process's weights' hash, and the <name>.tmp that
-# write_atomically leaves only if the process is killed mid-write. --out may hold no other.
-A_RUNS_FILE = (r"(checkpoint\.pt|log\.jsonl|tokens\.bin|tokens\.json|run\.lock"
-               r"|weights-rank\d+\.sha256)(\.tmp)?")
-EXPORTS_FILE = r"config\.json|model\.safetensors"  # what save_gpt2_safetensors writes
-
-
-def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
-    """Token ids of every *.txt file in `folder`, cached in `token_file` (uint16); a cache that
-    does not match its manifest (.json: the files, the tokens' count and sha256) is rebuilt."""
-    files = text_files(folder)
-    fingerprint = hashlib.sha256()
-    for file in files:
-        fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
-                           .encode())
-    manifest = token_file.with_suffix(".json")
-    try:
-        recorded = json.loads(manifest.read_text())
-        intact = (recorded["fingerprint"] == fingerprint.hexdigest()
-                  and token_file.stat().st_size == 2 * recorded["tokens"]  # not cut or grown
-                  and sha256_of(token_file) == recorded["sha256"])  # not damaged in place
-    except (OSError, ValueError, KeyError, TypeError):  # missing, or a damaged manifest
-        intact = False
-    if not intact:
-        tokenizer, ids = tiktoken.get_encoding("gpt2"), []
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as error:  # name the file, not just the byte
-                raise ValueError(f"{file} is not UTF-8 text (byte {error.start}: "
-                                 f"{error.reason}); convert it to UTF-8 or move it out of "
-                                 f"{folder}") from None
-            if (nul := text.find("\0")) >= 0:  # valid UTF-8, but in no text: binary, UTF-16?
-                raise ValueError(f"{file} holds a NUL character (at character {nul:,}): a binary "
-                                 f"or UTF-16 file? convert it to UTF-8 text or move it out of "
-                                 f"{folder}")
-            # "<|endoftext|>" in a file is the separator, on purpose: corpora are often files
-            # of many documents joined by it, as GPT-2's were
-            ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
-            ids.append(tokenizer.eot_token)
-        array = memoryview(np.array(ids, dtype=np.uint16))  # written and hashed, not copied
-        write_atomically(token_file, lambda tmp: tmp.write_bytes(array))
-        write_atomically(manifest, lambda tmp: tmp.write_text(json.dumps({
-            "fingerprint": fingerprint.hexdigest(), "files": [f.name for f in files],
-            "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()})))
-    return np.memmap(token_file, dtype=np.uint16, mode="r")
-
-
-def text_files(folder: Path) -> list[Path]:
-    """The *.txt files directly in `folder`, sorted, each a regular file (a pipe would hang)."""
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise FileNotFoundError(f"{folder} holds no .txt files (pretrain.py reads the *.txt "
-                                "files directly in it)")
-    if odd := [file.name for file in files if not file.is_file()]:
-        raise ValueError(f"{folder}: {', '.join(odd)}: not a regular file (a folder, a pipe or "
-                         "a broken link named *.txt); move it out of the folder")
-    return files
+from shared.command_line import (
+    CommandParser,
+    HelpFormatter,
+    UsageError,
+    given_flags,
+    number_arg,
+    path_arg,
+)
+from shared.data import text_files, tokenize_folder
 
 
 class RandomWindows:
@@ -165,51 +109,10 @@ class RandomWindows:
 
 # The command line ------------------------------------------------------------------------------
 
-class UsageError(ValueError):
-    """A command-line flag that cannot work; raised before any data is read."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse would print the usage and exit, even inside a test
-        raise UsageError(message)
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):  # no "(default: None)": the help says what none means
-        return action.help if action.default in (None, False) else super()._get_help_string(
-            action)
-
-
-def _path(text):
-    if not text.strip():  # "" would mean the current folder
-        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
-    return Path(text)
-
-
-def _number(kind, low, low_inclusive=True, high=None):
-    """An argparse type: a finite `kind` (int or float) within [low, high) or (low, high)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):  # float() parses "nan" and "inf"
-            expected = "an integer" if kind is int else "a finite number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
-        if kind is float and abs(value) > 3.4028234663852886e38:  # torch would fail mid-step
-            raise argparse.ArgumentTypeError(f"{value} is beyond float32's range (at most "
-                                             "3.4e+38), in which training computes")
-        bound = f"at least {low}" if low_inclusive else f"greater than {low}"
-        if (value < low if low_inclusive else value <= low) or value >= (high or math.inf):
-            raise argparse.ArgumentTypeError(f"{value} must be {bound}" + (
-                f" and less than {high}" if high else ""))
-        return value
-    parse.__name__ = kind.__name__
-    return parse
-
-
-COUNT, NON_NEGATIVE = _number(int, 1), _number(int, 0)
-POSITIVE, RATE = _number(float, 0, low_inclusive=False), _number(float, 0, high=1)
+COUNT, NON_NEGATIVE = number_arg(int, 1), number_arg(int, 0)  # and floats, within float32:
+POSITIVE = number_arg(float, 0, open_low=True, float32=True)
+NON_NEGATIVE_FLOAT = number_arg(float, 0, float32=True)
+RATE = number_arg(float, 0, 1, open_high=True)
 # Flags a resume may give anew (the others are the run's, from its checkpoint), and the flags
 # of using a run without training
 RESUME_MAY_CHANGE = {"data", "out", "resume", "steps", "stop_after", "eval_every",
@@ -220,11 +123,11 @@ USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(description=__doc__.split("\n")[0], formatter_class=_Formatter,
-                     epilog="\n".join(__doc__.split("\n")[1:]))
+    parser = CommandParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter,
+                           epilog="\n".join(__doc__.split("\n")[1:]), raise_errors=True)
     add = parser.add_argument
-    add("--data", type=_path, help="folder of .txt files (needed to train)")
-    add("--out", type=_path, required=True, help="the run's folder: tokens, checkpoint, log")
+    add("--data", type=path_arg, help="folder of .txt files (needed to train)")
+    add("--out", type=path_arg, required=True, help="the run's folder: tokens, checkpoint, log")
     add("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES),
         help='the model, quoted, as in --size "gpt2-medium (355M)"')
     add("--emb-dim", type=COUNT, help="override the size's width")
@@ -237,20 +140,20 @@ def make_parser() -> argparse.ArgumentParser:
     add("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
     add("--steps", type=COUNT, default=1000, help="steps of the whole run")
     add("--lr", type=POSITIVE, default=6e-4, help="peak learning rate")
-    add("--min-lr", type=_number(float, 0), default=6e-5, help="learning rate at the last step")
+    add("--min-lr", type=NON_NEGATIVE_FLOAT, default=6e-5, help="learning rate at the last step")
     add("--warmup-steps", type=NON_NEGATIVE, default=100,
         help="steps of linear warmup; gradient clipping starts after them")
-    add("--weight-decay", type=_number(float, 0), default=0.1, help="AdamW's")
+    add("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.1, help="AdamW's")
     add("--max-grad-norm", type=POSITIVE, default=1.0, help="clipping")
-    add("--val-fraction", type=_number(float, 0, False, 1), default=0.1,
-        help="the last share of the tokens, held out for validation")
+    add("--val-fraction", type=number_arg(float, 0, 1, open_low=True, open_high=True),
+        default=0.1, help="the last share of the tokens, held out for validation")
     add("--eval-every", type=COUNT, default=100,
         help="steps between evaluations (printed, and logged in OUT/log.jsonl)")
     add("--eval-batches", type=COUNT, default=10, help="batches per evaluation")
     add("--checkpoint-every", type=COUNT, default=500,
         help="steps between checkpoints (and one at the end)")
     # the windows' seeds are seed * 1_000_003 + step, and torch's seeds end at 2**64
-    add("--seed", type=_number(int, 0, high=2**32), default=123,
+    add("--seed", type=number_arg(int, 0, 2**32, open_high=True), default=123,
         help="the model's initial weights and the data's windows; --generate's sampling")
     add("--resume", action="store_true", help="continue OUT/checkpoint.pt; a flag left out "
         "takes the run's value, not the default shown here")
@@ -275,11 +178,11 @@ def make_parser() -> argparse.ArgumentParser:
     using = parser.add_argument_group("using a run's model (with --out alone, no training)")
     using.add_argument("--generate", metavar="PROMPT", help="print a continuation of PROMPT")
     using.add_argument("--new-tokens", type=COUNT, default=50, help="tokens --generate adds")
-    using.add_argument("--temperature", type=_number(float, 0), default=0.8,
+    using.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.8,
                        help="--generate's sampling temperature (0: the likeliest token)")
     using.add_argument("--top-k", type=COUNT, default=40,
                        help="--generate samples from this many likeliest tokens")
-    using.add_argument("--export", type=_path, metavar="FOLDER",
+    using.add_argument("--export", type=path_arg, metavar="FOLDER",
                        help="write the model as a Hugging Face GPT-2 checkpoint "
                             "(save_gpt2_safetensors) into FOLDER: a new or empty one, or an "
                             "earlier export, which it replaces")
@@ -288,11 +191,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked: UsageError, naming the flag, before any work starts."""
-    args = make_parser().parse_args(argv)
-    defaultless = make_parser()
-    for action in defaultless._actions:  # argparse has no public way to tell given from default
-        action.default = argparse.SUPPRESS
-    given, problems = set(vars(defaultless.parse_args(argv))), []
+    args, given, problems = make_parser().parse_args(argv), given_flags(make_parser(), argv), []
     if args.generate is not None or args.export is not None:
         if others := sorted(given - USING_A_RUN):
             problems.append(f"--generate and --export use the run in --out and train nothing: "
@@ -309,9 +208,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif args.export and holds(args.export, Path.cwd()):
             problems.append(f"--export {args.export} is the current folder or holds it; "
                             "choose another FOLDER")
-        if not (args.out / "checkpoint.pt").is_file():
-            problems.append(f"--out {args.out} holds no checkpoint.pt: not a run of "
-                            "pretrain.py, or one that saved none yet")
     elif args.data is None:
         problems.append("--data is required to train (--generate and --export need only --out)")
     elif not args.data.is_dir():
@@ -365,7 +261,7 @@ def holds(folder: Path, path: Path) -> bool:
 
 
 def flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
+    return "--" + dest.replace("_", "-")  # --stop-after, from args.stop_after
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -474,16 +370,12 @@ def process_group_backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
 
 
-def claim_out(args: argparse.Namespace, process: Process):
+def claim_out(args: argparse.Namespace, process: Process) -> safe_files.RunFolder:
     """Rank 0 claims --out; if it is refused, the other ranks stop too (not wait for ever)."""
-    lock = refusal = None
+    folder, refusal = safe_files.RunFolder(args.out, args.resume, args.overwrite), None
     if process.main:
         try:
-            try:
-                args.out.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise UsageError(f"--out {args.out} cannot be made: {error.strerror}") from None
-            lock = safe_files.claim_run_folder(args.out, check=lambda: check_fresh_start(args))
+            folder.claim()
         except Exception as error:  # raised below, once the other ranks know
             refusal = error
     if process.distributed:
@@ -494,26 +386,7 @@ def claim_out(args: argparse.Namespace, process: Process):
                              f"{args.out} (its message says why)")
     if refusal is not None:
         raise refusal
-    return lock
-
-
-def check_fresh_start(args: argparse.Namespace) -> None:
-    """A new run's --out holds no file a run does not write, and no run unless --overwrite."""
-    if args.resume:
-        return
-    if others := safe_files.not_ours(args.out, A_RUNS_FILE):
-        raise UsageError(f"--out {args.out} holds files that are not a run of pretrain.py "
-                         f"({others}), which a run never deletes, even with --overwrite: move "
-                         "them, or choose a new or empty --out")
-    found = [name for name in RUN_FILES if (args.out / name).exists()]
-    if found == ["log.jsonl"] and not args.overwrite:  # nothing for --resume to continue
-        raise UsageError(f"--out {args.out} holds a run stopped before its first checkpoint "
-                         "(log.jsonl): start it again with --overwrite, or choose another "
-                         "folder")
-    if found and not args.overwrite:
-        raise UsageError(f"--out {args.out} holds a run ({', '.join(found)}): pass --resume "
-                         "to continue it or --overwrite to replace it, or choose another "
-                         "folder")
+    return folder
 
 
 # Training ---------------------------------------------------------------------------------------
@@ -608,7 +481,7 @@ def long_run_warning(seconds_per_step: float, steps_left: int) -> str | None:
 
 def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
-        start_step: int, signals: safe_files.StopSignals) -> None:
+        start_step: int, signals: safe_files.StopSignals, folder: safe_files.RunFolder) -> None:
     """Train from start_step to the last step, logging and checkpointing; a signal stops it
     after a checkpoint (RunStoppedError), a nan or infinite loss or weight before one."""
     (train_tokens, val_tokens), world_size, rank = tokens, process.world_size, process.rank
@@ -624,17 +497,14 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
     saved = start_step - 1 if args.resume else None  # the step checkpoint.pt holds
-    old_run = args.overwrite and process.main  # kept until a step is trained: a refusal keeps it
     step_ends = []  # when the first steps ended, for the CPU's estimate
 
     def after_step(step, train_losses, val_losses):
-        nonlocal old_run, saved
+        nonlocal saved
         if evaluated := step % args.eval_every == 0:  # (train_model stops at a nan loss)
             check_finite("the training loss (evaluated)", train_losses[-1], step=step)
             check_finite("the validation loss", val_losses[-1], step=step)
-        if old_run:
-            safe_files.remove_files(args.out, A_RUNS_FILE, keep=FRESH_FILES)
-            old_run = False
+        folder.trained_a_step()  # with --overwrite, the old run's files go now
         if evaluated and process.main:
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
@@ -647,11 +517,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             if len(step_ends) == 2 and (warning := long_run_warning(
                     step_ends[1] - step_ends[0], last_step - step)):
                 tqdm.write(warning, file=sys.stderr)
-        signum = signals.requested or 0
-        if process.distributed:  # every process stops after the same step, or DDP would hang
-            wanted = torch.tensor([signum], device=process.device)
-            dist.all_reduce(wanted, op=dist.ReduceOp.MAX)
-            signum = int(wanted.item())
+        signum = signals.requested_anywhere(process.device)  # under torchrun, in any process
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or signum:
             if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
                 raise FloatingPointError(f"the weights became nan or infinite at step {step}:"
@@ -665,16 +531,12 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             if process.main:
                 save_checkpoint(checkpoint_path, model, optimizer, step=step, config=model.cfg,
                                 rng_states=rng_states, device=process.device.type,
-                                seed=args.seed, data_sha256=data_checksum(args),
-                                val_fraction=args.val_fraction,
-                                training=training_settings(args, world_size),
-                                steps=args.steps, cadence={name: getattr(args, name) for name
-                                in ("eval_every", "eval_batches", "checkpoint_every")})
+                                **run_settings(args, world_size), steps=args.steps,
+                                cadence={name: getattr(args, name) for name
+                                         in ("eval_every", "eval_batches", "checkpoint_every")})
             saved = step
         if signum and step < last_step:
-            if process.distributed:  # no process exits while the checkpoint is being written
-                dist.barrier()
-            raise safe_files.RunStoppedError(signum, step, checkpoint_path)
+            signals.stop(step, checkpoint_path)
 
     bf16 = args.fast and supports_fast_bf16(process.device)
     if process.main:
@@ -697,7 +559,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
     except FloatingPointError as error:  # a --resume would repeat the same steps
         kept = (f"{checkpoint_path} keeps step {saved}, the last saved" if saved is not None
-                else f"the run that was in {args.out} is untouched" if old_run
+                else f"the run that was in {args.out} is untouched" if folder.old_run
                 else "no checkpoint was saved")
         way_out = ("start again with a lower --lr in a new --out, which keeps this checkpoint "
                    "(--overwrite would delete it)") if saved is not None else (
@@ -718,26 +580,14 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
               f"model = load_run({str(args.out)!r})", flush=True)
 
 
-def training_settings(args: argparse.Namespace, world_size: int) -> dict:
-    """The flags besides the model's that decide its weights (all processes' batch: the
-    windows of a step), which a resume repeats."""
-    return {"batch_x_processes": args.batch * world_size, **{name: getattr(args, name) for name
-            in ("grad_accum", "lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm")}}
-
-
-def trim_log(log_path: Path, start_step: int) -> None:
-    """Keep the log's lines of steps before start_step: a resume logs the steps after the last
-    checkpoint again, and a crash can leave half a line."""
-    if not log_path.is_file():
-        return
-    kept = []
-    for line in log_path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] < start_step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue
-    write_atomically(log_path, lambda tmp: tmp.write_text("".join(kept)))
+def run_settings(args: argparse.Namespace, world_size: int) -> dict:
+    """What decides the weights besides the model (all processes' batch: the windows of a
+    step): a checkpoint records it, and a resume must repeat it."""
+    training = {name: getattr(args, name) for name in ("grad_accum", "lr", "min_lr",
+                "warmup_steps", "weight_decay", "max_grad_norm")}
+    return {"seed": args.seed, "data_sha256": data_checksum(args),
+            "val_fraction": args.val_fraction,
+            "training": {"batch_x_processes": args.batch * world_size, **training}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -747,33 +597,22 @@ def main(argv: list[str] | None = None) -> None:
         return use_run(args)
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
-    process, lock = set_up_process(args.join_timeout), None
-    made = safe_files.not_there_yet(args.out, FRESH_FILES) if process.main else []
-    try:
-        lock = claim_out(args, process)
-        with safe_files.StopSignals() as signals:
-            try:  # refused before training (bad text, too few tokens): --out as it was
-                tokens = load_tokens(args, process)
-                model, optimizer = build(args, process)
-                start_step = 0 if not args.resume else resume(
-                    args.out / "checkpoint.pt", model, optimizer, process, steps=args.steps,
-                    expect={"seed": args.seed, "data_sha256": data_checksum(args),
-                            "val_fraction": args.val_fraction,
-                            "training": training_settings(args, process.world_size)})
-                if start_step > (last := args.steps - 1 if args.stop_after is None
-                                 else args.stop_after):
-                    raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
-                                     f"ends at step {last}: nothing left to train (raise "
-                                     "--steps or --stop-after)")
-            except BaseException:
-                safe_files.remove_made(made)
-                raise
-            if process.main and not args.overwrite:  # --overwrite: run() removes the old log
-                trim_log(args.out / "log.jsonl", start_step)
-            run(args, process, model, optimizer, tokens, start_step, signals)
+    process = set_up_process(args.join_timeout)
+    try:  # a run refused before training (bad text, too few tokens) leaves --out as it was
+        with claim_out(args, process) as folder, safe_files.StopSignals() as signals:
+            tokens = load_tokens(args, process)
+            model, optimizer = build(args, process)
+            start_step = 0 if not args.resume else resume(
+                args.out / "checkpoint.pt", model, optimizer, process, steps=args.steps,
+                expect=run_settings(args, process.world_size))
+            if start_step > (last := args.steps - 1 if args.stop_after is None
+                             else args.stop_after):
+                raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
+                                 f"ends at step {last}: nothing left to train (raise --steps "
+                                 "or --stop-after)")
+            folder.begin(start_step)
+            run(args, process, model, optimizer, tokens, start_step, signals, folder)
     finally:
-        if lock is not None:
-            safe_files.release_run_folder(lock)
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -802,13 +641,8 @@ def use_run(args: argparse.Namespace) -> None:
     """--export and --generate: the run's model written for transformers, or a prompt's
     continuation."""
     export = args.export
-    if export and export.is_dir() and (others := safe_files.not_ours(export, EXPORTS_FILE)):
-        raise FileExistsError(f"--export {export} holds files that save_gpt2_safetensors does "
-                              f"not write ({others}), which pretrain.py never deletes, even "
-                              "with --overwrite: move them, or choose a new or empty FOLDER")
-    if export and export.is_file() and not export.is_symlink():
-        raise FileExistsError(f"--export {export} is a file, which pretrain.py never deletes, "
-                              "even with --overwrite: choose a new or empty FOLDER")
+    if export:
+        safe_files.check_export_folder(export)  # --overwrite replaces an export, nothing else
     model = load_run(args.out, get_device())
     if export:
         try:

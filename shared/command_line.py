@@ -2,7 +2,8 @@
 
 Every script with a `__main__` block (benchmarks, figure drawers, `python -m shared.notebooks`)
 runs its main through `run_main`, parses flags with `CommandParser`, and checks numeric flags
-with `number_arg`, so that a bad path, flag or cell is named in one line, never a traceback.
+with `number_arg` (paths with `path_arg`), so that a bad path, flag or cell is named in one
+line, never a traceback.
 """
 
 import argparse
@@ -18,14 +19,16 @@ from shared.data import DataFetchError
 # A user's mistake, not a bug: a bad value or type, a file that is missing or cannot be read or
 # written, a notebook cell that does not parse, data that could not be fetched.
 USER_ERRORS = (ValueError, TypeError, OSError, SyntaxError, DataFetchError)
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def run_main(main: Callable[[], int | None], prog: str | None = None) -> NoReturn:
     """Run a command line's `main()` and exit with the status it returns (None: 0).
 
-    A user's mistake (USER_ERRORS) ends in one line, `prog: message`, on stderr and status 1;
-    Ctrl-C in `prog: interrupted` and 130, the status a shell gives SIGINT. Any other exception
-    is a bug, and keeps its traceback: that is what a traceback is for. `prog` defaults to the
+    A user's mistake (USER_ERRORS) ends in one line, `prog: message`, on stderr and status 1
+    (a UsageError: `prog: error: message (see --help)` and 2, as argparse's); Ctrl-C in
+    `prog: interrupted` and 130, the status a shell gives SIGINT. Any other exception is a
+    bug, and keeps its traceback: that is what a traceback is for. `prog` defaults to the
     module run with `python -m` (shared.notebooks), else the script's file name.
     """
     if prog is None:
@@ -36,6 +39,9 @@ def run_main(main: Callable[[], int | None], prog: str | None = None) -> NoRetur
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         status = 130
+    except UsageError as error:
+        print(f"{prog}: error: {error} (see --help)", file=sys.stderr)
+        status = 2
     except USER_ERRORS as error:
         print(f"{prog}: {error_message(error)}", file=sys.stderr)
         status = 1
@@ -49,29 +55,76 @@ def error_message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+class UsageError(ValueError):
+    """A flag that cannot work, raised before any work starts; `run_main` ends it as a usage
+    error (status 2)."""
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse, with a usage error in one line and status 2 (not the usage, then the error):
-    `prog: error: argument --repeats: '-1' is not an integer >= 1 (see --help)`."""
+    `prog: error: argument --repeats: -1 must be at least 1 (see --help)`. With
+    `raise_errors=True` it raises UsageError instead, for a `main(argv)` that tests call."""
+
+    def __init__(self, *args, raise_errors: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.raise_errors = raise_errors
 
     def error(self, message: str) -> NoReturn:
+        if self.raise_errors:
+            raise UsageError(message)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def number_arg(kind: type = int, low: float | None = None,
-               high: float | None = None) -> Callable[[str], int | float]:
-    """An argparse `type`: a finite `kind` (int or float) within [low, high], so that a bad
-    flag is a usage error naming it, not a traceback later (or a statistic of no runs)."""
+def number_arg(kind: type = int, low: float | None = None, high: float | None = None, *,
+               open_low: bool = False, open_high: bool = False,
+               float32: bool = False) -> Callable[[str], int | float]:
+    """An argparse `type`: a finite `kind` (int or float) within [low, high] (`open_low`,
+    `open_high`: the bound itself excluded), so that a bad flag is a usage error naming it, not
+    a traceback later (or a statistic of no runs). `float32`: a float must also fit float32,
+    in which training computes (torch would fail mid-step)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or (low is not None and value < low) or (
-                high is not None and value > high):
-            what = "an integer" if kind is int else "a number"
-            bounds = [f">= {low}"] * (low is not None) + [f"<= {high}"] * (high is not None)
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what} {' and '.join(bounds)}"
-                                             .rstrip())
+            value = math.nan
+        if not math.isfinite(value):  # float() parses "nan" and "inf"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a finite number'}")
+        if float32 and abs(value) > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError(f"{value} is beyond float32's range (at most "
+                                             "3.4e+38), in which training computes")
+        below = low is not None and (value <= low if open_low else value < low)
+        above = high is not None and (value >= high if open_high else value > high)
+        if below or above:
+            bounds = ([f"{'greater than' if open_low else 'at least'} {low}"] * (low is not None)
+                      + [f"{'less than' if open_high else 'at most'} {high}"] * (high is not None))
+            raise argparse.ArgumentTypeError(f"{value} must be {' and '.join(bounds)}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the flags that `argv` gives, not left to their defaults (argparse
+    has no public way to tell them apart). `parser` is spent: its defaults are removed."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def path_arg(text: str) -> Path:
+    """An argparse `type`: a path, never empty ("" would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return Path(text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """--help with the description's lines as written and each flag's default, except where
+    it is None or False (the flag's help says what leaving it out means)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)

@@ -16,13 +16,15 @@ One file of torch.save's, for chapter 5's checkpoints (5.4.1) and pretrain.py:
 - `check_loads_back`: a value that torch.load(weights_only=True) could not read back is refused
   when it is saved, not found when it is loaded.
 
-A training run's folder, for ch05_pretraining/pretrain.py, which says which files a run writes:
-- `not_ours`: the files in a folder that a program did not write (a folder it may replace must
-  hold none);
-- `claim_run_folder` / `release_run_folder`: one run at a time in a folder (a kernel lock that
-  a killed run does not leave behind), `RunFolderBusyError` naming the run that holds it;
-- `not_there_yet` / `remove_made`: a run refused before it trained leaves the folder as it was;
-  `remove_files`: an old run's files go, nothing else;
+A training run's folder, ch05_pretraining/pretrain.py's --out, in one line there each:
+- `RunFolder`: which files a run writes; the claim (a folder of other files, or another run,
+  refused before anything is written); a run refused before it trained leaves the folder as
+  it was; `--overwrite` deletes the old run's files only once the new run has trained a step;
+  a resume's log trimmed to the steps before it. Built from `not_ours` (the files in a folder
+  that a program did not write), `claim_run_folder` / `release_run_folder` (one run at a
+  time: a kernel lock that a killed run does not leave behind, `RunFolderBusyError` naming
+  the run that holds it), `not_there_yet` / `remove_made` and `remove_files`;
+- `check_export_folder`: --export never replaces a folder holding a learner's own files;
 - `StopSignals` / `RunStoppedError`: SIGTERM and Ctrl-C stop a run at the end of a step.
 """
 
@@ -43,11 +45,15 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import safetensors
 import torch
+import torch.distributed as dist
 
 from shared.checks import check, check_flag
+from shared.command_line import UsageError
+from shared.utils import write_atomically
 
 
 SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
@@ -319,6 +325,107 @@ def release_run_folder(lock) -> None:
     lock.close()
 
 
+class RunFolder:
+    """pretrain.py's --out, a training run's folder: a run writes only the files `FILES`
+    matches, and deletes nothing else. Used as `with RunFolder(out, resume, overwrite).claim()`:
+
+    - `claim()` makes the folder (and its missing parents) and takes it, one run at a time
+      (`claim_run_folder`), once a run may start there: it holds no file a run does not write
+      (never deleted, even with `overwrite`), and no run unless `resume` or `overwrite`; else
+      UsageError, before anything is written. A folder never claimed (the other processes of a
+      torchrun job) is only a path: the methods below do nothing there.
+    - an exception before `begin(start_step)` (bad text, too few tokens, a refused resume,
+      Ctrl-C) removes what the run made: the folder is left as it was;
+    - `begin(start_step)` keeps the log's lines of the steps before `start_step` (a resume
+      logs the steps after its checkpoint again, and a crash can leave half a line);
+    - `trained_a_step()`: with `overwrite`, the old run's files go once the new run has
+      trained a step (a run refused or failing before that keeps the old run);
+    - leaving the `with` block lets go of the folder.
+    """
+
+    FILES = (r"(checkpoint\.pt|log\.jsonl|tokens\.bin|tokens\.json|run\.lock"
+             r"|weights-rank\d+\.sha256)(\.tmp)?")  # .tmp: left by a write_atomically killed
+    RUN = ("checkpoint.pt", "log.jsonl")  # what a run leaves; tokens.* are a cache
+    MADE_FIRST = ("tokens.bin", "tokens.json", "run.lock")  # what a run makes before a step
+
+    def __init__(self, path: Path, resume: bool = False, overwrite: bool = False):
+        self.path, self.resume, self.overwrite = Path(path), resume, overwrite
+        self.lock, self.made, self.old_run, self.began = None, [], False, False
+
+    def claim(self) -> "RunFolder":
+        made = not_there_yet(self.path, self.MADE_FIRST)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--out {self.path} cannot be made: {error.strerror}") from None
+        self.lock = claim_run_folder(self.path, check=self.check_fresh_start)
+        self.made, self.old_run = made, self.overwrite
+        return self
+
+    def check_fresh_start(self) -> None:
+        """A new run's folder holds no file a run does not write, and no run unless
+        `overwrite`."""
+        if self.resume:
+            return
+        if others := not_ours(self.path, self.FILES):
+            raise UsageError(f"--out {self.path} holds files that are not a run of pretrain.py "
+                             f"({others}), which a run never deletes, even with --overwrite: "
+                             "move them, or choose a new or empty --out")
+        found = [name for name in self.RUN if (self.path / name).exists()]
+        if found == ["log.jsonl"] and not self.overwrite:  # nothing for --resume to continue
+            raise UsageError(f"--out {self.path} holds a run stopped before its first "
+                             "checkpoint (log.jsonl): start it again with --overwrite, or "
+                             "choose another folder")
+        if found and not self.overwrite:
+            raise UsageError(f"--out {self.path} holds a run ({', '.join(found)}): pass "
+                             "--resume to continue it or --overwrite to replace it, or choose "
+                             "another folder")
+
+    def begin(self, start_step: int) -> None:
+        self.began = True
+        log = self.path / "log.jsonl"
+        if self.lock is None or self.overwrite or not log.is_file():
+            return
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] < start_step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):  # half a line, or not a step's
+                continue
+        write_atomically(log, lambda tmp: tmp.write_text("".join(kept)))
+
+    def trained_a_step(self) -> None:
+        if self.old_run:
+            remove_files(self.path, self.FILES, keep=self.MADE_FIRST)
+            self.old_run = False
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is not None and not self.began:
+            remove_made(self.made)
+        if self.lock is not None:
+            release_run_folder(self.lock)
+
+
+EXPORT_FILES = r"config\.json|model\.safetensors"  # what save_gpt2_safetensors writes
+
+
+def check_export_folder(folder: Path) -> None:
+    """Refuse (FileExistsError) pretrain.py's --export FOLDER when it is a file, or holds files
+    that save_gpt2_safetensors does not write: what --overwrite lets it replace is an earlier
+    export, never a learner's own files."""
+    if folder.is_file() and not folder.is_symlink():
+        raise FileExistsError(f"--export {folder} is a file, which pretrain.py never deletes, "
+                              "even with --overwrite: choose a new or empty FOLDER")
+    if folder.is_dir() and (others := not_ours(folder, EXPORT_FILES)):
+        raise FileExistsError(f"--export {folder} holds files that save_gpt2_safetensors does "
+                              f"not write ({others}), which pretrain.py never deletes, even "
+                              "with --overwrite: move them, or choose a new or empty FOLDER")
+
+
 class RunStoppedError(BaseException):
     """Training stopped early on a signal; `step` is the last step done (None: before any).
 
@@ -356,6 +463,24 @@ class StopSignals:
     def __exit__(self, *exc_info):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def requested_anywhere(self, device: torch.device) -> int:
+        """The signal requested in this process or, under torch.distributed, in any of the
+        job's (its number; 0: none): every process stops after the same step, or DDP hangs."""
+        signum = self.requested or 0
+        if dist.is_initialized():
+            wanted = torch.tensor([signum], device=device)
+            dist.all_reduce(wanted, op=dist.ReduceOp.MAX)
+            signum = int(wanted.item())
+        self.requested = signum or None  # another process's signal is this one's too
+        return signum
+
+    def stop(self, step: int, checkpoint: Path) -> NoReturn:
+        """Raise RunStoppedError after `step`, saved in `checkpoint`, once every process of
+        a torch.distributed job is here (none exits while the checkpoint is being written)."""
+        if dist.is_initialized():
+            dist.barrier()
+        raise RunStoppedError(self.requested, step, checkpoint)
 
     def _handle(self, signum, frame):
         again = self.requested is not None

@@ -6,15 +6,24 @@ processes, as a user would; the rest run a script's `__main__` block in this pro
 which is the same code without the second or two of importing torch again.
 """
 
+import argparse
 import ast
 import runpy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from shared import notebooks
-from shared.command_line import run_main
+from shared.command_line import (
+    CommandParser,
+    HelpFormatter,
+    UsageError,
+    number_arg,
+    path_arg,
+    run_main,
+)
 from shared.data import PROJECT_ROOT, DataFetchError
 from shared.test_notebooks import make_notebook
 
@@ -95,7 +104,7 @@ def test_a_bad_flag_is_one_usage_line_with_status_2():
     result = run_command("ch02_text_data/benchmark_bpe.py", "--repeats", "0")
     assert result.returncode == 2
     assert one_line(result.stderr) == (
-        "benchmark_bpe.py: error: argument --repeats: '0' is not an integer >= 1 (see --help)")
+        "benchmark_bpe.py: error: argument --repeats: 0 must be at least 1 (see --help)")
 
 
 # The notebooks command line, in this process ------------------------------------------------
@@ -169,19 +178,19 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
 
 @pytest.mark.parametrize("script, args, status, problem", [
     ("ch05_pretraining/benchmark_blocks.py", ["--seeds", "-1"],
-     2, "argument --seeds: '-1' is not an integer >= 0"),
+     2, "argument --seeds: -1 must be at least 0 and at most 4294967295"),
     ("ch05_pretraining/benchmark_book_run.py", ["--only", "slow"],
      2, "argument --only: invalid choice: 'slow'"),
     ("ch05_pretraining/benchmark_generation.py", ["--size", "gpt2-smal"],
      1, "unknown size 'gpt2-smal' (did you mean 'gpt2-small (124M)'?)"),
     ("ch05_pretraining/benchmark_open_models.py", ["--new-tokens", "x"],
-     2, "argument --new-tokens: 'x' is not an integer >= 1"),
+     2, "argument --new-tokens: 'x' is not an integer"),
     ("ch05_pretraining/benchmark_training.py", ["--device", "gpu"],
      2, "argument --device: 'gpu' is not a torch device"),
     ("ch07_instructions/benchmark_gpu_memory.py", ["--memory-limit", "x"],
-     2, "argument --memory-limit: 'x' is not a number >= 0"),
+     2, "argument --memory-limit: 'x' is not a finite number"),
     ("ch06_classification/lora_learning_rates.py", ["abc"],
-     2, "argument lr: 'abc' is not a number >= 0"),
+     2, "argument lr: 'abc' is not a finite number"),
     ("shared/module_stats.py", ["extra"], 2, "unrecognized arguments: extra"),
 ])
 def test_a_script_ends_a_bad_argument_in_one_line(monkeypatch, capsys, script, args, status,
@@ -240,8 +249,54 @@ def test_data_that_cannot_be_fetched_is_its_message_without_a_traceback(capsys):
     assert status == 1 and err == "tool: could not fetch dataset 'x'. Tried:\n  - y\n"
 
 
+def test_a_usage_error_is_one_line_and_status_2(capsys):
+    assert ending(capsys, UsageError("--min-lr 1.0 is above --lr 0.1")) == (
+        2, "tool: error: --min-lr 1.0 is above --lr 0.1 (see --help)\n")
+
+
 def test_a_bug_keeps_its_traceback():
     def main():
         raise RuntimeError("a bug")
     with pytest.raises(RuntimeError, match="a bug"):
         run_main(main)
+
+
+# The parser and its argument types -----------------------------------------------------------
+
+@pytest.mark.parametrize("parse, text, problem", [
+    (number_arg(int, 1), "0", "0 must be at least 1"),
+    (number_arg(int, 1), "2.5", "'2.5' is not an integer"),
+    (number_arg(float, 0), "nan", "'nan' is not a finite number"),
+    (number_arg(float, 0), "-inf", "'-inf' is not a finite number"),
+    (number_arg(float, 0, 1, open_high=True), "1", "1.0 must be at least 0 and less than 1"),
+    (number_arg(float, 0, 1, open_low=True, open_high=True), "0",
+     "0.0 must be greater than 0 and less than 1"),
+    (number_arg(int, 0, 9), "10", "10 must be at least 0 and at most 9"),
+    (number_arg(float, 0, float32=True), "1e39",
+     "1e+39 is beyond float32's range (at most 3.4e+38), in which training computes"),
+])
+def test_number_arg_names_the_value_and_what_is_valid(parse, text, problem):
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        parse(text)
+    assert str(refused.value) == problem
+
+
+def test_number_arg_takes_the_bounds_it_allows():
+    assert number_arg(int, 1)("1") == 1 and number_arg(float, 0, 1)("1") == 1.0
+    assert number_arg(float)("1e39") == 1e39  # float32 only when asked
+
+
+def test_path_arg_refuses_an_empty_path():
+    assert path_arg("runs/a") == Path("runs/a")
+    with pytest.raises(argparse.ArgumentTypeError, match="an empty path"):
+        path_arg(" ")
+
+
+def test_a_raising_parser_raises_a_usage_error_and_help_shows_defaults_not_none():
+    parser = CommandParser(prog="tool", formatter_class=HelpFormatter, raise_errors=True)
+    parser.add_argument("--steps", type=number_arg(int, 1), default=10, help="steps")
+    parser.add_argument("--name", help="a name")
+    with pytest.raises(UsageError, match="argument --steps: 0 must be at least 1"):
+        parser.parse_args(["--steps", "0"])
+    shown = " ".join(parser.format_help().split())
+    assert "steps (default: 10)" in shown and "a name" in shown and "None" not in shown

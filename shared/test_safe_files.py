@@ -2,10 +2,12 @@
 never over someone's work; the savers that call it are tested with their formats in chapter 5),
 one file of torch.save's (read, replaced, its values checked; chapter 5's checkpoints are tested
 in ch05_pretraining/test_checkpoints.py), and a training run's folder (pretrain.py's runs are
-tested in ch05_pretraining/test_pretrain.py)."""
+tested in ch05_pretraining/test_pretrain.py, RunFolder here)."""
 
 import json
 import os
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -13,9 +15,14 @@ import pytest
 import safetensors.torch
 import torch
 
+from shared.command_line import UsageError
 from shared.safe_files import (
     SAVED_BY,
+    RunFolder,
     RunFolderBusyError,
+    RunStoppedError,
+    StopSignals,
+    check_export_folder,
     check_file_replaceable,
     check_loads_back,
     claim_run_folder,
@@ -252,3 +259,116 @@ def test_a_folder_the_check_refuses_gets_no_run_lock(tmp_path):
     with pytest.raises(ValueError, match="not a run's folder"):
         claim_run_folder(tmp_path, check=refuse)
     assert list(tmp_path.iterdir()) == []
+
+
+# RunFolder: pretrain.py's --out ---------------------------------------------------------------
+
+def folder_state(folder: Path) -> dict:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def a_finished_run(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.pt", "tokens.bin", "tokens.json", "weights-rank1.sha256"):
+        (folder / name).write_bytes(b"old " + name.encode())
+    (folder / "log.jsonl").write_text("".join(json.dumps({"step": step}) + "\n"
+                                              for step in (0, 5, 10)) + '{"step": 1')
+    return folder
+
+
+@pytest.mark.parametrize("files, resume, overwrite, message", [
+    (["notes.md"], False, True, "holds files that are not a run of pretrain.py (notes.md)"),
+    (["checkpoint.pt", "log.jsonl"], False, False, "holds a run (checkpoint.pt, log.jsonl): "
+                                                   "pass --resume to continue it"),
+    (["log.jsonl"], False, False, "holds a run stopped before its first checkpoint"),
+])
+def test_run_folder_refuses_a_fresh_start_before_writing_anything(tmp_path, files, resume,
+                                                                   overwrite, message):
+    for name in files:
+        (tmp_path / name).write_text("mine")
+    before = folder_state(tmp_path)
+    with pytest.raises(UsageError, match=re.escape(f"--out {tmp_path} {message}")):
+        RunFolder(tmp_path, resume, overwrite).claim()
+    assert folder_state(tmp_path) == before  # not even a run.lock
+
+
+def test_run_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UsageError, match="--out .* cannot be made: Not a directory"):
+        RunFolder(tmp_path / "a_file" / "run").claim()
+
+
+def test_run_folder_refused_before_training_removes_only_what_it_made(tmp_path):
+    out = tmp_path / "runs" / "new"
+    with pytest.raises(ValueError, match="too few tokens"):
+        with RunFolder(out).claim():
+            (out / "tokens.bin").write_text("")
+            raise ValueError("too few tokens")
+    assert not (tmp_path / "runs").exists()
+    old = a_finished_run(tmp_path / "old")
+    before = folder_state(old)
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(old, overwrite=True).claim():
+            raise KeyboardInterrupt
+    assert {n: b for n, b in folder_state(old).items() if n != "run.lock"} == before
+
+
+def test_run_folder_overwrite_deletes_the_old_run_once_a_step_is_trained(tmp_path):
+    out = a_finished_run(tmp_path / "run")
+    (out / "checkpoint.pt.tmp").write_text("")  # as a killed write leaves
+    with RunFolder(out, overwrite=True).claim() as folder:
+        folder.begin(0)
+        assert folder.old_run and (out / "checkpoint.pt").exists()
+        folder.trained_a_step()
+        assert not folder.old_run
+    assert sorted(path.name for path in out.iterdir()) == ["run.lock", "tokens.bin",
+                                                           "tokens.json"]  # the new run's
+    assert (out / "run.lock").read_text() == ""  # let go
+
+
+def test_run_folder_resumed_keeps_the_logs_steps_before_its_first(tmp_path):
+    out = a_finished_run(tmp_path / "run")
+    with RunFolder(out, resume=True).claim() as folder:
+        folder.begin(6)
+        folder.trained_a_step()  # no --overwrite: nothing deleted
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").open()] == [0, 5]
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_an_unclaimed_run_folder_does_nothing(tmp_path):
+    """Under torchrun only rank 0 claims --out; the other ranks' RunFolder is only a path."""
+    out = a_finished_run(tmp_path / "run")
+    before = folder_state(out)
+    with pytest.raises(ValueError):
+        with RunFolder(out, overwrite=True) as folder:
+            folder.begin(0)
+            folder.trained_a_step()
+            raise ValueError
+    assert folder_state(out) == before
+
+
+def test_check_export_folder_refuses_a_file_or_a_folder_of_other_files(tmp_path):
+    check_export_folder(tmp_path / "new")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    check_export_folder(tmp_path / "hf")  # an earlier export
+    (tmp_path / "hf" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds files that save_gpt2_safetensors does "
+                                              r"not write \(notes.txt\)"):
+        check_export_folder(tmp_path / "hf")
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(FileExistsError, match="--export .*file is a file"):
+        check_export_folder(tmp_path / "file")
+
+
+# StopSignals: a run stopped at a step boundary ------------------------------------------------
+
+def test_stop_signals_stop_after_the_step_with_the_signal_requested():
+    with StopSignals() as signals:
+        assert signals.requested_anywhere(torch.device("cpu")) == 0
+        signals.requested = signal.SIGTERM  # as the handler sets it while training
+        assert signals.requested_anywhere(torch.device("cpu")) == signal.SIGTERM
+        with pytest.raises(RunStoppedError, match="stopped by SIGTERM after step 7, "
+                                                  "checkpointed in ckpt.pt") as stopped:
+            signals.stop(7, Path("ckpt.pt"))
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.step == 7
