@@ -15,7 +15,8 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check, check_count, check_strings
+from shared import check, check_count, check_strings, check_type
+from shared.checks import check_ids_in_vocab, check_in_vocab
 
 
 # %% text_data.ipynb cell 29, 2.4.1 The tokenizers' checks (beyond the book)
@@ -25,7 +26,7 @@ SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')  # the split of 2.2
 
 def simple_tokenize(text: str) -> list[str]:
     """Split text into words and punctuation marks; whitespace is dropped."""
-    check(isinstance(text, str), f"text must be a str, got {type(text).__name__}", TypeError)
+    check_type("text", text, str, "a str")
     return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
 
 
@@ -40,17 +41,9 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
 
 def look_up_ids(id_to_token: dict, ids) -> list:
     """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
-    tokens = []
-    for i in ids:
-        try:
-            i = operator.index(i)  # ints and integer tensors, not 1.5
-        except TypeError:
-            raise TypeError(f"token ids must be integers, got {i!r}") from None
-        if i not in id_to_token:  # a plain if: it runs once per id, and costs less than check()
-            raise ValueError(f"token id {i} is not in the vocabulary "
-                             f"(ids 0..{len(id_to_token) - 1})")
-        tokens.append(id_to_token[i])
-    return tokens
+    ids = list(ids)  # read twice: by the check, then by the lookup
+    check_ids_in_vocab(ids, id_to_token)
+    return [id_to_token[operator.index(i)] for i in ids]  # ints and integer tensors, not 1.5
 
 
 class SimpleTokenizerV1:
@@ -62,10 +55,7 @@ class SimpleTokenizerV1:
 
     def encode(self, text: str) -> list[int]:
         tokens = simple_tokenize(text)
-        unknown = [t for t in tokens if t not in self.str_to_int]
-        if unknown:
-            raise KeyError(f"{unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown "
-                           "token(s)); SimpleTokenizerV2 maps unknown words to <|unk|>")
+        check_in_vocab("text", tokens, self.str_to_int, "SimpleTokenizerV2 maps them to <|unk|>")
         return [self.str_to_int[t] for t in tokens]
 
     def decode(self, ids: list[int]) -> str:
@@ -81,9 +71,9 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
     UNKNOWN = "<|unk|>"
 
     def __init__(self, vocab: dict[str, int]):
-        check(self.UNKNOWN in vocab,  # else every unknown word would fail at encode time
-              f"SimpleTokenizerV2 needs {self.UNKNOWN!r} in the vocabulary; build it with "
-              f"build_vocabulary(tokens, special_tokens=[{self.UNKNOWN!r}])")
+        # else every unknown word would fail at encode time
+        check(self.UNKNOWN in vocab, "SimpleTokenizerV2 needs '<|unk|>' in the vocabulary; build "
+              "it with build_vocabulary(tokens, special_tokens=['<|unk|>'])")
         super().__init__(vocab)
 
     def encode(self, text: str) -> list[int]:
@@ -99,8 +89,7 @@ class GPTDatasetV1(Dataset):
     def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
         check_count("max_length", max_length, 1)
         check_count("stride", stride, 1)
-        check(isinstance(txt, str), lambda: "txt must be the text itself (a str), not a path to "
-              f"read, got {type(txt).__name__}", TypeError)
+        check_type("txt", txt, str, "the text itself (a str), not a path to read")
         token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         check(len(token_ids) > max_length, f"the text has {len(token_ids)} tokens, but one example "
               f"needs max_length + 1 = {max_length + 1}; use a longer text or a smaller max_length")
@@ -125,9 +114,9 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
     check_count("num_workers", num_workers, 0)
     tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
-    check(not drop_last or len(dataset) >= batch_size,  # else the loader would yield nothing
-          f"the text gives {len(dataset)} windows, fewer than batch_size={batch_size}, and "
-          "drop_last=True drops the incomplete batch; use a smaller batch_size or drop_last=False")
+    # else the loader would yield nothing
+    check(not drop_last or len(dataset) >= batch_size, f"drop_last=True drops all {len(dataset)} "
+          f"windows: fewer than batch_size={batch_size}; lower it, or pass drop_last=False")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       num_workers=num_workers)
 

@@ -196,3 +196,30 @@ def check_memory(name: str, value, nbytes: int, what: str) -> None:
     check(nbytes <= total or torch.get_default_device().type == "meta", lambda: f"{name} "
           f"{value:,} needs {nbytes / 2**30:,.1f} GiB for {what}, more than this machine's "
           f"{total / 2**30:,.1f} GiB of memory")
+
+
+def check_in_vocab(name: str, tokens: Iterable, vocab: Collection, what_to_do: str = "") -> None:
+    """Raise KeyError (the error of the lookup it guards) unless each of `tokens`, the pieces of
+    the text `name`, is in `vocab`, naming the first unknown one and how many there are:
+    "'Hello' is not in the vocabulary (1 unknown token(s) in text); <what_to_do>"."""
+    unknown = [token for token in tokens if token not in vocab]
+    if unknown:
+        raise KeyError(f"{unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown "
+                       f"token(s) in {name})" + (f"; {what_to_do}" if what_to_do else ""))
+
+
+def check_ids_in_vocab(ids: Iterable, id_to_token: Collection) -> None:
+    """Raise TypeError unless each of `ids` is an integer (an int, or a numpy or one-element
+    tensor integer; not 1.5, which int() would round down), ValueError unless each is a key of
+    `id_to_token`, naming the first bad id: "token id 5 is not in the vocabulary (ids 0..4)".
+    Pass a list, not a generator, when the ids are read again after the check."""
+    import operator
+
+    for value in ids:
+        try:
+            i = operator.index(value)
+        except TypeError:
+            raise TypeError(f"token ids must be integers, got {value!r}") from None
+        if i not in id_to_token:  # a plain if, not check(): it runs once per id
+            raise ValueError(f"token id {i} is not in the vocabulary "
+                             f"(ids 0..{len(id_to_token) - 1})")

@@ -39,7 +39,7 @@ LESSON_TARGET, OTHER_TARGET = 10.0, 15.0  # percent of code lines
 # Percent of code lines, per module still over its target; lowered as the module is cut, never
 # raised. A module over its target that is not listed here fails the test.
 CEILINGS = {
-    "ch02_text_data.text_data": 26.7,
+    "ch02_text_data.text_data": 19.5,
     "ch02_text_data.bpe": 16.2,
     "ch03_attention.attention": 14.9,
     "ch03_attention.kv_cache": 32.7,

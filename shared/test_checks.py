@@ -15,6 +15,8 @@ from shared.checks import (
     check_finite,
     check_flag,
     check_has_values,
+    check_ids_in_vocab,
+    check_in_vocab,
     check_keys,
     check_number,
     check_shape,
@@ -144,3 +146,30 @@ def test_check_has_values_names_a_tensor_on_the_meta_device_and_what_to_do():
     norm.register_buffer("running_mean", torch.zeros(3, device="meta"))  # a buffer counts too
     with pytest.raises(ValueError, match=r"^norm is on the meta device \(running_mean "):
         check_has_values("norm", norm, "give it values")
+
+
+def test_check_in_vocab_names_the_first_unknown_token_and_how_many():
+    vocab = {"a": 0, "b": 1}
+    check_in_vocab("text", ["a", "b", "a"], vocab)
+    with pytest.raises(KeyError) as refusal:
+        check_in_vocab("text", ["a", "zebra", "b", "yak"], vocab, "map them to <|unk|>")
+    assert refusal.value.args[0] == ("'zebra' is not in the vocabulary (2 unknown token(s) in "
+                                     "text); map them to <|unk|>")
+    with pytest.raises(KeyError) as refusal:
+        check_in_vocab("prompt", ["c"], vocab)  # no what_to_do: nothing after the count
+    assert refusal.value.args[0].endswith("(1 unknown token(s) in prompt)")
+
+
+@pytest.mark.parametrize("bad_id, error, message", [
+    (5, ValueError, r"^token id 5 is not in the vocabulary \(ids 0\.\.2\)$"),
+    (-1, ValueError, r"^token id -1 is not in the vocabulary"),
+    (torch.tensor(7), ValueError, r"^token id 7 is not in the vocabulary"),
+    (1.0, TypeError, r"^token ids must be integers, got 1\.0$"),  # int() would give 1
+    ("1", TypeError, r"^token ids must be integers, got '1'$"),
+    (torch.tensor([1, 2]), TypeError, r"^token ids must be integers, got tensor\(\[1, 2\]\)$"),
+])
+def test_check_ids_in_vocab_names_the_first_bad_id(bad_id, error, message):
+    id_to_token = {0: "a", 1: "b", 2: "c"}
+    check_ids_in_vocab([0, 2, torch.tensor(1), torch.tensor([2])], id_to_token)  # tensors too
+    with pytest.raises(error, match=message):
+        check_ids_in_vocab([1, bad_id, 99], id_to_token)  # 99 comes later: not the one named
