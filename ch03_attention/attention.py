@@ -91,30 +91,15 @@ class MultiHeadAttentionWrapper(nn.Module):
 
 # %% attention.ipynb cell 73, 3.7.3 The exported classes: input checks
 
-from shared import check, check_count, check_memory  # noqa: E402 - imported where first used
-
-
-def _check_sizes(d_in, d_out, context_length, dropout, num_heads=1) -> None:
-    """Raise unless sizes are counts, dropout is in [0, 1), heads split d_out, the mask fits."""
-    for name, size in [("d_in", d_in), ("d_out", d_out), ("context_length", context_length),
-                       ("num_heads", num_heads)]:
-        check_count(name, size, 1)
-    check(isinstance(dropout, (int, float)) and not isinstance(dropout, bool),
-          f"dropout must be a number in [0, 1), got {dropout!r}", TypeError)
-    check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}")
-    check(d_out % num_heads == 0, f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-    # the mask is context_length**2 float32s (4 bytes), and its triu a second copy while built
-    check_memory("context_length", context_length, 8 * context_length**2, "its causal mask")
-
-
-def _check_input(x, d_in: int, context_length: int, start: int = 0) -> None:
-    """Raise unless x is (batch, tokens, d_in) and its tokens, after `start` ones, fit."""
-    check(x.dim() == 3 and x.shape[2] == d_in, lambda: "the input must have shape "
-          f"(batch, tokens, d_in={d_in}), got {tuple(x.shape)}")
-    check(start + x.shape[1] <= context_length, lambda: f"the input has {x.shape[1]} tokens"
-          + (f" after {start} cached ones" if start else "") + " but the attention layer was "
-          f"built for context_length={context_length}; crop the text to its last "
-          f"{context_length} tokens" + (" (reset() the cache, then feed them)" if start else ""))
+from shared.checks import (  # noqa: E402 - imported where first used
+    check,
+    check_count,
+    check_divisible,
+    check_fits_context,
+    check_memory,
+    check_number,
+    check_shape,
+)
 
 
 # %% attention.ipynb cell 75, 3.7.4 The final `MultiHeadAttention`
@@ -127,9 +112,8 @@ def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
     positions, itself included."""
     end = start + num_queries  # one past the last query's position
     num_keys = end if num_keys is None else num_keys
-    check(0 < num_keys <= end and (window is None or window >= 1), lambda: "causal_mask needs "
-          f"1 <= num_keys <= start + num_queries ({end}) and a window >= 1, got num_keys="
-          f"{num_keys}, window={window}")
+    check(0 < num_keys <= end, lambda: f"num_keys must be in 1..{end}, got num_keys={num_keys}")
+    check(window is None or window >= 1, lambda: f"window must be >= 1, got window={window}")
     queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
     keys = torch.arange(end - num_keys, end, device=device)  # a row of positions
     hidden = keys > queries  # the future
@@ -179,7 +163,14 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
                  num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
-        _check_sizes(d_in, d_out, context_length, dropout, num_heads)
+        check_count("d_in", d_in, 1)
+        check_count("d_out", d_out, 1)
+        check_count("context_length", context_length, 1)
+        check_count("num_heads", num_heads, 1)
+        check_number("dropout", dropout, "a number in [0, 1)", 0, 1, high_open=True)
+        check_divisible("d_out", d_out, "num_heads", num_heads)
+        # the mask is context_length**2 float32s (4 bytes), and its triu a second copy while built
+        check_memory("context_length", context_length, 8 * context_length**2, "its causal mask")
         # d_in is kept for the input check (the projections may be replaced by other layers)
         self.d_in, self.d_out = d_in, d_out
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
@@ -199,7 +190,8 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, kv_cache=None):
         start = kv_cache.length if kv_cache is not None else 0  # positions already seen
-        _check_input(x, self.d_in, len(self.mask), start)
+        check_shape("the input", x, ("batch", "tokens", ("d_in", self.d_in)))
+        check_fits_context(x.shape[1], len(self.mask), start, "the attention layer")
         batch, num_tokens, _ = x.shape
         queries = self.split_heads(self.W_query(x))
         keys = self.split_heads(self.W_key(x))

@@ -63,12 +63,6 @@ def test_inputs_shorter_than_the_context_work(name):
     assert CAUSAL_MODULES[name]()(torch.randn(1, 5, 16)).shape[1] == 5
 
 
-def test_inputs_longer_than_the_context_are_a_clear_error():
-    # the book's CausalAttention and wrapper are exported as written: the final class checks
-    with pytest.raises(ValueError, match="context_length=12"):
-        CAUSAL_MODULES["MultiHeadAttention"]()(torch.randn(1, 13, 16))
-
-
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_multi_head_attention_equals_scaled_dot_product_attention(qkv_bias):
     torch.manual_seed(0)
@@ -104,11 +98,6 @@ def test_dropout_acts_in_training_only():
     assert not torch.equal(mha(x), mha(x))  # two different dropout masks
     mha.eval()
     assert torch.equal(mha(x), mha(x))
-
-
-def test_heads_must_divide_width():
-    with pytest.raises(ValueError, match="divisible by num_heads"):
-        MultiHeadAttention(16, 10, 12, 0.0, num_heads=3)
 
 
 def test_mask_is_a_saved_buffer_not_a_parameter():
@@ -197,13 +186,6 @@ def test_causal_mask_hides_exactly_the_future_and_the_keys_past_the_window(windo
         expected = torch.tensor([[not visible(start + i, first_key + j, window)
                                   for j in range(num_keys)] for i in range(new)])
         assert torch.equal(causal_mask(new, start, num_keys, window), expected)
-
-
-def test_causal_mask_refuses_keys_it_cannot_place():
-    with pytest.raises(ValueError, match="num_keys=6"):
-        causal_mask(2, 3, num_keys=6)  # only 5 positions up to the last query
-    with pytest.raises(ValueError, match="window=0"):
-        causal_mask(2, 3, window=0)
 
 
 def test_the_fused_path_uses_is_causal_only_for_the_plain_causal_mask(monkeypatch):

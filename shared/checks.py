@@ -223,3 +223,17 @@ def check_ids_in_vocab(ids: Iterable, id_to_token: Collection) -> None:
         if i not in id_to_token:  # a plain if, not check(): it runs once per id
             raise ValueError(f"token id {i} is not in the vocabulary "
                              f"(ids 0..{len(id_to_token) - 1})")
+
+
+def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
+    """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`)."""
+    check(value % by == 0, lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
+
+
+def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
+                       what: str = "the model") -> None:
+    """Raise unless `num_tokens` new tokens, after `cached` ones, fit in `what`'s context."""
+    check(cached + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
+          + (f" after {cached} cached ones" if cached else "") + f" but {what} was built for "
+          f"context_length={context_length}; crop the text to its last {context_length} tokens"
+          + (" (reset() the cache, then feed them)" if cached else ""))

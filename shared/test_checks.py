@@ -10,9 +10,11 @@ from shared.checks import (
     check,
     check_choice,
     check_count,
+    check_divisible,
     check_entries,
     check_entry,
     check_finite,
+    check_fits_context,
     check_flag,
     check_has_values,
     check_ids_in_vocab,
@@ -173,3 +175,22 @@ def test_check_ids_in_vocab_names_the_first_bad_id(bad_id, error, message):
     check_ids_in_vocab([0, 2, torch.tensor(1), torch.tensor([2])], id_to_token)  # tensors too
     with pytest.raises(error, match=message):
         check_ids_in_vocab([1, bad_id, 99], id_to_token)  # 99 comes later: not the one named
+
+
+def test_check_divisible_names_both_arguments_and_values():
+    check_divisible("d_out", 9, "num_heads", 3)
+    with pytest.raises(ValueError) as refusal:
+        check_divisible("d_out", 8, "num_heads", 3)
+    assert str(refusal.value) == "d_out (8) must be divisible by num_heads (3)"
+
+
+def test_check_fits_context_counts_the_cached_tokens_and_says_to_crop():
+    check_fits_context(6, 6)
+    check_fits_context(2, 6, cached=4)
+    with pytest.raises(ValueError, match=r"^the input has 7 tokens but the model was built for "
+                                         r"context_length=6; crop the text to its last 6 "
+                                         r"tokens$"):
+        check_fits_context(7, 6)
+    with pytest.raises(ValueError, match=r"^the input has 3 tokens after 4 cached ones but the "
+                                         r"layer was built .* \(reset\(\) the cache, then "):
+        check_fits_context(3, 6, cached=4, what="the layer")
