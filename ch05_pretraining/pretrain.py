@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -205,9 +206,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             problems.append(f"--export {args.export} is --out or holds it: the export would "
                             "replace the run it is made from (or, inside it, block its "
                             "--overwrite); choose another FOLDER")
-        elif args.export and holds(args.export, Path.cwd()):
-            problems.append(f"--export {args.export} is the current folder or holds it; "
-                            "choose another FOLDER")
     elif args.data is None:
         problems.append("--data is required to train (--generate and --export need only --out)")
     elif not args.data.is_dir():
@@ -310,7 +308,7 @@ def take_run_settings(args: argparse.Namespace, given: set[str], world_size: int
     return []
 
 
-# Processes and the run's folder ----------------------------------------------------------------
+# Processes --------------------------------------------------------------------------------------
 
 @dataclass
 class Process:
@@ -368,25 +366,6 @@ def join_process_group(backend: str, timeout: float) -> None:
 def process_group_backend(device: torch.device) -> str:
     """nccl between CUDA GPUs where PyTorch has it (Windows builds have none); else gloo."""
     return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
-
-
-def claim_out(args: argparse.Namespace, process: Process) -> safe_files.RunFolder:
-    """Rank 0 claims --out; if it is refused, the other ranks stop too (not wait for ever)."""
-    folder, refusal = safe_files.RunFolder(args.out, args.resume, args.overwrite), None
-    if process.main:
-        try:
-            folder.claim()
-        except Exception as error:  # raised below, once the other ranks know
-            refusal = error
-    if process.distributed:
-        refused = [refusal is not None]
-        dist.broadcast_object_list(refused)
-        if refused[0] and not process.main:
-            raise ValueError(f"rank {process.rank}: stopped, as rank 0 could not take --out "
-                             f"{args.out} (its message says why)")
-    if refusal is not None:
-        raise refusal
-    return folder
 
 
 # Training ---------------------------------------------------------------------------------------
@@ -598,8 +577,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
     process = set_up_process(args.join_timeout)
-    try:  # a run refused before training (bad text, too few tokens) leaves --out as it was
-        with claim_out(args, process) as folder, safe_files.StopSignals() as signals:
+    folder = safe_files.RunFolder(args.out, args.resume, args.overwrite)
+    try:  # until folder.begin, an error (bad text, too few tokens) leaves --out as it was
+        with folder.claim(process.rank), safe_files.StopSignals() as signals:
             tokens = load_tokens(args, process)
             model, optimizer = build(args, process)
             start_step = 0 if not args.resume else resume(
@@ -663,6 +643,7 @@ def use_run(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
+    warnings.formatwarning = lambda message, *_: f"pretrain.py: {message}\n"  # as one line
     try:
         main()
     except UsageError as error:  # a bad flag: one line and status 2, as command lines do

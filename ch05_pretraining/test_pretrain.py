@@ -26,7 +26,7 @@ from shared import (
     text_to_token_ids,
     token_ids_to_text,
 )
-from shared.safe_files import RunStoppedError, StopSignals, claim_run_folder, release_run_folder
+from shared.safe_files import RunFolder
 
 
 SCRIPT = Path(pretrain.__file__)
@@ -37,17 +37,6 @@ TINY = ["--size", "gpt2-small (124M)", "--emb-dim", "32", "--n-layers", "2", "--
 
 def final_weights(run):
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-
-
-def test_the_folder_is_tokenised_once_into_a_memory_map(texts, tmp_path):
-    tokens = pretrain.tokenize_folder(texts, tmp_path / "tokens.bin")
-    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
-    assert (tokens == 50256).sum() == 2  # one <|endoftext|> after each document
-    manifest = json.loads((tmp_path / "tokens.json").read_text())
-    assert manifest["files"] == ["a.txt", "b.txt"] and manifest["tokens"] == len(tokens)
-    modified = (tmp_path / "tokens.bin").stat().st_mtime_ns
-    pretrain.tokenize_folder(texts, tmp_path / "tokens.bin")
-    assert (tmp_path / "tokens.bin").stat().st_mtime_ns == modified  # reused, not rewritten
 
 
 def test_a_step_draws_the_same_windows_whatever_ran_before_and_ranks_split_them():
@@ -211,6 +200,20 @@ def test_export_with_overwrite_never_deletes_a_learners_own_files(texts, tmp_pat
     with pytest.raises(FileExistsError, match="a-file is a file, which pretrain.py never"):
         pretrain.main(["--out", str(out), "--export", str(tmp_path / "a-file"), "--overwrite"])
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_generate_says_when_it_crops_a_prompt_longer_than_the_context(texts, tmp_path):
+    out = tmp_path / "run"
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(out)])  # context 32
+    prompt = "Every effort moves you " * 10  # 41 tokens
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--generate",
+                             prompt, "--new-tokens", "3"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(prompt.strip())
+    assert re.fullmatch(r"pretrain.py: the prompt has 41 tokens, more than context_size=32\b.*"
+                        r"\n", result.stderr)  # one line, where the learner looks
+    short = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--generate",
+                            "Every effort", "--new-tokens", "3"], capture_output=True, text=True)
+    assert short.returncode == 0 and short.stderr == ""
 
 
 def test_load_run_takes_the_runs_folder_or_its_checkpoint_and_refuses_others(texts, tmp_path):
@@ -396,17 +399,6 @@ def test_paths_that_cannot_work_are_named_before_anything_is_made(texts, tmp_pat
     with pytest.raises(pretrain.UsageError, match=f"--out {tmp_path / 'a_file' / 'run'} cannot "
                                                   "be made: Not a directory"):
         pretrain.main(["--data", str(texts), "--out", str(tmp_path / "a_file" / "run"), *TINY])
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on Windows")
-def test_a_pipe_or_a_folder_named_txt_is_refused_not_read(texts, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "a.txt").write_text((texts / "a.txt").read_text())
-    (data / "notes.txt").mkdir()
-    os.mkfifo(data / "pipe.txt")  # reading it would wait for a writer for ever
-    with pytest.raises(ValueError, match=f"{data}: notes.txt, pipe.txt: not a regular file"):
-        pretrain.tokenize_folder(data, tmp_path / "tokens.bin")
 
 
 def torchrun(args, processes, check=True):
@@ -785,8 +777,7 @@ def test_a_new_run_into_a_finished_runs_folder_is_refused_untouched(texts, tmp_p
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    lock = claim_run_folder(out)  # as a run holds it
-    try:
+    with RunFolder(out).claim():  # as a run holds it
         before = folder_state(out)
         result = subprocess.run([sys.executable, str(SCRIPT), "--data", str(texts), *TINY,
                                  "--steps", "3", "--out", str(out)],
@@ -797,8 +788,6 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(texts, tmp_
             f"{socket.gethostname()} (started {lock_started(out)}): wait for that run to end, "
             "stop it, or choose another folder"]
         assert folder_state(out) == before
-    finally:
-        release_run_folder(lock)
     assert (out / "run.lock").read_text() == ""  # a run that let go is no longer named
     pretrain.main(["--data", str(texts), *TINY, "--steps", "3", "--out", str(out)])  # free now
     assert (out / "run.lock").read_text() == ""
@@ -820,21 +809,3 @@ def test_under_torchrun_every_rank_stops_when_rank_0_is_refused_the_folder(texts
 
 def lock_started(out: Path) -> str:
     return re.search(r"\(started (.*)\)", (out / "run.lock").read_text()).group(1)
-
-
-@POSIX_SIGNALS
-def test_a_signal_before_training_stops_at_once_and_one_while_training_waits_for_the_step():
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with StopSignals() as signals:
-        with pytest.raises(RunStoppedError, match="stopped by SIGTERM before training"):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)  # the handler runs between bytecodes: it raises well before this ends
-        assert signals.requested == signal.SIGTERM  # noted too, in case the raise is swallowed
-        signals.requested, signals.deferring = None, True
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)
-        assert signals.requested == signal.SIGINT  # noted, for the end of the step
-        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C: at once
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -332,8 +332,8 @@ class RunFolder:
     - `claim()` makes the folder (and its missing parents) and takes it, one run at a time
       (`claim_run_folder`), once a run may start there: it holds no file a run does not write
       (never deleted, even with `overwrite`), and no run unless `resume` or `overwrite`; else
-      UsageError, before anything is written. A folder never claimed (the other processes of a
-      torchrun job) is only a path: the methods below do nothing there.
+      UsageError, before anything is written. Under torchrun rank 0 claims it: for the other
+      processes it is only a path, and the methods below do nothing there.
     - an exception before `begin(start_step)` (bad text, too few tokens, a refused resume,
       Ctrl-C) removes what the run made: the folder is left as it was;
     - `begin(start_step)` keeps the log's lines of the steps before `start_step` (a resume
@@ -352,14 +352,30 @@ class RunFolder:
         self.path, self.resume, self.overwrite = Path(path), resume, overwrite
         self.lock, self.made, self.old_run, self.began = None, [], False, False
 
-    def claim(self) -> "RunFolder":
-        made = not_there_yet(self.path, self.MADE_FIRST)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"--out {self.path} cannot be made: {error.strerror}") from None
-        self.lock = claim_run_folder(self.path, check=self.check_fresh_start)
-        self.made, self.old_run = made, self.overwrite
+    def claim(self, rank: int = 0) -> "RunFolder":
+        """Under torch.distributed, rank 0 claims the folder and tells the others, which stop
+        too when it is refused (rather than wait for it for ever)."""
+        refusal = None
+        if rank == 0:
+            try:
+                made = not_there_yet(self.path, self.MADE_FIRST)
+                try:
+                    self.path.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise UsageError(f"--out {self.path} cannot be made: {error.strerror}"
+                                     ) from None
+                self.lock = claim_run_folder(self.path, check=self.check_fresh_start)
+                self.made, self.old_run = made, self.overwrite
+            except Exception as error:  # raised below, once the other ranks know
+                refusal = error
+        if dist.is_initialized():
+            refused = [refusal is not None]
+            dist.broadcast_object_list(refused)
+            if refused[0] and rank != 0:
+                raise ValueError(f"rank {rank}: stopped, as rank 0 could not take --out "
+                                 f"{self.path} (its message says why)")
+        if refusal is not None:
+            raise refusal
         return self
 
     def check_fresh_start(self) -> None:

@@ -1,12 +1,16 @@
-"""Tests of shared.data: each source in turn, checksums, clear errors, no partial files."""
+"""Tests of shared.data: each source in turn, checksums, clear errors, no partial files; a
+folder of texts tokenised once (tokenize_folder; pretrain.py's runs: ch05_pretraining)."""
 
 import hashlib
 import http.server
 import io
+import json
+import os
 import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -507,3 +511,39 @@ def test_an_interrupted_download_leaves_nothing(dataset, monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         data.fetch("test-set", progress=False)
     assert [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+
+
+# tokenize_folder: a folder of texts, tokenised once -----------------------------------------
+
+def a_folder_of_texts(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "a.txt").write_text("Every effort moves you.", encoding="utf-8")
+    (folder / "b.txt").write_text("I had always thought Jack Gisburn.", encoding="utf-8")
+    return folder
+
+
+def test_the_folder_is_tokenised_once_into_a_memory_map(tmp_path):
+    texts = a_folder_of_texts(tmp_path / "texts")
+    tokens = data.tokenize_folder(texts, tmp_path / "tokens.bin")
+    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
+    assert (tokens == 50256).sum() == 2  # one <|endoftext|> after each document
+    manifest = json.loads((tmp_path / "tokens.json").read_text())
+    assert manifest["files"] == ["a.txt", "b.txt"] and manifest["tokens"] == len(tokens)
+    modified = (tmp_path / "tokens.bin").stat().st_mtime_ns
+    data.tokenize_folder(texts, tmp_path / "tokens.bin")
+    assert (tmp_path / "tokens.bin").stat().st_mtime_ns == modified  # reused, not rewritten
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on Windows")
+def test_a_pipe_or_a_folder_named_txt_is_refused_not_read(tmp_path):
+    texts = a_folder_of_texts(tmp_path / "texts")
+    (texts / "notes.txt").mkdir()
+    os.mkfifo(texts / "pipe.txt")  # reading it would wait for a writer for ever
+    with pytest.raises(ValueError, match=f"{texts}: notes.txt, pipe.txt: not a regular file"):
+        data.tokenize_folder(texts, tmp_path / "tokens.bin")
+    assert not (tmp_path / "tokens.bin").exists()
+
+
+def test_a_folder_without_texts_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} holds no .txt files"):
+        data.text_files(tmp_path)

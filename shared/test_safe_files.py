@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -362,6 +363,24 @@ def test_check_export_folder_refuses_a_file_or_a_folder_of_other_files(tmp_path)
 
 
 # StopSignals: a run stopped at a step boundary ------------------------------------------------
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no SIGTERM to send")
+def test_a_signal_before_training_stops_at_once_and_one_while_training_waits_for_the_step():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with StopSignals() as signals:
+        with pytest.raises(RunStoppedError, match="stopped by SIGTERM before training"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes: it raises well before this ends
+        assert signals.requested == signal.SIGTERM  # noted too, in case the raise is swallowed
+        signals.requested, signals.deferring = None, True
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert signals.requested == signal.SIGINT  # noted, for the end of the step
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
 
 def test_stop_signals_stop_after_the_step_with_the_signal_requested():
     with StopSignals() as signals:
