@@ -55,6 +55,7 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     check_finite,
+    check_type,
     cosine_schedule,
     generate,
     generator_states,
@@ -386,10 +387,6 @@ def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray,
     return tokens[:split], tokens[split:]
 
 
-def data_checksum(args: argparse.Namespace) -> str:
-    return json.loads((args.out / "tokens.json").read_text())["sha256"]
-
-
 def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.optim.Optimizer]:
     """The model (the same initial weights in every process; its config is model.cfg), AdamW."""
     overrides = {k: v for k, v in {"emb_dim": args.emb_dim, "n_layers": args.n_layers,
@@ -564,8 +561,8 @@ def run_settings(args: argparse.Namespace, world_size: int) -> dict:
     step): a checkpoint records it, and a resume must repeat it."""
     training = {name: getattr(args, name) for name in ("grad_accum", "lr", "min_lr",
                 "warmup_steps", "weight_decay", "max_grad_norm")}
-    return {"seed": args.seed, "data_sha256": data_checksum(args),
-            "val_fraction": args.val_fraction,
+    tokens = json.loads((args.out / "tokens.json").read_text())  # tokenize_folder's manifest
+    return {"seed": args.seed, "data_sha256": tokens["sha256"], "val_fraction": args.val_fraction,
             "training": {"batch_x_processes": args.batch * world_size, **training}}
 
 
@@ -600,9 +597,7 @@ def main(argv: list[str] | None = None) -> None:
 def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
     """The model of the run in `out` (its folder, or its checkpoint.pt) on `device`, in eval
     mode; the caller's random numbers stay as they were."""
-    if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"load_run: out must be the run's folder (a str or a Path), not {out!r} "
-                        f"({type(out).__name__})")
+    check_type("out", out, (str, os.PathLike), "the run's folder (a str or a Path)")
     path = Path(out)
     if path.is_file() and path.name != "checkpoint.pt":
         raise NotADirectoryError(f"load_run: {out} is a file: give the run's folder (the "

@@ -225,7 +225,7 @@ def test_load_run_takes_the_runs_folder_or_its_checkpoint_and_refuses_others(tex
             "of pretrain.py) or its checkpoint.pt")):
         pretrain.load_run(tmp_path / "log.jsonl")
     with pytest.raises(TypeError, match=re.escape(
-            "load_run: out must be the run's folder (a str or a Path), not 3 (int)")):
+            "out must be the run's folder (a str or a Path), got int")):
         pretrain.load_run(3)
 
 
