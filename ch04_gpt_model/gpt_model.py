@@ -84,10 +84,13 @@ from shared import (  # noqa: E402 - the checks are imported where the chapter f
     check,
     check_choice,
     check_count,
+    check_flag,
     check_keys,
     check_memory,
+    check_number,
     check_token_ids,
 )
+from shared.checks import check_divisible, check_kv_caches  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
@@ -105,15 +108,10 @@ def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> di
     cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
         check_count(key, cfg[key], 1, "a positive integer")
-    check(cfg["emb_dim"] % cfg["n_heads"] == 0,
-          f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
-    rate = cfg["drop_rate"]
-    check(isinstance(rate, (int, float)) and not isinstance(rate, bool),
-          f"drop_rate must be a number in [0, 1), got {rate!r}", TypeError)
-    check(0 <= rate < 1, f"drop_rate must be in [0, 1), got {rate}")
+    check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
+    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
     for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check(isinstance(cfg[key], bool), f"{key} must be True or False, got {cfg[key]!r}",
-              TypeError)
+        check_flag(key, cfg[key])
     return cfg
 
 
@@ -152,8 +150,8 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
         # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
-        check_memory("context_length", cfg["context_length"],
-                     4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1),
+        mask_bytes = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)
+        check_memory("context_length", cfg["context_length"], mask_bytes,
                      f"{cfg['n_layers']:,} causal masks and a copy while one is built")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
@@ -187,12 +185,10 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches) -> int:
-        """Raise unless in_idx's token ids fit after the cached ones; return the cached count."""
+        """Raise unless in_idx's token ids fit after the cached ones and kv_caches are this
+        model's (empty, or filled by it: check_kv_caches marks them); return the cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        check(not kv_caches or len(kv_caches) == len(self.trf_blocks), lambda: f"kv_caches: "
-              f"{len(kv_caches)} given, {len(self.trf_blocks)} needed (one per block): make them "
-              "with this model's make_kv_caches")
-        start = kv_caches[0].length if kv_caches else 0
+        start = check_kv_caches(kv_caches, self, len(self.trf_blocks))
         num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
         check(start + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
               + (f" after {start} cached tokens" if start else "")

@@ -1,4 +1,6 @@
-"""Bad inputs to chapter 4's GPT: configurations, token ids, generation; clear errors only."""
+"""Bad inputs to chapter 4's GPT (gpt_model.py), a table per public function: each mistake gets
+an error of its type that names the argument (or the key, or the token id), before anything
+changes. Exact wording is asserted for a few exemplary messages only."""
 
 import re
 
@@ -7,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, validate_config
+from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, gpt2_config, validate_config
 from conftest import TINY_GPT as TINY
-from conftest import tiny_gpt
+from conftest import tiny_gpt, tiny_qwen3
 
 
 @pytest.fixture(scope="module")
@@ -17,110 +19,105 @@ def model():
     return tiny_gpt()
 
 
-# Configurations: wrong types and values (chapter 4's own tests cover more) -------------------
+# GPTModel(cfg) and validate_config(cfg) ------------------------------------------------------
 
-@pytest.mark.parametrize("change, error, message", [
-    ({"drop_rate": "0.1"}, TypeError, r"drop_rate must be a number in \[0, 1\), got '0.1'"),
-    ({"drop_rate": None}, TypeError, r"drop_rate must be a number in \[0, 1\), got None"),
-    ({"drop_rate": True}, TypeError, r"drop_rate must be a number in \[0, 1\), got True"),
-    ({"drop_rate": -0.1}, ValueError, r"drop_rate must be in \[0, 1\), got -0.1"),
-    ({"n_layers": True}, TypeError, "n_layers must be a positive integer, got True"),
-    ({"n_layers": None}, TypeError, "n_layers must be a positive integer, got None"),
-    ({"n_heads": 2.0}, TypeError, "n_heads must be a positive integer, got 2.0"),
-    ({"n_heads": 0}, ValueError, "n_heads must be a positive integer, got 0"),
-    ({"emb_dim": "16"}, TypeError, "emb_dim must be a positive integer, got '16'"),
-    ({"vocab_size": None}, TypeError, "vocab_size must be a positive integer, got None"),
-    ({"context_length": -8}, ValueError, "context_length must be a positive integer, got -8"),
-    ({"qkv_bias": None}, TypeError, "qkv_bias must be True or False, got None"),
-    ({"qkv_bias": 1}, TypeError, "qkv_bias must be True or False, got 1"),
-    ({"qkv_bias": "False"}, TypeError, "qkv_bias must be True or False, got 'False'"),
-    ({"sdpa": "yes"}, TypeError, "sdpa must be True or False, got 'yes'"),
-    ({"tie_weights": None}, TypeError, "tie_weights must be True or False, got None"),
+@pytest.mark.parametrize("check_config", [GPTModel, validate_config])
+@pytest.mark.parametrize("change, error, named", [
+    ({"drop_rate": "0.1"}, TypeError, "drop_rate"),
+    ({"drop_rate": None}, TypeError, "drop_rate"),
+    ({"drop_rate": True}, TypeError, "drop_rate"),
+    ({"drop_rate": -0.1}, ValueError, "drop_rate"),
+    ({"drop_rate": 1.0}, ValueError, "drop_rate"),
+    ({"n_layers": True}, TypeError, "n_layers"),
+    ({"n_layers": None}, TypeError, "n_layers"),
+    ({"n_layers": -1}, ValueError, "n_layers"),
+    ({"n_heads": 2.0}, TypeError, "n_heads"),
+    ({"n_heads": 0}, ValueError, "n_heads"),
+    ({"n_heads": 5}, ValueError, "n_heads"),  # does not divide emb_dim
+    ({"emb_dim": "16"}, TypeError, "emb_dim"),
+    ({"emb_dim": 0}, ValueError, "emb_dim"),
+    ({"vocab_size": None}, TypeError, "vocab_size"),
+    ({"vocab_size": 1.5}, TypeError, "vocab_size"),
+    ({"context_length": -8}, ValueError, "context_length"),
+    ({"context_length": None}, TypeError, "context_length"),
+    ({"qkv_bias": None}, TypeError, "qkv_bias"),
+    ({"qkv_bias": 1}, TypeError, "qkv_bias"),
+    ({"qkv_bias": "False"}, TypeError, "qkv_bias"),
+    ({"qkv_bias": "no"}, TypeError, "qkv_bias"),
+    ({"sdpa": "yes"}, TypeError, "sdpa"),
+    ({"tie_weights": None}, TypeError, "tie_weights"),
+    ({"tie_weights": 1}, TypeError, "tie_weights"),
+    ({"tie_weight": True}, ValueError, "tie_weight"),  # misspelt: would be ignored
+    ({"learning_rate": 1e-3}, ValueError, "learning_rate"),  # not a model's key
 ])
-def test_wrong_config_types_and_values_are_named(change, error, message):
+def test_a_bad_configuration_is_refused_by_name(check_config, change, error, named):
     cfg = {**TINY, **change}
     kept = dict(cfg)
-    with pytest.raises(error, match=message):
-        GPTModel(cfg)
+    with pytest.raises(error, match=re.escape(named)):
+        check_config(cfg)
     assert cfg == kept  # the caller's dict is not touched
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (None, "the configuration must be a dict, got NoneType"),
-    ([("vocab_size", 50)], "the configuration must be a dict, got list"),
-])
-def test_a_configuration_that_is_not_a_dict_is_named(cfg, message):
-    with pytest.raises(TypeError, match=message):
+def test_a_misspelt_key_gets_the_key_meant():  # exemplary wording
+    with pytest.raises(ValueError) as refusal:
+        GPTModel({**TINY, "tie_weight": True})
+    assert str(refusal.value) == (
+        "unknown configuration key 'tie_weight' (did you mean 'tie_weights'?); the keys are "
+        "vocab_size, context_length, emb_dim, n_heads, n_layers, drop_rate, qkv_bias, "
+        "tie_weights, sdpa")
+
+
+def test_a_missing_key_is_named():
+    cfg = dict(TINY)
+    del cfg["qkv_bias"]
+    with pytest.raises(ValueError, match="lacks qkv_bias"):
+        GPTModel(cfg)
+
+
+@pytest.mark.parametrize("cfg", [None, [("vocab_size", 50)]])
+def test_a_configuration_that_is_not_a_dict_is_named(cfg):
+    with pytest.raises(TypeError, match="configuration must be a dict"):
         validate_config(cfg)
 
 
-# Token ids into forward --------------------------------------------------------------------
+def test_causal_masks_that_together_exceed_memory_are_refused_before_any_is_made():
+    # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each, and one more being built
+    with pytest.raises(ValueError, match=r"context_length 16,384 needs 1,001.0 GiB for 1,000 "
+                                         r"causal masks and a copy while one is built, more than "):
+        GPTModel({**TINY, "context_length": 16_384, "n_layers": 1000})
 
-@pytest.mark.parametrize("ids, message", [
-    (torch.tensor([[1, 50]]), r"token id 50 is outside the vocabulary: ids must be in 0\.\.49"),
-    (torch.tensor([[1, -1]]), r"token id -1 is outside the vocabulary: ids must be in 0\.\.49"),
-    (torch.tensor([[10**6, 3]]), r"token id 1000000 is outside the vocabulary"),
-    (torch.tensor([[-7, 60]]), r"token id -7 is outside the vocabulary"),
+
+# GPTModel.forward: in_idx ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("in_idx, error, named", [
+    (torch.tensor([[1, 50]]), ValueError, "token id 50"),
+    (torch.tensor([[1, -1]]), ValueError, "token id -1"),
+    (torch.tensor([[10**6, 3]]), ValueError, "token id 1000000"),
+    (torch.tensor([[-7, 60]]), ValueError, "token id -7"),
+    (torch.tensor([[1.0, 2.0]]), TypeError, "in_idx"),
+    (torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, "in_idx"),
+    (torch.tensor([[True, False]]), TypeError, "in_idx"),
+    ([[1, 2]], TypeError, "in_idx"),
+    (torch.zeros(3, dtype=torch.long), ValueError, "in_idx.unsqueeze(0)"),  # no batch axis
+    (torch.zeros(1, 0, dtype=torch.long), ValueError, "in_idx"),
+    (torch.zeros(0, 3, dtype=torch.long), ValueError, "in_idx"),
+    (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, "in_idx"),
+    (torch.zeros(1, 9, dtype=torch.long), ValueError, "context_length"),  # 9 > 8 positions
 ])
-def test_ids_outside_the_vocabulary_are_named(model, ids, message):
-    with pytest.raises(ValueError, match=message):
-        model(ids)
+def test_bad_token_ids_are_refused_by_name(model, in_idx, error, named):
+    with pytest.raises(error, match=re.escape(named)):
+        model(in_idx)
 
 
-@pytest.mark.parametrize("ids, got", [
-    (torch.tensor([[1.0, 2.0]]), "torch.float32"),
-    (torch.tensor([[1, 2]], dtype=torch.uint8), "torch.uint8"),
-    (torch.tensor([[True, False]]), "torch.bool"),
-    ([[1, 2]], "list"),
-])
-def test_ids_that_are_not_an_integer_tensor_are_named(model, ids, got):
-    with pytest.raises(TypeError, match=r"in_idx must be a tensor of integer token ids "
-                                        rf"\(torch.long\), got {got}"):
-        model(ids)
-
-
-@pytest.mark.parametrize("shape, hint", [
-    ((3,), "; add a batch axis with in_idx.unsqueeze(0)"),
-    ((1, 0), ""),
-    ((0, 3), ""),
-    ((1, 2, 3), ""),
-])
-def test_ids_of_the_wrong_shape_are_named(model, shape, hint):
-    with pytest.raises(ValueError, match=re.escape(
-            "in_idx must have shape (batch, tokens), with at least one token (a prompt cannot "
-            "be empty), "
-            f"got {shape}{hint}")):
-        model(torch.zeros(shape, dtype=torch.long))
-
-
-def test_more_tokens_than_the_context_is_named(model):
-    with pytest.raises(ValueError, match="the input has 9 tokens; the model's context_length "
-                                         "is 8"):
+def test_too_many_tokens_get_the_context_length(model):  # exemplary wording
+    with pytest.raises(ValueError) as refusal:
         model(torch.zeros(1, 9, dtype=torch.long))
+    assert str(refusal.value) == "the input has 9 tokens; the model's context_length is 8"
 
 
 def test_int32_ids_still_work(model):
     ids = torch.tensor([[1, 2, 49]])
     torch.testing.assert_close(model(ids.int()), model(ids))
-
-
-def test_a_bad_id_leaves_the_kv_caches_unchanged(model):
-    caches = model.make_kv_caches()
-    with torch.no_grad():
-        model(torch.tensor([[1, 2, 3]]), kv_caches=caches)
-        kept = [cache.keys[:, :, :3].clone() for cache in caches]
-        with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
-            model(torch.tensor([[4, 50]]), kv_caches=caches)
-    assert [cache.length for cache in caches] == [3] * len(caches)
-    assert all(torch.equal(c.keys[:, :, :3], k) for c, k in zip(caches, kept))
-
-
-@pytest.mark.parametrize("max_tokens, error", [(0, ValueError), (-3, ValueError),
-                                               (2.5, TypeError)])
-def test_make_kv_caches_refuses_a_bad_size(model, max_tokens, error):
-    # 0 used to mean "the whole context", -3 gave a cache that could hold nothing
-    with pytest.raises(error, match=f"max_tokens must be an integer >= 1, got {max_tokens}"):
-        model.make_kv_caches(max_tokens)
 
 
 @settings(max_examples=100, deadline=None)
@@ -138,27 +135,83 @@ def test_forward_accepts_exactly_the_ids_of_the_vocabulary(model, rows):
         assert model(ids).shape == (len(rows), 4, 50)
 
 
-# Greedy generation ---------------------------------------------------------------------------
+# GPTModel.forward: kv_caches -------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"max_new_tokens": -1}, ValueError, "max_new_tokens must be an integer >= 0, got -1"),
-    ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens must be an integer >= 0, got 2.5"),
-    ({"max_new_tokens": None}, TypeError, "max_new_tokens must be an integer >= 0, got None"),
-    ({"context_size": 0}, ValueError, "context_size must be an integer >= 1, got 0"),
-    ({"context_size": -1}, ValueError, "context_size must be an integer >= 1, got -1"),
-    ({"context_size": 8.0}, TypeError, "context_size must be an integer >= 1, got 8.0"),
-    ({"idx": torch.tensor([1, 2])}, ValueError,
-     r"idx must have shape \(batch, tokens\), with at least one token .*, got \(2,\); add a batch"),
-    ({"idx": torch.zeros(1, 0, dtype=torch.long)}, ValueError,
-     r"idx must have shape \(batch, tokens\), with at least one token \(a prompt cannot be "
-     r"empty\), got \(1, 0\)"),
-    ({"idx": [[1, 2]]}, TypeError,
-     r"idx must be a tensor of integer token ids \(torch.long\), got list"),
-    ({"idx": torch.tensor([[1, 99]])}, ValueError, "token id 99 is outside the vocabulary"),
+def test_a_bad_id_leaves_the_kv_caches_unchanged(model):
+    caches = model.make_kv_caches()
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]), kv_caches=caches)
+        kept = [cache.keys[:, :, :3].clone() for cache in caches]
+        with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
+            model(torch.tensor([[4, 50]]), kv_caches=caches)
+    assert [cache.length for cache in caches] == [3] * len(caches)
+    assert all(torch.equal(c.keys[:, :, :3], k) for c, k in zip(caches, kept))
+
+
+def test_kv_caches_for_another_depth_are_refused(model):
+    with pytest.raises(ValueError, match=r"^kv_caches: 2 given, 1 needed \(one per block\)"):
+        model(torch.tensor([[1]]), tiny_gpt(n_layers=2).make_kv_caches())
+
+
+def test_tokens_past_the_context_after_the_cached_ones_are_refused(model):
+    caches = model.make_kv_caches()
+    with torch.no_grad():
+        model(torch.zeros(1, 7, dtype=torch.long), caches)
+        with pytest.raises(ValueError, match=r"^the input has 2 tokens after 7 cached tokens; the "
+                                             r"model's context_length is 8$"):
+            model(torch.zeros(1, 2, dtype=torch.long), caches)
+
+
+@pytest.mark.parametrize("build", [tiny_gpt, tiny_qwen3], ids=["GPTModel", "ModernGPTModel"])
+def test_kv_caches_another_model_filled_are_refused_before_anything_changes(build):
+    # a base model and a finetuned copy of one configuration, compared in one loop
+    base, finetuned, prompt = build(seed=0), build(seed=1), torch.tensor([[1, 2, 3]])
+    caches = base.make_kv_caches()
+    with torch.no_grad():
+        base(prompt, caches)
+        kept = [cache.keys.clone() for cache in caches]
+        with pytest.raises(ValueError, match=r"^kv_caches hold 3 positions that another model "
+                                             r"cached; .* make_kv_caches$"):
+            finetuned(torch.tensor([[4]]), caches)
+        assert [cache.length for cache in caches] == [3] * len(caches)
+        assert all(torch.equal(cache.keys, k) for cache, k in zip(caches, kept))
+        base(torch.tensor([[4]]), caches)  # the model that filled them goes on
+        for cache in caches:
+            cache.reset()
+        torch.testing.assert_close(finetuned(prompt, caches), finetuned(prompt))  # emptied: fine
+
+
+# GPTModel.make_kv_caches -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_tokens, error", [
+    (0, ValueError),  # used to mean "the whole context"
+    (-3, ValueError),  # gave a cache that could hold nothing
+    (2.5, TypeError),
+    (1e9, TypeError),  # a float above the context would otherwise be capped without a word
+    ("10", TypeError),
 ])
-def test_generate_text_simple_names_a_bad_argument(model, kwargs, error, message):
-    args = {"idx": torch.tensor([[1, 2]]), "max_new_tokens": 3, "context_size": 8, **kwargs}
-    with pytest.raises(error, match=message):
+def test_make_kv_caches_refuses_a_bad_size(model, max_tokens, error):
+    with pytest.raises(error, match="max_tokens"):
+        model.make_kv_caches(max_tokens)
+
+
+# generate_text_simple --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, error, named", [
+    ({"max_new_tokens": -1}, ValueError, "max_new_tokens"),
+    ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens"),
+    ({"max_new_tokens": None}, TypeError, "max_new_tokens"),
+    ({"context_size": 0}, ValueError, "context_size"),  # idx[:, -0:] is the whole prompt
+    ({"context_size": -1}, ValueError, "context_size"),
+    ({"context_size": 8.0}, TypeError, "context_size"),
+    ({"idx": torch.tensor([1, 2])}, ValueError, "idx.unsqueeze(0)"),  # no batch axis
+    ({"idx": torch.zeros(1, 0, dtype=torch.long)}, ValueError, "idx"),
+    ({"idx": [[1, 2]]}, TypeError, "idx"),
+    ({"idx": torch.tensor([[1, 99]])}, ValueError, "token id 99"),  # the model's own check
+])
+def test_generate_text_simple_refuses_a_bad_argument_by_name(model, bad, error, named):
+    args = {"idx": torch.tensor([[1, 2]]), "max_new_tokens": 3, "context_size": 8, **bad}
+    with pytest.raises(error, match=re.escape(named)):
         generate_text_simple(model, **args)
 
 
@@ -167,8 +220,15 @@ def test_zero_new_tokens_returns_the_prompt(model):
     assert torch.equal(generate_text_simple(model, prompt, 0, 8), prompt)
 
 
-def test_causal_masks_that_together_exceed_memory_are_refused_before_any_is_made():
-    # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each, and one more being built
-    with pytest.raises(ValueError, match=r"context_length 16,384 needs 1,001.0 GiB for 1,000 "
-                                         r"causal masks and a copy while one is built, more than "):
-        GPTModel({**TINY, "context_length": 16_384, "n_layers": 1000})
+# gpt2_config -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", ["gpt2-huge", "gpt2-small", "124M", None])
+def test_gpt2_config_refuses_an_unknown_size_by_name(size):
+    with pytest.raises(ValueError, match="unknown size"):
+        gpt2_config(size)
+
+
+def test_gpt2_config_suggests_the_size_meant():  # exemplary wording
+    with pytest.raises(ValueError, match=r"^unknown size 'gpt2-small' \(did you mean 'gpt2-small "
+                                         r"\(124M\)'\?\); choose one of \['gpt2-small \(124M\)'"):
+        gpt2_config("gpt2-small")

@@ -139,7 +139,8 @@ def test_kv_caches_of_another_model_are_refused():
     wider = tiny_model(emb_dim=32)
     caches = wider.make_kv_caches()
     wider(PROMPT, caches)  # filled with another model's keys
-    with pytest.raises(ValueError, match=r"the cache holds 3 positions of .* call reset\(\)"):
+    with pytest.raises(ValueError, match=r"kv_caches hold 3 positions that another model cached"
+                                         r"; .* reset\(\) each cache"):
         model(PROMPT, caches)
 
 

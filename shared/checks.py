@@ -10,6 +10,7 @@ import difflib
 import math
 import numbers
 import os
+import weakref
 from collections.abc import Collection, Iterable, Sequence
 
 
@@ -237,3 +238,21 @@ def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
           + (f" after {cached} cached ones" if cached else "") + f" but {what} was built for "
           f"context_length={context_length}; crop the text to its last {context_length} tokens"
           + (" (reset() the cache, then feed them)" if cached else ""))
+
+
+def check_kv_caches(kv_caches, model, num_blocks: int) -> int:
+    """Raise unless kv_caches is None or one KVCache per block, each empty or filled by `model`
+    (another model's keys, even a same-shaped one's, would be read without a word); mark them
+    as `model`'s (weakly: they do not keep it alive) and return how many positions they hold."""
+    if not kv_caches:
+        return 0
+    check(len(kv_caches) == num_blocks, lambda: f"kv_caches: {len(kv_caches)} given, "
+          f"{num_blocks} needed (one per block): make them with this model's make_kv_caches")
+    owner = weakref.ref(model)  # equal to another reference only while it is the same model
+    ours = all(c.length == 0 or getattr(c, "filled_by", None) == owner for c in kv_caches)
+    check(ours, lambda: f"kv_caches hold {max(c.length for c in kv_caches)} positions that "
+          "another model cached; this model would read its keys and values as its own: reset() "
+          "each cache first, or make new ones with this model's make_kv_caches")
+    for cache in kv_caches:
+        cache.filled_by = owner
+    return kv_caches[0].length
