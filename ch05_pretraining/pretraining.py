@@ -21,6 +21,7 @@ from shared import (
     generate_text_simple,
     progress_bar,
 )
+from shared.checks import check_one_sequence, check_same_lengths, check_same_shape
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batch, tokens)
@@ -34,9 +35,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
                     device: Device) -> torch.Tensor:
     """Mean cross-entropy of the next-token predictions for one batch."""
-    check(target_batch.shape == input_batch.shape, lambda: "target_batch must have "
-          "input_batch's shape (one target per input token): target_batch has shape "
-          f"{tuple(target_batch.shape)}, input_batch {tuple(input_batch.shape)}")
+    check_same_shape("target_batch", target_batch, "input_batch", input_batch,
+                     "one target per input token")
     logits = model(input_batch.to(device))
     targets = target_batch.to(device)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
@@ -153,10 +153,8 @@ def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_value
                 seen_label: str = "tokens seen") -> plt.Figure:
     """Training and validation curves against epochs (bottom axis) and what the model has seen
     by then (top axis: tokens here, examples in chapter 6)."""
-    check(len(epochs_seen) == len(seen) == len(train_values) == len(val_values) > 0, lambda:
-          "plot_values needs as many epochs, seen counts, training and validation values as "
-          f"there were evaluations, at least one; got {len(epochs_seen)}, {len(seen)}, "
-          f"{len(train_values)} and {len(val_values)} (no evaluations? give eval_freq)")
+    check_same_lengths({"epochs_seen": epochs_seen, "seen": seen, "train_values": train_values,
+                        "val_values": val_values}, 1, " (no evaluations? give eval_freq)")
     marker = "o" if len(train_values) == 1 else None  # one evaluation is a point, not a line
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(epochs_seen, train_values, marker=marker, label=f"training {label}")
@@ -190,21 +188,8 @@ def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
     """Decode one sequence of ids, (tokens) or (1, tokens), to text."""
-    _check_one_sequence(token_ids)
+    check_one_sequence("token_ids", token_ids)
     return tokenizer.decode(token_ids.reshape(-1).tolist())  # a list even for one token
-
-
-def _check_one_sequence(token_ids: torch.Tensor) -> None:
-    """Refuse anything but one sequence of ids, saying what to pass instead."""
-    shape = tuple(token_ids.shape)
-    if len(shape) == 0:
-        raise ValueError("token_ids is a single id (a 0-d tensor): pass token_ids.reshape(1)")
-    if len(shape) == 2 and shape[0] != 1:
-        raise ValueError(f"token_ids holds a batch of {shape[0]} sequences, this decodes one: "
-                         "[token_ids_to_text(row, tokenizer) for row in token_ids]")
-    if len(shape) > 2:
-        raise ValueError(f"token_ids has shape {shape}: this decodes one sequence, of shape "
-                         "(tokens) or (1, tokens)")
 
 
 __all__ = [

@@ -16,17 +16,14 @@ from hypothesis import strategies as st
 from ch05_pretraining import pretrain
 from ch05_pretraining.decoding import generate
 from ch05_pretraining.pretraining import (
-    calc_loss_loader,
     evaluate_model,
     generate_and_print_sample,
-    plot_values,
-    token_ids_to_text,
     train_model_simple,
 )
 from ch05_pretraining.training import cosine_schedule, train_model
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt as tiny_model
-from shared import calc_loss_batch, sha256_of
+from shared import sha256_of
 
 
 def batches(n=2):
@@ -144,29 +141,6 @@ def test_kv_caches_of_another_model_are_refused():
         model(PROMPT, caches)
 
 
-def test_a_batch_of_ids_is_decoded_row_by_row_not_as_one():
-    tokenizer = tiktoken.get_encoding("gpt2")
-    ids = torch.tensor([[15496, 995], [15496, 995]])
-    with pytest.raises(ValueError, match="token_ids holds a batch of 2 sequences, this decodes "
-                                         "one: \\[token_ids_to_text\\(row, tokenizer\\) for"):
-        token_ids_to_text(ids, tokenizer)
-    assert [token_ids_to_text(row, tokenizer) for row in ids] == ["Hello world"] * 2
-
-
-def test_one_token_decodes_in_any_shape_the_check_admits():
-    """A one-token (1,) or (1, 1) tensor decodes to its token (squeeze(0) made the first a 0-d
-    tensor, whose tolist() is an int that decode refuses); a 0-d id or a 3-d tensor is named."""
-    tokenizer = tiktoken.get_encoding("gpt2")
-    assert token_ids_to_text(torch.tensor([15496]), tokenizer) == "Hello"
-    assert token_ids_to_text(torch.tensor([[15496]]), tokenizer) == "Hello"
-    assert [token_ids_to_text(row, tokenizer) for row in torch.tensor([[15496], [995]])] == [
-        "Hello", " world"]
-    with pytest.raises(ValueError, match=r"a single id \(a 0-d tensor\): pass token_ids.reshape"):
-        token_ids_to_text(torch.tensor(15496), tokenizer)
-    with pytest.raises(ValueError, match=r"token_ids has shape \(1, 1, 2\): this decodes one"):
-        token_ids_to_text(torch.tensor([[[15496, 995]]]), tokenizer)
-
-
 def fixed_logits(values):
     """A 'model' that predicts the same logits after any prompt (generate accepts one)."""
     logits = torch.tensor(values, dtype=torch.float32)
@@ -231,44 +205,12 @@ def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing(tem
 
 # Counts ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("num_batches, error", [(0, ValueError), (-1, ValueError),
-                                                (1.5, TypeError), (True, TypeError)])
-def test_calc_loss_loader_refuses_a_count_below_one(num_batches, error):
-    with pytest.raises(error, match=f"num_batches must be an integer >= 1, got {num_batches}"):
-        calc_loss_loader(batches(), tiny_model(), "cpu", num_batches)
-
-
-@pytest.mark.parametrize("eval_iter", [0, -2])
-def test_evaluate_model_refuses_eval_iter_below_one(eval_iter):
-    model = tiny_model().train()
-    with pytest.raises(ValueError, match=f"eval_iter must be an integer >= 1, got {eval_iter}"):
-        evaluate_model(model, batches(), batches(), "cpu", eval_iter)
-    assert model.training  # not left in eval mode
-
-
-GOOD_TRAINING = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1}
 BAD_LOOP_ARGUMENTS = [
     ({"eval_freq": 0}, ValueError, "eval_freq must be an integer >= 1, got 0"),
     ({"eval_freq": -5}, ValueError, "eval_freq must be an integer >= 1, got -5"),
     ({"eval_iter": 0}, ValueError, "eval_iter must be an integer >= 1, got 0"),
     ({"start_context": "Every effort"}, ValueError, "start_context needs a tokenizer"),
 ]
-
-
-@pytest.mark.parametrize("change, error, message", [
-    ({"num_epochs": -1}, ValueError, "num_epochs must be an integer >= 0, got -1"),
-    ({"num_epochs": 1.0}, TypeError, "num_epochs must be an integer >= 0, got 1.0"),
-    *BAD_LOOP_ARGUMENTS,
-])
-def test_train_model_simple_refuses_bad_arguments_before_training(change, error, message):
-    model = tiny_model()
-    before = {name: t.clone() for name, t in model.state_dict().items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    with pytest.raises(error, match=message):
-        train_model_simple(model, batches(), batches(), optimizer, "cpu",
-                           **{**GOOD_TRAINING, **change})
-    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
-    assert not optimizer.state  # no step was taken
 
 
 @pytest.mark.parametrize("change, error, message", [
@@ -525,7 +467,7 @@ def test_the_log_has_each_step_once_after_resuming_from_an_older_checkpoint(text
     assert logged_steps(tmp_path) == [0, 5, 10]
 
 
-# Evaluation and plotting ----------------------------------------------------------------------
+# evaluate_model and generate_and_print_sample: the model's mode ------------------------------
 
 @pytest.mark.parametrize("training", [True, False])
 def test_evaluation_and_samples_leave_the_model_in_the_mode_it_was_in(training):
@@ -547,20 +489,7 @@ class FakeTokenizer:
         return "".join(chr(i % 26 + ord("a")) for i in ids)
 
 
-def test_a_run_with_one_evaluation_plots_a_point_and_none_says_why():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    figure = plot_values([0.0], [0], [5.0], [5.5])  # one evaluation, at epoch 0
-    assert [line.get_marker() for line in figure.axes[0].lines] == ["o", "o"]
-    with pytest.raises(ValueError, match=r"got 0, 0, 0 and 0 \(no evaluations\? give eval_freq\)"):
-        plot_values([], [], [], [])
-    with pytest.raises(ValueError, match="got 2, 2, 2 and 1"):
-        plot_values([0.5, 1.0], [10, 20], [5.0, 4.0], [5.5])
-    matplotlib.pyplot.close("all")
-
-
-# An empty prompt, targets of another shape -------------------------------------------------
+# An empty prompt ---------------------------------------------------------------------------
 
 def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
     from shared import generate_text_simple, text_to_token_ids
@@ -574,19 +503,6 @@ def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
             generate(tiny_model(), prompt, max_new_tokens=2)
         with pytest.raises(ValueError, match=empty):
             generate_text_simple(tiny_model(), prompt, 2, 8)
-
-
-@pytest.mark.parametrize("targets", [torch.zeros(3, 5, dtype=torch.long),
-                                     torch.zeros(2, 4, dtype=torch.long),
-                                     torch.zeros(10, dtype=torch.long)])
-def test_targets_of_another_shape_than_the_inputs_are_refused_naming_both(targets):
-    inputs = torch.zeros(2, 5, dtype=torch.long)
-    model = torch.nn.Module()  # not called: a model call would fail with another message
-    with pytest.raises(ValueError, match=rf"target_batch must have input_batch's shape \(one "
-                                         rf"target per input token\): target_batch has shape "
-                                         rf"{re.escape(str(tuple(targets.shape)))}, input_batch "
-                                         r"\(2, 5\)"):
-        calc_loss_batch(inputs, targets, model, "cpu")
 
 
 # Nothing a learner has is lost or poisoned --------------------------------------------------

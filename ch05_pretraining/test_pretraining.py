@@ -4,6 +4,7 @@ import math
 
 import matplotlib.pyplot as plt
 import pytest
+import tiktoken
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -23,9 +24,11 @@ from ch05_pretraining.decoding import (
 from ch05_pretraining.pretraining import (
     calc_loss_batch,
     calc_loss_loader,
+    evaluate_model,
     generate_and_print_sample,
     plot_losses,
     plot_values,
+    token_ids_to_text,
     train_model_simple,
 )
 from ch05_pretraining.training import (
@@ -608,3 +611,150 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
     assert head_dtypes == {torch.bfloat16}
     assert model.out_head.weight.dtype == torch.float32
     assert calc_loss_loader(val_loader, model, "cpu") < before - 0.5
+
+
+# Bad inputs, a table per public function ----------------------------------------------------
+# Each bad argument is refused before anything changes, with an error that names it; the exact
+# wording is asserted only for a few exemplary messages.
+
+IDS = torch.arange(10).reshape(2, 5)  # a batch of 2 windows of 5 tokens
+
+
+def good_arguments(function, model, optimizer):
+    """Arguments `function` accepts, with `model` and `optimizer` where it takes them."""
+    batches = [(IDS, IDS + 1)] * 2
+    return {
+        calc_loss_batch: {"input_batch": IDS, "target_batch": IDS + 1, "model": model,
+                          "device": "cpu"},
+        calc_loss_loader: {"data_loader": batches, "model": model, "device": "cpu",
+                           "num_batches": 1},
+        evaluate_model: {"model": model, "train_loader": batches, "val_loader": batches,
+                         "device": "cpu", "eval_iter": 1},
+        train_model_simple: {"model": model, "train_loader": batches, "val_loader": batches,
+                             "optimizer": optimizer, "device": "cpu", "num_epochs": 1,
+                             "eval_freq": 1, "eval_iter": 1},
+        plot_values: {"epochs_seen": [0.5, 1.0], "seen": [10, 20], "train_values": [5.0, 4.0],
+                      "val_values": [5.5, 5.0]},
+        token_ids_to_text: {"token_ids": torch.tensor([15496]),
+                            "tokenizer": tiktoken.get_encoding("gpt2")},
+    }[function]
+
+
+def refuse(function, argument, bad, error):
+    """Call `function` with `argument` set to `bad`: `error` names the argument, and the
+    model's weights and mode, the optimizer and the open figures are as they were."""
+    torch.manual_seed(0)
+    model = GPTModel(TINY).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    figures = plt.get_fignums()
+    arguments = good_arguments(function, model, optimizer)
+    function(**arguments)  # the good arguments are accepted
+    plt.close("all")
+    with pytest.raises(error, match=argument):
+        function(**{**arguments, argument: bad})
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
+    assert plt.get_fignums() == figures
+
+
+# calc_loss_batch
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("target_batch", torch.zeros(3, 5, dtype=torch.long), ValueError),  # another batch size
+    ("target_batch", torch.zeros(2, 4, dtype=torch.long), ValueError),  # another length
+    ("target_batch", torch.zeros(10, dtype=torch.long), ValueError),  # flattened
+])
+def test_calc_loss_batch_refuses(argument, bad, error):
+    refuse(calc_loss_batch, argument, bad, error)
+
+
+def test_calc_loss_batch_names_both_shapes():
+    with pytest.raises(ValueError) as refusal:
+        calc_loss_batch(IDS, IDS.flatten(), nn.Module(), "cpu")  # the model is never called
+    assert str(refusal.value) == ("target_batch must have input_batch's shape (one target per "
+                                  "input token): target_batch has shape (10,), input_batch (2, 5)")
+
+
+# calc_loss_loader
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("num_batches", 0, ValueError), ("num_batches", -1, ValueError),  # 0 would divide by zero
+    ("num_batches", 1.5, TypeError), ("num_batches", True, TypeError),
+])
+def test_calc_loss_loader_refuses(argument, bad, error):
+    refuse(calc_loss_loader, argument, bad, error)
+
+
+# evaluate_model
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("eval_iter", 0, ValueError), ("eval_iter", -2, ValueError), ("eval_iter", 1.0, TypeError),
+])
+def test_evaluate_model_refuses(argument, bad, error):
+    refuse(evaluate_model, argument, bad, error)  # and leaves the model in training mode
+
+
+# train_model_simple
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("num_epochs", -1, ValueError), ("num_epochs", 1.0, TypeError),
+    ("eval_freq", 0, ValueError), ("eval_freq", -5, ValueError),  # None, not 0, turns it off
+    ("eval_iter", 0, ValueError),
+    ("start_context", "Every effort", ValueError),  # without a tokenizer to encode it
+])
+def test_train_model_simple_refuses(argument, bad, error):
+    torch.manual_seed(0)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    arguments = {**good_arguments(train_model_simple, model, optimizer), argument: bad}
+    with pytest.raises(error, match=argument):
+        train_model_simple(**arguments)
+    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
+    assert not optimizer.state  # no step was taken
+
+
+# plot_values
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("val_values", [5.5], ValueError), ("epochs_seen", [], ValueError),
+    ("seen", [10, 20, 30], ValueError),
+])
+def test_plot_values_refuses(argument, bad, error):
+    refuse(plot_values, argument, bad, error)
+
+
+def test_plot_values_plots_one_evaluation_as_a_point_and_none_says_why():
+    figure = plot_values([0.0], [0], [5.0], [5.5])  # one evaluation, at epoch 0
+    assert [line.get_marker() for line in figure.axes[0].lines] == ["o", "o"]
+    plt.close(figure)
+    with pytest.raises(ValueError) as refusal:
+        plot_values([], [], [], [])
+    assert str(refusal.value) == ("epochs_seen, seen, train_values and val_values must have the "
+                                  "same length, at least 1, got 0, 0, 0 and 0 (no evaluations? "
+                                  "give eval_freq)")
+
+
+# token_ids_to_text
+
+@pytest.mark.parametrize("argument, bad, error", [
+    ("token_ids", torch.tensor(15496), ValueError),  # a single id: reshape(1)
+    ("token_ids", torch.tensor([[15496, 995], [15496, 995]]), ValueError),  # a batch of 2
+    ("token_ids", torch.tensor([[[15496, 995]]]), ValueError),  # three axes
+])
+def test_token_ids_to_text_refuses(argument, bad, error):
+    refuse(token_ids_to_text, argument, bad, error)
+
+
+def test_token_ids_to_text_decodes_one_sequence_in_either_shape_and_says_how_to_decode_a_batch():
+    tokenizer = tiktoken.get_encoding("gpt2")
+    assert token_ids_to_text(torch.tensor([15496]), tokenizer) == "Hello"
+    assert token_ids_to_text(torch.tensor([[15496]]), tokenizer) == "Hello"
+    batch = torch.tensor([[15496, 995], [15496, 995]])
+    assert [token_ids_to_text(row, tokenizer) for row in batch] == ["Hello world"] * 2
+    with pytest.raises(ValueError) as refusal:
+        token_ids_to_text(batch, tokenizer)
+    assert str(refusal.value) == ("token_ids must be one sequence, of shape (tokens) or "
+                                  "(1, tokens), got (2, 2) (a batch): pass one row at a time, "
+                                  "for row in token_ids")

@@ -199,6 +199,35 @@ def check_memory(name: str, value, nbytes: int, what: str) -> None:
           f"{total / 2**30:,.1f} GiB of memory")
 
 
+def check_same_shape(name: str, tensor, other_name: str, other, why: str = "") -> None:
+    """Raise ValueError unless `tensor` has the shape of `other` (the argument `other_name`);
+    `why`, if given, says why in parentheses."""
+    check(tuple(tensor.shape) == tuple(other.shape), lambda: f"{name} must have {other_name}'s "
+          f"shape{f' ({why})' if why else ''}: {name} has shape {tuple(tensor.shape)}, "
+          f"{other_name} {tuple(other.shape)}")
+
+
+def check_same_lengths(sequences: dict, minimum: int = 0, hint: str = "") -> None:
+    """Raise ValueError unless the two or more `sequences` (argument name -> sequence) have one
+    length, at least `minimum`: "a, b and c must have the same length, got 2, 2 and 1{hint}"."""
+    names, lengths = list(sequences), [len(s) for s in sequences.values()]
+    at_least = f", at least {minimum}" if minimum else ""
+    check(len(set(lengths)) == 1 and lengths[0] >= minimum, lambda: f"{', '.join(names[:-1])} "
+          f"and {names[-1]} must have the same length{at_least}, got "
+          f"{', '.join(map(str, lengths[:-1]))} and {lengths[-1]}{hint}")
+
+
+def check_one_sequence(name: str, ids) -> None:
+    """Raise ValueError unless the tensor `ids` is one sequence, of shape (tokens) or
+    (1, tokens), saying what to pass instead of a single id or a batch."""
+    shape = tuple(ids.shape)
+    hints = {0: f" (a single id): pass {name}.reshape(1)",
+             2: f" (a batch): pass one row at a time, for row in {name}"}
+    one_sequence = len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)
+    check(one_sequence, lambda: f"{name} must be one sequence, of shape (tokens) or (1, tokens), "
+          f"got {shape}{hints.get(len(shape), '')}")
+
+
 def check_in_vocab(name: str, tokens: Iterable, vocab: Collection, what_to_do: str = "") -> None:
     """Raise KeyError (the error of the lookup it guards) unless each of `tokens`, the pieces of
     the text `name`, is in `vocab`, naming the first unknown one and how many there are:

@@ -22,6 +22,9 @@ from shared.checks import (
     check_keys,
     check_kv_caches,
     check_number,
+    check_one_sequence,
+    check_same_lengths,
+    check_same_shape,
     check_shape,
     check_token_ids,
     check_type,
@@ -226,3 +229,40 @@ def test_check_kv_caches_refuses_caches_another_model_filled():
     with pytest.raises(ValueError, match="another model cached"):
         caches[0].length = 2
         check_kv_caches(caches, model, 2)
+
+
+def test_check_same_shape_names_both_shapes_and_why():
+    check_same_shape("target_batch", torch.zeros(2, 3), "input_batch", torch.ones(2, 3))
+    with pytest.raises(ValueError) as refusal:
+        check_same_shape("target_batch", torch.zeros(3), "input_batch", torch.zeros(1, 3),
+                         "one target per input token")
+    assert str(refusal.value) == ("target_batch must have input_batch's shape (one target per "
+                                  "input token): target_batch has shape (3,), input_batch (1, 3)")
+    with pytest.raises(ValueError, match=r"^values must have keys's shape: values has shape "):
+        check_same_shape("values", torch.zeros(2), "keys", torch.zeros(3))
+
+
+def test_check_same_lengths_names_every_sequence_and_its_length():
+    check_same_lengths({"a": [1], "b": (2,), "c": torch.zeros(1)}, minimum=1)
+    check_same_lengths({"a": [], "b": ""})  # no minimum: empty is fine
+    with pytest.raises(ValueError) as refusal:
+        check_same_lengths({"x": [1, 2], "y": [1, 2], "z": [1]}, 1, " (one per step)")
+    assert str(refusal.value) == ("x, y and z must have the same length, at least 1, got 2, 2 "
+                                  "and 1 (one per step)")
+    with pytest.raises(ValueError, match=r"^a and b must have the same length, at least 1, got 0 "
+                                         r"and 0$"):
+        check_same_lengths({"a": [], "b": []}, 1)
+
+
+def test_check_one_sequence_says_what_to_pass_for_a_single_id_or_a_batch():
+    for ids in (torch.tensor([1, 2]), torch.tensor([[1, 2]]), torch.tensor([7])):
+        check_one_sequence("ids", ids)
+    with pytest.raises(ValueError, match=r"^ids must be one sequence, of shape \(tokens\) or "
+                                         r"\(1, tokens\), got \(\) \(a single id\): pass "
+                                         r"ids.reshape\(1\)$"):
+        check_one_sequence("ids", torch.tensor(5))
+    with pytest.raises(ValueError, match=r"got \(2, 2\) \(a batch\): pass one row at a time, "
+                                         r"for row in ids$"):
+        check_one_sequence("ids", torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"got \(1, 1, 2\)$"):
+        check_one_sequence("ids", torch.zeros(1, 1, 2))
