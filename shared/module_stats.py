@@ -50,7 +50,6 @@ CEILINGS = {
     "ch07_instructions.instructions": 16.3,
     "ch07_instructions.judge": 36.8,
     "ch07_instructions.dpo": 22.3,
-    "ch05_pretraining.pretrain": 20.0,
 }
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
