@@ -20,6 +20,7 @@ from shared import (
     check_count,
     check_entries,
     check_entry,
+    check_number,
     download_file,
     fetch,
     generate,
@@ -27,6 +28,7 @@ from shared import (
     token_ids_to_text,
     write_atomically,
 )
+from shared.checks import check_nonblank, check_token_lists
 
 
 # %% instructions.ipynb cell 7, 7.2 Preparing the dataset
@@ -140,9 +142,8 @@ class InstructionDataset(Dataset):
 
     def __init__(self, data: list, tokenizer, *, mask_instruction: bool = False):
         check_entries(data, ("instruction", "output"))
-        for index, entry in enumerate(data):  # an empty answer would teach to answer nothing
-            check(entry["output"].strip(), f"entry {index}: 'output' is empty "
-                  f"({entry['output']!r}): fill it in or leave the entry out")
+        for i, entry in enumerate(data):  # an empty answer would teach to answer nothing
+            check_nonblank(f"entry {i}: 'output'", entry["output"], "fill it in or drop the entry")
         self.data = data
         self.mask_instruction = mask_instruction
         self.encoded_texts, self.prompt_lengths = [], []
@@ -171,8 +172,18 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
     Sequences are truncated to `allowed_max_length` tokens.
     """
-    _check_collate_batch(batch, allowed_max_length)  # an error that names the item at fault
+    limit = allowed_max_length
+    if limit is not None:  # a slice [:0] or [:-1] would silently drop tokens
+        check_count("allowed_max_length", limit, 1, "a positive integer or None")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
+    check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
+    for i, (ids, prompt_length) in enumerate(items):
+        check_number(f"item {i} of the batch: prompt_length", prompt_length,
+                     f"in 0..{len(ids)} (its length)", 0, len(ids))
+        # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
+        # of such items has a loss of 0 / 0 = nan
+        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
+              f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
     max_length = max(len(ids) + 1 for ids, _ in items)  # + 1: every sequence's end-of-text
     inputs, targets = [], []
     for ids, prompt_length in items:
@@ -189,30 +200,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 75, The dataset and collate function, with their checks
-
-def _check_collate_batch(batch, allowed_max_length):
-    """custom_collate_fn's input checks; each error names the item at fault."""
-    limit = allowed_max_length
-    if limit is not None:  # a slice [:0] or [:-1] would silently drop tokens
-        check_count("allowed_max_length", limit, 1, "a positive integer or None")
-    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
-    for i, item in enumerate(batch):
-        ids, prompt_length = item if isinstance(item, tuple) else (item, 0)
-        # a tensor would be added to the padding element by element, not extended by it
-        check(isinstance(ids, list), f"item {i} of the batch must be a list of token ids, got "
-              f"{type(ids).__name__} (a tensor's .tolist() gives one)", TypeError)
-        check(len(ids) > 0, f"item {i} of the batch has no tokens")
-        check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
-              f"0..{len(ids)} (its length), got {prompt_length}")
-        # the targets that count are positions prompt_length - 1 .. len(ids) - 1; with none
-        # left, a batch of such items has a loss of 0 / 0 = nan
-        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
-              f"left: its prompt has {prompt_length} tokens and allowed_max_length={limit} cuts "
-              "off its whole response; raise allowed_max_length or drop entries that long")
-
-
-# %% instructions.ipynb cell 79, Generating and saving, with checks
+# %% instructions.ipynb cell 78, Generating and saving, with checks
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -231,7 +219,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 81, Generating and saving, with checks
+# %% instructions.ipynb cell 80, Generating and saving, with checks
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -248,8 +236,7 @@ def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Pa
         except (ValueError, UnicodeDecodeError):  # not JSON: something else
             held = None
         check(_holds_responses(held), f"{path} holds something else than saved responses (a "
-              "JSON list of entries, each with an instruction and a *_response): pass "
-              "replace=True to replace it, or choose another path")
+              "JSON list of entries with a *_response): pass replace=True, or choose another path")
     text = json.dumps(data, indent=1)
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

@@ -29,6 +29,7 @@ from ch07_instructions.instructions import (
     custom_collate_fn,
     format_input,
     generate_responses,
+    save_responses,
 )
 from ch07_instructions.judge import (
     OllamaError,
@@ -50,14 +51,6 @@ ENTRY = {"instruction": "Add.", "input": "1 and 2", "output": "3", "chosen": "3"
 # Entries with a missing key ------------------------------------------------------------------
 
 @pytest.mark.parametrize("build, bad, error, message", [
-    (lambda d: InstructionDataset(d, LetterTokenizer()), {"instruction": "x"}, ValueError,
-     r"entry 1 has no 'output' key \(its keys: \['instruction'\]\)"),
-    (lambda d: InstructionDataset(d, LetterTokenizer()), {"output": "x"}, ValueError,
-     r"entry 1 has no 'instruction' key \(its keys: \['output'\]\)"),
-    (lambda d: InstructionDataset(d, LetterTokenizer()), {"instruction": "x", "output": None},
-     TypeError, "entry 1: 'output' must be a string, got None"),
-    (lambda d: InstructionDataset(d, LetterTokenizer(), mask_instruction=True), "a string",
-     TypeError, "entry 1 must be a dict, got str"),
     (lambda d: PreferenceDataset(d, LetterTokenizer()), {"instruction": "x", "chosen": "y"},
      ValueError, "entry 1 has no 'rejected' key"),
     (lambda d: PreferenceDataset(d, LetterTokenizer()),
@@ -74,42 +67,102 @@ def test_an_entry_missing_a_key_is_named_by_index_and_key(build, bad, error, mes
         build(data)
 
 
-@pytest.mark.parametrize("entry, error, message", [
-    ({"input": "x"}, ValueError, r"entry has no 'instruction' key \(its keys: \['input'\]\)"),
-    ({"instruction": None}, TypeError, "entry: 'instruction' must be a string, got None"),
-    (["Add."], TypeError, "entry must be a dict, got list"),
+# format_input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, error, named", [
+    ({"input": "x"}, ValueError, "'instruction'"),
+    ({"instruction": None}, TypeError, "'instruction'"),
+    (["Add."], TypeError, "entry"),
 ])
-def test_format_input_names_the_missing_key(entry, error, message):
-    with pytest.raises(error, match=message):
+def test_format_input_refuses(entry, error, named):
+    with pytest.raises(error, match=re.escape(named)):
         format_input(entry)
 
 
-def test_generate_responses_changes_no_entry_when_one_is_bad():
-    data = [dict(ENTRY), {"output": "no instruction"}]
-    with pytest.raises(ValueError, match="entry 1 has no 'instruction' key"):
-        generate_responses(None, data, LetterTokenizer(), "cpu", progress=False)
-    assert data == [ENTRY, {"output": "no instruction"}]  # the first got no response
+def test_format_input_names_the_missing_key_and_the_keys_there():
+    with pytest.raises(ValueError, match=r"^entry has no 'instruction' key \(its keys: "
+                                         r"\['input'\]\)$"):
+        format_input({"input": "x"})
 
 
-# custom_collate_fn: bad arguments, and masking plus truncation -----------------------------
+# InstructionDataset ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("batch, limit, error, message", [
-    ([], None, ValueError, "the batch is empty"),
-    ([[1, 2]], 0, ValueError, "allowed_max_length must be a positive integer or None, got 0"),
-    ([[1, 2]], -4, ValueError, "allowed_max_length must be a positive integer or None, got -4"),
-    ([[1, 2]], 2.0, TypeError, "allowed_max_length must be a positive integer or None, got 2.0"),
-    ([[1, 2]], True, TypeError, "allowed_max_length must be a positive integer or None, got True"),
-    ([[1, 2], []], None, ValueError, "item 1 of the batch has no tokens"),
-    ([([1, 2], 3)], None, ValueError, r"item 0 of the batch: prompt_length must be in 0\.\.2"),
-    ([([1, 2], -1)], None, ValueError, r"prompt_length must be in 0\.\.2 \(its length\), got -1"),
-    ([[1, 2, 3], ([1, 2, 3, 4, 5], 4)], 3, ValueError,
-     "item 1 of the batch has no target left: its prompt has 4 tokens and "
-     "allowed_max_length=3 cuts off its whole response"),
-    ([([1, 2, 3, 4, 5], 6)], 3, ValueError, "item 0"),  # prompt longer than the item
+@pytest.mark.parametrize("data, error, named", [
+    ("not a list", TypeError, "data"),
+    ([ENTRY, {"instruction": "x"}], ValueError, "entry 1 has no 'output'"),
+    ([ENTRY, {"output": "x"}], ValueError, "entry 1 has no 'instruction'"),
+    ([ENTRY, {"instruction": "x", "output": None}], TypeError, "entry 1: 'output'"),
+    ([ENTRY, "a string"], TypeError, "entry 1"),
+    ([ENTRY, {**ENTRY, "output": " "}], ValueError, "entry 1: 'output'"),
 ])
-def test_collate_bad_inputs(batch, limit, error, message):
-    with pytest.raises(error, match=message):
-        custom_collate_fn(batch, allowed_max_length=limit)
+@pytest.mark.parametrize("mask_instruction", [False, True])
+def test_instruction_dataset_refuses(data, error, named, mask_instruction):
+    with pytest.raises(error, match=re.escape(named)):
+        InstructionDataset(data, LetterTokenizer(), mask_instruction=mask_instruction)
+
+
+# generate_responses ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, error, named", [
+    ("not a list", TypeError, "data"),
+    ([ENTRY, {"output": "no instruction"}], ValueError, "entry 1 has no 'instruction'"),
+    ([ENTRY, {"instruction": 3}], TypeError, "entry 1: 'instruction'"),
+])
+def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
+    before = json.dumps(data)
+    with pytest.raises(error, match=re.escape(named)):
+        generate_responses(None, data, LetterTokenizer(), "cpu", progress=False)
+    assert json.dumps(data) == before  # the first entry got no response
+
+
+# save_responses --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, name, error, named", [
+    ("not a list", "responses.json", TypeError, "data"),
+    ([{"output": "Red."}], "responses.json", ValueError, "entry 0 has no 'instruction'"),
+    ([{"instruction": "Name a colour."}], ".", ValueError, "is a folder"),
+])
+def test_save_responses_refuses_and_writes_nothing(tmp_path, data, name, error, named):
+    with pytest.raises(error, match=re.escape(named)):
+        save_responses(data, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+# custom_collate_fn -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch, allowed_max_length, error, named", [
+    ([], None, ValueError, "batch"),
+    ([[1, 2]], 0, ValueError, "allowed_max_length"),
+    ([[1, 2]], -4, ValueError, "allowed_max_length"),
+    ([[1, 2]], 2.0, TypeError, "allowed_max_length"),
+    ([[1, 2]], True, TypeError, "allowed_max_length"),
+    ([[1, 2]], "4", TypeError, "allowed_max_length"),
+    ([[1, 2], []], None, ValueError, "item 1 of the batch"),
+    ([torch.tensor([1, 2, 3]), torch.tensor([4, 5])], None, TypeError, "item 0 of the batch"),
+    ([np.array([1, 2, 3]), np.array([4, 5, 6])], None, TypeError, "item 0 of the batch"),
+    (torch.tensor([[1, 2, 3], [4, 5, 6]]), None, TypeError, "item 0 of the batch"),
+    ([[1, 2, 3], (torch.tensor([1, 2, 3]), 1)], None, TypeError, "item 1 of the batch"),
+    ([([1, 2], 3)], None, ValueError, "item 0 of the batch: prompt_length"),
+    ([([1, 2], -1)], None, ValueError, "item 0 of the batch: prompt_length"),
+    ([([1, 2], "1")], None, TypeError, "item 0 of the batch: prompt_length"),
+    ([([1, 2, 3, 4, 5], 6)], 3, ValueError, "item 0 of the batch: prompt_length"),
+    ([[1, 2, 3], ([1, 2, 3, 4, 5], 4)], 3, ValueError, "allowed_max_length=3"),
+])
+def test_custom_collate_fn_refuses(batch, allowed_max_length, error, named):
+    with pytest.raises(error, match=re.escape(named)):
+        custom_collate_fn(batch, allowed_max_length=allowed_max_length)
+
+
+def test_custom_collate_fn_says_what_to_pass_for_a_tensor():
+    with pytest.raises(TypeError, match=r"^item 1 of the batch must be a list of token ids, got "
+                                        r"Tensor \(a tensor's \.tolist\(\) gives one\)$"):
+        custom_collate_fn([[1, 2, 3], (torch.tensor([1, 2, 3]), 1)])
+
+
+def test_custom_collate_fn_names_the_item_a_short_limit_leaves_without_a_target():
+    with pytest.raises(ValueError, match=r"^item 1 of the batch has no target left: its prompt "
+                                         r"has 4 tokens, more than allowed_max_length=3$"):
+        custom_collate_fn([[1, 2, 3], ([1, 2, 3, 4, 5], 4)], allowed_max_length=3)
 
 
 def test_collate_keeps_an_item_whose_last_prompt_position_is_inside_the_limit():
@@ -372,7 +425,7 @@ def test_an_empty_output_is_refused_by_its_entry_before_any_work(output, mask_in
     tokenizer = CountingTokenizer()
     data = [dict(ENTRY), {**ENTRY, "output": output}]
     with pytest.raises(ValueError, match=re.escape(f"entry 1: 'output' is empty ({output!r}): "
-                                                   f"fill it in or leave the entry out")):
+                                                   f"fill it in or drop the entry")):
         InstructionDataset(data, tokenizer, mask_instruction=mask_instruction)
     assert tokenizer.calls == 0 and data[1]["output"] == output
 
@@ -448,19 +501,6 @@ def test_equal_answers_are_kept_on_request_and_their_loss_is_constant():
     loss.backward()
     assert loss.item() == pytest.approx(math.log(2))
     assert policy[0].weight.grad.abs().max() == 0  # nothing to learn from it
-
-
-@pytest.mark.parametrize("batch, kind", [
-    ([torch.tensor([1, 2, 3]), torch.tensor([4, 5])], "Tensor"),
-    ([np.array([1, 2, 3]), np.array([4, 5, 6])], "ndarray"),  # used to add the pad id silently
-    (torch.tensor([[1, 2, 3], [4, 5, 6]]), "Tensor"),
-    ([[1, 2, 3], (torch.tensor([1, 2, 3]), 1)], "Tensor"),
-])
-def test_collate_refuses_tensors_where_lists_of_ids_are_expected(batch, kind):
-    item = 1 if isinstance(batch, list) and isinstance(batch[0], list) else 0
-    with pytest.raises(TypeError, match=f"item {item} of the batch must be a list of token ids, "
-                                        f"got {kind} \\(a tensor's .tolist\\(\\) gives one\\)"):
-        custom_collate_fn(batch)
 
 
 def test_preference_collate_names_the_side_with_a_tensor():
@@ -578,8 +618,6 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
 # save_responses and the DPO loop: nothing a learner has is lost or poisoned ----------------------
 
 def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp_path):
-    from ch07_instructions.instructions import save_responses
-
     entries = [{"instruction": "Name a colour.", "input": "", "output": "Red.",
                 "model_response": "Blue."}]
     path = save_responses(entries, tmp_path / "responses.json")
@@ -590,8 +628,8 @@ def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp
                   json.dumps([{"instruction": "Another task.", "output": "x"}])):  # a data set
         path.write_text(other)
         with pytest.raises(ValueError, match=r"responses.json holds something else than saved "
-                                             r"responses \(a JSON list of entries, each with an "
-                                             r"instruction and a \*_response\): pass replace=True"):
+                                             r"responses \(a JSON list of entries with a "
+                                             r"\*_response\): pass replace=True"):
             save_responses(entries, path)
         assert path.read_text() == other
     save_responses(entries, path, replace=True)
@@ -603,8 +641,6 @@ def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp
 def test_save_responses_replaces_responses_to_other_entries(tmp_path):
     """Section 7.7 run again on part of test_data (or another model's base_response file) must
     replace the earlier run's responses, not be refused for answering other entries."""
-    from ch07_instructions.instructions import save_responses
-
     entries = [{"instruction": f"Name colour {i}.", "input": "", "output": "Red.",
                 "model_response": "Blue."} for i in range(3)]
     path = save_responses(entries, tmp_path / "responses.json")
@@ -618,8 +654,6 @@ def test_save_responses_replaces_responses_to_other_entries(tmp_path):
 
 
 def test_a_failed_save_of_responses_keeps_the_earlier_file(tmp_path):
-    from ch07_instructions.instructions import save_responses
-
     path = tmp_path / "responses.json"
     entries = [{"instruction": "Name a colour.", "model_response": "Blue."}]
     save_responses(entries, path)

@@ -76,18 +76,21 @@ class LetterTokenizer:
 
 
 def test_generate_responses_builds_its_prompts_on_the_device_it_is_given(monkeypatch):
-    # A model on `meta` cannot be decoded (it has no values): keep what generation returns.
+    # On the stand-in GPU (generate refuses a model on `meta`: it has no values). The ids are
+    # kept as generation returns them, for their device and length.
+    from shared.fake_gpu import FAKE_GPU
+
     generated = []
     monkeypatch.setattr(instructions, "token_ids_to_text",
                         lambda ids, tokenizer: generated.append(ids) or "")
-    model = tiny_gpt(vocab_size=300, context_length=512).to(META)
+    model = tiny_gpt(vocab_size=300, context_length=512).to(FAKE_GPU)
     entry = {"instruction": "Say hi.", "input": "", "output": "Hi."}
     prompt_length = len(LetterTokenizer().encode(instructions.format_input(entry)
                                                  + instructions.RESPONSE_HEADER))
-    # eos_id=None: testing for the end of text would read values
-    generate_responses(model, [entry], LetterTokenizer(), META, max_new_tokens=3, eos_id=None,
-                       progress=False)
-    assert generated[0].device == META and generated[0].shape == (1, prompt_length + 3)
+    # eos_id=None: all 3 new tokens, whatever they are
+    generate_responses(model, [entry], LetterTokenizer(), FAKE_GPU, max_new_tokens=3,
+                       eos_id=None, progress=False)
+    assert generated[0].device == FAKE_GPU and generated[0].shape == (1, prompt_length + 3)
     with pytest.raises(RuntimeError, match="device"):  # a prompt left on the CPU cannot join
         generate_responses(model, [entry], LetterTokenizer(), "cpu", max_new_tokens=3,
                            eos_id=None, progress=False)

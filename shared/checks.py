@@ -228,6 +228,43 @@ def check_one_sequence(name: str, ids) -> None:
           f"got {shape}{hints.get(len(shape), '')}")
 
 
+def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
+    """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`)."""
+    check(value % by == 0, lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
+
+
+def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
+                       what: str = "the model") -> None:
+    """Raise unless `num_tokens` new tokens, after `cached` ones, fit in `what`'s context."""
+    check(cached + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
+          + (f" after {cached} cached ones" if cached else "") + f" but {what} was built for "
+          f"context_length={context_length}; crop the text to its last {context_length} tokens"
+          + (" (reset() the cache, then feed them)" if cached else ""))
+
+
+def check_nonblank(name: str, text, what_to_do: str) -> None:
+    """Raise unless `text` is a string with more than whitespace; `what_to_do` ends the message:
+    "entry 3: 'output' is empty ('  '): fill it in or drop the entry"."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string, got {text!r}")
+    if not text.strip():
+        raise ValueError(f"{name} is empty ({text!r}): {what_to_do}")
+
+
+def check_token_lists(name: str, batch) -> None:
+    """Raise unless `batch` (what a collate function pads) is a non-empty sequence of non-empty
+    lists of token ids, naming the item at fault. A tensor or an array in place of a list would
+    be added to its padding element by element, so it is refused with what to pass instead."""
+    if len(batch) == 0:
+        raise ValueError(f"the {name} is empty: there is nothing to collate")
+    for i, ids in enumerate(batch):
+        if not isinstance(ids, list):
+            raise TypeError(f"item {i} of the {name} must be a list of token ids, got "
+                            f"{type(ids).__name__} (a tensor's .tolist() gives one)")
+        if not ids:
+            raise ValueError(f"item {i} of the {name} has no tokens")
+
+
 def check_in_vocab(name: str, tokens: Iterable, vocab: Collection, what_to_do: str = "") -> None:
     """Raise KeyError (the error of the lookup it guards) unless each of `tokens`, the pieces of
     the text `name`, is in `vocab`, naming the first unknown one and how many there are:
@@ -253,20 +290,6 @@ def check_ids_in_vocab(ids: Iterable, id_to_token: Collection) -> None:
         if i not in id_to_token:  # a plain if, not check(): it runs once per id
             raise ValueError(f"token id {i} is not in the vocabulary "
                              f"(ids 0..{len(id_to_token) - 1})")
-
-
-def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
-    """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`)."""
-    check(value % by == 0, lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
-
-
-def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
-                       what: str = "the model") -> None:
-    """Raise unless `num_tokens` new tokens, after `cached` ones, fit in `what`'s context."""
-    check(cached + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
-          + (f" after {cached} cached ones" if cached else "") + f" but {what} was built for "
-          f"context_length={context_length}; crop the text to its last {context_length} tokens"
-          + (" (reset() the cache, then feed them)" if cached else ""))
 
 
 def check_kv_caches(kv_caches, model, num_blocks: int) -> int:

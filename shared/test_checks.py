@@ -21,12 +21,14 @@ from shared.checks import (
     check_in_vocab,
     check_keys,
     check_kv_caches,
+    check_nonblank,
     check_number,
     check_one_sequence,
     check_same_lengths,
     check_same_shape,
     check_shape,
     check_token_ids,
+    check_token_lists,
     check_type,
 )
 
@@ -154,33 +156,6 @@ def test_check_has_values_names_a_tensor_on_the_meta_device_and_what_to_do():
         check_has_values("norm", norm, "give it values")
 
 
-def test_check_in_vocab_names_the_first_unknown_token_and_how_many():
-    vocab = {"a": 0, "b": 1}
-    check_in_vocab("text", ["a", "b", "a"], vocab)
-    with pytest.raises(KeyError) as refusal:
-        check_in_vocab("text", ["a", "zebra", "b", "yak"], vocab, "map them to <|unk|>")
-    assert refusal.value.args[0] == ("'zebra' is not in the vocabulary (2 unknown token(s) in "
-                                     "text); map them to <|unk|>")
-    with pytest.raises(KeyError) as refusal:
-        check_in_vocab("prompt", ["c"], vocab)  # no what_to_do: nothing after the count
-    assert refusal.value.args[0].endswith("(1 unknown token(s) in prompt)")
-
-
-@pytest.mark.parametrize("bad_id, error, message", [
-    (5, ValueError, r"^token id 5 is not in the vocabulary \(ids 0\.\.2\)$"),
-    (-1, ValueError, r"^token id -1 is not in the vocabulary"),
-    (torch.tensor(7), ValueError, r"^token id 7 is not in the vocabulary"),
-    (1.0, TypeError, r"^token ids must be integers, got 1\.0$"),  # int() would give 1
-    ("1", TypeError, r"^token ids must be integers, got '1'$"),
-    (torch.tensor([1, 2]), TypeError, r"^token ids must be integers, got tensor\(\[1, 2\]\)$"),
-])
-def test_check_ids_in_vocab_names_the_first_bad_id(bad_id, error, message):
-    id_to_token = {0: "a", 1: "b", 2: "c"}
-    check_ids_in_vocab([0, 2, torch.tensor(1), torch.tensor([2])], id_to_token)  # tensors too
-    with pytest.raises(error, match=message):
-        check_ids_in_vocab([1, bad_id, 99], id_to_token)  # 99 comes later: not the one named
-
-
 def test_check_divisible_names_both_arguments_and_values():
     check_divisible("d_out", 9, "num_heads", 3)
     with pytest.raises(ValueError) as refusal:
@@ -229,6 +204,54 @@ def test_check_kv_caches_refuses_caches_another_model_filled():
     with pytest.raises(ValueError, match="another model cached"):
         caches[0].length = 2
         check_kv_caches(caches, model, 2)
+
+
+def test_check_in_vocab_names_the_first_unknown_token_and_how_many():
+    vocab = {"a": 0, "b": 1}
+    check_in_vocab("text", ["a", "b", "a"], vocab)
+    with pytest.raises(KeyError) as refusal:
+        check_in_vocab("text", ["a", "zebra", "b", "yak"], vocab, "map them to <|unk|>")
+    assert refusal.value.args[0] == ("'zebra' is not in the vocabulary (2 unknown token(s) in "
+                                     "text); map them to <|unk|>")
+    with pytest.raises(KeyError) as refusal:
+        check_in_vocab("prompt", ["c"], vocab)  # no what_to_do: nothing after the count
+    assert refusal.value.args[0].endswith("(1 unknown token(s) in prompt)")
+
+
+@pytest.mark.parametrize("bad_id, error, message", [
+    (5, ValueError, r"^token id 5 is not in the vocabulary \(ids 0\.\.2\)$"),
+    (-1, ValueError, r"^token id -1 is not in the vocabulary"),
+    (torch.tensor(7), ValueError, r"^token id 7 is not in the vocabulary"),
+    (1.0, TypeError, r"^token ids must be integers, got 1\.0$"),  # int() would give 1
+    ("1", TypeError, r"^token ids must be integers, got '1'$"),
+    (torch.tensor([1, 2]), TypeError, r"^token ids must be integers, got tensor\(\[1, 2\]\)$"),
+])
+def test_check_ids_in_vocab_names_the_first_bad_id(bad_id, error, message):
+    id_to_token = {0: "a", 1: "b", 2: "c"}
+    check_ids_in_vocab([0, 2, torch.tensor(1), torch.tensor([2])], id_to_token)  # tensors too
+    with pytest.raises(error, match=message):
+        check_ids_in_vocab([1, bad_id, 99], id_to_token)  # 99 comes later: not the one named
+
+
+def test_check_nonblank_refuses_empty_or_whitespace_text_saying_what_to_do():
+    check_nonblank("output", " 3 ", "fill it in")
+    with pytest.raises(ValueError) as refusal:
+        check_nonblank("entry 1: 'output'", " \n", "fill it in or drop the entry")
+    assert str(refusal.value) == "entry 1: 'output' is empty (' \\n'): fill it in or drop the entry"
+    with pytest.raises(TypeError, match="^output must be a string, got None$"):
+        check_nonblank("output", None, "fill it in")
+
+
+@pytest.mark.parametrize("batch, error, message", [
+    ([], ValueError, "^the batch is empty: there is nothing to collate$"),
+    ([[1], []], ValueError, "^item 1 of the batch has no tokens$"),
+    ([[1], (1, 2)], TypeError, r"^item 1 of the batch must be a list of token ids, got tuple \("),
+    ([torch.tensor([1, 2])], TypeError, r"got Tensor \(a tensor's .tolist\(\) gives one\)$"),
+])
+def test_check_token_lists_names_the_item_at_fault(batch, error, message):
+    check_token_lists("batch", [[1, 2], [3]])
+    with pytest.raises(error, match=message):
+        check_token_lists("batch", batch)
 
 
 def test_check_same_shape_names_both_shapes_and_why():
