@@ -67,7 +67,8 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     """Save model, optimizer, the states of the generators the model draws from and any `extra`
     values to `path`, atomically. It overwrites a checkpoint of the same architecture (the same
     weights' names and shapes, and config if both record one), as a run does every few steps;
-    anything else (another model's, a file of another kind) only with replace=True."""
+    another model's, or another file of torch.save's, only with replace=True, and never a file
+    of another kind (your notes, a dataset)."""
     check_has_values("model", model, "give it values first (to_empty, then load or train it)")
     for key, value in extra.items():  # refused now, not when load_checkpoint reads it back
         check(key not in _RNG_KEYS, f"an extra value may not be named {key}: save_checkpoint "
@@ -87,7 +88,8 @@ def save_checkpoint(path: str | Path, model: nn.Module,
 def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -> None:
     """Save `model.state_dict()` alone to `path`, atomically, as torch.save(model.state_dict(),
     path) does (load it with model.load_state_dict(torch.load(path))). It overwrites weights of
-    the same names and shapes (any model's), anything else only with replace=True."""
+    the same names and shapes (any model's), another file of torch.save's only with
+    replace=True, and never a file of another kind."""
     check_has_values("model", model, "give it values first (to_empty, then load or train it)")
     check_file_replaceable(path, "save_weights", replace,
                            lambda saved: not model_state_problems(saved, model))

@@ -223,8 +223,8 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     transformers' GPT2LMHeadModel.from_pretrained(folder) loads it. A model whose output head
     is not tied to the token embedding also writes lm_head.weight. The folder is written whole
     or not at all (write_model_folder): a model of the same architecture that this function
-    saved there before is replaced, a folder holding anything else only with replace=True,
-    which deletes the files it held.
+    saved there before is replaced, another model's save (of the names this writes) only with
+    replace=True, and a folder holding any other file or folder never.
     """
     check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block: Llama 3's, "
           "Qwen3's, Gemma 3's), which GPT-2's format cannot describe: save it with save_open_model "

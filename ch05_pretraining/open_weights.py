@@ -612,8 +612,9 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     generation_config.json, and config.json's settings other than the architecture (its
     special tokens' ids); it must describe this model. Everything is checked before anything
     is written, and the folder is written whole or not at all (write_model_folder): a model of
-    the same architecture that this function saved there before is replaced, a folder holding
-    anything else only with replace=True, which deletes the files it held.
+    the same architecture that this function saved there before is replaced, another model's
+    save (of the names this writes) only with replace=True, and a folder holding any other file
+    or folder never.
     """
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}

@@ -317,7 +317,7 @@ def test_save_checkpoint_refuses_before_writing(write, change, error, name, tmp_
 
 def test_save_checkpoint_says_how_to_replace_what_is_there(tmp_path):
     path = tmp_path / CHECKPOINT
-    text_file(path)
+    torch.save([1, 2, 3], path)  # torch.save's file, not a checkpoint
     with pytest.raises(ValueError) as refusal:
         save_checkpoint(path, tiny_model())
     assert str(refusal.value) == (
@@ -326,6 +326,18 @@ def test_save_checkpoint_says_how_to_replace_what_is_there(tmp_path):
         "which is all it overwrites unasked: pass replace=True, or choose another path")
     save_checkpoint(path, tiny_model(), replace=True)  # told: replaced whole
     load_checkpoint(path, tiny_model(1))
+
+
+def test_a_file_that_is_not_torch_saves_is_never_replaced(tmp_path):
+    path = tmp_path / CHECKPOINT
+    text_file(path)
+    before = path.read_bytes()
+    for save in (save_checkpoint, save_weights):
+        with pytest.raises(ValueError, match=r"is not a file of torch\.save's, which "
+                                             rf"{save.__name__} never replaces, even with "
+                                             r"replace=True"):
+            save(path, tiny_model(), replace=True)
+    assert path.read_bytes() == before
 
 
 def test_save_checkpoint_overwrites_the_same_models_checkpoint(tmp_path):
@@ -392,7 +404,7 @@ def test_save_weights_overwrites_the_same_models_weights_as_the_book_loads_them(
     model = tiny_model()
     model.load_state_dict(torch.load(path))  # the book's way to load them
     assert same(model.state_dict(), tiny_model(4).state_dict())
-    text_file(path)
+    torch.save([1, 2, 3], path)  # torch.save's file of another kind: replaced when told
     save_weights(path, tiny_model(), replace=True)
     assert same(torch.load(path), tiny_model().state_dict())
 

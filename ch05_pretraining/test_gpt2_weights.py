@@ -219,11 +219,16 @@ def test_a_folder_holding_anything_else_is_replaced_only_when_asked_and_then_who
     random_hf_model(vocab_size=300, n_positions=32, n_embd=64, n_layer=2,
                     n_head=4).save_pretrained(folder)  # another model's files
     before = folder_files(folder)
-    with pytest.raises(FileExistsError, match=r"export holds generation_config\.json, which "
-                                              r"save_gpt2_safetensors did not write: pass "
-                                              r"replace=True"):
+    for replace in (False, True):  # a file it does not write: never replaced
+        with pytest.raises(FileExistsError, match=r"export holds generation_config\.json, which "
+                                                  r"save_gpt2_safetensors does not write: "
+                                                  r"save_gpt2_safetensors replaces only what it "
+                                                  r"writes, even with replace=True"):
+            save_gpt2_safetensors(GPTModel(SMALL), folder, replace=replace)
+        assert folder_files(folder) == before
+    (folder / "generation_config.json").unlink()  # left: another program's weights and config
+    with pytest.raises(FileExistsError, match=r"its metadata does not name"):
         save_gpt2_safetensors(GPTModel(SMALL), folder)
-    assert folder_files(folder) == before
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(FileExistsError, match="a-file is a file"):
         save_gpt2_safetensors(GPTModel(SMALL), tmp_path / "a-file")

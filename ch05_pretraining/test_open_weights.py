@@ -688,10 +688,12 @@ def test_a_folder_holding_anything_else_is_replaced_only_when_asked_and_then_who
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match=r"out holds notes\.txt, which save_open_model "
-                                              r"did not write: pass replace=True"):
-        save_open_model(tiny_modern(), folder)
-    assert snapshot(folder) == {"notes.txt": b"mine"}
+    for replace in (False, True):  # a file it does not write: never replaced
+        with pytest.raises(FileExistsError, match=r"out holds notes\.txt, which save_open_model "
+                                                  r"does not write: save_open_model replaces "
+                                                  r"only what it writes, even with replace=True"):
+            save_open_model(tiny_modern(), folder, replace=replace)
+        assert snapshot(folder) == {"notes.txt": b"mine"}
     published = tmp_path / "published"  # another model's files, as transformers writes them
     saved("qwen3", published, shard="1GB")
     before = snapshot(published)
@@ -699,8 +701,10 @@ def test_a_folder_holding_anything_else_is_replaced_only_when_asked_and_then_who
         save_open_model(tiny_modern(), published)
     assert snapshot(published) == before
 
-    save_open_model(tiny_modern(), folder, max_shard_size="10KB", replace=True)
-    assert "notes.txt" not in snapshot(folder) and len(list(folder.glob("model-*"))) > 2
+    save_open_model(tiny_modern(), published, max_shard_size="10KB", replace=True)
+    assert len(list(published.glob("model-*"))) > 2  # another program's save: replaced, told
+    (folder / "notes.txt").unlink()
+    save_open_model(tiny_modern(), folder, max_shard_size="10KB")
     save_open_model(tiny_modern(seed=1), folder)  # its own earlier save: replaced, no question
     assert sorted(snapshot(folder)) == ["config.json", "model.safetensors"]  # no old shard
     assert torch.equal(load_open_model(folder).tok_emb.weight, tiny_modern(seed=1).tok_emb.weight)
@@ -771,9 +775,9 @@ def test_replace_never_deletes_a_tree_named_by_mistake(tmp_path, monkeypatch):
     (project / ".git").mkdir(parents=True)
     (project / "notes.txt").write_text("mine")
     before = snapshot(project)
-    with pytest.raises(FileExistsError, match=r"project holds the folder \.git, which "
-                                              r"save_open_model does not write: replace=True "
-                                              r"replaces only files"):
+    with pytest.raises(FileExistsError, match=r"project holds (the folder \.git|notes\.txt), "
+                                              r"which save_open_model does not write: "
+                                              r"save_open_model replaces only what it writes"):
         save_open_model(tiny_modern(), project, replace=True)
     assert snapshot(project) == before and (project / ".git").is_dir()
     monkeypatch.chdir(project / ".git")

@@ -6,13 +6,15 @@ A model's folder, written whole or not at all: `write_model_folder`, which chapt
   disk, Ctrl-C) leaves the old content and no temporary folder;
 - an existing folder is replaced only when it holds an earlier save of the same writer for a
   model of the same architecture, or is empty, unless `replace=True`;
-- even `replace=True` never replaces the home folder, the current folder or one holding it, nor
-  a sub-folder the writer does not write (a project's `.git`).
+- even `replace=True` replaces only what the writer writes: never a file or sub-folder of
+  another name (your notes, a project's `.git`), the home folder, the current folder or one
+  holding it.
 
 One file of torch.save's, for chapter 5's checkpoints (5.4.1) and pretrain.py:
 - `read_torch_file`: read with weights_only=True (no code in the file runs); any failure is one
   error that says the file is not readable, and one a newer torch wrote says so;
-- `check_file_replaceable`: a saver overwrites only what it would write itself, unless told;
+- `check_file_replaceable`: a saver overwrites only what it would write itself, unless told,
+  and never a file that is not torch.save's (your notes, a dataset in another format);
 - `check_loads_back`: a value that torch.load(weights_only=True) could not read back is refused
   when it is saved, not found when it is loaded.
 
@@ -72,9 +74,10 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
     An existing `folder` is replaced only when it is empty, when it holds what `writer` saved
     there before for a model of the same architecture (paths the regular expression `names`
     matches, weights whose metadata name `writer`, a config.json holding `same`), or when
-    `replace` is True: anything else is another model, or your own work. Even replace=True
-    replaces only files and the sub-folders `names` matches, and never the home folder, the
-    current folder or one holding it: a folder named by mistake never loses a tree.
+    `replace` is True and it holds only paths `names` matches (another model's save, another
+    program's weights). A path of another name is your own work, and is never replaced; nor
+    are the home folder, the current folder or one holding it: a folder named by mistake
+    loses nothing.
     """
     check_flag("replace", replace)
     path = Path(os.path.abspath(folder))
@@ -122,19 +125,15 @@ def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, 
                    "between its two renames", f"rename it back to {folder} (or delete it), "
                    "then save again")
         return
+    never = (f"{writer} replaces only what it writes, even with replace=True: move it, or "
+             "choose another folder")
     if path.is_symlink() or not path.is_dir():
-        if not replace:
-            refuse(f"is {'a link' if path.is_symlink() else 'a file'}, which {writer} did not "
-                   "write")
-        return
+        refuse(f"is {'a link' if path.is_symlink() else 'a file'}, which {writer} does not "
+               "write", never)
     for relative, entry in _walk(path, lambda relative: re.fullmatch(names, relative)):
-        own = re.fullmatch(names, relative) and not entry.is_symlink()
-        if replace and entry.is_dir(follow_symlinks=False) and not own:
-            refuse(f"holds the folder {relative}, which {writer} does not write", "replace=True "
-                   f"replaces only files and the folders {writer} writes; empty it yourself, "
-                   "or choose another folder")
-        if not replace and not own:
-            refuse(f"holds {relative}, which {writer} did not write")
+        if not re.fullmatch(names, relative) or entry.is_symlink():
+            refuse(f"holds {'the folder ' if entry.is_dir() else ''}{relative}, which {writer} "
+                   "does not write", never)
         if not replace and relative.endswith(".safetensors") and not _saved_by(entry, writer):
             refuse(f"holds {relative}, which {writer} did not write (its metadata does not name "
                    f"{writer}: another program's save)")
@@ -203,21 +202,25 @@ def read_torch_file(path: str | Path, mmap: bool = False):
 
 def check_file_replaceable(path: str | Path, writer: str, replace: bool,
                            ours: Callable[[object], bool]) -> None:
-    """Refuse a folder at `path` and, unless `replace`, a file that `ours` does not accept (it
-    is given what torch.load(weights_only=True) reads from the file, None if it reads nothing):
-    a run overwrites its own file, a typo in a path no other file."""
+    """Refuse a folder at `path`, a file that is not torch.save's (even when `replace`), and,
+    unless `replace`, one that `ours` does not accept (it is given what
+    torch.load(weights_only=True) reads from the file): a run overwrites its own file, a typo in
+    a path no other file, and replace=True no file of another kind."""
     check_flag("replace", replace)
     check(not Path(path).is_dir(), f"{path} is a folder: {writer} writes a file (give a file "
           "name in it, such as model.pth)")
-    if replace or not Path(path).exists():
+    if not Path(path).exists():
         return
     try:  # mapped, not read: a check compares names and shapes
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not torch.save's file (or one older than torch 1.6, never ours)
         saved = None
-    check(ours(saved), f"{path} holds something other than what {writer} saves for a model "
-          "of this architecture (the same weights' names and shapes, and config if both record "
-          "one), which is all it overwrites unasked: pass replace=True, or choose another path")
+    check(saved is not None, f"{path} is not a file of torch.save's, which {writer} never "
+          "replaces, even with replace=True: move it, or choose another path")
+    check(replace or ours(saved), f"{path} holds something other than what {writer} saves for "
+          "a model of this architecture (the same weights' names and shapes, and config if both "
+          "record one), which is all it overwrites unasked: pass replace=True, or choose another "
+          "path")
 
 
 def check_loads_back(name: str, value, reader: str) -> None:

@@ -82,9 +82,12 @@ def test_a_folder_of_someone_elses_files_is_refused_and_kept(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds notes.txt, which test_saver did not write"):
-        save(folder)
-    assert contents(folder) == {"notes.txt": b"mine"}
+    for replace in (False, True):  # one rule: what the saver does not write is never replaced
+        with pytest.raises(FileExistsError, match="holds notes.txt, which test_saver does not "
+                                                  "write: test_saver replaces only what it "
+                                                  "writes, even with replace=True"):
+            save(folder, replace=replace)
+        assert contents(folder) == {"notes.txt": b"mine"}
 
 
 def test_weights_another_program_wrote_are_refused(tmp_path):
@@ -186,11 +189,16 @@ def test_check_file_replaceable_refuses_a_folder_and_what_ours_rejects_unless_to
         check_file_replaceable(tmp_path / "new.pt", "my_saver", "yes", ours)
     torch.save({"kind": "mine"}, tmp_path / "mine.pt")
     check_file_replaceable(tmp_path / "mine.pt", "my_saver", False, ours)
-    (tmp_path / "notes.txt").write_text("my notes\n")
+    torch.save([1, 2, 3], tmp_path / "other.pt")  # torch.save's, not ours: replaced when told
     with pytest.raises(ValueError, match="what my_saver saves .*: pass replace=True"):
-        check_file_replaceable(tmp_path / "notes.txt", "my_saver", False, ours)
-    assert seen == [{"kind": "mine"}, None]  # a file torch cannot read: None
-    check_file_replaceable(tmp_path / "notes.txt", "my_saver", True, ours)
+        check_file_replaceable(tmp_path / "other.pt", "my_saver", False, ours)
+    assert seen == [{"kind": "mine"}, [1, 2, 3]]
+    check_file_replaceable(tmp_path / "other.pt", "my_saver", True, ours)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    for replace in (False, True):
+        with pytest.raises(ValueError, match="notes.txt is not a file of torch.save's, which "
+                                             "my_saver never replaces, even with replace=True"):
+            check_file_replaceable(tmp_path / "notes.txt", "my_saver", replace, ours)
     assert (tmp_path / "notes.txt").read_text() == "my notes\n"  # a check writes nothing
 
 
