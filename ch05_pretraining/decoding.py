@@ -223,10 +223,10 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
 
 
 def _is_open_model(model) -> bool:
-    """Whether `model` is 5.9's (Llama 3, Qwen3, Gemma 3): its prompt's start is <bos> and, in
-    a chat, the turn markers, without which it continues text it was never trained on."""
-    from shared import FastModernDecoder, ModernGPTModel  # here: open_weights imports this module
-    return isinstance(model, (ModernGPTModel, FastModernDecoder))
+    """Whether `model` is one of 5.9's (Llama 3, Qwen3, Gemma 3, whose configurations have a
+    rope_base): its prompt's start is <bos> and, in a chat, the turn markers, without which it
+    continues text it was never trained on."""
+    return "rope_base" in getattr(model, "cfg", {})
 
 
 __all__ = [
