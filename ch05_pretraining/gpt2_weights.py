@@ -14,7 +14,6 @@ fast_path.FastDecoder alike.
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ import torch
 from torch import nn
 
 from shared import (
-    DATASETS,
     GPT2_SIZES,
     SAVED_BY,
     GPTModel,
@@ -381,48 +379,6 @@ def assign(left: torch.Tensor, right) -> nn.Parameter:
     return nn.Parameter(right.detach().clone().to(left.dtype))
 
 
-def download_file(url: str, destination: str | Path, backup_url: str | None = None, *,
-                  replace: bool = False) -> None:
-    """The book's downloader: `url` (or else `backup_url`) to `destination`, skipped when a file
-    of the same size is there. A file the course knows (shared.DATASETS) comes through its
-    data fetching instead: from data/ or the local mirror, verified (and skipped when the same
-    bytes are there). The file is written whole or not at all; another file at `destination`
-    is refused unless replace=True."""
-    import filecmp  # these three serve this downloader alone
-    import http.client
-    import urllib.request
-
-    destination = Path(destination)
-    check(not destination.is_dir(), f"destination {destination} is a folder: give the path "
-          "of the file to write in it")
-
-    def check_replaceable(source):  # a file the learner has is not overwritten unasked
-        check(replace or not destination.exists(), f"{destination} holds another file than "
-              f"the one at {source}: pass replace=True to replace it, or choose another path")
-
-    known = [name for name, data in DATASETS.items() if {url, backup_url} & set(data.urls)]
-    if known:
-        verified = fetch(known[0])
-        if destination.is_file() and filecmp.cmp(verified, destination, shallow=False):
-            return
-        check_replaceable(url)
-        write_atomically(destination, lambda tmp: shutil.copyfile(verified, tmp))
-        return
-    errors = []
-    for source in [url, backup_url] if backup_url else [url]:
-        try:
-            with urllib.request.urlopen(source, timeout=30) as response:
-                size = int(response.headers.get("Content-Length") or -1)
-                if destination.is_file() and destination.stat().st_size == size:
-                    return
-                check_replaceable(source)
-                write_atomically(destination, lambda tmp: tmp.write_bytes(response.read()))
-                return
-        except (OSError, http.client.HTTPException) as error:  # a connection cut short too
-            errors.append(f"{source}: {error!r}")
-    raise OSError("could not download " + "; ".join(errors))
-
-
 def load_gpt2_params_from_tf_ckpt(ckpt_path: str | Path, settings: dict) -> dict:
     """The book's reader of OpenAI's TensorFlow checkpoint: params in the book's nested layout.
     It needs TensorFlow; download_and_load_gpt2 reads the same weights without it."""
@@ -462,6 +418,5 @@ __all__ = [
     'download_and_load_gpt2',
     'book_gpt2_params',
     'assign',
-    'download_file',
     'load_gpt2_params_from_tf_ckpt',
 ]

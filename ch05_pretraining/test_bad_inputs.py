@@ -4,7 +4,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,73 +545,6 @@ def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
     if loop != "simple":  # no after_step (where pretrain.py checkpoints) for the nan step
         assert steps == ([] if where == "at step 0" else [0])
-
-
-VERDICT_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
-               "01_main-chapter-code/the-verdict.txt")
-
-
-def test_download_file_refuses_a_destination_holding_another_file_unless_told(tmp_path):
-    from shared import download_file, fetch
-
-    destination = tmp_path / "the-verdict.txt"
-    destination.write_text("my own notes\n")
-    with pytest.raises(ValueError, match=r"the-verdict.txt holds another file than the one at "
-                                         r".*the-verdict.txt: pass replace=True"):
-        download_file(VERDICT_URL, destination)
-    assert destination.read_text() == "my own notes\n" and len(list(tmp_path.iterdir())) == 1
-    download_file(VERDICT_URL, destination, replace=True)
-    assert destination.read_bytes() == fetch("the-verdict").read_bytes()
-    download_file(VERDICT_URL, destination)  # the same file: nothing to do, nothing refused
-    with pytest.raises(ValueError, match=r"destination .* is a folder"):
-        download_file(VERDICT_URL, tmp_path)
-
-
-def test_download_file_of_another_url_refuses_another_file_and_keeps_the_same(tmp_path):
-    from shared import download_file
-
-    source = tmp_path / "source.txt"
-    source.write_text("downloaded text\n")
-    destination = tmp_path / "copy.txt"
-    destination.write_text("mine\n")
-    with pytest.raises(ValueError, match=r"copy.txt holds another file than the one at "
-                                         r"file://.*source.txt: pass replace=True"):
-        download_file(source.as_uri(), destination)
-    assert destination.read_text() == "mine\n"
-    download_file(source.as_uri(), destination, replace=True)
-    assert destination.read_text() == "downloaded text\n"
-
-
-@pytest.mark.parametrize("known", [True, False])
-def test_a_failed_download_leaves_no_partial_file(known, tmp_path, monkeypatch):
-    import http.client
-    import urllib.request
-
-    from ch05_pretraining import gpt2_weights
-
-    class BrokenResponse:  # a connection that closes half-way
-        headers = {"Content-Length": "100"}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *args):
-            return False
-
-        def read(self):
-            raise http.client.IncompleteRead(b"x" * 50, 50)
-
-    def broken_copy(source, destination):
-        Path(destination).write_bytes(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: BrokenResponse())
-    monkeypatch.setattr(gpt2_weights.shutil, "copyfile", broken_copy)
-    url = VERDICT_URL if known else "https://example.com/other.txt"
-    with pytest.raises(OSError, match="disk full" if known else "could not download .*"
-                                                                 "IncompleteRead"):
-        gpt2_weights.download_file(url, tmp_path / "file.txt")
-    assert list(tmp_path.iterdir()) == []  # no half file for the next call to skip to
 
 
 def test_a_failed_download_and_load_gpt2_leaves_no_folder(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The book's names for GPT-2's weights (ch05 gpt2_weights): its nested `params` layout,
-download_and_load_gpt2, assign, download_file, load_gpt2_params_from_tf_ckpt. No real weights
+download_and_load_gpt2, assign, load_gpt2_params_from_tf_ckpt (the book's download_file is
+shared.data's, tested in shared/test_data.py). No real weights
 are needed: a small random model goes through the book's layout and the book's own loader."""
 
 import importlib.util
@@ -15,13 +16,11 @@ from ch05_pretraining.gpt2_weights import (
     assign,
     book_gpt2_params,
     download_and_load_gpt2,
-    download_file,
     gpt2_tensors,
     load_gpt2_params_from_tf_ckpt,
     load_weights_into_gpt,
     save_gpt2_safetensors,
 )
-from shared import data
 
 
 SMALL = {"vocab_size": 71, "context_length": 16, "emb_dim": 24, "n_heads": 3, "n_layers": 2,
@@ -92,17 +91,6 @@ def test_assign_checks_the_shape_and_makes_a_parameter():
     assert isinstance(param, torch.nn.Parameter) and torch.equal(param, torch.tensor(right))
     with pytest.raises(ValueError, match=r"shape \(3, 2\) to a parameter of shape \(2, 3\)"):
         assign(left, right.T)
-
-
-def test_download_file_serves_a_known_file_from_the_mirror(tmp_path, monkeypatch):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    verdict = data.DATASETS["the-verdict"]
-    (mirror / verdict.path).write_bytes(data.fetch("the-verdict").read_bytes())
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
-    download_file(verdict.urls[0], tmp_path / "the-verdict.txt")
-    assert (tmp_path / "the-verdict.txt").read_text().startswith("I HAD always thought")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,

@@ -38,6 +38,7 @@ from shared.data import (
     DataFetchError,
     DataFile,
     data_dir,
+    download_file,
     fetch,
     mirror_dir,
     prepare_tiktoken_cache,

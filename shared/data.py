@@ -11,12 +11,16 @@ looks in three places, in order, and returns the first copy whose checksum match
 A file is written to a temporary name beside its destination and renamed only after
 its checksum matches, so a failed or interrupted fetch never leaves a partial file.
 
+`download_file(url, destination)`, the book's downloader (chapters 6 and 7 fetch their data
+with it), serves a file DATASETS lists through `fetch` and downloads any other.
+
 `tokenize_folder` turns a learner's folder of .txt files into GPT-2's token ids, once: a
 checksummed uint16 memory map that pretrain.py trains from.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import http.client
 import json
@@ -34,6 +38,7 @@ import numpy as np
 import tiktoken
 from tqdm.auto import tqdm
 
+from shared.checks import check
 from shared.utils import write_atomically
 
 
@@ -431,6 +436,44 @@ def read_text(name: str) -> str:
 
 
 # A folder of texts, tokenised once (pretrain.py's --data) -----------------------------------
+
+def download_file(url: str, destination: str | Path, backup_url: str | None = None, *,
+                  replace: bool = False) -> None:
+    """The book's downloader: `url` (or else `backup_url`) to `destination`, skipped when a file
+    of the same size is there. A file the course knows (shared.DATASETS) comes through its
+    data fetching instead: from data/ or the local mirror, verified (and skipped when the same
+    bytes are there). The file is written whole or not at all; another file at `destination`
+    is refused unless replace=True."""
+    destination = Path(destination)
+    check(not destination.is_dir(), f"destination {destination} is a folder: give the path "
+          "of the file to write in it")
+
+    def check_replaceable(source):  # a file the learner has is not overwritten unasked
+        check(replace or not destination.exists(), f"{destination} holds another file than "
+              f"the one at {source}: pass replace=True to replace it, or choose another path")
+
+    known = [name for name, data in DATASETS.items() if {url, backup_url} & set(data.urls)]
+    if known:
+        verified = fetch(known[0])
+        if destination.is_file() and filecmp.cmp(verified, destination, shallow=False):
+            return
+        check_replaceable(url)
+        write_atomically(destination, lambda tmp: shutil.copyfile(verified, tmp))
+        return
+    errors = []
+    for source in [url, backup_url] if backup_url else [url]:
+        try:
+            with urllib.request.urlopen(source, timeout=30) as response:
+                size = int(response.headers.get("Content-Length") or -1)
+                if destination.is_file() and destination.stat().st_size == size:
+                    return
+                check_replaceable(source)
+                write_atomically(destination, lambda tmp: tmp.write_bytes(response.read()))
+                return
+        except (OSError, http.client.HTTPException) as error:  # a connection cut short too
+            errors.append(f"{source}: {error!r}")
+    raise OSError("could not download " + "; ".join(errors))
+
 
 def text_files(folder: Path) -> list[Path]:
     """The *.txt files directly in `folder`, sorted, each a regular file (a pipe would hang)."""

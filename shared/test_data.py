@@ -547,3 +547,77 @@ def test_a_pipe_or_a_folder_named_txt_is_refused_not_read(tmp_path):
 def test_a_folder_without_texts_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path} holds no .txt files"):
         data.text_files(tmp_path)
+
+
+# download_file ------------------------------------------------------------------------------
+
+VERDICT_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
+               "01_main-chapter-code/the-verdict.txt")
+
+
+def test_download_file_refuses_a_destination_holding_another_file_unless_told(tmp_path):
+    destination = tmp_path / "the-verdict.txt"
+    destination.write_text("my own notes\n")
+    with pytest.raises(ValueError, match=r"the-verdict.txt holds another file than the one at "
+                                         r".*the-verdict.txt: pass replace=True"):
+        data.download_file(VERDICT_URL, destination)
+    assert destination.read_text() == "my own notes\n" and len(list(tmp_path.iterdir())) == 1
+    data.download_file(VERDICT_URL, destination, replace=True)
+    assert destination.read_bytes() == data.fetch("the-verdict").read_bytes()
+    data.download_file(VERDICT_URL, destination)  # the same file: nothing to do, nothing refused
+    with pytest.raises(ValueError, match=r"destination .* is a folder"):
+        data.download_file(VERDICT_URL, tmp_path)
+
+
+def test_download_file_of_another_url_refuses_another_file_and_keeps_the_same(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("downloaded text\n")
+    destination = tmp_path / "copy.txt"
+    destination.write_text("mine\n")
+    with pytest.raises(ValueError, match=r"copy.txt holds another file than the one at "
+                                         r"file://.*source.txt: pass replace=True"):
+        data.download_file(source.as_uri(), destination)
+    assert destination.read_text() == "mine\n"
+    data.download_file(source.as_uri(), destination, replace=True)
+    assert destination.read_text() == "downloaded text\n"
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_failed_download_leaves_no_partial_file(known, tmp_path, monkeypatch):
+    import http.client
+    import urllib.request
+
+    class BrokenResponse:  # a connection that closes half-way
+        headers = {"Content-Length": "100"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+        def read(self):
+            raise http.client.IncompleteRead(b"x" * 50, 50)
+
+    def broken_copy(source, destination):
+        Path(destination).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: BrokenResponse())
+    monkeypatch.setattr(data.shutil, "copyfile", broken_copy)
+    url = VERDICT_URL if known else "https://example.com/other.txt"
+    with pytest.raises(OSError, match="disk full" if known else "could not download .*"
+                                                                 "IncompleteRead"):
+        data.download_file(url, tmp_path / "file.txt")
+    assert list(tmp_path.iterdir()) == []  # no half file for the next call to skip to
+
+
+def test_download_file_serves_a_known_file_from_the_mirror(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    verdict = data.DATASETS["the-verdict"]
+    (mirror / verdict.path).write_bytes(data.fetch("the-verdict").read_bytes())
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
+    data.download_file(verdict.urls[0], tmp_path / "the-verdict.txt")
+    assert (tmp_path / "the-verdict.txt").read_text().startswith("I HAD always thought")
