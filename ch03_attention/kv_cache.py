@@ -9,7 +9,7 @@
 
 import torch
 
-from shared import check, check_count
+from shared.checks import check, check_count, check_fits_context, check_same_shape, check_shape
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -36,14 +36,18 @@ class KVCache:
 
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
-        _check_kv_update(self, keys, values)  # the next cell: a clear error for each misuse
+        check_shape("keys", keys, ("batch", "heads", "new_tokens", "head_dim"))
+        check_same_shape("values", values, "keys", keys)
+        check_fits_context(keys.shape[2], self.max_tokens, self.length, "the cache", "max_tokens")
+        kept, new = self.keys is not None and _layout(self.keys), _layout(keys)
+        check(self.length == 0 or new == kept, lambda: f"the cache holds {self.length} positions "
+              f"of (batch, heads, head_dim) = {kept}; the new keys are {new}: call reset() first")
         if self.window is not None:
             return self._update_window(keys, values)
         start, end = self.length, self.length + keys.shape[2]
-        shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
-        if start == 0 and (self.keys is None or self.keys.shape != shape
-                           or self.keys.dtype != keys.dtype or self.keys.device != keys.device):
-            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)  # (1)
+        if start == 0 and new != kept:  # (1) the first sequence, or one of another layout
+            shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
+            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions
         self.values[:, :, start:end] = values
         self.length = end
@@ -61,22 +65,9 @@ class KVCache:
         return keys, values
 
 
-# %% beyond_1_kv_cache.ipynb cell 17, 3.7.2 A key-value cache for generation
-
-def _check_kv_update(cache: KVCache, keys, values) -> None:
-    """Raise unless the new keys fit and match the cached ones (a new dtype would convert)."""
-    check(keys.dim() == 4 and values.shape == keys.shape, lambda: "keys and values must both "
-          f"have shape (batch, heads, new_tokens, head_dim), got {tuple(keys.shape)} and "
-          f"{tuple(values.shape)}")
-    start, kept, new = cache.length, cache.keys, keys
-    check(start + new.shape[2] <= cache.max_tokens, lambda: f"the KV cache has room for "
-          f"{cache.max_tokens} positions; {start} are filled and {new.shape[2]} more do not fit")
-    check(start == 0 or ((new.shape[:2], new.shape[3], new.dtype, new.device) ==
-                         (kept.shape[:2], kept.shape[3], kept.dtype, kept.device)), lambda:
-          f"the cache holds {start} positions of (batch, heads, head_dim) = "
-          f"{(*kept.shape[:2], kept.shape[3])}, {kept.dtype} on {kept.device}; the new keys "
-          f"are {(*new.shape[:2], new.shape[3])}, {new.dtype} on {new.device}: call reset() "
-          "before a new sequence")
+def _layout(tensor) -> str:
+    """What a continuation must match: (batch, heads, head_dim), dtype and device."""
+    return f"{(*tensor.shape[:2], tensor.shape[3])}, {tensor.dtype} on {tensor.device}"
 
 
 __all__ = [

@@ -44,7 +44,8 @@ def test_kv_cache_overflow_is_a_clear_error():
     mha, cache = gpt2_like_attention(), KVCache(max_tokens=6)
     with torch.no_grad():
         mha(torch.randn(1, 5, 32), kv_cache=cache)
-        with pytest.raises(ValueError, match="room for 6 positions; 5 are filled"):
+        with pytest.raises(ValueError, match=r"after 5 cached ones but the cache was built for "
+                                             r"max_tokens=6; crop the text"):
             mha(torch.randn(1, 2, 32), kv_cache=cache)
 
 
@@ -132,25 +133,31 @@ def filled_cache():
     return cache, cache.keys[:, :, :3].clone(), cache.values[:, :, :3].clone()
 
 
-@pytest.mark.parametrize("keys, values, message", [
-    (torch.randn(1, 2, 4), torch.randn(1, 2, 4), r"got \(1, 2, 4\) and \(1, 2, 4\)"),
-    (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 2, 4), r"got \(1, 2, 1, 4\) and \(1, 2, 2, 4\)"),
-    (torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4),
-     r"holds 3 positions of \(batch, heads, head_dim\) = \(1, 2, 4\), torch.float32 on cpu; "
-     r"the new keys are \(2, 2, 4\), torch.float32 on cpu: call reset\(\)"),
-    (torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8), r"the new keys are \(1, 2, 8\)"),
+@pytest.mark.parametrize("keys, values, name", [
+    (torch.randn(1, 2, 4), torch.randn(1, 2, 4), "keys"),  # no heads axis
+    (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 2, 4), "values"),
+    (torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4), "keys"),  # another batch
+    (torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8), "keys"),  # another head_dim
     (torch.randn(1, 2, 1, 4, dtype=torch.float64), torch.randn(1, 2, 1, 4, dtype=torch.float64),
-     r"the new keys are \(1, 2, 4\), torch.float64 on cpu: call reset\(\)"),
-    (torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4), "room for 6 positions; 3 are filled and "
-                                                       "4 more do not fit"),
+     "keys"),
+    (torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4), "max_tokens"),  # 3 + 4 > 6
 ])
-def test_cache_misuse_is_named_and_leaves_the_cache_as_it_was(keys, values, message):
+def test_cache_misuse_is_named_and_leaves_the_cache_as_it_was(keys, values, name):
     cache, kept_keys, kept_values = filled_cache()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=name):
         cache.update(keys, values)
     assert cache.length == 3
     assert torch.equal(cache.keys[:, :, :3], kept_keys)
     assert torch.equal(cache.values[:, :, :3], kept_values)
+
+
+def test_a_new_sequence_without_reset_is_refused_saying_what_differs():
+    cache, _, _ = filled_cache()
+    with pytest.raises(ValueError, match=r"^the cache holds 3 positions of \(batch, heads, "
+                                         r"head_dim\) = \(1, 2, 4\), torch.float32 on cpu; the new "
+                                         r"keys are \(2, 2, 4\), torch.float32 on cpu: call "
+                                         r"reset\(\) first$"):
+        cache.update(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4))
 
 
 def test_after_reset_the_cache_takes_a_new_shape():

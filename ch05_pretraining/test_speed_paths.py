@@ -245,7 +245,8 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
         decoder(torch.zeros(1, 17, dtype=torch.long))
     caches = decoder.make_kv_caches(10)
     decoder(torch.zeros(1, 8, dtype=torch.long), caches)
-    with pytest.raises(ValueError, match="room for 10 positions; 8 are filled"):
+    with pytest.raises(ValueError, match="after 8 cached ones but the cache was built for "
+                                         "max_tokens=10"):
         decoder(torch.zeros(1, 3, dtype=torch.long), caches)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         decoder(torch.tensor([[50]]))

@@ -173,6 +173,8 @@ def test_check_fits_context_counts_the_cached_tokens_and_says_to_crop():
     with pytest.raises(ValueError, match=r"^the input has 3 tokens after 4 cached ones but the "
                                          r"layer was built .* \(reset\(\) the cache, then "):
         check_fits_context(3, 6, cached=4, what="the layer")
+    with pytest.raises(ValueError, match=r"the cache was built for max_tokens=6; crop"):
+        check_fits_context(3, 6, cached=4, what="the cache", limit="max_tokens")
 
 
 def test_check_kv_caches_refuses_caches_another_model_filled():
