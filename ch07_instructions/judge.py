@@ -34,12 +34,13 @@ class OllamaError(RuntimeError):
 def _check_url(url) -> None:
     """The one check of a url: http:// or https://, a host a name lookup can take, a port from 1
     to 65535 if any, and no space or control character (which no request line may hold)."""
-    try:
+    try:  # ValueError: a bad port or bracket, or an empty label in the host (a UnicodeError);
+        # AttributeError: no host; TypeError: not a str
         parts = urllib.parse.urlsplit(url)
-        good = (parts.scheme in ("http", "https") and bool(parts.hostname)
-                and parts.port != 0 and url.isprintable() and " " not in url)
-        parts.hostname.encode("idna")  # UnicodeError (a ValueError) for an empty label, say
-    except (ValueError, AttributeError, TypeError):  # a bad port or bracket; not a str
+        parts.hostname.encode("idna")
+        good = (parts.scheme in ("http", "https") and parts.port != 0 and url.isprintable()
+                and " " not in url)
+    except (ValueError, AttributeError, TypeError):
         good = False
     check(good, f"url must look like http://host:port/api/chat (or https://), with a port from "
                 f"1 to 65535; got {url!r}", ValueError if isinstance(url, str) else TypeError)
@@ -98,60 +99,67 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
         "options": {"seed": seed, "temperature": temperature, "num_ctx": num_ctx},
         "stream": False,
     }).encode("utf-8")
+    status, location, reply, error = None, None, b"", None
     try:
         status, location, reply = _request_with_body_deadline(url, request, timeout)
-    except TimeoutError:  # a read waited `timeout` s, or the deadline passed
-        raise OllamaError(f"Ollama at {url} gave no complete answer within {timeout} s (pass a "
-                          f"larger timeout for a slow model)") from None
-    except urllib.error.URLError as error:  # before OSError: the request could not be sent
-        if isinstance(error.reason, ssl.SSLError):  # a server, but no TLS handshake
-            plain = "http://" + url.split("://", 1)[1]
-            raise OllamaError(f"the server at {url} did not complete a TLS handshake "
-                              f"({error.reason!r}); Ollama serves plain http://: try {plain} "
-                              f"(or, behind an HTTPS proxy, its certificate was refused)") from None
-        why = (f"could not connect within {timeout} s" if isinstance(error.reason, TimeoutError)
-               else repr(error.reason))
-        raise OllamaError(f"no Ollama server at {url} ({why}). Install it from "
-                          f"https://ollama.com, start it with `ollama serve`, and fetch the "
-                          f"judge with `ollama pull {model}`.") from None
-    except (http.client.HTTPException, OSError) as error:  # a server, then the reply broke off
-        raise OllamaError(f"Ollama at {url} broke off its answer or does not speak HTTP "
-                          f"({error!r})") from None
-    if 300 <= status < 400:  # not followed: the answer must come from the server at url
-        raise OllamaError(f"Ollama at {url} answered with a redirect (HTTP {status}) to "
-                          f"{location}: give the server's own address as url")
-    if status >= 400:
-        detail = reply.decode("utf-8", "replace")[:200]
-        if status == 404:  # Ollama's answer for a model it does not have, or a wrong path
-            advice = (f"is the model pulled? run `ollama pull {model}`; and does url end in "
-                      f"/api/chat?")
-        elif status >= 500:
-            advice = ("an error in the server, which its message names; one possible cause is "
-                      "a judge that needs more memory than the machine has")
-        else:
-            advice = "the server refused the request; its message says why"
-        raise OllamaError(f"Ollama at {url} answered HTTP {status}: {detail} ({advice})")
-    if not reply.strip():  # not an empty answer from the model: no answer at all
-        raise OllamaError(f"Ollama at {url} sent an empty reply (HTTP {status}, no JSON)")
+        if status < 300 and reply.strip():  # a reply with a body: the answer, if it is one
+            return _message_content(reply)
+    except (http.client.HTTPException, OSError, UnicodeDecodeError, json.JSONDecodeError,
+            KeyError, TypeError) as caught:  # URLError and TimeoutError are OSErrors
+        error = caught
+    raise OllamaError(_what_failed(url, model, timeout, error, status, location, reply))
+
+
+def _message_content(reply: bytes) -> str:
+    """The model's answer in a reply from /api/chat: one JSON object (what "stream": False asks
+    for), or one per line, if the server streams anyway."""
+    body = reply.decode("utf-8")
     try:
-        body = reply.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, not UTF-8 text (byte "
-                          f"{reply[error.start]:#04x} at position {error.start}): "
-                          f"{reply[:200]!r}") from None
-    try:  # one JSON object (what "stream": False asks for)
         parts = [json.loads(body)]
     except json.JSONDecodeError:
-        try:  # or one per line, if the server streams anyway
-            parts = [json.loads(line) for line in body.splitlines() if line.strip()]
-        except json.JSONDecodeError as error:
-            raise OllamaError(f"Ollama at {url} sent an unexpected answer, not JSON ({error}): "
-                              f"{body[:200]!r}") from None
-    try:
-        return "".join(part["message"]["content"] for part in parts)
-    except (KeyError, TypeError):
-        raise OllamaError(f"Ollama at {url} sent an unexpected answer, without "
-                          f"message.content: {body[:200]!r}") from None
+        parts = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return "".join(part["message"]["content"] for part in parts)
+
+
+def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> str:
+    """query_model's failures in one place, in the order they can happen: the message of its
+    OllamaError, which names the url, what happened there and what to do. `error` is what
+    sending the request or reading its reply raised; None when the reply is no answer."""
+    at, text = f"Ollama at {url}", reply.decode("utf-8", "replace")[:200]
+    reason = getattr(error, "reason", None)  # a URLError's: why the request was not sent
+    if isinstance(reason, ssl.SSLError):  # a server, but no TLS handshake
+        return (f"the server at {url} did not complete a TLS handshake ({reason!r}); Ollama "
+                f"serves plain http://: try http://{url.split('://', 1)[1]} (or, behind an "
+                f"HTTPS proxy, its certificate was refused)")
+    if isinstance(error, urllib.error.URLError):  # nothing listens there, or not in time
+        why = (f"could not connect within {timeout} s" if isinstance(reason, TimeoutError)
+               else repr(reason))
+        return (f"no Ollama server at {url} ({why}). Install it from https://ollama.com, start "
+                f"it with `ollama serve`, and fetch the judge with `ollama pull {model}`.")
+    if isinstance(error, TimeoutError):  # a read waited `timeout` s, or the deadline passed
+        return (f"{at} gave no complete answer within {timeout} s (pass a larger timeout for a "
+                f"slow model)")
+    if isinstance(error, (OSError, http.client.HTTPException)):  # a server, then no reply
+        return f"{at} broke off its answer or does not speak HTTP ({error!r})"
+    if error is None and 300 <= status < 400:  # not followed: the answer must come from url
+        return (f"{at} answered with a redirect (HTTP {status}) to {location}: give the "
+                f"server's own address as url")
+    if error is None and status >= 400:  # 404: a model Ollama does not have, or a wrong path
+        advice = (f"is the model pulled? run `ollama pull {model}`; and does url end in /api/chat?"
+                  if status == 404 else
+                  "an error in the server, which its message names; one possible cause is a "
+                  "judge that needs more memory than the machine has" if status >= 500 else
+                  "the server refused the request; its message says why")
+        return f"{at} answered HTTP {status}: {text} ({advice})"
+    if error is None:  # not an empty answer from the model: no answer at all
+        return f"{at} sent an empty reply (HTTP {status}, no JSON)"
+    if isinstance(error, UnicodeDecodeError):
+        return (f"{at} sent an unexpected answer, not UTF-8 text (byte "
+                f"{reply[error.start]:#04x} at position {error.start}): {reply[:200]!r}")
+    if isinstance(error, json.JSONDecodeError):
+        return f"{at} sent an unexpected answer, not JSON ({error}): {text!r}"
+    # a KeyError or a TypeError: JSON, but not Ollama's
+    return f"{at} sent an unexpected answer, without message.content: {text!r}"
 
 
 # %% beyond_2_judge.ipynb cell 32, When a scoring run fails partway

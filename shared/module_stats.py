@@ -47,7 +47,6 @@ CEILINGS = {
     "ch05_pretraining.gpt2_weights": 15.8,
     "ch05_pretraining.open_weights": 16.1,
     "ch06_classification.final_versions": 21.5,
-    "ch07_instructions.judge": 36.8,
     "ch07_instructions.dpo": 22.3,
 }
 
