@@ -76,52 +76,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
-# %% instructions.ipynb cell 19, 7.3 Organising data into batches
-
-def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
-    """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
-    max_length = max(len(item) for item in batch)
-    padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
-    return torch.tensor(padded).to(device)
-
-
-# %% instructions.ipynb cell 22, 7.3 Organising data into batches
-
-def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
-    """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
-    max_length = max(len(item) + 1 for item in batch)
-    inputs, targets = [], []
-    for item in batch:
-        padded = item + [pad_token_id] * (max_length - len(item))
-        inputs.append(padded[:-1])
-        targets.append(padded[1:])
-    return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
-
-
-# %% instructions.ipynb cell 50, 7.7 Extracting and saving responses
-
-def extract_response(generated_text: str, prompt: str) -> str:
-    """The part of `generated_text` after `prompt`, without a repeated response header."""
-    return generated_text[len(prompt):].replace("### Response:", "").strip()
-
-
-# %% instructions.ipynb cell 64, An LLM as the judge, through Ollama
-
-def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
-    """The judge's prompt: the task in the chapter's template, the reference, the response."""
-    return (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
-            f"Reference answer: {entry['output']}\n\n"
-            f"Rate the following answer from 0 (useless) to 100 (as good as the "
-            f"reference): {entry[json_key]}\n\nReply with the number only.")
-
-
-def read_score(reply: str) -> int | None:
-    """The judge's score: a whole number from 0 to 100 alone, else None."""
-    reply = reply.strip()
-    return int(reply) if reply.isdecimal() and int(reply) <= 100 else None
-
-
-# %% instructions.ipynb cell 71, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 17, 7.3 Organising data into batches
 
 def _encode(tokenizer, text):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
@@ -131,13 +86,11 @@ def _encode(tokenizer, text):
     return tokenizer.encode(text)
 
 
-# %% instructions.ipynb cell 72, The dataset and collate function, with their checks
-
 class InstructionDataset(Dataset):
-    """Token ids of each entry's full text (prompt, response header, response).
+    """Token ids of each entry's full text: prompt, response header and response.
 
-    With mask_instruction=True, items are (ids, prompt_length) so that custom_collate_fn can
-    exclude the prompt from the loss. An empty output is refused, naming its entry.
+    With mask_instruction=True, items are (ids, prompt_length), so that custom_collate_fn can
+    leave the prompt out of the loss. An empty output is refused, naming its entry.
     """
 
     def __init__(self, data: list, tokenizer, *, mask_instruction: bool = False):
@@ -161,7 +114,29 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 74, The dataset and collate function, with their checks
+# %% instructions.ipynb cell 19, 7.3 Organising data into batches
+
+def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
+    max_length = max(len(item) for item in batch)
+    padded = [item + [pad_token_id] * (max_length - len(item)) for item in batch]
+    return torch.tensor(padded).to(device)
+
+
+# %% instructions.ipynb cell 22, 7.3 Organising data into batches
+
+def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
+    """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
+    max_length = max(len(item) + 1 for item in batch)
+    inputs, targets = [], []
+    for item in batch:
+        padded = item + [pad_token_id] * (max_length - len(item))
+        inputs.append(padded[:-1])
+        targets.append(padded[1:])
+    return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
+
+
+# %% instructions.ipynb cell 25, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -200,7 +175,14 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 78, Generating and saving, with checks
+# %% instructions.ipynb cell 54, 7.7 Extracting and saving responses
+
+def extract_response(generated_text: str, prompt: str) -> str:
+    """The part of `generated_text` after `prompt`, without a repeated response header."""
+    return generated_text[len(prompt):].replace("### Response:", "").strip()
+
+
+# %% instructions.ipynb cell 55, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -219,7 +201,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 80, Generating and saving, with checks
+# %% instructions.ipynb cell 67, Saving a file whole (beyond the book)
 
 def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
@@ -250,19 +232,35 @@ def _holds_responses(held) -> bool:
         and any(key.endswith("_response") for key in entry) for entry in held)
 
 
+# %% instructions.ipynb cell 74, An LLM as the judge, through Ollama
+
+def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
+    """The judge's prompt: the task in the chapter's template, the reference, the response."""
+    return (f"Here is a task and its reference answer.\n\nTask:\n{format_input(entry)}\n\n"
+            f"Reference answer: {entry['output']}\n\n"
+            f"Rate the following answer from 0 (useless) to 100 (as good as the "
+            f"reference): {entry[json_key]}\n\nReply with the number only.")
+
+
+def read_score(reply: str) -> int | None:
+    """The judge's score: a whole number from 0 to 100 alone, else None."""
+    reply = reply.strip()
+    return int(reply) if reply.isdecimal() and int(reply) <= 100 else None
+
+
 __all__ = [
     'load_instruction_data',
     'download_and_load_file',
     'format_input',
     'RESPONSE_HEADER',
     'split_instruction_data',
+    'InstructionDataset',
     'custom_collate_draft_1',
     'custom_collate_draft_2',
-    'extract_response',
-    'judge_prompt',
-    'read_score',
-    'InstructionDataset',
     'custom_collate_fn',
+    'extract_response',
     'generate_responses',
     'save_responses',
+    'judge_prompt',
+    'read_score',
 ]
