@@ -205,8 +205,7 @@ def _read_utf8(path, name: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:  # its own message does not name the file
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded)"
-                         ) from None
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
 
 
 # %% beyond_1_bpe.ipynb cell 37, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
@@ -310,13 +309,10 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
-        check_strings("special_tokens", special_tokens,
-                      "a list of strings (their order gives ids)")
-        check_count("vocab_size", vocab_size, 0)
-        n_merges = vocab_size - 256 - len(special_tokens)
-        check(n_merges >= 0, f"vocab_size must be at least {256 + len(special_tokens)}, got "
-                             f"{vocab_size}")
-        ranks, merges = learn_merges(text, n_merges, pattern)
+        check_strings("special_tokens", special_tokens, "a list of strings (their order gives ids)")
+        fewest = 256 + len(special_tokens)  # every byte and special token, and no merge
+        check_count("vocab_size", vocab_size, fewest)
+        ranks, merges = learn_merges(text, vocab_size - fewest, pattern)
         specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, merges, pattern)
 

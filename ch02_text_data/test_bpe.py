@@ -193,7 +193,7 @@ def test_tiktokens_file_reader_refuses_our_byte_order_unless_asked(tmp_path):
 
 
 def test_vocab_size_too_small_is_an_error():
-    with pytest.raises(ValueError, match="at least 257"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 257"):
         BPETokenizer.train("abc", vocab_size=100)
 
 

@@ -74,9 +74,9 @@ def test_bpe_train_and_learn_merges_refuse_bad_counts():
         learn_merges("aaaa", -1)
     with pytest.raises(TypeError, match="n_merges must be an integer >= 0, got 1.5"):
         learn_merges("aaaa", 1.5)
-    with pytest.raises(TypeError, match="vocab_size must be an integer >= 0, got '300'"):
+    with pytest.raises(TypeError, match="vocab_size"):
         BPETokenizer.train("aaaa", "300")
-    with pytest.raises(ValueError, match="vocab_size must be at least 257, got 100"):
+    with pytest.raises(ValueError, match=r"^vocab_size must be an integer >= 257, got 100$"):
         BPETokenizer.train("aaaa", 100)
 
 
