@@ -34,6 +34,7 @@ from shared import (
     write_atomically,
     write_model_folder,
 )
+from shared.checks import check_same_shape
 from shared.data import check_safetensors
 
 
@@ -350,9 +351,8 @@ def book_gpt2_params(params: dict[str, torch.Tensor]) -> dict:
     {"wte", "wpe", "g", "b" (the final norm), "blocks": [{"ln_1": {"g", "b"}, "attn":
     {"c_attn": {"w", "b"}, "c_proj": {...}}, "mlp": {"c_fc", "c_proj"}, "ln_2"}, ...]}."""
     head = params.get("lm_head.weight")
-    check(head is None or torch.equal(head, params["wte.weight"]),
-          "the book's layout has no output head of its own (GPT-2 ties it to wte): save a "
-          "model with tie_weights=True")
+    check(head is None or torch.equal(head, params["wte.weight"]), "the book's layout has no "
+          "output head of its own (GPT-2 ties it to wte): save a model with tie_weights=True")
     n_blocks = len({name.split(".")[1] for name in params if name.startswith("h.")})
     nested = {"blocks": [{} for _ in range(n_blocks)]}
     for name, tensor in params.items():
@@ -374,8 +374,7 @@ def book_gpt2_params(params: dict[str, torch.Tensor]) -> dict:
 def assign(left: torch.Tensor, right) -> nn.Parameter:
     """The book's helper: `right` (a tensor or an array) as a new parameter of `left`'s shape."""
     right = torch.as_tensor(right)
-    check(left.shape == right.shape, f"cannot assign a tensor of shape {tuple(right.shape)} "
-          f"to a parameter of shape {tuple(left.shape)}")
+    check_same_shape("right", right, "left", left, "the parameter it replaces")
     return nn.Parameter(right.detach().clone().to(left.dtype))
 
 
