@@ -24,6 +24,7 @@ from shared import (
     check_keys,
     check_number,
 )
+from shared.checks import check_divisible, check_type
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm
@@ -113,8 +114,7 @@ class GroupedQueryAttention(nn.Module):
                  norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
                  scale: float | None = None, norm_unit_offset: bool = False):
         super().__init__()
-        check(num_heads % num_kv_groups == 0, f"n_heads ({num_heads}) must be divisible by "
-              f"n_kv_groups ({num_kv_groups})")
+        check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
         self.use_sdpa, self.window, self.scale = use_sdpa, window, scale
         self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
@@ -254,15 +254,15 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
 
 def validate_modern_config(cfg: dict) -> dict:
     """As validate_config, for ModernGPTModel: the configuration with defaults filled in and
-    head_dim worked out (emb_dim // n_heads unless given)."""
+    head_dim worked out (emb_dim // n_heads unless given). Every key is checked here, where the
+    configuration enters, before any weight is made; the layers take it as it is."""
     check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
     cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
     moe = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
     counts = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
     for key in (*counts, *(moe if cfg["num_experts"] else ["hidden_dim"])):
         check_count(key, cfg[key], 1, "a positive integer")
-    check(cfg["n_heads"] % cfg["n_kv_groups"] == 0, f"n_heads ({cfg['n_heads']}) must be "
-          f"divisible by n_kv_groups ({cfg['n_kv_groups']})")  # before the embedding is built
+    check_divisible("n_heads", cfg["n_heads"], "n_kv_groups", cfg["n_kv_groups"])
     if cfg["head_dim"] is None:
         check(cfg["emb_dim"] % cfg["n_heads"] == 0, f"emb_dim ({cfg['emb_dim']}) must be "
               f"divisible by n_heads ({cfg['n_heads']}), or head_dim given")
@@ -275,52 +275,35 @@ def validate_modern_config(cfg: dict) -> dict:
     check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
     check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
     check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
-    for key in ("qk_norm", "qkv_bias", "tie_weights", "sdpa", "norm_topk_prob",
-                "norm_unit_offset", "post_norms", "scale_embeddings"):
+    for key in [key for key, default in MODERN_OPTIONAL_KEYS.items() if type(default) is bool]:
         check_flag(key, cfg[key])
-    if cfg["rope_freq"] is not None:
-        _check_rope_freq(cfg["rope_freq"])
-    _check_sliding_window(cfg["sliding_window"], cfg["layer_types"], cfg["n_layers"])
-    _check_gemma3_keys(cfg)
-    return cfg
-
-
-def _check_rope_freq(rope_freq) -> None:
-    """Raise unless rope_freq is Llama 3's scaling (4.8.2) with numbers that keep every speed
-    finite: a factor 0, or low_freq_factor equal to high_freq_factor, divides by zero."""
-    check_keys("rope_freq", rope_freq, ("factor", "low_freq_factor", "high_freq_factor",
-                                        "original_context_length"))
-    check_number("rope_freq's factor", rope_freq["factor"], "a number >= 1", 1)
-    check_number("rope_freq's low_freq_factor", rope_freq["low_freq_factor"], "a number > 0", 0,
-                 low_open=True)
-    check_number("rope_freq's high_freq_factor", rope_freq["high_freq_factor"],
-                 "a number above low_freq_factor", rope_freq["low_freq_factor"], low_open=True)
-    check_count("rope_freq's original_context_length", rope_freq["original_context_length"], 1,
-                "a positive integer")
-
-
-def _check_sliding_window(window, layer_types, n_layers) -> None:
-    """Raise unless layer_types is None or one "local" or "global" per layer, and a window is
-    given exactly when some layer is local (neither would otherwise be silently ignored)."""
+    # Llama 3's RoPE scaling (4.8.2): a factor 0, or equal low and high factors, divide by zero
+    if (freq := cfg["rope_freq"]) is not None:
+        check_keys("rope_freq", freq, ("factor", "low_freq_factor", "high_freq_factor",
+                                       "original_context_length"))
+        check_number("rope_freq's factor", freq["factor"], "a number >= 1", 1)
+        check_number("rope_freq's low_freq_factor", freq["low_freq_factor"], "a number > 0", 0,
+                     low_open=True)
+        check_number("rope_freq's high_freq_factor", freq["high_freq_factor"],
+                     "a number above low_freq_factor", freq["low_freq_factor"], low_open=True)
+        check_count("rope_freq's original_context_length", freq["original_context_length"], 1,
+                    "a positive integer")
+    # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local
+    window, layer_types = cfg["sliding_window"], cfg["layer_types"]
     if window is not None:
         check_count("sliding_window", window, 1, "a positive integer or None")
     if layer_types is not None:
-        check(isinstance(layer_types, (list, tuple)), f"layer_types must be a list of 'local' "
-              f"and 'global', one per layer, got {layer_types!r}", TypeError)
-        check(len(layer_types) == n_layers, f"layer_types has {len(layer_types)} entries; "
-              f"n_layers is {n_layers}: give one per layer")
+        check_type("layer_types", layer_types, (list, tuple),
+                   "a list of 'local' and 'global', one per layer")
+        check(len(layer_types) == cfg["n_layers"], f"layer_types has {len(layer_types)} entries; "
+              f"n_layers is {cfg['n_layers']}: give one per layer")
         for kind in layer_types:
             check_choice("layer type", kind, ("global", "local"))
     local = layer_types is not None and "local" in layer_types
-    check(local or window is None, f"sliding_window is {window} but no layer is local: give "
-          "layer_types too (['local'] * n_layers for a window in every layer)")
-    check(window is not None or not local, "layer_types has local layers but sliding_window is "
-          "None: give the window")
-
-
-def _check_gemma3_keys(cfg: dict) -> None:
-    """Raise unless Gemma 3's keys (4.8.8) have values the model computes, and each one given
-    is used: a local RoPE base needs local layers, GELU's gate a dense feed-forward."""
+    check(local == (window is not None), f"sliding_window is {window} but no layer is local: give "
+          "layer_types too (['local'] * n_layers for a window in every layer)" if window else
+          "layer_types has local layers but sliding_window is None: give the window")
+    # Gemma 3's keys (4.8.8): values the model computes, each one used
     check_choice("ffn_activation", cfg["ffn_activation"], ("silu", "gelu_tanh"))
     check(cfg["ffn_activation"] == "silu" or not cfg["num_experts"], f"ffn_activation is "
           f"{cfg['ffn_activation']!r}, but the mixture of experts' experts are SwiGLUs (silu)")
@@ -330,9 +313,9 @@ def _check_gemma3_keys(cfg: dict) -> None:
     if cfg["rope_local_base"] is not None:
         check_number("rope_local_base", cfg["rope_local_base"], "a number > 1 or None", 1,
                      low_open=True)
-        check(cfg["layer_types"] is not None and "local" in cfg["layer_types"],
-              f"rope_local_base is {cfg['rope_local_base']} but no layer is local: give "
+        check(local, f"rope_local_base is {cfg['rope_local_base']} but no layer is local: give "
               "layer_types and sliding_window too, or leave rope_local_base None")
+    return cfg
 
 
 # %% beyond_3_modern_blocks.ipynb cell 33, 4.8.6 `ModernGPTModel`

@@ -11,6 +11,7 @@ import transformers
 from shared import (
     OPEN_MODEL_CONFIGS,
     GPTModel,
+    GroupedQueryAttention,
     ModernGPTModel,
     apply_rope,
     rope_angles,
@@ -331,6 +332,13 @@ def test_key_value_groups_that_do_not_divide_the_heads_are_refused_before_any_we
     with pytest.raises(ValueError, match=rf"n_heads \(16\) must be divisible by n_kv_groups "
                                          rf"\({n_kv_groups}\)"):
         validate_modern_config(cfg)
+
+def test_grouped_query_attention_refuses_groups_that_do_not_divide_its_heads():
+    # its own arguments' names: built alone, no configuration names them
+    with pytest.raises(ValueError, match=r"^num_heads \(5\) must be divisible by num_kv_groups "
+                                         r"\(2\)$"):
+        GroupedQueryAttention(16, num_heads=5, num_kv_groups=2, head_dim=4)
+
 
 def test_gpt2_paths_refuse_a_modern_model():
     from shared import FastDecoder, check_gpt2_architecture
