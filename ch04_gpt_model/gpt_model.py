@@ -81,7 +81,6 @@ def count_parameters(model: nn.Module) -> int:
 
 from shared import (  # noqa: E402 - the checks are imported where the chapter first uses them
     KVCache,
-    check,
     check_choice,
     check_count,
     check_flag,
@@ -90,7 +89,7 @@ from shared import (  # noqa: E402 - the checks are imported where the chapter f
     check_number,
     check_token_ids,
 )
-from shared.checks import check_divisible, check_kv_caches  # noqa: E402
+from shared.checks import check_divisible, check_fits_context, check_kv_caches  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
@@ -189,10 +188,7 @@ class GPTModel(nn.Module):
         model's (empty, or filled by it: check_kv_caches marks them); return the cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = check_kv_caches(kv_caches, self, len(self.trf_blocks))
-        num_tokens, context_length = in_idx.shape[1], self.cfg["context_length"]
-        check(start + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
-              + (f" after {start} cached tokens" if start else "")
-              + f"; the model's context_length is {context_length}")
+        check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
         return start
 
     def make_kv_caches(self, max_tokens=None):

@@ -112,7 +112,8 @@ def test_bad_token_ids_are_refused_by_name(model, in_idx, error, named):
 def test_too_many_tokens_get_the_context_length(model):  # exemplary wording
     with pytest.raises(ValueError) as refusal:
         model(torch.zeros(1, 9, dtype=torch.long))
-    assert str(refusal.value) == "the input has 9 tokens; the model's context_length is 8"
+    assert str(refusal.value) == ("the input has 9 tokens but the model was built for "
+                                  "context_length=8; crop the text to its last 8 tokens")
 
 
 def test_int32_ids_still_work(model):
@@ -157,8 +158,9 @@ def test_tokens_past_the_context_after_the_cached_ones_are_refused(model):
     caches = model.make_kv_caches()
     with torch.no_grad():
         model(torch.zeros(1, 7, dtype=torch.long), caches)
-        with pytest.raises(ValueError, match=r"^the input has 2 tokens after 7 cached tokens; the "
-                                             r"model's context_length is 8$"):
+        with pytest.raises(ValueError, match=r"^the input has 2 tokens after 7 cached ones but "
+                                             r"the model was built for context_length=8; crop "
+                                             r".* \(reset\(\) the cache, then feed them\)$"):
             model(torch.zeros(1, 2, dtype=torch.long), caches)
 
 
