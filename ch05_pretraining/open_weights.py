@@ -38,6 +38,7 @@ from shared import (
     validate_modern_config,
     write_model_folder,
 )
+from shared.checks import check_has_values
 from shared.data import check_safetensors
 
 
@@ -50,8 +51,15 @@ def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE) or Gemma 3 (text)
     config.json; an option the model does not compute is refused by name, never dropped."""
     check_choice("model_type", hf.get("model_type"), OPEN_MODEL_TYPES)
-    if hf["model_type"] == "gemma3_text":
-        return _gemma3_config(hf)
+    try:
+        return (_gemma3_config if hf["model_type"] == "gemma3_text" else _llama_qwen3_config)(hf)
+    except KeyError as error:
+        raise ValueError(f"config.json has no {error.args[0]!r}, which a "
+                         f"{hf['model_type']} model needs") from None
+
+
+def _llama_qwen3_config(hf: dict) -> dict:
+    """config_from_hf for Llama 3 and Qwen3 (dense or MoE)."""
     # transformers 5 names RoPE's settings rope_parameters (rope_theta among them); 4 named
     # them rope_scaling, with rope_theta beside
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
@@ -64,29 +72,26 @@ def config_from_hf(hf: dict) -> dict:
     if rope_type not in ("default", "llama3"):
         unsupported.append(f"RoPE scaling {rope_type!r} (only Llama 3's)")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-    try:
-        cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
-               "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
-               "n_layers": hf["num_hidden_layers"],
-               "n_kv_groups": hf.get("num_key_value_heads") or hf["num_attention_heads"],
-               "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
-               "head_dim": hf.get("head_dim"),
-               "qk_norm": hf["model_type"] != "llama",  # Qwen3's QK-norm, dense and MoE
-               "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
-        if rope_type == "llama3":
-            names = ("factor", "low_freq_factor", "high_freq_factor")
-            cfg["rope_freq"] = {**{key: rope[key] for key in names},
-                                "original_context_length": rope["original_max_position_embeddings"]}
-        if hf["model_type"] == "qwen3_moe":
-            cfg.update(num_experts=hf.get("num_experts") or hf["num_local_experts"],
-                       num_experts_per_tok=hf["num_experts_per_tok"],
-                       moe_hidden_dim=hf["moe_intermediate_size"],
-                       norm_topk_prob=hf["norm_topk_prob"])
-        else:
-            cfg["hidden_dim"] = hf["intermediate_size"]
-    except KeyError as error:
-        raise ValueError(f"config.json has no {error.args[0]!r}, which a "
-                         f"{hf['model_type']} model needs") from None
+    kv_heads = hf.get("num_key_value_heads")  # absent or null: one per query head (0 is refused)
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+           "n_layers": hf["num_hidden_layers"],
+           "n_kv_groups": hf["num_attention_heads"] if kv_heads is None else kv_heads,
+           "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
+           "head_dim": hf.get("head_dim"),
+           "qk_norm": hf["model_type"] != "llama",  # Qwen3's QK-norm, dense and MoE
+           "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
+    if rope_type == "llama3":
+        names = ("factor", "low_freq_factor", "high_freq_factor")
+        cfg["rope_freq"] = {**{key: rope[key] for key in names},
+                            "original_context_length": rope["original_max_position_embeddings"]}
+    if hf["model_type"] == "qwen3_moe":
+        cfg.update(num_experts=hf.get("num_experts") or hf["num_local_experts"],
+                   num_experts_per_tok=hf["num_experts_per_tok"],
+                   moe_hidden_dim=hf["moe_intermediate_size"],
+                   norm_topk_prob=hf["norm_topk_prob"])
+    else:
+        cfg["hidden_dim"] = hf["intermediate_size"]
     return cfg
 
 
@@ -110,34 +115,30 @@ def _gemma3_config(hf: dict) -> dict:
         rope_type = settings.get("rope_type", settings.get("type", "default"))
         if rope_type != "default":  # Gemma 3 4B and up stretch their global layers' RoPE
             unsupported.append(f"RoPE scaling {rope_type!r} in the {kind} layers")
-    try:
-        n_layers, every = hf["num_hidden_layers"], hf.get("sliding_window_pattern", 6)
-        kinds = hf.get("layer_types") or [  # as transformers fills them in: every 6th global
-            "full_attention" if (i + 1) % every == 0 else "sliding_attention"
-            for i in range(n_layers)]
-        unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
-                        if kind not in _GEMMA3_LAYER_TYPES]
-        check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-        for key in ("head_dim", "query_pre_attn_scalar"):  # transformers has no default here
-            check(hf[key] is not None, f"config.json's {key} is null; a gemma3_text model "
-                  "needs a number")
-        cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
-               "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
-               "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
-               "head_dim": hf["head_dim"], "n_kv_groups": hf["num_key_value_heads"],
-               "qk_norm": True, "rope_base": float(ropes["global"].get(
-                   "rope_theta", hf.get("rope_theta", 1_000_000.0))),
-               "query_pre_attn_scalar": hf["query_pre_attn_scalar"], "norm_unit_offset": True,
-               "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True,
-               "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", True)}
-        layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
-        if "local" in layer_types:  # else no window, and no second base, to give
-            cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
-                       rope_local_base=float(ropes["local"].get(
-                           "rope_theta", hf.get("rope_local_base_freq", 10_000.0))))
-    except KeyError as error:
-        raise ValueError(f"config.json has no {error.args[0]!r}, which a gemma3_text model "
-                         "needs") from None
+    n_layers, every = hf["num_hidden_layers"], hf.get("sliding_window_pattern", 6)
+    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 6th global
+        "full_attention" if (i + 1) % every == 0 else "sliding_attention"
+        for i in range(n_layers)]
+    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                    if kind not in _GEMMA3_LAYER_TYPES]
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    for key in ("head_dim", "query_pre_attn_scalar"):  # transformers has no default here
+        check(hf[key] is not None, f"config.json's {key} is null; a gemma3_text model needs a "
+              "number")
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+           "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
+           "head_dim": hf["head_dim"], "n_kv_groups": hf["num_key_value_heads"],
+           "qk_norm": True, "rope_base": float(ropes["global"].get(
+               "rope_theta", hf.get("rope_theta", 1_000_000.0))),
+           "query_pre_attn_scalar": hf["query_pre_attn_scalar"], "norm_unit_offset": True,
+           "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True,
+           "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", True)}
+    layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
+    if "local" in layer_types:  # else no window, and no second base, to give
+        cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
+                   rope_local_base=float(ropes["local"].get(
+                       "rope_theta", hf.get("rope_local_base_freq", 10_000.0))))
     return cfg
 
 
@@ -181,18 +182,14 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     """Each tensor name of a model folder -> the safetensors file that holds it. Each file is
     checked whole first: an interrupted download can leave an index without all its shards,
     or a file cut short, and neither may pass for a model."""
-    index, single = folder / "model.safetensors.index.json", folder / "model.safetensors"
+    index, single, files = folder / "model.safetensors.index.json", folder / "model.safetensors", {}
     if index.is_file():  # shards: the index says where each tensor is
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         files = {name: folder / file for name, file in weight_map.items()}
-    else:
-        check(single.is_file(), f"{folder} has neither model.safetensors nor "
-              "model.safetensors.index.json", FileNotFoundError)
-        files = {}
     for path in sorted(set(files.values())) if files else [single]:
         check(path.is_file(), f"{path.name}, which {index.name} lists, is missing in {folder}: "
-              "an interrupted download? download_open_model fetches what is missing",
-              FileNotFoundError)
+              "an interrupted download? download_open_model fetches what is missing" if files
+              else f"{folder} has neither {single.name} nor {index.name}", FileNotFoundError)
         try:
             check_safetensors(path)  # its header against its size: a few bytes read
         except ValueError as error:
@@ -222,6 +219,20 @@ def _with_file_keys(message: str, hf: dict) -> str:
     return f"{message} ({', '.join(named)})" if named else message
 
 
+def _open_config(folder: Path, what_to_do: str) -> tuple[dict, dict]:
+    """The settings of `folder`'s config.json and ModernGPTModel's configuration for them, with
+    the defaults filled in. A refusal names the file; one that names the configuration's keys
+    names the file's beside them. `what_to_do` ends the message of a folder without one."""
+    config_file = folder / "config.json"
+    check(config_file.is_file(), f"no config.json in {folder}: {what_to_do}", FileNotFoundError)
+    hf = read_config_json(config_file, OPEN_MODEL_TYPES)
+    cfg = config_from_hf(hf)
+    try:
+        return hf, validate_modern_config(cfg)
+    except (TypeError, ValueError) as error:  # its message names the configuration's keys
+        raise type(error)(f"{config_file}: {_with_file_keys(str(error), hf)}") from None
+
+
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
     mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
@@ -230,15 +241,10 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,
           f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
-    check((folder / "config.json").is_file(), f"no config.json in {folder}: expected a Hugging "
-          "Face model folder (download_open_model makes one)", FileNotFoundError)
-    hf = read_config_json(folder / "config.json", OPEN_MODEL_TYPES)
-    cfg = config_from_hf(hf)
-    try:
-        with torch.device("meta"):  # shapes only: the parameters will be the tensors read
-            model = ModernGPTModel(cfg)
-    except (TypeError, ValueError) as error:  # its message names the configuration's keys
-        raise type(error)(f"{folder / 'config.json'}: {_with_file_keys(str(error), hf)}") from None
+    _, cfg = _open_config(folder, "expected a Hugging Face model folder (download_open_model "
+                          "makes one)")
+    with torch.device("meta"):  # shapes only: the parameters will be the tensors read
+        model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
@@ -618,8 +624,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     """
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
-    check(dtype in (None, *_SAVED_DTYPES), f"dtype must be None or one of "
-          f"{', '.join(map(str, _SAVED_DTYPES))}, got {dtype!r}")
+    check_choice("dtype", dtype, (None, *_SAVED_DTYPES))
     check(dtype is not None or len(stored) == 1, lambda: f"the model's parameters have several "
           f"dtypes ({', '.join(sorted(map(str, stored)))}): pass the one to save as dtype=")
     dtype = dtype or stored.pop()
@@ -629,9 +634,9 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     check(not any(a.startswith("models--") and b == "snapshots" for a, b in zip(parts, parts[1:])),
           f"{folder} is in Hugging Face's download cache, where the next load would take it "
           "for the published model: choose a folder of your own")
-    config = config_to_hf(model.cfg, dtype)
-    if source is not None:
-        config = {**_settings_of(Path(source), model, folder), **config}
+    architecture = config_to_hf(model.cfg, dtype)
+    config = architecture if source is None else {
+        **_settings_of(Path(source), model, folder), **architecture}
 
     layout, state = hf_layout(model), model.state_dict()
     sizes = {name: state[ours].numel() * dtype.itemsize for name, ours in layout.items()}
@@ -665,7 +670,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                 shutil.copyfile(Path(source) / name, tmp / name)
 
     names = "|".join([_SAVED_FILES, *map(re.escape, SOURCE_FILES)])
-    same = {key: value for key, value in config_to_hf(model.cfg, dtype).items()
+    same = {key: value for key, value in architecture.items()
             if key != "torch_dtype"}  # the architecture: the old folder's must be the same
     write_model_folder(folder, write, "save_open_model", names, same, replace)
     return folder
@@ -686,9 +691,7 @@ def check_open_model(model) -> None:
           "a classifier with save_checkpoint (5.4) and load it into a model given the same head")
     check_architecture(model, ModernGPTModel, "save_open_model",
                        (*MODERN_REQUIRED_KEYS, *MODERN_OPTIONAL_KEYS))
-    on_meta = [name for name, p in model.named_parameters() if p.is_meta]
-    check(not on_meta, lambda: f"model is on the meta device ({on_meta[0]} has a shape but no "
-          "values): load or train its weights first")
+    check_has_values("model", model, "load or train its weights first")
 
 
 def _size_in_bytes(size: int | str) -> int:
@@ -705,12 +708,10 @@ def _size_in_bytes(size: int | str) -> int:
 def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     """The source folder's config.json without what config_to_hf writes (the architecture, in
     its spelling, and the dtype), refused unless it describes `model`."""
-    check((source / "config.json").is_file(), f"no config.json in {source}: source must be the "
-          "Hugging Face folder the model was loaded from", FileNotFoundError)
     check(source.resolve() != folder.resolve(), f"the folder to write is source itself "
           f"({source}): save to another folder, and keep the one the model came from")
-    hf = read_config_json(source / "config.json", OPEN_MODEL_TYPES)
-    theirs = validate_modern_config(config_from_hf(hf))  # with the defaults filled in
+    hf, theirs = _open_config(source, "source must be the Hugging Face folder the model was "
+                              "loaded from")
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]

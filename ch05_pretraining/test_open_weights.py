@@ -173,6 +173,9 @@ def test_a_damaged_config_json_is_named(tmp_path, text, message):
      r"num_hidden_layers"),
     ("qwen3", {"hidden_size": "64"}, TypeError,
      r"emb_dim must be a positive integer, got '64'.*emb_dim is config.json's hidden_size"),
+    ("llama3", {"num_key_value_heads": 0}, ValueError,  # 0 is not "absent": one per head
+     r"n_kv_groups must be a positive integer, got 0.*n_kv_groups is config.json's "
+     r"num_key_value_heads"),
     ("qwen3", {"num_key_value_heads": 3}, ValueError,
      r"n_heads \(8\) must be divisible by n_kv_groups \(3\).*n_heads is config.json's "
      r"num_attention_heads, n_kv_groups is config.json's num_key_value_heads"),
@@ -187,6 +190,25 @@ def test_config_json_messages_name_the_files_keys(tmp_path, name, changes, error
     rewrite_config(tmp_path, **changes)
     with pytest.raises(error, match=message):
         load_open_model(tmp_path)
+
+
+# The folder a save copies its settings from: a config.json key that the configuration spells
+# otherwise is named in the file's spelling too, as when the folder is loaded (above).
+CONFIG_KEY_MISTAKES = [
+    ("num_hidden_layers", 0, ValueError, "n_layers is config.json's num_hidden_layers"),
+    ("hidden_size", "64", TypeError, "emb_dim is config.json's hidden_size"),
+    ("num_key_value_heads", 0, ValueError, "n_kv_groups is config.json's num_key_value_heads"),
+]
+
+
+@pytest.mark.parametrize("key, value, error, names", CONFIG_KEY_MISTAKES)
+def test_save_open_models_source_names_the_files_key(tmp_path, key, value, error, names):
+    saved("llama3", tmp_path / "published", shard="1GB")
+    model = load_open_model(tmp_path / "published")
+    rewrite_config(tmp_path / "published", **{key: value})
+    with pytest.raises(error, match=rf"published.config\.json: .*{value!r}.*\({names}\)"):
+        save_open_model(model, tmp_path / "ours", source=tmp_path / "published")
+    assert not (tmp_path / "ours").exists()
 
 
 def test_a_missing_config_key_or_folder_is_named(tmp_path):
@@ -665,7 +687,8 @@ def with_classifier(model):
     (lambda: tiny_modern(post_norms=True), {}, ValueError,
      r"no family the course saves has qk_norm=True, num_experts=0, post_norms=True: .*Gemma 3 "
      r"has QK-norm and all of norm_unit_offset=True, post_norms=True"),
-    (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be None or one of"),
+    (tiny_modern, {"dtype": torch.int8}, ValueError, r"unknown dtype torch\.int8.*choose "
+                                                      r"one of \[None, torch\.float32"),
     (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError,
      r"max_shard_size must be a number of bytes or a size such as '5GB'"),
     (tiny_modern, {"max_shard_size": 0}, ValueError, "max_shard_size"),

@@ -43,7 +43,6 @@ CEILINGS = {
     "ch03_attention.kv_cache": 16.7,
     "ch04_gpt_model.gpt_model": 14.4,
     "ch04_gpt_model.modern": 20.5,
-    "ch05_pretraining.open_weights": 16.1,
     "ch06_classification.final_versions": 21.5,
     "ch07_instructions.dpo": 22.3,
 }
