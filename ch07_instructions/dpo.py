@@ -16,12 +16,12 @@ from torch.utils.data import Dataset
 from shared import (
     InstructionDataset,
     check,
-    check_count,
     check_entries,
     check_number,
     custom_collate_fn,
     sequence_logprobs,
 )
+from shared.checks import check_nonblank
 
 
 # %% beyond_3_dpo.ipynb cell 7, Batching pairs: only response tokens count
@@ -31,25 +31,23 @@ class PreferenceDataset(Dataset):
 
     Items are {"chosen": (ids, prompt_length), "rejected": (ids, prompt_length)}: the form in
     which custom_collate_fn ignores the prompt in the targets. A pair of two equal answers is
-    refused, unless keep_identical=True.
+    refused, unless keep_identical=True, and so is an empty answer.
     """
 
     def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
         check_entries(data, ("instruction", "chosen", "rejected"))
-        # an identical pair's loss is log 2 for any model (without dropout): it gives no gradient
-        for index, entry in enumerate(data):
-            check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {index}: "
-                  f"'chosen' and 'rejected' are the same answer, from which DPO learns nothing; "
-                  f"leave it out, or pass keep_identical=True")
+        for i, entry in enumerate(data):
+            # an identical pair's loss is log 2 for any model (without dropout): no gradient
+            check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {i}: 'chosen' "
+                  f"and 'rejected' are the same answer, from which DPO learns nothing; leave it "
+                  f"out, or pass keep_identical=True")
+            for kind in ("chosen", "rejected"):  # as InstructionDataset refuses an empty output
+                check_nonblank(f"entry {i}: {kind!r}", entry[kind], "fill it in or drop the entry")
         self.data = data
-        sides = {}  # each side as the lesson's dataset encodes a response: (ids, prompt_length)
-        for kind in ("chosen", "rejected"):
-            try:
-                sides[kind] = InstructionDataset([{**entry, "output": entry[kind]}
-                                                  for entry in data], tokenizer,
-                                                 mask_instruction=True)
-            except ValueError as error:  # say which side of the pair
-                raise ValueError(f"{kind}: {error}") from None
+        # each side as the lesson's dataset encodes a response: (ids, prompt_length)
+        sides = {kind: InstructionDataset([{**entry, "output": entry[kind]} for entry in data],
+                                          tokenizer, mask_instruction=True)
+                 for kind in ("chosen", "rejected")}
         self.items = [{kind: side[index] for kind, side in sides.items()}
                       for index in range(len(data))]
 
@@ -64,11 +62,9 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     """{"chosen": (inputs, targets), "rejected": (inputs, targets)} for a batch of pairs.
 
     Only response tokens (and each response's end-of-text) are targets; prompt and padding
-    are -100, exactly as custom_collate_fn does for items with a prompt length.
+    are -100, exactly as custom_collate_fn does for items with a prompt length, which checks
+    each side and its arguments.
     """
-    check(len(batch) > 0, "the batch is empty: there is nothing to collate")
-    if allowed_max_length is not None:  # here, not as one side's error below
-        check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
     for i, item in enumerate(batch):
         check(isinstance(item, dict) and {"chosen", "rejected"} <= item.keys(), f"item {i} of "
               f"the batch must be a dict with the keys 'chosen' and 'rejected', got "
@@ -105,16 +101,15 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
 def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
     """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient.
     dpo_loss checks beta."""
-    for kind in ("chosen", "rejected"):
-        check(isinstance(batch, dict) and kind in batch, f"batch must be a dict from "
-              f"preference_collate_fn with the keys 'chosen' and 'rejected'; {kind!r} is missing")
-        # a sequence without targets has log-probability 0 under both models: no signal
-        no_target = ~(batch[kind][1] != -100).any(dim=1)
-        check(not no_target.any(), f"{kind} sequence {no_target.int().argmax().item()} of the "
-              f"batch has no target (all -100)")
-    check(len(batch["chosen"][1]) == len(batch["rejected"][1]), f"batch has "
-          f"{len(batch['chosen'][1])} chosen and {len(batch['rejected'][1])} rejected "
-          f"sequences; they come in pairs")
+    check(isinstance(batch, dict) and {"chosen", "rejected"} <= batch.keys(), "batch must be a "
+          "dict from preference_collate_fn with the keys 'chosen' and 'rejected'")
+    # a sequence without targets has log-probability 0 under both models: no signal
+    no_target = [f"{kind} sequence {i}" for kind in ("chosen", "rejected")
+                 for i, targets in enumerate(batch[kind][1]) if (targets == -100).all()]
+    check(not no_target, lambda: f"{no_target[0]} of the batch has no target (all -100)")
+    pairs = [len(batch[kind][1]) for kind in ("chosen", "rejected")]
+    check(pairs[0] == pairs[1], f"batch has {pairs[0]} chosen and {pairs[1]} rejected sequences; "
+          "they come in pairs")
     logps = {}
     for kind in ("chosen", "rejected"):
         inputs, targets = batch[kind]
