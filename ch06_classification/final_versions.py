@@ -57,11 +57,10 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
 def _spam_data_is_there(url, zip_path, extracted_path, data_file_path) -> bool:
     """True, said so, when the collection is there already. Refused: a folder in its place
     (extracted_path itself, say), and a zip_path that a download would overwrite."""
-    check(Path(data_file_path) != Path(extracted_path), f"data_file_path {data_file_path} "
-          "is extracted_path, a folder; give the file to write, such as "
+    same = Path(data_file_path) == Path(extracted_path)  # a folder, made below if not there
+    check(not same and not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is "
+          f"{'extracted_path, ' if same else ''}a folder; give the file to write, such as "
           "extracted_path / 'SMSSpamCollection.tsv'")
-    check(not Path(data_file_path).is_dir(), f"data_file_path {data_file_path} is a folder; "
-          "give the file to write, such as extracted_path / 'SMSSpamCollection.tsv'")
     if Path(data_file_path).exists():
         print(f"{data_file_path} already exists: nothing to download")
         return True
@@ -148,9 +147,8 @@ def _check_spam_frame(data, csv_file, num_classes):
     names = sorted(set(data["Label"].dropna()), key=str)
     hint = "" if values.notna().any() or len(names) > 20 else (
         f'; map each label to a class index first: df["Label"] = df["Label"].map('
-        f"{ {name: index for index, name in enumerate(names)} }), with num_classes="
-        f"{len(names)}, and name the classes in that order: classify_review(..., "
-        f"labels={names})")
+        f"{dict(zip(names, range(len(names))))}), with num_classes={len(names)}, and name the "
+        f"classes in that order: classify_review(..., labels={names})")
     for row, (text, label, value) in enumerate(zip(data["Text"], data["Label"], values)):
         where = f"of row {row} (line {row + 2})"
         check(isinstance(text, str) and text, f"{csv_file}: the Text {where} is empty or "
