@@ -15,28 +15,20 @@ run whose estimate is over an hour says so). On many GPUs:
     torchrun --nproc_per_node=4 ch05_pretraining/pretrain.py --data my_texts/ --out runs/small-4
 
 nanoGPT's train.py made of chapter 5's GPTModel and appendix D's train_model, on the device
-shared.get_device() picks (CUDA, else MPS, else the CPU; LLM_COURSE_DEVICE names another), plus:
-* the *.txt files tokenised once into OUT/tokens.bin (shared.data.tokenize_folder);
-* random windows seeded by (seed, step): --resume gives the weights of an uninterrupted run
-  (bit for bit on CPUs; on GPUs to rounding, unless torch.use_deterministic_algorithms(True)),
-  with the run's settings (a flag that differs is refused; --steps and the evaluation and
-  checkpoint intervals may change);
-* under torchrun, a DistributedDataParallel replica per process, each on the GPU of its local
-  rank (nccl) or on the CPU (gloo): a step takes --batch x processes x --grad-accum sequences;
-* OUT/log.jsonl, the evaluations; OUT/weights-rank<r>.sha256 the sha256 of each process's final
-  weights; load_run(OUT), the run's model;
-* nothing destroyed that a run did not write (shared/safe_files.py's RunFolder): an OUT holding
-  a run needs --resume or --overwrite; one holding other files, or an --export FOLDER holding
-  files no export writes, is refused even with --overwrite; one run at a time in an OUT;
-  SIGTERM and Ctrl-C stop at the end of a step, with a checkpoint; a nan loss stops the run
-  before it is saved; a run refused before training removes what it made.
+shared.get_device() picks (CUDA, else MPS, else the CPU; LLM_COURSE_DEVICE names another),
+plus: the texts tokenised once (OUT/tokens.bin); random windows seeded by (seed, step), so that
+--resume, with the run's settings, gives the weights of an uninterrupted run (bit for bit on
+CPUs, to rounding on GPUs); under torchrun, DistributedDataParallel (a step takes --batch x
+processes x --grad-accum sequences); OUT/log.jsonl, the evaluations; OUT/weights-rank<r>.sha256
+the sha256 of each process's final weights; load_run(OUT), the run's model; and nothing
+destroyed that a run did not write (shared/safe_files.py), SIGTERM and Ctrl-C stopping a run at
+the end of a step, with a checkpoint.
 """
 
 import argparse
 import hashlib
 import json
 import os
-import signal
 import sys
 import time
 import warnings
@@ -54,8 +46,6 @@ from tqdm import tqdm
 from shared import (
     GPT2_SIZES,
     GPTModel,
-    check_finite,
-    check_type,
     cosine_schedule,
     generate,
     generator_states,
@@ -73,6 +63,7 @@ from shared import (
     train_model,
 )
 from shared.architecture import generator_problems
+from shared.checks import check, check_finite, check_type
 from shared.command_line import (
     CommandParser,
     HelpFormatter,
@@ -80,20 +71,20 @@ from shared.command_line import (
     given_flags,
     number_arg,
     path_arg,
+    run_main,
 )
 from shared.data import text_files, tokenize_folder
 
 
 class RandomWindows:
     """`num_slots` batches of (input, target) windows at random offsets into `tokens`: batch i
-    draws the whole global batch's offsets from a generator seeded by (seed, first_slot + i)
-    and keeps this process's share, so a step's data depends on its number alone."""
+    draws all processes' offsets from a generator seeded by (seed, first_slot + i) and keeps
+    this process's share, so a step's data depends on its number alone."""
 
     def __init__(self, tokens: np.ndarray, context: int, batch: int, num_slots: int, seed: int,
                  first_slot: int = 0, rank: int = 0, world_size: int = 1):
-        self.tokens, self.context, self.batch = tokens, context, batch
-        self.num_slots, self.seed, self.first_slot = num_slots, seed, first_slot
-        self.rank, self.world_size = rank, world_size
+        self.tokens, self.context, self.batch, self.num_slots = tokens, context, batch, num_slots
+        self.seed, self.first_slot, self.rank, self.world_size = seed, first_slot, rank, world_size
 
     def __len__(self):
         return self.num_slots
@@ -115,13 +106,11 @@ COUNT, NON_NEGATIVE = number_arg(int, 1), number_arg(int, 0)  # and floats, with
 POSITIVE = number_arg(float, 0, open_low=True, float32=True)
 NON_NEGATIVE_FLOAT = number_arg(float, 0, float32=True)
 RATE = number_arg(float, 0, 1, open_high=True)
-# Flags a resume may give anew (the others are the run's, from its checkpoint), and the flags
-# of using a run without training
-RESUME_MAY_CHANGE = {"data", "out", "resume", "steps", "stop_after", "eval_every",
-                     "eval_batches", "checkpoint_every", "compile", "quiet",
-                     "release_freed_memory"}
-USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k", "seed",
-               "overwrite"}
+TRAINING = ("grad_accum", "lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm")
+# Flags a resume may give anew (the others are the run's), and those of using a run
+RESUME_MAY_CHANGE = {"data", "out", "resume", "steps", "stop_after", "eval_every", "eval_batches",
+                     "checkpoint_every", "compile", "quiet", "release_freed_memory"}
+USING_A_RUN = {"out", "generate", "export", "new_tokens", "temperature", "top_k", "seed"}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -130,64 +119,48 @@ def make_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--data", type=path_arg, help="folder of .txt files (needed to train)")
     add("--out", type=path_arg, required=True, help="the run's folder: tokens, checkpoint, log")
-    add("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES),
-        help='the model, quoted, as in --size "gpt2-medium (355M)"')
+    add("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES), help="the model (quoted)")
     add("--emb-dim", type=COUNT, help="override the size's width")
     add("--n-layers", type=COUNT, help="override the size's depth")
     add("--n-heads", type=COUNT, help="override the size's heads")
     add("--context", type=COUNT, default=256, help="tokens the model reads")
     add("--drop-rate", type=RATE, default=0.1, help="dropout")
-    add("--batch", type=COUNT, default=8,
-        help="sequences per process per micro-batch (a step takes --grad-accum of them)")
+    add("--batch", type=COUNT, default=8, help="sequences per process per micro-batch")
     add("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
     add("--steps", type=COUNT, default=1000, help="steps of the whole run")
     add("--lr", type=POSITIVE, default=6e-4, help="peak learning rate")
     add("--min-lr", type=NON_NEGATIVE_FLOAT, default=6e-5, help="learning rate at the last step")
-    add("--warmup-steps", type=NON_NEGATIVE, default=100,
-        help="steps of linear warmup; gradient clipping starts after them")
+    add("--warmup-steps", type=NON_NEGATIVE, default=100, help="linear warmup, then clipping")
     add("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.1, help="AdamW's")
     add("--max-grad-norm", type=POSITIVE, default=1.0, help="clipping")
     add("--val-fraction", type=number_arg(float, 0, 1, open_low=True, open_high=True),
         default=0.1, help="the last share of the tokens, held out for validation")
-    add("--eval-every", type=COUNT, default=100,
-        help="steps between evaluations (printed, and logged in OUT/log.jsonl)")
+    add("--eval-every", type=COUNT, default=100, help="steps between evaluations (OUT/log.jsonl)")
     add("--eval-batches", type=COUNT, default=10, help="batches per evaluation")
-    add("--checkpoint-every", type=COUNT, default=500,
-        help="steps between checkpoints (and one at the end)")
+    add("--checkpoint-every", type=COUNT, default=500, help="steps between saves (and at the end)")
     # the windows' seeds are seed * 1_000_003 + step, and torch's seeds end at 2**64
     add("--seed", type=number_arg(int, 0, 2**32, open_high=True), default=123,
         help="the model's initial weights and the data's windows; --generate's sampling")
     add("--resume", action="store_true", help="continue OUT/checkpoint.pt; a flag left out "
         "takes the run's value, not the default shown here")
-    add("--overwrite", action="store_true",
-        help="start afresh in an OUT that holds a run, deleting the run's files once the new "
-             "run has trained a step; with --export, replace an earlier export of a model of "
-             "another shape. Never deletes a file that no run or export writes")
-    add("--stop-after", type=NON_NEGATIVE,
-        help="stop after this step, checkpointed, as a job's time limit would")
-    add("--fast", action="store_true",
-        help="SDPA attention, fused AdamW, bf16 autocast only where the processor multiplies "
-             "bf16 natively (CUDA compute capability 8.0 and above; CPUs with AVX512_BF16 or "
-             "AMX, on Linux), and tied input/output embeddings: a different model from the "
-             "book's (38.6 M fewer parameters at GPT-2 small), which learns differently")
+    add("--overwrite", action="store_true", help="start afresh in an OUT holding a run (deleted "
+        "once the new run trains a step), or replace an --export; never deletes other files")
+    add("--stop-after", type=NON_NEGATIVE, help="stop after this step, checkpointed")
+    add("--fast", action="store_true", help="SDPA attention, fused AdamW, tied embeddings (not "
+        "the book's model: 38.6 M fewer parameters at GPT-2 small) and, where the processor "
+        "multiplies bf16 natively (CUDA 8.0+, AMX or AVX512_BF16 on Linux), bf16 autocast")
     add("--compile", action="store_true", help="torch.compile the model")
-    add("--join-timeout", type=POSITIVE, default=300,
-        help="seconds a process under torchrun (RANK set) waits for the others to start")
+    add("--join-timeout", type=POSITIVE, default=300, help="seconds to wait for torchrun's others")
     add("--quiet", action="store_true",
         help="no progress bar (the evaluation lines and the rest are printed)")
-    add("--release-freed-memory", action="store_true",
-        help="keep glibc's default of returning freed memory to the system")
-    using = parser.add_argument_group("using a run's model (with --out alone, no training)")
-    using.add_argument("--generate", metavar="PROMPT", help="print a continuation of PROMPT")
-    using.add_argument("--new-tokens", type=COUNT, default=50, help="tokens --generate adds")
-    using.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.8,
-                       help="--generate's sampling temperature (0: the likeliest token)")
-    using.add_argument("--top-k", type=COUNT, default=40,
-                       help="--generate samples from this many likeliest tokens")
-    using.add_argument("--export", type=path_arg, metavar="FOLDER",
-                       help="write the model as a Hugging Face GPT-2 checkpoint "
-                            "(save_gpt2_safetensors) into FOLDER: a new or empty one, or an "
-                            "earlier export, which it replaces")
+    add("--release-freed-memory", action="store_true", help="let glibc return freed memory")
+    use = parser.add_argument_group("using a run's model (with --out alone, no training)")
+    use.add_argument("--generate", metavar="PROMPT", help="print a continuation of PROMPT")
+    use.add_argument("--new-tokens", type=COUNT, default=50, help="tokens --generate adds")
+    use.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.8, help="0: greedy")
+    use.add_argument("--top-k", type=COUNT, default=40, help="sample from the k likeliest tokens")
+    use.add_argument("--export", type=path_arg, metavar="FOLDER", help="write the model for "
+                     "transformers (save_gpt2_safetensors) into a new FOLDER or an earlier export")
     return parser
 
 
@@ -195,26 +168,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked: UsageError, naming the flag, before any work starts."""
     args, given, problems = make_parser().parse_args(argv), given_flags(make_parser(), argv), []
     if args.generate is not None or args.export is not None:
-        if others := sorted(given - USING_A_RUN):
+        if others := sorted(given - USING_A_RUN - ({"overwrite"} if args.export else set())):
             problems.append(f"--generate and --export use the run in --out and train nothing: "
                             f"leave out {', '.join(flag(dest) for dest in others)}")
         if args.generate is not None and not args.generate.strip():
             problems.append("argument --generate: an empty prompt")
-        if args.overwrite and args.export is None:
-            problems.append("--overwrite with --generate: it replaces a training run's folder, "
-                            "or --export's FOLDER; leave it out")
-        if args.export and (holds(args.export, args.out) or holds(args.out, args.export)):
-            problems.append(f"--export {args.export} is --out or holds it: the export would "
-                            "replace the run it is made from (or, inside it, block its "
-                            "--overwrite); choose another FOLDER")
     elif args.data is None:
         problems.append("--data is required to train (--generate and --export need only --out)")
     elif not args.data.is_dir():
         problems.append(f"--data {args.data} is not a folder")
-    elif holds(args.out, args.data):
-        problems.append(f"--data {args.data} is inside --out {args.out} (or is it): a run's "
-                        "folder holds only its own files; choose an --out outside the texts' "
-                        "folder")
     else:
         try:  # the checks that need no reading; the text's are tokenize_folder's
             text_files(args.data)
@@ -222,24 +184,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             problems.append(f"--data {error}")
     if args.generate is None and args.export is None:
         problems += training_problems(args, given)
-    if problems:
-        raise UsageError("; ".join(problems))
+    check(not problems, lambda: "; ".join(problems), UsageError)
     return args
 
 
 def training_problems(args: argparse.Namespace, given: set[str]) -> list[str]:
     """The training flags' problems; with --resume, args takes the run's settings."""
-    problems = []
-    if args.resume and args.overwrite:
-        problems.append("--resume continues the run in --out and --overwrite replaces it: "
-                        "give one of them")
-    if args.out.exists() and not args.out.is_dir():
-        problems.append(f"--out {args.out} is a file, not a folder")
-    elif args.resume and not (args.out / "checkpoint.pt").is_file():
-        problems.append(f"--resume: {args.out} holds no checkpoint.pt to continue" + (
-            ", as its run stopped before saving one: start it again with --overwrite"
-            if (args.out / "log.jsonl").is_file() else ""))
-    elif args.resume:
+    problems = safe_files.run_folder_problems(args.out, args.data, args.resume, args.overwrite)
+    if args.resume and not problems:
         problems += take_run_settings(args, given, int(os.environ.get("WORLD_SIZE", "1")))
     if args.min_lr > args.lr:
         problems.append(f"--min-lr {args.min_lr} is above --lr {args.lr}")
@@ -255,10 +207,6 @@ def training_problems(args: argparse.Namespace, given: set[str]) -> list[str]:
     return problems
 
 
-def holds(folder: Path, path: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
-
-
 def flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")  # --stop-after, from args.stop_after
 
@@ -266,24 +214,20 @@ def flag(dest: str) -> str:
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint's dict, its tensors memory-mapped (read only where used)."""
     state = safe_files.read_torch_file(path, mmap=True)
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise ValueError(f"{path} holds no model configuration (config): not a checkpoint of "
-                         "pretrain.py")
+    check(isinstance(state, dict) and isinstance(state.get("config"), dict),
+          f"{path} holds no model configuration (config): not a checkpoint of pretrain.py")
     return state
 
 
 def take_run_settings(args: argparse.Namespace, given: set[str], world_size: int) -> list[str]:
-    """Set args to the run's settings where the command line leaves them out; the problems:
-    given flags that differ from the run's."""
+    """Set args to the run's settings where the command line leaves them out; the problems."""
     state = read_checkpoint(args.out / "checkpoint.pt")
     config, training = state["config"], state.get("training") or {}
-    settings = {"emb_dim": config.get("emb_dim"), "n_layers": config.get("n_layers"),
-                "n_heads": config.get("n_heads"), "context": config.get("context_length"),
-                "drop_rate": config.get("drop_rate"), "fast": bool(config.get("tie_weights")),
-                "seed": state.get("seed"), "val_fraction": state.get("val_fraction"),
-                "steps": state.get("steps"), **(state.get("cadence") or {}),
-                **{name: training.get(name) for name in ("grad_accum", "lr", "min_lr",
-                   "warmup_steps", "weight_decay", "max_grad_norm")}}
+    settings = {**{name: config.get(name) for name in ("emb_dim", "n_layers", "n_heads")},
+                "context": config.get("context_length"), "drop_rate": config.get("drop_rate"),
+                "fast": bool(config.get("tie_weights")), **(state.get("cadence") or {}),
+                **{name: state.get(name) for name in ("seed", "val_fraction", "steps")},
+                **{name: training.get(name) for name in TRAINING}}
     if isinstance(training.get("batch_x_processes"), int):
         settings["batch"] = training["batch_x_processes"] / world_size
     settings = {dest: value for dest, value in settings.items() if value is not None}
@@ -314,31 +258,27 @@ def take_run_settings(args: argparse.Namespace, given: set[str], world_size: int
 @dataclass
 class Process:
     """Where this process runs and which share of the work is its own."""
-
     device: torch.device
     rank: int = 0
     world_size: int = 1
-    distributed = property(lambda self: self.world_size > 1 or dist.is_initialized())
     main = property(lambda self: self.rank == 0)
 
 
 def set_up_process(join_timeout: float = 300) -> Process:
-    """The device (shared.get_device), and under torchrun the process group, each process on
-    the GPU of its local rank."""
+    """The device (shared.get_device); under torchrun, the process group and a GPU per process."""
     device, torchrun = get_device(), "RANK" in os.environ
-    if torchrun and device.type == "cuda" and device.index is not None:
-        raise UsageError(f"LLM_COURSE_DEVICE={device} names one GPU, but under torchrun each "
-                         "process trains on the GPU of its local rank (LOCAL_RANK): set "
-                         "LLM_COURSE_DEVICE=cuda, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+    check(not torchrun or device.type != "cuda" or device.index is None, f"LLM_COURSE_DEVICE="
+          f"{device} names one GPU, but under torchrun each process trains on the GPU of its "
+          "local rank: set LLM_COURSE_DEVICE=cuda, CUDA_VISIBLE_DEVICES for the GPUs", UsageError)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", device.index or 0)))
         torch.cuda.set_device(device)
-    elif device.type == "mps" and torchrun:  # no collective exchanges MPS tensors
+    elif device.type == "mps" and torchrun:
         device = torch.device("cpu")
         if os.environ["RANK"] == "0":
             print("pretrain.py: torch.distributed cannot exchange tensors on a Mac's GPU (MPS): "
-                  "the processes train on the CPU (one process, without torchrun, uses the "
-                  "GPU)", file=sys.stderr)
+                  "the processes train on the CPU (one, without torchrun, uses the GPU)",
+                  file=sys.stderr)
     if not torchrun:
         return Process(device)
     join_process_group(process_group_backend(device), join_timeout)
@@ -352,8 +292,7 @@ def join_process_group(backend: str, timeout: float) -> None:
     waits = (f"rank {env('RANK')} of {env('WORLD_SIZE')} waits for the others at "
              f"{env('MASTER_ADDR')}:{env('MASTER_PORT')}, at most {timeout:g} s (--join-timeout)")
     hint = "" if env("TORCHELASTIC_RUN_ID") else ("; started without torchrun, its variables "
-                                                  "left set? unset RANK, WORLD_SIZE, MASTER_ADDR"
-                                                  " and MASTER_PORT to train in one process")
+        "left set? unset RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT to train in one process")
     print(f"pretrain.py: {waits}{hint}", file=sys.stderr, flush=True)
     joining = dist.rendezvous("env://", timeout=timedelta(seconds=timeout))  # a generator
     try:
@@ -375,15 +314,14 @@ def load_tokens(args: argparse.Namespace, process: Process) -> tuple[np.ndarray,
     """The training and validation tokens; one process tokenises, the others wait."""
     if process.main:
         tokenize_folder(args.data, args.out / "tokens.bin")
-    if process.distributed:
+    if dist.is_initialized():
         dist.barrier()
     tokens = tokenize_folder(args.data, args.out / "tokens.bin")
     split = int(len(tokens) * (1 - args.val_fraction))
     for name, part in (("training", tokens[:split]), ("validation", tokens[split:])):
-        if len(part) <= args.context + 1:  # RandomWindows needs one window and a shift
-            raise ValueError(f"the {name} split has {len(part):,} tokens, too few for one "
-                             f"window of --context {args.context} + 1: add text or change "
-                             f"--val-fraction ({args.val_fraction}) or --context")
+        check(len(part) > args.context + 1, f"the {name} split has {len(part):,} tokens, too "
+              f"few for one window of --context {args.context} + 1: add text or change "
+              f"--val-fraction ({args.val_fraction}) or --context")
     return tokens[:split], tokens[split:]
 
 
@@ -403,20 +341,16 @@ def build(args: argparse.Namespace, process: Process) -> tuple[GPTModel, torch.o
 
 def resume(checkpoint_path: Path, model: GPTModel, optimizer: torch.optim.Optimizer,
            process: Process, expect: dict | None = None, steps: int | None = None) -> int:
-    """Load the checkpoint into model and optimizer (untouched if it is refused: ValueError);
-    the first step still to run. Each process continues its own random streams, unless the
-    number of processes or the kind of device changed: then only dropout masks differ."""
+    """Load the checkpoint into model and optimizer (untouched if refused: ValueError); the
+    first step to run. Each process continues its random streams (new dropout masks only if
+    the number of processes or the kind of device changed)."""
     def own_generators(state):  # this process's generator states; None: none to continue
-        rng_states = state.get("rng_states")
-        if not isinstance(rng_states, list) or len(rng_states) != process.world_size:
-            return None
-        mine = rng_states[process.rank]  # an earlier pretrain.py kept the CPU's state alone
-        return {"torch_rng": mine} if isinstance(mine, torch.Tensor) else mine
+        states = state.get("rng_states")
+        if isinstance(states, list) and len(states) == process.world_size:
+            mine = states[process.rank]  # an earlier pretrain.py kept the CPU's state alone
+            return {"torch_rng": mine} if isinstance(mine, torch.Tensor) else mine
 
-    def generators_problems(state):
-        if not isinstance(state.get("rng_states"), list):
-            return ["holds no list of the processes' random-number states (rng_states): not "
-                    "a checkpoint of pretrain.py"]
+    def generators_problems(state):  # checked with the rest, before anything is loaded
         mine = own_generators(state)
         return [f"{problem} (the random-number states of process {process.rank})"
                 for problem in (generator_problems(mine) if mine is not None else [])]
@@ -447,42 +381,37 @@ LONG_CPU_RUN = 3600  # seconds: an estimate above it on a CPU is said, once
 
 
 def long_run_warning(seconds_per_step: float, steps_left: int) -> str | None:
-    if (estimate := seconds_per_step * steps_left) <= LONG_CPU_RUN:
-        return None
-    return (f"pretrain.py: at {seconds_per_step:.2g} s a step, the {steps_left:,} steps left "
-            f"take about {estimate / 3600:.1f} h on this CPU. A model that trains in minutes "
-            "there, in a new --out: --emb-dim 128 --n-layers 2 --n-heads 4 --context 64 (or a "
-            "GPU)")
+    if (estimate := seconds_per_step * steps_left) > LONG_CPU_RUN:
+        return (f"pretrain.py: at {seconds_per_step:.2g} s a step, the {steps_left:,} steps "
+                f"left take about {estimate / 3600:.1f} h on this CPU. A model that trains in "
+                "minutes there, in a new --out: --emb-dim 128 --n-layers 2 --n-heads 4 "
+                "--context 64 (or a GPU)")
 
 
 def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
         start_step: int, signals: safe_files.StopSignals, folder: safe_files.RunFolder) -> None:
-    """Train from start_step to the last step, logging and checkpointing; a signal stops it
-    after a checkpoint (RunStoppedError), a nan or infinite loss or weight before one."""
+    """Train to the last step, checkpointing; a signal stops it after a checkpoint."""
     (train_tokens, val_tokens), world_size, rank = tokens, process.world_size, process.rank
-    log_path, checkpoint_path = args.out / "log.jsonl", args.out / "checkpoint.pt"
+    last_step = args.steps - 1 if args.stop_after is None else args.stop_after
+    checkpoint_path, remaining = args.out / "checkpoint.pt", last_step + 1 - start_step
     if args.compile:
         model.compile()
-    replica = DistributedDataParallel(model) if process.distributed else model  # syncs weights
-    last_step = args.steps - 1 if args.stop_after is None else min(args.stop_after, args.steps - 1)
-    remaining = max(0, last_step + 1 - start_step)
+    replica = DistributedDataParallel(model) if dist.is_initialized() else model  # syncs weights
     train_loader = RandomWindows(train_tokens, args.context, args.batch,
                                  remaining * args.grad_accum, args.seed,
                                  start_step * args.grad_accum, rank, world_size)
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
-    saved = start_step - 1 if args.resume else None  # the step checkpoint.pt holds
     step_ends = []  # when the first steps ended, for the CPU's estimate
 
     def after_step(step, train_losses, val_losses):
-        nonlocal saved
         if evaluated := step % args.eval_every == 0:  # (train_model stops at a nan loss)
             check_finite("the training loss (evaluated)", train_losses[-1], step=step)
             check_finite("the validation loss", val_losses[-1], step=step)
         folder.trained_a_step()  # with --overwrite, the old run's files go now
         if evaluated and process.main:
-            with log_path.open("a") as log:
+            with (args.out / "log.jsonl").open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
                                       "val_loss": val_losses[-1], "time": time.time()}) + "\n")
             if args.quiet:  # train_model prints its lines only with its bar: the same here
@@ -495,13 +424,9 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                 tqdm.write(warning, file=sys.stderr)
         signum = signals.requested_anywhere(process.device)  # under torchrun, in any process
         if (step + 1) % args.checkpoint_every == 0 or step == last_step or signum:
-            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                raise FloatingPointError(f"the weights became nan or infinite at step {step}:"
-                                         " training stopped there, as every later update "
-                                         "would be nan (a lower learning rate usually avoids "
-                                         "it)")
+            folder.saving(step, model)  # nan or infinite weights: stopped, not saved
             rng_states = [generator_states()]  # the CPU's generator, and the GPUs'
-            if process.distributed:
+            if dist.is_initialized():
                 rng_states = [None] * world_size
                 dist.all_gather_object(rng_states, generator_states())
             if process.main:
@@ -510,21 +435,19 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                 **run_settings(args, world_size), steps=args.steps,
                                 cadence={name: getattr(args, name) for name
                                          in ("eval_every", "eval_batches", "checkpoint_every")})
-            saved = step
         if signum and step < last_step:
             signals.stop(step, checkpoint_path)
 
     bf16 = args.fast and supports_fast_bf16(process.device)
     if process.main:
-        print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} "
-              f"training and {len(val_tokens):,} validation tokens; steps "
-              f"{start_step}..{last_step}; {args.batch * world_size * args.grad_accum} "
-              f"sequences of {args.context} per step"
-              + (f"; products in {'bfloat16' if bf16 else 'float32'}" if args.fast else ""),
-              flush=True)
+        products = f"; products in {'bfloat16' if bf16 else 'float32'}" if args.fast else ""
+        print(f"{world_size} process(es) on {process.device.type}; {len(train_tokens):,} training "
+              f"and {len(val_tokens):,} validation tokens; steps {start_step}..{last_step}; "
+              f"{args.batch * world_size * args.grad_accum} sequences of {args.context} per step"
+              f"{products}", flush=True)
     start = time.perf_counter()
     signals.deferring = True
-    try:
+    with folder.stopping_on_nan():  # a --resume would repeat the same steps
         train_model(
             replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
             eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
@@ -533,22 +456,13 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
             max_grad_norm=args.max_grad_norm, progress=process.main and not args.quiet,
             autocast_dtype=torch.bfloat16 if bf16 else None, after_step=after_step)
-    except FloatingPointError as error:  # a --resume would repeat the same steps
-        kept = (f"{checkpoint_path} keeps step {saved}, the last saved" if saved is not None
-                else f"the run that was in {args.out} is untouched" if folder.old_run
-                else "no checkpoint was saved")
-        way_out = ("start again with a lower --lr in a new --out, which keeps this checkpoint "
-                   "(--overwrite would delete it)") if saved is not None else (
-                   "start the run again with a lower --lr and --overwrite (or in a new --out)")
-        raise FloatingPointError(f"{error}; {kept}: {way_out}") from None
     seconds, digest = time.perf_counter() - start, hashlib.sha256()
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     (args.out / f"weights-rank{rank}.sha256").write_text(digest.hexdigest() + "\n")
     if process.main:
         trained = remaining * args.batch * world_size * args.grad_accum * args.context
-        script = os.path.relpath(__file__)  # as typed from here; absolute when it is far away
-        script = script if not script.startswith(os.pardir) else os.path.abspath(__file__)
+        script = min(os.path.relpath(__file__), os.path.abspath(__file__), key=len)  # to type
         print(f"{trained:,} tokens in {seconds:.1f} s: {trained / max(seconds, 1e-9):,.0f} "
               f"tokens/s\nthe model after step {last_step}: {checkpoint_path}. Generate from "
               f"it with\n  python {script} --out {args.out} --generate \"Every effort moves "
@@ -557,13 +471,11 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
 
 
 def run_settings(args: argparse.Namespace, world_size: int) -> dict:
-    """What decides the weights besides the model (all processes' batch: the windows of a
-    step): a checkpoint records it, and a resume must repeat it."""
-    training = {name: getattr(args, name) for name in ("grad_accum", "lr", "min_lr",
-                "warmup_steps", "weight_decay", "max_grad_norm")}
+    """What decides the weights besides the model: a checkpoint records it, a resume repeats it."""
     tokens = json.loads((args.out / "tokens.json").read_text())  # tokenize_folder's manifest
     return {"seed": args.seed, "data_sha256": tokens["sha256"], "val_fraction": args.val_fraction,
-            "training": {"batch_x_processes": args.batch * world_size, **training}}
+            "training": {"batch_x_processes": args.batch * world_size,
+                         **{name: getattr(args, name) for name in TRAINING}}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -582,11 +494,9 @@ def main(argv: list[str] | None = None) -> None:
             start_step = 0 if not args.resume else resume(
                 args.out / "checkpoint.pt", model, optimizer, process, steps=args.steps,
                 expect=run_settings(args, process.world_size))
-            if start_step > (last := args.steps - 1 if args.stop_after is None
-                             else args.stop_after):
-                raise ValueError(f"the checkpoint is at step {start_step - 1} and this run "
-                                 f"ends at step {last}: nothing left to train (raise --steps "
-                                 "or --stop-after)")
+            last = args.steps - 1 if args.stop_after is None else args.stop_after
+            check(start_step <= last, f"the checkpoint is at step {start_step - 1} and this run "
+                  f"ends at step {last}: nothing left to train (raise --steps or --stop-after)")
             folder.begin(start_step)
             run(args, process, model, optimizer, tokens, start_step, signals, folder)
     finally:
@@ -599,13 +509,9 @@ def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
     mode; the caller's random numbers stay as they were."""
     check_type("out", out, (str, os.PathLike), "the run's folder (a str or a Path)")
     path = Path(out)
-    if path.is_file() and path.name != "checkpoint.pt":
-        raise NotADirectoryError(f"load_run: {out} is a file: give the run's folder (the "
-                                 "--out of pretrain.py) or its checkpoint.pt")
-    path = path if path.is_file() else path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{out} holds no checkpoint.pt: not a run of pretrain.py, or "
-                                "one that saved none yet")
+    check(not path.is_file() or path.name == "checkpoint.pt", f"load_run: {out} is a file: give "
+          "the run's folder (the --out of pretrain.py) or its checkpoint.pt", NotADirectoryError)
+    path = path if path.is_file() else path / "checkpoint.pt"  # read_checkpoint: if it is there
     with torch.random.fork_rng(devices=[]):  # GPTModel draws initial weights, then replaced
         model = GPTModel(read_checkpoint(path)["config"])
     load_checkpoint(path, model, restore_rng=False)
@@ -613,43 +519,32 @@ def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
 
 
 def use_run(args: argparse.Namespace) -> None:
-    """--export and --generate: the run's model written for transformers, or a prompt's
-    continuation."""
-    export = args.export
-    if export:
-        safe_files.check_export_folder(export)  # --overwrite replaces an export, nothing else
+    """--export and --generate: the run's model for transformers, or a prompt's continuation."""
+    if args.export:
+        safe_files.check_export_folder(args.export, args.out)  # --overwrite: an export alone
     model = load_run(args.out, get_device())
-    if export:
+    if args.export:
         try:
-            save_gpt2_safetensors(model, export, replace=args.overwrite)
+            save_gpt2_safetensors(model, args.export, replace=args.overwrite)
         except FileExistsError as error:  # its words are Python's: replace=True
             raise FileExistsError(str(error).replace("pass replace=True", "add --overwrite")
                                   ) from None
-        print(f"wrote {export / 'model.safetensors'} and config.json: "
-              f"transformers.GPT2LMHeadModel.from_pretrained({str(export)!r}) reads them",
-              flush=True)
+        print(f"wrote {args.export / 'model.safetensors'} and config.json: transformers."
+              f"GPT2LMHeadModel.from_pretrained({str(args.export)!r}) reads them", flush=True)
     if args.generate is not None:
         tokenizer = tiktoken.get_encoding("gpt2")
         torch.manual_seed(args.seed)
-        prompt = text_to_token_ids(args.generate, tokenizer).to(model.pos_emb.weight.device)
-        ids = generate(model, prompt, max_new_tokens=args.new_tokens, temperature=args.temperature,
-                       top_k=args.top_k)
+        ids = text_to_token_ids(args.generate, tokenizer).to(model.pos_emb.weight.device)
+        ids = generate(model, ids, args.new_tokens, temperature=args.temperature, top_k=args.top_k)
         print(token_ids_to_text(ids.cpu(), tokenizer), flush=True)
 
 
 if __name__ == "__main__":
     warnings.formatwarning = lambda message, *_: f"pretrain.py: {message}\n"  # as one line
-    try:
-        main()
-    except UsageError as error:  # a bad flag: one line and status 2, as command lines do
-        print(f"pretrain.py: error: {error} (see --help)", file=sys.stderr)
-        sys.exit(2)
+    try:  # a bad flag: status 2; bad data, checkpoint or folder: 1; Ctrl-C at once: 130
+        run_main(main, "pretrain.py")
+    except FloatingPointError as error:  # a loss that became nan: status 1, as bad data
+        sys.exit(f"pretrain.py: {error}")
     except safe_files.RunStoppedError as stopped:  # the status a shell gives a signal's end
         print(f"pretrain.py: {stopped}", file=sys.stderr)
         sys.exit(128 + stopped.signum)
-    except KeyboardInterrupt:
-        print("pretrain.py: stopped at once by Ctrl-C; --out holds the last checkpoint saved, "
-              "if any", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-    except (ValueError, OSError, FloatingPointError) as error:  # bad data, checkpoint or folder,
-        sys.exit(f"pretrain.py: {error}")  # or a loss that became nan: status 1

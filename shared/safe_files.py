@@ -19,17 +19,22 @@ One file of torch.save's, for chapter 5's checkpoints (5.4.1) and pretrain.py:
   when it is saved, not found when it is loaded.
 
 A training run's folder, ch05_pretraining/pretrain.py's --out, in one line there each:
+- `run_folder_problems`: the command line's --out (a folder, not holding --data), --resume and
+  --overwrite, checked before anything is read or made;
 - `RunFolder`: which files a run writes; the claim (a folder of other files, or another run,
   refused before anything is written); a run refused before it trained leaves the folder as
   it was; `--overwrite` deletes the old run's files only once the new run has trained a step;
-  a resume's log trimmed to the steps before it. Built from `not_ours` (the files in a folder
+  a resume's log trimmed to the steps before it; a run stopped by a nan says what the folder
+  keeps and how to start again. Built from `not_ours` (the files in a folder
   that a program did not write), `claim_run_folder` / `release_run_folder` (one run at a
   time: a kernel lock that a killed run does not leave behind, `RunFolderBusyError` naming
   the run that holds it), `not_there_yet` / `remove_made` and `remove_files`;
-- `check_export_folder`: --export never replaces a folder holding a learner's own files;
+- `check_export_folder`: --export never replaces the run or a folder holding a learner's
+  own files;
 - `StopSignals` / `RunStoppedError`: SIGTERM and Ctrl-C stop a run at the end of a step.
 """
 
+import contextlib
 import glob
 import io
 import json
@@ -328,6 +333,30 @@ def release_run_folder(lock) -> None:
     lock.close()
 
 
+def run_folder_problems(path: Path, data: Path | None, resume: bool, overwrite: bool
+                        ) -> list[str]:
+    """What keeps pretrain.py's --out `path` from taking a run on the texts in `data` as
+    --resume and --overwrite ask, found without reading or making anything (RunFolder.claim
+    checks the files in it)."""
+    problems = ["--resume continues the run in --out and --overwrite replaces it: give one of "
+                "them"] if resume and overwrite else []
+    if data is not None and data.is_dir() and _inside(data, path):
+        problems.append(f"--data {data} is inside --out {path} (or is it): a run's folder holds "
+                        "only its own files; choose an --out outside the texts' folder")
+    if path.exists() and not path.is_dir():
+        problems.append(f"--out {path} is a file, not a folder")
+    elif resume and not (path / "checkpoint.pt").is_file():
+        problems.append(f"--resume: {path} holds no checkpoint.pt to continue" + (
+            ", as its run stopped before saving one: start it again with --overwrite"
+            if (path / "log.jsonl").is_file() else ""))
+    return problems
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or inside it, links resolved."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 class RunFolder:
     """pretrain.py's --out, a training run's folder: a run writes only the files `FILES`
     matches, and deletes nothing else. Used as `with RunFolder(out, resume, overwrite).claim()`:
@@ -343,6 +372,8 @@ class RunFolder:
       logs the steps after its checkpoint again, and a crash can leave half a line);
     - `trained_a_step()`: with `overwrite`, the old run's files go once the new run has
       trained a step (a run refused or failing before that keeps the old run);
+    - `saving(step, model)` refuses nan weights and notes the step checkpoint.pt holds,
+      for `stopping_on_nan()`, which says what a run stopped by a nan keeps;
     - leaving the `with` block lets go of the folder.
     """
 
@@ -354,6 +385,7 @@ class RunFolder:
     def __init__(self, path: Path, resume: bool = False, overwrite: bool = False):
         self.path, self.resume, self.overwrite = Path(path), resume, overwrite
         self.lock, self.made, self.old_run, self.began = None, [], False, False
+        self.saved_step = None  # the step checkpoint.pt holds
 
     def claim(self, rank: int = 0) -> "RunFolder":
         """Under torch.distributed, rank 0 claims the folder and tells the others, which stop
@@ -401,7 +433,7 @@ class RunFolder:
                              "another folder")
 
     def begin(self, start_step: int) -> None:
-        self.began = True
+        self.began, self.saved_step = True, start_step - 1 if self.resume else None
         log = self.path / "log.jsonl"
         if self.lock is None or self.overwrite or not log.is_file():
             return
@@ -419,6 +451,32 @@ class RunFolder:
             remove_files(self.path, self.FILES, keep=self.MADE_FIRST)
             self.old_run = False
 
+    def saving(self, step: int, model: torch.nn.Module) -> None:
+        """Before checkpoint.pt is saved after `step`: refuse (FloatingPointError) weights that
+        became nan or infinite, which would replace the last good checkpoint."""
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise FloatingPointError(f"the weights became nan or infinite at step {step}: "
+                                     "training stopped there, as every later update would be "
+                                     "nan (a lower learning rate usually avoids it)")
+        self.saved_step = step
+
+    @contextlib.contextmanager
+    def stopping_on_nan(self) -> Iterator[None]:
+        """A FloatingPointError in the block (a nan loss or weight) raised again, saying what
+        the folder keeps and how to start again (a --resume would repeat the same steps)."""
+        try:
+            yield
+        except FloatingPointError as error:
+            if self.saved_step is not None:
+                kept = (f"{self.path / 'checkpoint.pt'} keeps step {self.saved_step}, the last "
+                        "saved: start again with a lower --lr in a new --out, which keeps this "
+                        "checkpoint (--overwrite would delete it)")
+            else:
+                kept = (f"the run that was in {self.path} is untouched" if self.old_run else
+                        "no checkpoint was saved") + (": start the run again with a lower --lr "
+                                                      "and --overwrite (or in a new --out)")
+            raise FloatingPointError(f"{error}; {kept}") from None
+
     def __enter__(self) -> "RunFolder":
         return self
 
@@ -432,10 +490,15 @@ class RunFolder:
 EXPORT_FILES = r"config\.json|model\.safetensors"  # what save_gpt2_safetensors writes
 
 
-def check_export_folder(folder: Path) -> None:
-    """Refuse (FileExistsError) pretrain.py's --export FOLDER when it is a file, or holds files
-    that save_gpt2_safetensors does not write: what --overwrite lets it replace is an earlier
-    export, never a learner's own files."""
+def check_export_folder(folder: Path, run: Path | None = None) -> None:
+    """Refuse pretrain.py's --export FOLDER when it is the --out `run`, inside it or holding it
+    (UsageError), when it is a file, or when it holds files that save_gpt2_safetensors does
+    not write (FileExistsError): what --overwrite lets it replace is an earlier export, never a
+    run or a learner's own files."""
+    if run is not None and (_inside(folder, run) or _inside(run, folder)):
+        raise UsageError(f"--export {folder} is --out or holds it: the export would replace the "
+                         "run it is made from (or, inside it, block its --overwrite); choose "
+                         "another FOLDER")
     if folder.is_file() and not folder.is_symlink():
         raise FileExistsError(f"--export {folder} is a file, which pretrain.py never deletes, "
                               "even with --overwrite: choose a new or empty FOLDER")

@@ -33,6 +33,7 @@ from shared.safe_files import (
     release_run_folder,
     remove_files,
     remove_made,
+    run_folder_problems,
     write_model_folder,
 )
 
@@ -354,6 +355,71 @@ def test_an_unclaimed_run_folder_does_nothing(tmp_path):
             folder.trained_a_step()
             raise ValueError
     assert folder_state(out) == before
+
+
+@pytest.mark.parametrize("files, data, resume, overwrite, wanted", [
+    (["checkpoint.pt"], None, True, True, ["--resume continues the run in --out and "
+                                           "--overwrite replaces it: give one of them"]),
+    ([], "texts", False, False, ["--data {out}/texts is inside --out {out} (or is it)"]),
+    (["log.jsonl"], None, True, False, ["--resume: {out} holds no checkpoint.pt to continue, as "
+                                        "its run stopped before saving one"]),
+    ([], None, False, True, []),
+])
+def test_run_folder_problems_names_the_flags_before_anything_is_made(tmp_path, files, data,
+                                                                      resume, overwrite, wanted):
+    out = tmp_path / "run"
+    (out / "texts").mkdir(parents=True)
+    for name in files:
+        (out / name).write_text("")
+    problems = run_folder_problems(out, data and out / data, resume, overwrite)
+    assert len(problems) == len(wanted)
+    for problem, start in zip(problems, wanted):
+        assert problem.startswith(start.format(out=out))
+    (tmp_path / "file").write_text("")
+    assert run_folder_problems(tmp_path / "file", None, False, False) == [
+        f"--out {tmp_path / 'file'} is a file, not a folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run"]  # nothing made
+
+
+@pytest.mark.parametrize("saved, old_run, says", [
+    (None, False, "no checkpoint was saved: start the run again with a lower --lr and "
+                  "--overwrite"),
+    (None, True, "the run that was in {out} is untouched: start the run again"),
+    (4, False, "{out}/checkpoint.pt keeps step 4, the last saved: start again with a lower --lr "
+               "in a new --out"),
+])
+def test_run_folder_stopped_by_a_nan_says_what_it_keeps(tmp_path, saved, old_run, says):
+    folder = RunFolder(tmp_path)
+    folder.old_run = old_run
+    if saved is not None:
+        folder.saving(saved, torch.nn.Linear(2, 2))
+    with pytest.raises(FloatingPointError) as error:
+        with folder.stopping_on_nan():
+            raise FloatingPointError("the loss became nan at step 5")
+    assert str(error.value).startswith("the loss became nan at step 5; "
+                                       + says.format(out=tmp_path))
+    with pytest.raises(ValueError, match="^other$"):  # any other error passes unchanged
+        with folder.stopping_on_nan():
+            raise ValueError("other")
+
+
+def test_run_folder_never_saves_weights_that_became_nan(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    folder = RunFolder(tmp_path)
+    with pytest.raises(FloatingPointError, match="the weights became nan or infinite at step 3"):
+        folder.saving(3, model)
+    assert folder.saved_step is None
+
+
+def test_check_export_folder_refuses_the_runs_folder_or_one_holding_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for folder in (run, run / "hf", tmp_path):
+        with pytest.raises(UsageError, match=re.escape(f"--export {folder} is --out or holds it")):
+            check_export_folder(folder, run)
+    check_export_folder(tmp_path / "hf", run)
 
 
 def test_check_export_folder_refuses_a_file_or_a_folder_of_other_files(tmp_path):
