@@ -2,7 +2,7 @@
 
 pytest loads this file for every test under the repository (fixtures nearer a test, in a
 chapter's own conftest.py, are defined there). Settings for the whole run (pinned numerics,
-text progress bars) are the plugin shared/pytest_setup.py, loaded by pyproject's addopts.
+text progress bars) are the plugin shared/tooling/pytest_setup.py, loaded by pyproject's addopts.
 
 - `TINY_GPT`, `tiny_gpt(seed=0, **change)`: the tiny test GPT, a chapter-4 `GPTModel` small
   enough to train in milliseconds. A test file that needs another shape states only what

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from shared.command_line import run_main
-from shared.diagrams import COLORS, Diagram, blend, main, registry
+from shared.tooling.diagrams import COLORS, Diagram, blend, main, registry
 
 
 FIGURES, figure = registry()

@@ -1,5 +1,5 @@
 # Generated from ch04_gpt_model/beyond_3_modern_blocks.ipynb
-# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# by `python -m shared.tooling.notebooks export`. Do not edit: change the notebook's cells
 # marked `#| export modern`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 

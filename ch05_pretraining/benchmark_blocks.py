@@ -5,7 +5,7 @@ trained on The Verdict with the same budget (the notebook trains each once, from
 
 For each seed, both models start from that seed and see the same shuffled batches; the runs
 draw their random numbers as the notebook's do (the same evaluations), so that with the
-notebook runner's numerics (--pinned, shared/numerics.py: one thread, AVX2 kernels) seed 123
+notebook runner's numerics (--pinned, shared/tooling/numerics.py: one thread, AVX2 kernels) seed 123
 gives the notebook's numbers. Printed: parameters, the final training and validation losses
 over the whole loaders, and, for the modern model (which has no position table), the loss on
 windows of 128 validation tokens starting every 32 at positions 0-63 (trained on) and 64-127
@@ -32,7 +32,7 @@ from shared import (
     train_model_simple,
 )
 from shared.command_line import CommandParser, number_arg, run_main
-from shared.numerics import pin_numerics
+from shared.tooling.numerics import pin_numerics
 
 
 GPT2_BLOCK = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)

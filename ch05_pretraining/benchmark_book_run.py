@@ -19,7 +19,7 @@ import platform
 import time
 
 from shared.command_line import CommandParser, run_main
-from shared.numerics import pin_numerics
+from shared.tooling.numerics import pin_numerics
 
 
 def book_run(fast: bool) -> tuple[float, float, float]:

@@ -1,5 +1,5 @@
 # Generated from ch05_pretraining/beyond_3_decoding.ipynb
-# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# by `python -m shared.tooling.notebooks export`. Do not edit: change the notebook's cells
 # marked `#| export decoding`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 from shared.command_line import run_main
-from shared.diagrams import COLORS, Diagram, main, registry
+from shared.tooling.diagrams import COLORS, Diagram, main, registry
 
 
 FIGURES, figure = registry()

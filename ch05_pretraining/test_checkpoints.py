@@ -531,7 +531,7 @@ def test_gpu_generators_a_cpu_only_machine_lacks_are_skipped_and_named(tmp_path,
 
 
 def test_a_cpu_checkpoint_loads_its_values_into_a_model_on_a_gpu(tmp_path):
-    from shared.fake_gpu import FAKE_GPU  # the tests' stand-in GPU: values, and CUDA's checks
+    from shared.tooling.fake_gpu import FAKE_GPU  # the tests' stand-in GPU: CUDA's checks
 
     saved, saved_optimizer = trained(3)
     save_checkpoint(tmp_path / "c.pth", saved, saved_optimizer, step=2)

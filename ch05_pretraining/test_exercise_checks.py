@@ -8,7 +8,7 @@ from torch.utils._pytree import tree_leaves
 
 from ch05_pretraining import exercise_checks
 from shared import GPTModel, gpt2_config, load_checkpoint
-from shared.fake_gpu import FAKE_GPU
+from shared.tooling.fake_gpu import FAKE_GPU
 
 
 class NoFloat64OffTheCPU(TorchFunctionMode):

@@ -1,5 +1,6 @@
-"""Chapter 5's other modules copy out on their own too (`python -m shared.notebooks standalone
-ch05_pretraining.<module>`): each standalone file runs outside the repository and passes ruff."""
+"""Chapter 5's other modules copy out on their own too (`python -m shared.tooling.notebooks
+standalone ch05_pretraining.<module>`): each standalone file runs outside the repository and
+passes ruff."""
 
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import textwrap
 import pytest
 
 from shared.data import PROJECT_ROOT
-from shared.standalone import standalone_source
-from shared.test_standalone import (
+from shared.tooling.standalone import standalone_source
+from shared.tooling.test_standalone import (
     ALL_PACKAGES,
     imports_only_what_the_header_names,
     refuse_imports_of,

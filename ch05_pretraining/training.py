@@ -1,5 +1,5 @@
 # Generated from ch05_pretraining/beyond_4_training.ipynb
-# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# by `python -m shared.tooling.notebooks export`. Do not edit: change the notebook's cells
 # marked `#| export training`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 

@@ -26,7 +26,7 @@ from ch06_classification.final_versions import (
 from ch06_classification.lora import replace_linear_with_lora
 from shared import GPTModel, data_dir, gpt2_config, set_seed
 from shared.command_line import CommandParser, number_arg, run_main
-from shared.numerics import pin_numerics
+from shared.tooling.numerics import pin_numerics
 
 
 def main(rates):

@@ -42,7 +42,7 @@ from shared import (
     train_model_simple,
 )
 from shared.data import PROJECT_ROOT
-from shared.gpu_memory import logits_of
+from shared.tooling.gpu_memory import logits_of
 
 
 META = torch.device("meta")
@@ -78,7 +78,7 @@ class LetterTokenizer:
 def test_generate_responses_builds_its_prompts_on_the_device_it_is_given(monkeypatch):
     # On the stand-in GPU (generate refuses a model on `meta`: it has no values). The ids are
     # kept as generation returns them, for their device and length.
-    from shared.fake_gpu import FAKE_GPU
+    from shared.tooling.fake_gpu import FAKE_GPU
 
     generated = []
     monkeypatch.setattr(instructions, "token_ids_to_text",

@@ -1,9 +1,9 @@
 """How the course's command lines end on a user's mistake: one line and a non-zero status.
 
-Every script with a `__main__` block (benchmarks, figure drawers, `python -m shared.notebooks`)
-runs its main through `run_main`, parses flags with `CommandParser`, and checks numeric flags
-with `number_arg` (paths with `path_arg`), so that a bad path, flag or cell is named in one
-line, never a traceback.
+Every script with a `__main__` block (benchmarks, figure drawers,
+`python -m shared.tooling.notebooks`) runs its main through `run_main`, parses flags with
+`CommandParser`, and checks numeric flags with `number_arg` (paths with `path_arg`), so that a
+bad path, flag or cell is named in one line, never a traceback.
 """
 
 import argparse
@@ -29,7 +29,7 @@ def run_main(main: Callable[[], int | None], prog: str | None = None) -> NoRetur
     (a UsageError: `prog: error: message (see --help)` and 2, as argparse's); Ctrl-C in
     `prog: interrupted` and 130, the status a shell gives SIGINT. Any other exception is a
     bug, and keeps its traceback: that is what a traceback is for. `prog` defaults to the
-    module run with `python -m` (shared.notebooks), else the script's file name.
+    module run with `python -m` (shared.tooling.notebooks), else the script's file name.
     """
     if prog is None:
         spec = getattr(sys.modules["__main__"], "__spec__", None)

@@ -374,6 +374,10 @@ def prepare_tiktoken_cache() -> None:
     warning names it. tiktoken still checks the files' hashes. Without a local copy this does
     nothing, and tiktoken downloads the files itself; an empty TIKTOKEN_CACHE_DIR is tiktoken's
     "no cache", and nothing is written either.
+
+    Importing `shared` does not call it: the test run (shared/tooling/pytest_setup.py) and the
+    notebook runner do, before any kernel starts (kernels inherit TIKTOKEN_CACHE_DIR), and so
+    does a course function that loads GPT-2's encoding itself.
     """
     folder = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken"))
     if not folder:  # not Path(""), the current folder
@@ -391,7 +395,7 @@ def prepare_tiktoken_cache() -> None:
                           f"GPT-2's BPE files; they were copied to {other}, and "
                           f"TIKTOKEN_CACHE_DIR now points at {other}", stacklevel=2)
             return
-    # Best effort: a read-only cache must not break `import shared`.
+    # Best effort: a read-only cache must not break the caller (a test run, a notebook run).
     warnings.warn(f"could not prepare tiktoken's offline cache: {problem}. "
                   f"tiktoken.get_encoding('gpt2') needs GPT-2's BPE files there: make {cache} "
                   f"writable, or point TIKTOKEN_CACHE_DIR at a writable folder", stacklevel=2)
@@ -506,6 +510,7 @@ def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
     except (OSError, ValueError, KeyError, TypeError):  # missing, or a damaged manifest
         intact = False
     if not intact:
+        prepare_tiktoken_cache()  # offline with the data mirror too
         tokenizer, ids = tiktoken.get_encoding("gpt2"), []
         for file in files:
             try:

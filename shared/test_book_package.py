@@ -171,7 +171,7 @@ RUNNER = textwrap.dedent("""
     import sys
     import pytest
     from shared import test_book_package as harness
-    from shared.numerics import pin_numerics
+    from shared.tooling.numerics import pin_numerics
     pin_numerics()
     harness.serve_downloads_from_the_course_data()
     harness.install_the_course_as_the_book()

@@ -46,8 +46,8 @@ import pytest
 if __name__ == "__main__":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared import notebooks  # noqa: E402
 from shared.test_first_use import _relative, _Uses, exported_names  # noqa: E402
+from shared.tooling import notebooks  # noqa: E402
 
 
 BEYOND = "(beyond the book)"
@@ -415,7 +415,7 @@ def test_only_exported_code_beyond_the_book_opens_collapsed(notebook):
             "exported code beyond the book")
         assert cell.metadata.get("jupyter") == {"source_hidden": True}, (
             f"{notebook.name}: cell {index} is not collapsed: run "
-            "`python -m shared.notebooks normalize`")
+            "`python -m shared.tooling.notebooks normalize`")
     says_so = "open folded" in cells[0].source  # the introduction tells the learner
     assert says_so == (folded > 0), (
         f"{notebook.name}: {folded} folded cells, and the introduction "

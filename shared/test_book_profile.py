@@ -15,9 +15,9 @@ book profile.
 
 The book profile is the one a learner runs on a GPU (its `device` is `get_device()`), so the
 test runs it on one: LLM_COURSE_DEVICE=fakegpu makes `get_device()` return the stand-in GPU of
-shared/fake_gpu.py, where any tensor a cell, an exercise check or a solution leaves on the CPU
-and mixes with the model's stops the run with CUDA's device-mismatch error. A last cell checks
-that the notebook's `device` and its model were there.
+shared/tooling/fake_gpu.py, where any tensor a cell, an exercise check or a solution leaves on
+the CPU and mixes with the model's stops the run with CUDA's device-mismatch error. A last cell
+checks that the notebook's `device` and its model were there.
 """
 
 import time

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from shared import notebooks
 from shared.command_line import (
     CommandParser,
     HelpFormatter,
@@ -25,7 +24,8 @@ from shared.command_line import (
     run_main,
 )
 from shared.data import PROJECT_ROOT, DataFetchError
-from shared.test_notebooks import make_notebook
+from shared.tooling import notebooks
+from shared.tooling.test_notebooks import make_notebook
 
 
 # Every module of the project with a `__main__` block: a command line. pretrain.py reports its
@@ -39,7 +39,7 @@ def main_block(path) -> ast.If | None:
 
 COMMAND_LINES = sorted(
     path.relative_to(PROJECT_ROOT).as_posix()
-    for path in [*PROJECT_ROOT.glob("shared/*.py"), *PROJECT_ROOT.glob("ch*/*.py")]
+    for path in [*PROJECT_ROOT.glob("shared/**/*.py"), *PROJECT_ROOT.glob("ch*/*.py")]
     if not path.name.startswith("test_") and path.name != "pretrain.py" and main_block(path))
 
 
@@ -62,7 +62,7 @@ def a_lesson_with_a_syntax_error(folder):
 
 
 def test_the_command_lines_are_found():
-    assert {"shared/notebooks.py", "ch02_text_data/benchmark_bpe.py",
+    assert {"shared/tooling/notebooks.py", "ch02_text_data/benchmark_bpe.py",
             "ch07_instructions/draw_figures.py"} <= set(COMMAND_LINES)
 
 
@@ -76,26 +76,27 @@ def test_every_command_line_runs_its_main_through_run_main(path):
 # Real processes ----------------------------------------------------------------------------
 
 def test_a_folder_for_a_notebook_names_it_and_a_notebook_in_it():
-    result = run_command("-m", "shared.notebooks", "export", "ch05_pretraining")
+    result = run_command("-m", "shared.tooling.notebooks", "export", "ch05_pretraining")
     assert result.returncode == 1
     assert one_line(result.stderr) == (
-        "shared.notebooks: ch05_pretraining is a folder, not a notebook (give a .ipynb path, "
-        "e.g. ch05_pretraining/pretraining.ipynb)")
+        "shared.tooling.notebooks: ch05_pretraining is a folder, not a notebook (give a .ipynb "
+        "path, e.g. ch05_pretraining/pretraining.ipynb)")
 
 
 def test_a_syntax_error_in_an_exported_cell_names_the_notebook_and_the_cell(tmp_path):
     notebook = a_lesson_with_a_syntax_error(tmp_path)
-    result = run_command("-m", "shared.notebooks", "export", notebook)
+    result = run_command("-m", "shared.tooling.notebooks", "export", notebook)
     assert result.returncode == 1
     assert one_line(result.stderr) == (  # line 4 of the cell as the notebook shows it
-        f"shared.notebooks: {notebook} cell 1, 1.2 Areas, line 4: '(' was never closed: "
+        f"shared.tooling.notebooks: {notebook} cell 1, 1.2 Areas, line 4: '(' was never closed: "
         "def area(r:")
     assert not (tmp_path / "lesson.py").exists()
 
 
 def test_standalone_into_a_missing_folder_names_the_folder(tmp_path):
     output = tmp_path / "not" / "there" / "gpt.py"
-    result = run_command("-m", "shared.notebooks", "standalone", "ch04_gpt_model", "-o", output)
+    result = run_command("-m", "shared.tooling.notebooks", "standalone", "ch04_gpt_model",
+                         "-o", output)
     assert result.returncode == 1
     assert f"there is no folder {output.parent}" in one_line(result.stderr)
 
@@ -111,7 +112,7 @@ def test_a_bad_flag_is_one_usage_line_with_status_2():
 
 def notebooks_command(capsys, *argv) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_:
-        run_main(lambda: notebooks.main([str(a) for a in argv]), prog="shared.notebooks")
+        run_main(lambda: notebooks.main([str(a) for a in argv]), prog="shared.tooling.notebooks")
     return exit_.value.code, one_line(capsys.readouterr().err)
 
 
@@ -125,14 +126,14 @@ def test_a_file_that_is_not_a_notebook_is_named(tmp_path, capsys, text, problem)
     path = tmp_path / "lesson.ipynb"
     path.write_text(text)
     status, line = notebooks_command(capsys, "check", path)
-    assert status == 1 and line.startswith(f"shared.notebooks: {path} {problem}")
+    assert status == 1 and line.startswith(f"shared.tooling.notebooks: {path} {problem}")
 
 
 def test_a_module_for_a_notebook_points_to_the_notebook(capsys):
     status, line = notebooks_command(capsys, "export", "ch02_text_data/text_data.py")
     assert status == 1 and line == (
-        "shared.notebooks: ch02_text_data/text_data.py is not a notebook (give a .ipynb path, "
-        "e.g. ch02_text_data/text_data.ipynb)")
+        "shared.tooling.notebooks: ch02_text_data/text_data.py is not a notebook (give a .ipynb "
+        "path, e.g. ch02_text_data/text_data.ipynb)")
 
 
 def test_a_missing_notebook_is_named(tmp_path, capsys):
@@ -171,7 +172,7 @@ def test_standalone_into_a_folder_asks_for_a_file(tmp_path, capsys):
 def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
     status, line = notebooks_command(capsys, *argv)
     assert status == 2 and problem in line
-    assert line.startswith("python -m shared.notebooks: error: ")
+    assert line.startswith("python -m shared.tooling.notebooks: error: ")
 
 
 # The chapter scripts, in this process --------------------------------------------------------
@@ -191,7 +192,7 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
      2, "argument --memory-limit: 'x' is not a finite number"),
     ("ch06_classification/lora_learning_rates.py", ["abc"],
      2, "argument lr: 'abc' is not a finite number"),
-    ("shared/module_stats.py", ["extra"], 2, "unrecognized arguments: extra"),
+    ("shared/tooling/module_stats.py", ["extra"], 2, "unrecognized arguments: extra"),
 ])
 def test_a_script_ends_a_bad_argument_in_one_line(monkeypatch, capsys, script, args, status,
                                                   problem):
@@ -208,7 +209,7 @@ def test_a_figure_that_cannot_be_written_is_one_line(monkeypatch, capsys, script
     def refuse(self, path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("shared.diagrams.Diagram.save", refuse)
+    monkeypatch.setattr("shared.tooling.diagrams.Diagram.save", refuse)
     monkeypatch.setattr(sys, "argv", [str(script)])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(script), run_name="__main__")

@@ -10,8 +10,8 @@ import re
 import nbformat
 import pytest
 
-from shared import notebooks
 from shared.data import PROJECT_ROOT
+from shared.tooling import notebooks
 
 
 # chapter folder -> (the book's numbered sections, the book's exercises)

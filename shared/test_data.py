@@ -270,6 +270,7 @@ def test_tiktoken_gpt2_works_offline_from_a_mirror(tmp_path, monkeypatch):
         "def no_network(*a, **k): raise OSError('network used')\n"
         "socket.socket.connect = no_network\n"
         "import shared, tiktoken\n"
+        "shared.prepare_tiktoken_cache()\n"
         "print(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -296,7 +297,7 @@ def run_without_permission_override(code: str, env: dict):
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
 
 
-def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
+def test_read_only_data_folder_never_breaks_the_tiktoken_cache_and_fetch_says_why():
     import os
     import shutil
     import stat
@@ -311,6 +312,7 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
         code = (
             "import os; os.environ.pop('TIKTOKEN_CACHE_DIR', None)\n"
             "import shared\n"
+            "shared.prepare_tiktoken_cache()\n"
             "try:\n"
             "    shared.fetch('the-verdict', download=False)\n"
             "except shared.DataFetchError as error:\n"
@@ -326,6 +328,33 @@ def test_read_only_data_folder_never_breaks_import_and_fetch_says_why():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+# prepare_tiktoken_cache: only when called, never on import ------------------------------------
+
+def test_importing_shared_sets_no_variable_and_writes_no_file(tmp_path):
+    """`import shared` and `from shared import *` (every chapter's module) in a fresh interpreter
+    leave the environment and the disk as they were, with GPT-2's files in the mirror and an
+    empty data/ folder: preparing tiktoken's cache is the caller's step."""
+    import os
+    import subprocess
+    import sys
+
+    work, data_folder, temp = tmp_path / "work", tmp_path / "data", tmp_path / "tmp"
+    for folder in (work, data_folder, temp):
+        folder.mkdir()
+    env = {name: value for name, value in os.environ.items() if name != "TIKTOKEN_CACHE_DIR"}
+    env.update({data.DATA_DIR_ENV: str(data_folder), "TMPDIR": str(temp),
+                data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent),
+                "PYTHONPATH": str(data.PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
+    code = ("import os\nbefore = dict(os.environ)\nimport shared\nfrom shared import *\n"
+            "print(sorted(k for k in {*before, *os.environ}\n"
+            "             if before.get(k) != os.environ.get(k)))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", f"import shared set {result.stdout.strip()}"
+    assert [list(folder.iterdir()) for folder in (work, data_folder, temp)] == [[], [], []]
+
+
 # tiktoken's cache, read-only or turned off, never reaches the network -------------------------
 
 NO_NETWORK = (  # a fresh interpreter in which any use of the network fails loudly
@@ -335,7 +364,8 @@ NO_NETWORK = (  # a fresh interpreter in which any use of the network fails loud
     "socket.getaddrinfo = no_network\n"
     "import warnings; warnings.filterwarnings('error', 'could not prepare')\n"
 )
-LOAD_GPT2 = "import shared, tiktoken\nprint(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n"
+LOAD_GPT2 = ("import shared, tiktoken\nshared.prepare_tiktoken_cache()\n"
+             "print(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n")
 
 
 def gpt2_cache_files():
@@ -396,8 +426,8 @@ def test_a_cached_file_that_fails_its_checksum_is_replaced_from_the_mirror(tmp_p
 @pytest.mark.parametrize("data_writable", [True, False])
 def test_a_read_only_empty_cache_is_replaced_by_a_writable_one_it_names(tmp_path, data_writable):
     """With GPT-2's files in the mirror, a read-only, empty TIKTOKEN_CACHE_DIR makes
-    `import shared` fill a writable cache (data/tiktoken, else one in the temporary folder) and
-    point tiktoken there, saying so; before, tiktoken went to the network."""
+    prepare_tiktoken_cache fill a writable cache (data/tiktoken, else one in the temporary
+    folder) and point tiktoken there, saying so; before, tiktoken went to the network."""
     import stat
 
     read_only = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
@@ -436,12 +466,12 @@ def test_a_read_only_cache_without_any_writable_one_says_what_to_do(tmp_path):
         folder.chmod(read_only)
     code = ("import warnings; warnings.simplefilter('always')\n"
             f"import tempfile; tempfile.tempdir = {str(temp)!r}\n"  # else it skips to /tmp
-            "import shared\n")
+            "import shared\nshared.prepare_tiktoken_cache()\n")
     try:
         result = run_without_permission_override(code, {
             "TIKTOKEN_CACHE_DIR": str(cache), data.DATA_DIR_ENV: str(data_folder),
             data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent)})
-        assert result.returncode == 0, result.stderr[-2000:]  # import shared still works
+        assert result.returncode == 0, result.stderr[-2000:]  # preparing it never fails
         assert f"cannot write to {cache}" in result.stderr
         assert f"make {cache} writable, or point TIKTOKEN_CACHE_DIR at a writable" in result.stderr
         assert [list(f.iterdir()) for f in (cache, data_folder, temp)] == [[], [], []]
@@ -460,7 +490,8 @@ def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": "", data.DATA_DIR_ENV: str(tmp_path / "data"),
            data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent),
            "PYTHONPATH": str(data.PROJECT_ROOT)}
-    result = subprocess.run([sys.executable, "-c", NO_NETWORK + "import shared\n"], cwd=work,
+    code = NO_NETWORK + "import shared\nshared.prepare_tiktoken_cache()\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=work,
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(work.iterdir()) == []  # not two 1.5 MB files in the current folder

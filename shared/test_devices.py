@@ -2,7 +2,8 @@
 
 A learner with a GPU moves the model there, and then every tensor the code makes on the CPU
 and mixes with the model's is a crash that a CPU-only run never shows. `fakegpu`
-(shared/fake_gpu.py) is a stand-in GPU that fails the same way while computing on the CPU. Here:
+(shared/tooling/fake_gpu.py) is a stand-in GPU that fails the same way while computing on the
+CPU. Here:
 
 - the stand-in itself: it fails where CUDA fails and runs what CUDA runs;
 - every exported function of chapters 3-7 that takes a model runs with the model and its
@@ -36,8 +37,8 @@ from conftest import TINY_GPT, TINY_QWEN3, tiny_gpt, tiny_qwen3
 from shared import exercises
 from shared.data import PROJECT_ROOT
 from shared.exercises import check_answer, exercise_spec
-from shared.fake_gpu import FAKE_GPU, FakeGPUTensor
 from shared.test_exercises import EXERCISES, changed, example
+from shared.tooling.fake_gpu import FAKE_GPU, FakeGPUTensor
 
 
 MIXED = "Expected all tensors to be on the same device"

@@ -30,7 +30,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from shared import CHAPTER_MODULES, notebooks
+from shared import CHAPTER_MODULES
+from shared.tooling import notebooks
 
 
 COURSE_MODULES = ("shared", "ch0")  # imports from these hand on exports; they do not shadow

@@ -1,5 +1,5 @@
 """The README's set-up is what CI runs, it installs what the tests need, and every chapter
-notebook starts with the Colab cell (shared/colab.py), which does nothing off Colab."""
+notebook starts with the Colab cell (shared/tooling/colab.py), which does nothing off Colab."""
 
 import ast
 import re
@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from shared import colab, notebooks
 from shared.data import PROJECT_ROOT
+from shared.tooling import colab, notebooks
 
 
 README = PROJECT_ROOT / "README.md"
@@ -96,7 +96,7 @@ def test_every_chapter_notebook_starts_with_the_colab_cell(notebook):
     assert index == 1 and nb.cells[0].cell_type == "markdown", "right after the title"
     cell = nb.cells[index]
     assert cell.source == colab.colab_cell(notebook.parent.name), (
-        f"run `python -m shared.colab {notebook.relative_to(PROJECT_ROOT)}`")
+        f"run `python -m shared.tooling.colab {notebook.relative_to(PROJECT_ROOT)}`")
     assert cell.outputs == [] and cell.metadata.get("tags", []) == []  # nbval runs it
 
 
@@ -135,8 +135,8 @@ def on_colab(tmp_path, monkeypatch):
 
 
 def make_course(folder):
-    (folder / "shared").mkdir(parents=True)
-    (folder / "shared" / "colab.py").write_text("")
+    (folder / "shared" / "tooling").mkdir(parents=True)
+    (folder / "shared" / "tooling" / "colab.py").write_text("")
     (folder / "ch04_gpt_model").mkdir()
     (folder / "ch04_gpt_model" / "gpt_model.ipynb").write_text("{}")
     (folder / "requirements.txt").write_text(
@@ -180,7 +180,7 @@ def test_on_colab_the_cell_clones_the_address_it_is_given(on_colab, tmp_path):
         subprocess.run(git + command, check=True)
     on_colab.run_cell(url=origin.as_uri())  # ends in .git, as a git host's address does
     clone = on_colab.content / "llm-course"
-    assert (clone / "shared" / "colab.py").is_file() and sys.path[0] == str(clone)
+    assert (clone / "shared" / "tooling" / "colab.py").is_file() and sys.path[0] == str(clone)
     assert len(on_colab.pip_calls) == 1
     assert installs_the_course_part(on_colab.pip_calls[0], clone)
 

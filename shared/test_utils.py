@@ -126,7 +126,8 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
 
 
 def test_the_test_run_keeps_freed_memory_in_the_processes_it_starts():
-    """shared.pytest_setup sets glibc's variables, so kernels and subprocesses inherit them."""
+    """shared.tooling.pytest_setup sets glibc's variables, so kernels and subprocesses inherit
+    them."""
     command = [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_MMAP_MAX_'), "
                "os.environ.get('MALLOC_TRIM_THRESHOLD_'))"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()

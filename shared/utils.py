@@ -41,7 +41,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 DEVICE_ENV = "LLM_COURSE_DEVICE"
 # What get_device accepts, with how many devices of each kind there are (an index must be
-# below it: "cuda:1" needs two GPUs). fakegpu is the tests' stand-in GPU (shared/fake_gpu.py).
+# below it: "cuda:1" needs two GPUs). fakegpu is the tests' stand-in GPU
+# (shared/tooling/fake_gpu.py).
 DEVICE_KINDS = {"cpu": lambda: 1, "cuda": lambda: torch.cuda.device_count(),
                 "mps": lambda: int(torch.backends.mps.is_available()), "fakegpu": lambda: 1}
 
@@ -54,7 +55,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     here is refused. The variable lets a learner choose a device without editing a notebook
     (LLM_COURSE_DEVICE=cpu keeps a run on the CPU of a machine with a GPU), and lets the
     tests run a notebook with its model on "fakegpu", a stand-in GPU that catches tensors
-    left on the CPU (see shared/fake_gpu.py). An empty variable counts as unset.
+    left on the CPU (see shared/tooling/fake_gpu.py). An empty variable counts as unset.
     """
     name, wanted = ("prefer", prefer) if prefer is not None else (
         DEVICE_ENV, os.environ.get(DEVICE_ENV) or None)
@@ -73,7 +74,7 @@ def get_device(prefer: str | None = None) -> torch.device:
         raise ValueError(f"{name} must name a device this machine has, got {wanted!r} "
                          f"(PyTorch sees {count} {kind} device{'' if count == 1 else 's'} here)")
     if kind == "fakegpu":
-        import shared.fake_gpu  # noqa: F401 - importing registers the device
+        import shared.tooling.fake_gpu  # noqa: F401 - importing registers the device
     return torch.device(wanted)
 
 
@@ -107,8 +108,8 @@ def progress_bar(iterable=None, **kwargs):
 
     A notebook saves a widget bar as its first frame ("0%"): the later frames live only in
     the browser. A text bar is saved as text, and its last frame is the finished bar. So
-    `python -m shared.notebooks run` and the test run set LLM_COURSE_TEXT_PROGRESS=1, and the
-    stored outputs show each bar finished; a learner running the notebook sees the widget.
+    `python -m shared.tooling.notebooks run` and the test run set LLM_COURSE_TEXT_PROGRESS=1, and
+    the stored outputs show each bar finished; a learner running the notebook sees the widget.
     The text bar goes to stdout, where the lines its `write` prints go too: they stay above
     the bar, in order, instead of splitting it across separate stdout and stderr outputs.
     """

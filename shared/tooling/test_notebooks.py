@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 import shared
-from shared import notebooks
+from shared.tooling import notebooks
 
 
 def make_notebook(path, cells):
@@ -172,7 +172,7 @@ def test_run_documents_its_output_option(capsys):
 
 def test_every_chapter_module_matches_its_notebook():
     assert notebooks.chapter_notebooks(), "no chapter notebooks found"
-    assert notebooks.main(["check"]) == 0, "run `python -m shared.notebooks export`"
+    assert notebooks.main(["check"]) == 0, "run `python -m shared.tooling.notebooks export`"
 
 
 def test_stored_notebooks_hold_outputs_of_a_real_execution():
@@ -336,7 +336,7 @@ def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
         kept = {k: v for k, v in cell.metadata.items() if k != "tags"}
         assert kept == notebooks.collapsed(cell), (
             f"{notebook_path.name}: solution cell {index} is not collapsed: run "
-            "`python -m shared.notebooks normalize`")
+            "`python -m shared.tooling.notebooks normalize`")
         if notebooks.is_signpost(cell):
             signposts += 1
             assert all(line.startswith("### Solution") or not line.strip()

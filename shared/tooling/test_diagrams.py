@@ -9,8 +9,8 @@ import matplotlib
 import nbformat
 import pytest
 
-from shared import notebooks
 from shared.data import PROJECT_ROOT
+from shared.tooling import notebooks
 
 
 DRAWING_SCRIPTS = sorted(PROJECT_ROOT.glob("ch*/draw_figures.py"))
@@ -33,7 +33,7 @@ def matplotlib_version_of(svg: Path) -> str | None:
 
 @pytest.mark.parametrize("script", DRAWING_SCRIPTS, ids=lambda p: p.parent.name)
 def test_stored_svgs_are_what_the_code_draws(script, tmp_path):
-    from shared.diagrams import draw_all
+    from shared.tooling.diagrams import draw_all
 
     drawn = draw_all(load_figures(script), tmp_path)
     stored = sorted((script.parent / "figures").glob("*.svg"))

@@ -1,7 +1,7 @@
 """How much of each chapter module is the lesson, and how much is input checking.
 
-    python -m shared.module_stats            # a table of every chapter module and script
-    python -m shared.module_stats --check    # status 1 if a module's share is over its ceiling
+    python -m shared.tooling.module_stats          # a table of every chapter module and script
+    python -m shared.tooling.module_stats --check  # status 1 if a module is over its ceiling
 
 Per module: code lines (not blank, not a comment, not a docstring), validation lines and their
 share, and the number of public names (`__all__`). A line counts as validation when it belongs
@@ -16,8 +16,8 @@ to:
 The target: checks sit at the boundary, so they are a small part of a module. A lesson module
 (the one its chapter's lesson notebook exports) keeps its share at most 10%, every other module
 at most 15%. `CEILINGS` holds, per module over its target, the share it may not exceed; a
-ceiling only goes down (`shared/test_module_stats.py` fails when a module is over its ceiling,
-and when a module has moved a point below it without lowering it). `shared/checks.py`,
+ceiling only goes down (`shared/tooling/test_module_stats.py` fails when a module is over its
+ceiling, and when a module has moved a point below it without lowering it). `shared/checks.py`,
 `shared/architecture.py` and `shared/safe_files.py` are the checks and the file safety the
 others call, so they are not counted.
 """
@@ -32,6 +32,7 @@ import tokenize
 from pathlib import Path
 
 from shared.command_line import CommandParser, run_main
+from shared.data import PROJECT_ROOT
 
 
 LESSON_TARGET, OTHER_TARGET = 10.0, 15.0  # percent of code lines
@@ -131,17 +132,16 @@ def chapter_module_paths() -> list[tuple[str, Path]]:
 
 def script_paths() -> list[tuple[str, Path]]:
     """The hand-written command lines a learner runs (`pretrain.py`), by module name."""
-    root = Path(__file__).resolve().parent.parent
     return [(f"{path.parent.name}.{path.stem}", path)
-            for path in sorted(root.glob("ch0*/pretrain.py"))]
+            for path in sorted(PROJECT_ROOT.glob("ch0*/pretrain.py"))]
 
 
 def is_lesson_module(name: str) -> bool:
     """Whether `name` is a lesson module: the one named after its chapter's lesson notebook."""
-    from shared.notebooks import lesson_notebook
+    from shared.tooling.notebooks import lesson_notebook
 
     chapter, module = name.split(".")
-    return lesson_notebook(Path(__file__).resolve().parent.parent / chapter).stem == module
+    return lesson_notebook(PROJECT_ROOT / chapter).stem == module
 
 
 def share(stats: dict) -> float:
@@ -164,7 +164,7 @@ def all_rows() -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m shared.module_stats",
+    parser = CommandParser(prog="python -m shared.tooling.module_stats",
                            description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 if a module is over its ceiling")

@@ -1,10 +1,10 @@
-"""shared/gpu_memory.py counts what a training step holds (README.md, "Which profile fits a
+"""shared/tooling/gpu_memory.py counts what a training step holds (README.md, "Which profile fits a
 free T4"): checked on a small GPT, where the counts can be worked out by hand."""
 
 import torch
 
 from shared import GPTModel, gpt2_config
-from shared.gpu_memory import GB, training_step_peak
+from shared.tooling.gpu_memory import GB, training_step_peak
 
 
 SMALL = gpt2_config(context_length=64, emb_dim=128, n_heads=4, n_layers=2)

@@ -1,6 +1,6 @@
 """How much GPU memory the book profile's training steps take: counted, and measured on a GPU.
 
-    python -m shared.gpu_memory
+    python -m shared.tooling.gpu_memory
 
 For each training step of chapters 5-7 in the book profile (the model, batch and tokens of the
 notebook's own settings), PyTorch's MemTracker counts the tensors alive at the step's peak:

@@ -11,8 +11,8 @@ branch, and its element-wise functions differ between processors whatever the pi
 notebooks also print numbers only to the precision that carries meaning (see README.md,
 "Platforms").
 
-`python -m shared.notebooks run` and the test run (shared/pytest_setup.py) both apply these
-settings before any kernel starts; kernels inherit them from the environment.
+`python -m shared.tooling.notebooks run` and the test run (shared/tooling/pytest_setup.py) both
+apply these settings before any kernel starts; kernels inherit them from the environment.
 """
 
 import os

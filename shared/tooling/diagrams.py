@@ -3,7 +3,7 @@
 Each chapter keeps its diagrams as code in `draw_figures.py` beside its notebook and the
 drawings in `figures/*.svg`; the notebook's markdown shows them with a relative link
 (`![...](figures/name.svg)`), which JupyterLab, GitHub and VS Code all render. Change a
-drawing, then run `python chXX_.../draw_figures.py`; `shared/test_diagrams.py` fails when a
+drawing, then run `python chXX_.../draw_figures.py`; `shared/tooling/test_diagrams.py` fails when a
 stored SVG is not what its code draws.
 
 Coordinates are in abstract units with y growing downwards, as a page is read: (0, 0) is

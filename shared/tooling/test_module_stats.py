@@ -4,8 +4,8 @@ import ast
 import math
 import textwrap
 
-from shared import module_stats
-from shared.module_stats import validation_lines
+from shared.tooling import module_stats
+from shared.tooling.module_stats import validation_lines
 
 
 SOURCE = textwrap.dedent('''

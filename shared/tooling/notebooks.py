@@ -1,14 +1,18 @@
 """The notebooks are the source; this turns them into modules and keeps them honest.
 
-    python -m shared.notebooks export [NOTEBOOK ...]   write each chapter's module (and the stub)
-    python -m shared.notebooks check  [NOTEBOOK ...]   fail, with a diff, on drift
-    python -m shared.notebooks normalize [NOTEBOOK ...] rewrite without per-run metadata and
-                                                      with the Solutions collapsed (no run)
-    python -m shared.notebooks run    [NOTEBOOK ...]   export, then execute in place
-    python -m shared.notebooks run NOTEBOOK -o OUT     execute into OUT, leaving the notebook
-                                                      as it was
-    python -m shared.notebooks standalone CHAPTER [-o FILE [--overwrite]]
-                                                      one self-contained module for a chapter
+    python -m shared.tooling.notebooks export [NOTEBOOK ...]  write each chapter's module (and
+                                                              the stub)
+    python -m shared.tooling.notebooks check  [NOTEBOOK ...]  fail, with a diff, on drift
+    python -m shared.tooling.notebooks normalize [NOTEBOOK ...]
+                                                              rewrite without per-run metadata
+                                                              and with the Solutions collapsed
+                                                              (no run)
+    python -m shared.tooling.notebooks run    [NOTEBOOK ...]  export, then execute in place
+    python -m shared.tooling.notebooks run NOTEBOOK -o OUT    execute into OUT, leaving the
+                                                              notebook as it was
+    python -m shared.tooling.notebooks standalone CHAPTER [-o FILE [--overwrite]]
+                                                              one self-contained module for a
+                                                              chapter
 
 With no NOTEBOOK, every chapter notebook (ch*/*.ipynb) is meant. Export, check and run
 also write or check shared/__init__.pyi, the stub that shows editors what `shared` holds.
@@ -20,7 +24,7 @@ marked `#| export <module>` goes to `<module>.py` in the same folder instead, so
 can teach several modules. Each block is preceded by a `# %% <notebook> cell N, <section>`
 line naming the cell it came from.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
-Run: execute with pinned numerics (shared/numerics.py) and no per-run metadata (timings,
+Run: execute with pinned numerics (shared/tooling/numerics.py) and no per-run metadata (timings,
 widget state), so stored outputs are reproducible and diffs show real changes only. In place,
 it regenerates the stored outputs (the contributors' command). With -o OUT, a learner's run:
 the executed notebook goes to OUT, a .ipynb file, or a folder (one that exists or a path
@@ -45,8 +49,8 @@ import nbformat
 
 from shared import CHAPTER_MODULES
 from shared.command_line import CommandParser, run_main
-from shared.data import PROJECT_ROOT
-from shared.numerics import pin_numerics
+from shared.data import PROJECT_ROOT, prepare_tiktoken_cache
+from shared.tooling.numerics import pin_numerics
 from shared.utils import TEXT_PROGRESS_ENV
 
 
@@ -204,7 +208,8 @@ def export_sources(notebook: Path) -> dict[Path, str]:
         marker = EXPORT_MARKER if target is None else f"{EXPORT_MARKER} {target}"
         header = (
             f"# Generated from {relative}\n"
-            f"# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells\n"
+            "# by `python -m shared.tooling.notebooks export`. "
+            "Do not edit: change the notebook's cells\n"
             f"# marked `{marker}`, then export again.\n"
             "# Each `# %%` line names the cell the code below it came from.\n\n"
         )
@@ -278,7 +283,7 @@ def facade_stub_source() -> str:
         lines.extend(f"    {name} as {name}," for name in names)
         lines.append(")")
     header = ("# Generated from shared/__init__.py and the chapter modules by\n"
-              "# `python -m shared.notebooks export`. Do not edit.\n\n")
+              "# `python -m shared.tooling.notebooks export`. Do not edit.\n\n")
     return header + "\n".join(lines) + "\n"
 
 
@@ -292,7 +297,7 @@ def export_stub(check: bool = False) -> bool:
         sys.stdout.writelines(difflib.unified_diff(
             expected.splitlines(keepends=True), actual.splitlines(keepends=True),
             fromfile="shared/__init__.pyi (export)", tofile=str(STUB_PATH)))
-        print(f"\n{STUB_PATH} is out of date: run `python -m shared.notebooks export`.")
+        print(f"\n{STUB_PATH} is out of date: run `python -m shared.tooling.notebooks export`.")
         return False
     STUB_PATH.write_text(expected, encoding="utf-8")
     print(f"wrote {STUB_PATH}")
@@ -375,7 +380,8 @@ def export(notebook: Path, check: bool = False) -> bool:
                 fromfile=f"{notebook.name} (export)", tofile=str(target),
             )
             sys.stdout.writelines(diff)
-            print(f"\n{target} differs from {notebook}: run `python -m shared.notebooks export`.")
+            print(f"\n{target} differs from {notebook}: run "
+                  "`python -m shared.tooling.notebooks export`.")
             ok = False
             continue
         target.write_text(expected)
@@ -391,8 +397,9 @@ def run(notebook: Path, timeout: int = 1800, output: Path | None = None) -> None
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     export(notebook)
-    pin_numerics()  # the kernel inherits the environment; see shared/numerics.py
+    pin_numerics()  # the kernel inherits the environment; see shared/tooling/numerics.py
     os.environ[TEXT_PROGRESS_ENV] = "1"  # stored bars show their last frame: see progress_bar
+    prepare_tiktoken_cache()  # tiktoken.get_encoding("gpt2") in the kernel works offline too
     nb = read_notebook(notebook)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
@@ -431,7 +438,7 @@ def run_outputs(notebooks: list[Path], output: str, overwrite: bool) -> dict[Pat
 def write_standalone(chapter: Path, output: Path | None, overwrite: bool = False) -> int:
     """The `standalone` command: one chapter's self-contained module, to stdout or a file
     (a file that exists only with `overwrite`: it may be the learner's own edited copy)."""
-    from shared.standalone import standalone_source
+    from shared.tooling.standalone import standalone_source
     from shared.utils import write_atomically
 
     if output is not None and output.is_dir():
@@ -453,7 +460,7 @@ def write_standalone(chapter: Path, output: Path | None, overwrite: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m shared.notebooks", description=__doc__,
+    parser = CommandParser(prog="python -m shared.tooling.notebooks", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["export", "check", "run", "normalize",
                                                    "standalone"])
@@ -496,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         ok &= export(notebook, check=args.command == "check")
         if args.command == "check" and not is_normalized(notebook):
             print(f"{notebook} holds per-run metadata or unfolded cells: run `python -m "
-                  "shared.notebooks normalize` on it (metadata only; `run` re-executes it).")
+                  "shared.tooling.notebooks normalize` on it (metadata only; `run` re-executes "
+                  "it).")
             ok = False
     ok &= export_stub(check=args.command == "check")
     return 0 if ok else 1

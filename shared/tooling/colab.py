@@ -10,7 +10,8 @@ puts the course on sys.path and works from the chapter's folder, as Jupyter does
 machine. Anywhere else the cell does nothing: one `if` on a module Python has already loaded.
 The cell cannot import the course (it is what brings it), so it uses the standard library only.
 
-    python -m shared.colab NOTEBOOK ...   insert the cell, or bring it up to date, and export
+    python -m shared.tooling.colab NOTEBOOK ...   insert the cell, or bring it up to date, and
+                                                  export
 
 Inserting a cell renumbers the cells after it, so the notebook's modules are exported again
 (their `# %% ... cell N` lines follow). shared/test_setup.py checks every chapter notebook.
@@ -38,10 +39,10 @@ if "google.colab" in sys.modules:
     import os
     import subprocess
 
-    copies = (sorted(glob.glob("/content/*/shared/colab.py"))  # /content first, then Drive
-              + sorted(glob.glob("/content/drive/MyDrive/*/shared/colab.py")))
+    copies = (sorted(glob.glob("/content/*/shared/tooling/colab.py"))  # /content first, then Drive
+              + sorted(glob.glob("/content/drive/MyDrive/*/shared/tooling/colab.py")))
     if copies:
-        course = os.path.dirname(os.path.dirname(copies[0]))
+        course = os.path.dirname(os.path.dirname(os.path.dirname(copies[0])))
     elif COURSE_GIT_URL:
         name = COURSE_GIT_URL.rstrip("/").removesuffix(".git").rsplit("/", 1)[-1]
         course = os.path.join("/content", name)
@@ -73,7 +74,7 @@ def insert_colab_cell(notebook: Path) -> bool:
     or its source brought up to date), then export the notebook's modules again. Returns False
     when the notebook already had it. The new cell has no output; in a notebook stored with
     its run (counts 1, 2, ... in order) it counts 1 and the counts after it move up by one."""
-    from shared import notebooks
+    from shared.tooling import notebooks
 
     notebooks.check_notebook_path(notebook)
     nb = notebooks.read_notebook(notebook)
@@ -98,11 +99,11 @@ def insert_colab_cell(notebook: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m shared.colab", description=__doc__,
+    parser = CommandParser(prog="python -m shared.tooling.colab", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path, help="chapter notebooks")
     args = parser.parse_args(argv)
-    from shared import notebooks
+    from shared.tooling import notebooks
 
     for notebook in args.notebooks:  # every path before any is written: nothing half-done
         notebooks.check_notebook_path(notebook)

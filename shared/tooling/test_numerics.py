@@ -7,8 +7,8 @@ import sys
 import nbformat
 import torch
 
-from shared import notebooks
-from shared.numerics import has_avx2, pinned_numerics
+from shared.tooling import notebooks
+from shared.tooling.numerics import has_avx2, pinned_numerics
 
 
 PINNED_NUMERICS = pinned_numerics()

@@ -16,7 +16,7 @@ import pytest
 
 from shared import CHAPTER_MODULES, DATASETS, fetch
 from shared.data import PROJECT_ROOT
-from shared.standalone import StandaloneError, chapter_module_name, standalone_source
+from shared.tooling.standalone import StandaloneError, chapter_module_name, standalone_source
 
 
 def refuse_imports_of(packages) -> str:
@@ -275,7 +275,7 @@ def test_standalone_refuses_an_unknown_chapter():
 
 def test_command_line_writes_the_module(tmp_path):
     target = tmp_path / "gpt.py"
-    result = subprocess.run([sys.executable, "-m", "shared.notebooks", "standalone",
+    result = subprocess.run([sys.executable, "-m", "shared.tooling.notebooks", "standalone",
                              "ch04_gpt_model", "-o", str(target)], cwd=PROJECT_ROOT,
                             text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
@@ -283,7 +283,7 @@ def test_command_line_writes_the_module(tmp_path):
 
 
 def test_command_line_keeps_a_file_that_exists_unless_told(tmp_path, capsys):
-    from shared.notebooks import main  # in this process: the same code as `python -m`
+    from shared.tooling.notebooks import main  # in this process: the same code as `python -m`
 
     target = tmp_path / "gpt.py"
     target.write_text("# my edited copy\n", encoding="utf-8")

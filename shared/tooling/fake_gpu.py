@@ -9,7 +9,7 @@ CPU tensor fails with CUDA's message, "Expected all tensors to be on the same de
 CUDA's exceptions are kept: a 0-dim CPU tensor is a scalar, CPU indices may index a device
 tensor, and a copy crosses devices (so `load_state_dict` from CPU tensors works).
 
-    from shared.fake_gpu import FAKE_GPU     # importing registers the device
+    from shared.tooling.fake_gpu import FAKE_GPU     # importing registers the device
     model = GPTModel(cfg).to(FAKE_GPU)
     ids = torch.tensor([[1, 2]], device=FAKE_GPU)
     model(ids).argmax(-1).tolist()           # runs; model(ids.cpu()) raises
@@ -163,7 +163,7 @@ def check_same_device(func, values):
                 raise RuntimeError(
                     f"Expected all tensors to be on the same device, but found at least two "
                     f"devices, {FAKE_GPU} and {t.device}! (in {func}; {NAME} is the tests' "
-                    f"stand-in for a GPU, see shared/fake_gpu.py)")
+                    f"stand-in for a GPU, see shared/tooling/fake_gpu.py)")
 
 
 def _cpu_side(x):

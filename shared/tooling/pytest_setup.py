@@ -1,11 +1,15 @@
-"""Settings every test run needs; pyproject.toml loads this plugin (`-p shared.pytest_setup`).
+"""Settings every test run needs; pyproject.toml loads this plugin
+(`-p shared.tooling.pytest_setup`).
 
-The stored notebook outputs were produced under shared.numerics.pinned_numerics() (one
-thread, AVX2 kernels; `python -m shared.notebooks run` sets the same). They are pinned here,
-before nbval starts kernels, which inherit the environment. Importing this plugin imports
+The stored notebook outputs were produced under shared.tooling.numerics.pinned_numerics() (one
+thread, AVX2 kernels; `python -m shared.tooling.notebooks run` sets the same). They are pinned
+here, before nbval starts kernels, which inherit the environment. Importing this plugin imports
 `shared`, and so torch, first: pin_numerics re-pins torch's threads, and ATen and MKL read
-their settings at the first kernel, which runs later. shared/test_numerics.py checks that
-the pins took effect in this process and in the processes it starts. Progress bars are text,
+their settings at the first kernel, which runs later. shared/tooling/test_numerics.py checks
+that the pins took effect in this process and in the processes it starts. tiktoken's cache is
+prepared here too (shared.data.prepare_tiktoken_cache: GPT-2's BPE files from data/ or the
+data mirror), so `tiktoken.get_encoding("gpt2")` works offline in every kernel and test
+process, which inherit TIKTOKEN_CACHE_DIR. Progress bars are text,
 as in the stored outputs (shared.utils.progress_bar). glibc keeps freed memory for reuse in
 every process of the run (shared.utils.keep_freed_memory, in this one; the equivalent
 environment variables for the processes it starts): the notebooks and tests train, and every
@@ -15,12 +19,14 @@ computed value, only where memory comes from.
 
 import os
 
-from shared.numerics import pin_numerics
+from shared.data import prepare_tiktoken_cache
+from shared.tooling.numerics import pin_numerics
 from shared.utils import KEEP_FREED_MEMORY_ENV, TEXT_PROGRESS_ENV, keep_freed_memory
 
 
 def pytest_configure(config):
     pin_numerics()
+    prepare_tiktoken_cache()  # offline with the data mirror: kernels inherit TIKTOKEN_CACHE_DIR
     os.environ[TEXT_PROGRESS_ENV] = "1"  # text progress bars, as in the stored outputs
     keep_freed_memory()
     os.environ.update(KEEP_FREED_MEMORY_ENV)
@@ -51,7 +57,7 @@ def notebook_order(path: str) -> tuple:
     """A chapter's lesson before its companions, and these in their numbered order."""
     from pathlib import PurePosixPath
 
-    from shared.notebooks import COMPANION_PREFIX
+    from shared.tooling.notebooks import COMPANION_PREFIX
 
     name = PurePosixPath(path).stem
     if not name.startswith(COMPANION_PREFIX):
