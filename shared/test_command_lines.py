@@ -28,8 +28,8 @@ from shared.tooling import notebooks
 from shared.tooling.test_notebooks import make_notebook
 
 
-# Every module of the project with a `__main__` block: a command line. pretrain.py reports its
-# own errors (ch05_pretraining/test_pretrain.py); test files' blocks are debugging aids.
+# Every module of the project with a `__main__` block: a command line. Test files' blocks are
+# debugging aids.
 def main_block(path) -> ast.If | None:
     """The `if __name__ == "__main__":` block of the module at `path`, if it has one."""
     return next((node for node in ast.parse(path.read_text(encoding="utf-8")).body
@@ -40,7 +40,7 @@ def main_block(path) -> ast.If | None:
 COMMAND_LINES = sorted(
     path.relative_to(PROJECT_ROOT).as_posix()
     for path in [*PROJECT_ROOT.glob("shared/**/*.py"), *PROJECT_ROOT.glob("ch*/*.py")]
-    if not path.name.startswith("test_") and path.name != "pretrain.py" and main_block(path))
+    if not path.name.startswith("test_") and main_block(path))
 
 
 def run_command(*args, cwd=PROJECT_ROOT) -> subprocess.CompletedProcess:
