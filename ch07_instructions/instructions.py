@@ -1,5 +1,5 @@
 # Generated from ch07_instructions/instructions.ipynb
-# by `python -m shared.notebooks export`. Do not edit: change the notebook's cells
+# by `python -m shared.tooling.notebooks export`. Do not edit: change the notebook's cells
 # marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
@@ -147,6 +147,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
     Sequences are truncated to `allowed_max_length` tokens.
     """
+    # beyond the book, down to the blank line: items as (ids, prompt_length), and the checks
     limit = allowed_max_length
     if limit is not None:  # a slice [:0] or [:-1] would silently drop tokens
         check_count("allowed_max_length", limit, 1, "a positive integer or None")
@@ -159,14 +160,15 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
         # of such items has a loss of 0 / 0 = nan
         check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
+
     max_length = max(len(ids) + 1 for ids, _ in items)  # + 1: every sequence's end-of-text
     inputs, targets = [], []
     for ids, prompt_length in items:
         padded = torch.tensor(ids + [pad_token_id] * (max_length - len(ids)))  # pad
         input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()  # shift by one
         target_ids[len(ids):] = ignore_index  # position len(ids) - 1 keeps the end-of-text
-        if prompt_length:
-            target_ids[:prompt_length - 1] = ignore_index  # targets that are prompt tokens
+        if prompt_length:  # beyond the book: the targets that are prompt tokens
+            target_ids[:prompt_length - 1] = ignore_index
         if allowed_max_length is not None:  # truncate
             input_ids = input_ids[:allowed_max_length]
             target_ids = target_ids[:allowed_max_length]
@@ -203,22 +205,22 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
 
 # %% instructions.ipynb cell 67, Saving a file whole (beyond the book)
 
-def save_responses(data: list, path: str | Path, *, replace: bool = False) -> Path:
+def save_responses(data: list, path: str | Path) -> Path:
     """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
     file there of saved responses (a JSON list of entries, each with an instruction and a key
     ending in "_response", as generate_responses writes) is overwritten, whatever entries it
-    answered (a run on part of the test set replaces a run on all of it); anything else only
-    with replace=True."""
+    answered (a run on part of the test set replaces a run on all of it); anything else is
+    never replaced."""
     check_entries(data, ("instruction",))
     path = Path(path)
     check(not path.is_dir(), f"{path} is a folder: give the path of the JSON file to write")
-    if path.exists() and not replace:
+    if path.exists():
         try:
             held = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError):  # not JSON: something else
             held = None
         check(_holds_responses(held), f"{path} holds something else than saved responses (a "
-              "JSON list of entries with a *_response): pass replace=True, or choose another path")
+              "JSON list of entries with a *_response): choose another path, or move that file")
     text = json.dumps(data, indent=1)
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
@@ -245,7 +247,7 @@ def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
 def read_score(reply: str) -> int | None:
     """The judge's score: a whole number from 0 to 100 alone, else None."""
     reply = reply.strip()
-    return int(reply) if reply.isdecimal() and int(reply) <= 100 else None
+    return int(reply) if reply.isascii() and reply.isdecimal() and int(reply) <= 100 else None
 
 
 __all__ = [

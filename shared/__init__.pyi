@@ -1,5 +1,5 @@
 # Generated from shared/__init__.py and the chapter modules by
-# `python -m shared.notebooks export`. Do not edit.
+# `python -m shared.tooling.notebooks export`. Do not edit.
 
 from shared.architecture import check_architecture as check_architecture
 from shared.checks import check as check, check_choice as check_choice, check_count as check_count, check_entries as check_entries, check_entry as check_entry, check_finite as check_finite, check_flag as check_flag, check_keys as check_keys, check_memory as check_memory, check_number as check_number, check_shape as check_shape, check_strings as check_strings, check_token_ids as check_token_ids, check_type as check_type
