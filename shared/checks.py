@@ -235,8 +235,7 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
 
 def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
                        what: str = "the model", limit: str = "context_length") -> None:
-    """Raise unless `num_tokens` new tokens, after `cached` ones, fit in `what`'s context, the
-    argument `limit` it was built with (a KV cache's is max_tokens)."""
+    """Raise unless `num_tokens` new tokens after `cached` ones fit `what`'s `limit` argument."""
     check(cached + num_tokens <= context_length, lambda: f"the input has {num_tokens} tokens"
           + (f" after {cached} cached ones" if cached else "") + f" but {what} was built for "
           f"{limit}={context_length}; crop the text to its last {context_length} tokens"
