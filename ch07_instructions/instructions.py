@@ -26,7 +26,6 @@ from shared import (
     generate,
     progress_bar,
     token_ids_to_text,
-    write_atomically,
 )
 from shared.checks import check_nonblank, check_token_lists
 
@@ -147,20 +146,10 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
     Sequences are truncated to `allowed_max_length` tokens.
     """
-    # beyond the book, down to the blank line: items as (ids, prompt_length), and the checks
-    limit = allowed_max_length
-    if limit is not None:  # a slice [:0] or [:-1] would silently drop tokens
-        check_count("allowed_max_length", limit, 1, "a positive integer or None")
-    items = [item if isinstance(item, tuple) else (item, 0) for item in batch]
-    check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
-    for i, (ids, prompt_length) in enumerate(items):
-        check_number(f"item {i} of the batch: prompt_length", prompt_length,
-                     f"in 0..{len(ids)} (its length)", 0, len(ids))
-        # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
-        # of such items has a loss of 0 / 0 = nan
-        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
-              f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
-
+    if allowed_max_length is not None:  # beyond the book, 4 lines: items and checks
+        check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
+    items = [item if isinstance(item, tuple) else (item, 0) for item in batch]  # (ids, prompt)
+    _check_prompt_lengths(items, allowed_max_length)
     max_length = max(len(ids) + 1 for ids, _ in items)  # + 1: every sequence's end-of-text
     inputs, targets = [], []
     for ids, prompt_length in items:
@@ -175,6 +164,18 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
         inputs.append(input_ids)
         targets.append(target_ids)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+
+
+def _check_prompt_lengths(items, limit):
+    """Refuse an item whose prompt_length is not in 0..len(ids), or leaves it no target."""
+    check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
+    for i, (ids, prompt_length) in enumerate(items):
+        check_number(f"item {i} of the batch: prompt_length", prompt_length,
+                     f"in 0..{len(ids)} (its length)", 0, len(ids))
+        # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
+        # of such items has a loss of 0 / 0 = nan
+        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
+              f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
 # %% instructions.ipynb cell 54, 7.7 Extracting and saving responses
@@ -203,38 +204,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 67, Saving a file whole (beyond the book)
-
-def save_responses(data: list, path: str | Path) -> Path:
-    """Write `data`, entries with their responses, to `path` as JSON, whole or not at all. A
-    file there of saved responses (a JSON list of entries, each with an instruction and a key
-    ending in "_response", as generate_responses writes) is overwritten, whatever entries it
-    answered (a run on part of the test set replaces a run on all of it); anything else is
-    never replaced."""
-    check_entries(data, ("instruction",))
-    path = Path(path)
-    check(not path.is_dir(), f"{path} is a folder: give the path of the JSON file to write")
-    if path.exists():
-        try:
-            held = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):  # not JSON: something else
-            held = None
-        check(_holds_responses(held), f"{path} holds something else than saved responses (a "
-              "JSON list of entries with a *_response): choose another path, or move that file")
-    text = json.dumps(data, indent=1)
-    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return path
-
-
-def _holds_responses(held) -> bool:
-    """Whether a JSON value is what save_responses writes: a list of entries, each with an
-    instruction and a response (generate_responses' key, model_response or base_response)."""
-    return isinstance(held, list) and all(
-        isinstance(entry, dict) and "instruction" in entry
-        and any(key.endswith("_response") for key in entry) for entry in held)
-
-
-# %% instructions.ipynb cell 74, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 70, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
@@ -262,7 +232,6 @@ __all__ = [
     'custom_collate_fn',
     'extract_response',
     'generate_responses',
-    'save_responses',
     'judge_prompt',
     'read_score',
 ]

@@ -29,7 +29,6 @@ from ch07_instructions.instructions import (
     custom_collate_fn,
     format_input,
     generate_responses,
-    save_responses,
 )
 from ch07_instructions.judge import (
     OllamaError,
@@ -113,19 +112,6 @@ def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
     with pytest.raises(error, match=re.escape(named)):
         generate_responses(None, data, LetterTokenizer(), "cpu", progress=False)
     assert json.dumps(data) == before  # the first entry got no response
-
-
-# save_responses --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("data, name, error, named", [
-    ("not a list", "responses.json", TypeError, "data"),
-    ([{"output": "Red."}], "responses.json", ValueError, "entry 0 has no 'instruction'"),
-    ([{"instruction": "Name a colour."}], ".", ValueError, "is a folder"),
-])
-def test_save_responses_refuses_and_writes_nothing(tmp_path, data, name, error, named):
-    with pytest.raises(error, match=re.escape(named)):
-        save_responses(data, tmp_path / name)
-    assert list(tmp_path.iterdir()) == []
 
 
 # custom_collate_fn -----------------------------------------------------------------------------
@@ -621,55 +607,7 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
     assert model.training is training
 
 
-# save_responses and the DPO loop: nothing a learner has is lost or poisoned ----------------------
-
-def test_save_responses_overwrites_an_earlier_runs_and_refuses_anything_else(tmp_path):
-    entries = [{"instruction": "Name a colour.", "input": "", "output": "Red.",
-                "model_response": "Blue."}]
-    path = save_responses(entries, tmp_path / "responses.json")
-    entries[0]["model_response"] = "Green."
-    save_responses(entries, path)  # the same entries, answered again: overwritten
-    assert json.loads(path.read_text())[0]["model_response"] == "Green."
-    for other in ("my notes", json.dumps({"a": 1}), json.dumps([1]),
-                  json.dumps([{"instruction": "Another task.", "output": "x"}])):  # a data set
-        path.write_text(other)
-        with pytest.raises(ValueError, match=r"responses.json holds something else than saved "
-                                             r"responses \(a JSON list of entries with a "
-                                             r"\*_response\): choose another path"):
-            save_responses(entries, path)
-        assert path.read_text() == other
-    with pytest.raises(TypeError, match="replace"):  # no way to replace a file of the learner's
-        save_responses(entries, path, replace=True)
-    assert path.read_text() == other
-    with pytest.raises(ValueError, match="is a folder"):
-        save_responses(entries, tmp_path)
-
-
-def test_save_responses_replaces_responses_to_other_entries(tmp_path):
-    """Section 7.7 run again on part of test_data (or another model's base_response file) must
-    replace the earlier run's responses, not be refused for answering other entries."""
-    entries = [{"instruction": f"Name colour {i}.", "input": "", "output": "Red.",
-                "model_response": "Blue."} for i in range(3)]
-    path = save_responses(entries, tmp_path / "responses.json")
-    save_responses(entries[:1], path)
-    assert json.loads(path.read_text()) == entries[:1]
-    base = [{"instruction": "Say hi.", "base_response": "hi"}]
-    save_responses(base, path)
-    assert json.loads(path.read_text()) == base
-    save_responses(entries, save_responses([], path))  # an empty list holds nothing to lose
-    assert json.loads(path.read_text()) == entries
-
-
-def test_a_failed_save_of_responses_keeps_the_earlier_file(tmp_path):
-    path = tmp_path / "responses.json"
-    entries = [{"instruction": "Name a colour.", "model_response": "Blue."}]
-    save_responses(entries, path)
-    before = path.read_text()
-    entries[0]["model_response"] = object()  # json cannot write it
-    with pytest.raises(TypeError):
-        save_responses(entries, path)
-    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
-
+# The DPO loop: nothing a learner has is lost or poisoned ---------------------------------------
 
 def test_the_dpo_loop_stops_at_a_nan_loss_before_updating_the_policy():
     """Runs section 7.10's loop cell (ch07-137, beyond_3_dpo.ipynb) with a nan policy."""

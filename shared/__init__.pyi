@@ -215,7 +215,6 @@ from ch07_instructions.instructions import (
     custom_collate_fn as custom_collate_fn,
     extract_response as extract_response,
     generate_responses as generate_responses,
-    save_responses as save_responses,
     judge_prompt as judge_prompt,
     read_score as read_score,
 )
