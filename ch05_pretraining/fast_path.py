@@ -6,9 +6,11 @@
 # %% beyond_5_fast_paths.ipynb cell 10, 5.7.1 What limits decoding speed
 
 """Chapter 5, beyond the book, sections 5.7.1 and 5.8: the fast paths. FastDecoder generates
-token by token from a copy of a GPTModel's weights in GPT-2's layout (gpt2_weights); the chunked
-cross-entropy computes the training loss without the logits tensor."""
+token by token with a copy of a model whose linear layers hold their weights as the products of
+decoding read them; the chunked cross-entropy computes the training loss without the logits
+tensor."""
 
+import copy
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,117 +18,78 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import (
-    GPTModel,
-    KVCache,
-    attend,
-    check,
-    check_count,
-    check_gpt2_architecture,
-    check_token_ids,
-    gpt2_tensors,
-)
+from shared import check, check_count, check_type
+from shared.checks import check_has_values
 
 
 # %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
 
-class FastDecoder:
-    """An inference-only copy of a GPTModel's weights, laid out for generating token by token.
+class PackedLinear(nn.Module):
+    """An nn.Linear's weight laid out for the products of decoding, computing what it computed.
 
-    Called like the model (`generate(FastDecoder(model), ...)`), it returns the same logits to
-    float32 precision, as in evaluation mode (no dropout). It copies the weights: build it after
-    training. weight_dtype=torch.bfloat16 stores the matrices in bfloat16, half the bytes read
-    per token; activations are rounded to bfloat16 for each product.
+    float32: kept (in, out), so that one row times it reads the matrix in order (torch.addmm).
+    bfloat16: kept (out, in), half the bytes; one row goes through torch.mv, PyTorch's bf16
+    matrix-vector kernel, more rows through F.linear, and the result returns to float32.
     """
 
-    def __init__(self, model: GPTModel, weight_dtype: torch.dtype = torch.float32):
-        check(weight_dtype in (torch.float32, torch.bfloat16),
-              f"weight_dtype must be torch.float32 or torch.bfloat16, got {weight_dtype}")
-        check_gpt2_architecture(model, "FastDecoder", "generate with the model itself")
-        self.cfg, self.weight_dtype = dict(model.cfg), weight_dtype
-        self.eps = model.final_norm.eps
-        # Built from GPT-2's layout of the weights (5.5), fresh float32 copies: the fused
-        # query/key/value matrix and input-major (in, out) matrices are already its format.
-        tensors = {name: tensor.float() for name, tensor in gpt2_tensors(model).items()}
-        self.tok_emb, self.pos_emb = tensors["wte.weight"], tensors["wpe.weight"]
-        self.blocks = [self._block(tensors, f"h.{i}.") for i in range(self.cfg["n_layers"])]
-        self.final_norm = tensors["ln_f.weight"], tensors["ln_f.bias"]
-        self.head = self._matrix(tensors.get("lm_head.weight", self.tok_emb).T), None
+    def __init__(self, linear: nn.Linear, weight_dtype: torch.dtype):
+        super().__init__()
+        weight = linear.weight.detach()
+        self.weight = (weight.T.contiguous() if weight_dtype == torch.float32
+                       else weight.to(weight_dtype).contiguous())
+        self.bias = None if linear.bias is None else linear.bias.detach().float()
 
-    def _block(self, tensors, prefix):
-        def linear(name):
-            return self._matrix(tensors[f"{prefix}{name}.weight"]), tensors[f"{prefix}{name}.bias"]
-        qkv, qkv_bias = linear("attn.c_attn")  # GPT-2's bias is zeros where ours is absent
-        return {"norm1": (tensors[prefix + "ln_1.weight"], tensors[prefix + "ln_1.bias"]),
-                "norm2": (tensors[prefix + "ln_2.weight"], tensors[prefix + "ln_2.bias"]),
-                "qkv": (qkv, qkv_bias if self.cfg["qkv_bias"] else None),
-                "out": linear("attn.c_proj"), "fc1": linear("mlp.c_fc"),
-                "fc2": linear("mlp.c_proj")}
-
-    def _matrix(self, weight):
-        """GPT-2's (in, out) matrix as the products below read it."""
-        if self.weight_dtype == torch.float32:  # (in, out): a row times it streams it in order
-            return weight.contiguous()
-        return weight.T.to(self.weight_dtype).contiguous()  # (out, in), for torch.mv
-
-    def _linear(self, x, weight_and_bias):
-        weight, bias = weight_and_bias
+    def forward(self, x):
         rows = x.reshape(-1, x.shape[-1])
-        if self.weight_dtype == torch.float32:
-            out = rows @ weight if bias is None else torch.addmm(bias, rows, weight)
-        else:  # one row: torch.mv, PyTorch's bf16 matrix-vector kernel; more rows: F.linear
-            out = (torch.mv(weight, rows[0].to(weight.dtype))[None] if rows.shape[0] == 1
-                   else nn.functional.linear(rows.to(weight.dtype), weight)).float()
-            out = out if bias is None else out + bias
+        if self.weight.dtype == torch.float32:
+            out = rows @ self.weight if self.bias is None else torch.addmm(self.bias, rows,
+                                                                           self.weight)
+        else:
+            out = (torch.mv(self.weight, rows[0].to(self.weight.dtype))[None] if len(rows) == 1
+                   else nn.functional.linear(rows.to(self.weight.dtype), self.weight)).float()
+            out = out if self.bias is None else out + self.bias
         return out.view(*x.shape[:-1], out.shape[-1])
 
-    def make_kv_caches(self, max_tokens: int | None = None) -> list[KVCache]:
-        """One empty KVCache per block, with room for max_tokens (default: the context)."""
-        context_length = self.cfg["context_length"]
-        if max_tokens is not None:
-            check_count("max_tokens", max_tokens, 1)
-        return [KVCache(min(max_tokens or context_length, context_length)) for _ in self.blocks]
 
-    def _check_input(self, in_idx, kv_caches) -> int:
-        """Raise unless in_idx holds token ids that fit after the cached ones; return how many
-        positions are cached."""
-        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        check(not kv_caches or len(kv_caches) == len(self.blocks), lambda: f"kv_caches: "
-              f"{len(kv_caches)} given, {len(self.blocks)} needed (one per block): make them with "
-              "this model's make_kv_caches")
-        start = kv_caches[0].length if kv_caches else 0
-        check(start + in_idx.shape[1] <= self.cfg["context_length"],
-              f"the input has {in_idx.shape[1]} tokens after {start} cached tokens; "
-              f"the model's context_length is {self.cfg['context_length']}")
-        return start
+class FastDecoder:
+    """A float32 inference copy of a model whose nn.Linear layers are PackedLinear layers.
+
+    Called like the model (`generate(FastDecoder(model), ...)`), it runs the model's own
+    forward on the copy, under torch.inference_mode and in evaluation mode (no dropout): the
+    same logits, to float32 rounding, whatever the model's blocks, norms, heads, forward methods
+    or hooks compute. Only layers of type nn.Linear are packed (a subclass, or a LoRA wrapper
+    around one, runs its own forward over them). The model passed in is not changed; changing
+    it afterwards leaves the copy alone, so build the decoder after training.
+    weight_dtype=torch.bfloat16 keeps the packed matrices in bfloat16: half the bytes read per
+    token, with each product's input rounded to bfloat16.
+    """
+
+    def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32):
+        check(weight_dtype in (torch.float32, torch.bfloat16),
+              f"weight_dtype must be torch.float32 or torch.bfloat16, got {weight_dtype}")
+        check_type("model", model, nn.Module, "a model (an nn.Module)")
+        check_has_values("model", model, "build it on a real device")
+        self.model = copy.deepcopy(model).float().eval()
+        for module in list(self.model.modules()):
+            for name, layer in list(module.named_children()):
+                # a forward set on the instance is the learner's: that layer keeps it
+                if type(layer) is nn.Linear and "forward" not in vars(layer):
+                    packed = PackedLinear(layer, weight_dtype)
+                    packed._forward_hooks = layer._forward_hooks  # hooks on the layer still run
+                    packed._forward_pre_hooks = layer._forward_pre_hooks
+                    setattr(module, name, packed)
+        self.weight_dtype = weight_dtype
 
     @torch.inference_mode()  # no autograd bookkeeping at all, not even no_grad's version counters
-    def __call__(self, in_idx: torch.Tensor, kv_caches: list[KVCache] | None = None,
-                 last_only: bool = False) -> torch.Tensor:
-        """Logits as GPTModel.forward(in_idx, kv_caches, last_only) computes them (as inference
-        tensors: autograd cannot record them, and only inference mode may change them in place).
-        """
-        start = self._check_input(in_idx, kv_caches)
-        batch, num_tokens = in_idx.shape
-        width, heads = self.cfg["emb_dim"], self.cfg["n_heads"]
-        x = self.tok_emb[in_idx] + self.pos_emb[start:start + num_tokens]
-        for i, block in enumerate(self.blocks):
-            qkv = self._linear(nn.functional.layer_norm(x, (width,), *block["norm1"], self.eps),
-                               block["qkv"])
-            queries, keys, values = qkv.view(batch, num_tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-            if kv_caches:
-                keys, values = kv_caches[i].update(keys, values)
-            context = attend(queries, keys, values, start, dropout=None, use_sdpa=True,
-                             training=False)  # 3.7's, fused
-            x = x + self._linear(context.transpose(1, 2).reshape(batch, num_tokens, width),
-                                 block["out"])
-            hidden = self._linear(nn.functional.layer_norm(x, (width,), *block["norm2"], self.eps),
-                                  block["fc1"])
-            x = x + self._linear(nn.functional.gelu(hidden, approximate="tanh"), block["fc2"])
-        if last_only:
-            x = x[:, -1:]
-        return self._linear(nn.functional.layer_norm(x, (width,), *self.final_norm, self.eps),
-                            self.head)
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        """The copy's forward (as inference tensors: autograd cannot record them)."""
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        """The copy's attributes: its cfg, its make_kv_caches (generate looks for both)."""
+        if name == "model":  # not set yet: no copy to ask
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
 
 # %% beyond_5_fast_paths.ipynb cell 23, 5.8.2 Seven switches
@@ -268,6 +231,7 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
 
 
 __all__ = [
+    'PackedLinear',
     'FastDecoder',
     'supports_fast_bf16',
     'ChunkedCrossEntropy',

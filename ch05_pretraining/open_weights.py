@@ -381,136 +381,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 28, 5.9.2 Decoding at speed
-
-from shared import (
-    FastDecoder,
-    KVCache,
-    apply_rope,
-    attend,
-    check_type,
-    rope_angles,
-    rope_frequencies,
-)
-
-
-# The configuration keys FastModernDecoder computes: the dense blocks of Llama 3, Qwen3 and
-# Gemma 3. Every other option of ModernGPTModel (a mixture of experts, any added later) must be
-# at its default: a model that uses one is refused, not computed wrongly.
-FAST_MODERN_CONFIG_KEYS = (*MODERN_REQUIRED_KEYS, "hidden_dim", "head_dim", "qk_norm",
-                           "norm_eps", "rope_freq", "drop_rate", "qkv_bias", "tie_weights", "sdpa",
-                           "sliding_window", "layer_types", "norm_unit_offset", "post_norms",
-                           "ffn_activation", "scale_embeddings", "query_pre_attn_scalar",
-                           "rope_local_base")
-
-
-class FastModernDecoder:
-    """FastDecoder for a dense ModernGPTModel (4.8; 5.9 loads the open models into it): an
-    inference-only float32 copy of its weights, laid out for generating token by token.
-
-    Called like the model (`generate(FastModernDecoder(model), ...)`), it returns the logits the
-    model computes in float32 and evaluation mode, to float32 precision. The copy takes 4 bytes
-    per parameter (Qwen3-0.6B: 2.4 GB) besides the model: build it after loading or training.
-    Query/key/value biases (qkv_bias), sliding windows and Gemma 3's options are kept.
-    weight_dtype=torch.bfloat16 stores the matrices in bfloat16, as FastDecoder does: half the
-    bytes read per token, activations rounded to bfloat16 for each product.
-    """
-
-    def __init__(self, model: ModernGPTModel, weight_dtype: torch.dtype = torch.float32):
-        check(weight_dtype in (torch.float32, torch.bfloat16),
-              f"weight_dtype must be torch.float32 or torch.bfloat16, got {weight_dtype}")
-        check_type("model", model, ModernGPTModel, "a ModernGPTModel (FastDecoder takes GPTModel)")
-        check_architecture(model, ModernGPTModel, "FastModernDecoder", FAST_MODERN_CONFIG_KEYS,
-                           MODERN_OPTIONAL_KEYS, "generate with the model itself")
-        self.cfg = cfg = dict(model.cfg)
-        self.weight_dtype = weight_dtype
-
-        def matrix(*linears):  # several side by side: one product; laid out as FastDecoder's
-            return self._matrix(torch.cat([linear.weight.detach().float() for linear in linears]).T)
-
-        def weight(module):  # a norm's scale (Gemma's 1 + weight), None for no norm (Identity)
-            if not hasattr(module, "weight"):
-                return None
-            scale = module.weight.detach().float()
-            return 1.0 + scale if cfg["norm_unit_offset"] else scale.clone()
-
-        self.blocks, self.windows = [], []
-        for block in model.trf_blocks:
-            att, ff = block.att, block.ff
-            qkv_bias = None
-            if att.W_query.bias is not None:
-                qkv_bias = torch.cat([att.W_query.bias, att.W_key.bias,
-                                      att.W_value.bias]).detach().float()
-            self.blocks.append({
-                "norm1": weight(block.norm1), "norm2": weight(block.norm2),
-                "post_norm1": weight(block.post_norm1), "post_norm2": weight(block.post_norm2),
-                "q_norm": weight(att.q_norm), "k_norm": weight(att.k_norm),
-                "qkv": matrix(att.W_query, att.W_key, att.W_value), "qkv_bias": qkv_bias,
-                "out": matrix(att.out_proj), "gate_up": matrix(ff.gate, ff.up),
-                "down": matrix(ff.down)})
-            self.windows.append(att.window)  # None: a global layer
-        self.scale = model.trf_blocks[0].att.scale  # None: 1 / sqrt(head_dim)
-        self.final_norm, self.head = weight(model.final_norm), matrix(model.out_head)
-        # a tied head is the token embedding: its rows are read from the head's copy, no second
-        tied = model.out_head.weight is model.tok_emb.weight
-        self.tok_emb = (model.tok_emb.weight.detach().float().clone() if not tied
-                        else self.head.T if weight_dtype == torch.float32 else self.head)
-        self.freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
-        self.local_freqs = self.freqs if cfg["rope_local_base"] is None else rope_frequencies(
-            cfg["head_dim"], cfg["rope_local_base"])
-
-    # FastDecoder's input check and products: they read only cfg, blocks and weight_dtype
-    _check_input, _matrix, _linear = (FastDecoder._check_input, FastDecoder._matrix,
-                                      FastDecoder._linear)
-
-    def make_kv_caches(self, max_tokens: int | None = None) -> list[KVCache]:
-        """FastDecoder's caches, windowed for the local layers, as the model's."""
-        return [KVCache(cache.max_tokens, window=window) for cache, window
-                in zip(FastDecoder.make_kv_caches(self, max_tokens), self.windows)]
-
-    @torch.inference_mode()
-    def __call__(self, in_idx: torch.Tensor, kv_caches: list[KVCache] | None = None,
-                 last_only: bool = False) -> torch.Tensor:
-        """Logits as ModernGPTModel.forward(in_idx, kv_caches, last_only) computes them."""
-        start = self._check_input(in_idx, kv_caches)
-        batch, num_tokens = in_idx.shape
-        heads, groups, head_dim = self.cfg["n_heads"], self.cfg["n_kv_groups"], self.cfg["head_dim"]
-        width, eps = self.cfg["emb_dim"], self.cfg["norm_eps"]
-
-        def norm(x, scale, size=width):
-            return x if scale is None else nn.functional.rms_norm(x, (size,), scale, eps)
-
-        rope = rope_angles(self.freqs.to(in_idx.device), start, num_tokens)
-        local_rope = rope_angles(self.local_freqs.to(in_idx.device), start, num_tokens)
-        x = self.tok_emb[in_idx].float()
-        if self.cfg["scale_embeddings"]:  # Gemma's: times sqrt(emb_dim)
-            x = x * torch.tensor(width ** 0.5, dtype=x.dtype, device=x.device)
-        for i, (block, window) in enumerate(zip(self.blocks, self.windows)):
-            cos, sin = rope if window is None else local_rope
-            qkv = self._linear(norm(x, block["norm1"]), (block["qkv"], block["qkv_bias"]))
-            queries, keys, values = (
-                part.view(batch, num_tokens, -1, head_dim).transpose(1, 2)
-                for part in qkv.split([heads * head_dim, groups * head_dim, groups * head_dim], -1))
-            queries = norm(queries, block["q_norm"], head_dim)
-            keys = norm(keys, block["k_norm"], head_dim)
-            queries, keys = apply_rope(queries, cos, sin), apply_rope(keys, cos, sin)
-            if kv_caches:
-                keys, values = kv_caches[i].update(keys, values)
-            context = attend(queries, keys, values, start, None, True, False, window=window,
-                             scale=self.scale)
-            out = self._linear(context.transpose(1, 2).reshape(batch, num_tokens, -1),
-                               (block["out"], None))
-            x = x + norm(out, block["post_norm1"])
-            gate, up = self._linear(norm(x, block["norm2"]), (block["gate_up"], None)).chunk(2, -1)
-            gate = (nn.functional.gelu(gate, approximate="tanh")
-                    if self.cfg["ffn_activation"] == "gelu_tanh" else nn.functional.silu(gate))
-            x = x + norm(self._linear(gate * up, (block["down"], None)), block["post_norm2"])
-        if last_only:
-            x = x[:, -1:]
-        return self._linear(norm(x, self.final_norm), (self.head, None))
-
-
-# %% beyond_6_open_models.ipynb cell 38, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 37, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -595,7 +466,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 40, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 39, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -734,8 +605,6 @@ __all__ = [
     'load_llama3_tokenizer',
     'HFTokenizer',
     'chat_prompt',
-    'FAST_MODERN_CONFIG_KEYS',
-    'FastModernDecoder',
     'OPEN_MODEL_FAMILIES',
     'config_to_hf',
     'SOURCE_FILES',

@@ -151,6 +151,7 @@ from ch05_pretraining.training import (
     find_highest_gradient as find_highest_gradient,
 )
 from ch05_pretraining.fast_path import (
+    PackedLinear as PackedLinear,
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
     ChunkedCrossEntropy as ChunkedCrossEntropy,
@@ -169,8 +170,6 @@ from ch05_pretraining.open_weights import (
     load_llama3_tokenizer as load_llama3_tokenizer,
     HFTokenizer as HFTokenizer,
     chat_prompt as chat_prompt,
-    FAST_MODERN_CONFIG_KEYS as FAST_MODERN_CONFIG_KEYS,
-    FastModernDecoder as FastModernDecoder,
     OPEN_MODEL_FAMILIES as OPEN_MODEL_FAMILIES,
     config_to_hf as config_to_hf,
     SOURCE_FILES as SOURCE_FILES,
