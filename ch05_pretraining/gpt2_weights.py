@@ -8,8 +8,8 @@
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
 save a GPTModel in their format, and the book's names for the same steps.
 
-One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading, saving and
-fast_path.FastDecoder alike.
+One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading and saving
+alike.
 """
 
 import json
@@ -126,8 +126,8 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
     configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
     check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, and "
-          "this is a model of 4.8's modern family (it has rope_base): FastModernDecoder decodes "
-          "it, save_open_model saves it", TypeError)
+          "this is a model of 4.8's modern family (it has rope_base): save_open_model saves it",
+          TypeError)
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
@@ -151,7 +151,7 @@ def _to_gpt2(name: str, parts: list) -> torch.Tensor:
 
 def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     """`gpt`'s weights as GPT-2 stores them (its names, Conv1D matrices (in, out), q/k/v fused):
-    what save_gpt2_safetensors writes and fast_path.FastDecoder is built from. Fresh copies."""
+    what save_gpt2_safetensors writes. Fresh copies."""
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
