@@ -1,6 +1,6 @@
-"""Section 5.9's loader, 4.8's ModernGPTModel and 5.9.2's FastModernDecoder at Qwen3-0.6B's or
-Gemma 3 1B's dimensions, against transformers on the same machine: peak memory while loading,
-and greedy decoding speed with the tokens compared, beside the machine's memory bandwidth. The
+"""Section 5.9's loader, 4.8's ModernGPTModel and 5.7.1's FastDecoder at Qwen3-0.6B's or Gemma 3
+1B's dimensions, against transformers on the same machine: peak memory while loading, and
+greedy decoding speed with the tokens compared, beside the machine's memory bandwidth. The
 weights are random (no real ones can be downloaded here), saved by transformers in the
 published format and dtype (bfloat16).
 
@@ -10,18 +10,27 @@ published format and dtype (bfloat16).
 Decoding one sequence reads every weight matrix once per token, so its speed is bounded by
 memory bandwidth: the script measures it in the same run (a 1 GiB float32 tensor copied,
 counting the bytes read and written, and summed, which only reads; best of 5 each) and prints,
-for each decoder, the bytes of weights it reads per token times its tokens per second (the
-16-token prompt's time included, so a lower bound on the rate while decoding), as a share of
-the summing rate.
+for each decoder, the bytes of weights it reads per token (every weight once, in the dtype it
+holds, but one row of an untied embedding table) times its tokens per second (the 16-token
+prompt's time included, so a lower bound on the rate while decoding), as a share of the
+summing rate.
 
 Loading is measured in fresh processes: each imports what it needs, notes its peak resident
 memory, loads the folder and runs one token through the model (the files are memory-mapped, so
-a weight is read only when first used), and reports how much the peak grew. Decoding runs both
-models from the same folder in --dtype (float32 by default; FastModernDecoder keeps its
-matrices in --dtype too, and computes everything else in float32, so under bfloat16 its tokens
-may differ from the others'), greedy, from a 16-token prompt.
+a weight is read only when first used), and reports how much the peak grew.
+
+Decoding runs four decoders greedily from a 16-token prompt: our ModernGPTModel loaded from the
+folder in --dtype, with generate's KV cache; FastDecoder, a float32 copy of that model whose
+nn.Linear layers hold their weights as decoding's products read them (PackedLinear), running the
+model's own forward under torch.inference_mode, with float32 and with bfloat16 weights; and
+transformers' generate with the folder loaded in --dtype. A bfloat16 decoder rounds otherwise
+than the others, so its tokens may differ from transformers'; in float32 all should be the same.
 The rounds are interleaved, in alternating order, so that a drift of the machine hits every
-decoder alike; tokens per second is the median over --rounds.
+decoder alike; tokens per second is the median over --rounds. The last lines hold the course's
+goals for --dtype against what this run measured: in float32, FastDecoder at least as fast as
+transformers and at 90% of the read rate; in bfloat16, where the processor multiplies it
+natively, FastDecoder's bf16 weights 1.2x as fast as transformers; in both, our generate at
+least 0.9x transformers.
 """
 
 import statistics
@@ -33,13 +42,16 @@ from pathlib import Path
 
 import torch
 import transformers
+from torch import nn
 
 from shared import (
     OPEN_MODEL_CONFIGS,
-    FastModernDecoder,
+    FastDecoder,
+    PackedLinear,
     config_to_hf,
     generate,
     load_open_model,
+    supports_fast_bf16,
     validate_modern_config,
 )
 from shared.command_line import CommandParser, number_arg, run_main
@@ -104,13 +116,17 @@ def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> tuple[float, float]:
     return 2 * source.nbytes / best(lambda: target.copy_(source)), source.nbytes / best(source.sum)
 
 
-def bytes_read_per_token(tensors, embedding, head) -> int:
-    """The bytes of weights one decoding step reads: each tensor once (a tied matrix once),
-    except an untied token embedding, of which a step reads one row."""
-    unique = {t.untyped_storage().data_ptr(): t for t in tensors}
-    if embedding.untyped_storage().data_ptr() != head.untyped_storage().data_ptr():
-        del unique[embedding.untyped_storage().data_ptr()]
-    return sum(t.numel() * t.element_size() for t in unique.values())
+def weight_bytes_per_token(model: nn.Module) -> int:
+    """Bytes of weights one decoding step reads: every parameter (and PackedLinear weight and
+    bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
+    read = {}
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):  # an untied table: one row per token
+            continue
+        tensors = ([module.weight, module.bias] if isinstance(module, PackedLinear)
+                   else module.parameters(recurse=False))  # a tied head's counts here
+        read.update({(t.data_ptr(), t.numel()): t for t in tensors if t is not None})
+    return sum(t.numel() * t.element_size() for t in read.values())
 
 
 def load_memory(folder: Path) -> None:
@@ -125,47 +141,72 @@ def load_memory(folder: Path) -> None:
               f"weights ({growth / weights:.2f}x)")
 
 
+OURS, FAST, FAST_BF16 = ("ours (generate, KV cache)", "ours (FastDecoder)",
+                         "ours (FastDecoder, bf16 weights)")
+TRANSFORMERS = "transformers (generate)"
+
+
 def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
                  bandwidth: float) -> None:
     ours = load_open_model(folder, dtype=dtype)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+    fast, fast_bf16 = FastDecoder(ours), FastDecoder(ours, torch.bfloat16)
     prompt = torch.randint(0, ours.cfg["vocab_size"], (1, 16),
                            generator=torch.Generator().manual_seed(1))
-    runs = {"ours (generate, KV cache)": lambda: generate(ours, prompt, new_tokens)}
-    read = {"ours (generate, KV cache)": bytes_read_per_token(
-        list(ours.parameters()), ours.tok_emb.weight, ours.out_head.weight)}
-    fast = FastModernDecoder(ours, dtype)  # its matrices in --dtype, the rest in float32
-    runs["ours (FastModernDecoder)"] = lambda: generate(fast, prompt, new_tokens)
-    kept = [t for block in fast.blocks for t in block.values() if t is not None]
-    read["ours (FastModernDecoder)"] = bytes_read_per_token(
-        [*kept, fast.final_norm, fast.head, fast.tok_emb], fast.tok_emb, fast.head)
-    runs["transformers (generate)"] = lambda: theirs.generate(
-        prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-        pad_token_id=0, eos_token_id=None)
-    read["transformers (generate)"] = bytes_read_per_token(
-        list(theirs.parameters()), theirs.get_input_embeddings().weight,
-        theirs.get_output_embeddings().weight)
-    tokens, speeds = {}, {name: [] for name in runs}
-    for run in runs.values():
+    decoders = {  # name: (decode, the module whose weights it reads)
+        OURS: (lambda: generate(ours, prompt, new_tokens), ours),
+        FAST: (lambda: generate(fast, prompt, new_tokens), fast.model),
+        FAST_BF16: (lambda: generate(fast_bf16, prompt, new_tokens), fast_bf16.model),
+        TRANSFORMERS: (lambda: theirs.generate(
+            prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+            pad_token_id=0, eos_token_id=None), theirs),
+    }
+    tokens, speeds = {}, {name: [] for name in decoders}
+    for run, _ in decoders.values():
         run()  # warm-up
     for round_ in range(rounds):
-        for name, run in list(runs.items())[::1 if round_ % 2 == 0 else -1]:
+        for name, (run, _) in list(decoders.items())[::1 if round_ % 2 == 0 else -1]:
             start = time.perf_counter()
             with torch.no_grad():
                 tokens[name] = run()
             speeds[name].append(new_tokens / (time.perf_counter() - start))
-    print(f"greedy decoding, {dtype}, prompt 16 tokens, {new_tokens} new, median of {rounds}; "
-          f"weights read per token x tokens/s, against the sum's {bandwidth / 1e9:.1f} GB/s:")
-    for name, values in speeds.items():
-        rate = read[name] * statistics.median(values)
-        print(f"  {name:<32} {statistics.median(values):6.2f} tokens/s, "
-              f"{read[name] / 1e9:.2f} GB per token: {rate / 1e9:5.1f} GB/s "
-              f"({rate / bandwidth:.0%} of the sum's)")
-    *ours_names, reference = runs
-    for name in ours_names:
-        ratio = statistics.median(speeds[name]) / statistics.median(speeds[reference])
-        print(f"  {name} / transformers: {ratio:.2f}x; identical tokens: "
-              f"{torch.equal(tokens[name], tokens[reference])}")
+    speed = {name: statistics.median(values) for name, values in speeds.items()}
+    dtype_name = str(dtype).removeprefix("torch.")
+    same = {name: torch.equal(tokens[name], tokens[TRANSFORMERS]) for name in decoders}
+    share = {name: weight_bytes_per_token(weights) * speed[name] / bandwidth
+             for name, (_, weights) in decoders.items()}
+    print(f"\ngreedy decoding, prompt 16 tokens, {new_tokens} new, median of {rounds} rounds; "
+          f"ours (generate) and transformers in {dtype_name}, FastDecoder in float32 with "
+          f"float32 or bfloat16 weights; weights read per token x tokens/s against the sum's "
+          f"{bandwidth / 1e9:.1f} GB/s:")
+    rows = [("decoder", "tokens/s", "x transformers", "weights read per token",
+             "weights read/s", "of the sum's rate", "same tokens as transformers")]
+    for name, (_, weights) in decoders.items():
+        rows.append((name, f"{speed[name]:.2f}", f"{speed[name] / speed[TRANSFORMERS]:.2f}x",
+                     f"{weight_bytes_per_token(weights) / 1e9:.2f} GB",
+                     f"{share[name] * bandwidth / 1e9:.1f} GB/s", f"{share[name]:.0%}",
+                     "yes" if same[name] else "no"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in [rows[0], ["-" * w for w in widths], *rows[1:]]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+    def verdict(measured, goal, also=True):
+        return f"goal {'met' if measured >= goal and also else 'missed'}"
+    print(f"\nthe course's goals for {dtype_name} (goal against measured):")
+    if dtype == torch.float32:
+        ratio = speed[FAST] / speed[TRANSFORMERS]
+        print(f"  {FAST} >= 1.0x {TRANSFORMERS}, same tokens: {ratio:.2f}x, same tokens "
+              f"{'yes' if same[FAST] else 'no'}: {verdict(ratio, 1.0, same[FAST])}")
+        print(f"  {FAST} >= 90% of the sum's read rate: {share[FAST]:.0%}: "
+              f"{verdict(share[FAST], 0.9)}")
+    else:  # bf16: FastDecoder's bf16 weights against transformers' bf16 model
+        ratio = speed[FAST_BF16] / speed[TRANSFORMERS]
+        native = supports_fast_bf16("cpu")
+        print(f"  {FAST_BF16} >= 1.2x {TRANSFORMERS}: {ratio:.2f}x: "
+              + (verdict(ratio, 1.2) if native else "no goal (this processor has no native "
+                 "bf16: transformers' bf16 is emulated)"))
+    ratio = speed[OURS] / speed[TRANSFORMERS]
+    print(f"  {OURS} >= 0.9x {TRANSFORMERS}: {ratio:.2f}x: {verdict(ratio, 0.9)}")
 
 
 def main() -> None:
