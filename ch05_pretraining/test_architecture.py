@@ -1,7 +1,7 @@
-"""One refusal rule (shared/architecture.py, check_architecture) for everything that recomputes or
-writes a model from its weights: FastDecoder and GPT-2's file layout describe chapter 4's
-GPTModel exactly, FastModernDecoder and save_open_model 4.8's ModernGPTModel, and each refuses
-anything else rather than compute or save it wrongly. One attack set runs against all of them.
+"""One refusal rule (shared/architecture.py, check_architecture) for everything that writes a
+model's weights in a fixed layout: GPT-2's file layout describes chapter 4's GPTModel exactly,
+save_open_model 4.8's ModernGPTModel, and each refuses anything else rather than save it
+wrongly. One attack set runs against all of them.
 And what keeps a saved state from loading (model_state_problems, optimizer_state_problems,
 generator_problems; load_checkpoint's refusals are tested in test_checkpoints.py)."""
 
@@ -11,13 +11,12 @@ from torch import nn
 
 from ch04_gpt_model.gpt_model import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
 from ch04_gpt_model.modern import ModernGPTModel
-from ch05_pretraining.fast_path import FastDecoder
 from ch05_pretraining.gpt2_weights import (
     gpt2_tensors,
     load_weights_into_gpt,
     save_gpt2_safetensors,
 )
-from ch05_pretraining.open_weights import FastModernDecoder, save_open_model
+from ch05_pretraining.open_weights import save_open_model
 from ch06_classification.final_versions import add_classification_head
 from ch06_classification.lora import replace_linear_with_lora
 from conftest import tiny_gpt, tiny_qwen3
@@ -81,8 +80,7 @@ def load(model, tmp_path):
     return load_weights_into_gpt(model, gpt2_tensors(model_of()))
 
 
-USERS = {"FastDecoder": lambda model, tmp_path: FastDecoder(model),
-         "the GPT-2 layout (saving)": save, "the GPT-2 layout (loading)": load}
+USERS = {"the GPT-2 layout (saving)": save, "the GPT-2 layout (loading)": load}
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -108,45 +106,15 @@ def test_an_unknown_config_key_is_refused(user, tmp_path):
     class RopeGPT(GPTModel):  # a subclass that reads one more key ...
         OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "rope": False}
 
-    model = model_of(RopeGPT, rope=True)  # ... that the fast path and the layout do not know
+    model = model_of(RopeGPT, rope=True)  # ... that the layout does not know
     with pytest.raises(ValueError, match=r"does not support the configuration rope=True; it "
                                          r"computes vocab_size, context_length"):
         USERS[user](model, tmp_path)
 
 
-def test_a_subclass_that_changes_nothing_the_layout_describes_is_accepted(tmp_path):
-    class Named(GPTModel):
-        def describe(self):  # a new method: forward and every module unchanged
-            return "mine"
-
-    model, ids = model_of(Named, tie_weights=True), torch.tensor([[5, 9, 2, 7]])
-    with torch.no_grad():
-        torch.testing.assert_close(FastDecoder(model)(ids), model(ids))
-    save_gpt2_safetensors(model, tmp_path)
-
-
-@pytest.mark.parametrize("overrides", [{}, {"qkv_bias": False}, {"tie_weights": True},
-                                       {"sdpa": True}])
-def test_the_supported_model_still_gives_gptmodels_logits(overrides):
-    model, ids = model_of(**overrides), torch.randint(0, SMALL["vocab_size"], (2, 12))
-    with torch.no_grad():
-        torch.testing.assert_close(FastDecoder(model)(ids), model(ids))
-        torch.testing.assert_close(FastDecoder(model, torch.bfloat16)(ids), model(ids),
-                                   rtol=0.05, atol=0.05)
-
-
-def test_the_decoder_copies_the_config():
-    model = model_of()
-    decoder = FastDecoder(model)
-    assert decoder.cfg == model.cfg and decoder.cfg is not model.cfg
-    model.cfg["context_length"] = 99
-    assert decoder.cfg["context_length"] == SMALL["context_length"]
-
-
 def test_the_check_reads_only_shapes_no_random_numbers():
     model = model_of()
     state = torch.get_rng_state()
-    FastDecoder(model)
     gpt2_tensors(model)
     assert torch.equal(torch.get_rng_state(), state)
 
@@ -166,7 +134,7 @@ def test_a_missing_parameter_is_refused(user, tmp_path):
         USERS[user](model, tmp_path)
 
 
-# The attack set, against both families and everything that recomputes or writes them --------
+# The attack set, against both families and everything that writes them ---------------------
 
 def modern_of(cls=ModernGPTModel, **change):
     model = tiny_qwen3(n_layers=2, context_length=12)
@@ -187,12 +155,8 @@ def gpt_of(cls=GPTModel, **change):
 
 
 FAMILIES = {  # family: (a small model of it, a norm of the other family, its users)
-    GPTModel: (gpt_of, lambda width: nn.RMSNorm(width), {
-        "FastDecoder": lambda model, tmp_path: FastDecoder(model),
-        "FastDecoder (bf16)": lambda model, tmp_path: FastDecoder(model, torch.bfloat16),
-        "the GPT-2 layout (saving)": save}),
+    GPTModel: (gpt_of, lambda width: nn.RMSNorm(width), {"the GPT-2 layout (saving)": save}),
     ModernGPTModel: (modern_of, lambda width: nn.LayerNorm(width), {
-        "FastModernDecoder": lambda model, tmp_path: FastModernDecoder(model),
         "save_open_model": lambda model, tmp_path: save_open_model(model, tmp_path / "out")}),
 }
 CASES = [(family, user) for family, (_, _, users) in FAMILIES.items() for user in users]
@@ -262,16 +226,11 @@ def test_every_user_refuses_the_attack_set(family, user, attack, tmp_path):
 
 
 @pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
-def test_a_subclass_that_changes_nothing_is_computed_exactly(family, user, tmp_path):
+def test_a_subclass_that_changes_nothing_is_accepted(family, user, tmp_path):
     build, _, users = FAMILIES[family]
     named = type("Named", (family,), {"describe": lambda self: "mine"})  # a new method only
-    model = build(named)
-    ids = torch.randint(0, 40, (2, 10), generator=torch.Generator().manual_seed(0))
-    result = users[user](model, tmp_path)
-    if callable(result) and not isinstance(result, nn.Module):  # a decoder: the same logits
-        with torch.no_grad():
-            tolerance = {"rtol": 0.05, "atol": 0.05} if "bf16" in user else {}
-            torch.testing.assert_close(result(ids), model(ids), **tolerance)
+    users[user](build(named), tmp_path)
+    assert any(tmp_path.rglob("*.safetensors"))
 
 
 @pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])

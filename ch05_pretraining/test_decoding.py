@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
-from shared import FastDecoder, FastModernDecoder, GPTModel, generate
+from shared import FastDecoder, GPTModel, generate
 
 
 LONG_PROMPT = torch.arange(TINY_GPT["context_length"] + 3).unsqueeze(0)  # 3 tokens too many
@@ -32,8 +32,8 @@ def test_a_prompt_that_fits_is_not_warned_about_even_when_the_text_outgrows_the_
         generate(tiny_gpt(), LONG_PROMPT[:, :8], 5, use_cache=use_cache)
 
 
-@pytest.mark.parametrize("make", [tiny_qwen3, lambda: FastModernDecoder(tiny_qwen3())],
-                         ids=["ModernGPTModel", "FastModernDecoder"])
+@pytest.mark.parametrize("make", [tiny_qwen3, lambda: FastDecoder(tiny_qwen3())],
+                         ids=["ModernGPTModel", "FastDecoder"])
 def test_an_open_models_prompt_is_not_cropped(make):
     with pytest.raises(ValueError, match=r"the prompt has 11 tokens, more than context_size=8.*"
                                          r"<bos>.*shorten the prompt"):

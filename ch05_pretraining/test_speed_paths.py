@@ -1,24 +1,27 @@
-"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7), the chunked loss and
-the bf16 switch (5.8), FastModernDecoder (5.9.2)."""
+"""Tests of chapter 5's switches for speed and memory: FastDecoder (5.7) on both families and
+on a learner's variants of them, the chunked loss and the bf16 switch (5.8)."""
 
 
 import copy
+import types
 
 import pytest
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.gpt_model import GPTModel, TransformerBlock
+from ch04_gpt_model.modern import ModernBlock, SwiGLU
 from ch05_pretraining import fast_path
 from ch05_pretraining.decoding import generate
 from ch05_pretraining.fast_path import (
     FastDecoder,
+    PackedLinear,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
     supports_fast_bf16,
 )
-from ch05_pretraining.open_weights import FastModernDecoder
 from ch05_pretraining.pretraining import calc_loss_batch
+from ch06_classification.lora import replace_linear_with_lora
 from conftest import tiny_qwen3
 
 
@@ -31,7 +34,7 @@ def small_model(seed=0, **overrides):
     return GPTModel({**SMALL, **overrides}).eval()
 
 
-# FastDecoder (5.7) ---------------------------------------------------------------------------
+# FastDecoder: the model's own forward on a float32 copy with packed linear layers ------------
 
 @pytest.mark.parametrize("overrides", [{}, {"qkv_bias": False}, {"tie_weights": True},
                                        {"sdpa": True}])
@@ -85,12 +88,12 @@ def test_fast_decoder_is_a_copy_in_evaluation_mode():
         assert torch.equal(decoder(ids), before)
 
 
-def test_fast_decoder_refuses_a_classifiers_head():
+def test_fast_decoder_copies_the_config():
     model = small_model()
-    model.out_head = nn.Linear(SMALL["emb_dim"], 2)  # chapter 6's replacement head
-    with pytest.raises(ValueError, match=r"FastDecoder does not support a classification head "
-                                         r"\(2 outputs, the vocabulary has 97\)"):
-        FastDecoder(model)
+    decoder = FastDecoder(model)
+    assert decoder.cfg == model.cfg and decoder.cfg is not model.cfg
+    model.cfg["context_length"] = 99  # changing the model's afterwards leaves the copy's alone
+    assert decoder.cfg["context_length"] == SMALL["context_length"]
 
 
 def test_fast_decoder_computes_in_float32_whatever_the_models_dtype():
@@ -102,11 +105,16 @@ def test_fast_decoder_computes_in_float32_whatever_the_models_dtype():
     assert (logits - expected).abs().max() < 0.05 * expected.abs().max()  # weights rounded once
 
 
+def packed_layers(decoder):
+    return [m for m in decoder.model.modules() if isinstance(m, PackedLinear)]
+
+
 def test_fast_decoder_with_bf16_weights_is_close_and_reads_half_the_bytes():
     model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 12))
     decoder = FastDecoder(model, torch.bfloat16)
-    assert decoder.head[0].dtype == torch.bfloat16
-    assert all(block["fc1"][0].dtype == torch.bfloat16 for block in decoder.blocks)
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    assert len(packed_layers(decoder)) == len(linears)  # every one, the head too
+    assert all(layer.weight.dtype == torch.bfloat16 for layer in packed_layers(decoder))
     caches = decoder.make_kv_caches()
     with torch.no_grad():
         expected = model(ids)
@@ -121,20 +129,16 @@ def test_fast_decoder_with_bf16_weights_is_close_and_reads_half_the_bytes():
     assert (whole - expected).abs().max() > 1e-6 * scale  # it really is not float32
 
 
-def test_fast_decoder_rejects_what_it_cannot_copy_or_compute():
+def test_fast_decoder_refuses_what_the_model_refuses():
     model = small_model()
     with pytest.raises(ValueError, match="weight_dtype"):
         FastDecoder(model, torch.float16)
-    adapted = small_model()
-    adapted.trf_blocks[0].att.W_query = nn.Sequential(nn.Linear(32, 32))  # not a plain Linear
-    with pytest.raises(TypeError, match="merge them into the weights first: merge_lora"):
-        FastDecoder(adapted)
     decoder = FastDecoder(model)
-    with pytest.raises(ValueError, match="context_length is 24"):
+    with pytest.raises(ValueError, match="context_length=24"):
         decoder(torch.zeros(1, 25, dtype=torch.long))
     caches = decoder.make_kv_caches()
     decoder(torch.zeros(1, 20, dtype=torch.long), caches)
-    with pytest.raises(ValueError, match="after 20 cached tokens"):
+    with pytest.raises(ValueError, match="5 tokens after 20 cached ones"):
         decoder(torch.zeros(1, 5, dtype=torch.long), caches)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         decoder(torch.tensor([[97]]))
@@ -142,9 +146,226 @@ def test_fast_decoder_rejects_what_it_cannot_copy_or_compute():
         decoder.make_kv_caches(0)
 
 
-# FastModernDecoder (5.9.2) -------------------------------------------------------------------
+def test_fast_decoder_runs_a_hook_registered_for_every_module():
+    model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 6))
+    decoder = FastDecoder(model)
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: 2 * output if torch.is_tensor(output) else output)
+    try:
+        with torch.no_grad():
+            doubled = model(ids)
+            torch.testing.assert_close(decoder(ids), doubled)  # its packed layers doubled too
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        assert not torch.allclose(decoder(ids), doubled)
 
-MODERN_SHAPES = {  # each a configuration the decoder's fused products must reproduce
+
+# FastDecoder on a learner's variants of both families ----------------------------------------
+
+def learners_subclass(model, method, change):
+    """`model` (the same weights) as an instance of a learner's subclass of its class whose
+    `method` is `change` applied to what its class's computes; the arguments, kv_caches among
+    them, passed on as they came."""
+    family = type(model)
+
+    def changed(self, *args, **kwargs):
+        return change(getattr(family, method)(self, *args, **kwargs))
+    model.__class__ = type(f"Learners{family.__name__}", (family,), {method: changed})
+    return model
+
+
+def random_norm(kind, width):
+    norm = kind(width)
+    with torch.no_grad():  # away from the initial ones: a lost scale or shift shows
+        for parameter in norm.parameters():
+            parameter.uniform_(0.5, 1.5)
+    return norm
+
+
+class ReLUGLU(SwiGLU):
+    """The gated feed-forward with a ReLU gate."""
+
+    def forward(self, x):
+        return self.down(torch.relu(self.gate(x)) * self.up(x))
+
+
+class Scaled(nn.Module):
+    """A block whose output is halved."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    @property
+    def att(self):  # ModernGPTModel reads each block's att.window
+        return self.block.att
+
+    def forward(self, *args, **kwargs):
+        return 0.5 * self.block(*args, **kwargs)
+
+
+class ParallelBlock(TransformerBlock):
+    """GPT-J's block: attention and feed-forward side by side, x + att(norm1(x)) + ff(norm2(x))."""
+
+    def forward(self, x, kv_cache=None):
+        return x + self.att(self.norm1(x), kv_cache) + self.ff(self.norm2(x))
+
+
+class ParallelModernBlock(ModernBlock):
+    def forward(self, x, rope, kv_cache=None):
+        return x + self.att(self.norm1(x), rope, kv_cache) + self.ff(self.norm2(x))
+
+
+def relu_feed_forward(model):
+    for block in model.trf_blocks:
+        if isinstance(block.ff, SwiGLU):
+            block.ff.__class__ = ReLUGLU
+        else:
+            block.ff.layers[1] = nn.ReLU()
+    return model
+
+
+def parallel_blocks(model):
+    for block in model.trf_blocks:
+        block.__class__ = ParallelModernBlock if isinstance(block, ModernBlock) else ParallelBlock
+    return model
+
+
+def swapped_norms(model):
+    model.trf_blocks[0].norm1 = random_norm(nn.LayerNorm, model.cfg["emb_dim"])
+    model.final_norm = random_norm(nn.RMSNorm, model.cfg["emb_dim"])
+    return model
+
+
+def with_lora(model):
+    replace_linear_with_lora(model, rank=2, alpha=4)
+    with torch.no_grad():  # B starts at zero; a trained adapter has moved it
+        for name, parameter in model.named_parameters():
+            if name.endswith(".B"):
+                parameter.normal_(0, 0.05)
+    return model
+
+
+def set_attribute(model, name, make):
+    """model with the submodule at `name` replaced by make(that submodule)."""
+    model.set_submodule(name, make(model.get_submodule(name)))
+    return model
+
+
+def hooked(model, name, hook):
+    model.get_submodule(name).register_forward_hook(hook)
+    return model
+
+
+def forward_on_the_instance(model, name, forward):
+    """A method set on one module (bound to it, so that a copy binds it to the copy)."""
+    module = model.get_submodule(name)
+    module.forward = types.MethodType(forward, module)
+    return model
+
+
+def linear_with_bias_flipped(linear):
+    return nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is None)
+
+
+VARIANTS = {  # a learner's change to a small model of either family
+    "forward overridden": lambda m: learners_subclass(
+        m, "forward", lambda logits: 0.1 * torch.tanh(logits / 0.1)),  # Gemma 2's soft cap
+    "hidden_states overridden": lambda m: learners_subclass(
+        m, "hidden_states", lambda hidden: nn.functional.silu(hidden)),
+    "swapped norms": swapped_norms,
+    "ReLU feed-forward": relu_feed_forward,
+    "a scaled block": lambda m: set_attribute(m, "trf_blocks.1", Scaled),
+    "parallel blocks": parallel_blocks,
+    "classification head": lambda m: set_attribute(
+        m, "out_head", lambda head: nn.Linear(head.in_features, 3)),
+    "LoRA adapters": with_lora,
+    "a hook on a block": lambda m: hooked(m, "trf_blocks.0", lambda _, inputs, out: 2 * out),
+    "a hook on a linear": lambda m: hooked(m, "trf_blocks.0.att.W_query",
+                                           lambda _, inputs, out: out + 0.5),
+    "forward set on a block": lambda m: forward_on_the_instance(
+        m, "trf_blocks.1", lambda self, x, *args: x + 0.5 * type(self).forward(self, x, *args)),
+    "forward set on a linear": lambda m: forward_on_the_instance(
+        m, "trf_blocks.0.att.out_proj", lambda self, x: nn.functional.linear(
+            x, self.weight.tanh(), self.bias)),
+    "a linear in a Sequential": lambda m: set_attribute(
+        m, "trf_blocks.0.att.W_value", lambda linear: nn.Sequential(linear, nn.Tanh())),
+    "a bias added or removed": lambda m: set_attribute(m, "trf_blocks.1.att.out_proj",
+                                                       linear_with_bias_flipped),
+}
+FAMILIES = {  # 16 tokens of context, a vocabulary of 50 tokens or more
+    "GPTModel": lambda: small_model(context_length=16, n_layers=2),
+    "ModernGPTModel": lambda: modern_model("qwen3", n_layers=2),
+}
+
+
+def learners_variant(family, variant):
+    model = VARIANTS[variant](FAMILIES[family]()).eval()
+    ids = torch.randint(0, 50, (2, 14), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():  # the change matters: the variant computes something else
+        changed, plain = model(ids), FAMILIES[family]()(ids)
+        assert changed.shape != plain.shape or not torch.allclose(changed, plain)
+    return model, ids
+
+
+def what_can_change(model):
+    return ([type(m) for m in model.modules()],
+            {name: tensor.clone() for name, tensor in model.state_dict().items()},
+            sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
+            model.training, next(model.parameters()).dtype)
+
+
+def assert_same_state(got, expected):
+    (types_, state, *rest), (expected_types, expected_state, *expected_rest) = got, expected
+    assert types_ == expected_types and rest == expected_rest
+    assert state.keys() == expected_state.keys()
+    assert all(torch.equal(state[name], tensor) for name, tensor in expected_state.items())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_decoder_gives_a_variants_own_logits_at_every_step(family, variant):
+    model, ids = learners_variant(family, variant)
+    before = what_can_change(model)
+    decoder = FastDecoder(model)
+    assert_same_state(what_can_change(model), before)  # the model passed in is never changed
+    caches = decoder.make_kv_caches()
+    with torch.no_grad():
+        for end in range(5, ids.shape[1] + 1):  # the prompt once, then one token at a time
+            logits = decoder(ids[:, :5] if end == 5 else ids[:, end - 1:end], caches)
+            torch.testing.assert_close(logits[:, -1], model(ids[:, :end])[:, -1])
+    assert_same_state(what_can_change(model), before)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_decoder_generates_a_variants_own_tokens(family, variant):
+    model, ids = learners_variant(family, variant)
+    prompt = ids[:, :5]
+    expected = generate(model, prompt, 20, use_cache=False)  # past the context of 16
+    assert torch.equal(generate(FastDecoder(model), prompt, 20), expected)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_decoder_with_bf16_weights_stays_close_on_a_variant(family):
+    model, ids = learners_variant(family, "LoRA adapters")
+    decoder = FastDecoder(model, torch.bfloat16)
+    assert all(layer.weight.dtype == torch.bfloat16 for layer in packed_layers(decoder))
+    assert len(packed_layers(decoder)) == sum(type(m) is nn.Linear for m in model.modules())
+    caches = decoder.make_kv_caches()
+    with torch.no_grad():
+        expected = model(ids)
+        stepped = torch.cat([decoder(ids[:, :5], caches)]  # then one row: torch.mv's bf16 path
+                            + [decoder(ids[:, i:i + 1], caches) for i in range(5, 14)], dim=1)
+    scale = expected.abs().max()
+    assert (stepped - expected).abs().max() < 0.05 * scale
+    assert (stepped - expected).abs().max() > 1e-6 * scale  # it really is not float32
+
+
+# FastDecoder on 4.8's modern family ----------------------------------------------------------
+
+MODERN_SHAPES = {  # each a configuration the decoder must reproduce
     "qwen3": {},  # QK-norm, 2 key/value heads for 4 query heads, a tied head
     "llama3": {"qk_norm": False, "tie_weights": False, "head_dim": None, "rope_base": 500_000.0,
                "rope_freq": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -155,6 +376,8 @@ MODERN_SHAPES = {  # each a configuration the decoder's fused products must repr
         "n_layers": 6, "sliding_window": 5, "layer_types": ["local"] * 5 + ["global"],
         "rope_local_base": 100.0, "query_pre_attn_scalar": 12, "norm_unit_offset": True,
         "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True},
+    "mixture of experts": {"hidden_dim": None, "num_experts": 4, "num_experts_per_tok": 2,
+                           "moe_hidden_dim": 8},
 }
 
 
@@ -168,10 +391,10 @@ def modern_model(shape, **change):
 
 
 @pytest.mark.parametrize("shape", MODERN_SHAPES)
-def test_fast_modern_decoder_gives_the_models_logits(shape):
+def test_fast_decoder_gives_a_modern_models_logits(shape):
     model = modern_model(shape)
     ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
-    decoder = FastModernDecoder(model)
+    decoder = FastDecoder(model)
     with torch.no_grad():
         expected = model(ids)
         torch.testing.assert_close(decoder(ids), expected)
@@ -180,10 +403,10 @@ def test_fast_modern_decoder_gives_the_models_logits(shape):
 
 @pytest.mark.parametrize("shape", ["qwen3", "gemma3"])  # gemma3: windowed caches
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
-def test_fast_modern_decoder_continues_a_cache_in_pieces_of_any_size(split, shape):
+def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shape):
     model = modern_model(shape)
     ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
-    decoder = FastModernDecoder(model)
+    decoder = FastDecoder(model)
     caches, pieces, start = decoder.make_kv_caches(), [], 0
     with torch.no_grad():
         for size in split:  # rotary angles must start at the cached length
@@ -191,24 +414,25 @@ def test_fast_modern_decoder_continues_a_cache_in_pieces_of_any_size(split, shap
             start += size
         torch.testing.assert_close(torch.cat(pieces, dim=1), model(ids))
     assert caches[0].length == 12
+    assert [cache.window for cache in caches] == [block.att.window for block in model.trf_blocks]
 
 
 @pytest.mark.parametrize("shape", MODERN_SHAPES)
-def test_fast_modern_decoder_generates_the_models_tokens_even_past_the_context(shape):
+def test_fast_decoder_generates_a_modern_models_tokens_even_past_the_context(shape):
     model = modern_model(shape)
     prompt = torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
     expected = generate(model, prompt, 40, use_cache=False)  # the window slides after 16
-    assert torch.equal(generate(FastModernDecoder(model), prompt, 40), expected)
+    assert torch.equal(generate(FastDecoder(model), prompt, 40), expected)
 
 
-def test_fast_modern_decoder_is_a_float32_copy_in_evaluation_mode():
+def test_fast_decoder_of_a_modern_model_is_a_float32_copy_in_evaluation_mode():
     model = modern_model("qwen3", drop_rate=0.5)
     ids = torch.randint(0, 50, (1, 8), generator=torch.Generator().manual_seed(3))
-    decoder = FastModernDecoder(model.train())  # dropout on in the model: not in the decoder
+    decoder = FastDecoder(model.train())  # dropout on in the model: not in the decoder
     with torch.no_grad():
         before = decoder(ids)
         torch.testing.assert_close(before, model.eval()(ids))
-        torch.testing.assert_close(FastModernDecoder(model.to(torch.bfloat16))(ids),
+        torch.testing.assert_close(FastDecoder(model.to(torch.bfloat16))(ids),
                                    model.float()(ids))  # the bf16 weights, computed in float32
         for parameter in model.parameters():
             parameter.add_(1.0)  # changing the model afterwards leaves the copy alone
@@ -216,32 +440,9 @@ def test_fast_modern_decoder_is_a_float32_copy_in_evaluation_mode():
     assert before.dtype == torch.float32
 
 
-@pytest.mark.parametrize("shape", ["qwen3", "llama3"])
-def test_fast_modern_decoder_copies_a_tied_matrix_once(shape):
-    model = modern_model(shape)
-    decoder = FastModernDecoder(model)
-    copied = {tensor.untyped_storage().data_ptr(): tensor.numel()
-              for block in decoder.blocks for tensor in block.values() if tensor is not None}
-    for tensor in (decoder.tok_emb, decoder.head, decoder.final_norm):
-        copied[tensor.untyped_storage().data_ptr()] = tensor.numel()
-    assert sum(copied.values()) == sum(p.numel() for p in model.parameters())  # 4 bytes each
-    assert (decoder.tok_emb.untyped_storage().data_ptr()
-            == decoder.head.untyped_storage().data_ptr()) == model.cfg["tie_weights"]
-
-
-def test_fast_modern_decoder_refuses_what_it_does_not_compute():
-    with pytest.raises(TypeError, match="model must be a ModernGPTModel .FastDecoder takes "
-                                        "GPTModel., got GPTModel"):
-        FastModernDecoder(small_model())
-    # one rule (check_architecture): every option but the dense blocks' at its default (the
-    # attack set of test_architecture.py covers the rest)
-    refused = "FastModernDecoder does not support the configuration "
-    moe = tiny_qwen3(hidden_dim=None, num_experts=4, num_experts_per_tok=2, moe_hidden_dim=8)
-    with pytest.raises(ValueError, match=refused + "num_experts=4, num_experts_per_tok=2, "
-                                         "moe_hidden_dim=8; .*: generate with the model itself"):
-        FastModernDecoder(moe)
-    decoder = FastModernDecoder(modern_model("qwen3"))
-    with pytest.raises(ValueError, match="context_length is 16"):
+def test_fast_decoder_of_a_modern_model_refuses_what_the_model_refuses():
+    decoder = FastDecoder(modern_model("qwen3"))
+    with pytest.raises(ValueError, match="context_length=16"):
         decoder(torch.zeros(1, 17, dtype=torch.long))
     caches = decoder.make_kv_caches(10)
     decoder(torch.zeros(1, 8, dtype=torch.long), caches)
@@ -250,6 +451,23 @@ def test_fast_modern_decoder_refuses_what_it_does_not_compute():
         decoder(torch.zeros(1, 3, dtype=torch.long), caches)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         decoder(torch.tensor([[50]]))
+
+
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3"])
+def test_fast_decoder_of_a_modern_model_in_bfloat16_stays_close(shape):
+    model = modern_model(shape)
+    ids = torch.randint(0, 50, (1, 12), generator=torch.Generator().manual_seed(4))
+    decoder = FastDecoder(model, torch.bfloat16)
+    assert all(layer.weight.dtype == torch.bfloat16 for layer in packed_layers(decoder))
+    caches, pieces = decoder.make_kv_caches(), []
+    with torch.no_grad():
+        expected = model(ids)
+        for start in range(12):  # one row, one token at a time: torch.mv's bf16 path
+            pieces.append(decoder(ids[:, start:start + 1], caches))
+        # bf16 rounding: off by no more than the model itself computing in bfloat16
+        model_error = (copy.deepcopy(model).to(torch.bfloat16)(ids).float() - expected).abs().max()
+        for logits in (decoder(ids), torch.cat(pieces, dim=1)):
+            assert (logits - expected).abs().max() <= 1.5 * model_error
 
 
 # The chunked loss (5.8) ----------------------------------------------------------------------
@@ -490,22 +708,3 @@ def test_bf16_is_not_counted_where_nothing_says_it_is_native(monkeypatch, tmp_pa
     assert supports_fast_bf16("cpu") is False
     for device in ("mps", "meta", torch.device("mps")):
         assert supports_fast_bf16(device) is False
-
-
-@pytest.mark.parametrize("shape", ["qwen3", "gemma3"])
-def test_fast_modern_decoder_in_bfloat16_stores_half_the_bytes_and_stays_close(shape):
-    model = modern_model(shape)
-    ids = torch.randint(0, 50, (1, 12), generator=torch.Generator().manual_seed(4))
-    decoder = FastModernDecoder(model, torch.bfloat16)
-    assert decoder.blocks[0]["qkv"].dtype == torch.bfloat16 and decoder.head.dtype == torch.bfloat16
-    caches, pieces = decoder.make_kv_caches(), []
-    with torch.no_grad():
-        expected = model(ids)
-        for start in range(12):  # one row, one token at a time: torch.mv's bf16 path
-            pieces.append(decoder(ids[:, start:start + 1], caches))
-        # bf16 rounding: off by no more than the model itself computing in bfloat16
-        model_error = (copy.deepcopy(model).to(torch.bfloat16)(ids).float() - expected).abs().max()
-        for logits in (decoder(ids), torch.cat(pieces, dim=1)):
-            assert (logits - expected).abs().max() <= 1.5 * model_error
-    with pytest.raises(ValueError, match="weight_dtype must be torch.float32 or torch.bfloat16"):
-        FastModernDecoder(model, torch.float16)
