@@ -6,11 +6,12 @@
 
 Ours comes three ways: chapter 5's generate with GPTModel and its KV cache (the teaching path),
 and with FastDecoder (section 5.7.1), in float32 and with bfloat16 weights. FastDecoder is a
-float32 copy of the same model whose nn.Linear layers hold their weights as decoding's products
-read them (PackedLinear); generate runs the model's own forward on that copy, under
-torch.inference_mode. transformers' GPT2LMHeadModel runs with and without its cache, and, where
-the processor multiplies bfloat16 natively (shared.supports_fast_bf16), cached in bfloat16 too:
-the one to hold FastDecoder's bf16 weights against.
+float32 copy of the same model whose nn.Linear weights are stored as decoding's products read
+them (transposed in float32; in BFloat16Linear layers for bfloat16); generate runs the model's
+own forward on that copy, under torch.inference_mode. transformers' GPT2LMHeadModel runs with
+and without its cache, and, where the processor multiplies bfloat16 natively
+(shared.supports_fast_bf16), cached in bfloat16 too: the one to hold FastDecoder's bf16 weights
+against.
 
 All variants hold the same random GPT-2-sized weights (ours are copied into the book's model
 and into transformers' GPT2LMHeadModel), decode the same prompt greedily, and should produce
@@ -42,9 +43,9 @@ import torch
 from torch import nn
 
 from shared import (
+    BFloat16Linear,
     FastDecoder,
     GPTModel,
-    PackedLinear,
     count_parameters,
     generate,
     gpt2_config,
@@ -130,13 +131,13 @@ def transformers_variants(model, args):
 
 
 def weight_bytes_per_token(model: nn.Module) -> int:
-    """Bytes of weights one decoding step reads: every parameter (and PackedLinear weight and
-    bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
+    """Bytes of weights one decoding step reads: every parameter (and a BFloat16Linear's weight
+    and bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
     read = {}
     for module in model.modules():
         if isinstance(module, nn.Embedding):  # an untied table: one row per token
             continue
-        tensors = ([module.weight, module.bias] if isinstance(module, PackedLinear)
+        tensors = ([module.weight, module.bias] if isinstance(module, BFloat16Linear)
                    else module.parameters(recurse=False))  # a tied head's counts here
         read.update({(t.data_ptr(), t.numel()): t for t in tensors if t is not None})
     return sum(t.numel() * t.element_size() for t in read.values())

@@ -21,17 +21,16 @@ a weight is read only when first used), and reports how much the peak grew.
 
 Decoding runs four decoders greedily from a 16-token prompt: our ModernGPTModel loaded from the
 folder in --dtype, with generate's KV cache; FastDecoder, a float32 copy of that model whose
-nn.Linear layers hold their weights as decoding's products read them (PackedLinear), running the
-model's own forward under torch.inference_mode, with float32 and with bfloat16 weights; and
-transformers' generate with the folder loaded in --dtype. A bfloat16 decoder rounds otherwise
-than the others, so its tokens may differ from transformers'; in float32 all should be the same.
-The rounds are interleaved, in alternating order, so that a drift of the machine hits every
-decoder alike; tokens per second is the median over --rounds. The last lines hold the course's
-goals for --dtype against what this run measured: in float32, FastDecoder at least as fast as
-transformers and at 90% of the read rate; in bfloat16, where the processor multiplies it
-natively, FastDecoder's bf16 weights 1.2x as fast as transformers; in both, our generate at
-least 0.9x transformers.
-"""
+nn.Linear weights are stored as decoding's products read them (transposed in float32; in
+BFloat16Linear layers for bfloat16), running the model's own forward under torch.inference_mode,
+with float32 and with bfloat16 weights; and transformers' generate with the folder loaded in
+--dtype. A bfloat16 decoder rounds otherwise than the others, so its tokens may differ from
+transformers'; in float32 all should be the same. The rounds are interleaved, in alternating
+order, so that a drift of the machine hits every decoder alike; tokens per second is the median
+over --rounds. The last lines hold the course's goals for --dtype against what this run
+measured: in float32, FastDecoder at least as fast as transformers and at 90% of the read rate;
+in bfloat16, where the processor multiplies it natively, FastDecoder's bf16 weights 1.2x as fast
+as transformers; in both, our generate at least 0.9x transformers. """
 
 import statistics
 import subprocess
@@ -46,8 +45,8 @@ from torch import nn
 
 from shared import (
     OPEN_MODEL_CONFIGS,
+    BFloat16Linear,
     FastDecoder,
-    PackedLinear,
     config_to_hf,
     generate,
     load_open_model,
@@ -117,13 +116,13 @@ def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> tuple[float, float]:
 
 
 def weight_bytes_per_token(model: nn.Module) -> int:
-    """Bytes of weights one decoding step reads: every parameter (and PackedLinear weight and
-    bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
+    """Bytes of weights one decoding step reads: every parameter (and a BFloat16Linear's weight
+    and bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
     read = {}
     for module in model.modules():
         if isinstance(module, nn.Embedding):  # an untied table: one row per token
             continue
-        tensors = ([module.weight, module.bias] if isinstance(module, PackedLinear)
+        tensors = ([module.weight, module.bias] if isinstance(module, BFloat16Linear)
                    else module.parameters(recurse=False))  # a tied head's counts here
         read.update({(t.data_ptr(), t.numel()): t for t in tensors if t is not None})
     return sum(t.numel() * t.element_size() for t in read.values())

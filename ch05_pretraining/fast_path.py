@@ -24,44 +24,40 @@ from shared.checks import check_has_values
 
 # %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
 
-class PackedLinear(nn.Module):
-    """An nn.Linear's weight laid out for the products of decoding, computing what it computed.
+class BFloat16Linear(nn.Module):
+    """An nn.Linear computed from a bfloat16 copy of its weight: half the bytes read per token.
 
-    float32: kept (in, out), so that one row times it reads the matrix in order (torch.addmm).
-    bfloat16: kept (out, in), half the bytes; one row goes through torch.mv, PyTorch's bf16
-    matrix-vector kernel, more rows through F.linear, and the result returns to float32.
-    """
+    The input is rounded to bfloat16 for the product (F.linear, the fastest bfloat16 product
+    for one row on the processors measured), the result returns to float32 and the bias, kept
+    in float32, is added. The layer's hooks come along."""
 
-    def __init__(self, linear: nn.Linear, weight_dtype: torch.dtype):
+    def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight = linear.weight.detach()
-        self.weight = (weight.T.contiguous() if weight_dtype == torch.float32
-                       else weight.to(weight_dtype).contiguous())
+        self.weight = linear.weight.detach().to(torch.bfloat16)
         self.bias = None if linear.bias is None else linear.bias.detach().float()
+        for hooks in _HOOKS:
+            setattr(self, hooks, getattr(linear, hooks))
 
     def forward(self, x):
-        rows = x.reshape(-1, x.shape[-1])
-        if self.weight.dtype == torch.float32:
-            out = rows @ self.weight if self.bias is None else torch.addmm(self.bias, rows,
-                                                                           self.weight)
-        else:
-            out = (torch.mv(self.weight, rows[0].to(self.weight.dtype))[None] if len(rows) == 1
-                   else nn.functional.linear(rows.to(self.weight.dtype), self.weight)).float()
-            out = out if self.bias is None else out + self.bias
-        return out.view(*x.shape[:-1], out.shape[-1])
+        out = nn.functional.linear(x.to(torch.bfloat16), self.weight).float()
+        return out if self.bias is None else out + self.bias
+
+
+_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+          "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs")
 
 
 class FastDecoder:
-    """A float32 inference copy of a model whose nn.Linear layers are PackedLinear layers.
+    """A float32 inference copy of a model, its nn.Linear weights laid out for decoding.
 
     Called like the model (`generate(FastDecoder(model), ...)`), it runs the model's own
     forward on the copy, under torch.inference_mode and in evaluation mode (no dropout): the
-    same logits, to float32 rounding, whatever the model's blocks, norms, heads, forward methods
-    or hooks compute. Only layers of type nn.Linear are packed (a subclass, or a LoRA wrapper
-    around one, runs its own forward over them). The model passed in is not changed; changing
-    it afterwards leaves the copy alone, so build the decoder after training.
-    weight_dtype=torch.bfloat16 keeps the packed matrices in bfloat16: half the bytes read per
-    token, with each product's input rounded to bfloat16.
+    same logits, to float32 rounding, whatever the model's blocks, norms, heads, forward
+    methods or hooks compute. Only layers of type nn.Linear are changed (a subclass, or a LoRA
+    wrapper around one, runs as it is over the linear layers inside it). The model passed in
+    is not changed, and changing it afterwards leaves the copy alone: build the decoder after
+    training. weight_dtype=torch.bfloat16 gives those layers bfloat16 weights (BFloat16Linear):
+    half the bytes read per token, each product's input rounded to bfloat16.
     """
 
     def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32):
@@ -69,16 +65,24 @@ class FastDecoder:
               f"weight_dtype must be torch.float32 or torch.bfloat16, got {weight_dtype}")
         check_type("model", model, nn.Module, "a model (an nn.Module)")
         check_has_values("model", model, "build it on a real device")
-        self.model = copy.deepcopy(model).float().eval()
-        for module in list(self.model.modules()):
-            for name, layer in list(module.named_children()):
-                # a forward set on the instance is the learner's: that layer keeps it
-                if type(layer) is nn.Linear and "forward" not in vars(layer):
-                    packed = PackedLinear(layer, weight_dtype)
-                    packed._forward_hooks = layer._forward_hooks  # hooks on the layer still run
-                    packed._forward_pre_hooks = layer._forward_pre_hooks
-                    setattr(module, name, packed)
-        self.weight_dtype = weight_dtype
+        self.model, self.weight_dtype = copy.deepcopy(model).float().eval(), weight_dtype
+        linears = [(module, name, layer) for module in self.model.modules()
+                   for name, layer in module.named_children()
+                   if type(layer) is nn.Linear and "forward" not in vars(layer)]
+        if weight_dtype == torch.bfloat16:
+            for module, name, layer in linears:
+                setattr(module, name, BFloat16Linear(layer))
+        else:
+            # The same values and shape (out, in), stored transposed: F.linear then multiplies
+            # a row by a matrix that lies in memory as it reads it (one torch.addmm), the
+            # fastest float32 product for one row. A tied matrix stays tied (its users share it).
+            relaid = {id(layer.weight): nn.Parameter(layer.weight.detach().T.contiguous().T,
+                                                     requires_grad=False)
+                      for *_, layer in linears}
+            for module in self.model.modules():
+                for name, parameter in list(module.named_parameters(recurse=False)):
+                    if id(parameter) in relaid:
+                        setattr(module, name, relaid[id(parameter)])
 
     @torch.inference_mode()  # no autograd bookkeeping at all, not even no_grad's version counters
     def __call__(self, *args, **kwargs) -> torch.Tensor:
@@ -231,7 +235,7 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
 
 
 __all__ = [
-    'PackedLinear',
+    'BFloat16Linear',
     'FastDecoder',
     'supports_fast_bf16',
     'ChunkedCrossEntropy',

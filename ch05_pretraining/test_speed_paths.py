@@ -14,8 +14,8 @@ from ch04_gpt_model.modern import ModernBlock, SwiGLU
 from ch05_pretraining import fast_path
 from ch05_pretraining.decoding import generate
 from ch05_pretraining.fast_path import (
+    BFloat16Linear,
     FastDecoder,
-    PackedLinear,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
     supports_fast_bf16,
@@ -106,7 +106,7 @@ def test_fast_decoder_computes_in_float32_whatever_the_models_dtype():
 
 
 def packed_layers(decoder):
-    return [m for m in decoder.model.modules() if isinstance(m, PackedLinear)]
+    return [m for m in decoder.model.modules() if isinstance(m, BFloat16Linear)]
 
 
 def test_fast_decoder_with_bf16_weights_is_close_and_reads_half_the_bytes():
@@ -253,8 +253,20 @@ def set_attribute(model, name, make):
     return model
 
 
-def hooked(model, name, hook):
-    model.get_submodule(name).register_forward_hook(hook)
+def hooked(model, name, hook, **options):
+    model.get_submodule(name).register_forward_hook(hook, **options)
+    return model
+
+
+def learners_subclass_reading_the_head(model):
+    """A forward that multiplies by out_head.weight itself (a learner's tied-head experiment):
+    it must see nn.Linear's (out, in) matrix with its values, however the decoder stores it."""
+    class ReadsTheHead(type(model)):
+        def forward(self, in_idx, kv_caches=None, last_only=False):
+            hidden = self.hidden_states(in_idx, kv_caches)
+            hidden = hidden[:, -1:] if last_only else hidden
+            return hidden @ self.out_head.weight.T * 0.5
+    model.__class__ = ReadsTheHead
     return model
 
 
@@ -284,6 +296,9 @@ VARIANTS = {  # a learner's change to a small model of either family
     "a hook on a block": lambda m: hooked(m, "trf_blocks.0", lambda _, inputs, out: 2 * out),
     "a hook on a linear": lambda m: hooked(m, "trf_blocks.0.att.W_query",
                                            lambda _, inputs, out: out + 0.5),
+    "a keyword hook on a linear": lambda m: hooked(
+        m, "trf_blocks.0.att.W_key", lambda _, inputs, kwargs, out: out - 0.5, with_kwargs=True),
+    "a head that reads its weight": lambda m: learners_subclass_reading_the_head(m),
     "forward set on a block": lambda m: forward_on_the_instance(
         m, "trf_blocks.1", lambda self, x, *args: x + 0.5 * type(self).forward(self, x, *args)),
     "forward set on a linear": lambda m: forward_on_the_instance(

@@ -151,7 +151,7 @@ from ch05_pretraining.training import (
     find_highest_gradient as find_highest_gradient,
 )
 from ch05_pretraining.fast_path import (
-    PackedLinear as PackedLinear,
+    BFloat16Linear as BFloat16Linear,
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
     ChunkedCrossEntropy as ChunkedCrossEntropy,

@@ -322,8 +322,7 @@ def chapter_5_fast_paths():
     fast_modern = shared.FastDecoder(modern)
     assert on_the_gpu(shared.generate(fast_modern, ids(1, 3).to(GPU), 6, context_size=8,
                                       temperature=1.0, min_p=0.1, repetition_penalty=1.2))
-    assert all(on_the_gpu(p.weight) for p in fast_modern.model.modules()
-               if isinstance(p, shared.PackedLinear))
+    assert all(on_the_gpu(p) for p in fast_modern.model.parameters())
     shared.check_architecture(modern, shared.ModernGPTModel, "a test",  # reads only shapes
                               (*shared.MODERN_REQUIRED_KEYS, *shared.MODERN_OPTIONAL_KEYS))
     assert shared.supports_fast_bf16(GPU) is False
