@@ -27,9 +27,8 @@ from shared.checks import check_has_values
 class BFloat16Linear(nn.Module):
     """An nn.Linear computed from a bfloat16 copy of its weight: half the bytes read per token.
 
-    The input is rounded to bfloat16 for the product (F.linear, the fastest bfloat16 product
-    for one row on the processors measured), the result returns to float32 and the bias, kept
-    in float32, is added. The layer's hooks come along."""
+    The input is rounded to bfloat16 for the product (F.linear), the result returns to float32
+    and the bias, kept in float32, is added. The layer's hooks come along."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -74,8 +73,8 @@ class FastDecoder:
                 setattr(module, name, BFloat16Linear(layer))
         else:
             # The same values and shape (out, in), stored transposed: F.linear then multiplies
-            # a row by a matrix that lies in memory as it reads it (one torch.addmm), the
-            # fastest float32 product for one row. A tied matrix stays tied (its users share it).
+            # a row by a matrix that lies in memory as it reads it (one torch.addmm). A tied
+            # matrix stays tied (its users share it).
             relaid = {id(layer.weight): nn.Parameter(layer.weight.detach().T.contiguous().T,
                                                      requires_grad=False)
                       for *_, layer in linears}

@@ -21,7 +21,6 @@ import safetensors.torch
 import tiktoken
 import tokenizers
 import torch
-from torch import nn
 
 from shared import (
     MODERN_OPTIONAL_KEYS,
@@ -549,17 +548,16 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
 def check_open_model(model) -> None:
     """Refuse, saying what to do instead, a model that save_open_model would write wrongly:
-    anything but a ModernGPTModel as ModernGPTModel(model.cfg) computes it (check_architecture):
-    a GPTModel, a classifier, one with an unmerged LoRA adapter, or one without its weights."""
-    check(isinstance(model, ModernGPTModel), lambda: f"model must be a ModernGPTModel, got "
-          f"{type(model).__name__}" + (": save a GPTModel with save_gpt2_safetensors (5.5)"
-                                       if isinstance(model, GPTModel) else ""), TypeError)
-    head, vocab_size = model.out_head, model.cfg["vocab_size"]
-    outputs = model.cfg.get("num_classes") or (
-        head.weight.shape[0] if isinstance(head, nn.Linear) else vocab_size)
-    check(outputs == vocab_size, f"model has a classification head ({outputs} outputs, the "
-          f"vocabulary has {vocab_size}), which a language model's folder has no place for: save "
-          "a classifier with save_checkpoint (5.4) and load it into a model given the same head")
+    anything of another layout than ModernGPTModel(model.cfg) (check_architecture), such as a
+    GPTModel, a classifier or a model with unmerged LoRA adapters, or one without its weights."""
+    check(isinstance(model, ModernGPTModel) or not isinstance(model, GPTModel), lambda: f"model "
+          f"must be a ModernGPTModel, got {type(model).__name__}: save a GPTModel with "
+          "save_gpt2_safetensors (5.5)", TypeError)
+    classes = getattr(model, "cfg", {}).get("num_classes")  # chapter 6's head records them
+    check(classes is None, lambda: f"model has a classification head ({classes} outputs, the "
+          f"vocabulary has {model.cfg['vocab_size']}), which a language model's folder has no "
+          "place for: save a classifier with save_checkpoint (5.4) and load it into a model "
+          "given the same head")
     check_architecture(model, ModernGPTModel, "save_open_model",
                        (*MODERN_REQUIRED_KEYS, *MODERN_OPTIONAL_KEYS))
     check_has_values("model", model, "load or train its weights first")

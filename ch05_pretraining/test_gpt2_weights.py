@@ -174,8 +174,7 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
 
     classifier = GPTModel(SMALL)
     add_classification_head(classifier, 2)
-    with pytest.raises(ValueError, match=r"does not support a classification head \(2 outputs, "
-                                         r"the vocabulary has \d+\)"):
+    with pytest.raises(ValueError, match=r"does not support the configuration num_classes=2"):
         save_gpt2_safetensors(classifier, tmp_path / "classifier")
     adapted = GPTModel(SMALL)
     replace_linear_with_lora(adapted, rank=2, alpha=4)

@@ -44,10 +44,11 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
     with torch.device("meta"):
         reference = family(model.cfg)
     expected = dict(reference.named_modules())
-    odd_modules = [(name or "the model", type(module), type(expected[name]))
+    odd_modules = [(name, type(module), type(expected[name]))
                    for name, module in model.named_modules()
                    if name in expected and type(module) is not type(expected[name])]
     refuse_unless(not odd_modules, lambda: "; ".join(
+        f"{kind.__name__}, a subclass of {family_name}" if not name else
         f"{name}: a {_class_name(kind, wanted)} where {family_name} has a "
         f"{_class_name(wanted, kind)}"
         for name, kind, wanted in odd_modules[:3]) + (
