@@ -84,7 +84,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
-    check_gpt2_architecture(gpt)  # a model this does not describe would be mapped wrongly
+    check_gpt2_architecture(gpt)  # another layout would be read or written as GPT-2's
     layout = [("wte.weight", [gpt.tok_emb.weight]), ("wpe.weight", [gpt.pos_emb.weight])]
     for i, block in enumerate(gpt.trf_blocks):
         att, fc, proj = block.att, block.ff.layers[0], block.ff.layers[2]

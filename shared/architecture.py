@@ -48,7 +48,8 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
                    for name, module in model.named_modules()
                    if name in expected and type(module) is not type(expected[name])]
     refuse_unless(not odd_modules, lambda: "; ".join(
-        f"{kind.__name__}, a subclass of {family_name}" if not name else
+        f"{kind.__name__}, a subclass of {family_name} (use a {family_name}(model.cfg): a "
+        f"state_dict moves between the two with load_state_dict)" if not name else
         f"{name}: a {_class_name(kind, wanted)} where {family_name} has a "
         f"{_class_name(wanted, kind)}"
         for name, kind, wanted in odd_modules[:3]) + (
