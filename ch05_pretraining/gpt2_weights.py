@@ -308,6 +308,9 @@ def _config_beside(path: Path) -> dict | None:
     if not config_file.is_file():
         return None
     hf = read_config_json(config_file, ("gpt2",))
+    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+               if key not in hf]
+    check(not missing, f"{config_file} has no {', '.join(missing)}: damaged? save it again")
     return gpt2_config(vocab_size=hf["vocab_size"], context_length=hf["n_positions"],
                        emb_dim=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"])
 

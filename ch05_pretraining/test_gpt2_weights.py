@@ -191,6 +191,8 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
                                                  r"ones\)"),
     ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
     ([1, 2], "config.json holds a JSON list, not an object of settings"),
+    ({"model_type": "gpt2", "vocab_size": 300, "n_embd": 16}, r"config.json has no n_positions, "
+                                                              r"n_layer, n_head"),
 ])
 def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
