@@ -144,6 +144,29 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
 
 # %% beyond_3_decoding.ipynb cell 26, 5.7 Faster generation: the KV cache
 
+class KVCachedModel:
+    """`model` with its keys and values kept between calls (5.7). Called as generate calls a
+    model, with the text so far (batch, tokens), it runs the model on the tokens it has not
+    seen, through the caches of model.make_kv_caches(max_tokens), and returns their last
+    position's logits (batch, 1, vocab). A text that does not continue the last one (a new
+    prompt, or a window that slid past the context) empties the caches and starts over: the
+    logits are the uncached model's, to float32 rounding."""
+
+    def __init__(self, model: nn.Module, max_tokens: int | None = None):
+        self.model, self.kv_caches = model, model.make_kv_caches(max_tokens)
+        self.seen = None  # the token ids whose keys and values the caches hold
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        seen = 0 if self.seen is None else self.seen.shape[1]
+        if not (0 < seen < idx.shape[1] and torch.equal(idx[:, :seen], self.seen)):
+            for cache in self.kv_caches:  # stale, or of another text
+                cache.reset()
+            seen = 0
+        logits = self.model(idx[:, seen:], self.kv_caches, last_only=True)
+        self.seen = idx
+        return logits
+
+
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
              context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
              eos_id: int | None = None, *, top_p: float | None = None,
@@ -158,9 +181,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     first eos_id). Rows must be prompts of one length: padding is not masked. A prompt longer
     than `context_size` (default and maximum: the model's context length) is cropped to its end,
     with a warning; an open model's (ModernGPTModel's) is refused, since its start holds what
-    the model needs (<bos>, a chat's turn markers). use_cache (section 5.7) keeps every layer's
-    keys and values until the text outgrows context_size; a model without `make_kv_caches` (any
-    function from ids to logits) runs uncached, and needs a context_size.
+    the model needs (<bos>, a chat's turn markers). use_cache (section 5.7) calls the model through
+    KVCachedModel, which keeps every layer's keys and values; a model without `make_kv_caches`
+    (any function from ids to logits) runs uncached, and needs a context_size.
     """
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
@@ -200,18 +223,12 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
                                                            repetition_penalty)]
     ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-    kv_caches = None
-    if use_cache and hasattr(model, "make_kv_caches"):  # fresh for every prompt
+    if use_cache and hasattr(model, "make_kv_caches"):  # fresh caches for every prompt
         room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
-        kv_caches = model.make_kv_caches(room)
+        model = KVCachedModel(model, room)
     for _ in range(max_new_tokens):
         with torch.no_grad():
-            if kv_caches is None:
-                logits = model(idx[:, -context_size:])[:, -1]
-            elif idx.shape[1] <= context_size:  # only the tokens not cached yet
-                logits = model(idx[:, kv_caches[0].length:], kv_caches, last_only=True)[:, -1]
-            else:  # the window slid: every cached key and value is stale (5.7)
-                logits = model(idx[:, -context_size:], last_only=True)[:, -1]
+            logits = model(idx[:, -context_size:])[:, -1]  # the book's step
         next_id = next_token(logits, temperature, processors=processors, tokens=idx)
         if eos_id is not None:
             ended |= next_id == eos_id
@@ -238,5 +255,6 @@ __all__ = [
     'sampling_processors',
     'next_token_probs',
     'next_token',
+    'KVCachedModel',
     'generate',
 ]

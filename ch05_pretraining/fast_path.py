@@ -73,15 +73,16 @@ class FastDecoder:
                 setattr(module, name, BFloat16Linear(layer))
         else:
             # The same values and shape (out, in), stored transposed: F.linear then multiplies
-            # a row by a matrix that lies in memory as it reads it (one torch.addmm). A tied
-            # matrix stays tied (its users share it).
-            relaid = {id(layer.weight): nn.Parameter(layer.weight.detach().T.contiguous().T,
-                                                     requires_grad=False)
-                      for *_, layer in linears}
+            # a row by a matrix that lies in memory as it reads it (one torch.addmm). One matrix
+            # at a time, and a tied matrix stays tied: every module that holds it gets the new one.
+            holders = {}
             for module in self.model.modules():
-                for name, parameter in list(module.named_parameters(recurse=False)):
-                    if id(parameter) in relaid:
-                        setattr(module, name, relaid[id(parameter)])
+                for name, parameter in module.named_parameters(recurse=False):
+                    holders.setdefault(id(parameter), []).append((module, name))
+            for *_, layer in linears:
+                relaid = nn.Parameter(layer.weight.detach().T.contiguous().T, requires_grad=False)
+                for module, name in holders.pop(id(layer.weight), []):
+                    setattr(module, name, relaid)
 
     @torch.inference_mode()  # no autograd bookkeeping at all, not even no_grad's version counters
     def __call__(self, *args, **kwargs) -> torch.Tensor:

@@ -262,6 +262,19 @@ def test_what_the_layout_cannot_hold_is_not_saved(family, user, change, tmp_path
     assert any(tmp_path.rglob("*.safetensors"))
 
 
+@pytest.mark.parametrize("family, user", CASES, ids=[user for _, user in CASES])
+def test_a_head_untied_by_hand_from_a_tied_configuration_is_refused(family, user, tmp_path):
+    model = model_of(tie_weights=True) if family is GPTModel else modern_of()
+    assert model.cfg["tie_weights"] and model.out_head.weight is model.tok_emb.weight
+    with torch.no_grad():  # the learner's own head, while cfg still says tied
+        model.out_head.weight = nn.Parameter(model.out_head.weight + 1.0)
+    with pytest.raises(ValueError, match=r"weights tied otherwise than in \w+\(model.cfg\): "
+                                         r"none in the model, \[\('tok_emb.weight', "
+                                         r"'out_head.weight'\)\] there"):
+        FAMILIES[family][2][user](model, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("user", USERS)
 def test_a_module_the_family_does_not_have_is_refused(user, tmp_path):
     model = model_of()

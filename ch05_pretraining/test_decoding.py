@@ -1,5 +1,5 @@
 """decoding.py's generate: what it does with a prompt longer than the context, and a model that
-has no weights to run."""
+has no weights to run; KVCachedModel, the cache generate calls the model through."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
-from shared import FastDecoder, GPTModel, generate
+from shared import FastDecoder, GPTModel, KVCachedModel, generate
 
 
 LONG_PROMPT = torch.arange(TINY_GPT["context_length"] + 3).unsqueeze(0)  # 3 tokens too many
@@ -53,3 +53,44 @@ def test_a_model_on_the_meta_device_is_refused_by_name():
     with pytest.raises(ValueError, match=r"model is on the meta device .*build it on a real "
                                          r"device"):
         generate(model, LONG_PROMPT[:, :4], 2)
+
+
+# KVCachedModel: the cache as the model's wrapper, not part of generate's loop ------------------
+
+def uncached_last_logits(model, ids):
+    with torch.no_grad():
+        return model(ids)[:, -1:]
+
+
+@pytest.mark.parametrize("make", [tiny_gpt, tiny_qwen3, lambda: FastDecoder(tiny_gpt())],
+                         ids=["GPTModel", "ModernGPTModel", "FastDecoder"])
+def test_a_cached_model_gives_the_uncached_last_logits_for_each_text_it_is_shown(make):
+    model = make()
+    cached = KVCachedModel(model, max_tokens=TINY_GPT["context_length"])
+    text = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+    other = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
+    shown = [text[:, :3], text[:, :4], text[:, :7], text[:, :8],  # a text growing
+             text[:, 1:9], text[:, 2:10],  # the window sliding past the context of 8
+             other, other[:, :3], other]  # a new prompt; a shorter one; the same one again
+    for ids in shown:
+        with torch.no_grad():
+            torch.testing.assert_close(cached(ids), uncached_last_logits(model, ids))
+        assert cached.kv_caches[0].length <= TINY_GPT["context_length"]
+
+
+def test_a_cached_model_feeds_the_model_only_the_tokens_it_has_not_seen():
+    model, fed = tiny_gpt(), []
+    model.tok_emb.register_forward_hook(lambda module, args, out: fed.append(args[0].shape[1]))
+    cached = KVCachedModel(model, max_tokens=8)
+    text = torch.arange(10).unsqueeze(0)
+    with torch.no_grad():
+        for ids in (text[:, :4], text[:, :5], text[:, :6], text[:, 1:9], text[:, 2:10]):
+            cached(ids)
+    assert fed == [4, 1, 1, 8, 8]  # the prompt, one token each, then whole windows
+
+
+@pytest.mark.parametrize("make", [tiny_gpt, tiny_qwen3])
+def test_generate_with_the_cache_gives_the_uncached_tokens_past_the_context(make):
+    model, prompt = make(), torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
+    assert torch.equal(generate(model, prompt, 20),  # slides past the context of 8
+                       generate(model, prompt, 20, use_cache=False))

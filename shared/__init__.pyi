@@ -141,6 +141,7 @@ from ch05_pretraining.decoding import (
     sampling_processors as sampling_processors,
     next_token_probs as next_token_probs,
     next_token as next_token,
+    KVCachedModel as KVCachedModel,
     generate as generate,
 )
 from ch05_pretraining.training import (

@@ -65,7 +65,20 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
               if name not in found or found[name].shape != p.shape]
     shapes += [f"{name}, a parameter {family_name} does not have" for name in found
                if name not in wanted]
-    refuse_unless(not shapes, lambda: "; ".join(shapes[:3]))
+    refuse_unless(not shapes, lambda: "; ".join(shapes[:3]) + (
+        f"; and {len(shapes) - 3} more" if len(shapes) > 3 else ""))
+    ties = [_tied(m) for m in (model, reference)]  # one matrix under two names, or two
+    refuse_unless(ties[0] == ties[1], lambda: f"weights tied otherwise than in "
+                  f"{family_name}(model.cfg): {sorted(ties[0]) or 'none'} in the model, "
+                  f"{sorted(ties[1]) or 'none'} there (tie_weights={model.cfg.get('tie_weights')})")
+
+
+def _tied(model: nn.Module) -> set[tuple[str, str]]:
+    """Pairs of parameter names that hold one and the same tensor."""
+    first = {}
+    return {(first.setdefault(id(p), name), name)
+            for name, p in model.named_parameters(remove_duplicate=False)
+            if first.setdefault(id(p), name) != name}
 
 
 def _class_name(cls, other) -> str:

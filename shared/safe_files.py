@@ -123,7 +123,7 @@ def _check_replaceable(folder: str | Path, path: Path, writer: str, names: str, 
     if real == home or real == cwd or real in cwd.parents:
         refuse("is the home folder" if real == home else "is the current folder or holds it",
                f"{writer} replaces its folder whole, so give it one of the model's own, such "
-               f"as {Path(folder) / 'model'}")
+               f"as {str(Path(folder) / 'model')!r}")
     if not path.exists() and not path.is_symlink():
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
             refuse(f"is missing, and {stale} holds what was there before a save was killed "
