@@ -69,7 +69,8 @@ class FastDecoder:
                    for name, layer in module.named_children()
                    if type(layer) is nn.Linear and "forward" not in vars(layer)]
         if weight_dtype == torch.bfloat16:
-            for module, name, layer in linears:
+            while linears:  # popped, so that each float32 layer is freed once replaced
+                module, name, layer = linears.pop()
                 setattr(module, name, BFloat16Linear(layer))
         else:
             # The same values and shape (out, in), stored transposed: F.linear then multiplies
