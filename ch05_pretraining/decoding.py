@@ -162,6 +162,7 @@ class KVCachedModel:
             for cache in self.kv_caches:  # stale, or of another text
                 cache.reset()
             seen = 0
+        self.seen = None  # until the model has run: an error leaves no half-filled cache in use
         logits = self.model(idx[:, seen:], self.kv_caches, last_only=True)
         self.seen = idx
         return logits

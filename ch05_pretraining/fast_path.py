@@ -52,8 +52,9 @@ class FastDecoder:
     Called like the model (`generate(FastDecoder(model), ...)`), it runs the model's own
     forward on the copy, under torch.inference_mode and in evaluation mode (no dropout): the
     same logits, to float32 rounding, whatever the model's blocks, norms, heads, forward
-    methods or hooks compute. Only layers of type nn.Linear are changed (a subclass, or a LoRA
-    wrapper around one, runs as it is over the linear layers inside it). The model passed in
+    methods or hooks compute. Only layers of type nn.Linear are changed (a subclass of it runs as
+    it is; a wrapper such as a LoRA layer runs as it is over the nn.Linear inside it, which is
+    changed). The model passed in
     is not changed, and changing it afterwards leaves the copy alone: build the decoder after
     training. weight_dtype=torch.bfloat16 gives those layers bfloat16 weights (BFloat16Linear):
     half the bytes read per token, each product's input rounded to bfloat16.
@@ -73,9 +74,9 @@ class FastDecoder:
                 module, name, layer = linears.pop()
                 setattr(module, name, BFloat16Linear(layer))
         else:
-            # The same values and shape (out, in), stored transposed: F.linear then multiplies
-            # a row by a matrix that lies in memory as it reads it (one torch.addmm). One matrix
-            # at a time, and a tied matrix stays tied: every module that holds it gets the new one.
+            # The same values and shape (out, in), stored transposed (input-major): F.linear then
+            # runs one torch.addmm over it, another kernel than the (out, in) layout gets. One
+            # matrix at a time, and a tied matrix stays tied: every module holding it gets it.
             holders = {}
             for module in self.model.modules():
                 for name, parameter in module.named_parameters(recurse=False):

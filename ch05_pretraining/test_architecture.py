@@ -110,7 +110,7 @@ def test_an_unknown_config_key_is_refused(user, tmp_path):
 
     model = model_of(RopeGPT, rope=True)  # ... that the layout does not know
     with pytest.raises(ValueError, match=r"does not support the configuration rope=True; it "
-                                         r"writes vocab_size, context_length"):
+                                         r"knows vocab_size, context_length"):
         USERS[user](model, tmp_path)
 
 
@@ -200,7 +200,7 @@ ATTACKS = {  # attack: (make the model, error, what the message must say)
     "swapped norm": (lambda family, build, norm: swapped_norm(build(), norm), TypeError,
                      r"trf_blocks.0.norm1: a (RMSNorm|LayerNorm) where \w+ has a \w+"),
     "unknown config key": (lambda family, build, norm: build(logit_softcap=30.0), ValueError,
-                           r"does not support the configuration logit_softcap=30.0; it writes"),
+                           r"does not support the configuration logit_softcap=30.0; it knows"),
 }
 
 

@@ -94,3 +94,19 @@ def test_generate_with_the_cache_gives_the_uncached_tokens_past_the_context(make
     model, prompt = make(), torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
     assert torch.equal(generate(model, prompt, 20),  # slides past the context of 8
                        generate(model, prompt, 20, use_cache=False))
+
+
+def test_a_cached_model_starts_over_after_the_model_fails_halfway():
+    model, fail = tiny_gpt(n_layers=2), []
+
+    def fail_once(module, inputs, output):  # the second block fails, after the first cached
+        if fail and fail.pop():
+            raise RuntimeError("a failure halfway through the model")
+    model.trf_blocks[1].register_forward_hook(fail_once)
+    cached, text = KVCachedModel(model, max_tokens=8), torch.arange(6).unsqueeze(0)
+    with torch.no_grad():
+        cached(text[:, :3])
+        fail.append(True)
+        with pytest.raises(RuntimeError, match="halfway"):
+            cached(text[:, :4])
+        torch.testing.assert_close(cached(text[:, :5]), uncached_last_logits(model, text[:, :5]))

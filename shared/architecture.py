@@ -38,7 +38,7 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
     options = options or {}
     odd = [f"{key}={model.cfg[key]!r}" for key in model.cfg if key not in config_keys
            and (key not in options or model.cfg[key] != options[key])]
-    refuse_unless(not odd, lambda: f"the configuration {', '.join(odd)}; it writes "
+    refuse_unless(not odd, lambda: f"the configuration {', '.join(odd)}; it knows "
                   f"{', '.join(config_keys)}" + (", the other options at their defaults"
                                                  if options else ""))
     with torch.device("meta"):

@@ -318,6 +318,8 @@ def chapter_5_fast_paths():
     loss = shared.calc_loss_batch_chunked(x, y, model, GPU)
     loss.backward()
     assert on_the_gpu(loss, model.tok_emb.weight.grad)
+    cached = shared.KVCachedModel(decoder, max_tokens=8)
+    assert on_the_gpu(cached(ids(1, 3).to(GPU)), cached(ids(1, 4).to(GPU)))
     modern = tiny_qwen3().to(GPU)
     fast_modern = shared.FastDecoder(modern)
     assert on_the_gpu(shared.generate(fast_modern, ids(1, 3).to(GPU), 6, context_size=8,
