@@ -74,9 +74,9 @@ class FastDecoder:
                 module, name, layer = linears.pop()
                 setattr(module, name, BFloat16Linear(layer))
         else:
-            # The same values and shape (out, in), stored transposed (input-major): F.linear then
-            # runs one torch.addmm over it, another kernel than the (out, in) layout gets. One
-            # matrix at a time, and a tied matrix stays tied: every module holding it gets it.
+            # The same values and shape (out, in), stored transposed: F.linear's product (addmm,
+            # or mm without a bias) then reads the matrix input-major, as it lies. One matrix at
+            # a time, and a tied matrix stays tied: every module holding it gets it.
             holders = {}
             for module in self.model.modules():
                 for name, parameter in module.named_parameters(recurse=False):
