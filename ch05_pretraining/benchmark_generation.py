@@ -132,7 +132,8 @@ def transformers_variants(model, args):
 
 def weight_bytes_per_token(model: nn.Module) -> int:
     """Bytes of weights one decoding step reads: every parameter (and a BFloat16Linear's weight
-    and bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
+    and bias) once, in the dtype held, a tied matrix once; embedding tables, of which a token
+    reads one row each, are left out."""
     read = {}
     for module in model.modules():
         if isinstance(module, nn.Embedding):  # an untied table: one row per token

@@ -41,11 +41,10 @@ from pathlib import Path
 
 import torch
 import transformers
-from torch import nn
 
+from ch05_pretraining.benchmark_generation import weight_bytes_per_token
 from shared import (
     OPEN_MODEL_CONFIGS,
-    BFloat16Linear,
     FastDecoder,
     config_to_hf,
     generate,
@@ -113,19 +112,6 @@ def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> tuple[float, float]:
         return min(times)
 
     return 2 * source.nbytes / best(lambda: target.copy_(source)), source.nbytes / best(source.sum)
-
-
-def weight_bytes_per_token(model: nn.Module) -> int:
-    """Bytes of weights one decoding step reads: every parameter (and a BFloat16Linear's weight
-    and bias) once, in the dtype held, a tied matrix once, except in embedding tables: one row."""
-    read = {}
-    for module in model.modules():
-        if isinstance(module, nn.Embedding):  # an untied table: one row per token
-            continue
-        tensors = ([module.weight, module.bias] if isinstance(module, BFloat16Linear)
-                   else module.parameters(recurse=False))  # a tied head's counts here
-        read.update({(t.data_ptr(), t.numel()): t for t in tensors if t is not None})
-    return sum(t.numel() * t.element_size() for t in read.values())
 
 
 def load_memory(folder: Path) -> None:
