@@ -3,6 +3,7 @@
     python ch05_pretraining/benchmark_generation.py                  # 124M, 200 new tokens
     python ch05_pretraining/benchmark_generation.py --new-tokens 50 --rounds 1
     python ch05_pretraining/benchmark_generation.py --cached-only --rounds 5   # quicker
+    python ch05_pretraining/benchmark_generation.py --device cuda                # on a GPU
 
 Ours comes three ways: chapter 5's generate with GPTModel and its KV cache (the teaching path),
 and with FastDecoder (section 5.7.1), in float32 and with bfloat16 weights. FastDecoder is a
@@ -52,7 +53,7 @@ from shared import (
     save_gpt2_safetensors,
     supports_fast_bf16,
 )
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 CACHED, FAST, FAST_BF16 = "ours, KV cache", "ours, FastDecoder", "ours, FastDecoder, bf16 weights"
@@ -75,7 +76,7 @@ def our_variants(model, args):
 def book_variants(model, args):
     from llms_from_scratch.ch04 import GPTModel as BookGPTModel
     from llms_from_scratch.ch04 import generate_text_simple
-    book = BookGPTModel(model_config(args)).eval()
+    book = BookGPTModel(model_config(args)).to(args.device).eval()
     state = model.state_dict()
     book.load_state_dict(state)  # tied in ours: the book's separate head gets a copy
     found = {"book, no cache": (lambda prompt: generate_text_simple(book, prompt, args.new_tokens,
@@ -83,7 +84,7 @@ def book_variants(model, args):
     with contextlib.suppress(ImportError):
         from llms_from_scratch.kv_cache.gpt2 import GPTModel as BookCachedGPTModel
         from llms_from_scratch.kv_cache.utils import KVCache as BookKVCache
-        book_cached = BookCachedGPTModel(model_config(args)).eval()
+        book_cached = BookCachedGPTModel(model_config(args)).to(args.device).eval()
         book_cached.load_state_dict(state, strict=False)  # it builds masks on the fly
         if not torch.equal(book_cached.out_head.weight, model.out_head.weight):
             raise RuntimeError("the book's cached model did not take our weights")
@@ -111,10 +112,10 @@ def transformers_variants(model, args):
     disable_progress_bar()
     with tempfile.TemporaryDirectory() as folder:
         save_gpt2_safetensors(model, folder)
-        hf = GPT2LMHeadModel.from_pretrained(folder).eval()
-        # bf16 only where the processor multiplies it natively: elsewhere it is emulated, slow
-        hf_bf16 = (GPT2LMHeadModel.from_pretrained(folder, dtype=torch.bfloat16).eval()
-                   if supports_fast_bf16("cpu") else None)
+        hf = GPT2LMHeadModel.from_pretrained(folder).to(args.device).eval()
+        # bf16 only where the device multiplies it natively: elsewhere it is emulated, slow
+        hf_bf16 = (GPT2LMHeadModel.from_pretrained(folder, dtype=torch.bfloat16)
+                   .to(args.device).eval() if supports_fast_bf16(args.device) else None)
 
     def decode(hf, use_cache):
         def run(prompt):
@@ -144,17 +145,26 @@ def weight_bytes_per_token(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in read.values())
 
 
-def read_bandwidth(repeats=5) -> dict:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts it (a GPU runs
+    asynchronously; a CPU has nothing queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def read_bandwidth(device: torch.device, repeats=5) -> dict:
     """{kernel: best bytes/s} reading 512 MiB of float32 with a sum and a matrix-vector product."""
-    data = torch.randn(2**27, generator=torch.Generator().manual_seed(0))  # 512 MiB
-    matrix, vector = data.view(2**16, 2**11), torch.randn(2**11)
+    data = torch.randn(2**27, generator=torch.Generator().manual_seed(0)).to(device)  # 512 MiB
+    matrix, vector = data.view(2**16, 2**11), torch.randn(2**11).to(device)
     found = {}
     for name, read in [("sum", data.sum), ("matrix-vector", lambda: matrix @ vector)]:
         read()
         seconds = []
         for _ in range(repeats):
+            synchronize(device)
             start = time.perf_counter()
             read()
+            synchronize(device)
             seconds.append(time.perf_counter() - start)
         found[name] = data.numel() * data.element_size() / min(seconds)
     return found
@@ -180,23 +190,27 @@ def main():
     parser.add_argument("--rounds", type=number_arg(int, 1), default=2)
     parser.add_argument("--cached-only", action="store_true",
                         help="leave out the uncached variants (most of the run time)")
+    parser.add_argument("--device", type=device_arg, default="cpu")
     args = parser.parse_args()
+    args.device = torch.device(args.device)
 
     torch.manual_seed(0)
-    model = GPTModel(model_config(args)).eval()
-    prompt = torch.randint(0, 50257, (1, args.prompt_tokens))
+    model = GPTModel(model_config(args)).to(args.device).eval()
+    prompt = torch.randint(0, 50257, (1, args.prompt_tokens)).to(args.device)
     variants = our_variants(model, args)
     for extra in (book_variants, transformers_variants):
         with contextlib.suppress(ImportError):
             variants.update(extra(model, args))
     if args.cached_only:
         variants = {name: run for name, run in variants.items() if "no cache" not in name}
-    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, native bf16: "
-          f"{'yes' if supports_fast_bf16('cpu') else 'no'}, {args.size} "
+    where = (torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else
+             f"{args.device.type}, {torch.get_num_threads()} threads, "
+             f"{platform.processor() or platform.machine()}")
+    print(f"torch {torch.__version__}, {where}, native bf16: "
+          f"{'yes' if supports_fast_bf16(args.device) else 'no'}, {args.size} "
           f"({count_parameters(model):,} parameters), prompt {args.prompt_tokens} tokens, "
           f"{args.new_tokens} new tokens, {args.rounds} rounds")
-    bandwidth = read_bandwidth()  # again after the rounds: the best of both counts
+    bandwidth = read_bandwidth(args.device)  # again after the rounds: the best of both counts
 
     seconds, outputs, failures = {name: [] for name in variants}, {}, {}
     names = list(variants)
@@ -205,9 +219,11 @@ def main():
             decode = variants[name][0]  # each round starts with another variant
             if name in failures:
                 continue
+            synchronize(args.device)
             start = time.perf_counter()
             try:
                 outputs[name] = decode(prompt)
+                synchronize(args.device)
             except Exception as error:  # report a broken implementation instead of stopping
                 failures[name] = f"{type(error).__name__}: {error}"
                 continue
@@ -216,9 +232,9 @@ def main():
         print(f"  {f'round {round_index + 1}/{args.rounds}' if round_index >= 0 else 'warm-up'}"
               " done", flush=True)
     bandwidth = {name: max(rate, again) for (name, rate), again
-                 in zip(bandwidth.items(), read_bandwidth().values(), strict=True)}
+                 in zip(bandwidth.items(), read_bandwidth(args.device).values(), strict=True)}
     peak = max(bandwidth.values())
-    print(f"measured read bandwidth ({torch.get_num_threads()} threads): "
+    print(f"measured read bandwidth ({where}): "
           + ", ".join(f"{name} {rate / 1e9:.1f} GB/s" for name, rate in bandwidth.items())
           + f"; the percentages below are of the best, {peak / 1e9:.1f} GB/s\n")
 
@@ -253,8 +269,8 @@ def main():
     for name, goal, against in GOALS:
         line = f"  {name} >= {goal}x {against}: "
         if name not in rates or against not in rates:
-            why = ("this processor has no native bf16" if against == TRANSFORMERS_BF16
-                   and not supports_fast_bf16("cpu") else "a variant did not run")
+            why = ("this device has no native bf16" if against == TRANSFORMERS_BF16
+                   and not supports_fast_bf16(args.device) else "a variant did not run")
             print(line + f"not measured ({why})")
             continue
         ratio = rates[name] / rates[against]

@@ -5,7 +5,7 @@ weights are random (no real ones can be downloaded here), saved by transformers 
 published format and dtype (bfloat16).
 
     python ch05_pretraining/benchmark_open_models.py [--model qwen3-0.6b] [--new-tokens 32]
-        [--rounds 5] [--dtype float32] [--layers N]
+        [--rounds 5] [--dtype float32] [--layers N] [--device cuda]
 
 Decoding one sequence reads every weight matrix once per token, so its speed is bounded by
 memory bandwidth: the script measures it in the same run (a 1 GiB float32 tensor copied,
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from ch05_pretraining.benchmark_generation import weight_bytes_per_token
+from ch05_pretraining.benchmark_generation import synchronize, weight_bytes_per_token
 from shared import (
     OPEN_MODEL_CONFIGS,
     FastDecoder,
@@ -52,7 +52,7 @@ from shared import (
     supports_fast_bf16,
     validate_modern_config,
 )
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 LOAD_PROBE = """
@@ -96,18 +96,21 @@ def model_folder(folder: Path, name: str, layers: int | None) -> None:
         folder)
 
 
-def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> tuple[float, float]:
-    """Bytes per second of a large float32 tensor copied (read plus written) and summed (read
-    only), each the best of `repeats`."""
-    source = torch.ones(int(gib * 2**30) // 4)
+def memory_bandwidth(device: torch.device, gib: float = 1.0,
+                     repeats: int = 5) -> tuple[float, float]:
+    """Bytes per second of a large float32 tensor on `device` copied (read plus written) and
+    summed (read only), each the best of `repeats`."""
+    source = torch.ones(int(gib * 2**30) // 4, device=device)
     target = torch.empty_like(source)
     target.copy_(source)  # the first touch maps the pages: not timed
 
     def best(step):
         times = []
         for _ in range(repeats):
+            synchronize(device)
             start = time.perf_counter()
             step()
+            synchronize(device)
             times.append(time.perf_counter() - start)
         return min(times)
 
@@ -132,12 +135,13 @@ TRANSFORMERS = "transformers (generate)"
 
 
 def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
-                 bandwidth: float) -> None:
-    ours = load_open_model(folder, dtype=dtype)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+                 bandwidth: float, device: torch.device) -> None:
+    ours = load_open_model(folder, dtype=dtype).to(device)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(
+        device).eval()
     fast, fast_bf16 = FastDecoder(ours), FastDecoder(ours, torch.bfloat16)
     prompt = torch.randint(0, ours.cfg["vocab_size"], (1, 16),
-                           generator=torch.Generator().manual_seed(1))
+                           generator=torch.Generator().manual_seed(1)).to(device)
     decoders = {  # name: (decode, the module whose weights it reads)
         OURS: (lambda: generate(ours, prompt, new_tokens), ours),
         FAST: (lambda: generate(fast, prompt, new_tokens), fast.model),
@@ -151,9 +155,11 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
         run()  # warm-up
     for round_ in range(rounds):
         for name, (run, _) in list(decoders.items())[::1 if round_ % 2 == 0 else -1]:
+            synchronize(device)
             start = time.perf_counter()
             with torch.no_grad():
                 tokens[name] = run()
+            synchronize(device)
             speeds[name].append(new_tokens / (time.perf_counter() - start))
     speed = {name: statistics.median(values) for name, values in speeds.items()}
     dtype_name = str(dtype).removeprefix("torch.")
@@ -186,9 +192,9 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
               f"{verdict(share[FAST], 0.9)}")
     else:  # bf16: FastDecoder's bf16 weights against transformers' bf16 model
         ratio = speed[FAST_BF16] / speed[TRANSFORMERS]
-        native = supports_fast_bf16("cpu")
+        native = supports_fast_bf16(device)
         print(f"  {FAST_BF16} >= 1.2x {TRANSFORMERS}: {ratio:.2f}x: "
-              + (verdict(ratio, 1.2) if native else "no goal (this processor has no native "
+              + (verdict(ratio, 1.2) if native else "no goal (this device has no native "
                  "bf16: transformers' bf16 is emulated)"))
     ratio = speed[OURS] / speed[TRANSFORMERS]
     print(f"  {OURS} >= 0.9x {TRANSFORMERS}: {ratio:.2f}x: {verdict(ratio, 0.9)}")
@@ -202,11 +208,15 @@ def main() -> None:
     parser.add_argument("--layers", type=number_arg(int, 1), default=None,
                         help="fewer layers, for a quick run (default: the model's)")
     parser.add_argument("--model", choices=MODELS, default=MODELS[0])
+    parser.add_argument("--device", type=device_arg, default="cpu",
+                        help="where to decode (loading's memory is measured on the CPU)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     transformers.utils.logging.disable_progress_bar()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    copying, bandwidth = memory_bandwidth()
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}")
+    copying, bandwidth = memory_bandwidth(device)
     print(f"memory bandwidth, 1 GiB of float32, best of 5: a copy moves {copying / 1e9:.1f} GB/s "
           f"(read + written), a sum reads {bandwidth / 1e9:.1f} GB/s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +227,8 @@ def main() -> None:
               f"{sum(f.stat().st_size for f in folder.glob('*.safetensors')) / 2**30:.2f} GiB "
               "of safetensors")
         load_memory(folder)
-        decode_speed(folder, getattr(torch, args.dtype), args.new_tokens, args.rounds, bandwidth)
+        decode_speed(folder, getattr(torch, args.dtype), args.new_tokens, args.rounds, bandwidth,
+                     device)
 
 
 if __name__ == "__main__":

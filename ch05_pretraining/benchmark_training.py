@@ -57,7 +57,7 @@ from shared import (
     supports_fast_bf16,
     train_model,
 )
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 FAST_OPTIONS = ["tie_weights", "sdpa", "fused_adamw", "bf16_autocast", "compile"]
@@ -219,18 +219,6 @@ def measure_peaks(args) -> dict:
 
 def format_flops(rate: float) -> str:
     return f"{rate / 1e12:.1f} TFLOP/s" if rate >= 1e12 else f"{rate / 1e9:.0f} GFLOP/s"
-
-
-def device_arg(text: str) -> str:
-    """An argparse `type`: a device torch knows, and CUDA only where there is one."""
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1 "
-                                         "...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device")
-    return text
 
 
 def measure(name, keep, args):

@@ -119,6 +119,20 @@ def path_arg(text: str) -> Path:
     return Path(text)
 
 
+def device_arg(text: str) -> str:
+    """An argparse `type`: a device torch knows, and CUDA only where there is one."""
+    import torch  # here, so that command lines without a device flag load without torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1 "
+                                         "...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device")
+    return text
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
                     argparse.ArgumentDefaultsHelpFormatter):
     """--help with the description's lines as written and each flag's default, except where
