@@ -131,6 +131,17 @@ DATASETS: dict[str, DataFile] = {
             licence="public domain (Edith Wharton, 1908)",
         ),
         DataFile(
+            name="tinyshakespeare",
+            path="tinyshakespeare/input.txt",
+            sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            size=1_115_394,
+            urls=(
+                "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                "tinyshakespeare/input.txt",
+            ),
+            licence="public domain (Shakespeare's plays; the char-rnn repository is MIT)",
+        ),
+        DataFile(
             name="sms-spam-collection",
             path="SMSSpamCollection",
             sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
