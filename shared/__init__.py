@@ -81,6 +81,7 @@ CHAPTER_MODULES = (
     "ch05_pretraining.training",
     "ch05_pretraining.fast_path",
     "ch05_pretraining.open_weights",
+    "ch05_pretraining.shakespeare",
     "ch06_classification.classification",
     "ch06_classification.final_versions",
     "ch06_classification.mistakes",

@@ -309,6 +309,19 @@ def chapter_5_gpt2_weights(tmp_path):
 
 
 @case
+def chapter_5_shakespeare(tmp_path):
+    tokenizer = shared.BPETokenizer.train("To be, or not to be: that is the question.", 270)
+    cpu_model = tiny_gpt(qkv_bias=True, vocab_size=tokenizer.n_vocab)
+    folder = shared.save_text_model(copy.deepcopy(cpu_model).to(GPU), tokenizer, tmp_path / "m")
+    loaded, _ = shared.load_text_model(folder, GPU)
+    assert all(on_the_gpu(p) for p in loaded.parameters())
+    assert torch.equal(loaded(ids(1, 4).to(GPU)).cpu(), cpu_model.eval()(ids(1, 4)))
+    text = "To be, or not to be"
+    assert shared.nats_per_character(loaded, tokenizer, text) == pytest.approx(
+        shared.nats_per_character(cpu_model, tokenizer, text))
+
+
+@case
 def chapter_5_fast_paths():
     model = tiny_gpt(qkv_bias=True).to(GPU)
     decoder = shared.FastDecoder(model)
