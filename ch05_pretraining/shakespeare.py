@@ -81,7 +81,7 @@ def load_text_model(folder: str | Path, device: str | torch.device = "cpu", **ov
     return model.to(device).eval(), tokenizer
 
 
-# %% beyond_7_shakespeare.ipynb cell 23, 5.10.6 A bigger model, a longer run
+# %% beyond_7_shakespeare.ipynb cell 23, 5.10.6 A bigger model, another recipe
 
 def nats_per_character(model: GPTModel, tokenizer, text: str) -> float:
     """`model`'s cross-entropy on `text` per character instead of per token, a measure that
