@@ -145,11 +145,14 @@ def weight_bytes_per_token(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in read.values())
 
 
-def synchronize(device: torch.device) -> None:
+def synchronize(device: str | torch.device) -> None:
     """Wait for the device's queued work, so that a clock read after it counts it (a GPU runs
     asynchronously; a CPU has nothing queued)."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def read_bandwidth(device: torch.device, repeats=5) -> dict:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from ch05_pretraining.benchmark_generation import synchronize
 from shared import (
     GPTModel,
     calc_loss_batch,
@@ -144,11 +145,6 @@ def random_batches(args, vocab_size):
     ids = torch.randint(0, vocab_size, (args.steps, args.batch, args.context + 1),
                         generator=generator)
     return [(row[:, :-1].to(args.device), row[:, 1:].to(args.device)) for row in ids]
-
-
-def synchronize(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def peak_memory_gib(device) -> float:
