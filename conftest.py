@@ -12,6 +12,8 @@ text progress bars) are the plugin shared/tooling/pytest_setup.py, loaded by pyp
 - `TINY_QWEN3`, `tiny_qwen3(seed=0, **change)`: the same for chapter 4's `ModernGPTModel`
   (section 4.8) in Qwen3's shape: grouped-query attention with QK-norm, a head_dim of its own,
   tied embeddings.
+- `qwen3_style_tokenizer(folder)`: a tokenizer.json as Qwen3 publishes it, written to `folder`
+  and returned (a `tokenizers.Tokenizer`); its merges are learned from The Verdict.
 - `tiktoken_gpt2`: GPT-2's tokenizer (tiktoken's "gpt2" encoding), built once per run.
 - `data_mirror`: an empty temporary data mirror (`$LLM_COURSE_DATA_MIRROR`, see
   shared/data.py) and an empty temporary data/ folder; put files at a dataset's `path`.
@@ -47,6 +49,28 @@ def tiny_qwen3(seed=0, **change):
 
     torch.manual_seed(seed)
     return ModernGPTModel({**TINY_QWEN3, **change}).eval()
+
+
+def qwen3_style_tokenizer(folder):
+    """A tokenizer.json as Qwen3 publishes it (NFC, Qwen's split pattern, byte-level BPE,
+    ChatML special tokens), its merges learned from The Verdict, saved in `folder`."""
+    import tokenizers
+    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+
+    split = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+    tokenizer = tokenizers.Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator([data.read_text("the-verdict")], trainers.BpeTrainer(
+        vocab_size=600, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return tokenizer
 
 
 @pytest.fixture(scope="session")

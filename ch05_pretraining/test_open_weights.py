@@ -12,7 +12,7 @@ import tokenizers
 import torch
 import transformers
 
-from conftest import TINY_GPT
+from conftest import TINY_GPT, qwen3_style_tokenizer
 from shared import (
     OPEN_MODEL_CONFIGS,
     GPTModel,
@@ -368,23 +368,8 @@ def test_llama3_tokenizer_matches_transformers_and_the_book(llama3_tokenizer_fil
 
 @pytest.fixture(scope="module")
 def qwen3_tokenizer_folder(tmp_path_factory):
-    """A tokenizer.json as Qwen3 publishes it (NFC, Qwen's split pattern, byte-level BPE,
-    ChatML special tokens), its merges learned from The Verdict."""
-    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
-
-    split = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-    tokenizer = tokenizers.Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split), "isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator([read_text("the-verdict")], trainers.BpeTrainer(
-        vocab_size=600, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]))
     folder = tmp_path_factory.mktemp("qwen3")
-    tokenizer.save(str(folder / "tokenizer.json"))
+    qwen3_style_tokenizer(folder)
     return folder
 
 
