@@ -193,6 +193,8 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
     ("ch06_classification/lora_learning_rates.py", ["abc"],
      2, "argument lr: 'abc' is not a finite number"),
     ("shared/tooling/module_stats.py", ["extra"], 2, "unrecognized arguments: extra"),
+    ("ch07_instructions/chat_page.py", ["--port", "0"],
+     2, "argument --port: 0 must be at least 1 and at most 65535"),
 ])
 def test_a_script_ends_a_bad_argument_in_one_line(monkeypatch, capsys, script, args, status,
                                                   problem):

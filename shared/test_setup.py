@@ -34,7 +34,7 @@ WINDOWS = pytest.mark.skipif(sys.platform == "win32", reason=".ci/run is a bash 
 
 
 @WINDOWS
-def test_ci_runs_the_readmes_set_up_and_test_command_and_nothing_else():
+def test_ci_runs_the_readmes_set_up_and_test_command_and_the_browser_only():
     result = subprocess.run(["bash", str(CI_RUN), "--dry-run"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr
@@ -43,7 +43,9 @@ def test_ci_runs_the_readmes_set_up_and_test_command_and_nothing_else():
         "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")]
     assert len(cpu_torch) == 1, "the set-up's CPU torch line is what CI replaces"
     expected = [("pip install torch==2.13.0" if line in cpu_torch else line) for line in setup]
-    assert result.stdout.splitlines() == expected + test
+    browser = re.search(r"^BROWSER_LINE='(.*)'$", CI_RUN.read_text(), re.M)[1]
+    assert "apt-get install -y -qq chromium" in browser  # Debian's, for test_chat_page.py
+    assert result.stdout.splitlines() == expected + [browser] + test
     assert test == ["pytest"]
 
 

@@ -1,0 +1,316 @@
+"""A page to talk to the course's models, in the browser: one command, on your own machine.
+
+    python ch07_instructions/chat_page.py            # then open http://127.0.0.1:7860
+    python ch07_instructions/chat_page.py --open-model ~/models/Qwen3-0.6B --port 7861
+
+It serves the models the course makes or loads, each through the code that made it:
+chapter 5's Tiny Shakespeare model (section 5.10; it continues a text), chapter 6's spam
+classifier (a label and its probability, from classify_review), chapter 7's instruction model
+(the Alpaca prompt of format_input) and an open model in its published format, loaded as in
+section 5.9 and prompted in its own chat template (chat_prompt). Text models stream their tokens
+as `generate` picks them, one call per token through a KV cache (KVCachedModel), with the page's
+sampling settings; Stop ends a generation between two tokens. The page shows the exact text
+the model saw. Each message is a conversation of its own: nothing earlier is sent again.
+
+Why Gradio: a page of inputs, sliders and streamed outputs is what it is made for, a Python
+generator streams to the page as it yields, an event can be cancelled (Stop), and an error
+raised in a handler becomes a message on the page while the server keeps running. Chainlit,
+which the book's bonus apps use, is a chat window: a classifier's probability and the
+sampling sliders fit it less well.
+
+A model not yet made says which notebook makes it (chapter 5's beyond_7_shakespeare.ipynb,
+chapter 6's and chapter 7's lessons, in the default profile; chapter 6's classifier in the
+book profile too, through LLM_COURSE_PROFILE). The page listens on 127.0.0.1 only.
+"""
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from shared import (
+    RESPONSE_HEADER,
+    HFTokenizer,
+    KVCachedModel,
+    chat_prompt,
+    check,
+    classify_review,
+    data_dir,
+    finetuned_instruction_run,
+    format_input,
+    generate,
+    get_device,
+    lesson_setup,
+    load_llama3_tokenizer,
+    load_open_model,
+    load_text_model,
+)
+from shared.command_line import CommandParser, HelpFormatter, number_arg, path_arg, run_main
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = "Tiny Shakespeare (chapter 5, 5.10): continues a text"
+SPAM = "Spam classifier (chapter 6): label and probability"
+INSTRUCTION = "Instruction model (chapter 7): answers an instruction"
+OPEN = "Open model (chapter 5, 5.9): a folder in its published format"
+EXAMPLES = {SHAKESPEARE: "ROMEO:\n", SPAM: "You have won a free prize! Reply WIN to claim it.",
+            INSTRUCTION: "Give three tips for staying healthy.", OPEN: "What is RoPE?"}
+CHAT_STYLES = {"llama": "llama3", "qwen3": "qwen3", "gemma3": "gemma3", "gemma3_text": "gemma3"}
+END_OF_TURN = {"llama3": "<|eot_id|>", "qwen3": "<|im_end|>", "gemma3": "<end_of_turn>"}
+
+
+@dataclass
+class PageModel:
+    """A loaded model and what the page needs to talk to it."""
+    about: str  # one line for the page: what it is, its size, where it came from
+    model: torch.nn.Module
+    device: torch.device
+    prompt: callable  # the message -> the exact text the model sees
+    encode: callable  # text -> token ids
+    decode: callable  # token ids -> text
+    eos_id: int | None = None  # generation ends at this token
+    slides: bool = False  # GPT-2-style: past its context the window slides (an open model stops)
+    classify: callable = None  # a classifier: the message -> {label: probability}
+
+    @property
+    def context(self) -> int:
+        return self.model.cfg["context_length"]
+
+
+def _about(title, model, device, source) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    return (f"**{title}**: {params:,} parameters, a context of {model.cfg['context_length']:,} "
+            f"tokens, on {device}; from `{source}`")
+
+
+def load_shakespeare(folder: Path) -> PageModel:
+    check((folder / "config.json").is_file(), f"{folder} holds no saved model: run "
+          "ch05_pretraining/beyond_7_shakespeare.ipynb (3 minutes on a laptop), whose section "
+          "5.10.5 saves it there", FileNotFoundError)
+    device = get_device()
+    model, tokenizer = load_text_model(folder, device)
+    return PageModel(_about("Tiny Shakespeare", model, device, folder), model, device,
+                     prompt=lambda message: message, encode=tokenizer.encode,
+                     decode=tokenizer.decode, slides=True)
+
+
+def load_spam_classifier(path: Path) -> PageModel:
+    check(path.is_file(), f"{path} holds no classifier: run ch06_classification/"
+          "classification.ipynb, whose section 6.8 saves it there", FileNotFoundError)
+    lesson = lesson_setup(path)  # the lesson's profile, data and model, read from `path`
+    model, device, max_length = lesson.model, lesson.device, lesson.train_dataset.max_length
+
+    def probabilities(message):  # the logits classify_review computes, read by a hook
+        seen = []
+        hook = model.out_head.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            label = classify_review(message, model, lesson.tokenizer, device, max_length)
+        finally:
+            hook.remove()
+        probs = torch.softmax(seen[-1][0, -1].float(), dim=-1).tolist()
+        result = dict(zip(("not spam", "spam"), probs))
+        check(max(result, key=result.get) == label, "the hook read other logits than "
+              "classify_review's", RuntimeError)
+        return result
+
+    return PageModel(_about(f"Spam classifier ({lesson.profile} profile; messages padded to "
+                            f"{max_length} tokens, as in training)", model, device, path),
+                     model, device, prompt=lambda message: message,
+                     encode=lesson.tokenizer.encode, decode=lesson.tokenizer.decode,
+                     classify=probabilities)
+
+
+def load_instruction_model() -> PageModel:
+    path = data_dir() / "gpt-instruction-finetuned-default.pth"
+    check(path.is_file(), f"{path} holds no instruction model: run ch07_instructions/"
+          "instructions.ipynb (default profile), whose section 7.7 saves it there",
+          FileNotFoundError)
+    run = finetuned_instruction_run("default", quick=False)  # reads `path`: no training
+    tokenizer = run.tokenizer
+    return PageModel(_about("Instruction model (default profile)", run.model, run.device, path),
+                     run.model, run.device,
+                     prompt=lambda message: format_input({"instruction": message})
+                     + RESPONSE_HEADER,
+                     encode=lambda text: tokenizer.encode(text, disallowed_special=()),
+                     decode=tokenizer.decode, eos_id=tokenizer.eot_token, slides=True)
+
+
+def load_chat_model(folder: Path) -> PageModel:
+    check(folder.is_dir(), f"{folder} is not a folder: give the folder a download or "
+          "save_open_model wrote (config.json, *.safetensors, a tokenizer)", FileNotFoundError)
+    device = get_device()
+    model = load_open_model(folder).to(device).eval()  # names what a folder lacks
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    check(model_type in CHAT_STYLES, f"{folder}/config.json's model_type is {model_type!r}: the "
+          f"page knows the chat templates of {', '.join(sorted(CHAT_STYLES))}")
+    style = CHAT_STYLES[model_type]
+    if (folder / "tokenizer.json").is_file():  # Qwen3's, Gemma 3's, and Llama 3's on the Hub
+        tokenizer = HFTokenizer(folder)
+        encode, end_id = tokenizer.encode, tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
+    else:  # Meta's own download: original/tokenizer.model
+        tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
+        encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
+        end_id = tokenizer.encode_single_token(END_OF_TURN[style])
+    check(end_id is not None, f"{folder}'s tokenizer has no {END_OF_TURN[style]}, the end of "
+          f"a turn in {style}'s template")
+    return PageModel(_about(f"Open model ({style})", model, device, folder), model, device,
+                     prompt=lambda message: chat_prompt([{"role": "user", "content": message}],
+                                                        style, thinking=False),
+                     encode=encode, decode=tokenizer.decode, eos_id=end_id)
+
+
+def stream_reply(chosen: PageModel, message: str, temperature: float, top_k: int, top_p: float,
+                 max_tokens: int, seed: int):
+    """Yield (reply so far, status) as `generate` picks each token, one call per token."""
+    ids = chosen.encode(chosen.prompt(message))
+    room = chosen.context - len(ids)
+    check(room >= (0 if chosen.slides else 1), f"the prompt is {len(ids):,} tokens, longer "
+          f"than this model's context of {chosen.context:,}: shorten the message")
+    steps = max_tokens if chosen.slides else min(max_tokens, room)  # an open model stops there
+    window = chosen.context if chosen.slides else len(ids) + steps
+    cached = KVCachedModel(chosen.model, window)  # its caches see each token once, until a slide
+    tokens = torch.tensor([ids], device=chosen.device)
+    new, ended, start = [], "max tokens", time.perf_counter()
+    torch.manual_seed(seed)
+    for _ in range(steps):
+        last = tokens[:, -window:]
+        out = generate(cached, last, 1, context_size=window, temperature=temperature,
+                       top_k=top_k or None, top_p=top_p if top_p < 1 else None,
+                       eos_id=chosen.eos_id)
+        if out.shape[1] == last.shape[1]:  # generate adds nothing once it meets eos_id
+            ended = "the end-of-text token"
+            break
+        tokens = torch.cat([tokens, out[:, -1:]], dim=1)
+        new.append(out[0, -1].item())
+        yield chosen.decode(new), f"generating: {len(new)} tokens"
+    else:
+        if steps < max_tokens:
+            ended = "the model's context"
+    seconds = time.perf_counter() - start
+    yield chosen.decode(new), (f"done: {len(new)} tokens in {seconds:.1f} s "
+                               f"({len(new) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
+                               f"{ended}")
+
+
+class ModelShelf:
+    """The models the page has loaded, each once, by (kind, folder)."""
+
+    def __init__(self, shakespeare: Path, classifier: Path):
+        self.paths, self.loaded = {SHAKESPEARE: shakespeare, SPAM: classifier}, {}
+
+    def get(self, kind: str, folder: str = "") -> PageModel:
+        if kind == OPEN:
+            check(folder.strip(), "no model folder given: type the folder of an open model "
+                  "(config.json, *.safetensors, tokenizer.json) and press Load")
+            key = (kind, str(Path(folder.strip()).expanduser().resolve()))
+        else:
+            key = (kind, "")
+        if key not in self.loaded:
+            load = {SHAKESPEARE: lambda: load_shakespeare(self.paths[SHAKESPEARE]),
+                    SPAM: lambda: load_spam_classifier(self.paths[SPAM]),
+                    INSTRUCTION: load_instruction_model,
+                    OPEN: lambda: load_chat_model(Path(key[1]))}[kind]
+            self.loaded[key] = load()
+        return self.loaded[key]
+
+
+def build_page(shelf: ModelShelf, open_model: Path | None = None):
+    import gradio as gr
+
+    def page_error(error):  # a message on the page; the server keeps running
+        return gr.Error(str(error).strip() or type(error).__name__)
+
+    def choose(kind, folder):
+        is_open, is_spam = kind == OPEN, kind == SPAM
+        shown = {"about": "", "status": ""}
+        if not is_open or folder.strip():
+            try:
+                shown["about"] = shelf.get(kind, folder).about
+            except (ValueError, TypeError, OSError) as error:
+                shown["status"] = f"Not loaded: {error}"
+        return (gr.update(visible=is_open), shown["about"], shown["status"],
+                gr.update(placeholder=EXAMPLES[kind]), gr.update(visible=not is_spam),
+                gr.update(visible=not is_spam), gr.update(visible=is_spam))
+
+    def respond(kind, folder, message, temperature, top_k, top_p, max_tokens, seed):
+        try:
+            chosen = shelf.get(kind, folder)
+            check(message.strip(), "The message is empty: type a text for the model")
+            prompt = chosen.prompt(message)
+            if chosen.classify:
+                yield "", chosen.classify(message), prompt, "classified"
+                return
+            for reply, status in stream_reply(chosen, message, temperature, int(top_k), top_p,
+                                              int(max_tokens), int(seed)):
+                shown = message + reply if chosen.slides and chosen.eos_id is None else reply
+                yield shown, None, prompt, status
+        except (ValueError, TypeError, OSError) as error:
+            raise page_error(error) from None
+
+    with gr.Blocks(title="Talk to the course's models") as page:
+        gr.Markdown("## Talk to the course's models\nEach model is run by the course's own code "
+                    "on this machine. The box below the reply shows the exact text the model "
+                    "saw.")
+        kind = gr.Dropdown([SHAKESPEARE, SPAM, INSTRUCTION, OPEN], value=SHAKESPEARE,
+                           label="Model", elem_id="model")
+        with gr.Row(visible=False) as open_row:
+            folder = gr.Textbox(str(open_model or ""), label="Open model folder", scale=4,
+                                elem_id="folder")
+            load = gr.Button("Load", elem_id="load", scale=1)
+        about = gr.Markdown(elem_id="about")
+        message = gr.Textbox(label="Message", lines=3, placeholder=EXAMPLES[SHAKESPEARE],
+                             elem_id="prompt")
+        with gr.Accordion("Sampling settings", open=True) as sampling:
+            with gr.Row():
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, elem_id="temperature",
+                                        label="temperature (0: greedy)")
+                top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0: off)",
+                                  elem_id="top_k")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p (1: off)",
+                                  elem_id="top_p")
+                max_tokens = gr.Slider(1, 2000, value=200, step=1, label="max tokens",
+                                       elem_id="max_tokens")
+                seed = gr.Number(123, precision=0, label="seed", elem_id="seed")
+        with gr.Row():
+            go = gr.Button("Send", variant="primary", elem_id="go")
+            stop = gr.Button("Stop", elem_id="stop")
+        reply = gr.Textbox(label="Reply", lines=10, elem_id="out")
+        label = gr.Label(label="Class probabilities", visible=False, elem_id="label")
+        status = gr.Markdown(elem_id="status")
+        seen = gr.Textbox(label="The exact text the model saw", lines=4, elem_id="seen")
+
+        views = [open_row, about, status, message, sampling, reply, label]
+        kind.change(choose, [kind, folder], views)
+        load.click(choose, [kind, folder], views)
+        page.load(choose, [kind, folder], views)
+        event = go.click(respond, [kind, folder, message, temperature, top_k, top_p, max_tokens,
+                                   seed], [reply, label, seen, status])
+        stop.click(None, None, None, cancels=[event])
+    return page
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = CommandParser(description=__doc__.partition("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--port", type=number_arg(int, 1, 65535), default=7860)
+    parser.add_argument("--shakespeare", type=path_arg,
+                        default=PROJECT_ROOT / "ch05_pretraining" / "shakespeare-model",
+                        help="the folder save_text_model wrote (section 5.10.5)")
+    parser.add_argument("--classifier", type=path_arg,
+                        default=PROJECT_ROOT / "ch06_classification" / "review_classifier.pth",
+                        help="the state dict chapter 6's section 6.8 saved")
+    parser.add_argument("--open-model", type=path_arg, help="an open model's folder, offered "
+                        "on the page (any other can be typed there)")
+    args = parser.parse_args(argv)
+    # Gradio reports usage to its makers unless told not to; a course page has no need to.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    page = build_page(ModelShelf(args.shakespeare, args.classifier), args.open_model)
+    with contextlib.suppress(KeyboardInterrupt):
+        page.queue().launch(server_name="127.0.0.1", server_port=args.port)
+
+
+if __name__ == "__main__":
+    run_main(main)

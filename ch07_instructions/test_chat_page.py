@@ -1,0 +1,275 @@
+"""chat_page.py as a person uses it: the page started on localhost and driven in a headless
+Chromium (Playwright): a message typed and its tokens arriving, a generation stopped, the model
+switched to chapter 6's classifier, chapter 7's instruction model and an open model, and the
+bad inputs (an empty message, a prompt past the context, a folder that is not a model) each
+answered on the page while the server keeps running.
+
+The models are the course's own, made small and fast here: a Tiny Shakespeare-format text
+model, the chapter 6 and 7 lessons' models from their quick runs (LLM_COURSE_QUICK's few
+batches), and a Qwen3 that transformers builds and saves. The README's screenshot is made by
+the same steps on the models the notebooks saved:
+
+    python ch07_instructions/chat_page.py &       # after the notebooks that save the models
+    python ch07_instructions/test_chat_page.py --url http://127.0.0.1:7860 \\
+        --screenshot ch07_instructions/figures/chat_page.png
+
+A machine without Chromium skips the test, saying how to install it, except where
+LLM_COURSE_REQUIRE_BROWSER=1 (.ci/run sets it): there it fails.
+"""
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from playwright.sync_api import sync_playwright
+
+from ch07_instructions.chat_page import PageModel, stream_reply
+from conftest import qwen3_style_tokenizer, tiny_gpt
+from shared import (
+    BPETokenizer,
+    GPTModel,
+    finetuned_instruction_run,
+    generate,
+    lesson_setup,
+    read_text,
+    save_text_model,
+)
+
+
+PAGE = Path(__file__).with_name("chat_page.py")
+SPAM_LABEL = "Spam classifier (chapter 6): label and probability"
+INSTRUCTION = "Instruction model (chapter 7): answers an instruction"
+OPEN = "Open model (chapter 5, 5.9): a folder in its published format"
+
+
+def chromium() -> str | None:
+    """Debian's chromium, or None (Playwright's own download, if any, is used then)."""
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+
+
+def have_a_browser() -> bool:
+    if chromium():
+        return True
+    with sync_playwright() as playwright:
+        return Path(playwright.chromium.executable_path).exists()
+
+
+@contextlib.contextmanager
+def served(args: list[str], env: dict, log: Path):
+    """chat_page.py on a free port of 127.0.0.1, until the block ends; yields its url."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, str(PAGE), "--port", str(port), *args],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"the page's server ended:\n{log.read_text()}"
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            assert time.monotonic() < deadline, f"no page after 180 s:\n{log.read_text()}"
+            time.sleep(0.5)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def value_of(page, selector: str) -> str:
+    return page.locator(f"{selector} textarea").first.input_value()
+
+
+def set_slider(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def choose_model(page, name: str) -> None:
+    page.locator("#model input").click()
+    page.get_by_role("option", name=name).click()
+
+
+def send(page, message: str) -> None:
+    page.locator("#prompt textarea").fill(message)
+    page.locator("#go").click()
+
+
+def wait_for(condition, seconds: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+
+
+def see_message(page, text: str) -> None:
+    """`text` shown on the page (an error's message, in a toast or the status line)."""
+    page.get_by_text(re.compile(re.escape(text))).first.wait_for(timeout=30_000)
+
+
+def talk_to_shakespeare(page, max_tokens: int, screenshot: Path | None = None) -> None:
+    """Type a beginning; see the continuation grow token by token, and finish."""
+    set_slider(page, "max_tokens", max_tokens)
+    page.evaluate("""() => {  // the reply's length, every 5 ms, as the page shows it
+        const box = document.querySelector("#out textarea");
+        window.replyLengths = [];
+        setInterval(() => window.replyLengths.push(box.value.length), 5);
+    }""")
+    send(page, "ROMEO:\n")
+    wait_for(lambda: page.locator("#status").inner_text().startswith("done"), what="the reply")
+    growing = sorted(set(page.evaluate("window.replyLengths")) - {0})
+    assert len(growing) >= 5, f"the reply arrived in {len(growing)} steps, not as it was made"
+    assert value_of(page, "#out").startswith("ROMEO:\n")
+    assert value_of(page, "#seen") == "ROMEO:\n"
+    assert re.search(r"done: \d+ tokens in", page.locator("#status").inner_text())
+    if screenshot:
+        page.screenshot(path=str(screenshot), full_page=True)
+
+
+def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
+    if not have_a_browser() and os.environ.get("LLM_COURSE_REQUIRE_BROWSER") != "1":
+        pytest.skip("no Chromium to drive the page: `apt-get install chromium` (Debian, "
+                    "Ubuntu) or `python -m playwright install chromium`")
+
+    models, data = tmp_path / "models", tmp_path / "data"
+    env = make_models(models, data, monkeypatch)
+    with served(["--shakespeare", str(models / "shakespeare"), "--classifier",
+                 str(models / "classifier.pth")], env, tmp_path / "server.log") as (url, server):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(),
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(url)
+            page.locator("#about").get_by_text("Tiny Shakespeare").wait_for(timeout=60_000)
+
+            talk_to_shakespeare(page, 1000, tmp_path / "page.png")
+            assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+            # Stop: a long generation stopped after its first tokens stays stopped.
+            set_slider(page, "max_tokens", 2000)
+            send(page, "JULIET:\n")
+            wait_for(lambda: len(value_of(page, "#out")) > 20, what="the first tokens")
+            page.locator("#stop").click()
+            time.sleep(1.0)
+            stopped = value_of(page, "#out")
+            time.sleep(1.5)
+            assert value_of(page, "#out") == stopped, "the reply still grows after Stop"
+            assert page.locator("#status").inner_text().startswith("generating")
+
+            # Bad inputs: each gets its message, and the server goes on.
+            send(page, "   ")
+            see_message(page, "The message is empty")
+            send(page, "To be or not to be " * 60)
+            see_message(page, "longer than this model's context of 32")
+
+            choose_model(page, SPAM_LABEL)
+            page.locator("#about").get_by_text("Spam classifier").wait_for(timeout=60_000)
+            send(page, "You have won a free prize! Reply WIN to claim it.")
+            page.locator("#label").get_by_text(re.compile(r"\d+%")).first.wait_for()
+            assert "spam" in page.locator("#label").inner_text()
+
+            choose_model(page, INSTRUCTION)
+            page.locator("#about").get_by_text("Instruction model").wait_for(timeout=60_000)
+            set_slider(page, "max_tokens", 20)
+            send(page, "Name a colour.")
+            wait_for(lambda: page.locator("#status").inner_text().startswith("done"),
+                     what="the instruction model's reply")
+            assert value_of(page, "#seen").endswith("### Instruction:\nName a colour.\n\n"
+                                                     "### Response:\n")
+
+            choose_model(page, OPEN)
+            page.locator("#folder textarea, #folder input").first.fill(str(tmp_path))
+            page.locator("#load").click()
+            see_message(page, "Not loaded")
+            page.locator("#folder textarea, #folder input").first.fill(str(models / "qwen3"))
+            page.locator("#load").click()
+            page.locator("#about").get_by_text("Open model (qwen3)").wait_for(timeout=60_000)
+            send(page, "What is RoPE?")
+            wait_for(lambda: page.locator("#status").inner_text().startswith("done"),
+                     what="the open model's reply")
+            assert value_of(page, "#seen") == ("<|im_start|>user\nWhat is RoPE?<|im_end|>\n"
+                                               "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+            browser.close()
+        assert server.poll() is None, "the server ended"
+
+
+@pytest.mark.parametrize("slides", [True, False])
+def test_streamed_tokens_are_generates_tokens_in_one_call(slides):
+    """One generate call per token, through one KV cache, gives generate's own tokens, sliding
+    past the context (GPT-2's models) or stopping there (an open model's)."""
+    model = tiny_gpt(vocab_size=60, context_length=12)
+    shown = PageModel("", model, torch.device("cpu"), prompt=lambda m: m,
+                      encode=lambda text: [int(t) for t in text.split()],
+                      decode=lambda ids: " ".join(map(str, ids)), slides=slides)
+    *steps, (reply, status) = stream_reply(shown, "5 7 9", 1.0, 20, 0.9, 15, seed=3)
+    torch.manual_seed(3)
+    whole = generate(model, torch.tensor([[5, 7, 9]]), 15 if slides else 9, temperature=1.0,
+                     top_k=20, top_p=0.9)
+    assert reply == " ".join(map(str, whole[0, 3:].tolist()))
+    assert [s for s, _ in steps] == [" ".join(reply.split()[:n]) for n in range(1, len(steps) + 1)]
+    assert status.endswith("max tokens" if slides else "the model's context")
+
+
+def test_a_prompt_past_the_context_is_refused_naming_both_lengths():
+    shown = PageModel("", tiny_gpt(), torch.device("cpu"), prompt=lambda m: m,
+                      encode=lambda text: [1] * len(text), decode=str)
+    with pytest.raises(ValueError, match="the prompt is 9 tokens, longer than this model's "
+                       "context of 8: shorten the message"):
+        next(stream_reply(shown, "x" * 9, 0.0, 0, 1.0, 5, seed=0))
+
+
+def make_models(models: Path, data: Path, monkeypatch) -> dict:
+    """Small models of each kind the page serves, and the environment of its server."""
+    monkeypatch.setenv("LLM_COURSE_DATA_DIR", str(data))
+    monkeypatch.setenv("LLM_COURSE_QUICK", "1")  # the lessons' quick runs: a few batches
+    text = read_text("tinyshakespeare")[:20_000]
+    tokenizer = BPETokenizer.train(text, 300)
+    torch.manual_seed(0)
+    save_text_model(GPTModel({"vocab_size": tokenizer.n_vocab, "context_length": 32,
+                              "emb_dim": 32, "n_heads": 2, "n_layers": 2, "drop_rate": 0.0,
+                              "qkv_bias": False}), tokenizer, models / "shakespeare")
+    lesson_setup(models / "classifier.pth")
+    quick = finetuned_instruction_run("default", quick=True).model_path
+    shutil.copy(quick, data / "gpt-instruction-finetuned-default.pth")  # as the full run names it
+    qwen3 = qwen3_style_tokenizer(models / "qwen3")
+    transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+        vocab_size=qwen3.get_vocab_size(), hidden_size=32, intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+        max_position_embeddings=256, tie_word_embeddings=True)).save_pretrained(models / "qwen3")
+    env = {**os.environ, "LLM_COURSE_DATA_DIR": str(data)}
+    env.pop("LLM_COURSE_QUICK")  # the page serves the lessons' full runs' files
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Drive a running page and save a screenshot.")
+    parser.add_argument("--url", default="http://127.0.0.1:7860")
+    parser.add_argument("--screenshot", type=Path, required=True)
+    args = parser.parse_args()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(args.url)
+        page.locator("#about").get_by_text("Tiny Shakespeare").wait_for(timeout=60_000)
+        talk_to_shakespeare(page, 120, args.screenshot)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
