@@ -13,8 +13,9 @@ sampling settings; Stop ends a generation between two tokens. The page shows the
 the model saw. Each message is a conversation of its own: nothing earlier is sent again.
 
 Why Gradio: a page of inputs, sliders and streamed outputs is what it is made for, a Python
-generator streams to the page as it yields, an event can be cancelled (Stop), and an error
-raised in a handler becomes a message on the page while the server keeps running. Chainlit,
+generator streams to the page as it yields, an event can be cancelled (Stop), and a gr.Error
+raised in a handler is shown on the page while the server keeps running (the handlers here
+turn every error into one). Chainlit,
 which the book's bonus apps use, is a chat window: a classifier's probability and the
 sampling sliders fit it less well.
 
@@ -26,7 +27,10 @@ book profile too, through LLM_COURSE_PROFILE). The page listens on 127.0.0.1 onl
 import contextlib
 import json
 import os
+import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +73,13 @@ class PageModel:
     about: str  # one line for the page: what it is, its size, where it came from
     model: torch.nn.Module
     device: torch.device
-    prompt: callable  # the message -> the exact text the model sees
-    encode: callable  # text -> token ids
-    decode: callable  # token ids -> text
+    prompt: Callable[[str], str]  # the message -> the exact text the model sees
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int]], str]
     eos_id: int | None = None  # generation ends at this token
-    slides: bool = False  # GPT-2-style: past its context the window slides (an open model stops)
-    classify: callable = None  # a classifier: the message -> {label: probability}
+    slides: bool = False  # past its context the window slides (GPT-2's way), else it stops
+    continues: bool = False  # the reply continues the message, shown after it
+    classify: Callable | None = None  # a classifier: message -> ({label: probability}, text seen)
 
     @property
     def context(self) -> int:
@@ -89,13 +94,15 @@ def _about(title, model, device, source) -> str:
 
 def load_shakespeare(folder: Path) -> PageModel:
     check((folder / "config.json").is_file(), f"{folder} holds no saved model: run "
-          "ch05_pretraining/beyond_7_shakespeare.ipynb (3 minutes on a laptop), whose section "
-          "5.10.5 saves it there", FileNotFoundError)
+          "ch05_pretraining/beyond_7_shakespeare.ipynb (about 3 minutes on a CPU), whose "
+          "section 5.10.5 saves it there", FileNotFoundError)
     device = get_device()
-    model, tokenizer = load_text_model(folder, device)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tied = config.get("tie_word_embeddings", True)  # the file says if the head is the embedding
+    model, tokenizer = load_text_model(folder, device, tie_weights=tied)
     return PageModel(_about("Tiny Shakespeare", model, device, folder), model, device,
                      prompt=lambda message: message, encode=tokenizer.encode,
-                     decode=tokenizer.decode, slides=True)
+                     decode=tokenizer.decode, slides=True, continues=True)
 
 
 def load_spam_classifier(path: Path) -> PageModel:
@@ -104,18 +111,22 @@ def load_spam_classifier(path: Path) -> PageModel:
     lesson = lesson_setup(path)  # the lesson's profile, data and model, read from `path`
     model, device, max_length = lesson.model, lesson.device, lesson.train_dataset.max_length
 
-    def probabilities(message):  # the logits classify_review computes, read by a hook
-        seen = []
-        hook = model.out_head.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    def probabilities(message):
+        # classify_review gives the label; hooks read the ids it fed the model (the message
+        # padded as in training) and the head's logits, so that nothing is computed twice
+        inputs, logits = [], []
+        hooks = [model.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])),
+                 model.out_head.register_forward_hook(lambda _m, _i, out: logits.append(out))]
         try:
             label = classify_review(message, model, lesson.tokenizer, device, max_length)
         finally:
-            hook.remove()
-        probs = torch.softmax(seen[-1][0, -1].float(), dim=-1).tolist()
+            for hook in hooks:
+                hook.remove()
+        probs = torch.softmax(logits[-1][0, -1].float(), dim=-1).tolist()
         result = dict(zip(("not spam", "spam"), probs))
-        check(max(result, key=result.get) == label, "the hook read other logits than "
+        check(max(result, key=result.get) == label, "the hooks read other logits than "
               "classify_review's", RuntimeError)
-        return result
+        return result, lesson.tokenizer.decode(inputs[-1][0].tolist())
 
     return PageModel(_about(f"Spam classifier ({lesson.profile} profile; messages padded to "
                             f"{max_length} tokens, as in training)", model, device, path),
@@ -136,45 +147,54 @@ def load_instruction_model() -> PageModel:
                      prompt=lambda message: format_input({"instruction": message})
                      + RESPONSE_HEADER,
                      encode=lambda text: tokenizer.encode(text, disallowed_special=()),
-                     decode=tokenizer.decode, eos_id=tokenizer.eot_token, slides=True)
+                     decode=tokenizer.decode, eos_id=tokenizer.eot_token)
 
 
 def load_chat_model(folder: Path) -> PageModel:
-    check(folder.is_dir(), f"{folder} is not a folder: give the folder a download or "
-          "save_open_model wrote (config.json, *.safetensors, a tokenizer)", FileNotFoundError)
+    check(folder.is_dir(), f"{folder} is not a folder: give the folder of a download or of "
+          "save_open_model (config.json, *.safetensors, a tokenizer)", FileNotFoundError)
+    style = None
+    if (folder / "config.json").is_file():  # else load_open_model names what is missing
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
+            "model_type")
+        check(model_type in CHAT_STYLES, f"{folder}/config.json's model_type is "
+              f"{model_type!r}: the page knows the chat templates of "
+              f"{', '.join(sorted(CHAT_STYLES))}")
+        style = CHAT_STYLES[model_type]
+        if (folder / "tokenizer.json").is_file():  # Qwen3's, Gemma 3's, Llama 3's on the Hub
+            tokenizer = HFTokenizer(folder)
+            encode = tokenizer.encode
+            end_id = tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
+        else:  # Meta's own download: original/tokenizer.model
+            tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
+            encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
+            end_id = tokenizer.encode_single_token(END_OF_TURN[style])  # always there
+        check(end_id is not None, f"{folder}'s tokenizer has no {END_OF_TURN[style]}, the end "
+              f"of a turn in {style}'s chat template")
     device = get_device()
-    model = load_open_model(folder).to(device).eval()  # names what a folder lacks
-    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    check(model_type in CHAT_STYLES, f"{folder}/config.json's model_type is {model_type!r}: the "
-          f"page knows the chat templates of {', '.join(sorted(CHAT_STYLES))}")
-    style = CHAT_STYLES[model_type]
-    if (folder / "tokenizer.json").is_file():  # Qwen3's, Gemma 3's, and Llama 3's on the Hub
-        tokenizer = HFTokenizer(folder)
-        encode, end_id = tokenizer.encode, tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
-    else:  # Meta's own download: original/tokenizer.model
-        tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
-        encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
-        end_id = tokenizer.encode_single_token(END_OF_TURN[style])
-    check(end_id is not None, f"{folder}'s tokenizer has no {END_OF_TURN[style]}, the end of "
-          f"a turn in {style}'s template")
+    model = load_open_model(folder).to(device).eval()  # checks the weights against config.json
     return PageModel(_about(f"Open model ({style})", model, device, folder), model, device,
                      prompt=lambda message: chat_prompt([{"role": "user", "content": message}],
                                                         style, thinking=False),
                      encode=encode, decode=tokenizer.decode, eos_id=end_id)
 
 
-def stream_reply(chosen: PageModel, message: str, temperature: float, top_k: int, top_p: float,
+def stream_reply(chosen: PageModel, prompt: str, temperature: float, top_k: int, top_p: float,
                  max_tokens: int, seed: int):
-    """Yield (reply so far, status) as `generate` picks each token, one call per token."""
-    ids = chosen.encode(chosen.prompt(message))
+    """Yield (reply so far, status) as `generate` picks each token of the reply to `prompt`."""
+    ids = chosen.encode(prompt)
     room = chosen.context - len(ids)
-    check(room >= (0 if chosen.slides else 1), f"the prompt is {len(ids):,} tokens, longer "
-          f"than this model's context of {chosen.context:,}: shorten the message")
-    steps = max_tokens if chosen.slides else min(max_tokens, room)  # an open model stops there
+    check(room >= 0, f"the prompt is {len(ids):,} tokens, longer than this model's context of "
+          f"{chosen.context:,}: shorten the message")
+    check(room > 0 or chosen.slides, f"the prompt is {len(ids):,} tokens, this model's whole "
+          "context: it leaves no room for a reply; shorten the message")
+    steps = max_tokens if chosen.slides else min(max_tokens, room)
+    ended = "max tokens" if steps == max_tokens else "the model's context"
     window = chosen.context if chosen.slides else len(ids) + steps
-    cached = KVCachedModel(chosen.model, window)  # its caches see each token once, until a slide
+    # The cache takes one new token a call; once the window slides, every call reruns it whole
+    cached = KVCachedModel(chosen.model, window)
     tokens = torch.tensor([ids], device=chosen.device)
-    new, ended, start = [], "max tokens", time.perf_counter()
+    reply, start = [], time.perf_counter()
     torch.manual_seed(seed)
     for _ in range(steps):
         last = tokens[:, -window:]
@@ -185,54 +205,60 @@ def stream_reply(chosen: PageModel, message: str, temperature: float, top_k: int
             ended = "the end-of-text token"
             break
         tokens = torch.cat([tokens, out[:, -1:]], dim=1)
-        new.append(out[0, -1].item())
-        yield chosen.decode(new), f"generating: {len(new)} tokens"
-    else:
-        if steps < max_tokens:
-            ended = "the model's context"
+        reply.append(out[0, -1].item())
+        yield chosen.decode(reply), f"generating: {len(reply)} tokens"
     seconds = time.perf_counter() - start
-    yield chosen.decode(new), (f"done: {len(new)} tokens in {seconds:.1f} s "
-                               f"({len(new) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
-                               f"{ended}")
+    yield chosen.decode(reply), (f"done: {len(reply)} tokens in {seconds:.1f} s "
+                                 f"({len(reply) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
+                                 f"{ended}")
 
 
 class ModelShelf:
-    """The models the page has loaded, each once, by (kind, folder)."""
+    """The models the page has loaded, each once; of the open models, only the last."""
 
     def __init__(self, shakespeare: Path, classifier: Path):
-        self.paths, self.loaded = {SHAKESPEARE: shakespeare, SPAM: classifier}, {}
+        self.shakespeare, self.classifier = shakespeare, classifier
+        self.loaded, self.lock = {}, threading.Lock()
 
     def get(self, kind: str, folder: str = "") -> PageModel:
         if kind == OPEN:
             check(folder.strip(), "no model folder given: type the folder of an open model "
                   "(config.json, *.safetensors, tokenizer.json) and press Load")
-            key = (kind, str(Path(folder.strip()).expanduser().resolve()))
-        else:
-            key = (kind, "")
-        if key not in self.loaded:
-            load = {SHAKESPEARE: lambda: load_shakespeare(self.paths[SHAKESPEARE]),
-                    SPAM: lambda: load_spam_classifier(self.paths[SPAM]),
-                    INSTRUCTION: load_instruction_model,
-                    OPEN: lambda: load_chat_model(Path(key[1]))}[kind]
-            self.loaded[key] = load()
-        return self.loaded[key]
+            folder = Path(folder.strip()).expanduser().resolve()
+        key = (kind, str(folder) if kind == OPEN else "")
+        with self.lock:  # two events loading one model would hold it twice
+            if key not in self.loaded:
+                if kind == SHAKESPEARE:
+                    chosen = load_shakespeare(self.shakespeare)
+                elif kind == SPAM:
+                    chosen = load_spam_classifier(self.classifier)
+                elif kind == INSTRUCTION:
+                    chosen = load_instruction_model()
+                else:
+                    chosen = load_chat_model(folder)
+                    self.loaded = {k: v for k, v in self.loaded.items() if k[0] != OPEN}
+                self.loaded[key] = chosen
+            return self.loaded[key]
 
 
 def build_page(shelf: ModelShelf, open_model: Path | None = None):
     import gradio as gr
 
-    def page_error(error):  # a message on the page; the server keeps running
-        return gr.Error(str(error).strip() or type(error).__name__)
+    def message_of(error) -> str:  # what the page says; the console keeps the traceback
+        if not isinstance(error, (ValueError, TypeError, OSError)):  # not the user's mistake
+            traceback.print_exception(error)
+            return f"{type(error).__name__}: {error}"
+        return str(error).strip() or type(error).__name__
 
     def choose(kind, folder):
         is_open, is_spam = kind == OPEN, kind == SPAM
-        shown = {"about": "", "status": ""}
+        about = status = ""
         if not is_open or folder.strip():
             try:
-                shown["about"] = shelf.get(kind, folder).about
-            except (ValueError, TypeError, OSError) as error:
-                shown["status"] = f"Not loaded: {error}"
-        return (gr.update(visible=is_open), shown["about"], shown["status"],
+                about = shelf.get(kind, folder).about
+            except Exception as error:  # shown on the page; the server goes on
+                status = f"Not loaded: {message_of(error)}"
+        return (gr.update(visible=is_open), about, status,
                 gr.update(placeholder=EXAMPLES[kind]), gr.update(visible=not is_spam),
                 gr.update(visible=not is_spam), gr.update(visible=is_spam))
 
@@ -240,16 +266,18 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         try:
             chosen = shelf.get(kind, folder)
             check(message.strip(), "The message is empty: type a text for the model")
-            prompt = chosen.prompt(message)
+            check(seed is not None, "the seed is empty: give a whole number")
             if chosen.classify:
-                yield "", chosen.classify(message), prompt, "classified"
+                probabilities, seen = chosen.classify(message)
+                label = max(probabilities, key=probabilities.get)
+                yield "", probabilities, seen, f"classified: {label}"
                 return
-            for reply, status in stream_reply(chosen, message, temperature, int(top_k), top_p,
+            prompt = chosen.prompt(message)
+            for reply, status in stream_reply(chosen, prompt, temperature, int(top_k), top_p,
                                               int(max_tokens), int(seed)):
-                shown = message + reply if chosen.slides and chosen.eos_id is None else reply
-                yield shown, None, prompt, status
-        except (ValueError, TypeError, OSError) as error:
-            raise page_error(error) from None
+                yield (message + reply if chosen.continues else reply), None, prompt, status
+        except Exception as error:  # shown on the page; the server goes on
+            raise gr.Error(message_of(error)) from None
 
     with gr.Blocks(title="Talk to the course's models") as page:
         gr.Markdown("## Talk to the course's models\nEach model is run by the course's own code "
@@ -283,13 +311,16 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         status = gr.Markdown(elem_id="status")
         seen = gr.Textbox(label="The exact text the model saw", lines=4, elem_id="seen")
 
+        # One event at a time touches the models: a load waits for a generation to end (or to
+        # be stopped), so that no model is loaded twice and a load's seeding cannot reach into
+        # a generation's draws.
         views = [open_row, about, status, message, sampling, reply, label]
-        kind.change(choose, [kind, folder], views)
-        load.click(choose, [kind, folder], views)
-        page.load(choose, [kind, folder], views)
+        for trigger in (kind.change, load.click, page.load):
+            trigger(choose, [kind, folder], views, concurrency_id="models")
         event = go.click(respond, [kind, folder, message, temperature, top_k, top_p, max_tokens,
-                                   seed], [reply, label, seen, status])
-        stop.click(None, None, None, cancels=[event])
+                                   seed], [reply, label, seen, status], concurrency_id="models")
+        stop.click(lambda shown: shown if shown.startswith("done") else "stopped", status, status,
+                   cancels=[event])
     return page
 
 

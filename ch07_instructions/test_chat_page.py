@@ -7,7 +7,8 @@ answered on the page while the server keeps running.
 The models are the course's own, made small and fast here: a Tiny Shakespeare-format text
 model, the chapter 6 and 7 lessons' models from their quick runs (LLM_COURSE_QUICK's few
 batches), and a Qwen3 that transformers builds and saves. The README's screenshot is made by
-the same steps on the models the notebooks saved:
+the same steps on the models the notebooks saved (the other models' answers are printed, and
+shot beside it as chat_page-spam.png and chat_page-instruction.png):
 
     python ch07_instructions/chat_page.py &       # after the notebooks that save the models
     python ch07_instructions/test_chat_page.py --url http://127.0.0.1:7860 \\
@@ -34,8 +35,8 @@ import torch
 import transformers
 from playwright.sync_api import sync_playwright
 
-from ch07_instructions.chat_page import PageModel, stream_reply
-from conftest import qwen3_style_tokenizer, tiny_gpt
+from ch07_instructions.chat_page import INSTRUCTION, OPEN, SPAM, PageModel, stream_reply
+from conftest import qwen3_style_tokenizer, tiny_gpt, tiny_qwen3
 from shared import (
     BPETokenizer,
     GPTModel,
@@ -48,9 +49,6 @@ from shared import (
 
 
 PAGE = Path(__file__).with_name("chat_page.py")
-SPAM_LABEL = "Spam classifier (chapter 6): label and probability"
-INSTRUCTION = "Instruction model (chapter 7): answers an instruction"
-OPEN = "Open model (chapter 5, 5.9): a folder in its published format"
 
 
 def chromium() -> str | None:
@@ -67,7 +65,9 @@ def have_a_browser() -> bool:
 
 @contextlib.contextmanager
 def served(args: list[str], env: dict, log: Path):
-    """chat_page.py on a free port of 127.0.0.1, until the block ends; yields its url."""
+    """chat_page.py on a free port of 127.0.0.1, until the block ends; yields its url and
+    process. (The port is free when chosen; another process could take it before the page
+    binds it, and the page's start would then fail, naming the port.)"""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -165,11 +165,11 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             send(page, "JULIET:\n")
             wait_for(lambda: len(value_of(page, "#out")) > 20, what="the first tokens")
             page.locator("#stop").click()
-            time.sleep(1.0)
+            wait_for(lambda: page.locator("#status").inner_text() == "stopped", what="Stop")
             stopped = value_of(page, "#out")
-            time.sleep(1.5)
+            time.sleep(1.0)
             assert value_of(page, "#out") == stopped, "the reply still grows after Stop"
-            assert page.locator("#status").inner_text().startswith("generating")
+            assert page.locator("#status").inner_text() == "stopped"
 
             # Bad inputs: each gets its message, and the server goes on.
             send(page, "   ")
@@ -177,11 +177,15 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             send(page, "To be or not to be " * 60)
             see_message(page, "longer than this model's context of 32")
 
-            choose_model(page, SPAM_LABEL)
+            choose_model(page, SPAM)
             page.locator("#about").get_by_text("Spam classifier").wait_for(timeout=60_000)
             send(page, "You have won a free prize! Reply WIN to claim it.")
-            page.locator("#label").get_by_text(re.compile(r"\d+%")).first.wait_for()
-            assert "spam" in page.locator("#label").inner_text()
+            wait_for(lambda: page.locator("#status").inner_text().startswith("classified"),
+                     what="the classifier's label")
+            assert re.fullmatch(r"classified: (spam|not spam)",
+                                page.locator("#status").inner_text())
+            assert len(re.findall(r"\d+%", page.locator("#label").inner_text())) == 2
+            assert value_of(page, "#seen").startswith("You have won a free prize!")
 
             choose_model(page, INSTRUCTION)
             page.locator("#about").get_by_text("Instruction model").wait_for(timeout=60_000)
@@ -196,6 +200,7 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             page.locator("#folder textarea, #folder input").first.fill(str(tmp_path))
             page.locator("#load").click()
             see_message(page, "Not loaded")
+            see_message(page, "config.json")  # what the folder lacks
             page.locator("#folder textarea, #folder input").first.fill(str(models / "qwen3"))
             page.locator("#load").click()
             page.locator("#about").get_by_text("Open model (qwen3)").wait_for(timeout=60_000)
@@ -208,15 +213,26 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
         assert server.poll() is None, "the server ended"
 
 
+def as_page_model(model, **options) -> PageModel:
+    """`model` behind a page whose tokens are written as numbers: "5 7 9"."""
+    return PageModel("", model, torch.device("cpu"), prompt=lambda message: message,
+                     encode=lambda text: [int(t) for t in text.split()],
+                     decode=lambda ids: " ".join(map(str, ids)), **options)
+
+
 @pytest.mark.parametrize("slides", [True, False])
-def test_streamed_tokens_are_generates_tokens_in_one_call(slides):
-    """One generate call per token, through one KV cache, gives generate's own tokens, sliding
-    past the context (GPT-2's models) or stopping there (an open model's)."""
+def test_streamed_tokens_are_generates_in_one_call_each_new_token_run_once(slides):
+    """One generate call per token through one KV cache gives generate's own tokens, sliding
+    past the context (GPT-2's models) or stopping there (an open model's); until the window
+    slides, each call runs the model on the one new token only."""
     model = tiny_gpt(vocab_size=60, context_length=12)
-    shown = PageModel("", model, torch.device("cpu"), prompt=lambda m: m,
-                      encode=lambda text: [int(t) for t in text.split()],
-                      decode=lambda ids: " ".join(map(str, ids)), slides=slides)
-    *steps, (reply, status) = stream_reply(shown, "5 7 9", 1.0, 20, 0.9, 15, seed=3)
+    lengths = []
+    model.register_forward_pre_hook(lambda _m, args: lengths.append(args[0].shape[1]))
+    *steps, (reply, status) = stream_reply(as_page_model(model, slides=slides), "5 7 9", 1.0,
+                                           20, 0.9, 15, seed=3)
+    # the prompt, then one token a call while the text fits the context of 12; past it (a text
+    # model's 11th to 15th calls) the window is rerun whole
+    assert lengths == ([3] + [1] * 9 + [12] * 5 if slides else [3] + [1] * 8)
     torch.manual_seed(3)
     whole = generate(model, torch.tensor([[5, 7, 9]]), 15 if slides else 9, temperature=1.0,
                      top_k=20, top_p=0.9)
@@ -225,12 +241,29 @@ def test_streamed_tokens_are_generates_tokens_in_one_call(slides):
     assert status.endswith("max tokens" if slides else "the model's context")
 
 
-def test_a_prompt_past_the_context_is_refused_naming_both_lengths():
-    shown = PageModel("", tiny_gpt(), torch.device("cpu"), prompt=lambda m: m,
-                      encode=lambda text: [1] * len(text), decode=str)
+def test_an_open_model_stops_at_its_end_of_turn_and_at_its_context():
+    model = tiny_qwen3(context_length=10)
+    greedy = generate(model, torch.tensor([[4, 2]]), 8)[0, 2:].tolist()
+    first_new = next(i for i, token in enumerate(greedy) if i and token not in greedy[:i])
+    *_, (reply, status) = stream_reply(as_page_model(model, eos_id=greedy[first_new]), "4 2",
+                                       0.0, 0, 1.0, 100, seed=0)
+    assert reply.split() == list(map(str, greedy[:first_new]))  # without the end token
+    assert status.endswith("end-of-text token")
+    *_, (reply, status) = stream_reply(as_page_model(model), "4 2", 0.0, 0, 1.0, 100, seed=0)
+    assert reply.split() == list(map(str, greedy)) and status.endswith("the model's context")
+
+
+def test_a_prompt_past_the_context_or_filling_it_is_refused_naming_the_lengths():
+    model = tiny_gpt()  # a context of 8
     with pytest.raises(ValueError, match="the prompt is 9 tokens, longer than this model's "
                        "context of 8: shorten the message"):
-        next(stream_reply(shown, "x" * 9, 0.0, 0, 1.0, 5, seed=0))
+        next(stream_reply(as_page_model(model, slides=True), "1 " * 9, 0.0, 0, 1.0, 5, seed=0))
+    with pytest.raises(ValueError, match="the prompt is 8 tokens, this model's whole context: "
+                       "it leaves no room for a reply"):
+        next(stream_reply(as_page_model(model), "1 " * 8, 0.0, 0, 1.0, 5, seed=0))
+    *_, (reply, _) = stream_reply(as_page_model(model, slides=True), "1 " * 8, 0.0, 0, 1.0, 2,
+                                  seed=0)
+    assert len(reply.split()) == 2  # a text model's window slides on
 
 
 def make_models(models: Path, data: Path, monkeypatch) -> dict:
@@ -257,17 +290,34 @@ def make_models(models: Path, data: Path, monkeypatch) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Drive a running page and save a screenshot.")
+    parser = argparse.ArgumentParser(description="Drive a running page on the models the "
+                                     "notebooks saved: save the README's screenshot, and print "
+                                     "what the other models answered.")
     parser.add_argument("--url", default="http://127.0.0.1:7860")
     parser.add_argument("--screenshot", type=Path, required=True)
     args = parser.parse_args()
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(args.url)
         page.locator("#about").get_by_text("Tiny Shakespeare").wait_for(timeout=60_000)
         talk_to_shakespeare(page, 120, args.screenshot)
+        print(page.locator("#about").inner_text(), page.locator("#status").inner_text(),
+              value_of(page, "#out"), sep="\n", end="\n\n")
+        for name, message in [(SPAM, "You have won a free prize! Reply WIN to claim it."),
+                              (INSTRUCTION, "Rewrite the sentence in passive voice: The cat "
+                               "chased the mouse.")]:
+            choose_model(page, name)
+            page.locator("#about").get_by_text(name.partition(" (")[0]).wait_for(timeout=60_000)
+            send(page, message)
+            wait_for(lambda: page.locator("#status").inner_text().startswith(("done", "class")),
+                     what="the reply")
+            shown = page.locator("#label").inner_text() if name == SPAM else value_of(
+                page, "#out")
+            print(page.locator("#about").inner_text(), page.locator("#status").inner_text(),
+                  shown, sep="\n", end="\n\n")
+            page.screenshot(path=str(args.screenshot.with_name(
+                f"{args.screenshot.stem}-{name.split()[0].lower()}.png")), full_page=True)
         browser.close()
 
 
