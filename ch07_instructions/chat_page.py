@@ -52,6 +52,7 @@ from shared import (
     load_llama3_tokenizer,
     load_open_model,
     load_text_model,
+    prepare_tiktoken_cache,
 )
 from shared.command_line import CommandParser, HelpFormatter, number_arg, path_arg, run_main
 
@@ -338,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Gradio reports usage to its makers unless told not to; a course page has no need to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    prepare_tiktoken_cache()  # GPT-2's tokenizer offline too, from data/ or the data mirror
     page = build_page(ModelShelf(args.shakespeare, args.classifier), args.open_model)
     with contextlib.suppress(KeyboardInterrupt):
         page.queue().launch(server_name="127.0.0.1", server_port=args.port)

@@ -11,7 +11,7 @@ the same steps on the models the notebooks saved (the other models' answers are 
 shot beside it as chat_page-spam.png and chat_page-instruction.png):
 
     python ch07_instructions/chat_page.py &       # after the notebooks that save the models
-    python ch07_instructions/test_chat_page.py --url http://127.0.0.1:7860 \\
+    python -m ch07_instructions.test_chat_page --url http://127.0.0.1:7860 \\
         --screenshot ch07_instructions/figures/chat_page.png
 
 A machine without Chromium skips the test, saying how to install it, except where
@@ -138,6 +138,7 @@ def talk_to_shakespeare(page, max_tokens: int, screenshot: Path | None = None) -
     assert value_of(page, "#seen") == "ROMEO:\n"
     assert re.search(r"done: \d+ tokens in", page.locator("#status").inner_text())
     if screenshot:
+        page.wait_for_timeout(500)  # the page's end-of-event restyling
         page.screenshot(path=str(screenshot), full_page=True)
 
 
@@ -316,6 +317,7 @@ def main() -> None:
                 page, "#out")
             print(page.locator("#about").inner_text(), page.locator("#status").inner_text(),
                   shown, sep="\n", end="\n\n")
+            page.wait_for_timeout(500)
             page.screenshot(path=str(args.screenshot.with_name(
                 f"{args.screenshot.stem}-{name.split()[0].lower()}.png")), full_page=True)
         browser.close()
