@@ -3,7 +3,7 @@
     python ch07_instructions/chat_page.py            # then open http://127.0.0.1:7860
     python ch07_instructions/chat_page.py --open-model ~/models/Qwen3-0.6B --port 7861
 
-It serves the models the course makes or loads, each through the code that made it:
+It serves the models the course makes or loads, each through the course's own code:
 chapter 5's Tiny Shakespeare model (section 5.10; it continues a text), chapter 6's spam
 classifier (a label and its probability, from classify_review), chapter 7's instruction model
 (the Alpaca prompt of format_input) and an open model in its published format, loaded as in
@@ -13,15 +13,15 @@ sampling settings; Stop ends a generation between two tokens. The page shows the
 the model saw. Each message is a conversation of its own: nothing earlier is sent again.
 
 Why Gradio: a page of inputs, sliders and streamed outputs is what it is made for, a Python
-generator streams to the page as it yields, an event can be cancelled (Stop), and a gr.Error
-raised in a handler is shown on the page while the server keeps running (the handlers here
-turn every error into one). Chainlit,
+generator streams to the page as it yields, its queue runs the events that share a
+concurrency_id one at a time, and a gr.Error raised in a handler is shown on the page while
+the server keeps running (the handlers here turn every error into one). Chainlit,
 which the book's bonus apps use, is a chat window: a classifier's probability and the
 sampling sliders fit it less well.
 
 A model not yet made says which notebook makes it (chapter 5's beyond_7_shakespeare.ipynb,
-chapter 6's and chapter 7's lessons, in the default profile; chapter 6's classifier in the
-book profile too, through LLM_COURSE_PROFILE). The page listens on 127.0.0.1 only.
+chapter 6's and chapter 7's lessons, in the default profile; LLM_COURSE_PROFILE=book builds
+chapter 6's classifier as the book profile does). The page listens on 127.0.0.1 only.
 """
 
 import contextlib
@@ -263,6 +263,8 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                 gr.update(placeholder=EXAMPLES[kind]), gr.update(visible=not is_spam),
                 gr.update(visible=not is_spam), gr.update(visible=is_spam))
 
+    stop_requested = threading.Event()
+
     def respond(kind, folder, message, temperature, top_k, top_p, max_tokens, seed):
         try:
             chosen = shelf.get(kind, folder)
@@ -274,9 +276,15 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                 yield "", probabilities, seen, f"classified: {label}"
                 return
             prompt = chosen.prompt(message)
+            shown = message if chosen.continues else ""
+            stop_requested.clear()
+            yield shown, None, prompt, "generating"  # at once: the last reply's status goes
             for reply, status in stream_reply(chosen, prompt, temperature, int(top_k), top_p,
                                               int(max_tokens), int(seed)):
-                yield (message + reply if chosen.continues else reply), None, prompt, status
+                if stop_requested.is_set():  # between two tokens: the reply so far stays
+                    yield shown + reply, None, prompt, status.replace("generating", "stopped")
+                    return
+                yield shown + reply, None, prompt, status
         except Exception as error:  # shown on the page; the server goes on
             raise gr.Error(message_of(error)) from None
 
@@ -318,10 +326,12 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         views = [open_row, about, status, message, sampling, reply, label]
         for trigger in (kind.change, load.click, page.load):
             trigger(choose, [kind, folder], views, concurrency_id="models")
-        event = go.click(respond, [kind, folder, message, temperature, top_k, top_p, max_tokens,
+        go.click(respond, [kind, folder, message, temperature, top_k, top_p, max_tokens,
                                    seed], [reply, label, seen, status], concurrency_id="models")
-        stop.click(lambda shown: shown if shown.startswith("done") else "stopped", status, status,
-                   cancels=[event])
+        # Stop is heard by the generation itself, between two tokens, rather than cancelling
+        # its event: a cancelled event's last updates could still arrive after Stop's own.
+        # One generation runs at a time (above), so one flag is enough.
+        stop.click(stop_requested.set, None, None, concurrency_id="stop")
     return page
 
 

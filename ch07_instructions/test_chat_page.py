@@ -164,13 +164,18 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             # Stop: a long generation stopped after its first tokens stays stopped.
             set_slider(page, "max_tokens", 2000)
             send(page, "JULIET:\n")
-            wait_for(lambda: len(value_of(page, "#out")) > 20, what="the first tokens")
+            wait_for(lambda: page.locator("#status").inner_text().startswith("generating")
+                     and len(value_of(page, "#out")) > 20, what="the first tokens")
+            assert value_of(page, "#out").startswith("JULIET:\n")
             page.locator("#stop").click()
-            wait_for(lambda: page.locator("#status").inner_text() == "stopped", what="Stop")
-            stopped = value_of(page, "#out")
+            wait_for(lambda: page.locator("#status").inner_text().startswith("stopped"),
+                     what="Stop")
+            stopped, status = value_of(page, "#out"), page.locator("#status").inner_text()
             time.sleep(1.0)
             assert value_of(page, "#out") == stopped, "the reply still grows after Stop"
-            assert page.locator("#status").inner_text() == "stopped"
+            assert page.locator("#status").inner_text() == status
+            made = int(re.fullmatch(r"stopped: (\d+) tokens", status)[1])
+            assert 0 < made < 2000
 
             # Bad inputs: each gets its message, and the server goes on.
             send(page, "   ")
