@@ -15,7 +15,7 @@ the model saw. Each message is a conversation of its own: nothing earlier is sen
 Why Gradio: a page of inputs, sliders and streamed outputs is what it is made for, a Python
 generator streams to the page as it yields, its queue runs the events that share a
 concurrency_id one at a time, and a gr.Error raised in a handler is shown on the page while
-the server keeps running (the handlers here turn every error into one). Chainlit,
+the server keeps running (the handlers here show every error so). Chainlit,
 which the book's bonus apps use, is a chat window: a classifier's probability and the
 sampling sliders fit it less well.
 
@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +78,7 @@ class PageModel:
     encode: Callable[[str], list[int]]
     decode: Callable[[list[int]], str]
     eos_id: int | None = None  # generation ends at this token
-    slides: bool = False  # past its context the window slides (GPT-2's way), else it stops
+    slides: bool = False  # past its context the window slides (as the book's generate), or stops
     continues: bool = False  # the reply continues the message, shown after it
     classify: Callable | None = None  # a classifier: message -> ({label: probability}, text seen)
 
@@ -154,24 +154,28 @@ def load_instruction_model() -> PageModel:
 def load_chat_model(folder: Path) -> PageModel:
     check(folder.is_dir(), f"{folder} is not a folder: give the folder of a download or of "
           "save_open_model (config.json, *.safetensors, a tokenizer)", FileNotFoundError)
-    style = None
-    if (folder / "config.json").is_file():  # else load_open_model names what is missing
-        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
-            "model_type")
-        check(model_type in CHAT_STYLES, f"{folder}/config.json's model_type is "
-              f"{model_type!r}: the page knows the chat templates of "
-              f"{', '.join(sorted(CHAT_STYLES))}")
-        style = CHAT_STYLES[model_type]
-        if (folder / "tokenizer.json").is_file():  # Qwen3's, Gemma 3's, Llama 3's on the Hub
-            tokenizer = HFTokenizer(folder)
-            encode = tokenizer.encode
-            end_id = tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
-        else:  # Meta's own download: original/tokenizer.model
-            tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
-            encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
-            end_id = tokenizer.encode_single_token(END_OF_TURN[style])  # always there
-        check(end_id is not None, f"{folder}'s tokenizer has no {END_OF_TURN[style]}, the end "
-              f"of a turn in {style}'s chat template")
+    config_file = folder / "config.json"
+    check(config_file.is_file(), f"{folder} has no config.json: it is not a model's folder "
+          "(a download or save_open_model's: config.json, *.safetensors, a tokenizer)",
+          FileNotFoundError)
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError) as error:  # not JSON, or not a JSON object
+        raise ValueError(f"{config_file} is not a model's configuration ({error}): a "
+                         "cut-short download? download it again") from None
+    check(model_type in CHAT_STYLES, f"{config_file}'s model_type is {model_type!r}: the "
+          f"page knows the chat templates of {', '.join(sorted(CHAT_STYLES))}")
+    style = CHAT_STYLES[model_type]
+    if (folder / "tokenizer.json").is_file():  # Qwen3's, Gemma 3's, Llama 3's on the Hub
+        tokenizer = HFTokenizer(folder)
+        encode = tokenizer.encode
+        end_id = tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
+    else:  # Meta's own download: original/tokenizer.model
+        tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
+        encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
+        end_id = tokenizer.encode_single_token(END_OF_TURN[style])  # always there
+    check(end_id is not None, f"{folder}'s tokenizer has no {END_OF_TURN[style]}, the end "
+          f"of a turn in {style}'s chat template")
     device = get_device()
     model = load_open_model(folder).to(device).eval()  # checks the weights against config.json
     return PageModel(_about(f"Open model ({style})", model, device, folder), model, device,
@@ -181,8 +185,10 @@ def load_chat_model(folder: Path) -> PageModel:
 
 
 def stream_reply(chosen: PageModel, prompt: str, temperature: float, top_k: int, top_p: float,
-                 max_tokens: int, seed: int):
-    """Yield (reply so far, status) as `generate` picks each token of the reply to `prompt`."""
+                 max_tokens: int, seed: int) -> Iterator[tuple[str, int, str | None]]:
+    """The reply to `prompt` as `generate` picks it, one call per token: (reply so far, its
+    tokens, None), and last (reply, tokens, how long and why it ended). The prompt is checked
+    to fit the context here, at the call; the tokens come as the returned generator is read."""
     ids = chosen.encode(prompt)
     room = chosen.context - len(ids)
     check(room >= 0, f"the prompt is {len(ids):,} tokens, longer than this model's context of "
@@ -190,28 +196,33 @@ def stream_reply(chosen: PageModel, prompt: str, temperature: float, top_k: int,
     check(room > 0 or chosen.slides, f"the prompt is {len(ids):,} tokens, this model's whole "
           "context: it leaves no room for a reply; shorten the message")
     steps = max_tokens if chosen.slides else min(max_tokens, room)
-    ended = "max tokens" if steps == max_tokens else "the model's context"
     window = chosen.context if chosen.slides else len(ids) + steps
-    # The cache takes one new token a call; once the window slides, every call reruns it whole
-    cached = KVCachedModel(chosen.model, window)
-    tokens = torch.tensor([ids], device=chosen.device)
-    reply, start = [], time.perf_counter()
-    torch.manual_seed(seed)
-    for _ in range(steps):
-        last = tokens[:, -window:]
-        out = generate(cached, last, 1, context_size=window, temperature=temperature,
-                       top_k=top_k or None, top_p=top_p if top_p < 1 else None,
-                       eos_id=chosen.eos_id)
-        if out.shape[1] == last.shape[1]:  # generate adds nothing once it meets eos_id
-            ended = "the end-of-text token"
-            break
-        tokens = torch.cat([tokens, out[:, -1:]], dim=1)
-        reply.append(out[0, -1].item())
-        yield chosen.decode(reply), f"generating: {len(reply)} tokens"
-    seconds = time.perf_counter() - start
-    yield chosen.decode(reply), (f"done: {len(reply)} tokens in {seconds:.1f} s "
-                                 f"({len(reply) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
-                                 f"{ended}")
+
+    def tokens_as_picked():
+        # The cache runs each new token once; after the window slides, every call reruns it
+        cached = KVCachedModel(chosen.model, window)
+        tokens = torch.tensor([ids], device=chosen.device)
+        reply, ended = [], "max tokens" if steps == max_tokens else "the model's context"
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        for _ in range(steps):
+            out = generate(cached, tokens[:, -window:], 1, context_size=window,
+                           temperature=temperature, top_k=top_k or None,
+                           top_p=top_p if top_p < 1 else None)
+            if out[0, -1].item() == chosen.eos_id:
+                ended = f"its end token {chosen.decode([chosen.eos_id])}"
+                break
+            tokens = torch.cat([tokens, out[:, -1:]], dim=1)
+            reply.append(out[0, -1].item())
+            # decoded whole each time: a character split over two tokens reads right once
+            # both are there
+            yield chosen.decode(reply), len(reply), None
+        seconds = time.perf_counter() - start
+        yield chosen.decode(reply), len(reply), (
+            f"{seconds:.1f} s ({len(reply) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
+            f"{ended}")
+
+    return tokens_as_picked()
 
 
 class ModelShelf:
@@ -235,56 +246,74 @@ class ModelShelf:
                     chosen = load_spam_classifier(self.classifier)
                 elif kind == INSTRUCTION:
                     chosen = load_instruction_model()
-                else:
-                    chosen = load_chat_model(folder)
+                else:  # the last open model goes first: two might not fit in memory
                     self.loaded = {k: v for k, v in self.loaded.items() if k[0] != OPEN}
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    chosen = load_chat_model(folder)
                 self.loaded[key] = chosen
             return self.loaded[key]
 
 
 def build_page(shelf: ModelShelf, open_model: Path | None = None):
-    import gradio as gr
+    import gradio as gr  # here: the functions above, which the tests use, need no Gradio
 
     def message_of(error) -> str:  # what the page says; the console keeps the traceback
-        if not isinstance(error, (ValueError, TypeError, OSError)):  # not the user's mistake
-            traceback.print_exception(error)
-            return f"{type(error).__name__}: {error}"
-        return str(error).strip() or type(error).__name__
+        traceback.print_exception(error)
+        if isinstance(error, (ValueError, TypeError, OSError)):  # a check's, or a file's
+            return str(error).strip() or type(error).__name__
+        return f"{type(error).__name__}: {error}"
 
     def choose(kind, folder):
-        is_open, is_spam = kind == OPEN, kind == SPAM
-        about = status = ""
-        if not is_open or folder.strip():
+        about_text = status_text = ""
+        if kind != OPEN or folder.strip():
             try:
-                about = shelf.get(kind, folder).about
+                about_text = shelf.get(kind, folder).about
             except Exception as error:  # shown on the page; the server goes on
-                status = f"Not loaded: {message_of(error)}"
-        return (gr.update(visible=is_open), about, status,
-                gr.update(placeholder=EXAMPLES[kind]), gr.update(visible=not is_spam),
-                gr.update(visible=not is_spam), gr.update(visible=is_spam))
+                status_text = f"Not loaded: {message_of(error)}"
+        return {open_row: gr.update(visible=kind == OPEN), about: about_text,
+                status: status_text, message: gr.update(placeholder=EXAMPLES[kind]),
+                sampling: gr.update(visible=kind != SPAM), reply: gr.update(visible=kind != SPAM),
+                label: gr.update(visible=kind == SPAM)}
 
-    stop_requested = threading.Event()
+    stop_flags = {}  # one a browser tab (Gradio's session): its Stop sets it, its Send clears it
 
-    def respond(kind, folder, message, temperature, top_k, top_p, max_tokens, seed):
+    def stop_flag(request: gr.Request) -> threading.Event:
+        return stop_flags.setdefault(request.session_hash, threading.Event())
+
+    def clear_stop(request: gr.Request) -> None:
+        stop_flag(request).clear()
+
+    def press_stop(request: gr.Request) -> None:
+        stop_flag(request).set()
+
+    def respond(kind, folder, text, temperature, top_k, top_p, max_tokens, seed,
+                request: gr.Request):
         try:
             chosen = shelf.get(kind, folder)
-            check(message.strip(), "The message is empty: type a text for the model")
+            check(text.strip(), "The message is empty: type a text for the model")
             check(seed is not None, "the seed is empty: give a whole number")
             if chosen.classify:
-                probabilities, seen = chosen.classify(message)
-                label = max(probabilities, key=probabilities.get)
-                yield "", probabilities, seen, f"classified: {label}"
+                probabilities, seen_text = chosen.classify(text)
+                yield "", probabilities, seen_text, (
+                    f"classified: {max(probabilities, key=probabilities.get)}")
                 return
-            prompt = chosen.prompt(message)
-            shown = message if chosen.continues else ""
-            stop_requested.clear()
-            yield shown, None, prompt, "generating"  # at once: the last reply's status goes
-            for reply, status in stream_reply(chosen, prompt, temperature, int(top_k), top_p,
-                                              int(max_tokens), int(seed)):
-                if stop_requested.is_set():  # between two tokens: the reply so far stays
-                    yield shown + reply, None, prompt, status.replace("generating", "stopped")
+            prompt = chosen.prompt(text)
+            replies = stream_reply(chosen, prompt, temperature, int(top_k), top_p,
+                                   int(max_tokens), int(seed))  # the prompt fits: it starts
+            before = text if chosen.continues else ""
+            yield before, None, prompt, "generating"  # at once: the last reply's status goes
+            shown = time.monotonic()
+            for so_far, count, ended in replies:
+                if stop_flag(request).is_set():  # between two tokens: the reply so far stays
+                    yield before + so_far, None, prompt, f"stopped: {count} tokens"
                     return
-                yield shown + reply, None, prompt, status
+                if ended:
+                    yield before + so_far, None, prompt, f"done: {count} tokens in {ended}"
+                elif time.monotonic() - shown > 0.05:  # at most 20 updates a second: a flood
+                    # of them holds up the page, and its Stop is heard seconds late
+                    yield before + so_far, None, prompt, f"generating: {count} tokens"
+                    shown = time.monotonic()
         except Exception as error:  # shown on the page; the server goes on
             raise gr.Error(message_of(error)) from None
 
@@ -311,7 +340,8 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                                   elem_id="top_p")
                 max_tokens = gr.Slider(1, 2000, value=200, step=1, label="max tokens",
                                        elem_id="max_tokens")
-                seed = gr.Number(123, precision=0, label="seed", elem_id="seed")
+                seed = gr.Number(123, precision=0, minimum=0, maximum=2**32 - 1, label="seed",
+                                 elem_id="seed")
         with gr.Row():
             go = gr.Button("Send", variant="primary", elem_id="go")
             stop = gr.Button("Stop", elem_id="stop")
@@ -326,12 +356,13 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         views = [open_row, about, status, message, sampling, reply, label]
         for trigger in (kind.change, load.click, page.load):
             trigger(choose, [kind, folder], views, concurrency_id="models")
-        go.click(respond, [kind, folder, message, temperature, top_k, top_p, max_tokens,
-                                   seed], [reply, label, seen, status], concurrency_id="models")
+        # Send clears the tab's Stop at once (outside the queue), then queues the reply.
         # Stop is heard by the generation itself, between two tokens, rather than cancelling
         # its event: a cancelled event's last updates could still arrive after Stop's own.
-        # One generation runs at a time (above), so one flag is enough.
-        stop.click(stop_requested.set, None, None, concurrency_id="stop")
+        go.click(clear_stop, None, None, queue=False).then(
+            respond, [kind, folder, message, temperature, top_k, top_p, max_tokens, seed],
+            [reply, label, seen, status], concurrency_id="models")
+        stop.click(press_stop, None, None, queue=False)
     return page
 
 

@@ -128,11 +128,12 @@ def talk_to_shakespeare(page, max_tokens: int, screenshot: Path | None = None) -
     page.evaluate("""() => {  // the reply's length, every 5 ms, as the page shows it
         const box = document.querySelector("#out textarea");
         window.replyLengths = [];
-        setInterval(() => window.replyLengths.push(box.value.length), 5);
+        window.recorder = setInterval(() => window.replyLengths.push(box.value.length), 5);
     }""")
     send(page, "ROMEO:\n")
     wait_for(lambda: page.locator("#status").inner_text().startswith("done"), what="the reply")
-    growing = sorted(set(page.evaluate("window.replyLengths")) - {0})
+    growing = sorted(set(page.evaluate("clearInterval(window.recorder) || window.replyLengths"))
+                     - {0})
     assert len(growing) >= 5, f"the reply arrived in {len(growing)} steps, not as it was made"
     assert value_of(page, "#out").startswith("ROMEO:\n")
     assert value_of(page, "#seen") == "ROMEO:\n"
@@ -182,6 +183,7 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             see_message(page, "The message is empty")
             send(page, "To be or not to be " * 60)
             see_message(page, "longer than this model's context of 32")
+            assert "generating" not in page.locator("#status").inner_text()  # none started
 
             choose_model(page, SPAM)
             page.locator("#about").get_by_text("Spam classifier").wait_for(timeout=60_000)
@@ -234,8 +236,8 @@ def test_streamed_tokens_are_generates_in_one_call_each_new_token_run_once(slide
     model = tiny_gpt(vocab_size=60, context_length=12)
     lengths = []
     model.register_forward_pre_hook(lambda _m, args: lengths.append(args[0].shape[1]))
-    *steps, (reply, status) = stream_reply(as_page_model(model, slides=slides), "5 7 9", 1.0,
-                                           20, 0.9, 15, seed=3)
+    *steps, (reply, count, ended) = stream_reply(as_page_model(model, slides=slides), "5 7 9",
+                                                 1.0, 20, 0.9, 15, seed=3)
     # the prompt, then one token a call while the text fits the context of 12; past it (a text
     # model's 11th to 15th calls) the window is rerun whole
     assert lengths == ([3] + [1] * 9 + [12] * 5 if slides else [3] + [1] * 8)
@@ -243,33 +245,35 @@ def test_streamed_tokens_are_generates_in_one_call_each_new_token_run_once(slide
     whole = generate(model, torch.tensor([[5, 7, 9]]), 15 if slides else 9, temperature=1.0,
                      top_k=20, top_p=0.9)
     assert reply == " ".join(map(str, whole[0, 3:].tolist()))
-    assert [s for s, _ in steps] == [" ".join(reply.split()[:n]) for n in range(1, len(steps) + 1)]
-    assert status.endswith("max tokens" if slides else "the model's context")
+    assert [(text, n) for text, n, _ in steps] == [
+        (" ".join(reply.split()[:n]), n) for n in range(1, len(steps) + 1)]
+    assert count == len(steps) and all(why is None for *_, why in steps)
+    assert ended.endswith("stopped by " + ("max tokens" if slides else "the model's context"))
 
 
 def test_an_open_model_stops_at_its_end_of_turn_and_at_its_context():
     model = tiny_qwen3(context_length=10)
     greedy = generate(model, torch.tensor([[4, 2]]), 8)[0, 2:].tolist()
     first_new = next(i for i, token in enumerate(greedy) if i and token not in greedy[:i])
-    *_, (reply, status) = stream_reply(as_page_model(model, eos_id=greedy[first_new]), "4 2",
-                                       0.0, 0, 1.0, 100, seed=0)
+    *_, (reply, _, ended) = stream_reply(as_page_model(model, eos_id=greedy[first_new]), "4 2",
+                                         0.0, 0, 1.0, 100, seed=0)
     assert reply.split() == list(map(str, greedy[:first_new]))  # without the end token
-    assert status.endswith("end-of-text token")
-    *_, (reply, status) = stream_reply(as_page_model(model), "4 2", 0.0, 0, 1.0, 100, seed=0)
-    assert reply.split() == list(map(str, greedy)) and status.endswith("the model's context")
+    assert ended.endswith(f"stopped by its end token {greedy[first_new]}")
+    *_, (reply, _, ended) = stream_reply(as_page_model(model), "4 2", 0.0, 0, 1.0, 100, seed=0)
+    assert reply.split() == list(map(str, greedy)) and ended.endswith("the model's context")
 
 
 def test_a_prompt_past_the_context_or_filling_it_is_refused_naming_the_lengths():
     model = tiny_gpt()  # a context of 8
     with pytest.raises(ValueError, match="the prompt is 9 tokens, longer than this model's "
                        "context of 8: shorten the message"):
-        next(stream_reply(as_page_model(model, slides=True), "1 " * 9, 0.0, 0, 1.0, 5, seed=0))
+        stream_reply(as_page_model(model, slides=True), "1 " * 9, 0.0, 0, 1.0, 5, seed=0)
     with pytest.raises(ValueError, match="the prompt is 8 tokens, this model's whole context: "
                        "it leaves no room for a reply"):
-        next(stream_reply(as_page_model(model), "1 " * 8, 0.0, 0, 1.0, 5, seed=0))
-    *_, (reply, _) = stream_reply(as_page_model(model, slides=True), "1 " * 8, 0.0, 0, 1.0, 2,
-                                  seed=0)
-    assert len(reply.split()) == 2  # a text model's window slides on
+        stream_reply(as_page_model(model), "1 " * 8, 0.0, 0, 1.0, 5, seed=0)
+    *_, (reply, count, _) = stream_reply(as_page_model(model, slides=True), "1 " * 8, 0.0, 0,
+                                         1.0, 2, seed=0)
+    assert len(reply.split()) == count == 2  # a text model's window slides on
 
 
 def make_models(models: Path, data: Path, monkeypatch) -> dict:
