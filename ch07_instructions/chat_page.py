@@ -14,8 +14,8 @@ the model saw. Each message is a conversation of its own: nothing earlier is sen
 
 Why Gradio: a page of inputs, sliders and streamed outputs is what it is made for, a Python
 generator streams to the page as it yields, its queue runs the events that share a
-concurrency_id one at a time, and a gr.Error raised in a handler is shown on the page while
-the server keeps running (the handlers here show every error so). Chainlit,
+concurrency_id one at a time, and a handler can put up a message (gr.Warning) and go on: every
+error here is shown so, and in the status line, while the server keeps running. Chainlit,
 which the book's bonus apps use, is a chat window: a classifier's probability and the
 sampling sliders fit it less well.
 
@@ -80,7 +80,7 @@ class PageModel:
     eos_id: int | None = None  # generation ends at this token
     slides: bool = False  # past its context the window slides (as the book's generate), or stops
     continues: bool = False  # the reply continues the message, shown after it
-    classify: Callable | None = None  # a classifier: message -> ({label: probability}, text seen)
+    classify: Callable | None = None  # message -> ({label: probability}, text seen, a note)
 
     @property
     def context(self) -> int:
@@ -102,7 +102,8 @@ def load_shakespeare(folder: Path) -> PageModel:
     tied = config.get("tie_word_embeddings", True)  # the file says if the head is the embedding
     model, tokenizer = load_text_model(folder, device, tie_weights=tied)
     return PageModel(_about("Tiny Shakespeare", model, device, folder), model, device,
-                     prompt=lambda message: message, encode=tokenizer.encode,
+                     prompt=lambda message: message,
+                     encode=lambda text: tokenizer.encode(text, allowed_special="all"),
                      decode=tokenizer.decode, slides=True, continues=True)
 
 
@@ -127,7 +128,10 @@ def load_spam_classifier(path: Path) -> PageModel:
         result = dict(zip(("not spam", "spam"), probs))
         check(max(result, key=result.get) == label, "the hooks read other logits than "
               "classify_review's", RuntimeError)
-        return result, lesson.tokenizer.decode(inputs[-1][0].tolist())
+        seen = inputs[-1][0].tolist()
+        cut = len(lesson.tokenizer.encode(message, disallowed_special=())) > len(seen)
+        note = f" (the message cut to its first {len(seen)} tokens, as in training)" * cut
+        return result, lesson.tokenizer.decode(seen), note
 
     return PageModel(_about(f"Spam classifier ({lesson.profile} profile; messages padded to "
                             f"{max_length} tokens, as in training)", model, device, path),
@@ -143,7 +147,9 @@ def load_instruction_model() -> PageModel:
           FileNotFoundError)
     run = finetuned_instruction_run("default", quick=False)  # reads `path`: no training
     tokenizer = run.tokenizer
-    return PageModel(_about("Instruction model (default profile)", run.model, run.device, path),
+    what = (f"Instruction model (default profile: {run.model.cfg['n_layers']} layers, not "
+            f"pretrained, finetuned on {len(run.train_data):,} examples; expect little)")
+    return PageModel(_about(what, run.model, run.device, path),
                      run.model, run.device,
                      prompt=lambda message: format_input({"instruction": message})
                      + RESPONSE_HEADER,
@@ -171,6 +177,9 @@ def load_chat_model(folder: Path) -> PageModel:
         encode = tokenizer.encode
         end_id = tokenizer.tokenizer.token_to_id(END_OF_TURN[style])
     else:  # Meta's own download: original/tokenizer.model
+        check((folder / "original" / "tokenizer.model").is_file(), f"{folder} has no "
+              "tokenizer: neither tokenizer.json (Qwen3's, Gemma 3's, Llama 3's on the Hub) nor "
+              "original/tokenizer.model (Meta's Llama 3)", FileNotFoundError)
         tokenizer = load_llama3_tokenizer(folder / "original" / "tokenizer.model")
         encode = lambda text: tokenizer.encode(text, allowed_special="all")  # noqa: E731
         end_id = tokenizer.encode_single_token(END_OF_TURN[style])  # always there
@@ -218,9 +227,11 @@ def stream_reply(chosen: PageModel, prompt: str, temperature: float, top_k: int,
             # both are there
             yield chosen.decode(reply), len(reply), None
         seconds = time.perf_counter() - start
+        slid = (f"; past {chosen.context} tokens it read only the last {chosen.context}"
+                * (len(ids) + len(reply) > chosen.context))
         yield chosen.decode(reply), len(reply), (
             f"{seconds:.1f} s ({len(reply) / max(seconds, 1e-9):.1f} tokens/s), stopped by "
-            f"{ended}")
+            f"{ended}{slid}")
 
     return tokens_as_picked()
 
@@ -258,23 +269,31 @@ class ModelShelf:
 def build_page(shelf: ModelShelf, open_model: Path | None = None):
     import gradio as gr  # here: the functions above, which the tests use, need no Gradio
 
-    def message_of(error) -> str:  # what the page says; the console keeps the traceback
-        traceback.print_exception(error)
+    def message_of(error) -> str:  # what the page says, and the console
         if isinstance(error, (ValueError, TypeError, OSError)):  # a check's, or a file's
-            return str(error).strip() or type(error).__name__
+            text = str(error).strip() or type(error).__name__
+            print(f"chat_page: {text}", flush=True)
+            return text
+        traceback.print_exception(error)  # not the user's mistake: the console keeps its trace
         return f"{type(error).__name__}: {error}"
 
-    def choose(kind, folder):
+    def choose(kind, folder, asked_to_load=False):
         about_text = status_text = ""
-        if kind != OPEN or folder.strip():
+        if kind != OPEN or folder.strip() or asked_to_load:
             try:
                 about_text = shelf.get(kind, folder).about
             except Exception as error:  # shown on the page; the server goes on
                 status_text = f"Not loaded: {message_of(error)}"
+        text_model = kind != SPAM
         return {open_row: gr.update(visible=kind == OPEN), about: about_text,
-                status: status_text, message: gr.update(placeholder=EXAMPLES[kind]),
-                sampling: gr.update(visible=kind != SPAM), reply: gr.update(visible=kind != SPAM),
-                label: gr.update(visible=kind == SPAM)}
+                status: status_text, message: gr.update(placeholder="for example: "
+                                                        + EXAMPLES[kind].strip()),
+                sampling: gr.update(visible=text_model), stop: gr.update(visible=text_model),
+                reply: gr.update(value="", visible=text_model),
+                label: gr.update(value=None, visible=not text_model), seen: ""}
+
+    def load_folder(kind, folder):
+        return choose(kind, folder, asked_to_load=True)
 
     stop_flags = {}  # one a browser tab (Gradio's session): its Stop sets it, its Send clears it
 
@@ -294,9 +313,9 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
             check(text.strip(), "The message is empty: type a text for the model")
             check(seed is not None, "the seed is empty: give a whole number")
             if chosen.classify:
-                probabilities, seen_text = chosen.classify(text)
+                probabilities, seen_text, note = chosen.classify(text)
                 yield "", probabilities, seen_text, (
-                    f"classified: {max(probabilities, key=probabilities.get)}")
+                    f"classified: {max(probabilities, key=probabilities.get)}{note}")
                 return
             prompt = chosen.prompt(text)
             replies = stream_reply(chosen, prompt, temperature, int(top_k), top_p,
@@ -315,7 +334,9 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                     yield before + so_far, None, prompt, f"generating: {count} tokens"
                     shown = time.monotonic()
         except Exception as error:  # shown on the page; the server goes on
-            raise gr.Error(message_of(error)) from None
+            text = message_of(error)
+            gr.Warning(text)
+            yield gr.update(), gr.update(), gr.update(), f"Not done: {text}"
 
     with gr.Blocks(title="Talk to the course's models") as page:
         gr.Markdown("## Talk to the course's models\nEach model is run by the course's own code "
@@ -328,7 +349,8 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                                 elem_id="folder")
             load = gr.Button("Load", elem_id="load", scale=1)
         about = gr.Markdown(elem_id="about")
-        message = gr.Textbox(label="Message", lines=3, placeholder=EXAMPLES[SHAKESPEARE],
+        message = gr.Textbox(label="Message", lines=3,
+                             placeholder="for example: " + EXAMPLES[SHAKESPEARE].strip(),
                              elem_id="prompt")
         with gr.Accordion("Sampling settings", open=True) as sampling:
             with gr.Row():
@@ -353,9 +375,11 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         # One event at a time touches the models: a load waits for a generation to end (or to
         # be stopped), so that no model is loaded twice and a load's seeding cannot reach into
         # a generation's draws.
-        views = [open_row, about, status, message, sampling, reply, label]
-        for trigger in (kind.change, load.click, page.load):
+        views = [open_row, about, status, message, sampling, stop, reply, label, seen]
+        for trigger in (kind.change, page.load):
             trigger(choose, [kind, folder], views, concurrency_id="models")
+        for trigger in (load.click, folder.submit):
+            trigger(load_folder, [kind, folder], views, concurrency_id="models")
         # Send clears the tab's Stop at once (outside the queue), then queues the reply.
         # Stop is heard by the generation itself, between two tokens, rather than cancelling
         # its event: a cancelled event's last updates could still arrive after Stop's own.
@@ -368,7 +392,8 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     parser = CommandParser(description=__doc__.partition("\n\n")[0], formatter_class=HelpFormatter)
-    parser.add_argument("--port", type=number_arg(int, 1, 65535), default=7860)
+    parser.add_argument("--port", type=number_arg(int, 1, 65535), default=7860,
+                        help="the port on 127.0.0.1 the page listens on")
     parser.add_argument("--shakespeare", type=path_arg,
                         default=PROJECT_ROOT / "ch05_pretraining" / "shakespeare-model",
                         help="the folder save_text_model wrote (section 5.10.5)")
@@ -383,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     prepare_tiktoken_cache()  # GPT-2's tokenizer offline too, from data/ or the data mirror
     page = build_page(ModelShelf(args.shakespeare, args.classifier), args.open_model)
     with contextlib.suppress(KeyboardInterrupt):
-        page.queue().launch(server_name="127.0.0.1", server_port=args.port)
+        print(f"The page: http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+        page.queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,7 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             # Bad inputs: each gets its message, and the server goes on.
             send(page, "   ")
             see_message(page, "The message is empty")
+            assert page.locator("#status").inner_text().startswith("Not done: The message")
             send(page, "To be or not to be " * 60)
             see_message(page, "longer than this model's context of 32")
             assert "generating" not in page.locator("#status").inner_text()  # none started
@@ -205,6 +206,8 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
                                                      "### Response:\n")
 
             choose_model(page, OPEN)
+            page.locator("#load").click()
+            see_message(page, "no model folder given")
             page.locator("#folder textarea, #folder input").first.fill(str(tmp_path))
             page.locator("#load").click()
             see_message(page, "Not loaded")
@@ -248,7 +251,8 @@ def test_streamed_tokens_are_generates_in_one_call_each_new_token_run_once(slide
     assert [(text, n) for text, n, _ in steps] == [
         (" ".join(reply.split()[:n]), n) for n in range(1, len(steps) + 1)]
     assert count == len(steps) and all(why is None for *_, why in steps)
-    assert ended.endswith("stopped by " + ("max tokens" if slides else "the model's context"))
+    assert ended.endswith("stopped by max tokens; past 12 tokens it read only the last 12"
+                          if slides else "stopped by the model's context")
 
 
 def test_an_open_model_stops_at_its_end_of_turn_and_at_its_context():
