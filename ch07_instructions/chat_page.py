@@ -120,14 +120,12 @@ def load_spam_classifier(path: Path) -> PageModel:
         hooks = [model.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])),
                  model.out_head.register_forward_hook(lambda _m, _i, out: logits.append(out))]
         try:
-            label = classify_review(message, model, lesson.tokenizer, device, max_length)
+            classify_review(message, model, lesson.tokenizer, device, max_length)
         finally:
             for hook in hooks:
                 hook.remove()
         probs = torch.softmax(logits[-1][0, -1].float(), dim=-1).tolist()
-        result = dict(zip(("not spam", "spam"), probs))
-        check(max(result, key=result.get) == label, "the hooks read other logits than "
-              "classify_review's", RuntimeError)
+        result = dict(zip(("not spam", "spam"), probs))  # classify_review's label, the larger
         seen = inputs[-1][0].tolist()
         cut = len(lesson.tokenizer.encode(message, disallowed_special=())) > len(seen)
         note = f" (the message cut to its first {len(seen)} tokens, as in training)" * cut
