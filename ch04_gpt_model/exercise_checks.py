@@ -263,27 +263,11 @@ def _three_dropouts_problem(make_model):
     return None
 
 
-class _BookModel(nn.Module):
-    """The book's GPT model, as the notebook's PlainGPTModel (4.6) writes it: what the exercise
-    subclasses. Not exported, so the examples below use this copy."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
-        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
-        self.drop_emb = nn.Dropout(cfg["drop_rate"])
-        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
-        self.final_norm = LayerNorm(cfg["emb_dim"])
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-
-    def forward(self, in_idx):
-        positions = torch.arange(in_idx.shape[1], device=in_idx.device)
-        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
-        return self.out_head(self.final_norm(self.trf_blocks(x)))
-
-
 def _example_models():
-    class Right(_BookModel):
+    class Right(GPTModel):  # 4.7.1's GPTModel refuses unknown keys: the three are added
+        OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "drop_rate_emb": 0.0,
+                                "drop_rate_shortcut": 0.0, "drop_rate_attn": 0.0}
+
         def __init__(self, cfg):
             for key in _RATE_KEYS.values():
                 if not 0 <= cfg[key] < 1:
@@ -294,22 +278,19 @@ def _example_models():
                 block.drop_shortcut = nn.Dropout(cfg["drop_rate_shortcut"])
                 block.att.dropout = nn.Dropout(cfg["drop_rate_attn"])
 
-    class RightFinal(GPTModel):  # the same on 4.7.1's GPTModel, which refuses unknown keys
-        OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "drop_rate_emb": 0.0,
-                                "drop_rate_shortcut": 0.0, "drop_rate_attn": 0.0}
-
+    class RightFinal(Right):  # the rates checked by validate_config, as drop_rate is
         def __init__(self, cfg):
             for key in _RATE_KEYS.values():
                 validate_config({**cfg, "drop_rate": cfg[key]}, self.OPTIONAL_CONFIG_KEYS)
             super().__init__(cfg)
-            self.drop_emb = nn.Dropout(cfg["drop_rate_emb"])
-            for block in self.trf_blocks:
-                block.drop_shortcut = nn.Dropout(cfg["drop_rate_shortcut"])
-                block.att.dropout = nn.Dropout(cfg["drop_rate_attn"])
+
+    class Unchanged(Right):  # takes the three keys, but every dropout keeps drop_rate
+        def __init__(self, cfg):
+            GPTModel.__init__(self, cfg)
 
     class Unchecked(Right):  # sets p after construction: nothing refuses 1.5
         def __init__(self, cfg):
-            _BookModel.__init__(self, cfg)
+            GPTModel.__init__(self, cfg)
             self.drop_emb.p = cfg["drop_rate_emb"]
             for block in self.trf_blocks:
                 block.drop_shortcut.p = cfg["drop_rate_shortcut"]
@@ -328,7 +309,7 @@ def _example_models():
             self.trf_blocks[0].att.dropout.p = cfg["drop_rate_attn"]
 
     return {"right": [Right, RightFinal],
-            "wrong": [_BookModel, GPTModel, Unchecked, Swapped, FirstBlockOnly]}
+            "wrong": [Unchanged, GPTModel, Unchecked, Swapped, FirstBlockOnly]}
 
 
 @property_exercise("4.3", hints=[

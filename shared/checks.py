@@ -162,6 +162,7 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     """Raise unless `ids` is a (batch, tokens) tensor of integer token ids, at least one token,
     each in 0 .. vocab_size - 1 when vocab_size is given. `name` is the argument's name."""
     import torch  # here, so that the checks above need nothing beyond the standard library
+    from torch._subclasses.fake_tensor import is_fake
 
     is_tensor = isinstance(ids, torch.Tensor)
     # An empty tensor is refused as empty, whatever its dtype (torch.tensor([]) is float32).
@@ -174,8 +175,9 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
         raise ValueError(f"{name} must have shape (batch, tokens), with at least one token (a "
                          f"prompt cannot be empty), got {tuple(ids.shape)}{hint}")
     # The values are not read while torch.compile traces the model (a branch on them would cut
-    # the compiled code in two) or on the meta device (its tensors have no values).
-    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta:
+    # the compiled code in two), nor where a tensor has none: on the meta device, or a fake
+    # tensor (FakeTensorMode: shapes and dtypes only, as shared/tooling/gpu_memory.py counts).
+    if vocab_size is None or torch.compiler.is_compiling() or ids.is_meta or is_fake(ids):
         return
     # The embedding's own error ("index out of range in self") names neither the id nor the
     # vocabulary, and on a GPU it is an opaque device assert.

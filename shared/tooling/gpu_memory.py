@@ -16,8 +16,6 @@ each step there and prints what CUDA's allocator held at its peak ("measured"). 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import MemTracker
@@ -28,41 +26,43 @@ from shared import GPTModel, gpt2_config
 GB = 1e9  # as the README states GPU memory, and as GPU makers do
 
 
-def logits_of(model: GPTModel, token_ids: torch.Tensor, frozen_blocks: int) -> torch.Tensor:
-    """GPTModel's forward pass, written out so that the first `frozen_blocks` blocks run without
-    autograd, as frozen layers do (they keep no activations); the model's own forward checks
-    the token ids' values, which fake tensors do not have."""
-    positions = torch.arange(token_ids.shape[1], device=token_ids.device)
-    with torch.no_grad() if frozen_blocks else contextlib.nullcontext():
-        x = model.drop_emb(model.tok_emb(token_ids) + model.pos_emb(positions))
-        for block in model.trf_blocks[:frozen_blocks]:
-            x = block(x)
-    for block in model.trf_blocks[frozen_blocks:]:
-        x = block(x)
-    return model.out_head(model.final_norm(x))
+def run_first_blocks_without_autograd(model: GPTModel, frozen_blocks: int) -> None:
+    """Make the model's own forward run its embeddings and first `frozen_blocks` blocks without
+    autograd, as frozen layers run (they keep no activations). Their weights keep
+    requires_grad: MemTracker hooks every weight a forward uses, and refuses one without it."""
+    def autograd_off(*_):
+        torch.set_grad_enabled(False)
+
+    def autograd_on(*_):  # returns None: a forward hook's result would replace the block's
+        torch.set_grad_enabled(True)
+
+    model.tok_emb.register_forward_pre_hook(autograd_off)
+    model.trf_blocks[frozen_blocks - 1].register_forward_hook(autograd_on)
 
 
 def _step_parts(cfg: dict, batch: int, tokens: int, num_classes: int | None,
                 last_block_only: bool, device: str | torch.device = "cpu") -> tuple:
-    """What one training step needs: the model, its AdamW (foreach: CUDA's default), a batch
-    of random token ids and targets on `device`, and how many blocks stay frozen."""
+    """What one training step needs: the model (all but its last block, final norm and head
+    frozen if last_block_only), its AdamW (foreach: CUDA's default) over the trained
+    parameters, and a batch of random token ids and targets on `device`."""
     with torch.device(device):  # made there: under FakeTensorMode a .to() cannot swap tensors
         model = GPTModel(cfg)
         if num_classes:
             model.out_head = torch.nn.Linear(cfg["emb_dim"], num_classes)
-    frozen = cfg["n_layers"] - 1 if last_block_only else 0
+    if last_block_only:
+        run_first_blocks_without_autograd(model, cfg["n_layers"] - 1)
     trained = ([p for m in (model.trf_blocks[-1], model.final_norm, model.out_head)
                 for p in m.parameters()] if last_block_only else list(model.parameters()))
     optimizer = torch.optim.AdamW(trained, lr=1e-4, foreach=True)
     inputs = torch.randint(0, cfg["vocab_size"], (batch, tokens), device=device)
     targets = torch.randint(0, num_classes or cfg["vocab_size"],
                             (batch,) if num_classes else (batch, tokens), device=device)
-    return model, optimizer, inputs, targets, frozen
+    return model, optimizer, inputs, targets
 
 
-def _train_step(model, optimizer, inputs, targets, frozen) -> None:
+def _train_step(model, optimizer, inputs, targets) -> None:
     optimizer.zero_grad()
-    logits = logits_of(model, inputs, frozen)
+    logits = model(inputs)  # the model's own forward; it leaves fake ids' values unchecked
     classify = targets.dim() == 1  # chapter 6: one label per sequence, from its last token
     logits = logits[:, -1] if classify else logits.flatten(0, 1)
     loss = torch.nn.functional.cross_entropy(logits, targets.flatten())
@@ -80,7 +80,7 @@ def training_step_peak(cfg: dict, batch: int, tokens: int, num_classes: int | No
         parts = _step_parts(cfg, batch, tokens, num_classes, last_block_only)
         _train_step(*parts)
         tracker = MemTracker()
-        tracker.track_external(*parts[:4])
+        tracker.track_external(*parts)
         with tracker:
             _train_step(*parts)
     peak = {}
