@@ -15,9 +15,8 @@ from ch04_gpt_model.gpt_model import (
     TransformerBlock,
     count_parameters,
     gpt2_config,
-    validate_config,
 )
-from shared import MultiHeadAttention
+from shared import MultiHeadAttention, validate_config
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
 

@@ -83,13 +83,11 @@ from shared import (  # noqa: E402 - the checks are imported where the chapter f
     KVCache,
     check_choice,
     check_count,
-    check_flag,
-    check_keys,
     check_memory,
-    check_number,
     check_token_ids,
+    validate_config,
 )
-from shared.checks import check_divisible, check_fits_context, check_kv_caches  # noqa: E402
+from shared.checks import check_fits_context, check_kv_caches  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
@@ -99,22 +97,7 @@ REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-# %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
-
-def validate_config(cfg: dict, optional_keys: dict = OPTIONAL_CONFIG_KEYS) -> dict:
-    """cfg with its defaults filled in; a bad value raises ValueError, a wrong type TypeError."""
-    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
-    cfg = {**optional_keys, **cfg}
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        check_count(key, cfg[key], 1, "a positive integer")
-    check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
-    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
-    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check_flag(key, cfg[key])
-    return cfg
-
-
-# %% gpt_model.ipynb cell 64, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 63, 4.7.1 The final `GPTModel` (beyond the book)
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -137,7 +120,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# %% gpt_model.ipynb cell 65, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 64, 4.7.1 The final `GPTModel` (beyond the book)
 
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
@@ -199,7 +182,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 67, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 66, 4.7.1 The final `GPTModel` (beyond the book)
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -215,7 +198,7 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
-# %% gpt_model.ipynb cell 68, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 67, 4.7.1 The final `GPTModel` (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -239,7 +222,6 @@ __all__ = [
     'count_parameters',
     'REQUIRED_CONFIG_KEYS',
     'OPTIONAL_CONFIG_KEYS',
-    'validate_config',
     'TransformerBlock',
     'GPTModel',
     'generate_text_simple',

@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, gpt2_config, validate_config
+from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, gpt2_config
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt, tiny_qwen3
+from shared import validate_config
 
 
 @pytest.fixture(scope="module")

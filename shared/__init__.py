@@ -20,7 +20,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from shared.architecture import check_architecture
+from shared.architecture import check_architecture, validate_config
 from shared.checks import (
     check,
     check_choice,

@@ -1,5 +1,10 @@
-"""The layout check of the savers, `check_architecture(model, family, ...)`, and what keeps a
-saved state from loading.
+"""What a model of a family is: GPT-2's configuration check, `validate_config(cfg)`; the layout
+check of the savers, `check_architecture(model, family, ...)`; and what keeps a saved state from
+loading.
+
+`GPTModel(cfg)` (4.7.1) calls `validate_config` first: a configuration with an unknown or
+missing key, a count that is not a positive integer, heads that do not divide the width or a
+rate outside [0, 1) is refused, naming the key, before any weight is made.
 
 A saver (GPT-2's files, 5.5.1; the open models' files, 5.9) writes a model's weights under
 names that describe one architecture. A model of another layout (a module of another class, a
@@ -18,7 +23,32 @@ tied weights), `optimizer_state_problems` (groups, options, per-weight state) an
 import torch
 from torch import nn
 
-from shared.checks import check, check_type
+from shared.checks import (
+    check,
+    check_count,
+    check_divisible,
+    check_flag,
+    check_keys,
+    check_number,
+    check_type,
+)
+
+
+def validate_config(cfg: dict, optional_keys: dict | None = None) -> dict:
+    """cfg with the defaults of optional_keys (GPTModel's, or a subclass's) filled in; a bad
+    value raises ValueError, a wrong type TypeError."""
+    from shared import OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS  # chapter 4's: read when called
+
+    optional_keys = OPTIONAL_CONFIG_KEYS if optional_keys is None else optional_keys
+    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
+    cfg = {**optional_keys, **cfg}
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        check_count(key, cfg[key], 1, "a positive integer")
+    check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
+    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
+    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
+        check_flag(key, cfg[key])
+    return cfg
 
 
 def check_architecture(model: nn.Module, family: type, user: str, config_keys,

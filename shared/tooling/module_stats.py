@@ -9,7 +9,8 @@ to:
 
 * a function whose name says it checks (`check_*`, `_check_*`, `validate_*`, `*_problems`),
   unless it is annotated `-> bool` (the book's `check_if_running` answers a question);
-* a call statement of such a function (`check_count("top_k", top_k, 1)`);
+* a call statement of such a function (`check_count("top_k", top_k, 1)`), or an assignment of
+  its result (`cfg = validate_config(cfg)`);
 * an `if` without `else` whose body ends by raising (`if x < 0: raise ValueError(...)`);
 * an `assert`, or an `except` clause that only re-raises (a clearer error for a library's).
 
@@ -42,8 +43,9 @@ LESSON_TARGET, OTHER_TARGET = 10.0, 15.0  # percent of code lines
 CEILINGS = {
     "ch02_text_data.text_data": 19.5,
     "ch03_attention.kv_cache": 16.7,
-    "ch04_gpt_model.gpt_model": 14.4,
-    "ch04_gpt_model.modern": 20.5,
+    # 21.2 since assigned results of checks count (cfg = validate_modern_config(cfg)): the
+    # code was the same at 20.5
+    "ch04_gpt_model.modern": 21.2,
     # over its target since its fast decoder (140 code lines, 7 of them checks) left it for
     # fast_path.FastDecoder; none of its checks was added then
     "ch05_pretraining.open_weights": 16.0,
@@ -94,7 +96,7 @@ def validation_lines(tree: ast.Module) -> set[int]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and VALIDATOR.fullmatch(
                 node.name) and not _answers(node):
             lines |= _span(node)
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+        elif isinstance(node, (ast.Expr, ast.Assign)) and isinstance(node.value, ast.Call) \
                 and VALIDATOR.fullmatch(_called_name(node.value)):
             lines |= _span(node)
         elif isinstance(node, ast.If) and not node.orelse and isinstance(node.body[-1], ast.Raise):

@@ -255,8 +255,9 @@ def test_standalone_keeps_only_what_is_used():
 # is copied into every chapter that calls it, so it has to save more lines than it brings. A cap
 # is raised only on purpose, with the reason and the measured counts in the commit's message, and
 # lowered when a copy shrinks.
-STANDALONE_LINES_CAP = {"ch02_text_data": 241, "ch03_attention": 271, "ch04_gpt_model": 545,
-                        "ch05_pretraining": 859, "ch06_classification": 1308,
+# ch04-ch06 +3 to +5 when validate_config moved to shared/architecture.py (its section header)
+STANDALONE_LINES_CAP = {"ch02_text_data": 241, "ch03_attention": 271, "ch04_gpt_model": 549,
+                        "ch05_pretraining": 864, "ch06_classification": 1311,
                         "ch07_instructions": 2083}
 
 
