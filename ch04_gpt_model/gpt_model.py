@@ -126,11 +126,12 @@ class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
     cfg["tie_weights"] shares tok_emb's matrix with out_head; cfg["sdpa"]: fused attention."""
 
-    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS  # a subclass that reads more keys adds them here
+    # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
+    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS
 
     def __init__(self, cfg: dict):
         super().__init__()
-        self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS)
+        self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
         # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
         mask_bytes = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)
         check_memory("context_length", cfg["context_length"], mask_bytes,
@@ -182,7 +183,7 @@ class GPTModel(nn.Module):
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 66, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 68, 4.7.1 The final `GPTModel` (beyond the book)
 
 def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                          context_size: int) -> torch.Tensor:
@@ -198,7 +199,7 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
-# %% gpt_model.ipynb cell 67, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 69, 4.7.1 The final `GPTModel` (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},

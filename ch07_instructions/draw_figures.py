@@ -73,7 +73,7 @@ def prompt_template():
                   size=7, rounded=False, linewidth=0.4)
     for k, target in [(0, 7.2), (1, 10.35), (2, 13.5)]:
         d.arrow((17.6, 3.75 + k * 2.0), (20.4, target), color=COLORS["accent"])
-    d.brace(0.5, 17.5, 9.3, "instruction and input form the prompt; the output follows")
+    d.brace(0.5, 17.5, 9.3, "instruction and input fill the prompt; the output follows it")
     d.note(22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
           "'### Input:' section.", style="italic")
     return d
@@ -151,10 +151,10 @@ def instruction_masking():
     d.text(0.5, 3.1, "text", size=8, ha="left", weight="bold")
     d.text(5.5, 4.5, "Under each token: the target predicted at that position (the next token), "
            "✓ trained or -100 ignored", size=7.5, ha="left", color=COLORS["muted"])
-    d.text(0.5, 5.3, "default", size=8, ha="left", weight="bold")
+    d.text(0.5, 5.3, "unmasked", size=8, ha="left", weight="bold")
     d.text(0.5, 6.2, "(the book)", size=8, ha="left", weight="bold")
     d.text(0.5, 8.3, "masked", size=8, ha="left", weight="bold")
-    d.text(0.5, 9.2, "(this chapter)", size=8, ha="left", weight="bold")
+    d.text(0.5, 9.2, "(ex. 7.2)", size=8, ha="left", weight="bold")
     for k in range(len(prompt) + len(response) - 1):
         fill = COLORS["output"]
         d.box(5.5 + k * cell, 5.1, cell - 0.2, 1.2, "✓", fill=fill, size=8, rounded=False)

@@ -34,13 +34,15 @@ from shared.checks import (
 )
 
 
-def validate_config(cfg: dict, optional_keys: dict | None = None) -> dict:
-    """cfg with the defaults of optional_keys (GPTModel's, or a subclass's) filled in; a bad
-    value raises ValueError, a wrong type TypeError."""
+def validate_config(cfg: dict, optional_keys: dict | None = None,
+                    required_keys: tuple | None = None) -> dict:
+    """A copy of cfg with the defaults of optional_keys filled in; a bad value raises ValueError,
+    a wrong type TypeError. The keys default to chapter 4's (GPTModel passes its own)."""
     from shared import OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS  # chapter 4's: read when called
 
     optional_keys = OPTIONAL_CONFIG_KEYS if optional_keys is None else optional_keys
-    check_keys("configuration", cfg, REQUIRED_CONFIG_KEYS, optional_keys)
+    required_keys = REQUIRED_CONFIG_KEYS if required_keys is None else required_keys
+    check_keys("configuration", cfg, required_keys, optional_keys)
     cfg = {**optional_keys, **cfg}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
         check_count(key, cfg[key], 1, "a positive integer")
