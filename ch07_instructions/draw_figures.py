@@ -152,9 +152,9 @@ def instruction_masking():
     d.text(5.5, 4.5, "Under each token: the target predicted at that position (the next token), "
            "✓ trained or -100 ignored", size=7.5, ha="left", color=COLORS["muted"])
     d.text(0.5, 5.3, "unmasked", size=8, ha="left", weight="bold")
-    d.text(0.5, 6.2, "(the book)", size=8, ha="left", weight="bold")
+    d.text(0.5, 6.2, "(7.6, book)", size=8, ha="left", weight="bold")
     d.text(0.5, 8.3, "masked", size=8, ha="left", weight="bold")
-    d.text(0.5, 9.2, "(this chapter)", size=8, ha="left", weight="bold")
+    d.text(0.5, 9.2, "(option)", size=8, ha="left", weight="bold")
     for k in range(len(prompt) + len(response) - 1):
         fill = COLORS["output"]
         d.box(5.5 + k * cell, 5.1, cell - 0.2, 1.2, "✓", fill=fill, size=8, rounded=False)
