@@ -39,8 +39,9 @@ def load_instruction_data() -> list[dict]:
 
 def download_and_load_file(file_path, url):
     """The book's loader: the JSON entries at `url`, saved to `file_path` first if it is not
-    there. The course's own file (the book's URL) comes through `fetch`: from data/ or the local
-    mirror, checksum verified; any other `url` (the book's exercise 7.3) is downloaded."""
+    there (an existing file is read as it is). A missing file of the course's own (the book's
+    URL) comes through `fetch`: from data/ or the local mirror, checksum verified; any other
+    `url` (the book's exercise 7.3) is downloaded."""
     if not Path(file_path).exists():
         download_file(url, file_path)
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
