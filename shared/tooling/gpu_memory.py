@@ -33,11 +33,11 @@ def run_first_blocks_without_autograd(model: GPTModel, frozen_blocks: int) -> No
     def autograd_off(*_):
         torch.set_grad_enabled(False)
 
-    def autograd_on(*_):  # returns None: a forward hook's result would replace the block's
+    def autograd_on(*_):  # returns None: a pre-hook's result would replace the block's input
         torch.set_grad_enabled(True)
 
     model.tok_emb.register_forward_pre_hook(autograd_off)
-    model.trf_blocks[frozen_blocks - 1].register_forward_hook(autograd_on)
+    model.trf_blocks[frozen_blocks].register_forward_pre_hook(autograd_on)  # the first trained
 
 
 def _step_parts(cfg: dict, batch: int, tokens: int, num_classes: int | None,
