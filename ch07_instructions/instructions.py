@@ -73,6 +73,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
         data = random.Random(seed).sample(data, len(data))
     train_end = int(len(data) * train_frac)
     test_end = train_end + int(len(data) * test_frac)
+    # the file's last part is the validation set: (train, validation, test) is the book's order
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
@@ -114,7 +115,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 19, 7.3 Organising data into batches
+# %% instructions.ipynb cell 20, 7.3 Organising data into batches
 
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
@@ -123,7 +124,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(padded).to(device)
 
 
-# %% instructions.ipynb cell 22, 7.3 Organising data into batches
+# %% instructions.ipynb cell 23, 7.3 Organising data into batches
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
@@ -136,7 +137,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 25, 7.3 Organising data into batches
+# %% instructions.ipynb cell 26, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -179,14 +180,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 54, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 57, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 55, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 58, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -205,7 +206,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 70, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 73, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
