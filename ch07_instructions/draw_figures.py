@@ -21,7 +21,7 @@ def finetuning_pipeline():
          ["7.5  the model before finetuning", "7.6  train: next-token loss",
           "7.7  generate responses, save"]),
         ("3  Evaluate", COLORS["output"],
-         ["7.6  loss vs a unigram guess", "7.7  pairing test, ROUGE-L (companion)",
+         ["7.6  loss vs a unigram guess", "companion: pairing test, ROUGE-L",
           "7.8  an LLM as judge"]),
     ]
     for k, (title, fill, steps) in enumerate(stages):
