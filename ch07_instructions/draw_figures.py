@@ -180,7 +180,7 @@ def before_and_after():
     for k, line in enumerate(prompt):
         d.text(1.0, 3.0 + k * 0.85, line, size=7.5, ha="left", family="monospace")
     rows = [("random weights", COLORS["masked"], "random tokens, up to the token limit",
-             "this notebook's default start: random words, no stop"),
+             "this notebook's default start: random tokens, no stop"),
             ("GPT-2 medium, pretrained", COLORS["embedding"],
              "The chef cooks the meal every day. ### Instruction: …",
              "fluent, but continues the page: repeats input and instruction"),
