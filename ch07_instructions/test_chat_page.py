@@ -181,7 +181,8 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             # Bad inputs: each gets its message, and the server goes on.
             send(page, "   ")
             see_message(page, "The message is empty")
-            assert page.locator("#status").inner_text().startswith("Not done: The message")
+            wait_for(lambda: page.locator("#status").inner_text().startswith(  # the busy mark goes
+                "Not done: The message"), what="the empty message's status")
             send(page, "To be or not to be " * 60)
             see_message(page, "longer than this model's context of 32")
             assert "generating" not in page.locator("#status").inner_text()  # none started
