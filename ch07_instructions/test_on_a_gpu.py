@@ -5,7 +5,9 @@ by PyTorch's MemTracker as the notebook's steps run on fake tensors.
 
 shared/test_devices.py runs the chapter's functions and exercise checks on a stand-in GPU."""
 
+import ast
 import json
+import os
 import sys
 
 import nbformat
@@ -398,14 +400,19 @@ def test_pytorchs_memory_tracker_finds_the_peaks_of_the_count(book_lengths, monk
 
 
 def settings_cell(environment, monkeypatch):
-    """Run the notebook's first code cell with `environment`; its variables."""
+    """Run, with `environment`, the lines of section 7.5's book branch that choose its GPT-2
+    (all but the loading); their variables."""
     for name in ("LLM_COURSE_GPT2_SMALL", "LLM_COURSE_GPT2_CHECKPOINT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    namespace = {}
-    exec(next(cell.source for cell in nb.cells if cell.get("id") == "ch07-001"), namespace)
+    cell = ast.parse(next(cell.source for cell in nb.cells if cell.get("id") == "ch07-107"))
+    book_branch = next(node for node in cell.body if isinstance(node, ast.If)).body
+    choosing = [node for node in book_branch if "load_gpt2" not in ast.unparse(node)]
+    assert len(choosing) == len(book_branch) - 1  # only the loading is left out
+    namespace = {"os": os}
+    exec(compile(ast.Module(body=choosing, type_ignores=[]), "ch07-107", "exec"), namespace)
     return namespace
 
 
