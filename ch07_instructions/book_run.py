@@ -17,7 +17,7 @@ STEPS_PER_EPOCH = 116  # 935 training entries, batches of 8, the last incomplete
 # Before the first update (5 batches each).
 INITIAL = {"train": 3.826, "val": 3.762}
 
-# The log's "Ep k (Step s)" lines: evaluated after update s, that is after s + 1 updates.
+# The log's "Ep k (Step s)" lines: evaluated after s + 1 updates (the log counts steps from 0).
 LOGGED_STEPS = list(range(0, 231, 5))
 TRAIN_LOSS = [
     2.637, 1.174, 0.872, 0.857, 0.776, 0.754, 0.799, 0.714, 0.672, 0.633, 0.663, 0.760,

@@ -183,7 +183,7 @@ def before_and_after():
              "this notebook's default start: random tokens, no stop"),
             ("GPT-2 medium, pretrained", COLORS["embedding"],
              "The chef cooks the meal every day. ### Instruction: …",
-             "fluent, but continues the page: repeats input and instruction"),
+             "fluent, but repeats the sentence, then the instruction"),
             ("+ instruction finetuning", COLORS["weight"],
              "The meal is cooked every day by the chef.<|endoftext|>",
              "answers, then emits the end-of-text token")]
