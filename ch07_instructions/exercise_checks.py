@@ -80,12 +80,12 @@ def _template_problem(format_input_phi3):
     return None
 
 
-@property_exercise("7.1", hints=[
-    "Build the text piece by piece as the template says, then compare "
-    "print(repr(format_input_phi3(entry))) for an entry with an input and one without.",
+@property_exercise("7.1", hints=[  # a wrong template gets its own message first
     "Count with tokenizer.encode: for each entry of train_data, the tokens of "
     "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry); then "
     "average over train_data.",
+    "If a message names your template, build the text piece by piece as the template says, then "
+    "compare print(repr(format_input_phi3(entry))) for an entry with an input and one without.",
 ], examples=lambda: {
     "given": {"format_input_phi3": _phi3, "train_data": list(PHI3_ENTRIES)},
     "right": [_tokens_saved(PHI3_ENTRIES)],
@@ -138,9 +138,10 @@ def _masking_items(entries, keep_header=True):
 @property_exercise("7.2", hints=[
     "The book masks the targets of the instruction and its input, the text format_input(entry) "
     "returns, and of nothing after it.",
-    "custom_collate_fn masks the targets of an item's first prompt_length tokens but the last; "
-    "so prompt_length is the number of tokens of format_input(entry) alone, and the ids are "
-    "those of the whole text.",
+    "custom_collate_fn sets the targets at positions 0 to prompt_length - 2 to -100: those are "
+    "the targets that are prompt tokens, since the target at position i is token i + 1. So "
+    "prompt_length is the number of tokens of format_input(entry) alone, and the ids are those "
+    "of the whole text.",
 ], examples=lambda: {
     "right": [_masking_items],
     "wrong": [lambda entries: _masking_items(entries, keep_header=False),

@@ -73,7 +73,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
         data = random.Random(seed).sample(data, len(data))
     train_end = int(len(data) * train_frac)
     test_end = train_end + int(len(data) * test_frac)
-    # the file's last part is the validation set: (train, validation, test) is the book's order
+    # the file: train | test | validation; returned as (train, validation, test), as the book's code
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
@@ -137,7 +137,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 26, 7.3 Organising data into batches
+# %% instructions.ipynb cell 32, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -168,10 +168,9 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 27, 7.3 Organising data into batches
+# %% instructions.ipynb cell 33, 7.3 Organising data into batches
 
-# beyond the book: the checks custom_collate_fn (above) makes before it builds anything,
-# explained after the book's steps have run
+# beyond the book: the checks custom_collate_fn (above) makes before it builds anything
 def _check_prompt_lengths(items, limit):
     """Refuse an item whose prompt_length is not in 0..len(ids), or leaves it no target."""
     check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
@@ -184,14 +183,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 61, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 64, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 62, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 65, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -210,7 +209,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 75, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 78, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
