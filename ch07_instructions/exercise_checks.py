@@ -148,7 +148,8 @@ def _masking_items(entries, keep_header=True):
               lambda entries: [ids for ids, _ in _masking_items(entries)],
               lambda entries: [(ids, length + 1) for ids, length in _masking_items(entries)],
               lambda entries: [(ids[:length], length)
-                               for ids, length in _masking_items(entries)]],
+                               for ids, length in _masking_items(entries)],
+              lambda entries: [[ids, length] for ids, length in _masking_items(entries)]],
 })
 def book_masking(book_masking_items):
     if not callable(book_masking_items):
@@ -164,6 +165,11 @@ def book_masking(book_masking_items):
     if not isinstance(theirs, list) or len(theirs) != len(entries):
         return (f"book_masking_items should return a list of {len(entries)} items for "
                 f"{len(entries)} entries, one per entry.")
+    if any(isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)
+           and isinstance(item[1], int) for item in theirs):
+        return ("Each item should be a tuple (ids, prompt_length), as "
+                "InstructionDataset(..., mask_instruction=True) makes them: custom_collate_fn "
+                "reads a list as token ids.")
     expected = _masking_items(entries)
     try:
         their_inputs, their_targets = custom_collate_fn(theirs)

@@ -422,6 +422,27 @@ def test_only_exported_code_beyond_the_book_opens_collapsed(notebook):
         f"{'says' if says_so else 'does not say'} that some open folded")
 
 
+@pytest.mark.parametrize("notebook", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
+def test_only_a_lessons_parts_beyond_the_book_open_folded(notebook):
+    """A heading tagged fold-section folds its section in JupyterLab: only the outermost heading
+    of a lesson's part beyond the book, whose opening line (in view) says where the book's path
+    resumes; JupyterLab's metadata says so."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    parts = classify(cells)
+    for index, cell in enumerate(cells):
+        if notebooks.FOLD_SECTION_TAG not in cell.metadata.get("tags", []):
+            continue
+        first = cell.source.splitlines()[0] if cell.source else ""
+        assert (not notebooks.is_companion(notebook) and cell.cell_type == "markdown"
+                and first.startswith("#") and BEYOND in first
+                and (index == 0 or parts[index - 1] != "beyond")), (
+            f"{notebook.name}: cell {index} is tagged {notebooks.FOLD_SECTION_TAG} but is not the "
+            "heading of a lesson's part beyond the book")
+        assert cell.metadata.get("jp-MarkdownHeadingCollapsed") is True, (
+            f"{notebook.name}: cell {index} is not folded: run "
+            "`python -m shared.tooling.notebooks normalize`")
+
+
 def code(source):
     return nbformat.v4.new_code_cell(source)
 

@@ -60,6 +60,9 @@ CELL_METADATA_KEPT = ("tags",)
 # A code cell that opens folded in JupyterLab: exported machinery of a part beyond the book
 # (checks, savers, fast paths), whose prose says what it does (the tag Jupyter Book uses)
 HIDE_INPUT_TAG = "hide-input"
+# A heading cell whose section opens folded in JupyterLab: a lesson's part beyond the book, so
+# that the book's path reads on past it; its heading and opening line stay in view
+FOLD_SECTION_TAG = "fold-section"
 SOLUTIONS_HEADING = re.compile(r"^##\s+Solutions\b")
 EXAMPLE_NOTEBOOK = Path("ch05_pretraining/pretraining.ipynb")
 
@@ -340,8 +343,9 @@ def collapsed(cell) -> dict:
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Drop what changes from run to run or machine to machine but carries no meaning, and
-    collapse the Solutions section's cells and the code of cells tagged `hide-input`
-    (JupyterLab's `jupyter` cell metadata; nbval still executes and compares them)."""
+    collapse the Solutions section's cells, the code of cells tagged `hide-input` and the
+    sections under headings tagged `fold-section` (JupyterLab's metadata; nbval still executes
+    and compares them)."""
     nb.metadata = nbformat.from_dict(
         {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     )
@@ -352,6 +356,8 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if HIDE_INPUT_TAG in cell.metadata.get("tags", []):
             cell.metadata["jupyter"] = nbformat.from_dict({"source_hidden": True})
+        if FOLD_SECTION_TAG in cell.metadata.get("tags", []):
+            cell.metadata["jp-MarkdownHeadingCollapsed"] = True
     for index in solution_cells(nb.cells):
         nb.cells[index].metadata.update(nbformat.from_dict(collapsed(nb.cells[index])))
     return nb

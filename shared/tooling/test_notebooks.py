@@ -321,6 +321,19 @@ def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
     assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
 
 
+def test_normalize_folds_the_section_under_a_heading_tagged_fold_section():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## 1.1 A section"),
+                nbformat.v4.new_markdown_cell("### More (beyond the book)"),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_markdown_cell("## 1.2 The next section")]
+    nb.cells[1].metadata["tags"] = ["fold-section"]
+    folded = [c.metadata.get("jp-MarkdownHeadingCollapsed") for c in notebooks.normalize(nb).cells]
+    assert folded == [None, True, None, None]
+    nb.cells[1].metadata["tags"] = []  # the tag removed: the section opens again
+    assert "jp-MarkdownHeadingCollapsed" not in notebooks.normalize(nb).cells[1].metadata
+
+
 @pytest.mark.parametrize("notebook_path", notebooks.chapter_notebooks(), ids=notebooks.notebook_id)
 def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
     """Working an exercise in JupyterLab does not show the next one's answer; each
