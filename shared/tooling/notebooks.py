@@ -329,16 +329,28 @@ def is_signpost(cell) -> bool:
         line.startswith("#") or not line.strip() for line in cell.source.splitlines())
 
 
-def collapsed(cell) -> dict:
+def collapsed(cell, under_heading: bool = False) -> dict:
     """How a solution cell opens: closed, so that working an exercise does not show the next
-    one's answer (the `jupyter` metadata JupyterLab and VS Code read). A signpost stays
-    visible, its section folded (JupyterLab's `jp-MarkdownHeadingCollapsed`): a collapsed cell
-    still shows its first line, and a solution's first line may give its answer away."""
-    if cell.cell_type == "code":
-        return {"jupyter": {"source_hidden": True, "outputs_hidden": True}}
+    one's answer. A signpost (`### Solution N.M`) stays visible with its section folded
+    (JupyterLab's `jp-MarkdownHeadingCollapsed`), and the cells under it need nothing more:
+    one click on the heading's arrow opens the whole solution. A cell not under a signpost is
+    closed itself (the `jupyter` metadata JupyterLab and VS Code read), code and output."""
     if is_signpost(cell):
         return {"jp-MarkdownHeadingCollapsed": True}
+    if under_heading:
+        return {}
+    if cell.cell_type == "code":
+        return {"jupyter": {"source_hidden": True, "outputs_hidden": True}}
     return {"jupyter": {"source_hidden": True}}
+
+
+def solution_folds(cells) -> dict[int, dict]:
+    """collapsed() for each cell of the Solutions section, by index."""
+    folds, under_heading = {}, False
+    for index in solution_cells(cells):
+        under_heading = under_heading or is_signpost(cells[index])
+        folds[index] = collapsed(cells[index], under_heading)
+    return folds
 
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -358,8 +370,8 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata["jupyter"] = nbformat.from_dict({"source_hidden": True})
         if FOLD_SECTION_TAG in cell.metadata.get("tags", []):
             cell.metadata["jp-MarkdownHeadingCollapsed"] = True
-    for index in solution_cells(nb.cells):
-        nb.cells[index].metadata.update(nbformat.from_dict(collapsed(nb.cells[index])))
+    for index, fold in solution_folds(nb.cells).items():
+        nb.cells[index].metadata.update(nbformat.from_dict(fold))
     return nb
 
 

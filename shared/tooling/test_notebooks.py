@@ -299,13 +299,25 @@ def test_normalize_collapses_the_solutions_but_their_signposts(tmp_path):
     ])
     cells = nbformat.read(path, as_version=4).cells
     assert notebooks.solution_cells(cells) == [5, 6, 7]
+    # the heading folds its solution; the cells under it open with it, in one click
     assert [dict(c.metadata) for c in cells] == [{}] * 5 + [
-        {"jp-MarkdownHeadingCollapsed": True}, {"jupyter": {"source_hidden": True}},
-        {"jupyter": {"source_hidden": True, "outputs_hidden": True}}]
+        {"jp-MarkdownHeadingCollapsed": True}, {}, {}]
     cells[1].metadata["jupyter"] = {"source_hidden": True}  # a reader's collapse elsewhere
     nb = nbformat.read(path, as_version=4)
     nb.cells = cells
     assert "jupyter" not in notebooks.normalize(nb).cells[1].metadata
+
+
+def test_a_solution_cell_before_any_signpost_stays_closed_itself():
+    cells = [nbformat.v4.new_markdown_cell("## Solutions"),
+             nbformat.v4.new_markdown_cell("All solutions use the model above."),
+             nbformat.v4.new_code_cell("model = None"),
+             nbformat.v4.new_markdown_cell("### Solution 1.1"),
+             nbformat.v4.new_code_cell("print(2)")]
+    assert notebooks.solution_folds(cells) == {
+        1: {"jupyter": {"source_hidden": True}},
+        2: {"jupyter": {"source_hidden": True, "outputs_hidden": True}},
+        3: {"jp-MarkdownHeadingCollapsed": True}, 4: {}}
 
 
 def test_normalize_collapses_the_code_of_cells_tagged_hide_input(tmp_path):
@@ -344,10 +356,11 @@ def test_every_solution_is_collapsed_in_the_stored_notebook(notebook_path):
         pytest.skip("a companion without exercises")
     assert inside, f"{notebook_path.name}: no '## Solutions' section"
     signposts = 0
+    folds = notebooks.solution_folds(cells)
     for index in inside:
         cell = cells[index]
         kept = {k: v for k, v in cell.metadata.items() if k != "tags"}
-        assert kept == notebooks.collapsed(cell), (
+        assert kept == folds[index], (
             f"{notebook_path.name}: solution cell {index} is not collapsed: run "
             "`python -m shared.tooling.notebooks normalize`")
         if notebooks.is_signpost(cell):
