@@ -183,14 +183,14 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 
-# %% instructions.ipynb cell 64, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 65, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -209,7 +209,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 79, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 82, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
