@@ -84,8 +84,9 @@ def _template_problem(format_input_phi3):
     "Count with tokenizer.encode: for each entry of train_data, the tokens of "
     "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry); then "
     "average over train_data.",
-    "If a message names your template, build the text piece by piece as the template says, then "
-    "compare print(repr(format_input_phi3(entry))) for an entry with an input and one without.",
+    "A wrong template gets a message that names it; without one, check the count: both prompts "
+    "encoded with the same tokenizer, the Alpaca one with RESPONSE_HEADER, and the difference "
+    "averaged over every entry of train_data.",
 ], examples=lambda: {
     "given": {"format_input_phi3": _phi3, "train_data": list(PHI3_ENTRIES)},
     "right": [_tokens_saved(PHI3_ENTRIES)],
@@ -104,6 +105,7 @@ def shorter_template(answer, format_input_phi3, train_data):
         (-expected, "The sign is reversed: count Alpaca's tokens minus Phi-3's."),
         (expected * len(train_data), "That is the total over train_data; the exercise asks for "
                                      "the mean per entry."),
+        (round(expected), "That looks rounded to a whole number: give the mean to one decimal."),
     ]
     for mistaken, message in mistakes:
         if (difference(answer, mistaken, **tolerance) is None

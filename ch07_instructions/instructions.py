@@ -139,21 +139,6 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
 
 # %% instructions.ipynb cell 32, 7.3 Organising data into batches
 
-# beyond the book: the checks custom_collate_fn (next) makes before it builds anything
-def _check_prompt_lengths(items, limit):
-    """Refuse an item whose prompt_length is not in 0..len(ids), or leaves it no target."""
-    check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
-    for i, (ids, prompt_length) in enumerate(items):
-        check_number(f"item {i} of the batch: prompt_length", prompt_length,
-                     f"in 0..{len(ids)} (its length)", 0, len(ids))
-        # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
-        # of such items has a loss of 0 / 0 = nan
-        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
-              f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
-
-
-# %% instructions.ipynb cell 33, 7.3 Organising data into batches
-
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
     """Pad a batch of token-id lists into (inputs, targets) tensors.
@@ -181,6 +166,19 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
         inputs.append(input_ids)
         targets.append(target_ids)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+
+
+# beyond the book: the checks custom_collate_fn (above) makes before it builds anything
+def _check_prompt_lengths(items, limit):
+    """Refuse an item whose prompt_length is not in 0..len(ids), or leaves it no target."""
+    check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
+    for i, (ids, prompt_length) in enumerate(items):
+        check_number(f"item {i} of the batch: prompt_length", prompt_length,
+                     f"in 0..{len(ids)} (its length)", 0, len(ids))
+        # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
+        # of such items has a loss of 0 / 0 = nan
+        check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
+              f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
 # %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
