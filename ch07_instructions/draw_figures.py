@@ -13,7 +13,7 @@ MUTED = COLORS["muted"]
 
 @figure
 def finetuning_pipeline():
-    d = Diagram(44, 17.2, "Instruction finetuning in three stages")
+    d = Diagram(44, 18.2, "Instruction finetuning in three stages")
     stages = [
         ("1  Prepare the data", COLORS["token"],
          ["7.2  load, template, split", "7.3  collate: pad, shift, mask", "7.4  data loaders"]),
@@ -28,7 +28,9 @@ def finetuning_pipeline():
         x = 0.5 + k * 14.6
         d.box(x, 2.0, 13.4, 1.5, title, fill=fill, weight="bold")
         for j, step in enumerate(steps):
-            d.box(x + 0.6, 4.3 + j * 2.1, 12.2, 1.6, step, fill=COLORS["block"], size=8)
+            beyond = k == 2 and j < 2  # the unigram guess (folded in 7.6) and the companion
+            d.box(x + 0.6, 4.3 + j * 2.1, 12.2, 1.6, step, fill=COLORS["block"], size=8,
+                  dashed=beyond)
         if k < 2:
             d.arrow((x + 13.5, 2.75), (x + 14.5, 2.75))
     d.box(0.5, 11.3, 13.4, 1.5, "1,100 instruction → response pairs", fill=COLORS["text"],
@@ -41,6 +43,7 @@ def finetuning_pipeline():
     d.note(22, 16.3, "Stage 2 reuses chapter 5's loss and training loop unchanged; "
           "what is new lives in the data (stage 1) and in judging free text (stage 3).",
           style="italic")
+    d.note(22, 17.3, "Dashed boxes: beyond the book.", style="italic")
     return d
 
 

@@ -39,9 +39,9 @@ def load_instruction_data() -> list[dict]:
 
 def download_and_load_file(file_path, url):
     """The book's loader: the JSON entries at `url`, saved to `file_path` first if it is not
-    there (an existing file is read as it is). A missing file of the course's own (the book's
-    URL) comes through `fetch`: from data/ or the local mirror, checksum verified; any other
-    `url` (the book's exercise 7.3) is downloaded."""
+    there (an existing file is read as it is). `download_file` (chapter 5's) hands a
+    URL the course knows (the book's) to `fetch`: from data/ or the local mirror, checksum
+    verified; any other `url` (the book's exercise 7.3) is downloaded."""
     if not Path(file_path).exists():
         download_file(url, file_path)
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
@@ -181,14 +181,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 69, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 70, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -207,7 +207,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 83, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 85, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
