@@ -149,15 +149,16 @@ def instruction_masking():
     cell = 2.55
     for k, tok in enumerate(prompt + response):
         fill = COLORS["token"] if k < len(prompt) else COLORS["embedding"]
-        d.box(5.5 + k * cell, 2.5, cell - 0.2, 1.2, tok, fill=fill, size=6.5 if len(tok) > 6 else 7,
-              rounded=False)
+        size = 5.5 if len(tok) > 9 else 6.5 if len(tok) > 6 else 7  # "Instruction" fits its cell
+        d.box(5.5 + k * cell, 2.5, cell - 0.2, 1.2, tok, fill=fill, size=size, rounded=False)
     d.text(0.5, 3.1, "text", size=8, ha="left", weight="bold")
     d.text(5.5, 4.5, "Under each token: the target predicted at that position (the next token), "
            "✓ trained or -100 ignored", size=7.5, ha="left", color=COLORS["muted"])
     d.text(0.5, 5.3, "unmasked", size=8, ha="left", weight="bold")
-    d.text(0.5, 6.2, "(7.6, book)", size=8, ha="left", weight="bold")
+    d.text(0.5, 6.2, "(the default)", size=7, ha="left")
     d.text(0.5, 8.3, "masked", size=8, ha="left", weight="bold")
-    d.text(0.5, 9.2, "(option)", size=8, ha="left", weight="bold")
+    d.text(0.5, 9.2, "(mask_instruction", size=6, ha="left", family="monospace")
+    d.text(0.5, 9.9, "=True)", size=6, ha="left", family="monospace")
     for k in range(len(prompt) + len(response) - 1):
         fill = COLORS["output"]
         d.box(5.5 + k * cell, 5.1, cell - 0.2, 1.2, "✓", fill=fill, size=8, rounded=False)
