@@ -131,7 +131,7 @@ def padding_and_masking():
     d.arrow((12.8, 4.95), (17.3, 4.95), "shift by one", label_offset=(0.0, -0.7))
     d.box(1.5, 8.6, 41.5, 5.6, "", fill=COLORS["block"])
     d.text(2.2, 9.5, "cross_entropy(logits, targets, ignore_index=-100) averages only over "
-           "the coloured targets:", size=8, ha="left", family="monospace")
+           "the targets that are not -100:", size=8, ha="left", family="monospace")
     d.text(2.2, 11.0, "  • padding is not trained (it would teach 'eot after eot' and "
            "dominate short sequences)", size=8, ha="left")
     d.text(2.2, 12.4, "  • the first eot is trained: without it the model would never "

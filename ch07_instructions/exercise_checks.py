@@ -84,9 +84,9 @@ def _template_problem(format_input_phi3):
     "Count with tokenizer.encode: for each entry of train_data, the tokens of "
     "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry); then "
     "average over train_data.",
-    "A wrong template gets a message that names it; without one, check the count: both prompts "
-    "encoded with the same tokenizer, the Alpaca one with RESPONSE_HEADER, and the difference "
-    "averaged over every entry of train_data.",
+    "If the message above is not about your template, check the count: both prompts encoded "
+    "with the same tokenizer, the Alpaca one with RESPONSE_HEADER, and the difference averaged "
+    "over every entry of train_data.",
 ], examples=lambda: {
     "given": {"format_input_phi3": _phi3, "train_data": list(PHI3_ENTRIES)},
     "right": [_tokens_saved(PHI3_ENTRIES)],
