@@ -81,9 +81,10 @@ def _template_problem(format_input_phi3):
 
 
 @property_exercise("7.1", hints=[  # a wrong template gets its own message first
-    "Count with tokenizer.encode: for each entry of train_data, the tokens of "
-    "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry); then "
-    "average over train_data.",
+    "Template first: print(repr(format_input_phi3(entry))) for an entry with an input and one "
+    "without, and compare with the exercise's description. Then the count: for each entry of "
+    "train_data, the tokens of format_input(entry) + RESPONSE_HEADER minus those of "
+    "format_input_phi3(entry), averaged over train_data.",
     "If the message above is not about your template, check the count: both prompts encoded "
     "with the same tokenizer, the Alpaca one with RESPONSE_HEADER, and the difference averaged "
     "over every entry of train_data.",

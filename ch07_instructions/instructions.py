@@ -3,7 +3,7 @@
 # marked `#| export`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% instructions.ipynb cell 3, Chapter 7 — Instruction finetuning
+# %% instructions.ipynb cell 4, Chapter 7 — Instruction finetuning
 
 """Chapter 7: instruction finetuning: the data, its batches, and the model's responses.
 The companion notebooks' modules are beside it: evaluation.py, judge.py and dpo.py."""
@@ -30,7 +30,7 @@ from shared import (
 from shared.checks import check_nonblank, check_token_lists
 
 
-# %% instructions.ipynb cell 7, 7.2 Preparing the dataset
+# %% instructions.ipynb cell 8, 7.2 Preparing the dataset
 
 def load_instruction_data() -> list[dict]:
     """The course's 1,100 instruction-response pairs (instruction, input, output)."""
@@ -38,16 +38,15 @@ def load_instruction_data() -> list[dict]:
 
 
 def download_and_load_file(file_path, url):
-    """The book's loader: the JSON entries at `url`, saved to `file_path` first if it is not
-    there (an existing file is read as it is). `download_file` (chapter 5's) hands a
-    URL the course knows (the book's) to `fetch`: from data/ or the local mirror, checksum
-    verified; any other `url` (the book's exercise 7.3) is downloaded."""
+    """The book's loader: the JSON entries at `url`, downloaded to `file_path` first unless
+    that file exists. A URL the course knows comes from its data folder or mirror, checksum
+    verified."""
     if not Path(file_path).exists():
         download_file(url, file_path)
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
 
 
-# %% instructions.ipynb cell 10, The prompt template
+# %% instructions.ipynb cell 11, The prompt template
 
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
@@ -63,7 +62,7 @@ def format_input(entry: dict) -> str:
 RESPONSE_HEADER = "\n\n### Response:\n"
 
 
-# %% instructions.ipynb cell 13, Training, validation and test sets
+# %% instructions.ipynb cell 14, Training, validation and test sets
 
 def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123):
     """(train, validation, test): train_frac and test_frac of the entries, validation the rest.
@@ -77,7 +76,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
-# %% instructions.ipynb cell 17, 7.3 Organising data into batches
+# %% instructions.ipynb cell 18, 7.3 Organising data into batches
 
 def _encode(tokenizer, text):
     """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
@@ -115,7 +114,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
-# %% instructions.ipynb cell 20, 7.3 Organising data into batches
+# %% instructions.ipynb cell 21, 7.3 Organising data into batches
 
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """7.3's first draft (padding only), kept under the book's name; use custom_collate_fn."""
@@ -124,7 +123,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(padded).to(device)
 
 
-# %% instructions.ipynb cell 23, 7.3 Organising data into batches
+# %% instructions.ipynb cell 24, 7.3 Organising data into batches
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
@@ -137,7 +136,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
-# %% instructions.ipynb cell 32, 7.3 Organising data into batches
+# %% instructions.ipynb cell 33, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
@@ -181,14 +180,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 66, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
