@@ -152,7 +152,8 @@ def _masking_items(entries, keep_header=True):
               lambda entries: [(ids, length + 1) for ids, length in _masking_items(entries)],
               lambda entries: [(ids[:length], length)
                                for ids, length in _masking_items(entries)],
-              lambda entries: [[ids, length] for ids, length in _masking_items(entries)]],
+              lambda entries: [[ids, length] for ids, length in _masking_items(entries)],
+              lambda entries: [(length, ids) for ids, length in _masking_items(entries)]],
 })
 def book_masking(book_masking_items):
     if not callable(book_masking_items):
@@ -173,6 +174,10 @@ def book_masking(book_masking_items):
         return ("Each item should be a tuple (ids, prompt_length), as "
                 "InstructionDataset(..., mask_instruction=True) makes them: custom_collate_fn "
                 "reads a list as token ids.")
+    if any(isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], int)
+           and isinstance(item[1], list) for item in theirs):
+        return ("Each item should be (ids, prompt_length), the token ids first: yours gives the "
+                "prompt length first, the order of the book's solution.")
     expected = _masking_items(entries)
     try:
         their_inputs, their_targets = custom_collate_fn(theirs)
