@@ -180,14 +180,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 67, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 69, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -206,7 +206,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 87, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 88, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
