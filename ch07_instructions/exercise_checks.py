@@ -81,10 +81,10 @@ def _template_problem(format_input_phi3):
 
 
 @property_exercise("7.1", hints=[  # a wrong template gets its own message first
-    "Template first: print(repr(format_input_phi3(entry))) for an entry with an input and one "
-    "without, and compare with the exercise's description. Then the count: for each entry of "
-    "train_data, the tokens of format_input(entry) + RESPONSE_HEADER minus those of "
-    "format_input_phi3(entry), averaged over train_data.",
+    "Two things are checked, the template and then the count. The template: compare "
+    "print(repr(format_input_phi3(entry))) with the exercise's description, for an entry with "
+    "an input and one without. The count: for each entry of train_data, the tokens of "
+    "format_input(entry) + RESPONSE_HEADER minus those of format_input_phi3(entry), averaged.",
     "If the message above is not about your template, check the count: both prompts encoded "
     "with the same tokenizer, the Alpaca one with RESPONSE_HEADER, and the difference averaged "
     "over every entry of train_data.",
@@ -139,8 +139,9 @@ def _masking_items(entries, keep_header=True):
 
 
 @property_exercise("7.2", hints=[
-    "The book masks the targets of the instruction and its input, the text format_input(entry) "
-    "returns, and of nothing after it.",
+    "Each item is (ids, prompt_length): the ids of the whole text, and prompt_length the "
+    "number of tokens of format_input(entry), the instruction and its input, whose targets the "
+    "book masks.",
     "custom_collate_fn sets the targets at positions 0 to prompt_length - 2 to -100: those are "
     "the targets that are prompt tokens, since the target at position i is token i + 1. So "
     "prompt_length is the number of tokens of format_input(entry) alone, and the ids are those "

@@ -72,7 +72,7 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
         data = random.Random(seed).sample(data, len(data))
     train_end = int(len(data) * train_frac)
     test_end = train_end + int(len(data) * test_frac)
-    # the file: train | test | validation; returned as (train, validation, test), as the book's code
+    # cut as the book cuts the file, train | test | validation; returned in the usual order
     return data[:train_end], data[test_end:], data[train_end:test_end]
 
 
