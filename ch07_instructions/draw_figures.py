@@ -50,26 +50,26 @@ def finetuning_pipeline():
 @figure
 def prompt_template():
     d = Diagram(44, 17, "One entry, written in the Alpaca template")
-    entry = [("instruction", "Rewrite the sentence in passive voice."),
-             ("input", "The chef cooks the meal."),
-             ("output", "The meal is cooked by the chef.")]
+    entry = [("instruction", "Identify the correct spelling of the following word."),
+             ("input", "Ocassion"),
+             ("output", "The correct spelling is 'Occasion.'")]  # data[50], printed in 7.2
     d.text(0.5, 2.2, "the entry (JSON)", size=8, ha="left", weight="bold")
     for k, (key, value) in enumerate(entry):
         y = 3.0 + k * 2.0
         d.box(0.5, y, 4.2, 1.5, key, fill=COLORS["id"], family="monospace", size=8)
-        d.box(4.9, y, 12.6, 1.5, value, fill=COLORS["text"], size=7.5)
+        d.box(4.9, y, 12.6, 1.5, value, fill=COLORS["text"], size=6.5 if len(value) > 40 else 7.5)
     d.text(20.5, 2.2, "the text the model reads", size=8, ha="left", weight="bold")
     lines = [("Below is an instruction that describes a task. Write a", COLORS["masked"]),
              ("response that appropriately completes the request.", COLORS["masked"]),
              ("", None),
              ("### Instruction:", COLORS["token"]),
-             ("Rewrite the sentence in passive voice.", COLORS["token"]),
+             ("Identify the correct spelling of the following word.", COLORS["token"]),
              ("", None),
              ("### Input:", COLORS["position"]),
-             ("The chef cooks the meal.", COLORS["position"]),
+             ("Ocassion", COLORS["position"]),
              ("", None),
              ("### Response:", COLORS["embedding"]),
-             ("The meal is cooked by the chef.<|endoftext|>", COLORS["embedding"])]
+             ("The correct spelling is 'Occasion.'<|endoftext|>", COLORS["embedding"])]
     for k, (line, fill) in enumerate(lines):
         if line:
             d.box(20.5, 3.0 + k * 1.05, 23.0, 1.0, line, fill=fill, family="monospace",

@@ -219,6 +219,9 @@ def _sorted_positions(lengths, batch_size=8, descending=False, drop_last=False, 
 ], mistakes=[
     (lambda expected, lengths: sum(lengths),
      "That counts the tokens of text; each batch also holds the padding up to its longest text."),
+    (lambda expected, lengths: sum(len(lengths[i:i + 8]) * max(lengths[i:i + 8])
+                                   for i in range(0, len(lengths), 8)),
+     "That is the cost of the batches in the texts' own order: sort the lengths first."),
     (lambda expected, lengths: _sorted_positions(lengths, descending=True),
      "Sort shortest first: from longest to shortest, the short batch lands elsewhere."),
     (lambda expected, lengths: _sorted_positions(lengths, drop_last=True),

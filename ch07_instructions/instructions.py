@@ -147,7 +147,8 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
     Sequences are truncated to `allowed_max_length` tokens.
     """
-    if allowed_max_length is not None:  # beyond the book, 4 lines: items and checks
+    # beyond the book, the next 4 lines: the checks, and items that carry a prompt length
+    if allowed_max_length is not None:
         check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]  # (ids, prompt)
     _check_prompt_lengths(items, allowed_max_length)
@@ -180,14 +181,14 @@ def _check_prompt_lengths(items, limit):
               f"left: its prompt has {prompt_length} tokens, more than allowed_max_length={limit}")
 
 
-# %% instructions.ipynb cell 68, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 70, 7.7 Extracting and saving responses
 
 def extract_response(generated_text: str, prompt: str) -> str:
     """The part of `generated_text` after `prompt`, without a repeated response header."""
     return generated_text[len(prompt):].replace("### Response:", "").strip()
 
 
-# %% instructions.ipynb cell 69, 7.7 Extracting and saving responses
+# %% instructions.ipynb cell 71, 7.7 Extracting and saving responses
 
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
@@ -206,7 +207,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 88, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 90, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
