@@ -143,7 +143,7 @@ def padding_and_masking():
 
 @figure
 def instruction_masking():
-    d = Diagram(44, 12, "Masking the instruction: the loss sees only the response")
+    d = Diagram(44, 12, "Masking the instruction: the loss sees the response and its end-of-text")
     prompt = ["Below", "…", "###", "Instruction", ":", "…", "###", "Response", ":"]
     response = ["The", "meal", "is", "cooked", ".", "eot"]
     cell = 2.55

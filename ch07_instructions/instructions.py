@@ -207,7 +207,7 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
-# %% instructions.ipynb cell 90, An LLM as the judge, through Ollama
+# %% instructions.ipynb cell 92, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
     """The judge's prompt: the task in the chapter's template, the reference, the response."""
