@@ -79,8 +79,8 @@ def split_instruction_data(data: list, train_frac=0.85, test_frac=0.10, seed=123
 # %% instructions.ipynb cell 18, 7.3 Organising data into batches
 
 def _encode(tokenizer, text):
-    """Token ids of `text`, in which a special token's spelling ("<|endoftext|>") is text: an
-    entry may mention it; a sequence's real end of text is the collate function's pad id."""
+    """Token ids of `text`. A literal "<|endoftext|>" in an entry is encoded as ordinary text
+    (tiktoken would refuse it), so id 50256 appears only where the collate function adds it."""
     if hasattr(tokenizer, "special_tokens_set"):  # tiktoken, which refuses it by default
         return tokenizer.encode(text, disallowed_special=())
     return tokenizer.encode(text)
