@@ -124,6 +124,8 @@ def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
     ([[1, 2]], True, TypeError, "allowed_max_length"),
     ([[1, 2]], "4", TypeError, "allowed_max_length"),
     ([[1, 2], []], None, ValueError, "item 1 of the batch"),
+    ([[1, 2], [3, 4.5]], None, TypeError, "item 1 of the batch must hold token ids"),
+    ([[[1, 2], [3]]], None, TypeError, "item 0 of the batch must hold token ids"),
     ([torch.tensor([1, 2, 3]), torch.tensor([4, 5])], None, TypeError, "item 0 of the batch"),
     ([np.array([1, 2, 3]), np.array([4, 5, 6])], None, TypeError, "item 0 of the batch"),
     (torch.tensor([[1, 2, 3], [4, 5, 6]]), None, TypeError, "item 0 of the batch"),

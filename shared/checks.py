@@ -255,8 +255,9 @@ def check_nonblank(name: str, text, what_to_do: str) -> None:
 
 def check_token_lists(name: str, batch) -> None:
     """Raise unless `batch` (what a collate function pads) is a non-empty sequence of non-empty
-    lists of token ids, naming the item at fault. A tensor or an array in place of a list would
-    be added to its padding element by element, so it is refused with what to pass instead."""
+    lists of token ids (integers), naming the item at fault. A tensor or an array in place of a
+    list would be added to its padding element by element, so it is refused with what to pass
+    instead."""
     if len(batch) == 0:
         raise ValueError(f"the {name} is empty: there is nothing to collate")
     for i, ids in enumerate(batch):
@@ -265,6 +266,10 @@ def check_token_lists(name: str, batch) -> None:
                             f"{type(ids).__name__} (a tensor's .tolist() gives one)")
         if not ids:
             raise ValueError(f"item {i} of the {name} has no tokens")
+        for token in ids:  # a float or a nested list would make a tensor no embedding reads
+            if not isinstance(token, numbers.Integral) or isinstance(token, bool):
+                raise TypeError(f"item {i} of the {name} must hold token ids (integers), got "
+                                f"{type(token).__name__} {token!r}")
 
 
 def check_in_vocab(name: str, tokens: Iterable, vocab: Collection, what_to_do: str = "") -> None:

@@ -249,6 +249,9 @@ def test_check_nonblank_refuses_empty_or_whitespace_text_saying_what_to_do():
     ([[1], []], ValueError, "^item 1 of the batch has no tokens$"),
     ([[1], (1, 2)], TypeError, r"^item 1 of the batch must be a list of token ids, got tuple \("),
     ([torch.tensor([1, 2])], TypeError, r"got Tensor \(a tensor's .tolist\(\) gives one\)$"),
+    ([[1, 2.0]], TypeError, r"^item 0 of the batch must hold token ids \(integers\), got float"),
+    ([[1], [[2], [3]]], TypeError, r"^item 1 of the batch must hold token ids \(int.*got list"),
+    ([[1, True]], TypeError, r"^item 0 of the batch must hold token ids \(int.*got bool True$"),
 ])
 def test_check_token_lists_names_the_item_at_fault(batch, error, message):
     check_token_lists("batch", [[1, 2], [3]])
