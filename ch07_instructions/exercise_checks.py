@@ -140,8 +140,8 @@ def _masking_items(entries, keep_header=True):
 
 @property_exercise("7.2", hints=[
     "Each item is (ids, prompt_length): the ids of the whole text, and prompt_length the "
-    "number of tokens of format_input(entry), the instruction and its input, whose targets the "
-    "book masks.",
+    "number of tokens of format_input(entry) (preamble, instruction and input, without the "
+    "response header), whose targets the book masks.",
     "custom_collate_fn sets the targets at positions 0 to prompt_length - 2 to -100: those are "
     "the targets that are prompt tokens, since the target at position i is token i + 1. So "
     "prompt_length is the number of tokens of format_input(entry) alone, and the ids are those "
@@ -197,7 +197,7 @@ def book_masking(book_masking_items):
         return ("Nothing of the prompt is masked: give each item as a tuple (ids, "
                 "prompt_length), with the number of prompt tokens whose targets the book masks.")
     return ("Your items mask a different number of targets than the book's: count the tokens "
-            "of format_input(entry) alone, the instruction and its input.")
+            "of format_input(entry) alone (preamble, instruction and input).")
 
 
 # Exercise 7.3 -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,6 +256,7 @@ def test_check_nonblank_refuses_empty_or_whitespace_text_saying_what_to_do():
 ])
 def test_check_token_lists_names_the_item_at_fault(batch, error, message):
     check_token_lists("batch", [[1, 2], [3]])
+    check_token_lists("batch", [[np.int64(1), 2]])  # numpy's integers are token ids too
     with pytest.raises(error, match=message):
         check_token_lists("batch", batch)
 
