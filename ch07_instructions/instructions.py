@@ -127,7 +127,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
 
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """7.3's second draft (padding and shifted targets); use custom_collate_fn."""
-    max_length = max(len(item) + 1 for item in batch)
+    max_length = max(len(item) + 1 for item in batch)  # + 1: every sequence's end-of-text
     inputs, targets = [], []
     for item in batch:
         padded = item + [pad_token_id] * (max_length - len(item))
