@@ -81,7 +81,7 @@ def prompt_template():
     d.text(17.2, 12.7, "the prompt: the text above the dashed line,", size=7.5,
            color=COLORS["accent"], ha="right")
     d.text(17.2, 13.5, "'### Response:' included", size=7.5, color=COLORS["accent"], ha="right")
-    d.text(17.2, 14.5, "below it, what the model learns to write", size=7.5,
+    d.text(17.2, 14.5, "below it, the response and its end", size=7.5,
            color=COLORS["accent"], ha="right")
     d.note(22, 15.6, "Grey: a fixed preamble. Entries without an input leave out the "
           "'### Input:' section.", style="italic")

@@ -162,6 +162,19 @@ def test_the_books_download_and_load_file_works_from_the_mirror(tmp_path):
     assert download_and_load_file(path, url) == data  # read from file_path the second time
 
 
+def test_custom_collate_fn_gives_the_books_batches_for_every_entry(tiktoken_gpt2):
+    """7.3 finds the padding by length, the book by value: the same batches for this data."""
+    from llms_from_scratch import ch07 as book
+
+    texts = InstructionDataset(load_instruction_data(), tiktoken_gpt2).encoded_texts
+    for start in range(0, len(texts), 8):
+        batch = texts[start:start + 8]
+        for limit in (None, 40):
+            ours = custom_collate_fn(batch, allowed_max_length=limit)
+            theirs = book.custom_collate_fn(batch, allowed_max_length=limit)
+            assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), (start, limit)
+
+
 def test_the_collate_drafts_pad_and_shift():
     from ch07_instructions.instructions import custom_collate_draft_1, custom_collate_draft_2
 
