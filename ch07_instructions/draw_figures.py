@@ -77,7 +77,7 @@ def prompt_template():
     for k, target in [(0, 7.2), (1, 10.35), (2, 13.5)]:
         d.arrow((17.6, 3.75 + k * 2.0), (20.4, target), color=COLORS["accent"])
     d.brace(0.5, 17.5, 9.3, "instruction and input fill the prompt; the output follows it")
-    d.line([(20.2, 13.475), (43.8, 13.475)], color=COLORS["accent"], dashed=True)
+    d.line([(20.5, 13.475), (43.5, 13.475)], color=COLORS["accent"], dashed=True)
     d.text(17.2, 12.7, "the prompt: the text above the dashed line,", size=7.5,
            color=COLORS["accent"], ha="right")
     d.text(17.2, 13.5, "'### Response:' included", size=7.5, color=COLORS["accent"], ha="right")
