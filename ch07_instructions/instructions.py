@@ -136,6 +136,25 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.tensor(inputs).to(device), torch.tensor(targets).to(device)
 
 
+# %% instructions.ipynb cell 27, 7.3 Organising data into batches
+
+def custom_collate_fn_book(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
+                           device="cpu"):
+    """7.3's final version, the book's in our words; the book names it custom_collate_fn."""
+    max_length = max(len(item) + 1 for item in batch)  # + 1: every sequence's end-of-text
+    inputs, targets = [], []
+    for item in batch:
+        padded = torch.tensor(item + [pad_token_id] * (max_length - len(item)))  # pad
+        input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()  # shift by one
+        target_ids[len(item):] = ignore_index  # position len(item) - 1 keeps the end-of-text
+        if allowed_max_length is not None:  # truncate
+            input_ids = input_ids[:allowed_max_length]
+            target_ids = target_ids[:allowed_max_length]
+        inputs.append(input_ids)
+        targets.append(target_ids)
+    return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+
+
 # %% instructions.ipynb cell 33, 7.3 Organising data into batches
 
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
@@ -147,25 +166,18 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     targets. Items given as (ids, prompt_length) also have their prompt ignored in the targets.
     Sequences are truncated to `allowed_max_length` tokens.
     """
-    # beyond the book, the next 4 lines: the checks, and items that carry a prompt length
+    # beyond the book, all but the book's collate call: the checks, and items that carry a
+    # prompt length, whose prompt targets are ignored too
     if allowed_max_length is not None:
         check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]  # (ids, prompt)
     _check_prompt_lengths(items, allowed_max_length)
-    max_length = max(len(ids) + 1 for ids, _ in items)  # + 1: every sequence's end-of-text
-    inputs, targets = [], []
-    for ids, prompt_length in items:
-        padded = torch.tensor(ids + [pad_token_id] * (max_length - len(ids)))  # pad
-        input_ids, target_ids = padded[:-1].clone(), padded[1:].clone()  # shift by one
-        target_ids[len(ids):] = ignore_index  # position len(ids) - 1 keeps the end-of-text
-        if prompt_length:  # beyond the book: the targets that are prompt tokens
-            target_ids[:prompt_length - 1] = ignore_index
-        if allowed_max_length is not None:  # truncate
-            input_ids = input_ids[:allowed_max_length]
-            target_ids = target_ids[:allowed_max_length]
-        inputs.append(input_ids)
-        targets.append(target_ids)
-    return torch.stack(inputs).to(device), torch.stack(targets).to(device)
+    inputs, targets = custom_collate_fn_book([ids for ids, _ in items], pad_token_id,
+                                             ignore_index, allowed_max_length, device)
+    for row, (_, prompt_length) in zip(targets, items):
+        if prompt_length:  # the targets that are prompt tokens: a prompt's first is no target
+            row[:prompt_length - 1] = ignore_index
+    return inputs, targets
 
 
 # beyond the book: the checks custom_collate_fn (above) makes before it builds anything
@@ -232,6 +244,7 @@ __all__ = [
     'InstructionDataset',
     'custom_collate_draft_1',
     'custom_collate_draft_2',
+    'custom_collate_fn_book',
     'custom_collate_fn',
     'extract_response',
     'generate_responses',

@@ -218,6 +218,7 @@ from ch07_instructions.instructions import (
     InstructionDataset as InstructionDataset,
     custom_collate_draft_1 as custom_collate_draft_1,
     custom_collate_draft_2 as custom_collate_draft_2,
+    custom_collate_fn_book as custom_collate_fn_book,
     custom_collate_fn as custom_collate_fn,
     extract_response as extract_response,
     generate_responses as generate_responses,
