@@ -108,19 +108,75 @@ USES = {
         assert ids.shape == (1, 8)
         print(token_ids_to_text(ids, tokenizer))
     """,
+    # Chapter 6's example, end to end: the spam data from the mirror, balanced and split, the
+    # book's dataset and loaders, a GPT with a two-class head trained by the book's loop, its
+    # accuracy, and one message classified.
     "ch06_classification": """
+        import os, tiktoken, torch
+        from pathlib import Path
+        torch.manual_seed(123)
+        tokenizer = tiktoken.get_encoding("gpt2")
+        zip_path, folder = Path("sms_spam_collection.zip"), Path("sms_spam_collection")
+        data_file = folder / "SMSSpamCollection.tsv"
+        download_and_unzip_spam_data(SPAM_URL, zip_path, folder, data_file)
         import pandas as pd
-        df = pd.DataFrame({"Label": ["ham"] * 5 + ["spam"] * 2, "Text": list("abcdefg")})
-        balanced = create_balanced_dataset(df)
-        assert balanced["Label"].value_counts().to_dict() == {"ham": 2, "spam": 2}
+        df = pd.read_csv(data_file, sep="\\t", header=None, names=["Label", "Text"])
+        balanced = create_balanced_dataset(df).sample(n=120, random_state=123)
+        balanced["Label"] = balanced["Label"].map({"ham": 0, "spam": 1})
+        train_df, validation_df, test_df = random_split(balanced, 0.7, 0.1)
+        for name, frame in (("train", train_df), ("validation", validation_df)):
+            frame.to_csv(f"{name}.csv", index=None)
+        train_dataset = SpamDataset("train.csv", tokenizer, max_length=32)
+        validation_dataset = SpamDataset("validation.csv", tokenizer, max_length=32)
+        train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=8, shuffle=True,
+                                                   drop_last=True)
+        validation_loader = torch.utils.data.DataLoader(validation_dataset, batch_size=8)
+        cfg = dict(GPT_CONFIG_124M, emb_dim=32, n_layers=2, n_heads=2, context_length=32,
+                   drop_rate=0.0)
+        model = GPTModel(cfg)
+        model.out_head = torch.nn.Linear(cfg["emb_dim"], 2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        train_losses, val_losses, train_accs, val_accs, seen = train_classifier_simple(
+            model, train_loader, validation_loader, optimizer, "cpu", num_epochs=3,
+            eval_freq=5, eval_iter=2)
+        assert train_losses[-1] < train_losses[0], train_losses
+        accuracy = calc_accuracy_loader(train_loader, model, "cpu")
+        assert 0.0 <= accuracy <= 1.0
+        label = classify_review("You won a prize, call now", model, tokenizer, "cpu",
+                                max_length=32)
+        assert label in ("spam", "not spam"), label
+        print("classified:", label)
     """,
+    # Chapter 7's example, end to end: the instruction data from the mirror, formatted with the
+    # Alpaca template, batched by the book's dataset and collate function, one epoch of
+    # finetuning with chapter 5's loop, and a response generated and cut from its prompt.
     "ch07_instructions": """
+        import tiktoken, torch
+        from functools import partial
+        torch.manual_seed(123)
+        tokenizer = tiktoken.get_encoding("gpt2")
+        data = download_and_load_file("instruction-data.json", INSTRUCTION_URL)[:24]
         entry = {"instruction": "Add the numbers.", "input": "1 and 2", "output": "3"}
-        prompt = format_input(entry)
-        assert "1 and 2" in prompt
+        assert "1 and 2" in format_input(entry)
         inputs, targets = custom_collate_fn([[1, 2, 3], [4, 5]])
-        assert inputs.shape == targets.shape == (2, 3)
         assert targets[1].tolist() == [5, 50256, -100]
+        collate = partial(custom_collate_fn, device="cpu", allowed_max_length=64)
+        loader = torch.utils.data.DataLoader(InstructionDataset(data, tokenizer), batch_size=4,
+                                             collate_fn=collate, shuffle=True, drop_last=True)
+        cfg = dict(GPT_CONFIG_124M, emb_dim=32, n_layers=2, n_heads=2, context_length=64,
+                   drop_rate=0.0)
+        model = GPTModel(cfg)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        before = calc_loss_loader(loader, model, "cpu")
+        train_model_simple(model, loader, loader, optimizer, "cpu", num_epochs=2, eval_freq=5,
+                           eval_iter=1, start_context=format_input(data[0]),
+                           tokenizer=tokenizer)
+        assert calc_loss_loader(loader, model, "cpu") < before
+        prompt = format_input(data[1])
+        ids = generate(model.eval(), text_to_token_ids(prompt, tokenizer), max_new_tokens=8,
+                       context_size=64, eos_id=50256)
+        response = token_ids_to_text(ids, tokenizer)[len(prompt):]
+        print("response:", response.replace("### Response:", "").strip())
     """,
 }
 
@@ -129,9 +185,14 @@ def test_every_chapter_has_a_use():
     assert set(USES) == {m.split(".")[0] for m in CHAPTER_MODULES}
 
 
-# Run with no network and tiktoken's files in the course's data mirror only; the others run
-# without the mirror variable, which must then change nothing.
-OFFLINE = {"ch05_pretraining"}
+# Run with no network and tiktoken's files and the chapter's data in the course's data mirror
+# only, each printing a last line that starts as given; the others run without the mirror
+# variable, which must then change nothing.
+OFFLINE = {"ch05_pretraining": "Every effort", "ch06_classification": "classified:",
+           "ch07_instructions": "response:"}
+# The canonical addresses the chapters' examples download from (served by the mirror).
+URLS = {"SPAM_URL": DATASETS["sms-spam-collection"].urls[0],
+        "INSTRUCTION_URL": DATASETS["instruction-data"].urls[0]}
 NO_NETWORK = """
     import socket
     def _no_network(*args, **kwargs):
@@ -148,7 +209,8 @@ def test_standalone_module_works_outside_the_repository(chapter, tmp_path):
     if chapter in OFFLINE:
         env = {"LLM_COURSE_DATA_MIRROR": str(make_mirror(tmp_path / "mirror")),
                "TIKTOKEN_CACHE_DIR": None}
-        prelude = textwrap.dedent(NO_NETWORK)
+        prelude = textwrap.dedent(NO_NETWORK) + "".join(
+            f"{name} = {url!r}\n" for name, url in URLS.items())
     else:
         env = {"LLM_COURSE_DATA_MIRROR": None}
         prelude = "import os\ncache = os.environ.get('TIKTOKEN_CACHE_DIR')\n"
@@ -161,7 +223,7 @@ def test_standalone_module_works_outside_the_repository(chapter, tmp_path):
     result = run_python(code, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     if chapter in OFFLINE:
-        assert result.stdout.splitlines()[-1].startswith("Every effort"), result.stdout[-3000:]
+        assert result.stdout.splitlines()[-1].startswith(OFFLINE[chapter]), result.stdout[-3000:]
     else:
         assert not (tmp_path / "data").exists()
     header, optional, imports, guarded = third_party_of(source)
@@ -237,8 +299,9 @@ def test_a_copy_exports_the_chapters_names_not_the_helpers_it_brings():
 
 
 def make_mirror(folder):
-    """A data mirror holding GPT-2's two tokenizer files, laid out as the course's data/."""
-    for name in ("gpt2-encoder", "gpt2-vocab"):
+    """A data mirror holding GPT-2's two tokenizer files and the spam and instruction data,
+    laid out as the course's data/."""
+    for name in ("gpt2-encoder", "gpt2-vocab", "sms-spam-collection", "instruction-data"):
         (folder / DATASETS[name].path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(fetch(name), folder / DATASETS[name].path)
     return folder
