@@ -18,6 +18,7 @@ import tiktoken
 import torch
 
 from ch05_pretraining import pretrain
+from ch05_pretraining.run_folder import RunFolder
 from shared import (
     GPTModel,
     generate,
@@ -26,7 +27,6 @@ from shared import (
     text_to_token_ids,
     token_ids_to_text,
 )
-from shared.safe_files import RunFolder
 
 
 SCRIPT = Path(pretrain.__file__)

@@ -9,7 +9,10 @@ below.
 """
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,20 @@ def test_the_edges_are_read_from_every_import_form(tmp_path, monkeypatch):
     (folder / "a.py").write_text("# Generated from ch00_x/a.ipynb\nfrom shared import Model\n")
     with pytest.raises(AssertionError, match="line 2: a chapter name imported through"):
         imported_modules("ch00_x.a")
+
+
+def test_import_shared_loads_no_plotting_distributed_or_safetensors_module():
+    """`import shared` loads what every chapter needs, not what one use needs: matplotlib when
+    a figure is drawn, safetensors when a model's file is read or checked, torch.distributed
+    under pretrain.py. (torch imports torch.distributed itself: the test counts what `shared`
+    adds to what `import torch` loaded.)"""
+    code = ("import json, sys, torch; before = set(sys.modules); import shared; "
+            "print(json.dumps(sorted(set(sys.modules) - before)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, check=True)
+    added = json.loads(result.stdout)
+    assert "shared" in added  # what it reports is what `import shared` loaded
+    heavy = [name for name in added
+             if name.split(".")[0] in ("matplotlib", "safetensors")
+             or name.startswith("torch.distributed")]
+    assert not heavy, f"`import shared` loads {heavy}: import them where they are used"

@@ -32,8 +32,8 @@ import re
 import tokenize
 from pathlib import Path
 
-from shared.command_line import CommandParser, run_main
 from shared.data import PROJECT_ROOT
+from shared.tooling.command_line import CommandParser, run_main
 
 
 LESSON_TARGET, OTHER_TARGET = 10.0, 15.0  # percent of code lines

@@ -49,8 +49,8 @@ from pathlib import Path
 import nbformat
 
 from shared import BOOK_NAMES_REDEFINED, CHAPTER_MODULES
-from shared.command_line import CommandParser, run_main
 from shared.data import PROJECT_ROOT, prepare_tiktoken_cache
+from shared.tooling.command_line import CommandParser, run_main
 from shared.tooling.numerics import pin_numerics
 from shared.utils import TEXT_PROGRESS_ENV
 
