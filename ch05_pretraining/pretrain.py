@@ -57,12 +57,14 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     cosine_schedule,
+    evaluate_model,
     generate,
     generator_states,
     get_device,
     gpt2_config,
     keep_freed_memory,
     load_checkpoint,
+    prepare_tiktoken_cache,
     restore_generators,
     save_checkpoint,
     save_gpt2_safetensors,
@@ -411,20 +413,29 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                  start_step * args.grad_accum, rank, world_size)
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
+    # The training loss is estimated on the run's first training windows, whatever step this
+    # part of the run starts at: train_model's own estimate reads the first batches of the
+    # loader it trains on, which a resume starts later, so a resumed run would log other numbers
+    train_windows = RandomWindows(train_tokens, args.context, args.batch, args.eval_batches,
+                                  args.seed, 0, rank, world_size)
     step_ends = []  # when the first steps ended, for the CPU's estimate
 
-    def after_step(step, train_losses, val_losses):
-        if evaluated := step % args.eval_every == 0:  # (train_model stops at a nan loss)
-            check_finite("the training loss (evaluated)", train_losses[-1], step=step)
-            check_finite("the validation loss", val_losses[-1], step=step)
+    def after_step(step, *_):
+        if evaluated := step % args.eval_every == 0:
+            train_loss, val_loss = evaluate_model(replica, train_windows, val_loader,
+                                                  process.device, args.eval_batches)
+            check_finite("the training loss (evaluated)", train_loss, step=step)
+            check_finite("the validation loss", val_loss, step=step)
         folder.trained_a_step()  # with --overwrite, the old run's files go now
         if evaluated and process.main:
             with (args.out / "log.jsonl").open("a") as log:
-                log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
-                                      "val_loss": val_losses[-1], "time": time.time()}) + "\n")
-            if args.quiet:  # train_model prints its lines only with its bar: the same here
-                print(f"Ep 1 (Step {step:06d}): Train loss {train_losses[-1]:.3f}, "
-                      f"Val loss {val_losses[-1]:.3f}", flush=True)
+                log.write(json.dumps({"step": step, "train_loss": train_loss,
+                                      "val_loss": val_loss, "time": time.time()}) + "\n")
+            line = f"Ep 1 (Step {step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+            if args.quiet:
+                print(line, flush=True)
+            else:
+                tqdm.write(line)  # above the progress bar
         if process.main and process.device.type == "cpu" and len(step_ends) < 2:
             step_ends.append(time.perf_counter())  # the first step also warms up: timed apart
             if len(step_ends) == 2 and (warning := long_run_warning(
@@ -458,7 +469,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
     with folder.stopping_on_nan():  # a --resume would repeat the same steps
         train_model(
             replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
-            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
+            eval_freq=None, eval_iter=args.eval_batches, start_context=None,  # after_step's
             tokenizer=None, warmup_steps=args.warmup_steps, start_step=start_step,
             grad_accum_steps=args.grad_accum,  # the schedule spans the whole run, not this part
             lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
@@ -540,6 +551,7 @@ def use_run(args: argparse.Namespace) -> None:
         print(f"wrote {args.export / 'model.safetensors'} and config.json: transformers."
               f"GPT2LMHeadModel.from_pretrained({str(args.export)!r}) reads them", flush=True)
     if args.generate is not None:
+        prepare_tiktoken_cache()  # GPT-2's tokenizer files from the data mirror, offline too
         tokenizer = tiktoken.get_encoding("gpt2")
         torch.manual_seed(args.seed)
         ids = text_to_token_ids(args.generate, tokenizer).to(model.pos_emb.weight.device)

@@ -15,8 +15,8 @@ its tests are ch05_pretraining/test_run_folder.py.
   did not write), `claim_run_folder` / `release_run_folder` (one run at a time: a kernel lock
   that a killed run does not leave behind, `RunFolderBusyError` naming the run that holds it),
   `not_there_yet` / `remove_made` and `remove_files`;
-- `check_export_folder`: --export never replaces the run or a folder holding a learner's
-  own files;
+- `check_export_folder`: --export replaces only an earlier export (a model.safetensors that
+  save_gpt2_safetensors wrote), never the run or a folder holding anything else;
 - `StopSignals` / `RunStoppedError`: SIGTERM and Ctrl-C stop a run at the end of a step;
 - `given_flags`: which flags a command line gives, not left to their defaults (a resume takes
   the run's settings for the others).
@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from shared.data import prepare_tiktoken_cache, sha256_of
+from shared.safe_files import saved_by
 from shared.tooling.command_line import UsageError
 from shared.utils import write_atomically
 
@@ -351,13 +352,16 @@ class RunFolder:
 
 
 EXPORT_FILES = r"config\.json|model\.safetensors"  # what save_gpt2_safetensors writes
+EXPORT_WRITER = "save_gpt2_safetensors"  # as its model.safetensors names it (shared.SAVED_BY)
 
 
 def check_export_folder(folder: Path, run: Path | None = None) -> None:
     """Refuse pretrain.py's --export FOLDER when it is the --out `run`, inside it or holding it
-    (UsageError), when it is a file, or when it holds files that save_gpt2_safetensors does
-    not write (FileExistsError): what --overwrite lets it replace is an earlier export, never a
-    run or a learner's own files."""
+    (UsageError), when it is a file, or when it holds anything but an earlier export: a
+    model.safetensors that save_gpt2_safetensors wrote (its metadata says so) and its
+    config.json (FileExistsError). What --overwrite lets it replace is an earlier export, never
+    a run, a model another program saved (a GPT-2 downloaded from Hugging Face) or a learner's
+    own files."""
     if run is not None and (_inside(folder, run) or _inside(run, folder)):
         raise UsageError(f"--export {folder} is --out or holds it: the export would replace the "
                          "run it is made from (or, inside it, block its --overwrite); choose "
@@ -365,10 +369,22 @@ def check_export_folder(folder: Path, run: Path | None = None) -> None:
     if folder.is_file() and not folder.is_symlink():
         raise FileExistsError(f"--export {folder} is a file, which pretrain.py never deletes, "
                               "even with --overwrite: choose a new or empty FOLDER")
-    if folder.is_dir() and (others := not_ours(folder, EXPORT_FILES)):
+    if not folder.is_dir():
+        return
+    if others := not_ours(folder, EXPORT_FILES):
         raise FileExistsError(f"--export {folder} holds files that save_gpt2_safetensors does "
                               f"not write ({others}), which pretrain.py never deletes, even "
                               "with --overwrite: move them, or choose a new or empty FOLDER")
+    weights = folder / "model.safetensors"
+    if weights.exists() and saved_by(weights) != EXPORT_WRITER:
+        raise FileExistsError(f"--export {folder} holds a model.safetensors that "
+                              f"{EXPORT_WRITER} did not write (another program's model?), which "
+                              "pretrain.py never replaces, even with --overwrite: move it, or "
+                              "choose a new or empty FOLDER")
+    if not weights.exists() and (folder / "config.json").exists():
+        raise FileExistsError(f"--export {folder} holds a config.json but no model.safetensors: "
+                              "not an export of pretrain.py, which never replaces it, even with "
+                              "--overwrite: move it, or choose a new or empty FOLDER")
 
 
 class RunStoppedError(BaseException):

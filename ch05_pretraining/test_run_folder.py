@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from ch05_pretraining.run_folder import (
@@ -30,6 +31,7 @@ from ch05_pretraining.run_folder import (
     text_files,
     tokenize_folder,
 )
+from shared.safe_files import SAVED_BY
 from shared.tooling.command_line import UsageError
 
 
@@ -280,10 +282,18 @@ def test_check_export_folder_refuses_the_runs_folder_or_one_holding_it(tmp_path)
     check_export_folder(tmp_path / "hf", run)
 
 
+def an_export(folder, writer="save_gpt2_safetensors"):
+    """A folder as a save of `writer` leaves it (None: another program's, without metadata)."""
+    folder.mkdir()
+    metadata = {"format": "pt"} | ({SAVED_BY: writer} if writer else {})
+    safetensors.torch.save_file({"w": torch.zeros(2)}, folder / "model.safetensors", metadata)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
 def test_check_export_folder_refuses_a_file_or_a_folder_of_other_files(tmp_path):
     check_export_folder(tmp_path / "new")
-    (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "config.json").write_text("{}")
+    an_export(tmp_path / "hf")
     check_export_folder(tmp_path / "hf")  # an earlier export
     (tmp_path / "hf" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"holds files that save_gpt2_safetensors does "
@@ -292,6 +302,21 @@ def test_check_export_folder_refuses_a_file_or_a_folder_of_other_files(tmp_path)
     (tmp_path / "file").write_text("mine")
     with pytest.raises(FileExistsError, match="--export .*file is a file"):
         check_export_folder(tmp_path / "file")
+
+
+def test_check_export_folder_refuses_a_model_the_course_did_not_write(tmp_path):
+    """A GPT-2 downloaded from Hugging Face (config.json, model.safetensors) in the folder that
+    --export --overwrite names is not an earlier export: it is never replaced."""
+    for folder in (an_export(tmp_path / "downloaded", writer=None),
+                   an_export(tmp_path / "other", writer="save_open_model")):
+        with pytest.raises(FileExistsError, match=re.escape(
+                f"--export {folder} holds a model.safetensors that save_gpt2_safetensors did "
+                "not write")):
+            check_export_folder(folder)
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="holds a config.json but no model.safetensors"):
+        check_export_folder(tmp_path / "config-only")
 
 
 # StopSignals: a run stopped at a step boundary ------------------------------------------------
