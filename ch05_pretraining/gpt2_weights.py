@@ -21,12 +21,26 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import GPT2_SIZES, GPTModel, gpt2_config
+from ch04_gpt_model.gpt_model import (
+    GPT2_SIZES,
+    GPTModel,
+    gpt2_config,
+)
 from ch04_gpt_model.modern import ModernGPTModel
 from shared.architecture import check_architecture
-from shared.checks import check, check_choice, check_same_shape
-from shared.data import check_safetensors, fetch
-from shared.safe_files import SAVED_BY, write_model_folder
+from shared.checks import (
+    check,
+    check_choice,
+    check_same_shape,
+)
+from shared.data import (
+    check_safetensors,
+    fetch,
+)
+from shared.safe_files import (
+    SAVED_BY,
+    write_model_folder,
+)
 from shared.utils import write_atomically
 
 

@@ -31,9 +31,20 @@ from ch04_gpt_model.modern import (
 )
 from ch05_pretraining.gpt2_weights import read_config_json
 from shared.architecture import check_architecture
-from shared.checks import check, check_choice, check_entries, check_has_values
-from shared.data import check_safetensors, mirror_dir
-from shared.safe_files import SAVED_BY, write_model_folder
+from shared.checks import (
+    check,
+    check_choice,
+    check_entries,
+    check_has_values,
+)
+from shared.data import (
+    check_safetensors,
+    mirror_dir,
+)
+from shared.safe_files import (
+    SAVED_BY,
+    write_model_folder,
+)
 
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3

@@ -14,8 +14,15 @@ import torch
 
 from ch02_text_data.bpe import BPETokenizer
 from ch04_gpt_model.gpt_model import GPTModel
-from ch05_pretraining.gpt2_weights import load_gpt2, save_gpt2_safetensors
-from shared.checks import check, check_number, check_type
+from ch05_pretraining.gpt2_weights import (
+    load_gpt2,
+    save_gpt2_safetensors,
+)
+from shared.checks import (
+    check,
+    check_number,
+    check_type,
+)
 from shared.safe_files import write_model_folder
 
 

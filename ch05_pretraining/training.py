@@ -24,7 +24,12 @@ from ch05_pretraining.pretraining import (
     evaluate_model,
     generate_and_print_sample,
 )
-from shared.checks import check, check_count, check_finite, check_number
+from shared.checks import (
+    check,
+    check_count,
+    check_finite,
+    check_number,
+)
 from shared.utils import progress_bar
 
 

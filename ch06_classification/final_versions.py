@@ -327,10 +327,19 @@ from types import SimpleNamespace
 import tiktoken
 from torch.utils.data import DataLoader
 
-from ch04_gpt_model.gpt_model import GPTModel, gpt2_config
+from ch04_gpt_model.gpt_model import (
+    GPTModel,
+    gpt2_config,
+)
 from ch05_pretraining.gpt2_weights import load_gpt2
-from ch06_classification.classification import create_balanced_dataset, load_sms_spam
-from shared.utils import get_device, set_seed
+from ch06_classification.classification import (
+    create_balanced_dataset,
+    load_sms_spam,
+)
+from shared.utils import (
+    get_device,
+    set_seed,
+)
 
 
 def lesson_setup(classifier_path="review_classifier.pth") -> SimpleNamespace:

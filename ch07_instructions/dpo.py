@@ -14,8 +14,16 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ch07_instructions.evaluation import sequence_logprobs
-from ch07_instructions.instructions import InstructionDataset, custom_collate_fn
-from shared.checks import check, check_entries, check_nonblank, check_number
+from ch07_instructions.instructions import (
+    InstructionDataset,
+    custom_collate_fn,
+)
+from shared.checks import (
+    check,
+    check_entries,
+    check_nonblank,
+    check_number,
+)
 
 
 # %% beyond_3_dpo.ipynb cell 7, Batching pairs: only response tokens count

@@ -20,7 +20,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ch04_gpt_model.gpt_model import GPTModel, gpt2_config
+from ch04_gpt_model.gpt_model import (
+    GPTModel,
+    gpt2_config,
+)
 from ch05_pretraining.checkpoints import save_weights
 from ch05_pretraining.gpt2_weights import load_gpt2
 from ch05_pretraining.training import train_model
@@ -30,9 +33,15 @@ from ch07_instructions.instructions import (
     load_instruction_data,
     split_instruction_data,
 )
-from shared.checks import check, check_entries
+from shared.checks import (
+    check,
+    check_entries,
+)
 from shared.data import data_dir
-from shared.utils import get_device, set_seed
+from shared.utils import (
+    get_device,
+    set_seed,
+)
 
 
 # The lesson's settings (its sections 7.2, 7.4 and 7.5), per profile; test_evaluation.py checks

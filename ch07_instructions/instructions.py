@@ -26,7 +26,10 @@ from shared.checks import (
     check_number,
     check_token_lists,
 )
-from shared.data import download_file, fetch
+from shared.data import (
+    download_file,
+    fetch,
+)
 from shared.utils import progress_bar
 
 

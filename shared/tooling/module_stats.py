@@ -41,7 +41,8 @@ LESSON_TARGET, OTHER_TARGET = 10.0, 15.0  # percent of code lines
 # Percent of code lines, per module still over its target; lowered as the module is cut, never
 # raised. A module over its target that is not listed here fails the test.
 CEILINGS = {
-    "ch02_text_data.text_data": 19.5,
+    # 18.1 since the export writes its imports from shared.checks one name a line: the same checks
+    "ch02_text_data.text_data": 18.1,
     "ch03_attention.kv_cache": 16.7,
     # 21.2 since assigned results of checks count (cfg = validate_modern_config(cfg)): the
     # code was the same at 20.5

@@ -309,12 +309,14 @@ def import_name_key(name: str) -> tuple[int, str]:
     return (0 if bare.isupper() and len(bare) > 1 else 1 if bare[:1].isupper() else 2, bare)
 
 
-def import_statement(indent: str, module: str, names: list[str], comment: str) -> str:
+def import_statement(indent: str, module: str, names: list[str], comment: str,
+                     split: bool = False) -> str:
     """`from module import a, b` in ruff's format: one line if it fits (a `# noqa` pragma not
-    counted), else one name a line."""
+    counted) and `split` is False, else one name a line. `split`: the cell wrote these names
+    one a line, a layout ruff keeps (its trailing comma), and so does the export."""
     line = f"{indent}from {module} import {', '.join(names)}"
     counted = len(line) + (0 if not comment or comment.startswith("# noqa") else len(comment) + 2)
-    if counted <= 100:
+    if counted <= 100 and not (split and len(names) > 1):
         return line + (f"  {comment}" if comment else "")
     opened = f"{indent}from {module} import (" + (f"  {comment}" if comment else "")
     return "\n".join([opened, *(f"{indent}    {name}," for name in names), f"{indent})"])
@@ -364,6 +366,7 @@ def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str
     direct_imports)."""
     by_module: dict[str, list[str]] = {}
     notes: dict[str, list[str]] = {}
+    split: set[str] = set()  # modules given names by an import the cell wrote one name a line
     for node in block:
         inner = [comments[n] for n in range(node.lineno + 1, node.end_lineno + 1)
                  if n in comments]
@@ -380,6 +383,8 @@ def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str
             if alias.asname:
                 name = f"{name} as {alias.asname}"
             by_module.setdefault(module, [])
+            if node.end_lineno > node.lineno:
+                split.add(module)
             if name not in by_module[module]:
                 by_module[module].append(name)
             if position == 0 and node.lineno in comments:
@@ -393,7 +398,7 @@ def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str
         aliased = sorted((n for n in by_module[module] if " as " in n), key=import_name_key)
         note = "  ".join(notes.get(module, []))
         if plain:
-            statements.append(import_statement(indent, module, plain, note))
+            statements.append(import_statement(indent, module, plain, note, module in split))
             note = ""
         statements += [import_statement(indent, module, [name], note if i == 0 else "")
                        for i, name in enumerate(aliased)]
