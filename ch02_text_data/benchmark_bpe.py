@@ -30,7 +30,7 @@ import torch
 
 from ch02_text_data.bpe import BPETokenizer, apply_merges
 from shared import fetch, read_text
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.tooling.command_line import CommandParser, number_arg, run_main
 
 
 LONG_RUNS = (2_000, 20_000, 200_000)

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from shared.command_line import run_main
+from shared.tooling.command_line import run_main
 from shared.tooling.diagrams import COLORS, Diagram, main, registry
 
 

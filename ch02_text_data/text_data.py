@@ -15,8 +15,14 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check, check_count, check_strings, check_type
-from shared.checks import check_ids_in_vocab, check_in_vocab
+from shared.checks import (
+    check,
+    check_count,
+    check_ids_in_vocab,
+    check_in_vocab,
+    check_strings,
+    check_type,
+)
 
 
 # %% text_data.ipynb cell 29, 2.4.1 The tokenizers' checks (beyond the book)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.command_line import run_main
+from shared.tooling.command_line import run_main
 from shared.tooling.diagrams import COLORS, Diagram, blend, main, registry
 
 

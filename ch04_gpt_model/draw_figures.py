@@ -4,7 +4,7 @@ from pathlib import Path
 
 from matplotlib.patches import Circle
 
-from shared.command_line import run_main
+from shared.tooling.command_line import run_main
 from shared.tooling.diagrams import COLORS, Diagram, main, registry
 
 

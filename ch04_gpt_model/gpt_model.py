@@ -10,7 +10,7 @@
 import torch
 from torch import nn
 
-from shared import MultiHeadAttention
+from ch03_attention.attention import MultiHeadAttention
 
 
 # %% gpt_model.ipynb cell 5, The configuration
@@ -79,15 +79,16 @@ def count_parameters(model: nn.Module) -> int:
 
 # %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
-from shared import (  # noqa: E402 - the checks are imported where the chapter first uses them
-    KVCache,
+from ch03_attention.kv_cache import KVCache  # noqa: E402 - the checks are imported where the chapter first uses them
+from shared.architecture import validate_config
+from shared.checks import (  # noqa: E402
     check_choice,
     check_count,
+    check_fits_context,
+    check_kv_caches,
     check_memory,
     check_token_ids,
-    validate_config,
 )
-from shared.checks import check_fits_context, check_kv_caches  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)

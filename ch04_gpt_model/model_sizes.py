@@ -10,7 +10,7 @@
 
 from torch import nn
 
-from shared import count_parameters
+from ch04_gpt_model.gpt_model import count_parameters
 
 
 def parameter_groups(model: nn.Module) -> dict[str, int]:

@@ -13,18 +13,19 @@ GPTModel built from them."""
 import torch
 from torch import nn
 
-from shared import (
-    GPTModel,
-    KVCache,
-    attend,
+from ch03_attention.attention import attend
+from ch03_attention.kv_cache import KVCache
+from ch04_gpt_model.gpt_model import GPTModel
+from shared.checks import (
     check,
     check_choice,
     check_count,
+    check_divisible,
     check_flag,
     check_keys,
     check_number,
+    check_type,
 )
-from shared.checks import check_divisible, check_type
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm

@@ -31,7 +31,7 @@ from shared import (
     set_seed,
     train_model_simple,
 )
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.tooling.command_line import CommandParser, number_arg, run_main
 from shared.tooling.numerics import pin_numerics
 
 

@@ -18,7 +18,7 @@ wall time of each run and its last losses. --pinned applies the notebooks' pinne
 import platform
 import time
 
-from shared.command_line import CommandParser, run_main
+from shared.tooling.command_line import CommandParser, run_main
 from shared.tooling.numerics import pin_numerics
 
 

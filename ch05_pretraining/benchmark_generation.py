@@ -53,7 +53,7 @@ from shared import (
     save_gpt2_safetensors,
     supports_fast_bf16,
 )
-from shared.command_line import CommandParser, device_arg, number_arg, run_main
+from shared.tooling.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 CACHED, FAST, FAST_BF16 = "ours, KV cache", "ours, FastDecoder", "ours, FastDecoder, bf16 weights"

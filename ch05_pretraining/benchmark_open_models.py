@@ -52,7 +52,7 @@ from shared import (
     supports_fast_bf16,
     validate_modern_config,
 )
-from shared.command_line import CommandParser, device_arg, number_arg, run_main
+from shared.tooling.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 LOAD_PROBE = """

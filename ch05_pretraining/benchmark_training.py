@@ -58,7 +58,7 @@ from shared import (
     supports_fast_bf16,
     train_model,
 )
-from shared.command_line import CommandParser, device_arg, number_arg, run_main
+from shared.tooling.command_line import CommandParser, device_arg, number_arg, run_main
 
 
 FAST_OPTIONS = ["tie_weights", "sdpa", "fused_adamw", "bf16_autocast", "compile"]

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from shared import check, check_count, check_number, check_token_ids, context_length_of
-from shared.checks import check_has_values
+from ch05_pretraining.pretraining import context_length_of
+from shared.checks import check, check_count, check_has_values, check_number, check_token_ids
 
 
 # %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...

@@ -4,7 +4,7 @@ import functools
 import math
 from pathlib import Path
 
-from shared.command_line import run_main
+from shared.tooling.command_line import run_main
 from shared.tooling.diagrams import COLORS, Diagram, main, registry
 
 

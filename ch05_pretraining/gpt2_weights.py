@@ -21,21 +21,27 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from shared import (
+from ch04_gpt_model.gpt_model import (
     GPT2_SIZES,
-    SAVED_BY,
     GPTModel,
-    ModernGPTModel,
-    check,
-    check_architecture,
-    check_choice,
-    fetch,
     gpt2_config,
-    write_atomically,
+)
+from ch04_gpt_model.modern import ModernGPTModel
+from shared.architecture import check_architecture
+from shared.checks import (
+    check,
+    check_choice,
+    check_same_shape,
+)
+from shared.data import (
+    check_safetensors,
+    fetch,
+)
+from shared.safe_files import (
+    SAVED_BY,
     write_model_folder,
 )
-from shared.checks import check_same_shape
-from shared.data import check_safetensors
+from shared.utils import write_atomically
 
 
 # %% beyond_2_gpt2_files.ipynb cell 11, 5.5.1 The checked loader, and GPT-2's files both ways

@@ -21,7 +21,7 @@ plus: the texts tokenised once (OUT/tokens.bin); random windows seeded by (seed,
 CPUs, to rounding on GPUs); under torchrun, DistributedDataParallel (a step takes --batch x
 processes x --grad-accum sequences); OUT/log.jsonl, the evaluations; OUT/weights-rank<r>.sha256
 the sha256 of each process's final weights; load_run(OUT), the run's model; and nothing
-destroyed that a run did not write (shared/safe_files.py), SIGTERM and Ctrl-C stopping a run at
+destroyed that a run did not write (run_folder.py, beside it), SIGTERM and Ctrl-C stopping a run at
 the end of a step, with a checkpoint.
 """
 
@@ -43,18 +43,29 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ch05_pretraining.run_folder import (
+    RunFolder,
+    RunStoppedError,
+    StopSignals,
+    check_export_folder,
+    given_flags,
+    run_folder_problems,
+    text_files,
+    tokenize_folder,
+)
 from shared import (
     GPT2_SIZES,
     GPTModel,
     cosine_schedule,
+    evaluate_model,
     generate,
     generator_states,
     get_device,
     gpt2_config,
     keep_freed_memory,
     load_checkpoint,
+    prepare_tiktoken_cache,
     restore_generators,
-    safe_files,
     save_checkpoint,
     save_gpt2_safetensors,
     supports_fast_bf16,
@@ -64,16 +75,15 @@ from shared import (
 )
 from shared.architecture import generator_problems
 from shared.checks import check, check_finite, check_type
-from shared.command_line import (
+from shared.safe_files import read_torch_file
+from shared.tooling.command_line import (
     CommandParser,
     HelpFormatter,
     UsageError,
-    given_flags,
     number_arg,
     path_arg,
     run_main,
 )
-from shared.data import text_files, tokenize_folder
 
 
 class RandomWindows:
@@ -190,7 +200,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def training_problems(args: argparse.Namespace, given: set[str]) -> list[str]:
     """The training flags' problems; with --resume, args takes the run's settings."""
-    problems = safe_files.run_folder_problems(args.out, args.data, args.resume, args.overwrite)
+    problems = run_folder_problems(args.out, args.data, args.resume, args.overwrite)
     if args.resume and not problems:
         problems += take_run_settings(args, given, int(os.environ.get("WORLD_SIZE", "1")))
     if args.min_lr > args.lr:
@@ -213,7 +223,7 @@ def flag(dest: str) -> str:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint's dict, its tensors memory-mapped (read only where used)."""
-    state = safe_files.read_torch_file(path, mmap=True)
+    state = read_torch_file(path, mmap=True)
     check(isinstance(state, dict) and isinstance(state.get("config"), dict),
           f"{path} holds no model configuration (config): not a checkpoint of pretrain.py")
     return state
@@ -390,7 +400,7 @@ def long_run_warning(seconds_per_step: float, steps_left: int) -> str | None:
 
 def run(args: argparse.Namespace, process: Process, model: GPTModel,
         optimizer: torch.optim.Optimizer, tokens: tuple[np.ndarray, np.ndarray],
-        start_step: int, signals: safe_files.StopSignals, folder: safe_files.RunFolder) -> None:
+        start_step: int, signals: StopSignals, folder: RunFolder) -> None:
     """Train to the last step, checkpointing; a signal stops it after a checkpoint."""
     (train_tokens, val_tokens), world_size, rank = tokens, process.world_size, process.rank
     last_step = args.steps - 1 if args.stop_after is None else args.stop_after
@@ -403,20 +413,29 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
                                  start_step * args.grad_accum, rank, world_size)
     val_loader = RandomWindows(val_tokens, args.context, args.batch, args.eval_batches,
                                args.seed + 1)  # the same validation windows in every process
+    # The training loss is estimated on the run's first training windows, whatever step this
+    # part of the run starts at: train_model's own estimate reads the first batches of the
+    # loader it trains on, which a resume starts later, so a resumed run would log other numbers
+    train_windows = RandomWindows(train_tokens, args.context, args.batch, args.eval_batches,
+                                  args.seed, 0, rank, world_size)
     step_ends = []  # when the first steps ended, for the CPU's estimate
 
-    def after_step(step, train_losses, val_losses):
-        if evaluated := step % args.eval_every == 0:  # (train_model stops at a nan loss)
-            check_finite("the training loss (evaluated)", train_losses[-1], step=step)
-            check_finite("the validation loss", val_losses[-1], step=step)
+    def after_step(step, *_):
+        if evaluated := step % args.eval_every == 0:
+            train_loss, val_loss = evaluate_model(replica, train_windows, val_loader,
+                                                  process.device, args.eval_batches)
+            check_finite("the training loss (evaluated)", train_loss, step=step)
+            check_finite("the validation loss", val_loss, step=step)
         folder.trained_a_step()  # with --overwrite, the old run's files go now
         if evaluated and process.main:
             with (args.out / "log.jsonl").open("a") as log:
-                log.write(json.dumps({"step": step, "train_loss": train_losses[-1],
-                                      "val_loss": val_losses[-1], "time": time.time()}) + "\n")
-            if args.quiet:  # train_model prints its lines only with its bar: the same here
-                print(f"Ep 1 (Step {step:06d}): Train loss {train_losses[-1]:.3f}, "
-                      f"Val loss {val_losses[-1]:.3f}", flush=True)
+                log.write(json.dumps({"step": step, "train_loss": train_loss,
+                                      "val_loss": val_loss, "time": time.time()}) + "\n")
+            line = f"Ep 1 (Step {step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+            if args.quiet:
+                print(line, flush=True)
+            else:
+                tqdm.write(line)  # above the progress bar
         if process.main and process.device.type == "cpu" and len(step_ends) < 2:
             step_ends.append(time.perf_counter())  # the first step also warms up: timed apart
             if len(step_ends) == 2 and (warning := long_run_warning(
@@ -450,7 +469,7 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
     with folder.stopping_on_nan():  # a --resume would repeat the same steps
         train_model(
             replica, train_loader, val_loader, optimizer, process.device, n_epochs=1,
-            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None,
+            eval_freq=None, eval_iter=args.eval_batches, start_context=None,  # after_step's
             tokenizer=None, warmup_steps=args.warmup_steps, start_step=start_step,
             grad_accum_steps=args.grad_accum,  # the schedule spans the whole run, not this part
             lr_schedule=cosine_schedule(args.lr, args.steps, args.warmup_steps, 0.0, args.min_lr),
@@ -486,9 +505,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.release_freed_memory:
         keep_freed_memory()  # fewer page faults per step (README, "Speed and scale")
     process = set_up_process(args.join_timeout)
-    folder = safe_files.RunFolder(args.out, args.resume, args.overwrite)
+    folder = RunFolder(args.out, args.resume, args.overwrite)
     try:  # until folder.begin, an error (bad text, too few tokens) leaves --out as it was
-        with folder.claim(process.rank), safe_files.StopSignals() as signals:
+        with folder.claim(process.rank), StopSignals() as signals:
             tokens = load_tokens(args, process)
             model, optimizer = build(args, process)
             start_step = 0 if not args.resume else resume(
@@ -521,7 +540,7 @@ def load_run(out: str | Path, device: str | torch.device = "cpu") -> GPTModel:
 def use_run(args: argparse.Namespace) -> None:
     """--export and --generate: the run's model for transformers, or a prompt's continuation."""
     if args.export:
-        safe_files.check_export_folder(args.export, args.out)  # --overwrite: an export alone
+        check_export_folder(args.export, args.out)  # --overwrite: an export alone
     model = load_run(args.out, get_device())
     if args.export:
         try:
@@ -532,6 +551,7 @@ def use_run(args: argparse.Namespace) -> None:
         print(f"wrote {args.export / 'model.safetensors'} and config.json: transformers."
               f"GPT2LMHeadModel.from_pretrained({str(args.export)!r}) reads them", flush=True)
     if args.generate is not None:
+        prepare_tiktoken_cache()  # GPT-2's tokenizer files from the data mirror, offline too
         tokenizer = tiktoken.get_encoding("gpt2")
         torch.manual_seed(args.seed)
         ids = text_to_token_ids(args.generate, tokenizer).to(model.pos_emb.weight.device)
@@ -545,6 +565,6 @@ if __name__ == "__main__":
         run_main(main, "pretrain.py")
     except FloatingPointError as error:  # a loss that became nan: status 1, as bad data
         sys.exit(f"pretrain.py: {error}")
-    except safe_files.RunStoppedError as stopped:  # the status a shell gives a signal's end
+    except RunStoppedError as stopped:  # the status a shell gives a signal's end
         print(f"pretrain.py: {stopped}", file=sys.stderr)
         sys.exit(128 + stopped.signum)

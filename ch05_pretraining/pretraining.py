@@ -14,14 +14,16 @@ import tiktoken
 import torch
 from torch import nn
 
-from shared import (
+from ch04_gpt_model.gpt_model import generate_text_simple
+from shared.checks import (
     check,
     check_count,
     check_finite,
-    generate_text_simple,
-    progress_bar,
+    check_one_sequence,
+    check_same_lengths,
+    check_same_shape,
 )
-from shared.checks import check_one_sequence, check_same_lengths, check_same_shape
+from shared.utils import progress_bar
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batch, tokens)

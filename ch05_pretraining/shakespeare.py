@@ -12,16 +12,18 @@ from pathlib import Path
 
 import torch
 
-from shared import (
-    BPETokenizer,
-    GPTModel,
+from ch02_text_data.bpe import BPETokenizer
+from ch04_gpt_model.gpt_model import GPTModel
+from ch05_pretraining.gpt2_weights import (
+    load_gpt2,
+    save_gpt2_safetensors,
+)
+from shared.checks import (
     check,
     check_number,
     check_type,
-    load_gpt2,
-    save_gpt2_safetensors,
-    write_model_folder,
 )
+from shared.safe_files import write_model_folder
 
 
 def ngram_loss(train_ids, eval_ids, vocab_size: int, order: int, add_k: float) -> float:

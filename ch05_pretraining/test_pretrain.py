@@ -14,19 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import tiktoken
 import torch
 
 from ch05_pretraining import pretrain
+from ch05_pretraining.run_folder import RunFolder
 from shared import (
+    DATASETS,
     GPTModel,
+    fetch,
     generate,
     load_gpt2,
     save_gpt2_safetensors,
     text_to_token_ids,
     token_ids_to_text,
 )
-from shared.safe_files import RunFolder
+from shared.safe_files import SAVED_BY
 
 
 SCRIPT = Path(pretrain.__file__)
@@ -63,6 +67,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(texts, tmp_path):
         assert torch.equal(straight[name], resumed[name]), name
     steps = [json.loads(line)["step"] for line in (tmp_path / "resumed/log.jsonl").open()]
     assert steps == [0, 5, 10]
+    logs = [[{key: entry[key] for key in ("step", "train_loss", "val_loss")}
+             for entry in map(json.loads, (tmp_path / run / "log.jsonl").open())]
+            for run in ("straight", "resumed")]
+    assert logs[0] == logs[1]  # step 10's training loss too, estimated after the resume
 
 
 def refused_resume(out, *differences):
@@ -200,6 +208,49 @@ def test_export_with_overwrite_never_deletes_a_learners_own_files(texts, tmp_pat
     with pytest.raises(FileExistsError, match="a-file is a file, which pretrain.py never"):
         pretrain.main(["--out", str(out), "--export", str(tmp_path / "a-file"), "--overwrite"])
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_export_with_overwrite_never_replaces_a_model_the_course_did_not_write(texts, tmp_path):
+    """A GPT-2 downloaded from Hugging Face (config.json, model.safetensors, no metadata naming
+    the course's writer) is not an earlier export: --overwrite does not replace it."""
+    out = tmp_path / "run"
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(out)])
+    downloaded = tmp_path / "gpt2"
+    downloaded.mkdir()
+    safetensors.torch.save_file({"wte.weight": torch.zeros(4, 2)},
+                                downloaded / "model.safetensors", {"format": "pt"})
+    (downloaded / "config.json").write_text('{"model_type": "gpt2"}')
+    before = folder_state(downloaded)
+    for overwrite in (["--overwrite"], []):
+        with pytest.raises(FileExistsError, match="holds a model.safetensors that "
+                                                  "save_gpt2_safetensors did not write"):
+            pretrain.main(["--out", str(out), "--export", str(downloaded), *overwrite])
+        assert folder_state(downloaded) == before
+    pretrain.main(["--out", str(out), "--export", str(tmp_path / "hf")])
+    with safetensors.safe_open(tmp_path / "hf" / "model.safetensors", "pt") as f:
+        assert f.metadata()[SAVED_BY] == "save_gpt2_safetensors"  # what the check reads
+    pretrain.main(["--out", str(out), "--export", str(tmp_path / "hf"), "--overwrite"])
+
+
+def test_generate_works_offline_with_the_data_mirror(texts, tmp_path):
+    """The command every run prints at its end: offline, GPT-2's tokenizer files come from
+    LLM_COURSE_DATA_MIRROR, as for training (a proxy that refuses every connection stands in
+    for no network)."""
+    out = tmp_path / "run"
+    pretrain.main(["--data", str(texts), *TINY, "--steps", "2", "--out", str(out)])
+    mirror = tmp_path / "mirror"
+    for name in ("gpt2-encoder", "gpt2-vocab"):
+        (mirror / DATASETS[name].path).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / DATASETS[name].path).write_bytes(fetch(name).read_bytes())
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TIKTOKEN_CACHE_DIR", "NO_PROXY", "no_proxy")}
+    env.update(LLM_COURSE_DATA_MIRROR=str(mirror), LLM_COURSE_DATA_DIR=str(tmp_path / "data"),
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--generate",
+                             "Every effort", "--new-tokens", "3"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Every effort")
 
 
 def test_generate_says_when_it_crops_a_prompt_longer_than_the_context(texts, tmp_path):

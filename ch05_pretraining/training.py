@@ -15,20 +15,22 @@ import tiktoken
 import torch
 from torch import nn
 
-from shared import (
+from ch05_pretraining.pretraining import (
     Batch,
     Device,
     Loader,
     LossFn,
     calc_loss_batch,
+    evaluate_model,
+    generate_and_print_sample,
+)
+from shared.checks import (
     check,
     check_count,
     check_finite,
     check_number,
-    evaluate_model,
-    generate_and_print_sample,
-    progress_bar,
 )
+from shared.utils import progress_bar
 
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"

@@ -9,7 +9,7 @@
 
 import pandas as pd
 
-from shared import fetch
+from shared.data import fetch
 
 
 # %% classification.ipynb cell 6, 6.2 Preparing the dataset

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from shared import check, context_length_of, fetch
+from ch05_pretraining.pretraining import context_length_of
+from shared.checks import check
+from shared.data import fetch
 
 
 # %% beyond_1_checks.ipynb cell 5, The exported `random_split`
@@ -35,7 +37,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from shared import DATASETS, download_file, write_atomically
+from shared.data import DATASETS, download_file
+from shared.utils import write_atomically
 
 
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
@@ -115,7 +118,7 @@ class SpamDataset(Dataset):
 
 # SpamDataset's checks: the arguments and the file, before anything is tokenised, and a
 # special token's spelling kept as text.
-from shared import check_count
+from shared.checks import check_count
 
 
 def _read_spam_csv(csv_file, max_length, num_classes) -> pd.DataFrame:
@@ -286,7 +289,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
 
 # %% beyond_1_checks.ipynb cell 26, The training loop
 
-from shared import train_model_simple
+from ch05_pretraining.pretraining import train_model_simple
 
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
@@ -324,13 +327,17 @@ from types import SimpleNamespace
 import tiktoken
 from torch.utils.data import DataLoader
 
-from shared import (
+from ch04_gpt_model.gpt_model import (
     GPTModel,
-    create_balanced_dataset,
-    get_device,
     gpt2_config,
-    load_gpt2,
+)
+from ch05_pretraining.gpt2_weights import load_gpt2
+from ch06_classification.classification import (
+    create_balanced_dataset,
     load_sms_spam,
+)
+from shared.utils import (
+    get_device,
     set_seed,
 )
 

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from shared import check, check_count, check_number
+from shared.checks import check, check_count, check_number
 
 
 # %% beyond_3_lora.ipynb cell 5, Why LoRA

@@ -25,7 +25,7 @@ from ch06_classification.final_versions import (
 )
 from ch06_classification.lora import replace_linear_with_lora
 from shared import GPTModel, data_dir, gpt2_config, set_seed
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.tooling.command_line import CommandParser, number_arg, run_main
 from shared.tooling.numerics import pin_numerics
 
 

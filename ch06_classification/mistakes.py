@@ -10,7 +10,7 @@ classifier's predictions, to compare and to count mistakes."""
 
 import torch
 
-from shared import context_length_of, text_to_token_ids
+from ch05_pretraining.pretraining import context_length_of, text_to_token_ids
 
 
 def prompted_answer(model, text, tokenizer, device) -> int:

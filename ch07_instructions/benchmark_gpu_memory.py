@@ -70,7 +70,7 @@ from shared import (
     train_model,
     train_model_simple,
 )
-from shared.command_line import CommandParser, number_arg, run_main
+from shared.tooling.command_line import CommandParser, number_arg, run_main
 
 
 GB = 1e9  # as the README states memory, and as GPU makers do

@@ -54,7 +54,7 @@ from shared import (
     load_text_model,
     prepare_tiktoken_cache,
 )
-from shared.command_line import CommandParser, HelpFormatter, number_arg, path_arg, run_main
+from shared.tooling.command_line import CommandParser, HelpFormatter, number_arg, path_arg, run_main
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

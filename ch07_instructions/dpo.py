@@ -13,15 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from shared import (
+from ch07_instructions.evaluation import sequence_logprobs
+from ch07_instructions.instructions import (
     InstructionDataset,
+    custom_collate_fn,
+)
+from shared.checks import (
     check,
     check_entries,
+    check_nonblank,
     check_number,
-    custom_collate_fn,
-    sequence_logprobs,
 )
-from shared.checks import check_nonblank
 
 
 # %% beyond_3_dpo.ipynb cell 7, Batching pairs: only response tokens count

@@ -20,21 +20,27 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from shared import (
+from ch04_gpt_model.gpt_model import (
     GPTModel,
+    gpt2_config,
+)
+from ch05_pretraining.checkpoints import save_weights
+from ch05_pretraining.gpt2_weights import load_gpt2
+from ch05_pretraining.training import train_model
+from ch07_instructions.instructions import (
     InstructionDataset,
+    custom_collate_fn,
+    load_instruction_data,
+    split_instruction_data,
+)
+from shared.checks import (
     check,
     check_entries,
-    custom_collate_fn,
-    data_dir,
+)
+from shared.data import data_dir
+from shared.utils import (
     get_device,
-    gpt2_config,
-    load_gpt2,
-    load_instruction_data,
-    save_weights,
     set_seed,
-    split_instruction_data,
-    train_model,
 )
 
 

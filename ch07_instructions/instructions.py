@@ -15,19 +15,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from shared import (
+from ch05_pretraining.decoding import generate
+from ch05_pretraining.pretraining import token_ids_to_text
+from shared.checks import (
     check,
     check_count,
     check_entries,
     check_entry,
+    check_nonblank,
     check_number,
+    check_token_lists,
+)
+from shared.data import (
     download_file,
     fetch,
-    generate,
-    progress_bar,
-    token_ids_to_text,
 )
-from shared.checks import check_nonblank, check_token_lists
+from shared.utils import progress_bar
 
 
 # %% instructions.ipynb cell 8, 7.2 Preparing the dataset

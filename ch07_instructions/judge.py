@@ -17,7 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from shared import check, check_entries, check_number, progress_bar
+from shared.checks import check, check_entries, check_number
+from shared.utils import progress_bar
 
 
 OLLAMA_URL = "http://localhost:11434/api/chat"
@@ -200,7 +201,7 @@ def generate_model_scores(json_data: list, json_key: str = "model_response",
     is what is left to score."""
     # the lesson's (7.8), imported here, not at the top, so that importing judge.py does not
     # load the lesson's module, which imports torch
-    from shared import judge_prompt, read_score
+    from ch07_instructions.instructions import judge_prompt, read_score
 
     check_entries(json_data, ("instruction", "output", json_key))
     scores = []

@@ -13,9 +13,6 @@ its checksum matches, so a failed or interrupted fetch never leaves a partial fi
 
 `download_file(url, destination)`, the book's downloader (chapters 6 and 7 fetch their data
 with it), serves a file DATASETS lists through `fetch` and downloads any other.
-
-`tokenize_folder` turns a learner's folder of .txt files into GPT-2's token ids, once: a
-checksummed uint16 memory map that pretrain.py trains from.
 """
 
 from __future__ import annotations
@@ -34,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import tiktoken
 from tqdm.auto import tqdm
 
 from shared.checks import check
@@ -489,61 +484,6 @@ def download_file(url: str, destination: str | Path, backup_url: str | None = No
             errors.append(f"{source}: {error!r}")
     raise OSError("could not download " + "; ".join(errors))
 
-
-def text_files(folder: Path) -> list[Path]:
-    """The *.txt files directly in `folder`, sorted, each a regular file (a pipe would hang)."""
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise FileNotFoundError(f"{folder} holds no .txt files (pretrain.py reads the *.txt "
-                                "files directly in it)")
-    if odd := [file.name for file in files if not file.is_file()]:
-        raise ValueError(f"{folder}: {', '.join(odd)}: not a regular file (a folder, a pipe or "
-                         "a broken link named *.txt); move it out of the folder")
-    return files
-
-
-def tokenize_folder(folder: Path, token_file: Path) -> np.memmap:
-    """GPT-2's token ids of every *.txt file in `folder` (each followed by <|endoftext|>),
-    cached in `token_file` (uint16, memory-mapped). A manifest beside it (.json: the files'
-    names, sizes and times, the tokens' count and sha256) says whether the cache is whole and
-    current; one that is not is rebuilt, and both are written atomically."""
-    files = text_files(folder)
-    fingerprint = hashlib.sha256()
-    for file in files:
-        fingerprint.update(f"{file.name}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\0"
-                           .encode())
-    manifest = token_file.with_suffix(".json")
-    try:
-        recorded = json.loads(manifest.read_text())
-        intact = (recorded["fingerprint"] == fingerprint.hexdigest()
-                  and token_file.stat().st_size == 2 * recorded["tokens"]  # not cut or grown
-                  and sha256_of(token_file) == recorded["sha256"])  # not damaged in place
-    except (OSError, ValueError, KeyError, TypeError):  # missing, or a damaged manifest
-        intact = False
-    if not intact:
-        prepare_tiktoken_cache()  # offline with the data mirror too
-        tokenizer, ids = tiktoken.get_encoding("gpt2"), []
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as error:  # name the file, not just the byte
-                raise ValueError(f"{file} is not UTF-8 text (byte {error.start}: "
-                                 f"{error.reason}); convert it to UTF-8 or move it out of "
-                                 f"{folder}") from None
-            if (nul := text.find("\0")) >= 0:  # valid UTF-8, but in no text: binary, UTF-16?
-                raise ValueError(f"{file} holds a NUL character (at character {nul:,}): a binary "
-                                 f"or UTF-16 file? convert it to UTF-8 text or move it out of "
-                                 f"{folder}")
-            # "<|endoftext|>" in a file is the separator, on purpose: corpora are often files
-            # of many documents joined by it, as GPT-2's were
-            ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
-            ids.append(tokenizer.eot_token)
-        array = memoryview(np.array(ids, dtype=np.uint16))  # written and hashed, not copied
-        write_atomically(token_file, lambda tmp: tmp.write_bytes(array))
-        write_atomically(manifest, lambda tmp: tmp.write_text(json.dumps({
-            "fingerprint": fingerprint.hexdigest(), "files": [f.name for f in files],
-            "tokens": len(ids), "sha256": hashlib.sha256(array).hexdigest()})))
-    return np.memmap(token_file, dtype=np.uint16, mode="r")
 
 __all__ = [
     "DATASETS",

@@ -1,12 +1,17 @@
-"""Plotting helpers shared by the notebooks, so each figure cell shows only what it plots."""
+"""Plotting helpers shared by the notebooks, so each figure cell shows only what it plots.
 
-import matplotlib.pyplot as plt
+matplotlib.pyplot is imported by the helper that draws, not here: `import shared` loads no
+plotting library until a figure is drawn.
+"""
+
 import numpy as np
 
 
 def heatmap(matrix, row_labels=None, col_labels=None, title=None, ax=None, cmap="viridis",
             annotate=False, colorbar=True, **imshow_kwargs):
     """Draw a 2-D array (a tensor is fine) as a heatmap; returns the Axes."""
+    import matplotlib.pyplot as plt
+
     values = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))

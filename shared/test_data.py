@@ -1,16 +1,13 @@
-"""Tests of shared.data: each source in turn, checksums, clear errors, no partial files; a
-folder of texts tokenised once (tokenize_folder; pretrain.py's runs: ch05_pretraining)."""
+"""Tests of shared.data: each source in turn, checksums, clear errors, no partial files."""
 
 import hashlib
 import http.server
 import io
-import json
 import os
 import threading
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -283,7 +280,6 @@ def run_without_permission_override(code: str, env: dict):
     """Run `code` in a fresh interpreter that file permissions apply to. Root ignores a
     folder's write bit, so as root the capabilities that override permissions are dropped
     (util-linux's setpriv); any other user is already bound by them."""
-    import os
     import shutil
     import subprocess
     import sys
@@ -298,7 +294,6 @@ def run_without_permission_override(code: str, env: dict):
 
 
 def test_read_only_data_folder_never_breaks_the_tiktoken_cache_and_fetch_says_why():
-    import os
     import shutil
     import stat
     import tempfile
@@ -334,7 +329,6 @@ def test_importing_shared_sets_no_variable_and_writes_no_file(tmp_path):
     """`import shared` and `from shared import *` (every chapter's module) in a fresh interpreter
     leave the environment and the disk as they were, with GPT-2's files in the mirror and an
     empty data/ folder: preparing tiktoken's cache is the caller's step."""
-    import os
     import subprocess
     import sys
 
@@ -481,7 +475,6 @@ def test_a_read_only_cache_without_any_writable_one_says_what_to_do(tmp_path):
 
 
 def test_an_empty_tiktoken_cache_dir_turns_the_cache_off_and_writes_nothing(tmp_path):
-    import os
     import subprocess
     import sys
 
@@ -542,42 +535,6 @@ def test_an_interrupted_download_leaves_nothing(dataset, monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         data.fetch("test-set", progress=False)
     assert [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
-
-
-# tokenize_folder: a folder of texts, tokenised once -----------------------------------------
-
-def a_folder_of_texts(folder: Path) -> Path:
-    folder.mkdir()
-    (folder / "a.txt").write_text("Every effort moves you.", encoding="utf-8")
-    (folder / "b.txt").write_text("I had always thought Jack Gisburn.", encoding="utf-8")
-    return folder
-
-
-def test_the_folder_is_tokenised_once_into_a_memory_map(tmp_path):
-    texts = a_folder_of_texts(tmp_path / "texts")
-    tokens = data.tokenize_folder(texts, tmp_path / "tokens.bin")
-    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
-    assert (tokens == 50256).sum() == 2  # one <|endoftext|> after each document
-    manifest = json.loads((tmp_path / "tokens.json").read_text())
-    assert manifest["files"] == ["a.txt", "b.txt"] and manifest["tokens"] == len(tokens)
-    modified = (tmp_path / "tokens.bin").stat().st_mtime_ns
-    data.tokenize_folder(texts, tmp_path / "tokens.bin")
-    assert (tmp_path / "tokens.bin").stat().st_mtime_ns == modified  # reused, not rewritten
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on Windows")
-def test_a_pipe_or_a_folder_named_txt_is_refused_not_read(tmp_path):
-    texts = a_folder_of_texts(tmp_path / "texts")
-    (texts / "notes.txt").mkdir()
-    os.mkfifo(texts / "pipe.txt")  # reading it would wait for a writer for ever
-    with pytest.raises(ValueError, match=f"{texts}: notes.txt, pipe.txt: not a regular file"):
-        data.tokenize_folder(texts, tmp_path / "tokens.bin")
-    assert not (tmp_path / "tokens.bin").exists()
-
-
-def test_a_folder_without_texts_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path} holds no .txt files"):
-        data.text_files(tmp_path)
 
 
 # download_file ------------------------------------------------------------------------------

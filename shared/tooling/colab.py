@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from shared.command_line import CommandParser, run_main
+from shared.tooling.command_line import CommandParser, run_main
 
 
 CELL_ID = "colab-setup"

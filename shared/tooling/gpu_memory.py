@@ -136,6 +136,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from shared.command_line import run_main
+    from shared.tooling.command_line import run_main
 
     run_main(main)

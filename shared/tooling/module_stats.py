@@ -33,8 +33,8 @@ import re
 import tokenize
 from pathlib import Path
 
-from shared.command_line import CommandParser, run_main
 from shared.data import PROJECT_ROOT
+from shared.tooling.command_line import CommandParser, run_main
 
 
 # Percent of code lines that are checks, at most.

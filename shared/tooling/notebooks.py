@@ -43,13 +43,14 @@ import json
 import os
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 import nbformat
 
-from shared import CHAPTER_MODULES
-from shared.command_line import CommandParser, run_main
+from shared import BOOK_NAMES_REDEFINED, CHAPTER_MODULES
 from shared.data import PROJECT_ROOT, prepare_tiktoken_cache
+from shared.tooling.command_line import CommandParser, run_main
 from shared.tooling.numerics import pin_numerics
 from shared.utils import TEXT_PROGRESS_ENV
 
@@ -200,6 +201,7 @@ def export_sources(notebook: Path) -> dict[Path, str]:
             line = lines[error.lineno - 1].strip() if 0 < (error.lineno or 0) <= len(lines) else ""
             raise SyntaxError(f"{notebook} {cell_label(nb.cells, index)}, line {error.lineno}: "
                               f"{error.msg}" + (f": {line}" if line else "")) from None
+        source = direct_imports(source, f"{notebook} {cell_label(nb.cells, index)}")
         chunks.setdefault(target, []).append(
             f"{cell_reference(notebook, nb.cells, index)}\n\n{source}")
     try:
@@ -238,6 +240,169 @@ def public_names(tree: ast.Module) -> list[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.extend(t.id for t in targets if isinstance(t, ast.Name))
     return [n for n in dict.fromkeys(names) if not n.startswith("_")]
+
+
+# Where a module's import goes -------------------------------------------------------------------
+# A notebook imports the course through `from shared import X`, as a learner does. Its generated
+# module imports X from the module that defines it (`from ch04_gpt_model.gpt_model import
+# GPTModel`, `from shared.checks import check`), so that the modules show their real graph:
+# what imports what is read from the files, not hidden behind the facade's lazy lookup.
+
+FACADE_PATH = PROJECT_ROOT / "shared" / "__init__.py"
+PROJECT_PACKAGES = {"shared"} | {name.split(".")[0] for name in CHAPTER_MODULES}
+_names_cache: dict[Path, tuple[int, dict[str, list[str]]]] = {}
+
+
+def exported_names(notebook: Path) -> dict[str, list[str]]:
+    """The public names each module of `notebook` defines, by module name
+    (`ch05_pretraining.checkpoints`), read from its marked cells (cached while the file is
+    unchanged)."""
+    stamp = notebook.stat().st_mtime_ns
+    if notebook in _names_cache and _names_cache[notebook][0] == stamp:
+        return _names_cache[notebook][1]
+    nb = read_notebook(notebook)
+    found: dict[str, list[str]] = {}
+    for index, cell in enumerate(nb.cells):
+        if not is_exported(cell):
+            continue
+        target = export_target(notebook, cell, index) or notebook.stem
+        try:
+            names = public_names(ast.parse(cell.source))
+        except SyntaxError:  # export_sources names the cell
+            continue
+        found.setdefault(f"{notebook.parent.name}.{target}", []).extend(names)
+    found = {module: list(dict.fromkeys(names)) for module, names in found.items()}
+    _names_cache[notebook] = (stamp, found)
+    return found
+
+
+def shared_origins() -> dict[str, tuple[str, str]]:
+    """What `from shared import X` gives: X's defining module and its name there. The facade's
+    own imports (`check` from shared.checks) and definitions, then each chapter module's
+    exports as its notebook defines them (the book's names redefined later: the first
+    chapter's, as `shared` gives them)."""
+    origins: dict[str, tuple[str, str]] = {}
+    for node in ast.parse(FACADE_PATH.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared."):
+            for alias in node.names:
+                origins[alias.asname or alias.name] = (node.module, alias.name)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            origins[node.name] = ("shared", node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    origins[target.id] = ("shared", target.id)
+    defined: dict[str, list[str]] = {}
+    for notebook in chapter_notebooks():
+        defined.update(exported_names(notebook))
+    for module in CHAPTER_MODULES:
+        for name in defined.get(module, []):
+            if name not in origins or (
+                    name not in BOOK_NAMES_REDEFINED and origins[name][0] == "shared"):
+                origins[name] = (module, name)
+    return origins
+
+
+def import_name_key(name: str) -> tuple[int, str]:
+    """Ruff's (isort's) order of the names in one import: CONSTANTS, Classes, then the rest."""
+    bare = name.split(" as ")[0]
+    return (0 if bare.isupper() and len(bare) > 1 else 1 if bare[:1].isupper() else 2, bare)
+
+
+def import_statement(indent: str, module: str, names: list[str], comment: str,
+                     split: bool = False) -> str:
+    """`from module import a, b` in ruff's format: one line if it fits (a `# noqa` pragma not
+    counted) and `split` is False, else one name a line. `split`: the cell wrote these names
+    one a line, a layout ruff keeps (its trailing comma), and so does the export."""
+    line = f"{indent}from {module} import {', '.join(names)}"
+    counted = len(line) + (0 if not comment or comment.startswith("# noqa") else len(comment) + 2)
+    if counted <= 100 and not (split and len(names) > 1):
+        return line + (f"  {comment}" if comment else "")
+    opened = f"{indent}from {module} import (" + (f"  {comment}" if comment else "")
+    return "\n".join([opened, *(f"{indent}    {name}," for name in names), f"{indent})"])
+
+
+def direct_imports(source: str, where: str) -> str:
+    """`source` with each `from shared import ...` (at any depth) replaced by imports from the
+    modules that define the names, merged and ordered with the block's other imports from the
+    course as ruff's isort orders them. `where` names the cell in errors."""
+    tree = ast.parse(source)
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "shared" and not node.level
+               for node in ast.walk(tree)):
+        return source
+    origins = shared_origins()
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(iter(source.splitlines(keepends=True)).__next__):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string
+    lines = source.splitlines()
+    replacements = []  # (first line, last line, text), 1-based and inclusive
+
+    def is_course_import(node) -> bool:
+        return (isinstance(node, ast.ImportFrom) and not node.level and node.module is not None
+                and node.module.split(".")[0] in PROJECT_PACKAGES)
+
+    for parent in ast.walk(tree):
+        for value in vars(parent).values():
+            if not (isinstance(value, list) and value and isinstance(value[0], ast.stmt)):
+                continue
+            block: list[ast.ImportFrom] = []
+            for statement in [*value, None]:  # runs of the course's imports, back to back
+                if statement is not None and is_course_import(statement) and (
+                        not block or statement.lineno == block[-1].end_lineno + 1):
+                    block.append(statement)
+                    continue
+                if any(node.module == "shared" for node in block):
+                    replacements.append(rewrite_block(block, origins, comments, lines, where))
+                block = [statement] if statement is not None and is_course_import(
+                    statement) else []
+    for first, last, text in sorted(replacements, reverse=True):
+        lines[first - 1:last] = [text]
+    return "\n".join(lines)
+
+
+def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str]:
+    """One run of imports from the course, each name from its defining module (see
+    direct_imports)."""
+    by_module: dict[str, list[str]] = {}
+    notes: dict[str, list[str]] = {}
+    split: set[str] = set()  # modules given names by an import the cell wrote one name a line
+    for node in block:
+        inner = [comments[n] for n in range(node.lineno + 1, node.end_lineno + 1)
+                 if n in comments]
+        if inner:
+            raise ValueError(f"{where}: a comment inside `from {node.module} import (...)` "
+                             f"({inner[0]}): put it on the import's first line")
+        for position, alias in enumerate(node.names):
+            module, name = node.module, alias.name
+            if module == "shared":
+                if name not in origins:
+                    raise ValueError(f"{where}: `from shared import {name}`: `shared` has no "
+                                     f"{name!r} (is it exported, under that name?)")
+                module, name = origins[name]
+            if alias.asname:
+                name = f"{name} as {alias.asname}"
+            by_module.setdefault(module, [])
+            if node.end_lineno > node.lineno:
+                split.add(module)
+            if name not in by_module[module]:
+                by_module[module].append(name)
+            if position == 0 and node.lineno in comments:
+                notes.setdefault(module, [])
+                if comments[node.lineno] not in notes[module]:
+                    notes[module].append(comments[node.lineno])
+    indent = " " * block[0].col_offset
+    statements = []
+    for module in sorted(by_module, key=str.lower):
+        plain = sorted((n for n in by_module[module] if " as " not in n), key=import_name_key)
+        aliased = sorted((n for n in by_module[module] if " as " in n), key=import_name_key)
+        note = "  ".join(notes.get(module, []))
+        if plain:
+            statements.append(import_statement(indent, module, plain, note, module in split))
+            note = ""
+        statements += [import_statement(indent, module, [name], note if i == 0 else "")
+                       for i, name in enumerate(aliased)]
+    return block[0].lineno, block[-1].end_lineno, "\n".join(statements)
 
 
 STUB_PATH = PROJECT_ROOT / "shared" / "__init__.pyi"

@@ -1,5 +1,6 @@
 """Tests of the notebook tooling, and repository-wide checks that CI runs with the rest."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -103,6 +104,41 @@ def test_export_never_overwrites_a_file_it_did_not_write(tmp_path):
     with pytest.raises(ValueError, match="exercise_checks.py, which export did not write"):
         notebooks.export(nb)
     assert (tmp_path / "exercise_checks.py").read_text() == "HAND_WRITTEN = True\n"
+
+
+def test_export_imports_each_shared_name_from_its_defining_module(tmp_path):
+    nb = make_notebook(tmp_path / "lesson.ipynb", [
+        ("#| export\nimport math\n\nfrom shared import GPTModel, check, set_seed\n"
+         "from shared.checks import check_count  # why\n\n"
+         "def f():\n    from shared import MultiHeadAttention as MHA\n    return MHA", []),
+    ])
+    assert notebooks.export(nb)
+    module = (tmp_path / "lesson.py").read_text()
+    assert ("import math\n\nfrom ch04_gpt_model.gpt_model import GPTModel\n"
+            "from shared.checks import check, check_count  # why\n"
+            "from shared.utils import set_seed\n") in module
+    assert "    from ch03_attention.attention import MultiHeadAttention as MHA\n" in module
+    assert "from shared import" not in module
+    assert notebooks.export(nb, check=True)
+
+
+def test_export_refuses_a_name_shared_does_not_have(tmp_path):
+    nb = make_notebook(tmp_path / "lesson.ipynb", [
+        ("# 1.1 Areas", None), ("#| export\nfrom shared import no_such_name", [])])
+    with pytest.raises(ValueError, match="cell 1, 1.1 Areas.*no_such_name"):
+        notebooks.export(nb)
+
+
+def test_generated_modules_import_the_course_from_defining_modules():
+    """Notebooks import through `shared`; their modules name the module behind each name, so
+    that the files show what imports what (`shared`'s lazy lookup would hide it)."""
+    for notebook in notebooks.chapter_notebooks():
+        for path, text in notebooks.export_sources(notebook).items():
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ImportFrom) and node.module == "shared":
+                    facade_own = {alias.name for alias in node.names} <= set(dir(shared)) - set(
+                        shared.chapter_exports()) - set(shared.INFRASTRUCTURE)
+                    assert facade_own, f"{path}: line {node.lineno} imports through `shared`"
 
 
 def test_every_exported_module_is_a_chapter_module_of_shared():

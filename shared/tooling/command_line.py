@@ -104,14 +104,6 @@ def number_arg(kind: type = int, low: float | None = None, high: float | None = 
     return parse
 
 
-def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
-    """The destinations of the flags that `argv` gives, not left to their defaults (argparse
-    has no public way to tell them apart). `parser` is spent: its defaults are removed."""
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
-
-
 def path_arg(text: str) -> Path:
     """An argparse `type`: a path, never empty ("" would mean the current folder)."""
     if not text.strip():

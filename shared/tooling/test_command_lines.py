@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.command_line import (
+from shared.data import PROJECT_ROOT, DataFetchError
+from shared.tooling import notebooks
+from shared.tooling.command_line import (
     CommandParser,
     HelpFormatter,
     UsageError,
@@ -23,8 +25,6 @@ from shared.command_line import (
     path_arg,
     run_main,
 )
-from shared.data import PROJECT_ROOT, DataFetchError
-from shared.tooling import notebooks
 from shared.tooling.test_notebooks import make_notebook
 
 
