@@ -49,7 +49,6 @@ CEILINGS = {
     # over its target since its fast decoder (140 code lines, 7 of them checks) left it for
     # fast_path.FastDecoder; none of its checks was added then
     "ch05_pretraining.open_weights": 16.0,
-    "ch06_classification.final_versions": 20.6,
     "ch07_instructions.dpo": 18.5,
 }
 
