@@ -108,11 +108,45 @@ USES = {
         assert ids.shape == (1, 8)
         print(token_ids_to_text(ids, tokenizer))
     """,
+    # Chapter 6's file alone runs the chapter's example: balance, split, pad, add a head,
+    # freeze, finetune, measure and classify (a character tokenizer: no tokenizer files).
     "ch06_classification": """
         import pandas as pd
-        df = pd.DataFrame({"Label": ["ham"] * 5 + ["spam"] * 2, "Text": list("abcdefg")})
+        import torch
+        from torch.utils.data import DataLoader
+
+        class Chars:
+            def encode(self, text):
+                return [ord(c) % 200 for c in text]
+
+        df = pd.DataFrame({"Label": ["ham"] * 12 + ["spam"] * 6,
+                           "Text": [f"see you at {i % 10} pm" for i in range(12)]
+                           + [f"WIN {i} FREE prize!!" for i in range(6)]})
         balanced = create_balanced_dataset(df)
-        assert balanced["Label"].value_counts().to_dict() == {"ham": 2, "spam": 2}
+        assert balanced["Label"].value_counts().to_dict() == {"ham": 6, "spam": 6}
+        balanced["Label"] = balanced["Label"].map({"ham": 0, "spam": 1})
+        train_df, validation_df, test_df = random_split(balanced, 0.5, 0.25)
+        assert (len(train_df), len(validation_df), len(test_df)) == (6, 3, 3)
+        train_df.to_csv("train.csv", index=None)
+        validation_df.to_csv("validation.csv", index=None)
+        train_set = SpamDataset("train.csv", Chars(), pad_token_id=0)
+        val_set = SpamDataset("validation.csv", Chars(), train_set.max_length, pad_token_id=0)
+        torch.manual_seed(0)
+        model = add_classification_head(GPTModel(gpt2_config(
+            vocab_size=200, context_length=32, emb_dim=32, n_heads=2, n_layers=2)))
+        train_only_last_block(model)
+        assert 0 < count_trainable_parameters(model) < count_parameters(model)
+        loader = DataLoader(train_set, batch_size=2, shuffle=True)
+        optimizer = torch.optim.AdamW(
+            (p for p in model.parameters() if p.requires_grad), lr=1e-2)
+        train_losses, val_losses, train_accs, val_accs, seen = train_classifier_simple(
+            model, loader, DataLoader(val_set, batch_size=3), optimizer, "cpu",
+            num_epochs=10, eval_freq=5, eval_iter=1)
+        assert seen == 60 and train_losses[-1] < train_losses[0]
+        assert calc_accuracy_loader(loader, model, "cpu") == 1.0
+        for text, label in [("WIN 7 FREE prize!!", "spam"), ("see you at 7 pm", "not spam")]:
+            assert classify_review(text, model, Chars(), "cpu", train_set.max_length,
+                                   pad_token_id=0) == label
     """,
     "ch07_instructions": """
         entry = {"instruction": "Add the numbers.", "input": "1 and 2", "output": "3"}
@@ -256,9 +290,10 @@ def test_standalone_keeps_only_what_is_used():
 # is raised only on purpose, with the reason and the measured counts in the commit's message, and
 # lowered when a copy shrinks.
 # ch04-ch06 +6 to +8 when validate_config moved to shared/architecture.py (its section header)
-# and took the lesson's required keys as an argument
+# and took the lesson's required keys as an argument; ch06 1314 -> 1528 when its copy first
+# held the chapter's own code (the book's ten names, from the lesson module)
 STANDALONE_LINES_CAP = {"ch02_text_data": 241, "ch03_attention": 271, "ch04_gpt_model": 552,
-                        "ch05_pretraining": 867, "ch06_classification": 1314,
+                        "ch05_pretraining": 867, "ch06_classification": 1528,
                         "ch07_instructions": 2083}
 
 
