@@ -19,7 +19,7 @@ from ch05_pretraining.gpt2_weights import (
     save_gpt2_safetensors,
 )
 from ch05_pretraining.open_weights import save_open_model
-from ch06_classification.final_versions import add_classification_head
+from ch06_classification.classification import add_classification_head
 from ch06_classification.lora import replace_linear_with_lora
 from conftest import tiny_gpt, tiny_qwen3
 from shared.architecture import (

@@ -169,7 +169,7 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
 
 
 def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder(tmp_path):
-    from ch06_classification.final_versions import add_classification_head
+    from ch06_classification.classification import add_classification_head
     from ch06_classification.lora import replace_linear_with_lora
 
     classifier = GPTModel(SMALL)

@@ -647,7 +647,7 @@ def with_lora(model):
 
 
 def with_classifier(model):
-    from ch06_classification.final_versions import add_classification_head
+    from ch06_classification.classification import add_classification_head
 
     return add_classification_head(model, 3)
 

@@ -7,12 +7,35 @@
 
 """Chapter 6: finetuning a GPT for text classification (spam detection)."""
 
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
 import pandas as pd
 
-from shared.data import fetch
+from shared import DATASETS, download_file, fetch, write_atomically
 
 
 # %% classification.ipynb cell 6, 6.2 Preparing the dataset
+
+def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
+    if Path(data_file_path).exists():
+        print(f"{Path(data_file_path).name} already exists: nothing to download")
+        return
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    if url in DATASETS["sms-spam-collection"].urls:  # the book's URL: the verified copy
+        source = fetch("sms-spam-collection")
+        write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
+    else:  # another URL: download and unzip
+        download_file(url, zip_path)
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extract("SMSSpamCollection", extracted_path)
+        os.rename(Path(extracted_path) / "SMSSpamCollection", data_file_path)  # add .tsv
+    print(f"saved the collection as {Path(data_file_path).name}")
+
+
+# %% classification.ipynb cell 9, 6.2 Preparing the dataset
 
 def load_sms_spam() -> pd.DataFrame:
     """The SMS Spam Collection as a DataFrame with columns Label ('ham'/'spam') and Text."""
@@ -20,7 +43,7 @@ def load_sms_spam() -> pd.DataFrame:
                        names=["Label", "Text"])
 
 
-# %% classification.ipynb cell 10, Balancing the classes
+# %% classification.ipynb cell 13, Balancing the classes
 
 def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
     """Undersample every label to the size of the rarest one (a seeded random choice)."""
@@ -30,7 +53,159 @@ def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFram
     return pd.concat(parts)
 
 
+# %% classification.ipynb cell 14, Balancing the classes
+
+def random_split(df, train_frac, validation_frac, *, seed=123):
+    df = df.sample(frac=1, random_state=seed).reset_index(drop=True)  # shuffle
+    train_end = int(len(df) * train_frac)
+    validation_end = train_end + int(len(df) * validation_frac)
+    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+
+
+# %% classification.ipynb cell 24, 6.3 Data loaders: padding and truncation
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class SpamDataset(Dataset):
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
+        self.data = pd.read_csv(csv_file)
+        encoded = [tokenizer.encode(text) for text in self.data["Text"]]     # encode
+        self.max_length = max_length or max(len(ids) for ids in encoded)
+        self.encoded_texts = [ids[:self.max_length]                          # truncate
+                              + [pad_token_id] * (self.max_length - len(ids))  # pad
+                              for ids in encoded]
+
+    def __getitem__(self, index):
+        label = self.data["Label"][index]
+        return torch.tensor(self.encoded_texts[index]), torch.tensor(label)
+
+    def __len__(self):
+        return len(self.data)
+
+
+# %% classification.ipynb cell 38, 6.5 Adding a classification head
+
+def add_classification_head(model, num_classes=2):
+    head = model.out_head
+    model.out_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
+    if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
+        model.cfg = {**model.cfg, "num_classes": num_classes}
+    return model
+
+
+# %% classification.ipynb cell 42, Which layers to train
+
+def train_only_last_block(model):
+    model.requires_grad_(False)  # requires_grad = False on every parameter
+    for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
+        module.requires_grad_(True)
+    return model
+
+
+def count_trainable_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# %% classification.ipynb cell 48, 6.6 Classification loss and accuracy
+
+def calc_accuracy_loader(data_loader, model, device, num_batches=None):
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    model.eval()  # no dropout while we measure
+    correct, total = 0, 0
+    with torch.no_grad():
+        for i, (input_batch, target_batch) in enumerate(data_loader):
+            if i == num_batches:
+                break
+            logits = model(input_batch.to(device))[:, -1, :]  # the last token's logits
+            predicted = logits.argmax(dim=-1)
+            correct += (predicted == target_batch.to(device)).sum().item()
+            total += len(target_batch)
+    return correct / total
+
+
+def calc_loss_batch(input_batch, target_batch, model, device):
+    logits = model(input_batch.to(device))[:, -1, :]  # the last token's logits
+    return nn.functional.cross_entropy(logits, target_batch.to(device))
+
+
+def calc_loss_loader(data_loader, model, device, num_batches=None):
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i == num_batches:
+            break
+        total += calc_loss_batch(input_batch, target_batch, model, device).item()
+    return total / num_batches
+
+
+# %% classification.ipynb cell 52, 6.7 Finetuning on supervised data
+
+def evaluate_model(model, train_loader, val_loader, device, eval_iter):
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train()
+    return train_loss, val_loss
+
+
+def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
+                            eval_freq, eval_iter):
+    train_losses, val_losses, train_accs, val_accs = [], [], [], []
+    examples_seen, global_step = 0, -1
+    for epoch in range(num_epochs):
+        model.train()  # dropout on
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()  # forget the previous step's gradients
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()
+            optimizer.step()
+            examples_seen += input_batch.shape[0]  # examples, not tokens
+            global_step += 1
+            if global_step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device,
+                                                      eval_iter)
+                train_losses.append(train_loss)
+                val_losses.append(val_loss)
+                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+        train_accs.append(calc_accuracy_loader(train_loader, model, device, eval_iter))
+        val_accs.append(calc_accuracy_loader(val_loader, model, device, eval_iter))
+        print(f"Training accuracy: {train_accs[-1]:.2%} | Validation accuracy: {val_accs[-1]:.2%}")
+    return train_losses, val_losses, train_accs, val_accs, examples_seen
+
+
+# %% classification.ipynb cell 63, 6.8 Using the model as a spam classifier
+
+from shared import context_length_of  # its cfg's, or its position table's
+
+
+def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
+    ids = tokenizer.encode(text)
+    max_length = min(max_length or len(ids), context_length_of(model))  # the context
+    ids = ids[:max_length] + [pad_token_id] * (max_length - len(ids))   # truncate, pad
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.tensor(ids, device=device).unsqueeze(0))[:, -1, :]
+    return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
+
+
 __all__ = [
+    'download_and_unzip_spam_data',
     'load_sms_spam',
     'create_balanced_dataset',
+    'random_split',
+    'SpamDataset',
+    'add_classification_head',
+    'train_only_last_block',
+    'count_trainable_parameters',
+    'calc_accuracy_loader',
+    'calc_loss_batch',
+    'calc_loss_loader',
+    'evaluate_model',
+    'train_classifier_simple',
+    'classify_review',
 ]

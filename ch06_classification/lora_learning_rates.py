@@ -15,11 +15,12 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader
 
-from ch06_classification.classification import create_balanced_dataset, load_sms_spam
-from ch06_classification.final_versions import (
+from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
+    create_balanced_dataset,
+    load_sms_spam,
     random_split,
     train_classifier_simple,
 )

@@ -108,7 +108,7 @@ def flagged(max_length):
 
 
 def test_6_5_accepts_the_share_counted_with_classify_review():
-    from ch06_classification.final_versions import classify_review
+    from ch06_classification.classification import classify_review
 
     texts = checks._left_out(GIVEN_65["df"], GIVEN_65["balanced_df"])
     answers = [classify_review(text, GIVEN_65["model"], checks._gpt2(), "cpu", max_length=5)

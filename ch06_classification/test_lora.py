@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ch06_classification.final_versions import (
+from ch06_classification.classification import (
     add_classification_head,
     calc_loss_batch,
     train_classifier_simple,

@@ -83,7 +83,6 @@ CHAPTER_MODULES = (
     "ch05_pretraining.open_weights",
     "ch05_pretraining.shakespeare",
     "ch06_classification.classification",
-    "ch06_classification.final_versions",
     "ch06_classification.mistakes",
     "ch06_classification.lora",
     "ch07_instructions.instructions",
@@ -107,7 +106,7 @@ _chapter_names: dict[str, str] | None = None  # exported name -> module name
 # Names the book itself defines in two chapters (chapter 6 redefines chapter 5's loss and
 # evaluation for classification). Each chapter module keeps the book's name; `shared` gives the
 # first chapter's, and the later one is imported from its module, e.g.
-# `from ch06_classification.final_versions import calc_loss_batch`.
+# `from ch06_classification.classification import calc_loss_batch`.
 BOOK_NAMES_REDEFINED = ("calc_loss_batch", "calc_loss_loader", "evaluate_model")
 
 

@@ -8,7 +8,7 @@ from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.safe_files import SAVED_BY as SAVED_BY, write_model_folder as write_model_folder
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.model_sizes', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch06_classification.classification', 'ch06_classification.final_versions', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.model_sizes', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
 INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_choice', 'check_count', 'check_entries', 'check_entry', 'check_finite', 'check_flag', 'check_keys', 'check_memory', 'check_number', 'check_shape', 'check_strings', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
@@ -184,24 +184,22 @@ from ch05_pretraining.shakespeare import (
     nats_per_character as nats_per_character,
 )
 from ch06_classification.classification import (
+    download_and_unzip_spam_data as download_and_unzip_spam_data,
     load_sms_spam as load_sms_spam,
     create_balanced_dataset as create_balanced_dataset,
-)
-from ch06_classification.final_versions import (
     random_split as random_split,
-    download_and_unzip_spam_data as download_and_unzip_spam_data,
     SpamDataset as SpamDataset,
+    add_classification_head as add_classification_head,
     train_only_last_block as train_only_last_block,
     count_trainable_parameters as count_trainable_parameters,
-    add_classification_head as add_classification_head,
     calc_accuracy_loader as calc_accuracy_loader,
     train_classifier_simple as train_classifier_simple,
-    lesson_setup as lesson_setup,
     classify_review as classify_review,
 )
 from ch06_classification.mistakes import (
     prompted_answer as prompted_answer,
     predictions as predictions,
+    lesson_setup as lesson_setup,
 )
 from ch06_classification.lora import (
     LoRALayer as LoRALayer,

@@ -391,7 +391,7 @@ def chapter_6_classification():
     assert shared.count_trainable_parameters(model) > 0
     assert 0 <= shared.calc_accuracy_loader(labelled_loader(), model, GPU) <= 1
     x, y = next(iter(labelled_loader()))
-    from ch06_classification.final_versions import calc_loss_batch, calc_loss_loader, evaluate_model
+    from ch06_classification.classification import calc_loss_batch, calc_loss_loader, evaluate_model
     assert on_the_gpu(calc_loss_batch(x, y, model, GPU))
     assert calc_loss_loader(labelled_loader(), model, GPU) > 0
     assert len(evaluate_model(model, labelled_loader(), labelled_loader(), GPU, 1)) == 2
@@ -410,7 +410,7 @@ def chapter_6_lora():
     shared.replace_linear_with_lora(model, rank=2, alpha=4)
     assert all(on_the_gpu(p) for p in model.parameters())
     x, y = next(iter(labelled_loader()))
-    from ch06_classification.final_versions import calc_loss_batch
+    from ch06_classification.classification import calc_loss_batch
     calc_loss_batch(x, y, model, GPU).backward()
     layer = shared.LinearWithLoRA(nn.Linear(4, 3).to(GPU), rank=2, alpha=2)
     assert on_the_gpu(layer(torch.ones(1, 4, device=GPU)))

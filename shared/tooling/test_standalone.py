@@ -108,44 +108,45 @@ USES = {
         assert ids.shape == (1, 8)
         print(token_ids_to_text(ids, tokenizer))
     """,
-    # Chapter 6's example, end to end: the spam data from the mirror, balanced and split, the
-    # book's dataset and loaders, a GPT with a two-class head trained by the book's loop, its
-    # accuracy, and one message classified.
+    # Chapter 6's file alone runs the chapter's example: balance, split, pad, add a head,
+    # freeze, finetune, measure and classify (a character tokenizer: no tokenizer files).
     "ch06_classification": """
-        import os, tiktoken, torch
-        from pathlib import Path
-        torch.manual_seed(123)
-        tokenizer = tiktoken.get_encoding("gpt2")
-        zip_path, folder = Path("sms_spam_collection.zip"), Path("sms_spam_collection")
-        data_file = folder / "SMSSpamCollection.tsv"
-        download_and_unzip_spam_data(SPAM_URL, zip_path, folder, data_file)
         import pandas as pd
-        df = pd.read_csv(data_file, sep="\\t", header=None, names=["Label", "Text"])
-        balanced = create_balanced_dataset(df).sample(n=120, random_state=123)
+        import torch
+        from torch.utils.data import DataLoader
+
+        class Chars:
+            def encode(self, text):
+                return [ord(c) % 200 for c in text]
+
+        df = pd.DataFrame({"Label": ["ham"] * 12 + ["spam"] * 6,
+                           "Text": [f"see you at {i % 10} pm" for i in range(12)]
+                           + [f"WIN {i} FREE prize!!" for i in range(6)]})
+        balanced = create_balanced_dataset(df)
+        assert balanced["Label"].value_counts().to_dict() == {"ham": 6, "spam": 6}
         balanced["Label"] = balanced["Label"].map({"ham": 0, "spam": 1})
-        train_df, validation_df, test_df = random_split(balanced, 0.7, 0.1)
-        for name, frame in (("train", train_df), ("validation", validation_df)):
-            frame.to_csv(f"{name}.csv", index=None)
-        train_dataset = SpamDataset("train.csv", tokenizer, max_length=32)
-        validation_dataset = SpamDataset("validation.csv", tokenizer, max_length=32)
-        train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=8, shuffle=True,
-                                                   drop_last=True)
-        validation_loader = torch.utils.data.DataLoader(validation_dataset, batch_size=8)
-        cfg = dict(GPT_CONFIG_124M, emb_dim=32, n_layers=2, n_heads=2, context_length=32,
-                   drop_rate=0.0)
-        model = GPTModel(cfg)
-        model.out_head = torch.nn.Linear(cfg["emb_dim"], 2)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        train_df, validation_df, test_df = random_split(balanced, 0.5, 0.25)
+        assert (len(train_df), len(validation_df), len(test_df)) == (6, 3, 3)
+        train_df.to_csv("train.csv", index=None)
+        validation_df.to_csv("validation.csv", index=None)
+        train_set = SpamDataset("train.csv", Chars(), pad_token_id=0)
+        val_set = SpamDataset("validation.csv", Chars(), train_set.max_length, pad_token_id=0)
+        torch.manual_seed(0)
+        model = add_classification_head(GPTModel(gpt2_config(
+            vocab_size=200, context_length=32, emb_dim=32, n_heads=2, n_layers=2)))
+        train_only_last_block(model)
+        assert 0 < count_trainable_parameters(model) < count_parameters(model)
+        loader = DataLoader(train_set, batch_size=2, shuffle=True)
+        optimizer = torch.optim.AdamW(
+            (p for p in model.parameters() if p.requires_grad), lr=1e-2)
         train_losses, val_losses, train_accs, val_accs, seen = train_classifier_simple(
-            model, train_loader, validation_loader, optimizer, "cpu", num_epochs=3,
-            eval_freq=5, eval_iter=2)
-        assert train_losses[-1] < train_losses[0], train_losses
-        accuracy = calc_accuracy_loader(train_loader, model, "cpu")
-        assert 0.0 <= accuracy <= 1.0
-        label = classify_review("You won a prize, call now", model, tokenizer, "cpu",
-                                max_length=32)
-        assert label in ("spam", "not spam"), label
-        print("classified:", label)
+            model, loader, DataLoader(val_set, batch_size=3), optimizer, "cpu",
+            num_epochs=10, eval_freq=5, eval_iter=1)
+        assert seen == 60 and train_losses[-1] < train_losses[0]
+        assert calc_accuracy_loader(loader, model, "cpu") == 1.0
+        for text, label in [("WIN 7 FREE prize!!", "spam"), ("see you at 7 pm", "not spam")]:
+            assert classify_review(text, model, Chars(), "cpu", train_set.max_length,
+                                   pad_token_id=0) == label
     """,
     # Chapter 7's example, end to end: the instruction data from the mirror, formatted with the
     # Alpaca template, batched by the book's dataset and collate function, one epoch of
@@ -188,11 +189,9 @@ def test_every_chapter_has_a_use():
 # Run with no network and tiktoken's files and the chapter's data in the course's data mirror
 # only, each printing a last line that starts as given; the others run without the mirror
 # variable, which must then change nothing.
-OFFLINE = {"ch05_pretraining": "Every effort", "ch06_classification": "classified:",
-           "ch07_instructions": "response:"}
-# The canonical addresses the chapters' examples download from (served by the mirror).
-URLS = {"SPAM_URL": DATASETS["sms-spam-collection"].urls[0],
-        "INSTRUCTION_URL": DATASETS["instruction-data"].urls[0]}
+OFFLINE = {"ch05_pretraining": "Every effort", "ch07_instructions": "response:"}
+# The canonical address chapter 7's example downloads from (served by the mirror).
+URLS = {"INSTRUCTION_URL": DATASETS["instruction-data"].urls[0]}
 NO_NETWORK = """
     import socket
     def _no_network(*args, **kwargs):
@@ -299,9 +298,9 @@ def test_a_copy_exports_the_chapters_names_not_the_helpers_it_brings():
 
 
 def make_mirror(folder):
-    """A data mirror holding GPT-2's two tokenizer files and the spam and instruction data,
+    """A data mirror holding GPT-2's two tokenizer files and chapter 7's instruction data,
     laid out as the course's data/."""
-    for name in ("gpt2-encoder", "gpt2-vocab", "sms-spam-collection", "instruction-data"):
+    for name in ("gpt2-encoder", "gpt2-vocab", "instruction-data"):
         (folder / DATASETS[name].path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(fetch(name), folder / DATASETS[name].path)
     return folder
@@ -319,9 +318,10 @@ def test_standalone_keeps_only_what_is_used():
 # is raised only on purpose, with the reason and the measured counts in the commit's message, and
 # lowered when a copy shrinks.
 # ch04-ch06 +6 to +8 when validate_config moved to shared/architecture.py (its section header)
-# and took the lesson's required keys as an argument
+# and took the lesson's required keys as an argument; ch06 1314 -> 1528 when its copy first
+# held the chapter's own code (the book's ten names, from the lesson module)
 STANDALONE_LINES_CAP = {"ch02_text_data": 241, "ch03_attention": 271, "ch04_gpt_model": 552,
-                        "ch05_pretraining": 867, "ch06_classification": 1314,
+                        "ch05_pretraining": 867, "ch06_classification": 1528,
                         "ch07_instructions": 2083}
 
 

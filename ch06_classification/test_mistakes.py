@@ -1,9 +1,9 @@
-"""Tests of what chapter 6's final versions add for the companion notebooks
-(beyond_1_checks.ipynb, final_versions.py): `lesson_setup`."""
+"""Tests of what chapter 6's companion module mistakes.py gives the companion notebooks
+(beyond_2_mistakes.ipynb): `lesson_setup`."""
 
 import torch
 
-from ch06_classification.final_versions import lesson_setup
+from ch06_classification.mistakes import lesson_setup
 
 
 def test_lesson_setup_trains_the_classifier_once_then_reads_it_back(tmp_path, monkeypatch):
