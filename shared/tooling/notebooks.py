@@ -22,7 +22,10 @@ nbdev), in order and without that line, become `<notebook>.py` beside the notebo
 header naming the source, followed by an `__all__` of the public names they define. A cell
 marked `#| export <module>` goes to `<module>.py` in the same folder instead, so one notebook
 can teach several modules. Each block is preceded by a `# %% <notebook> cell N, <section>`
-line naming the cell it came from.
+line naming the cell it came from. A cell's `from shared import X` becomes, in the module, an
+import of X from the module that defines it (`from ch04_gpt_model.gpt_model import GPTModel`,
+`from shared.checks import check`): the notebook reads as a learner writes, the modules show
+what uses what.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/tooling/numerics.py) and no per-run metadata (timings,
 widget state), so stored outputs are reproducible and diffs show real changes only. In place,
