@@ -356,7 +356,7 @@ def direct_imports(source: str, where: str) -> str:
                     block.append(statement)
                     continue
                 if any(node.module == "shared" for node in block):
-                    replacements.append(rewrite_block(block, origins, comments, lines, where))
+                    replacements.append(rewrite_block(block, origins, comments, where))
                 block = [statement] if statement is not None and is_course_import(
                     statement) else []
     for first, last, text in sorted(replacements, reverse=True):
@@ -364,7 +364,7 @@ def direct_imports(source: str, where: str) -> str:
     return "\n".join(lines)
 
 
-def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str]:
+def rewrite_block(block, origins, comments, where) -> tuple[int, int, str]:
     """One run of imports from the course, each name from its defining module (see
     direct_imports)."""
     by_module: dict[str, list[str]] = {}
