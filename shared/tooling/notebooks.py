@@ -22,7 +22,10 @@ nbdev), in order and without that line, become `<notebook>.py` beside the notebo
 header naming the source, followed by an `__all__` of the public names they define. A cell
 marked `#| export <module>` goes to `<module>.py` in the same folder instead, so one notebook
 can teach several modules. Each block is preceded by a `# %% <notebook> cell N, <section>`
-line naming the cell it came from.
+line naming the cell it came from. A cell's `from shared import X` becomes, in the module, an
+import of X from the module that defines it (`from ch04_gpt_model.gpt_model import GPTModel`,
+`from shared.checks import check`): the notebook reads as a learner writes, the modules show
+what uses what.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/tooling/numerics.py) and no per-run metadata (timings,
 widget state), so stored outputs are reproducible and diffs show real changes only. In place,
@@ -353,7 +356,7 @@ def direct_imports(source: str, where: str) -> str:
                     block.append(statement)
                     continue
                 if any(node.module == "shared" for node in block):
-                    replacements.append(rewrite_block(block, origins, comments, lines, where))
+                    replacements.append(rewrite_block(block, origins, comments, where))
                 block = [statement] if statement is not None and is_course_import(
                     statement) else []
     for first, last, text in sorted(replacements, reverse=True):
@@ -361,7 +364,7 @@ def direct_imports(source: str, where: str) -> str:
     return "\n".join(lines)
 
 
-def rewrite_block(block, origins, comments, lines, where) -> tuple[int, int, str]:
+def rewrite_block(block, origins, comments, where) -> tuple[int, int, str]:
     """One run of imports from the course, each name from its defining module (see
     direct_imports)."""
     by_module: dict[str, list[str]] = {}
