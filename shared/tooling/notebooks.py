@@ -25,7 +25,8 @@ can teach several modules. Each block is preceded by a `# %% <notebook> cell N, 
 line naming the cell it came from.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/tooling/numerics.py) and no per-run metadata (timings,
-widget state), so stored outputs are reproducible and diffs show real changes only. In place,
+widget state), so stored outputs are reproducible and diffs show real changes only; a line on
+stderr says which code cell starts. In place,
 it regenerates the stored outputs (the contributors' command). With -o OUT, a learner's run:
 the executed notebook goes to OUT, a .ipynb file, or a folder (one that exists or a path
 ending in /; the only form for several notebooks), leaving the notebook as it was; an OUT that
