@@ -43,7 +43,7 @@ def ngram_loss(train_ids, eval_ids, vocab_size: int, order: int, add_k: float) -
     return -probs.log()[previous, evals[order - 1:]].mean().item()
 
 
-# %% beyond_7_shakespeare.ipynb cell 20, 5.10.5 Saving it, with its tokenizer
+# %% beyond_7_shakespeare.ipynb cell 21, 5.10.5 Saving it, with its tokenizer
 
 TEXT_MODEL_FILES = r"config\.json|model\.safetensors|encoder\.json|vocab\.bpe"
 
@@ -83,7 +83,7 @@ def load_text_model(folder: str | Path, device: str | torch.device = "cpu", **ov
     return model.to(device).eval(), tokenizer
 
 
-# %% beyond_7_shakespeare.ipynb cell 23, 5.10.6 A bigger model, another recipe
+# %% beyond_7_shakespeare.ipynb cell 24, 5.10.6 A bigger model, another recipe
 
 def nats_per_character(model: GPTModel, tokenizer, text: str) -> float:
     """`model`'s cross-entropy on `text` per character instead of per token, a measure that

@@ -381,9 +381,10 @@ def prepare_tiktoken_cache() -> None:
     nothing, and tiktoken downloads the files itself; an empty TIKTOKEN_CACHE_DIR is tiktoken's
     "no cache", and nothing is written either.
 
-    Importing `shared` does not call it: the test run (shared/tooling/pytest_setup.py) and the
-    notebook runner do, before any kernel starts (kernels inherit TIKTOKEN_CACHE_DIR), and so
-    does a course function that loads GPT-2's encoding itself.
+    Importing `shared` calls it when LLM_COURSE_DATA_MIRROR is set (so a plain Jupyter kernel
+    works offline), and only then; the test run (shared/tooling/pytest_setup.py) and the
+    notebook runner call it before any kernel starts (kernels inherit TIKTOKEN_CACHE_DIR), and
+    so does a course function that loads GPT-2's encoding itself.
     """
     folder = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken"))
     if not folder:  # not Path(""), the current folder

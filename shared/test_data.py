@@ -323,30 +323,66 @@ def test_read_only_data_folder_never_breaks_the_tiktoken_cache_and_fetch_says_wh
         shutil.rmtree(temp, ignore_errors=True)
 
 
-# prepare_tiktoken_cache: only when called, never on import ------------------------------------
+# prepare_tiktoken_cache on import: only when the mirror variable asks for it ------------------
 
-def test_importing_shared_sets_no_variable_and_writes_no_file(tmp_path):
-    """`import shared` and `from shared import *` (every chapter's module) in a fresh interpreter
-    leave the environment and the disk as they were, with GPT-2's files in the mirror and an
-    empty data/ folder: preparing tiktoken's cache is the caller's step."""
+def import_shared_in_a_fresh_interpreter(tmp_path, mirror: bool):
+    """Run `import shared; from shared import *` then GPT-2's tokenizer, without a network, in a
+    fresh interpreter with an empty data/ folder and TIKTOKEN_CACHE_DIR unset, the mirror
+    variable set or not. (The variables import changed, the files in work/, data/, tmp/)."""
+    import os
     import subprocess
     import sys
 
     work, data_folder, temp = tmp_path / "work", tmp_path / "data", tmp_path / "tmp"
     for folder in (work, data_folder, temp):
         folder.mkdir()
-    env = {name: value for name, value in os.environ.items() if name != "TIKTOKEN_CACHE_DIR"}
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("TIKTOKEN_CACHE_DIR", data.MIRROR_ENV)}
     env.update({data.DATA_DIR_ENV: str(data_folder), "TMPDIR": str(temp),
-                data.MIRROR_ENV: str(data.fetch("gpt2-encoder").parent.parent),
                 "PYTHONPATH": str(data.PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
-    code = ("import os\nbefore = dict(os.environ)\nimport shared\nfrom shared import *\n"
+    if mirror:
+        env[data.MIRROR_ENV] = str(data.fetch("gpt2-encoder").parent.parent)
+    code = (NO_NETWORK + "import os\nbefore = dict(os.environ)\nimport shared\n"
+            "from shared import *\n"
             "print(sorted(k for k in {*before, *os.environ}\n"
-            "             if before.get(k) != os.environ.get(k)))\n")
+            "             if before.get(k) != os.environ.get(k)))\n"
+            "import tiktoken\n"  # no prepare_tiktoken_cache() call: a learner's kernel
+            "try:\n"
+            "    print(tiktoken.get_encoding('gpt2').encode('Hello, world'))\n"
+            "except OSError as error:\n"
+            "    print('no tokenizer:', error)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]", f"import shared set {result.stdout.strip()}"
-    assert [list(folder.iterdir()) for folder in (work, data_folder, temp)] == [[], [], []]
+    changed, tokens = result.stdout.strip().splitlines()
+    files = {name: sorted(str(p.relative_to(tmp_path)) for p in folder.rglob("*") if p.is_file())
+             for name, folder in (("work", work), ("data", data_folder), ("tmp", temp))}
+    return changed, tokens, files
+
+
+def test_importing_shared_without_the_mirror_variable_sets_no_variable_and_writes_no_file(
+        tmp_path):
+    """`import shared` and `from shared import *` (every chapter's module) leave the environment
+    and the disk as they were: offline, tiktoken then has no files (it would download them)."""
+    changed, tokens, files = import_shared_in_a_fresh_interpreter(tmp_path, mirror=False)
+    assert changed == "[]", f"import shared set {changed}"
+    assert files == {"work": [], "data": [], "tmp": []}
+    assert tokens.startswith("no tokenizer:") and "network used" in tokens
+
+
+def test_importing_shared_with_the_mirror_variable_readies_tiktoken_offline(tmp_path):
+    """With LLM_COURSE_DATA_MIRROR set, as the README's set-up says before starting Jupyter,
+    `import shared` is enough: tiktoken's GPT-2 encoding loads without a network, and the only
+    changes are TIKTOKEN_CACHE_DIR and GPT-2's two files in data/ and its tiktoken cache."""
+    import hashlib
+
+    changed, tokens, files = import_shared_in_a_fresh_interpreter(tmp_path, mirror=True)
+    assert changed == "['TIKTOKEN_CACHE_DIR']", f"import shared set {changed}"
+    assert tokens == "[15496, 11, 995]"
+    cached = sorted(f"data/tiktoken/{hashlib.sha1(data.DATASETS[n].urls[0].encode()).hexdigest()}"
+                    for n in ("gpt2-encoder", "gpt2-vocab"))
+    copied = sorted(f"data/{data.DATASETS[n].path}" for n in ("gpt2-encoder", "gpt2-vocab"))
+    assert files == {"work": [], "data": sorted(cached + copied), "tmp": []}
 
 
 # tiktoken's cache, read-only or turned off, never reaches the network -------------------------

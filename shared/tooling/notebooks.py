@@ -28,7 +28,8 @@ import of X from the module that defines it (`from ch04_gpt_model.gpt_model impo
 what uses what.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
 Run: execute with pinned numerics (shared/tooling/numerics.py) and no per-run metadata (timings,
-widget state), so stored outputs are reproducible and diffs show real changes only. In place,
+widget state), so stored outputs are reproducible and diffs show real changes only; a line on
+stderr says which code cell starts. In place,
 it regenerates the stored outputs (the contributors' command). With -o OUT, a learner's run:
 the executed notebook goes to OUT, a .ipynb file, or a folder (one that exists or a path
 ending in /; the only form for several notebooks), leaving the notebook as it was; an OUT that
@@ -575,11 +576,30 @@ def export(notebook: Path, check: bool = False) -> bool:
     return ok
 
 
+def progress_reporter(notebook: Path, cells, stream=None):
+    """nbclient's on_cell_start hook for `run`: as each code cell starts, one line on stderr
+    (never in the stored outputs), `NOTEBOOK: code cell 9 of 16 (cell 14, <section>), 41 s`,
+    so that a run of several minutes shows that it works and where."""
+    import time
+
+    code = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and cell.source.strip()]
+    start = time.perf_counter()
+
+    def on_cell_start(cell, cell_index, **_):  # nbclient calls it for every cell
+        if cell_index not in code:  # markdown, or an empty code cell: nothing runs
+            return
+        print(f"{notebook}: code cell {code.index(cell_index) + 1} of {len(code)} "
+              f"({cell_label(cells, cell_index)}), "
+              f"{time.perf_counter() - start:.0f} s", file=stream or sys.stderr, flush=True)
+
+    return on_cell_start
+
+
 def run(notebook: Path, timeout: int = 1800, output: Path | None = None) -> None:
     """Export `notebook`'s module, then execute the notebook (pinned numerics, from its own
-    folder) and normalise it, in place or into `output`. Exporting first lets a notebook import
-    its own chapter through `shared`; the module depends only on the cells' source, so it needs
-    no second export."""
+    folder) and normalise it, in place or into `output`, saying on stderr which cell runs.
+    Exporting first lets a notebook import its own chapter through `shared`; the module depends
+    only on the cells' source, so it needs no second export."""
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     export(notebook)
@@ -587,7 +607,8 @@ def run(notebook: Path, timeout: int = 1800, output: Path | None = None) -> None
     os.environ[TEXT_PROGRESS_ENV] = "1"  # stored bars show their last frame: see progress_bar
     prepare_tiktoken_cache()  # tiktoken.get_encoding("gpt2") in the kernel works offline too
     nb = read_notebook(notebook)
-    executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False)
+    executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False,
+                                   on_cell_start=progress_reporter(notebook, nb.cells))
     executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     if output is not None:

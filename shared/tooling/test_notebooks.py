@@ -164,8 +164,10 @@ def test_check_flags_per_run_metadata(notebook):
     assert notebooks.main(["check", str(notebook)]) == 1
 
 
-def test_run_with_output_writes_the_executed_notebook_elsewhere(tmp_path, monkeypatch):
-    source = make_notebook(tmp_path / "tiny.ipynb", [("# Tiny", None), ("print(6 * 7)", [])])
+def test_run_with_output_writes_the_executed_notebook_elsewhere(tmp_path, monkeypatch, capsys):
+    source = make_notebook(tmp_path / "tiny.ipynb", [("# Tiny", None), ("print(6 * 7)", []),
+                                                      ("## Part two", None), ("", []),
+                                                      ("print(1)", [])])
     before = source.read_bytes()
     # In this process: its environment is restored afterwards, and the repository's stub is left
     # to the export tests (a run rewrites it when it is out of date).
@@ -177,6 +179,33 @@ def test_run_with_output_writes_the_executed_notebook_elsewhere(tmp_path, monkey
     executed = nbformat.read(tmp_path / "runs" / "tiny.ipynb", as_version=4)
     assert executed.cells[1].outputs[0].text == "42\n"
     assert executed.cells[1].execution_count == 1
+    # While it runs, stderr says which code cell starts (an empty one is not run), and no
+    # stored output holds those lines
+    progress = [line for line in capsys.readouterr().err.splitlines() if "code cell" in line]
+    assert [re.sub(r", \d+ s$", "", line) for line in progress] == [
+        f"{source}: code cell 1 of 2 (cell 1, Tiny)",
+        f"{source}: code cell 2 of 2 (cell 4, Part two)"]
+    assert executed.cells[4].outputs[0].text == "1\n"
+
+
+def test_two_runs_started_together_both_execute_their_notebook(tmp_path):
+    """Two `python -m shared.tooling.notebooks run` commands started at the same moment (a
+    learner's two background jobs) each execute their notebook: neither one's start-up (the
+    export, the stub, Python's bytecode caches, tiktoken's cache) stops the other."""
+    import os
+
+    sources = [make_notebook(tmp_path / f"tiny{i}.ipynb",
+                             [("# Tiny", None), (f"print({i} * 7)", [])]) for i in (1, 2)]
+    env = {**os.environ, "PYTHONPATH": str(notebooks.PROJECT_ROOT)}
+    runs = [subprocess.Popen([sys.executable, "-m", "shared.tooling.notebooks", "run", str(source),
+                              "-o", str(tmp_path / "runs" / source.name)],
+                             cwd=notebooks.PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for source in sources]
+    for i, run in enumerate(runs, start=1):
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-2000:]
+        executed = nbformat.read(tmp_path / "runs" / f"tiny{i}.ipynb", as_version=4)
+        assert executed.cells[1].outputs[0].text == f"{i * 7}\n"
 
 
 def test_run_refuses_an_output_that_would_overwrite_a_file(tmp_path, capsys):
