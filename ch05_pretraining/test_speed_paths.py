@@ -649,13 +649,13 @@ def test_the_chunked_batch_loss_refuses_a_head_with_a_bias():
 
 @pytest.mark.parametrize("args, kwargs, error, match", [
     ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1., 2, 3, 4])), {},
-     TypeError, "integer class ids"),
+     TypeError, "targets"),
     ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, 2, 3, 4])),
-     {"chunk_size": 0}, ValueError, "chunk_size"),
+     {"chunk_size": -1}, ValueError, "chunk_size"),  # would give an empty loop, a loss of 0
     ((torch.randn(4, WIDTH), torch.randn(WIDTH, CLASSES), torch.tensor([1, 2, 3, 4])), {},
-     ValueError, r"weight \(vocab, d\)"),
+     ValueError, "weight"),
     ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, 2, 3])), {},
-     ValueError, "do not fit"),
+     ValueError, "targets"),
     ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, CLASSES, 3, 4])), {},
      ValueError, "target 97 is outside the vocabulary"),
     ((torch.randn(4, WIDTH), torch.randn(CLASSES, WIDTH), torch.tensor([1, -100, 3, 4])),

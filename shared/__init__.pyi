@@ -108,12 +108,12 @@ from ch05_pretraining.pretraining import (
     token_ids_to_text as token_ids_to_text,
 )
 from ch05_pretraining.checkpoints import (
-    lesson_run as lesson_run,
     save_checkpoint as save_checkpoint,
     save_weights as save_weights,
     load_checkpoint as load_checkpoint,
     generator_states as generator_states,
     restore_generators as restore_generators,
+    lesson_run as lesson_run,
 )
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
