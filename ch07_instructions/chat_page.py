@@ -155,13 +155,18 @@ def load_instruction_model() -> PageModel:
                      decode=tokenizer.decode, eos_id=tokenizer.eot_token)
 
 
-def load_chat_model(folder: Path) -> PageModel:
+def check_model_folder(folder: Path) -> None:
+    """Refuse a path that is not a model's folder: no folder there, or no config.json in it."""
     check(folder.is_dir(), f"{folder} is not a folder: give the folder of a download or of "
           "save_open_model (config.json, *.safetensors, a tokenizer)", FileNotFoundError)
+    check((folder / "config.json").is_file(), f"{folder} has no config.json: it is not a "
+          "model's folder (a download or save_open_model's: config.json, *.safetensors, a "
+          "tokenizer)", FileNotFoundError)
+
+
+def load_chat_model(folder: Path) -> PageModel:
+    check_model_folder(folder)
     config_file = folder / "config.json"
-    check(config_file.is_file(), f"{folder} has no config.json: it is not a model's folder "
-          "(a download or save_open_model's: config.json, *.safetensors, a tokenizer)",
-          FileNotFoundError)
     try:
         model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
     except (ValueError, AttributeError) as error:  # not JSON, or not a JSON object
@@ -306,6 +311,7 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
 
     def respond(kind, folder, text, temperature, top_k, top_p, max_tokens, seed,
                 request: gr.Request):
+        started = False  # whether this message's reply is on the page
         try:
             chosen = shelf.get(kind, folder)
             check(text.strip(), "The message is empty: type a text for the model")
@@ -320,6 +326,7 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
                                    int(max_tokens), int(seed))  # the prompt fits: it starts
             before = text if chosen.continues else ""
             yield before, None, prompt, "generating"  # at once: the last reply's status goes
+            started = True
             shown = time.monotonic()
             for so_far, count, ended in replies:
                 if stop_flag(request).is_set():  # between two tokens: the reply so far stays
@@ -334,7 +341,10 @@ def build_page(shelf: ModelShelf, open_model: Path | None = None):
         except Exception as error:  # shown on the page; the server goes on
             text = message_of(error)
             gr.Warning(text)
-            yield gr.update(), gr.update(), gr.update(), f"Not done: {text}"
+            if started:  # the reply so far is this message's: it stays
+                yield gr.update(), gr.update(), gr.update(), f"Not done: {text}"
+            else:  # the last message's reply and text seen would read as this one's: they go
+                yield "", None, "", f"Not done: {text}"
 
     with gr.Blocks(title="Talk to the course's models") as page:
         gr.Markdown("## Talk to the course's models\nEach model is run by the course's own code "
@@ -401,6 +411,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open-model", type=path_arg, help="an open model's folder, offered "
                         "on the page (any other can be typed there)")
     args = parser.parse_args(argv)
+    if args.open_model is not None:  # a mistyped folder is said now, not once the page loads it
+        try:
+            check_model_folder(args.open_model.expanduser())
+        except (OSError, ValueError) as error:
+            parser.error(f"argument --open-model: {error}")
     # Gradio reports usage to its makers unless told not to; a course page has no need to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     prepare_tiktoken_cache()  # GPT-2's tokenizer offline too, from data/ or the data mirror

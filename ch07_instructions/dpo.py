@@ -67,19 +67,9 @@ def preference_collate_fn(batch, pad_token_id=50256, allowed_max_length=None, de
     are -100, exactly as custom_collate_fn does for items with a prompt length, which checks
     each side and its arguments.
     """
-    for i, item in enumerate(batch):
-        check(isinstance(item, dict) and {"chosen", "rejected"} <= item.keys(), f"item {i} of "
-              f"the batch must be a dict with the keys 'chosen' and 'rejected', got "
-              f"{type(item).__name__}")
-    collated = {}
-    for kind in ("chosen", "rejected"):
-        try:
-            collated[kind] = custom_collate_fn(
-                [item[kind] for item in batch], pad_token_id=pad_token_id,
-                allowed_max_length=allowed_max_length, device=device)
-        except (TypeError, ValueError) as error:  # say which side of the pair
-            raise type(error)(f"{kind}: {error}") from None
-    return collated
+    return {kind: custom_collate_fn([item[kind] for item in batch], pad_token_id=pad_token_id,
+                                    allowed_max_length=allowed_max_length, device=device)
+            for kind in ("chosen", "rejected")}
 
 
 # %% beyond_3_dpo.ipynb cell 10, The DPO loss, derived
@@ -103,8 +93,6 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
 def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
     """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient.
     dpo_loss checks beta."""
-    check(isinstance(batch, dict) and {"chosen", "rejected"} <= batch.keys(), "batch must be a "
-          "dict from preference_collate_fn with the keys 'chosen' and 'rejected'")
     # a sequence without targets has log-probability 0 under both models: no signal
     no_target = [f"{kind} sequence {i}" for kind in ("chosen", "rejected")
                  for i, targets in enumerate(batch[kind][1]) if (targets == -100).all()]
@@ -135,7 +123,6 @@ def evaluate_preferences(loader, policy, reference, beta: float = 0.1) -> dict:
                 margins.append(chosen - rejected)
     finally:  # even when a batch fails
         policy.train(was_training)
-    check(len(margins) > 0, "loader gave no batches: there is nothing to evaluate")
     margins = torch.cat(margins)
     return {"loss": sum(losses) / len(margins), "margin": margins.mean().item(),
             "accuracy": (margins > 0).float().mean().item()}

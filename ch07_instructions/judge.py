@@ -3,51 +3,52 @@
 # marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_judge.ipynb cell 21, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 6, The client
 
-"""Chapter 7, section 7.8: an LLM as the judge. query_model asks a model served by Ollama,
-turning every way the request can fail into one OllamaError that says what to do;
-generate_model_scores asks it to score each response against its reference."""
+"""Chapter 7, beyond the book: asking section 7.8's judge through a client that says what went
+wrong. query_ollama sends the request of the lesson's query_model and turns every way it can
+fail into one OllamaError that says what to do; score_responses scores responses as the
+lesson's generate_model_scores does, and keeps the scores given before a failure."""
 
 import http.client
 import json
 import ssl
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
-from shared.checks import check, check_entries, check_number
-from shared.utils import progress_bar
-
-
-OLLAMA_URL = "http://localhost:11434/api/chat"
+from shared import OLLAMA_URL, check_entries, check_number, judge_prompt, progress_bar, read_score
 
 
 class OllamaError(RuntimeError):
-    """The Ollama server could not be reached or gave no usable answer. When
-    generate_model_scores raises it, `scores` holds the scores of the entries before the failed
-    one; from query_model, `scores` is None."""
+    """The Ollama server could not be reached or gave no usable answer. When score_responses
+    raises it, `scores` holds the scores of the entries before the failed one; from
+    query_ollama, `scores` is None."""
 
     scores: list | None = None
 
 
-def _check_url(url) -> None:
-    """The one check of a url: http:// or https://, a host a name lookup can take, a port from 1
-    to 65535 if any, and no space or control character (which no request line may hold)."""
-    try:  # ValueError: a bad port or bracket, or an empty label in the host (a UnicodeError);
-        # AttributeError: no host; TypeError: not a str
-        parts = urllib.parse.urlsplit(url)
-        parts.hostname.encode("idna")
-        good = (parts.scheme in ("http", "https") and parts.port != 0 and url.isprintable()
-                and " " not in url)
-    except (ValueError, AttributeError, TypeError):
-        good = False
-    check(good, f"url must look like http://host:port/api/chat (or https://), with a port from "
-                f"1 to 65535; got {url!r}", ValueError if isinstance(url, str) else TypeError)
+def score_responses(json_data: list, json_key: str = "model_response", model: str = "llama3",
+                    *, url: str = OLLAMA_URL, timeout: float = 120.0,
+                    progress: bool = True) -> list:
+    """The lesson's generate_model_scores through query_ollama: the judge's score of each
+    entry's `json_key` response, None where its reply is no number. `timeout` is
+    query_ollama's, for each request. A failed request ends the run with an OllamaError whose
+    `scores` holds the scores before it: `json_data[len(error.scores):]` is what is left."""
+    # every entry, before the first request: a key missing further on would end the run there
+    check_entries(json_data, ("instruction", "output", json_key))
+    scores = []
+    for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
+        try:
+            reply = query_ollama(judge_prompt(entry, json_key), model, url, timeout=timeout)
+        except OllamaError as error:  # the run ends, and the scores so far go with the error
+            error.scores = scores
+            raise
+        scores.append(read_score(reply))
+    return scores
 
 
-# %% beyond_2_judge.ipynb cell 23, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 7, The client
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args):  # no new request: the redirect comes back as a reply
@@ -82,17 +83,18 @@ def _request_with_body_deadline(url: str, body: bytes | None, timeout: float
     raise TimeoutError(f"no complete answer within {timeout} s")
 
 
-# %% beyond_2_judge.ipynb cell 25, How `judge.py` tells the failures apart
+# %% beyond_2_judge.ipynb cell 8, The client
 
-def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
-                temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
-    """Send one user message to an Ollama server's /api/chat endpoint; return its reply.
+def query_ollama(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
+                 temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
+    """Send one user message to an Ollama server's /api/chat endpoint, as the lesson's
+    query_model does; return its reply, or raise one OllamaError that says what went wrong.
 
     `timeout` (seconds): each read waits at most this long, and no read of the reply's body
     starts later than this long after the call, so a reply that trickles is cut off. A call to
     a local Ollama ends within twice `timeout` (beyond_2_judge.ipynb says when exactly).
     """
-    _check_url(url)
+    # 0 would make the socket non-blocking, and its failure would read as "no server"
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     request = json.dumps({
         "model": model,
@@ -105,6 +107,8 @@ def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, se
         status, location, reply = _request_with_body_deadline(url, request, timeout)
         if status < 300 and reply.strip():  # a reply with a body: the answer, if it is one
             return _message_content(reply)
+    except http.client.InvalidURL:  # a mistyped url: http.client's message says what is wrong
+        raise
     except (http.client.HTTPException, OSError, UnicodeDecodeError, json.JSONDecodeError,
             KeyError, TypeError) as caught:  # URLError and TimeoutError are OSErrors
         error = caught
@@ -123,7 +127,7 @@ def _message_content(reply: bytes) -> str:
 
 
 def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> str:
-    """query_model's failures in one place, in the order they can happen: the message of its
+    """query_ollama's failures in one place, in the order they can happen: the message of its
     OllamaError, which names the url, what happened there and what to do. `error` is what
     sending the request or reading its reply raised; None when the reply is no answer."""
     at, text = f"Ollama at {url}", reply.decode("utf-8", "replace")[:200]
@@ -132,6 +136,8 @@ def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> 
         return (f"the server at {url} did not complete a TLS handshake ({reason!r}); Ollama "
                 f"serves plain http://: try http://{url.split('://', 1)[1]} (or, behind an "
                 f"HTTPS proxy, its certificate was refused)")
+    if isinstance(error, urllib.error.URLError) and isinstance(reason, str):  # no http(s)://
+        return f"{url!r} is not an http:// or https:// url ({reason})"
     if isinstance(error, urllib.error.URLError):  # nothing listens there, or not in time
         why = (f"could not connect within {timeout} s" if isinstance(reason, TimeoutError)
                else repr(reason))
@@ -163,18 +169,22 @@ def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> 
     return f"{at} sent an unexpected answer, without message.content: {text!r}"
 
 
-# %% beyond_2_judge.ipynb cell 32, When a scoring run fails partway
+# %% beyond_2_judge.ipynb cell 9, The client
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
-    holding "models", within `timeout` seconds (as query_model's); a redirect or any other
+    holding "models", within `timeout` seconds (as query_ollama's); a redirect or any other
     reply is no. /api/tags replaces the url's path from "/api" on (http://host:11434/api/chat
     asks http://host:11434/api/tags); a url without "/api" gets it appended."""
-    _check_url(url)
+    # a url that is not one would otherwise read as "no server"
+    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise ValueError(f"url must start with http:// or https://, got {url!r}")
     check_number("timeout", timeout, "a positive number of seconds", low_open=True)
     tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
     try:
         status, _, reply = _request_with_body_deadline(tags, None, timeout)
+    except http.client.InvalidURL:  # a mistyped url, not a server that is down
+        raise
     except (http.client.HTTPException, OSError):  # URLError and TimeoutError are OSErrors
         return False
     try:
@@ -184,43 +194,9 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     return status == 200 and isinstance(listing, dict) and "models" in listing
 
 
-def check_if_running(process_name: str) -> bool:
-    """The book's check: True if a running process has `process_name` in its name. It needs
-    psutil (requirements.txt installs it; or `pip install psutil`)."""
-    import psutil
-
-    return any(process_name in (p.info["name"] or "") for p in psutil.process_iter(["name"]))
-
-
-def generate_model_scores(json_data: list, json_key: str = "model_response",
-                          model: str = "llama3", *, url: str = OLLAMA_URL,
-                          timeout: float = 120.0, progress: bool = True) -> list:
-    """Ask the judge to score each entry's `json_key` from 0 to 100; None where it gave no
-    number. `timeout` is query_model's, for each request. A failed request ends the run with
-    an OllamaError whose `scores` holds the scores before it: `json_data[len(error.scores):]`
-    is what is left to score."""
-    # the lesson's (7.8), imported here, not at the top, so that importing judge.py does not
-    # load the lesson's module, which imports torch
-    from ch07_instructions.instructions import judge_prompt, read_score
-
-    check_entries(json_data, ("instruction", "output", json_key))
-    scores = []
-    for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
-        try:
-            reply = query_model(judge_prompt(entry, json_key), model=model, url=url,
-                                timeout=timeout)
-        except OllamaError as error:  # the run ends, and the scores so far go with the error
-            error.scores = scores
-            raise
-        scores.append(read_score(reply))
-    return scores
-
-
 __all__ = [
-    'OLLAMA_URL',
     'OllamaError',
-    'query_model',
+    'score_responses',
+    'query_ollama',
     'ollama_is_running',
-    'check_if_running',
-    'generate_model_scores',
 ]

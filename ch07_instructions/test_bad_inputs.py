@@ -1,5 +1,6 @@
 """Bad inputs to chapter 7: entries, collate functions, DPO, and a misbehaving Ollama server."""
 
+import http.client
 import http.server
 import json
 import math
@@ -32,9 +33,9 @@ from ch07_instructions.instructions import (
 )
 from ch07_instructions.judge import (
     OllamaError,
-    generate_model_scores,
     ollama_is_running,
-    query_model,
+    query_ollama,
+    score_responses,
 )
 
 
@@ -57,7 +58,7 @@ ENTRY = {"instruction": "Add.", "input": "1 and 2", "output": "3", "chosen": "3"
      "entry 1: 'rejected' must be a string, got 3"),
     (lambda d: rouge_l_scores(d), {"output": "x"}, ValueError,
      "entry 1 has no 'model_response' key"),
-    (lambda d: generate_model_scores(d, url="http://127.0.0.1:9/api/chat", progress=False),
+    (lambda d: score_responses(d, url="http://127.0.0.1:9/api/chat", progress=False),
      {"instruction": "x", "output": "y"}, ValueError, "entry 1 has no 'model_response' key"),
 ])
 def test_an_entry_missing_a_key_is_named_by_index_and_key(build, bad, error, message):
@@ -221,11 +222,8 @@ PAIR = {"chosen": ([1, 2, 3, 4], 2), "rejected": ([1, 2, 5], 2)}
 @pytest.mark.parametrize("batch, limit, error, message", [
     ([], None, ValueError, "the batch is empty"),
     ([PAIR], 0, ValueError, "allowed_max_length"),
-    ([PAIR, {"chosen": ([1], 0)}], None, ValueError,
-     "item 1 of the batch must be a dict with the keys 'chosen' and 'rejected', got dict"),
-    ([PAIR, ([1, 2], 1)], None, ValueError, "item 1 of the batch must be a dict .* got tuple"),
     ([PAIR, {"chosen": ([1, 2, 3], 1), "rejected": ([1, 2, 3, 4], 4)}], 2, ValueError,
-     "rejected: item 1 of the batch has no target left: its prompt has 4 tokens"),
+     "item 1 of the batch has no target left"),
 ])
 def test_preference_collate_bad_inputs(batch, limit, error, message):
     with pytest.raises(error, match=message):
@@ -247,10 +245,10 @@ class BigramModel(nn.Module):
 ])
 def test_beta_must_be_a_positive_number(beta, error):
     zeros = torch.zeros(2)
-    with pytest.raises(error, match=f"beta must be a positive number, got {beta!r}"):
+    with pytest.raises(error, match="beta"):
         dpo_loss(zeros, zeros, zeros, zeros, beta=beta)
     batch = preference_collate_fn([PAIR], pad_token_id=0)
-    with pytest.raises(error, match="beta must be a positive number"):
+    with pytest.raises(error, match="beta"):
         dpo_loss_batch(batch, BigramModel(), BigramModel(), beta=beta)
 
 
@@ -268,13 +266,6 @@ def test_dpo_loss_batch_refuses_a_sequence_without_targets_before_any_forward_pa
     unpaired = {"chosen": (inputs, good), "rejected": (inputs[:1], good[:1])}
     with pytest.raises(ValueError, match="2 chosen and 1 rejected sequences"):
         dpo_loss_batch(unpaired, policy, BigramModel())
-    with pytest.raises(ValueError, match="batch must be a dict .*'rejected'"):
-        dpo_loss_batch({"chosen": (inputs, good)}, policy, BigramModel())
-
-
-def test_evaluate_preferences_on_an_empty_loader_is_an_error():
-    with pytest.raises(ValueError, match="loader gave no batches"):
-        evaluate_preferences([], BigramModel(), BigramModel())
 
 
 # The Ollama client against a misbehaving local server ----------------------------------------
@@ -332,7 +323,7 @@ def answer(body, pieces=1, pause=0.0, before=0.0, length=None):
 def timed_query(url, timeout):
     start = time.monotonic()
     try:
-        return query_model("?", url=url, timeout=timeout), time.monotonic() - start
+        return query_ollama("?", url=url, timeout=timeout), time.monotonic() - start
     except OllamaError as error:
         return error, time.monotonic() - start
 
@@ -367,33 +358,30 @@ def test_an_answer_in_pieces_within_the_deadline_is_read_whole(server):
 def test_bad_replies_are_ollama_errors_that_name_the_problem(server, behave, message):
     server.behave = behave
     with pytest.raises(OllamaError, match=message):
-        query_model("?", url=server.url, timeout=5)
+        query_ollama("?", url=server.url, timeout=5)
 
 
-@pytest.mark.parametrize("options, error, message", [
-    ({"timeout": 0}, ValueError, "timeout must be a positive number of seconds, got 0"),
-    ({"timeout": -1.5}, ValueError, "timeout must be a positive number of seconds, got -1.5"),
-    ({"timeout": float("nan")}, ValueError, "timeout must be .* got nan"),
-    ({"timeout": "5"}, TypeError, "timeout must be a positive number of seconds, got '5'"),
-    ({"timeout": None}, TypeError, "timeout must be a positive number of seconds, got None"),
-    ({"url": "localhost:11434/api/chat"}, ValueError,
-     r"url must look like http://host:port/api/chat \(or https://\), with a port from 1 to "
-     r"65535; got 'localhost:11434/api/chat'"),
-    ({"url": "http://localhost:11434x/api/chat"}, ValueError, "url must .* got 'http://loc"),
-    ({"url": "http://localhost:99999/api/chat"}, ValueError, "url must .* from 1 to 65535"),
-    ({"url": "http://localhost:0/api/chat"}, ValueError, "url must .* from 1 to 65535"),
-    ({"url": "http:///api/chat"}, ValueError, "url must look like http://host:port"),
-    ({"url": "http://127.0.0.1:9/api chat"}, ValueError,
-     "url must .* got 'http://127.0.0.1:9/api chat'"),
-    ({"url": "http://localhost:11434/api/chat\n"}, ValueError, "url must look like"),
-    ({"url": "http://exämple..com/api/chat"}, ValueError, "url must look like"),
-    ({"url": "http://[::1/api/chat"}, ValueError, "url must look like"),
-    ({"url": None}, TypeError, "url must look like .* got None"),
-    ({"url": b"http://localhost:11434/api/chat"}, TypeError, "url must look like"),
+@pytest.mark.parametrize("timeout, error", [
+    (0, ValueError), (-1.5, ValueError), (float("nan"), ValueError), ("5", TypeError),
+    (None, TypeError),
 ])
-def test_query_model_bad_arguments(options, error, message):
-    with pytest.raises(error, match=message):
-        query_model("?", **options)
+def test_query_ollama_refuses_a_timeout_that_is_not_a_positive_number(timeout, error):
+    # 0 would make the socket non-blocking: its failure would read as "no Ollama server"
+    with pytest.raises(error, match="timeout"):
+        query_ollama("?", url="http://127.0.0.1:9/api/chat", timeout=timeout)
+
+
+@pytest.mark.parametrize("url, error, message", [
+    ("localhost:11434/api/chat", OllamaError,
+     r"'localhost:11434/api/chat' is not an http:// or https:// url \(unknown url type"),
+    ("http://localhost:11434x/api/chat", http.client.InvalidURL, "nonnumeric port: '11434x'"),
+    ("http://127.0.0.1:9/api chat", http.client.InvalidURL, "can't contain control characters"),
+])
+def test_a_mistyped_url_is_named_before_any_request(url, error, message):
+    """No check of ours: urllib and http.client refuse these urls, naming what is wrong."""
+    with pytest.raises(error, match=message) as caught:
+        query_ollama("?", url=url, timeout=5)
+    assert "no Ollama server" not in str(caught.value)
 
 
 # Entries and batches: empty answers, special-token spellings, equal pairs, tensors for lists -----
@@ -412,8 +400,7 @@ class CountingTokenizer(LetterTokenizer):
 def test_an_empty_output_is_refused_by_its_entry_before_any_work(output, mask_instruction):
     tokenizer = CountingTokenizer()
     data = [dict(ENTRY), {**ENTRY, "output": output}]
-    with pytest.raises(ValueError, match=re.escape(f"entry 1: 'output' is empty ({output!r}): "
-                                                   f"fill it in or drop the entry")):
+    with pytest.raises(ValueError, match=re.escape("entry 1: 'output'")):
         InstructionDataset(data, tokenizer, mask_instruction=mask_instruction)
     assert tokenizer.calls == 0 and data[1]["output"] == output
 
@@ -497,14 +484,7 @@ def test_equal_answers_are_kept_on_request_and_their_loss_is_constant():
     assert policy[0].weight.grad.abs().max() == 0  # nothing to learn from it
 
 
-def test_preference_collate_names_the_side_with_a_tensor():
-    pair = {"chosen": ([1, 2, 3], 1), "rejected": (torch.tensor([1, 2, 4]), 1)}
-    with pytest.raises(TypeError, match="^rejected: item 0 of the batch must be a list of token "
-                                        "ids, got Tensor"):
-        preference_collate_fn([pair], pad_token_id=0)
-
-
-# ollama_is_running and query_model: a deadline, a redirect, an empty body; the model's mode ------
+# ollama_is_running and query_ollama: a deadline, a redirect, an empty body; the model's mode ------
 
 def redirect(handler):
     handler.send_response(302)
@@ -522,13 +502,13 @@ def redirect(handler):
 def test_a_redirect_or_an_empty_body_is_an_error_not_an_empty_answer(server, behave, message):
     server.behave = behave
     with pytest.raises(OllamaError, match=message):
-        query_model("?", url=server.url, timeout=5)
+        query_ollama("?", url=server.url, timeout=5)
     assert server.paths == ["/api/chat"]  # the redirect was not followed
 
 
 def test_an_empty_answer_from_the_model_is_still_an_answer(server):
     server.behave = answer(chat_answer(""))
-    assert query_model("?", url=server.url, timeout=5) == ""
+    assert query_ollama("?", url=server.url, timeout=5) == ""
 
 
 def timed_check(url, timeout):
@@ -572,14 +552,15 @@ def test_ollama_is_running_says_no_to_a_redirect_or_an_empty_reply(server, behav
     assert server.paths == ["/api/tags"]  # the redirect was not followed
 
 
-@pytest.mark.parametrize("options, error, message", [
-    ({"timeout": 0}, ValueError, "timeout must be a positive number of seconds, got 0"),
-    ({"timeout": "2"}, TypeError, "timeout must be a positive number of seconds, got '2'"),
-    ({"url": "localhost:11434"}, ValueError, "url must look like http://host:port/api/chat"),
-    ({"url": "http://localhost:11434x/"}, ValueError, "url must look like http://host:port"),
+@pytest.mark.parametrize("options, error, named", [
+    ({"timeout": 0}, ValueError, "timeout"),
+    ({"timeout": "2"}, TypeError, "timeout"),
+    ({"url": "localhost:11434"}, ValueError, "url"),
+    ({"url": "http://localhost:11434x/"}, http.client.InvalidURL, "11434x"),
 ])
-def test_ollama_is_running_bad_arguments(options, error, message):
-    with pytest.raises(error, match=message):
+def test_ollama_is_running_refuses_rather_than_answering_no(options, error, named):
+    # each would otherwise read as "no server"
+    with pytest.raises(error, match=named):
         ollama_is_running(**options)
 
 
@@ -604,7 +585,7 @@ def test_generating_and_evaluating_preferences_leave_the_mode_as_it_was(training
     batch = preference_collate_fn([pairs[0]])
     evaluate_preferences([batch], model, tiny_gpt(vocab_size=50257, context_length=64), beta=0.1)
     assert model.training is training
-    with pytest.raises(ValueError, match="batch must be a dict"):  # restored all the same
+    with pytest.raises(KeyError, match="chosen"):  # restored all the same
         evaluate_preferences([{}], model, tiny_gpt(vocab_size=50257, context_length=64))
     assert model.training is training
 

@@ -178,11 +178,14 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
             made = int(re.fullmatch(r"stopped: (\d+) tokens", status)[1])
             assert 0 < made < 2000
 
-            # Bad inputs: each gets its message, and the server goes on.
+            # Bad inputs: each gets its message, and the server goes on; the last reply and the
+            # text its model saw go, so that they cannot be taken for the answer to this one.
+            assert value_of(page, "#out") and value_of(page, "#seen")
             send(page, "   ")
             see_message(page, "The message is empty")
             wait_for(lambda: page.locator("#status").inner_text().startswith(  # the busy mark goes
                 "Not done: The message"), what="the empty message's status")
+            assert value_of(page, "#out") == value_of(page, "#seen") == ""
             send(page, "To be or not to be " * 60)
             see_message(page, "longer than this model's context of 32")
             assert "generating" not in page.locator("#status").inner_text()  # none started
@@ -196,6 +199,11 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
                                 page.locator("#status").inner_text())
             assert len(re.findall(r"\d+%", page.locator("#label").inner_text())) == 2
             assert value_of(page, "#seen").startswith("You have won a free prize!")
+            send(page, "")  # refused: the last verdict goes with the text it was given
+            wait_for(lambda: page.locator("#status").inner_text().startswith("Not done"),
+                     what="the empty message's status")
+            assert not re.findall(r"\d+%", page.locator("#label").inner_text())
+            assert value_of(page, "#seen") == ""
 
             choose_model(page, INSTRUCTION)
             page.locator("#about").get_by_text("Instruction model").wait_for(timeout=60_000)
@@ -223,6 +231,25 @@ def test_the_page_as_a_person_uses_it(tmp_path, monkeypatch):
                                                "<|im_start|>assistant\n<think>\n\n</think>\n\n")
             browser.close()
         assert server.poll() is None, "the server ended"
+
+
+@pytest.mark.parametrize("made, named", [(False, "is not a folder"), (True, "has no config.json")])
+def test_an_open_model_that_is_not_there_is_refused_at_start_up(tmp_path, capsys, monkeypatch,
+                                                                made, named):
+    from ch07_instructions import chat_page
+
+    def build_page(*args):
+        raise AssertionError("the page was built: the folder was not refused at start-up")
+
+    monkeypatch.setattr(chat_page, "build_page", build_page)
+    folder = tmp_path / "Qwen3-0.6B"
+    if made:
+        folder.mkdir()
+    with pytest.raises(SystemExit) as caught:
+        chat_page.main(["--open-model", str(folder)])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "--open-model" in error and f"{folder} {named}" in error
 
 
 def as_page_model(model, **options) -> PageModel:

@@ -1,4 +1,5 @@
-"""Tests of judge.py (beyond_2_judge.ipynb): the LLM judge's client."""
+"""Tests of the LLM judge's clients: the lesson's (section 7.8, instructions.py) and judge.py's
+(beyond_2_judge.ipynb)."""
 
 import contextlib
 import http.server
@@ -7,14 +8,12 @@ import threading
 
 import pytest
 
-from ch07_instructions.instructions import (
-    format_input,
-)
+from ch07_instructions import instructions
 from ch07_instructions.judge import (
     OllamaError,
-    generate_model_scores,
     ollama_is_running,
-    query_model,
+    query_ollama,
+    score_responses,
 )
 from ch07_instructions.test_bad_inputs import timed_query  # a query, and how long it took
 
@@ -70,19 +69,19 @@ def chat_answer(content):
                        "done": True}).encode()
 
 
-def test_query_model_sends_a_reproducible_chat_request(ollama_server):
+def test_query_ollama_sends_a_reproducible_chat_request(ollama_server):
     ollama_server.reply = lambda body: (200, chat_answer("Paris"))
-    assert query_model("Capital of France?", url=ollama_server.url) == "Paris"
+    assert query_ollama("Capital of France?", url=ollama_server.url) == "Paris"
     path, body = ollama_server.requests[0]
     assert path == "/api/chat" and body["model"] == "llama3" and body["stream"] is False
     assert body["messages"] == [{"role": "user", "content": "Capital of France?"}]
     assert body["options"]["seed"] == 123 and body["options"]["temperature"] == 0
 
 
-def test_query_model_reads_a_streamed_answer(ollama_server):
+def test_query_ollama_reads_a_streamed_answer(ollama_server):
     lines = b"\n".join([chat_answer("Par"), chat_answer("is")])
     ollama_server.reply = lambda body: (200, lines)
-    assert query_model("?", url=ollama_server.url) == "Paris"
+    assert query_ollama("?", url=ollama_server.url) == "Paris"
 
 
 @pytest.mark.parametrize("code, body, message", [
@@ -90,10 +89,10 @@ def test_query_model_reads_a_streamed_answer(ollama_server):
     (200, b'{"done": true}', "unexpected answer"),
     (404, b'{"error": "model \'llama3\' not found"}', "HTTP 404.*ollama pull llama3"),
 ])
-def test_query_model_garbage_is_a_clear_error(ollama_server, code, body, message):
+def test_query_ollama_garbage_is_a_clear_error(ollama_server, code, body, message):
     ollama_server.reply = lambda request: (code, body)
     with pytest.raises(OllamaError, match=message):
-        query_model("?", url=ollama_server.url)
+        query_ollama("?", url=ollama_server.url)
 
 
 @pytest.mark.parametrize("code, body, message", [
@@ -103,7 +102,7 @@ def test_query_model_garbage_is_a_clear_error(ollama_server, code, body, message
 def test_only_a_404_suggests_pulling_the_model(ollama_server, code, body, message):
     ollama_server.reply = lambda request: (code, body)
     with pytest.raises(OllamaError, match=message) as caught:
-        query_model("?", url=ollama_server.url)
+        query_ollama("?", url=ollama_server.url)
     assert "ollama pull" not in str(caught.value)
 
 
@@ -131,7 +130,7 @@ def test_a_reset_after_connecting_is_a_broken_answer_not_a_missing_server():
     with serving(Reset) as httpd:
         with pytest.raises(OllamaError, match=r"broke off its answer .*ConnectionResetError") \
                 as caught:
-            query_model("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
+            query_ollama("?", url=f"http://127.0.0.1:{httpd.server_port}/api/chat", timeout=5)
         assert "no Ollama server" not in str(caught.value)
 
 
@@ -139,7 +138,7 @@ def test_server_down_is_a_clear_error():
     url = "http://127.0.0.1:9/api/chat"  # port 9: nothing listens
     assert not ollama_is_running(url)
     with pytest.raises(OllamaError, match="no Ollama server at .*ollama serve"):
-        query_model("?", url=url, timeout=5)
+        query_ollama("?", url=url, timeout=5)
 
 
 def test_judge_scores_each_response(ollama_server):
@@ -148,7 +147,7 @@ def test_judge_scores_each_response(ollama_server):
     data = [{"instruction": f"Task {i}", "input": "", "output": "x", "model_response": "y"}
             for i in range(3)]
     assert ollama_is_running(ollama_server.url)
-    assert generate_model_scores(data, url=ollama_server.url, progress=False) == [87, None, 12]
+    assert score_responses(data, url=ollama_server.url, progress=False) == [87, None, 12]
     prompt = ollama_server.requests[0][1]["messages"][0]["content"]
     assert "Task 0" in prompt and "Reference answer: x" in prompt and prompt.count("y") >= 1
 
@@ -159,7 +158,7 @@ def test_a_failed_request_ends_the_run_and_keeps_the_scores_before_it(ollama_ser
     data = [{"instruction": f"Task {i}", "input": "", "output": "x", "model_response": "y"}
             for i in range(4)]
     with pytest.raises(OllamaError, match="HTTP 404") as caught:
-        generate_model_scores(data, url=ollama_server.url, progress=False)
+        score_responses(data, url=ollama_server.url, progress=False)
     assert caught.value.scores == [87, None] and len(ollama_server.requests) == 3
     assert OllamaError("raised elsewhere").scores is None
 
@@ -173,7 +172,7 @@ def test_a_connect_timeout_blames_the_connection_not_the_model(monkeypatch):
     monkeypatch.setattr(http.client.HTTPConnection, "connect", connect)
     with pytest.raises(OllamaError, match=r"no Ollama server at .*could not connect within 5") \
             as caught:
-        query_model("?", url="http://10.255.255.1:11434/api/chat", timeout=5)
+        query_ollama("?", url="http://10.255.255.1:11434/api/chat", timeout=5)
     assert "no complete answer" not in str(caught.value)
     assert not ollama_is_running("http://10.255.255.1:11434/api/chat")
 
@@ -181,35 +180,38 @@ def test_a_connect_timeout_blames_the_connection_not_the_model(monkeypatch):
 def test_check_if_running_finds_this_process():
     import psutil
 
-    from ch07_instructions.judge import check_if_running
-
     # this process's own name: "python", or "pytest" when pytest runs as its own script
-    assert check_if_running(psutil.Process().name())
-    assert not check_if_running("no process has this name 7f3a")
+    assert instructions.check_if_running(psutil.Process().name())
+    assert not instructions.check_if_running("no process has this name 7f3a")
 
 
-def test_the_book_sized_judge_on_the_books_path_asks_and_reads_as_judge_py_does(monkeypatch):
-    """7.8 shows a client of the book's size (cells ch07-043a and ch07-043c); judge.py's
-    generate_model_scores must send the same prompt and read the same scores."""
-    import nbformat
+def test_the_lessons_query_model_sends_the_books_request(ollama_server):
+    ollama_server.reply = lambda body: (200, chat_answer("Paris"))
+    assert instructions.query_model("Capital of France?", url=ollama_server.url) == "Paris"
+    path, body = ollama_server.requests[0]
+    assert path == "/api/chat" and body["model"] == "llama3" and body["stream"] is False
+    assert body["options"] == {"seed": 123, "temperature": 0, "num_ctx": 2048}
 
+
+@pytest.mark.parametrize("scores", ["lesson", "judge.py"])
+def test_both_loops_send_the_lessons_prompt_and_keep_none_in_place(monkeypatch, scores):
+    """The lesson's generate_model_scores and judge.py's score_responses: one prompt, one
+    reading of the replies, a None where a reply is no score."""
     from ch07_instructions import judge
-    from shared import progress_bar
-    from shared.data import PROJECT_ROOT
 
-    nb = nbformat.read(PROJECT_ROOT / "ch07_instructions" / "instructions.ipynb", as_version=4)
-    source = next(cell.source for cell in nb.cells if cell.get("id") == "ch07-043c")
-    entry = {"instruction": "Name a colour.", "input": "", "output": "Blue.",
-             "model_response": "Red."}
-    namespace = {"format_input": format_input, "progress_bar": progress_bar, "test_data": [entry]}
-    exec(source, namespace)
-    for reply in ["87", " 100\n", "101", "about 50", "", "-3", "0"]:
-        sent = []
-        monkeypatch.setattr(judge, "query_model", lambda prompt, sent=sent, reply=reply, **_:
-                            sent.append(prompt) or reply)
-        assert judge.generate_model_scores([entry], progress=False) == [
-            namespace["read_score"](reply)]
-        assert sent == [namespace["judge_prompt"](entry)]
+    entries = [{"instruction": f"Name colour {i}.", "input": "", "output": "Blue.",
+                "model_response": "Red."} for i in range(7)]
+    replies = ["87", " 100\n", "101", "about 50", "", "-3", "0"]
+    sent = []
+    ask = lambda prompt, *args, **options: sent.append(prompt) or replies[len(sent) - 1]  # noqa: E731
+    if scores == "lesson":
+        monkeypatch.setattr(instructions, "query_model", ask)
+        got = instructions.generate_model_scores(entries, "model_response")
+    else:
+        monkeypatch.setattr(judge, "query_ollama", ask)
+        got = judge.score_responses(entries, progress=False)
+    assert got == [87, 100, None, None, None, None, 0]
+    assert sent == [instructions.judge_prompt(entry) for entry in entries]
 
 
 @pytest.mark.parametrize("tags", [b"{}", b"<html>a web server</html>", b"[]", b"\xff"])
@@ -218,15 +220,15 @@ def test_ollama_is_running_wants_ollamas_list_of_models(ollama_server, tags):
     assert not ollama_is_running(ollama_server.url)
 
 
-def test_generate_model_scores_gives_its_timeout_to_each_request(monkeypatch):
+def test_score_responses_gives_its_timeout_to_each_request(monkeypatch):
     from ch07_instructions import judge
 
     seen = []
-    monkeypatch.setattr(judge, "query_model", lambda prompt, **options: seen.append(options)
-                        or "50")
+    monkeypatch.setattr(judge, "query_ollama", lambda prompt, *args, **options:
+                        seen.append(options) or "50")
     data = [{"instruction": "Task", "input": "", "output": "x", "model_response": "y"}] * 2
-    assert judge.generate_model_scores(data, progress=False) == [50, 50]
-    assert judge.generate_model_scores(data, timeout=7.5, progress=False) == [50, 50]
+    assert judge.score_responses(data, progress=False) == [50, 50]
+    assert judge.score_responses(data, timeout=7.5, progress=False) == [50, 50]
     assert [options["timeout"] for options in seen] == [120.0, 120.0, 7.5, 7.5]
 
 
@@ -303,7 +305,7 @@ def test_https_to_a_plain_http_server_is_a_tls_error_not_a_missing_server(ollama
     url = ollama_server.url.replace("http://", "https://")
     with pytest.raises(OllamaError, match=r"did not complete a TLS handshake .*SSLError.*"
                                           r"plain http://: try http://127\.0\.0\.1") as caught:
-        query_model("?", url=url, timeout=5)
+        query_ollama("?", url=url, timeout=5)
     assert "no Ollama server" not in str(caught.value)
     assert not ollama_is_running(url, timeout=5)
 
@@ -311,7 +313,7 @@ def test_https_to_a_plain_http_server_is_a_tls_error_not_a_missing_server(ollama
 def test_a_json_reply_over_several_lines_is_read_as_one_object(ollama_server):
     reply = json.dumps({"message": {"role": "assistant", "content": "85"}}, indent=2).encode()
     ollama_server.reply = lambda body: (200, reply)
-    assert query_model("?", url=ollama_server.url) == "85"
+    assert query_ollama("?", url=ollama_server.url) == "85"
 
 
 @pytest.mark.parametrize("suffix", ["/api/chat", "/api/", "/api", "/", ""])

@@ -220,8 +220,12 @@ from ch07_instructions.instructions import (
     custom_collate_fn as custom_collate_fn,
     extract_response as extract_response,
     generate_responses as generate_responses,
+    OLLAMA_URL as OLLAMA_URL,
+    check_if_running as check_if_running,
+    query_model as query_model,
     judge_prompt as judge_prompt,
     read_score as read_score,
+    generate_model_scores as generate_model_scores,
 )
 from ch07_instructions.evaluation import (
     LESSON_SETTINGS as LESSON_SETTINGS,
@@ -232,12 +236,10 @@ from ch07_instructions.evaluation import (
     rouge_l_scores as rouge_l_scores,
 )
 from ch07_instructions.judge import (
-    OLLAMA_URL as OLLAMA_URL,
     OllamaError as OllamaError,
-    query_model as query_model,
+    score_responses as score_responses,
+    query_ollama as query_ollama,
     ollama_is_running as ollama_is_running,
-    check_if_running as check_if_running,
-    generate_model_scores as generate_model_scores,
 )
 from ch07_instructions.dpo import (
     PreferenceDataset as PreferenceDataset,
