@@ -1,6 +1,7 @@
 """Chapter 2's diagrams, drawn as SVG into figures/: `python ch02_text_data/draw_figures.py`."""
 
 import json
+import re
 from pathlib import Path
 
 from shared.tooling.command_line import run_main
@@ -93,10 +94,10 @@ def regex_split():
     d = Diagram(40, 10.5, "Splitting on whitespace and punctuation, then dropping the spaces")
     d.box(0.5, 1.8, 16, 1.4, '"Hello, world. Is this-- a test?"', fill=COLORS["text"],
           family="monospace")
-    from ch02_text_data.text_data import SIMPLE_SPLIT_PATTERN
-
-    # The pieces re.split keeps (empty strings dropped), computed with the chapter's pattern.
-    pieces = [p for p in SIMPLE_SPLIT_PATTERN.split("Hello, world. Is this-- a test?") if p]
+    # The pieces re.split keeps (empty strings dropped), with the pattern of 2.2's
+    # simple_tokenize.
+    pattern = r'([,.:;?_!"()\']|--|\s)'
+    pieces = [p for p in re.split(pattern, "Hello, world. Is this-- a test?") if p]
     widths = [3.0 if len(p) > 2 else 1.4 for p in pieces]
     x = 0.5
     for piece, w in zip(pieces, widths):

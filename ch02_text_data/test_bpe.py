@@ -8,6 +8,7 @@ import tiktoken
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.data import DataLoader
 
 from ch02_text_data.bpe import (
     BPETokenizer,
@@ -17,7 +18,7 @@ from ch02_text_data.bpe import (
     learn_merges,
     write_gpt2_files,
 )
-from ch02_text_data.text_data import create_dataloader_v1
+from ch02_text_data.text_data import GPTDatasetV1, create_dataloader_v1
 from shared import fetch
 
 
@@ -64,7 +65,7 @@ def test_bpe_special_tokens_like_tiktoken(gpt2_bpe, tiktoken_gpt2):
 
 def test_bpe_decode_round_trip_and_bad_id(gpt2_bpe, verdict):
     assert gpt2_bpe.decode(gpt2_bpe.encode(verdict)) == verdict
-    with pytest.raises(ValueError, match="not in the vocabulary"):
+    with pytest.raises(KeyError, match="50257"):
         gpt2_bpe.decode([50257])
 
 
@@ -197,9 +198,9 @@ def test_vocab_size_too_small_is_an_error():
         BPETokenizer.train("abc", vocab_size=100)
 
 
-def test_dataloader_accepts_our_bpe_tokenizer(verdict, gpt2_bpe):
-    ours = create_dataloader_v1(verdict, batch_size=2, max_length=8, stride=8, shuffle=False,
-                                tokenizer=gpt2_bpe)
+def test_the_lessons_dataset_accepts_our_bpe_tokenizer(verdict, gpt2_bpe):
+    ours = DataLoader(GPTDatasetV1(verdict, gpt2_bpe, max_length=8, stride=8), batch_size=2,
+                      drop_last=True)
     reference = create_dataloader_v1(verdict, batch_size=2, max_length=8, stride=8,
                                      shuffle=False)
     for (a, b), (c, d) in zip(ours, reference):

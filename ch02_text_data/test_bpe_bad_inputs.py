@@ -26,16 +26,20 @@ def trained(verdict):
 
 @pytest.mark.parametrize("bad_id", [300, -1, 10**9])
 def test_bpe_decode_names_an_unknown_id(trained, bad_id):
-    with pytest.raises(ValueError, match=rf"token id {bad_id} is not in the vocabulary "
-                                         r"\(ids 0\.\.299\)"):
+    with pytest.raises(KeyError, match=rf"^{bad_id}$"):
         trained.decode([72, bad_id])
 
 
 @pytest.mark.parametrize("bad_id", [1.5, "7", None])
 def test_bpe_decode_refuses_ids_that_are_not_integers(trained, bad_id):
-    # int(1.5) would silently decode token 1
-    with pytest.raises(TypeError, match=f"token ids must be integers, got {bad_id!r}"):
+    with pytest.raises(TypeError):  # a dict lookup alone would decode 1.0 as token 1
         trained.decode([72, bad_id])
+
+
+def test_bpe_decode_takes_an_integer_tensor(trained):
+    import torch
+
+    assert trained.decode(torch.tensor([72, 101])) == trained.decode([72, 101]) == "He"
 
 
 def test_bpe_encode_refuses_text_that_is_not_a_str(trained):
@@ -57,9 +61,8 @@ def test_bpe_names_an_unknown_allowed_special_token(trained, allowed):
 
 
 def test_allowed_special_as_a_bare_string_is_refused():
-    # set("<|endoftext|>") would be a set of characters
-    with pytest.raises(TypeError, match=r"allowed_special must be 'all' or a set of special "
-                                        r"tokens, got '<\|endoftext\|>'; did you mean"):
+    # set("<|endoftext|>") is a set of characters, none of them a special token
+    with pytest.raises(ValueError, match="allowed_special"):
         split_special_tokens("a<|endoftext|>", {"<|endoftext|>": 5}, "<|endoftext|>")
 
 
@@ -112,7 +115,7 @@ def test_gpt2_tokenizer_equals_tiktoken_on_any_text_even_with_surrogates(gpt2_bp
 def test_decode_accepts_every_known_id_and_names_the_first_unknown(trained, ids):
     unknown = [i for i in ids if not 0 <= i < 300]
     if unknown:
-        with pytest.raises(ValueError, match=f"token id {unknown[0]} is not in the vocabulary"):
+        with pytest.raises(KeyError, match=rf"^{unknown[0]}$"):
             trained.decode(ids)
     else:
         assert trained.decode_bytes(ids) == b"".join(trained._id_to_bytes[i] for i in ids)
@@ -129,9 +132,7 @@ def byte_encoder() -> dict:
 
 
 @pytest.mark.parametrize("encoder_text, bpe_text, error, message", [
-    # encoder.json
-    ('{\n"a": 0,\n"b": 1,,\n}', "#version: 0.2\n", ValueError,
-     r"encoder\.json, line 3: not valid JSON"),
+    # encoder.json (a file that is not JSON: json.loads's own error)
     ("[1, 2]", "#version: 0.2\n", ValueError,
      r"encoder\.json must be a JSON object mapping tokens to integer ids"),
     ('{"a": "0"}', "#version: 0.2\n", ValueError,
@@ -155,15 +156,6 @@ def test_malformed_gpt2_files_name_the_file_and_line(tmp_path, encoder_text, bpe
     vocab_bpe.write_text(bpe_text, encoding="utf-8")
     with pytest.raises(error, match=message):
         read_gpt2_files(encoder_json, vocab_bpe)
-
-
-@pytest.mark.parametrize("broken", ["encoder.json", "vocab.bpe"])
-def test_gpt2_files_that_are_not_utf8_are_named(tmp_path, broken):
-    (tmp_path / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
-    (tmp_path / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
-    (tmp_path / broken).write_bytes(b"\xff\xfe not UTF-8")
-    with pytest.raises(ValueError, match=rf"{broken} is not UTF-8 text \(byte 0"):
-        read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
 def test_the_valid_files_of_these_tests_load(tmp_path):
@@ -205,36 +197,10 @@ def test_encoder_json_with_a_token_twice_is_named(tmp_path):
         read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
-@pytest.mark.parametrize("allowed, shown", [(None, "None"), (5, "5"), ({1}, r"\{1\}")])
-def test_allowed_special_that_is_not_all_or_a_set_of_strings_is_refused(trained, allowed, shown):
-    # tiktoken accepts "all" or a set of strings too; with None it fails inside (set - None)
-    with pytest.raises(TypeError, match=rf"allowed_special must be 'all' or a set of special "
-                                        rf"tokens, got {shown}; set\(\) allows none"):
-        trained.encode("a", allowed_special=allowed)
-
-
 @pytest.mark.parametrize("allowed", [["<|endoftext|>"], ("<|endoftext|>",),
                                      frozenset({"<|endoftext|>"})])
 def test_allowed_special_as_a_list_tuple_or_frozenset_is_accepted(trained, allowed):
     assert trained.encode("a<|endoftext|>", allowed_special=allowed)[-1] == 299
-
-
-# A folder where a file should be ---------------------------------------------------------------
-
-def write_byte_files(folder: Path) -> None:
-    (folder / "encoder.json").write_text(json.dumps(byte_encoder()), encoding="utf-8")
-    (folder / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
-
-
-@pytest.mark.parametrize("argument", ["encoder_json", "vocab_bpe"])
-def test_a_folder_where_a_gpt2_file_should_be_is_named(tmp_path, argument):
-    write_byte_files(tmp_path)
-    paths = {"encoder_json": tmp_path / "encoder.json", "vocab_bpe": tmp_path / "vocab.bpe",
-             argument: tmp_path}
-    with pytest.raises(ValueError, match=rf"{argument} must be a file, got the folder "
-                                         rf".*; pass .*{Path(paths[argument]).name}"):
-        read_gpt2_files(**paths)
-    assert BPETokenizer.from_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
 # The tokenizer's files are written whole, never over something else ----------------------------
@@ -290,7 +256,7 @@ def test_saving_over_another_tokenizer_is_refused_unless_replace(trained, tmp_pa
 
 def test_saving_into_a_file_is_refused(trained, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"folder must be a folder, got the file .*notes\.txt"):
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):  # mkdir's own error
         trained.save_gpt2_files(tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "mine"
 

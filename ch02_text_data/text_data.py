@@ -8,33 +8,51 @@
 """Chapter 2: from text to token ids and training examples: the tokenizers and the
 sliding-window data loader of text_data.ipynb."""
 
-import operator
 import re
 
 import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared.checks import (
-    check,
-    check_count,
-    check_ids_in_vocab,
-    check_in_vocab,
-    check_strings,
-    check_type,
-)
+from shared import check, check_count, check_strings
 
 
-# %% text_data.ipynb cell 29, 2.4.1 The tokenizers' checks (beyond the book)
+# %% text_data.ipynb cell 14, 2.2 Cutting text into tokens
 
-SIMPLE_SPLIT_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')  # the split of 2.2
-
-
-def simple_tokenize(text: str) -> list[str]:
+def simple_tokenize(text):
     """Split text into words and punctuation marks; whitespace is dropped."""
-    check_type("text", text, str, "a str")
-    return [piece.strip() for piece in SIMPLE_SPLIT_PATTERN.split(text) if piece.strip()]
+    pieces = re.split(r'([,.:;?_!"()\']|--|\s)', text)
+    return [piece.strip() for piece in pieces if piece.strip()]
 
+
+# %% text_data.ipynb cell 20, 2.3 From tokens to ids: a vocabulary
+
+class SimpleTokenizerV1:
+    """Regex tokenizer with a fixed vocabulary; an unknown word is a KeyError."""
+
+    def __init__(self, vocab):
+        self.str_to_int = vocab
+        self.int_to_str = {i: s for s, i in vocab.items()}
+
+    def encode(self, text):
+        return [self.str_to_int[s] for s in simple_tokenize(text)]
+
+    def decode(self, ids):
+        text = " ".join(self.int_to_str[i] for i in ids)
+        return re.sub(r'\s+([,.?!"()\'])', r"\1", text)  # no space before punctuation
+
+
+# %% text_data.ipynb cell 25, 2.4 Special tokens: `<|unk|>` and `<|endoftext|>`
+
+class SimpleTokenizerV2(SimpleTokenizerV1):
+    """SimpleTokenizerV1 that maps unknown words to <|unk|> instead of failing."""
+
+    def encode(self, text):
+        unknown_id = self.str_to_int["<|unk|>"]
+        return [self.str_to_int.get(s, unknown_id) for s in simple_tokenize(text)]
+
+
+# %% text_data.ipynb cell 29, 2.4.1 A vocabulary function (beyond the book)
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
@@ -43,97 +61,59 @@ def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
 
-# %% text_data.ipynb cell 30, 2.4.1 The tokenizers' checks (beyond the book)
-
-def look_up_ids(id_to_token: dict, ids) -> list:
-    """The token of each id; an id that is not an integer, or not in the vocabulary, is named."""
-    ids = list(ids)  # read twice: by the check, then by the lookup
-    check_ids_in_vocab(ids, id_to_token)
-    return [id_to_token[operator.index(i)] for i in ids]  # ints and integer tensors, not 1.5
-
-
-class SimpleTokenizerV1:
-    """Regex tokenizer with a fixed vocabulary; an unknown word is an error."""
-
-    def __init__(self, vocab: dict[str, int]):
-        self.str_to_int = vocab
-        self.int_to_str = {i: token for token, i in vocab.items()}
-
-    def encode(self, text: str) -> list[int]:
-        tokens = simple_tokenize(text)
-        check_in_vocab("text", tokens, self.str_to_int, "SimpleTokenizerV2 maps them to <|unk|>")
-        return [self.str_to_int[t] for t in tokens]
-
-    def decode(self, ids: list[int]) -> str:
-        text = " ".join(look_up_ids(self.int_to_str, ids))
-        return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
-
-
-# %% text_data.ipynb cell 31, 2.4.1 The tokenizers' checks (beyond the book)
-
-class SimpleTokenizerV2(SimpleTokenizerV1):
-    """SimpleTokenizerV1 that maps unknown words to `<|unk|>` instead of failing."""
-
-    UNKNOWN = "<|unk|>"
-
-    def __init__(self, vocab: dict[str, int]):
-        # else every unknown word would fail at encode time
-        check(self.UNKNOWN in vocab, "SimpleTokenizerV2 needs '<|unk|>' in the vocabulary; build "
-              "it with build_vocabulary(tokens, special_tokens=['<|unk|>'])")
-        super().__init__(vocab)
-
-    def encode(self, text: str) -> list[int]:
-        unknown_id = self.str_to_int[self.UNKNOWN]
-        return [self.str_to_int.get(t, unknown_id) for t in simple_tokenize(text)]
-
-
-# %% text_data.ipynb cell 50, 2.6.1 The loader's checks and a tokenizer option (beyond the book)
+# %% text_data.ipynb cell 41, 2.6 Sampling training examples with a sliding window
 
 class GPTDatasetV1(Dataset):
     """All windows of `max_length` token ids, `stride` apart; targets are inputs shifted by one."""
 
-    def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
-        check_count("max_length", max_length, 1)
-        check_count("stride", stride, 1)
-        check_type("txt", txt, str, "the text itself (a str), not a path to read")
-        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
-        check(len(token_ids) > max_length, f"the text has {len(token_ids)} tokens, but one example "
-              f"needs max_length + 1 = {max_length + 1}; use a longer text or a smaller max_length")
+    def __init__(self, txt, tokenizer, max_length, stride):
         self.input_ids, self.target_ids = [], []
+        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         for start in range(0, len(token_ids) - max_length, stride):
             window = token_ids[start:start + max_length + 1]
             self.input_ids.append(torch.tensor(window[:-1]))
             self.target_ids.append(torch.tensor(window[1:]))
 
-    def __len__(self) -> int:
+    def __len__(self):
         return len(self.input_ids)
 
     def __getitem__(self, index):
         return self.input_ids[index], self.target_ids[index]
 
 
-def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256,
-                         stride: int = 128, shuffle: bool = True, drop_last: bool = True,
-                         num_workers: int = 0, tokenizer=None) -> DataLoader:
-    """Batches of (inputs, targets) from `txt`; GPT-2's tokenizer unless another is given."""
-    check_count("batch_size", batch_size, 1)  # before the text is tokenized
-    check_count("num_workers", num_workers, 0)
-    tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
+def create_dataloader_v1_book(txt, batch_size=4, max_length=256, stride=128, shuffle=True,
+                              drop_last=True, num_workers=0):
+    """Batches of (inputs, targets) from `txt`, tokenized with GPT-2's tokenizer; the book's
+    create_dataloader_v1, which 2.6.1's create_dataloader_v1 calls after its checks."""
+    tokenizer = tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
-    # else the loader would yield nothing
-    check(not drop_last or len(dataset) >= batch_size, f"drop_last=True drops all {len(dataset)} "
-          f"windows: fewer than batch_size={batch_size}; lower it, or pass drop_last=False")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       num_workers=num_workers)
 
 
+# %% text_data.ipynb cell 48, 2.6.1 The loader the later chapters use (beyond the book)
+
+def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=True,
+                         drop_last=True, num_workers=0):
+    """The loader of create_dataloader_v1_book (2.6), after checks that each window holds
+    tokens and that the loader yields at least one batch."""
+    check_count("max_length", max_length, 1)  # 0: windows without a token
+    check_count("stride", stride, 1)  # below 0: no window, and no error
+    loader = create_dataloader_v1_book(txt, batch_size, max_length, stride, shuffle, drop_last,
+                                       num_workers)
+    n_windows = len(loader.dataset)  # a batch needs batch_size of them with drop_last, else 1
+    check(n_windows >= (batch_size if drop_last else 1), f"the loader would yield no batch: "
+          f"{n_windows} windows of max_length + 1 = {max_length + 1} tokens, batch_size="
+          f"{batch_size}, drop_last={drop_last}; use a longer text or smaller sizes")
+    return loader
+
+
 __all__ = [
-    'SIMPLE_SPLIT_PATTERN',
     'simple_tokenize',
-    'build_vocabulary',
-    'look_up_ids',
     'SimpleTokenizerV1',
     'SimpleTokenizerV2',
+    'build_vocabulary',
     'GPTDatasetV1',
+    'create_dataloader_v1_book',
     'create_dataloader_v1',
 ]

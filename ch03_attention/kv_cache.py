@@ -9,7 +9,7 @@
 
 import torch
 
-from shared.checks import check, check_count, check_fits_context, check_same_shape, check_shape
+from shared.checks import check_count
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -23,8 +23,7 @@ class KVCache:
     (max_tokens then caps the positions seen and reserves nothing)."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
-        check_count("max_tokens", max_tokens, 1)
-        if window is not None:
+        if window is not None:  # 0 would keep no position, and say nothing
             check_count("window", window, 1)
         self.max_tokens, self.window = max_tokens, window
         self.length = 0  # positions seen (all of them kept, without a window)
@@ -36,16 +35,14 @@ class KVCache:
 
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
-        check_shape("keys", keys, ("batch", "heads", "new_tokens", "head_dim"))
-        check_same_shape("values", values, "keys", keys)
-        check_fits_context(keys.shape[2], self.max_tokens, self.length, "the cache", "max_tokens")
-        kept, new = self.keys is not None and _layout(self.keys), _layout(keys)
-        check(self.length == 0 or new == kept, lambda: f"the cache holds {self.length} positions "
-              f"of (batch, heads, head_dim) = {kept}; the new keys are {new}: call reset() first")
+        start, end = self.length, self.length + keys.shape[2]
+        if end > self.max_tokens:  # one comparison per call; the write would fail unexplained
+            raise ValueError(f"{start} cached and {keys.shape[2]} new positions pass the cache's "
+                             f"max_tokens={self.max_tokens}: reset() it, or make a larger one")
         if self.window is not None:
             return self._update_window(keys, values)
-        start, end = self.length, self.length + keys.shape[2]
-        if start == 0 and new != kept:  # (1) the first sequence, or one of another layout
+        # (1) memory for the first sequence, and again for one of another layout
+        if start == 0 and _layout(keys) != _layout(self.keys):
             shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
             self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions
@@ -65,9 +62,10 @@ class KVCache:
         return keys, values
 
 
-def _layout(tensor) -> str:
-    """What a continuation must match: (batch, heads, head_dim), dtype and device."""
-    return f"{(*tensor.shape[:2], tensor.shape[3])}, {tensor.dtype} on {tensor.device}"
+def _layout(tensor) -> tuple | None:
+    """What the storage is made for: (batch, heads, head_dim), dtype and device."""
+    return None if tensor is None else (*tensor.shape[:2], tensor.shape[3], tensor.dtype,
+                                        tensor.device)
 
 
 __all__ = [

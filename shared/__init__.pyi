@@ -18,13 +18,12 @@ def present_chapter_modules() -> list[str]:
 
 # Every chapter's exports, as `from shared import X` finds them at run time.
 from ch02_text_data.text_data import (
-    SIMPLE_SPLIT_PATTERN as SIMPLE_SPLIT_PATTERN,
     simple_tokenize as simple_tokenize,
-    build_vocabulary as build_vocabulary,
-    look_up_ids as look_up_ids,
     SimpleTokenizerV1 as SimpleTokenizerV1,
     SimpleTokenizerV2 as SimpleTokenizerV2,
+    build_vocabulary as build_vocabulary,
     GPTDatasetV1 as GPTDatasetV1,
+    create_dataloader_v1_book as create_dataloader_v1_book,
     create_dataloader_v1 as create_dataloader_v1,
 )
 from ch02_text_data.bpe import (
