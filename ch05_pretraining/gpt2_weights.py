@@ -6,17 +6,16 @@
 # %% beyond_2_gpt2_files.ipynb cell 10, 5.5.1 The checked loader, and GPT-2's files both ways
 
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
-save a GPTModel in their format, and the book's names for the same steps.
+save a GPTModel in their format. The book's functions (load_weights_into_gpt,
+download_and_load_gpt2, ...) are the lesson's, in pretraining.py; this module checks around them.
 
 One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading and saving
 alike.
 """
 
 import json
-import re
 from pathlib import Path
 
-import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
@@ -31,17 +30,14 @@ from shared import (
     check_choice,
     fetch,
     gpt2_config,
-    write_atomically,
+    load_weights_into_gpt,
+    read_gpt2_weights,
     write_model_folder,
 )
-from shared.checks import check_same_shape
 from shared.data import check_safetensors
 
 
 # %% beyond_2_gpt2_files.ipynb cell 11, 5.5.1 The checked loader, and GPT-2's files both ways
-
-_MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
-
 
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
     """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
@@ -50,13 +46,10 @@ def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True
     return fetch(size.split()[0] + "-weights", progress=progress)
 
 
-def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a GPT-2 safetensors file, or of a folder's model.safetensors (or of the
-    shards its model.safetensors.index.json lists, as transformers saves a large model).
-
-    Names are normalised to those of OpenAI's release: a `transformer.` prefix (transformers'
-    GPT2LMHeadModel) is removed and the causal-mask buffers `h.N.attn.bias` are dropped.
-    """
+def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """read_gpt2_weights (the lesson's) of a GPT-2 safetensors file, of a folder's
+    model.safetensors, or of the shards its model.safetensors.index.json lists (as transformers
+    saves a large model), each file checked first: a missing or cut-short file is named."""
     path, files = Path(path), [Path(path)]
     if path.is_dir():
         index = path / "model.safetensors.index.json"
@@ -73,10 +66,7 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{file} is not a safetensors file, or is cut short ({error}); "
                              "PyTorch's pytorch_model.bin is not read: use the model.safetensors "
                              "published beside it") from None
-        for name, tensor in safetensors.torch.load_file(file).items():
-            name = name.removeprefix("transformer.")
-            if not _MASK_BUFFER.fullmatch(name):
-                params[name] = tensor
+        params.update(read_gpt2_weights(file))
     return params
 
 
@@ -157,61 +147,27 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
 
 # %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
 
-def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
-    """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
-    book's nested layout (as download_and_load_gpt2 returns it).
-
-    Every name and shape is checked first; on any mismatch nothing is copied and ValueError
-    lists the problems. Without `lm_head.weight` (OpenAI's files) the output head gets the
-    token embedding, as GPT-2 ties the two.
-    """
-    if "blocks" in params:  # the book's nested layout
-        params = _from_book_layout(params)
+def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
+    """The lesson's load_weights_into_gpt(gpt, params), after checking every name and shape:
+    on any mismatch nothing is copied and ValueError lists the problems. Without
+    `lm_head.weight` (OpenAI's files) the output head gets the token embedding, as GPT-2 ties
+    the two."""
     layout = _gpt2_layout(gpt)
-    head_from_wte = layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params
-    if head_from_wte:
+    if layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params:
         layout = layout[:-1]
     problems = [f"unexpected tensor {name}"
                 for name in sorted(set(params) - {name for name, _ in layout})]
     for name, parts in layout:
         if name not in params:
             problems.append(f"missing tensor {name}")
-            continue
-        expected = tuple(_to_gpt2(name, parts).shape)
-        if tuple(params[name].shape) != expected:
+        elif not _is_parameters(parts):
+            problems.append(f"{name}: GPT-2 has query/key/value biases, this model none: build "
+                            "it with qkv_bias=True")
+        elif tuple(params[name].shape) != (expected := tuple(_to_gpt2(name, parts).shape)):
             problems.append(f"{name} has shape {tuple(params[name].shape)}, the model "
                             f"needs {expected}")
-        elif not _is_parameters(parts) and params[name].any():
-            problems.append(f"{name} holds query/key/value biases: build the model with "
-                            f"qkv_bias=True")
     check(not problems, "these weights do not fit the model:\n  " + "\n  ".join(problems))
-
-    with torch.no_grad():
-        for name, parts in layout:
-            if not _is_parameters(parts):
-                continue
-            conv1d = _is_conv1d(name)
-            pieces = params[name].split([p.shape[0] for p in parts], dim=1 if conv1d else 0)
-            for param, piece in zip(parts, pieces):
-                param.copy_(piece.T if conv1d else piece)
-        if head_from_wte:
-            gpt.out_head.weight.copy_(gpt.tok_emb.weight)
-
-
-def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
-    """The book's nested params (see book_gpt2_params, below) -> tensors under GPT-2's names."""
-    def flatten(prefix, tree):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flatten(f"{prefix}{key}.", value)
-            else:
-                yield prefix + {"w": "weight", "g": "weight", "b": "bias"}[key], value
-
-    flat = {"wte.weight": nested["wte"], "wpe.weight": nested["wpe"],
-            "ln_f.weight": nested["g"], "ln_f.bias": nested["b"]}
-    for i, block in enumerate(nested["blocks"]):
-        flat.update(flatten(f"h.{i}.", block))
-    return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
+    load_weights_into_gpt(gpt, params)
 
 
 # %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
@@ -279,10 +235,10 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
         check(path.exists(), lambda: f"{str(source)!r} is not a file or folder, nor a GPT-2 size "
               f"({', '.join(GPT2_SIZES)})", FileNotFoundError)
         cfg = _config_beside(path)
-    params = read_gpt2_weights(path)
+    params = read_gpt2_checkpoint(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
                     **overrides})
-    load_weights_into_gpt(gpt, params)  # checks every name and shape first
+    load_gpt2_weights(gpt, params)  # checks every name and shape first
     return gpt
 
 
@@ -325,100 +281,14 @@ def _config_from_shapes(params: dict, overrides: dict) -> dict:
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% beyond_2_gpt2_files.ipynb cell 37, The book's names
-
-BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
-                   "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
-
-
-def download_and_load_gpt2(model_size: str, models_dir: str | Path) -> tuple[dict, dict]:
-    """The book's (settings, params) of OpenAI's GPT-2 of `model_size` ("124M" ... "1558M").
-
-    Read from the safetensors file of download_gpt2_weights (data/, or the local mirror when
-    one is configured), not from TensorFlow files; models_dir/model_size gets hparams.json.
-    """
-    check_choice("model_size", model_size, BOOK_GPT2_SIZES)
-    cfg = gpt2_config(BOOK_GPT2_SIZES[model_size])
-    settings = {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
-                "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
-    params = read_gpt2_weights(download_gpt2_weights(BOOK_GPT2_SIZES[model_size]))
-    folder = Path(models_dir) / model_size  # only now: a failed download leaves no folder
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / "hparams.json",
-                     lambda tmp: tmp.write_text(json.dumps(settings, indent=2) + "\n"))
-    return settings, book_gpt2_params(params)
-
-
-def book_gpt2_params(params: dict[str, torch.Tensor]) -> dict:
-    """GPT-2 tensors under their file names -> the book's nested layout of NumPy arrays:
-    {"wte", "wpe", "g", "b" (the final norm), "blocks": [{"ln_1": {"g", "b"}, "attn":
-    {"c_attn": {"w", "b"}, "c_proj": {...}}, "mlp": {"c_fc", "c_proj"}, "ln_2"}, ...]}."""
-    head = params.get("lm_head.weight")
-    check(head is None or torch.equal(head, params["wte.weight"]), "the book's layout has no "
-          "output head of its own (GPT-2 ties it to wte): save a model with tie_weights=True")
-    n_blocks = len({name.split(".")[1] for name in params if name.startswith("h.")})
-    nested = {"blocks": [{} for _ in range(n_blocks)]}
-    for name, tensor in params.items():
-        array = tensor.detach().cpu().float().numpy()
-        module, leaf = name.rsplit(".", 1)  # "h.0.attn.c_attn", "weight"
-        if module in ("wte", "wpe"):
-            nested[module] = array
-        elif module != "lm_head":
-            place, scopes = nested, module.split(".")[1:]  # ln_f: the top level
-            if module.startswith("h."):
-                place, scopes = nested["blocks"][int(scopes[0])], module.split(".")[2:]
-            for scope in scopes:
-                place = place.setdefault(scope, {})
-            norm = module.split(".")[-1].startswith("ln_")
-            place[{"weight": "g" if norm else "w", "bias": "b"}[leaf]] = array
-    return nested
-
-
-def assign(left: torch.Tensor, right) -> nn.Parameter:
-    """The book's helper: `right` (a tensor or an array) as a new parameter of `left`'s shape."""
-    right = torch.as_tensor(right)
-    check_same_shape("right", right, "left", left, "the parameter it replaces")
-    return nn.Parameter(right.detach().clone().to(left.dtype))
-
-
-def load_gpt2_params_from_tf_ckpt(ckpt_path: str | Path, settings: dict) -> dict:
-    """The book's reader of OpenAI's TensorFlow checkpoint: params in the book's nested layout.
-    It needs TensorFlow; download_and_load_gpt2 reads the same weights without it."""
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ImportError("load_gpt2_params_from_tf_ckpt reads TensorFlow checkpoints and needs "
-                          "the tensorflow package (pip install tensorflow); "
-                          "download_and_load_gpt2 reads the same weights from safetensors "
-                          "without it") from None
-    params = {}
-    for tf_name, _ in tf.train.list_variables(str(ckpt_path)):  # "model/h0/attn/c_attn/w"
-        scopes = tf_name.split("/")[1:]
-        if re.fullmatch(r"h\d+", scopes[0]):
-            scopes = ["h", scopes[0][1:], *scopes[1:]]
-        leaf = {"w": "weight", "g": "weight", "b": "bias"}.get(scopes[-1])
-        name = ".".join(scopes[:-1] + [leaf]) if leaf else f"{scopes[0]}.weight"  # wte, wpe
-        params[name] = torch.from_numpy(np.squeeze(tf.train.load_variable(str(ckpt_path),
-                                                                          tf_name)))
-    nested = book_gpt2_params(params)
-    check(len(nested["blocks"]) == settings["n_layer"],
-          f"{ckpt_path} holds {len(nested['blocks'])} blocks, settings say {settings['n_layer']}")
-    return nested
-
-
 __all__ = [
     'download_gpt2_weights',
-    'read_gpt2_weights',
+    'read_gpt2_checkpoint',
     'GPT2_LAYOUT_CONFIG_KEYS',
     'check_gpt2_architecture',
     'gpt2_tensors',
-    'load_weights_into_gpt',
+    'load_gpt2_weights',
     'save_gpt2_safetensors',
     'load_gpt2',
     'read_config_json',
-    'BOOK_GPT2_SIZES',
-    'download_and_load_gpt2',
-    'book_gpt2_params',
-    'assign',
-    'load_gpt2_params_from_tf_ckpt',
 ]
