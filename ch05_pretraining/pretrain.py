@@ -47,7 +47,6 @@ from shared import (
     GPT2_SIZES,
     GPTModel,
     cosine_schedule,
-    generate,
     generator_states,
     get_device,
     gpt2_config,
@@ -62,6 +61,7 @@ from shared import (
     token_ids_to_text,
     train_model,
 )
+from shared import generate_text as generate
 from shared.architecture import generator_problems
 from shared.checks import check, check_finite, check_type
 from shared.command_line import (

@@ -210,7 +210,11 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
     """The tensors of OpenAI's TensorFlow checkpoint under the file's names (needs TensorFlow):
     "model/h0/attn/c_attn/w" becomes "h.0.attn.c_attn.weight". settings is the book's
     argument; the blocks are the file's."""
-    import tensorflow as tf
+    try:
+        import tensorflow as tf  # the course does not install it
+    except ImportError as error:
+        raise ImportError("load_gpt2_params_from_tf_ckpt needs TensorFlow: "
+                          "pip install tensorflow") from error
 
     params = {}
     for tf_name, _ in tf.train.list_variables(str(ckpt_path)):

@@ -286,7 +286,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
 
 # %% beyond_1_checks.ipynb cell 26, The training loop
 
-from shared import train_model_simple
+from shared import train_model_simple_hooked as train_model_simple
 
 
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,

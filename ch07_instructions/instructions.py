@@ -23,10 +23,10 @@ from shared import (
     check_number,
     download_file,
     fetch,
-    generate,
     progress_bar,
     token_ids_to_text,
 )
+from shared import generate_text as generate
 from shared.checks import check_nonblank, check_token_lists
 
 

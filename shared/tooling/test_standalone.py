@@ -100,7 +100,8 @@ USES = {
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         before = calc_loss_loader(loader, model, "cpu")
         train_model_simple(model, loader, loader, optimizer, "cpu", num_epochs=2,
-                           eval_freq=None, eval_iter=1)
+                           eval_freq=4, eval_iter=1, start_context="Every effort",
+                           tokenizer=tokenizer)
         after = calc_loss_loader(loader, model, "cpu")
         assert after < before - 1.0, (before, after)
         ids = generate_text_simple(model.eval(), text_to_token_ids("Every effort", tokenizer),
@@ -187,7 +188,7 @@ def test_a_copys_header_names_the_packages_it_imports():
     header, *_ = third_party_of(standalone_source("ch07_instructions.evaluation"))
     assert "rouge_score" in header
     # a package imported only under `except ImportError` is optional, named with its users
-    source = standalone_source("ch05_pretraining.gpt2_weights")
+    source = standalone_source("ch05_pretraining")
     assert ("Optional: `pip install tensorflow`, for load_gpt2_params_from_tf_ckpt only."
             in source.split('"""')[1])
     assert third_party_of(source)[1::2] == (["tensorflow"], ["tensorflow"])
