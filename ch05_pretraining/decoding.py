@@ -117,8 +117,6 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int 
     """The probability of each token being picked next, from one position's logits (..., vocab)
     and, for the repetition penalty, the token ids so far: all on the largest processed logit
     when greedy (temperature 0), else their softmax."""
-    check(repetition_penalty is None or tokens is not None, "repetition_penalty needs the "
-          "token ids so far: pass tokens=", TypeError)
     for process in sampling_processors(temperature, top_k, top_p, min_p, repetition_penalty):
         logits = process(logits, tokens)
     if temperature == 0:
@@ -215,8 +213,6 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     if repetition_penalty is not None:
         check_number("repetition_penalty", repetition_penalty, "a number > 0 (1 changes "
                      "nothing)", low_open=True)
-    check(all(callable(process) for process in logits_processors), "logits_processors must be "
-          "callables process(logits, tokens) -> logits", TypeError)
     if idx.shape[1] > context_size:
         too_long = f"the prompt has {idx.shape[1]} tokens, more than context_size={context_size}"
         check(not _is_open_model(model), lambda: f"{too_long}, and an open model's is not cropped "

@@ -24,10 +24,8 @@ from shared import (
     GPT2_SIZES,
     SAVED_BY,
     GPTModel,
-    ModernGPTModel,
     check,
     check_architecture,
-    check_choice,
     fetch,
     gpt2_config,
     load_weights_into_gpt,
@@ -42,7 +40,6 @@ from shared.data import check_safetensors
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
     """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
     first use. shared.data registers them as "gpt2-small-weights" and so on."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
     return fetch(size.split()[0] + "-weights", progress=progress)
 
 
@@ -62,10 +59,9 @@ def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         check(file.is_file(), f"no GPT-2 weights at {file}", FileNotFoundError)
         try:
             check_safetensors(file)
-        except ValueError as error:
-            raise ValueError(f"{file} is not a safetensors file, or is cut short ({error}); "
-                             "PyTorch's pytorch_model.bin is not read: use the model.safetensors "
-                             "published beside it") from None
+        except ValueError as error:  # a download cut short, or PyTorch's pytorch_model.bin
+            raise ValueError(f"{file} is not a safetensors file, or is cut short "
+                             f"({error})") from None
         params.update(read_gpt2_weights(file))
     return params
 
@@ -181,9 +177,6 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     saved there before is replaced, another model's save (of the names this writes) only with
     replace=True, and a folder holding any other file or folder never.
     """
-    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block: Llama 3's, "
-          "Qwen3's, Gemma 3's), which GPT-2's format cannot describe: save it with save_open_model "
-          "(5.9)", TypeError)
     tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
     cfg = gpt.cfg
     config = {
@@ -232,8 +225,6 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
         path, cfg = download_gpt2_weights(source), gpt2_config(source)
     else:
         path = Path(source)
-        check(path.exists(), lambda: f"{str(source)!r} is not a file or folder, nor a GPT-2 size "
-              f"({', '.join(GPT2_SIZES)})", FileNotFoundError)
         cfg = _config_beside(path)
     params = read_gpt2_checkpoint(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
@@ -250,8 +241,6 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
         raise ValueError(f"{config_file} is not valid JSON ({error}): damaged or cut short? "
                          "download it again") from None
-    check(isinstance(hf, dict), f"{config_file} holds a JSON {type(hf).__name__}, not an "
-          "object of settings")
     check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
           f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
           "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3, Qwen3 and Gemma 3 ones)")
@@ -264,9 +253,6 @@ def _config_beside(path: Path) -> dict | None:
     if not config_file.is_file():
         return None
     hf = read_config_json(config_file, ("gpt2",))
-    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
-               if key not in hf]
-    check(not missing, f"{config_file} has no {', '.join(missing)}: damaged? save it again")
     return gpt2_config(vocab_size=hf["vocab_size"], context_length=hf["n_positions"],
                        emb_dim=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"])
 
@@ -274,8 +260,6 @@ def _config_beside(path: Path) -> dict | None:
 def _config_from_shapes(params: dict, overrides: dict) -> dict:
     vocab_size, emb_dim = params["wte.weight"].shape
     widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
-    check(emb_dim in widths or "n_heads" in overrides,
-          f"no config.json gives the number of heads for width {emb_dim}; pass n_heads=...")
     return gpt2_config(vocab_size=vocab_size, emb_dim=emb_dim, n_heads=widths.get(emb_dim),
                        context_length=params["wpe.weight"].shape[0],
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))

@@ -49,7 +49,6 @@ PROMPT = torch.tensor([[1, 2, 3]])
     ({"min_p": 1.5}, ValueError, r"min_p must be a number in \[0, 1\], got 1.5"),
     ({"min_p": "0.1"}, TypeError, r"min_p must be a number in \[0, 1\], got '0.1'"),
     ({"repetition_penalty": 0}, ValueError, r"repetition_penalty must be a number > 0 .*got 0"),
-    ({"logits_processors": [None]}, TypeError, r"logits_processors must be callables"),
     ({"temperature": -1.0}, ValueError, r"temperature must be a number >= 0 .*got -1.0"),
     ({"temperature": float("nan")}, ValueError, "temperature must be a number >= 0 .*got nan"),
     ({"temperature": float("inf")}, ValueError, "temperature must be a number >= 0 .*got inf"),

