@@ -184,9 +184,11 @@ def load_weights_into_gpt(gpt, params):
 # %% pretraining.ipynb cell 61, 5.5 Loading pretrained weights from OpenAI
 
 import json
+import shutil
+import urllib.request
 from pathlib import Path
 
-from shared import fetch, gpt2_config
+from shared import gpt2_config
 
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
@@ -194,16 +196,22 @@ BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
 
 
 def download_and_load_gpt2(model_size, models_dir):
-    """GPT-2's (settings, params) for model_size ("124M" ... "1558M"): params are the tensors of
-    its safetensors file (fetched once), under the file's names."""
+    """GPT-2's (settings, params) for model_size ("124M" ... "1558M"). Its weights are downloaded
+    once into models_dir/model_size (Hugging Face's safetensors file of OpenAI's weights), and
+    params are their tensors under the file's names."""
     cfg = gpt2_config(BOOK_GPT2_SIZES[model_size])
-    params = read_gpt2_weights(fetch(BOOK_GPT2_SIZES[model_size].split()[0] + "-weights"))
+    folder = Path(models_dir) / model_size
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        repo = BOOK_GPT2_SIZES[model_size].split()[0].replace("gpt2-small", "gpt2")
+        url = f"https://huggingface.co/openai-community/{repo}/resolve/main/model.safetensors"
+        downloaded, _ = urllib.request.urlretrieve(url)  # to a temporary file first
+        folder.mkdir(parents=True, exist_ok=True)  # so a failed download leaves no folder
+        shutil.move(downloaded, weights)
     settings = {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
                 "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
-    folder = Path(models_dir) / model_size  # made after the download: a failed one leaves none
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "hparams.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return settings, params
+    return settings, read_gpt2_weights(weights)
 
 
 def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):

@@ -549,13 +549,15 @@ def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
 
 
 def test_a_failed_download_and_load_gpt2_leaves_no_folder(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
     from ch05_pretraining import pretraining
-    from shared import DataFetchError
 
     def offline(*args, **kwargs):
-        raise DataFetchError("could not fetch dataset 'gpt2-small-weights'")
+        raise urllib.error.URLError("offline")
 
-    monkeypatch.setattr(pretraining, "fetch", offline)
-    with pytest.raises(DataFetchError):
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    with pytest.raises(urllib.error.URLError):
         pretraining.download_and_load_gpt2("124M", tmp_path / "gpt2")
     assert list(tmp_path.iterdir()) == []  # no models_dir/124M with hparams.json alone

@@ -6,6 +6,7 @@ model and loader."""
 
 import importlib.util
 import json
+import urllib.request
 
 import numpy as np
 import pytest
@@ -72,12 +73,21 @@ def test_download_and_load_gpt2_gives_the_books_settings_and_our_loaders_params(
     source = random_model()
     save_gpt2_safetensors(source, tmp_path / "weights")
     fetched = []
-    monkeypatch.setattr(pretraining, "fetch", lambda name: fetched.append(name) or
-                        tmp_path / "weights" / "model.safetensors")
+
+    def urlretrieve(url):  # a download to a temporary file, as urllib's without a filename
+        fetched.append(url)
+        copy = tmp_path / "download.tmp"
+        copy.write_bytes((tmp_path / "weights" / "model.safetensors").read_bytes())
+        return str(copy), None
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", urlretrieve)
     monkeypatch.setattr(pretraining, "gpt2_config",  # this small model's shape, not 124M's
                         lambda size: {**SMALL, "vocab_size": 71})
     settings, params = download_and_load_gpt2("124M", tmp_path / "models")
-    assert fetched == ["gpt2-small-weights"]
+    assert fetched == ["https://huggingface.co/openai-community/gpt2/resolve/main/"
+                       "model.safetensors"]
+    assert download_and_load_gpt2("124M", tmp_path / "models")[0] == settings  # no download
+    assert len(fetched) == 1 and (tmp_path / "models" / "124M" / "model.safetensors").is_file()
     assert settings == {"n_vocab": 71, "n_ctx": 16, "n_embd": 24, "n_head": 3, "n_layer": 2}
     assert json.loads((tmp_path / "models" / "124M" / "hparams.json").read_text()) == settings
     ours = GPTModel(SMALL).eval()

@@ -23,10 +23,10 @@ from shared import (
     check_number,
     download_file,
     fetch,
+    generate_text,
     progress_bar,
     token_ids_to_text,
 )
-from shared import generate_text as generate
 from shared.checks import check_nonblank, check_token_lists
 
 
@@ -211,8 +211,9 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     try:
         for entry in progress_bar(data, desc="generating", unit="response", disable=not progress):
             prompt = format_input(entry) + RESPONSE_HEADER
-            token_ids = generate(model, torch.tensor([_encode(tokenizer, prompt)], device=device),
-                                 max_new_tokens, eos_id=eos_id)  # context: the model's own
+            ids = torch.tensor([_encode(tokenizer, prompt)], device=device)
+            token_ids = generate_text(model, ids, max_new_tokens,
+                                      eos_id=eos_id)  # context: the model's own
             entry[key] = extract_response(token_ids_to_text(token_ids, tokenizer), prompt)
     finally:  # as it was: generating must not switch dropout off for good
         model.train(was_training)
