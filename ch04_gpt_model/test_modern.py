@@ -348,7 +348,8 @@ def test_the_gpt2_layout_refuses_a_modern_model():
 
 
 def test_a_modern_model_trains_and_generates_with_chapter_5s_code():
-    from shared import calc_loss_batch, generate
+    from shared import calc_loss_batch
+    from shared import generate_text as generate
     torch.manual_seed(0)
     model = ModernGPTModel({**validate_modern_config(TINY), "qk_norm": True})
     assert isinstance(model, GPTModel)

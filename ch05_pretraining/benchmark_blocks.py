@@ -29,7 +29,7 @@ from shared import (
     gpt2_config,
     read_text,
     set_seed,
-    train_model_simple,
+    train_model_simple_hooked,
 )
 from shared.tooling.command_line import CommandParser, number_arg, run_main
 from shared.tooling.numerics import pin_numerics
@@ -85,7 +85,7 @@ def main() -> None:
             val_loader = create_dataloader_v1(text[split:], batch_size=2, max_length=64,
                                               stride=64, shuffle=False, drop_last=False)
             with contextlib.redirect_stdout(io.StringIO()):  # the evaluations' lines
-                train_model_simple(model, train_loader, val_loader, optimizer, "cpu",
+                train_model_simple_hooked(model, train_loader, val_loader, optimizer, "cpu",
                                    args.epochs, eval_freq=72, eval_iter=4)
             model.eval()
             with torch.no_grad():

@@ -48,7 +48,7 @@ from shared import (
     FastDecoder,
     GPTModel,
     count_parameters,
-    generate,
+    generate_text,
     gpt2_config,
     save_gpt2_safetensors,
     supports_fast_bf16,
@@ -66,7 +66,7 @@ GOALS = [(FAST, 1.2, TRANSFORMERS), (FAST_BF16, 1.2, TRANSFORMERS_BF16),
 def our_variants(model, args):
     """{name: (decode(prompt) -> tokens, the module whose weights it reads)}."""
     def decode(decoder, use_cache=True):
-        return lambda prompt: generate(decoder, prompt, args.new_tokens, args.context,
+        return lambda prompt: generate_text(decoder, prompt, args.new_tokens, args.context,
                                        use_cache=use_cache)
     fast, fast_bf16 = FastDecoder(model), FastDecoder(model, torch.bfloat16)
     return {"ours, no cache": (decode(model, False), model), CACHED: (decode(model), model),
@@ -243,7 +243,7 @@ def main():
 
     if args.cached_only:  # the tokens are still checked against uncached decoding, once
         with torch.no_grad():
-            outputs["ours, no cache"] = generate(model, prompt, args.new_tokens, args.context,
+            outputs["ours, no cache"] = generate_text(model, prompt, args.new_tokens, args.context,
                                                  use_cache=False)
     reference = outputs["ours, no cache"]
     rates = {name: args.new_tokens / statistics.median(times)

@@ -47,7 +47,7 @@ from shared import (
     OPEN_MODEL_CONFIGS,
     FastDecoder,
     config_to_hf,
-    generate,
+    generate_text,
     load_open_model,
     supports_fast_bf16,
     validate_modern_config,
@@ -143,9 +143,9 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
     prompt = torch.randint(0, ours.cfg["vocab_size"], (1, 16),
                            generator=torch.Generator().manual_seed(1)).to(device)
     decoders = {  # name: (decode, the module whose weights it reads)
-        OURS: (lambda: generate(ours, prompt, new_tokens), ours),
-        FAST: (lambda: generate(fast, prompt, new_tokens), fast.model),
-        FAST_BF16: (lambda: generate(fast_bf16, prompt, new_tokens), fast_bf16.model),
+        OURS: (lambda: generate_text(ours, prompt, new_tokens), ours),
+        FAST: (lambda: generate_text(fast, prompt, new_tokens), fast.model),
+        FAST_BF16: (lambda: generate_text(fast_bf16, prompt, new_tokens), fast_bf16.model),
         TRANSFORMERS: (lambda: theirs.generate(
             prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=0, eos_token_id=None), theirs),

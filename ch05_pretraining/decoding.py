@@ -6,8 +6,8 @@
 # %% beyond_3_decoding.ipynb cell 9, Chapter 5, beyond the book: decoding
 
 """Chapter 5, beyond the book: the decoding step on its own (logits processors for a repetition
-penalty, top-k, temperature, top-p and min-p; next_token_probs and next_token) and the final
-generate, with a KV cache (sections 5.3.4 and 5.7)."""
+penalty, top-k, temperature, top-p and min-p; next_token_probs and next_token) and
+generate_text, the book's generate with a KV cache (sections 5.3.4 and 5.7)."""
 
 import math
 import warnings
@@ -100,7 +100,7 @@ class MinP:
 def sampling_processors(temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, min_p: float | None = None,
                         repetition_penalty: float | None = None) -> list:
-    """generate's sampling options as the processors of one decoding step: transformers'
+    """generate_text's sampling options as the processors of one decoding step: transformers'
     order, except that top-k comes before the temperature (the two commute). Greedy decoding
     (temperature 0) needs only the penalty: the cuts all keep the largest logit."""
     processors = [] if repetition_penalty is None else [RepetitionPenalty(repetition_penalty)]
@@ -117,8 +117,6 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 0.0, top_k: int 
     """The probability of each token being picked next, from one position's logits (..., vocab)
     and, for the repetition penalty, the token ids so far: all on the largest processed logit
     when greedy (temperature 0), else their softmax."""
-    check(repetition_penalty is None or tokens is not None, "repetition_penalty needs the "
-          "token ids so far: pass tokens=", TypeError)
     for process in sampling_processors(temperature, top_k, top_p, min_p, repetition_penalty):
         logits = process(logits, tokens)
     if temperature == 0:
@@ -145,7 +143,7 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
 # %% beyond_3_decoding.ipynb cell 26, 5.7 Faster generation: the KV cache
 
 class KVCachedModel:
-    """`model` with its keys and values kept between calls (5.7). Called as generate calls a
+    """`model` with its keys and values kept between calls (5.7). Called as generate_text calls a
     model, with the text so far (batch, tokens), it runs the model on the tokens it has not
     seen, through the caches of model.make_kv_caches(max_tokens), and returns their last
     position's logits (batch, 1, vocab). A text that does not continue the last one (a new
@@ -168,11 +166,13 @@ class KVCachedModel:
         return logits
 
 
-def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
-             context_size: int | None = None, temperature: float = 0.0, top_k: int | None = None,
-             eos_id: int | None = None, *, top_p: float | None = None,
-             min_p: float | None = None, repetition_penalty: float | None = None,
-             logits_processors: Sequence[Callable] = (), use_cache: bool = True) -> torch.Tensor:
+def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+                  context_size: int | None = None, temperature: float = 0.0,
+                  top_k: int | None = None, eos_id: int | None = None, *,
+                  top_p: float | None = None, min_p: float | None = None,
+                  repetition_penalty: float | None = None,
+                  logits_processors: Sequence[Callable] = (),
+                  use_cache: bool = True) -> torch.Tensor:
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
     Each step picks the next token with next_token: `logits_processors` (your own, each
@@ -213,13 +213,11 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     if repetition_penalty is not None:
         check_number("repetition_penalty", repetition_penalty, "a number > 0 (1 changes "
                      "nothing)", low_open=True)
-    check(all(callable(process) for process in logits_processors), "logits_processors must be "
-          "callables process(logits, tokens) -> logits", TypeError)
     if idx.shape[1] > context_size:
         too_long = f"the prompt has {idx.shape[1]} tokens, more than context_size={context_size}"
         check(not _is_open_model(model), lambda: f"{too_long}, and an open model's is not cropped "
               "(its start holds <bos> and a chat's turn markers): shorten the prompt")
-        warnings.warn(f"{too_long}: generate reads only its last {context_size} (its first "
+        warnings.warn(f"{too_long}: generate_text reads only its last {context_size} (its first "
                       f"{idx.shape[1] - context_size} are dropped)", stacklevel=2)
     processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
                                                            repetition_penalty)]
@@ -257,5 +255,5 @@ __all__ = [
     'next_token_probs',
     'next_token',
     'KVCachedModel',
-    'generate',
+    'generate_text',
 ]

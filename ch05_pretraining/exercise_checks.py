@@ -19,7 +19,7 @@ from shared import (
     calc_loss_batch,
     calc_loss_loader,
     check,
-    generate,
+    generate_text,
     generator_states,
     gpt2_config,
     restore_generators,
@@ -123,7 +123,7 @@ def _texts_for_seeds(model, options, seeds=range(5), max_new_tokens=15):
     texts = set()
     for seed in seeds:
         torch.manual_seed(seed)
-        ids = generate(model, prompt, max_new_tokens, **options)
+        ids = generate_text(model, prompt, max_new_tokens, **options)
         texts.add(tuple(ids[0].tolist()))
     return texts
 

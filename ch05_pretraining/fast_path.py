@@ -49,7 +49,7 @@ _HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always
 class FastDecoder:
     """A float32 inference copy of a model, its nn.Linear weights laid out for decoding.
 
-    Called like the model (`generate(FastDecoder(model), ...)`), it runs the model's own
+    Called like the model (`generate_text(FastDecoder(model), ...)`), it runs the model's own
     forward on the copy, under torch.inference_mode and in evaluation mode (no dropout): the
     same logits, to float32 rounding, whatever the model's blocks, norms, heads, forward
     methods or hooks compute. Only layers of type nn.Linear are changed (a subclass of it runs as
@@ -90,7 +90,7 @@ class FastDecoder:
         return self.model(*args, **kwargs)
 
     def __getattr__(self, name):
-        """The copy's attributes: its cfg, its make_kv_caches (generate looks for both)."""
+        """The copy's attributes: its cfg, its make_kv_caches (generate_text looks for both)."""
         if name == "model":  # not set yet: no copy to ask
             raise AttributeError(name)
         return getattr(self.model, name)

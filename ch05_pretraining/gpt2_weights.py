@@ -6,63 +6,47 @@
 # %% beyond_2_gpt2_files.ipynb cell 10, 5.5.1 The checked loader, and GPT-2's files both ways
 
 """Chapter 5, section 5.5: GPT-2's weights: read OpenAI's files, load them into a GPTModel,
-save a GPTModel in their format, and the book's names for the same steps.
+save a GPTModel in their format. The book's functions (load_weights_into_gpt,
+download_and_load_gpt2, ...) are the lesson's, in pretraining.py; this module checks around them.
 
 One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading and saving
 alike.
 """
 
 import json
-import re
 from pathlib import Path
 
-import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import (
+from shared import (
     GPT2_SIZES,
-    GPTModel,
-    gpt2_config,
-)
-from ch04_gpt_model.modern import ModernGPTModel
-from shared.architecture import check_architecture
-from shared.checks import (
-    check,
-    check_choice,
-    check_same_shape,
-)
-from shared.data import (
-    check_safetensors,
-    fetch,
-)
-from shared.safe_files import (
     SAVED_BY,
+    GPTModel,
+    check,
+    check_architecture,
+    fetch,
+    gpt2_config,
+    load_weights_into_gpt,
+    read_gpt2_weights,
     write_model_folder,
 )
-from shared.utils import write_atomically
+from shared.data import check_safetensors
 
 
 # %% beyond_2_gpt2_files.ipynb cell 11, 5.5.1 The checked loader, and GPT-2's files both ways
 
-_MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")
-
-
 def download_gpt2_weights(size: str = "gpt2-small (124M)", progress: bool = True) -> Path:
     """Path of OpenAI's GPT-2 weights of `size`, one of GPT2_SIZES (safetensors), downloaded on
     first use. shared.data registers them as "gpt2-small-weights" and so on."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
     return fetch(size.split()[0] + "-weights", progress=progress)
 
 
-def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a GPT-2 safetensors file, or of a folder's model.safetensors (or of the
-    shards its model.safetensors.index.json lists, as transformers saves a large model).
-
-    Names are normalised to those of OpenAI's release: a `transformer.` prefix (transformers'
-    GPT2LMHeadModel) is removed and the causal-mask buffers `h.N.attn.bias` are dropped.
-    """
+def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """read_gpt2_weights (the lesson's) of a GPT-2 safetensors file, of a folder's
+    model.safetensors, or of the shards its model.safetensors.index.json lists (as transformers
+    saves a large model), each file checked first: a missing or cut-short file is named."""
     path, files = Path(path), [Path(path)]
     if path.is_dir():
         index = path / "model.safetensors.index.json"
@@ -75,14 +59,10 @@ def read_gpt2_weights(path: str | Path) -> dict[str, torch.Tensor]:
         check(file.is_file(), f"no GPT-2 weights at {file}", FileNotFoundError)
         try:
             check_safetensors(file)
-        except ValueError as error:
-            raise ValueError(f"{file} is not a safetensors file, or is cut short ({error}); "
-                             "PyTorch's pytorch_model.bin is not read: use the model.safetensors "
-                             "published beside it") from None
-        for name, tensor in safetensors.torch.load_file(file).items():
-            name = name.removeprefix("transformer.")
-            if not _MASK_BUFFER.fullmatch(name):
-                params[name] = tensor
+        except ValueError as error:  # a download cut short, or PyTorch's pytorch_model.bin
+            raise ValueError(f"{file} is not a safetensors file, or is cut short "
+                             f"({error})") from None
+        params.update(read_gpt2_weights(file))
     return params
 
 
@@ -163,61 +143,27 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
 
 # %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
 
-def load_weights_into_gpt(gpt: GPTModel, params: dict) -> None:
-    """Copy GPT-2 weights `params` into `gpt`: names as read_gpt2_weights returns them, or the
-    book's nested layout (as download_and_load_gpt2 returns it).
-
-    Every name and shape is checked first; on any mismatch nothing is copied and ValueError
-    lists the problems. Without `lm_head.weight` (OpenAI's files) the output head gets the
-    token embedding, as GPT-2 ties the two.
-    """
-    if "blocks" in params:  # the book's nested layout
-        params = _from_book_layout(params)
+def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
+    """The lesson's load_weights_into_gpt(gpt, params), after checking every name and shape:
+    on any mismatch nothing is copied and ValueError lists the problems. Without
+    `lm_head.weight` (OpenAI's files) the output head gets the token embedding, as GPT-2 ties
+    the two."""
     layout = _gpt2_layout(gpt)
-    head_from_wte = layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params
-    if head_from_wte:
+    if layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params:
         layout = layout[:-1]
     problems = [f"unexpected tensor {name}"
                 for name in sorted(set(params) - {name for name, _ in layout})]
     for name, parts in layout:
         if name not in params:
             problems.append(f"missing tensor {name}")
-            continue
-        expected = tuple(_to_gpt2(name, parts).shape)
-        if tuple(params[name].shape) != expected:
+        elif not _is_parameters(parts):
+            problems.append(f"{name}: GPT-2 has query/key/value biases, this model none: build "
+                            "it with qkv_bias=True")
+        elif tuple(params[name].shape) != (expected := tuple(_to_gpt2(name, parts).shape)):
             problems.append(f"{name} has shape {tuple(params[name].shape)}, the model "
                             f"needs {expected}")
-        elif not _is_parameters(parts) and params[name].any():
-            problems.append(f"{name} holds query/key/value biases: build the model with "
-                            f"qkv_bias=True")
     check(not problems, "these weights do not fit the model:\n  " + "\n  ".join(problems))
-
-    with torch.no_grad():
-        for name, parts in layout:
-            if not _is_parameters(parts):
-                continue
-            conv1d = _is_conv1d(name)
-            pieces = params[name].split([p.shape[0] for p in parts], dim=1 if conv1d else 0)
-            for param, piece in zip(parts, pieces):
-                param.copy_(piece.T if conv1d else piece)
-        if head_from_wte:
-            gpt.out_head.weight.copy_(gpt.tok_emb.weight)
-
-
-def _from_book_layout(nested: dict) -> dict[str, torch.Tensor]:
-    """The book's nested params (see book_gpt2_params, below) -> tensors under GPT-2's names."""
-    def flatten(prefix, tree):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flatten(f"{prefix}{key}.", value)
-            else:
-                yield prefix + {"w": "weight", "g": "weight", "b": "bias"}[key], value
-
-    flat = {"wte.weight": nested["wte"], "wpe.weight": nested["wpe"],
-            "ln_f.weight": nested["g"], "ln_f.bias": nested["b"]}
-    for i, block in enumerate(nested["blocks"]):
-        flat.update(flatten(f"h.{i}.", block))
-    return {name: torch.as_tensor(np.asarray(value)) for name, value in flat.items()}
+    load_weights_into_gpt(gpt, params)
 
 
 # %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
@@ -231,9 +177,6 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     saved there before is replaced, another model's save (of the names this writes) only with
     replace=True, and a folder holding any other file or folder never.
     """
-    check(not isinstance(gpt, ModernGPTModel), "gpt is a ModernGPTModel (4.8's block: Llama 3's, "
-          "Qwen3's, Gemma 3's), which GPT-2's format cannot describe: save it with save_open_model "
-          "(5.9)", TypeError)
     tensors = gpt2_tensors(gpt)  # refuses a model the layout does not describe
     cfg = gpt.cfg
     config = {
@@ -282,13 +225,11 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
         path, cfg = download_gpt2_weights(source), gpt2_config(source)
     else:
         path = Path(source)
-        check(path.exists(), lambda: f"{str(source)!r} is not a file or folder, nor a GPT-2 size "
-              f"({', '.join(GPT2_SIZES)})", FileNotFoundError)
         cfg = _config_beside(path)
-    params = read_gpt2_weights(path)
+    params = read_gpt2_checkpoint(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
                     **overrides})
-    load_weights_into_gpt(gpt, params)  # checks every name and shape first
+    load_gpt2_weights(gpt, params)  # checks every name and shape first
     return gpt
 
 
@@ -300,8 +241,6 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
         raise ValueError(f"{config_file} is not valid JSON ({error}): damaged or cut short? "
                          "download it again") from None
-    check(isinstance(hf, dict), f"{config_file} holds a JSON {type(hf).__name__}, not an "
-          "object of settings")
     check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
           f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
           "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3, Qwen3 and Gemma 3 ones)")
@@ -314,9 +253,6 @@ def _config_beside(path: Path) -> dict | None:
     if not config_file.is_file():
         return None
     hf = read_config_json(config_file, ("gpt2",))
-    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
-               if key not in hf]
-    check(not missing, f"{config_file} has no {', '.join(missing)}: damaged? save it again")
     return gpt2_config(vocab_size=hf["vocab_size"], context_length=hf["n_positions"],
                        emb_dim=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"])
 
@@ -324,107 +260,19 @@ def _config_beside(path: Path) -> dict | None:
 def _config_from_shapes(params: dict, overrides: dict) -> dict:
     vocab_size, emb_dim = params["wte.weight"].shape
     widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
-    check(emb_dim in widths or "n_heads" in overrides,
-          f"no config.json gives the number of heads for width {emb_dim}; pass n_heads=...")
     return gpt2_config(vocab_size=vocab_size, emb_dim=emb_dim, n_heads=widths.get(emb_dim),
                        context_length=params["wpe.weight"].shape[0],
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))
 
 
-# %% beyond_2_gpt2_files.ipynb cell 37, The book's names
-
-BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",
-                   "774M": "gpt2-large (774M)", "1558M": "gpt2-xl (1558M)"}
-
-
-def download_and_load_gpt2(model_size: str, models_dir: str | Path) -> tuple[dict, dict]:
-    """The book's (settings, params) of OpenAI's GPT-2 of `model_size` ("124M" ... "1558M").
-
-    Read from the safetensors file of download_gpt2_weights (data/, or the local mirror when
-    one is configured), not from TensorFlow files; models_dir/model_size gets hparams.json.
-    """
-    check_choice("model_size", model_size, BOOK_GPT2_SIZES)
-    cfg = gpt2_config(BOOK_GPT2_SIZES[model_size])
-    settings = {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
-                "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
-    params = read_gpt2_weights(download_gpt2_weights(BOOK_GPT2_SIZES[model_size]))
-    folder = Path(models_dir) / model_size  # only now: a failed download leaves no folder
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / "hparams.json",
-                     lambda tmp: tmp.write_text(json.dumps(settings, indent=2) + "\n"))
-    return settings, book_gpt2_params(params)
-
-
-def book_gpt2_params(params: dict[str, torch.Tensor]) -> dict:
-    """GPT-2 tensors under their file names -> the book's nested layout of NumPy arrays:
-    {"wte", "wpe", "g", "b" (the final norm), "blocks": [{"ln_1": {"g", "b"}, "attn":
-    {"c_attn": {"w", "b"}, "c_proj": {...}}, "mlp": {"c_fc", "c_proj"}, "ln_2"}, ...]}."""
-    head = params.get("lm_head.weight")
-    check(head is None or torch.equal(head, params["wte.weight"]), "the book's layout has no "
-          "output head of its own (GPT-2 ties it to wte): save a model with tie_weights=True")
-    n_blocks = len({name.split(".")[1] for name in params if name.startswith("h.")})
-    nested = {"blocks": [{} for _ in range(n_blocks)]}
-    for name, tensor in params.items():
-        array = tensor.detach().cpu().float().numpy()
-        module, leaf = name.rsplit(".", 1)  # "h.0.attn.c_attn", "weight"
-        if module in ("wte", "wpe"):
-            nested[module] = array
-        elif module != "lm_head":
-            place, scopes = nested, module.split(".")[1:]  # ln_f: the top level
-            if module.startswith("h."):
-                place, scopes = nested["blocks"][int(scopes[0])], module.split(".")[2:]
-            for scope in scopes:
-                place = place.setdefault(scope, {})
-            norm = module.split(".")[-1].startswith("ln_")
-            place[{"weight": "g" if norm else "w", "bias": "b"}[leaf]] = array
-    return nested
-
-
-def assign(left: torch.Tensor, right) -> nn.Parameter:
-    """The book's helper: `right` (a tensor or an array) as a new parameter of `left`'s shape."""
-    right = torch.as_tensor(right)
-    check_same_shape("right", right, "left", left, "the parameter it replaces")
-    return nn.Parameter(right.detach().clone().to(left.dtype))
-
-
-def load_gpt2_params_from_tf_ckpt(ckpt_path: str | Path, settings: dict) -> dict:
-    """The book's reader of OpenAI's TensorFlow checkpoint: params in the book's nested layout.
-    It needs TensorFlow; download_and_load_gpt2 reads the same weights without it."""
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ImportError("load_gpt2_params_from_tf_ckpt reads TensorFlow checkpoints and needs "
-                          "the tensorflow package (pip install tensorflow); "
-                          "download_and_load_gpt2 reads the same weights from safetensors "
-                          "without it") from None
-    params = {}
-    for tf_name, _ in tf.train.list_variables(str(ckpt_path)):  # "model/h0/attn/c_attn/w"
-        scopes = tf_name.split("/")[1:]
-        if re.fullmatch(r"h\d+", scopes[0]):
-            scopes = ["h", scopes[0][1:], *scopes[1:]]
-        leaf = {"w": "weight", "g": "weight", "b": "bias"}.get(scopes[-1])
-        name = ".".join(scopes[:-1] + [leaf]) if leaf else f"{scopes[0]}.weight"  # wte, wpe
-        params[name] = torch.from_numpy(np.squeeze(tf.train.load_variable(str(ckpt_path),
-                                                                          tf_name)))
-    nested = book_gpt2_params(params)
-    check(len(nested["blocks"]) == settings["n_layer"],
-          f"{ckpt_path} holds {len(nested['blocks'])} blocks, settings say {settings['n_layer']}")
-    return nested
-
-
 __all__ = [
     'download_gpt2_weights',
-    'read_gpt2_weights',
+    'read_gpt2_checkpoint',
     'GPT2_LAYOUT_CONFIG_KEYS',
     'check_gpt2_architecture',
     'gpt2_tensors',
-    'load_weights_into_gpt',
+    'load_gpt2_weights',
     'save_gpt2_safetensors',
     'load_gpt2',
     'read_config_json',
-    'BOOK_GPT2_SIZES',
-    'download_and_load_gpt2',
-    'book_gpt2_params',
-    'assign',
-    'load_gpt2_params_from_tf_ckpt',
 ]

@@ -58,7 +58,6 @@ from shared import (
     GPTModel,
     cosine_schedule,
     evaluate_model,
-    generate,
     generator_states,
     get_device,
     gpt2_config,
@@ -73,6 +72,7 @@ from shared import (
     token_ids_to_text,
     train_model,
 )
+from shared import generate_text as generate
 from shared.architecture import generator_problems
 from shared.checks import check, check_finite, check_type
 from shared.safe_files import read_torch_file

@@ -15,7 +15,7 @@ from ch04_gpt_model.gpt_model import GELU, FeedForward, GPTModel, LayerNorm, Tra
 from ch04_gpt_model.modern import ModernGPTModel
 from ch05_pretraining.gpt2_weights import (
     gpt2_tensors,
-    load_weights_into_gpt,
+    load_gpt2_weights,
     save_gpt2_safetensors,
 )
 from ch05_pretraining.open_weights import save_open_model
@@ -79,7 +79,7 @@ def save(model, tmp_path):
 
 
 def load(model, tmp_path):
-    return load_weights_into_gpt(model, gpt2_tensors(model_of()))
+    return load_gpt2_weights(model, gpt2_tensors(model_of()))
 
 
 USERS = {"the GPT-2 layout (saving)": save, "the GPT-2 layout (loading)": load}

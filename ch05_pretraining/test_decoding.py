@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
-from shared import FastDecoder, GPTModel, KVCachedModel, generate
+from shared import FastDecoder, GPTModel, KVCachedModel, generate_text
 
 
 LONG_PROMPT = torch.arange(TINY_GPT["context_length"] + 3).unsqueeze(0)  # 3 tokens too many
@@ -18,10 +18,10 @@ LONG_PROMPT = torch.arange(TINY_GPT["context_length"] + 3).unsqueeze(0)  # 3 tok
 def test_a_cropped_prompt_is_said_and_the_tokens_are_those_of_its_end():
     model = tiny_gpt()
     with pytest.warns(UserWarning, match=r"the prompt has 11 tokens, more than context_size=8: "
-                                         r"generate reads only its last 8 \(its first 3 are"):
-        tokens = generate(model, LONG_PROMPT, 4)
+                                         r"generate_text reads only its last 8 \(its first 3 are"):
+        tokens = generate_text(model, LONG_PROMPT, 4)
     end = LONG_PROMPT[:, -TINY_GPT["context_length"]:]
-    assert torch.equal(tokens[:, -4:], generate(model, end, 4)[:, -4:])
+    assert torch.equal(tokens[:, -4:], generate_text(model, end, 4)[:, -4:])
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -29,7 +29,7 @@ def test_a_prompt_that_fits_is_not_warned_about_even_when_the_text_outgrows_the_
         use_cache):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        generate(tiny_gpt(), LONG_PROMPT[:, :8], 5, use_cache=use_cache)
+        generate_text(tiny_gpt(), LONG_PROMPT[:, :8], 5, use_cache=use_cache)
 
 
 @pytest.mark.parametrize("make", [tiny_qwen3, lambda: FastDecoder(tiny_qwen3())],
@@ -37,12 +37,12 @@ def test_a_prompt_that_fits_is_not_warned_about_even_when_the_text_outgrows_the_
 def test_an_open_models_prompt_is_not_cropped(make):
     with pytest.raises(ValueError, match=r"the prompt has 11 tokens, more than context_size=8.*"
                                          r"<bos>.*shorten the prompt"):
-        generate(make(), LONG_PROMPT, 4)
+        generate_text(make(), LONG_PROMPT, 4)
 
 
 def test_the_fast_decoder_of_gpt2_crops_with_the_same_warning():
-    with pytest.warns(UserWarning, match="generate reads only its last 8"):
-        generate(FastDecoder(tiny_gpt()), LONG_PROMPT, 2)
+    with pytest.warns(UserWarning, match="generate_text reads only its last 8"):
+        generate_text(FastDecoder(tiny_gpt()), LONG_PROMPT, 2)
 
 
 # generate: a model on the meta device ----------------------------------------------------------
@@ -52,7 +52,7 @@ def test_a_model_on_the_meta_device_is_refused_by_name():
         model = GPTModel(TINY_GPT)
     with pytest.raises(ValueError, match=r"model is on the meta device .*build it on a real "
                                          r"device"):
-        generate(model, LONG_PROMPT[:, :4], 2)
+        generate_text(model, LONG_PROMPT[:, :4], 2)
 
 
 # KVCachedModel: the cache as the model's wrapper, not part of generate's loop ------------------
@@ -92,8 +92,8 @@ def test_a_cached_model_feeds_the_model_only_the_tokens_it_has_not_seen():
 @pytest.mark.parametrize("make", [tiny_gpt, tiny_qwen3])
 def test_generate_with_the_cache_gives_the_uncached_tokens_past_the_context(make):
     model, prompt = make(), torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
-    assert torch.equal(generate(model, prompt, 20),  # slides past the context of 8
-                       generate(model, prompt, 20, use_cache=False))
+    assert torch.equal(generate_text(model, prompt, 20),  # slides past the context of 8
+                       generate_text(model, prompt, 20, use_cache=False))
 
 
 def test_a_cached_model_starts_over_after_the_model_fails_halfway():

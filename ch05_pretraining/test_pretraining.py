@@ -16,7 +16,7 @@ from ch05_pretraining.decoding import (
     Temperature,
     TopK,
     TopP,
-    generate,
+    generate_text,
     next_token,
     next_token_probs,
     sampling_processors,
@@ -24,7 +24,6 @@ from ch05_pretraining.decoding import (
 from ch05_pretraining.pretraining import (
     calc_loss_batch,
     calc_loss_loader,
-    evaluate_model,
     generate_and_print_sample,
     plot_losses,
     plot_values,
@@ -36,6 +35,7 @@ from ch05_pretraining.training import (
     cosine_schedule,
     find_highest_gradient,
     train_model,
+    train_model_simple_hooked,
 )
 from shared import load_checkpoint, save_checkpoint  # chapter 5's checkpoints
 
@@ -99,9 +99,8 @@ def train(eval_freq, epochs=3, seed=0, generator=None):
     model = GPTModel(TINY)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
     train_loader, val_loader = loaders(generator=generator)
-    losses = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", epochs,
-                                eval_freq=eval_freq, eval_iter=2, start_context=None,
-                                tokenizer=None)
+    losses = train_model_simple_hooked(model, train_loader, val_loader, optimizer, "cpu", epochs,
+                                       eval_freq=eval_freq, eval_iter=2, progress=False)
     return model, losses
 
 
@@ -127,7 +126,7 @@ def test_training_matches_the_books_loop_draw_for_draw():
     package, a test oracle) and ours report the same losses and end with the same weights."""
     from llms_from_scratch import ch05 as oracle
     results = []
-    for loop in (train_model_simple, oracle.train_model_simple):
+    for loop in (train_model_simple, train_model_simple_hooked, oracle.train_model_simple):
         torch.manual_seed(0)
         model = GPTModel(TINY)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
@@ -135,10 +134,10 @@ def test_training_matches_the_books_loop_draw_for_draw():
         losses = loop(model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=2,
                       eval_iter=2, start_context="abc", tokenizer=LetterTokenizer())
         results.append((losses, model.state_dict()))
-    (ours, our_weights), (book, book_weights) = results
-    assert ours == book
+    (ours, our_weights), (hooked, hooked_weights), (book, book_weights) = results
+    assert ours == hooked == book
     for key, value in our_weights.items():
-        assert torch.equal(value, book_weights[key]), key
+        assert torch.equal(value, book_weights[key]) and torch.equal(value, hooked_weights[key])
 
 
 def test_train_model_matches_appendix_d_draw_for_draw():
@@ -166,10 +165,10 @@ def test_the_helpers_work_on_the_books_own_model(capsys):
     from llms_from_scratch import ch04 as book
     torch.manual_seed(0)
     model = book.GPTModel(TINY)
-    generate_and_print_sample(model, LetterTokenizer(), "cpu", "abc", max_new_tokens=3)
-    assert len(capsys.readouterr().out.strip()) == 6
+    generate_and_print_sample(model, LetterTokenizer(), "cpu", "abc")
+    assert len(capsys.readouterr().out.strip()) == 53  # the prompt and 50 new tokens
     prompt = torch.tensor([[1, 2, 3]])
-    assert torch.equal(generate(model.eval(), prompt, 12),
+    assert torch.equal(generate_text(model.eval(), prompt, 12),
                        generate_text_simple(model, prompt, 12, context_size=8))
     train_loader, val_loader = loaders()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -194,9 +193,9 @@ def test_training_reports_losses_and_samples_through_the_progress_bar(capsys, mo
     model = GPTModel(TINY)
     train_loader, val_loader = loaders()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 2, eval_freq=5,
-                       eval_iter=1, start_context="123", tokenizer=DigitTokenizer(),
-                       after_epoch=lambda epoch: f"epoch {epoch + 1} done")
+    train_model_simple_hooked(model, train_loader, val_loader, optimizer, "cpu", 2, eval_freq=5,
+                              eval_iter=1, start_context="123", tokenizer=DigitTokenizer(),
+                              after_epoch=lambda epoch: f"epoch {epoch + 1} done")
     # What a notebook shows: on each line, the text after its last carriage return.
     lines = [line.rsplit("\r", 1)[-1] for line in capsys.readouterr().out.split("\n")]
     shown = [line for line in lines if line.strip()]
@@ -210,9 +209,9 @@ def test_after_epoch_and_count_seen_adapt_the_loop_to_other_tasks():
     model = GPTModel(TINY)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     epochs = []
-    _, _, seen = train_model_simple(model, train_loader, val_loader, optimizer, "cpu", 2,
-                                    eval_freq=6, eval_iter=1, count_seen=len,
-                                    after_epoch=epochs.append)
+    _, _, seen = train_model_simple_hooked(model, train_loader, val_loader, optimizer, "cpu", 2,
+                                           eval_freq=6, eval_iter=1, count_seen=len,
+                                           after_epoch=epochs.append, progress=False)
     assert epochs == [0, 1] and seen == [4, 28]  # examples (batches of 4), steps 0 and 6
 
 
@@ -322,7 +321,7 @@ def test_find_highest_gradient_is_the_largest_entry_of_any_gradient():
 # Decoding ----------------------------------------------------------------------------------
 
 def test_greedy_decoding_follows_the_model():
-    out = generate(NextIdModel(), torch.tensor([[3]]), max_new_tokens=4, context_size=5)
+    out = generate_text(NextIdModel(), torch.tensor([[3]]), max_new_tokens=4, context_size=5)
     assert out.tolist() == [[3, 4, 5, 6, 7]]
 
 
@@ -330,8 +329,8 @@ def test_generate_with_defaults_is_chapter_4s_greedy_decoder():
     torch.manual_seed(0)
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42, 7, 1, 2, 3]])  # longer than the context
-    with pytest.warns(UserWarning, match="generate reads only its last 8"):
-        tokens = generate(model, prompt, 12, context_size=8)
+    with pytest.warns(UserWarning, match="generate_text reads only its last 8"):
+        tokens = generate_text(model, prompt, 12, context_size=8)
     torch.testing.assert_close(tokens, generate_text_simple(model, prompt, 12, context_size=8))
 
 
@@ -339,8 +338,8 @@ def test_top_k_1_sampling_equals_greedy():
     torch.manual_seed(0)
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[1, 2, 3]])
-    greedy = generate(model, prompt, 10, context_size=8)
-    sampled = generate(model, prompt, 10, context_size=8, temperature=1.5, top_k=1)
+    greedy = generate_text(model, prompt, 10, context_size=8)
+    sampled = generate_text(model, prompt, 10, context_size=8, temperature=1.5, top_k=1)
     assert torch.equal(greedy, sampled)
 
 
@@ -351,7 +350,7 @@ def test_fixed_seed_reproduces_sampled_text_and_other_seeds_differ():
 
     def sample(seed):
         torch.manual_seed(seed)
-        return generate(model, prompt, 20, context_size=8, temperature=2.0, top_p=0.95)
+        return generate_text(model, prompt, 20, context_size=8, temperature=2.0, top_p=0.95)
 
     assert torch.equal(sample(1), sample(1))
     assert not torch.equal(sample(1), sample(2))
@@ -360,14 +359,14 @@ def test_fixed_seed_reproduces_sampled_text_and_other_seeds_differ():
 def test_long_prompts_are_cropped_to_the_context():
     model = NextIdModel()
     with pytest.warns(UserWarning, match="its first 25 are dropped"):
-        out = generate(model, torch.arange(30).unsqueeze(0) % 10, max_new_tokens=3,
+        out = generate_text(model, torch.arange(30).unsqueeze(0) % 10, max_new_tokens=3,
                        context_size=5)
     assert out.shape == (1, 33)
     assert set(model.seen_lengths) == {5}
 
 
 def test_generation_stops_at_eos_without_appending_it():
-    out = generate(NextIdModel(), torch.tensor([[3]]), max_new_tokens=10, context_size=5,
+    out = generate_text(NextIdModel(), torch.tensor([[3]]), max_new_tokens=10, context_size=5,
                    eos_id=6)
     assert out.tolist() == [[3, 4, 5]]
 
@@ -405,8 +404,8 @@ def test_generate_reads_the_context_length_from_the_model():
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42, 7, 1, 2, 3]])  # longer than the context
     with pytest.warns(UserWarning, match="more than context_size=8"):  # read from the model
-        assert torch.equal(generate(model, prompt, 5),
-                           generate(model, prompt, 5, context_size=8))
+        assert torch.equal(generate_text(model, prompt, 5),
+                           generate_text(model, prompt, 5, context_size=8))
 
 
 def test_top_p_of_1_keeps_every_token_of_a_large_vocabulary():
@@ -477,19 +476,19 @@ def test_generate_takes_your_own_processor_and_the_fast_decoder_gives_the_same_t
     torch.manual_seed(0)
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[4, 8, 15]])
-    plain = generate(model, prompt, 6)
+    plain = generate_text(model, prompt, 6)
 
     def ban(token):
         return lambda logits, tokens: logits.index_fill(-1, torch.tensor([token]), -torch.inf)
 
-    banned = generate(model, prompt, 6, logits_processors=[ban(plain[0, 3].item())])
+    banned = generate_text(model, prompt, 6, logits_processors=[ban(plain[0, 3].item())])
     assert plain[0, 3].item() not in banned[0, 3:].tolist()
     for options in [{"repetition_penalty": 1.5}, {"temperature": 1.0, "min_p": 0.1},
                     {"logits_processors": [ban(plain[0, 3].item())]}]:
         torch.manual_seed(1)
-        expected = generate(model, prompt, 6, **options)
+        expected = generate_text(model, prompt, 6, **options)
         torch.manual_seed(1)
-        assert torch.equal(generate(FastDecoder(model), prompt, 6, **options), expected)
+        assert torch.equal(generate_text(FastDecoder(model), prompt, 6, **options), expected)
 
 
 # Learning-rate schedule --------------------------------------------------------------------
@@ -512,8 +511,8 @@ def test_cached_greedy_decoding_gives_the_uncached_tokens_for_200_tokens():
     torch.manual_seed(0)
     model = GPTModel({**TINY, "context_length": 64, "emb_dim": 32}).eval()
     prompt = torch.tensor([[4, 8, 15, 16, 23]])
-    cached = generate(model, prompt, 200, context_size=64)  # slides past the context at 64
-    uncached = generate(model, prompt, 200, context_size=64, use_cache=False)
+    cached = generate_text(model, prompt, 200, context_size=64)  # slides past the context at 64
+    uncached = generate_text(model, prompt, 200, context_size=64, use_cache=False)
     assert cached.shape == (1, 205)
     assert torch.equal(cached, uncached)
 
@@ -525,9 +524,9 @@ def test_cached_sampling_draws_the_same_tokens_as_uncached(options):
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
     torch.manual_seed(7)
-    cached = generate(model, prompt, 12, context_size=8, **options)
+    cached = generate_text(model, prompt, 12, context_size=8, **options)
     torch.manual_seed(7)
-    uncached = generate(model, prompt, 12, context_size=8, use_cache=False, **options)
+    uncached = generate_text(model, prompt, 12, context_size=8, use_cache=False, **options)
     assert torch.equal(cached, uncached)
 
 
@@ -536,13 +535,13 @@ def test_the_cache_feeds_each_token_once_until_the_window_slides():
     model = GPTModel(TINY).eval()
     fed = []
     model.tok_emb.register_forward_hook(lambda module, args, out: fed.append(args[0].shape[1]))
-    generate(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)
+    generate_text(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)
     assert fed == [3, 1, 1, 1, 1, 1]  # prefill, then one token per step
     fed.clear()
-    generate(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)  # a fresh cache per call
+    generate_text(model, torch.tensor([[1, 2, 3]]), 6, context_size=8)  # a fresh cache per call
     assert fed[0] == 3
     fed.clear()
-    generate(model, torch.tensor([[1, 2, 3, 4, 5, 6]]), 5, context_size=8)
+    generate_text(model, torch.tensor([[1, 2, 3, 4, 5, 6]]), 5, context_size=8)
     assert fed == [6, 1, 1, 8, 8]  # 9 tokens no longer fit: full windows from then on
 
 
@@ -550,9 +549,9 @@ def test_cached_generation_stops_at_eos():
     torch.manual_seed(0)
     model = GPTModel(TINY).eval()
     prompt = torch.tensor([[1, 2, 3]])
-    free = generate(model, prompt, 10, context_size=8)
+    free = generate_text(model, prompt, 10, context_size=8)
     eos = free[0, 5].item()
-    stopped = generate(model, prompt, 10, context_size=8, eos_id=eos)
+    stopped = generate_text(model, prompt, 10, context_size=8, eos_id=eos)
     first_eos = (free[0, 3:] == eos).nonzero()[0].item() + 3
     assert torch.equal(stopped, free[:, :first_eos])
 
@@ -622,26 +621,11 @@ def test_bf16_autocast_computes_in_bf16_trains_and_keeps_float32_weights():
 # Each bad argument is refused before anything changes, with an error that names it; the exact
 # wording is asserted only for a few exemplary messages.
 
-IDS = torch.arange(10).reshape(2, 5)  # a batch of 2 windows of 5 tokens
-
-
 def good_arguments(function, model, optimizer):
     """Arguments `function` accepts, with `model` and `optimizer` where it takes them."""
-    batches = [(IDS, IDS + 1)] * 2
     return {
-        calc_loss_batch: {"input_batch": IDS, "target_batch": IDS + 1, "model": model,
-                          "device": "cpu"},
-        calc_loss_loader: {"data_loader": batches, "model": model, "device": "cpu",
-                           "num_batches": 1},
-        evaluate_model: {"model": model, "train_loader": batches, "val_loader": batches,
-                         "device": "cpu", "eval_iter": 1},
-        train_model_simple: {"model": model, "train_loader": batches, "val_loader": batches,
-                             "optimizer": optimizer, "device": "cpu", "num_epochs": 1,
-                             "eval_freq": 1, "eval_iter": 1},
         plot_values: {"epochs_seen": [0.5, 1.0], "seen": [10, 20], "train_values": [5.0, 4.0],
                       "val_values": [5.5, 5.0]},
-        token_ids_to_text: {"token_ids": torch.tensor([15496]),
-                            "tokenizer": tiktoken.get_encoding("gpt2")},
     }[function]
 
 
@@ -661,63 +645,6 @@ def refuse(function, argument, bad, error):
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
     assert plt.get_fignums() == figures
-
-
-# calc_loss_batch
-
-@pytest.mark.parametrize("argument, bad, error", [
-    ("target_batch", torch.zeros(3, 5, dtype=torch.long), ValueError),  # another batch size
-    ("target_batch", torch.zeros(2, 4, dtype=torch.long), ValueError),  # another length
-    ("target_batch", torch.zeros(10, dtype=torch.long), ValueError),  # flattened
-])
-def test_calc_loss_batch_refuses(argument, bad, error):
-    refuse(calc_loss_batch, argument, bad, error)
-
-
-def test_calc_loss_batch_names_both_shapes():
-    with pytest.raises(ValueError) as refusal:
-        calc_loss_batch(IDS, IDS.flatten(), nn.Module(), "cpu")  # the model is never called
-    assert str(refusal.value) == ("target_batch must have input_batch's shape (one target per "
-                                  "input token): target_batch has shape (10,), input_batch (2, 5)")
-
-
-# calc_loss_loader
-
-@pytest.mark.parametrize("argument, bad, error", [
-    ("num_batches", 0, ValueError), ("num_batches", -1, ValueError),  # 0 would divide by zero
-    ("num_batches", 1.5, TypeError), ("num_batches", True, TypeError),
-])
-def test_calc_loss_loader_refuses(argument, bad, error):
-    refuse(calc_loss_loader, argument, bad, error)
-
-
-# evaluate_model
-
-@pytest.mark.parametrize("argument, bad, error", [
-    ("eval_iter", 0, ValueError), ("eval_iter", -2, ValueError), ("eval_iter", 1.0, TypeError),
-])
-def test_evaluate_model_refuses(argument, bad, error):
-    refuse(evaluate_model, argument, bad, error)  # and leaves the model in training mode
-
-
-# train_model_simple
-
-@pytest.mark.parametrize("argument, bad, error", [
-    ("num_epochs", -1, ValueError), ("num_epochs", 1.0, TypeError),
-    ("eval_freq", 0, ValueError), ("eval_freq", -5, ValueError),  # None, not 0, turns it off
-    ("eval_iter", 0, ValueError),
-    ("start_context", "Every effort", ValueError),  # without a tokenizer to encode it
-])
-def test_train_model_simple_refuses(argument, bad, error):
-    torch.manual_seed(0)
-    model = GPTModel(TINY)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    before = {name: t.clone() for name, t in model.state_dict().items()}
-    arguments = {**good_arguments(train_model_simple, model, optimizer), argument: bad}
-    with pytest.raises(error, match=argument):
-        train_model_simple(**arguments)
-    assert all(torch.equal(t, before[name]) for name, t in model.state_dict().items())
-    assert not optimizer.state  # no step was taken
 
 
 # plot_values
@@ -743,23 +670,11 @@ def test_plot_values_plots_one_evaluation_as_a_point_and_none_says_why():
 
 # token_ids_to_text
 
-@pytest.mark.parametrize("argument, bad, error", [
-    ("token_ids", torch.tensor(15496), ValueError),  # a single id: reshape(1)
-    ("token_ids", torch.tensor([[15496, 995], [15496, 995]]), ValueError),  # a batch of 2
-    ("token_ids", torch.tensor([[[15496, 995]]]), ValueError),  # three axes
-])
-def test_token_ids_to_text_refuses(argument, bad, error):
-    refuse(token_ids_to_text, argument, bad, error)
-
-
-def test_token_ids_to_text_decodes_one_sequence_in_either_shape_and_says_how_to_decode_a_batch():
+def test_token_ids_to_text_decodes_one_sequence_and_a_batch_fails_loudly():
     tokenizer = tiktoken.get_encoding("gpt2")
-    assert token_ids_to_text(torch.tensor([15496]), tokenizer) == "Hello"
-    assert token_ids_to_text(torch.tensor([[15496]]), tokenizer) == "Hello"
+    assert token_ids_to_text(torch.tensor([15496, 995]), tokenizer) == "Hello world"
+    assert token_ids_to_text(torch.tensor([[15496, 995]]), tokenizer) == "Hello world"
     batch = torch.tensor([[15496, 995], [15496, 995]])
     assert [token_ids_to_text(row, tokenizer) for row in batch] == ["Hello world"] * 2
-    with pytest.raises(ValueError) as refusal:
+    with pytest.raises(TypeError):  # tiktoken's: a list of rows is not a list of ids
         token_ids_to_text(batch, tokenizer)
-    assert str(refusal.value) == ("token_ids must be one sequence, of shape (tokens) or "
-                                  "(1, tokens), got (2, 2) (a batch): pass one row at a time, "
-                                  "for row in token_ids")

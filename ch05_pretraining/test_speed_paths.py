@@ -12,7 +12,7 @@ from torch import nn
 from ch04_gpt_model.gpt_model import GPTModel, TransformerBlock
 from ch04_gpt_model.modern import ModernBlock, SwiGLU
 from ch05_pretraining import fast_path
-from ch05_pretraining.decoding import generate
+from ch05_pretraining.decoding import generate_text
 from ch05_pretraining.fast_path import (
     BFloat16Linear,
     FastDecoder,
@@ -63,8 +63,8 @@ def test_fast_decoder_continues_a_cache_in_pieces_of_any_size(split):
 def test_fast_decoder_generates_the_uncached_tokens_even_past_the_context():
     model = small_model(context_length=16)
     prompt = torch.tensor([[4, 8, 15, 16, 23]])
-    uncached = generate(model, prompt, 60, context_size=16, use_cache=False)
-    assert torch.equal(generate(FastDecoder(model), prompt, 60, context_size=16), uncached)
+    uncached = generate_text(model, prompt, 60, context_size=16, use_cache=False)
+    assert torch.equal(generate_text(FastDecoder(model), prompt, 60, context_size=16), uncached)
 
 
 def test_fast_decoder_samples_the_models_tokens_from_the_same_seed():
@@ -73,7 +73,7 @@ def test_fast_decoder_samples_the_models_tokens_from_the_same_seed():
     drawn = []
     for decoder in (model, FastDecoder(model)):
         torch.manual_seed(7)
-        drawn.append(generate(decoder, prompt, 15, context_size=24, temperature=1.0, top_k=20))
+        drawn.append(generate_text(decoder, prompt, 15, context_size=24, temperature=1.0, top_k=20))
     assert torch.equal(*drawn)
 
 
@@ -358,8 +358,8 @@ def test_fast_decoder_gives_a_variants_own_logits_at_every_step(family, variant)
 def test_fast_decoder_generates_a_variants_own_tokens(family, variant):
     model, ids = learners_variant(family, variant)
     prompt = ids[:, :5]
-    expected = generate(model, prompt, 20, use_cache=False)  # past the context of 16
-    assert torch.equal(generate(FastDecoder(model), prompt, 20), expected)
+    expected = generate_text(model, prompt, 20, use_cache=False)  # past the context of 16
+    assert torch.equal(generate_text(FastDecoder(model), prompt, 20), expected)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -436,8 +436,8 @@ def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shap
 def test_fast_decoder_generates_a_modern_models_tokens_even_past_the_context(shape):
     model = modern_model(shape)
     prompt = torch.tensor([[4, 8, 15, 16, 23], [42, 4, 8, 15, 16]])
-    expected = generate(model, prompt, 40, use_cache=False)  # the window slides after 16
-    assert torch.equal(generate(FastDecoder(model), prompt, 40), expected)
+    expected = generate_text(model, prompt, 40, use_cache=False)  # the window slides after 16
+    assert torch.equal(generate_text(FastDecoder(model), prompt, 40), expected)
 
 
 def test_fast_decoder_of_a_modern_model_is_a_float32_copy_in_evaluation_mode():

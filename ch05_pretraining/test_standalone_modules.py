@@ -36,7 +36,7 @@ USES = {
         ids = torch.tensor([[1, 2, 3]])
         assert torch.equal(load_gpt2("out").eval()(ids), model(ids))
         loaded = GPTModel(cfg).eval()
-        load_weights_into_gpt(loaded, book_gpt2_params(gpt2_tensors(model)))
+        load_gpt2_weights(loaded, gpt2_tensors(model))
         assert torch.equal(loaded(ids), model(ids))
     """,
     "ch05_pretraining.fast_path": """

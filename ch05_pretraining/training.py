@@ -6,31 +6,35 @@
 # %% beyond_4_training.ipynb cell 8, Chapter 5, beyond the book: warmup, cosine decay and gradie...
 
 """Chapter 5, beyond the book: the book's appendix D (warmup, cosine decay and gradient
-clipping) in a second training loop, train_model, with the hooks longer runs need."""
+clipping) in a second training loop, train_model, with the hooks longer runs need, and the
+lesson's loop with those hooks, train_model_simple_hooked."""
 
+import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import tiktoken
 import torch
 from torch import nn
 
-from ch05_pretraining.pretraining import (
-    Batch,
-    Device,
-    Loader,
-    LossFn,
+from shared import (
     calc_loss_batch,
-    evaluate_model,
-    generate_and_print_sample,
-)
-from shared.checks import (
     check,
     check_count,
     check_finite,
     check_number,
+    context_length_of,
+    generate_text_simple,
+    progress_bar,
+    text_to_token_ids,
+    token_ids_to_text,
 )
-from shared.utils import progress_bar
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batch, tokens)
+Loader = Collection[Batch]  # a DataLoader, or any sized iterable of batches
+Device = str | torch.device
+LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 
 
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
@@ -163,8 +167,8 @@ def train_model(
                 seen += sum(count_seen(input_batch) for input_batch, _ in batches)
                 bar.update(1)
                 if eval_freq and step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_model(model, train_loader, val_loader,
-                                                          device, eval_iter, loss_batch)
+                    train_loss, val_loss = evaluate_losses(model, train_loader, val_loader,
+                                                           device, eval_iter, loss_batch)
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     track_seen.append(seen)
@@ -173,13 +177,64 @@ def train_model(
                 if after_step is not None:
                     after_step(step, train_losses, val_losses)
             if start_context and progress:
-                generate_and_print_sample(model, tokenizer, device, start_context, log=log)
+                log(sample_text(model, tokenizer, device, start_context))
             if after_epoch is not None and (message := after_epoch(epoch)):
                 log(message)
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% beyond_4_training.ipynb cell 18, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 16, 5.6 Warmup, cosine decay and gradient clipping
+
+def evaluate_losses(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
+                    eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
+    """The lesson's evaluate_model with any batch loss (chapter 6's, 5.8's chunked one), leaving
+    the model in the mode it was in: the mean of loss_batch over the first eval_iter batches
+    of each loader (nan for a loader without batches)."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for loader in (train_loader, val_loader):
+            n = min(eval_iter, len(loader))
+            total = 0.0
+            for input_batch, target_batch in itertools.islice(loader, n):
+                total += loss_batch(input_batch, target_batch, model, device).item()
+            losses.append(total / n if n else float("nan"))
+    model.train(was_training)
+    return losses[0], losses[1]
+
+
+def sample_text(model: nn.Module, tokenizer: tiktoken.Encoding, device: Device,
+                start_context: str, max_new_tokens: int = 50) -> str:
+    """The line the lesson's generate_and_print_sample prints (a greedy continuation), returned,
+    for any model with a context length; the model's mode is left as it was."""
+    was_training = model.training
+    model.eval()
+    encoded = text_to_token_ids(start_context, tokenizer).to(device)
+    token_ids = generate_text_simple(model, encoded, max_new_tokens, context_length_of(model))
+    model.train(was_training)
+    return token_ids_to_text(token_ids, tokenizer).replace("\n", " ")
+
+
+def train_model_simple_hooked(
+        model: nn.Module, train_loader: Loader, val_loader: Loader,
+        optimizer: torch.optim.Optimizer, device: Device, num_epochs: int, eval_freq: int | None,
+        eval_iter: int, start_context: str | None = None,
+        tokenizer: tiktoken.Encoding | None = None, **hooks) -> tuple[list[float], list[float],
+                                                                       list[int]]:
+    """The lesson's train_model_simple, update for update, with train_model's hooks
+    (loss_batch, count_seen, after_epoch, after_step, progress, ...): train_model at the
+    optimizer's constant learning rate, without clipping. eval_freq=None never evaluates;
+    start_context=None prints no samples. Returns (train_losses, val_losses, seen)."""
+    lr = optimizer.param_groups[0]["lr"]
+    train_losses, val_losses, seen, _ = train_model(
+        model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
+        start_context, tokenizer, warmup_steps=0, lr_schedule=lambda step: lr,
+        max_grad_norm=None, **hooks)
+    return train_losses, val_losses, seen
+
+
+# %% beyond_4_training.ipynb cell 20, 5.6 Warmup, cosine decay and gradient clipping
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""
@@ -188,9 +243,16 @@ def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
 
 
 __all__ = [
+    'Batch',
+    'Loader',
+    'Device',
+    'LossFn',
     'cosine_schedule',
     'batches_per_step',
     'optimizer_step',
     'train_model',
+    'evaluate_losses',
+    'sample_text',
+    'train_model_simple_hooked',
     'find_highest_gradient',
 ]

@@ -68,7 +68,9 @@ from shared import (
     replace_linear_with_lora,
     set_seed,
     train_model,
-    train_model_simple,
+)
+from shared import (
+    train_model_simple_hooked as train_model_simple,
 )
 from shared.tooling.command_line import CommandParser, number_arg, run_main
 

@@ -46,7 +46,6 @@ from shared import (
     data_dir,
     finetuned_instruction_run,
     format_input,
-    generate,
     get_device,
     lesson_setup,
     load_llama3_tokenizer,
@@ -54,6 +53,7 @@ from shared import (
     load_text_model,
     prepare_tiktoken_cache,
 )
+from shared import generate_text as generate
 from shared.tooling.command_line import CommandParser, HelpFormatter, number_arg, path_arg, run_main
 
 

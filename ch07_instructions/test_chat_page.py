@@ -41,11 +41,11 @@ from shared import (
     BPETokenizer,
     GPTModel,
     finetuned_instruction_run,
-    generate,
     lesson_setup,
     read_text,
     save_text_model,
 )
+from shared import generate_text as generate
 
 
 PAGE = Path(__file__).with_name("chat_page.py")

@@ -17,7 +17,9 @@ from shared import (
     dpo_loss_batch,
     generate_responses,
     preference_collate_fn,
-    train_model_simple,
+)
+from shared import (
+    train_model_simple_hooked as train_model_simple,
 )
 
 

@@ -41,7 +41,9 @@ from shared import (
     gpt2_config,
     replace_linear_with_lora,
     train_model,
-    train_model_simple,
+)
+from shared import (
+    train_model_simple_hooked as train_model_simple,
 )
 from shared.data import PROJECT_ROOT
 

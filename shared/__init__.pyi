@@ -91,20 +91,23 @@ from ch04_gpt_model.modern import (
     ModernGPTModel as ModernGPTModel,
 )
 from ch05_pretraining.pretraining import (
-    Batch as Batch,
-    Loader as Loader,
-    Device as Device,
-    LossFn as LossFn,
+    text_to_token_ids as text_to_token_ids,
+    token_ids_to_text as token_ids_to_text,
     calc_loss_batch as calc_loss_batch,
     calc_loss_loader as calc_loss_loader,
     evaluate_model as evaluate_model,
-    context_length_of as context_length_of,
     generate_and_print_sample as generate_and_print_sample,
     train_model_simple as train_model_simple,
-    plot_values as plot_values,
     plot_losses as plot_losses,
-    text_to_token_ids as text_to_token_ids,
-    token_ids_to_text as token_ids_to_text,
+    generate as generate,
+    read_gpt2_weights as read_gpt2_weights,
+    load_weights_into_gpt as load_weights_into_gpt,
+    BOOK_GPT2_SIZES as BOOK_GPT2_SIZES,
+    download_and_load_gpt2 as download_and_load_gpt2,
+    load_gpt2_params_from_tf_ckpt as load_gpt2_params_from_tf_ckpt,
+    assign as assign,
+    context_length_of as context_length_of,
+    plot_values as plot_values,
 )
 from ch05_pretraining.checkpoints import (
     save_checkpoint as save_checkpoint,
@@ -116,19 +119,14 @@ from ch05_pretraining.checkpoints import (
 )
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights as download_gpt2_weights,
-    read_gpt2_weights as read_gpt2_weights,
+    read_gpt2_checkpoint as read_gpt2_checkpoint,
     GPT2_LAYOUT_CONFIG_KEYS as GPT2_LAYOUT_CONFIG_KEYS,
     check_gpt2_architecture as check_gpt2_architecture,
     gpt2_tensors as gpt2_tensors,
-    load_weights_into_gpt as load_weights_into_gpt,
+    load_gpt2_weights as load_gpt2_weights,
     save_gpt2_safetensors as save_gpt2_safetensors,
     load_gpt2 as load_gpt2,
     read_config_json as read_config_json,
-    BOOK_GPT2_SIZES as BOOK_GPT2_SIZES,
-    download_and_load_gpt2 as download_and_load_gpt2,
-    book_gpt2_params as book_gpt2_params,
-    assign as assign,
-    load_gpt2_params_from_tf_ckpt as load_gpt2_params_from_tf_ckpt,
 )
 from ch05_pretraining.decoding import (
     RepetitionPenalty as RepetitionPenalty,
@@ -140,13 +138,20 @@ from ch05_pretraining.decoding import (
     next_token_probs as next_token_probs,
     next_token as next_token,
     KVCachedModel as KVCachedModel,
-    generate as generate,
+    generate_text as generate_text,
 )
 from ch05_pretraining.training import (
+    Batch as Batch,
+    Loader as Loader,
+    Device as Device,
+    LossFn as LossFn,
     cosine_schedule as cosine_schedule,
     batches_per_step as batches_per_step,
     optimizer_step as optimizer_step,
     train_model as train_model,
+    evaluate_losses as evaluate_losses,
+    sample_text as sample_text,
+    train_model_simple_hooked as train_model_simple_hooked,
     find_highest_gradient as find_highest_gradient,
 )
 from ch05_pretraining.fast_path import (

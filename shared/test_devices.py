@@ -241,8 +241,7 @@ def chapter_5_losses_and_evaluation():
     assert on_the_gpu(shared.calc_loss_batch(x, y, model, GPU))
     assert shared.calc_loss_loader(cpu_loader(), model, GPU) > 0
     assert len(shared.evaluate_model(model, cpu_loader(), cpu_loader(), GPU, eval_iter=1)) == 2
-    shared.generate_and_print_sample(model, CharTokenizer(), GPU, "every", max_new_tokens=3,
-                                     log=lambda text: None)
+    shared.generate_and_print_sample(model, CharTokenizer(), GPU, "every")
 
 
 @case
@@ -268,7 +267,7 @@ def chapter_5_generate():
     settings = [{}, {"temperature": 1.0, "top_k": 5}, {"temperature": 0.8, "top_p": 0.9},
                 {"eos_id": 3}, {"use_cache": False}, {"context_size": 4}]
     for options in settings:
-        out = shared.generate(model, prompt, 10, **options)  # past the context: the window slides
+        out = shared.generate_text(model, prompt, 10, **options)  # past the context: it slides
         assert on_the_gpu(out)
     assert on_the_gpu(shared.next_token(torch.randn(2, 50, device=GPU), 1.0, 5, 0.9))
 
@@ -326,7 +325,7 @@ def chapter_5_fast_paths():
     model = tiny_gpt(qkv_bias=True).to(GPU)
     decoder = shared.FastDecoder(model)
     assert on_the_gpu(decoder(ids(1, 4).to(GPU)))
-    assert on_the_gpu(shared.generate(decoder, ids(1, 3).to(GPU), 6, context_size=8))
+    assert on_the_gpu(shared.generate_text(decoder, ids(1, 3).to(GPU), 6, context_size=8))
     x, y = next(iter(cpu_loader()))
     loss = shared.calc_loss_batch_chunked(x, y, model, GPU)
     loss.backward()
@@ -335,7 +334,7 @@ def chapter_5_fast_paths():
     assert on_the_gpu(cached(ids(1, 3).to(GPU)), cached(ids(1, 4).to(GPU)))
     modern = tiny_qwen3().to(GPU)
     fast_modern = shared.FastDecoder(modern)
-    assert on_the_gpu(shared.generate(fast_modern, ids(1, 3).to(GPU), 6, context_size=8,
+    assert on_the_gpu(shared.generate_text(fast_modern, ids(1, 3).to(GPU), 6, context_size=8,
                                       temperature=1.0, min_p=0.1, repetition_penalty=1.2))
     assert all(on_the_gpu(p) for p in fast_modern.model.parameters())
     shared.check_architecture(modern, shared.ModernGPTModel, "a test",  # reads only shapes
@@ -358,8 +357,8 @@ def chapter_5_open_model_loader(tmp_path):
         "intermediate_size": cfg["hidden_dim"], "max_position_embeddings": cfg["context_length"],
         "rope_theta": cfg["rope_base"], "rms_norm_eps": 1e-6, "tie_word_embeddings": True}))
     loaded = shared.load_open_model(tmp_path).to(GPU)
-    out = shared.generate(loaded, ids(1, 3).to(GPU), 4)
-    assert torch.equal(out.cpu(), shared.generate(model, ids(1, 3), 4))
+    out = shared.generate_text(loaded, ids(1, 3).to(GPU), 4)
+    assert torch.equal(out.cpu(), shared.generate_text(model, ids(1, 3), 4))
 
 
 @case
@@ -440,7 +439,7 @@ def chapter_7_instructions():
         assert all(on_the_gpu(t) for t in (out if isinstance(out, tuple) else (out,)))
     inputs, targets = shared.custom_collate_fn(batch, pad_token_id=0, device=GPU)
     assert on_the_gpu(shared.sequence_logprobs(model(inputs), targets))
-    with pytest.warns(UserWarning, match="generate reads only its last 64"):  # long prompts
+    with pytest.warns(UserWarning, match="generate_text reads only its last 64"):  # long prompts
         data = shared.generate_responses(model, instruction_entries(), CharTokenizer(300), GPU,
                                          max_new_tokens=3, eos_id=0, progress=False)
     assert all(isinstance(entry["model_response"], str) for entry in data)
