@@ -43,6 +43,12 @@ OTHER_TARGET = 12.0  # a companion module or a script
 PROJECT_TARGET = 8.0  # every module and script together
 STANDALONE_TARGET = 12.0  # a chapter's standalone copy
 
+# What is still over its target, with the share it may not exceed until its checks are cut: a
+# module's name, "all" for every module together, or "standalone CHAPTER" for a copy. An entry
+# only goes down and leaves once it is within its target (the test fails otherwise); while this
+# holds anything, the targets above are not yet met.
+NOT_YET_WITHIN_TARGET: dict[str, float] = {}
+
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
 
 
@@ -166,20 +172,30 @@ def total(rows: list[tuple[str, dict]]) -> dict:
     return {key: sum(s[key] for _, s in rows) for key in ("lines", "code", "validation", "public")}
 
 
+def limit(name: str, aim: float) -> float:
+    """What `name` may not exceed: its target `aim`, or its entry in NOT_YET_WITHIN_TARGET."""
+    return max(aim, NOT_YET_WITHIN_TARGET.get(name, aim))
+
+
 def over_target(rows: list[tuple[str, dict]],
                 copies: list[tuple[str, dict]] | None = None) -> list[str]:
     """What exceeds its target: a module, all modules together, or a standalone copy."""
     problems = [f"{name}: {share(s):.1f}% of its code lines are checks, over its target of "
                 f"{target(name):.1f}% (keep only the checks that prevent a silent wrong result, "
                 "a far-away failure, a hang or a lost file)"
-                for name, s in rows if share(s) > target(name)]
-    if rows and share(total(rows)) > PROJECT_TARGET:
+                for name, s in rows if share(s) > limit(name, target(name))]
+    if rows and share(total(rows)) > limit("all", PROJECT_TARGET):
         problems.append(f"all modules: {share(total(rows)):.1f}% of their code lines are checks, "
                         f"over the project's target of {PROJECT_TARGET:.1f}%")
     problems += [f"{name}: {share(s):.1f}% of its code lines are checks, over the standalone "
                  f"target of {STANDALONE_TARGET:.1f}%"
-                 for name, s in copies or () if share(s) > STANDALONE_TARGET]
+                 for name, s in copies or () if share(s) > limit(name, STANDALONE_TARGET)]
     return problems
+
+
+def shares(rows, copies) -> dict[str, float]:
+    """Every measured share by name, the total as "all"."""
+    return {**{name: share(s) for name, s in rows + copies}, "all": share(total(rows))}
 
 
 def all_rows() -> list[tuple[str, dict]]:
@@ -206,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     _table([("all", total(rows))], [PROJECT_TARGET])
     print()
     _table(copies, [STANDALONE_TARGET] * len(copies))
+    if NOT_YET_WITHIN_TARGET:
+        print("\nnot yet within target, may not exceed: " + ", ".join(
+            f"{name} {cap:.1f}%" for name, cap in NOT_YET_WITHIN_TARGET.items()))
     if args.check:
         problems = over_target(rows, copies)
         for line in problems:
