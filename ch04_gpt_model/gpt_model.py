@@ -95,8 +95,7 @@ class TransformerBlock(nn.Module):
 # %% gpt_model.ipynb cell 41, 4.6 Coding the GPT model
 
 class PlainGPTModel(nn.Module):
-    """The book's GPTModel: the skeleton of 4.1 with real blocks and norm (4.7.1's GPTModel
-    is a subclass)."""
+    """The book's GPTModel: 4.1's skeleton with real blocks and norm; GPTModel subclasses it."""
 
     def __init__(self, cfg):
         super().__init__()

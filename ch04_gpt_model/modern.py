@@ -271,7 +271,7 @@ def validate_modern_config(cfg: dict) -> dict:
     window, layer_types = cfg["sliding_window"], cfg["layer_types"]
     check(layer_types is None or (len(layer_types) == cfg["n_layers"]
                                   and set(layer_types) <= {"global", "local"}),
-          f"layer_types must be {cfg['n_layers']} of 'global' and 'local', got {layer_types}")
+          f"layer_types must be n_layers={cfg['n_layers']} of 'global' and 'local': {layer_types}")
     check(("local" in (layer_types or ())) == (window is not None), f"sliding_window is {window}: "
           "give one exactly when layer_types has a local layer")
     # Gemma 3's GeGLU (4.8.8); a mixture of experts' experts are SwiGLUs, silu only
