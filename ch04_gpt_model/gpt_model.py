@@ -151,8 +151,7 @@ OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defau
 # %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
 
 class GPTModel(PlainGPTModel):
-    """4.6's model with a checked configuration; cfg["tie_weights"] shares tok_emb's matrix
-    with out_head, cfg["sdpa"] asks for fused attention; KV caches, last_only, hidden_states."""
+    """4.6's model, checked configuration, tie_weights, sdpa, KV caches, last_only logits."""
 
     # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
     OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS
@@ -191,8 +190,7 @@ class GPTModel(PlainGPTModel):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches) -> int:
-        """Raise unless in_idx's token ids fit after the cached ones and kv_caches are this
-        model's (empty, or filled by it: check_kv_caches marks them); return the cached count."""
+        """Check in_idx and this model's kv_caches (check_kv_caches marks them); cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = check_kv_caches(kv_caches, self, len(self.trf_blocks))
         check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
@@ -218,6 +216,8 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
+    if size not in GPT2_SIZES:  # a KeyError would not say which sizes there are
+        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 

@@ -216,9 +216,9 @@ def test_zero_new_tokens_returns_the_prompt(model):
     assert torch.equal(generate_text_simple(model, prompt, 0, 8), prompt)
 
 
-# gpt2_config: an unknown size is the KeyError of the lookup ------------------------------------
+# gpt2_config ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", ["gpt2-huge", "gpt2-small", "124M"])
-def test_gpt2_config_names_an_unknown_size(size):
-    with pytest.raises(KeyError, match=re.escape(size)):
+@pytest.mark.parametrize("size", ["gpt2-huge", "gpt2-small", "124M", None])
+def test_gpt2_config_refuses_an_unknown_size_naming_the_sizes(size):
+    with pytest.raises(ValueError, match=r"unknown size .*; choose one of \['gpt2-small \(124M\)'"):
         gpt2_config(size)
