@@ -41,8 +41,7 @@ class KVCache:
                              f"max_tokens={self.max_tokens}: reset() it, or make a larger one")
         if self.window is not None:
             return self._update_window(keys, values)
-        # (1) memory for the first sequence, and again for one of another layout
-        if start == 0 and _layout(keys) != _layout(self.keys):
+        if start == 0 and _layout(keys) != _layout(self.keys):  # (1) new, or a new layout
             shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
             self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions

@@ -10,7 +10,7 @@
 import torch
 from torch import nn
 
-from ch03_attention.attention import MultiHeadAttention
+from shared import MultiHeadAttention
 
 
 # %% gpt_model.ipynb cell 5, The configuration
@@ -69,36 +69,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# %% gpt_model.ipynb cell 44, How many parameters, how much memory?
-
-def count_parameters(model: nn.Module) -> int:
-    """The numbers in the model's parameters. parameters() yields each Parameter object once,
-    so a matrix that two modules share (weight tying, 4.6) counts once."""
-    return sum(p.numel() for p in model.parameters())
-
-
-# %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
-
-from ch03_attention.kv_cache import KVCache  # noqa: E402 - the checks are imported where the chapter first uses them
-from shared.architecture import validate_config
-from shared.checks import (  # noqa: E402
-    check_choice,
-    check_count,
-    check_fits_context,
-    check_kv_caches,
-    check_memory,
-    check_token_ids,
-)
-
-
-# %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
-
-REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                        "drop_rate", "qkv_bias")
-OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
-
-
-# %% gpt_model.ipynb cell 63, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 38, 4.5 Connecting attention and feed-forward in a Transformer block
 
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
@@ -108,41 +79,91 @@ class TransformerBlock(nn.Module):
         self.att = MultiHeadAttention(
             d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
             num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
-            use_sdpa=cfg.get("sdpa", False),
+            use_sdpa=cfg.get("sdpa", False),  # beyond the book: fused attention, if asked
         )
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg["emb_dim"])
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
-    def forward(self, x, kv_cache=None):
+    def forward(self, x, kv_cache=None):  # beyond the book: kv_cache, passed to the attention
         x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
 
-# %% gpt_model.ipynb cell 64, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 41, 4.6 Coding the GPT model
 
-class GPTModel(nn.Module):
-    """GPT-2: token + position embeddings, n_layers Transformer blocks, norm, output head.
-    cfg["tie_weights"] shares tok_emb's matrix with out_head; cfg["sdpa"]: fused attention."""
+class PlainGPTModel(nn.Module):
+    """The book's GPTModel: 4.1's skeleton with real blocks and norm; GPTModel subclasses it."""
 
-    # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
-    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS
-
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg):
         super().__init__()
-        self.cfg = cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
-        # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
-        mask_bytes = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)
-        check_memory("context_length", cfg["context_length"], mask_bytes,
-                     f"{cfg['n_layers']:,} causal masks and a copy while one is built")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        positions = torch.arange(in_idx.shape[1], device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+# %% gpt_model.ipynb cell 44, How many parameters, how much memory?
+
+def count_parameters(model: nn.Module) -> int:
+    """The numbers in the model's parameters. parameters() yields each Parameter object once,
+    so a matrix that two modules share (weight tying, 4.6) counts once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# %% gpt_model.ipynb cell 54, 4.7 Generating text
+
+def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+                         context_size: int) -> torch.Tensor:
+    """Greedy decoding: append the most likely next token `max_new_tokens` times."""
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model(idx[:, -context_size:])[:, -1, :]  # last position only
+        next_id = logits.argmax(dim=-1, keepdim=True)  # softmax would not change the argmax
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+# %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
+
+from shared import KVCache, check_count, check_memory, check_token_ids, validate_config  # noqa: E402
+from shared.checks import check_fits_context, check_kv_caches  # noqa: E402
+
+
+# %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
+
+REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
+                        "drop_rate", "qkv_bias")
+OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
+
+
+# %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
+
+class GPTModel(PlainGPTModel):
+    """4.6's model, checked configuration, tie_weights, sdpa, KV caches, last_only logits."""
+
+    # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
+    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS
+
+    def __init__(self, cfg: dict):
+        cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
+        # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
+        mask_bytes = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)
+        check_memory("context_length", cfg["context_length"], mask_bytes,
+                     f"{cfg['n_layers']:,} causal masks and a copy while one is built")
+        super().__init__(cfg)  # 4.6's layers, in its order: a seed gives PlainGPTModel's weights
+        self.cfg = cfg
         if cfg["tie_weights"]:
             # N(0, 1) rows would give logits of std ~sqrt(emb_dim): start at GPT-2's scales
             with torch.no_grad():
@@ -169,8 +190,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches) -> int:
-        """Raise unless in_idx's token ids fit after the cached ones and kv_caches are this
-        model's (empty, or filled by it: check_kv_caches marks them); return the cached count."""
+        """Check in_idx and this model's kv_caches (check_kv_caches marks them); cached count."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         start = check_kv_caches(kv_caches, self, len(self.trf_blocks))
         check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
@@ -180,27 +200,11 @@ class GPTModel(nn.Module):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
         context_length = self.cfg["context_length"]
         max_tokens = context_length if max_tokens is None else max_tokens  # 0 is not "the default"
-        check_count("max_tokens", max_tokens, 1)
+        check_count("max_tokens", max_tokens, 1)  # else a cache that holds nothing, refused late
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
-# %% gpt_model.ipynb cell 68, 4.7.1 The final `GPTModel` (beyond the book)
-
-def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
-                         context_size: int) -> torch.Tensor:
-    """Greedy decoding: append the most likely next token `max_new_tokens` times."""
-    check_token_ids(idx, "idx")
-    check_count("max_new_tokens", max_new_tokens, 0)
-    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            logits = model(idx[:, -context_size:])[:, -1, :]  # last position only
-        next_id = logits.argmax(dim=-1, keepdim=True)  # softmax would not change the argmax
-        idx = torch.cat([idx, next_id], dim=1)
-    return idx
-
-
-# %% gpt_model.ipynb cell 69, 4.7.1 The final `GPTModel` (beyond the book)
+# %% gpt_model.ipynb cell 66, 4.7.1 The final `GPTModel` (beyond the book)
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -212,7 +216,8 @@ GPT2_SIZES = {
 
 def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES, then `overrides`."""
-    check_choice("size", size, GPT2_SIZES)  # "gpt2-small" gets: did you mean "gpt2-small (124M)"?
+    if size not in GPT2_SIZES:  # a KeyError would not say which sizes there are
+        raise ValueError(f"unknown size {size!r}; choose one of {list(GPT2_SIZES)}")
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 
@@ -221,12 +226,13 @@ __all__ = [
     'LayerNorm',
     'GELU',
     'FeedForward',
+    'TransformerBlock',
+    'PlainGPTModel',
     'count_parameters',
+    'generate_text_simple',
     'REQUIRED_CONFIG_KEYS',
     'OPTIONAL_CONFIG_KEYS',
-    'TransformerBlock',
     'GPTModel',
-    'generate_text_simple',
     'GPT2_SIZES',
     'gpt2_config',
 ]

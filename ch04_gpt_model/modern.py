@@ -13,19 +13,8 @@ GPTModel built from them."""
 import torch
 from torch import nn
 
-from ch03_attention.attention import attend
-from ch03_attention.kv_cache import KVCache
-from ch04_gpt_model.gpt_model import GPTModel
-from shared.checks import (
-    check,
-    check_choice,
-    check_count,
-    check_divisible,
-    check_flag,
-    check_keys,
-    check_number,
-    check_type,
-)
+from shared import GPTModel, KVCache, attend, check, check_choice, check_count, check_flag
+from shared.checks import check_divisible, check_keys, check_number
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm
@@ -251,71 +240,43 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "norm_unit_offset": False, "post_norms": False, "ffn_activation": "silu",
     "scale_embeddings": False, "query_pre_attn_scalar": None, "rope_local_base": None,
 }
+# the sizes that must be positive integers: these, and hidden_dim or the three MoE sizes
+_SIZE_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
+_MOE_SIZE_KEYS = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
 
 
 def validate_modern_config(cfg: dict) -> dict:
-    """As validate_config, for ModernGPTModel: the configuration with defaults filled in and
-    head_dim worked out (emb_dim // n_heads unless given). Every key is checked here, where the
-    configuration enters, before any weight is made; the layers take it as it is."""
+    """The configuration with its defaults filled in and head_dim worked out (emb_dim //
+    n_heads unless given), before any weight is made. It refuses what a model would otherwise
+    get wrong without a word (a key misspelt, a flag that is a str, a layer type misspelt) or
+    refuse far from the key at fault; a value that a layer refuses by name is left to it."""
     check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
     cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
-    moe = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
-    counts = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
-    for key in (*counts, *(moe if cfg["num_experts"] else ["hidden_dim"])):
+    for key in (*_SIZE_KEYS, *(_MOE_SIZE_KEYS if cfg["num_experts"] else ["hidden_dim"])):
         check_count(key, cfg[key], 1, "a positive integer")
     check_divisible("n_heads", cfg["n_heads"], "n_kv_groups", cfg["n_kv_groups"])
-    if cfg["head_dim"] is None:
-        check(cfg["emb_dim"] % cfg["n_heads"] == 0, f"emb_dim ({cfg['emb_dim']}) must be "
-              f"divisible by n_heads ({cfg['n_heads']}), or head_dim given")
+    if cfg["head_dim"] is None:  # a floor would build a narrower model than asked
+        check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
         cfg["head_dim"] = cfg["emb_dim"] // cfg["n_heads"]
     check_count("head_dim", cfg["head_dim"], 2, "an even integer >= 2 (RoPE turns pairs)")
-    check(cfg["head_dim"] % 2 == 0, f"head_dim must be even (RoPE turns pairs), got "
-          f"{cfg['head_dim']}")
-    check(cfg["num_experts_per_tok"] <= cfg["num_experts"], "num_experts_per_tok "
-          f"({cfg['num_experts_per_tok']}) must be at most num_experts ({cfg['num_experts']})")
-    check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
-    check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
-    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
+    check(cfg["head_dim"] % 2 == 0, f"head_dim must be even (RoPE turns pairs): {cfg['head_dim']}")
     for key in [key for key, default in MODERN_OPTIONAL_KEYS.items() if type(default) is bool]:
         check_flag(key, cfg[key])
-    # Llama 3's RoPE scaling (4.8.2): a factor 0, or equal low and high factors, divide by zero
+    # RoPE (4.8.2): a base of 1 turns every pair alike; Llama 3's scaling divides by these
+    check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
     if (freq := cfg["rope_freq"]) is not None:
-        check_keys("rope_freq", freq, ("factor", "low_freq_factor", "high_freq_factor",
-                                       "original_context_length"))
-        check_number("rope_freq's factor", freq["factor"], "a number >= 1", 1)
-        check_number("rope_freq's low_freq_factor", freq["low_freq_factor"], "a number > 0", 0,
-                     low_open=True)
-        check_number("rope_freq's high_freq_factor", freq["high_freq_factor"],
-                     "a number above low_freq_factor", freq["low_freq_factor"], low_open=True)
-        check_count("rope_freq's original_context_length", freq["original_context_length"], 1,
-                    "a positive integer")
+        check(freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"],
+              f"rope_freq needs factor > 0 and high_freq_factor > low_freq_factor, got {freq}")
     # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local
     window, layer_types = cfg["sliding_window"], cfg["layer_types"]
-    if window is not None:
-        check_count("sliding_window", window, 1, "a positive integer or None")
-    if layer_types is not None:
-        check_type("layer_types", layer_types, (list, tuple),
-                   "a list of 'local' and 'global', one per layer")
-        check(len(layer_types) == cfg["n_layers"], f"layer_types has {len(layer_types)} entries; "
-              f"n_layers is {cfg['n_layers']}: give one per layer")
-        for kind in layer_types:
-            check_choice("layer type", kind, ("global", "local"))
-    local = layer_types is not None and "local" in layer_types
-    check(local == (window is not None), f"sliding_window is {window} but no layer is local: give "
-          "layer_types too (['local'] * n_layers for a window in every layer)" if window else
-          "layer_types has local layers but sliding_window is None: give the window")
-    # Gemma 3's keys (4.8.8): values the model computes, each one used
-    check_choice("ffn_activation", cfg["ffn_activation"], ("silu", "gelu_tanh"))
-    check(cfg["ffn_activation"] == "silu" or not cfg["num_experts"], f"ffn_activation is "
-          f"{cfg['ffn_activation']!r}, but the mixture of experts' experts are SwiGLUs (silu)")
-    if cfg["query_pre_attn_scalar"] is not None:
-        check_number("query_pre_attn_scalar", cfg["query_pre_attn_scalar"],
-                     "a number > 0 or None", 0, low_open=True)
-    if cfg["rope_local_base"] is not None:
-        check_number("rope_local_base", cfg["rope_local_base"], "a number > 1 or None", 1,
-                     low_open=True)
-        check(local, f"rope_local_base is {cfg['rope_local_base']} but no layer is local: give "
-              "layer_types and sliding_window too, or leave rope_local_base None")
+    check(layer_types is None or (len(layer_types) == cfg["n_layers"]
+                                  and set(layer_types) <= {"global", "local"}),
+          f"layer_types must be n_layers={cfg['n_layers']} of 'global' and 'local': {layer_types}")
+    check(("local" in (layer_types or ())) == (window is not None), f"sliding_window is {window}: "
+          "give one exactly when layer_types has a local layer")
+    # Gemma 3's GeGLU (4.8.8); a mixture of experts' experts are SwiGLUs, silu only
+    check_choice("ffn_activation", cfg["ffn_activation"],
+                 ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])])
     return cfg
 
 

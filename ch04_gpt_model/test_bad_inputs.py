@@ -172,12 +172,13 @@ def test_kv_caches_another_model_filled_are_refused_before_anything_changes(buil
     caches = base.make_kv_caches()
     with torch.no_grad():
         base(prompt, caches)
-        kept = [cache.keys.clone() for cache in caches]
+        # the filled positions only: the rest of the storage is uninitialised (it may hold nan)
+        kept = [cache.keys[:, :, :3].clone() for cache in caches]
         with pytest.raises(ValueError, match=r"^kv_caches hold 3 positions that another model "
                                              r"cached; .* make_kv_caches$"):
             finetuned(torch.tensor([[4]]), caches)
         assert [cache.length for cache in caches] == [3] * len(caches)
-        assert all(torch.equal(cache.keys, k) for cache, k in zip(caches, kept))
+        assert all(torch.equal(cache.keys[:, :, :3], k) for cache, k in zip(caches, kept))
         base(torch.tensor([[4]]), caches)  # the model that filled them goes on
         for cache in caches:
             cache.reset()
@@ -198,24 +199,16 @@ def test_make_kv_caches_refuses_a_bad_size(model, max_tokens, error):
         model.make_kv_caches(max_tokens)
 
 
-# generate_text_simple --------------------------------------------------------------------------
+# generate_text_simple: the book's, without checks of its own; the model checks the prompt ------
 
-@pytest.mark.parametrize("bad, error, named", [
-    ({"max_new_tokens": -1}, ValueError, "max_new_tokens"),
-    ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens"),
-    ({"max_new_tokens": None}, TypeError, "max_new_tokens"),
-    ({"context_size": 0}, ValueError, "context_size"),  # idx[:, -0:] is the whole prompt
-    ({"context_size": -1}, ValueError, "context_size"),
-    ({"context_size": 8.0}, TypeError, "context_size"),
-    ({"idx": torch.tensor([1, 2])}, ValueError, "idx.unsqueeze(0)"),  # no batch axis
-    ({"idx": torch.zeros(1, 0, dtype=torch.long)}, ValueError, "idx"),
-    ({"idx": [[1, 2]]}, TypeError, "idx"),
-    ({"idx": torch.tensor([[1, 99]])}, ValueError, "token id 99"),  # the model's own check
+@pytest.mark.parametrize("idx, error, named", [
+    (torch.zeros(1, 0, dtype=torch.long), ValueError, "in_idx"),
+    (torch.tensor([[1.0, 2.0]]), TypeError, "in_idx"),
+    (torch.tensor([[1, 99]]), ValueError, "token id 99"),
 ])
-def test_generate_text_simple_refuses_a_bad_argument_by_name(model, bad, error, named):
-    args = {"idx": torch.tensor([[1, 2]]), "max_new_tokens": 3, "context_size": 8, **bad}
+def test_generate_text_simple_meets_the_models_check_of_the_prompt(model, idx, error, named):
     with pytest.raises(error, match=re.escape(named)):
-        generate_text_simple(model, **args)
+        generate_text_simple(model, idx, max_new_tokens=3, context_size=8)
 
 
 def test_zero_new_tokens_returns_the_prompt(model):
@@ -223,15 +216,9 @@ def test_zero_new_tokens_returns_the_prompt(model):
     assert torch.equal(generate_text_simple(model, prompt, 0, 8), prompt)
 
 
-# gpt2_config -----------------------------------------------------------------------------------
+# gpt2_config ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", ["gpt2-huge", "gpt2-small", "124M", None])
-def test_gpt2_config_refuses_an_unknown_size_by_name(size):
-    with pytest.raises(ValueError, match="unknown size"):
+def test_gpt2_config_refuses_an_unknown_size_naming_the_sizes(size):
+    with pytest.raises(ValueError, match=r"unknown size .*; choose one of \['gpt2-small \(124M\)'"):
         gpt2_config(size)
-
-
-def test_gpt2_config_suggests_the_size_meant():  # exemplary wording
-    with pytest.raises(ValueError, match=r"^unknown size 'gpt2-small' \(did you mean 'gpt2-small "
-                                         r"\(124M\)'\?\); choose one of \['gpt2-small \(124M\)'"):
-        gpt2_config("gpt2-small")

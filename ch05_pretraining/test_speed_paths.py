@@ -461,7 +461,7 @@ def test_fast_decoder_of_a_modern_model_refuses_what_the_model_refuses():
         decoder(torch.zeros(1, 17, dtype=torch.long))
     caches = decoder.make_kv_caches(10)
     decoder(torch.zeros(1, 8, dtype=torch.long), caches)
-    with pytest.raises(ValueError, match="after 8 cached ones but the cache was built for "
+    with pytest.raises(ValueError, match="8 cached and 3 new positions pass the cache's "
                                          "max_tokens=10"):
         decoder(torch.zeros(1, 3, dtype=torch.long), caches)
     with pytest.raises(ValueError, match="outside the vocabulary"):
