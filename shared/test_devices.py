@@ -242,6 +242,10 @@ def chapter_5_losses_and_evaluation():
     assert shared.calc_loss_loader(cpu_loader(), model, GPU) > 0
     assert len(shared.evaluate_model(model, cpu_loader(), cpu_loader(), GPU, eval_iter=1)) == 2
     shared.generate_and_print_sample(model, CharTokenizer(), GPU, "every")
+    assert len(shared.evaluate_losses(model, cpu_loader(), cpu_loader(), GPU, eval_iter=1)) == 2
+    assert shared.sample_text(model, CharTokenizer(), GPU, "every", max_new_tokens=3)
+    assert on_the_gpu(shared.generate(model, ids(1, 3).to(GPU), 4,
+                                      shared.context_length_of(model), temperature=1.0, top_k=5))
 
 
 @case
@@ -252,6 +256,8 @@ def chapter_5_training_loops():
                                        eval_freq=1, eval_iter=1, start_context="every",
                                        tokenizer=CharTokenizer())[0]
     assert all(isinstance(loss, float) for loss in losses)
+    shared.train_model_simple_hooked(model, cpu_loader(), cpu_loader(), optimizer, GPU, 1,
+                                     eval_freq=1, eval_iter=1, progress=False)
     shared.train_model(model, cpu_loader(), cpu_loader(), optimizer, GPU, 1, eval_freq=1,
                        eval_iter=1, start_context="every", tokenizer=CharTokenizer(),
                        warmup_steps=1, grad_accum_steps=2, max_grad_norm=1.0, progress=False)
@@ -299,6 +305,7 @@ def chapter_5_gpt2_weights(tmp_path):
     tensors = shared.gpt2_tensors(model)
     assert all(on_the_gpu(t) for t in tensors.values())
     shared.load_weights_into_gpt(model, shared.gpt2_tensors(cpu_model))  # CPU weights into it
+    shared.load_gpt2_weights(model, shared.gpt2_tensors(cpu_model))
     assert all(on_the_gpu(p) for p in model.parameters())
     shared.load_weights_into_gpt(model, {name: t.cpu() for name, t in tensors.items()})
     folder = shared.save_gpt2_safetensors(model, tmp_path / "gpt2")
