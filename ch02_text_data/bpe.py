@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from shared import check, check_strings
+from shared.checks import check, check_strings
 
 
 # %% beyond_1_bpe.ipynb cell 5, 2.5.1 The merge rule, learned from counts
@@ -62,7 +62,7 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}
 
 # %% beyond_1_bpe.ipynb cell 15, 2.5.2 Training on The Verdict
 
-from shared import check_count
+from shared.checks import check_count
 
 
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
@@ -197,7 +197,8 @@ def read_gpt2_files(encoder_json, vocab_bpe):
 
 # %% beyond_1_bpe.ipynb cell 37, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
-from shared import check_flag, write_atomically
+from shared.checks import check_flag
+from shared.utils import write_atomically
 
 
 def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = False) -> None:

@@ -14,7 +14,7 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared import check, check_count, check_strings
+from shared.checks import check, check_count, check_strings
 
 
 # %% text_data.ipynb cell 14, 2.2 Cutting text into tokens

@@ -10,7 +10,7 @@
 import torch
 from torch import nn
 
-from shared import MultiHeadAttention
+from ch03_attention.attention import MultiHeadAttention
 
 
 # %% gpt_model.ipynb cell 5, The configuration
@@ -137,8 +137,15 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 # %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
-from shared import KVCache, check_count, check_memory, check_token_ids, validate_config  # noqa: E402
-from shared.checks import check_fits_context, check_kv_caches  # noqa: E402
+from ch03_attention.kv_cache import KVCache  # noqa: E402
+from shared.architecture import validate_config
+from shared.checks import (  # noqa: E402
+    check_count,
+    check_fits_context,
+    check_kv_caches,
+    check_memory,
+    check_token_ids,
+)
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)

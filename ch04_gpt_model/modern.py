@@ -13,8 +13,18 @@ GPTModel built from them."""
 import torch
 from torch import nn
 
-from shared import GPTModel, KVCache, attend, check, check_choice, check_count, check_flag
-from shared.checks import check_divisible, check_keys, check_number
+from ch03_attention.attention import attend
+from ch03_attention.kv_cache import KVCache
+from ch04_gpt_model.gpt_model import GPTModel
+from shared.checks import (
+    check,
+    check_choice,
+    check_count,
+    check_divisible,
+    check_flag,
+    check_keys,
+    check_number,
+)
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import check, write_atomically
 from shared.architecture import generator_problems, model_state_problems, optimizer_state_problems
-from shared.checks import check_has_values
+from shared.checks import check, check_has_values
 from shared.safe_files import check_file_replaceable, check_loads_back, read_torch_file
+from shared.utils import write_atomically
 
 
 # %% beyond_1_checkpoints.ipynb cell 17, 5.4.3 Checkpoints that check what they load
@@ -161,7 +161,9 @@ def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_l
     """The lesson's 5.2 run, (model, optimizer, (train_losses, val_losses, tokens_seen)): read
     from `path` (the lesson writes it in 5.4) if it holds a run of these settings, else trained
     as the lesson trains it and saved there, replacing another settings' run (a cache)."""
-    from shared import GPTModel, set_seed, train_model_simple  # the lesson's
+    from ch04_gpt_model.gpt_model import GPTModel  # the lesson's
+    from ch05_pretraining.pretraining import train_model_simple
+    from shared.utils import set_seed
 
     path = Path(path)
     saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import check, check_count
-from shared.checks import check_has_values
+from shared.checks import check, check_count, check_has_values
 
 
 # %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed

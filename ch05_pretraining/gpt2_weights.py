@@ -20,19 +20,25 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from shared import (
+from ch04_gpt_model.gpt_model import (
     GPT2_SIZES,
-    SAVED_BY,
     GPTModel,
-    check,
-    check_architecture,
-    fetch,
     gpt2_config,
+)
+from ch05_pretraining.pretraining import (
     load_weights_into_gpt,
     read_gpt2_weights,
+)
+from shared.architecture import check_architecture
+from shared.checks import check
+from shared.data import (
+    check_safetensors,
+    fetch,
+)
+from shared.safe_files import (
+    SAVED_BY,
     write_model_folder,
 )
-from shared.data import check_safetensors
 
 
 # %% beyond_2_gpt2_files.ipynb cell 11, 5.5.1 The checked loader, and GPT-2's files both ways

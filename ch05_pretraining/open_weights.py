@@ -22,21 +22,27 @@ import tiktoken
 import tokenizers
 import torch
 
-from shared import (
+from ch04_gpt_model.modern import (
     MODERN_OPTIONAL_KEYS,
     MODERN_REQUIRED_KEYS,
-    SAVED_BY,
     ModernGPTModel,
-    check,
-    check_architecture,
-    check_choice,
-    mirror_dir,
-    read_config_json,
     validate_modern_config,
+)
+from ch05_pretraining.gpt2_weights import read_config_json
+from shared.architecture import check_architecture
+from shared.checks import (
+    check,
+    check_choice,
+    check_has_values,
+)
+from shared.data import (
+    check_safetensors,
+    mirror_dir,
+)
+from shared.safe_files import (
+    SAVED_BY,
     write_model_folder,
 )
-from shared.checks import check_has_values
-from shared.data import check_safetensors
 
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3

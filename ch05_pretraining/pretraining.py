@@ -12,7 +12,7 @@ it (checkpoints.py, gpt2_weights.py, decoding.py, training.py, ...)."""
 import matplotlib.pyplot as plt
 import torch
 
-from shared import generate_text_simple
+from ch04_gpt_model.gpt_model import generate_text_simple
 
 
 # %% pretraining.ipynb cell 8, 5.1.1 What the untrained model writes
@@ -188,7 +188,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from shared import gpt2_config
+from ch04_gpt_model.gpt_model import gpt2_config
 
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",

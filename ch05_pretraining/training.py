@@ -17,18 +17,20 @@ import tiktoken
 import torch
 from torch import nn
 
-from shared import (
+from ch04_gpt_model.gpt_model import generate_text_simple
+from ch05_pretraining.pretraining import (
     calc_loss_batch,
+    context_length_of,
+    text_to_token_ids,
+    token_ids_to_text,
+)
+from shared.checks import (
     check,
     check_count,
     check_finite,
     check_number,
-    context_length_of,
-    generate_text_simple,
-    progress_bar,
-    text_to_token_ids,
-    token_ids_to_text,
 )
+from shared.utils import progress_bar
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (input ids, target ids), each (batch, tokens)

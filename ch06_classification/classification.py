@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from shared import DATASETS, download_file, fetch, write_atomically
+from shared.data import DATASETS, download_file, fetch
+from shared.utils import write_atomically
 
 
 # %% classification.ipynb cell 6, 6.2 Preparing the dataset
@@ -180,7 +181,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
 
 # %% classification.ipynb cell 63, 6.8 Using the model as a spam classifier
 
-from shared import context_length_of  # its cfg's, or its position table's
+from ch05_pretraining.pretraining import context_length_of  # its cfg's, or its position table's
 
 
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):

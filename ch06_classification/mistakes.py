@@ -46,19 +46,23 @@ from types import SimpleNamespace
 import tiktoken
 from torch.utils.data import DataLoader
 
-from shared import (
+from ch04_gpt_model.gpt_model import (
     GPTModel,
+    gpt2_config,
+)
+from ch05_pretraining.gpt2_weights import load_gpt2
+from ch06_classification.classification import (
     SpamDataset,
     add_classification_head,
     create_balanced_dataset,
-    get_device,
-    gpt2_config,
-    load_gpt2,
     load_sms_spam,
     random_split,
-    set_seed,
     train_classifier_simple,
     train_only_last_block,
+)
+from shared.utils import (
+    get_device,
+    set_seed,
     write_atomically,
 )
 

@@ -15,19 +15,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from shared import (
+from ch05_pretraining.decoding import generate_text
+from ch05_pretraining.pretraining import token_ids_to_text
+from shared.checks import (
     check,
     check_count,
     check_entries,
     check_entry,
+    check_nonblank,
     check_number,
+    check_token_lists,
+)
+from shared.data import (
     download_file,
     fetch,
-    generate_text,
-    progress_bar,
-    token_ids_to_text,
 )
-from shared.checks import check_nonblank, check_token_lists
+from shared.utils import progress_bar
 
 
 # %% instructions.ipynb cell 8, 7.2 Preparing the dataset
@@ -220,6 +223,34 @@ def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_i
     return data
 
 
+# %% instructions.ipynb cell 90, An LLM as the judge, through Ollama
+
+import urllib.request
+
+import psutil
+
+
+OLLAMA_URL = "http://localhost:11434/api/chat"
+
+
+def check_if_running(process_name) -> bool:
+    """True if a running process has `process_name` in its name."""
+    return any(process_name in (proc.info["name"] or "")
+               for proc in psutil.process_iter(["name"]))
+
+
+def query_model(prompt, model="llama3", url=OLLAMA_URL):
+    """Send `prompt` to a model served by Ollama and return its reply."""
+    body = json.dumps({"model": model,
+                       "messages": [{"role": "user", "content": prompt}],
+                       "options": {"seed": 123, "temperature": 0, "num_ctx": 2048},
+                       "stream": False}).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:  # 120 s for each read
+        return json.loads(response.read().decode("utf-8"))["message"]["content"]
+
+
 # %% instructions.ipynb cell 92, An LLM as the judge, through Ollama
 
 def judge_prompt(entry: dict, json_key: str = "model_response") -> str:
@@ -236,6 +267,14 @@ def read_score(reply: str) -> int | None:
     return int(reply) if reply.isascii() and reply.isdecimal() and int(reply) <= 100 else None
 
 
+# %% instructions.ipynb cell 93, An LLM as the judge, through Ollama
+
+def generate_model_scores(json_data, json_key, model="llama3"):
+    """The judge's score of each entry's `json_key` response; None where its reply is no number."""
+    return [read_score(query_model(judge_prompt(entry, json_key), model))
+            for entry in progress_bar(json_data, desc="scoring", unit="response")]
+
+
 __all__ = [
     'load_instruction_data',
     'download_and_load_file',
@@ -249,6 +288,10 @@ __all__ = [
     'custom_collate_fn',
     'extract_response',
     'generate_responses',
+    'OLLAMA_URL',
+    'check_if_running',
+    'query_model',
     'judge_prompt',
     'read_score',
+    'generate_model_scores',
 ]

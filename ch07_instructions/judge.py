@@ -17,7 +17,9 @@ import time
 import urllib.error
 import urllib.request
 
-from shared import OLLAMA_URL, check_entries, check_number, judge_prompt, progress_bar, read_score
+from ch07_instructions.instructions import OLLAMA_URL, judge_prompt, read_score
+from shared.checks import check_entries, check_number
+from shared.utils import progress_bar
 
 
 class OllamaError(RuntimeError):

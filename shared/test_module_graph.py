@@ -25,14 +25,11 @@ from shared.data import PROJECT_ROOT
 ALLOWED_COMPANION_EDGES = {
     ("ch04_gpt_model.modern", "ch03_attention.kv_cache"):
         "ModernGPTModel decodes with chapter 3's KVCache, as GPTModel does",
-    ("ch05_pretraining.gpt2_weights", "ch04_gpt_model.modern"):
-        "save_gpt2_safetensors refuses a ModernGPTModel, which GPT-2's format cannot describe, "
-        "naming save_open_model",
     ("ch05_pretraining.open_weights", "ch04_gpt_model.modern"):
         "today's open models load into 4.8's ModernGPTModel: the companion's subject",
     ("ch05_pretraining.shakespeare", "ch02_text_data.bpe"):
         "the Shakespeare GPT reads its corpus through a BPE trained on it (BPETokenizer.train)",
-    ("ch06_classification.final_versions", "ch05_pretraining.gpt2_weights"):
+    ("ch06_classification.mistakes", "ch05_pretraining.gpt2_weights"):
         "lesson_setup loads OpenAI's GPT-2 in the book profile with the checked load_gpt2",
     ("ch07_instructions.evaluation", "ch05_pretraining.gpt2_weights"):
         "the lesson's run is rebuilt from OpenAI's GPT-2 in the book profile (load_gpt2)",
