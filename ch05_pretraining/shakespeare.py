@@ -21,7 +21,6 @@ from ch05_pretraining.gpt2_weights import (
 from shared.checks import (
     check,
     check_number,
-    check_type,
 )
 from shared.safe_files import write_model_folder
 
@@ -53,7 +52,6 @@ def save_text_model(model: GPTModel, tokenizer: BPETokenizer, folder: str | Path
     """`model` in GPT-2's format and `tokenizer` in GPT-2's files, together in `folder`,
     written whole or not at all. An earlier save of a model of the same architecture there is
     replaced; another model's only with replace=True; a folder holding any other file never."""
-    check_type("tokenizer", tokenizer, BPETokenizer, "chapter 2's BPETokenizer")
     check(tokenizer.n_vocab <= model.cfg["vocab_size"], f"the tokenizer's {tokenizer.n_vocab:,} "
           f"tokens do not fit the model's vocabulary of {model.cfg['vocab_size']:,}")
 
@@ -74,10 +72,6 @@ def load_text_model(folder: str | Path, device: str | torch.device = "cpu", **ov
     on `device`; `overrides` are configuration keys the format does not record (load_gpt2's),
     such as sdpa=True."""
     folder = Path(folder)
-    missing = [name for name in ("config.json", "model.safetensors", "encoder.json", "vocab.bpe")
-               if not (folder / name).is_file()]
-    check(not missing, lambda: f"{folder} is not a saved text model: it has no "
-          f"{', '.join(missing)} (save_text_model writes all four)", FileNotFoundError)
     tokenizer = BPETokenizer.from_gpt2_files(folder / "encoder.json", folder / "vocab.bpe")
     model = load_gpt2(folder, **{"drop_rate": 0.0, **overrides})
     return model.to(device).eval(), tokenizer

@@ -117,14 +117,10 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(saved, tmp_path):
                                          "vocabulary of 260"):
         save_text_model(small, tokenizer, tmp_path / "model")
     assert not (tmp_path / "model").exists()
-    with pytest.raises(TypeError, match="tokenizer must be chapter 2's BPETokenizer, got str"):
-        save_text_model(small, "gpt2", tmp_path / "model")
 
 
-def test_loading_a_folder_that_is_not_a_text_model_names_what_is_missing(saved, tmp_path):
-    model, _, _ = saved
-    with pytest.raises(FileNotFoundError, match="has no config.json, model.safetensors, "
-                                                "encoder.json, vocab.bpe"):
+def test_loading_a_folder_that_is_not_a_text_model_names_a_missing_file(saved, tmp_path):
+    with pytest.raises(FileNotFoundError, match="encoder.json"):  # tokenizers' own error
         load_text_model(tmp_path)
 
 
