@@ -483,8 +483,10 @@ def takes_a_model(name) -> bool:
         parameters = inspect.signature(getattr(shared, name)).parameters
     except (TypeError, ValueError):  # not a function or class
         return False
-    return any(name in MODEL_ARGUMENTS and parameter.annotation is not str  # the judge's
-               for name, parameter in parameters.items())                # model: its name
+    # the judge's model is its name: annotated str, or a str by default (the book's "llama3")
+    return any(name in MODEL_ARGUMENTS and parameter.annotation is not str
+               and not isinstance(parameter.default, str)
+               for name, parameter in parameters.items())
 
 
 # Records that hold a model, computing nothing with it (chapter 7's companions' InstructionRun).
