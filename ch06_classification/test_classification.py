@@ -1,5 +1,7 @@
 """Tests of chapter 6: data preparation, the classifier, its training and LoRA."""
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -211,6 +213,7 @@ def test_the_classification_helpers_work_on_the_books_model():
     train_loader, val_loader = separable_loaders()
     assert 0 <= calc_accuracy_loader(val_loader, model, "cpu") <= 1
     assert calc_loss_loader(val_loader, model, "cpu") > 0
+    assert math.isnan(calc_loss_loader([], model, "cpu"))  # the book's: no batch, nan
     x, y = next(iter(val_loader))
     assert calc_loss_batch(x, y, model, "cpu").item() > 0
     train_loss, val_loss = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=2)
