@@ -42,6 +42,14 @@ def test_v2_maps_unknown_words_and_keeps_endoftext(verdict):
     assert tokenizer.decode(ids) == "<|unk|> the <|endoftext|> <|unk|>"
 
 
+def test_v2_decode_drops_the_space_before_colon_and_semicolon_as_the_books_does(verdict):
+    vocab = build_vocabulary(simple_tokenize(verdict), special_tokens=["<|endoftext|>", "<|unk|>"])
+    text = "I had; he said: yes -- no"
+    ids = SimpleTokenizerV2(vocab).encode(text)
+    assert SimpleTokenizerV2(vocab).decode(ids) == "I had; he said: <|unk|> -- no"
+    assert SimpleTokenizerV1(vocab).decode(ids) == "I had ; he said : <|unk|> -- no"  # V1's
+
+
 def test_vocabulary_is_sorted_with_specials_last():
     vocab = build_vocabulary(["b", "a", "b"], special_tokens=["<|x|>"])
     assert vocab == {"a": 0, "b": 1, "<|x|>": 2}

@@ -51,6 +51,10 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         unknown_id = self.str_to_int["<|unk|>"]
         return [self.str_to_int.get(s, unknown_id) for s in simple_tokenize(text)]
 
+    def decode(self, ids):
+        text = " ".join(self.int_to_str[i] for i in ids)
+        return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # V1's, and no space before : or ;
+
 
 # %% text_data.ipynb cell 29, 2.4.1 A vocabulary function (beyond the book)
 

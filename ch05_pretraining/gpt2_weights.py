@@ -9,8 +9,9 @@
 save a GPTModel in their format. The book's functions (load_weights_into_gpt,
 download_and_load_gpt2, ...) are the lesson's, in pretraining.py; this module checks around them.
 
-One table, `_gpt2_layout`, maps GPT-2's tensors to our parameters, for loading and saving
-alike.
+One table, `_gpt2_layout`, maps our parameters to GPT-2's tensors: saving writes through it,
+loading checks names and shapes against it before the lesson's loader copies with its own
+mapping.
 """
 
 import json

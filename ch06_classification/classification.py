@@ -60,6 +60,8 @@ def random_split(df, train_frac, validation_frac, *, seed=123):
     df = df.sample(frac=1, random_state=seed).reset_index(drop=True)  # shuffle
     train_end = int(len(df) * train_frac)
     validation_end = train_end + int(len(df) * validation_frac)
+    if not 0 < train_end < validation_end < len(df):  # beyond the book: no empty split
+        raise ValueError(f"{train_frac=}, {validation_frac=}: a split would be empty")
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
@@ -71,8 +73,10 @@ from torch.utils.data import Dataset
 
 
 class SpamDataset(Dataset):
-    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256, *,
+                 num_classes=2):
         self.data = pd.read_csv(csv_file)
+        _check_spam_rows(self.data, csv_file, num_classes)  # beyond the book: below
         encoded = [tokenizer.encode(text) for text in self.data["Text"]]     # encode
         self.max_length = max_length or max(len(ids) for ids in encoded)
         self.encoded_texts = [ids[:self.max_length]                          # truncate
@@ -87,10 +91,21 @@ class SpamDataset(Dataset):
         return len(self.data)
 
 
+# beyond the book: a bad row is refused here, by its number, not later in tiktoken or the loss
+def _check_spam_rows(data, csv_file, num_classes):
+    for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
+        if not (isinstance(text, str) and pd.api.types.is_integer(label)
+                and 0 <= label < num_classes):  # pandas reads an empty or "NA" text as nan
+            raise ValueError(f"{csv_file}, row {row}: needs a Text and a Label in "
+                             f"0..{num_classes - 1}, got {text!r} and {label!r}")
+
+
 # %% classification.ipynb cell 38, 6.5 Adding a classification head
 
 def add_classification_head(model, num_classes=2):
     head = model.out_head
+    if head.out_features != model.tok_emb.num_embeddings:  # beyond the book
+        raise ValueError("model already has a classification head: rebuild the model to replace it")
     model.out_head = nn.Linear(head.in_features, num_classes).to(head.weight.device)
     if hasattr(model, "cfg"):  # a new dict: the caller's configuration stays as it was
         model.cfg = {**model.cfg, "num_classes": num_classes}
@@ -121,6 +136,9 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
             if i == num_batches:
                 break
             logits = model(input_batch.to(device))[:, -1, :]  # the last token's logits
+            # beyond the book: a language model's head would score near 0%, silently
+            if hasattr(model, "tok_emb") and logits.shape[-1] == model.tok_emb.num_embeddings:
+                raise ValueError("model has no classification head: add_classification_head(model)")
             predicted = logits.argmax(dim=-1)
             correct += (predicted == target_batch.to(device)).sum().item()
             total += len(target_batch)
@@ -133,6 +151,8 @@ def calc_loss_batch(input_batch, target_batch, model, device):
 
 
 def calc_loss_loader(data_loader, model, device, num_batches=None):
+    if len(data_loader) == 0:
+        return float("nan")  # no batch, no loss
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     total = 0.0
     for i, (input_batch, target_batch) in enumerate(data_loader):
@@ -191,6 +211,8 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(ids, device=device).unsqueeze(0))[:, -1, :]
+    if logits.shape[-1] != 2:  # beyond the book: the two names below are for two classes
+        raise ValueError(f"model must have a 2-class head, got {logits.shape[-1]} outputs")
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"
 
 

@@ -1,5 +1,7 @@
 """Tests of chapter 6: data preparation, the classifier, its training and LoRA."""
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -211,6 +213,7 @@ def test_the_classification_helpers_work_on_the_books_model():
     train_loader, val_loader = separable_loaders()
     assert 0 <= calc_accuracy_loader(val_loader, model, "cpu") <= 1
     assert calc_loss_loader(val_loader, model, "cpu") > 0
+    assert math.isnan(calc_loss_loader([], model, "cpu"))  # the book's: no batch, nan
     x, y = next(iter(val_loader))
     assert calc_loss_batch(x, y, model, "cpu").item() > 0
     train_loss, val_loss = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=2)
@@ -307,9 +310,10 @@ def animal_texts(count, seed):
 def test_a_three_class_classifier_trains_with_chapter_6s_functions_as_they_are(tmp_path):
     for name, seed in [("train", 0), ("validation", 1)]:
         animal_texts(8, seed).to_csv(tmp_path / f"{name}.csv", index=False)
-    train_set = SpamDataset(tmp_path / "train.csv", LetterTokenizer(), pad_token_id=0)
+    train_set = SpamDataset(tmp_path / "train.csv", LetterTokenizer(), pad_token_id=0,
+                            num_classes=3)
     val_set = SpamDataset(tmp_path / "validation.csv", LetterTokenizer(), pad_token_id=0,
-                          max_length=train_set.max_length)
+                          max_length=train_set.max_length, num_classes=3)
     assert sorted(set(train_set.data["Label"])) == [0, 1, 2]
     train_loader = DataLoader(train_set, batch_size=8, shuffle=True, drop_last=True,
                               generator=torch.Generator().manual_seed(0))
@@ -323,3 +327,55 @@ def test_a_three_class_classifier_trains_with_chapter_6s_functions_as_they_are(t
         eval_iter=1)
     assert seen == 8 * 24 and train_losses[-1] < train_losses[0] / 2
     assert calc_accuracy_loader(val_loader, model, "cpu") == 1.0
+
+
+# What the chapter's functions refuse (beyond the book): a silent wrong result, or an error far
+# from its cause ---------------------------------------------------------------------------------
+
+def test_random_split_refuses_fractions_that_leave_a_split_empty():
+    df = pd.DataFrame({"Label": [0, 1] * 10, "Text": ["a"] * 20})
+    for fractions in [(0.9, 0.2), (0.7, 0.0), (0.0, 0.5), (0.7, -0.1)]:
+        with pytest.raises(ValueError, match="train_frac=.*validation_frac="):
+            random_split(df, *fractions)
+
+
+@pytest.mark.parametrize("rows, bad_row", [
+    ([("ham", "hi"), ("spam", "win")], 0),  # labels as names: the batch would fail
+    ([(0, "hi"), (2, "win")], 1),  # no class 2 of 2: the loss would fail
+    ([(0.0, "hi"), (1.0, "win")], 0),  # floats ("0.0" in the file): float targets
+    ([(0, "hi"), (1, "")], 1),  # empty: nan, on which tiktoken fails
+    ([(0, "NA"), (1, "win")], 0),  # read as nan too
+])
+def test_the_dataset_refuses_a_row_that_is_no_text_and_class_index_naming_it(
+        tmp_path, rows, bad_row):
+    path = tmp_path / "split.csv"
+    pd.DataFrame(rows, columns=["Label", "Text"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=rf"split\.csv, row {bad_row}: .*Label in 0\.\.1"):
+        SpamDataset(path, LetterTokenizer())
+
+
+def test_the_dataset_takes_a_label_of_2_given_num_classes_3(tmp_path):
+    path = tmp_path / "split.csv"
+    pd.DataFrame({"Label": [0, 2], "Text": ["hi", "win"]}).to_csv(path, index=False)
+    assert SpamDataset(path, LetterTokenizer(), num_classes=3)[1][1].item() == 2
+
+
+def test_a_second_classification_head_is_refused_and_the_first_kept():
+    model = tiny_classifier()
+    head = model.out_head
+    with pytest.raises(ValueError, match="model already has a classification head"):
+        add_classification_head(model, 3)
+    assert model.out_head is head and model.cfg["num_classes"] == 2
+
+
+def test_accuracy_of_a_model_without_a_classification_head_is_refused():
+    inputs, labels = torch.randint(0, 60, (4, 5)), torch.tensor([0, 1, 0, 1])
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    with pytest.raises(ValueError, match="model has no classification head"):
+        calc_accuracy_loader(loader, tiny_gpt(0, **TINY), "cpu")
+
+
+def test_classify_review_refuses_a_head_without_two_classes():
+    model = add_classification_head(tiny_gpt(0, **TINY), 3)
+    with pytest.raises(ValueError, match="model must have a 2-class head, got 3"):
+        classify_review("win", model, LetterTokenizer(), "cpu")

@@ -175,7 +175,7 @@ def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> 
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
-    holding "models", within `timeout` seconds (as query_ollama's); a redirect or any other
+    holding "models", within about twice `timeout` (as query_ollama's); a redirect or any other
     reply is no. /api/tags replaces the url's path from "/api" on (http://host:11434/api/chat
     asks http://host:11434/api/tags); a url without "/api" gets it appended."""
     # a url that is not one would otherwise read as "no server"
