@@ -274,6 +274,8 @@ def validate_modern_config(cfg: dict) -> dict:
         check_flag(key, cfg[key])
     # RoPE (4.8.2): a base of 1 turns every pair alike; Llama 3's scaling divides by these
     check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
+    # RMSNorm divides by sqrt(mean + eps): an eps of 0 or below gives NaN at some input, not here
+    check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
     if (freq := cfg["rope_freq"]) is not None:
         check(freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"],
               f"rope_freq needs factor > 0 and high_freq_factor > low_freq_factor, got {freq}")

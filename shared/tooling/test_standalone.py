@@ -150,7 +150,7 @@ USES = {
                                    pad_token_id=0) == label
     """,
     # Chapter 7's example, end to end: the instruction data from the mirror, formatted with the
-    # Alpaca template, batched by the book's dataset and collate function, one epoch of
+    # Alpaca template, batched by the book's dataset and collate function, two epochs of
     # finetuning with chapter 5's loop, and a response generated and cut from its prompt.
     "ch07_instructions": """
         import tiktoken, torch
@@ -165,18 +165,17 @@ USES = {
         collate = partial(custom_collate_fn, device="cpu", allowed_max_length=64)
         loader = torch.utils.data.DataLoader(InstructionDataset(data, tokenizer), batch_size=4,
                                              collate_fn=collate, shuffle=True, drop_last=True)
-        cfg = dict(GPT_CONFIG_124M, emb_dim=32, n_layers=2, n_heads=2, context_length=64,
-                   drop_rate=0.0)
-        model = GPTModel(cfg)
+        model = GPTModel(gpt2_config(context_length=64, emb_dim=32, n_heads=2, n_layers=2,
+                                     drop_rate=0.0))
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
         before = calc_loss_loader(loader, model, "cpu")
-        train_model_simple(model, loader, loader, optimizer, "cpu", num_epochs=2, eval_freq=5,
-                           eval_iter=1, start_context=format_input(data[0]),
-                           tokenizer=tokenizer)
+        train_model_simple_hooked(model, loader, loader, optimizer, "cpu", num_epochs=2,
+                                  eval_freq=5, eval_iter=1, start_context=format_input(data[0]),
+                                  tokenizer=tokenizer)
         assert calc_loss_loader(loader, model, "cpu") < before
         prompt = format_input(data[1])
-        ids = generate(model.eval(), text_to_token_ids(prompt, tokenizer), max_new_tokens=8,
-                       context_size=64, eos_id=50256)
+        ids = generate_text(model.eval(), text_to_token_ids(prompt, tokenizer), max_new_tokens=8,
+                            context_size=64, eos_id=50256)
         response = token_ids_to_text(ids, tokenizer)[len(prompt):]
         print("response:", response.replace("### Response:", "").strip())
     """,
@@ -244,7 +243,7 @@ def test_standalone_module_works_outside_the_repository(chapter, tmp_path):
 def test_a_copys_header_names_the_packages_it_imports():
     # tqdm is imported inside progress_bar, rouge_score inside rouge_l_scores: when called
     source = standalone_source("ch07_instructions")
-    assert "pip install matplotlib safetensors tiktoken torch tqdm\n" in source
+    assert "pip install matplotlib psutil safetensors tiktoken torch tqdm\n" in source
     header, optional, imports, guarded = third_party_of(source)
     assert header == imports and optional == guarded == []
     header, *_ = third_party_of(standalone_source("ch07_instructions.evaluation"))
