@@ -31,19 +31,9 @@ from pathlib import Path
 from shared.architecture import check_architecture, validate_config
 from shared.checks import (
     check,
-    check_choice,
-    check_count,
-    check_entries,
-    check_entry,
     check_finite,
-    check_flag,
     check_keys,
-    check_memory,
-    check_number,
-    check_shape,
-    check_strings,
     check_token_ids,
-    check_type,
 )
 from shared.data import (
     DATASETS,

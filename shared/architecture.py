@@ -3,8 +3,9 @@ check of the savers, `check_architecture(model, family, ...)`; and what keeps a 
 loading.
 
 `GPTModel(cfg)` (4.7.1) calls `validate_config` first: a configuration with an unknown or
-missing key, a count that is not a positive integer, heads that do not divide the width or a
-rate outside [0, 1) is refused, naming the key, before any weight is made.
+missing key, or a flag that is not True or False, is refused, naming the key, before any weight
+is made. A bad count or rate is refused by the layer that gets it (nn.Linear, nn.Dropout,
+MultiHeadAttention's divisibility check).
 
 A saver (GPT-2's files, 5.5.1; the open models' files, 5.9) writes a model's weights under
 names that describe one architecture. A model of another layout (a module of another class, a
@@ -23,33 +24,25 @@ tied weights), `optimizer_state_problems` (groups, options, per-weight state) an
 import torch
 from torch import nn
 
-from shared.checks import (
-    check,
-    check_count,
-    check_divisible,
-    check_flag,
-    check_keys,
-    check_number,
-    check_type,
-)
+from shared.checks import check, check_keys
 
 
 def validate_config(cfg: dict, optional_keys: dict | None = None,
                     required_keys: tuple | None = None) -> dict:
-    """A copy of cfg with the defaults of optional_keys filled in; a bad value raises ValueError,
-    a wrong type TypeError. The keys default to chapter 4's (GPTModel passes its own)."""
+    """A copy of cfg with the defaults of optional_keys filled in. An unknown or missing key
+    raises ValueError (a misspelt key would be ignored), and so does a flag that is not True or
+    False (qkv_bias="no" would be true); a bad count or rate is refused by the layer it builds.
+    The keys default to chapter 4's (GPTModel passes its own)."""
     from shared import OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS  # chapter 4's: read when called
 
     optional_keys = OPTIONAL_CONFIG_KEYS if optional_keys is None else optional_keys
     required_keys = REQUIRED_CONFIG_KEYS if required_keys is None else required_keys
     check_keys("configuration", cfg, required_keys, optional_keys)
     cfg = {**optional_keys, **cfg}
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        check_count(key, cfg[key], 1, "a positive integer")
-    check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
-    check_number("drop_rate", cfg["drop_rate"], "a number in [0, 1)", 0, 1, high_open=True)
-    for key in ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]:
-        check_flag(key, cfg[key])
+    flags = ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]
+    check(all(isinstance(cfg[k], bool) for k in flags), lambda: "; ".join(
+        f"{k} must be True or False, got {cfg[k]!r}" for k in flags
+        if not isinstance(cfg[k], bool)), TypeError)
     return cfg
 
 
@@ -66,7 +59,8 @@ def check_architecture(model: nn.Module, family: type, user: str, config_keys,
                                                                         else ""), error)
 
     family_name = family.__name__
-    check_type("model", model, family, f"a {family_name}")
+    check(isinstance(model, family), lambda: f"model must be a {family_name}, got "
+          f"{type(model).__name__}", TypeError)
     options = options or {}
     odd = [f"{key}={model.cfg[key]!r}" for key in model.cfg if key not in config_keys
            and (key not in options or model.cfg[key] != options[key])]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from shared.checks import check, check_flag
+from shared.checks import check
 
 
 SAVED_BY = "saved_by"  # the key, in a safetensors file's metadata, of the function that wrote it
@@ -61,7 +61,9 @@ def write_model_folder(folder: str | Path, write: Callable[[Path], object], writ
     are the home folder, the current folder or one holding it: a folder named by mistake
     loses nothing.
     """
-    check_flag("replace", replace)
+    # replace="no" would be true and overwrite: only a real flag is taken
+    check(isinstance(replace, bool), lambda: f"replace must be True or False, got {replace!r}",
+          TypeError)
     path = Path(os.path.abspath(folder))
     _check_replaceable(folder, path, writer, names, same, replace)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILL
@@ -196,7 +198,9 @@ def check_file_replaceable(path: str | Path, writer: str, replace: bool,
     unless `replace`, one that `ours` does not accept (it is given what
     torch.load(weights_only=True) reads from the file): a run overwrites its own file, a typo in
     a path no other file, and replace=True no file of another kind."""
-    check_flag("replace", replace)
+    # replace="no" would be true and overwrite: only a real flag is taken
+    check(isinstance(replace, bool), lambda: f"replace must be True or False, got {replace!r}",
+          TypeError)
     check(not Path(path).is_dir(), f"{path} is a folder: {writer} writes a file (give a file "
           "name in it, such as model.pth)")
     if not Path(path).exists():

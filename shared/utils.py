@@ -26,9 +26,6 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     value that cannot be stored, Ctrl-C) leaves the old file and no temporary one behind.
     """
     path = Path(path)
-    if not path.parent.is_dir():  # else the error would name the temporary file
-        raise FileNotFoundError(f"there is no folder {path.parent} to write {path.name} in "
-                                "(create it first)")
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
