@@ -442,6 +442,8 @@ def download_file(url: str, destination: str | Path, backup_url: str | None = No
     bytes are there). The file is written whole or not at all; another file at `destination`
     is refused unless replace=True."""
     destination = Path(destination)
+    check(not destination.is_dir(), f"destination {destination} is a folder: give the path "
+          "of the file to write in it")
 
     def check_replaceable(source):  # a file the learner has is not overwritten unasked
         check(replace or not destination.exists(), f"{destination} holds another file than "
