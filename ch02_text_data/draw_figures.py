@@ -175,7 +175,7 @@ def special_tokens():
     d.text(starts[len(doc1)] + 3.1, 5.2,
            "↑ separator: what follows does not continue what came before", size=8,
            color=COLORS["muted"])
-    d.text(23, 7.0, "Pink: words outside the vocabulary (its 1,130 tokens), both encoded as the "
+    d.text(23, 7.0, "Pink: words not among the story's 1,130 tokens, both encoded as the "
            "same <|unk|> id.", size=8, style="italic", color=COLORS["muted"])
     return d
 
