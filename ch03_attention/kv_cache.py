@@ -9,7 +9,7 @@
 
 import torch
 
-from shared.checks import check_count
+from shared.checks import check
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -23,8 +23,9 @@ class KVCache:
     (max_tokens then caps the positions seen and reserves nothing)."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
-        if window is not None:  # 0 would keep no position, and say nothing
-            check_count("window", window, 1)
+        # 0 would keep no position, and say nothing; 1.5 would fail only at the first update
+        check(window is None or type(window) is int and window >= 1,
+              lambda: f"window must be an integer >= 1, got {window!r}")
         self.max_tokens, self.window = max_tokens, window
         self.length = 0  # positions seen (all of them kept, without a window)
         self.keys = self.values = None
@@ -36,9 +37,13 @@ class KVCache:
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
         start, end = self.length, self.length + keys.shape[2]
-        if end > self.max_tokens:  # one comparison per call; the write would fail unexplained
-            raise ValueError(f"{start} cached and {keys.shape[2]} new positions pass the cache's "
-                             f"max_tokens={self.max_tokens}: reset() it, or make a larger one")
+        check(end <= self.max_tokens, lambda: f"{start} cached and {keys.shape[2]} new positions "
+              f"pass the cache's max_tokens={self.max_tokens}: reset() it, or make a larger one")
+        # once it holds positions, keys of another dtype would be cast into it and a batch of 1
+        # spread over all its rows, without a word: compare with what it holds
+        check(start == 0 or _layout(keys) == _layout(self.keys), lambda: f"keys {_layout(keys)} "
+              f"cannot continue a cache of {_layout(self.keys)} ((batch, heads, head_dim), dtype, "
+              "device): reset() it before a new sequence")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and _layout(keys) != _layout(self.keys):  # (1) new, or a new layout
