@@ -65,8 +65,7 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
     """Learn up to `n_merges` byte-pair merges on `text`: the token ranks and the merges."""
-    check(type(n_merges) is int and n_merges >= 0,
-          lambda: f"n_merges must be an integer >= 0, got {n_merges!r}")
+    check(type(n_merges) is int and n_merges >= 0, "n_merges must be an integer >= 0")
     ranks = {bytes([b]): b for b in range(256)}
     id_to_bytes = {i: token for token, i in ranks.items()}
     merges: list[tuple[bytes, bytes]] = []
@@ -163,8 +162,7 @@ def read_gpt2_files(encoder_json, vocab_bpe):
 
     encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"),
                          object_pairs_hook=one_id_per_token)
-    check(all(type(i) is int for i in encoder.values()),
-          lambda: f"{encoder_json} must map tokens to integer ids")
+    check(all(type(i) is int for i in encoder.values()), f"{encoder_json}: ids must be integers")
     specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
     ranks = {as_bytes(t): i for t, i in encoder.items() if t not in specials}
     lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()[1:]  # line 1: a version
@@ -266,9 +264,8 @@ class BPETokenizer:
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
         # a str would give one special token per character, a set ids in no fixed order
-        check(type(special_tokens) in (list, tuple)
-              and len(set(special_tokens)) == len(special_tokens),
-              lambda: f"special_tokens must be a list of distinct tokens, got {special_tokens!r}")
+        check(type(special_tokens) in (list, tuple), "special_tokens must be a list or a tuple")
+        special_tokens = list(dict.fromkeys(special_tokens))  # each once, in their order
         fewest = 256 + len(special_tokens)  # every byte and special token, and no merge
         check(type(vocab_size) is int and vocab_size >= fewest, lambda: "vocab_size must be an "
               f"integer >= {fewest}, got {vocab_size!r}")

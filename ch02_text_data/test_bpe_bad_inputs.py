@@ -70,7 +70,7 @@ def test_lone_surrogates_encode_as_tiktoken_does(gpt2_bpe, tiktoken_gpt2, text):
 
 def test_bpe_train_and_learn_merges_refuse_counts_that_would_be_read_silently():
     # -1 would learn no merge, 1.5 two merges, vocab_size=100 a vocabulary of 257 tokens
-    with pytest.raises(ValueError, match="n_merges must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="n_merges must be an integer >= 0"):
         learn_merges("aaaa", -1)
     with pytest.raises(ValueError, match="n_merges"):
         learn_merges("aaaa", 1.5)
@@ -131,7 +131,7 @@ def byte_encoder() -> dict:
 @pytest.mark.parametrize("encoder_text, bpe_text, error, message", [
     # what would be read silently: the check names the file
     ('{"a": "0"}', "#version: 0.2\n", ValueError,
-     r"encoder\.json must map tokens to integer ids"),
+     r"encoder\.json: ids must be integers"),
     (None, "#version: 0.2\n\nb a\n", ValueError,
      r"vocab\.bpe and .*encoder\.json disagree at merge 1: they are not from the same"),
     # the rest fails in the reading, with Python's own error
@@ -157,11 +157,15 @@ def test_the_valid_files_of_these_tests_load(tmp_path):
     assert merges == [(b"a", b"b")] and ranks[b"ab"] == 256 and specials == {"<|endoftext|>": 257}
 
 
-@pytest.mark.parametrize("special_tokens", ["<|endoftext|>", {"<|endoftext|>"},
-                                            ("<|endoftext|>", "<|endoftext|>")])
+@pytest.mark.parametrize("special_tokens", ["<|endoftext|>", {"<|endoftext|>"}])
 def test_bpe_training_refuses_special_tokens_in_the_wrong_container(special_tokens):
-    with pytest.raises(ValueError, match="special_tokens must be a list of distinct tokens"):
+    with pytest.raises(ValueError, match="special_tokens must be a list or a tuple"):
         BPETokenizer.train("aaaa bbbb", vocab_size=300, special_tokens=special_tokens)
+
+
+def test_bpe_training_gives_a_special_token_listed_twice_one_id():
+    tokenizer = BPETokenizer.train("aaaa bbbb", 260, special_tokens=["<|a|>", "<|b|>", "<|a|>"])
+    assert tokenizer.special_tokens == {"<|a|>": 258, "<|b|>": 259} and tokenizer.n_vocab == 260
 
 
 def test_bpe_n_vocab_holds_every_id_and_an_id_is_one_token():

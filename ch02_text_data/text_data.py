@@ -60,8 +60,8 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
-    check(type(special_tokens) in (list, tuple) and len(set(special_tokens)) == len(special_tokens),
-          lambda: f"special_tokens must be a list of distinct tokens, got {special_tokens!r}")
+    check(type(special_tokens) in (list, tuple), "special_tokens must be a list or a tuple")
+    special_tokens = list(dict.fromkeys(special_tokens))  # each once, in their order
     words = sorted(set(tokens).difference(special_tokens))  # each token gets one id
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
@@ -103,14 +103,12 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=
     """The loader of create_dataloader_v1_book (2.6), after checks that each window holds
     tokens and that the loader yields at least one batch."""
     # max_length 0: windows without a token; stride below 0: no window, and no error
-    check(max_length >= 1 and stride >= 1, lambda: "max_length and stride must be >= 1, got "
-          f"max_length={max_length}, stride={stride}")
+    check(min(max_length, stride) >= 1, "max_length and stride must be at least 1")
     loader = create_dataloader_v1_book(txt, batch_size, max_length, stride, shuffle, drop_last,
                                        num_workers)
     n_windows = len(loader.dataset)  # a batch needs batch_size of them with drop_last, else 1
-    check(n_windows >= (batch_size if drop_last else 1), f"the loader would yield no batch: "
-          f"{n_windows} windows of max_length + 1 = {max_length + 1} tokens, batch_size="
-          f"{batch_size}, drop_last={drop_last}; use a longer text or smaller sizes")
+    check(n_windows >= (batch_size if drop_last else 1), f"no batch: {n_windows} windows of "
+          f"{max_length + 1} tokens, batch_size={batch_size}, drop_last={drop_last}")
     return loader
 
 

@@ -113,7 +113,7 @@ def test_a_windowed_cache_keeps_the_window_less_one_and_counts_every_position():
     cache.reset()
     returned, _ = cache.update(keys[:, :, :2], keys[:, :, :2])
     assert returned.flatten().tolist() == [0.0, 1.0] and cache.length == 2
-    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
         KVCache(10, window=0)
     with pytest.raises(ValueError, match="window"):  # else a TypeError at the first update
         KVCache(10, window=1.5)
@@ -151,8 +151,8 @@ def test_a_cache_refuses_keys_of_another_dtype_that_it_would_cast(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     wider = torch.randn(2, 2, 1, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) cannot continue a "
-                                         r"cache of \(2, 2, 4, torch\.float32"):
+    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) differ from the "
+                                         r"cached \(2, 2, 4, torch\.float32"):
         cache.update(wider, wider.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 
@@ -163,7 +163,7 @@ def test_a_cache_refuses_a_batch_of_1_that_it_would_copy_into_every_row(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     one_row = torch.randn(1, 2, 1, 4)
-    with pytest.raises(ValueError, match="keys .* cannot continue a cache"):
+    with pytest.raises(ValueError, match=r"keys \(1, 2, 4, .*\) differ from the cached \(2, "):
         cache.update(one_row, one_row.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 
