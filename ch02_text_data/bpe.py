@@ -263,8 +263,10 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
-        # a str would give one special token per character, a set ids in no fixed order
-        check(type(special_tokens) in (list, tuple), "special_tokens must be a list or a tuple")
+        # a str would give one special token per character, a set ids in no fixed order, and ""
+        # would be found between every two characters
+        check(type(special_tokens) in (list, tuple) and "" not in special_tokens,
+              "special_tokens must be a list or a tuple of tokens, not the empty string")
         special_tokens = list(dict.fromkeys(special_tokens))  # each once, in their order
         fewest = 256 + len(special_tokens)  # every byte and special token, and no merge
         check(type(vocab_size) is int and vocab_size >= fewest, lambda: "vocab_size must be an "

@@ -157,7 +157,7 @@ def test_the_valid_files_of_these_tests_load(tmp_path):
     assert merges == [(b"a", b"b")] and ranks[b"ab"] == 256 and specials == {"<|endoftext|>": 257}
 
 
-@pytest.mark.parametrize("special_tokens", ["<|endoftext|>", {"<|endoftext|>"}])
+@pytest.mark.parametrize("special_tokens", ["<|endoftext|>", {"<|endoftext|>"}, ["<|a|>", ""]])
 def test_bpe_training_refuses_special_tokens_in_the_wrong_container(special_tokens):
     with pytest.raises(ValueError, match="special_tokens must be a list or a tuple"):
         BPETokenizer.train("aaaa bbbb", vocab_size=300, special_tokens=special_tokens)
