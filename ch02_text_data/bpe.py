@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from shared.checks import check, check_strings
+from shared.checks import check
 
 
 # %% beyond_1_bpe.ipynb cell 5, 2.5.1 The merge rule, learned from counts
@@ -62,13 +62,10 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}
 
 # %% beyond_1_bpe.ipynb cell 15, 2.5.2 Training on The Verdict
 
-from shared.checks import check_count
-
-
 def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN
                  ) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
     """Learn up to `n_merges` byte-pair merges on `text`: the token ranks and the merges."""
-    check_count("n_merges", n_merges, 0)
+    check(type(n_merges) is int and n_merges >= 0, "n_merges must be an integer >= 0")
     ranks = {bytes([b]): b for b in range(256)}
     id_to_bytes = {i: token for token, i in ranks.items()}
     merges: list[tuple[bytes, bytes]] = []
@@ -151,53 +148,34 @@ def gpt2_byte_to_char() -> dict[int, str]:
 # %% beyond_1_bpe.ipynb cell 36, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
 def read_gpt2_files(encoder_json, vocab_bpe):
-    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a malformed
-    file is a ValueError that names the file and the line (or the token)."""
-    # What matters: the ids come from encoder.json, the merges from vocab.bpe's lines in order.
-    # Most of the rest checks the files, so that a malformed one is an error naming the line.
+    """GPT-2's `encoder.json` and `vocab.bpe` as (ranks, special tokens, merges); a file that
+    would be read wrong without a word is a ValueError that names it."""
     char_to_byte = {c: b for b, c in gpt2_byte_to_char().items()}
 
-    def as_bytes(token: str, where: str) -> bytes:
-        unknown = [c for c in token if c not in char_to_byte]
-        if unknown:
-            raise ValueError(f"{where}: token {token!r} has {unknown[0]!r}, which is not one of "
-                             "GPT-2's 256 byte characters")
+    def as_bytes(token):
         return bytes(char_to_byte[c] for c in token)
 
     def one_id_per_token(pairs):  # json.loads would keep only the last id of a repeated token
         twice = [token for token, n in Counter(token for token, _ in pairs).items() if n > 1]
-        check(not twice, lambda: f"{encoder_json} has the token {twice[0]!r} more than once "
-              f"(ids {[i for token, i in pairs if token == twice[0]]})")
+        check(not twice, lambda: f"{encoder_json} has the token {twice[0]!r} more than once")
         return dict(pairs)
 
-    encoder_text = Path(encoder_json).read_text(encoding="utf-8")
-    bpe_text = Path(vocab_bpe).read_text(encoding="utf-8")
-    encoder = json.loads(encoder_text, object_pairs_hook=one_id_per_token)
-    check(isinstance(encoder, dict) and all(type(i) is int for i in encoder.values()),
-          f"{encoder_json} must be a JSON object mapping tokens to integer ids")
+    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"),
+                         object_pairs_hook=one_id_per_token)
+    check(all(type(i) is int for i in encoder.values()), f"{encoder_json}: ids must be integers")
     specials = {t: i for t, i in encoder.items() if t.startswith("<|") and t.endswith("|>")}
-    ranks = {as_bytes(token, str(encoder_json)): i
-             for token, i in encoder.items() if token not in specials}
-    merges, line_numbers = [], []
-    for number, line in enumerate(bpe_text.splitlines()[1:], start=2):  # line 1: a version
-        if not line:
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2:
-            raise ValueError(f"{vocab_bpe}, line {number}: expected two tokens separated by one "
-                             f"space, got {line!r}")
-        merges.append(tuple(as_bytes(part, f"{vocab_bpe}, line {number}") for part in parts))
-        line_numbers.append(number)
-    for n, (a, b) in enumerate(merges, start=1):  # merge n makes id 255 + n, as in 2.5.1
-        if ranks.get(a + b) != 255 + n:
-            raise ValueError(f"{vocab_bpe} and {encoder_json} disagree at merge {n} (line "
-                             f"{line_numbers[n - 1]}): they are not from the same tokenizer")
+    ranks = {as_bytes(t): i for t, i in encoder.items() if t not in specials}
+    lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()[1:]  # line 1: a version
+    merges = [tuple(as_bytes(part) for part in line.split(" ")) for line in lines if line]
+    # merge n makes id 255 + n, as in 2.5.1
+    wrong = [n for n, (a, b) in enumerate(merges, start=1) if ranks.get(a + b) != 255 + n]
+    check(not wrong, lambda: f"{vocab_bpe} and {encoder_json} disagree at merge {wrong[0]}: "
+          "they are not from the same tokenizer")
     return ranks, specials, merges
 
 
 # %% beyond_1_bpe.ipynb cell 37, 2.5.4 GPT-2's vocabulary in our tokenizer, and equality with ti...
 
-from shared.checks import check_flag
 from shared.utils import write_atomically
 
 
@@ -206,7 +184,8 @@ def write_gpt2_files(folder, ranks, special_tokens, merges, *, replace: bool = F
     before either replaces an earlier file. Another tokenizer's encoder.json or vocab.bpe
     there is refused unless `replace=True`; other files in the folder are left alone."""
     folder = Path(folder)
-    check_flag("replace", replace)
+    # replace="no" would replace another tokenizer's files
+    check(type(replace) is bool, lambda: f"replace must be True or False, got {replace!r}")
     to_char = gpt2_byte_to_char()
     as_text = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
     encoder = {as_text(token): i for token, i in sorted(ranks.items(), key=lambda t: t[1])}
@@ -239,16 +218,14 @@ def split_special_tokens(text: str, special_tokens, allowed_special=frozenset()
     """Cut `text` around the allowed special tokens: (piece, is_special) pairs, in order. A
     special token in the text that is not allowed is an error, as in tiktoken; "all" allows
     every special token."""
-    # "all", or a set of special tokens (a list or a tuple works too); any other str is
-    # refused below, since set(allowed_special) holds its characters, none a special token
-    allowed = set(special_tokens) if allowed_special == "all" else set(allowed_special)
-    unknown = allowed - set(special_tokens)
-    if unknown:
-        raise ValueError(f"allowed_special has {sorted(unknown)[0]!r}, which is not a special "
-                         f"token of this tokenizer (it has {sorted(special_tokens) or 'none'})")
-    for special in set(special_tokens) - allowed:
-        check(special not in text, f"text contains the special token {special!r}; pass "
-                                   f"allowed_special={set([special])} to encode it as one token")
+    # "all", or a set of special tokens (a list or a tuple works too); one that the tokenizer
+    # lacks allows nothing, as in tiktoken
+    allowed = set(special_tokens)
+    if allowed_special != "all":
+        allowed &= set(allowed_special)
+    found = [special for special in special_tokens if special not in allowed and special in text]
+    check(not found, lambda: f"text contains the special token {found[0]!r}; pass "
+          f"allowed_special={{{found[0]!r}}} to encode it as one token")
     if not allowed:
         return [(text, False)]
     # A capturing group keeps the separators; they land at the odd positions of the split.
@@ -286,9 +263,14 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int, special_tokens=("<|endoftext|>",),
               pattern: str = GPT2_SPLIT_PATTERN) -> "BPETokenizer":
         """Learn merges on `text` until bytes + merges + special tokens number `vocab_size`."""
-        check_strings("special_tokens", special_tokens, "a list of strings (their order gives ids)")
+        # a str would give one special token per character, a set ids in no fixed order, and ""
+        # would be found between every two characters
+        check(type(special_tokens) in (list, tuple) and "" not in special_tokens,
+              "special_tokens must be a list or a tuple of tokens, not the empty string")
+        special_tokens = list(dict.fromkeys(special_tokens))  # each once, in their order
         fewest = 256 + len(special_tokens)  # every byte and special token, and no merge
-        check_count("vocab_size", vocab_size, fewest)
+        check(type(vocab_size) is int and vocab_size >= fewest, lambda: "vocab_size must be an "
+              f"integer >= {fewest}, got {vocab_size!r}")
         ranks, merges = learn_merges(text, vocab_size - fewest, pattern)
         specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, merges, pattern)
@@ -305,7 +287,6 @@ class BPETokenizer:
     def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
         """Token ids of `text`. Special tokens are encoded only if listed in `allowed_special`
         (or it is "all"); any other special token in the text is an error, as in tiktoken."""
-        check(isinstance(text, str), f"text must be a str, got {type(text).__name__}", TypeError)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:

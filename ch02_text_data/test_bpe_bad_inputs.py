@@ -42,26 +42,22 @@ def test_bpe_decode_takes_an_integer_tensor(trained):
     assert trained.decode(torch.tensor([72, 101])) == trained.decode([72, 101]) == "He"
 
 
-def test_bpe_encode_refuses_text_that_is_not_a_str(trained):
-    with pytest.raises(TypeError, match="text must be a str, got list"):
-        trained.encode(["hello"])
-
-
 def test_bpe_names_a_disallowed_special_token(trained):
     with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'; pass allowed_special"):
         trained.encode("one<|endoftext|>two")
 
 
 @pytest.mark.parametrize("allowed", [{"<|foo|>"}, {"<|endoftext|>", "<|foo|>"}])
-def test_bpe_names_an_unknown_allowed_special_token(trained, allowed):
-    with pytest.raises(ValueError, match=r"allowed_special has '<\|foo\|>', which is not a "
-                                         r"special token of this tokenizer \(it has "
-                                         r"\['<\|endoftext\|>'\]\)"):
-        trained.encode("hi <|foo|>", allowed_special=allowed)
+def test_an_allowed_special_token_the_tokenizer_lacks_is_ignored_as_in_tiktoken(
+        gpt2_bpe, tiktoken_gpt2, allowed):
+    text = "hi <|foo|>, <|endo"
+    assert (gpt2_bpe.encode(text, allowed_special=allowed)
+            == tiktoken_gpt2.encode(text, allowed_special=allowed))
 
 
-def test_allowed_special_as_a_bare_string_is_refused():
+def test_allowed_special_as_a_bare_string_allows_no_special_token():
     # set("<|endoftext|>") is a set of characters, none of them a special token
+    assert split_special_tokens("abc", {"<|endoftext|>": 5}, "<|endoftext|>") == [("abc", False)]
     with pytest.raises(ValueError, match="allowed_special"):
         split_special_tokens("a<|endoftext|>", {"<|endoftext|>": 5}, "<|endoftext|>")
 
@@ -72,13 +68,14 @@ def test_lone_surrogates_encode_as_tiktoken_does(gpt2_bpe, tiktoken_gpt2, text):
     assert gpt2_bpe.encode(text) == tiktoken_gpt2.encode(text)
 
 
-def test_bpe_train_and_learn_merges_refuse_bad_counts():
-    with pytest.raises(ValueError, match="n_merges must be an integer >= 0, got -1"):
+def test_bpe_train_and_learn_merges_refuse_counts_that_would_be_read_silently():
+    # -1 would learn no merge, 1.5 two merges, vocab_size=100 a vocabulary of 257 tokens
+    with pytest.raises(ValueError, match="n_merges must be an integer >= 0"):
         learn_merges("aaaa", -1)
-    with pytest.raises(TypeError, match="n_merges must be an integer >= 0, got 1.5"):
+    with pytest.raises(ValueError, match="n_merges"):
         learn_merges("aaaa", 1.5)
-    with pytest.raises(TypeError, match="vocab_size"):
-        BPETokenizer.train("aaaa", "300")
+    with pytest.raises(ValueError, match="vocab_size"):
+        BPETokenizer.train("aaaa", 300.5)
     with pytest.raises(ValueError, match=r"^vocab_size must be an integer >= 257, got 100$"):
         BPETokenizer.train("aaaa", 100)
 
@@ -132,25 +129,19 @@ def byte_encoder() -> dict:
 
 
 @pytest.mark.parametrize("encoder_text, bpe_text, error, message", [
-    # encoder.json (a file that is not JSON: json.loads's own error)
-    ("[1, 2]", "#version: 0.2\n", ValueError,
-     r"encoder\.json must be a JSON object mapping tokens to integer ids"),
+    # what would be read silently: the check names the file
     ('{"a": "0"}', "#version: 0.2\n", ValueError,
-     r"encoder\.json must be a JSON object mapping tokens to integer ids"),
-    ('{"a\u4e00": 0}', "#version: 0.2\n", ValueError,
-     "encoder\\.json: token 'a\u4e00' has '\u4e00', which is not one of GPT-2's 256 byte"),
-    # vocab.bpe, lines counted from 1 (line 1 is the version comment)
-    (None, "#version: 0.2\nab\n", ValueError,
-     r"vocab\.bpe, line 2: expected two tokens separated by one space, got 'ab'"),
-    (None, "#version: 0.2\n\na b c\n", ValueError,
-     r"vocab\.bpe, line 3: expected two tokens separated by one space, got 'a b c'"),
-    (None, "#version: 0.2\na \u4e00\n", ValueError,
-     "vocab\\.bpe, line 2: token '\u4e00' has '\u4e00', which is not one of GPT-2's 256 byte"),
+     r"encoder\.json: ids must be integers"),
     (None, "#version: 0.2\n\nb a\n", ValueError,
-     r"vocab\.bpe and .*encoder\.json disagree at merge 1 \(line 3\)"),
+     r"vocab\.bpe and .*encoder\.json disagree at merge 1: they are not from the same"),
+    # the rest fails in the reading, with Python's own error
+    ("[1, 2]", "#version: 0.2\n", AttributeError, "values"),
+    ('{"a\u4e00": 0}', "#version: 0.2\n", KeyError, "\u4e00"),
+    (None, "#version: 0.2\nab\n", ValueError, "unpack"),
+    (None, "#version: 0.2\n\na b c\n", ValueError, "unpack"),
+    (None, "#version: 0.2\na \u4e00\n", KeyError, "\u4e00"),
 ])
-def test_malformed_gpt2_files_name_the_file_and_line(tmp_path, encoder_text, bpe_text, error,
-                                                     message):
+def test_malformed_gpt2_files_are_an_error(tmp_path, encoder_text, bpe_text, error, message):
     encoder_json, vocab_bpe = tmp_path / "encoder.json", tmp_path / "vocab.bpe"
     encoder_json.write_text(encoder_text or json.dumps(byte_encoder()), encoding="utf-8")
     vocab_bpe.write_text(bpe_text, encoding="utf-8")
@@ -166,17 +157,15 @@ def test_the_valid_files_of_these_tests_load(tmp_path):
     assert merges == [(b"a", b"b")] and ranks[b"ab"] == 256 and specials == {"<|endoftext|>": 257}
 
 
-@pytest.mark.parametrize("special_tokens, error, message", [
-    ("<|endoftext|>", TypeError, r"special_tokens must be a list of strings .*, got "
-                                 r"'<\|endoftext\|>'; did you mean \['<\|endoftext\|>'\]\?"),
-    (("<|endoftext|>", "<|endoftext|>"), ValueError, r"special_tokens has '<\|endoftext\|>' twice"),
-    (("<|a|>", None), TypeError, r"special_tokens must be a list of strings .*, got "
-                                 r"\('<\|a\|>', None\)"),
-])
-def test_bpe_training_refuses_special_tokens_in_the_wrong_container(special_tokens, error,
-                                                                    message):
-    with pytest.raises(error, match=message):
+@pytest.mark.parametrize("special_tokens", ["<|endoftext|>", {"<|endoftext|>"}, ["<|a|>", ""]])
+def test_bpe_training_refuses_special_tokens_in_the_wrong_container(special_tokens):
+    with pytest.raises(ValueError, match="special_tokens must be a list or a tuple"):
         BPETokenizer.train("aaaa bbbb", vocab_size=300, special_tokens=special_tokens)
+
+
+def test_bpe_training_gives_a_special_token_listed_twice_one_id():
+    tokenizer = BPETokenizer.train("aaaa bbbb", 260, special_tokens=["<|a|>", "<|b|>", "<|a|>"])
+    assert tokenizer.special_tokens == {"<|a|>": 258, "<|b|>": 259} and tokenizer.n_vocab == 260
 
 
 def test_bpe_n_vocab_holds_every_id_and_an_id_is_one_token():
@@ -193,7 +182,7 @@ def test_encoder_json_with_a_token_twice_is_named(tmp_path):
     (tmp_path / "encoder.json").write_text(encoder, encoding="utf-8")
     (tmp_path / "vocab.bpe").write_text("#version: 0.2\na b\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"encoder\.json has the token '<\|endoftext\|>' more "
-                                         r"than once \(ids \[257, 258\]\)"):
+                                         r"than once"):
         read_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
@@ -272,3 +261,11 @@ def test_a_write_that_fails_leaves_no_half_tokenizer(trained, tmp_path):
         write_gpt2_files(tmp_path / "old", trained.ranks, trained.special_tokens, bad_merges,
                          replace=True)
     assert saved(tmp_path / "old") == before  # the earlier files whole, no temporary file
+
+
+def test_replace_that_is_not_a_flag_is_refused_and_nothing_is_replaced(trained, tmp_path):
+    (tmp_path / "vocab.bpe").write_text("a learner's own file")
+    with pytest.raises(ValueError, match="replace"):
+        trained.save_gpt2_files(tmp_path, replace="no")  # a true value: it would replace
+    assert saved_names(tmp_path) == ["vocab.bpe"]
+    assert (tmp_path / "vocab.bpe").read_text() == "a learner's own file"

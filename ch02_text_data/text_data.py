@@ -14,7 +14,7 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared.checks import check, check_count, check_strings
+from shared.checks import check
 
 
 # %% text_data.ipynb cell 14, 2.2 Cutting text into tokens
@@ -60,7 +60,8 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
 
 def build_vocabulary(tokens, special_tokens=()) -> dict[str, int]:
     """Map each distinct token (sorted) to an id, then append the special tokens."""
-    check_strings("special_tokens", special_tokens, "a list of strings (their order gives ids)")
+    check(type(special_tokens) in (list, tuple), "special_tokens must be a list or a tuple")
+    special_tokens = list(dict.fromkeys(special_tokens))  # each once, in their order
     words = sorted(set(tokens).difference(special_tokens))  # each token gets one id
     return {token: i for i, token in enumerate([*words, *special_tokens])}
 
@@ -101,14 +102,13 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=
                          drop_last=True, num_workers=0):
     """The loader of create_dataloader_v1_book (2.6), after checks that each window holds
     tokens and that the loader yields at least one batch."""
-    check_count("max_length", max_length, 1)  # 0: windows without a token
-    check_count("stride", stride, 1)  # below 0: no window, and no error
+    # max_length 0: windows without a token; stride below 0: no window, and no error
+    check(min(max_length, stride) >= 1, "max_length and stride must be at least 1")
     loader = create_dataloader_v1_book(txt, batch_size, max_length, stride, shuffle, drop_last,
                                        num_workers)
     n_windows = len(loader.dataset)  # a batch needs batch_size of them with drop_last, else 1
-    check(n_windows >= (batch_size if drop_last else 1), f"the loader would yield no batch: "
-          f"{n_windows} windows of max_length + 1 = {max_length + 1} tokens, batch_size="
-          f"{batch_size}, drop_last={drop_last}; use a longer text or smaller sizes")
+    check(n_windows >= (batch_size if drop_last else 1), f"no batch: {n_windows} windows of "
+          f"{max_length + 1} tokens, batch_size={batch_size}, drop_last={drop_last}")
     return loader
 
 

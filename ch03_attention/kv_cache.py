@@ -9,7 +9,7 @@
 
 import torch
 
-from shared.checks import check_count
+from shared.checks import check
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -23,8 +23,8 @@ class KVCache:
     (max_tokens then caps the positions seen and reserves nothing)."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
-        if window is not None:  # 0 would keep no position, and say nothing
-            check_count("window", window, 1)
+        # 0 would keep no position, and say nothing; 1.5 would fail only at the first update
+        check(window is None or int(window) == window >= 1, "window must be an integer >= 1")
         self.max_tokens, self.window = max_tokens, window
         self.length = 0  # positions seen (all of them kept, without a window)
         self.keys = self.values = None
@@ -35,13 +35,17 @@ class KVCache:
 
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
-        start, end = self.length, self.length + keys.shape[2]
-        if end > self.max_tokens:  # one comparison per call; the write would fail unexplained
-            raise ValueError(f"{start} cached and {keys.shape[2]} new positions pass the cache's "
-                             f"max_tokens={self.max_tokens}: reset() it, or make a larger one")
+        start, new, cap = self.length, keys.shape[2], self.max_tokens
+        end, layout = start + new, _layout(keys)
+        # Past max_tokens, the write would fail deep in PyTorch; and once the cache holds
+        # positions, keys of another dtype would be cast into it, a batch of 1 copied into every
+        # row, without a word. One check, of what it holds against what comes:
+        check(end <= cap and (start == 0 or layout == _layout(self.keys)), lambda: f"{start} "
+              f"cached and {new} new positions pass the cache's max_tokens={cap}" if end > cap
+              else f"keys {layout} differ from the cached {_layout(self.keys)}: reset() it first")
         if self.window is not None:
             return self._update_window(keys, values)
-        if start == 0 and _layout(keys) != _layout(self.keys):  # (1) new, or a new layout
+        if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout
             shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
             self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions

@@ -113,8 +113,10 @@ def test_a_windowed_cache_keeps_the_window_less_one_and_counts_every_position():
     cache.reset()
     returned, _ = cache.update(keys[:, :, :2], keys[:, :, :2])
     assert returned.flatten().tolist() == [0.0, 1.0] and cache.length == 2
-    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
         KVCache(10, window=0)
+    with pytest.raises(ValueError, match="window"):  # else a TypeError at the first update
+        KVCache(10, window=1.5)
 
 
 # Bad inputs: clear errors, nothing changed ----------------------------------------------
@@ -128,10 +130,10 @@ def filled_cache():
 
 @pytest.mark.parametrize("keys, values, error", [
     (torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4), ValueError),  # 3 + 4 > max_tokens=6
-    (torch.randn(1, 2, 1), torch.randn(1, 2, 1), RuntimeError),  # no heads axis: PyTorch's
-    (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 2, 4), RuntimeError),  # errors, in the write
-    (torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4), RuntimeError),  # another batch
-    (torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8), RuntimeError),  # another head_dim
+    (torch.randn(1, 2, 1), torch.randn(1, 2, 1), IndexError),  # no heads axis: in reading it
+    (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 2, 4), RuntimeError),  # PyTorch's, in the write
+    (torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4), ValueError),  # another batch
+    (torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8), ValueError),  # another head_dim
 ])
 def test_cache_misuse_is_an_error_and_leaves_the_cached_positions_as_they_were(keys, values,
                                                                               error):
@@ -141,6 +143,29 @@ def test_cache_misuse_is_an_error_and_leaves_the_cached_positions_as_they_were(k
     assert cache.length == 3
     assert torch.equal(cache.keys[:, :, :3], kept_keys)
     assert torch.equal(cache.values[:, :, :3], kept_values)
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_a_cache_refuses_keys_of_another_dtype_that_it_would_cast(window):
+    cache = KVCache(max_tokens=6, window=window)
+    cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
+    kept = cache.keys.clone()
+    wider = torch.randn(2, 2, 1, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) differ from the "
+                                         r"cached \(2, 2, 4, torch\.float32"):
+        cache.update(wider, wider.clone())
+    assert cache.length == 3 and torch.equal(cache.keys, kept)
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_a_cache_refuses_a_batch_of_1_that_it_would_copy_into_every_row(window):
+    cache = KVCache(max_tokens=6, window=window)
+    cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
+    kept = cache.keys.clone()
+    one_row = torch.randn(1, 2, 1, 4)
+    with pytest.raises(ValueError, match=r"keys \(1, 2, 4, .*\) differ from the cached \(2, "):
+        cache.update(one_row, one_row.clone())
+    assert cache.length == 3 and torch.equal(cache.keys, kept)
 
 
 @pytest.mark.parametrize("max_tokens", [0, -1])
