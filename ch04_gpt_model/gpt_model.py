@@ -137,8 +137,6 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 # %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
-import operator  # noqa: E402
-
 import psutil  # noqa: E402 - the machine's memory, for the causal masks' check
 
 from ch03_attention.kv_cache import KVCache  # noqa: E402
@@ -163,13 +161,9 @@ class GPTModel(PlainGPTModel):
 
     def __init__(self, cfg: dict):
         cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
-        # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its
-        # own: more than the machine holds would swap, or end the process, without an error
-        context = cfg["context_length"]
-        mask_gib = 4 * context**2 * (cfg["n_layers"] + 1) / 2**30
-        on_meta = torch.get_default_device().type == "meta"  # shapes only: no memory used
-        check(on_meta or mask_gib < psutil.virtual_memory().total / 2**30, lambda: f"context_length"
-              f" {context:,} needs {mask_gib:,.1f} GiB of causal masks, more than this machine has")
+        masks = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)  # bytes (3.5.3's masks)
+        check(masks < psutil.virtual_memory().total or torch.get_default_device().type == "meta",
+              lambda: f"context_length {cfg['context_length']:,}: the causal masks exceed memory")
         super().__init__(cfg)  # 4.6's layers, in its order: a seed gives PlainGPTModel's weights
         self.cfg = cfg
         if cfg["tie_weights"]:
@@ -207,9 +201,8 @@ class GPTModel(PlainGPTModel):
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
         context_length = self.cfg["context_length"]
-        # 0 is not "the default"; a float would fail deep in the cache's first update
-        max_tokens = context_length if max_tokens is None else operator.index(max_tokens)
-        check(max_tokens >= 1, lambda: f"max_tokens must be >= 1, got {max_tokens}")  # else empty
+        max_tokens = context_length if max_tokens is None else int(max_tokens)  # 6.0 makes 6
+        check(max_tokens > 0, lambda: f"max_tokens must be > 0, got {max_tokens}")  # 0 is not "all"
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 
