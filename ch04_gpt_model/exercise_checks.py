@@ -16,7 +16,7 @@ from ch04_gpt_model.gpt_model import (
     count_parameters,
     gpt2_config,
 )
-from shared import MultiHeadAttention, validate_config
+from shared import MultiHeadAttention
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
 
@@ -277,12 +277,6 @@ def _example_models():
                 block.drop_shortcut = nn.Dropout(cfg["drop_rate_shortcut"])
                 block.att.dropout = nn.Dropout(cfg["drop_rate_attn"])
 
-    class RightFinal(Right):  # the rates checked by validate_config, as drop_rate is
-        def __init__(self, cfg):
-            for key in _RATE_KEYS.values():
-                validate_config({**cfg, "drop_rate": cfg[key]}, self.OPTIONAL_CONFIG_KEYS)
-            super().__init__(cfg)
-
     class Unchanged(Right):  # takes the three keys, but every dropout keeps drop_rate
         def __init__(self, cfg):
             GPTModel.__init__(self, cfg)
@@ -307,7 +301,7 @@ def _example_models():
             self.trf_blocks[0].drop_shortcut.p = cfg["drop_rate_shortcut"]
             self.trf_blocks[0].att.dropout.p = cfg["drop_rate_attn"]
 
-    return {"right": [Right, RightFinal],
+    return {"right": [Right],
             "wrong": [Unchanged, GPTModel, Unchecked, Swapped, FirstBlockOnly]}
 
 

@@ -137,15 +137,11 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 # %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
+import psutil  # noqa: E402 - the machine's memory, for the causal masks' check
+
 from ch03_attention.kv_cache import KVCache  # noqa: E402
 from shared.architecture import validate_config
-from shared.checks import (  # noqa: E402
-    check_count,
-    check_fits_context,
-    check_kv_caches,
-    check_memory,
-    check_token_ids,
-)
+from shared.checks import check, check_fits_context, check_kv_caches, check_token_ids  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
@@ -165,10 +161,9 @@ class GPTModel(PlainGPTModel):
 
     def __init__(self, cfg: dict):
         cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
-        # n_layers causal masks (3.5.3) of 4 * T**2 bytes, and one more while a block builds its own
-        mask_bytes = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)
-        check_memory("context_length", cfg["context_length"], mask_bytes,
-                     f"{cfg['n_layers']:,} causal masks and a copy while one is built")
+        masks = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)  # bytes (3.5.3's masks)
+        check(masks < psutil.virtual_memory().total or torch.get_default_device().type == "meta",
+              lambda: f"context_length {cfg['context_length']:,}: the causal masks exceed memory")
         super().__init__(cfg)  # 4.6's layers, in its order: a seed gives PlainGPTModel's weights
         self.cfg = cfg
         if cfg["tie_weights"]:
@@ -206,8 +201,8 @@ class GPTModel(PlainGPTModel):
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context)."""
         context_length = self.cfg["context_length"]
-        max_tokens = context_length if max_tokens is None else max_tokens  # 0 is not "the default"
-        check_count("max_tokens", max_tokens, 1)  # else a cache that holds nothing, refused late
+        max_tokens = context_length if max_tokens is None else int(max_tokens)  # 6.0 makes 6
+        check(max_tokens > 0, lambda: f"max_tokens must be > 0, got {max_tokens}")  # 0 is not "all"
         return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
 
 

@@ -16,15 +16,7 @@ from torch import nn
 from ch03_attention.attention import attend
 from ch03_attention.kv_cache import KVCache
 from ch04_gpt_model.gpt_model import GPTModel
-from shared.checks import (
-    check,
-    check_choice,
-    check_count,
-    check_divisible,
-    check_flag,
-    check_keys,
-    check_number,
-)
+from shared.checks import check, check_divisible, check_keys
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm
@@ -250,45 +242,43 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "norm_unit_offset": False, "post_norms": False, "ffn_activation": "silu",
     "scale_embeddings": False, "query_pre_attn_scalar": None, "rope_local_base": None,
 }
-# the sizes that must be positive integers: these, and hidden_dim or the three MoE sizes
-_SIZE_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups")
-_MOE_SIZE_KEYS = ("num_experts", "num_experts_per_tok", "moe_hidden_dim")
 
 
 def validate_modern_config(cfg: dict) -> dict:
     """The configuration with its defaults filled in and head_dim worked out (emb_dim //
     n_heads unless given), before any weight is made. It refuses what a model would otherwise
-    get wrong without a word (a key misspelt, a flag that is a str, a layer type misspelt) or
-    refuse far from the key at fault; a value that a layer refuses by name is left to it."""
+    get wrong without a word (a key misspelt, a layer type misspelt, a RoPE base of 1) or
+    refuse far from the key at fault; a value that a layer refuses as it is built is left to
+    that layer."""
     check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
     cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
-    for key in (*_SIZE_KEYS, *(_MOE_SIZE_KEYS if cfg["num_experts"] else ["hidden_dim"])):
-        check_count(key, cfg[key], 1, "a positive integer")
-    check_divisible("n_heads", cfg["n_heads"], "n_kv_groups", cfg["n_kv_groups"])
     if cfg["head_dim"] is None:  # a floor would build a narrower model than asked
         check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
         cfg["head_dim"] = cfg["emb_dim"] // cfg["n_heads"]
-    check_count("head_dim", cfg["head_dim"], 2, "an even integer >= 2 (RoPE turns pairs)")
-    check(cfg["head_dim"] % 2 == 0, f"head_dim must be even (RoPE turns pairs): {cfg['head_dim']}")
-    for key in [key for key, default in MODERN_OPTIONAL_KEYS.items() if type(default) is bool]:
-        check_flag(key, cfg[key])
-    # RoPE (4.8.2): a base of 1 turns every pair alike; Llama 3's scaling divides by these
-    check_number("rope_base", cfg["rope_base"], "a number > 1", 1, low_open=True)
+    # RoPE turns pairs (4.8.2): an odd head_dim would fail only at the first forward pass
+    check(cfg["head_dim"] % 2 == 0, lambda: f"head_dim must be even, got {cfg['head_dim']!r}")
+    # a RoPE base of 1 turns every pair alike, one below 1 gives nan angles (the local base:
+    # Gemma 3's, 4.8.8, or None)
+    for key, base in [("rope_base", cfg["rope_base"]), ("rope_local_base", cfg["rope_local_base"])]:
+        check(base is None or base > 1, f"{key} must be > 1, got {base!r}")
     # RMSNorm divides by sqrt(mean + eps): an eps of 0 or below gives NaN at some input, not here
-    check_number("norm_eps", cfg["norm_eps"], "a number > 0", 0, low_open=True)
-    if (freq := cfg["rope_freq"]) is not None:
-        check(freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"],
-              f"rope_freq needs factor > 0 and high_freq_factor > low_freq_factor, got {freq}")
+    check(cfg["norm_eps"] > 0, lambda: f"norm_eps must be > 0, got {cfg['norm_eps']!r}")
+    freq, window, layer_types = cfg["rope_freq"], cfg["sliding_window"], cfg["layer_types"]
+    # Llama 3's RoPE scaling divides by factor and by high_freq_factor - low_freq_factor
+    check(not freq or freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"],
+          lambda: f"rope_freq needs factor > 0 and high_freq_factor > low_freq_factor: {freq}")
+    # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail late
+    check(not cfg["num_experts"] or 0 < cfg["num_experts_per_tok"] <= cfg["num_experts"],
+          lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
     # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local
-    window, layer_types = cfg["sliding_window"], cfg["layer_types"]
-    check(layer_types is None or (len(layer_types) == cfg["n_layers"]
-                                  and set(layer_types) <= {"global", "local"}),
-          f"layer_types must be n_layers={cfg['n_layers']} of 'global' and 'local': {layer_types}")
-    check(("local" in (layer_types or ())) == (window is not None), f"sliding_window is {window}: "
-          "give one exactly when layer_types has a local layer")
+    kinds = layer_types or ["global"] * cfg["n_layers"]
+    check(len(kinds) == cfg["n_layers"] and set(kinds) <= {"global", "local"}
+          and ("local" in kinds) == (window is not None), lambda: "layer_types must be n_layers="
+          f"{cfg['n_layers']} of 'global' and 'local', and sliding_window set exactly when one is "
+          f"local: got layer_types={layer_types!r}, sliding_window={window!r}")
     # Gemma 3's GeGLU (4.8.8); a mixture of experts' experts are SwiGLUs, silu only
-    check_choice("ffn_activation", cfg["ffn_activation"],
-                 ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])])
+    check(cfg["ffn_activation"] in ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])],
+          lambda: f"unknown ffn_activation {cfg['ffn_activation']!r} ('silu', 'gelu_tanh')")
     return cfg
 
 

@@ -23,38 +23,14 @@ def model():
 # GPTModel(cfg) and validate_config(cfg) ------------------------------------------------------
 
 @pytest.mark.parametrize("check_config", [GPTModel, validate_config])
-@pytest.mark.parametrize("change, error, named", [
-    ({"drop_rate": "0.1"}, TypeError, "drop_rate"),
-    ({"drop_rate": None}, TypeError, "drop_rate"),
-    ({"drop_rate": True}, TypeError, "drop_rate"),
-    ({"drop_rate": -0.1}, ValueError, "drop_rate"),
-    ({"drop_rate": 1.0}, ValueError, "drop_rate"),
-    ({"n_layers": True}, TypeError, "n_layers"),
-    ({"n_layers": None}, TypeError, "n_layers"),
-    ({"n_layers": -1}, ValueError, "n_layers"),
-    ({"n_heads": 2.0}, TypeError, "n_heads"),
-    ({"n_heads": 0}, ValueError, "n_heads"),
-    ({"n_heads": 5}, ValueError, "n_heads"),  # does not divide emb_dim
-    ({"emb_dim": "16"}, TypeError, "emb_dim"),
-    ({"emb_dim": 0}, ValueError, "emb_dim"),
-    ({"vocab_size": None}, TypeError, "vocab_size"),
-    ({"vocab_size": 1.5}, TypeError, "vocab_size"),
-    ({"context_length": -8}, ValueError, "context_length"),
-    ({"context_length": None}, TypeError, "context_length"),
-    ({"qkv_bias": None}, TypeError, "qkv_bias"),
-    ({"qkv_bias": 1}, TypeError, "qkv_bias"),
-    ({"qkv_bias": "False"}, TypeError, "qkv_bias"),
-    ({"qkv_bias": "no"}, TypeError, "qkv_bias"),
-    ({"sdpa": "yes"}, TypeError, "sdpa"),
-    ({"tie_weights": None}, TypeError, "tie_weights"),
-    ({"tie_weights": 1}, TypeError, "tie_weights"),
-    ({"tie_weight": True}, ValueError, "tie_weight"),  # misspelt: would be ignored
-    ({"learning_rate": 1e-3}, ValueError, "learning_rate"),  # not a model's key
+@pytest.mark.parametrize("change, named", [
+    ({"tie_weight": True}, "tie_weight"),  # misspelt: would be ignored
+    ({"learning_rate": 1e-3}, "learning_rate"),  # not a model's key
 ])
-def test_a_bad_configuration_is_refused_by_name(check_config, change, error, named):
+def test_an_unknown_key_is_refused_by_name(check_config, change, named):
     cfg = {**TINY, **change}
     kept = dict(cfg)
-    with pytest.raises(error, match=re.escape(named)):
+    with pytest.raises(ValueError, match=re.escape(named)):
         check_config(cfg)
     assert cfg == kept  # the caller's dict is not touched
 
@@ -82,10 +58,16 @@ def test_a_configuration_that_is_not_a_dict_is_named(cfg):
 
 
 def test_causal_masks_that_together_exceed_memory_are_refused_before_any_is_made():
-    # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each, and one more being built
-    with pytest.raises(ValueError, match=r"context_length 16,384 needs 1,001.0 GiB for 1,000 "
-                                         r"causal masks and a copy while one is built, more than "):
+    # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each, and one more being built;
+    # allocated one by one, they would swap, or end the process, without an error
+    with pytest.raises(ValueError, match=r"^context_length 16,384: the causal masks exceed"):
         GPTModel({**TINY, "context_length": 16_384, "n_layers": 1000})
+
+
+def test_causal_masks_of_any_size_are_built_on_the_meta_device():
+    with torch.device("meta"):  # shapes only: no memory
+        model = GPTModel({**TINY, "context_length": 131_072, "n_layers": 8})  # 576 GiB
+    assert model.trf_blocks[0].att.mask.shape == (131_072, 131_072)
 
 
 # GPTModel.forward: in_idx ----------------------------------------------------------------------
@@ -187,15 +169,9 @@ def test_kv_caches_another_model_filled_are_refused_before_anything_changes(buil
 
 # GPTModel.make_kv_caches -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("max_tokens, error", [
-    (0, ValueError),  # used to mean "the whole context"
-    (-3, ValueError),  # gave a cache that could hold nothing
-    (2.5, TypeError),
-    (1e9, TypeError),  # a float above the context would otherwise be capped without a word
-    ("10", TypeError),
-])
-def test_make_kv_caches_refuses_a_bad_size(model, max_tokens, error):
-    with pytest.raises(error, match="max_tokens"):
+@pytest.mark.parametrize("max_tokens", [0, -3])  # caches that could hold nothing
+def test_make_kv_caches_refuses_a_size_below_one(model, max_tokens):
+    with pytest.raises(ValueError, match="max_tokens"):
         model.make_kv_caches(max_tokens)
 
 
