@@ -52,8 +52,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     check(0 <= warmup_steps <= total_steps, lambda: f"warmup_steps must be in 0..total_steps "
           f"({total_steps}), got {warmup_steps!r}")
     check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) and "
-          f"min_lr ({min_lr}) must be >= 0, and min_lr, where the decay ends, at most {peak_name} "
-          f"({peak_lr})")
+          f"min_lr ({min_lr}) must be >= 0, min_lr at most {peak_name} ({peak_lr})")
     check(not warmup_steps or initial_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) must "
           f"not exceed {peak_name} ({peak_lr}): a warmup rises from initial_lr to the peak. Pass "
           f"an initial_lr of at most {peak_lr} (0, or a tenth of the peak), or warmup_steps=0")
