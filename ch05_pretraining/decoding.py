@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ch05_pretraining.pretraining import context_length_of
-from shared.checks import check, check_count, check_has_values, check_number, check_token_ids
+from shared.checks import check
 
 
 # %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
@@ -189,30 +189,23 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     model_context = (context_length_of(model) if hasattr(model, "cfg") or hasattr(model, "pos_emb")
                      else None)  # a function from ids to logits says nothing of its context
     context_size = model_context if context_size is None else context_size
-    check_token_ids(idx, "idx")  # the model checks each id against its vocabulary
-    if isinstance(model, nn.Module):  # one built on the meta device has no weights to run
-        check_has_values("model", model, "build it on a real device")
-    check(context_size is not None, "pass context_size: model has no context length", TypeError)
-    check_count("max_new_tokens", max_new_tokens, 0)
-    check_count("context_size", context_size, 1)  # idx[:, -0:] would be the whole prompt
-    check(model_context is None or context_size <= model_context, lambda: f"context_size "
-          f"{context_size} is longer than the model's context_length {model_context}")
-    if eos_id is not None:  # "<|endoftext|>" or an id past the vocabulary would never match
-        check_count("eos_id", eos_id, 0, "a token id (an int >= 0), such as tokenizer.eot_token")
-        vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
-        check(eos_id < vocab_size, lambda: f"eos_id {eos_id} is not a token id: this model's "
-              f"are 0..{vocab_size - 1} (GPT-2's end of text is 50256)")
-    # A negative temperature would favour the least likely tokens without a word: refuse it.
-    check_number("temperature", temperature, "a number >= 0 (0 decodes greedily)")
-    if top_k is not None:
-        check_count("top_k", top_k, 1)
-    if top_p is not None:
-        check_number("top_p", top_p, "a number in (0, 1]", high=1.0, low_open=True)
-    if min_p is not None:
-        check_number("min_p", min_p, "a number in [0, 1]", high=1.0)
-    if repetition_penalty is not None:
-        check_number("repetition_penalty", repetition_penalty, "a number > 0 (1 changes "
-                     "nothing)", low_open=True)
+    # Each of these would pass without an error, or fail later under another name: a float
+    # max_new_tokens in make_kv_caches, as max_tokens; idx[:, -0:] is the whole text; a context
+    # past the model's fails once the text outgrows it; an eos_id that is no token id
+    # ("<|endoftext|>", -1) never matches; a negative temperature decodes greedily; a top_p of 9
+    # (for 0.9) keeps every token; a penalty <= 0 rewards repeats.
+    check(isinstance(max_new_tokens, int) and max_new_tokens >= 0,
+          lambda: f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    check(0 < context_size <= (model_context or math.inf), lambda: f"context_size must be in "
+          f"1..{model_context} (the model's context length), got {context_size!r}")
+    vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
+    check(eos_id is None or isinstance(eos_id, int) and 0 <= eos_id < vocab_size, lambda: f"eos_id "
+          f"must be a token id in 0..{vocab_size - 1}, such as tokenizer.eot_token, got {eos_id!r}")
+    check(temperature >= 0, lambda: f"temperature must be >= 0 (0 is greedy), got {temperature!r}")
+    check(top_p is None or 0 < top_p <= 1, lambda: f"top_p must be in (0, 1], got {top_p!r}")
+    check(min_p is None or 0 <= min_p <= 1, lambda: f"min_p must be in [0, 1], got {min_p!r}")
+    check(repetition_penalty is None or repetition_penalty > 0,
+          lambda: f"repetition_penalty must be > 0 (1 changes nothing), got {repetition_penalty!r}")
     if idx.shape[1] > context_size:
         too_long = f"the prompt has {idx.shape[1]} tokens, more than context_size={context_size}"
         check(not _is_open_model(model), lambda: f"{too_long}, and an open model's is not cropped "
@@ -222,7 +215,7 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     processors = [*logits_processors, *sampling_processors(temperature, top_k, top_p, min_p,
                                                            repetition_penalty)]
     ended = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-    if use_cache and hasattr(model, "make_kv_caches"):  # fresh caches for every prompt
+    if use_cache and max_new_tokens and hasattr(model, "make_kv_caches"):  # fresh ones per prompt
         room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
         model = KVCachedModel(model, room)
     for _ in range(max_new_tokens):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.checks import check, check_count, check_has_values
+from shared.checks import check, check_has_values
 
 
 # %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
@@ -204,13 +204,13 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     256 rows hold 51 MB of logits at GPT-2's vocabulary, in products still large enough to run
     fast; far fewer rows make thin, slow products.
     """
-    # Each step's once: a plain `if`, no message built unless it fails
-    check_count("chunk_size", chunk_size, 1)  # a negative one: an empty loop, a loss of 0
-    if targets.is_floating_point() or targets.dtype == torch.bool:  # .long() would truncate them
+    # Without these, a chunk_size < 1 gives an empty loop (a loss of 0), .long() truncates float
+    # targets, and targets of another shape are averaged over the wrong count.
+    check(chunk_size >= 1, lambda: f"chunk_size must be >= 1, got {chunk_size!r}")
+    if targets.is_floating_point() or targets.dtype == torch.bool:
         raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")
-    if hidden.shape[:-1] != targets.shape or hidden.shape[-1:] != weight.shape[1:]:
-        raise ValueError(f"hidden {tuple(hidden.shape)}, weight {tuple(weight.shape)} and targets "
-                         f"{tuple(targets.shape)} do not fit: (..., d), (vocab, d) and (...)")
+    check(hidden.shape[:-1] == targets.shape, lambda: f"targets must have shape "
+          f"{tuple(hidden.shape[:-1])}, hidden's without its last axis, got {tuple(targets.shape)}")
     targets = targets.reshape(-1)
     outside = (targets != ignore_index) & ((targets < 0) | (targets >= len(weight)))
     if outside.any():  # gather's index error; on a GPU an assert that surfaces at a later call

@@ -221,8 +221,7 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
     try:
         import tensorflow as tf  # the course does not install it
     except ImportError as error:
-        raise ImportError("load_gpt2_params_from_tf_ckpt needs TensorFlow: "
-                          "pip install tensorflow") from error
+        raise ImportError("load_gpt2_params_from_tf_ckpt needs TensorFlow") from error
 
     params = {}
     for tf_name, _ in tf.train.list_variables(str(ckpt_path)):
@@ -247,7 +246,7 @@ def assign(left, right):
 
 from collections.abc import Sequence
 
-from shared.checks import check_same_lengths
+from shared.checks import check
 
 
 def context_length_of(model):
@@ -260,8 +259,9 @@ def plot_values(epochs_seen: Sequence[float], seen: Sequence[float], train_value
                 seen_label: str = "tokens seen") -> plt.Figure:
     """Training and validation curves against epochs (bottom axis) and what the model has seen
     by then (top axis: tokens here, examples in chapter 6)."""
-    check_same_lengths({"epochs_seen": epochs_seen, "seen": seen, "train_values": train_values,
-                        "val_values": val_values}, 1, " (no evaluations? give eval_freq)")
+    # matplotlib refuses curves of other lengths; the top axis reads seen's last value alone
+    check(len(seen) == len(epochs_seen) > 0, lambda: f"seen and epochs_seen need one value per "
+          f"evaluation (none? give eval_freq), got {len(seen)} and {len(epochs_seen)}")
     marker = "o" if len(train_values) == 1 else None  # one evaluation is a point, not a line
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(epochs_seen, train_values, marker=marker, label=f"training {label}")

@@ -1,5 +1,5 @@
-"""decoding.py's generate: what it does with a prompt longer than the context, and a model that
-has no weights to run; KVCachedModel, the cache generate calls the model through."""
+"""decoding.py's generate: what it does with a prompt longer than the context; KVCachedModel, the
+cache generate calls the model through."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_GPT, tiny_gpt, tiny_qwen3
-from shared import FastDecoder, GPTModel, KVCachedModel, generate_text
+from shared import FastDecoder, KVCachedModel, generate_text
 
 
 LONG_PROMPT = torch.arange(TINY_GPT["context_length"] + 3).unsqueeze(0)  # 3 tokens too many
@@ -43,16 +43,6 @@ def test_an_open_models_prompt_is_not_cropped(make):
 def test_the_fast_decoder_of_gpt2_crops_with_the_same_warning():
     with pytest.warns(UserWarning, match="generate_text reads only its last 8"):
         generate_text(FastDecoder(tiny_gpt()), LONG_PROMPT, 2)
-
-
-# generate: a model on the meta device ----------------------------------------------------------
-
-def test_a_model_on_the_meta_device_is_refused_by_name():
-    with torch.device("meta"):
-        model = GPTModel(TINY_GPT)
-    with pytest.raises(ValueError, match=r"model is on the meta device .*build it on a real "
-                                         r"device"):
-        generate_text(model, LONG_PROMPT[:, :4], 2)
 
 
 # KVCachedModel: the cache as the model's wrapper, not part of generate's loop ------------------

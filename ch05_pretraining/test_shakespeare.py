@@ -52,8 +52,7 @@ def test_a_bigram_model_of_a_repeating_text_is_nearly_certain():
 
 @pytest.mark.parametrize("arguments, message", [
     (dict(order=3), "order must be 1 .unigram. or 2 .bigram., got 3"),
-    (dict(add_k=0), "add_k must be a positive number, got 0"),
-    (dict(eval_ids=[1]), "eval_ids needs at least 2 token"),
+    (dict(add_k=0), "add_k must be > 0, got 0"),
 ])
 def test_ngram_loss_refuses_bad_arguments_naming_them(arguments, message):
     given = {"train_ids": [0, 1, 2], "eval_ids": [0, 1], "vocab_size": 3, "order": 2,
@@ -144,5 +143,3 @@ def test_nats_per_character_takes_any_tokenizer_and_refuses_a_training_model(sav
     with pytest.raises(ValueError, match=r"model must be in eval mode \(model.eval\(\)\)"):
         nats_per_character(model.train(), tokenizer, TEXT)
     model.eval()
-    with pytest.raises(ValueError, match="text must hold at least 2 tokens, got 1"):
-        nats_per_character(model, tokenizer, "R")

@@ -26,9 +26,7 @@ from ch05_pretraining.pretraining import (
 )
 from shared.checks import (
     check,
-    check_count,
     check_finite,
-    check_number,
 )
 from shared.utils import progress_bar
 
@@ -49,17 +47,15 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     peak_name: str = "peak_lr") -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`
     (peak_name: what the messages call the peak)."""
-    check_count("total_steps", total_steps, 1)
-    check_count("warmup_steps", warmup_steps, 0)
-    check(warmup_steps <= total_steps,
-          f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})")
-    for name, rate in (("peak_lr", peak_lr), ("initial_lr", initial_lr), ("min_lr", min_lr)):
-        check_number(name, rate, "a number >= 0")
+    # Each would give another curve without a word: a warmup past the run's end never reaches
+    # the peak, a negative rate trains uphill, a warmup or decay past the peak runs backwards.
+    check(0 <= warmup_steps <= total_steps, lambda: f"warmup_steps must be in 0..total_steps "
+          f"({total_steps}), got {warmup_steps!r}")
+    check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) and "
+          f"min_lr ({min_lr}) must be >= 0, min_lr at most {peak_name} ({peak_lr})")
     check(not warmup_steps or initial_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) must "
           f"not exceed {peak_name} ({peak_lr}): a warmup rises from initial_lr to the peak. Pass "
           f"an initial_lr of at most {peak_lr} (0, or a tenth of the peak), or warmup_steps=0")
-    check(min_lr <= peak_lr, lambda: f"min_lr ({min_lr}) must not exceed {peak_name} "
-          f"({peak_lr}): the decay falls from the peak to min_lr")
 
     def lr_at(step):
         if step < warmup_steps:  # the increment per step, as appendix D computes it
@@ -137,15 +133,12 @@ def train_model(
     clipping starts. after_step(step, train_losses, val_losses) runs after every step;
     progress=False prints nothing (no bar, losses or samples).
     """
-    check_count("n_epochs", n_epochs, 0)
-    check_count("warmup_steps", warmup_steps, 0)
-    check_count("grad_accum_steps", grad_accum_steps, 1)
-    check_count("start_step", start_step, 0)
-    if eval_freq is not None:  # None never evaluates; 0 is refused rather than meaning None
-        check_count("eval_freq", eval_freq, 1)
-        check_count("eval_iter", eval_iter, 1)
-    if max_grad_norm is not None:  # 0 would zero every update, a negative one reverse it
-        check_number("max_grad_norm", max_grad_norm, "a positive number or None", low_open=True)
+    # Without these, grad_accum_steps < 1 would take one step per epoch, a negative start_step
+    # or max_grad_norm would train uphill, and a missing tokenizer would fail after an epoch.
+    check(grad_accum_steps >= 1 and start_step >= 0, lambda: f"grad_accum_steps must be >= 1 "
+          f"and start_step >= 0, got {grad_accum_steps!r} and {start_step!r}")
+    check(max_grad_norm is None or max_grad_norm > 0,
+          lambda: f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
     check(not start_context or tokenizer is not None, _NEEDS_TOKENIZER)
     steps_per_epoch = math.ceil(len(train_loader) / grad_accum_steps)
     if lr_schedule is None:  # from initial_lr up to the optimizer's rate, then down to min_lr
