@@ -63,12 +63,10 @@ def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             files = [path / name for name in sorted(set(weight_map.values()))]
     params = {}
     for file in files:
-        check(file.is_file(), f"no GPT-2 weights at {file}", FileNotFoundError)
-        try:
+        try:  # none there: FileNotFoundError, naming it
             check_safetensors(file)
         except ValueError as error:  # a download cut short, or PyTorch's pytorch_model.bin
-            raise ValueError(f"{file} is not a safetensors file, or is cut short "
-                             f"({error})") from None
+            raise ValueError(f"{file} is not a safetensors file or is cut short: {error}") from None
         params.update(read_gpt2_weights(file))
     return params
 
@@ -118,9 +116,8 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
                             instead: str = "") -> None:
     """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
     configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
-    check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, and "
-          "this is a model of 4.8's modern family (it has rope_base): save_open_model saves it",
-          TypeError)
+    check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, not "
+          "4.8's modern family (rope_base): save_open_model saves it", TypeError)
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
@@ -246,11 +243,9 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
     try:
         hf = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{config_file} is not valid JSON ({error}): damaged or cut short? "
-                         "download it again") from None
-    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
-          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
-          "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3, Qwen3 and Gemma 3 ones)")
+        raise ValueError(f"{config_file} is not valid JSON ({error}): download it again") from None
+    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "  # not silently
+          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))}")
     return hf
 
 
