@@ -71,7 +71,7 @@ def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return params
 
 
-# %% beyond_2_gpt2_files.ipynb cell 14, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 13, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -103,7 +103,7 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     return layout
 
 
-# %% beyond_2_gpt2_files.ipynb cell 16, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 15, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # The configuration keys the layout describes (chapter 4's GPTModel with its options
 # `tie_weights` and `sdpa`); an architecture option added to GPTModel must be added here,
@@ -121,7 +121,7 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 18, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 17, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -145,7 +145,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 19, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
     """The lesson's load_weights_into_gpt(gpt, params), after checking every name and shape:
@@ -170,7 +170,7 @@ def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
     load_weights_into_gpt(gpt, params)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -214,7 +214,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 24, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
