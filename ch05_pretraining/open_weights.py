@@ -203,9 +203,9 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
     mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
-    the same for every tensor. The stored tensors' names, shapes and dtypes are checked, from the
-    files' headers, before any tensor is read; one the config implies that the folder lacks is
-    named by load_state_dict, as is a tensor of another shape."""
+    the same for every tensor. The stored tensors' names and dtypes are checked, from the files'
+    headers, before any tensor is read; a tensor of another shape than the config implies, or one
+    the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
     check(dtype is None or dtype.is_floating_point, f"dtype must be floating-point, got {dtype}")
     _, cfg = _open_config(folder)
@@ -217,7 +217,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     by_file, stored = {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
-    for path, names in by_file.items():  # every shape and dtype first, from the files' headers
+    for path, names in by_file.items():  # every name and dtype first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
             for name in names:
                 layout[name]  # a name the config does not describe: KeyError
@@ -433,8 +433,9 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
     `source`, the folder the model was loaded from, gives the tokenizer's files,
     generation_config.json, and config.json's settings other than the architecture (its
-    special tokens' ids); it must describe this model. Everything is checked before anything
-    is written, and the folder is written whole or not at all (write_model_folder): a model of
+    special tokens' ids); it must describe this model. The model, dtype and source are checked
+    before anything is written, and the folder is written whole or not at all
+    (write_model_folder), so an error while writing leaves it as it was: a model of
     the same architecture that this function saved there before is replaced, another model's
     save (of the names this writes) only with replace=True, and a folder holding any other file
     or folder never.

@@ -293,7 +293,7 @@ def test_every_numeric_flag_is_checked_before_reading_data(flags, texts, tmp_pat
 
 def test_out_must_not_be_a_file(texts, tmp_path):
     (tmp_path / "run").write_text("")
-    with pytest.raises(pretrain.UsageError, match="--out .*run is a file, not a folder"):
+    with pytest.raises(pretrain.UsageError, match="--out .*run cannot be made"):
         pretrain.main(["--data", str(texts), "--out", str(tmp_path / "run")])
 
 
