@@ -63,17 +63,15 @@ def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             files = [path / name for name in sorted(set(weight_map.values()))]
     params = {}
     for file in files:
-        check(file.is_file(), f"no GPT-2 weights at {file}", FileNotFoundError)
-        try:
+        try:  # none there: FileNotFoundError, naming it
             check_safetensors(file)
         except ValueError as error:  # a download cut short, or PyTorch's pytorch_model.bin
-            raise ValueError(f"{file} is not a safetensors file, or is cut short "
-                             f"({error})") from None
+            raise ValueError(f"{file} is not a safetensors file or is cut short: {error}") from None
         params.update(read_gpt2_weights(file))
     return params
 
 
-# %% beyond_2_gpt2_files.ipynb cell 14, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 13, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
@@ -105,7 +103,7 @@ def _gpt2_layout(gpt) -> list[tuple[str, list]]:
     return layout
 
 
-# %% beyond_2_gpt2_files.ipynb cell 16, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 15, 5.5.1 The checked loader, and GPT-2's files both ways
 
 # The configuration keys the layout describes (chapter 4's GPTModel with its options
 # `tie_weights` and `sdpa`); an architecture option added to GPTModel must be added here,
@@ -118,13 +116,12 @@ def check_gpt2_architecture(model: nn.Module, user: str = "the GPT-2 layout",
                             instead: str = "") -> None:
     """Raise unless `model` is what the GPT-2 layout describes: chapter 4's GPTModel with the
     configuration keys GPT2_LAYOUT_CONFIG_KEYS (check_architecture says what else is refused)."""
-    check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, and "
-          "this is a model of 4.8's modern family (it has rope_base): save_open_model saves it",
-          TypeError)
+    check("rope_base" not in getattr(model, "cfg", {}), f"{user} describes GPT-2's block, not "
+          "4.8's modern family (rope_base): save_open_model saves it", TypeError)
     check_architecture(model, GPTModel, user, GPT2_LAYOUT_CONFIG_KEYS, instead=instead)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 18, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 17, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _is_conv1d(name: str) -> bool:
     """GPT-2's Conv1D weights are stored (in, out); nn.Linear's are (out, in)."""
@@ -148,7 +145,7 @@ def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
-# %% beyond_2_gpt2_files.ipynb cell 20, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 19, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
     """The lesson's load_weights_into_gpt(gpt, params), after checking every name and shape:
@@ -173,7 +170,7 @@ def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
     load_weights_into_gpt(gpt, params)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 22, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 21, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = False) -> Path:
     """Write `gpt` as a Hugging Face GPT-2 checkpoint: folder/model.safetensors, config.json.
@@ -217,7 +214,7 @@ def save_gpt2_safetensors(gpt: GPTModel, folder: str | Path, *, replace: bool = 
     return Path(folder)
 
 
-# %% beyond_2_gpt2_files.ipynb cell 24, 5.5.1 The checked loader, and GPT-2's files both ways
+# %% beyond_2_gpt2_files.ipynb cell 23, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel:
     """A GPTModel holding GPT-2 weights, with qkv_bias=True and then `overrides` (for example
@@ -246,11 +243,9 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
     try:
         hf = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{config_file} is not valid JSON ({error}): damaged or cut short? "
-                         "download it again") from None
-    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "
-          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))} "
-          "(load_gpt2 loads GPT-2 folders, load_open_model Llama 3, Qwen3 and Gemma 3 ones)")
+        raise ValueError(f"{config_file} is not valid JSON ({error}): download it again") from None
+    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "  # not silently
+          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))}")
     return hf
 
 

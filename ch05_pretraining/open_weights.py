@@ -30,11 +30,7 @@ from ch04_gpt_model.modern import (
 )
 from ch05_pretraining.gpt2_weights import read_config_json
 from shared.architecture import check_architecture
-from shared.checks import (
-    check,
-    check_choice,
-    check_has_values,
-)
+from shared.checks import check
 from shared.data import (
     check_safetensors,
     mirror_dir,
@@ -53,7 +49,8 @@ OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text")  # config.json
 def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE) or Gemma 3 (text)
     config.json; an option the model does not compute is refused by name, never dropped."""
-    check_choice("model_type", hf.get("model_type"), OPEN_MODEL_TYPES)
+    model_type = hf.get("model_type")  # another would be read as Llama's, silently
+    check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     # a key the family needs and the file lacks: KeyError, naming it
     return (_gemma3_config if hf["model_type"] == "gemma3_text" else _llama_qwen3_config)(hf)
 
@@ -122,8 +119,8 @@ def _gemma3_config(hf: dict) -> dict:
     unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
                     if kind not in _GEMMA3_LAYER_TYPES]
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-    for key in ("head_dim", "query_pre_attn_scalar"):  # transformers has no default here
-        check(hf[key] is not None, f"config.json's {key} is null; gemma3_text needs a number")
+    # null would be taken as the default, head_dim, silently (transformers has no default)
+    check(hf["query_pre_attn_scalar"] is not None, "query_pre_attn_scalar is null in config.json")
     cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
            "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
            "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
@@ -196,63 +193,35 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-# config.json's keys for the configuration keys it spells otherwise (the first one it sets)
-_HF_KEYS = {"context_length": "max_position_embeddings", "emb_dim": "hidden_size",
-            "n_heads": "num_attention_heads", "n_layers": "num_hidden_layers",
-            "n_kv_groups": "num_key_value_heads", "hidden_dim": "intermediate_size",
-            "moe_hidden_dim": "moe_intermediate_size", "norm_eps": "rms_norm_eps",
-            "rope_base": "rope_theta rope_parameters", "rope_freq": "rope_scaling rope_parameters",
-            "rope_local_base": "rope_local_base_freq rope_parameters",
-            "tie_weights": "tie_word_embeddings"}
-
-
-def _with_file_keys(message: str, hf: dict) -> str:
-    """A message about config.json `hf` in the configuration's keys, with the file's beside."""
-    named = [f"{ours} is config.json's " + next(
-                 (key for key in keys.split() if hf.get(key) is not None), keys.split()[0])
-             for ours, keys in _HF_KEYS.items() if re.search(rf"\b{ours}\b", message)]
-    return f"{message} ({', '.join(named)})" if named else message
-
-
 def _open_config(folder: Path) -> tuple[dict, dict]:
     """The settings of `folder`'s config.json and ModernGPTModel's configuration for them, with
-    the defaults filled in. A refusal names the file; one that names the configuration's keys
-    names the file's beside them."""
-    config_file = folder / "config.json"
-    hf = read_config_json(config_file, OPEN_MODEL_TYPES)  # none there: FileNotFoundError
-    cfg = config_from_hf(hf)
-    try:
-        return hf, validate_modern_config(cfg)
-    except (TypeError, ValueError) as error:  # its message names the configuration's keys
-        raise type(error)(f"{config_file}: {_with_file_keys(str(error), hf)}") from None
+    the defaults filled in (a bad value is named by its key in the configuration)."""
+    hf = read_config_json(folder / "config.json", OPEN_MODEL_TYPES)  # none: FileNotFoundError
+    return hf, validate_modern_config(config_from_hf(hf))
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
     mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
-    the same for every tensor. The stored tensors' names, shapes and dtypes are checked, from the
-    files' headers, before any tensor is read; one the config implies that the folder lacks is
-    named by load_state_dict."""
+    the same for every tensor. The stored tensors' names and dtypes are checked, from the files'
+    headers, before any tensor is read; a tensor of another shape than the config implies, or one
+    the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
-    check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,
-          f"dtype must be None or a floating-point torch.dtype, got {dtype!r}", TypeError)
+    check(dtype is None or dtype.is_floating_point, f"dtype must be floating-point, got {dtype}")
     _, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
-    expected, by_file, stored = model.state_dict(), {}, {}  # stored: each dtype's first file
+    by_file, stored = {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
-    for path, names in by_file.items():  # every shape and dtype first, from the files' headers
+    for path, names in by_file.items():  # every name and dtype first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
             for name in names:
-                header = f.get_slice(name)  # a name the config does not describe: KeyError
-                shape, wanted = tuple(header.get_shape()), tuple(expected[layout[name]].shape)
-                check(shape == wanted, f"{name} in {path.name} has shape {shape}; config.json "
-                      f"implies {wanted}")
-                stored.setdefault(header.get_dtype(), path.name)
+                layout[name]  # a name the config does not describe: KeyError
+                stored.setdefault(f.get_slice(name).get_dtype(), path.name)
     check(dtype is not None or len(stored) == 1, lambda: f"the weights in {folder} are of several "
           f"dtypes ({', '.join(f'{k} in {file}' for k, file in stored.items())}): pass dtype=")
     state = {}
@@ -307,8 +276,8 @@ def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
     matches = [_TIKTOKEN_LINE.fullmatch(line) for line in lines]
     bad = next((rank for rank, match in enumerate(matches)
                 if not match or int(match[2]) != rank), None)
-    check(bad is None, lambda: f"{path} is not in tiktoken's format (line {bad + 1} is "
-          f"{lines[bad][:40]!r}): cut short? Llama 3's is original/tokenizer.model")
+    check(bad is None, lambda: f"{path} is not in tiktoken's format (line {bad + 1}: "
+          f"{lines[bad][:40]!r}); Llama 3's is original/tokenizer.model")  # else wrong ranks
     ranks = {base64.b64decode(match[1]): rank for rank, match in enumerate(matches)}
     reserved = range(2, 2 + 256 - len(LLAMA3_SPECIAL_TOKENS))  # 256 special tokens in all
     names = [*LLAMA3_SPECIAL_TOKENS, *(f"<|reserved_special_token_{i}|>" for i in reserved)]
@@ -324,11 +293,7 @@ class HFTokenizer:
     def __init__(self, path: str | Path):
         path = Path(path)
         path = path / "tokenizer.json" if path.is_dir() else path
-        check(path.is_file(), f"no tokenizer.json at {path}", FileNotFoundError)
-        try:
-            self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
-        except Exception as error:  # the library's bare Exception, naming no file
-            raise ValueError(f"{path} is not a `tokenizers` file ({error})") from None
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -344,12 +309,13 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     `style` ("llama3", "qwen3" or "gemma3"), then the opening of the assistant's turn.
     thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly (the
     others have none). Each role is "system", "user" or "assistant" (Gemma 3 has a system
-    message only first), and there is at least one message."""
-    check_choice("style", style, ("llama3", "qwen3", "gemma3"))
-    check(messages, "messages is empty: the prompt would ask the model to answer nothing")
+    message only first)."""
+    # another style would be written as Qwen3's, another role into the prompt as it is: refused
+    check(style in ("llama3", "qwen3", "gemma3"), f"style {style!r} is not llama3, qwen3 or gemma3")
     roles = ("system", "user", "assistant")  # Gemma 3's system message can only be the first
-    for i, message in enumerate(messages):
-        check_choice(f"messages[{i}]['role']", message["role"], roles[style == "gemma3" and i > 0:])
+    for i, m in enumerate(messages):
+        allowed = roles[style == "gemma3" and i > 0:]
+        check(m["role"] in allowed, f"messages[{i}]['role'] {m['role']!r} is not in {allowed}")
     if style == "gemma3":  # no system turn: a system message opens the first user turn
         prefix, turns = "", messages
         if messages[0]["role"] == "system":
@@ -428,11 +394,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
                 if key in ("qk_norm", "num_experts") or cfg[key] != MODERN_OPTIONAL_KEYS[key]]
-    check(families, lambda: f"no family the course saves has {', '.join(settings)}: Llama 3 "
-          "has neither QK-norm nor experts, Qwen3 QK-norm, Qwen3-MoE both, and none of the "
-          "three a sliding window or a key of 4.8.8; Gemma 3 has QK-norm and all of "
-          f"{', '.join(f'{key}={value!r}' for key, value in _GEMMA3_KEYS.items())}, without "
-          "experts or Llama 3's RoPE scaling")
+    check(families, lambda: f"no family the course saves has {', '.join(settings)} (5.9.4)")
     check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3, Qwen3 and Gemma 3 have no such biases")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
     rope = cfg["rope_freq"]
@@ -471,15 +433,17 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
     `source`, the folder the model was loaded from, gives the tokenizer's files,
     generation_config.json, and config.json's settings other than the architecture (its
-    special tokens' ids); it must describe this model. Everything is checked before anything
-    is written, and the folder is written whole or not at all (write_model_folder): a model of
+    special tokens' ids); it must describe this model. The model, dtype and source are checked
+    before anything is written, and the folder is written whole or not at all
+    (write_model_folder), so an error while writing leaves it as it was: a model of
     the same architecture that this function saved there before is replaced, another model's
     save (of the names this writes) only with replace=True, and a folder holding any other file
     or folder never.
     """
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
-    check_choice("dtype", dtype, (None, *_SAVED_DTYPES))
+    check(dtype in (None, *_SAVED_DTYPES), lambda: f"dtype must be None or one of "
+          f"{_SAVED_DTYPES}, got {dtype!r}")  # else an integer dtype would truncate, silently
     check(dtype is not None or len(stored) == 1, "the model has several dtypes: pass dtype=")
     dtype = dtype or stored.pop()
     shard_bytes = _size_in_bytes(max_shard_size)
@@ -532,10 +496,9 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 def check_open_model(model) -> None:
     """Refuse, saying what to do instead, a model that save_open_model would write wrongly:
     anything of another layout than ModernGPTModel(model.cfg) (check_architecture), such as a
-    GPTModel, a classifier or a model with unmerged LoRA adapters, or one without its weights."""
+    GPTModel, a classifier or a model with unmerged LoRA adapters."""
     check_architecture(model, ModernGPTModel, "save_open_model",
                        (*MODERN_REQUIRED_KEYS, *MODERN_OPTIONAL_KEYS))
-    check_has_values("model", model, "load or train its weights first")
 
 
 def _size_in_bytes(size: int | str) -> int:
@@ -544,22 +507,20 @@ def _size_in_bytes(size: int | str) -> int:
              if isinstance(size, str) else None)
     value = (float(match[1]) * _SIZE_UNITS[match[2].upper()] if match else
              size if isinstance(size, int) and not isinstance(size, bool) else 0)
-    check(value >= 1, f"max_shard_size must be a number of bytes or a size such as '5GB' (KB, "
-          f"MB, GB, TB: powers of 1000), got {size!r}")
+    # else one file per tensor, silently
+    check(value >= 1, f"max_shard_size must be bytes or a size such as '5GB', got {size!r}")
     return int(value)
 
 
 def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     """The source folder's config.json without what config_to_hf writes (the architecture, in
     its spelling, and the dtype), refused unless it describes `model`."""
-    check(source.resolve() != folder.resolve(), f"the folder to write is source itself "
-          f"({source}): save to another folder, and keep the one the model came from")
+    check(source.resolve() != folder.resolve(), f"source {source} is the folder to write")
     hf, theirs = _open_config(source)
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
-    check(not differ, lambda: _with_file_keys(f"source {source} describes another model: "
-                                              f"{'; '.join(differ[:3])}", hf))
+    check(not differ, lambda: f"source {source} describes another model: {'; '.join(differ[:3])}")
     written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",
                "num_local_experts", "transformers_version"}  # spelt by config_to_hf, or stale
     return {key: value for key, value in hf.items() if key not in written}

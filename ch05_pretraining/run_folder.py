@@ -207,9 +207,7 @@ def run_folder_problems(path: Path, data: Path | None, resume: bool, overwrite: 
     if data is not None and data.is_dir() and _inside(data, path):
         problems.append(f"--data {data} is inside --out {path} (or is it): a run's folder holds "
                         "only its own files; choose an --out outside the texts' folder")
-    if path.exists() and not path.is_dir():
-        problems.append(f"--out {path} is a file, not a folder")
-    elif resume and not (path / "checkpoint.pt").is_file():
+    if resume and not (path / "checkpoint.pt").is_file():  # a file as --out: RunFolder.claim
         problems.append(f"--resume: {path} holds no checkpoint.pt to continue" + (
             ", as its run stopped before saving one: start it again with --overwrite"
             if (path / "log.jsonl").is_file() else ""))

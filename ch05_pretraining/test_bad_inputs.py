@@ -224,47 +224,23 @@ SCRIPT = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context", "
           "--eval-every", "5", "--eval-batches", "2", "--quiet"]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--emb-dim", "0"], "argument --emb-dim: 0 must be at least 1"),
-    (["--n-layers", "0"], "argument --n-layers: 0 must be at least 1"),
-    (["--n-layers", "2.5"], "argument --n-layers: '2.5' is not an integer"),
-    (["--n-heads", "-2"], "argument --n-heads: -2 must be at least 1"),
-    (["--context", "0"], "argument --context: 0 must be at least 1"),
-    (["--drop-rate", "-0.1"], "argument --drop-rate: -0.1 must be at least 0 and less than 1"),
-    (["--drop-rate", "nan"], "argument --drop-rate: 'nan' is not a finite number"),
-    (["--batch", "-1"], "argument --batch: -1 must be at least 1"),
-    (["--grad-accum", "-1"], "argument --grad-accum: -1 must be at least 1"),
-    (["--steps", "0"], "argument --steps: 0 must be at least 1"),
-    (["--lr", "-0.001"], "argument --lr: -0.001 must be greater than 0"),
-    (["--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
-    (["--lr", "inf"], "argument --lr: 'inf' is not a finite number"),
-    (["--lr", "1e39"], "argument --lr: 1e+39 is beyond float32's range (at most 3.4e+38), "
-                       "in which training computes"),
-    (["--min-lr=-1e-5"], "argument --min-lr: -1e-05 must be at least 0"),
-    (["--warmup-steps", "-1"], "argument --warmup-steps: -1 must be at least 0"),
-    (["--weight-decay", "-0.1"], "argument --weight-decay: -0.1 must be at least 0"),
-    (["--weight-decay", "nan"], "argument --weight-decay: 'nan' is not a finite number"),
-    (["--max-grad-norm", "0"], "argument --max-grad-norm: 0.0 must be greater than 0"),
-    (["--max-grad-norm=-inf"], "argument --max-grad-norm: '-inf' is not a finite number"),
-    (["--val-fraction", "1"], "argument --val-fraction: 1.0 must be greater than 0 and less "
-                              "than 1"),
-    (["--eval-batches", "0"], "argument --eval-batches: 0 must be at least 1"),
-    (["--checkpoint-every", "0"], "argument --checkpoint-every: 0 must be at least 1"),
-    (["--seed", "-1"], "argument --seed: -1 must be at least 0"),
-    (["--seed", str(2**32)], f"argument --seed: {2**32} must be at least 0 and less than "
-                             f"{2**32}"),
-    (["--stop-after", "-1"], "argument --stop-after: -1 must be at least 0"),
+@pytest.mark.parametrize("flags", [  # number_arg's wording is pinned in test_pretrain.py
+    ["--emb-dim", "0"], ["--n-layers", "2.5"], ["--n-heads", "-2"], ["--context", "0"],
+    ["--drop-rate", "nan"], ["--lr", "inf"], ["--lr", "1e39"], ["--min-lr=-1e-5"],
+    ["--warmup-steps", "-1"], ["--weight-decay", "nan"], ["--max-grad-norm=-inf"],
+    ["--val-fraction", "1"], ["--eval-batches", "0"], ["--checkpoint-every", "0"],
+    ["--seed", str(2**32)], ["--stop-after", "-1"],
 ])
-def test_every_numeric_flag_is_checked_before_reading_data(flags, message, texts, tmp_path):
+def test_every_numeric_flag_is_checked_before_reading_data(flags, texts, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(pretrain.UsageError, match=re.escape(message)):
+    with pytest.raises(pretrain.UsageError, match=f"argument {flags[0].split('=')[0]}: "):
         pretrain.main(["--data", str(texts), "--out", str(out), *flags])
     assert not out.exists()
 
 
 def test_out_must_not_be_a_file(texts, tmp_path):
     (tmp_path / "run").write_text("")
-    with pytest.raises(pretrain.UsageError, match="--out .*run is a file, not a folder"):
+    with pytest.raises(pretrain.UsageError, match="--out .*run cannot be made"):
         pretrain.main(["--data", str(texts), "--out", str(tmp_path / "run")])
 
 
@@ -387,14 +363,14 @@ def test_resume_checks_the_data(texts, tmp_path):
     common = ["--data", str(data), *SCRIPT, "--steps", "2", "--out", str(tmp_path / "run")]
     pretrain.main(common)
     (data / "a.txt").write_text((texts / "b.txt").read_text(), encoding="utf-8")
-    with pytest.raises(ValueError, match="cannot resume: .*was trained with data_sha256='"):
+    with pytest.raises(ValueError, match="was trained with data_sha256='"):
         pretrain.main([*common, "--resume"])
 
 
 def test_resuming_a_finished_run_says_nothing_is_left(texts, tmp_path):
     common = ["--data", str(texts), *SCRIPT, "--steps", "2", "--out", str(tmp_path)]
     pretrain.main(common)
-    with pytest.raises(ValueError, match="the checkpoint is at step 1 and this run ends at "
+    with pytest.raises(ValueError, match="the checkpoint is at step 1, this run ends at "
                                          "step 1: nothing left to train"):
         pretrain.main([*common, "--resume"])
 

@@ -140,9 +140,10 @@ def test_truncated_and_missing_files_are_clear_errors(tmp_path):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-1000])
-    with pytest.raises(ValueError, match="is not a safetensors file, or is cut short.*truncated"):
+    with pytest.raises(ValueError, match="model.safetensors is not a safetensors file or is cut "
+                                         "short: .*truncated"):
         read_gpt2_checkpoint(path)
-    with pytest.raises(FileNotFoundError, match="no GPT-2 weights"):
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
         read_gpt2_checkpoint(tmp_path / "nothing-here")
 
 
@@ -164,7 +165,7 @@ def test_weights_come_through_the_data_mirror(data_mirror, tmp_path):
 
     with pytest.raises(KeyError, match="unknown dataset 'gpt2-huge-weights'"):
         download_gpt2_weights("gpt2-huge")
-    with pytest.raises(FileNotFoundError, match="no GPT-2 weights at gpt2-small"):
+    with pytest.raises(FileNotFoundError, match="gpt2-small"):
         load_gpt2("gpt2-small")  # a near miss of a size's name, not a path
 
 
@@ -186,10 +187,8 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
 
 @pytest.mark.parametrize("config, message", [
     ({"model_type": "llama", "vocab_size": 300}, r"config.json describes a 'llama' model, not "
-                                                 r"'gpt2' \(load_gpt2 loads GPT-2 folders, "
-                                                 r"load_open_model Llama 3, Qwen3 and Gemma 3 "
-                                                 r"ones\)"),
-    ("{not json", r"config.json is not valid JSON \(.*\): damaged or cut short\?"),
+                                                 r"'gpt2'$"),
+    ("{not json", r"config.json is not valid JSON \(.*\): download it again"),
 ])
 def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
     save_gpt2_safetensors(GPTModel(SMALL), tmp_path)
@@ -275,6 +274,5 @@ def test_a_folder_of_shards_is_read_whole(tmp_path):
 def test_pytorchs_pickled_weights_are_named_not_taken_for_a_damaged_file(tmp_path):
     path = tmp_path / "pytorch_model.bin"
     torch.save({"wte.weight": torch.zeros(4, 2)}, path)
-    with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file, or is "
-                                         r"cut short"):
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file"):
         read_gpt2_checkpoint(path)

@@ -105,8 +105,8 @@ def test_a_tied_checkpoint_with_a_stored_head_loads_and_a_bad_dtype_is_refused(t
     safetensors.torch.save_file(tensors, tmp_path / "model.safetensors")
     model = load_open_model(tmp_path)
     assert model.out_head.weight is model.tok_emb.weight
-    with pytest.raises(TypeError, match="dtype"):
-        load_open_model(tmp_path, dtype="bfloat16")
+    with pytest.raises(ValueError, match="dtype"):  # an integer dtype would truncate every weight
+        load_open_model(tmp_path, dtype=torch.int8)
 
 
 def test_weights_of_several_dtypes_are_refused_naming_the_file_unless_a_dtype_is_given(tmp_path):
@@ -138,13 +138,18 @@ def rewrite_config(folder, **changes):
     ({"use_sliding_window": True, "mlp_bias": True}, "mlp_bias=True, use_sliding_window=True"),
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_parameters": None}, "'yarn'"),
     ({"rms_norm_eps": 0}, "norm_eps"),
-    ({"intermediate_size": 97}, r"mlp\.down_proj\.weight in model\.safetensors has shape "
-                                r"\(64, 96\); config\.json implies \(64, 97\)"),  # exactly
 ])
 def test_a_folder_its_config_does_not_describe_is_refused(tmp_path, changes, message):
     saved("qwen3", tmp_path, shard="1GB")
     rewrite_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
+        load_open_model(tmp_path)
+
+
+def test_a_tensor_of_another_shape_than_config_json_implies_is_named_by_load_state_dict(tmp_path):
+    saved("qwen3", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, intermediate_size=97)
+    with pytest.raises(RuntimeError, match=r"size mismatch for trf_blocks\.0\.ff\.down\.weight"):
         load_open_model(tmp_path)
 
 
@@ -159,45 +164,38 @@ def test_a_damaged_config_json_is_named(tmp_path, text, message):
         load_open_model(tmp_path)
 
 
-@pytest.mark.parametrize("name, changes, error, message", [
-    ("gemma3", {"num_hidden_layers": 5}, ValueError,
-     r"config.json: layer_types must be n_layers=5 of .*n_layers is config.json's "
-     r"num_hidden_layers"),
-    ("qwen3", {"hidden_size": "64"}, TypeError,
-     r"emb_dim must be a positive integer, got '64'.*emb_dim is config.json's hidden_size"),
-    ("llama3", {"num_key_value_heads": 0}, ValueError,  # 0 is not "absent": one per head
-     r"n_kv_groups must be a positive integer, got 0.*n_kv_groups is config.json's "
-     r"num_key_value_heads"),
-    ("qwen3", {"num_key_value_heads": 3}, ValueError,
-     r"n_heads \(8\) must be divisible by n_kv_groups \(3\).*n_heads is config.json's "
-     r"num_attention_heads, n_kv_groups is config.json's num_key_value_heads"),
+@pytest.mark.parametrize("name, changes, error, message", [  # the configuration's key
+    ("gemma3", {"num_hidden_layers": 5}, ValueError, "n_layers"),
+    ("qwen3", {"hidden_size": "64"}, TypeError, "emb_dim"),
+    ("llama3", {"num_key_value_heads": 0}, ValueError, "n_kv_groups"),  # 0: not one per head
+    ("qwen3", {"num_key_value_heads": 3}, ValueError, "n_kv_groups"),
     ("llama3", {"rope_parameters": None, "rope_theta": 500_000.0, "rope_scaling": {
         "rope_type": "llama3", "factor": "32.0", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 16}}, TypeError,
      r"'>' not supported between instances of 'str' and 'int'"),  # Python's, in the check
 ])
-def test_config_json_messages_name_the_files_keys(tmp_path, name, changes, error, message):
+def test_config_json_mistakes_are_named_by_the_configurations_key(tmp_path, name, changes,
+                                                                  error, message):
     saved(name, tmp_path, shard="1GB")
     rewrite_config(tmp_path, **changes)
     with pytest.raises(error, match=message):
         load_open_model(tmp_path)
 
 
-# The folder a save copies its settings from: a config.json key that the configuration spells
-# otherwise is named in the file's spelling too, as when the folder is loaded (above).
+# The folder a save copies its settings from is read as a load reads it (above).
 CONFIG_KEY_MISTAKES = [
-    ("num_hidden_layers", 0, ValueError, "n_layers is config.json's num_hidden_layers"),
-    ("hidden_size", "64", TypeError, "emb_dim is config.json's hidden_size"),
-    ("num_key_value_heads", 0, ValueError, "n_kv_groups is config.json's num_key_value_heads"),
+    ("num_hidden_layers", 0, ValueError, "n_layers"),
+    ("hidden_size", "64", TypeError, "emb_dim"),
+    ("num_key_value_heads", 0, ValueError, "n_kv_groups"),
 ]
 
 
 @pytest.mark.parametrize("key, value, error, names", CONFIG_KEY_MISTAKES)
-def test_save_open_models_source_names_the_files_key(tmp_path, key, value, error, names):
+def test_save_open_models_source_is_checked_as_a_load(tmp_path, key, value, error, names):
     saved("llama3", tmp_path / "published", shard="1GB")
     model = load_open_model(tmp_path / "published")
     rewrite_config(tmp_path / "published", **{key: value})
-    with pytest.raises(error, match=rf"published.config\.json: .*{value!r}.*\({names}\)"):
+    with pytest.raises(error, match=rf"{names}.*{value!r}"):
         save_open_model(model, tmp_path / "ours", source=tmp_path / "published")
     assert not (tmp_path / "ours").exists()
 
@@ -452,10 +450,8 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
 
 @pytest.mark.parametrize("call, error, message", [  # the message names the argument
     (lambda: chat_prompt([], "mistral"), ValueError, "style 'mistral'"),
-    (lambda: HFTokenizer("nowhere"), FileNotFoundError, "nowhere"),  # tokenizers names no path
     (lambda: chat_prompt([{"role": "human", "content": "Hi"}], "llama3"), ValueError,
-     r"unknown messages\[0\]\['role'\] 'human'; choose one of \['system', 'user', 'assistant'\]"),
-    (lambda: chat_prompt([], "qwen3"), ValueError, "messages"),
+     r"messages\[0\]\['role'\] 'human' is not in \('system', 'user', 'assistant'\)"),
     (lambda: chat_prompt([{"role": "user", "content": "Hi"},
                           {"role": "system", "content": "Be brief."}], "gemma3"),
      ValueError, r"messages\[1\]\['role'\] 'system'"),
@@ -465,19 +461,10 @@ def test_tokenizer_bad_inputs_are_named(call, error, message):
         call()
 
 
-def test_a_tokenizer_file_that_is_an_error_page_is_named_with_its_cause(tmp_path):
-    """An HTML page saved as tokenizer.json (a blocked download), given to either reader."""
-    (tmp_path / "tokenizer.json").write_text("<!DOCTYPE html><html><body>403 Forbidden</body>"
-                                             "</html>\n")
-    with pytest.raises(ValueError, match=r"tokenizer.json is not a `tokenizers` file \(expected "
-                                         r"value at line 1"):
-        HFTokenizer(tmp_path)
-
-
 def test_a_tokenizer_json_given_to_load_llama3_tokenizer_names_the_file_it_reads(tmp_path):
     (tmp_path / "tokenizer.json").write_text('{\n  "version": "1.0",\n  "model": {}\n}\n')
-    with pytest.raises(ValueError, match=r"tokenizer.json is not in tiktoken's format \(line 1 "
-                                         r"is b'\{'\).*Llama 3's is original/tokenizer.model"):
+    with pytest.raises(ValueError, match=r"tokenizer.json is not in tiktoken's format \(line 1: "
+                                         r"b'\{'\).*Llama 3's is original/tokenizer.model"):
         load_llama3_tokenizer(tmp_path / "tokenizer.json")
 
 
@@ -588,7 +575,7 @@ def test_source_gives_the_tokenizer_files_and_token_ids_and_must_be_this_model(t
     with pytest.raises(ValueError, match=r"source .*other describes another model: .*"
                                          r"qk_norm=False, the model has True"):
         save_open_model(model, tmp_path / "mixed", source=other)
-    with pytest.raises(ValueError, match="the folder to write is source itself"):
+    with pytest.raises(ValueError, match="is the folder to write"):
         save_open_model(model, published, source=published, replace=True)
     assert not (tmp_path / "mixed").exists()
 
@@ -624,10 +611,9 @@ def with_classifier(model):
     # a Qwen3 with a sliding window: its config.json would lose the window
     (lambda: tiny_modern(n_layers=2, sliding_window=4, layer_types=["local", "global"]), {},
      ValueError, "sliding_window=4"),
-    (lambda: tiny_modern(post_norms=True), {}, ValueError,  # exactly, up to the family list
-     r"no family the course saves has qk_norm=True, num_experts=0, post_norms=True: .*Gemma 3 "
-     r"has QK-norm and all of norm_unit_offset=True, post_norms=True"),
-    (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype torch\.int8"),
+    (lambda: tiny_modern(post_norms=True), {}, ValueError,  # exactly
+     r"^no family the course saves has qk_norm=True, num_experts=0, post_norms=True \(5\.9\.4\)$"),
+    (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be .*got torch\.int8"),
     (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError, "max_shard_size"),
     (tiny_modern, {"max_shard_size": 0}, ValueError, "max_shard_size"),
     (tiny_modern, {"replace": "yes"}, TypeError, "replace"),
