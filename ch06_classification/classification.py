@@ -29,6 +29,8 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
         source = fetch("sms-spam-collection")
         write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
     else:  # another URL: download and unzip
+        if Path(zip_path).exists():  # beyond the book: a download would replace this file
+            raise FileExistsError(f"zip_path {zip_path} exists: remove it, or choose another")
         download_file(url, zip_path)
         with zipfile.ZipFile(zip_path) as archive:
             archive.extract("SMSSpamCollection", extracted_path)
@@ -68,6 +70,7 @@ def random_split(df, train_frac, validation_frac, *, seed=123):
 # %% classification.ipynb cell 24, 6.3 Data loaders: padding and truncation
 
 import torch
+from pandas.api.types import is_integer
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -92,10 +95,10 @@ class SpamDataset(Dataset):
 
 
 # beyond the book: a bad row is refused here, by its number, not later in tiktoken or the loss
+# (pandas reads an empty or "NA" text as nan)
 def _check_spam_rows(data, csv_file, num_classes):
     for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
-        if not (isinstance(text, str) and pd.api.types.is_integer(label)
-                and 0 <= label < num_classes):  # pandas reads an empty or "NA" text as nan
+        if not (isinstance(text, str) and is_integer(label) and 0 <= label < num_classes):
             raise ValueError(f"{csv_file}, row {row}: needs a Text and a Label in "
                              f"0..{num_classes - 1}, got {text!r} and {label!r}")
 
