@@ -70,7 +70,6 @@ def random_split(df, train_frac, validation_frac, *, seed=123):
 # %% classification.ipynb cell 24, 6.3 Data loaders: padding and truncation
 
 import torch
-from pandas.api.types import is_integer
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -95,12 +94,11 @@ class SpamDataset(Dataset):
 
 
 # beyond the book: a bad row is refused here, by its number, not later in tiktoken or the loss
-# (pandas reads an empty or "NA" text as nan)
-def _check_spam_rows(data, csv_file, num_classes):
+def _check_spam_rows(data, csv_file, classes):  # pandas reads an empty or "NA" text as nan
     for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
-        if not (isinstance(text, str) and is_integer(label) and 0 <= label < num_classes):
+        if not (isinstance(text, str) and pd.api.types.is_integer(label) and 0 <= label < classes):
             raise ValueError(f"{csv_file}, row {row}: needs a Text and a Label in "
-                             f"0..{num_classes - 1}, got {text!r} and {label!r}")
+                             f"0..{classes - 1}, got {text!r} and {label!r}")
 
 
 # %% classification.ipynb cell 38, 6.5 Adding a classification head
