@@ -29,6 +29,8 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
         source = fetch("sms-spam-collection")
         write_atomically(data_file_path, lambda tmp: shutil.copyfile(source, tmp))
     else:  # another URL: download and unzip
+        if Path(zip_path).exists():  # beyond the book: a download would replace this file
+            raise FileExistsError(f"zip_path {zip_path} exists: remove it, or choose another")
         download_file(url, zip_path)
         with zipfile.ZipFile(zip_path) as archive:
             archive.extract("SMSSpamCollection", extracted_path)
@@ -92,12 +94,11 @@ class SpamDataset(Dataset):
 
 
 # beyond the book: a bad row is refused here, by its number, not later in tiktoken or the loss
-def _check_spam_rows(data, csv_file, num_classes):
+def _check_spam_rows(data, csv_file, classes):  # pandas reads an empty or "NA" text as nan
     for row, (text, label) in enumerate(zip(data["Text"], data["Label"])):
-        if not (isinstance(text, str) and pd.api.types.is_integer(label)
-                and 0 <= label < num_classes):  # pandas reads an empty or "NA" text as nan
+        if not (isinstance(text, str) and pd.api.types.is_integer(label) and 0 <= label < classes):
             raise ValueError(f"{csv_file}, row {row}: needs a Text and a Label in "
-                             f"0..{num_classes - 1}, got {text!r} and {label!r}")
+                             f"0..{classes - 1}, got {text!r} and {label!r}")
 
 
 # %% classification.ipynb cell 38, 6.5 Adding a classification head

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from shared.checks import check, check_count, check_number
+from shared.checks import check
 
 
 # %% beyond_3_lora.ipynb cell 5, Why LoRA
@@ -22,8 +22,8 @@ class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B, with B initialised to zero."""
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
-        check_count("rank", rank, 1)
-        check_number("alpha", alpha, "a positive number", low_open=True)  # it scales every update
+        # alpha = 0 would scale every update to 0: nothing would train
+        check(0 < alpha < math.inf, lambda: f"alpha must be a positive number, got {alpha!r}")
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
         # nn.Linear's initialisation: uniform in (-1/sqrt(fan_in), 1/sqrt(fan_in)), where

@@ -1,6 +1,6 @@
-"""Bad inputs to chapter 6: what the book's download does with a broken copy or another URL,
-and a run too short to plot. (The chapter's functions are the book's: they leave their inputs
-to Python's, pandas' and PyTorch's own errors.) The helpers below serve test_lora.py too."""
+"""Bad inputs to chapter 6: what the book's download does with a broken copy, another URL or a
+file at zip_path it would replace, and a run too short to plot. (The refusals inside the book's
+functions are tested in test_classification.py.) The helpers below serve test_lora.py too."""
 
 import pytest
 import torch
@@ -118,6 +118,24 @@ def test_another_urls_zip_is_unpacked_without_overwriting_the_folders_files(tmp_
     assert (tmp_path / "data.tsv").read_text() == "ham\thello\n"
     assert (tmp_path / "readme").read_text() == "my own notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.tsv", "readme", "spam.zip"]
+
+
+def test_a_file_at_zip_path_is_not_replaced_by_another_urls_download(tmp_path, monkeypatch):
+    from ch06_classification import classification
+
+    monkeypatch.setattr(classification, "download_file", fake_download(
+        {"SMSSpamCollection": "ham\thello\n"}))  # it would overwrite the file unasked
+    zip_path, extracted = tmp_path / "spam.zip", tmp_path / "out"
+    zip_path.write_text("my own file")
+    with pytest.raises(FileExistsError, match="zip_path"):
+        download_and_unzip_spam_data("https://example.org/spam.zip", zip_path, extracted,
+                                     extracted / "data.tsv")
+    assert zip_path.read_text() == "my own file"
+    assert not (extracted / "data.tsv").exists()
+    # the book's URL gives the course's verified copy, and writes nothing at zip_path
+    download_and_unzip_spam_data(SPAM_URL, zip_path, extracted, extracted / "data.tsv")
+    assert zip_path.read_text() == "my own file"
+    assert len((extracted / "data.tsv").read_text(encoding="utf-8").splitlines()) == 5574
 
 
 def test_a_zip_without_the_collection_is_named_by_zipfile(tmp_path, monkeypatch):

@@ -18,12 +18,7 @@ from ch07_instructions.instructions import (
     InstructionDataset,
     custom_collate_fn,
 )
-from shared.checks import (
-    check,
-    check_entries,
-    check_nonblank,
-    check_number,
-)
+from shared.checks import check
 
 
 # %% beyond_3_dpo.ipynb cell 7, Batching pairs: only response tokens count
@@ -37,14 +32,13 @@ class PreferenceDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer, *, keep_identical: bool = False):
-        check_entries(data, ("instruction", "chosen", "rejected"))
         for i, entry in enumerate(data):
             # an identical pair's loss is log 2 for any model (without dropout): no gradient
             check(keep_identical or entry["chosen"] != entry["rejected"], f"entry {i}: 'chosen' "
                   f"and 'rejected' are the same answer, from which DPO learns nothing; leave it "
                   f"out, or pass keep_identical=True")
-            for kind in ("chosen", "rejected"):  # as InstructionDataset refuses an empty output
-                check_nonblank(f"entry {i}: {kind!r}", entry[kind], "fill it in or drop the entry")
+            for kind in ("chosen", "rejected"):  # InstructionDataset's message would say 'output'
+                check(entry[kind].strip(), f"entry {i}: {kind!r} is empty")
         self.data = data
         # each side as the lesson's dataset encodes a response: (ids, prompt_length)
         sides = {kind: InstructionDataset([{**entry, "output": entry[kind]} for entry in data],
@@ -83,7 +77,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
     """
     # beta <= 0 would ignore or invert the preferences
-    check_number("beta", beta, "a positive number", low_open=True)
+    check(0 < beta < float("inf"), lambda: f"beta must be a positive number, got {beta!r}")
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
@@ -94,12 +88,11 @@ def dpo_loss_batch(batch: dict, policy, reference, beta: float = 0.1):
     """dpo_loss for one batch from preference_collate_fn; the reference gets no gradient.
     dpo_loss checks beta."""
     # a sequence without targets has log-probability 0 under both models: no signal
-    no_target = [f"{kind} sequence {i}" for kind in ("chosen", "rejected")
-                 for i, targets in enumerate(batch[kind][1]) if (targets == -100).all()]
+    no_target = [f"{kind} sequence {i}" for kind in ("chosen", "rejected")  # one sync per side
+                 for i in (batch[kind][1] == -100).all(dim=-1).nonzero().flatten().tolist()]
     check(not no_target, lambda: f"{no_target[0]} of the batch has no target (all -100)")
     pairs = [len(batch[kind][1]) for kind in ("chosen", "rejected")]
-    check(pairs[0] == pairs[1], f"batch has {pairs[0]} chosen and {pairs[1]} rejected sequences; "
-          "they come in pairs")
+    check(pairs[0] == pairs[1], lambda: f"batch has {pairs[0]} chosen and {pairs[1]} rejected")
     logps = {}
     for kind in ("chosen", "rejected"):
         inputs, targets = batch[kind]

@@ -33,10 +33,7 @@ from ch07_instructions.instructions import (
     load_instruction_data,
     split_instruction_data,
 )
-from shared.checks import (
-    check,
-    check_entries,
-)
+from shared.checks import check
 from shared.data import data_dir
 from shared.utils import (
     get_device,
@@ -186,7 +183,6 @@ def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
     from rouge_score import rouge_scorer, tokenizers
 
-    check_entries(data, ("output", key))
     # rouge-score reads words of the letters a-z and digits only, so a reference without one
     # (empty, or in another script) would score 0 against any response, an identical one too
     tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)

@@ -19,11 +19,6 @@ from ch05_pretraining.decoding import generate_text
 from ch05_pretraining.pretraining import token_ids_to_text
 from shared.checks import (
     check,
-    check_count,
-    check_entries,
-    check_entry,
-    check_nonblank,
-    check_number,
     check_token_lists,
 )
 from shared.data import (
@@ -53,7 +48,8 @@ def download_and_load_file(file_path, url):
 
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
-    check_entry(entry, ("instruction",))
+    check(isinstance(entry["instruction"], str),  # None would be written into the prompt as None
+          lambda: f"entry['instruction'] must be a string, got {entry['instruction']!r}", TypeError)
     text = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request."
             f"\n\n### Instruction:\n{entry['instruction']}")
@@ -97,9 +93,8 @@ class InstructionDataset(Dataset):
     """
 
     def __init__(self, data: list, tokenizer, *, mask_instruction: bool = False):
-        check_entries(data, ("instruction", "output"))
         for i, entry in enumerate(data):  # an empty answer would teach to answer nothing
-            check_nonblank(f"entry {i}: 'output'", entry["output"], "fill it in or drop the entry")
+            check(entry["output"].strip(), f"entry {i}: 'output' is empty: drop the entry")
         self.data = data
         self.mask_instruction = mask_instruction
         self.encoded_texts, self.prompt_lengths = [], []
@@ -171,8 +166,8 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     """
     # beyond the book, all but the book's collate call: the checks, and items that carry a
     # prompt length, whose prompt targets are ignored too
-    if allowed_max_length is not None:
-        check_count("allowed_max_length", allowed_max_length, 1, "a positive integer or None")
+    check(allowed_max_length is None or allowed_max_length > 0,
+          lambda: f"allowed_max_length must be None or > 0, got {allowed_max_length!r}")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]  # (ids, prompt)
     _check_prompt_lengths(items, allowed_max_length)
     inputs, targets = custom_collate_fn_book([ids for ids, _ in items], pad_token_id,
@@ -188,8 +183,8 @@ def _check_prompt_lengths(items, limit):
     """Refuse an item whose prompt_length is not in 0..len(ids), or leaves it no target."""
     check_token_lists("batch", [ids for ids, _ in items])  # each error names the item at fault
     for i, (ids, prompt_length) in enumerate(items):
-        check_number(f"item {i} of the batch: prompt_length", prompt_length,
-                     f"in 0..{len(ids)} (its length)", 0, len(ids))
+        check(0 <= prompt_length <= len(ids), f"item {i} of the batch: prompt_length must be in "
+              f"0..{len(ids)} (its length), got {prompt_length!r}")
         # its targets are positions prompt_length - 1 .. len(ids) - 1: with none left, a batch
         # of such items has a loss of 0 / 0 = nan
         check(limit is None or prompt_length - 1 < limit, f"item {i} of the batch has no target "
@@ -208,7 +203,9 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model, data, tokenizer, device, max_new_tokens=256, eos_id=50256,
                        key="model_response", progress=True):
     """Add the model's greedy response to every entry of `data` under `key`; returns data."""
-    check_entries(data, ("instruction",))  # before the first entry is changed
+    # every entry, before the first is changed: a bad one further on would end the run there
+    missing = [i for i, entry in enumerate(data) if not isinstance(entry.get("instruction"), str)]
+    check(not missing, lambda: f"data: entry {missing[0]} has no 'instruction' string")
     was_training = model.training
     model.eval()
     try:

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 from ch07_instructions.instructions import OLLAMA_URL, judge_prompt, read_score
-from shared.checks import check_entries, check_number
+from shared.checks import check
 from shared.utils import progress_bar
 
 
@@ -38,7 +38,10 @@ def score_responses(json_data: list, json_key: str = "model_response", model: st
     query_ollama's, for each request. A failed request ends the run with an OllamaError whose
     `scores` holds the scores before it: `json_data[len(error.scores):]` is what is left."""
     # every entry, before the first request: a key missing further on would end the run there
-    check_entries(json_data, ("instruction", "output", json_key))
+    missing = [(i, key) for i, entry in enumerate(json_data)  # None would be asked as "None"
+               for key in ("instruction", "output", json_key)
+               if not isinstance(entry.get(key), str)]
+    check(not missing, lambda: "json_data: entry {} has no {!r} string".format(*missing[0]))
     scores = []
     for entry in progress_bar(json_data, desc="scoring", unit="response", disable=not progress):
         try:
@@ -97,7 +100,7 @@ def query_ollama(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, s
     a local Ollama ends within twice `timeout` (beyond_2_judge.ipynb says when exactly).
     """
     # 0 would make the socket non-blocking, and its failure would read as "no server"
-    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(0 < timeout < float("inf"), lambda: f"timeout must be a positive number, got {timeout!r}")
     request = json.dumps({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -181,7 +184,7 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     # a url that is not one would otherwise read as "no server"
     if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
         raise ValueError(f"url must start with http:// or https://, got {url!r}")
-    check_number("timeout", timeout, "a positive number of seconds", low_open=True)
+    check(0 < timeout < float("inf"), lambda: f"timeout must be a positive number, got {timeout!r}")
     tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
     try:
         status, _, reply = _request_with_body_deadline(tags, None, timeout)

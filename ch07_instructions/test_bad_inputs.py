@@ -22,9 +22,6 @@ from ch07_instructions.dpo import (
     evaluate_preferences,
     preference_collate_fn,
 )
-from ch07_instructions.evaluation import (
-    rouge_l_scores,
-)
 from ch07_instructions.instructions import (
     InstructionDataset,
     custom_collate_fn,
@@ -48,69 +45,25 @@ ENTRY = {"instruction": "Add.", "input": "1 and 2", "output": "3", "chosen": "3"
          "rejected": "4"}
 
 
-# Entries with a missing key ------------------------------------------------------------------
+# Entries: a key missing or not a string further on is named before any work ------------------
 
-@pytest.mark.parametrize("build, bad, error, message", [
-    (lambda d: PreferenceDataset(d, LetterTokenizer()), {"instruction": "x", "chosen": "y"},
-     ValueError, "entry 1 has no 'rejected' key"),
-    (lambda d: PreferenceDataset(d, LetterTokenizer()),
-     {"instruction": "x", "chosen": "y", "rejected": 3}, TypeError,
-     "entry 1: 'rejected' must be a string, got 3"),
-    (lambda d: rouge_l_scores(d), {"output": "x"}, ValueError,
-     "entry 1 has no 'model_response' key"),
-    (lambda d: score_responses(d, url="http://127.0.0.1:9/api/chat", progress=False),
-     {"instruction": "x", "output": "y"}, ValueError, "entry 1 has no 'model_response' key"),
-])
-def test_an_entry_missing_a_key_is_named_by_index_and_key(build, bad, error, message):
-    data = [{**ENTRY, "model_response": "3"}, bad]
-    with pytest.raises(error, match=message):
-        build(data)
+def test_scoring_names_an_entry_without_a_response_before_any_request():
+    # no server listens at port 9: without the check, the first request would fail instead
+    data = [{**ENTRY, "model_response": "3"}, {**ENTRY, "model_response": None}]
+    with pytest.raises(ValueError, match="json_data: entry 1 has no 'model_response' string"):
+        score_responses(data, url="http://127.0.0.1:9/api/chat", progress=False)
 
 
-# format_input --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("entry, error, named", [
-    ({"input": "x"}, ValueError, "'instruction'"),
-    ({"instruction": None}, TypeError, "'instruction'"),
-    (["Add."], TypeError, "entry"),
-])
-def test_format_input_refuses(entry, error, named):
-    with pytest.raises(error, match=re.escape(named)):
-        format_input(entry)
+def test_format_input_refuses_an_instruction_that_is_no_string():
+    with pytest.raises(TypeError, match="instruction"):  # else the prompt would read "None"
+        format_input({"instruction": None})
 
 
-def test_format_input_names_the_missing_key_and_the_keys_there():
-    with pytest.raises(ValueError, match=r"^entry has no 'instruction' key \(its keys: "
-                                         r"\['input'\]\)$"):
-        format_input({"input": "x"})
-
-
-# InstructionDataset ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("data, error, named", [
-    ("not a list", TypeError, "data"),
-    ([ENTRY, {"instruction": "x"}], ValueError, "entry 1 has no 'output'"),
-    ([ENTRY, {"output": "x"}], ValueError, "entry 1 has no 'instruction'"),
-    ([ENTRY, {"instruction": "x", "output": None}], TypeError, "entry 1: 'output'"),
-    ([ENTRY, "a string"], TypeError, "entry 1"),
-    ([ENTRY, {**ENTRY, "output": " "}], ValueError, "entry 1: 'output'"),
-])
-@pytest.mark.parametrize("mask_instruction", [False, True])
-def test_instruction_dataset_refuses(data, error, named, mask_instruction):
-    with pytest.raises(error, match=re.escape(named)):
-        InstructionDataset(data, LetterTokenizer(), mask_instruction=mask_instruction)
-
-
-# generate_responses ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("data, error, named", [
-    ("not a list", TypeError, "data"),
-    ([ENTRY, {"output": "no instruction"}], ValueError, "entry 1 has no 'instruction'"),
-    ([ENTRY, {"instruction": 3}], TypeError, "entry 1: 'instruction'"),
-])
-def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
+@pytest.mark.parametrize("bad", [{"output": "no instruction"}, {"instruction": None}])
+def test_generate_responses_refuses_and_changes_no_entry(bad):
+    data = [dict(ENTRY), bad]
     before = json.dumps(data)
-    with pytest.raises(error, match=re.escape(named)):
+    with pytest.raises(ValueError, match="data: entry 1 has no 'instruction'"):
         generate_responses(None, data, LetterTokenizer(), "cpu", progress=False)
     assert json.dumps(data) == before  # the first entry got no response
 
@@ -121,9 +74,6 @@ def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
     ([], None, ValueError, "batch"),
     ([[1, 2]], 0, ValueError, "allowed_max_length"),
     ([[1, 2]], -4, ValueError, "allowed_max_length"),
-    ([[1, 2]], 2.0, TypeError, "allowed_max_length"),
-    ([[1, 2]], True, TypeError, "allowed_max_length"),
-    ([[1, 2]], "4", TypeError, "allowed_max_length"),
     ([[1, 2], []], None, ValueError, "item 1 of the batch"),
     ([[1, 2], [3, 4.5]], None, TypeError, "item 1 of the batch must hold token ids"),
     ([[[1, 2], [3]]], None, TypeError, "item 0 of the batch must hold token ids"),
@@ -133,7 +83,6 @@ def test_generate_responses_refuses_and_changes_no_entry(data, error, named):
     ([[1, 2, 3], (torch.tensor([1, 2, 3]), 1)], None, TypeError, "item 1 of the batch"),
     ([([1, 2], 3)], None, ValueError, "item 0 of the batch: prompt_length"),
     ([([1, 2], -1)], None, ValueError, "item 0 of the batch: prompt_length"),
-    ([([1, 2], "1")], None, TypeError, "item 0 of the batch: prompt_length"),
     ([([1, 2, 3, 4, 5], 6)], 3, ValueError, "item 0 of the batch: prompt_length"),
     ([[1, 2, 3], ([1, 2, 3, 4, 5], 4)], 3, ValueError, "allowed_max_length=3"),
 ])
@@ -241,7 +190,6 @@ class BigramModel(nn.Module):
 
 @pytest.mark.parametrize("beta, error", [
     (0, ValueError), (-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-    ("0.1", TypeError), (None, TypeError),
 ])
 def test_beta_must_be_a_positive_number(beta, error):
     zeros = torch.zeros(2)
@@ -264,7 +212,7 @@ def test_dpo_loss_batch_refuses_a_sequence_without_targets_before_any_forward_pa
         dpo_loss_batch(batch, policy, BigramModel())
     assert calls == []
     unpaired = {"chosen": (inputs, good), "rejected": (inputs[:1], good[:1])}
-    with pytest.raises(ValueError, match="2 chosen and 1 rejected sequences"):
+    with pytest.raises(ValueError, match="2 chosen and 1 rejected"):
         dpo_loss_batch(unpaired, policy, BigramModel())
 
 
@@ -361,13 +309,11 @@ def test_bad_replies_are_ollama_errors_that_name_the_problem(server, behave, mes
         query_ollama("?", url=server.url, timeout=5)
 
 
-@pytest.mark.parametrize("timeout, error", [
-    (0, ValueError), (-1.5, ValueError), (float("nan"), ValueError), ("5", TypeError),
-    (None, TypeError),
-])
-def test_query_ollama_refuses_a_timeout_that_is_not_a_positive_number(timeout, error):
-    # 0 would make the socket non-blocking: its failure would read as "no Ollama server"
-    with pytest.raises(error, match="timeout"):
+@pytest.mark.parametrize("timeout", [0, -1.5, float("nan"), float("inf")])
+def test_query_ollama_refuses_a_timeout_that_is_not_a_positive_number(timeout):
+    # 0 would make the socket non-blocking: its failure would read as "no Ollama server"; inf
+    # would fail deep in the socket module
+    with pytest.raises(ValueError, match="timeout"):
         query_ollama("?", url="http://127.0.0.1:9/api/chat", timeout=timeout)
 
 
@@ -554,7 +500,6 @@ def test_ollama_is_running_says_no_to_a_redirect_or_an_empty_reply(server, behav
 
 @pytest.mark.parametrize("options, error, named", [
     ({"timeout": 0}, ValueError, "timeout"),
-    ({"timeout": "2"}, TypeError, "timeout"),
     ({"url": "localhost:11434"}, ValueError, "url"),
     ({"url": "http://localhost:11434x/"}, http.client.InvalidURL, "11434x"),
 ])
