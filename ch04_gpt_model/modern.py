@@ -255,6 +255,9 @@ def validate_modern_config(cfg: dict) -> dict:
     if cfg["head_dim"] is None:  # a floor would build a narrower model than asked
         check_divisible("emb_dim", cfg["emb_dim"], "n_heads", cfg["n_heads"])
         cfg["head_dim"] = cfg["emb_dim"] // cfg["n_heads"]
+    flags = [f"{key}={cfg[key]!r}" for key, default in MODERN_OPTIONAL_KEYS.items()
+             if type(default) is bool and type(cfg[key]) is not bool]  # qk_norm="no" is true
+    check(not flags, lambda: f"flags must be True or False, got {', '.join(flags)}", TypeError)
     # RoPE turns pairs (4.8.2): an odd head_dim would fail only at the first forward pass
     check(cfg["head_dim"] % 2 == 0, lambda: f"head_dim must be even, got {cfg['head_dim']!r}")
     # a RoPE base of 1 turns every pair alike, one below 1 gives nan angles (the local base:

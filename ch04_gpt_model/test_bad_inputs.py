@@ -23,14 +23,18 @@ def model():
 # GPTModel(cfg) and validate_config(cfg) ------------------------------------------------------
 
 @pytest.mark.parametrize("check_config", [GPTModel, validate_config])
-@pytest.mark.parametrize("change, named", [
-    ({"tie_weight": True}, "tie_weight"),  # misspelt: would be ignored
-    ({"learning_rate": 1e-3}, "learning_rate"),  # not a model's key
+@pytest.mark.parametrize("change, error, named", [
+    ({"tie_weight": True}, ValueError, "tie_weight"),  # misspelt: would be ignored
+    ({"learning_rate": 1e-3}, ValueError, "learning_rate"),  # not a model's key
+    ({"qkv_bias": "False"}, TypeError, "qkv_bias"),  # a str would switch the option on
+    ({"sdpa": "yes"}, TypeError, "sdpa"),
+    ({"tie_weights": 1}, TypeError, "tie_weights"),
 ])
-def test_an_unknown_key_is_refused_by_name(check_config, change, named):
+def test_an_unknown_key_or_a_flag_that_is_not_a_bool_is_refused_by_name(check_config, change,
+                                                                        error, named):
     cfg = {**TINY, **change}
     kept = dict(cfg)
-    with pytest.raises(ValueError, match=re.escape(named)):
+    with pytest.raises(error, match=re.escape(named)):
         check_config(cfg)
     assert cfg == kept  # the caller's dict is not touched
 
@@ -51,12 +55,6 @@ def test_a_missing_key_is_named():
         GPTModel(cfg)
 
 
-@pytest.mark.parametrize("cfg", [None, [("vocab_size", 50)]])
-def test_a_configuration_that_is_not_a_dict_is_named(cfg):
-    with pytest.raises(TypeError, match="configuration must be a dict"):
-        validate_config(cfg)
-
-
 def test_causal_masks_that_together_exceed_memory_are_refused_before_any_is_made():
     # 1,000 layers of 16,384 positions: 1,000 masks of 1 GiB each, and one more being built;
     # allocated one by one, they would swap, or end the process, without an error
@@ -72,23 +70,16 @@ def test_causal_masks_of_any_size_are_built_on_the_meta_device():
 
 # GPTModel.forward: in_idx ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("in_idx, error, named", [
-    (torch.tensor([[1, 50]]), ValueError, "token id 50"),
-    (torch.tensor([[1, -1]]), ValueError, "token id -1"),
-    (torch.tensor([[10**6, 3]]), ValueError, "token id 1000000"),
-    (torch.tensor([[-7, 60]]), ValueError, "token id -7"),
-    (torch.tensor([[1.0, 2.0]]), TypeError, "in_idx"),
-    (torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, "in_idx"),
-    (torch.tensor([[True, False]]), TypeError, "in_idx"),
-    ([[1, 2]], TypeError, "in_idx"),
-    (torch.zeros(3, dtype=torch.long), ValueError, "in_idx.unsqueeze(0)"),  # no batch axis
-    (torch.zeros(1, 0, dtype=torch.long), ValueError, "in_idx"),
-    (torch.zeros(0, 3, dtype=torch.long), ValueError, "in_idx"),
-    (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, "in_idx"),
-    (torch.zeros(1, 9, dtype=torch.long), ValueError, "context_length"),  # 9 > 8 positions
+# ids outside the vocabulary: on a GPU the embedding's error is a device assert, reported later
+@pytest.mark.parametrize("in_idx, named", [
+    (torch.tensor([[1, 50]]), "token id 50"),
+    (torch.tensor([[1, -1]]), "token id -1"),
+    (torch.tensor([[10**6, 3]]), "token id 1000000"),
+    (torch.tensor([[-7, 60]]), "token id -7"),
+    (torch.zeros(1, 9, dtype=torch.long), "context_length"),  # 9 > 8 positions
 ])
-def test_bad_token_ids_are_refused_by_name(model, in_idx, error, named):
-    with pytest.raises(error, match=re.escape(named)):
+def test_ids_past_the_vocabulary_or_the_context_are_refused_by_name(model, in_idx, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
         model(in_idx)
 
 
@@ -177,14 +168,9 @@ def test_make_kv_caches_refuses_a_size_below_one(model, max_tokens):
 
 # generate_text_simple: the book's, without checks of its own; the model checks the prompt ------
 
-@pytest.mark.parametrize("idx, error, named", [
-    (torch.zeros(1, 0, dtype=torch.long), ValueError, "in_idx"),
-    (torch.tensor([[1.0, 2.0]]), TypeError, "in_idx"),
-    (torch.tensor([[1, 99]]), ValueError, "token id 99"),
-])
-def test_generate_text_simple_meets_the_models_check_of_the_prompt(model, idx, error, named):
-    with pytest.raises(error, match=re.escape(named)):
-        generate_text_simple(model, idx, max_new_tokens=3, context_size=8)
+def test_generate_text_simple_meets_the_models_check_of_the_prompt(model):
+    with pytest.raises(ValueError, match="token id 99"):
+        generate_text_simple(model, torch.tensor([[1, 99]]), max_new_tokens=3, context_size=8)
 
 
 def test_zero_new_tokens_returns_the_prompt(model):

@@ -3,6 +3,8 @@ architectures: transformers' Llama, Qwen3, Qwen3-MoE and Gemma 3, and the book p
 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the published
 Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
 
+import re
+
 import pytest
 import safetensors.torch
 import torch
@@ -298,6 +300,17 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
 ])
 def test_bad_configurations_are_refused_by_name(change, named):
     with pytest.raises(ValueError, match=named):
+        ModernGPTModel({**TINY, **change})
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"qk_norm": "no"}, "qk_norm='no'"),  # a str would switch QK-norm on
+    ({"post_norms": None}, "post_norms=None"),
+    ({"scale_embeddings": "yes", "norm_unit_offset": 1},  # every one named
+     "norm_unit_offset=1, scale_embeddings='yes'"),
+])
+def test_flags_that_are_not_bools_are_refused_by_name(change, named):
+    with pytest.raises(TypeError, match=re.escape(named)):
         ModernGPTModel({**TINY, **change})
 
 
