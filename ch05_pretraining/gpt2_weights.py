@@ -244,8 +244,8 @@ def read_config_json(config_file: Path, model_types: tuple[str, ...]) -> dict:
         hf = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
         raise ValueError(f"{config_file} is not valid JSON ({error}): download it again") from None
-    check(hf.get("model_type") in model_types, lambda: f"{config_file} describes a "  # not silently
-          f"{hf.get('model_type')!r} model, not {' or '.join(map(repr, model_types))}")
+    kind = hf.get("model_type")  # another architecture would be read as this one, silently
+    check(kind in model_types, f"{config_file}: model_type {kind!r} not in {model_types}")
     return hf
 
 

@@ -274,9 +274,9 @@ class Process:
 def set_up_process(join_timeout: float = 300) -> Process:
     """The device (shared.get_device); under torchrun, the process group and a GPU per process."""
     device, torchrun = get_device(), "RANK" in os.environ
-    # else the GPU it names would be replaced by each process's own, silently
-    check(not torchrun or device.type != "cuda" or device.index is None, f"LLM_COURSE_DEVICE="
-          f"{device}: under torchrun, set LLM_COURSE_DEVICE=cuda (a GPU a process)", UsageError)
+    # one GPU named: each process would take its local rank's instead, silently
+    one_gpu = torchrun and device.type == "cuda" and device.index is not None
+    check(not one_gpu, f"LLM_COURSE_DEVICE={device}: give cuda under torchrun", UsageError)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", device.index or 0)))
         torch.cuda.set_device(device)
@@ -500,8 +500,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.out / "checkpoint.pt", model, optimizer, process, steps=args.steps,
                 expect=run_settings(args, process.world_size))
             last = args.steps - 1 if args.stop_after is None else args.stop_after
-            check(start_step <= last, f"the checkpoint is at step {start_step - 1}, this run ends "
-                  f"at step {last}: nothing left to train")  # else it would save as if trained
+            # else it would save and report as if it had trained
+            check(start_step <= last, f"checkpoint at step {start_step - 1}: nothing left to train")
             folder.begin(start_step)
             run(args, process, model, optimizer, tokens, start_step, signals, folder)
     finally:

@@ -186,8 +186,8 @@ def test_a_classifier_or_adapted_model_is_not_saved_as_gpt2_and_leaves_no_folder
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"model_type": "llama", "vocab_size": 300}, r"config.json describes a 'llama' model, not "
-                                                 r"'gpt2'$"),
+    ({"model_type": "llama", "vocab_size": 300}, r"config.json: model_type 'llama' not in "
+                                                 r"\('gpt2',\)$"),
     ("{not json", r"config.json is not valid JSON \(.*\): download it again"),
 ])
 def test_a_config_json_of_another_architecture_or_damaged_is_named(tmp_path, config, message):
