@@ -2,14 +2,14 @@
 # `python -m shared.tooling.notebooks export`. Do not edit.
 
 from shared.architecture import check_architecture as check_architecture, validate_config as validate_config
-from shared.checks import check as check, check_choice as check_choice, check_count as check_count, check_entries as check_entries, check_entry as check_entry, check_finite as check_finite, check_flag as check_flag, check_keys as check_keys, check_memory as check_memory, check_number as check_number, check_shape as check_shape, check_strings as check_strings, check_token_ids as check_token_ids, check_type as check_type
+from shared.checks import check as check, check_finite as check_finite, check_keys as check_keys, check_token_ids as check_token_ids
 from shared.data import DATASETS as DATASETS, DataFetchError as DataFetchError, DataFile as DataFile, data_dir as data_dir, download_file as download_file, fetch as fetch, mirror_dir as mirror_dir, prepare_tiktoken_cache as prepare_tiktoken_cache, read_text as read_text, sha256_of as sha256_of
 from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.safe_files import SAVED_BY as SAVED_BY, write_model_folder as write_model_folder
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
 CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.model_sizes', 'ch04_gpt_model.modern', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
-INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_choice', 'check_count', 'check_entries', 'check_entry', 'check_finite', 'check_flag', 'check_keys', 'check_memory', 'check_number', 'check_shape', 'check_strings', 'check_token_ids', 'check_type', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
+INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_finite', 'check_keys', 'check_token_ids', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 def chapter_exports() -> dict[str, str]:
     ...
