@@ -74,8 +74,8 @@ def read_gpt2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 # %% beyond_2_gpt2_files.ipynb cell 13, 5.5.1 The checked loader, and GPT-2's files both ways
 
 def _gpt2_layout(gpt) -> list[tuple[str, list]]:
-    """(name in a GPT-2 file, our parameters that make up that tensor), in file order."""
-    check_gpt2_architecture(gpt)  # another layout would be read or written as GPT-2's
+    """(name in a GPT-2 file, our parameters that make up that tensor), in file order: for a
+    model of chapter 4's GPTModel layout (check_gpt2_architecture, below, refuses any other)."""
     layout = [("wte.weight", [gpt.tok_emb.weight]), ("wpe.weight", [gpt.pos_emb.weight])]
     for i, block in enumerate(gpt.trf_blocks):
         att, fc, proj = block.att, block.ff.layers[0], block.ff.layers[2]
@@ -142,6 +142,7 @@ def _to_gpt2(name: str, parts: list) -> torch.Tensor:
 def gpt2_tensors(gpt: GPTModel) -> dict[str, torch.Tensor]:
     """`gpt`'s weights as GPT-2 stores them (its names, Conv1D matrices (in, out), q/k/v fused):
     what save_gpt2_safetensors writes. Fresh copies."""
+    check_gpt2_architecture(gpt)  # another layout would be written as GPT-2's
     return {name: _to_gpt2(name, parts) for name, parts in _gpt2_layout(gpt)}
 
 
@@ -152,6 +153,13 @@ def load_gpt2_weights(gpt: GPTModel, params: dict) -> None:
     on any mismatch nothing is copied and ValueError lists the problems. Without
     `lm_head.weight` (OpenAI's files) the output head gets the token embedding, as GPT-2 ties
     the two."""
+    check_gpt2_architecture(gpt)  # another layout would be read as GPT-2's
+    _load_checked(gpt, params)
+
+
+def _load_checked(gpt: GPTModel, params: dict) -> None:
+    """load_gpt2_weights for a model of the GPT-2 layout: names and shapes compared, then
+    copied by the lesson's loader."""
     layout = _gpt2_layout(gpt)
     if layout[-1][0] == "lm_head.weight" and "lm_head.weight" not in params:
         layout = layout[:-1]
@@ -233,7 +241,7 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
     params = read_gpt2_checkpoint(path)
     gpt = GPTModel({**(cfg or _config_from_shapes(params, overrides)), "qkv_bias": True,
                     **overrides})
-    load_gpt2_weights(gpt, params)  # checks every name and shape first
+    _load_checked(gpt, params)  # every name and shape compared first; the layout is GPTModel's
     return gpt
 
 
