@@ -306,7 +306,7 @@ def _example_models():
 
 
 @property_exercise("4.3", hints=[
-    "Find the three places where PlainGPTModel (4.6) and TransformerBlock (4.5) create their "
+    "Find the three places where GPTModel_book (4.6) and TransformerBlock (4.5) create their "
     "dropout modules, and the attribute each is kept in; the attention's is inside chapter 3's "
     "MultiHeadAttention.",
     "After super().__init__(cfg), each of the three places holds a dropout built with drop_rate: "

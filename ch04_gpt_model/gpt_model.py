@@ -94,7 +94,7 @@ class TransformerBlock(nn.Module):
 
 # %% gpt_model.ipynb cell 41, 4.6 Coding the GPT model
 
-class PlainGPTModel(nn.Module):
+class GPTModel_book(nn.Module):
     """The book's GPTModel: 4.1's skeleton with real blocks and norm; GPTModel subclasses it."""
 
     def __init__(self, cfg):
@@ -153,7 +153,7 @@ OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defau
 
 # %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
 
-class GPTModel(PlainGPTModel):
+class GPTModel(GPTModel_book):
     """4.6's model, checked configuration, tie_weights, sdpa, KV caches, last_only logits."""
 
     # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
@@ -164,7 +164,7 @@ class GPTModel(PlainGPTModel):
         masks = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)  # bytes (3.5.3's masks)
         check(masks < psutil.virtual_memory().total or torch.get_default_device().type == "meta",
               lambda: f"context_length {cfg['context_length']:,}: the causal masks exceed memory")
-        super().__init__(cfg)  # 4.6's layers, in its order: a seed gives PlainGPTModel's weights
+        super().__init__(cfg)  # 4.6's layers, in its order: a seed gives GPTModel_book's weights
         self.cfg = cfg
         if cfg["tie_weights"]:
             # N(0, 1) rows would give logits of std ~sqrt(emb_dim): start at GPT-2's scales
@@ -229,7 +229,7 @@ __all__ = [
     'GELU',
     'FeedForward',
     'TransformerBlock',
-    'PlainGPTModel',
+    'GPTModel_book',
     'count_parameters',
     'generate_text_simple',
     'REQUIRED_CONFIG_KEYS',

@@ -61,7 +61,7 @@ from ch04_gpt_model.gpt_model import (
     GELU as GELU,
     FeedForward as FeedForward,
     TransformerBlock as TransformerBlock,
-    PlainGPTModel as PlainGPTModel,
+    GPTModel_book as GPTModel_book,
     count_parameters as count_parameters,
     generate_text_simple as generate_text_simple,
     REQUIRED_CONFIG_KEYS as REQUIRED_CONFIG_KEYS,
