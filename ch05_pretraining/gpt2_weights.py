@@ -270,6 +270,9 @@ def _config_beside(path: Path) -> dict | None:
 def _config_from_shapes(params: dict, overrides: dict) -> dict:
     vocab_size, emb_dim = params["wte.weight"].shape
     widths = {dims["emb_dim"]: dims["n_heads"] for dims in GPT2_SIZES.values()}
+    check(emb_dim in widths or "n_heads" in overrides, lambda: f"the file's width, {emb_dim}, is "
+          "no GPT-2 size's, so its number of heads is unknown: pass n_heads=..., or put its "
+          "config.json beside the file")  # else attention's num_heads=None, far from the cause
     return gpt2_config(vocab_size=vocab_size, emb_dim=emb_dim, n_heads=widths.get(emb_dim),
                        context_length=params["wpe.weight"].shape[0],
                        n_layers=len({name.split(".")[1] for name in params if name[:2] == "h."}))

@@ -276,3 +276,13 @@ def test_pytorchs_pickled_weights_are_named_not_taken_for_a_damaged_file(tmp_pat
     torch.save({"wte.weight": torch.zeros(4, 2)}, path)
     with pytest.raises(ValueError, match=r"pytorch_model\.bin is not a safetensors file"):
         read_gpt2_checkpoint(path)
+
+
+def test_a_bare_file_of_a_width_no_gpt2_size_has_asks_for_n_heads(tmp_path):
+    """Without config.json the heads come from the GPT-2 size of that width; another width
+    is refused here, not later as attention's num_heads=None."""
+    hf_model = random_hf_model(vocab_size=100, n_positions=16, n_embd=64, n_layer=1, n_head=4)
+    save_in_published_layout(hf_model, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"width, 64, .*pass n_heads="):
+        load_gpt2(tmp_path / "model.safetensors")
+    assert load_gpt2(tmp_path / "model.safetensors", n_heads=4).cfg["n_heads"] == 4
