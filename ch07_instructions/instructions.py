@@ -48,8 +48,8 @@ def download_and_load_file(file_path, url):
 
 def format_input(entry: dict) -> str:
     """The Alpaca-style prompt for `entry`, up to (not including) the response section."""
-    check(isinstance(entry["instruction"], str),  # None would be written into the prompt as None
-          lambda: f"entry['instruction'] must be a string, got {entry['instruction']!r}", TypeError)
+    # beyond the book: an instruction None would be written into the prompt as "None"
+    check(isinstance(entry["instruction"], str), "entry['instruction'] must be a string", TypeError)
     text = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request."
             f"\n\n### Instruction:\n{entry['instruction']}")
@@ -166,8 +166,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     """
     # beyond the book, all but the book's collate call: the checks, and items that carry a
     # prompt length, whose prompt targets are ignored too
-    check(allowed_max_length is None or allowed_max_length > 0,
-          lambda: f"allowed_max_length must be None or > 0, got {allowed_max_length!r}")
+    check(allowed_max_length is None or allowed_max_length > 0, "allowed_max_length must be > 0")
     items = [item if isinstance(item, tuple) else (item, 0) for item in batch]  # (ids, prompt)
     _check_prompt_lengths(items, allowed_max_length)
     inputs, targets = custom_collate_fn_book([ids for ids, _ in items], pad_token_id,
