@@ -9,7 +9,7 @@ to:
 
 * a function whose name says it checks (`check_*`, `_check_*`, `validate_*`, `*_problems`),
   unless it is annotated `-> bool` (the book's `check_if_running` answers a question);
-* a call statement of such a function (`check_count("top_k", top_k, 1)`), or an assignment of
+* a call statement of such a function (`check_fits_context(n, context_length)`), or an assignment of
   its result (`cfg = validate_config(cfg)`);
 * an `if` without `else` whose body ends by raising (`if x < 0: raise ValueError(...)`);
 * an `assert`, or an `except` clause that only re-raises (a clearer error for a library's).
@@ -48,15 +48,12 @@ STANDALONE_TARGET = 12.0  # a chapter's standalone copy
 # only goes down and leaves once it is within its target (the test fails otherwise); while this
 # holds anything, the targets above are not yet met.
 NOT_YET_WITHIN_TARGET: dict[str, float] = {
-    "all": 9.0,
-    # A copy carries the checks it calls from shared/checks.py and shared/architecture.py whole
-    # (validate_config, check_count, ...): most of these shares are theirs.
-    "standalone ch02_text_data": 22.6,
-    "standalone ch03_attention": 29.4,
-    "standalone ch04_gpt_model": 37.0,
-    "standalone ch05_pretraining": 24.7,
-    "standalone ch06_classification": 25.0,
-    "standalone ch07_instructions": 23.9,
+    # These copies carry chapter 4's GPTModel, whose KV caches, input and configuration checks
+    # (check_kv_caches, check_token_ids, check_fits_context, validate_config) are counted whole.
+    "standalone ch04_gpt_model": 25.2,
+    "standalone ch05_pretraining": 15.6,
+    "standalone ch06_classification": 14.1,
+    "standalone ch07_instructions": 13.5,
 }
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
