@@ -79,11 +79,14 @@ class SpamDataset(Dataset):
                  num_classes=2):
         self.data = pd.read_csv(csv_file)
         _check_spam_rows(self.data, csv_file, num_classes)  # beyond the book: below
-        encoded = [tokenizer.encode(text) for text in self.data["Text"]]     # encode
-        self.max_length = max_length or max(len(ids) for ids in encoded)
+        self.encoded_texts = [tokenizer.encode(text) for text in self.data["Text"]]  # encode
+        if max_length is None:
+            self.max_length = self._longest_encoded_length()
+        else:
+            self.max_length = max_length
         self.encoded_texts = [ids[:self.max_length]                          # truncate
                               + [pad_token_id] * (self.max_length - len(ids))  # pad
-                              for ids in encoded]
+                              for ids in self.encoded_texts]
 
     def __getitem__(self, index):
         label = self.data["Label"][index]
@@ -91,6 +94,9 @@ class SpamDataset(Dataset):
 
     def __len__(self):
         return len(self.data)
+
+    def _longest_encoded_length(self):
+        return max(len(ids) for ids in self.encoded_texts)
 
 
 # beyond the book: a bad row is refused here, by its number, not later in tiktoken or the loss

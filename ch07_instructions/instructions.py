@@ -37,8 +37,8 @@ def load_instruction_data() -> list[dict]:
 
 def download_and_load_file(file_path, url):
     """The book's loader: the JSON entries at `url`, downloaded to `file_path` first unless
-    that file exists. A URL the course knows comes from its data folder or mirror, checksum
-    verified."""
+    that file exists. A URL the course knows comes through the course's fetch (its data
+    folder, the mirror, or that URL), checksum verified."""
     if not Path(file_path).exists():
         download_file(url, file_path)
     return json.loads(Path(file_path).read_text(encoding="utf-8"))
