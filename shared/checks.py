@@ -59,12 +59,15 @@ def check_keys(name: str, mapping: dict, required: Iterable[str], optional: Iter
 
 
 def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) -> None:
-    """Raise ValueError unless every id in the tensor `ids` is in 0 .. vocab_size - 1. The
-    embedding's own error ("index out of range in self") names neither the id nor the
-    vocabulary, and on a GPU it is an opaque device assert, reported at a later call."""
+    """Raise ValueError unless the tensor `ids` is (batch, tokens) and every id is in
+    0 .. vocab_size - 1. The embedding's own error ("index out of range in self") names neither
+    the id nor the vocabulary, and on a GPU it is an opaque device assert, reported later."""
     import torch  # here, so that the checks above need nothing beyond the standard library
     from torch._subclasses.fake_tensor import is_fake
 
+    # one sequence without its batch axis would embed, then fail deep in attention's reshape
+    check(ids.dim() == 2, lambda: f"{name} must have shape (batch, tokens), got "
+          f"{tuple(ids.shape)}: add a batch axis with {name}.unsqueeze(0)")
     # The values are not read while torch.compile traces the model (a branch on them would cut
     # the compiled code in two), nor where a tensor has none: on the meta device, or a fake
     # tensor (FakeTensorMode: shapes and dtypes only, as shared/tooling/gpu_memory.py counts).
