@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple, gpt2_config
+from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt, tiny_qwen3
 from shared import validate_config
@@ -178,9 +178,3 @@ def test_zero_new_tokens_returns_the_prompt(model):
     assert torch.equal(generate_text_simple(model, prompt, 0, 8), prompt)
 
 
-# gpt2_config ---------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("size", ["gpt2-huge", "gpt2-small", "124M", None])
-def test_gpt2_config_refuses_an_unknown_size_naming_the_sizes(size):
-    with pytest.raises(ValueError, match=r"unknown size .*; choose one of \['gpt2-small \(124M\)'"):
-        gpt2_config(size)

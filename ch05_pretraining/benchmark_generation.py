@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from shared import (
+    GPT2_SIZES,
     BFloat16Linear,
     FastDecoder,
     GPTModel,
@@ -186,7 +187,7 @@ def print_table(rows):
 
 def main():
     parser = CommandParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="gpt2-small (124M)")
+    parser.add_argument("--size", default="gpt2-small (124M)", choices=list(GPT2_SIZES))
     parser.add_argument("--context", type=number_arg(int, 1), default=1024)
     parser.add_argument("--prompt-tokens", type=number_arg(int, 1), default=10)
     parser.add_argument("--new-tokens", type=number_arg(int, 1), default=200)

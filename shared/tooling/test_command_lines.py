@@ -183,7 +183,7 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, problem):
     ("ch05_pretraining/benchmark_book_run.py", ["--only", "slow"],
      2, "argument --only: invalid choice: 'slow'"),
     ("ch05_pretraining/benchmark_generation.py", ["--size", "gpt2-smal"],
-     1, "unknown size 'gpt2-smal'; choose one of ['gpt2-small (124M)'"),
+     2, "argument --size: invalid choice: 'gpt2-smal'"),
     ("ch05_pretraining/benchmark_open_models.py", ["--new-tokens", "x"],
      2, "argument --new-tokens: 'x' is not an integer"),
     ("ch05_pretraining/benchmark_training.py", ["--device", "gpu"],
