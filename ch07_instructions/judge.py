@@ -93,7 +93,8 @@ def _request_with_body_deadline(url: str, body: bytes | None, timeout: float
 def query_ollama(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                  temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
     """Send one user message to an Ollama server's /api/chat endpoint, as the lesson's
-    query_model does; return its reply, or raise one OllamaError that says what went wrong.
+    query_model does; return its reply, or raise one OllamaError that says what went wrong
+    (a url urllib cannot parse at all, such as "/api/chat", raises urllib's ValueError).
 
     `timeout` (seconds): each read waits at most this long, and no read of the reply's body
     starts later than this long after the call, so a reply that trickles is cut off. A call to
