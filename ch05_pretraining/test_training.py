@@ -94,8 +94,8 @@ class Epochs:
 def test_train_model_numbers_the_batch_within_its_epoch_and_keeps_the_errors_type():
     good = batches(3)
     bad = (good[1][0].float(), good[1][1])  # floats, not token ids
-    with pytest.raises(TypeError, match=r"^batch 1 of the epoch, counting from 0 \(step 4\): "
-                                        r"in_idx must be a tensor of integer token ids"):
+    with pytest.raises(RuntimeError, match=r"^batch 1 of the epoch, counting from 0 \(step 4\): "
+                                           r"Expected tensor for argument #1 'indices'"):
         run(tiny_gpt(), torch.optim.AdamW(tiny_gpt().parameters()),
             Epochs(good, [good[0], bad, good[2]]), n_epochs=2)
 

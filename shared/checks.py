@@ -65,14 +65,16 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     import torch  # here, so that the checks above need nothing beyond the standard library
     from torch._subclasses.fake_tensor import is_fake
 
-    # one sequence without its batch axis would embed, then fail deep in attention's reshape
-    check(ids.dim() == 2, lambda: f"{name} must have shape (batch, tokens), got "
-          f"{tuple(ids.shape)}: add a batch axis with {name}.unsqueeze(0)")
+    # one sequence without its batch axis would embed, then fail deep in attention's reshape;
+    # an empty prompt (text_to_token_ids("") is float32) would be refused for its dtype
+    check(ids.dim() == 2 and ids.shape[1] > 0, lambda: f"{name} must have shape (batch, tokens), "
+          f"with at least one token (a prompt cannot be empty), got {tuple(ids.shape)}"
+          + (f": add a batch axis with {name}.unsqueeze(0)" if ids.dim() == 1 else ""))
     # The values are not read while torch.compile traces the model (a branch on them would cut
     # the compiled code in two), nor where a tensor has none: on the meta device, or a fake
     # tensor (FakeTensorMode: shapes and dtypes only, as shared/tooling/gpu_memory.py counts).
     if (vocab_size is None or ids.numel() == 0 or torch.compiler.is_compiling() or ids.is_meta
-            or is_fake(ids)):
+            or is_fake(ids)):  # a batch of 0 sequences has no ids to compare
         return
     low, high = torch.aminmax(ids)  # both extremes in one pass over the ids
     # one test: a GPU waits for its result once, not twice

@@ -41,9 +41,11 @@ def test_check_keys_names_unknown_and_missing_keys():
 def test_check_token_ids_names_an_id_outside_the_vocabulary():
     check_token_ids(torch.tensor([[0, 9]]), "idx", vocab_size=10)
     check_token_ids(torch.tensor([[10**6]]), "idx")  # no vocab_size: nothing to compare with
-    check_token_ids(torch.zeros(1, 0, dtype=torch.long), "idx", vocab_size=10)  # no ids
-    with pytest.raises(ValueError, match=r"idx must have shape \(batch, tokens\), got \(2,\): "
-                                         r"add a batch axis with idx.unsqueeze\(0\)"):
+    check_token_ids(torch.zeros(0, 3, dtype=torch.long), "idx", vocab_size=10)  # no sequences
+    with pytest.raises(ValueError, match=r"idx must have shape \(batch, tokens\), with at least "
+                                         r"one token \(a prompt cannot be empty\), got \(1, 0\)$"):
+        check_token_ids(torch.zeros(1, 0), "idx", vocab_size=10)
+    with pytest.raises(ValueError, match=r"got \(2,\): add a batch axis with idx.unsqueeze\(0\)$"):
         check_token_ids(torch.tensor([1, 2]), "idx", vocab_size=10)
     with pytest.raises(ValueError, match=r"-1 is outside"):
         check_token_ids(torch.tensor([[-1, 3]]), "idx", vocab_size=10)
