@@ -23,8 +23,8 @@ class KVCache:
     (max_tokens then caps the positions seen and reserves nothing)."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
-        # 0 would keep no position, and say nothing; 1.5 would fail only at the first update
-        check(window is None or int(window) == window >= 1, "window must be an integer >= 1")
+        # 0 would keep no position, and say nothing; 1.5 or 2.0 would fail only at the first update
+        check(window is None or type(window) is int and window >= 1, "window must be an int >= 1")
         self.max_tokens, self.window = max_tokens, window
         self.length = 0  # positions seen (all of them kept, without a window)
         self.keys = self.values = None
@@ -37,12 +37,13 @@ class KVCache:
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
         start, new, cap = self.length, keys.shape[2], self.max_tokens
         end, layout = start + new, _layout(keys)
-        # Past max_tokens, the write would fail deep in PyTorch; and once the cache holds
-        # positions, keys of another dtype would be cast into it, a batch of 1 copied into every
-        # row, without a word. One check, of what it holds against what comes:
-        check(end <= cap and (start == 0 or layout == _layout(self.keys)), lambda: f"{start} "
-              f"cached and {new} new positions pass the cache's max_tokens={cap}" if end > cap
-              else f"keys {layout} differ from the cached {_layout(self.keys)}: reset() it first")
+        # Past max_tokens, the write would fail deep in PyTorch; values unlike their keys, or keys
+        # unlike those held, would be cast into the storage (another dtype) or copied into every
+        # row (a batch of 1), without a word. One check, of what comes against what it holds:
+        held = layout if start == 0 else _layout(self.keys)
+        check(end <= cap and layout == _layout(values) == held, lambda: f"{start} cached and "
+              f"{new} new positions pass the cache's max_tokens={cap}" if end > cap else
+              f"keys {layout}, values {_layout(values)} and the cache's {held} differ: reset() it")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout

@@ -113,10 +113,20 @@ def test_a_windowed_cache_keeps_the_window_less_one_and_counts_every_position():
     cache.reset()
     returned, _ = cache.update(keys[:, :, :2], keys[:, :, :2])
     assert returned.flatten().tolist() == [0.0, 1.0] and cache.length == 2
-    with pytest.raises(ValueError, match="window must be an integer >= 1"):
+    with pytest.raises(ValueError, match="window must be an int >= 1"):
         KVCache(10, window=0)
-    with pytest.raises(ValueError, match="window"):  # else a TypeError at the first update
-        KVCache(10, window=1.5)
+    for window in (1.5, 2.0):  # else a TypeError at the first update
+        with pytest.raises(ValueError, match="window"):
+            KVCache(10, window=window)
+
+
+def test_a_cache_refuses_values_unlike_their_keys_that_it_would_broadcast():
+    """A batch of 1 in values beside a batch of 2 in keys would be copied into both rows."""
+    keys = torch.zeros(2, 2, 3, 4)
+    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, .*\), values \(1, 2, 4, .*\) and"):
+        KVCache(10).update(keys, keys[:1])
+    with pytest.raises(ValueError, match="differ"):
+        KVCache(10).update(keys, keys.double())
 
 
 # Bad inputs: clear errors, nothing changed ----------------------------------------------
@@ -151,8 +161,8 @@ def test_a_cache_refuses_keys_of_another_dtype_that_it_would_cast(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     wider = torch.randn(2, 2, 1, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) differ from the "
-                                         r"cached \(2, 2, 4, torch\.float32"):
+    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) and the cache's "
+                                         r"\(2, 2, 4, torch\.float32"):
         cache.update(wider, wider.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 
@@ -163,7 +173,8 @@ def test_a_cache_refuses_a_batch_of_1_that_it_would_copy_into_every_row(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     one_row = torch.randn(1, 2, 1, 4)
-    with pytest.raises(ValueError, match=r"keys \(1, 2, 4, .*\) differ from the cached \(2, "):
+    with pytest.raises(ValueError, match=r"keys \(1, 2, 4, .*\), values \(1, 2, 4, .*\) and the "
+                                         r"cache's \(2, .*\) differ"):
         cache.update(one_row, one_row.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 

@@ -249,7 +249,7 @@ def validate_modern_config(cfg: dict) -> dict:
     n_heads unless given), before any weight is made. It refuses what a model would otherwise
     get wrong without a word (a key misspelt, a layer type misspelt, a RoPE base of 1) or
     refuse far from the key at fault; a value that a layer refuses as it is built is left to
-    that layer."""
+    that layer, even where PyTorch's message does not name the key (a hidden_dim of None)."""
     check_keys("configuration", cfg, MODERN_REQUIRED_KEYS, MODERN_OPTIONAL_KEYS)
     cfg = {**MODERN_OPTIONAL_KEYS, **cfg}
     if cfg["head_dim"] is None:  # a floor would build a narrower model than asked
