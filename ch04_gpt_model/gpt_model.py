@@ -137,11 +137,13 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 # %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
 
+import weakref  # noqa: E402 - which model a KV cache belongs to
+
 import psutil  # noqa: E402 - the machine's memory, for the causal masks' check
 
 from ch03_attention.kv_cache import KVCache  # noqa: E402
 from shared.architecture import validate_config
-from shared.checks import check, check_fits_context, check_kv_caches, check_token_ids  # noqa: E402
+from shared.checks import check, check_fits_context, check_token_ids  # noqa: E402
 
 
 # %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
@@ -192,18 +194,24 @@ class GPTModel(GPTModel_book):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches) -> int:
-        """Check in_idx and this model's kv_caches (check_kv_caches marks them); cached count."""
+        """Check in_idx, and that kv_caches are this model's; return how many tokens they hold."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        start = check_kv_caches(kv_caches, self, len(self.trf_blocks))
+        # another model's keys and values, even a same-shaped one's, would be read without a word
+        check(all(getattr(c, "model", None) == weakref.ref(self) for c in kv_caches or ()),
+              "kv_caches must come from this model's make_kv_caches")
+        start = kv_caches[0].length if kv_caches else 0
         check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
         return start
 
     def make_kv_caches(self, max_tokens=None):
-        """One empty KVCache per block, with room for max_tokens (default: the context)."""
+        """One empty KVCache per block, with room for max_tokens (default: the context), marked
+        as this model's (weakly: a cache does not keep its model alive)."""
         context_length = self.cfg["context_length"]
         max_tokens = context_length if max_tokens is None else int(max_tokens)  # 6.0 makes 6
-        check(max_tokens > 0, lambda: f"max_tokens must be > 0, got {max_tokens}")  # 0 is not "all"
-        return [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
+        caches = [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
+        for cache in caches:
+            cache.model = weakref.ref(self)  # equal to another reference only to this model
+        return caches
 
 
 # %% gpt_model.ipynb cell 66, 4.7.1 The final `GPTModel` (beyond the book)

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ch03_attention.attention import attend
-from ch03_attention.kv_cache import KVCache
 from ch04_gpt_model.gpt_model import GPTModel
 from shared.checks import check, check_divisible, check_keys
 
@@ -328,8 +327,10 @@ class ModernGPTModel(GPTModel):
 
     def make_kv_caches(self, max_tokens=None):
         """GPTModel's caches, windowed for the local layers: they keep window - 1 positions."""
-        return [KVCache(cache.max_tokens, window=block.att.window)
-                for cache, block in zip(super().make_kv_caches(max_tokens), self.trf_blocks)]
+        caches = super().make_kv_caches(max_tokens)
+        for cache, block in zip(caches, self.trf_blocks):
+            cache.window = block.att.window  # None for a global layer
+        return caches
 
 
 # %% beyond_3_modern_blocks.ipynb cell 45, 4.8.8 Gemma 3

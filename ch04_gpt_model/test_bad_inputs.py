@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt, tiny_qwen3
-from shared import validate_config
+from shared import KVCache, validate_config
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +39,20 @@ def test_an_unknown_key_or_a_flag_that_is_not_a_bool_is_refused_by_name(check_co
     assert cfg == kept  # the caller's dict is not touched
 
 
-def test_a_misspelt_key_gets_the_key_meant():  # exemplary wording
+def test_an_unknown_key_is_named_with_the_keys_known():  # exemplary wording
     with pytest.raises(ValueError) as refusal:
         GPTModel({**TINY, "tie_weight": True})
     assert str(refusal.value) == (
-        "unknown configuration key 'tie_weight' (did you mean 'tie_weights'?); the keys are "
+        "unknown configuration key 'tie_weight'; the keys are "
         "vocab_size, context_length, emb_dim, n_heads, n_layers, drop_rate, qkv_bias, "
         "tie_weights, sdpa")
 
 
-def test_a_missing_key_is_named():
+@pytest.mark.parametrize("key", ["qkv_bias", "vocab_size", "n_heads"])
+def test_a_missing_key_is_pythons_key_error_naming_it(key):
     cfg = dict(TINY)
-    del cfg["qkv_bias"]
-    with pytest.raises(ValueError, match="lacks qkv_bias"):
+    del cfg[key]
+    with pytest.raises(KeyError, match=key):
         GPTModel(cfg)
 
 
@@ -123,9 +124,11 @@ def test_a_bad_id_leaves_the_kv_caches_unchanged(model):
     assert all(torch.equal(c.keys[:, :, :3], k) for c, k in zip(caches, kept))
 
 
-def test_kv_caches_for_another_depth_are_refused(model):
-    with pytest.raises(ValueError, match=r"^kv_caches: 2 given, 1 needed \(one per block\)"):
-        model(torch.tensor([[1]]), tiny_gpt(n_layers=2).make_kv_caches())
+def test_kv_caches_this_model_did_not_make_are_refused(model):
+    for caches in (tiny_gpt(n_layers=2).make_kv_caches(), [KVCache(8)]):  # another's, by hand
+        with pytest.raises(ValueError, match=r"^kv_caches must come from this model's "
+                                             r"make_kv_caches$"):
+            model(torch.tensor([[1]]), caches)
 
 
 def test_tokens_past_the_context_after_the_cached_ones_are_refused(model):
@@ -147,23 +150,25 @@ def test_kv_caches_another_model_filled_are_refused_before_anything_changes(buil
         base(prompt, caches)
         # the filled positions only: the rest of the storage is uninitialised (it may hold nan)
         kept = [cache.keys[:, :, :3].clone() for cache in caches]
-        with pytest.raises(ValueError, match=r"^kv_caches hold 3 positions that another model "
-                                             r"cached; .* make_kv_caches$"):
+        with pytest.raises(ValueError, match=r"^kv_caches must come from this model's "):
             finetuned(torch.tensor([[4]]), caches)
         assert [cache.length for cache in caches] == [3] * len(caches)
         assert all(torch.equal(cache.keys[:, :, :3], k) for cache, k in zip(caches, kept))
         base(torch.tensor([[4]]), caches)  # the model that filled them goes on
         for cache in caches:
             cache.reset()
-        torch.testing.assert_close(finetuned(prompt, caches), finetuned(prompt))  # emptied: fine
+        with pytest.raises(ValueError, match="this model's make_kv_caches"):
+            finetuned(prompt, caches)  # emptied, but still the base model's
+        own = finetuned.make_kv_caches()
+        torch.testing.assert_close(finetuned(prompt, own), finetuned(prompt))
 
 
 # GPTModel.make_kv_caches -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("max_tokens", [0, -3])  # caches that could hold nothing
-def test_make_kv_caches_refuses_a_size_below_one(model, max_tokens):
-    with pytest.raises(ValueError, match="max_tokens"):
-        model.make_kv_caches(max_tokens)
+@pytest.mark.parametrize("max_tokens", [0, -3])  # caches that can hold nothing
+def test_caches_that_hold_nothing_name_max_tokens_at_the_first_token(model, max_tokens):
+    with pytest.raises(ValueError, match=rf"pass the cache's max_tokens={max_tokens}$"):
+        model(torch.tensor([[1]]), model.make_kv_caches(max_tokens))
 
 
 # generate_text_simple: the book's, without checks of its own; the model checks the prompt ------

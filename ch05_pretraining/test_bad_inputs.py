@@ -89,16 +89,13 @@ def test_a_context_size_past_the_models_is_refused_before_generating():
 
 
 def test_kv_caches_of_another_model_are_refused():
-    model, deeper = tiny_model(), tiny_model(n_layers=2)
-    with pytest.raises(ValueError, match=r"kv_caches: 2 given, 1 needed \(one per block\): make "
-                                         "them with this model's make_kv_caches"):
-        model(PROMPT, deeper.make_kv_caches())
-    wider = tiny_model(emb_dim=32)
-    caches = wider.make_kv_caches()
-    wider(PROMPT, caches)  # filled with another model's keys
-    with pytest.raises(ValueError, match=r"kv_caches hold 3 positions that another model cached"
-                                         r"; .* reset\(\) each cache"):
-        model(PROMPT, caches)
+    model = tiny_model()
+    for other in (tiny_model(n_layers=2), tiny_model(emb_dim=32)):
+        caches = other.make_kv_caches()
+        other(PROMPT, caches)  # filled with another model's keys
+        with pytest.raises(ValueError, match="kv_caches must come from this model's "
+                                             "make_kv_caches"):
+            model(PROMPT, caches)
 
 
 def fixed_logits(values):

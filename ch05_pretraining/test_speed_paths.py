@@ -142,8 +142,10 @@ def test_fast_decoder_refuses_what_the_model_refuses():
         decoder(torch.zeros(1, 5, dtype=torch.long), caches)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         decoder(torch.tensor([[97]]))
-    with pytest.raises(ValueError, match="max_tokens"):
-        decoder.make_kv_caches(0)
+    with pytest.raises(ValueError, match="max_tokens=0"):
+        decoder(torch.zeros(1, 2, dtype=torch.long), decoder.make_kv_caches(0))
+    with pytest.raises(ValueError, match="this model's make_kv_caches"):
+        decoder(torch.zeros(1, 2, dtype=torch.long), model.make_kv_caches())
 
 
 def test_fast_decoder_runs_a_hook_registered_for_every_module():

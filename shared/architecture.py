@@ -2,10 +2,10 @@
 check of the savers, `check_architecture(model, family, ...)`; and what keeps a saved state from
 loading.
 
-`GPTModel(cfg)` (4.7.1) calls `validate_config` first: a configuration with an unknown or
-missing key, or a flag that is not True or False, is refused, naming the key, before any weight
-is made. A bad count or rate is refused by the layer that gets it (nn.Linear, nn.Dropout,
-MultiHeadAttention's divisibility check).
+`GPTModel(cfg)` (4.7.1) calls `validate_config` first: a configuration with an unknown key, or
+a flag that is not True or False, is refused, naming the key, before any weight is made. A
+missing key is the KeyError of the first line that reads it, and a bad count or rate is refused
+by the layer that gets it (nn.Linear, nn.Dropout, MultiHeadAttention's divisibility check).
 
 A saver (GPT-2's files, 5.5.1; the open models' files, 5.9) writes a model's weights under
 names that describe one architecture. A model of another layout (a module of another class, a
@@ -24,20 +24,22 @@ tied weights), `optimizer_state_problems` (groups, options, per-weight state) an
 import torch
 from torch import nn
 
-from shared.checks import check, check_keys
+from shared.checks import check
 
 
 def validate_config(cfg: dict, optional_keys: dict | None = None,
                     required_keys: tuple | None = None) -> dict:
-    """A copy of cfg with the defaults of optional_keys filled in. An unknown or missing key
-    raises ValueError (a misspelt key would be ignored), and so does a flag that is not True or
-    False (qkv_bias="no" would be true); a bad count or rate is refused by the layer it builds.
-    The keys default to chapter 4's (GPTModel passes its own)."""
+    """A copy of cfg with the defaults of optional_keys filled in. An unknown key raises
+    ValueError (a misspelt key would be ignored), and so does a flag that is not True or False
+    (qkv_bias="no" would be true). A missing key is the KeyError of the layer that reads it, and
+    a bad count or rate that layer's refusal. The keys default to chapter 4's (GPTModel passes
+    its own)."""
     from shared import OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS  # chapter 4's: read when called
 
     optional_keys = OPTIONAL_CONFIG_KEYS if optional_keys is None else optional_keys
-    required_keys = REQUIRED_CONFIG_KEYS if required_keys is None else required_keys
-    check_keys("configuration", cfg, required_keys, optional_keys)
+    keys = [*(REQUIRED_CONFIG_KEYS if required_keys is None else required_keys), *optional_keys]
+    check(all(key in keys for key in cfg), lambda: "unknown configuration key "
+          f"{', '.join(repr(k) for k in cfg if k not in keys)}; the keys are {', '.join(keys)}")
     cfg = {**optional_keys, **cfg}
     flags = ["qkv_bias", *(k for k, v in optional_keys.items() if isinstance(v, bool))]
     check(all(isinstance(cfg[k], bool) for k in flags), lambda: "; ".join(

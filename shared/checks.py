@@ -8,8 +8,10 @@ argument, what would be valid, and the bad value (`token id 50257 is outside the
 
 import difflib
 import math
-import weakref
 from collections.abc import Iterable
+
+import torch
+from torch._subclasses.fake_tensor import is_fake
 
 
 def check(condition: bool, message, error: type[Exception] = ValueError) -> None:
@@ -62,9 +64,6 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     """Raise ValueError unless the tensor `ids` is (batch, tokens) and every id is in
     0 .. vocab_size - 1. The embedding's own error ("index out of range in self") names neither
     the id nor the vocabulary, and on a GPU it is an opaque device assert, reported later."""
-    import torch  # here, so that the checks above need nothing beyond the standard library
-    from torch._subclasses.fake_tensor import is_fake
-
     # one sequence without its batch axis would embed, then fail deep in attention's reshape;
     # an empty prompt (text_to_token_ids("") is float32) would be refused for its dtype
     check(ids.dim() == 2 and ids.shape[1] > 0, lambda: f"{name} must have shape (batch, tokens), "
@@ -106,21 +105,3 @@ def check_token_lists(name: str, batch) -> None:
     check(bad is None, lambda: f"item {bad[0]} of the {name} must be a non-empty list of token "
           f"ids, got {bad[1]!r} (a tensor's .tolist() gives one)",
           TypeError if bad and not isinstance(bad[1], list) else ValueError)
-
-
-def check_kv_caches(kv_caches, model, num_blocks: int) -> int:
-    """Raise unless kv_caches is None or one KVCache per block, each empty or filled by `model`
-    (another model's keys, even a same-shaped one's, would be read without a word); mark them
-    as `model`'s (weakly: they do not keep it alive) and return how many positions they hold."""
-    if not kv_caches:
-        return 0
-    check(len(kv_caches) == num_blocks, lambda: f"kv_caches: {len(kv_caches)} given, "
-          f"{num_blocks} needed (one per block): make them with this model's make_kv_caches")
-    owner = weakref.ref(model)  # equal to another reference only while it is the same model
-    ours = all(c.length == 0 or getattr(c, "filled_by", None) == owner for c in kv_caches)
-    check(ours, lambda: f"kv_caches hold {max(c.length for c in kv_caches)} positions that "
-          "another model cached; this model would read its keys and values as its own: reset() "
-          "each cache first, or make new ones with this model's make_kv_caches")
-    for cache in kv_caches:
-        cache.filled_by = owner
-    return kv_caches[0].length

@@ -14,7 +14,6 @@ from shared.checks import (
     check_fits_context,
     check_has_values,
     check_keys,
-    check_kv_caches,
     check_token_ids,
     check_token_lists,
 )
@@ -103,37 +102,6 @@ def test_check_fits_context_counts_the_cached_tokens_and_says_to_crop():
         check_fits_context(3, 6, cached=4, what="the layer")
     with pytest.raises(ValueError, match=r"the cache was built for max_tokens=6; crop"):
         check_fits_context(3, 6, cached=4, what="the cache", limit="max_tokens")
-
-
-def test_check_kv_caches_refuses_caches_another_model_filled():
-    class Cache:  # as KVCache: `length` positions held
-        length = 0
-
-    model, other = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
-    assert check_kv_caches(None, model, 2) == check_kv_caches([], model, 2) == 0
-    caches = [Cache(), Cache()]
-    assert check_kv_caches(caches, model, 2) == 0  # empty: any model may fill them
-    for cache in caches:
-        cache.length = 3
-    assert check_kv_caches(caches, model, 2) == 3  # the model that filled them goes on
-    with pytest.raises(ValueError) as refusal:
-        check_kv_caches(caches, other, 2)
-    assert str(refusal.value) == (
-        "kv_caches hold 3 positions that another model cached; this model would read its keys "
-        "and values as its own: reset() each cache first, or make new ones with this model's "
-        "make_kv_caches")
-    with pytest.raises(ValueError, match=r"^kv_caches: 1 given, 2 needed \(one per block\)"):
-        check_kv_caches(caches[:1], model, 2)
-    filled_elsewhere = Cache()
-    filled_elsewhere.length = 1  # filled without this check (by hand, or by a fast decoder)
-    with pytest.raises(ValueError, match="another model cached"):
-        check_kv_caches([filled_elsewhere], model, 1)
-    for cache in caches:
-        cache.length = 0  # reset(): empty again, so the other model may use them
-    assert check_kv_caches(caches, other, 2) == 0
-    with pytest.raises(ValueError, match="another model cached"):
-        caches[0].length = 2
-        check_kv_caches(caches, model, 2)
 
 
 @pytest.mark.parametrize("batch, error, message", [

@@ -23,8 +23,6 @@ from shared.data import PROJECT_ROOT
 
 # (importer, imported): why the companion needs another chapter's companion.
 ALLOWED_COMPANION_EDGES = {
-    ("ch04_gpt_model.modern", "ch03_attention.kv_cache"):
-        "ModernGPTModel decodes with chapter 3's KVCache, as GPTModel does",
     ("ch05_pretraining.open_weights", "ch04_gpt_model.modern"):
         "today's open models load into 4.8's ModernGPTModel: the companion's subject",
     ("ch05_pretraining.shakespeare", "ch02_text_data.bpe"):

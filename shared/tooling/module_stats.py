@@ -48,12 +48,10 @@ STANDALONE_TARGET = 12.0  # a chapter's standalone copy
 # only goes down and leaves once it is within its target (the test fails otherwise); while this
 # holds anything, the targets above are not yet met.
 NOT_YET_WITHIN_TARGET: dict[str, float] = {
-    # These copies carry chapter 4's GPTModel, whose KV caches, input and configuration checks
-    # (check_kv_caches, check_token_ids, check_fits_context, validate_config) are counted whole.
-    "standalone ch04_gpt_model": 25.4,
-    "standalone ch05_pretraining": 15.7,
-    "standalone ch06_classification": 14.1,
-    "standalone ch07_instructions": 13.6,
+    # Chapter 4's copy is its lesson module, whose GPTModel (4.7.1, the one every later chapter
+    # builds) carries its configuration, input and KV-cache checks (validate_config,
+    # check_token_ids, check_fits_context): in so small a copy they are a large share.
+    "standalone ch04_gpt_model": 18.9,
 }
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
