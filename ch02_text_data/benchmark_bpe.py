@@ -9,7 +9,7 @@ to train a 1,000-token vocabulary on The Verdict.
 
 With --long-runs, also times runs of 2,000, 20,000 and 200,000 random lowercase letters
 without spaces (each one chunk for the pre-tokenizer): our tokenizer (apply_merges_fast,
-cold cache) and tiktoken, median of the repeats, and the lesson's quadratic apply_merges
+cold cache) and tiktoken, median of the repeats, and the companion's quadratic apply_merges
 once, on 2,000 and 20,000 letters only (200,000, a hundred times 20,000's time, would take
 most of an hour). Each time comes with its growth per doubling of the length, (time ratio)
 ** (1 / log2(10)) between sizes ten apart: about 2 for linear work, 4 for quadratic. The ids

@@ -69,7 +69,8 @@ def _llama_qwen3_config(hf: dict) -> dict:
     if rope_type not in ("default", "llama3"):
         unsupported.append(f"RoPE scaling {rope_type!r} (only Llama 3's)")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-    kv_heads = hf.get("num_key_value_heads")  # absent or null: one per query head (0 is refused)
+    # absent or null: one per query head; 0 is refused as n_kv_groups
+    kv_heads = hf.get("num_key_value_heads")
     cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
            "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
            "n_layers": hf["num_hidden_layers"],

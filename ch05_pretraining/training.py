@@ -133,8 +133,9 @@ def train_model(
     clipping starts. after_step(step, train_losses, val_losses) runs after every step;
     progress=False prints nothing (no bar, losses or samples).
     """
-    # Without these, grad_accum_steps < 1 would take one step per epoch, a negative start_step
-    # or max_grad_norm would train uphill, and a missing tokenizer would fail after an epoch.
+    # Without these, a negative grad_accum_steps would take one step per epoch (0 divides by
+    # zero), a negative start_step or max_grad_norm would train uphill, and a missing tokenizer
+    # would fail after an epoch.
     check(grad_accum_steps >= 1 and start_step >= 0, lambda: f"grad_accum_steps must be >= 1 "
           f"and start_step >= 0, got {grad_accum_steps!r} and {start_step!r}")
     check(max_grad_norm is None or max_grad_norm > 0,
@@ -182,7 +183,7 @@ def train_model(
 
 def evaluate_losses(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                     eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
-    """The lesson's evaluate_model with any batch loss (chapter 6's, 5.8's chunked one), leaving
+    """The lesson's evaluate_model with any batch loss (5.8's chunked one, say), leaving
     the model in the mode it was in: the mean of loss_batch over the first eval_iter batches
     of each loader (nan for a loader without batches)."""
     was_training = model.training

@@ -83,8 +83,10 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
 
 
 def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
-    """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`)."""
-    check(value % by == 0, lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
+    """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`), which
+    must be positive (0 would be Python's ZeroDivisionError, naming neither)."""
+    check(by > 0 and value % by == 0,
+          lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
 
 
 def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,
