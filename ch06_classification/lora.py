@@ -23,7 +23,7 @@ class LoRALayer(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
         # alpha = 0 would scale every update to 0: nothing would train
-        check(0 < alpha < math.inf, lambda: f"alpha must be a positive number, got {alpha!r}")
+        check(0 < alpha < math.inf, lambda: f"alpha must be positive and finite, got {alpha!r}")
         super().__init__()
         self.A = nn.Parameter(torch.empty(in_dim, rank))
         # nn.Linear's initialisation: uniform in (-1/sqrt(fan_in), 1/sqrt(fan_in)), where

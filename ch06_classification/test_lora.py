@@ -138,7 +138,7 @@ def test_merge_lora_unties_a_head_tied_to_the_embedding():
 # alpha = 0 scales every update to 0, so nothing would train; a bad rank is left to PyTorch's
 # errors (a negative size) and Python's (a division by zero)
 LORA_BAD = [
-    (4, 0, ValueError, "alpha must be a positive number, got 0"),
+    (4, 0, ValueError, "alpha must be positive and finite, got 0"),
     (4, -8, ValueError, "alpha"),
     (4, float("nan"), ValueError, "alpha"),
     (4, float("inf"), ValueError, "alpha"),

@@ -77,7 +77,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     rewards, beta * (log pi - log pi_ref), are detached: they are for monitoring.
     """
     # beta <= 0 would ignore or invert the preferences
-    check(0 < beta < float("inf"), lambda: f"beta must be a positive number, got {beta!r}")
+    check(0 < beta < float("inf"), lambda: f"beta must be positive and finite, got {beta!r}")
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()

@@ -101,7 +101,8 @@ def query_ollama(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, s
     a local Ollama ends within twice `timeout` (beyond_2_judge.ipynb says when exactly).
     """
     # 0 would make the socket non-blocking, and its failure would read as "no server"
-    check(0 < timeout < float("inf"), lambda: f"timeout must be a positive number, got {timeout!r}")
+    check(0 < timeout < float("inf"),
+          lambda: f"timeout must be a positive finite number, got {timeout!r}")
     request = json.dumps({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -185,7 +186,8 @@ def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     # a url that is not one would otherwise read as "no server"
     if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
         raise ValueError(f"url must start with http:// or https://, got {url!r}")
-    check(0 < timeout < float("inf"), lambda: f"timeout must be a positive number, got {timeout!r}")
+    check(0 < timeout < float("inf"),
+          lambda: f"timeout must be a positive finite number, got {timeout!r}")
     tags = url.split("/api/")[0].rstrip("/").removesuffix("/api") + "/api/tags"
     try:
         status, _, reply = _request_with_body_deadline(tags, None, timeout)
