@@ -37,13 +37,14 @@ class KVCache:
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
         start, new, cap = self.length, keys.shape[2], self.max_tokens
         end, layout = start + new, _layout(keys)
-        # Past max_tokens, the write would fail deep in PyTorch; values unlike their keys, or keys
-        # unlike those held, would be cast into the storage (another dtype) or copied into every
-        # row (a batch of 1), without a word. One check, of what comes against what it holds:
+        # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
+        # unlike their keys, would be cast into the storage (another dtype) or copied into every
+        # row or position (a batch or a token of 1), without a word. One check of all three:
         held = layout if start == 0 else _layout(self.keys)
-        check(end <= cap and layout == _layout(values) == held, lambda: f"{start} cached and "
-              f"{new} new positions pass the cache's max_tokens={cap}" if end > cap else
-              f"keys {layout}, values {_layout(values)} and the cache's {held} differ: reset() it")
+        check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
+              f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
+              if end > cap else f"keys {layout} differ from the cache's {held}: reset() it first"
+              if layout != held else "values must have their keys' shape, dtype and device")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout
@@ -64,6 +65,11 @@ class KVCache:
         # copies: a view would keep all of `keys` (a long prompt's) in memory
         self.keys, self.values = keys[:, :, first_kept:].clone(), values[:, :, first_kept:].clone()
         return keys, values
+
+
+def _kind(tensor) -> tuple:
+    """A tensor's shape, dtype and device: what values share with their keys."""
+    return tensor.shape, tensor.dtype, tensor.device
 
 
 def _layout(tensor) -> tuple | None:

@@ -274,13 +274,14 @@ def validate_modern_config(cfg: dict) -> dict:
           lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
     # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local
     kinds = layer_types or ["global"] * cfg["n_layers"]
-    check(len(kinds) == cfg["n_layers"] and set(kinds) <= {"global", "local"}
-          and ("local" in kinds) == (window is not None), lambda: "layer_types must be n_layers="
-          f"{cfg['n_layers']} of 'global' and 'local', and sliding_window set exactly when one is "
-          f"local: got layer_types={layer_types!r}, sliding_window={window!r}")
+    check(len(kinds) == cfg["n_layers"] and set(kinds) <= {"global", "local"} and (window is None
+          if "local" not in kinds else type(window) is int and window >= 1), lambda: "layer_"
+          f"types must be n_layers={cfg['n_layers']} of 'global' and 'local', and sliding_window "
+          f"an int >= 1 exactly when one is local: got {layer_types!r}, sliding_window={window!r}")
     # Gemma 3's GeGLU (4.8.8); a mixture of experts' experts are SwiGLUs, silu only
-    check(cfg["ffn_activation"] in ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])],
-          lambda: f"unknown ffn_activation {cfg['ffn_activation']!r} ('silu', 'gelu_tanh')")
+    known = ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])]  # experts: ('silu',) only
+    check(cfg["ffn_activation"] in known,
+          lambda: f"ffn_activation must be one of {known}, got {cfg['ffn_activation']!r}")
     return cfg
 
 

@@ -295,6 +295,9 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     ({"layer_types": ["local", "global"], "sliding_window": 4}, "layer_types"),
     ({"layer_types": ["locl"], "sliding_window": 4}, "layer_types"),
     ({"layer_types": "local", "sliding_window": 4}, "layer_types"),  # 5 letters
+    # a window its cache could not keep: 2.0 fails at the cache's first slice, True subtracts
+    # a bool, 0 hides every key
+    *[({"layer_types": ["local"], "sliding_window": w}, "sliding_window=") for w in (2.0, True, 0)],
     ({"ffn_activation": "gelu"}, "ffn_activation"),  # would gate with silu without a word
     ({**MOE, "ffn_activation": "gelu_tanh"}, "ffn_activation"),  # the experts are SwiGLUs
 ])

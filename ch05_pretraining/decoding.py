@@ -196,8 +196,9 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     # (for 0.9) keeps every token; a penalty <= 0 rewards repeats.
     check(isinstance(max_new_tokens, int) and max_new_tokens >= 0,
           lambda: f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    check(0 < context_size <= (model_context or math.inf), lambda: f"context_size must be in "
-          f"1..{model_context} (the model's context length), got {context_size!r}")
+    check(0 < (context_size or 0) <= (model_context or math.inf), lambda: "context_size must be "
+          f"in 1..{model_context or 'any'} (a model's context length; a function from ids to "
+          f"logits has none, so it needs one), got {context_size!r}")
     vocab_size = getattr(model, "cfg", {}).get("vocab_size", math.inf)
     check(eos_id is None or isinstance(eos_id, int) and 0 <= eos_id < vocab_size, lambda: f"eos_id "
           f"must be a token id in 0..{vocab_size - 1}, such as tokenizer.eot_token, got {eos_id!r}")

@@ -204,8 +204,9 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     256 rows hold 51 MB of logits at GPT-2's vocabulary, in products still large enough to run
     fast; far fewer rows make thin, slow products.
     """
-    # Without these, a chunk_size < 1 gives an empty loop (a loss of 0), .long() truncates float
-    # targets, and targets of another shape are averaged over the wrong count.
+    # Without these, a negative chunk_size gives an empty loop (a loss of 0; 0 is range()'s
+    # error), .long() truncates float targets, and targets of another shape are averaged over
+    # the wrong count.
     check(chunk_size >= 1, lambda: f"chunk_size must be >= 1, got {chunk_size!r}")
     if targets.is_floating_point() or targets.dtype == torch.bool:
         raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")

@@ -82,10 +82,15 @@ def test_a_context_size_past_the_models_is_refused_before_generating():
     model = tiny_model()
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))
-    with pytest.raises(ValueError, match=r"context_size must be in 1..8 \(the model's context "
-                                         r"length\), got 9"):
+    with pytest.raises(ValueError, match=r"context_size must be in 1..8 \(a model's context "
+                                         r"length; .*\), got 9"):
         generate_text(model, PROMPT, 3, context_size=9)
     assert calls == []
+
+
+def test_a_function_from_ids_to_logits_without_a_context_size_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"context_size must be in 1..any .* got None"):
+        generate_text(fixed_logits([0.0, 1.0]), PROMPT, 3)
 
 
 def test_kv_caches_of_another_model_are_refused():

@@ -64,7 +64,7 @@ def check_token_ids(ids, name: str = "in_idx", vocab_size: int | None = None) ->
     """Raise ValueError unless the tensor `ids` is (batch, tokens) and every id is in
     0 .. vocab_size - 1. The embedding's own error ("index out of range in self") names neither
     the id nor the vocabulary, and on a GPU it is an opaque device assert, reported later."""
-    # one sequence without its batch axis would embed, then fail deep in attention's reshape;
+    # one sequence without its batch axis: an IndexError naming neither the argument nor the axis;
     # an empty prompt (text_to_token_ids("") is float32) would be refused for its dtype
     check(ids.dim() == 2 and ids.shape[1] > 0, lambda: f"{name} must have shape (batch, tokens), "
           f"with at least one token (a prompt cannot be empty), got {tuple(ids.shape)}"

@@ -51,7 +51,7 @@ NOT_YET_WITHIN_TARGET: dict[str, float] = {
     # Chapter 4's copy is its lesson module, whose GPTModel (4.7.1, the one every later chapter
     # builds) carries its configuration, input and KV-cache checks (validate_config,
     # check_token_ids, check_fits_context): in so small a copy they are a large share.
-    "standalone ch04_gpt_model": 18.9,
+    "standalone ch04_gpt_model": 19.0,
 }
 
 VALIDATOR = re.compile(r"_?(check|validate)\w*|\w*_problems")
