@@ -3,7 +3,7 @@
 # marked `#| export model_sizes`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_final_model.ipynb cell 20, 4.7.2 All four GPT-2 sizes, without allocating them
+# %% beyond_2_final_model.ipynb cell 21, 4.7.2 All four GPT-2 sizes, without allocating them
 
 """Chapter 4, beyond the book: where the parameters of GPT-2's sizes sit
 (beyond_2_final_model.ipynb)."""
