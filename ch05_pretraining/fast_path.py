@@ -3,7 +3,7 @@
 # marked `#| export fast_path`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_5_fast_paths.ipynb cell 10, 5.7.1 What limits decoding speed
+# %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
 
 """Chapter 5, beyond the book, sections 5.7.1 and 5.8: the fast paths. FastDecoder generates
 token by token with a copy of a model whose linear layers hold their weights as the products of
@@ -21,7 +21,7 @@ from torch import nn
 from shared.checks import check, check_has_values
 
 
-# %% beyond_5_fast_paths.ipynb cell 11, 5.7.1 What limits decoding speed
+# %% beyond_5_fast_paths.ipynb cell 12, 5.7.1 What limits decoding speed
 
 class BFloat16Linear(nn.Module):
     """An nn.Linear computed from a bfloat16 copy of its weight: half the bytes read per token.
@@ -95,7 +95,7 @@ class FastDecoder:
         return getattr(self.model, name)
 
 
-# %% beyond_5_fast_paths.ipynb cell 24, 5.8.2 Seven switches
+# %% beyond_5_fast_paths.ipynb cell 27, 5.8.2 Seven switches
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -121,7 +121,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 32, 5.8.3 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 37, 5.8.3 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
