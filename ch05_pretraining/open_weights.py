@@ -333,7 +333,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 37, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 38, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -413,7 +413,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 39, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 40, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
