@@ -3,7 +3,7 @@
 # marked `#| export training`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_4_training.ipynb cell 8, Chapter 5, beyond the book: warmup, cosine decay and gradie...
+# %% beyond_4_training.ipynb cell 10, Chapter 5, beyond the book: warmup, cosine decay and gradi...
 
 """Chapter 5, beyond the book: the book's appendix D (warmup, cosine decay and gradient
 clipping) in a second training loop, train_model, with the hooks longer runs need, and the
@@ -40,19 +40,21 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, Device], torch.Tensor]
 _NEEDS_TOKENIZER = "start_context needs a tokenizer to encode it and decode the samples"
 
 
-# %% beyond_4_training.ipynb cell 10, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 12, 5.6 Warmup, cosine decay and gradient clipping
 
 def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
                     initial_lr: float = 0.0, min_lr: float = 0.0, *,
                     peak_name: str = "peak_lr") -> Callable[[int], float]:
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`
     (peak_name: what the messages call the peak)."""
-    # Each would give another curve without a word: a warmup past the run's end never reaches
-    # the peak, a negative rate trains uphill, a warmup or decay past the peak runs backwards.
+    # Each would give another curve without a word: a warmup longer than the run stops short of
+    # the peak (one exactly as long ends one increment below it), a negative rate trains
+    # uphill, a warmup or decay past the peak runs backwards.
     check(0 <= warmup_steps <= total_steps, lambda: f"warmup_steps must be in 0..total_steps "
           f"({total_steps}), got {warmup_steps!r}")
-    check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) and "
-          f"min_lr ({min_lr}) must be >= 0, min_lr at most {peak_name} ({peak_lr})")
+    check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}), "
+          f"min_lr ({min_lr}) and {peak_name} must be >= 0, and min_lr at most {peak_name} "
+          f"({peak_lr})")
     check(not warmup_steps or initial_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) must "
           f"not exceed {peak_name} ({peak_lr}): a warmup rises from initial_lr to the peak. Pass "
           f"an initial_lr of at most {peak_lr} (0, or a tenth of the peak), or warmup_steps=0")
@@ -65,7 +67,7 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     return lr_at
 
 
-# %% beyond_4_training.ipynb cell 13, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 15, 5.6 Warmup, cosine decay and gradient clipping
 
 def batches_per_step(loader: Iterable[Batch], grad_accum_steps: int = 1) -> Iterator[list[Batch]]:
     """Lists of `grad_accum_steps` batches (the last may be shorter): one per optimizer step."""
@@ -112,7 +114,7 @@ def optimizer_step(model: nn.Module, batches: list[Batch], optimizer: torch.opti
     optimizer.step()
 
 
-# %% beyond_4_training.ipynb cell 14, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 16, 5.6 Warmup, cosine decay and gradient clipping
 
 def train_model(
         model: nn.Module, train_loader: Loader, val_loader: Loader,
@@ -179,7 +181,7 @@ def train_model(
     return train_losses, val_losses, track_seen, track_lrs
 
 
-# %% beyond_4_training.ipynb cell 16, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 18, 5.6 Warmup, cosine decay and gradient clipping
 
 def evaluate_losses(model: nn.Module, train_loader: Loader, val_loader: Loader, device: Device,
                     eval_iter: int, loss_batch: LossFn = calc_loss_batch) -> tuple[float, float]:
@@ -230,7 +232,7 @@ def train_model_simple_hooked(
     return train_losses, val_losses, seen
 
 
-# %% beyond_4_training.ipynb cell 20, 5.6 Warmup, cosine decay and gradient clipping
+# %% beyond_4_training.ipynb cell 23, 5.6 Warmup, cosine decay and gradient clipping
 
 def find_highest_gradient(model: nn.Module) -> torch.Tensor | None:
     """The largest entry of any parameter's gradient (None before the first backward pass)."""

@@ -68,9 +68,20 @@ from shared.utils import (
 
 
 def lesson_setup(classifier_path="review_classifier.pth") -> SimpleNamespace:
-    """The lesson's data, settings and finetuned classifier (`model`), in its profile. The
-    classifier is read from classifier_path, which the lesson's 6.8 writes; when the file
-    is absent it is trained as the lesson's 6.7 trains it, quietly, and saved there."""
+    """The lesson's data, settings and finetuned classifier, in its profile (LLM_COURSE_PROFILE):
+    the splits, datasets and loaders of 6.2 and 6.3, the training settings of 6.4,
+    build_language_model (6.4's model, before its head is replaced), build_classifier (6.8's)
+    and `model`, the classifier finetuned in 6.7.
+
+    `model`'s weights are read from classifier_path, which the lesson's 6.8 writes, whichever
+    run wrote it (a quick run's too: delete the file to retrain; the other profile's fails to
+    load). When the file is absent the classifier is trained with 6.7's settings, seed and
+    steps, quietly, and saved there, so a companion never trains what the lesson saved. In the
+    default profile that is the lesson's classifier; in the book profile the lesson draws its
+    new head from another random state than build_classifier does, so a classifier trained
+    here starts from another head and ends with other numbers. The splits are made again (they
+    take a second) rather than read from the lesson's CSV files, which the course's quick test
+    run rewrites."""
     profile = os.environ.get("LLM_COURSE_PROFILE", "default")
     quick = os.environ.get("LLM_COURSE_QUICK") == "1"  # the course's tests
     device = get_device() if profile == "book" else torch.device("cpu")  # as in 6.4
