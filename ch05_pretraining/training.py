@@ -52,9 +52,8 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     # uphill, a warmup or decay past the peak runs backwards.
     check(0 <= warmup_steps <= total_steps, lambda: f"warmup_steps must be in 0..total_steps "
           f"({total_steps}), got {warmup_steps!r}")
-    check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}), "
-          f"min_lr ({min_lr}) and {peak_name} must be >= 0, and min_lr at most {peak_name} "
-          f"({peak_lr})")
+    check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}), min_lr "
+          f"({min_lr}) and {peak_name} ({peak_lr}) must be >= 0, min_lr at most {peak_name}")
     check(not warmup_steps or initial_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}) must "
           f"not exceed {peak_name} ({peak_lr}): a warmup rises from initial_lr to the peak. Pass "
           f"an initial_lr of at most {peak_lr} (0, or a tenth of the peak), or warmup_steps=0")
