@@ -54,7 +54,8 @@ def test_train_model_takes_a_low_rate_without_a_warmup_from_above_it(change):
 
 def test_train_model_names_the_optimizers_rate_when_min_lr_is_above_it():
     optimizer = torch.optim.AdamW(tiny_gpt().parameters(), lr=5e-7)
-    with pytest.raises(ValueError, match=r"min_lr.* at most the optimizer's lr \(5e-07\)"):
+    with pytest.raises(ValueError, match=r"the optimizer's lr \(5e-07\) must be >= 0, "
+                                         r"min_lr at most the optimizer's lr"):
         run(tiny_gpt(), optimizer, batches())
 
 
