@@ -48,8 +48,8 @@ def cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int = 0,
     """Learning rate per step: linear warmup to `peak_lr`, then cosine decay to `min_lr`
     (peak_name: what the messages call the peak)."""
     # Each would give another curve without a word: a warmup longer than the run stops short of
-    # the peak (one exactly as long ends one increment below it), a negative rate trains
-    # uphill, a warmup or decay past the peak runs backwards.
+    # the peak (one exactly as long, which is allowed, ends one increment below it), a negative
+    # rate trains uphill, a warmup or decay past the peak runs backwards.
     check(0 <= warmup_steps <= total_steps, lambda: f"warmup_steps must be in 0..total_steps "
           f"({total_steps}), got {warmup_steps!r}")
     check(initial_lr >= 0 and 0 <= min_lr <= peak_lr, lambda: f"initial_lr ({initial_lr}), min_lr "
