@@ -205,8 +205,8 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     fast; far fewer rows make thin, slow products.
     """
     # Without these, a negative chunk_size gives an empty loop (a loss of 0; 0 is range()'s
-    # error), .long() truncates float targets, and targets of another shape are averaged over
-    # the wrong count.
+    # error), .long() truncates float targets, and targets of another count would be averaged
+    # wrongly (one shape, hidden's without its last axis, keeps the rows aligned).
     check(chunk_size >= 1, lambda: f"chunk_size must be >= 1, got {chunk_size!r}")
     if targets.is_floating_point() or targets.dtype == torch.bool:
         raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")
