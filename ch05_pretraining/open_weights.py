@@ -120,7 +120,8 @@ def _gemma3_config(hf: dict) -> dict:
     unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
                     if kind not in _GEMMA3_LAYER_TYPES]
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-    # null would be taken as the default, head_dim, silently (transformers has no default)
+    # null would be taken as our default, head_dim, silently (transformers fills in 256 only
+    # for an absent key, and cannot compute with null)
     check(hf["query_pre_attn_scalar"] is not None, "query_pre_attn_scalar is null in config.json")
     cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
            "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
@@ -495,7 +496,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
 
 def check_open_model(model) -> None:
-    """Refuse, saying what to do instead, a model that save_open_model would write wrongly:
+    """Refuse, naming what differs, a model that save_open_model would write wrongly:
     anything of another layout than ModernGPTModel(model.cfg) (check_architecture), such as a
     GPTModel, a classifier or a model with unmerged LoRA adapters."""
     check_architecture(model, ModernGPTModel, "save_open_model",
