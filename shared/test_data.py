@@ -228,9 +228,9 @@ def test_structural_check_without_a_checksum(monkeypatch, tmp_path, server):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda b: b[:5], ""),  # json's errors: the header is cut short or is not JSON
-    (lambda b: (10**12).to_bytes(8, "little") + b[8:], ""),
-    (lambda b: b[:8] + b"{" * (len(b) - 8), ""),
+    (lambda b: b[:5], None),  # json's errors (any message): the header is cut short or not JSON
+    (lambda b: (10**12).to_bytes(8, "little") + b[8:], None),
+    (lambda b: b[:8] + b"{" * (len(b) - 8), None),
     (lambda b: b + b"extra", "the header describes"),
 ])
 def test_check_safetensors_names_the_problem(tmp_path, damage, message):
