@@ -104,7 +104,7 @@ def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
     positions, itself included."""
     end = start + num_queries  # one past the last query's position
     num_keys = end if num_keys is None else num_keys
-    check(0 < num_keys <= end, lambda: f"num_keys must be in 1..{end}, got num_keys={num_keys}")
+    check(0 < num_keys <= end or end == 0, lambda: f"num_keys must be in 1..{end}, got {num_keys}")
     check(window is None or window >= 1, lambda: f"window must be >= 1, got window={window}")
     queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
     keys = torch.arange(end - num_keys, end, device=device)  # a row of positions
@@ -156,7 +156,7 @@ class MultiHeadAttention(nn.Module):
                  num_heads: int, qkv_bias: bool = False, use_sdpa: bool = False):
         super().__init__()
         check(type(num_heads) is int and num_heads >= 1 and d_out % num_heads == 0,
-              lambda: f"d_out ({d_out}) must be divisible by num_heads ({num_heads!r})")
+              lambda: f"num_heads must be a positive int dividing d_out={d_out}, got {num_heads!r}")
         self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
         self.use_sdpa = use_sdpa
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)

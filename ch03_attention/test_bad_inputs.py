@@ -30,10 +30,10 @@ def test_multi_head_attention_refuses_heads_that_do_not_split_d_out(num_heads):
         build(num_heads=num_heads)
 
 
-def test_multi_head_attention_names_both_numbers():
+def test_multi_head_attention_names_both_numbers():  # exemplary wording
     with pytest.raises(ValueError) as refusal:
         build(num_heads=3)
-    assert str(refusal.value) == "d_out (8) must be divisible by num_heads (3)"
+    assert str(refusal.value) == "num_heads must be a positive int dividing d_out=8, got 3"
 
 
 # MultiHeadAttention.forward(x) --------------------------------------------------------------
@@ -56,11 +56,17 @@ def test_forward_does_not_rely_on_the_projections_being_linear_layers():
 # causal_mask(num_queries, start, num_keys, window) ------------------------------------------
 
 @pytest.mark.parametrize("change, error, name", [
-    ({"num_keys": 6}, ValueError, "num_keys=6"),  # only 5 positions up to the last query
-    ({"num_keys": 0}, ValueError, "num_keys=0"),
+    ({"num_keys": 6}, ValueError, "num_keys must be in 1..5, got 6"),  # 5 positions up to the last
+    ({"num_keys": 0}, ValueError, "num_keys must be in 1..5, got 0"),
     ({"window": 0}, ValueError, "window=0"),
     ({"window": 0.5}, ValueError, "window=0.5"),
 ])
 def test_causal_mask_refuses_keys_it_cannot_place(change, error, name):
     with pytest.raises(error, match=name):
         causal_mask(2, 3, **change)
+
+
+@pytest.mark.parametrize("use_sdpa", [False, True])
+def test_an_input_of_no_tokens_gives_no_outputs_as_the_books_class_does(use_sdpa):
+    out = build(use_sdpa=use_sdpa)(torch.rand(2, 0, 8))
+    assert out.shape == (2, 0, 8)

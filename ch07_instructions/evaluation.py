@@ -88,6 +88,8 @@ def finetuned_instruction_run(profile: str | None = None, *, quick: bool | None 
         small = os.environ.get("LLM_COURSE_GPT2_SMALL") == "1"
         gpt2_source = gpt2_source or os.environ.get("LLM_COURSE_GPT2_CHECKPOINT") or (
             "gpt2-small (124M)" if small else "gpt2-medium (355M)")
+    else:
+        gpt2_source = None  # the default profile loads no GPT-2, whatever was passed
     device = get_device() if profile == "book" else torch.device("cpu")
     tokenizer = tiktoken.get_encoding("gpt2")
     data = load_instruction_data()
@@ -126,7 +128,8 @@ def _finetuned(base_model, path, train_data, val_data, tokenizer, context_length
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     else:  # section 7.6: train_model with no warmup, a constant rate and no clipping makes
-        # exactly train_model_simple's updates; with start_context=None it prints nothing
+        # exactly train_model_simple's updates; with start_context=None and progress=False it
+        # prints nothing
         collate = partial(custom_collate_fn, allowed_max_length=context_length, device=device)
         train_loader = DataLoader(InstructionDataset(train_data, tokenizer), collate_fn=collate,
                                   batch_size=training["batch_size"], shuffle=True,
