@@ -104,7 +104,8 @@ def causal_mask(num_queries: int, start: int, num_keys: int | None = None,
     positions, itself included."""
     end = start + num_queries  # one past the last query's position
     num_keys = end if num_keys is None else num_keys
-    check(0 < num_keys <= end or end == 0, lambda: f"num_keys must be in 1..{end}, got {num_keys}")
+    check(0 < num_keys <= end or num_keys == end == 0,  # an input of no tokens: no keys
+          lambda: f"num_keys must be in 1..{end}, got {num_keys}")
     check(window is None or window >= 1, lambda: f"window must be >= 1, got window={window}")
     queries = torch.arange(start, end, device=device)[:, None]  # a column of positions
     keys = torch.arange(end - num_keys, end, device=device)  # a row of positions

@@ -178,7 +178,8 @@ class GPTModel(GPTModel_book):
     def hidden_states(self, in_idx, kv_caches=None):
         """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits;
         with kv_caches (from make_kv_caches), in_idx continues the tokens already cached."""
-        start = self._check_input(in_idx, kv_caches)  # how many tokens are cached
+        start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
+        self._check_input(in_idx, kv_caches, start)
         positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for i, block in enumerate(self.trf_blocks):
@@ -193,15 +194,15 @@ class GPTModel(GPTModel_book):
             x = x[:, -1:]
         return self.out_head(x)
 
-    def _check_input(self, in_idx, kv_caches) -> int:
-        """Check in_idx, and that kv_caches are this model's; return how many tokens they hold."""
+    def _check_input(self, in_idx, kv_caches, start: int) -> None:
+        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        # another model's keys and values, even a same-shaped one's, would be read without a word
-        check(all(getattr(c, "model", None) == weakref.ref(self) for c in kv_caches or ()),
-              "kv_caches must come from this model's make_kv_caches")
-        start = kv_caches[0].length if kv_caches else 0
+        # another model's keys and values, even a same-shaped one's, or a part of the list (its
+        # caches would fall out of step), would be read without a word
+        check(not kv_caches or len(kv_caches) == len(self.trf_blocks) and all(
+            getattr(c, "model", lambda: None)() is self for c in kv_caches),
+            "kv_caches must be the list this model's make_kv_caches returned")
         check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
-        return start
 
     def make_kv_caches(self, max_tokens=None):
         """One empty KVCache per block, with room for max_tokens (default: the context), marked
@@ -210,7 +211,7 @@ class GPTModel(GPTModel_book):
         max_tokens = context_length if max_tokens is None else int(max_tokens)  # 6.0 makes 6
         caches = [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
         for cache in caches:
-            cache.model = weakref.ref(self)  # equal to another reference only to this model
+            cache.model = weakref.ref(self)  # called, it gives this model while it lives
         return caches
 
 

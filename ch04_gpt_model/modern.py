@@ -310,7 +310,8 @@ class ModernGPTModel(GPTModel):
             self.out_head.weight = self.tok_emb.weight
 
     def hidden_states(self, in_idx, kv_caches=None):
-        start = self._check_input(in_idx, kv_caches)
+        start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
+        self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
         freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
         rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens)

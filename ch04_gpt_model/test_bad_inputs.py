@@ -124,10 +124,20 @@ def test_a_bad_id_leaves_the_kv_caches_unchanged(model):
     assert all(torch.equal(c.keys[:, :, :3], k) for c, k in zip(caches, kept))
 
 
+def test_a_part_of_the_models_caches_is_refused_before_any_is_written():
+    # block 0 would fill its cache and block 1 fail: the list, out of step, read wrongly after
+    model, ids = tiny_gpt(n_layers=2), torch.tensor([[1, 2, 3]])
+    caches = model.make_kv_caches()
+    for part in (caches[:1], caches + model.make_kv_caches()):
+        with pytest.raises(ValueError, match="the list this model's make_kv_caches returned"):
+            model(ids, part)
+    assert [cache.length for cache in caches] == [0, 0]
+
+
 def test_kv_caches_this_model_did_not_make_are_refused(model):
     for caches in (tiny_gpt(n_layers=2).make_kv_caches(), [KVCache(8)]):  # another's, by hand
-        with pytest.raises(ValueError, match=r"^kv_caches must come from this model's "
-                                             r"make_kv_caches$"):
+        with pytest.raises(ValueError, match=r"^kv_caches must be the list this model's "
+                                             r"make_kv_caches returned$"):
             model(torch.tensor([[1]]), caches)
 
 
@@ -150,7 +160,7 @@ def test_kv_caches_another_model_filled_are_refused_before_anything_changes(buil
         base(prompt, caches)
         # the filled positions only: the rest of the storage is uninitialised (it may hold nan)
         kept = [cache.keys[:, :, :3].clone() for cache in caches]
-        with pytest.raises(ValueError, match=r"^kv_caches must come from this model's "):
+        with pytest.raises(ValueError, match=r"^kv_caches must be the list this model's "):
             finetuned(torch.tensor([[4]]), caches)
         assert [cache.length for cache in caches] == [3] * len(caches)
         assert all(torch.equal(cache.keys[:, :, :3], k) for cache, k in zip(caches, kept))

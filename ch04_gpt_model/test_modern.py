@@ -295,8 +295,8 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     ({"layer_types": ["local", "global"], "sliding_window": 4}, "layer_types"),
     ({"layer_types": ["locl"], "sliding_window": 4}, "layer_types"),
     ({"layer_types": "local", "sliding_window": 4}, "layer_types"),  # 5 letters
-    # a window its cache could not keep: 2.0 fails at the cache's first slice, True subtracts
-    # a bool, 0 hides every key
+    # a window that is not an int >= 1: 2.0 fails at the cache's first slice, True is not an
+    # int, 0 is refused only at the first forward pass, as causal_mask's window
     *[({"layer_types": ["local"], "sliding_window": w}, "sliding_window=") for w in (2.0, True, 0)],
     ({"ffn_activation": "gelu"}, "ffn_activation"),  # would gate with silu without a word
     ({**MOE, "ffn_activation": "gelu_tanh"}, "ffn_activation"),  # the experts are SwiGLUs
@@ -324,8 +324,8 @@ def test_a_rope_base_of_one_gets_its_message():  # exemplary wording
 
 def test_grouped_query_attention_refuses_groups_that_do_not_divide_its_heads():
     # its own arguments' names: built alone, no configuration names them
-    with pytest.raises(ValueError, match=r"^num_heads \(5\) must be divisible by num_kv_groups "
-                                         r"\(2\)$"):
+    with pytest.raises(ValueError, match=r"^num_kv_groups must be a positive count dividing "
+                                         r"num_heads \(5\), got 2$"):
         GroupedQueryAttention(16, num_heads=5, num_kv_groups=2, head_dim=4)
 
 

@@ -37,7 +37,7 @@ PROMPT = torch.tensor([[1, 2, 3]])
 
 
 @pytest.mark.parametrize("change", [
-    {"max_new_tokens": -1}, {"max_new_tokens": 2.5},  # make_kv_caches would name max_tokens
+    {"max_new_tokens": -1}, {"max_new_tokens": 2.5},  # the prompt back, or range()'s error
     {"context_size": 0}, {"context_size": -4}, {"context_size": 0, "use_cache": False},
     {"temperature": -1.0}, {"temperature": float("nan")}, {"repetition_penalty": 0},
     {"top_p": 0}, {"top_p": 9}, {"top_p": float("nan")}, {"min_p": 1.5}, {"min_p": -0.1},
@@ -98,8 +98,8 @@ def test_kv_caches_of_another_model_are_refused():
     for other in (tiny_model(n_layers=2), tiny_model(emb_dim=32)):
         caches = other.make_kv_caches()
         other(PROMPT, caches)  # filled with another model's keys
-        with pytest.raises(ValueError, match="kv_caches must come from this model's "
-                                             "make_kv_caches"):
+        with pytest.raises(ValueError, match="kv_caches must be the list this model's "
+                                             "make_kv_caches returned"):
             model(PROMPT, caches)
 
 

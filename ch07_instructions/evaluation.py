@@ -83,13 +83,14 @@ def finetuned_instruction_run(profile: str | None = None, *, quick: bool | None 
     profile LLM_COURSE_GPT2_CHECKPOINT or LLM_COURSE_GPT2_SMALL)."""
     profile = profile or os.environ.get("LLM_COURSE_PROFILE", "default")
     settings = LESSON_SETTINGS[profile]
+    # the default profile loads no GPT-2: a gpt2_source would be ignored without a word
+    check(profile == "book" or gpt2_source is None, lambda: f"gpt2_source is the book profile's "
+          f"(LLM_COURSE_PROFILE=book), got {gpt2_source!r} in profile {profile!r}")
     quick = os.environ.get("LLM_COURSE_QUICK") == "1" if quick is None else quick
     if profile == "book":
         small = os.environ.get("LLM_COURSE_GPT2_SMALL") == "1"
         gpt2_source = gpt2_source or os.environ.get("LLM_COURSE_GPT2_CHECKPOINT") or (
             "gpt2-small (124M)" if small else "gpt2-medium (355M)")
-    else:
-        gpt2_source = None  # the default profile loads no GPT-2, whatever was passed
     device = get_device() if profile == "book" else torch.device("cpu")
     tokenizer = tiktoken.get_encoding("gpt2")
     data = load_instruction_data()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ch07_instructions.evaluation import (
+    finetuned_instruction_run,
     rouge_l_scores,
     sequence_logprobs,
 )
@@ -102,3 +103,9 @@ def test_response_logprobs_scores_the_response_only_and_keeps_the_mode():
     assert scores.shape == (2,) and (scores < 0).all() and model.training
     alone = response_logprobs(model, entries[1:], tokenizer, batch_size=1)
     assert torch.allclose(scores[1:], alone, atol=1e-5)  # padding changes nothing
+
+
+def test_a_gpt2_source_outside_the_book_profile_is_refused_before_anything_runs():
+    # the default profile builds its own small model: the GPT-2 asked for would be ignored
+    with pytest.raises(ValueError, match="gpt2_source is the book profile's"):
+        finetuned_instruction_run("default", gpt2_source="gpt2-small (124M)")

@@ -86,7 +86,7 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
     """Raise unless the count `value` (of `name`) is a multiple of `by` (of `by_name`), which
     must be positive (0 would be Python's ZeroDivisionError, naming neither)."""
     check(by > 0 and value % by == 0,
-          lambda: f"{name} ({value}) must be divisible by {by_name} ({by})")
+          lambda: f"{by_name} must be a positive count dividing {name} ({value}), got {by}")
 
 
 def check_fits_context(num_tokens: int, context_length: int, cached: int = 0,

@@ -87,7 +87,7 @@ def test_check_divisible_names_both_arguments_and_values():
     check_divisible("d_out", 9, "num_heads", 3)
     with pytest.raises(ValueError) as refusal:
         check_divisible("d_out", 8, "num_heads", 3)
-    assert str(refusal.value) == "d_out (8) must be divisible by num_heads (3)"
+    assert str(refusal.value) == "num_heads must be a positive count dividing d_out (8), got 3"
 
 
 def test_check_fits_context_counts_the_cached_tokens_and_says_to_crop():
