@@ -88,6 +88,10 @@ def test_check_divisible_names_both_arguments_and_values():
     with pytest.raises(ValueError) as refusal:
         check_divisible("d_out", 8, "num_heads", 3)
     assert str(refusal.value) == "num_heads must be a positive count dividing d_out (8), got 3"
+    for by in (0, -2):  # unchecked, 0 is a ZeroDivisionError; -2 divides 8 but counts nothing
+        with pytest.raises(ValueError, match=f"^num_kv_groups must be a positive count dividing "
+                                             f"num_heads \\(8\\), got {by}$"):
+            check_divisible("num_heads", 8, "num_kv_groups", by)
 
 
 def test_check_fits_context_counts_the_cached_tokens_and_says_to_crop():
