@@ -209,7 +209,8 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     headers, before any tensor is read; a tensor of another shape than the config implies, or one
     the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
-    check(dtype is None or dtype.is_floating_point, f"dtype must be floating-point, got {dtype}")
+    check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,  # not "bf16"
+          lambda: f"dtype must be a floating-point torch.dtype (torch.bfloat16), got {dtype!r}")
     _, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)

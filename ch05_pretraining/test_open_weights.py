@@ -107,6 +107,8 @@ def test_a_tied_checkpoint_with_a_stored_head_loads_and_a_bad_dtype_is_refused(t
     assert model.out_head.weight is model.tok_emb.weight
     with pytest.raises(ValueError, match="dtype"):  # an integer dtype would truncate every weight
         load_open_model(tmp_path, dtype=torch.int8)
+    with pytest.raises(ValueError, match="dtype must be a floating-point torch.dtype"):
+        load_open_model(tmp_path, dtype="bfloat16")  # a str: an AttributeError naming neither
 
 
 def test_weights_of_several_dtypes_are_refused_naming_the_file_unless_a_dtype_is_given(tmp_path):

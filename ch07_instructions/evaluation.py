@@ -167,8 +167,10 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
 # %% beyond_1_measuring.ipynb cell 23, 7.6.2 What the finetuning bought, measured
 
 def response_logprobs(model, entries: list, tokenizer, *, batch_size: int = 8,
-                      allowed_max_length: int | None = None, device="cpu") -> torch.Tensor:
-    """log p(output | prompt) of each entry under `model`: a tensor of len(entries)."""
+                      allowed_max_length: int | None = None, device=None) -> torch.Tensor:
+    """log p(output | prompt) of each entry under `model`: a tensor of len(entries), on
+    `device` (default: the model's)."""
+    device = next(model.parameters()).device if device is None else device
     dataset = InstructionDataset(entries, tokenizer, mask_instruction=True)
     collate = partial(custom_collate_fn, allowed_max_length=allowed_max_length, device=device)
     was_training = model.training

@@ -451,8 +451,7 @@ def chapter_7_instructions():
                                          max_new_tokens=3, eos_id=0, progress=False)
     assert all(isinstance(entry["model_response"], str) for entry in data)
     gpt2_sized = tiny_gpt(vocab_size=50257, context_length=256).to(GPU)  # pads with id 50256
-    assert on_the_gpu(shared.response_logprobs(gpt2_sized, instruction_entries(), CharTokenizer(),
-                                               device=GPU))
+    assert on_the_gpu(shared.response_logprobs(gpt2_sized, instruction_entries(), CharTokenizer()))
 
 
 @case
