@@ -31,7 +31,7 @@ TINY_GPT = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, 
 
 def tiny_gpt(seed=0, **change):
     """A tiny GPT (`TINY_GPT` with `change`), initialised from `seed`, in eval mode."""
-    from ch04_gpt_model.gpt_model import GPTModel  # on first use, after the run's numerics pins
+    from ch04_gpt_model.final_model import GPTModel  # on first use, after the run's numerics pins
 
     torch.manual_seed(seed)
     return GPTModel({**TINY_GPT, **change}).eval()

@@ -8,14 +8,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ch04_gpt_model.gpt_model import (
-    GPT2_SIZES,
-    GPTModel,
-    LayerNorm,
-    TransformerBlock,
-    count_parameters,
-    gpt2_config,
-)
+from ch04_gpt_model import final_model
+from ch04_gpt_model.final_model import GPT2_SIZES, gpt2_config
+from ch04_gpt_model.gpt_model import GPTModel, LayerNorm, TransformerBlock, count_parameters
 from shared import MultiHeadAttention
 from shared.exercises import NOT_TRIED, property_exercise, value_exercise
 
@@ -223,7 +218,7 @@ _RATE_SETTINGS = [
 
 def _rates_text(cfg):
     shown = ", ".join(f"{key}={cfg[key]}" for key in (*_RATE_KEYS.values(), "drop_rate"))
-    return shown + (" and sdpa=True (4.7.1's fused attention, beyond the book)"
+    return shown + (" and sdpa=True (chapter 3's fused attention, beyond the book)"
                     if cfg.get("sdpa") else "")
 
 
@@ -263,10 +258,7 @@ def _three_dropouts_problem(make_model):
 
 
 def _example_models():
-    class Right(GPTModel):  # 4.7.1's GPTModel refuses unknown keys: the three are added
-        OPTIONAL_CONFIG_KEYS = {**GPTModel.OPTIONAL_CONFIG_KEYS, "drop_rate_emb": 0.0,
-                                "drop_rate_shortcut": 0.0, "drop_rate_attn": 0.0}
-
+    class Right(GPTModel):  # the lesson's (the book's) GPTModel, as the exercise asks
         def __init__(self, cfg):
             for key in _RATE_KEYS.values():
                 if not 0 <= cfg[key] < 1:
@@ -306,7 +298,7 @@ def _example_models():
 
 
 @property_exercise("4.3", hints=[
-    "Find the three places where GPTModel_book (4.6) and TransformerBlock (4.5) create their "
+    "Find the three places where GPTModel (4.6) and TransformerBlock (4.5) create their "
     "dropout modules, and the attribute each is kept in; the attention's is inside chapter 3's "
     "MultiHeadAttention.",
     "After super().__init__(cfg), each of the three places holds a dropout built with drop_rate: "
@@ -328,7 +320,7 @@ def three_dropout_rates(make_model):
 def _medium_shapes():
     captured = {}
     with torch.device("meta"):
-        model = GPTModel(gpt2_config(MEDIUM))
+        model = final_model.GPTModel(gpt2_config(MEDIUM))  # last_only is the final model's
         ids = torch.zeros(3, 6, dtype=torch.long)
         hooks = [model.tok_emb.register_forward_hook(
                      lambda m, i, output: captured.update(embedding=tuple(output.shape))),
@@ -364,7 +356,7 @@ def medium_shapes():
 @functools.cache
 def _embedding_share(size, tie):
     with torch.device("meta"):
-        model = GPTModel(gpt2_config(size, tie_weights=tie))
+        model = final_model.GPTModel(gpt2_config(size, tie_weights=tie))
     return count_parameters(model.tok_emb) / count_parameters(model)
 
 

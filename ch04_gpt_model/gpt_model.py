@@ -94,8 +94,8 @@ class TransformerBlock(nn.Module):
 
 # %% gpt_model.ipynb cell 41, 4.6 Coding the GPT model
 
-class GPTModel_book(nn.Module):
-    """The book's GPTModel: 4.1's skeleton with real blocks and norm; GPTModel subclasses it."""
+class GPTModel(nn.Module):
+    """4.1's skeleton with real blocks and norm: token ids (batch, tokens) to logits."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -135,114 +135,13 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return idx
 
 
-# %% gpt_model.ipynb cell 60, 4.7.1 The final `GPTModel` (beyond the book)
-
-import weakref  # noqa: E402 - which model a KV cache belongs to
-
-import psutil  # noqa: E402 - the machine's memory, for the causal masks' check
-
-from ch03_attention.kv_cache import KVCache  # noqa: E402
-from shared.architecture import validate_config
-from shared.checks import check, check_fits_context, check_token_ids  # noqa: E402
-
-
-# %% gpt_model.ipynb cell 61, 4.7.1 The final `GPTModel` (beyond the book)
-
-REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                        "drop_rate", "qkv_bias")
-OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
-
-
-# %% gpt_model.ipynb cell 62, 4.7.1 The final `GPTModel` (beyond the book)
-
-class GPTModel(GPTModel_book):
-    """4.6's model, checked configuration, tie_weights, sdpa, KV caches, last_only logits."""
-
-    # a subclass that reads more keys: {**GPTModel.OPTIONAL_CONFIG_KEYS, "key": default}
-    OPTIONAL_CONFIG_KEYS = OPTIONAL_CONFIG_KEYS
-
-    def __init__(self, cfg: dict):
-        cfg = validate_config(cfg, self.OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS)
-        masks = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)  # bytes (3.5.3's masks)
-        check(masks < psutil.virtual_memory().total or torch.get_default_device().type == "meta",
-              lambda: f"context_length {cfg['context_length']:,}: the causal masks exceed memory")
-        super().__init__(cfg)  # 4.6's layers, in its order: a seed gives GPTModel_book's weights
-        self.cfg = cfg
-        if cfg["tie_weights"]:
-            # N(0, 1) rows would give logits of std ~sqrt(emb_dim): start at GPT-2's scales
-            with torch.no_grad():
-                self.tok_emb.weight.mul_(0.02)
-                self.pos_emb.weight.mul_(0.01)
-            self.out_head.weight = self.tok_emb.weight
-
-    def hidden_states(self, in_idx, kv_caches=None):
-        """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits;
-        with kv_caches (from make_kv_caches), in_idx continues the tokens already cached."""
-        start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
-        self._check_input(in_idx, kv_caches, start)
-        positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
-        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
-        for i, block in enumerate(self.trf_blocks):
-            x = block(x, kv_caches[i] if kv_caches else None)
-        return self.final_norm(x)
-
-    def forward(self, in_idx, kv_caches=None, last_only=False):
-        """Logits (batch, tokens, vocab) for the token ids in_idx (batch, tokens); last_only: the
-        last position's alone, (batch, 1, vocab), all that generation needs."""
-        x = self.hidden_states(in_idx, kv_caches)
-        if last_only:  # the head is ~1/4 of untied GPT-2 small: skip it where nobody looks
-            x = x[:, -1:]
-        return self.out_head(x)
-
-    def _check_input(self, in_idx, kv_caches, start: int) -> None:
-        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made."""
-        check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
-        # another model's keys and values, even a same-shaped one's, or a part of the list (its
-        # caches would fall out of step), would be read without a word
-        check(not kv_caches or len(kv_caches) == len(self.trf_blocks) and all(
-            getattr(c, "model", lambda: None)() is self for c in kv_caches),
-            "kv_caches must be the list this model's make_kv_caches returned")
-        check_fits_context(in_idx.shape[1], self.cfg["context_length"], start)
-
-    def make_kv_caches(self, max_tokens=None):
-        """One empty KVCache per block, with room for max_tokens (default: the context), marked
-        as this model's (weakly: a cache does not keep its model alive)."""
-        context_length = self.cfg["context_length"]
-        max_tokens = context_length if max_tokens is None else int(max_tokens)  # 6.0 makes 6
-        caches = [KVCache(min(max_tokens, context_length)) for _ in self.trf_blocks]
-        for cache in caches:
-            cache.model = weakref.ref(self)  # called, it gives this model while it lives
-        return caches
-
-
-# %% gpt_model.ipynb cell 66, 4.7.1 The final `GPTModel` (beyond the book)
-
-GPT2_SIZES = {
-    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
-
-
-def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
-    """GPT_CONFIG_124M with the dimensions of one of GPT2_SIZES (another is GPT2_SIZES'
-    KeyError), then `overrides`."""
-    return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
-
-
 __all__ = [
     'GPT_CONFIG_124M',
     'LayerNorm',
     'GELU',
     'FeedForward',
     'TransformerBlock',
-    'GPTModel_book',
+    'GPTModel',
     'count_parameters',
     'generate_text_simple',
-    'REQUIRED_CONFIG_KEYS',
-    'OPTIONAL_CONFIG_KEYS',
-    'GPTModel',
-    'GPT2_SIZES',
-    'gpt2_config',
 ]

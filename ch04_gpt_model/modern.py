@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ch03_attention.attention import attend
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.final_model import GPTModel
 from shared.checks import check, check_divisible, check_keys
 
 

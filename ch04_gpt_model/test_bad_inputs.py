@@ -1,5 +1,5 @@
-"""Bad inputs to chapter 4's GPT (gpt_model.py), a table per public function: each mistake gets
-an error of its type that names the argument (or the key, or the token id), before anything
+"""Bad inputs to chapter 4's final GPT (final_model.py), a table per public function: each mistake
+gets an error of its type that names the argument (or the key, or the token id), before anything
 changes. Exact wording is asserted for a few exemplary messages only."""
 
 import re
@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
+from ch04_gpt_model.final_model import GPTModel
+from ch04_gpt_model.gpt_model import generate_text_simple
 from conftest import TINY_GPT as TINY
 from conftest import tiny_gpt, tiny_qwen3
 from shared import KVCache, validate_config

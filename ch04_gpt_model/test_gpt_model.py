@@ -1,5 +1,6 @@
-"""Tests of chapter 4's GPT model: compatibility with the book's model, its configuration,
-tying (bad inputs: test_bad_inputs.py)."""
+"""Tests of chapter 4's GPT models: the lesson's (gpt_model.py, the book's) and the final one
+that extends it (final_model.py): compatibility with the book's package, the final model's
+configuration, tying and options (bad inputs: test_bad_inputs.py)."""
 
 import hashlib
 import math
@@ -8,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+from ch04_gpt_model import gpt_model as lesson
+from ch04_gpt_model.final_model import GPTModel, gpt2_config
 from ch04_gpt_model.gpt_model import (
     GELU,
     GPT_CONFIG_124M,
-    GPTModel,
     LayerNorm,
     count_parameters,
     generate_text_simple,
-    gpt2_config,
 )
 from conftest import TINY_GPT
 
@@ -156,11 +157,16 @@ def book_model(config):
     return oracle.GPTModel(config)
 
 
-def test_same_seed_gives_the_books_initial_weights_and_logits():
+BOTH_MODELS = pytest.mark.parametrize("model_class", [lesson.GPTModel, GPTModel],
+                                      ids=["lesson", "final"])
+
+
+@BOTH_MODELS
+def test_same_seed_gives_the_books_initial_weights_and_logits(model_class):
     torch.manual_seed(123)
     book = book_model(TINY)
     torch.manual_seed(123)
-    ours = GPTModel(TINY)
+    ours = model_class(TINY)
     assert list(book.state_dict()) == list(ours.state_dict())
     for key, value in book.state_dict().items():
         assert torch.equal(value, ours.state_dict()[key]), key
@@ -171,18 +177,19 @@ def test_same_seed_gives_the_books_initial_weights_and_logits():
     torch.testing.assert_close(book.eval()(ids), ours.eval()(ids), rtol=1e-5, atol=1e-6)
 
 
-def test_checkpoints_move_between_the_books_model_and_ours(tmp_path):
+@BOTH_MODELS
+def test_checkpoints_move_between_the_books_model_and_ours(tmp_path, model_class):
     torch.manual_seed(1)
     book = book_model(TINY).eval()
     torch.save(book.state_dict(), tmp_path / "book.pth")
-    ours = GPTModel(TINY).eval()
+    ours = model_class(TINY).eval()
     result = ours.load_state_dict(torch.load(tmp_path / "book.pth", weights_only=True))
     assert not result.missing_keys and not result.unexpected_keys
     ids = tokens()
     torch.testing.assert_close(ours(ids), book(ids))
 
     torch.manual_seed(2)
-    ours_trained = GPTModel(TINY).eval()
+    ours_trained = model_class(TINY).eval()
     torch.save(ours_trained.state_dict(), tmp_path / "ours.pth")
     book.load_state_dict(torch.load(tmp_path / "ours.pth", weights_only=True))
     torch.testing.assert_close(book(ids), ours_trained(ids))

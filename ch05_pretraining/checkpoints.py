@@ -161,7 +161,7 @@ def lesson_run(model_config: dict, training: dict, train_loader: Iterable, val_l
     """The lesson's 5.2 run, (model, optimizer, (train_losses, val_losses, tokens_seen)): read
     from `path` (the lesson writes it in 5.4) if it holds a run of these settings, else trained
     as the lesson trains it and saved there, replacing another settings' run (a cache)."""
-    from ch04_gpt_model.gpt_model import GPTModel  # the lesson's
+    from ch04_gpt_model.final_model import GPTModel  # as the lesson's run
     from ch05_pretraining.pretraining import train_model_simple
     from shared.utils import set_seed
 

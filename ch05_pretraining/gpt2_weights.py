@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import (
+from ch04_gpt_model.final_model import (
     GPT2_SIZES,
     GPTModel,
     gpt2_config,

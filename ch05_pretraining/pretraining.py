@@ -188,7 +188,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from ch04_gpt_model.gpt_model import gpt2_config
+from ch04_gpt_model.final_model import gpt2_config
 
 
 BOOK_GPT2_SIZES = {"124M": "gpt2-small (124M)", "355M": "gpt2-medium (355M)",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ch02_text_data.bpe import BPETokenizer
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.final_model import GPTModel
 from ch05_pretraining.gpt2_weights import (
     load_gpt2,
     save_gpt2_safetensors,

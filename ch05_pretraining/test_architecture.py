@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
+from ch04_gpt_model.final_model import GPTModel
+from ch04_gpt_model.gpt_model import GELU, FeedForward, LayerNorm, TransformerBlock
 from ch04_gpt_model.modern import ModernGPTModel
 from ch05_pretraining.gpt2_weights import (
     gpt2_tensors,

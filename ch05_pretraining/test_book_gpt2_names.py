@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.final_model import GPTModel
 from ch05_pretraining import pretraining
 from ch05_pretraining.gpt2_weights import gpt2_tensors, save_gpt2_safetensors
 from ch05_pretraining.pretraining import (

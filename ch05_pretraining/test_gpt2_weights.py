@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 import transformers
 
-from ch04_gpt_model.gpt_model import GPTModel
+from ch04_gpt_model.final_model import GPTModel
 from ch05_pretraining.gpt2_weights import (
     download_gpt2_weights,
     load_gpt2,

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ch04_gpt_model.gpt_model import GPTModel, generate_text_simple
+from ch04_gpt_model.final_model import GPTModel
+from ch04_gpt_model.gpt_model import generate_text_simple
 from ch05_pretraining.decoding import (
     MinP,
     RepetitionPenalty,

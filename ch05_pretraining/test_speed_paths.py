@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ch04_gpt_model.gpt_model import GPTModel, TransformerBlock
+from ch04_gpt_model.final_model import GPTModel
+from ch04_gpt_model.gpt_model import TransformerBlock
 from ch04_gpt_model.modern import ModernBlock, SwiGLU
 from ch05_pretraining import fast_path
 from ch05_pretraining.decoding import generate_text

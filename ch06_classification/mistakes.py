@@ -46,7 +46,7 @@ from types import SimpleNamespace
 import tiktoken
 from torch.utils.data import DataLoader
 
-from ch04_gpt_model.gpt_model import (
+from ch04_gpt_model.final_model import (
     GPTModel,
     gpt2_config,
 )

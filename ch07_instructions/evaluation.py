@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ch04_gpt_model.gpt_model import (
+from ch04_gpt_model.final_model import (
     GPTModel,
     gpt2_config,
 )

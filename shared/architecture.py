@@ -2,10 +2,11 @@
 check of the savers, `check_architecture(model, family, ...)`; and what keeps a saved state from
 loading.
 
-`GPTModel(cfg)` (4.7.1) calls `validate_config` first: a configuration with an unknown key, or
-a flag that is not True or False, is refused, naming the key, before any weight is made. A
-missing key is the KeyError of the first line that reads it, and a bad count or rate is refused
-by the layer that gets it (nn.Linear, nn.Dropout, MultiHeadAttention's divisibility check).
+Chapter 4's final `GPTModel(cfg)` calls `validate_config` first: a configuration with an unknown
+key, or a flag that is not True or False, is refused, naming the key, before any weight is made.
+A missing key is the KeyError of the first line that reads it, and a bad count or rate is
+refused by the layer that gets it (nn.Linear, nn.Dropout, MultiHeadAttention's divisibility
+check).
 
 A saver (GPT-2's files, 5.5.1; the open models' files, 5.9) writes a model's weights under
 names that describe one architecture. A model of another layout (a module of another class, a
@@ -21,6 +22,7 @@ tied weights), `optimizer_state_problems` (groups, options, per-weight state) an
 `generator_problems` (the random generators' states, against this machine's).
 """
 
+import psutil
 import torch
 from torch import nn
 
@@ -31,9 +33,10 @@ def validate_config(cfg: dict, optional_keys: dict | None = None,
                     required_keys: tuple | None = None) -> dict:
     """A copy of cfg with the defaults of optional_keys filled in. An unknown key raises
     ValueError (a misspelt key would be ignored), and so does a flag that is not True or False
-    (qkv_bias="no" would be true). A missing key is the KeyError of the layer that reads it, and
-    a bad count or rate that layer's refusal. The keys default to chapter 4's (GPTModel passes
-    its own)."""
+    (qkv_bias="no" would be true), and a context_length whose causal masks (3.5.3's, one per
+    block) exceed this machine's memory: building them would swap, or end the process, without
+    an error. A missing key is the KeyError of the layer that reads it, and a bad count or rate
+    that layer's refusal. The keys default to chapter 4's (GPTModel passes its own)."""
     from shared import OPTIONAL_CONFIG_KEYS, REQUIRED_CONFIG_KEYS  # chapter 4's: read when called
 
     optional_keys = OPTIONAL_CONFIG_KEYS if optional_keys is None else optional_keys
@@ -45,6 +48,9 @@ def validate_config(cfg: dict, optional_keys: dict | None = None,
     check(all(isinstance(cfg[k], bool) for k in flags), lambda: "; ".join(
         f"{k} must be True or False, got {cfg[k]!r}" for k in flags
         if not isinstance(cfg[k], bool)), TypeError)
+    masks = 4 * cfg["context_length"] ** 2 * (cfg["n_layers"] + 1)  # bytes, in float32
+    check(masks < psutil.virtual_memory().total or torch.get_default_device().type == "meta",
+          lambda: f"context_length {cfg['context_length']:,}: the causal masks exceed memory")
     return cfg
 
 

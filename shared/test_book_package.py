@@ -9,7 +9,9 @@ whose book names come from the course:
 - every name the book's module defines at its top level is taken from `shared` (the course's
   one import surface), except a name in `shared.BOOK_NAMES_REDEFINED` (chapter 6's
   `calc_loss_batch`, ...), which comes from the course module of the chapter that redefines
-  it (appendix D is taught in chapter 5, appendix E in chapter 6);
+  it (appendix D is taught in chapter 5, appendix E in chapter 6), and one in
+  `shared.BOOK_NAMES_EXTENDED` (`GPTModel`), which comes from the lesson that teaches it,
+  not from the companion that extends it;
 - the package's bonus variants, which the book's chapters do not teach (`GPTModelFast`,
   `PyTorchMultiHeadAttention`, the `kv_cache` package, ...), stay the package's own, and
   the book's tests of them are not run;
@@ -71,7 +73,7 @@ def book_names(module: str) -> list[str]:
 
 def course_object(module: str, name: str):
     """The course's object for the book's `module`.`name`; AttributeError if there is none."""
-    if name in shared.BOOK_NAMES_REDEFINED:
+    if name in shared.BOOK_NAMES_REDEFINED + shared.BOOK_NAMES_EXTENDED:
         for course_module in shared.CHAPTER_MODULES:
             if course_module.startswith(BOOK_MODULES[module] + "."):
                 found = importlib.import_module(course_module)
@@ -175,8 +177,9 @@ RUNNER = textwrap.dedent("""
     pin_numerics()
     harness.serve_downloads_from_the_course_data()
     harness.install_the_course_as_the_book()
-    import llms_from_scratch.ch04, shared  # the book's names are the course's; bonus, the book's
-    assert llms_from_scratch.ch04.GPTModel is shared.GPTModel
+    import llms_from_scratch.ch04  # the book's names are the course's; bonus, the book's
+    from ch04_gpt_model import gpt_model  # the lesson's GPTModel is the book's
+    assert llms_from_scratch.ch04.GPTModel is gpt_model.GPTModel
     assert llms_from_scratch.ch04.GPTModelFast.__module__ == "llms_from_scratch.ch04"
     sys.exit(pytest.main(sys.argv[1:]))
 """)

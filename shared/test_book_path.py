@@ -46,6 +46,7 @@ import pytest
 if __name__ == "__main__":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shared import BOOK_NAMES_EXTENDED  # noqa: E402
 from shared.test_first_use import _relative, _Uses, exported_names  # noqa: E402
 from shared.tooling import notebooks  # noqa: E402
 
@@ -311,6 +312,8 @@ def lesson_companion_violations(chapter: Path) -> list[str]:
     exports, and every export marker that breaks the one-module-each rule."""
     lesson = notebooks.lesson_notebook(chapter)
     exported = companion_exports(chapter)
+    lesson_names = set(notebooks.public_names(ast.parse(
+        notebooks.export_source(lesson) or "")))
     problems = []
     for index, cell in enumerate(nbformat.read(lesson, as_version=4).cells):
         if cell.cell_type != "code":
@@ -319,13 +322,11 @@ def lesson_companion_violations(chapter: Path) -> list[str]:
             problems.append(f"{_relative(lesson)}: cell {index} exports to "
                             f"{notebooks.export_target(lesson, cell, index)}.py: a lesson "
                             "exports only its own module (plain `#| export`)")
-        for name in sorted(_course_names_used(cell.source) & set(exported)):
+        for name in sorted(_course_names_used(cell.source) & set(exported) - lesson_names):
             companion, module = exported[name]
             problems.append(f"{_relative(lesson)}: cell {index} uses {name}, which "
                             f"{_relative(companion)} exports ({module}.py): the lesson must "
                             "run without its companions")
-    lesson_names = set(notebooks.public_names(ast.parse(
-        notebooks.export_source(lesson) or "")))
     for companion in notebooks.companion_notebooks(chapter):
         modules = set()
         for index, cell in enumerate(nbformat.read(companion, as_version=4).cells):
@@ -336,7 +337,9 @@ def lesson_companion_violations(chapter: Path) -> list[str]:
                 problems.append(f"{_relative(companion)}: cell {index}: a companion marks its "
                                 "exported cells `#| export <its module>`, not the lesson's")
             modules.add(module)
-            for name in sorted(set(exported_names(cell)) & lesson_names):
+            # a book class the companion extends keeps the book's name (BOOK_NAMES_EXTENDED)
+            for name in sorted(set(exported_names(cell)) & lesson_names
+                               - set(BOOK_NAMES_EXTENDED)):
                 problems.append(f"{_relative(companion)}: cell {index} rebinds the lesson's "
                                 f"{name}: give the companion's version a name of its own")
         if len(modules) > 1:

@@ -23,7 +23,7 @@ header naming the source, followed by an `__all__` of the public names they defi
 marked `#| export <module>` goes to `<module>.py` in the same folder instead, so one notebook
 can teach several modules. Each block is preceded by a `# %% <notebook> cell N, <section>`
 line naming the cell it came from. A cell's `from shared import X` becomes, in the module, an
-import of X from the module that defines it (`from ch04_gpt_model.gpt_model import GPTModel`,
+import of X from the module that defines it (`from ch04_gpt_model.final_model import GPTModel`,
 `from shared.checks import check`): the notebook reads as a learner writes, the modules show
 what uses what.
 Check: the module equals a fresh export and the notebook is normalised (see `normalize`).
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import nbformat
 
-from shared import BOOK_NAMES_REDEFINED, CHAPTER_MODULES
+from shared import BOOK_NAMES_EXTENDED, BOOK_NAMES_REDEFINED, CHAPTER_MODULES
 from shared.data import PROJECT_ROOT, prepare_tiktoken_cache
 from shared.tooling.command_line import CommandParser, run_main
 from shared.tooling.numerics import pin_numerics
@@ -248,7 +248,7 @@ def public_names(tree: ast.Module) -> list[str]:
 
 # Where a module's import goes -------------------------------------------------------------------
 # A notebook imports the course through `from shared import X`, as a learner does. Its generated
-# module imports X from the module that defines it (`from ch04_gpt_model.gpt_model import
+# module imports X from the module that defines it (`from ch04_gpt_model.final_model import
 # GPTModel`, `from shared.checks import check`), so that the modules show their real graph:
 # what imports what is read from the files, not hidden behind the facade's lazy lookup.
 
@@ -284,7 +284,7 @@ def shared_origins() -> dict[str, tuple[str, str]]:
     """What `from shared import X` gives: X's defining module and its name there. The facade's
     own imports (`check` from shared.checks) and definitions, then each chapter module's
     exports as its notebook defines them (the book's names redefined later: the first
-    chapter's, as `shared` gives them)."""
+    chapter's, and a book class a companion extends: the extension, as `shared` gives them)."""
     origins: dict[str, tuple[str, str]] = {}
     for node in ast.parse(FACADE_PATH.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared."):
@@ -301,7 +301,7 @@ def shared_origins() -> dict[str, tuple[str, str]]:
         defined.update(exported_names(notebook))
     for module in CHAPTER_MODULES:
         for name in defined.get(module, []):
-            if name not in origins or (
+            if name not in origins or name in BOOK_NAMES_EXTENDED or (
                     name not in BOOK_NAMES_REDEFINED and origins[name][0] == "shared"):
                 origins[name] = (module, name)
     return origins
@@ -391,21 +391,26 @@ def rewrite_block(block, origins, comments, where) -> tuple[int, int, str]:
                 split.add(module)
             if name not in by_module[module]:
                 by_module[module].append(name)
-            if position == 0 and node.lineno in comments:
-                notes.setdefault(module, [])
-                if comments[node.lineno] not in notes[module]:
-                    notes[module].append(comments[node.lineno])
+            if position == 0 and node.lineno in comments:  # an alias keeps its own comment
+                key = name if alias.asname else module
+                notes.setdefault(key, [])
+                if comments[node.lineno] not in notes[key]:
+                    notes[key].append(comments[node.lineno])
     indent = " " * block[0].col_offset
     statements = []
     for module in sorted(by_module, key=str.lower):
         plain = sorted((n for n in by_module[module] if " as " not in n), key=import_name_key)
         aliased = sorted((n for n in by_module[module] if " as " in n), key=import_name_key)
-        note = "  ".join(notes.get(module, []))
-        if plain:
-            statements.append(import_statement(indent, module, plain, note, module in split))
-            note = ""
-        statements += [import_statement(indent, module, [name], note if i == 0 else "")
-                       for i, name in enumerate(aliased)]
+        # one statement for the plain names, one per alias, ordered as ruff's isort orders
+        # them: by their first name (CONSTANTS, Classes, the rest); a comment on the cell's
+        # import goes to the module's first statement, an alias's comment stays with it
+        parts = ([(plain, "")] if plain else []) + [([name], name) for name in aliased]
+        parts.sort(key=lambda part: import_name_key(part[0][0]))
+        note = notes.get(module, [])
+        for i, (names, alias_key) in enumerate(parts):
+            text = "  ".join([*notes.get(alias_key, []), *(note if i == 0 else [])])
+            statements.append(import_statement(indent, module, names, text,
+                                               bool(plain) and names is plain and module in split))
     return block[0].lineno, block[-1].end_lineno, "\n".join(statements)
 
 
@@ -443,14 +448,17 @@ def facade_stub_source() -> str:
                 lines.append(f"{name} = {getattr(shared, name)!r}")
     lines.append("")
     lines.append("# Every chapter's exports, as `from shared import X` finds them at run time.")
-    seen: set[str] = set()
-    for module_name in CHAPTER_MODULES:
+    exported: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}  # a book name redefined later: `shared` gives the first; a
+    for module_name in CHAPTER_MODULES:  # book class a companion extends: the extension
         path = PROJECT_ROOT / Path(*module_name.split(".")).with_suffix(".py")
-        if not path.exists():
-            continue
-        names = [n for n in public_names(ast.parse(path.read_text(encoding="utf-8")))
-                 if n not in seen]  # a book name redefined later: `shared` gives the first
-        seen.update(names)
+        if path.exists():
+            exported[module_name] = public_names(ast.parse(path.read_text(encoding="utf-8")))
+            for name in exported[module_name]:
+                if name not in owner or name in BOOK_NAMES_EXTENDED:
+                    owner[name] = module_name
+    for module_name, public in exported.items():
+        names = [name for name in public if owner[name] == module_name]
         lines.append(f"from {module_name} import (")
         lines.extend(f"    {name} as {name}," for name in names)
         lines.append(")")

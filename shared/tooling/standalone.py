@@ -242,7 +242,7 @@ def standalone_source(chapter: str | Path) -> str:
         {id(d): d for info in modules.values() for d in info.definitions
          if any((d.module, n) in wanted for n in d.names)}.values(),
         key=lambda d: (list(modules).index(d.module), d.order))
-    rename_book_redefinitions(chosen)
+    name_aliases(chosen, modules, resolve, rename_book_redefinitions(chosen))
     defined: dict[str, str] = {}
     for definition in chosen:
         for name in definition.names:
@@ -310,8 +310,10 @@ def standalone_source(chapter: str | Path) -> str:
     body += offline
     previous = last = None
     for definition in chosen:
-        if definition.module != previous:
-            body += [f"# ---- {source_label(definition.module)} " + "-" * 40, "", ""]
+        if definition.module != previous:  # two blank lines above a module's code, as below
+            while body and not body[-1]:
+                body.pop()
+            body += ["", "", f"# ---- {source_label(definition.module)} " + "-" * 40, "", ""]
             previous = definition.module
         elif not (last and is_simple_assignment(definition) and is_simple_assignment(last)):
             body += ["", ""]
@@ -439,21 +441,41 @@ def lesson_imports(module_name: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
-def rename_book_redefinitions(chosen: list[Definition]) -> None:
-    """A book name that a later chapter defines again (shared.BOOK_NAMES_REDEFINED, such as
-    chapter 6's calc_loss_batch): in one file the earlier chapter's copy, where it is defined
-    and used, becomes private, `_calc_loss_batch`, and the later chapter's keeps the name."""
-    from shared import BOOK_NAMES_REDEFINED
+def rename_book_redefinitions(chosen: list[Definition]) -> dict[tuple[str, str], str]:
+    """A book name defined again later (shared.BOOK_NAMES_REDEFINED, such as chapter 6's
+    calc_loss_batch, or BOOK_NAMES_EXTENDED, chapter 4's GPTModel, which a companion
+    subclasses): in one file the earlier module's copy, where it is defined and used, becomes
+    private, `_calc_loss_batch`, and the later one keeps the name. Returns the renames."""
+    from shared import BOOK_NAMES_EXTENDED, BOOK_NAMES_REDEFINED
 
-    for name in BOOK_NAMES_REDEFINED:
+    renamed = {}
+    for name in BOOK_NAMES_REDEFINED + BOOK_NAMES_EXTENDED:
         modules = list(dict.fromkeys(d.module for d in chosen if name in d.names))
         for module in modules[:-1]:
-            private = f"_{name}"
+            private = renamed[module, name] = f"_{name}"
             for d in chosen:
                 if d.module == module and name in d.names | d.uses:
                     d.source = fit_lines(re.sub(rf"(?<![\w.]){name}\b", private, d.source))
                     d.names = {private if n == name else n for n in d.names}
                     d.uses = {private if n == name else n for n in d.uses}
+    return renamed
+
+
+def name_aliases(chosen: list[Definition], modules: dict[str, ModuleInfo], resolve,
+                 renamed: dict[tuple[str, str], str]) -> None:
+    """A name imported under another (`from ch04_gpt_model.gpt_model import GPTModel as
+    GPTModel_book`) is, in one file, the name its definition has there: `_GPTModel`."""
+    for d in chosen:
+        imported = {**modules[d.module].project_imports, **d.local_imports}
+        for used in sorted(d.uses):
+            if used not in imported or any(used in other.names for other in
+                                           modules[d.module].definitions):
+                continue
+            origin = resolve(*imported[used])
+            there = renamed.get(origin, origin[1])
+            if there != used:
+                d.source = fit_lines(re.sub(rf"(?<![\w.]){used}\b", there, d.source))
+                d.uses = (d.uses - {used}) | {there}
 
 
 LINE_LENGTH = 100  # the project's (pyproject.toml's ruff line-length)

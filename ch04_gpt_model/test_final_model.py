@@ -1,10 +1,11 @@
-"""Tests of model_sizes.py (beyond_2_final_model.ipynb): parameter_groups splits a model's count."""
+"""Tests of final_model.py (beyond_2_final_model.ipynb): parameter_groups splits a model's count
+(the final GPTModel's own tests are in test_gpt_model.py and test_bad_inputs.py)."""
 
 import pytest
 import torch
 
-from ch04_gpt_model.gpt_model import GPT2_SIZES, GPTModel, count_parameters, gpt2_config
-from ch04_gpt_model.model_sizes import parameter_groups
+from ch04_gpt_model.final_model import GPT2_SIZES, GPTModel, gpt2_config, parameter_groups
+from ch04_gpt_model.gpt_model import count_parameters
 
 
 @pytest.mark.parametrize("size", list(GPT2_SIZES))
