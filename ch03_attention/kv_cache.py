@@ -28,7 +28,7 @@ class KVCache:
         self.max_tokens, self.window = max_tokens, window
         self.length = 0  # positions seen (all of them kept, without a window)
         self.keys = self.values = None
-        self.model = lambda: None  # its model: a model's make_kv_caches sets a weak reference
+        self.model = lambda: None  # none yet; chapter 4's GPTModel.make_kv_caches sets its own
 
     def reset(self):
         """Forget the cached tokens (before a new prompt); the memory is kept."""

@@ -3,10 +3,10 @@
 # marked `#| export final_model`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_final_model.ipynb cell 4, The final `GPTModel`
+# %% beyond_2_final_model.ipynb cell 4, 4.7.1 The final `GPTModel`
 
-"""Chapter 4, beyond the book: the final GPTModel, the class chapters 5 to 7 build, and where
-the parameters of GPT-2's sizes sit (beyond_2_final_model.ipynb)."""
+"""Chapter 4, beyond the book: the final GPTModel, the class chapters 5 to 7 build, GPT-2's four
+sizes, and where their parameters sit (beyond_2_final_model.ipynb)."""
 
 import weakref  # which model a KV cache belongs to
 
@@ -14,20 +14,27 @@ import torch
 from torch import nn
 
 from ch03_attention.kv_cache import KVCache
-from ch04_gpt_model.gpt_model import GPT_CONFIG_124M, count_parameters
+from ch04_gpt_model.gpt_model import (
+    GPT_CONFIG_124M,
+    count_parameters,
+)
 from ch04_gpt_model.gpt_model import GPTModel as GPTModel_book  # the lesson's: the book's model
 from shared.architecture import validate_config
-from shared.checks import check, check_fits_context, check_token_ids
+from shared.checks import (
+    check,
+    check_fits_context,
+    check_token_ids,
+)
 
 
-# %% beyond_2_final_model.ipynb cell 5, The final `GPTModel`
+# %% beyond_2_final_model.ipynb cell 5, 4.7.1 The final `GPTModel`
 
 REQUIRED_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "drop_rate", "qkv_bias")
 OPTIONAL_CONFIG_KEYS = {"tie_weights": False, "sdpa": False}  # with their defaults
 
 
-# %% beyond_2_final_model.ipynb cell 6, The final `GPTModel`
+# %% beyond_2_final_model.ipynb cell 6, 4.7.1 The final `GPTModel`
 
 class GPTModel(GPTModel_book):
     """The lesson's model (4.6) with a checked configuration, tie_weights, sdpa, KV caches
@@ -86,7 +93,7 @@ class GPTModel(GPTModel_book):
         return caches
 
 
-# %% beyond_2_final_model.ipynb cell 26, 4.7.2 All four GPT-2 sizes, without allocating them
+# %% beyond_2_final_model.ipynb cell 29, 4.7.2 All four GPT-2 sizes, without allocating them
 
 GPT2_SIZES = {
     "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -102,7 +109,7 @@ def gpt2_config(size: str = "gpt2-small (124M)", **overrides) -> dict:
     return {**GPT_CONFIG_124M, **GPT2_SIZES[size], **overrides}
 
 
-# %% beyond_2_final_model.ipynb cell 28, 4.7.2 All four GPT-2 sizes, without allocating them
+# %% beyond_2_final_model.ipynb cell 31, 4.7.2 All four GPT-2 sizes, without allocating them
 
 def parameter_groups(model: nn.Module) -> dict[str, int]:
     """Parameters per kind of part, in the order the data meets them (the blocks' attention and

@@ -1,6 +1,7 @@
-"""Bad inputs to chapter 4's final GPT (final_model.py), a table per public function: each mistake
-gets an error of its type that names the argument (or the key, or the token id), before anything
-changes. Exact wording is asserted for a few exemplary messages only."""
+"""Bad inputs to chapter 4's final GPT (final_model.py) and the lesson's generate_text_simple, a
+table per public function: each mistake gets an error of its type that names the argument (or
+the key, or the token id), before anything changes. Exact wording is asserted for a few
+exemplary messages only."""
 
 import re
 

@@ -3,7 +3,8 @@ check of the savers, `check_architecture(model, family, ...)`; and what keeps a 
 loading.
 
 Chapter 4's final `GPTModel(cfg)` calls `validate_config` first: a configuration with an unknown
-key, or a flag that is not True or False, is refused, naming the key, before any weight is made.
+key, a flag that is not True or False, or a context_length whose causal masks exceed this
+machine's memory, is refused, naming the key, before any weight is made.
 A missing key is the KeyError of the first line that reads it, and a bad count or rate is
 refused by the layer that gets it (nn.Linear, nn.Dropout, MultiHeadAttention's divisibility
 check).
