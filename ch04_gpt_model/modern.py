@@ -7,8 +7,10 @@
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
 Gemma 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
-mixture of experts, sliding windows, Gemma 3's options, and ModernGPTModel, the chapter's
-GPTModel built from them."""
+mixture of experts, sliding windows, Gemma 3's and Olmo 3's options, and ModernGPTModel, the
+chapter's GPTModel built from them."""
+
+import math
 
 import torch
 from torch import nn
@@ -42,11 +44,22 @@ class RMSNorm(nn.Module):
 
 def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) -> torch.Tensor:
     """The head_dim // 2 turning speeds of RoPE (radians per position), fastest first.
-    rope_freq (Llama 3.1 and later): slow the slow pairs down for a longer context."""
+    rope_freq (Llama 3.1 and later, or YaRN's with "type": "yarn", 4.8.9): slow the slow pairs
+    down for a longer context."""
     freqs = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     if rope_freq is None:
         return freqs
     factor, old_context = rope_freq["factor"], rope_freq["original_context_length"]
+    if rope_freq.get("type") == "yarn":  # the blend goes by turns over the old context (4.8.9)
+        def pair_turning(turns):  # the pair, as a fraction, that turns `turns` times in it
+            return head_dim * math.log(old_context / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+        fast, slow = pair_turning(rope_freq["beta_fast"]), pair_turning(rope_freq["beta_slow"])
+        if rope_freq.get("truncate", True):  # whole pairs, as YaRN's code rounds them
+            fast, slow = math.floor(fast), math.ceil(slow)
+        fast, slow = max(fast, 0), min(slow, head_dim - 1)
+        slowed = ((torch.arange(head_dim // 2) - fast) / (slow - fast or 1e-3)).clamp(0, 1)
+        return slowed * freqs / factor + (1 - slowed) * freqs
     low, high = rope_freq["low_freq_factor"], rope_freq["high_freq_factor"]
     wavelengths = 2 * torch.pi / freqs  # positions per full turn
     # 0 for pairs turning slower than the old context shows (divide by factor), 1 for fast ones
@@ -55,14 +68,23 @@ def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) 
     return (1 - keep) * freqs / factor + keep * freqs
 
 
-def rope_angles(freqs: torch.Tensor, start: int, num_tokens: int):
+def rope_angles(freqs: torch.Tensor, start: int, num_tokens: int, scale: float = 1.0):
     """cos and sin of position * speed, (num_tokens, head_dim), for positions start onwards;
-    pair i is numbers i and i + head_dim / 2, so the speeds appear twice."""
+    pair i is numbers i and i + head_dim / 2, so the speeds appear twice. scale: YaRN's factor
+    on both (4.8.9)."""
     positions = torch.arange(start, start + num_tokens, dtype=torch.float32,
                              device=freqs.device)
     angles = positions[:, None] * freqs[None, :]
     angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
+    return angles.cos() * scale, angles.sin() * scale
+
+
+def rope_attention_factor(rope_freq: dict | None) -> float:
+    """YaRN's factor on cos and sin, so on the scores its square (4.8.9): the configuration's
+    attention_factor, else 0.1 ln(factor) + 1; 1 for any other RoPE."""
+    if not rope_freq or rope_freq.get("type") != "yarn":
+        return 1.0
+    return rope_freq.get("attention_factor") or 0.1 * math.log(rope_freq["factor"]) + 1.0
 
 
 def apply_rope(x, cos, sin):
@@ -96,14 +118,16 @@ class SwiGLU(nn.Module):
 
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
-    key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head;
+    key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head (with
+    qk_norm_across_heads, Olmo's, 4.8.9: one RMSNorm over all heads, before they are split);
     window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
     scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8)."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
                  norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
-                 scale: float | None = None, norm_unit_offset: bool = False):
+                 scale: float | None = None, norm_unit_offset: bool = False,
+                 qk_norm_across_heads: bool = False):
         super().__init__()
         check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
@@ -112,8 +136,11 @@ class GroupedQueryAttention(nn.Module):
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False)
-        self.q_norm = RMSNorm(head_dim, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(head_dim, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
+        self.across_heads = qk_norm_across_heads
+        q_width, k_width = ((num_heads * head_dim, num_kv_groups * head_dim) if self.across_heads
+                            else (head_dim, head_dim))
+        self.q_norm = RMSNorm(q_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(k_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
     def split_heads(self, x, heads):
@@ -124,8 +151,13 @@ class GroupedQueryAttention(nn.Module):
         """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles for these tokens."""
         start = kv_cache.length if kv_cache is not None else 0
         batch, num_tokens, _ = x.shape
-        queries = self.q_norm(self.split_heads(self.W_query(x), self.num_heads))
-        keys = self.k_norm(self.split_heads(self.W_key(x), self.num_kv_groups))
+        queries, keys = self.W_query(x), self.W_key(x)
+        if self.across_heads:  # Olmo's QK-norm: each token's queries (keys) as one vector
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
+        queries = self.split_heads(queries, self.num_heads)
+        keys = self.split_heads(keys, self.num_kv_groups)
+        if not self.across_heads:
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
         values = self.split_heads(self.W_value(x), self.num_kv_groups)
         queries, keys = apply_rope(queries, *rope), apply_rope(keys, *rope)
         if kv_cache is not None:  # it stores the shared heads only
@@ -195,7 +227,8 @@ class MoEFeedForward(nn.Module):
 class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
     attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward; cfg["post_norms"]
-    adds Gemma 3's norm on each sublayer's output (4.8.8)."""
+    adds Gemma 3's norm on each sublayer's output (4.8.8), and cfg["pre_norms"] False leaves
+    only those, as Olmo 3 does (4.8.9)."""
 
     def __init__(self, cfg: dict, window: int | None = None):
         """window: this layer's sliding window (a local layer, 4.8.7); None: a global layer."""
@@ -206,7 +239,8 @@ class ModernBlock(nn.Module):
             dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"], qk_norm=cfg["qk_norm"],
             norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window,
             scale=None if scalar is None else scalar ** -0.5,
-            norm_unit_offset=cfg["norm_unit_offset"])
+            norm_unit_offset=cfg["norm_unit_offset"],
+            qk_norm_across_heads=cfg["qk_norm_across_heads"])
         if cfg["num_experts"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
                                      cfg["num_experts_per_tok"], cfg["norm_topk_prob"])
@@ -216,7 +250,8 @@ class ModernBlock(nn.Module):
         def norm():
             return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
 
-        self.norm1, self.norm2 = norm(), norm()
+        self.norm1 = norm() if cfg["pre_norms"] else nn.Identity()
+        self.norm2 = norm() if cfg["pre_norms"] else nn.Identity()
         # Gemma 3 norms each sublayer's output too, before the shortcut adds it
         self.post_norm1 = norm() if cfg["post_norms"] else nn.Identity()
         self.post_norm2 = norm() if cfg["post_norms"] else nn.Identity()
@@ -240,6 +275,7 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     # Gemma 3's (4.8.8); the defaults are Llama's and Qwen3's
     "norm_unit_offset": False, "post_norms": False, "ffn_activation": "silu",
     "scale_embeddings": False, "query_pre_attn_scalar": None, "rope_local_base": None,
+    "pre_norms": True, "qk_norm_across_heads": False,  # Olmo 3's (4.8.9): False and True
 }
 
 
@@ -266,9 +302,11 @@ def validate_modern_config(cfg: dict) -> dict:
     # RMSNorm divides by sqrt(mean + eps): an eps of 0 or below gives NaN at some input, not here
     check(cfg["norm_eps"] > 0, lambda: f"norm_eps must be > 0, got {cfg['norm_eps']!r}")
     freq, window, layer_types = cfg["rope_freq"], cfg["sliding_window"], cfg["layer_types"]
-    # Llama 3's RoPE scaling divides by factor and by high_freq_factor - low_freq_factor
-    check(not freq or freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"],
-          lambda: f"rope_freq needs factor > 0 and high_freq_factor > low_freq_factor: {freq}")
+    # Llama 3's RoPE scaling divides by factor and by high_freq_factor - low_freq_factor, YaRN's
+    # (4.8.9) by factor and takes its log
+    check(not freq or (freq["factor"] >= 1 if freq.get("type") == "yarn" else freq["factor"] > 0
+          and freq["high_freq_factor"] > freq["low_freq_factor"]), lambda: "rope_freq needs "
+          f"factor > 0 (YaRN's: >= 1) and high_freq_factor > low_freq_factor: {freq}")
     # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail late
     check(not cfg["num_experts"] or 0 < cfg["num_experts_per_tok"] <= cfg["num_experts"],
           lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
@@ -314,7 +352,8 @@ class ModernGPTModel(GPTModel):
         self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
         freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
-        rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens)
+        scale = rope_attention_factor(cfg["rope_freq"])  # 1 but for YaRN (4.8.9)
+        rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens, scale)
         if cfg["rope_local_base"] is not None:  # Gemma 3's local layers: a base of their own
             local_freqs = rope_frequencies(cfg["head_dim"], cfg["rope_local_base"])
             local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)
@@ -363,6 +402,7 @@ __all__ = [
     'RMSNorm',
     'rope_frequencies',
     'rope_angles',
+    'rope_attention_factor',
     'apply_rope',
     'SwiGLU',
     'GroupedQueryAttention',

@@ -1,7 +1,7 @@
 """Section 4.8's ModernGPTModel against two independent implementations of the same
-architectures: transformers' Llama, Qwen3, Qwen3-MoE and Gemma 3, and the book package's Llama 3
-and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the published
-Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
+architectures: transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3 and Olmo 3, and the book package's
+Llama 3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
+published Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
 
 import re
 
@@ -16,6 +16,7 @@ from shared import (
     ModernGPTModel,
     apply_rope,
     rope_angles,
+    rope_attention_factor,
     rope_frequencies,
     validate_modern_config,
 )
@@ -26,6 +27,8 @@ LLAMA3_FREQ = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_context_length": 16}  # Llama 3's scaling, at a context of 16
 
 SLIDING_WINDOW = 5
+YARN_FREQ = {"type": "yarn", "factor": 8.0, "beta_fast": 32, "beta_slow": 1,
+             "original_context_length": 16}  # Olmo 3's kind of scaling (4.8.9), from 16
 
 # name: (transformers class, its config, our config); small, but every option switched on
 ARCHITECTURES = {
@@ -70,6 +73,20 @@ ARCHITECTURES = {
          "sliding_window": SLIDING_WINDOW, "layer_types": ["local"] * 5 + ["global"],
          "query_pre_attn_scalar": 20, "norm_unit_offset": True, "post_norms": True,
          "ffn_activation": "gelu_tanh", "scale_embeddings": True}),
+    # Olmo 3: norms after the sublayers only, QK-norm across the heads, 3 local layers of 4 with
+    # windows shorter than the texts, YaRN in the global one, its factor's attention scale
+    "olmo3": ("Olmo3ForCausalLM", transformers.Olmo3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128,
+        sliding_window=SLIDING_WINDOW, rope_theta=500_000.0, rms_norm_eps=1e-6,
+        rope_scaling={"rope_type": "yarn", "factor": 8.0, "beta_fast": 32, "beta_slow": 1,
+                      "original_max_position_embeddings": 16},
+        pad_token_id=0, eos_token_id=None),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+         "n_layers": 4, "hidden_dim": 96, "n_kv_groups": 2, "qk_norm": True,
+         "qk_norm_across_heads": True, "pre_norms": False, "post_norms": True,
+         "rope_base": 500_000.0, "rope_local_base": 500_000.0, "rope_freq": YARN_FREQ,
+         "sliding_window": SLIDING_WINDOW, "layer_types": ["local"] * 3 + ["global"]}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -92,10 +109,12 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
         names["lm_head.weight"] = model.out_head.weight
     for i, block in enumerate(model.trf_blocks):
         p, att = f"model.layers.{i}.", block.att
-        names[p + "input_layernorm.weight"] = block.norm1.weight
-        if model.cfg["post_norms"]:  # Gemma's: its post_attention_layernorm is a post-norm
+        if model.cfg["pre_norms"]:  # Olmo 3 has none
+            names[p + "input_layernorm.weight"] = block.norm1.weight
+        if model.cfg["post_norms"]:  # Gemma's, Olmo's: post_attention_layernorm is a post-norm
             names[p + "post_attention_layernorm.weight"] = block.post_norm1.weight
-            names[p + "pre_feedforward_layernorm.weight"] = block.norm2.weight
+            if model.cfg["pre_norms"]:
+                names[p + "pre_feedforward_layernorm.weight"] = block.norm2.weight
             names[p + "post_feedforward_layernorm.weight"] = block.post_norm2.weight
         else:
             names[p + "post_attention_layernorm.weight"] = block.norm2.weight
@@ -121,7 +140,7 @@ def pair(request, tmp_path_factory):
     class_name, hf_config, cfg = ARCHITECTURES[request.param]
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
-    if request.param == "gemma3":  # Gemma's norms start at 0 (a scale of 1): make them matter
+    if request.param in ("gemma3", "olmo3"):  # norms at 0 (Gemma's) or 1: make them matter
         with torch.no_grad():
             for name, parameter in reference.named_parameters():
                 if "norm" in name:
@@ -161,7 +180,7 @@ def test_logits_and_greedy_tokens_match_transformers(pair):
     assert torch.equal(greedy(ours, prompt, 30), expected)
 
 
-@pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3"], indirect=True)
+@pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3", "olmo3"], indirect=True)
 def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
     """Local layers see their window only, fused or explicit, whole or continued
     through windowed caches in pieces of any size, and those caches keep window - 1 positions;
@@ -269,6 +288,26 @@ def test_llama3_frequency_scaling_keeps_fast_and_slows_slow_pairs():
     assert ((scaled <= plain) & (scaled >= plain / 32)).all()
 
 
+@pytest.mark.parametrize("settings", [  # Olmo 3's kind; gpt-oss's (not truncated); one given
+    {"factor": 8.0, "beta_fast": 32, "beta_slow": 1, "original_max_position_embeddings": 8192},
+    {"factor": 32.0, "beta_fast": 32, "beta_slow": 1, "original_max_position_embeddings": 4096,
+     "truncate": False},
+    {"factor": 4.0, "beta_fast": 16, "beta_slow": 2, "original_max_position_embeddings": 512,
+     "attention_factor": 1.5},
+])
+def test_yarn_frequencies_and_attention_factor_are_transformers(settings):
+    from transformers.modeling_rope_utils import _compute_yarn_parameters
+
+    config = transformers.LlamaConfig(hidden_size=1024, num_attention_heads=8,
+                                      max_position_embeddings=65_536, rope_parameters={
+                                          "rope_type": "yarn", "rope_theta": 150_000.0, **settings})
+    expected_freqs, expected_factor = _compute_yarn_parameters(config)
+    ours = {"type": "yarn", "original_context_length": settings["original_max_position_embeddings"],
+            **{k: v for k, v in settings.items() if k != "original_max_position_embeddings"}}
+    torch.testing.assert_close(rope_frequencies(128, 150_000.0, ours), expected_freqs)
+    assert rope_attention_factor(ours) == pytest.approx(expected_factor, rel=1e-12)
+
+
 TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_kv_groups": 2,
         "n_layers": 1, "hidden_dim": 32, "rope_base": 10_000.0}
 
@@ -288,6 +327,7 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     # Llama 3's RoPE scaling: numbers that divide by zero, making logits nan or the blend a step
     ({"rope_freq": {**LLAMA3_FREQ, "factor": 0.0}}, "rope_freq"),
     ({"rope_freq": {**LLAMA3_FREQ, "high_freq_factor": 1.0}}, "rope_freq"),
+    ({"rope_freq": {**YARN_FREQ, "factor": 0.5}}, "rope_freq"),  # YaRN's log would be negative
     ({**MOE, "num_experts_per_tok": 0}, "num_experts_per_tok"),  # a feed-forward of zeros
     ({**MOE, "num_experts_per_tok": 3}, "num_experts_per_tok"),  # top-k fails at forward
     ({"sliding_window": 4}, "sliding_window"),  # no local layer: it would be ignored

@@ -43,16 +43,17 @@ from shared.safe_files import (
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
 
-OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text")  # config.json's model_type
+OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3")  # its model_type
 
 
 def config_from_hf(hf: dict) -> dict:
-    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE) or Gemma 3 (text)
-    config.json; an option the model does not compute is refused by name, never dropped."""
+    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text) or
+    Olmo 3 config.json; an option the model does not compute is refused by name, never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     # a key the family needs and the file lacks: KeyError, naming it
-    return (_gemma3_config if hf["model_type"] == "gemma3_text" else _llama_qwen3_config)(hf)
+    readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config}
+    return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
 def _llama_qwen3_config(hf: dict) -> dict:
@@ -94,6 +95,7 @@ def _llama_qwen3_config(hf: dict) -> dict:
 
 
 _GEMMA3_LAYER_TYPES = {"sliding_attention": "local", "full_attention": "global"}
+_YARN_COMPUTED = {"mscale": None, "mscale_all_dim": None, "partial_rotary_factor": None}
 
 
 def _gemma3_config(hf: dict) -> dict:
@@ -140,6 +142,53 @@ def _gemma3_config(hf: dict) -> dict:
     return cfg
 
 
+def _olmo3_config(hf: dict) -> dict:
+    """config_from_hf for Olmo 3 (4.8.9): norms after the sublayers only, QK-norm across the
+    heads, windows in three layers of four, and YaRN, as transformers reads them."""
+    # transformers 5 writes each kind of layer's RoPE settings in rope_parameters; the published
+    # files have rope_theta and rope_scaling, which transformers gives the global layers alone.
+    # (transformers 5.24 gives the local layers its default base, 500,000, whatever rope_theta
+    # says; this reads rope_theta for both kinds, as the file means.)
+    theta = hf.get("rope_theta", 500_000.0)
+    ropes = {**{"full_attention": {"rope_theta": theta, **(hf.get("rope_scaling") or {})},
+                "sliding_attention": {"rope_theta": theta}}, **(hf.get("rope_parameters") or {})}
+    computed = {"attention_bias": False, "hidden_act": "silu", "quantization_config": None}
+    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
+                   if hf.get(key, value) != value]
+    n_layers = hf["num_hidden_layers"]
+    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 4th global
+        "full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(n_layers)]
+    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                    if kind not in _GEMMA3_LAYER_TYPES]
+    for kind, settings in ropes.items():
+        rope_type = settings.get("rope_type", settings.get("type", "default"))
+        if rope_type != "default" and (rope_type != "yarn" or kind == "sliding_attention"):
+            unsupported.append(f"RoPE scaling {rope_type!r} in the {kind} layers")
+        unsupported += [f"YaRN's {key}={settings[key]!r}" for key, value in _YARN_COMPUTED.items()
+                        if settings.get(key, value) != value]
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    kv_heads, full = hf.get("num_key_value_heads"), ropes["full_attention"]
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+           "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
+           "head_dim": hf.get("head_dim"),
+           "n_kv_groups": hf["num_attention_heads"] if kv_heads is None else kv_heads,
+           "qk_norm": True, "qk_norm_across_heads": True, "pre_norms": False,
+           "post_norms": True, "rope_base": float(full["rope_theta"]),
+           "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
+    if full.get("rope_type", full.get("type")) == "yarn":  # truncate: transformers' True always
+        cfg["rope_freq"] = {"type": "yarn", "factor": full["factor"],
+                            "original_context_length": full["original_max_position_embeddings"],
+                            "beta_fast": full.get("beta_fast") or 32,
+                            "beta_slow": full.get("beta_slow") or 1,
+                            "attention_factor": full.get("attention_factor")}
+    layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
+    if "local" in layer_types:
+        cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
+                   rope_local_base=float(ropes["sliding_attention"]["rope_theta"]))
+    return cfg
+
+
 # %% beyond_6_open_models.ipynb cell 7, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
@@ -154,10 +203,12 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
                if model.cfg["num_experts"] else {"": ""})
     for i in range(model.cfg["n_layers"]):
         hf, ours = f"model.layers.{i}.", f"trf_blocks.{i}."
-        layout[hf + "input_layernorm.weight"] = ours + "norm1.weight"
-        if model.cfg["post_norms"]:  # Gemma 3's: its post_attention_layernorm is a post-norm
+        if model.cfg["pre_norms"]:  # Olmo 3 has none (4.8.9)
+            layout[hf + "input_layernorm.weight"] = ours + "norm1.weight"
+        if model.cfg["post_norms"]:  # Gemma 3's, Olmo 3's: post_attention_layernorm is a post-norm
             layout[hf + "post_attention_layernorm.weight"] = ours + "post_norm1.weight"
-            layout[hf + "pre_feedforward_layernorm.weight"] = ours + "norm2.weight"
+            if model.cfg["pre_norms"]:
+                layout[hf + "pre_feedforward_layernorm.weight"] = ours + "norm2.weight"
             layout[hf + "post_feedforward_layernorm.weight"] = ours + "post_norm2.weight"
         else:
             layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
@@ -256,7 +307,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 18, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 21, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -305,7 +356,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 20, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 23, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -335,21 +386,48 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 38, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 41, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
+_OLMO3_KEYS = {"pre_norms": False, "qk_norm_across_heads": True, "post_norms": True}  # 4.8.9
 # The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
-_FAMILY_KEYS = (*_GEMMA3_KEYS, "query_pre_attn_scalar", "rope_local_base", "sliding_window")
+_FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
+                                    "rope_local_base", "sliding_window")))
+
+
+def _yarn(cfg: dict) -> bool:
+    return cfg["rope_freq"] is not None and cfg["rope_freq"].get("type") == "yarn"
 
 
 def _llama_or_qwen3(cfg: dict) -> bool:
-    return all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in _FAMILY_KEYS)
+    return all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in _FAMILY_KEYS) and not _yarn(cfg)
 
 
 def _gemma3(cfg: dict) -> bool:
     return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()) and cfg["qk_norm"]
+            and cfg["pre_norms"] and not cfg["qk_norm_across_heads"]
             and not cfg["num_experts"] and cfg["rope_freq"] is None)
+
+
+def _olmo3(cfg: dict) -> bool:
+    """Olmo 3's switches, Gemma 3's off, one RoPE base (the published files hold one), YaRN or
+    none."""
+    return (all(cfg[key] == value for key, value in _OLMO3_KEYS.items()) and cfg["qk_norm"]
+            and all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in (
+                "norm_unit_offset", "ffn_activation", "scale_embeddings", "query_pre_attn_scalar"))
+            and not cfg["num_experts"] and (cfg["rope_freq"] is None or _yarn(cfg)
+                                            and cfg["rope_freq"].get("truncate", True))
+            and cfg["rope_local_base"] in (None, cfg["rope_base"]))
+
+
+def _olmo3_keys(cfg: dict) -> dict:
+    """config.json's Olmo 3 settings (no window: no local layer reads it)."""
+    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
+    return {"intermediate_size": cfg["hidden_dim"], "hidden_act": "silu",
+            "sliding_window": cfg["sliding_window"] or cfg["context_length"],
+            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
+                            in _GEMMA3_LAYER_TYPES.items() if ours == kind]}
 
 
 def _gemma3_keys(cfg: dict) -> dict:
@@ -386,19 +464,20 @@ OPEN_MODEL_FAMILIES = {
                                "norm_topk_prob": cfg["norm_topk_prob"], "mlp_only_layers": [],
                                "hidden_act": "silu"}),
     "gemma3_text": ("Gemma3ForCausalLM", _gemma3, _gemma3_keys),
+    "olmo3": ("Olmo3ForCausalLM", _olmo3, _olmo3_keys),
 }
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
     """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
-    the published Llama 3, Qwen3 and Gemma 3 folders spell it (rope_theta and rope_scaling,
+    the published Llama 3, Qwen3, Gemma 3 and Olmo 3 folders spell it (rope_theta and rope_scaling,
     torch_dtype), which transformers reads (5.24.0 is the version the course is tested with)."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
                 if key in ("qk_norm", "num_experts") or cfg[key] != MODERN_OPTIONAL_KEYS[key]]
     check(families, lambda: f"no family the course saves has {', '.join(settings)} (5.9.4)")
-    check(not cfg["qkv_bias"], "qkv_bias=True: Llama 3, Qwen3 and Gemma 3 have no such biases")
+    check(not cfg["qkv_bias"], "qkv_bias=True: the families the course saves have no such biases")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
     rope = cfg["rope_freq"]
     return {"architectures": [architecture], "model_type": families[0],
@@ -406,16 +485,20 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "num_hidden_layers": cfg["n_layers"], "num_attention_heads": cfg["n_heads"],
             "num_key_value_heads": cfg["n_kv_groups"], "head_dim": cfg["head_dim"],
             "max_position_embeddings": cfg["context_length"], "rms_norm_eps": cfg["norm_eps"],
-            "rope_theta": cfg["rope_base"], "rope_scaling": rope and {
+            "rope_theta": cfg["rope_base"], "rope_scaling": rope and ({  # YaRN: Olmo 3's
+                "rope_type": "yarn", "factor": rope["factor"], "beta_fast": rope["beta_fast"],
+                "beta_slow": rope["beta_slow"], "attention_factor": rope.get("attention_factor"),
+                "original_max_position_embeddings": rope["original_context_length"]}
+                if _yarn(cfg) else {
                 "rope_type": "llama3", "factor": rope["factor"],
                 "low_freq_factor": rope["low_freq_factor"],
                 "high_freq_factor": rope["high_freq_factor"],
-                "original_max_position_embeddings": rope["original_context_length"]},
+                "original_max_position_embeddings": rope["original_context_length"]}),
             "attention_bias": False, "tie_word_embeddings": cfg["tie_weights"],
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 40, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 43, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies

@@ -47,15 +47,22 @@ REFERENCES = {
         **{**SMALL, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1},
         intermediate_size=96, head_dim=24, sliding_window=6, query_pre_attn_scalar=20,
         rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, eos_token_id=None)),
+    # Olmo 3: norms after the sublayers only, QK-norm across heads, 3 local layers of 4 with a
+    # window shorter than the texts, YaRN in the global one (from a context of 16)
+    "olmo3": lambda: transformers.Olmo3ForCausalLM(transformers.Olmo3Config(
+        **{**SMALL, "num_hidden_layers": 4}, intermediate_size=96, sliding_window=6,
+        rope_theta=500_000.0, rope_scaling={"rope_type": "yarn", "factor": 8.0, "beta_fast": 32,
+                                            "beta_slow": 1, "original_max_position_embeddings": 16},
+        pad_token_id=0, eos_token_id=None)),
 }
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):
     torch.manual_seed(0)
     reference = REFERENCES[name]().to(dtype).eval()
-    with torch.no_grad():  # Gemma's norms start at 0 (a scale of 1): make a wrong offset show
-        for parameter_name, parameter in reference.named_parameters():
-            if name == "gemma3" and "norm" in parameter_name:
+    with torch.no_grad():  # Gemma's norms start at 0 (a scale of 1): make a wrong offset show;
+        for parameter_name, parameter in reference.named_parameters():  # Olmo's, a swap
+            if name in ("gemma3", "olmo3") and "norm" in parameter_name:
                 parameter.normal_(0.0, 0.3)
     reference.save_pretrained(folder, max_shard_size=shard)
     return reference
@@ -217,6 +224,42 @@ def test_a_gemma3_folder_asking_for_what_the_model_does_not_compute_is_refused(
     rewrite_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
         load_open_model(tmp_path)
+
+
+YARN = {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16}
+
+
+@pytest.mark.parametrize("changes, message", [  # the message names the setting
+    ({"rope_parameters": {"full_attention": {**YARN, "rope_theta": 5e5, "mscale": 1.0},
+                          "sliding_attention": {"rope_type": "default", "rope_theta": 5e5}}},
+     "YaRN's mscale=1.0"),
+    ({"rope_parameters": {"full_attention": {**YARN, "rope_theta": 5e5},
+                          "sliding_attention": {**YARN, "rope_theta": 5e5}}},
+     "'yarn' in the sliding_attention layers"),
+    ({"rope_parameters": None, "rope_theta": 5e5, "rope_scaling": {"rope_type": "dynamic",
+                                                                    "factor": 2.0}},
+     "'dynamic' in the full_attention layers"),  # the published spelling
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"layer_types": ["chunked_attention"] * 4}, "'chunked_attention'"),
+])
+def test_an_olmo3_folder_asking_for_what_the_model_does_not_compute_is_refused(
+        tmp_path, changes, message):
+    saved("olmo3", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message):
+        load_open_model(tmp_path)
+
+
+def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
+    """transformers 5's per-kind rope_parameters and the published rope_theta and rope_scaling,
+    which apply YaRN to the global layers only, give one configuration."""
+    saved("olmo3", tmp_path, shard="1GB")
+    written = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
+    rewrite_config(tmp_path, rope_parameters=None, rope_theta=500_000.0,
+                   rope_scaling={**YARN, "beta_fast": 32, "beta_slow": 1})
+    published = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
+    assert published == written
+    assert written["rope_freq"]["type"] == "yarn" and written["rope_local_base"] == 500_000.0
 
 
 # Gemma 3 270M's and 1B's config.json as published on the Hub (google/gemma-3-270m,

@@ -396,6 +396,11 @@ MODERN_SHAPES = {  # each a configuration the decoder must reproduce
         "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True},
     "mixture of experts": {"hidden_dim": None, "num_experts": 4, "num_experts_per_tok": 2,
                            "moe_hidden_dim": 8},
+    "olmo3": {  # norms after the sublayers only, QK-norm across heads, windows, YaRN
+        "n_layers": 4, "sliding_window": 5, "layer_types": ["local"] * 3 + ["global"],
+        "pre_norms": False, "post_norms": True, "qk_norm_across_heads": True,
+        "rope_local_base": 10_000.0, "rope_freq": {"type": "yarn", "factor": 4.0, "beta_fast": 32,
+                                                   "beta_slow": 1, "original_context_length": 8}},
 }
 
 
@@ -419,7 +424,7 @@ def test_fast_decoder_gives_a_modern_models_logits(shape):
         torch.testing.assert_close(decoder(ids, last_only=True), expected[:, -1:])
 
 
-@pytest.mark.parametrize("shape", ["qwen3", "gemma3"])  # gemma3: windowed caches
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3"])  # windowed caches, YaRN
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
 def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shape):
     model = modern_model(shape)

@@ -80,6 +80,7 @@ from ch04_gpt_model.modern import (
     RMSNorm as RMSNorm,
     rope_frequencies as rope_frequencies,
     rope_angles as rope_angles,
+    rope_attention_factor as rope_attention_factor,
     apply_rope as apply_rope,
     SwiGLU as SwiGLU,
     GroupedQueryAttention as GroupedQueryAttention,
