@@ -5,8 +5,8 @@
 
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
-"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
-Gemma 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
+"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3, Gemma
+3, Olmo 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
 mixture of experts, sliding windows, Gemma 3's and Olmo 3's options, and ModernGPTModel, the
 chapter's GPTModel built from them."""
 
@@ -57,6 +57,8 @@ def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) 
         fast, slow = pair_turning(rope_freq["beta_fast"]), pair_turning(rope_freq["beta_slow"])
         if rope_freq.get("truncate", True):  # whole pairs, as YaRN's code rounds them
             fast, slow = math.floor(fast), math.ceil(slow)
+        # the bounds as YaRN's code and transformers' set them (the upper in head_dim's units),
+        # and a ramp of one pair's width where they meet
         fast, slow = max(fast, 0), min(slow, head_dim - 1)
         slowed = ((torch.arange(head_dim // 2) - fast) / (slow - fast or 1e-3)).clamp(0, 1)
         return slowed * freqs / factor + (1 - slowed) * freqs
@@ -68,15 +70,16 @@ def rope_frequencies(head_dim: int, base: float, rope_freq: dict | None = None) 
     return (1 - keep) * freqs / factor + keep * freqs
 
 
-def rope_angles(freqs: torch.Tensor, start: int, num_tokens: int, scale: float = 1.0):
+def rope_angles(freqs: torch.Tensor, start: int, num_tokens: int,
+                attention_factor: float = 1.0):
     """cos and sin of position * speed, (num_tokens, head_dim), for positions start onwards;
-    pair i is numbers i and i + head_dim / 2, so the speeds appear twice. scale: YaRN's factor
-    on both (4.8.9)."""
+    pair i is numbers i and i + head_dim / 2, so the speeds appear twice. attention_factor:
+    YaRN's, on both (4.8.9)."""
     positions = torch.arange(start, start + num_tokens, dtype=torch.float32,
                              device=freqs.device)
     angles = positions[:, None] * freqs[None, :]
     angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos() * scale, angles.sin() * scale
+    return angles.cos() * attention_factor, angles.sin() * attention_factor
 
 
 def rope_attention_factor(rope_freq: dict | None) -> float:
@@ -236,7 +239,8 @@ class ModernBlock(nn.Module):
         scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
         self.att = GroupedQueryAttention(
             cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
-            dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"], qk_norm=cfg["qk_norm"],
+            dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
+            qk_norm=cfg["qk_norm"] or cfg["qk_norm_across_heads"],  # across: a kind of QK-norm
             norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window,
             scale=None if scalar is None else scalar ** -0.5,
             norm_unit_offset=cfg["norm_unit_offset"],
@@ -302,11 +306,14 @@ def validate_modern_config(cfg: dict) -> dict:
     # RMSNorm divides by sqrt(mean + eps): an eps of 0 or below gives NaN at some input, not here
     check(cfg["norm_eps"] > 0, lambda: f"norm_eps must be > 0, got {cfg['norm_eps']!r}")
     freq, window, layer_types = cfg["rope_freq"], cfg["sliding_window"], cfg["layer_types"]
-    # Llama 3's RoPE scaling divides by factor and by high_freq_factor - low_freq_factor, YaRN's
-    # (4.8.9) by factor and takes its log
-    check(not freq or (freq["factor"] >= 1 if freq.get("type") == "yarn" else freq["factor"] > 0
-          and freq["high_freq_factor"] > freq["low_freq_factor"]), lambda: "rope_freq needs "
-          f"factor > 0 (YaRN's: >= 1) and high_freq_factor > low_freq_factor: {freq}")
+    # Llama 3's RoPE scaling divides by factor and by high_freq_factor - low_freq_factor; YaRN's
+    # (4.8.9) takes factor's log, and its ramp runs from beta_fast turns down to beta_slow
+    yarn = bool(freq) and freq.get("type", "llama3") == "yarn"
+    check(not freq or freq.get("type", "llama3") in ("llama3", "yarn") and (
+          freq["factor"] >= 1 and freq["beta_fast"] > freq["beta_slow"] > 0 if yarn else
+          freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"]), lambda:
+          "rope_freq needs type 'llama3' (the default) with factor > 0 and high_freq_factor > "
+          f"low_freq_factor, or 'yarn' with factor >= 1 and beta_fast > beta_slow > 0: {freq}")
     # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail late
     check(not cfg["num_experts"] or 0 < cfg["num_experts_per_tok"] <= cfg["num_experts"],
           lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
@@ -328,8 +335,8 @@ def validate_modern_config(cfg: dict) -> dict:
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
-    calls local; Gemma 3's options (4.8.8). forward, and so generation, the training loops and
-    finetuning, are GPTModel's."""
+    calls local; Gemma 3's options (4.8.8) and Olmo 3's (4.8.9). forward, and so generation, the
+    training loops and finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
@@ -352,8 +359,8 @@ class ModernGPTModel(GPTModel):
         self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
         freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
-        scale = rope_attention_factor(cfg["rope_freq"])  # 1 but for YaRN (4.8.9)
-        rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens, scale)
+        factor = rope_attention_factor(cfg["rope_freq"])  # 1 but for YaRN (4.8.9)
+        rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens, factor)
         if cfg["rope_local_base"] is not None:  # Gemma 3's local layers: a base of their own
             local_freqs = rope_frequencies(cfg["head_dim"], cfg["rope_local_base"])
             local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)

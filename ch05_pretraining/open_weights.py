@@ -3,9 +3,9 @@
 # marked `#| export open_weights`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
+# %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3 and Gemma 3 checkpoints in their
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3 and Olmo 3 checkpoints in their
 published Hugging Face format (config.json, safetensors, one file or shards with an index)
 loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved back in that
 format."""
@@ -41,7 +41,7 @@ from shared.safe_files import (
 )
 
 
-# %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
+# %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3")  # its model_type
 
@@ -146,13 +146,13 @@ def _olmo3_config(hf: dict) -> dict:
     """config_from_hf for Olmo 3 (4.8.9): norms after the sublayers only, QK-norm across the
     heads, windows in three layers of four, and YaRN, as transformers reads them."""
     # transformers 5 writes each kind of layer's RoPE settings in rope_parameters; the published
-    # files have rope_theta and rope_scaling, which transformers gives the global layers alone.
-    # (transformers 5.24 gives the local layers its default base, 500,000, whatever rope_theta
-    # says; this reads rope_theta for both kinds, as the file means.)
-    theta = hf.get("rope_theta", 500_000.0)
-    ropes = {**{"full_attention": {"rope_theta": theta, **(hf.get("rope_scaling") or {})},
-                "sliding_attention": {"rope_theta": theta}}, **(hf.get("rope_parameters") or {})}
-    computed = {"attention_bias": False, "hidden_act": "silu", "quantization_config": None}
+    # files have rope_theta and rope_scaling, which transformers gives the global layers alone,
+    # the local ones keeping its default base, 500,000, whatever rope_theta says (5.24)
+    ropes = {"full_attention": {"rope_theta": hf.get("rope_theta", 500_000.0)},
+             "sliding_attention": {"rope_theta": 500_000.0}, **(hf.get("rope_parameters") or {})}
+    ropes["full_attention"] = {**ropes["full_attention"], **(hf.get("rope_scaling") or {})}
+    computed = {"attention_bias": False, "hidden_act": "silu", "quantization_config": None,
+                "partial_rotary_factor": None}
     unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
                    if hf.get(key, value) != value]
     n_layers = hf["num_hidden_layers"]
@@ -167,8 +167,9 @@ def _olmo3_config(hf: dict) -> dict:
         unsupported += [f"YaRN's {key}={settings[key]!r}" for key, value in _YARN_COMPUTED.items()
                         if settings.get(key, value) != value]
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
-    kv_heads, full = hf.get("num_key_value_heads"), ropes["full_attention"]
-    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+    kv_heads, full, context = hf.get("num_key_value_heads"), ropes["full_attention"], \
+        hf["max_position_embeddings"]
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": context,
            "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
            "n_layers": n_layers, "hidden_dim": hf["intermediate_size"],
            "head_dim": hf.get("head_dim"),
@@ -177,22 +178,23 @@ def _olmo3_config(hf: dict) -> dict:
            "post_norms": True, "rope_base": float(full["rope_theta"]),
            "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
     if full.get("rope_type", full.get("type")) == "yarn":  # truncate: transformers' True always
-        cfg["rope_freq"] = {"type": "yarn", "factor": full["factor"],
-                            "original_context_length": full["original_max_position_embeddings"],
+        old_context = full.get("original_max_position_embeddings", context)  # as transformers
+        cfg["rope_freq"] = {"type": "yarn", "factor": full.get("factor") or context / old_context,
+                            "original_context_length": old_context,
                             "beta_fast": full.get("beta_fast") or 32,
                             "beta_slow": full.get("beta_slow") or 1,
                             "attention_factor": full.get("attention_factor")}
     layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
     if "local" in layer_types:
-        cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
+        cfg.update(sliding_window=hf.get("sliding_window", 4096), layer_types=layer_types,
                    rope_local_base=float(ropes["sliding_attention"]["rope_theta"]))
     return cfg
 
 
-# %% beyond_6_open_models.ipynb cell 7, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
+# %% beyond_6_open_models.ipynb cell 7, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3 checkpoint -> our parameter's
+    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3 checkpoint -> our parameter's
     name, in the order transformers stores them."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
@@ -225,7 +227,7 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     return layout
 
 
-# %% beyond_6_open_models.ipynb cell 8, 5.9 Loading today's open models: Llama 3, Qwen3 and Gemma 3
+# %% beyond_6_open_models.ipynb cell 8, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 def tensor_files(folder: Path) -> dict[str, Path]:
     """Each tensor name of a model folder -> the safetensors file that holds it. Each file is
@@ -254,8 +256,8 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
-    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3 or Gemma 3 folder, in eval
-    mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
+    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3 or Olmo 3 folder,
+    in eval mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
     the same for every tensor. The stored tensors' names and dtypes are checked, from the files'
     headers, before any tensor is read; a tensor of another shape than the config implies, or one
     the folder lacks, is named by load_state_dict."""
@@ -292,7 +294,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     return model.eval()
 
 
-# %% beyond_6_open_models.ipynb cell 10, 5.9 Loading today's open models: Llama 3, Qwen3 and Gem...
+# %% beyond_6_open_models.ipynb cell 10, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma ...
 
 def download_open_model(repo_id: str, local_dir: str | Path | None = None,
                         token: str | None = None) -> Path:
@@ -411,14 +413,14 @@ def _gemma3(cfg: dict) -> bool:
 
 
 def _olmo3(cfg: dict) -> bool:
-    """Olmo 3's switches, Gemma 3's off, one RoPE base (the published files hold one), YaRN or
-    none."""
+    """Olmo 3's switches, Gemma 3's off, YaRN or none, and local layers (if any) at plain RoPE
+    with transformers' base, 500,000: it reads no other from the published spelling."""
     return (all(cfg[key] == value for key, value in _OLMO3_KEYS.items()) and cfg["qk_norm"]
             and all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in (
                 "norm_unit_offset", "ffn_activation", "scale_embeddings", "query_pre_attn_scalar"))
             and not cfg["num_experts"] and (cfg["rope_freq"] is None or _yarn(cfg)
                                             and cfg["rope_freq"].get("truncate", True))
-            and cfg["rope_local_base"] in (None, cfg["rope_base"]))
+            and ("local" not in (cfg["layer_types"] or []) or cfg["rope_local_base"] == 500_000.0))
 
 
 def _olmo3_keys(cfg: dict) -> dict:
@@ -512,20 +514,17 @@ _SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # as transf
 def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
                     source: str | Path | None = None, replace: bool = False) -> Path:
-    """Write `model` as a Hugging Face folder that load_open_model and transformers'
-    from_pretrained read, as the published Llama 3 and Qwen3 are written: config.json and
-    model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index;
-    a tied head is not stored apart from the embedding. dtype None keeps the model's own.
-
-    `source`, the folder the model was loaded from, gives the tokenizer's files,
-    generation_config.json, and config.json's settings other than the architecture (its
-    special tokens' ids); it must describe this model. The model, dtype and source are checked
-    before anything is written, and the folder is written whole or not at all
-    (write_model_folder), so an error while writing leaves it as it was: a model of
-    the same architecture that this function saved there before is replaced, another model's
-    save (of the names this writes) only with replace=True, and a folder holding any other file
-    or folder never.
-    """
+    """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
+    read, as the published Llama 3, Qwen3, Gemma 3 and Olmo 3 are written: config.json and
+    model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
+    head is not stored apart from the embedding. dtype None keeps the model's own. `source`, the
+    folder the model was loaded from, gives the tokenizer's files, generation_config.json, and
+    config.json's settings other than the architecture (its special tokens' ids); it must describe
+    this model. The model, dtype and source are checked before anything is written, and the folder
+    is written whole or not at all (write_model_folder), so an error while writing leaves it as it
+    was: a model of the same architecture that this function saved there before is replaced, another
+    model's save (of the names this writes) only with replace=True, and a folder holding any other
+    file or folder never."""
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
     check(dtype in (None, *_SAVED_DTYPES), lambda: f"dtype must be None or one of "

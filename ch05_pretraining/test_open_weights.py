@@ -262,6 +262,27 @@ def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
     assert written["rope_freq"]["type"] == "yarn" and written["rope_local_base"] == 500_000.0
 
 
+@pytest.mark.parametrize("changes", [  # each read as transformers 5.24 reads it
+    # the published spelling with another base: the local layers keep transformers' 500,000
+    {"rope_parameters": None, "rope_theta": 10_000.0, "rope_scaling": YARN},
+    # both spellings: rope_scaling goes on top of the global layers' rope_parameters
+    {"rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 5e5},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
+     "rope_scaling": YARN},
+    # no original context (the model's own) and no factor (the ratio of the two)
+    {"rope_parameters": None, "rope_theta": 5e5, "max_position_embeddings": 64,
+     "rope_scaling": {"rope_type": "yarn", "factor": None, "original_max_position_embeddings": 16}},
+])
+def test_olmo3_rope_spellings_give_transformers_logits(tmp_path, changes):
+    saved("olmo3", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, **changes)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    model = load_open_model(tmp_path)
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+
+
 # Gemma 3 270M's and 1B's config.json as published on the Hub (google/gemma-3-270m,
 # google/gemma-3-1b-pt), in transformers 4's spelling, the architecture's keys transcribed (no
 # download here); the 1B's gives its layer pattern as sliding_window_pattern, the 270M's as
@@ -653,6 +674,10 @@ def with_classifier(model):
     # a Qwen3 with a sliding window: its config.json would lose the window
     (lambda: tiny_modern(n_layers=2, sliding_window=4, layer_types=["local", "global"]), {},
      ValueError, "sliding_window=4"),
+    # an Olmo 3 whose local layers' base transformers would not read back (it gives them 500,000)
+    (lambda: tiny_modern(n_layers=2, qk_norm_across_heads=True, pre_norms=False, post_norms=True,
+                         sliding_window=4, layer_types=["local", "global"],
+                         rope_local_base=10_000.0), {}, ValueError, "rope_local_base=10000.0"),
     (lambda: tiny_modern(post_norms=True), {}, ValueError,  # exactly
      r"^no family the course saves has qk_norm=True, num_experts=0, post_norms=True \(5\.9\.4\)$"),
     (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be .*got torch\.int8"),
