@@ -5,17 +5,17 @@
 
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
-"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3, Gemma
-3, Olmo 3): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention with QK-norm, a
-mixture of experts, sliding windows, Gemma 3's and Olmo 3's options, and ModernGPTModel, the
-chapter's GPTModel built from them."""
+"""Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
+Gemma 3, Olmo 3, gpt-oss): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention
+with QK-norm, a mixture of experts, sliding windows, Gemma 3's, Olmo 3's and gpt-oss's options,
+and ModernGPTModel, the chapter's GPTModel built from them."""
 
 import math
 
 import torch
 from torch import nn
 
-from ch03_attention.attention import attend
+from ch03_attention.attention import attend, causal_mask
 from ch04_gpt_model.final_model import GPTModel
 from shared.checks import check, check_divisible, check_keys
 
@@ -101,36 +101,58 @@ def apply_rope(x, cos, sin):
 
 class SwiGLU(nn.Module):
     """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases.
-    activation="gelu_tanh": GELU's tanh approximation gates instead, Gemma's GeGLU (4.8.8)."""
+    activation="gelu_tanh": GELU's tanh approximation gates instead, Gemma's GeGLU (4.8.8);
+    "clamped_silu", gpt-oss's (4.8.10): both clamped at limit, x * sigmoid(alpha * x) as the
+    gate, up + 1 as the other factor; bias: biases on the three layers (gpt-oss's)."""
 
-    def __init__(self, emb_dim: int, hidden_dim: int, activation: str = "silu"):
+    def __init__(self, emb_dim: int, hidden_dim: int, activation: str = "silu",
+                 bias: bool = False, alpha: float | None = None, limit: float | None = None):
         super().__init__()
-        self.gate = nn.Linear(emb_dim, hidden_dim, bias=False)
-        self.up = nn.Linear(emb_dim, hidden_dim, bias=False)
-        self.down = nn.Linear(hidden_dim, emb_dim, bias=False)
-        self.activation = activation
+        self.gate = nn.Linear(emb_dim, hidden_dim, bias=bias)
+        self.up = nn.Linear(emb_dim, hidden_dim, bias=bias)
+        self.down = nn.Linear(hidden_dim, emb_dim, bias=bias)
+        self.activation, self.alpha, self.limit = activation, alpha, limit
 
     def forward(self, x):
         gate = self.gate(x)
         if self.activation == "gelu_tanh":
             return self.down(nn.functional.gelu(gate, approximate="tanh") * self.up(x))
+        if self.activation == "clamped_silu":  # gpt-oss's: no value past limit reaches down
+            gate, up = gate.clamp(max=self.limit), self.up(x).clamp(-self.limit, self.limit)
+            return self.down(gate * torch.sigmoid(self.alpha * gate) * (up + 1))
         return self.down(nn.functional.silu(gate) * self.up(x))
 
 
 # %% beyond_3_modern_blocks.ipynb cell 21, 4.8.4 Grouped-query attention and QK-norm
+
+def attend_with_sinks(queries, keys, values, start, sinks, dropout, *, window=None, scale=None):
+    """attend's explicit path with one more logit per head, sinks (heads,), in every query's
+    softmax (gpt-oss's, 4.8.10): a key without a value, so the weights on the real keys may sum
+    to less than 1."""
+    groups = queries.shape[1] // keys.shape[1]  # each key and value head serves a group
+    keys, values = keys.repeat_interleave(groups, 1), values.repeat_interleave(groups, 1)
+    scores = (queries @ keys.transpose(2, 3)) * (scale or queries.shape[-1] ** -0.5)
+    hidden = causal_mask(queries.shape[2], start, keys.shape[2], window, queries.device)
+    scores = scores.masked_fill(hidden, -torch.inf)
+    sink = sinks.to(scores.dtype).view(1, -1, 1, 1).expand(*scores.shape[:3], 1)
+    weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]  # sink out
+    return dropout(weights) @ values
+
 
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which each group of num_heads // num_kv_groups query heads shares a
     key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head (with
     qk_norm_across_heads, Olmo's, 4.8.9: one RMSNorm over all heads, before they are split);
     window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
-    scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8)."""
+    scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8); sinks
+    (a learned logit per head in every softmax) and out_bias: gpt-oss's (4.8.10)."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
                  norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
                  scale: float | None = None, norm_unit_offset: bool = False,
-                 qk_norm_across_heads: bool = False):
+                 qk_norm_across_heads: bool = False, sinks: bool = False,
+                 out_bias: bool = False):
         super().__init__()
         check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
@@ -138,7 +160,8 @@ class GroupedQueryAttention(nn.Module):
         self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
-        self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False)
+        self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=out_bias)
+        self.sinks = nn.Parameter(torch.zeros(num_heads)) if sinks else None
         self.across_heads = qk_norm_across_heads
         q_width, k_width = ((num_heads * head_dim, num_kv_groups * head_dim) if self.across_heads
                             else (head_dim, head_dim))
@@ -166,8 +189,12 @@ class GroupedQueryAttention(nn.Module):
         if kv_cache is not None:  # it stores the shared heads only
             keys, values = kv_cache.update(keys, values)
         # query r sits at position start + r; attend shares each key head among its group
-        context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
-                         self.training, window=self.window, scale=self.scale)
+        if self.sinks is not None:  # no fused kernel takes sinks: the explicit path
+            context = attend_with_sinks(queries, keys, values, start, self.sinks, self.dropout,
+                                        window=self.window, scale=self.scale)
+        else:
+            context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
+                             self.training, window=self.window, scale=self.scale)
         return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
 
 
@@ -199,14 +226,18 @@ OPEN_MODEL_CONFIGS = {
 
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
-    best-scoring experts, whose outputs are mixed by the router's probabilities."""
+    best-scoring experts, whose outputs are mixed by the router's probabilities. bias and the
+    experts' activation, alpha and limit: gpt-oss's (4.8.10)."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, num_experts: int,
-                 num_experts_per_tok: int, norm_topk_prob: bool = True):
+                 num_experts_per_tok: int, norm_topk_prob: bool = True, *, bias: bool = False,
+                 activation: str = "silu", alpha: float | None = None,
+                 limit: float | None = None):
         super().__init__()
         self.num_experts_per_tok, self.norm_topk_prob = num_experts_per_tok, norm_topk_prob
-        self.router = nn.Linear(emb_dim, num_experts, bias=False)
-        self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim) for _ in range(num_experts))
+        self.router = nn.Linear(emb_dim, num_experts, bias=bias)
+        self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim, activation, bias, alpha, limit)
+                                     for _ in range(num_experts))
 
     def forward(self, x):
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
@@ -244,12 +275,15 @@ class ModernBlock(nn.Module):
             norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window,
             scale=None if scalar is None else scalar ** -0.5,
             norm_unit_offset=cfg["norm_unit_offset"],
-            qk_norm_across_heads=cfg["qk_norm_across_heads"])
+            qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
+            out_bias=cfg["attention_out_bias"])
+        swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
+                  "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
         if cfg["num_experts"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
-                                     cfg["num_experts_per_tok"], cfg["norm_topk_prob"])
+                                     cfg["num_experts_per_tok"], cfg["norm_topk_prob"], **swiglu)
         else:
-            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], cfg["ffn_activation"])
+            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], **swiglu)
 
         def norm():
             return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
@@ -280,6 +314,9 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "norm_unit_offset": False, "post_norms": False, "ffn_activation": "silu",
     "scale_embeddings": False, "query_pre_attn_scalar": None, "rope_local_base": None,
     "pre_norms": True, "qk_norm_across_heads": False,  # Olmo 3's (4.8.9): False and True
+    # gpt-oss's (4.8.10): True, True, True, "clamped_silu" (above), 1.702 and 7.0
+    "attention_sinks": False, "attention_out_bias": False, "ffn_bias": False,
+    "swiglu_alpha": None, "swiglu_limit": None,
 }
 
 
@@ -323,10 +360,13 @@ def validate_modern_config(cfg: dict) -> dict:
           if "local" not in kinds else type(window) is int and window >= 1), lambda: "layer_"
           f"types must be n_layers={cfg['n_layers']} of 'global' and 'local', and sliding_window "
           f"an int >= 1 exactly when one is local: got {layer_types!r}, sliding_window={window!r}")
-    # Gemma 3's GeGLU (4.8.8); a mixture of experts' experts are SwiGLUs, silu only
-    known = ("silu", "gelu_tanh")[:2 - bool(cfg["num_experts"])]  # experts: ('silu',) only
-    check(cfg["ffn_activation"] in known,
-          lambda: f"ffn_activation must be one of {known}, got {cfg['ffn_activation']!r}")
+    # Gemma 3's GeGLU (4.8.8), not in experts; gpt-oss's clamped SwiGLU (4.8.10), which needs
+    # its alpha and limit (None would fail only in the first forward pass)
+    known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])
+    clamped = cfg["ffn_activation"] == "clamped_silu"
+    check(cfg["ffn_activation"] in known and (not clamped or None not in (
+          cfg["swiglu_alpha"], cfg["swiglu_limit"])), lambda: f"ffn_activation must be one of "
+          f"{known} (clamped_silu with swiglu_alpha and swiglu_limit): {cfg['ffn_activation']!r}")
     return cfg
 
 
@@ -335,7 +375,8 @@ def validate_modern_config(cfg: dict) -> dict:
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
-    calls local; Gemma 3's options (4.8.8) and Olmo 3's (4.8.9). forward, and so generation, the
+    calls local; Gemma 3's options (4.8.8), Olmo 3's (4.8.9) and gpt-oss's
+    (4.8.10). forward, and so generation, the
     training loops and finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):
@@ -412,6 +453,7 @@ __all__ = [
     'rope_attention_factor',
     'apply_rope',
     'SwiGLU',
+    'attend_with_sinks',
     'GroupedQueryAttention',
     'OPEN_MODEL_CONFIGS',
     'MoEFeedForward',

@@ -1,7 +1,8 @@
-"""Section 4.8's ModernGPTModel against two independent implementations of the same
-architectures: transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3 and Olmo 3, and the book package's
-Llama 3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
-published Hugging Face format (config.json + model.safetensors), read back, and loaded into ours."""
+"""Section 4.8's ModernGPTModel against two independent implementations of the same architectures:
+transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3 and gpt-oss, and the book package's Llama
+3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
+published Hugging Face format (config.json + model.safetensors), read back, and loaded into
+ours."""
 
 import re
 
@@ -87,6 +88,24 @@ ARCHITECTURES = {
          "qk_norm_across_heads": True, "pre_norms": False, "post_norms": True,
          "rope_base": 500_000.0, "rope_local_base": 500_000.0, "rope_freq": YARN_FREQ,
          "sliding_window": SLIDING_WINDOW, "layer_types": ["local"] * 3 + ["global"]}),
+    # gpt-oss: attention sinks and biases, 4 experts with biases and the clamped SwiGLU,
+    # windows in every other layer, YaRN untruncated (the pair fixture randomises the sinks and
+    # biases, which start at 0)
+    "gpt_oss": ("GptOssForCausalLM", transformers.GptOssConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=48, num_hidden_layers=4,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        sliding_window=SLIDING_WINDOW, num_local_experts=4, num_experts_per_tok=2,
+        rope_parameters={"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                         "truncate": False, "original_max_position_embeddings": 32,
+                         "rope_theta": 150_000.0}, pad_token_id=0, eos_token_id=None),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 8,
+         "n_layers": 4, "n_kv_groups": 2, "head_dim": 16, "rope_base": 150_000.0,
+         "rope_freq": {**YARN_FREQ, "factor": 4.0, "original_context_length": 32,
+                       "truncate": False},
+         "norm_eps": 1e-5, "sliding_window": SLIDING_WINDOW, "layer_types": ["local", "global"] * 2,
+         "qkv_bias": True, "attention_out_bias": True, "attention_sinks": True, "num_experts": 4,
+         "num_experts_per_tok": 2, "moe_hidden_dim": 48, "ffn_bias": True,
+         "ffn_activation": "clamped_silu", "swiglu_alpha": 1.702, "swiglu_limit": 7.0}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -120,6 +139,14 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
             names[p + "post_attention_layernorm.weight"] = block.norm2.weight
         for ours, theirs in [("W_query", "q"), ("W_key", "k"), ("W_value", "v"), ("out_proj", "o")]:
             names[f"{p}self_attn.{theirs}_proj.weight"] = getattr(att, ours).weight
+            if getattr(att, ours).bias is not None:  # gpt-oss's
+                names[f"{p}self_attn.{theirs}_proj.bias"] = getattr(att, ours).bias
+        if att.sinks is not None:
+            names[p + "self_attn.sinks"] = att.sinks
+        if model.cfg["ffn_bias"]:  # gpt-oss's router; its packed experts: copy_packed_experts
+            names[p + "mlp.router.weight"] = block.ff.router.weight
+            names[p + "mlp.router.bias"] = block.ff.router.bias
+            continue
         if model.cfg["qk_norm"]:
             names[p + "self_attn.q_norm.weight"] = att.q_norm.weight
             names[p + "self_attn.k_norm.weight"] = att.k_norm.weight
@@ -134,24 +161,45 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
     return names
 
 
+def copy_packed_experts(model: ModernGPTModel, tensors: dict) -> set[str]:
+    """gpt-oss's experts into ours: each layer's gate and up layers packed in one tensor, their
+    columns alternating, stored (in, out); returns the names copied."""
+    copied = set()
+    for i, block in enumerate(model.trf_blocks):
+        p = f"model.layers.{i}.mlp.experts."
+        gate_up, gate_up_bias = tensors[p + "gate_up_proj"], tensors[p + "gate_up_proj_bias"]
+        for e, expert in enumerate(block.ff.experts):
+            expert.gate.weight.copy_(gate_up[e][:, ::2].t())
+            expert.up.weight.copy_(gate_up[e][:, 1::2].t())
+            expert.gate.bias.copy_(gate_up_bias[e][::2])
+            expert.up.bias.copy_(gate_up_bias[e][1::2])
+            expert.down.weight.copy_(tensors[p + "down_proj"][e].t())
+            expert.down.bias.copy_(tensors[p + "down_proj_bias"][e])
+        copied |= {p + name for name in ("gate_up_proj", "gate_up_proj_bias", "down_proj",
+                                          "down_proj_bias")}
+    return copied
+
+
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def pair(request, tmp_path_factory):
     """(name, transformers' model, the published-format tensors it saved, ours loaded from them)"""
     class_name, hf_config, cfg = ARCHITECTURES[request.param]
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
-    if request.param in ("gemma3", "olmo3"):  # norms at 0 (Gemma's) or 1: make them matter
-        with torch.no_grad():
+    if request.param in ("gemma3", "olmo3", "gpt_oss"):  # norms at 0 or 1, sinks and biases at
+        with torch.no_grad():  # 0: make them matter
             for name, parameter in reference.named_parameters():
-                if "norm" in name:
+                if any(part in name for part in ("norm", "sinks", "bias")):
                     parameter.normal_(0.0, 0.3)
     folder = tmp_path_factory.mktemp(request.param)
     reference.save_pretrained(folder)
     tensors = safetensors.torch.load_file(folder / "model.safetensors")
     ours = ModernGPTModel(cfg).eval()
     names = hf_names(ours)
-    assert sorted(names) == sorted(tensors)  # every published tensor has a place, and only one
     with torch.no_grad():
+        packed = copy_packed_experts(ours, tensors) if ours.cfg["ffn_bias"] else set()
+        # every published tensor has a place, and only one
+        assert sorted(names) == sorted(set(tensors) - packed)
         for name, parameter in names.items():
             parameter.copy_(tensors[name])
     return request.param, reference, tensors, ours
@@ -180,7 +228,7 @@ def test_logits_and_greedy_tokens_match_transformers(pair):
     assert torch.equal(greedy(ours, prompt, 30), expected)
 
 
-@pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3", "olmo3"], indirect=True)
+@pytest.mark.parametrize("pair", ["qwen3_sliding", "gemma3", "olmo3", "gpt_oss"], indirect=True)
 def test_sliding_window_layers_match_transformers_cached_in_pieces(pair):
     """Local layers see their window only, fused or explicit, whole or continued
     through windowed caches in pieces of any size, and those caches keep window - 1 positions;
@@ -279,6 +327,18 @@ def test_rope_scores_depend_on_distance_only():
 
     scores = [(at(q, m) * at(k, m - 3)).sum() for m in (3, 50, 700)]
     assert torch.allclose(torch.stack(scores), scores[0].expand(3), atol=1e-4)
+
+
+def test_attention_sinks_far_below_every_score_change_nothing_and_take_weight_when_high():
+    from shared import attend, attend_with_sinks
+
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(s))
+               for s in range(3))
+    plain = attend(q, k, v, 0, torch.nn.Identity(), False, False, window=3)
+    low = attend_with_sinks(q, k, v, 0, torch.full((4,), -1e4), torch.nn.Identity(), window=3)
+    torch.testing.assert_close(low, plain)
+    high = attend_with_sinks(q, k, v, 0, torch.full((4,), 1e4), torch.nn.Identity(), window=3)
+    assert high.abs().max() < 1e-6  # all weight on the sink, which has no value
 
 
 def test_llama3_frequency_scaling_keeps_fast_and_slows_slow_pairs():

@@ -5,10 +5,10 @@
 
 # %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3 and Olmo 3 checkpoints in their
-published Hugging Face format (config.json, safetensors, one file or shards with an index)
-loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved back in that
-format."""
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3 and gpt-oss
+checkpoints in their published Hugging Face format (config.json, safetensors, one file or shards
+with an index) loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved
+back in that format."""
 
 import base64
 import json
@@ -43,16 +43,17 @@ from shared.safe_files import (
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3")  # its model_type
+OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss")
 
 
 def config_from_hf(hf: dict) -> dict:
-    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text) or
-    Olmo 3 config.json; an option the model does not compute is refused by name, never dropped."""
+    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3
+    or gpt-oss config.json; an option the model does not compute is refused by name, never
+    dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     # a key the family needs and the file lacks: KeyError, naming it
-    readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config}
+    readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config}
     return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
@@ -191,11 +192,103 @@ def _olmo3_config(hf: dict) -> dict:
     return cfg
 
 
+# transformers' GptOssConfig's RoPE when config.json gives none (rope_theta 150,000)
+_GPT_OSS_ROPE = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                 "truncate": False, "original_max_position_embeddings": 4096}
+
+
+def _gpt_oss_config(hf: dict) -> dict:
+    """config_from_hf for gpt-oss (4.8.10): attention sinks and biases, experts with biases and
+    the clamped SwiGLU, windows in every other layer, YaRN in all of them."""
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or _GPT_OSS_ROPE
+    rope = {"rope_theta": hf.get("rope_theta", 150_000.0), **rope}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    # the published files hold the experts in MXFP4, which transformers dequantizes on loading
+    # with Mxfp4Config(dequantize=True); saved again, they load here
+    computed = {"hidden_act": "silu", "quantization_config": None, "partial_rotary_factor": None}
+    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
+                   if hf.get(key, value) != value]
+    unsupported += [f"YaRN's {key}={rope[key]!r}" for key, value in _YARN_COMPUTED.items()
+                    if rope.get(key, value) != value]
+    n_layers = hf["num_hidden_layers"]
+    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 2nd global
+        "full_attention" if (i + 1) % 2 == 0 else "sliding_attention" for i in range(n_layers)]
+    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                    if kind not in _GEMMA3_LAYER_TYPES]
+    if rope_type not in ("default", "yarn"):
+        unsupported.append(f"RoPE scaling {rope_type!r}")
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    heads, kv_heads, bias = hf["num_attention_heads"], hf.get("num_key_value_heads"), \
+        hf.get("attention_bias", True)
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": heads, "n_layers": n_layers,
+           "head_dim": hf.get("head_dim"), "n_kv_groups": heads if kv_heads is None else kv_heads,
+           "rope_base": float(rope["rope_theta"]), "norm_eps": hf["rms_norm_eps"],
+           "tie_weights": hf.get("tie_word_embeddings", False), "qkv_bias": bias,
+           "attention_out_bias": bias, "attention_sinks": True,
+           "num_experts": hf.get("num_local_experts") or hf["num_experts"],
+           "num_experts_per_tok": hf["num_experts_per_tok"],
+           "moe_hidden_dim": hf["intermediate_size"], "norm_topk_prob": True, "ffn_bias": True,
+           "ffn_activation": "clamped_silu", "swiglu_alpha": hf.get("swiglu_alpha", 1.702),
+           "swiglu_limit": hf.get("swiglu_limit", 7.0)}
+    if rope_type == "yarn":  # one RoPE for every layer, local or global
+        old_context = rope.get("original_max_position_embeddings", cfg["context_length"])
+        cfg["rope_freq"] = {"type": "yarn", "original_context_length": old_context,
+                            "factor": rope.get("factor") or cfg["context_length"] / old_context,
+                            "beta_fast": rope.get("beta_fast") or 32,
+                            "beta_slow": rope.get("beta_slow") or 1,
+                            "truncate": rope.get("truncate", True),
+                            "attention_factor": rope.get("attention_factor")}
+    layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
+    if "local" in layer_types:
+        cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types)
+    return cfg
+
+
 # %% beyond_6_open_models.ipynb cell 7, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
+# gpt-oss stores each layer's experts packed (4.8.10): one tensor of all experts' gate and up
+# layers, their columns alternating gate, up, gate, ..., stored (in, out) as x @ W reads them;
+# one of their down layers; and their biases. hf_layout names each as one pseudo-parameter.
+PACKED_EXPERTS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias")
+
+
+def unpack_experts(state: dict) -> dict:
+    """`state` with each packed tensor (...ff.experts.gate_up_proj, as hf_layout names it) split
+    into the experts' own weights and biases, as views of it: nothing is copied."""
+    for name in [name for name in state if name.endswith(PACKED_EXPERTS)]:
+        prefix, packed = name.rsplit(".", 1)
+        for e, tensor in enumerate(state.pop(name)):
+            expert = f"{prefix}.{e}."
+            if packed == "gate_up_proj":
+                state[expert + "gate.weight"], state[expert + "up.weight"] = (
+                    tensor[:, ::2].t(), tensor[:, 1::2].t())
+            elif packed == "gate_up_proj_bias":
+                state[expert + "gate.bias"], state[expert + "up.bias"] = tensor[::2], tensor[1::2]
+            elif packed == "down_proj":
+                state[expert + "down.weight"] = tensor.t()
+            else:
+                state[expert + "down.bias"] = tensor
+    return state
+
+
+def pack_experts(model: ModernGPTModel) -> dict:
+    """unpack_experts' inverse: each layer's experts packed as gpt-oss stores them."""
+    packed = {}
+    for i, block in enumerate(model.trf_blocks):
+        experts, prefix = block.ff.experts, f"trf_blocks.{i}.ff.experts."
+        packed[prefix + "gate_up_proj"] = torch.stack([torch.stack(
+            [x.gate.weight.t(), x.up.weight.t()], dim=-1).flatten(-2) for x in experts])
+        packed[prefix + "gate_up_proj_bias"] = torch.stack([torch.stack(
+            [x.gate.bias, x.up.bias], dim=-1).flatten(-2) for x in experts])
+        packed[prefix + "down_proj"] = torch.stack([x.down.weight.t() for x in experts])
+        packed[prefix + "down_proj_bias"] = torch.stack([x.down.bias for x in experts])
+    return packed
+
+
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3 checkpoint -> our parameter's
-    name, in the order transformers stores them."""
+    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss checkpoint -> our
+    parameter's name, in the order transformers stores them."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
@@ -216,6 +309,17 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
             layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
         for theirs, mine in attention.items():
             layout[f"{hf}self_attn.{theirs}.weight"] = f"{ours}att.{mine}.weight"
+            if mine in ("W_query", "W_key", "W_value") and model.cfg["qkv_bias"] or (
+                    mine == "out_proj" and model.cfg["attention_out_bias"]):  # gpt-oss's
+                layout[f"{hf}self_attn.{theirs}.bias"] = f"{ours}att.{mine}.bias"
+        if model.cfg["attention_sinks"]:
+            layout[hf + "self_attn.sinks"] = ours + "att.sinks"
+        if model.cfg["num_experts"] and model.cfg["ffn_bias"]:  # gpt-oss's: packed experts
+            layout[hf + "mlp.router.weight"] = ours + "ff.router.weight"
+            layout[hf + "mlp.router.bias"] = ours + "ff.router.bias"
+            for packed in PACKED_EXPERTS:
+                layout[f"{hf}mlp.experts.{packed}"] = f"{ours}ff.experts.{packed}"
+            continue
         if model.cfg["num_experts"]:
             layout[hf + "mlp.gate.weight"] = ours + "ff.router.weight"
         for theirs, mine in experts.items():
@@ -256,7 +360,8 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
-    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3 or Olmo 3 folder,
+    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3 or
+    gpt-oss folder,
     in eval mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
     the same for every tensor. The stored tensors' names and dtypes are checked, from the files'
     headers, before any tensor is read; a tensor of another shape than the config implies, or one
@@ -288,7 +393,8 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
                 state[layout[name]] = tensor if dtype is None else tensor.to(dtype)
     if cfg["tie_weights"]:
         state["out_head.weight"] = state["tok_emb.weight"]
-    model.load_state_dict(state, assign=True)  # the tensors become the parameters: no copy
+    # the tensors (gpt-oss's packed experts: views of them) become the parameters: no copy
+    model.load_state_dict(unpack_experts(state), assign=True)
     if cfg["tie_weights"]:
         model.out_head.weight = model.tok_emb.weight  # one Parameter again, as in training
     return model.eval()
@@ -309,7 +415,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 21, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 24, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -358,7 +464,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 23, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 26, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -388,14 +494,17 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 41, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 44, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
 _OLMO3_KEYS = {"pre_norms": False, "qk_norm_across_heads": True, "post_norms": True}  # 4.8.9
+_GPT_OSS_KEYS = {"attention_sinks": True, "ffn_bias": True, "ffn_activation": "clamped_silu",
+                 "norm_topk_prob": True}  # 4.8.10
 # The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
 _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
-                                    "rope_local_base", "sliding_window")))
+                                    "rope_local_base", "sliding_window", "attention_sinks",
+                                    "attention_out_bias", "ffn_bias")))
 
 
 def _yarn(cfg: dict) -> bool:
@@ -421,6 +530,31 @@ def _olmo3(cfg: dict) -> bool:
             and not cfg["num_experts"] and (cfg["rope_freq"] is None or _yarn(cfg)
                                             and cfg["rope_freq"].get("truncate", True))
             and ("local" not in (cfg["layer_types"] or []) or cfg["rope_local_base"] == 500_000.0))
+
+
+def _gpt_oss(cfg: dict) -> bool:
+    """gpt-oss's switches, with experts; no other family's; biases on all four attention
+    layers or none; one RoPE, YaRN or plain, for every layer."""
+    return (all(cfg[key] == value for key, value in _GPT_OSS_KEYS.items()) and cfg["num_experts"]
+            and cfg["qkv_bias"] == cfg["attention_out_bias"] and not cfg["qk_norm"]
+            and all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in (
+                "norm_unit_offset", "post_norms", "scale_embeddings", "pre_norms",
+                "qk_norm_across_heads", "query_pre_attn_scalar", "rope_local_base"))
+            and (cfg["rope_freq"] is None or _yarn(cfg)))
+
+
+def _gpt_oss_keys(cfg: dict) -> dict:
+    """config.json's gpt-oss settings; no YaRN is written as plain RoPE (transformers would
+    otherwise give the model its default YaRN)."""
+    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
+    return {"num_local_experts": cfg["num_experts"], "intermediate_size": cfg["moe_hidden_dim"],
+            "num_experts_per_tok": cfg["num_experts_per_tok"], "hidden_act": "silu",
+            "swiglu_alpha": cfg["swiglu_alpha"], "swiglu_limit": cfg["swiglu_limit"],
+            "attention_bias": cfg["qkv_bias"],
+            "sliding_window": cfg["sliding_window"] or cfg["context_length"],
+            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
+                            in _GEMMA3_LAYER_TYPES.items() if ours == kind],
+            **({} if _yarn(cfg) else {"rope_scaling": {"rope_type": "default"}})}
 
 
 def _olmo3_keys(cfg: dict) -> dict:
@@ -467,19 +601,22 @@ OPEN_MODEL_FAMILIES = {
                                "hidden_act": "silu"}),
     "gemma3_text": ("Gemma3ForCausalLM", _gemma3, _gemma3_keys),
     "olmo3": ("Olmo3ForCausalLM", _olmo3, _olmo3_keys),
+    "gpt_oss": ("GptOssForCausalLM", _gpt_oss, _gpt_oss_keys),
 }
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
-    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
-    the published Llama 3, Qwen3, Gemma 3 and Olmo 3 folders spell it (rope_theta and rope_scaling,
-    torch_dtype), which transformers reads (5.24.0 is the version the course is tested with)."""
+    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
+    published Llama 3, Qwen3, Gemma 3, Olmo 3 and gpt-oss folders spell it (rope_theta and
+    rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the course is tested
+    with)."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
                 if key in ("qk_norm", "num_experts") or cfg[key] != MODERN_OPTIONAL_KEYS[key]]
     check(families, lambda: f"no family the course saves has {', '.join(settings)} (5.9.4)")
-    check(not cfg["qkv_bias"], "qkv_bias=True: the families the course saves have no such biases")
+    check(not cfg["qkv_bias"] or families[0] == "gpt_oss",
+          "qkv_bias=True: only gpt-oss, of the families the course saves, has such biases")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
     rope = cfg["rope_freq"]
     return {"architectures": [architecture], "model_type": families[0],
@@ -490,6 +627,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "rope_theta": cfg["rope_base"], "rope_scaling": rope and ({  # YaRN: Olmo 3's
                 "rope_type": "yarn", "factor": rope["factor"], "beta_fast": rope["beta_fast"],
                 "beta_slow": rope["beta_slow"], "attention_factor": rope.get("attention_factor"),
+                "truncate": rope.get("truncate", True),
                 "original_max_position_embeddings": rope["original_context_length"]}
                 if _yarn(cfg) else {
                 "rope_type": "llama3", "factor": rope["factor"],
@@ -500,7 +638,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 43, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 46, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -515,7 +653,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
                     source: str | Path | None = None, replace: bool = False) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
-    read, as the published Llama 3, Qwen3, Gemma 3 and Olmo 3 are written: config.json and
+    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3 and
+    gpt-oss are written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
     head is not stored apart from the embedding. dtype None keeps the model's own. `source`, the
     folder the model was loaded from, gives the tokenizer's files, generation_config.json, and
@@ -541,6 +680,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
         **_settings_of(Path(source), model, folder), **architecture}
 
     layout, state = hf_layout(model), model.state_dict()
+    if model.cfg["num_experts"] and model.cfg["ffn_bias"]:  # gpt-oss's experts, packed
+        state.update(pack_experts(model))
     sizes = {name: state[ours].numel() * dtype.itemsize for name, ours in layout.items()}
     shards, size = [[]], 0  # tensor names, in order: at most shard_bytes a file, or one tensor
     for name, nbytes in sizes.items():
@@ -614,6 +755,9 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
 __all__ = [
     'OPEN_MODEL_TYPES',
     'config_from_hf',
+    'PACKED_EXPERTS',
+    'unpack_experts',
+    'pack_experts',
     'hf_layout',
     'tensor_files',
     'load_open_model',

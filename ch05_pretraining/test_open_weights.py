@@ -23,6 +23,7 @@ from shared import (
     download_open_model,
     load_llama3_tokenizer,
     load_open_model,
+    pack_experts,
     read_text,
     save_open_model,
 )
@@ -54,15 +55,24 @@ REFERENCES = {
         rope_theta=500_000.0, rope_scaling={"rope_type": "yarn", "factor": 8.0, "beta_fast": 32,
                                             "beta_slow": 1, "original_max_position_embeddings": 16},
         pad_token_id=0, eos_token_id=None)),
+    # gpt-oss: sinks, biases, 4 experts with biases and the clamped SwiGLU, packed; windows in
+    # every other layer, shorter than the texts; YaRN untruncated, from a context of 16
+    "gpt_oss": lambda: transformers.GptOssForCausalLM(transformers.GptOssConfig(
+        **{**SMALL, "num_hidden_layers": 4}, intermediate_size=48, head_dim=16, sliding_window=6,
+        num_local_experts=4, num_experts_per_tok=2, rope_parameters={
+            "rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0, "beta_slow": 1.0,
+            "truncate": False, "original_max_position_embeddings": 16, "rope_theta": 150_000.0},
+        pad_token_id=0, eos_token_id=None)),
 }
+RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias")}
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):
     torch.manual_seed(0)
     reference = REFERENCES[name]().to(dtype).eval()
     with torch.no_grad():  # Gemma's norms start at 0 (a scale of 1): make a wrong offset show;
-        for parameter_name, parameter in reference.named_parameters():  # Olmo's, a swap
-            if name in ("gemma3", "olmo3") and "norm" in parameter_name:
+        for parameter_name, parameter in reference.named_parameters():  # Olmo's, a swap;
+            if any(part in parameter_name for part in RANDOMISED.get(name, ())):  # gpt-oss's 0s
                 parameter.normal_(0.0, 0.3)
     reference.save_pretrained(folder, max_shard_size=shard)
     return reference
@@ -248,6 +258,27 @@ def test_an_olmo3_folder_asking_for_what_the_model_does_not_compute_is_refused(
     rewrite_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
         load_open_model(tmp_path)
+
+
+def test_gpt_oss_in_mxfp4_as_published_is_refused_with_what_to_do(tmp_path):
+    saved("gpt_oss", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, quantization_config={"quant_method": "mxfp4"})
+    with pytest.raises(ValueError, match=r"does not compute quantization_config=.*mxfp4"):
+        load_open_model(tmp_path)
+
+
+def test_gpt_oss_experts_unpack_to_views_and_pack_back(tmp_path):
+    """The experts' weights are views of the file's packed tensors, and packing them again gives
+    the stored tensors bit for bit."""
+    saved("gpt_oss", tmp_path, shard="1GB")
+    model = load_open_model(tmp_path)
+    stored = stored_tensors(tmp_path)
+    experts = model.trf_blocks[1].ff.experts
+    assert experts[0].gate.weight.untyped_storage().data_ptr() == \
+        experts[3].up.weight.untyped_storage().data_ptr()  # one storage, the packed tensor's
+    for name, tensor in pack_experts(model).items():
+        hf = name.replace("trf_blocks", "model.layers").replace("ff.experts", "mlp.experts")
+        assert torch.equal(tensor, stored[hf]), name
 
 
 def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):

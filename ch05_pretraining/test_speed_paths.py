@@ -401,6 +401,14 @@ MODERN_SHAPES = {  # each a configuration the decoder must reproduce
         "pre_norms": False, "post_norms": True, "qk_norm_across_heads": True,
         "rope_local_base": 10_000.0, "rope_freq": {"type": "yarn", "factor": 4.0, "beta_fast": 32,
                                                    "beta_slow": 1, "original_context_length": 8}},
+    "gpt_oss": {  # sinks, biases, experts with biases and the clamped SwiGLU, windows, YaRN
+        "n_layers": 4, "sliding_window": 5, "layer_types": ["local", "global"] * 2,
+        "qk_norm": False, "qkv_bias": True, "attention_out_bias": True, "attention_sinks": True,
+        "hidden_dim": None, "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 8,
+        "ffn_bias": True, "ffn_activation": "clamped_silu", "swiglu_alpha": 1.702,
+        "swiglu_limit": 7.0, "rope_freq": {"type": "yarn", "factor": 4.0, "beta_fast": 32,
+                                           "beta_slow": 1, "original_context_length": 8,
+                                           "truncate": False}},
 }
 
 

@@ -83,6 +83,7 @@ from ch04_gpt_model.modern import (
     rope_attention_factor as rope_attention_factor,
     apply_rope as apply_rope,
     SwiGLU as SwiGLU,
+    attend_with_sinks as attend_with_sinks,
     GroupedQueryAttention as GroupedQueryAttention,
     OPEN_MODEL_CONFIGS as OPEN_MODEL_CONFIGS,
     MoEFeedForward as MoEFeedForward,
@@ -167,6 +168,9 @@ from ch05_pretraining.fast_path import (
 from ch05_pretraining.open_weights import (
     OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
     config_from_hf as config_from_hf,
+    PACKED_EXPERTS as PACKED_EXPERTS,
+    unpack_experts as unpack_experts,
+    pack_experts as pack_experts,
     hf_layout as hf_layout,
     tensor_files as tensor_files,
     load_open_model as load_open_model,
