@@ -102,8 +102,9 @@ def apply_rope(x, cos, sin):
 class SwiGLU(nn.Module):
     """The gated feed-forward of Llama and Qwen: down(silu(gate(x)) * up(x)), without biases.
     activation="gelu_tanh": GELU's tanh approximation gates instead, Gemma's GeGLU (4.8.8);
-    "clamped_silu", gpt-oss's (4.8.10): both clamped at limit, x * sigmoid(alpha * x) as the
-    gate, up + 1 as the other factor; bias: biases on the three layers (gpt-oss's)."""
+    "clamped_silu", gpt-oss's (4.8.10): the gate capped at limit from above and passed through
+    g * sigmoid(alpha * g), up clamped to [-limit, limit] and taken plus 1; bias: biases on the
+    three layers (gpt-oss's)."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, activation: str = "silu",
                  bias: bool = False, alpha: float | None = None, limit: float | None = None):
@@ -117,7 +118,7 @@ class SwiGLU(nn.Module):
         gate = self.gate(x)
         if self.activation == "gelu_tanh":
             return self.down(nn.functional.gelu(gate, approximate="tanh") * self.up(x))
-        if self.activation == "clamped_silu":  # gpt-oss's: no value past limit reaches down
+        if self.activation == "clamped_silu":  # gpt-oss's: each product stays below limit**2
             gate, up = gate.clamp(max=self.limit), self.up(x).clamp(-self.limit, self.limit)
             return self.down(gate * torch.sigmoid(self.alpha * gate) * (up + 1))
         return self.down(nn.functional.silu(gate) * self.up(x))
@@ -364,9 +365,10 @@ def validate_modern_config(cfg: dict) -> dict:
     # its alpha and limit (None would fail only in the first forward pass)
     known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])
     clamped = cfg["ffn_activation"] == "clamped_silu"
-    check(cfg["ffn_activation"] in known and (not clamped or None not in (
-          cfg["swiglu_alpha"], cfg["swiglu_limit"])), lambda: f"ffn_activation must be one of "
-          f"{known} (clamped_silu with swiglu_alpha and swiglu_limit): {cfg['ffn_activation']!r}")
+    settings = (cfg["swiglu_alpha"], cfg["swiglu_limit"])  # ignored, silently, by the others
+    check(cfg["ffn_activation"] in known and (min(settings) > 0 if clamped and None not in
+          settings else settings == (None, None) and not clamped), lambda: "ffn_activation must "
+          f"be one of {known}; swiglu_alpha, swiglu_limit > 0 with clamped_silu only: {settings}")
     return cfg
 
 

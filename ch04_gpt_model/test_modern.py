@@ -388,6 +388,9 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     ({"rope_freq": {**LLAMA3_FREQ, "factor": 0.0}}, "rope_freq"),
     ({"rope_freq": {**LLAMA3_FREQ, "high_freq_factor": 1.0}}, "rope_freq"),
     ({"rope_freq": {**YARN_FREQ, "factor": 0.5}}, "rope_freq"),  # YaRN's log would be negative
+    ({"swiglu_alpha": 1.702, "swiglu_limit": 7.0}, "ffn_activation"),  # SiLU would ignore them
+    ({"ffn_activation": "clamped_silu", "swiglu_alpha": 1.702, "swiglu_limit": 0.0},
+     "ffn_activation"),  # a limit of 0 zeroes the gate
     ({**MOE, "num_experts_per_tok": 0}, "num_experts_per_tok"),  # a feed-forward of zeros
     ({**MOE, "num_experts_per_tok": 3}, "num_experts_per_tok"),  # top-k fails at forward
     ({"sliding_window": 4}, "sliding_window"),  # no local layer: it would be ignored

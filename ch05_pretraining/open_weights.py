@@ -192,20 +192,27 @@ def _olmo3_config(hf: dict) -> dict:
     return cfg
 
 
-# transformers' GptOssConfig's RoPE when config.json gives none (rope_theta 150,000)
+# transformers' GptOssConfig's RoPE when config.json gives none (rope_theta 150,000), and its
+# defaults for the keys config_from_hf reads
 _GPT_OSS_ROPE = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
                  "truncate": False, "original_max_position_embeddings": 4096}
+_GPT_OSS_DEFAULTS = {"head_dim": 64, "num_key_value_heads": 8, "sliding_window": 128,
+                     "rms_norm_eps": 1e-5, "num_experts_per_tok": 4, "num_local_experts": 128}
 
 
 def _gpt_oss_config(hf: dict) -> dict:
     """config_from_hf for gpt-oss (4.8.10): attention sinks and biases, experts with biases and
     the clamped SwiGLU, windows in every other layer, YaRN in all of them."""
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or _GPT_OSS_ROPE
-    rope = {"rope_theta": hf.get("rope_theta", 150_000.0), **rope}
+    # as transformers 5.24 reads them: rope_scaling first, then rope_parameters, its default
+    # only where both are absent; a missing key: GptOssConfig's default
+    rope = hf.get("rope_scaling") or hf.get("rope_parameters")
+    rope = {"rope_theta": hf.get("rope_theta", 150_000.0),
+            **(_GPT_OSS_ROPE if rope is None else rope)}
+    hf = {**_GPT_OSS_DEFAULTS, **hf}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     # the published files hold the experts in MXFP4, which transformers dequantizes on loading
     # with Mxfp4Config(dequantize=True); saved again, they load here
-    computed = {"hidden_act": "silu", "quantization_config": None, "partial_rotary_factor": None}
+    computed = {"quantization_config": None, "partial_rotary_factor": None}
     unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
                    if hf.get(key, value) != value]
     unsupported += [f"YaRN's {key}={rope[key]!r}" for key, value in _YARN_COMPUTED.items()
@@ -226,7 +233,7 @@ def _gpt_oss_config(hf: dict) -> dict:
            "rope_base": float(rope["rope_theta"]), "norm_eps": hf["rms_norm_eps"],
            "tie_weights": hf.get("tie_word_embeddings", False), "qkv_bias": bias,
            "attention_out_bias": bias, "attention_sinks": True,
-           "num_experts": hf.get("num_local_experts") or hf["num_experts"],
+           "num_experts": hf.get("num_experts") or hf["num_local_experts"],
            "num_experts_per_tok": hf["num_experts_per_tok"],
            "moe_hidden_dim": hf["intermediate_size"], "norm_topk_prob": True, "ffn_bias": True,
            "ffn_activation": "clamped_silu", "swiglu_alpha": hf.get("swiglu_alpha", 1.702),
@@ -255,14 +262,15 @@ PACKED_EXPERTS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_b
 
 def unpack_experts(state: dict) -> dict:
     """`state` with each packed tensor (...ff.experts.gate_up_proj, as hf_layout names it) split
-    into the experts' own weights and biases, as views of it: nothing is copied."""
+    into the experts' own weights and biases: views of it, but for the gate and up layers,
+    copied from the interleaved columns (as views, every forward pass would copy them)."""
     for name in [name for name in state if name.endswith(PACKED_EXPERTS)]:
         prefix, packed = name.rsplit(".", 1)
         for e, tensor in enumerate(state.pop(name)):
             expert = f"{prefix}.{e}."
             if packed == "gate_up_proj":
                 state[expert + "gate.weight"], state[expert + "up.weight"] = (
-                    tensor[:, ::2].t(), tensor[:, 1::2].t())
+                    tensor[:, ::2].contiguous().t(), tensor[:, 1::2].contiguous().t())
             elif packed == "gate_up_proj_bias":
                 state[expert + "gate.bias"], state[expert + "up.bias"] = tensor[::2], tensor[1::2]
             elif packed == "down_proj":
@@ -272,18 +280,20 @@ def unpack_experts(state: dict) -> dict:
     return state
 
 
-def pack_experts(model: ModernGPTModel) -> dict:
-    """unpack_experts' inverse: each layer's experts packed as gpt-oss stores them."""
-    packed = {}
-    for i, block in enumerate(model.trf_blocks):
-        experts, prefix = block.ff.experts, f"trf_blocks.{i}.ff.experts."
-        packed[prefix + "gate_up_proj"] = torch.stack([torch.stack(
-            [x.gate.weight.t(), x.up.weight.t()], dim=-1).flatten(-2) for x in experts])
-        packed[prefix + "gate_up_proj_bias"] = torch.stack([torch.stack(
-            [x.gate.bias, x.up.bias], dim=-1).flatten(-2) for x in experts])
-        packed[prefix + "down_proj"] = torch.stack([x.down.weight.t() for x in experts])
-        packed[prefix + "down_proj_bias"] = torch.stack([x.down.bias for x in experts])
-    return packed
+def pack_experts(model: ModernGPTModel, name: str) -> torch.Tensor:
+    """unpack_experts' inverse for one of hf_layout's packed names (trf_blocks.0.ff.experts.
+    gate_up_proj): that layer's experts packed as gpt-oss stores them, built when asked."""
+    prefix, packed = name.rsplit(".", 1)
+    experts = model.get_submodule(prefix)
+    if packed == "gate_up_proj":  # (experts, in, 2 * hidden), gate and up columns alternating
+        return torch.stack([torch.stack([x.gate.weight.t(), x.up.weight.t()], dim=-1)
+                            .flatten(-2) for x in experts])
+    if packed == "gate_up_proj_bias":
+        return torch.stack([torch.stack([x.gate.bias, x.up.bias], dim=-1).flatten(-2)
+                            for x in experts])
+    if packed == "down_proj":
+        return torch.stack([x.down.weight.t() for x in experts])
+    return torch.stack([x.down.bias for x in experts])
 
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
@@ -680,9 +690,11 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
         **_settings_of(Path(source), model, folder), **architecture}
 
     layout, state = hf_layout(model), model.state_dict()
-    if model.cfg["num_experts"] and model.cfg["ffn_bias"]:  # gpt-oss's experts, packed
-        state.update(pack_experts(model))
-    sizes = {name: state[ours].numel() * dtype.itemsize for name, ours in layout.items()}
+
+    def tensor(name: str) -> torch.Tensor:  # gpt-oss's packed experts: one layer's, when asked
+        return state[layout[name]] if layout[name] in state else pack_experts(model, layout[name])
+
+    sizes = {name: tensor(name).numel() * dtype.itemsize for name in layout}
     shards, size = [[]], 0  # tensor names, in order: at most shard_bytes a file, or one tensor
     for name, nbytes in sizes.items():
         if shards[-1] and size + nbytes > shard_bytes:
@@ -696,7 +708,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
     def write(tmp: Path) -> None:
         for file, names in files.items():  # one file's tensors in memory at a time
-            tensors = {name: state[layout[name]].detach().to("cpu", dtype).contiguous()
+            tensors = {name: tensor(name).detach().to("cpu", dtype).contiguous()
                        for name in names}
             safetensors.torch.save_file(tensors, tmp / file,
                                         metadata={"format": "pt", SAVED_BY: "save_open_model"})

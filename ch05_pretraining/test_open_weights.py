@@ -15,12 +15,14 @@ import transformers
 from conftest import TINY_GPT, qwen3_style_tokenizer
 from shared import (
     OPEN_MODEL_CONFIGS,
+    PACKED_EXPERTS,
     GPTModel,
     HFTokenizer,
     ModernGPTModel,
     chat_prompt,
     config_from_hf,
     download_open_model,
+    hf_layout,
     load_llama3_tokenizer,
     load_open_model,
     pack_experts,
@@ -267,18 +269,37 @@ def test_gpt_oss_in_mxfp4_as_published_is_refused_with_what_to_do(tmp_path):
         load_open_model(tmp_path)
 
 
-def test_gpt_oss_experts_unpack_to_views_and_pack_back(tmp_path):
-    """The experts' weights are views of the file's packed tensors, and packing them again gives
-    the stored tensors bit for bit."""
+def test_gpt_oss_experts_unpack_and_pack_back_bit_for_bit(tmp_path):
+    """The down layers are views of the file's packed tensor, the gate and up layers contiguous
+    copies (as views, every forward pass would copy them), and packing them again gives the
+    stored tensors bit for bit."""
     saved("gpt_oss", tmp_path, shard="1GB")
     model = load_open_model(tmp_path)
     stored = stored_tensors(tmp_path)
     experts = model.trf_blocks[1].ff.experts
-    assert experts[0].gate.weight.untyped_storage().data_ptr() == \
-        experts[3].up.weight.untyped_storage().data_ptr()  # one storage, the packed tensor's
-    for name, tensor in pack_experts(model).items():
-        hf = name.replace("trf_blocks", "model.layers").replace("ff.experts", "mlp.experts")
-        assert torch.equal(tensor, stored[hf]), name
+    assert experts[0].down.weight.untyped_storage().data_ptr() == \
+        experts[3].down.weight.untyped_storage().data_ptr()  # one storage, the packed tensor's
+    assert experts[0].gate.weight.t().is_contiguous()
+    layout = hf_layout(model)
+    packed = [name for name in layout if name.endswith(PACKED_EXPERTS)]
+    assert len(packed) == 4 * model.cfg["n_layers"]
+    for name in packed:
+        assert torch.equal(pack_experts(model, layout[name]), stored[name]), name
+
+
+@pytest.mark.parametrize("changes", [  # each read as transformers 5.24 reads it
+    {"rope_parameters": {}},  # plain RoPE at 150,000, not the default YaRN
+    {"rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0},  # rope_scaling wins
+     "rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}},
+])
+def test_gpt_oss_rope_spellings_give_transformers_logits(tmp_path, changes):
+    saved("gpt_oss", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, **changes)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    model = load_open_model(tmp_path)
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
 
 def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
