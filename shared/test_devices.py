@@ -380,6 +380,24 @@ def chapter_5_open_model_saver(tmp_path):
     assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.state_dict().items())
 
 
+GPT_OSS = {"qk_norm": False, "qkv_bias": True, "attention_out_bias": True,
+           "attention_sinks": True, "hidden_dim": None, "num_experts": 4,
+           "num_experts_per_tok": 2, "moe_hidden_dim": 8, "ffn_bias": True,
+           "ffn_activation": "clamped_silu", "swiglu_alpha": 1.702, "swiglu_limit": 7.0}
+
+
+@case
+def chapter_5_gpt_oss_experts(tmp_path):
+    """gpt-oss's experts are packed from a model on the device (pack_experts, as save_open_model
+    does) and unpacked on loading: the same weights on the CPU."""
+    model = tiny_qwen3(**GPT_OSS).to(GPU)
+    assert on_the_gpu(shared.pack_experts(model, "trf_blocks.0.ff.experts.gate_up_proj"))
+    shared.save_open_model(model, tmp_path / "saved")
+    loaded = shared.load_open_model(tmp_path / "saved")
+    expected = tiny_qwen3(**GPT_OSS).state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.state_dict().items())
+
+
 def classifier():
     torch.manual_seed(0)
     return shared.add_classification_head(tiny_gpt())
