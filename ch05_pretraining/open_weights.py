@@ -66,8 +66,7 @@ def _llama_qwen3_config(hf: dict) -> dict:
     computed = {"attention_bias": False, "mlp_bias": False, "hidden_act": "silu",  # key: what
                 "use_sliding_window": False, "mlp_only_layers": [], "decoder_sparse_step": 1,
                 "quantization_config": None}  # ours computes, also a missing key's meaning
-    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
-                   if hf.get(key, value) != value]
+    unsupported = _not_computed(hf, computed)
     if rope_type not in ("default", "llama3"):
         unsupported.append(f"RoPE scaling {rope_type!r} (only Llama 3's)")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
@@ -99,6 +98,24 @@ _GEMMA3_LAYER_TYPES = {"sliding_attention": "local", "full_attention": "global"}
 _YARN_COMPUTED = {"mscale": None, "mscale_all_dim": None, "partial_rotary_factor": None}
 
 
+def _not_computed(settings: dict, computed: dict, what: str = "") -> list[str]:
+    """Each setting whose value differs from the one ModernGPTModel computes (`computed`: key ->
+    that value, also what an absent key means), as `what` key=value."""
+    return [f"{what}{key}={settings[key]!r}" for key, value in computed.items()
+            if settings.get(key, value) != value]
+
+
+def _layer_kinds(hf: dict, every: int, unsupported: list) -> list[str]:
+    """config.json's layer_types, or as transformers fills them in (every `every`th layer
+    global); a kind ModernGPTModel does not compute is added to `unsupported`."""
+    kinds = hf.get("layer_types") or ["full_attention" if (i + 1) % every == 0
+                                      else "sliding_attention"
+                                      for i in range(hf["num_hidden_layers"])]
+    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                    if kind not in _GEMMA3_LAYER_TYPES]
+    return kinds
+
+
 def _gemma3_config(hf: dict) -> dict:
     """config_from_hf for Gemma 3's text models (270M, 1B): 4.8.8's keys switched on, and the
     layers' kinds, the window and the two RoPE bases read as transformers reads them."""
@@ -110,18 +127,13 @@ def _gemma3_config(hf: dict) -> dict:
     computed = {"attention_bias": False, "hidden_activation": "gelu_pytorch_tanh",
                 "attn_logit_softcapping": None, "final_logit_softcapping": None,
                 "use_bidirectional_attention": False, "quantization_config": None}
-    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
-                   if hf.get(key, value) != value]
+    unsupported = _not_computed(hf, computed)
     for kind, settings in ropes.items():
         rope_type = settings.get("rope_type", settings.get("type", "default"))
         if rope_type != "default":  # Gemma 3 4B and up stretch their global layers' RoPE
             unsupported.append(f"RoPE scaling {rope_type!r} in the {kind} layers")
-    n_layers, every = hf["num_hidden_layers"], hf.get("sliding_window_pattern", 6)
-    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 6th global
-        "full_attention" if (i + 1) % every == 0 else "sliding_attention"
-        for i in range(n_layers)]
-    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
-                    if kind not in _GEMMA3_LAYER_TYPES]
+    n_layers = hf["num_hidden_layers"]
+    kinds = _layer_kinds(hf, every=hf.get("sliding_window_pattern", 6), unsupported=unsupported)
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
     # null would be taken as our default, head_dim, silently (transformers fills in 256 only
     # for an absent key, and cannot compute with null)
@@ -154,19 +166,14 @@ def _olmo3_config(hf: dict) -> dict:
     ropes["full_attention"] = {**ropes["full_attention"], **(hf.get("rope_scaling") or {})}
     computed = {"attention_bias": False, "hidden_act": "silu", "quantization_config": None,
                 "partial_rotary_factor": None}
-    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
-                   if hf.get(key, value) != value]
+    unsupported = _not_computed(hf, computed)
     n_layers = hf["num_hidden_layers"]
-    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 4th global
-        "full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(n_layers)]
-    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
-                    if kind not in _GEMMA3_LAYER_TYPES]
+    kinds = _layer_kinds(hf, every=4, unsupported=unsupported)
     for kind, settings in ropes.items():
         rope_type = settings.get("rope_type", settings.get("type", "default"))
         if rope_type != "default" and (rope_type != "yarn" or kind == "sliding_attention"):
             unsupported.append(f"RoPE scaling {rope_type!r} in the {kind} layers")
-        unsupported += [f"YaRN's {key}={settings[key]!r}" for key, value in _YARN_COMPUTED.items()
-                        if settings.get(key, value) != value]
+        unsupported += _not_computed(settings, _YARN_COMPUTED, "YaRN's ")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
     kv_heads, full, context = hf.get("num_key_value_heads"), ropes["full_attention"], \
         hf["max_position_embeddings"]
@@ -213,15 +220,10 @@ def _gpt_oss_config(hf: dict) -> dict:
     # the published files hold the experts in MXFP4, which transformers dequantizes on loading
     # with Mxfp4Config(dequantize=True); saved again, they load here
     computed = {"quantization_config": None, "partial_rotary_factor": None}
-    unsupported = [f"{key}={hf[key]!r}" for key, value in computed.items()
-                   if hf.get(key, value) != value]
-    unsupported += [f"YaRN's {key}={rope[key]!r}" for key, value in _YARN_COMPUTED.items()
-                    if rope.get(key, value) != value]
+    unsupported = _not_computed(hf, computed)
+    unsupported += _not_computed(rope, _YARN_COMPUTED, "YaRN's ")
     n_layers = hf["num_hidden_layers"]
-    kinds = hf.get("layer_types") or [  # as transformers fills them in: every 2nd global
-        "full_attention" if (i + 1) % 2 == 0 else "sliding_attention" for i in range(n_layers)]
-    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
-                    if kind not in _GEMMA3_LAYER_TYPES]
+    kinds = _layer_kinds(hf, every=2, unsupported=unsupported)
     if rope_type not in ("default", "yarn"):
         unsupported.append(f"RoPE scaling {rope_type!r}")
     check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
@@ -517,6 +519,12 @@ _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn
                                     "attention_out_bias", "ffn_bias")))
 
 
+def _hf_layer_types(cfg: dict) -> list[str]:
+    """config.json's layer_types for a configuration: _layer_kinds' inverse."""
+    hf_kinds = {ours: hf_kind for hf_kind, ours in _GEMMA3_LAYER_TYPES.items()}
+    return [hf_kinds[kind] for kind in cfg["layer_types"] or ["global"] * cfg["n_layers"]]
+
+
 def _yarn(cfg: dict) -> bool:
     return cfg["rope_freq"] is not None and cfg["rope_freq"].get("type") == "yarn"
 
@@ -556,35 +564,29 @@ def _gpt_oss(cfg: dict) -> bool:
 def _gpt_oss_keys(cfg: dict) -> dict:
     """config.json's gpt-oss settings; no YaRN is written as plain RoPE (transformers would
     otherwise give the model its default YaRN)."""
-    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
     return {"num_local_experts": cfg["num_experts"], "intermediate_size": cfg["moe_hidden_dim"],
             "num_experts_per_tok": cfg["num_experts_per_tok"], "hidden_act": "silu",
             "swiglu_alpha": cfg["swiglu_alpha"], "swiglu_limit": cfg["swiglu_limit"],
             "attention_bias": cfg["qkv_bias"],
             "sliding_window": cfg["sliding_window"] or cfg["context_length"],
-            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
-                            in _GEMMA3_LAYER_TYPES.items() if ours == kind],
+            "layer_types": _hf_layer_types(cfg),
             **({} if _yarn(cfg) else {"rope_scaling": {"rope_type": "default"}})}
 
 
 def _olmo3_keys(cfg: dict) -> dict:
     """config.json's Olmo 3 settings (no window: no local layer reads it)."""
-    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
     return {"intermediate_size": cfg["hidden_dim"], "hidden_act": "silu",
             "sliding_window": cfg["sliding_window"] or cfg["context_length"],
-            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
-                            in _GEMMA3_LAYER_TYPES.items() if ours == kind]}
+            "layer_types": _hf_layer_types(cfg)}
 
 
 def _gemma3_keys(cfg: dict) -> dict:
     """config.json's Gemma 3 settings; a setting the model leaves at its default is written as
     the value that computes the same (no window: no local layer reads it)."""
-    kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
     return {"intermediate_size": cfg["hidden_dim"], "hidden_activation": "gelu_pytorch_tanh",
             "query_pre_attn_scalar": cfg["query_pre_attn_scalar"] or cfg["head_dim"],
             "sliding_window": cfg["sliding_window"] or cfg["context_length"],
-            "layer_types": [hf_kind for kind in kinds for hf_kind, ours
-                            in _GEMMA3_LAYER_TYPES.items() if ours == kind],
+            "layer_types": _hf_layer_types(cfg),
             "rope_local_base_freq": cfg["rope_local_base"] or cfg["rope_base"],
             "attn_logit_softcapping": None, "final_logit_softcapping": None,
             "use_bidirectional_attention": False}
