@@ -6,9 +6,10 @@
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
-Gemma 3, Olmo 3, gpt-oss): RMSNorm, rotary position embeddings, SwiGLU, grouped-query attention
-with QK-norm, a mixture of experts, sliding windows, Gemma 3's, Olmo 3's and gpt-oss's options,
-and ModernGPTModel, the chapter's GPTModel built from them."""
+Gemma 3, Olmo 3, gpt-oss, Qwen3-Next): RMSNorm, rotary position embeddings, SwiGLU,
+grouped-query attention with QK-norm, a mixture of experts, sliding windows, Gemma 3's, Olmo
+3's, gpt-oss's and Qwen3-Next's options, and ModernGPTModel, the chapter's GPTModel built from
+them, with 4.9's Gated DeltaNet layers where a configuration asks for them."""
 
 import math
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from ch03_attention.attention import attend, causal_mask
 from ch04_gpt_model.final_model import GPTModel
+from ch04_gpt_model.linear_attention import DeltaNetCache, GatedDeltaNet
 from shared.checks import check, check_divisible, check_keys
 
 
@@ -91,10 +93,13 @@ def rope_attention_factor(rope_freq: dict | None) -> float:
 
 
 def apply_rope(x, cos, sin):
-    """Turn each pair of x (batch, heads, tokens, head_dim) by its position's angle."""
+    """Turn each pair of x (batch, heads, tokens, head_dim) by its position's angle; cos and
+    sin narrower than head_dim (Qwen3-Next's, 4.8.11) turn the first numbers only."""
+    x, kept = x[..., :cos.shape[-1]], x[..., cos.shape[-1]:]
     first, second = x.chunk(2, dim=-1)
     turned_90 = torch.cat([-second, first], dim=-1)  # each pair turned by a right angle
-    return x * cos.to(x.dtype) + turned_90 * sin.to(x.dtype)
+    x = x * cos.to(x.dtype) + turned_90 * sin.to(x.dtype)
+    return torch.cat([x, kept], dim=-1) if kept.shape[-1] else x
 
 
 # %% beyond_3_modern_blocks.ipynb cell 18, 4.8.3 SwiGLU: a gated feed-forward
@@ -146,19 +151,21 @@ class GroupedQueryAttention(nn.Module):
     qk_norm_across_heads, Olmo's, 4.8.9: one RMSNorm over all heads, before they are split);
     window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
     scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8); sinks
-    (a learned logit per head in every softmax) and out_bias: gpt-oss's (4.8.10)."""
+    (a learned logit per head in every softmax) and out_bias: gpt-oss's (4.8.10); gate:
+    Qwen3-Next's (4.8.11), W_query also makes each head a gate for its output."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
                  norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
                  scale: float | None = None, norm_unit_offset: bool = False,
                  qk_norm_across_heads: bool = False, sinks: bool = False,
-                 out_bias: bool = False):
+                 out_bias: bool = False, gate: bool = False):
         super().__init__()
         check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
-        self.use_sdpa, self.window, self.scale = use_sdpa, window, scale
-        self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=qkv_bias)
+        self.use_sdpa, self.window, self.scale, self.gate = use_sdpa, window, scale, gate
+        # with a gate, each head's query numbers, then its gate's
+        self.W_query = nn.Linear(d_in, num_heads * head_dim * (2 if gate else 1), bias=qkv_bias)
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=out_bias)
@@ -179,6 +186,9 @@ class GroupedQueryAttention(nn.Module):
         start = kv_cache.length if kv_cache is not None else 0
         batch, num_tokens, _ = x.shape
         queries, keys = self.W_query(x), self.W_key(x)
+        if self.gate:  # Qwen3-Next's: each head's second half is its output's gate
+            queries, gate = queries.view(batch, num_tokens, self.num_heads, -1).chunk(2, dim=-1)
+            queries = queries.reshape(batch, num_tokens, -1)
         if self.across_heads:  # Olmo's QK-norm: each token's queries (keys) as one vector
             queries, keys = self.q_norm(queries), self.k_norm(keys)
         queries = self.split_heads(queries, self.num_heads)
@@ -196,7 +206,10 @@ class GroupedQueryAttention(nn.Module):
         else:
             context = attend(queries, keys, values, start, self.dropout, self.use_sdpa,
                              self.training, window=self.window, scale=self.scale)
-        return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
+        context = context.transpose(1, 2).reshape(batch, num_tokens, -1)
+        if self.gate:  # each number of each head's output let through by its own gate
+            context = context * torch.sigmoid(gate.reshape(batch, num_tokens, -1))
+        return self.out_proj(context)
 
 
 # %% beyond_3_modern_blocks.ipynb cell 23, 4.8.4 Grouped-query attention and QK-norm
@@ -228,17 +241,21 @@ OPEN_MODEL_CONFIGS = {
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
     best-scoring experts, whose outputs are mixed by the router's probabilities. bias and the
-    experts' activation, alpha and limit: gpt-oss's (4.8.10)."""
+    experts' activation, alpha and limit: gpt-oss's (4.8.10); shared_hidden_dim: Qwen3-Next's
+    shared expert (4.8.11), which every token goes through, behind a learned gate."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, num_experts: int,
                  num_experts_per_tok: int, norm_topk_prob: bool = True, *, bias: bool = False,
                  activation: str = "silu", alpha: float | None = None,
-                 limit: float | None = None):
+                 limit: float | None = None, shared_hidden_dim: int | None = None):
         super().__init__()
         self.num_experts_per_tok, self.norm_topk_prob = num_experts_per_tok, norm_topk_prob
         self.router = nn.Linear(emb_dim, num_experts, bias=bias)
         self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim, activation, bias, alpha, limit)
                                      for _ in range(num_experts))
+        self.shared_expert = shared_hidden_dim and SwiGLU(
+            emb_dim, shared_hidden_dim, activation, bias, alpha, limit)
+        self.shared_gate = shared_hidden_dim and nn.Linear(emb_dim, 1, bias=False)
 
     def forward(self, x):
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
@@ -254,6 +271,8 @@ class MoEFeedForward(nn.Module):
             token_ids, slot = (chosen == e).nonzero(as_tuple=True)
             expert_out = self.experts[e](tokens[token_ids]) * weights[token_ids, slot, None]
             out.index_add_(0, token_ids, expert_out)
+        if self.shared_expert:  # every token, gated by a sigmoid of its own
+            out = out + torch.sigmoid(self.shared_gate(tokens)) * self.shared_expert(tokens)
         return out.view_as(x)
 
 
@@ -265,11 +284,14 @@ class ModernBlock(nn.Module):
     adds Gemma 3's norm on each sublayer's output (4.8.8), and cfg["pre_norms"] False leaves
     only those, as Olmo 3 does (4.8.9)."""
 
-    def __init__(self, cfg: dict, window: int | None = None):
-        """window: this layer's sliding window (a local layer, 4.8.7); None: a global layer."""
+    def __init__(self, cfg: dict, kind: str = "global"):
+        """kind: "global", "local" (attention within cfg["sliding_window"], 4.8.7) or "linear"
+        (Gated DeltaNet in attention's place, 4.9)."""
         super().__init__()
         scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
-        self.att = GroupedQueryAttention(
+        window = cfg["sliding_window"] if kind == "local" else None
+        self.att = GatedDeltaNet(cfg["emb_dim"], **cfg["deltanet"], norm_eps=cfg["norm_eps"]) \
+            if kind == "linear" else GroupedQueryAttention(
             cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
             dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
             qk_norm=cfg["qk_norm"] or cfg["qk_norm_across_heads"],  # across: a kind of QK-norm
@@ -277,12 +299,13 @@ class ModernBlock(nn.Module):
             scale=None if scalar is None else scalar ** -0.5,
             norm_unit_offset=cfg["norm_unit_offset"],
             qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
-            out_bias=cfg["attention_out_bias"])
+            out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"])
         swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
                   "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
         if cfg["num_experts"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
-                                     cfg["num_experts_per_tok"], cfg["norm_topk_prob"], **swiglu)
+                                     cfg["num_experts_per_tok"], cfg["norm_topk_prob"],
+                                     shared_hidden_dim=cfg["shared_expert_dim"], **swiglu)
         else:
             self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], **swiglu)
 
@@ -318,6 +341,9 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     # gpt-oss's (4.8.10): True, True, True, "clamped_silu" (above), 1.702 and 7.0
     "attention_sinks": False, "attention_out_bias": False, "ffn_bias": False,
     "swiglu_alpha": None, "swiglu_limit": None,
+    # Qwen3-Next's (4.8.11): True, head_dim // 4, its shared expert's width, and its DeltaNet
+    # layers' sizes (4.9), for the layers layer_types calls "linear"
+    "attention_gate": False, "rope_dim": None, "shared_expert_dim": None, "deltanet": None,
 }
 
 
@@ -336,7 +362,11 @@ def validate_modern_config(cfg: dict) -> dict:
              if type(default) is bool and type(cfg[key]) is not bool]  # qk_norm="no" is true
     check(not flags, lambda: f"flags must be True or False, got {', '.join(flags)}", TypeError)
     # RoPE turns pairs (4.8.2): an odd head_dim would fail only at the first forward pass
-    check(cfg["head_dim"] % 2 == 0, lambda: f"head_dim must be even, got {cfg['head_dim']!r}")
+    # (Qwen3-Next's rope_dim: RoPE turns the first rope_dim numbers of each head, 4.8.11)
+    rope_dim = cfg["rope_dim"] or cfg["head_dim"]
+    check(cfg["head_dim"] % 2 == 0 and rope_dim % 2 == 0 and rope_dim <= cfg["head_dim"],
+          lambda: f"head_dim must be even, got {cfg['head_dim']!r}" if cfg["head_dim"] % 2 else
+          f"rope_dim must be even and at most head_dim={cfg['head_dim']}, got {rope_dim!r}")
     # a RoPE base of 1 turns every pair alike, one below 1 gives nan angles (the local base:
     # Gemma 3's, 4.8.8, or None)
     for key, base in [("rope_base", cfg["rope_base"]), ("rope_local_base", cfg["rope_local_base"])]:
@@ -355,12 +385,15 @@ def validate_modern_config(cfg: dict) -> dict:
     # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail late
     check(not cfg["num_experts"] or 0 < cfg["num_experts_per_tok"] <= cfg["num_experts"],
           lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
-    # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local
+    # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local;
+    # Gated DeltaNet's sizes (4.9) exactly when one is linear
     kinds = layer_types or ["global"] * cfg["n_layers"]
-    check(len(kinds) == cfg["n_layers"] and set(kinds) <= {"global", "local"} and (window is None
-          if "local" not in kinds else type(window) is int and window >= 1), lambda: "layer_"
-          f"types must be n_layers={cfg['n_layers']} of 'global' and 'local', and sliding_window "
-          f"an int >= 1 exactly when one is local: got {layer_types!r}, sliding_window={window!r}")
+    check(len(kinds) == cfg["n_layers"] and set(kinds) <= {"global", "local", "linear"} and (
+          window is None if "local" not in kinds else type(window) is int and window >= 1) and (
+          isinstance(cfg["deltanet"], dict) == ("linear" in kinds)), lambda: "layer_types must "
+          f"be n_layers={cfg['n_layers']} of 'global', 'local' and 'linear', sliding_window an "
+          "int >= 1 exactly when one is local and deltanet a dict exactly when one is linear: "
+          f"got {layer_types!r}, sliding_window={window!r}, deltanet={cfg['deltanet']!r}")
     # Gemma 3's GeGLU (4.8.8), not in experts; gpt-oss's clamped SwiGLU (4.8.10), which needs
     # its alpha and limit (None would fail only in the first forward pass)
     known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])
@@ -387,9 +420,8 @@ class ModernGPTModel(GPTModel):
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         # a Sequential for GPTModel's parameter names; hidden_states calls each block itself
-        windows = [cfg["sliding_window"] if kind == "local" else None
-                   for kind in cfg["layer_types"] or ["global"] * cfg["n_layers"]]
-        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, window) for window in windows])
+        kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
+        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind) for kind in kinds])
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
@@ -401,11 +433,12 @@ class ModernGPTModel(GPTModel):
         start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
         self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
-        freqs = rope_frequencies(cfg["head_dim"], cfg["rope_base"], cfg["rope_freq"])
+        rope_dim = cfg["rope_dim"] or cfg["head_dim"]  # Qwen3-Next turns a quarter (4.8.11)
+        freqs = rope_frequencies(rope_dim, cfg["rope_base"], cfg["rope_freq"])
         factor = rope_attention_factor(cfg["rope_freq"])  # 1 but for YaRN (4.8.9)
         rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens, factor)
         if cfg["rope_local_base"] is not None:  # Gemma 3's local layers: a base of their own
-            local_freqs = rope_frequencies(cfg["head_dim"], cfg["rope_local_base"])
+            local_freqs = rope_frequencies(rope_dim, cfg["rope_local_base"])
             local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)
         x = self.tok_emb(in_idx)
         if cfg["scale_embeddings"]:  # Gemma: times sqrt(emb_dim), first cast to x's dtype
@@ -417,10 +450,14 @@ class ModernGPTModel(GPTModel):
         return self.final_norm(x)
 
     def make_kv_caches(self, max_tokens=None):
-        """GPTModel's caches, windowed for the local layers: they keep window - 1 positions."""
+        """GPTModel's caches, windowed for the local layers (they keep window - 1 positions);
+        for a linear layer, a DeltaNetCache, of the same model (4.9)."""
         caches = super().make_kv_caches(max_tokens)
-        for cache, block in zip(caches, self.trf_blocks):
-            cache.window = block.att.window  # None for a global layer
+        for i, block in enumerate(self.trf_blocks):
+            if isinstance(block.att, GatedDeltaNet):  # a state in the KV cache's place
+                owner, caches[i] = caches[i].model, DeltaNetCache()
+                caches[i].model = owner
+            caches[i].window = block.att.window  # None for a global or linear layer
         return caches
 
 

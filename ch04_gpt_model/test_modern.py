@@ -12,6 +12,7 @@ import torch
 import transformers
 
 from shared import (
+    DeltaNetCache,
     GPTModel,
     GroupedQueryAttention,
     ModernGPTModel,
@@ -30,6 +31,9 @@ LLAMA3_FREQ = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
 SLIDING_WINDOW = 5
 YARN_FREQ = {"type": "yarn", "factor": 8.0, "beta_fast": 32, "beta_slow": 1,
              "original_context_length": 16}  # Olmo 3's kind of scaling (4.8.9), from 16
+
+QWEN3_NEXT_DELTANET = {"key_heads": 2, "value_heads": 4, "key_dim": 8, "value_dim": 12,
+                       "conv_kernel": 4}
 
 # name: (transformers class, its config, our config); small, but every option switched on
 ARCHITECTURES = {
@@ -106,6 +110,21 @@ ARCHITECTURES = {
          "qkv_bias": True, "attention_out_bias": True, "attention_sinks": True, "num_experts": 4,
          "num_experts_per_tok": 2, "moe_hidden_dim": 48, "ffn_bias": True,
          "ffn_activation": "clamped_silu", "swiglu_alpha": 1.702, "swiglu_limit": 7.0}),
+    # Qwen3-Next: 3 Gated DeltaNet layers to 1 of gated attention (4 of whose 16 numbers per
+    # head RoPE turns), experts with a gated shared expert; 2 key heads serve 4 value heads
+    "qwen3_next": ("Qwen3NextForCausalLM", transformers.Qwen3NextConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+        linear_value_head_dim=12, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        shared_expert_intermediate_size=48, rope_parameters={
+            "rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.25},
+        pad_token_id=0, eos_token_id=None),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 4,
+         "n_layers": 4, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True, "rope_base": 10_000.0,
+         "rope_dim": 4, "attention_gate": True, "norm_unit_offset": True, "num_experts": 4,
+         "num_experts_per_tok": 2, "moe_hidden_dim": 32, "shared_expert_dim": 48,
+         "layer_types": ["linear"] * 3 + ["global"], "deltanet": QWEN3_NEXT_DELTANET}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -128,6 +147,9 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
         names["lm_head.weight"] = model.out_head.weight
     for i, block in enumerate(model.trf_blocks):
         p, att = f"model.layers.{i}.", block.att
+        if model.cfg["deltanet"]:  # Qwen3-Next's
+            names.update(qwen3_next_names(p, block))
+            continue
         if model.cfg["pre_norms"]:  # Olmo 3 has none
             names[p + "input_layernorm.weight"] = block.norm1.weight
         if model.cfg["post_norms"]:  # Gemma's, Olmo's: post_attention_layernorm is a post-norm
@@ -161,6 +183,33 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
     return names
 
 
+def qwen3_next_names(p: str, block) -> dict[str, torch.nn.Parameter]:
+    """One Qwen3-Next layer's parameters under their published names: a Gated DeltaNet or
+    gated attention, and experts with a gated shared expert."""
+    att, ff = block.att, block.ff
+    names = {p + "input_layernorm.weight": block.norm1.weight,
+             p + "post_attention_layernorm.weight": block.norm2.weight,
+             p + "mlp.gate.weight": ff.router.weight,
+             p + "mlp.shared_expert_gate.weight": ff.shared_gate.weight}
+    if hasattr(att, "W_qkvz"):
+        for theirs, ours in [("in_proj_qkvz.weight", att.W_qkvz.weight),
+                             ("in_proj_ba.weight", att.W_ba.weight),
+                             ("conv1d.weight", att.conv.weight), ("A_log", att.A_log),
+                             ("dt_bias", att.dt_bias), ("norm.weight", att.norm.weight),
+                             ("out_proj.weight", att.out_proj.weight)]:
+            names[f"{p}linear_attn.{theirs}"] = ours
+    else:
+        for ours, theirs in [("W_query", "q"), ("W_key", "k"), ("W_value", "v"), ("out_proj", "o")]:
+            names[f"{p}self_attn.{theirs}_proj.weight"] = getattr(att, ours).weight
+        names[p + "self_attn.q_norm.weight"] = att.q_norm.weight
+        names[p + "self_attn.k_norm.weight"] = att.k_norm.weight
+    experts = {f"mlp.experts.{e}.": expert for e, expert in enumerate(ff.experts)}
+    for prefix, expert in {**experts, "mlp.shared_expert.": ff.shared_expert}.items():
+        for part in ("gate", "up", "down"):
+            names[f"{p}{prefix}{part}_proj.weight"] = getattr(expert, part).weight
+    return names
+
+
 def copy_packed_experts(model: ModernGPTModel, tensors: dict) -> set[str]:
     """gpt-oss's experts into ours: each layer's gate and up layers packed in one tensor, their
     columns alternating, stored (in, out); returns the names copied."""
@@ -186,8 +235,9 @@ def pair(request, tmp_path_factory):
     class_name, hf_config, cfg = ARCHITECTURES[request.param]
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
-    if request.param in ("gemma3", "olmo3", "gpt_oss"):  # norms at 0 or 1, sinks and biases at
-        with torch.no_grad():  # 0: make them matter
+    # norms at 0 or 1, sinks and biases at 0: make them matter
+    if request.param in ("gemma3", "olmo3", "gpt_oss", "qwen3_next"):
+        with torch.no_grad():
             for name, parameter in reference.named_parameters():
                 if any(part in name for part in ("norm", "sinks", "bias")):
                     parameter.normal_(0.0, 0.3)
@@ -264,6 +314,30 @@ def _compare_windowed(reference, ours, ids, windows):
         prompt = ids[:1, :5]  # still fused
         expected = reference.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0)
         assert torch.equal(greedy(ours, prompt, 30), expected)
+
+
+@pytest.mark.parametrize("pair", ["qwen3_next"], indirect=True)
+def test_deltanet_layers_match_transformers_past_a_chunk_and_cached_in_pieces(pair):
+    """Qwen3-Next over 90 tokens, more than one 64-token chunk of its DeltaNet layers, whole
+    and continued through the caches in pieces that cross the chunks; each DeltaNet layer's
+    state keeps its size, whatever the tokens seen."""
+    _, reference, _, ours = pair
+    ids = torch.randint(0, VOCAB, (2, 90), generator=torch.Generator().manual_seed(4))
+    state_shape = (2, QWEN3_NEXT_DELTANET["value_heads"], QWEN3_NEXT_DELTANET["key_dim"],
+                   QWEN3_NEXT_DELTANET["value_dim"])
+    with torch.no_grad():
+        expected = reference(ids).logits
+        torch.testing.assert_close(ours(ids), expected, atol=1e-4, rtol=1e-4)
+        for sizes in ([70, 20], [5, 64, 21], [1] * 10 + [80]):
+            caches, pieces, start = ours.make_kv_caches(), [], 0
+            for size in sizes:
+                pieces.append(ours(ids[:, start:start + size], caches))
+                start += size
+                states = [c.state.shape for c in caches if isinstance(c, DeltaNetCache)]
+                assert states == [state_shape] * 3, f"after {start} tokens"
+            torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-4, rtol=1e-4,
+                                       msg=f"pieces {sizes}")
+            assert all(c.length == 90 for c in caches)
 
 
 def test_a_window_changes_only_what_it_hides():
@@ -403,6 +477,11 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     *[({"layer_types": ["local"], "sliding_window": w}, "sliding_window=") for w in (2.0, True, 0)],
     ({"ffn_activation": "gelu"}, "ffn_activation"),  # would gate with silu without a word
     ({**MOE, "ffn_activation": "gelu_tanh"}, "ffn_activation"),  # the experts are SwiGLUs
+    # Qwen3-Next's (4.8.11, 4.9): an odd or too wide rope_dim fails only at the first forward
+    # pass; a linear layer without DeltaNet's sizes, or sizes no layer reads
+    *[({"rope_dim": rope_dim}, "rope_dim") for rope_dim in (3, TINY["emb_dim"] * 2)],
+    ({"layer_types": ["linear"]}, "deltanet"),
+    ({"deltanet": QWEN3_NEXT_DELTANET}, "deltanet"),
 ])
 def test_bad_configurations_are_refused_by_name(change, named):
     with pytest.raises(ValueError, match=named):

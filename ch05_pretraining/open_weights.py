@@ -43,17 +43,19 @@ from shared.safe_files import (
 
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss")
+OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss",
+                    "qwen3_next")
 
 
 def config_from_hf(hf: dict) -> dict:
-    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3
-    or gpt-oss config.json; an option the model does not compute is refused by name, never
-    dropped."""
+    """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3,
+    gpt-oss or Qwen3-Next config.json; an option the model does not compute is refused by name,
+    never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     # a key the family needs and the file lacks: KeyError, naming it
-    readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config}
+    readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config,
+               "qwen3_next": _qwen3_next_config}
     return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
@@ -254,6 +256,54 @@ def _gpt_oss_config(hf: dict) -> dict:
     return cfg
 
 
+_QWEN3_NEXT_LAYER_TYPES = {"linear_attention": "linear", "full_attention": "global"}
+
+
+def _qwen3_next_config(hf: dict) -> dict:
+    """config_from_hf for Qwen3-Next (4.8.11): Gated DeltaNet (4.9) in the layers layer_types
+    calls linear_attention (without layer_types, three in every full_attention_interval = 4),
+    gated attention in the others with a part of each head turned by RoPE, norms of 1 +
+    weight, experts with a gated shared expert."""
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    computed = {"attention_bias": False, "hidden_act": "silu", "mlp_only_layers": [],
+                "decoder_sparse_step": 1, "quantization_config": None}
+    unsupported = _not_computed(hf, computed)
+    every, n_layers = hf.get("full_attention_interval", 4), hf["num_hidden_layers"]
+    kinds = hf.get("layer_types") or ["full_attention" if (i + 1) % every == 0
+                                      else "linear_attention" for i in range(n_layers)]
+    unsupported += [f"layer type {kind!r}" for kind in dict.fromkeys(kinds)
+                    if kind not in _QWEN3_NEXT_LAYER_TYPES]
+    if rope_type != "default":
+        unsupported.append(f"RoPE scaling {rope_type!r}")
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    # the published files give it at the top level, transformers 5 among RoPE's settings
+    head_dim = hf.get("head_dim", 256)
+    fraction = rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", 0.25))
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+           "n_layers": n_layers, "n_kv_groups": hf["num_key_value_heads"], "head_dim": head_dim,
+           "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
+           "rope_dim": int(head_dim * fraction), "qk_norm": True, "attention_gate": True,
+           "norm_unit_offset": True, "norm_eps": hf["rms_norm_eps"],
+           "tie_weights": hf.get("tie_word_embeddings", False),
+           "layer_types": [_QWEN3_NEXT_LAYER_TYPES[kind] for kind in kinds]}
+    if "linear" in cfg["layer_types"]:
+        cfg["deltanet"] = {"key_heads": hf["linear_num_key_heads"],
+                           "value_heads": hf["linear_num_value_heads"],
+                           "key_dim": hf["linear_key_head_dim"],
+                           "value_dim": hf["linear_value_head_dim"],
+                           "conv_kernel": hf["linear_conv_kernel_dim"]}
+    if hf.get("num_experts"):  # every layer's, with a shared expert
+        cfg.update(num_experts=hf["num_experts"], num_experts_per_tok=hf["num_experts_per_tok"],
+                   moe_hidden_dim=hf["moe_intermediate_size"],
+                   shared_expert_dim=hf["shared_expert_intermediate_size"],
+                   norm_topk_prob=hf["norm_topk_prob"])
+    else:
+        cfg["hidden_dim"] = hf["intermediate_size"]
+    return cfg
+
+
 # %% beyond_6_open_models.ipynb cell 7, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 # gpt-oss stores each layer's experts packed (4.8.10): one tensor of all experts' gate and up
@@ -298,9 +348,15 @@ def pack_experts(model: ModernGPTModel, name: str) -> torch.Tensor:
     return torch.stack([x.down.bias for x in experts])
 
 
+# Qwen3-Next's names for a Gated DeltaNet layer's tensors (4.9) -> ours
+_DELTANET_NAMES = {"in_proj_qkvz.weight": "W_qkvz.weight", "in_proj_ba.weight": "W_ba.weight",
+                   "conv1d.weight": "conv.weight", "A_log": "A_log", "dt_bias": "dt_bias",
+                   "norm.weight": "norm.weight", "out_proj.weight": "out_proj.weight"}
+
+
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss checkpoint -> our
-    parameter's name, in the order transformers stores them."""
+    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss/Qwen3-Next
+    checkpoint -> our parameter's name, in the order transformers stores them."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
@@ -308,6 +364,9 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     # the feed-forward's name prefixes: one per expert, or one empty prefix for a dense model
     experts = ({f"experts.{e}.": f"experts.{e}." for e in range(model.cfg["num_experts"])}
                if model.cfg["num_experts"] else {"": ""})
+    if model.cfg["shared_expert_dim"]:  # Qwen3-Next's, beside the others (4.8.11)
+        experts["shared_expert."] = "shared_expert."
+    kinds = model.cfg["layer_types"] or ["global"] * model.cfg["n_layers"]
     for i in range(model.cfg["n_layers"]):
         hf, ours = f"model.layers.{i}.", f"trf_blocks.{i}."
         if model.cfg["pre_norms"]:  # Olmo 3 has none (4.8.9)
@@ -319,7 +378,10 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
             layout[hf + "post_feedforward_layernorm.weight"] = ours + "post_norm2.weight"
         else:
             layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
-        for theirs, mine in attention.items():
+        linear = kinds[i] == "linear"  # Qwen3-Next's Gated DeltaNet layers (4.9)
+        for theirs, mine in _DELTANET_NAMES.items() if linear else ():
+            layout[f"{hf}linear_attn.{theirs}"] = f"{ours}att.{mine}"
+        for theirs, mine in () if linear else attention.items():
             layout[f"{hf}self_attn.{theirs}.weight"] = f"{ours}att.{mine}.weight"
             if mine in ("W_query", "W_key", "W_value") and model.cfg["qkv_bias"] or (
                     mine == "out_proj" and model.cfg["attention_out_bias"]):  # gpt-oss's
@@ -337,6 +399,8 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
         for theirs, mine in experts.items():
             for part in ("gate", "up", "down"):
                 layout[f"{hf}mlp.{theirs}{part}_proj.weight"] = f"{ours}ff.{mine}{part}.weight"
+        if model.cfg["shared_expert_dim"]:
+            layout[hf + "mlp.shared_expert_gate.weight"] = ours + "ff.shared_gate.weight"
     layout["model.norm.weight"] = "final_norm.weight"
     if not model.cfg["tie_weights"]:  # a tied head is the embedding: no tensor of its own
         layout["lm_head.weight"] = "out_head.weight"
@@ -387,6 +451,8 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
+    for name in [name for name in files if name.startswith("mtp.")]:  # Qwen3-Next's layers
+        del files[name]  # for predicting further tokens, which transformers does not load either
     by_file, stored = {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
@@ -514,9 +580,14 @@ _OLMO3_KEYS = {"pre_norms": False, "qk_norm_across_heads": True, "post_norms": T
 _GPT_OSS_KEYS = {"attention_sinks": True, "ffn_bias": True, "ffn_activation": "clamped_silu",
                  "norm_topk_prob": True}  # 4.8.10
 # The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
+_QWEN3_NEXT_KEYS = ("attention_gate", "rope_dim", "shared_expert_dim", "deltanet")  # 4.8.11
 _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
                                     "rope_local_base", "sliding_window", "attention_sinks",
-                                    "attention_out_bias", "ffn_bias")))
+                                    "attention_out_bias", "ffn_bias", *_QWEN3_NEXT_KEYS)))
+
+
+def _at_defaults(cfg: dict, keys) -> bool:
+    return all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in keys)
 
 
 def _hf_layer_types(cfg: dict) -> list[str]:
@@ -530,21 +601,22 @@ def _yarn(cfg: dict) -> bool:
 
 
 def _llama_or_qwen3(cfg: dict) -> bool:
-    return all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in _FAMILY_KEYS) and not _yarn(cfg)
+    return _at_defaults(cfg, _FAMILY_KEYS) and not _yarn(cfg)
 
 
 def _gemma3(cfg: dict) -> bool:
     return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()) and cfg["qk_norm"]
             and cfg["pre_norms"] and not cfg["qk_norm_across_heads"]
-            and not cfg["num_experts"] and cfg["rope_freq"] is None)
+            and not cfg["num_experts"] and cfg["rope_freq"] is None
+            and _at_defaults(cfg, _QWEN3_NEXT_KEYS))
 
 
 def _olmo3(cfg: dict) -> bool:
     """Olmo 3's switches, Gemma 3's off, YaRN or none, and local layers (if any) at plain RoPE
     with transformers' base, 500,000: it reads no other from the published spelling."""
     return (all(cfg[key] == value for key, value in _OLMO3_KEYS.items()) and cfg["qk_norm"]
-            and all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in (
-                "norm_unit_offset", "ffn_activation", "scale_embeddings", "query_pre_attn_scalar"))
+            and _at_defaults(cfg, ("norm_unit_offset", "ffn_activation", "scale_embeddings",
+                                   "query_pre_attn_scalar", *_QWEN3_NEXT_KEYS))
             and not cfg["num_experts"] and (cfg["rope_freq"] is None or _yarn(cfg)
                                             and cfg["rope_freq"].get("truncate", True))
             and ("local" not in (cfg["layer_types"] or []) or cfg["rope_local_base"] == 500_000.0))
@@ -555,10 +627,40 @@ def _gpt_oss(cfg: dict) -> bool:
     layers or none; one RoPE, YaRN or plain, for every layer."""
     return (all(cfg[key] == value for key, value in _GPT_OSS_KEYS.items()) and cfg["num_experts"]
             and cfg["qkv_bias"] == cfg["attention_out_bias"] and not cfg["qk_norm"]
-            and all(cfg[key] == MODERN_OPTIONAL_KEYS[key] for key in (
-                "norm_unit_offset", "post_norms", "scale_embeddings", "pre_norms",
-                "qk_norm_across_heads", "query_pre_attn_scalar", "rope_local_base"))
+            and _at_defaults(cfg, ("norm_unit_offset", "post_norms", "scale_embeddings",
+                                   "pre_norms", "qk_norm_across_heads", "query_pre_attn_scalar",
+                                   "rope_local_base", *_QWEN3_NEXT_KEYS))
             and (cfg["rope_freq"] is None or _yarn(cfg)))
+
+
+def _qwen3_next(cfg: dict) -> bool:
+    """Qwen3-Next's switches (gated attention, QK-norm, norms of 1 + weight), no other
+    family's, and plain RoPE; experts with a shared expert, or neither."""
+    return (cfg["attention_gate"] and cfg["qk_norm"] and cfg["norm_unit_offset"]
+            and _at_defaults(cfg, [key for key in _FAMILY_KEYS if key not in (
+                "norm_unit_offset", *_QWEN3_NEXT_KEYS)])
+            and cfg["rope_freq"] is None and bool(cfg["num_experts"]) == bool(
+                cfg["shared_expert_dim"]))
+
+
+def _qwen3_next_keys(cfg: dict) -> dict:
+    """config.json's Qwen3-Next settings; the sizes of what the model lacks (DeltaNet layers,
+    experts, a dense feed-forward) are left to transformers' defaults, which nothing reads."""
+    hf_kinds = {ours: hf_kind for hf_kind, ours in _QWEN3_NEXT_LAYER_TYPES.items()}
+    deltanet = cfg["deltanet"] or {}
+    keys = {"layer_types": [hf_kinds[kind] for kind in cfg["layer_types"]
+                            or ["global"] * cfg["n_layers"]],
+            "partial_rotary_factor": (cfg["rope_dim"] or cfg["head_dim"]) / cfg["head_dim"],
+            "hidden_act": "silu", "decoder_sparse_step": 1, "mlp_only_layers": [],
+            "num_experts": cfg["num_experts"], "num_experts_per_tok": cfg["num_experts_per_tok"],
+            "moe_intermediate_size": cfg["moe_hidden_dim"], "norm_topk_prob": cfg["norm_topk_prob"],
+            "shared_expert_intermediate_size": cfg["shared_expert_dim"],
+            "intermediate_size": cfg["hidden_dim"],
+            **{f"linear_{theirs}": deltanet.get(ours) for theirs, ours in [
+                ("num_key_heads", "key_heads"), ("num_value_heads", "value_heads"),
+                ("key_head_dim", "key_dim"), ("value_head_dim", "value_dim"),
+                ("conv_kernel_dim", "conv_kernel")]}}
+    return {key: value for key, value in keys.items() if value is not None}
 
 
 def _gpt_oss_keys(cfg: dict) -> dict:
@@ -614,6 +716,7 @@ OPEN_MODEL_FAMILIES = {
     "gemma3_text": ("Gemma3ForCausalLM", _gemma3, _gemma3_keys),
     "olmo3": ("Olmo3ForCausalLM", _olmo3, _olmo3_keys),
     "gpt_oss": ("GptOssForCausalLM", _gpt_oss, _gpt_oss_keys),
+    "qwen3_next": ("Qwen3NextForCausalLM", _qwen3_next, _qwen3_next_keys),
 }
 
 

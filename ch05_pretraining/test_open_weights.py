@@ -65,8 +65,18 @@ REFERENCES = {
             "rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0, "beta_slow": 1.0,
             "truncate": False, "original_max_position_embeddings": 16, "rope_theta": 150_000.0},
         pad_token_id=0, eos_token_id=None)),
+    # Qwen3-Next: Gated DeltaNet in 3 layers of 4 (2 key heads for 4 value heads), gated
+    # attention with half of each head turned by RoPE, experts with a gated shared expert
+    "qwen3_next": lambda: transformers.Qwen3NextForCausalLM(transformers.Qwen3NextConfig(
+        **{**SMALL, "num_hidden_layers": 4, "num_attention_heads": 4}, head_dim=16,
+        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+        linear_value_head_dim=12, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        shared_expert_intermediate_size=48, rope_parameters={
+            "rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5},
+        pad_token_id=0, eos_token_id=None)),
 }
-RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias")}
+RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
+              "qwen3_next": ("norm", "bias")}
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):

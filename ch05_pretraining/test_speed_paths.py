@@ -409,6 +409,14 @@ MODERN_SHAPES = {  # each a configuration the decoder must reproduce
         "swiglu_limit": 7.0, "rope_freq": {"type": "yarn", "factor": 4.0, "beta_fast": 32,
                                            "beta_slow": 1, "original_context_length": 8,
                                            "truncate": False}},
+    "qwen3_next": {  # Gated DeltaNet (4.9) in 3 layers of 4, gated attention, a quarter of
+        # each head turned by RoPE, experts with a gated shared expert; 3-token chunks, so that
+        # the pieces below cross chunks
+        "n_layers": 4, "layer_types": ["linear"] * 3 + ["global"], "attention_gate": True,
+        "rope_dim": 4, "norm_unit_offset": True, "hidden_dim": None, "num_experts": 4,
+        "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 12,
+        "deltanet": {"key_heads": 2, "value_heads": 4, "key_dim": 8, "value_dim": 6,
+                     "conv_kernel": 4, "chunk_size": 3}},
 }
 
 
@@ -432,7 +440,8 @@ def test_fast_decoder_gives_a_modern_models_logits(shape):
         torch.testing.assert_close(decoder(ids, last_only=True), expected[:, -1:])
 
 
-@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3"])  # windowed caches, YaRN
+# windowed caches, YaRN, DeltaNet's states
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3", "qwen3_next"])
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
 def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shape):
     model = modern_model(shape)

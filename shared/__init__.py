@@ -76,6 +76,7 @@ CHAPTER_MODULES = (
     "ch04_gpt_model.activation_drift",
     "ch04_gpt_model.final_model",
     "ch04_gpt_model.modern",
+    "ch04_gpt_model.linear_attention",
     "ch05_pretraining.pretraining",
     "ch05_pretraining.checkpoints",
     "ch05_pretraining.gpt2_weights",

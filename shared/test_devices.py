@@ -222,12 +222,20 @@ def chapter_4_parameter_groups():
         tiny_gpt())
 
 
+QWEN3_NEXT = {"n_layers": 2, "layer_types": ["linear", "global"], "attention_gate": True,
+              "rope_dim": 4, "norm_unit_offset": True, "hidden_dim": None, "num_experts": 4,
+              "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 8,
+              "deltanet": {"key_heads": 2, "value_heads": 4, "key_dim": 8, "value_dim": 4,
+                           "chunk_size": 2}}
+
+
 @case
 def chapter_4_modern_model():
     for model in (tiny_qwen3(), tiny_qwen3(num_experts=4, num_experts_per_tok=2,
                                            moe_hidden_dim=8, hidden_dim=None),
                   tiny_qwen3(rope_freq={"factor": 8.0, "low_freq_factor": 1.0,
-                                        "high_freq_factor": 4.0, "original_context_length": 4})):
+                                        "high_freq_factor": 4.0, "original_context_length": 4}),
+                  tiny_qwen3(**QWEN3_NEXT)):  # DeltaNet's state and convolution on the device
         model.to(GPU)
         assert on_the_gpu(model(ids(2, 5).to(GPU)))
         caches = model.make_kv_caches(8)
