@@ -3,7 +3,7 @@
 # marked `#| export linear_attention`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_4_linear_attention.ipynb cell 4, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 6, 4.9 From linear attention to Gated DeltaNet
 
 """Chapter 4, section 4.9 (beyond the book): from linear attention to Gated DeltaNet, the layer
 of Qwen3-Next's three blocks in four. A state of fixed size takes the KV cache's place; the
@@ -16,7 +16,7 @@ from torch import nn
 from shared.checks import check_divisible
 
 
-# %% beyond_4_linear_attention.ipynb cell 6, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 11, 4.9.2 The delta rule, and a gate that forgets
 
 def gated_delta_rule(queries, keys, values, decay, beta, state=None):
     """Gated DeltaNet's recurrence, one token at a time. queries and keys (batch, heads, tokens,
@@ -37,7 +37,7 @@ def gated_delta_rule(queries, keys, values, decay, beta, state=None):
     return torch.stack(outputs, dim=2), state
 
 
-# %% beyond_4_linear_attention.ipynb cell 8, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 16, 4.9.3 The chunked form: the same numbers, trained ...
 
 def gated_delta_rule_chunked(queries, keys, values, decay, beta, state=None, chunk_size=64):
     """gated_delta_rule's outputs and last state, chunk_size tokens at a time: inside a chunk,
@@ -73,7 +73,7 @@ def gated_delta_rule_chunked(queries, keys, values, decay, beta, state=None, chu
     return torch.cat(outputs, dim=2), state
 
 
-# %% beyond_4_linear_attention.ipynb cell 10, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 21, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class GatedRMSNorm(nn.Module):
     """RMSNorm (4.8.1) of each head's output, then times silu(gate): Gated DeltaNet's output
@@ -90,7 +90,7 @@ class GatedRMSNorm(nn.Module):
         return (self.weight * x32.to(x.dtype) * nn.functional.silu(gate.float())).to(x.dtype)
 
 
-# %% beyond_4_linear_attention.ipynb cell 12, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 22, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class DeltaNetCache:
     """What a GatedDeltaNet layer carries from one call to the next, in a KVCache's place
@@ -111,14 +111,14 @@ class DeltaNetCache:
         self.conv_inputs = self.state = None
 
 
-# %% beyond_4_linear_attention.ipynb cell 14, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 23, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 def l2_normalize(x, eps: float = 1e-6):
     """x / |x| over the last dimension, as Qwen3-Next computes it."""
     return x * torch.rsqrt(x.pow(2).sum(dim=-1, keepdim=True) + eps)
 
 
-# %% beyond_4_linear_attention.ipynb cell 16, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 24, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class GatedDeltaNet(nn.Module):
     """Qwen3-Next's linear-attention layer: queries, keys and values through a short causal

@@ -253,9 +253,10 @@ class MoEFeedForward(nn.Module):
         self.router = nn.Linear(emb_dim, num_experts, bias=bias)
         self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim, activation, bias, alpha, limit)
                                      for _ in range(num_experts))
-        self.shared_expert = shared_hidden_dim and SwiGLU(
-            emb_dim, shared_hidden_dim, activation, bias, alpha, limit)
-        self.shared_gate = shared_hidden_dim and nn.Linear(emb_dim, 1, bias=False)
+        shared = bool(shared_hidden_dim)
+        self.shared_expert = SwiGLU(emb_dim, shared_hidden_dim, activation, bias, alpha,
+                                    limit) if shared else None
+        self.shared_gate = nn.Linear(emb_dim, 1, bias=False) if shared else None
 
     def forward(self, x):
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
@@ -271,7 +272,7 @@ class MoEFeedForward(nn.Module):
             token_ids, slot = (chosen == e).nonzero(as_tuple=True)
             expert_out = self.experts[e](tokens[token_ids]) * weights[token_ids, slot, None]
             out.index_add_(0, token_ids, expert_out)
-        if self.shared_expert:  # every token, gated by a sigmoid of its own
+        if self.shared_expert is not None:  # every token, gated by a sigmoid of its own
             out = out + torch.sigmoid(self.shared_gate(tokens)) * self.shared_expert(tokens)
         return out.view_as(x)
 
@@ -364,9 +365,8 @@ def validate_modern_config(cfg: dict) -> dict:
     # RoPE turns pairs (4.8.2): an odd head_dim would fail only at the first forward pass
     # (Qwen3-Next's rope_dim: RoPE turns the first rope_dim numbers of each head, 4.8.11)
     rope_dim = cfg["rope_dim"] or cfg["head_dim"]
-    check(cfg["head_dim"] % 2 == 0 and rope_dim % 2 == 0 and rope_dim <= cfg["head_dim"],
-          lambda: f"head_dim must be even, got {cfg['head_dim']!r}" if cfg["head_dim"] % 2 else
-          f"rope_dim must be even and at most head_dim={cfg['head_dim']}, got {rope_dim!r}")
+    check(cfg["head_dim"] % 2 == 0 == rope_dim % 2 and rope_dim <= cfg["head_dim"], lambda: "head_"
+          f"dim and rope_dim <= head_dim must be even, got {cfg['head_dim']!r}, {rope_dim!r}")
     # a RoPE base of 1 turns every pair alike, one below 1 gives nan angles (the local base:
     # Gemma 3's, 4.8.8, or None)
     for key, base in [("rope_base", cfg["rope_base"]), ("rope_local_base", cfg["rope_local_base"])]:

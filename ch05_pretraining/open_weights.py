@@ -5,10 +5,10 @@
 
 # %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3 and gpt-oss
-checkpoints in their published Hugging Face format (config.json, safetensors, one file or shards
-with an index) loaded into chapter 4's ModernGPTModel without a second copy in memory, and saved
-back in that format."""
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and
+Qwen3-Next checkpoints in their published Hugging Face format (config.json, safetensors, one file
+or shards with an index) loaded into chapter 4's ModernGPTModel without a second copy in memory,
+and saved back in that format."""
 
 import base64
 import json
@@ -436,12 +436,12 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
-    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3 or
-    gpt-oss folder,
-    in eval mode; dtype None keeps the stored one (bfloat16 for the published models), which must be
-    the same for every tensor. The stored tensors' names and dtypes are checked, from the files'
-    headers, before any tensor is read; a tensor of another shape than the config implies, or one
-    the folder lacks, is named by load_state_dict."""
+    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3,
+    gpt-oss or Qwen3-Next folder, in eval mode; dtype None keeps the stored one (bfloat16 for
+    the published models), which must be the same for every tensor. The stored tensors' names
+    and dtypes are checked, from the files' headers, before any tensor is read; a tensor of
+    another shape than the config implies, or one the folder lacks, is named by
+    load_state_dict."""
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,  # not "bf16"
           lambda: f"dtype must be a floating-point torch.dtype (torch.bfloat16), got {dtype!r}")
@@ -493,7 +493,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 24, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 27, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -542,7 +542,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 26, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 29, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
@@ -572,7 +572,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 44, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 47, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -721,10 +721,10 @@ OPEN_MODEL_FAMILIES = {
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
-    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
-    published Llama 3, Qwen3, Gemma 3, Olmo 3 and gpt-oss folders spell it (rope_theta and
-    rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the course is tested
-    with)."""
+    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
+    the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and Qwen3-Next folders spell it
+    (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version
+    the course is tested with)."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
@@ -753,7 +753,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 46, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 49, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -768,8 +768,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
                     source: str | Path | None = None, replace: bool = False) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
-    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3 and
-    gpt-oss are written: config.json and
+    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and Qwen3-Next are
+    written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
     head is not stored apart from the embedding. dtype None keeps the model's own. `source`, the
     folder the model was loaded from, gives the tokenizer's files, generation_config.json, and
