@@ -495,3 +495,32 @@ def _kv_cache_gib(kv_heads, bytes_per_number=2, tensors=2):
 ])
 def llama_8b_kv_cache():
     return (_kv_cache_gib(8), _kv_cache_gib(32))
+
+
+# Exercise 4.9 --------------------------------------------------------------------------------
+
+def _read_back_after_writes(beta=0.5, writes=3, summed=False):
+    """What reading with k returns, as a fraction of v, after each of `writes` writes of one
+    pair (k, v) into an empty state (k of unit length, no forgetting)."""
+    fractions, held = [], 0.0
+    for _ in range(writes):
+        held = held + (beta if summed else beta * (1 - held))
+        fractions.append(held)
+    return tuple(fractions)
+
+
+@value_exercise("4.9", hints=[
+    "Reading with a unit-length key k returns S^T k. Follow one number: the fraction of v that "
+    "S^T k holds, starting at 0.",
+    "Each write adds beta times the error, (v - S^T k), along k: the fraction moves beta of "
+    "the way from where it is to 1.",
+], mistakes=[
+    (lambda expected: _read_back_after_writes(summed=True),
+     "That is 4.9.1's sum, which adds beta * v at every write; the delta rule writes only the "
+     "error, what the state does not yet return."),
+    (lambda expected: (1.0, 1.0, 1.0), "With beta = 0.5 a write closes half of the gap, not all."),
+    (lambda expected: (0.5, 0.25, 0.125),
+     "The write adds to what the state holds; it does not replace it."),
+])
+def delta_rule_read_back():
+    return _read_back_after_writes()
