@@ -27,6 +27,8 @@ from shared import (
     rope_frequencies,
 )
 from shared.tooling.command_line import CommandParser, device_arg, number_arg, run_main
+from shared.utils import measured_on
+
 
 EMB_DIM, HEAD_DIM = 1024, 64
 
@@ -72,10 +74,10 @@ def main() -> None:
             lambda tokens: KVCache(tokens)),
         "Gated DeltaNet": (
             GatedDeltaNet(EMB_DIM, key_heads=8, value_heads=16, key_dim=HEAD_DIM,
-                          value_dim=HEAD_DIM),
+                          value_dim=HEAD_DIM, conv_kernel=4),
             lambda tokens: DeltaNetCache()),
     }
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{measured_on()}, device {args.device}")
     for name, (layer, make_cache) in layers.items():
         layer.to(args.device).eval()
         results = [time_per_token(layer, make_cache, context, args.steps, args.device)

@@ -130,8 +130,7 @@ class GatedDeltaNet(nn.Module):
     window = None  # what ModernGPTModel asks of a layer: none, as a global layer's
 
     def __init__(self, d_in: int, key_heads: int, value_heads: int, key_dim: int,
-                 value_dim: int, conv_kernel: int = 4, norm_eps: float = 1e-6,
-                 chunk_size: int = 64):
+                 value_dim: int, conv_kernel: int, norm_eps: float = 1e-6, chunk_size: int = 64):
         super().__init__()
         check_divisible("value_heads", value_heads, "key_heads", key_heads)
         self.key_heads, self.value_heads = key_heads, value_heads
@@ -143,8 +142,9 @@ class GatedDeltaNet(nn.Module):
         self.W_ba = nn.Linear(d_in, 2 * value_heads, bias=False)
         channels = 2 * key_heads * key_dim + value_heads * value_dim
         self.conv = nn.Conv1d(channels, channels, conv_kernel, groups=channels, bias=False)
-        # each head's forgetting: decay = -exp(A_log) * softplus(a + dt_bias), Mamba 2's form
-        self.A_log = nn.Parameter(torch.empty(value_heads).uniform_(1, 16).log())
+        # each head's forgetting: decay = -exp(A_log) * softplus(a + dt_bias), Mamba 2's form;
+        # exp(A_log) starts in (0.01, 16), as transformers' Qwen3-Next starts it
+        self.A_log = nn.Parameter(torch.empty(value_heads).uniform_(0.01, 16).log())
         self.dt_bias = nn.Parameter(torch.ones(value_heads))
         self.norm = GatedRMSNorm(value_dim, norm_eps)
         self.out_proj = nn.Linear(value_heads * value_dim, d_in, bias=False)
@@ -173,7 +173,7 @@ class GatedDeltaNet(nn.Module):
         k = l2_normalize(k.float().view(batch, num_tokens, kh, kd))
         q, k = q.repeat_interleave(vh // kh, dim=2), k.repeat_interleave(vh // kh, dim=2)
         v = v.float().view(batch, num_tokens, vh, vd)
-        beta = b.reshape(batch, num_tokens, vh).float().sigmoid()
+        beta = b.reshape(batch, num_tokens, vh).sigmoid().float()  # in x's dtype, as Qwen3-Next
         decay = -self.A_log.float().exp() * nn.functional.softplus(
             a.reshape(batch, num_tokens, vh).float() + self.dt_bias)
         out, state = gated_delta_rule_chunked(

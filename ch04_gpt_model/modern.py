@@ -364,9 +364,9 @@ def validate_modern_config(cfg: dict) -> dict:
     check(not flags, lambda: f"flags must be True or False, got {', '.join(flags)}", TypeError)
     # RoPE turns pairs (4.8.2): an odd head_dim would fail only at the first forward pass
     # (Qwen3-Next's rope_dim: RoPE turns the first rope_dim numbers of each head, 4.8.11)
-    rope_dim = cfg["rope_dim"] or cfg["head_dim"]
-    check(cfg["head_dim"] % 2 == 0 == rope_dim % 2 and rope_dim <= cfg["head_dim"], lambda: "head_"
-          f"dim and rope_dim <= head_dim must be even, got {cfg['head_dim']!r}, {rope_dim!r}")
+    rope_dim = cfg["head_dim"] if cfg["rope_dim"] is None else cfg["rope_dim"]
+    check(cfg["head_dim"] % 2 == 0 == rope_dim % 2 and 0 < rope_dim <= cfg["head_dim"], lambda:
+          f"head_dim and rope_dim (1..head_dim) must be even: {cfg['head_dim']!r}, {rope_dim!r}")
     # a RoPE base of 1 turns every pair alike, one below 1 gives nan angles (the local base:
     # Gemma 3's, 4.8.8, or None)
     for key, base in [("rope_base", cfg["rope_base"]), ("rope_local_base", cfg["rope_local_base"])]:
@@ -410,8 +410,8 @@ def validate_modern_config(cfg: dict) -> dict:
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
-    calls local; Gemma 3's options (4.8.8), Olmo 3's (4.8.9) and gpt-oss's
-    (4.8.10). forward, and so generation, the
+    calls local, Gated DeltaNet (4.9) in those it calls linear; Gemma 3's options (4.8.8), Olmo
+    3's (4.8.9), gpt-oss's (4.8.10) and Qwen3-Next's (4.8.11). forward, and so generation, the
     training loops and finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):

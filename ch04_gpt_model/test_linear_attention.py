@@ -4,6 +4,7 @@ layer inside a whole Qwen3-Next, against transformers, is in test_modern.py."""
 
 import pytest
 import torch
+import transformers
 from transformers.models.qwen3_next import modeling_qwen3_next
 
 from shared import DeltaNetCache, GatedDeltaNet, gated_delta_rule, gated_delta_rule_chunked
@@ -76,7 +77,8 @@ def test_the_chunked_forms_gradients_are_the_recurrences():
 def test_a_decoding_step_costs_the_same_whatever_came_before():
     """The state a step reads and writes has one size, after 5 tokens or after 500: the cost
     per new token does not grow with the context (counted here in numbers, not seconds)."""
-    layer = GatedDeltaNet(32, key_heads=2, value_heads=4, key_dim=8, value_dim=8).eval()
+    layer = GatedDeltaNet(32, key_heads=2, value_heads=4, key_dim=8, value_dim=8,
+                          conv_kernel=4).eval()
     sizes = []
     for context in (5, 500):
         cache = DeltaNetCache()
@@ -90,4 +92,30 @@ def test_a_decoding_step_costs_the_same_whatever_came_before():
 
 def test_value_heads_that_key_heads_do_not_divide_are_refused_by_name():
     with pytest.raises(ValueError, match="value_heads"):
-        GatedDeltaNet(32, key_heads=3, value_heads=4, key_dim=8, value_dim=8)
+        GatedDeltaNet(32, key_heads=3, value_heads=4, key_dim=8, value_dim=8, conv_kernel=4)
+
+
+def test_the_layer_is_transformers_qwen3_next_layer_and_in_bfloat16_bit_for_bit():
+    """One Gated DeltaNet layer over 100 tokens (two chunks) with transformers' weights, drawn
+    at random: float32 to rounding, and in bfloat16 the same numbers, which holds only if every
+    cast happens where Qwen3-Next's code makes it (the sigmoid of beta in the input's dtype)."""
+    config = transformers.Qwen3NextConfig(
+        hidden_size=64, linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+        linear_value_head_dim=12, num_hidden_layers=1, layer_types=["linear_attention"])
+    torch.manual_seed(0)
+    theirs = modeling_qwen3_next.Qwen3NextGatedDeltaNet(config, layer_idx=0).eval()
+    ours = GatedDeltaNet(64, key_heads=2, value_heads=4, key_dim=8, value_dim=12,
+                         conv_kernel=4).eval()
+    with torch.no_grad():
+        for parameter in theirs.parameters():
+            parameter.normal_(0.0, 0.3)
+        for mine, their_name in [(ours.W_qkvz.weight, "in_proj_qkvz.weight"),
+                                 (ours.W_ba.weight, "in_proj_ba.weight"),
+                                 (ours.conv.weight, "conv1d.weight"), (ours.A_log, "A_log"),
+                                 (ours.dt_bias, "dt_bias"), (ours.norm.weight, "norm.weight"),
+                                 (ours.out_proj.weight, "out_proj.weight")]:
+            mine.copy_(theirs.get_parameter(their_name))
+        x = torch.randn(2, 100, 64, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+        x = x.bfloat16()
+        assert torch.equal(ours.bfloat16()(x), theirs.bfloat16()(x))

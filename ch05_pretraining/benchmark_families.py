@@ -27,6 +27,7 @@ from shared import FastDecoder, generate_text, load_open_model
 from shared.tooling.command_line import CommandParser, device_arg, number_arg, run_main
 from shared.utils import measured_on
 
+
 SHAPE = dict(vocab_size=32_000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
              num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
              pad_token_id=0, eos_token_id=None)
@@ -41,7 +42,8 @@ FAMILIES = {  # name: (transformers' class, its configuration)
     "gemma3_text": ("Gemma3ForCausalLM", lambda: transformers.Gemma3TextConfig(
         **SHAPE, intermediate_size=1536, sliding_window=16)),
     "olmo3": ("Olmo3ForCausalLM", lambda: transformers.Olmo3Config(
-        **{**SHAPE, "head_dim": None}, intermediate_size=1536, sliding_window=16)),
+        **{key: value for key, value in SHAPE.items() if key != "head_dim"},  # 512 / 8 heads
+        intermediate_size=1536, sliding_window=16)),
     "gpt_oss": ("GptOssForCausalLM", lambda: transformers.GptOssConfig(
         **SHAPE, num_local_experts=8, num_experts_per_tok=2, intermediate_size=512,
         sliding_window=16)),

@@ -294,7 +294,7 @@ def _qwen3_next_config(hf: dict) -> dict:
                            "key_dim": hf["linear_key_head_dim"],
                            "value_dim": hf["linear_value_head_dim"],
                            "conv_kernel": hf["linear_conv_kernel_dim"]}
-    if hf.get("num_experts"):  # every layer's, with a shared expert
+    if hf["num_experts"]:  # every layer's, with a shared expert
         cfg.update(num_experts=hf["num_experts"], num_experts_per_tok=hf["num_experts_per_tok"],
                    moe_hidden_dim=hf["moe_intermediate_size"],
                    shared_expert_dim=hf["shared_expert_intermediate_size"],
@@ -445,14 +445,15 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,  # not "bf16"
           lambda: f"dtype must be a floating-point torch.dtype (torch.bfloat16), got {dtype!r}")
-    _, cfg = _open_config(folder)
+    hf, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
-    for name in [name for name in files if name.startswith("mtp.")]:  # Qwen3-Next's layers
-        del files[name]  # for predicting further tokens, which transformers does not load either
+    if hf["model_type"] == "qwen3_next":  # its layers for predicting further tokens (mtp.*),
+        files = {name: path for name, path in files.items()  # which transformers skips too
+                 if not name.startswith("mtp.")}
     by_file, stored = {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
@@ -647,10 +648,14 @@ def _qwen3_next_keys(cfg: dict) -> dict:
     """config.json's Qwen3-Next settings; the sizes of what the model lacks (DeltaNet layers,
     experts, a dense feed-forward) are left to transformers' defaults, which nothing reads."""
     hf_kinds = {ours: hf_kind for hf_kind, ours in _QWEN3_NEXT_LAYER_TYPES.items()}
-    deltanet = cfg["deltanet"] or {}
+    deltanet, rope_dim = cfg["deltanet"] or {}, cfg["rope_dim"] or cfg["head_dim"]
+    # transformers reads the fraction back as int(head_dim * fraction): it must give rope_dim
+    check(int(cfg["head_dim"] * (rope_dim / cfg["head_dim"])) == rope_dim, lambda: f"rope_dim="
+          f"{rope_dim} of head_dim={cfg['head_dim']} would be read back from config.json's "
+          "partial_rotary_factor as another width: choose one that is (a quarter, a half)")
     keys = {"layer_types": [hf_kinds[kind] for kind in cfg["layer_types"]
                             or ["global"] * cfg["n_layers"]],
-            "partial_rotary_factor": (cfg["rope_dim"] or cfg["head_dim"]) / cfg["head_dim"],
+            "partial_rotary_factor": rope_dim / cfg["head_dim"],
             "hidden_act": "silu", "decoder_sparse_step": 1, "mlp_only_layers": [],
             "num_experts": cfg["num_experts"], "num_experts_per_tok": cfg["num_experts_per_tok"],
             "moe_intermediate_size": cfg["moe_hidden_dim"], "norm_topk_prob": cfg["norm_topk_prob"],

@@ -255,10 +255,22 @@ OLMO3_REFUSED = [  # the message names the setting
 ]
 
 
+QWEN3_NEXT_REFUSED = [  # the message names the setting
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
+    ({"mlp_only_layers": [0]}, r"mlp_only_layers=\[0\]"),
+    ({"decoder_sparse_step": 2}, "decoder_sparse_step=2"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4,
+                          "original_max_position_embeddings": 16}}, "RoPE scaling 'yarn'"),
+    ({"layer_types": ["linear_attention", "sliding_attention"] * 2}, "'sliding_attention'"),
+]
+
+
 @pytest.mark.parametrize("name, changes, message", [
     (name, changes, message) for name, cases in [("qwen3", QWEN3_REFUSED),
                                                  ("gemma3", GEMMA3_REFUSED),
-                                                 ("olmo3", OLMO3_REFUSED)]
+                                                 ("olmo3", OLMO3_REFUSED),
+                                                 ("qwen3_next", QWEN3_NEXT_REFUSED)]
     for changes, message in cases])
 def test_a_folder_asking_for_what_the_model_does_not_compute_is_refused(tmp_path, name,
                                                                          changes, message):
@@ -266,6 +278,28 @@ def test_a_folder_asking_for_what_the_model_does_not_compute_is_refused(tmp_path
     rewrite_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
         load_open_model(tmp_path)
+
+
+def test_qwen3_next_as_published_reads_as_transformers_reads_it(tmp_path):
+    """The published config.json spells the layers by full_attention_interval and the partial
+    RoPE at the top level, and the folder holds layers for predicting further tokens (mtp.*),
+    which transformers skips: the same logits, read either way."""
+    saved("qwen3_next", tmp_path, shard="1GB")
+    config = json.loads((tmp_path / "config.json").read_text())
+    rope = config.pop("rope_parameters")
+    rewrite_config(tmp_path, layer_types=None, full_attention_interval=4, rope_parameters=None,
+                   rope_theta=rope["rope_theta"],
+                   partial_rotary_factor=rope["partial_rotary_factor"])
+    tensors = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    tensors["mtp.fc.weight"] = torch.zeros(64, 128)  # one of its mtp layers' tensors
+    safetensors.torch.save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    model = load_open_model(tmp_path)
+    assert model.cfg["layer_types"] == ["linear"] * 3 + ["global"]
+    assert model.cfg["rope_dim"] == 8  # half of each 16-number head
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
 
 def test_gpt_oss_in_mxfp4_as_published_is_refused_with_what_to_do(tmp_path):
@@ -738,6 +772,9 @@ def with_classifier(model):
                          rope_local_base=10_000.0), {}, ValueError, "rope_local_base=10000.0"),
     (lambda: tiny_modern(post_norms=True), {}, ValueError,  # exactly
      r"^no family the course saves has qk_norm=True, num_experts=0, post_norms=True \(5\.9\.4\)$"),
+    # a Qwen3-Next whose rope_dim transformers would read back from the fraction as 29
+    (lambda: tiny_modern(head_dim=44, rope_dim=30, attention_gate=True, norm_unit_offset=True),
+     {}, ValueError, "rope_dim=30 of head_dim=44"),
     (tiny_modern, {"dtype": torch.int8}, ValueError, r"dtype must be .*got torch\.int8"),
     (tiny_modern, {"max_shard_size": "5 gigabytes"}, ValueError, "max_shard_size"),
     (tiny_modern, {"max_shard_size": 0}, ValueError, "max_shard_size"),

@@ -226,7 +226,7 @@ QWEN3_NEXT = {"n_layers": 2, "layer_types": ["linear", "global"], "attention_gat
               "rope_dim": 4, "norm_unit_offset": True, "hidden_dim": None, "num_experts": 4,
               "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 8,
               "deltanet": {"key_heads": 2, "value_heads": 4, "key_dim": 8, "value_dim": 4,
-                           "chunk_size": 2}}
+                           "conv_kernel": 4, "chunk_size": 2}}
 
 
 @case
