@@ -20,7 +20,8 @@ class KVCache:
     Memory for `max_tokens` positions is allocated once, on first use, and each update writes
     into it: concatenating instead would copy the whole cache at every generated token.
     window: a sliding-window layer's cache, which keeps only the window - 1 latest positions
-    (max_tokens then caps the positions seen and reserves nothing)."""
+    (max_tokens then caps the positions seen and reserves nothing). Values may be wider or
+    narrower than their keys (DeepSeek's latent attention, 4.8.12, keeps two such parts)."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
         # 0 would keep no position, and say nothing; 1.5 or 2.0 would fail only at the first update
@@ -39,18 +40,21 @@ class KVCache:
         start, new, cap = self.length, keys.shape[2], self.max_tokens
         end, layout = start + new, _layout(keys)
         # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
-        # unlike their keys, would be cast into the storage (another dtype) or copied into every
-        # row or position (a batch or a token of 1), without a word. One check of all three:
+        # unlike their keys (but for their width), would be cast into the storage (another dtype)
+        # or copied into every row or position (a batch or a token of 1), without a word. One
+        # check of all three:
         held = layout if start == 0 else _layout(self.keys)
         check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
               f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
               if end > cap else f"keys {layout} differ from the cache's {held}: reset() it first"
-              if layout != held else "values must have their keys' shape, dtype and device")
+              if layout != held else "values must have their keys' batch, heads, tokens, dtype "
+              "and device")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout
-            shape = (*keys.shape[:2], self.max_tokens, keys.shape[3])
-            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
+            shape = (*keys.shape[:2], self.max_tokens)  # and each one's own width
+            self.keys = keys.new_empty(*shape, keys.shape[3])
+            self.values = values.new_empty(*shape, values.shape[3])
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions
         self.values[:, :, start:end] = values
         self.length = end
@@ -69,8 +73,9 @@ class KVCache:
 
 
 def _kind(tensor) -> tuple:
-    """A tensor's shape, dtype and device: what values share with their keys."""
-    return tensor.shape, tensor.dtype, tensor.device
+    """A tensor's shape but for its width, its dtype and device: what values share with their
+    keys."""
+    return tensor.shape[:3], tensor.dtype, tensor.device
 
 
 def _layout(tensor) -> tuple | None:

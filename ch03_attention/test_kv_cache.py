@@ -124,8 +124,18 @@ def test_a_cache_refuses_values_unlike_their_keys_that_it_would_broadcast():
     """A batch of 1 in values beside a batch of 2 in keys would be copied into both rows."""
     keys = torch.zeros(2, 2, 3, 4)
     for values in (keys[:1], keys.double(), keys[:, :, :1]):  # a batch, a dtype, a token of 1
-        with pytest.raises(ValueError, match=r"^values must have their keys' shape, dtype and "):
+        with pytest.raises(ValueError, match=r"^values must have their keys' batch, heads, "):
             KVCache(10).update(keys, values)
+
+
+def test_values_of_another_width_than_their_keys_are_kept_as_they_are():
+    """DeepSeek's latent attention (4.8.12) keeps a latent and a rotated key of other widths."""
+    keys, values = torch.randn(2, 1, 5, 6), torch.randn(2, 1, 5, 3)
+    for window in (None, 4):
+        cache = KVCache(10, window=window)
+        cache.update(keys[:, :, :2], values[:, :, :2])
+        all_keys, all_values = cache.update(keys[:, :, 2:], values[:, :, 2:])
+        assert torch.equal(all_keys, keys) and torch.equal(all_values, values)
 
 
 # Bad inputs: clear errors, nothing changed ----------------------------------------------

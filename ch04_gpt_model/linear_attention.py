@@ -3,7 +3,7 @@
 # marked `#| export linear_attention`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_4_linear_attention.ipynb cell 6, 4.9 From linear attention to Gated DeltaNet
+# %% beyond_4_linear_attention.ipynb cell 7, 4.9 From linear attention to Gated DeltaNet
 
 """Chapter 4, section 4.9 (beyond the book): from linear attention to Gated DeltaNet, the layer
 of Qwen3-Next's three blocks in four. A state of fixed size takes the KV cache's place; the
@@ -16,13 +16,13 @@ from torch import nn
 from shared.checks import check_divisible
 
 
-# %% beyond_4_linear_attention.ipynb cell 11, 4.9.2 The delta rule, and a gate that forgets
+# %% beyond_4_linear_attention.ipynb cell 12, 4.9.2 The delta rule, and a gate that forgets
 
 def gated_delta_rule(queries, keys, values, decay, beta, state=None):
     """Gated DeltaNet's recurrence, one token at a time. queries and keys (batch, heads, tokens,
     key_dim), values (batch, heads, tokens, value_dim); decay (batch, heads, tokens), the log of
     each step's forgetting factor (<= 0); beta (batch, heads, tokens), each step's writing
-    strength in (0, 1); state (batch, heads, key_dim, value_dim), None for zeros. Returns the
+    strength in (0, 1]; state (batch, heads, key_dim, value_dim), None for zeros. Returns the
     outputs (batch, heads, tokens, value_dim) and the last state."""
     if state is None:
         state = values.new_zeros(*keys.shape[:2], keys.shape[-1], values.shape[-1])
@@ -37,7 +37,7 @@ def gated_delta_rule(queries, keys, values, decay, beta, state=None):
     return torch.stack(outputs, dim=2), state
 
 
-# %% beyond_4_linear_attention.ipynb cell 16, 4.9.3 The chunked form: the same numbers, trained ...
+# %% beyond_4_linear_attention.ipynb cell 17, 4.9.3 The chunked form: the same numbers, trained ...
 
 def gated_delta_rule_chunked(queries, keys, values, decay, beta, state=None, chunk_size=64):
     """gated_delta_rule's outputs and last state, chunk_size tokens at a time: inside a chunk,
@@ -73,7 +73,7 @@ def gated_delta_rule_chunked(queries, keys, values, decay, beta, state=None, chu
     return torch.cat(outputs, dim=2), state
 
 
-# %% beyond_4_linear_attention.ipynb cell 21, 4.9.4 Qwen3-Next's Gated DeltaNet layer
+# %% beyond_4_linear_attention.ipynb cell 22, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class GatedRMSNorm(nn.Module):
     """RMSNorm (4.8.1) of each head's output, then times silu(gate): Gated DeltaNet's output
@@ -90,7 +90,7 @@ class GatedRMSNorm(nn.Module):
         return (self.weight * x32.to(x.dtype) * nn.functional.silu(gate.float())).to(x.dtype)
 
 
-# %% beyond_4_linear_attention.ipynb cell 22, 4.9.4 Qwen3-Next's Gated DeltaNet layer
+# %% beyond_4_linear_attention.ipynb cell 23, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class DeltaNetCache:
     """What a GatedDeltaNet layer carries from one call to the next, in a KVCache's place
@@ -98,7 +98,7 @@ class DeltaNetCache:
     convolution and its state (batch, heads, key_dim, value_dim), a fixed size however many
     tokens came before."""
 
-    window = None  # as a global layer's KVCache
+    window = None  # as a global layer's KVCache has it: ModernGPTModel reads both alike
 
     def __init__(self):
         self.length = 0  # the tokens seen
@@ -111,14 +111,14 @@ class DeltaNetCache:
         self.conv_inputs = self.state = None
 
 
-# %% beyond_4_linear_attention.ipynb cell 23, 4.9.4 Qwen3-Next's Gated DeltaNet layer
+# %% beyond_4_linear_attention.ipynb cell 24, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 def l2_normalize(x, eps: float = 1e-6):
     """x / |x| over the last dimension, as Qwen3-Next computes it."""
     return x * torch.rsqrt(x.pow(2).sum(dim=-1, keepdim=True) + eps)
 
 
-# %% beyond_4_linear_attention.ipynb cell 24, 4.9.4 Qwen3-Next's Gated DeltaNet layer
+# %% beyond_4_linear_attention.ipynb cell 25, 4.9.4 Qwen3-Next's Gated DeltaNet layer
 
 class GatedDeltaNet(nn.Module):
     """Qwen3-Next's linear-attention layer: queries, keys and values through a short causal
@@ -173,7 +173,8 @@ class GatedDeltaNet(nn.Module):
         k = l2_normalize(k.float().view(batch, num_tokens, kh, kd))
         q, k = q.repeat_interleave(vh // kh, dim=2), k.repeat_interleave(vh // kh, dim=2)
         v = v.float().view(batch, num_tokens, vh, vd)
-        beta = b.reshape(batch, num_tokens, vh).sigmoid().float()  # in x's dtype, as Qwen3-Next
+        beta = b.reshape(batch, num_tokens, vh).sigmoid().float()  # the sigmoid in x's dtype, as in
+        # Qwen3-Next's code, then float32
         decay = -self.A_log.float().exp() * nn.functional.softplus(
             a.reshape(batch, num_tokens, vh).float() + self.dt_bias)
         out, state = gated_delta_rule_chunked(

@@ -241,13 +241,16 @@ OPEN_MODEL_CONFIGS = {
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
     best-scoring experts, whose outputs are mixed by the router's probabilities. bias and the
-    experts' activation, alpha and limit: gpt-oss's (4.8.10); shared_hidden_dim: Qwen3-Next's
-    shared expert (4.8.11), which every token goes through, behind a learned gate."""
+    experts' activation, alpha and limit: gpt-oss's (4.8.10); shared_hidden_dim: a shared
+    expert, which every token goes through, behind a learned gate (Qwen3-Next's, 4.8.11) or
+    without one (shared_gate False, DeepSeek V3's); router: DeepSeek V3's routing by groups
+    (4.8.12), a dict of its groups, topk_groups and scale."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, num_experts: int,
                  num_experts_per_tok: int, norm_topk_prob: bool = True, *, bias: bool = False,
                  activation: str = "silu", alpha: float | None = None,
-                 limit: float | None = None, shared_hidden_dim: int | None = None):
+                 limit: float | None = None, shared_hidden_dim: int | None = None,
+                 shared_gate: bool = True, router: dict | None = None):
         super().__init__()
         self.num_experts_per_tok, self.norm_topk_prob = num_experts_per_tok, norm_topk_prob
         self.router = nn.Linear(emb_dim, num_experts, bias=bias)
@@ -256,15 +259,23 @@ class MoEFeedForward(nn.Module):
         shared = bool(shared_hidden_dim)
         self.shared_expert = SwiGLU(emb_dim, shared_hidden_dim, activation, bias, alpha,
                                     limit) if shared else None
-        self.shared_gate = nn.Linear(emb_dim, 1, bias=False) if shared else None
+        self.shared_gate = nn.Linear(emb_dim, 1, bias=False) if shared and shared_gate else None
+        self.grouped = router is not None
+        if self.grouped:  # DeepSeek V3's (4.8.12)
+            check_divisible("num_experts", num_experts, "groups", router["groups"])
+            self.groups, self.topk_groups = router["groups"], router["topk_groups"]
+            self.routed_scale = router["scale"]
+            self.register_buffer("score_bias", torch.zeros(num_experts))  # set in training
 
     def forward(self, x):
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
-        # float32, as Qwen3 computes it: in bfloat16, close scores could swap their ranks
-        probs = torch.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
-        weights, chosen = probs.topk(self.num_experts_per_tok, dim=-1)  # (tokens, k) each
-        if self.norm_topk_prob:
-            weights = weights / weights.sum(dim=-1, keepdim=True)
+        if self.grouped:
+            weights, chosen = self.route_by_groups(tokens)
+        else:  # float32, as Qwen3 computes it: in bfloat16, close scores could swap their ranks
+            probs = torch.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
+            weights, chosen = probs.topk(self.num_experts_per_tok, dim=-1)  # (tokens, k) each
+            if self.norm_topk_prob:
+                weights = weights / weights.sum(dim=-1, keepdim=True)
         weights = weights.to(x.dtype)
         out = torch.zeros_like(tokens)
         for e in chosen.unique().tolist():  # an expert no token chose does no work
@@ -272,9 +283,27 @@ class MoEFeedForward(nn.Module):
             token_ids, slot = (chosen == e).nonzero(as_tuple=True)
             expert_out = self.experts[e](tokens[token_ids]) * weights[token_ids, slot, None]
             out.index_add_(0, token_ids, expert_out)
-        if self.shared_expert is not None:  # every token, gated by a sigmoid of its own
-            out = out + torch.sigmoid(self.shared_gate(tokens)) * self.shared_expert(tokens)
+        if self.shared_expert is not None:  # every token; Qwen3-Next gates it by a sigmoid
+            shared = self.shared_expert(tokens)
+            out = out + (shared if self.shared_gate is None
+                         else torch.sigmoid(self.shared_gate(tokens)) * shared)
         return out.view_as(x)
+
+    def route_by_groups(self, tokens):
+        """DeepSeek V3's routing (4.8.12): a sigmoid score per expert; the experts chosen by
+        score + score_bias among the topk_groups groups whose two best such scores sum
+        highest; weighted by their scores (normalised with norm_topk_prob), times
+        routed_scale. Returns the weights and the chosen experts, (tokens, k) each."""
+        scores = torch.sigmoid(self.router(tokens).float())
+        biased = (scores + self.score_bias).view(len(tokens), self.groups, -1)
+        best = biased.topk(2, dim=-1).values.sum(dim=-1).topk(self.topk_groups, dim=-1).indices
+        outside = torch.ones_like(biased[..., 0], dtype=torch.bool).scatter_(1, best, False)
+        chosen = biased.masked_fill(outside[..., None], -torch.inf).flatten(1).topk(
+            self.num_experts_per_tok, dim=-1).indices
+        weights = scores.gather(1, chosen)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        return weights * self.routed_scale, chosen
 
 
 # %% beyond_3_modern_blocks.ipynb cell 31, 4.8.6 `ModernGPTModel`
@@ -285,28 +314,38 @@ class ModernBlock(nn.Module):
     adds Gemma 3's norm on each sublayer's output (4.8.8), and cfg["pre_norms"] False leaves
     only those, as Olmo 3 does (4.8.9)."""
 
-    def __init__(self, cfg: dict, kind: str = "global"):
+    def __init__(self, cfg: dict, kind: str = "global", dense: bool = False):
         """kind: "global", "local" (attention within cfg["sliding_window"], 4.8.7) or "linear"
-        (Gated DeltaNet in attention's place, 4.9)."""
+        (Gated DeltaNet in attention's place, 4.9); dense: a SwiGLU of hidden_dim even in a
+        model of experts (DeepSeek V3's first layers, 4.8.12)."""
         super().__init__()
         scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
-        window = cfg["sliding_window"] if kind == "local" else None
-        self.att = GatedDeltaNet(cfg["emb_dim"], **cfg["deltanet"], norm_eps=cfg["norm_eps"]) \
-            if kind == "linear" else GroupedQueryAttention(
-            cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
-            dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
-            qk_norm=cfg["qk_norm"] or cfg["qk_norm_across_heads"],  # across: a kind of QK-norm
-            norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"], window=window,
-            scale=None if scalar is None else scalar ** -0.5,
-            norm_unit_offset=cfg["norm_unit_offset"],
-            qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
-            out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"])
+        scale = None if scalar is None else scalar ** -0.5
+        if cfg["mla"]:  # DeepSeek V3's latent attention (4.8.12)
+            self.att = MultiHeadLatentAttention(
+                cfg["emb_dim"], cfg["n_heads"], cfg["head_dim"], cfg["rope_dim"] or cfg["head_dim"],
+                **cfg["mla"], dropout=cfg["drop_rate"], norm_eps=cfg["norm_eps"],
+                use_sdpa=cfg["sdpa"], scale=scale)
+        elif kind == "linear":  # Gated DeltaNet (4.9)
+            self.att = GatedDeltaNet(cfg["emb_dim"], **cfg["deltanet"], norm_eps=cfg["norm_eps"])
+        else:
+            self.att = GroupedQueryAttention(
+                cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
+                dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
+                qk_norm=cfg["qk_norm"] or cfg["qk_norm_across_heads"],  # across: a QK-norm too
+                norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"],
+                window=cfg["sliding_window"] if kind == "local" else None, scale=scale,
+                norm_unit_offset=cfg["norm_unit_offset"],
+                qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
+                out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"])
         swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
                   "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
-        if cfg["num_experts"]:
+        if cfg["num_experts"] and not dense:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
                                      cfg["num_experts_per_tok"], cfg["norm_topk_prob"],
-                                     shared_hidden_dim=cfg["shared_expert_dim"], **swiglu)
+                                     shared_hidden_dim=cfg["shared_expert_dim"],
+                                     shared_gate=cfg["shared_expert_gate"],
+                                     router=cfg["moe_router"], **swiglu)
         else:
             self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], **swiglu)
 
@@ -345,6 +384,9 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     # Qwen3-Next's (4.8.11): True, head_dim // 4, its shared expert's width, and its DeltaNet
     # layers' sizes (4.9), for the layers layer_types calls "linear"
     "attention_gate": False, "rope_dim": None, "shared_expert_dim": None, "deltanet": None,
+    # DeepSeek V3's (4.8.12): its latent attention's sizes, an ungated shared expert, routing by
+    # groups, and its first layers dense
+    "mla": None, "shared_expert_gate": True, "moe_router": None, "dense_layers": 0,
 }
 
 
@@ -421,7 +463,8 @@ class ModernGPTModel(GPTModel):
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         # a Sequential for GPTModel's parameter names; hidden_states calls each block itself
         kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
-        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind) for kind in kinds])
+        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind, dense=i < cfg["dense_layers"])
+                                          for i, kind in enumerate(kinds)])
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
@@ -485,6 +528,66 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
+# %% beyond_3_modern_blocks.ipynb cell 65, 4.8.12 DeepSeek V3
+
+class MultiHeadLatentAttention(nn.Module):
+    """DeepSeek V3's attention (4.8.12): each token's keys and values are made from one latent
+    vector of kv_rank numbers, which the cache keeps, with the rope_dim numbers of one rotated
+    key that every head shares; each head's query and key are head_dim - rope_dim numbers
+    without a position, then rope_dim turned by RoPE, and its value v_dim numbers. q_rank: the
+    queries, too, from a latent of that width (None: directly); interleaved: the turned pairs
+    are neighbours (DeepSeek's layout), not 4.8.2's halves."""
+
+    window = None  # a global layer's
+
+    def __init__(self, d_in: int, num_heads: int, head_dim: int, rope_dim: int, kv_rank: int,
+                 v_dim: int, q_rank: int | None = None, interleaved: bool = False,
+                 dropout: float = 0.0, norm_eps: float = 1e-6, use_sdpa: bool = False,
+                 scale: float | None = None):
+        super().__init__()
+        self.num_heads, self.rope_dim, self.v_dim = num_heads, rope_dim, v_dim
+        self.nope_dim, self.kv_rank = head_dim - rope_dim, kv_rank
+        self.q_rank, self.interleaved = q_rank, interleaved
+        self.use_sdpa, self.scale = use_sdpa, scale
+        if q_rank is None:
+            self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=False)
+        else:  # down to a latent, normed, and up to every head's query
+            self.W_query_down = nn.Linear(d_in, q_rank, bias=False)
+            self.query_norm = RMSNorm(q_rank, norm_eps)
+            self.W_query_up = nn.Linear(q_rank, num_heads * head_dim, bias=False)
+        # down to the latent and the shared rotated key; from the latent, up to each head's
+        # key (the part without a position) and value
+        self.W_kv_down = nn.Linear(d_in, kv_rank + rope_dim, bias=False)
+        self.kv_norm = RMSNorm(kv_rank, norm_eps)
+        self.W_kv_up = nn.Linear(kv_rank, num_heads * (self.nope_dim + v_dim), bias=False)
+        self.out_proj = nn.Linear(num_heads * v_dim, d_in, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, rope, kv_cache=None):
+        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles, rope_dim wide."""
+        start = kv_cache.length if kv_cache is not None else 0
+        batch, num_tokens, _ = x.shape
+        queries = (self.W_query(x) if self.q_rank is None
+                   else self.W_query_up(self.query_norm(self.W_query_down(x))))
+        queries = queries.view(batch, num_tokens, self.num_heads, -1).transpose(1, 2)
+        q_nope, q_rot = queries.split([self.nope_dim, self.rope_dim], dim=-1)
+        latent, k_rot = self.W_kv_down(x).split([self.kv_rank, self.rope_dim], dim=-1)
+        latent, k_rot = self.kv_norm(latent)[:, None], k_rot[:, None]  # one "head" each
+        if self.interleaved:  # pairs (0, 1), (2, 3), ... reordered as 4.8.2's halves
+            q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
+        q_rot, k_rot = apply_rope(q_rot, *rope), apply_rope(k_rot, *rope)
+        if kv_cache is not None:  # the cache keeps the latent and the shared rotated key only
+            latent, k_rot = kv_cache.update(latent, k_rot)
+        # every head's key and value, from the latents of all the tokens so far
+        keys_values = self.W_kv_up(latent[:, 0]).view(batch, -1, self.num_heads,
+                                                      self.nope_dim + self.v_dim).transpose(1, 2)
+        k_nope, values = keys_values.split([self.nope_dim, self.v_dim], dim=-1)
+        keys = torch.cat([k_nope, k_rot.expand(-1, self.num_heads, -1, -1)], dim=-1)
+        context = attend(torch.cat([q_nope, q_rot], dim=-1), keys, values, start, self.dropout,
+                         self.use_sdpa, self.training, scale=self.scale)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
+
+
 __all__ = [
     'RMSNorm',
     'rope_frequencies',
@@ -501,4 +604,5 @@ __all__ = [
     'MODERN_OPTIONAL_KEYS',
     'validate_modern_config',
     'ModernGPTModel',
+    'MultiHeadLatentAttention',
 ]

@@ -125,6 +125,22 @@ ARCHITECTURES = {
          "rope_dim": 4, "attention_gate": True, "norm_unit_offset": True, "num_experts": 4,
          "num_experts_per_tok": 2, "moe_hidden_dim": 32, "shared_expert_dim": 48,
          "layer_types": ["linear"] * 3 + ["global"], "deltanet": QWEN3_NEXT_DELTANET}),
+    # DeepSeek V3: latent attention (queries through a latent too, interleaved RoPE pairs), the
+    # first layer dense, then 8 experts in 4 groups, routed by sigmoid scores with a bias (drawn
+    # at random by the pair fixture) within the best 2 groups, and an ungated shared expert
+    "deepseek_v3": ("DeepseekV3ForCausalLM", transformers.DeepseekV3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+        max_position_embeddings=128, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
+        qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=8, num_experts_per_tok=2,
+        n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.5,
+        first_k_dense_replace=1, rope_theta=10_000.0, pad_token_id=0, eos_token_id=None),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 4,
+         "n_layers": 3, "n_kv_groups": 4, "head_dim": 20, "rope_dim": 8, "rope_base": 10_000.0,
+         "hidden_dim": 96, "mla": {"q_rank": 24, "kv_rank": 16, "v_dim": 10, "interleaved": True},
+         "num_experts": 8, "num_experts_per_tok": 2, "moe_hidden_dim": 32,
+         "shared_expert_dim": 32, "shared_expert_gate": False, "dense_layers": 1,
+         "moe_router": {"groups": 4, "topk_groups": 2, "scale": 2.5}}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -149,6 +165,9 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
         p, att = f"model.layers.{i}.", block.att
         if model.cfg["deltanet"]:  # Qwen3-Next's
             names.update(qwen3_next_names(p, block))
+            continue
+        if model.cfg["mla"]:  # DeepSeek V3's
+            names.update(deepseek_v3_names(p, block))
             continue
         if model.cfg["pre_norms"]:  # Olmo 3 has none
             names[p + "input_layernorm.weight"] = block.norm1.weight
@@ -210,6 +229,32 @@ def qwen3_next_names(p: str, block) -> dict[str, torch.nn.Parameter]:
     return names
 
 
+def deepseek_v3_names(p: str, block) -> dict[str, torch.Tensor]:
+    """One DeepSeek V3 layer's parameters (and its routing bias) under their published names:
+    latent attention, and a dense SwiGLU or experts with an ungated shared expert."""
+    att, ff = block.att, block.ff
+    names = {p + "input_layernorm.weight": block.norm1.weight,
+             p + "post_attention_layernorm.weight": block.norm2.weight,
+             p + "self_attn.q_a_proj.weight": att.W_query_down.weight,
+             p + "self_attn.q_a_layernorm.weight": att.query_norm.weight,
+             p + "self_attn.q_b_proj.weight": att.W_query_up.weight,
+             p + "self_attn.kv_a_proj_with_mqa.weight": att.W_kv_down.weight,
+             p + "self_attn.kv_a_layernorm.weight": att.kv_norm.weight,
+             p + "self_attn.kv_b_proj.weight": att.W_kv_up.weight,
+             p + "self_attn.o_proj.weight": att.out_proj.weight}
+    if hasattr(ff, "experts"):
+        names[p + "mlp.gate.weight"] = ff.router.weight
+        names[p + "mlp.gate.e_score_correction_bias"] = ff.score_bias
+        experts = {f"mlp.experts.{e}.": expert for e, expert in enumerate(ff.experts)}
+        experts["mlp.shared_experts."] = ff.shared_expert
+    else:
+        experts = {"mlp.": ff}
+    for prefix, expert in experts.items():
+        for part in ("gate", "up", "down"):
+            names[f"{p}{prefix}{part}_proj.weight"] = getattr(expert, part).weight
+    return names
+
+
 def copy_packed_experts(model: ModernGPTModel, tensors: dict) -> set[str]:
     """gpt-oss's experts into ours: each layer's gate and up layers packed in one tensor, their
     columns alternating, stored (in, out); returns the names copied."""
@@ -236,9 +281,9 @@ def pair(request, tmp_path_factory):
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
     # norms at 0 or 1, sinks and biases at 0: make them matter
-    if request.param in ("gemma3", "olmo3", "gpt_oss", "qwen3_next"):
-        with torch.no_grad():
-            for name, parameter in reference.named_parameters():
+    if request.param in ("gemma3", "olmo3", "gpt_oss", "qwen3_next", "deepseek_v3"):
+        with torch.no_grad():  # (DeepSeek's routing bias is a buffer)
+            for name, parameter in [*reference.named_parameters(), *reference.named_buffers()]:
                 if any(part in name for part in ("norm", "sinks", "bias")):
                     parameter.normal_(0.0, 0.3)
     folder = tmp_path_factory.mktemp(request.param)

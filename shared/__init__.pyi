@@ -92,6 +92,7 @@ from ch04_gpt_model.modern import (
     MODERN_OPTIONAL_KEYS as MODERN_OPTIONAL_KEYS,
     validate_modern_config as validate_modern_config,
     ModernGPTModel as ModernGPTModel,
+    MultiHeadLatentAttention as MultiHeadLatentAttention,
 )
 from ch04_gpt_model.linear_attention import (
     gated_delta_rule as gated_delta_rule,
