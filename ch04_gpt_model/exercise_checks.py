@@ -518,7 +518,8 @@ def _read_back_after_writes(beta=0.5, writes=3, summed=False):
     (lambda expected: _read_back_after_writes(summed=True),
      "That is 4.9.1's sum, which adds beta * v at every write; the delta rule writes only the "
      "error, what the state does not yet return."),
-    (lambda expected: (1.0, 1.0, 1.0), "With beta = 0.5 a write closes half of the gap, not all."),
+    (lambda expected: (1.0, 1.0, 1.0),
+     "A write with beta below 1 closes only a part of the gap, not all of it."),
     (lambda expected: (0.5, 0.25, 0.125),
      "The write adds to what the state holds; it does not replace it."),
 ])
