@@ -47,8 +47,7 @@ class KVCache:
         check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
               f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
               if end > cap else f"keys {layout} differ from the cache's {held}: reset() it first"
-              if layout != held else "values must have their keys' batch, heads, tokens, dtype "
-              "and device")
+              if layout != held else "values must match their keys in all but width")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout

@@ -124,7 +124,7 @@ def test_a_cache_refuses_values_unlike_their_keys_that_it_would_broadcast():
     """A batch of 1 in values beside a batch of 2 in keys would be copied into both rows."""
     keys = torch.zeros(2, 2, 3, 4)
     for values in (keys[:1], keys.double(), keys[:, :, :1]):  # a batch, a dtype, a token of 1
-        with pytest.raises(ValueError, match=r"^values must have their keys' batch, heads, "):
+        with pytest.raises(ValueError, match=r"^values must match their keys in all but width"):
             KVCache(10).update(keys, values)
 
 

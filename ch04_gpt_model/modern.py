@@ -424,9 +424,12 @@ def validate_modern_config(cfg: dict) -> dict:
           freq["factor"] > 0 and freq["high_freq_factor"] > freq["low_freq_factor"]), lambda:
           "rope_freq needs type 'llama3' (the default) with factor > 0 and high_freq_factor > "
           f"low_freq_factor, or 'yarn' with factor >= 1 and beta_fast > beta_slow > 0: {freq}")
-    # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail late
-    check(not cfg["num_experts"] or 0 < cfg["num_experts_per_tok"] <= cfg["num_experts"],
-          lambda: f"num_experts_per_tok must be in 1..num_experts: {cfg['num_experts_per_tok']}")
+    # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail
+    # late; a shared expert or a router (4.8.11, 4.8.12) without experts would be ignored
+    check(0 < cfg["num_experts_per_tok"] <= cfg["num_experts"] if cfg["num_experts"] else
+          not cfg["shared_expert_dim"] and not cfg["moe_router"], lambda: "num_experts_per_tok "
+          "must be in 1..num_experts, and shared_expert_dim and moe_router need experts: "
+          f"{cfg['num_experts_per_tok']}, {cfg['shared_expert_dim']}, {cfg['moe_router']}")
     # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local;
     # Gated DeltaNet's sizes (4.9) exactly when one is linear
     kinds = layer_types or ["global"] * cfg["n_layers"]
@@ -436,6 +439,9 @@ def validate_modern_config(cfg: dict) -> dict:
           f"be n_layers={cfg['n_layers']} of 'global', 'local' and 'linear', sliding_window an "
           "int >= 1 exactly when one is local and deltanet a dict exactly when one is linear: "
           f"got {layer_types!r}, sliding_window={window!r}, deltanet={cfg['deltanet']!r}")
+    # DeepSeek V3's latent attention (4.8.12) takes every layer: no window, no DeltaNet
+    check(not cfg["mla"] or set(kinds) == {"global"},
+          lambda: f"mla needs every layer global, got layer_types={layer_types!r}")
     # Gemma 3's GeGLU (4.8.8), not in experts; gpt-oss's clamped SwiGLU (4.8.10), which needs
     # its alpha and limit (None would fail only in the first forward pass)
     known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])

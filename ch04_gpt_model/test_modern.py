@@ -385,6 +385,28 @@ def test_deltanet_layers_match_transformers_past_a_chunk_and_cached_in_pieces(pa
             assert all(c.length == 90 for c in caches)
 
 
+@pytest.mark.parametrize("pair", ["deepseek_v3"], indirect=True)
+def test_latent_attention_matches_transformers_cached_in_pieces_keeping_the_latents_only(pair):
+    """DeepSeek V3 over 40 tokens, whole and continued through the caches in pieces; each
+    layer's cache holds one latent (kv_rank numbers) and one rotated key (rope_dim) a token,
+    not a key and a value for every head."""
+    _, reference, _, ours = pair
+    ids = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(5))
+    mla = ours.cfg["mla"]
+    with torch.no_grad():
+        expected = reference(ids).logits
+        for sizes in ([40], [1] * 40, [7, 1, 32]):
+            caches, pieces, start = ours.make_kv_caches(), [], 0
+            for size in sizes:
+                pieces.append(ours(ids[:, start:start + size], caches))
+                start += size
+            torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-4, rtol=1e-4,
+                                       msg=f"pieces {sizes}")
+            assert all(cache.keys[:, :, :40].shape == (2, 1, 40, mla["kv_rank"])
+                       and cache.values[:, :, :40].shape == (2, 1, 40, ours.cfg["rope_dim"])
+                       for cache in caches)
+
+
 def test_a_window_changes_only_what_it_hides():
     """The same weights with every layer global: the first `window` positions agree."""
     torch.manual_seed(0)
@@ -492,6 +514,7 @@ TINY = {"vocab_size": 50, "context_length": 16, "emb_dim": 16, "n_heads": 4, "n_
 
 
 MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidden_dim": 8}
+DEEPSEEK_ROUTER = {"groups": 4, "topk_groups": 2, "scale": 2.5}
 
 
 @pytest.mark.parametrize("change, named", [
@@ -527,6 +550,13 @@ MOE = {"hidden_dim": None, "num_experts": 2, "num_experts_per_tok": 1, "moe_hidd
     *[({"rope_dim": rope_dim}, "rope_dim") for rope_dim in (3, TINY["emb_dim"] * 2)],
     ({"layer_types": ["linear"]}, "deltanet"),
     ({"deltanet": QWEN3_NEXT_DELTANET}, "deltanet"),
+    ({"shared_expert_dim": 8}, "shared_expert_dim"),  # no experts: it would be ignored
+    # DeepSeek V3's (4.8.12): a router without experts, groups that do not divide them, and
+    # latent attention beside a window
+    ({"moe_router": DEEPSEEK_ROUTER}, "moe_router"),
+    ({**MOE, "num_experts": 6, "moe_router": DEEPSEEK_ROUTER}, "groups"),
+    ({"mla": {"kv_rank": 8, "v_dim": 4}, "rope_dim": 2, "layer_types": ["local"],
+      "sliding_window": 4}, "mla"),
 ])
 def test_bad_configurations_are_refused_by_name(change, named):
     with pytest.raises(ValueError, match=named):

@@ -12,6 +12,7 @@ and saved back in that format."""
 
 import base64
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -44,18 +45,18 @@ from shared.safe_files import (
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss",
-                    "qwen3_next")
+                    "qwen3_next", "deepseek_v3")
 
 
 def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3,
-    gpt-oss or Qwen3-Next config.json; an option the model does not compute is refused by name,
-    never dropped."""
+    gpt-oss, Qwen3-Next or DeepSeek V3 config.json; an option the model does not compute is
+    refused by name, never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     # a key the family needs and the file lacks: KeyError, naming it
     readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config,
-               "qwen3_next": _qwen3_next_config}
+               "qwen3_next": _qwen3_next_config, "deepseek_v3": _deepseek_v3_config}
     return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
@@ -93,6 +94,55 @@ def _llama_qwen3_config(hf: dict) -> dict:
                    norm_topk_prob=hf["norm_topk_prob"])
     else:
         cfg["hidden_dim"] = hf["intermediate_size"]
+    return cfg
+
+
+def _deepseek_v3_config(hf: dict) -> dict:
+    """config_from_hf for DeepSeek V3 (4.8.12): latent attention in every layer, the first
+    first_k_dense_replace layers dense, the others experts routed by groups beside a shared
+    expert; its YaRN, whose mscale and mscale_all_dim set the attention factor and, as
+    transformers' DeepSeek V3 code computes it, the scores' scale."""
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    computed = {"attention_bias": False, "hidden_act": "silu", "quantization_config": None,
+                "topk_method": "noaux_tc", "scoring_func": "sigmoid", "moe_layer_freq": 1}
+    unsupported = _not_computed(hf, computed)  # the published files' FP8 weights: refused
+    if rope_type not in ("default", "yarn"):
+        unsupported.append(f"RoPE scaling {rope_type!r}")
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    heads, n_layers = hf["num_attention_heads"], hf["num_hidden_layers"]
+    head_dim = hf["qk_nope_head_dim"] + hf["qk_rope_head_dim"]
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": heads, "n_layers": n_layers,
+           "n_kv_groups": heads, "head_dim": head_dim, "rope_dim": hf["qk_rope_head_dim"],
+           "rope_base": float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
+           "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False),
+           "hidden_dim": hf["intermediate_size"],
+           "mla": {"q_rank": hf.get("q_lora_rank"), "kv_rank": hf["kv_lora_rank"],
+                   "v_dim": hf["v_head_dim"], "interleaved": hf.get("rope_interleave", True)}}
+    if hf["first_k_dense_replace"] < n_layers:  # transformers' experts from that layer on
+        shared = hf["moe_intermediate_size"] * hf["n_shared_experts"]
+        cfg.update(num_experts=hf["n_routed_experts"], moe_hidden_dim=hf["moe_intermediate_size"],
+                   num_experts_per_tok=hf["num_experts_per_tok"],
+                   norm_topk_prob=hf["norm_topk_prob"], shared_expert_dim=shared or None,
+                   shared_expert_gate=False, dense_layers=hf["first_k_dense_replace"],
+                   moe_router={"groups": hf["n_group"], "topk_groups": hf["topk_group"],
+                               "scale": hf["routed_scaling_factor"]})
+    if rope_type == "yarn":
+        factor = rope["factor"]
+
+        def yarn_scale(m):  # transformers' get_mscale: 0.1 m ln(factor) + 1
+            return 0.1 * m * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+        mscale, all_dims = rope.get("mscale"), rope.get("mscale_all_dim")
+        cfg["rope_freq"] = {
+            "type": "yarn", "factor": factor, "beta_fast": rope.get("beta_fast") or 32,
+            "beta_slow": rope.get("beta_slow") or 1, "truncate": rope.get("truncate", True),
+            "original_context_length": rope["original_max_position_embeddings"],
+            "attention_factor": rope.get("attention_factor") or (
+                yarn_scale(mscale) / yarn_scale(all_dims) if mscale and all_dims else None)}
+        if all_dims:  # the scores times yarn_scale(mscale_all_dim) ** 2, as 4.8.8's scalar
+            cfg["query_pre_attn_scalar"] = head_dim / yarn_scale(all_dims) ** 4
     return cfg
 
 
@@ -364,9 +414,15 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
     # the feed-forward's name prefixes: one per expert, or one empty prefix for a dense model
     experts = ({f"experts.{e}.": f"experts.{e}." for e in range(model.cfg["num_experts"])}
                if model.cfg["num_experts"] else {"": ""})
-    if model.cfg["shared_expert_dim"]:  # Qwen3-Next's, beside the others (4.8.11)
-        experts["shared_expert."] = "shared_expert."
+    if model.cfg["shared_expert_dim"]:  # Qwen3-Next's, gated (4.8.11); DeepSeek V3's, plural
+        experts["shared_expert." if model.cfg["shared_expert_gate"] else "shared_experts."] = \
+            "shared_expert."
     kinds = model.cfg["layer_types"] or ["global"] * model.cfg["n_layers"]
+    mla = model.cfg["mla"] and ({"q_proj": "W_query"} if model.cfg["mla"]["q_rank"] is None else {
+        "q_a_proj": "W_query_down", "q_a_layernorm": "query_norm", "q_b_proj": "W_query_up"})
+    if mla:  # DeepSeek V3's latent attention (4.8.12)
+        attention = {**mla, "kv_a_proj_with_mqa": "W_kv_down", "kv_a_layernorm": "kv_norm",
+                     "kv_b_proj": "W_kv_up", "o_proj": "out_proj"}
     for i in range(model.cfg["n_layers"]):
         hf, ours = f"model.layers.{i}.", f"trf_blocks.{i}."
         if model.cfg["pre_norms"]:  # Olmo 3 has none (4.8.9)
@@ -394,12 +450,15 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
             for packed in PACKED_EXPERTS:
                 layout[f"{hf}mlp.experts.{packed}"] = f"{ours}ff.experts.{packed}"
             continue
-        if model.cfg["num_experts"]:
+        dense = i < model.cfg["dense_layers"]  # DeepSeek V3's first layers (4.8.12)
+        if model.cfg["num_experts"] and not dense:
             layout[hf + "mlp.gate.weight"] = ours + "ff.router.weight"
-        for theirs, mine in experts.items():
+        if model.cfg["moe_router"] and not dense:
+            layout[hf + "mlp.gate.e_score_correction_bias"] = ours + "ff.score_bias"
+        for theirs, mine in {"": ""}.items() if dense else experts.items():
             for part in ("gate", "up", "down"):
                 layout[f"{hf}mlp.{theirs}{part}_proj.weight"] = f"{ours}ff.{mine}{part}.weight"
-        if model.cfg["shared_expert_dim"]:
+        if model.cfg["shared_expert_dim"] and model.cfg["shared_expert_gate"]:
             layout[hf + "mlp.shared_expert_gate.weight"] = ours + "ff.shared_gate.weight"
     layout["model.norm.weight"] = "final_norm.weight"
     if not model.cfg["tie_weights"]:  # a tied head is the embedding: no tensor of its own
@@ -582,9 +641,11 @@ _GPT_OSS_KEYS = {"attention_sinks": True, "ffn_bias": True, "ffn_activation": "c
                  "norm_topk_prob": True}  # 4.8.10
 # The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
 _QWEN3_NEXT_KEYS = ("attention_gate", "rope_dim", "shared_expert_dim", "deltanet")  # 4.8.11
+_DEEPSEEK_V3_KEYS = ("mla", "moe_router", "dense_layers", "shared_expert_gate")  # 4.8.12
+_NEWER_KEYS = (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS)  # at their defaults in the older families
 _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
                                     "rope_local_base", "sliding_window", "attention_sinks",
-                                    "attention_out_bias", "ffn_bias", *_QWEN3_NEXT_KEYS)))
+                                    "attention_out_bias", "ffn_bias", *_NEWER_KEYS)))
 
 
 def _at_defaults(cfg: dict, keys) -> bool:
@@ -609,7 +670,7 @@ def _gemma3(cfg: dict) -> bool:
     return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()) and cfg["qk_norm"]
             and cfg["pre_norms"] and not cfg["qk_norm_across_heads"]
             and not cfg["num_experts"] and cfg["rope_freq"] is None
-            and _at_defaults(cfg, _QWEN3_NEXT_KEYS))
+            and _at_defaults(cfg, _NEWER_KEYS))
 
 
 def _olmo3(cfg: dict) -> bool:
@@ -617,7 +678,7 @@ def _olmo3(cfg: dict) -> bool:
     with transformers' base, 500,000: it reads no other from the published spelling."""
     return (all(cfg[key] == value for key, value in _OLMO3_KEYS.items()) and cfg["qk_norm"]
             and _at_defaults(cfg, ("norm_unit_offset", "ffn_activation", "scale_embeddings",
-                                   "query_pre_attn_scalar", *_QWEN3_NEXT_KEYS))
+                                   "query_pre_attn_scalar", *_NEWER_KEYS))
             and not cfg["num_experts"] and (cfg["rope_freq"] is None or _yarn(cfg)
                                             and cfg["rope_freq"].get("truncate", True))
             and ("local" not in (cfg["layer_types"] or []) or cfg["rope_local_base"] == 500_000.0))
@@ -630,7 +691,7 @@ def _gpt_oss(cfg: dict) -> bool:
             and cfg["qkv_bias"] == cfg["attention_out_bias"] and not cfg["qk_norm"]
             and _at_defaults(cfg, ("norm_unit_offset", "post_norms", "scale_embeddings",
                                    "pre_norms", "qk_norm_across_heads", "query_pre_attn_scalar",
-                                   "rope_local_base", *_QWEN3_NEXT_KEYS))
+                                   "rope_local_base", *_NEWER_KEYS))
             and (cfg["rope_freq"] is None or _yarn(cfg)))
 
 
@@ -666,6 +727,40 @@ def _qwen3_next_keys(cfg: dict) -> dict:
                 ("key_head_dim", "key_dim"), ("value_head_dim", "value_dim"),
                 ("conv_kernel_dim", "conv_kernel")]}}
     return {key: value for key, value in keys.items() if value is not None}
+
+
+def _deepseek_v3(cfg: dict) -> bool:
+    """DeepSeek V3's latent attention and no other family's switches; experts routed by groups
+    beside an ungated shared expert of a whole number of experts' width, or none; plain RoPE
+    at the default scale (its YaRN is read, 5.9, but not written)."""
+    shared, width = cfg["shared_expert_dim"] or 0, cfg["moe_hidden_dim"] or 1
+    return (bool(cfg["mla"]) and not cfg["qk_norm"] and cfg["rope_freq"] is None
+            and _at_defaults(cfg, [key for key in _FAMILY_KEYS if key not in (
+                *_DEEPSEEK_V3_KEYS, "rope_dim", "shared_expert_dim")])
+            and (not cfg["num_experts"] or cfg["moe_router"] is not None
+                 and not cfg["shared_expert_gate"] and shared % width == 0))
+
+
+def _deepseek_v3_keys(cfg: dict) -> dict:
+    """config.json's DeepSeek V3 settings; a dense model has every layer dense; the sizes of
+    what the model lacks are left to transformers' defaults, which nothing reads."""
+    mla, rope_dim = cfg["mla"], cfg["rope_dim"] or cfg["head_dim"]
+    router, experts = cfg["moe_router"] or {}, cfg["num_experts"]
+    keys = {"num_key_value_heads": cfg["n_heads"], "kv_lora_rank": mla["kv_rank"],
+            "head_dim": rope_dim,  # transformers' RoPE width: the rotated part only
+            "qk_nope_head_dim": cfg["head_dim"] - rope_dim, "qk_rope_head_dim": rope_dim,
+            "v_head_dim": mla["v_dim"], "rope_interleave": mla.get("interleaved", False),
+            "intermediate_size": cfg["hidden_dim"], "hidden_act": "silu",
+            "first_k_dense_replace": cfg["dense_layers"] if experts else cfg["n_layers"],
+            "n_routed_experts": experts or None, "moe_intermediate_size": cfg["moe_hidden_dim"],
+            "num_experts_per_tok": cfg["num_experts_per_tok"] or None,
+            "n_shared_experts": experts and (cfg["shared_expert_dim"] or 0)
+            // cfg["moe_hidden_dim"],
+            "norm_topk_prob": cfg["norm_topk_prob"], "n_group": router.get("groups"),
+            "topk_group": router.get("topk_groups"),
+            "routed_scaling_factor": router.get("scale")}
+    return {"q_lora_rank": mla.get("q_rank"),  # None is a setting: queries without a latent
+            **{key: value for key, value in keys.items() if value is not None}}
 
 
 def _gpt_oss_keys(cfg: dict) -> dict:
@@ -722,6 +817,7 @@ OPEN_MODEL_FAMILIES = {
     "olmo3": ("Olmo3ForCausalLM", _olmo3, _olmo3_keys),
     "gpt_oss": ("GptOssForCausalLM", _gpt_oss, _gpt_oss_keys),
     "qwen3_next": ("Qwen3NextForCausalLM", _qwen3_next, _qwen3_next_keys),
+    "deepseek_v3": ("DeepseekV3ForCausalLM", _deepseek_v3, _deepseek_v3_keys),
 }
 
 

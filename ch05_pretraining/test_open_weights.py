@@ -74,16 +74,25 @@ REFERENCES = {
         shared_expert_intermediate_size=48, rope_parameters={
             "rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5},
         pad_token_id=0, eos_token_id=None)),
+    # DeepSeek V3: latent attention (queries through a latent too), the first layer dense, then
+    # 8 experts in 4 groups routed within the best 2, an ungated shared expert
+    "deepseek_v3": lambda: transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
+        **{**SMALL, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4},
+        intermediate_size=96, moe_intermediate_size=32, q_lora_rank=24, kv_lora_rank=16,
+        qk_nope_head_dim=12, qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=8,
+        num_experts_per_tok=2, n_group=4, topk_group=2, n_shared_experts=1,
+        first_k_dense_replace=1, pad_token_id=0, eos_token_id=None)),
 }
 RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
-              "qwen3_next": ("norm", "bias")}
+              "qwen3_next": ("norm", "bias"), "deepseek_v3": ("norm", "bias")}
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):
     torch.manual_seed(0)
     reference = REFERENCES[name]().to(dtype).eval()
     with torch.no_grad():  # Gemma's norms start at 0 (a scale of 1): make a wrong offset show;
-        for parameter_name, parameter in reference.named_parameters():  # Olmo's, a swap;
+        for parameter_name, parameter in [*reference.named_parameters(),  # Olmo's, a swap;
+                                          *reference.named_buffers()]:  # DeepSeek's bias
             if any(part in parameter_name for part in RANDOMISED.get(name, ())):  # gpt-oss's 0s
                 parameter.normal_(0.0, 0.3)
     reference.save_pretrained(folder, max_shard_size=shard)
@@ -266,8 +275,20 @@ QWEN3_NEXT_REFUSED = [  # the message names the setting
 ]
 
 
+DEEPSEEK_V3_REFUSED = [  # the message names the setting
+    ({"quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}},
+     "quantization_config="),  # as DeepSeek V3's published config.json
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"scoring_func": "softmax"}, "scoring_func='softmax'"),
+    ({"topk_method": "greedy"}, "topk_method='greedy'"),
+    ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}},
+     "RoPE scaling 'linear'"),
+]
+
+
 @pytest.mark.parametrize("name, changes, message", [
     (name, changes, message) for name, cases in [("qwen3", QWEN3_REFUSED),
+                                                 ("deepseek_v3", DEEPSEEK_V3_REFUSED),
                                                  ("gemma3", GEMMA3_REFUSED),
                                                  ("olmo3", OLMO3_REFUSED),
                                                  ("qwen3_next", QWEN3_NEXT_REFUSED)]
@@ -298,6 +319,24 @@ def test_qwen3_next_as_published_reads_as_transformers_reads_it(tmp_path):
     assert model.cfg["layer_types"] == ["linear"] * 3 + ["global"]
     assert model.cfg["rope_dim"] == 8  # half of each 16-number head
     ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("rope", [  # DeepSeek V2-Lite's kind (attention factor and scores
+    # scaled), DeepSeek V3's (the two mscales equal: the scores alone), no mscale (plain YaRN)
+    {"mscale": 0.707, "mscale_all_dim": 0.707 * 1.5},
+    {"mscale": 1.0, "mscale_all_dim": 1.0},
+    {},
+])
+def test_deepseek_v3s_yarn_gives_transformers_logits(tmp_path, rope):
+    saved("deepseek_v3", tmp_path, shard="1GB")
+    rewrite_config(tmp_path, max_position_embeddings=128, rope_parameters={
+        "rope_type": "yarn", "rope_theta": 10_000.0, "factor": 4.0,
+        "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1, **rope})
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    model = load_open_model(tmp_path)
+    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 

@@ -417,6 +417,13 @@ MODERN_SHAPES = {  # each a configuration the decoder must reproduce
         "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 12,
         "deltanet": {"key_heads": 2, "value_heads": 4, "key_dim": 8, "value_dim": 6,
                      "conv_kernel": 4, "chunk_size": 3}},
+    "deepseek_v3": {  # latent attention with its compressed cache, interleaved RoPE pairs, the
+        # first layer dense, then experts routed by groups beside an ungated shared expert
+        "n_layers": 2, "head_dim": 6, "rope_dim": 2, "qk_norm": False,
+        "mla": {"q_rank": 12, "kv_rank": 8, "v_dim": 4, "interleaved": True},
+        "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 8,
+        "shared_expert_gate": False, "dense_layers": 1,
+        "moe_router": {"groups": 2, "topk_groups": 1, "scale": 2.5}},
 }
 
 
@@ -441,7 +448,7 @@ def test_fast_decoder_gives_a_modern_models_logits(shape):
 
 
 # windowed caches, YaRN, DeltaNet's states
-@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3", "qwen3_next"])
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3", "qwen3_next", "deepseek_v3"])
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
 def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shape):
     model = modern_model(shape)

@@ -229,13 +229,21 @@ QWEN3_NEXT = {"n_layers": 2, "layer_types": ["linear", "global"], "attention_gat
                            "conv_kernel": 4, "chunk_size": 2}}
 
 
+DEEPSEEK_V3 = {"n_layers": 2, "head_dim": 6, "rope_dim": 2, "qk_norm": False,
+               "mla": {"q_rank": 12, "kv_rank": 8, "v_dim": 4, "interleaved": True},
+               "hidden_dim": 16, "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 8,
+               "shared_expert_dim": 8, "shared_expert_gate": False, "dense_layers": 1,
+               "moe_router": {"groups": 2, "topk_groups": 1, "scale": 2.5}}
+
+
 @case
 def chapter_4_modern_model():
     for model in (tiny_qwen3(), tiny_qwen3(num_experts=4, num_experts_per_tok=2,
                                            moe_hidden_dim=8, hidden_dim=None),
                   tiny_qwen3(rope_freq={"factor": 8.0, "low_freq_factor": 1.0,
                                         "high_freq_factor": 4.0, "original_context_length": 4}),
-                  tiny_qwen3(**QWEN3_NEXT)):  # DeltaNet's state and convolution on the device
+                  tiny_qwen3(**QWEN3_NEXT),  # DeltaNet's state and convolution on the device
+                  tiny_qwen3(**DEEPSEEK_V3)):  # the latent cache, routing by groups
         model.to(GPU)
         assert on_the_gpu(model(ids(2, 5).to(GPU)))
         caches = model.make_kv_caches(8)
