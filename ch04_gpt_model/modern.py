@@ -534,7 +534,7 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
-# %% beyond_3_modern_blocks.ipynb cell 65, 4.8.12 DeepSeek V3
+# %% beyond_3_modern_blocks.ipynb cell 67, 4.8.12 DeepSeek V3: latent attention and experts rout...
 
 class MultiHeadLatentAttention(nn.Module):
     """DeepSeek V3's attention (4.8.12): each token's keys and values are made from one latent
