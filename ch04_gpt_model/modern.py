@@ -6,10 +6,11 @@
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
-Gemma 3, Olmo 3, gpt-oss, Qwen3-Next): RMSNorm, rotary position embeddings, SwiGLU,
-grouped-query attention with QK-norm, a mixture of experts, sliding windows, Gemma 3's, Olmo
-3's, gpt-oss's and Qwen3-Next's options, and ModernGPTModel, the chapter's GPTModel built from
-them, with 4.9's Gated DeltaNet layers where a configuration asks for them."""
+Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3): RMSNorm, rotary position embeddings,
+SwiGLU, grouped-query attention with QK-norm, a mixture of experts, sliding windows, Gemma 3's,
+Olmo 3's, gpt-oss's and Qwen3-Next's options, DeepSeek V3's latent attention and routing, and
+ModernGPTModel, the chapter's GPTModel built from them, with 4.9's Gated DeltaNet layers where a
+configuration asks for them."""
 
 import math
 
@@ -459,8 +460,8 @@ class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
     calls local, Gated DeltaNet (4.9) in those it calls linear; Gemma 3's options (4.8.8), Olmo
-    3's (4.8.9), gpt-oss's (4.8.10) and Qwen3-Next's (4.8.11). forward, and so generation, the
-    training loops and finetuning, are GPTModel's."""
+    3's (4.8.9), gpt-oss's (4.8.10), Qwen3-Next's (4.8.11) and DeepSeek V3's (4.8.12). forward,
+    and so generation, the training loops and finetuning, are GPTModel's."""
 
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers

@@ -4,13 +4,13 @@ machine: tokens per second and whether the tokens are the same.
     python ch05_pretraining/benchmark_families.py [--new-tokens 32] [--rounds 3]
         [--families llama qwen3 ...] [--device cuda]
 
-For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next), transformers
-builds a model of one shape with random weights (512-number embeddings, 8 layers, 8 query heads
-and 2 key-value heads of 64 numbers, a vocabulary of 32,000; its family's windows, experts and
-DeltaNet layers at small sizes) and saves it in the published format, in float32. The course
-loads that folder (load_open_model) and decodes greedily from a 16-token prompt with
-FastDecoder (5.7.1) through generate_text; transformers decodes with its cached generate. The
-rounds are interleaved, in alternating order; tokens per second is the median over --rounds.
+For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3),
+transformers builds a model of one shape with random weights (512-number embeddings, 8 layers,
+8 query heads and 2 key-value heads of 64 numbers, a vocabulary of 32,000; its family's windows,
+experts, DeltaNet layers and latent attention at small sizes) and saves it in the published
+format, in float32. The course loads that folder (load_open_model) and decodes greedily from a
+16-token prompt with FastDecoder (5.7.1) through generate_text; transformers decodes with its
+cached generate. The rounds are interleaved, in alternating order; tokens per second is the median over --rounds.
 No real weights can be downloaded here, so the models are random: what is measured is the work
 of each architecture at this size, not a model's quality. (transformers' Qwen3-Next runs its
 PyTorch Gated DeltaNet code unless the flash-linear-attention package is installed.)"""
@@ -32,6 +32,8 @@ SHAPE = dict(vocab_size=32_000, hidden_size=512, num_hidden_layers=8, num_attent
              num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
              pad_token_id=0, eos_token_id=None)
 MOE = dict(num_experts_per_tok=2, moe_intermediate_size=512)
+# Olmo 3 takes 512 / 8 heads; DeepSeek V3 reads head_dim as its RoPE's width
+without_head_dim = {key: value for key, value in SHAPE.items() if key != "head_dim"}
 FAMILIES = {  # name: (transformers' class, its configuration)
     "llama": ("LlamaForCausalLM", lambda: transformers.LlamaConfig(
         **SHAPE, intermediate_size=1536)),
@@ -42,8 +44,7 @@ FAMILIES = {  # name: (transformers' class, its configuration)
     "gemma3_text": ("Gemma3ForCausalLM", lambda: transformers.Gemma3TextConfig(
         **SHAPE, intermediate_size=1536, sliding_window=16)),
     "olmo3": ("Olmo3ForCausalLM", lambda: transformers.Olmo3Config(
-        **{key: value for key, value in SHAPE.items() if key != "head_dim"},  # 512 / 8 heads
-        intermediate_size=1536, sliding_window=16)),
+        **without_head_dim, intermediate_size=1536, sliding_window=16)),
     "gpt_oss": ("GptOssForCausalLM", lambda: transformers.GptOssConfig(
         **SHAPE, num_local_experts=8, num_experts_per_tok=2, intermediate_size=512,
         sliding_window=16)),
@@ -51,6 +52,11 @@ FAMILIES = {  # name: (transformers' class, its configuration)
         **SHAPE, num_experts=8, **MOE, shared_expert_intermediate_size=512,
         linear_num_key_heads=4, linear_num_value_heads=8, linear_key_head_dim=64,
         linear_value_head_dim=64)),
+    "deepseek_v3": ("DeepseekV3ForCausalLM", lambda: transformers.DeepseekV3Config(
+        **{**without_head_dim, "num_key_value_heads": 8}, intermediate_size=1536, q_lora_rank=256,
+        kv_lora_rank=128, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64,
+        n_routed_experts=8, n_group=4, topk_group=2, n_shared_experts=1, first_k_dense_replace=1,
+        **MOE)),
 }
 
 
