@@ -10,8 +10,8 @@ transformers builds a model of one shape with random weights (512-number embeddi
 experts, DeltaNet layers and latent attention at small sizes) and saves it in the published
 format, in float32. The course loads that folder (load_open_model) and decodes greedily from a
 16-token prompt with FastDecoder (5.7.1) through generate_text; transformers decodes with its
-cached generate. The rounds are interleaved, in alternating order; tokens per second is the median over --rounds.
-No real weights can be downloaded here, so the models are random: what is measured is the work
+cached generate. The rounds are interleaved, in alternating order; tokens per second is the
+median over --rounds. No real weights can be downloaded here, so the models are random: what is measured is the work
 of each architecture at this size, not a model's quality. (transformers' Qwen3-Next runs its
 PyTorch Gated DeltaNet code unless the flash-linear-attention package is installed.)"""
 
