@@ -5,15 +5,16 @@ machine: tokens per second and whether the tokens are the same.
         [--families llama qwen3 ...] [--device cuda]
 
 For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3),
-transformers builds a model of one shape with random weights (512-number embeddings, 8 layers,
-8 query heads and 2 key-value heads of 64 numbers, a vocabulary of 32,000; its family's windows,
+transformers builds a model of one shape with random weights (512-number embeddings, 8 layers, 8
+query heads and 2 key-value heads of 64 numbers, a vocabulary of 32,000; its family's windows,
 experts, DeltaNet layers and latent attention at small sizes) and saves it in the published
 format, in float32. The course loads that folder (load_open_model) and decodes greedily from a
 16-token prompt with FastDecoder (5.7.1) through generate_text; transformers decodes with its
 cached generate. The rounds are interleaved, in alternating order; tokens per second is the
-median over --rounds. No real weights can be downloaded here, so the models are random: what is measured is the work
-of each architecture at this size, not a model's quality. (transformers' Qwen3-Next runs its
-PyTorch Gated DeltaNet code unless the flash-linear-attention package is installed.)"""
+median over --rounds. No real weights can be downloaded here, so the models are random: what is
+measured is the work of each architecture at this size, not a model's quality. (transformers'
+Qwen3-Next runs its PyTorch Gated DeltaNet code unless the flash-linear-attention package is
+installed.)"""
 
 import statistics
 import tempfile
