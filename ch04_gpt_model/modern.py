@@ -263,8 +263,14 @@ class MoEFeedForward(nn.Module):
         self.shared_gate = nn.Linear(emb_dim, 1, bias=False) if shared and shared_gate else None
         self.grouped = router is not None
         if self.grouped:  # DeepSeek V3's (4.8.12)
-            check_divisible("num_experts", num_experts, "groups", router["groups"])
             self.groups, self.topk_groups = router["groups"], router["topk_groups"]
+            # each group's two best scores rank it, and a token's experts must fit in the
+            # groups it may use: else top-k fails in the first forward pass, or picks outside
+            size = num_experts // self.groups
+            check(size * self.groups == num_experts and size >= 2 and num_experts_per_tok <= size
+                  * self.topk_groups and 1 <= self.topk_groups <= self.groups, lambda: f"router "
+                  f"{router} needs groups of 2 or more of the {num_experts} experts, topk_groups "
+                  f"in 1..groups, and num_experts_per_tok={num_experts_per_tok} in those groups")
             self.routed_scale = router["scale"]
             self.register_buffer("score_bias", torch.zeros(num_experts))  # set in training
 
@@ -295,7 +301,8 @@ class MoEFeedForward(nn.Module):
         score + score_bias among the topk_groups groups whose two best such scores sum
         highest; weighted by their scores (normalised with norm_topk_prob), times
         routed_scale. Returns the weights and the chosen experts, (tokens, k) each."""
-        scores = torch.sigmoid(self.router(tokens).float())
+        # in float32, as DeepSeek V3's code computes it, whatever the model's dtype
+        scores = torch.sigmoid(nn.functional.linear(tokens.float(), self.router.weight.float()))
         biased = (scores + self.score_bias).view(len(tokens), self.groups, -1)
         best = biased.topk(2, dim=-1).values.sum(dim=-1).topk(self.topk_groups, dim=-1).indices
         outside = torch.ones_like(biased[..., 0], dtype=torch.bool).scatter_(1, best, False)
@@ -440,9 +447,12 @@ def validate_modern_config(cfg: dict) -> dict:
           f"be n_layers={cfg['n_layers']} of 'global', 'local' and 'linear', sliding_window an "
           "int >= 1 exactly when one is local and deltanet a dict exactly when one is linear: "
           f"got {layer_types!r}, sliding_window={window!r}, deltanet={cfg['deltanet']!r}")
-    # DeepSeek V3's latent attention (4.8.12) takes every layer: no window, no DeltaNet
-    check(not cfg["mla"] or set(kinds) == {"global"},
-          lambda: f"mla needs every layer global, got layer_types={layer_types!r}")
+    # DeepSeek V3's latent attention (4.8.12) takes every layer (no window, no DeltaNet), and
+    # computes none of grouped-query attention's options
+    ignored = [key for key in ("qk_norm", "qk_norm_across_heads", "qkv_bias", "attention_gate",
+                               "attention_sinks", "attention_out_bias") if cfg[key]]
+    check(not cfg["mla"] or set(kinds) == {"global"} and not ignored, lambda: "mla needs every "
+          f"layer global and none of {ignored}: got layer_types={layer_types!r}")
     # Gemma 3's GeGLU (4.8.8), not in experts; gpt-oss's clamped SwiGLU (4.8.10), which needs
     # its alpha and limit (None would fail only in the first forward pass)
     known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])

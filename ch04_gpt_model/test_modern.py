@@ -555,6 +555,10 @@ DEEPSEEK_ROUTER = {"groups": 4, "topk_groups": 2, "scale": 2.5}
     # latent attention beside a window
     ({"moe_router": DEEPSEEK_ROUTER}, "moe_router"),
     ({**MOE, "num_experts": 6, "moe_router": DEEPSEEK_ROUTER}, "groups"),
+    # 6 experts per token from 2 groups of 2 would reach outside the groups, without a word
+    ({**MOE, "num_experts": 8, "num_experts_per_tok": 6, "moe_router": DEEPSEEK_ROUTER},
+     "num_experts_per_tok=6"),
+    ({"mla": {"kv_rank": 8, "v_dim": 4}, "rope_dim": 2, "qk_norm": True}, "qk_norm"),  # ignored
     ({"mla": {"kv_rank": 8, "v_dim": 4}, "rope_dim": 2, "layer_types": ["local"],
       "sliding_window": 4}, "mla"),
 ])

@@ -5,10 +5,10 @@
 
 # %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and
-Qwen3-Next checkpoints in their published Hugging Face format (config.json, safetensors, one file
-or shards with an index) loaded into chapter 4's ModernGPTModel without a second copy in memory,
-and saved back in that format."""
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next
+and DeepSeek V3 checkpoints in their published Hugging Face format (config.json, safetensors, one
+file or shards with an index) loaded into chapter 4's ModernGPTModel without a second copy in
+memory, and saved back in that format."""
 
 import base64
 import json
@@ -405,8 +405,8 @@ _DELTANET_NAMES = {"in_proj_qkvz.weight": "W_qkvz.weight", "in_proj_ba.weight": 
 
 
 def hf_layout(model: ModernGPTModel) -> dict[str, str]:
-    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss/Qwen3-Next
-    checkpoint -> our parameter's name, in the order transformers stores them."""
+    """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss/Qwen3-Next/DeepSeek
+    V3 checkpoint -> our parameter's name, in the order transformers stores them."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
@@ -418,7 +418,8 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
         experts["shared_expert." if model.cfg["shared_expert_gate"] else "shared_experts."] = \
             "shared_expert."
     kinds = model.cfg["layer_types"] or ["global"] * model.cfg["n_layers"]
-    mla = model.cfg["mla"] and ({"q_proj": "W_query"} if model.cfg["mla"]["q_rank"] is None else {
+    q_rank = (model.cfg["mla"] or {}).get("q_rank")
+    mla = model.cfg["mla"] and ({"q_proj": "W_query"} if q_rank is None else {
         "q_a_proj": "W_query_down", "q_a_layernorm": "query_norm", "q_b_proj": "W_query_up"})
     if mla:  # DeepSeek V3's latent attention (4.8.12)
         attention = {**mla, "kv_a_proj_with_mqa": "W_kv_down", "kv_a_layernorm": "kv_norm",
@@ -495,12 +496,11 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
-    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3,
-    gpt-oss or Qwen3-Next folder, in eval mode; dtype None keeps the stored one (bfloat16 for
-    the published models), which must be the same for every tensor. The stored tensors' names
-    and dtypes are checked, from the files' headers, before any tensor is read; a tensor of
-    another shape than the config implies, or one the folder lacks, is named by
-    load_state_dict."""
+    """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss,
+    Qwen3-Next or DeepSeek V3 folder, in eval mode; dtype None keeps the stored one (bfloat16 for
+    the published models), which must be the same for every tensor. The stored tensors' names and
+    dtypes are checked, from the files' headers, before any tensor is read; a tensor of another
+    shape than the config implies, or one the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,  # not "bf16"
           lambda: f"dtype must be a floating-point torch.dtype (torch.bfloat16), got {dtype!r}")
@@ -510,9 +510,13 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     layout, files = hf_layout(model), tensor_files(folder)
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
-    if hf["model_type"] == "qwen3_next":  # its layers for predicting further tokens (mtp.*),
-        files = {name: path for name, path in files.items()  # which transformers skips too
-                 if not name.startswith("mtp.")}
+    # what transformers skips too: Qwen3-Next's and DeepSeek V3's layers for predicting further
+    # tokens, and the empty shared expert a DeepSeek V3 without one is saved with
+    skipped = {"qwen3_next": ("mtp.",), "deepseek_v3": (f"model.layers.{cfg['n_layers']}.",)}
+    skipped = skipped.get(hf["model_type"], ())
+    files = {name: path for name, path in files.items() if not name.startswith(skipped)
+             and not (hf["model_type"] == "deepseek_v3" and not cfg["shared_expert_dim"]
+                      and ".mlp.shared_experts." in name)}
     by_file, stored = {}, {}  # stored: each dtype's first file
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
@@ -738,7 +742,7 @@ def _deepseek_v3(cfg: dict) -> bool:
             and _at_defaults(cfg, [key for key in _FAMILY_KEYS if key not in (
                 *_DEEPSEEK_V3_KEYS, "rope_dim", "shared_expert_dim")])
             and (not cfg["num_experts"] or cfg["moe_router"] is not None
-                 and not cfg["shared_expert_gate"] and shared % width == 0))
+                 and not (shared and cfg["shared_expert_gate"]) and shared % width == 0))
 
 
 def _deepseek_v3_keys(cfg: dict) -> dict:
@@ -822,10 +826,10 @@ OPEN_MODEL_FAMILIES = {
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
-    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as
-    the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and Qwen3-Next folders spell it
-    (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version
-    the course is tested with)."""
+    """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
+    published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3 folders spell it
+    (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the
+    course is tested with)."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
@@ -869,8 +873,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
                     source: str | Path | None = None, replace: bool = False) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
-    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss and Qwen3-Next are
-    written: config.json and
+    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3
+    are written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
     head is not stored apart from the embedding. dtype None keeps the model's own. `source`, the
     folder the model was loaded from, gives the tokenizer's files, generation_config.json, and

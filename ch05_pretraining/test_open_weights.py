@@ -341,6 +341,34 @@ def test_deepseek_v3s_yarn_gives_transformers_logits(tmp_path, rope):
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("changes", [
+    # queries without a latent, RoPE pairs as halves, no shared expert (transformers saves it
+    # empty), every layer of experts
+    {"q_lora_rank": None, "rope_interleave": False, "n_shared_experts": 0,
+     "first_k_dense_replace": 0},
+    {"n_shared_experts": 2, "first_k_dense_replace": 3},  # two experts' width; every layer dense
+])
+def test_deepseek_v3_variants_load_with_transformers_logits_and_save_back(tmp_path, changes):
+    torch.manual_seed(0)
+    reference = REFERENCES["deepseek_v3"]()
+    config = reference.config.to_dict() | changes
+    reference = transformers.DeepseekV3ForCausalLM(
+        transformers.DeepseekV3Config.from_dict(config)).eval()
+    reference.save_pretrained(tmp_path / "published")
+    # the layer for predicting further tokens, which transformers does not load
+    tensors = safetensors.torch.load_file(tmp_path / "published" / "model.safetensors")
+    tensors["model.layers.3.eh_proj.weight"] = torch.zeros(64, 128)
+    safetensors.torch.save_file(tensors, tmp_path / "published" / "model.safetensors",
+                                metadata={"format": "pt"})
+    model = load_open_model(tmp_path / "published")
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+        reread = transformers.AutoModelForCausalLM.from_pretrained(
+            save_open_model(model, tmp_path / "ours")).eval()
+        assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-5
+
+
 def test_gpt_oss_in_mxfp4_as_published_is_refused_with_what_to_do(tmp_path):
     saved("gpt_oss", tmp_path, shard="1GB")
     rewrite_config(tmp_path, quantization_config={"quant_method": "mxfp4"})
