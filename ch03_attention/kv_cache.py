@@ -20,8 +20,7 @@ class KVCache:
     Memory for `max_tokens` positions is allocated once, on first use, and each update writes
     into it: concatenating instead would copy the whole cache at every generated token.
     window: a sliding-window layer's cache, which keeps only the window - 1 latest positions
-    (max_tokens then caps the positions seen and reserves nothing). Values may be wider or
-    narrower than their keys (DeepSeek's latent attention, 4.8.12, keeps two such parts)."""
+    (max_tokens then caps the positions seen and reserves nothing); values may be of any width."""
 
     def __init__(self, max_tokens: int, *, window: int | None = None):
         # 0 would keep no position, and say nothing; 1.5 or 2.0 would fail only at the first update
@@ -40,9 +39,8 @@ class KVCache:
         start, new, cap = self.length, keys.shape[2], self.max_tokens
         end, layout = start + new, _layout(keys)
         # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
-        # unlike their keys (but for their width), would be cast into the storage (another dtype)
-        # or copied into every row or position (a batch or a token of 1), without a word. One
-        # check of all three:
+        # unlike their keys but in width, would be cast into the storage (another dtype) or copied
+        # into every row or position (a batch or a token of 1), without a word. One check of all:
         held = layout if start == 0 else _layout(self.keys)
         check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
               f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
@@ -51,9 +49,8 @@ class KVCache:
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout
-            shape = (*keys.shape[:2], self.max_tokens)  # and each one's own width
-            self.keys = keys.new_empty(*shape, keys.shape[3])
-            self.values = values.new_empty(*shape, values.shape[3])
+            shape = (*keys.shape[:2], self.max_tokens)  # then each one's own width
+            self.keys, self.values = (t.new_empty(*shape, t.shape[3]) for t in (keys, values))
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions
         self.values[:, :, start:end] = values
         self.length = end
@@ -72,8 +69,7 @@ class KVCache:
 
 
 def _kind(tensor) -> tuple:
-    """A tensor's shape but for its width, its dtype and device: what values share with their
-    keys."""
+    """A tensor's shape but its width, dtype and device: what values share with their keys."""
     return tensor.shape[:3], tensor.dtype, tensor.device
 
 

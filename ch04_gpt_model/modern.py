@@ -215,6 +215,66 @@ class GroupedQueryAttention(nn.Module):
 
 # %% beyond_3_modern_blocks.ipynb cell 23, 4.8.4 Grouped-query attention and QK-norm
 
+class MultiHeadLatentAttention(nn.Module):
+    """DeepSeek V3's attention (4.8.12): each token's keys and values are made from one latent
+    vector of kv_rank numbers, which the cache keeps, with the rope_dim numbers of one rotated
+    key that every head shares; each head's query and key are head_dim - rope_dim numbers
+    without a position, then rope_dim turned by RoPE, and its value v_dim numbers. q_rank: the
+    queries, too, from a latent of that width (None: directly); interleaved: the turned pairs
+    are neighbours (DeepSeek's layout), not 4.8.2's halves."""
+
+    window = None  # a global layer's
+
+    def __init__(self, d_in: int, num_heads: int, head_dim: int, rope_dim: int, kv_rank: int,
+                 v_dim: int, q_rank: int | None = None, interleaved: bool = False,
+                 dropout: float = 0.0, norm_eps: float = 1e-6, use_sdpa: bool = False,
+                 scale: float | None = None):
+        super().__init__()
+        self.num_heads, self.rope_dim, self.v_dim = num_heads, rope_dim, v_dim
+        self.nope_dim, self.kv_rank = head_dim - rope_dim, kv_rank
+        self.q_rank, self.interleaved = q_rank, interleaved
+        self.use_sdpa, self.scale = use_sdpa, scale
+        if q_rank is None:
+            self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=False)
+        else:  # down to a latent, normed, and up to every head's query
+            self.W_query_down = nn.Linear(d_in, q_rank, bias=False)
+            self.query_norm = RMSNorm(q_rank, norm_eps)
+            self.W_query_up = nn.Linear(q_rank, num_heads * head_dim, bias=False)
+        # down to the latent and the shared rotated key; from the latent, up to each head's
+        # key (the part without a position) and value
+        self.W_kv_down = nn.Linear(d_in, kv_rank + rope_dim, bias=False)
+        self.kv_norm = RMSNorm(kv_rank, norm_eps)
+        self.W_kv_up = nn.Linear(kv_rank, num_heads * (self.nope_dim + v_dim), bias=False)
+        self.out_proj = nn.Linear(num_heads * v_dim, d_in, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, rope, kv_cache=None):
+        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles, rope_dim wide."""
+        start = kv_cache.length if kv_cache is not None else 0
+        batch, num_tokens, _ = x.shape
+        queries = (self.W_query(x) if self.q_rank is None
+                   else self.W_query_up(self.query_norm(self.W_query_down(x))))
+        queries = queries.view(batch, num_tokens, self.num_heads, -1).transpose(1, 2)
+        q_nope, q_rot = queries.split([self.nope_dim, self.rope_dim], dim=-1)
+        latent, k_rot = self.W_kv_down(x).split([self.kv_rank, self.rope_dim], dim=-1)
+        latent, k_rot = self.kv_norm(latent)[:, None], k_rot[:, None]  # one "head" each
+        if self.interleaved:  # pairs (0, 1), (2, 3), ... reordered as 4.8.2's halves
+            q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
+        q_rot, k_rot = apply_rope(q_rot, *rope), apply_rope(k_rot, *rope)
+        if kv_cache is not None:  # the cache keeps the latent and the shared rotated key only
+            latent, k_rot = kv_cache.update(latent, k_rot)
+        # every head's key and value, from the latents of all the tokens so far
+        keys_values = self.W_kv_up(latent[:, 0]).view(batch, -1, self.num_heads,
+                                                      self.nope_dim + self.v_dim).transpose(1, 2)
+        k_nope, values = keys_values.split([self.nope_dim, self.v_dim], dim=-1)
+        keys = torch.cat([k_nope, k_rot.expand(-1, self.num_heads, -1, -1)], dim=-1)
+        context = attend(torch.cat([q_nope, q_rot], dim=-1), keys, values, start, self.dropout,
+                         self.use_sdpa, self.training, scale=self.scale)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
+
+
+# %% beyond_3_modern_blocks.ipynb cell 25, 4.8.4 Grouped-query attention and QK-norm
+
 OPEN_MODEL_CONFIGS = {
     "llama-3.2-1b": {
         "vocab_size": 128_256, "context_length": 131_072, "emb_dim": 2048, "n_heads": 32,
@@ -237,7 +297,7 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
-# %% beyond_3_modern_blocks.ipynb cell 27, 4.8.5 A mixture of experts
+# %% beyond_3_modern_blocks.ipynb cell 29, 4.8.5 A mixture of experts
 
 class MoEFeedForward(nn.Module):
     """num_experts SwiGLU networks and a router: each token goes to its num_experts_per_tok
@@ -314,7 +374,7 @@ class MoEFeedForward(nn.Module):
         return weights * self.routed_scale, chosen
 
 
-# %% beyond_3_modern_blocks.ipynb cell 31, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 33, 4.8.6 `ModernGPTModel`
 
 class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
@@ -373,7 +433,7 @@ class ModernBlock(nn.Module):
         return x
 
 
-# %% beyond_3_modern_blocks.ipynb cell 32, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 34, 4.8.6 `ModernGPTModel`
 
 MODERN_REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
                         "n_kv_groups", "rope_base")
@@ -464,7 +524,7 @@ def validate_modern_config(cfg: dict) -> dict:
     return cfg
 
 
-# %% beyond_3_modern_blocks.ipynb cell 33, 4.8.6 `ModernGPTModel`
+# %% beyond_3_modern_blocks.ipynb cell 35, 4.8.6 `ModernGPTModel`
 
 class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
@@ -521,7 +581,7 @@ class ModernGPTModel(GPTModel):
         return caches
 
 
-# %% beyond_3_modern_blocks.ipynb cell 45, 4.8.8 Gemma 3
+# %% beyond_3_modern_blocks.ipynb cell 47, 4.8.8 Gemma 3
 
 OPEN_MODEL_CONFIGS = {
     **OPEN_MODEL_CONFIGS,
@@ -545,66 +605,6 @@ OPEN_MODEL_CONFIGS = {
 }
 
 
-# %% beyond_3_modern_blocks.ipynb cell 67, 4.8.12 DeepSeek V3: latent attention and experts rout...
-
-class MultiHeadLatentAttention(nn.Module):
-    """DeepSeek V3's attention (4.8.12): each token's keys and values are made from one latent
-    vector of kv_rank numbers, which the cache keeps, with the rope_dim numbers of one rotated
-    key that every head shares; each head's query and key are head_dim - rope_dim numbers
-    without a position, then rope_dim turned by RoPE, and its value v_dim numbers. q_rank: the
-    queries, too, from a latent of that width (None: directly); interleaved: the turned pairs
-    are neighbours (DeepSeek's layout), not 4.8.2's halves."""
-
-    window = None  # a global layer's
-
-    def __init__(self, d_in: int, num_heads: int, head_dim: int, rope_dim: int, kv_rank: int,
-                 v_dim: int, q_rank: int | None = None, interleaved: bool = False,
-                 dropout: float = 0.0, norm_eps: float = 1e-6, use_sdpa: bool = False,
-                 scale: float | None = None):
-        super().__init__()
-        self.num_heads, self.rope_dim, self.v_dim = num_heads, rope_dim, v_dim
-        self.nope_dim, self.kv_rank = head_dim - rope_dim, kv_rank
-        self.q_rank, self.interleaved = q_rank, interleaved
-        self.use_sdpa, self.scale = use_sdpa, scale
-        if q_rank is None:
-            self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=False)
-        else:  # down to a latent, normed, and up to every head's query
-            self.W_query_down = nn.Linear(d_in, q_rank, bias=False)
-            self.query_norm = RMSNorm(q_rank, norm_eps)
-            self.W_query_up = nn.Linear(q_rank, num_heads * head_dim, bias=False)
-        # down to the latent and the shared rotated key; from the latent, up to each head's
-        # key (the part without a position) and value
-        self.W_kv_down = nn.Linear(d_in, kv_rank + rope_dim, bias=False)
-        self.kv_norm = RMSNorm(kv_rank, norm_eps)
-        self.W_kv_up = nn.Linear(kv_rank, num_heads * (self.nope_dim + v_dim), bias=False)
-        self.out_proj = nn.Linear(num_heads * v_dim, d_in, bias=False)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x, rope, kv_cache=None):
-        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles, rope_dim wide."""
-        start = kv_cache.length if kv_cache is not None else 0
-        batch, num_tokens, _ = x.shape
-        queries = (self.W_query(x) if self.q_rank is None
-                   else self.W_query_up(self.query_norm(self.W_query_down(x))))
-        queries = queries.view(batch, num_tokens, self.num_heads, -1).transpose(1, 2)
-        q_nope, q_rot = queries.split([self.nope_dim, self.rope_dim], dim=-1)
-        latent, k_rot = self.W_kv_down(x).split([self.kv_rank, self.rope_dim], dim=-1)
-        latent, k_rot = self.kv_norm(latent)[:, None], k_rot[:, None]  # one "head" each
-        if self.interleaved:  # pairs (0, 1), (2, 3), ... reordered as 4.8.2's halves
-            q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
-        q_rot, k_rot = apply_rope(q_rot, *rope), apply_rope(k_rot, *rope)
-        if kv_cache is not None:  # the cache keeps the latent and the shared rotated key only
-            latent, k_rot = kv_cache.update(latent, k_rot)
-        # every head's key and value, from the latents of all the tokens so far
-        keys_values = self.W_kv_up(latent[:, 0]).view(batch, -1, self.num_heads,
-                                                      self.nope_dim + self.v_dim).transpose(1, 2)
-        k_nope, values = keys_values.split([self.nope_dim, self.v_dim], dim=-1)
-        keys = torch.cat([k_nope, k_rot.expand(-1, self.num_heads, -1, -1)], dim=-1)
-        context = attend(torch.cat([q_nope, q_rot], dim=-1), keys, values, start, self.dropout,
-                         self.use_sdpa, self.training, scale=self.scale)
-        return self.out_proj(context.transpose(1, 2).reshape(batch, num_tokens, -1))
-
-
 __all__ = [
     'RMSNorm',
     'rope_frequencies',
@@ -614,6 +614,7 @@ __all__ = [
     'SwiGLU',
     'attend_with_sinks',
     'GroupedQueryAttention',
+    'MultiHeadLatentAttention',
     'OPEN_MODEL_CONFIGS',
     'MoEFeedForward',
     'ModernBlock',
@@ -621,5 +622,4 @@ __all__ = [
     'MODERN_OPTIONAL_KEYS',
     'validate_modern_config',
     'ModernGPTModel',
-    'MultiHeadLatentAttention',
 ]

@@ -85,6 +85,7 @@ from ch04_gpt_model.modern import (
     SwiGLU as SwiGLU,
     attend_with_sinks as attend_with_sinks,
     GroupedQueryAttention as GroupedQueryAttention,
+    MultiHeadLatentAttention as MultiHeadLatentAttention,
     OPEN_MODEL_CONFIGS as OPEN_MODEL_CONFIGS,
     MoEFeedForward as MoEFeedForward,
     ModernBlock as ModernBlock,
@@ -92,7 +93,6 @@ from ch04_gpt_model.modern import (
     MODERN_OPTIONAL_KEYS as MODERN_OPTIONAL_KEYS,
     validate_modern_config as validate_modern_config,
     ModernGPTModel as ModernGPTModel,
-    MultiHeadLatentAttention as MultiHeadLatentAttention,
 )
 from ch04_gpt_model.linear_attention import (
     gated_delta_rule as gated_delta_rule,
