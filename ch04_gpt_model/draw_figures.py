@@ -250,5 +250,46 @@ def generation_loop():
     return d
 
 
+@figure
+def gated_deltanet():
+    d = Diagram(40, 31, "Qwen3-Next's Gated DeltaNet layer (4.9.4), one call")
+    c = COLORS
+    d.box(14, 1.8, 12, 1.8, "x: (batch, tokens, d_in)", fill=c["embedding"])
+    d.box(6, 5.2, 12, 1.8, "W_qkvz", fill=c["weight"])
+    d.box(24, 5.2, 9, 1.8, "W_ba", fill=c["weight"])
+    d.arrow((18, 3.6), (12, 5.2))
+    d.arrow((22, 3.6), (28.5, 5.2))
+    d.box(3, 8.8, 15, 2.2, "short causal convolution\n(each channel, its last 4 inputs), SiLU",
+          fill=c["block"], size=8)
+    d.arrow((12, 7), (10.5, 8.8), "q, k, v", label_offset=(0.4, 0))
+    d.box(3, 12.6, 15, 2.2, "q, k to unit length;\nq times 1 / sqrt(key_dim)", fill=c["block"],
+          size=8)
+    d.arrow((10.5, 11), (10.5, 12.6))
+    d.box(22, 8.8, 15, 2.2, "beta = sigmoid(b)\ng = -exp(A_log) softplus(a + dt_bias)",
+          fill=c["block"], size=8)
+    d.arrow((28.5, 7), (29.5, 8.8), "b, a", label_offset=(0.4, 0))
+    d.box(5, 16.6, 26, 3.2, "gated delta rule, per value head (4.9.2, chunked as 4.9.3)\n"
+          "S = exp(g) S + beta k (v - exp(g) S^T k)^T ,   o = S^T q", fill=c["attention"],
+          size=8)
+    d.arrow((10.5, 14.8), (12, 16.6), "q, k", label_offset=(0.5, 0))
+    d.arrow((18, 9.9), (19.5, 16.6), "v", label_offset=(0.4, 0))
+    d.arrow((29.5, 11), (25, 16.6))
+    d.box(33, 16.6, 6.4, 3.2, "state S\nkey x value\nnumbers a head", fill=c["position"],
+          size=7.5, dashed=True)
+    d.arrow((33, 18.2), (31, 18.2), both=True)
+    d.note(36.2, 21, "DeltaNetCache keeps it", size=7)
+    d.note(36.2, 21.9, "(and the last 3 inputs", size=7)
+    d.note(36.2, 22.8, "of the convolution)", size=7)
+    d.box(8, 22, 20, 2, "RMSNorm(o) x SiLU(z), per value head", fill=c["block"], size=8)
+    d.arrow((18, 19.8), (18, 22))
+    d.line([(6, 7), (1.5, 7), (1.5, 23), (8, 23)], color=MUTED, dashed=True)
+    d.note(1.0, 15, "z, the output gate", size=7, rotation=90)
+    d.box(12, 25.6, 12, 1.8, "out_proj", fill=c["weight"])
+    d.arrow((18, 24), (18, 25.6))
+    d.box(12, 28.8, 12, 1.6, "(batch, tokens, d_in)", fill=c["output"], size=8)
+    d.arrow((18, 27.4), (18, 28.8))
+    return d
+
+
 if __name__ == "__main__":
     run_main(lambda: main(FIGURES, Path(__file__).parent / "figures"))
