@@ -53,8 +53,8 @@ def gated_delta_rule_chunked(queries, keys, values, decay, beta, state=None, chu
         # G[t] = log of the decay from the chunk's start to step t; D[t, s] = exp(G[t] - G[s]),
         # the decay from step s to step t, for s <= t (0 above the diagonal: the future)
         G = decay[:, :, chunk].cumsum(dim=-1)
-        future = torch.ones(len(G[0, 0]), len(G[0, 0]), dtype=torch.bool,
-                            device=G.device).triu(1)
+        size = G.shape[-1]  # chunk_size, or fewer in the last chunk
+        future = torch.ones(size, size, dtype=torch.bool, device=G.device).triu(1)
         D = (G[..., :, None] - G[..., None, :]).masked_fill(future, -torch.inf).exp()
         # Each step writes u[t] = b[t] (v[t] - k[t] S), S being the state just before it: the
         # chunk's first state, decayed, plus the chunk's earlier writes, decayed. All of the

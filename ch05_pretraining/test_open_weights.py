@@ -323,22 +323,13 @@ def test_qwen3_next_as_published_reads_as_transformers_reads_it(tmp_path):
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("rope", [  # DeepSeek V2-Lite's kind (attention factor and scores
-    # scaled), DeepSeek V3's (the two mscales equal: the scores alone), no mscale (plain YaRN)
-    {"mscale": 0.707, "mscale_all_dim": 0.707 * 1.5},
-    {"mscale": 1.0, "mscale_all_dim": 1.0},
-    {},
-])
-def test_deepseek_v3s_yarn_gives_transformers_logits(tmp_path, rope):
-    saved("deepseek_v3", tmp_path, shard="1GB")
-    rewrite_config(tmp_path, max_position_embeddings=128, rope_parameters={
+DEEPSEEK_V3_YARN = [  # DeepSeek V2-Lite's kind (attention factor and scores scaled), DeepSeek
+    # V3's (the two mscales equal: the scores alone), no mscale (plain YaRN)
+    {"max_position_embeddings": 128, "rope_parameters": {
         "rope_type": "yarn", "rope_theta": 10_000.0, "factor": 4.0,
-        "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1, **rope})
-    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    model = load_open_model(tmp_path)
-    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+        "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1, **mscales}}
+    for mscales in ({"mscale": 0.707, "mscale_all_dim": 0.707 * 1.5},
+                    {"mscale": 1.0, "mscale_all_dim": 1.0}, {})]
 
 
 @pytest.mark.parametrize("changes", [
@@ -394,19 +385,11 @@ def test_gpt_oss_experts_unpack_and_pack_back_bit_for_bit(tmp_path):
         assert torch.equal(pack_experts(model, layout[name]), stored[name]), name
 
 
-@pytest.mark.parametrize("changes", [  # each read as transformers 5.24 reads it
+GPT_OSS_ROPE_SPELLINGS = [  # each read as transformers 5.24 reads it
     {"rope_parameters": {}},  # plain RoPE at 150,000, not the default YaRN
     {"rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0},  # rope_scaling wins
      "rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}},
-])
-def test_gpt_oss_rope_spellings_give_transformers_logits(tmp_path, changes):
-    saved("gpt_oss", tmp_path, shard="1GB")
-    rewrite_config(tmp_path, **changes)
-    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    model = load_open_model(tmp_path)
-    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+]
 
 
 def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
@@ -421,7 +404,7 @@ def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
     assert written["rope_freq"]["type"] == "yarn" and written["rope_local_base"] == 500_000.0
 
 
-@pytest.mark.parametrize("changes", [  # each read as transformers 5.24 reads it
+OLMO3_ROPE_SPELLINGS = [  # each read as transformers 5.24 reads it
     # the published spelling with another base: the local layers keep transformers' 500,000
     {"rope_parameters": None, "rope_theta": 10_000.0, "rope_scaling": YARN},
     # both spellings: rope_scaling goes on top of the global layers' rope_parameters
@@ -431,13 +414,20 @@ def test_olmo3s_two_spellings_of_yarn_read_alike(tmp_path):
     # no original context (the model's own) and no factor (the ratio of the two)
     {"rope_parameters": None, "rope_theta": 5e5, "max_position_embeddings": 64,
      "rope_scaling": {"rope_type": "yarn", "factor": None, "original_max_position_embeddings": 16}},
-])
-def test_olmo3_rope_spellings_give_transformers_logits(tmp_path, changes):
-    saved("olmo3", tmp_path, shard="1GB")
+]
+
+
+@pytest.mark.parametrize("name, changes", [
+    (name, changes) for name, cases in [("gpt_oss", GPT_OSS_ROPE_SPELLINGS),
+                                        ("olmo3", OLMO3_ROPE_SPELLINGS),
+                                        ("deepseek_v3", DEEPSEEK_V3_YARN)]
+    for changes in cases])
+def test_rope_spellings_give_transformers_logits(tmp_path, name, changes):
+    saved(name, tmp_path, shard="1GB")
     rewrite_config(tmp_path, **changes)
     reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     model = load_open_model(tmp_path)
-    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
