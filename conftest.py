@@ -51,9 +51,13 @@ def tiny_qwen3(seed=0, **change):
     return ModernGPTModel({**TINY_QWEN3, **change}).eval()
 
 
-def qwen3_style_tokenizer(folder):
+QWEN3_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+
+
+def qwen3_style_tokenizer(folder, special_tokens=QWEN3_SPECIAL_TOKENS):
     """A tokenizer.json as Qwen3 publishes it (NFC, Qwen's split pattern, byte-level BPE,
-    ChatML special tokens), its merges learned from The Verdict, saved in `folder`."""
+    ChatML special tokens, or others given), its merges learned from The Verdict, saved in
+    `folder`."""
     import tokenizers
     from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -67,7 +71,7 @@ def qwen3_style_tokenizer(folder):
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.train_from_iterator([data.read_text("the-verdict")], trainers.BpeTrainer(
         vocab_size=600, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]))
+        special_tokens=list(special_tokens)))
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
     return tokenizer

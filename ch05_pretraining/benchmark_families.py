@@ -4,17 +4,17 @@ machine: tokens per second and whether the tokens are the same.
     python ch05_pretraining/benchmark_families.py [--new-tokens 32] [--rounds 3]
         [--families llama qwen3 ...] [--device cuda]
 
-For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3),
-transformers builds a model of one shape with random weights (512-number embeddings, 8 layers, 8
-query heads and 2 key-value heads of 64 numbers, a vocabulary of 32,000; its family's windows,
-experts, DeltaNet layers and latent attention at small sizes) and saves it in the published
-format, in float32. The course loads that folder (load_open_model) and decodes greedily from a
-16-token prompt with FastDecoder (5.7.1) through generate_text; transformers decodes with its
-cached generate. The rounds are interleaved, in alternating order; tokens per second is the
-median over --rounds. No real weights can be downloaded here, so the models are random: what is
-measured is the work of each architecture at this size, not a model's quality. (transformers'
-Qwen3-Next runs its PyTorch Gated DeltaNet code unless the flash-linear-attention package is
-installed.)"""
+For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, Qwen3.5 dense
+and with experts, DeepSeek V3), transformers builds a model of one shape with random weights
+(512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64 numbers, a vocabulary
+of 32,000; its family's windows, experts, DeltaNet layers and latent attention at small sizes) and
+saves it in the published format, in float32. The course loads that folder (load_open_model) and
+decodes greedily from a 16-token prompt with FastDecoder (5.7.1) through generate_text;
+transformers decodes with its cached generate. The rounds are interleaved, in alternating order;
+tokens per second is the median over --rounds. No real weights can be downloaded here, so the
+models are random: what is measured is the work of each architecture at this size, not a model's
+quality. (transformers' Qwen3-Next and Qwen3.5 run their PyTorch Gated DeltaNet code unless the
+flash-linear-attention package is installed.)"""
 
 import statistics
 import tempfile
@@ -33,6 +33,8 @@ SHAPE = dict(vocab_size=32_000, hidden_size=512, num_hidden_layers=8, num_attent
              num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
              pad_token_id=0, eos_token_id=None)
 MOE = dict(num_experts_per_tok=2, moe_intermediate_size=512)
+DELTANET = dict(linear_num_key_heads=4, linear_num_value_heads=8, linear_key_head_dim=64,
+                linear_value_head_dim=64)
 # Olmo 3 takes 512 / 8 heads; DeepSeek V3 reads head_dim as its RoPE's width
 without_head_dim = {key: value for key, value in SHAPE.items() if key != "head_dim"}
 FAMILIES = {  # name: (transformers' class, its configuration)
@@ -50,9 +52,11 @@ FAMILIES = {  # name: (transformers' class, its configuration)
         **SHAPE, num_local_experts=8, num_experts_per_tok=2, intermediate_size=512,
         sliding_window=16)),
     "qwen3_next": ("Qwen3NextForCausalLM", lambda: transformers.Qwen3NextConfig(
-        **SHAPE, num_experts=8, **MOE, shared_expert_intermediate_size=512,
-        linear_num_key_heads=4, linear_num_value_heads=8, linear_key_head_dim=64,
-        linear_value_head_dim=64)),
+        **SHAPE, num_experts=8, **MOE, shared_expert_intermediate_size=512, **DELTANET)),
+    "qwen3_5_text": ("Qwen3_5ForCausalLM", lambda: transformers.Qwen3_5TextConfig(
+        **SHAPE, intermediate_size=1536, **DELTANET)),
+    "qwen3_5_moe_text": ("Qwen3_5MoeForCausalLM", lambda: transformers.Qwen3_5MoeTextConfig(
+        **SHAPE, num_experts=8, **MOE, shared_expert_intermediate_size=512, **DELTANET)),
     "deepseek_v3": ("DeepseekV3ForCausalLM", lambda: transformers.DeepseekV3Config(
         **{**without_head_dim, "num_key_value_heads": 8}, intermediate_size=1536, q_lora_rank=256,
         kv_lora_rank=128, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64,

@@ -5,12 +5,13 @@
 
 # %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
-"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next
-and DeepSeek V3 checkpoints in their published Hugging Face format (config.json, safetensors, one
-file or shards with an index) loaded into chapter 4's ModernGPTModel without a second copy in
-memory, and saved back in that format."""
+"""Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next,
+DeepSeek V3 and Qwen3.5 (text) checkpoints in their published Hugging Face format (config.json,
+safetensors, one file or shards with an index) loaded into chapter 4's ModernGPTModel without a
+second copy in memory, and saved back in that format."""
 
 import base64
+import datetime
 import json
 import math
 import re
@@ -45,7 +46,11 @@ from shared.safe_files import (
 # %% beyond_6_open_models.ipynb cell 5, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss",
-                    "qwen3_next", "deepseek_v3")
+                    "qwen3_next", "deepseek_v3", "qwen3_5", "qwen3_5_moe", "qwen3_5_text",
+                    "qwen3_5_moe_text")
+# Qwen3.5 is published as an image-and-text model: its config.json keeps the text model's
+# settings in text_config and its tensors under model.language_model. (beside model.visual.)
+QWEN3_5_WITH_VISION = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}
 
 
 def config_from_hf(hf: dict) -> dict:
@@ -54,9 +59,14 @@ def config_from_hf(hf: dict) -> dict:
     refused by name, never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
+    if model_type in QWEN3_5_WITH_VISION:  # the text model's settings, the images' unread; the
+        # head tied as the whole model's setting says, as transformers ties it
+        hf = {**hf["text_config"], "tie_word_embeddings": hf.get("tie_word_embeddings", False)}
+        model_type = hf["model_type"]
     # a key the family needs and the file lacks: KeyError, naming it
     readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config,
-               "qwen3_next": _qwen3_next_config, "deepseek_v3": _deepseek_v3_config}
+               "qwen3_next": _qwen3_next_config, "deepseek_v3": _deepseek_v3_config,
+               "qwen3_5_text": _qwen3_next_config, "qwen3_5_moe_text": _qwen3_next_config}
     return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
@@ -310,14 +320,17 @@ _QWEN3_NEXT_LAYER_TYPES = {"linear_attention": "linear", "full_attention": "glob
 
 
 def _qwen3_next_config(hf: dict) -> dict:
-    """config_from_hf for Qwen3-Next (4.8.11): Gated DeltaNet (4.9) in the layers layer_types
-    calls linear_attention (without layer_types, three in every full_attention_interval = 4),
-    gated attention in the others with a part of each head turned by RoPE, norms of 1 +
-    weight, experts with a gated shared expert."""
+    """config_from_hf for Qwen3-Next (4.8.11) and Qwen3.5: Gated DeltaNet (4.9) in the layers
+    layer_types calls linear_attention (without layer_types, three in every
+    full_attention_interval = 4), gated attention in the others with a part of each head turned
+    by RoPE, norms of 1 + weight, experts with a gated shared expert or (Qwen3.5's dense models)
+    a dense feed-forward. Qwen3.5's RoPE for images (mrope_section) turns a text token's numbers
+    as plain RoPE does: its three positions are the token's one."""
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     computed = {"attention_bias": False, "hidden_act": "silu", "mlp_only_layers": [],
-                "decoder_sparse_step": 1, "quantization_config": None}
+                "decoder_sparse_step": 1, "quantization_config": None,
+                "attn_output_gate": True}  # as Qwen3.5's files spell the attention gate
     unsupported = _not_computed(hf, computed)
     every, n_layers = hf.get("full_attention_interval", 4), hf["num_hidden_layers"]
     kinds = hf.get("layer_types") or ["full_attention" if (i + 1) % every == 0
@@ -344,11 +357,11 @@ def _qwen3_next_config(hf: dict) -> dict:
                            "key_dim": hf["linear_key_head_dim"],
                            "value_dim": hf["linear_value_head_dim"],
                            "conv_kernel": hf["linear_conv_kernel_dim"]}
-    if hf["num_experts"]:  # every layer's, with a shared expert
+    if hf.get("num_experts"):  # every layer's, with a shared expert; Qwen3.5's always
         cfg.update(num_experts=hf["num_experts"], num_experts_per_tok=hf["num_experts_per_tok"],
-                   moe_hidden_dim=hf["moe_intermediate_size"],
+                   moe_hidden_dim=hf["moe_intermediate_size"],  # rescales the chosen scores
                    shared_expert_dim=hf["shared_expert_intermediate_size"],
-                   norm_topk_prob=hf["norm_topk_prob"])
+                   norm_topk_prob=hf.get("norm_topk_prob", True))
     else:
         cfg["hidden_dim"] = hf["intermediate_size"]
     return cfg
@@ -360,17 +373,26 @@ def _qwen3_next_config(hf: dict) -> dict:
 # layers, their columns alternating gate, up, gate, ..., stored (in, out) as x @ W reads them;
 # one of their down layers; and their biases. hf_layout names each as one pseudo-parameter.
 PACKED_EXPERTS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias")
+# Qwen3.5's published experts are stacked: one tensor of each layer's experts' gate and up layers
+# (experts, 2 * moe_hidden_dim, emb_dim), the gates first, and one of their down layers (experts,
+# emb_dim, moe_hidden_dim), each expert's as nn.Linear holds it: two more pseudo-parameters.
+STACKED_EXPERTS = ("stacked_gate_up", "stacked_down")
 
 
 def unpack_experts(state: dict) -> dict:
     """`state` with each packed tensor (...ff.experts.gate_up_proj, as hf_layout names it) split
-    into the experts' own weights and biases: views of it, but for the gate and up layers,
-    copied from the interleaved columns (as views, every forward pass would copy them)."""
-    for name in [name for name in state if name.endswith(PACKED_EXPERTS)]:
+    into the experts' own weights and biases: views of it, but for gpt-oss's gate and up layers,
+    copied from the interleaved columns (as views, every forward pass would copy them); Qwen3.5's
+    stacked experts likewise, as views."""
+    for name in [name for name in state if name.endswith(PACKED_EXPERTS + STACKED_EXPERTS)]:
         prefix, packed = name.rsplit(".", 1)
         for e, tensor in enumerate(state.pop(name)):
             expert = f"{prefix}.{e}."
-            if packed == "gate_up_proj":
+            if packed == "stacked_gate_up":  # Qwen3.5's: views
+                state[expert + "gate.weight"], state[expert + "up.weight"] = tensor.chunk(2)
+            elif packed == "stacked_down":
+                state[expert + "down.weight"] = tensor
+            elif packed == "gate_up_proj":
                 state[expert + "gate.weight"], state[expert + "up.weight"] = (
                     tensor[:, ::2].contiguous().t(), tensor[:, 1::2].contiguous().t())
             elif packed == "gate_up_proj_bias":
@@ -384,9 +406,13 @@ def unpack_experts(state: dict) -> dict:
 
 def pack_experts(model: ModernGPTModel, name: str) -> torch.Tensor:
     """unpack_experts' inverse for one of hf_layout's packed names (trf_blocks.0.ff.experts.
-    gate_up_proj): that layer's experts packed as gpt-oss stores them, built when asked."""
+    gate_up_proj): that layer's experts packed as gpt-oss (or Qwen3.5) stores them, built when
+    asked."""
     prefix, packed = name.rsplit(".", 1)
     experts = model.get_submodule(prefix)
+    if packed in STACKED_EXPERTS:  # Qwen3.5's
+        return torch.stack([torch.cat([x.gate.weight, x.up.weight]) if packed == "stacked_gate_up"
+                            else x.down.weight for x in experts])
     if packed == "gate_up_proj":  # (experts, in, 2 * hidden), gate and up columns alternating
         return torch.stack([torch.stack([x.gate.weight.t(), x.up.weight.t()], dim=-1)
                             .flatten(-2) for x in experts])
@@ -402,18 +428,68 @@ def pack_experts(model: ModernGPTModel, name: str) -> torch.Tensor:
 _DELTANET_NAMES = {"in_proj_qkvz.weight": "W_qkvz.weight", "in_proj_ba.weight": "W_ba.weight",
                    "conv1d.weight": "conv.weight", "A_log": "A_log", "dt_bias": "dt_bias",
                    "norm.weight": "norm.weight", "out_proj.weight": "out_proj.weight"}
+# Qwen3.5 stores the two input projections as four, not grouped by key head: queries, keys and
+# values (each all heads, in that order), the output gate, the writing strengths, the decays.
+# hf_layout names each as one pseudo-parameter of the layer, as it names gpt-oss's experts.
+SEPARATE_PROJECTIONS = ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a")
+_QWEN3_5_DELTANET_NAMES = {**{f"{name}.weight": name for name in SEPARATE_PROJECTIONS},
+                           **{theirs: ours for theirs, ours in _DELTANET_NAMES.items()
+                              if not theirs.startswith("in_proj")}}
 
 
-def hf_layout(model: ModernGPTModel) -> dict[str, str]:
+def group_projections(state: dict, model: ModernGPTModel) -> dict:
+    """`state` with each DeltaNet layer's four Qwen3.5 projections (...att.in_proj_qkv, as
+    hf_layout names them) joined into GatedDeltaNet's W_qkvz and W_ba, whose rows go key head by
+    key head: its query, its key, its value heads' values and output gates (W_qkvz), its value
+    heads' writing strengths and decays (W_ba). The joined tensors are copies."""
+    for name in [name for name in state if name.endswith(".in_proj_qkv")]:
+        prefix = name.removesuffix("in_proj_qkv")  # trf_blocks.0.att.
+        layer = model.get_submodule(prefix[:-1])
+        heads, width = layer.key_heads, layer.key_heads * layer.key_dim
+        qkv, z, b, a = (state.pop(prefix + part) for part in SEPARATE_PROJECTIONS)
+        state[prefix + "W_qkvz.weight"] = _by_key_head(heads, *qkv.split([width, width, len(z)]),
+                                                       z)
+        state[prefix + "W_ba.weight"] = _by_key_head(heads, b, a)
+    return state
+
+
+def _by_key_head(heads: int, *parts: torch.Tensor) -> torch.Tensor:
+    """The parts' rows, each part cut into `heads` blocks: every part's first block, then every
+    part's second, ..."""
+    return torch.cat([part.unflatten(0, (heads, -1)) for part in parts], dim=1).flatten(0, 1)
+
+
+def split_projection(model: ModernGPTModel, name: str) -> torch.Tensor:
+    """group_projections' inverse for one of hf_layout's Qwen3.5 names (trf_blocks.0.att.
+    in_proj_qkv): that projection as Qwen3.5 stores it, built when asked."""
+    prefix, part = name.rsplit(".", 1)
+    layer = model.get_submodule(prefix)
+    group = layer.value_heads // layer.key_heads * layer.value_dim
+    if part in ("in_proj_b", "in_proj_a"):
+        b, a = layer.W_ba.weight.unflatten(0, (layer.key_heads, -1)).chunk(2, dim=1)
+        return (b if part == "in_proj_b" else a).flatten(0, 1)
+    q, k, v, z = layer.W_qkvz.weight.unflatten(0, (layer.key_heads, -1)).split(
+        [layer.key_dim, layer.key_dim, group, group], dim=1)
+    return z.flatten(0, 1) if part == "in_proj_z" else torch.cat([q.flatten(0, 1),
+                                                                  k.flatten(0, 1),
+                                                                  v.flatten(0, 1)])
+
+
+def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str]:
     """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss/Qwen3-Next/DeepSeek
-    V3 checkpoint -> our parameter's name, in the order transformers stores them."""
+    V3/Qwen3.5 checkpoint -> our parameter's name, in the order transformers stores them.
+    `family`, config.json's model_type, is read only where one model can be stored two ways:
+    Qwen3.5's text model ("qwen3_5_text", "qwen3_5_moe_text") stores a DeltaNet layer's
+    projections as Qwen3-Next does not."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
         attention.update(q_norm="q_norm", k_norm="k_norm")
     # the feed-forward's name prefixes: one per expert, or one empty prefix for a dense model
-    experts = ({f"experts.{e}.": f"experts.{e}." for e in range(model.cfg["num_experts"])}
-               if model.cfg["num_experts"] else {"": ""})
+    stacked = family == "qwen3_5_moe_text"  # its experts stacked, as published
+    experts = ({} if stacked else {f"experts.{e}.": f"experts.{e}."
+                                   for e in range(model.cfg["num_experts"])}
+               ) if model.cfg["num_experts"] else {"": ""}
     if model.cfg["shared_expert_dim"]:  # Qwen3-Next's, gated (4.8.11); DeepSeek V3's, plural
         experts["shared_expert." if model.cfg["shared_expert_gate"] else "shared_experts."] = \
             "shared_expert."
@@ -436,7 +512,9 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
         else:
             layout[hf + "post_attention_layernorm.weight"] = ours + "norm2.weight"
         linear = kinds[i] == "linear"  # Qwen3-Next's Gated DeltaNet layers (4.9)
-        for theirs, mine in _DELTANET_NAMES.items() if linear else ():
+        deltanet = _QWEN3_5_DELTANET_NAMES if family in (
+            "qwen3_5_text", "qwen3_5_moe_text") else _DELTANET_NAMES
+        for theirs, mine in deltanet.items() if linear else ():
             layout[f"{hf}linear_attn.{theirs}"] = f"{ours}att.{mine}"
         for theirs, mine in () if linear else attention.items():
             layout[f"{hf}self_attn.{theirs}.weight"] = f"{ours}att.{mine}.weight"
@@ -459,6 +537,8 @@ def hf_layout(model: ModernGPTModel) -> dict[str, str]:
         for theirs, mine in {"": ""}.items() if dense else experts.items():
             for part in ("gate", "up", "down"):
                 layout[f"{hf}mlp.{theirs}{part}_proj.weight"] = f"{ours}ff.{mine}{part}.weight"
+        for theirs, mine in zip(("gate_up_proj", "down_proj"), STACKED_EXPERTS) if stacked else ():
+            layout[f"{hf}mlp.experts.{theirs}"] = f"{ours}ff.experts.{mine}"
         if model.cfg["shared_expert_dim"] and model.cfg["shared_expert_gate"]:
             layout[hf + "mlp.shared_expert_gate.weight"] = ours + "ff.shared_gate.weight"
     layout["model.norm.weight"] = "final_norm.weight"
@@ -497,8 +577,9 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss,
-    Qwen3-Next or DeepSeek V3 folder, in eval mode; dtype None keeps the stored one (bfloat16 for
-    the published models), which must be the same for every tensor. The stored tensors' names and
+    Qwen3-Next, DeepSeek V3 or Qwen3.5 folder (Qwen3.5's text model), in eval mode; dtype None
+    keeps the stored one (bfloat16 for the published models), which must be the same for every
+    tensor. The stored tensors' names and
     dtypes are checked, from the files' headers, before any tensor is read; a tensor of another
     shape than the config implies, or one the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
@@ -507,13 +588,21 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     hf, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
-    layout, files = hf_layout(model), tensor_files(folder)
+    family = QWEN3_5_WITH_VISION.get(hf["model_type"], hf["model_type"])
+    layout, files = hf_layout(model, family), tensor_files(folder)
+    if family == "qwen3_5_moe_text":  # its experts stacked as published, or one by one, as
+        layout = {**hf_layout(model), **layout}  # transformers 5.24 saves them: either is read
+    if hf["model_type"] in QWEN3_5_WITH_VISION:  # the text model's tensors, by their names there
+        layout = {name.replace("model.", "model.language_model.", 1): ours
+                  for name, ours in layout.items()}
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
-    # what transformers skips too: Qwen3-Next's and DeepSeek V3's layers for predicting further
-    # tokens, and the empty shared expert a DeepSeek V3 without one is saved with
-    skipped = {"qwen3_next": ("mtp.",), "deepseek_v3": (f"model.layers.{cfg['n_layers']}.",)}
-    skipped = skipped.get(hf["model_type"], ())
+    # what transformers skips too: Qwen3-Next's, Qwen3.5's and DeepSeek V3's layers for
+    # predicting further tokens, Qwen3.5's image encoder, and the empty shared expert a
+    # DeepSeek V3 without one is saved with
+    qwen = hf["model_type"].startswith(("qwen3_next", "qwen3_5"))
+    skipped = {"deepseek_v3": (f"model.layers.{cfg['n_layers']}.",)}.get(
+        hf["model_type"], ("mtp.", "model.visual.") if qwen else ())
     files = {name: path for name, path in files.items() if not name.startswith(skipped)
              and not (hf["model_type"] == "deepseek_v3" and not cfg["shared_expert_dim"]
                       and ".mlp.shared_experts." in name)}
@@ -536,7 +625,7 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     if cfg["tie_weights"]:
         state["out_head.weight"] = state["tok_emb.weight"]
     # the tensors (gpt-oss's packed experts: views of them) become the parameters: no copy
-    model.load_state_dict(unpack_experts(state), assign=True)
+    model.load_state_dict(group_projections(unpack_experts(state), model), assign=True)
     if cfg["tie_weights"]:
         model.out_head.weight = model.tok_emb.weight  # one Parameter again, as in training
     return model.eval()
@@ -557,7 +646,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 30, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 33, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -606,20 +695,25 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 32, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 35, 5.9.1 Their tokenizers and chat templates
 
-def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
+def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
+                reasoning_effort: str = "medium", date: str | None = None) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
-    `style` ("llama3", "qwen3" or "gemma3"), then the opening of the assistant's turn.
-    thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly (the
-    others have none). Each role is "system", "user" or "assistant" (Gemma 3 has a system
-    message only first)."""
+    `style` ("llama3", "qwen3", "gemma3" or "gpt_oss"), then the opening of the assistant's
+    turn. thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly
+    (the others have none); gpt-oss reasons at reasoning_effort ("low", "medium", "high") and is
+    told the date (YYYY-MM-DD; None: today's). Each role is "system", "user" or "assistant"
+    (Gemma 3 and gpt-oss have a system message only first)."""
     # another style would be written as Qwen3's, another role into the prompt as it is: refused
-    check(style in ("llama3", "qwen3", "gemma3"), f"style {style!r} is not llama3, qwen3 or gemma3")
+    styles = ("llama3", "qwen3", "gemma3", "gpt_oss")
+    check(style in styles, f"style {style!r} is not in {styles}")
     roles = ("system", "user", "assistant")  # Gemma 3's system message can only be the first
     for i, m in enumerate(messages):
-        allowed = roles[style == "gemma3" and i > 0:]
+        allowed = roles[style in ("gemma3", "gpt_oss") and i > 0:]
         check(m["role"] in allowed, f"messages[{i}]['role'] {m['role']!r} is not in {allowed}")
+    if style == "gpt_oss":
+        return _harmony_prompt(messages, reasoning_effort, date)
     if style == "gemma3":  # no system turn: a system message opens the first user turn
         prefix, turns = "", messages
         if messages[0]["role"] == "system":
@@ -636,7 +730,42 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True) -> str:
     return f"{turns}<|im_start|>assistant\n" + ("" if thinking else "<think>\n\n</think>\n\n")
 
 
-# %% beyond_6_open_models.ipynb cell 50, 5.9.4 Saving a model in the published format
+def _harmony_prompt(messages: list[dict], reasoning_effort: str, date: str | None) -> str:
+    """gpt-oss's harmony format, as its chat template writes a conversation without tools: a
+    system message of the model's identity, knowledge cutoff, date, reasoning effort and
+    channels; the caller's system message as the developer's instructions; earlier answers in
+    the final channel (their reasoning is not written back)."""
+    efforts = ("low", "medium", "high")  # another would be written into the prompt as it is
+    check(reasoning_effort in efforts, f"reasoning_effort {reasoning_effort!r} is not in {efforts}")
+    check(date is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", date),
+          f"date {date!r} is not YYYY-MM-DD")
+    text = ("<|start|>system<|message|>You are ChatGPT, a large language model trained by "
+            f"OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: "
+            f"{date or datetime.date.today().isoformat()}\n\nReasoning: {reasoning_effort}\n\n"
+            "# Valid channels: analysis, commentary, final. Channel must be included for every "
+            "message.<|end|>")
+    if messages and messages[0]["role"] == "system":
+        if messages[0]["content"]:  # an empty one is not written, as in the template
+            text += (f"<|start|>developer<|message|># Instructions\n\n{messages[0]['content']}"
+                     "\n\n<|end|>")
+        messages = messages[1:]
+    for m in messages:
+        text += (f"<|start|>user<|message|>{m['content']}<|end|>" if m["role"] == "user" else
+                 f"<|start|>assistant<|channel|>final<|message|>{m['content']}<|end|>")
+    return text + "<|start|>assistant"
+
+
+_HARMONY_MESSAGE = re.compile(r"<\|channel\|>(\w+)<\|message\|>(.*?)(?=<\|end\|>|<\|return\|>|"
+                              r"<\|call\|>|<\|start\|>|\Z)", re.S)
+
+
+def harmony_channels(reply: str) -> dict[str, str]:
+    """A gpt-oss reply (the text it generated after the prompt) by channel: its reasoning
+    ("analysis") and its answer ("final"), each as written between its markers."""
+    return {channel: text for channel, text in _HARMONY_MESSAGE.findall(reply)}
+
+
+# %% beyond_6_open_models.ipynb cell 56, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -733,6 +862,16 @@ def _qwen3_next_keys(cfg: dict) -> dict:
     return {key: value for key, value in keys.items() if value is not None}
 
 
+def _qwen3_5_keys(cfg: dict) -> dict:
+    """config.json's settings for Qwen3.5's text model: Qwen3-Next's, without those its
+    configuration does not have (its experts' top-k scores are always rescaled to sum to 1)."""
+    absent = ("decoder_sparse_step", "mlp_only_layers", "norm_topk_prob", *(
+        ("intermediate_size",) if cfg["num_experts"] else ("num_experts", "num_experts_per_tok",
+                                                           "moe_intermediate_size",
+                                                           "shared_expert_intermediate_size")))
+    return {key: value for key, value in _qwen3_next_keys(cfg).items() if key not in absent}
+
+
 def _deepseek_v3(cfg: dict) -> bool:
     """DeepSeek V3's latent attention and no other family's switches; experts routed by groups
     beside an ungated shared expert of a whole number of experts' width, or none; plain RoPE
@@ -800,7 +939,9 @@ def _gemma3_keys(cfg: dict) -> dict:
 
 # The families the course writes, by config.json's model_type: transformers' class for it,
 # whether a ModernGPTModel configuration is of that family, and the keys only it has. A family
-# that ModernGPTModel computes is one more entry, with its tensor names in hf_layout.
+# that ModernGPTModel computes is one more entry, with its tensor names in hf_layout. A model
+# of two families (a Qwen3-Next without experts is also a Qwen3.5) is written as the first,
+# unless save_open_model is told otherwise. Qwen3.5 is written as its text model.
 OPEN_MODEL_FAMILIES = {
     "llama": ("LlamaForCausalLM", lambda cfg: _llama_or_qwen3(cfg) and not cfg["qk_norm"]
               and not cfg["num_experts"],
@@ -822,15 +963,22 @@ OPEN_MODEL_FAMILIES = {
     "gpt_oss": ("GptOssForCausalLM", _gpt_oss, _gpt_oss_keys),
     "qwen3_next": ("Qwen3NextForCausalLM", _qwen3_next, _qwen3_next_keys),
     "deepseek_v3": ("DeepseekV3ForCausalLM", _deepseek_v3, _deepseek_v3_keys),
+    "qwen3_5_text": ("Qwen3_5ForCausalLM", lambda cfg: _qwen3_next(cfg)
+                     and not cfg["num_experts"], _qwen3_5_keys),
+    "qwen3_5_moe_text": ("Qwen3_5MoeForCausalLM", lambda cfg: _qwen3_next(cfg)
+                         and cfg["num_experts"] > 0 and cfg["norm_topk_prob"], _qwen3_5_keys),
 }
 
 
-def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
+def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> dict:
     """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
     published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3 folders spell it
     (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the
-    course is tested with)."""
+    course is tested with); `family`, one of OPEN_MODEL_FAMILIES, where the model is of two."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
+    check(family is None or family in families, lambda: f"family={family!r}: this model is "
+          f"{' or '.join(map(repr, families)) or 'of no family the course saves'}")
+    families = [family] if family else families
     settings = [f"{key}={cfg[key]!r}" for key in ("qk_norm", "num_experts", "rope_freq",
                                                   *_FAMILY_KEYS)
                 if key in ("qk_norm", "num_experts") or cfg[key] != MODERN_OPTIONAL_KEYS[key]]
@@ -858,7 +1006,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype) -> dict:
             "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
 
 
-# %% beyond_6_open_models.ipynb cell 52, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 58, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -871,7 +1019,8 @@ _SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # as transf
 
 def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB",
-                    source: str | Path | None = None, replace: bool = False) -> Path:
+                    source: str | Path | None = None, replace: bool = False,
+                    family: str | None = None) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
     read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3
     are written: config.json and
@@ -883,7 +1032,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     is written whole or not at all (write_model_folder), so an error while writing leaves it as it
     was: a model of the same architecture that this function saved there before is replaced, another
     model's save (of the names this writes) only with replace=True, and a folder holding any other
-    file or folder never."""
+    file or folder never. `family` (config.json's model_type) chooses for a model of two families
+    (OPEN_MODEL_FAMILIES); None: the source's, else the first that fits."""
     check_open_model(model)
     stored = {p.dtype for p in model.parameters()}
     check(dtype in (None, *_SAVED_DTYPES), lambda: f"dtype must be None or one of "
@@ -895,14 +1045,20 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     parts = Path(folder.absolute()).parts  # <cache>/models--Qwen--Qwen3-0.6B/snapshots/<hash>
     check(not any(a.startswith("models--") and b == "snapshots" for a, b in zip(parts, parts[1:])),
           f"{folder} is in Hugging Face's download cache: choose a folder of your own")
-    architecture = config_to_hf(model.cfg, dtype)
-    config = architecture if source is None else {
-        **_settings_of(Path(source), model, folder), **architecture}
+    settings = {} if source is None else _settings_of(Path(source), model, folder)
+    if family is None and settings.get("model_type") in OPEN_MODEL_FAMILIES:
+        family = settings["model_type"]  # Qwen3.5's text model saves as one
+    architecture = config_to_hf(model.cfg, dtype, family)
+    config = {**settings, **architecture}
 
-    layout, state = hf_layout(model), model.state_dict()
+    layout, state = hf_layout(model, architecture["model_type"]), model.state_dict()
 
-    def tensor(name: str) -> torch.Tensor:  # gpt-oss's packed experts: one layer's, when asked
-        return state[layout[name]] if layout[name] in state else pack_experts(model, layout[name])
+    def tensor(name: str) -> torch.Tensor:  # gpt-oss's packed experts, Qwen3.5's projections:
+        ours = layout[name]  # one layer's, built when asked
+        if ours in state:
+            return state[ours]
+        return (pack_experts(model, ours) if ours.endswith(PACKED_EXPERTS + STACKED_EXPERTS)
+                else split_projection(model, ours))
 
     sizes = {name: tensor(name).numel() * dtype.itemsize for name in layout}
     shards, size = [[]], 0  # tensor names, in order: at most shard_bytes a file, or one tensor
@@ -965,6 +1121,7 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     its spelling, and the dtype), refused unless it describes `model`."""
     check(source.resolve() != folder.resolve(), f"source {source} is the folder to write")
     hf, theirs = _open_config(source)
+    hf = hf["text_config"] if hf["model_type"] in QWEN3_5_WITH_VISION else hf  # its text model's
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
@@ -976,10 +1133,15 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
 
 __all__ = [
     'OPEN_MODEL_TYPES',
+    'QWEN3_5_WITH_VISION',
     'config_from_hf',
     'PACKED_EXPERTS',
+    'STACKED_EXPERTS',
     'unpack_experts',
     'pack_experts',
+    'SEPARATE_PROJECTIONS',
+    'group_projections',
+    'split_projection',
     'hf_layout',
     'tensor_files',
     'load_open_model',
@@ -989,6 +1151,7 @@ __all__ = [
     'load_llama3_tokenizer',
     'HFTokenizer',
     'chat_prompt',
+    'harmony_channels',
     'OPEN_MODEL_FAMILIES',
     'config_to_hf',
     'SOURCE_FILES',

@@ -16,12 +16,15 @@ from conftest import TINY_GPT, qwen3_style_tokenizer
 from shared import (
     OPEN_MODEL_CONFIGS,
     PACKED_EXPERTS,
+    FastDecoder,
     GPTModel,
     HFTokenizer,
     ModernGPTModel,
     chat_prompt,
     config_from_hf,
     download_open_model,
+    generate_text,
+    harmony_channels,
     hf_layout,
     load_llama3_tokenizer,
     load_open_model,
@@ -34,6 +37,13 @@ from shared import (
 transformers.utils.logging.disable_progress_bar()
 SMALL = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
              num_key_value_heads=2, max_position_embeddings=128)
+QWEN3_5_TEXT = dict(  # 3 DeltaNet layers of 4 (2 key heads for 4 value heads), RoPE on a half
+    **{**SMALL, "num_hidden_layers": 4, "num_attention_heads": 4}, head_dim=16,
+    linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+    linear_value_head_dim=12, rope_parameters={
+        "rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5,
+        "mrope_section": [2, 1, 1], "mrope_interleaved": True},
+    pad_token_id=0, eos_token_id=None)
 REFERENCES = {
     "llama3": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **SMALL, intermediate_size=96, rope_theta=500_000.0, tie_word_embeddings=True,
@@ -82,9 +92,17 @@ REFERENCES = {
         qk_nope_head_dim=12, qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=8,
         num_experts_per_tok=2, n_group=4, topk_group=2, n_shared_experts=1,
         first_k_dense_replace=1, pad_token_id=0, eos_token_id=None)),
+    # Qwen3.5's text models: Qwen3-Next's layers with a DeltaNet layer's projections stored
+    # apart; dense (tied, as the small ones are), and with experts (always rescaled top-k)
+    "qwen3_5": lambda: transformers.Qwen3_5ForCausalLM(transformers.Qwen3_5TextConfig(
+        **QWEN3_5_TEXT, intermediate_size=96, tie_word_embeddings=True)),
+    "qwen3_5_moe": lambda: transformers.Qwen3_5MoeForCausalLM(transformers.Qwen3_5MoeTextConfig(
+        **QWEN3_5_TEXT, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        shared_expert_intermediate_size=48)),
 }
 RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
-              "qwen3_next": ("norm", "bias"), "deepseek_v3": ("norm", "bias")}
+              "qwen3_next": ("norm", "bias"), "deepseek_v3": ("norm", "bias"),
+              "qwen3_5": ("norm", "bias"), "qwen3_5_moe": ("norm", "bias")}
 
 
 def saved(name, folder, dtype=torch.float32, shard="50KB"):
@@ -321,6 +339,72 @@ def test_qwen3_next_as_published_reads_as_transformers_reads_it(tmp_path):
     ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("experts", [False, True])
+def test_qwen3_5_as_published_with_its_image_encoder_reads_its_text_model(tmp_path, experts):
+    """The published folders hold the image-and-text model: the text model's settings in
+    text_config, its tensors under model.language_model., an image encoder (model.visual.)
+    and layers for predicting further tokens (mtp.), which a text model does not read. The
+    logits and greedy tokens (also FastDecoder's) are the published model's own; saved with that
+    folder as its source, it is written as the text model (its experts stacked, as published),
+    which transformers reads alike."""
+    torch.manual_seed(0)
+    text = {**QWEN3_5_TEXT, **(dict(num_experts=4, num_experts_per_tok=2,
+                                     moe_intermediate_size=32, shared_expert_intermediate_size=48)
+                                if experts else dict(intermediate_size=96))}
+    config_class, model_class = ((transformers.Qwen3_5MoeConfig,
+                                  transformers.Qwen3_5MoeForConditionalGeneration) if experts else
+                                 (transformers.Qwen3_5Config,
+                                  transformers.Qwen3_5ForConditionalGeneration))
+    reference = model_class(config_class(text_config=text, vision_config=dict(
+        depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=64),
+        tie_word_embeddings=not experts)).eval()  # the whole model's setting, not text_config's
+    with torch.no_grad():
+        for name, parameter in reference.named_parameters():
+            if "norm" in name or "bias" in name:
+                parameter.normal_(0.0, 0.3)
+    reference.save_pretrained(tmp_path / "published")
+    tensors = safetensors.torch.load_file(tmp_path / "published" / "model.safetensors")
+    assert any(name.startswith("model.visual.") for name in tensors)
+    if experts:  # published stacked (transformers 5.24 saves them one by one): its own layout
+        tensors = {name: tensor.contiguous() for name, tensor in reference.state_dict().items()}
+        assert "model.language_model.layers.0.mlp.experts.gate_up_proj" in tensors
+    tensors["mtp.fc.weight"] = torch.zeros(64, 128)
+    safetensors.torch.save_file(tensors, tmp_path / "published" / "model.safetensors",
+                                metadata={"format": "pt"})
+    model = load_open_model(tmp_path / "published")
+    assert model.cfg["layer_types"] == ["linear"] * 3 + ["global"] and model.cfg["rope_dim"] == 8
+    assert model.cfg["tie_weights"] == (not experts)
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    greedy = dict(max_new_tokens=20, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
+        expected = reference.generate(ids[:1, :4], **greedy)
+        assert torch.equal(generate_text(model, ids[:1, :4], 20), expected)
+        assert torch.equal(generate_text(FastDecoder(model), ids[:1, :4], 20), expected)
+        folder = save_open_model(model, tmp_path / "ours", source=tmp_path / "published")
+        config = json.loads((folder / "config.json").read_text())
+        assert config["model_type"] == "qwen3_5_moe_text" if experts else "qwen3_5_text"
+        names = stored_tensors(folder).keys()
+        assert "model.layers.0.linear_attn.in_proj_qkv.weight" in names
+        assert ("model.layers.0.mlp.experts.gate_up_proj" in names) == experts
+        reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+        assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-4
+
+
+def test_a_model_of_two_families_is_saved_as_the_one_asked_for(tmp_path):
+    """A Qwen3-Next without experts is a Qwen3.5 too: saved as Qwen3-Next unless family= says
+    otherwise; a family it is not is refused, naming those it is."""
+    saved("qwen3_5", tmp_path / "published", shard="1GB")
+    model = load_open_model(tmp_path / "published")
+    assert json.loads((save_open_model(model, tmp_path / "next") / "config.json").read_text())[
+        "model_type"] == "qwen3_next"
+    as_qwen3_5 = save_open_model(model, tmp_path / "ours", family="qwen3_5_text")
+    assert stored_tensors(as_qwen3_5).keys() == stored_tensors(tmp_path / "published").keys()
+    with pytest.raises(ValueError, match="family='llama': this model is 'qwen3_next' or "
+                                         "'qwen3_5_text'"):
+        save_open_model(model, tmp_path / "llama", family="llama")
 
 
 DEEPSEEK_V3_YARN = [  # DeepSeek V2-Lite's kind (attention factor and scores scaled), DeepSeek
@@ -563,6 +647,71 @@ def test_qwen3_tokenizer_matches_transformers_and_the_book(qwen3_tokenizer_folde
     assert ours.encode(prompt) == book.encode(TEXT)
 
 
+# gpt-oss's chat template (openai/gpt-oss-*, chat_template.jinja), its part for a conversation
+# without tools: the system message, the developer's instructions from a first system message,
+# the user's turns, earlier answers in the final channel, the opening of the assistant's turn
+GPT_OSS_CHAT_TEMPLATE = """{{- "<|start|>system<|message|>" }}
+{%- if model_identity is not defined %}
+    {%- set model_identity = "You are ChatGPT, a large language model trained by OpenAI." %}
+{%- endif %}
+{{- model_identity + "\n" + "Knowledge cutoff: 2024-06\n" }}
+{{- "Current date: " + strftime_now("%Y-%m-%d") + "\n\n" }}
+{%- if reasoning_effort is not defined %}
+    {%- set reasoning_effort = "medium" %}
+{%- endif %}
+{{- "Reasoning: " + reasoning_effort + "\n\n" }}
+{{- "# Valid channels: analysis, commentary, final. Channel must be included for every message." }}
+{{- "<|end|>" }}
+{%- if messages[0].role == "developer" or messages[0].role == "system" %}
+    {%- set developer_message = messages[0].content %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set developer_message = "" %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- if developer_message %}
+    {{- "<|start|>developer<|message|>" + "# Instructions\n\n" + developer_message + "\n\n" }}
+    {{- "<|end|>" }}
+{%- endif %}
+{%- for message in loop_messages -%}
+    {%- if message.role == "assistant" -%}
+        {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + "<|end|>" }}
+    {%- elif message.role == "user" -%}
+        {{- "<|start|>user<|message|>" + message.content + "<|end|>" }}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|start|>assistant
+{%- endif -%}"""
+HARMONY_SPECIAL_TOKENS = ("<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>",
+                          "<|return|>", "<|call|>")
+
+
+@pytest.mark.parametrize("messages, effort", [
+    ([*MESSAGES, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "And?"}],
+     "high"),
+    (MESSAGES[1:], "low"),  # no system message: no developer's instructions
+    ([{"role": "system", "content": ""}, *MESSAGES[1:]], "medium"),  # an empty one: none either
+])
+def test_gpt_oss_chat_prompt_matches_its_chat_template(tmp_path, messages, effort):
+    qwen3_style_tokenizer(tmp_path, HARMONY_SPECIAL_TOKENS)
+    reference = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(tmp_path / "tokenizer.json"))
+    reference.chat_template = GPT_OSS_CHAT_TEMPLATE
+    expected = reference.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             reasoning_effort=effort)  # today's date, as ours
+    prompt = chat_prompt(messages, "gpt_oss", reasoning_effort=effort)
+    assert prompt == expected
+    ours = HFTokenizer(tmp_path)
+    assert ours.encode(prompt) == reference.encode(prompt)
+    start = ours.tokenizer.token_to_id("<|start|>")  # each marker one id
+    assert ours.encode(prompt).count(start) == prompt.count("<|start|>")
+    reply = ("<|channel|>analysis<|message|>Short: say 4.<|end|><|start|>assistant<|channel|>"
+             "final<|message|>4, as\n2 + 2.<|return|>")
+    assert harmony_channels(ours.decode(ours.encode(reply))) == {
+        "analysis": "Short: say 4.", "final": "4, as\n2 + 2."}
+
+
 GEMMA3_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>",
                          "<end_of_turn>"]
 
@@ -667,6 +816,13 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
     (lambda: chat_prompt([{"role": "user", "content": "Hi"},
                           {"role": "system", "content": "Be brief."}], "gemma3"),
      ValueError, r"messages\[1\]\['role'\] 'system'"),
+    (lambda: chat_prompt([{"role": "user", "content": "Hi"},
+                          {"role": "system", "content": "Be brief."}], "gpt_oss"),
+     ValueError, r"messages\[1\]\['role'\] 'system'"),
+    (lambda: chat_prompt([], "gpt_oss", reasoning_effort="max"), ValueError,
+     "reasoning_effort 'max' is not in"),
+    (lambda: chat_prompt([], "gpt_oss", date="30/11/2026"), ValueError,
+     "date '30/11/2026' is not YYYY-MM-DD"),
 ])
 def test_tokenizer_bad_inputs_are_named(call, error, message):
     with pytest.raises(error, match=message):
@@ -702,6 +858,8 @@ def course_round_trip(name, tmp_path, **options):
     read back by transformers: (the original, the course's model, what transformers read)."""
     reference = saved(name, tmp_path / "published", shard="1GB")
     model = load_open_model(tmp_path / "published")
+    if name.startswith("qwen3_5"):  # also a Qwen3-Next, as which it would be saved by default
+        options.setdefault("source", tmp_path / "published")
     folder = save_open_model(model, tmp_path / "ours", **options)
     reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     return reference, model, reread

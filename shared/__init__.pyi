@@ -176,10 +176,15 @@ from ch05_pretraining.fast_path import (
 )
 from ch05_pretraining.open_weights import (
     OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
+    QWEN3_5_WITH_VISION as QWEN3_5_WITH_VISION,
     config_from_hf as config_from_hf,
     PACKED_EXPERTS as PACKED_EXPERTS,
+    STACKED_EXPERTS as STACKED_EXPERTS,
     unpack_experts as unpack_experts,
     pack_experts as pack_experts,
+    SEPARATE_PROJECTIONS as SEPARATE_PROJECTIONS,
+    group_projections as group_projections,
+    split_projection as split_projection,
     hf_layout as hf_layout,
     tensor_files as tensor_files,
     load_open_model as load_open_model,
@@ -189,6 +194,7 @@ from ch05_pretraining.open_weights import (
     load_llama3_tokenizer as load_llama3_tokenizer,
     HFTokenizer as HFTokenizer,
     chat_prompt as chat_prompt,
+    harmony_channels as harmony_channels,
     OPEN_MODEL_FAMILIES as OPEN_MODEL_FAMILIES,
     config_to_hf as config_to_hf,
     SOURCE_FILES as SOURCE_FILES,
