@@ -575,12 +575,17 @@ def _open_config(folder: Path) -> tuple[dict, dict]:
     return hf, validate_modern_config(config_from_hf(hf))
 
 
+# DeepSeek V3's router and score bias (4.8.12's moe_router) stay in float32 whatever the other
+# weights' dtype, as transformers keeps them: its experts are chosen by float32 scores
+ROUTER_IN_FLOAT32 = ("ff.router.weight", "ff.score_bias")
+
+
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss,
     Qwen3-Next, DeepSeek V3 or Qwen3.5 folder (Qwen3.5's text model), in eval mode; dtype None
     keeps the stored one (bfloat16 for the published models), which must be the same for every
-    tensor. The stored tensors' names and
-    dtypes are checked, from the files' headers, before any tensor is read; a tensor of another
+    tensor but DeepSeek V3's router (ROUTER_IN_FLOAT32, read in float32). The stored tensors' names
+    and dtypes are checked, from the files' headers, before any tensor is read; a tensor of another
     shape than the config implies, or one the folder lacks, is named by load_state_dict."""
     folder = Path(folder)
     check(dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point,  # not "bf16"
@@ -607,21 +612,23 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
              and not (hf["model_type"] == "deepseek_v3" and not cfg["shared_expert_dim"]
                       and ".mlp.shared_experts." in name)}
     by_file, stored = {}, {}  # stored: each dtype's first file
+    kept = ROUTER_IN_FLOAT32 if cfg["moe_router"] else ()
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
     for path, names in by_file.items():  # every name and dtype first, from the files' headers
         with safetensors.safe_open(path, framework="pt") as f:
             for name in names:
-                layout[name]  # a name the config does not describe: KeyError
-                stored.setdefault(f.get_slice(name).get_dtype(), path.name)
+                if not layout[name].endswith(kept):  # a name the config lacks: KeyError
+                    stored.setdefault(f.get_slice(name).get_dtype(), path.name)
     check(dtype is not None or len(stored) == 1, lambda: f"the weights in {folder} are of several "
           f"dtypes ({', '.join(f'{k} in {file}' for k, file in stored.items())}): pass dtype=")
     state = {}
     for path, names in by_file.items():
         with safetensors.safe_open(path, framework="pt") as f:  # memory-mapped
             for name in names:
-                tensor = f.get_tensor(name)
-                state[layout[name]] = tensor if dtype is None else tensor.to(dtype)
+                tensor, ours = f.get_tensor(name), layout[name]
+                state[ours] = (tensor.float() if ours.endswith(kept) else
+                               tensor if dtype is None else tensor.to(dtype))
     if cfg["tie_weights"]:
         state["out_head.weight"] = state["tok_emb.weight"]
     # the tensors (gpt-oss's packed experts: views of them) become the parameters: no copy
@@ -1025,7 +1032,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3
     are written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
-    head is not stored apart from the embedding. dtype None keeps the model's own. `source`, the
+    head is not stored apart from the embedding. dtype None keeps the model's own; DeepSeek V3's
+    router is written in float32 (ROUTER_IN_FLOAT32), as transformers keeps it. `source`, the
     folder the model was loaded from, gives the tokenizer's files, generation_config.json, and
     config.json's settings other than the architecture (its special tokens' ids); it must describe
     this model. The model, dtype and source are checked before anything is written, and the folder
@@ -1035,7 +1043,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
     file or folder never. `family` (config.json's model_type) chooses for a model of two families
     (OPEN_MODEL_FAMILIES); None: the source's, else the first that fits."""
     check_open_model(model)
-    stored = {p.dtype for p in model.parameters()}
+    kept = ROUTER_IN_FLOAT32 if model.cfg["moe_router"] else ()  # written in float32
+    stored = {p.dtype for name, p in model.named_parameters() if not name.endswith(kept)}
     check(dtype in (None, *_SAVED_DTYPES), lambda: f"dtype must be None or one of "
           f"{_SAVED_DTYPES}, got {dtype!r}")  # else an integer dtype would truncate, silently
     check(dtype is not None or len(stored) == 1, "the model has several dtypes: pass dtype=")
@@ -1060,7 +1069,10 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
         return (pack_experts(model, ours) if ours.endswith(PACKED_EXPERTS + STACKED_EXPERTS)
                 else split_projection(model, ours))
 
-    sizes = {name: tensor(name).numel() * dtype.itemsize for name in layout}
+    def dtype_of(name: str) -> torch.dtype:
+        return torch.float32 if layout[name].endswith(kept) else dtype
+
+    sizes = {name: tensor(name).numel() * dtype_of(name).itemsize for name in layout}
     shards, size = [[]], 0  # tensor names, in order: at most shard_bytes a file, or one tensor
     for name, nbytes in sizes.items():
         if shards[-1] and size + nbytes > shard_bytes:
@@ -1074,7 +1086,7 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
 
     def write(tmp: Path) -> None:
         for file, names in files.items():  # one file's tensors in memory at a time
-            tensors = {name: tensor(name).detach().to("cpu", dtype).contiguous()
+            tensors = {name: tensor(name).detach().to("cpu", dtype_of(name)).contiguous()
                        for name in names}
             safetensors.torch.save_file(tensors, tmp / file,
                                         metadata={"format": "pt", SAVED_BY: "save_open_model"})
@@ -1144,6 +1156,7 @@ __all__ = [
     'split_projection',
     'hf_layout',
     'tensor_files',
+    'ROUTER_IN_FLOAT32',
     'load_open_model',
     'download_open_model',
     'LLAMA3_SPLIT_PATTERN',

@@ -444,6 +444,33 @@ def test_deepseek_v3_variants_load_with_transformers_logits_and_save_back(tmp_pa
         assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-5
 
 
+def test_deepseek_v3_in_bfloat16_keeps_its_router_in_float32_as_transformers_does(tmp_path):
+    """transformers keeps DeepSeek V3's router and score bias in float32 in a bfloat16 model, and
+    saves them so: the folder loads without dtype=, with those two in float32 (the scores are
+    transformers'), and is saved back the same way, which transformers reads bit for bit."""
+    saved("deepseek_v3", tmp_path / "float32", shard="1GB")
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "float32", dtype=torch.bfloat16).eval()
+    reference.save_pretrained(tmp_path / "published")
+    stored = stored_tensors(tmp_path / "published")
+    assert stored["model.layers.1.mlp.gate.weight"].dtype == torch.float32
+    assert stored["model.layers.1.mlp.experts.0.down_proj.weight"].dtype == torch.bfloat16
+    model = load_open_model(tmp_path / "published")
+    ff = model.trf_blocks[1].ff
+    assert ff.router.weight.dtype == ff.score_bias.dtype == torch.float32
+    assert model.trf_blocks[1].ff.experts[0].down.weight.dtype == torch.bfloat16
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = model(ids).float(), reference(ids).logits.float()
+    assert (ours - theirs).abs().max() <= 0.05 * theirs.abs().max()  # bfloat16 rounding
+    ours_stored = stored_tensors(save_open_model(model, tmp_path / "ours"))
+    assert ours_stored.keys() == stored.keys()
+    assert all(torch.equal(ours_stored[name], tensor) for name, tensor in stored.items())
+    reread = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.equal(reread(ids).logits, reference(ids).logits)
+
+
 def test_gpt_oss_in_mxfp4_as_published_is_refused_with_what_to_do(tmp_path):
     saved("gpt_oss", tmp_path, shard="1GB")
     rewrite_config(tmp_path, quantization_config={"quant_method": "mxfp4"})

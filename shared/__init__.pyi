@@ -187,6 +187,7 @@ from ch05_pretraining.open_weights import (
     split_projection as split_projection,
     hf_layout as hf_layout,
     tensor_files as tensor_files,
+    ROUTER_IN_FLOAT32 as ROUTER_IN_FLOAT32,
     load_open_model as load_open_model,
     download_open_model as download_open_model,
     LLAMA3_SPLIT_PATTERN as LLAMA3_SPLIT_PATTERN,
