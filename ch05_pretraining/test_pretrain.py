@@ -742,7 +742,7 @@ POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="Windows has 
 
 @POSIX_SIGNALS
 def test_sigterm_checkpoints_at_a_step_boundary_and_the_resume_is_bit_identical(texts, tmp_path):
-    common = ["--data", str(texts), *TINY, "--steps", "300", "--eval-every", "50",
+    common = ["--data", str(texts), *TINY, "--steps", "120", "--eval-every", "20",
               "--checkpoint-every", "1000"]
     pretrain.main([*common, "--out", str(tmp_path / "straight")])
     out = tmp_path / "stopped"
@@ -751,14 +751,14 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_the_resume_is_bit_identical(
     try:
         log = out / "log.jsonl"
         while process.poll() is None and not (log.exists() and log.read_text().count("\n") >= 2):
-            time.sleep(0.01)  # until step 50 is logged: mid-run, with 249 steps still to go
+            time.sleep(0.01)  # until step 20 is logged: mid-run, with 99 steps still to go
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM, stderr  # what a shell reports for it
     stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert 50 <= stopped_at < 299
+    assert 20 <= stopped_at < 119
     assert stderr.splitlines()[-1] == (f"pretrain.py: stopped by SIGTERM after step {stopped_at},"
                                        f" checkpointed in {out / 'checkpoint.pt'}: continue "
                                        "with --resume")
