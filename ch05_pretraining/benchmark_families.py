@@ -107,10 +107,10 @@ def main() -> None:
     transformers.utils.logging.set_verbosity_error()
     print(f"{measured_on()}, transformers {transformers.__version__}, device {args.device}; "
           f"greedy, prompt 16 tokens, {args.new_tokens} new, median of {args.rounds} rounds")
-    print(f"{'family':<12} {'FastDecoder':>12} {'transformers':>13} {'ratio':>7}  same tokens")
+    print(f"{'family':<16} {'FastDecoder':>12} {'transformers':>13} {'ratio':>7}  same tokens")
     for name in args.families:
         ours, theirs, same = compare(name, args.new_tokens, args.rounds, args.device)
-        print(f"{name:<12} {ours:>8.1f} t/s {theirs:>9.1f} t/s {ours / theirs:>6.2f}x  "
+        print(f"{name:<16} {ours:>8.1f} t/s {theirs:>9.1f} t/s {ours / theirs:>6.2f}x  "
               f"{'yes' if same else 'NO'}", flush=True)
 
 
