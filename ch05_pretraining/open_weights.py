@@ -882,11 +882,13 @@ def _qwen3_5_keys(cfg: dict) -> dict:
 def _deepseek_v3(cfg: dict) -> bool:
     """DeepSeek V3's latent attention and no other family's switches; experts routed by groups
     beside an ungated shared expert of a whole number of experts' width, or none; plain RoPE
-    at the default scale (its YaRN is read, 5.9, but not written)."""
+    or YaRN, whose scores' scale (query_pre_attn_scalar) needs a YaRN factor above 1."""
     shared, width = cfg["shared_expert_dim"] or 0, cfg["moe_hidden_dim"] or 1
-    return (bool(cfg["mla"]) and not cfg["qk_norm"] and cfg["rope_freq"] is None
+    yarn = _yarn(cfg) and cfg["rope_freq"]["factor"] > 1
+    return (bool(cfg["mla"]) and not cfg["qk_norm"] and (cfg["rope_freq"] is None or _yarn(cfg))
+            and (cfg["query_pre_attn_scalar"] is None or yarn)
             and _at_defaults(cfg, [key for key in _FAMILY_KEYS if key not in (
-                *_DEEPSEEK_V3_KEYS, "rope_dim", "shared_expert_dim")])
+                *_DEEPSEEK_V3_KEYS, "rope_dim", "shared_expert_dim", "query_pre_attn_scalar")])
             and (not cfg["num_experts"] or cfg["moe_router"] is not None
                  and not (shared and cfg["shared_expert_gate"]) and shared % width == 0))
 
@@ -910,7 +912,27 @@ def _deepseek_v3_keys(cfg: dict) -> dict:
             "topk_group": router.get("topk_groups"),
             "routed_scaling_factor": router.get("scale")}
     return {"q_lora_rank": mla.get("q_rank"),  # None is a setting: queries without a latent
-            **{key: value for key, value in keys.items() if value is not None}}
+            **{key: value for key, value in keys.items() if value is not None},
+            **({"rope_scaling": _deepseek_v3_yarn(cfg)} if _yarn(cfg) else {})}
+
+
+def _deepseek_v3_yarn(cfg: dict) -> dict:
+    """DeepSeek V3's YaRN as its files spell it: the scores' scale as mscale_all_dim and the
+    attention factor as mscale beside it (config_from_hf's reading, solved for the two), or,
+    without a scores' scale, the attention factor itself."""
+    rope, scale = cfg["rope_freq"], cfg["query_pre_attn_scalar"]
+    written = {"type": "yarn", "factor": rope["factor"], "beta_fast": rope["beta_fast"],
+               "beta_slow": rope["beta_slow"],
+               "original_max_position_embeddings": rope["original_context_length"],
+               **({} if rope.get("truncate", True) else {"truncate": False})}
+    step = 0.1 * math.log(rope["factor"])  # yarn_scale(m) = step * m + 1
+    if scale is None:
+        return {**written, **({"attention_factor": rope["attention_factor"]}
+                              if rope.get("attention_factor") is not None else {})}
+    all_dims = (cfg["head_dim"] / scale) ** 0.25  # the scores are times all_dims ** 2
+    factor = rope.get("attention_factor") or step + 1  # YaRN's own, with none given
+    return {**written, "mscale_all_dim": (all_dims - 1) / step,
+            "mscale": (factor * all_dims - 1) / step}
 
 
 def _gpt_oss_keys(cfg: dict) -> dict:

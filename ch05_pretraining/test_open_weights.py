@@ -543,6 +543,29 @@ def test_rope_spellings_give_transformers_logits(tmp_path, name, changes):
         assert (model(ids) - reference(ids).logits).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("changes", DEEPSEEK_V3_YARN)
+def test_deepseek_v3s_yarn_is_saved_back_in_its_own_spelling(tmp_path, changes):
+    """Its YaRN written back as DeepSeek's files spell it (mscale and mscale_all_dim, solved
+    from the attention factor and the scores' scale): transformers reads the same logits, and
+    the course reads back the configuration it saved, to float64 rounding."""
+    saved("deepseek_v3", tmp_path / "published", shard="1GB")
+    rewrite_config(tmp_path / "published", **changes)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "published").eval()
+    model = load_open_model(tmp_path / "published")
+    folder = save_open_model(model, tmp_path / "ours")
+    written = json.loads((folder / "config.json").read_text())["rope_scaling"]
+    assert written["type"] == "yarn" and ("mscale" in written) == ("mscale" in changes[
+        "rope_parameters"])
+    reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-5
+    reloaded = load_open_model(folder).cfg
+    close = {key: pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
+             for key, value in {**model.cfg, **model.cfg["rope_freq"]}.items()}
+    assert {**reloaded, **reloaded["rope_freq"]} == close
+
+
 # Gemma 3 270M's and 1B's config.json as published on the Hub (google/gemma-3-270m,
 # google/gemma-3-1b-pt), in transformers 4's spelling, the architecture's keys transcribed (no
 # download here); the 1B's gives its layer pattern as sliding_window_pattern, the 270M's as
