@@ -55,8 +55,8 @@ QWEN3_5_WITH_VISION = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_te
 
 def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3,
-    gpt-oss, Qwen3-Next or DeepSeek V3 config.json; an option the model does not compute is
-    refused by name, never dropped."""
+    gpt-oss, Qwen3-Next, DeepSeek V3 or Qwen3.5 (its text model) config.json; an option the model
+    does not compute is refused by name, never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     if model_type in QWEN3_5_WITH_VISION:  # the text model's settings, the images' unread; the
@@ -631,7 +631,8 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
                                tensor if dtype is None else tensor.to(dtype))
     if cfg["tie_weights"]:
         state["out_head.weight"] = state["tok_emb.weight"]
-    # the tensors (gpt-oss's packed experts: views of them) become the parameters: no copy
+    # the tensors become the parameters, no copy (but for gpt-oss's gate and up layers and
+    # Qwen3.5's joined projections, copied above)
     model.load_state_dict(group_projections(unpack_experts(state), model), assign=True)
     if cfg["tie_weights"]:
         model.out_head.weight = model.tok_emb.weight  # one Parameter again, as in training
@@ -686,9 +687,9 @@ def load_llama3_tokenizer(path: str | Path) -> tiktoken.Encoding:
 
 
 class HFTokenizer:
-    """A Hugging Face tokenizer.json (Qwen3's, Gemma 3's), read by the `tokenizers` library,
-    behind an encode(text) and a decode(ids) like chapter 2's. Special tokens written in the text
-    become those tokens (tiktoken's allowed_special="all"), as in transformers."""
+    """A Hugging Face tokenizer.json (Qwen3's, Gemma 3's, gpt-oss's), read by the `tokenizers`
+    library, behind an encode(text) and a decode(ids) like chapter 2's. Special tokens written in
+    the text become those tokens (tiktoken's allowed_special="all"), as in transformers."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
@@ -1001,7 +1002,8 @@ OPEN_MODEL_FAMILIES = {
 
 def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> dict:
     """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
-    published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3 folders spell it
+    published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and Qwen3.5 (text)
+    folders spell it
     (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the
     course is tested with); `family`, one of OPEN_MODEL_FAMILIES, where the model is of two."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
@@ -1051,8 +1053,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     source: str | Path | None = None, replace: bool = False,
                     family: str | None = None) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
-    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next and DeepSeek V3
-    are written: config.json and
+    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and
+    Qwen3.5 (its text model) are written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
     head is not stored apart from the embedding. dtype None keeps the model's own; DeepSeek V3's
     router is written in float32 (ROUTER_IN_FLOAT32), as transformers keeps it. `source`, the
