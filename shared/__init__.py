@@ -85,6 +85,7 @@ CHAPTER_MODULES = (
     "ch05_pretraining.fast_path",
     "ch05_pretraining.open_weights",
     "ch05_pretraining.shakespeare",
+    "ch05_pretraining.attention_variants",
     "ch06_classification.classification",
     "ch06_classification.mistakes",
     "ch06_classification.lora",

@@ -8,7 +8,7 @@ from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.safe_files import SAVED_BY as SAVED_BY, write_model_folder as write_model_folder
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch05_pretraining.attention_variants', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
 INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_finite', 'check_keys', 'check_token_ids', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 BOOK_NAMES_EXTENDED = ('GPTModel',)
@@ -208,6 +208,13 @@ from ch05_pretraining.shakespeare import (
     save_text_model as save_text_model,
     load_text_model as load_text_model,
     nats_per_character as nats_per_character,
+)
+from ch05_pretraining.attention_variants import (
+    attention_variants as attention_variants,
+    cache_bytes as cache_bytes,
+    CharTokenizer as CharTokenizer,
+    char_loaders as char_loaders,
+    train_and_evaluate as train_and_evaluate,
 )
 from ch06_classification.classification import (
     download_and_unzip_spam_data as download_and_unzip_spam_data,
