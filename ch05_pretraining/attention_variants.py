@@ -38,6 +38,7 @@ def attention_variants(cfg: dict, kv_groups: int, window: int, latent: int,
     return {name: validate_modern_config({**cfg, **changes}) for name, changes in {
         "multi-head": {"n_kv_groups": heads},
         "grouped-query": {"n_kv_groups": kv_groups},
+        # (4.8.12's layer has no QK-norm: validate_modern_config refuses one with it)
         "multi-head latent": {"n_kv_groups": heads, "qk_norm": False, "rope_dim": rope_dim,
                               "mla": {"q_rank": None, "kv_rank": latent, "v_dim": head_dim,
                                       "interleaved": False}},
@@ -68,7 +69,7 @@ class CharTokenizer:
         self.ids = {char: i for i, char in enumerate(self.chars)}
         self.n_vocab = len(self.chars)
 
-    def encode(self, text: str, allowed_special=()) -> list[int]:
+    def encode(self, text: str, allowed_special=()) -> list[int]:  # GPTDatasetV1 passes it
         unknown = set(text) - self.ids.keys()  # else a KeyError naming one character, late
         check(not unknown, lambda: f"characters not in the alphabet: {sorted(unknown)[:5]}")
         return [self.ids[char] for char in text]

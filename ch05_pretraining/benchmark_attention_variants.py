@@ -5,11 +5,11 @@ variant's validation loss moves with the seed alone, beside how far the variants
         [--device cuda]
 
 The notebook's budget and models exactly (4 layers of width 64, 4 query heads of 16, RoPE on 8
-numbers of each, no QK-norm; 2 key-value groups, a latent of 16, windows of 16; 100 batches of 32 windows of 64
-characters of Tiny Shakespeare, peak learning rate 6e-3), from seeds 123, 124, ...; seed 123 is
-the notebook's run. Prints each variant's loss from every seed, their mean and their spread
-(largest minus smallest). --batches trains on more of the corpus (it has 490 batches of 32
-windows of 64 characters to train on)."""
+numbers of each, no QK-norm; 2 key-value groups, a latent of 16, windows of 16; 100 batches of
+32 windows of 64 characters of Tiny Shakespeare, peak learning rate 6e-3), from seeds 123, 124,
+...; seed 123 is the notebook's run. Prints each variant's loss from every seed, their mean and
+their spread (largest minus smallest). --batches trains on more of the corpus (it has 490
+batches of 32 windows of 64 characters to train on)."""
 
 import time
 
