@@ -536,3 +536,35 @@ def _moe_read_per_token(bytes_per_number=2, experts_read=8, embedding_read=False
 ])
 def moe_bytes_per_token():
     return _moe_read_per_token()
+
+
+# Exercise 5.10 -------------------------------------------------------------------------------
+
+def _tokens_to_fill(budget=100 * 2**20, bytes_per_number=2, kept=511, local=22):
+    """The first length at which Gemma 3 1B's cache holds `budget` bytes: `local` layers keep
+    `kept` positions at most, the others every position; one key-value head of 256 numbers."""
+    per_position = 2 * 256 * bytes_per_number
+    fixed = local * kept * per_position
+    return math.ceil((budget - fixed) / ((26 - local) * per_position))
+
+
+@value_exercise("5.10", rel_tol=0, abs_tol=0.5, hints=[  # an int: the first such length
+    "A local layer's cache stops growing once its window is full: it keeps the positions of the "
+    "window before the new token, whatever the text's length. Only the global layers keep "
+    "growing.",
+    "Per layer and position the cache holds a key and a value of one head of 256 numbers, 2 "
+    "bytes each. Find the first length whose total reaches 100 MiB (100 * 2**20 bytes): the "
+    "full windows are a fixed part of it.",
+], mistakes=[
+    (lambda expected: _tokens_to_fill(local=0),
+     "That is a cache with every layer global; 22 of Gemma 3 1B's 26 layers keep a window only."),
+    (lambda expected: _tokens_to_fill(kept=512),
+     "A window of 512 keeps the 511 positions before the new token, not 512."),
+    (lambda expected: _tokens_to_fill(bytes_per_number=4),
+     "That is float32; in bfloat16 a number takes 2 bytes."),
+    (lambda expected: expected - 1,
+     "At that length the cache is just below 100 MiB: the question asks for the first length at "
+     "which it holds 100 MiB or more."),
+])
+def tokens_to_fill_the_cache():
+    return _tokens_to_fill()

@@ -81,6 +81,25 @@ def test_exercise_5_9_accepts_rounded_answers_and_names_each_mistake(capsys):
         assert hint in capsys.readouterr().out
 
 
+def test_exercise_5_10_is_the_first_length_the_cache_of_gemma_3_1b_measures_at_100_mib(capsys):
+    """The check's answer is what cache_bytes measures on Gemma 3 1B's caches (meta device),
+    and each named mistake gets its own hint."""
+    from shared import OPEN_MODEL_CONFIGS, ModernGPTModel, cache_bytes, check_answer
+
+    tokens = exercise_checks.tokens_to_fill_the_cache()
+    with torch.device("meta"):
+        model = ModernGPTModel(OPEN_MODEL_CONFIGS["gemma-3-1b"]).to(torch.bfloat16)
+    assert cache_bytes(model, tokens - 1) < 100 * 2**20 <= cache_bytes(model, tokens)
+    assert check_answer("5.10", tokens)
+    fill = exercise_checks._tokens_to_fill
+    for mistake, hint in [(fill(local=0), "every layer global"), (fill(kept=512), "511"),
+                          (fill(bytes_per_number=4), "float32"),
+                          (tokens - 1, "just below 100 MiB")]:
+        capsys.readouterr()
+        assert not check_answer("5.10", mistake)
+        assert hint in capsys.readouterr().out
+
+
 def test_a_check_that_runs_the_model_refuses_one_on_the_meta_device():
     from shared import check_answer
 
