@@ -414,6 +414,39 @@ def chapter_5_gpt_oss_experts(tmp_path):
     assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.state_dict().items())
 
 
+QWEN3_5 = {"n_layers": 2, "layer_types": ["linear", "global"], "attention_gate": True,
+           "norm_unit_offset": True, "rope_dim": 4,
+           "deltanet": {"key_heads": 2, "value_heads": 4, "key_dim": 4, "value_dim": 4,
+                        "conv_kernel": 4}}
+
+
+@case
+def chapter_5_qwen3_5_projections(tmp_path):
+    """Qwen3.5's DeltaNet projections are cut apart from a model on the device
+    (split_projection, as save_open_model does) and joined again (group_projections, as
+    load_open_model does): the layer's own weights, on the device; saved and loaded back on the
+    CPU, the same weights."""
+    model = tiny_qwen3(**QWEN3_5).to(GPU)
+    prefix = "trf_blocks.0.att."
+    apart = {prefix + part: shared.split_projection(model, prefix + part)
+             for part in shared.SEPARATE_PROJECTIONS}
+    assert on_the_gpu(*apart.values())
+    joined = shared.group_projections(apart, model)
+    assert torch.equal(joined[prefix + "W_qkvz.weight"], model.trf_blocks[0].att.W_qkvz.weight)
+    assert torch.equal(joined[prefix + "W_ba.weight"], model.trf_blocks[0].att.W_ba.weight)
+    shared.save_open_model(model, tmp_path / "saved", family="qwen3_5_text")
+    loaded = shared.load_open_model(tmp_path / "saved")
+    expected = tiny_qwen3(**QWEN3_5).state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.state_dict().items())
+
+
+@case
+def chapter_5_attention_variants():
+    """cache_bytes runs the model where it is, and measures the same bytes there."""
+    model = tiny_qwen3(n_layers=2)
+    assert shared.cache_bytes(model.to(GPU), 5) == shared.cache_bytes(tiny_qwen3(n_layers=2), 5)
+
+
 def classifier():
     torch.manual_seed(0)
     return shared.add_classification_head(tiny_gpt())
