@@ -18,7 +18,6 @@ from ch04_gpt_model.modern import (
 )
 from ch05_pretraining.pretraining import calc_loss_loader
 from ch05_pretraining.training import train_model
-from shared.checks import check
 from shared.utils import set_seed
 
 
@@ -50,13 +49,15 @@ def attention_variants(cfg: dict, kv_groups: int, window: int, latent: int,
 # %% beyond_8_attention_variants.ipynb cell 7, 5.11.1 The bytes each keeps per token
 
 def cache_bytes(model: ModernGPTModel, num_tokens: int) -> int:
-    """The bytes a model's caches hold after reading num_tokens tokens: measured on the caches
-    themselves after a forward pass (on the meta device, a model of any size costs no memory)."""
+    """The bytes a model's caches hold after reading num_tokens tokens (keys and values, or a
+    DeltaNet layer's state and convolution inputs, 4.9): measured on the caches themselves after
+    a forward pass (on the meta device, a model of any size costs no memory)."""
     caches = model.make_kv_caches(num_tokens)
     device = next(model.parameters()).device
     with torch.no_grad():
         model(torch.zeros(1, num_tokens, dtype=torch.long, device=device), caches, last_only=True)
-    return sum(cache.keys.nbytes + cache.values.nbytes for cache in caches)
+    return sum(held.nbytes for cache in caches for held in vars(cache).values()
+               if isinstance(held, torch.Tensor))
 
 
 # %% beyond_8_attention_variants.ipynb cell 11, 5.11.2 The loss each reaches on one budget
@@ -70,9 +71,7 @@ class CharTokenizer:
         self.n_vocab = len(self.chars)
 
     def encode(self, text: str, allowed_special=()) -> list[int]:  # GPTDatasetV1 passes it
-        unknown = set(text) - self.ids.keys()  # else a KeyError naming one character, late
-        check(not unknown, lambda: f"characters not in the alphabet: {sorted(unknown)[:5]}")
-        return [self.ids[char] for char in text]
+        return [self.ids[char] for char in text]  # a character not in it: KeyError, naming it
 
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in ids)
@@ -81,8 +80,8 @@ class CharTokenizer:
 def char_loaders(train_text: str, val_text: str, tokenizer: CharTokenizer, context_length: int,
                  batch_size: int, seed: int = 123) -> tuple[DataLoader, DataLoader]:
     """Chapter 2's loaders over characters: windows of context_length that do not overlap, the
-    training ones shuffled by `seed`: the same order on the first pass of every pair made with
-    the same seed (each pass draws a new order from the loader's generator)."""
+    training ones shuffled from `seed`. Loaders made with one seed give the same order on their
+    first pass (each later pass draws a new one)."""
     def dataset(text):
         return GPTDatasetV1(text, tokenizer, context_length, context_length)
 
