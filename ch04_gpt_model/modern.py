@@ -6,10 +6,10 @@
 # %% beyond_3_modern_blocks.ipynb cell 4, 4.8 Beyond GPT-2: the block of today's open models
 
 """Chapter 4, section 4.8 (beyond the book): the parts of today's open models (Llama 3, Qwen3,
-Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3): RMSNorm, rotary position embeddings,
-SwiGLU, grouped-query attention with QK-norm, a mixture of experts, sliding windows, Gemma 3's,
-Olmo 3's, gpt-oss's and Qwen3-Next's options, DeepSeek V3's latent attention and routing, and
-ModernGPTModel, the chapter's GPTModel built from them, with 4.9's Gated DeltaNet layers where a
+Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3, Gemma 4): RMSNorm, rotary position
+embeddings, SwiGLU, grouped-query attention with QK-norm, a mixture of experts, sliding windows,
+Gemma 3's, Olmo 3's, gpt-oss's and Qwen3-Next's options, DeepSeek V3's latent attention and
+routing, Gemma 4's per-layer inputs and shared keys and values, and ModernGPTModel, the chapter's GPTModel built from them, with 4.9's Gated DeltaNet layers where a
 configuration asks for them."""
 
 import math
@@ -28,16 +28,20 @@ from shared.checks import check, check_divisible, check_keys
 class RMSNorm(nn.Module):
     """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
     without the mean and the shift. unit_offset (Gemma's, 4.8.8): scale by 1 + weight, the
-    weight starting at 0."""
+    weight starting at 0. learned=False: no weight at all (Gemma 4's norm of the values, 4.8.13)."""
 
-    def __init__(self, emb_dim: int, eps: float = 1e-6, unit_offset: bool = False):
+    def __init__(self, emb_dim: int, eps: float = 1e-6, unit_offset: bool = False,
+                 learned: bool = True):
         super().__init__()
         self.eps, self.unit_offset = eps, unit_offset
-        self.weight = nn.Parameter(torch.zeros(emb_dim) if unit_offset else torch.ones(emb_dim))
+        self.weight = nn.Parameter(torch.zeros(emb_dim) if unit_offset else torch.ones(emb_dim)
+                                   ) if learned else None
 
     def forward(self, x):
         x32 = x.float()  # the statistic in float32, as Llama and Qwen3 compute it
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        if self.weight is None:
+            return x32.to(x.dtype)
         if self.unit_offset:  # Gemma scales in float32 too, and casts last
             return (x32 * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * x32.to(x.dtype)
@@ -153,22 +157,29 @@ class GroupedQueryAttention(nn.Module):
     window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
     scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8); sinks
     (a learned logit per head in every softmax) and out_bias: gpt-oss's (4.8.10); gate:
-    Qwen3-Next's (4.8.11), W_query also makes each head a gate for its output."""
+    Qwen3-Next's (4.8.11), W_query also makes each head a gate for its output; Gemma 4's
+    (4.8.13): values_from_keys, the values are the keys before their norm and RoPE (no
+    W_value), value_norm, an RMSNorm without weight on every value head, and reuse_kv, no keys
+    or values of its own: those forward finds in shared_kv."""
 
     def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int,
                  dropout: float = 0.0, qkv_bias: bool = False, qk_norm: bool = False,
                  norm_eps: float = 1e-6, use_sdpa: bool = False, window: int | None = None,
                  scale: float | None = None, norm_unit_offset: bool = False,
                  qk_norm_across_heads: bool = False, sinks: bool = False,
-                 out_bias: bool = False, gate: bool = False):
+                 out_bias: bool = False, gate: bool = False, values_from_keys: bool = False,
+                 value_norm: bool = False, reuse_kv: bool = False):
         super().__init__()
         check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
         self.use_sdpa, self.window, self.scale, self.gate = use_sdpa, window, scale, gate
+        self.values_from_keys, self.reuse_kv = values_from_keys, reuse_kv
         # with a gate, each head's query numbers, then its gate's
         self.W_query = nn.Linear(d_in, num_heads * head_dim * (2 if gate else 1), bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
+        if not reuse_kv:
+            self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
+        if not (reuse_kv or values_from_keys):
+            self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=out_bias)
         self.sinks = nn.Parameter(torch.zeros(num_heads)) if sinks else None
         self.across_heads = qk_norm_across_heads
@@ -176,30 +187,34 @@ class GroupedQueryAttention(nn.Module):
                             else (head_dim, head_dim))
         self.q_norm = RMSNorm(q_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(k_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
+        self.v_norm = RMSNorm(head_dim, norm_eps, learned=False) if value_norm else nn.Identity()
+        if reuse_kv:
+            del self.k_norm, self.v_norm  # the keys and values come made
         self.dropout = nn.Dropout(dropout)
 
     def split_heads(self, x, heads):
         """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)"""
         return x.view(*x.shape[:2], heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, rope, kv_cache=None):
-        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles for these tokens."""
+    def forward(self, x, rope, kv_cache=None, shared_kv=None):
+        """x (batch, tokens, d_in); rope: the (cos, sin) of rope_angles for these tokens;
+        shared_kv (Gemma 4's, 4.8.13): a dict, for each kind of layer (its window), of the
+        keys, values and start of the latest layer of that kind that made its own."""
         start = kv_cache.length if kv_cache is not None else 0
         batch, num_tokens, _ = x.shape
-        queries, keys = self.W_query(x), self.W_key(x)
+        queries = self.W_query(x)
         if self.gate:  # Qwen3-Next's: each head's second half is its output's gate
             queries, gate = queries.view(batch, num_tokens, self.num_heads, -1).chunk(2, dim=-1)
             queries = queries.reshape(batch, num_tokens, -1)
-        if self.across_heads:  # Olmo's QK-norm: each token's queries (keys) as one vector
-            queries, keys = self.q_norm(queries), self.k_norm(keys)
-        queries = self.split_heads(queries, self.num_heads)
-        keys = self.split_heads(keys, self.num_kv_groups)
-        if not self.across_heads:
-            queries, keys = self.q_norm(queries), self.k_norm(keys)
-        values = self.split_heads(self.W_value(x), self.num_kv_groups)
-        queries, keys = apply_rope(queries, *rope), apply_rope(keys, *rope)
-        if kv_cache is not None:  # it stores the shared heads only
-            keys, values = kv_cache.update(keys, values)
+        if self.reuse_kv:  # an earlier layer's, with its start: these queries' positions
+            keys, values, start = shared_kv[self.window]
+            queries = apply_rope(self.q_norm(self.split_heads(queries, self.num_heads)), *rope)
+        else:
+            queries, keys, values = self.project(x, queries, rope)
+            if kv_cache is not None:  # it stores the shared heads only
+                keys, values = kv_cache.update(keys, values)
+            if shared_kv is not None:  # for the later layers that reuse them
+                shared_kv[self.window] = keys, values, start
         # query r sits at position start + r; attend shares each key head among its group
         if self.sinks is not None:  # no fused kernel takes sinks: the explicit path
             context = attend_with_sinks(queries, keys, values, start, self.sinks, self.dropout,
@@ -211,6 +226,21 @@ class GroupedQueryAttention(nn.Module):
         if self.gate:  # each number of each head's output let through by its own gate
             context = context * torch.sigmoid(gate.reshape(batch, num_tokens, -1))
         return self.out_proj(context)
+
+    def project(self, x, queries, rope):
+        """The queries (made from x, not yet split), keys and values, split into heads,
+        normed and turned by RoPE."""
+        keys = self.W_key(x)
+        # Gemma 4's global layers: the values are the keys as W_key makes them
+        values = self.split_heads(keys if self.values_from_keys else self.W_value(x),
+                                  self.num_kv_groups)
+        if self.across_heads:  # Olmo's QK-norm: each token's queries (keys) as one vector
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
+        queries = self.split_heads(queries, self.num_heads)
+        keys = self.split_heads(keys, self.num_kv_groups)
+        if not self.across_heads:
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
+        return apply_rope(queries, *rope), apply_rope(keys, *rope), self.v_norm(values)
 
 
 # %% beyond_3_modern_blocks.ipynb cell 23, 4.8.4 Grouped-query attention and QK-norm
@@ -380,13 +410,20 @@ class ModernBlock(nn.Module):
     """Llama's and Qwen3's block: GPT-2's pre-norm shortcuts around RMSNorm, grouped-query
     attention with RoPE, and a SwiGLU (or mixture-of-experts) feed-forward; cfg["post_norms"]
     adds Gemma 3's norm on each sublayer's output (4.8.8), and cfg["pre_norms"] False leaves
-    only those, as Olmo 3 does (4.8.9)."""
+    only those, as Olmo 3 does (4.8.9); Gemma 4 adds a third shortcut, for the token's own
+    input to this layer, and scales the block's output (4.8.13)."""
 
-    def __init__(self, cfg: dict, kind: str = "global", dense: bool = False):
+    def __init__(self, cfg: dict, kind: str = "global", dense: bool = False,
+                 reuse_kv: bool = False):
         """kind: "global", "local" (attention within cfg["sliding_window"], 4.8.7) or "linear"
         (Gated DeltaNet in attention's place, 4.9); dense: a SwiGLU of hidden_dim even in a
-        model of experts (DeepSeek V3's first layers, 4.8.12)."""
+        model of experts (DeepSeek V3's first layers, 4.8.12); reuse_kv: attention with an
+        earlier layer's keys and values (Gemma 4's last layers, 4.8.13)."""
         super().__init__()
+        wide = kind == "global" and cfg["global_head_dim"]  # Gemma 4's global layers (4.8.13)
+        head_dim = cfg["global_head_dim"] if wide else cfg["head_dim"]
+        kv_groups = cfg["global_kv_groups"] if wide and cfg["global_kv_groups"] else cfg[
+            "n_kv_groups"]
         scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
         scale = None if scalar is None else scalar ** -0.5
         if cfg["mla"]:  # DeepSeek V3's latent attention (4.8.12)
@@ -398,14 +435,16 @@ class ModernBlock(nn.Module):
             self.att = GatedDeltaNet(cfg["emb_dim"], **cfg["deltanet"], norm_eps=cfg["norm_eps"])
         else:
             self.att = GroupedQueryAttention(
-                cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
+                cfg["emb_dim"], cfg["n_heads"], kv_groups, head_dim,
                 dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
                 qk_norm=cfg["qk_norm"] or cfg["qk_norm_across_heads"],  # across: a QK-norm too
                 norm_eps=cfg["norm_eps"], use_sdpa=cfg["sdpa"],
                 window=cfg["sliding_window"] if kind == "local" else None, scale=scale,
                 norm_unit_offset=cfg["norm_unit_offset"],
                 qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
-                out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"])
+                out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"],
+                values_from_keys=cfg["values_from_keys"] and kind == "global",
+                value_norm=cfg["value_norm"], reuse_kv=reuse_kv)
         swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
                   "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
         if cfg["num_experts"] and not dense:
@@ -414,8 +453,9 @@ class ModernBlock(nn.Module):
                                      shared_hidden_dim=cfg["shared_expert_dim"],
                                      shared_gate=cfg["shared_expert_gate"],
                                      router=cfg["moe_router"], **swiglu)
-        else:
-            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"], **swiglu)
+        else:  # Gemma 4's layers that reuse keys and values may be twice as wide
+            wider = 2 if cfg["double_wide_mlp"] and reuse_kv else 1
+            self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"] * wider, **swiglu)
 
         def norm():
             return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
@@ -426,11 +466,23 @@ class ModernBlock(nn.Module):
         self.post_norm1 = norm() if cfg["post_norms"] else nn.Identity()
         self.post_norm2 = norm() if cfg["post_norms"] else nn.Identity()
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+        if cfg["per_layer_dim"]:  # Gemma 4's: the layer's own input, gated by the stream
+            self.per_layer_gate = nn.Linear(cfg["emb_dim"], cfg["per_layer_dim"], bias=False)
+            self.per_layer_up = nn.Linear(cfg["per_layer_dim"], cfg["emb_dim"], bias=False)
+            self.per_layer_norm = norm()
+        if cfg["layer_scalar"]:  # Gemma 4's: one number that scales the block's output
+            self.register_buffer("layer_scalar", torch.ones(1))
 
-    def forward(self, x, rope, kv_cache=None):
-        x = x + self.drop_shortcut(self.post_norm1(self.att(self.norm1(x), rope, kv_cache)))
+    def forward(self, x, rope, kv_cache=None, *, shared_kv=None, per_layer_input=None):
+        """shared_kv, per_layer_input (batch, tokens, per_layer_dim): Gemma 4's (4.8.13)."""
+        att = (self.att(self.norm1(x), rope, kv_cache) if shared_kv is None
+               else self.att(self.norm1(x), rope, kv_cache, shared_kv))
+        x = x + self.drop_shortcut(self.post_norm1(att))
         x = x + self.drop_shortcut(self.post_norm2(self.ff(self.norm2(x))))
-        return x
+        if per_layer_input is not None:
+            gated = nn.functional.gelu(self.per_layer_gate(x), approximate="tanh") * per_layer_input
+            x = x + self.drop_shortcut(self.per_layer_norm(self.per_layer_up(gated)))
+        return x * self.layer_scalar if hasattr(self, "layer_scalar") else x
 
 
 # %% beyond_3_modern_blocks.ipynb cell 34, 4.8.6 `ModernGPTModel`
@@ -455,6 +507,14 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     # DeepSeek V3's (4.8.12): its latent attention's sizes, an ungated shared expert, routing by
     # groups, and its first layers dense
     "mla": None, "shared_expert_gate": True, "moe_router": None, "dense_layers": 0,
+    # Gemma 4's (4.8.13): per-layer inputs of that width, keys and values reused by the last
+    # kv_shared_layers layers (whose feed-forward may be double width), the global layers' head
+    # width, key-value heads, values and RoPE (the fraction of pairs that turn), values normed,
+    # each block's output scaled, and the logits capped
+    "per_layer_dim": None, "kv_shared_layers": 0, "double_wide_mlp": False,
+    "global_head_dim": None, "global_kv_groups": None, "values_from_keys": False,
+    "global_rope_fraction": None, "value_norm": False, "layer_scalar": False,
+    "final_logit_softcap": None,
 }
 
 
@@ -521,6 +581,25 @@ def validate_modern_config(cfg: dict) -> dict:
     check(cfg["ffn_activation"] in known and (min(settings) > 0 if clamped and None not in
           settings else settings == (None, None) and not clamped), lambda: "ffn_activation must "
           f"be one of {known}; swiglu_alpha, swiglu_limit > 0 with clamped_silu only: {settings}")
+    # Gemma 4's (4.8.13): a layer that reuses keys and values needs an earlier layer of its
+    # kind that makes them (else a KeyError deep in the first forward pass), and latent
+    # attention and DeltaNet layers have none to give; a wider feed-forward for reusing layers
+    # would be ignored without them; RoPE on a fraction of the global layers' pairs, not also
+    # on rope_dim numbers; a cap above 0
+    shared, first = cfg["kv_shared_layers"], cfg["n_layers"] - cfg["kv_shared_layers"]
+    fraction, cap = cfg["global_rope_fraction"], cfg["final_logit_softcap"]
+    check(type(shared) is int and 0 <= shared < cfg["n_layers"] and (shared or not cfg[
+          "double_wide_mlp"]) and (not shared or not cfg["mla"] and "linear" not in kinds and
+                                   set(kinds[first:]) <= set(kinds[:first])), lambda:
+          f"kv_shared_layers={shared!r} must be in 0..n_layers - 1, leave before them a layer of "
+          "each kind they have, and have no latent attention or linear layer; double_wide_mlp "
+          "needs it above 0")
+    check((fraction is None or 0 < fraction <= 1) and (cap is None or cap > 0) and (
+          cfg["rope_dim"] is None or fraction is None and cfg["global_head_dim"] is None),
+          lambda: f"global_rope_fraction={fraction!r} must be in (0, 1], final_logit_softcap="
+          f"{cap!r} above 0, and neither they nor global_head_dim set with rope_dim")
+    check(cfg["global_head_dim"] is None or cfg["global_head_dim"] % 2 == 0, lambda:
+          f"global_head_dim must be even: {cfg['global_head_dim']!r}")
     return cfg
 
 
@@ -530,8 +609,9 @@ class ModernGPTModel(GPTModel):
     """A Llama 3 / Qwen3-style GPT: ModernBlocks, a final RMSNorm, and positions as RoPE inside
     attention instead of a learned table; sliding windows in the layers cfg["layer_types"]
     calls local, Gated DeltaNet (4.9) in those it calls linear; Gemma 3's options (4.8.8), Olmo
-    3's (4.8.9), gpt-oss's (4.8.10), Qwen3-Next's (4.8.11) and DeepSeek V3's (4.8.12). forward,
-    and so generation, the training loops and finetuning, are GPTModel's."""
+    3's (4.8.9), gpt-oss's (4.8.10), Qwen3-Next's (4.8.11), DeepSeek V3's (4.8.12) and Gemma 4's
+    (4.8.13). forward, and so generation, the training loops and finetuning, are GPTModel's,
+    with Gemma 4's cap on the logits."""
 
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)  # not GPTModel.__init__, which would build GPT-2's layers
@@ -540,7 +620,9 @@ class ModernGPTModel(GPTModel):
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         # a Sequential for GPTModel's parameter names; hidden_states calls each block itself
         kinds = cfg["layer_types"] or ["global"] * cfg["n_layers"]
-        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind, dense=i < cfg["dense_layers"])
+        first_reuse = cfg["n_layers"] - cfg["kv_shared_layers"]  # Gemma 4's (4.8.13)
+        self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind, dense=i < cfg["dense_layers"],
+                                                      reuse_kv=i >= first_reuse)
                                           for i, kind in enumerate(kinds)])
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
@@ -548,26 +630,61 @@ class ModernGPTModel(GPTModel):
             with torch.no_grad():  # as in GPTModel: GPT-2's scale, not nn.Embedding's N(0, 1)
                 self.tok_emb.weight.mul_(0.02)
             self.out_head.weight = self.tok_emb.weight
+        if cfg["per_layer_dim"]:  # Gemma 4's: each token's input to each layer, from a table
+            width = cfg["n_layers"] * cfg["per_layer_dim"]  # and from the token's embedding
+            self.per_layer_emb = nn.Embedding(cfg["vocab_size"], width)
+            self.per_layer_proj = nn.Linear(cfg["emb_dim"], width, bias=False)
+            self.per_layer_norm = RMSNorm(cfg["per_layer_dim"], cfg["norm_eps"])
+
+    def forward(self, in_idx, kv_caches=None, last_only=False):
+        logits = super().forward(in_idx, kv_caches, last_only)
+        cap = self.cfg["final_logit_softcap"]  # Gemma 4's: cap * tanh(logits / cap)
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def hidden_states(self, in_idx, kv_caches=None):
         start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
         self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
         rope_dim = cfg["rope_dim"] or cfg["head_dim"]  # Qwen3-Next turns a quarter (4.8.11)
-        freqs = rope_frequencies(rope_dim, cfg["rope_base"], cfg["rope_freq"])
+        global_dim = cfg["global_head_dim"] or rope_dim  # Gemma 4's are wider (4.8.13)
+        freqs = rope_frequencies(global_dim, cfg["rope_base"], cfg["rope_freq"])
+        if cfg["global_rope_fraction"]:  # Gemma 4's: the slowest pairs do not turn at all
+            freqs[int(cfg["global_rope_fraction"] * global_dim / 2):] = 0.0
         factor = rope_attention_factor(cfg["rope_freq"])  # 1 but for YaRN (4.8.9)
         rope = local_rope = rope_angles(freqs.to(in_idx.device), start, num_tokens, factor)
-        if cfg["rope_local_base"] is not None:  # Gemma 3's local layers: a base of their own
-            local_freqs = rope_frequencies(rope_dim, cfg["rope_local_base"])
+        local_base = cfg["rope_local_base"]  # Gemma 3's local layers: a base of their own
+        if local_base is not None or global_dim != rope_dim or cfg["global_rope_fraction"]:
+            local_freqs = rope_frequencies(rope_dim, local_base or cfg["rope_base"],
+                                           None if local_base else cfg["rope_freq"])
             local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)
         x = self.tok_emb(in_idx)
         if cfg["scale_embeddings"]:  # Gemma: times sqrt(emb_dim), first cast to x's dtype
             x = x * torch.tensor(cfg["emb_dim"] ** 0.5, dtype=x.dtype, device=x.device)
+        extra = [{} for _ in self.trf_blocks]  # Gemma 4's, for each block (4.8.13)
+        if cfg["per_layer_dim"]:
+            for i, per_layer in enumerate(self.per_layer_inputs(in_idx, x).unbind(dim=2)):
+                extra[i]["per_layer_input"] = per_layer
+        if cfg["kv_shared_layers"]:
+            shared_kv = {}  # one dict for every block: the later blocks read what earlier wrote
+            for block_extra in extra:
+                block_extra["shared_kv"] = shared_kv
         x = self.drop_emb(x)
         for i, block in enumerate(self.trf_blocks):
             x = block(x, rope if block.att.window is None else local_rope,
-                      kv_caches[i] if kv_caches else None)
+                      kv_caches[i] if kv_caches else None, **extra[i])
         return self.final_norm(x)
+
+    def per_layer_inputs(self, in_idx, x):
+        """Gemma 4's input for each layer (4.8.13), (batch, tokens, n_layers, per_layer_dim):
+        the token's row of per_layer_emb, times sqrt(per_layer_dim), averaged with the scaled
+        embeddings x projected, scaled by 1 / sqrt(emb_dim) and normed."""
+        cfg = self.cfg
+        split = (*in_idx.shape, cfg["n_layers"], cfg["per_layer_dim"])
+        own = self.per_layer_emb(in_idx) * torch.tensor(cfg["per_layer_dim"] ** 0.5,
+                                                        dtype=x.dtype, device=x.device)
+        projected = self.per_layer_norm((self.per_layer_proj(x) * cfg["emb_dim"] ** -0.5
+                                         ).view(split))
+        return (projected + own.view(split)) * 2 ** -0.5
 
     def make_kv_caches(self, max_tokens=None):
         """GPTModel's caches, windowed for the local layers (they keep window - 1 positions);

@@ -47,26 +47,29 @@ from shared.safe_files import (
 
 OPEN_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "gemma3_text", "olmo3", "gpt_oss",
                     "qwen3_next", "deepseek_v3", "qwen3_5", "qwen3_5_moe", "qwen3_5_text",
-                    "qwen3_5_moe_text")
-# Qwen3.5 is published as an image-and-text model: its config.json keeps the text model's
-# settings in text_config and its tensors under model.language_model. (beside model.visual.)
-QWEN3_5_WITH_VISION = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}
+                    "qwen3_5_moe_text", "gemma4", "gemma4_text")
+# Qwen3.5 and Gemma 4 are published as models of images (Gemma 4's of sound too) and text:
+# config.json keeps the text model's settings in text_config, and its tensors are under
+# model.language_model. (beside the image encoder's): the text model's model_type, for each
+TEXT_MODEL_OF = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text",
+                 "gemma4": "gemma4_text"}
 
 
 def config_from_hf(hf: dict) -> dict:
     """ModernGPTModel's configuration for a Llama 3, Qwen3 (dense or MoE), Gemma 3 (text), Olmo 3,
-    gpt-oss, Qwen3-Next, DeepSeek V3 or Qwen3.5 (its text model) config.json; an option the model
-    does not compute is refused by name, never dropped."""
+    gpt-oss, Qwen3-Next, DeepSeek V3, Qwen3.5 or Gemma 4 (their text models) config.json; an
+    option the model does not compute is refused by name, never dropped."""
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
-    if model_type in QWEN3_5_WITH_VISION:  # the text model's settings, the images' unread; the
+    if model_type in TEXT_MODEL_OF:  # the text model's settings, the images' unread; the
         # head tied as the whole model's setting says, as transformers ties it
         hf = {**hf["text_config"], "tie_word_embeddings": hf.get("tie_word_embeddings", False)}
         model_type = hf["model_type"]
     # a key the family needs and the file lacks: KeyError, naming it
     readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config,
                "qwen3_next": _qwen3_next_config, "deepseek_v3": _deepseek_v3_config,
-               "qwen3_5_text": _qwen3_next_config, "qwen3_5_moe_text": _qwen3_next_config}
+               "qwen3_5_text": _qwen3_next_config, "qwen3_5_moe_text": _qwen3_next_config,
+               "gemma4_text": _gemma4_config}
     return readers.get(model_type, _llama_qwen3_config)(hf)
 
 
@@ -214,6 +217,77 @@ def _gemma3_config(hf: dict) -> dict:
         cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
                    rope_local_base=float(ropes["local"].get(
                        "rope_theta", hf.get("rope_local_base_freq", 10_000.0))))
+    return cfg
+
+
+# transformers' defaults for Gemma 4, where config.json gives none
+_GEMMA4_ROPE = {"full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                   "rope_theta": 1_000_000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}}
+
+
+def _gemma4_config(hf: dict) -> dict:
+    """config_from_hf for Gemma 4's text model (4.8.13): Gemma 3's keys (4.8.8) but its norms'
+    1 + weight, and Gemma 4's: per-layer inputs, keys and values shared by the last layers,
+    the global layers' own head width, key-value heads (with attention_k_eq_v) and RoPE on a
+    fraction of their pairs ("proportional"), values normed, a scalar per layer, the scores'
+    scale 1 and the logits capped. The global layers' sizes are read as published
+    (global_head_dim, num_global_key_value_heads) or as transformers 5.24 saves them
+    (per_layer_config)."""
+    rope = {**_GEMMA4_ROPE, **(hf.get("rope_parameters") or {})}
+    computed = {"attention_bias": False, "hidden_activation": "gelu_pytorch_tanh",
+                "enable_moe_block": False, "quantization_config": None}
+    unsupported = _not_computed(hf, computed)
+    if hf.get("use_bidirectional_attention") == "all":  # "vision": images' tokens only
+        unsupported.append("use_bidirectional_attention='all'")
+    full, sliding = rope["full_attention"], rope["sliding_attention"]
+    if full.get("rope_type") not in ("default", "proportional") or full.get("factor", 1.0) != 1:
+        unsupported.append(f"RoPE {full} in the global layers")
+    if sliding.get("rope_type", "default") != "default":
+        unsupported.append(f"RoPE {sliding} in the local layers")
+    kinds = _layer_kinds(hf, every=6, unsupported=unsupported)
+    kinds = [*kinds[:-1], "full_attention"]  # as transformers makes it, whatever the file says
+    per_layer = hf.get("per_layer_config")
+    if per_layer is None:  # as published; transformers reads the key-value heads with k_eq_v
+        wide = {"head_dim": hf.get("global_head_dim", 512)}
+        if hf.get("attention_k_eq_v") and hf.get("num_global_key_value_heads") is not None:
+            wide["num_key_value_heads"] = hf["num_global_key_value_heads"]
+    else:  # as transformers saves it: one setting for all the global layers, none for others
+        settings = [(kind, per_layer.get(str(i), per_layer.get(i, {})))
+                    for i, kind in enumerate(kinds)]
+        wide = next((s for kind, s in settings if kind == "full_attention"), {})
+        if any(s != (wide if kind == "full_attention" else {}) for kind, s in settings) or (
+                set(wide) - {"head_dim", "num_key_value_heads"}):
+            unsupported.append(f"per_layer_config={per_layer} (one setting for every global "
+                               "layer, of head_dim and num_key_value_heads)")
+    per_layer_vocab = hf.get("vocab_size_per_layer_input", 262_144)
+    per_layer_dim = hf.get("hidden_size_per_layer_input", 256) or None
+    if per_layer_dim and per_layer_vocab != hf["vocab_size"]:
+        unsupported.append(f"vocab_size_per_layer_input={per_layer_vocab} apart from vocab_size")
+    check(not unsupported, f"ModernGPTModel does not compute {', '.join(unsupported)}")
+    fraction = full.get("partial_rotary_factor", 1.0) if full.get("rope_type") == "proportional" \
+        else None
+    layer_types = [_GEMMA3_LAYER_TYPES[kind] for kind in kinds]
+    cfg = {"vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"],
+           "n_layers": hf["num_hidden_layers"], "hidden_dim": hf["intermediate_size"],
+           "head_dim": hf["head_dim"], "n_kv_groups": hf["num_key_value_heads"],
+           "qk_norm": True, "rope_base": float(full["rope_theta"]),
+           "query_pre_attn_scalar": 1, "post_norms": True, "ffn_activation": "gelu_tanh",
+           "scale_embeddings": True, "norm_eps": hf["rms_norm_eps"],
+           "tie_weights": hf.get("tie_word_embeddings", True), "value_norm": True,
+           "layer_scalar": True, "per_layer_dim": per_layer_dim,
+           "kv_shared_layers": hf.get("num_kv_shared_layers", 0),
+           "double_wide_mlp": hf.get("use_double_wide_mlp", False) and bool(  # else unread
+               hf.get("num_kv_shared_layers", 0)),
+           "global_head_dim": wide.get("head_dim", hf["head_dim"]),
+           "global_kv_groups": wide.get("num_key_value_heads"),
+           "values_from_keys": hf.get("attention_k_eq_v", False),
+           "global_rope_fraction": fraction,
+           "final_logit_softcap": hf.get("final_logit_softcapping")}
+    if "local" in layer_types:
+        cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
+                   rope_local_base=float(sliding["rope_theta"]))
     return cfg
 
 
@@ -477,11 +551,15 @@ def split_projection(model: ModernGPTModel, name: str) -> torch.Tensor:
 
 def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str]:
     """Each tensor name of a Hugging Face Llama/Qwen3/Gemma 3/Olmo 3/gpt-oss/Qwen3-Next/DeepSeek
-    V3/Qwen3.5 checkpoint -> our parameter's name, in the order transformers stores them.
+    V3/Qwen3.5/Gemma 4 checkpoint -> our parameter's name, in the order transformers stores them.
     `family`, config.json's model_type, is read only where one model can be stored two ways:
     Qwen3.5's text model ("qwen3_5_text", "qwen3_5_moe_text") stores a DeltaNet layer's
     projections as Qwen3-Next does not."""
     layout = {"model.embed_tokens.weight": "tok_emb.weight"}
+    if model.cfg["per_layer_dim"]:  # Gemma 4's per-layer inputs (4.8.13)
+        layout.update({"model.embed_tokens_per_layer.weight": "per_layer_emb.weight",
+                       "model.per_layer_model_projection.weight": "per_layer_proj.weight",
+                       "model.per_layer_projection_norm.weight": "per_layer_norm.weight"})
     attention = {"q_proj": "W_query", "k_proj": "W_key", "v_proj": "W_value", "o_proj": "out_proj"}
     if model.cfg["qk_norm"]:
         attention.update(q_norm="q_norm", k_norm="k_norm")
@@ -517,12 +595,20 @@ def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str
         for theirs, mine in deltanet.items() if linear else ():
             layout[f"{hf}linear_attn.{theirs}"] = f"{ours}att.{mine}"
         for theirs, mine in () if linear else attention.items():
+            if not hasattr(model.trf_blocks[i].att, mine):  # Gemma 4's layers that reuse keys
+                continue  # and values, or make values from keys, have no such layer (4.8.13)
             layout[f"{hf}self_attn.{theirs}.weight"] = f"{ours}att.{mine}.weight"
             if mine in ("W_query", "W_key", "W_value") and model.cfg["qkv_bias"] or (
                     mine == "out_proj" and model.cfg["attention_out_bias"]):  # gpt-oss's
                 layout[f"{hf}self_attn.{theirs}.bias"] = f"{ours}att.{mine}.bias"
         if model.cfg["attention_sinks"]:
             layout[hf + "self_attn.sinks"] = ours + "att.sinks"
+        if model.cfg["per_layer_dim"]:  # Gemma 4's (4.8.13)
+            layout.update({hf + "per_layer_input_gate.weight": ours + "per_layer_gate.weight",
+                           hf + "per_layer_projection.weight": ours + "per_layer_up.weight",
+                           hf + "post_per_layer_input_norm.weight": ours + "per_layer_norm.weight"})
+        if model.cfg["layer_scalar"]:
+            layout[hf + "layer_scalar"] = ours + "layer_scalar"
         if model.cfg["num_experts"] and model.cfg["ffn_bias"]:  # gpt-oss's: packed experts
             layout[hf + "mlp.router.weight"] = ours + "ff.router.weight"
             layout[hf + "mlp.router.bias"] = ours + "ff.router.bias"
@@ -582,7 +668,7 @@ ROUTER_IN_FLOAT32 = ("ff.router.weight", "ff.score_bias")
 
 def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModernGPTModel:
     """A ModernGPTModel with the weights of a Hugging Face Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss,
-    Qwen3-Next, DeepSeek V3 or Qwen3.5 folder (Qwen3.5's text model), in eval mode; dtype None
+    Qwen3-Next, DeepSeek V3, Qwen3.5 or Gemma 4 folder (their text models), in eval mode; dtype None
     keeps the stored one (bfloat16 for the published models), which must be the same for every
     tensor but DeepSeek V3's router (ROUTER_IN_FLOAT32, read in float32). The stored tensors' names
     and dtypes are checked, from the files' headers, before any tensor is read; a tensor of another
@@ -593,20 +679,23 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
     hf, cfg = _open_config(folder)
     with torch.device("meta"):  # shapes only: the parameters will be the tensors read
         model = ModernGPTModel(cfg)
-    family = QWEN3_5_WITH_VISION.get(hf["model_type"], hf["model_type"])
+    family = TEXT_MODEL_OF.get(hf["model_type"], hf["model_type"])
     layout, files = hf_layout(model, family), tensor_files(folder)
     if family == "qwen3_5_moe_text":  # its experts stacked as published, or one by one, as
         layout = {**hf_layout(model), **layout}  # transformers 5.24 saves them: either is read
-    if hf["model_type"] in QWEN3_5_WITH_VISION:  # the text model's tensors, by their names there
+    if hf["model_type"] in TEXT_MODEL_OF:  # the text model's tensors, by their names there
         layout = {name.replace("model.", "model.language_model.", 1): ours
                   for name, ours in layout.items()}
     if cfg["tie_weights"]:  # some tied checkpoints store a copy of the head: it is not read
         files.pop("lm_head.weight", None)
     # what transformers skips too: Qwen3-Next's, Qwen3.5's and DeepSeek V3's layers for
-    # predicting further tokens, Qwen3.5's image encoder, and the empty shared expert a
-    # DeepSeek V3 without one is saved with
+    # predicting further tokens, and the empty shared expert a DeepSeek V3 without one is saved
+    # with; and what the text model does not read: Qwen3.5's image encoder, Gemma 4's image
+    # and sound encoders
     qwen = hf["model_type"].startswith(("qwen3_next", "qwen3_5"))
-    skipped = {"deepseek_v3": (f"model.layers.{cfg['n_layers']}.",)}.get(
+    skipped = {"deepseek_v3": (f"model.layers.{cfg['n_layers']}.",),
+               "gemma4": ("model.vision_tower.", "model.audio_tower.", "model.embed_vision.",
+                          "model.embed_audio.")}.get(
         hf["model_type"], ("mtp.", "model.visual.") if qwen else ())
     files = {name: path for name, path in files.items() if not name.startswith(skipped)
              and not (hf["model_type"] == "deepseek_v3" and not cfg["shared_expert_dim"]
@@ -783,7 +872,11 @@ _GPT_OSS_KEYS = {"attention_sinks": True, "ffn_bias": True, "ffn_activation": "c
 # The keys whose values decide the family: Llama's and Qwen3's have all of them at their defaults
 _QWEN3_NEXT_KEYS = ("attention_gate", "rope_dim", "shared_expert_dim", "deltanet")  # 4.8.11
 _DEEPSEEK_V3_KEYS = ("mla", "moe_router", "dense_layers", "shared_expert_gate")  # 4.8.12
-_NEWER_KEYS = (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS)  # at their defaults in the older families
+_GEMMA4_KEYS = ("per_layer_dim", "kv_shared_layers", "double_wide_mlp", "global_head_dim",
+                "global_kv_groups", "values_from_keys", "global_rope_fraction", "value_norm",
+                "layer_scalar", "final_logit_softcap")  # 4.8.13
+# at their defaults in the older families
+_NEWER_KEYS = (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS, *_GEMMA4_KEYS)
 _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
                                     "rope_local_base", "sliding_window", "attention_sinks",
                                     "attention_out_bias", "ffn_bias", *_NEWER_KEYS)))
@@ -812,6 +905,45 @@ def _gemma3(cfg: dict) -> bool:
             and cfg["pre_norms"] and not cfg["qk_norm_across_heads"]
             and not cfg["num_experts"] and cfg["rope_freq"] is None
             and _at_defaults(cfg, _NEWER_KEYS))
+
+
+def _gemma4(cfg: dict) -> bool:
+    """Gemma 3's switches but its norms' 1 + weight; Gemma 4's norm of the values, scalar per
+    layer and scores' scale of 1; no other family's switches, and plain RoPE; the global layers'
+    key-value heads set only with their values from keys (transformers reads them only so);
+    the last layer global (transformers makes it so)."""
+    kinds = cfg["layer_types"] or ["global"]
+    return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()
+                if key != "norm_unit_offset") and not cfg["norm_unit_offset"]
+            and cfg["qk_norm"] and cfg["pre_norms"] and cfg["value_norm"] and cfg["layer_scalar"]
+            and cfg["query_pre_attn_scalar"] == 1 and not cfg["num_experts"]
+            and cfg["rope_freq"] is None and kinds[-1] == "global"
+            and (cfg["global_kv_groups"] is None or cfg["values_from_keys"])
+            and _at_defaults(cfg, (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS, "qk_norm_across_heads",
+                                   "attention_sinks", "attention_out_bias", "ffn_bias")))
+
+
+def _gemma4_keys(cfg: dict) -> dict:
+    """config.json's Gemma 4 settings, in the published spelling (global_head_dim,
+    num_global_key_value_heads), each kind of layer's RoPE in rope_parameters, which
+    transformers reads for Gemma 4 (not rope_theta)."""
+    fraction, base = cfg["global_rope_fraction"], cfg["rope_base"]
+    full = ({"rope_type": "default", "rope_theta": base} if fraction is None else
+            {"rope_type": "proportional", "partial_rotary_factor": fraction, "rope_theta": base})
+    return {"intermediate_size": cfg["hidden_dim"], "hidden_activation": "gelu_pytorch_tanh",
+            "sliding_window": cfg["sliding_window"] or cfg["context_length"],
+            "layer_types": _hf_layer_types(cfg),
+            "rope_parameters": {"full_attention": full, "sliding_attention": {
+                "rope_type": "default", "rope_theta": cfg["rope_local_base"] or base}},
+            "global_head_dim": cfg["global_head_dim"] or cfg["head_dim"],
+            "num_global_key_value_heads": cfg["global_kv_groups"],
+            "attention_k_eq_v": cfg["values_from_keys"],
+            "num_kv_shared_layers": cfg["kv_shared_layers"],
+            "use_double_wide_mlp": cfg["double_wide_mlp"],
+            "hidden_size_per_layer_input": cfg["per_layer_dim"] or 0,
+            "vocab_size_per_layer_input": cfg["vocab_size"],
+            "final_logit_softcapping": cfg["final_logit_softcap"], "enable_moe_block": False,
+            "use_bidirectional_attention": None}
 
 
 def _olmo3(cfg: dict) -> bool:
@@ -997,13 +1129,14 @@ OPEN_MODEL_FAMILIES = {
                      and not cfg["num_experts"], _qwen3_5_keys),
     "qwen3_5_moe_text": ("Qwen3_5MoeForCausalLM", lambda cfg: _qwen3_next(cfg)
                          and cfg["num_experts"] > 0 and cfg["norm_topk_prob"], _qwen3_5_keys),
+    "gemma4_text": ("Gemma4ForCausalLM", _gemma4, _gemma4_keys),
 }
 
 
 def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> dict:
     """config.json for a ModernGPTModel configuration, the inverse of config_from_hf, spelled as the
-    published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and Qwen3.5 (text)
-    folders spell it
+    published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3, Qwen3.5 and Gemma 4
+    (text) folders spell it
     (rope_theta and rope_scaling, torch_dtype), which transformers reads (5.24.0 is the version the
     course is tested with); `family`, one of OPEN_MODEL_FAMILIES, where the model is of two."""
     families = [name for name, (_, matches, _) in OPEN_MODEL_FAMILIES.items() if matches(cfg)]
@@ -1017,8 +1150,8 @@ def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> di
     check(not cfg["qkv_bias"] or families[0] == "gpt_oss",
           "qkv_bias=True: only gpt-oss, of the families the course saves, has such biases")
     architecture, _, own_keys = OPEN_MODEL_FAMILIES[families[0]]
-    rope = cfg["rope_freq"]
-    return {"architectures": [architecture], "model_type": families[0],
+    rope, own = cfg["rope_freq"], own_keys(cfg)
+    config = {"architectures": [architecture], "model_type": families[0],
             "vocab_size": cfg["vocab_size"], "hidden_size": cfg["emb_dim"],
             "num_hidden_layers": cfg["n_layers"], "num_attention_heads": cfg["n_heads"],
             "num_key_value_heads": cfg["n_kv_groups"], "head_dim": cfg["head_dim"],
@@ -1034,7 +1167,10 @@ def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> di
                 "high_freq_factor": rope["high_freq_factor"],
                 "original_max_position_embeddings": rope["original_context_length"]}),
             "attention_bias": False, "tie_word_embeddings": cfg["tie_weights"],
-            "torch_dtype": str(dtype).removeprefix("torch."), **own_keys(cfg)}
+            "torch_dtype": str(dtype).removeprefix("torch."), **own}
+    if "rope_parameters" in own:  # Gemma 4's, which transformers reads in their place
+        del config["rope_theta"], config["rope_scaling"]
+    return config
 
 
 # %% beyond_6_open_models.ipynb cell 58, 5.9.4 Saving a model in the published format
@@ -1053,8 +1189,8 @@ def save_open_model(model: ModernGPTModel, folder: str | Path, *,
                     source: str | Path | None = None, replace: bool = False,
                     family: str | None = None) -> Path:
     """Write `model` as a Hugging Face folder that load_open_model and transformers' from_pretrained
-    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and
-    Qwen3.5 (its text model) are written: config.json and
+    read, as the published Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3,
+    Qwen3.5 and Gemma 4 (their text models) are written: config.json and
     model.safetensors, or shards of at most max_shard_size (bytes, or "5GB") with an index; a tied
     head is not stored apart from the embedding. dtype None keeps the model's own; DeepSeek V3's
     router is written in float32 (ROUTER_IN_FLOAT32), as transformers keeps it. `source`, the
@@ -1157,7 +1293,7 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     its spelling, and the dtype), refused unless it describes `model`."""
     check(source.resolve() != folder.resolve(), f"source {source} is the folder to write")
     hf, theirs = _open_config(source)
-    hf = hf["text_config"] if hf["model_type"] in QWEN3_5_WITH_VISION else hf  # its text model's
+    hf = hf["text_config"] if hf["model_type"] in TEXT_MODEL_OF else hf  # its text model's
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
@@ -1169,7 +1305,7 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
 
 __all__ = [
     'OPEN_MODEL_TYPES',
-    'QWEN3_5_WITH_VISION',
+    'TEXT_MODEL_OF',
     'config_from_hf',
     'PACKED_EXPERTS',
     'STACKED_EXPERTS',

@@ -44,6 +44,14 @@ QWEN3_5_TEXT = dict(  # 3 DeltaNet layers of 4 (2 key heads for 4 value heads), 
         "rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5,
         "mrope_section": [2, 1, 1], "mrope_interleaved": True},
     pad_token_id=0, eos_token_id=None)
+GEMMA4_TEXT = dict(
+    **{**SMALL, "num_hidden_layers": 6, "num_attention_heads": 4}, intermediate_size=48,
+    head_dim=16, global_head_dim=32, sliding_window=6, final_logit_softcapping=1.0,
+    layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2,
+    rope_parameters={"full_attention": {"rope_type": "proportional", "rope_theta": 1_000_000.0,
+                                        "partial_rotary_factor": 0.25},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+    pad_token_id=0, eos_token_id=None, bos_token_id=None)
 REFERENCES = {
     "llama3": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **SMALL, intermediate_size=96, rope_theta=500_000.0, tie_word_embeddings=True,
@@ -99,8 +107,19 @@ REFERENCES = {
     "qwen3_5_moe": lambda: transformers.Qwen3_5MoeForCausalLM(transformers.Qwen3_5MoeTextConfig(
         **QWEN3_5_TEXT, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
         shared_expert_intermediate_size=48)),
+    # Gemma 4: per-layer inputs, the last 3 of 6 layers reusing keys and values (their
+    # feed-forward twice as wide), global layers twice as wide with RoPE on a quarter of their
+    # pairs, windows shorter than the texts, logits capped where the cap bends them (E2B's kind)
+    "gemma4": lambda: transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(
+        **GEMMA4_TEXT, hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
+        num_kv_shared_layers=3, use_double_wide_mlp=True)),
+    # and the global layers' values made from their keys, by one key-value head (31B's kind)
+    "gemma4_k_eq_v": lambda: transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(
+        **GEMMA4_TEXT, hidden_size_per_layer_input=0, attention_k_eq_v=True,
+        num_global_key_value_heads=1)),
 }
-RANDOMISED = {"gemma3": ("norm",), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
+RANDOMISED = {"gemma3": ("norm",), "gemma4": ("norm", "layer_scalar"),
+              "gemma4_k_eq_v": ("norm", "layer_scalar"), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
               "qwen3_next": ("norm", "bias"), "deepseek_v3": ("norm", "bias"),
               "qwen3_5": ("norm", "bias"), "qwen3_5_moe": ("norm", "bias")}
 
@@ -391,6 +410,55 @@ def test_qwen3_5_as_published_with_its_image_encoder_reads_its_text_model(tmp_pa
         assert ("model.layers.0.mlp.experts.gate_up_proj" in names) == experts
         reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
         assert (reread(ids).logits - reference(ids).logits).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("k_eq_v", [False, True])
+def test_gemma4_as_published_with_its_image_and_sound_encoders_reads_its_text_model(tmp_path,
+                                                                                     k_eq_v):
+    """The published folders hold the model of images, sound and text: the text model's
+    settings in text_config, spelled as published (global_head_dim, num_global_key_value_heads,
+    where transformers 5.24 writes per_layer_config), its tensors under model.language_model.
+    beside the encoders', which a text model does not read. The logits and greedy tokens (also
+    FastDecoder's) are the published model's own; saved with that folder as its source, it is
+    written as the text model, which transformers reads alike."""
+    torch.manual_seed(0)
+    text = {**GEMMA4_TEXT, **(dict(hidden_size_per_layer_input=0, attention_k_eq_v=True,
+                                   num_global_key_value_heads=1) if k_eq_v else
+                              dict(hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
+                                   num_kv_shared_layers=3, use_double_wide_mlp=True))}
+    reference = transformers.Gemma4ForConditionalGeneration(transformers.Gemma4Config(
+        text_config=text, vision_config=dict(hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1, num_attention_heads=2,
+                                             num_key_value_heads=2, head_dim=16),
+        audio_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          output_proj_dims=32, subsampling_conv_channels=[8, 4]))).eval()
+    with torch.no_grad():
+        for name, parameter in [*reference.named_parameters(), *reference.named_buffers()]:
+            if "language_model" in name and ("norm" in name or "layer_scalar" in name):
+                parameter.normal_(0.0, 0.3)
+    reference.save_pretrained(tmp_path / "published")
+    config = json.loads((tmp_path / "published" / "config.json").read_text())
+    assert config["text_config"].pop("per_layer_config")  # as published instead:
+    config["text_config"].update(global_head_dim=32, num_global_key_value_heads=1 if k_eq_v
+                                 else None)
+    (tmp_path / "published" / "config.json").write_text(json.dumps(config))
+    names = safetensors.torch.load_file(tmp_path / "published" / "model.safetensors").keys()
+    assert {name.split(".")[1] for name in names} >= {"vision_tower", "audio_tower"}
+    model = load_open_model(tmp_path / "published")
+    assert model.cfg["global_head_dim"] == 32 and model.cfg["values_from_keys"] == k_eq_v
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    greedy = dict(max_new_tokens=20, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        assert (model(ids) - reference(input_ids=ids).logits).abs().max() <= 1e-4
+        expected = reference.generate(ids[:1, :4], **greedy)
+        assert torch.equal(generate_text(model, ids[:1, :4], 20), expected)
+        assert torch.equal(generate_text(FastDecoder(model), ids[:1, :4], 20), expected)
+        folder = save_open_model(model, tmp_path / "ours", source=tmp_path / "published")
+        saved_config = json.loads((folder / "config.json").read_text())
+        assert saved_config["model_type"] == "gemma4_text"
+        assert saved_config["global_head_dim"] == 32
+        reread = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+        assert (reread(ids).logits - reference(input_ids=ids).logits).abs().max() <= 1e-4
 
 
 def test_a_model_of_two_families_is_saved_as_the_one_asked_for(tmp_path):
@@ -938,7 +1006,8 @@ def test_a_saved_model_reads_back_in_transformers_with_the_same_logits_and_token
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(),
                                                   model.state_dict().values()))
     config = json.loads((tmp_path / "ours" / "config.json").read_text())
-    assert config["torch_dtype"] == "float32" and "rope_parameters" not in config  # published
+    assert config["torch_dtype"] == "float32"  # as published: Gemma 4's RoPE by layer kind
+    assert ("rope_parameters" in config) == name.startswith("gemma4")
 
 
 def test_a_sharded_save_has_transformers_names_and_index_and_reads_back(tmp_path):

@@ -176,7 +176,7 @@ from ch05_pretraining.fast_path import (
 )
 from ch05_pretraining.open_weights import (
     OPEN_MODEL_TYPES as OPEN_MODEL_TYPES,
-    QWEN3_5_WITH_VISION as QWEN3_5_WITH_VISION,
+    TEXT_MODEL_OF as TEXT_MODEL_OF,
     config_from_hf as config_from_hf,
     PACKED_EXPERTS as PACKED_EXPERTS,
     STACKED_EXPERTS as STACKED_EXPERTS,
