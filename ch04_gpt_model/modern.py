@@ -9,7 +9,8 @@
 Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3, Gemma 4): RMSNorm, rotary position
 embeddings, SwiGLU, grouped-query attention with QK-norm, a mixture of experts, sliding windows,
 Gemma 3's, Olmo 3's, gpt-oss's and Qwen3-Next's options, DeepSeek V3's latent attention and
-routing, Gemma 4's per-layer inputs and shared keys and values, and ModernGPTModel, the chapter's GPTModel built from them, with 4.9's Gated DeltaNet layers where a
+routing, Gemma 4's per-layer inputs and shared keys and values, and ModernGPTModel, the
+chapter's GPTModel built from them, with 4.9's Gated DeltaNet layers where a
 configuration asks for them."""
 
 import math
@@ -335,16 +336,24 @@ class MoEFeedForward(nn.Module):
     experts' activation, alpha and limit: gpt-oss's (4.8.10); shared_hidden_dim: a shared
     expert, which every token goes through, behind a learned gate (Qwen3-Next's, 4.8.11) or
     without one (shared_gate False, DeepSeek V3's); router: DeepSeek V3's routing by groups
-    (4.8.12), a dict of its groups, topk_groups and scale."""
+    (4.8.12), a dict of its groups, topk_groups and scale; scaled_router: Gemma 4's (4.8.13), the
+    router reads each token RMS-normed, times a learned scale per number and 1 / sqrt(emb_dim),
+    and each chosen weight is times a learned scale of its expert (norm_eps: that norm's)."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, num_experts: int,
                  num_experts_per_tok: int, norm_topk_prob: bool = True, *, bias: bool = False,
                  activation: str = "silu", alpha: float | None = None,
                  limit: float | None = None, shared_hidden_dim: int | None = None,
-                 shared_gate: bool = True, router: dict | None = None):
+                 shared_gate: bool = True, router: dict | None = None,
+                 scaled_router: bool = False, norm_eps: float = 1e-6):
         super().__init__()
         self.num_experts_per_tok, self.norm_topk_prob = num_experts_per_tok, norm_topk_prob
         self.router = nn.Linear(emb_dim, num_experts, bias=bias)
+        if scaled_router:  # Gemma 4's
+            self.router_norm = RMSNorm(emb_dim, norm_eps, learned=False)
+            self.router_scale = nn.Parameter(torch.ones(emb_dim))
+            self.expert_scales = nn.Parameter(torch.ones(num_experts))
+        self.scaled_router = scaled_router
         self.experts = nn.ModuleList(SwiGLU(emb_dim, hidden_dim, activation, bias, alpha, limit)
                                      for _ in range(num_experts))
         shared = bool(shared_hidden_dim)
@@ -364,15 +373,21 @@ class MoEFeedForward(nn.Module):
             self.routed_scale = router["scale"]
             self.register_buffer("score_bias", torch.zeros(num_experts))  # set in training
 
-    def forward(self, x):
+    def forward(self, x, router_input=None):
+        """router_input: what the router reads, if not x (Gemma 4's, 4.8.13)."""
         tokens = x.reshape(-1, x.shape[-1])  # (all tokens, emb_dim): each is routed alone
+        routed = tokens if router_input is None else router_input.reshape(tokens.shape)
+        if self.scaled_router:  # Gemma 4's
+            routed = self.router_norm(routed) * self.router_scale * tokens.shape[-1] ** -0.5
         if self.grouped:
-            weights, chosen = self.route_by_groups(tokens)
+            weights, chosen = self.route_by_groups(routed)
         else:  # float32, as Qwen3 computes it: in bfloat16, close scores could swap their ranks
-            probs = torch.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
+            probs = torch.softmax(self.router(routed), dim=-1, dtype=torch.float32)
             weights, chosen = probs.topk(self.num_experts_per_tok, dim=-1)  # (tokens, k) each
             if self.norm_topk_prob:
                 weights = weights / weights.sum(dim=-1, keepdim=True)
+        if self.scaled_router:
+            weights = weights * self.expert_scales[chosen]
         weights = weights.to(x.dtype)
         out = torch.zeros_like(tokens)
         for e in chosen.unique().tolist():  # an expert no token chose does no work
@@ -447,7 +462,7 @@ class ModernBlock(nn.Module):
                 value_norm=cfg["value_norm"], reuse_kv=reuse_kv)
         swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
                   "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
-        if cfg["num_experts"] and not dense:
+        if cfg["num_experts"] and not dense and not cfg["experts_beside_mlp"]:
             self.ff = MoEFeedForward(cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
                                      cfg["num_experts_per_tok"], cfg["norm_topk_prob"],
                                      shared_hidden_dim=cfg["shared_expert_dim"],
@@ -466,6 +481,12 @@ class ModernBlock(nn.Module):
         self.post_norm1 = norm() if cfg["post_norms"] else nn.Identity()
         self.post_norm2 = norm() if cfg["post_norms"] else nn.Identity()
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+        if cfg["experts_beside_mlp"]:  # Gemma 4's: experts beside the dense feed-forward, each
+            self.moe = MoEFeedForward(  # output normed; the experts' input normed apart
+                cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
+                cfg["num_experts_per_tok"], activation=cfg["ffn_activation"], scaled_router=True,
+                norm_eps=cfg["norm_eps"])
+            self.post_norm_dense, self.moe_norm, self.post_norm_moe = norm(), norm(), norm()
         if cfg["per_layer_dim"]:  # Gemma 4's: the layer's own input, gated by the stream
             self.per_layer_gate = nn.Linear(cfg["emb_dim"], cfg["per_layer_dim"], bias=False)
             self.per_layer_up = nn.Linear(cfg["per_layer_dim"], cfg["emb_dim"], bias=False)
@@ -478,7 +499,10 @@ class ModernBlock(nn.Module):
         att = (self.att(self.norm1(x), rope, kv_cache) if shared_kv is None
                else self.att(self.norm1(x), rope, kv_cache, shared_kv))
         x = x + self.drop_shortcut(self.post_norm1(att))
-        x = x + self.drop_shortcut(self.post_norm2(self.ff(self.norm2(x))))
+        ff = self.ff(self.norm2(x))
+        if hasattr(self, "moe"):  # Gemma 4's: the router reads the stream itself
+            ff = self.post_norm_dense(ff) + self.post_norm_moe(self.moe(self.moe_norm(x), x))
+        x = x + self.drop_shortcut(self.post_norm2(ff))
         if per_layer_input is not None:
             gated = nn.functional.gelu(self.per_layer_gate(x), approximate="tanh") * per_layer_input
             x = x + self.drop_shortcut(self.per_layer_norm(self.per_layer_up(gated)))
@@ -510,11 +534,11 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     # Gemma 4's (4.8.13): per-layer inputs of that width, keys and values reused by the last
     # kv_shared_layers layers (whose feed-forward may be double width), the global layers' head
     # width, key-value heads, values and RoPE (the fraction of pairs that turn), values normed,
-    # each block's output scaled, and the logits capped
+    # each block's output scaled, the logits capped, and experts beside the dense feed-forward
     "per_layer_dim": None, "kv_shared_layers": 0, "double_wide_mlp": False,
     "global_head_dim": None, "global_kv_groups": None, "values_from_keys": False,
     "global_rope_fraction": None, "value_norm": False, "layer_scalar": False,
-    "final_logit_softcap": None,
+    "final_logit_softcap": None, "experts_beside_mlp": False,
 }
 
 
@@ -555,8 +579,9 @@ def validate_modern_config(cfg: dict) -> dict:
     # a mixture of experts: 0 experts per token gives a feed-forward of zeros, too many fail
     # late; a shared expert or a router (4.8.11, 4.8.12) without experts would be ignored
     check(0 < cfg["num_experts_per_tok"] <= cfg["num_experts"] if cfg["num_experts"] else
-          not cfg["shared_expert_dim"] and not cfg["moe_router"], lambda: "num_experts_per_tok "
-          "must be in 1..num_experts, and shared_expert_dim and moe_router need experts: "
+          not cfg["shared_expert_dim"] and not cfg["moe_router"] and not cfg[
+              "experts_beside_mlp"], lambda: "num_experts_per_tok must be in 1..num_experts, "
+          "and shared_expert_dim, moe_router and experts_beside_mlp need experts: "
           f"{cfg['num_experts_per_tok']}, {cfg['shared_expert_dim']}, {cfg['moe_router']}")
     # Sliding windows (4.8.7): one layer type per layer, and a window exactly when one is local;
     # Gated DeltaNet's sizes (4.9) exactly when one is linear
@@ -575,7 +600,8 @@ def validate_modern_config(cfg: dict) -> dict:
           f"layer global and none of {ignored}: got layer_types={layer_types!r}")
     # Gemma 3's GeGLU (4.8.8), not in experts; gpt-oss's clamped SwiGLU (4.8.10), which needs
     # its alpha and limit (None would fail only in the first forward pass)
-    known = ("silu", "clamped_silu") + ("gelu_tanh",) * (not cfg["num_experts"])
+    known = ("silu", "clamped_silu") + ("gelu_tanh",) * (
+        not cfg["num_experts"] or cfg["experts_beside_mlp"])  # Gemma 4's experts (4.8.13)
     clamped = cfg["ffn_activation"] == "clamped_silu"
     settings = (cfg["swiglu_alpha"], cfg["swiglu_limit"])  # ignored, silently, by the others
     check(cfg["ffn_activation"] in known and (min(settings) > 0 if clamped and None not in
@@ -584,8 +610,8 @@ def validate_modern_config(cfg: dict) -> dict:
     # Gemma 4's (4.8.13): a layer that reuses keys and values needs an earlier layer of its
     # kind that makes them (else a KeyError deep in the first forward pass), and latent
     # attention and DeltaNet layers have none to give; a wider feed-forward for reusing layers
-    # would be ignored without them; RoPE on a fraction of the global layers' pairs, not also
-    # on rope_dim numbers; a cap above 0
+    # would be ignored without them; RoPE on a fraction of the global layers' pairs (of an even
+    # width, as 4.8.2's pairs need), not also on rope_dim numbers; a cap above 0
     shared, first = cfg["kv_shared_layers"], cfg["n_layers"] - cfg["kv_shared_layers"]
     fraction, cap = cfg["global_rope_fraction"], cfg["final_logit_softcap"]
     check(type(shared) is int and 0 <= shared < cfg["n_layers"] and (shared or not cfg[
@@ -594,12 +620,11 @@ def validate_modern_config(cfg: dict) -> dict:
           f"kv_shared_layers={shared!r} must be in 0..n_layers - 1, leave before them a layer of "
           "each kind they have, and have no latent attention or linear layer; double_wide_mlp "
           "needs it above 0")
-    check((fraction is None or 0 < fraction <= 1) and (cap is None or cap > 0) and (
-          cfg["rope_dim"] is None or fraction is None and cfg["global_head_dim"] is None),
-          lambda: f"global_rope_fraction={fraction!r} must be in (0, 1], final_logit_softcap="
-          f"{cap!r} above 0, and neither they nor global_head_dim set with rope_dim")
-    check(cfg["global_head_dim"] is None or cfg["global_head_dim"] % 2 == 0, lambda:
-          f"global_head_dim must be even: {cfg['global_head_dim']!r}")
+    check((fraction is None or 0 < fraction <= 1) and (cap is None or cap > 0) and (cfg[
+          "global_head_dim"] or 2) % 2 == 0 and (cfg["rope_dim"] is None or fraction is None
+                                                 and cfg["global_head_dim"] is None), lambda:
+          f"global_rope_fraction={fraction!r} must be in (0, 1], final_logit_softcap={cap!r} "
+          f"above 0, global_head_dim={cfg['global_head_dim']!r} even, none with rope_dim")
     return cfg
 
 
@@ -718,6 +743,23 @@ OPEN_MODEL_CONFIGS = {
         "query_pre_attn_scalar": 256, "norm_unit_offset": True, "post_norms": True,
         "ffn_activation": "gelu_tanh", "scale_embeddings": True, "norm_eps": 1e-6,
         "tie_weights": True,
+    },
+}
+
+
+# %% beyond_3_modern_blocks.ipynb cell 73, 4.8.13 Gemma 4: per-layer inputs, shared keys and val...
+
+OPEN_MODEL_CONFIGS = {
+    **OPEN_MODEL_CONFIGS,
+    "gemma-4-e2b": {
+        "vocab_size": 262_144, "context_length": 131_072, "emb_dim": 1536, "n_heads": 8,
+        "n_layers": 35, "hidden_dim": 6144, "head_dim": 256, "n_kv_groups": 1, "qk_norm": True,
+        "rope_base": 1_000_000.0, "rope_local_base": 10_000.0, "sliding_window": 512,
+        "layer_types": (["local"] * 4 + ["global"]) * 7, "query_pre_attn_scalar": 1,
+        "post_norms": True, "ffn_activation": "gelu_tanh", "scale_embeddings": True,
+        "norm_eps": 1e-6, "tie_weights": True, "value_norm": True, "layer_scalar": True,
+        "per_layer_dim": 256, "kv_shared_layers": 20, "double_wide_mlp": True,
+        "global_head_dim": 512, "global_rope_fraction": 0.25, "final_logit_softcap": 30.0,
     },
 }
 

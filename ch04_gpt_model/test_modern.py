@@ -141,6 +141,33 @@ ARCHITECTURES = {
          "num_experts": 8, "num_experts_per_tok": 2, "moe_hidden_dim": 32,
          "shared_expert_dim": 32, "shared_expert_gate": False, "dense_layers": 1,
          "moe_router": {"groups": 4, "topk_groups": 2, "scale": 2.5}}),
+    # Gemma 4: per-layer inputs; the last 3 of 6 layers reuse the keys and values of the last
+    # local and global layers before them, with feed-forwards twice as wide; global layers of
+    # wider heads, one key-value head whose values are its keys, RoPE on a quarter of their
+    # pairs; 4 experts beside each dense feed-forward; logits capped where the cap bends them
+    "gemma4": ("Gemma4ForCausalLM", transformers.Gemma4TextConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=48, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, global_head_dim=32,
+        num_global_key_value_heads=1, attention_k_eq_v=True, max_position_embeddings=128,
+        sliding_window=SLIDING_WINDOW, num_kv_shared_layers=3, use_double_wide_mlp=True,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2,
+        hidden_size_per_layer_input=8, vocab_size_per_layer_input=VOCAB,
+        enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=24,
+        final_logit_softcapping=1.0, rope_parameters={
+            "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                               "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+        pad_token_id=0, eos_token_id=None, bos_token_id=None),
+        {"vocab_size": VOCAB, "context_length": 128, "emb_dim": 64, "n_heads": 4,
+         "n_layers": 6, "hidden_dim": 48, "n_kv_groups": 2, "head_dim": 16, "qk_norm": True,
+         "rope_base": 1_000_000.0, "rope_local_base": 10_000.0, "tie_weights": True,
+         "sliding_window": SLIDING_WINDOW, "layer_types": ["local", "local", "global"] * 2,
+         "query_pre_attn_scalar": 1, "post_norms": True, "ffn_activation": "gelu_tanh",
+         "scale_embeddings": True, "value_norm": True, "layer_scalar": True,
+         "per_layer_dim": 8, "kv_shared_layers": 3, "double_wide_mlp": True,
+         "global_head_dim": 32, "global_kv_groups": 1, "values_from_keys": True,
+         "global_rope_fraction": 0.25, "final_logit_softcap": 1.0, "experts_beside_mlp": True,
+         "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 24}),
     **{f"qwen3_moe_{'norm' if norm else 'plain'}": ("Qwen3MoeForCausalLM",
        transformers.Qwen3MoeConfig(
            vocab_size=VOCAB, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
@@ -161,8 +188,15 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
              "model.norm.weight": model.final_norm.weight}
     if model.out_head.weight is not model.tok_emb.weight:
         names["lm_head.weight"] = model.out_head.weight
+    if model.cfg["per_layer_dim"]:  # Gemma 4's
+        names.update({"model.embed_tokens_per_layer.weight": model.per_layer_emb.weight,
+                      "model.per_layer_model_projection.weight": model.per_layer_proj.weight,
+                      "model.per_layer_projection_norm.weight": model.per_layer_norm.weight})
     for i, block in enumerate(model.trf_blocks):
         p, att = f"model.layers.{i}.", block.att
+        if model.cfg["layer_scalar"]:  # Gemma 4's
+            names.update(gemma4_names(p, block))
+            continue
         if model.cfg["deltanet"]:  # Qwen3-Next's
             names.update(qwen3_next_names(p, block))
             continue
@@ -200,6 +234,52 @@ def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
             for part in ("gate", "up", "down"):
                 names[f"{p}{prefix}{part}_proj.weight"] = getattr(ff, part).weight
     return names
+
+
+def gemma4_names(p: str, block) -> dict[str, torch.Tensor]:
+    """One Gemma 4 layer's parameters (and its scalar) under their published names: attention
+    with no key and value layers where it reuses them, no value layer where its values are its
+    keys; the dense feed-forward and the experts beside it, stacked; the per-layer input's."""
+    att, moe = block.att, block.moe
+    names = {p + "input_layernorm.weight": block.norm1.weight,
+             p + "post_attention_layernorm.weight": block.post_norm1.weight,
+             p + "pre_feedforward_layernorm.weight": block.norm2.weight,
+             p + "post_feedforward_layernorm.weight": block.post_norm2.weight,
+             p + "post_feedforward_layernorm_1.weight": block.post_norm_dense.weight,
+             p + "pre_feedforward_layernorm_2.weight": block.moe_norm.weight,
+             p + "post_feedforward_layernorm_2.weight": block.post_norm_moe.weight,
+             p + "per_layer_input_gate.weight": block.per_layer_gate.weight,
+             p + "per_layer_projection.weight": block.per_layer_up.weight,
+             p + "post_per_layer_input_norm.weight": block.per_layer_norm.weight,
+             p + "layer_scalar": block.layer_scalar,
+             p + "self_attn.q_proj.weight": att.W_query.weight,
+             p + "self_attn.q_norm.weight": att.q_norm.weight,
+             p + "self_attn.o_proj.weight": att.out_proj.weight,
+             p + "router.proj.weight": moe.router.weight, p + "router.scale": moe.router_scale,
+             p + "router.per_expert_scale": moe.expert_scales}
+    if not att.reuse_kv:
+        names[p + "self_attn.k_proj.weight"] = att.W_key.weight
+        names[p + "self_attn.k_norm.weight"] = att.k_norm.weight
+    if hasattr(att, "W_value"):
+        names[p + "self_attn.v_proj.weight"] = att.W_value.weight
+    for part in ("gate", "up", "down"):
+        names[f"{p}mlp.{part}_proj.weight"] = getattr(block.ff, part).weight
+    return names
+
+
+def copy_stacked_experts(model: ModernGPTModel, tensors: dict) -> set[str]:
+    """Gemma 4's experts into ours: each layer's gate and up layers stacked, (experts, 2 *
+    moe_hidden_dim, emb_dim), gates first, and their down layers; returns the names copied."""
+    copied = set()
+    for i, block in enumerate(model.trf_blocks):
+        p = f"model.layers.{i}.experts."
+        for e, expert in enumerate(block.moe.experts):
+            gate, up = tensors[p + "gate_up_proj"][e].chunk(2)
+            expert.gate.weight.copy_(gate)
+            expert.up.weight.copy_(up)
+            expert.down.weight.copy_(tensors[p + "down_proj"][e])
+        copied |= {p + "gate_up_proj", p + "down_proj"}
+    return copied
 
 
 def qwen3_next_names(p: str, block) -> dict[str, torch.nn.Parameter]:
@@ -281,10 +361,11 @@ def pair(request, tmp_path_factory):
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(hf_config).eval()
     # norms at 0 or 1, sinks and biases at 0: make them matter
-    if request.param in ("gemma3", "olmo3", "gpt_oss", "qwen3_next", "deepseek_v3"):
-        with torch.no_grad():  # (DeepSeek's routing bias is a buffer)
+    if request.param in ("gemma3", "olmo3", "gpt_oss", "qwen3_next", "deepseek_v3", "gemma4"):
+        with torch.no_grad():  # (DeepSeek's routing bias is a buffer, as Gemma 4's scalars)
             for name, parameter in [*reference.named_parameters(), *reference.named_buffers()]:
-                if any(part in name for part in ("norm", "sinks", "bias")):
+                if any(part in name for part in ("norm", "sinks", "bias", "layer_scalar",
+                                                 "router.")):
                     parameter.normal_(0.0, 0.3)
     folder = tmp_path_factory.mktemp(request.param)
     reference.save_pretrained(folder)
@@ -292,7 +373,8 @@ def pair(request, tmp_path_factory):
     ours = ModernGPTModel(cfg).eval()
     names = hf_names(ours)
     with torch.no_grad():
-        packed = copy_packed_experts(ours, tensors) if ours.cfg["ffn_bias"] else set()
+        packed = (copy_packed_experts(ours, tensors) if ours.cfg["ffn_bias"] else
+                  copy_stacked_experts(ours, tensors) if ours.cfg["experts_beside_mlp"] else set())
         # every published tensor has a place, and only one
         assert sorted(names) == sorted(set(tensors) - packed)
         for name, parameter in names.items():
@@ -359,6 +441,42 @@ def _compare_windowed(reference, ours, ids, windows):
         prompt = ids[:1, :5]  # still fused
         expected = reference.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0)
         assert torch.equal(greedy(ours, prompt, 30), expected)
+
+
+@pytest.mark.parametrize("pair", ["gemma4"], indirect=True)
+def test_gemma4s_shared_layers_cache_nothing_and_match_transformers_in_pieces(pair):
+    """Gemma 4's last layers read the keys and values of the last layer of their kind before
+    them: fused or explicit, whole or continued through the caches in pieces of any size, the
+    logits are transformers'; those layers' caches hold nothing, the local layers' keep
+    window - 1 positions; 30 greedy tokens through the caches are transformers' too."""
+    _, reference, _, ours = pair
+    reusing = [block.att.reuse_kv for block in ours.trf_blocks]
+    assert reusing == [False] * 3 + [True] * 3
+    ids = torch.randint(0, VOCAB, (2, 23), generator=torch.Generator().manual_seed(3))
+    try:
+        with torch.no_grad():
+            expected = reference(ids).logits
+            for sdpa in (False, True):
+                for block in ours.trf_blocks:
+                    block.att.use_sdpa = sdpa
+                torch.testing.assert_close(ours(ids), expected, atol=1e-4, rtol=1e-4)
+                for sizes in ([23], [1] * 23, [5, 3, 15], [9, 1, 6, 7]):
+                    caches, pieces, start = ours.make_kv_caches(), [], 0
+                    for size in sizes:
+                        pieces.append(ours(ids[:, start:start + size], caches))
+                        start += size
+                    torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-4,
+                                               rtol=1e-4, msg=f"sdpa={sdpa}, pieces {sizes}")
+                    assert [c.keys is None for c in caches] == reusing
+                    assert [c.keys.shape[2] for c in caches[:2]] == [SLIDING_WINDOW - 1] * 2
+                    assert caches[2].length == 23
+            prompt = ids[:1, :5]
+            expected = reference.generate(prompt, max_new_tokens=30, do_sample=False,
+                                          pad_token_id=0)
+            assert torch.equal(greedy(ours, prompt, 30), expected)
+    finally:  # the pair is shared by later tests: explicit attention again, even on a failure
+        for block in ours.trf_blocks:
+            block.att.use_sdpa = False
 
 
 @pytest.mark.parametrize("pair", ["qwen3_next"], indirect=True)
@@ -561,6 +679,19 @@ DEEPSEEK_ROUTER = {"groups": 4, "topk_groups": 2, "scale": 2.5}
     ({"mla": {"kv_rank": 8, "v_dim": 4}, "rope_dim": 2, "qk_norm": True}, "qk_norm"),  # ignored
     ({"mla": {"kv_rank": 8, "v_dim": 4}, "rope_dim": 2, "layer_types": ["local"],
       "sliding_window": 4}, "mla"),
+    # Gemma 4's (4.8.13): reusing layers with no earlier layer of their kind to reuse (a
+    # KeyError deep in the first forward pass), or all of them; a wider feed-forward for no
+    # reusing layer, or experts beside a feed-forward without experts (ignored); RoPE on no
+    # pairs, or on a fraction of rope_dim's; a cap of 0 (logits of nan)
+    ({"n_layers": 2, "layer_types": ["global", "local"], "sliding_window": 4,
+      "kv_shared_layers": 1}, "kv_shared_layers=1"),
+    ({"n_layers": 2, "kv_shared_layers": 2}, "kv_shared_layers=2"),
+    ({"double_wide_mlp": True}, "double_wide_mlp"),
+    ({"experts_beside_mlp": True}, "experts_beside_mlp"),
+    ({"global_rope_fraction": 0.0}, "global_rope_fraction=0.0"),
+    ({"global_rope_fraction": 0.5, "rope_dim": 2}, "rope_dim"),
+    ({"final_logit_softcap": 0.0}, "final_logit_softcap=0.0"),
+    ({"global_head_dim": 5}, "global_head_dim"),
 ])
 def test_bad_configurations_are_refused_by_name(change, named):
     with pytest.raises(ValueError, match=named):

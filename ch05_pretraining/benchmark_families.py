@@ -5,9 +5,10 @@ machine: tokens per second and whether the tokens are the same.
         [--families llama qwen3 ...] [--device cuda]
 
 For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, Qwen3.5 dense
-and with experts, DeepSeek V3), transformers builds a model of one shape with random weights
+and with experts, DeepSeek V3, Gemma 4 of E2B's kind), transformers builds a model of one shape with random weights
 (512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64 numbers, a vocabulary
-of 32,000; its family's windows, experts, DeltaNet layers and latent attention at small sizes) and
+of 32,000; its family's windows, experts, DeltaNet layers, latent attention, and Gemma 4's
+per-layer inputs and shared keys and values, at small sizes) and
 saves it in the published format, in float32. The course loads that folder (load_open_model) and
 decodes greedily from a 16-token prompt with FastDecoder (5.7.1) through generate_text;
 transformers decodes with its cached generate. The rounds are interleaved, in alternating order;
@@ -62,6 +63,11 @@ FAMILIES = {  # name: (transformers' class, its configuration)
         kv_lora_rank=128, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64,
         n_routed_experts=8, n_group=4, topk_group=2, n_shared_experts=1, first_k_dense_replace=1,
         **MOE)),
+    "gemma4_text": ("Gemma4ForCausalLM", lambda: transformers.Gemma4TextConfig(  # E2B's kind
+        **SHAPE, intermediate_size=1536, sliding_window=16, global_head_dim=128,
+        layer_types=(["sliding_attention"] * 3 + ["full_attention"]) * 2,
+        hidden_size_per_layer_input=64, vocab_size_per_layer_input=32_000,
+        num_kv_shared_layers=2, use_double_wide_mlp=True, final_logit_softcapping=30.0)),
 }
 
 

@@ -227,8 +227,9 @@ def calc_loss_batch_chunked(input_batch: torch.Tensor, target_batch: torch.Tenso
     It calls model.hidden_states, not the model: model.compile(), which compiles forward, does
     not reach it.
     """
-    check(model.out_head.bias is None,  # the chunks multiply by the weight alone
-          "calc_loss_batch_chunked needs an output head without a bias")
+    # the chunks multiply by the weight alone: a bias, or Gemma 4's cap (4.8.13), left out
+    check(model.out_head.bias is None and not model.cfg.get("final_logit_softcap"),
+          "calc_loss_batch_chunked needs an output head without a bias or a cap")
     hidden = model.hidden_states(input_batch.to(device))
     return chunked_cross_entropy(hidden, model.out_head.weight, target_batch.to(device))
 

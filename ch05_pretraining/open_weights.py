@@ -231,12 +231,12 @@ def _gemma4_config(hf: dict) -> dict:
     1 + weight, and Gemma 4's: per-layer inputs, keys and values shared by the last layers,
     the global layers' own head width, key-value heads (with attention_k_eq_v) and RoPE on a
     fraction of their pairs ("proportional"), values normed, a scalar per layer, the scores'
-    scale 1 and the logits capped. The global layers' sizes are read as published
-    (global_head_dim, num_global_key_value_heads) or as transformers 5.24 saves them
-    (per_layer_config)."""
+    scale 1, the logits capped, and experts beside the dense feed-forward (enable_moe_block).
+    The global layers' sizes are read as published (global_head_dim, num_global_key_value_heads)
+    or as transformers 5.24 saves them (per_layer_config)."""
     rope = {**_GEMMA4_ROPE, **(hf.get("rope_parameters") or {})}
     computed = {"attention_bias": False, "hidden_activation": "gelu_pytorch_tanh",
-                "enable_moe_block": False, "quantization_config": None}
+                "quantization_config": None}
     unsupported = _not_computed(hf, computed)
     if hf.get("use_bidirectional_attention") == "all":  # "vision": images' tokens only
         unsupported.append("use_bidirectional_attention='all'")
@@ -253,8 +253,8 @@ def _gemma4_config(hf: dict) -> dict:
         if hf.get("attention_k_eq_v") and hf.get("num_global_key_value_heads") is not None:
             wide["num_key_value_heads"] = hf["num_global_key_value_heads"]
     else:  # as transformers saves it: one setting for all the global layers, none for others
-        settings = [(kind, per_layer.get(str(i), per_layer.get(i, {})))
-                    for i, kind in enumerate(kinds)]
+        by_layer = {int(i): setting for i, setting in per_layer.items()}  # "04" for 35 layers
+        settings = [(kind, by_layer.get(i, {})) for i, kind in enumerate(kinds)]
         wide = next((s for kind, s in settings if kind == "full_attention"), {})
         if any(s != (wide if kind == "full_attention" else {}) for kind, s in settings) or (
                 set(wide) - {"head_dim", "num_key_value_heads"}):
@@ -281,13 +281,19 @@ def _gemma4_config(hf: dict) -> dict:
            "double_wide_mlp": hf.get("use_double_wide_mlp", False) and bool(  # else unread
                hf.get("num_kv_shared_layers", 0)),
            "global_head_dim": wide.get("head_dim", hf["head_dim"]),
-           "global_kv_groups": wide.get("num_key_value_heads"),
-           "values_from_keys": hf.get("attention_k_eq_v", False),
            "global_rope_fraction": fraction,
            "final_logit_softcap": hf.get("final_logit_softcapping")}
+    if hf.get("attention_k_eq_v"):  # 26B-A4B's and 31B's global layers
+        cfg["values_from_keys"] = True
+    if wide.get("num_key_value_heads") is not None:
+        cfg["global_kv_groups"] = wide["num_key_value_heads"]
     if "local" in layer_types:
         cfg.update(sliding_window=hf["sliding_window"], layer_types=layer_types,
                    rope_local_base=float(sliding["rope_theta"]))
+    if hf.get("enable_moe_block"):  # the top-k scores always rescaled to sum to 1
+        cfg.update(experts_beside_mlp=True, num_experts=hf["num_experts"],
+                   num_experts_per_tok=hf["top_k_experts"],
+                   moe_hidden_dim=hf["moe_intermediate_size"])
     return cfg
 
 
@@ -564,10 +570,12 @@ def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str
     if model.cfg["qk_norm"]:
         attention.update(q_norm="q_norm", k_norm="k_norm")
     # the feed-forward's name prefixes: one per expert, or one empty prefix for a dense model
+    # (Gemma 4's has experts beside it, named apart, 4.8.13)
     stacked = family == "qwen3_5_moe_text"  # its experts stacked, as published
+    beside = model.cfg["experts_beside_mlp"]
     experts = ({} if stacked else {f"experts.{e}.": f"experts.{e}."
                                    for e in range(model.cfg["num_experts"])}
-               ) if model.cfg["num_experts"] else {"": ""}
+               ) if model.cfg["num_experts"] and not beside else {"": ""}
     if model.cfg["shared_expert_dim"]:  # Qwen3-Next's, gated (4.8.11); DeepSeek V3's, plural
         experts["shared_expert." if model.cfg["shared_expert_gate"] else "shared_experts."] = \
             "shared_expert."
@@ -607,6 +615,15 @@ def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str
             layout.update({hf + "per_layer_input_gate.weight": ours + "per_layer_gate.weight",
                            hf + "per_layer_projection.weight": ours + "per_layer_up.weight",
                            hf + "post_per_layer_input_norm.weight": ours + "per_layer_norm.weight"})
+        if beside:  # Gemma 4's experts, stacked, their router and the norms around them
+            layout.update({f"{hf}{theirs}": f"{ours}{mine}" for theirs, mine in [
+                ("router.proj.weight", "moe.router.weight"), ("router.scale", "moe.router_scale"),
+                ("router.per_expert_scale", "moe.expert_scales"),
+                ("experts.gate_up_proj", "moe.experts.stacked_gate_up"),
+                ("experts.down_proj", "moe.experts.stacked_down"),
+                ("post_feedforward_layernorm_1.weight", "post_norm_dense.weight"),
+                ("pre_feedforward_layernorm_2.weight", "moe_norm.weight"),
+                ("post_feedforward_layernorm_2.weight", "post_norm_moe.weight")]})
         if model.cfg["layer_scalar"]:
             layout[hf + "layer_scalar"] = ours + "layer_scalar"
         if model.cfg["num_experts"] and model.cfg["ffn_bias"]:  # gpt-oss's: packed experts
@@ -616,7 +633,7 @@ def hf_layout(model: ModernGPTModel, family: str | None = None) -> dict[str, str
                 layout[f"{hf}mlp.experts.{packed}"] = f"{ours}ff.experts.{packed}"
             continue
         dense = i < model.cfg["dense_layers"]  # DeepSeek V3's first layers (4.8.12)
-        if model.cfg["num_experts"] and not dense:
+        if model.cfg["num_experts"] and not dense and not beside:
             layout[hf + "mlp.gate.weight"] = ours + "ff.router.weight"
         if model.cfg["moe_router"] and not dense:
             layout[hf + "mlp.gate.e_score_correction_bias"] = ours + "ff.score_bias"
@@ -743,7 +760,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 33, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 36, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -792,7 +809,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 35, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 38, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
                 reasoning_effort: str = "medium", date: str | None = None) -> str:
@@ -862,7 +879,7 @@ def harmony_channels(reply: str) -> dict[str, str]:
     return {channel: text for channel, text in _HARMONY_MESSAGE.findall(reply)}
 
 
-# %% beyond_6_open_models.ipynb cell 56, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 59, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -874,7 +891,7 @@ _QWEN3_NEXT_KEYS = ("attention_gate", "rope_dim", "shared_expert_dim", "deltanet
 _DEEPSEEK_V3_KEYS = ("mla", "moe_router", "dense_layers", "shared_expert_gate")  # 4.8.12
 _GEMMA4_KEYS = ("per_layer_dim", "kv_shared_layers", "double_wide_mlp", "global_head_dim",
                 "global_kv_groups", "values_from_keys", "global_rope_fraction", "value_norm",
-                "layer_scalar", "final_logit_softcap")  # 4.8.13
+                "layer_scalar", "final_logit_softcap", "experts_beside_mlp")  # 4.8.13
 # at their defaults in the older families
 _NEWER_KEYS = (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS, *_GEMMA4_KEYS)
 _FAMILY_KEYS = tuple(dict.fromkeys((*_GEMMA3_KEYS, *_OLMO3_KEYS, "query_pre_attn_scalar",
@@ -916,7 +933,8 @@ def _gemma4(cfg: dict) -> bool:
     return (all(cfg[key] == value for key, value in _GEMMA3_KEYS.items()
                 if key != "norm_unit_offset") and not cfg["norm_unit_offset"]
             and cfg["qk_norm"] and cfg["pre_norms"] and cfg["value_norm"] and cfg["layer_scalar"]
-            and cfg["query_pre_attn_scalar"] == 1 and not cfg["num_experts"]
+            and cfg["query_pre_attn_scalar"] == 1 and cfg["norm_topk_prob"]
+            and bool(cfg["num_experts"]) == cfg["experts_beside_mlp"]
             and cfg["rope_freq"] is None and kinds[-1] == "global"
             and (cfg["global_kv_groups"] is None or cfg["values_from_keys"])
             and _at_defaults(cfg, (*_QWEN3_NEXT_KEYS, *_DEEPSEEK_V3_KEYS, "qk_norm_across_heads",
@@ -942,8 +960,11 @@ def _gemma4_keys(cfg: dict) -> dict:
             "use_double_wide_mlp": cfg["double_wide_mlp"],
             "hidden_size_per_layer_input": cfg["per_layer_dim"] or 0,
             "vocab_size_per_layer_input": cfg["vocab_size"],
-            "final_logit_softcapping": cfg["final_logit_softcap"], "enable_moe_block": False,
-            "use_bidirectional_attention": None}
+            "final_logit_softcapping": cfg["final_logit_softcap"],
+            "enable_moe_block": cfg["experts_beside_mlp"],
+            "num_experts": cfg["num_experts"] or None,
+            "top_k_experts": cfg["num_experts_per_tok"] or None,
+            "moe_intermediate_size": cfg["moe_hidden_dim"], "use_bidirectional_attention": None}
 
 
 def _olmo3(cfg: dict) -> bool:
@@ -1173,7 +1194,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> di
     return config
 
 
-# %% beyond_6_open_models.ipynb cell 58, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 61, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies

@@ -117,9 +117,16 @@ REFERENCES = {
     "gemma4_k_eq_v": lambda: transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(
         **GEMMA4_TEXT, hidden_size_per_layer_input=0, attention_k_eq_v=True,
         num_global_key_value_heads=1)),
+    # and 4 experts (2 a token) beside every layer's dense feed-forward (26B-A4B's kind)
+    "gemma4_moe": lambda: transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(
+        **GEMMA4_TEXT, hidden_size_per_layer_input=0, attention_k_eq_v=True,
+        num_global_key_value_heads=1, enable_moe_block=True, num_experts=4, top_k_experts=2,
+        moe_intermediate_size=24)),
 }
 RANDOMISED = {"gemma3": ("norm",), "gemma4": ("norm", "layer_scalar"),
-              "gemma4_k_eq_v": ("norm", "layer_scalar"), "olmo3": ("norm",), "gpt_oss": ("norm", "sinks", "bias"),
+              "gemma4_k_eq_v": ("norm", "layer_scalar"), "olmo3": ("norm",),
+              "gemma4_moe": ("norm", "layer_scalar", "router."),
+              "gpt_oss": ("norm", "sinks", "bias"),
               "qwen3_next": ("norm", "bias"), "deepseek_v3": ("norm", "bias"),
               "qwen3_5": ("norm", "bias"), "qwen3_5_moe": ("norm", "bias")}
 
@@ -668,6 +675,38 @@ def test_gemma3s_published_configs_translate_to_4_8_8s_and_count_as_transformers
     with torch.device("meta"):
         theirs = transformers.Gemma3ForCausalLM(hf_config)
         ours = ModernGPTModel(OPEN_MODEL_CONFIGS[name])
+    assert sum(p.numel() for p in ours.parameters()) == sum(
+        p.numel() for p in theirs.parameters())
+
+
+GEMMA4_E2B_PUBLISHED = {  # text_config as copied in ollama's Gemma 4 tests (4.8.13)
+    "model_type": "gemma4_text", "vocab_size": 262_144, "hidden_size": 1536,
+    "num_hidden_layers": 35, "intermediate_size": 6144, "num_attention_heads": 8,
+    "num_key_value_heads": 1, "head_dim": 256, "global_head_dim": 512,
+    "hidden_size_per_layer_input": 256, "vocab_size_per_layer_input": 262_144,
+    "num_kv_shared_layers": 20, "use_double_wide_mlp": True, "attention_k_eq_v": False,
+    "enable_moe_block": False, "num_global_key_value_heads": None,
+    "layer_types": (["sliding_attention"] * 4 + ["full_attention"]) * 7, "sliding_window": 512,
+    "rope_parameters": {"full_attention": {"partial_rotary_factor": 0.25,
+                                           "rope_theta": 1_000_000.0,
+                                           "rope_type": "proportional"},
+                        "sliding_attention": {"rope_theta": 10_000.0, "rope_type": "default"}},
+    "final_logit_softcapping": 30.0, "max_position_embeddings": 131_072,
+    "tie_word_embeddings": True, "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh"}
+
+
+def test_gemma4_e2bs_published_config_translates_to_4_8_13s_and_counts_as_transformers_does(
+        tmp_path):
+    """Inside the published image-and-sound-and-text config.json, as transformers reads it too."""
+    published = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
+                 "text_config": GEMMA4_E2B_PUBLISHED, "tie_word_embeddings": True}
+    assert config_from_hf(published) == OPEN_MODEL_CONFIGS["gemma-4-e2b"]
+    (tmp_path / "config.json").write_text(json.dumps(published))
+    hf_config = transformers.AutoConfig.from_pretrained(tmp_path).text_config
+    assert config_from_hf(hf_config.to_dict()) == OPEN_MODEL_CONFIGS["gemma-4-e2b"]
+    with torch.device("meta"):
+        theirs = transformers.Gemma4ForCausalLM(hf_config)
+        ours = ModernGPTModel(OPEN_MODEL_CONFIGS["gemma-4-e2b"])
     assert sum(p.numel() for p in ours.parameters()) == sum(
         p.numel() for p in theirs.parameters())
 

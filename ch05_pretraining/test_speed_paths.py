@@ -424,6 +424,16 @@ MODERN_SHAPES = {  # each a configuration the decoder must reproduce
         "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 8, "shared_expert_dim": 8,
         "shared_expert_gate": False, "dense_layers": 1,
         "moe_router": {"groups": 2, "topk_groups": 1, "scale": 2.5}},
+    "gemma4": {  # per-layer inputs; the last 2 of 4 layers reuse keys and values (twice as wide
+        # a feed-forward); wider global layers with values from keys and RoPE on a quarter of
+        # their pairs; experts beside each dense feed-forward; capped logits (4.8.13)
+        "n_layers": 4, "sliding_window": 5, "layer_types": ["local", "global"] * 2,
+        "rope_local_base": 100.0, "query_pre_attn_scalar": 1, "post_norms": True,
+        "ffn_activation": "gelu_tanh", "scale_embeddings": True, "value_norm": True,
+        "layer_scalar": True, "per_layer_dim": 4, "kv_shared_layers": 2, "double_wide_mlp": True,
+        "global_head_dim": 16, "global_kv_groups": 1, "values_from_keys": True,
+        "global_rope_fraction": 0.25, "final_logit_softcap": 2.0, "experts_beside_mlp": True,
+        "num_experts": 4, "num_experts_per_tok": 2, "moe_hidden_dim": 8},
 }
 
 
@@ -448,7 +458,8 @@ def test_fast_decoder_gives_a_modern_models_logits(shape):
 
 
 # windowed caches, YaRN, DeltaNet's states
-@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3", "qwen3_next", "deepseek_v3"])
+@pytest.mark.parametrize("shape", ["qwen3", "gemma3", "olmo3", "qwen3_next", "deepseek_v3",
+                                   "gemma4"])
 @pytest.mark.parametrize("split", [[12], [1] * 12, [5, 1, 6], [3, 9]])
 def test_fast_decoder_continues_a_modern_cache_in_pieces_of_any_size(split, shape):
     model = modern_model(shape)
@@ -676,6 +687,13 @@ def test_the_chunked_batch_loss_refuses_a_head_with_a_bias():
     model.out_head = nn.Linear(32, 1000)  # the chunks multiply by the weight alone
     tokens = torch.randint(0, 1000, (1, 9))
     with pytest.raises(ValueError, match="without a bias"):
+        calc_loss_batch_chunked(tokens[:, :-1], tokens[:, 1:], model, "cpu")
+
+
+def test_the_chunked_batch_loss_refuses_gemma_4s_capped_logits():
+    model = modern_model("qwen3", final_logit_softcap=30.0)
+    tokens = torch.randint(0, 50, (1, 9))
+    with pytest.raises(ValueError, match="or a cap"):  # the chunks would leave the cap out
         calc_loss_batch_chunked(tokens[:, :-1], tokens[:, 1:], model, "cpu")
 
 
