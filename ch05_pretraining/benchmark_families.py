@@ -5,8 +5,8 @@ machine: tokens per second and whether the tokens are the same.
         [--families llama qwen3 ...] [--device cuda]
 
 For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, Qwen3.5 dense
-and with experts, DeepSeek V3, Gemma 4 of E2B's kind), transformers builds a model of one shape with random weights
-(512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64 numbers, a vocabulary
+and with experts, DeepSeek V3, Gemma 4 of E2B's kind), transformers builds a model of one shape
+with random weights (512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64 numbers, a vocabulary
 of 32,000; its family's windows, experts, DeltaNet layers, latent attention, and Gemma 4's
 per-layer inputs and shared keys and values, at small sizes) and
 saves it in the published format, in float32. The course loads that folder (load_open_model) and
