@@ -6,9 +6,9 @@ machine: tokens per second and whether the tokens are the same.
 
 For each family (Llama 3, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, Qwen3.5 dense
 and with experts, DeepSeek V3, Gemma 4 of E2B's kind), transformers builds a model of one shape
-with random weights (512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64 numbers, a vocabulary
-of 32,000; its family's windows, experts, DeltaNet layers, latent attention, and Gemma 4's
-per-layer inputs and shared keys and values, at small sizes) and
+with random weights (512-number embeddings, 8 layers, 8 query heads and 2 key-value heads of 64
+numbers, a vocabulary of 32,000; its family's windows, experts, DeltaNet layers, latent
+attention, and Gemma 4's per-layer inputs and shared keys and values, at small sizes) and
 saves it in the published format, in float32. The course loads that folder (load_open_model) and
 decodes greedily from a 16-token prompt with FastDecoder (5.7.1) through generate_text;
 transformers decodes with its cached generate. The rounds are interleaved, in alternating order;
