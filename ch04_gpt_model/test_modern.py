@@ -1,6 +1,6 @@
 """Section 4.8's ModernGPTModel against two independent implementations of the same architectures:
-transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3 and gpt-oss, and the book package's Llama
-3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
+transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and
+Gemma 4, and the book package's Llama 3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
 published Hugging Face format (config.json + model.safetensors), read back, and loaded into
 ours."""
 
@@ -183,7 +183,7 @@ ARCHITECTURES = {
 
 
 def hf_names(model: ModernGPTModel) -> dict[str, torch.nn.Parameter]:
-    """Our parameters under their names in a Hugging Face Llama/Qwen3/Gemma 3 checkpoint."""
+    """Our parameters under their names in a Hugging Face checkpoint of the model's family."""
     names = {"model.embed_tokens.weight": model.tok_emb.weight,
              "model.norm.weight": model.final_norm.weight}
     if model.out_head.weight is not model.tok_emb.weight:

@@ -714,6 +714,12 @@ def load_open_model(folder: str | Path, dtype: torch.dtype | None = None) -> Mod
                "gemma4": ("model.vision_tower.", "model.audio_tower.", "model.embed_vision.",
                           "model.embed_audio.")}.get(
         hf["model_type"], ("mtp.", "model.visual.") if qwen else ())
+    # Gemma 4's layers that reuse keys and values may hold key and value layers of their own,
+    # which transformers skips too (4.8.13)
+    text = "model.language_model." if hf["model_type"] in TEXT_MODEL_OF else "model."
+    skipped += tuple(f"{text}layers.{i}.self_attn.{part}." for i, block in
+                     enumerate(model.trf_blocks) if getattr(block.att, "reuse_kv", False)
+                     for part in ("k_proj", "v_proj", "k_norm", "v_norm"))
     files = {name: path for name, path in files.items() if not name.startswith(skipped)
              and not (hf["model_type"] == "deepseek_v3" and not cfg["shared_expert_dim"]
                       and ".mlp.shared_experts." in name)}
