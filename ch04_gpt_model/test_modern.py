@@ -1,8 +1,8 @@
 """Section 4.8's ModernGPTModel against two independent implementations of the same architectures:
 transformers' Llama, Qwen3, Qwen3-MoE, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next, DeepSeek V3 and
-Gemma 4, and the book package's Llama 3 and Qwen3 (llms_from_scratch). Each reference model is saved with random weights in the
-published Hugging Face format (config.json + model.safetensors), read back, and loaded into
-ours."""
+Gemma 4, and the book package's Llama 3 and Qwen3 (llms_from_scratch). Each reference model is
+saved with random weights in the published Hugging Face format (config.json + model.safetensors),
+read back, and loaded into ours."""
 
 import re
 

@@ -419,9 +419,9 @@ def test_gemma4_as_published_with_its_image_and_sound_encoders_reads_its_text_mo
     settings in text_config, spelled as published (global_head_dim, num_global_key_value_heads,
     where transformers 5.24 writes per_layer_config), its tensors under model.language_model.
     beside the encoders', which a text model does not read, nor the key and value layers that
-    a layer reusing another's keys and values may hold (transformers skips them too). The logits and greedy tokens (also
-    FastDecoder's) are the published model's own; saved with that folder as its source, it is
-    written as the text model, which transformers reads alike."""
+    a layer reusing another's keys and values may hold (transformers skips them too). The logits
+    and greedy tokens (also FastDecoder's) are the published model's own; saved with that folder
+    as its source, it is written as the text model, which transformers reads alike."""
     torch.manual_seed(0)
     text = {**GEMMA4_TEXT, **(dict(hidden_size_per_layer_input=0, attention_k_eq_v=True,
                                    num_global_key_value_heads=1) if k_eq_v else
