@@ -29,7 +29,8 @@ from shared.checks import check, check_divisible, check_keys
 class RMSNorm(nn.Module):
     """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
     without the mean and the shift. unit_offset (Gemma's, 4.8.8): scale by 1 + weight, the
-    weight starting at 0. learned=False: no weight at all (Gemma 4's norm of the values, 4.8.13)."""
+    weight starting at 0. learned=False: no weight at all (Gemma 4's norms of the values and of
+    the router's input, 4.8.13)."""
 
     def __init__(self, emb_dim: int, eps: float = 1e-6, unit_offset: bool = False,
                  learned: bool = True):
@@ -435,10 +436,9 @@ class ModernBlock(nn.Module):
         model of experts (DeepSeek V3's first layers, 4.8.12); reuse_kv: attention with an
         earlier layer's keys and values (Gemma 4's last layers, 4.8.13)."""
         super().__init__()
-        wide = kind == "global" and cfg["global_head_dim"]  # Gemma 4's global layers (4.8.13)
-        head_dim = cfg["global_head_dim"] if wide else cfg["head_dim"]
-        kv_groups = cfg["global_kv_groups"] if wide and cfg["global_kv_groups"] else cfg[
-            "n_kv_groups"]
+        wide = kind == "global"  # Gemma 4's global layers may have sizes of their own (4.8.13)
+        head_dim = wide and cfg["global_head_dim"] or cfg["head_dim"]
+        kv_groups = wide and cfg["global_kv_groups"] or cfg["n_kv_groups"]
         scalar = cfg["query_pre_attn_scalar"]  # Gemma 3's query scaling (4.8.8)
         scale = None if scalar is None else scalar ** -0.5
         if cfg["mla"]:  # DeepSeek V3's latent attention (4.8.12)
@@ -701,8 +701,8 @@ class ModernGPTModel(GPTModel):
 
     def per_layer_inputs(self, in_idx, x):
         """Gemma 4's input for each layer (4.8.13), (batch, tokens, n_layers, per_layer_dim):
-        the token's row of per_layer_emb, times sqrt(per_layer_dim), averaged with the scaled
-        embeddings x projected, scaled by 1 / sqrt(emb_dim) and normed."""
+        the token's row of per_layer_emb, times sqrt(per_layer_dim), plus the scaled embeddings
+        x projected, scaled by 1 / sqrt(emb_dim) and normed; the sum times 1 / sqrt(2)."""
         cfg = self.cfg
         split = (*in_idx.shape, cfg["n_layers"], cfg["per_layer_dim"])
         own = self.per_layer_emb(in_idx) * torch.tensor(cfg["per_layer_dim"] ** 0.5,

@@ -62,8 +62,9 @@ def config_from_hf(hf: dict) -> dict:
     model_type = hf.get("model_type")  # another would be read as Llama's, silently
     check(model_type in OPEN_MODEL_TYPES, f"model_type {model_type!r} is not in {OPEN_MODEL_TYPES}")
     if model_type in TEXT_MODEL_OF:  # the text model's settings, the images' unread; the
-        # head tied as the whole model's setting says, as transformers ties it
-        hf = {**hf["text_config"], "tie_word_embeddings": hf.get("tie_word_embeddings", False)}
+        # head tied as the whole model's setting says (absent: transformers' default for it)
+        tied = hf.get("tie_word_embeddings", model_type == "gemma4")
+        hf = {**hf["text_config"], "tie_word_embeddings": tied}
         model_type = hf["model_type"]
     # a key the family needs and the file lacks: KeyError, naming it
     readers = {"gemma3_text": _gemma3_config, "olmo3": _olmo3_config, "gpt_oss": _gpt_oss_config,
@@ -766,7 +767,7 @@ def download_open_model(repo_id: str, local_dir: str | Path | None = None,
         "original/tokenizer.model"]))
 
 
-# %% beyond_6_open_models.ipynb cell 36, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 39, 5.9.1 Their tokenizers and chat templates
 
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -815,7 +816,7 @@ class HFTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-# %% beyond_6_open_models.ipynb cell 38, 5.9.1 Their tokenizers and chat templates
+# %% beyond_6_open_models.ipynb cell 41, 5.9.1 Their tokenizers and chat templates
 
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
                 reasoning_effort: str = "medium", date: str | None = None) -> str:
@@ -885,7 +886,7 @@ def harmony_channels(reply: str) -> dict[str, str]:
     return {channel: text for channel, text in _HARMONY_MESSAGE.findall(reply)}
 
 
-# %% beyond_6_open_models.ipynb cell 59, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 62, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -1200,7 +1201,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> di
     return config
 
 
-# %% beyond_6_open_models.ipynb cell 61, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 64, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies
@@ -1326,7 +1327,8 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
               if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
     check(not differ, lambda: f"source {source} describes another model: {'; '.join(differ[:3])}")
     written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",
-               "num_local_experts", "transformers_version"}  # spelt by config_to_hf, or stale
+               "num_local_experts", "transformers_version",
+               "per_layer_config"}  # spelt by config_to_hf (Gemma 4's as published), or stale
     return {key: value for key, value in hf.items() if key not in written}
 
 

@@ -310,6 +310,16 @@ QWEN3_NEXT_REFUSED = [  # the message names the setting
                           "original_max_position_embeddings": 16}}, "RoPE scaling 'yarn'"),
     ({"layer_types": ["linear_attention", "sliding_attention"] * 2}, "'sliding_attention'"),
 ]
+GEMMA4_REFUSED = [  # the message names the setting
+    ({"use_bidirectional_attention": "all"}, "use_bidirectional_attention='all'"),
+    ({"hidden_activation": "gelu"}, "hidden_activation='gelu'"),
+    ({"rope_parameters": {"full_attention": {"rope_type": "proportional", "rope_theta": 1e6},
+                          "sliding_attention": {"rope_type": "proportional",
+                                                "rope_theta": 1e4}}}, "in the local layers"),
+    # the global layers' sizes, one setting for all of them (transformers' spelling)
+    ({"per_layer_config": {"2": {"head_dim": 32}, "5": {"head_dim": 64}}}, "per_layer_config"),
+    ({"vocab_size_per_layer_input": 100}, "vocab_size_per_layer_input=100"),
+]
 
 
 DEEPSEEK_V3_REFUSED = [  # the message names the setting
@@ -328,7 +338,8 @@ DEEPSEEK_V3_REFUSED = [  # the message names the setting
                                                  ("deepseek_v3", DEEPSEEK_V3_REFUSED),
                                                  ("gemma3", GEMMA3_REFUSED),
                                                  ("olmo3", OLMO3_REFUSED),
-                                                 ("qwen3_next", QWEN3_NEXT_REFUSED)]
+                                                 ("qwen3_next", QWEN3_NEXT_REFUSED),
+                                                 ("gemma4", GEMMA4_REFUSED)]
     for changes, message in cases])
 def test_a_folder_asking_for_what_the_model_does_not_compute_is_refused(tmp_path, name,
                                                                          changes, message):
@@ -698,9 +709,11 @@ GEMMA4_E2B_PUBLISHED = {  # text_config as copied in ollama's Gemma 4 tests (4.8
 
 def test_gemma4_e2bs_published_config_translates_to_4_8_13s_and_counts_as_transformers_does(
         tmp_path):
-    """Inside the published image-and-sound-and-text config.json, as transformers reads it too."""
+    """Inside the published image-and-sound-and-text config.json, as transformers reads it too
+    (a config.json without the whole model's tie_word_embeddings ties the head, as transformers'
+    Gemma4Config does by default)."""
     published = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
-                 "text_config": GEMMA4_E2B_PUBLISHED, "tie_word_embeddings": True}
+                 "text_config": GEMMA4_E2B_PUBLISHED}  # no tie_word_embeddings: tied, by default
     assert config_from_hf(published) == OPEN_MODEL_CONFIGS["gemma-4-e2b"]
     (tmp_path / "config.json").write_text(json.dumps(published))
     hf_config = transformers.AutoConfig.from_pretrained(tmp_path).text_config
