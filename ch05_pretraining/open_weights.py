@@ -6,9 +6,10 @@
 # %% beyond_6_open_models.ipynb cell 4, 5.9 Loading today's open models: Llama 3, Qwen3, Gemma 3...
 
 """Chapter 5, section 5.9 (beyond the book): Llama 3, Qwen3, Gemma 3, Olmo 3, gpt-oss, Qwen3-Next,
-DeepSeek V3 and Qwen3.5 (text) checkpoints in their published Hugging Face format (config.json,
-safetensors, one file or shards with an index) loaded into chapter 4's ModernGPTModel without a
-second copy in memory, and saved back in that format."""
+DeepSeek V3, Qwen3.5 and Gemma 4 (text) checkpoints in their published Hugging Face format
+(config.json, safetensors, one file or shards with an index) loaded into chapter 4's
+ModernGPTModel without a second copy in memory (copies only where a stored layout is
+rearranged), and saved back in that format."""
 
 import base64
 import datetime
