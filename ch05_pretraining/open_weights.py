@@ -822,17 +822,19 @@ class HFTokenizer:
 def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
                 reasoning_effort: str = "medium", date: str | None = None) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
-    `style` ("llama3", "qwen3", "gemma3" or "gpt_oss"), then the opening of the assistant's
-    turn. thinking=False gives Qwen3 the empty reasoning block that asks it to answer directly
-    (the others have none); gpt-oss reasons at reasoning_effort ("low", "medium", "high") and is
-    told the date (YYYY-MM-DD; None: today's). Each role is "system", "user" or "assistant"
-    (Gemma 3 and gpt-oss have a system message only first)."""
+    `style` ("llama3", "qwen3", "gemma3", "gpt_oss" or "gemma4"), then the opening of the
+    assistant's turn. thinking=False gives Qwen3 the empty reasoning block, and Gemma 4 the empty
+    thought channel, that ask it to answer directly (thinking=True gives Gemma 4 the <|think|>
+    marker in a system turn; the others have neither); gpt-oss reasons at reasoning_effort
+    ("low", "medium", "high") and is told the date (YYYY-MM-DD; None: today's). Each role is
+    "system", "user" or "assistant" (Gemma 3, Gemma 4 and gpt-oss have a system message only
+    first)."""
     # another style would be written as Qwen3's, another role into the prompt as it is: refused
-    styles = ("llama3", "qwen3", "gemma3", "gpt_oss")
+    styles = ("llama3", "qwen3", "gemma3", "gpt_oss", "gemma4")
     check(style in styles, f"style {style!r} is not in {styles}")
     roles = ("system", "user", "assistant")  # Gemma 3's system message can only be the first
     for i, m in enumerate(messages):
-        allowed = roles[style in ("gemma3", "gpt_oss") and i > 0:]
+        allowed = roles[style in ("gemma3", "gpt_oss", "gemma4") and i > 0:]
         check(m["role"] in allowed, f"messages[{i}]['role'] {m['role']!r} is not in {allowed}")
     if style == "gpt_oss":
         return _harmony_prompt(messages, reasoning_effort, date)
@@ -844,6 +846,17 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
                        f"{prefix if i == 0 else ''}{m['content'].strip()}<end_of_turn>\n"
                        for i, m in enumerate(turns))
         return f"<bos>{body}<start_of_turn>model\n"
+    if style == "gemma4":  # a system turn holds the system message and the thinking marker
+        system = messages[0]["content"].strip() if messages[:1] and messages[0]["role"] == \
+            "system" else None
+        marker = "<|think|>\n" if thinking else ""
+        head = (f"<|turn>system\n{marker}{system or ''}<turn|>\n"
+                if thinking or system is not None else "")
+        body = "".join(f"<|turn>{'model' if m['role'] == 'assistant' else m['role']}\n"
+                       f"{m['content'].strip()}<turn|>\n"
+                       for m in messages[system is not None:])
+        return f"<bos>{head}{body}<|turn>model\n" + ("" if thinking else
+                                                      "<|channel>thought\n<channel|>")
     if style == "llama3":
         turns = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n"  # stripped,
                         f"{m['content'].strip()}<|eot_id|>" for m in messages)  # as Meta's is
@@ -887,7 +900,7 @@ def harmony_channels(reply: str) -> dict[str, str]:
     return {channel: text for channel, text in _HARMONY_MESSAGE.findall(reply)}
 
 
-# %% beyond_6_open_models.ipynb cell 62, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 64, 5.9.4 Saving a model in the published format
 
 _GEMMA3_KEYS = {"norm_unit_offset": True, "post_norms": True, "ffn_activation": "gelu_tanh",
                "scale_embeddings": True}  # 4.8.8's switches, as Gemma 3 sets them
@@ -1202,7 +1215,7 @@ def config_to_hf(cfg: dict, dtype: torch.dtype, family: str | None = None) -> di
     return config
 
 
-# %% beyond_6_open_models.ipynb cell 64, 5.9.4 Saving a model in the published format
+# %% beyond_6_open_models.ipynb cell 66, 5.9.4 Saving a model in the published format
 
 _SAVED_FILES = (r"config\.json|model\.safetensors(\.index\.json)?|model-\d{5}-of-\d{5}\.safetensors"
                r"|original")  # what save_open_model writes, and below what it copies

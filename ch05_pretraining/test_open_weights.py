@@ -980,6 +980,27 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
     assert ours.encode("<start_of_turn>model\n")[0] == 5
 
 
+# Gemma 4's format without tools, as its chat template writes it: the template itself could not
+# be read here; these are the renderings that several projects' copies of it agree on
+# (llama.cpp-compatible fixtures among them, read on 2026-11-30)
+GEMMA4_PROMPTS = [
+    ([{"role": "user", "content": " describe this "}], False,
+     "<bos><|turn>user\ndescribe this<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"),
+    ([{"role": "system", "content": " Be exact. "}, {"role": "user", "content": " Solve it. "}],
+     True, "<bos><|turn>system\n<|think|>\nBe exact.<turn|>\n<|turn>user\nSolve it.<turn|>\n"
+           "<|turn>model\n"),
+    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " Hello. "},
+      {"role": "user", "content": "Bye"}], True,
+     "<bos><|turn>system\n<|think|>\n<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\nHello.<turn|>\n"
+     "<|turn>user\nBye<turn|>\n<|turn>model\n"),
+]
+
+
+@pytest.mark.parametrize("messages, thinking, expected", GEMMA4_PROMPTS)
+def test_gemma4_chat_prompt_writes_its_turns_and_thinking_marker(messages, thinking, expected):
+    assert chat_prompt(messages, "gemma4", thinking=thinking) == expected
+
+
 @pytest.mark.parametrize("call, error, message", [  # the message names the argument
     (lambda: chat_prompt([], "mistral"), ValueError, "style 'mistral'"),
     (lambda: chat_prompt([{"role": "human", "content": "Hi"}], "llama3"), ValueError,
@@ -990,6 +1011,9 @@ def test_gemma3_tokenizer_matches_transformers_gemma_tokenizer(gemma3_tokenizer_
     (lambda: chat_prompt([{"role": "user", "content": "Hi"},
                           {"role": "system", "content": "Be brief."}], "gpt_oss"),
      ValueError, r"messages\[1\]\['role'\] 'system'"),
+    (lambda: chat_prompt([{"role": "user", "content": "Hi"},
+                          {"role": "system", "content": "Be brief."}], "gemma4"), ValueError,
+     r"messages\[1\]\['role'\] 'system'"),
     (lambda: chat_prompt([], "gpt_oss", reasoning_effort="max"), ValueError,
      "reasoning_effort 'max' is not in"),
     (lambda: chat_prompt([], "gpt_oss", date="30/11/2026"), ValueError,
