@@ -819,13 +819,14 @@ class HFTokenizer:
 
 # %% beyond_6_open_models.ipynb cell 41, 5.9.1 Their tokenizers and chat templates
 
-def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
+def chat_prompt(messages: list[dict], style: str, thinking: bool | None = None, *,
                 reasoning_effort: str = "medium", date: str | None = None) -> str:
     """The text a chat model continues: each {"role", "content"} message in the markers of
     `style` ("llama3", "qwen3", "gemma3", "gpt_oss" or "gemma4"), then the opening of the
     assistant's turn. thinking=False gives Qwen3 the empty reasoning block, and Gemma 4 the empty
     thought channel, that ask it to answer directly (thinking=True gives Gemma 4 the <|think|>
-    marker in a system turn; the others have neither); gpt-oss reasons at reasoning_effort
+    marker in a system turn; None: each template's default, thinking for Qwen3, not for Gemma 4;
+    the others have neither); gpt-oss reasons at reasoning_effort
     ("low", "medium", "high") and is told the date (YYYY-MM-DD; None: today's). Each role is
     "system", "user" or "assistant" (Gemma 3, Gemma 4 and gpt-oss have a system message only
     first)."""
@@ -846,6 +847,7 @@ def chat_prompt(messages: list[dict], style: str, thinking: bool = True, *,
                        f"{prefix if i == 0 else ''}{m['content'].strip()}<end_of_turn>\n"
                        for i, m in enumerate(turns))
         return f"<bos>{body}<start_of_turn>model\n"
+    thinking = style != "gemma4" if thinking is None else thinking  # the templates' defaults
     if style == "gemma4":  # a system turn holds the system message and the thinking marker
         system = messages[0]["content"].strip() if messages[:1] and messages[0]["role"] == \
             "system" else None

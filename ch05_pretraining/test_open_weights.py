@@ -999,6 +999,8 @@ GEMMA4_PROMPTS = [
 @pytest.mark.parametrize("messages, thinking, expected", GEMMA4_PROMPTS)
 def test_gemma4_chat_prompt_writes_its_turns_and_thinking_marker(messages, thinking, expected):
     assert chat_prompt(messages, "gemma4", thinking=thinking) == expected
+    if not thinking:  # its template's default, as Qwen3's is thinking
+        assert chat_prompt(messages, "gemma4") == expected
 
 
 @pytest.mark.parametrize("call, error, message", [  # the message names the argument
