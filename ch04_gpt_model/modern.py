@@ -30,12 +30,13 @@ class RMSNorm(nn.Module):
     """Divide each vector by its root mean square, then scale by a learned weight: LayerNorm
     without the mean and the shift. unit_offset (Gemma's, 4.8.8): scale by 1 + weight, the
     weight starting at 0. learned=False: no weight at all (Gemma 4's norms of the values and of
-    the router's input, 4.8.13)."""
+    the router's input, 4.8.13); float32_scale: scale in float32 and cast once, as Olmo 3,
+    gpt-oss and Gemma 4 do (the same numbers in float32, a rounding apart in bfloat16)."""
 
     def __init__(self, emb_dim: int, eps: float = 1e-6, unit_offset: bool = False,
-                 learned: bool = True):
+                 learned: bool = True, float32_scale: bool = False):
         super().__init__()
-        self.eps, self.unit_offset = eps, unit_offset
+        self.eps, self.unit_offset, self.float32_scale = eps, unit_offset, float32_scale
         self.weight = nn.Parameter(torch.zeros(emb_dim) if unit_offset else torch.ones(emb_dim)
                                    ) if learned else None
 
@@ -46,6 +47,8 @@ class RMSNorm(nn.Module):
             return x32.to(x.dtype)
         if self.unit_offset:  # Gemma scales in float32 too, and casts last
             return (x32 * (1.0 + self.weight.float())).to(x.dtype)
+        if self.float32_scale:
+            return (x32 * self.weight.float()).to(x.dtype)
         return self.weight * x32.to(x.dtype)
 
 
@@ -157,7 +160,8 @@ class GroupedQueryAttention(nn.Module):
     key head and a value head; positions enter as RoPE; qk_norm: RMSNorm on every head (with
     qk_norm_across_heads, Olmo's, 4.8.9: one RMSNorm over all heads, before they are split);
     window: a local layer's sliding window (4.8.7), None for a global layer; scale: the
-    scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8); sinks
+    scores' factor (None: 1 / sqrt(head_dim)) and norm_unit_offset: Gemma 3's (4.8.8),
+    norm_float32_scale: RMSNorm's float32_scale for the QK-norm; sinks
     (a learned logit per head in every softmax) and out_bias: gpt-oss's (4.8.10); gate:
     Qwen3-Next's (4.8.11), W_query also makes each head a gate for its output; Gemma 4's
     (4.8.13): values_from_keys, the values are the keys before their norm and RoPE (no
@@ -170,7 +174,8 @@ class GroupedQueryAttention(nn.Module):
                  scale: float | None = None, norm_unit_offset: bool = False,
                  qk_norm_across_heads: bool = False, sinks: bool = False,
                  out_bias: bool = False, gate: bool = False, values_from_keys: bool = False,
-                 value_norm: bool = False, reuse_kv: bool = False):
+                 value_norm: bool = False, reuse_kv: bool = False,
+                 norm_float32_scale: bool = False):
         super().__init__()
         check_divisible("num_heads", num_heads, "num_kv_groups", num_kv_groups)
         self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
@@ -187,8 +192,9 @@ class GroupedQueryAttention(nn.Module):
         self.across_heads = qk_norm_across_heads
         q_width, k_width = ((num_heads * head_dim, num_kv_groups * head_dim) if self.across_heads
                             else (head_dim, head_dim))
-        self.q_norm = RMSNorm(q_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(k_width, norm_eps, norm_unit_offset) if qk_norm else nn.Identity()
+        self.q_norm, self.k_norm = (RMSNorm(width, norm_eps, norm_unit_offset,
+                                            float32_scale=norm_float32_scale)
+                                    if qk_norm else nn.Identity() for width in (q_width, k_width))
         self.v_norm = RMSNorm(head_dim, norm_eps, learned=False) if value_norm else nn.Identity()
         if reuse_kv:
             del self.k_norm, self.v_norm  # the keys and values come made
@@ -459,7 +465,8 @@ class ModernBlock(nn.Module):
                 qk_norm_across_heads=cfg["qk_norm_across_heads"], sinks=cfg["attention_sinks"],
                 out_bias=cfg["attention_out_bias"], gate=cfg["attention_gate"],
                 values_from_keys=cfg["values_from_keys"] and kind == "global",
-                value_norm=cfg["value_norm"], reuse_kv=reuse_kv)
+                value_norm=cfg["value_norm"], reuse_kv=reuse_kv,
+                norm_float32_scale=cfg["norm_float32_scale"])
         swiglu = {"activation": cfg["ffn_activation"], "alpha": cfg["swiglu_alpha"],
                   "limit": cfg["swiglu_limit"], "bias": cfg["ffn_bias"]}  # gpt-oss's (4.8.10)
         if cfg["num_experts"] and not dense and not cfg["experts_beside_mlp"]:
@@ -473,7 +480,8 @@ class ModernBlock(nn.Module):
             self.ff = SwiGLU(cfg["emb_dim"], cfg["hidden_dim"] * wider, **swiglu)
 
         def norm():
-            return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
+            return RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"],
+                           float32_scale=cfg["norm_float32_scale"])
 
         self.norm1 = norm() if cfg["pre_norms"] else nn.Identity()
         self.norm2 = norm() if cfg["pre_norms"] else nn.Identity()
@@ -481,11 +489,12 @@ class ModernBlock(nn.Module):
         self.post_norm1 = norm() if cfg["post_norms"] else nn.Identity()
         self.post_norm2 = norm() if cfg["post_norms"] else nn.Identity()
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
-        if cfg["experts_beside_mlp"]:  # Gemma 4's: experts beside the dense feed-forward, each
-            self.moe = MoEFeedForward(  # output normed; the experts' input normed apart
+        if cfg["experts_beside_mlp"] and not dense:  # Gemma 4's: experts beside the dense
+            self.moe = MoEFeedForward(  # feed-forward, each output normed, the input apart
                 cfg["emb_dim"], cfg["moe_hidden_dim"], cfg["num_experts"],
-                cfg["num_experts_per_tok"], activation=cfg["ffn_activation"], scaled_router=True,
-                norm_eps=cfg["norm_eps"])
+                cfg["num_experts_per_tok"], cfg["norm_topk_prob"],
+                shared_hidden_dim=cfg["shared_expert_dim"], shared_gate=cfg["shared_expert_gate"],
+                router=cfg["moe_router"], **swiglu, scaled_router=True, norm_eps=cfg["norm_eps"])
             self.post_norm_dense, self.moe_norm, self.post_norm_moe = norm(), norm(), norm()
         if cfg["per_layer_dim"]:  # Gemma 4's: the layer's own input, gated by the stream
             self.per_layer_gate = nn.Linear(cfg["emb_dim"], cfg["per_layer_dim"], bias=False)
@@ -539,6 +548,9 @@ MODERN_OPTIONAL_KEYS = {  # with their defaults; hidden_dim, or the three MoE si
     "global_head_dim": None, "global_kv_groups": None, "values_from_keys": False,
     "global_rope_fraction": None, "value_norm": False, "layer_scalar": False,
     "final_logit_softcap": None, "experts_beside_mlp": False,
+    # Olmo 3's, gpt-oss's and Gemma 4's norms scale in float32 and cast once (a rounding apart
+    # from Llama's in bfloat16, the same numbers in float32)
+    "norm_float32_scale": False,
 }
 
 
@@ -615,11 +627,12 @@ def validate_modern_config(cfg: dict) -> dict:
     shared, first = cfg["kv_shared_layers"], cfg["n_layers"] - cfg["kv_shared_layers"]
     fraction, cap = cfg["global_rope_fraction"], cfg["final_logit_softcap"]
     check(type(shared) is int and 0 <= shared < cfg["n_layers"] and (shared or not cfg[
-          "double_wide_mlp"]) and (not shared or not cfg["mla"] and "linear" not in kinds and
+          "double_wide_mlp"]) and (not shared or not (cfg["mla"] or cfg["qk_norm_across_heads"])
+                                   and "linear" not in kinds and
                                    set(kinds[first:]) <= set(kinds[:first])), lambda:
           f"kv_shared_layers={shared!r} must be in 0..n_layers - 1, leave before them a layer of "
-          "each kind they have, and have no latent attention or linear layer; double_wide_mlp "
-          "needs it above 0")
+          "each kind they have, and have no latent attention, linear layer or QK-norm across "
+          "heads; double_wide_mlp needs it above 0")
     check((fraction is None or 0 < fraction <= 1) and (cap is None or cap > 0) and (cfg[
           "global_head_dim"] or 2) % 2 == 0 and (cfg["rope_dim"] is None or fraction is None
                                                  and cfg["global_head_dim"] is None), lambda:
@@ -649,7 +662,8 @@ class ModernGPTModel(GPTModel):
         self.trf_blocks = nn.Sequential(*[ModernBlock(cfg, kind, dense=i < cfg["dense_layers"],
                                                       reuse_kv=i >= first_reuse)
                                           for i, kind in enumerate(kinds)])
-        self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"])
+        self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["norm_unit_offset"],
+                                  float32_scale=cfg["norm_float32_scale"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
             with torch.no_grad():  # as in GPTModel: GPT-2's scale, not nn.Embedding's N(0, 1)
@@ -659,7 +673,8 @@ class ModernGPTModel(GPTModel):
             width = cfg["n_layers"] * cfg["per_layer_dim"]  # and from the token's embedding
             self.per_layer_emb = nn.Embedding(cfg["vocab_size"], width)
             self.per_layer_proj = nn.Linear(cfg["emb_dim"], width, bias=False)
-            self.per_layer_norm = RMSNorm(cfg["per_layer_dim"], cfg["norm_eps"])
+            self.per_layer_norm = RMSNorm(cfg["per_layer_dim"], cfg["norm_eps"],
+                                          float32_scale=cfg["norm_float32_scale"])
 
     def forward(self, in_idx, kv_caches=None, last_only=False):
         logits = super().forward(in_idx, kv_caches, last_only)
@@ -681,7 +696,8 @@ class ModernGPTModel(GPTModel):
         if local_base is not None or global_dim != rope_dim or cfg["global_rope_fraction"]:
             local_freqs = rope_frequencies(rope_dim, local_base or cfg["rope_base"],
                                            None if local_base else cfg["rope_freq"])
-            local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens)
+            local_rope = rope_angles(local_freqs.to(in_idx.device), start, num_tokens,
+                                     1.0 if local_base else factor)
         x = self.tok_emb(in_idx)
         if cfg["scale_embeddings"]:  # Gemma: times sqrt(emb_dim), first cast to x's dtype
             x = x * torch.tensor(cfg["emb_dim"] ** 0.5, dtype=x.dtype, device=x.device)
@@ -760,6 +776,7 @@ OPEN_MODEL_CONFIGS = {
         "norm_eps": 1e-6, "tie_weights": True, "value_norm": True, "layer_scalar": True,
         "per_layer_dim": 256, "kv_shared_layers": 20, "double_wide_mlp": True,
         "global_head_dim": 512, "global_rope_fraction": 0.25, "final_logit_softcap": 30.0,
+        "norm_float32_scale": True,
     },
 }
 

@@ -4,6 +4,7 @@ Gemma 4, and the book package's Llama 3 and Qwen3 (llms_from_scratch). Each refe
 saved with random weights in the published Hugging Face format (config.json + model.safetensors),
 read back, and loaded into ours."""
 
+import importlib
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from shared import (
     GPTModel,
     GroupedQueryAttention,
     ModernGPTModel,
+    RMSNorm,
     apply_rope,
     rope_angles,
     rope_attention_factor,
@@ -576,6 +578,26 @@ def test_logits_and_greedy_tokens_match_the_book_package(pair):
         for _ in range(30):  # the book's models have no cache: the whole sequence each step
             expected = torch.cat([expected, book(expected)[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(greedy(ours, ids[:1, :5], 30), expected)
+
+
+@pytest.mark.parametrize("module, options", [
+    ("llama", {}), ("qwen3", {}), ("olmo3", {"float32_scale": True}),
+    ("gpt_oss", {"float32_scale": True}), ("gemma4", {"float32_scale": True}),
+    ("gemma3", {"unit_offset": True})])
+def test_rms_norm_in_bfloat16_rounds_as_each_familys_own(module, options):
+    """In bfloat16 a norm's scaling rounds once (in float32, then cast) or twice (cast, then
+    scaled), as each family computes it: the same bits as transformers' own norm."""
+    classes = {"llama": "LlamaRMSNorm", "qwen3": "Qwen3RMSNorm", "olmo3": "Olmo3RMSNorm",
+               "gpt_oss": "GptOssRMSNorm", "gemma4": "Gemma4RMSNorm", "gemma3": "Gemma3RMSNorm"}
+    modeling = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    theirs = getattr(modeling, classes[module])(1536, eps=1e-6)
+    ours = RMSNorm(1536, 1e-6, **options)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        theirs.weight.normal_(0.5, 0.3)
+        ours.weight.copy_(theirs.weight)
+        x = torch.randn(4, 1536).to(torch.bfloat16)
+        assert torch.equal(ours.to(torch.bfloat16)(x), theirs.to(torch.bfloat16)(x))
 
 
 def test_rope_scores_depend_on_distance_only():

@@ -278,7 +278,7 @@ def _gemma4_config(hf: dict) -> dict:
            "query_pre_attn_scalar": 1, "post_norms": True, "ffn_activation": "gelu_tanh",
            "scale_embeddings": True, "norm_eps": hf["rms_norm_eps"],
            "tie_weights": hf.get("tie_word_embeddings", True), "value_norm": True,
-           "layer_scalar": True, "per_layer_dim": per_layer_dim,
+           "layer_scalar": True, "per_layer_dim": per_layer_dim, "norm_float32_scale": True,
            "kv_shared_layers": hf.get("num_kv_shared_layers", 0),
            "double_wide_mlp": hf.get("use_double_wide_mlp", False) and bool(  # else unread
                hf.get("num_kv_shared_layers", 0)),
@@ -327,7 +327,7 @@ def _olmo3_config(hf: dict) -> dict:
            "head_dim": hf.get("head_dim"),
            "n_kv_groups": hf["num_attention_heads"] if kv_heads is None else kv_heads,
            "qk_norm": True, "qk_norm_across_heads": True, "pre_norms": False,
-           "post_norms": True, "rope_base": float(full["rope_theta"]),
+           "post_norms": True, "rope_base": float(full["rope_theta"]), "norm_float32_scale": True,
            "norm_eps": hf["rms_norm_eps"], "tie_weights": hf.get("tie_word_embeddings", False)}
     if full.get("rope_type", full.get("type")) == "yarn":  # truncate: transformers' True always
         old_context = full.get("original_max_position_embeddings", context)  # as transformers
@@ -378,7 +378,7 @@ def _gpt_oss_config(hf: dict) -> dict:
            "head_dim": hf.get("head_dim"), "n_kv_groups": heads if kv_heads is None else kv_heads,
            "rope_base": float(rope["rope_theta"]), "norm_eps": hf["rms_norm_eps"],
            "tie_weights": hf.get("tie_word_embeddings", False), "qkv_bias": bias,
-           "attention_out_bias": bias, "attention_sinks": True,
+           "attention_out_bias": bias, "attention_sinks": True, "norm_float32_scale": True,
            "num_experts": hf.get("num_experts") or hf["num_local_experts"],
            "num_experts_per_tok": hf["num_experts_per_tok"],
            "moe_hidden_dim": hf["intermediate_size"], "norm_topk_prob": True, "ffn_bias": True,
@@ -1340,7 +1340,8 @@ def _settings_of(source: Path, model: ModernGPTModel, folder: Path) -> dict:
     hf = hf["text_config"] if hf["model_type"] in TEXT_MODEL_OF else hf  # its text model's
     # tie_weights may differ: merge_lora unties a tied head, and config_to_hf writes the model's
     differ = [f"{key}={value!r}, the model has {model.cfg[key]!r}" for key, value in theirs.items()
-              if key not in ("drop_rate", "sdpa", "tie_weights") and value != model.cfg[key]]
+              if key not in ("drop_rate", "sdpa", "tie_weights", "norm_float32_scale")
+              and value != model.cfg[key]]
     check(not differ, lambda: f"source {source} describes another model: {'; '.join(differ[:3])}")
     written = {"rope_parameters", "rope_scaling", "rope_theta", "dtype", "torch_dtype",
                "num_local_experts", "transformers_version",
