@@ -708,6 +708,7 @@ DEEPSEEK_ROUTER = {"groups": 4, "topk_groups": 2, "scale": 2.5}
     ({"n_layers": 2, "layer_types": ["global", "local"], "sliding_window": 4,
       "kv_shared_layers": 1}, "kv_shared_layers=1"),
     ({"n_layers": 2, "kv_shared_layers": 2}, "kv_shared_layers=2"),
+    ({"n_layers": 2, "kv_shared_layers": 1, "qk_norm_across_heads": True}, "across"),
     ({"double_wide_mlp": True}, "double_wide_mlp"),
     ({"experts_beside_mlp": True}, "experts_beside_mlp"),
     ({"global_rope_fraction": 0.0}, "global_rope_fraction=0.0"),
