@@ -159,6 +159,42 @@ DATASETS: dict[str, DataFile] = {
             licence="Apache-2.0",
         ),
         DataFile(
+            name="instruction-data-with-response",
+            path="instruction-data-with-response.json",
+            sha256="aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943",
+            size=29_279,
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "01_main-chapter-code/instruction-data-with-response.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        DataFile(
+            name="judge-example-data",
+            path="model-evaluation/eval-example-data.json",
+            sha256="90e9ceb4f1184f6b307fd76d0dd1e8b15bd3da200b1fc69ee897107394a775e0",
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                "03_model-evaluation/eval-example-data.json",
+            ),
+            licence="Apache-2.0",
+        ),
+        *(DataFile(
+            name=f"judge-scores-{judge}-model-{model}",
+            path=f"model-evaluation/scores/{judge}-model-{model}-response.json",
+            sha256=sha256,
+            urls=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                f"03_model-evaluation/scores/{judge}-model-{model}-response.json",
+            ),
+            licence="Apache-2.0",
+        ) for (judge, model), sha256 in {
+            ("gpt4", 1): "705f24bf17878d5e29c5cb2daeae00a64a1688756192478f91f41bf1eff85689",
+            ("gpt4", 2): "2b10d2abdf1f71f4f8057c012be2bf6c777823adbadb597f4d1699e06129db5a",
+            ("llama3-8b", 1): "a6005211110bf3d9e30dbdb17638a1918004bc490c85b0b3520798a31d7fa5a4",
+            ("llama3-8b", 2): "18e501530c56085aca3e6c2d7da39edc03fd85fe205f17a65ab1a400c6d61125",
+        }.items()),
+        DataFile(
             name="gpt2-encoder",
             path="gpt2/encoder.json",
             sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
