@@ -86,6 +86,8 @@ CHAPTER_MODULES = (
     "ch05_pretraining.open_weights",
     "ch05_pretraining.shakespeare",
     "ch05_pretraining.attention_variants",
+    "ch05_pretraining.benchmarks",
+    "ch05_pretraining.scaling",
     "ch06_classification.classification",
     "ch06_classification.mistakes",
     "ch06_classification.lora",

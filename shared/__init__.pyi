@@ -8,7 +8,7 @@ from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.safe_files import SAVED_BY as SAVED_BY, write_model_folder as write_model_folder
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch05_pretraining.attention_variants', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch05_pretraining.attention_variants', 'ch05_pretraining.benchmarks', 'ch05_pretraining.scaling', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
 INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_finite', 'check_keys', 'check_token_ids', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 BOOK_NAMES_EXTENDED = ('GPTModel',)
@@ -215,6 +215,32 @@ from ch05_pretraining.attention_variants import (
     CharTokenizer as CharTokenizer,
     char_loaders as char_loaders,
     train_and_evaluate as train_and_evaluate,
+)
+from ch05_pretraining.benchmarks import (
+    bits_per_byte as bits_per_byte,
+    CountingModel as CountingModel,
+    Question as Question,
+    choice_log_likelihoods as choice_log_likelihoods,
+    NORMALISATIONS as NORMALISATIONS,
+    pick as pick,
+    accuracy as accuracy,
+    wilson_interval as wilson_interval,
+    next_line_questions as next_line_questions,
+    shuffled_line_questions as shuffled_line_questions,
+    read_hellaswag as read_hellaswag,
+    read_arc as read_arc,
+    read_mmlu as read_mmlu,
+)
+from ch05_pretraining.scaling import (
+    LADDER as LADDER,
+    ladder_config as ladder_config,
+    shakespeare_windows as shakespeare_windows,
+    train_on_budget as train_on_budget,
+    isoflop_minimum as isoflop_minimum,
+    fit_power_law as fit_power_law,
+    fit_loss_law as fit_loss_law,
+    law_loss as law_loss,
+    compute_optimal as compute_optimal,
 )
 from ch06_classification.classification import (
     download_and_unzip_spam_data as download_and_unzip_spam_data,

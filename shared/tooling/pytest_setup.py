@@ -37,10 +37,17 @@ def pytest_configure(config):
 # with many tests first, so these one-test files came last and ran alone at the end of the run).
 # A chapter's notebooks are one group, its lesson first, run by one worker: a companion then finds
 # the files its lesson saved instead of making them again, and never reads one while the lesson
-# writes it. Every other test file is a group of its own, as `--dist loadfile` makes it.
+# writes it. Every other test file is a group of its own, as `--dist loadfile` makes it, and so
+# is a companion that reads no file another notebook writes (SEPARATE_NOTEBOOKS), so that the
+# other worker can run it while one works through chapter 5's.
+SEPARATE_NOTEBOOKS = (
+    "ch05_pretraining/beyond_6_open_models.ipynb",  # builds its checkpoints in temporary folders
+    "ch05_pretraining/beyond_10_scaling.ipynb",  # reads scaling_sweep.json, a committed file
+)
 LONGEST_FIRST = (
     "ch05_pretraining",
     "ch07_instructions",
+    *SEPARATE_NOTEBOOKS,
     "shared/test_book_profile.py",
     "shared/test_book_package.py",
     "ch06_classification",
@@ -50,7 +57,9 @@ LONGEST_FIRST = (
 def test_group(nodeid: str) -> str:
     """The group of a collected test: its chapter folder for a notebook's cell, else its file."""
     path = nodeid.split("::")[0]
-    return path.split("/")[0] if path.endswith(".ipynb") else path
+    if not path.endswith(".ipynb") or path in SEPARATE_NOTEBOOKS:
+        return path
+    return path.split("/")[0]
 
 
 def notebook_order(path: str) -> tuple:
