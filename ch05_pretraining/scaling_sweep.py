@@ -1,5 +1,5 @@
-"""Section 5.12's sweep: small models trained under fixed compute budgets on Tiny Shakespeare's
-characters, the loss law fitted to them, and a larger run held back, predicted, then run.
+"""Section 5.13's sweep: small models trained under fixed compute budgets on Tiny Shakespeare's
+characters, the loss law fitted to them, and larger runs held back, predicted, then run.
 
     python ch05_pretraining/scaling_sweep.py [--out ch05_pretraining/scaling_sweep.json]
         [--workers 2] [--quick]
@@ -8,10 +8,11 @@ Each budget trains six rungs of scaling.LADDER, each on the tokens the budget bu
 parameter per token (C = 6ND), with one recipe (train_on_budget: AdamW, peak learning rate 1e-2,
 warm-up and cosine decay, batches of 32 windows of 64 characters). Every run pins the notebooks'
 numerics (one thread, shared/tooling/numerics.py), so --workers processes run side by side, one
-per core, and section 5.12 reruns any one of them to the same loss. When the sweep is done, the
+per core, and section 5.13.2 reruns any one of them to the same loss. When the sweep is done, the
 script fits the law (fit_loss_law), prints the compute-optimal size for the held-back budget and
-the loss the law predicts for the rung nearest it, and only then trains that run. Everything is
-written to --out (JSON), with the machine, the date and the wall time. --quick runs a sweep of
+the loss the law predicts for the rung nearest it and for its two neighbours on the ladder, and
+only then trains those three runs. Everything is written to --out (JSON), with the machine, the
+date, the commit and the wall time. --quick runs a sweep of
 seconds, to check the script, whose fit means nothing."""
 
 import json
@@ -94,18 +95,26 @@ def main() -> None:
     fits = fit(runs)
     law = fits["law"]
     print("law: L = {E:.3f} + {A:.4g} / N^{alpha:.3f} + {B:.4g} / D^{beta:.3f}".format(**law))
-    # The prediction, made and printed before the held-back run starts
+    # The predictions, made and printed before the held-back runs start: the rung nearest the
+    # law's best size for the held-back budget, and its neighbours on the ladder
     params, tokens = compute_optimal(law, held_back)
     sizes = {rung: rung_params(rung) for rung in LADDER}
-    rung = min(LADDER, key=lambda shape: abs(math.log(sizes[shape] / params)))
-    steps = round(held_back / (6 * sizes[rung] * BATCH_TOKENS))  # as train_on_budget counts
-    predicted = law_loss(law, sizes[rung], steps * BATCH_TOKENS)
+    nearest = min(range(len(LADDER)), key=lambda i: abs(math.log(sizes[LADDER[i]] / params)))
+    rungs = LADDER[max(nearest - 1, 0):nearest + 2]
+    predicted = {}
+    for rung in rungs:
+        steps = round(held_back / (6 * sizes[rung] * BATCH_TOKENS))  # as train_on_budget counts
+        predicted[rung] = law_loss(law, sizes[rung], steps * BATCH_TOKENS)
     print(f"held back: C={held_back:.0e}; the law's optimum {params:,.0f} parameters on "
-          f"{tokens:,.0f} tokens; the nearest rung, {rung[0]} layers x {rung[1]}, predicted "
-          f"{predicted:.4f}", flush=True)
-    with ProcessPoolExecutor(1) as pool:
-        measured = pool.submit(run_one, rung, held_back).result()
-    print(f"measured {measured['val_loss']:.4f} ({measured['seconds']} s)")
+          f"{tokens:,.0f} tokens; predicted: " + ", ".join(
+              f"{rung[0]} layers x {rung[1]} {loss:.4f}" for rung, loss in predicted.items()),
+          flush=True)
+    held = []
+    with ProcessPoolExecutor(args.workers) as pool:
+        for rung, run in zip(rungs, pool.map(run_one, rungs, [held_back] * len(rungs))):
+            held.append({"predicted_loss": predicted[rung], "run": run})
+            print(f"{rung[0]} layers x {rung[1]}: measured {run['val_loss']:.4f} "
+                  f"({run['seconds']} s)", flush=True)
     # "-dirty" when the working tree held changes not yet committed
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
                             text=True, cwd=Path(__file__).parent).stdout.strip()
@@ -116,7 +125,7 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - start), "context_length": CONTEXT,
         "runs": runs, **fits,
         "held_back": {"budget": held_back, "optimal_params": params, "optimal_tokens": tokens,
-                      "predicted_loss": predicted, "run": measured}}
+                      "nearest": list(LADDER[nearest]), "runs": held}}
     write_atomically(args.out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
     print(f"{result['wall_seconds']} s; written to {args.out}")
 

@@ -98,6 +98,7 @@ def test_the_sweep_script_runs_and_writes_every_run_and_its_prediction(tmp_path)
     result = json.loads(out.read_text())
     assert len(result["runs"]) == 6 and set(result["law"]) == set(KNOWN)
     held = result["held_back"]
-    assert held["run"]["budget"] == held["budget"]
-    assert held["predicted_loss"] == pytest.approx(law_loss(
-        result["law"], held["run"]["params"], held["run"]["tokens"]))
+    assert held["runs"] and all(run["run"]["budget"] == held["budget"] for run in held["runs"])
+    for run in held["runs"]:  # each prediction is the law's loss for the run as it was trained
+        assert run["predicted_loss"] == pytest.approx(law_loss(
+            result["law"], run["run"]["params"], run["run"]["tokens"]))
