@@ -115,13 +115,16 @@ def main() -> None:
             held.append({"predicted_loss": predicted[rung], "run": run})
             print(f"{rung[0]} layers x {rung[1]}: measured {run['val_loss']:.4f} "
                   f"({run['seconds']} s)", flush=True)
-    # "-dirty" when the working tree held changes not yet committed
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    # "-dirty" when the working tree held changes not yet committed, and which files they were in
+    def git(*words):
+        return subprocess.run(["git", *words], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout
+    commit = git("describe", "--always", "--dirty").strip()
+    uncommitted = [line[3:] for line in git("status", "--porcelain").splitlines()]
     result = {
         "command": "python ch05_pretraining/scaling_sweep.py"
                    + (" --quick" if args.quick else "") + f" --workers {args.workers}",
-        "measured_on": measured_on(), "commit": commit,
+        "measured_on": measured_on(), "commit": commit, "uncommitted": uncommitted,
         "wall_seconds": round(time.perf_counter() - start), "context_length": CONTEXT,
         "runs": runs, **fits,
         "held_back": {"budget": held_back, "optimal_params": params, "optimal_tokens": tokens,
