@@ -7,7 +7,7 @@
 
 """Chapter 5, section 5.12 (beyond the book): how language models are compared in the field:
 bits per byte, multiple-choice questions scored by log-likelihood, readers for HellaSwag's, ARC's
-and MMLU's published files, and a benchmark made from Tiny Shakespeare's held-out text."""
+and MMLU's published files, and two benchmarks made from Tiny Shakespeare's held-out text."""
 
 import csv
 import json
@@ -39,8 +39,8 @@ def bits_per_byte(model: torch.nn.Module, tokenizer, text: str) -> float:
 
 class CountingModel(torch.nn.Module):
     """Unigram or bigram counts (5.10.3's, with add_k) as a model: for each position, the
-    log-probability of every next token, so that the functions above score the counts exactly as
-    they score a GPT."""
+    log-probability of every next token, so that this module's functions score the counts exactly
+    as they score a GPT."""
 
     def __init__(self, train_ids, vocab_size: int, order: int, add_k: float,
                  context_length: int):
@@ -78,7 +78,8 @@ def choice_log_likelihoods(model: torch.nn.Module, tokenizer, question: Question
                            ) -> list[tuple[float, int]]:
     """For each choice, (the summed log-probability of its tokens after the context, how many
     tokens it has), from one forward pass over all choices. The context and each choice are
-    tokenized apart, as evaluation harnesses do, so every choice follows the same context tokens;
+    tokenized apart (as build-nanogpt's HellaSwag script does), so every choice follows the same
+    context tokens;
     a context longer than the model's window loses its start."""
     context_ids = tokenizer.encode(question.context)
     choice_ids = [tokenizer.encode(choice) for choice in question.choices]
@@ -262,8 +263,9 @@ def read_mmlu(path: str | Path) -> list[Question]:
     questions = []
     with open(path, encoding="utf-8", newline="") as file:
         for number, row in enumerate(csv.reader(file), 1):
-            check(len(row) == 6 and row[5] in "ABCD", f"{path}, row {number}: expected a "
-                  f"question, four choices and A, B, C or D, got {len(row)} fields")
+            check(len(row) == 6 and row[5] in ("A", "B", "C", "D"), f"{path}, row {number}: "
+                  f"expected a question, four choices and the letter A, B, C or D, got "
+                  f"{len(row)} fields" + (f" ending in {row[5]!r}" if len(row) == 6 else ""))
             lettered = "".join(f"\n{letter}. {text}" for letter, text in zip("ABCD", row[1:5]))
             questions.append(Question(f"{heading}{row[0]}{lettered}\nAnswer:",
                                       [" A", " B", " C", " D"], "ABCD".index(row[5])))

@@ -229,6 +229,7 @@ def test_read_mmlu_reads_a_subjects_csv(tmp_path):
         "physics.\n\nWhat is the SI unit of force?\nA. joule\nB. newton\nC. watt\nD. pascal"
         "\nAnswer:", [" A", " B", " C", " D"], 1)
     assert questions[1].answer == 3 and 'A "quoted", comma question?' in questions[1].context
-    path.write_text("a question,1,2,3,4,E\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="row 1"):
-        read_mmlu(path)
+    for letter in ("E", "", "AB"):  # "" and "AB" are in "ABCD" as substrings: not letters
+        path.write_text(f"a question,1,2,3,4,{letter}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=f"row 1: .* ending in '{letter}'"):
+            read_mmlu(path)
