@@ -255,8 +255,9 @@ def read_arc(path: str | Path) -> list[Question]:
 def read_mmlu(path: str | Path) -> list[Question]:
     """One subject's file of MMLU as Hendrycks et al. publish it (data/test/<subject>_test.csv
     in data.tar): rows of a question, four choices and the letter of the right one, no header.
-    Asked as in the paper: the subject's heading, the question, the choices lettered A to D and
-    "Answer:", the continuations being the letters."""
+    Asked in the paper's format, zero-shot (the paper's own script puts five solved questions
+    first): the subject's heading, the question, the choices lettered A to D and "Answer:", the
+    continuations being the letters."""
     path = Path(path)
     subject = re.sub(r"_(test|val|dev)$", "", path.stem).replace("_", " ")
     heading = f"The following are multiple choice questions (with answers) about {subject}.\n\n"

@@ -7,7 +7,7 @@
 
 """Chapter 5, section 5.13 (beyond the book): how the loss falls with model size and training
 tokens, measured on a sweep of small models under fixed compute budgets, and the law fitted to it
-as Chinchilla does (Hoffmann et al., 2022), tested on a run held back from the fit."""
+as Chinchilla does (Hoffmann et al., 2022), tested on runs held back from the fit."""
 
 import math
 
@@ -26,7 +26,7 @@ from shared.utils import set_seed
 
 # %% beyond_10_scaling.ipynb cell 6, 5.13.1 A ladder of models, and a run on a budget
 
-# (n_layers, emb_dim), smallest first, each about 1.3 to 2 times the parameters of the one before;
+# (n_layers, emb_dim), smallest first, each 1.2 to 2.2 times the parameters of the one before;
 # depth and width grow together, never one up and the other down
 LADDER = [(1, 16), (1, 24), (2, 24), (2, 32), (3, 32), (3, 40), (3, 48), (4, 48), (4, 64),
           (5, 64)]
