@@ -102,6 +102,24 @@ def _gpt2_weights(name: str, repo: str) -> DataFile:
     )
 
 
+_JUDGE_SCORES = {  # the book's judge data: each judge's scores of each model's responses
+    "gpt4-model-1": "705f24bf17878d5e29c5cb2daeae00a64a1688756192478f91f41bf1eff85689",
+    "gpt4-model-2": "2b10d2abdf1f71f4f8057c012be2bf6c777823adbadb597f4d1699e06129db5a",
+    "llama3-8b-model-1": "a6005211110bf3d9e30dbdb17638a1918004bc490c85b0b3520798a31d7fa5a4",
+    "llama3-8b-model-2": "18e501530c56085aca3e6c2d7da39edc03fd85fe205f17a65ab1a400c6d61125",
+}
+
+
+def _from_books_repository(name: str, file: str, sha256: str, path: str | None = None,
+                           **extra) -> DataFile:
+    """A file of chapter 7's folders in the book's repository, kept as `path` (default: the
+    file's own name)."""
+    return DataFile(name=name, path=path or file.rpartition("/")[2], sha256=sha256,
+                    licence="Apache-2.0", **extra,
+                    urls=("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                          + file,))
+
+
 DATASETS: dict[str, DataFile] = {
     d.name: d
     for d in [
@@ -138,62 +156,24 @@ DATASETS: dict[str, DataFile] = {
             archive_member="SMSSpamCollection",
             normalize_newlines=True,
         ),
-        DataFile(
-            name="instruction-data",
-            path="instruction-data.json",
-            sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "01_main-chapter-code/instruction-data.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        DataFile(
-            name="instruction-data-with-preference",
-            path="instruction-data-with-preference.json",
-            sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "04_preference-tuning-with-dpo/instruction-data-with-preference.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        DataFile(
-            name="instruction-data-with-response",
-            path="instruction-data-with-response.json",
-            sha256="aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943",
-            size=29_279,
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "01_main-chapter-code/instruction-data-with-response.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        DataFile(
-            name="judge-example-data",
-            path="model-evaluation/eval-example-data.json",
-            sha256="90e9ceb4f1184f6b307fd76d0dd1e8b15bd3da200b1fc69ee897107394a775e0",
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                "03_model-evaluation/eval-example-data.json",
-            ),
-            licence="Apache-2.0",
-        ),
-        *(DataFile(
-            name=f"judge-scores-{judge}-model-{model}",
-            path=f"model-evaluation/scores/{judge}-model-{model}-response.json",
-            sha256=sha256,
-            urls=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-                f"03_model-evaluation/scores/{judge}-model-{model}-response.json",
-            ),
-            licence="Apache-2.0",
-        ) for (judge, model), sha256 in {
-            ("gpt4", 1): "705f24bf17878d5e29c5cb2daeae00a64a1688756192478f91f41bf1eff85689",
-            ("gpt4", 2): "2b10d2abdf1f71f4f8057c012be2bf6c777823adbadb597f4d1699e06129db5a",
-            ("llama3-8b", 1): "a6005211110bf3d9e30dbdb17638a1918004bc490c85b0b3520798a31d7fa5a4",
-            ("llama3-8b", 2): "18e501530c56085aca3e6c2d7da39edc03fd85fe205f17a65ab1a400c6d61125",
-        }.items()),
+        _from_books_repository("instruction-data", "01_main-chapter-code/instruction-data.json",
+                               "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"),
+        _from_books_repository(
+            "instruction-data-with-preference",
+            "04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+            "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e"),
+        _from_books_repository(  # the book's GPT-2 medium's responses to its 110 test entries
+            "instruction-data-with-response",
+            "01_main-chapter-code/instruction-data-with-response.json",
+            "aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943", size=29_279),
+        _from_books_repository(  # the book's judge data: two models' responses, two judges' scores
+            "judge-example-data", "03_model-evaluation/eval-example-data.json",
+            "90e9ceb4f1184f6b307fd76d0dd1e8b15bd3da200b1fc69ee897107394a775e0",
+            path="model-evaluation/eval-example-data.json"),
+        *(_from_books_repository(f"judge-scores-{scores}",
+                                 f"03_model-evaluation/scores/{scores}-response.json", sha256,
+                                 path=f"model-evaluation/scores/{scores}-response.json")
+          for scores, sha256 in _JUDGE_SCORES.items()),
         DataFile(
             name="gpt2-encoder",
             path="gpt2/encoder.json",

@@ -23,6 +23,7 @@ import copy
 import functools
 import inspect
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -341,6 +342,36 @@ def chapter_5_shakespeare(tmp_path):
     text = "To be, or not to be"
     assert shared.nats_per_character(loaded, tokenizer, text) == pytest.approx(
         shared.nats_per_character(cpu_model, tokenizer, text))
+
+
+@case
+def chapter_5_benchmarks():
+    tokenizer, cpu_model = CharTokenizer(), tiny_gpt().eval()
+    model = copy.deepcopy(cpu_model).to(GPU)
+    question = shared.Question("the cat sat", [" on", " a", " by it"], 0)  # windows of 8
+    on_gpu_scores = shared.choice_log_likelihoods(model, tokenizer, question)
+    for (total, tokens), (cpu_total, cpu_tokens) in zip(
+            on_gpu_scores, shared.choice_log_likelihoods(cpu_model, tokenizer, question)):
+        assert total == pytest.approx(cpu_total) and tokens == cpu_tokens
+    counts = shared.CountingModel(ids(1, 40)[0], TINY_GPT["vocab_size"], 2, 0.1, 8).to(GPU)
+    for scorer in (model, counts.eval()):
+        result = shared.accuracy(scorer, tokenizer, [question] * 2)
+        assert set(result) == set(shared.NORMALISATIONS)
+    assert shared.bits_per_byte(model, tokenizer, "the cat sat on the mat") == pytest.approx(
+        shared.bits_per_byte(cpu_model, tokenizer, "the cat sat on the mat"))
+
+
+@case
+def chapter_5_scaling():
+    train = shared.GPTDatasetV1("the quick brown fox jumps over it. " * 20, CharTokenizer(), 8, 8)
+    val = DataLoader(shared.GPTDatasetV1("the lazy dog sleeps here. " * 4, CharTokenizer(), 8, 8),
+                     batch_size=2)
+    cfg = shared.ladder_config(1, 16, TINY_GPT["vocab_size"], 8)
+    with torch.device("meta"):
+        params = shared.count_parameters(shared.ModernGPTModel(cfg))
+    run = shared.train_on_budget(cfg, train, val, 6 * params * 4 * 8 * 3, batch_size=4,
+                                 device=GPU)
+    assert run["tokens"] == 3 * 4 * 8 and math.isfinite(run["val_loss"])
 
 
 @case

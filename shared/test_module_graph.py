@@ -29,6 +29,8 @@ ALLOWED_COMPANION_EDGES = {
         "today's open models load into 4.8's ModernGPTModel: the companion's subject",
     ("ch05_pretraining.attention_variants", "ch04_gpt_model.modern"):
         "the variants are configurations of 4.8's ModernGPTModel: the companion compares them",
+    ("ch05_pretraining.scaling", "ch04_gpt_model.modern"):
+        "the sweep's models are 4.8's ModernGPTModel in Llama's shape, one rung of sizes each",
     ("ch05_pretraining.shakespeare", "ch02_text_data.bpe"):
         "the Shakespeare GPT reads its corpus through a BPE trained on it (BPETokenizer.train)",
     ("ch06_classification.mistakes", "ch05_pretraining.gpt2_weights"):
