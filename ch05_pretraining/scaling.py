@@ -27,7 +27,7 @@ from shared.utils import set_seed
 # %% beyond_10_scaling.ipynb cell 6, 5.13.1 A ladder of models, and a run on a budget
 
 # (n_layers, emb_dim), smallest first, each 1.2 to 2.2 times the parameters of the one before;
-# depth and width grow together, never one up and the other down
+# neither depth nor width ever shrinks from one rung to the next
 LADDER = [(1, 16), (1, 24), (2, 24), (2, 32), (3, 32), (3, 40), (3, 48), (4, 48), (4, 64),
           (5, 64)]
 

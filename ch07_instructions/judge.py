@@ -3,7 +3,7 @@
 # marked `#| export judge`, then export again.
 # Each `# %%` line names the cell the code below it came from.
 
-# %% beyond_2_judge.ipynb cell 18, The client
+# %% beyond_2_judge.ipynb cell 19, The client
 
 """Chapter 7, beyond the book: asking section 7.8's judge through a client that says what went
 wrong. query_ollama sends the request of the lesson's query_model and turns every way it can
@@ -53,7 +53,7 @@ def score_responses(json_data: list, json_key: str = "model_response", model: st
     return scores
 
 
-# %% beyond_2_judge.ipynb cell 19, The client
+# %% beyond_2_judge.ipynb cell 20, The client
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args):  # no new request: the redirect comes back as a reply
@@ -88,7 +88,7 @@ def _request_with_body_deadline(url: str, body: bytes | None, timeout: float
     raise TimeoutError(f"no complete answer within {timeout} s")
 
 
-# %% beyond_2_judge.ipynb cell 20, The client
+# %% beyond_2_judge.ipynb cell 21, The client
 
 def query_ollama(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, *, seed: int = 123,
                  temperature: float = 0.0, num_ctx: int = 2048, timeout: float = 120.0) -> str:
@@ -176,7 +176,7 @@ def _what_failed(url, model, timeout, error, status, location, reply: bytes) -> 
     return f"{at} sent an unexpected answer, without message.content: {text!r}"
 
 
-# %% beyond_2_judge.ipynb cell 21, The client
+# %% beyond_2_judge.ipynb cell 22, The client
 
 def ollama_is_running(url: str = OLLAMA_URL, timeout: float = 2.0) -> bool:
     """True if the server answers /api/tags as Ollama does, with HTTP 200 and a JSON object
