@@ -213,22 +213,26 @@ def _preprocess_hellaswag(text: str) -> str:
     return re.sub(r"\[.*?\]", "", text).replace("  ", " ").strip()
 
 
+def _json_lines(path: str | Path):
+    """(line number, object) for each non-blank line of a JSON-lines file."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                yield number, json.loads(line)
+
+
 def read_hellaswag(path: str | Path) -> list[Question]:
     """HellaSwag's published JSON-lines file (hellaswag_val.jsonl of github.com/rowanz/hellaswag):
     each line's activity label and context, its four endings and its label. The test split's
     labels are not published, so that file is refused."""
     questions = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            check("label" in item, f"{path}, line {number}: no label (HellaSwag's test "
-                  "split has none: read hellaswag_val.jsonl)")
-            context = f"{item['activity_label']}: {item['ctx_a']} {item['ctx_b'].capitalize()}"
-            questions.append(Question(_preprocess_hellaswag(context),
-                                      [" " + _preprocess_hellaswag(ending)
-                                       for ending in item["endings"]], int(item["label"])))
+    for number, item in _json_lines(path):
+        check("label" in item, f"{path}, line {number}: no label (HellaSwag's test "
+              "split has none: read hellaswag_val.jsonl)")
+        context = f"{item['activity_label']}: {item['ctx_a']} {item['ctx_b'].capitalize()}"
+        questions.append(Question(_preprocess_hellaswag(context),
+                                  [" " + _preprocess_hellaswag(ending)
+                                   for ending in item["endings"]], int(item["label"])))
     return questions
 
 
@@ -237,18 +241,14 @@ def read_arc(path: str | Path) -> list[Question]:
     line's question stem, its 3 to 5 labelled choices and its answer key, asked as "Question:
     ...\\nAnswer:" with each choice's text as the continuation."""
     questions = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            labels = [choice["label"] for choice in item["question"]["choices"]]
-            check(item["answerKey"] in labels, f"{path}, line {number}: answer key "
-                  f"{item['answerKey']!r} is none of the choices' labels {labels}")
-            questions.append(Question(
-                f"Question: {item['question']['stem']}\nAnswer:",
-                [" " + choice["text"] for choice in item["question"]["choices"]],
-                labels.index(item["answerKey"])))
+    for number, item in _json_lines(path):
+        labels = [choice["label"] for choice in item["question"]["choices"]]
+        check(item["answerKey"] in labels, f"{path}, line {number}: answer key "
+              f"{item['answerKey']!r} is none of the choices' labels {labels}")
+        questions.append(Question(
+            f"Question: {item['question']['stem']}\nAnswer:",
+            [" " + choice["text"] for choice in item["question"]["choices"]],
+            labels.index(item["answerKey"])))
     return questions
 
 
