@@ -51,8 +51,8 @@ class CountingModel(torch.nn.Module):
         rows = vocab_size if order == 2 else 1
         counts = torch.bincount(seen, minlength=rows * vocab_size).view(rows, vocab_size).double()
         probs = (counts + add_k) / (counts.sum(dim=1, keepdim=True) + add_k * vocab_size)
-        # a parameter that is never trained: the counts are the model's weights, and the
-        # functions above find the model's device from its parameters
+        # a parameter that is never trained: the counts are the model's weights, and this
+        # module's functions find the model's device from its parameters
         self.log_probs = torch.nn.Parameter(probs.log().float(), requires_grad=False)
         self.order = order
         self.cfg = {"context_length": context_length, "vocab_size": vocab_size}
@@ -79,8 +79,7 @@ def choice_log_likelihoods(model: torch.nn.Module, tokenizer, question: Question
     """For each choice, (the summed log-probability of its tokens after the context, how many
     tokens it has), from one forward pass over all choices. The context and each choice are
     tokenized apart (as build-nanogpt's HellaSwag script does), so every choice follows the same
-    context tokens;
-    a context longer than the model's window loses its start."""
+    context tokens; a context longer than the model's window loses its start."""
     context_ids = tokenizer.encode(question.context)
     choice_ids = [tokenizer.encode(choice) for choice in question.choices]
     check(all(choice_ids), "every choice must have at least one token")
@@ -114,8 +113,6 @@ def pick(scores: list[tuple[float, int]], question: Question, normalisation: str
     """The index of the choice with the highest score (choice_log_likelihoods's) after the
     context: its summed log-probability ("sum", the harness's acc), per token ("per token",
     GPT-3's) or per byte of its text ("per byte", the harness's acc_norm)."""
-    check(normalisation in NORMALISATIONS,
-          lambda: f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
     lengths = {"sum": [1] * len(scores), "per token": [n for _, n in scores],
                "per byte": [len(choice.encode("utf-8")) for choice in question.choices]}
     normalised = [total / length for (total, _), length in zip(scores, lengths[normalisation])]

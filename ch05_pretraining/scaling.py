@@ -9,6 +9,7 @@
 tokens, measured on a sweep of small models under fixed compute budgets, and the law fitted to it
 as Chinchilla does (Hoffmann et al., 2022), tested on runs held back from the fit."""
 
+import itertools
 import math
 
 import torch
@@ -34,7 +35,8 @@ LADDER = [(1, 16), (1, 24), (2, 24), (2, 32), (3, 32), (3, 40), (3, 48), (4, 48)
 
 def ladder_config(n_layers: int, emb_dim: int, vocab_size: int, context_length: int) -> dict:
     """A Llama-style ModernGPTModel configuration (RoPE, RMSNorm, SwiGLU) of one rung: 2 heads
-    below width 64, 4 from it, a feed-forward about 8/3 as wide as the stream (4.8.3)."""
+    below width 64, 4 from it, a feed-forward about 8/3 as wide as the stream (4.8.3), rounded
+    down to a multiple of 16."""
     heads = 4 if emb_dim >= 64 else 2
     return {"vocab_size": vocab_size, "context_length": context_length, "emb_dim": emb_dim,
             "n_heads": heads, "n_kv_groups": heads, "head_dim": emb_dim // heads,
@@ -96,7 +98,7 @@ def isoflop_minimum(params: list[int], losses: list[float]) -> tuple[float, floa
     a, b, c = torch.linalg.lstsq(torch.stack([x**2, x, torch.ones_like(x)], 1),
                                  torch.tensor(losses, dtype=torch.float64)[:, None]).solution[:, 0]
     if a <= 0:
-        raise ValueError("the losses do not curve upwards: no lowest point between the sizes")
+        raise ValueError("the losses do not curve upwards: they have no lowest point")
     best = -b / (2 * a)
     return math.exp(best), float(a * best**2 + b * best + c)
 
@@ -126,25 +128,21 @@ def fit_loss_law(params: list[int], tokens: list[int], losses: list[float]) -> d
         return torch.nn.functional.huber_loss(law, logL, delta=1e-3, reduction="sum")
 
     best = None
-    for a0 in (0.0, 5.0, 10.0):
-        for b0 in (0.0, 5.0, 10.0):
-            for e0 in (-1.0, 0.0, 0.5):
-                for alpha0 in (0.2, 0.5):
-                    for beta0 in (0.2, 0.5):
-                        theta = torch.tensor([a0, b0, e0, alpha0, beta0], dtype=torch.float64,
-                                             requires_grad=True)
-                        lbfgs = torch.optim.LBFGS([theta], max_iter=200,
-                                                  line_search_fn="strong_wolfe")
+    # starting points: log A, log B, log E, alpha, beta (108 of them)
+    for start in itertools.product((0.0, 5.0, 10.0), (0.0, 5.0, 10.0), (-1.0, 0.0, 0.5),
+                                   (0.2, 0.5), (0.2, 0.5)):
+        theta = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+        lbfgs = torch.optim.LBFGS([theta], max_iter=200, line_search_fn="strong_wolfe")
 
-                        def closure(lbfgs=lbfgs, theta=theta):
-                            lbfgs.zero_grad()
-                            value = objective(theta)
-                            value.backward()
-                            return value
-                        lbfgs.step(closure)
-                        value = float(objective(theta).detach())
-                        if math.isfinite(value) and (best is None or value < best[0]):
-                            best = (value, theta.detach().clone())
+        def closure(lbfgs=lbfgs, theta=theta):
+            lbfgs.zero_grad()
+            value = objective(theta)
+            value.backward()
+            return value
+        lbfgs.step(closure)
+        value = float(objective(theta).detach())
+        if math.isfinite(value) and (best is None or value < best[0]):
+            best = (value, theta.detach().clone())
     a, b, e, alpha, beta = best[1].tolist()
     return {"E": math.exp(e), "A": math.exp(a), "alpha": alpha, "B": math.exp(b), "beta": beta}
 
