@@ -5,6 +5,7 @@ import contextlib
 import copy
 import functools
 import itertools
+import math
 import random
 
 import numpy as np
@@ -508,3 +509,47 @@ def _tiny_preferences():
                                        _tiny_preferences()))})
 def accuracy_with_a_larger_beta(policy, reference, first_test_batch):
     return evaluate_preferences([first_test_batch], policy, reference, beta=1.0)["accuracy"]
+
+
+# Exercise 7.8 -------------------------------------------------------------------------------
+
+@value_exercise("7.8", hints=[
+    "group_advantages subtracts the group's mean and divides by the group's standard deviation "
+    "(torch's std: n - 1 in the denominator) plus 1e-4. Two numbers: the right answer's "
+    "advantage in the first group, and any answer's in a group of eight wrong ones.",
+    "Call it yourself: group_advantages(torch.tensor([[1.1] + [0.1] * 7, [0.1] * 8])). In the "
+    "second group every reward equals the mean.",
+], mistakes=[
+    (lambda expected: (7 / 8 / math.sqrt(1 / 8 * 7 / 8), 0.0),
+     "That divides by the population's standard deviation (n in the denominator); torch's std, "
+     "which group_advantages uses, divides by n - 1."),
+    (lambda expected: (7 / 8, 0.0),
+     "That is the reward less the group's mean, without the division by the standard deviation "
+     "that group_advantages makes by default."),
+], rel_tol=1e-3, abs_tol=1e-3)
+def group_of_eight():
+    rewards = torch.tensor([[1.1] + [0.1] * 7, [0.1] * 8])
+    centred = rewards - rewards.mean(dim=-1, keepdim=True)
+    advantages = centred / (rewards.std(dim=-1, keepdim=True) + 1e-4)
+    return (advantages[0, 0].item(), advantages[1, 0].item())
+
+
+# Exercise 7.9 -------------------------------------------------------------------------------
+
+@value_exercise("7.9", hints=[
+    "Write both averages. Answering with two digits earns exact_match (1 with probability p), "
+    "the format's 0.1 and the bonus for two characters; answering nothing earns only the bonus "
+    "for no character.",
+    "brevity_bonus(\"89\") and brevity_bonus(\"\") give the two bonuses. Set p + 0.1 + (the "
+    "first) equal to (the second) and solve for p.",
+], mistakes=[
+    (lambda expected: expected + 0.1,
+     "The format reward is missing: a wrong answer of two digits still earns 0.1."),
+    (lambda expected: expected * 100,
+     "Give p as a fraction between 0 and 1, not as a percentage."),
+    (lambda expected: 1 - expected,
+     "That is the probability of a wrong answer at the break-even point; the exercise asks for "
+     "the accuracy p."),
+], rel_tol=1e-3, abs_tol=1e-3)
+def silence_pays_below():
+    return 0.25 * (4 - 0) - 0.1 - 0.25 * (4 - 2)

@@ -95,6 +95,7 @@ CHAPTER_MODULES = (
     "ch07_instructions.evaluation",
     "ch07_instructions.judge",
     "ch07_instructions.dpo",
+    "ch07_instructions.grpo",
 )
 
 # What `shared` itself provides: every name imported above from its own modules, read from

@@ -8,7 +8,7 @@ from shared.exercises import check_answer as check_answer
 from shared.plotting import heatmap as heatmap
 from shared.safe_files import SAVED_BY as SAVED_BY, write_model_folder as write_model_folder
 from shared.utils import get_device as get_device, keep_freed_memory as keep_freed_memory, measured_on as measured_on, progress_bar as progress_bar, set_seed as set_seed, write_atomically as write_atomically
-CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch05_pretraining.attention_variants', 'ch05_pretraining.benchmarks', 'ch05_pretraining.scaling', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo')
+CHAPTER_MODULES = ('ch02_text_data.text_data', 'ch02_text_data.bpe', 'ch02_text_data.positions', 'ch03_attention.attention', 'ch03_attention.kv_cache', 'ch04_gpt_model.gpt_model', 'ch04_gpt_model.activation_drift', 'ch04_gpt_model.final_model', 'ch04_gpt_model.modern', 'ch04_gpt_model.linear_attention', 'ch05_pretraining.pretraining', 'ch05_pretraining.checkpoints', 'ch05_pretraining.gpt2_weights', 'ch05_pretraining.decoding', 'ch05_pretraining.training', 'ch05_pretraining.fast_path', 'ch05_pretraining.open_weights', 'ch05_pretraining.shakespeare', 'ch05_pretraining.attention_variants', 'ch05_pretraining.benchmarks', 'ch05_pretraining.scaling', 'ch06_classification.classification', 'ch06_classification.mistakes', 'ch06_classification.lora', 'ch07_instructions.instructions', 'ch07_instructions.evaluation', 'ch07_instructions.judge', 'ch07_instructions.dpo', 'ch07_instructions.grpo')
 INFRASTRUCTURE = ['check_architecture', 'validate_config', 'check', 'check_finite', 'check_keys', 'check_token_ids', 'DATASETS', 'DataFetchError', 'DataFile', 'data_dir', 'download_file', 'fetch', 'mirror_dir', 'prepare_tiktoken_cache', 'read_text', 'sha256_of', 'check_answer', 'heatmap', 'SAVED_BY', 'write_model_folder', 'get_device', 'keep_freed_memory', 'measured_on', 'progress_bar', 'set_seed', 'write_atomically']
 BOOK_NAMES_REDEFINED = ('calc_loss_batch', 'calc_loss_loader', 'evaluate_model')
 BOOK_NAMES_EXTENDED = ('GPTModel',)
@@ -306,4 +306,38 @@ from ch07_instructions.dpo import (
     dpo_loss as dpo_loss,
     dpo_loss_batch as dpo_loss_batch,
     evaluate_preferences as evaluate_preferences,
+)
+from ch07_instructions.grpo import (
+    ADDITION_ALPHABET as ADDITION_ALPHABET,
+    END as END,
+    addition_problems as addition_problems,
+    addition_text as addition_text,
+    addition_prompt as addition_prompt,
+    addition_answer as addition_answer,
+    ADDER_CONFIG as ADDER_CONFIG,
+    addition_split as addition_split,
+    pretrain_adder as pretrain_adder,
+    finetune_adder as finetune_adder,
+    addition_tasks as addition_tasks,
+    exact_match as exact_match,
+    well_formed as well_formed,
+    addition_reward as addition_reward,
+    sample_group as sample_group,
+    response_text as response_text,
+    solve as solve,
+    accuracy_with_interval as accuracy_with_interval,
+    response_batch as response_batch,
+    token_logprobs as token_logprobs,
+    group_advantages as group_advantages,
+    grpo_loss as grpo_loss,
+    train_grpo as train_grpo,
+    brevity_bonus as brevity_bonus,
+    reward_with_brevity_bonus as reward_with_brevity_bonus,
+    reward_with_brevity_bonus_fixed as reward_with_brevity_bonus_fixed,
+    checker_pairs as checker_pairs,
+    train_dpo_on_pairs as train_dpo_on_pairs,
+    read_gsm8k as read_gsm8k,
+    GSM8K_INSTRUCTION as GSM8K_INSTRUCTION,
+    boxed_answer as boxed_answer,
+    gsm8k_reward as gsm8k_reward,
 )

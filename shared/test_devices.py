@@ -566,6 +566,31 @@ def chapter_7_preferences():
     assert set(result) == {"loss", "margin", "accuracy"}
 
 
+@case
+def chapter_7_grpo():
+    tokenizer = shared.CharTokenizer(shared.ADDITION_ALPHABET)
+    eos_id = tokenizer.ids[shared.END]
+    problems = shared.addition_problems(8, seed=0, largest=9)
+    tasks = shared.addition_tasks(tokenizer, problems)
+    model = shared.pretrain_adder(tokenizer, problems * 400, epochs=1, device=GPU)  # 25 steps
+    shared.finetune_adder(model, tokenizer, problems * 40, epochs=2)  # train_model's 10 steps
+    assert all(on_the_gpu(p) for p in model.parameters())
+    group = shared.sample_group(model, tasks[0][0], 3, 4, eos_id)
+    inputs, targets = shared.response_batch([tasks[0][0]] * 3, group, eos_id, device=GPU)
+    assert on_the_gpu(shared.token_logprobs(model(inputs), targets))
+    reference = copy.deepcopy(model).requires_grad_(False)
+    history = shared.train_grpo(model, reference, tasks, shared.addition_reward, tokenizer,
+                                eos_id=eos_id, steps=1, prompts_per_step=2, group_size=2,
+                                max_new_tokens=3, micro_batch_size=2, progress=False)
+    assert len(history["reward"]) == 1
+    assert len(shared.solve(model, tasks, tokenizer, shared.exact_match, eos_id=eos_id)) == 8
+    pairs = shared.checker_pairs(model, tasks, tokenizer, lambda p, r, e: float(len(r) % 2),
+                                 eos_id=eos_id, group_size=4, max_new_tokens=3)
+    losses = shared.train_dpo_on_pairs(model, reference, pairs, eos_id=eos_id, steps=1,
+                                       batch_size=1)
+    assert math.isfinite(losses[0])
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_exported_functions_run_with_the_model_on_a_gpu(name, tmp_path):
     function = CASES[name]

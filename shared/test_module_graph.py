@@ -40,6 +40,14 @@ ALLOWED_COMPANION_EDGES = {
     ("ch07_instructions.evaluation", "ch05_pretraining.training"):
         "the lesson's finetuning is redone silently: train_model(progress=False, no warmup, "
         "constant rate, no clipping) makes train_model_simple's updates without its printing",
+    ("ch07_instructions.grpo", "ch05_pretraining.benchmarks"):
+        "the held-out accuracies' 95% intervals are 5.12's wilson_interval",
+    ("ch07_instructions.grpo", "ch05_pretraining.decoding"):
+        "a group of answers is sampled with generate_text (5.7's KV cache), which runs the "
+        "course's GPTModel and the open models alike: the loop's one sampler",
+    ("ch07_instructions.grpo", "ch05_pretraining.training"):
+        "the task's model is pretrained and finetuned with train_model (progress=False: silent, "
+        "with warm-up and clipping), as the lesson's finetuning is redone in evaluation.py",
     ("ch07_instructions.evaluation", "ch05_pretraining.checkpoints"):
         "the redone finetuning is saved with save_weights, whole or not at all, so that a "
         "stopped run never leaves half a file for the next one to load",
