@@ -272,7 +272,8 @@ def test_boxed_answers_and_the_gsm8k_reward():
 def qwen3_folder(tmp_path_factory):
     """A tiny random Qwen3 saved by transformers in the published format, with a Qwen3-style
     tokenizer.json, and a GSM8K file."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     folder = tmp_path_factory.mktemp("models") / "qwen3"
     vocab = qwen3_style_tokenizer(folder).get_vocab_size()
     torch.manual_seed(0)

@@ -43,6 +43,7 @@ def pytest_configure(config):
 SEPARATE_NOTEBOOKS = (
     "ch05_pretraining/beyond_6_open_models.ipynb",  # builds its checkpoints in temporary folders
     "ch05_pretraining/beyond_10_scaling.ipynb",  # reads scaling_sweep.json, a committed file
+    "ch07_instructions/beyond_4_grpo.ipynb",  # trains its own model; reads grpo_run.json
 )
 LONGEST_FIRST = (
     "ch05_pretraining",
