@@ -25,6 +25,7 @@ from ch02_text_data.text_data import GPTDatasetV1
 from ch04_gpt_model.final_model import GPTModel
 from ch05_pretraining.benchmarks import wilson_interval
 from ch05_pretraining.decoding import generate_text
+from ch05_pretraining.pretraining import context_length_of
 from ch05_pretraining.training import train_model
 from ch07_instructions.dpo import dpo_loss
 from ch07_instructions.instructions import custom_collate_fn
@@ -161,10 +162,20 @@ def response_text(tokenizer, response_ids: list[int], eos_id: int) -> tuple[str,
 
 # %% beyond_4_grpo.ipynb cell 13, 7.11.1 A task a program checks, and a model that half knows it
 
+def _check_room(model, tasks: list, max_new_tokens: int) -> None:
+    """Refuse prompts that leave no room for max_new_tokens in the model's context:
+    generate_text would slide its window, and the loss's forward pass fail far from here."""
+    longest, context = max(len(ids) for ids, _ in tasks), context_length_of(model)
+    check(longest + max_new_tokens <= context, lambda: f"the longest prompt has {longest} "
+          f"tokens: with max_new_tokens={max_new_tokens} it needs a context of "
+          f"{longest + max_new_tokens}, and the model's is {context}")
+
+
 def solve(model, tasks: list, tokenizer, score, *, eos_id: int, max_new_tokens: int = 6,
           temperature: float = 0.0, samples: int = 1, progress: bool = False) -> list[float]:
     """score(problem, response, ended) of the model's response to each task's prompt, greedy
     by default (temperature 0); with samples > 1, the mean over that many sampled responses."""
+    _check_room(model, tasks, max_new_tokens)
     was_training = model.training
     model.eval()
     scores = []
@@ -229,10 +240,16 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, clip: floa
     response tokens. Each token: the clipped ratio times its response's advantage, less
     kl_beta times an estimate of the KL divergence to the reference; averaged over each
     response's tokens, then over responses, and negated (a loss to minimise). Returns (loss,
-    {"kl": mean KL estimate per token, "clipped": share of tokens whose ratio was clipped}).
+    {"kl": mean KL estimate per token, "clipped": share of tokens whose clipped term counted,
+    a ratio past 1 + clip with a positive advantage or below 1 - clip with a negative one}).
     """
     check(0 <= clip < 1 and kl_beta >= 0, lambda: f"clip must be in [0, 1) and kl_beta >= 0, "
           f"got {clip!r} and {kl_beta!r}")
+    # a (batch, 1) advantage would broadcast to (batch, batch, length) and give a wrong loss
+    shapes = [tuple(t.shape) for t in (logprobs, old_logprobs, ref_logprobs, mask)]
+    check(len(set(shapes)) == 1 and advantages.shape == logprobs.shape[:1], lambda: f"the "
+          f"log-probabilities and the mask must share one shape (batch, length), and advantages "
+          f"be (batch,): got {shapes} and {tuple(advantages.shape)}")
     advantages = advantages.unsqueeze(-1)  # one per response, for all its tokens
     ratio = torch.exp(logprobs - old_logprobs)
     surrogate = torch.minimum(ratio * advantages,
@@ -244,13 +261,19 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, clip: floa
     loss = -(per_token.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)).mean()
     with torch.no_grad():
         tokens = mask.sum().clamp(min=1)
-        clipped = (ratio - ratio.clamp(1 - clip, 1 + clip)).abs() > 0
+        # where min() takes the clipped term, which then has no gradient
+        clipped = ((ratio > 1 + clip) & (advantages > 0)) | ((ratio < 1 - clip) & (advantages < 0))
         stats = {"kl": ((kl * mask).sum() / tokens).item(),
                  "clipped": ((clipped & mask).sum() / tokens).item()}
     return loss, stats
 
 
 # %% beyond_4_grpo.ipynb cell 24, 7.11.4 Training: the model's own answers, scored
+
+def _response_logprobs(model, inputs, targets, temperature: float) -> torch.Tensor:
+    """token_logprobs at the temperature the responses were drawn with."""
+    return token_logprobs(model(inputs) / temperature, targets)
+
 
 def train_grpo(policy, reference, tasks: list, reward, tokenizer, *, eos_id: int,
                steps: int, prompts_per_step: int = 16, group_size: int = 8,
@@ -259,25 +282,35 @@ def train_grpo(policy, reference, tasks: list, reward, tokenizer, *, eos_id: int
                score=None, micro_batch_size: int | None = None, seed: int = 0,
                progress: bool = True) -> dict:
     """GRPO: `steps` times, draw prompts_per_step of `tasks` ((prompt_ids, problem) pairs),
-    sample group_size responses to each, score each with reward(problem, response, ended),
-    and take updates_per_batch AdamW steps on grpo_loss. The policy is trained in place; the
-    reference is only read. score(problem, response, ended) is what the history calls
+    sample group_size responses to each at `temperature`, score each with reward(problem,
+    response, ended), and take updates_per_batch AdamW steps on grpo_loss, whose
+    log-probabilities are those of the same temperature. The policy is trained in place, with
+    dropout off (the ratios compare one network with itself); the reference is only read.
+    micro_batch_size splits each update's batch into parts, each run forward and backward alone:
+    the same update, in less memory. score(problem, response, ended) is what the history calls
     "correct" (default: the reward). Returns the history: per step, the mean reward, the share
-    correct, the mean response length in tokens, the KL estimate, the share clipped, seconds.
+    correct, the mean response length in tokens (the end included), the KL estimate and the
+    share of tokens clipped (per token, in the step's last update), and the seconds so far.
     """
     check(prompts_per_step <= len(tasks) and group_size >= 2, lambda: f"needs "
           f"prompts_per_step <= len(tasks) and group_size >= 2 (a group of one has no "
           f"advantage), got {prompts_per_step}, {len(tasks)} and {group_size}")
+    # 0 updates would record nothing; a micro-batch below 1 would train on no part
+    check(updates_per_batch >= 1 and (micro_batch_size is None or micro_batch_size >= 1),
+          lambda: f"updates_per_batch and micro_batch_size must be at least 1, got "
+          f"{updates_per_batch!r} and {micro_batch_size!r}")
+    _check_room(policy, tasks, max_new_tokens)
     score = reward if score is None else score
     device = next(policy.parameters()).device
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    policy.eval()
+    reference.eval()
     draw = random.Random(seed)
     torch.manual_seed(seed)  # the samples' draws
     history = {name: [] for name in ("reward", "correct", "length", "kl", "clipped", "seconds")}
     start = time.perf_counter()
     for _ in progress_bar(range(steps), desc="GRPO", unit="step", disable=not progress):
         prompts, responses, rewards, correct = [], [], [], []
-        policy.eval()  # sampling: no dropout
         for prompt_ids, problem in draw.sample(tasks, prompts_per_step):
             for ids in sample_group(policy, prompt_ids, group_size, max_new_tokens, eos_id,
                                     temperature):
@@ -289,31 +322,30 @@ def train_grpo(policy, reference, tasks: list, reward, tokenizer, *, eos_id: int
         advantages = group_advantages(torch.tensor(rewards, device=device).view(
             prompts_per_step, group_size)).flatten()
         inputs, targets = response_batch(prompts, responses, eos_id, device)
+        mask = targets != -100
         size = micro_batch_size or len(inputs)
         parts = [slice(i, i + size) for i in range(0, len(inputs), size)]
         with torch.no_grad():
-            old = [token_logprobs(policy(inputs[p]), targets[p]) for p in parts]
-            ref = [token_logprobs(reference(inputs[p]), targets[p]) for p in parts]
-        policy.train()
+            old = [_response_logprobs(policy, inputs[p], targets[p], temperature) for p in parts]
+            ref = [_response_logprobs(reference, inputs[p], targets[p], temperature)
+                   for p in parts]
         for _ in range(updates_per_batch):
             optimizer.zero_grad()
             stats = {"kl": 0.0, "clipped": 0.0}
             for p, old_part, ref_part in zip(parts, old, ref):
-                share = len(inputs[p]) / len(inputs)  # the mean over responses, part by part
-                loss, part_stats = grpo_loss(token_logprobs(policy(inputs[p]), targets[p]),
-                                             old_part, ref_part, advantages[p],
-                                             targets[p] != -100, clip, kl_beta)
-                (loss * share).backward()
-                for name in stats:  # per token within a part; parts weighed by responses
-                    stats[name] += part_stats[name] * share
+                logprobs = _response_logprobs(policy, inputs[p], targets[p], temperature)
+                loss, part_stats = grpo_loss(logprobs, old_part, ref_part, advantages[p],
+                                             mask[p], clip, kl_beta)
+                (loss * len(inputs[p]) / len(inputs)).backward()  # the mean over responses
+                for name in stats:  # per token, over the whole batch's tokens
+                    stats[name] += part_stats[name] * (mask[p].sum() / mask.sum()).item()
             optimizer.step()
         history["reward"].append(sum(rewards) / len(rewards))
         history["correct"].append(sum(correct) / len(correct))
-        history["length"].append((targets != -100).sum().item() / len(responses))
+        history["length"].append(mask.sum().item() / len(responses))
         history["kl"].append(stats["kl"])  # of the last update: how far the policy has moved
         history["clipped"].append(stats["clipped"])
         history["seconds"].append(time.perf_counter() - start)
-    policy.eval()
     return history
 
 
@@ -411,17 +443,23 @@ def read_gsm8k(path: str | Path) -> list[dict]:
 GSM8K_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def boxed_answer(response: str) -> str | None:
-    r"""The number in the response's last \boxed{...}, its commas and a trailing '.0' removed;
-    None without one."""
-    found = re.findall(r"\\boxed\{\s*\$?(-?[\d,]*\.?\d+)\s*\}", response)
-    return found[-1].replace(",", "").removesuffix(".0") if found else None
+def boxed_answer(response: str) -> float | None:
+    r"""The number in the response's last \boxed{...}, read as a float: its dollar and percent
+    signs, \text{...} wrappers and thousands' commas ignored (\boxed{\$1,200}, \boxed{18\%} and
+    \boxed{18 \text{ eggs}} are numbers); None without a \boxed{} that holds one number."""
+    found = re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", response)  # one level of {}
+    if not found:
+        return None
+    text = re.sub(r"\\text\{([^{}]*)\}", r"\1", found[-1]).replace(",", "")
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", text)
+    return float(numbers[0]) if len(numbers) == 1 else None
 
 
 def gsm8k_reward(problem: dict, response: str, ended: bool) -> float:
-    """1 for the right number in the last \\boxed{}, plus 0.1 for a \\boxed{} number at all."""
-    given = boxed_answer(response)
-    return float(given == problem["answer"]) + 0.1 * (given is not None)
+    """For an ended response (one cut at the length limit gets 0, as in the addition task): 1
+    for the right number in its last \\boxed{}, plus 0.1 for a number there at all."""
+    given = boxed_answer(response) if ended else None
+    return float(given == float(problem["answer"])) + 0.1 * (given is not None)
 
 
 __all__ = [

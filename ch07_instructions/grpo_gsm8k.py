@@ -10,10 +10,15 @@ script scores --eval problems of the test file, greedy, before and after --steps
 train_grpo (section 7.11) on problems of the training file, each prompt a user message that asks
 for the answer in \\boxed{} (GSM8K_INSTRUCTION), in Qwen3's chat format without thinking, and
 prints the accuracies with their 95% intervals and the GPU's peak memory. The policy trains in
-float32 with AdamW; the reference is a frozen copy in bfloat16. Weights, gradients and AdamW's
-two averages take 16 bytes a parameter, the reference 2: for Qwen3-0.6B's 596 million (counted in
-section 7.11.7) 10.7 GB before any activation; the activations of a training step grow with
---micro-batch and the responses' length. Section 7.11.7 says what this was not measured on.
+float32 with AdamW; the reference is a frozen float32 copy (in bfloat16 it would compute other
+log-probabilities than the policy from the same weights, and the KL penalty would not start at
+0). Weights, gradients and AdamW's two averages take 16 bytes a parameter, the reference 4: for
+Qwen3-0.6B's 596 million (counted in section 7.11.7) 11.9 GB before any activation. A training
+step's activations grow with --micro-batch and the responses' length: the logits of a
+micro-batch of 4 answers of 600 tokens alone are 4 x 600 x 151,936 float32 numbers, 1.5 GB, and
+their log-softmax and its gradient as much again each. Sampling is the slow part: each step
+decodes up to --max-new-tokens tokens for its prompts one group at a time. None of this was
+measured: the course's machines have no GPU and no network (section 7.11.7).
 """
 
 import copy
@@ -64,9 +69,13 @@ def main() -> None:
     folder = folder if folder.is_dir() else download_open_model(args.model)
     device = get_device()
     policy = load_open_model(folder).to(device, torch.float32)
-    reference = copy.deepcopy(policy).to(torch.bfloat16).eval().requires_grad_(False)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
     tokenizer = HFTokenizer(folder)
-    eos_id = tokenizer.encode("<|im_end|>")[0]  # where Qwen3's turn ends
+    end_of_turn = tokenizer.encode("<|im_end|>")  # where a Qwen3 chat turn ends: one token
+    if len(end_of_turn) != 1:
+        raise SystemExit(f"{args.model}: <|im_end|> is not one token of its tokenizer; this "
+                         "script writes Qwen3's chat format, for a Qwen3 chat model")
+    eos_id = end_of_turn[0]
 
     def tasks(path, count=None):
         problems = read_gsm8k(path)

@@ -74,8 +74,11 @@ def test_grpo_loss_equals_the_objective_written_out():
     log_ratio = ref - logprobs
     kl = (log_ratio.exp() - log_ratio - 1)[mask]
     assert stats["kl"] == pytest.approx(kl.mean().item(), rel=1e-6)
-    # ratios outside [0.8, 1.2] on response tokens: 1.6, 0.5 | 0.7, 1.3 | 1.25, 0.75
-    assert stats["clipped"] == pytest.approx(6 / 9)
+    # where min() takes the clipped term: 1.6 with advantage 1.5, 0.7 with -0.7 (0.5 with 1.5 and
+    # 1.3 with -0.7 keep their own term; the third response's advantage is 0)
+    assert stats["clipped"] == pytest.approx(2 / 9)
+    with pytest.raises(ValueError, match=r"advantages be \(batch,\): got .* and \(3, 1\)"):
+        grpo_loss(logprobs, old, ref, advantages[:, None], mask)
 
 
 def test_a_clipped_token_gets_no_gradient_from_its_advantage():
@@ -213,6 +216,31 @@ def test_grpo_raises_the_reward_a_tiny_model_can_reach():
         assert torch.equal(tensor, before[name])
 
 
+def test_with_dropout_the_first_update_compares_the_policy_with_itself():
+    tokenizer, policy = adder()
+    policy = tiny_gpt(0, vocab_size=tokenizer.n_vocab, context_length=16, drop_rate=0.5)
+    tasks = addition_tasks(tokenizer, addition_problems(20, seed=1, largest=9))
+    history = train_grpo(policy, copy.deepcopy(policy).requires_grad_(False), tasks,
+                         lambda p, r, e: float(r.startswith("1")), tokenizer,
+                         eos_id=tokenizer.ids[END], steps=2, prompts_per_step=4, group_size=4,
+                         max_new_tokens=3, lr=0.0, progress=False)
+    assert history["kl"] == [0.0, 0.0] and history["clipped"] == [0.0, 0.0]
+
+
+def test_train_grpo_refuses_what_would_fail_later_or_train_nothing():
+    tokenizer, policy = adder()  # a context of 16
+    tasks = addition_tasks(tokenizer, addition_problems(4, seed=1, largest=9))  # 13 tokens
+    settings = {"eos_id": tokenizer.ids[END], "steps": 1, "prompts_per_step": 2,
+                "progress": False}
+    with pytest.raises(ValueError, match="the longest prompt has 13 tokens: with "
+                                         "max_new_tokens=6 it needs a context of 19"):
+        train_grpo(policy, policy, tasks, addition_reward, tokenizer, **settings)
+    for bad in ({"micro_batch_size": 0}, {"updates_per_batch": 0}):
+        with pytest.raises(ValueError, match="must be at least 1"):
+            train_grpo(policy, policy, tasks, addition_reward, tokenizer, max_new_tokens=3,
+                       **settings, **bad)
+
+
 def test_checker_pairs_put_a_right_response_before_a_wrong_one_and_dpo_trains_on_them():
     tokenizer, policy = adder(seed=3)
     eos_id = tokenizer.ids[END]
@@ -259,13 +287,18 @@ def test_read_gsm8k_reads_the_published_format(tmp_path):
 
 
 def test_boxed_answers_and_the_gsm8k_reward():
-    assert boxed_answer(r"so \boxed{12} ... no, \boxed{2,000}") == "2000"
-    assert boxed_answer(r"\boxed{7.0}") == "7" and boxed_answer("7") is None
+    assert boxed_answer(r"so \boxed{12} ... no, \boxed{2,000}") == 2000
+    for written in (r"\boxed{18}", r"\boxed{\$18}", r"\boxed{$18$}", r"\boxed{18\%}",
+                    r"\boxed{18 \text{ dollars}}", r"\boxed{\text{18}}", r"\boxed{18.00}",
+                    r"\boxed{ 18. }"):
+        assert boxed_answer(written) == 18, written
+    assert boxed_answer("18") is None and boxed_answer(r"\boxed{18 or 19}") is None
     problem = {"answer": "2000"}
     assert gsm8k_reward(problem, r"The farm sells \boxed{2,000} eggs.", True) == \
         pytest.approx(1.1)
     assert gsm8k_reward(problem, r"\boxed{200}", True) == pytest.approx(0.1)
     assert gsm8k_reward(problem, "2000", True) == 0
+    assert gsm8k_reward(problem, r"\boxed{2000} and then", False) == 0  # cut: never right
 
 
 @pytest.fixture(scope="module")
