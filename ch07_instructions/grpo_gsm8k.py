@@ -9,7 +9,8 @@ grade-school-math: train.jsonl (7,473 problems) and test.jsonl (1,319). --model 
 script scores --eval problems of the test file, greedy, before and after --steps steps of
 train_grpo (section 7.11) on problems of the training file, each prompt a user message that asks
 for the answer in \\boxed{} (GSM8K_INSTRUCTION), in Qwen3's chat format without thinking, and
-prints the accuracies with their 95% intervals and the GPU's peak memory. The policy trains in
+prints the accuracies with their 95% intervals, the share right, answer length and KL to the
+reference early and late in training, and the GPU's peak memory. The policy trains in
 float32 with AdamW; the reference is a frozen float32 copy (in bfloat16 it would compute other
 log-probabilities than the policy from the same weights, and the KL penalty would not start at
 0). Weights, gradients and AdamW's two averages take 16 bytes a parameter, the reference 4: for
@@ -101,6 +102,11 @@ def main() -> None:
                          lr=args.lr, kl_beta=args.kl_beta, score=correct,
                          micro_batch_size=args.micro_batch)
     print(f"GRPO: {args.steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+    tenth = max(1, args.steps // 10)  # the first and last tenth of the steps, averaged
+    for name in ("correct", "length", "kl"):
+        first, last = history[name][:tenth], history[name][-tenth:]
+        print(f"{name} per step: {sum(first) / len(first):.3f} over the first {tenth} steps, "
+              f"{sum(last) / len(last):.3f} over the last {tenth}")
     scored["after"] = solve(policy, test, tokenizer, correct, eos_id=eos_id,
                             max_new_tokens=args.max_new_tokens, progress=True)
     print("after: {:.3f} ({:.3f} to {:.3f})".format(*accuracy_with_interval(scored["after"])))
