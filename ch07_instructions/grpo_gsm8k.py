@@ -17,7 +17,8 @@ log-probabilities than the policy from the same weights, and the KL penalty woul
 Qwen3-0.6B's 596 million (counted in section 7.11.7) 11.9 GB before any activation. A training
 step's activations grow with --micro-batch and the responses' length: the logits of a
 micro-batch of 4 answers of 600 tokens alone are 4 x 600 x 151,936 float32 numbers, 1.5 GB, and
-their log-softmax and its gradient as much again each. Sampling should be the slow part: each
+a step holds several more tensors of that size (the logits divided by the
+temperature, their log-softmax, and the gradients of both). Sampling should be the slow part: each
 step decodes up to --max-new-tokens tokens for its prompts one group at a time. None of this was
 measured: the course's machines have no GPU and no network (section 7.11.7).
 """
