@@ -9,7 +9,7 @@
 
 import torch
 
-from shared.checks import check
+from shared.checks import caller_checked, check
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -40,12 +40,14 @@ class KVCache:
         end, layout = start + new, _layout(keys)
         # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
         # unlike their keys but in width, would be cast into the storage (another dtype) or copied
-        # into every row or position (a batch or a token of 1), without a word. One check of all:
-        held = layout if start == 0 else _layout(self.keys)
-        check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
-              f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
-              if end > cap else f"keys {layout} differ from the cache's {held}: reset() it first"
-              if layout != held else "values must match their keys in all but width")
+        # into every row or position (a batch or a token of 1), without a word. One check of all,
+        # skipped in generate_text's steps after its first (shared.checks.checked_by_caller):
+        if not caller_checked():
+            held = layout if start == 0 else _layout(self.keys)
+            check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
+                  f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
+                  if end > cap else f"keys {layout} differ from the cache's {held}: reset() it "
+                  "first" if layout != held else "values must match their keys in all but width")
         if self.window is not None:
             return self._update_window(keys, values)
         if start == 0 and layout != _layout(self.keys):  # (1) new, or a new layout

@@ -21,6 +21,7 @@ from ch04_gpt_model.gpt_model import (
 from ch04_gpt_model.gpt_model import GPTModel as GPTModel_book  # the lesson's: the book's model
 from shared.architecture import validate_config
 from shared.checks import (
+    caller_checked,
     check,
     check_fits_context,
     check_token_ids,
@@ -74,7 +75,10 @@ class GPTModel(GPTModel_book):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches, start: int) -> None:
-        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made."""
+        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made;
+        once per generate_text call, not per token (its later steps run in checked_by_caller)."""
+        if caller_checked():
+            return
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         # another model's keys and values, even a same-shaped one's, or a part of the list (its
         # caches would fall out of step), would be read without a word

@@ -9,6 +9,7 @@
 penalty, top-k, temperature, top-p and min-p; next_token_probs and next_token) and
 generate_text, the book's generate with a KV cache (sections 5.3.4 and 5.7)."""
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ch05_pretraining.pretraining import context_length_of
-from shared.checks import check
+from shared.checks import caller_checked, check, checked_by_caller
 
 
 # %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
@@ -156,7 +157,9 @@ class KVCachedModel:
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         seen = 0 if self.seen is None else self.seen.shape[1]
-        if not (0 < seen < idx.shape[1] and torch.equal(idx[:, :seen], self.seen)):
+        # generate_text's later steps (within checked_by_caller) append to what was seen
+        if not (0 < seen < idx.shape[1] and (caller_checked() or
+                                              torch.equal(idx[:, :seen], self.seen))):
             for cache in self.kv_caches:  # stale, or of another text
                 cache.reset()
             seen = 0
@@ -219,8 +222,14 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     if use_cache and max_new_tokens and hasattr(model, "make_kv_caches"):  # fresh ones per prompt
         room = min(context_size, idx.shape[1] + max_new_tokens)  # Qwen3's 40,960 would be GBs
         model = KVCachedModel(model, room)
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
+    # The text grows in one buffer: torch.cat would copy all of it at every token
+    text = idx.new_empty(idx.shape[0], idx.shape[1] + max_new_tokens,
+                         dtype=torch.promote_types(idx.dtype, torch.long))
+    text[:, :idx.shape[1]] = idx
+    for step in range(max_new_tokens):
+        # the first call checks the prompt and the caches; the later ones only add the model's
+        # own tokens, so they skip the model's checks (shared.checks.checked_by_caller)
+        with torch.no_grad(), checked_by_caller() if step else contextlib.nullcontext():
             logits = model(idx[:, -context_size:])[:, -1]  # the book's step
         next_id = next_token(logits, temperature, processors=processors, tokens=idx)
         if eos_id is not None:
@@ -228,8 +237,10 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
             if bool(ended.all()):
                 break
             next_id = next_id.masked_fill(ended, eos_id)  # an ended row is padded
-        idx = torch.cat([idx, next_id], dim=1)
-    return idx
+        length = idx.shape[1]
+        text[:, length:length + 1] = next_id
+        idx = text[:, :length + 1]
+    return idx.contiguous()  # a copy only where it stopped early with rows to spare
 
 
 def _is_open_model(model) -> bool:

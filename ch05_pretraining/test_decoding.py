@@ -100,3 +100,62 @@ def test_a_cached_model_starts_over_after_the_model_fails_halfway():
         with pytest.raises(RuntimeError, match="halfway"):
             cached(text[:, :4])
         torch.testing.assert_close(cached(text[:, :5]), uncached_last_logits(model, text[:, :5]))
+
+
+# generate: no check per token ------------------------------------------------------------------
+
+def counted_checks(monkeypatch):
+    """Counts of the calls to every check a decoding step could run: the model's input check
+    (check_token_ids, with its aminmax over the ids), its other checks, KVCache.update's, and
+    KVCachedModel's comparison of the text with what it has seen."""
+    from ch03_attention import kv_cache
+    from ch04_gpt_model import final_model
+
+    counts = {}
+
+    def counting(name, function):
+        def counted(*args, **kwargs):
+            counts[name] = counts.get(name, 0) + 1
+            return function(*args, **kwargs)
+        return counted
+    for module, name in [(final_model, "check_token_ids"), (final_model, "check"),
+                         (final_model, "check_fits_context"), (kv_cache, "check"),
+                         (torch, "equal")]:
+        key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+        monkeypatch.setattr(module, name, counting(key, getattr(module, name)))
+    return counts
+
+
+@pytest.mark.parametrize("make", [tiny_gpt, tiny_qwen3, lambda: FastDecoder(tiny_gpt()),
+                                  lambda: FastDecoder(tiny_qwen3())],
+                         ids=["GPTModel", "ModernGPTModel", "FastDecoder", "FastDecoder-Qwen3"])
+def test_generate_checks_the_prompt_and_caches_once_not_per_token(make, monkeypatch):
+    model, prompt = make(), torch.tensor([[4, 8], [15, 16]])
+    counts = counted_checks(monkeypatch)
+    per_call = []
+    for new_tokens in (2, 6):
+        counts.clear()
+        tokens = generate_text(model, prompt, new_tokens)
+        assert tokens.shape == (2, 2 + new_tokens)
+        per_call.append(dict(counts))
+    assert per_call[0]["final_model.check_token_ids"] == 1  # the prompt's ids, once
+    assert per_call[0] == per_call[1]  # three times as many tokens, not one check more
+    # the counter sees every call's checks where no caller vouches for them
+    counts.clear()
+    with torch.no_grad():
+        for _ in range(3):
+            model(prompt)
+    assert counts["final_model.check_token_ids"] == 3
+
+
+def test_generate_still_refuses_a_prompt_outside_the_vocabulary():
+    with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
+        generate_text(tiny_gpt(), torch.tensor([[1, 50]]), 3)
+
+
+def test_generate_writes_its_text_into_one_buffer_and_returns_a_plain_tensor():
+    model, prompt = tiny_gpt(), torch.tensor([[4, 8], [15, 16]])
+    eos = int(generate_text(model, prompt, 1)[0, -1])  # row 0's first token ends it
+    tokens = generate_text(model, prompt, 5, eos_id=eos)
+    assert tokens.is_contiguous() and tokens.dtype == torch.long
+    assert torch.equal(tokens, generate_text(model, prompt, 5, eos_id=eos, use_cache=False))
