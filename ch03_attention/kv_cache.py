@@ -9,7 +9,8 @@
 
 import torch
 
-from shared.checks import caller_checked, check
+from shared.checks import check
+from shared.utils import inputs_trusted
 
 
 # %% beyond_1_kv_cache.ipynb cell 15, 3.7.2 A key-value cache for generation
@@ -41,9 +42,9 @@ class KVCache:
         # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
         # unlike their keys but in width, would be cast into the storage (another dtype) or copied
         # into every row or position (a batch or a token of 1), without a word. One check of all,
-        # skipped in generate_text's steps after its first (shared.checks.checked_by_caller):
-        if not caller_checked():
-            held = layout if start == 0 else _layout(self.keys)
+        # once per generate_text call (shared.utils.trusted_inputs):
+        held = layout if start == 0 else _layout(self.keys)
+        if not inputs_trusted():
             check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
                   f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
                   if end > cap else f"keys {layout} differ from the cache's {held}: reset() it "

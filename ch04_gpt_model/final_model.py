@@ -21,11 +21,11 @@ from ch04_gpt_model.gpt_model import (
 from ch04_gpt_model.gpt_model import GPTModel as GPTModel_book  # the lesson's: the book's model
 from shared.architecture import validate_config
 from shared.checks import (
-    caller_checked,
     check,
     check_fits_context,
     check_token_ids,
 )
+from shared.utils import inputs_trusted
 
 
 # %% beyond_2_final_model.ipynb cell 5, 4.7.1 The final `GPTModel`
@@ -59,7 +59,8 @@ class GPTModel(GPTModel_book):
         """The final-normed vectors (batch, tokens, emb_dim) that out_head turns into logits;
         with kv_caches (from make_kv_caches), in_idx continues the tokens already cached."""
         start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
-        self._check_input(in_idx, kv_caches, start)
+        if not inputs_trusted():  # generate_text checks its first step only (shared.utils)
+            self._check_input(in_idx, kv_caches, start)
         positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for i, block in enumerate(self.trf_blocks):
@@ -75,10 +76,7 @@ class GPTModel(GPTModel_book):
         return self.out_head(x)
 
     def _check_input(self, in_idx, kv_caches, start: int) -> None:
-        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made;
-        once per generate_text call, not per token (its later steps run in checked_by_caller)."""
-        if caller_checked():
-            return
+        """Check in_idx, and that kv_caches are the list this model's make_kv_caches made."""
         check_token_ids(in_idx, "in_idx", self.cfg["vocab_size"])
         # another model's keys and values, even a same-shaped one's, or a part of the list (its
         # caches would fall out of step), would be read without a word

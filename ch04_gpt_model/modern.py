@@ -22,6 +22,7 @@ from ch03_attention.attention import attend, causal_mask
 from ch04_gpt_model.final_model import GPTModel
 from ch04_gpt_model.linear_attention import DeltaNetCache, GatedDeltaNet
 from shared.checks import check, check_divisible, check_keys
+from shared.utils import inputs_trusted
 
 
 # %% beyond_3_modern_blocks.ipynb cell 6, 4.8.1 RMSNorm
@@ -683,7 +684,8 @@ class ModernGPTModel(GPTModel):
 
     def hidden_states(self, in_idx, kv_caches=None):
         start = kv_caches[0].length if kv_caches else 0  # how many tokens are cached
-        self._check_input(in_idx, kv_caches, start)
+        if not inputs_trusted():  # generate_text checks its first step only (shared.utils)
+            self._check_input(in_idx, kv_caches, start)
         cfg, num_tokens = self.cfg, in_idx.shape[1]
         rope_dim = cfg["rope_dim"] or cfg["head_dim"]  # Qwen3-Next turns a quarter (4.8.11)
         global_dim = cfg["global_head_dim"] or rope_dim  # Gemma 4's are wider (4.8.13)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ch05_pretraining.pretraining import context_length_of
-from shared.checks import caller_checked, check, checked_by_caller
+from shared.checks import check
+from shared.utils import inputs_trusted, trusted_inputs
 
 
 # %% beyond_3_decoding.ipynb cell 11, 5.3.4 Top-p, min-p, a repetition penalty: the decoding ste...
@@ -157,8 +158,8 @@ class KVCachedModel:
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         seen = 0 if self.seen is None else self.seen.shape[1]
-        # generate_text's later steps (within checked_by_caller) append to what was seen
-        if not (0 < seen < idx.shape[1] and (caller_checked() or
+        # generate_text's later steps (within trusted_inputs) append to what was seen
+        if not (0 < seen < idx.shape[1] and (inputs_trusted() or
                                               torch.equal(idx[:, :seen], self.seen))):
             for cache in self.kv_caches:  # stale, or of another text
                 cache.reset()
@@ -228,8 +229,8 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     text[:, :idx.shape[1]] = idx
     for step in range(max_new_tokens):
         # the first call checks the prompt and the caches; the later ones only add the model's
-        # own tokens, so they skip the model's checks (shared.checks.checked_by_caller)
-        with torch.no_grad(), checked_by_caller() if step else contextlib.nullcontext():
+        # own tokens, so they skip the model's checks (shared.utils.trusted_inputs)
+        with torch.no_grad(), trusted_inputs() if step else contextlib.nullcontext():
             logits = model(idx[:, -context_size:])[:, -1]  # the book's step
         next_id = next_token(logits, temperature, processors=processors, tokens=idx)
         if eos_id is not None:

@@ -11,7 +11,8 @@ from that model, --workers at a time, each in a process of its own:
 
 * "grpo": train_grpo with addition_reward (the right answer 1, a well-formed one 0.1);
 * "gamed": the same with reward_with_brevity_bonus (a bonus for short answers, paid for all);
-* "fixed": the same with reward_with_brevity_bonus_fixed (the bonus in full for right answers, only its penalty for wrong ones);
+* "fixed": the same with reward_with_brevity_bonus_fixed (the bonus in full for right
+  answers, only its penalty for wrong ones);
 * "dpo": train_dpo_on_pairs, on checker_pairs sampled from the finetuned model;
 * "more finetuning": finetune_adder again on the same 5,000 labelled problems.
 

@@ -6,11 +6,9 @@ these helpers are only for what those libraries would not catch there. Every mes
 argument, what would be valid, and the bad value (`token id 50257 is outside the vocabulary`).
 """
 
-import contextlib
-import contextvars
 import difflib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
@@ -20,30 +18,6 @@ def check(condition: bool, message, error: type[Exception] = ValueError) -> None
     """Raise `error(message)` unless `condition`; a lambda message is built only on failure."""
     if not condition:
         raise error(message() if callable(message) else message)
-
-
-# Set while a caller that has checked a model's first call makes the calls after it: in
-# generate_text's decoding loop each call only appends the token the model chose, to caches the
-# model made, so checking its ids and caches again would be work per token that finds nothing.
-_CHECKED_BY_CALLER = contextvars.ContextVar("checked_by_caller", default=False)
-
-
-@contextlib.contextmanager
-def checked_by_caller() -> Iterator[None]:
-    """Within it, the checks a model runs on every call (check_token_ids, GPTModel's input and
-    cache checks, KVCache.update's) are skipped in this thread: for a caller that checked the
-    first call, and whose later calls only extend what the model itself produced."""
-    token = _CHECKED_BY_CALLER.set(True)
-    try:
-        yield
-    finally:
-        _CHECKED_BY_CALLER.reset(token)
-
-
-def caller_checked() -> bool:
-    """Whether checked_by_caller() is in force (never while torch.compile traces: a compiled
-    model keeps its checks, and the traced code does not depend on who called it)."""
-    return not torch.compiler.is_compiling() and _CHECKED_BY_CALLER.get()
 
 
 def check_finite(name: str, value, *, step: int | None = None) -> float:

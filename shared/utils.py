@@ -1,11 +1,13 @@
 """Small helpers every chapter uses: reproducible seeds, the device to run on, the allocator,
 progress bars."""
 
+import contextlib
+import contextvars
 import ctypes
 import os
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +138,23 @@ def measured_on() -> str:
     threads = torch.get_num_threads()
     return (f"{datetime.date.today():%Y-%m-%d}, {processor}, {threads} thread"
             f"{'s' if threads != 1 else ''}, torch {torch.__version__}")
+
+
+# Set in generate_text's steps after the first, which only append the model's own tokens
+_TRUSTED_INPUTS = contextvars.ContextVar("trusted_inputs", default=False)
+
+
+@contextlib.contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Within it, a model skips the checks it runs on every call (GPTModel's input and cache
+    checks, KVCache.update's): for a caller that checked the first call itself."""
+    token = _TRUSTED_INPUTS.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED_INPUTS.reset(token)
+
+
+def inputs_trusted() -> bool:
+    """Whether trusted_inputs() is in force (never while torch.compile traces a model)."""
+    return not torch.compiler.is_compiling() and _TRUSTED_INPUTS.get()
