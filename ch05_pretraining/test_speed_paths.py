@@ -17,6 +17,7 @@ from ch05_pretraining.decoding import generate_text
 from ch05_pretraining.fast_path import (
     BFloat16Linear,
     FastDecoder,
+    Int8Linear,
     calc_loss_batch_chunked,
     chunked_cross_entropy,
     supports_fast_bf16,
@@ -128,6 +129,49 @@ def test_fast_decoder_with_bf16_weights_is_close_and_reads_half_the_bytes():
     assert (whole - expected).abs().max() < 0.05 * scale
     assert (stepped - expected).abs().max() < 0.05 * scale
     assert (whole - expected).abs().max() > 1e-6 * scale  # it really is not float32
+
+
+def test_an_int8_layer_computes_the_product_of_its_rounded_input_and_weight():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    layer, x = Int8Linear(linear), torch.randn(2, 3, 64)
+    assert layer.weight.dtype == torch.int8 and layer.weight.shape == (48, 64)
+    assert layer.weight.abs().amax(dim=1).eq(127).all()  # each row's largest weight is 127
+    # by hand: each input row and each weight row rounded to 8 bits by its own scale, in float64
+    rows = x.reshape(-1, 64).double()
+    row_scale = rows.abs().amax(dim=1, keepdim=True) / 127
+    weight_scale = linear.weight.detach().double().abs().amax(dim=1) / 127
+    rounded = (torch.round(rows / row_scale) * row_scale) @ (
+        torch.round(linear.weight.detach().double() / weight_scale[:, None])
+        * weight_scale[:, None]).T + linear.bias.detach().double()
+    with torch.no_grad():
+        out = layer(x)
+        assert out.shape == (2, 3, 48)
+        torch.testing.assert_close(out.double(), rounded.reshape(2, 3, 48), rtol=1e-5, atol=1e-5)
+        assert (out - linear(x)).abs().max() > 1e-4  # it really is rounded
+
+
+def test_fast_decoder_with_int8_weights_is_close_and_reads_a_quarter_of_the_bytes():
+    model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 12))
+    decoder = FastDecoder(model, torch.int8)
+    layers = [m for m in decoder.model.modules() if isinstance(m, Int8Linear)]
+    assert len(layers) == sum(type(m) is nn.Linear for m in model.modules())  # the head too
+    caches = decoder.make_kv_caches()
+    with torch.no_grad():
+        expected = model(ids)
+        stepped = torch.cat([decoder(ids[:, :5], caches)]
+                            + [decoder(ids[:, i:i + 1], caches) for i in range(5, 12)], dim=1)
+    scale = expected.abs().max()
+    assert (stepped - expected).abs().max() < 0.05 * scale  # 8 bits: about 1% of the spread
+    assert sum(m.weight.numel() * m.weight.element_size() for m in layers) == sum(
+        m.weight.numel() for m in model.modules() if type(m) is nn.Linear)  # 1 byte a weight
+
+
+def test_fast_decoder_with_int8_weights_decodes_a_modern_model_closely():
+    model, ids = tiny_qwen3(), torch.randint(0, 50, (2, 8))
+    with torch.no_grad():
+        expected, logits = model(ids), FastDecoder(model, torch.int8)(ids)
+    assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
 
 
 def test_fast_decoder_refuses_what_the_model_refuses():

@@ -168,6 +168,7 @@ from ch05_pretraining.training import (
 )
 from ch05_pretraining.fast_path import (
     BFloat16Linear as BFloat16Linear,
+    Int8Linear as Int8Linear,
     FastDecoder as FastDecoder,
     supports_fast_bf16 as supports_fast_bf16,
     ChunkedCrossEntropy as ChunkedCrossEntropy,
