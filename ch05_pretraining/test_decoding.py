@@ -106,9 +106,10 @@ def test_a_cached_model_starts_over_after_the_model_fails_halfway():
 
 def counted_checks(monkeypatch):
     """Counts of the calls to every check a decoding step could run: the model's input check
-    (check_token_ids, with its aminmax over the ids), its other checks, KVCache.update's, and
-    KVCachedModel's comparison of the text with what it has seen."""
-    from ch03_attention import kv_cache
+    (check_token_ids, with its aminmax over the ids), its other checks, the attention layers'
+    and their masks', KVCache.update's, and KVCachedModel's comparison of the text with what it
+    has seen."""
+    from ch03_attention import attention, kv_cache
     from ch04_gpt_model import final_model
 
     counts = {}
@@ -120,6 +121,7 @@ def counted_checks(monkeypatch):
         return counted
     for module, name in [(final_model, "check_token_ids"), (final_model, "check"),
                          (final_model, "check_fits_context"), (kv_cache, "check"),
+                         (attention, "check"), (attention, "check_fits_context"),
                          (torch, "equal")]:
         key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
         monkeypatch.setattr(module, name, counting(key, getattr(module, name)))
