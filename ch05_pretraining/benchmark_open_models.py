@@ -19,18 +19,19 @@ Loading is measured in fresh processes: each imports what it needs, notes its pe
 memory, loads the folder and runs one token through the model (the files are memory-mapped, so
 a weight is read only when first used), and reports how much the peak grew.
 
-Decoding runs four decoders greedily from a 16-token prompt: our ModernGPTModel loaded from the
+Decoding runs five decoders greedily from a 16-token prompt: our ModernGPTModel loaded from the
 folder in --dtype, with generate's KV cache; FastDecoder, a float32 copy of that model whose
 nn.Linear weights are stored as decoding's products read them (transposed in float32; in
-BFloat16Linear layers for bfloat16), running the model's own forward under torch.inference_mode,
-with float32 and with bfloat16 weights; and transformers' generate with the folder loaded in
---dtype. A bfloat16 decoder rounds otherwise than the others, so its tokens may differ from
-transformers'; in float32 all should be the same. The rounds are interleaved, in alternating
-order, so that a drift of the machine hits every decoder alike; tokens per second is the median
-over --rounds. The last lines hold the course's goals for --dtype against what this run
-measured: in float32, FastDecoder at least as fast as transformers and at 90% of the read rate;
-in bfloat16, where the processor multiplies it natively, FastDecoder's bf16 weights 1.2x as fast
-as transformers; in both, our generate at least 0.9x transformers. """
+BFloat16Linear layers for bfloat16, Int8Linear layers for int8), running the model's own forward
+under torch.inference_mode, with float32, bfloat16 and int8 weights; and transformers' generate
+with the folder loaded in --dtype. A bfloat16 or int8 decoder rounds otherwise than the others,
+so its tokens may differ from transformers'; in float32 all should be the same. The rounds are
+interleaved, in alternating order, so that a drift of the machine hits every decoder alike;
+tokens per second is the median over --rounds. The last lines hold the course's goals for --dtype
+against what this run measured: in float32, FastDecoder at least as fast as transformers and at
+90% of the read rate, and its int8 weights 1.8x as fast as transformers; in bfloat16, where the
+processor multiplies it natively, FastDecoder's bf16 weights 1.2x as fast as transformers; in
+both, our generate at least 0.9x transformers. """
 
 import statistics
 import subprocess
@@ -131,6 +132,7 @@ def load_memory(folder: Path) -> None:
 
 OURS, FAST, FAST_BF16 = ("ours (generate, KV cache)", "ours (FastDecoder)",
                          "ours (FastDecoder, bf16 weights)")
+FAST_INT8 = "ours (FastDecoder, int8 weights)"
 TRANSFORMERS = "transformers (generate)"
 
 
@@ -140,12 +142,14 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(
         device).eval()
     fast, fast_bf16 = FastDecoder(ours), FastDecoder(ours, torch.bfloat16)
+    fast_int8 = FastDecoder(ours, torch.int8)
     prompt = torch.randint(0, ours.cfg["vocab_size"], (1, 16),
                            generator=torch.Generator().manual_seed(1)).to(device)
     decoders = {  # name: (decode, the module whose weights it reads)
         OURS: (lambda: generate_text(ours, prompt, new_tokens), ours),
         FAST: (lambda: generate_text(fast, prompt, new_tokens), fast.model),
         FAST_BF16: (lambda: generate_text(fast_bf16, prompt, new_tokens), fast_bf16.model),
+        FAST_INT8: (lambda: generate_text(fast_int8, prompt, new_tokens), fast_int8.model),
         TRANSFORMERS: (lambda: theirs.generate(
             prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=0, eos_token_id=None), theirs),
@@ -168,7 +172,7 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
              for name, (_, weights) in decoders.items()}
     print(f"\ngreedy decoding, prompt 16 tokens, {new_tokens} new, median of {rounds} rounds; "
           f"ours (generate) and transformers in {dtype_name}, FastDecoder in float32 with "
-          f"float32 or bfloat16 weights; weights read per token x tokens/s against the sum's "
+          f"float32, bfloat16 or int8 weights; weights read per token x tokens/s against the sum's "
           f"{bandwidth / 1e9:.1f} GB/s:")
     rows = [("decoder", "tokens/s", "x transformers", "weights read per token",
              "weights read/s", "of the sum's rate", "same tokens as transformers")]
@@ -190,6 +194,8 @@ def decode_speed(folder: Path, dtype: torch.dtype, new_tokens: int, rounds: int,
               f"{'yes' if same[FAST] else 'no'}: {verdict(ratio, 1.0, same[FAST])}")
         print(f"  {FAST} >= 90% of the sum's read rate: {share[FAST]:.0%}: "
               f"{verdict(share[FAST], 0.9)}")
+        ratio = speed[FAST_INT8] / speed[TRANSFORMERS]
+        print(f"  {FAST_INT8} >= 1.8x {TRANSFORMERS}: {ratio:.2f}x: {verdict(ratio, 1.8)}")
     else:  # bf16: FastDecoder's bf16 weights against transformers' bf16 model
         ratio = speed[FAST_BF16] / speed[TRANSFORMERS]
         native = supports_fast_bf16(device)
