@@ -129,7 +129,7 @@ class FastDecoder:
         return getattr(self.model, name)
 
 
-# %% beyond_5_fast_paths.ipynb cell 27, 5.8.2 Seven switches
+# %% beyond_5_fast_paths.ipynb cell 32, 5.8.2 Seven switches
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -155,7 +155,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 37, 5.8.3 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 42, 5.8.3 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows
