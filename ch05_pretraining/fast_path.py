@@ -26,8 +26,8 @@ from shared.checks import check, check_has_values
 class BFloat16Linear(nn.Module):
     """An nn.Linear computed from a bfloat16 copy of its weight: half the bytes read per token.
 
-    The input is rounded to bfloat16 for the product (F.linear), the result returns to float32
-    and the bias, kept in float32, is added. The layer's hooks come along."""
+    The input is rounded to bfloat16 for the product (F.linear), whose result, in bfloat16
+    too, returns to float32; the bias, kept in float32, is added. The layer's hooks come along."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -47,8 +47,9 @@ class Int8Linear(nn.Module):
     The weight is kept as int8 with one float32 scale per output channel (its row's largest
     magnitude / 127). When the layer runs, each input row is rounded to int8 the same way, with
     a scale of its own, and on the CPU the product runs in integers (torch._int_mm, summed in
-    int32 exactly); then both scales and the float32 bias are applied. On another device the
-    int8 weight is converted back to float32 for the product: the same memory, not the speed.
+    int32 exactly); then both scales and the float32 bias are applied. On another device each
+    call converts the int8 weight back to a float32 copy for the product, the input unrounded:
+    less memory between calls, not more speed.
     The layer's hooks come along."""
 
     def __init__(self, linear: nn.Linear):
@@ -87,8 +88,9 @@ class FastDecoder:
     changed). The model passed in
     is not changed, and changing it afterwards leaves the copy alone: build the decoder after
     training. weight_dtype=torch.bfloat16 gives those layers bfloat16 weights (BFloat16Linear):
-    half the bytes read per token, each product's input rounded to bfloat16; torch.int8 gives
-    them int8 weights (Int8Linear): a quarter of the bytes, inputs and weights rounded to 8 bits.
+    half the bytes read per token, each product's input and output rounded to bfloat16;
+    torch.int8 gives them int8 weights (Int8Linear): a quarter of the bytes, inputs and weights
+    rounded to 8 bits.
     """
 
     def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32):
