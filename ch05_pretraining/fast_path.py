@@ -37,7 +37,10 @@ class BFloat16Linear(nn.Module):
             setattr(self, hooks, getattr(linear, hooks))
 
     def forward(self, x):
-        out = nn.functional.linear(x.to(torch.bfloat16), self.weight).float()
+        # as rows (tokens, features): a strided view such as the last position's, x[:, -1:],
+        # would send a 3-d bfloat16 product through bmm, which copies the whole weight first
+        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        out = nn.functional.linear(rows, self.weight).float().reshape(*x.shape[:-1], -1)
         return out if self.bias is None else out + self.bias
 
 
