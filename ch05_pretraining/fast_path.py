@@ -47,10 +47,12 @@ class BFloat16Linear(nn.Module):
 class Int8Linear(nn.Module):
     """An nn.Linear computed in int8: a quarter of float32's bytes read per token.
 
-    The weight is kept as int8 with one float32 scale per output channel (its row's largest
-    magnitude / 127). When the layer runs, each input row is rounded to int8 the same way, with
-    a scale of its own, and on the CPU the product runs in integers (torch._int_mm, summed in
-    int32 exactly); then both scales and the float32 bias are applied. On another device each
+    The weight is kept as int8 with one float32 scale per output channel, in -63..63 (its row's
+    largest magnitude / 63): processors without VNNI multiply int8 pairs into 16-bit sums, which
+    overflow past that, and the product would differ from processor to processor. When the layer
+    runs, each input row is rounded to -127..127 by a scale of its own, and on the CPU the
+    product runs in integers (torch._int_mm, summed in int32 exactly, on any processor); then
+    both scales and the float32 bias are applied. On another device each
     call converts the int8 weight back to a float32 copy for the product, the input unrounded:
     less memory between calls, not more speed.
     The layer's hooks come along."""
@@ -58,7 +60,7 @@ class Int8Linear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight = linear.weight.detach().float()
-        self.scale = weight.abs().amax(dim=1).clamp(min=1e-30) / 127  # (out,)
+        self.scale = weight.abs().amax(dim=1).clamp(min=1e-30) / 63  # (out,)
         self.weight = torch.round(weight / self.scale[:, None]).to(torch.int8)  # (out, in)
         self.bias = None if linear.bias is None else linear.bias.detach().float()
         for hooks in _HOOKS:

@@ -136,11 +136,12 @@ def test_an_int8_layer_computes_the_product_of_its_rounded_input_and_weight():
     linear = nn.Linear(64, 48)
     layer, x = Int8Linear(linear), torch.randn(2, 3, 64)
     assert layer.weight.dtype == torch.int8 and layer.weight.shape == (48, 64)
-    assert layer.weight.abs().amax(dim=1).eq(127).all()  # each row's largest weight is 127
-    # by hand: each input row and each weight row rounded to 8 bits by its own scale, in float64
+    assert layer.weight.abs().amax(dim=1).eq(63).all()  # each row's largest weight is 63
+    # by hand: each input row rounded to -127..127 and each weight row to -63..63 by its own
+    # scale, in float64
     rows = x.reshape(-1, 64).double()
     row_scale = rows.abs().amax(dim=1, keepdim=True) / 127
-    weight_scale = linear.weight.detach().double().abs().amax(dim=1) / 127
+    weight_scale = linear.weight.detach().double().abs().amax(dim=1) / 63
     rounded = (torch.round(rows / row_scale) * row_scale) @ (
         torch.round(linear.weight.detach().double() / weight_scale[:, None])
         * weight_scale[:, None]).T + linear.bias.detach().double()
@@ -149,6 +150,19 @@ def test_an_int8_layer_computes_the_product_of_its_rounded_input_and_weight():
         assert out.shape == (2, 3, 48)
         torch.testing.assert_close(out.double(), rounded.reshape(2, 3, 48), rtol=1e-5, atol=1e-5)
         assert (out - linear(x)).abs().max() > 1e-4  # it really is rounded
+
+
+def test_the_int8_product_is_exact_at_its_extremes():
+    # the largest input and weight magnitudes, where 16-bit pair sums (processors without VNNI)
+    # would overflow if the weights went to 127
+    linear = nn.Linear(768, 64, bias=False)
+    with torch.no_grad():
+        linear.weight.fill_(1.0)
+    layer, x = Int8Linear(linear), torch.ones(1, 768)
+    exact = (torch.ones(1, 768, dtype=torch.long) * 127) @ layer.weight.long().T
+    assert torch.equal(torch._int_mm(torch.full((1, 768), 127, dtype=torch.int8),
+                                     layer.weight.T).long(), exact)
+    torch.testing.assert_close(layer(x), linear(x), rtol=0, atol=1e-4)
 
 
 def test_fast_decoder_with_int8_weights_is_close_and_reads_a_quarter_of_the_bytes():

@@ -292,7 +292,7 @@ def train_grpo(policy, reference, tasks: list, reward, tokenizer, *, eos_id: int
     """
     check(group_size >= 2, lambda: f"group_size must be at least 2 (one answer has no group to "
           f"beat: its advantage would be nan), got {group_size}")
-    check(min(updates_per_batch, micro_batch_size or 1) >= 1 and micro_batch_size != 0,
+    check(updates_per_batch >= 1 and (micro_batch_size is None or micro_batch_size >= 1),
           "updates_per_batch and micro_batch_size must be at least 1")
     _check_room(policy, tasks, max_new_tokens)
     score = reward if score is None else score
