@@ -266,7 +266,7 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, clip: floa
     return loss, stats
 
 
-# %% beyond_4_grpo.ipynb cell 24, 7.11.4 Training: the model's own answers, scored
+# %% beyond_4_grpo.ipynb cell 27, 7.11.4 Training: the model's own answers, scored
 
 def _response_logprobs(model, inputs, targets, temperature: float) -> torch.Tensor:
     """token_logprobs at the temperature the responses were drawn with."""
@@ -344,7 +344,7 @@ def train_grpo(policy, reference, tasks: list, reward, tokenizer, *, eos_id: int
     return history
 
 
-# %% beyond_4_grpo.ipynb cell 32, 7.11.5 A reward the model games
+# %% beyond_4_grpo.ipynb cell 35, 7.11.5 A reward the model games
 
 def brevity_bonus(response: str) -> float:
     """0.25 for each character fewer than four, less for each one more: 1 for an empty answer,
@@ -365,7 +365,7 @@ def reward_with_brevity_bonus_fixed(problem, response: str, ended: bool) -> floa
     return addition_reward(problem, response, ended) + (bonus if right else min(bonus, 0.0))
 
 
-# %% beyond_4_grpo.ipynb cell 36, 7.11.6 GRPO beside DPO, and beside more finetuning
+# %% beyond_4_grpo.ipynb cell 39, 7.11.6 GRPO beside DPO, and beside more finetuning
 
 def checker_pairs(model, tasks: list, tokenizer, score, *, eos_id: int, group_size: int = 8,
                   max_new_tokens: int = 6, seed: int = 0) -> list[tuple[list, list, list]]:
@@ -412,7 +412,7 @@ def train_dpo_on_pairs(policy, reference, pairs: list, *, eos_id: int, steps: in
     return losses
 
 
-# %% beyond_4_grpo.ipynb cell 40, 7.11.7 The same loop on an open model: Qwen3 and GSM8K
+# %% beyond_4_grpo.ipynb cell 43, 7.11.7 The same loop on an open model: Qwen3 and GSM8K
 
 def read_gsm8k(path: str | Path) -> list[dict]:
     """GSM8K's published JSON lines ({"question", "answer"}, the answer a worked solution that
