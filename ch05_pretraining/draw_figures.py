@@ -156,7 +156,7 @@ def top_k_filtering():
 def checkpoint_contents():
     d = Diagram(36, 15, "What a checkpoint holds, and what each part makes possible")
     d.box(0.5, 1.8, 15, 12.4, "", fill=COLORS["block"], dashed=True)
-    d.text(8, 2.6, "trained_checkpoint.pth", size=8, family="monospace")
+    d.text(8, 2.6, "a checkpoint saved during a run", size=8, family="monospace")
     d.box(1.2, 3.5, 13.6, 2.2, '"model": weights (state_dict)', fill=COLORS["weight"], size=8)
     d.box(1.2, 6.3, 13.6, 2.6, '"optimizer": AdamW step count,\n2 running averages per weight',
           fill=COLORS["weight"], size=8)

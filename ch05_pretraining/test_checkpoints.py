@@ -499,6 +499,16 @@ def test_a_gpus_state_is_checked_and_restored_without_starting_cuda(tmp_path, pr
         load_checkpoint(tmp_path / "c.pth", *trained(3))
 
 
+def test_a_file_of_the_minimal_version_is_refused_as_such_not_as_a_gpus_state(tmp_path):
+    """5.4.1's save_resumable stores the CUDA state as a list, or None without CUDA."""
+    model, optimizer = trained(3)
+    for cuda in (None, []):
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "cuda_rng": cuda}, tmp_path / "m.pth")
+        with pytest.raises(ValueError, match="as a list or None, not by GPU number"):
+            load_checkpoint(tmp_path / "m.pth", *trained(3))
+
+
 def test_a_checkpoint_without_gpu_generators_leaves_them_as_they_are(tmp_path, pretend_gpus,
                                                                      pretend_cpu_only):
     pretend_cpu_only()

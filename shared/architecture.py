@@ -199,8 +199,11 @@ def generator_problems(states: dict) -> list[str]:
             and fits(states.get("torch_rng"), torch.get_rng_state().numel())):
         return ["holds no valid random-number state"]
     cuda = states.get("cuda_rng", {})
+    if not isinstance(cuda, dict):  # 5.4.1's minimal save_resumable: a list, or None
+        return ["holds its CUDA random-number state as a list or None, not by GPU number as "
+                "save_checkpoint saves it (a file of the minimal save_resumable?)"]
     here = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if not isinstance(cuda, dict) or not all(
+    if not all(
             isinstance(index, int) and index >= 0
             and (index >= here or fits(state, _CUDA_STATE_BYTES)) for index, state in cuda.items()):
         return ["holds a CUDA random-number state that this machine's GPUs cannot take"]
