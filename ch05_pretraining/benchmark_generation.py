@@ -10,7 +10,10 @@ and with FastDecoder (section 5.7.1), in float32, with bfloat16 weights and with
 FastDecoder is a float32 copy of the same model whose nn.Linear weights are stored as decoding's
 products read them (transposed in float32; in BFloat16Linear layers for bfloat16, in Int8Linear
 layers for int8); generate runs the model's
-own forward on that copy, under torch.inference_mode. transformers' GPT2LMHeadModel runs with
+own forward on that copy, under torch.inference_mode. Each FastDecoder also runs compiled
+(FastDecoder(..., compile=True): torch.compile fuses the small operations between the products);
+the warm-up round compiles them, which takes minutes on a CPU, and --no-compile leaves them out.
+transformers' GPT2LMHeadModel runs with
 and without its cache, and, where the processor multiplies bfloat16 natively
 (shared.supports_fast_bf16), cached in bfloat16 too: the one to hold FastDecoder's bf16 weights
 against.
@@ -61,10 +64,13 @@ from shared.tooling.command_line import CommandParser, device_arg, number_arg, r
 
 CACHED, FAST, FAST_BF16 = "ours, KV cache", "ours, FastDecoder", "ours, FastDecoder, bf16 weights"
 FAST_INT8 = "ours, FastDecoder, int8 weights"
+COMPILED = ", compiled"  # FastDecoder(..., compile=True): the same variant through torch.compile
 TRANSFORMERS, TRANSFORMERS_BF16 = "transformers, KV cache", "transformers, KV cache, bf16"
 # The course's goals: (variant, its speed at least this many times, that of this variant)
-GOALS = [(FAST, 1.2, TRANSFORMERS), (FAST_BF16, 1.2, TRANSFORMERS_BF16),
-         (FAST_INT8, 1.8, TRANSFORMERS), (CACHED, 1.0, TRANSFORMERS)]
+GOALS = [(FAST, 1.2, TRANSFORMERS), (FAST + COMPILED, 1.2, TRANSFORMERS),
+         (FAST_BF16, 1.2, TRANSFORMERS_BF16), (FAST_BF16 + COMPILED, 1.2, TRANSFORMERS_BF16),
+         (FAST_INT8, 1.8, TRANSFORMERS), (FAST_INT8 + COMPILED, 1.8, TRANSFORMERS),
+         (CACHED, 1.0, TRANSFORMERS)]
 
 
 def our_variants(model, args):
@@ -72,11 +78,13 @@ def our_variants(model, args):
     def decode(decoder, use_cache=True):
         return lambda prompt: generate_text(decoder, prompt, args.new_tokens, args.context,
                                        use_cache=use_cache)
-    fast, fast_bf16 = FastDecoder(model), FastDecoder(model, torch.bfloat16)
-    fast_int8 = FastDecoder(model, torch.int8)
-    return {"ours, no cache": (decode(model, False), model), CACHED: (decode(model), model),
-            FAST: (decode(fast), fast.model), FAST_BF16: (decode(fast_bf16), fast_bf16.model),
-            FAST_INT8: (decode(fast_int8), fast_int8.model)}
+    found = {"ours, no cache": (decode(model, False), model), CACHED: (decode(model), model)}
+    for name, dtype in [(FAST, torch.float32), (FAST_BF16, torch.bfloat16),
+                        (FAST_INT8, torch.int8)]:
+        for compiled in [False, True][:1 + args.compile]:
+            fast = FastDecoder(model, dtype, compile=compiled)
+            found[name + COMPILED * compiled] = (decode(fast), fast.model)
+    return found
 
 
 def book_variants(model, args):
@@ -201,6 +209,9 @@ def main():
     parser.add_argument("--cached-only", action="store_true",
                         help="leave out the uncached variants (most of the run time)")
     parser.add_argument("--device", type=device_arg, default="cpu")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out the compiled FastDecoders (their warm-up compiles them: "
+                             "minutes on a CPU)")
     args = parser.parse_args()
     args.device = torch.device(args.device)
 
@@ -288,7 +299,7 @@ def main():
             print(line + f"not measured ({why})")
             continue
         ratio = rates[name] / rates[against]
-        needs_same = name in (FAST, CACHED)  # rounded weights may part from them
+        needs_same = name in (FAST, FAST + COMPILED, CACHED)  # rounded weights may part
         met = ratio >= goal and (same[name] or not needs_same)
         print(line + f"measured {ratio:.2f}x"
               + (f", same tokens: {'yes' if same[name] else 'NO'}" if needs_same else "")

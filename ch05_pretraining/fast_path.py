@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.checks import check, check_has_values
+from shared.checks import check, check_has_values, check_token_ids
+from shared.utils import inputs_trusted
 
 
 # %% beyond_5_fast_paths.ipynb cell 12, 5.7.1 What limits decoding speed
@@ -95,10 +96,15 @@ class FastDecoder:
     training. weight_dtype=torch.bfloat16 gives those layers bfloat16 weights (BFloat16Linear):
     half the bytes read per token, each product's input and output rounded to bfloat16;
     torch.int8 gives them int8 weights (Int8Linear): a quarter of the bytes, inputs and weights
-    rounded to 8 bits.
+    rounded to 8 bits. compile=True compiles the copy (torch.compile, through model.compile()):
+    the small operations between the products (norms, activations, residual adds) run fused,
+    without Python's work per operation, to the same logits up to float32 rounding; its first
+    calls compile, and each new kind of input shape compiles again (on a CPU this needs a C++
+    compiler).
     """
 
-    def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32):
+    def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32, *,
+                 compile: bool = False):
         lower = {torch.bfloat16: BFloat16Linear, torch.int8: Int8Linear}
         check(weight_dtype == torch.float32 or weight_dtype in lower,
               "weight_dtype: torch.float32, torch.bfloat16 or torch.int8")
@@ -123,10 +129,16 @@ class FastDecoder:
                 relaid = nn.Parameter(layer.weight.detach().T.contiguous().T, requires_grad=False)
                 for module, name in holders.pop(id(layer.weight), []):
                     setattr(module, name, relaid)
+        self.compiled = compile
+        if compile:
+            self.model.compile()
 
     @torch.inference_mode()  # no autograd bookkeeping at all, not even no_grad's version counters
     def __call__(self, *args, **kwargs) -> torch.Tensor:
         """The copy's forward (as inference tensors: autograd cannot record them)."""
+        if self.compiled and not inputs_trusted():  # compiled code does not read the ids' values
+            check_token_ids(args[0] if args else kwargs["in_idx"],
+                            vocab_size=self.model.cfg["vocab_size"])
         return self.model(*args, **kwargs)
 
     def __getattr__(self, name):
@@ -136,7 +148,7 @@ class FastDecoder:
         return getattr(self.model, name)
 
 
-# %% beyond_5_fast_paths.ipynb cell 32, 5.8.2 Seven switches
+# %% beyond_5_fast_paths.ipynb cell 33, 5.8.2 Seven switches
 
 _CPUINFO = Path("/proc/cpuinfo")  # Linux lists the processor's instruction sets here
 
@@ -162,7 +174,7 @@ def supports_fast_bf16(device: str | torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# %% beyond_5_fast_paths.ipynb cell 42, 5.8.3 Less memory: the loss without the logits
+# %% beyond_5_fast_paths.ipynb cell 43, 5.8.3 Less memory: the loss without the logits
 
 class ChunkedCrossEntropy(torch.autograd.Function):
     """F.cross_entropy(hidden @ weight.T, targets, ignore_index=...) computed `chunk_size` rows

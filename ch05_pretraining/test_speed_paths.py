@@ -79,6 +79,22 @@ def test_fast_decoder_samples_the_models_tokens_from_the_same_seed():
     assert torch.equal(*drawn)
 
 
+def test_a_compiled_fast_decoder_decodes_as_the_model_and_still_refuses_bad_ids():
+    """compile=True: the copy runs through torch.compile's own kernels (a real compilation,
+    about 20 s on two cores), to the model's greedy tokens; the ids are still checked, though
+    the compiled code does not read them."""
+    from torch._dynamo.utils import counters
+
+    model, prompt = small_model(), torch.tensor([[4, 8, 15, 16, 23]])
+    counters.clear()
+    decoder = FastDecoder(model, compile=True)
+    assert torch.equal(generate_text(decoder, prompt, 3, context_size=24),
+                       generate_text(model, prompt, 3, context_size=24))
+    assert counters["stats"]["unique_graphs"] > 0  # it did compile
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        decoder(torch.tensor([[97]]))
+
+
 def test_fast_decoder_is_a_copy_in_evaluation_mode():
     model, ids = small_model(), torch.randint(0, SMALL["vocab_size"], (1, 8))
     decoder = FastDecoder(model.train())  # dropout on in the model: not in the decoder
