@@ -39,7 +39,6 @@ with them: its fraction shows how far it is from the limit, not what limits it.
 """
 
 import contextlib
-import platform
 import statistics
 import tempfile
 import time
@@ -56,6 +55,7 @@ from shared import (
     count_parameters,
     generate_text,
     gpt2_config,
+    measured_on,
     save_gpt2_safetensors,
     supports_fast_bf16,
 )
@@ -160,6 +160,18 @@ def weight_bytes_per_token(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in read.values())
 
 
+def processor() -> str:
+    """The date, the processor's name, threads and torch (shared.measured_on), and which of
+    the instruction sets that decide these kernels' speed it has (read on Linux)."""
+    flags = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            present = set(cpuinfo.read().split())
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+                         if f in present)
+    return f"{measured_on()}" + (f", {flags}" if flags else "")
+
+
 def synchronize(device: str | torch.device) -> None:
     """Wait for the device's queued work, so that a clock read after it counts it (a GPU runs
     asynchronously; a CPU has nothing queued)."""
@@ -225,8 +237,7 @@ def main():
     if args.cached_only:
         variants = {name: run for name, run in variants.items() if "no cache" not in name}
     where = (torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else
-             f"{args.device.type}, {torch.get_num_threads()} threads, "
-             f"{platform.processor() or platform.machine()}")
+             f"{args.device.type}: {processor()}")
     print(f"torch {torch.__version__}, {where}, native bf16: "
           f"{'yes' if supports_fast_bf16(args.device) else 'no'}, {args.size} "
           f"({count_parameters(model):,} parameters), prompt {args.prompt_tokens} tokens, "

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from ch05_pretraining.benchmark_generation import synchronize, weight_bytes_per_token
+from ch05_pretraining.benchmark_generation import processor, synchronize, weight_bytes_per_token
 from shared import (
     OPEN_MODEL_CONFIGS,
     FastDecoder,
@@ -242,8 +242,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     transformers.utils.logging.disable_progress_bar()
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"{torch.get_num_threads()} threads")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else processor()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}")
     copying, bandwidth = memory_bandwidth(device)
     print(f"memory bandwidth, 1 GiB of float32, best of 5: a copy moves {copying / 1e9:.1f} GB/s "
