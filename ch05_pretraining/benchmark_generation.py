@@ -244,7 +244,7 @@ def main():
           f"{args.new_tokens} new tokens, {args.rounds} rounds")
     bandwidth = read_bandwidth(args.device)  # again after the rounds: the best of both counts
 
-    seconds, outputs, failures = {name: [] for name in variants}, {}, {}
+    seconds, outputs, failures, first_call = {name: [] for name in variants}, {}, {}, {}
     names = list(variants)
     for round_index in range(-1, args.rounds):  # round -1 warms up (first calls are slower)
         for name in names[round_index % len(names):] + names[:round_index % len(names)]:
@@ -261,6 +261,8 @@ def main():
                 continue
             if round_index >= 0:
                 seconds[name].append(time.perf_counter() - start)
+            else:  # the first call: a compiled variant compiles in it
+                first_call[name] = time.perf_counter() - start
         print(f"  {f'round {round_index + 1}/{args.rounds}' if round_index >= 0 else 'warm-up'}"
               " done", flush=True)
     bandwidth = {name: max(rate, again) for (name, rate), again
@@ -297,6 +299,12 @@ def main():
                      f"{effective / peak:.0%}",
                      "yes" if same[name] else f"no, from new token {parted[name]}"))
     print_table(rows)
+    compiled = {name: first for name, first in first_call.items() if name.endswith(COMPILED)}
+    if compiled:
+        print("the compiled variants' first call, which compiles them: " + ", ".join(
+            f"{name} {first:.0f} s" for name, first in compiled.items())
+              + " (the median call after it: "
+              + ", ".join(f"{args.new_tokens / rates[name]:.1f} s" for name in compiled) + ")")
     for name, error in failures.items():
         print(f"{name} fails: {error}")
 

@@ -98,9 +98,9 @@ class FastDecoder:
     torch.int8 gives them int8 weights (Int8Linear): a quarter of the bytes, inputs and weights
     rounded to 8 bits. compile=True compiles the copy (torch.compile, through model.compile()):
     the small operations between the products (norms, activations, residual adds) run fused,
-    without Python's work per operation, to the same logits up to float32 rounding; its first
-    calls compile, and each new kind of input shape compiles again (on a CPU this needs a C++
-    compiler).
+    without Python's work per operation (with float32 weights, the same logits up to float32
+    rounding). Its first call compiles; a call with inputs of other sizes compiles once more,
+    for any size, and later calls compile nothing (on a CPU this needs a C++ compiler).
     """
 
     def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32, *,

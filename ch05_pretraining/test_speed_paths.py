@@ -81,8 +81,8 @@ def test_fast_decoder_samples_the_models_tokens_from_the_same_seed():
 
 def test_a_compiled_fast_decoder_decodes_as_the_model_and_still_refuses_bad_ids():
     """compile=True: the copy runs through torch.compile's own kernels (a real compilation,
-    about 20 s on two cores), to the model's greedy tokens; the ids are still checked, though
-    the compiled code does not read them."""
+    tens of seconds on two cores), to the model's greedy tokens; the ids are still checked,
+    though the compiled code does not read them."""
     from torch._dynamo.utils import counters
 
     model, prompt = small_model(), torch.tensor([[4, 8, 15, 16, 23]])
