@@ -99,8 +99,9 @@ class FastDecoder:
     rounded to 8 bits. compile=True compiles the copy (torch.compile, through model.compile()):
     the small operations between the products (norms, activations, residual adds) run fused,
     without Python's work per operation (with float32 weights, the same logits up to float32
-    rounding). Its first call compiles; a call with inputs of other sizes compiles once more,
-    for any size, and later calls compile nothing (on a CPU this needs a C++ compiler).
+    rounding). In generate_text, its first call compiles the prompt's pass and the one-token step;
+    a call with another prompt length or number of new tokens compiles both once more, for any
+    size, and later calls compile nothing (on a CPU this needs a C++ compiler).
     """
 
     def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32, *,
