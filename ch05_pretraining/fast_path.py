@@ -100,8 +100,8 @@ class FastDecoder:
     the small operations between the products (norms, activations, residual adds) run fused,
     without Python's work per operation (with float32 weights, the same logits up to float32
     rounding). In generate_text, its first call compiles the prompt's pass and the one-token step;
-    a call with another prompt length or number of new tokens compiles both once more, for any
-    size, and later calls compile nothing (on a CPU this needs a C++ compiler).
+    a call with another prompt length or number of new tokens compiles both once more, for sizes
+    in general but 0 and 1, so later calls seldom compile (on a CPU this needs a C++ compiler).
     """
 
     def __init__(self, model: nn.Module, weight_dtype: torch.dtype = torch.float32, *,
