@@ -100,6 +100,11 @@ def isoflop_minimum(params: list[int], losses: list[float]) -> tuple[float, floa
     if a <= 0:
         raise ValueError("the losses do not curve upwards: they have no lowest point")
     best = -b / (2 * a)
+    # a parabola read beyond its points says nothing (and losses on a line leave a rounding
+    # error's curvature, whose lowest point lies at exp(10**16) parameters)
+    if not x.min() <= best <= x.max():
+        raise ValueError(f"the parabola's lowest point, log N = {best:.3g}, lies outside the "
+                         f"sizes measured ({min(params):,} to {max(params):,})")
     return math.exp(best), float(a * best**2 + b * best + c)
 
 

@@ -46,13 +46,19 @@ def test_compute_optimal_is_the_laws_lowest_point_along_the_budget():
     assert best == pytest.approx(params, rel=2e-3)
 
 
-def test_isoflop_minimum_finds_a_parabolas_vertex_and_refuses_a_line():
+def test_isoflop_minimum_finds_a_parabolas_vertex_and_refuses_one_it_cannot_see():
     params = [1e3, 3e3, 1e4, 3e4, 1e5]
     losses = [2.0 + 0.1 * (math.log(n) - math.log(8e3)) ** 2 for n in params]
     best, loss = isoflop_minimum(params, losses)
     assert best == pytest.approx(8e3, rel=1e-6) and loss == pytest.approx(2.0)
     with pytest.raises(ValueError, match="do not curve upwards"):
-        isoflop_minimum(params, [3.0 - 0.1 * math.log(n) for n in params])
+        isoflop_minimum(params, [2.0 - 0.1 * (math.log(n) - math.log(8e3)) ** 2 for n in params])
+    with pytest.raises(ValueError, match="outside the sizes measured"):
+        isoflop_minimum(params, [2.0 + 0.1 * (math.log(n) - math.log(1e6)) ** 2 for n in params])
+    # a line: its fitted curvature is a rounding error of either sign, never a lowest point
+    for slope in (0.1, -0.1, 0.037, -0.2):
+        with pytest.raises(ValueError, match="lowest point"):
+            isoflop_minimum(params, [3.0 + slope * math.log(n) for n in params])
 
 
 def test_fit_power_law_recovers_its_exponent():
