@@ -100,8 +100,8 @@ def isoflop_minimum(params: list[int], losses: list[float]) -> tuple[float, floa
     if a <= 0:
         raise ValueError("the losses do not curve upwards: they have no lowest point")
     best = -b / (2 * a)
-    # a parabola read beyond its points says nothing (and losses on a line leave a rounding
-    # error's curvature, whose lowest point lies at exp(10**16) parameters)
+    # a parabola read beyond its points says nothing; and losses on a line leave a curvature of
+    # rounding error (about 1e-16, either sign), whose "lowest point" lies absurdly far out
     if not x.min() <= best <= x.max():
         raise ValueError(f"the parabola's lowest point, log N = {best:.3g}, lies outside the "
                          f"sizes measured ({min(params):,} to {max(params):,})")
