@@ -1,7 +1,7 @@
 """Section 5.9.3's comparison over several seeds: GPT-2's block and the modern block of 4.8,
 trained on The Verdict with the same budget (the notebook trains each once, from seed 123).
 
-    python ch05_pretraining/benchmark_blocks.py [--seeds 123 124 125] [--epochs 10] [--pinned]
+    python ch05_pretraining/benchmark_blocks.py [--seeds 123 124 125] [--epochs 5] [--pinned]
 
 For each seed, both models start from that seed and see the same shuffled batches; the runs
 draw their random numbers as the notebook's do (the same evaluations), so that with the
@@ -63,7 +63,7 @@ def main() -> None:
     parser = CommandParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=number_arg(int, 0, 2**32 - 1), nargs="+",
                         default=[123, 124, 125])  # NumPy's seeds
-    parser.add_argument("--epochs", type=number_arg(int, 1), default=10)
+    parser.add_argument("--epochs", type=number_arg(int, 1), default=5)
     parser.add_argument("--pinned", action="store_true",
                         help="the notebooks' pinned numerics (one thread, AVX2 kernels)")
     args = parser.parse_args()
@@ -86,7 +86,7 @@ def main() -> None:
                                               stride=64, shuffle=False, drop_last=False)
             with contextlib.redirect_stdout(io.StringIO()):  # the evaluations' lines
                 train_model_simple_hooked(model, train_loader, val_loader, optimizer, "cpu",
-                                   args.epochs, eval_freq=72, eval_iter=4)
+                                   args.epochs, eval_freq=36, eval_iter=4)
             model.eval()
             with torch.no_grad():
                 losses = (calc_loss_loader(train_loader, model, "cpu"),
