@@ -18,8 +18,8 @@ allocator's cache emptied):
   copy), each stage keeping what the lesson keeps alive (`model` keeps its optimizer and
   gradients);
 * beyond_1_measuring.ipynb: finetuned_instruction_run (`base_model`, and the lesson's saved
-  weights loaded into a copy of it), then 7.6.1's two runs (a rerun, deleted after it, then the
-  masked run, which stays);
+  weights loaded into a copy of it), then 7.6.1's masked run, which
+  stays;
 * beyond_3_dpo.ipynb: the same loading, then 7.10 (the policy a copy of the finetuned model,
   the reference the finetuned model itself; `run` keeps `base_model`).
 
@@ -81,7 +81,7 @@ SIZES = {"medium": "gpt2-medium (355M)", "small": "gpt2-small (124M)"}
 NOTEBOOKS = {
     "instructions": ["7.5: model and base_model", "7.6: finetuning", "7.7: saving, reloading",
                      "Solution 7.4: LoRA"],
-    "beyond_1_measuring": ["loading the lesson's model", "7.6.1: two more runs"],
+    "beyond_1_measuring": ["loading the lesson's model", "7.6.1: the masked run"],
     "beyond_3_dpo": ["loading the lesson's model", "7.10: a DPO step"],
 }
 BOOK = {"lr": 5e-5, "weight_decay": 0.1, "batch_size": 8, "context_length": 1024}
@@ -204,10 +204,7 @@ def main() -> int:
         base_model, model = finetuned_instruction_run(saved)  # noqa: F841 (kept, as there)
         data = batches()
         stage()
-        rerun = copy.deepcopy(base_model)  # 7.6.1: the rerun, deleted after it
-        rerun_optimizer = train(rerun, data["train"], data["val"])
-        del rerun, rerun_optimizer
-        masked_model = copy.deepcopy(base_model)  # the masked run, which stays
+        masked_model = copy.deepcopy(base_model)  # 7.6.1: the masked run, which stays
         masked_optimizer = train(masked_model, data["masked"], data["val"])  # noqa: F841
         stage()
 

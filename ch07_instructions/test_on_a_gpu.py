@@ -224,7 +224,7 @@ README_ROWS = {
     ("instructions", "7.6"): "instructions.ipynb: 7.6, finetuning",
     ("instructions", "7.7"): "instructions.ipynb: 7.7, saving and reloading the weights",
     ("instructions", "solution 7.4"): "instructions.ipynb: Solution 7.4, LoRA",
-    ("beyond_1_measuring", "7.6.1"): "beyond_1_measuring.ipynb: 7.6.1, two more runs",
+    ("beyond_1_measuring", "7.6.1"): "beyond_1_measuring.ipynb: 7.6.1, the masked run",
     ("beyond_3_dpo", "7.10"): "beyond_3_dpo.ipynb: 7.10, a DPO step",
 }
 
@@ -358,7 +358,7 @@ def tracked_peaks(size, lengths, monkeypatch):
             base_model = GPTModel(cfg).eval()
             model = reloaded(base_model)
         stage("loading")
-        with tracker:  # 7.6.1: the masked run, which stays; the rerun before it, deleted
+        with tracker:  # 7.6.1: the masked run, which stays
             masked_model = GPTModel(cfg)  # after it, holds the same at its peak
             masked_optimizer = train(masked_model)  # noqa: F841 (kept, as there)
         stage("7.6.1")
