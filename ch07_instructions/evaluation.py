@@ -164,7 +164,7 @@ def sequence_logprobs(logits, targets, ignore_index=-100):
     return (token_log_probs.squeeze(-1) * mask).sum(dim=-1)
 
 
-# %% beyond_1_measuring.ipynb cell 23, 7.6.2 What the finetuning bought, measured
+# %% beyond_1_measuring.ipynb cell 26, 7.6.2 What the finetuning bought, measured
 
 def response_logprobs(model, entries: list, tokenizer, *, batch_size: int = 8,
                       allowed_max_length: int | None = None, device=None) -> torch.Tensor:
@@ -183,7 +183,7 @@ def response_logprobs(model, entries: list, tokenizer, *, batch_size: int = 8,
         model.train(was_training)
 
 
-# %% beyond_1_measuring.ipynb cell 30, An automatic score: ROUGE-L
+# %% beyond_1_measuring.ipynb cell 33, An automatic score: ROUGE-L
 
 def rouge_l_scores(data: list, key: str = "model_response") -> list[float]:
     """ROUGE-L F1 (0-100) of each entry's `key` against its reference `output`."""
