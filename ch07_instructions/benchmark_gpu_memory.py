@@ -18,8 +18,7 @@ allocator's cache emptied):
   copy), each stage keeping what the lesson keeps alive (`model` keeps its optimizer and
   gradients);
 * beyond_1_measuring.ipynb: finetuned_instruction_run (`base_model`, and the lesson's saved
-  weights loaded into a copy of it), then 7.6.1's masked run, which
-  stays;
+  weights loaded into a copy of it), then 7.6.1's masked run, which stays;
 * beyond_3_dpo.ipynb: the same loading, then 7.10 (the policy a copy of the finetuned model,
   the reference the finetuned model itself; `run` keeps `base_model`).
 

@@ -359,7 +359,7 @@ def tracked_peaks(size, lengths, monkeypatch):
             model = reloaded(base_model)
         stage("loading")
         with tracker:  # 7.6.1: the masked run, which stays
-            masked_model = GPTModel(cfg)  # after it, holds the same at its peak
+            masked_model = GPTModel(cfg)  # a copy of base_model: a new model of its size
             masked_optimizer = train(masked_model)  # noqa: F841 (kept, as there)
         stage("7.6.1")
     with FakeTensorMode():  # beyond_3_dpo.ipynb
