@@ -134,7 +134,7 @@ class SwiGLU(nn.Module):
         gate = self.gate(x)
         if self.activation == "gelu_tanh":
             return self.down(nn.functional.gelu(gate, approximate="tanh") * self.up(x))
-        if self.activation == "clamped_silu":  # gpt-oss's: each product stays below limit**2
+        if self.activation == "clamped_silu":  # gpt-oss's: |product| < limit * (limit + 1)
             gate, up = gate.clamp(max=self.limit), self.up(x).clamp(-self.limit, self.limit)
             return self.down(gate * torch.sigmoid(self.alpha * gate) * (up + 1))
         return self.down(nn.functional.silu(gate) * self.up(x))
