@@ -246,14 +246,15 @@ def _three_dropouts_problem(make_model):
                 return (f"Built with {_rates_text(cfg)}, your model's dropout {_PLACES[kind]} "
                         f"acts {acting} in a training-mode forward pass.")
     for key in _RATE_KEYS.values():
-        try:
-            make_model({**_SMALL, **_RATE_SETTINGS[0], key: 1.5})
-        except ValueError:
-            continue
-        except Exception as error:  # noqa: BLE001
-            return f"With {key}=1.5 it raises {type(error).__name__}, not a ValueError."
-        return (f"With {key}=1.5 your model is built without complaint; a rate outside "
-                "[0, 1) should raise a ValueError.")
+        for rate in (1.5, 1.0, -0.1):  # above, at and below [0, 1)'s two ends
+            try:
+                make_model({**_SMALL, **_RATE_SETTINGS[0], key: rate})
+            except ValueError:
+                continue
+            except Exception as error:  # noqa: BLE001
+                return f"With {key}={rate} it raises {type(error).__name__}, not a ValueError."
+            return (f"With {key}={rate} your model is built without complaint; a rate outside "
+                    "[0, 1) should raise a ValueError.")
     return None
 
 
