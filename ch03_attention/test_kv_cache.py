@@ -128,6 +128,22 @@ def test_a_cache_refuses_values_unlike_their_keys_that_it_would_broadcast():
             KVCache(10).update(keys, values)
 
 
+@pytest.mark.parametrize("window", [None, 4])
+def test_values_change_width_only_after_a_reset(window):
+    """Mid-sequence, values of another width would fail inside PyTorch (or be concatenated onto
+    the held ones); after reset() they are a new sequence's, and the storage is remade."""
+    cache = KVCache(10, window=window)
+    cache.update(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+    kept = cache.values.clone()
+    with pytest.raises(ValueError, match=r"^values of width 6 differ from the cache's 4: reset"):
+        cache.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 6))
+    assert cache.length == 3 and torch.equal(cache.values, kept)
+    cache.reset()
+    keys, values = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 6)
+    all_keys, all_values = cache.update(keys, values)
+    assert torch.equal(all_keys, keys) and torch.equal(all_values, values)
+
+
 def test_values_of_another_width_than_their_keys_are_kept_as_they_are():
     """DeepSeek's latent attention (4.8.12) keeps a latent and a rotated key of other widths."""
     keys, values = torch.randn(2, 1, 5, 6), torch.randn(2, 1, 5, 3)
