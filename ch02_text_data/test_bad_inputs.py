@@ -75,12 +75,12 @@ def test_create_dataloader_v1_refuses_a_loader_that_would_yield_no_batch(tiktoke
     loader = create_dataloader_v1(TEXT, batch_size=n_windows + 1, max_length=4, stride=4,
                                   drop_last=False)
     assert len(loader) == 1  # without drop_last the one short batch is kept
-    # a text shorter than one window: no batch, drop_last or not (shuffled, DataLoader's sampler
-    # refuses the empty dataset itself, naming num_samples=0)
+    # a text shorter than one window: no batch, drop_last or not, shuffled or not (shuffled,
+    # DataLoader's sampler would refuse the empty dataset first, naming only num_samples=0)
     for drop_last in (True, False):
-        with pytest.raises(ValueError, match="0 windows of 1001 tokens"):
-            create_dataloader_v1(TEXT, max_length=1000, shuffle=False, drop_last=drop_last)
-    assert_refused(lambda: create_dataloader_v1(TEXT, max_length=1000), ValueError, "num_samples")
+        for shuffle in (True, False):
+            with pytest.raises(ValueError, match="0 windows of 1001 tokens"):
+                create_dataloader_v1(TEXT, max_length=1000, shuffle=shuffle, drop_last=drop_last)
 
 
 def test_create_dataloader_v1_says_why_no_batch_is_left(tiktoken_gpt2):

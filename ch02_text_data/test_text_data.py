@@ -11,6 +11,7 @@ from ch02_text_data.text_data import (
     SimpleTokenizerV2,
     build_vocabulary,
     create_dataloader_v1,
+    create_dataloader_v1_book,
     simple_tokenize,
 )
 
@@ -64,6 +65,17 @@ def test_dataloader_shapes_and_target_shift(verdict):
     assert torch.equal(inputs[:, 1:], targets[:, :-1])  # targets are inputs shifted by one
     ids = tiktoken.get_encoding("gpt2").encode(verdict)
     assert inputs[0].tolist() == ids[:4] and targets[0].tolist() == ids[1:5]
+
+
+def test_the_shuffled_loader_gives_the_books_batches_from_the_same_seed(verdict):
+    """create_dataloader_v1 counts the windows unshuffled, then shuffles them itself: the same
+    batches, in the same order, as the book's loader draws from the same random state."""
+    batches = []
+    for make in (create_dataloader_v1, create_dataloader_v1_book):
+        torch.manual_seed(123)
+        loader = make(verdict, batch_size=4, max_length=16, stride=16)
+        batches.append([torch.cat(pair) for pair in list(loader) + list(loader)])  # two epochs
+    assert len(batches[0]) > 1 and all(map(torch.equal, *batches))
 
 
 @pytest.mark.parametrize("stride", [1, 3, 4, 7])

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ch05_pretraining.pretraining import context_length_of
-from shared.checks import check
+from shared.checks import check, check_token_ids
 from shared.utils import inputs_trusted, trusted_inputs
 
 
@@ -211,6 +211,7 @@ def generate_text(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
     check(min_p is None or 0 <= min_p <= 1, lambda: f"min_p must be in [0, 1], got {min_p!r}")
     check(repetition_penalty is None or repetition_penalty > 0,
           lambda: f"repetition_penalty must be > 0 (1 changes nothing), got {repetition_penalty!r}")
+    check_token_ids(idx, "idx")  # (batch, tokens): one prompt without its batch axis, refused here
     if idx.shape[1] > context_size:
         too_long = f"the prompt has {idx.shape[1]} tokens, more than context_size={context_size}"
         check(not _is_open_model(model), lambda: f"{too_long}, and an open model's is not cropped "

@@ -417,7 +417,8 @@ def run(args: argparse.Namespace, process: Process, model: GPTModel,
             with (args.out / "log.jsonl").open("a") as log:
                 log.write(json.dumps({"step": step, "train_loss": train_loss,
                                       "val_loss": val_loss, "time": time.time()}) + "\n")
-            line = f"Ep 1 (Step {step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+            # windows are drawn at random, not read in passes: a step, not an epoch, says how far
+            line = f"Step {step:06d}: Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
             if args.quiet:
                 print(line, flush=True)
             else:

@@ -53,6 +53,15 @@ def test_a_negative_temperature_is_refused_in_words():
         generate_text(tiny_model(), PROMPT, 3, 8, temperature=-1.0)
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_prompt_without_its_batch_axis_is_named(use_cache):
+    """generate_text reads idx.shape[1] before the model's own check could say it: an
+    IndexError naming neither the prompt nor the axis, without this."""
+    with pytest.raises(ValueError, match=r"idx must have shape \(batch, tokens\).*got \(3,\): "
+                                         r"add a batch axis with idx\.unsqueeze\(0\)"):
+        generate_text(tiny_model(), PROMPT[0], 2, 8, use_cache=use_cache)
+
+
 def test_an_id_outside_the_vocabulary_is_named():
     with pytest.raises(ValueError, match="token id 50 is outside the vocabulary"):
         generate_text(tiny_model(), torch.tensor([[1, 50]]), max_new_tokens=1, context_size=8)

@@ -143,7 +143,7 @@ def test_a_stopped_run_resumes_with_data_out_and_resume_alone_then_generates(tex
     assert finished["config"]["tie_weights"]  # --fast, taken from the run too
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").open()] == [0, 5]
     printed = capsys.readouterr().out
-    assert "Ep 1 (Step 000005): Train loss" in printed  # --quiet hides the bar alone
+    assert "Step 000005: Train loss" in printed  # --quiet hides the bar alone
     assert (f'python {os.path.relpath(SCRIPT)} --out {out} --generate "Every effort moves you"'
             in printed)
 

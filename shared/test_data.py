@@ -182,7 +182,8 @@ def test_mirror_holds_the_extracted_member_of_an_archive(dataset, data_mirror):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(KeyError, match="no-such-dataset"):
+    with pytest.raises(KeyError, match="'no-such-dataset' is not one of the course's datasets: "
+                                       ".*tinyshakespeare"):
         data.fetch("no-such-dataset")
 
 
