@@ -104,16 +104,14 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=
     tokens and that the loader yields at least one batch."""
     # max_length 0: windows without a token; stride below 0: no window, and no error
     check(min(max_length, stride) >= 1, "max_length and stride must be at least 1")
-    # unshuffled first: over no window, a shuffling sampler would refuse before the check below
-    # could say why, naming only its num_samples=0
     loader = create_dataloader_v1_book(txt, batch_size, max_length, stride, False, drop_last,
-                                       num_workers)
+                                       num_workers)  # unshuffled: over no window, a sampler fails
     n_windows = len(loader.dataset)  # a batch needs batch_size of them with drop_last, else 1
     check(n_windows >= (batch_size if drop_last else 1), f"no batch: {n_windows} windows of "
           f"{max_length + 1} tokens, batch_size={batch_size}, drop_last={drop_last}")
-    if shuffle:  # the same windows, in the order the book's shuffled loader draws
-        loader = DataLoader(loader.dataset, batch_size=batch_size, shuffle=True,
-                            drop_last=drop_last, num_workers=num_workers)
+    if shuffle:  # the same windows, in the order the book's shuffled loader draws them
+        loader = DataLoader(loader.dataset, batch_size, shuffle=True, drop_last=drop_last,
+                            num_workers=num_workers)
     return loader
 
 

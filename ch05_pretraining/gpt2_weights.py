@@ -230,10 +230,9 @@ def load_gpt2(source: str | Path = "gpt2-small (124M)", **overrides) -> GPTModel
 
     `source` is a size of GPT2_SIZES (OpenAI's weights, downloaded once; the configuration is
     that size's) or a GPT-2 safetensors file or folder, configured by the config.json beside
-    it (its sizes; not its tie_word_embeddings: a tied model comes back with the head a copy of
-    the embedding, the same logits, unless tie_weights=True is passed). A bare file without one
-    (as OpenAI's are cached) is configured from its tensors' shapes, with the number of heads of
-    the GPT-2 size of that width.
+    it (its sizes only: a tied model comes back untied, unless tie_weights=True). A bare file
+    without one (as OpenAI's are cached) is configured from its tensors' shapes, with the number
+    of heads of the GPT-2 size of that width.
     """
     if source in GPT2_SIZES:
         path, cfg = download_gpt2_weights(source), gpt2_config(source)
