@@ -38,21 +38,21 @@ class KVCache:
     def update(self, keys, values):
         """Append (batch, heads, new_tokens, head_dim) keys and values; return all of them."""
         start, new, cap = self.length, keys.shape[2], self.max_tokens
-        end, layout = start + new, _layout(keys)
-        # Past max_tokens, the write would fail deep in PyTorch; keys unlike those held, or values
-        # unlike their keys but in width, would be cast into the storage (another dtype) or copied
-        # into every row or position (a batch or a token of 1), without a word. One check of all,
-        # once per generate_text call (shared.utils.trusted_inputs):
-        held = layout if start == 0 else _layout(self.keys)
+        end, layout = start + new, (_layout(keys), values.shape[3])  # keys', and values' width
+        # Past max_tokens, a write fails deep in PyTorch, or (one position) writes nothing; keys
+        # or values unlike those held, or values unlike their keys but in width, would be cast
+        # into the storage (another dtype) or copied into every row, position or feature (a batch,
+        # a token or a width of 1), without a word. One check of all, once per generate_text call:
+        held = layout if start == 0 else (_layout(self.keys), self.values.shape[3])
         if not inputs_trusted():
             check(end <= cap and layout == held and _kind(values) == _kind(keys), lambda:
                   f"{start} cached and {new} new positions pass the cache's max_tokens={cap}"
-                  if end > cap else f"keys {layout} differ from the cache's {held}: reset() it "
+                  if end > cap else f"layout {layout} differs from the cache's {held}: reset() it "
                   "first" if layout != held else "values must match their keys in all but width")
         if self.window is not None:
             return self._update_window(keys, values)
         # (1) new, or a new layout: keys', or values' width (none is read before the first update)
-        if start == 0 and (layout != _layout(self.keys) or values.shape[3] != self.values.shape[3]):
+        if start == 0 and (layout[0] != _layout(self.keys) or layout[1] != self.values.shape[3]):
             shape = (*keys.shape[:2], self.max_tokens)  # then each one's own width
             self.keys, self.values = (t.new_empty(*shape, t.shape[3]) for t in (keys, values))
         self.keys[:, :, start:end] = keys  # (2) write into the next free positions

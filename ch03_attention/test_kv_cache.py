@@ -129,6 +129,18 @@ def test_a_cache_refuses_values_unlike_their_keys_that_it_would_broadcast():
 
 
 @pytest.mark.parametrize("window", [None, 4])
+def test_a_cache_refuses_values_of_another_width_than_it_holds(window):
+    """Values of width 1 would be copied into every feature of the held ones, silently."""
+    cache = KVCache(10, window=window)
+    cache.update(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+    kept = cache.values.clone()
+    with pytest.raises(ValueError, match=r"layout \(\(1, 2, 4, .*\), 1\) differs from the cache's "
+                                         r"\(\(1, 2, 4, .*\), 4\): reset\(\) it first"):
+        cache.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 1))
+    assert cache.length == 3 and torch.equal(cache.values, kept)
+
+
+@pytest.mark.parametrize("window", [None, 4])
 def test_after_reset_values_may_take_another_width(window):
     """A new sequence's values of another width (with keys of the same layout) remake the
     storage, rather than fail to fit the old one."""
@@ -182,8 +194,9 @@ def test_a_cache_refuses_keys_of_another_dtype_that_it_would_cast(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     wider = torch.randn(2, 2, 1, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"keys \(2, 2, 4, torch\.float64, .*\) differ from the "
-                                         r"cache's \(2, 2, 4, torch\.float32.*reset\(\) it first"):
+    with pytest.raises(ValueError, match=r"layout \(\(2, 2, 4, torch\.float64, .*\) differs from "
+                                         r"the cache's \(\(2, 2, 4, torch\.float32.*reset\(\) it "
+                                         r"first"):
         cache.update(wider, wider.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 
@@ -194,8 +207,8 @@ def test_a_cache_refuses_a_batch_of_1_that_it_would_copy_into_every_row(window):
     cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4))
     kept = cache.keys.clone()
     one_row = torch.randn(1, 2, 1, 4)
-    with pytest.raises(ValueError, match=r"keys \(1, 2, 4, .*\) differ from the cache's "
-                                         r"\(2, .*\)"):
+    with pytest.raises(ValueError, match=r"layout \(\(1, 2, 4, .*\) differs from the cache's "
+                                         r"\(\(2, .*\)"):
         cache.update(one_row, one_row.clone())
     assert cache.length == 3 and torch.equal(cache.keys, kept)
 
