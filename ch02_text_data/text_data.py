@@ -100,7 +100,7 @@ def create_dataloader_v1_book(txt, batch_size=4, max_length=256, stride=128, shu
 
 def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=True,
                          drop_last=True, num_workers=0):
-    """The loader of create_dataloader_v1_book (2.6), after checks that each window holds
+    """The batches of create_dataloader_v1_book (2.6), after checks that each window holds
     tokens and that the loader yields at least one batch."""
     # max_length 0: windows without a token; stride below 0: no window, and no error
     check(min(max_length, stride) >= 1, "max_length and stride must be at least 1")

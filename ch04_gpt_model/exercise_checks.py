@@ -282,6 +282,14 @@ def _example_models():
                 block.drop_shortcut.p = cfg["drop_rate_shortcut"]
                 block.att.dropout.p = cfg["drop_rate_attn"]
 
+    class DropoutRefuses(Right):  # nn.Dropout refuses 1.5 and -0.1 itself, but takes 1.0
+        def __init__(self, cfg):
+            GPTModel.__init__(self, cfg)
+            self.drop_emb = nn.Dropout(cfg["drop_rate_emb"])
+            for block in self.trf_blocks:
+                block.drop_shortcut = nn.Dropout(cfg["drop_rate_shortcut"])
+                block.att.dropout = nn.Dropout(cfg["drop_rate_attn"])
+
     class Swapped(Right):  # the shortcut's and the attention's rates exchanged
         def __init__(self, cfg):
             super().__init__({**cfg, "drop_rate_shortcut": cfg["drop_rate_attn"],
@@ -295,7 +303,7 @@ def _example_models():
             self.trf_blocks[0].att.dropout.p = cfg["drop_rate_attn"]
 
     return {"right": [Right],
-            "wrong": [Unchanged, GPTModel, Unchecked, Swapped, FirstBlockOnly]}
+            "wrong": [Unchanged, GPTModel, Unchecked, DropoutRefuses, Swapped, FirstBlockOnly]}
 
 
 @property_exercise("4.3", hints=[
