@@ -102,7 +102,7 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=
                          drop_last=True, num_workers=0):
     """The batches of create_dataloader_v1_book (2.6), after checks that each window holds
     tokens and that the loader yields at least one batch."""
-    # max_length 0: windows without a token; stride below 0: no window, and no error
+    # max_length 0: windows without a token; stride below 0: none (or broken ones), no error
     check(min(max_length, stride) >= 1, "max_length and stride must be at least 1")
     loader = create_dataloader_v1_book(txt, batch_size, max_length, stride, False, drop_last,
                                        num_workers)  # unshuffled: over no window, a sampler fails

@@ -49,10 +49,10 @@ class Int8Linear(nn.Module):
     """An nn.Linear computed in int8: a quarter of float32's bytes read per token.
 
     The weight is kept as int8 with one float32 scale per output channel, in -63..63 (its row's
-    largest magnitude / 63): processors without VNNI multiply int8 pairs into 16-bit sums, which
-    overflow past that, and the product would differ from processor to processor. When the layer
-    runs, each input row is rounded to -127..127 by a scale of its own, and on the CPU the
-    product runs in integers (torch._int_mm, summed in int32 exactly, on any processor); then
+    largest magnitude / 63): without VNNI, oneDNN sums pairs of (input + 128) x weight in 16 bits,
+    which saturate past that, and the product would differ from processor to processor. When
+    the layer runs, each input row is rounded to -127..127 by a scale of its own, and on the CPU
+    the product runs in integers (torch._int_mm, summed in int32 exactly, on any processor); then
     both scales and the float32 bias are applied. On another device each
     call converts the int8 weight back to a float32 copy for the product, the input unrounded:
     less memory between calls, not more speed.

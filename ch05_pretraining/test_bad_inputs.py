@@ -37,9 +37,10 @@ PROMPT = torch.tensor([[1, 2, 3]])
 
 
 @pytest.mark.parametrize("change", [
-    {"max_new_tokens": -1}, {"max_new_tokens": 2.5},  # the prompt back, or range()'s error
+    {"max_new_tokens": -1}, {"max_new_tokens": 2.5},  # errors far away, naming neither
     {"context_size": 0}, {"context_size": -4}, {"context_size": 0, "use_cache": False},
     {"temperature": -1.0}, {"temperature": float("nan")}, {"repetition_penalty": 0},
+    {"repetition_penalty": -1.0}, {"repetition_penalty": float("nan")},
     {"top_p": 0}, {"top_p": 9}, {"top_p": float("nan")}, {"min_p": 1.5}, {"min_p": -0.1},
 ])
 def test_generate_names_a_bad_sampling_argument(change):
@@ -82,7 +83,7 @@ def test_a_row_that_ends_is_padded_while_the_others_go_on():
 
 
 @pytest.mark.parametrize("eos_id", ["<|endoftext|>", torch.tensor(7), -1, 50256])
-def test_an_eos_id_that_is_not_a_token_id_is_refused(eos_id):  # it would never match
+def test_an_eos_id_that_is_not_a_token_id_is_refused(eos_id):  # most would never match
     with pytest.raises(ValueError, match="eos_id must be a token id in 0..49"):
         generate_text(tiny_model(), PROMPT, 3, 8, eos_id=eos_id)
 
