@@ -224,10 +224,8 @@ def fetch(
     """Return the path of dataset `name` in data/, fetching it first if needed.
 
     With download=False only data/ and the mirror are tried (no network access).
-    Raises DataFetchError, listing every source tried and how to fix it (KeyError: no such name).
+    Raises DataFetchError, listing every source tried and how to fix it; KeyError for no such name.
     """
-    if name not in DATASETS:  # a bare KeyError would name the misspelling alone
-        raise KeyError(f"{name!r} is not one of the course's datasets: {', '.join(DATASETS)}")
     dataset = DATASETS[name]
     target = data_dir() / dataset.path
     tried: list[str] = []

@@ -182,8 +182,7 @@ def test_mirror_holds_the_extracted_member_of_an_archive(dataset, data_mirror):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(KeyError, match="'no-such-dataset' is not one of the course's datasets: "
-                                       ".*tinyshakespeare"):
+    with pytest.raises(KeyError, match="no-such-dataset"):
         data.fetch("no-such-dataset")
 
 
